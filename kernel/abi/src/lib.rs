@@ -1,0 +1,403 @@
+//! The exokernel's system-call ABI, shared by the kernel and userspace.
+//!
+//! This crate is the single definition of the kernel interface; the prose
+//! that goes with it is `docs/syscalls.md`. Everything here is plain data
+//! with explicit, checked conversions (`TryFrom`), so that the kernel never
+//! trusts a number that came from a register.
+//!
+//! The kernel has five calls: [`Syscall::Create`], [`Syscall::Map`],
+//! [`Syscall::Unmap`], [`Syscall::CreateAs`] and [`Syscall::Yield`].
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+/// Size of a page (and of a page-table page).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Highest user virtual address + 1 (the lower canonical half).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Virtual address of every address space's control page: the page through
+/// which the kernel delivers upcalls (entry point, upcall stack, the saved
+/// interrupted context). See [`ControlPage`].
+pub const CONTROL_VA: u64 = 0x1000;
+
+/// Where the boot kernel maps the kernel info page ([`KernelInfo`]) into
+/// init, read-only and not owned.
+pub const KINFO_VA: u64 = 0x2000;
+
+/// Where the boot kernel maps all free RAM into init: frame at physical
+/// address `p` appears at `RAM_WINDOW_VA + p`, owned and writable.
+pub const RAM_WINDOW_VA: u64 = 0x0000_1000_0000_0000;
+
+/// Where the boot kernel maps the boot image (the PVH module) into init,
+/// owned and writable.
+pub const BOOT_IMAGE_VA: u64 = 0x0000_0800_0000_0000;
+
+/// Where the boot kernel places init's handle to its own address space.
+pub const INIT_SELF_HANDLE_VA: u64 = 0x3000;
+
+/// The five system calls. Number in `rax`; arguments in `rdi`, `rsi`,
+/// `rdx`, `r10`, `r8`; result code in `rax` (0 = success, otherwise an
+/// [`Error`]), result value in `rdx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Syscall {
+    /// `create(va, level, frame_va)`: turn the owned, never-lent frame
+    /// mapped at `frame_va` into an empty page table of `level` (1..=3)
+    /// linked at `va` in the caller's address space.
+    Create = 0,
+    /// `map(src_va, level, dst_as, dst_va, rights)`: link what the caller
+    /// holds at `src_va` (a page if `level` is 0, a table of that level
+    /// otherwise) into `dst_as` at `dst_va` with `rights` no greater than
+    /// the caller's. A page mapped with [`Rights::OWN`] is *moved*.
+    Map = 1,
+    /// `unmap(as, va, level)`: remove a non-owning entry from an address
+    /// space the caller controls, and flush the TLB.
+    Unmap = 2,
+    /// `create_as(handle_va, frame_va)`: turn an owned, never-lent frame
+    /// into the root of a new address space; a handle to it is placed at
+    /// `handle_va` in the caller. Returns the new space's id.
+    CreateAs = 3,
+    /// `yield(handle_va, arg)`: switch to the address space named by the
+    /// handle, entering at its upcall entry with [`Reason::Yield`].
+    Yield = 4,
+}
+
+impl TryFrom<u64> for Syscall {
+    type Error = Error;
+    fn try_from(n: u64) -> Result<Self, Error> {
+        Ok(match n {
+            0 => Syscall::Create,
+            1 => Syscall::Map,
+            2 => Syscall::Unmap,
+            3 => Syscall::CreateAs,
+            4 => Syscall::Yield,
+            _ => return Err(Error::BadSyscall),
+        })
+    }
+}
+
+/// Every error a system call can return (in `rax`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Error {
+    /// `rax` did not name one of the five calls.
+    BadSyscall = 1,
+    /// An address is not page-aligned (or span-aligned for a table), not in
+    /// the user half, or collides with a reserved slot.
+    BadAddress = 2,
+    /// `level` is out of range for this call.
+    BadLevel = 3,
+    /// Nothing is mapped where the call expected an entry.
+    NotMapped = 4,
+    /// The intermediate table the call needs does not exist (create it
+    /// first with `create`).
+    NoTable = 5,
+    /// The destination slot is already in use.
+    Occupied = 6,
+    /// The caller lacks the right the operation needs (OWN to move or
+    /// retype a frame, GRANT to pass an entry on, SWITCH to yield, OWN on
+    /// an address-space handle to change that space).
+    NoRight = 7,
+    /// The requested rights exceed the rights the caller holds.
+    RightsExceeded = 8,
+    /// The frame has been lent (shared) and can never be retyped.
+    Lent = 9,
+    /// The entry is not what the call needs (e.g. a page where a table was
+    /// expected, or not an address-space handle).
+    WrongKind = 10,
+    /// An owned page or owned table link cannot be unmapped (the frame
+    /// would be lost); move it instead.
+    Owned = 11,
+    /// Reserved bits were set in an argument.
+    BadArgument = 12,
+}
+
+impl Error {
+    /// All errors, for tests and documentation.
+    pub const ALL: [Error; 12] = [
+        Error::BadSyscall,
+        Error::BadAddress,
+        Error::BadLevel,
+        Error::NotMapped,
+        Error::NoTable,
+        Error::Occupied,
+        Error::NoRight,
+        Error::RightsExceeded,
+        Error::Lent,
+        Error::WrongKind,
+        Error::Owned,
+        Error::BadArgument,
+    ];
+
+    /// The error's name as documented in `docs/syscalls.md`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::BadSyscall => "BadSyscall",
+            Error::BadAddress => "BadAddress",
+            Error::BadLevel => "BadLevel",
+            Error::NotMapped => "NotMapped",
+            Error::NoTable => "NoTable",
+            Error::Occupied => "Occupied",
+            Error::NoRight => "NoRight",
+            Error::RightsExceeded => "RightsExceeded",
+            Error::Lent => "Lent",
+            Error::WrongKind => "WrongKind",
+            Error::Owned => "Owned",
+            Error::BadArgument => "BadArgument",
+        }
+    }
+}
+
+impl TryFrom<u64> for Error {
+    type Error = u64;
+    fn try_from(n: u64) -> Result<Self, u64> {
+        Error::ALL.iter().copied().find(|e| *e as u64 == n).ok_or(n)
+    }
+}
+
+/// Rights carried by an entry. Page-table hardware bits carry WRITE and
+/// EXEC; the others live in the entries' software-available bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Rights(pub u64);
+
+impl Rights {
+    pub const NONE: Rights = Rights(0);
+    /// Writable (hardware R/W bit). Readability is implied by presence.
+    pub const WRITE: Rights = Rights(1 << 0);
+    /// Executable (hardware NX bit clear).
+    pub const EXEC: Rights = Rights(1 << 1);
+    /// Page: owns the frame (may move or retype it). Table link: may change
+    /// the table's entries. Address-space handle: may map into / unmap
+    /// from that space.
+    pub const OWN: Rights = Rights(1 << 2);
+    /// May pass this entry on with `map`.
+    pub const GRANT: Rights = Rights(1 << 3);
+    /// Address-space handle only: may `yield` to that space.
+    pub const SWITCH: Rights = Rights(1 << 4);
+    /// Every defined bit.
+    pub const ALL: Rights = Rights(0x1f);
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+    pub const fn union(self, o: Rights) -> Rights {
+        Rights(self.0 | o.0)
+    }
+    pub const fn intersect(self, o: Rights) -> Rights {
+        Rights(self.0 & o.0)
+    }
+    pub const fn contains(self, o: Rights) -> bool {
+        self.0 & o.0 == o.0
+    }
+    /// Checked conversion from a register: undefined bits are an error.
+    pub fn from_bits(bits: u64) -> Result<Rights, Error> {
+        if bits & !Rights::ALL.0 != 0 {
+            Err(Error::BadArgument)
+        } else {
+            Ok(Rights(bits))
+        }
+    }
+}
+
+impl core::ops::BitOr for Rights {
+    type Output = Rights;
+    fn bitor(self, o: Rights) -> Rights {
+        self.union(o)
+    }
+}
+
+/// Why an address space was entered at its upcall entry (in `rdi`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Reason {
+    /// Another space yielded here: `rsi` = its argument, `rcx` = its id.
+    Yield = 0,
+    /// (init only) the timer fired: `rsi` = id of the interrupted space,
+    /// `rdx` = 1 if that space's state was discarded because it was masked.
+    Timer = 1,
+    /// A page fault in this space: `rsi` = faulting address, `rdx` = the
+    /// hardware error code. The faulting context is in the control page.
+    PageFault = 2,
+    /// Another exception in this space: `rsi` = vector, `rdx` = error code.
+    Exception = 3,
+    /// (init only) a space could not take its own upcall (masked, or its
+    /// control page unusable) and was stopped: `rsi` = its id, `rdx` = the
+    /// vector (or 0xffff for a bad control page), `rcx` = the address.
+    Dead = 4,
+    /// (init only) a device interrupt: `rsi` = vector.
+    Interrupt = 5,
+}
+
+impl TryFrom<u64> for Reason {
+    type Error = u64;
+    fn try_from(n: u64) -> Result<Self, u64> {
+        Ok(match n {
+            0 => Reason::Yield,
+            1 => Reason::Timer,
+            2 => Reason::PageFault,
+            3 => Reason::Exception,
+            4 => Reason::Dead,
+            5 => Reason::Interrupt,
+            _ => return Err(n),
+        })
+    }
+}
+
+/// A saved user register context. Layout is shared with the kernel's
+/// assembly; do not reorder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Context {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+/// Number of u64 words in a [`Context`].
+pub const CONTEXT_WORDS: usize = 18;
+
+/// The layout of the control page at [`CONTROL_VA`]. The address space
+/// writes `entry` and `stack`; the kernel writes `saved`/`saved_valid` when
+/// it interrupts the space while `masked` is 0, and sets `masked` to 1
+/// whenever it enters the space at `entry`. The space clears `masked` when
+/// it no longer needs `saved`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct ControlPage {
+    pub entry: u64,
+    pub stack: u64,
+    pub masked: u64,
+    pub saved_valid: u64,
+    pub saved: Context,
+}
+
+/// Byte offsets in the control page (used by the kernel and by assembly).
+pub mod control {
+    pub const ENTRY: u64 = 0;
+    pub const STACK: u64 = 8;
+    pub const MASKED: u64 = 16;
+    pub const SAVED_VALID: u64 = 24;
+    pub const SAVED: u64 = 32;
+}
+
+/// The kernel info page, mapped read-only into init at [`KINFO_VA`]. Word
+/// offsets (each a u64).
+pub mod kinfo {
+    /// Magic value at word 0: b"EXOKINFO" little-endian.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"EXOKINFO");
+    pub const W_MAGIC: usize = 0;
+    /// Timer ticks since boot.
+    pub const W_TICKS: usize = 1;
+    /// Timer period in microseconds.
+    pub const W_TICK_US: usize = 2;
+    /// Frames the kernel allocated after boot finished (must stay 0).
+    pub const W_FRAMES_AFTER_BOOT: usize = 3;
+    /// System calls handled.
+    pub const W_SYSCALLS: usize = 4;
+    /// Upcalls delivered (faults, timer, yields).
+    pub const W_UPCALLS: usize = 5;
+    /// Init's address-space id (physical address of its root table).
+    pub const W_INIT_AS: usize = 6;
+    /// Bytes of RAM handed to init in the RAM window.
+    pub const W_RAM_BYTES: usize = 7;
+    /// Physical address and length of the boot image.
+    pub const W_BOOT_IMAGE_PHYS: usize = 8;
+    pub const W_BOOT_IMAGE_LEN: usize = 9;
+    /// TSC ticks per microsecond (0 if unknown).
+    pub const W_TSC_PER_US: usize = 10;
+    /// Number of free-RAM ranges that follow, then (start, len) pairs.
+    pub const W_RAM_RANGES: usize = 11;
+    pub const W_RAM_RANGE0: usize = 12;
+    pub const MAX_RAM_RANGES: usize = 32;
+    /// Byte offset and maximum length of the NUL-terminated command line.
+    pub const CMDLINE_OFFSET: usize = 2048;
+    pub const CMDLINE_MAX: usize = 1024;
+}
+
+/// A system call's raw result as returned in `rax`/`rdx`.
+pub fn decode_result(rax: u64, rdx: u64) -> Result<u64, Error> {
+    if rax == 0 {
+        Ok(rdx)
+    } else {
+        Err(Error::try_from(rax).unwrap_or(Error::BadArgument))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_numbers_round_trip_and_unknown_are_refused() {
+        for n in 0..5u64 {
+            assert_eq!(Syscall::try_from(n).unwrap() as u64, n);
+        }
+        for n in [5u64, 6, 100, u64::MAX] {
+            assert_eq!(Syscall::try_from(n), Err(Error::BadSyscall));
+        }
+    }
+
+    #[test]
+    fn errors_round_trip_and_have_distinct_names() {
+        for e in Error::ALL {
+            assert_eq!(Error::try_from(e as u64), Ok(e));
+        }
+        let mut names: Vec<_> = Error::ALL.iter().map(|e| e.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Error::ALL.len());
+        assert_eq!(Error::try_from(0), Err(0));
+        assert_eq!(Error::try_from(999), Err(999));
+    }
+
+    #[test]
+    fn rights_reject_undefined_bits() {
+        assert_eq!(Rights::from_bits(0x1f), Ok(Rights::ALL));
+        assert_eq!(Rights::from_bits(0x20), Err(Error::BadArgument));
+        assert!(Rights::ALL.contains(Rights::OWN | Rights::WRITE));
+        assert!(!Rights::WRITE.contains(Rights::OWN));
+    }
+
+    #[test]
+    fn control_page_offsets_match_layout() {
+        assert_eq!(core::mem::size_of::<Context>(), CONTEXT_WORDS * 8);
+        assert_eq!(core::mem::offset_of!(ControlPage, entry) as u64, control::ENTRY);
+        assert_eq!(core::mem::offset_of!(ControlPage, stack) as u64, control::STACK);
+        assert_eq!(core::mem::offset_of!(ControlPage, masked) as u64, control::MASKED);
+        assert_eq!(
+            core::mem::offset_of!(ControlPage, saved_valid) as u64,
+            control::SAVED_VALID
+        );
+        assert_eq!(core::mem::offset_of!(ControlPage, saved) as u64, control::SAVED);
+    }
+
+    #[test]
+    fn results_decode() {
+        assert_eq!(decode_result(0, 42), Ok(42));
+        assert_eq!(decode_result(Error::Lent as u64, 0), Err(Error::Lent));
+    }
+
+    #[test]
+    fn reasons_round_trip() {
+        for n in 0..6u64 {
+            assert_eq!(Reason::try_from(n).unwrap() as u64, n);
+        }
+        assert!(Reason::try_from(6).is_err());
+    }
+}
