@@ -15,4 +15,5 @@
 extern crate alloc;
 
 pub mod bootimage;
+pub mod elf;
 mod le;
