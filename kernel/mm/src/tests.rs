@@ -1,0 +1,342 @@
+//! Host tests of the page-table calls over emulated physical memory.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Emulated physical memory: frames allocated on demand, all zero.
+#[derive(Default)]
+struct Mem {
+    words: HashMap<u64, u64>,
+    next_frame: u64,
+}
+
+impl PhysMem for Mem {
+    fn read(&self, pa: u64) -> u64 {
+        assert_eq!(pa % 8, 0);
+        *self.words.get(&pa).unwrap_or(&0)
+    }
+    fn write(&mut self, pa: u64, v: u64) {
+        assert_eq!(pa % 8, 0);
+        self.words.insert(pa, v);
+    }
+}
+
+#[derive(Default)]
+struct Flushes(Vec<(u64, Option<u64>)>);
+impl Tlb for Flushes {
+    fn flush_page(&mut self, root: u64, va: u64) {
+        self.0.push((root, Some(va)));
+    }
+    fn flush_all(&mut self, root: u64) {
+        self.0.push((root, None));
+    }
+}
+
+const KERNEL_MARK: u64 = 0xdead_0000_0000_0003;
+
+struct World {
+    mem: Mem,
+    tlb: Flushes,
+    kernel_half: [u64; 256],
+    init: u64,
+}
+
+const FRAMES_VA: u64 = 0x4000_0000; // where init holds spare frames
+
+impl World {
+    /// An init with `n` owned frames at FRAMES_VA.. and tables for the
+    /// low 2 MiB (handles live there).
+    fn new(n: u64) -> World {
+        let mut mem = Mem { words: HashMap::new(), next_frame: 0x10_0000 };
+        let mut kernel_half = [0u64; 256];
+        for (i, e) in kernel_half.iter_mut().enumerate() {
+            *e = KERNEL_MARK + ((i as u64) << 12);
+        }
+        let root = mem.next_frame;
+        mem.next_frame += PAGE_SIZE;
+        for (i, e) in kernel_half.iter().enumerate() {
+            mem.write(root + (256 + i as u64) * 8, *e);
+        }
+        let mut frames = Vec::new();
+        for _ in 0..n + 16 {
+            frames.push(mem.next_frame);
+            mem.next_frame += PAGE_SIZE;
+        }
+        let mut pool = frames.split_off(n as usize);
+        {
+            let mut bm = BootMapper { mem: &mut mem, alloc: || pool.pop(), root };
+            for (i, f) in frames.iter().enumerate() {
+                bm.map_leaf(FRAMES_VA + i as u64 * PAGE_SIZE, *f, present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT))
+                    .unwrap();
+            }
+            bm.leaf_slot(0x1000).unwrap();
+        }
+        World { mem, tlb: Flushes::default(), kernel_half, init: root }
+    }
+    fn frame_va(i: u64) -> u64 {
+        FRAMES_VA + i * PAGE_SIZE
+    }
+    fn create(&mut self, caller: u64, va: u64, level: u64, frame_va: u64) -> Result<(), Error> {
+        create(&mut self.mem, &mut self.tlb, caller, va, level, frame_va)
+    }
+    fn create_as(&mut self, caller: u64, handle_va: u64, frame_va: u64) -> Result<u64, Error> {
+        let kh = self.kernel_half;
+        create_as(&mut self.mem, &mut self.tlb, caller, handle_va, frame_va, &kh)
+    }
+    fn map(&mut self, caller: u64, src: u64, level: u64, dst_as: u64, dst: u64, r: Rights) -> Result<(), Error> {
+        map(&mut self.mem, &mut self.tlb, caller, src, level, dst_as, dst, r.bits())
+    }
+    fn unmap(&mut self, caller: u64, as_: u64, va: u64, level: u64) -> Result<(), Error> {
+        unmap(&mut self.mem, &mut self.tlb, caller, as_, va, level)
+    }
+    /// Build tables down to level 1 for `va` in `caller` from its frames
+    /// `fi..fi+3`.
+    fn tables_for(&mut self, caller: u64, va: u64, fi: u64) {
+        let va3 = va & !(span(3) - 1);
+        let va2 = va & !(span(2) - 1);
+        let va1 = va & !(span(1) - 1);
+        for (k, (v, l)) in [(va3, 3), (va2, 2), (va1, 1)].into_iter().enumerate() {
+            match self.create(caller, v, l, Self::frame_va(fi + k as u64)) {
+                Ok(()) | Err(Error::Occupied) => {}
+                Err(e) => panic!("tables_for {v:#x} level {l}: {e:?}"),
+            }
+        }
+    }
+    fn write_user(&mut self, root: u64, va: u64, v: u64) -> bool {
+        match translate(&self.mem, root, va, true) {
+            Some(pa) => {
+                self.mem.write(pa, v);
+                true
+            }
+            None => false,
+        }
+    }
+    fn read_user(&self, root: u64, va: u64) -> Option<u64> {
+        translate(&self.mem, root, va, false).map(|pa| self.mem.read(pa))
+    }
+}
+
+#[test]
+fn create_builds_tables_from_owned_frames_and_takes_them_away() {
+    let mut w = World::new(8);
+    let va = 0x100_0000_0000;
+    w.create(w.init, va & !(span(3) - 1), 3, World::frame_va(0)).unwrap();
+    // The frame is gone from the caller.
+    assert_eq!(walk(&w.mem, w.init, World::frame_va(0), 0).unwrap().entry, 0);
+    assert!(w.tlb.0.contains(&(w.init, Some(World::frame_va(0)))));
+    w.create(w.init, va & !(span(2) - 1), 2, World::frame_va(1)).unwrap();
+    w.create(w.init, va, 1, World::frame_va(2)).unwrap();
+    // Errors: occupied, bad level, bad alignment, no table, not mapped.
+    assert_eq!(w.create(w.init, va, 1, World::frame_va(3)), Err(Error::Occupied));
+    assert_eq!(w.create(w.init, va, 0, World::frame_va(3)), Err(Error::BadLevel));
+    assert_eq!(w.create(w.init, va, 4, World::frame_va(3)), Err(Error::BadLevel));
+    assert_eq!(w.create(w.init, va + 0x1000, 1, World::frame_va(3)), Err(Error::BadAddress));
+    assert_eq!(w.create(w.init, 0x7000_0000_0000, 1, World::frame_va(3)), Err(Error::NoTable));
+    assert_eq!(w.create(w.init, va + span(1), 1, World::frame_va(0)), Err(Error::NotMapped));
+    assert_eq!(w.create(w.init, USER_END, 3, World::frame_va(3)), Err(Error::BadAddress));
+    assert_eq!(w.create(w.init, 0xffff_8000_0000_0000, 3, World::frame_va(3)), Err(Error::BadAddress));
+}
+
+#[test]
+fn a_failed_call_changes_nothing() {
+    let mut w = World::new(8);
+    let before = w.mem.words.clone();
+    let _ = w.create(w.init, 0x10_0000_0000, 1, World::frame_va(0)); // NoTable
+    let _ = w.map(w.init, World::frame_va(0), 0, 0, World::frame_va(1), Rights::OWN); // Occupied
+    let _ = w.unmap(w.init, 0, World::frame_va(0), 0); // Owned
+    assert_eq!(w.mem.words, before);
+}
+
+#[test]
+fn move_share_and_rights_only_go_down() {
+    let mut w = World::new(16);
+    let child = w.create_as(w.init, 0x3000, World::frame_va(0)).unwrap();
+    // Kernel half copied.
+    assert_eq!(w.mem.read(child + 256 * 8), KERNEL_MARK);
+    // Child tables at 0x20_0000 built by init into the child: init must
+    // hand frames over (move) and then the child creates... here init maps
+    // tables into the child by creating them in itself and linking.
+    let region = 0x8000_0000u64;
+    w.tables_for(w.init, region, 1); // uses frames 1,2,3
+    // Move frame 4 to region page 0 in init, write a value.
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
+    assert!(w.write_user(w.init, region, 77));
+    // Give the child a level-3 table of its own to hold the link: first
+    // the child needs a level-3 table: create it in init at an unused slot and link.
+    let cva = 0x40_0000_0000u64; // child's region address, 1 GiB-aligned? use level-1 link at 2 MiB
+    // Build child tables: init creates tables in its own space at a scratch
+    // place and links the level-3 table into the child with OWN.
+    let scratch = 0x100_0000_0000u64;
+    w.create(w.init, scratch, 3, World::frame_va(5)).unwrap();
+    w.map(w.init, scratch, 3, 0x3000, cva & !(span(3) - 1), Rights::ALL.intersect(Rights(0xf))).unwrap();
+    // Child's view: link level-2 in child's PDPT through init's scratch table.
+    w.create(w.init, scratch + (cva & (span(3) - 1) & !(span(2) - 1)), 2, World::frame_va(6)).unwrap();
+    // Now share init's level-1 region read-only into the child.
+    w.map(w.init, region & !(span(1) - 1), 1, 0x3000, cva, Rights::NONE).unwrap();
+    assert_eq!(w.read_user(child, cva), Some(77));
+    assert!(!w.write_user(child, cva, 5), "read-only share must refuse writes");
+    // Rights cannot go up: child holds read-only; asking for WRITE fails.
+    // (Child has no handle to itself; it maps within itself with dst 0.)
+    assert_eq!(w.map(child, cva, 1, 0, cva + span(1), Rights::WRITE), Err(Error::RightsExceeded));
+    assert_eq!(w.map(child, cva, 1, 0, cva + span(1), Rights::NONE), Err(Error::NoRight)); // no GRANT
+    // Child cannot move the page out of a table it does not manage.
+    assert_eq!(w.map(child, cva, 0, 0, cva + span(1), Rights::OWN), Err(Error::RightsExceeded));
+    // Revocation: init unmaps the child's link.
+    w.unmap(w.init, 0x3000, cva, 1).unwrap();
+    assert_eq!(w.read_user(child, cva), None);
+    assert!(w.tlb.0.contains(&(child, None)));
+    // Unmapping an owned page is refused.
+    assert_eq!(w.unmap(w.init, 0, region, 0), Err(Error::Owned));
+}
+
+#[test]
+fn lent_frames_never_become_tables() {
+    let mut w = World::new(16);
+    let region = 0x8000_0000u64;
+    w.tables_for(w.init, region, 0);
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
+    // Share page-level into another slot (non-owning alias).
+    w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE).unwrap();
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region), Err(Error::Lent));
+    assert_eq!(w.create_as(w.init, 0x5000, region), Err(Error::Lent));
+    // The alias is not owned: it cannot be retyped either.
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region + 0x1000), Err(Error::NoRight));
+    // Moving a lent page keeps it lent.
+    w.map(w.init, region, 0, 0, region + 0x2000, Rights::OWN | Rights::WRITE).unwrap();
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region + 0x2000), Err(Error::Lent));
+    // The alias can be unmapped.
+    w.unmap(w.init, 0, region + 0x1000, 0).unwrap();
+}
+
+#[test]
+fn handles_gate_map_unmap_and_yield() {
+    let mut w = World::new(16);
+    let child = w.create_as(w.init, 0x3000, World::frame_va(0)).unwrap();
+    assert_eq!(yield_target(&w.mem, w.init, 0x3000), Ok(child));
+    assert_eq!(yield_target(&w.mem, w.init, 0x4000), Err(Error::NotMapped));
+    assert_eq!(yield_target(&w.mem, w.init, 0), Err(Error::BadAddress));
+    assert_eq!(yield_target(&w.mem, w.init, World::frame_va(1)), Err(Error::WrongKind));
+    // A switch-only copy of the handle cannot be used to map.
+    w.map(w.init, 0x3000, 0, 0, 0x5000, Rights::SWITCH).unwrap();
+    assert_eq!(yield_target(&w.mem, w.init, 0x5000), Ok(child));
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0x5000, 0x20_0000, Rights::OWN), Err(Error::NoRight));
+    // Handle rights cannot grow.
+    assert_eq!(w.map(w.init, 0x5000, 0, 0, 0x6000, Rights::OWN), Err(Error::RightsExceeded));
+    // Handles carry no WRITE/EXEC.
+    assert_eq!(w.map(w.init, 0x3000, 0, 0, 0x6000, Rights::WRITE), Err(Error::RightsExceeded));
+    // Unmap the copy; yield through it now fails.
+    w.unmap(w.init, 0, 0x5000, 0).unwrap();
+    assert_eq!(yield_target(&w.mem, w.init, 0x5000), Err(Error::NotMapped));
+    // The child has no tables: mapping into it needs them.
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0x3000, 0x20_0000, Rights::OWN), Err(Error::NoTable));
+    // Undefined rights bits.
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0, 0x20_0000, Rights(1 << 9)), Err(Error::BadArgument));
+}
+
+/// Random calls from several address spaces; after each, the invariants
+/// that make the kernel safe must hold.
+#[test]
+fn random_calls_keep_the_invariants() {
+    let mut calls = 0u64;
+    let mut ok = [0u64; 4];
+    for seed in 1..=8u64 {
+        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut w = World::new(64);
+        let mut spaces = vec![w.init];
+        let vas = |r: u64| -> u64 {
+            // Addresses concentrated where tables exist, plus hostile ones.
+            match r % 8 {
+                0 => FRAMES_VA + (r >> 8) % 80 * PAGE_SIZE,
+                1 => 0x3000 + (r >> 8) % 8 * PAGE_SIZE,
+                2 => (r >> 8) % 4 * span(1),
+                3 => (r >> 8) % 4 * span(2),
+                4 => (r >> 8) % 4 * span(3),
+                5 => r,
+                6 => 0xffff_8000_0000_0000 | r,
+                _ => FRAMES_VA + ((r >> 8) % 4) * span(1),
+            }
+        };
+        for _ in 0..1500 {
+            let caller = spaces[(next() % spaces.len() as u64) as usize];
+            let op = next() % 4;
+            let (a, b, c, d) = (vas(next()), next() % 5, vas(next()), next() % 0x40);
+            let hs = [0, 0x3000, 0x4000, 0x5000][(next() % 4) as usize];
+            let r = match op {
+                0 => w.create(caller, a, b, c).map(|_| ()),
+                1 if next() % 4 != 0 => {
+                    // Plausible: page-level moves and shares inside the frame window.
+                    let rights = [Rights::OWN | Rights::WRITE, Rights::WRITE, Rights::NONE, Rights::ALL, Rights::GRANT];
+                    let src = FRAMES_VA + next() % 80 * PAGE_SIZE;
+                    let dst = FRAMES_VA + next() % 80 * PAGE_SIZE;
+                    w.map(caller, src, 0, if next() % 2 == 0 { 0 } else { hs }, dst, rights[(next() % 5) as usize])
+                }
+                1 => w.map(caller, a, b % 4, hs, c, Rights(d)),
+                2 => w.unmap(caller, hs, a, b),
+                _ => match w.create_as(caller, 0x3000 + (next() % 4) * PAGE_SIZE, c) {
+                    Ok(root) => {
+                        spaces.push(root);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if r.is_ok() {
+                ok[op as usize] += 1;
+            }
+            calls += 1;
+            check_invariants(&w, &spaces);
+        }
+    }
+    println!("{calls} random calls checked; successes per call (create, map, unmap, create_as): {ok:?}");
+    assert!(ok.iter().all(|n| *n > 0), "every call must succeed sometimes: {ok:?}");
+}
+
+fn check_invariants(w: &World, spaces: &[u64]) {
+    let mut tables = BTreeSet::new();
+    let mut owners: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut leaves: BTreeMap<u64, (usize, bool)> = BTreeMap::new(); // frame -> (count, lent owner)
+    let mut stack: Vec<(u64, u8)> = spaces.iter().map(|r| (*r, 4u8)).collect();
+    let mut seen = BTreeSet::new();
+    for r in spaces {
+        for i in 256..512u64 {
+            assert_eq!(w.mem.read(r + i * 8), w.kernel_half[i as usize - 256], "kernel half changed");
+        }
+    }
+    while let Some((t, lvl)) = stack.pop() {
+        if !seen.insert((t, lvl)) {
+            continue;
+        }
+        tables.insert(t);
+        for i in 0..if lvl == 4 { 256 } else { 512 } {
+            let e = w.mem.read(t + i * 8);
+            match decode(e, lvl - 1) {
+                Kind::Table { frame, .. } => stack.push((frame, lvl - 1)),
+                Kind::Page { frame, lent, .. } => {
+                    let ent = leaves.entry(frame).or_insert((0, false));
+                    ent.0 += 1;
+                    if e & OWN != 0 {
+                        *owners.entry(frame).or_default() += 1;
+                        ent.1 |= lent;
+                    }
+                }
+                Kind::Handle { root, .. } => assert!(spaces.contains(&root), "handle to a non-space"),
+                Kind::Empty => {}
+                Kind::Foreign => panic!("foreign entry {e:#x} at level {}", lvl - 1),
+            }
+        }
+    }
+    for (frame, (count, lent)) in &leaves {
+        assert!(!tables.contains(frame), "frame {frame:#x} is both a table and a user page");
+        assert!(!spaces.contains(frame), "an address-space root is mapped as a page");
+        assert!(owners.get(frame).copied().unwrap_or(0) <= 1, "two owners of {frame:#x}");
+        if *count > 1 {
+            assert!(*lent || owners.get(frame).is_none(), "frame {frame:#x} shared but its owner is not LENT");
+        }
+    }
+}
