@@ -124,7 +124,11 @@ pub enum BootImageError {
     /// The count field exceeds [`MAX_ENTRIES`].
     TooManyEntries { count: u32 },
     /// The entry table (`count` entries) ends at `table_end`, past the image.
-    TableOutsideImage { count: u32, table_end: usize, image_len: usize },
+    TableOutsideImage {
+        count: u32,
+        table_end: usize,
+        image_len: usize,
+    },
     /// Entry `index`'s name field has no NUL terminator.
     NameNotTerminated { index: usize },
     /// Entry `index`'s name is empty.
@@ -140,9 +144,18 @@ pub enum BootImageError {
     /// Entry `index`'s `offset + len` overflows 64 bits.
     RangeOverflows { index: usize, offset: u64, len: u64 },
     /// Entry `index`'s data `[offset, offset + len)` ends past the image.
-    EntryOutsideImage { index: usize, offset: u64, len: u64, image_len: usize },
+    EntryOutsideImage {
+        index: usize,
+        offset: u64,
+        len: u64,
+        image_len: usize,
+    },
     /// Entry `index`'s data starts inside the header or entry table.
-    EntryOverlapsTable { index: usize, offset: u64, table_end: usize },
+    EntryOverlapsTable {
+        index: usize,
+        offset: u64,
+        table_end: usize,
+    },
     /// The data of entries `first` and `second` overlap.
     EntriesOverlap {
         first: usize,
@@ -174,7 +187,11 @@ impl fmt::Display for BootImageError {
                 f,
                 "boot image: count is {count}, at most {MAX_ENTRIES} allowed"
             ),
-            TableOutsideImage { count, table_end, image_len } => write!(
+            TableOutsideImage {
+                count,
+                table_end,
+                image_len,
+            } => write!(
                 f,
                 "boot image: table of {count} entries ends at byte {table_end}, \
                  past the image end {image_len}"
@@ -204,17 +221,33 @@ impl fmt::Display for BootImageError {
                 f,
                 "boot image: entry {index}: offset {offset:#x} + len {len:#x} overflows"
             ),
-            EntryOutsideImage { index, offset, len, image_len } => write!(
+            EntryOutsideImage {
+                index,
+                offset,
+                len,
+                image_len,
+            } => write!(
                 f,
                 "boot image: entry {index}: data [{offset:#x}, +{len:#x}) ends past the \
                  image end {image_len:#x}"
             ),
-            EntryOverlapsTable { index, offset, table_end } => write!(
+            EntryOverlapsTable {
+                index,
+                offset,
+                table_end,
+            } => write!(
                 f,
                 "boot image: entry {index}: offset {offset:#x} is inside the header table \
                  (which ends at {table_end:#x})"
             ),
-            EntriesOverlap { first, first_offset, first_len, second, second_offset, second_len } => {
+            EntriesOverlap {
+                first,
+                first_offset,
+                first_len,
+                second,
+                second_offset,
+                second_len,
+            } => {
                 write!(
                     f,
                     "boot image: entry {first} [{first_offset:#x}, +{first_len:#x}) overlaps \
@@ -234,14 +267,19 @@ fn align_up(n: usize) -> usize {
 /// Check the names [`build`] is given, with the rules `parse` enforces.
 fn check_build_input(entries: &[(&str, &[u8])]) -> Result<(), BuildError> {
     if entries.len() > MAX_ENTRIES as usize {
-        return Err(BuildError::TooManyEntries { count: entries.len() });
+        return Err(BuildError::TooManyEntries {
+            count: entries.len(),
+        });
     }
     for (index, (name, _)) in entries.iter().enumerate() {
         if name.is_empty() {
             return Err(BuildError::EmptyName { index });
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(BuildError::NameTooLong { index, len: name.len() });
+            return Err(BuildError::NameTooLong {
+                index,
+                len: name.len(),
+            });
         }
         if name.as_bytes().contains(&0) {
             return Err(BuildError::NameContainsNul { index });
@@ -337,20 +375,29 @@ fn entry_data<'a>(
     table_end: usize,
 ) -> Result<&'a [u8], BootImageError> {
     let (offset, len) = (raw.offset, raw.len);
-    if offset % DATA_ALIGN != 0 {
+    if !offset.is_multiple_of(DATA_ALIGN) {
         return Err(BootImageError::MisalignedOffset { index, offset });
     }
     let end = offset
         .checked_add(len)
         .ok_or(BootImageError::RangeOverflows { index, offset, len })?;
-    let outside = BootImageError::EntryOutsideImage { index, offset, len, image_len: bytes.len() };
+    let outside = BootImageError::EntryOutsideImage {
+        index,
+        offset,
+        len,
+        image_len: bytes.len(),
+    };
     let (start, end) = match (usize::try_from(offset), usize::try_from(end)) {
         (Ok(s), Ok(e)) if e <= bytes.len() => (s, e),
         _ => return Err(outside),
     };
     // An empty file occupies no bytes, so it cannot overlap the table.
     if len != 0 && start < table_end {
-        return Err(BootImageError::EntryOverlapsTable { index, offset, table_end });
+        return Err(BootImageError::EntryOverlapsTable {
+            index,
+            offset,
+            table_end,
+        });
     }
     bytes.get(start..end).ok_or(outside)
 }
@@ -381,7 +428,11 @@ impl<'a> BootImage<'a> {
         // count <= 256, so this cannot overflow.
         let table_end = HEADER_LEN + ENTRY_LEN * count as usize;
         if table_end > bytes.len() {
-            return Err(BootImageError::TableOutsideImage { count, table_end, image_len: have });
+            return Err(BootImageError::TableOutsideImage {
+                count,
+                table_end,
+                image_len: have,
+            });
         }
 
         let mut entries: Vec<Entry<'a>> = Vec::with_capacity(count as usize);
@@ -410,7 +461,11 @@ impl<'a> BootImage<'a> {
                     });
                 }
             }
-            entries.push(Entry { name, data, offset: raw.offset });
+            entries.push(Entry {
+                name,
+                data,
+                offset: raw.offset,
+            });
         }
         Ok(BootImage { bytes, entries })
     }

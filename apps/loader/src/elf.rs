@@ -148,7 +148,11 @@ pub struct LoadPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElfError {
     /// The file ends before `what` does: `needed` bytes, `have` present.
-    Truncated { what: &'static str, needed: u64, have: u64 },
+    Truncated {
+        what: &'static str,
+        needed: u64,
+        have: u64,
+    },
     /// The file does not start with `\x7fELF`.
     BadMagic { found: [u8; 4] },
     /// `e_ident[EI_CLASS]` is not ELFCLASS64 (2).
@@ -171,21 +175,43 @@ pub enum ElfError {
     /// or relocation.
     HasDynamicSection { index: usize },
     /// Segment `index` has `p_filesz > p_memsz`.
-    FileSizeExceedsMemSize { index: usize, filesz: u64, memsz: u64 },
+    FileSizeExceedsMemSize {
+        index: usize,
+        filesz: u64,
+        memsz: u64,
+    },
     /// Segment `index`'s file bytes `[offset, offset + filesz)` overflow or
     /// end past the file.
-    SegmentOutsideFile { index: usize, offset: u64, filesz: u64, file_len: u64 },
+    SegmentOutsideFile {
+        index: usize,
+        offset: u64,
+        filesz: u64,
+        file_len: u64,
+    },
     /// Segment `index`'s memory `[vaddr, vaddr + memsz)` overflows or leaves
     /// the user program window.
-    SegmentOutsideUserWindow { index: usize, vaddr: u64, memsz: u64 },
+    SegmentOutsideUserWindow {
+        index: usize,
+        vaddr: u64,
+        memsz: u64,
+    },
     /// Segment `index`'s `p_align` is neither 0 nor a power of two.
     BadAlignment { index: usize, align: u64 },
     /// Segment `index` breaks `p_vaddr == p_offset (mod p_align)`.
-    MisalignedSegment { index: usize, vaddr: u64, offset: u64, align: u64 },
+    MisalignedSegment {
+        index: usize,
+        vaddr: u64,
+        offset: u64,
+        align: u64,
+    },
     /// Segment `index` is both writable and executable.
     WriteAndExecute { index: usize, vaddr: u64 },
     /// Segments `first` and `second` both touch the page at `page`.
-    SegmentsSharePage { first: usize, second: usize, page: u64 },
+    SegmentsSharePage {
+        first: usize,
+        second: usize,
+        page: u64,
+    },
     /// No PT_LOAD segment with memory.
     NoLoadableSegments,
     /// The entry point is not in the file-backed part of an executable
@@ -235,16 +261,29 @@ impl fmt::Display for ElfError {
                 "ELF: program header {index} is PT_DYNAMIC; programs needing dynamic \
                  linking or relocation are not supported"
             ),
-            FileSizeExceedsMemSize { index, filesz, memsz } => write!(
+            FileSizeExceedsMemSize {
+                index,
+                filesz,
+                memsz,
+            } => write!(
                 f,
                 "ELF: segment {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"
             ),
-            SegmentOutsideFile { index, offset, filesz, file_len } => write!(
+            SegmentOutsideFile {
+                index,
+                offset,
+                filesz,
+                file_len,
+            } => write!(
                 f,
                 "ELF: segment {index}: file bytes [{offset:#x}, +{filesz:#x}) are not \
                  inside the {file_len:#x}-byte file"
             ),
-            SegmentOutsideUserWindow { index, vaddr, memsz } => write!(
+            SegmentOutsideUserWindow {
+                index,
+                vaddr,
+                memsz,
+            } => write!(
                 f,
                 "ELF: segment {index}: memory [{vaddr:#x}, +{memsz:#x}) is outside the \
                  user program window [{USER_WINDOW_START:#x}, {USER_WINDOW_END:#x})"
@@ -253,7 +292,12 @@ impl fmt::Display for ElfError {
                 f,
                 "ELF: segment {index}: p_align {align:#x} is not 0 or a power of two"
             ),
-            MisalignedSegment { index, vaddr, offset, align } => write!(
+            MisalignedSegment {
+                index,
+                vaddr,
+                offset,
+                align,
+            } => write!(
                 f,
                 "ELF: segment {index}: p_vaddr {vaddr:#x} and p_offset {offset:#x} differ \
                  modulo p_align {align:#x}"
@@ -262,7 +306,11 @@ impl fmt::Display for ElfError {
                 f,
                 "ELF: segment {index} at {vaddr:#x} is both writable and executable (W^X)"
             ),
-            SegmentsSharePage { first, second, page } => write!(
+            SegmentsSharePage {
+                first,
+                second,
+                page,
+            } => write!(
                 f,
                 "ELF: segments {first} and {second} share the page at {page:#x}; \
                  rights are per page, so each page must belong to one segment"
@@ -299,7 +347,10 @@ impl fmt::Display for PageError {
                 write!(f, "load plan: {page_vaddr:#x} is not page-aligned")
             }
             PageError::NotInPlan { page_vaddr } => {
-                write!(f, "load plan: no segment covers the page at {page_vaddr:#x}")
+                write!(
+                    f,
+                    "load plan: no segment covers the page at {page_vaddr:#x}"
+                )
             }
             PageError::ImageTooShort { needed, have } => write!(
                 f,
@@ -329,7 +380,11 @@ struct ProgramHeader {
 }
 
 fn truncated(what: &'static str, needed: u64, image: &[u8]) -> ElfError {
-    ElfError::Truncated { what, needed, have: image.len() as u64 }
+    ElfError::Truncated {
+        what,
+        needed,
+        have: image.len() as u64,
+    }
 }
 
 fn read_header(image: &[u8]) -> Result<Header, ElfError> {
@@ -375,7 +430,10 @@ fn read_header(image: &[u8]) -> Result<Header, ElfError> {
     }
     let version = field32(20)?;
     if version != EV_CURRENT {
-        return Err(ElfError::UnsupportedVersion { field: "e_version", version });
+        return Err(ElfError::UnsupportedVersion {
+            field: "e_version",
+            version,
+        });
     }
     let phentsize = field16(54)?;
     let phnum = field16(56)?;
@@ -386,40 +444,45 @@ fn read_header(image: &[u8]) -> Result<Header, ElfError> {
     if phnum > MAX_PROGRAM_HEADERS {
         return Err(ElfError::TooManyProgramHeaders { phnum });
     }
-    Ok(Header { entry: field64(24)?, phoff: field64(32)?, phnum })
+    Ok(Header {
+        entry: field64(24)?,
+        phoff: field64(32)?,
+        phnum,
+    })
 }
 
-fn read_program_header(image: &[u8], header: &Header, index: usize) -> Result<ProgramHeader, ElfError> {
-    // phnum <= 64, so index * 56 is small; phoff is checked for overflow.
+/// The program header table, checked to lie inside the file.
+fn program_header_table<'a>(image: &'a [u8], header: &Header) -> Result<&'a [u8], ElfError> {
+    // phnum <= 64, so the table length is small; phoff may be anything.
     let table_len = u64::from(header.phnum) * u64::from(PHDR_LEN);
-    let needed = header.phoff.checked_add(table_len).unwrap_or(u64::MAX);
-    let short = || truncated("program header table", needed, image);
-    let base = header
-        .phoff
-        .checked_add(index as u64 * u64::from(PHDR_LEN))
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(short)?;
-    let entry = image
-        .get(base..)
-        .and_then(|rest| rest.get(..usize::from(PHDR_LEN)))
-        .ok_or_else(short)?;
-    let field32 = |at| u32_at(entry, at).ok_or_else(short);
-    let field64 = |at| u64_at(entry, at).ok_or_else(short);
-    Ok(ProgramHeader {
-        p_type: field32(0)?,
-        flags: field32(4)?,
-        offset: field64(8)?,
-        vaddr: field64(16)?,
-        filesz: field64(32)?,
-        memsz: field64(40)?,
-        align: field64(48)?,
+    let end = header.phoff.saturating_add(table_len);
+    let short = || truncated("program header table", end, image);
+    let start = usize::try_from(header.phoff).map_err(|_| short())?;
+    let end = usize::try_from(end).map_err(|_| short())?;
+    image.get(start..end).ok_or_else(short)
+}
+
+/// Decode one 56-byte program header (`None` only if `entry` is shorter).
+fn read_program_header(entry: &[u8]) -> Option<ProgramHeader> {
+    Some(ProgramHeader {
+        p_type: u32_at(entry, 0)?,
+        flags: u32_at(entry, 4)?,
+        offset: u64_at(entry, 8)?,
+        vaddr: u64_at(entry, 16)?,
+        filesz: u64_at(entry, 32)?,
+        memsz: u64_at(entry, 40)?,
+        align: u64_at(entry, 48)?,
     })
 }
 
 /// Check one PT_LOAD segment on its own and turn it into a [`Segment`].
 fn check_load_segment(image: &[u8], index: usize, ph: &ProgramHeader) -> Result<Segment, ElfError> {
     if ph.filesz > ph.memsz {
-        return Err(ElfError::FileSizeExceedsMemSize { index, filesz: ph.filesz, memsz: ph.memsz });
+        return Err(ElfError::FileSizeExceedsMemSize {
+            index,
+            filesz: ph.filesz,
+            memsz: ph.memsz,
+        });
     }
     let file_len = image.len() as u64;
     match ph.offset.checked_add(ph.filesz) {
@@ -433,13 +496,20 @@ fn check_load_segment(image: &[u8], index: usize, ph: &ProgramHeader) -> Result<
             })
         }
     }
-    let outside = ElfError::SegmentOutsideUserWindow { index, vaddr: ph.vaddr, memsz: ph.memsz };
+    let outside = ElfError::SegmentOutsideUserWindow {
+        index,
+        vaddr: ph.vaddr,
+        memsz: ph.memsz,
+    };
     match ph.vaddr.checked_add(ph.memsz) {
         Some(end) if ph.vaddr >= USER_WINDOW_START && end <= USER_WINDOW_END => {}
         _ => return Err(outside),
     }
     if ph.align != 0 && !ph.align.is_power_of_two() {
-        return Err(ElfError::BadAlignment { index, align: ph.align });
+        return Err(ElfError::BadAlignment {
+            index,
+            align: ph.align,
+        });
     }
     if ph.align > 1 && ph.vaddr % ph.align != ph.offset % ph.align {
         return Err(ElfError::MisalignedSegment {
@@ -452,7 +522,10 @@ fn check_load_segment(image: &[u8], index: usize, ph: &ProgramHeader) -> Result<
     let writable = ph.flags & PF_W != 0;
     let executable = ph.flags & PF_X != 0;
     if writable && executable {
-        return Err(ElfError::WriteAndExecute { index, vaddr: ph.vaddr });
+        return Err(ElfError::WriteAndExecute {
+            index,
+            vaddr: ph.vaddr,
+        });
     }
     Ok(Segment {
         vaddr: ph.vaddr,
@@ -468,18 +541,17 @@ fn check_load_segment(image: &[u8], index: usize, ph: &ProgramHeader) -> Result<
 /// segments may use at most `max_memory` bytes, counted in whole pages.
 pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     let header = read_header(image)?;
-    let table_len = u64::from(header.phnum) * u64::from(PHDR_LEN);
-    match header.phoff.checked_add(table_len) {
-        Some(end) if end <= image.len() as u64 => {}
-        end => {
-            let needed = end.unwrap_or(u64::MAX);
-            return Err(truncated("program header table", needed, image));
-        }
-    }
+    let table = program_header_table(image, &header)?;
     // (segment, its program-header index) for the error messages.
     let mut segments: Vec<(Segment, usize)> = Vec::new();
-    for index in 0..usize::from(header.phnum) {
-        let ph = read_program_header(image, &header, index)?;
+    for (index, entry) in table.chunks_exact(usize::from(PHDR_LEN)).enumerate() {
+        let ph = read_program_header(entry).ok_or_else(|| {
+            truncated(
+                "program header table",
+                header.phoff.saturating_add(table.len() as u64),
+                image,
+            )
+        })?;
         match ph.p_type {
             PT_INTERP => return Err(ElfError::HasInterpreter { index }),
             PT_DYNAMIC => return Err(ElfError::HasDynamicSection { index }),
@@ -491,9 +563,15 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
             continue;
         }
         for (earlier, first) in &segments {
-            if earlier.first_page() < segment.end_page() && segment.first_page() < earlier.end_page() {
+            if earlier.first_page() < segment.end_page()
+                && segment.first_page() < earlier.end_page()
+            {
                 let page = earlier.first_page().max(segment.first_page());
-                return Err(ElfError::SegmentsSharePage { first: *first, second: index, page });
+                return Err(ElfError::SegmentsSharePage {
+                    first: *first,
+                    second: index,
+                    page,
+                });
             }
         }
         segments.push((segment, index));
@@ -503,9 +581,9 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     }
 
     let entry = header.entry;
-    let entry_ok = segments.iter().any(|(s, _)| {
-        s.executable && entry >= s.vaddr && entry - s.vaddr < s.filesz
-    });
+    let entry_ok = segments
+        .iter()
+        .any(|(s, _)| s.executable && entry >= s.vaddr && entry - s.vaddr < s.filesz);
     if !entry_ok {
         return Err(ElfError::EntryNotExecutable { entry });
     }
@@ -515,9 +593,16 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     let pages: u64 = segments.iter().map(|(s, _)| s.page_count()).sum();
     let bytes = pages * PAGE_SIZE;
     if bytes > max_memory {
-        return Err(ElfError::TooMuchMemory { bytes, limit: max_memory });
+        return Err(ElfError::TooMuchMemory {
+            bytes,
+            limit: max_memory,
+        });
     }
-    Ok(LoadPlan { entry, segments: segments.into_iter().map(|(s, _)| s).collect(), pages })
+    Ok(LoadPlan {
+        entry,
+        segments: segments.into_iter().map(|(s, _)| s).collect(),
+        pages,
+    })
 }
 
 impl LoadPlan {
@@ -538,8 +623,13 @@ impl LoadPlan {
     /// the file bytes that fall in it, zeros elsewhere (BSS, and the part of
     /// a first or last page outside the segment). `image` must be the file
     /// the plan was made from.
-    pub fn fill_page(&self, image: &[u8], page_vaddr: u64, out: &mut [u8; PAGE_SIZE as usize]) -> Result<(), PageError> {
-        if page_vaddr % PAGE_SIZE != 0 {
+    pub fn fill_page(
+        &self,
+        image: &[u8],
+        page_vaddr: u64,
+        out: &mut [u8; PAGE_SIZE as usize],
+    ) -> Result<(), PageError> {
+        if !page_vaddr.is_multiple_of(PAGE_SIZE) {
             return Err(PageError::Unaligned { page_vaddr });
         }
         let segment = self
@@ -571,7 +661,11 @@ impl LoadPlan {
     }
 
     /// [`LoadPlan::fill_page`] returning the page by value.
-    pub fn page_bytes(&self, image: &[u8], page_vaddr: u64) -> Result<[u8; PAGE_SIZE as usize], PageError> {
+    pub fn page_bytes(
+        &self,
+        image: &[u8],
+        page_vaddr: u64,
+    ) -> Result<[u8; PAGE_SIZE as usize], PageError> {
         let mut page = [0u8; PAGE_SIZE as usize];
         self.fill_page(image, page_vaddr, &mut page)?;
         Ok(page)

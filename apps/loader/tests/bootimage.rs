@@ -4,7 +4,12 @@ use exo_loader::bootimage::*;
 
 fn sample() -> Vec<u8> {
     let big = vec![0xabu8; 5000];
-    build(&[("init", b"\x7fELF init".as_slice()), ("empty", &[]), ("big", &big)]).unwrap()
+    build(&[
+        ("init", b"\x7fELF init".as_slice()),
+        ("empty", &[]),
+        ("big", &big),
+    ])
+    .unwrap()
 }
 
 /// Write `v` little-endian at `at`.
@@ -17,11 +22,19 @@ fn entry_base(index: usize) -> usize {
 }
 
 fn set_offset(image: &mut [u8], index: usize, offset: u64) {
-    put(image, entry_base(index) + NAME_FIELD_LEN, &offset.to_le_bytes());
+    put(
+        image,
+        entry_base(index) + NAME_FIELD_LEN,
+        &offset.to_le_bytes(),
+    );
 }
 
 fn set_len(image: &mut [u8], index: usize, len: u64) {
-    put(image, entry_base(index) + NAME_FIELD_LEN + 8, &len.to_le_bytes());
+    put(
+        image,
+        entry_base(index) + NAME_FIELD_LEN + 8,
+        &len.to_le_bytes(),
+    );
 }
 
 #[test]
@@ -29,7 +42,10 @@ fn round_trip_keeps_names_data_order_and_alignment() {
     let image = sample();
     assert_eq!(image.len() % 4096, 0);
     let boot = BootImage::parse(&image).unwrap();
-    let got: Vec<_> = boot.entries().map(|e| (e.name, e.data.to_vec(), e.offset)).collect();
+    let got: Vec<_> = boot
+        .entries()
+        .map(|e| (e.name, e.data.to_vec(), e.offset))
+        .collect();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].0, "init");
     assert_eq!(got[0].1, b"\x7fELF init");
@@ -75,7 +91,10 @@ fn build_refuses_bad_names_and_counts() {
         build(&[("a", &[]), (&long, &[])]),
         Err(BuildError::NameTooLong { index: 1, len: 48 })
     );
-    assert_eq!(build(&[("a\0b", &[])]), Err(BuildError::NameContainsNul { index: 0 }));
+    assert_eq!(
+        build(&[("a\0b", &[])]),
+        Err(BuildError::NameContainsNul { index: 0 })
+    );
     assert_eq!(build(&[("", &[])]), Err(BuildError::EmptyName { index: 0 }));
     assert_eq!(
         build(&[("a", &[]), ("b", &[]), ("a", &[])]),
@@ -95,7 +114,11 @@ fn truncated_header() {
         let err = BootImage::parse(&image[..len]).unwrap_err();
         // A prefix shorter than the magic may still be a wrong magic only
         // once all eight bytes are there.
-        assert_eq!(err, BootImageError::TruncatedHeader { have: len }, "len {len}");
+        assert_eq!(
+            err,
+            BootImageError::TruncatedHeader { have: len },
+            "len {len}"
+        );
     }
 }
 
@@ -105,7 +128,9 @@ fn bad_magic_and_version() {
     image[0] = b'X';
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::BadMagic { found: *b"XXOBOOT1" }
+        BootImageError::BadMagic {
+            found: *b"XXOBOOT1"
+        }
     );
     let mut image = sample();
     put(&mut image, 8, &2u32.to_le_bytes());
@@ -146,7 +171,10 @@ fn name_errors() {
 
     let mut image = sample();
     put(&mut image, base, &[0; NAME_FIELD_LEN]);
-    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::EmptyName { index: 1 });
+    assert_eq!(
+        BootImage::parse(&image).unwrap_err(),
+        BootImageError::EmptyName { index: 1 }
+    );
 
     let mut image = sample();
     image[base + 40] = 1;
@@ -159,7 +187,10 @@ fn name_errors() {
     put(&mut image, base, b"ok\xff");
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::NameNotUtf8 { index: 1, valid_up_to: 2 }
+        BootImageError::NameNotUtf8 {
+            index: 1,
+            valid_up_to: 2
+        }
     );
 
     let mut image = sample();
@@ -176,15 +207,22 @@ fn range_errors() {
     set_offset(&mut image, 0, 4097);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::MisalignedOffset { index: 0, offset: 4097 }
+        BootImageError::MisalignedOffset {
+            index: 0,
+            offset: 4097
+        }
     );
 
     let mut image = sample();
-    set_offset(&mut image, 2, u64::MAX & !4095);
+    set_offset(&mut image, 2, !4095u64);
     set_len(&mut image, 2, 4096);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::RangeOverflows { index: 2, offset: u64::MAX & !4095, len: 4096 }
+        BootImageError::RangeOverflows {
+            index: 2,
+            offset: !4095u64,
+            len: 4096
+        }
     );
 
     let mut image = sample();
@@ -192,7 +230,12 @@ fn range_errors() {
     set_len(&mut image, 2, 1 << 20);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::EntryOutsideImage { index: 2, offset: 8192, len: 1 << 20, image_len: len }
+        BootImageError::EntryOutsideImage {
+            index: 2,
+            offset: 8192,
+            len: 1 << 20,
+            image_len: len
+        }
     );
     // Exactly to the end is fine.
     set_len(&mut image, 2, (len - 8192) as u64);
