@@ -54,14 +54,21 @@ use core::fmt;
 use crate::le::{bytes_at, u16_at, u32_at, u64_at};
 
 /// Size of a page: the granularity of mapping and of rights.
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = exo_abi::PAGE_SIZE;
 /// Lowest address a program may occupy. Below are the control page
 /// (0x1000), the kernel info page (0x2000), handles (0x3000) and room for
 /// more of them.
 pub const USER_WINDOW_START: u64 = 0x20_0000;
 /// One past the highest address a program may occupy: the start of the boot
-/// image window (`exo_abi::BOOT_IMAGE_VA`), above which is the RAM window.
-pub const USER_WINDOW_END: u64 = 0x0000_0800_0000_0000;
+/// image window, above which is the RAM window.
+pub const USER_WINDOW_END: u64 = exo_abi::BOOT_IMAGE_VA;
+
+// The fixed low pages must sit below the window and the windows above it.
+const _: () = assert!(exo_abi::CONTROL_VA < USER_WINDOW_START);
+const _: () = assert!(exo_abi::KINFO_VA < USER_WINDOW_START);
+const _: () = assert!(exo_abi::INIT_SELF_HANDLE_VA < USER_WINDOW_START);
+const _: () = assert!(USER_WINDOW_START < USER_WINDOW_END);
+const _: () = assert!(exo_abi::BOOT_IMAGE_VA < exo_abi::RAM_WINDOW_VA);
 /// Most program headers accepted (real programs have about ten).
 pub const MAX_PROGRAM_HEADERS: u16 = 64;
 

@@ -544,3 +544,44 @@ fn fill_page_errors() {
     .to_string()
     .contains("0x207000"));
 }
+
+/// A real program made by rust-lld for x86_64-unknown-none (see
+/// `tests/fixtures/README.md`): lld's default layout must pass every rule.
+#[test]
+fn linker_made_static_program() {
+    let f: &[u8] = include_bytes!("fixtures/tiny-static.elf");
+    let p = plan(f, LIMIT).unwrap();
+    assert_eq!(p.entry, 0x20_11bc);
+    let got: Vec<_> = p
+        .segments
+        .iter()
+        .map(|s| (s.vaddr, s.memsz, s.filesz, s.writable, s.executable))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0x20_0000, 0x1bc, 0x1bc, false, false),
+            (0x20_11bc, 0x16, 0x16, false, true),
+            (0x20_21d8, 0x2718, 8, true, false),
+        ]
+    );
+    assert_eq!(p.pages, 1 + 1 + 3);
+    // The code at the entry point is the file's bytes at the entry's offset.
+    let text = p.page_bytes(f, 0x20_1000).unwrap();
+    assert_eq!(&text[0x1bc..0x1bc + 0x16], &f[0x1bc..0x1bc + 0x16]);
+    // COUNTER = 7 starts the data; the BSS after it is zero.
+    let data = p.page_bytes(f, 0x20_2000).unwrap();
+    assert_eq!(&data[0x1d8..0x1e0], &7u64.to_le_bytes());
+    assert!(data[0x1e0..].iter().all(|&b| b == 0));
+    // Placed in a boot image, it comes back out byte for byte.
+    let image = exo_loader::bootimage::build(&[("tiny", f)]).unwrap();
+    let boot = exo_loader::bootimage::BootImage::parse(&image).unwrap();
+    assert_eq!(plan(boot.find("tiny").unwrap().data, LIMIT).unwrap(), p);
+}
+
+#[test]
+fn user_window_matches_the_documented_layout() {
+    assert_eq!(USER_WINDOW_START, 0x20_0000);
+    assert_eq!(USER_WINDOW_END, 0x0000_0800_0000_0000);
+    assert_eq!(PAGE_SIZE, 4096);
+}

@@ -173,13 +173,22 @@ fn elf_truncated_at_every_length() {
 
 #[test]
 fn elf_random_mutations_never_panic_and_accepted_plans_hold() {
-    let valid = three_segment_program();
-    let fields = elf_fields(&valid);
-    let mut rng = Rng(0x5eed_e1f0);
+    fuzz_elf(&three_segment_program(), 0x5eed_e1f0);
+}
+
+#[test]
+fn linker_made_elf_random_mutations() {
+    fuzz_elf(include_bytes!("fixtures/tiny-static.elf"), 0x11d);
+}
+
+fn fuzz_elf(valid: &[u8], seed: u64) {
+    assert!(elf::plan(valid, FUZZ_LIMIT).is_ok());
+    let fields = elf_fields(valid);
+    let mut rng = Rng(seed);
     let (mut accepted, mut refused) = (0, 0);
     let mut kinds = HashSet::new();
     for _ in 0..MUTATIONS {
-        let m = mutate(&mut rng, &valid, &fields);
+        let m = mutate(&mut rng, valid, &fields);
         match elf::plan(&m, FUZZ_LIMIT) {
             Ok(plan) => {
                 check_plan(&m, &plan);
