@@ -111,13 +111,16 @@ impl Segment {
 
     /// One past the last page the segment touches (page-aligned).
     pub fn end_page(&self) -> u64 {
-        // Validated: vaddr + memsz <= USER_WINDOW_END, far from overflow.
-        (self.vaddr + self.memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE
+        // Planned segments end inside the user window, far from overflow;
+        // the saturation only keeps a hand-edited segment from panicking.
+        let end = self.vaddr.saturating_add(self.memsz);
+        end.checked_next_multiple_of(PAGE_SIZE)
+            .unwrap_or(!(PAGE_SIZE - 1))
     }
 
     /// Number of pages the segment touches.
     pub fn page_count(&self) -> u64 {
-        (self.end_page() - self.first_page()) / PAGE_SIZE
+        self.end_page().saturating_sub(self.first_page()) / PAGE_SIZE
     }
 
     fn contains_page(&self, page_vaddr: u64) -> bool {
@@ -645,21 +648,26 @@ impl LoadPlan {
             .find(|s| s.contains_page(page_vaddr))
             .ok_or(PageError::NotInPlan { page_vaddr })?;
         out.fill(0);
-        // The part of [vaddr, vaddr + filesz) inside this page. All values
-        // are inside the user window, so nothing here overflows.
-        let file_end = segment.vaddr + segment.filesz;
+        // The part of [vaddr, vaddr + filesz) inside this page. For a plan
+        // made by `plan` nothing here overflows; saturating and checked
+        // arithmetic keep a hand-edited plan from panicking.
+        let file_end = segment.vaddr.saturating_add(segment.filesz);
         let start = segment.vaddr.max(page_vaddr);
-        let end = file_end.min(page_vaddr + PAGE_SIZE);
+        let end = file_end.min(page_vaddr.saturating_add(PAGE_SIZE));
         if start >= end {
             return Ok(());
         }
-        let from = segment.file_offset + (start - segment.vaddr);
-        let to = from + (end - start);
+        // page_vaddr <= start < end <= page_vaddr + PAGE_SIZE.
+        let from = segment.file_offset.checked_add(start - segment.vaddr);
+        let to = from.and_then(|f| f.checked_add(end - start));
         let have = image.len() as u64;
-        let too_short = PageError::ImageTooShort { needed: to, have };
-        let src = usize::try_from(from)
-            .ok()
-            .zip(usize::try_from(to).ok())
+        let too_short = PageError::ImageTooShort {
+            needed: to.unwrap_or(u64::MAX),
+            have,
+        };
+        let src = from
+            .zip(to)
+            .and_then(|(f, t)| Some((usize::try_from(f).ok()?, usize::try_from(t).ok()?)))
             .and_then(|(f, t)| image.get(f..t))
             .ok_or(too_short)?;
         let at = (start - page_vaddr) as usize;

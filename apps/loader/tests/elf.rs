@@ -585,3 +585,32 @@ fn user_window_matches_the_documented_layout() {
     assert_eq!(USER_WINDOW_END, 0x0000_0800_0000_0000);
     assert_eq!(PAGE_SIZE, 4096);
 }
+
+#[test]
+fn hand_edited_plans_give_errors_not_panics() {
+    let f = minimal();
+    let mut p = plan(&f, LIMIT).unwrap();
+    p.segments[0].file_offset = u64::MAX - 2;
+    let mut out = [0u8; 4096];
+    assert_eq!(
+        p.fill_page(&f, 0x20_1000, &mut out),
+        Err(PageError::ImageTooShort {
+            needed: u64::MAX,
+            have: f.len() as u64
+        })
+    );
+    p.segments[0] = Segment {
+        vaddr: u64::MAX - 1,
+        memsz: u64::MAX,
+        file_offset: 0,
+        filesz: u64::MAX,
+        writable: false,
+        executable: true,
+    };
+    assert_eq!(p.segments[0].page_count(), 0);
+    assert_eq!(
+        p.fill_page(&f, !0xfff, &mut out),
+        Err(PageError::NotInPlan { page_vaddr: !0xfff })
+    );
+    assert_eq!(p.pages_to_map().count(), 0);
+}
