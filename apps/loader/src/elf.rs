@@ -21,7 +21,8 @@
 //!     the rest is zero-filled (BSS);
 //!   - `[p_offset, p_offset + p_filesz)` inside the file, without overflow;
 //!   - `[p_vaddr, p_vaddr + p_memsz)` inside the user program window
-//!     `[`[`USER_WINDOW_START`]`, `[`USER_WINDOW_END`]`)`, without overflow:
+//!     `[0x20_0000, 0x0800_0000_0000)` ([`USER_WINDOW_START`],
+//!     [`USER_WINDOW_END`]), without overflow:
 //!     below it live the control page, the kernel info page and handles;
 //!     from its end up are the boot image window and the RAM window that
 //!     init maps into itself;
