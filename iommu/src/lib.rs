@@ -1,1 +1,15 @@
+//! Intel VT-d for a stateless exokernel, minus the register accesses.
+//!
+//! * [`acpi`]: DMAR and MCFG parsing with full validation.
+//! * [`vtd`]: the translation structures (root, context, second-level page
+//!   tables) built over caller-provided memory and frames, a table walker
+//!   that faults like the hardware, capability decoding, invalidation
+//!   commands and fault-record decoding.
+//!
+//! Nothing here touches hardware: the kernel supplies [`vtd::PhysMem`] and
+//! performs the MMIO reads and writes whose values this crate computes.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod acpi;
+pub mod vtd;
