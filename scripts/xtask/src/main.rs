@@ -1,1 +1,73 @@
-fn main() {}
+//! `cargo xtask`: the project's single entry point. Builds the kernel and
+//! userspace, boots them on the standard QEMU machine, runs the tests and
+//! the evaluation. Every external command is printed (`$ ...`) before it
+//! runs. See README.md for usage.
+
+mod accel;
+mod bad_elf;
+mod build;
+mod cli;
+mod cmd;
+mod dummy_guest;
+mod eval;
+mod libtest;
+mod machine;
+mod outcome;
+mod qemu_tests;
+mod run_cmd;
+mod runner;
+mod selftest;
+mod setup;
+mod test_cmd;
+mod workspace;
+
+use anyhow::{bail, Result};
+use cli::Cmd;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match real_main(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main(args: &[String]) -> Result<i32> {
+    match cli::parse(args)? {
+        Cmd::Help => print!("{}", cli::USAGE),
+        Cmd::Setup => {
+            setup::ensure_all()?;
+            println!("setup: everything is installed");
+        }
+        Cmd::Build => {
+            let ws = workspace::Workspace::load()?;
+            setup::ensure_rust_target()?;
+            let arts = build::build_all(&ws)?;
+            println!("kernel:     {}", arts.kernel.display());
+            println!("boot image: {} ({} programs, init first)", arts.boot_image.display(), arts.programs.len());
+        }
+        Cmd::Run(opts) => run_cmd::main(&opts)?,
+        Cmd::Test(opts) => {
+            let tally = test_cmd::main(&opts);
+            // Nothing may follow the summary line.
+            println!("{}", tally.summary_line());
+            return Ok(if tally.failed == 0 { 0 } else { 1 });
+        }
+        Cmd::SelfTest => {
+            setup::ensure_qemu()?;
+            let ws = workspace::Workspace::load()?;
+            let results = selftest::run_all(&ws.images_dir(), &ws.qemu_log_dir().join("selftest"))?;
+            let bad = results.iter().filter(|r| !r.2).count();
+            if bad > 0 {
+                bail!("{bad} of {} selftest cases ended unexpectedly", results.len());
+            }
+            println!("selftest: all {} cases ended as expected", results.len());
+        }
+        Cmd::Eval(args) => eval::main(&args)?,
+    }
+    Ok(0)
+}

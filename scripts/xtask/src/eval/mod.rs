@@ -1,0 +1,74 @@
+//! `cargo xtask eval`: dispatch to the evaluation drivers. `host` (micro-
+//! benchmarks of the libOS code on the host) and `linux` (the Linux
+//! baseline guest on the standard machine) are owned by the eval helpers;
+//! this file only parses the flags.
+
+use anyhow::{bail, Result};
+
+mod host;
+mod linux;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EvalOpts {
+    pub host: bool,
+    pub linux: bool,
+    pub drivers: bool,
+    pub quick: bool,
+}
+
+/// Parse the flags after `eval`. With none of --host/--linux/--drivers,
+/// run host and linux (the drivers comparison is opt-in).
+pub fn parse(args: &[String]) -> Result<EvalOpts> {
+    let mut o = EvalOpts::default();
+    for a in args {
+        match a.as_str() {
+            "--host" => o.host = true,
+            "--linux" => o.linux = true,
+            "--drivers" => o.drivers = true,
+            "--quick" => o.quick = true,
+            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --quick)"),
+        }
+    }
+    if !(o.host || o.linux || o.drivers) {
+        o.host = true;
+        o.linux = true;
+    }
+    Ok(o)
+}
+
+pub fn main(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    if o.drivers {
+        bail!("eval --drivers: not implemented yet (issue 5)");
+    }
+    if o.host {
+        host::run(o.quick)?;
+    }
+    if o.linux {
+        linux::run(o.quick)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: &[&str]) -> Result<EvalOpts> {
+        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, drivers: false, quick: false });
+        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { host: false, linux: true, drivers: false, quick: true });
+        assert!(p(&["--drivers"]).unwrap().drivers);
+        assert!(p(&["--fast"]).is_err());
+    }
+
+    #[test]
+    fn drivers_is_not_implemented() {
+        let e = main(&["--drivers".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("issue 5"), "{e}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Reading `cargo test` (libtest) output: totals from the `test result:`
+//! lines of every test binary, and the names of failing tests.
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub ignored: usize,
+    /// Test binaries that reported a result line.
+    pub binaries: usize,
+    pub failing: Vec<String>,
+}
+
+/// `N <word>` inside a result line such as
+/// `test result: FAILED. 3 passed; 1 failed; 0 ignored; ...`.
+fn count(result_line: &str, word: &str) -> usize {
+    result_line
+        .split(|c| c == ';' || c == '.')
+        .filter_map(|part| {
+            let mut it = part.split_whitespace();
+            let n = it.next()?.parse().ok()?;
+            (it.next()? == word).then_some(n)
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+pub fn parse(stdout: &str) -> Summary {
+    let mut s = Summary::default();
+    for line in stdout.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            s.binaries += 1;
+            s.passed += count(rest, "passed");
+            s.failed += count(rest, "failed");
+            s.ignored += count(rest, "ignored");
+        } else if let Some(name) = line.strip_prefix("test ").and_then(|r| r.strip_suffix(" ... FAILED")) {
+            s.failing.push(name.to_string());
+        }
+    }
+    s
+}
+
+/// The `failures:` detail blocks (`---- name stdout ----` ... ) to show the
+/// developer, without the rest of the noise.
+pub fn failure_details(stdout: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in stdout.lines() {
+        if line.starts_with("---- ") && line.ends_with(" ----") {
+            inside = true;
+        } else if line == "failures:" || line.starts_with("test result: ") {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUT: &str = "\
+running 3 tests
+test tables::tests::maps ... ok
+test tables::tests::rejects_overlap ... FAILED
+test doc_only ... ignored
+
+failures:
+
+---- tables::tests::rejects_overlap stdout ----
+thread 'tables::tests::rejects_overlap' panicked at iommu/src/tables.rs:10:5:
+assertion failed: r.is_err()
+
+failures:
+    tables::tests::rejects_overlap
+
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+
+running 2 tests
+test a ... ok
+test b ... ok
+
+test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+
+running 0 tests
+
+test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+
+   Doc-tests iommu
+
+running 1 test
+test iommu/src/lib.rs - Table (line 12) ... FAILED
+test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s
+";
+
+    #[test]
+    fn sums_every_binary() {
+        let s = parse(OUT);
+        assert_eq!((s.passed, s.failed, s.ignored, s.binaries), (3, 2, 1, 4));
+        assert_eq!(s.failing, vec!["tables::tests::rejects_overlap", "iommu/src/lib.rs - Table (line 12)"]);
+    }
+
+    #[test]
+    fn details_keep_only_failure_blocks() {
+        let d = failure_details(OUT);
+        assert!(d.starts_with("---- tables::tests::rejects_overlap stdout ----\n"));
+        assert!(d.contains("assertion failed: r.is_err()"));
+        assert!(!d.contains("test a ... ok"));
+    }
+
+    #[test]
+    fn empty_output_is_zero() {
+        assert_eq!(parse(""), Summary::default());
+    }
+}

@@ -1,0 +1,359 @@
+//! The standard machine: the one QEMU configuration that `run`, `test` and
+//! `eval` (including the Linux baseline guest) all boot, defined once here
+//! so that every comparison runs on identical emulated hardware.
+//!
+//! Every device argument below was checked against QEMU 7.2 (Debian
+//! 1:7.2+dfsg-7+deb12u18); see DESIGN.md section 5 for why each is there:
+//! * `q35,kernel-irqchip=split`: VT-d interrupt remapping needs a split
+//!   irqchip under KVM (harmless under TCG); `nvdimm=on` puts the NVDIMM in
+//!   the ACPI NFIT.
+//! * `-m 512M,slots=2,maxmem=4G`: an NVDIMM is a memory device and needs a
+//!   hotplug slot and room above RAM.
+//! * `intel-iommu,intremap=on,caching-mode=on`: VT-d; caching mode makes
+//!   QEMU observe every invalidation (needed for assigned devices).
+//! * `virtio-blk-pci,...,iommu_platform=on`: without it virtio DMA bypasses
+//!   the IOMMU; `disable-legacy=on` keeps it modern-only.
+//! * `isa-debug-exit` on port 0xf4: the guest ends a run by writing a code;
+//!   QEMU exits with `(code << 1) | 1`.
+//! * `-nic none`: q35 would add an e1000e otherwise.
+//! * KVM here is nested and paravirtual: `-cpu max` and plain `-cpu host`
+//!   abort on MSR 0x10a, so KVM uses `host,-arch-capabilities`.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const QEMU: &str = crate::setup::QEMU_BINARY;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        })
+    }
+}
+
+/// Where the guest's COM1 goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serial {
+    /// QEMU's stdout (the runner captures and tees it).
+    Stdio,
+    /// A file (for runs whose stdout is used for something else, e.g. eval).
+    #[allow(dead_code)] // API for the eval helpers
+    File(PathBuf),
+}
+
+/// A backing file the standard machine attaches, created sparse on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskImage {
+    pub file: &'static str,
+    pub bytes: u64,
+}
+
+const MIB: u64 = 1 << 20;
+pub const NVME_IMAGE: DiskImage = DiskImage { file: "nvme.img", bytes: 256 * MIB };
+pub const VIRTIO_IMAGE: DiskImage = DiskImage { file: "virtio.img", bytes: 64 * MIB };
+pub const NVDIMM_IMAGE: DiskImage = DiskImage { file: "nvdimm.img", bytes: 128 * MIB };
+pub const IMAGES: [DiskImage; 3] = [NVME_IMAGE, VIRTIO_IMAGE, NVDIMM_IMAGE];
+
+/// Create missing images as sparse files, and grow (never shrink or
+/// overwrite) ones that are too small; existing contents are kept.
+pub fn ensure_images(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for img in IMAGES {
+        let path = dir.join(img.file);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening disk image {}", path.display()))?;
+        let len = f.metadata()?.len();
+        if len < img.bytes {
+            if len == 0 {
+                println!("creating sparse {} ({} MiB)", path.display(), img.bytes / MIB);
+            }
+            f.set_len(img.bytes).with_context(|| format!("sizing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// QEMU option values are comma-separated; a literal comma is doubled.
+fn qemu_escape(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// Builder for the standard machine's command line.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub images_dir: PathBuf,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
+    pub accel: Accel,
+    pub serial: Serial,
+    /// `-icount shift=0`: guest time becomes an instruction count (TCG only).
+    pub icount: bool,
+    /// QEMU trace event patterns (`-trace enable=...`).
+    pub trace_events: Vec<String>,
+    /// Where trace output goes (`-trace file=...`); stderr if unset.
+    pub trace_file: Option<PathBuf>,
+    /// A QMP control socket (`-qmp unix:PATH,server=on,wait=off`).
+    pub qmp_socket: Option<PathBuf>,
+    /// `-s -S`: gdb stub on :1234, CPU halted until gdb continues.
+    pub gdb: bool,
+    /// Appended verbatim after everything else.
+    pub extra_args: Vec<OsString>,
+}
+
+impl Machine {
+    pub fn new(images_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            images_dir: images_dir.into(),
+            kernel: None,
+            initrd: None,
+            append: None,
+            accel: Accel::Tcg,
+            serial: Serial::Stdio,
+            icount: false,
+            trace_events: vec![],
+            trace_file: None,
+            qmp_socket: None,
+            gdb: false,
+            extra_args: vec![],
+        }
+    }
+
+    pub fn kernel(mut self, p: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(p.into());
+        self
+    }
+    pub fn initrd(mut self, p: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(p.into());
+        self
+    }
+    pub fn append(mut self, s: impl Into<String>) -> Self {
+        self.append = Some(s.into());
+        self
+    }
+    pub fn accel(mut self, a: Accel) -> Self {
+        self.accel = a;
+        self
+    }
+    #[allow(dead_code)] // API for the eval helpers
+    pub fn serial(mut self, s: Serial) -> Self {
+        self.serial = s;
+        self
+    }
+    pub fn icount(mut self, on: bool) -> Self {
+        self.icount = on;
+        self
+    }
+    pub fn trace(mut self, event_pattern: impl Into<String>) -> Self {
+        self.trace_events.push(event_pattern.into());
+        self
+    }
+    pub fn trace_file(mut self, p: impl Into<PathBuf>) -> Self {
+        self.trace_file = Some(p.into());
+        self
+    }
+    pub fn qmp(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.qmp_socket = Some(socket.into());
+        self
+    }
+    pub fn gdb(mut self, on: bool) -> Self {
+        self.gdb = on;
+        self
+    }
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.extra_args.push(a.into());
+        self
+    }
+
+    /// The full argument list (without the program name).
+    pub fn args(&self) -> Result<Vec<OsString>> {
+        if self.icount && self.accel == Accel::Kvm {
+            bail!("-icount needs TCG: it cannot count instructions under KVM");
+        }
+        if self.initrd.is_some() && self.kernel.is_none() {
+            bail!("an initrd needs a kernel");
+        }
+        let img = |i: DiskImage| qemu_escape(&self.images_dir.join(i.file));
+        let mut a: Vec<OsString> = vec![];
+        let mut push = |words: &[&str]| a.extend(words.iter().map(OsString::from));
+        push(&["-machine", "q35,kernel-irqchip=split,nvdimm=on"]);
+        push(&["-m", "512M,slots=2,maxmem=4G", "-smp", "1"]);
+        match self.accel {
+            Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+        }
+        push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
+        push(&["-drive", &nvme, "-device", "nvme,serial=exo0,drive=nvm,ioeventfd=on"]);
+        let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
+        push(&["-drive", &vblk]);
+        push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
+        let pmem = format!(
+            "memory-backend-file,id=pmem0,share=on,mem-path={},size={}M",
+            img(NVDIMM_IMAGE),
+            NVDIMM_IMAGE.bytes / MIB
+        );
+        push(&["-object", &pmem, "-device", "nvdimm,memdev=pmem0,id=nvdimm0"]);
+        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        push(&["-nic", "none", "-display", "none", "-no-reboot"]);
+        let serial = match &self.serial {
+            Serial::Stdio => "stdio".to_string(),
+            Serial::File(p) => format!("file:{}", p.to_string_lossy()),
+        };
+        push(&["-serial", &serial]);
+        if self.icount {
+            push(&["-icount", "shift=0"]);
+        }
+        for ev in &self.trace_events {
+            push(&["-trace", &format!("enable={ev}")]);
+        }
+        if let Some(f) = &self.trace_file {
+            push(&["-trace", &format!("file={}", qemu_escape(f))]);
+        }
+        if let Some(s) = &self.qmp_socket {
+            push(&["-qmp", &format!("unix:{},server=on,wait=off", qemu_escape(s))]);
+        }
+        if self.gdb {
+            push(&["-s", "-S"]);
+        }
+        if let Some(k) = &self.kernel {
+            a.push("-kernel".into());
+            a.push(k.into());
+        }
+        if let Some(i) = &self.initrd {
+            a.push("-initrd".into());
+            a.push(i.into());
+        }
+        if let Some(s) = &self.append {
+            a.push("-append".into());
+            a.push(s.into());
+        }
+        a.extend(self.extra_args.iter().cloned());
+        Ok(a)
+    }
+
+    /// Create the disk images if needed and return the QEMU command.
+    pub fn command(&self) -> Result<Command> {
+        let args = self.args()?;
+        ensure_images(&self.images_dir)?;
+        let mut c = Command::new(QEMU);
+        c.args(args);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::display;
+
+    fn line(m: &Machine) -> String {
+        let mut c = Command::new(QEMU);
+        c.args(m.args().unwrap());
+        display(&c)
+    }
+
+    #[test]
+    fn standard_tcg_line_is_exact() {
+        let m = Machine::new("/r/images").kernel("/k").initrd("/boot.img").append("demo batch");
+        assert_eq!(
+            line(&m),
+            "qemu-system-x86_64 -machine q35,kernel-irqchip=split,nvdimm=on \
+             -m 512M,slots=2,maxmem=4G -smp 1 -accel tcg -cpu max \
+             -device intel-iommu,intremap=on,caching-mode=on \
+             -drive file=/r/images/nvme.img,if=none,id=nvm,format=raw \
+             -device nvme,serial=exo0,drive=nvm,ioeventfd=on \
+             -drive file=/r/images/virtio.img,if=none,id=vblk,format=raw \
+             -device virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on \
+             -object memory-backend-file,id=pmem0,share=on,mem-path=/r/images/nvdimm.img,size=128M \
+             -device nvdimm,memdev=pmem0,id=nvdimm0 \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -nic none -display none -no-reboot -serial stdio \
+             -kernel /k -initrd /boot.img -append 'demo batch'"
+        );
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu_without_arch_capabilities() {
+        let l = line(&Machine::new("/i").accel(Accel::Kvm));
+        assert!(l.contains("-accel kvm -cpu host,-arch-capabilities"), "{l}");
+        assert!(!l.contains("-cpu max"));
+    }
+
+    #[test]
+    fn options_add_their_arguments() {
+        let m = Machine::new("/i")
+            .serial(Serial::File("/t/s.log".into()))
+            .icount(true)
+            .trace("pci_nvme_mmio_doorbell_sq")
+            .trace("pci_nvme_flush_ns")
+            .trace_file("/t/trace.log")
+            .qmp("/t/qmp.sock")
+            .gdb(true)
+            .arg("-d")
+            .arg("int");
+        let l = line(&m);
+        for want in [
+            "-serial file:/t/s.log",
+            "-icount shift=0",
+            "-trace enable=pci_nvme_mmio_doorbell_sq -trace enable=pci_nvme_flush_ns",
+            "-trace file=/t/trace.log",
+            "-qmp unix:/t/qmp.sock,server=on,wait=off",
+            "-s -S",
+        ] {
+            assert!(l.contains(want), "missing `{want}` in {l}");
+        }
+        assert!(l.ends_with("-d int"), "{l}");
+    }
+
+    #[test]
+    fn rejects_impossible_combinations() {
+        assert!(Machine::new("/i").accel(Accel::Kvm).icount(true).args().is_err());
+        assert!(Machine::new("/i").initrd("/x").args().is_err());
+    }
+
+    #[test]
+    fn commas_in_paths_are_escaped() {
+        let l = line(&Machine::new("/a,b"));
+        assert!(l.contains("file=/a,,b/nvme.img,if=none"), "{l}");
+    }
+
+    #[test]
+    fn images_are_sparse_and_never_shrunk() {
+        let dir = std::env::temp_dir().join(format!("xtask-images-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A pre-existing, larger image must keep its size and contents.
+        std::fs::write(dir.join("virtio.img"), b"keep").unwrap();
+        let f = OpenOptions::new().write(true).open(dir.join("virtio.img")).unwrap();
+        f.set_len(VIRTIO_IMAGE.bytes + 4096).unwrap();
+        ensure_images(&dir).unwrap();
+        for img in IMAGES {
+            let md = std::fs::metadata(dir.join(img.file)).unwrap();
+            assert!(md.len() >= img.bytes);
+            use std::os::unix::fs::MetadataExt;
+            // Sparse: far fewer 512-byte blocks allocated than the size.
+            assert!(md.blocks() * 512 < img.bytes / 4, "{} not sparse", img.file);
+        }
+        let v = std::fs::read(dir.join("virtio.img")).unwrap();
+        assert_eq!(&v[..4], b"keep");
+        assert_eq!(v.len() as u64, VIRTIO_IMAGE.bytes + 4096);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! The QEMU integration tests. Each boots the standard machine with
+//! `-append "test=<name>"`; the kernel/init run that test and end with
+//! `EXO-TEST-PASS <name>` + isa-debug-exit 0x10 (pass), `EXO-TEST-FAIL
+//! <name>: <why>` + 0x11 (fail), or `[kernel] PANIC ...` + 0x12.
+
+use crate::bad_elf;
+use crate::build::Artifacts;
+use anyhow::{Context, Result};
+use std::time::Duration;
+
+/// Extra boot-image entries a test needs beyond the programs.
+pub type ExtraEntries = fn(&Artifacts) -> Result<Vec<(String, Vec<u8>)>>;
+
+pub struct QemuTest {
+    pub name: &'static str,
+    /// The kernel command line (`-append`).
+    pub append: &'static str,
+    pub timeout: Duration,
+    pub extra: Option<ExtraEntries>,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+const fn test(name: &'static str, append: &'static str) -> QemuTest {
+    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None }
+}
+
+pub const TESTS: &[QemuTest] = &[
+    test("boot_to_init", "test=boot_to_init"),
+    test("five_syscalls", "test=five_syscalls"),
+    test("isolation", "test=isolation"),
+    test("share_region", "test=share_region"),
+    test("fault_upcall", "test=fault_upcall"),
+    test("preemption", "test=preemption"),
+    test("userspace_alloc", "test=userspace_alloc"),
+    QemuTest { timeout: Duration::from_secs(120), ..test("syscall_fuzz", "test=syscall_fuzz") },
+    QemuTest { extra: Some(malformed_programs), ..test("bad_elf", "test=bad_elf") },
+];
+
+/// `bad_elf/*` entries derived from init (always present).
+fn malformed_programs(arts: &Artifacts) -> Result<Vec<(String, Vec<u8>)>> {
+    let init = arts.program(crate::build::INIT).context("no init program to derive malformed ELFs from")?;
+    let bytes = std::fs::read(init).with_context(|| format!("reading {}", init.display()))?;
+    bad_elf::variants(&bytes).context("making malformed ELFs from init")
+}
+
+/// Tests whose name contains any filter (all tests when no filter).
+pub fn select<'a>(tests: &'a [QemuTest], filters: &[String]) -> Vec<&'a QemuTest> {
+    tests
+        .iter()
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        let names: Vec<_> = TESTS.iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "boot_to_init",
+                "five_syscalls",
+                "isolation",
+                "share_region",
+                "fault_upcall",
+                "preemption",
+                "userspace_alloc",
+                "syscall_fuzz",
+                "bad_elf"
+            ]
+        );
+        for t in TESTS {
+            assert_eq!(t.append, format!("test={}", t.name));
+            assert!(t.timeout >= DEFAULT_TIMEOUT);
+        }
+        assert!(TESTS.iter().find(|t| t.name == "bad_elf").unwrap().extra.is_some());
+    }
+
+    #[test]
+    fn filters_select_by_substring() {
+        let f = |s: &[&str]| {
+            select(TESTS, &s.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f(&[]).len(), TESTS.len());
+        assert_eq!(f(&["share"]), ["share_region"]);
+        assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf"]);
+        assert!(f(&["nothing-matches"]).is_empty());
+    }
+}

@@ -1,0 +1,116 @@
+//! `cargo xtask setup`: install what the build and the emulator need.
+//! Every step checks first and is cheap when everything is present, so
+//! every subcommand that needs a tool calls it.
+
+use crate::cmd;
+use anyhow::{bail, Result};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The bare-metal target kernel and userspace are built for.
+pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
+/// The emulator binary and the Debian package that provides it.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+
+/// Everything `run` and `test` need.
+pub fn ensure_all() -> Result<()> {
+    ensure_rust_target()?;
+    ensure_qemu()
+}
+
+/// `rustup target add x86_64-unknown-none` unless already installed
+/// (rust-toolchain.toml lists the target, but rustup's automatic installs
+/// may be off, so check explicitly).
+pub fn ensure_rust_target() -> Result<()> {
+    if !cmd::on_path("rustup") {
+        bail!(
+            "rustup not found: install the `{BARE_METAL_TARGET}` target for the toolchain \
+             in rust-toolchain.toml by hand"
+        );
+    }
+    let installed = cmd::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == BARE_METAL_TARGET) {
+        return Ok(());
+    }
+    cmd::run(Command::new("rustup").args(["target", "add", BARE_METAL_TARGET]))
+}
+
+/// QEMU on PATH, else the Debian package.
+pub fn ensure_qemu() -> Result<()> {
+    if cmd::on_path(QEMU_BINARY) {
+        return Ok(());
+    }
+    ensure_debian_packages(&[QEMU_PACKAGE])?;
+    if !cmd::on_path(QEMU_BINARY) {
+        bail!("installed `{QEMU_PACKAGE}` but `{QEMU_BINARY}` is still not on PATH");
+    }
+    Ok(())
+}
+
+/// Install the Debian packages among `packages` that are not installed yet:
+/// `apt-get update` (once per process) then `apt-get install -y ...`, when
+/// running as root; otherwise an error naming the packages to install.
+pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !cmd::on_path("apt-get") {
+        bail!("missing packages {}: install them with your system's package manager", missing.join(" "));
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {list}\n  install them with: sudo apt-get install -y {list}",
+            list = missing.join(" ")
+        );
+    }
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    if !UPDATED.swap(true, Ordering::SeqCst) {
+        cmd::run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// `dpkg-query` says the package is installed (quietly: this is a check,
+/// not an action, so it is not announced).
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| o.status.success() && is_installed_status(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or(false)
+}
+
+fn is_installed_status(status: &str) -> bool {
+    status.trim() == "install ok installed"
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions, touches no memory we own and
+    // cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_status_parsing() {
+        assert!(is_installed_status("install ok installed"));
+        assert!(!is_installed_status("deinstall ok config-files"));
+        assert!(!is_installed_status(""));
+    }
+
+    #[test]
+    fn nothing_to_install_is_ok_without_root() {
+        // An empty request never runs apt-get.
+        ensure_debian_packages(&[]).unwrap();
+    }
+}

@@ -1,0 +1,165 @@
+//! `cargo xtask test`: host tests (`cargo test --workspace`) and then the
+//! QEMU integration tests, one at a time (the machine has 2 cores). The
+//! last line printed is always `N passed, M failed`.
+
+use crate::build::{self, Artifacts};
+use crate::cli::TestOpts;
+use crate::machine::{Accel, Machine};
+use crate::outcome::Expect;
+use crate::qemu_tests::{self, QemuTest};
+use crate::runner::{self, RunOptions, RunReport};
+use crate::workspace::Workspace;
+use crate::{accel, cmd, libtest, setup};
+use anyhow::{Context, Result};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Serial lines shown for a failing QEMU test.
+const TAIL_LINES: usize = 30;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+impl Tally {
+    pub fn summary_line(&self) -> String {
+        format!("{} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+/// Runs the selected tests; returns the tally (the caller prints the
+/// summary line last and sets the exit status).
+pub fn main(opts: &TestOpts) -> Tally {
+    let mut tally = Tally::default();
+    if opts.host {
+        host_tests(&opts.filters, &mut tally);
+    }
+    if opts.qemu {
+        qemu_phase(opts, &mut tally);
+    }
+    tally
+}
+
+fn host_tests(filters: &[String], tally: &mut Tally) {
+    let mut c = Command::new("cargo");
+    c.args(["test", "--workspace", "--no-fail-fast"]);
+    if !filters.is_empty() {
+        c.arg("--").args(filters);
+    }
+    cmd::announce(&c);
+    let out = match c.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!("host tests ... FAILED (could not start cargo: {e})");
+            tally.failed += 1;
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s = libtest::parse(&stdout);
+    if s.failed > 0 {
+        print!("{}", libtest::failure_details(&stdout));
+    }
+    for name in &s.failing {
+        println!("host test {name} ... FAILED");
+    }
+    println!(
+        "host tests: {} passed, {} failed, {} ignored ({} test binaries)",
+        s.passed, s.failed, s.ignored, s.binaries
+    );
+    tally.passed += s.passed;
+    tally.failed += s.failed;
+    if !out.status.success() && s.failed == 0 {
+        // A build error or a test binary that crashed before reporting.
+        println!("host tests ... FAILED (`cargo test` exited with {} without a failing test: build error or crashed test binary)", out.status);
+        tally.failed += 1;
+    }
+}
+
+fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
+    let selected = qemu_tests::select(qemu_tests::TESTS, &opts.filters);
+    if selected.is_empty() {
+        println!("no QEMU test matches {:?}", opts.filters);
+        return;
+    }
+    let prepared = (|| -> Result<(Workspace, Artifacts, Accel)> {
+        setup::ensure_all()?;
+        let ws = Workspace::load()?;
+        let arts = build::build_all(&ws)?;
+        let accel = accel::resolve(opts.accel, &ws.images_dir())?;
+        Ok((ws, arts, accel))
+    })();
+    let (ws, arts, accel) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // Every selected test counts as failed: nothing was shown to work.
+            println!("QEMU tests cannot run: {e:#}");
+            for t in &selected {
+                println!("test {} ... FAILED (setup or build failed)", t.name);
+                tally.failed += 1;
+            }
+            return;
+        }
+    };
+    println!("running {} QEMU tests sequentially (accel {accel})", selected.len());
+    for t in selected {
+        let start = Instant::now();
+        let result = run_one(t, &ws, &arts, accel);
+        let secs = start.elapsed().as_secs_f64();
+        match result {
+            Ok(r) if r.outcome.passed() => {
+                println!("test {} ... ok [{secs:.2} s]", t.name);
+                tally.passed += 1;
+            }
+            Ok(r) => {
+                println!("test {} ... FAILED ({}) [{secs:.2} s]", t.name, r.outcome);
+                println!("  last {TAIL_LINES} lines of {}:", r.log_path.display());
+                for line in r.tail(TAIL_LINES) {
+                    println!("  | {line}");
+                }
+                tally.failed += 1;
+            }
+            Err(e) => {
+                println!("test {} ... FAILED ({e:#}) [{secs:.2} s]", t.name);
+                tally.failed += 1;
+            }
+        }
+    }
+}
+
+fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Result<RunReport> {
+    let image = match t.extra {
+        None => arts.boot_image.clone(),
+        Some(extra) => {
+            let entries = extra(arts)?;
+            let path = ws.bare_metal_out().join(format!("bootimage-{}.bin", t.name));
+            build::write(&path, &build::pack(arts, &entries)?)?;
+            path
+        }
+    };
+    let machine = Machine::new(ws.images_dir())
+        .accel(accel)
+        .kernel(&arts.kernel)
+        .initrd(image)
+        .append(t.append);
+    let opts = RunOptions {
+        name: t.name.to_string(),
+        log_dir: ws.qemu_log_dir(),
+        timeout: Some(t.timeout),
+        echo: false,
+        interactive: false,
+    };
+    runner::run(machine.command()?, &opts, Expect::PassLine(t.name)).with_context(|| format!("running {}", t.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_format() {
+        assert_eq!(Tally { passed: 12, failed: 3 }.summary_line(), "12 passed, 3 failed");
+    }
+}
