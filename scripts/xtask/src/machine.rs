@@ -176,6 +176,7 @@ impl Machine {
         self.gdb = on;
         self
     }
+    #[allow(dead_code)] // API for the eval helpers (tests use it too)
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.extra_args.push(a.into());
         self

@@ -32,7 +32,7 @@ pub fn main(opts: &RunOpts) -> Result<()> {
     setup::ensure_all()?;
     let ws = Workspace::load()?;
     let arts = build::build_all(&ws)?;
-    let accel = accel::resolve(opts.accel, &ws.images_dir())?;
+    let accel = accel::resolve(opts.accel, &ws.images_dir(), &ws.qemu_log_dir())?;
     println!("accelerator: {accel}");
     let machine = Machine::new(ws.images_dir())
         .accel(accel)

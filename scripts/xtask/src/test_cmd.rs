@@ -88,7 +88,7 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
         setup::ensure_all()?;
         let ws = Workspace::load()?;
         let arts = build::build_all(&ws)?;
-        let accel = accel::resolve(opts.accel, &ws.images_dir())?;
+        let accel = accel::resolve(opts.accel, &ws.images_dir(), &ws.qemu_log_dir())?;
         Ok((ws, arts, accel))
     })();
     let (ws, arts, accel) = match prepared {

@@ -1,0 +1,280 @@
+//! One boot of the guest running a plan: QEMU on the standard machine, the
+//! serial console piped both ways, and per-row counter snapshots taken
+//! while the guest waits at each READY/DONE handshake.
+
+use super::hist;
+use super::plan::PlanRow;
+use super::qmp::{BlockStats, Qmp};
+use super::qtrace::{self, NvmeCounts};
+use super::serial::{self, Line};
+use crate::machine::{Machine, Serial};
+use crate::runner::KillOnDrop;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `-drive id=` of the NVMe disk in the standard machine.
+pub const NVME_DRIVE: &str = "nvm";
+
+/// Commands that belong to the harness, not to the measured work, in the
+/// runtime histogram (the init shell between handshakes, `cat` of the hist).
+const HARNESS_COMMS: &[&str] = &["init", "cat"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// Wall-clock timing, device counters (trace + QMP), syscalls.
+    Counters,
+    /// `-icount shift=0`: task runtime in ns is an instruction count.
+    Icount,
+}
+
+impl PassKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PassKind::Counters => "counters",
+            PassKind::Icount => "icount",
+        }
+    }
+}
+
+/// What one row produced in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct RowOutcome {
+    pub csv: Option<String>,
+    pub exit_code: Option<i32>,
+    pub fail: Option<String>,
+    pub stderr: Vec<String>,
+    /// raw_syscalls:sys_enter hits by eval-bench (all its threads).
+    pub syscalls: Option<u64>,
+    /// sched_stat_runtime ns summed over all tasks except the harness.
+    pub runtime_ns: Option<u64>,
+    /// sched_stat_runtime ns of eval-bench alone.
+    pub bench_runtime_ns: Option<u64>,
+    pub nvme: Option<NvmeCounts>,
+    pub blockstats: Option<BlockStats>,
+    pub hist_sys: String,
+    pub hist_run: String,
+}
+
+#[derive(Debug, Default)]
+pub struct PassResult {
+    pub rows: Vec<RowOutcome>,
+    pub env: Vec<(String, String)>,
+    pub fatal: Option<String>,
+    pub serial_log: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// Reads the QEMU trace log incrementally, up to the last complete line.
+struct TraceTail {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl TraceTail {
+    fn take(&mut self) -> Result<NvmeCounts> {
+        let mut f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NvmeCounts::default()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", self.path.display())),
+        };
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = vec![];
+        f.read_to_end(&mut buf)?;
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.offset += complete as u64;
+        qtrace::count(&String::from_utf8_lossy(&buf[..complete]))
+    }
+}
+
+struct Snapshot {
+    blk: Option<BlockStats>,
+}
+
+pub struct PassSetup<'a> {
+    pub kind: PassKind,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub work_dir: &'a Path,
+    pub rows: &'a [PlanRow],
+    pub timeout: Duration,
+}
+
+pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> Result<PassResult> {
+    let images = s.work_dir.join(format!("images-{}", s.kind.name()));
+    // Fresh images every pass: a previous pass's fsdax info block on the
+    // NVDIMM would change how the namespace comes up.
+    let _ = std::fs::remove_dir_all(&images);
+    let serial_log = s.work_dir.join(format!("{}.serial.log", s.kind.name()));
+    let trace_path = s.work_dir.join(format!("{}.qemu-trace.log", s.kind.name()));
+    let qmp_path = s.work_dir.join(format!("{}.qmp.sock", s.kind.name()));
+    let _ = std::fs::remove_file(&trace_path);
+    let _ = std::fs::remove_file(&qmp_path);
+
+    let mut m = Machine::new(&images)
+        .kernel(s.kernel)
+        .initrd(s.initrd)
+        .append("console=ttyS0 loglevel=3 panic=-1")
+        .serial(Serial::Stdio);
+    let counters = s.kind == PassKind::Counters;
+    if counters {
+        for ev in qtrace::EVENTS {
+            m = m.trace(*ev);
+        }
+        m = m.trace_file(&trace_path).qmp(&qmp_path);
+    } else {
+        m = m.icount(true);
+    }
+    let mut cmd = m.command()?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    crate::cmd::announce(&cmd);
+    let started = Instant::now();
+    let mut child = KillOnDrop(cmd.spawn().context("starting QEMU")?);
+    let mut stdin = child.0.stdin.take().context("QEMU stdin")?;
+    let stdout = child.0.stdout.take().context("QEMU stdout")?;
+    let mut stderr = child.0.stderr.take().context("QEMU stderr")?;
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = vec![];
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut log = std::fs::File::create(&serial_log).with_context(|| format!("creating {}", serial_log.display()))?;
+    let mut qmp = if counters { Some(Qmp::connect(&qmp_path, Duration::from_secs(20))?) } else { None };
+    let mut trace = TraceTail { path: trace_path.clone(), offset: 0 };
+    let mut res = PassResult { rows: vec![RowOutcome::default(); s.rows.len()], serial_log: serial_log.clone(), ..Default::default() };
+    let mut before: Option<Snapshot> = None;
+    let deadline = started + s.timeout;
+    let mut ended = false;
+
+    let mut snapshot = |qmp: &mut Option<Qmp>, trace: &mut TraceTail| -> Result<(Snapshot, Option<NvmeCounts>)> {
+        let blk = match qmp {
+            Some(q) => Some(q.blockstats(NVME_DRIVE)?),
+            None => None,
+        };
+        let nvme = if counters { Some(trace.take()?) } else { None };
+        Ok((Snapshot { blk }, nvme))
+    };
+
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            bail!("guest pass `{}` timed out after {:?}; serial log: {}", s.kind.name(), s.timeout, serial_log.display());
+        }
+        let line = match rx.recv_timeout(deadline - now) {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        log.write_all(line.as_bytes())?;
+        let parsed = match serial::parse(&line) {
+            Ok(p) => p,
+            // Kernel messages can interleave with ours; keep going, it is logged.
+            Err(_) => Line::Console(line.clone()),
+        };
+        let row_mut = |res: &mut PassResult, i: usize| -> Result<usize> {
+            if i == 0 || i > res.rows.len() {
+                bail!("guest reported row {i}, but the plan has {} rows", res.rows.len());
+            }
+            Ok(i - 1)
+        };
+        match parsed {
+            Line::Ready(i) => {
+                row_mut(&mut res, i)?;
+                let (snap, _) = snapshot(&mut qmp, &mut trace)?;
+                before = Some(snap);
+                writeln!(stdin, "go")?;
+            }
+            Line::Done { row, exit_code } => {
+                let k = row_mut(&mut res, row)?;
+                let (after, nvme) = snapshot(&mut qmp, &mut trace)?;
+                let b = before.take().context("DONE without READY")?;
+                let r = &mut res.rows[k];
+                r.exit_code = Some(exit_code);
+                r.nvme = nvme;
+                if let (Some(a), Some(b)) = (after.blk, b.blk) {
+                    r.blockstats = Some(a.since(&b)?);
+                }
+                writeln!(stdin, "go")?;
+            }
+            Line::HistSys(i, t) => {
+                let k = row_mut(&mut res, i)?;
+                res.rows[k].hist_sys.push_str(&t);
+                res.rows[k].hist_sys.push('\n');
+            }
+            Line::HistRun(i, t) => {
+                let k = row_mut(&mut res, i)?;
+                res.rows[k].hist_run.push_str(&t);
+                res.rows[k].hist_run.push('\n');
+            }
+            Line::Row(i, csv) => {
+                let k = row_mut(&mut res, i)?;
+                res.rows[k].csv = Some(csv);
+                finish_row(&mut res.rows[k])?;
+                progress(k, &res.rows[k]);
+            }
+            Line::Err(i, t) => {
+                let k = row_mut(&mut res, i)?;
+                res.rows[k].stderr.push(t);
+            }
+            Line::Fail(i, why) => {
+                let k = row_mut(&mut res, i)?;
+                res.rows[k].fail = Some(why);
+                progress(k, &res.rows[k]);
+            }
+            Line::Env(kv) => res.env.extend(kv),
+            Line::Fatal(why) => res.fatal = Some(why),
+            Line::End => ended = true,
+            Line::Dmesg(_) | Line::Console(_) => {}
+        }
+    }
+    let status = child.0.wait()?;
+    res.elapsed = started.elapsed();
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+    if !ended {
+        let why = res.fatal.clone().unwrap_or_else(|| format!("QEMU exited ({status}) before the guest finished"));
+        bail!("guest pass `{}` failed: {why}\nQEMU stderr: {}\nserial log: {}", s.kind.name(), qemu_stderr.trim(), serial_log.display());
+    }
+    // Rows whose bench failed (no ROW line) still get a reason.
+    for r in &mut res.rows {
+        if r.csv.is_none() && r.fail.is_none() {
+            r.fail = Some(match r.exit_code {
+                Some(c) => format!("eval-bench exited {c}: {}", r.stderr.last().cloned().unwrap_or_default()),
+                None => "the guest never ran this row".into(),
+            });
+        }
+    }
+    Ok(res)
+}
+
+/// Turn a row's histogram dumps into counts.
+fn finish_row(r: &mut RowOutcome) -> Result<()> {
+    let sys = hist::parse(&r.hist_sys).context("syscall histogram")?;
+    let run = hist::parse(&r.hist_run).context("runtime histogram")?;
+    if sys.dropped > 0 || run.dropped > 0 {
+        bail!("ftrace histogram dropped events (table full); counts would be low");
+    }
+    r.syscalls = Some(sys.sum("hitcount", |n| n == "eval-bench"));
+    r.runtime_ns = Some(run.sum("runtime", |n| !HARNESS_COMMS.contains(&n)));
+    r.bench_runtime_ns = Some(run.sum("runtime", |n| n == "eval-bench"));
+    Ok(())
+}
