@@ -622,7 +622,7 @@ impl<'a> Iterator for RawScopes<'a> {
         if length < minimum {
             return fail(self, err(at + 1, field, Problem::LengthTooSmall { length, minimum }));
         }
-        if (length - SCOPE_FIXED_LEN) % 2 != 0 {
+        if !(length - SCOPE_FIXED_LEN).is_multiple_of(2) {
             return fail(self, err(at + 1, field, Problem::LengthNotMultiple { length: length - SCOPE_FIXED_LEN, unit: 2 }));
         }
         if length > rest.len() {

@@ -228,7 +228,7 @@ impl InvalidationQueue {
     pub const DESCRIPTOR_BYTES: u64 = 16;
 
     pub fn new(base: u64, size_log2: u8) -> Result<Self, QueueError> {
-        if base % PAGE_SIZE != 0 || size_log2 > 7 {
+        if !base.is_multiple_of(PAGE_SIZE) || size_log2 > 7 {
             return Err(QueueError::BadGeometry);
         }
         Ok(InvalidationQueue { base, size_log2, tail: 0 })

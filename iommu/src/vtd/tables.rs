@@ -312,7 +312,7 @@ impl DeviceSpace {
     }
 
     fn check_iova(&self, iova: u64) -> Result<(), TableError> {
-        if iova % PAGE_SIZE != 0 {
+        if !iova.is_multiple_of(PAGE_SIZE) {
             return Err(TableError::Misaligned { address: iova });
         }
         let width = self.levels.address_width();
@@ -379,7 +379,7 @@ impl DeviceSpace {
         rights: Rights,
     ) -> Result<(), TableError> {
         self.check_iova(iova)?;
-        if pa % PAGE_SIZE != 0 {
+        if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(TableError::Misaligned { address: pa });
         }
         if self.host_address_width < 64 && pa >> self.host_address_width != 0 || pa & !sl::ADDRESS != 0 {
