@@ -115,8 +115,13 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
             }
             Ok(r) => {
                 println!("test {} ... FAILED ({}) [{secs:.2} s]", t.name, r.outcome);
-                println!("  last {TAIL_LINES} lines of {}:", r.log_path.display());
-                for line in r.tail(TAIL_LINES) {
+                let tail = r.tail(TAIL_LINES);
+                if tail.is_empty() {
+                    println!("  (no serial output; log: {})", r.log_path.display());
+                } else {
+                    println!("  last {} lines of {}:", tail.len(), r.log_path.display());
+                }
+                for line in tail {
                     println!("  | {line}");
                 }
                 tally.failed += 1;
