@@ -117,11 +117,11 @@ mod tests {
 
     fn reply() -> Value {
         serde_json::from_str(
-            r#"{"return": [
+            r##"{"return": [
                 {"device": "vblk", "stats": {"wr_operations": 9, "wr_bytes": 9, "flush_operations": 9, "rd_operations": 9}},
                 {"device": "nvm", "node-name": "#block123", "stats": {"wr_operations": 12, "wr_bytes": 49152,
                  "flush_operations": 3, "rd_operations": 40, "rd_bytes": 1}}
-            ]}"#,
+            ]}"##,
         )
         .unwrap()
     }

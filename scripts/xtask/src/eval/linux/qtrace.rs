@@ -23,16 +23,6 @@ pub struct NvmeCounts {
     pub bytes_written: u64,
 }
 
-impl NvmeCounts {
-    pub fn add(&mut self, o: &NvmeCounts) {
-        self.write_cmds += o.write_cmds;
-        self.flush_cmds += o.flush_cmds;
-        self.read_cmds += o.read_cmds;
-        self.write_zeroes_cmds += o.write_zeroes_cmds;
-        self.bytes_written += o.bytes_written;
-    }
-}
-
 /// The value after `key ` in a space-separated `key value` event line.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let mut w = line.split_whitespace();

@@ -166,7 +166,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> 
     let deadline = started + s.timeout;
     let mut ended = false;
 
-    let mut snapshot = |qmp: &mut Option<Qmp>, trace: &mut TraceTail| -> Result<(Snapshot, Option<NvmeCounts>)> {
+    let snapshot = |qmp: &mut Option<Qmp>, trace: &mut TraceTail| -> Result<(Snapshot, Option<NvmeCounts>)> {
         let blk = match qmp {
             Some(q) => Some(q.blockstats(NVME_DRIVE)?),
             None => None,
