@@ -1,6 +1,209 @@
+//! The exokernel. Its only abstraction is the page table: five system calls
+//! (see `docs/syscalls.md`) edit page tables and switch between them; faults
+//! and interrupts are delivered to userspace as upcalls; after boot it
+//! allocates nothing and keeps no per-process state.
+//!
+//! Boot path: `boot` (PVH / multiboot2 entry, long mode) → [`kmain`]:
+//! descriptor tables (`arch`), free memory, the LAPIC timer (`apic`), init's
+//! address space (`initas`), then the first upcall into init. From then on
+//! the kernel only runs in `trap`, entered from userspace.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
 #[cfg(not(target_os = "none"))]
 fn main() {}
+
 #[cfg(target_os = "none")]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+#[macro_use]
+mod serial;
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod initas;
+#[cfg(target_os = "none")]
+mod kinfo;
+#[cfg(target_os = "none")]
+mod mem;
+#[cfg(target_os = "none")]
+mod trap;
+#[cfg(target_os = "none")]
+mod upcall;
+
+#[cfg(target_os = "none")]
+pub use kernel::*;
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
+    use crate::{apic, arch, boot, initas, kinfo, mem, trap, upcall};
+    use exo_abi::{kinfo as ki, Reason};
+
+    /// Tick length of the preemption timer.
+    const TICK_US: u64 = 10_000;
+    /// The physical-memory window built by the boot code covers 1 GiB.
+    const WINDOW_BYTES: u64 = 1 << 30;
+
+    /// Stop the machine with a message. Through QEMU's isa-debug-exit the
+    /// exit status becomes 37, which the test harness reports as a kernel
+    /// failure (never a pass).
+    pub fn fatal(args: core::fmt::Arguments) -> ! {
+        crate::serial::print(format_args!("[kernel] {}\n", args));
+        // SAFETY: writing the isa-debug-exit port only stops the VM (and is
+        // a no-op on a machine without the device).
+        unsafe { x86_64::instructions::port::Port::<u32>::new(0xf4).write(0x12) };
+        loop {
+            x86_64::instructions::interrupts::disable();
+            x86_64::instructions::hlt();
+        }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        fatal(format_args!("PANIC: {}", info))
+    }
+
+    /// Subtract `hole` from the ranges in place.
+    fn subtract(ranges: &mut [MemRange; boot::MAX_RANGES], count: &mut usize, hole: MemRange) {
+        let mut i = 0;
+        while i < *count {
+            let r = ranges[i];
+            if !r.overlaps(&hole) {
+                i += 1;
+                continue;
+            }
+            let left = MemRange { start: r.start, end: hole.start.max(r.start) };
+            let right = MemRange { start: hole.end.min(r.end), end: r.end };
+            ranges[i] = left;
+            if right.len() > 0 && *count < boot::MAX_RANGES {
+                ranges[*count] = right;
+                *count += 1;
+            }
+            i += 1;
+        }
+    }
+
+    fn enable_cpu_protections() {
+        let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+        let mut cr4: u64;
+        // SAFETY: reading and setting CR4 feature bits the CPU reports
+        // (SMEP: never execute user pages; SMAP: never touch them — the
+        // kernel reaches user memory only through the physical window).
+        unsafe {
+            core::arch::asm!("mov {}, cr4", out(reg) cr4);
+            if leaf7.ebx & (1 << 7) != 0 {
+                cr4 |= 1 << 20;
+            }
+            if leaf7.ebx & (1 << 20) != 0 {
+                cr4 |= 1 << 21;
+            }
+            core::arch::asm!("mov cr4, {}", in(reg) cr4);
+        }
+    }
+
+    /// Map the local APIC's 2 MiB page, uncached, into the window.
+    fn map_lapic(lapic: u64, alloc: &mut BootAlloc) {
+        let pml4 = boot::boot_pml4_phys();
+        let pdpt = phys_read::<u64>(pml4 + 256 * 8) & exo_mm::ADDR_MASK;
+        let gib = lapic >> 30;
+        let mut pd = phys_read::<u64>(pdpt + gib * 8);
+        if pd & 1 == 0 {
+            let f = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the LAPIC mapping")));
+            pd = f | 0x3;
+            phys_write::<u64>(pdpt + gib * 8, pd);
+        }
+        let pd = pd & exo_mm::ADDR_MASK;
+        let idx = (lapic >> 21) & 511;
+        phys_write::<u64>(pd + idx * 8, (lapic & !0x1f_ffff) | 0x83 | 0x18); // P RW PS PWT PCD
+        x86_64::instructions::tlb::flush_all();
+    }
+
+    #[no_mangle]
+    extern "C" fn kmain(info: u64, magic: u64) -> ! {
+        crate::serial::init();
+        klog!("exokernel starting");
+        let bi = boot::parse(info, magic as u32)
+            .unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
+        mem::set_window_end(WINDOW_BYTES);
+        arch::init();
+        enable_cpu_protections();
+
+        // Free RAM: what the loader reported, minus the first MiB, the
+        // kernel image, the boot image and the boot information.
+        let mut free = [MemRange::EMPTY; boot::MAX_RANGES];
+        let mut count = 0;
+        let mut total = 0;
+        for r in &bi.ram[..bi.ram_count] {
+            let start = ((r.start.max(0x10_0000)) + 0xfff) & !0xfff;
+            let end = r.end.min(WINDOW_BYTES) & !0xfff;
+            if end > start {
+                free[count] = MemRange { start, end };
+                count += 1;
+                total += end - start;
+            }
+            if r.end > WINDOW_BYTES {
+                klog!("RAM above 1 GiB ignored ({:#x}..{:#x}): the window covers the first GiB", r.start.max(WINDOW_BYTES), r.end);
+            }
+        }
+        let (ks, ke) = boot::kernel_image_phys();
+        subtract(&mut free, &mut count, MemRange { start: ks & !0xfff, end: (ke + 0xfff) & !0xfff });
+        if let Some(m) = bi.module {
+            subtract(&mut free, &mut count, MemRange { start: m.start & !0xfff, end: (m.end + 0xfff) & !0xfff });
+        }
+        subtract(&mut free, &mut count, bi.info);
+        let mut alloc = BootAlloc { free, count, taken: 0 };
+
+        let lapic = x86_64::registers::model_specific::Msr::new(0x1b);
+        // SAFETY: reading IA32_APIC_BASE has no side effects.
+        let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
+        map_lapic(lapic, &mut alloc);
+
+        let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
+        kinfo::set_frame(kinfo_pa);
+        let timer = apic::init(lapic, TICK_US);
+        kinfo::set(ki::W_TICK_US, timer.tick_us);
+        kinfo::set(ki::W_TSC_PER_US, timer.tsc_per_us);
+        kinfo::set_bytes(ki::CMDLINE_OFFSET, &bi.cmdline[..bi.cmdline_len.min(ki::CMDLINE_MAX - 1)]);
+        if let Some(m) = bi.module {
+            kinfo::set(ki::W_BOOT_IMAGE_PHYS, m.start);
+            kinfo::set(ki::W_BOOT_IMAGE_LEN, m.len());
+        }
+
+        // The kernel half every address space shares.
+        let pml4 = boot::boot_pml4_phys();
+        // SAFETY: single-threaded boot; no address space exists yet.
+        let half = unsafe { &mut *core::ptr::addr_of_mut!(trap::KERNEL_HALF) };
+        for (i, e) in half.iter_mut().enumerate() {
+            *e = phys_read::<u64>(pml4 + (256 + i as u64) * 8);
+        }
+
+        let built = initas::build(&bi, &mut alloc, half, kinfo_pa)
+            .unwrap_or_else(|e| fatal(format_args!("cannot start init: {e}")));
+        kinfo::set(ki::W_INIT_AS, built.root);
+        kinfo::set(ki::W_RAM_BYTES, built.ram_bytes);
+        kinfo::set(ki::W_RAM_RANGES, count as u64);
+        for (i, r) in alloc.free[..count.min(ki::MAX_RAM_RANGES)].iter().enumerate() {
+            kinfo::set(ki::W_RAM_RANGE0 + 2 * i, r.start);
+            kinfo::set(ki::W_RAM_RANGE0 + 2 * i + 1, r.len());
+        }
+        arch::percpu().init = built.root;
+        klog!(
+            "booted via {}: {} MiB RAM, {} KiB to init, {} boot frames, tick {} us, entering init at {:#x}",
+            bi.protocol,
+            total >> 20,
+            built.ram_bytes >> 10,
+            alloc.taken,
+            timer.tick_us,
+            built.entry
+        );
+
+        let mut f = arch::TrapFrame::default();
+        if upcall::enter(&mut f, built.root, Reason::Yield, 0, 0, 0).is_err() {
+            fatal(format_args!("init has no usable control page"));
+        }
+        // SAFETY: `f` is a complete user context built by `enter`.
+        unsafe { arch::trap_return(&f) }
+    }
+}

@@ -111,11 +111,14 @@ pub enum Error {
     Owned = 11,
     /// Reserved bits were set in an argument.
     BadArgument = 12,
+    /// `yield`'s target has no usable control page (not mapped writable at
+    /// [`CONTROL_VA`], or its entry is not a user address).
+    BadTarget = 13,
 }
 
 impl Error {
     /// All errors, for tests and documentation.
-    pub const ALL: [Error; 12] = [
+    pub const ALL: [Error; 13] = [
         Error::BadSyscall,
         Error::BadAddress,
         Error::BadLevel,
@@ -128,6 +131,7 @@ impl Error {
         Error::WrongKind,
         Error::Owned,
         Error::BadArgument,
+        Error::BadTarget,
     ];
 
     /// The error's name as documented in `docs/syscalls.md`.
@@ -145,6 +149,7 @@ impl Error {
             Error::WrongKind => "WrongKind",
             Error::Owned => "Owned",
             Error::BadArgument => "BadArgument",
+            Error::BadTarget => "BadTarget",
         }
     }
 }

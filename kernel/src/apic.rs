@@ -1,0 +1,101 @@
+//! The local APIC timer (the preemption clock) and silencing the legacy PIC.
+//! The timer period is calibrated against the PIT so that the tick length
+//! reported in the kernel info page is a measurement, not an assumption.
+
+use crate::mem::PHYS_OFFSET;
+use x86_64::instructions::port::Port;
+
+static mut LAPIC: u64 = 0;
+
+const REG_TPR: u64 = 0x80;
+const REG_EOI: u64 = 0xb0;
+const REG_SVR: u64 = 0xf0;
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_TIMER_INIT: u64 = 0x380;
+const REG_TIMER_CUR: u64 = 0x390;
+const REG_TIMER_DIV: u64 = 0x3e0;
+
+fn reg(off: u64) -> *mut u32 {
+    // SAFETY: reading the base set once at boot.
+    (unsafe { LAPIC } + off) as *mut u32
+}
+
+fn read(off: u64) -> u32 {
+    // SAFETY: LAPIC MMIO, mapped uncached by `mem::map_lapic`.
+    unsafe { core::ptr::read_volatile(reg(off)) }
+}
+
+fn write(off: u64, v: u32) {
+    // SAFETY: as for `read`.
+    unsafe { core::ptr::write_volatile(reg(off), v) }
+}
+
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Remap the 8259 PICs away from the exception vectors and mask them all.
+fn disable_pic() {
+    // SAFETY: the standard 8259 initialization sequence on its fixed ports.
+    unsafe {
+        let mut c1 = Port::<u8>::new(0x20);
+        let mut d1 = Port::<u8>::new(0x21);
+        let mut c2 = Port::<u8>::new(0xa0);
+        let mut d2 = Port::<u8>::new(0xa1);
+        c1.write(0x11);
+        c2.write(0x11);
+        d1.write(0x20);
+        d2.write(0x28);
+        d1.write(4);
+        d2.write(2);
+        d1.write(1);
+        d2.write(1);
+        d1.write(0xff);
+        d2.write(0xff);
+    }
+}
+
+/// Result of the calibration.
+pub struct Timer {
+    pub tick_us: u64,
+    pub tsc_per_us: u64,
+}
+
+/// Enable the LAPIC (mapped at `phys` in the window) and start a periodic
+/// timer of about `tick_us` microseconds on [`crate::arch::TIMER_VECTOR`].
+pub fn init(phys: u64, tick_us: u64) -> Timer {
+    // SAFETY: set once during single-threaded boot.
+    unsafe { LAPIC = PHYS_OFFSET + phys };
+    disable_pic();
+    write(REG_SVR, 0x100 | crate::arch::SPURIOUS_VECTOR as u32);
+    write(REG_TPR, 0);
+    write(REG_TIMER_DIV, 0x3); // divide by 16
+
+    // Measure LAPIC and TSC ticks over 10 ms of PIT channel 2.
+    let pit_count: u16 = 11932; // 1.193182 MHz * 10 ms
+    let (lapic_ticks, tsc_ticks);
+    // SAFETY: PIT channel 2 and port 0x61 (its gate) are fixed legacy ports.
+    unsafe {
+        let mut p61 = Port::<u8>::new(0x61);
+        let v = p61.read();
+        p61.write((v & 0xfd) | 1);
+        Port::<u8>::new(0x43).write(0xb0);
+        Port::<u8>::new(0x42).write(pit_count as u8);
+        Port::<u8>::new(0x42).write((pit_count >> 8) as u8);
+        let v = p61.read() & 0xfe;
+        p61.write(v);
+        p61.write(v | 1);
+        write(REG_TIMER_INIT, u32::MAX);
+        let t0 = core::arch::x86_64::_rdtsc();
+        let mut spins = 0u64;
+        while p61.read() & 0x20 == 0 && spins < 100_000_000 {
+            spins += 1;
+        }
+        tsc_ticks = core::arch::x86_64::_rdtsc() - t0;
+        lapic_ticks = u32::MAX - read(REG_TIMER_CUR);
+    }
+    let per_us = (lapic_ticks as u64 / 10_000).max(1);
+    write(REG_LVT_TIMER, (1 << 17) | crate::arch::TIMER_VECTOR as u32); // periodic
+    write(REG_TIMER_INIT, (per_us * tick_us).min(u32::MAX as u64) as u32);
+    Timer { tick_us, tsc_per_us: tsc_ticks / 10_000 }
+}

@@ -1,0 +1,335 @@
+//! Descriptor tables and the entry/exit paths: GDT with a TSS (whose I/O
+//! bitmap is the only port-I/O permission in the system), the IDT with one
+//! assembly stub per vector, the SYSCALL entry, and the single exit path
+//! (`trap_return`) through which every return to userspace goes.
+//!
+//! Every entry from ring 3 builds the same [`TrapFrame`] at the top of the
+//! one kernel stack; the Rust handler rewrites it (a syscall result, or a
+//! whole new context when switching address spaces) and `trap_return`
+//! restores it with `iretq`. The kernel never blocks and never nests, so
+//! nothing survives on the kernel stack between entries.
+
+use core::mem::size_of;
+use x86_64::registers::model_specific::Msr;
+
+/// The register state pushed by every entry stub (lowest address first).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_DS: u16 = 0x10;
+pub const USER_DS: u64 = 0x18 | 3;
+pub const USER_CS: u64 = 0x20 | 3;
+const TSS_SEL: u16 = 0x28;
+/// The pseudo-vector the SYSCALL entry stores in the frame.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+pub const TIMER_VECTOR: u8 = 32;
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Per-CPU data reached through GS while in the kernel. Offsets are used by
+/// the SYSCALL entry stub.
+#[repr(C)]
+pub struct PerCpu {
+    /// 0: top of this CPU's kernel stack.
+    pub kstack_top: u64,
+    /// 8: scratch for the user stack pointer during SYSCALL entry.
+    pub user_rsp: u64,
+    /// The address space running on this CPU (its root table's address).
+    pub current: u64,
+    /// Init's address space (the root scheduler), fixed at boot.
+    pub init: u64,
+}
+
+#[repr(C, packed)]
+struct Tss {
+    reserved0: u32,
+    rsp: [u64; 3],
+    reserved1: u64,
+    ist: [u64; 7],
+    reserved2: u64,
+    reserved3: u16,
+    iomap_base: u16,
+    /// One bit per port, 0 = allowed; plus the mandatory all-ones byte.
+    iomap: [u8; 8193],
+}
+
+const TSS_IOMAP_OFFSET: u16 = 104;
+const IOMAP_DISABLED: u16 = 0xffff;
+
+#[repr(C, align(16))]
+struct Gdt([u64; 7]);
+
+#[repr(C, packed)]
+struct DescriptorPtr {
+    limit: u16,
+    base: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct IdtEntry {
+    off_lo: u16,
+    sel: u16,
+    ist: u8,
+    attr: u8,
+    off_mid: u16,
+    off_hi: u32,
+    zero: u32,
+}
+
+#[repr(C, align(16))]
+struct Idt([IdtEntry; 256]);
+
+// These statics are written only during single-threaded boot (and the TSS
+// I/O map base on each address-space switch, with interrupts off).
+static mut PERCPU: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0 };
+static mut TSS: Tss = Tss {
+    reserved0: 0,
+    rsp: [0; 3],
+    reserved1: 0,
+    ist: [0; 7],
+    reserved2: 0,
+    reserved3: 0,
+    iomap_base: IOMAP_DISABLED,
+    iomap: [0xff; 8193],
+};
+static mut GDT: Gdt = Gdt([0; 7]);
+static mut IDT: Idt = Idt(
+    [IdtEntry { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, zero: 0 }; 256],
+);
+#[repr(C, align(16))]
+struct Stack([u8; 16384]);
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; 16384]);
+
+pub fn percpu() -> &'static mut PerCpu {
+    // SAFETY: one CPU, and the kernel never nests, so no two references to
+    // PERCPU are live at once (each entry takes it afresh).
+    unsafe { &mut *core::ptr::addr_of_mut!(PERCPU) }
+}
+
+/// Ports init may use: COM1 and the isa-debug-exit device.
+const INIT_PORTS: [core::ops::RangeInclusive<u16>; 2] = [0x3f8..=0x3ff, 0xf4..=0xf7];
+
+/// Give the I/O bitmap to the space about to run: init gets its ports,
+/// everyone else none (the bitmap base points past the TSS limit).
+pub fn set_io_permission(init_running: bool) {
+    // SAFETY: a 16-bit store into the TSS with interrupts disabled; the CPU
+    // reads the field only on I/O instructions in ring 3.
+    unsafe {
+        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        tss.iomap_base = if init_running { TSS_IOMAP_OFFSET } else { IOMAP_DISABLED };
+    }
+}
+
+extern "C" {
+    static kernel_stack_top: u8;
+    fn syscall_entry();
+    static trap_stubs: [u64; 256];
+    pub fn trap_return(frame: *const TrapFrame) -> !;
+}
+
+/// Load the GDT, TSS, IDT, per-CPU GS base and the SYSCALL MSRs.
+pub fn init() {
+    // SAFETY: single-threaded boot; the descriptor tables are statics that
+    // live forever; the values follow the SDM's formats (vol. 3, ch. 3, 6,
+    // 7, and 5.8.8 for SYSCALL).
+    unsafe {
+        let stack_top = core::ptr::addr_of!(kernel_stack_top) as u64;
+        let pc = percpu();
+        pc.kstack_top = stack_top;
+
+        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        tss.rsp[0] = stack_top;
+        tss.ist[0] = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64 + 16384;
+        for r in INIT_PORTS {
+            for p in r {
+                tss.iomap[p as usize / 8] &= !(1 << (p % 8));
+            }
+        }
+        tss.iomap[8192] = 0xff;
+
+        let tss_base = core::ptr::addr_of!(TSS) as u64;
+        let tss_limit = (size_of::<Tss>() - 1) as u64;
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        gdt.0[1] = 0x00af_9a00_0000_ffff; // kernel code
+        gdt.0[2] = 0x00cf_9200_0000_ffff; // kernel data
+        gdt.0[3] = 0x00cf_f200_0000_ffff; // user data
+        gdt.0[4] = 0x00af_fa00_0000_ffff; // user code
+        gdt.0[5] = (tss_limit & 0xffff)
+            | ((tss_base & 0xff_ffff) << 16)
+            | (0x89 << 40)
+            | (((tss_limit >> 16) & 0xf) << 48)
+            | (((tss_base >> 24) & 0xff) << 56);
+        gdt.0[6] = tss_base >> 32;
+        let ptr = DescriptorPtr { limit: (size_of::<Gdt>() - 1) as u16, base: gdt as *const _ as u64 };
+        core::arch::asm!(
+            "lgdt [{p}]",
+            "push {cs}",
+            "lea {t}, [rip + 2f]",
+            "push {t}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "ltr {tss:x}",
+            p = in(reg) &ptr,
+            cs = in(reg) KERNEL_CS as u64,
+            t = out(reg) _,
+            ds = in(reg) KERNEL_DS as u64,
+            tss = in(reg) TSS_SEL as u64,
+        );
+
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        let stubs = &*core::ptr::addr_of!(trap_stubs);
+        for v in 0..256 {
+            let h = stubs[v];
+            idt.0[v] = IdtEntry {
+                off_lo: h as u16,
+                sel: KERNEL_CS,
+                ist: if v == 8 { 1 } else { 0 },
+                attr: 0x8e, // present, DPL 0, interrupt gate (IF cleared)
+                off_mid: (h >> 16) as u16,
+                off_hi: (h >> 32) as u32,
+                zero: 0,
+            };
+        }
+        let iptr = DescriptorPtr { limit: (size_of::<Idt>() - 1) as u16, base: idt as *const _ as u64 };
+        core::arch::asm!("lidt [{}]", in(reg) &iptr);
+
+        // GS base = per-CPU data while in the kernel; user GS (0) is parked
+        // in KERNEL_GS_BASE and swapped on every ring crossing.
+        Msr::new(0xc000_0101).write(core::ptr::addr_of!(PERCPU) as u64);
+        Msr::new(0xc000_0102).write(0);
+        // STAR: kernel CS/SS from 0x08; SYSRET base 0x10 (user SS 0x18, CS 0x20).
+        Msr::new(0xc000_0081).write((0x10u64 << 48) | ((KERNEL_CS as u64) << 32));
+        Msr::new(0xc000_0082).write(syscall_entry as usize as u64);
+        // SFMASK: clear IF, TF, DF, AC and IOPL/NT on entry.
+        Msr::new(0xc000_0084).write(0x4_7700);
+    }
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .global syscall_entry
+syscall_entry:
+    swapgs
+    mov gs:[8], rsp
+    mov rsp, gs:[0]
+    push {user_ds}
+    push qword ptr gs:[8]
+    push r11
+    push {user_cs}
+    push rcx
+    push 0
+    push {sysvec}
+    jmp trap_push
+
+trap_common:
+    test qword ptr [rsp + 24], 3
+    jz trap_push
+    swapgs
+trap_push:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    cld
+    mov rdi, rsp
+    call trap_handler
+    mov rdi, rsp
+    .global trap_return
+trap_return:
+    mov rsp, rdi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    test qword ptr [rsp + 24], 3
+    jz 2f
+    swapgs
+2:
+    add rsp, 16
+    iretq
+
+    .altmacro
+    .macro stub n
+    .align 16
+trap_stub_\n:
+    .if \n == 8 || \n == 10 || \n == 11 || \n == 12 || \n == 13 || \n == 14 || \n == 17 || \n == 21 || \n == 29 || \n == 30
+    .else
+    push 0
+    .endif
+    push \n
+    jmp trap_common
+    .endm
+    .set i, 0
+    .rept 256
+    stub %i
+    .set i, i + 1
+    .endr
+
+    .macro stubaddr n
+    .quad trap_stub_\n
+    .endm
+    .section .rodata.trap_stubs, "a"
+    .align 8
+    .global trap_stubs
+trap_stubs:
+    .set i, 0
+    .rept 256
+    stubaddr %i
+    .set i, i + 1
+    .endr
+"#,
+    user_ds = const USER_DS,
+    user_cs = const USER_CS,
+    sysvec = const SYSCALL_VECTOR,
+);

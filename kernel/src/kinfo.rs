@@ -1,0 +1,40 @@
+//! The kernel info page: counters and boot facts, mapped read-only into
+//! init (the only "kernel state" a process can see, and only as data).
+
+use crate::mem::{phys_read, phys_write};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static KINFO_PA: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_frame(pa: u64) {
+    KINFO_PA.store(pa, Ordering::Relaxed);
+    set(exo_abi::kinfo::W_MAGIC, exo_abi::kinfo::MAGIC);
+}
+
+pub fn frame() -> u64 {
+    KINFO_PA.load(Ordering::Relaxed)
+}
+
+pub fn set(word: usize, v: u64) {
+    let pa = frame();
+    if pa != 0 && word < 512 {
+        phys_write::<u64>(pa + 8 * word as u64, v);
+    }
+}
+
+pub fn add(word: usize, d: u64) {
+    let pa = frame();
+    if pa != 0 && word < 512 {
+        let a = pa + 8 * word as u64;
+        phys_write::<u64>(a, phys_read::<u64>(a).wrapping_add(d));
+    }
+}
+
+pub fn set_bytes(offset: usize, bytes: &[u8]) {
+    let pa = frame();
+    for (i, b) in bytes.iter().enumerate() {
+        if offset + i < 4096 {
+            phys_write::<u8>(pa + (offset + i) as u64, *b);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Every way into the kernel from userspace: the five system calls, the
+//! timer, exceptions. Each ends by returning into *some* address space —
+//! the caller, the root scheduler (init), or the target of a `yield`.
+
+use crate::arch::{percpu, TrapFrame, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::mem::{KernelMem, KernelTlb};
+use crate::upcall::{can_enter, control_page, enter, save};
+use crate::{apic, kinfo, fatal};
+use exo_abi::{kinfo as ki, Error, Reason, Syscall, CONTROL_VA};
+
+/// Kernel-half entries copied into every new address space.
+pub static mut KERNEL_HALF: [u64; 256] = [0; 256];
+
+/// Code for `Reason::Dead` when the space's control page is unusable.
+pub const DEAD_NO_CONTROL_PAGE: u64 = 0xffff;
+
+#[no_mangle]
+extern "C" fn trap_handler(f: &mut TrapFrame) {
+    if f.cs & 3 != 3 {
+        kernel_trap(f);
+    }
+    match f.vector {
+        SYSCALL_VECTOR => syscall(f),
+        v if v == TIMER_VECTOR as u64 => timer(f),
+        v if v == SPURIOUS_VECTOR as u64 => {}
+        14 => {
+            let cr2 = x86_64::registers::control::Cr2::read_raw();
+            fault(f, Reason::PageFault, cr2, f.error)
+        }
+        v @ 0..=31 => fault(f, Reason::Exception, v, f.error),
+        v => {
+            // A device interrupt: the root scheduler dispatches it.
+            apic::eoi();
+            interrupt(f, v);
+        }
+    }
+    // Only user-mode flags the kernel allows: IF on, IOPL 0, no NT/VM.
+    f.rflags = (f.rflags & 0x0000_0000_0000_0cd5) | 0x202;
+}
+
+fn kernel_trap(f: &TrapFrame) -> ! {
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
+    fatal(format_args!(
+        "PANIC: trap {} in kernel mode, error {:#x}, rip {:#x}, rsp {:#x}, cr2 {:#x}",
+        f.vector, f.error, f.rip, f.rsp, cr2
+    ));
+}
+
+fn result(f: &mut TrapFrame, r: Result<u64, Error>) {
+    match r {
+        Ok(v) => {
+            f.rax = 0;
+            f.rdx = v;
+        }
+        Err(e) => {
+            f.rax = e as u64;
+            f.rdx = 0;
+        }
+    }
+}
+
+fn syscall(f: &mut TrapFrame) {
+    kinfo::add(ki::W_SYSCALLS, 1);
+    let caller = percpu().current;
+    let mut mem = KernelMem;
+    let mut tlb = KernelTlb { current: caller };
+    let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
+    match Syscall::try_from(f.rax) {
+        Err(e) => result(f, Err(e)),
+        Ok(Syscall::Create) => result(f, exo_mm::create(&mut mem, &mut tlb, caller, a0, a1, a2).map(|_| 0)),
+        Ok(Syscall::Map) => result(f, exo_mm::map(&mut mem, &mut tlb, caller, a0, a1, a2, a3, a4).map(|_| 0)),
+        Ok(Syscall::Unmap) => result(f, exo_mm::unmap(&mut mem, &mut tlb, caller, a0, a1, a2).map(|_| 0)),
+        Ok(Syscall::CreateAs) => {
+            // SAFETY: KERNEL_HALF is written once at boot, before userspace.
+            let half = unsafe { &*core::ptr::addr_of!(KERNEL_HALF) };
+            result(f, exo_mm::create_as(&mut mem, &mut tlb, caller, a0, a1, half))
+        }
+        Ok(Syscall::Yield) => {
+            let target = match exo_mm::yield_target(&mem, caller, a0) {
+                Ok(t) => t,
+                Err(e) => return result(f, Err(e)),
+            };
+            if can_enter(target).is_none() {
+                return result(f, Err(Error::BadTarget));
+            }
+            // The caller resumes (when someone yields back and its runtime
+            // chooses to) as if the call returned Ok(0).
+            result(f, Ok(0));
+            if let Some(ctl) = control_page(caller) {
+                save(ctl, f);
+            }
+            if enter(f, target, Reason::Yield, a1, 0, caller).is_err() {
+                // can_enter said yes a moment ago and nothing ran since.
+                fatal(format_args!("PANIC: yield target {target:#x} became unenterable"));
+            }
+        }
+    }
+}
+
+fn timer(f: &mut TrapFrame) {
+    apic::eoi();
+    kinfo::add(ki::W_TICKS, 1);
+    let pc = percpu();
+    let (cur, init) = (pc.current, pc.init);
+    let Some(ctl) = control_page(cur) else {
+        return dead(f, cur, DEAD_NO_CONTROL_PAGE, CONTROL_VA);
+    };
+    if cur == init && crate::upcall::masked(ctl) {
+        // The root scheduler is running its handler: let it finish.
+        return;
+    }
+    let discarded = !save(ctl, f);
+    enter_init(f, Reason::Timer, cur, discarded as u64, 0);
+}
+
+fn interrupt(f: &mut TrapFrame, vector: u64) {
+    let pc = percpu();
+    let (cur, init) = (pc.current, pc.init);
+    if let Some(ctl) = control_page(cur) {
+        if cur == init && crate::upcall::masked(ctl) {
+            return;
+        }
+        save(ctl, f);
+    }
+    enter_init(f, Reason::Interrupt, vector, 0, cur);
+}
+
+fn fault(f: &mut TrapFrame, reason: Reason, a: u64, b: u64) {
+    let cur = percpu().current;
+    match control_page(cur) {
+        Some(ctl) if save(ctl, f) => {
+            if enter(f, cur, reason, a, b, 0).is_err() {
+                dead(f, cur, vector_of(f, reason, a), a);
+            }
+        }
+        // Masked (a fault inside its own fault handler) or no control page:
+        // the space cannot handle this itself.
+        Some(_) => dead(f, cur, vector_of(f, reason, a), a),
+        None => dead(f, cur, DEAD_NO_CONTROL_PAGE, CONTROL_VA),
+    }
+}
+
+fn vector_of(f: &TrapFrame, reason: Reason, a: u64) -> u64 {
+    match reason {
+        Reason::PageFault => 14,
+        Reason::Exception => a,
+        _ => f.vector,
+    }
+}
+
+/// `cur` cannot continue: tell the root scheduler. If init itself is the
+/// one that died, there is nobody left to tell.
+fn dead(f: &mut TrapFrame, cur: u64, code: u64, addr: u64) {
+    let init = percpu().init;
+    if cur == init {
+        fatal(format_args!(
+            "init died: vector/code {code:#x} at address {addr:#x} (rip {:#x}, rsp {:#x})",
+            f.rip, f.rsp
+        ));
+    }
+    enter_init(f, Reason::Dead, cur, code, addr);
+}
+
+fn enter_init(f: &mut TrapFrame, reason: Reason, a: u64, b: u64, c: u64) {
+    let init = percpu().init;
+    if enter(f, init, reason, a, b, c).is_err() {
+        fatal(format_args!("init's control page became unusable"));
+    }
+}

@@ -1,0 +1,90 @@
+//! Upcalls: how the kernel saves an interrupted context into the
+//! interrupted address space's own control page, and how it enters an
+//! address space at its upcall entry. The control page is found by walking
+//! that space's page tables (it must be present, user and writable), and
+//! written through the physical-memory window, so a missing or hostile
+//! control page can only ever cost its owner its life, never the kernel's.
+
+use crate::arch::{percpu, TrapFrame, USER_CS, USER_DS};
+use crate::kinfo;
+use crate::mem::{phys_read, phys_write, KernelMem};
+use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, USER_END};
+
+/// Physical address of `root`'s control page, if it is usable.
+pub fn control_page(root: u64) -> Option<u64> {
+    exo_mm::translate(&KernelMem, root, CONTROL_VA, true)
+}
+
+pub fn masked(ctl: u64) -> bool {
+    phys_read::<u64>(ctl + control::MASKED) != 0
+}
+
+/// Save the interrupted user context `f` into the control page, unless the
+/// space is masked (its upcall handler is running and still needs what is
+/// saved there). Returns whether it saved.
+pub fn save(ctl: u64, f: &TrapFrame) -> bool {
+    if masked(ctl) {
+        return false;
+    }
+    let regs = [
+        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13,
+        f.r14, f.r15, f.rip, f.rflags,
+    ];
+    for (i, r) in regs.iter().enumerate() {
+        phys_write::<u64>(ctl + control::SAVED + 8 * i as u64, *r);
+    }
+    phys_write::<u64>(ctl + control::SAVED_VALID, 1);
+    true
+}
+
+/// Check that `root` can be entered: a control page with a user entry
+/// point and stack.
+pub fn can_enter(root: u64) -> Option<u64> {
+    let ctl = control_page(root)?;
+    let entry = phys_read::<u64>(ctl + control::ENTRY);
+    let stack = phys_read::<u64>(ctl + control::STACK);
+    if entry >= USER_END || stack >= USER_END {
+        return None;
+    }
+    Some(ctl)
+}
+
+/// Rewrite `f` so that returning from the trap enters `root` at its upcall
+/// entry with `reason` and arguments, switching address spaces if needed.
+/// Fails (changing nothing) if `root` has no usable control page.
+pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u64) -> Result<(), ()> {
+    let ctl = can_enter(root).ok_or(())?;
+    let entry = phys_read::<u64>(ctl + control::ENTRY);
+    let stack = phys_read::<u64>(ctl + control::STACK);
+    phys_write::<u64>(ctl + control::MASKED, 1);
+    switch_to(root);
+    *f = TrapFrame {
+        rip: entry,
+        cs: USER_CS,
+        rflags: 0x202,
+        rsp: stack,
+        ss: USER_DS,
+        rdi: reason as u64,
+        rsi: a,
+        rdx: b,
+        rcx: c,
+        ..TrapFrame::default()
+    };
+    kinfo::add(ki::W_UPCALLS, 1);
+    Ok(())
+}
+
+/// Make `root` the running address space.
+pub fn switch_to(root: u64) {
+    let pc = percpu();
+    if pc.current != root {
+        // SAFETY: `root` is a root table built by the kernel (boot or
+        // create_as) whose kernel half is the kernel's own, so the kernel
+        // stays mapped across the switch.
+        unsafe {
+            core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags));
+        }
+        pc.current = root;
+    }
+    crate::arch::set_io_permission(root == pc.init);
+}
