@@ -103,11 +103,21 @@ pub fn classify(status: Option<i32>, timed_out: Option<Duration>, serial: &str, 
         },
         STATUS_TEST_FAILED => Outcome::Failed(
             status,
-            fail_line.map_or_else(|| format!("test failed (no `{FAIL_MARKER}` line)"), str::to_string),
+            fail_line.map_or_else(
+                || format!("test failed (no `{FAIL_MARKER}` line; last line: {})", last_line(serial).unwrap_or("none")),
+                str::to_string,
+            ),
         ),
         STATUS_PANIC => Outcome::Failed(
             status,
-            panic_line.map_or_else(|| format!("kernel panic (no `{PANIC_MARKER}` line)"), str::to_string),
+            panic_line.map_or_else(
+                || {
+                    // The kernel's fatal path may stop with another message.
+                    let last_kernel = serial.lines().map(str::trim).filter(|l| l.starts_with("[kernel]")).last();
+                    format!("kernel stopped (no `{PANIC_MARKER}` line): {}", last_kernel.or(last_line(serial)).unwrap_or("no output"))
+                },
+                str::to_string,
+            ),
         ),
         0 => Outcome::QemuError(format!(
             "QEMU exited with status 0: the guest reset (e.g. triple fault) or powered off without \
@@ -168,7 +178,10 @@ mod tests {
             classify(Some(37), None, p, "", T),
             Outcome::Failed(37, "[kernel] PANIC at kernel/src/trap.rs:10: double fault".into())
         );
-        assert!(matches!(classify(Some(37), None, "", "", T), Outcome::Failed(37, ref r) if r.contains("kernel panic")));
+        assert!(matches!(classify(Some(37), None, "", "", T), Outcome::Failed(37, ref r) if r.contains("no output")));
+        let fatal = "[kernel] booting\n[kernel] init ELF refused: bad magic\nother\n";
+        assert!(matches!(classify(Some(37), None, fatal, "", T), Outcome::Failed(37, ref r) if r.ends_with("[kernel] init ELF refused: bad magic")));
+        assert!(matches!(classify(Some(35), None, "a\nlast words\n", "", T), Outcome::Failed(35, ref r) if r.contains("last line: last words")));
         // A FAIL line overrides a success exit code.
         let both = "EXO-TEST-PASS isolation\nEXO-TEST-FAIL isolation: late\n";
         assert!(matches!(classify(Some(33), None, both, "", T), Outcome::Failed(33, _)));
