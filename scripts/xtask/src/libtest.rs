@@ -8,6 +8,8 @@ pub struct Summary {
     pub ignored: usize,
     /// Test binaries that reported a result line.
     pub binaries: usize,
+    /// Of those, how many reported `test result: FAILED`.
+    pub failed_binaries: usize,
     pub failing: Vec<String>,
 }
 
@@ -31,6 +33,7 @@ pub fn parse(stdout: &str) -> Summary {
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("test result: ") {
             s.binaries += 1;
+            s.failed_binaries += usize::from(rest.starts_with("FAILED"));
             s.passed += count(rest, "passed");
             s.failed += count(rest, "failed");
             s.ignored += count(rest, "ignored");
@@ -55,6 +58,32 @@ pub fn failure_details(stdout: &str) -> String {
         if inside {
             out.push_str(line);
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// Targets cargo reports as failed outside libtest's own lines: crates that
+/// did not compile (`error: could not compile ...`) and the closing
+/// `error: N target(s) failed:` list of `--no-fail-fast` (e.g. a doctest
+/// build failure or a crashed test binary).
+pub fn failed_targets(cargo_stderr: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut inside = false;
+    for line in cargo_stderr.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("error: could not compile ") {
+            // "`nvme` (lib test) due to 5 previous errors; ..."
+            let what = rest.split(" due to").next().unwrap_or(rest);
+            out.push(format!("{} (compile error)", what.replace('`', "")));
+            inside = false;
+        } else if t.starts_with("error: ") && (t.ends_with(" target failed:") || t.ends_with(" targets failed:")) {
+            inside = true;
+        } else if inside {
+            match t.strip_prefix('`').and_then(|r| r.strip_suffix('`')) {
+                Some(target) => out.push(target.to_string()),
+                None => inside = false,
+            }
         }
     }
     out
@@ -101,7 +130,7 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
     #[test]
     fn sums_every_binary() {
         let s = parse(OUT);
-        assert_eq!((s.passed, s.failed, s.ignored, s.binaries), (3, 2, 1, 4));
+        assert_eq!((s.passed, s.failed, s.ignored, s.binaries, s.failed_binaries), (3, 2, 1, 4, 2));
         assert_eq!(s.failing, vec!["tables::tests::rejects_overlap", "iommu/src/lib.rs - Table (line 12)"]);
     }
 
@@ -111,6 +140,20 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
         assert!(d.starts_with("---- tables::tests::rejects_overlap stdout ----\n"));
         assert!(d.contains("assertion failed: r.is_err()"));
         assert!(!d.contains("test a ... ok"));
+    }
+
+    #[test]
+    fn failed_targets_from_cargo_stderr() {
+        let err = "error: doctest failed, to rerun pass `-p nvme --doc`\n\
+                   note: test exited abnormally\n\
+                   error: 2 targets failed:\n    `-p nvme --doc`\n    `-p libdb --lib`\n";
+        assert_eq!(failed_targets(err), vec!["-p nvme --doc", "-p libdb --lib"]);
+        assert_eq!(failed_targets("error: 1 target failed:\n    `-p x --lib`\nwarning: y\n"), vec!["-p x --lib"]);
+        assert_eq!(
+            failed_targets("error: could not compile `nvme` (lib test) due to 5 previous errors; 1 warning emitted\n"),
+            vec!["nvme (lib test) (compile error)"]
+        );
+        assert!(failed_targets("error: test failed, to rerun pass `-p x --lib`").is_empty());
     }
 
     #[test]

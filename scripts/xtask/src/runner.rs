@@ -84,7 +84,7 @@ pub fn tail_lines(text: &str, n: usize) -> Vec<&str> {
 
 /// Copy a pipe to an optional file and an optional terminal stream,
 /// returning everything read.
-fn tee(
+pub fn tee(
     mut from: impl Read + Send + 'static,
     mut log: Option<File>,
     mut echo: Option<Box<dyn Write + Send>>,

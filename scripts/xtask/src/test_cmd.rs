@@ -49,15 +49,22 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
         c.arg("--").args(filters);
     }
     cmd::announce(&c);
-    let out = match c.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
-        Ok(o) => o,
+    // stdout is parsed (libtest's lines); stderr is shown live and kept for
+    // cargo's own `error: N targets failed:` list.
+    let spawned = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match spawned {
+        Ok(ch) => ch,
         Err(e) => {
             println!("host tests ... FAILED (could not start cargo: {e})");
             tally.failed += 1;
             return;
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out_reader = runner::tee(child.stdout.take().expect("piped"), None, None);
+    let err_reader = runner::tee(child.stderr.take().expect("piped"), None, Some(Box::new(std::io::stderr())));
+    let status = child.wait();
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
     let s = libtest::parse(&stdout);
     if s.failed > 0 {
         print!("{}", libtest::failure_details(&stdout));
@@ -71,10 +78,26 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
     );
     tally.passed += s.passed;
     tally.failed += s.failed;
-    if !out.status.success() && s.failed == 0 {
-        // A build error or a test binary that crashed before reporting.
-        println!("host tests ... FAILED (`cargo test` exited with {} without a failing test: build error or crashed test binary)", out.status);
-        tally.failed += 1;
+    let success = status.as_ref().is_ok_and(|st| st.success());
+    if !success {
+        // Failures libtest did not report: crates that did not compile, and
+        // targets in cargo's `N targets failed` list beyond the binaries
+        // whose failing tests were already counted (doctest build errors,
+        // crashed test binaries).
+        let targets = libtest::failed_targets(&stderr);
+        let compile_errors = targets.iter().filter(|t| t.ends_with("(compile error)")).count();
+        let listed = targets.len() - compile_errors;
+        let unexplained = compile_errors + listed.saturating_sub(s.failed_binaries);
+        for t in &targets {
+            println!("host target {t} ... FAILED");
+        }
+        if unexplained == 0 && s.failed == 0 {
+            println!("host tests ... FAILED (`cargo test` failed without a failing test: {status:?})");
+            tally.failed += 1;
+        } else if unexplained > 0 {
+            println!("host tests: {unexplained} target(s) failed without a test result (build error or crash; see above)");
+            tally.failed += unexplained;
+        }
     }
 }
 
