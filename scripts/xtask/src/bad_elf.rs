@@ -175,6 +175,23 @@ mod tests {
     }
 
     #[test]
+    fn variants_of_a_real_rust_lld_program_are_refused() {
+        // The loader's fixture: a static x86_64 program linked by rust-lld.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../apps/loader/tests/fixtures/tiny-static.elf");
+        let real = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        plan(&real, RAM).expect("the fixture itself must load");
+        let all = variants(&real).unwrap();
+        assert_eq!(all.len(), 5);
+        for (name, bytes) in &all {
+            let result = plan(bytes, RAM);
+            assert!(result.is_err(), "{name} was accepted");
+        }
+        assert!(matches!(plan(variant(&all, "kernel_space"), RAM), Err(ElfError::SegmentOutsideUserWindow { .. })));
+        assert!(matches!(plan(variant(&all, "huge_memsz"), RAM), Err(ElfError::TooMuchMemory { .. })));
+        assert!(matches!(plan(variant(&all, "overlap"), RAM), Err(ElfError::SegmentsSharePage { .. })));
+    }
+
+    #[test]
     fn non_elf_sources_are_named_errors() {
         assert!(variants(b"short").unwrap_err().to_string().contains("not an ELF64"));
         let mut no_loads = sample_program();
