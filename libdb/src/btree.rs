@@ -1,0 +1,397 @@
+//! The copy-on-write B+tree: lookups and range collection on verified,
+//! cached pages, and the batched rewrite a checkpoint performs.
+//!
+//! A checkpoint merges the sorted batch of committed changes into the tree
+//! in one pass: every touched leaf and branch is decoded once, merged,
+//! re-split if it overflows, and written to a fresh page; untouched
+//! subtrees are shared with the previous tree. Old pages go to the pending
+//! free list, so the previous tree stays intact until the new meta page is
+//! durable (and while readers of it remain).
+
+use alloc::vec::Vec;
+use core::ops::Bound;
+
+use crate::cache::Page;
+use crate::db::Inner;
+use crate::error::{corrupt, Corruption, Error};
+use crate::log::Op;
+use crate::page::{self, LeafEntry, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE};
+use crate::storage::Storage;
+
+/// No valid tree of 4 KiB pages and <= 512-byte keys is this deep.
+pub const MAX_DEPTH: usize = 40;
+
+fn past_hi(k: &[u8], hi: Bound<&[u8]>) -> bool {
+    match hi {
+        Bound::Included(h) => k > h,
+        Bound::Excluded(h) => k >= h,
+        Bound::Unbounded => false,
+    }
+}
+
+fn below_lo(k: &[u8], lo: Bound<&[u8]>) -> bool {
+    match lo {
+        Bound::Included(l) => k < l,
+        Bound::Excluded(l) => k <= l,
+        Bound::Unbounded => false,
+    }
+}
+
+/// Splits items of the given sizes into groups of at most `cap` bytes,
+/// balanced so that no group is left nearly empty.
+fn split(sizes: &[usize], cap: usize) -> Vec<core::ops::Range<usize>> {
+    let total: usize = sizes.iter().sum();
+    let target = total.div_ceil(total.div_ceil(cap).max(1));
+    let mut groups = Vec::new();
+    let (mut start, mut cur) = (0, 0);
+    for (i, &s) in sizes.iter().enumerate() {
+        if cur > 0 && (cur + s > cap || cur >= target) {
+            groups.push(start..i);
+            start = i;
+            cur = 0;
+        }
+        cur += s;
+    }
+    if start < sizes.len() {
+        groups.push(start..sizes.len());
+    }
+    groups
+}
+
+impl<S: Storage> Inner<S> {
+    /// Fetches a page through the cache, verifying it on a miss. `from` is
+    /// the page holding the pointer (for error messages), `parent_gen` the
+    /// generation the page may not be newer than.
+    pub(crate) fn load(&mut self, pgno: u64, parent_gen: u64, from: u64) -> Result<Page, Error> {
+        if pgno < self.meta.first_tree_page() || pgno >= self.total_pages {
+            return Err(corrupt(from, Corruption::BadPointer { pointer: pgno }));
+        }
+        let page = match self.cache.get(pgno) {
+            Some(p) => p,
+            None => {
+                let mut buf = alloc::vec![0u8; PAGE_SIZE];
+                self.storage.read(pgno * PAGE_SIZE as u64, &mut buf)?;
+                page::verify(&buf, pgno).map_err(|w| corrupt(pgno, w))?;
+                let p: Page = buf.into();
+                self.cache.insert(pgno, p.clone());
+                p
+            }
+        };
+        let gen = page::header(&page).gen;
+        if gen > parent_gen {
+            return Err(corrupt(pgno, Corruption::TooNew { page_gen: gen, parent_gen }));
+        }
+        Ok(page)
+    }
+
+    fn read_value(&mut self, val: Val, leaf: u64, leaf_gen: u64) -> Result<Vec<u8>, Error> {
+        let (len, first) = match val {
+            Val::Inline(v) => return Ok(v),
+            Val::Overflow { len, first } => (len as usize, first),
+        };
+        let mut out = Vec::with_capacity(len);
+        let (mut pg, mut from) = (first, leaf);
+        while out.len() < len {
+            if pg == 0 {
+                return Err(corrupt(from, Corruption::Malformed("overflow chain ends early")));
+            }
+            let p = self.load(pg, leaf_gen, from)?;
+            let h = page::header(&p);
+            if h.kind != KIND_OVERFLOW {
+                return Err(corrupt(pg, Corruption::WrongKind { expected: "overflow", found: h.kind }));
+            }
+            let take = (len - out.len()).min(OVERFLOW_DATA);
+            out.extend_from_slice(&p[page::HEADER..page::HEADER + take]);
+            from = pg;
+            pg = h.extra;
+        }
+        Ok(out)
+    }
+
+    fn owned_val(p: &[u8], i: usize) -> Val {
+        match page::leaf_val(p, i) {
+            ValRef::Inline(v) => Val::Inline(v.to_vec()),
+            ValRef::Overflow { len, first } => Val::Overflow { len, first },
+        }
+    }
+
+    pub(crate) fn tree_get(&mut self, root: u64, gen: u64, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if root == 0 {
+            return Ok(None);
+        }
+        let (mut pgno, mut pgen, mut from) = (root, gen, 0);
+        for _ in 0..MAX_DEPTH {
+            let p = self.load(pgno, pgen, from)?;
+            let h = page::header(&p);
+            match h.kind {
+                KIND_BRANCH => {
+                    let i = page::branch_find(&p, key);
+                    from = pgno;
+                    pgno = page::branch_child(&p, i);
+                    pgen = h.gen;
+                }
+                KIND_LEAF => {
+                    return match page::leaf_search(&p, key) {
+                        Ok(i) => Ok(Some(self.read_value(Self::owned_val(&p, i), pgno, h.gen)?)),
+                        Err(_) => Ok(None),
+                    };
+                }
+                k => return Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
+            }
+        }
+        Err(corrupt(root, Corruption::TooDeep))
+    }
+
+    /// Appends up to `limit` entries within the bounds, in order (or
+    /// reversed), from the subtree at `pgno`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tree_collect(
+        &mut self,
+        pgno: u64,
+        pgen: u64,
+        from: u64,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        depth: usize,
+    ) -> Result<(), Error> {
+        if depth >= MAX_DEPTH {
+            return Err(corrupt(pgno, Corruption::TooDeep));
+        }
+        let p = self.load(pgno, pgen, from)?;
+        let h = page::header(&p);
+        let n = h.count;
+        match h.kind {
+            KIND_BRANCH => {
+                if !rev {
+                    let start = match lo {
+                        Bound::Unbounded => 0,
+                        Bound::Included(k) | Bound::Excluded(k) => page::branch_find(&p, k),
+                    };
+                    for i in start..n {
+                        if i > start && past_hi(page::branch_key(&p, i), hi) {
+                            break;
+                        }
+                        let child = page::branch_child(&p, i);
+                        self.tree_collect(child, h.gen, pgno, lo, hi, rev, limit, out, depth + 1)?;
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                } else {
+                    let start = match hi {
+                        Bound::Unbounded => n - 1,
+                        Bound::Included(k) | Bound::Excluded(k) => page::branch_find(&p, k),
+                    };
+                    for i in (0..=start).rev() {
+                        let child = page::branch_child(&p, i);
+                        self.tree_collect(child, h.gen, pgno, lo, hi, rev, limit, out, depth + 1)?;
+                        if out.len() >= limit {
+                            break;
+                        }
+                        // Children left of i hold keys below key_i.
+                        if i > 0 {
+                            if let Bound::Included(l) | Bound::Excluded(l) = lo {
+                                if page::branch_key(&p, i) <= l {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            KIND_LEAF => {
+                if !rev {
+                    let mut i = match lo {
+                        Bound::Unbounded => 0,
+                        Bound::Included(k) => page::leaf_search(&p, k).unwrap_or_else(|i| i),
+                        Bound::Excluded(k) => page::leaf_search(&p, k).map_or_else(|i| i, |i| i + 1),
+                    };
+                    while i < n && out.len() < limit && !past_hi(page::leaf_key(&p, i), hi) {
+                        let v = self.read_value(Self::owned_val(&p, i), pgno, h.gen)?;
+                        out.push((page::leaf_key(&p, i).to_vec(), v));
+                        i += 1;
+                    }
+                } else {
+                    let mut j = match hi {
+                        Bound::Unbounded => n,
+                        Bound::Included(k) => page::leaf_search(&p, k).map_or_else(|i| i, |i| i + 1),
+                        Bound::Excluded(k) => page::leaf_search(&p, k).unwrap_or_else(|i| i),
+                    };
+                    while j > 0 && out.len() < limit && !below_lo(page::leaf_key(&p, j - 1), lo) {
+                        let v = self.read_value(Self::owned_val(&p, j - 1), pgno, h.gen)?;
+                        out.push((page::leaf_key(&p, j - 1).to_vec(), v));
+                        j -= 1;
+                    }
+                }
+                Ok(())
+            }
+            k => Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
+        }
+    }
+
+    // ---- checkpoint: batched copy-on-write ---------------------------------
+
+    /// Applies a sorted batch to the durable tree, returning the new root.
+    pub(crate) fn apply_root(&mut self, batch: &[Op]) -> Result<u64, Error> {
+        let root = self.meta.root;
+        let mut level = if root == 0 {
+            self.write_leaves(Vec::new(), batch)?
+        } else {
+            self.apply_node(root, self.meta.gen, 0, batch, 0)?
+        };
+        while level.len() > 1 {
+            level = self.write_branches(level)?;
+        }
+        let mut root = level.first().map_or(0, |e| e.1);
+        // A root branch with one child is just that child.
+        while root != 0 {
+            let p = self.load(root, u64::MAX, 0)?;
+            let h = page::header(&p);
+            if h.kind == KIND_BRANCH && h.count == 1 {
+                self.freed.push(root);
+                root = page::branch_child(&p, 0);
+            } else {
+                break;
+            }
+        }
+        Ok(root)
+    }
+
+    fn apply_node(&mut self, pgno: u64, pgen: u64, from: u64, batch: &[Op], depth: usize) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+        if depth >= MAX_DEPTH {
+            return Err(corrupt(pgno, Corruption::TooDeep));
+        }
+        let p = self.load(pgno, pgen, from)?;
+        let h = page::header(&p);
+        match h.kind {
+            KIND_LEAF => {
+                self.freed.push(pgno);
+                self.write_leaves(page::decode_leaf(&p), batch)
+            }
+            KIND_BRANCH => {
+                let children = page::decode_branch(&p);
+                let mut out = Vec::with_capacity(children.len() + 2);
+                let mut b = 0;
+                for (i, (key, child)) in children.iter().enumerate() {
+                    let end = match children.get(i + 1) {
+                        Some((next, _)) => b + batch[b..].partition_point(|(k, _)| k < next),
+                        None => batch.len(),
+                    };
+                    let sub = &batch[b..end];
+                    b = end;
+                    if sub.is_empty() {
+                        out.push((key.clone(), *child));
+                        continue;
+                    }
+                    let repl = self.apply_node(*child, h.gen, pgno, sub, depth + 1)?;
+                    for (j, (k, c)) in repl.into_iter().enumerate() {
+                        // The first replacement keeps this child's range.
+                        out.push((if j == 0 { key.clone() } else { k }, c));
+                    }
+                }
+                self.freed.push(pgno);
+                if out.is_empty() {
+                    return Ok(out);
+                }
+                self.write_branches(out)
+            }
+            k => Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
+        }
+    }
+
+    /// Merges `batch` into `entries` and writes the result as leaves.
+    fn write_leaves(&mut self, entries: Vec<LeafEntry>, batch: &[Op]) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+        let mut merged = Vec::with_capacity(entries.len() + batch.len());
+        let mut old = entries.into_iter().peekable();
+        for (k, v) in batch {
+            while let Some(e) = old.next_if(|e| e.key < *k) {
+                merged.push(e);
+            }
+            if let Some(e) = old.next_if(|e| e.key == *k) {
+                self.free_value(&e.val)?;
+                self.entries = self.entries.saturating_sub(1);
+            }
+            if let Some(v) = v {
+                let val = self.store_value(k, v)?;
+                merged.push(LeafEntry { key: k.clone(), val });
+                self.entries += 1;
+            }
+        }
+        merged.extend(old);
+        let sizes: Vec<usize> = merged.iter().map(|e| page::leaf_entry_size(e.key.len(), &e.val)).collect();
+        let mut out = Vec::new();
+        for g in split(&sizes, BODY) {
+            let pg = self.alloc_page()?;
+            let group = &merged[g];
+            self.write_page(pg, page::build_leaf(group, pg, self.new_gen))?;
+            out.push((group[0].key.clone(), pg));
+        }
+        Ok(out)
+    }
+
+    fn write_branches(&mut self, children: Vec<(Vec<u8>, u64)>) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+        let sizes: Vec<usize> = children.iter().map(|(k, _)| page::branch_entry_size(k.len())).collect();
+        let mut out = Vec::new();
+        for g in split(&sizes, BODY) {
+            let pg = self.alloc_page()?;
+            let group = &children[g];
+            self.write_page(pg, page::build_branch(group, pg, self.new_gen))?;
+            out.push((group[0].0.clone(), pg));
+        }
+        Ok(out)
+    }
+
+    fn store_value(&mut self, key: &[u8], v: &[u8]) -> Result<Val, Error> {
+        if page::fits_inline(key.len(), v.len()) {
+            return Ok(Val::Inline(v.to_vec()));
+        }
+        let chunks: Vec<&[u8]> = v.chunks(OVERFLOW_DATA).collect();
+        let mut pages = Vec::with_capacity(chunks.len());
+        for _ in 0..chunks.len() {
+            pages.push(self.alloc_page()?);
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            let next = pages.get(i + 1).copied().unwrap_or(0);
+            self.write_page(pages[i], page::build_overflow(c, next, pages[i], self.new_gen))?;
+        }
+        Ok(Val::Overflow { len: v.len() as u32, first: pages[0] })
+    }
+
+    fn free_value(&mut self, val: &Val) -> Result<(), Error> {
+        let (len, mut pg) = match val {
+            Val::Inline(_) => return Ok(()),
+            Val::Overflow { len, first } => (*len as usize, *first),
+        };
+        for _ in 0..len.div_ceil(OVERFLOW_DATA) {
+            let p = self.load(pg, u64::MAX, 0)?;
+            let h = page::header(&p);
+            if h.kind != KIND_OVERFLOW {
+                return Err(corrupt(pg, Corruption::WrongKind { expected: "overflow", found: h.kind }));
+            }
+            self.freed.push(pg);
+            pg = h.extra;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_balances_and_respects_capacity() {
+        let sizes = [1000; 9];
+        let g = split(&sizes, 4064);
+        assert_eq!(g.len(), 3);
+        for r in &g {
+            assert!(sizes[r.clone()].iter().sum::<usize>() <= 4064);
+        }
+        assert_eq!(split(&[10], 4064).len(), 1);
+        assert!(split(&[], 4064).is_empty());
+    }
+}

@@ -1,0 +1,98 @@
+//! A bounded cache of verified pages, managed by the database itself (no OS
+//! page cache decides what stays in memory).
+//!
+//! Tree pages are copy-on-write, so a cached page never becomes dirty: a
+//! checkpoint writes new pages to the medium and replaces the cache entry of
+//! any reused page number. Eviction is CLOCK (second chance).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+
+/// A verified page, shared with readers that are still looking at it.
+pub type Page = Arc<[u8]>;
+
+struct Slot {
+    pgno: u64,
+    page: Page,
+    referenced: bool,
+}
+
+pub struct PageCache {
+    capacity: usize,
+    index: HashMap<u64, usize>,
+    slots: Vec<Slot>,
+    hand: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl PageCache {
+    pub fn new(capacity: usize) -> PageCache {
+        let capacity = capacity.max(8);
+        PageCache { capacity, index: HashMap::new(), slots: Vec::new(), hand: 0, hits: 0, misses: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn get(&mut self, pgno: u64) -> Option<Page> {
+        match self.index.get(&pgno) {
+            Some(&i) => {
+                self.hits += 1;
+                self.slots[i].referenced = true;
+                Some(self.slots[i].page.clone())
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Inserts or replaces the page cached for `pgno`.
+    pub fn insert(&mut self, pgno: u64, page: Page) {
+        if let Some(&i) = self.index.get(&pgno) {
+            self.slots[i].page = page;
+            self.slots[i].referenced = true;
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            self.index.insert(pgno, self.slots.len());
+            self.slots.push(Slot { pgno, page, referenced: false });
+            return;
+        }
+        loop {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            if self.slots[i].referenced {
+                self.slots[i].referenced = false;
+                continue;
+            }
+            self.index.remove(&self.slots[i].pgno);
+            self.index.insert(pgno, i);
+            self.slots[i] = Slot { pgno, page, referenced: false };
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_second_chance() {
+        let mut c = PageCache::new(8);
+        for i in 0..8u64 {
+            c.insert(i, Arc::from(alloc::vec![i as u8; 4]));
+        }
+        assert!(c.get(0).is_some());
+        c.insert(100, Arc::from(alloc::vec![1u8; 4]));
+        assert_eq!(c.len(), 8);
+        assert!(c.get(0).is_some(), "referenced page survives one sweep");
+        assert!(c.get(100).is_some());
+    }
+}

@@ -1,0 +1,557 @@
+//! On-medium page formats. Every page is `PAGE_SIZE` bytes and starts with
+//! a 32-byte header:
+//!
+//! ```text
+//! 0..4   CRC-32 (crc32fast) of bytes 4..PAGE_SIZE
+//! 4      kind (meta, branch, leaf, overflow, freelist)
+//! 5      reserved (0)
+//! 6..8   count: entries (leaf/branch/freelist)
+//! 8..16  the page's own number (catches misdirected writes)
+//! 16..24 generation (checkpoint) that wrote it
+//! 24..32 extra: next page of an overflow / freelist chain
+//! ```
+//!
+//! Leaf and branch pages are slotted: `count` little-endian u16 offsets
+//! after the header, each pointing at an entry, keys strictly ascending, so
+//! lookups binary-search the cached page in place.
+//!
+//! * leaf entry:   `klen u16 | flag u8 | vlen u32 | key | value`, where flag
+//!   0 stores the value inline and flag 1 stores the first page of an
+//!   overflow chain (u64) holding `vlen` bytes;
+//! * branch entry: `klen u16 | child u64 | key`; entry 0's key is empty and
+//!   means "minus infinity": child i holds keys in `[key_i, key_{i+1})`.
+//!
+//! [`verify`] checks the checksum, the page number and the whole structure
+//! once when a page enters the cache, so the accessors below can slice
+//! without further checks; it never panics, whatever the bytes.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::Corruption;
+
+pub const PAGE_SIZE: usize = 4096;
+pub const HEADER: usize = 32;
+/// Largest key in bytes.
+pub const MAX_KEY: usize = 512;
+/// Entries (with their slot) larger than this keep the value in overflow
+/// pages, so that every leaf holds at least three entries.
+pub const MAX_INLINE_ENTRY: usize = 1024;
+/// Bytes available for entries and slots.
+pub const BODY: usize = PAGE_SIZE - HEADER;
+/// Value bytes per overflow page.
+pub const OVERFLOW_DATA: usize = BODY;
+/// Page numbers per freelist page.
+pub const FREELIST_ENTRIES: usize = BODY / 8;
+
+pub const KIND_META: u8 = 1;
+pub const KIND_BRANCH: u8 = 2;
+pub const KIND_LEAF: u8 = 3;
+pub const KIND_OVERFLOW: u8 = 4;
+pub const KIND_FREELIST: u8 = 5;
+
+const LEAF_ENTRY_HDR: usize = 7;
+const BRANCH_ENTRY_HDR: usize = 10;
+
+pub fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_META => "meta",
+        KIND_BRANCH => "branch",
+        KIND_LEAF => "leaf",
+        KIND_OVERFLOW => "overflow",
+        KIND_FREELIST => "freelist",
+        _ => "unknown",
+    }
+}
+
+pub(crate) fn rd16(p: &[u8], o: usize) -> usize {
+    u16::from_le_bytes([p[o], p[o + 1]]) as usize
+}
+pub(crate) fn rd32(p: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]])
+}
+pub(crate) fn rd64(p: &[u8], o: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[o..o + 8]);
+    u64::from_le_bytes(b)
+}
+fn wr16(p: &mut [u8], o: usize, v: usize) {
+    p[o..o + 2].copy_from_slice(&(v as u16).to_le_bytes());
+}
+fn wr32(p: &mut [u8], o: usize, v: u32) {
+    p[o..o + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn wr64(p: &mut [u8], o: usize, v: u64) {
+    p[o..o + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The decoded header of a verified page.
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub kind: u8,
+    pub count: usize,
+    pub pgno: u64,
+    pub gen: u64,
+    pub extra: u64,
+}
+
+pub fn header(p: &[u8]) -> Header {
+    Header { kind: p[4], count: rd16(p, 6), pgno: rd64(p, 8), gen: rd64(p, 16), extra: rd64(p, 24) }
+}
+
+/// Fills in the header and the checksum.
+pub fn seal(p: &mut [u8], kind: u8, count: usize, pgno: u64, gen: u64, extra: u64) {
+    p[4] = kind;
+    p[5] = 0;
+    wr16(p, 6, count);
+    wr64(p, 8, pgno);
+    wr64(p, 16, gen);
+    wr64(p, 24, extra);
+    let crc = crc32fast::hash(&p[4..]);
+    wr32(p, 0, crc);
+}
+
+/// Checks a page read from slot `pgno`: size, checksum, page number, kind
+/// and structure. Never panics.
+pub fn verify(p: &[u8], pgno: u64) -> Result<Header, Corruption> {
+    if p.len() != PAGE_SIZE {
+        return Err(Corruption::Malformed("page has the wrong size"));
+    }
+    let stored = rd32(p, 0);
+    let computed = crc32fast::hash(&p[4..]);
+    if stored != computed {
+        return Err(Corruption::Checksum { stored, computed });
+    }
+    let h = header(p);
+    if h.pgno != pgno {
+        return Err(Corruption::WrongPageNumber { found: h.pgno });
+    }
+    match h.kind {
+        KIND_LEAF => verify_leaf(p, h.count)?,
+        KIND_BRANCH => verify_branch(p, h.count)?,
+        KIND_FREELIST => {
+            if h.count > FREELIST_ENTRIES {
+                return Err(Corruption::Malformed("freelist count exceeds page"));
+            }
+        }
+        KIND_OVERFLOW | KIND_META => {}
+        _ => return Err(Corruption::Malformed("unknown page kind")),
+    }
+    Ok(h)
+}
+
+fn slots_end(count: usize) -> Result<usize, Corruption> {
+    let end = HEADER + 2 * count;
+    if end > PAGE_SIZE {
+        return Err(Corruption::Malformed("slot array exceeds page"));
+    }
+    Ok(end)
+}
+
+fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
+    let body = slots_end(count)?;
+    let mut prev: Option<&[u8]> = None;
+    for i in 0..count {
+        let off = rd16(p, HEADER + 2 * i);
+        if off < body || off + LEAF_ENTRY_HDR > PAGE_SIZE {
+            return Err(Corruption::Malformed("leaf slot points outside the entry area"));
+        }
+        let klen = rd16(p, off);
+        let flag = p[off + 2];
+        let vlen = rd32(p, off + 3) as usize;
+        if klen == 0 || klen > MAX_KEY {
+            return Err(Corruption::Malformed("leaf key length out of range"));
+        }
+        let vbytes = match flag {
+            0 => vlen,
+            1 if vlen > 0 => 8,
+            _ => return Err(Corruption::Malformed("leaf value flag invalid")),
+        };
+        let kstart = off + LEAF_ENTRY_HDR;
+        if kstart + klen + vbytes > PAGE_SIZE {
+            return Err(Corruption::Malformed("leaf entry exceeds page"));
+        }
+        let key = &p[kstart..kstart + klen];
+        if prev.is_some_and(|k| k >= key) {
+            return Err(Corruption::Malformed("leaf keys not strictly ascending"));
+        }
+        prev = Some(key);
+    }
+    Ok(())
+}
+
+fn verify_branch(p: &[u8], count: usize) -> Result<(), Corruption> {
+    if count == 0 {
+        return Err(Corruption::Malformed("branch without children"));
+    }
+    let body = slots_end(count)?;
+    let mut prev: Option<&[u8]> = None;
+    for i in 0..count {
+        let off = rd16(p, HEADER + 2 * i);
+        if off < body || off + BRANCH_ENTRY_HDR > PAGE_SIZE {
+            return Err(Corruption::Malformed("branch slot points outside the entry area"));
+        }
+        let klen = rd16(p, off);
+        if klen > MAX_KEY || off + BRANCH_ENTRY_HDR + klen > PAGE_SIZE {
+            return Err(Corruption::Malformed("branch key exceeds page"));
+        }
+        if i == 0 {
+            if klen != 0 {
+                return Err(Corruption::Malformed("first branch key not empty"));
+            }
+            continue;
+        }
+        let key = &p[off + BRANCH_ENTRY_HDR..off + BRANCH_ENTRY_HDR + klen];
+        if klen == 0 || prev.is_some_and(|k| k >= key) {
+            return Err(Corruption::Malformed("branch keys not strictly ascending"));
+        }
+        prev = Some(key);
+    }
+    Ok(())
+}
+
+// ---- leaves ----------------------------------------------------------------
+
+/// A value as stored in a leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Val {
+    Inline(Vec<u8>),
+    Overflow { len: u32, first: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValRef<'a> {
+    Inline(&'a [u8]),
+    Overflow { len: u32, first: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct LeafEntry {
+    pub key: Vec<u8>,
+    pub val: Val,
+}
+
+/// Bytes an entry takes in a leaf, slot included.
+pub fn leaf_entry_size(key_len: usize, val: &Val) -> usize {
+    2 + LEAF_ENTRY_HDR
+        + key_len
+        + match val {
+            Val::Inline(v) => v.len(),
+            Val::Overflow { .. } => 8,
+        }
+}
+
+/// Whether a value of `vlen` bytes under a key of `klen` bytes stays inline.
+pub fn fits_inline(klen: usize, vlen: usize) -> bool {
+    2 + LEAF_ENTRY_HDR + klen + vlen <= MAX_INLINE_ENTRY
+}
+
+pub fn leaf_key(p: &[u8], i: usize) -> &[u8] {
+    let off = rd16(p, HEADER + 2 * i);
+    let klen = rd16(p, off);
+    &p[off + LEAF_ENTRY_HDR..off + LEAF_ENTRY_HDR + klen]
+}
+
+pub fn leaf_val(p: &[u8], i: usize) -> ValRef<'_> {
+    let off = rd16(p, HEADER + 2 * i);
+    let klen = rd16(p, off);
+    let vlen = rd32(p, off + 3);
+    let v = off + LEAF_ENTRY_HDR + klen;
+    if p[off + 2] == 0 {
+        ValRef::Inline(&p[v..v + vlen as usize])
+    } else {
+        ValRef::Overflow { len: vlen, first: rd64(p, v) }
+    }
+}
+
+/// Binary search over a verified leaf's keys.
+pub fn leaf_search(p: &[u8], key: &[u8]) -> Result<usize, usize> {
+    let n = header(p).count;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match leaf_key(p, mid).cmp(key) {
+            core::cmp::Ordering::Less => lo = mid + 1,
+            core::cmp::Ordering::Greater => hi = mid,
+            core::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+pub fn decode_leaf(p: &[u8]) -> Vec<LeafEntry> {
+    (0..header(p).count)
+        .map(|i| LeafEntry {
+            key: leaf_key(p, i).to_vec(),
+            val: match leaf_val(p, i) {
+                ValRef::Inline(v) => Val::Inline(v.to_vec()),
+                ValRef::Overflow { len, first } => Val::Overflow { len, first },
+            },
+        })
+        .collect()
+}
+
+/// Builds a sealed leaf; the entries must fit (`sum of leaf_entry_size <= BODY`).
+pub fn build_leaf(entries: &[LeafEntry], pgno: u64, gen: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    let mut off = HEADER + 2 * entries.len();
+    for (i, e) in entries.iter().enumerate() {
+        wr16(&mut p, HEADER + 2 * i, off);
+        wr16(&mut p, off, e.key.len());
+        let k = off + LEAF_ENTRY_HDR;
+        p[k..k + e.key.len()].copy_from_slice(&e.key);
+        let v = k + e.key.len();
+        match &e.val {
+            Val::Inline(val) => {
+                p[off + 2] = 0;
+                wr32(&mut p, off + 3, val.len() as u32);
+                p[v..v + val.len()].copy_from_slice(val);
+                off = v + val.len();
+            }
+            Val::Overflow { len, first } => {
+                p[off + 2] = 1;
+                wr32(&mut p, off + 3, *len);
+                wr64(&mut p, v, *first);
+                off = v + 8;
+            }
+        }
+    }
+    seal(&mut p, KIND_LEAF, entries.len(), pgno, gen, 0);
+    p
+}
+
+// ---- branches --------------------------------------------------------------
+
+pub fn branch_entry_size(key_len: usize) -> usize {
+    2 + BRANCH_ENTRY_HDR + key_len
+}
+
+pub fn branch_key(p: &[u8], i: usize) -> &[u8] {
+    let off = rd16(p, HEADER + 2 * i);
+    let klen = rd16(p, off);
+    &p[off + BRANCH_ENTRY_HDR..off + BRANCH_ENTRY_HDR + klen]
+}
+
+pub fn branch_child(p: &[u8], i: usize) -> u64 {
+    let off = rd16(p, HEADER + 2 * i);
+    rd64(p, off + 2)
+}
+
+/// Index of the child whose range holds `key`: the last `i` with
+/// `key_i <= key`, entry 0 counting as minus infinity.
+pub fn branch_find(p: &[u8], key: &[u8]) -> usize {
+    let n = header(p).count;
+    let (mut lo, mut hi) = (1, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if branch_key(p, mid) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo - 1
+}
+
+pub fn decode_branch(p: &[u8]) -> Vec<(Vec<u8>, u64)> {
+    (0..header(p).count).map(|i| (branch_key(p, i).to_vec(), branch_child(p, i))).collect()
+}
+
+/// Builds a sealed branch; the first key is stored empty.
+pub fn build_branch(children: &[(Vec<u8>, u64)], pgno: u64, gen: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    let mut off = HEADER + 2 * children.len();
+    for (i, (key, child)) in children.iter().enumerate() {
+        let key: &[u8] = if i == 0 { &[] } else { key };
+        wr16(&mut p, HEADER + 2 * i, off);
+        wr16(&mut p, off, key.len());
+        wr64(&mut p, off + 2, *child);
+        p[off + BRANCH_ENTRY_HDR..off + BRANCH_ENTRY_HDR + key.len()].copy_from_slice(key);
+        off += BRANCH_ENTRY_HDR + key.len();
+    }
+    seal(&mut p, KIND_BRANCH, children.len(), pgno, gen, 0);
+    p
+}
+
+// ---- overflow and freelist chains -------------------------------------------
+
+pub fn build_overflow(data: &[u8], next: u64, pgno: u64, gen: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    p[HEADER..HEADER + data.len()].copy_from_slice(data);
+    seal(&mut p, KIND_OVERFLOW, 0, pgno, gen, next);
+    p
+}
+
+pub fn build_freelist(entries: &[u64], next: u64, pgno: u64, gen: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    for (i, e) in entries.iter().enumerate() {
+        wr64(&mut p, HEADER + 8 * i, *e);
+    }
+    seal(&mut p, KIND_FREELIST, entries.len(), pgno, gen, next);
+    p
+}
+
+pub fn freelist_entries(p: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    (0..header(p).count).map(move |i| rd64(p, HEADER + 8 * i))
+}
+
+// ---- meta ------------------------------------------------------------------
+
+pub const MAGIC: u64 = u64::from_le_bytes(*b"libdb\0\x01\x00");
+pub const VERSION: u32 = 1;
+
+/// The root of everything, kept twice (pages 0 and 1); the valid copy with
+/// the higher generation wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Checkpoint generation; also the epoch of the log written after it.
+    pub gen: u64,
+    /// Root page of the tree, 0 when empty.
+    pub root: u64,
+    /// Pages in use by the database (high-water mark).
+    pub total_pages: u64,
+    pub freelist_head: u64,
+    pub freelist_len: u64,
+    pub freelist_pages: u64,
+    /// Pages of the log region (pages 2 .. 2 + log_pages).
+    pub log_pages: u64,
+    /// Commits made up to this checkpoint (for statistics).
+    pub commit_seq: u64,
+    /// Live keys in the tree.
+    pub entries: u64,
+}
+
+impl Meta {
+    pub fn first_tree_page(&self) -> u64 {
+        2 + self.log_pages
+    }
+}
+
+pub fn build_meta(m: &Meta, slot: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    let b = HEADER;
+    wr64(&mut p, b, MAGIC);
+    wr32(&mut p, b + 8, VERSION);
+    wr32(&mut p, b + 12, PAGE_SIZE as u32);
+    for (i, v) in [
+        m.gen,
+        m.root,
+        m.total_pages,
+        m.freelist_head,
+        m.freelist_len,
+        m.freelist_pages,
+        m.log_pages,
+        m.commit_seq,
+        m.entries,
+    ]
+    .iter()
+    .enumerate()
+    {
+        wr64(&mut p, b + 16 + 8 * i, *v);
+    }
+    seal(&mut p, KIND_META, 0, slot, m.gen, 0);
+    p
+}
+
+pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
+    let h = verify(p, slot)?;
+    if h.kind != KIND_META {
+        return Err(Corruption::WrongKind { expected: "meta", found: h.kind });
+    }
+    let b = HEADER;
+    if rd64(p, b) != MAGIC {
+        return Err(Corruption::Malformed("bad magic: not a libdb database"));
+    }
+    if rd32(p, b + 8) != VERSION {
+        return Err(Corruption::Malformed("unsupported format version"));
+    }
+    if rd32(p, b + 12) as usize != PAGE_SIZE {
+        return Err(Corruption::Malformed("unsupported page size"));
+    }
+    let f = |i: usize| rd64(p, b + 16 + 8 * i);
+    let m = Meta {
+        gen: f(0),
+        root: f(1),
+        total_pages: f(2),
+        freelist_head: f(3),
+        freelist_len: f(4),
+        freelist_pages: f(5),
+        log_pages: f(6),
+        commit_seq: f(7),
+        entries: f(8),
+    };
+    if m.gen != h.gen {
+        return Err(Corruption::Malformed("meta generation disagrees with header"));
+    }
+    if m.log_pages == 0 || m.log_pages > u32::MAX as u64 || m.total_pages < m.first_tree_page() {
+        return Err(Corruption::Malformed("meta layout out of range"));
+    }
+    let in_tree = |pg: u64| pg == 0 || (pg >= m.first_tree_page() && pg < m.total_pages);
+    if !in_tree(m.root) || !in_tree(m.freelist_head) {
+        return Err(Corruption::Malformed("meta points outside the database"));
+    }
+    if (m.freelist_head == 0) != (m.freelist_pages == 0) {
+        return Err(Corruption::Malformed("meta freelist head and length disagree"));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_roundtrip_and_search() {
+        let entries: Vec<LeafEntry> = (0..20u8)
+            .map(|i| LeafEntry {
+                key: vec![b'k', i * 2],
+                val: if i % 5 == 0 {
+                    Val::Overflow { len: 5000, first: 99 }
+                } else {
+                    Val::Inline(vec![i; i as usize])
+                },
+            })
+            .collect();
+        let p = build_leaf(&entries, 7, 3);
+        let h = verify(&p, 7).unwrap();
+        assert_eq!((h.kind, h.count, h.gen), (KIND_LEAF, 20, 3));
+        assert_eq!(leaf_search(&p, &[b'k', 8]), Ok(4));
+        assert_eq!(leaf_search(&p, &[b'k', 9]), Err(5));
+        assert_eq!(leaf_val(&p, 5), ValRef::Overflow { len: 5000, first: 99 });
+        assert_eq!(leaf_val(&p, 3), ValRef::Inline(&[3, 3, 3]));
+        assert_eq!(decode_leaf(&p).len(), 20);
+        assert!(matches!(verify(&p, 8), Err(Corruption::WrongPageNumber { found: 7 })));
+        let mut bad = p.clone();
+        bad[100] ^= 1;
+        assert!(matches!(verify(&bad, 7), Err(Corruption::Checksum { .. })));
+    }
+
+    #[test]
+    fn branch_find_ranges() {
+        let ch = vec![(vec![], 10), (b"m".to_vec(), 11), (b"t".to_vec(), 12)];
+        let p = build_branch(&ch, 5, 1);
+        verify(&p, 5).unwrap();
+        assert_eq!(branch_find(&p, b"a"), 0);
+        assert_eq!(branch_find(&p, b"m"), 1);
+        assert_eq!(branch_find(&p, b"s"), 1);
+        assert_eq!(branch_find(&p, b"zz"), 2);
+        assert_eq!(branch_child(&p, 2), 12);
+    }
+
+    #[test]
+    fn meta_roundtrip() {
+        let m = Meta {
+            gen: 4,
+            root: 40,
+            total_pages: 50,
+            freelist_head: 41,
+            freelist_len: 3,
+            freelist_pages: 1,
+            log_pages: 16,
+            commit_seq: 77,
+            entries: 12,
+        };
+        assert_eq!(decode_meta(&build_meta(&m, 1), 1).unwrap(), m);
+        assert!(decode_meta(&vec![0; PAGE_SIZE], 0).is_err());
+    }
+}

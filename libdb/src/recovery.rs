@@ -1,0 +1,160 @@
+//! `create` and `open`: choosing the meta page, loading the freelist and
+//! replaying the log tail. The work is proportional to the log tail (and
+//! the freelist), never to the size of the tree.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::db::{log_base, Inner, Options};
+use crate::error::{corrupt, Corruption, Error};
+use crate::log::{self, RECORD_HEADER};
+use crate::page::{self, Meta, KIND_FREELIST, PAGE_SIZE};
+use crate::storage::Storage;
+
+pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
+    let align = storage.write_align();
+    if align == 0 || align > PAGE_SIZE || PAGE_SIZE % align != 0 {
+        return Err(Error::InvalidOptions("medium write alignment must divide 4096"));
+    }
+    if opts.log_pages == 0 {
+        return Err(Error::InvalidOptions("log_pages must be at least 1"));
+    }
+    let first_tree = 2 + opts.log_pages;
+    if storage.capacity() < (first_tree + 4) * PAGE_SIZE as u64 {
+        return Err(Error::NoSpace);
+    }
+    // Zero the log region: no record of an earlier database on this medium
+    // can be mistaken for ours, and later log writes overwrite allocated
+    // blocks (no file-size metadata to sync per commit).
+    let chunk = vec![0u8; 64 * PAGE_SIZE];
+    let mut off = 0u64;
+    let log_bytes = opts.log_pages * PAGE_SIZE as u64;
+    while off < log_bytes {
+        let n = (log_bytes - off).min(chunk.len() as u64) as usize;
+        storage.write(log_base() + off, &chunk[..n])?;
+        off += n as u64;
+    }
+    let mut meta = Meta {
+        gen: 0,
+        root: 0,
+        total_pages: first_tree,
+        freelist_head: 0,
+        freelist_len: 0,
+        freelist_pages: 0,
+        log_pages: opts.log_pages,
+        commit_seq: 0,
+        entries: 0,
+    };
+    storage.write(0, &page::build_meta(&meta, 0))?;
+    meta.gen = 1;
+    storage.write(PAGE_SIZE as u64, &page::build_meta(&meta, 1))?;
+    storage.barrier()?;
+    open(storage, opts)
+}
+
+fn read_meta<S: Storage>(storage: &mut S, slot: u64) -> Result<Result<Meta, Corruption>, Error> {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    storage.read(slot * PAGE_SIZE as u64, &mut buf)?;
+    Ok(page::decode_meta(&buf, slot))
+}
+
+pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
+    if storage.capacity() < 2 * PAGE_SIZE as u64 {
+        return Err(Error::Truncated { needed_bytes: 2 * PAGE_SIZE as u64, medium_bytes: storage.capacity() });
+    }
+    let m0 = read_meta(&mut storage, 0)?;
+    let m1 = read_meta(&mut storage, 1)?;
+    let meta = match (m0, m1) {
+        (Ok(a), Ok(b)) => {
+            if a.gen >= b.gen {
+                a
+            } else {
+                b
+            }
+        }
+        (Ok(a), Err(_)) => a,
+        (Err(_), Ok(b)) => b,
+        (Err(page0), Err(page1)) => return Err(Error::NoValidMeta { page0, page1 }),
+    };
+    let needed = meta.total_pages * PAGE_SIZE as u64;
+    if needed > storage.capacity() {
+        return Err(Error::Truncated { needed_bytes: needed, medium_bytes: storage.capacity() });
+    }
+    let mut inner = Inner::new(storage, opts, meta);
+    load_freelist(&mut inner)?;
+    replay(&mut inner)?;
+    // Always start a new epoch: records of the old one beyond the replayed
+    // prefix (written but never made durable in order) must never be
+    // mistaken for new ones.
+    inner.checkpoint_inner()?;
+    Ok(inner)
+}
+
+fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
+    let meta = inner.meta;
+    let (mut pg, mut from) = (meta.freelist_head, 0);
+    let mut chain = Vec::new();
+    for _ in 0..meta.freelist_pages {
+        let p = inner.load(pg, meta.gen, from)?;
+        let h = page::header(&p);
+        if h.kind != KIND_FREELIST {
+            return Err(corrupt(pg, Corruption::WrongKind { expected: "freelist", found: h.kind }));
+        }
+        for e in page::freelist_entries(&p) {
+            if e < meta.first_tree_page() || e >= meta.total_pages {
+                return Err(corrupt(pg, Corruption::BadPointer { pointer: e }));
+            }
+            inner.free.insert(e);
+        }
+        chain.push(pg);
+        from = pg;
+        pg = h.extra;
+    }
+    if pg != 0 {
+        return Err(corrupt(from, Corruption::Malformed("freelist chain longer than the meta says")));
+    }
+    if inner.free.len() as u64 != meta.freelist_len {
+        return Err(corrupt(from, Corruption::Malformed("freelist holds a different number of pages than the meta says")));
+    }
+    inner.freelist_chain = chain;
+    Ok(())
+}
+
+/// Applies the valid prefix of the current epoch's log to the overlay.
+fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
+    let cap = inner.meta.log_pages * PAGE_SIZE as u64;
+    let align = inner.storage.write_align() as u64;
+    let (mut pos, mut seq) = (0u64, 0u64);
+    let mut hdr = [0u8; RECORD_HEADER];
+    let mut writes = alloc::collections::BTreeMap::new();
+    while pos + RECORD_HEADER as u64 <= cap {
+        inner.storage.read(log_base() + pos, &mut hdr)?;
+        let h = log::parse_header(&hdr);
+        let mut valid = false;
+        if h.epoch == inner.meta.gen && h.seq == seq && h.len as u64 <= cap - pos - RECORD_HEADER as u64 {
+            let mut payload = vec![0u8; h.len];
+            inner.storage.read(log_base() + pos + RECORD_HEADER as u64, &mut payload)?;
+            if log::checksum_ok(&hdr, &payload) {
+                let ops = log::decode_ops(&payload).ok_or(corrupt(
+                    2 + pos / PAGE_SIZE as u64,
+                    Corruption::Malformed("log record with a valid checksum does not decode"),
+                ))?;
+                writes.clear();
+                writes.extend(ops);
+                inner.apply_replayed(&writes);
+                valid = true;
+                pos += log::pad8(RECORD_HEADER + h.len) as u64;
+                seq += 1;
+            }
+        }
+        if !valid {
+            if pos % align == 0 {
+                break;
+            }
+            // The end of one write: the next starts at the next aligned offset.
+            pos = pos.div_ceil(align) * align;
+        }
+    }
+    inner.stats.replayed_records = seq;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Basic behaviour through the public API on every backend.
+
+use libdb::{BlockStorage, Db, Durability, MemBlockDevice, Options, PmemStorage};
+
+fn small() -> Options {
+    Options { cache_pages: 64, log_pages: 16, checkpoint_log_bytes: 32 * 1024 }
+}
+
+fn exercise<S: libdb::Storage>(db: &Db<S>) {
+    let mut w = db.begin_write().unwrap();
+    for i in 0..500u32 {
+        w.put(format!("key{i:05}").as_bytes(), format!("value{i}").as_bytes()).unwrap();
+    }
+    w.put(b"big", &vec![7u8; 10_000]).unwrap();
+    w.commit(Durability::Sync).unwrap();
+    assert_eq!(db.get(b"key00042").unwrap().as_deref(), Some(&b"value42"[..]));
+    assert_eq!(db.get(b"big").unwrap().unwrap().len(), 10_000);
+    db.checkpoint().unwrap();
+    assert_eq!(db.get(b"key00042").unwrap().as_deref(), Some(&b"value42"[..]));
+    assert_eq!(db.get(b"big").unwrap().unwrap(), vec![7u8; 10_000]);
+
+    let mut w = db.begin_write().unwrap();
+    w.delete(b"key00001").unwrap();
+    w.put(b"key00002", b"changed").unwrap();
+    assert_eq!(w.get(b"key00002").unwrap().as_deref(), Some(&b"changed"[..]));
+    w.commit(Durability::Group(4)).unwrap();
+
+    let r = db.begin_read();
+    let fwd: Vec<_> = r.range(&b"key00000"[..]..&b"key00005"[..]).map(|e| e.unwrap().0).collect();
+    assert_eq!(fwd, vec![b"key00000".to_vec(), b"key00002".to_vec(), b"key00003".to_vec(), b"key00004".to_vec()]);
+    let rev: Vec<_> = r.range(&b"key00000"[..]..=&b"key00003"[..]).rev().map(|e| e.unwrap().0).collect();
+    assert_eq!(rev, vec![b"key00003".to_vec(), b"key00002".to_vec(), b"key00000".to_vec()]);
+    assert_eq!(r.iter().count(), 500);
+    assert_eq!(r.iter().rev().count(), 500);
+
+    // Snapshot isolation: a later commit is invisible to `r`.
+    let mut w = db.begin_write().unwrap();
+    w.put(b"key00003", b"newer").unwrap();
+    w.commit(Durability::Sync).unwrap();
+    db.checkpoint().unwrap();
+    assert_eq!(r.get(b"key00003").unwrap().as_deref(), Some(&b"value3"[..]));
+    assert_eq!(db.get(b"key00003").unwrap().as_deref(), Some(&b"newer"[..]));
+    drop(r);
+
+    // Aborted writes vanish; one writer at a time.
+    let mut w = db.begin_write().unwrap();
+    assert!(matches!(db.begin_write(), Err(libdb::Error::WriterActive)));
+    w.put(b"aborted", b"x").unwrap();
+    w.abort();
+    assert_eq!(db.get(b"aborted").unwrap(), None);
+}
+
+#[test]
+fn block_backend_roundtrip_and_reopen() {
+    let db = Db::create(BlockStorage::new(MemBlockDevice::new(512, 4096)), small()).unwrap();
+    exercise(&db);
+    let s = db.stats();
+    assert!(s.io.barriers > 0 && s.commits == 3, "{s:?}");
+    let dev = db.close().unwrap().into_inner();
+    let db = Db::open(BlockStorage::new(dev), small()).unwrap();
+    assert_eq!(db.get(b"key00003").unwrap().as_deref(), Some(&b"newer"[..]));
+    assert_eq!(db.get(b"key00001").unwrap(), None);
+    assert_eq!(db.begin_read().iter().count(), 500);
+}
+
+#[test]
+fn pmem_backend_roundtrip_and_reopen() {
+    let db = Db::create(PmemStorage::new(pmem::SimPmem::new(2 << 20)), small()).unwrap();
+    exercise(&db);
+    let img = db.close().unwrap().into_inner().crash_image_strict();
+    let db = Db::open(PmemStorage::new(pmem::SimPmem::from_image(img)), small()).unwrap();
+    assert_eq!(db.get(b"key00002").unwrap().as_deref(), Some(&b"changed"[..]));
+    assert_eq!(db.begin_read().iter().count(), 500);
+}
+
+#[test]
+fn host_file_backends() {
+    let dir = std::env::temp_dir().join(format!("libdb-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let db = Db::create(libdb::host::open_file_block(dir.join("block.db")).unwrap(), small()).unwrap();
+        exercise(&db);
+        let before = db.stats().io.barriers;
+        let mut w = db.begin_write().unwrap();
+        w.put(b"one", b"fdatasync").unwrap();
+        w.commit(Durability::Sync).unwrap();
+        assert_eq!(db.stats().io.barriers - before, 1, "one fdatasync per sync commit");
+    }
+    let db = Db::open(libdb::host::open_file_block(dir.join("block.db")).unwrap(), small()).unwrap();
+    assert_eq!(db.get(b"one").unwrap().as_deref(), Some(&b"fdatasync"[..]));
+    {
+        let db = Db::create(libdb::host::open_file_pmem(dir.join("pmem.db"), 4 << 20).unwrap(), small()).unwrap();
+        exercise(&db);
+    }
+    let db = Db::open(libdb::host::open_file_pmem(dir.join("pmem.db"), 4 << 20).unwrap(), small()).unwrap();
+    assert_eq!(db.get(b"key00003").unwrap().as_deref(), Some(&b"newer"[..]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
