@@ -2,7 +2,7 @@
 
 use crate::cli::RunOpts;
 use crate::machine::Machine;
-use crate::outcome::{Expect, Outcome};
+use crate::outcome::Expect;
 use crate::runner::{self, RunOptions};
 use crate::workspace::Workspace;
 use crate::{accel, build, cmd, setup};
@@ -56,14 +56,13 @@ pub fn main(opts: &RunOpts) -> Result<()> {
     };
     let report = runner::run(machine.command()?, &run_opts, Expect::ExitOnly)?;
     println!("\nQEMU ended after {:.2} s: {} (serial log: {})", report.elapsed.as_secs_f64(), report.outcome, report.log_path.display());
-    match (&report.outcome, opts.batch) {
-        (Outcome::Passed, _) => Ok(()),
-        (_, true) => bail!("batch run did not pass: {}", report.outcome),
-        // Interactive: the user ends the session however they like; only a
-        // QEMU failure or a hard timeout is an error.
-        (Outcome::QemuError(_) | Outcome::Timeout(_), false) => bail!("{}", report.outcome),
-        (Outcome::Failed(..), false) => Ok(()),
+    // Both modes succeed only when the guest powered off through
+    // isa-debug-exit with the success code; a panic, reset or QEMU error is
+    // reported as a failure (Ctrl-C ends xtask together with QEMU).
+    if !report.outcome.passed() {
+        bail!("{} run did not end in success: {}", if opts.batch { "batch" } else { "interactive" }, report.outcome);
     }
+    Ok(())
 }
 
 #[cfg(test)]
