@@ -1,1 +1,72 @@
+//! NVMe queue logic for a userspace driver, with no MMIO of its own.
+//!
+//! The driver process supplies two things: [`Registers`] (its mapping of
+//! the controller's BAR 0) and [`DmaMemory`] (memory it owns that is mapped
+//! into the device's I/O address space, addressed by I/O virtual address).
+//! Everything else is computed here and tested on the host against a fake
+//! controller running on a thread.
+//!
+//! * [`regs`]: controller register layout (CAP, CC, CSTS, AQA, doorbells).
+//! * [`command`]: 64-byte submission entries (admin and NVM commands).
+//! * [`status`]: completion entries and status codes as readable errors.
+//! * [`queue`]: submission/completion rings with phase tags and doorbells.
+//! * [`prp`]: PRP1/PRP2/PRP-list construction and MDTS splitting.
+//! * [`identify`]: Identify Controller / Namespace parsing.
+//! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
+//!   read/write/flush on top of all of that.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod driver;
+pub mod identify;
+pub mod prp;
+pub mod queue;
+pub mod regs;
+pub mod status;
+
+/// Memory the controller reaches by DMA. Addresses are the ones the device
+/// uses (I/O virtual addresses behind the IOMMU); the implementation maps
+/// them to the driver's own view of the memory.
+pub trait DmaMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]);
+    fn write(&mut self, addr: u64, data: &[u8]);
+
+    fn read_u32(&self, addr: u64) -> u32 {
+        let mut b = [0; 4];
+        self.read(addr, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn write_u32(&mut self, addr: u64, v: u32) {
+        self.write(addr, &v.to_le_bytes());
+    }
+    fn write_u64(&mut self, addr: u64, v: u64) {
+        self.write(addr, &v.to_le_bytes());
+    }
+    fn read_u64(&self, addr: u64) -> u64 {
+        let mut b = [0; 8];
+        self.read(addr, &mut b);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// The controller's register window (BAR 0).
+pub trait Registers {
+    fn read32(&self, offset: u32) -> u32;
+    fn write32(&mut self, offset: u32, value: u32);
+
+    /// 64-bit registers as two dword accesses, low first, which every
+    /// controller must accept.
+    fn read64(&self, offset: u32) -> u64 {
+        self.read32(offset) as u64 | (self.read32(offset + 4) as u64) << 32
+    }
+    fn write64(&mut self, offset: u32, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
+    /// Called on every turn of a polling loop: a spin hint on hardware, a
+    /// thread yield in tests.
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
+}
