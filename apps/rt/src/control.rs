@@ -1,0 +1,22 @@
+//! Reading and writing this process's control page (see `exo_abi::ControlPage`).
+
+use exo_abi::CONTROL_VA;
+
+fn word(offset: u64) -> *mut u64 {
+    assert!(offset < 4096 && offset % 8 == 0);
+    (CONTROL_VA + offset) as *mut u64
+}
+
+/// Read a word of the control page.
+pub fn read(offset: u64) -> u64 {
+    // SAFETY: the control page is mapped in every running process (the
+    // kernel cannot enter a process without it); volatile because the
+    // kernel writes it behind the compiler's back.
+    unsafe { core::ptr::read_volatile(word(offset)) }
+}
+
+/// Write a word of the control page.
+pub fn write(offset: u64, v: u64) {
+    // SAFETY: as for `read`; the page is writable (the kernel requires it).
+    unsafe { core::ptr::write_volatile(word(offset), v) }
+}

@@ -1,0 +1,191 @@
+//! Process entry, upcall dispatch and resumption.
+//!
+//! The kernel enters a process only at its upcall entry (`_start`, whose
+//! address the parent wrote into the control page), with the reason in
+//! `rdi`. The first entry starts `main` on the main stack; later entries
+//! are dispatched here: page faults to the program's pager, messages to
+//! its handler, and then the interrupted context saved in the control page
+//! is resumed by [`resume`] — all in userspace, so scheduling and paging
+//! policy belong to the program, not the kernel.
+
+use crate::layout::msg;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use exo_abi::{control, Reason, CONTROL_VA};
+
+/// A page-fault handler: returns true if it resolved the fault (the
+/// faulting instruction is then retried).
+pub type FaultHandler = fn(addr: u64, code: u64) -> bool;
+/// A full upcall handler (init's root scheduler): never returns; it ends
+/// by yielding elsewhere or calling [`resume`].
+pub type UpcallHandler = fn(reason: Reason, a: u64, b: u64, c: u64) -> !;
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+static FAULT_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static UPCALL_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static WAKE_ARG: AtomicU64 = AtomicU64::new(0);
+static WAKE_FROM: AtomicU64 = AtomicU64::new(0);
+static FAULTS_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_fault_handler(h: FaultHandler) {
+    FAULT_HANDLER.store(h as usize, Ordering::SeqCst);
+}
+
+pub fn set_upcall_handler(h: UpcallHandler) {
+    UPCALL_HANDLER.store(h as usize, Ordering::SeqCst);
+}
+
+/// The argument and sender of the last `yield` that woke this process.
+pub fn last_wake() -> (u64, u64) {
+    (WAKE_ARG.load(Ordering::SeqCst), WAKE_FROM.load(Ordering::SeqCst))
+}
+
+/// Page faults resolved by the program's handler so far.
+pub fn faults_handled() -> u64 {
+    FAULTS_HANDLED.load(Ordering::SeqCst)
+}
+
+extern "Rust" {
+    fn exo_main();
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .bss.rt_stacks, "aw", @nobits
+    .align 16
+rt_upcall_stack:
+    .skip 32768
+rt_upcall_stack_top:
+    .align 16
+rt_main_stack:
+    .skip 131072
+rt_main_stack_top:
+
+    .section .text._start, "ax"
+    .global _start
+_start:
+    lea rsp, [rip + rt_upcall_stack_top]
+    call {dispatch}
+    ud2
+
+    .global rt_start_main
+rt_start_main:
+    lea rsp, [rip + rt_main_stack_top]
+    mov qword ptr [{masked}], 0
+    call {main}
+    ud2
+
+    .global rt_resume
+rt_resume:
+    mov rax, qword ptr [{saved} + 7*8]
+    sub rax, 16
+    mov rbx, qword ptr [{saved} + 16*8]
+    mov qword ptr [rax + 8], rbx
+    mov rbx, qword ptr [{saved} + 17*8]
+    mov qword ptr [rax], rbx
+    mov rsp, rax
+    mov rbx, qword ptr [{saved} + 1*8]
+    mov rcx, qword ptr [{saved} + 2*8]
+    mov rdx, qword ptr [{saved} + 3*8]
+    mov rsi, qword ptr [{saved} + 4*8]
+    mov rdi, qword ptr [{saved} + 5*8]
+    mov rbp, qword ptr [{saved} + 6*8]
+    mov r8, qword ptr [{saved} + 8*8]
+    mov r9, qword ptr [{saved} + 9*8]
+    mov r10, qword ptr [{saved} + 10*8]
+    mov r11, qword ptr [{saved} + 11*8]
+    mov r12, qword ptr [{saved} + 12*8]
+    mov r13, qword ptr [{saved} + 13*8]
+    mov r14, qword ptr [{saved} + 14*8]
+    mov r15, qword ptr [{saved} + 15*8]
+    mov rax, qword ptr [{saved} + 0*8]
+    mov qword ptr [{masked}], 0
+    popfq
+    ret
+"#,
+    dispatch = sym dispatch,
+    main = sym main_trampoline,
+    masked = const CONTROL_VA + control::MASKED,
+    saved = const CONTROL_VA + control::SAVED,
+);
+
+extern "C" {
+    fn rt_start_main() -> !;
+    fn rt_resume() -> !;
+}
+
+extern "C" fn main_trampoline() -> ! {
+    crate::heap::init_from_args();
+    // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
+    unsafe { exo_main() };
+    crate::exit(0)
+}
+
+/// Continue the context the kernel saved in the control page (the one
+/// interrupted by the fault, timer or yield that led here).
+pub fn resume() -> ! {
+    // SAFETY: the control page is mapped (the kernel entered us through
+    // it) and holds a context the kernel saved from this address space;
+    // `rt_resume` restores it and clears `masked` just before returning.
+    unsafe { rt_resume() }
+}
+
+fn saved_valid() -> bool {
+    crate::control::read(control::SAVED_VALID) != 0
+}
+
+extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
+    let reason = match Reason::try_from(reason) {
+        Ok(r) => r,
+        Err(n) => crate::fatal(format_args!("upcall with unknown reason {n}")),
+    };
+    if !STARTED.swap(true, Ordering::SeqCst) {
+        // The kernel enters the root process first with no sender; every
+        // other process is first entered by its parent's yield.
+        if c == 0 {
+            crate::set_root();
+        }
+        WAKE_ARG.store(a, Ordering::SeqCst);
+        WAKE_FROM.store(c, Ordering::SeqCst);
+        // SAFETY: first entry: switch to the main stack and run `main`.
+        unsafe { rt_start_main() }
+    }
+    let h = UPCALL_HANDLER.load(Ordering::SeqCst);
+    if h != 0 {
+        // SAFETY: stored by `set_upcall_handler` from a valid fn pointer.
+        let h: UpcallHandler = unsafe { core::mem::transmute::<usize, UpcallHandler>(h) };
+        h(reason, a, b, c);
+    }
+    match reason {
+        Reason::Yield => {
+            WAKE_ARG.store(a, Ordering::SeqCst);
+            WAKE_FROM.store(c, Ordering::SeqCst);
+            if saved_valid() {
+                resume()
+            }
+            crate::fatal(format_args!("woken with nothing to resume"))
+        }
+        Reason::PageFault => {
+            let h = FAULT_HANDLER.load(Ordering::SeqCst);
+            if h != 0 {
+                // SAFETY: stored by `set_fault_handler` from a valid fn pointer.
+                let h: FaultHandler = unsafe { core::mem::transmute::<usize, FaultHandler>(h) };
+                if h(a, b) {
+                    FAULTS_HANDLED.fetch_add(1, Ordering::SeqCst);
+                    resume()
+                }
+            }
+            let rip = crate::control::read(control::SAVED + 16 * 8);
+            crate::fatal(format_args!("unhandled page fault at {a:#x} (error {b:#x}, rip {rip:#x})"))
+        }
+        Reason::Exception => {
+            let rip = crate::control::read(control::SAVED + 16 * 8);
+            crate::fatal(format_args!("exception {a} (error {b:#x}) at rip {rip:#x}"))
+        }
+        r => crate::fatal(format_args!("unexpected upcall {r:?}")),
+    }
+}
+
+/// Give the CPU back to the parent (its scheduler picks who runs next).
+pub fn yield_now() {
+    let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::YIELD);
+}

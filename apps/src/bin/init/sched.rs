@@ -1,0 +1,186 @@
+//! The root scheduler. The kernel has no scheduler: every timer tick, every
+//! fault it cannot deliver and every yield to init arrive here as upcalls,
+//! and init decides who runs next by `yield`ing to it. Round robin over
+//! init's own main context and every runnable child.
+//!
+//! The table is shared between init's main context (which spawns and
+//! waits) and this handler (which may interrupt main anywhere), so it is
+//! made of atomics only: no lock that main could be holding.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use exo_abi::{kinfo as ki, Reason, INIT_SELF_HANDLE_VA};
+use exo_rt::console::{serial_byte, Ring, SERIAL_BUSY};
+use exo_rt::layout::msg;
+use exo_rt::{kinfo, sys};
+
+pub const MAX_PROCS: usize = 32;
+
+pub const FREE: u64 = 0;
+pub const RUNNABLE: u64 = 1;
+pub const EXITED: u64 = 2;
+pub const PANICKED: u64 = 3;
+pub const KILLED: u64 = 4;
+pub const STOPPED: u64 = 5;
+
+pub struct Slot {
+    pub state: AtomicU64,
+    pub handle: AtomicU64,
+    pub id: AtomicU64,
+    pub code: AtomicU64,
+    pub addr: AtomicU64,
+    pub ring: AtomicU64,
+    pub mailbox: AtomicU64,
+    pub preemptions: AtomicU64,
+    pub runs: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            state: AtomicU64::new(FREE),
+            handle: AtomicU64::new(0),
+            id: AtomicU64::new(0),
+            code: AtomicU64::new(0),
+            addr: AtomicU64::new(0),
+            ring: AtomicU64::new(0),
+            mailbox: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+        }
+    }
+}
+
+pub static SLOTS: [Slot; MAX_PROCS] = [const { Slot::new() }; MAX_PROCS];
+/// 0 = init's main context, k = slot k-1.
+static CURSOR: AtomicUsize = AtomicUsize::new(0);
+static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+pub static TIMER_UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+pub fn install() {
+    exo_rt::set_upcall_handler(on_upcall);
+}
+
+pub fn slot(i: usize) -> &'static Slot {
+    &SLOTS[i]
+}
+
+fn by_id(id: u64) -> Option<&'static Slot> {
+    SLOTS.iter().find(|s| s.state.load(SeqCst) != FREE && s.id.load(SeqCst) == id)
+}
+
+/// Give up the rest of init main's time slice.
+pub fn sched_yield() {
+    let _ = sys::yield_to(INIT_SELF_HANDLE_VA, msg::YIELD);
+}
+
+/// Stop scheduling a child (its memory stays, for inspection).
+pub fn stop(i: usize) {
+    let _ = SLOTS[i].state.compare_exchange(RUNNABLE, STOPPED, SeqCst, SeqCst);
+}
+
+fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+    IN_HANDLER.store(true, SeqCst);
+    let me = kinfo::word(ki::W_INIT_AS);
+    match reason {
+        Reason::Timer => {
+            TIMER_UPCALLS.fetch_add(1, SeqCst);
+            if let Some(s) = by_id(a) {
+                s.preemptions.fetch_add(1, SeqCst);
+            }
+        }
+        Reason::Yield if c != me => {
+            if let Some(s) = by_id(c) {
+                match a & msg::KIND_MASK {
+                    msg::EXIT => finish(s, EXITED, a & 0xffff_ffff, 0),
+                    msg::PANIC => finish(s, PANICKED, 0, 0),
+                    _ => {}
+                }
+            }
+        }
+        Reason::Yield => {}
+        Reason::Dead => {
+            if let Some(s) = by_id(a) {
+                finish(s, KILLED, b, c);
+            }
+        }
+        Reason::PageFault | Reason::Exception => {
+            let rip = exo_rt::control::read(exo_abi::control::SAVED + 16 * 8);
+            exo_rt::fatal(format_args!("init main faulted: {reason:?} {a:#x} code {b:#x} rip {rip:#x}"));
+        }
+        Reason::Interrupt => {}
+    }
+    drain_consoles();
+    next()
+}
+
+fn finish(s: &Slot, state: u64, code: u64, addr: u64) {
+    s.code.store(code, SeqCst);
+    s.addr.store(addr, SeqCst);
+    s.state.store(state, SeqCst);
+}
+
+/// Copy every child's console ring to COM1 (unless init main is in the
+/// middle of printing a line itself).
+pub fn drain_consoles() {
+    if SERIAL_BUSY.load(SeqCst) {
+        return;
+    }
+    for s in SLOTS.iter() {
+        let ring = s.ring.load(SeqCst);
+        if s.state.load(SeqCst) != FREE && ring != 0 {
+            Ring { va: ring }.drain(|b| {
+                if b == b'\n' {
+                    serial_byte(b'\r');
+                }
+                serial_byte(b)
+            });
+        }
+    }
+}
+
+fn next() -> ! {
+    let start = CURSOR.load(SeqCst);
+    for step in 1..=MAX_PROCS + 1 {
+        let pos = (start + step) % (MAX_PROCS + 1);
+        if pos == 0 {
+            CURSOR.store(0, SeqCst);
+            IN_HANDLER.store(false, SeqCst);
+            exo_rt::resume();
+        }
+        let s = &SLOTS[pos - 1];
+        if s.state.load(SeqCst) == RUNNABLE {
+            CURSOR.store(pos, SeqCst);
+            s.runs.fetch_add(1, SeqCst);
+            if let Err(e) = sys::yield_to(s.handle.load(SeqCst), msg::RESUME) {
+                finish(s, KILLED, e as u64, 0);
+            }
+        }
+    }
+    CURSOR.store(0, SeqCst);
+    exo_rt::resume()
+}
+
+/// Wait until slot `i` is no longer runnable; returns its final state.
+pub fn wait(i: usize) -> u64 {
+    loop {
+        let st = SLOTS[i].state.load(SeqCst);
+        if st != RUNNABLE {
+            // One more pass through the scheduler drains its console.
+            sched_yield();
+            return st;
+        }
+        sched_yield();
+    }
+}
+
+pub fn state_name(st: u64) -> &'static str {
+    match st {
+        FREE => "free",
+        RUNNABLE => "runnable",
+        EXITED => "exited",
+        PANICKED => "panicked",
+        KILLED => "killed",
+        STOPPED => "stopped",
+        _ => "?",
+    }
+}

@@ -1,0 +1,183 @@
+//! Starting a program from the boot image as a new process.
+//!
+//! Init builds the child's address space from its own frames: a root
+//! (`create_as`), then one level-3 table that it links both into the child
+//! (at the child's address 0) and into itself (at the child's *window*), so
+//! that every later table and page init places in its window appears in
+//! the child. The window is an ordinary shared region — XOmB's page-table
+//! subtree — which init keeps to give the child more memory or inspect it.
+
+use crate::frames;
+use crate::sched::{self, MAX_PROCS, RUNNABLE};
+use core::sync::atomic::Ordering::SeqCst;
+use exo_abi::{Error, Rights, CONTROL_VA, INIT_SELF_HANDLE_VA, PAGE_SIZE};
+use exo_loader::elf::{self, ElfError};
+use exo_rt::layout::*;
+use exo_rt::{mem, sys};
+
+/// First PML4 slot of init used for child windows (slot k → child k).
+const WINDOW_SLOT0: u64 = 64;
+
+pub struct Child {
+    pub slot: usize,
+    pub handle: u64,
+    pub id: u64,
+    pub window: u64,
+}
+
+impl Child {
+    /// Init's address of the child's virtual address `va`.
+    pub fn at(&self, va: u64) -> u64 {
+        self.window + va
+    }
+}
+
+#[derive(Debug)]
+pub enum SpawnError {
+    NotInBootImage,
+    Elf(ElfError),
+    NoSlot,
+    OutOfMemory,
+    Sys(&'static str, Error),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            SpawnError::NotInBootImage => write!(f, "no such program in the boot image"),
+            SpawnError::Elf(e) => write!(f, "invalid program: {e}"),
+            SpawnError::NoSlot => write!(f, "process table full"),
+            SpawnError::OutOfMemory => write!(f, "out of memory"),
+            SpawnError::Sys(what, e) => write!(f, "{what}: {}", e.name()),
+        }
+    }
+}
+
+fn frame() -> Result<u64, SpawnError> {
+    frames::alloc().ok_or(SpawnError::OutOfMemory)
+}
+
+/// Ensure the child has page tables down to level 1 for `va` (init's
+/// window address). Tables come from init's frames.
+pub fn ensure_tables(window_va: u64) -> Result<(), SpawnError> {
+    for (level, span) in [(2u64, 1u64 << 30), (1, 1 << 21)] {
+        let f = frame()?;
+        match sys::create(window_va & !(span - 1), level, f) {
+            Ok(()) => {}
+            Err(Error::Occupied) => frames::give_back(f),
+            Err(e) => return Err(SpawnError::Sys("create table", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Move a fresh frame from init's RAM window to `window_va`, filled by
+/// `fill` (given the frame's current address) first.
+pub fn place_page(window_va: u64, rights: Rights, fill: impl FnOnce(u64)) -> Result<(), SpawnError> {
+    ensure_tables(window_va)?;
+    let f = frame()?;
+    fill(f);
+    sys::map(f, 0, 0, window_va, rights | Rights::OWN | Rights::GRANT).map_err(|e| SpawnError::Sys("map page", e))
+}
+
+pub struct Options<'a> {
+    pub args: &'a str,
+    pub words: &'a [u64],
+    pub heap_pages: u64,
+    pub spare_pages: u64,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { args: "", words: &[], heap_pages: 16, spare_pages: 0 }
+    }
+}
+
+/// Create a process running `name` from the boot image.
+pub fn spawn(name: &str, opts: &Options) -> Result<Child, SpawnError> {
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
+        .ok()
+        .and_then(|b| b.find(name))
+        .ok_or(SpawnError::NotInBootImage)?;
+    spawn_image(image.data, opts)
+}
+
+pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
+    let plan = elf::plan(bytes, 64 << 20).map_err(SpawnError::Elf)?;
+    let slot = (0..MAX_PROCS)
+        .find(|i| sched::slot(*i).state.load(SeqCst) == sched::FREE && sched::slot(*i).id.load(SeqCst) == 0)
+        .ok_or(SpawnError::NoSlot)?;
+    let handle = HANDLES_VA + slot as u64 * PAGE_SIZE;
+    let window = (WINDOW_SLOT0 + slot as u64) << 39;
+
+    let root_frame = frame()?;
+    let id = sys::create_as(handle, root_frame).map_err(|e| SpawnError::Sys("create_as", e))?;
+    let pdpt = frame()?;
+    sys::create(window, 3, pdpt).map_err(|e| SpawnError::Sys("create window", e))?;
+    sys::map(window, 3, handle, 0, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT)
+        .map_err(|e| SpawnError::Sys("link window", e))?;
+    let child = Child { slot, handle, id, window };
+
+    // The program.
+    for pg in plan.pages_to_map() {
+        let mut rights = Rights::NONE;
+        if pg.writable {
+            rights = rights | Rights::WRITE;
+        }
+        if pg.executable {
+            rights = rights | Rights::EXEC;
+        }
+        let page = plan.page_bytes(bytes, pg.vaddr).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
+        place_page(child.at(pg.vaddr), rights, |f| mem::write_bytes(f, &page))?;
+    }
+    // Control page: where the kernel enters the child.
+    place_page(child.at(CONTROL_VA), Rights::WRITE, |f| {
+        mem::write(f + exo_abi::control::ENTRY, plan.entry);
+        mem::write(f + exo_abi::control::STACK, 0);
+    })?;
+    // Arguments: a page init keeps and lends read-only.
+    let args = frame()?;
+    mem::write_bytes(args, &opts.args.as_bytes()[..opts.args.len().min(2000)]);
+    let mut words = [0u64; 8];
+    words[0] = opts.heap_pages * PAGE_SIZE;
+    words[1] = opts.spare_pages;
+    words[2] = SPARE_VA;
+    for (i, w) in opts.words.iter().take(5).enumerate() {
+        words[3 + i] = *w;
+    }
+    for (i, w) in words.iter().enumerate() {
+        mem::write(args + ARGS_WORDS_OFFSET + 8 * i as u64, *w);
+    }
+    ensure_tables(child.at(ARGS_VA))?;
+    sys::map(args, 0, 0, child.at(ARGS_VA), Rights::NONE).map_err(|e| SpawnError::Sys("lend args", e))?;
+    // Console ring and mailbox: init keeps them, the child may write.
+    let ring = frame()?;
+    sys::map(ring, 0, 0, child.at(CONSOLE_VA), Rights::WRITE).map_err(|e| SpawnError::Sys("lend console", e))?;
+    let mailbox = frame()?;
+    ensure_tables(child.at(MAILBOX_VA))?;
+    sys::map(mailbox, 0, 0, child.at(MAILBOX_VA), Rights::WRITE).map_err(|e| SpawnError::Sys("lend mailbox", e))?;
+    // A way back to init.
+    sys::map(INIT_SELF_HANDLE_VA, 0, 0, child.at(PARENT_HANDLE_VA), Rights::SWITCH)
+        .map_err(|e| SpawnError::Sys("parent handle", e))?;
+    for i in 0..opts.heap_pages {
+        place_page(child.at(HEAP_VA + i * PAGE_SIZE), Rights::WRITE, |_| {})?;
+    }
+    for i in 0..opts.spare_pages {
+        place_page(child.at(SPARE_VA + i * PAGE_SIZE), Rights::WRITE, |_| {})?;
+    }
+
+    let s = sched::slot(slot);
+    s.handle.store(handle, SeqCst);
+    s.id.store(id, SeqCst);
+    s.ring.store(ring, SeqCst);
+    s.code.store(0, SeqCst);
+    s.addr.store(0, SeqCst);
+    s.mailbox.store(mailbox, SeqCst);
+    s.state.store(RUNNABLE, SeqCst);
+    Ok(child)
+}
+
+/// Init's address of a child's mailbox page.
+pub fn mailbox(child: &Child) -> u64 {
+    sched::slot(child.slot).mailbox.load(SeqCst)
+}

@@ -1,0 +1,235 @@
+//! The integration tests, run inside the machine: `test=<name>` on the
+//! kernel command line. Each drives untrusted `probe` processes and checks
+//! what they report *and* what init can verify itself (through the windows
+//! it keeps on every child's memory and the kernel info page).
+
+use crate::sched::{self, state_name, EXITED, KILLED, RUNNABLE};
+use crate::spawn::{self, mailbox, Child, Options};
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::Ordering::SeqCst;
+use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
+use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
+use exo_rt::{kinfo, mem, println, sys};
+
+type Outcome = Result<(), String>;
+
+pub fn run(name: &str) -> Outcome {
+    match name {
+        "boot_to_init" => boot_to_init(),
+        "five_syscalls" => expect_exit("probe", "syscalls", 64, 0),
+        "isolation" => isolation(),
+        "share_region" => share_region(),
+        "fault_upcall" => expect_exit("probe", "pager 40", 160, 0),
+        "preemption" => preemption(),
+        "userspace_alloc" => userspace_alloc(),
+        "syscall_fuzz" => syscall_fuzz(),
+        "bad_elf" => bad_elf(),
+        other => Err(format!("no test named {other:?}")),
+    }
+}
+
+fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
+    spawn::spawn(prog, &Options { args, words, heap_pages: 16, spare_pages: spare })
+        .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+}
+
+fn finish(c: &Child, what: &str) -> Result<u64, String> {
+    let st = sched::wait(c.slot);
+    let s = sched::slot(c.slot);
+    let code = s.code.load(SeqCst);
+    if st == EXITED {
+        Ok(code)
+    } else {
+        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
+    }
+}
+
+fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
+    let c = start(prog, args, spare, &[])?;
+    let code = finish(&c, args)?;
+    if code == want {
+        Ok(())
+    } else {
+        Err(format!("{prog} {args:?} exited with {code}, expected {want}"))
+    }
+}
+
+fn boot_to_init() -> Outcome {
+    if kinfo::word(ki::W_MAGIC) != ki::MAGIC {
+        return Err("kernel info page has the wrong magic".into());
+    }
+    let (used, left) = crate::frames::stats();
+    println!("init: {used} frames used, {left} free; {} syscalls so far", kinfo::word(ki::W_SYSCALLS));
+    expect_exit("hello", "boot_to_init", 0, 0)
+}
+
+const PATTERN: u64 = 0x5ec2_e7da_7a00_0000;
+
+fn victim_intact(v: &Child) -> Outcome {
+    for i in 0..512 {
+        let got = mem::read(v.at(SCRATCH_VA) + i * 8);
+        if got != PATTERN + i {
+            return Err(format!("victim's private page changed at word {i}: {got:#x}"));
+        }
+    }
+    Ok(())
+}
+
+fn isolation() -> Outcome {
+    let victim = start("probe", "victim", 8, &[])?;
+    let mb = mailbox(&victim);
+    while mem::read(mb + 8) == 0 {
+        sched::sched_yield();
+        if sched::slot(victim.slot).state.load(SeqCst) != RUNNABLE {
+            return Err("victim died before it was ready".into());
+        }
+    }
+    victim_intact(&victim)?;
+    // Faulting attempts: each attacker must take a fault upcall.
+    for (args, what) in [
+        (format!("attack-read {:x}", SCRATCH_VA), "read another process's private page"),
+        (format!("attack-write {:x}", SCRATCH_VA), "write another process's private page"),
+        (String::from("attack-read ffff800000100000"), "read kernel memory"),
+        (String::from("attack-write ffffffff80100000"), "write the kernel image"),
+    ] {
+        let code = finish(&start("probe", &args, 0, &[])?, what)?;
+        if code != 42 {
+            return Err(format!("{what}: attacker exited with {code}, expected a fault (42)"));
+        }
+        println!("init: isolation: {what}: refused by a fault");
+    }
+    // Read-only region for the system-call attempts.
+    let region = make_region(4)?;
+    let attacker = start_linked("probe", "attack-calls", region, Rights::NONE)?;
+    let code = finish(&attacker, "attack-calls")?;
+    if code != 0 {
+        return Err(format!("attack-calls: {code} checks were not refused"));
+    }
+    victim_intact(&victim)?;
+    mem::write(mb, 1);
+    let code = finish(&victim, "victim")?;
+    if code != 0 {
+        return Err("victim found its page changed".into());
+    }
+    Ok(())
+}
+
+/// Init's own shared regions: level-1 tables at INIT_REGIONS + k * 2 MiB.
+const INIT_REGIONS: u64 = 40 << 39;
+static NEXT_REGION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A fresh level-1 region in init with `pages` pages; returns its address.
+pub fn make_region(pages: u64) -> Result<u64, String> {
+    let k = NEXT_REGION.fetch_add(1, SeqCst);
+    let va = INIT_REGIONS + k * (1 << 21);
+    for i in 0..pages {
+        spawn::place_page(va + i * PAGE_SIZE, Rights::WRITE, |_| {}).map_err(|e| format!("region: {e}"))?;
+    }
+    Ok(va)
+}
+
+fn start_linked(prog: &str, args: &str, region: u64, rights: Rights) -> Result<Child, String> {
+    let c = start(prog, args, 0, &[])?;
+    link(&c, region, rights)?;
+    Ok(c)
+}
+
+/// Link init's level-1 region into a child at SHARED_VA.
+pub fn link(c: &Child, region: u64, rights: Rights) -> Outcome {
+    // The child's level-2 table for SHARED_VA, then the region link itself.
+    spawn::ensure_tables(c.at(SHARED_VA) + (1 << 21)).map_err(|e| format!("link: {e}"))?;
+    sys::map(region, 1, 0, c.at(SHARED_VA), rights).map_err(|e| format!("link: {}", e.name()))
+}
+
+fn share_region() -> Outcome {
+    let region = make_region(4)?;
+    // The children start only when init yields to them, so linking right
+    // after spawning is in time.
+    let writer = start_linked("probe", "share-writer", region, Rights::WRITE)?;
+    let reader = start_linked("probe", "share-reader", region, Rights::WRITE)?;
+    let ro = start_linked("probe", "share-ro", region, Rights::NONE)?;
+    for (c, what) in [(&writer, "writer"), (&reader, "reader")] {
+        let code = finish(c, what)?;
+        if code != 0 {
+            return Err(format!("share {what} exited with {code}"));
+        }
+    }
+    let code = finish(&ro, "read-only sharer")?;
+    if code != 42 {
+        return Err(format!("read-only sharer exited with {code}, expected a write fault (42)"));
+    }
+    // And init sees both processes' writes through its own link.
+    if mem::read(region) != 0xa000_0000 || mem::read(region + PAGE_SIZE) != 0xb000_0000 {
+        return Err("init does not see the processes' writes".into());
+    }
+    Ok(())
+}
+
+fn preemption() -> Outcome {
+    let spinner = start("spin", "", 0, &[])?;
+    let counter = start("probe", "count 2000000", 0, &[])?;
+    let code = finish(&counter, "counter")?;
+    let s = sched::slot(spinner.slot);
+    let pre = s.preemptions.load(SeqCst);
+    println!("init: counter finished while spin kept spinning; spin was preempted {pre} times");
+    if s.state.load(SeqCst) != RUNNABLE || pre == 0 || code != 0 {
+        return Err(format!("spin state {}, preemptions {pre}, counter exit {code}", state_name(s.state.load(SeqCst))));
+    }
+    sched::stop(spinner.slot);
+    Ok(())
+}
+
+fn userspace_alloc() -> Outcome {
+    expect_exit("probe", "alloc", 24, 0)?;
+    let after = kinfo::word(ki::W_FRAMES_AFTER_BOOT);
+    println!("init: kernel frames allocated after boot: {after}");
+    if after != 0 {
+        return Err(format!("the kernel allocated {after} frames after boot"));
+    }
+    Ok(())
+}
+
+fn syscall_fuzz() -> Outcome {
+    let checker = start("probe", "checker", 8, &[])?;
+    let mb = mailbox(&checker);
+    while mem::read(mb + 8) == 0 {
+        sched::sched_yield();
+    }
+    let calls = 100_000;
+    let fuzzer = start("probe", &format!("fuzz {calls:x}"), 64, &[])?;
+    let st = sched::wait(fuzzer.slot);
+    println!("init: fuzzer ended ({}), {} syscalls handled by the kernel in total", state_name(st), kinfo::word(ki::W_SYSCALLS));
+    if st == KILLED {
+        println!("init: (the fuzzer killed itself, which is allowed)");
+    }
+    victim_intact(&checker)?;
+    mem::write(mb, 1);
+    let code = finish(&checker, "checker")?;
+    if code != 0 {
+        return Err("checker found its memory changed".into());
+    }
+    Ok(())
+}
+
+fn bad_elf() -> Outcome {
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image()).map_err(|e| format!("{e}"))?;
+    let mut refused = 0;
+    for entry in image.entries() {
+        if !entry.name.starts_with("bad-") {
+            continue;
+        }
+        match spawn::spawn_image(entry.data, &Options::default()) {
+            Ok(_) => return Err(format!("{} was accepted", entry.name)),
+            Err(e) => {
+                println!("init: refused {}: {e}", entry.name);
+                refused += 1;
+            }
+        }
+    }
+    if refused == 0 {
+        return Err("the boot image holds no malformed programs to try".into());
+    }
+    println!("init: refused {refused} malformed programs; still running");
+    expect_exit("hello", "after bad ELFs", 0, 0)
+}

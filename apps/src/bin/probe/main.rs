@@ -1,0 +1,57 @@
+//! `probe`: the test program the QEMU integration tests run as ordinary,
+//! untrusted processes. Its first argument picks what it does; its exit
+//! code tells init what happened (0 = as expected, 42 = took the fault it
+//! was supposed to take, anything else = a failed check).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod checks;
+#[cfg(target_os = "none")]
+mod fuzz;
+#[cfg(target_os = "none")]
+mod regions;
+
+#[cfg(target_os = "none")]
+exo_rt::entry!(main);
+
+/// Exit code meaning "faulted, as the test intended".
+#[cfg(target_os = "none")]
+pub const FAULTED: u32 = 42;
+
+#[cfg(target_os = "none")]
+fn main() {
+    let args = exo_rt::args();
+    let mut words = args.split_whitespace();
+    let mode = words.next().unwrap_or("");
+    let arg = words.next().and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok()).unwrap_or(0);
+    let code = match mode {
+        "syscalls" => checks::five_syscalls(),
+        "attack-read" => checks::attack_access(arg, false),
+        "attack-write" => checks::attack_access(arg, true),
+        "attack-calls" => checks::attack_calls(),
+        "victim" | "checker" => regions::victim(),
+        "share-writer" => regions::share_writer(),
+        "share-reader" => regions::share_reader(),
+        "share-ro" => regions::share_read_only(),
+        "pager" => regions::pager(arg.max(1)),
+        "alloc" => regions::build_region(),
+        "fuzz" => fuzz::run(arg.max(1)),
+        "count" => {
+            let mut x = 0u64;
+            for i in 0..arg {
+                x = core::hint::black_box(x.wrapping_add(i));
+            }
+            exo_rt::println!("count: counted to {arg:#x} (sum {x:#x})");
+            0
+        }
+        _ => {
+            exo_rt::println!("probe: unknown mode {mode:?}");
+            2
+        }
+    };
+    exo_rt::exit(code)
+}
