@@ -275,6 +275,9 @@ impl QueuePair {
     }
 }
 
+/// A reaped I/O command: its id and how it ended.
+pub type Polled = (u16, Result<(), CommandError>);
+
 /// Data direction of an I/O command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -321,7 +324,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
         if config.admin_queue_entries > 4096 {
             return Err(Error::BadConfig("admin queues hold at most 4096 entries"));
         }
-        if region.base % PAGE_SIZE as u64 != 0 {
+        if !region.base.is_multiple_of(PAGE_SIZE as u64) {
             return Err(Error::BadConfig("DMA region must be page aligned"));
         }
         let needed = config.dma_bytes_needed();
@@ -441,7 +444,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
 
     fn check_blocks(&self, len: u32) -> Result<u32, Error> {
         let bs = self.block_size();
-        if len == 0 || len % bs != 0 {
+        if len == 0 || !len.is_multiple_of(bs) {
             return Err(Error::NotBlockMultiple { len, block_size: bs });
         }
         Ok(len / bs)
@@ -474,7 +477,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     }
 
     /// Reaps one completion from `queue`, if any: (command id, outcome).
-    pub fn poll(&mut self, queue: usize) -> Result<Option<(u16, Result<(), CommandError>)>, Error> {
+    pub fn poll(&mut self, queue: usize) -> Result<Option<Polled>, Error> {
         let q = self.io.get_mut(queue).and_then(|q| q.as_mut()).ok_or(Error::NoSuchQueue { queue })?;
         Ok(q.reap(&mut self.regs, &self.mem).map(|c| (c.cid, c.status.result())))
     }

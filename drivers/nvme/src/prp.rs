@@ -69,7 +69,7 @@ pub fn build(mem: &mut impl DmaMemory, buf: &DmaBuffer, page_size: u32, list_pag
     if buf.len == 0 {
         return Err(PrpError::Empty);
     }
-    if buf.offset % 4 != 0 {
+    if !buf.offset.is_multiple_of(4) {
         return Err(PrpError::OffsetNotDwordAligned { offset: buf.offset });
     }
     if buf.offset >= page_size {
@@ -127,7 +127,7 @@ pub fn walk(
 ) -> Result<(), PrpError> {
     let ps = page_size as u64;
     let offset = prp1 % ps;
-    if offset % 4 != 0 {
+    if !offset.is_multiple_of(4) {
         return Err(PrpError::OffsetNotDwordAligned { offset: offset as u32 });
     }
     let first = (ps - offset).min(len);
@@ -137,7 +137,7 @@ pub fn walk(
         return Ok(());
     }
     if left <= ps {
-        if prp2 % ps != 0 {
+        if !prp2.is_multiple_of(ps) {
             return Err(PrpError::PageNotAligned { addr: prp2 });
         }
         visit(prp2, left as u32);
@@ -145,7 +145,7 @@ pub fn walk(
     }
     let per_page = ps / 8;
     let mut list = prp2;
-    if list % 8 != 0 {
+    if !list.is_multiple_of(8) {
         return Err(PrpError::PageNotAligned { addr: list });
     }
     let mut index = (list % ps) / 8;
@@ -154,14 +154,14 @@ pub fn walk(
         let entry = mem.read_u64(list + index * 8);
         // The last slot of a list page chains on when more than one page remains.
         if index == per_page - 1 && left > ps {
-            if entry % ps != 0 {
+            if !entry.is_multiple_of(ps) {
                 return Err(PrpError::PageNotAligned { addr: entry });
             }
             list = entry;
             index = 0;
             continue;
         }
-        if entry % ps != 0 {
+        if !entry.is_multiple_of(ps) {
             return Err(PrpError::PageNotAligned { addr: entry });
         }
         let n = left.min(ps);
