@@ -265,7 +265,8 @@ impl<S: Storage> Inner<S> {
 
     fn encode_record(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<u8> {
         let mut rec = Vec::new();
-        log::encode(&mut rec, self.meta.gen, self.log.seq, writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        let batch_start = self.log.buf.is_empty();
+        log::encode(&mut rec, self.meta.gen, self.log.seq, batch_start, writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
         rec
     }
 

@@ -15,7 +15,7 @@ mod db;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod host;
-mod log;
+pub mod log;
 mod overlay;
 pub mod page;
 mod recovery;

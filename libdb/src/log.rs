@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! 0..4   CRC-32 of bytes 4 .. 24 + len
-//! 4..8   len: payload bytes
+//! 4..8   len: payload bytes; bit 31 set = "batch start": every earlier
+//!        record was durable before this one was written
 //! 8..16  epoch
 //! 16..24 seq: 0, 1, 2, ... within the epoch
 //! 24..   payload: ops, each `kind u8 (1 put, 2 delete) | klen u16 | vlen u32 | key | value`
@@ -25,6 +26,7 @@ use alloc::vec::Vec;
 use crate::page::{rd16, rd32, rd64};
 
 pub const RECORD_HEADER: usize = 24;
+const BATCH_START: u32 = 1 << 31;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
@@ -39,6 +41,7 @@ pub fn encode<'a>(
     out: &mut Vec<u8>,
     epoch: u64,
     seq: u64,
+    batch_start: bool,
     ops: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
 ) {
     let start = out.len();
@@ -53,7 +56,8 @@ pub fn encode<'a>(
         }
     }
     let len = out.len() - start - RECORD_HEADER;
-    out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    let flag = if batch_start { BATCH_START } else { 0 };
+    out[start + 4..start + 8].copy_from_slice(&(len as u32 | flag).to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&epoch.to_le_bytes());
     out[start + 16..start + 24].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32fast::hash(&out[start + 4..]);
@@ -64,12 +68,13 @@ pub fn encode<'a>(
 /// A record header as read back.
 pub struct RecordHeader {
     pub len: usize,
+    pub batch_start: bool,
     pub epoch: u64,
     pub seq: u64,
 }
 
 pub fn parse_header(h: &[u8]) -> RecordHeader {
-    RecordHeader { len: rd32(h, 4) as usize, epoch: rd64(h, 8), seq: rd64(h, 16) }
+    RecordHeader { len: (rd32(h, 4) & !BATCH_START) as usize, batch_start: rd32(h, 4) & BATCH_START != 0, epoch: rd64(h, 8), seq: rd64(h, 16) }
 }
 
 /// Whether header + payload carry a valid checksum.
@@ -115,10 +120,10 @@ mod tests {
     fn record_roundtrip() {
         let mut out = Vec::new();
         let ops: Vec<(&[u8], Option<&[u8]>)> = vec![(b"a", Some(b"1")), (b"bb", None), (b"c", Some(b""))];
-        encode(&mut out, 7, 3, ops.iter().copied());
+        encode(&mut out, 7, 3, true, ops.iter().copied());
         assert_eq!(out.len() % 8, 0);
         let h = parse_header(&out);
-        assert_eq!((h.epoch, h.seq), (7, 3));
+        assert_eq!((h.epoch, h.seq, h.batch_start), (7, 3, true));
         let payload = &out[RECORD_HEADER..RECORD_HEADER + h.len];
         assert!(checksum_ok(&out, payload));
         let d = decode_ops(payload).unwrap();

@@ -64,16 +64,10 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>
     }
     let m0 = read_meta(&mut storage, 0)?;
     let m1 = read_meta(&mut storage, 1)?;
-    let meta = match (m0, m1) {
-        (Ok(a), Ok(b)) => {
-            if a.gen >= b.gen {
-                a
-            } else {
-                b
-            }
-        }
-        (Ok(a), Err(_)) => a,
-        (Err(_), Ok(b)) => b,
+    let (meta, damaged) = match (m0, m1) {
+        (Ok(a), Ok(b)) => (if a.gen >= b.gen { a } else { b }, None),
+        (Ok(a), Err(e)) => (a, Some((1, e))),
+        (Err(e), Ok(b)) => (b, Some((0, e))),
         (Err(page0), Err(page1)) => return Err(Error::NoValidMeta { page0, page1 }),
     };
     let needed = meta.total_pages * PAGE_SIZE as u64;
@@ -81,6 +75,15 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>
         return Err(Error::Truncated { needed_bytes: needed, medium_bytes: storage.capacity() });
     }
     let mut inner = Inner::new(storage, opts, meta);
+    // One meta page is invalid. After a crash during its write that is
+    // expected, and the log still belongs to the valid one. If the log
+    // already holds records of the next epoch, the damaged meta was durable
+    // and has been damaged since: falling back would lose commits.
+    if let Some((slot, what)) = damaged {
+        if read_record(&mut inner, 0, meta.gen + 1, 0)?.is_some() {
+            return Err(corrupt(slot, what));
+        }
+    }
     load_freelist(&mut inner)?;
     replay(&mut inner)?;
     // Always start a new epoch: records of the old one beyond the replayed
@@ -120,40 +123,69 @@ fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads the record at `pos` of the log if it is valid with the given
+/// epoch and sequence number.
+fn read_record<S: Storage>(inner: &mut Inner<S>, pos: u64, epoch: u64, seq: u64) -> Result<Option<(log::RecordHeader, Vec<u8>)>, Error> {
+    let cap = inner.meta.log_pages * PAGE_SIZE as u64;
+    if pos + RECORD_HEADER as u64 > cap {
+        return Ok(None);
+    }
+    let mut hdr = [0u8; RECORD_HEADER];
+    inner.storage.read(log_base() + pos, &mut hdr)?;
+    let h = log::parse_header(&hdr);
+    if h.epoch != epoch || h.seq != seq || h.len as u64 > cap - pos - RECORD_HEADER as u64 {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; h.len];
+    inner.storage.read(log_base() + pos + RECORD_HEADER as u64, &mut payload)?;
+    Ok(log::checksum_ok(&hdr, &payload).then_some((h, payload)))
+}
+
 /// Applies the valid prefix of the current epoch's log to the overlay.
 fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
+    let epoch = inner.meta.gen;
     let (mut pos, mut seq) = (0u64, 0u64);
-    let mut hdr = [0u8; RECORD_HEADER];
     let mut writes = alloc::collections::BTreeMap::new();
+    let log_page = |pos: u64| 2 + pos / PAGE_SIZE as u64;
     while pos + RECORD_HEADER as u64 <= cap {
+        if let Some((h, payload)) = read_record(inner, pos, epoch, seq)? {
+            let ops = log::decode_ops(&payload).ok_or(corrupt(
+                log_page(pos),
+                Corruption::Malformed("log record with a valid checksum does not decode"),
+            ))?;
+            writes.clear();
+            writes.extend(ops);
+            inner.apply_replayed(&writes);
+            pos += log::pad8(RECORD_HEADER + h.len) as u64;
+            seq += 1;
+            continue;
+        }
+        // Not a valid record: the end of the log, unless the next record
+        // exists and was written only after this one was durable (a batch
+        // start). Then this one was damaged after the fact.
+        let mut hdr = [0u8; RECORD_HEADER];
         inner.storage.read(log_base() + pos, &mut hdr)?;
         let h = log::parse_header(&hdr);
-        let mut valid = false;
-        if h.epoch == inner.meta.gen && h.seq == seq && h.len as u64 <= cap - pos - RECORD_HEADER as u64 {
-            let mut payload = vec![0u8; h.len];
-            inner.storage.read(log_base() + pos + RECORD_HEADER as u64, &mut payload)?;
-            if log::checksum_ok(&hdr, &payload) {
-                let ops = log::decode_ops(&payload).ok_or(corrupt(
-                    2 + pos / PAGE_SIZE as u64,
-                    Corruption::Malformed("log record with a valid checksum does not decode"),
-                ))?;
-                writes.clear();
-                writes.extend(ops);
-                inner.apply_replayed(&writes);
-                valid = true;
-                pos += log::pad8(RECORD_HEADER + h.len) as u64;
-                seq += 1;
+        if h.epoch == epoch && h.seq == seq && (h.len as u64) < cap {
+            let end = pos + log::pad8(RECORD_HEADER + h.len) as u64;
+            for next in [end, end.div_ceil(align) * align] {
+                if let Some((nh, _)) = read_record(inner, next, epoch, seq + 1)? {
+                    if nh.batch_start {
+                        return Err(corrupt(
+                            log_page(pos),
+                            Corruption::Malformed("log record damaged although a later commit is durable"),
+                        ));
+                    }
+                }
             }
         }
-        if !valid {
-            if pos % align == 0 {
-                break;
-            }
-            // The end of one write: the next starts at the next aligned offset.
-            pos = pos.div_ceil(align) * align;
+        if pos % align == 0 {
+            break;
         }
+        // The end of one write: the next starts at the next aligned offset.
+        pos = pos.div_ceil(align) * align;
     }
     inner.stats.replayed_records = seq;
     Ok(())

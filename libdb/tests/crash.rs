@@ -1,0 +1,180 @@
+//! Crash tests: a workload of >= 200 transactions runs on a simulated
+//! medium that records every flush/fence (pmem) or write/flush (block
+//! device) as a crash point. At every point the image is reopened — only
+//! fenced/flushed data, everything, and random subsets of the rest — and
+//! the contents must be exactly the state after some commit: at least
+//! every acknowledged durable commit, at most the one in flight, never
+//! torn, never mixed.
+
+use std::collections::BTreeMap;
+
+use libdb::sim::SimBlockDevice;
+use libdb::{BlockStorage, Db, Durability, Options, PmemStorage, Storage};
+use pmem::sim::XorShift;
+use pmem::SimPmem;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn opts() -> Options {
+    Options { cache_pages: 32, log_pages: 6, checkpoint_log_bytes: 10 * 1024 }
+}
+
+struct Workload {
+    /// states[i]: contents after i commits.
+    states: Vec<Model>,
+    /// Per commit: crash points recorded when it returned, and how many
+    /// commits were durable at that moment.
+    acks: Vec<(usize, usize)>,
+}
+
+impl Workload {
+    /// The range of commit counts a crash at `point` may recover.
+    fn allowed(&self, point: usize) -> (usize, usize) {
+        let acked = self.acks.iter().take_while(|(p, _)| *p <= point).count();
+        let floor = self.acks[..acked].iter().map(|(_, d)| *d).max().unwrap_or(0);
+        (floor, (acked + 1).min(self.states.len() - 1))
+    }
+}
+
+fn run_workload<S: Storage>(db: &Db<S>, txns: usize, dur: Durability, seed: u64, points: impl Fn(&S) -> usize) -> Workload {
+    let mut rng = XorShift::new(seed);
+    let mut model = Model::new();
+    let mut w = Workload { states: vec![model.clone()], acks: Vec::new() };
+    let mut durable = 0;
+    for i in 0..txns {
+        let before = db.stats();
+        let mut t = db.begin_write().unwrap();
+        for _ in 0..1 + rng.below(4) {
+            let k = format!("key{:03}", rng.below(60)).into_bytes();
+            if rng.below(5) == 0 {
+                t.delete(&k).unwrap();
+                model.remove(&k);
+            } else {
+                let len = if rng.below(15) == 0 { 1500 + rng.below(3000) } else { 8 + rng.below(150) } as usize;
+                let v: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+                t.put(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+        }
+        t.commit(dur).unwrap();
+        if i % 50 == 49 {
+            db.checkpoint().unwrap();
+        }
+        let after = db.stats();
+        if after.log_flushes > before.log_flushes || after.checkpoints > before.checkpoints {
+            durable = i + 1;
+        }
+        w.states.push(model.clone());
+        w.acks.push((db.with_storage(&points), durable));
+    }
+    w
+}
+
+fn contents<S: Storage>(db: &Db<S>) -> Result<Model, libdb::Error> {
+    db.begin_read().iter().collect()
+}
+
+/// Reopens a crash image and checks it against the workload. On every
+/// `probe_every`-th call it also commits once more and reopens, which
+/// checks that recovery leaves a database that can be written and
+/// crashed again.
+fn check<S: Storage>(
+    open: impl Fn(Vec<u8>) -> Result<Db<S>, libdb::Error>,
+    image_of: impl Fn(S) -> Vec<u8>,
+    image: Vec<u8>,
+    w: &Workload,
+    point: usize,
+    probe: bool,
+    what: &str,
+) {
+    let db = open(image).unwrap_or_else(|e| panic!("{what} at point {point}: reopen failed: {e}"));
+    let got = contents(&db).unwrap_or_else(|e| panic!("{what} at point {point}: read failed: {e}"));
+    let (lo, hi) = w.allowed(point);
+    let ok = (lo..=hi).any(|j| w.states[j] == got);
+    assert!(ok, "{what} at point {point}: recovered state is not the state after any of commits {lo}..={hi}");
+    if probe {
+        let mut t = db.begin_write().unwrap();
+        t.put(b"zz-after-recovery", b"1").unwrap();
+        t.commit(Durability::Sync).unwrap();
+        let img = image_of(db.into_storage());
+        let db = open(img).unwrap_or_else(|e| panic!("{what} at point {point}: second reopen failed: {e}"));
+        let mut again = contents(&db).unwrap();
+        assert_eq!(again.remove(&b"zz-after-recovery"[..]).as_deref(), Some(&b"1"[..]), "{what} {point}");
+        assert_eq!(again, got, "{what} at point {point}: state changed across a second crash");
+    }
+}
+
+fn pmem_crash(dur: Durability, seed: u64) -> (usize, usize) {
+    let db = Db::create(PmemStorage::new(SimPmem::new(640 * 1024)), opts()).unwrap();
+    let mut sim = db.into_storage().into_inner();
+    sim.enable_trace();
+    let db = Db::open(PmemStorage::new(sim), opts()).unwrap();
+    let w = run_workload(&db, 220, dur, seed, |s| s.region().trace_len());
+    let trace = db.into_storage().into_inner().take_trace().unwrap();
+    let open = |img: Vec<u8>| Db::open(PmemStorage::new(SimPmem::from_image(img)), opts());
+    let image_of = |s: PmemStorage<SimPmem>| s.into_inner().crash_image_strict();
+    let (mut images, mut random) = (0, 0);
+    trace.for_each_point(|i, p| {
+        check(open, image_of, p.strict(), &w, i, i % 25 == 0, "pmem strict");
+        images += 1;
+        if p.pending_lines() > 0 {
+            check(open, image_of, p.all_survive(), &w, i, false, "pmem all-survive");
+            for s in 0..2 {
+                check(open, image_of, p.random(seed * 7919 + i as u64 * 2 + s), &w, i, false, "pmem random");
+                random += 1;
+            }
+            images += 1;
+        }
+    });
+    (trace.len(), images + random)
+}
+
+fn block_crash(dur: Durability, seed: u64) -> (usize, usize) {
+    let db = Db::create(BlockStorage::new(SimBlockDevice::new(512, 1280)), opts()).unwrap();
+    let mut dev = db.into_storage().into_inner();
+    dev.enable_trace();
+    let db = Db::open(BlockStorage::new(dev), opts()).unwrap();
+    let w = run_workload(&db, 220, dur, seed, |s| s.device().trace_len());
+    let trace = db.into_storage().into_inner().take_trace().unwrap();
+    let open = |img: Vec<u8>| Db::open(BlockStorage::new(SimBlockDevice::from_image(512, img)), opts());
+    let image_of = |s: BlockStorage<SimBlockDevice>| s.into_inner().crash_image_strict();
+    let mut images = 0;
+    trace.for_each_point(|i, p| {
+        check(open, image_of, p.strict(), &w, i, i % 25 == 0, "block strict");
+        images += 1;
+        if p.unflushed_blocks() > 0 {
+            check(open, image_of, p.all_survive(), &w, i, false, "block all-survive");
+            check(open, image_of, p.random(seed * 104_729 + i as u64), &w, i, false, "block random");
+            images += 2;
+        }
+    });
+    (trace.len(), images)
+}
+
+#[test]
+fn crash_pmem_sync_every_point() {
+    let (points, images) = pmem_crash(Durability::Sync, 1);
+    println!("pmem sync: {points} crash points (every flush and fence), {images} images checked");
+    assert!(points >= 400 && images >= 1000, "{points} {images}");
+}
+
+#[test]
+fn crash_pmem_group_and_async_prefix() {
+    let (p1, i1) = pmem_crash(Durability::Group(4), 2);
+    let (p2, i2) = pmem_crash(Durability::Async, 3);
+    println!("pmem group(4): {p1} points, {i1} images; async: {p2} points, {i2} images");
+}
+
+#[test]
+fn crash_block_sync_every_point() {
+    let (points, images) = block_crash(Durability::Sync, 4);
+    println!("block sync: {points} crash points (every write and flush), {images} images checked");
+    assert!(points >= 400 && images >= 1000, "{points} {images}");
+}
+
+#[test]
+fn crash_block_group_and_async_prefix() {
+    let (p1, i1) = block_crash(Durability::Group(5), 5);
+    let (p2, i2) = block_crash(Durability::Async, 6);
+    println!("block group(5): {p1} points, {i1} images; async: {p2} points, {i2} images");
+}
