@@ -1,0 +1,204 @@
+//! Bar charts of results as SVG (plotters' SVG backend writes text as SVG
+//! text, so no font files are needed on the machine that draws them).
+
+use crate::results::{size_label, Row};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+/// One bar of a panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    /// Bars with the same engine share a colour across panels.
+    pub engine: String,
+}
+
+/// One small chart in the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panel {
+    pub title: String,
+    pub bars: Vec<Bar>,
+}
+
+/// A fixed colour per engine so charts are comparable at a glance.
+fn engine_colour(engine: &str) -> RGBColor {
+    match engine {
+        "libdb" => RGBColor(214, 39, 40),
+        "sqlite" => RGBColor(31, 119, 180),
+        "sqlite-normal" => RGBColor(120, 170, 220),
+        "lmdb" => RGBColor(44, 160, 44),
+        "redb" => RGBColor(255, 127, 14),
+        _ => RGBColor(127, 127, 127),
+    }
+}
+
+fn short_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 10.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Draws `panels` in a grid of `columns` columns into an SVG file.
+pub fn write_bar_chart_svg(path: &Path, title: &str, y_label: &str, panels: &[Panel], columns: usize) -> Result<(), String> {
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
+    let (panel_w, panel_h) = (440u32, 300u32);
+    let size = (panel_w * columns as u32, 40 + panel_h * rows as u32);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(&e))?;
+    let areas = root.split_evenly((rows, columns));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        draw_panel(area, panel, y_label).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+    y_label: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let n = panel.bars.len().max(1);
+    let max = panel.bars.iter().map(|b| b.value).fold(0.0f64, f64::max);
+    let top = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let labels: Vec<String> = panel.bars.iter().map(|b| b.label.clone()).collect();
+    let label_of = move |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 15))
+        .margin(8)
+        .x_label_area_size(70)
+        .y_label_area_size(55)
+        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&label_of)
+        .x_label_style(
+            TextStyle::from(("sans-serif", 10).into_font())
+                .transform(FontTransform::Rotate90)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        )
+        .y_desc(y_label)
+        .y_label_formatter(&|v| short_number(*v))
+        .draw()?;
+    chart.draw_series(panel.bars.iter().enumerate().map(|(i, bar)| {
+        let mut rect = Rectangle::new(
+            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), bar.value)],
+            engine_colour(&bar.engine).filled(),
+        );
+        rect.set_margin(0, 0, 4, 4);
+        rect
+    }))?;
+    chart.draw_series(panel.bars.iter().enumerate().map(|(i, bar)| {
+        Text::new(
+            short_number(bar.value),
+            (SegmentValue::CenterOf(i), bar.value),
+            TextStyle::from(("sans-serif", 9).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )
+    }))?;
+    Ok(())
+}
+
+/// Panels of one metric, one panel per (workload, value size) in first-seen
+/// order, one bar per engine (and durability, when a panel has several).
+pub fn panels_by_workload(rows: &[Row], metric: fn(&Row) -> Option<f64>) -> Vec<Panel> {
+    let mut panels: Vec<(String, u64, Panel)> = Vec::new();
+    for row in rows {
+        let Some(value) = metric(row) else { continue };
+        let pos = panels.iter().position(|(w, v, _)| *w == row.workload && *v == row.value_bytes);
+        let idx = match pos {
+            Some(i) => i,
+            None => {
+                let title = format!("{}, {}", row.workload, size_label(row.value_bytes));
+                panels.push((row.workload.clone(), row.value_bytes, Panel { title, bars: Vec::new() }));
+                panels.len() - 1
+            }
+        };
+        panels[idx].2.bars.push(Bar {
+            label: format!("{} {}", row.engine, row.durability),
+            value,
+            engine: row.engine.clone(),
+        });
+    }
+    // Drop the durability from labels where a panel has a single one.
+    for (_, _, panel) in &mut panels {
+        let first = panel.bars.first().map(|b| b.label.rsplit(' ').next().unwrap_or("").to_string());
+        if panel.bars.iter().all(|b| Some(b.label.rsplit(' ').next().unwrap_or("").to_string()) == first) {
+            for bar in &mut panel.bars {
+                bar.label = bar.engine.clone();
+            }
+        }
+    }
+    panels.into_iter().map(|(_, _, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(engine: &str, workload: &str, durability: &str, ops: f64) -> Row {
+        Row {
+            system: "host-linux".into(),
+            engine: engine.into(),
+            medium: "host-fs".into(),
+            workload: workload.into(),
+            value_bytes: 100,
+            durability: durability.into(),
+            ops: 10,
+            ops_per_sec: ops,
+            flushes_per_op: if workload == "commit" { Some(1.0) } else { None },
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn panels_group_rows_and_skip_missing_metrics() {
+        let rows = vec![
+            row("sqlite", "commit", "sync", 100.0),
+            row("libdb", "commit", "sync", 300.0),
+            row("libdb", "commit", "async", 900.0),
+            row("lmdb", "readrandom", "sync", 1e6),
+        ];
+        let panels = panels_by_workload(&rows, |r| Some(r.ops_per_sec));
+        assert_eq!(panels.len(), 2);
+        assert_eq!(panels[0].bars.len(), 3);
+        assert_eq!(panels[0].bars[2].label, "libdb async");
+        assert_eq!(panels[1].bars[0].label, "lmdb");
+        let flush = panels_by_workload(&rows, |r| r.flushes_per_op);
+        assert_eq!(flush.len(), 1);
+    }
+
+    #[test]
+    fn writes_an_svg_with_titles_and_bars() {
+        let rows = vec![row("sqlite", "commit", "sync", 1234.0), row("libdb", "commit", "sync", 5678.0)];
+        let dir = std::env::temp_dir().join(format!("eval-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.svg");
+        write_bar_chart_svg(&path, "ops per second", "ops/s", &panels_by_workload(&rows, |r| Some(r.ops_per_sec)), 2)
+            .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("ops per second") && svg.contains("commit, 100 B"));
+        assert!(svg.contains("5.7k") && svg.contains("libdb"));
+    }
+}
