@@ -251,7 +251,7 @@ impl Worker {
                 self.stats.lock().unwrap().doorbell_writes += 1;
                 let index = (o - regs::DOORBELL_BASE) / self.stride();
                 let qid = (index / 2) as u16;
-                if index % 2 == 0 {
+                if index.is_multiple_of(2) {
                     if let Some(sq) = self.sqs.get_mut(&qid) {
                         assert!(value < sq.entries as u32, "SQ {qid} tail doorbell {value} beyond ring");
                         sq.tail = value as u16;
@@ -377,14 +377,14 @@ impl Worker {
             }
             admin::CREATE_IO_CQ => {
                 let qid = (cmd.dw[10] & 0xffff) as u16;
-                let entries = (cmd.dw[10] >> 16) as u32 + 1;
+                let entries = (cmd.dw[10] >> 16) + 1;
                 if qid == 0 || qid > self.config.max_io_queues || self.cqs.contains_key(&qid) {
                     return specific(0x01);
                 }
                 if entries < 2 || entries > self.config.mqes as u32 + 1 {
                     return specific(0x02);
                 }
-                if cmd.dw[11] & 1 == 0 || cmd.prp1() % 4096 != 0 {
+                if cmd.dw[11] & 1 == 0 || !cmd.prp1().is_multiple_of(4096) {
                     return generic(0x02);
                 }
                 self.cqs.insert(qid, Cq { base: cmd.prp1(), entries: entries as u16, tail: 0, head: 0, phase: true });
@@ -392,7 +392,7 @@ impl Worker {
             }
             admin::CREATE_IO_SQ => {
                 let qid = (cmd.dw[10] & 0xffff) as u16;
-                let entries = (cmd.dw[10] >> 16) as u32 + 1;
+                let entries = (cmd.dw[10] >> 16) + 1;
                 let cqid = (cmd.dw[11] >> 16) as u16;
                 if qid == 0 || qid > self.config.max_io_queues || self.sqs.contains_key(&qid) {
                     return specific(0x01);
