@@ -181,7 +181,13 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
             let rip = crate::control::read(control::SAVED + 16 * 8);
             crate::fatal(format_args!("exception {a} (error {b:#x}) at rip {rip:#x}"))
         }
-        r => crate::fatal(format_args!("unexpected upcall {r:?}")),
+        // Without a scheduler installed (early in init), a tick or device
+        // interrupt just lets the interrupted context continue.
+        Reason::Timer | Reason::Interrupt => resume(),
+        Reason::Dead => {
+            crate::println!("rt: address space {a:#x} died (code {b:#x}) and no handler is installed");
+            resume()
+        }
     }
 }
 

@@ -352,7 +352,12 @@ pub fn map<M: PhysMem, T: Tlb>(
     check_user_va(src_va, level)?;
     let dst_root = resolve_as(mem, caller, dst_handle_va, Rights::OWN)?;
     let src = walk(mem, caller, src_va, level)?;
-    let (kind, held) = effective(&src, level).ok_or(Error::NotMapped)?;
+    let (kind, mut held) = effective(&src, level).ok_or(Error::NotMapped)?;
+    if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN) {
+        // The owner of a frame holds every right to it: moving it may set
+        // its protection anew (write, execute) — W^X is the owner's policy.
+        held = held | Rights::WRITE | Rights::EXEC;
+    }
     if !held.contains(want) {
         return Err(Error::RightsExceeded);
     }

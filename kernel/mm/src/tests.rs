@@ -340,3 +340,17 @@ fn check_invariants(w: &World, spaces: &[u64]) {
         }
     }
 }
+
+#[test]
+fn an_owner_may_reprotect_its_frame_when_moving_it() {
+    let mut w = World::new(8);
+    let region = 0x8000_0000u64;
+    w.tables_for(w.init, region, 0);
+    // RAM-window frames are not executable; moving one as code is allowed
+    // because the mover owns it...
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::EXEC | Rights::OWN).unwrap();
+    let slot = walk(&w.mem, w.init, region, 0).unwrap();
+    assert_eq!(present_rights(slot.entry), Rights::EXEC | Rights::OWN);
+    // ...but a share (no OWN) of a non-writable page cannot add WRITE.
+    assert_eq!(w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE), Err(Error::RightsExceeded));
+}

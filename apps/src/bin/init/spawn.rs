@@ -57,10 +57,10 @@ fn frame() -> Result<u64, SpawnError> {
     frames::alloc().ok_or(SpawnError::OutOfMemory)
 }
 
-/// Ensure the child has page tables down to level 1 for `va` (init's
-/// window address). Tables come from init's frames.
+/// Ensure init has page tables down to level 1 for `window_va` (for a
+/// child's window, the tables then appear in the child). Tables come from init's frames.
 pub fn ensure_tables(window_va: u64) -> Result<(), SpawnError> {
-    for (level, span) in [(2u64, 1u64 << 30), (1, 1 << 21)] {
+    for (level, span) in [(3u64, 1u64 << 39), (2, 1 << 30), (1, 1 << 21)] {
         let f = frame()?;
         match sys::create(window_va & !(span - 1), level, f) {
             Ok(()) => {}
