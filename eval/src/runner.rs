@@ -183,7 +183,7 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     let records = if cfg.workload.needs_preload() { cfg.keys } else { cfg.ops };
     let expected = records.saturating_mul((cfg.value_bytes + KEY_BYTES) as u64 + 64)
         + if cfg.workload.writes() { cfg.ops.saturating_mul(cfg.value_bytes as u64 + 64) } else { 0 };
-    let mut engine = engines::open(&cfg.engine, store, cfg.durability, expected)?;
+    let mut engine = engines::open(&cfg.engine, store, &cfg.medium, cfg.durability, expected)?;
     let values: Vec<Vec<u8>> = (0..VALUE_POOL as u64)
         .map(|i| {
             let mut v = Vec::new();
@@ -212,6 +212,7 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     let counters = Counters::open();
     let mut phase =
         Phase { engine: engine.as_mut(), values, lat: Latencies(Vec::with_capacity(cfg.ops as usize)), rng, writes: 0, sink: 0 };
+    let barriers_before = phase.engine.barriers();
     let before = counters.snapshot();
     let started = Instant::now();
     match cfg.workload {
@@ -272,6 +273,7 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     phase.engine.finish()?;
     let elapsed = started.elapsed().as_secs_f64();
     let after = counters.snapshot();
+    let barriers_after = phase.engine.barriers();
     std::hint::black_box(phase.sink);
 
     let ops = cfg.ops as f64;
@@ -296,7 +298,10 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
         syscalls_per_op: net(|s| s.syscalls),
         bytes_copied_per_op: net(|s| s.io.map(|io| io.rchar + io.wchar)),
         bytes_written_per_op: net(|s| s.io.map(|io| io.write_bytes)),
-        flushes_per_op: net(|s| s.flushes),
+        flushes_per_op: match delta(barriers_before, barriers_after) {
+            Some(engine_counted) => Some(engine_counted as f64 / ops),
+            None => net(|s| s.flushes),
+        },
         ..Row::default()
     })
 }

@@ -8,6 +8,7 @@
 use crate::workload::Durability;
 use std::path::Path;
 
+mod libdb;
 mod lmdb;
 mod redb;
 mod sqlite;
@@ -25,14 +26,22 @@ pub trait Engine {
     fn scan(&mut self, start: &[u8], n: usize, visit: &mut dyn FnMut(&[u8], &[u8])) -> EngineResult<usize>;
     /// Make every commit so far durable.
     fn finish(&mut self) -> EngineResult<()>;
+    /// Durability barriers the engine issued that the fsync wrappers cannot
+    /// see (fences on mapped persistent memory), counted by the engine
+    /// itself. `None`: the wrappers see every flush this engine makes.
+    fn barriers(&self) -> Option<u64> {
+        None
+    }
 }
 
-/// Opens engine `name` with a fresh store in `dir` (which must exist).
-pub fn open(name: &str, dir: &Path, durability: Durability, expected_bytes: u64) -> EngineResult<Box<dyn Engine>> {
+/// Opens engine `name` with a fresh store in `dir` (which must exist);
+/// `medium` picks a backend where an engine has several (libdb on `pmem`).
+pub fn open(name: &str, dir: &Path, medium: &str, durability: Durability, expected_bytes: u64) -> EngineResult<Box<dyn Engine>> {
     if !crate::matrix::supports(name, durability) {
         return Err(format!("engine {name} cannot honour durability {durability}"));
     }
     match name {
+        "libdb" => Ok(Box::new(libdb::Libdb::open(dir, durability, medium == "pmem", expected_bytes)?)),
         "sqlite" => Ok(Box::new(sqlite::Sqlite::open(dir, false, durability)?)),
         "sqlite-normal" => Ok(Box::new(sqlite::Sqlite::open(dir, true, durability)?)),
         "lmdb" => Ok(Box::new(lmdb::Lmdb::open(dir, durability, expected_bytes)?)),
