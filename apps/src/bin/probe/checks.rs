@@ -48,11 +48,11 @@ pub fn five_syscalls() -> u32 {
     t.expect("kernel address", sys::create(KERNEL_WINDOW, 3, f), Err(Error::BadAddress));
     t.expect("misaligned table address", sys::create(region + PAGE_SIZE, 1, f), Err(Error::BadAddress));
     t.expect("no level-2 table above", sys::create(0x50_0000_0000, 1, f), Err(Error::NoTable));
-    t.expect("frame not mapped", sys::create(region, 3, 0x7777_0000_0000), Err(Error::NotMapped));
-    t.expect("frame not owned (args page)", sys::create(region, 3, ARGS_VA), Err(Error::NoRight));
-    t.expect("frame is a handle", sys::create(region, 3, PARENT_HANDLE_VA), Err(Error::WrongKind));
-    t.expect("success, level 3", sys::create(region, 3, f), Ok(()));
-    t.expect("slot occupied", sys::create(region, 3, spare().unwrap_or(0)), Err(Error::Occupied));
+    t.expect("frame not mapped", sys::create(region, 2, exo_rt::layout::SPARE_VA + 500 * PAGE_SIZE), Err(Error::NotMapped));
+    t.expect("frame not owned (args page)", sys::create(region, 2, ARGS_VA), Err(Error::NoRight));
+    t.expect("frame is a handle", sys::create(region, 2, PARENT_HANDLE_VA), Err(Error::WrongKind));
+    t.expect("success, level 2", sys::create(region, 2, f), Ok(()));
+    t.expect("slot occupied", sys::create(region, 2, spare().unwrap_or(0)), Err(Error::Occupied));
     let r = tables_for(region);
     t.expect("success, levels 2 and 1", r, Ok(()));
 
@@ -63,12 +63,14 @@ pub fn five_syscalls() -> u32 {
     t.expect("source now empty", sys::map(page, 0, 0, region + PAGE_SIZE, Rights::OWN), Err(Error::NotMapped));
     t.expect("share (alias, read-only)", sys::map(region, 0, 0, region + PAGE_SIZE, Rights::NONE), Ok(()));
     t.expect("alias reads the page", if mem::read(region + PAGE_SIZE) == 0xfeed { Ok(()) } else { Err(Error::NotMapped) }, Ok(()));
-    t.expect("lent frame cannot become a table", sys::create(0x40_0000_0000, 3, region), Err(Error::Lent));
+    t.expect("lent frame cannot become a table", sys::create(0x40_0000_0000, 2, region), Err(Error::Lent));
     t.expect("destination occupied", sys::map(region, 0, 0, region + PAGE_SIZE, Rights::NONE), Err(Error::Occupied));
     t.expect("rights above the alias's", sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::WRITE), Err(Error::RightsExceeded));
     t.expect("alias has no GRANT", sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE), Err(Error::NoRight));
     t.expect("undefined rights bit", sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights(1 << 7)), Err(Error::BadArgument));
-    t.expect("SWITCH on a page", sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights::SWITCH), Err(Error::BadArgument));
+    // Pages never hold SWITCH, so asking for it exceeds what is held.
+    t.expect("SWITCH on a page", sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights::SWITCH), Err(Error::RightsExceeded));
+    t.expect("WRITE on a handle copy", sys::map(PARENT_HANDLE_VA, 0, 0, HANDLES_VA + 9 * PAGE_SIZE, Rights::WRITE), Err(Error::RightsExceeded));
     t.expect("level 4", sys::map(region, 4, 0, region, Rights::NONE), Err(Error::BadLevel));
     t.expect("kernel source", sys::map(KERNEL_WINDOW, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE), Err(Error::BadAddress));
     t.expect("kernel destination", sys::map(region, 0, 0, KERNEL_IMAGE, Rights::NONE), Err(Error::BadAddress));

@@ -6,7 +6,7 @@
 
 use crate::regions::{spare, tables_for};
 use exo_abi::PAGE_SIZE;
-use exo_rt::layout::{HANDLES_VA, SCRATCH_VA};
+use exo_rt::layout::{HANDLES_VA, MAILBOX_VA, SCRATCH_VA};
 use exo_rt::{println, sys};
 
 struct Rng(u64);
@@ -39,9 +39,14 @@ fn address(r: &mut Rng) -> u64 {
     }
 }
 
-pub fn run(calls: u64) -> u32 {
+/// `calls` random calls from a generator seeded with `seed`. The running
+/// count goes to mailbox word 2 after every call, so that init can count
+/// the calls even if the fuzzer destroys itself (it may: moving its own
+/// pages away or running a clone of itself is allowed — only the kernel
+/// and the other processes must be unharmed).
+pub fn run(calls: u64, seed: u64) -> u32 {
     let _ = tables_for(SCRATCH_VA);
-    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    let mut r = Rng(0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut ok = 0u64;
     let mut errors = [0u64; 16];
     for i in 0..calls {
@@ -58,6 +63,7 @@ pub fn run(calls: u64) -> u32 {
             Ok(_) => ok += 1,
             Err(e) => errors[(e as usize).min(15)] += 1,
         }
+        exo_rt::mem::write(MAILBOX_VA + 16, i + 1);
         if i % 20_000 == 0 && i > 0 {
             println!("fuzz: {i} calls so far");
         }

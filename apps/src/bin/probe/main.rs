@@ -39,7 +39,10 @@ fn main() {
         "share-ro" => regions::share_read_only(),
         "pager" => regions::pager(arg.max(1)),
         "alloc" => regions::build_region(),
-        "fuzz" => fuzz::run(arg.max(1)),
+        "fuzz" => {
+            let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            fuzz::run(arg.max(1), seed)
+        }
         "count" => {
             let mut x = 0u64;
             for i in 0..arg {
