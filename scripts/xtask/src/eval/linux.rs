@@ -1,13 +1,14 @@
 //! `cargo xtask eval --linux [--quick]`: the Linux baseline. Boots Debian's
 //! kernel with a busybox initramfs on the standard machine (TCG), runs the
 //! benchmark rows on ext4 (NVMe) and ext4-DAX (NVDIMM), and writes
-//! `eval/results/latest/linux.{csv,md}` and `linux-env.txt`.
+//! `eval/results/latest/linux.{csv,md}`, `linux-counters.csv`, SVG plots
+//! and `linux-env.txt`.
 //!
 //! Two passes run the same plan: a counters pass (wall-clock timing,
-//! syscalls via ftrace, NVMe commands via QEMU trace events and QMP
-//! `query-blockstats`) and an icount pass (`-icount shift=0`, where a
-//! task's runtime in virtual ns is its instruction count). eval/LINUX.md
-//! explains each counter and its limits.
+//! syscalls, NVMe commands via QEMU trace events, QMP `query-blockstats`)
+//! and an icount pass (`-icount shift=0`, where a task's runtime in
+//! virtual ns is its instruction count). eval/LINUX.md explains each
+//! counter and its limits.
 
 mod cpio;
 mod guest;
@@ -22,82 +23,179 @@ mod session;
 
 use crate::workspace::Workspace;
 use anyhow::{Context, Result};
-use session::{PassKind, PassResult, PassSetup, RowOutcome};
+use eval::results::Row;
+use session::{PassKind, PassResult, PassSetup, RunOutcome};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn run(quick: bool) -> Result<()> {
     crate::setup::ensure_qemu()?;
     let ws = Workspace::load()?;
-    let rows = if quick { plan::quick() } else { plan::full() };
-    println!("eval --linux: {} rows{}, two passes (counters, icount)", rows.len(), if quick { " (--quick)" } else { "" });
+    let mut entries = if quick { plan::quick_entries() } else { plan::full_entries() };
+    // Development aid (documented in eval/LINUX.md): override every row's op count.
+    if let Some(n) = std::env::var("EVAL_LINUX_OPS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        entries.iter_mut().for_each(|e| e.ops = n.max(2));
+    }
+    let (runs, pairs) = plan::runs(&entries);
+    println!(
+        "eval --linux{}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)",
+        if quick { " --quick" } else { "" },
+        pairs.len(),
+        runs.len()
+    );
     let g = guest::prepare(&ws.root, &ws.target_dir)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
+    let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
     let work = g.cache.join("run");
     std::fs::create_dir_all(&work)?;
-    let plan_text: String = rows.iter().map(|r| r.plan_line() + "\n").collect();
+    let plan_text: String = runs.iter().map(|r| r.plan_line() + "\n").collect();
     let initrd = work.join("initramfs.cpio");
     guest::build_initramfs(&g, &plan_text, &initrd)?;
 
-    // Per row: a generous bound for TCG, plus boot and mkfs.
-    let timeout = Duration::from_secs(120 + 60 * rows.len() as u64);
+    // A generous bound per run under TCG, plus boot and mkfs.
+    let timeout = Duration::from_secs(180 + 120 * runs.len() as u64);
     let started = Instant::now();
     let mut passes: Vec<PassResult> = vec![];
     for kind in [PassKind::Counters, PassKind::Icount] {
-        let setup = PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &rows, timeout };
-        let n = rows.len();
+        let setup = PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &runs, timeout };
+        let n = runs.len();
         let t0 = Instant::now();
         println!("-- pass `{}`: booting {}", kind.name(), g.vmlinuz.display());
-        let mut progress = |k: usize, r: &RowOutcome| {
+        let mut progress = |k: usize, r: &RunOutcome| {
             let done = k + 1;
             let el = t0.elapsed().as_secs_f64();
             let eta = el / done as f64 * (n - done) as f64;
             let what = match (&r.csv, &r.fail) {
-                (Some(_), _) => format!("ok, {} syscalls", r.syscalls.unwrap_or(0)),
+                (Some(_), _) => match r.nvme {
+                    Some(nv) => format!("ok: {} NVMe writes, {} flushes", nv.write_cmds, nv.flush_cmds),
+                    None => format!("ok: {:.1} ms task time", r.runtime_ns.unwrap_or(0) as f64 / 1e6),
+                },
                 (None, Some(f)) => format!("FAILED: {f}"),
                 _ => "?".into(),
             };
-            println!("[{}] {done:>3}/{n} {:<48} {what}  ({el:.0}s, ~{eta:.0}s left)", kind.name(), rows[k].label());
+            println!("[{:<8}] {done:>3}/{n} {:<46} {what}  ({el:.0}s, ~{eta:.0}s left)", kind.name(), runs[k].label());
         };
-        let res = session::run_pass(&setup, &mut progress)
-            .with_context(|| format!("pass `{}`", kind.name()))?;
+        let res = session::run_pass(&setup, &mut progress).with_context(|| format!("pass `{}`", kind.name()))?;
         println!("-- pass `{}` done in {:.0}s (serial log {})", kind.name(), res.elapsed.as_secs_f64(), res.serial_log.display());
         passes.push(res);
     }
     let (counters, icount) = (&passes[0], &passes[1]);
-    let mut out_rows = vec![];
-    for (i, p) in rows.iter().enumerate() {
-        out_rows.push(report::make_row(p, &header, &counters.rows[i], icount.rows.get(i))?);
+    let mut rows: Vec<Row> = vec![];
+    let mut failures: Vec<String> = vec![];
+    for &p in &pairs {
+        match report::make_row(p, &runs, &columns, &counters.rows, &icount.rows) {
+            Ok(r) => rows.push(r),
+            Err(e) => failures.push(format!("{}: {e:#}", runs[p.measured].label())),
+        }
     }
-    let checks = report::sanity(&out_rows);
-    let env = environment(&g, counters, started.elapsed())?;
+    for (i, r) in icount.rows.iter().enumerate() {
+        if let Some(f) = &r.fail {
+            failures.push(format!("icount pass, {}: {f}", runs[i].label()));
+        }
+    }
+    let checks = report::sanity(&rows);
+    let env = environment(&g, counters, icount, started.elapsed())?;
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("linux.csv"), report::to_csv(&out_rows))?;
-    std::fs::write(out.join("linux.md"), report::markdown(&out_rows, &env, &checks))?;
+    std::fs::write(out.join("linux.csv"), eval::results::write_csv(&rows))?;
+    std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&runs, &counters.rows, &icount.rows))?;
+    let plots = write_plots(&out, &rows)?;
+    std::fs::write(out.join("linux.md"), summary(&rows, &env, &checks, &failures, &plots))?;
     let env_txt: String = env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     std::fs::write(out.join("linux-env.txt"), env_txt)?;
+
     println!("\nSanity checks:");
     for (ok, line) in &checks {
         println!("  {} {line}", if *ok { "PASS" } else { "FAIL" });
     }
-    let failed = out_rows.iter().filter(|r| r[report::COLUMNS.len() - 1].starts_with("FAILED")).count();
+    for f in &failures {
+        println!("  FAILED {f}");
+    }
     println!(
-        "wrote {} ({} rows, {failed} failed), linux.md, linux-env.txt; raw logs in {}",
+        "wrote {} ({} rows, {} failures), linux.md, linux-counters.csv, {} plots, linux-env.txt; raw logs in {}",
         out.join("linux.csv").display(),
-        out_rows.len(),
+        rows.len(),
+        failures.len(),
+        plots.len(),
         work.display()
     );
     Ok(())
 }
 
-fn environment(g: &guest::GuestFiles, counters: &PassResult, elapsed: Duration) -> Result<Vec<(String, String)>> {
+type Metric = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);
+
+const PLOTS: &[Metric] = &[
+    ("linux-ops-per-sec.svg", "Linux guest: operations per second (TCG wall clock)", "ops/s", |r| Some(r.ops_per_sec)),
+    ("linux-device-flushes.svg", "Linux guest on NVMe: device flushes per operation", "flushes/op", |r| r.device_flushes_per_op),
+    ("linux-device-bytes.svg", "Linux guest on NVMe: bytes written to the device per operation", "bytes/op", |r| r.device_bytes_written_per_op),
+    ("linux-syscalls.svg", "Linux guest: system calls per operation", "syscalls/op", |r| r.syscalls_per_op),
+    ("linux-instructions.svg", "Linux guest: guest instructions per operation (icount pass)", "instructions/op", |r| r.guest_instructions_per_op),
+];
+
+/// One SVG per metric, one panel per (workload, value size, medium).
+fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<String>> {
+    let mut written = vec![];
+    for (file, title, unit, metric) in PLOTS {
+        let mut panels = vec![];
+        for medium in plan::MEDIA {
+            let sub: Vec<Row> = rows.iter().filter(|r| r.medium == *medium).cloned().collect();
+            for mut p in eval::plot::panels_by_workload(&sub, *metric) {
+                p.title = format!("{}, {medium}", p.title);
+                panels.push(p);
+            }
+        }
+        if panels.is_empty() {
+            continue;
+        }
+        eval::plot::write_bar_chart_svg(&out.join(file), title, unit, &panels, 4).map_err(anyhow::Error::msg)?;
+        written.push(file.to_string());
+    }
+    Ok(written)
+}
+
+fn summary(rows: &[Row], env: &[(String, String)], checks: &[(bool, String)], failures: &[String], plots: &[String]) -> String {
+    let mut s = String::from("# Linux baseline guest\n\n");
+    s.push_str(
+        "Produced by `cargo xtask eval --linux` (see eval/LINUX.md for how each counter is taken). \
+         Device and instruction counts are differential: `(run with N ops - run with 1 op) / (N - 1)`, \
+         so start-up, preload and the final `sync` cancel out. pmem rows have no device columns: \
+         DAX stores reach the NVDIMM without any device command, and QEMU has no counter of pmem pages written.\n\n",
+    );
+    s.push_str(&eval::results::markdown_table(rows));
+    s.push_str("\n## Sanity checks\n\n");
+    if checks.is_empty() {
+        s.push_str("- (no nvme commit rows)\n");
+    }
+    for (ok, line) in checks {
+        s.push_str(&format!("- {} {line}\n", if *ok { "PASS" } else { "FAIL" }));
+    }
+    if !failures.is_empty() {
+        s.push_str("\n## Failed runs\n\n");
+        for f in failures {
+            s.push_str(&format!("- {f}\n"));
+        }
+    }
+    if !plots.is_empty() {
+        s.push_str("\n## Plots\n\n");
+        for p in plots {
+            s.push_str(&format!("![{p}]({p})\n"));
+        }
+    }
+    s.push_str("\n## Environment\n\n");
+    for (k, v) in env {
+        s.push_str(&format!("- {k}: {v}\n"));
+    }
+    s
+}
+
+fn environment(g: &guest::GuestFiles, counters: &PassResult, icount: &PassResult, elapsed: Duration) -> Result<Vec<(String, String)>> {
     let qemu = crate::cmd::output(std::process::Command::new(crate::machine::QEMU).arg("--version"))?;
     let mut env = vec![
         ("qemu".to_string(), qemu.lines().next().unwrap_or("").to_string()),
-        ("accelerator".into(), "tcg (-cpu max), 1 vCPU, 512 MiB; icount pass: -icount shift=0".into()),
-        ("machine".into(), "the standard machine (scripts/xtask/src/machine.rs)".into()),
+        ("accelerator".into(), "tcg, -cpu max, 1 vCPU, 512 MiB (counters pass); tcg -icount shift=0 (icount pass)".into()),
+        ("machine".into(), "the standard machine, scripts/xtask/src/machine.rs (NVMe ioeventfd=on, NVDIMM 128 MiB)".into()),
     ];
     for (k, v) in &g.versions {
         env.push((format!("package {k}"), v.clone()));
@@ -105,7 +203,13 @@ fn environment(g: &guest::GuestFiles, counters: &PassResult, elapsed: Duration) 
     for (k, v) in &counters.env {
         env.push((format!("guest {k}"), v.clone()));
     }
+    for (k, v) in icount.env.iter().filter(|(k, _)| k == "tsc_mhz") {
+        env.push((format!("guest (icount pass) {k}"), v.clone()));
+    }
     env.push(("host cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()));
-    env.push(("run time".into(), format!("{:.0} s for both passes", elapsed.as_secs_f64())));
+    env.push((
+        "run time".into(),
+        format!("{:.0} s (counters {:.0} s, icount {:.0} s)", elapsed.as_secs_f64(), counters.elapsed.as_secs_f64(), icount.elapsed.as_secs_f64()),
+    ));
     Ok(env)
 }

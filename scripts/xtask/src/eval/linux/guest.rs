@@ -151,7 +151,11 @@ pub fn prepare(root: &Path, target_dir: &Path) -> Result<GuestFiles> {
     let e2v = cmd::output(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "e2fsprogs"]))?;
     versions.push(("e2fsprogs (host mke2fs)".into(), e2v.trim().to_string()));
 
-    let bench = build_bench(root, target_dir)?;
+    // EVAL_BENCH=/path skips the build (a prebuilt static binary).
+    let bench = match std::env::var_os("EVAL_BENCH") {
+        Some(p) => PathBuf::from(p),
+        None => build_bench(root, target_dir)?,
+    };
     Ok(GuestFiles {
         cache,
         vmlinuz,

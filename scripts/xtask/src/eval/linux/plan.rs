@@ -1,36 +1,62 @@
-//! Which benchmark rows a run executes. A row is one `eval-bench run`
-//! in the guest; the same plan runs in the timing pass and the icount pass.
+//! Which benchmark runs a pass executes.
+//!
+//! Every measured row is paired with a *baseline* run of the same
+//! configuration with `--ops 1`. Counters read from outside the benchmark
+//! process (device commands, guest instructions, ftrace syscalls) cover
+//! the whole process: start-up, preload, the measured phase and the final
+//! `sync`. The difference `measured - baseline` leaves the last `ops - 1`
+//! operations of the measured phase, so per-op device counts are
+//! `(measured - baseline) / (ops - 1)`.
 
-/// One benchmark row (system is always `linux-guest` here).
+use eval::matrix::{Entry, Plan};
+use eval::workload::{Durability, Workload};
+
+/// One `eval-bench run` in the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanRow {
+pub struct Run {
     pub engine: String,
     pub medium: String,
     pub workload: String,
-    pub value_bytes: u32,
+    pub value_bytes: u64,
     pub durability: String,
     pub ops: u64,
+    pub keys: u64,
 }
 
-pub const ENGINES: &[&str] = &["sqlite", "lmdb", "redb", "libdb"];
-pub const MEDIA: &[&str] = &["nvme", "pmem"];
-pub const WRITE_WORKLOADS: &[&str] = &["fillseq", "fillrandom", "overwrite", "commit", "ycsb-a", "ycsb-b", "ycsb-d", "ycsb-e", "ycsb-f"];
-pub const READ_WORKLOADS: &[&str] = &["readrandom", "readseq", "ycsb-c"];
-pub const VALUE_SIZES: &[u32] = &[100, 1024, 4096];
-pub const DURABILITIES: &[&str] = &["sync", "group8", "group64", "async"];
+/// A measured row and its baseline, as indices into the run list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub measured: usize,
+    pub baseline: usize,
+}
 
-impl PlanRow {
+pub const MEDIA: &[&str] = &["nvme", "pmem"];
+
+impl Run {
+    fn from_entry(e: &Entry, medium: &str) -> Run {
+        Run {
+            engine: e.engine.clone(),
+            medium: medium.into(),
+            workload: e.workload.name().into(),
+            value_bytes: e.value_bytes,
+            durability: e.durability.name(),
+            ops: e.ops,
+            keys: e.keys,
+        }
+    }
+
     /// The line init reads from /etc/plan: the medium (which mount to use),
     /// then the `eval-bench run` arguments (init adds `--dir`).
     pub fn plan_line(&self) -> String {
         format!(
-            "{medium} --engine {e} --workload {w} --value-bytes {v} --durability {d} --ops {n} --medium {medium} --system linux-guest",
-            medium = self.medium,
+            "{m} --engine {e} --workload {w} --value-bytes {v} --durability {d} --ops {n} --keys {k} --medium {m} --system linux-guest",
+            m = self.medium,
             e = self.engine,
             w = self.workload,
             v = self.value_bytes,
             d = self.durability,
-            n = self.ops
+            n = self.ops,
+            k = self.keys
         )
     }
 
@@ -39,53 +65,40 @@ impl PlanRow {
     }
 }
 
-fn row(engine: &str, medium: &str, workload: &str, value_bytes: u32, durability: &str, ops: u64) -> PlanRow {
-    PlanRow {
-        engine: engine.into(),
-        medium: medium.into(),
-        workload: workload.into(),
-        value_bytes,
-        durability: durability.into(),
-        ops,
-    }
-}
-
 /// `--quick`: durable and async commits (the flush sanity check), a fill
-/// and a read, 100 B values, every engine on both media; sized to stay
-/// well under 15 minutes for both passes on 2 cores under TCG.
-pub fn quick() -> Vec<PlanRow> {
-    let mut rows = vec![];
-    for medium in MEDIA {
-        for e in ENGINES {
-            rows.push(row(e, medium, "commit", 100, "sync", 200));
-            rows.push(row(e, medium, "commit", 100, "async", 200));
-            rows.push(row(e, medium, "fillrandom", 100, "async", 1000));
-            rows.push(row(e, medium, "readrandom", 100, "async", 1000));
-        }
+/// and a read, 100 B values, the four engines on both media.
+pub fn quick_entries() -> Vec<Entry> {
+    let mut out = vec![];
+    for engine in ["sqlite", "lmdb", "redb", "libdb"] {
+        let e = |workload, durability, ops, keys| Entry { engine: engine.into(), workload, value_bytes: 100, durability, ops, keys };
+        out.push(e(Workload::Commit, Durability::Sync, 100, 500));
+        out.push(e(Workload::Commit, Durability::Async, 100, 500));
+        out.push(e(Workload::FillRandom, Durability::Async, 500, 500));
+        out.push(e(Workload::ReadRandom, Durability::Async, 500, 500));
     }
-    rows
+    out
 }
 
-/// The whole matrix. Read-only workloads do not depend on durability and
-/// run once (`sync`); their load phase is part of the process.
-pub fn full() -> Vec<PlanRow> {
-    let mut rows = vec![];
+/// The run list (measured and baseline runs interleaved) and the pairs.
+pub fn runs(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
+    let mut runs = vec![];
+    let mut pairs = vec![];
     for medium in MEDIA {
-        for e in ENGINES {
-            for &v in VALUE_SIZES {
-                for w in WRITE_WORKLOADS {
-                    for d in DURABILITIES {
-                        let ops = if w.starts_with("fill") || *w == "overwrite" { 10_000 } else { 2_000 };
-                        rows.push(row(e, medium, w, v, d, ops));
-                    }
-                }
-                for w in READ_WORKLOADS {
-                    rows.push(row(e, medium, w, v, "sync", 10_000));
-                }
-            }
+        for e in entries {
+            let measured = Run::from_entry(e, medium);
+            let mut baseline = measured.clone();
+            baseline.ops = 1;
+            runs.push(baseline);
+            runs.push(measured);
+            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
         }
     }
-    rows
+    (runs, pairs)
+}
+
+/// The full matrix: `eval-bench suite --full`'s entries on both media.
+pub fn full_entries() -> Vec<Entry> {
+    Plan::suite(false).entries()
 }
 
 #[cfg(test)]
@@ -94,24 +107,37 @@ mod tests {
 
     #[test]
     fn quick_covers_every_engine_and_medium_with_sync_and_async_commits() {
-        let q = quick();
-        for e in ENGINES {
+        let (runs, pairs) = runs(&quick_entries());
+        assert_eq!(runs.len(), 2 * pairs.len());
+        for e in ["sqlite", "lmdb", "redb", "libdb"] {
             for m in MEDIA {
                 for d in ["sync", "async"] {
-                    assert!(q.iter().any(|r| r.engine == *e && r.medium == *m && r.workload == "commit" && r.durability == d));
+                    assert!(pairs.iter().any(|p| {
+                        let r = &runs[p.measured];
+                        r.engine == e && r.medium == *m && r.workload == "commit" && r.durability == d
+                    }));
                 }
             }
         }
     }
 
     #[test]
-    fn full_matrix_size_and_plan_line() {
-        let f = full();
-        let per_value = WRITE_WORKLOADS.len() * DURABILITIES.len() + READ_WORKLOADS.len();
-        assert_eq!(f.len(), MEDIA.len() * ENGINES.len() * VALUE_SIZES.len() * per_value);
+    fn baselines_match_their_rows_except_ops() {
+        let (runs, pairs) = runs(&quick_entries());
+        for p in pairs {
+            let (m, b) = (&runs[p.measured], &runs[p.baseline]);
+            assert_eq!(b.ops, 1);
+            assert!(m.ops > 1, "{m:?} needs ops > 1 for a difference");
+            assert_eq!(Run { ops: m.ops, ..b.clone() }, *m);
+        }
+    }
+
+    #[test]
+    fn plan_line_has_every_argument() {
+        let r = Run { engine: "redb".into(), medium: "pmem".into(), workload: "commit".into(), value_bytes: 100, durability: "sync".into(), ops: 5, keys: 7 };
         assert_eq!(
-            row("redb", "pmem", "commit", 100, "sync", 5).plan_line(),
-            "pmem --engine redb --workload commit --value-bytes 100 --durability sync --ops 5 --medium pmem --system linux-guest"
+            r.plan_line(),
+            "pmem --engine redb --workload commit --value-bytes 100 --durability sync --ops 5 --keys 7 --medium pmem --system linux-guest"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! while the guest waits at each READY/DONE handshake.
 
 use super::hist;
-use super::plan::PlanRow;
+use super::plan::Run;
 use super::qmp::{BlockStats, Qmp};
 use super::qtrace::{self, NvmeCounts};
 use super::serial::{self, Line};
@@ -42,7 +42,7 @@ impl PassKind {
 
 /// What one row produced in one pass.
 #[derive(Debug, Clone, Default)]
-pub struct RowOutcome {
+pub struct RunOutcome {
     pub csv: Option<String>,
     pub exit_code: Option<i32>,
     pub fail: Option<String>,
@@ -61,7 +61,7 @@ pub struct RowOutcome {
 
 #[derive(Debug, Default)]
 pub struct PassResult {
-    pub rows: Vec<RowOutcome>,
+    pub rows: Vec<RunOutcome>,
     pub env: Vec<(String, String)>,
     pub fatal: Option<String>,
     pub serial_log: PathBuf,
@@ -99,11 +99,11 @@ pub struct PassSetup<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub work_dir: &'a Path,
-    pub rows: &'a [PlanRow],
+    pub rows: &'a [Run],
     pub timeout: Duration,
 }
 
-pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> Result<PassResult> {
+pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> Result<PassResult> {
     let images = s.work_dir.join(format!("images-{}", s.kind.name()));
     // Fresh images every pass: a previous pass's fsdax info block on the
     // NVDIMM would change how the namespace comes up.
@@ -161,7 +161,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> 
     let mut log = std::fs::File::create(&serial_log).with_context(|| format!("creating {}", serial_log.display()))?;
     let mut qmp = if counters { Some(Qmp::connect(&qmp_path, Duration::from_secs(20))?) } else { None };
     let mut trace = TraceTail { path: trace_path.clone(), offset: 0 };
-    let mut res = PassResult { rows: vec![RowOutcome::default(); s.rows.len()], serial_log: serial_log.clone(), ..Default::default() };
+    let mut res = PassResult { rows: vec![RunOutcome::default(); s.rows.len()], serial_log: serial_log.clone(), ..Default::default() };
     let mut before: Option<Snapshot> = None;
     let deadline = started + s.timeout;
     let mut ended = false;
@@ -238,7 +238,8 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> 
             }
             Line::Fail(i, why) => {
                 let k = row_mut(&mut res, i)?;
-                res.rows[k].fail = Some(why);
+                let last_err = res.rows[k].stderr.last().cloned().unwrap_or_default();
+                res.rows[k].fail = Some(if last_err.is_empty() { why } else { format!("{why}: {last_err}") });
                 progress(k, &res.rows[k]);
             }
             Line::Env(kv) => res.env.extend(kv),
@@ -267,7 +268,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RowOutcome)) -> 
 }
 
 /// Turn a row's histogram dumps into counts.
-fn finish_row(r: &mut RowOutcome) -> Result<()> {
+fn finish_row(r: &mut RunOutcome) -> Result<()> {
     let sys = hist::parse(&r.hist_sys).context("syscall histogram")?;
     let run = hist::parse(&r.hist_run).context("runtime histogram")?;
     if sys.dropped > 0 || run.dropped > 0 {
