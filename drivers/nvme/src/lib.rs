@@ -12,6 +12,8 @@
 //! * [`queue`]: submission/completion rings with phase tags and doorbells.
 //! * [`prp`]: PRP1/PRP2/PRP-list construction and MDTS splitting.
 //! * [`identify`]: Identify Controller / Namespace parsing.
+//! * [`pci`]: enumeration, BAR sizing, capabilities (to become the
+//!   `drivers/pci` crate).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
 //!   read/write/flush on top of all of that.
 #![cfg_attr(not(test), no_std)]
@@ -19,6 +21,7 @@
 
 pub mod command;
 pub mod driver;
+pub mod pci;
 pub mod identify;
 pub mod prp;
 pub mod queue;

@@ -203,6 +203,7 @@ fn queue_wraparound() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // two queues, indexed side by side
 fn two_queue_pairs_with_many_commands_in_flight() {
     let config = Config { io_queue_entries: 16, io_queues: 2, ..Config::default() };
     let (fake, mut d) = start(FakeConfig::default(), config);

@@ -1,0 +1,264 @@
+//! PCI discovery against an emulated configuration space shaped like
+//! QEMU's q35 machine with the devices this project uses.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// One function's configuration space; BARs keep only the bits their size
+/// lets software write, the way hardware does.
+#[derive(Clone)]
+struct Dev {
+    space: [u32; 1024],
+    /// Writable bits per BAR register (0 = not implemented / read-only).
+    bar_writable: [u32; 6],
+}
+
+impl Dev {
+    fn new(vendor: u16, device: u16, class: u32, header_type: u8) -> Dev {
+        let mut space = [0; 1024];
+        space[0] = vendor as u32 | (device as u32) << 16;
+        space[2] = class;
+        space[3] = (header_type as u32) << 16;
+        Dev { space, bar_writable: [0; 6] }
+    }
+    fn set8(&mut self, off: u16, v: u8) {
+        let w = &mut self.space[off as usize / 4];
+        let shift = (off % 4) * 8;
+        *w = (*w & !(0xff << shift)) | (v as u32) << shift;
+    }
+    fn set16(&mut self, off: u16, v: u16) {
+        self.set8(off, v as u8);
+        self.set8(off + 1, (v >> 8) as u8);
+    }
+    fn set32(&mut self, off: u16, v: u32) {
+        self.space[off as usize / 4] = v;
+    }
+    /// A 64-bit memory BAR pair at `index`.
+    fn bar64(&mut self, index: usize, addr: u64, size: u64, prefetch: bool) {
+        let flags = 0b100 | if prefetch { 8 } else { 0 };
+        self.space[4 + index] = (addr as u32 & !0xf) | flags;
+        self.space[5 + index] = (addr >> 32) as u32;
+        let mask = !(size - 1);
+        self.bar_writable[index] = mask as u32 & !0xf;
+        self.bar_writable[index + 1] = (mask >> 32) as u32;
+    }
+    fn bar32(&mut self, index: usize, addr: u32, size: u32) {
+        self.space[4 + index] = addr & !0xf;
+        self.bar_writable[index] = !(size - 1) & !0xf;
+    }
+    fn bar_io(&mut self, index: usize, port: u32, size: u32) {
+        self.space[4 + index] = port | 1;
+        self.bar_writable[index] = !(size - 1) & 0xffff & !3;
+    }
+    fn capabilities(&mut self, list: &[(u8, u16, u16)]) {
+        // (id, offset, extra 16 bits after the header)
+        self.space[1] |= 1 << 20; // status: capabilities list
+        self.set8(0x34, list.first().map(|c| c.1 as u8).unwrap_or(0));
+        for (i, &(id, off, extra)) in list.iter().enumerate() {
+            let next = list.get(i + 1).map(|c| c.1 as u8).unwrap_or(0);
+            self.set8(off, id);
+            self.set8(off + 1, next);
+            self.set16(off + 2, extra);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Space {
+    devs: BTreeMap<(u8, u8, u8), Dev>,
+    writes: usize,
+}
+
+impl ConfigSpace for Space {
+    fn read32(&self, at: Address, offset: u16) -> u32 {
+        match self.devs.get(&(at.bus, at.device, at.function)) {
+            Some(d) => d.space[offset as usize / 4],
+            None => 0xffff_ffff,
+        }
+    }
+    fn write32(&mut self, at: Address, offset: u16, value: u32) {
+        self.writes += 1;
+        let Some(d) = self.devs.get_mut(&(at.bus, at.device, at.function)) else { return };
+        let i = offset as usize / 4;
+        if (4..10).contains(&i) {
+            let w = d.bar_writable[i - 4];
+            d.space[i] = (d.space[i] & !w) | (value & w);
+        } else if i == 1 {
+            // Command is writable, status bits are not (RW1C ignored here).
+            d.space[1] = (d.space[1] & 0xffff_0000) | (value & 0xffff);
+        } else {
+            d.space[i] = value;
+        }
+    }
+}
+
+fn q35() -> Space {
+    let mut s = Space::default();
+    s.devs.insert((0, 0, 0), Dev::new(0x8086, 0x29c0, 0x0600_0000, 0));
+    // NVMe: BAR0 64-bit 16 KiB, MSI-X (65 vectors, table at BAR0 + 0x2000,
+    // PBA at + 0x3000), PCI Express endpoint.
+    let mut nvme = Dev::new(0x1b36, 0x0010, 0x0108_0202, 0);
+    nvme.bar64(0, 0xfebf_0000, 0x4000, false);
+    nvme.space[1] = 0x0000_0006; // memory + bus master enabled
+    nvme.capabilities(&[(0x11, 0x40, 64), (0x10, 0x60, 0x0002)]);
+    nvme.set32(0x44, 0x2000);
+    nvme.set32(0x48, 0x3000);
+    s.devs.insert((0, 3, 0), nvme);
+    // virtio-blk: 4 KiB BAR1, 16 KiB prefetchable 64-bit BAR4, MSI.
+    let mut vblk = Dev::new(0x1af4, 0x1042, 0x0100_0001, 0);
+    vblk.bar32(1, 0xfebf_4000, 0x1000);
+    vblk.bar64(4, 0xfe00_0000, 0x4000, true);
+    vblk.capabilities(&[(0x05, 0x50, 0x0180 | 2 << 1)]);
+    s.devs.insert((0, 4, 0), vblk);
+    // Root port at 00:1c.0 leading to bus 1.
+    let mut port = Dev::new(0x1b36, 0x000c, 0x0604_0000, 1);
+    port.set32(0x18, 0x0001_0100);
+    s.devs.insert((0, 0x1c, 0), port);
+    // Multi-function ICH9 at 00:1f: LPC .0, SATA .2 (I/O BAR), SMBus .3.
+    s.devs.insert((0, 0x1f, 0), Dev::new(0x8086, 0x2918, 0x0601_0002, 0x80));
+    let mut sata = Dev::new(0x8086, 0x2922, 0x0106_0102, 0);
+    sata.bar_io(4, 0xc040, 0x20);
+    s.devs.insert((0, 0x1f, 2), sata);
+    s.devs.insert((0, 0x1f, 3), Dev::new(0x8086, 0x2930, 0x0c05_0002, 0));
+    // Bus 1: an NVMe physical function with SR-IOV (4 VFs, offset 1, stride 1).
+    let mut pf = Dev::new(0x1b36, 0x0010, 0x0108_0202, 0);
+    pf.bar64(0, 0xfe80_0000, 0x4000, false);
+    pf.set32(0x100, 0x0001_0010);
+    pf.set16(0x108, 0x0001);
+    pf.set16(0x10c, 4);
+    pf.set16(0x10e, 4);
+    pf.set16(0x110, 2);
+    pf.set16(0x114, 1);
+    pf.set16(0x116, 1);
+    pf.set16(0x11a, 0x0010);
+    s.devs.insert((1, 0, 0), pf);
+    s
+}
+
+fn found(s: &Space, window: (u8, u8)) -> Vec<(u8, u8, u8)> {
+    let mut v = Vec::new();
+    let n = enumerate(s, 0, 0, window, |f| v.push((f.address.bus, f.address.device, f.address.function)));
+    assert_eq!(n, v.len());
+    v
+}
+
+#[test]
+fn enumerates_buses_bridges_and_functions() {
+    let s = q35();
+    assert_eq!(
+        found(&s, (0, 255)),
+        vec![(0, 0, 0), (0, 3, 0), (0, 4, 0), (0, 0x1c, 0), (0, 0x1f, 0), (0, 0x1f, 2), (0, 0x1f, 3), (1, 0, 0)]
+    );
+    // A window that stops at bus 0 leaves the bridge unfollowed.
+    assert_eq!(found(&s, (0, 0)).len(), 7);
+    let mut nvme = Vec::new();
+    enumerate(&s, 0, 0, (0, 255), |f| {
+        if f.is_nvme() {
+            nvme.push(f.address)
+        }
+    });
+    assert_eq!(nvme, vec![Address::new(0, 0, 3, 0), Address::new(0, 1, 0, 0)]);
+}
+
+#[test]
+fn bridge_loops_and_unconfigured_bridges_terminate() {
+    let mut s = q35();
+    // A bridge on bus 1 whose secondary bus is 0 again, and one that is
+    // not configured (secondary 0) — neither may send the walk round.
+    let mut back = Dev::new(0x1b36, 0x000c, 0x0604_0000, 1);
+    back.set32(0x18, 0x0000_0001);
+    s.devs.insert((1, 1, 0), back);
+    let mut up = Dev::new(0x1b36, 0x000c, 0x0604_0000, 1);
+    up.set32(0x18, 0x0001_0101);
+    s.devs.insert((1, 2, 0), up);
+    assert_eq!(found(&s, (0, 255)).len(), 10);
+}
+
+#[test]
+fn sizes_bars_and_restores_state() {
+    let mut s = q35();
+    let nvme = Address::new(0, 0, 3, 0);
+    let before = s.devs[&(0, 3, 0)].space;
+    let b = bars(&mut s, nvme, 0);
+    assert_eq!(b[0], Some(Bar { index: 0, kind: BarKind::Memory64, prefetchable: false, address: 0xfebf_0000, size: 0x4000 }));
+    assert!(b[1..].iter().all(|b| b.is_none()));
+    assert_eq!(s.devs[&(0, 3, 0)].space, before, "BARs and command register restored");
+    let b = bars(&mut s, Address::new(0, 0, 4, 0), 0);
+    assert_eq!(b[1], Some(Bar { index: 1, kind: BarKind::Memory32, prefetchable: false, address: 0xfebf_4000, size: 0x1000 }));
+    assert_eq!(b[4], Some(Bar { index: 4, kind: BarKind::Memory64, prefetchable: true, address: 0xfe00_0000, size: 0x4000 }));
+    let b = bars(&mut s, Address::new(0, 0, 0x1f, 2), 0);
+    assert_eq!(b[4], Some(Bar { index: 4, kind: BarKind::Io, prefetchable: false, address: 0xc040, size: 0x20 }));
+    assert_eq!(size_bar(&mut s, nvme, 6, 0), None);
+}
+
+#[test]
+fn decoding_is_off_while_a_bar_is_sized() {
+    // A config space that records the command register at each BAR write.
+    struct Watch(Space, Vec<u32>);
+    impl ConfigSpace for Watch {
+        fn read32(&self, at: Address, o: u16) -> u32 {
+            self.0.read32(at, o)
+        }
+        fn write32(&mut self, at: Address, o: u16, v: u32) {
+            if (0x10..0x28).contains(&o) {
+                self.1.push(self.0.read32(at, 4) & 3);
+            }
+            self.0.write32(at, o, v)
+        }
+    }
+    let mut w = Watch(q35(), Vec::new());
+    bars(&mut w, Address::new(0, 0, 3, 0), 0);
+    assert!(!w.1.is_empty() && w.1.iter().all(|&c| c == 0), "memory/io decode enabled during sizing: {:?}", w.1);
+    assert_eq!(w.0.read32(Address::new(0, 0, 3, 0), 4) & 0xffff, 6, "command restored");
+}
+
+#[test]
+fn capability_walks() {
+    let mut s = q35();
+    let nvme = Address::new(0, 0, 3, 0);
+    assert_eq!(capabilities(&s, nvme).collect::<Vec<_>>(), vec![(0x11, 0x40), (0x10, 0x60)]);
+    let m = MsiX::read(&s, nvme).unwrap();
+    assert_eq!((m.table_size, m.table_bar, m.table_offset, m.pba_bar, m.pba_offset), (65, 0, 0x2000, 0, 0x3000));
+    assert!(!m.enabled);
+    assert_eq!(MsiX::enable_value(&s, nvme, m.offset) >> 30, 0b10);
+    assert_eq!(express_port_type(&s, nvme), Some(0), "PCI Express endpoint");
+    assert_eq!(Msi::read(&s, nvme), None);
+    let msi = Msi::read(&s, Address::new(0, 0, 4, 0)).unwrap();
+    assert!(msi.is_64bit && msi.per_vector_masking);
+    assert_eq!(msi.multiple_message_capable, 2);
+    // No capabilities bit: nothing.
+    assert_eq!(capabilities(&s, Address::new(0, 0, 0, 0)).count(), 0);
+    // A list that points at itself ends after the bound, not never.
+    let d = s.devs.get_mut(&(0, 3, 0)).unwrap();
+    d.set8(0x61, 0x60);
+    assert_eq!(capabilities(&s, nvme).count(), 48);
+    // A pointer into the header ends the walk.
+    let d = s.devs.get_mut(&(0, 3, 0)).unwrap();
+    d.set8(0x41, 0x10);
+    assert_eq!(capabilities(&s, nvme).count(), 1);
+    assert_eq!(msix_entry(1, 0x30, false), [0xfee0_1000, 0, 0x30, 0]);
+    assert_eq!(msix_entry(0, 0x31, true)[3], 1);
+}
+
+#[test]
+fn sriov_and_virtual_function_addresses() {
+    let mut s = q35();
+    let pf = Address::new(0, 1, 0, 0);
+    let sr = SrIov::read(&s, pf).unwrap();
+    assert_eq!((sr.total_vfs, sr.initial_vfs, sr.num_vfs, sr.first_vf_offset, sr.vf_stride), (4, 4, 2, 1, 1));
+    assert!(sr.vf_enabled);
+    assert_eq!(sr.vf_address(pf, 1), Some(Address::new(0, 1, 0, 1)));
+    assert_eq!(sr.vf_address(pf, 4), Some(Address::new(0, 1, 0, 4)));
+    assert_eq!(sr.vf_address(pf, 0), None);
+    assert_eq!(sr.vf_address(pf, 5), None);
+    // Stride 8 moves to the next device number.
+    let wide = SrIov { vf_stride: 8, ..sr };
+    assert_eq!(wide.vf_address(pf, 2), Some(Address::new(0, 1, 1, 1)));
+    assert_eq!(SrIov::read(&s, Address::new(0, 0, 3, 0)), None);
+    // An extended capability chain that loops terminates.
+    let d = s.devs.get_mut(&(1, 0, 0)).unwrap();
+    d.set32(0x100, 0x1001_0001);
+    assert_eq!(find_extended_capability(&s, pf, cap_id::EXT_SRIOV), None);
+    assert_eq!(Address::new(0, 1, 0, 0).ecam_offset(), 0x10_0000);
+    assert_eq!(Address::new(0, 0, 3, 0).ecam_offset(), 0x1_8000);
+}
