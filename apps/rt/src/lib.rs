@@ -208,3 +208,25 @@ pub fn boot_image() -> &'static [u8] {
     // those pages away while this slice is in use (it reads programs only).
     unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) }
 }
+
+/// Time and instruction counting for benchmarks.
+pub mod time {
+    /// The time-stamp counter (user-readable: the kernel does not set
+    /// CR4.TSD). Under QEMU `-icount shift=0` it counts guest instructions.
+    pub fn rdtsc() -> u64 {
+        // SAFETY: `rdtsc` only reads a counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+
+    /// Execute exactly `2 * n` instructions (`dec; jnz` per iteration), to
+    /// calibrate what one TSC tick means.
+    pub fn spin_instructions(n: u64) {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: a register-only loop.
+        unsafe {
+            core::arch::asm!("2:", "dec {0}", "jnz 2b", inout(reg) n => _, options(nomem, nostack));
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub fn run(name: &str) -> Outcome {
         "userspace_alloc" => userspace_alloc(),
         "syscall_fuzz" => syscall_fuzz(),
         "bad_elf" => bad_elf(),
+        "microbench" => microbench(),
         other => Err(format!("no test named {other:?}")),
     }
 }
@@ -253,4 +254,56 @@ fn bad_elf() -> Outcome {
     }
     println!("init: refused {refused} malformed programs; still running");
     expect_exit("hello", "after bad ELFs", 0, 0)
+}
+
+/// Kernel-crossing costs in TSC ticks; run under `-icount shift=0` (the
+/// `microbench` scheme of `cargo xtask`), where ticks are guest
+/// instructions — the calibration line shows the ratio.
+fn microbench() -> Outcome {
+    use exo_rt::time::{rdtsc, spin_instructions};
+    const N: u64 = 2000;
+    let best = |f: &mut dyn FnMut()| -> u64 {
+        let mut best = u64::MAX;
+        for _ in 0..5 {
+            let t0 = rdtsc();
+            for _ in 0..N {
+                f();
+            }
+            best = best.min(rdtsc() - t0);
+        }
+        best
+    };
+    let calib = best(&mut || spin_instructions(1000));
+    println!("microbench: calibration: {} ticks per 2000 instructions ({:.3} per instruction)", calib / N, calib as f64 / (N * 2000) as f64);
+    let empty = best(&mut || {});
+    let null = best(&mut || {
+        let _ = sys::raw_number(99, 0, 0, 0, 0, 0);
+    });
+    println!("microbench: null system call (BadSyscall): {} ticks", (null - empty) / N);
+    // Map one 4 KiB page: move a frame from the RAM window to a scratch
+    // slot and back (two maps per round).
+    let f = crate::frames::alloc().ok_or("no frame")?;
+    let va = make_region(1)? + PAGE_SIZE;
+    let mut failed = false;
+    let map2 = best(&mut || {
+        failed |= sys::map(f, 0, 0, va, Rights::WRITE | Rights::OWN | Rights::GRANT).is_err();
+        failed |= sys::map(va, 0, 0, f, Rights::WRITE | Rights::OWN | Rights::GRANT).is_err();
+    });
+    if failed {
+        return Err("map in microbench failed".into());
+    }
+    println!("microbench: map (move) one 4 KiB page: {} ticks", (map2 - empty) / (2 * N));
+    // Null yield round trip: init main -> child -> init (the child yields
+    // straight back; init's scheduler finds nothing else runnable and
+    // resumes main).
+    let child = start("probe", "yieldloop", 0, &[])?;
+    sched::stop(child.slot);
+    let h = child.handle;
+    sys::yield_to(h, 0).map_err(|e| format!("first yield: {}", e.name()))?;
+    let rt = best(&mut || {
+        let _ = sys::yield_to(h, 0);
+    });
+    println!("microbench: null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler): {} ticks", (rt - empty) / N);
+    println!("microbench: {} syscalls, {} upcalls in total", kinfo::word(ki::W_SYSCALLS), kinfo::word(ki::W_UPCALLS));
+    Ok(())
 }

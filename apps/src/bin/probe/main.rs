@@ -43,6 +43,9 @@ fn main() {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             fuzz::run(arg.max(1), seed)
         }
+        "yieldloop" => loop {
+            let _ = exo_rt::sys::yield_to(exo_rt::layout::PARENT_HANDLE_VA, exo_rt::layout::msg::YIELD);
+        },
         "count" => {
             let mut x = 0u64;
             for i in 0..arg {
