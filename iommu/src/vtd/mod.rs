@@ -7,6 +7,7 @@ pub mod fault;
 pub mod invalidation;
 pub mod regs;
 pub mod tables;
+pub mod unit;
 pub mod walk;
 
 use core::fmt;
