@@ -360,3 +360,34 @@ fn random_bodies_never_panic() {
         }
     }
 }
+
+#[test]
+fn unit_for_prefers_explicit_scopes() {
+    let bytes = rich_dmar();
+    let dmar = Dmar::parse(&bytes).unwrap();
+    // Bridge 00:1c.0 leads to buses 3..=4.
+    let bridges = |b, d, f| if (b, d, f) == (0, 0x1c, 0) { Some((3, 4)) } else { None };
+    // 03:00.0 is named by the second DRHD's endpoint scope.
+    assert_eq!(dmar.unit_for(0, 3, 0, 0, bridges).unwrap().register_base, 0xfed9_1000);
+    // 03:00.1 is not named: the INCLUDE_PCI_ALL unit covers it.
+    assert_eq!(dmar.unit_for(0, 3, 0, 1, bridges).unwrap().register_base, 0xfed9_0000);
+    assert_eq!(dmar.unit_for(0, 0, 3, 0, bridges).unwrap().register_base, 0xfed9_0000);
+    // No unit for another segment.
+    assert!(dmar.unit_for(1, 0, 3, 0, bridges).is_none());
+    // A sub-hierarchy scope on the bridge covers everything behind it.
+    let mut t = bytes.clone();
+    t[72 + 16] = 2; // second DRHD's scope: PCI sub-hierarchy
+    t[72 + 16 + 1] = 8; // path of one hop: the bridge 00:1c.0 itself
+    // Keep the structure length consistent: an 8-byte scope plus 2 bytes
+    // of padding would be malformed, so shorten the DRHD instead.
+    let mut fixed = t[..72 + 24].to_vec();
+    fixed.extend_from_slice(&t[72 + 26..]);
+    fixed[72 + 2..72 + 4].copy_from_slice(&24u16.to_le_bytes());
+    let len = fixed.len() as u32;
+    fixed[4..8].copy_from_slice(&len.to_le_bytes());
+    fix_checksum(&mut fixed);
+    let dmar = Dmar::parse(&fixed).unwrap();
+    assert_eq!(dmar.unit_for(0, 4, 7, 1, bridges).unwrap().register_base, 0xfed9_1000);
+    assert_eq!(dmar.unit_for(0, 0, 0x1c, 0, bridges).unwrap().register_base, 0xfed9_1000);
+    assert_eq!(dmar.unit_for(0, 5, 0, 0, bridges).unwrap().register_base, 0xfed9_0000);
+}

@@ -180,6 +180,45 @@ impl<'a> Dmar<'a> {
         })
     }
 
+    /// The unit that remaps requests of (segment, bus, device, function):
+    /// a DRHD whose device scopes name it (an endpoint scope) or a bridge
+    /// above it (a sub-hierarchy scope), else the segment's
+    /// INCLUDE_PCI_ALL unit (VT-d spec 8.3.1). `bridge_buses` reads a
+    /// bridge's (secondary, subordinate) bus numbers from configuration
+    /// space, `None` when the function is not a bridge.
+    pub fn unit_for(
+        &self,
+        segment: u16,
+        bus: u8,
+        device: u8,
+        function: u8,
+        mut bridge_buses: impl FnMut(u8, u8, u8) -> Option<(u8, u8)>,
+    ) -> Option<Drhd<'a>> {
+        let target = (bus, device, function);
+        for unit in self.drhds().filter(|d| d.segment == segment && !d.include_pci_all()) {
+            for scope in unit.scopes() {
+                let Some(named) = scope.resolve(|b, d, f| bridge_buses(b, d, f).map(|(sec, _)| sec)) else {
+                    continue;
+                };
+                match scope.kind {
+                    ScopeKind::PciEndpoint if named == target => return Some(unit),
+                    ScopeKind::PciSubHierarchy => {
+                        if named == target {
+                            return Some(unit);
+                        }
+                        if let Some((sec, sub)) = bridge_buses(named.0, named.1, named.2) {
+                            if (sec..=sub).contains(&bus) {
+                                return Some(unit);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.drhds().find(|d| d.segment == segment && d.include_pci_all())
+    }
+
     pub fn rmrrs(&self) -> impl Iterator<Item = Rmrr<'a>> + 'a {
         self.structures().filter_map(|s| match s {
             RemappingStructure::Rmrr(r) => Some(r),
