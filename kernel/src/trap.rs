@@ -6,7 +6,7 @@ use crate::arch::{percpu, TrapFrame, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECT
 use crate::mem::{KernelMem, KernelTlb};
 use crate::upcall::{can_enter, control_page, enter, save};
 use crate::{apic, kinfo, fatal};
-use exo_abi::{kinfo as ki, Error, Reason, Syscall, CONTROL_VA};
+use exo_abi::{kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
 /// Kernel-half entries copied into every new address space.
 pub static mut KERNEL_HALF: [u64; 256] = [0; 256];
@@ -33,6 +33,12 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
             apic::eoi();
             interrupt(f, v);
         }
+    }
+    if f.rip >= USER_END {
+        // Only a `syscall` in the last two bytes of the user half gets here
+        // (its return address is the first non-canonical one). `iretq` to
+        // it would fault in the kernel, so the process takes a #GP instead.
+        fault(f, Reason::Exception, 13, 0);
     }
     // Only user-mode flags the kernel allows: IF on, IOPL 0, no NT/VM.
     f.rflags = (f.rflags & 0x0000_0000_0000_0cd5) | 0x202;

@@ -164,6 +164,16 @@ pub mod mem {
         }
     }
 
+    /// Jump to `va` with `rax` = 99 (an invalid system-call number), as
+    /// hostile code would. For the isolation test of a `syscall` placed in
+    /// the last bytes of the user half; never returns normally.
+    pub fn hostile_jump(va: u64) -> ! {
+        // SAFETY: control leaves Rust for code the caller placed at `va`;
+        // whatever it does ends in a fault upcall or exit (it never returns
+        // here, hence `noreturn`).
+        unsafe { core::arch::asm!("mov eax, 99", "jmp rdx", in("rdx") va, options(noreturn)) }
+    }
+
     pub fn read_byte(va: u64) -> u8 {
         check(va & !7);
         // SAFETY: as for `read`.

@@ -100,6 +100,14 @@ fn isolation() -> Outcome {
         }
         println!("init: isolation: {what}: refused by a fault");
     }
+    // A `syscall` in the last two bytes of the user half returns to a
+    // non-canonical address: the attacker must take a #GP, the kernel live.
+    let edge = start("probe", "attack-edge", 8, &[])?;
+    let st = sched::wait(edge.slot);
+    if st != sched::PANICKED {
+        return Err(format!("attack-edge ended {} (code {}), expected a #GP in the attacker", state_name(st), sched::slot(edge.slot).code.load(SeqCst)));
+    }
+    println!("init: isolation: syscall at the top of the user half: the attacker took a #GP");
     // Read-only region for the system-call attempts.
     let region = make_region(4)?;
     let attacker = start_linked("probe", "attack-calls", region, Rights::NONE)?;

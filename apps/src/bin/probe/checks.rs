@@ -168,3 +168,29 @@ pub fn attack_calls() -> u32 {
     t.expect("yield to an id as an address", sys::yield_to(0x10_0000_0000, 0), Err(Error::NoTable));
     t.code()
 }
+
+/// `syscall` as the last instruction of the user half: its return address
+/// is non-canonical. The kernel must turn that into a fault for this
+/// process (exit code 42 from the handler), not fault itself.
+pub fn attack_edge() -> u32 {
+    let page = exo_abi::USER_END - PAGE_SIZE;
+    if let Err(e) = tables_for(page) {
+        println!("attack-edge: tables: {}", e.name());
+        return 3;
+    }
+    let f = spare().unwrap_or(0);
+    let mut code = [0x90u8; 4096];
+    code[4094] = 0x0f;
+    code[4095] = 0x05;
+    if let Err(e) = sys::map(f, 0, 0, page, Rights::EXEC | Rights::WRITE | Rights::OWN) {
+        println!("attack-edge: map: {}", e.name());
+        return 3;
+    }
+    exo_rt::mem::write_bytes(page, &code);
+    exo_rt::set_fault_handler(|a, c| {
+        println!("attack-edge: unexpected page fault at {a:#x} ({c:#x})");
+        exo_rt::exit(5)
+    });
+    println!("attack-edge: jumping to a syscall at {:#x}", exo_abi::USER_END - 2);
+    exo_rt::mem::hostile_jump(page)
+}

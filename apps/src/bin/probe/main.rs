@@ -33,6 +33,7 @@ fn main() {
         "attack-read" => checks::attack_access(arg, false),
         "attack-write" => checks::attack_access(arg, true),
         "attack-calls" => checks::attack_calls(),
+        "attack-edge" => checks::attack_edge(),
         "victim" | "checker" => regions::victim(),
         "share-writer" => regions::share_writer(),
         "share-reader" => regions::share_reader(),
