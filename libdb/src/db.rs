@@ -220,10 +220,9 @@ impl<S: Storage> Inner<S> {
                 if let Some(e) = t.next() {
                     out.push(e);
                 }
-            } else if let Some((k, v)) = o.next() {
-                if let Some(v) = v {
-                    out.push((k, v));
-                }
+            } else if let Some((k, Some(v))) = o.next() {
+                // A deletion in the overlay hides the tree's entry.
+                out.push((k, v));
             }
         }
         Ok((out, boundary.clone(), boundary.is_none()))
@@ -648,6 +647,9 @@ impl<S: Storage> Drop for ReadTxn<'_, S> {
 
 const CHUNK: usize = 64;
 
+/// One entry of a range scan.
+pub type Entry = Result<(Vec<u8>, Vec<u8>), Error>;
+
 /// A range scan over a snapshot, fetched in chunks so that it holds no
 /// borrow of the database between calls. Yields `Err` once on failure.
 pub struct Range<'t, 'a, S: Storage> {
@@ -696,7 +698,7 @@ impl<S: Storage> Range<'_, '_, S> {
         Ok(())
     }
 
-    fn step(&mut self, rev: bool) -> Option<Result<(Vec<u8>, Vec<u8>), Error>> {
+    fn step(&mut self, rev: bool) -> Option<Entry> {
         if self.failed {
             return None;
         }
@@ -714,7 +716,7 @@ impl<S: Storage> Range<'_, '_, S> {
 }
 
 impl<S: Storage> Iterator for Range<'_, '_, S> {
-    type Item = Result<(Vec<u8>, Vec<u8>), Error>;
+    type Item = Entry;
     fn next(&mut self) -> Option<Self::Item> {
         self.step(false)
     }

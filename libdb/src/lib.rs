@@ -22,7 +22,7 @@ mod recovery;
 pub mod sim;
 pub mod storage;
 
-pub use db::{Db, Durability, Options, Range, ReadTxn, Stats, WriteTxn, MAX_VALUE};
+pub use db::{Db, Durability, Entry, Options, Range, ReadTxn, Stats, WriteTxn, MAX_VALUE};
 pub use error::{Corruption, Error, IoError};
 pub use page::{MAX_KEY, PAGE_SIZE};
 pub use storage::{BlockDevice, BlockStorage, IoStats, MemBlockDevice, PmemRegion, PmemStorage, Storage};

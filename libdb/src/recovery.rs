@@ -13,7 +13,7 @@ use crate::storage::Storage;
 
 pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
     let align = storage.write_align();
-    if align == 0 || align > PAGE_SIZE || PAGE_SIZE % align != 0 {
+    if align == 0 || align > PAGE_SIZE || !PAGE_SIZE.is_multiple_of(align) {
         return Err(Error::InvalidOptions("medium write alignment must divide 4096"));
     }
     if opts.log_pages == 0 {

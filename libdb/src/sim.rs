@@ -109,7 +109,7 @@ impl BlockDevice for SimBlockDevice {
     }
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let off = lba as usize * self.block_size;
-        if buf.len() % self.block_size != 0 {
+        if !buf.len().is_multiple_of(self.block_size) {
             return Err(IoError::Unaligned);
         }
         let src = self.current.get(off..off + buf.len()).ok_or(IoError::OutOfRange)?;
@@ -118,7 +118,7 @@ impl BlockDevice for SimBlockDevice {
     }
     fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), IoError> {
         let off = lba as usize * self.block_size;
-        if data.len() % self.block_size != 0 {
+        if !data.len().is_multiple_of(self.block_size) {
             return Err(IoError::Unaligned);
         }
         if off + data.len() > self.current.len() {

@@ -180,7 +180,7 @@ impl<D: BlockDevice> Storage for BlockStorage<D> {
         let bs = self.dev.block_size() as u64;
         let io = |error| Error::Io { offset, error };
         self.stats.reads += 1;
-        if offset % bs == 0 && buf.len() as u64 % bs == 0 {
+        if offset.is_multiple_of(bs) && (buf.len() as u64).is_multiple_of(bs) {
             self.stats.bytes_read += buf.len() as u64;
             return self.dev.read(offset / bs, buf).map_err(io);
         }
@@ -197,7 +197,7 @@ impl<D: BlockDevice> Storage for BlockStorage<D> {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
         range(offset, data.len(), self.capacity())?;
         let bs = self.dev.block_size() as u64;
-        if offset % bs != 0 || data.len() as u64 % bs != 0 {
+        if !offset.is_multiple_of(bs) || !(data.len() as u64).is_multiple_of(bs) {
             return Err(Error::Io { offset, error: IoError::Unaligned });
         }
         self.stats.writes += 1;

@@ -73,6 +73,7 @@ fn pmem_backend_roundtrip_and_reopen() {
     assert_eq!(db.begin_read().iter().count(), 500);
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn host_file_backends() {
     let dir = std::env::temp_dir().join(format!("libdb-api-{}", std::process::id()));

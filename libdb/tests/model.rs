@@ -19,7 +19,7 @@ fn key(rng: &mut XorShift, space: u64) -> Vec<u8> {
     let k = rng.below(space);
     // Variable-length keys sharing prefixes.
     let mut s = format!("k{:0w$}", k, w = (k % 7) as usize + 1).into_bytes();
-    if k % 11 == 0 {
+    if k.is_multiple_of(11) {
         s.extend(std::iter::repeat_n(b'x', (k % 200) as usize));
     }
     s
@@ -180,26 +180,44 @@ fn run<S: Storage>(seed: u64, ops: usize, db: Db<S>, reopen: impl Fn(S) -> Db<S>
     reopens
 }
 
-#[test]
-fn model_block_device_many_seeds() {
+fn block_seeds(seeds: std::ops::Range<u64>) -> usize {
     let mut reopens = 0;
-    for seed in 0..6 {
+    for seed in seeds {
         let dev = MemBlockDevice::new(512, 24 * 1024);
         let db = Db::create(BlockStorage::new(dev), opts()).unwrap();
         reopens += run(seed, 10_000, db, |s| Db::open(BlockStorage::new(s.into_inner()), opts()).unwrap());
     }
-    println!("model test (block): 6 seeds x 10,000 ops, {reopens} reopens");
+    reopens
 }
 
-#[test]
-fn model_pmem_many_seeds() {
+fn pmem_seeds(seeds: std::ops::Range<u64>) -> usize {
     let mut reopens = 0;
-    for seed in 100..106 {
+    for seed in seeds {
         let db = Db::create(PmemStorage::new(pmem::SimPmem::new(12 << 20)), opts()).unwrap();
         reopens += run(seed, 10_000, db, |s| {
             let img = s.into_inner().crash_image_strict();
             Db::open(PmemStorage::new(pmem::SimPmem::from_image(img)), opts()).unwrap()
         });
     }
-    println!("model test (pmem): 6 seeds x 10,000 ops, {reopens} reopens");
+    reopens
+}
+
+#[test]
+fn model_block_device_many_seeds() {
+    let reopens = block_seeds(0..4);
+    println!("model test (block): 4 seeds x 10,000 ops, {reopens} reopens");
+}
+
+#[test]
+fn model_pmem_many_seeds() {
+    let reopens = pmem_seeds(100..104);
+    println!("model test (pmem): 4 seeds x 10,000 ops, {reopens} reopens");
+}
+
+/// The heavy variant: `cargo test -p libdb --release --test model -- --ignored`.
+#[test]
+#[ignore]
+fn model_many_more_seeds() {
+    let reopens = block_seeds(1000..1030) + pmem_seeds(2000..2030);
+    println!("model test: 60 seeds x 10,000 ops, {reopens} reopens");
 }

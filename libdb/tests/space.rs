@@ -68,7 +68,8 @@ fn larger_than_cache_on_block_storage() {
         assert_eq!(got.as_deref().map(|v| v.len()), Some(704), "key {k}");
     }
     let r = db.begin_read();
-    let n = r.iter().map(|e| e.unwrap()).count();
+    let n = r.iter().map(|e| e.unwrap()).filter(|(_, v)| v.len() == 704).count();
+    assert_eq!(n, 6000);
     let s = db.stats();
     println!(
         "{} keys in {} pages through a {}-page cache: {} misses, {} hits",
