@@ -94,7 +94,8 @@ pub fn run(quick: bool) -> Result<()> {
             failures.push(format!("icount pass, {}: {f}", runs[i].label()));
         }
     }
-    let checks = report::sanity(&rows);
+    let mut checks = report::sanity(&rows);
+    checks.push(report::cross_check(&runs, &counters.rows));
     let env = environment(&g, counters, icount, started.elapsed())?;
 
     let out = ws.root.join("eval/results/latest");

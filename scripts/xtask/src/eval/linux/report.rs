@@ -119,6 +119,36 @@ pub fn sanity(rows: &[Row]) -> Vec<(bool, String)> {
     out
 }
 
+/// The trace-event counts must agree with QEMU's block layer
+/// (`query-blockstats`) on write commands and bytes for every NVMe run.
+/// (Flushes cannot be cross-checked: QEMU 7.2's NVMe flush does no block
+/// accounting, so `flush_operations` stays 0.)
+pub fn cross_check(runs: &[Run], counters: &[RunOutcome]) -> (bool, String) {
+    let mut checked = 0;
+    let mut bad = vec![];
+    for (r, c) in runs.iter().zip(counters) {
+        let (Some(n), Some(b)) = (c.nvme, c.blockstats) else { continue };
+        checked += 1;
+        // Write-zeroes commands are block-layer writes too.
+        if n.write_cmds + n.write_zeroes_cmds != b.wr_operations || (n.write_zeroes_cmds == 0 && n.bytes_written != b.wr_bytes) {
+            bad.push(format!(
+                "{}: trace {} writes + {} write-zeroes / {} B, blockstats {} writes / {} B",
+                r.label(),
+                n.write_cmds,
+                n.write_zeroes_cmds,
+                n.bytes_written,
+                b.wr_operations,
+                b.wr_bytes
+            ));
+        }
+    }
+    if bad.is_empty() {
+        (checked > 0, format!("trace-event NVMe write counts equal QMP query-blockstats in all {checked} runs"))
+    } else {
+        (false, format!("trace vs blockstats disagree in {} of {checked} runs: {}", bad.len(), bad.join("; ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +227,22 @@ mod tests {
         ];
         let c = sanity(&rows);
         assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![true, true, false, false, false], "{c:?}");
+    }
+
+    #[test]
+    fn cross_check_compares_trace_and_blockstats() {
+        use crate::eval::linux::qmp::BlockStats;
+        let runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
+        let mut c = vec![outcome(&runs[0], "", 3, 0), outcome(&runs[1], "", 3, 0)];
+        for o in &mut c {
+            let n = o.nvme.unwrap();
+            o.blockstats = Some(BlockStats { wr_operations: n.write_cmds, wr_bytes: n.bytes_written, ..Default::default() });
+        }
+        assert!(cross_check(&runs, &c).0);
+        c[1].blockstats.as_mut().unwrap().wr_bytes += 512;
+        let (ok, why) = cross_check(&runs, &c);
+        assert!(!ok && why.contains("1 of 2"), "{why}");
+        assert!(!cross_check(&runs, &[RunOutcome::default(), RunOutcome::default()]).0, "nothing checked is not a pass");
     }
 
     #[test]
