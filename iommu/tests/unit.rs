@@ -185,7 +185,8 @@ impl UnitRegisters for FakeUnit {
                 } else {
                     s.gsts & gcmd::SRTP
                 };
-                s.gsts = keep | rtps;
+                let irtps = if v & gcmd::SIRTP != 0 { gcmd::SIRTP } else { s.gsts & gcmd::SIRTP };
+                s.gsts = keep | rtps | irtps;
             }
             offset::FSTS => {
                 if v & 1 != 0 {
@@ -291,6 +292,12 @@ fn bring_up_sequence() {
             "gcmd 0x80000000".to_string(),
         ]
     );
+    // Interrupt remapping: table pointer latched, IRE on, TE kept.
+    unit.set_interrupt_table(iommu::vtd::irq::irta_value(0x40_0000, 7, false)).unwrap();
+    unit.set_interrupt_remapping(true).unwrap();
+    assert_eq!(fake.s.borrow().gsts & (gcmd::TE | gcmd::IRE | gcmd::SIRTP), gcmd::TE | gcmd::IRE | gcmd::SIRTP);
+    let (_m, _f, mut no_ir) = setup(QEMU_CAP, QEMU_ECAP & !8);
+    assert_eq!(no_ir.set_interrupt_table(0x40_0000), Err(UnitError::Unsupported { feature: "interrupt remapping" }));
     unit.set_fault_interrupt(2, 0x40);
     assert_eq!(fake.s.borrow().fe, [0, 0x40, 0xfee0_2000, 0]);
 }

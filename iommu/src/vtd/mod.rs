@@ -5,6 +5,7 @@
 pub mod cap;
 pub mod fault;
 pub mod invalidation;
+pub mod irq;
 pub mod regs;
 pub mod tables;
 pub mod unit;

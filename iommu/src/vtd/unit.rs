@@ -220,6 +220,24 @@ impl<R: UnitRegisters> Unit<R> {
         Err(UnitError::Timeout { waiting_for: "invalidation wait descriptor" })
     }
 
+    /// Loads the interrupt remapping table (IRTA value from
+    /// `irq::irta_value`) and latches it with SIRTP. Then invalidate the
+    /// interrupt entry cache (queued invalidation is required for that).
+    pub fn set_interrupt_table(&mut self, irta: u64) -> Result<(), UnitError> {
+        if !self.ecap.interrupt_remapping() {
+            return Err(UnitError::Unsupported { feature: "interrupt remapping" });
+        }
+        self.regs.write64(offset::IRTA, irta);
+        let gsts = self.regs.read32(offset::GSTS);
+        self.regs.write32(offset::GCMD, gcmd_value(gsts, gcmd::SIRTP, true));
+        self.wait("GSTS.IRTPS", |r| r.read32(offset::GSTS) & gcmd::SIRTP != 0)
+    }
+
+    /// Turns interrupt remapping on or off (GCMD.IRE / GSTS.IRES).
+    pub fn set_interrupt_remapping(&mut self, enable: bool) -> Result<(), UnitError> {
+        self.command(gcmd::IRE, enable, "GSTS.IRES")
+    }
+
     /// Programs the fault-event interrupt (FEDATA/FEADDR) to `vector` on
     /// the local APIC `apic_id` and unmasks it.
     pub fn set_fault_interrupt(&mut self, apic_id: u8, vector: u8) {
