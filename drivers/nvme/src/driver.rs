@@ -79,11 +79,22 @@ pub struct Config {
     pub nsid: u32,
     /// Polling iterations before a wait gives up.
     pub poll_budget: u64,
+    /// Create I/O completion queues with interrupts enabled, queue `qid`
+    /// on MSI-X vector `qid` (vector 0 stays the admin queue's). The
+    /// driver still reaps by polling; an interrupt only says when to.
+    pub interrupts: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { io_queues: 2, io_queue_entries: 64, admin_queue_entries: 32, nsid: 1, poll_budget: 50_000_000 }
+        Config {
+            io_queues: 2,
+            io_queue_entries: 64,
+            admin_queue_entries: 32,
+            nsid: 1,
+            poll_budget: 50_000_000,
+            interrupts: false,
+        }
     }
 }
 
@@ -398,7 +409,8 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
             let cq = carve.take(e as u64 * 16);
             let lists = carve.take(e as u64 * PAGE_SIZE as u64);
             zero(&mut d.mem, cq, e as u64 * 16);
-            d.admin_execute(Command::create_io_cq(qid, e, cq, None), "Create I/O Completion Queue")?;
+            let vector = if config.interrupts { Some(qid) } else { None };
+            d.admin_execute(Command::create_io_cq(qid, e, cq, vector), "Create I/O Completion Queue")?;
             d.admin_execute(Command::create_io_sq(qid, e, sq, qid), "Create I/O Submission Queue")?;
             d.io[i as usize] = Some(QueuePair::new(qid, sq, cq, e, lists, cap));
             d.io_count += 1;

@@ -88,6 +88,7 @@ fn init_identifies_and_creates_queues() {
     let stats = fake.stats.lock().unwrap();
     // Identify x2, Set Features, and a CQ + SQ per queue pair.
     assert_eq!(stats.commands_per_sq.get(&0), Some(&7));
+    assert_eq!(stats.cq_vectors[&1], None, "polled queues by default");
 }
 
 #[test]
@@ -205,8 +206,10 @@ fn queue_wraparound() {
 #[test]
 #[allow(clippy::needless_range_loop)] // two queues, indexed side by side
 fn two_queue_pairs_with_many_commands_in_flight() {
-    let config = Config { io_queue_entries: 16, io_queues: 2, ..Config::default() };
-    let (fake, mut d) = start(FakeConfig::default(), config);
+    let config = Config { io_queue_entries: 16, io_queues: 2, interrupts: true, ..Config::default() };
+    // The controller completes each batch in reverse: command ids, not
+    // positions, must match completions to commands.
+    let (fake, mut d) = start(FakeConfig { reorder: true, min_batch: 15, ..FakeConfig::default() }, config);
     let mut rng = Rng(6);
     let pages = scattered_pages(&mut rng, 64);
     // Each command writes 1 block from its own page; LBAs are distinct.
@@ -247,6 +250,8 @@ fn two_queue_pairs_with_many_commands_in_flight() {
     }
     let stats = fake.stats.lock().unwrap();
     assert_eq!((stats.commands_per_sq[&1], stats.commands_per_sq[&2]), (300, 300));
+    assert_eq!(stats.reordered, 600, "every batch of 15 completed in reverse");
+    assert_eq!((stats.cq_vectors[&1], stats.cq_vectors[&2]), (Some(1), Some(2)));
 }
 
 #[test]

@@ -52,12 +52,18 @@ pub struct FakeConfig {
     pub max_io_queues: u16,
     /// CAP.DSTRD.
     pub doorbell_stride_log2: u8,
+    /// Post the completions of each batch of commands in reverse order,
+    /// as a controller with internal parallelism may.
+    pub reorder: bool,
+    /// Leave an I/O submission queue alone until this many commands are
+    /// pending, so batches (and reordering) happen deterministically.
+    pub min_batch: u16,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
         // Like QEMU's nvme: MDTS 7 (512 KiB), MQES 2047.
-        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0 }
+        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1 }
     }
 }
 
@@ -69,6 +75,10 @@ pub struct Stats {
     pub max_prp_pages: usize,
     pub cq_wraps: u64,
     pub doorbell_writes: u64,
+    /// Interrupt vector of each I/O CQ (None = polled).
+    pub cq_vectors: HashMap<u16, Option<u16>>,
+    /// Completions posted in a different order than their commands.
+    pub reordered: u64,
 }
 
 pub struct Disk {
@@ -252,11 +262,15 @@ impl Worker {
                 let index = (o - regs::DOORBELL_BASE) / self.stride();
                 let qid = (index / 2) as u16;
                 if index.is_multiple_of(2) {
+                    let mut pending = 0;
                     if let Some(sq) = self.sqs.get_mut(&qid) {
                         assert!(value < sq.entries as u32, "SQ {qid} tail doorbell {value} beyond ring");
                         sq.tail = value as u16;
+                        pending = (sq.tail + sq.entries - sq.head) % sq.entries;
                     }
-                    self.process(qid);
+                    if qid == 0 || pending >= self.config.min_batch {
+                        self.process(qid);
+                    }
                 } else if let Some(cq) = self.cqs.get_mut(&qid) {
                     assert!(value < cq.entries as u32, "CQ {qid} head doorbell {value} beyond ring");
                     cq.head = value as u16;
@@ -293,19 +307,39 @@ impl Worker {
     }
 
     fn process(&mut self, qid: u16) {
+        let mut done = Vec::new();
+        let mut cqid = 0;
         loop {
-            let Some(sq) = self.sqs.get_mut(&qid) else { return };
+            let Some(sq) = self.sqs.get_mut(&qid) else { break };
             if sq.head == sq.tail {
-                return;
+                break;
             }
             let mut raw = [0u8; 64];
             self.mem.read(sq.base + sq.head as u64 * 64, &mut raw);
             sq.head = (sq.head + 1) % sq.entries;
-            let (head, cqid) = (sq.head, sq.cqid);
+            cqid = sq.cqid;
             let cmd = Command::from_bytes(&raw);
             *self.stats.lock().unwrap().commands_per_sq.entry(qid).or_default() += 1;
             let (status, dw0) = if qid == 0 { self.admin(&cmd) } else { self.io(&cmd) };
-            self.complete(cqid, Completion { dw0, sq_head: head, sq_id: qid, cid: cmd.cid(), phase: false, status });
+            done.push((cmd.cid(), status, dw0));
+            if !self.config.reorder {
+                break;
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        if self.config.reorder && done.len() > 1 {
+            done.reverse();
+            self.stats.lock().unwrap().reordered += done.len() as u64;
+        }
+        let head = self.sqs.get(&qid).map(|sq| sq.head).unwrap_or(0);
+        for (cid, status, dw0) in done {
+            self.complete(cqid, Completion { dw0, sq_head: head, sq_id: qid, cid, phase: false, status });
+        }
+        // Without reordering, take the next command (one at a time).
+        if !self.config.reorder {
+            self.process(qid);
         }
     }
 
@@ -388,6 +422,8 @@ impl Worker {
                     return generic(0x02);
                 }
                 self.cqs.insert(qid, Cq { base: cmd.prp1(), entries: entries as u16, tail: 0, head: 0, phase: true });
+                let vector = (cmd.dw[11] & 2 != 0).then_some((cmd.dw[11] >> 16) as u16);
+                self.stats.lock().unwrap().cq_vectors.insert(qid, vector);
                 ok()
             }
             admin::CREATE_IO_SQ => {
