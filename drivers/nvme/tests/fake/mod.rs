@@ -309,8 +309,7 @@ impl Worker {
     fn process(&mut self, qid: u16) {
         let mut done = Vec::new();
         let mut cqid = 0;
-        loop {
-            let Some(sq) = self.sqs.get_mut(&qid) else { break };
+        while let Some(sq) = self.sqs.get_mut(&qid) {
             if sq.head == sq.tail {
                 break;
             }
