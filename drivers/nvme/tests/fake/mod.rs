@@ -13,6 +13,10 @@ use nvme::prp;
 use nvme::regs;
 use nvme::status::{sct, Completion, Status};
 use nvme::{DmaMemory, Registers};
+use iommu::vtd::fault::FaultReason;
+use iommu::vtd::walk::{translate, WalkLimits};
+use iommu::vtd::{Access, Bdf};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -38,6 +42,82 @@ impl DmaMemory for SharedMem {
         let mut m = self.0.lock().unwrap();
         let a = addr as usize;
         m[a..a + data.len()].copy_from_slice(data);
+    }
+}
+
+impl iommu::vtd::PhysMem for SharedMem {
+    fn read_u64(&self, pa: u64) -> u64 {
+        DmaMemory::read_u64(self, pa)
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) {
+        DmaMemory::write_u64(self, pa, v)
+    }
+}
+
+/// The controller's DMA goes through these VT-d tables (as QEMU's does
+/// with intel-iommu): addresses in commands are IOVAs of `bdf`.
+#[derive(Clone)]
+pub struct IommuContext {
+    pub root_table: u64,
+    pub bdf: Bdf,
+    pub limits: WalkLimits,
+    /// Every translation fault: (IOVA, access, reason).
+    pub faults: Arc<Mutex<Vec<(u64, Access, FaultReason)>>>,
+}
+
+/// Memory as the device reaches it: through the IOMMU when one is set.
+/// A faulting access reads zeros / drops the write and marks the command
+/// as failed, as a DMA error does.
+#[derive(Clone)]
+struct DeviceView {
+    mem: SharedMem,
+    iommu: Option<IommuContext>,
+    faulted: Cell<bool>,
+}
+
+impl DeviceView {
+    fn take_fault(&self) -> bool {
+        self.faulted.replace(false)
+    }
+
+    /// Splits [addr, addr+len) at page boundaries and translates each piece.
+    fn pieces(&self, addr: u64, len: usize, access: Access, mut f: impl FnMut(Option<u64>, usize, usize)) {
+        let mut done = 0usize;
+        while done < len {
+            let iova = addr + done as u64;
+            let n = ((4096 - (iova % 4096)) as usize).min(len - done);
+            let pa = match &self.iommu {
+                None => Some(iova),
+                Some(ctx) => match translate(&self.mem, ctx.root_table, ctx.bdf, iova, access, &ctx.limits) {
+                    Ok(t) => Some(t.pa),
+                    Err(fault) => {
+                        ctx.faults.lock().unwrap().push((iova & !0xfff, access, fault.reason));
+                        self.faulted.set(true);
+                        None
+                    }
+                },
+            };
+            f(pa, done, n);
+            done += n;
+        }
+    }
+}
+
+impl DmaMemory for DeviceView {
+    fn read(&self, addr: u64, buf: &mut [u8]) {
+        let mem = self.mem.clone();
+        self.pieces(addr, buf.len(), Access::Read, |pa, at, n| match pa {
+            Some(pa) => mem.read(pa, &mut buf[at..at + n]),
+            None => buf[at..at + n].fill(0),
+        });
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) {
+        let mut mem = self.mem.clone();
+        self.pieces(addr, data.len(), Access::Write, |pa, at, n| {
+            if let Some(pa) = pa {
+                mem.write(pa, &data[at..at + n]);
+            }
+        });
     }
 }
 
@@ -145,7 +225,11 @@ pub struct FakeController {
 
 impl FakeController {
     pub fn start(config: FakeConfig, mem_bytes: usize) -> FakeController {
-        let mem = SharedMem::new(mem_bytes);
+        Self::start_with(config, SharedMem::new(mem_bytes), None)
+    }
+
+    /// A controller on existing memory, optionally behind an IOMMU.
+    pub fn start_with(config: FakeConfig, mem: SharedMem, iommu: Option<IommuContext>) -> FakeController {
         let bytes = (config.blocks << config.lbads) as usize;
         let disk = Arc::new(Mutex::new(Disk { data: vec![0; bytes], durable: vec![0; bytes] }));
         let stats = Arc::new(Mutex::new(Stats::default()));
@@ -169,7 +253,7 @@ impl FakeController {
         let (tx, rx) = channel();
         let mut worker = Worker {
             config,
-            mem: mem.clone(),
+            dev: DeviceView { mem: mem.clone(), iommu, faulted: Cell::new(false) },
             disk: disk.clone(),
             stats: stats.clone(),
             ready: namespace_ready.clone(),
@@ -214,7 +298,7 @@ struct Cq {
 
 struct Worker {
     config: FakeConfig,
-    mem: SharedMem,
+    dev: DeviceView,
     disk: Arc<Mutex<Disk>>,
     stats: Arc<Mutex<Stats>>,
     ready: Arc<AtomicBool>,
@@ -314,12 +398,18 @@ impl Worker {
                 break;
             }
             let mut raw = [0u8; 64];
-            self.mem.read(sq.base + sq.head as u64 * 64, &mut raw);
+            self.dev.read(sq.base + sq.head as u64 * 64, &mut raw);
             sq.head = (sq.head + 1) % sq.entries;
             cqid = sq.cqid;
             let cmd = Command::from_bytes(&raw);
             *self.stats.lock().unwrap().commands_per_sq.entry(qid).or_default() += 1;
-            let (status, dw0) = if qid == 0 { self.admin(&cmd) } else { self.io(&cmd) };
+            self.dev.take_fault();
+            let (mut status, dw0) = if qid == 0 { self.admin(&cmd) } else { self.io(&cmd) };
+            if self.dev.take_fault() && status.is_success() {
+                // A DMA the IOMMU refused: the command fails, the data
+                // never reached (or came from) the page.
+                status = generic(0x04).0;
+            }
             done.push((cmd.cid(), status, dw0));
             if !self.config.reorder {
                 break;
@@ -353,17 +443,17 @@ impl Worker {
             cq.phase = !cq.phase;
             self.stats.lock().unwrap().cq_wraps += 1;
         }
-        self.mem.write(at, &c.to_bytes());
+        self.dev.write(at, &c.to_bytes());
     }
 
     fn write_identify(&mut self, cmd: &Command, page: &[u8; 4096]) -> (Status, u32) {
         let mut off = 0usize;
         let mut segments = Vec::new();
-        if prp::walk(&self.mem, cmd.prp1(), cmd.prp2(), 4096, 4096, |a, n| segments.push((a, n))).is_err() {
+        if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), 4096, 4096, |a, n| segments.push((a, n))).is_err() {
             return generic(0x13);
         }
         for (a, n) in segments {
-            self.mem.write(a, &page[off..off + n as usize]);
+            self.dev.write(a, &page[off..off + n as usize]);
             off += n as usize;
         }
         ok()
@@ -485,7 +575,7 @@ impl Worker {
                     return generic(0x02);
                 }
                 let mut segments = Vec::new();
-                if prp::walk(&self.mem, cmd.prp1(), cmd.prp2(), len, 4096, |a, n| segments.push((a, n))).is_err() {
+                if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), len, 4096, |a, n| segments.push((a, n))).is_err() {
                     return generic(0x13);
                 }
                 {
@@ -498,10 +588,10 @@ impl Worker {
                     let n = n as usize;
                     if op == nvm::READ {
                         let chunk = disk.data[at..at + n].to_vec();
-                        self.mem.write(addr, &chunk);
+                        self.dev.write(addr, &chunk);
                     } else {
                         let mut chunk = vec![0; n];
-                        self.mem.read(addr, &mut chunk);
+                        self.dev.read(addr, &mut chunk);
                         disk.data[at..at + n].copy_from_slice(&chunk);
                     }
                     at += n;
