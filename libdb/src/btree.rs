@@ -37,6 +37,11 @@ fn below_lo(k: &[u8], lo: Bound<&[u8]>) -> bool {
     }
 }
 
+/// Bytes used by a leaf's entries and slots.
+fn leaf_bytes(p: &[u8]) -> usize {
+    page::decode_leaf(p).iter().map(|e| page::leaf_entry_size(e.key.len(), &e.val)).sum()
+}
+
 /// Splits items of the given sizes into groups of at most `cap` bytes,
 /// balanced so that no group is left nearly empty.
 fn split(sizes: &[usize], cap: usize) -> Vec<core::ops::Range<usize>> {
@@ -294,6 +299,7 @@ impl<S: Storage> Inner<S> {
                     }
                 }
                 self.freed.push(pgno);
+                self.merge_small_leaves(&mut out, pgno)?;
                 if out.is_empty() {
                     return Ok(out);
                 }
@@ -301,6 +307,41 @@ impl<S: Storage> Inner<S> {
             }
             k => Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
         }
+    }
+
+    /// Leaves this checkpoint rewrote that ended up less than a quarter
+    /// full are merged with a sibling (and re-split evenly if needed), so
+    /// deleting most keys does not leave a tree of nearly empty pages.
+    fn merge_small_leaves(&mut self, children: &mut Vec<(Vec<u8>, u64)>, parent: u64) -> Result<(), Error> {
+        let mut i = 0;
+        while i < children.len() && children.len() > 1 {
+            let p = self.load(children[i].1, u64::MAX, parent)?;
+            let h = page::header(&p);
+            if h.kind != KIND_LEAF || h.gen != self.new_gen || leaf_bytes(&p) >= BODY / 4 {
+                i += 1;
+                continue;
+            }
+            let (a, b) = if i + 1 < children.len() { (i, i + 1) } else { (i - 1, i) };
+            let other = self.load(children[if a == i { b } else { a }].1, u64::MAX, parent)?;
+            if page::header(&other).kind != KIND_LEAF {
+                i += 1;
+                continue;
+            }
+            let (pa, pb) = if a == i { (p, other) } else { (other, p) };
+            let mut entries = page::decode_leaf(&pa);
+            entries.extend(page::decode_leaf(&pb));
+            self.freed.push(children[a].1);
+            self.freed.push(children[b].1);
+            let mut repl = self.write_leaves(entries, &[])?;
+            if let Some(first) = repl.first_mut() {
+                first.0 = children[a].0.clone();
+            }
+            children.splice(a..=b, repl);
+            // Look at the result again: it may still be small (terminates:
+            // each merge either removes a child or yields pages > BODY / 4).
+            i = a;
+        }
+        Ok(())
     }
 
     /// Merges `batch` into `entries` and writes the result as leaves.

@@ -120,3 +120,33 @@ fn recovery_cost_follows_the_log_tail_not_the_database() {
     assert!(big_read < 2 * small_read + 64 * 1024, "{big_read} vs {small_read}");
     assert!(big_long_tail_read > big_read);
 }
+
+#[test]
+fn deleting_most_keys_shrinks_the_tree() {
+    let opts = Options { cache_pages: 64, log_pages: 64, checkpoint_log_bytes: 0 };
+    let db = Db::create(BlockStorage::new(MemBlockDevice::new(512, 64 * 1024)), opts).unwrap();
+    let mut w = db.begin_write().unwrap();
+    for i in 0..8000u32 {
+        w.put(format!("key{i:06}").as_bytes(), &[7u8; 60]).unwrap();
+    }
+    w.commit(Durability::Sync).unwrap();
+    db.checkpoint().unwrap();
+    // Live tree pages: all pages minus free ones, the two metas and the log.
+    let used = |s: libdb::Stats| s.db_pages - s.free_pages - s.pending_free_pages - 2 - 64;
+    let full = used(db.stats());
+    for chunk in 0..8u32 {
+        let mut w = db.begin_write().unwrap();
+        for i in (chunk * 1000..(chunk + 1) * 1000).filter(|i| i % 20 != 0) {
+            w.delete(format!("key{i:06}").as_bytes()).unwrap();
+        }
+        w.commit(Durability::Sync).unwrap();
+        db.checkpoint().unwrap();
+    }
+    db.checkpoint().unwrap();
+    let after = used(db.stats());
+    println!("live tree pages: {full} with 8000 keys, {after} after deleting 95% of them");
+    assert!(after * 5 < full, "{after} vs {full}");
+    let keys: Vec<_> = db.begin_read().iter().map(|e| e.unwrap().0).collect();
+    assert_eq!(keys.len(), 400);
+    assert_eq!(keys[1], b"key000020".to_vec());
+}
