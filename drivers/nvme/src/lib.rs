@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod blockq;
 pub mod command;
 pub mod driver;
 pub mod pci;

@@ -1,0 +1,381 @@
+//! The block service's shared-memory queues: how an application hands
+//! block requests to the driver process, and gets answers, with no kernel
+//! call on the data path (both sides poll; a `yield` may notify).
+//!
+//! One region, shared with `map` between a client and the driver, holds a
+//! header, a request ring (client -> driver), a response ring (driver ->
+//! client) and a data area. The driver also maps the data area into the
+//! device's I/O address space, so the device DMAs straight to and from
+//! the client's pages: no copy.
+//!
+//! The driver must treat the region as hostile: the client can write any
+//! byte of it at any time. So the server reads the geometry once, when it
+//! formats the region, and afterwards trusts only the indices, which it
+//! validates on every read; a request naming data outside the data area is
+//! answered with `Status::BadRequest` and never executed.
+//!
+//! This module is device-independent (virtio-blk serves the same rings);
+//! it lives in `nvme` until it has a crate of its own.
+//!
+//! Layout (offsets in bytes):
+//! ```text
+//! 0x000 magic "EXBQ", version, entries, block size, capacity (blocks),
+//!       data offset, data length
+//! 0x040 request producer   (client)     0x080 request consumer  (server)
+//! 0x0c0 response producer  (server)     0x100 response consumer (client)
+//! 0x1000 request ring: entries x 32 bytes
+//!        response ring: entries x 16 bytes (page aligned)
+//!        data area (page aligned) to the end of the region
+//! ```
+
+pub const MAGIC: u32 = u32::from_le_bytes(*b"EXBQ");
+pub const VERSION: u32 = 1;
+const REQ_PROD: u64 = 0x40;
+const REQ_CONS: u64 = 0x80;
+const RESP_PROD: u64 = 0xc0;
+const RESP_CONS: u64 = 0x100;
+const REQ_RING: u64 = 0x1000;
+pub const REQUEST_BYTES: u64 = 32;
+pub const RESPONSE_BYTES: u64 = 16;
+const PAGE: u64 = 4096;
+
+/// The shared region as each side maps it. Index words are accessed with
+/// acquire/release ordering; everything else with plain reads and writes
+/// ordered by them.
+pub trait SharedRegion {
+    #[allow(clippy::len_without_is_empty)] // a region is never empty
+    fn len(&self) -> u64;
+    fn load_acquire(&self, offset: u64) -> u32;
+    fn store_release(&self, offset: u64, value: u32);
+    fn read(&self, offset: u64, buf: &mut [u8]);
+    fn write(&self, offset: u64, data: &[u8]);
+}
+
+/// Ring geometry, fixed when the server formats the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Ring entries, a power of two.
+    pub entries: u32,
+    pub block_size: u32,
+    pub capacity_blocks: u64,
+    pub data_offset: u64,
+    pub data_len: u64,
+}
+
+const fn align_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+impl Geometry {
+    /// The layout for a region of `region_len` bytes with `entries` ring
+    /// slots; `None` if it does not fit or `entries` is not a power of two.
+    pub fn new(region_len: u64, entries: u32, block_size: u32, capacity_blocks: u64) -> Option<Geometry> {
+        if !entries.is_power_of_two() || entries > 1 << 16 || block_size == 0 {
+            return None;
+        }
+        let resp = align_up(REQ_RING + entries as u64 * REQUEST_BYTES, PAGE);
+        let data_offset = align_up(resp + entries as u64 * RESPONSE_BYTES, PAGE);
+        let data_len = region_len.checked_sub(data_offset).filter(|l| *l > 0)?;
+        Some(Geometry { entries, block_size, capacity_blocks, data_offset, data_len })
+    }
+
+    const fn response_ring(&self) -> u64 {
+        align_up(REQ_RING + self.entries as u64 * REQUEST_BYTES, PAGE)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+    Flush,
+}
+
+impl Op {
+    const fn code(self) -> u8 {
+        match self {
+            Op::Read => 1,
+            Op::Write => 2,
+            Op::Flush => 3,
+        }
+    }
+}
+
+/// A request as the client writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub op: Op,
+    pub tag: u32,
+    pub lba: u64,
+    pub blocks: u32,
+    /// Offset of the data in the region (inside the data area).
+    pub data_offset: u64,
+}
+
+impl Request {
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0] = self.op.code();
+        b[4..8].copy_from_slice(&self.tag.to_le_bytes());
+        b[8..16].copy_from_slice(&self.lba.to_le_bytes());
+        b[16..20].copy_from_slice(&self.blocks.to_le_bytes());
+        b[24..32].copy_from_slice(&self.data_offset.to_le_bytes());
+        b
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Malformed: unknown op, zero blocks, data outside the data area.
+    BadRequest,
+    /// The blocks lie beyond the device's capacity.
+    OutOfRange,
+    /// The device failed the command; `detail` carries its status (for
+    /// NVMe, the 15-bit status field).
+    DeviceError { detail: u32 },
+}
+
+impl Status {
+    const fn encode(self) -> (u32, u32) {
+        match self {
+            Status::Ok => (0, 0),
+            Status::BadRequest => (1, 0),
+            Status::OutOfRange => (2, 0),
+            Status::DeviceError { detail } => (3, detail),
+        }
+    }
+    const fn decode(code: u32, detail: u32) -> Status {
+        match code {
+            0 => Status::Ok,
+            1 => Status::BadRequest,
+            2 => Status::OutOfRange,
+            _ => Status::DeviceError { detail },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub tag: u32,
+    pub status: Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The header is not a formatted block queue (client side).
+    BadHeader,
+    /// The region is too small for the requested geometry.
+    RegionTooSmall,
+    /// The peer moved an index further than the ring allows: the region
+    /// is corrupt or the peer hostile. Stop serving it.
+    IndexOutOfRange { producer: u32, consumer: u32 },
+    RingFull,
+    /// The client asked for data outside the data area.
+    DataOutsideArea,
+}
+
+fn write_u32(r: &impl SharedRegion, at: u64, v: u32) {
+    r.write(at, &v.to_le_bytes());
+}
+fn write_u64(r: &impl SharedRegion, at: u64, v: u64) {
+    r.write(at, &v.to_le_bytes());
+}
+fn read_u32(r: &impl SharedRegion, at: u64) -> u32 {
+    let mut b = [0; 4];
+    r.read(at, &mut b);
+    u32::from_le_bytes(b)
+}
+fn read_u64(r: &impl SharedRegion, at: u64) -> u64 {
+    let mut b = [0; 8];
+    r.read(at, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The driver's end.
+pub struct Server<R: SharedRegion> {
+    region: R,
+    geometry: Geometry,
+    req_cons: u32,
+    resp_prod: u32,
+}
+
+impl<R: SharedRegion> Server<R> {
+    /// Formats `region` (zeroed indices, header) and keeps the geometry.
+    pub fn format(region: R, entries: u32, block_size: u32, capacity_blocks: u64) -> Result<Server<R>, ProtocolError> {
+        let g = Geometry::new(region.len(), entries, block_size, capacity_blocks).ok_or(ProtocolError::RegionTooSmall)?;
+        for off in [REQ_PROD, REQ_CONS, RESP_PROD, RESP_CONS] {
+            region.store_release(off, 0);
+        }
+        write_u32(&region, 0x04, VERSION);
+        write_u32(&region, 0x08, g.entries);
+        write_u32(&region, 0x0c, g.block_size);
+        write_u64(&region, 0x10, g.capacity_blocks);
+        write_u64(&region, 0x18, g.data_offset);
+        write_u64(&region, 0x20, g.data_len);
+        // Magic last: a client that sees it sees a complete header.
+        region.store_release(0x00, MAGIC);
+        Ok(Server { region, geometry: g, req_cons: 0, resp_prod: 0 })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    pub fn region(&self) -> &R {
+        &self.region
+    }
+
+    /// The next request, validated, or `None` if the ring is empty. A
+    /// malformed request comes back as `Err(request tag, reason)` wrapped
+    /// in `Ok(Some(Err(..)))` so the caller answers it with BadRequest.
+    #[allow(clippy::type_complexity)]
+    pub fn next_request(&mut self) -> Result<Option<Result<Request, (u32, Status)>>, ProtocolError> {
+        let producer = self.region.load_acquire(REQ_PROD);
+        let pending = producer.wrapping_sub(self.req_cons);
+        if pending > self.geometry.entries {
+            return Err(ProtocolError::IndexOutOfRange { producer, consumer: self.req_cons });
+        }
+        if pending == 0 {
+            return Ok(None);
+        }
+        // The response ring must have room for the answer: requests are
+        // only consumed while responses can be produced.
+        let resp_cons = self.region.load_acquire(RESP_CONS);
+        let unacked = self.resp_prod.wrapping_sub(resp_cons);
+        if unacked > self.geometry.entries {
+            return Err(ProtocolError::IndexOutOfRange { producer: self.resp_prod, consumer: resp_cons });
+        }
+        if unacked == self.geometry.entries {
+            return Ok(None);
+        }
+        let slot = (self.req_cons % self.geometry.entries) as u64;
+        let mut raw = [0u8; 32];
+        self.region.read(REQ_RING + slot * REQUEST_BYTES, &mut raw);
+        self.req_cons = self.req_cons.wrapping_add(1);
+        self.region.store_release(REQ_CONS, self.req_cons);
+        Ok(Some(self.validate(&raw)))
+    }
+
+    fn validate(&self, raw: &[u8; 32]) -> Result<Request, (u32, Status)> {
+        let tag = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        let lba = u64::from_le_bytes([raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]]);
+        let blocks = u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]);
+        let data_offset = u64::from_le_bytes([raw[24], raw[25], raw[26], raw[27], raw[28], raw[29], raw[30], raw[31]]);
+        let op = match raw[0] {
+            1 => Op::Read,
+            2 => Op::Write,
+            3 => Op::Flush,
+            _ => return Err((tag, Status::BadRequest)),
+        };
+        let req = Request { op, tag, lba, blocks, data_offset };
+        if op == Op::Flush {
+            return Ok(req);
+        }
+        let g = &self.geometry;
+        let bytes = blocks as u64 * g.block_size as u64;
+        let data_end = g.data_offset + g.data_len;
+        if blocks == 0 || data_offset < g.data_offset || data_offset.checked_add(bytes).is_none_or(|end| end > data_end) {
+            return Err((tag, Status::BadRequest));
+        }
+        if lba.checked_add(blocks as u64).is_none_or(|end| end > g.capacity_blocks) {
+            return Err((tag, Status::OutOfRange));
+        }
+        Ok(req)
+    }
+
+    /// Posts the answer for `tag`.
+    pub fn respond(&mut self, tag: u32, status: Status) {
+        let slot = (self.resp_prod % self.geometry.entries) as u64;
+        let at = self.geometry.response_ring() + slot * RESPONSE_BYTES;
+        let (code, detail) = status.encode();
+        write_u32(&self.region, at, tag);
+        write_u32(&self.region, at + 4, code);
+        write_u32(&self.region, at + 8, detail);
+        self.resp_prod = self.resp_prod.wrapping_add(1);
+        self.region.store_release(RESP_PROD, self.resp_prod);
+    }
+}
+
+/// The application's end.
+pub struct Client<R: SharedRegion> {
+    region: R,
+    geometry: Geometry,
+    req_prod: u32,
+    resp_cons: u32,
+}
+
+impl<R: SharedRegion> Client<R> {
+    /// Attaches to a region the server formatted.
+    pub fn attach(region: R) -> Result<Client<R>, ProtocolError> {
+        if region.load_acquire(0x00) != MAGIC || read_u32(&region, 0x04) != VERSION {
+            return Err(ProtocolError::BadHeader);
+        }
+        let g = Geometry {
+            entries: read_u32(&region, 0x08),
+            block_size: read_u32(&region, 0x0c),
+            capacity_blocks: read_u64(&region, 0x10),
+            data_offset: read_u64(&region, 0x18),
+            data_len: read_u64(&region, 0x20),
+        };
+        // The client checks too: a buggy server should not make it index
+        // outside its own mapping.
+        match Geometry::new(region.len(), g.entries, g.block_size, g.capacity_blocks) {
+            Some(expected) if expected == g => {}
+            _ => return Err(ProtocolError::BadHeader),
+        }
+        let req_prod = region.load_acquire(REQ_PROD);
+        let resp_cons = region.load_acquire(RESP_CONS);
+        Ok(Client { region, geometry: g, req_prod, resp_cons })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    pub fn region(&self) -> &R {
+        &self.region
+    }
+
+    /// Requests in flight (submitted, response not yet taken).
+    pub fn in_flight(&self) -> u32 {
+        self.req_prod.wrapping_sub(self.resp_cons)
+    }
+
+    /// Queues `req`. Full while `entries` requests await responses.
+    pub fn submit(&mut self, req: &Request) -> Result<(), ProtocolError> {
+        if req.op != Op::Flush {
+            let bytes = req.blocks as u64 * self.geometry.block_size as u64;
+            let end = self.geometry.data_offset + self.geometry.data_len;
+            if req.data_offset < self.geometry.data_offset || req.data_offset.saturating_add(bytes) > end {
+                return Err(ProtocolError::DataOutsideArea);
+            }
+        }
+        if self.in_flight() >= self.geometry.entries {
+            return Err(ProtocolError::RingFull);
+        }
+        let slot = (self.req_prod % self.geometry.entries) as u64;
+        self.region.write(REQ_RING + slot * REQUEST_BYTES, &req.encode());
+        self.req_prod = self.req_prod.wrapping_add(1);
+        self.region.store_release(REQ_PROD, self.req_prod);
+        Ok(())
+    }
+
+    /// Takes the next response, if the server has posted one.
+    pub fn poll(&mut self) -> Result<Option<Response>, ProtocolError> {
+        let producer = self.region.load_acquire(RESP_PROD);
+        let ready = producer.wrapping_sub(self.resp_cons);
+        if ready > self.geometry.entries {
+            return Err(ProtocolError::IndexOutOfRange { producer, consumer: self.resp_cons });
+        }
+        if ready == 0 {
+            return Ok(None);
+        }
+        let slot = (self.resp_cons % self.geometry.entries) as u64;
+        let at = self.geometry.response_ring() + slot * RESPONSE_BYTES;
+        let tag = read_u32(&self.region, at);
+        let status = Status::decode(read_u32(&self.region, at + 4), read_u32(&self.region, at + 8));
+        self.resp_cons = self.resp_cons.wrapping_add(1);
+        self.region.store_release(RESP_CONS, self.resp_cons);
+        Ok(Some(Response { tag, status }))
+    }
+}

@@ -1,0 +1,314 @@
+//! The block service's shared queues: a client and a server on two
+//! threads, first over an in-memory disk, then with the server driving the
+//! fake NVMe controller (zero-copy: the device DMAs into the shared data
+//! area), and a hostile client that writes garbage into the region.
+
+mod fake;
+
+use fake::{FakeConfig, FakeController, SharedMem};
+use nvme::blockq::{Client, Op, ProtocolError, Request, Response, Server, SharedRegion, Status};
+use nvme::driver::{Config, DmaRegion, Driver, Error};
+use nvme::prp::DmaBuffer;
+use nvme::status::ErrorKind;
+use nvme::DmaMemory;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// A region of atomics, as two processes mapping the same frames see it.
+#[derive(Clone)]
+struct AtomicRegion(Arc<Vec<AtomicU32>>);
+
+impl AtomicRegion {
+    fn new(bytes: usize) -> AtomicRegion {
+        AtomicRegion(Arc::new((0..bytes / 4).map(|_| AtomicU32::new(0)).collect()))
+    }
+}
+
+impl SharedRegion for AtomicRegion {
+    fn len(&self) -> u64 {
+        self.0.len() as u64 * 4
+    }
+    fn load_acquire(&self, offset: u64) -> u32 {
+        self.0[offset as usize / 4].load(Ordering::Acquire)
+    }
+    fn store_release(&self, offset: u64, value: u32) {
+        self.0[offset as usize / 4].store(value, Ordering::Release)
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = offset as usize + i;
+            *b = (self.0[at / 4].load(Ordering::Relaxed) >> ((at % 4) * 8)) as u8;
+        }
+    }
+    fn write(&self, offset: u64, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            let at = offset as usize + i;
+            let shift = (at % 4) * 8;
+            let _ = self.0[at / 4].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some((w & !(0xff << shift)) | (b as u32) << shift)
+            });
+        }
+    }
+}
+
+/// A window of the fake controller's memory used as the shared region.
+#[derive(Clone)]
+struct MemRegion {
+    mem: SharedMem,
+    base: u64,
+    len: u64,
+}
+
+impl SharedRegion for MemRegion {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn load_acquire(&self, offset: u64) -> u32 {
+        self.mem.read_u32(self.base + offset)
+    }
+    fn store_release(&self, offset: u64, value: u32) {
+        self.mem.clone().write_u32(self.base + offset, value)
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        self.mem.read(self.base + offset, buf)
+    }
+    fn write(&self, offset: u64, data: &[u8]) {
+        self.mem.clone().write(self.base + offset, data)
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Drives `ops` random requests through `client`, keeping up to `depth`
+/// in flight, and checks every read against a model of the disk. Each
+/// in-flight request owns a distinct data slot. The servers here execute
+/// requests in ring order, so a model updated at submission is exact
+/// even when requests in flight overlap.
+fn client_workload<R: SharedRegion>(client: &mut Client<R>, ops: u32, depth: u32, seed: u64) -> Vec<u8> {
+    let g = client.geometry();
+    let bs = g.block_size as u64;
+    let slot_bytes = 16 * bs;
+    let slots = (g.data_len / slot_bytes).min(depth as u64) as u32;
+    assert!(slots >= 1);
+    let mut model = vec![0u8; (g.capacity_blocks * bs) as usize];
+    let mut rng = Rng(seed);
+    let mut free: Vec<u32> = (0..slots).collect();
+    let mut pending: HashMap<u32, (Request, u32, Vec<u8>)> = HashMap::new();
+    let mut submitted = 0;
+    let mut tag = 0u32;
+    while submitted < ops || !pending.is_empty() {
+        while submitted < ops && !free.is_empty() {
+            let slot = free.pop().unwrap();
+            let blocks = 1 + (rng.next() % 16) as u32;
+            let lba = rng.next() % (g.capacity_blocks - blocks as u64);
+            let data_offset = g.data_offset + slot as u64 * slot_bytes;
+            let op = if rng.next().is_multiple_of(2) { Op::Write } else { Op::Read };
+            let mut expect = Vec::new();
+            let len = blocks as usize * bs as usize;
+            let at = (lba * bs) as usize;
+            if op == Op::Write {
+                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                client.region().write(data_offset, &data);
+                model[at..at + len].copy_from_slice(&data);
+            } else {
+                expect = model[at..at + len].to_vec();
+            }
+            tag += 1;
+            let req = Request { op, tag, lba, blocks, data_offset };
+            client.submit(&req).unwrap();
+            pending.insert(tag, (req, slot, expect));
+            submitted += 1;
+        }
+        let Some(Response { tag, status }) = client.poll().unwrap() else {
+            std::thread::yield_now();
+            continue;
+        };
+        let (req, slot, expect) = pending.remove(&tag).expect("response for a request in flight");
+        assert_eq!(status, Status::Ok, "{req:?}");
+        if req.op == Op::Read {
+            let mut got = vec![0u8; expect.len()];
+            client.region().read(req.data_offset, &mut got);
+            assert_eq!(got, expect, "read of lba {} ({} blocks)", req.lba, req.blocks);
+        }
+        free.push(slot);
+    }
+    model
+}
+
+#[test]
+fn client_and_server_over_an_in_memory_disk() {
+    let region = AtomicRegion::new(256 * 1024);
+    let mut server = Server::format(region.clone(), 32, 512, 2048).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let g = server.geometry();
+        let mut disk = vec![0u8; (g.capacity_blocks * g.block_size as u64) as usize];
+        let mut served = 0u32;
+        while !stop2.load(Ordering::Acquire) {
+            match server.next_request().unwrap() {
+                None => std::thread::yield_now(),
+                Some(Err((tag, status))) => server.respond(tag, status),
+                Some(Ok(req)) => {
+                    let at = (req.lba * g.block_size as u64) as usize;
+                    let len = (req.blocks * g.block_size) as usize;
+                    match req.op {
+                        Op::Read => server.region().write(req.data_offset, &disk[at..at + len]),
+                        Op::Write => server.region().read(req.data_offset, &mut disk[at..at + len]),
+                        Op::Flush => {}
+                    }
+                    served += 1;
+                    server.respond(req.tag, Status::Ok);
+                }
+            }
+        }
+        (disk, served)
+    });
+    let mut client = Client::attach(region).unwrap();
+    let model = client_workload(&mut client, 2000, 8, 11);
+    stop.store(true, Ordering::Release);
+    let (disk, served) = handle.join().unwrap();
+    assert_eq!(served, 2000);
+    assert_eq!(disk, model);
+}
+
+#[test]
+fn block_service_over_the_nvme_driver() {
+    const MEM: usize = 24 << 20;
+    const REGION_BASE: u64 = 0x10_0000;
+    const SHARED_BASE: u64 = 0x80_0000;
+    const SHARED_LEN: u64 = 1 << 20;
+    let fake = FakeController::start(FakeConfig { blocks: 4096, ..FakeConfig::default() }, MEM);
+    let config = Config::default();
+    let region = DmaRegion { base: REGION_BASE, len: config.dma_bytes_needed() };
+    let mut driver = Driver::init(fake.regs(), fake.mem.clone(), region, config).unwrap();
+    let shared = MemRegion { mem: fake.mem.clone(), base: SHARED_BASE, len: SHARED_LEN };
+    let mut server = Server::format(shared.clone(), 64, driver.block_size(), driver.namespace().size).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut served = 0u32;
+        while !stop2.load(Ordering::Acquire) {
+            let req = match server.next_request().unwrap() {
+                None => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                Some(Err((tag, status))) => {
+                    server.respond(tag, status);
+                    continue;
+                }
+                Some(Ok(req)) => req,
+            };
+            // Zero copy: the device DMAs to the client's data pages (here
+            // IOVA = address; behind VT-d, the shared region's IOVAs).
+            let start = SHARED_BASE + req.data_offset;
+            let bytes = req.blocks * server.geometry().block_size;
+            let first = start & !4095;
+            let pages: Vec<u64> = (0..((start % 4096 + bytes as u64).div_ceil(4096))).map(|i| first + i * 4096).collect();
+            let buf = DmaBuffer { pages: &pages, offset: (start % 4096) as u32, len: bytes };
+            let result = match req.op {
+                Op::Read => driver.read(0, req.lba, &buf),
+                Op::Write => driver.write(0, req.lba, &buf),
+                Op::Flush => driver.flush(0),
+            };
+            let status = match result {
+                Ok(()) => Status::Ok,
+                Err(Error::Command { error, .. }) if error.kind == ErrorKind::LbaOutOfRange => Status::OutOfRange,
+                Err(Error::Command { error, .. }) => Status::DeviceError { detail: error.status.to_field() as u32 },
+                Err(e) => panic!("driver error {e}"),
+            };
+            served += 1;
+            server.respond(req.tag, status);
+        }
+        served
+    });
+    let mut client = Client::attach(shared).unwrap();
+    let model = client_workload(&mut client, 500, 16, 12);
+    // Flush through the service: the fake's durable copy catches up.
+    client.submit(&Request { op: Op::Flush, tag: 9999, lba: 0, blocks: 0, data_offset: 0 }).unwrap();
+    let flushed = loop {
+        if let Some(r) = client.poll().unwrap() {
+            break r;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(flushed, Response { tag: 9999, status: Status::Ok });
+    stop.store(true, Ordering::Release);
+    assert_eq!(handle.join().unwrap(), 501);
+    let disk = fake.disk.lock().unwrap();
+    assert_eq!(disk.data, model);
+    assert_eq!(disk.durable, model);
+}
+
+#[test]
+fn hostile_client_cannot_steer_the_server() {
+    let region = AtomicRegion::new(64 * 1024);
+    let mut server = Server::format(region.clone(), 16, 512, 100).unwrap();
+    let g = server.geometry();
+    let mut client = Client::attach(region.clone()).unwrap();
+    // The client library refuses data outside the area itself...
+    let outside = Request { op: Op::Read, tag: 1, lba: 0, blocks: 1, data_offset: 0 };
+    assert_eq!(client.submit(&outside), Err(ProtocolError::DataOutsideArea));
+    // ...so write raw requests the way a hostile client would.
+    let raw = |slot: u64, op: u8, tag: u32, lba: u64, blocks: u32, off: u64| {
+        let mut b = [0u8; 32];
+        b[0] = op;
+        b[4..8].copy_from_slice(&tag.to_le_bytes());
+        b[8..16].copy_from_slice(&lba.to_le_bytes());
+        b[16..20].copy_from_slice(&blocks.to_le_bytes());
+        b[24..32].copy_from_slice(&off.to_le_bytes());
+        region.write(0x1000 + slot * 32, &b);
+    };
+    raw(0, 1, 10, 0, 1, 0); // data over the header
+    raw(1, 2, 11, 0, 1, g.data_offset + g.data_len - 100); // runs off the end
+    raw(2, 1, 12, 0, u32::MAX, g.data_offset); // absurd length
+    raw(3, 9, 13, 0, 1, g.data_offset); // unknown op
+    raw(4, 1, 14, 99, 2, g.data_offset); // past the device's end
+    raw(5, 1, 15, u64::MAX, 2, g.data_offset); // LBA overflow
+    raw(6, 1, 16, 98, 2, g.data_offset); // fine
+    region.store_release(0x40, 7);
+    let mut answers = Vec::new();
+    while let Some(r) = server.next_request().unwrap() {
+        answers.push(r.map(|req| req.tag));
+    }
+    assert_eq!(
+        answers,
+        vec![
+            Err((10, Status::BadRequest)),
+            Err((11, Status::BadRequest)),
+            Err((12, Status::BadRequest)),
+            Err((13, Status::BadRequest)),
+            Err((14, Status::OutOfRange)),
+            Err((15, Status::OutOfRange)),
+            Ok(16),
+        ]
+    );
+    // Moving the producer index beyond the ring: the server stops.
+    region.store_release(0x40, 7 + 17);
+    assert_eq!(server.next_request(), Err(ProtocolError::IndexOutOfRange { producer: 24, consumer: 7 }));
+    // Garbage everywhere: never a panic, every request validated.
+    let mut rng = Rng(77);
+    for _ in 0..2000 {
+        let at = rng.next() % (0x1000 + 16 * 32);
+        region.write(at, &[rng.next() as u8]);
+        if let Ok(Some(Ok(req))) = server.next_request() {
+            if req.op != Op::Flush {
+                let end = req.data_offset + req.blocks as u64 * 512;
+                assert!(req.data_offset >= g.data_offset && end <= g.data_offset + g.data_len);
+                assert!(req.lba + req.blocks as u64 <= 100);
+            }
+        }
+    }
+    // A client refuses a region nobody formatted.
+    assert!(matches!(Client::attach(AtomicRegion::new(64 * 1024)), Err(ProtocolError::BadHeader)));
+}
