@@ -42,8 +42,8 @@ const PAGE: u64 = 4096;
 /// The shared region as each side maps it. Index words are accessed with
 /// acquire/release ordering; everything else with plain reads and writes
 /// ordered by them.
+#[allow(clippy::len_without_is_empty)] // a region is never empty
 pub trait SharedRegion {
-    #[allow(clippy::len_without_is_empty)] // a region is never empty
     fn len(&self) -> u64;
     fn load_acquire(&self, offset: u64) -> u32;
     fn store_release(&self, offset: u64, value: u32);
