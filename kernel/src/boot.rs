@@ -35,6 +35,7 @@ mb2_header_end:
 
     .section .boot.bss, "aw", @nobits
     .align 4096
+    .global boot_pml4
 boot_pml4:   .skip 4096
 boot_pdpt:   .skip 4096
 boot_pdpt_hi: .skip 4096

@@ -159,6 +159,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     }
 
     let ctl = alloc.alloc().ok_or("out of memory for init's control page")?;
+    let devinfo_pa = alloc.alloc().ok_or("out of memory for the device info page")?;
     phys_write::<u64>(ctl + exo_abi::control::ENTRY, entry);
     phys_write::<u64>(ctl + exo_abi::control::STACK, 0);
     let (ranges, count) = (alloc.free, alloc.count);
@@ -167,6 +168,8 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     let fail = |_| "init: out of memory for tables";
     m.map_leaf(CONTROL_VA, ctl, present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT)).map_err(fail)?;
     m.map_leaf(KINFO_VA, kinfo_pa, P | US | NX | GRANT).map_err(fail)?;
+    m.map_leaf(exo_abi::DEVINFO_VA, devinfo_pa, P | US | NX | GRANT).map_err(fail)?;
+    crate::devices::grant_to_init(&mut m, devinfo_pa)?;
     m.put_entry(INIT_SELF_HANDLE_VA, handle_entry(root, Rights::OWN | Rights::GRANT | Rights::SWITCH))
         .map_err(fail)?;
 

@@ -20,7 +20,13 @@ mod apic;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod acpi;
+#[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod devices;
+#[cfg(target_os = "none")]
+mod mmio;
 #[cfg(target_os = "none")]
 mod initas;
 #[cfg(target_os = "none")]
@@ -159,6 +165,8 @@ mod kernel {
         // SAFETY: reading IA32_APIC_BASE has no side effects.
         let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
         map_lapic(lapic, &mut alloc);
+        let ram_end = bi.ram[..bi.ram_count].iter().map(|r| r.end).max().unwrap_or(0);
+        crate::devices::init(bi.rsdp, &mut alloc, ram_end);
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);

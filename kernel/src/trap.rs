@@ -29,6 +29,9 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         }
         v @ 0..=31 => fault(f, Reason::Exception, v, f.error),
         v => {
+            if v == crate::devices::DMA_FAULT_VECTOR as u64 {
+                crate::devices::drain_faults();
+            }
             // A device interrupt: the root scheduler dispatches it.
             apic::eoi();
             interrupt(f, v);
@@ -70,12 +73,13 @@ fn syscall(f: &mut TrapFrame) {
     let caller = percpu().current;
     let mut mem = KernelMem;
     let mut tlb = KernelTlb { current: caller };
+    let mut dev = crate::devices::KernelDevices;
     let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
     match Syscall::try_from(f.rax) {
         Err(e) => result(f, Err(e)),
         Ok(Syscall::Create) => result(f, exo_mm::create(&mut mem, &mut tlb, caller, a0, a1, a2).map(|_| 0)),
-        Ok(Syscall::Map) => result(f, exo_mm::map(&mut mem, &mut tlb, caller, a0, a1, a2, a3, a4).map(|_| 0)),
-        Ok(Syscall::Unmap) => result(f, exo_mm::unmap(&mut mem, &mut tlb, caller, a0, a1, a2).map(|_| 0)),
+        Ok(Syscall::Map) => result(f, exo_mm::map(&mut mem, &mut tlb, &mut dev, caller, a0, a1, a2, a3, a4).map(|_| 0)),
+        Ok(Syscall::Unmap) => result(f, exo_mm::unmap(&mut mem, &mut tlb, &mut dev, caller, a0, a1, a2).map(|_| 0)),
         Ok(Syscall::CreateAs) => {
             // SAFETY: KERNEL_HALF is written once at boot, before userspace.
             let half = unsafe { &*core::ptr::addr_of!(KERNEL_HALF) };

@@ -36,6 +36,18 @@ pub const BOOT_IMAGE_VA: u64 = 0x0000_0800_0000_0000;
 /// Where the boot kernel places init's handle to its own address space.
 pub const INIT_SELF_HANDLE_VA: u64 = 0x3000;
 
+/// Where the boot kernel maps the device info page ([`devinfo`]) into init,
+/// read-only and not owned.
+pub const DEVINFO_VA: u64 = 0x8000;
+
+/// Device `k`'s handle in init (see [`devinfo`]).
+pub const DEVICE_HANDLES_VA: u64 = 0x18_0000;
+
+/// Device `k`'s registers in init: its configuration page at
+/// `DEVICES_VA + k * devinfo::DEVICE_STRIDE`, memory BAR `i` at
+/// `+ (i + 1) * devinfo::BAR_STRIDE`; owned, uncached, never retypable.
+pub const DEVICES_VA: u64 = 0x0000_1800_0000_0000;
+
 /// The five system calls. Number in `rax`; arguments in `rdi`, `rsi`,
 /// `rdx`, `r10`, `r8`; result code in `rax` (0 = success, otherwise an
 /// [`Error`]), result value in `rdx`.
@@ -330,9 +342,46 @@ pub mod kinfo {
     pub const W_RAM_RANGES: usize = 11;
     pub const W_RAM_RANGE0: usize = 12;
     pub const MAX_RAM_RANGES: usize = 32;
+    /// DMA faults the I/O-MMU recorded, and the last one's requester id and
+    /// page address.
+    pub const W_DMA_FAULTS: usize = 100;
+    pub const W_DMA_FAULT_SOURCE: usize = 101;
+    pub const W_DMA_FAULT_ADDR: usize = 102;
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;
+}
+
+/// The device info page, mapped read-only into init at [`DEVINFO_VA`].
+/// Word offsets (each a u64).
+pub mod devinfo {
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"EXODEVS1");
+    pub const W_MAGIC: usize = 0;
+    /// Number of device entries.
+    pub const W_COUNT: usize = 1;
+    /// 1 if the I/O-MMU translates DMA (devices have handles).
+    pub const W_IOMMU: usize = 2;
+    /// Bytes of I/O virtual address space every device has: `[0, this)`.
+    pub const W_DMA_WINDOW: usize = 3;
+    /// First entry; entry `k` starts at `W_ENTRY0 + k * ENTRY_WORDS`.
+    pub const W_ENTRY0: usize = 16;
+    pub const ENTRY_WORDS: usize = 24;
+    pub const MAX_DEVICES: usize = 20;
+    /// Within an entry: requester id (bus << 8 | device << 3 | function).
+    pub const E_BDF: usize = 0;
+    /// vendor | device << 16 | class code (24 bits) << 32.
+    pub const E_IDS: usize = 1;
+    /// Init's address of the device's 4 KiB configuration space.
+    pub const E_CONFIG_VA: usize = 2;
+    /// Init's address of the device handle (0: no DMA for this device).
+    pub const E_HANDLE_VA: usize = 3;
+    /// Init's address of memory BAR i (0: absent, I/O or too large).
+    pub const E_BAR_VA0: usize = 4;
+    /// Size of BAR i in bytes.
+    pub const E_BAR_SIZE0: usize = 10;
+    pub const DMA_WINDOW: u64 = 128 << 20;
+    pub const DEVICE_STRIDE: u64 = 64 << 20;
+    pub const BAR_STRIDE: u64 = 8 << 20;
 }
 
 /// A system call's raw result as returned in `rax`/`rdx`.

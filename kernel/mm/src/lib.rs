@@ -61,6 +61,13 @@ pub const LENT: u64 = 1 << 11;
 pub const NX: u64 = 1 << 63;
 /// Marks a non-present entry as an address-space handle.
 pub const HANDLE_TAG: u64 = 1 << 62;
+/// With [`HANDLE_TAG`]: the handle names a *device's* I/O address space
+/// (its VT-d page table); bits 12.. hold the device's index in the
+/// kernel's boot-time device list instead of a root table address.
+pub const DEVICE_TAG: u64 = 1 << 61;
+/// Cache-control bits that travel with a frame when it is moved or shared
+/// (device registers must stay uncached wherever they are mapped).
+pub const CACHE_BITS: u64 = (1 << 3) | (1 << 4);
 /// Physical address bits of an entry.
 pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Handle rights are stored in bits 1..=5 (`Rights` shifted by one).
@@ -83,6 +90,8 @@ pub enum Kind {
     Page { frame: u64, rights: Rights, lent: bool },
     Table { frame: u64, rights: Rights },
     Handle { root: u64, rights: Rights },
+    /// A handle to device `index`'s I/O address space.
+    Device { index: u64, rights: Rights },
     /// Something the user half never contains (a huge page, a non-present
     /// entry without the handle tag). Treated as unusable.
     Foreign,
@@ -129,6 +138,11 @@ pub fn handle_entry(root: u64, rights: Rights) -> u64 {
     HANDLE_TAG | (root & ADDR_MASK) | (rights.bits() << HANDLE_RIGHTS_SHIFT)
 }
 
+/// Encode a handle to device `index`'s I/O address space.
+pub fn device_handle_entry(index: u64, rights: Rights) -> u64 {
+    HANDLE_TAG | DEVICE_TAG | ((index << 12) & ADDR_MASK) | (rights.bits() << HANDLE_RIGHTS_SHIFT)
+}
+
 /// Decode one entry found at `level`.
 pub fn decode(e: u64, level: u8) -> Kind {
     if e == 0 {
@@ -137,6 +151,9 @@ pub fn decode(e: u64, level: u8) -> Kind {
     if e & P == 0 {
         if level == 0 && e & HANDLE_TAG != 0 {
             let rights = Rights((e >> HANDLE_RIGHTS_SHIFT) & Rights::ALL.bits());
+            if e & DEVICE_TAG != 0 {
+                return Kind::Device { index: (e & ADDR_MASK) >> 12, rights };
+            }
             return Kind::Handle { root: e & ADDR_MASK, rights };
         }
         return Kind::Foreign;
@@ -209,7 +226,7 @@ pub fn effective(slot: &Slot, level: u8) -> Option<(Kind, Rights)> {
     let kind = decode(slot.entry, level);
     let own = match kind {
         Kind::Page { rights, .. } | Kind::Table { rights, .. } => rights,
-        Kind::Handle { rights, .. } => {
+        Kind::Handle { rights, .. } | Kind::Device { rights, .. } => {
             // A handle's rights are its own; the path must let the caller
             // manage the table it sits in, or it is only borrowed.
             if slot.path.contains(Rights::OWN) {
@@ -221,7 +238,7 @@ pub fn effective(slot: &Slot, level: u8) -> Option<(Kind, Rights)> {
         Kind::Empty | Kind::Foreign => return None,
     };
     let eff = match kind {
-        Kind::Handle { .. } => own,
+        Kind::Handle { .. } | Kind::Device { .. } => own,
         _ => own.intersect(slot.path),
     };
     Some((kind, eff))
@@ -246,6 +263,41 @@ pub fn resolve_as<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, need: Rights
         Some(_) => Err(Error::WrongKind),
         None => Err(Error::NotMapped),
     }
+}
+
+/// Where `map`/`unmap` write: a CPU address space or a device's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Space(u64),
+    Device(u64),
+}
+
+/// Resolve `handle_va` (0 = the caller) to a target the caller may change.
+pub fn resolve_target<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<Target, Error> {
+    if handle_va == 0 {
+        return Ok(Target::Space(caller));
+    }
+    check_user_va(handle_va, 0)?;
+    let slot = walk(mem, caller, handle_va, 0)?;
+    match effective(&slot, 0) {
+        Some((Kind::Handle { root, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Space(root)),
+        Some((Kind::Device { index, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Device(index)),
+        Some((Kind::Handle { .. } | Kind::Device { .. }, _)) => Err(Error::NoRight),
+        Some(_) => Err(Error::WrongKind),
+        None => Err(Error::NotMapped),
+    }
+}
+
+/// A device's I/O page tables (VT-d second-level format, programmed by the
+/// kernel's I/O-MMU code). `map` and `unmap` must either succeed or change
+/// nothing, and must have invalidated the IOTLB before they return.
+pub trait DeviceTables {
+    /// Let device `index` reach frame `pa` at `iova`, writable by the device
+    /// if `write`. Errors: `BadAddress` (outside the device's DMA window or
+    /// unaligned), `Occupied`, `NotMapped` (no such device).
+    fn map(&mut self, index: u64, iova: u64, pa: u64, write: bool) -> Result<(), Error>;
+    /// Remove the mapping at `iova`: `NotMapped` if there is none.
+    fn unmap(&mut self, index: u64, iova: u64) -> Result<(), Error>;
 }
 
 /// Check that the caller owns an unlent page at `frame_va` and may give it
@@ -334,9 +386,11 @@ pub fn create_as<M: PhysMem, T: Tlb>(
 }
 
 /// `map(src_va, level, dst_as, dst_va, rights)`.
-pub fn map<M: PhysMem, T: Tlb>(
+#[allow(clippy::too_many_arguments)]
+pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
     mem: &mut M,
     tlb: &mut T,
+    dev: &mut D,
     caller: u64,
     src_va: u64,
     level: u64,
@@ -350,7 +404,10 @@ pub fn map<M: PhysMem, T: Tlb>(
     let level = level as u8;
     let want = Rights::from_bits(rights)?;
     check_user_va(src_va, level)?;
-    let dst_root = resolve_as(mem, caller, dst_handle_va, Rights::OWN)?;
+    let dst_root = match resolve_target(mem, caller, dst_handle_va)? {
+        Target::Space(root) => root,
+        Target::Device(index) => return map_to_device(mem, dev, caller, src_va, level, index, dst_va, want),
+    };
     let src = walk(mem, caller, src_va, level)?;
     let (kind, mut held) = effective(&src, level).ok_or(Error::NotMapped)?;
     if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN) {
@@ -369,7 +426,7 @@ pub fn map<M: PhysMem, T: Tlb>(
             }
             if want.contains(Rights::OWN) {
                 // A move: ownership changes hands, the source entry goes.
-                let mut e = frame | present_bits(want);
+                let mut e = frame | present_bits(want) | (src.entry & CACHE_BITS);
                 if lent {
                     e |= LENT;
                 }
@@ -385,7 +442,7 @@ pub fn map<M: PhysMem, T: Tlb>(
                 if src.entry & OWN != 0 && src.entry & LENT == 0 {
                     mem.write(src.pa, src.entry | LENT);
                 }
-                mem.write(dst.pa, frame | present_bits(want));
+                mem.write(dst.pa, frame | present_bits(want) | (src.entry & CACHE_BITS));
             }
         }
         Kind::Table { frame, .. } => {
@@ -406,15 +463,67 @@ pub fn map<M: PhysMem, T: Tlb>(
             }
             mem.write(dst.pa, handle_entry(root, want));
         }
+        Kind::Device { index, .. } => {
+            if !held.contains(Rights::GRANT) {
+                return Err(Error::NoRight);
+            }
+            if want.contains(Rights::WRITE) || want.contains(Rights::EXEC) {
+                return Err(Error::BadArgument);
+            }
+            mem.write(dst.pa, device_handle_entry(index, want));
+        }
         Kind::Empty | Kind::Foreign => return Err(Error::NotMapped),
     }
     Ok(())
 }
 
+/// `map` into a device's I/O address space: the device may then read (and
+/// with WRITE, write) the frame by DMA at `iova`. It is a share: the caller
+/// needs GRANT, and the frame's owning entry is marked LENT, so a frame a
+/// device can reach never becomes a page table.
+#[allow(clippy::too_many_arguments)]
+fn map_to_device<M: PhysMem, D: DeviceTables>(
+    mem: &mut M,
+    dev: &mut D,
+    caller: u64,
+    src_va: u64,
+    level: u8,
+    index: u64,
+    iova: u64,
+    want: Rights,
+) -> Result<(), Error> {
+    if level != 0 {
+        return Err(Error::BadLevel);
+    }
+    if want.bits() & !Rights::WRITE.bits() != 0 {
+        return Err(Error::BadArgument);
+    }
+    if iova % PAGE_SIZE != 0 {
+        return Err(Error::BadAddress);
+    }
+    let src = walk(mem, caller, src_va, 0)?;
+    let (kind, held) = effective(&src, 0).ok_or(Error::NotMapped)?;
+    let Kind::Page { frame, .. } = kind else {
+        return Err(Error::WrongKind);
+    };
+    if !held.contains(want) {
+        return Err(Error::RightsExceeded);
+    }
+    if !held.contains(Rights::GRANT) {
+        return Err(Error::NoRight);
+    }
+    dev.map(index, iova, frame, want.contains(Rights::WRITE))?;
+    if src.entry & OWN != 0 && src.entry & LENT == 0 {
+        mem.write(src.pa, src.entry | LENT);
+    }
+    Ok(())
+}
+
 /// `unmap(as, va, level)`.
-pub fn unmap<M: PhysMem, T: Tlb>(
+pub fn unmap<M: PhysMem, T: Tlb, D: DeviceTables>(
     mem: &mut M,
     tlb: &mut T,
+    dev: &mut D,
     caller: u64,
     handle_va: u64,
     va: u64,
@@ -424,8 +533,19 @@ pub fn unmap<M: PhysMem, T: Tlb>(
         return Err(Error::BadLevel);
     }
     let level = level as u8;
+    let root = match resolve_target(mem, caller, handle_va)? {
+        Target::Space(root) => root,
+        Target::Device(index) => {
+            if level != 0 {
+                return Err(Error::BadLevel);
+            }
+            if va % PAGE_SIZE != 0 {
+                return Err(Error::BadAddress);
+            }
+            return dev.unmap(index, va);
+        }
+    };
     check_user_va(va, level)?;
-    let root = resolve_as(mem, caller, handle_va, Rights::OWN)?;
     let slot = walk(mem, root, va, level)?;
     if !slot.path.contains(Rights::OWN) {
         return Err(Error::NoRight);
@@ -443,7 +563,7 @@ pub fn unmap<M: PhysMem, T: Tlb>(
             tlb.flush_all(root);
             Ok(())
         }
-        Kind::Handle { .. } => {
+        Kind::Handle { .. } | Kind::Device { .. } => {
             mem.write(slot.pa, 0);
             Ok(())
         }

@@ -34,9 +34,40 @@ impl Tlb for Flushes {
 
 const KERNEL_MARK: u64 = 0xdead_0000_0000_0003;
 
+/// A fake I/O-MMU: device index -> (iova -> (frame, writable)), with a
+/// DMA window of 16 pages per device.
+#[derive(Default)]
+struct FakeDevices {
+    maps: BTreeMap<(u64, u64), (u64, bool)>,
+    invalidations: u64,
+}
+
+impl DeviceTables for FakeDevices {
+    fn map(&mut self, index: u64, iova: u64, pa: u64, write: bool) -> Result<(), Error> {
+        if index > 1 {
+            return Err(Error::NotMapped);
+        }
+        if iova >= 16 * PAGE_SIZE {
+            return Err(Error::BadAddress);
+        }
+        if self.maps.contains_key(&(index, iova)) {
+            return Err(Error::Occupied);
+        }
+        self.maps.insert((index, iova), (pa, write));
+        self.invalidations += 1;
+        Ok(())
+    }
+    fn unmap(&mut self, index: u64, iova: u64) -> Result<(), Error> {
+        self.maps.remove(&(index, iova)).map(|_| ()).ok_or(Error::NotMapped)?;
+        self.invalidations += 1;
+        Ok(())
+    }
+}
+
 struct World {
     mem: Mem,
     tlb: Flushes,
+    dev: FakeDevices,
     kernel_half: [u64; 256],
     init: u64,
 }
@@ -71,7 +102,7 @@ impl World {
             }
             bm.leaf_slot(0x1000).unwrap();
         }
-        World { mem, tlb: Flushes::default(), kernel_half, init: root }
+        World { mem, tlb: Flushes::default(), dev: FakeDevices::default(), kernel_half, init: root }
     }
     fn frame_va(i: u64) -> u64 {
         FRAMES_VA + i * PAGE_SIZE
@@ -84,10 +115,10 @@ impl World {
         create_as(&mut self.mem, &mut self.tlb, caller, handle_va, frame_va, &kh)
     }
     fn map(&mut self, caller: u64, src: u64, level: u64, dst_as: u64, dst: u64, r: Rights) -> Result<(), Error> {
-        map(&mut self.mem, &mut self.tlb, caller, src, level, dst_as, dst, r.bits())
+        map(&mut self.mem, &mut self.tlb, &mut self.dev, caller, src, level, dst_as, dst, r.bits())
     }
     fn unmap(&mut self, caller: u64, as_: u64, va: u64, level: u64) -> Result<(), Error> {
-        unmap(&mut self.mem, &mut self.tlb, caller, as_, va, level)
+        unmap(&mut self.mem, &mut self.tlb, &mut self.dev, caller, as_, va, level)
     }
     /// Build tables down to level 1 for `va` in `caller` from its frames
     /// `fi..fi+3`.
@@ -326,6 +357,7 @@ fn check_invariants(w: &World, spaces: &[u64]) {
                     }
                 }
                 Kind::Handle { root, .. } => assert!(spaces.contains(&root), "handle to a non-space"),
+                Kind::Device { .. } => {}
                 Kind::Empty => {}
                 Kind::Foreign => panic!("foreign entry {e:#x} at level {}", lvl - 1),
             }
@@ -353,4 +385,60 @@ fn an_owner_may_reprotect_its_frame_when_moving_it() {
     assert_eq!(present_rights(slot.entry), Rights::EXEC | Rights::OWN);
     // ...but a share (no OWN) of a non-writable page cannot add WRITE.
     assert_eq!(w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE), Err(Error::RightsExceeded));
+}
+
+#[test]
+fn devices_get_dma_only_by_grant_and_their_frames_are_lent() {
+    let mut w = World::new(16);
+    let region = 0x8000_0000u64;
+    w.tables_for(w.init, region, 0);
+    // A device handle (index 0) at 0x7000, placed as the boot kernel would.
+    let slot = walk(&w.mem, w.init, 0x7000, 0).unwrap();
+    w.mem.write(slot.pa, device_handle_entry(0, Rights::OWN | Rights::GRANT));
+    let f = World::frame_va(4);
+    let pa = walk(&w.mem, w.init, f, 0).unwrap().entry & ADDR_MASK;
+    // Map for DMA: device may write.
+    w.map(w.init, f, 0, 0x7000, 0x3000, Rights::WRITE).unwrap();
+    assert_eq!(w.dev.maps.get(&(0, 0x3000)), Some(&(pa, true)));
+    // The frame is now lent: it can never become a page table.
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, f), Err(Error::Lent));
+    // Errors: occupied, window, level, rights, kind.
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x3000, Rights::NONE), Err(Error::Occupied));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 64 * PAGE_SIZE, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x3008, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 1, 0x7000, 0, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x4000, Rights::OWN), Err(Error::BadArgument));
+    assert_eq!(w.map(w.init, 0x7000, 0, 0x7000, 0x4000, Rights::NONE), Err(Error::WrongKind));
+    // A read-only alias cannot give the device write access.
+    w.map(w.init, f, 0, 0, region, Rights::GRANT).unwrap();
+    assert_eq!(w.map(w.init, region, 0, 0x7000, 0x5000, Rights::WRITE), Err(Error::RightsExceeded));
+    w.map(w.init, region, 0, 0x7000, 0x5000, Rights::NONE).unwrap();
+    assert_eq!(w.dev.maps.get(&(0, 0x5000)), Some(&(pa, false)));
+    // Handle copies: without OWN they cannot map; devices are not switchable.
+    w.map(w.init, 0x7000, 0, 0, 0x8000, Rights::GRANT).unwrap();
+    assert_eq!(w.map(w.init, f, 0, 0x8000, 0x6000, Rights::NONE), Err(Error::NoRight));
+    assert_eq!(yield_target(&w.mem, w.init, 0x7000), Err(Error::WrongKind));
+    // Unmap from the device; twice is NotMapped; levels other than 0 refused.
+    let before = w.dev.invalidations;
+    w.unmap(w.init, 0x7000, 0x3000, 0).unwrap();
+    assert!(w.dev.invalidations > before);
+    assert_eq!(w.unmap(w.init, 0x7000, 0x3000, 0), Err(Error::NotMapped));
+    assert_eq!(w.unmap(w.init, 0x7000, 0x3000, 1), Err(Error::BadLevel));
+    assert_eq!(w.unmap(w.init, 0x8000, 0x5000, 0), Err(Error::NoRight));
+}
+
+#[test]
+fn moved_frames_keep_their_cache_bits() {
+    let mut w = World::new(8);
+    let region = 0x8000_0000u64;
+    w.tables_for(w.init, region, 0);
+    let f = World::frame_va(4);
+    let slot = walk(&w.mem, w.init, f, 0).unwrap();
+    w.mem.write(slot.pa, slot.entry | CACHE_BITS | LENT);
+    w.map(w.init, f, 0, 0, region, Rights::OWN | Rights::WRITE | Rights::GRANT).unwrap();
+    let moved = walk(&w.mem, w.init, region, 0).unwrap().entry;
+    assert_eq!(moved & CACHE_BITS, CACHE_BITS);
+    assert_ne!(moved & LENT, 0);
+    w.map(w.init, region, 0, 0, region + 0x1000, Rights::NONE).unwrap();
+    assert_eq!(walk(&w.mem, w.init, region + 0x1000, 0).unwrap().entry & CACHE_BITS, CACHE_BITS);
 }

@@ -1,0 +1,362 @@
+//! Devices as address spaces.
+//!
+//! At boot the kernel finds the PCI functions (ECAM, from MCFG) and the
+//! VT-d unit (DMAR), gives every endpoint its own I/O page table with a
+//! fixed DMA window, turns translation on, and hands init, for each device:
+//! its configuration page and memory BARs as owned, uncached, never-retypable
+//! pages, and a *device handle*. `map(page, 0, device_handle, iova, rights)`
+//! then lets the device reach that page at `iova` — and nothing else: every
+//! other DMA faults in the I/O-MMU, is logged here and reported to init.
+//!
+//! The table formats, the register sequences and the ACPI parsing live in
+//! the host-tested `iommu` crate; this module only supplies register and
+//! memory access. The kernel keeps, per device, what the hardware itself
+//! needs (its context entry and I/O tables), fixed at boot.
+
+use crate::mem::{phys_read, phys_write, BootAlloc};
+use crate::{acpi, kinfo, mmio};
+use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
+use iommu::vtd::invalidation::{ContextInvalidation, IotlbInvalidation};
+use iommu::vtd::tables::{ContextConfig, DeviceSpace, RootTable, TableError};
+use iommu::vtd::unit::{Unit, UnitRegisters};
+use iommu::vtd::{Bdf, FrameSource, Rights as DmaRights};
+use nvme::pci::{self, Address, BarKind, ConfigSpace};
+use spin::Mutex;
+
+/// Vector of the I/O-MMU's fault-event interrupt.
+pub const DMA_FAULT_VECTOR: u8 = 0x2f;
+
+struct Ecam {
+    base: u64,
+    start: u8,
+    end: u8,
+}
+
+impl Ecam {
+    fn addr(&self, at: Address, offset: u16) -> Option<u64> {
+        if at.segment != 0 || at.bus < self.start || at.bus > self.end || offset >= 4096 {
+            return None;
+        }
+        Some(self.base + at.ecam_offset() + (offset & !3) as u64)
+    }
+}
+
+impl ConfigSpace for Ecam {
+    fn read32(&self, at: Address, offset: u16) -> u32 {
+        self.addr(at, offset).map_or(u32::MAX, mmio::read32)
+    }
+    fn write32(&mut self, at: Address, offset: u16, value: u32) {
+        if let Some(a) = self.addr(at, offset) {
+            mmio::write32(a, value)
+        }
+    }
+}
+
+struct Regs {
+    base: u64,
+}
+
+impl UnitRegisters for Regs {
+    fn read32(&self, offset: u64) -> u32 {
+        mmio::read32(self.base + offset)
+    }
+    fn write32(&mut self, offset: u64, value: u32) {
+        mmio::write32(self.base + offset, value)
+    }
+    fn read64(&self, offset: u64) -> u64 {
+        mmio::read64(self.base + offset)
+    }
+    fn write64(&mut self, offset: u64, value: u64) {
+        mmio::write64(self.base + offset, value)
+    }
+}
+
+struct Mem;
+
+impl iommu::vtd::PhysMem for Mem {
+    fn read_u64(&self, pa: u64) -> u64 {
+        phys_read::<u64>(pa)
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) {
+        phys_write::<u64>(pa, v)
+    }
+}
+
+struct BootFrames<'a>(&'a mut BootAlloc);
+
+impl FrameSource for BootFrames<'_> {
+    fn take_frame(&mut self) -> Option<u64> {
+        self.0.alloc()
+    }
+}
+
+/// After boot no table frame is ever needed: every device's window was
+/// built in full at boot.
+struct NoFrames;
+
+impl FrameSource for NoFrames {
+    fn take_frame(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Device {
+    at: Address,
+    ids: u64,
+    config_pa: u64,
+    bars: [Option<pci::Bar>; 6],
+    space: Option<DeviceSpace>,
+    domain: u16,
+}
+
+struct State {
+    devices: [Option<Device>; di::MAX_DEVICES],
+    count: usize,
+    unit: Option<Unit<Regs>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None });
+
+/// Discover devices and program the I/O-MMU. Failures are logged and cost
+/// only the affected part (no MCFG: no devices; no DMAR: devices without
+/// DMA).
+pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64) {
+    let mcfg = match acpi::find(rsdp, b"MCFG") {
+        Ok(Some(t)) => t,
+        Ok(None) => return klog!("ACPI: no MCFG table: no PCI devices"),
+        Err(e) => return klog!("ACPI: {e}: no PCI devices"),
+    };
+    let region = match iommu::acpi::mcfg::Mcfg::parse(mcfg) {
+        Ok(m) => m.regions().find(|r| r.segment == 0),
+        Err(e) => return klog!("ACPI: MCFG rejected: {e}; no PCI devices"),
+    };
+    let Some(region) = region else { return klog!("ACPI: MCFG has no segment 0") };
+    if let Err(e) = mmio::map(region.window_start(), region.window_len(), alloc, ram_end) {
+        return klog!("PCI: cannot map ECAM at {:#x}: {e}", region.window_start());
+    }
+    let mut ecam = Ecam { base: region.base, start: region.start_bus, end: region.end_bus };
+    let mut st = STATE.lock();
+    let mut found = [None; di::MAX_DEVICES];
+    let mut n = 0;
+    pci::enumerate(&ecam, 0, region.start_bus, (region.start_bus, region.end_bus), |f| {
+        if f.header_type == 0 && n < found.len() {
+            found[n] = Some(*f);
+            n += 1;
+        }
+    });
+    for f in found.iter().flatten() {
+        let bars = pci::bars(&mut ecam, f.address, 0);
+        let class = (f.class as u64) << 16 | (f.subclass as u64) << 8 | f.prog_if as u64;
+        let ids = f.vendor_id as u64 | (f.device_id as u64) << 16 | class << 32;
+        let config_pa = ecam.addr(f.address, 0).unwrap_or(0);
+        let k = st.count;
+        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, space: None, domain: k as u16 + 1 });
+        st.count += 1;
+        klog!(
+            "PCI {:02x}:{:02x}.{} {:04x}:{:04x} class {:06x}",
+            f.address.bus,
+            f.address.device,
+            f.address.function,
+            f.vendor_id,
+            f.device_id,
+            class
+        );
+    }
+    iommu_init(rsdp, alloc, ram_end, &mut st);
+}
+
+fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64, st: &mut State) {
+    let dmar = match acpi::find(rsdp, b"DMAR") {
+        Ok(Some(t)) => t,
+        Ok(None) => return klog!("ACPI: no DMAR table: devices get no DMA"),
+        Err(e) => return klog!("ACPI: {e}: devices get no DMA"),
+    };
+    let dmar = match iommu::acpi::dmar::Dmar::parse(dmar) {
+        Ok(d) => d,
+        Err(e) => return klog!("ACPI: DMAR rejected: {e}; devices get no DMA"),
+    };
+    let Some(drhd) = dmar.drhds().find(|d| d.segment == 0) else {
+        return klog!("DMAR: no remapping unit for segment 0: devices get no DMA");
+    };
+    if !drhd.include_pci_all() {
+        klog!("DMAR: the unit lists device scopes; treating it as covering every device");
+    }
+    if let Err(e) = mmio::map(drhd.register_base, 4096, alloc, ram_end) {
+        return klog!("VT-d: cannot map registers at {:#x}: {e}", drhd.register_base);
+    }
+    let mut unit = Unit::new(Regs { base: drhd.register_base }, 10_000_000);
+    let cap = unit.cap();
+    let Some(levels) = cap.levels_for(39) else { return klog!("VT-d: no usable table depth") };
+    let root = match RootTable::create(&mut Mem, &mut BootFrames(alloc)) {
+        Ok(r) => r,
+        Err(e) => return klog!("VT-d: root table: {e:?}"),
+    };
+    let haw = dmar.host_address_width;
+    for dev in st.devices[..st.count].iter_mut().flatten() {
+        let bdf = Bdf::from_source_id(dev.at.requester_id());
+        let config = ContextConfig { domain_id: dev.domain, levels, host_address_width: haw };
+        let space = match root.attach(&mut Mem, &mut BootFrames(alloc), bdf, config, cap) {
+            Ok(s) => s,
+            Err(e) => {
+                klog!("VT-d: {:?}: {e:?}; no DMA for it", bdf);
+                continue;
+            }
+        };
+        // Build the whole window's tables now, from boot frames: a map and
+        // unmap at every 2 MiB leaves every level-1 table in place.
+        let mut ok = true;
+        let mut iova = 0;
+        while iova < di::DMA_WINDOW && ok {
+            ok = space.map(&mut Mem, &mut BootFrames(alloc), iova, 0, DmaRights::READ).is_ok()
+                && space.unmap(&mut Mem, iova).is_ok();
+            iova += 0x20_0000;
+        }
+        if ok {
+            dev.space = Some(space);
+        } else {
+            klog!("VT-d: out of boot memory for device tables");
+        }
+    }
+    let enabled = unit
+        .set_root_table(root.pa())
+        .and_then(|_| unit.invalidate_context(ContextInvalidation::Global))
+        .and_then(|_| unit.invalidate_iotlb(IotlbInvalidation::Global))
+        .and_then(|_| unit.set_translation(true));
+    if let Err(e) = enabled {
+        for d in st.devices.iter_mut().flatten() {
+            d.space = None;
+        }
+        return klog!("VT-d: could not enable translation: {e:?}; devices get no DMA");
+    }
+    unit.set_fault_interrupt(0, DMA_FAULT_VECTOR);
+    klog!(
+        "VT-d: unit at {:#x}, {}-level tables, DMA window {} MiB per device, translation on",
+        drhd.register_base,
+        levels.count(),
+        di::DMA_WINDOW >> 20
+    );
+    st.unit = Some(unit);
+}
+
+/// Leaf bits for device registers in init: owned, writable, never
+/// executable, uncached, and LENT so that they can never become page tables.
+fn mmio_leaf() -> u64 {
+    exo_mm::present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT) | exo_mm::CACHE_BITS | exo_mm::LENT
+}
+
+/// Map every device's registers and handle into init and describe them in
+/// the device info page at `info_pa`.
+pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
+    m: &mut exo_mm::BootMapper<M, F>,
+    info_pa: u64,
+) -> Result<(), &'static str> {
+    let st = STATE.lock();
+    let w = |i: usize, v: u64| phys_write::<u64>(info_pa + 8 * i as u64, v);
+    w(di::W_MAGIC, di::MAGIC);
+    w(di::W_COUNT, st.count as u64);
+    w(di::W_IOMMU, st.unit.is_some() as u64);
+    w(di::W_DMA_WINDOW, di::DMA_WINDOW);
+    let fail = |_| "device registers: out of memory for tables";
+    for (k, dev) in st.devices[..st.count].iter().enumerate() {
+        let Some(dev) = dev else { continue };
+        let base = DEVICES_VA + k as u64 * di::DEVICE_STRIDE;
+        let e = di::W_ENTRY0 + k * di::ENTRY_WORDS;
+        w(e + di::E_BDF, dev.at.requester_id() as u64);
+        w(e + di::E_IDS, dev.ids);
+        m.map_leaf(base, dev.config_pa, mmio_leaf()).map_err(fail)?;
+        w(e + di::E_CONFIG_VA, base);
+        if dev.space.is_some() {
+            let h = DEVICE_HANDLES_VA + k as u64 * exo_abi::PAGE_SIZE;
+            m.put_entry(h, exo_mm::device_handle_entry(k as u64, Rights::OWN | Rights::GRANT)).map_err(fail)?;
+            w(e + di::E_HANDLE_VA, h);
+        }
+        for bar in dev.bars.iter().flatten() {
+            let i = bar.index as usize;
+            let fits = bar.size <= di::BAR_STRIDE && bar.address % 4096 == 0 && bar.address != 0;
+            if bar.kind == BarKind::Io || !fits {
+                continue;
+            }
+            let va = base + (i as u64 + 1) * di::BAR_STRIDE;
+            let mut off = 0;
+            while off < bar.size.max(4096) {
+                m.map_leaf(va + off, bar.address + off, mmio_leaf()).map_err(fail)?;
+                off += 4096;
+            }
+            w(e + di::E_BAR_VA0 + i, va);
+            w(e + di::E_BAR_SIZE0 + i, bar.size);
+        }
+    }
+    Ok(())
+}
+
+/// The system calls' view of the device tables.
+pub struct KernelDevices;
+
+fn table_error(e: TableError) -> Error {
+    match e {
+        TableError::AlreadyMapped { .. } => Error::Occupied,
+        TableError::NotMapped { .. } => Error::NotMapped,
+        _ => Error::BadAddress,
+    }
+}
+
+impl exo_mm::DeviceTables for KernelDevices {
+    fn map(&mut self, index: u64, iova: u64, pa: u64, write: bool) -> Result<(), Error> {
+        let mut st = STATE.lock();
+        let dev = st.devices.get(index as usize).copied().flatten().ok_or(Error::NotMapped)?;
+        let space = dev.space.ok_or(Error::NotMapped)?;
+        if iova >= di::DMA_WINDOW {
+            return Err(Error::BadAddress);
+        }
+        let rights = DmaRights { read: true, write };
+        space.map(&mut Mem, &mut NoFrames, iova, pa, rights).map_err(table_error)?;
+        // Caching mode (QEMU) may cache not-present entries: invalidate.
+        invalidate(&mut st, dev.domain);
+        Ok(())
+    }
+
+    fn unmap(&mut self, index: u64, iova: u64) -> Result<(), Error> {
+        let mut st = STATE.lock();
+        let dev = st.devices.get(index as usize).copied().flatten().ok_or(Error::NotMapped)?;
+        let space = dev.space.ok_or(Error::NotMapped)?;
+        if iova >= di::DMA_WINDOW {
+            return Err(Error::BadAddress);
+        }
+        space.unmap(&mut Mem, iova).map_err(table_error)?;
+        // The device must not reach the frame once unmap returns.
+        invalidate(&mut st, dev.domain);
+        Ok(())
+    }
+}
+
+fn invalidate(st: &mut State, domain: u16) {
+    if let Some(unit) = st.unit.as_mut() {
+        if unit.invalidate_iotlb(IotlbInvalidation::Domain { domain_id: domain }).is_err()
+            && unit.invalidate_iotlb(IotlbInvalidation::Global).is_err()
+        {
+            crate::fatal(format_args!("VT-d: IOTLB invalidation failed; stopping rather than leave stale DMA access"));
+        }
+    }
+}
+
+/// The fault-event interrupt: read, log, clear and count every fault
+/// record (the kernel info page keeps the count and the last one).
+pub fn drain_faults() {
+    let mut st = STATE.lock();
+    let Some(unit) = st.unit.as_mut() else { return };
+    unit.drain_faults(|r| {
+        kinfo::add(ki::W_DMA_FAULTS, 1);
+        kinfo::set(ki::W_DMA_FAULT_SOURCE, r.source.source_id() as u64);
+        kinfo::set(ki::W_DMA_FAULT_ADDR, r.address);
+        klog!(
+            "DMA fault: device {:02x}:{:02x}.{} {:?} at I/O address {:#x} blocked: {}",
+            r.source.bus,
+            r.source.device,
+            r.source.function,
+            r.access,
+            r.address,
+            r.reason
+        );
+    });
+}
