@@ -273,3 +273,32 @@ fn identify_namespace_parsing() {
     p[0..8].copy_from_slice(&0u64.to_le_bytes());
     assert_eq!(NamespaceInfo::parse(&p), Err(IdentifyError::EmptyNamespace));
 }
+
+#[test]
+fn random_identify_and_completion_bytes_never_panic() {
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut accepted = 0;
+    for _ in 0..2000 {
+        let mut page = vec![0u8; 4096];
+        for b in page.iter_mut().take(600) {
+            *b = next() as u8;
+        }
+        if let Ok(ns) = NamespaceInfo::parse(&page) {
+            assert!((512..=65536).contains(&ns.block_size()));
+            accepted += 1;
+        }
+        let _ = ControllerInfo::parse(&page).map(|c| c.max_transfer_bytes(4096));
+        let mut raw = [0u8; 16];
+        raw.copy_from_slice(&page[..16]);
+        let c = Completion::from_bytes(&raw);
+        assert_eq!(Completion::from_bytes(&c.to_bytes()).status, c.status);
+        let _ = c.status.result().map_err(|e| e.to_string());
+    }
+    assert!(accepted > 0);
+}
