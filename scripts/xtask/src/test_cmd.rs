@@ -43,61 +43,109 @@ pub fn main(opts: &TestOpts) -> Tally {
 }
 
 fn host_tests(filters: &[String], tally: &mut Tally) {
+    let whole = match cargo_test(&["--workspace"], filters) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("host tests ... FAILED ({e:#})");
+            tally.failed += 1;
+            return;
+        }
+    };
+    if !(whole.compile_errors() > 0 && whole.summary.binaries == 0) {
+        account("host tests", &whole, tally);
+        return;
+    }
+    // cargo runs nothing when any test target fails to compile; one broken
+    // crate must not hide every other crate's results.
+    println!("host tests: the workspace does not build as a whole; testing each package on its own");
+    let members = match Workspace::load() {
+        Ok(ws) => ws.members,
+        Err(e) => {
+            println!("host tests ... FAILED (listing packages: {e:#})");
+            tally.failed += 1;
+            return;
+        }
+    };
+    for package in &members {
+        match cargo_test(&["-p", package], filters) {
+            Ok(r) => account(&format!("host tests of {package}"), &r, tally),
+            Err(e) => {
+                println!("host tests of {package} ... FAILED ({e:#})");
+                tally.failed += 1;
+            }
+        }
+    }
+}
+
+/// One `cargo test` run, parsed.
+struct CargoTest {
+    summary: libtest::Summary,
+    stdout: String,
+    /// From cargo's stderr: targets that failed outside libtest's lines.
+    targets: Vec<String>,
+    status: std::process::ExitStatus,
+}
+
+impl CargoTest {
+    fn compile_errors(&self) -> usize {
+        self.targets.iter().filter(|t| t.ends_with("(compile error)")).count()
+    }
+}
+
+fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
     let mut c = Command::new("cargo");
-    c.args(["test", "--workspace", "--no-fail-fast"]);
+    c.arg("test").args(selection).arg("--no-fail-fast");
     if !filters.is_empty() {
         c.arg("--").args(filters);
     }
     cmd::announce(&c);
     // stdout is parsed (libtest's lines); stderr is shown live and kept for
-    // cargo's own `error: N targets failed:` list.
-    let spawned = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-    let mut child = match spawned {
-        Ok(ch) => ch,
-        Err(e) => {
-            println!("host tests ... FAILED (could not start cargo: {e})");
-            tally.failed += 1;
-            return;
-        }
-    };
-    let out_reader = runner::tee(child.stdout.take().expect("piped"), None, None);
-    let err_reader = runner::tee(child.stderr.take().expect("piped"), None, Some(Box::new(std::io::stderr())));
-    let status = child.wait();
+    // cargo's compile errors and its `error: N targets failed:` list.
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not start cargo")?;
+    let out_reader = runner::tee(child.stdout.take().context("stdout not piped")?, None, None);
+    let err_reader = runner::tee(child.stderr.take().context("stderr not piped")?, None, Some(Box::new(std::io::stderr())));
+    let status = child.wait().context("waiting for cargo test")?;
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    let s = libtest::parse(&stdout);
+    Ok(CargoTest { summary: libtest::parse(&stdout), stdout, targets: libtest::failed_targets(&stderr), status })
+}
+
+/// Print one run's results and add them to the tally.
+fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
+    let s = &r.summary;
     if s.failed > 0 {
-        print!("{}", libtest::failure_details(&stdout));
+        print!("{}", libtest::failure_details(&r.stdout));
     }
     for name in &s.failing {
         println!("host test {name} ... FAILED");
     }
-    println!(
-        "host tests: {} passed, {} failed, {} ignored ({} test binaries)",
-        s.passed, s.failed, s.ignored, s.binaries
-    );
+    println!("{label}: {} passed, {} failed, {} ignored ({} test binaries)", s.passed, s.failed, s.ignored, s.binaries);
     tally.passed += s.passed;
     tally.failed += s.failed;
-    let success = status.as_ref().is_ok_and(|st| st.success());
-    if !success {
-        // Failures libtest did not report: crates that did not compile, and
-        // targets in cargo's `N targets failed` list beyond the binaries
-        // whose failing tests were already counted (doctest build errors,
-        // crashed test binaries).
-        let targets = libtest::failed_targets(&stderr);
-        let compile_errors = targets.iter().filter(|t| t.ends_with("(compile error)")).count();
-        let listed = targets.len() - compile_errors;
-        let unexplained = compile_errors + listed.saturating_sub(s.failed_binaries);
-        for t in &targets {
-            println!("host target {t} ... FAILED");
-        }
-        if unexplained == 0 && s.failed == 0 {
-            println!("host tests ... FAILED (`cargo test` failed without a failing test: {status:?})");
-            tally.failed += 1;
-        } else if unexplained > 0 {
-            println!("host tests: {unexplained} target(s) failed without a test result (build error or crash; see above)");
-            tally.failed += unexplained;
-        }
+    if r.status.success() {
+        return;
+    }
+    // Failures libtest did not report: crates that did not compile, and
+    // targets in cargo's `N targets failed` list beyond the binaries whose
+    // failing tests were already counted (doctest build errors, crashed
+    // test binaries).
+    let compile_errors = r.compile_errors();
+    let listed = r.targets.len() - compile_errors;
+    let unexplained = compile_errors + listed.saturating_sub(s.failed_binaries);
+    for t in &r.targets {
+        println!("host target {t} ... FAILED");
+    }
+    if unexplained > 0 {
+        println!("{label}: {unexplained} target(s) failed without a test result (build error or crash; see above)");
+        tally.failed += unexplained;
+    } else if s.failed == 0 {
+        println!("{label} ... FAILED (`cargo test` {} without a failing test)", r.status);
+        tally.failed += 1;
     }
 }
 

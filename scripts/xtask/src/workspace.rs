@@ -20,6 +20,8 @@ pub struct Workspace {
     pub app_bins: Vec<String>,
     /// Binary name of the kernel package.
     pub kernel_bin: String,
+    /// Every package of the workspace, in metadata order.
+    pub members: Vec<String>,
 }
 
 impl Workspace {
@@ -79,7 +81,11 @@ pub fn parse_metadata(json: &str) -> Result<Workspace> {
         [one] => one.clone(),
         other => bail!("package `{KERNEL_PACKAGE}` must have exactly one binary, has {other:?}"),
     };
-    Ok(Workspace { root, target_dir, app_bins, kernel_bin })
+    let members = packages
+        .iter()
+        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    Ok(Workspace { root, target_dir, app_bins, kernel_bin, members })
 }
 
 #[cfg(test)]
@@ -106,6 +112,7 @@ mod tests {
         assert_eq!(ws.target_dir, PathBuf::from("/w/target"));
         assert_eq!(ws.app_bins, vec!["init", "share_region"]);
         assert_eq!(ws.kernel_bin, "kernel");
+        assert_eq!(ws.members, vec!["kernel", "exo-apps"]);
         assert_eq!(ws.bare_metal_out(), PathBuf::from("/w/target/x86_64-unknown-none/release"));
     }
 
