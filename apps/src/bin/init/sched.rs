@@ -73,6 +73,11 @@ pub fn sched_yield() {
     let _ = sys::yield_to(INIT_SELF_HANDLE_VA, msg::YIELD);
 }
 
+/// Make a paused child runnable.
+pub fn start(i: usize) {
+    let _ = SLOTS[i].state.compare_exchange(STOPPED, RUNNABLE, SeqCst, SeqCst);
+}
+
 /// Stop scheduling a child (its memory stays, for inspection).
 pub fn stop(i: usize) {
     let _ = SLOTS[i].state.compare_exchange(RUNNABLE, STOPPED, SeqCst, SeqCst);

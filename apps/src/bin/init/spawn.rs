@@ -85,11 +85,14 @@ pub struct Options<'a> {
     pub words: &'a [u64],
     pub heap_pages: u64,
     pub spare_pages: u64,
+    /// Leave the child stopped (not yet runnable) so the caller can give it
+    /// more before it runs; start it with `sched::start`.
+    pub paused: bool,
 }
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { args: "", words: &[], heap_pages: 16, spare_pages: 0 }
+        Options { args: "", words: &[], heap_pages: 16, spare_pages: 0, paused: false }
     }
 }
 
@@ -173,7 +176,7 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
     s.code.store(0, SeqCst);
     s.addr.store(0, SeqCst);
     s.mailbox.store(mailbox, SeqCst);
-    s.state.store(RUNNABLE, SeqCst);
+    s.state.store(if opts.paused { sched::STOPPED } else { RUNNABLE }, SeqCst);
     Ok(child)
 }
 

@@ -31,7 +31,14 @@ pub fn run(name: &str) -> Outcome {
 }
 
 fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
-    spawn::spawn(prog, &Options { args, words, heap_pages: 16, spare_pages: spare })
+    spawn::spawn(prog, &Options { args, words, heap_pages: 16, spare_pages: spare, paused: false })
+        .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+}
+
+/// Spawn without running: the caller finishes setting the child up, then
+/// `sched::start`s it (a timer tick could otherwise run it too early).
+fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
+    spawn::spawn(prog, &Options { args, words: &[], heap_pages: 16, spare_pages: spare, paused: true })
         .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
 }
 
@@ -139,8 +146,9 @@ pub fn make_region(pages: u64) -> Result<u64, String> {
 }
 
 fn start_linked(prog: &str, args: &str, region: u64, rights: Rights) -> Result<Child, String> {
-    let c = start(prog, args, 0, &[])?;
+    let c = start_paused(prog, args, 0)?;
     link(&c, region, rights)?;
+    sched::start(c.slot);
     Ok(c)
 }
 
@@ -153,8 +161,6 @@ pub fn link(c: &Child, region: u64, rights: Rights) -> Outcome {
 
 fn share_region() -> Outcome {
     let region = make_region(4)?;
-    // The children start only when init yields to them, so linking right
-    // after spawning is in time.
     let writer = start_linked("probe", "share-writer", region, Rights::WRITE)?;
     let reader = start_linked("probe", "share-reader", region, Rights::WRITE)?;
     let ro = start_linked("probe", "share-ro", region, Rights::NONE)?;
@@ -304,8 +310,7 @@ fn microbench() -> Outcome {
     // Null yield round trip: init main -> child -> init (the child yields
     // straight back; init's scheduler finds nothing else runnable and
     // resumes main).
-    let child = start("probe", "yieldloop", 0, &[])?;
-    sched::stop(child.slot);
+    let child = start_paused("probe", "yieldloop", 0)?;
     let h = child.handle;
     sys::yield_to(h, 0).map_err(|e| format!("first yield: {}", e.name()))?;
     let rt = best(&mut || {
