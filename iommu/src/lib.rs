@@ -4,7 +4,8 @@
 //! * [`vtd`]: the translation structures (root, context, second-level page
 //!   tables) built over caller-provided memory and frames, a table walker
 //!   that faults like the hardware, capability decoding, invalidation
-//!   commands and fault-record decoding.
+//!   commands, fault-record decoding, interrupt remapping entries, and the
+//!   register sequences of a unit over an abstract register window.
 //!
 //! Nothing here touches hardware: the kernel supplies [`vtd::PhysMem`] and
 //! performs the MMIO reads and writes whose values this crate computes.

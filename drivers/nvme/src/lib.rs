@@ -12,6 +12,8 @@
 //! * [`queue`]: submission/completion rings with phase tags and doorbells.
 //! * [`prp`]: PRP1/PRP2/PRP-list construction and MDTS splitting.
 //! * [`identify`]: Identify Controller / Namespace parsing.
+//! * [`blockq`]: the block service's shared-memory rings (to become its
+//!   own crate).
 //! * [`pci`]: enumeration, BAR sizing, capabilities (to become the
 //!   `drivers/pci` crate).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
