@@ -12,8 +12,7 @@ use crate::overlay::{Overlay, Seen};
 use crate::page::{self, Meta, FREELIST_ENTRIES, MAX_KEY, PAGE_SIZE};
 use crate::storage::{IoStats, Storage};
 
-/// Largest value in bytes.
-pub const MAX_VALUE: usize = 64 << 20;
+pub use crate::page::MAX_VALUE;
 
 /// How durable a commit is when `commit` returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub enum Durability {
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// Pages the cache may hold (the database never holds more tree pages
-    /// in memory than this, whatever its size).
+    /// in memory than this, whatever its size). Default 16384 (64 MiB).
     pub cache_pages: usize,
     /// Size of the log region in pages (`create` only).
     pub log_pages: u64,
@@ -45,7 +44,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cache_pages: 4096, log_pages: 2048, checkpoint_log_bytes: 4 << 20 }
+        Options { cache_pages: 16384, log_pages: 2048, checkpoint_log_bytes: 4 << 20 }
     }
 }
 

@@ -37,6 +37,8 @@ pub const MAX_KEY: usize = 512;
 /// Entries (with their slot) larger than this keep the value in overflow
 /// pages, so that every leaf holds at least three entries.
 pub const MAX_INLINE_ENTRY: usize = 1024;
+/// Largest value in bytes (overflow chains longer than this are corrupt).
+pub const MAX_VALUE: usize = 64 << 20;
 /// Bytes available for entries and slots.
 pub const BODY: usize = PAGE_SIZE - HEADER;
 /// Value bytes per overflow page.
@@ -164,7 +166,7 @@ fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
         }
         let vbytes = match flag {
             0 => vlen,
-            1 if vlen > 0 => 8,
+            1 if vlen > 0 && vlen <= MAX_VALUE => 8,
             _ => return Err(Corruption::Malformed("leaf value flag invalid")),
         };
         let kstart = off + LEAF_ENTRY_HDR;
@@ -483,7 +485,13 @@ pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
     if m.gen != h.gen {
         return Err(Corruption::Malformed("meta generation disagrees with header"));
     }
-    if m.log_pages == 0 || m.log_pages > u32::MAX as u64 || m.total_pages < m.first_tree_page() {
+    if m.log_pages == 0
+        || m.log_pages > u32::MAX as u64
+        || m.total_pages < m.first_tree_page()
+        || m.total_pages > u64::MAX / PAGE_SIZE as u64
+        || m.freelist_pages > m.total_pages
+        || m.freelist_len > m.total_pages
+    {
         return Err(Corruption::Malformed("meta layout out of range"));
     }
     let in_tree = |pg: u64| pg == 0 || (pg >= m.first_tree_page() && pg < m.total_pages);
