@@ -189,6 +189,17 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
     Ok(out.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox").map(String::from).collect())
 }
 
+/// A copy of `bin` without debug info when `strip` exists (the static
+/// bench is ~45 MiB with it, and the guest unpacks the initramfs under TCG).
+fn stripped(bin: &Path, cache: &Path) -> Result<PathBuf> {
+    if !cmd::on_path("strip") {
+        return Ok(bin.to_path_buf());
+    }
+    let out = cache.join("eval-bench.stripped");
+    cmd::run(Command::new("strip").arg("-o").arg(&out).arg(bin))?;
+    Ok(out)
+}
+
 fn read(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
 }
@@ -204,7 +215,7 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
     for app in busybox_applets(&g.busybox)? {
         a.symlink(&format!("bin/{app}"), "busybox")?;
     }
-    a.file("bin/eval-bench", &read(&g.bench)?, true)?;
+    a.file("bin/eval-bench", &read(&stripped(&g.bench, &g.cache)?)?, true)?;
     // The real mke2fs goes to /sbin; init calls it by full path because
     // busybox's ext2-only mke2fs is first on PATH.
     a.file("sbin/mke2fs", &read(&g.mke2fs)?, true)?;

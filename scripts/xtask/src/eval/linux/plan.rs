@@ -71,10 +71,10 @@ pub fn quick_entries() -> Vec<Entry> {
     let mut out = vec![];
     for engine in ["sqlite", "lmdb", "redb", "libdb"] {
         let e = |workload, durability, ops, keys| Entry { engine: engine.into(), workload, value_bytes: 100, durability, ops, keys };
-        out.push(e(Workload::Commit, Durability::Sync, 100, 500));
-        out.push(e(Workload::Commit, Durability::Async, 100, 500));
-        out.push(e(Workload::FillRandom, Durability::Async, 500, 500));
-        out.push(e(Workload::ReadRandom, Durability::Async, 500, 500));
+        out.push(e(Workload::Commit, Durability::Sync, 1000, 5000));
+        out.push(e(Workload::Commit, Durability::Async, 1000, 5000));
+        out.push(e(Workload::FillRandom, Durability::Async, 5000, 5000));
+        out.push(e(Workload::ReadRandom, Durability::Async, 5000, 5000));
     }
     out
 }
