@@ -18,6 +18,7 @@ pub mod control;
 pub mod entry;
 pub mod heap;
 pub mod layout;
+pub mod mmio;
 pub mod sys;
 
 pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, yield_now};
@@ -200,6 +201,16 @@ pub mod kinfo {
         };
         let n = bytes.iter().position(|b| *b == 0).unwrap_or(0);
         core::str::from_utf8(&bytes[..n]).unwrap_or("")
+    }
+}
+
+/// The device info page (root process only), `exo_abi::devinfo`.
+pub mod devinfo {
+    pub fn word(i: usize) -> u64 {
+        assert!(super::is_root() && i < 512);
+        // SAFETY: the kernel maps the device info page read-only into the
+        // root process at DEVINFO_VA before entering it; 512 words = 4 KiB.
+        unsafe { core::ptr::read_volatile((exo_abi::DEVINFO_VA + 8 * i as u64) as *const u64) }
     }
 }
 

@@ -1,0 +1,193 @@
+//! Volatile access to memory that lies outside the Rust program: device
+//! registers (a BAR or configuration page mapped uncached), DMA memory a
+//! driver shares with its device, and regions shared with other processes.
+//!
+//! All of these can change behind the compiler's back (the device or the
+//! peer writes them), so every access is volatile, and the two atomic
+//! accessors give the acquire/release ordering that ring protocols need.
+//!
+//! A [`Window`] is checked once, when made: it must lie at or above
+//! [`WINDOW_FLOOR`] (below it live this program's code, stacks and heap,
+//! which Rust owns) and inside the user half. Every access is then checked
+//! against the window's bounds and alignment. An address inside a window
+//! that is not mapped raises a page-fault upcall like any access.
+
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+
+/// Lowest address a window may cover: the runtime places program images,
+/// stacks and the heap below `SPARE_VA` (the heap a parent gives is far
+/// smaller than the gap up to it), so memory from here up is never Rust's.
+pub const WINDOW_FLOOR: u64 = crate::layout::SPARE_VA;
+
+/// A range of this address space reached only through volatile accesses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    base: u64,
+    len: u64,
+}
+
+impl Window {
+    /// `[base, base + len)`, or `None` if it is empty, not page aligned,
+    /// below [`WINDOW_FLOOR`] or not inside the user half.
+    pub fn new(base: u64, len: u64) -> Option<Window> {
+        let end = base.checked_add(len)?;
+        let aligned = base % exo_abi::PAGE_SIZE == 0;
+        if len == 0 || !aligned || base < WINDOW_FLOOR || end > exo_abi::USER_END {
+            return None;
+        }
+        Some(Window { base, len })
+    }
+
+    pub const fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub const fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sub-window `[offset, offset + len)`.
+    pub fn slice(&self, offset: u64, len: u64) -> Option<Window> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        Window::new(self.base + offset, len)
+    }
+
+    /// The address of `size` bytes at `offset`, after the bounds and
+    /// alignment checks every access makes.
+    fn at(&self, offset: u64, size: u64) -> u64 {
+        assert!(
+            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset % size == 0,
+            "access of {size} bytes at offset {offset:#x} outside or misaligned in a {:#x}-byte window",
+            self.len
+        );
+        self.base + offset
+    }
+
+    pub fn read8(&self, offset: u64) -> u8 {
+        let p = self.at(offset, 1) as *const u8;
+        // SAFETY: `p` lies inside this window: at or above WINDOW_FLOOR in
+        // the user half, so never memory the Rust program owns; volatile
+        // because a device or another process may change it. An unmapped
+        // address faults into this process's upcall handler.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+
+    pub fn write8(&self, offset: u64, v: u8) {
+        let p = self.at(offset, 1) as *mut u8;
+        // SAFETY: as for `read8`; a read-only mapping faults instead.
+        unsafe { core::ptr::write_volatile(p, v) }
+    }
+
+    pub fn read16(&self, offset: u64) -> u16 {
+        let p = self.at(offset, 2) as *const u16;
+        // SAFETY: as for `read8`; `at` checked the alignment.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+
+    pub fn write16(&self, offset: u64, v: u16) {
+        let p = self.at(offset, 2) as *mut u16;
+        // SAFETY: as for `write8`; `at` checked the alignment.
+        unsafe { core::ptr::write_volatile(p, v) }
+    }
+
+    pub fn read32(&self, offset: u64) -> u32 {
+        let p = self.at(offset, 4) as *const u32;
+        // SAFETY: as for `read8`; `at` checked the alignment.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+
+    pub fn write32(&self, offset: u64, v: u32) {
+        let p = self.at(offset, 4) as *mut u32;
+        // SAFETY: as for `write8`; `at` checked the alignment.
+        unsafe { core::ptr::write_volatile(p, v) }
+    }
+
+    pub fn read64(&self, offset: u64) -> u64 {
+        let p = self.at(offset, 8) as *const u64;
+        // SAFETY: as for `read8`; `at` checked the alignment.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+
+    pub fn write64(&self, offset: u64, v: u64) {
+        let p = self.at(offset, 8) as *mut u64;
+        // SAFETY: as for `write8`; `at` checked the alignment.
+        unsafe { core::ptr::write_volatile(p, v) }
+    }
+
+    /// Acquire load of a 32-bit word (a ring index another party stores).
+    pub fn load_acquire32(&self, offset: u64) -> u32 {
+        let p = self.at(offset, 4) as *const AtomicU32;
+        // SAFETY: as for `read8`; AtomicU32 has u32's layout and `at`
+        // checked the 4-byte alignment. Only this accessor pair and the
+        // volatile ones touch the word from this process.
+        unsafe { (*p).load(Ordering::Acquire) }
+    }
+
+    /// Release store of a 32-bit word: everything written before it is
+    /// visible to whoever acquires the word.
+    pub fn store_release32(&self, offset: u64, v: u32) {
+        let p = self.at(offset, 4) as *const AtomicU32;
+        // SAFETY: as for `load_acquire32`.
+        unsafe { (*p).store(v, Ordering::Release) }
+    }
+
+    /// Copy `buf.len()` bytes from `offset` (8 bytes at a time where both
+    /// are aligned). Preceded by an acquire fence so that it is not read
+    /// before an earlier read that said the data was ready.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        fence(Ordering::Acquire);
+        let mut i = 0usize;
+        while i < buf.len() {
+            let off = offset + i as u64;
+            if off % 8 == 0 && buf.len() - i >= 8 {
+                buf[i..i + 8].copy_from_slice(&self.read64(off).to_le_bytes());
+                i += 8;
+            } else {
+                buf[i] = self.read8(off);
+                i += 1;
+            }
+        }
+    }
+
+    /// Copy `data` to `offset`, then a release fence so that a later
+    /// doorbell or index store is not seen before the data.
+    pub fn write(&self, offset: u64, data: &[u8]) {
+        let mut i = 0usize;
+        while i < data.len() {
+            let off = offset + i as u64;
+            if off % 8 == 0 && data.len() - i >= 8 {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&data[i..i + 8]);
+                self.write64(off, u64::from_le_bytes(w));
+                i += 8;
+            } else {
+                self.write8(off, data[i]);
+                i += 1;
+            }
+        }
+        fence(Ordering::Release);
+    }
+
+    /// Set `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: u64, len: u64, byte: u8) {
+        let word = u64::from_ne_bytes([byte; 8]);
+        let mut off = offset;
+        let end = offset + len;
+        while off < end {
+            if off % 8 == 0 && end - off >= 8 {
+                self.write64(off, word);
+                off += 8;
+            } else {
+                self.write8(off, byte);
+                off += 1;
+            }
+        }
+        fence(Ordering::Release);
+    }
+}
