@@ -392,7 +392,8 @@ impl<S: Storage> Inner<S> {
         for _ in 0..list.len().div_ceil(FREELIST_ENTRIES) {
             chain.push(self.alloc_page()?);
         }
-        list.retain(|p| !chain.contains(p));
+        chain.sort_unstable();
+        list.retain(|p| chain.binary_search(p).is_err());
         list.sort_unstable();
         for (i, &pg) in chain.iter().enumerate() {
             let lo = (i * FREELIST_ENTRIES).min(list.len());

@@ -82,7 +82,13 @@ impl PmemRegion for FileMapping {
         FileMapping::as_slice(self)
     }
     fn write(&mut self, offset: usize, data: &[u8]) {
-        self.as_mut_slice()[offset..offset + data.len()].copy_from_slice(data);
+        if self.is_dax() && data.len() >= 1024 {
+            // Bulk (pages, large log batches): non-temporal stores bypass
+            // the cache; the following persist + fence make them durable.
+            self.write_nt(offset, data);
+        } else {
+            self.as_mut_slice()[offset..offset + data.len()].copy_from_slice(data);
+        }
     }
     fn persist(&mut self, offset: usize, len: usize) {
         Persist::flush(self, offset, len)
