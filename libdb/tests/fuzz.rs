@@ -152,7 +152,7 @@ fn fuzz_open_with_resealed_damage() {
     let pages = img.len() / PAGE_SIZE;
     let mut rng = XorShift::new(5150);
     let (mut opened, mut failed) = (0, 0);
-    for _ in 0..800 {
+    for _ in 0..500 {
         let mut bad = img.clone();
         for _ in 0..1 + rng.below(3) {
             let pg = if rng.below(3) == 0 { rng.below(2) as usize } else { rng.below(pages as u64) as usize };
