@@ -16,7 +16,8 @@
 use crate::mem::{phys_read, phys_write, BootAlloc};
 use crate::{acpi, kinfo, mmio};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
-use iommu::vtd::invalidation::{ContextInvalidation, IotlbInvalidation};
+use iommu::vtd::invalidation::{ContextInvalidation, InvalidationQueue, IotlbInvalidation};
+use iommu::vtd::irq::{irta_value, Irte, SourceCheck};
 use iommu::vtd::tables::{ContextConfig, DeviceSpace, RootTable, TableError};
 use iommu::vtd::unit::{Unit, UnitRegisters};
 use iommu::vtd::{Bdf, FrameSource, Rights as DmaRights};
@@ -110,13 +111,30 @@ struct Device {
     domain: u16,
 }
 
+/// Queued invalidation (required for interrupt remapping): the queue and a
+/// status word the unit writes when it has finished.
+#[derive(Clone, Copy)]
+struct Queue {
+    queue: InvalidationQueue,
+    status_pa: u64,
+}
+
 struct State {
     devices: [Option<Device>; di::MAX_DEVICES],
     count: usize,
     unit: Option<Unit<Regs>>,
+    queue: Option<Queue>,
+    /// Interrupt remapping is on: device `k` may raise only vectors
+    /// `di::IRQ_VECTOR0 + k * di::IRQS_PER_DEVICE ..` through IRTEs
+    /// `k * IRQS_PER_DEVICE ..`, source-id checked.
+    remapping: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None });
+static STATE: Mutex<State> =
+    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, remapping: false });
+
+/// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
+const IEC_GLOBAL: [u64; 2] = [0x4, 0];
 
 /// Discover devices and program the I/O-MMU. Failures are logged and cost
 /// only the affected part (no MCFG: no devices; no DMAR: devices without
@@ -237,6 +255,59 @@ fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64, st: &mut State) {
         di::DMA_WINDOW >> 20
     );
     st.unit = Some(unit);
+    if let Err(e) = remapping_init(alloc, st) {
+        klog!("VT-d: interrupt remapping unavailable ({e}): device MSIs are NOT confined; do not give devices to untrusted drivers");
+    }
+}
+
+/// Turn on queued invalidation and interrupt remapping. Every device gets
+/// `IRQS_PER_DEVICE` remapping entries that only it can trigger (source-id
+/// verified); compatibility-format MSIs, whose vector the device chooses,
+/// are blocked. Without this, a driver could make its device raise, say,
+/// vector 14 and fake an exception in the kernel.
+fn remapping_init(alloc: &mut BootAlloc, st: &mut State) -> Result<(), &'static str> {
+    let unit = st.unit.as_mut().ok_or("no unit")?;
+    if !unit.ecap().interrupt_remapping() || !unit.ecap().queued_invalidation() {
+        return Err("the unit lacks interrupt remapping or queued invalidation");
+    }
+    let qframe = alloc.alloc().ok_or("no memory for the invalidation queue")?;
+    let status_pa = alloc.alloc().ok_or("no memory for the invalidation status")?;
+    let table = alloc.alloc().ok_or("no memory for the interrupt remapping table")?;
+    let queue = InvalidationQueue::new(qframe, 0).map_err(|_| "invalidation queue geometry")?;
+    unit.enable_queued_invalidation(&queue).map_err(|_| "queued invalidation did not start")?;
+    st.queue = Some(Queue { queue, status_pa });
+    // 256 entries (2^(7+1)) of 16 bytes: one 4 KiB frame, zeroed = all absent.
+    for (k, dev) in st.devices[..st.count].iter().enumerate() {
+        let Some(dev) = dev else { continue };
+        if dev.space.is_none() {
+            continue;
+        }
+        for j in 0..di::IRQS_PER_DEVICE {
+            let irte = Irte {
+                vector: di::IRQ_VECTOR0 + (k as u64 * di::IRQS_PER_DEVICE + j) as u8,
+                destination: 0,
+                x2apic: false,
+                source: SourceCheck::Requester(Bdf::from_source_id(dev.at.requester_id())),
+            };
+            irte.write(&mut Mem, table, (k as u64 * di::IRQS_PER_DEVICE + j) as u16);
+        }
+    }
+    let unit = st.unit.as_mut().ok_or("no unit")?;
+    unit.set_interrupt_table(irta_value(table, 7, false)).map_err(|_| "interrupt table pointer not latched")?;
+    queue_invalidate(st, &[IEC_GLOBAL]).map_err(|_| "interrupt entry cache invalidation failed")?;
+    let unit = st.unit.as_mut().ok_or("no unit")?;
+    unit.set_interrupt_remapping(true).map_err(|_| "remapping did not turn on")?;
+    st.remapping = true;
+    klog!("VT-d: interrupt remapping on: {} vectors per device, source-id checked; compatibility MSIs blocked", di::IRQS_PER_DEVICE);
+    Ok(())
+}
+
+fn queue_invalidate(st: &mut State, descriptors: &[[u64; 2]]) -> Result<(), iommu::vtd::unit::UnitError> {
+    let (Some(unit), Some(q)) = (st.unit.as_mut(), st.queue.as_mut()) else {
+        return Ok(());
+    };
+    let token = core::num::NonZeroU32::new(1).unwrap_or(core::num::NonZeroU32::MIN);
+    unit.queue_and_wait(&mut Mem, &mut q.queue, descriptors, q.status_pa, token)
 }
 
 /// Leaf bits for device registers in init: owned, writable, never
@@ -266,6 +337,10 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
         w(e + di::E_IDS, dev.ids);
         m.map_leaf(base, dev.config_pa, mmio_leaf()).map_err(fail)?;
         w(e + di::E_CONFIG_VA, base);
+        if st.remapping && dev.space.is_some() {
+            w(e + di::E_IRQ_HANDLE, k as u64 * di::IRQS_PER_DEVICE);
+            w(e + di::E_IRQ_VECTOR, di::IRQ_VECTOR0 as u64 + k as u64 * di::IRQS_PER_DEVICE);
+        }
         if dev.space.is_some() {
             let h = DEVICE_HANDLES_VA + k as u64 * exo_abi::PAGE_SIZE;
             m.put_entry(h, exo_mm::device_handle_entry(k as u64, Rights::OWN | Rights::GRANT)).map_err(fail)?;
@@ -331,6 +406,21 @@ impl exo_mm::DeviceTables for KernelDevices {
 }
 
 fn invalidate(st: &mut State, domain: u16) {
+    if st.queue.is_some() {
+        let cap = match st.unit.as_ref() {
+            Some(u) => u.cap(),
+            None => return,
+        };
+        let d = IotlbInvalidation::Domain { domain_id: domain }.descriptor(cap);
+        let ok = match d {
+            Ok(d) => queue_invalidate(st, &[d]).is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            crate::fatal(format_args!("VT-d: queued IOTLB invalidation failed; stopping rather than leave stale DMA access"));
+        }
+        return;
+    }
     if let Some(unit) = st.unit.as_mut() {
         if unit.invalidate_iotlb(IotlbInvalidation::Domain { domain_id: domain }).is_err()
             && unit.invalidate_iotlb(IotlbInvalidation::Global).is_err()

@@ -379,6 +379,15 @@ pub mod devinfo {
     pub const E_BAR_VA0: usize = 4;
     /// Size of BAR i in bytes.
     pub const E_BAR_SIZE0: usize = 10;
+    /// With interrupt remapping on (0 otherwise): the first of the
+    /// device's `IRQS_PER_DEVICE` remapping-table handles (program MSI-X
+    /// entry j with the remappable-format address for handle + j, data 0),
+    /// and the vector handle + j arrives on (as a `Reason::Interrupt`
+    /// upcall to init).
+    pub const E_IRQ_HANDLE: usize = 16;
+    pub const E_IRQ_VECTOR: usize = 17;
+    pub const IRQS_PER_DEVICE: u64 = 4;
+    pub const IRQ_VECTOR0: u8 = 0x40;
     pub const DMA_WINDOW: u64 = 128 << 20;
     pub const DEVICE_STRIDE: u64 = 64 << 20;
     pub const BAR_STRIDE: u64 = 8 << 20;
