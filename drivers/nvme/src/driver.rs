@@ -185,6 +185,8 @@ pub struct QueuePair {
     sq_doorbell: u32,
     cq_doorbell: u32,
     in_flight: CidSet,
+    /// SQ tail last written to the doorbell.
+    rung_tail: u16,
     /// One PRP list page per command id, at `lists + cid * PAGE_SIZE`.
     lists: u64,
 }
@@ -199,6 +201,7 @@ impl QueuePair {
             cq_doorbell: regs::cq_head_doorbell(qid, cap),
             // At most entries - 1 commands can sit in the ring at once.
             in_flight: CidSet::new(entries - 1),
+            rung_tail: 0,
             lists,
         }
     }
@@ -219,16 +222,32 @@ impl QueuePair {
         self.in_flight.take().ok_or(Error::QueueFull)
     }
 
-    /// Puts `cmd` (with command id `cid`, from `reserve`) in the ring and
-    /// rings the SQ tail doorbell.
-    fn push(&mut self, regs: &mut impl Registers, mem: &mut impl DmaMemory, mut cmd: Command, cid: u16) -> Result<(), Error> {
+    /// Puts `cmd` (with command id `cid`, from `reserve`) in the ring
+    /// without telling the controller; see [`Self::ring`].
+    fn place(&mut self, mem: &mut impl DmaMemory, mut cmd: Command, cid: u16) -> Result<(), Error> {
         cmd.set_cid(cid);
-        let Some(tail) = self.sq.push(mem, &cmd) else {
+        if self.sq.push(mem, &cmd).is_none() {
             self.in_flight.release(cid);
             return Err(Error::QueueFull);
-        };
-        regs.write32(self.sq_doorbell, tail as u32);
+        }
         Ok(())
+    }
+
+    /// Puts `cmd` in the ring and rings the SQ tail doorbell.
+    fn push(&mut self, regs: &mut impl Registers, mem: &mut impl DmaMemory, cmd: Command, cid: u16) -> Result<(), Error> {
+        self.place(mem, cmd, cid)?;
+        self.ring(regs);
+        Ok(())
+    }
+
+    /// Writes the SQ tail doorbell if commands were placed since the last
+    /// ring: one MMIO write for a whole batch of submissions.
+    pub fn ring(&mut self, regs: &mut impl Registers) {
+        let tail = self.sq.tail();
+        if tail != self.rung_tail {
+            regs.write32(self.sq_doorbell, tail as u32);
+            self.rung_tail = tail;
+        }
     }
 
     /// Submits `cmd` and returns its command id.
@@ -241,11 +260,37 @@ impl QueuePair {
     /// Takes one completion if posted: frees its command id and SQ slots
     /// and rings the CQ head doorbell.
     pub fn reap(&mut self, regs: &mut impl Registers, mem: &impl DmaMemory) -> Option<Completion> {
+        let c = self.take(mem)?;
+        regs.write32(self.cq_doorbell, self.cq.head() as u32);
+        Some(c)
+    }
+
+    fn take(&mut self, mem: &impl DmaMemory) -> Option<Completion> {
         let c = self.cq.pop(mem)?;
         self.sq.update_head(c.sq_head);
         self.in_flight.release(c.cid);
-        regs.write32(self.cq_doorbell, self.cq.head() as u32);
         Some(c)
+    }
+
+    /// Takes up to `max` posted completions, handing each to `each`, and
+    /// writes the CQ head doorbell once at the end. Returns how many.
+    pub fn reap_batch(
+        &mut self,
+        regs: &mut impl Registers,
+        mem: &impl DmaMemory,
+        max: usize,
+        mut each: impl FnMut(Completion),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(c) = self.take(mem) else { break };
+            each(c);
+            n += 1;
+        }
+        if n > 0 {
+            regs.write32(self.cq_doorbell, self.cq.head() as u32);
+        }
+        n
     }
 
     /// Submits and polls until that command completes.
@@ -465,6 +510,14 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     /// Submits one read or write without waiting; returns its command id.
     /// `buf` must fit in one command (`max_transfer_bytes`).
     pub fn submit_io(&mut self, queue: usize, dir: Direction, lba: u64, buf: &DmaBuffer) -> Result<u16, Error> {
+        let cid = self.queue_io(queue, dir, lba, buf)?;
+        self.ring(queue)?;
+        Ok(cid)
+    }
+
+    /// Like [`Self::submit_io`] but leaves the doorbell for [`Self::ring`],
+    /// so a batch of submissions costs one MMIO write.
+    pub fn queue_io(&mut self, queue: usize, dir: Direction, lba: u64, buf: &DmaBuffer) -> Result<u16, Error> {
         let blocks = self.check_blocks(buf.len)?;
         if buf.len as u64 > self.max_transfer {
             return Err(Error::TransferTooLarge { len: buf.len, max: self.max_transfer });
@@ -484,8 +537,21 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
             Direction::Read => Command::read(nsid, lba, blocks as u16, p.prp1, p.prp2),
             Direction::Write => Command::write(nsid, lba, blocks as u16, p.prp1, p.prp2, false),
         };
-        q.push(&mut self.regs, &mut self.mem, cmd, cid)?;
+        q.place(&mut self.mem, cmd, cid)?;
         Ok(cid)
+    }
+
+    /// Tells the controller about commands queued with [`Self::queue_io`].
+    pub fn ring(&mut self, queue: usize) -> Result<(), Error> {
+        let q = self.io.get_mut(queue).and_then(|q| q.as_mut()).ok_or(Error::NoSuchQueue { queue })?;
+        q.ring(&mut self.regs);
+        Ok(())
+    }
+
+    /// Reaps up to `max` completions with one CQ doorbell write.
+    pub fn poll_batch(&mut self, queue: usize, max: usize, mut each: impl FnMut(Polled)) -> Result<usize, Error> {
+        let q = self.io.get_mut(queue).and_then(|q| q.as_mut()).ok_or(Error::NoSuchQueue { queue })?;
+        Ok(q.reap_batch(&mut self.regs, &self.mem, max, |c| each((c.cid, c.status.result()))))
     }
 
     /// Reaps one completion from `queue`, if any: (command id, outcome).
