@@ -12,6 +12,9 @@
 //!   cache line that was stored, flushed and fenced, and produces crash
 //!   images in which unflushed lines are lost or survive at random (with
 //!   8-byte atomicity, nothing larger).
+//! * [`nfit`] and [`pmr`]: discovering persistent memory — the ACPI NFIT
+//!   (QEMU `-device nvdimm`) and the NVMe Persistent Memory Region
+//!   registers (QEMU `-device nvme,pmrdev=`).
 //! * `linux` (feature `std`): a file mapped with `mmap`, persisted with
 //!   `MAP_SYNC` + CPU flushes where the file system is DAX, else `msync`.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -21,6 +24,8 @@ extern crate alloc;
 pub mod cpu;
 #[cfg(feature = "std")]
 pub mod linux;
+pub mod nfit;
+pub mod pmr;
 pub mod sim;
 
 pub use sim::{CrashTrace, SimPmem};
