@@ -38,6 +38,22 @@ pub fn serial_byte(b: u8) {
     }
 }
 
+/// A byte from COM1's receiver, if one is waiting (root process only).
+pub fn serial_read() -> Option<u8> {
+    // SAFETY: port I/O on COM1 as in `serial_byte`; reading the data
+    // register only consumes the received byte.
+    unsafe {
+        let lsr: u8;
+        core::arch::asm!("in al, dx", out("al") lsr, in("dx") 0x3fdu16, options(nomem, nostack));
+        if lsr & 1 == 0 {
+            return None;
+        }
+        let b: u8;
+        core::arch::asm!("in al, dx", out("al") b, in("dx") 0x3f8u16, options(nomem, nostack));
+        Some(b)
+    }
+}
+
 /// A ring page somewhere in this address space.
 pub struct Ring {
     pub va: u64,

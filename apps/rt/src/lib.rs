@@ -251,3 +251,12 @@ pub mod time {
         }
     }
 }
+
+/// Word `i` of the device info page (root process only; see
+/// `exo_abi::devinfo`).
+pub fn devinfo(i: usize) -> u64 {
+    assert!(is_root() && i < 512);
+    // SAFETY: the kernel maps the device info page read-only into the root
+    // process at DEVINFO_VA before entering it.
+    unsafe { core::ptr::read_volatile((exo_abi::DEVINFO_VA + 8 * i as u64) as *const u64) }
+}

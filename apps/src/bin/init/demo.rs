@@ -27,8 +27,6 @@ pub fn run() -> Result<(), String> {
 }
 
 pub fn idle() -> ! {
-    println!("init: demo finished; the machine stays up (quit QEMU with Ctrl-A X)");
-    loop {
-        crate::sched::sched_yield();
-    }
+    println!("init: demo finished; the machine stays up");
+    crate::shell::run()
 }

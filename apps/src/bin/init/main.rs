@@ -16,9 +16,13 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod demo;
 #[cfg(target_os = "none")]
+mod devices;
+#[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
 mod sched;
+#[cfg(target_os = "none")]
+mod shell;
 #[cfg(target_os = "none")]
 mod spawn;
 #[cfg(target_os = "none")]
