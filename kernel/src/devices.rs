@@ -124,6 +124,9 @@ struct State {
     count: usize,
     unit: Option<Unit<Regs>>,
     queue: Option<Queue>,
+    /// End of RAM: BARs below it are refused (firmware could point one at
+    /// RAM, which would hand kernel memory to init as "registers").
+    ram_end: u64,
     /// Interrupt remapping is on: device `k` may raise only vectors
     /// `di::IRQ_VECTOR0 + k * di::IRQS_PER_DEVICE ..` through IRTEs
     /// `k * IRQS_PER_DEVICE ..`, source-id checked.
@@ -131,7 +134,7 @@ struct State {
 }
 
 static STATE: Mutex<State> =
-    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, remapping: false });
+    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram_end: u64::MAX, remapping: false });
 
 /// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
 const IEC_GLOBAL: [u64; 2] = [0x4, 0];
@@ -155,6 +158,7 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64) {
     }
     let mut ecam = Ecam { base: region.base, start: region.start_bus, end: region.end_bus };
     let mut st = STATE.lock();
+    st.ram_end = ram_end;
     let mut found = [None; di::MAX_DEVICES];
     let mut n = 0;
     pci::enumerate(&ecam, 0, region.start_bus, (region.start_bus, region.end_bus), |f| {
@@ -350,6 +354,10 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
             let i = bar.index as usize;
             let fits = bar.size <= di::BAR_STRIDE && bar.address % 4096 == 0 && bar.address != 0;
             if bar.kind == BarKind::Io || !fits {
+                continue;
+            }
+            if bar.address < st.ram_end {
+                klog!("PCI: BAR {i} of device {k} at {:#x} overlaps RAM: not mapped", bar.address);
                 continue;
             }
             let va = base + (i as u64 + 1) * di::BAR_STRIDE;
