@@ -14,6 +14,7 @@ pub mod admin {
     pub const ABORT: u8 = 0x08;
     pub const SET_FEATURES: u8 = 0x09;
     pub const GET_FEATURES: u8 = 0x0a;
+    pub const VIRTUALIZATION_MANAGEMENT: u8 = 0x1c;
 }
 
 /// NVM command set opcodes.
@@ -28,6 +29,28 @@ pub mod cns {
     pub const NAMESPACE: u8 = 0x00;
     pub const CONTROLLER: u8 = 0x01;
     pub const ACTIVE_NAMESPACES: u8 = 0x02;
+    pub const PRIMARY_CONTROLLER_CAPABILITIES: u8 = 0x14;
+    pub const SECONDARY_CONTROLLERS: u8 = 0x15;
+}
+
+/// Virtualization Management actions (NVMe base spec 5.22).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtAction {
+    /// Set how many flexible resources the primary controller keeps.
+    PrimaryFlexible = 0x1,
+    SecondaryOffline = 0x7,
+    /// Give a (offline) secondary controller `count` flexible resources.
+    SecondaryAssign = 0x8,
+    SecondaryOnline = 0x9,
+}
+
+/// Flexible resource types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtResource {
+    /// Queue pairs.
+    Queues = 0,
+    /// Interrupt vectors.
+    Interrupts = 1,
 }
 
 pub const FEATURE_NUMBER_OF_QUEUES: u8 = 0x07;
@@ -111,6 +134,23 @@ impl Command {
         let mut c = Command::new(admin::IDENTIFY, after);
         c.set_prps(buffer, 0);
         c.dw[10] = cns::ACTIVE_NAMESPACES as u32;
+        c
+    }
+
+    /// Secondary controller list (CNS 15h): controllers with id >= `from`.
+    pub fn identify_secondary_controllers(from: u16, buffer: u64) -> Command {
+        let mut c = Command::new(admin::IDENTIFY, 0);
+        c.set_prps(buffer, 0);
+        c.dw[10] = cns::SECONDARY_CONTROLLERS as u32 | (from as u32) << 16;
+        c
+    }
+
+    /// Virtualization Management: `action` on controller `cntlid` with
+    /// `count` resources of type `resource` (ignored by online/offline).
+    pub fn virtualization_management(action: VirtAction, resource: VirtResource, cntlid: u16, count: u16) -> Command {
+        let mut c = Command::new(admin::VIRTUALIZATION_MANAGEMENT, 0);
+        c.dw[10] = action as u32 | (resource as u32) << 8 | (cntlid as u32) << 16;
+        c.dw[11] = count as u32;
         c
     }
 

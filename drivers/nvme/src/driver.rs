@@ -7,7 +7,9 @@
 //! doorbells are in the driver's mapping of BAR 0.
 
 use crate::command::Command;
-use crate::identify::{ControllerInfo, IdentifyError, NamespaceInfo, IDENTIFY_BYTES};
+use crate::identify::{
+    ControllerInfo, IdentifyError, NamespaceInfo, SecondaryController, SecondaryControllerList, IDENTIFY_BYTES,
+};
 use crate::prp::{self, DmaBuffer, PrpError};
 use crate::queue::{CompletionQueue, SubmissionQueue};
 use crate::regs::{self, cc, Cap, Csts};
@@ -607,6 +609,40 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     /// Runs an arbitrary admin command (for what this driver does not wrap).
     pub fn admin_command(&mut self, cmd: Command, name: &'static str) -> Result<Completion, Error> {
         self.admin_execute(cmd, name)
+    }
+
+    /// The secondary (SR-IOV virtual function) controllers of this primary
+    /// controller, read into `out`; returns how many.
+    pub fn secondary_controllers(&mut self, out: &mut [SecondaryController]) -> Result<usize, Error> {
+        let buffer = self.admin.lists;
+        self.admin_execute(Command::identify_secondary_controllers(0, buffer), "Identify Secondary Controller List")?;
+        let mut page = [0u8; IDENTIFY_BYTES];
+        self.mem.read(buffer, &mut page);
+        let list = SecondaryControllerList::parse(&page).map_err(Error::Identify)?;
+        let mut n = 0;
+        for (slot, c) in out.iter_mut().zip(list.iter()) {
+            *slot = c;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Gives secondary controller `cntlid` `queues` queue pairs and
+    /// `interrupts` vectors and brings it online, so the virtual function
+    /// can be handed to an application's own driver. The PF's driver must
+    /// also set VF Enable in the SR-IOV capability (see `pci::SrIov`).
+    pub fn bring_up_secondary(&mut self, cntlid: u16, queues: u16, interrupts: u16) -> Result<(), Error> {
+        use crate::command::{VirtAction, VirtResource};
+        let steps = [
+            (VirtAction::SecondaryOffline, VirtResource::Queues, 0, "Virtualization Management (offline)"),
+            (VirtAction::SecondaryAssign, VirtResource::Interrupts, interrupts, "Virtualization Management (assign interrupts)"),
+            (VirtAction::SecondaryAssign, VirtResource::Queues, queues, "Virtualization Management (assign queues)"),
+            (VirtAction::SecondaryOnline, VirtResource::Queues, 0, "Virtualization Management (online)"),
+        ];
+        for (action, resource, count, name) in steps {
+            self.admin_execute(Command::virtualization_management(action, resource, cntlid, count), name)?;
+        }
+        Ok(())
     }
 
     /// Normal shutdown (CC.SHN = 01), waiting for CSTS.SHST = complete.

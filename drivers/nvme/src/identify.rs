@@ -160,3 +160,61 @@ impl NamespaceInfo {
         1 << self.format.lbads
     }
 }
+
+/// One entry of the secondary controller list (an SR-IOV virtual
+/// function's controller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecondaryController {
+    pub id: u16,
+    pub primary_id: u16,
+    pub online: bool,
+    /// The PCIe virtual function number (1-based) this controller is.
+    pub virtual_function: u16,
+    /// Flexible queue pairs and interrupt vectors assigned.
+    pub queues: u16,
+    pub interrupts: u16,
+}
+
+/// The secondary controller list (Identify CNS 15h): up to 127 entries of
+/// 32 bytes after a 32-byte header whose first byte is the count.
+pub struct SecondaryControllerList<'a> {
+    page: &'a [u8],
+    count: usize,
+}
+
+pub const MAX_SECONDARY_CONTROLLERS: usize = 127;
+
+impl<'a> SecondaryControllerList<'a> {
+    pub fn parse(page: &'a [u8]) -> Result<Self, IdentifyError> {
+        if page.len() < IDENTIFY_BYTES {
+            return Err(IdentifyError::Short { len: page.len() });
+        }
+        let count = page[0] as usize;
+        if count > MAX_SECONDARY_CONTROLLERS {
+            return Err(IdentifyError::FormatIndexOutOfRange { index: page[0], count: MAX_SECONDARY_CONTROLLERS as u8 });
+        }
+        Ok(SecondaryControllerList { page, count })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = SecondaryController> + 'a {
+        let page = self.page;
+        (0..self.count).map(move |i| {
+            let e = &page[32 + 32 * i..32 + 32 * (i + 1)];
+            SecondaryController {
+                id: le16(e, 0),
+                primary_id: le16(e, 2),
+                online: e[4] & 1 != 0,
+                virtual_function: le16(e, 8),
+                queues: le16(e, 10),
+                interrupts: le16(e, 12),
+            }
+        })
+    }
+}

@@ -392,8 +392,38 @@ fn batched_submission_and_reaping_save_doorbells() {
         }
     }
     let doorbells = fake.stats.lock().unwrap().doorbell_writes - before;
-    // 10 SQ doorbells, and at most one CQ doorbell per reaped batch (the
-    // fake posts all 32 at once, so usually 1, never more than 32).
-    assert!((20..=10 + 10 * 32).contains(&doorbells), "{doorbells}");
+    // 10 SQ doorbells, and one CQ doorbell per reaped batch (usually one
+    // batch per round, never more than 32). The fake counts a doorbell when
+    // its thread handles the write, so the last round's CQ doorbells may
+    // not be counted yet: hence 19, not 20, at the least.
+    assert!((19..=10 + 10 * 32).contains(&doorbells), "{doorbells}");
     assert!(doorbells < 10 * 64, "batching saved nothing: {doorbells} doorbell writes for 320 commands");
+}
+
+#[test]
+fn sriov_secondary_controllers_are_brought_online() {
+    use nvme::identify::SecondaryController;
+    let (_fake, mut d) = start(FakeConfig { secondaries: 3, ..FakeConfig::default() }, Config::default());
+    let blank = SecondaryController { id: 0, primary_id: 0, online: false, virtual_function: 0, queues: 0, interrupts: 0 };
+    let mut list = [blank; 8];
+    assert_eq!(d.secondary_controllers(&mut list).unwrap(), 3);
+    assert_eq!(list[1], SecondaryController { id: 2, virtual_function: 2, ..blank });
+    d.bring_up_secondary(1, 4, 2).unwrap();
+    d.bring_up_secondary(2, 12, 6).unwrap();
+    d.secondary_controllers(&mut list).unwrap();
+    assert_eq!(list[0], SecondaryController { id: 1, online: true, virtual_function: 1, queues: 4, interrupts: 2, ..blank });
+    assert!(list[1].online && !list[2].online);
+    // The 16 flexible queue pairs are used up: the third VF gets none.
+    match d.bring_up_secondary(3, 1, 0) {
+        Err(Error::Command { command, error }) => {
+            assert_eq!(command, "Virtualization Management (assign queues)");
+            assert_eq!(error.kind, ErrorKind::InvalidField);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Resources can only change while offline; bring_up takes it offline first.
+    d.bring_up_secondary(1, 2, 1).unwrap();
+    d.bring_up_secondary(3, 2, 1).unwrap();
+    assert_eq!(d.secondary_controllers(&mut list).unwrap(), 3);
+    assert!(list[..3].iter().all(|c| c.online));
 }

@@ -302,3 +302,31 @@ fn random_identify_and_completion_bytes_never_panic() {
     }
     assert!(accepted > 0);
 }
+
+#[test]
+fn sriov_command_layouts() {
+    use nvme::command::{VirtAction, VirtResource};
+    // Assign 4 queue resources to controller 2: ACT 8, RT 0, CNTLID 2; NR 4.
+    let c = Command::virtualization_management(VirtAction::SecondaryAssign, VirtResource::Queues, 2, 4);
+    assert_eq!((c.dw[0], c.dw[10], c.dw[11]), (0x1c, 0x0002_0008, 4));
+    let c = Command::virtualization_management(VirtAction::SecondaryAssign, VirtResource::Interrupts, 2, 1);
+    assert_eq!(c.dw[10], 0x0002_0108);
+    assert_eq!(Command::virtualization_management(VirtAction::SecondaryOnline, VirtResource::Queues, 7, 0).dw[10], 0x0007_0009);
+    let id = Command::identify_secondary_controllers(5, 0x1000);
+    assert_eq!((id.dw[10], id.prp1()), (0x0005_0015, 0x1000));
+    // List parsing: two entries, the second online with 3 queues, 1 vector.
+    let mut p = vec![0u8; 4096];
+    p[0] = 2;
+    p[32..34].copy_from_slice(&1u16.to_le_bytes());
+    p[64..66].copy_from_slice(&2u16.to_le_bytes());
+    p[68] = 1;
+    p[72..74].copy_from_slice(&2u16.to_le_bytes());
+    p[74..76].copy_from_slice(&3u16.to_le_bytes());
+    p[76..78].copy_from_slice(&1u16.to_le_bytes());
+    let list = nvme::identify::SecondaryControllerList::parse(&p).unwrap();
+    let v: Vec<_> = list.iter().collect();
+    assert_eq!(v.len(), 2);
+    assert_eq!((v[1].id, v[1].online, v[1].virtual_function, v[1].queues, v[1].interrupts), (2, true, 2, 3, 1));
+    p[0] = 200;
+    assert!(nvme::identify::SecondaryControllerList::parse(&p).is_err());
+}

@@ -138,12 +138,15 @@ pub struct FakeConfig {
     /// Leave an I/O submission queue alone until this many commands are
     /// pending, so batches (and reordering) happen deterministically.
     pub min_batch: u16,
+    /// SR-IOV secondary controllers (ids 1..=n, virtual functions 1..=n)
+    /// sharing 16 flexible queue pairs and 8 flexible vectors.
+    pub secondaries: u16,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
         // Like QEMU's nvme: MDTS 7 (512 KiB), MQES 2047.
-        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1 }
+        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1, secondaries: 0 }
     }
 }
 
@@ -252,6 +255,7 @@ impl FakeController {
         });
         let (tx, rx) = channel();
         let mut worker = Worker {
+            secondaries: vec![Secondary::default(); config.secondaries as usize],
             config,
             dev: DeviceView { mem: mem.clone(), iommu, faulted: Cell::new(false) },
             disk: disk.clone(),
@@ -296,7 +300,18 @@ struct Cq {
     phase: bool,
 }
 
+#[derive(Clone, Copy, Default)]
+struct Secondary {
+    online: bool,
+    queues: u16,
+    interrupts: u16,
+}
+
+const FLEXIBLE_QUEUES: u16 = 16;
+const FLEXIBLE_INTERRUPTS: u16 = 8;
+
 struct Worker {
+    secondaries: Vec<Secondary>,
     config: FakeConfig,
     dev: DeviceView,
     disk: Arc<Mutex<Disk>>,
@@ -490,8 +505,67 @@ impl Worker {
                     p[132..136].copy_from_slice(&(12u32 << 16).to_le_bytes());
                     self.write_identify(cmd, &p)
                 }
+                0x15 => {
+                    let from = (cmd.dw[10] >> 16) as u16;
+                    let mut p = [0u8; 4096];
+                    let mut n = 0usize;
+                    for (i, sc) in self.secondaries.iter().enumerate() {
+                        let id = i as u16 + 1;
+                        if id < from || n == 127 {
+                            continue;
+                        }
+                        let e = &mut p[32 + 32 * n..64 + 32 * n];
+                        e[0..2].copy_from_slice(&id.to_le_bytes());
+                        e[4] = sc.online as u8;
+                        e[8..10].copy_from_slice(&id.to_le_bytes());
+                        e[10..12].copy_from_slice(&sc.queues.to_le_bytes());
+                        e[12..14].copy_from_slice(&sc.interrupts.to_le_bytes());
+                        n += 1;
+                    }
+                    p[0] = n as u8;
+                    self.write_identify(cmd, &p)
+                }
                 _ => generic(0x02),
             },
+            admin::VIRTUALIZATION_MANAGEMENT => {
+                let action = cmd.dw[10] & 0xf;
+                let resource = (cmd.dw[10] >> 8) & 7;
+                let cntlid = (cmd.dw[10] >> 16) as u16;
+                let count = cmd.dw[11] as u16;
+                if cntlid == 0 || cntlid as usize > self.secondaries.len() {
+                    return generic(0x02);
+                }
+                let i = cntlid as usize - 1;
+                let used = |v: &Vec<Secondary>, queues: bool| -> u16 {
+                    v.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| if queues { s.queues } else { s.interrupts }).sum()
+                };
+                match action {
+                    7 => self.secondaries[i].online = false,
+                    8 => {
+                        if self.secondaries[i].online {
+                            return generic(0x02);
+                        }
+                        let (pool, queues) = if resource == 0 { (FLEXIBLE_QUEUES, true) } else { (FLEXIBLE_INTERRUPTS, false) };
+                        if count > pool - used(&self.secondaries, queues) {
+                            return generic(0x02);
+                        }
+                        if queues {
+                            self.secondaries[i].queues = count;
+                        } else {
+                            self.secondaries[i].interrupts = count;
+                        }
+                    }
+                    9 => {
+                        let sc = &mut self.secondaries[i];
+                        if sc.queues == 0 || sc.interrupts == 0 {
+                            return generic(0x02);
+                        }
+                        sc.online = true;
+                    }
+                    _ => return generic(0x02),
+                }
+                ok()
+            }
             admin::SET_FEATURES if cmd.dw[10] & 0xff == 0x07 => {
                 let want_sq = (cmd.dw[11] & 0xffff) as u16 + 1;
                 let want_cq = (cmd.dw[11] >> 16) as u16 + 1;
