@@ -13,7 +13,7 @@
 //! memory access. The kernel keeps, per device, what the hardware itself
 //! needs (its context entry and I/O tables), fixed at boot.
 
-use crate::mem::{phys_read, phys_write, BootAlloc};
+use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
 use crate::{acpi, kinfo, mmio};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
 use iommu::vtd::invalidation::{ContextInvalidation, InvalidationQueue, IotlbInvalidation};
@@ -124,9 +124,10 @@ struct State {
     count: usize,
     unit: Option<Unit<Regs>>,
     queue: Option<Queue>,
-    /// End of RAM: BARs below it are refused (firmware could point one at
-    /// RAM, which would hand kernel memory to init as "registers").
-    ram_end: u64,
+    /// RAM as the loader reported it: BARs overlapping it are refused
+    /// (firmware could point one at RAM, which would hand kernel memory to
+    /// init as "registers").
+    ram: [MemRange; crate::boot::MAX_RANGES],
     /// Interrupt remapping is on: device `k` may raise only vectors
     /// `di::IRQ_VECTOR0 + k * di::IRQS_PER_DEVICE ..` through IRTEs
     /// `k * IRQS_PER_DEVICE ..`, source-id checked.
@@ -134,7 +135,7 @@ struct State {
 }
 
 static STATE: Mutex<State> =
-    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram_end: u64::MAX, remapping: false });
+    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram: [MemRange::EMPTY; crate::boot::MAX_RANGES], remapping: false });
 
 /// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
 const IEC_GLOBAL: [u64; 2] = [0x4, 0];
@@ -142,7 +143,8 @@ const IEC_GLOBAL: [u64; 2] = [0x4, 0];
 /// Discover devices and program the I/O-MMU. Failures are logged and cost
 /// only the affected part (no MCFG: no devices; no DMAR: devices without
 /// DMA).
-pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64) {
+pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_RANGES]) {
+    let ram_end = ram.iter().map(|r| r.end).max().unwrap_or(0);
     let mcfg = match acpi::find(rsdp, b"MCFG") {
         Ok(Some(t)) => t,
         Ok(None) => return klog!("ACPI: no MCFG table: no PCI devices"),
@@ -158,7 +160,7 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64) {
     }
     let mut ecam = Ecam { base: region.base, start: region.start_bus, end: region.end_bus };
     let mut st = STATE.lock();
-    st.ram_end = ram_end;
+    st.ram = *ram;
     let mut found = [None; di::MAX_DEVICES];
     let mut n = 0;
     pci::enumerate(&ecam, 0, region.start_bus, (region.start_bus, region.end_bus), |f| {
@@ -356,7 +358,8 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
             if bar.kind == BarKind::Io || !fits {
                 continue;
             }
-            if bar.address < st.ram_end {
+            let span = MemRange { start: bar.address, end: bar.address.saturating_add(bar.size) };
+            if st.ram.iter().any(|r| r.overlaps(&span)) {
                 klog!("PCI: BAR {i} of device {k} at {:#x} overlaps RAM: not mapped", bar.address);
                 continue;
             }

@@ -165,8 +165,7 @@ mod kernel {
         // SAFETY: reading IA32_APIC_BASE has no side effects.
         let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
         map_lapic(lapic, &mut alloc);
-        let ram_end = bi.ram[..bi.ram_count].iter().map(|r| r.end).max().unwrap_or(0);
-        crate::devices::init(bi.rsdp, &mut alloc, ram_end);
+        crate::devices::init(bi.rsdp, &mut alloc, &bi.ram);
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);
