@@ -213,3 +213,19 @@ fn status_and_command_registers() {
     assert_eq!(Bdf::new(0, 3, 0).unwrap().source_id(), 0x18);
     assert_eq!(Bdf::new(0, 32, 0), None);
 }
+
+#[test]
+fn invalidation_rules_after_table_changes() {
+    use iommu::vtd::invalidation::after;
+    let cm = Cap(QEMU_CAP);
+    let plain = Cap(QEMU_CAP & !(1 << 7));
+    let page = IotlbInvalidation::Pages { domain_id: 3, address: 0x5000, address_mask: 0, leaf_only: true };
+    assert_eq!(after::map(cm, 3, 0x5000), Some(page));
+    assert_eq!(after::map(plain, 3, 0x5000), None);
+    assert_eq!(after::unmap(plain, 3, 0x5fff), page);
+    assert_eq!(after::unmap(Cap(0), 3, 0x5000), IotlbInvalidation::Domain { domain_id: 3 });
+    let dev = ContextInvalidation::Device { domain_id: 3, source_id: 0x18, function_mask: 0 };
+    assert_eq!(after::attach(cm, 3, 0x18), Some((dev, IotlbInvalidation::Domain { domain_id: 3 })));
+    assert_eq!(after::attach(plain, 3, 0x18), None);
+    assert_eq!(after::detach(3, 0x18), (dev, IotlbInvalidation::Domain { domain_id: 3 }));
+}

@@ -426,3 +426,22 @@ fn walker_survives_corrupted_tables() {
     }
     assert!(ok > 100 && faults > 100, "ok {ok}, faults {faults}");
 }
+
+#[test]
+fn attach_spends_no_frame_when_it_fails() {
+    let mut mem = EmulatedMemory::default();
+    let mut frames = Frames::new(0x100_0000, 1);
+    let root = RootTable::create(&mut mem, &mut frames).unwrap();
+    // No frame for the context table: refused before anything is taken.
+    frames.free = vec![];
+    assert_eq!(root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP), Err(TableError::OutOfFrames));
+    // One frame: the context table gets it, the second-level root cannot.
+    frames.free = vec![0x200_0000];
+    assert_eq!(root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP), Err(TableError::OutOfFrames));
+    // The device has no context entry, and a retry with frames succeeds
+    // reusing the context table.
+    assert_eq!(root.device_space(&mem, NVME, HAW), Err(TableError::ContextNotPresent { bdf: NVME }));
+    frames.free = vec![0x300_0000];
+    let space = root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP).unwrap();
+    assert_eq!(space.root(), 0x300_0000);
+}

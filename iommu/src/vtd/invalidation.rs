@@ -189,6 +189,43 @@ pub const fn iotlb_completion(iotlb: u64) -> Option<Granularity> {
     }
 }
 
+/// What must be invalidated after a table change (VT-d spec 6.1 and 6.5),
+/// so the kernel cannot forget a case.
+pub mod after {
+    use super::{Cap, ContextInvalidation, IotlbInvalidation};
+
+    /// After `DeviceSpace::map` (not-present -> present): nothing, unless
+    /// the unit caches not-present entries (CAP.CM, QEMU's caching-mode=on).
+    /// Without CM, a write-buffer flush is still due if CAP.RWBF.
+    pub fn map(cap: Cap, domain_id: u16, iova: u64) -> Option<IotlbInvalidation> {
+        cap.caching_mode().then(|| IotlbInvalidation::for_page(cap, domain_id, iova))
+    }
+
+    /// After `DeviceSpace::unmap`: always the page's IOTLB entry, and the
+    /// frame may be reused only once that invalidation has completed.
+    pub fn unmap(cap: Cap, domain_id: u16, iova: u64) -> IotlbInvalidation {
+        IotlbInvalidation::for_page(cap, domain_id, iova)
+    }
+
+    /// After `RootTable::attach` (context entry not-present -> present):
+    /// only under caching mode, the device's context entry and the domain.
+    pub fn attach(cap: Cap, domain_id: u16, source_id: u16) -> Option<(ContextInvalidation, IotlbInvalidation)> {
+        cap.caching_mode().then_some((
+            ContextInvalidation::Device { domain_id, source_id, function_mask: 0 },
+            IotlbInvalidation::Domain { domain_id },
+        ))
+    }
+
+    /// After `RootTable::detach`: the device's context entry, then every
+    /// IOTLB entry of the domain it used.
+    pub fn detach(domain_id: u16, source_id: u16) -> (ContextInvalidation, IotlbInvalidation) {
+        (
+            ContextInvalidation::Device { domain_id, source_id, function_mask: 0 },
+            IotlbInvalidation::Domain { domain_id },
+        )
+    }
+}
+
 /// Interrupt-entry-cache invalidation descriptor (type 4).
 pub const fn iec_descriptor_global() -> [u64; 2] {
     [0x4, 0]

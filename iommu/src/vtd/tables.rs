@@ -176,6 +176,9 @@ impl RootTable {
         cap: Cap,
     ) -> Result<DeviceSpace, TableError> {
         self.check_config(mem, bdf, config, cap)?;
+        // Context table first: if frames run out there, no frame has been
+        // spent on a second-level table nothing points at.
+        self.context_table(mem, frames, bdf.bus)?;
         let space_root = take_zeroed_frame(mem, frames)?;
         let space = DeviceSpace {
             root: space_root,
@@ -382,7 +385,7 @@ impl DeviceSpace {
         if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(TableError::Misaligned { address: pa });
         }
-        if self.host_address_width < 64 && pa >> self.host_address_width != 0 || pa & !sl::ADDRESS != 0 {
+        if (self.host_address_width < 64 && pa >> self.host_address_width != 0) || pa & !sl::ADDRESS != 0 {
             return Err(TableError::PhysicalBeyondWidth { pa, width: self.host_address_width });
         }
         if !rights.read && !rights.write {
