@@ -227,7 +227,7 @@ pub fn init() {
         Msr::new(0xc000_0102).write(0);
         // STAR: kernel CS/SS from 0x08; SYSRET base 0x10 (user SS 0x18, CS 0x20).
         Msr::new(0xc000_0081).write((0x10u64 << 48) | ((KERNEL_CS as u64) << 32));
-        Msr::new(0xc000_0082).write(syscall_entry as usize as u64);
+        Msr::new(0xc000_0082).write(syscall_entry as *const () as u64);
         // SFMASK: clear IF, TF, DF, AC and IOPL/NT on entry.
         Msr::new(0xc000_0084).write(0x4_7700);
     }

@@ -9,7 +9,7 @@
 //! first GiB, the same GiB at the physical-memory window, and the kernel
 //! image at -2 GiB), enables long mode and jumps to [`crate::kmain`].
 
-use crate::mem::{phys_read, MemRange, PHYS_OFFSET};
+use crate::mem::{phys_read, MemRange};
 
 core::arch::global_asm!(
     r#"
@@ -133,9 +133,9 @@ pub fn boot_pml4_phys() -> u64 {
     extern "C" {
         static boot_pml4: u8;
     }
-    // SAFETY: only the symbol's address is taken; `.boot` is linked at its
-    // physical address, so the address is the physical address.
-    unsafe { core::ptr::addr_of!(boot_pml4) as u64 }
+    // Only the symbol's address is taken (no unsafe needed); `.boot` is
+    // linked at its physical address, so the address is the physical one.
+    core::ptr::addr_of!(boot_pml4) as u64
 }
 
 /// Kernel image bounds (physical).
@@ -144,13 +144,8 @@ pub fn kernel_image_phys() -> (u64, u64) {
         static __kernel_phys_start: u8;
         static __kernel_phys_end: u8;
     }
-    // SAFETY: linker-defined symbols; only their addresses are used.
-    unsafe {
-        (
-            core::ptr::addr_of!(__kernel_phys_start) as u64,
-            core::ptr::addr_of!(__kernel_phys_end) as u64,
-        )
-    }
+    // Linker-defined symbols; only their addresses are used.
+    (core::ptr::addr_of!(__kernel_phys_start) as u64, core::ptr::addr_of!(__kernel_phys_end) as u64)
 }
 
 pub const MAX_RANGES: usize = 32;
@@ -302,9 +297,4 @@ fn parse_mb2(pa: u64, bi: &mut BootInfo) -> Result<(), &'static str> {
         return Err("multiboot2 information has no memory map");
     }
     Ok(())
-}
-
-/// The physical-memory window address of `pa` (for diagnostics).
-pub fn window(pa: u64) -> u64 {
-    PHYS_OFFSET + pa
 }

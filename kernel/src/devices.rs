@@ -144,7 +144,6 @@ const IEC_GLOBAL: [u64; 2] = [0x4, 0];
 /// only the affected part (no MCFG: no devices; no DMAR: devices without
 /// DMA).
 pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_RANGES]) {
-    let ram_end = ram.iter().map(|r| r.end).max().unwrap_or(0);
     let mcfg = match acpi::find(rsdp, b"MCFG") {
         Ok(Some(t)) => t,
         Ok(None) => return klog!("ACPI: no MCFG table: no PCI devices"),
@@ -155,7 +154,7 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_
         Err(e) => return klog!("ACPI: MCFG rejected: {e}; no PCI devices"),
     };
     let Some(region) = region else { return klog!("ACPI: MCFG has no segment 0") };
-    if let Err(e) = mmio::map(region.window_start(), region.window_len(), alloc, ram_end) {
+    if let Err(e) = mmio::map(region.window_start(), region.window_len(), alloc, ram) {
         return klog!("PCI: cannot map ECAM at {:#x}: {e}", region.window_start());
     }
     let mut ecam = Ecam { base: region.base, start: region.start_bus, end: region.end_bus };
@@ -187,10 +186,10 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_
             class
         );
     }
-    iommu_init(rsdp, alloc, ram_end, &mut st);
+    iommu_init(rsdp, alloc, ram, &mut st);
 }
 
-fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64, st: &mut State) {
+fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange], st: &mut State) {
     let dmar = match acpi::find(rsdp, b"DMAR") {
         Ok(Some(t)) => t,
         Ok(None) => return klog!("ACPI: no DMAR table: devices get no DMA"),
@@ -206,7 +205,7 @@ fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram_end: u64, st: &mut State) {
     if !drhd.include_pci_all() {
         klog!("DMAR: the unit lists device scopes; treating it as covering every device");
     }
-    if let Err(e) = mmio::map(drhd.register_base, 4096, alloc, ram_end) {
+    if let Err(e) = mmio::map(drhd.register_base, 4096, alloc, ram) {
         return klog!("VT-d: cannot map registers at {:#x}: {e}", drhd.register_base);
     }
     let mut unit = Unit::new(Regs { base: drhd.register_base }, 10_000_000);

@@ -116,7 +116,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     // Frames handed out while `m` is borrowed.
     let mut extra: [u64; 512] = [0; 512];
     let mut n_extra = 0;
-    let mut take = |alloc: &mut BootAlloc| alloc.alloc();
+    let take = |alloc: &mut BootAlloc| alloc.alloc();
     {
         let mut m = BootMapper { mem: &mut mem, alloc: || take(alloc), root };
         // Program segments.
@@ -163,7 +163,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     phys_write::<u64>(ctl + exo_abi::control::ENTRY, entry);
     phys_write::<u64>(ctl + exo_abi::control::STACK, 0);
     let (ranges, count) = (alloc.free, alloc.count);
-    let mut take2 = |alloc: &mut BootAlloc| alloc.alloc();
+    let take2 = |alloc: &mut BootAlloc| alloc.alloc();
     let mut m = BootMapper { mem: &mut mem, alloc: || take2(alloc), root };
     let fail = |_| "init: out of memory for tables";
     m.map_leaf(CONTROL_VA, ctl, present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT)).map_err(fail)?;

@@ -43,7 +43,7 @@ pub use kernel::*;
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
+    use crate::mem::{phys_read, BootAlloc, MemRange};
     use crate::{apic, arch, boot, initas, kinfo, mem, trap, upcall};
     use exo_abi::{kinfo as ki, Reason};
 
@@ -109,23 +109,6 @@ mod kernel {
         }
     }
 
-    /// Map the local APIC's 2 MiB page, uncached, into the window.
-    fn map_lapic(lapic: u64, alloc: &mut BootAlloc) {
-        let pml4 = boot::boot_pml4_phys();
-        let pdpt = phys_read::<u64>(pml4 + 256 * 8) & exo_mm::ADDR_MASK;
-        let gib = lapic >> 30;
-        let mut pd = phys_read::<u64>(pdpt + gib * 8);
-        if pd & 1 == 0 {
-            let f = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the LAPIC mapping")));
-            pd = f | 0x3;
-            phys_write::<u64>(pdpt + gib * 8, pd);
-        }
-        let pd = pd & exo_mm::ADDR_MASK;
-        let idx = (lapic >> 21) & 511;
-        phys_write::<u64>(pd + idx * 8, (lapic & !0x1f_ffff) | 0x83 | 0x18); // P RW PS PWT PCD
-        x86_64::instructions::tlb::flush_all();
-    }
-
     #[no_mangle]
     extern "C" fn kmain(info: u64, magic: u64) -> ! {
         crate::serial::init();
@@ -164,7 +147,9 @@ mod kernel {
         let lapic = x86_64::registers::model_specific::Msr::new(0x1b);
         // SAFETY: reading IA32_APIC_BASE has no side effects.
         let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
-        map_lapic(lapic, &mut alloc);
+        if let Err(e) = crate::mmio::map(lapic, 4096, &mut alloc, &bi.ram[..bi.ram_count]) {
+            fatal(format_args!("cannot map the local APIC at {lapic:#x}: {e}"));
+        }
         crate::devices::init(bi.rsdp, &mut alloc, &bi.ram);
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));

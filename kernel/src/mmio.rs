@@ -3,7 +3,7 @@
 //! (ECAM) and the I/O-MMU's register page — the only MMIO the kernel does.
 
 use crate::boot;
-use crate::mem::{phys_read, phys_write, BootAlloc, PHYS_OFFSET};
+use crate::mem::{phys_read, phys_write, BootAlloc, MemRange, PHYS_OFFSET};
 
 const PD_FLAGS: u64 = 0x3; // present, writable (supervisor)
 const HUGE_UNCACHED: u64 = 0x83 | 0x18; // present, writable, 2 MiB, PWT, PCD
@@ -13,13 +13,14 @@ static mut RANGES: [(u64, u64); 8] = [(0, 0); 8];
 /// Map `[pa, pa + len)` uncached at `PHYS_OFFSET + pa`. Boot only (takes
 /// page-directory frames from the boot allocator). Refuses ranges that
 /// overlap the RAM part of the window (they would change its cacheability).
-pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram_end: u64) -> Result<(), &'static str> {
+pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result<(), &'static str> {
     if len == 0 || pa.checked_add(len).map_or(true, |e| e > (1 << 39)) {
         return Err("MMIO range outside the first 512 GiB");
     }
     let start = pa & !0x1f_ffff;
     let end = (pa + len + 0x1f_ffff) & !0x1f_ffff;
-    if start < ram_end {
+    let span = MemRange { start, end };
+    if ram.iter().any(|r| r.overlaps(&span)) {
         return Err("MMIO range overlaps RAM");
     }
     let pml4 = boot::boot_pml4_phys();
