@@ -204,16 +204,6 @@ pub mod kinfo {
     }
 }
 
-/// The device info page (root process only), `exo_abi::devinfo`.
-pub mod devinfo {
-    pub fn word(i: usize) -> u64 {
-        assert!(super::is_root() && i < 512);
-        // SAFETY: the kernel maps the device info page read-only into the
-        // root process at DEVINFO_VA before entering it; 512 words = 4 KiB.
-        unsafe { core::ptr::read_volatile((exo_abi::DEVINFO_VA + 8 * i as u64) as *const u64) }
-    }
-}
-
 /// The boot image (root process only): mapped by the kernel at
 /// `BOOT_IMAGE_VA`, starting at the module's offset within its first page.
 pub fn boot_image() -> &'static [u8] {

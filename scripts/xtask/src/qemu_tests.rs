@@ -17,12 +17,17 @@ pub struct QemuTest {
     pub append: &'static str,
     pub timeout: Duration,
     pub extra: Option<ExtraEntries>,
+    /// A second boot of the same machine (same disk images) with this
+    /// command line, after the first passed: for persistence across a
+    /// reboot. Both boots get the same fresh `nonce=<hex>` appended, and
+    /// each must print the pass line of its own `test=` name.
+    pub then: Option<&'static str>,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const fn test(name: &'static str, append: &'static str) -> QemuTest {
-    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None }
+    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None }
 }
 
 pub const TESTS: &[QemuTest] = &[
@@ -35,7 +40,17 @@ pub const TESTS: &[QemuTest] = &[
     test("userspace_alloc", "test=userspace_alloc"),
     QemuTest { timeout: Duration::from_secs(120), ..test("syscall_fuzz", "test=syscall_fuzz") },
     QemuTest { extra: Some(malformed_programs), ..test("bad_elf", "test=bad_elf") },
+    test("nvme_rw", "test=nvme_rw"),
+    test("dma_attack_blocked", "test=dma_attack_blocked"),
+    test("device_ownership", "test=device_ownership"),
+    QemuTest { then: Some("test=nvme_persist_check"), ..test("nvme_persist", "test=nvme_persist_write") },
+    test("block_service", "test=block_service"),
 ];
+
+/// The `test=` name of a command line (what its pass line names).
+pub fn pass_name(append: &str) -> Option<&str> {
+    append.split_whitespace().find_map(|w| w.strip_prefix("test="))
+}
 
 /// `bad_elf/*` entries derived from init (always present).
 fn malformed_programs(arts: &Artifacts) -> Result<Vec<(String, Vec<u8>)>> {
@@ -70,10 +85,21 @@ mod tests {
                 "preemption",
                 "userspace_alloc",
                 "syscall_fuzz",
-                "bad_elf"
+                "bad_elf",
+                "nvme_rw",
+                "dma_attack_blocked",
+                "device_ownership",
+                "nvme_persist",
+                "block_service"
             ]
         );
         for t in TESTS {
+            if t.then.is_some() {
+                // A two-boot test: each boot names its own phase.
+                assert!(pass_name(t.append).unwrap().starts_with(t.name));
+                assert!(pass_name(t.then.unwrap()).unwrap().starts_with(t.name));
+                continue;
+            }
             assert_eq!(t.append, format!("test={}", t.name));
             assert!(t.timeout >= DEFAULT_TIMEOUT);
         }

@@ -215,19 +215,31 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
             path
         }
     };
-    let machine = Machine::new(ws.images_dir())
-        .accel(accel)
-        .kernel(&arts.kernel)
-        .initrd(image)
-        .append(t.append);
-    let opts = RunOptions {
-        name: t.name.to_string(),
-        log_dir: ws.qemu_log_dir(),
-        timeout: Some(t.timeout),
-        echo: false,
-        interactive: false,
+    let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
+        let machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append);
+        let opts = RunOptions {
+            name: name.to_string(),
+            log_dir: ws.qemu_log_dir(),
+            timeout: Some(t.timeout),
+            echo: false,
+            interactive: false,
+        };
+        runner::run(machine.command()?, &opts, Expect::PassLine(pass)).with_context(|| format!("running {name}"))
     };
-    runner::run(machine.command()?, &opts, Expect::PassLine(t.name)).with_context(|| format!("running {}", t.name))
+    let Some(then) = t.then else {
+        return boot(t.append.to_string(), t.name, t.name);
+    };
+    // Two boots of the same machine and disk images (a reboot), sharing a
+    // fresh nonce so that the second can tell this run's data from stale.
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    for (i, append) in [t.append, then].into_iter().enumerate() {
+        let pass = qemu_tests::pass_name(append).context("a boot of a two-boot test has no test= name")?;
+        let report = boot(format!("{append} nonce={nonce:x}"), &format!("{}-boot{}", t.name, i + 1), pass)?;
+        if i == 1 || !report.outcome.passed() {
+            return Ok(report);
+        }
+    }
+    unreachable!("the loop returns on its second boot")
 }
 
 #[cfg(test)]

@@ -26,6 +26,12 @@ pub fn run(name: &str) -> Outcome {
         "syscall_fuzz" => syscall_fuzz(),
         "bad_elf" => bad_elf(),
         "microbench" => microbench(),
+        "nvme_rw" => crate::devices::nvme_rw(),
+        "dma_attack_blocked" => crate::devices::dma_attack_blocked(),
+        "device_ownership" => crate::devices::device_ownership(),
+        "nvme_persist_write" => crate::devices::nvme_persist(false),
+        "nvme_persist_check" => crate::devices::nvme_persist(true),
+        "block_service" => crate::devices::block_service(),
         other => Err(format!("no test named {other:?}")),
     }
 }

@@ -1,0 +1,355 @@
+//! Devices, init's side: find a PCI function in the kernel's device info
+//! page, switch on its memory decoding and bus mastering through its
+//! configuration page (which init keeps), and make a process its driver by
+//! *moving* the BAR pages into it and giving it a copy of the device handle
+//! (so the driver can `map` its own frames into the device's I/O address
+//! space). Plus the driver integration tests (`nvme_rw`,
+//! `dma_attack_blocked`, `device_ownership`, `nvme_persist_*`,
+//! `block_service`), which check from init what the driver reports.
+//!
+//! What a driver finds where (child addresses, args words 3..=7):
+//! word 3 = its BAR's address, word 4 = the BAR's size, word 5 = the
+//! device handle's address, words 6 and 7 = test-specific values. Its DMA
+//! memory is its spare frames (`SPARE_VA`, count in word 1).
+
+use crate::sched::{self, state_name, EXITED};
+use crate::spawn::{self, Child, Options};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::SeqCst;
+use exo_abi::{devinfo as di, kinfo as ki, Rights, DEVICE_HANDLES_VA, PAGE_SIZE, RAM_WINDOW_VA};
+use exo_rt::layout::SCRATCH_VA;
+use exo_rt::mmio::Window;
+use exo_rt::{kinfo, mem, println, sys};
+
+type Outcome = Result<(), String>;
+
+/// Where a driver gets its BAR (child address).
+pub const DRIVER_BAR_VA: u64 = 0x40_0000_0000;
+/// Where a driver gets its device handle (child address).
+pub const DRIVER_HANDLE_VA: u64 = DEVICE_HANDLES_VA;
+
+const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
+const PCI_COMMAND: u64 = 0x04;
+const COMMAND_MEMORY: u16 = 1 << 1;
+const COMMAND_BUS_MASTER: u16 = 1 << 2;
+const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+
+/// One entry of the device info page.
+#[derive(Clone, Copy, Debug)]
+pub struct Device {
+    pub index: usize,
+    pub bdf: u16,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u32,
+    pub config: Window,
+    /// Init's address of the device handle (0: no DMA for this device).
+    pub handle_va: u64,
+    /// (init's address, size) of each memory BAR; (0, 0) if absent.
+    pub bars: [(u64, u64); 6],
+}
+
+/// Every device the kernel described (a malformed page gives none).
+pub fn all() -> Vec<Device> {
+    let mut out = Vec::new();
+    if exo_rt::devinfo(di::W_MAGIC) != di::MAGIC {
+        println!("init: device info page has the wrong magic; no devices");
+        return out;
+    }
+    let count = (exo_rt::devinfo(di::W_COUNT) as usize).min(di::MAX_DEVICES);
+    for k in 0..count {
+        let w = |i: usize| exo_rt::devinfo(di::W_ENTRY0 + k * di::ENTRY_WORDS + i);
+        let ids = w(di::E_IDS);
+        let Some(config) = Window::new(w(di::E_CONFIG_VA), PAGE_SIZE) else { continue };
+        let mut bars = [(0, 0); 6];
+        for (i, b) in bars.iter_mut().enumerate() {
+            *b = (w(di::E_BAR_VA0 + i), w(di::E_BAR_SIZE0 + i));
+        }
+        out.push(Device {
+            index: k,
+            bdf: w(di::E_BDF) as u16,
+            vendor: ids as u16,
+            device: (ids >> 16) as u16,
+            class: (ids >> 32) as u32 & 0xff_ffff,
+            config,
+            handle_va: w(di::E_HANDLE_VA),
+            bars,
+        });
+    }
+    out
+}
+
+pub fn find(vendor: u16, device: u16) -> Result<Device, String> {
+    all()
+        .into_iter()
+        .find(|d| d.vendor == vendor && d.device == device)
+        .ok_or_else(|| format!("no PCI device {vendor:04x}:{device:04x} in the device info page"))
+}
+
+/// Memory decoding and bus mastering on, legacy INTx off (a driver that
+/// wants interrupts uses MSI-X).
+pub fn enable(dev: &Device) -> Outcome {
+    let cmd = dev.config.read16(PCI_COMMAND);
+    let want = cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
+    dev.config.write16(PCI_COMMAND, want);
+    let got = dev.config.read16(PCI_COMMAND);
+    if got & (COMMAND_MEMORY | COMMAND_BUS_MASTER) != COMMAND_MEMORY | COMMAND_BUS_MASTER {
+        return Err(format!("device {:04x}: command register reads {got:#x} after writing {want:#x}", dev.bdf));
+    }
+    Ok(())
+}
+
+/// Spawn `prog` as the driver of BAR `bar` of `dev`: the BAR's pages are
+/// moved into it (init keeps nothing of them), the device handle is copied
+/// with OWN only (the driver can map into the device, not pass it on).
+pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64, extra: [u64; 2]) -> Result<Child, String> {
+    let (bar_va, bar_size) = dev.bars[bar];
+    if bar_va == 0 || bar_size == 0 {
+        return Err(format!("device {:04x} has no usable memory BAR {bar}", dev.bdf));
+    }
+    if dev.handle_va == 0 {
+        return Err(format!("device {:04x} has no device handle (no I/O-MMU?)", dev.bdf));
+    }
+    let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
+    let opts = Options { args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
+    let child = spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))?;
+    let mut off = 0;
+    while off < bar_size.max(PAGE_SIZE) {
+        let dst = child.at(DRIVER_BAR_VA + off);
+        spawn::ensure_tables(dst).map_err(|e| format!("tables for the BAR: {e}"))?;
+        sys::map(bar_va + off, 0, 0, dst, Rights::OWN | Rights::WRITE | Rights::GRANT)
+            .map_err(|e| format!("moving BAR page {off:#x}: {}", e.name()))?;
+        off += PAGE_SIZE;
+    }
+    spawn::ensure_tables(child.at(DRIVER_HANDLE_VA)).map_err(|e| format!("tables for the handle: {e}"))?;
+    sys::map(dev.handle_va, 0, 0, child.at(DRIVER_HANDLE_VA), Rights::OWN)
+        .map_err(|e| format!("copying the device handle: {}", e.name()))?;
+    Ok(child)
+}
+
+fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
+    let opts = Options { args, words, heap_pages: 64, spare_pages: spare, paused: true };
+    spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+}
+
+fn exit_code(c: &Child, what: &str) -> Result<u64, String> {
+    let st = sched::wait(c.slot);
+    let s = sched::slot(c.slot);
+    let code = s.code.load(SeqCst);
+    if st == EXITED {
+        Ok(code)
+    } else {
+        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
+    }
+}
+
+fn expect_zero(c: &Child, what: &str) -> Outcome {
+    match exit_code(c, what)? {
+        0 => Ok(()),
+        code => Err(format!("{what} exited with {code}")),
+    }
+}
+
+fn nvme() -> Result<Device, String> {
+    let dev = find(NVME_IDS.0, NVME_IDS.1)?;
+    println!(
+        "init: NVMe (device {}) {:02x}:{:02x}.{} (class {:06x}): BAR0 {:#x} bytes, device handle at {:#x}",
+        dev.index,
+        dev.bdf >> 8,
+        (dev.bdf >> 3) & 0x1f,
+        dev.bdf & 7,
+        dev.class,
+        dev.bars[0].1,
+        dev.handle_va
+    );
+    enable(&dev)?;
+    Ok(dev)
+}
+
+fn dma_faults() -> u64 {
+    kinfo::word(ki::W_DMA_FAULTS)
+}
+
+/// DMA frames the NVMe driver needs: its queues (about 140 pages for two
+/// 64-entry queue pairs with a PRP list page per command) and data buffers
+/// for transfers larger than MDTS.
+const NVME_DMA_PAGES: u64 = 640;
+
+/// `nvme_rw`: the driver writes and verifies over 1,000 random LBAs.
+pub fn nvme_rw() -> Outcome {
+    let dev = nvme()?;
+    let before = dma_faults();
+    let tsc = kinfo::word(ki::W_TSC_PER_US);
+    let driver = start_driver("nvmed", "rw", &dev, 0, NVME_DMA_PAGES, [tsc, 0])?;
+    sched::start(driver.slot);
+    expect_zero(&driver, "nvmed rw")?;
+    let faults = dma_faults() - before;
+    if faults != 0 {
+        return Err(format!("{faults} DMA faults during a correct run"));
+    }
+    Ok(())
+}
+
+const VICTIM_PATTERN: u64 = 0x7a46_e7ee_0000_0000;
+
+fn victim_intact(frame_va: u64) -> Outcome {
+    for i in 0..512 {
+        let got = mem::read(frame_va + 8 * i);
+        if got != VICTIM_PATTERN + i {
+            return Err(format!("victim page changed at word {i}: {got:#x}"));
+        }
+    }
+    Ok(())
+}
+
+/// `dma_attack_blocked`: the driver programs the device to DMA into a page
+/// of another process (by its physical address, as if there were no
+/// I/O-MMU), into unmapped addresses of its window, and into a page it
+/// granted and then revoked. Every such DMA must be blocked and counted.
+pub fn dma_attack_blocked() -> Outcome {
+    let dev = nvme()?;
+    // The victim: a process owning a page whose physical address init knows
+    // (it came from init's RAM window) and can read through its window.
+    let frame = crate::frames::alloc().ok_or("no frame for the victim")?;
+    let victim_pa = frame - RAM_WINDOW_VA;
+    for i in 0..512 {
+        mem::write(frame + 8 * i, VICTIM_PATTERN + i);
+    }
+    let victim = spawn_paused("nvmed", "victim", 0, &[VICTIM_PATTERN])?;
+    spawn::ensure_tables(victim.at(SCRATCH_VA)).map_err(|e| format!("victim tables: {e}"))?;
+    sys::map(frame, 0, 0, victim.at(SCRATCH_VA), Rights::OWN | Rights::WRITE | Rights::GRANT)
+        .map_err(|e| format!("giving the victim its page: {}", e.name()))?;
+    let victim_view = victim.at(SCRATCH_VA);
+    sched::start(victim.slot);
+    while mem::read(spawn::mailbox(&victim) + 8) == 0 {
+        sched::sched_yield();
+        if sched::slot(victim.slot).state.load(SeqCst) != sched::RUNNABLE {
+            return Err("victim died before it was ready".into());
+        }
+    }
+    victim_intact(victim_view)?;
+    println!("init: victim page at physical {victim_pa:#x}");
+
+    let before = dma_faults();
+    let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, 0])?;
+    sched::start(driver.slot);
+    let code = exit_code(&driver, "nvmed attack")?;
+    let attacks = mem::read(spawn::mailbox(&driver) + 8);
+    let faults = dma_faults() - before;
+    println!(
+        "init: the driver made {attacks} DMA attempts outside its grant; the I/O-MMU recorded {faults} faults (last at I/O address {:#x})",
+        kinfo::word(ki::W_DMA_FAULT_ADDR)
+    );
+    if code != 0 {
+        return Err(format!("nvmed attack exited with {code} (a blocked-DMA check failed)"));
+    }
+    if attacks == 0 || faults < attacks {
+        return Err(format!("{attacks} attacks but only {faults} DMA faults recorded"));
+    }
+    victim_intact(victim_view)?;
+    mem::write(spawn::mailbox(&victim), 1);
+    expect_zero(&victim, "victim")?;
+    println!("init: victim page unchanged; the kernel is up");
+    Ok(())
+}
+
+/// `device_ownership`: a process given nothing cannot reach the BAR the
+/// driver holds, cannot map init's (now empty) BAR address, and cannot use
+/// a device handle copied without OWN. Init still holds the config page.
+pub fn device_ownership() -> Outcome {
+    let dev = nvme()?;
+    let (init_bar, _) = dev.bars[0];
+    let driver = start_driver("nvmed", "hold", &dev, 0, 8, [0, 0])?;
+    sched::start(driver.slot);
+    // The intruder gets a copy of the device handle with GRANT only.
+    let intruder = spawn_paused("nvmed", "intruder", 8, &[DRIVER_BAR_VA, init_bar, DRIVER_HANDLE_VA])?;
+    spawn::ensure_tables(intruder.at(DRIVER_HANDLE_VA)).map_err(|e| format!("tables: {e}"))?;
+    sys::map(dev.handle_va, 0, 0, intruder.at(DRIVER_HANDLE_VA), Rights::GRANT)
+        .map_err(|e| format!("copying a GRANT-only handle: {}", e.name()))?;
+    // A copy with rights the holder lacks (SWITCH) is refused at the source.
+    match sys::map(dev.handle_va, 0, 0, intruder.at(DRIVER_HANDLE_VA + PAGE_SIZE), Rights::SWITCH) {
+        Err(e) => println!("init: a SWITCH copy of the device handle: refused ({})", e.name()),
+        Ok(()) => return Err("init could make a SWITCH copy of a device handle".into()),
+    }
+    sched::start(intruder.slot);
+    let code = exit_code(&intruder, "intruder")?;
+    if code != 42 {
+        return Err(format!("intruder exited with {code}; expected 42 (every check refused, then a fault on the BAR)"));
+    }
+    // The driver still has its BAR and finds the controller.
+    mem::write(spawn::mailbox(&driver), 1);
+    expect_zero(&driver, "nvmed hold")?;
+    // And init still holds the config page.
+    let ids = dev.config.read32(0);
+    if ids != NVME_IDS.0 as u32 | (NVME_IDS.1 as u32) << 16 {
+        return Err(format!("config page reads ids {ids:#x}"));
+    }
+    // Init's own BAR address is empty after the move.
+    match sys::map(init_bar, 0, 0, SCRATCH_VA, Rights::NONE) {
+        Err(e) => println!("init: its old BAR address holds nothing after the move ({})", e.name()),
+        Ok(()) => return Err("init still holds the BAR after moving it".into()),
+    }
+    println!("init: config page still readable by init (ids {ids:#010x})");
+    Ok(())
+}
+
+/// The nonce xtask gives both boots of `nvme_persist` (`nonce=<hex>`).
+fn nonce() -> Result<u64, String> {
+    kinfo::cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("nonce="))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .filter(|n| *n != 0)
+        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
+}
+
+/// `nvme_persist_write` / `nvme_persist_check`: the two boots of
+/// `nvme_persist`.
+pub fn nvme_persist(check: bool) -> Outcome {
+    let nonce = nonce()?;
+    let dev = nvme()?;
+    let mode = if check { "persist-check" } else { "persist-write" };
+    let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;
+    sched::start(driver.slot);
+    expect_zero(&driver, mode)
+}
+
+/// Pages of the block-service region (header, rings, data area).
+const BLOCKQ_PAGES: u64 = 72;
+
+/// `block_service`: an application reads and writes blocks through the
+/// driver's shared-memory queues; init only sets up the region.
+pub fn block_service() -> Outcome {
+    let dev = nvme()?;
+    let region = crate::tests::make_region(BLOCKQ_PAGES)?;
+    let before = dma_faults();
+    let driver = start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [BLOCKQ_PAGES * PAGE_SIZE, 0])?;
+    // The driver needs GRANT on the region to map its data area into the device.
+    crate::tests::link(&driver, region, Rights::WRITE | Rights::GRANT)?;
+    sched::start(driver.slot);
+    // The client starts once the driver has formatted the region.
+    while mem::read(spawn::mailbox(&driver) + 8) == 0 {
+        sched::sched_yield();
+        if sched::slot(driver.slot).state.load(SeqCst) != sched::RUNNABLE {
+            return Err("the driver ended before it served".into());
+        }
+    }
+    let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE])?;
+    crate::tests::link(&client, region, Rights::WRITE)?;
+    sched::start(client.slot);
+    let client_code = exit_code(&client, "block-service client");
+    mem::write(spawn::mailbox(&driver), 1);
+    let driver_done = expect_zero(&driver, "nvmed serve");
+    match client_code? {
+        0 => {}
+        code => return Err(format!("client exited with {code}")),
+    }
+    driver_done?;
+    let faults = dma_faults() - before;
+    if faults != 0 {
+        return Err(format!("{faults} DMA faults while serving"));
+    }
+    Ok(())
+}

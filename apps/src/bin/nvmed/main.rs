@@ -1,0 +1,61 @@
+//! `nvmed`: the userspace NVMe driver. Init makes it a device's driver by
+//! moving the controller's BAR 0 into it and copying it the device handle;
+//! it maps its own frames into the device's I/O address space (VT-d keeps
+//! every other DMA out) and runs the controller with the host-tested
+//! `nvme` crate. No kernel call is on its I/O path: doorbells are stores
+//! to its BAR mapping, completions are polled from its own memory.
+//!
+//! The first argument picks the job: `rw` (`nvme_rw`), `attack`
+//! (`dma_attack_blocked`), `persist-write` / `persist-check`
+//! (`nvme_persist`), `serve` (`block_service`, the driver end) — and, for
+//! the tests, the other processes involved: `client` (the block-service
+//! application), `victim`, `intruder` and `hold` (`device_ownership`).
+//! Exit code 0 means every check passed.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod attack;
+#[cfg(target_os = "none")]
+mod hw;
+#[cfg(target_os = "none")]
+mod pattern;
+#[cfg(target_os = "none")]
+mod rw;
+#[cfg(target_os = "none")]
+mod serve;
+
+#[cfg(target_os = "none")]
+exo_rt::entry!(main);
+
+#[cfg(target_os = "none")]
+fn main() {
+    use exo_rt::println;
+    let args = exo_rt::args();
+    let mode = args.split_whitespace().next().unwrap_or("");
+    let result = match mode {
+        "rw" => rw::run(),
+        "persist-write" => rw::persist_write(),
+        "persist-check" => rw::persist_check(),
+        "attack" => attack::attack(),
+        "hold" => attack::hold(),
+        "serve" => serve::serve(),
+        "client" => serve::client(),
+        "victim" => exo_rt::exit(attack::victim()),
+        "intruder" => exo_rt::exit(attack::intruder()),
+        _ => Err(alloc::format!("unknown mode {mode:?}")),
+    };
+    match result {
+        Ok(()) => exo_rt::exit(0),
+        Err(why) => {
+            println!("nvmed {mode}: FAILED: {why}");
+            exo_rt::exit(1)
+        }
+    }
+}
