@@ -95,5 +95,18 @@ fn host_file_backends() {
     }
     let db = Db::open(libdb::host::open_file_pmem(dir.join("pmem.db"), 4 << 20).unwrap(), small()).unwrap();
     assert_eq!(db.get(b"key00003").unwrap().as_deref(), Some(&b"newer"[..]));
+    drop(db);
+    match libdb::host::open_file_block_direct(dir.join("direct.db")) {
+        Ok(storage) => {
+            assert!(storage.device().is_direct());
+            let db = Db::create(storage, small()).unwrap();
+            exercise(&db);
+            drop(db);
+            let db = Db::open(libdb::host::open_file_block_direct(dir.join("direct.db")).unwrap(), small()).unwrap();
+            assert_eq!(db.get(b"key00003").unwrap().as_deref(), Some(&b"newer"[..]));
+            assert_eq!(db.begin_read().iter().count(), 500);
+        }
+        Err(e) => println!("O_DIRECT not supported here ({e}): direct backend not tested"),
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
