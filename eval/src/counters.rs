@@ -75,6 +75,39 @@ impl ProcIo {
     }
 }
 
+/// One reading of a block device's `/sys/block/<dev>/stat` (the fields we
+/// use; see the kernel's Documentation/block/stat.rst).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStat {
+    /// Write requests completed (after merging).
+    pub write_ios: u64,
+    /// 512-byte sectors written.
+    pub write_sectors: u64,
+    /// Flush requests completed (kernel 5.5+; 0 where the file is older).
+    pub flush_ios: u64,
+}
+
+impl BlockStat {
+    pub fn parse(text: &str) -> Result<BlockStat, String> {
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().map_err(|_| format!("block stat field {f:?} is not a number")))
+            .collect::<Result<_, _>>()?;
+        if fields.len() < 11 {
+            return Err(format!("block stat has {} fields, expected at least 11", fields.len()));
+        }
+        if fields.len() < 17 {
+            return Err(format!("block stat has {} fields: this kernel does not report flushes", fields.len()));
+        }
+        Ok(BlockStat { write_ios: fields[4], write_sectors: fields[6], flush_ios: fields[15] })
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<BlockStat, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        BlockStat::parse(&text)
+    }
+}
+
 /// fsync, fdatasync, msync, sync_file_range, syncfs calls made by anything
 /// in the process (counted by the link-time wrappers of `eval-bench`).
 pub static FSYNC_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -238,6 +271,16 @@ mod tests {
         assert!(ProcIo::parse("rchar: 1\n").unwrap_err().contains("lacks"));
         let extra = format!("{SAMPLE}future_field: 3\n");
         assert!(ProcIo::parse(&extra).is_ok());
+    }
+
+    #[test]
+    fn parses_block_stat() {
+        let text = "  116846  7190  6877119  166883  282813  64390 35122220  342116  0  33320  516867  15004  41 10651464  5285  50667  2581\n";
+        let s = BlockStat::parse(text).unwrap();
+        assert_eq!(s, BlockStat { write_ios: 282813, write_sectors: 35122220, flush_ios: 50667 });
+        assert!(BlockStat::parse("1 2 3").unwrap_err().contains("at least 11"));
+        assert!(BlockStat::parse("1 2 3 4 5 6 7 8 9 10 11").unwrap_err().contains("flushes"));
+        assert!(BlockStat::parse("1 2 x").unwrap_err().contains("\"x\""));
     }
 
     #[test]

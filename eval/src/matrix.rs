@@ -85,7 +85,7 @@ impl Plan {
         Plan {
             engines: ENGINES.iter().map(|s| s.to_string()).collect(),
             value_sizes: vec![100, 1024, 4096],
-            keys: if quick { 5_000 } else { 100_000 },
+            keys: if quick { 10_000 } else { 100_000 },
             commit_ops: if quick { 500 } else { 5_000 },
             commit_durabilities: if quick {
                 vec![Durability::Sync, Durability::Group(8), Durability::Async]

@@ -322,7 +322,7 @@ pub fn markdown_comparison(rows: &[Row], workload: &str, value_bytes: u64, basel
         return String::new();
     }
     let mut out = format!(
-        "| engine | durability | ops/s | × {baseline_engine} | flushes/op | bytes written/op | syscalls/op |\n|---|---|---:|---:|---:|---:|---:|\n"
+        "| engine | durability | ops/s | × {baseline_engine} | p99 µs | syscalls/op | flushes/op | device flushes/op | device bytes written/op | write_bytes/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in &selected {
         let base = selected
@@ -335,14 +335,17 @@ pub fn markdown_comparison(rows: &[Row], workload: &str, value_bytes: u64, basel
         };
         let opt = |v: Option<f64>| v.map(md_number).unwrap_or_else(|| "–".into());
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.engine,
             r.durability,
             md_number(r.ops_per_sec),
             rel,
+            md_number(r.p99_us),
+            opt(r.syscalls_per_op),
             opt(r.flushes_per_op),
-            opt(r.bytes_written_per_op),
-            opt(r.syscalls_per_op)
+            opt(r.device_flushes_per_op),
+            opt(r.device_bytes_written_per_op),
+            opt(r.bytes_written_per_op)
         ));
     }
     out

@@ -1,7 +1,7 @@
 //! Runs one workload against one engine and measures it: wall-clock time,
 //! a latency sample per operation, and the in-process counters.
 
-use crate::counters::{flushes_now, ProcIo, SyscallCounter};
+use crate::counters::{flushes_now, BlockStat, ProcIo, SyscallCounter};
 use crate::engines::{self, Engine};
 use crate::results::Row;
 use crate::workload::{key_of, make_value, Durability, Rng, Workload, YcsbMix, YcsbOp, KEY_BYTES, PRELOAD_BATCH, WRITE_BATCH};
@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub medium: String,
     pub system: String,
     pub seed: u64,
+    /// `/sys/block/<dev>/stat` of a block device that holds `dir` and that
+    /// nothing else uses: fills the device_* columns.
+    pub block_stat: Option<PathBuf>,
 }
 
 /// Distinct values cycled through by the writes, generated before timing.
@@ -212,6 +215,14 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     let counters = Counters::open();
     let mut phase =
         Phase { engine: engine.as_mut(), values, lat: Latencies(Vec::with_capacity(cfg.ops as usize)), rng, writes: 0, sink: 0 };
+    let block_path = cfg.block_stat.as_deref();
+    if block_path.is_some() {
+        // Write back anything earlier phases left dirty (and commit the
+        // journal) so the device counts below belong to this phase.
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
+    let block_before = block_path.map(BlockStat::read).transpose()?;
     let barriers_before = phase.engine.barriers();
     let before = counters.snapshot();
     let started = Instant::now();
@@ -274,6 +285,20 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     let elapsed = started.elapsed().as_secs_f64();
     let after = counters.snapshot();
     let barriers_after = phase.engine.barriers();
+    let block_after = match block_path {
+        Some(p) => {
+            // Untimed: what the file system still owes the device for this
+            // phase (deferred journal commits, metadata) is counted too.
+            // SAFETY: as above.
+            unsafe { libc::sync() };
+            Some(BlockStat::read(p)?)
+        }
+        None => None,
+    };
+    let device = |f: fn(&BlockStat) -> u64| -> Option<f64> {
+        let (a, b) = (block_before?, block_after?);
+        Some(f(&b).saturating_sub(f(&a)) as f64 / cfg.ops as f64)
+    };
     std::hint::black_box(phase.sink);
 
     let ops = cfg.ops as f64;
@@ -302,6 +327,9 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
             Some(engine_counted) => Some(engine_counted as f64 / ops),
             None => net(|s| s.flushes),
         },
+        device_write_cmds_per_op: device(|s| s.write_ios),
+        device_flushes_per_op: device(|s| s.flush_ios),
+        device_bytes_written_per_op: device(|s| s.write_sectors * 512),
         ..Row::default()
     })
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! eval-bench header
 //! eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N
-//!                [--keys N] [--seed N] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
+//!                [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
 //! eval-bench suite --quick|--full --dir PATH --medium M --system S
 //! ```
 //! `run` prints exactly one CSV data row (no header) on stdout. `suite`
@@ -24,7 +24,7 @@ use std::time::Instant;
 
 const USAGE: &str = "usage:
   eval-bench header
-  eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
+  eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
   eval-bench suite --quick|--full --dir PATH --medium M --system S";
 
 /// `--name value` pairs and bare `--flag`s.
@@ -99,6 +99,7 @@ fn cmd_run(raw: &[String]) -> Result<(), String> {
         ops,
         medium: one_of("medium", a.take("medium")?, &MEDIA)?,
         system: one_of("system", a.take("system")?, &SYSTEMS)?,
+        block_stat: a.values.remove("block-stat").map(PathBuf::from),
     };
     a.finish()?;
     let row = run(&cfg)?;
