@@ -233,7 +233,7 @@ pub fn dma_attack_blocked() -> Outcome {
     println!("init: victim page at physical {victim_pa:#x}");
 
     let before = dma_faults();
-    let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, 0])?;
+    let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
     let code = exit_code(&driver, "nvmed attack")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);
