@@ -47,6 +47,10 @@ impl std::fmt::Display for Accel {
 pub enum Serial {
     /// QEMU's stdout (the runner captures and tees it).
     Stdio,
+    /// stdio multiplexed with the QEMU monitor (`mon:stdio`), for people at
+    /// a terminal: Ctrl-A X quits, Ctrl-A C toggles the monitor, Ctrl-C
+    /// goes to the guest instead of killing QEMU.
+    StdioWithMonitor,
     /// A file (for runs whose stdout is used for something else, e.g. eval).
     #[allow(dead_code)] // API for the eval helpers
     File(PathBuf),
@@ -151,7 +155,6 @@ impl Machine {
         self.accel = a;
         self
     }
-    #[allow(dead_code)] // API for the eval helpers
     pub fn serial(mut self, s: Serial) -> Self {
         self.serial = s;
         self
@@ -215,6 +218,7 @@ impl Machine {
         push(&["-nic", "none", "-display", "none", "-no-reboot"]);
         let serial = match &self.serial {
             Serial::Stdio => "stdio".to_string(),
+            Serial::StdioWithMonitor => "mon:stdio".to_string(),
             Serial::File(p) => format!("file:{}", p.to_string_lossy()),
         };
         push(&["-serial", &serial]);
@@ -310,6 +314,7 @@ mod tests {
             .arg("-d")
             .arg("int");
         let l = line(&m);
+        assert!(line(&Machine::new("/i").serial(Serial::StdioWithMonitor)).contains("-serial mon:stdio"));
         for want in [
             "-serial file:/t/s.log",
             "-icount shift=0",

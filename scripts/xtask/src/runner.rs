@@ -62,6 +62,8 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub struct RunReport {
     pub outcome: Outcome,
+    /// QEMU's exit status (None: killed by a signal or by the timeout).
+    pub status: Option<i32>,
     pub serial: String,
     /// QEMU's own stderr (also appended to the log).
     #[allow(dead_code)] // API for the eval helpers
@@ -151,7 +153,7 @@ pub fn run(mut qemu: Command, opts: &RunOptions, expect: Expect) -> Result<RunRe
     append_stderr_to_log(&log_path, &stderr_text)?;
     let code = status.and_then(|s| s.code());
     let outcome = classify(code, timed_out, &serial, &stderr_text, expect);
-    Ok(RunReport { outcome, serial, stderr: stderr_text, log_path, elapsed })
+    Ok(RunReport { outcome, status: code, serial, stderr: stderr_text, log_path, elapsed })
 }
 
 /// Keep QEMU's own complaints next to the serial output they explain.
@@ -189,6 +191,7 @@ mod tests {
     fn tees_serial_and_classifies_exit_status() {
         let r = run(sh("echo 'EXO-TEST-PASS t1'; exit 33"), &opts("t1", None), Expect::PassLine("t1")).unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
+        assert_eq!(r.status, Some(33));
         let log = std::fs::read_to_string(&r.log_path).unwrap();
         assert_eq!(log, "EXO-TEST-PASS t1\n");
     }
