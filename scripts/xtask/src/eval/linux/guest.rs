@@ -120,7 +120,8 @@ fn single_file(dir: &Path, prefix: &str) -> Result<PathBuf> {
 
 /// Fetch/extract what is missing and build the benchmark binary.
 pub fn prepare(root: &Path, target_dir: &Path) -> Result<GuestFiles> {
-    crate::setup::ensure_debian_packages(&["e2fsprogs"])?;
+    // mke2fs for the guest; glibc's static archives for the static bench.
+    crate::setup::ensure_debian_packages(&["e2fsprogs", "libc6-dev"])?;
     let cache = root.join(".cache/linux-guest");
     std::fs::create_dir_all(&cache)?;
     let mut versions = vec![];

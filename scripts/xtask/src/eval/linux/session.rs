@@ -279,3 +279,39 @@ fn finish_row(r: &mut RunOutcome) -> Result<()> {
     r.bench_runtime_ns = Some(run.sum("runtime", |n| n == "eval-bench"));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_tail_counts_each_complete_line_once() {
+        let dir = std::env::temp_dir().join(format!("linux-trace-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.log");
+        let mut t = TraceTail { path: path.clone(), offset: 0 };
+        assert_eq!(t.take().unwrap(), NvmeCounts::default(), "a missing file is no events yet");
+        let flush = "pci_nvme_io_cmd cid 1 nsid 0x1 sqid 1 opc 0x0 opname 'NVME_NVM_CMD_FLUSH'\n";
+        std::fs::write(&path, format!("{flush}{flush}pci_nvme_io_cmd cid 2 nsid 0x1 sqid 1 op")).unwrap();
+        assert_eq!(t.take().unwrap().flush_cmds, 2);
+        // The partial line is completed later and counted then, once.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"c 0x0 opname 'NVME_NVM_CMD_FLUSH'\n").unwrap();
+        assert_eq!(t.take().unwrap().flush_cmds, 1);
+        assert_eq!(t.take().unwrap().flush_cmds, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runtime_sums_exclude_the_harness() {
+        let mut r = RunOutcome {
+            hist_sys: "{ common_pid: eval-bench [ 9] } hitcount: 5\n{ common_pid: init [ 1] } hitcount: 50\nTotals:\n Dropped: 0\n".into(),
+            hist_run: "{ comm: eval-bench } hitcount: 1 runtime: 100\n{ comm: init } hitcount: 1 runtime: 1000\n{ comm: jbd2/nvme0n1-8 } hitcount: 1 runtime: 10\n{ comm: cat } hitcount: 1 runtime: 7\nTotals:\n Dropped: 0\n".into(),
+            ..Default::default()
+        };
+        finish_row(&mut r).unwrap();
+        assert_eq!((r.syscalls, r.runtime_ns, r.bench_runtime_ns), (Some(5), Some(110), Some(100)));
+        r.hist_run = r.hist_run.replace("Dropped: 0", "Dropped: 3");
+        assert!(finish_row(&mut r).is_err(), "dropped events must not give silently low counts");
+    }
+}
