@@ -2,10 +2,10 @@
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use core::ops::{Bound, RangeBounds};
 
 use crate::cache::PageCache;
+use crate::lock::Lock;
 use crate::error::Error;
 use crate::log;
 use crate::overlay::{Overlay, Seen};
@@ -462,27 +462,30 @@ impl<S: Storage> Inner<S> {
 
 /// An embedded, transactional, ordered key-value store.
 ///
-/// One writer at a time and any number of snapshot readers, interleaved on
-/// one thread (`Db` is `Send`, not `Sync`; wrap it in a mutex to share it).
+/// One writer at a time and any number of snapshot readers. With the `std`
+/// feature `Db` is `Sync`: readers may run on other threads (e.g. with
+/// `std::thread::scope`) while the writer builds and commits; each call
+/// holds the internal lock only for its own step (a lookup, a chunk of a
+/// scan, a commit's log write). Without `std` it is single-threaded.
 pub struct Db<S: Storage> {
-    inner: RefCell<Inner<S>>,
+    inner: Lock<Inner<S>>,
 }
 
 impl<S: Storage> Db<S> {
     /// Formats `storage` as an empty database and opens it.
     pub fn create(storage: S, opts: Options) -> Result<Self, Error> {
-        Ok(Db { inner: RefCell::new(crate::recovery::create(storage, opts)?) })
+        Ok(Db { inner: Lock::new(crate::recovery::create(storage, opts)?) })
     }
 
     /// Opens the database on `storage`, replaying the log tail.
     pub fn open(storage: S, opts: Options) -> Result<Self, Error> {
-        Ok(Db { inner: RefCell::new(crate::recovery::open(storage, opts)?) })
+        Ok(Db { inner: Lock::new(crate::recovery::open(storage, opts)?) })
     }
 
     /// Starts the write transaction (fails with `WriterActive` while
     /// another one is open).
     pub fn begin_write(&self) -> Result<WriteTxn<'_, S>, Error> {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         inner.check_writable()?;
         if inner.writer_active {
             return Err(Error::WriterActive);
@@ -494,7 +497,7 @@ impl<S: Storage> Db<S> {
     /// Starts a read transaction on a snapshot of everything committed so
     /// far; later commits and checkpoints do not change what it sees.
     pub fn begin_read(&self) -> ReadTxn<'_, S> {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         let snap = inner.latest();
         *inner.readers.entry(snap.gen).or_insert(0) += 1;
         ReadTxn { db: self, snap }
@@ -502,19 +505,19 @@ impl<S: Storage> Db<S> {
 
     /// Reads one key outside any transaction.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         let snap = inner.latest();
         inner.get(snap, key)
     }
 
     /// Writes all committed changes into the tree and restarts the log.
     pub fn checkpoint(&self) -> Result<(), Error> {
-        self.inner.borrow_mut().checkpoint()
+        self.inner.lock().checkpoint()
     }
 
     /// Makes every commit so far durable (flushes group/async commits).
     pub fn sync(&self) -> Result<(), Error> {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         inner.check_writable()?;
         let r = inner.flush_log();
         if r.is_err() {
@@ -524,12 +527,13 @@ impl<S: Storage> Db<S> {
     }
 
     pub fn stats(&self) -> Stats {
-        self.inner.borrow().stats()
+        self.inner.lock().stats()
     }
 
-    /// Runs `f` on the storage (e.g. to read device counters).
+    /// Runs `f` on the storage (e.g. to read device counters). `f` must not
+    /// call back into this `Db`.
     pub fn with_storage<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        f(&self.inner.borrow().storage)
+        f(&self.inner.lock().storage)
     }
 
     /// Closes the database without a checkpoint (group/async commits not
@@ -587,7 +591,7 @@ impl<S: Storage> WriteTxn<'_, S> {
     }
 
     pub fn commit(self, durability: Durability) -> Result<(), Error> {
-        self.db.inner.borrow_mut().commit(&self.writes, durability)
+        self.db.inner.lock().commit(&self.writes, durability)
     }
 
     pub fn abort(self) {}
@@ -595,7 +599,7 @@ impl<S: Storage> WriteTxn<'_, S> {
 
 impl<S: Storage> Drop for WriteTxn<'_, S> {
     fn drop(&mut self) {
-        self.db.inner.borrow_mut().writer_active = false;
+        self.db.inner.lock().writer_active = false;
     }
 }
 
@@ -615,7 +619,7 @@ fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
 
 impl<'a, S: Storage> ReadTxn<'a, S> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.db.inner.borrow_mut().get(self.snap, key)
+        self.db.inner.lock().get(self.snap, key)
     }
 
     /// Entries with keys in `range`, ascending; `.rev()` for descending.
@@ -641,7 +645,7 @@ impl<'a, S: Storage> ReadTxn<'a, S> {
 
 impl<S: Storage> Drop for ReadTxn<'_, S> {
     fn drop(&mut self) {
-        self.db.inner.borrow_mut().release_reader(self.snap.gen);
+        self.db.inner.lock().release_reader(self.snap.gen);
     }
 }
 
@@ -678,7 +682,7 @@ impl<S: Storage> Range<'_, '_, S> {
         while want(self) && !self.exhausted {
             let snap = self.txn.snap;
             let (items, boundary, done) =
-                self.txn.db.inner.borrow_mut().fetch_chunk(snap, as_ref(&self.lo), as_ref(&self.hi), rev, CHUNK)?;
+                self.txn.db.inner.lock().fetch_chunk(snap, as_ref(&self.lo), as_ref(&self.hi), rev, CHUNK)?;
             if rev {
                 self.back.extend(items);
             } else {
