@@ -65,13 +65,14 @@ impl Run {
     }
 }
 
-/// `--quick`: durable and async commits (the flush sanity check), a fill
+/// `--quick`: sync, group-of-8 and async commits (the flush sanity check), a fill
 /// and a read, 100 B values, the four engines on both media.
 pub fn quick_entries() -> Vec<Entry> {
     let mut out = vec![];
     for engine in ["sqlite", "lmdb", "redb", "libdb"] {
         let e = |workload, durability, ops, keys| Entry { engine: engine.into(), workload, value_bytes: 100, durability, ops, keys };
         out.push(e(Workload::Commit, Durability::Sync, 1000, 5000));
+        out.push(e(Workload::Commit, Durability::Group(8), 1000, 5000));
         out.push(e(Workload::Commit, Durability::Async, 1000, 5000));
         out.push(e(Workload::FillRandom, Durability::Async, 5000, 5000));
         out.push(e(Workload::ReadRandom, Durability::Async, 5000, 5000));

@@ -61,7 +61,7 @@ fn opt(v: Option<u64>) -> String {
 /// Raw totals per run (measured and baseline alike), for `linux-counters.csv`.
 pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]) -> String {
     let mut s = String::from(
-        "engine,medium,workload,value_bytes,durability,ops,keys,ftrace_syscalls,nvme_write_cmds,nvme_flush_cmds,nvme_bytes_written,nvme_write_zeroes_cmds,nvme_read_cmds,blk_wr_operations,blk_wr_bytes,icount_all_tasks_ns,icount_bench_ns,result\n",
+        "engine,medium,workload,value_bytes,durability,ops,keys,ftrace_syscalls,nvme_write_cmds,nvme_flush_cmds,nvme_bytes_written,nvme_write_zeroes_cmds,nvme_read_cmds,blk_wr_operations,blk_wr_bytes,pmem_pages_changed,icount_all_tasks_ns,icount_bench_ns,result\n",
     );
     for (i, r) in runs.iter().enumerate() {
         let c = &counters[i];
@@ -75,7 +75,7 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             _ => "missing".into(),
         };
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.engine,
             r.medium,
             r.workload,
@@ -91,6 +91,7 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             nv(n.read_cmds),
             opt(c.blockstats.map(|b| b.wr_operations)),
             opt(c.blockstats.map(|b| b.wr_bytes)),
+            opt(c.pmem_pages_changed),
             opt(ic.and_then(|x| x.runtime_ns)),
             opt(ic.and_then(|x| x.bench_runtime_ns)),
             result
@@ -99,20 +100,46 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
     s
 }
 
+/// pmem rows: distinct NVDIMM pages changed per operation (differential).
+pub fn pmem_pages_table(pairs: &[Pair], runs: &[Run], counters: &[RunOutcome]) -> String {
+    let mut s = String::from("| engine | workload | value | durability | ops | pmem pages changed/op | bytes/op at page granularity |\n|---|---|---:|---|---:|---:|---:|\n");
+    let mut any = false;
+    for p in pairs {
+        let r = &runs[p.measured];
+        let (Some(m), Some(b)) = (counters[p.measured].pmem_pages_changed, counters[p.baseline].pmem_pages_changed) else { continue };
+        let Some(per_op) = differential(m, b, r.ops) else { continue };
+        any = true;
+        s.push_str(&format!(
+            "| {} | {} | {} B | {} | {} | {per_op:.3} | {:.0} |\n",
+            r.engine,
+            r.workload,
+            r.value_bytes,
+            r.durability,
+            r.ops,
+            per_op * super::pmempages::PAGE as f64
+        ));
+    }
+    if any { s } else { String::new() }
+}
+
 /// Sanity checks on the nvme commit rows; the bool says whether it passed.
+/// A sync commit must flush the device at least once; every weaker mode
+/// (groupN, async) of the same engine and value size must flush less.
 pub fn sanity(rows: &[Row]) -> Vec<(bool, String)> {
     let mut out = vec![];
-    let commits = |d: &'static str| rows.iter().filter(move |r| r.medium == "nvme" && r.workload == "commit" && r.durability == d);
-    for r in commits("sync") {
+    let nvme_commit = |r: &&Row| r.medium == "nvme" && r.workload == "commit";
+    for r in rows.iter().filter(nvme_commit).filter(|r| r.durability == "sync") {
         let Some(sync_f) = r.device_flushes_per_op else {
             out.push((false, format!("{}: sync commit has no device flush count", r.engine)));
             continue;
         };
         out.push((sync_f >= 1.0, format!("{}: sync commit, {sync_f:.2} NVMe flushes per commit (want >= 1)", r.engine)));
-        for a in commits("async").filter(|a| a.engine == r.engine && a.value_bytes == r.value_bytes) {
+        let weaker = rows.iter().filter(nvme_commit).filter(|a| a.durability != "sync" && a.engine == r.engine && a.value_bytes == r.value_bytes);
+        for a in weaker {
+            let d = &a.durability;
             match a.device_flushes_per_op {
-                Some(v) => out.push((v < sync_f, format!("{}: async commit, {v:.3} NVMe flushes per commit (want < {sync_f:.2})", r.engine))),
-                None => out.push((false, format!("{}: async commit has no device flush count", r.engine))),
+                Some(v) => out.push((v < sync_f, format!("{}: {d} commit, {v:.3} NVMe flushes per commit (want < {sync_f:.2})", r.engine))),
+                None => out.push((false, format!("{}: {d} commit has no device flush count", r.engine))),
             }
         }
     }
@@ -220,13 +247,14 @@ mod tests {
         };
         let rows = vec![
             row("sqlite", "sync", Some(1.36)),
+            row("sqlite", "group8", Some(0.13)),
             row("sqlite", "async", Some(0.01)),
             row("redb", "sync", Some(0.5)),
             row("redb", "async", Some(0.5)),
             row("lmdb", "sync", None),
         ];
         let c = sanity(&rows);
-        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![true, true, false, false, false], "{c:?}");
+        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![true, true, true, false, false, false], "{c:?}");
     }
 
     #[test]
@@ -243,6 +271,19 @@ mod tests {
         let (ok, why) = cross_check(&runs, &c);
         assert!(!ok && why.contains("1 of 2"), "{why}");
         assert!(!cross_check(&runs, &[RunOutcome::default(), RunOutcome::default()]).0, "nothing checked is not a pass");
+    }
+
+    #[test]
+    fn pmem_table_is_differential_and_skips_nvme() {
+        let mut runs = vec![run("lmdb", "sync", 1), run("lmdb", "sync", 11)];
+        runs.iter_mut().for_each(|r| r.medium = "pmem".into());
+        let c = vec![
+            RunOutcome { pmem_pages_changed: Some(40), ..Default::default() },
+            RunOutcome { pmem_pages_changed: Some(60), ..Default::default() },
+        ];
+        let t = pmem_pages_table(&[Pair { baseline: 0, measured: 1 }], &runs, &c);
+        assert!(t.contains("| lmdb | commit | 100 B | sync | 11 | 2.000 | 8192 |"), "{t}");
+        assert_eq!(pmem_pages_table(&[Pair { baseline: 0, measured: 1 }], &runs, &[RunOutcome::default(), RunOutcome::default()]), "");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! while the guest waits at each READY/DONE handshake.
 
 use super::hist;
+use super::pmempages::PmemWatch;
 use super::plan::Run;
 use super::qmp::{BlockStats, Qmp};
 use super::qtrace::{self, NvmeCounts};
@@ -54,6 +55,8 @@ pub struct RunOutcome {
     /// sched_stat_runtime ns of eval-bench alone.
     pub bench_runtime_ns: Option<u64>,
     pub nvme: Option<NvmeCounts>,
+    /// Distinct 4 KiB NVDIMM pages whose contents changed (pmem runs).
+    pub pmem_pages_changed: Option<u64>,
     pub blockstats: Option<BlockStats>,
     pub hist_sys: String,
     pub hist_run: String,
@@ -161,6 +164,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
     let mut log = std::fs::File::create(&serial_log).with_context(|| format!("creating {}", serial_log.display()))?;
     let mut qmp = if counters { Some(Qmp::connect(&qmp_path, Duration::from_secs(20))?) } else { None };
     let mut trace = TraceTail { path: trace_path.clone(), offset: 0 };
+    let mut pmem = PmemWatch::new(&images.join(crate::machine::NVDIMM_IMAGE.file));
     let mut res = PassResult { rows: vec![RunOutcome::default(); s.rows.len()], serial_log: serial_log.clone(), ..Default::default() };
     let mut before: Option<Snapshot> = None;
     let deadline = started + s.timeout;
@@ -199,7 +203,10 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
         };
         match parsed {
             Line::Ready(i) => {
-                row_mut(&mut res, i)?;
+                let k = row_mut(&mut res, i)?;
+                if counters && s.rows[k].medium == "pmem" {
+                    pmem.mark()?;
+                }
                 let (snap, _) = snapshot(&mut qmp, &mut trace)?;
                 before = Some(snap);
                 writeln!(stdin, "go")?;
@@ -211,6 +218,9 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
                 let r = &mut res.rows[k];
                 r.exit_code = Some(exit_code);
                 r.nvme = nvme;
+                if counters && s.rows[k].medium == "pmem" {
+                    r.pmem_pages_changed = Some(pmem.changed_since_mark()?);
+                }
                 if let (Some(a), Some(b)) = (after.blk, b.blk) {
                     r.blockstats = Some(a.since(&b)?);
                 }
