@@ -17,10 +17,11 @@ use crate::spawn::{self, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering::SeqCst;
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use exo_abi::{devinfo as di, kinfo as ki, Rights, DEVICE_HANDLES_VA, PAGE_SIZE, RAM_WINDOW_VA};
 use exo_rt::layout::SCRATCH_VA;
 use exo_rt::mmio::Window;
+use exo_rt::layout::msg;
 use exo_rt::{kinfo, mem, println, sys};
 
 type Outcome = Result<(), String>;
@@ -129,6 +130,85 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
     Ok(child)
 }
 
+/// A device's MSI-X table, from its capability.
+#[derive(Clone, Copy, Debug)]
+pub struct MsiX {
+    /// Offset of the capability in configuration space.
+    pub cap: u64,
+    pub bar: u8,
+    /// Offset of the table in that BAR.
+    pub table: u32,
+    pub entries: u16,
+}
+
+const CAP_MSIX: u8 = 0x11;
+
+/// Walk the capability list (bounded: a malformed list ends the walk).
+pub fn msix(dev: &Device) -> Option<MsiX> {
+    if dev.config.read16(0x06) & (1 << 4) == 0 {
+        return None;
+    }
+    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
+    for _ in 0..48 {
+        if ptr < 0x40 {
+            return None;
+        }
+        let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
+        if id == CAP_MSIX {
+            let control = dev.config.read16(ptr + 2);
+            let table = dev.config.read32(ptr + 4);
+            return Some(MsiX { cap: ptr, bar: (table & 7) as u8, table: table & !7, entries: (control & 0x7ff) + 1 });
+        }
+        ptr = (next & 0xfc) as u64;
+    }
+    None
+}
+
+/// MSI-X on, function mask off: the driver programs and unmasks entries.
+pub fn enable_msix(dev: &Device, m: &MsiX) {
+    let control = dev.config.read16(m.cap + 2);
+    dev.config.write16(m.cap + 2, (control | 1 << 15) & !(1 << 14));
+}
+
+/// Interrupt routing, XOmB's hierarchical dispatch: the kernel sends every
+/// device interrupt to init; a vector routed to a driver is counted in the
+/// driver's mailbox (word 3) and the driver is switched to at once.
+/// Indexed by vector - `IRQ_VECTOR0`; 0 = not routed, else slot + 1.
+static ROUTES: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+pub static UNROUTED: AtomicU64 = AtomicU64::new(0);
+
+/// Words of a driver's mailbox init writes: interrupts forwarded to it.
+pub const MAILBOX_IRQS: u64 = 24;
+
+pub fn route(vector: u64, c: &Child) {
+    if let Some(r) = vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| ROUTES.get(i as usize)) {
+        r.store(c.slot as u64 + 1, SeqCst);
+    }
+}
+
+/// Called from init's upcall handler on `Reason::Interrupt` (it must not
+/// allocate or lock). Returns only if the vector is not routed to a
+/// runnable driver.
+pub fn interrupt(vector: u64) {
+    INTERRUPTS.fetch_add(1, SeqCst);
+    let slot = vector
+        .checked_sub(di::IRQ_VECTOR0 as u64)
+        .and_then(|i| ROUTES.get(i as usize))
+        .map_or(0, |r| r.load(SeqCst));
+    if slot == 0 {
+        UNROUTED.fetch_add(1, SeqCst);
+        return;
+    }
+    let s = sched::slot(slot as usize - 1);
+    if s.state.load(SeqCst) != sched::RUNNABLE {
+        return;
+    }
+    let mb = s.mailbox.load(SeqCst);
+    mem::write(mb + MAILBOX_IRQS, mem::read(mb + MAILBOX_IRQS) + 1);
+    let _ = sys::yield_to(s.handle.load(SeqCst), msg::RESUME);
+}
+
 fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
     let opts = Options { args, words, heap_pages: 64, spare_pages: spare, paused: true };
     spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))
@@ -188,6 +268,43 @@ pub fn nvme_rw() -> Outcome {
     let faults = dma_faults() - before;
     if faults != 0 {
         return Err(format!("{faults} DMA faults during a correct run"));
+    }
+    Ok(())
+}
+
+/// `nvme_irq`: completions signalled by MSI-X. The driver programs its
+/// MSI-X entries (in its BAR) with the remappable-format addresses of the
+/// device's interrupt-remapping handles; init routes the vectors to it.
+pub fn nvme_irq() -> Outcome {
+    let dev = nvme()?;
+    let m = msix(&dev).ok_or("the NVMe controller has no MSI-X capability")?;
+    let irq_handle = exo_rt::devinfo(di::W_ENTRY0 + dev.index * di::ENTRY_WORDS + di::E_IRQ_HANDLE);
+    let vector0 = exo_rt::devinfo(di::W_ENTRY0 + dev.index * di::ENTRY_WORDS + di::E_IRQ_VECTOR);
+    if vector0 == 0 {
+        return Err("the kernel gives this device no remapped interrupt vectors (interrupt remapping off?)".into());
+    }
+    if m.bar != 0 || m.entries < 3 {
+        return Err(format!("MSI-X table in BAR {} with {} entries; the driver needs it in BAR 0 with 3", m.bar, m.entries));
+    }
+    println!("init: MSI-X table at BAR0 + {:#x}, {} entries; remapping handles {irq_handle}.., vectors {vector0:#x}..", m.table, m.entries);
+    enable_msix(&dev, &m);
+    let tsc = kinfo::word(ki::W_TSC_PER_US);
+    let words = m.table as u64 | irq_handle << 32;
+    let driver = start_driver("nvmed", "irq", &dev, 0, NVME_DMA_PAGES, [tsc, words])?;
+    for j in 0..3 {
+        route(vector0 + j, &driver);
+    }
+    let before = INTERRUPTS.load(SeqCst);
+    sched::start(driver.slot);
+    expect_zero(&driver, "nvmed irq")?;
+    let forwarded = mem::read(spawn::mailbox(&driver) + MAILBOX_IRQS);
+    println!(
+        "init: {} device interrupts arrived, {forwarded} forwarded to the driver, {} unrouted",
+        INTERRUPTS.load(SeqCst) - before,
+        UNROUTED.load(SeqCst)
+    );
+    if forwarded == 0 {
+        return Err("no interrupt reached the driver".into());
     }
     Ok(())
 }

@@ -112,7 +112,8 @@ fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
             let rip = exo_rt::control::read(exo_abi::control::SAVED + 16 * 8);
             exo_rt::fatal(format_args!("init main faulted: {reason:?} {a:#x} code {b:#x} rip {rip:#x}"));
         }
-        Reason::Interrupt => {}
+        // Routed device interrupts switch straight to their driver.
+        Reason::Interrupt => crate::devices::interrupt(a),
     }
     drain_consoles();
     next()

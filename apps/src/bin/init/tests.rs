@@ -27,6 +27,7 @@ pub fn run(name: &str) -> Outcome {
         "bad_elf" => bad_elf(),
         "microbench" => microbench(),
         "nvme_rw" => crate::devices::nvme_rw(),
+        "nvme_irq" => crate::devices::nvme_irq(),
         "dma_attack_blocked" => crate::devices::dma_attack_blocked(),
         "device_ownership" => crate::devices::device_ownership(),
         "nvme_persist_write" => crate::devices::nvme_persist(false),

@@ -133,8 +133,12 @@ pub type Nvme = Driver<Bar, DmaPages>;
 /// queue pairs) on the first pages of `dma`; returns the driver and the
 /// pages left for data buffers.
 pub fn bring_up(g: &Grants, dma: DmaPages, io_queues: u16) -> Result<(Nvme, DmaPages), alloc::string::String> {
+    bring_up_with(g, dma, Config { io_queues, io_queue_entries: 64, ..Config::default() })
+}
+
+/// [`bring_up`] with a full configuration (e.g. MSI-X completion).
+pub fn bring_up_with(g: &Grants, dma: DmaPages, config: Config) -> Result<(Nvme, DmaPages), alloc::string::String> {
     use alloc::format;
-    let config = Config { io_queues, io_queue_entries: 64, ..Config::default() };
     let pages = config.dma_bytes_needed().div_ceil(PAGE_SIZE);
     let (queues, rest) = dma.split(pages).ok_or(format!("{} DMA pages are too few for the queues ({pages})", dma.pages()))?;
     let region = DmaRegion { base: queues.iova, len: queues.win.len() };

@@ -5,7 +5,8 @@
 //! `nvme` crate. No kernel call is on its I/O path: doorbells are stores
 //! to its BAR mapping, completions are polled from its own memory.
 //!
-//! The first argument picks the job: `rw` (`nvme_rw`), `attack`
+//! The first argument picks the job: `rw` (`nvme_rw`), `irq` (`nvme_irq`,
+//! MSI-X completion), `attack`
 //! (`dma_attack_blocked`), `persist-write` / `persist-check`
 //! (`nvme_persist`), `serve` (`block_service`, the driver end) — and, for
 //! the tests, the other processes involved: `client` (the block-service
@@ -25,6 +26,8 @@ mod attack;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
+mod irq;
+#[cfg(target_os = "none")]
 mod pattern;
 #[cfg(target_os = "none")]
 mod rw;
@@ -41,6 +44,7 @@ fn main() {
     let mode = args.split_whitespace().next().unwrap_or("");
     let result = match mode {
         "rw" => rw::run(),
+        "irq" => irq::run(),
         "persist-write" => rw::persist_write(),
         "persist-check" => rw::persist_check(),
         "attack" => attack::attack(),
