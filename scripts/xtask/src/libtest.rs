@@ -17,7 +17,7 @@ pub struct Summary {
 /// `test result: FAILED. 3 passed; 1 failed; 0 ignored; ...`.
 fn count(result_line: &str, word: &str) -> usize {
     result_line
-        .split(|c| c == ';' || c == '.')
+        .split([';', '.'])
         .filter_map(|part| {
             let mut it = part.split_whitespace();
             let n = it.next()?.parse().ok()?;

@@ -77,7 +77,7 @@ fn has_pass_line(serial: &str, name: &str) -> bool {
 /// The last non-empty line of QEMU's stderr, which is where it explains
 /// what it refused.
 fn last_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).last()
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
 }
 
 /// Classify a finished run. `status` is None when QEMU died of a signal.
@@ -113,7 +113,7 @@ pub fn classify(status: Option<i32>, timed_out: Option<Duration>, serial: &str, 
             panic_line.map_or_else(
                 || {
                     // The kernel's fatal path may stop with another message.
-                    let last_kernel = serial.lines().map(str::trim).filter(|l| l.starts_with("[kernel]")).last();
+                    let last_kernel = serial.lines().rev().map(str::trim).find(|l| l.starts_with("[kernel]"));
                     format!("kernel stopped (no `{PANIC_MARKER}` line): {}", last_kernel.or(last_line(serial)).unwrap_or("no output"))
                 },
                 str::to_string,
