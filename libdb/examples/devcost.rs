@@ -14,6 +14,11 @@ fn sectors_written(dev: &str) -> u64 {
     s.split_whitespace().nth(6).and_then(|v| v.parse().ok()).expect("sectors written field")
 }
 
+fn proc_write_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 3 {
@@ -34,15 +39,18 @@ fn main() {
         w.commit(Durability::Sync).unwrap();
     }
     let s0 = sectors_written(dev);
+    let p0 = proc_write_bytes();
     for i in 0..500u64 {
         let mut w = db.begin_write().unwrap();
         w.put(&key(i * 7 % 5000), &[2u8; 100]).unwrap();
         w.commit(Durability::Sync).unwrap();
     }
+    let p1 = proc_write_bytes();
     let s1 = sectors_written(dev);
     println!(
-        "{}: device bytes per sync commit: {}",
+        "{}: device bytes per sync commit: {}, /proc/self/io write_bytes per commit: {}",
         if direct { "O_DIRECT" } else { "buffered" },
-        (s1 - s0) * 512 / 500
+        (s1 - s0) * 512 / 500,
+        (p1 - p0) / 500
     );
 }

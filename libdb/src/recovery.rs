@@ -26,7 +26,10 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     // Zero the log region: no record of an earlier database on this medium
     // can be mistaken for ours, and later log writes overwrite allocated
     // blocks (no file-size metadata to sync per commit).
-    let chunk = vec![0u8; 64 * PAGE_SIZE];
+    // Page-sized writes: with a buffered file backend the OS caches the log
+    // in page-sized folios then, so a small commit dirties (and the kernel
+    // accounts) one page, not a large folio.
+    let chunk = vec![0u8; PAGE_SIZE];
     let mut off = 0u64;
     let log_bytes = opts.log_pages * PAGE_SIZE as u64;
     while off < log_bytes {
