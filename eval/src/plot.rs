@@ -84,19 +84,15 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 15))
         .margin(8)
-        .x_label_area_size(70)
+        .x_label_area_size(30)
         .y_label_area_size(55)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+        .build_cartesian_2d((0..n.saturating_sub(1).max(1)).into_segmented(), 0.0..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
         .x_label_formatter(&label_of)
-        .x_label_style(
-            TextStyle::from(("sans-serif", 10).into_font())
-                .transform(FontTransform::Rotate90)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
-        )
+        .x_label_style(TextStyle::from(("sans-serif", if n > 5 { 8 } else { 10 }).into_font()))
         .y_desc(y_label)
         .y_label_formatter(&|v| short_number(*v))
         .draw()?;
@@ -121,34 +117,49 @@ fn draw_panel<DB: DrawingBackend>(
 /// Panels of one metric, one panel per (workload, value size) in first-seen
 /// order, one bar per engine (and durability, when a panel has several).
 pub fn panels_by_workload(rows: &[Row], metric: fn(&Row) -> Option<f64>) -> Vec<Panel> {
-    let mut panels: Vec<(String, u64, Panel)> = Vec::new();
+    panels_by(rows, metric, false)
+}
+
+/// Like [`panels_by_workload`], with one panel per (workload, value size,
+/// durability): for comparing engines at equal durability.
+pub fn panels_by_durability(rows: &[Row], metric: fn(&Row) -> Option<f64>) -> Vec<Panel> {
+    panels_by(rows, metric, true)
+}
+
+fn panels_by(rows: &[Row], metric: fn(&Row) -> Option<f64>, split: bool) -> Vec<Panel> {
+    let mut panels: Vec<(String, u64, String, Panel)> = Vec::new();
     for row in rows {
         let Some(value) = metric(row) else { continue };
-        let pos = panels.iter().position(|(w, v, _)| *w == row.workload && *v == row.value_bytes);
+        let durability = if split { row.durability.clone() } else { String::new() };
+        let pos = panels.iter().position(|(w, v, d, _)| *w == row.workload && *v == row.value_bytes && *d == durability);
         let idx = match pos {
             Some(i) => i,
             None => {
-                let title = format!("{}, {}", row.workload, size_label(row.value_bytes));
-                panels.push((row.workload.clone(), row.value_bytes, Panel { title, bars: Vec::new() }));
+                let mut title = format!("{}, {}", row.workload, size_label(row.value_bytes));
+                if split {
+                    title.push_str(&format!(", {durability}"));
+                }
+                panels.push((row.workload.clone(), row.value_bytes, durability, Panel { title, bars: Vec::new() }));
                 panels.len() - 1
             }
         };
-        panels[idx].2.bars.push(Bar {
+        panels[idx].3.bars.push(Bar {
             label: format!("{} {}", row.engine, row.durability),
             value,
             engine: row.engine.clone(),
         });
     }
-    // Drop the durability from labels where a panel has a single one.
-    for (_, _, panel) in &mut panels {
-        let first = panel.bars.first().map(|b| b.label.rsplit(' ').next().unwrap_or("").to_string());
-        if panel.bars.iter().all(|b| Some(b.label.rsplit(' ').next().unwrap_or("").to_string()) == first) {
+    // Where every engine appears once in a panel, the engine names the bar.
+    for (_, _, _, panel) in &mut panels {
+        let engines: Vec<&str> = panel.bars.iter().map(|b| b.engine.as_str()).collect();
+        let unique = engines.iter().enumerate().all(|(i, e)| !engines[..i].contains(e));
+        if unique {
             for bar in &mut panel.bars {
                 bar.label = bar.engine.clone();
             }
         }
     }
-    panels.into_iter().map(|(_, _, p)| p).collect()
+    panels.into_iter().map(|(_, _, _, p)| p).collect()
 }
 
 #[cfg(test)]
@@ -185,6 +196,10 @@ mod tests {
         assert_eq!(panels[1].bars[0].label, "lmdb");
         let flush = panels_by_workload(&rows, |r| r.flushes_per_op);
         assert_eq!(flush.len(), 1);
+        let split = panels_by_durability(&rows, |r| Some(r.ops_per_sec));
+        assert_eq!(split.len(), 3);
+        assert_eq!(split[1].title, "commit, 100 B, async");
+        assert_eq!(split[1].bars[0].label, "libdb");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::cmd;
 use crate::workspace::Workspace;
 use anyhow::{bail, Context, Result};
 use eval::matrix::{Entry, Plan};
-use eval::plot::{panels_by_workload, write_bar_chart_svg};
+use eval::plot::{panels_by_durability, panels_by_workload, write_bar_chart_svg};
 use eval::results::{markdown_comparison, markdown_table, parse_row, write_csv, Row, COLUMNS};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -270,7 +270,7 @@ fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>> {
     ];
     let mut written = Vec::new();
     for (name, title, y, subset, metric) in charts {
-        let panels = panels_by_workload(subset, metric);
+        let panels = if name.starts_with("host-commit") { panels_by_durability(subset, metric) } else { panels_by_workload(subset, metric) };
         if panels.is_empty() {
             continue;
         }
