@@ -5,7 +5,7 @@
 
 use crate::cli::AccelChoice;
 use crate::dummy_guest;
-use crate::machine::{Accel, Machine};
+use crate::machine::{self, Accel, Machine};
 use crate::outcome::{Expect, Outcome};
 use crate::runner::{self, RunOptions};
 use anyhow::{bail, Result};
@@ -52,6 +52,7 @@ pub fn probe_kvm(images_dir: &Path, log_dir: &Path) -> Result<(), String> {
         let kernel = log_dir.join("kvm-probe.elf");
         std::fs::write(&kernel, dummy_guest::elf("EXO-TEST-PASS kvm-probe\n", Some(0x10)))?;
         let cmd = Machine::new(images_dir).accel(Accel::Kvm).kernel(&kernel).command()?;
+        let _images = machine::lock_images(images_dir)?;
         let opts = RunOptions {
             name: "kvm-probe".into(),
             log_dir: log_dir.to_path_buf(),

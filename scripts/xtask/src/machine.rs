@@ -93,6 +93,38 @@ pub fn ensure_images(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Exclusive use of an images directory while QEMU runs on it. Two QEMUs on
+/// the same images would fail (QEMU's own image locks) or, for the NVDIMM
+/// backing file, silently share it; with several people or agents running
+/// `cargo xtask` in one checkout, runs wait for each other instead.
+pub struct ImagesLock {
+    _file: std::fs::File,
+}
+
+/// Take the lock on `dir` (blocking; says so when it has to wait). The
+/// lock is released when the guard is dropped or the process dies.
+pub fn lock_images(dir: &Path) -> Result<ImagesLock> {
+    use std::os::unix::io::AsRawFd;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock only takes an advisory lock on our own open descriptor.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        println!("waiting for {} (another QEMU run is using these images)", dir.display());
+        // SAFETY: as above; this call blocks until the other holder is done.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(ImagesLock { _file: file })
+}
+
 /// QEMU option values are comma-separated; a literal comma is doubled.
 fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
@@ -338,6 +370,23 @@ mod tests {
     fn commas_in_paths_are_escaped() {
         let l = line(&Machine::new("/a,b"));
         assert!(l.contains("file=/a,,b/nvme.img,if=none"), "{l}");
+    }
+
+    #[test]
+    fn images_lock_is_exclusive_and_released_on_drop() {
+        let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let held = lock_images(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        let waiter = std::thread::spawn(move || {
+            let _second = lock_images(&d).unwrap(); // a new open file: contends
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "lock was not exclusive");
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("lock not released on drop");
+        waiter.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

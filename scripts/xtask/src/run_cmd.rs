@@ -1,7 +1,7 @@
 //! `cargo xtask run`: build and boot the standard machine with the demo.
 
 use crate::cli::RunOpts;
-use crate::machine::{Machine, Serial};
+use crate::machine::{self, Machine, Serial};
 use crate::outcome::Expect;
 use crate::runner::{self, RunOptions};
 use crate::workspace::Workspace;
@@ -58,6 +58,7 @@ pub fn main(opts: &RunOpts) -> Result<()> {
         echo: true,
         interactive: !opts.batch,
     };
+    let _images = machine::lock_images(&ws.images_dir())?;
     let report = runner::run(machine.command()?, &run_opts, Expect::ExitOnly)?;
     // Both modes succeed when the guest powered off through isa-debug-exit
     // with the success code. Interactively, quitting with Ctrl-A X (QEMU

@@ -4,7 +4,7 @@
 //! / QEMU-error are told apart, without needing the real kernel.
 
 use crate::dummy_guest;
-use crate::machine::Machine;
+use crate::machine::{self, Machine};
 use crate::outcome::{Expect, Outcome};
 use crate::runner::{self, RunOptions};
 use anyhow::Result;
@@ -115,6 +115,7 @@ pub fn run_all(images_dir: &Path, log_dir: &Path) -> Result<Vec<(&'static str, O
             echo: false,
             interactive: false,
         };
+        let _images = machine::lock_images(images_dir)?;
         let report = runner::run(m.command()?, &opts, Expect::PassLine(case.name))?;
         let ok = (case.expect)(&report.outcome);
         println!("selftest {} ... {} ({}) [{:.2} s]", case.name, if ok { "ok" } else { "FAILED" }, report.outcome, report.elapsed.as_secs_f64());

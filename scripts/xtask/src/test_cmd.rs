@@ -4,7 +4,7 @@
 
 use crate::build::{self, Artifacts};
 use crate::cli::TestOpts;
-use crate::machine::{Accel, Machine};
+use crate::machine::{self, Accel, Machine};
 use crate::outcome::Expect;
 use crate::qemu_tests::{self, QemuTest};
 use crate::runner::{self, RunOptions, RunReport};
@@ -206,6 +206,9 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
 }
 
 fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Result<RunReport> {
+    // Held across both boots of a two-boot test, so no other run touches
+    // the disk images in between.
+    let _images = machine::lock_images(&ws.images_dir())?;
     let image = match t.extra {
         None => arts.boot_image.clone(),
         Some(extra) => {
