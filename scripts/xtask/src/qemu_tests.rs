@@ -46,6 +46,7 @@ pub const TESTS: &[QemuTest] = &[
     test("device_ownership", "test=device_ownership"),
     QemuTest { then: Some("test=nvme_persist_check"), ..test("nvme_persist", "test=nvme_persist_write") },
     test("block_service", "test=block_service"),
+    test("virtio_blk_rw", "test=virtio_blk_rw"),
 ];
 
 /// The `test=` name of a command line (what its pass line names).
@@ -92,7 +93,8 @@ mod tests {
                 "dma_attack_blocked",
                 "device_ownership",
                 "nvme_persist",
-                "block_service"
+                "block_service",
+                "virtio_blk_rw"
             ]
         );
         for t in TESTS {

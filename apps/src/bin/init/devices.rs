@@ -309,6 +309,66 @@ pub fn nvme_irq() -> Outcome {
     Ok(())
 }
 
+const VIRTIO_BLK_IDS: (u16, u16) = (0x1af4, 0x1042);
+const CAP_VENDOR: u8 = 0x09;
+
+/// Where a modern virtio device keeps its structures: (BAR, common config
+/// offset, notify offset, notify multiplier, device config offset), from
+/// its vendor-specific capabilities (virtio 1.2, 4.1.4). All must be in
+/// one BAR (QEMU puts them in BAR 4), which init then moves to the driver.
+fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
+    let (mut bar, mut found) = (None, [None; 4]);
+    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
+    for _ in 0..48 {
+        if ptr < 0x40 {
+            break;
+        }
+        let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
+        if id == CAP_VENDOR && dev.config.read8(ptr + 2) >= 16 {
+            let (kind, b, off) = (dev.config.read8(ptr + 3), dev.config.read8(ptr + 4) as usize, dev.config.read32(ptr + 8) as u64);
+            let slot = match kind {
+                1 => Some(0), // common
+                2 => Some(1), // notify (multiplier follows the capability)
+                4 => Some(3), // device-specific
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                if bar.is_some_and(|x| x != b) {
+                    return Err(format!("virtio structures in BARs {} and {b}; this driver takes one BAR", bar.unwrap_or(0)));
+                }
+                bar = Some(b);
+                found[slot] = Some(off);
+                if kind == 2 {
+                    found[2] = Some(dev.config.read32(ptr + 16) as u64);
+                }
+            }
+        }
+        ptr = (next & 0xfc) as u64;
+    }
+    match (bar, found) {
+        (Some(b), [Some(c), Some(n), Some(m), Some(d)]) if b < 6 => Ok((b, [c, n, m, d])),
+        _ => Err(format!("device {:04x}: incomplete virtio capabilities {found:?}", dev.bdf)),
+    }
+}
+
+/// `virtio_blk_rw`: the same random write/verify as `nvme_rw`, on
+/// virtio-blk (`iommu_platform=on`, so its DMA goes through VT-d too).
+pub fn virtio_blk_rw() -> Outcome {
+    let dev = find(VIRTIO_BLK_IDS.0, VIRTIO_BLK_IDS.1)?;
+    enable(&dev)?;
+    let (bar, [common, notify, mult, device]) = virtio_layout(&dev)?;
+    println!("init: virtio-blk {:04x}: structures in BAR {bar} ({:#x} bytes): common {common:#x}, notify {notify:#x} x {mult}, device {device:#x}", dev.bdf, dev.bars[bar].1);
+    let before = dma_faults();
+    let driver = start_driver("nvmed", "virtio", &dev, bar, 96, [common | notify << 32, device | mult << 32])?;
+    sched::start(driver.slot);
+    expect_zero(&driver, "nvmed virtio")?;
+    let faults = dma_faults() - before;
+    if faults != 0 {
+        return Err(format!("{faults} DMA faults during a correct run"));
+    }
+    Ok(())
+}
+
 const VICTIM_PATTERN: u64 = 0x7a46_e7ee_0000_0000;
 
 fn victim_intact(frame_va: u64) -> Outcome {

@@ -8,7 +8,8 @@
 //! The first argument picks the job: `rw` (`nvme_rw`), `irq` (`nvme_irq`,
 //! MSI-X completion), `attack`
 //! (`dma_attack_blocked`), `persist-write` / `persist-check`
-//! (`nvme_persist`), `serve` (`block_service`, the driver end) — and, for
+//! (`nvme_persist`), `serve` (`block_service`, the driver end), `virtio`
+//! (`virtio_blk_rw`, a virtio-blk driver on the same grants) — and, for
 //! the tests, the other processes involved: `client` (the block-service
 //! application), `victim`, `intruder` and `hold` (`device_ownership`).
 //! Exit code 0 means every check passed.
@@ -33,6 +34,8 @@ mod pattern;
 mod rw;
 #[cfg(target_os = "none")]
 mod serve;
+#[cfg(target_os = "none")]
+mod virtio;
 
 #[cfg(target_os = "none")]
 exo_rt::entry!(main);
@@ -45,6 +48,7 @@ fn main() {
     let result = match mode {
         "rw" => rw::run(),
         "irq" => irq::run(),
+        "virtio" => virtio::run(),
         "persist-write" => rw::persist_write(),
         "persist-check" => rw::persist_check(),
         "attack" => attack::attack(),
