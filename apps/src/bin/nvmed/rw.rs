@@ -137,6 +137,14 @@ pub fn run() -> Result<(), String> {
         per_io(t_read, ios.len() as u64, tsc_per_us)
     );
     qd32_reads(&mut d, &bufs, &ios, seed, tsc_per_us)?;
+    // A read past the end of the namespace must come back as a clear error.
+    let end = d.namespace().size;
+    match d.read(0, end - 1, &bufs.buffer(0, 0, 2 * bs)) {
+        Err(nvme::driver::Error::Command { error, .. }) if error.kind == nvme::status::ErrorKind::LbaOutOfRange => {
+            println!("nvmed: a read of LBAs {}..{} (past the end) failed as it should: {error}", end - 1, end + 1)
+        }
+        other => return Err(format!("a read past the end of the namespace gave {other:?}")),
+    }
     Ok(())
 }
 

@@ -210,10 +210,40 @@ pub fn client() -> Result<(), String> {
     if r.status != Status::OutOfRange {
         return Err(format!("a read past the end answered {:?}", r.status));
     }
+    // A hostile request written straight into the ring (the client API
+    // would refuse it): its data would land on the ring header. The
+    // server must answer BadRequest and execute nothing.
+    hostile_request(&win, geo.entries, 4242);
+    let mut c = Client::attach(Region(win)).map_err(|e| format!("re-attaching: {e:?}"))?;
+    let bad = wait(&mut c, &mut io_yields)?;
+    if bad.tag != 4242 || bad.status != Status::BadRequest {
+        return Err(format!("a request with data over the ring header answered {bad:?}"));
+    }
+    if win.load_acquire32(0) != nvme::blockq::MAGIC {
+        return Err("the hostile request changed the ring header".into());
+    }
+    println!("client: a hand-written request whose data would overwrite the ring header was refused ({:?})", bad.status);
     println!(
         "client: {REQUESTS} writes (up to {depth} in flight), a flush and {REQUESTS} reads through the shared rings, all verified; {} TSC ticks per request; a read past the end was refused ({:?}); {io_yields} yields while waiting, no other system call",
         t / (2 * REQUESTS as u64 + 1),
         r.status
     );
     Ok(())
+}
+
+/// Write a read request whose data offset is 0 (the region's header) into
+/// the next ring slot by hand, as a hostile client would, and publish it.
+/// Layout from `nvme::blockq`: requests at 0x1000, 32 bytes each; the
+/// request producer index at 0x40. Called with nothing in flight; the
+/// caller re-attaches a `Client` afterwards to pick up the new index.
+fn hostile_request(win: &Window, entries: u32, tag: u32) {
+    let prod = win.load_acquire32(0x40);
+    let at = 0x1000 + (prod % entries) as u64 * 32;
+    let mut req = [0u8; 32];
+    req[0] = 1; // read
+    req[4..8].copy_from_slice(&tag.to_le_bytes());
+    req[16..20].copy_from_slice(&8u32.to_le_bytes()); // 8 blocks
+    // data_offset (bytes 24..32) stays 0: the header page.
+    win.write(at, &req);
+    win.store_release32(0x40, prod.wrapping_add(1));
 }
