@@ -513,7 +513,7 @@ pub fn block_service() -> Outcome {
             return Err("the driver ended before it served".into());
         }
     }
-    let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE])?;
+    let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
     crate::tests::link(&client, region, Rights::WRITE)?;
     sched::start(client.slot);
     let client_code = exit_code(&client, "block-service client");
