@@ -359,7 +359,11 @@ pub fn virtio_blk_rw() -> Outcome {
     let (bar, [common, notify, mult, device]) = virtio_layout(&dev)?;
     println!("init: virtio-blk {:04x}: structures in BAR {bar} ({:#x} bytes): common {common:#x}, notify {notify:#x} x {mult}, device {device:#x}", dev.bdf, dev.bars[bar].1);
     let before = dma_faults();
-    let driver = start_driver("nvmed", "virtio", &dev, bar, 96, [common | notify << 32, device | mult << 32])?;
+    if [common, notify, mult, device].iter().any(|v| *v > 0xffff) {
+        return Err(format!("virtio structure offsets {common:#x} {notify:#x} {mult:#x} {device:#x} do not fit 16 bits"));
+    }
+    let layout = common | notify << 16 | mult << 32 | device << 48;
+    let driver = start_driver("nvmed", "virtio", &dev, bar, 96, [layout, kinfo::word(ki::W_TSC_PER_US)])?;
     sched::start(driver.slot);
     expect_zero(&driver, "nvmed virtio")?;
     let faults = dma_faults() - before;

@@ -58,7 +58,8 @@ const DESC_NEXT: u16 = 1;
 const DESC_WRITE: u16 = 2;
 const QUEUE_ENTRIES: u16 = 64;
 
-/// Where the virtio structures are in the moved BAR (args words 6, 7).
+/// Where the virtio structures are in the moved BAR (args word 6: four
+/// 16-bit fields; word 7 is the TSC rate).
 struct Layout {
     common: u64,
     notify: u64,
@@ -242,12 +243,9 @@ impl VirtioBlk {
 
 pub fn run() -> Result<(), String> {
     let g = hw::grants()?;
-    let l = Layout {
-        common: g.extra[0] & 0xffff_ffff,
-        notify: g.extra[0] >> 32,
-        device: g.extra[1] & 0xffff_ffff,
-        notify_multiplier: g.extra[1] >> 32,
-    };
+    let field = |i: u32| (g.extra[0] >> (16 * i)) & 0xffff;
+    let l = Layout { common: field(0), notify: field(1), notify_multiplier: field(2), device: field(3) };
+    let tsc_per_us = g.extra[1].max(1);
     let dma = hw::spare_dma(g.handle)?;
     let (queue_pages, data) = dma.split(4).ok_or("too few DMA pages")?;
     let mut d = VirtioBlk::init(g.bar, l, &queue_pages)?;
@@ -281,13 +279,13 @@ pub fn run() -> Result<(), String> {
     let tr = rdtsc() - t0;
     let bytes: u64 = ios.iter().map(|(_, n)| n * SECTOR).sum();
     println!(
-        "nvmed virtio: wrote, flushed and verified {} I/Os ({} KiB, up to {max_pages} pages each) at random sectors: {} requests, {} notifications; {} / {} TSC ticks per write / read",
+        "nvmed virtio: wrote, flushed and verified {} I/Os ({} KiB, up to {max_pages} pages each) at random sectors: {} requests, {} notifications; {} / {} us per write / read (QD1)",
         ios.len(),
         bytes / 1024,
         d.requests,
         d.notifies,
-        tw / ios.len() as u64,
-        tr / ios.len() as u64
+        tw / ios.len() as u64 / tsc_per_us,
+        tr / ios.len() as u64 / tsc_per_us
     );
     Ok(())
 }
