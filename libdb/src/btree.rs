@@ -90,13 +90,14 @@ impl<S: Storage> Inner<S> {
     }
 
     fn read_value(&mut self, val: Val, leaf: u64, leaf_gen: u64) -> Result<Vec<u8>, Error> {
-        let (len, first) = match val {
+        let (len, first, tail) = match val {
             Val::Inline(v) => return Ok(v),
-            Val::Overflow { len, first } => (len as usize, first),
+            Val::Overflow { len, first, tail } => (len as usize, first, tail),
         };
         let mut out = Vec::with_capacity(len);
         let (mut pg, mut from) = (first, leaf);
-        while out.len() < len {
+        let chained = len - tail.len();
+        while out.len() < chained {
             if pg == 0 {
                 return Err(corrupt(from, Corruption::Malformed("overflow chain ends early")));
             }
@@ -105,18 +106,19 @@ impl<S: Storage> Inner<S> {
             if h.kind != KIND_OVERFLOW {
                 return Err(corrupt(pg, Corruption::WrongKind { expected: "overflow", found: h.kind }));
             }
-            let take = (len - out.len()).min(OVERFLOW_DATA);
+            let take = (chained - out.len()).min(OVERFLOW_DATA);
             out.extend_from_slice(&p[page::HEADER..page::HEADER + take]);
             from = pg;
             pg = h.extra;
         }
+        out.extend_from_slice(&tail);
         Ok(out)
     }
 
     fn owned_val(p: &[u8], i: usize) -> Val {
         match page::leaf_val(p, i) {
             ValRef::Inline(v) => Val::Inline(v.to_vec()),
-            ValRef::Overflow { len, first } => Val::Overflow { len, first },
+            ValRef::Overflow { len, first, tail } => Val::Overflow { len, first, tail: tail.to_vec() },
         }
     }
 
@@ -390,7 +392,11 @@ impl<S: Storage> Inner<S> {
         if page::fits_inline(key.len(), v.len()) {
             return Ok(Val::Inline(v.to_vec()));
         }
-        let chunks: Vec<&[u8]> = v.chunks(OVERFLOW_DATA).collect();
+        // A short remainder stays in the leaf instead of taking a page.
+        let rem = v.len() % OVERFLOW_DATA;
+        let tail_len = if v.len() > OVERFLOW_DATA && rem <= page::MAX_TAIL { rem } else { 0 };
+        let (chained, tail) = v.split_at(v.len() - tail_len);
+        let chunks: Vec<&[u8]> = chained.chunks(OVERFLOW_DATA).collect();
         let mut pages = Vec::with_capacity(chunks.len());
         for _ in 0..chunks.len() {
             pages.push(self.alloc_page()?);
@@ -399,15 +405,15 @@ impl<S: Storage> Inner<S> {
             let next = pages.get(i + 1).copied().unwrap_or(0);
             self.write_page(pages[i], page::build_overflow(c, next, pages[i], self.new_gen))?;
         }
-        Ok(Val::Overflow { len: v.len() as u32, first: pages[0] })
+        Ok(Val::Overflow { len: v.len() as u32, first: pages[0], tail: tail.to_vec() })
     }
 
     fn free_value(&mut self, val: &Val) -> Result<(), Error> {
-        let (len, mut pg) = match val {
+        let (pages, mut pg) = match val {
             Val::Inline(_) => return Ok(()),
-            Val::Overflow { len, first } => (*len as usize, *first),
+            Val::Overflow { len, first, tail } => (page::chain_pages(*len as usize, tail.len()), *first),
         };
-        for _ in 0..len.div_ceil(OVERFLOW_DATA) {
+        for _ in 0..pages {
             let p = self.load(pg, u64::MAX, 0)?;
             let h = page::header(&p);
             if h.kind != KIND_OVERFLOW {

@@ -77,6 +77,20 @@ impl PageCache {
             return;
         }
     }
+
+    /// Drops the page cached for `pgno`, if any (it was freed: keeping it
+    /// would only take a slot from a live page).
+    pub fn remove(&mut self, pgno: u64) {
+        if let Some(i) = self.index.remove(&pgno) {
+            self.slots.swap_remove(i);
+            if let Some(moved) = self.slots.get(i) {
+                self.index.insert(moved.pgno, i);
+            }
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +108,15 @@ mod tests {
         assert_eq!(c.len(), 8);
         assert!(c.get(0).is_some(), "referenced page survives one sweep");
         assert!(c.get(100).is_some());
+        c.remove(100);
+        c.remove(3);
+        assert!(c.get(100).is_none() && c.get(3).is_none());
+        assert_eq!(c.len(), 6);
+        // Page 1 was the CLOCK victim for 100; the rest are still found,
+        // each under its own number after the removals moved slots.
+        assert!(c.get(1).is_none());
+        for i in [0u64, 2, 4, 5, 6, 7] {
+            assert_eq!(c.get(i).map(|p| p[0]), Some(i as u8), "page {i}");
+        }
     }
 }

@@ -340,6 +340,9 @@ impl<S: Storage> Inner<S> {
             core::mem::take(&mut self.pending).into_iter().partition(|(g, _)| min_reader.is_none_or(|r| r >= *g));
         self.pending = waiting;
         for (_, pages) in ready {
+            for &p in &pages {
+                self.cache.remove(p);
+            }
             self.free.extend(pages);
         }
     }

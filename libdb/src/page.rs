@@ -16,8 +16,11 @@
 //! lookups binary-search the cached page in place.
 //!
 //! * leaf entry:   `klen u16 | flag u8 | vlen u32 | key | value`, where flag
-//!   0 stores the value inline and flag 1 stores the first page of an
-//!   overflow chain (u64) holding `vlen` bytes;
+//!   0 stores the value inline, flag 1 stores the first page of an overflow
+//!   chain (u64) holding all `vlen` bytes, and flag 2 stores the first page
+//!   of a chain of full pages followed inline by the short remainder
+//!   (`vlen % OVERFLOW_DATA` bytes) — so a 4 KiB value takes one overflow
+//!   page, not two;
 //! * branch entry: `klen u16 | child u64 | key`; entry 0's key is empty and
 //!   means "minus infinity": child i holds keys in `[key_i, key_{i+1})`.
 //!
@@ -43,6 +46,8 @@ pub const MAX_VALUE: usize = 64 << 20;
 pub const BODY: usize = PAGE_SIZE - HEADER;
 /// Value bytes per overflow page.
 pub const OVERFLOW_DATA: usize = BODY;
+/// Longest value remainder kept inline after an overflow chain.
+pub const MAX_TAIL: usize = 512;
 /// Page numbers per freelist page.
 pub const FREELIST_ENTRIES: usize = BODY / 8;
 
@@ -167,6 +172,12 @@ fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
         let vbytes = match flag {
             0 => vlen,
             1 if vlen > 0 && vlen <= MAX_VALUE => 8,
+            2 if vlen >= OVERFLOW_DATA
+                && vlen <= MAX_VALUE
+                && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) =>
+            {
+                8 + vlen % OVERFLOW_DATA
+            }
             _ => return Err(Corruption::Malformed("leaf value flag invalid")),
         };
         let kstart = off + LEAF_ENTRY_HDR;
@@ -218,13 +229,20 @@ fn verify_branch(p: &[u8], count: usize) -> Result<(), Corruption> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Val {
     Inline(Vec<u8>),
-    Overflow { len: u32, first: u64 },
+    /// `len` bytes: a chain from `first` holding all but `tail`, then `tail`.
+    Overflow { len: u32, first: u64, tail: Vec<u8> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValRef<'a> {
     Inline(&'a [u8]),
-    Overflow { len: u32, first: u64 },
+    Overflow { len: u32, first: u64, tail: &'a [u8] },
+}
+
+/// Pages in the overflow chain of a value of `len` bytes whose last
+/// `tail_len` bytes are kept in the leaf.
+pub fn chain_pages(len: usize, tail_len: usize) -> usize {
+    (len - tail_len).div_ceil(OVERFLOW_DATA)
 }
 
 #[derive(Clone, Debug)]
@@ -239,7 +257,7 @@ pub fn leaf_entry_size(key_len: usize, val: &Val) -> usize {
         + key_len
         + match val {
             Val::Inline(v) => v.len(),
-            Val::Overflow { .. } => 8,
+            Val::Overflow { tail, .. } => 8 + tail.len(),
         }
 }
 
@@ -259,10 +277,13 @@ pub fn leaf_val(p: &[u8], i: usize) -> ValRef<'_> {
     let klen = rd16(p, off);
     let vlen = rd32(p, off + 3);
     let v = off + LEAF_ENTRY_HDR + klen;
-    if p[off + 2] == 0 {
-        ValRef::Inline(&p[v..v + vlen as usize])
-    } else {
-        ValRef::Overflow { len: vlen, first: rd64(p, v) }
+    match p[off + 2] {
+        0 => ValRef::Inline(&p[v..v + vlen as usize]),
+        1 => ValRef::Overflow { len: vlen, first: rd64(p, v), tail: &[] },
+        _ => {
+            let t = vlen as usize % OVERFLOW_DATA;
+            ValRef::Overflow { len: vlen, first: rd64(p, v), tail: &p[v + 8..v + 8 + t] }
+        }
     }
 }
 
@@ -287,7 +308,7 @@ pub fn decode_leaf(p: &[u8]) -> Vec<LeafEntry> {
             key: leaf_key(p, i).to_vec(),
             val: match leaf_val(p, i) {
                 ValRef::Inline(v) => Val::Inline(v.to_vec()),
-                ValRef::Overflow { len, first } => Val::Overflow { len, first },
+                ValRef::Overflow { len, first, tail } => Val::Overflow { len, first, tail: tail.to_vec() },
             },
         })
         .collect()
@@ -310,11 +331,12 @@ pub fn build_leaf(entries: &[LeafEntry], pgno: u64, gen: u64) -> Vec<u8> {
                 p[v..v + val.len()].copy_from_slice(val);
                 off = v + val.len();
             }
-            Val::Overflow { len, first } => {
-                p[off + 2] = 1;
+            Val::Overflow { len, first, tail } => {
+                p[off + 2] = if tail.is_empty() { 1 } else { 2 };
                 wr32(&mut p, off + 3, *len);
                 wr64(&mut p, v, *first);
-                off = v + 8;
+                p[v + 8..v + 8 + tail.len()].copy_from_slice(tail);
+                off = v + 8 + tail.len();
             }
         }
     }
@@ -514,7 +536,7 @@ mod tests {
             .map(|i| LeafEntry {
                 key: vec![b'k', i * 2],
                 val: if i % 5 == 0 {
-                    Val::Overflow { len: 5000, first: 99 }
+                    Val::Overflow { len: 5000, first: 99, tail: vec![] }
                 } else {
                     Val::Inline(vec![i; i as usize])
                 },
@@ -525,7 +547,7 @@ mod tests {
         assert_eq!((h.kind, h.count, h.gen), (KIND_LEAF, 20, 3));
         assert_eq!(leaf_search(&p, &[b'k', 8]), Ok(4));
         assert_eq!(leaf_search(&p, &[b'k', 9]), Err(5));
-        assert_eq!(leaf_val(&p, 5), ValRef::Overflow { len: 5000, first: 99 });
+        assert_eq!(leaf_val(&p, 5), ValRef::Overflow { len: 5000, first: 99, tail: &[] });
         assert_eq!(leaf_val(&p, 3), ValRef::Inline(&[3, 3, 3]));
         assert_eq!(decode_leaf(&p).len(), 20);
         assert!(matches!(verify(&p, 8), Err(Corruption::WrongPageNumber { found: 7 })));

@@ -40,7 +40,11 @@ fn valid_pages(rng: &mut XorShift) -> Vec<Vec<u8>> {
     let leaf: Vec<LeafEntry> = (0..40u32)
         .map(|i| LeafEntry {
             key: format!("k{i:04}").into_bytes(),
-            val: if i % 9 == 0 { Val::Overflow { len: 9000, first: 77 } } else { Val::Inline(vec![i as u8; (i % 50) as usize]) },
+            val: match i % 9 {
+                0 => Val::Overflow { len: 9000, first: 77, tail: vec![] },
+                1 => Val::Overflow { len: 4096, first: 78, tail: vec![5; 32] },
+                _ => Val::Inline(vec![i as u8; (i % 50) as usize]),
+            },
         })
         .collect();
     let branch: Vec<(Vec<u8>, u64)> = (0..60u64).map(|i| (format!("b{i:03}").into_bytes(), 100 + i)).collect();

@@ -150,3 +150,38 @@ fn deleting_most_keys_shrinks_the_tree() {
     assert_eq!(keys.len(), 400);
     assert_eq!(keys[1], b"key000020".to_vec());
 }
+
+#[test]
+fn four_kib_values_take_one_page_and_stay_cached() {
+    // A 4096-byte value is one overflow page plus a 32-byte remainder kept
+    // in the leaf, so 300 of them (plus a few leaves) fit a 400-page cache
+    // — with two pages per value they would not. Rewriting them five times
+    // makes 1,500 dead pages, which must not push the live ones out.
+    let opts = Options { cache_pages: 400, log_pages: 64, checkpoint_log_bytes: 64 * 1024 };
+    let db = Db::create(BlockStorage::new(MemBlockDevice::new(512, 64 * 1024)), opts).unwrap();
+    for round in 0..6u8 {
+        for i in 0..300u32 {
+            let mut w = db.begin_write().unwrap();
+            w.put(format!("key{i:04}").as_bytes(), &[round; 4096]).unwrap();
+            w.commit(Durability::Async).unwrap();
+        }
+        db.checkpoint().unwrap();
+        // Reading marks this round's pages recently used; next round they
+        // die while still looking hot to the cache's CLOCK.
+        for i in 0..300u32 {
+            db.get(format!("key{i:04}").as_bytes()).unwrap();
+        }
+    }
+    db.checkpoint().unwrap();
+    db.checkpoint().unwrap(); // releases the last pending pages
+    let before = db.stats().cache_misses;
+    for i in 0..300u32 {
+        assert_eq!(db.get(format!("key{i:04}").as_bytes()).unwrap().unwrap()[0], 5);
+    }
+    let s = db.stats();
+    let misses = s.cache_misses - before;
+    let live = s.db_pages - s.free_pages - s.pending_free_pages - 2 - 64;
+    println!("300 x 4 KiB values: {live} live pages; reading them after 5 rewrites: {misses} cache misses");
+    assert!(live < 330, "{live} live pages for 300 values of 4 KiB");
+    assert!(misses < 30, "{misses}");
+}
