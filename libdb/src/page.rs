@@ -172,9 +172,7 @@ fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
         let vbytes = match flag {
             0 => vlen,
             1 if vlen > 0 && vlen <= MAX_VALUE => 8,
-            2 if vlen >= OVERFLOW_DATA
-                && vlen <= MAX_VALUE
-                && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) =>
+            2 if (OVERFLOW_DATA..=MAX_VALUE).contains(&vlen) && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) =>
             {
                 8 + vlen % OVERFLOW_DATA
             }
