@@ -104,7 +104,8 @@ fn check<S: Storage>(
     }
 }
 
-fn pmem_crash(dur: Durability, seed: u64) -> (usize, usize) {
+/// (crash points, images checked in all, of which random)
+fn pmem_crash(dur: Durability, seed: u64, randoms: u64) -> (usize, usize, usize) {
     let db = Db::create(PmemStorage::new(SimPmem::new(640 * 1024)), opts()).unwrap();
     let mut sim = db.into_storage().into_inner();
     sim.enable_trace();
@@ -119,17 +120,18 @@ fn pmem_crash(dur: Durability, seed: u64) -> (usize, usize) {
         images += 1;
         if p.pending_lines() > 0 {
             check(open, image_of, p.all_survive(), &w, i, false, "pmem all-survive");
-            for s in 0..2 {
-                check(open, image_of, p.random(seed * 7919 + i as u64 * 2 + s), &w, i, false, "pmem random");
+            for s in 0..randoms {
+                check(open, image_of, p.random(seed * 7919 + i as u64 * randoms + s), &w, i, false, "pmem random");
                 random += 1;
             }
             images += 1;
         }
     });
-    (trace.len(), images + random)
+    (trace.len(), images + random, random)
 }
 
-fn block_crash(dur: Durability, seed: u64) -> (usize, usize) {
+/// (crash points, images checked in all, of which random)
+fn block_crash(dur: Durability, seed: u64, randoms: u64) -> (usize, usize, usize) {
     let db = Db::create(BlockStorage::new(SimBlockDevice::new(512, 1280)), opts()).unwrap();
     let mut dev = db.into_storage().into_inner();
     dev.enable_trace();
@@ -138,43 +140,46 @@ fn block_crash(dur: Durability, seed: u64) -> (usize, usize) {
     let trace = db.into_storage().into_inner().take_trace().unwrap();
     let open = |img: Vec<u8>| Db::open(BlockStorage::new(SimBlockDevice::from_image(512, img)), opts());
     let image_of = |s: BlockStorage<SimBlockDevice>| s.into_inner().crash_image_strict();
-    let mut images = 0;
+    let (mut images, mut random) = (0, 0);
     trace.for_each_point(|i, p| {
         check(open, image_of, p.strict(), &w, i, i % 25 == 0, "block strict");
         images += 1;
         if p.unflushed_blocks() > 0 {
             check(open, image_of, p.all_survive(), &w, i, false, "block all-survive");
-            check(open, image_of, p.random(seed * 104_729 + i as u64), &w, i, false, "block random");
-            images += 2;
+            images += 1;
+            for s in 0..randoms {
+                check(open, image_of, p.random(seed * 104_729 + i as u64 * randoms + s), &w, i, false, "block random");
+                random += 1;
+            }
         }
     });
-    (trace.len(), images)
+    (trace.len(), images + random, random)
 }
 
 #[test]
 fn crash_pmem_sync_every_point() {
-    let (points, images) = pmem_crash(Durability::Sync, 1);
-    println!("pmem sync: {points} crash points (every flush and fence), {images} images checked");
-    assert!(points >= 400 && images >= 1000, "{points} {images}");
+    let (points, images, random) = pmem_crash(Durability::Sync, 1, 4);
+    println!("pmem sync: {points} crash points (every flush and fence), {images} images checked, {random} with random surviving lines");
+    assert!(points >= 400 && random >= 1000, "{points} {random}");
 }
 
 #[test]
 fn crash_pmem_group_and_async_prefix() {
-    let (p1, i1) = pmem_crash(Durability::Group(4), 2);
-    let (p2, i2) = pmem_crash(Durability::Async, 3);
-    println!("pmem group(4): {p1} points, {i1} images; async: {p2} points, {i2} images");
+    let (p1, i1, r1) = pmem_crash(Durability::Group(4), 2, 2);
+    let (p2, i2, r2) = pmem_crash(Durability::Async, 3, 2);
+    println!("pmem group(4): {p1} points, {i1} images ({r1} random); async: {p2} points, {i2} images ({r2} random)");
 }
 
 #[test]
 fn crash_block_sync_every_point() {
-    let (points, images) = block_crash(Durability::Sync, 4);
-    println!("block sync: {points} crash points (every write and flush), {images} images checked");
-    assert!(points >= 400 && images >= 1000, "{points} {images}");
+    let (points, images, random) = block_crash(Durability::Sync, 4, 4);
+    println!("block sync: {points} crash points (every write and flush), {images} images checked, {random} with random surviving blocks in random order");
+    assert!(points >= 400 && random >= 1000, "{points} {random}");
 }
 
 #[test]
 fn crash_block_group_and_async_prefix() {
-    let (p1, i1) = block_crash(Durability::Group(5), 5);
-    let (p2, i2) = block_crash(Durability::Async, 6);
-    println!("block group(5): {p1} points, {i1} images; async: {p2} points, {i2} images");
+    let (p1, i1, r1) = block_crash(Durability::Group(5), 5, 2);
+    let (p2, i2, r2) = block_crash(Durability::Async, 6, 2);
+    println!("block group(5): {p1} points, {i1} images ({r1} random); async: {p2} points, {i2} images ({r2} random)");
 }
