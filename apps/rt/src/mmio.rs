@@ -31,7 +31,7 @@ impl Window {
     /// below [`WINDOW_FLOOR`] or not inside the user half.
     pub fn new(base: u64, len: u64) -> Option<Window> {
         let end = base.checked_add(len)?;
-        let aligned = base % exo_abi::PAGE_SIZE == 0;
+        let aligned = base.is_multiple_of(exo_abi::PAGE_SIZE);
         if len == 0 || !aligned || base < WINDOW_FLOOR || end > exo_abi::USER_END {
             return None;
         }
@@ -62,7 +62,7 @@ impl Window {
     /// alignment checks every access makes.
     fn at(&self, offset: u64, size: u64) -> u64 {
         assert!(
-            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset % size == 0,
+            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset.is_multiple_of(size),
             "access of {size} bytes at offset {offset:#x} outside or misaligned in a {:#x}-byte window",
             self.len
         );
@@ -145,7 +145,7 @@ impl Window {
         let mut i = 0usize;
         while i < buf.len() {
             let off = offset + i as u64;
-            if off % 8 == 0 && buf.len() - i >= 8 {
+            if off.is_multiple_of(8) && buf.len() - i >= 8 {
                 buf[i..i + 8].copy_from_slice(&self.read64(off).to_le_bytes());
                 i += 8;
             } else {
@@ -161,7 +161,7 @@ impl Window {
         let mut i = 0usize;
         while i < data.len() {
             let off = offset + i as u64;
-            if off % 8 == 0 && data.len() - i >= 8 {
+            if off.is_multiple_of(8) && data.len() - i >= 8 {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&data[i..i + 8]);
                 self.write64(off, u64::from_le_bytes(w));
@@ -180,7 +180,7 @@ impl Window {
         let mut off = offset;
         let end = offset + len;
         while off < end {
-            if off % 8 == 0 && end - off >= 8 {
+            if off.is_multiple_of(8) && end - off >= 8 {
                 self.write64(off, word);
                 off += 8;
             } else {

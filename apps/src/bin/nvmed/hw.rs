@@ -55,7 +55,7 @@ impl Registers for Bar {
     }
     fn write32(&mut self, offset: u32, value: u32) {
         if offset >= regs::DOORBELL_BASE {
-            if ((offset - regs::DOORBELL_BASE) / self.stride) % 2 == 0 {
+            if ((offset - regs::DOORBELL_BASE) / self.stride).is_multiple_of(2) {
                 self.sq_doorbells += 1;
             } else {
                 self.cq_doorbells += 1;

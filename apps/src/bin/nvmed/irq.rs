@@ -53,7 +53,7 @@ struct Waits {
 pub fn run() -> Result<(), String> {
     let g = hw::grants()?;
     let tsc_per_us = g.extra[0].max(1);
-    let table = (g.extra[1] & 0xffff_ffff) as u64;
+    let table = g.extra[1] & 0xffff_ffff;
     let handle0 = (g.extra[1] >> 32) as u32;
     // MSI-X entries 0 (admin queue), 1 and 2 (I/O queues 1 and 2).
     for j in 0..3u32 {

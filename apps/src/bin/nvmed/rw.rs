@@ -65,10 +65,9 @@ fn plan(rng: &mut Rng, span_blocks: u64, bs: u64) -> Vec<Io> {
 }
 
 fn per_io(ticks: u64, n: u64, tsc_per_us: u64) -> String {
-    if tsc_per_us == 0 {
-        format!("{} TSC ticks", ticks / n.max(1))
-    } else {
-        format!("{} us", ticks / n.max(1) / tsc_per_us)
+    match (ticks / n.max(1)).checked_div(tsc_per_us) {
+        Some(us) => format!("{us} us"),
+        None => format!("{} TSC ticks", ticks / n.max(1)),
     }
 }
 
@@ -183,17 +182,15 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
             submitted += 1;
             queued[q] = true;
         }
-        for q in 0..queues {
-            if queued[q] {
-                d.ring(q).map_err(|e| format!("QD32 ring: {e}"))?;
-            }
+        for (q, _) in queued.iter().enumerate().take(queues).filter(|(_, queued)| **queued) {
+            d.ring(q).map_err(|e| format!("QD32 ring: {e}"))?;
         }
         // Everything completed so far, one CQ doorbell per queue.
-        for q in 0..queues {
+        for (q, cids) in by_cid.iter_mut().enumerate().take(queues) {
             reaped.clear();
             d.poll_batch(q, 64, |p| reaped.push(p)).map_err(|e| format!("QD32 poll: {e}"))?;
             for &(cid, outcome) in reaped.iter() {
-                let slot = by_cid[q].get(cid as usize).copied().unwrap_or(usize::MAX);
+                let slot = cids.get(cid as usize).copied().unwrap_or(usize::MAX);
                 if slot >= DEPTH {
                     return Err(format!("QD32: completion for unknown command {cid} on queue {q}"));
                 }
@@ -202,7 +199,7 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
                 if let Some((b, j, got, want)) = pattern::check(&win, slot as u64 * PAGE_SIZE, seed, lba, blocks, bs) {
                     return Err(format!("QD32: LBA {} word {j}: read {got:#x}, wrote {want:#x}", lba + b));
                 }
-                by_cid[q][cid as usize] = usize::MAX;
+                cids[cid as usize] = usize::MAX;
                 free.push(slot);
                 done += 1;
             }

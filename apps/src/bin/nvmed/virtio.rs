@@ -250,7 +250,7 @@ pub fn run() -> Result<(), String> {
     let (queue_pages, data) = dma.split(4).ok_or("too few DMA pages")?;
     let mut d = VirtioBlk::init(g.bar, l, &queue_pages)?;
     let cap = d.capacity_sectors();
-    println!("nvmed virtio: virtio-blk with {cap} sectors ({} MiB), flush {}, VIRTIO_F_ACCESS_PLATFORM accepted", cap * SECTOR >> 20, d.flush);
+    println!("nvmed virtio: virtio-blk with {cap} sectors ({} MiB), flush {}, VIRTIO_F_ACCESS_PLATFORM accepted", (cap * SECTOR) >> 20, d.flush);
     let seed = rdtsc() | 1;
     let mut rng = Rng::new(seed);
     let per_page = PAGE_SIZE / SECTOR;
