@@ -183,3 +183,19 @@ fn crash_block_group_and_async_prefix() {
     let (p2, i2, r2) = block_crash(Durability::Async, 6, 2);
     println!("block group(5): {p1} points, {i1} images ({r1} random); async: {p2} points, {i2} images ({r2} random)");
 }
+
+/// The heavy variant: `cargo test -p libdb --release --test crash -- --ignored`.
+#[test]
+#[ignore]
+fn crash_many_seeds() {
+    let (mut points, mut images) = (0, 0);
+    for seed in 10..20 {
+        for dur in [Durability::Sync, Durability::Group(3), Durability::Async] {
+            let (p, i, _) = pmem_crash(dur, seed, 6);
+            let (q, j, _) = block_crash(dur, seed, 6);
+            points += p + q;
+            images += i + j;
+        }
+    }
+    println!("crash test, 10 seeds x 3 modes x 2 media: {points} crash points, {images} images");
+}
