@@ -196,3 +196,22 @@ fn io_error_poisons_the_handle_and_reopen_recovers() {
     let n = db.begin_read().iter().count();
     assert_eq!(n, committed, "exactly the acknowledged commits");
 }
+
+#[test]
+fn transaction_larger_than_the_log_goes_straight_to_the_tree() {
+    let db = Db::create(BlockStorage::new(MemBlockDevice::new(512, 16 * 1024)), small()).unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut w = db.begin_write().unwrap();
+    w.put(b"big", &big).unwrap();
+    w.put(b"small", b"s").unwrap();
+    w.commit(Durability::Sync).unwrap();
+    assert!(db.stats().checkpoints >= 2, "the commit itself checkpointed");
+    let dev = db.into_storage().into_inner(); // no close: must already be durable
+    let db = Db::open(BlockStorage::new(dev), small()).unwrap();
+    assert_eq!(db.get(b"big").unwrap().unwrap(), big);
+    assert_eq!(db.get(b"small").unwrap().as_deref(), Some(&b"s"[..]));
+    let mut w = db.begin_write().unwrap();
+    assert!(matches!(w.put(b"k", &vec![0; libdb::MAX_VALUE + 1]), Err(libdb::Error::ValueTooLarge { .. })));
+    assert!(matches!(w.put(&[1; 513], b"v"), Err(libdb::Error::KeyTooLarge { .. })));
+    assert!(matches!(w.put(b"", b"v"), Err(libdb::Error::EmptyKey)));
+}
