@@ -373,6 +373,17 @@ pub fn virtio_blk_rw() -> Outcome {
     Ok(())
 }
 
+/// `nvme_bench`: the exokernel rows of the drivers benchmark (printed by
+/// the driver as `EXO-BENCH ...` lines). `quick` on the command line
+/// shortens it.
+pub fn nvme_bench() -> Outcome {
+    let dev = nvme()?;
+    let quick = kinfo::cmdline().split_whitespace().any(|w| w == "quick") as u64;
+    let driver = start_driver("nvmed", "bench", &dev, 0, NVME_DMA_PAGES, [kinfo::word(ki::W_TSC_PER_US), quick])?;
+    sched::start(driver.slot);
+    expect_zero(&driver, "nvmed bench")
+}
+
 const VICTIM_PATTERN: u64 = 0x7a46_e7ee_0000_0000;
 
 fn victim_intact(frame_va: u64) -> Outcome {

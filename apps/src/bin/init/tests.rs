@@ -28,6 +28,7 @@ pub fn run(name: &str) -> Outcome {
         "microbench" => microbench(),
         "nvme_rw" => crate::devices::nvme_rw(),
         "nvme_irq" => crate::devices::nvme_irq(),
+        "nvme_bench" => crate::devices::nvme_bench(),
         "virtio_blk_rw" => crate::devices::virtio_blk_rw(),
         "dma_attack_blocked" => crate::devices::dma_attack_blocked(),
         "device_ownership" => crate::devices::device_ownership(),

@@ -6,7 +6,7 @@
 //! to its BAR mapping, completions are polled from its own memory.
 //!
 //! The first argument picks the job: `rw` (`nvme_rw`), `irq` (`nvme_irq`,
-//! MSI-X completion), `attack`
+//! MSI-X completion), `bench` (`nvme_bench`, 4 KiB random I/O at QD1/QD32), `attack`
 //! (`dma_attack_blocked`), `persist-write` / `persist-check`
 //! (`nvme_persist`), `serve` (`block_service`, the driver end), `virtio`
 //! (`virtio_blk_rw`, a virtio-blk driver on the same grants) — and, for
@@ -24,6 +24,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod attack;
+#[cfg(target_os = "none")]
+mod bench;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
@@ -48,6 +50,7 @@ fn main() {
     let result = match mode {
         "rw" => rw::run(),
         "irq" => irq::run(),
+        "bench" => bench::run(),
         "virtio" => virtio::run(),
         "persist-write" => rw::persist_write(),
         "persist-check" => rw::persist_check(),
