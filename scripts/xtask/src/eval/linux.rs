@@ -169,8 +169,10 @@ fn summary(rows: &[Row], pmem_table: &str, env: &[(String, String)], checks: &[(
     s.push_str(&eval::results::markdown_table(rows));
     if !pmem_table.is_empty() {
         s.push_str(
-            "\n## pmem pages written\n\nDistinct 4 KiB pages of the NVDIMM backing file whose contents changed, \
-             compared on the host before and after each run (a lower bound: rewrites of a page count once), differential.\n\n",
+            "\n## pmem pages written (footprint)\n\nDistinct 4 KiB pages of the NVDIMM backing file whose contents changed during a run, \
+             found by comparing the file on the host before and after it. A footprint, not write traffic: a page written \
+             many times counts once, so these are totals, not per-op figures. No counter of pmem write traffic exists \
+             in QEMU (see eval/LINUX.md).\n\n",
         );
         s.push_str(pmem_table);
     }
