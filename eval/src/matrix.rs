@@ -108,44 +108,26 @@ impl Plan {
         plan
     }
 
+    /// The entries, ordered so that the engines of one (value size,
+    /// workload, durability) run back to back: a burst of load from other
+    /// jobs on a shared machine then hits all engines of a comparison
+    /// alike, not one engine's whole series.
     pub fn entries(&self) -> Vec<Entry> {
+        let bulk = [Workload::FillSeq, Workload::FillRandom, Workload::Overwrite, Workload::ReadRandom, Workload::ReadSeq];
+        let ycsb: &[Workload] = if self.ycsb { &Workload::ALL[6..] } else { &[] };
         let mut out = Vec::new();
-        for engine in &self.engines {
-            for &value_bytes in &self.value_sizes {
-                let bulk = [Workload::FillSeq, Workload::FillRandom, Workload::Overwrite, Workload::ReadRandom, Workload::ReadSeq];
-                for workload in bulk {
-                    out.push(Entry {
-                        engine: engine.clone(),
-                        workload,
-                        value_bytes,
-                        durability: default_durability(engine),
-                        ops: self.keys,
-                        keys: self.keys,
-                    });
+        let mut push = |engine: &String, workload, value_bytes, durability, ops| {
+            out.push(Entry { engine: engine.clone(), workload, value_bytes, durability, ops, keys: self.keys });
+        };
+        for &value_bytes in &self.value_sizes {
+            for workload in bulk.iter().chain(ycsb) {
+                for engine in &self.engines {
+                    push(engine, *workload, value_bytes, default_durability(engine), self.keys);
                 }
-                for &durability in &self.commit_durabilities {
-                    if supports(engine, durability) {
-                        out.push(Entry {
-                            engine: engine.clone(),
-                            workload: Workload::Commit,
-                            value_bytes,
-                            durability,
-                            ops: self.commit_ops,
-                            keys: self.keys,
-                        });
-                    }
-                }
-                if self.ycsb {
-                    for workload in &Workload::ALL[6..] {
-                        out.push(Entry {
-                            engine: engine.clone(),
-                            workload: *workload,
-                            value_bytes,
-                            durability: default_durability(engine),
-                            ops: self.keys,
-                            keys: self.keys,
-                        });
-                    }
+            }
+            for &durability in &self.commit_durabilities {
+                for engine in self.engines.iter().filter(|e| supports(e, durability)) {
+                    push(engine, Workload::Commit, value_bytes, durability, self.commit_ops);
                 }
             }
         }
@@ -172,7 +154,7 @@ mod tests {
         }
         // sqlite-normal never claims a durability it does not have.
         assert!(entries.iter().filter(|e| e.engine == "sqlite-normal").all(|e| e.durability == Durability::Async));
-        assert!(entries.iter().all(|e| e.workload.name().starts_with("ycsb") == false));
+        assert!(entries.iter().all(|e| !e.workload.name().starts_with("ycsb")));
         assert!(Plan::suite(true).entries().iter().any(|e| e.workload == Workload::YcsbE));
     }
 

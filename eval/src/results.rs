@@ -266,7 +266,7 @@ pub fn read_csv(text: &str) -> Result<Vec<Row>, CsvError> {
 
 /// Human-readable byte size for table labels: 100 B, 1 KiB, 4 KiB.
 pub fn size_label(bytes: u64) -> String {
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")

@@ -369,7 +369,7 @@ impl YcsbMix {
 /// differ per `stamp`, so no engine can dedupe or compress its way ahead.
 pub fn make_value(buf: &mut Vec<u8>, len: usize, stamp: u64) {
     buf.resize(len, 0);
-    let mut rng = Rng::new(stamp ^ 0x5EED_0F_DA7A);
+    let mut rng = Rng::new(stamp ^ 0x005E_ED0F_DA7A);
     for chunk in buf.chunks_mut(8) {
         let word = rng.next_u64().to_le_bytes();
         chunk.copy_from_slice(&word[..chunk.len()]);

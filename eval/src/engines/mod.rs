@@ -54,7 +54,7 @@ pub fn open(name: &str, dir: &Path, medium: &str, durability: Durability, expect
 pub(crate) fn closes_group(durability: Durability, n: u64) -> bool {
     match durability {
         Durability::Sync => true,
-        Durability::Group(size) => n % size as u64 == 0,
+        Durability::Group(size) => n.is_multiple_of(size as u64),
         Durability::Async => false,
     }
 }
