@@ -40,15 +40,17 @@ fn main() {
     }
     let s0 = sectors_written(dev);
     let p0 = proc_write_bytes();
+    let t = std::time::Instant::now();
     for i in 0..500u64 {
         let mut w = db.begin_write().unwrap();
         w.put(&key(i * 7 % 5000), &[2u8; 100]).unwrap();
         w.commit(Durability::Sync).unwrap();
     }
+    let us = t.elapsed().as_secs_f64() * 1e6 / 500.0;
     let p1 = proc_write_bytes();
     let s1 = sectors_written(dev);
     println!(
-        "{}: device bytes per sync commit: {}, /proc/self/io write_bytes per commit: {}",
+        "{}: {us:.0} us per sync commit, device bytes per commit: {}, /proc/self/io write_bytes per commit: {}",
         if direct { "O_DIRECT" } else { "buffered" },
         (s1 - s0) * 512 / 500,
         (p1 - p0) / 500

@@ -485,6 +485,17 @@ impl<S: Storage> Db<S> {
         Ok(Db { inner: Lock::new(crate::recovery::open(storage, opts)?) })
     }
 
+    /// Opens the database on `storage`, or creates one if the medium is
+    /// blank (both meta pages all zeros). A damaged database is reported,
+    /// never formatted over.
+    pub fn open_or_create(mut storage: S, opts: Options) -> Result<Self, Error> {
+        if crate::recovery::is_blank(&mut storage)? {
+            Self::create(storage, opts)
+        } else {
+            Self::open(storage, opts)
+        }
+    }
+
     /// Starts the write transaction (fails with `WriterActive` while
     /// another one is open).
     pub fn begin_write(&self) -> Result<WriteTxn<'_, S>, Error> {

@@ -55,6 +55,17 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     open(storage, opts)
 }
 
+/// Whether both meta pages are all zeros: a medium never formatted (as
+/// opposed to a damaged database, which must not be formatted over).
+pub(crate) fn is_blank<S: Storage>(storage: &mut S) -> Result<bool, Error> {
+    if storage.capacity() < 2 * PAGE_SIZE as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; 2 * PAGE_SIZE];
+    storage.read(0, &mut buf)?;
+    Ok(buf.iter().all(|&b| b == 0))
+}
+
 fn read_meta<S: Storage>(storage: &mut S, slot: u64) -> Result<Result<Meta, Corruption>, Error> {
     let mut buf = vec![0u8; PAGE_SIZE];
     storage.read(slot * PAGE_SIZE as u64, &mut buf)?;

@@ -215,3 +215,19 @@ fn transaction_larger_than_the_log_goes_straight_to_the_tree() {
     assert!(matches!(w.put(&[1; 513], b"v"), Err(libdb::Error::KeyTooLarge { .. })));
     assert!(matches!(w.put(b"", b"v"), Err(libdb::Error::EmptyKey)));
 }
+
+#[test]
+fn open_or_create_formats_only_a_blank_medium() {
+    let db = Db::open_or_create(BlockStorage::new(MemBlockDevice::new(512, 4096)), small()).unwrap();
+    let mut w = db.begin_write().unwrap();
+    w.put(b"k", b"v").unwrap();
+    w.commit(Durability::Sync).unwrap();
+    let mut img = db.into_storage().into_inner().image().to_vec();
+    let db = Db::open_or_create(BlockStorage::new(MemBlockDevice::from_image(512, img.clone())), small()).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    // Both metas damaged: an error, not a fresh empty database.
+    img[100] ^= 1;
+    img[4096 + 100] ^= 1;
+    let r = Db::open_or_create(BlockStorage::new(MemBlockDevice::from_image(512, img)), small());
+    assert!(matches!(r, Err(libdb::Error::NoValidMeta { .. })));
+}
