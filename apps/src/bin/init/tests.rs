@@ -28,6 +28,8 @@ pub fn run(name: &str) -> Outcome {
         "microbench" => microbench(),
         "nvme_rw" => crate::devices::nvme_rw(),
         "nvme_irq" => crate::devices::nvme_irq(),
+        "irq_forged_handle_blocked" => crate::devices::irq_attack(false),
+        "irq_compat_blocked" => crate::devices::irq_attack(true),
         "nvme_bench" => crate::devices::nvme_bench(),
         "virtio_blk_rw" => crate::devices::virtio_blk_rw(),
         "dma_attack_blocked" => crate::devices::dma_attack_blocked(),

@@ -50,6 +50,8 @@ fn main() {
     let result = match mode {
         "rw" => rw::run(),
         "irq" => irq::run(),
+        "irq-forge" => irq::attack(false),
+        "irq-compat" => irq::attack(true),
         "bench" => bench::run(),
         "virtio" => virtio::run(),
         "persist-write" => rw::persist_write(),
