@@ -29,7 +29,10 @@ pub struct RunConfig {
     pub block_stat: Option<PathBuf>,
 }
 
-/// Distinct values cycled through by the writes, generated before timing.
+/// Base values cycled through by the writes, generated before timing. Every
+/// write stamps a unique sequence number into the first 8 bytes, so no
+/// write ever stores the value a key already holds (SQLite, for one, skips
+/// the commit's flush when a page did not change).
 const VALUE_POOL: usize = 256;
 
 /// One reading of every counter we can read in-process.
@@ -95,6 +98,8 @@ struct Phase<'a> {
     lat: Latencies,
     rng: Rng,
     writes: u64,
+    /// The next single put's value, stamped before its timing starts.
+    staged: Vec<u8>,
     /// Checksum of everything read, so reads cannot be optimised away.
     sink: u64,
 }
@@ -105,12 +110,8 @@ impl Phase<'_> {
     fn batched_puts(&mut self, indices: &[u64]) -> Result<(), String> {
         for chunk in indices.chunks(WRITE_BATCH) {
             let keys: Vec<[u8; KEY_BYTES]> = chunk.iter().map(|&i| key_of(i)).collect();
-            let mut puts: Vec<(&[u8], &[u8])> = Vec::with_capacity(chunk.len());
-            for (n, k) in keys.iter().enumerate() {
-                let v = &self.values[((self.writes + n as u64) % VALUE_POOL as u64) as usize];
-                puts.push((k, v));
-            }
-            self.writes += chunk.len() as u64;
+            let bufs: Vec<Vec<u8>> = (0..chunk.len()).map(|_| self.next_value()).collect();
+            let puts: Vec<(&[u8], &[u8])> = keys.iter().zip(&bufs).map(|(k, v)| (&k[..], &v[..])).collect();
             let t = Instant::now();
             self.engine.commit(&puts)?;
             let per_op = t.elapsed().as_nanos() as u64 / chunk.len() as u64;
@@ -119,11 +120,25 @@ impl Phase<'_> {
         Ok(())
     }
 
-    fn put_one(&mut self, index: u64) -> Result<(), String> {
-        let key = key_of(index);
+    /// A fresh value: a pool value with a unique stamp.
+    fn next_value(&mut self) -> Vec<u8> {
         self.writes += 1;
-        let v = &self.values[(self.writes % VALUE_POOL as u64) as usize];
-        self.engine.commit(&[(&key, v)])
+        let mut v = self.values[(self.writes % VALUE_POOL as u64) as usize].clone();
+        stamp(&mut v, self.writes);
+        v
+    }
+
+    /// Prepares the value of the next `put_staged` (outside the timing).
+    fn stage(&mut self) {
+        self.writes += 1;
+        self.staged.clear();
+        self.staged.extend_from_slice(&self.values[(self.writes % VALUE_POOL as u64) as usize]);
+        stamp(&mut self.staged, self.writes);
+    }
+
+    fn put_staged(&mut self, index: u64) -> Result<(), String> {
+        let key = key_of(index);
+        self.engine.commit(&[(&key, &self.staged)])
     }
 
     fn get_one(&mut self, index: u64) -> Result<(), String> {
@@ -145,13 +160,27 @@ impl Phase<'_> {
     }
 }
 
+/// Writes `seq` into the first bytes of a value (as many as fit).
+fn stamp(value: &mut [u8], seq: u64) {
+    let bytes = seq.to_le_bytes();
+    let n = value.len().min(8);
+    value[..n].copy_from_slice(&bytes[..n]);
+}
+
 fn preload(engine: &mut dyn Engine, keys: u64, values: &[Vec<u8>]) -> Result<(), String> {
     let mut i = 0u64;
     while i < keys {
         let end = (i + PRELOAD_BATCH as u64).min(keys);
         let batch: Vec<[u8; KEY_BYTES]> = (i..end).map(key_of).collect();
-        let puts: Vec<(&[u8], &[u8])> =
-            batch.iter().enumerate().map(|(n, k)| (&k[..], &values[n % values.len()][..])).collect();
+        // Preloaded values carry stamps the measured phase never uses.
+        let bufs: Vec<Vec<u8>> = (i..end)
+            .map(|k| {
+                let mut v = values[(k % values.len() as u64) as usize].clone();
+                stamp(&mut v, u64::MAX - k);
+                v
+            })
+            .collect();
+        let puts: Vec<(&[u8], &[u8])> = batch.iter().zip(&bufs).map(|(k, v)| (&k[..], &v[..])).collect();
         engine.commit(&puts)?;
         i = end;
     }
@@ -214,7 +243,7 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
 
     let counters = Counters::open();
     let mut phase =
-        Phase { engine: engine.as_mut(), values, lat: Latencies(Vec::with_capacity(cfg.ops as usize)), rng, writes: 0, sink: 0 };
+        Phase { engine: engine.as_mut(), values, lat: Latencies(Vec::with_capacity(cfg.ops as usize)), rng, writes: 0, staged: Vec::new(), sink: 0 };
     let block_path = cfg.block_stat.as_deref();
     if block_path.is_some() {
         // Write back anything earlier phases left dirty (and commit the
@@ -235,7 +264,8 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
         }
         Workload::Commit => {
             for &i in &plan {
-                phase.timed(|p| p.put_one(i))?;
+                phase.stage();
+                phase.timed(|p| p.put_staged(i))?;
             }
         }
         Workload::ReadSeq => {
@@ -262,12 +292,15 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
             let mix = ycsb.as_mut().ok_or("internal: YCSB mix missing")?;
             for _ in 0..cfg.ops {
                 let op = mix.next(&mut phase.rng);
+                if matches!(op, YcsbOp::Update(_) | YcsbOp::Insert(_) | YcsbOp::ReadModifyWrite(_)) {
+                    phase.stage();
+                }
                 phase.timed(|p| match op {
                     YcsbOp::Read(i) => p.get_one(i),
-                    YcsbOp::Update(i) | YcsbOp::Insert(i) => p.put_one(i),
+                    YcsbOp::Update(i) | YcsbOp::Insert(i) => p.put_staged(i),
                     YcsbOp::ReadModifyWrite(i) => {
                         p.get_one(i)?;
-                        p.put_one(i)
+                        p.put_staged(i)
                     }
                     YcsbOp::Scan(i, len) => {
                         let mut sum = 0u64;
@@ -337,6 +370,19 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_make_values_unique() {
+        let mut a = vec![7u8; 100];
+        let mut b = a.clone();
+        stamp(&mut a, 1);
+        stamp(&mut b, 2);
+        assert_ne!(a, b);
+        assert_eq!(a[8..], b[8..]);
+        let mut tiny = vec![0u8; 3];
+        stamp(&mut tiny, 0x030201);
+        assert_eq!(tiny, [1, 2, 3]);
+    }
 
     #[test]
     fn percentiles_pick_the_right_sample() {

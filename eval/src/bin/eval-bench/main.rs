@@ -4,7 +4,7 @@
 //! eval-bench header
 //! eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N
 //!                [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
-//! eval-bench suite --quick|--full --dir PATH --medium M --system S
+//! eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
 //! ```
 //! `run` prints exactly one CSV data row (no header) on stdout. `suite`
 //! prints the header, then one row per run as it finishes (each run is a
@@ -25,7 +25,7 @@ use std::time::Instant;
 const USAGE: &str = "usage:
   eval-bench header
   eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
-  eval-bench suite --quick|--full --dir PATH --medium M --system S";
+  eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]";
 
 /// `--name value` pairs and bare `--flag`s.
 struct Args {
@@ -117,6 +117,7 @@ fn cmd_suite(raw: &[String]) -> Result<(), String> {
     let dir = a.take("dir")?;
     let medium = one_of("medium", a.take("medium")?, &MEDIA)?;
     let system = one_of("system", a.take("system")?, &SYSTEMS)?;
+    let block_stat = a.values.remove("block-stat");
     a.finish()?;
     let exe = std::env::current_exe().map_err(|e| format!("locating eval-bench: {e}"))?;
     let entries = Plan::suite(quick).entries();
@@ -125,10 +126,12 @@ fn cmd_suite(raw: &[String]) -> Result<(), String> {
     let mut failures = 0;
     for (k, entry) in entries.iter().enumerate() {
         eprintln!("[{}/{}] {:>6.0}s {}", k + 1, entries.len(), started.elapsed().as_secs_f64(), entry.label());
-        let out = Command::new(&exe)
-            .arg("run")
-            .args(entry.args())
-            .args(["--dir", &dir, "--medium", &medium, "--system", &system])
+        let mut child = Command::new(&exe);
+        child.arg("run").args(entry.args()).args(["--dir", &dir, "--medium", &medium, "--system", &system]);
+        if let Some(stat) = &block_stat {
+            child.args(["--block-stat", stat]);
+        }
+        let out = child
             .stderr(Stdio::inherit())
             .output()
             .map_err(|e| format!("starting {}: {e}", exe.display()))?;
