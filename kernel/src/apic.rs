@@ -30,6 +30,12 @@ fn write(off: u64, v: u32) {
     unsafe { core::ptr::write_volatile(reg(off), v) }
 }
 
+/// Whether `vector` is in service at the LAPIC: true for an interrupt
+/// being handled, never for a CPU exception.
+pub fn in_service(vector: u8) -> bool {
+    read(0x100 + (vector as u64 / 32) * 0x10) & (1 << (vector % 32)) != 0
+}
+
 pub fn eoi() {
     write(REG_EOI, 0);
 }

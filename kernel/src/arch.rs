@@ -145,6 +145,13 @@ pub fn set_io_permission(init_running: bool) {
     }
 }
 
+/// Where the stack pointer is after the CPU pushed an interrupt frame
+/// *without* error code from ring 3 (kernel stack, and the #DF stack).
+#[no_mangle]
+static mut trap_rsp_no_error: u64 = 0;
+#[no_mangle]
+static mut trap_ist_no_error: u64 = 0;
+
 extern "C" {
     static kernel_stack_top: u8;
     fn syscall_entry();
@@ -165,6 +172,8 @@ pub fn init() {
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
         tss.rsp[0] = stack_top;
         tss.ist[0] = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64 + 16384;
+        *core::ptr::addr_of_mut!(trap_rsp_no_error) = stack_top - 40;
+        *core::ptr::addr_of_mut!(trap_ist_no_error) = tss.ist[0] - 40;
         for r in INIT_PORTS {
             for p in r {
                 tss.iomap[p as usize / 8] &= !(1 << (p % 8));
@@ -304,6 +313,20 @@ trap_return:
     .align 16
 trap_stub_\n:
     .if \n == 8 || \n == 10 || \n == 11 || \n == 12 || \n == 13 || \n == 14 || \n == 17 || \n == 21 || \n == 29 || \n == 30
+    /* From ring 3 the CPU starts the frame at the top of the (IST or
+       kernel) stack: 40 bytes below it without an error code, 48 with.
+       A device can raise this vector as an interrupt (no error code):
+       then push a 0 and mark the vector as forged. */
+    .if \n == 8
+    cmp rsp, qword ptr [rip + trap_ist_no_error]
+    .else
+    cmp rsp, qword ptr [rip + trap_rsp_no_error]
+    .endif
+    jne 3f
+    push 0
+    push \n | {forged}
+    jmp trap_common
+3:
     .else
     push 0
     .endif
@@ -329,6 +352,7 @@ trap_stubs:
     .set i, i + 1
     .endr
 "#,
+    forged = const 0x1000,
     user_ds = const USER_DS,
     user_cs = const USER_CS,
     sysvec = const SYSCALL_VECTOR,

@@ -6,10 +6,15 @@ use crate::arch::{percpu, TrapFrame, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECT
 use crate::mem::{KernelMem, KernelTlb};
 use crate::upcall::{can_enter, control_page, enter, save};
 use crate::{apic, kinfo, fatal};
-use exo_abi::{kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
+use crate::mem::{phys_read, phys_write};
+use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
 /// Kernel-half entries copied into every new address space.
 pub static mut KERNEL_HALF: [u64; 256] = [0; 256];
+
+/// Set by the entry stub of an error-code vector when the stack shows no
+/// error code was pushed: a device-forged interrupt on that vector.
+const FORGED: u64 = 0x1000;
 
 /// Code for `Reason::Dead` when the space's control page is unusable.
 pub const DEAD_NO_CONTROL_PAGE: u64 = 0xffff;
@@ -18,6 +23,16 @@ pub const DEAD_NO_CONTROL_PAGE: u64 = 0xffff;
 extern "C" fn trap_handler(f: &mut TrapFrame) {
     if f.cs & 3 != 3 {
         kernel_trap(f);
+    }
+    if f.vector & FORGED != 0 || (f.vector < 32 && apic::in_service(f.vector as u8)) {
+        // An exception vector raised by a device (a real exception never
+        // sets the LAPIC's in-service bit; the entry stub flags the ones
+        // that lack the error code their vector implies). Acknowledge it
+        // and carry on: it must not be mistaken for a fault.
+        apic::eoi();
+        kinfo::add(ki::W_FORGED_INTERRUPTS, 1);
+        f.vector &= !FORGED;
+        return;
     }
     match f.vector {
         SYSCALL_VECTOR => syscall(f),
@@ -128,6 +143,11 @@ fn interrupt(f: &mut TrapFrame, vector: u64) {
     let (cur, init) = (pc.current, pc.init);
     if let Some(ctl) = control_page(cur) {
         if cur == init && crate::upcall::masked(ctl) {
+            // Init's handler is running: latch the vector in its control
+            // page (the interrupt controller's pending state, kept where
+            // init can see it), for the handler to pick up.
+            let word = ctl + control::PENDING + (vector / 64) * 8;
+            phys_write::<u64>(word, phys_read::<u64>(word) | 1 << (vector % 64));
             return;
         }
         save(ctl, f);

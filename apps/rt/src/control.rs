@@ -20,3 +20,13 @@ pub fn write(offset: u64, v: u64) {
     // SAFETY: as for `read`; the page is writable (the kernel requires it).
     unsafe { core::ptr::write_volatile(word(offset), v) }
 }
+
+/// Atomically read and clear a word of the control page (the kernel may set
+/// bits in it between any two instructions of this process, never during
+/// one).
+pub fn take(offset: u64) -> u64 {
+    // SAFETY: as for `read`; the word is 8-aligned inside the mapped page,
+    // and AtomicU64 has u64's layout.
+    let w = unsafe { &*(word(offset) as *const core::sync::atomic::AtomicU64) };
+    w.swap(0, core::sync::atomic::Ordering::SeqCst)
+}

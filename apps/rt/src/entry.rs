@@ -114,6 +114,7 @@ extern "C" {
 }
 
 extern "C" fn main_trampoline() -> ! {
+    STARTED.store(true, Ordering::SeqCst);
     crate::heap::init_from_args();
     // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
     unsafe { exo_main() };
@@ -138,7 +139,9 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
         Ok(r) => r,
         Err(n) => crate::fatal(format_args!("upcall with unknown reason {n}")),
     };
-    if !STARTED.swap(true, Ordering::SeqCst) {
+    // STARTED is set by `main_trampoline` once `masked` is clear: a tick
+    // before that discards this entry, and the next one starts again.
+    if !STARTED.load(Ordering::SeqCst) {
         // The kernel enters the root process first with no sender; every
         // other process is first entered by its parent's yield.
         if c == 0 {

@@ -302,6 +302,10 @@ pub struct ControlPage {
     pub masked: u64,
     pub saved_valid: u64,
     pub saved: Context,
+    /// (init) device-interrupt vectors that arrived while init's handler
+    /// was running (bit v of the 256): the kernel sets them, init clears
+    /// them with an atomic swap and handles them.
+    pub pending: [u64; 4],
 }
 
 /// Byte offsets in the control page (used by the kernel and by assembly).
@@ -311,6 +315,7 @@ pub mod control {
     pub const MASKED: u64 = 16;
     pub const SAVED_VALID: u64 = 24;
     pub const SAVED: u64 = 32;
+    pub const PENDING: u64 = 176;
 }
 
 /// The kernel info page, mapped read-only into init at [`KINFO_VA`]. Word
@@ -347,6 +352,10 @@ pub mod kinfo {
     pub const W_DMA_FAULTS: usize = 100;
     pub const W_DMA_FAULT_SOURCE: usize = 101;
     pub const W_DMA_FAULT_ADDR: usize = 102;
+    /// Interrupts that arrived on an exception vector (0..=31) from a
+    /// device — forged with a compatibility-format MSI, which QEMU's VT-d
+    /// model does not block — and were dropped.
+    pub const W_FORGED_INTERRUPTS: usize = 103;
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;
@@ -448,6 +457,7 @@ mod tests {
             control::SAVED_VALID
         );
         assert_eq!(core::mem::offset_of!(ControlPage, saved) as u64, control::SAVED);
+        assert_eq!(core::mem::offset_of!(ControlPage, pending) as u64, control::PENDING);
     }
 
     #[test]

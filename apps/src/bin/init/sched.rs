@@ -86,6 +86,17 @@ pub fn stop(i: usize) {
 fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
     IN_HANDLER.store(true, SeqCst);
     let me = kinfo::word(ki::W_INIT_AS);
+    // Interrupts that arrived while this handler ran last time were latched
+    // by the kernel in the control page: count them for their drivers (who
+    // run in turn below).
+    for w in 0..4u64 {
+        let mut bits = exo_rt::control::take(exo_abi::control::PENDING + 8 * w);
+        while bits != 0 {
+            let v = w * 64 + bits.trailing_zeros() as u64;
+            bits &= bits - 1;
+            crate::devices::note_interrupt(v);
+        }
+    }
     match reason {
         Reason::Timer => {
             TIMER_UPCALLS.fetch_add(1, SeqCst);

@@ -29,7 +29,7 @@ pub fn run(name: &str) -> Outcome {
         "nvme_rw" => crate::devices::nvme_rw(),
         "nvme_irq" => crate::devices::nvme_irq(),
         "irq_forged_handle_blocked" => crate::devices::irq_attack(false),
-        "irq_compat_blocked" => crate::devices::irq_attack(true),
+        "irq_compat_forged" => crate::devices::irq_attack(true),
         "nvme_bench" => crate::devices::nvme_bench(),
         "virtio_blk_rw" => crate::devices::virtio_blk_rw(),
         "dma_attack_blocked" => crate::devices::dma_attack_blocked(),

@@ -176,12 +176,13 @@ fn polled_reads(d: &mut hw::Nvme, bufs: &Buffers, q: usize, count: u64) -> Resul
 }
 
 /// `nvmed irq-forge` / `irq-compat` (tests `irq_forged_handle_blocked`,
-/// `irq_compat_blocked`): make the controller interrupt through MSI-X
+/// `irq_compat_forged`): make the controller interrupt through MSI-X
 /// entries aimed at another device's interrupt-remapping entries
 /// (`compat` false; the source-id check must drop them), or as
-/// compatibility-format MSIs naming another device's vector and as a DMA
-/// write into the interrupt address range (`compat` true; blocked while
-/// GSTS.CFIS is clear). Init counts what arrives; then, as a control, the
+/// compatibility-format MSIs on exception vectors and as a DMA write into
+/// the interrupt address range naming another device's vector (`compat`
+/// true; VT-d blocks these while GSTS.CFIS is clear, QEMU 7.2 does not, so
+/// the kernel itself must survive them). Init counts what arrives; then, as a control, the
 /// same queues interrupt through this device's own entries.
 pub fn attack(compat: bool) -> Result<(), String> {
     let g = hw::grants()?;
@@ -191,9 +192,12 @@ pub fn attack(compat: bool) -> Result<(), String> {
     let other_handle = ((g.extra[1] >> 16) & 0xffff) as u32;
     set_entry(&g.bar, table, 0, remappable_msi(own));
     if compat {
-        // Address 0xfee0_0000 (CPU 0, compatibility format), data = vector.
-        set_entry(&g.bar, table, 1, (0xfee0_0000, other_vector));
-        set_entry(&g.bar, table, 2, (0xfee0_0000, other_vector + 1));
+        // Compatibility format (address 0xfee0_0000 = CPU 0, data = the
+        // vector), aimed at exception vectors: #PF (14, normally with an
+        // error code) and #DF (8, on its own stack). The kernel must see
+        // through both and drop them.
+        set_entry(&g.bar, table, 1, (0xfee0_0000, 14));
+        set_entry(&g.bar, table, 2, (0xfee0_0000, 8));
     } else {
         set_entry(&g.bar, table, 1, remappable_msi(other_handle));
         set_entry(&g.bar, table, 2, remappable_msi(other_handle + 1));
@@ -203,11 +207,21 @@ pub fn attack(compat: bool) -> Result<(), String> {
     let bufs = Buffers::new(data);
     println!("nvmed irq-attack: {} admin-queue interrupts arrived through my own remapping entry", irqs());
     let n = 64;
+    // Interrupts of bring-up's admin commands that arrived while init's
+    // handler was busy are delivered late (latched by the kernel): let
+    // them drain before counting.
+    for _ in 0..20 {
+        yield_now();
+    }
     let i0 = irqs();
     polled_reads(&mut d, &bufs, 0, n)?;
     polled_reads(&mut d, &bufs, 1, n)?;
-    let how = if compat { format!("compatibility-format MSIs with vectors {other_vector:#x}, {:#x}", other_vector + 1) } else { format!("MSIs through the other device's remapping entries {other_handle}, {}", other_handle + 1) };
+    let how = if compat { String::from("compatibility-format MSIs with exception vectors 14 and 8") } else { format!("MSIs through the other device's remapping entries {other_handle}, {}", other_handle + 1) };
     println!("nvmed irq-attack: queues 1 and 2 raised {} {how}", 2 * n);
+    for _ in 0..20 {
+        yield_now();
+    }
+    let forged = irqs() - i0;
     if compat {
         // A DMA write into the interrupt address range is an MSI as well:
         // a read whose data (the vector, in every word) lands at I/O
@@ -221,9 +235,11 @@ pub fn attack(compat: bool) -> Result<(), String> {
         let pages = [0xfee0_0000u64];
         let aimed = nvme::prp::DmaBuffer { pages: &pages, offset: 0, len: (PAGE_SIZE / bs * bs) as u32 };
         let r = d.read(0, 4096, &aimed);
+        // (Its writes at addresses with bit 4 set are remappable-format
+        // MSIs: those naming this device's own entries legitimately
+        // interrupt this driver, so they are not counted as forged.)
         println!("nvmed irq-attack: a read DMA into the interrupt range at 0xfee00000 (data = vector {other_vector:#x}): {r:?}");
     }
-    let forged = irqs() - i0;
     if forged != 0 {
         return Err(format!("{forged} forged interrupts came back to this driver"));
     }
