@@ -21,7 +21,7 @@ use iommu::vtd::irq::{irta_value, Irte, SourceCheck};
 use iommu::vtd::tables::{ContextConfig, DeviceSpace, RootTable, TableError};
 use iommu::vtd::unit::{Unit, UnitRegisters};
 use iommu::vtd::{Bdf, FrameSource, Rights as DmaRights};
-use nvme::pci::{self, Address, BarKind, ConfigSpace};
+use pci::{self, Address, BarKind, ConfigSpace};
 use spin::Mutex;
 
 /// Vector of the I/O-MMU's fault-event interrupt.

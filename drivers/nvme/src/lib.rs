@@ -14,17 +14,13 @@
 //! * [`identify`]: Identify Controller / Namespace parsing.
 //! * [`blockq`]: the block service's shared-memory rings (to become its
 //!   own crate).
-//! * [`pci`]: enumeration, BAR sizing, capabilities (to become the
-//!   `drivers/pci` crate).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
 //!   read/write/flush on top of all of that.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod blockq;
 pub mod command;
 pub mod driver;
-pub mod pci;
 pub mod identify;
 pub mod prp;
 pub mod queue;

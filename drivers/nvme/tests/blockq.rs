@@ -6,7 +6,7 @@
 mod fake;
 
 use fake::{FakeConfig, FakeController, SharedMem};
-use nvme::blockq::{Client, Op, ProtocolError, Request, Response, Server, SharedRegion, Status};
+use blockq::{Client, Op, ProtocolError, Request, Response, Server, SharedRegion, Status};
 use nvme::driver::{Config, DmaRegion, Driver, Error};
 use nvme::prp::DmaBuffer;
 use nvme::status::ErrorKind;

@@ -1,5 +1,5 @@
 //! The block service (`block_service`): the driver serves an application
-//! through `nvme::blockq` rings in a region init links into both. The
+//! through `blockq` rings in a region init links into both. The
 //! driver maps the region's data area into the device, so the controller
 //! DMAs straight to and from the application's buffers; neither side makes
 //! a system call per request (each polls, and yields the CPU when idle).
@@ -13,7 +13,7 @@ use exo_abi::PAGE_SIZE;
 use exo_rt::layout::{MAILBOX_VA, SHARED_VA};
 use exo_rt::mmio::Window;
 use exo_rt::{args_word, mem, println, yield_now};
-use nvme::blockq::{Client, Op, Request, Response, Server, SharedRegion, Status};
+use blockq::{Client, Op, Request, Response, Server, SharedRegion, Status};
 use nvme::driver::{Direction, Error as NvmeError};
 use nvme::prp::DmaBuffer;
 
@@ -268,7 +268,7 @@ pub fn client() -> Result<(), String> {
     if bad.tag != 4242 || bad.status != Status::BadRequest {
         return Err(format!("a request with data over the ring header answered {bad:?}"));
     }
-    if win.load_acquire32(0) != nvme::blockq::MAGIC {
+    if win.load_acquire32(0) != blockq::MAGIC {
         return Err("the hostile request changed the ring header".into());
     }
     println!("client: a hand-written request whose data would overwrite the ring header was refused ({:?})", bad.status);
@@ -282,7 +282,7 @@ pub fn client() -> Result<(), String> {
 
 /// Write a read request whose data offset is 0 (the region's header) into
 /// the next ring slot by hand, as a hostile client would, and publish it.
-/// Layout from `nvme::blockq`: requests at 0x1000, 32 bytes each; the
+/// Layout from `blockq`: requests at 0x1000, 32 bytes each; the
 /// request producer index at 0x40. Called with nothing in flight; the
 /// caller re-attaches a `Client` afterwards to pick up the new index.
 fn hostile_request(win: &Window, entries: u32, tag: u32) {

@@ -14,8 +14,8 @@
 //! validates on every read; a request naming data outside the data area is
 //! answered with `Status::BadRequest` and never executed.
 //!
-//! This module is device-independent (virtio-blk serves the same rings);
-//! it lives in `nvme` until it has a crate of its own.
+//! This crate is device-independent: the NVMe and virtio-blk drivers serve
+//! the same rings.
 //!
 //! Layout (offsets in bytes):
 //! ```text
@@ -27,6 +27,8 @@
 //!        response ring: entries x 16 bytes (page aligned)
 //!        data area (page aligned) to the end of the region
 //! ```
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"EXBQ");
 pub const VERSION: u32 = 1;

@@ -2,13 +2,11 @@
 //! bridges, BAR sizing and capability walks, over a [`ConfigSpace`] the
 //! caller implements (the kernel or init, over the ECAM window MCFG gives).
 //!
-//! This belongs in its own `drivers/pci` crate (package `pci`); it lives
-//! here until the workspace lists that crate. It depends on nothing else
-//! in `nvme`.
-//!
 //! Every walk is bounded: a capability list that loops, or a bridge whose
 //! secondary bus points back up the tree, ends the walk instead of hanging
 //! it (configuration space is device-controlled input).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 /// A PCI function's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
