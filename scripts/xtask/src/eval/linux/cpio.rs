@@ -75,7 +75,7 @@ impl Archive {
     }
 
     fn pad4(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }

@@ -7,6 +7,7 @@
 //!   busybox's mke2fs cannot make ext4, and the pmem filesystem has to be
 //!   made inside the guest after the namespace becomes fsdax;
 //! * the statically linked `eval-bench`.
+//!
 //! The initramfs (a newc cpio) is assembled fresh per pass because it
 //! carries that pass's plan.
 

@@ -57,11 +57,9 @@ pub fn count(text: &str) -> Result<NvmeCounts> {
                     _ => {}
                 }
             }
-            "pci_nvme_write" => {
-                if field(line, "opname") == Some("'NVME_NVM_CMD_WRITE'") {
-                    let bytes: u64 = field(line, "count").with_context(ctx)?.parse().with_context(ctx)?;
-                    c.bytes_written += bytes;
-                }
+            "pci_nvme_write" if field(line, "opname") == Some("'NVME_NVM_CMD_WRITE'") => {
+                let bytes: u64 = field(line, "count").with_context(ctx)?.parse().with_context(ctx)?;
+                c.bytes_written += bytes;
             }
             _ => {}
         }
