@@ -298,6 +298,7 @@ fn microbench() -> Outcome {
         }
         best
     };
+    println!("microbench: tsc ticks per microsecond {}", kinfo::word(ki::W_TSC_PER_US));
     let calib = best(&mut || spin_instructions(1000));
     println!("microbench: calibration: {} ticks per 2000 instructions ({:.3} per instruction)", calib / N, calib as f64 / (N * 2000) as f64);
     let empty = best(&mut || {});

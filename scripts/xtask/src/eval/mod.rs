@@ -6,6 +6,7 @@
 use anyhow::{bail, Result};
 
 mod host;
+mod kernel;
 mod linux;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +14,7 @@ pub struct EvalOpts {
     pub host: bool,
     pub linux: bool,
     pub drivers: bool,
+    pub kernel: bool,
     pub quick: bool,
 }
 
@@ -25,11 +27,12 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--host" => o.host = true,
             "--linux" => o.linux = true,
             "--drivers" => o.drivers = true,
+            "--kernel" => o.kernel = true,
             "--quick" => o.quick = true,
-            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --quick)"),
+            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --quick)"),
         }
     }
-    if !(o.host || o.linux || o.drivers) {
+    if !(o.host || o.linux || o.drivers || o.kernel) {
         o.host = true;
         o.linux = true;
     }
@@ -40,6 +43,9 @@ pub fn main(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     if o.drivers {
         bail!("eval --drivers: not implemented yet (issue 5)");
+    }
+    if o.kernel {
+        kernel::run()?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -60,8 +66,8 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, drivers: false, quick: false });
-        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { host: false, linux: true, drivers: false, quick: true });
+        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, drivers: false, kernel: false, quick: false });
+        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { host: false, linux: true, drivers: false, kernel: false, quick: true });
         assert!(p(&["--drivers"]).unwrap().drivers);
         assert!(p(&["--fast"]).is_err());
     }
