@@ -49,7 +49,8 @@ pub fn run(quick: bool) -> Result<()> {
         .context("`eval-bench header` on the host")?;
     let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
     let work = g.cache.join("run");
-    std::fs::create_dir_all(&work)?;
+    // Two `eval --linux` in one checkout would share images and logs: wait instead.
+    let _lock = crate::machine::lock_images(&work)?;
     let plan_text: String = runs.iter().map(|r| r.plan_line() + "\n").collect();
     let initrd = work.join("initramfs.cpio");
     guest::build_initramfs(&g, &plan_text, &initrd)?;

@@ -198,8 +198,11 @@ fn stripped(bin: &Path, cache: &Path) -> Result<PathBuf> {
         return Ok(bin.to_path_buf());
     }
     let out = cache.join("eval-bench.stripped");
-    cmd::run(Command::new("strip").arg("-o").arg(&out).arg(bin))?;
-    Ok(out)
+    // Best effort: an unstrippable file (e.g. a script stand-in) goes in as is.
+    match cmd::run(Command::new("strip").arg("-o").arg(&out).arg(bin)) {
+        Ok(()) => Ok(out),
+        Err(_) => Ok(bin.to_path_buf()),
+    }
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
