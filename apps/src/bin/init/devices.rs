@@ -12,7 +12,7 @@
 //! device handle's address, words 6 and 7 = test-specific values. Its DMA
 //! memory is its spare frames (`SPARE_VA`, count in word 1).
 
-use crate::sched::{self, state_name, EXITED};
+use crate::sched;
 use crate::spawn::{self, Child, Options};
 use alloc::format;
 use alloc::string::String;
@@ -227,19 +227,8 @@ fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Chi
     spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))
 }
 
-fn exit_code(c: &Child, what: &str) -> Result<u64, String> {
-    let st = sched::wait(c.slot);
-    let s = sched::slot(c.slot);
-    let code = s.code.load(SeqCst);
-    if st == EXITED {
-        Ok(code)
-    } else {
-        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
-    }
-}
-
 fn expect_zero(c: &Child, what: &str) -> Outcome {
-    match exit_code(c, what)? {
+    match crate::tests::finish(c, what)? {
         0 => Ok(()),
         code => Err(format!("{what} exited with {code}")),
     }
@@ -502,7 +491,7 @@ pub fn dma_attack_blocked() -> Outcome {
     let before = dma_faults();
     let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
-    let code = exit_code(&driver, "nvmed attack")?;
+    let code = crate::tests::finish(&driver, "nvmed attack")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);
     let faults = dma_faults() - before;
     println!(
@@ -541,7 +530,7 @@ pub fn device_ownership() -> Outcome {
         Ok(()) => return Err("init could make a SWITCH copy of a device handle".into()),
     }
     sched::start(intruder.slot);
-    let code = exit_code(&intruder, "intruder")?;
+    let code = crate::tests::finish(&intruder, "intruder")?;
     if code != 42 {
         return Err(format!("intruder exited with {code}; expected 42 (every check refused, then a fault on the BAR)"));
     }
@@ -606,7 +595,7 @@ pub fn block_service() -> Outcome {
     let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
     crate::tests::link(&client, region, Rights::WRITE)?;
     sched::start(client.slot);
-    let client_code = exit_code(&client, "block-service client");
+    let client_code = crate::tests::finish(&client, "block-service client");
     mem::write(spawn::mailbox(&driver), 1);
     let driver_done = expect_zero(&driver, "nvmed serve");
     match client_code? {

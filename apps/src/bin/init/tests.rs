@@ -53,7 +53,8 @@ fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
         .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
 }
 
-fn finish(c: &Child, what: &str) -> Result<u64, String> {
+/// Wait for a child; its exit code, or an error naming how it ended.
+pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
     let st = sched::wait(c.slot);
     let s = sched::slot(c.slot);
     let code = s.code.load(SeqCst);
