@@ -16,7 +16,7 @@ fn checksum_ok(pa: u64, len: u64) -> bool {
 /// The bytes of the table at `pa`, after checking that its header's length
 /// is sane and inside the window, and its checksum.
 fn table(pa: u64) -> Result<&'static [u8], &'static str> {
-    if pa == 0 || pa.checked_add(36).map_or(true, |e| e > WINDOW) {
+    if pa == 0 || pa.checked_add(36).is_none_or(|e| e > WINDOW) {
         return Err("table address outside the physical window");
     }
     let len = phys_read::<u32>(pa + 4) as u64;

@@ -33,7 +33,7 @@ fn find_init(module: MemRange) -> Result<(u64, u64), &'static str> {
         if name.starts_with(b"init\0") {
             let off = phys_read::<u64>(e + 48);
             let n = phys_read::<u64>(e + 56);
-            if off.checked_add(n).map_or(true, |end| end > len) {
+            if off.checked_add(n).is_none_or(|end| end > len) {
                 return Err("boot image: init lies outside the image");
             }
             return Ok((base + off, n));
@@ -66,7 +66,7 @@ fn segments(img: u64, len: u64, out: &mut [Option<Segment>; 16]) -> Result<u64, 
     let phoff = rd64(32);
     let phentsize = rd16(54) as u64;
     let phnum = rd16(56) as u64;
-    if phentsize != 56 || phnum > 64 || phoff.checked_add(phnum * 56).map_or(true, |e| e > len) {
+    if phentsize != 56 || phnum > 64 || phoff.checked_add(phnum * 56).is_none_or(|e| e > len) {
         return Err("init: program headers outside the file");
     }
     let mut n = 0;
@@ -77,10 +77,10 @@ fn segments(img: u64, len: u64, out: &mut [Option<Segment>; 16]) -> Result<u64, 
         }
         let flags = rd32(ph + 4);
         let (offset, vaddr, filesz, memsz) = (rd64(ph + 8), rd64(ph + 16), rd64(ph + 32), rd64(ph + 40));
-        if filesz > memsz || offset.checked_add(filesz).map_or(true, |e| e > len) {
+        if filesz > memsz || offset.checked_add(filesz).is_none_or(|e| e > len) {
             return Err("init: segment outside the file");
         }
-        if vaddr < 0x20_0000 || vaddr.checked_add(memsz).map_or(true, |e| e > BOOT_IMAGE_VA) {
+        if vaddr < 0x20_0000 || vaddr.checked_add(memsz).is_none_or(|e| e > BOOT_IMAGE_VA) {
             return Err("init: segment outside the user program window");
         }
         if n == out.len() {

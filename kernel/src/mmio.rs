@@ -14,7 +14,7 @@ static mut RANGES: [(u64, u64); 8] = [(0, 0); 8];
 /// page-directory frames from the boot allocator). Refuses ranges that
 /// overlap the RAM part of the window (they would change its cacheability).
 pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result<(), &'static str> {
-    if len == 0 || pa.checked_add(len).map_or(true, |e| e > (1 << 39)) {
+    if len == 0 || pa.checked_add(len).is_none_or(|e| e > (1 << 39)) {
         return Err("MMIO range outside the first 512 GiB");
     }
     let start = pa & !0x1f_ffff;
@@ -54,7 +54,7 @@ pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result
 fn check(pa: u64, size: u64) {
     // SAFETY: read-only after boot.
     let r = unsafe { &*core::ptr::addr_of!(RANGES) };
-    assert!(pa % size == 0 && r.iter().any(|(s, e)| pa >= *s && pa + size <= *e), "MMIO access to an unmapped {pa:#x}");
+    assert!(pa.is_multiple_of(size) && r.iter().any(|(s, e)| pa >= *s && pa + size <= *e), "MMIO access to an unmapped {pa:#x}");
 }
 
 pub fn read32(pa: u64) -> u32 {

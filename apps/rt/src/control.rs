@@ -3,7 +3,7 @@
 use exo_abi::CONTROL_VA;
 
 fn word(offset: u64) -> *mut u64 {
-    assert!(offset < 4096 && offset % 8 == 0);
+    assert!(offset < 4096 && offset.is_multiple_of(8));
     (CONTROL_VA + offset) as *mut u64
 }
 

@@ -122,7 +122,7 @@ pub mod mem {
     use super::SCRATCH_VA;
 
     fn check(va: u64) {
-        assert!(va >= SCRATCH_VA && va < exo_abi::USER_END && va % 8 == 0, "raw access to {va:#x} refused");
+        assert!((SCRATCH_VA..exo_abi::USER_END).contains(&va) && va.is_multiple_of(8), "raw access to {va:#x} refused");
     }
 
     pub fn read(va: u64) -> u64 {

@@ -182,7 +182,7 @@ pub struct Slot {
 }
 
 fn check_user_va(va: u64, level: u8) -> Result<(), Error> {
-    if va >= USER_END || va % span(level) != 0 {
+    if va >= USER_END || !va.is_multiple_of(span(level)) {
         return Err(Error::BadAddress);
     }
     // The one entry covering the whole user half from a level-3 link must
@@ -498,7 +498,7 @@ fn map_to_device<M: PhysMem, D: DeviceTables>(
     if want.bits() & !Rights::WRITE.bits() != 0 {
         return Err(Error::BadArgument);
     }
-    if iova % PAGE_SIZE != 0 {
+    if !iova.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAddress);
     }
     let src = walk(mem, caller, src_va, 0)?;
@@ -539,7 +539,7 @@ pub fn unmap<M: PhysMem, T: Tlb, D: DeviceTables>(
             if level != 0 {
                 return Err(Error::BadLevel);
             }
-            if va % PAGE_SIZE != 0 {
+            if !va.is_multiple_of(PAGE_SIZE) {
                 return Err(Error::BadAddress);
             }
             return dev.unmap(index, va);

@@ -368,7 +368,7 @@ fn check_invariants(w: &World, spaces: &[u64]) {
         assert!(!spaces.contains(frame), "an address-space root is mapped as a page");
         assert!(owners.get(frame).copied().unwrap_or(0) <= 1, "two owners of {frame:#x}");
         if *count > 1 {
-            assert!(*lent || owners.get(frame).is_none(), "frame {frame:#x} shared but its owner is not LENT");
+            assert!(*lent || !owners.contains_key(frame), "frame {frame:#x} shared but its owner is not LENT");
         }
     }
 }

@@ -26,11 +26,10 @@ pub fn run() -> ! {
                 line.clear();
                 print!("exo> ");
             }
-            0x08 | 0x7f => {
-                if line.pop().is_some() {
+            0x08 | 0x7f
+                if line.pop().is_some() => {
                     print!("\x08 \x08");
                 }
-            }
             b if b.is_ascii_graphic() || b == b' ' => {
                 line.push(b as char);
                 print!("{}", b as char);

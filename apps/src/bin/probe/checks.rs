@@ -124,7 +124,7 @@ pub fn attack_access(va: u64, write: bool) -> u32 {
         exo_rt::exit(crate::FAULTED)
     });
     println!("attack: {} {va:#x}", if write { "writing" } else { "reading" });
-    if va >= SCRATCH_VA && va < exo_abi::USER_END {
+    if (SCRATCH_VA..exo_abi::USER_END).contains(&va) {
         if write {
             mem::write(va, 0xbad);
         } else {
