@@ -377,11 +377,23 @@ pub fn virtio_blk_rw() -> Outcome {
 
 /// `nvme_bench`: the exokernel rows of the drivers benchmark (printed by
 /// the driver as `EXO-BENCH ...` lines). `quick` on the command line
-/// shortens it.
+/// shortens it; `bench_ops=N` (N >= 2) sets every workload's op count.
+/// The driver gets a read-only view of the kernel info page at its
+/// `SCRATCH_VA`, to count kernel crossings over its measured loops.
 pub fn nvme_bench() -> Outcome {
     let dev = nvme()?;
-    let quick = kinfo::cmdline().split_whitespace().any(|w| w == "quick") as u64;
-    let driver = start_driver("nvmed", "bench", &dev, 0, NVME_DMA_PAGES, [kinfo::word(ki::W_TSC_PER_US), quick])?;
+    let words: Vec<&str> = kinfo::cmdline().split_whitespace().collect();
+    let ops = words.iter().find_map(|w| w.strip_prefix("bench_ops=")).map(|n| n.parse::<u64>());
+    // Word 7: 0 = full, 1 = quick, N >= 2 = N ops per workload.
+    let size = match ops {
+        Some(Ok(n)) if n >= 2 => n,
+        Some(_) => return Err("bench_ops=N needs a number N >= 2".into()),
+        None => words.contains(&"quick") as u64,
+    };
+    let driver = start_driver("nvmed", "bench", &dev, 0, NVME_DMA_PAGES, [kinfo::word(ki::W_TSC_PER_US), size])?;
+    spawn::ensure_tables(driver.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
+    sys::map(exo_abi::KINFO_VA, 0, 0, driver.at(SCRATCH_VA), Rights::NONE)
+        .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))?;
     sched::start(driver.slot);
     expect_zero(&driver, "nvmed bench")
 }

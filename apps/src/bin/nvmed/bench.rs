@@ -4,7 +4,14 @@
 //! harness to collect:
 //!
 //! `EXO-BENCH system=exo engine=nvme-raw workload=randread-qd32 ops=N
-//! secs=S iops=I p50_us=P p99_us=Q doorbells_per_io=D`
+//! secs=S iops=I p50_us=P p99_us=Q doorbells_per_io=D syscalls=C
+//! upcalls=U timer_ticks=T`
+//!
+//! `syscalls`, `upcalls` and `timer_ticks` are the deltas of the kernel's
+//! counters (info page, shared read-only by init at `SCRATCH_VA`) over the
+//! measured loop. They are machine-wide: a timer interrupt that preempts
+//! the driver and any other process's calls count too, so they bound the
+//! driver's own crossings from above.
 //!
 //! The polled path makes no system call: submission is a store to the SQ
 //! and a doorbell write in the driver's BAR mapping, completion a read of
@@ -18,7 +25,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::PAGE_SIZE;
-use exo_rt::println;
+use exo_rt::layout::SCRATCH_VA;
+use exo_rt::{mem, println};
+use exo_abi::kinfo as ki;
 use exo_rt::time::rdtsc;
 use nvme::driver::Direction;
 
@@ -30,6 +39,14 @@ struct Row {
     ticks: u64,
     latencies: Vec<u64>,
     doorbells: u64,
+    /// Kernel counters over the loop: system calls, upcalls, timer ticks.
+    crossings: [u64; 3],
+}
+
+/// The kernel's machine-wide counters, from init's read-only view of the
+/// info page.
+fn kernel_counters() -> [u64; 3] {
+    [ki::W_SYSCALLS, ki::W_UPCALLS, ki::W_TICKS].map(|w| mem::read(SCRATCH_VA + 8 * w as u64))
 }
 
 fn percentile(sorted: &[u64], p: u64) -> u64 {
@@ -53,6 +70,7 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
     let mut reaped: Vec<nvme::driver::Polled> = Vec::with_capacity(64);
     let db0 = d.regs().sq_doorbells + d.regs().cq_doorbells;
     let (mut submitted, mut done) = (0u64, 0u64);
+    let k0 = kernel_counters();
     let t0 = rdtsc();
     while done < ops {
         let mut queued = [false; 2];
@@ -84,19 +102,28 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
         }
     }
     let ticks = rdtsc() - t0;
+    let k1 = kernel_counters();
     latencies.sort_unstable();
     let doorbells = d.regs().sq_doorbells + d.regs().cq_doorbells - db0;
-    Ok(Row { ops, ticks, latencies, doorbells })
+    let crossings = [k1[0] - k0[0], k1[1] - k0[1], k1[2] - k0[2]];
+    Ok(Row { ops, ticks, latencies, doorbells, crossings })
 }
 
 pub fn run() -> Result<(), String> {
     let g = hw::grants()?;
     let tsc_per_us = g.extra[0].max(1);
-    let quick = g.extra[1] != 0;
+    if mem::read(SCRATCH_VA + 8 * ki::W_MAGIC as u64) != ki::MAGIC {
+        return Err("no kernel info page at SCRATCH_VA (init shares it for the crossing counts)".into());
+    }
+    // Word 7: 0 = full, 1 = quick, N >= 2 = N ops in every workload.
     let (mut d, data) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
     let bufs = Buffers::new(data);
     let mut rng = Rng::new(rdtsc() | 1);
-    let (qd1_ops, qd32_ops) = if quick { (500, 2000) } else { (4000, 16000) };
+    let (qd1_ops, qd32_ops) = match g.extra[1] {
+        0 => (4000, 16000),
+        1 => (500, 2000),
+        n => (n, n),
+    };
     for (name, dir, depth, ops) in [
         ("randread-qd1", Direction::Read, 1, qd1_ops),
         ("randread-qd32", Direction::Read, 32, qd32_ops),
@@ -111,11 +138,14 @@ pub fn run() -> Result<(), String> {
             return Err(format!("{name}: implausible result: {iops} IOPS, p50 {p50} us, p99 {p99} us"));
         }
         println!(
-            "EXO-BENCH system=exo engine=nvme-raw workload={name} ops={} secs={}.{:06} iops={iops} p50_us={p50} p99_us={p99} doorbells_per_io={:.2}",
+            "EXO-BENCH system=exo engine=nvme-raw workload={name} ops={} secs={}.{:06} iops={iops} p50_us={p50} p99_us={p99} doorbells_per_io={:.2} syscalls={} upcalls={} timer_ticks={}",
             r.ops,
             us / 1_000_000,
             us % 1_000_000,
-            r.doorbells as f64 / r.ops as f64
+            r.doorbells as f64 / r.ops as f64,
+            r.crossings[0],
+            r.crossings[1],
+            r.crossings[2]
         );
     }
     d.flush(0).map_err(|e| format!("flush: {e}"))?;
