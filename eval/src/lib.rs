@@ -10,6 +10,7 @@
 pub mod counters;
 pub mod matrix;
 pub mod plot;
+pub mod rawdev;
 pub mod results;
 pub mod workload;
 

@@ -5,7 +5,11 @@
 //! eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N
 //!                [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
 //! eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
+//! eval-bench raw --dev /dev/nvme0n1 --workload randread-qd1|randread-qd32|randwrite-qd1|randwrite-qd32 --ops N
+//!                [--block 4096] [--span-mib 128] [--seed N] --system S
 //! ```
+//! `raw` (the drivers benchmark, eval/DRIVERS.md) does O_DIRECT random I/O
+//! on a block device, overwriting it: never point it at a disk you need.
 //! `run` prints exactly one CSV data row (no header) on stdout. `suite`
 //! prints the header, then one row per run as it finishes (each run is a
 //! child process, so counters and memory start clean); progress goes to
@@ -25,7 +29,8 @@ use std::time::Instant;
 const USAGE: &str = "usage:
   eval-bench header
   eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
-  eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]";
+  eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
+  eval-bench raw --dev /dev/BLOCKDEV --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] [--seed N] --system S";
 
 /// `--name value` pairs and bare `--flag`s.
 struct Args {
@@ -150,6 +155,26 @@ fn cmd_suite(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `raw`: one CSV row of O_DIRECT random I/O on a block device.
+fn cmd_raw(raw: &[String]) -> Result<(), String> {
+    use eval::rawdev::{self, RawWorkload};
+    let mut a = Args::parse(raw, &[])?;
+    let dev = PathBuf::from(a.take("dev")?);
+    let workload = RawWorkload::parse(&a.take("workload")?)?;
+    let ops = a.take_num("ops")?;
+    let block = a.take_opt_num("block")?.unwrap_or(4096);
+    let span = a.take_opt_num("span-mib")?.unwrap_or(128) << 20;
+    let seed = a.take_opt_num("seed")?.unwrap_or(0x00C0_FFEE);
+    let system = one_of("system", a.take("system")?, &SYSTEMS)?;
+    a.finish()?;
+    if ops == 0 {
+        return Err("--ops must be at least 1".into());
+    }
+    let m = rawdev::run(&dev, workload, ops, block as usize, span, seed)?;
+    println!("{}", rawdev::to_row(&system, workload, block, &m).to_csv());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     flushwrap::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -160,6 +185,7 @@ fn main() -> ExitCode {
         }
         Some("run") => cmd_run(&args[1..]),
         Some("suite") => cmd_suite(&args[1..]),
+        Some("raw") => cmd_raw(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
