@@ -11,16 +11,16 @@
 //! counter and its limits.
 
 mod cpio;
-mod guest;
+pub(super) mod guest;
 mod hist;
 mod modules;
-mod plan;
+pub(super) mod plan;
 mod pmempages;
 mod qmp;
-mod qtrace;
+pub(super) mod qtrace;
 mod report;
 mod serial;
-mod session;
+pub(super) mod session;
 
 use crate::workspace::Workspace;
 use anyhow::{Context, Result};

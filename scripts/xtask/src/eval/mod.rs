@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Result};
 
+mod drivers;
 mod host;
 mod kernel;
 mod linux;
@@ -42,7 +43,7 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
 pub fn main(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     if o.drivers {
-        bail!("eval --drivers: not implemented yet (issue 5)");
+        drivers::run(o.quick)?;
     }
     if o.kernel {
         kernel::run()?;
@@ -70,11 +71,5 @@ mod tests {
         assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { host: false, linux: true, drivers: false, kernel: false, quick: true });
         assert!(p(&["--drivers"]).unwrap().drivers);
         assert!(p(&["--fast"]).is_err());
-    }
-
-    #[test]
-    fn drivers_is_not_implemented() {
-        let e = main(&["--drivers".to_string()]).unwrap_err();
-        assert!(e.to_string().contains("issue 5"), "{e}");
     }
 }
