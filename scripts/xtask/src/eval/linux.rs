@@ -12,7 +12,7 @@
 
 mod cpio;
 pub(super) mod guest;
-mod hist;
+pub(super) mod hist;
 mod modules;
 pub(super) mod plan;
 mod pmempages;
