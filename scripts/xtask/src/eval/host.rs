@@ -223,6 +223,16 @@ impl LoopFs {
         if mnt.exists() {
             let _ = Command::new("umount").arg(&mnt).stderr(Stdio::null()).status();
         }
+        if image.exists() {
+            // ...and a loop device still attached to the old image.
+            if let Ok(o) = Command::new("losetup").arg("-j").arg(&image).output() {
+                for line in String::from_utf8_lossy(&o.stdout).lines() {
+                    if let Some((dev, _)) = line.split_once(':') {
+                        let _ = Command::new("losetup").args(["-d", dev]).status();
+                    }
+                }
+            }
+        }
         let _ = std::fs::remove_file(&image);
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(bytes))
