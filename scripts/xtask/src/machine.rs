@@ -141,6 +141,10 @@ pub struct Machine {
     pub serial: Serial,
     /// `-icount shift=0`: guest time becomes an instruction count (TCG only).
     pub icount: bool,
+    /// The NVMe device's `ioeventfd` (default on). Off, doorbell writes are
+    /// handled as MMIO and pass the `pci_nvme_mmio_doorbell_*` trace points;
+    /// on, QEMU takes them as eventfd kicks that no trace point sees.
+    pub nvme_ioeventfd: bool,
     /// QEMU trace event patterns (`-trace enable=...`).
     pub trace_events: Vec<String>,
     /// Where trace output goes (`-trace file=...`); stderr if unset.
@@ -163,6 +167,7 @@ impl Machine {
             accel: Accel::Tcg,
             serial: Serial::Stdio,
             icount: false,
+            nvme_ioeventfd: true,
             trace_events: vec![],
             trace_file: None,
             qmp_socket: None,
@@ -193,6 +198,12 @@ impl Machine {
     }
     pub fn icount(mut self, on: bool) -> Self {
         self.icount = on;
+        self
+    }
+    /// Only for runs that time nothing (see `nvme_ioeventfd`): every other
+    /// use keeps the standard machine's `ioeventfd=on`.
+    pub fn nvme_ioeventfd(mut self, on: bool) -> Self {
+        self.nvme_ioeventfd = on;
         self
     }
     pub fn trace(mut self, event_pattern: impl Into<String>) -> Self {
@@ -236,7 +247,8 @@ impl Machine {
         }
         push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
         let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
-        push(&["-drive", &nvme, "-device", "nvme,serial=exo0,drive=nvm,ioeventfd=on"]);
+        let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
+        push(&["-drive", &nvme, "-device", &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}")]);
         let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
         push(&["-drive", &vblk]);
         push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
@@ -358,6 +370,15 @@ mod tests {
             assert!(l.contains(want), "missing `{want}` in {l}");
         }
         assert!(l.ends_with("-d int"), "{l}");
+    }
+
+    #[test]
+    fn nvme_ioeventfd_can_be_turned_off_and_nothing_else_changes() {
+        let on = line(&Machine::new("/i"));
+        let off = line(&Machine::new("/i").nvme_ioeventfd(false));
+        assert!(off.contains("-device nvme,serial=exo0,drive=nvm,ioeventfd=off "), "{off}");
+        assert_eq!(off.replace("ioeventfd=off", "ioeventfd=on"), on);
+        assert_eq!(line(&Machine::new("/i").nvme_ioeventfd(true)), on);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Two passes run the same plan: a counters pass (wall-clock timing,
 //! syscalls, NVMe commands via QEMU trace events, QMP `query-blockstats`)
 //! and an icount pass (`-icount shift=0`, where a task's runtime in
-//! virtual ns is its instruction count). eval/LINUX.md explains each
+//! virtual ns is its instruction count; it also counts NVMe submission
+//! doorbells, with the NVMe ioeventfd off). eval/LINUX.md explains each
 //! counter and its limits.
 
 mod cpio;
@@ -71,7 +72,11 @@ pub fn run(quick: bool) -> Result<()> {
             let what = match (&r.csv, &r.fail) {
                 (Some(_), _) => match r.nvme {
                     Some(nv) => format!("ok: {} NVMe writes, {} flushes", nv.write_cmds, nv.flush_cmds),
-                    None => format!("ok: {:.1} ms task time", r.runtime_ns.unwrap_or(0) as f64 / 1e6),
+                    None => format!(
+                        "ok: {:.1} ms task time, {} SQ doorbells",
+                        r.runtime_ns.unwrap_or(0) as f64 / 1e6,
+                        r.nvme_sq_doorbells.map_or("?".into(), |d| d.to_string())
+                    ),
                 },
                 (None, Some(f)) => format!("FAILED: {f}"),
                 _ => "?".into(),
@@ -84,10 +89,15 @@ pub fn run(quick: bool) -> Result<()> {
     }
     let (counters, icount) = (&passes[0], &passes[1]);
     let mut rows: Vec<Row> = vec![];
+    // Beside `rows` (same index): doorbells are not a `Row` column.
+    let mut doorbells: Vec<Option<f64>> = vec![];
     let mut failures: Vec<String> = vec![];
     for &p in &pairs {
         match report::make_row(p, &runs, &columns, &counters.rows, &icount.rows) {
-            Ok(r) => rows.push(r),
+            Ok(r) => {
+                rows.push(r);
+                doorbells.push(report::doorbells_per_op(p, &runs, &icount.rows));
+            }
             Err(e) => failures.push(format!("{}: {e:#}", runs[p.measured].label())),
         }
     }
@@ -98,6 +108,7 @@ pub fn run(quick: bool) -> Result<()> {
     }
     let mut checks = report::sanity(&rows);
     checks.push(report::cross_check(&runs, &counters.rows));
+    checks.push(report::doorbell_check(&runs, &icount.rows));
     let env = environment(&g, counters, icount, started.elapsed())?;
 
     let out = ws.root.join("eval/results/latest");
@@ -106,7 +117,8 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&runs, &counters.rows, &icount.rows))?;
     let plots = write_plots(&out, &rows)?;
     let pmem_table = report::pmem_pages_table(&pairs, &runs, &counters.rows);
-    std::fs::write(out.join("linux.md"), summary(&rows, &pmem_table, &env, &checks, &failures, &plots))?;
+    let table = report::append_column(&eval::results::markdown_table(&rows), "doorbells/op", &doorbells)?;
+    std::fs::write(out.join("linux.md"), summary(&table, &pmem_table, &env, &checks, &failures, &plots))?;
     let env_txt: String = env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     std::fs::write(out.join("linux-env.txt"), env_txt)?;
 
@@ -159,15 +171,17 @@ fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<String>> {
     Ok(written)
 }
 
-fn summary(rows: &[Row], pmem_table: &str, env: &[(String, String)], checks: &[(bool, String)], failures: &[String], plots: &[String]) -> String {
+fn summary(table: &str, pmem_table: &str, env: &[(String, String)], checks: &[(bool, String)], failures: &[String], plots: &[String]) -> String {
     let mut s = String::from("# Linux baseline guest\n\n");
     s.push_str(
         "Produced by `cargo xtask eval --linux` (see eval/LINUX.md for how each counter is taken). \
          Device and instruction counts are differential: `(run with N ops - run with 1 op) / (N - 1)`, \
          so start-up, preload and the final `sync` cancel out. pmem rows have no device command columns: \
-         DAX stores reach the NVDIMM without any device command; pages written are in their own table below.\n\n",
+         DAX stores reach the NVDIMM without any device command; pages written are in their own table below. \
+         `doorbells/op` counts NVMe I/O-queue submission doorbell writes, taken in the icount pass (NVMe ioeventfd off there; \
+         Linux's shadow doorbells make most submissions ring none).\n\n",
     );
-    s.push_str(&eval::results::markdown_table(rows));
+    s.push_str(table);
     if !pmem_table.is_empty() {
         s.push_str(
             "\n## pmem pages written (footprint)\n\nDistinct 4 KiB pages of the NVDIMM backing file whose contents changed during a run, \
@@ -208,7 +222,10 @@ fn environment(g: &guest::GuestFiles, counters: &PassResult, icount: &PassResult
     let mut env = vec![
         ("qemu".to_string(), qemu.lines().next().unwrap_or("").to_string()),
         ("accelerator".into(), "tcg, -cpu max, 1 vCPU, 512 MiB (counters pass); tcg -icount shift=0 (icount pass)".into()),
-        ("machine".into(), "the standard machine, scripts/xtask/src/machine.rs (NVMe ioeventfd=on, NVDIMM 128 MiB)".into()),
+        (
+            "machine".into(),
+            "the standard machine, scripts/xtask/src/machine.rs (NVMe ioeventfd=on; off in the icount pass, to trace doorbells; NVDIMM 128 MiB)".into(),
+        ),
     ];
     for (k, v) in &g.versions {
         env.push((format!("package {k}"), v.clone()));

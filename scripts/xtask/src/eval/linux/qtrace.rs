@@ -8,9 +8,12 @@
 //!   data bytes of writes (`NVME_NVM_CMD_WRITE`; write-zeroes moves no data
 //!   and is counted separately).
 //!
-//! Submission doorbells are not counted: Linux uses the shadow-doorbell
-//! buffer and the standard machine sets `ioeventfd=on`, so SQ doorbell
-//! writes reach QEMU as eventfd kicks that pass no trace point.
+//! * `pci_nvme_mmio_doorbell_sq sqid Q new_tail T`: one per submission
+//!   doorbell write the controller handled as MMIO; sqid 0 is the admin
+//!   queue, others are I/O queues. With the standard machine's
+//!   `ioeventfd=on` doorbell writes become eventfd kicks that pass no trace
+//!   point, so the icount pass (which times nothing) turns ioeventfd off
+//!   and enables only `DOORBELL_EVENTS`.
 
 use anyhow::{Context, Result};
 
@@ -21,6 +24,8 @@ pub struct NvmeCounts {
     pub read_cmds: u64,
     pub write_zeroes_cmds: u64,
     pub bytes_written: u64,
+    /// Submission doorbell writes to I/O queues (sqid != 0).
+    pub io_sq_doorbells: u64,
 }
 
 /// The value after `key ` in a space-separated `key value` event line.
@@ -61,14 +66,24 @@ pub fn count(text: &str) -> Result<NvmeCounts> {
                 let bytes: u64 = field(line, "count").with_context(ctx)?.parse().with_context(ctx)?;
                 c.bytes_written += bytes;
             }
+            "pci_nvme_mmio_doorbell_sq" => {
+                let sqid: u32 = field(line, "sqid").with_context(ctx)?.parse().with_context(ctx)?;
+                if sqid != 0 {
+                    c.io_sq_doorbells += 1;
+                }
+            }
             _ => {}
         }
     }
     Ok(c)
 }
 
-/// The trace events to enable for `count`.
+/// The trace events to enable for `count`'s command counts (counters pass).
 pub const EVENTS: &[&str] = &["pci_nvme_io_cmd", "pci_nvme_write"];
+
+/// The trace event to enable for `count`'s doorbell counts (icount pass,
+/// NVMe ioeventfd off).
+pub const DOORBELL_EVENTS: &[&str] = &["pci_nvme_mmio_doorbell_sq"];
 
 #[cfg(test)]
 mod tests {
@@ -88,8 +103,24 @@ pci_nvme_mmio_doorbell_sq sqid 1 new_tail 3
         let c = count(log).unwrap();
         assert_eq!(
             c,
-            NvmeCounts { write_cmds: 1, flush_cmds: 1, read_cmds: 1, write_zeroes_cmds: 1, bytes_written: 4096 }
+            NvmeCounts { write_cmds: 1, flush_cmds: 1, read_cmds: 1, write_zeroes_cmds: 1, bytes_written: 4096, io_sq_doorbells: 1 }
         );
+    }
+
+    #[test]
+    fn counts_io_queue_doorbells_but_not_the_admin_queue() {
+        let log = "\
+pci_nvme_mmio_doorbell_sq sqid 0 new_tail 5
+pci_nvme_mmio_doorbell_sq sqid 1 new_tail 17
+4242@1700000000.123456:pci_nvme_mmio_doorbell_sq sqid 2 new_tail 0
+pci_nvme_mmio_doorbell_cq cqid 1 new_head 17
+pci_nvme_mmio_doorbell_sq sqid 1 new_tail 18
+";
+        let c = count(log).unwrap();
+        assert_eq!(c, NvmeCounts { io_sq_doorbells: 3, ..Default::default() });
+        let e = count("pci_nvme_mmio_doorbell_sq sqid x new_tail 1\n").unwrap_err();
+        assert!(format!("{e:#}").contains("trace line 1"), "{e:#}");
+        assert!(count("pci_nvme_mmio_doorbell_sq new_tail 1\n").is_err(), "a doorbell without sqid is malformed");
     }
 
     #[test]

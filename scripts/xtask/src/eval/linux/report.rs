@@ -54,6 +54,60 @@ pub fn make_row(
     Ok(row)
 }
 
+/// I/O-queue submission doorbells per operation of an NVMe row, from the
+/// icount pass (the only pass with NVMe ioeventfd off). Not a `Row` column:
+/// it goes into `linux.md` beside the row and its raw totals into
+/// `linux-counters.csv`.
+pub fn doorbells_per_op(pair: Pair, runs: &[Run], icount: &[RunOutcome]) -> Option<f64> {
+    let run = &runs[pair.measured];
+    if run.medium != "nvme" {
+        return None;
+    }
+    let m = icount.get(pair.measured)?.nvme_sq_doorbells?;
+    let b = icount.get(pair.baseline)?.nvme_sq_doorbells?;
+    differential(m, b, run.ops)
+}
+
+/// `table` (a markdown table: header, separator, one line per row) with one
+/// more right-aligned column; `cells[i]` belongs to the i-th row, `None` is
+/// shown as "–" like the other empty cells.
+pub fn append_column(table: &str, header: &str, cells: &[Option<f64>]) -> Result<String> {
+    let lines: Vec<&str> = table.lines().collect();
+    if lines.len() != cells.len() + 2 || lines.iter().any(|l| !l.ends_with('|')) {
+        bail!("appending `{header}`: the table has {} lines, want {} rows + 2", lines.len(), cells.len());
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let cell = match i {
+            0 => format!(" {header} |"),
+            1 => "---:|".to_string(),
+            _ => format!(" {} |", cells[i - 2].map_or("–".to_string(), |v| format!("{v:.2}"))),
+        };
+        out.push_str(line);
+        out.push_str(&cell);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The doorbell counter works at all: every NVMe run of the icount pass has
+/// a doorbell count and they are not all zero (which is what `ioeventfd=on`
+/// or a renamed trace event would silently give).
+pub fn doorbell_check(runs: &[Run], icount: &[RunOutcome]) -> (bool, String) {
+    let nvme: Vec<(&Run, &RunOutcome)> = runs.iter().zip(icount).filter(|(r, o)| r.medium == "nvme" && o.csv.is_some()).collect();
+    let missing = nvme.iter().filter(|(_, o)| o.nvme_sq_doorbells.is_none()).count();
+    let total: u64 = nvme.iter().filter_map(|(_, o)| o.nvme_sq_doorbells).sum();
+    let ok = !nvme.is_empty() && missing == 0 && total > 0;
+    (
+        ok,
+        format!(
+            "icount pass (NVMe ioeventfd off): {total} I/O-queue submission doorbells traced over {} NVMe runs{}",
+            nvme.len(),
+            if missing > 0 { format!(", {missing} runs without a count") } else { String::new() }
+        ),
+    )
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
@@ -61,7 +115,7 @@ fn opt(v: Option<u64>) -> String {
 /// Raw totals per run (measured and baseline alike), for `linux-counters.csv`.
 pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]) -> String {
     let mut s = String::from(
-        "engine,medium,workload,value_bytes,durability,ops,keys,ftrace_syscalls,nvme_write_cmds,nvme_flush_cmds,nvme_bytes_written,nvme_write_zeroes_cmds,nvme_read_cmds,blk_wr_operations,blk_wr_bytes,pmem_pages_changed,icount_all_tasks_ns,icount_bench_ns,result\n",
+        "engine,medium,workload,value_bytes,durability,ops,keys,ftrace_syscalls,nvme_write_cmds,nvme_flush_cmds,nvme_bytes_written,nvme_write_zeroes_cmds,nvme_read_cmds,nvme_sq_doorbells,blk_wr_operations,blk_wr_bytes,pmem_pages_changed,icount_all_tasks_ns,icount_bench_ns,result\n",
     );
     for (i, r) in runs.iter().enumerate() {
         let c = &counters[i];
@@ -75,7 +129,7 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             _ => "missing".into(),
         };
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.engine,
             r.medium,
             r.workload,
@@ -89,6 +143,7 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             nv(n.bytes_written),
             nv(n.write_zeroes_cmds),
             nv(n.read_cmds),
+            opt(ic.and_then(|x| x.nvme_sq_doorbells)),
             opt(c.blockstats.map(|b| b.wr_operations)),
             opt(c.blockstats.map(|b| b.wr_bytes)),
             opt(c.pmem_pages_changed),
@@ -280,6 +335,46 @@ mod tests {
         let t = pmem_pages_table(&[Pair { baseline: 0, measured: 1 }], &runs, &c);
         assert!(t.contains("| lmdb | commit | 100 B | sync | 11 | 60 | 40 |"), "{t}");
         assert_eq!(pmem_pages_table(&[Pair { baseline: 0, measured: 1 }], &runs, &[RunOutcome::default(), RunOutcome::default()]), "");
+    }
+
+    #[test]
+    fn doorbells_per_op_is_differential_from_the_icount_pass_on_nvme_only() {
+        let mut runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
+        let ic = vec![
+            RunOutcome { nvme_sq_doorbells: Some(40), ..Default::default() },
+            RunOutcome { nvme_sq_doorbells: Some(40 + 250), ..Default::default() },
+        ];
+        let p = Pair { baseline: 0, measured: 1 };
+        assert_eq!(doorbells_per_op(p, &runs, &ic), Some(2.5));
+        assert_eq!(doorbells_per_op(p, &runs, &ic[..1]), None, "no measured run");
+        assert_eq!(doorbells_per_op(p, &runs, &[ic[0].clone(), RunOutcome::default()]), None);
+        runs.iter_mut().for_each(|r| r.medium = "pmem".into());
+        assert_eq!(doorbells_per_op(p, &runs, &ic), None);
+        // The raw totals go to linux-counters.csv under their own header.
+        let t = counters_csv(&runs, &[RunOutcome::default(), RunOutcome::default()], &ic);
+        let head: Vec<&str> = t.lines().next().unwrap().split(',').collect();
+        let col = head.iter().position(|h| *h == "nvme_sq_doorbells").unwrap();
+        let cells: Vec<&str> = t.lines().skip(1).map(|l| l.split(',').nth(col).unwrap()).collect();
+        assert_eq!(cells, vec!["40", "290"]);
+    }
+
+    #[test]
+    fn append_column_adds_a_cell_to_every_line() {
+        let t = "| a | b |\n|---|---:|\n| x | 1 |\n| y | 2 |\n";
+        let out = append_column(t, "doorbells/op", &[Some(1.234), None]).unwrap();
+        assert_eq!(out, "| a | b | doorbells/op |\n|---|---:|---:|\n| x | 1 | 1.23 |\n| y | 2 | – |\n");
+        assert!(append_column(t, "d", &[Some(1.0)]).is_err(), "row count mismatch must not misalign cells");
+    }
+
+    #[test]
+    fn doorbell_check_needs_counts_on_every_nvme_run() {
+        let runs = vec![run("lmdb", "sync", 1), run("lmdb", "sync", 11)];
+        let ok = |n| RunOutcome { csv: Some(String::new()), nvme_sq_doorbells: n, ..Default::default() };
+        assert!(doorbell_check(&runs, &[ok(Some(3)), ok(Some(30))]).0);
+        assert!(!doorbell_check(&runs, &[ok(Some(0)), ok(Some(0))]).0, "all zero means doorbells bypassed the trace");
+        let (pass, why) = doorbell_check(&runs, &[ok(Some(3)), ok(None)]);
+        assert!(!pass && why.contains("1 runs without"), "{why}");
+        assert!(!doorbell_check(&runs, &[]).0);
     }
 
     #[test]
