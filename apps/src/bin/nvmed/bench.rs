@@ -4,8 +4,12 @@
 //! harness to collect:
 //!
 //! `EXO-BENCH system=exo engine=nvme-raw workload=randread-qd32 ops=N
-//! secs=S iops=I p50_us=P p99_us=Q doorbells_per_io=D syscalls=C
-//! upcalls=U timer_ticks=T`
+//! secs=S iops=I p50_us=P p99_us=Q doorbells_per_io=D sq_doorbells=A
+//! cq_doorbells=B syscalls=C upcalls=U timer_ticks=T`
+//!
+//! `doorbells_per_io` counts both kinds; `sq_doorbells` and `cq_doorbells`
+//! are the loop's totals of each (the harness checks the SQ count against
+//! QEMU's trace in a boot with the NVMe ioeventfd off).
 //!
 //! `syscalls`, `upcalls` and `timer_ticks` are the deltas of the kernel's
 //! counters (info page, shared read-only by init at `SCRATCH_VA`) over the
@@ -39,6 +43,8 @@ struct Row {
     ticks: u64,
     latencies: Vec<u64>,
     doorbells: u64,
+    /// Of which submission-queue tail writes.
+    sq_doorbells: u64,
     /// Kernel counters over the loop: system calls, upcalls, timer ticks.
     crossings: [u64; 3],
 }
@@ -69,6 +75,7 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
     let mut latencies = Vec::with_capacity(ops as usize);
     let mut reaped: Vec<nvme::driver::Polled> = Vec::with_capacity(64);
     let db0 = d.regs().sq_doorbells + d.regs().cq_doorbells;
+    let sq0 = d.regs().sq_doorbells;
     let (mut submitted, mut done) = (0u64, 0u64);
     let k0 = kernel_counters();
     let t0 = rdtsc();
@@ -105,8 +112,9 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
     let k1 = kernel_counters();
     latencies.sort_unstable();
     let doorbells = d.regs().sq_doorbells + d.regs().cq_doorbells - db0;
+    let sq_doorbells = d.regs().sq_doorbells - sq0;
     let crossings = [k1[0] - k0[0], k1[1] - k0[1], k1[2] - k0[2]];
-    Ok(Row { ops, ticks, latencies, doorbells, crossings })
+    Ok(Row { ops, ticks, latencies, doorbells, sq_doorbells, crossings })
 }
 
 pub fn run() -> Result<(), String> {
@@ -138,11 +146,13 @@ pub fn run() -> Result<(), String> {
             return Err(format!("{name}: implausible result: {iops} IOPS, p50 {p50} us, p99 {p99} us"));
         }
         println!(
-            "EXO-BENCH system=exo engine=nvme-raw workload={name} ops={} secs={}.{:06} iops={iops} p50_us={p50} p99_us={p99} doorbells_per_io={:.2} syscalls={} upcalls={} timer_ticks={}",
+            "EXO-BENCH system=exo engine=nvme-raw workload={name} ops={} secs={}.{:06} iops={iops} p50_us={p50} p99_us={p99} doorbells_per_io={:.2} sq_doorbells={} cq_doorbells={} syscalls={} upcalls={} timer_ticks={}",
             r.ops,
             us / 1_000_000,
             us % 1_000_000,
             r.doorbells as f64 / r.ops as f64,
+            r.sq_doorbells,
+            r.doorbells - r.sq_doorbells,
             r.crossings[0],
             r.crossings[1],
             r.crossings[2]

@@ -61,6 +61,9 @@ pub struct ExoLine {
     pub p50_us: f64,
     pub p99_us: f64,
     pub doorbells_per_io: f64,
+    /// Submission-queue doorbells over the loop (the driver's own count).
+    pub sq_doorbells: u64,
+    pub cq_doorbells: u64,
     pub syscalls: u64,
     pub upcalls: u64,
     pub timer_ticks: u64,
@@ -91,6 +94,8 @@ pub fn parse_exo(serial: &str) -> Result<Vec<ExoLine>> {
             p50_us: num("p50_us")?,
             p99_us: num("p99_us")?,
             doorbells_per_io: num("doorbells_per_io")?,
+            sq_doorbells: int("sq_doorbells")?,
+            cq_doorbells: int("cq_doorbells")?,
             syscalls: int("syscalls")?,
             upcalls: int("upcalls")?,
             timer_ticks: int("timer_ticks")?,
@@ -194,11 +199,14 @@ pub struct Extra {
     /// crossing is the timer's preemption round trip, not the I/O path's).
     pub crossings_per_tick: Option<f64>,
     pub doorbells_per_op: Option<f64>,
+    /// Submission-queue doorbells per op: exo's own count; Linux's from
+    /// the doorbell counting pass (ioeventfd off, QEMU trace).
+    pub sq_doorbells_per_op: Option<f64>,
     pub device_read_cmds_per_op: Option<f64>,
     pub device_write_cmds_per_op: Option<f64>,
 }
 
-const EXTRA_HEADER: &str = "system,workload,crossings_per_op,syscalls_per_op,interrupts_or_upcalls_per_op,timer_ticks,crossings_per_tick,doorbells_per_op,device_read_cmds_per_op,device_write_cmds_per_op";
+const EXTRA_HEADER: &str = "system,workload,crossings_per_op,syscalls_per_op,interrupts_or_upcalls_per_op,timer_ticks,crossings_per_tick,doorbells_per_op,sq_doorbells_per_op,device_read_cmds_per_op,device_write_cmds_per_op";
 
 fn cell(v: Option<f64>) -> String {
     v.map(eval::results::format_number).unwrap_or_default()
@@ -209,7 +217,7 @@ fn extra_csv(extras: &[Extra]) -> String {
     for e in extras {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             e.system,
             e.workload,
             cell(e.crossings_per_op),
@@ -218,6 +226,7 @@ fn extra_csv(extras: &[Extra]) -> String {
             e.timer_ticks.map(|t| t.to_string()).unwrap_or_default(),
             cell(e.crossings_per_tick),
             cell(e.doorbells_per_op),
+            cell(e.sq_doorbells_per_op),
             cell(e.device_read_cmds_per_op),
             cell(e.device_write_cmds_per_op)
         );
@@ -262,6 +271,7 @@ pub fn exo_rows(lines: &[ExoLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec
             timer_ticks: Some(l.timer_ticks),
             crossings_per_tick: (l.timer_ticks > 0).then(|| (l.syscalls + l.upcalls) as f64 / l.timer_ticks as f64),
             doorbells_per_op: Some(l.doorbells_per_io),
+            sq_doorbells_per_op: Some(l.sq_doorbells as f64 / ops),
             device_read_cmds_per_op: reads,
             device_write_cmds_per_op: writes,
         });
@@ -303,6 +313,7 @@ pub fn linux_row(columns: &[String], runs: &[Run], pair: (usize, usize), outs: &
         timer_ticks: None,
         crossings_per_tick: None,
         doorbells_per_op: None,
+        sq_doorbells_per_op: None,
         device_read_cmds_per_op: d(|o| o.nvme.map(|n| n.read_cmds)),
         device_write_cmds_per_op: row.device_write_cmds_per_op,
     };
@@ -325,21 +336,25 @@ fn fresh_images(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn exo_pass(arts: &build::Artifacts, work: &Path, quick: bool) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
+/// One boot of `test=nvme_bench`. `doorbells`: the counting boot (NVMe
+/// ioeventfd off, doorbell trace instead of command trace; times nothing).
+fn exo_pass(arts: &build::Artifacts, work: &Path, quick: bool, doorbells: bool) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
     let images = work.join("images-exo");
     fresh_images(&images)?;
-    let trace = work.join("exo.qemu-trace.log");
+    let name = if doorbells { "drivers-exo-doorbells" } else { "drivers-exo" };
+    let trace = work.join(format!("{name}.qemu-trace.log"));
     let _ = std::fs::remove_file(&trace);
     let mut m = Machine::new(&images)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
         .append(if quick { "test=nvme_bench quick" } else { "test=nvme_bench" })
+        .nvme_ioeventfd(!doorbells)
         .trace_file(&trace);
-    for ev in qtrace::EVENTS {
+    for ev in if doorbells { qtrace::DOORBELL_EVENTS } else { qtrace::EVENTS } {
         m = m.trace(*ev);
     }
     let opts = RunOptions {
-        name: "drivers-exo".into(),
+        name: name.into(),
         log_dir: work.to_path_buf(),
         timeout: Some(Duration::from_secs(if quick { 300 } else { 1200 })),
         echo: false,
@@ -421,6 +436,40 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
 }
 
 /// One boot of the Linux guest: its rows, failures, env and boot time.
+/// The Linux doorbell counting pass (the session's `icount` pass: NVMe
+/// ioeventfd off, `pci_nvme_mmio_doorbell_sq` traced; times nothing):
+/// I/O-queue SQ doorbells per op for each workload.
+fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>> {
+    let setup = PassSetup {
+        kind: PassKind::Icount,
+        kernel: &lg.vmlinuz,
+        initrd: &lg.initrd,
+        work_dir: work,
+        rows: &lg.runs,
+        timeout: Duration::from_secs(300 + 60 * lg.runs.len() as u64),
+    };
+    let pass = session::run_pass(&setup, &mut |_, _| {}).context("Linux doorbell counting pass")?;
+    let mut out = BTreeMap::new();
+    for &(b, m) in &lg.pairs {
+        let (ob, om) = (&pass.rows[b], &pass.rows[m]);
+        if let (None, None, Some(x), Some(y)) = (&ob.fail, &om.fail, om.nvme_sq_doorbells, ob.nvme_sq_doorbells) {
+            if let Some(v) = per_op(x, y, lg.runs[m].ops) {
+                out.insert(lg.runs[m].workload.clone(), v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Does the driver's own SQ doorbell count match QEMU's trace of the same
+/// boot? (The trace also sees the doorbells of the final flush and of any
+/// I/O outside the loops, so it may exceed the loops' sum by a few.)
+pub fn doorbell_check(lines: &[ExoLine], traced_io_sq: u64) -> (bool, String) {
+    let driver: u64 = lines.iter().map(|l| l.sq_doorbells).sum();
+    let ok = traced_io_sq >= driver && traced_io_sq - driver <= 4;
+    (ok, format!("exo I/O-queue SQ doorbells: driver counted {driver} over its loops, QEMU traced {traced_io_sq} over the whole boot (ioeventfd off)"))
+}
+
 fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
     let runs = &lg.runs;
     let setup = PassSetup {
@@ -474,7 +523,7 @@ pub fn run(quick: bool) -> Result<()> {
     let mut exo_trace = qtrace::NvmeCounts::default();
     for round in 1..=ROUNDS {
         println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
-        let (lines, trace, secs) = exo_pass(&arts, &work, quick)?;
+        let (lines, trace, secs) = exo_pass(&arts, &work, quick, false)?;
         for l in &lines {
             println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
         }
@@ -491,7 +540,16 @@ pub fn run(quick: bool) -> Result<()> {
         linux_secs.push(secs);
         rounds.push(r);
     }
-    let ((rows, extras), all_iops) = pick_median(&rounds);
+    let ((rows, mut extras), all_iops) = pick_median(&rounds);
+
+    println!("-- doorbell counting boots (NVMe ioeventfd off; not timed)");
+    let (db_lines, db_trace, _) = exo_pass(&arts, &work, quick, true)?;
+    let check = doorbell_check(&db_lines, db_trace.io_sq_doorbells);
+    println!("  {} {}", if check.0 { "PASS" } else { "FAIL" }, check.1);
+    let linux_db = linux_doorbells(&lg, &work)?;
+    for x in extras.iter_mut().filter(|x| x.system == "linux-guest") {
+        x.sq_doorbells_per_op = linux_db.get(&x.workload).copied();
+    }
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
@@ -514,7 +572,14 @@ pub fn run(quick: bool) -> Result<()> {
         env.push((format!("guest {k}"), v.clone()));
     }
     env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
-    let md = summary(&rows, &extras, &all_iops, &exo_trace, &failures, plot.as_deref(), &env);
+    let notes = [
+        format!(
+            "exo boot, whole trace: {} read, {} write, {} flush commands (device reads/writes per op above are these over all read or write ops).",
+            exo_trace.read_cmds, exo_trace.write_cmds, exo_trace.flush_cmds
+        ),
+        format!("Doorbell cross-check: {} {}.", if check.0 { "PASS" } else { "FAIL" }, check.1),
+    ];
+    let md = summary(&rows, &extras, &all_iops, &notes, &failures, plot.as_deref(), &env);
     std::fs::write(out.join("drivers.md"), &md)?;
     println!("\n{}", targets(&rows, &extras).join("\n"));
     for f in &failures {
@@ -587,7 +652,7 @@ fn write_plot(out: &Path, rows: &[Row]) -> Result<String, String> {
     Ok(file.into())
 }
 
-fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String), Vec<f64>>, exo_trace: &qtrace::NvmeCounts, failures: &[String], plot: Option<&str>, env: &[(String, String)]) -> String {
+fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String), Vec<f64>>, notes: &[String], failures: &[String], plot: Option<&str>, env: &[(String, String)]) -> String {
     let n = |v: Option<f64>| v.map(eval::results::format_number).unwrap_or_else(|| "n/a".into());
     let mut s = String::from("# Drivers: userspace NVMe on the exokernel vs Linux's NVMe driver\n\n");
     s.push_str(
@@ -609,14 +674,14 @@ fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String),
         "\n## Counts per I/O\n\nexo: kernel crossings = system calls + upcalls over the measured loop, machine-wide (a timer \
          interrupt that preempts the driver counts, as do init's calls while it runs); doorbells counted by the driver. \
          linux-guest: system calls of eval-bench (ftrace) + NVMe I/O-queue interrupts (/proc/interrupts), both as \
-         `(run - its --ops 1 baseline) / (ops - 1)`; doorbells are not countable with `ioeventfd=on` (eval/LINUX.md). \
+         `(run - its --ops 1 baseline) / (ops - 1)`; Linux's doorbells (SQ only; it writes CQ heads to the shadow buffer) come from a separate counting boot with the NVMe ioeventfd off, where QEMU traces every doorbell write (eval/LINUX.md); that boot times nothing. \
          Device commands from QEMU's trace.\n\n\
-         | system | workload | crossings/op | syscalls/op | upcalls or IRQs/op | timer ticks in loop | crossings/tick | doorbells/op | device reads/op | device writes/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | workload | crossings/op | syscalls/op | upcalls or IRQs/op | timer ticks in loop | crossings/tick | doorbells/op (SQ+CQ) | SQ doorbells/op | device reads/op | device writes/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for x in extras {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             x.system,
             x.workload,
             n(x.crossings_per_op),
@@ -625,15 +690,14 @@ fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String),
             x.timer_ticks.map_or("n/a".into(), |t| t.to_string()),
             n(x.crossings_per_tick),
             n(x.doorbells_per_op),
+            n(x.sq_doorbells_per_op),
             n(x.device_read_cmds_per_op),
             n(x.device_write_cmds_per_op)
         );
     }
-    let _ = writeln!(
-        s,
-        "\nexo boot, whole trace: {} read, {} write, {} flush commands (device reads/writes per op above are these over all read or write ops).",
-        exo_trace.read_cmds, exo_trace.write_cmds, exo_trace.flush_cmds
-    );
+    for note in notes {
+        let _ = writeln!(s, "\n{note}");
+    }
     s.push_str("\n## Targets\n\n");
     for t in targets(rows, extras) {
         let _ = writeln!(s, "- {t}");
@@ -661,10 +725,10 @@ mod tests {
     use super::*;
 
     const SERIAL: &str = "init: something\n\
-        EXO-BENCH system=exo engine=nvme-raw workload=randread-qd1 ops=500 secs=0.074563 iops=6705 p50_us=95 p99_us=2153 doorbells_per_io=2.00 syscalls=14 upcalls=21 timer_ticks=7\n\
-        EXO-BENCH system=exo engine=nvme-raw workload=randread-qd32 ops=2000 secs=0.157505 iops=12698 p50_us=1740 p99_us=8667 doorbells_per_io=0.21 syscalls=32 upcalls=48 timer_ticks=16\n\
-        EXO-BENCH system=exo engine=nvme-raw workload=randwrite-qd1 ops=500 secs=0.093530 iops=5345 p50_us=71 p99_us=3439 doorbells_per_io=2.00 syscalls=18 upcalls=27 timer_ticks=9\n\
-        EXO-BENCH system=exo engine=nvme-raw workload=randwrite-qd32 ops=2000 secs=0.059256 iops=33751 p50_us=504 p99_us=5569 doorbells_per_io=0.14 syscalls=0 upcalls=0 timer_ticks=0\n\
+        EXO-BENCH system=exo engine=nvme-raw workload=randread-qd1 ops=500 secs=0.074563 iops=6705 p50_us=95 p99_us=2153 doorbells_per_io=2.00 sq_doorbells=500 cq_doorbells=500 syscalls=14 upcalls=21 timer_ticks=7\n\
+        EXO-BENCH system=exo engine=nvme-raw workload=randread-qd32 ops=2000 secs=0.157505 iops=12698 p50_us=1740 p99_us=8667 doorbells_per_io=0.21 sq_doorbells=220 cq_doorbells=200 syscalls=32 upcalls=48 timer_ticks=16\n\
+        EXO-BENCH system=exo engine=nvme-raw workload=randwrite-qd1 ops=500 secs=0.093530 iops=5345 p50_us=71 p99_us=3439 doorbells_per_io=2.00 sq_doorbells=500 cq_doorbells=500 syscalls=18 upcalls=27 timer_ticks=9\n\
+        EXO-BENCH system=exo engine=nvme-raw workload=randwrite-qd32 ops=2000 secs=0.059256 iops=33751 p50_us=504 p99_us=5569 doorbells_per_io=0.14 sq_doorbells=150 cq_doorbells=130 syscalls=0 upcalls=0 timer_ticks=0\n\
         EXO-TEST-PASS nvme_bench\n";
 
     #[test]
@@ -674,6 +738,7 @@ mod tests {
         assert_eq!(l[1].workload, "randread-qd32");
         assert_eq!((l[1].ops, l[1].iops, l[1].p50_us, l[1].doorbells_per_io), (2000, 12698.0, 1740.0, 0.21));
         assert_eq!((l[0].syscalls, l[0].upcalls, l[0].timer_ticks), (14, 21, 7));
+        assert_eq!((l[1].sq_doorbells, l[1].cq_doorbells), (220, 200));
     }
 
     #[test]
@@ -785,5 +850,16 @@ mod tests {
         assert_eq!(rows.iter().map(|r| (r.system.as_str(), r.ops_per_sec, r.p50_us)).collect::<Vec<_>>(), vec![("exo", 200.0, 3.0), ("linux-guest", 50.0, 9.0)]);
         assert_eq!(extras.iter().map(|e| e.timer_ticks).collect::<Vec<_>>(), vec![Some(3), Some(9)], "counts come from the same round");
         assert_eq!(iops[&("exo".to_string(), "a".to_string())], vec![100.0, 200.0, 300.0]);
+    }
+
+    #[test]
+    fn doorbell_check_compares_driver_and_trace() {
+        let lines = parse_exo(SERIAL).unwrap();
+        let driver = 500 + 220 + 500 + 150;
+        assert!(doorbell_check(&lines, driver).0);
+        assert!(doorbell_check(&lines, driver + 1).0, "the final flush rings once more");
+        assert!(!doorbell_check(&lines, driver - 1).0, "fewer traced than counted is a miscount");
+        assert!(!doorbell_check(&lines, driver + 100).0);
+        assert!(doorbell_check(&lines, driver).1.contains(&format!("driver counted {driver}")));
     }
 }
