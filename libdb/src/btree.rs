@@ -68,25 +68,37 @@ impl<S: Storage> Inner<S> {
     /// the page holding the pointer (for error messages), `parent_gen` the
     /// generation the page may not be newer than.
     pub(crate) fn load(&mut self, pgno: u64, parent_gen: u64, from: u64) -> Result<Page, Error> {
+        let slot = self.load_slot(pgno, parent_gen, from)?;
+        Ok(self.cache.handle(slot).clone())
+    }
+
+    /// As `load`, but returns the cache slot holding the page, which the
+    /// caller borrows (`self.cache.page(slot)`) until it next changes the
+    /// cache: the point-read path takes no page handle per level.
+    #[inline]
+    fn load_slot(&mut self, pgno: u64, parent_gen: u64, from: u64) -> Result<usize, Error> {
         if pgno < self.meta.first_tree_page() || pgno >= self.total_pages {
             return Err(corrupt(from, Corruption::BadPointer { pointer: pgno }));
         }
-        let page = match self.cache.get(pgno) {
-            Some(p) => p,
-            None => {
-                let mut buf = alloc::vec![0u8; PAGE_SIZE];
-                self.storage.read(pgno * PAGE_SIZE as u64, &mut buf)?;
-                page::verify(&buf, pgno).map_err(|w| corrupt(pgno, w))?;
-                let p: Page = buf.into();
-                self.cache.insert(pgno, p.clone());
-                p
-            }
+        let slot = match self.cache.lookup(pgno) {
+            Some(slot) => slot,
+            None => self.fetch(pgno)?,
         };
-        let gen = page::header(&page).gen;
+        let gen = page::gen(self.cache.page(slot));
         if gen > parent_gen {
             return Err(corrupt(pgno, Corruption::TooNew { page_gen: gen, parent_gen }));
         }
-        Ok(page)
+        Ok(slot)
+    }
+
+    /// Reads a page that is not cached, verifies it (checksum, number,
+    /// structure) and caches it; returns its slot.
+    fn fetch(&mut self, pgno: u64) -> Result<usize, Error> {
+        let mut buf = alloc::vec![0u8; PAGE_SIZE];
+        self.storage.read(pgno * PAGE_SIZE as u64, &mut buf)?;
+        page::verify(&buf, pgno).map_err(|w| corrupt(pgno, w))?;
+        let p: Page = buf.into();
+        Ok(self.cache.insert(pgno, p))
     }
 
     fn read_value(&mut self, val: Val, leaf: u64, leaf_gen: u64) -> Result<Vec<u8>, Error> {
@@ -128,20 +140,27 @@ impl<S: Storage> Inner<S> {
         }
         let (mut pgno, mut pgen, mut from) = (root, gen, 0);
         for _ in 0..MAX_DEPTH {
-            let p = self.load(pgno, pgen, from)?;
-            let h = page::header(&p);
-            match h.kind {
+            let slot = self.load_slot(pgno, pgen, from)?;
+            let p = self.cache.page(slot);
+            match page::kind(p) {
                 KIND_BRANCH => {
-                    let i = page::branch_find(&p, key);
+                    let i = page::branch_find(p, key);
                     from = pgno;
-                    pgno = page::branch_child(&p, i);
-                    pgen = h.gen;
+                    pgen = page::gen(p);
+                    pgno = page::branch_child(p, i);
                 }
                 KIND_LEAF => {
-                    return match page::leaf_search(&p, key) {
-                        Ok(i) => Ok(Some(self.read_value(Self::owned_val(&p, i), pgno, h.gen)?)),
-                        Err(_) => Ok(None),
+                    let Ok(i) = page::leaf_search(p, key) else {
+                        return Ok(None);
                     };
+                    // An inline value is copied straight out of the cached
+                    // page; only an overflow chain needs more page loads.
+                    let val = match page::leaf_val(p, i) {
+                        ValRef::Inline(v) => return Ok(Some(v.to_vec())),
+                        ValRef::Overflow { len, first, tail } => Val::Overflow { len, first, tail: tail.to_vec() },
+                    };
+                    let leaf_gen = page::gen(p);
+                    return self.read_value(val, pgno, leaf_gen).map(Some);
                 }
                 k => return Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
             }

@@ -38,12 +38,21 @@ impl PageCache {
         self.slots.len()
     }
 
+    #[cfg(test)]
     pub fn get(&mut self, pgno: u64) -> Option<Page> {
+        self.lookup(pgno).map(|i| self.handle(i).clone())
+    }
+
+    /// The slot holding `pgno`, if cached (counts a hit or a miss). The
+    /// slot stays valid until the next `insert` or `remove`; borrowing the
+    /// page through it (`page`) costs no reference-count traffic.
+    #[inline]
+    pub fn lookup(&mut self, pgno: u64) -> Option<usize> {
         match self.index.get(&pgno) {
             Some(&i) => {
                 self.hits += 1;
                 self.slots[i].referenced = true;
-                Some(self.slots[i].page.clone())
+                Some(i)
             }
             None => {
                 self.misses += 1;
@@ -52,17 +61,30 @@ impl PageCache {
         }
     }
 
-    /// Inserts or replaces the page cached for `pgno`.
-    pub fn insert(&mut self, pgno: u64, page: Page) {
+    /// The page in `slot` (from `lookup` or `insert`).
+    #[inline]
+    pub fn page(&self, slot: usize) -> &[u8] {
+        &self.slots[slot].page
+    }
+
+    /// A shared handle to the page in `slot`, for callers that keep it
+    /// while they change the cache.
+    pub fn handle(&self, slot: usize) -> &Page {
+        &self.slots[slot].page
+    }
+
+    /// Inserts or replaces the page cached for `pgno`; returns its slot.
+    pub fn insert(&mut self, pgno: u64, page: Page) -> usize {
         if let Some(&i) = self.index.get(&pgno) {
             self.slots[i].page = page;
             self.slots[i].referenced = true;
-            return;
+            return i;
         }
         if self.slots.len() < self.capacity {
-            self.index.insert(pgno, self.slots.len());
+            let i = self.slots.len();
+            self.index.insert(pgno, i);
             self.slots.push(Slot { pgno, page, referenced: false });
-            return;
+            return i;
         }
         loop {
             let i = self.hand;
@@ -74,7 +96,7 @@ impl PageCache {
             self.index.remove(&self.slots[i].pgno);
             self.index.insert(pgno, i);
             self.slots[i] = Slot { pgno, page, referenced: false };
-            return;
+            return i;
         }
     }
 

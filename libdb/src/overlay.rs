@@ -3,17 +3,27 @@
 //! reader sees exactly the commits made before it began, while the writer
 //! keeps committing.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Bound;
 
+use hashbrown::HashMap;
+
 /// `None` is a deletion.
 pub type Version = (u64, Option<Arc<[u8]>>);
 
+/// Two indexes over the same (shared) keys: point reads, which usually
+/// miss the overlay and go on to the tree, cost one hash probe instead of
+/// a walk down an ordered map whose every comparison chases a pointer to
+/// a separately allocated key (measured: with 32,000 overlay keys the
+/// ordered walk was about a third of a random read).
 #[derive(Default)]
 pub struct Overlay {
-    map: BTreeMap<Vec<u8>, Vec<Version>>,
+    /// Every key's versions, oldest first.
+    versions: HashMap<Arc<[u8]>, Vec<Version>>,
+    /// The same keys in order, for ranges and checkpoints.
+    order: BTreeSet<Arc<[u8]>>,
     /// Bytes of keys and values held (for the checkpoint policy/stats).
     pub bytes: usize,
 }
@@ -32,7 +42,7 @@ fn visible(versions: &[Version], seq: u64) -> Option<&Option<Arc<[u8]>>> {
 
 impl Overlay {
     pub fn keys(&self) -> usize {
-        self.map.len()
+        self.versions.len()
     }
 
     /// Records `key -> val` committed at `seq`. Without readers of this
@@ -40,7 +50,7 @@ impl Overlay {
     pub fn apply(&mut self, key: &[u8], val: Option<&[u8]>, seq: u64, keep_old: bool) {
         let v: Option<Arc<[u8]>> = val.map(Arc::from);
         self.bytes += key.len() + val.map_or(0, |v| v.len());
-        match self.map.get_mut(key) {
+        match self.versions.get_mut(key) {
             Some(versions) => {
                 if !keep_old {
                     versions.clear();
@@ -48,13 +58,18 @@ impl Overlay {
                 versions.push((seq, v));
             }
             None => {
-                self.map.insert(key.to_vec(), alloc::vec![(seq, v)]);
+                let key: Arc<[u8]> = Arc::from(key);
+                self.order.insert(key.clone());
+                self.versions.insert(key, alloc::vec![(seq, v)]);
             }
         }
     }
 
     pub fn get(&self, key: &[u8], seq: u64) -> Seen<'_> {
-        match self.map.get(key).and_then(|vs| visible(vs, seq)) {
+        if self.versions.is_empty() {
+            return Seen::Absent;
+        }
+        match self.versions.get(key).and_then(|vs| visible(vs, seq)) {
             None => Seen::Absent,
             Some(None) => Seen::Deleted,
             Some(Some(v)) => Seen::Value(v),
@@ -75,10 +90,10 @@ impl Overlay {
                 return Vec::new();
             }
         }
-        let it = self
-            .map
-            .range::<[u8], _>((lo, hi))
-            .filter_map(|(k, vs)| visible(vs, seq).map(|v| (k.clone(), v.as_ref().map(|v| v.to_vec()))));
+        let it = self.order.range::<[u8], _>((lo, hi)).filter_map(|k| {
+            let v = visible(self.versions.get(k)?, seq)?;
+            Some((k.to_vec(), v.as_ref().map(|v| v.to_vec())))
+        });
         if rev {
             it.rev().collect()
         } else {
@@ -89,9 +104,12 @@ impl Overlay {
     /// The newest version of every key, in key order (what a checkpoint
     /// writes into the tree).
     pub fn latest(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.map
+        self.order
             .iter()
-            .filter_map(|(k, vs)| vs.last().map(|(_, v)| (k.clone(), v.as_ref().map(|v| v.to_vec()))))
+            .filter_map(|k| {
+                let (_, v) = self.versions.get(k)?.last()?;
+                Some((k.to_vec(), v.as_ref().map(|v| v.to_vec())))
+            })
             .collect()
     }
 }

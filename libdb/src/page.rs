@@ -71,12 +71,15 @@ pub fn kind_name(kind: u8) -> &'static str {
     }
 }
 
+#[inline]
 pub(crate) fn rd16(p: &[u8], o: usize) -> usize {
     u16::from_le_bytes([p[o], p[o + 1]]) as usize
 }
+#[inline]
 pub(crate) fn rd32(p: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]])
 }
+#[inline]
 pub(crate) fn rd64(p: &[u8], o: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&p[o..o + 8]);
@@ -102,6 +105,7 @@ pub struct Header {
     pub extra: u64,
 }
 
+#[inline]
 pub fn header(p: &[u8]) -> Header {
     Header { kind: p[4], count: rd16(p, 6), pgno: rd64(p, 8), gen: rd64(p, 16), extra: rd64(p, 24) }
 }
@@ -116,6 +120,48 @@ pub fn seal(p: &mut [u8], kind: u8, count: usize, pgno: u64, gen: u64, extra: u6
     wr64(p, 24, extra);
     let crc = crc32fast::hash(&p[4..]);
     wr32(p, 0, crc);
+}
+
+/// The kind of a verified page (the hot path reads only what it needs).
+#[inline]
+pub fn kind(p: &[u8]) -> u8 {
+    p[4]
+}
+
+/// Entries in a verified page.
+#[inline]
+pub fn count(p: &[u8]) -> usize {
+    rd16(p, 6)
+}
+
+/// The generation that wrote a verified page.
+#[inline]
+pub fn gen(p: &[u8]) -> u64 {
+    rd64(p, 16)
+}
+
+/// Byte-wise (lexicographic, shorter first on a common prefix) order of
+/// two keys, as `<[u8]>::cmp`, eight bytes at a time: keys are short, so
+/// this beats a call into the C library's `memcmp` per binary-search probe.
+#[inline]
+pub fn cmp_keys(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let (mut ca, mut cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    // Big-endian words compare like their bytes (chunks_exact yields
+    // exactly 8 bytes, so the conversions cannot fail).
+    let word = |c: &[u8]| u64::from_be_bytes(c.try_into().unwrap_or_default());
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        let (x, y) = (word(x), word(y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Checks a page read from slot `pgno`: size, checksum, page number, kind
@@ -264,12 +310,14 @@ pub fn fits_inline(klen: usize, vlen: usize) -> bool {
     2 + LEAF_ENTRY_HDR + klen + vlen <= MAX_INLINE_ENTRY
 }
 
+#[inline]
 pub fn leaf_key(p: &[u8], i: usize) -> &[u8] {
     let off = rd16(p, HEADER + 2 * i);
     let klen = rd16(p, off);
     &p[off + LEAF_ENTRY_HDR..off + LEAF_ENTRY_HDR + klen]
 }
 
+#[inline]
 pub fn leaf_val(p: &[u8], i: usize) -> ValRef<'_> {
     let off = rd16(p, HEADER + 2 * i);
     let klen = rd16(p, off);
@@ -286,12 +334,13 @@ pub fn leaf_val(p: &[u8], i: usize) -> ValRef<'_> {
 }
 
 /// Binary search over a verified leaf's keys.
+#[inline]
 pub fn leaf_search(p: &[u8], key: &[u8]) -> Result<usize, usize> {
-    let n = header(p).count;
+    let n = count(p);
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match leaf_key(p, mid).cmp(key) {
+        match cmp_keys(leaf_key(p, mid), key) {
             core::cmp::Ordering::Less => lo = mid + 1,
             core::cmp::Ordering::Greater => hi = mid,
             core::cmp::Ordering::Equal => return Ok(mid),
@@ -348,12 +397,14 @@ pub fn branch_entry_size(key_len: usize) -> usize {
     2 + BRANCH_ENTRY_HDR + key_len
 }
 
+#[inline]
 pub fn branch_key(p: &[u8], i: usize) -> &[u8] {
     let off = rd16(p, HEADER + 2 * i);
     let klen = rd16(p, off);
     &p[off + BRANCH_ENTRY_HDR..off + BRANCH_ENTRY_HDR + klen]
 }
 
+#[inline]
 pub fn branch_child(p: &[u8], i: usize) -> u64 {
     let off = rd16(p, HEADER + 2 * i);
     rd64(p, off + 2)
@@ -361,12 +412,13 @@ pub fn branch_child(p: &[u8], i: usize) -> u64 {
 
 /// Index of the child whose range holds `key`: the last `i` with
 /// `key_i <= key`, entry 0 counting as minus infinity.
+#[inline]
 pub fn branch_find(p: &[u8], key: &[u8]) -> usize {
-    let n = header(p).count;
+    let n = count(p);
     let (mut lo, mut hi) = (1, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if branch_key(p, mid) <= key {
+        if cmp_keys(branch_key(p, mid), key) != core::cmp::Ordering::Greater {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -527,6 +579,28 @@ pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cmp_keys_orders_like_slices() {
+        // Every pair from a set of keys with shared prefixes, lengths on
+        // both sides of the 8-byte words, and bytes at both ends of the range.
+        let mut keys: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0xff], b"0000000000001234".to_vec()];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..=20 {
+            for _ in 0..6 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let k: Vec<u8> = (0..len).map(|i| [0u8, 1, 0x7f, 0x80, 0xfe, 0xff][((x >> (i % 60)) % 6) as usize]).collect();
+                keys.push(k);
+            }
+        }
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(cmp_keys(a, b), a.as_slice().cmp(b.as_slice()), "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn leaf_roundtrip_and_search() {
