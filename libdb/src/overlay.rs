@@ -113,3 +113,48 @@ impl Overlay {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(o: &Overlay, k: &[u8], seq: u64) -> Option<Option<Vec<u8>>> {
+        match o.get(k, seq) {
+            Seen::Absent => None,
+            Seen::Deleted => Some(None),
+            Seen::Value(v) => Some(Some(v.to_vec())),
+        }
+    }
+
+    #[test]
+    fn point_lookups_ranges_and_latest_agree() {
+        let mut o = Overlay::default();
+        assert!(seen(&o, b"a", 9).is_none());
+        o.apply(b"b", Some(b"1"), 1, true);
+        o.apply(b"a", Some(b"2"), 2, true);
+        o.apply(b"b", None, 3, true);
+        o.apply(b"c", Some(b"4"), 4, false);
+        assert_eq!(o.keys(), 3);
+        // Each snapshot sees the versions committed at or before it.
+        assert_eq!(seen(&o, b"b", 0), None);
+        assert_eq!(seen(&o, b"b", 2), Some(Some(b"1".to_vec())));
+        assert_eq!(seen(&o, b"b", 3), Some(None));
+        assert_eq!(seen(&o, b"zz", 4), None);
+        let all = o.range(Bound::Unbounded, Bound::Unbounded, 2, false);
+        assert_eq!(all, vec![(b"a".to_vec(), Some(b"2".to_vec())), (b"b".to_vec(), Some(b"1".to_vec()))]);
+        let rev = o.range(Bound::Excluded(&b"a"[..]), Bound::Included(&b"c"[..]), 4, true);
+        assert_eq!(rev, vec![(b"c".to_vec(), Some(b"4".to_vec())), (b"b".to_vec(), None)]);
+        // Without readers an overwrite drops the older versions.
+        o.apply(b"b", Some(b"5"), 5, false);
+        assert_eq!(seen(&o, b"b", 2), None);
+        let latest = o.latest();
+        assert_eq!(
+            latest,
+            vec![
+                (b"a".to_vec(), Some(b"2".to_vec())),
+                (b"b".to_vec(), Some(b"5".to_vec())),
+                (b"c".to_vec(), Some(b"4".to_vec()))
+            ]
+        );
+    }
+}
