@@ -14,6 +14,7 @@ use core::ops::Bound;
 use crate::cache::Page;
 use crate::db::Inner;
 use crate::error::{corrupt, Corruption, Error};
+use crate::leafindex::LeafIndex;
 use crate::log::Op;
 use crate::page::{self, LeafEntry, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE};
 use crate::storage::Storage;
@@ -97,8 +98,14 @@ impl<S: Storage> Inner<S> {
         let mut buf = alloc::vec![0u8; PAGE_SIZE];
         self.storage.read(pgno * PAGE_SIZE as u64, &mut buf)?;
         page::verify(&buf, pgno).map_err(|w| corrupt(pgno, w))?;
-        let p: Page = buf.into();
-        Ok(self.cache.insert(pgno, p))
+        Ok(self.cache_page(pgno, buf))
+    }
+
+    /// Caches a verified (or just built) page, with a search index if it
+    /// is a leaf; returns its slot.
+    pub(crate) fn cache_page(&mut self, pgno: u64, page: Vec<u8>) -> usize {
+        let index = (page::kind(&page) == KIND_LEAF).then(|| LeafIndex::new(&page));
+        self.cache.insert(pgno, page.into(), index)
     }
 
     fn read_value(&mut self, val: Val, leaf: u64, leaf_gen: u64) -> Result<Vec<u8>, Error> {
@@ -150,7 +157,11 @@ impl<S: Storage> Inner<S> {
                     pgno = page::branch_child(p, i);
                 }
                 KIND_LEAF => {
-                    let Ok(i) = page::leaf_search(p, key) else {
+                    let found = match self.cache.leaf_index(slot) {
+                        Some(ix) => ix.search(p, key),
+                        None => page::leaf_search(p, key),
+                    };
+                    let Ok(i) = found else {
                         return Ok(None);
                     };
                     // An inline value is copied straight out of the cached

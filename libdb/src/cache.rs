@@ -10,12 +10,16 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
+use crate::leafindex::LeafIndex;
+
 /// A verified page, shared with readers that are still looking at it.
 pub type Page = Arc<[u8]>;
 
 struct Slot {
     pgno: u64,
     page: Page,
+    /// Search aid for a leaf (built by the caller from the verified page).
+    index: Option<LeafIndex>,
     referenced: bool,
 }
 
@@ -67,23 +71,31 @@ impl PageCache {
         &self.slots[slot].page
     }
 
+    /// The leaf index of the page in `slot`, if it is a leaf.
+    #[inline]
+    pub fn leaf_index(&self, slot: usize) -> Option<&LeafIndex> {
+        self.slots[slot].index.as_ref()
+    }
+
     /// A shared handle to the page in `slot`, for callers that keep it
     /// while they change the cache.
     pub fn handle(&self, slot: usize) -> &Page {
         &self.slots[slot].page
     }
 
-    /// Inserts or replaces the page cached for `pgno`; returns its slot.
-    pub fn insert(&mut self, pgno: u64, page: Page) -> usize {
+    /// Inserts or replaces the page cached for `pgno` (with its leaf
+    /// index if it is a leaf); returns its slot.
+    pub fn insert(&mut self, pgno: u64, page: Page, index: Option<LeafIndex>) -> usize {
         if let Some(&i) = self.index.get(&pgno) {
             self.slots[i].page = page;
+            self.slots[i].index = index;
             self.slots[i].referenced = true;
             return i;
         }
         if self.slots.len() < self.capacity {
             let i = self.slots.len();
             self.index.insert(pgno, i);
-            self.slots.push(Slot { pgno, page, referenced: false });
+            self.slots.push(Slot { pgno, page, index, referenced: false });
             return i;
         }
         loop {
@@ -95,7 +107,7 @@ impl PageCache {
             }
             self.index.remove(&self.slots[i].pgno);
             self.index.insert(pgno, i);
-            self.slots[i] = Slot { pgno, page, referenced: false };
+            self.slots[i] = Slot { pgno, page, index, referenced: false };
             return i;
         }
     }
@@ -123,10 +135,10 @@ mod tests {
     fn bounded_and_second_chance() {
         let mut c = PageCache::new(8);
         for i in 0..8u64 {
-            c.insert(i, Arc::from(alloc::vec![i as u8; 4]));
+            c.insert(i, Arc::from(alloc::vec![i as u8; 4]), None);
         }
         assert!(c.get(0).is_some());
-        c.insert(100, Arc::from(alloc::vec![1u8; 4]));
+        c.insert(100, Arc::from(alloc::vec![1u8; 4]), None);
         assert_eq!(c.len(), 8);
         assert!(c.get(0).is_some(), "referenced page survives one sweep");
         assert!(c.get(100).is_some());

@@ -361,7 +361,7 @@ impl<S: Storage> Inner<S> {
 
     pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<(), Error> {
         self.storage.write(pgno * PAGE_SIZE as u64, &data)?;
-        self.cache.insert(pgno, data.into());
+        self.cache_page(pgno, data);
         self.stats.pages_written += 1;
         Ok(())
     }

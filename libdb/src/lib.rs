@@ -15,6 +15,7 @@ mod db;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod host;
+mod leafindex;
 mod lock;
 pub mod log;
 mod overlay;
