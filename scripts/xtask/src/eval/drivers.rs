@@ -428,6 +428,9 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
     let init = work.join("guest-init");
     std::fs::write(&init, include_str!("drivers/guest-init"))?;
     g.init_script = init;
+    // The stripped bench goes to our run dir, not the shared guest cache,
+    // so a concurrent `eval --linux` never reads a half-written copy.
+    g.cache = work.to_path_buf();
     let (runs, pairs) = linux_runs(quick);
     let plan: String = runs.iter().map(|r| plan_line(r) + "\n").collect();
     let initrd = work.join("initramfs-drivers.cpio");
