@@ -677,7 +677,7 @@ fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String),
         "\n## Counts per I/O\n\nexo: kernel crossings = system calls + upcalls over the measured loop, machine-wide (a timer \
          interrupt that preempts the driver counts, as do init's calls while it runs); doorbells counted by the driver. \
          linux-guest: system calls of eval-bench (ftrace) + NVMe I/O-queue interrupts (/proc/interrupts), both as \
-         `(run - its --ops 1 baseline) / (ops - 1)`; Linux's doorbells (SQ only; it writes CQ heads to the shadow buffer) come from a separate counting boot with the NVMe ioeventfd off, where QEMU traces every doorbell write (eval/LINUX.md); that boot times nothing. \
+         `(run - its --ops 1 baseline) / (ops - 1)`; Linux's doorbells (SQ only; it writes CQ heads to the shadow buffer) come from a separate counting boot with the NVMe ioeventfd off, where QEMU traces every doorbell write (eval/LINUX.md); that boot times nothing. Linux writes an MMIO doorbell only when the controller's shadow-buffer event index asks for it, so its count depends on QEMU's timing and differs between runs (eval/DRIVERS.md). \
          Device commands from QEMU's trace.\n\n\
          | system | workload | crossings/op | syscalls/op | upcalls or IRQs/op | timer ticks in loop | crossings/tick | doorbells/op (SQ+CQ) | SQ doorbells/op | device reads/op | device writes/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
