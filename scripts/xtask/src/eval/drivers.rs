@@ -338,16 +338,15 @@ fn fresh_images(dir: &Path) -> Result<()> {
 
 /// One boot of `test=nvme_bench`. `doorbells`: the counting boot (NVMe
 /// ioeventfd off, doorbell trace instead of command trace; times nothing).
-fn exo_pass(arts: &build::Artifacts, work: &Path, quick: bool, doorbells: bool) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
+fn exo_pass(arts: &build::Artifacts, work: &Path, append: &str, doorbells: bool, name: &str) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
     let images = work.join("images-exo");
     fresh_images(&images)?;
-    let name = if doorbells { "drivers-exo-doorbells" } else { "drivers-exo" };
     let trace = work.join(format!("{name}.qemu-trace.log"));
     let _ = std::fs::remove_file(&trace);
     let mut m = Machine::new(&images)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append(if quick { "test=nvme_bench quick" } else { "test=nvme_bench" })
+        .append(append)
         .nvme_ioeventfd(!doorbells)
         .trace_file(&trace);
     for ev in if doorbells { qtrace::DOORBELL_EVENTS } else { qtrace::EVENTS } {
@@ -356,7 +355,7 @@ fn exo_pass(arts: &build::Artifacts, work: &Path, quick: bool, doorbells: bool) 
     let opts = RunOptions {
         name: name.into(),
         log_dir: work.to_path_buf(),
-        timeout: Some(Duration::from_secs(if quick { 300 } else { 1200 })),
+        timeout: Some(Duration::from_secs(1200)),
         echo: false,
         interactive: false,
     };
@@ -520,13 +519,14 @@ pub fn run(quick: bool) -> Result<()> {
     );
     let arts = build::build_all(&ws)?;
     let lg = prepare_linux(&ws, &work, quick)?;
+    let exo_append = if quick { "test=nvme_bench quick" } else { "test=nvme_bench" };
 
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);
     let (mut exo_secs, mut linux_secs) = (vec![], vec![]);
     let mut exo_trace = qtrace::NvmeCounts::default();
     for round in 1..=ROUNDS {
         println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
-        let (lines, trace, secs) = exo_pass(&arts, &work, quick, false)?;
+        let (lines, trace, secs) = exo_pass(&arts, &work, exo_append, false, "drivers-exo")?;
         for l in &lines {
             println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
         }
@@ -546,10 +546,16 @@ pub fn run(quick: bool) -> Result<()> {
     let ((rows, mut extras), all_iops) = pick_median(&rounds);
 
     println!("-- doorbell counting boots (NVMe ioeventfd off; not timed)");
-    let (db_lines, db_trace, _) = exo_pass(&arts, &work, quick, true)?;
+    let (db_lines, db_trace, _) = exo_pass(&arts, &work, exo_append, true, "drivers-exo-doorbells")?;
     let check = doorbell_check(&db_lines, db_trace.io_sq_doorbells);
     println!("  {} {}", if check.0 { "PASS" } else { "FAIL" }, check.1);
     let linux_db = linux_doorbells(&lg, &work)?;
+    println!("-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into");
+    let (short_lines, _, _) = exo_pass(&arts, &work, &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"), false, "drivers-exo-short")?;
+    let short = tickless(&short_lines);
+    for l in &short {
+        println!("  {l}");
+    }
     for x in extras.iter_mut().filter(|x| x.system == "linux-guest") {
         x.sq_doorbells_per_op = linux_db.get(&x.workload).copied();
     }
@@ -581,6 +587,10 @@ pub fn run(quick: bool) -> Result<()> {
             exo_trace.read_cmds, exo_trace.write_cmds, exo_trace.flush_cmds
         ),
         format!("Doorbell cross-check: {} {}.", if check.0 { "PASS" } else { "FAIL" }, check.1),
+        format!(
+            "Crossings of the I/O path alone: a separate exo boot with `bench_ops={SHORT_LOOP_OPS}`, whose loops mostly fit between two 10 ms timer ticks:\n\n{}",
+            short.iter().map(|l| format!("- {l}\n")).collect::<String>()
+        ),
     ];
     let md = summary(&rows, &extras, &all_iops, &notes, &failures, plot.as_deref(), &env);
     std::fs::write(out.join("drivers.md"), &md)?;
@@ -597,6 +607,33 @@ pub fn run(quick: bool) -> Result<()> {
 
 fn find<'a>(rows: &'a [Row], system: &str, workload: &str) -> Option<&'a Row> {
     rows.iter().find(|r| r.system == system && r.workload == workload)
+}
+
+/// Ops per workload in the short-loop boot (see [`tickless`]).
+pub const SHORT_LOOP_OPS: u64 = 64;
+
+/// For loops no timer tick fell into, the crossings are the I/O path's
+/// alone: one MET/SHORT line per such loop (target 0), an `n/a` line for
+/// loops a tick did fall into.
+pub fn tickless(lines: &[ExoLine]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let c = l.syscalls + l.upcalls;
+            if l.timer_ticks == 0 {
+                format!(
+                    "{} {}: {c} kernel crossings ({} syscalls, {} upcalls) over {} I/Os, no timer tick during the loop (target 0)",
+                    if c == 0 { "MET  " } else { "SHORT" },
+                    l.workload,
+                    l.syscalls,
+                    l.upcalls,
+                    l.ops
+                )
+            } else {
+                format!("n/a   {}: {} timer ticks fell into the loop ({c} crossings over {} I/Os)", l.workload, l.timer_ticks, l.ops)
+            }
+        })
+        .collect()
 }
 
 /// The three targets, each as a `MET`/`SHORT` line with the numbers.
@@ -864,5 +901,17 @@ mod tests {
         assert!(!doorbell_check(&lines, driver - 1).0, "fewer traced than counted is a miscount");
         assert!(!doorbell_check(&lines, driver + 100).0);
         assert!(doorbell_check(&lines, driver).1.contains(&format!("driver counted {driver}")));
+    }
+
+    #[test]
+    fn tickless_loops_report_the_io_paths_crossings() {
+        let lines = parse_exo(SERIAL).unwrap();
+        let t = tickless(&lines);
+        assert_eq!(t.len(), 4);
+        assert!(t[0].starts_with("n/a") && t[0].contains("7 timer ticks"), "{}", t[0]);
+        assert!(t[3].starts_with("MET") && t[3].contains("0 kernel crossings"), "{}", t[3]);
+        let mut odd = lines[3].clone();
+        odd.syscalls = 1;
+        assert!(tickless(&[odd])[0].starts_with("SHORT"), "a crossing without a tick is the I/O path's");
     }
 }
