@@ -551,8 +551,11 @@ pub fn run(quick: bool) -> Result<()> {
     println!("  {} {}", if check.0 { "PASS" } else { "FAIL" }, check.1);
     let linux_db = linux_doorbells(&lg, &work)?;
     println!("-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into");
-    let (short_lines, _, _) = exo_pass(&arts, &work, &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"), false, "drivers-exo-short")?;
-    let short = tickless(&short_lines);
+    let mut short = vec![];
+    for boot in 1..=SHORT_LOOP_BOOTS {
+        let (short_lines, _, _) = exo_pass(&arts, &work, &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"), false, "drivers-exo-short")?;
+        short.extend(tickless(&short_lines).into_iter().map(|l| format!("boot {boot}: {l}")));
+    }
     for l in &short {
         println!("  {l}");
     }
@@ -588,7 +591,7 @@ pub fn run(quick: bool) -> Result<()> {
         ),
         format!("Doorbell cross-check: {} {}.", if check.0 { "PASS" } else { "FAIL" }, check.1),
         format!(
-            "Crossings of the I/O path alone: a separate exo boot with `bench_ops={SHORT_LOOP_OPS}`, whose loops mostly fit between two 10 ms timer ticks:\n\n{}",
+            "Crossings of the I/O path alone: {SHORT_LOOP_BOOTS} separate exo boots with `bench_ops={SHORT_LOOP_OPS}`, whose loops mostly fit between two 10 ms timer ticks:\n\n{}",
             short.iter().map(|l| format!("- {l}\n")).collect::<String>()
         ),
     ];
@@ -610,7 +613,10 @@ fn find<'a>(rows: &'a [Row], system: &str, workload: &str) -> Option<&'a Row> {
 }
 
 /// Ops per workload in the short-loop boot (see [`tickless`]).
-pub const SHORT_LOOP_OPS: u64 = 64;
+/// Short enough (about 1-3 ms under TCG) that most loops see no 10 ms
+/// tick; a few boots so that some surely do not.
+pub const SHORT_LOOP_OPS: u64 = 16;
+pub const SHORT_LOOP_BOOTS: usize = 3;
 
 /// For loops no timer tick fell into, the crossings are the I/O path's
 /// alone: one MET/SHORT line per such loop (target 0), an `n/a` line for
