@@ -163,7 +163,7 @@ mod io {
 
     /// Run `ops` commands of `w` on `dev`.
     pub fn run(dev: &Path, w: RawWorkload, ops: u64, block: usize, span: u64, seed: u64) -> Result<Measured, String> {
-        if block == 0 || block % 512 != 0 {
+        if block == 0 || !block.is_multiple_of(512) {
             return Err(format!("--block {block}: must be a non-zero multiple of 512"));
         }
         let f = open(dev, w.write)?;
@@ -283,7 +283,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..2000 {
             let off = o.next_offset();
-            assert!(off % 4096 == 0 && off < 64 * 4096);
+            assert!(off.is_multiple_of(4096) && off < 64 * 4096);
             seen.insert(off);
         }
         assert_eq!(seen.len(), 64);
