@@ -3,7 +3,7 @@
 //! Medium `pmem`: the file is mmapped as persistent memory
 //! (`open_file_pmem`: MAP_SYNC + clwb on a DAX file system, else msync);
 //! otherwise the file is a block device (`open_file_block`: pwrite +
-//! fdatasync). Options are libdb's defaults (16 MiB page cache, 8 MiB log,
+//! fdatasync). Options are libdb's defaults (64 MiB page cache, 8 MiB log,
 //! checkpoint every 4 MiB of log).
 //!
 //! Durability maps one to one onto libdb's own per-commit modes
