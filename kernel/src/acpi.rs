@@ -63,3 +63,25 @@ pub fn find(rsdp: u64, signature: &[u8; 4]) -> Result<Option<&'static [u8]>, &'s
     }
     Ok(None)
 }
+
+/// Read the MADT (parsed by the host-fuzzed `iommu::acpi::madt`): count the
+/// enabled CPUs for the kernel info page. Only the boot CPU runs for now;
+/// the others stay parked until SMP brings them up.
+pub fn report_cpus(rsdp: u64) {
+    let madt = match find(rsdp, b"APIC") {
+        Ok(Some(t)) => t,
+        Ok(None) => return klog!("ACPI: no MADT; assuming one CPU"),
+        Err(e) => return klog!("ACPI: {e}; assuming one CPU"),
+    };
+    match iommu::acpi::madt::Madt::parse(madt) {
+        Ok(m) => {
+            let cpus = m.enabled_cpus().count() as u64;
+            crate::kinfo::set(exo_abi::kinfo::W_CPUS, cpus);
+            klog!(
+                "ACPI: MADT lists {cpus} enabled CPU(s), local APIC at {:#x}; running on the boot CPU",
+                m.local_apic_address
+            );
+        }
+        Err(e) => klog!("ACPI: MADT rejected: {e}; assuming one CPU"),
+    }
+}

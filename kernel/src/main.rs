@@ -154,6 +154,7 @@ mod kernel {
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);
+        crate::acpi::report_cpus(bi.rsdp);
         let timer = apic::init(lapic, TICK_US);
         kinfo::set(ki::W_TICK_US, timer.tick_us);
         kinfo::set(ki::W_TSC_PER_US, timer.tsc_per_us);

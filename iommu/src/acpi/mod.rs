@@ -9,6 +9,7 @@
 //! an [`AcpiError`] that names the table, the byte offset and the field.
 
 pub mod dmar;
+pub mod madt;
 pub mod mcfg;
 
 use core::fmt;

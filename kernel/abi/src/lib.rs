@@ -356,6 +356,9 @@ pub mod kinfo {
     /// device — forged with a compatibility-format MSI, which QEMU's VT-d
     /// model does not block — and were dropped.
     pub const W_FORGED_INTERRUPTS: usize = 103;
+    /// Enabled CPUs the ACPI MADT lists (0 if it could not be read); only
+    /// the boot CPU runs.
+    pub const W_CPUS: usize = 104;
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;

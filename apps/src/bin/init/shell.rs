@@ -60,7 +60,8 @@ fn command(line: &str) {
             println!("frames: {used} handed out, {left} free ({} MiB); kernel frames after boot: {}", left >> 8, kinfo::word(ki::W_FRAMES_AFTER_BOOT));
         }
         Some("stats") => println!(
-            "{} system calls, {} upcalls, {} timer ticks of {} us, {} DMA faults",
+            "{} CPU(s) in the MADT (1 running); {} system calls, {} upcalls, {} timer ticks of {} us, {} DMA faults",
+            kinfo::word(ki::W_CPUS),
             kinfo::word(ki::W_SYSCALLS),
             kinfo::word(ki::W_UPCALLS),
             kinfo::word(ki::W_TICKS),

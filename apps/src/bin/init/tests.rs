@@ -79,6 +79,9 @@ fn boot_to_init() -> Outcome {
     if kinfo::word(ki::W_MAGIC) != ki::MAGIC {
         return Err("kernel info page has the wrong magic".into());
     }
+    if kinfo::word(ki::W_CPUS) == 0 {
+        return Err("the kernel found no enabled CPU in the ACPI MADT".into());
+    }
     let (used, left) = crate::frames::stats();
     println!("init: {used} frames used, {left} free; {} syscalls so far", kinfo::word(ki::W_SYSCALLS));
     expect_exit("hello", "boot_to_init", 0, 0)
