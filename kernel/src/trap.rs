@@ -4,7 +4,7 @@
 
 use crate::arch::{percpu, TrapFrame, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
-use crate::upcall::{can_enter, control_page, enter, save};
+use crate::upcall::{control_page, enter, enter_at, entry_point, save};
 use crate::{apic, kinfo, fatal};
 use crate::mem::{phys_read, phys_write};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
@@ -105,19 +105,16 @@ fn syscall(f: &mut TrapFrame) {
                 Ok(t) => t,
                 Err(e) => return result(f, Err(e)),
             };
-            if can_enter(target).is_none() {
+            let Some(entry) = entry_point(target) else {
                 return result(f, Err(Error::BadTarget));
-            }
+            };
             // The caller resumes (when someone yields back and its runtime
             // chooses to) as if the call returned Ok(0).
             result(f, Ok(0));
             if let Some(ctl) = control_page(caller) {
                 save(ctl, f);
             }
-            if enter(f, target, Reason::Yield, a1, 0, caller).is_err() {
-                // can_enter said yes a moment ago and nothing ran since.
-                fatal(format_args!("PANIC: yield target {target:#x} became unenterable"));
-            }
+            enter_at(f, target, entry, Reason::Yield, a1, 0, caller);
         }
     }
 }

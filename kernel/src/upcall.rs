@@ -37,32 +37,46 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
     true
 }
 
+/// Where an address space is entered: its control page and the upcall
+/// entry point and stack it names.
+#[derive(Clone, Copy)]
+pub struct EntryPoint {
+    ctl: u64,
+    rip: u64,
+    rsp: u64,
+}
+
 /// Check that `root` can be entered: a control page with a user entry
 /// point and stack.
-pub fn can_enter(root: u64) -> Option<u64> {
+pub fn entry_point(root: u64) -> Option<EntryPoint> {
     let ctl = control_page(root)?;
-    let entry = phys_read::<u64>(ctl + control::ENTRY);
-    let stack = phys_read::<u64>(ctl + control::STACK);
-    if entry >= USER_END || stack >= USER_END {
+    let rip = phys_read::<u64>(ctl + control::ENTRY);
+    let rsp = phys_read::<u64>(ctl + control::STACK);
+    if rip >= USER_END || rsp >= USER_END {
         return None;
     }
-    Some(ctl)
+    Some(EntryPoint { ctl, rip, rsp })
 }
 
 /// Rewrite `f` so that returning from the trap enters `root` at its upcall
 /// entry with `reason` and arguments, switching address spaces if needed.
 /// Fails (changing nothing) if `root` has no usable control page.
 pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u64) -> Result<(), ()> {
-    let ctl = can_enter(root).ok_or(())?;
-    let entry = phys_read::<u64>(ctl + control::ENTRY);
-    let stack = phys_read::<u64>(ctl + control::STACK);
-    phys_write::<u64>(ctl + control::MASKED, 1);
+    let e = entry_point(root).ok_or(())?;
+    enter_at(f, root, e, reason, a, b, c);
+    Ok(())
+}
+
+/// `enter` with an entry point the caller already looked up (and nothing
+/// has run in between to change it).
+pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
+    phys_write::<u64>(e.ctl + control::MASKED, 1);
     switch_to(root);
     *f = TrapFrame {
-        rip: entry,
+        rip: e.rip,
         cs: USER_CS,
         rflags: 0x202,
-        rsp: stack,
+        rsp: e.rsp,
         ss: USER_DS,
         rdi: reason as u64,
         rsi: a,
@@ -71,7 +85,6 @@ pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u6
         ..TrapFrame::default()
     };
     kinfo::add(ki::W_UPCALLS, 1);
-    Ok(())
 }
 
 /// Make `root` the running address space.
