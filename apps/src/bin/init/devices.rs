@@ -125,7 +125,7 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
     }
     let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
     let opts = Options { args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
-    let child = spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))?;
+    let child = spawn::spawn_named(prog, &opts)?;
     let mut off = 0;
     while off < bar_size.max(PAGE_SIZE) {
         let dst = child.at(DRIVER_BAR_VA + off);
@@ -261,7 +261,7 @@ pub fn interrupt(vector: u64) {
 
 fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
     let opts = Options { args, words, heap_pages: 64, spare_pages: spare, paused: true };
-    spawn::spawn(prog, &opts).map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+    spawn::spawn_named(prog, &opts)
 }
 
 fn expect_zero(c: &Child, what: &str) -> Outcome {

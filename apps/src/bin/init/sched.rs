@@ -7,7 +7,7 @@
 //! waits) and this handler (which may interrupt main anywhere), so it is
 //! made of atomics only: no lock that main could be holding.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use exo_abi::{kinfo as ki, Reason, INIT_SELF_HANDLE_VA};
 use exo_rt::console::{serial_byte, Ring, SERIAL_BUSY};
 use exo_rt::layout::msg;
@@ -53,8 +53,6 @@ impl Slot {
 pub static SLOTS: [Slot; MAX_PROCS] = [const { Slot::new() }; MAX_PROCS];
 /// 0 = init's main context, k = slot k-1.
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
-static IN_HANDLER: AtomicBool = AtomicBool::new(false);
-pub static TIMER_UPCALLS: AtomicU64 = AtomicU64::new(0);
 
 pub fn install() {
     exo_rt::set_upcall_handler(on_upcall);
@@ -84,7 +82,6 @@ pub fn stop(i: usize) {
 }
 
 fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
-    IN_HANDLER.store(true, SeqCst);
     let me = kinfo::word(ki::W_INIT_AS);
     // Interrupts that arrived while this handler ran last time were latched
     // by the kernel in the control page: count them for their drivers (who
@@ -99,7 +96,6 @@ fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
     }
     match reason {
         Reason::Timer => {
-            TIMER_UPCALLS.fetch_add(1, SeqCst);
             if let Some(s) = by_id(a) {
                 s.preemptions.fetch_add(1, SeqCst);
             }
@@ -161,7 +157,6 @@ fn next() -> ! {
         let pos = (start + step) % (MAX_PROCS + 1);
         if pos == 0 {
             CURSOR.store(0, SeqCst);
-            IN_HANDLER.store(false, SeqCst);
             exo_rt::resume();
         }
         let s = &SLOTS[pos - 1];

@@ -96,6 +96,11 @@ impl Default for Options<'_> {
     }
 }
 
+/// `spawn`, with the error as a message naming the program and arguments.
+pub fn spawn_named(name: &str, opts: &Options) -> Result<Child, alloc::string::String> {
+    spawn(name, opts).map_err(|e| alloc::format!("spawning {name} {:?}: {e}", opts.args))
+}
+
 /// Create a process running `name` from the boot image.
 pub fn spawn(name: &str, opts: &Options) -> Result<Child, SpawnError> {
     let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())

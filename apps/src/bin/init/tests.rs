@@ -42,15 +42,13 @@ pub fn run(name: &str) -> Outcome {
 }
 
 fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
-    spawn::spawn(prog, &Options { args, words, heap_pages: 16, spare_pages: spare, paused: false })
-        .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+    spawn::spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
 }
 
 /// Spawn without running: the caller finishes setting the child up, then
 /// `sched::start`s it (a timer tick could otherwise run it too early).
 fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
-    spawn::spawn(prog, &Options { args, words: &[], heap_pages: 16, spare_pages: spare, paused: true })
-        .map_err(|e| format!("spawning {prog} {args:?}: {e}"))
+    spawn::spawn_named(prog, &Options { args, spare_pages: spare, paused: true, ..Options::default() })
 }
 
 /// Wait for a child; its exit code, or an error naming how it ended.
