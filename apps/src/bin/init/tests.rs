@@ -128,6 +128,13 @@ fn isolation() -> Outcome {
         return Err(format!("attack-edge ended {} (code {}), expected a #GP in the attacker", state_name(st), sched::slot(edge.slot).code.load(SeqCst)));
     }
     println!("init: isolation: syscall at the top of the user half: the attacker took a #GP");
+    // No I/O ports without a grant (no IOPL, an empty I/O bitmap).
+    let port = start("probe", "attack-port", 0, &[])?;
+    let st = sched::wait(port.slot);
+    if st != sched::PANICKED {
+        return Err(format!("attack-port ended {}: port I/O was not refused", state_name(st)));
+    }
+    println!("init: isolation: port I/O from a child: refused with #GP");
     // Read-only region for the system-call attempts.
     let region = make_region(4)?;
     let attacker = start_linked("probe", "attack-calls", region, Rights::NONE)?;

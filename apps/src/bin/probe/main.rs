@@ -34,6 +34,14 @@ fn main() {
         "attack-write" => checks::attack_access(arg, true),
         "attack-calls" => checks::attack_calls(),
         "attack-edge" => checks::attack_edge(),
+        "attack-port" => {
+            // Port I/O is granted only to init (the TSS I/O bitmap): this
+            // must raise #GP, which ends the process as a panic.
+            exo_rt::println!("attack-port: writing to COM1 directly");
+            exo_rt::console::serial_byte(b'!');
+            exo_rt::println!("attack-port: port I/O succeeded!");
+            1
+        }
         "victim" | "checker" => regions::victim(),
         "share-writer" => regions::share_writer(),
         "share-reader" => regions::share_reader(),
