@@ -1,0 +1,2 @@
+//! virtio-drivers on the exokernel (work in progress).
+#![cfg_attr(not(test), no_std)]
