@@ -132,10 +132,13 @@ struct State {
     /// `di::IRQ_VECTOR0 + k * di::IRQS_PER_DEVICE ..` through IRTEs
     /// `k * IRQS_PER_DEVICE ..`, source-id checked.
     remapping: bool,
+    /// Physical address of the device info page (0 until written): the
+    /// fault handler counts each device's DMA faults in its entry there.
+    info_pa: u64,
 }
 
 static STATE: Mutex<State> =
-    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram: [MemRange::EMPTY; crate::boot::MAX_RANGES], remapping: false });
+    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram: [MemRange::EMPTY; crate::boot::MAX_RANGES], remapping: false, info_pa: 0 });
 
 /// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
 const IEC_GLOBAL: [u64; 2] = [0x4, 0];
@@ -327,7 +330,8 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
     m: &mut exo_mm::BootMapper<M, F>,
     info_pa: u64,
 ) -> Result<(), &'static str> {
-    let st = STATE.lock();
+    let mut st = STATE.lock();
+    st.info_pa = info_pa;
     let w = |i: usize, v: u64| phys_write::<u64>(info_pa + 8 * i as u64, v);
     w(di::W_MAGIC, di::MAGIC);
     w(di::W_COUNT, st.count as u64);
@@ -441,14 +445,25 @@ fn invalidate(st: &mut State, domain: u16) {
 }
 
 /// The fault-event interrupt: read, log, clear and count every fault
-/// record (the kernel info page keeps the count and the last one).
+/// record — in total and the last one in the kernel info page, and per
+/// requester in its device info entry, so that a burst from several
+/// devices is attributed to each of them.
 pub fn drain_faults() {
-    let mut st = STATE.lock();
+    let mut guard = STATE.lock();
+    let st = &mut *guard;
     let Some(unit) = st.unit.as_mut() else { return };
+    let (devices, info_pa) = (&st.devices[..st.count], st.info_pa);
     unit.drain_faults(|r| {
         kinfo::add(ki::W_DMA_FAULTS, 1);
         kinfo::set(ki::W_DMA_FAULT_SOURCE, r.source.source_id() as u64);
         kinfo::set(ki::W_DMA_FAULT_ADDR, r.address);
+        let requester = devices.iter().position(|d| d.is_some_and(|d| d.at.requester_id() == r.source.source_id()));
+        if let (Some(k), true) = (requester, info_pa != 0) {
+            let entry = info_pa + 8 * (di::W_ENTRY0 + k * di::ENTRY_WORDS) as u64;
+            let count = entry + 8 * di::E_DMA_FAULTS as u64;
+            phys_write::<u64>(count, phys_read::<u64>(count) + 1);
+            phys_write::<u64>(entry + 8 * di::E_DMA_FAULT_ADDR as u64, r.address);
+        }
         klog!(
             "DMA fault: device {:02x}:{:02x}.{} {:?} at I/O address {:#x} blocked: {}",
             r.source.bus,

@@ -347,8 +347,10 @@ pub mod kinfo {
     pub const W_RAM_RANGES: usize = 11;
     pub const W_RAM_RANGE0: usize = 12;
     pub const MAX_RAM_RANGES: usize = 32;
-    /// DMA faults the I/O-MMU recorded, and the last one's requester id and
-    /// page address.
+    /// DMA faults the I/O-MMU recorded (every requester, including ones
+    /// that are not in the device info page), and the last one's requester
+    /// id and page address. Per-device counts are in the device info page
+    /// (`devinfo::E_DMA_FAULTS`).
     pub const W_DMA_FAULTS: usize = 100;
     pub const W_DMA_FAULT_SOURCE: usize = 101;
     pub const W_DMA_FAULT_ADDR: usize = 102;
@@ -398,6 +400,11 @@ pub mod devinfo {
     /// upcall to init).
     pub const E_IRQ_HANDLE: usize = 16;
     pub const E_IRQ_VECTOR: usize = 17;
+    /// DMA faults the I/O-MMU recorded with this device as the requester,
+    /// and the page address of the last one (written by the kernel's
+    /// fault-event handler; init reports them to the device's driver).
+    pub const E_DMA_FAULTS: usize = 18;
+    pub const E_DMA_FAULT_ADDR: usize = 19;
     pub const IRQS_PER_DEVICE: u64 = 4;
     pub const IRQ_VECTOR0: u8 = 0x40;
     pub const DMA_WINDOW: u64 = 128 << 20;

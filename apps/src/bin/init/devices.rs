@@ -108,8 +108,8 @@ pub fn enable(dev: &Device) -> Outcome {
 /// Which child drives device k (slot + 1; 0 = none): DMA faults the kernel
 /// records for a device are reported to its driver.
 static OWNERS: [AtomicU64; di::MAX_DEVICES] = [const { AtomicU64::new(0) }; di::MAX_DEVICES];
-/// DMA faults already attributed (the kernel's counter at the last look).
-static DMA_FAULTS_SEEN: AtomicU64 = AtomicU64::new(0);
+/// Device k's DMA faults already reported (its counter at the last look).
+static DMA_FAULTS_SEEN: [AtomicU64; di::MAX_DEVICES] = [const { AtomicU64::new(0) }; di::MAX_DEVICES];
 /// The kernel's I/O-MMU fault-event vector (kernel/src/devices.rs).
 const DMA_FAULT_VECTOR: u64 = 0x2f;
 /// Mailbox word where init counts the DMA faults of a driver's device.
@@ -143,25 +143,32 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
     Ok(child)
 }
 
-/// The kernel's DMA-fault interrupt: attribute the faults recorded since
-/// the last look to the driver of the device that caused the last one (the
-/// kernel info page keeps the count and the last record; several faults in
-/// one burst come from one device in practice), count them in its mailbox
-/// and return its slot. Called from init's upcall handler: no allocation.
+/// The kernel's DMA-fault interrupt: the kernel counts each device's
+/// faults in its device info entry; report the ones not yet seen to that
+/// device's driver (added to its mailbox). Returns the slot of a driver
+/// that was told, to switch to. Called from init's upcall handler: no
+/// allocation, no lock.
 fn note_dma_faults() -> Option<usize> {
-    let total = kinfo::word(ki::W_DMA_FAULTS);
-    let new = total.saturating_sub(DMA_FAULTS_SEEN.swap(total, SeqCst));
-    let source = kinfo::word(ki::W_DMA_FAULT_SOURCE);
     let n = exo_rt::devinfo(di::W_COUNT).min(di::MAX_DEVICES as u64) as usize;
-    let k = (0..n).find(|k| exo_rt::devinfo(di::W_ENTRY0 + k * di::ENTRY_WORDS + di::E_BDF) == source)?;
-    let slot = OWNERS[k].load(SeqCst).checked_sub(1)? as usize;
-    let s = sched::slot(slot);
-    if new == 0 || s.state.load(SeqCst) != sched::RUNNABLE {
-        return None;
+    let mut told = None;
+    for k in 0..n {
+        let total = exo_rt::devinfo(di::W_ENTRY0 + k * di::ENTRY_WORDS + di::E_DMA_FAULTS);
+        let new = total.saturating_sub(DMA_FAULTS_SEEN[k].swap(total, SeqCst));
+        let Some(slot) = OWNERS[k].load(SeqCst).checked_sub(1) else { continue };
+        let s = sched::slot(slot as usize);
+        if new == 0 || s.state.load(SeqCst) != sched::RUNNABLE {
+            continue;
+        }
+        let mb = s.mailbox.load(SeqCst);
+        mem::write(mb + MAILBOX_DMA_FAULTS, mem::read(mb + MAILBOX_DMA_FAULTS) + new);
+        told = Some(slot as usize);
     }
-    let mb = s.mailbox.load(SeqCst);
-    mem::write(mb + MAILBOX_DMA_FAULTS, mem::read(mb + MAILBOX_DMA_FAULTS) + new);
-    Some(slot)
+    told
+}
+
+/// DMA faults the kernel attributed to device `index`.
+fn device_dma_faults(index: usize) -> u64 {
+    exo_rt::devinfo(di::W_ENTRY0 + index * di::ENTRY_WORDS + di::E_DMA_FAULTS)
 }
 
 /// A device's MSI-X table, from its capability.
@@ -538,6 +545,7 @@ pub fn dma_attack_blocked() -> Outcome {
     println!("init: victim page at physical {victim_pa:#x}");
 
     let before = dma_faults();
+    let device_before = device_dma_faults(dev.index);
     let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
     let code = crate::tests::finish(&driver, "nvmed attack")?;
@@ -553,12 +561,17 @@ pub fn dma_attack_blocked() -> Outcome {
     if attacks == 0 || faults < attacks {
         return Err(format!("{attacks} attacks but only {faults} DMA faults recorded"));
     }
-    // The faults also reached the device's owner: init attributes each
-    // fault interrupt to the driver of the device that caused it.
+    // The faults also reached the device's owner: the kernel counted them
+    // against the requester (this NVMe controller) and init reported that
+    // device's new faults to its driver.
+    let attributed = device_dma_faults(dev.index) - device_before;
     let reported = mem::read(spawn::mailbox(&driver) + MAILBOX_DMA_FAULTS);
-    println!("init: {reported} of those faults were reported to the driver (its mailbox)");
-    if reported == 0 {
-        return Err("no DMA fault was reported to the device's driver".into());
+    println!("init: {attributed} of those faults were attributed to the NVMe controller, {reported} reported to its driver (its mailbox)");
+    if attributed != faults {
+        return Err(format!("{faults} DMA faults recorded but {attributed} attributed to the attacking device"));
+    }
+    if reported != attributed {
+        return Err(format!("{attributed} DMA faults of the device but {reported} reported to its driver"));
     }
     victim_intact(victim_view)?;
     mem::write(spawn::mailbox(&victim), 1);
