@@ -107,6 +107,8 @@ struct Device {
     ids: u64,
     config_pa: u64,
     bars: [Option<pci::Bar>; 6],
+    /// The SR-IOV capability, if this is a physical function.
+    sriov: Option<pci::SrIov>,
     space: Option<DeviceSpace>,
     domain: u16,
 }
@@ -177,7 +179,8 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_
         let ids = f.vendor_id as u64 | (f.device_id as u64) << 16 | class << 32;
         let config_pa = ecam.addr(f.address, 0).unwrap_or(0);
         let k = st.count;
-        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, space: None, domain: k as u16 + 1 });
+        let sriov = pci::SrIov::read(&ecam, f.address);
+        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, sriov, space: None, domain: k as u16 + 1 });
         st.count += 1;
         klog!(
             "PCI {:02x}:{:02x}.{} {:04x}:{:04x} class {:06x}",
@@ -188,6 +191,19 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_
             f.device_id,
             class
         );
+        if let Some(sr) = sriov {
+            klog!(
+                "PCI {:02x}:{:02x}.{} SR-IOV physical function: {} VFs (device {:04x}), first at routing id +{}, stride {}; VF Enable {}",
+                f.address.bus,
+                f.address.device,
+                f.address.function,
+                sr.total_vfs,
+                sr.vf_device_id,
+                sr.first_vf_offset,
+                sr.vf_stride,
+                if sr.vf_enabled { "set (by firmware; this kernel does not enumerate VFs)" } else { "clear" }
+            );
+        }
     }
     iommu_init(rsdp, alloc, ram, &mut st);
 }
@@ -346,6 +362,9 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
         w(e + di::E_IDS, dev.ids);
         m.map_leaf(base, dev.config_pa, mmio_leaf()).map_err(fail)?;
         w(e + di::E_CONFIG_VA, base);
+        if let Some(sr) = dev.sriov {
+            w(e + di::E_SRIOV, di::sriov_word(sr.total_vfs, sr.first_vf_offset, sr.vf_stride, sr.vf_device_id));
+        }
         if st.remapping && dev.space.is_some() {
             w(e + di::E_IRQ_HANDLE, k as u64 * di::IRQS_PER_DEVICE);
             w(e + di::E_IRQ_VECTOR, di::IRQ_VECTOR0 as u64 + k as u64 * di::IRQS_PER_DEVICE);

@@ -405,6 +405,37 @@ pub mod devinfo {
     /// fault-event handler; init reports them to the device's driver).
     pub const E_DMA_FAULTS: usize = 18;
     pub const E_DMA_FAULT_ADDR: usize = 19;
+    /// The SR-IOV capability of a physical function (0: none), packed by
+    /// [`sriov_word`]; read with [`SrIovInfo::from_word`].
+    pub const E_SRIOV: usize = 20;
+
+    /// An SR-IOV physical function as the device info page describes it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SrIovInfo {
+        pub total_vfs: u16,
+        /// VF n's routing id is the PF's + first_vf_offset + (n-1) * vf_stride.
+        pub first_vf_offset: u16,
+        pub vf_stride: u16,
+        pub vf_device_id: u16,
+    }
+
+    pub const fn sriov_word(total_vfs: u16, first_vf_offset: u16, vf_stride: u16, vf_device_id: u16) -> u64 {
+        total_vfs as u64 | (first_vf_offset as u64) << 16 | (vf_stride as u64) << 32 | (vf_device_id as u64) << 48
+    }
+
+    impl SrIovInfo {
+        pub const fn from_word(w: u64) -> Option<SrIovInfo> {
+            if w == 0 {
+                return None;
+            }
+            Some(SrIovInfo {
+                total_vfs: w as u16,
+                first_vf_offset: (w >> 16) as u16,
+                vf_stride: (w >> 32) as u16,
+                vf_device_id: (w >> 48) as u16,
+            })
+        }
+    }
     pub const IRQS_PER_DEVICE: u64 = 4;
     pub const IRQ_VECTOR0: u8 = 0x40;
     pub const DMA_WINDOW: u64 = 128 << 20;
@@ -424,6 +455,16 @@ pub fn decode_result(rax: u64, rdx: u64) -> Result<u64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sriov_word_round_trips() {
+        let w = devinfo::sriov_word(4, 1, 1, 0x5845);
+        let info = devinfo::SrIovInfo::from_word(w).unwrap();
+        assert_eq!((info.total_vfs, info.first_vf_offset, info.vf_stride, info.vf_device_id), (4, 1, 1, 0x5845));
+        assert_eq!(devinfo::SrIovInfo::from_word(0), None);
+        let max = devinfo::SrIovInfo::from_word(devinfo::sriov_word(u16::MAX, u16::MAX, u16::MAX, u16::MAX)).unwrap();
+        assert_eq!((max.total_vfs, max.first_vf_offset, max.vf_stride, max.vf_device_id), (u16::MAX, u16::MAX, u16::MAX, u16::MAX));
+    }
 
     #[test]
     fn syscall_numbers_round_trip_and_unknown_are_refused() {

@@ -145,6 +145,12 @@ pub struct Machine {
     /// handled as MMIO and pass the `pci_nvme_mmio_doorbell_*` trace points;
     /// on, QEMU takes them as eventfd kicks that no trace point sees.
     pub nvme_ioeventfd: bool,
+    /// The NVMe controller as an SR-IOV physical function (4 VFs) behind a
+    /// PCIe root port, in an NVMe subsystem with a shared namespace on the
+    /// same image (DESIGN.md section 5). Off by default: the standard
+    /// machine, which the Linux baseline also boots, keeps the NVMe on the
+    /// root bus.
+    pub nvme_sriov: bool,
     /// QEMU trace event patterns (`-trace enable=...`).
     pub trace_events: Vec<String>,
     /// Where trace output goes (`-trace file=...`); stderr if unset.
@@ -168,6 +174,7 @@ impl Machine {
             serial: Serial::Stdio,
             icount: false,
             nvme_ioeventfd: true,
+            nvme_sriov: false,
             trace_events: vec![],
             trace_file: None,
             qmp_socket: None,
@@ -204,6 +211,10 @@ impl Machine {
     /// use keeps the standard machine's `ioeventfd=on`.
     pub fn nvme_ioeventfd(mut self, on: bool) -> Self {
         self.nvme_ioeventfd = on;
+        self
+    }
+    pub fn nvme_sriov(mut self, on: bool) -> Self {
+        self.nvme_sriov = on;
         self
     }
     pub fn trace(mut self, event_pattern: impl Into<String>) -> Self {
@@ -248,7 +259,17 @@ impl Machine {
         push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
         let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
         let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
-        push(&["-drive", &nvme, "-device", &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}")]);
+        if self.nvme_sriov {
+            push(&["-drive", &nvme, "-device", "pcie-root-port,id=rp0,chassis=1"]);
+            push(&["-device", "nvme-subsys,id=subsys0"]);
+            push(&["-device", &format!(
+                "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
+                 sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20,msix_qsize=12"
+            )]);
+            push(&["-device", "nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true"]);
+        } else {
+            push(&["-drive", &nvme, "-device", &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}")]);
+        }
         let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
         push(&["-drive", &vblk]);
         push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
@@ -316,6 +337,24 @@ mod tests {
         let mut c = Command::new(QEMU);
         c.args(m.args().unwrap());
         display(&c)
+    }
+
+    #[test]
+    fn sriov_variant_moves_only_the_nvme() {
+        let std = line(&Machine::new("/i"));
+        let sriov = line(&Machine::new("/i").nvme_sriov(true));
+        let nvme_dev = "-device nvme,serial=exo0,drive=nvm,ioeventfd=on ";
+        assert!(std.contains(nvme_dev));
+        assert!(!sriov.contains(nvme_dev));
+        assert!(sriov.contains(
+            "-device pcie-root-port,id=rp0,chassis=1 -device nvme-subsys,id=subsys0 \
+             -device nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd=on,sriov_max_vfs=4,\
+             sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20,msix_qsize=12 \
+             -device nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true "
+        ));
+        // Everything else is the standard machine, in the same order.
+        let strip = |l: &str| l.split(" -device ").filter(|d| !d.starts_with("nvme") && !d.starts_with("pcie-root-port")).collect::<Vec<_>>().join(" -device ");
+        assert_eq!(strip(&std), strip(&sriov));
     }
 
     #[test]

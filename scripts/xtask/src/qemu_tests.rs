@@ -22,12 +22,15 @@ pub struct QemuTest {
     /// reboot. Both boots get the same fresh `nonce=<hex>` appended, and
     /// each must print the pass line of its own `test=` name.
     pub then: Option<&'static str>,
+    /// Boot the machine variant whose NVMe is an SR-IOV physical function
+    /// behind a PCIe root port (`Machine::nvme_sriov`).
+    pub nvme_sriov: bool,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const fn test(name: &'static str, append: &'static str) -> QemuTest {
-    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None }
+    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None, nvme_sriov: false }
 }
 
 pub const TESTS: &[QemuTest] = &[
@@ -51,6 +54,10 @@ pub const TESTS: &[QemuTest] = &[
     QemuTest { then: Some("test=nvme_persist_check"), ..test("nvme_persist", "test=nvme_persist_write") },
     test("block_service", "test=block_service"),
     test("virtio_blk_rw", "test=virtio_blk_rw"),
+    // The NVMe behind a PCIe root port as an SR-IOV physical function: the
+    // kernel walks the bridge and the SR-IOV capability, and the userspace
+    // driver does its read/write/verify run through the bridge.
+    QemuTest { nvme_sriov: true, ..test("sriov_pf", "test=sriov_pf") },
     // The drivers benchmark's exokernel rows, short: a smoke test that the
     // `EXO-BENCH` lines come out (the eval harness boots `test=nvme_bench`).
     QemuTest { append: "test=nvme_bench quick", ..test("nvme_bench", "") },

@@ -219,7 +219,7 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
         }
     };
     let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
-        let machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append);
+        let machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append).nvme_sriov(t.nvme_sriov);
         let opts = RunOptions {
             name: name.to_string(),
             log_dir: ws.qemu_log_dir(),

@@ -318,6 +318,38 @@ pub fn nvme_rw() -> Outcome {
     Ok(())
 }
 
+/// `sriov_pf` (the machine variant whose NVMe is an SR-IOV physical
+/// function with 4 VFs behind a PCIe root port): the kernel found the
+/// controller behind the bridge and read its SR-IOV capability, no VF is
+/// listed (none is enabled), and the userspace driver's whole read/write
+/// run works through the bridge.
+pub fn sriov_pf() -> Outcome {
+    let dev = nvme()?;
+    if dev.bdf >> 8 == 0 {
+        return Err(format!("the NVMe controller is at {:04x}, on bus 0: not behind the root port", dev.bdf));
+    }
+    let word = exo_rt::devinfo(di::W_ENTRY0 + dev.index * di::ENTRY_WORDS + di::E_SRIOV);
+    let sr = di::SrIovInfo::from_word(word).ok_or("the kernel reports no SR-IOV capability for the NVMe controller")?;
+    println!(
+        "init: NVMe physical function: {} VFs (device {:04x}), first VF at routing id +{}, stride {}",
+        sr.total_vfs, sr.vf_device_id, sr.first_vf_offset, sr.vf_stride
+    );
+    if sr.total_vfs != 4 {
+        return Err(format!("SR-IOV TotalVFs reads {}; the machine has sriov_max_vfs=4", sr.total_vfs));
+    }
+    if sr.first_vf_offset == 0 || sr.vf_stride == 0 || sr.vf_device_id == 0 {
+        return Err(format!("SR-IOV capability implausible: {sr:?}"));
+    }
+    let listed: Vec<u16> = all().iter().map(|d| d.bdf).collect();
+    for n in 0..sr.total_vfs as u32 {
+        let rid = dev.bdf as u32 + sr.first_vf_offset as u32 + n * sr.vf_stride as u32;
+        if listed.iter().any(|&b| b as u32 == rid) {
+            return Err(format!("VF {} ({rid:04x}) is listed although no VF is enabled", n + 1));
+        }
+    }
+    nvme_rw()
+}
+
 /// `nvme_irq`: completions signalled by MSI-X. The driver programs its
 /// MSI-X entries (in its BAR) with the remappable-format addresses of the
 /// device's interrupt-remapping handles; init routes the vectors to it.
