@@ -1,2 +1,36 @@
-//! ACPI discovery through the `acpi` crate (work in progress).
+//! ACPI discovery for the kernel through the [`acpi`] crate, over a
+//! bounds-checked view of physical memory.
+//!
+//! [`Platform::discover`] takes the RSDP's physical address (from the boot
+//! information) and a [`PhysView`], and returns what the kernel needs:
+//!
+//! * the enabled CPUs and the local APIC address, from the MADT (parsed by
+//!   `acpi::madt`);
+//! * the PCI ECAM regions, from the MCFG (parsed by `acpi::mcfg`);
+//! * the DMAR's bytes, located and checksummed through the crate's table
+//!   lookup. The crate does not parse DMAR; `iommu::acpi::dmar` (zerocopy,
+//!   host-fuzzed) does.
+//!
+//! The crate trusts the lengths in the tables: some corruptions make it
+//! panic, loop forever or read past a table. The `precheck` module validates every
+//! structure before the crate sees it (the module's doc lists each case),
+//! and the [`AcpiHandler`](acpi::AcpiHandler) over [`PhysView`] never maps
+//! outside the view. A bad RSDP or root table fails discovery; a bad MADT,
+//! MCFG or DMAR is an error in its own field of [`Platform`], so the kernel
+//! boots without what that table describes. Errors name the table, its
+//! address and what was wrong ([`FirmwareError`]).
+//!
+//! No heap: the crate is used with its default features off.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod error;
+mod handler;
+mod precheck;
+mod platform;
+mod view;
+
+pub use error::{FirmwareError, Table};
+pub use platform::{Cpus, EcamRegion, EcamRegions, Platform, Unreadable, MAX_ECAM_REGIONS, MAX_NOTED};
+pub use view::{OutOfView, PhysView};
