@@ -1,2 +1,37 @@
-//! virtio-drivers on the exokernel (work in progress).
+//! virtio-drivers on the exokernel.
+//!
+//! A userspace driver process holds a virtio device's BAR (moved to it by
+//! init, which keeps the PCI configuration space) and its own frames,
+//! mapped into the device's I/O address space by itself. This crate turns
+//! those two grants into what `virtio-drivers` (pinned at 0.13.0) wants:
+//!
+//! - [`transport::ModernTransport`]: the virtio-pci modern transport over
+//!   the BAR and the structure layout init found (no configuration space
+//!   needed, unlike `virtio_drivers`' `PciTransport`), negotiating
+//!   VIRTIO_F_ACCESS_PLATFORM;
+//! - [`hal::ExoHal`]: the `Hal`, allocating from a pool of the driver's
+//!   device-mapped frames, sharing pool buffers in place and bouncing the
+//!   rest.
+//!
+//! The register protocol and the pool logic are generic and tested on the
+//! host (`tests/` runs `VirtIOBlk` end to end against a fake device);
+//! [`exo`] binds them to the runtime's MMIO windows on the exokernel. The
+//! `unsafe` of the driver stack is here (in `hal`), so driver programs
+//! stay `#![forbid(unsafe_code)]`.
 #![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+pub mod exo;
+pub mod hal;
+pub mod pool;
+pub mod regs;
+pub mod transport;
+
+pub use hal::{DmaBuffer, DmaError, DmaRegion, DmaStats, ExoHal};
+pub use regs::Registers;
+pub use transport::{ModernTransport, PciLayout, TransportError, TransportStatus};
+/// The pinned `virtio-drivers`, so drivers use exactly the version the Hal
+/// implements.
+pub use virtio_drivers;
