@@ -137,7 +137,7 @@ impl DmaState {
     pub fn new(region: DmaRegion) -> Result<DmaState, DmaError> {
         let bytes = region.pages.checked_mul(PAGE_SIZE);
         let fits = bytes.is_some_and(|b| region.va.checked_add(b).is_some() && region.iova.checked_add(b as u64).is_some());
-        if region.pages == 0 || !fits || region.iova == 0 || region.va % PAGE_SIZE != 0 || region.iova % PAGE_SIZE as u64 != 0 {
+        if region.pages == 0 || !fits || region.iova == 0 || !region.va.is_multiple_of(PAGE_SIZE) || !region.iova.is_multiple_of(PAGE_SIZE as u64) {
             return Err(DmaError::BadRegion(region));
         }
         let stats = DmaStats { pool_pages: region.pages, ..DmaStats::default() };
@@ -167,7 +167,7 @@ impl DmaState {
     /// name the same pool page.
     pub fn free(&mut self, iova: u64, va: usize, count: usize) -> Result<(), DmaError> {
         let first = self.region.page_of_iova(iova).ok_or(DmaError::UnknownAddress { iova })?;
-        if iova % PAGE_SIZE as u64 != 0 || self.region.page_of_va(va) != Some(first) || va % PAGE_SIZE != 0 {
+        if !iova.is_multiple_of(PAGE_SIZE as u64) || self.region.page_of_va(va) != Some(first) || !va.is_multiple_of(PAGE_SIZE) {
             return Err(DmaError::UnknownAddress { iova });
         }
         Ok(self.pages.free(first, count)?)

@@ -19,6 +19,7 @@
 //! `unsafe` of the driver stack is here (in `hal`), so driver programs
 //! stay `#![forbid(unsafe_code)]`.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 

@@ -146,7 +146,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 || live.is_empty() {
+            if !x.is_multiple_of(3) || live.is_empty() {
                 let n = (x >> 8) as usize % 9 + 1;
                 if let Ok(first) = p.alloc(n) {
                     for o in &mut owner[first..first + n] {

@@ -295,7 +295,7 @@ impl Device {
     }
 
     fn read(&mut self, off: u64, width: u8) -> u64 {
-        if off >= LAYOUT.device && off < LAYOUT.notify {
+        if (LAYOUT.device..LAYOUT.notify).contains(&off) {
             return self.config_read(off - LAYOUT.device, width);
         }
         let q = &self.queue;
@@ -366,22 +366,22 @@ impl Registers for FakeBar {
         self.dev().read(offset, 1) as u8
     }
     fn read16(&self, offset: u64) -> u16 {
-        assert!(offset % 2 == 0);
+        assert!(offset.is_multiple_of(2));
         self.dev().read(offset, 2) as u16
     }
     fn read32(&self, offset: u64) -> u32 {
-        assert!(offset % 4 == 0);
+        assert!(offset.is_multiple_of(4));
         self.dev().read(offset, 4) as u32
     }
     fn write8(&self, offset: u64, value: u8) {
         self.dev().write(offset, 1, value as u64)
     }
     fn write16(&self, offset: u64, value: u16) {
-        assert!(offset % 2 == 0);
+        assert!(offset.is_multiple_of(2));
         self.dev().write(offset, 2, value as u64)
     }
     fn write32(&self, offset: u64, value: u32) {
-        assert!(offset % 4 == 0);
+        assert!(offset.is_multiple_of(4));
         self.dev().write(offset, 4, value as u64)
     }
 }
