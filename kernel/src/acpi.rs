@@ -1,87 +1,69 @@
-//! Finding ACPI tables: RSDP → XSDT (or RSDT) → tables by signature. The
-//! tables themselves are parsed by the host-tested `iommu::acpi` module.
-//! Anything malformed is logged and skipped: the machine boots without the
-//! affected devices rather than not at all.
+//! ACPI at boot: the host-tested `firmware` crate walks RSDP → RSDT/XSDT
+//! and reads the MADT and MCFG through the `acpi` crate (and locates the
+//! DMAR, which `iommu::acpi::dmar` parses), over a bounds-checked view of
+//! the physical window. Anything malformed is logged and costs only what
+//! it describes: the machine boots with one CPU, without PCI devices, or
+//! without DMA, rather than not at all.
 
-use crate::mem::{phys_read, PHYS_OFFSET};
+use crate::mem::PHYS_OFFSET;
+use firmware::{PhysView, Platform, MAX_NOTED};
 
-/// The most bytes of one table the kernel will look at.
-const MAX_TABLE: u64 = 64 * 1024;
+/// Bytes of physical memory the window maps (boot.rs); ACPI tables
+/// outside it are not read.
 const WINDOW: u64 = 1 << 30;
 
-fn checksum_ok(pa: u64, len: u64) -> bool {
-    (0..len).fold(0u8, |s, i| s.wrapping_add(phys_read::<u8>(pa + i))) == 0
-}
-
-/// The bytes of the table at `pa`, after checking that its header's length
-/// is sane and inside the window, and its checksum.
-fn table(pa: u64) -> Result<&'static [u8], &'static str> {
-    if pa == 0 || pa.checked_add(36).is_none_or(|e| e > WINDOW) {
-        return Err("table address outside the physical window");
-    }
-    let len = phys_read::<u32>(pa + 4) as u64;
-    if !(36..=MAX_TABLE).contains(&len) || pa + len > WINDOW {
-        return Err("table length implausible");
-    }
-    if !checksum_ok(pa, len) {
-        return Err("table checksum wrong");
-    }
-    // SAFETY: [pa, pa + len) lies inside the physical window (checked),
-    // which maps RAM for the kernel's lifetime; firmware tables are never
-    // written after boot.
-    Ok(unsafe { core::slice::from_raw_parts((PHYS_OFFSET + pa) as *const u8, len as usize) })
-}
-
-/// Find the table with `signature` through the RSDP at `rsdp`.
-pub fn find(rsdp: u64, signature: &[u8; 4]) -> Result<Option<&'static [u8]>, &'static str> {
-    if rsdp == 0 || rsdp + 36 > WINDOW {
-        return Err("no RSDP");
-    }
-    if phys_read::<[u8; 8]>(rsdp) != *b"RSD PTR " || !checksum_ok(rsdp, 20) {
-        return Err("RSDP signature or checksum wrong");
-    }
-    let revision = phys_read::<u8>(rsdp + 15);
-    let (root, entry_size) = if revision >= 2 {
-        (phys_read::<u64>(rsdp + 24), 8)
-    } else {
-        (phys_read::<u32>(rsdp + 16) as u64, 4)
-    };
-    let root_table = table(root)?;
-    let expect: &[u8; 4] = if entry_size == 8 { b"XSDT" } else { b"RSDT" };
-    if &root_table[..4] != expect {
-        return Err("root table has the wrong signature");
-    }
-    for chunk in root_table[36..].chunks_exact(entry_size) {
-        let mut b = [0u8; 8];
-        b[..entry_size].copy_from_slice(chunk);
-        let pa = u64::from_le_bytes(b);
-        match table(pa) {
-            Ok(t) if &t[..4] == signature => return Ok(Some(t)),
-            Ok(_) => {}
-            Err(e) => klog!("ACPI: skipping a table at {pa:#x}: {e}"),
+/// Reads the ACPI tables through the RSDP at `rsdp` (from the boot
+/// information). `None`, logged, when the RSDP or the root table is
+/// unusable.
+pub fn discover(rsdp: u64) -> Option<Platform<'static>> {
+    // SAFETY: the boot page tables map physical [0, WINDOW) at PHYS_OFFSET,
+    // readable, for the kernel's lifetime, and PHYS_OFFSET + WINDOW does not
+    // wrap. The view hands out references only to ACPI tables (firmware
+    // never writes them after boot and the kernel never allocates their
+    // frames: they are not in the free memory map) and, while the `acpi`
+    // crate compares a signature, to the header an RSDT/XSDT entry points
+    // at; discovery runs on the boot CPU alone before any device is allowed
+    // to DMA, so nothing writes those bytes meanwhile.
+    let view = unsafe { PhysView::from_raw(PHYS_OFFSET as *const u8, WINDOW as usize) }?;
+    let platform = match Platform::discover(view, rsdp) {
+        Ok(p) => p,
+        Err(e) => {
+            klog!("ACPI: {e}: booting with one CPU and no devices");
+            return None;
         }
+    };
+    klog!(
+        "ACPI: RSDP revision {}, {} at {:#x} with {} entries",
+        platform.revision,
+        platform.root,
+        platform.root_address,
+        platform.entries
+    );
+    for (index, pa) in platform.unreadable.iter() {
+        klog!("ACPI: {} entry {index} points at {pa:#x}, outside the physical window: skipped", platform.root);
     }
-    Ok(None)
+    if platform.unreadable.count > MAX_NOTED {
+        klog!("ACPI: ... and {} more such entries", platform.unreadable.count - MAX_NOTED);
+    }
+    Some(platform)
 }
 
-/// Read the MADT (parsed by the host-fuzzed `iommu::acpi::madt`): count the
-/// enabled CPUs for the kernel info page. Only the boot CPU runs for now;
-/// the others stay parked until SMP brings them up.
-pub fn report_cpus(rsdp: u64) {
-    let madt = match find(rsdp, b"APIC") {
-        Ok(Some(t)) => t,
-        Ok(None) => return klog!("ACPI: no MADT; assuming one CPU"),
-        Err(e) => return klog!("ACPI: {e}; assuming one CPU"),
-    };
-    match iommu::acpi::madt::Madt::parse(madt) {
-        Ok(m) => {
-            let cpus = m.enabled_cpus().count() as u64;
-            crate::kinfo::set(exo_abi::kinfo::W_CPUS, cpus);
+/// Counts the enabled CPUs the MADT lists into the kernel info page. Only
+/// the boot CPU runs for now; the others stay parked until SMP brings them
+/// up.
+pub fn report_cpus(platform: Option<&Platform<'static>>) {
+    let Some(platform) = platform else { return klog!("ACPI: no tables; assuming one CPU") };
+    match platform.cpus {
+        Ok(cpus) if cpus.enabled > 0 => {
+            crate::kinfo::set(exo_abi::kinfo::W_CPUS, cpus.enabled as u64);
             klog!(
-                "ACPI: MADT lists {cpus} enabled CPU(s), local APIC at {:#x}; running on the boot CPU",
-                m.local_apic_address
+                "ACPI: MADT lists {} enabled CPU(s) ({} in all), local APIC at {:#x}; running on the boot CPU",
+                cpus.enabled,
+                cpus.listed,
+                cpus.local_apic_address
             );
         }
-        Err(e) => klog!("ACPI: MADT rejected: {e}; assuming one CPU"),
+        Ok(_) => klog!("ACPI: MADT lists no enabled CPU; assuming one"),
+        Err(e) => klog!("ACPI: {e}; assuming one CPU"),
     }
 }

@@ -14,7 +14,8 @@
 //! needs (its context entry and I/O tables), fixed at boot.
 
 use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
-use crate::{acpi, kinfo, mmio};
+use crate::{kinfo, mmio};
+use firmware::{FirmwareError, Platform};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
 use iommu::vtd::invalidation::{ContextInvalidation, InvalidationQueue, IotlbInvalidation};
 use iommu::vtd::irq::{irta_value, Irte, SourceCheck};
@@ -148,17 +149,16 @@ const IEC_GLOBAL: [u64; 2] = [0x4, 0];
 /// Discover devices and program the I/O-MMU. Failures are logged and cost
 /// only the affected part (no MCFG: no devices; no DMAR: devices without
 /// DMA).
-pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_RANGES]) {
-    let mcfg = match acpi::find(rsdp, b"MCFG") {
-        Ok(Some(t)) => t,
-        Ok(None) => return klog!("ACPI: no MCFG table: no PCI devices"),
+pub fn init(platform: Option<&Platform<'static>>, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_RANGES]) {
+    let Some(platform) = platform else { return klog!("ACPI: no tables: no PCI devices") };
+    // The MCFG as the `firmware` crate read it (through the `acpi` crate).
+    let regions = match platform.ecam {
+        Ok(r) => r,
         Err(e) => return klog!("ACPI: {e}: no PCI devices"),
     };
-    let region = match iommu::acpi::mcfg::Mcfg::parse(mcfg) {
-        Ok(m) => m.regions().find(|r| r.segment == 0),
-        Err(e) => return klog!("ACPI: MCFG rejected: {e}; no PCI devices"),
+    let Some(&region) = regions.as_slice().iter().find(|r| r.segment == 0) else {
+        return klog!("ACPI: MCFG has no segment 0: no PCI devices");
     };
-    let Some(region) = region else { return klog!("ACPI: MCFG has no segment 0") };
     if let Err(e) = mmio::map(region.window_start(), region.window_len(), alloc, ram) {
         return klog!("PCI: cannot map ECAM at {:#x}: {e}", region.window_start());
     }
@@ -205,13 +205,14 @@ pub fn init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange; crate::boot::MAX_
             );
         }
     }
-    iommu_init(rsdp, alloc, ram, &mut st);
+    iommu_init(platform.dmar, alloc, ram, &mut st);
 }
 
-fn iommu_init(rsdp: u64, alloc: &mut BootAlloc, ram: &[MemRange], st: &mut State) {
-    let dmar = match acpi::find(rsdp, b"DMAR") {
-        Ok(Some(t)) => t,
-        Ok(None) => return klog!("ACPI: no DMAR table: devices get no DMA"),
+fn iommu_init(dmar: Result<&'static [u8], FirmwareError>, alloc: &mut BootAlloc, ram: &[MemRange], st: &mut State) {
+    // The DMAR's bytes, located and checksummed by the `firmware` crate;
+    // the `acpi` crate does not parse DMAR, `iommu::acpi::dmar` does.
+    let dmar = match dmar {
+        Ok(t) => t,
         Err(e) => return klog!("ACPI: {e}: devices get no DMA"),
     };
     let dmar = match iommu::acpi::dmar::Dmar::parse(dmar) {

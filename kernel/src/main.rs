@@ -150,11 +150,12 @@ mod kernel {
         if let Err(e) = crate::mmio::map(lapic, 4096, &mut alloc, &bi.ram[..bi.ram_count]) {
             fatal(format_args!("cannot map the local APIC at {lapic:#x}: {e}"));
         }
-        crate::devices::init(bi.rsdp, &mut alloc, &bi.ram);
+        let platform = crate::acpi::discover(bi.rsdp);
+        crate::devices::init(platform.as_ref(), &mut alloc, &bi.ram);
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);
-        crate::acpi::report_cpus(bi.rsdp);
+        crate::acpi::report_cpus(platform.as_ref());
         let timer = apic::init(lapic, TICK_US);
         kinfo::set(ki::W_TICK_US, timer.tick_us);
         kinfo::set(ki::W_TSC_PER_US, timer.tsc_per_us);
