@@ -1,6 +1,7 @@
 //! Intel VT-d for a stateless exokernel, minus the register accesses.
 //!
-//! * [`acpi`]: DMAR and MCFG parsing with full validation.
+//! * [`acpi`]: DMAR parsing with full validation (the `acpi` crate has no
+//!   DMAR support; the kernel's `firmware` crate locates the table).
 //! * [`vtd`]: the translation structures (root, context, second-level page
 //!   tables) built over caller-provided memory and frames, a table walker
 //!   that faults like the hardware, capability decoding, invalidation

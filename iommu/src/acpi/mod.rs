@@ -1,5 +1,7 @@
-//! ACPI tables the `acpi` crate does not parse for us (DMAR) or that we
-//! want validated field by field (MCFG).
+//! The ACPI table the `acpi` crate does not parse: DMAR. (MADT and MCFG
+//! are read through the `acpi` crate by the kernel's `firmware` crate,
+//! which also finds the DMAR and checks its checksum before its bytes come
+//! here.)
 //!
 //! Every parser takes the table's bytes exactly as firmware left them and
 //! validates before it returns anything: signature, declared length against
@@ -9,8 +11,6 @@
 //! an [`AcpiError`] that names the table, the byte offset and the field.
 
 pub mod dmar;
-pub mod madt;
-pub mod mcfg;
 
 use core::fmt;
 use zerocopy::little_endian::{U32};
