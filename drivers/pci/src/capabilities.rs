@@ -4,7 +4,7 @@
 //! pci_types 0.10.1 follows next pointers as it finds them: a list that
 //! loops never ends (a loop of null-id entries never even returns from one
 //! `next()` call), and a pointer into the 64-byte header reads BARs and ids
-//! as capabilities. The [`Guard`] view sees every read the iterator makes
+//! as capabilities. The `Guard` view sees every read the iterator makes
 //! and, when a capability header read would revisit an entry, land in the
 //! header, or read all ones, answers zero instead: to pci_types a zero
 //! header is a null entry with no successor, so its walk ends, and the
