@@ -104,6 +104,8 @@ pub struct DmaStats {
     /// Bytes copied into bounce pages (on `share`) and back (on `unshare`).
     pub bounce_bytes_in: u64,
     pub bounce_bytes_out: u64,
+    /// Bounces dropped without copy-back after their device was reset.
+    pub abandoned_bounces: u64,
     /// The last allocation the Hal could not satisfy.
     pub last_failure: Option<PoolError>,
 }
@@ -214,6 +216,19 @@ impl DmaState {
         Ok(self.pages.free(b.first, b.pages)?)
     }
 
+    /// Free every bounce in flight without copying back: for after the
+    /// device was reset (it can no longer DMA into them) with requests
+    /// that will never complete. Returns how many there were.
+    pub fn abandon_bounces(&mut self) -> usize {
+        let n = self.bounces.len();
+        for b in core::mem::take(&mut self.bounces) {
+            // Bounce pages are allocated until released: cannot fail.
+            let _ = self.pages.free(b.first, b.pages);
+        }
+        self.stats.abandoned_bounces += n as u64;
+        n
+    }
+
     pub fn count_copy(&mut self, to_device: bool, bytes: usize) {
         if to_device {
             self.stats.bounce_bytes_in += bytes as u64;
@@ -249,6 +264,14 @@ pub unsafe fn install(region: DmaRegion) -> Result<(), DmaError> {
 /// The Hal's counters (zero if no pool is installed).
 pub fn stats() -> DmaStats {
     DMA.lock().as_ref().map(DmaState::stats).unwrap_or_default()
+}
+
+/// After resetting the device this pool serves: free the bounce pages
+/// of requests that will never complete (see [`DmaState::abandon_bounces`]).
+/// The pool must serve that one device only: another device's requests in
+/// flight would lose their bounces.
+pub fn abandon_bounces() -> usize {
+    with_pool(DmaState::abandon_bounces).unwrap_or(0)
 }
 
 fn with_pool<T>(f: impl FnOnce(&mut DmaState) -> T) -> Result<T, DmaError> {

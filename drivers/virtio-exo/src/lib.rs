@@ -11,7 +11,9 @@
 //!   VIRTIO_F_ACCESS_PLATFORM;
 //! - [`hal::ExoHal`]: the `Hal`, allocating from a pool of the driver's
 //!   device-mapped frames, sharing pool buffers in place and bouncing the
-//!   rest.
+//!   rest;
+//! - [`blk::Disk`]: `VirtIOBlk` with checked requests, bounded waits and
+//!   named errors.
 //!
 //! The register protocol and the pool logic are generic and tested on the
 //! host (`tests/` runs `VirtIOBlk` end to end against a fake device);
@@ -25,11 +27,13 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 pub mod exo;
+pub mod blk;
 pub mod hal;
 pub mod pool;
 pub mod regs;
 pub mod transport;
 
+pub use blk::{Disk, DiskError};
 pub use hal::{DmaBuffer, DmaError, DmaRegion, DmaStats, ExoHal};
 pub use regs::Registers;
 pub use transport::{ModernTransport, PciLayout, TransportError, TransportStatus};

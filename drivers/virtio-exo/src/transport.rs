@@ -431,6 +431,21 @@ impl<R: Registers> TransportStatus<R> {
         (self.shared.offered.get(), self.shared.negotiated.get())
     }
 
+    /// Reset the device (status 0): it stops all DMA and forgets its
+    /// queues. For a driver that must take buffers back from a device
+    /// that stopped answering. Returns whether the reset completed.
+    pub fn reset_device(&self) -> bool {
+        self.regs.write8(self.common + common::DEVICE_STATUS, 0);
+        for _ in 0..RESET_POLLS {
+            if self.device_status() == 0 {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        self.shared.fail(TransportError::ResetTimeout { status: self.device_status() });
+        false
+    }
+
     /// Queue notifications written so far.
     pub fn notifies(&self) -> u64 {
         self.shared.notifies.get()

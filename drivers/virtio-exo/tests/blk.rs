@@ -10,7 +10,8 @@ use virtio_exo::transport::{common, F_ACCESS_PLATFORM, F_VERSION_1};
 use virtio_exo::virtio_drivers::device::blk::VirtIOBlk;
 use virtio_exo::virtio_drivers::transport::DeviceType;
 use virtio_exo::virtio_drivers::Error as VirtioError;
-use virtio_exo::{hal, DmaBuffer, DmaRegion, ExoHal, ModernTransport, PciLayout, TransportError};
+use virtio_exo::blk::Op;
+use virtio_exo::{hal, Disk, DiskError, DmaBuffer, DmaRegion, ExoHal, ModernTransport, PciLayout, TransportError};
 
 const POOL_PAGES: usize = 96;
 const IOVA: u64 = 0x100_0000;
@@ -287,4 +288,53 @@ fn pool_exhaustion_is_a_named_dma_error() {
     assert!(matches!(DmaBuffer::new(1), Err(virtio_exo::DmaError::Pool(_))));
     drop(hog);
     assert_eq!(hal::stats().pages_in_use, 0);
+}
+
+#[test]
+fn disk_checks_requests_before_the_device_sees_them() {
+    let _s = serial();
+    let (bar, t) = device(64, FakeBar::qemu_features());
+    let mut disk = Disk::new(t).unwrap();
+    let mut buf = DmaBuffer::new(4096).unwrap();
+    assert_eq!(disk.read(0, &mut buf[..0]), Err(DiskError::BadLength { len: 0 }));
+    assert_eq!(disk.write(0, &buf[..513]), Err(DiskError::BadLength { len: 513 }));
+    assert_eq!(disk.read(62, &mut buf[..3 * SECTOR]), Err(DiskError::OutOfRange { sector: 62, sectors: 3, capacity: 64 }));
+    assert_eq!(disk.write(u64::MAX, &buf[..SECTOR]), Err(DiskError::OutOfRange { sector: u64::MAX, sectors: 1, capacity: 64 }));
+    assert_eq!(bar.dev().requests, 0, "refused requests must not reach the device");
+    fill(&mut buf[..2 * SECTOR], 3, 62);
+    disk.write(62, &buf[..2 * SECTOR]).unwrap();
+    buf.fill(0);
+    disk.read(62, &mut buf[..2 * SECTOR]).unwrap();
+    let mut want = vec![0u8; 2 * SECTOR];
+    fill(&mut want, 3, 62);
+    assert_eq!(&buf[..2 * SECTOR], &want[..]);
+    disk.flush().unwrap();
+    let requests = bar.dev().requests;
+    let flushes = bar.dev().flushes;
+    assert_eq!((disk.requests, requests, flushes), (3, 3, 1));
+    drop(buf);
+    drop(disk);
+    assert_eq!(hal::stats().pages_in_use, 0);
+}
+
+#[test]
+fn a_hung_device_times_out_and_is_reset() {
+    let _s = serial();
+    let (bar, t) = device(64, FakeBar::qemu_features());
+    let mut disk = Disk::new(t).unwrap();
+    disk.set_poll_limit(1000);
+    bar.dev().stalled = true;
+    let mut buf = DmaBuffer::new(4096).unwrap();
+    assert_eq!(disk.read(5, &mut buf[..SECTOR]), Err(DiskError::Timeout { op: Op::Read, sector: 5, polls: 1000 }));
+    // Reset before the buffer came back: the device can no longer DMA.
+    assert_eq!(bar.dev().status, 0);
+    assert_eq!(bar.dev().queue.enable, 0);
+    assert_eq!(disk.write(5, &buf[..SECTOR]), Err(DiskError::Dead));
+    assert_eq!(disk.flush(), Err(DiskError::Dead));
+    drop(buf);
+    drop(disk);
+    // The timed-out request's bounce pages (header, status) were released
+    // after the reset, without copying back.
+    assert_eq!(hal::stats().pages_in_use, 0);
+    assert_eq!(hal::stats().abandoned_bounces, 2);
 }

@@ -1,6 +1,7 @@
 //! `nvmed virtio` (the `virtio_blk_rw` test): virtio-blk through
 //! `virtio_drivers::device::blk::VirtIOBlk` (virtio-drivers 0.13.0, pinned
-//! by `virtio-exo`), on the same grants as the NVMe driver.
+//! by `virtio-exo`, wrapped in `virtio_exo::Disk` for checked requests,
+//! bounded waits and named errors), on the same grants as the NVMe driver.
 //!
 //! - Transport: `virtio_exo::ModernTransport` over the BAR init moved to
 //!   this process and the structure offsets it passes in args word 6 (init
@@ -22,14 +23,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::PAGE_SIZE;
-use exo_rt::mmio::Window;
 use exo_rt::println;
 use exo_rt::time::rdtsc;
-use virtio_exo::virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_exo::virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_exo::virtio_drivers::transport::DeviceType;
-use virtio_exo::{exo, hal, DmaBuffer, ExoHal, ModernTransport, PciLayout};
-
-type Blk = VirtIOBlk<ExoHal, ModernTransport<Window>>;
+use virtio_exo::{exo, hal, Disk, DiskError, DmaBuffer, ModernTransport, PciLayout};
 
 const SECTOR: u64 = SECTOR_SIZE as u64;
 /// Random I/Os per pass.
@@ -57,10 +55,10 @@ fn check(buf: &[u8], seed: u64, lba: u64) -> Option<(u64, u64, u64, u64)> {
     })
 }
 
-/// A `virtio-drivers` error, with the Hal's reason when it was DMA memory.
-fn named(e: virtio_exo::virtio_drivers::Error) -> String {
-    match hal::stats().last_failure {
-        Some(why) if e == virtio_exo::virtio_drivers::Error::DmaError => format!("{e}: {why}"),
+/// A disk error, with the Hal's reason when DMA memory ran out.
+fn named(e: DiskError) -> String {
+    match (e, hal::stats().last_failure) {
+        (DiskError::Device { error: virtio_exo::virtio_drivers::Error::DmaError, .. }, Some(why)) => format!("{e}: {why}"),
         _ => format!("{e}"),
     }
 }
@@ -75,8 +73,7 @@ pub fn run() -> Result<(), String> {
     // 0x1042); the transport cannot read the ID itself.
     let transport = ModernTransport::new(g.bar, layout, DeviceType::Block).map_err(|e| format!("virtio transport: {e}"))?;
     let status = transport.status();
-    let mut d = Blk::new(transport).map_err(|e| format!("virtio-blk bring-up: {}", named(e)))?;
-    status.check().map_err(|e| format!("virtio-blk bring-up: {e}"))?;
+    let mut d = Disk::new(transport).map_err(|e| format!("virtio-blk bring-up: {}", named(e)))?;
     let cap = d.capacity();
     let (offered, accepted) = status.features();
     println!(
@@ -102,30 +99,32 @@ pub fn run() -> Result<(), String> {
         })
         .collect();
     let before = hal::stats();
-    let mut requests = 0u64;
     let t0 = rdtsc();
     for (lba, n) in &ios {
         let data = &mut buf[..(n * SECTOR) as usize];
         fill(data, seed, *lba);
-        d.write_blocks(*lba as usize, data).map_err(|e| format!("write of {n} sectors at sector {lba}: {}", named(e)))?;
-        requests += 1;
+        d.write(*lba, data).map_err(|e| format!("write of {n} sectors: {}", named(e)))?;
     }
     d.flush().map_err(|e| format!("flush: {}", named(e)))?;
-    requests += 1;
     let tw = rdtsc() - t0;
     let t0 = rdtsc();
     for (i, (lba, n)) in ios.iter().enumerate() {
         let data = &mut buf[..(n * SECTOR) as usize];
         data.fill(0xa5);
-        d.read_blocks(*lba as usize, data).map_err(|e| format!("read of {n} sectors at sector {lba}: {}", named(e)))?;
-        requests += 1;
+        d.read(*lba, data).map_err(|e| format!("read of {n} sectors: {}", named(e)))?;
         if let Some((b, j, got, want)) = check(data, seed, *lba) {
             return Err(format!("I/O {i}: sector {} word {j}: read {got:#x}, wrote {want:#x}", lba + b));
         }
     }
     let tr = rdtsc() - t0;
     status.check().map_err(|e| format!("after the run: {e}"))?;
+    // A request past the end is refused by name before the device sees it.
+    match d.read(cap - 1, &mut buf[..2 * SECTOR_SIZE]) {
+        Err(DiskError::OutOfRange { .. }) => {}
+        other => return Err(format!("a read of sectors {}..{} on a {cap}-sector disk gave {other:?}", cap - 1, cap + 1)),
+    }
     let st = hal::stats();
+    let requests = d.requests;
     let bytes: u64 = ios.iter().map(|(_, n)| n * SECTOR).sum();
     println!(
         "nvmed virtio: wrote, flushed and verified {} I/Os ({} KiB, up to {max_pages} pages each) at random sectors: {requests} requests, {} notifications; {} / {} us per write / read (QD1)",

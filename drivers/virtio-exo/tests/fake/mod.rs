@@ -56,6 +56,8 @@ pub struct Device {
     pub dma: DmaRegion,
     /// Refuse FEATURES_OK whatever the driver writes.
     pub refuse_features: bool,
+    /// Take notifies but never complete anything (a hung device).
+    pub stalled: bool,
     /// Device-configuration reads bump the generation this many times.
     pub generation_bumps: u32,
     generation: u8,
@@ -84,6 +86,7 @@ impl FakeBar {
             config_accesses: Vec::new(),
             dma,
             refuse_features: false,
+            stalled: false,
             generation_bumps: 0,
             generation: 0,
         })))
@@ -253,7 +256,7 @@ impl Device {
 
     fn notify(&mut self, queue: u16) {
         self.notifies += 1;
-        if queue != 0 || self.status & 4 == 0 || self.queue.enable != 1 {
+        if queue != 0 || self.status & 4 == 0 || self.queue.enable != 1 || self.stalled {
             return;
         }
         let size = self.queue.size;
