@@ -107,7 +107,7 @@ pub(crate) fn root(view: &PhysView<'_>, pa: u64) -> Result<Root, FirmwareError> 
     let bytes = frame(view, root_pa, table, HEADER_LEN)?;
     contents(bytes, root_pa, table)?;
     let len = bytes.len() as u64;
-    if (len - HEADER_LEN) % entry_size != 0 {
+    if !(len - HEADER_LEN).is_multiple_of(entry_size) {
         return Err(FirmwareError::BadLength {
             table,
             pa: root_pa,

@@ -45,7 +45,7 @@ fn truncation_case(i: usize) -> (usize, u32, bool) {
     let per_table = 2 * 0x120;
     let table = i / per_table;
     let length = ((i % per_table) / 2) as u32;
-    (table, length, i % 2 == 0)
+    (table, length, i.is_multiple_of(2))
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn every_truncation_in_memory() {
 /// of the time so the corruption reaches past them.
 fn random_case(i: usize) {
     let mut rng = Rng::new(i as u64 + 1);
-    let mut img = Image::qemu(if i % 3 == 0 { 0 } else { 2 });
+    let mut img = Image::qemu(if i.is_multiple_of(3) { 0 } else { 2 });
     let which = rng.below(TABLES as u64 + 2) as usize;
     let fix = rng.below(2) == 0;
     let target = match which {

@@ -173,7 +173,8 @@ fn rsdp_2_length_is_checked_before_the_crate_checksums_it() {
 
 #[test]
 fn root_table_problems_fail_discovery() {
-    let cases: Vec<(Box<dyn Fn(&mut Image)>, &str)> = vec![
+    type Corruption = Box<dyn Fn(&mut Image)>;
+    let cases: Vec<(Corruption, &str)> = vec![
         (Box::new(|i| i.root[0] = b'R'), "wrong signature"),
         (Box::new(|i| i.root[20] ^= 1), "checksum"),
         (Box::new(|i| i.root[4..8].copy_from_slice(&20u32.to_le_bytes())), "shorter than the 36-byte header"),
@@ -192,8 +193,7 @@ fn root_table_problems_fail_discovery() {
         }
         let err = discover(&img.memory()).unwrap_err();
         let text = err.to_string();
-        let expect_text = expect.strip_prefix("wrong signature ").map_or(expect.to_string(), |s| format!("wrong signature {s}"));
-        assert!(text.contains(&expect_text) || text.contains(expect), "{expect}: got {text}");
+        assert!(text.contains(expect), "{expect}: got {text}");
         assert!(text.contains("XSDT") || text.contains("RSDT"), "names the table: {text}");
     }
 }
