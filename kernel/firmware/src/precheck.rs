@@ -138,8 +138,8 @@ pub(crate) fn header_readable(view: &PhysView<'_>, pa: u64) -> bool {
 
 /// The bytes of the table at `pa` as its header's length declares them,
 /// checked to be `table`, at least `min_len` and at most [`MAX_TABLE`]
-/// long, and inside the view. This is what makes it safe to let the crate
-/// map and dereference the table.
+/// long, and inside the view (used for the root table, which the crate
+/// maps and dereferences unconditionally).
 pub(crate) fn frame<'v>(view: &PhysView<'v>, pa: u64, table: Table, min_len: u64) -> Result<&'v [u8], FirmwareError> {
     let mut h = [0u8; HEADER_LEN as usize];
     view.read(pa, &mut h).map_err(|_| FirmwareError::OutsideView { table, pa, len: HEADER_LEN })?;
@@ -148,16 +148,7 @@ pub(crate) fn frame<'v>(view: &PhysView<'v>, pa: u64, table: Table, min_len: u64
     }
     let length = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64;
     if length < min_len {
-        return Err(FirmwareError::BadLength {
-            table,
-            pa,
-            length,
-            why: match table {
-                Table::Rsdt | Table::Xsdt => "is shorter than the 36-byte header",
-                Table::Dmar => "is shorter than the DMAR's 48-byte fixed part",
-                _ => "is shorter than the table's 44-byte fixed part",
-            },
-        });
+        return Err(short(table, pa, length));
     }
     if length > MAX_TABLE {
         return Err(FirmwareError::BadLength { table, pa, length, why: "is implausibly large (over 256 KiB)" });
@@ -191,27 +182,67 @@ pub(crate) struct Survey {
     pub first_problem: Option<FirmwareError>,
 }
 
-/// Checks every table the root lists under `table`'s signature: the crate's
-/// `find_table` maps each whole one it meets until it finds a valid one,
-/// so each must be framed before the crate is called. A table that cannot
-/// be framed is an error for this signature as a whole.
+/// Walks the tables the root lists under `table`'s signature the way the
+/// crate's `find_table` will, and checks each one it will map before it
+/// maps it. `find_table` reads each header; skips a table whose OEM ids are
+/// not UTF-8 without mapping more; otherwise maps the length the header
+/// declares, checksums it, skips it if the sum is wrong, and returns the
+/// first that passes. So: every table it maps in full must lie inside the
+/// view, and the one it returns must be at least `min_len` long (the
+/// crate's structure for the table, which it dereferences and subtracts
+/// from the length). Tables after that one are never touched.
 pub(crate) fn survey(view: &PhysView<'_>, root: &Root, table: Table, min_len: u64) -> Result<Survey, FirmwareError> {
     let mut s = Survey::default();
     for pa in entries(view, root) {
-        if !header_readable(view, pa) {
-            continue;
-        }
-        let mut sig = [0u8; 4];
-        if view.read(pa, &mut sig).is_err() || sig != table.signature() {
-            continue;
+        let mut h = [0u8; HEADER_LEN as usize];
+        if view.read(pa, &mut h).is_err() || h[..4] != table.signature() {
+            continue; // unreadable headers reach the crate as zeros: no match
         }
         s.found += 1;
-        let bytes = frame(view, pa, table, min_len)?;
-        if let Err(e) = contents(bytes, pa, table) {
-            s.first_problem.get_or_insert(e);
+        let oem = if core::str::from_utf8(&h[10..16]).is_err() {
+            Some("OEM id")
+        } else if core::str::from_utf8(&h[16..24]).is_err() {
+            Some("OEM table id")
+        } else {
+            None
+        };
+        if let Some(field) = oem {
+            s.first_problem.get_or_insert(FirmwareError::NotUtf8 { table, pa, field });
+            continue;
         }
+        let length = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64;
+        if length > MAX_TABLE {
+            return Err(FirmwareError::BadLength { table, pa, length, why: "is implausibly large (over 256 KiB)" });
+        }
+        // The handler maps at least the crate's structure, so that much
+        // must be readable even when the declared length is shorter.
+        let mapped = length.max(min_len);
+        view.offset(pa, mapped).map_err(|_| FirmwareError::OutsideView { table, pa, len: mapped })?;
+        let bytes = view.bytes(pa, length).map_err(|_| FirmwareError::OutsideView { table, pa, len: length })?;
+        let sum = sum(bytes);
+        if sum != 0 {
+            s.first_problem.get_or_insert(FirmwareError::BadChecksum { table, pa, sum });
+            continue;
+        }
+        if length < min_len {
+            return Err(short(table, pa, length));
+        }
+        break; // the crate returns this one
     }
     Ok(s)
+}
+
+fn short(table: Table, pa: u64, length: u64) -> FirmwareError {
+    FirmwareError::BadLength {
+        table,
+        pa,
+        length,
+        why: match table {
+            Table::Rsdt | Table::Xsdt => "is shorter than the 36-byte header",
+            Table::Dmar => "is shorter than the DMAR's 48-byte fixed part",
+            _ => "is shorter than the table's 44-byte fixed part",
+        },
+    }
 }
 
 /// The size of the crate's structure for a MADT entry type, which the
