@@ -8,9 +8,10 @@
 //! without first reading a signature are for the RSDP and the root table,
 //! and `precheck` has put both inside the view before the crate is called;
 //! the only large requests (a whole table) come after a matching signature
-//! was read from inside the view, and `precheck` has put every table with
-//! the signatures we look up inside the view too. So the zero block never
-//! has to stand in for more than a header.
+//! was read from inside the view, and `precheck::survey` has put every
+//! table the crate will map in full, under the signatures we look up,
+//! inside the view too. So the zero block never has to stand in for more
+//! than a header.
 
 use crate::view::PhysView;
 use acpi::{AcpiHandler, PhysicalMapping};
