@@ -111,6 +111,7 @@ mod tests {
                 "nvme_persist",
                 "block_service",
                 "virtio_blk_rw",
+                "sriov_pf",
                 "nvme_bench"
             ]
         );
