@@ -126,8 +126,20 @@ pub fn lock_images(dir: &Path) -> Result<ImagesLock> {
 }
 
 /// QEMU option values are comma-separated; a literal comma is doubled.
-fn qemu_escape(p: &Path) -> String {
+pub fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
+}
+
+/// The board under the standard devices. Only tests of what the kernel
+/// does without a piece of firmware use anything but `Q35Iommu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chipset {
+    /// q35 (PCI Express, ECAM in an MCFG) with the VT-d I/O-MMU (a DMAR).
+    Q35Iommu,
+    /// q35 without an I/O-MMU: QEMU builds no DMAR.
+    Q35NoIommu,
+    /// i440fx (`pc`): conventional PCI, QEMU builds no MCFG and no DMAR.
+    I440fx,
 }
 
 /// Builder for the standard machine's command line.
@@ -151,6 +163,8 @@ pub struct Machine {
     /// machine, which the Linux baseline also boots, keeps the NVMe on the
     /// root bus.
     pub nvme_sriov: bool,
+    /// Which board and I/O-MMU (the standard machine: q35 with VT-d).
+    pub chipset: Chipset,
     /// QEMU trace event patterns (`-trace enable=...`).
     pub trace_events: Vec<String>,
     /// Where trace output goes (`-trace file=...`); stderr if unset.
@@ -175,6 +189,7 @@ impl Machine {
             icount: false,
             nvme_ioeventfd: true,
             nvme_sriov: false,
+            chipset: Chipset::Q35Iommu,
             trace_events: vec![],
             trace_file: None,
             qmp_socket: None,
@@ -217,6 +232,10 @@ impl Machine {
         self.nvme_sriov = on;
         self
     }
+    pub fn chipset(mut self, c: Chipset) -> Self {
+        self.chipset = c;
+        self
+    }
     pub fn trace(mut self, event_pattern: impl Into<String>) -> Self {
         self.trace_events.push(event_pattern.into());
         self
@@ -233,7 +252,6 @@ impl Machine {
         self.gdb = on;
         self
     }
-    #[allow(dead_code)] // API for the eval helpers (tests use it too)
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.extra_args.push(a.into());
         self
@@ -250,13 +268,18 @@ impl Machine {
         let img = |i: DiskImage| qemu_escape(&self.images_dir.join(i.file));
         let mut a: Vec<OsString> = vec![];
         let mut push = |words: &[&str]| a.extend(words.iter().map(OsString::from));
-        push(&["-machine", "q35,kernel-irqchip=split,nvdimm=on"]);
+        push(&["-machine", match self.chipset {
+            Chipset::Q35Iommu | Chipset::Q35NoIommu => "q35,kernel-irqchip=split,nvdimm=on",
+            Chipset::I440fx => "pc,nvdimm=on",
+        }]);
         push(&["-m", "512M,slots=2,maxmem=4G", "-smp", "1"]);
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         }
-        push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        if self.chipset == Chipset::Q35Iommu {
+            push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        }
         let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
         let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
         if self.nvme_sriov {
@@ -337,6 +360,17 @@ mod tests {
         let mut c = Command::new(QEMU);
         c.args(m.args().unwrap());
         display(&c)
+    }
+
+    #[test]
+    fn chipsets_differ_only_in_board_and_iommu() {
+        let std = line(&Machine::new("/i"));
+        let no_iommu = line(&Machine::new("/i").chipset(Chipset::Q35NoIommu));
+        let pc = line(&Machine::new("/i").chipset(Chipset::I440fx));
+        let iommu = " -device intel-iommu,intremap=on,caching-mode=on";
+        assert!(std.contains(iommu));
+        assert_eq!(std.replace(iommu, ""), no_iommu);
+        assert_eq!(no_iommu.replace("q35,kernel-irqchip=split,nvdimm=on", "pc,nvdimm=on"), pc);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::bad_elf;
 use crate::build::Artifacts;
+use crate::machine::{Chipset, Machine};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -22,15 +23,18 @@ pub struct QemuTest {
     /// reboot. Both boots get the same fresh `nonce=<hex>` appended, and
     /// each must print the pass line of its own `test=` name.
     pub then: Option<&'static str>,
-    /// Boot the machine variant whose NVMe is an SR-IOV physical function
-    /// behind a PCIe root port (`Machine::nvme_sriov`).
-    pub nvme_sriov: bool,
+    /// The machine variant this test boots (the standard machine unless
+    /// said otherwise).
+    pub machine: fn(Machine) -> Machine,
+    /// An extra ACPI table QEMU adds (`-acpitable file=...`, the header
+    /// included; QEMU fixes the checksum), listed after QEMU's own.
+    pub acpi_table: Option<fn() -> Vec<u8>>,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const fn test(name: &'static str, append: &'static str) -> QemuTest {
-    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None, nvme_sriov: false }
+    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None, machine: standard, acpi_table: None }
 }
 
 pub const TESTS: &[QemuTest] = &[
@@ -57,7 +61,22 @@ pub const TESTS: &[QemuTest] = &[
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
     // kernel walks the bridge and the SR-IOV capability, and the userspace
     // driver does its read/write/verify run through the bridge.
-    QemuTest { nvme_sriov: true, ..test("sriov_pf", "test=sriov_pf") },
+    QemuTest { machine: |m| m.nvme_sriov(true), ..test("sriov_pf", "test=sriov_pf") },
+    // A malformed ACPI table costs only what it describes. The board must
+    // not build its own copy (the first table of a signature is the one
+    // read): q35 without VT-d builds no DMAR, i440fx no MCFG. With a
+    // truncated DMAR the machine boots with its devices but without DMA;
+    // with a truncated MCFG, without PCI devices. Both reach init.
+    QemuTest {
+        machine: |m| m.chipset(Chipset::Q35NoIommu),
+        acpi_table: Some(truncated_dmar),
+        ..test("acpi_bad_dmar", "test=acpi_bad_dmar")
+    },
+    QemuTest {
+        machine: |m| m.chipset(Chipset::I440fx),
+        acpi_table: Some(truncated_mcfg),
+        ..test("acpi_bad_mcfg", "test=acpi_bad_mcfg")
+    },
     // The drivers benchmark's exokernel rows, short: a smoke test that the
     // `EXO-BENCH` lines come out (the eval harness boots `test=nvme_bench`).
     QemuTest { append: "test=nvme_bench quick", ..test("nvme_bench", "") },
@@ -66,6 +85,32 @@ pub const TESTS: &[QemuTest] = &[
 /// The `test=` name of a command line (what its pass line names).
 pub fn pass_name(append: &str) -> Option<&str> {
     append.split_whitespace().find_map(|w| w.strip_prefix("test="))
+}
+
+fn standard(m: Machine) -> Machine {
+    m
+}
+
+/// An ACPI table of `len` bytes: a header declaring that length (QEMU
+/// recomputes the checksum) and zeros.
+fn acpi_table(signature: &[u8; 4], len: u32) -> Vec<u8> {
+    let mut t = vec![0u8; len as usize];
+    t[..4].copy_from_slice(signature);
+    t[4..8].copy_from_slice(&len.to_le_bytes());
+    t[8] = 1; // revision
+    t[10..16].copy_from_slice(b"EXOBAD");
+    t
+}
+
+/// A DMAR cut off inside its fixed part (which is 48 bytes).
+fn truncated_dmar() -> Vec<u8> {
+    acpi_table(b"DMAR", 40)
+}
+
+/// An MCFG cut off before its first allocation entry (the fixed part is
+/// 44 bytes).
+fn truncated_mcfg() -> Vec<u8> {
+    acpi_table(b"MCFG", 40)
 }
 
 /// `bad_elf/*` entries derived from init (always present).
@@ -112,6 +157,8 @@ mod tests {
                 "block_service",
                 "virtio_blk_rw",
                 "sriov_pf",
+                "acpi_bad_dmar",
+                "acpi_bad_mcfg",
                 "nvme_bench"
             ]
         );

@@ -218,8 +218,20 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
             path
         }
     };
+    let acpi_table = match t.acpi_table {
+        None => None,
+        Some(table) => {
+            let path = ws.bare_metal_out().join(format!("acpi-{}.bin", t.name));
+            build::write(&path, &table())?;
+            Some(path)
+        }
+    };
     let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
-        let machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append).nvme_sriov(t.nvme_sriov);
+        let mut machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append);
+        machine = (t.machine)(machine);
+        if let Some(path) = &acpi_table {
+            machine = machine.arg("-acpitable").arg(format!("file={}", machine::qemu_escape(path)));
+        }
         let opts = RunOptions {
             name: name.to_string(),
             log_dir: ws.qemu_log_dir(),

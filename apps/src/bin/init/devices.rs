@@ -350,6 +350,41 @@ pub fn sriov_pf() -> Outcome {
     nvme_rw()
 }
 
+/// `acpi_bad_dmar` (q35 without VT-d, plus a DMAR cut off inside its
+/// fixed part): the kernel refused it and booted without the I/O-MMU —
+/// the devices are listed with their registers, none has a DMA handle —
+/// and a process runs.
+pub fn acpi_bad_dmar() -> Outcome {
+    let devices = all();
+    if devices.is_empty() {
+        return Err("no devices: a bad DMAR must cost only DMA, not PCI".into());
+    }
+    if exo_rt::devinfo(di::W_IOMMU) != 0 {
+        return Err("the I/O-MMU is on although the only DMAR is truncated".into());
+    }
+    if let Some(d) = devices.iter().find(|d| d.handle_va != 0) {
+        return Err(format!("device {:04x} has a DMA handle without an I/O-MMU", d.bdf));
+    }
+    nvme()?;
+    println!("init: {} devices, no I/O-MMU, no DMA handles", devices.len());
+    crate::tests::expect_exit("hello", "", 0, 0)
+}
+
+/// `acpi_bad_mcfg` (i440fx, which has no MCFG of its own, plus an MCFG cut
+/// off before its first entry):
+/// the kernel refused it and booted without PCI devices; a process runs.
+pub fn acpi_bad_mcfg() -> Outcome {
+    if exo_rt::devinfo(di::W_MAGIC) != di::MAGIC {
+        return Err("the device info page is missing".into());
+    }
+    let n = exo_rt::devinfo(di::W_COUNT);
+    if n != 0 {
+        return Err(format!("{n} devices listed although the only MCFG is truncated"));
+    }
+    println!("init: no PCI devices (the MCFG was refused)");
+    crate::tests::expect_exit("hello", "", 0, 0)
+}
+
 /// `nvme_irq`: completions signalled by MSI-X. The driver programs its
 /// MSI-X entries (in its BAR) with the remappable-format addresses of the
 /// device's interrupt-remapping handles; init routes the vectors to it.

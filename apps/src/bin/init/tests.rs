@@ -38,6 +38,8 @@ pub fn run(name: &str) -> Outcome {
         "nvme_persist_write" => crate::devices::nvme_persist(false),
         "nvme_persist_check" => crate::devices::nvme_persist(true),
         "block_service" => crate::devices::block_service(),
+        "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
+        "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
         other => Err(format!("no test named {other:?}")),
     }
 }
@@ -64,7 +66,7 @@ pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
     }
 }
 
-fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
+pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
     let c = start(prog, args, spare, &[])?;
     let code = finish(&c, args)?;
     if code == want {
