@@ -25,6 +25,7 @@ static UPCALL_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static WAKE_ARG: AtomicU64 = AtomicU64::new(0);
 static WAKE_FROM: AtomicU64 = AtomicU64::new(0);
 static FAULTS_HANDLED: AtomicU64 = AtomicU64::new(0);
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_fault_handler(h: FaultHandler) {
     FAULT_HANDLER.store(h as usize, Ordering::SeqCst);
@@ -37,6 +38,13 @@ pub fn set_upcall_handler(h: UpcallHandler) {
 /// The argument and sender of the last `yield` that woke this process.
 pub fn last_wake() -> (u64, u64) {
     (WAKE_ARG.load(Ordering::SeqCst), WAKE_FROM.load(Ordering::SeqCst))
+}
+
+/// Upcalls (kernel entries into this process: faults, ticks, yields to
+/// it) so far, the first included: with [`crate::sys::calls`], this
+/// process's kernel crossings.
+pub fn upcalls() -> u64 {
+    UPCALLS.load(Ordering::Relaxed)
 }
 
 /// Page faults resolved by the program's handler so far.
@@ -135,6 +143,7 @@ fn saved_valid() -> bool {
 }
 
 extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
     let reason = match Reason::try_from(reason) {
         Ok(r) => r,
         Err(n) => crate::fatal(format_args!("upcall with unknown reason {n}")),

@@ -13,15 +13,17 @@
 
 extern crate alloc;
 
+pub mod blockq;
 pub mod console;
 pub mod control;
 pub mod entry;
 pub mod heap;
 pub mod layout;
 pub mod mmio;
+pub mod region;
 pub mod sys;
 
-pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, yield_now};
+pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, upcalls, yield_now};
 pub use exo_abi as abi;
 
 use core::sync::atomic::{AtomicBool, Ordering};

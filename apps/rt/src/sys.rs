@@ -2,7 +2,17 @@
 //! instruction; the kernel checks every argument, so no wrapper can do harm
 //! by passing a bad value — it gets an [`Error`] back.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_abi::{decode_result, Error, Rights, Syscall};
+
+/// System calls this process has made (every `syscall` instruction goes
+/// through [`raw_number`]), for benchmarks that count kernel crossings.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// System calls made so far by this process.
+pub fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
 
 #[inline(always)]
 fn raw(nr: Syscall, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> Result<u64, Error> {
@@ -12,6 +22,7 @@ fn raw(nr: Syscall, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> Result<u64, 
 /// A system call by number (the fuzz test uses this for hostile numbers).
 #[inline(always)]
 pub fn raw_number(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> Result<u64, Error> {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     let (rax, rdx): (u64, u64);
     // SAFETY: the kernel's system-call contract: it reads rax, rdi, rsi,
     // rdx, r10, r8, returns in rax/rdx and clobbers rcx and r11; it never

@@ -13,7 +13,8 @@ use exo_abi::PAGE_SIZE;
 use exo_rt::layout::{MAILBOX_VA, SHARED_VA};
 use exo_rt::mmio::Window;
 use exo_rt::{args_word, mem, println, yield_now};
-use blockq::{Client, Op, Request, Response, Server, SharedRegion, Status};
+use blockq::{Client, Op, Request, Response, Server, Status};
+use exo_rt::blockq::SharedWindow;
 use nvme::driver::{Direction, Error as NvmeError};
 use nvme::prp::DmaBuffer;
 
@@ -24,28 +25,6 @@ const ASYNC_QUEUE: usize = 0;
 const SYNC_QUEUE: usize = 1;
 /// Commands the server keeps in flight on the async queue (< its 63 ids).
 const MAX_IN_FLIGHT: u32 = 32;
-
-/// The shared region through volatile accesses.
-pub struct Region(pub Window);
-
-impl SharedRegion for Region {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-    fn load_acquire(&self, offset: u64) -> u32 {
-        self.0.load_acquire32(offset)
-    }
-    fn store_release(&self, offset: u64, value: u32) {
-        self.0.store_release32(offset, value)
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]) {
-        self.0.read(offset, buf)
-    }
-    fn write(&self, offset: u64, data: &[u8]) {
-        // `Window::write` takes `&self`: the region is shared memory.
-        self.0.write(offset, data)
-    }
-}
 
 fn region() -> Result<Window, String> {
     Window::new(SHARED_VA, args_word(3)).ok_or_else(|| "no shared region".into())
@@ -58,12 +37,39 @@ fn device_status(e: NvmeError) -> Status {
     }
 }
 
+/// The part of the namespace this service exposes, from args word 7:
+/// 0 = all of it; else the low 32 bits are the first MiB and the high 32
+/// bits the length in MiB. Returns (first LBA, blocks). Clients see LBA 0
+/// at the window's start and cannot reach outside it (the server refuses
+/// requests past `blocks` as out of range).
+fn lba_window(word: u64, bs: u32, ns_blocks: u64) -> Result<(u64, u64), String> {
+    if word == 0 {
+        return Ok((0, ns_blocks));
+    }
+    const MIB: u64 = 1 << 20;
+    if bs == 0 || !MIB.is_multiple_of(bs as u64) {
+        return Err(format!("block size {bs} does not divide a MiB; cannot serve a MiB window"));
+    }
+    let per_mib = MIB / bs as u64;
+    let (first, len) = ((word & 0xffff_ffff) * per_mib, (word >> 32) * per_mib);
+    if len == 0 || first.checked_add(len).is_none_or(|end| end > ns_blocks) {
+        return Err(format!(
+            "window of {} MiB at {} MiB does not fit the namespace ({} MiB)",
+            word >> 32,
+            word & 0xffff_ffff,
+            ns_blocks / per_mib
+        ));
+    }
+    Ok((first, len))
+}
+
 pub fn serve() -> Result<(), String> {
     let g = hw::grants()?;
     let win = Window::new(SHARED_VA, g.extra[0]).ok_or("no shared region")?;
     let (mut d, _) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
     let bs = d.block_size();
-    let mut server = Server::format(Region(win), RING_ENTRIES, bs, d.namespace().size).map_err(|e| format!("formatting the region: {e:?}"))?;
+    let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
+    let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity).map_err(|e| format!("formatting the region: {e:?}"))?;
     let geo = server.geometry();
     // The data area becomes device-visible at DATA_IOVA.
     let data_pages = geo.data_len / PAGE_SIZE;
@@ -71,9 +77,10 @@ pub fn serve() -> Result<(), String> {
     let data = DmaPages { win: win.slice(geo.data_offset, data_pages * PAGE_SIZE).ok_or("data area")?, iova: DATA_IOVA };
     let pages: Vec<u64> = (0..data_pages).map(|i| data.page_iova(i)).collect();
     println!(
-        "nvmed serve: region of {} KiB: {RING_ENTRIES}-entry rings, {} KiB data area mapped into the device",
+        "nvmed serve: region of {} KiB: {RING_ENTRIES}-entry rings, {} KiB data area mapped into the device; serving LBAs {base_lba}..{}",
         win.len() / 1024,
-        geo.data_len / 1024
+        geo.data_len / 1024,
+        base_lba + capacity
     );
     mem::write(MAILBOX_VA + 8, 1);
 
@@ -119,8 +126,10 @@ pub fn serve() -> Result<(), String> {
             len: req.blocks * bs,
         };
         let dir = if req.op == Op::Read { Direction::Read } else { Direction::Write };
+        // Validated against the window's capacity: stays inside it.
+        let lba = base_lba + req.lba;
         if req.op != Op::Flush && buf.len as u64 <= max {
-            match d.submit_io(ASYNC_QUEUE, dir, req.lba, &buf) {
+            match d.submit_io(ASYNC_QUEUE, dir, lba, &buf) {
                 Ok(cid) => {
                     tags[cid as usize] = Some(req.tag);
                     in_flight += 1;
@@ -134,8 +143,8 @@ pub fn serve() -> Result<(), String> {
         }
         let r = match req.op {
             Op::Flush => d.flush(SYNC_QUEUE),
-            Op::Read => d.read(SYNC_QUEUE, req.lba, &buf),
-            Op::Write => d.write(SYNC_QUEUE, req.lba, &buf),
+            Op::Read => d.read(SYNC_QUEUE, lba, &buf),
+            Op::Write => d.write(SYNC_QUEUE, lba, &buf),
         };
         server.respond(req.tag, r.map_or_else(device_status, |_| Status::Ok));
         served += 1;
@@ -149,17 +158,9 @@ pub fn serve() -> Result<(), String> {
     Ok(())
 }
 
-/// Wait for the response to `tag` (the client keeps one request in flight
-/// per slot and answers come in order here).
-fn wait(c: &mut Client<Region>, yields: &mut u64) -> Result<Response, String> {
-    for _ in 0..1_000_000 {
-        if let Some(r) = c.poll().map_err(|e| format!("response ring: {e:?}"))? {
-            return Ok(r);
-        }
-        *yields += 1;
-        yield_now();
-    }
-    Err("no response from the driver".into())
+/// Wait for the next response (answers may come in any order).
+fn wait(c: &mut Client<SharedWindow>, yields: &mut u64) -> Result<Response, String> {
+    exo_rt::blockq::wait(c, 1_000_000, yields).map_err(|e| format!("{e}"))
 }
 
 /// The application: writes random blocks through the service, flushes,
@@ -168,16 +169,7 @@ fn wait(c: &mut Client<Region>, yields: &mut u64) -> Result<Response, String> {
 pub fn client() -> Result<(), String> {
     let win = region()?;
     let mut yields = 0u64;
-    let mut c = loop {
-        match Client::attach(Region(win)) {
-            Ok(c) => break c,
-            Err(_) if yields < 10_000 => {
-                yields += 1;
-                yield_now();
-            }
-            Err(e) => return Err(format!("attaching: {e:?}")),
-        }
-    };
+    let mut c = exo_rt::blockq::attach(win, 10_000, &mut yields).map_err(|e| format!("attaching: {e}"))?;
     let geo = c.geometry();
     let bs = geo.block_size as u64;
     let seed = exo_rt::time::rdtsc() | 1;
@@ -263,7 +255,7 @@ pub fn client() -> Result<(), String> {
     // would refuse it): its data would land on the ring header. The
     // server must answer BadRequest and execute nothing.
     hostile_request(&win, geo.entries, 4242);
-    let mut c = Client::attach(Region(win)).map_err(|e| format!("re-attaching: {e:?}"))?;
+    let mut c = Client::attach(SharedWindow(win)).map_err(|e| format!("re-attaching: {e:?}"))?;
     let bad = wait(&mut c, &mut io_yields)?;
     if bad.tag != 4242 || bad.status != Status::BadRequest {
         return Err(format!("a request with data over the ring header answered {bad:?}"));

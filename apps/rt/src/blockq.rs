@@ -1,0 +1,84 @@
+//! The block service's rings (`blockq`) over this runtime's shared memory:
+//! the [`blockq::SharedRegion`] a driver and its clients both use, and the
+//! client's blocking helpers (attach once the driver formatted the region,
+//! wait for an answer). Shared by `nvmed` (the server and its test client)
+//! and by libOSes that use the service (`kvdb`).
+
+use crate::mmio::Window;
+use crate::yield_now;
+use blockq::{Client, ProtocolError, Response, SharedRegion};
+
+/// A region shared with the peer, reached through volatile accesses (the
+/// peer may write any byte at any time).
+#[derive(Clone, Copy, Debug)]
+pub struct SharedWindow(pub Window);
+
+impl SharedRegion for SharedWindow {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn load_acquire(&self, offset: u64) -> u32 {
+        self.0.load_acquire32(offset)
+    }
+    fn store_release(&self, offset: u64, value: u32) {
+        self.0.store_release32(offset, value)
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        self.0.read(offset, buf)
+    }
+    fn write(&self, offset: u64, data: &[u8]) {
+        // `Window::write` takes `&self`: the region is shared memory.
+        self.0.write(offset, data)
+    }
+}
+
+/// Why a client gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// The server broke the ring protocol (or never formatted the region).
+    Protocol(ProtocolError),
+    /// No answer after this many yields: the driver is gone or stuck.
+    NoAnswer { yields: u64 },
+    /// An answer for a request the client does not have in flight.
+    UnexpectedAnswer { tag: u32 },
+}
+
+impl core::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WaitError::Protocol(e) => write!(f, "block service protocol error: {e:?}"),
+            WaitError::NoAnswer { yields } => write!(f, "no answer from the block driver after {yields} yields"),
+            WaitError::UnexpectedAnswer { tag } => write!(f, "the block driver answered tag {tag:#x}, which is not in flight"),
+        }
+    }
+}
+
+/// Attach to the region `win`, yielding (at most `max_yields` times)
+/// until the driver has formatted it. Yields are added to `yields`.
+pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<SharedWindow>, WaitError> {
+    let mut tried = 0;
+    loop {
+        match Client::attach(SharedWindow(win)) {
+            Ok(c) => return Ok(c),
+            Err(_) if tried < max_yields => {
+                tried += 1;
+                *yields += 1;
+                yield_now();
+            }
+            Err(e) => return Err(WaitError::Protocol(e)),
+        }
+    }
+}
+
+/// The next answer, yielding the CPU (at most `max_yields` times) while
+/// there is none; yields are added to `yields`.
+pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> Result<Response, WaitError> {
+    for _ in 0..max_yields {
+        if let Some(r) = c.poll().map_err(WaitError::Protocol)? {
+            return Ok(r);
+        }
+        *yields += 1;
+        yield_now();
+    }
+    c.poll().map_err(WaitError::Protocol)?.ok_or(WaitError::NoAnswer { yields: max_yields })
+}

@@ -1,0 +1,144 @@
+//! `kvdb`: libdb, the project's embedded database, as an application libOS
+//! on the exokernel, on the two media the design names:
+//! * `nvme`: a `libdb::BlockDevice` over the block service (`nvmed serve`,
+//!   `blockq` rings in a region init links into both processes);
+//! * `pmem`: a `libdb::PmemRegion` over a region mapped into this process
+//!   (the NVDIMM, or RAM frames init gives it), persisted with
+//!   clwb/clflushopt/clflush + sfence.
+//!
+//! Arguments: `<nvme|pmem> <create|check>`; args words 3 = the region's
+//! address, 4 = its size in bytes, 5 = TSC ticks per microsecond, 6 = the
+//! run's nonce. `create` makes a database and commits the plan of
+//! `workload.rs` (printing `EXO-DB` count lines), `check` reopens it and
+//! verifies it holds exactly what was committed. Exit code 0 = passed;
+//! see `error.rs` for the others.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod blockdev;
+#[cfg(target_os = "none")]
+mod error;
+#[cfg(target_os = "none")]
+mod pmemdev;
+#[cfg(target_os = "none")]
+mod workload;
+
+#[cfg(target_os = "none")]
+exo_rt::entry!(main);
+
+#[cfg(target_os = "none")]
+fn main() {
+    let args = exo_rt::args();
+    match run(args) {
+        Ok(()) => exo_rt::exit(0),
+        Err(e) => {
+            exo_rt::println!("kvdb {args}: FAILED: {e}");
+            exo_rt::exit(e.code())
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+fn run(args: &str) -> Result<(), error::KvdbError> {
+    use alloc::format;
+    use error::KvdbError;
+    use exo_rt::{args_word, println};
+
+    let mut words = args.split_whitespace();
+    let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let create = match phase {
+        "create" => true,
+        "check" => false,
+        _ => return Err(KvdbError::Usage(format!("phase {phase:?}: expected create or check"))),
+    };
+    let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
+    if va == 0 || bytes == 0 {
+        return Err(KvdbError::MissingRegion(format!("no {medium} region was given (args words 3/4 are {va:#x}/{bytes:#x})")));
+    }
+    if nonce == 0 {
+        return Err(KvdbError::Usage("no nonce (args word 6)".into()));
+    }
+    match medium {
+        "nvme" => {
+            let win = exo_rt::mmio::Window::new(va, bytes)
+                .ok_or_else(|| KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window")))?;
+            let mut dev = blockdev::BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
+            let geo = dev.geometry();
+            println!(
+                "kvdb: block service attached: {} blocks of {} bytes ({} MiB), {}-entry rings, {} KiB data area",
+                geo.capacity_blocks,
+                geo.block_size,
+                geo.capacity_blocks * geo.block_size as u64 >> 20,
+                geo.entries,
+                geo.data_len / 1024
+            );
+            if create {
+                // The service exposes only its window: one block past it is refused.
+                let mut one = alloc::vec![0u8; geo.block_size as usize];
+                match libdb::BlockDevice::read(&mut dev, geo.capacity_blocks, &mut one) {
+                    Err(libdb::IoError::OutOfRange) => println!("kvdb: a read one block past the service's window was refused (out of range)"),
+                    other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
+                }
+            }
+            let storage = libdb::BlockStorage::new(dev);
+            let counts = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| {
+                let c = s.device().counters;
+                workload::MediumCounts {
+                    device_writes: c.write_requests,
+                    device_flushes: c.flushes,
+                    device_bytes: c.bytes_written,
+                    requests: c.requests(),
+                    bytes_copied: c.bytes_copied,
+                    yields: c.yields,
+                    lines_flushed: 0,
+                }
+            };
+            let storage = if create {
+                workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?
+            } else {
+                workload::check(storage, nonce, "nvme")?
+            };
+            let c = storage.device().counters;
+            println!(
+                "kvdb: block service totals: {} writes ({} KiB), {} reads ({} KiB), {} flushes, {} KiB copied to/from the shared area, {} yields",
+                c.write_requests,
+                c.bytes_written / 1024,
+                c.read_requests,
+                c.bytes_read / 1024,
+                c.flushes,
+                c.bytes_copied / 1024,
+                c.yields
+            );
+        }
+        "pmem" => {
+            let region = exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
+            println!(
+                "kvdb: persistent-memory region at {va:#x}, {} MiB, cache-line write-back by {:?}",
+                bytes >> 20,
+                region.flush_method()
+            );
+            let storage = libdb::PmemStorage::new(pmemdev::MappedPmem::new(region));
+            let counts = |s: &libdb::PmemStorage<pmemdev::MappedPmem>| workload::MediumCounts {
+                device_flushes: s.region().fences,
+                lines_flushed: s.region().lines,
+                ..Default::default()
+            };
+            let storage = if create {
+                workload::create(storage, nonce, "pmem", tsc_per_us, counts, false)?
+            } else {
+                workload::check(storage, nonce, "pmem")?
+            };
+            let r = storage.region();
+            println!("kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences", r.persists, r.lines, r.fences);
+        }
+        other => return Err(KvdbError::Usage(format!("medium {other:?}: expected nvme or pmem"))),
+    }
+    Ok(())
+}
