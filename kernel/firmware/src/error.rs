@@ -12,6 +12,7 @@ pub enum Table {
     Madt,
     Mcfg,
     Dmar,
+    Nfit,
 }
 
 impl Table {
@@ -23,6 +24,7 @@ impl Table {
             Table::Madt => "MADT",
             Table::Mcfg => "MCFG",
             Table::Dmar => "DMAR",
+            Table::Nfit => "NFIT",
         }
     }
 
@@ -36,6 +38,7 @@ impl Table {
             Table::Madt => *b"APIC",
             Table::Mcfg => *b"MCFG",
             Table::Dmar => *b"DMAR",
+            Table::Nfit => *b"NFIT",
         }
     }
 }

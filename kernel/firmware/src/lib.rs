@@ -9,16 +9,22 @@
 //! * the PCI ECAM regions, from the MCFG (parsed by `acpi::mcfg`);
 //! * the DMAR's bytes, located and checksummed through the crate's table
 //!   lookup. The crate does not parse DMAR; `iommu::acpi::dmar` (zerocopy,
-//!   host-fuzzed) does.
+//!   host-fuzzed) does;
+//! * the NFIT's bytes (persistent memory, e.g. QEMU's `-device nvdimm`),
+//!   located and checksummed the same way; `pmem::nfit` parses them.
 //!
 //! The crate trusts the lengths in the tables: some corruptions make it
 //! panic, loop forever or read past a table. The `precheck` module validates every
 //! structure before the crate sees it (the module's doc lists each case),
 //! and the [`AcpiHandler`](acpi::AcpiHandler) over [`PhysView`] never maps
 //! outside the view. A bad RSDP or root table fails discovery; a bad MADT,
-//! MCFG or DMAR is an error in its own field of [`Platform`], so the kernel
+//! MCFG, DMAR or NFIT is an error in its own field of [`Platform`], so the kernel
 //! boots without what that table describes. Errors name the table, its
 //! address and what was wrong ([`FirmwareError`]).
+//!
+//! [`pmem_ranges`] then decides which NFIT persistent-memory ranges the
+//! kernel may map into init (no overlap with RAM, the kernel, the boot
+//! image or device registers; page aligned; within a size budget).
 //!
 //! No heap: the crate is used with its default features off.
 #![cfg_attr(not(test), no_std)]
@@ -29,6 +35,7 @@ mod error;
 mod handler;
 mod precheck;
 mod platform;
+pub mod pmem_ranges;
 mod view;
 
 pub use error::{FirmwareError, Table};

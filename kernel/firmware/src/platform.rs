@@ -1,6 +1,6 @@
 //! `Platform::discover`: the RSDP, the root table, and what the kernel
-//! needs from the MADT, MCFG and DMAR, each table judged on its own so one
-//! bad table costs only what it describes.
+//! needs from the MADT, MCFG, DMAR and NFIT, each table judged on its own so
+//! one bad table costs only what it describes.
 
 use crate::error::{crate_error_name, FirmwareError, Table};
 use crate::precheck::{self, Root, HEADER_LEN};
@@ -117,6 +117,11 @@ pub struct Platform<'v> {
     /// through the `acpi` crate; the crate does not parse DMAR, so these go
     /// to `iommu::acpi::dmar::Dmar::parse`.
     pub dmar: Result<&'v [u8], FirmwareError>,
+    /// The NFIT's bytes (length from its header, checksum checked), found
+    /// through the `acpi` crate like the DMAR; the crate does not parse
+    /// NFIT, so these go to `pmem::nfit::parse`. `Err(Missing(Nfit))` on a
+    /// machine without persistent memory (or with QEMU's `nvdimm=off`).
+    pub nfit: Result<&'v [u8], FirmwareError>,
 }
 
 /// The DMAR's fixed part (VT-d spec 8.1), so the crate's `find_table` can
@@ -140,10 +145,30 @@ unsafe impl AcpiTable for DmarHeader {
     }
 }
 
+/// The NFIT's fixed part (ACPI 6.x, 5.2.25): the header and 4 reserved
+/// bytes, so the crate's `find_table` can locate and checksum it.
+#[repr(C, packed)]
+struct NfitHeader {
+    header: SdtHeader,
+    reserved: u32,
+}
+
+// SAFETY: `NfitHeader` is the NFIT's 40-byte fixed part, `repr(C, packed)`
+// so its layout is the table's; `precheck::survey` admits only NFITs at
+// least 40 bytes long and inside the view before `find_table` maps one.
+unsafe impl AcpiTable for NfitHeader {
+    const SIGNATURE: Signature = Signature::NFIT;
+
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
 impl<'v> Platform<'v> {
-    /// Walks RSDP → RSDT/XSDT at `rsdp` in `view` and reads the MADT, MCFG
-    /// and DMAR. Fails as a whole only when the RSDP or the root table is
-    /// unusable; a bad MADT, MCFG or DMAR is an error in its own field.
+    /// Walks RSDP → RSDT/XSDT at `rsdp` in `view` and reads the MADT, MCFG,
+    /// DMAR and NFIT. Fails as a whole only when the RSDP or the root table
+    /// is unusable; a bad MADT, MCFG, DMAR or NFIT is an error in its own
+    /// field.
     pub fn discover(view: PhysView<'v>, rsdp: u64) -> Result<Self, FirmwareError> {
         let root = precheck::root(&view, rsdp)?;
         // SAFETY: `precheck::root` checked the RSDP (signature, checksums,
@@ -174,6 +199,7 @@ impl<'v> Platform<'v> {
             cpus: cpus(&view, &root, &tables),
             ecam: ecam(&view, &root, &tables),
             dmar: dmar(&view, &root, &tables),
+            nfit: nfit(&view, &root, &tables),
         })
     }
 }
@@ -263,5 +289,10 @@ fn ecam(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> 
 
 fn dmar<'v>(view: &PhysView<'v>, root: &Root, tables: &AcpiTables<PhysView<'v>>) -> Result<&'v [u8], FirmwareError> {
     let (_, bytes) = find::<DmarHeader>(view, root, tables, Table::Dmar, size_of::<DmarHeader>())?;
+    Ok(bytes)
+}
+
+fn nfit<'v>(view: &PhysView<'v>, root: &Root, tables: &AcpiTables<PhysView<'v>>) -> Result<&'v [u8], FirmwareError> {
+    let (_, bytes) = find::<NfitHeader>(view, root, tables, Table::Nfit, size_of::<NfitHeader>())?;
     Ok(bytes)
 }

@@ -30,9 +30,9 @@ use core::mem::size_of;
 /// Size of the header every system description table starts with.
 pub(crate) const HEADER_LEN: u64 = 36;
 
-/// The longest table believed. Real MADTs, MCFGs and DMARs are a few KiB;
-/// a length beyond this is corruption, and checksumming it would only
-/// waste boot time.
+/// The longest table believed. Real MADTs, MCFGs, DMARs and NFITs are a
+/// few KiB (an NFIT is a few hundred bytes per NVDIMM); a length beyond
+/// this is corruption, and checksumming it would only waste boot time.
 pub(crate) const MAX_TABLE: u64 = 256 * 1024;
 
 /// The longest ACPI 2.0+ RSDP believed (the spec's is 36 bytes).
@@ -240,6 +240,7 @@ fn short(table: Table, pa: u64, length: u64) -> FirmwareError {
         why: match table {
             Table::Rsdt | Table::Xsdt => "is shorter than the 36-byte header",
             Table::Dmar => "is shorter than the DMAR's 48-byte fixed part",
+            Table::Nfit => "is shorter than the NFIT's 40-byte fixed part",
             _ => "is shorter than the table's 44-byte fixed part",
         },
     }

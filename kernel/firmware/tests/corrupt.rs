@@ -9,15 +9,15 @@ mod common;
 use common::*;
 use firmware::{Cpus, EcamRegion, FirmwareError, PhysView, Platform};
 
-const TABLES: usize = 3; // MADT, MCFG, DMAR, as Image::qemu lays them out
+const TABLES: usize = 4; // MADT, MCFG, DMAR, NFIT, as Image::qemu lays them out
 
 fn discover(memory: &[u8]) -> Result<Platform<'_>, FirmwareError> {
     Platform::discover(PhysView::from_slice(memory), RSDP_AT)
 }
 
 /// Checks the tables that were left alone read as in the intact image (a
-/// corrupt RSDP or root table may lose any of them: pass all three), and
-/// that DMAR bytes, when returned, survive the project's DMAR parser.
+/// corrupt RSDP or root table may lose any of them: pass all four), and
+/// that DMAR and NFIT bytes, when returned, survive the project's parsers.
 fn others_intact(p: &Platform<'_>, touched: &[usize]) {
     if !touched.contains(&0) {
         assert_eq!(p.cpus, Ok(Cpus { enabled: 2, listed: 2, local_apic_address: 0xfee0_0000, has_8259: true }));
@@ -29,12 +29,18 @@ fn others_intact(p: &Platform<'_>, touched: &[usize]) {
     if !touched.contains(&2) {
         assert_eq!(p.dmar, Ok(&dmar()[..]));
     }
+    if !touched.contains(&3) {
+        assert_eq!(p.nfit, Ok(&qemu_nfit()[..]));
+    }
     if let Ok(bytes) = p.dmar {
         // Either verdict is fine; a panic is not.
         let _ = iommu::acpi::dmar::Dmar::parse(bytes);
     }
+    if let Ok(bytes) = p.nfit {
+        let _ = pmem::nfit::parse(bytes);
+    }
     // Every error renders.
-    for e in [p.cpus.err(), p.ecam.err(), p.dmar.err()].into_iter().flatten() {
+    for e in [p.cpus.err(), p.ecam.err(), p.dmar.err(), p.nfit.err()].into_iter().flatten() {
         assert!(!e.to_string().is_empty());
     }
 }
@@ -61,7 +67,7 @@ fn every_declared_length_of_every_table() {
         let p = discover(&m).expect("the RSDP and root are intact");
         others_intact(&p, &[table]);
         let real = Image::qemu(2).tables[table].len() as u32;
-        let verdict = [p.cpus.err(), p.ecam.err(), p.dmar.err()][table];
+        let verdict = [p.cpus.err(), p.ecam.err(), p.dmar.err(), p.nfit.err()][table];
         if length == real {
             assert_eq!(verdict, None, "the real length with a repaired checksum is the intact table");
         }
@@ -79,8 +85,8 @@ fn every_truncation_in_memory() {
         let (which, keep) = (i / 0x120, i % 0x120);
         let mut img = Image::qemu(2);
         let target = match which {
-            0..=2 => &mut img.tables[which],
-            3 => &mut img.root,
+            0..=3 => &mut img.tables[which],
+            4 => &mut img.root,
             _ => &mut img.rsdp,
         };
         if keep < target.len() {
@@ -88,7 +94,7 @@ fn every_truncation_in_memory() {
         }
         let m = img.memory();
         match discover(&m) {
-            Ok(p) => others_intact(&p, if which < TABLES { std::slice::from_ref(&which) } else { &[0, 1, 2] }),
+            Ok(p) => others_intact(&p, if which < TABLES { std::slice::from_ref(&which) } else { &[0, 1, 2, 3] }),
             Err(e) => {
                 assert!(which >= TABLES, "case {i}: only a cut RSDP or root fails discovery: {e}");
             }
@@ -105,8 +111,8 @@ fn random_case(i: usize) {
     let which = rng.below(TABLES as u64 + 2) as usize;
     let fix = rng.below(2) == 0;
     let target = match which {
-        0..=2 => &mut img.tables[which],
-        3 => &mut img.root,
+        0..=3 => &mut img.tables[which],
+        4 => &mut img.root,
         _ => &mut img.rsdp,
     };
     let flips = 1 + rng.below(6);
@@ -121,7 +127,7 @@ fn random_case(i: usize) {
         };
     }
     if fix {
-        if which == 4 {
+        if which == 5 {
             fix_rsdp(target);
         } else {
             fix_checksum(target);
@@ -129,7 +135,7 @@ fn random_case(i: usize) {
     }
     let m = img.memory();
     match discover(&m) {
-        Ok(p) => others_intact(&p, if which < TABLES { std::slice::from_ref(&which) } else { &[0, 1, 2] }),
+        Ok(p) => others_intact(&p, if which < TABLES { std::slice::from_ref(&which) } else { &[0, 1, 2, 3] }),
         Err(e) => {
             assert!(which >= TABLES, "case {i}: a corrupt table must not fail discovery: {e}");
         }
@@ -161,14 +167,14 @@ fn ten_thousand_random_root_entries() {
         let m = img.memory();
         let p = discover(&m).expect("the root is well-formed");
         assert_eq!(p.entries, entries.len());
-        // A stray entry that lands on bytes reading "APIC", "MCFG" or
-        // "DMAR" is a (bogus) table of that kind and may displace the real
-        // one; any other stray entry must change nothing.
+        // A stray entry that lands on bytes reading "APIC", "MCFG", "DMAR"
+        // or "NFIT" is a (bogus) table of that kind and may displace the
+        // real one; any other stray entry must change nothing.
         let real: Vec<u64> = (0..TABLES).map(table_at).collect();
         let impostor = entries.iter().any(|&e| {
             !real.contains(&e)
                 && e.checked_add(36).is_some_and(|end| end <= MEMORY as u64)
-                && [&b"APIC"[..], b"MCFG", b"DMAR"].contains(&&m[e as usize..e as usize + 4])
+                && [&b"APIC"[..], b"MCFG", b"DMAR", b"NFIT"].contains(&&m[e as usize..e as usize + 4])
         });
         if !impostor {
             others_intact(&p, &[]);
@@ -211,7 +217,7 @@ fn ten_thousand_random_madt_bodies() {
                 }
             }
         }
-        let m = Image::with(2, vec![sdt(b"APIC", 1, &body), qemu_mcfg(), dmar()], &[]).memory();
+        let m = Image::with(2, vec![sdt(b"APIC", 1, &body), qemu_mcfg(), dmar(), qemu_nfit()], &[]).memory();
         let p = discover(&m).unwrap();
         if well_formed {
             assert_eq!(p.cpus.map(|c| c.enabled), Ok(enabled));

@@ -40,13 +40,20 @@ fn check_qemu(p: &Platform<'_>) {
     let rmrrs: Vec<_> = d.rmrrs().collect();
     assert_eq!((rmrrs.len(), rmrrs[0].base, rmrrs[0].limit), (1, 0xe0000, 0xfffff));
     assert_eq!(rmrrs[0].scopes().next().unwrap().path().collect::<Vec<_>>(), vec![(0x1d, 0)]);
+    let nfit_bytes = p.nfit.unwrap();
+    assert_eq!(nfit_bytes, &qemu_nfit()[..], "the NFIT's exact bytes, as long as its header says");
+    let nfit = pmem::nfit::parse(nfit_bytes).expect("the pmem crate's NFIT parser takes the bytes");
+    let ranges: Vec<_> = nfit.persistent_ranges().collect();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!((ranges[0].base, ranges[0].length, ranges[0].index), (NVDIMM_BASE, NVDIMM_BYTES, 2));
+    assert_eq!((nfit.mappings.len(), nfit.mappings[0].spa_index, nfit.skipped), (1, 2, 1));
 }
 
 #[test]
 fn acpi_1_rsdt_image() {
     let m = Image::qemu(0).memory();
     let p = discover(&m).unwrap();
-    assert_eq!((p.revision, p.root, p.root_address, p.entries), (0, Table::Rsdt, ROOT_AT, 3));
+    assert_eq!((p.revision, p.root, p.root_address, p.entries), (0, Table::Rsdt, ROOT_AT, 4));
     assert_eq!(p.unreadable.count, 0);
     check_qemu(&p);
 }
@@ -55,7 +62,7 @@ fn acpi_1_rsdt_image() {
 fn acpi_2_xsdt_image() {
     let m = Image::qemu(2).memory();
     let p = discover(&m).unwrap();
-    assert_eq!((p.revision, p.root, p.entries), (2, Table::Xsdt, 3));
+    assert_eq!((p.revision, p.root, p.entries), (2, Table::Xsdt, 4));
     check_qemu(&p);
 }
 
@@ -82,6 +89,7 @@ fn madt_variants_through_the_crate() {
     assert_eq!(p.cpus, Ok(Cpus { enabled: 2, listed: 4, local_apic_address: 0x1_fee0_0000, has_8259: false }));
     assert_eq!(p.ecam, Err(FirmwareError::Missing(Table::Mcfg)));
     assert_eq!(p.dmar, Err(FirmwareError::Missing(Table::Dmar)));
+    assert_eq!(p.nfit, Err(FirmwareError::Missing(Table::Nfit)));
 }
 
 #[test]
@@ -201,22 +209,22 @@ fn root_table_problems_fail_discovery() {
 #[test]
 fn entries_pointing_outside_memory_are_skipped() {
     let far = [MEMORY as u64 - 20, MEMORY as u64, 0xdead_beef_0000, u64::MAX];
-    let m = Image::with(2, vec![qemu_madt(2), qemu_mcfg(), dmar()], &far).memory();
+    let m = Image::with(2, vec![qemu_madt(2), qemu_mcfg(), dmar(), qemu_nfit()], &far).memory();
     let p = discover(&m).unwrap();
-    assert_eq!(p.entries, 7);
+    assert_eq!(p.entries, 8);
     assert_eq!(p.unreadable.count, 4);
-    assert_eq!(p.unreadable.iter().copied().collect::<Vec<_>>(), vec![(3, far[0]), (4, far[1]), (5, far[2]), (6, far[3])]);
+    assert_eq!(p.unreadable.iter().copied().collect::<Vec<_>>(), vec![(4, far[0]), (5, far[1]), (6, far[2]), (7, far[3])]);
     check_qemu(&p);
     // Also before the tables, so the crate meets them first.
     let mut img = Image::with(2, vec![], &far);
     let mut entries: Vec<u64> = far.to_vec();
-    img.tables = vec![qemu_madt(2), qemu_mcfg(), dmar()];
-    entries.extend((0..3).map(table_at));
+    img.tables = vec![qemu_madt(2), qemu_mcfg(), dmar(), qemu_nfit()];
+    entries.extend((0..4).map(table_at));
     img.root = root(2, &entries);
     check_qemu(&discover(&img.memory()).unwrap());
 }
 
-/// One table broken; the other two must still be found.
+/// One table broken; the other three must still be found.
 fn broken(which: usize, corrupt: impl Fn(&mut Vec<u8>), fix: bool) -> Vec<u8> {
     let mut img = Image::qemu(2);
     corrupt(&mut img.tables[which]);
@@ -236,22 +244,26 @@ fn others_fine(p: &Platform<'_>, broken: usize) {
     if broken != 2 {
         assert_eq!(p.dmar.unwrap(), &dmar()[..]);
     }
+    if broken != 3 {
+        assert_eq!(p.nfit.unwrap(), &qemu_nfit()[..]);
+    }
 }
 
 fn field(p: &Platform<'_>, which: usize) -> FirmwareError {
     match which {
         0 => p.cpus.unwrap_err(),
         1 => p.ecam.unwrap_err(),
-        _ => p.dmar.unwrap_err(),
+        2 => p.dmar.unwrap_err(),
+        _ => p.nfit.unwrap_err(),
     }
 }
 
 #[test]
 fn a_bad_checksum_costs_only_its_table() {
-    for which in 0..3 {
+    for which in 0..4 {
         let m = broken(which, |t| t[40] ^= 0x10, false);
         let p = discover(&m).unwrap();
-        let table = [Table::Madt, Table::Mcfg, Table::Dmar][which];
+        let table = [Table::Madt, Table::Mcfg, Table::Dmar, Table::Nfit][which];
         assert_eq!(field(&p, which), FirmwareError::BadChecksum { table, pa: table_at(which), sum: 0x10 });
         others_fine(&p, which);
     }
@@ -259,12 +271,13 @@ fn a_bad_checksum_costs_only_its_table() {
 
 #[test]
 fn short_tables_are_refused_before_the_crate_subtracts() {
-    // The crate computes `length - 44` for MADT and MCFG.
-    for which in 0..3 {
+    // The crate computes `length - 44` for MADT and MCFG; the DMAR's fixed
+    // part is 48 bytes, the NFIT's 40.
+    for which in 0..4 {
         // (From 10 on the repaired checksum byte lies inside the declared
         // length; a length of 0 sums to 0 trivially.)
-        for length in [0u32, 10, 35, 36, 43, 47] {
-            if which != 2 && length > 43 {
+        for length in [0u32, 10, 35, 36, 39, 43, 47] {
+            if length >= [44, 44, 48, 40][which] {
                 continue;
             }
             let m = broken(which, |t| t[4..8].copy_from_slice(&length.to_le_bytes()), true);
@@ -326,7 +339,7 @@ fn madt_entries_that_would_hang_or_overrun_the_crate() {
         (&[0x04], "cut off"),
     ];
     for (entry, why) in cases {
-        let m = Image::with(2, vec![madt_with(entry), qemu_mcfg(), dmar()], &[]).memory();
+        let m = Image::with(2, vec![madt_with(entry), qemu_mcfg(), dmar(), qemu_nfit()], &[]).memory();
         let p = discover(&m).unwrap();
         let e = p.cpus.unwrap_err();
         assert!(matches!(e, FirmwareError::MadtEntry { offset: 52, .. }), "{entry:?}: {e:?}");
@@ -358,6 +371,49 @@ fn a_good_table_after_a_bad_one_is_used_and_a_missing_one_is_named() {
     let m = Image::with(0, vec![], &[]).memory();
     let p = discover(&m).unwrap();
     assert_eq!((p.entries, p.cpus.unwrap_err()), (0, FirmwareError::Missing(Table::Madt)));
+}
+
+#[test]
+fn nfit_found_absent_and_corrupt() {
+    // Found: QEMU's NFIT, after the other tables (checked by `check_qemu`),
+    // and also as the only table.
+    let m = Image::with(0, vec![qemu_nfit()], &[]).memory();
+    let p = discover(&m).unwrap();
+    assert_eq!(p.nfit, Ok(&qemu_nfit()[..]));
+    assert_eq!(p.cpus, Err(FirmwareError::Missing(Table::Madt)));
+
+    // Absent: a machine without persistent memory boots with everything else.
+    let m = Image::with(2, vec![qemu_madt(2), qemu_mcfg(), dmar()], &[]).memory();
+    let p = discover(&m).unwrap();
+    assert_eq!(p.nfit, Err(FirmwareError::Missing(Table::Nfit)));
+    assert_eq!(p.nfit.unwrap_err().to_string(), "no NFIT table");
+    others_fine(&p, 3);
+
+    // Corrupt: each named; the other tables unaffected.
+    let m = broken(3, |t| t[110] ^= 0x20, false);
+    let p = discover(&m).unwrap();
+    let e = p.nfit.unwrap_err();
+    assert_eq!(e, FirmwareError::BadChecksum { table: Table::Nfit, pa: table_at(3), sum: 0x20 });
+    assert_eq!(e.to_string(), format!("NFIT at {:#x}: checksum fails (bytes sum to 0x20, not 0)", table_at(3)));
+    others_fine(&p, 3);
+    let m = broken(3, |t| t[4..8].copy_from_slice(&0xf000u32.to_le_bytes()), true);
+    let e = discover(&m).unwrap().nfit.unwrap_err();
+    assert_eq!(e, FirmwareError::OutsideView { table: Table::Nfit, pa: table_at(3), len: 0xf000 });
+    let m = broken(3, |t| t[10] = 0xff, true);
+    let e = discover(&m).unwrap().nfit.unwrap_err();
+    assert_eq!(e, FirmwareError::NotUtf8 { table: Table::Nfit, pa: table_at(3), field: "OEM id" });
+    let m = broken(3, |t| t[4..8].copy_from_slice(&38u32.to_le_bytes()), true);
+    let e = discover(&m).unwrap().nfit.unwrap_err();
+    assert_eq!(e.to_string(), format!("NFIT at {:#x}: length 38 is shorter than the NFIT's 40-byte fixed part", table_at(3)));
+
+    // Framing inside the table is the parser's job: a SPA range structure
+    // claiming 20 bytes passes the checksum here and is refused, named, by
+    // `pmem::nfit`.
+    let m = broken(3, |t| t[42] = 20, true);
+    let p = discover(&m).unwrap();
+    let bytes = p.nfit.expect("header, length and checksum are fine");
+    let e = pmem::nfit::parse(bytes).unwrap_err();
+    assert_eq!(e, pmem::nfit::NfitError::BadStructure { offset: 40, kind: 0, len: 20 });
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Fake physical memory holding an ACPI image (RSDP → RSDT/XSDT → MADT,
-//! MCFG, DMAR shaped like QEMU q35's), a small PRNG so failures reproduce,
+//! MCFG, DMAR, NFIT shaped like QEMU q35's), a small PRNG so failures reproduce,
 //! and a runner that bounds every case in time.
 #![allow(dead_code)]
 
@@ -111,6 +111,43 @@ pub fn dmar() -> Vec<u8> {
     sdt(b"DMAR", 1, &b)
 }
 
+/// Where QEMU's NFIT puts the NVDIMM of the standard machine: the device
+/// memory region starts at 4 GiB (RAM is below), 128 MiB long.
+pub const NVDIMM_BASE: u64 = 4 << 30;
+pub const NVDIMM_BYTES: u64 = 128 << 20;
+
+/// QEMU 7.2's NFIT for one NVDIMM (hw/acpi/nvdimm.c): the 4 reserved bytes
+/// after the header, then a SPA range (persistent-memory GUID, index 2,
+/// proximity domain valid, write-back + non-volatile attributes), a memory
+/// device to SPA mapping, and a control region (skipped by `pmem::nfit`).
+pub fn qemu_nfit() -> Vec<u8> {
+    let mut b = vec![0u8; 4];
+    let mut spa = vec![0u8; 56];
+    spa[2] = 56;
+    spa[4] = 2; // SPA range index
+    spa[6] = 2; // flags: proximity domain valid
+    spa[16..32].copy_from_slice(&[
+        0x79, 0xD3, 0xF0, 0x66, 0xF3, 0xB4, 0x74, 0x40, 0xAC, 0x43, 0x0D, 0x33, 0x18, 0xB7, 0x8C, 0xDB,
+    ]);
+    spa[32..40].copy_from_slice(&NVDIMM_BASE.to_le_bytes());
+    spa[40..48].copy_from_slice(&NVDIMM_BYTES.to_le_bytes());
+    spa[48..56].copy_from_slice(&0x8008u64.to_le_bytes());
+    let mut map = vec![0u8; 48];
+    map[0] = 1;
+    map[2] = 48;
+    map[4..8].copy_from_slice(&0x1u32.to_le_bytes());
+    map[12] = 2; // the SPA range above
+    map[16..24].copy_from_slice(&NVDIMM_BYTES.to_le_bytes());
+    map[42] = 1; // interleave ways
+    let mut ctl = vec![0u8; 80];
+    ctl[0] = 4;
+    ctl[2] = 80;
+    b.extend(spa);
+    b.extend(map);
+    b.extend(ctl);
+    sdt(b"NFIT", 1, &b)
+}
+
 /// An RSDP: revision 0 names an RSDT, revision 2 an XSDT.
 pub fn rsdp(revision: u8, root: u64) -> Vec<u8> {
     let mut r = Vec::new();
@@ -162,9 +199,9 @@ pub struct Image {
 }
 
 impl Image {
-    /// QEMU's layout: MADT (two CPUs), MCFG, DMAR.
+    /// QEMU's layout: MADT (two CPUs), MCFG, DMAR, NFIT.
     pub fn qemu(revision: u8) -> Image {
-        Image::with(revision, vec![qemu_madt(2), qemu_mcfg(), dmar()], &[])
+        Image::with(revision, vec![qemu_madt(2), qemu_mcfg(), dmar(), qemu_nfit()], &[])
     }
 
     /// `tables` at `table_at(i)`, listed in that order, then `extra`
