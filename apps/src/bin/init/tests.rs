@@ -40,6 +40,9 @@ pub fn run(name: &str) -> Outcome {
         "block_service" => crate::devices::block_service(),
         "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
         "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
+        "libdb_nvme_create" => crate::db::libdb_nvme(false),
+        "libdb_nvme_check" => crate::db::libdb_nvme(true),
+        "libdb_pmem" => crate::db::libdb_pmem(),
         other => Err(format!("no test named {other:?}")),
     }
 }
