@@ -125,6 +125,7 @@ pub fn libdb_nvme(check: bool) -> Outcome {
 
 /// `libdb_pmem`: create, then reopen in a second process, on RAM frames
 /// init links into both (the NVDIMM replaces them once the kernel maps it).
+/// Then the named errors: a damaged database, no region, a full medium.
 pub fn libdb_pmem() -> Outcome {
     let nonce = nonce(false)?;
     let span = 1u64 << 21;
@@ -137,16 +138,40 @@ pub fn libdb_pmem() -> Outcome {
     }
     let bytes = PMEM_RAM_REGIONS * span;
     println!("init: kvdb pmem on {} MiB of RAM frames (not persistent across boots; nonce {nonce:#x})", bytes >> 20);
-    for phase in ["create", "check"] {
+    let pmem_kvdb = |phase: &str, bytes: u64| -> Result<Child, String> {
         let kvdb = spawn_kvdb(&format!("pmem {phase}"), PMEM_CHILD_VA, bytes, nonce)?;
         // The child's level-2 table for the range (made by creating the
         // tables for the page just past it), then one link per 2 MiB.
-        spawn::ensure_tables(kvdb.at(PMEM_CHILD_VA + bytes)).map_err(|e| format!("tables for the region: {e}"))?;
-        for i in 0..PMEM_RAM_REGIONS {
+        spawn::ensure_tables(kvdb.at(PMEM_CHILD_VA + PMEM_RAM_REGIONS * span)).map_err(|e| format!("tables for the region: {e}"))?;
+        for i in 0..bytes.div_ceil(span) {
             sys::map(first + i * span, 1, 0, kvdb.at(PMEM_CHILD_VA + i * span), Rights::WRITE)
                 .map_err(|e| format!("linking pmem region {i}: {}", e.name()))?;
         }
-        run_kvdb(&kvdb, &format!("kvdb pmem {phase}"))?;
+        Ok(kvdb)
+    };
+    for phase in ["create", "check"] {
+        run_kvdb(&pmem_kvdb(phase, bytes)?, &format!("kvdb pmem {phase}"))?;
     }
+    // Errors are named, each with its own exit code. Both meta pages
+    // damaged: a corrupt database.
+    for off in (0..2 * PAGE_SIZE).step_by(512) {
+        mem::write(first + off, 0x0bad_0bad_0bad_0bad);
+    }
+    expect_code(&pmem_kvdb("check", bytes)?, "kvdb pmem check on damaged meta pages", 3)?;
+    // No region given.
+    expect_code(&spawn_kvdb("pmem check", 0, 0, nonce)?, "kvdb pmem check without a region", 2)?;
+    // A medium with room for the log but not for the data.
+    expect_code(&pmem_kvdb("create", 320 * PAGE_SIZE)?, "kvdb pmem create on 1.25 MiB", 4)?;
+    Ok(())
+}
+
+/// Run `c` and require exit code `want`.
+fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
+    sched::start(c.slot);
+    let code = crate::tests::finish(c, what)?;
+    if code != want {
+        return Err(format!("{what} exited with {code} ({}), expected {want} ({})", meaning(code), meaning(want)));
+    }
+    println!("init: {what}: refused by name ({})", meaning(code));
     Ok(())
 }

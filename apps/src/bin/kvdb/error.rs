@@ -14,7 +14,7 @@ pub enum KvdbError {
     /// The medium holds no valid database, or a damaged page.
     Corrupt(libdb::Error),
     /// The medium is full (the database or a write does not fit).
-    Full(libdb::Error),
+    Full(libdb::Error, String),
     /// Any other database error (I/O, poisoned handle, ...).
     Db(libdb::Error, String),
     /// The database answered, but not what was committed.
@@ -30,7 +30,7 @@ impl KvdbError {
         match self {
             KvdbError::MissingRegion(_) => 2,
             KvdbError::Corrupt(_) => 3,
-            KvdbError::Full(_) => 4,
+            KvdbError::Full(..) => 4,
             KvdbError::Mismatch(_) => 5,
             KvdbError::Service(_) => 6,
             KvdbError::Usage(_) => 7,
@@ -44,7 +44,7 @@ impl KvdbError {
         use libdb::{Error, IoError};
         match e {
             Error::Corrupt { .. } | Error::NoValidMeta { .. } | Error::Truncated { .. } => KvdbError::Corrupt(e),
-            Error::NoSpace | Error::Io { error: IoError::OutOfRange, .. } => KvdbError::Full(e),
+            Error::NoSpace | Error::Io { error: IoError::OutOfRange, .. } => KvdbError::Full(e, context),
             _ => KvdbError::Db(e, context),
         }
     }
@@ -56,7 +56,7 @@ impl fmt::Display for KvdbError {
             KvdbError::MissingRegion(why) => write!(f, "missing region: {why}"),
             KvdbError::Service(why) => write!(f, "block service: {why}"),
             KvdbError::Corrupt(e) => write!(f, "corrupt database: {e}"),
-            KvdbError::Full(e) => write!(f, "medium full: {e}"),
+            KvdbError::Full(e, ctx) => write!(f, "medium full while {ctx}: {e}"),
             KvdbError::Db(e, ctx) => write!(f, "database error while {ctx}: {e}"),
             KvdbError::Mismatch(why) => write!(f, "verification failed: {why}"),
             KvdbError::Usage(why) => write!(f, "usage: {why}"),

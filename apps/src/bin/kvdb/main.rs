@@ -120,8 +120,8 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         "pmem" => {
             let region = exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
             println!(
-                "kvdb: persistent-memory region at {va:#x}, {} MiB, cache-line write-back by {:?}",
-                bytes >> 20,
+                "kvdb: persistent-memory region at {va:#x}, {} KiB, cache-line write-back by {:?}",
+                bytes >> 10,
                 region.flush_method()
             );
             let storage = libdb::PmemStorage::new(pmemdev::MappedPmem::new(region));
