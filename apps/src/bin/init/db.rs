@@ -18,7 +18,7 @@ use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
-use exo_rt::layout::SHARED_VA;
+use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
 use exo_rt::{kinfo, mem, println, sys};
 
 type Outcome = Result<(), String>;
@@ -71,9 +71,15 @@ fn meaning(code: u64) -> &'static str {
     }
 }
 
+/// Spawn kvdb (paused) with its words, and the kernel info page shared
+/// read-only at its `SCRATCH_VA` (for system-wide crossing counts).
 fn spawn_kvdb(args: &str, va: u64, bytes: u64, nonce: u64) -> Result<Child, String> {
     let words = [va, bytes, kinfo::word(ki::W_TSC_PER_US), nonce];
-    spawn::spawn_named("kvdb", &Options { args, words: &words, heap_pages: KVDB_HEAP_PAGES, spare_pages: 0, paused: true })
+    let c = spawn::spawn_named("kvdb", &Options { args, words: &words, heap_pages: KVDB_HEAP_PAGES, spare_pages: 0, paused: true })?;
+    spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
+    sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
+        .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))?;
+    Ok(c)
 }
 
 fn run_kvdb(c: &Child, what: &str) -> Outcome {

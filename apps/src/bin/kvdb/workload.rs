@@ -175,6 +175,9 @@ struct Sample {
     tsc: u64,
     calls: u64,
     upcalls: u64,
+    /// The kernel's own counts, all processes (the driver's and init's
+    /// crossings too), if init shared its info page.
+    kernel: Option<(u64, u64)>,
     db: libdb::Stats,
     medium: MediumCounts,
 }
@@ -184,9 +187,21 @@ fn sample<S: Storage>(db: &Db<S>, medium: &impl Fn(&S) -> MediumCounts) -> Sampl
         tsc: rdtsc(),
         calls: exo_rt::sys::calls(),
         upcalls: exo_rt::upcalls(),
+        kernel: kernel_counts(),
         db: db.stats(),
         medium: db.with_storage(|s| medium(s)),
     }
+}
+
+/// (system calls, upcalls) the kernel counted so far, from its info page,
+/// which init shares read-only at `SCRATCH_VA`; `None` if it did not.
+fn kernel_counts() -> Option<(u64, u64)> {
+    use exo_abi::kinfo as ki;
+    let page = exo_rt::mmio::Window::new(exo_rt::layout::SCRATCH_VA, exo_abi::PAGE_SIZE)?;
+    if page.read64(8 * ki::W_MAGIC as u64) != ki::MAGIC {
+        return None;
+    }
+    Some((page.read64(8 * ki::W_SYSCALLS as u64), page.read64(8 * ki::W_UPCALLS as u64)))
 }
 
 fn pct(sorted: &[u64], p: usize) -> u64 {
@@ -204,9 +219,14 @@ fn report(medium_name: &str, workload: &str, value_bytes: usize, a: &Sample, b: 
     let total_us = (b.tsc - a.tsc) as f64 / tpu;
     let (dm, am) = (b.medium, a.medium);
     let dev = |x: u64, y: u64| if block { format!("{:.3}", per(x - y)) } else { String::from("-") };
+    let (sys_all, up_all) = match (a.kernel, b.kernel) {
+        (Some(ka), Some(kb)) => (format!("{:.3}", per(kb.0 - ka.0)), format!("{:.3}", per(kb.1 - ka.1))),
+        _ => (String::from("-"), String::from("-")),
+    };
     println!(
         "EXO-DB engine=libdb medium={medium_name} workload={workload} value_bytes={value_bytes} durability=sync ops={} \
-         ops_per_sec={:.3} p50_us={:.3} p99_us={:.3} tsc_per_op={:.0} syscalls_per_op={:.3} upcalls_per_op={:.3} \
+         ops_per_sec={:.3} p50_us={:.3} p99_us={:.3} tsc_per_op={:.0} syscalls_per_op={sys_all} upcalls_per_op={up_all} \
+         kvdb_syscalls_per_op={:.3} kvdb_upcalls_per_op={:.3} \
          yields_per_op={:.3} bytes_copied_per_op={:.3} bytes_written_per_op={:.3} flushes_per_op={:.3} writes_per_op={:.3} \
          device_write_cmds_per_op={} device_flushes_per_op={} device_bytes_written_per_op={} blockq_requests_per_op={} \
          lines_flushed_per_op={:.3} checkpoints={} tsc_per_us={tsc_per_us}",
