@@ -399,6 +399,18 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
     Ok(())
 }
 
+/// Every device's configuration page and memory BARs, `f(start, end)`
+/// (persistent memory must not overlap them; see `pmem.rs`).
+pub fn register_spans(mut f: impl FnMut(u64, u64)) {
+    let st = STATE.lock();
+    for dev in st.devices[..st.count].iter().flatten() {
+        f(dev.config_pa, dev.config_pa + 4096);
+        for bar in dev.bars.iter().flatten().filter(|b| b.kind != BarKind::Io) {
+            f(bar.address, bar.address.saturating_add(bar.size));
+        }
+    }
+}
+
 /// The system calls' view of the device tables.
 pub struct KernelDevices;
 

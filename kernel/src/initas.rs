@@ -1,8 +1,9 @@
 //! Building init's address space at boot — the last thing the kernel ever
 //! allocates frames for. Init gets: its program (the boot image's `init`
 //! entry), a control page, the kernel info page (read-only), a handle to
-//! itself, the boot image (owned), and every remaining free frame in the
-//! RAM window (owned). Everything else in the system is built by userspace
+//! itself, the boot image (owned), device registers and persistent memory
+//! (owned, LENT; `devices.rs`, `pmem.rs`), and every remaining free frame
+//! in the RAM window (owned). Everything else in the system is built by userspace
 //! from those frames.
 
 use crate::boot::BootInfo;
@@ -170,6 +171,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     m.map_leaf(KINFO_VA, kinfo_pa, P | US | NX | GRANT).map_err(fail)?;
     m.map_leaf(exo_abi::DEVINFO_VA, devinfo_pa, P | US | NX | GRANT).map_err(fail)?;
     crate::devices::grant_to_init(&mut m, devinfo_pa)?;
+    crate::pmem::grant_to_init(&mut m)?;
     m.put_entry(INIT_SELF_HANDLE_VA, handle_entry(root, Rights::OWN | Rights::GRANT | Rights::SWITCH))
         .map_err(fail)?;
 

@@ -34,6 +34,8 @@ mod kinfo;
 #[cfg(target_os = "none")]
 mod mem;
 #[cfg(target_os = "none")]
+mod pmem;
+#[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
@@ -152,6 +154,7 @@ mod kernel {
         }
         let platform = crate::acpi::discover(bi.rsdp);
         crate::devices::init(platform.as_ref(), &mut alloc, &bi.ram);
+        crate::pmem::discover(platform.as_ref(), &bi, &alloc);
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);

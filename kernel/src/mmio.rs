@@ -51,6 +51,16 @@ pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result
     Ok(())
 }
 
+/// Every span mapped so far, `f(start, end)` (2 MiB rounded): persistent
+/// memory must not overlap them.
+pub fn mapped_spans(mut f: impl FnMut(u64, u64)) {
+    // SAFETY: written only by `map` during single-threaded boot.
+    let r = unsafe { &*core::ptr::addr_of!(RANGES) };
+    for &(start, end) in r.iter().filter(|s| s.1 != 0) {
+        f(start, end);
+    }
+}
+
 fn check(pa: u64, size: u64) {
     // SAFETY: read-only after boot.
     let r = unsafe { &*core::ptr::addr_of!(RANGES) };

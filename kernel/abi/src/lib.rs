@@ -48,6 +48,21 @@ pub const DEVICE_HANDLES_VA: u64 = 0x18_0000;
 /// `+ (i + 1) * devinfo::BAR_STRIDE`; owned, uncached, never retypable.
 pub const DEVICES_VA: u64 = 0x0000_1800_0000_0000;
 
+/// Where the boot kernel maps persistent memory into init: the NFIT's
+/// persistent-memory ranges the kernel accepted, back to back (range `i`
+/// at the init address the kernel info page gives, `kinfo::pmem_word`),
+/// as owned, writable, write-back cacheable pages marked LENT (never
+/// retypable into page tables; movable to another process with `map`,
+/// keeping their cache attributes). PML4 slot 56; nothing else of init's
+/// lives there.
+pub const PMEM_VA: u64 = 0x0000_1c00_0000_0000;
+
+/// Where a parent places persistent memory it moves into a child (init's
+/// `pmem::grant` convention, not kernel ABI): the child's pmem starts here,
+/// up to 64 GiB (the next slot is unused; `SHARED_VA` and the drivers' BAR
+/// window lie below).
+pub const CHILD_PMEM_VA: u64 = 0x50_0000_0000;
+
 /// The five system calls. Number in `rax`; arguments in `rdi`, `rsi`,
 /// `rdx`, `r10`, `r8`; result code in `rax` (0 = success, otherwise an
 /// [`Error`]), result value in `rdx`.
@@ -361,6 +376,28 @@ pub mod kinfo {
     /// Enabled CPUs the ACPI MADT lists (0 if it could not be read); only
     /// the boot CPU runs.
     pub const W_CPUS: usize = 104;
+    /// Persistent memory (NVDIMMs from the ACPI NFIT) mapped into init at
+    /// `PMEM_VA`: the number of ranges, the number of NFIT
+    /// persistent-memory ranges the kernel refused (misaligned, overlapping
+    /// RAM, the kernel, the boot image or devices, or over the budget; see
+    /// the boot log), then per range `PMEM_RANGE_WORDS` words from
+    /// `W_PMEM_RANGE0`: physical address, bytes, init's virtual address.
+    /// The ranges lie back to back from `PMEM_VA`. All 0 on a machine
+    /// without an NFIT.
+    pub const W_PMEM_RANGES: usize = 110;
+    pub const W_PMEM_REFUSED: usize = 111;
+    pub const W_PMEM_RANGE0: usize = 112;
+    pub const PMEM_RANGE_WORDS: usize = 3;
+    pub const MAX_PMEM_RANGES: usize = 8;
+    /// Within a range's words.
+    pub const PMEM_PHYS: usize = 0;
+    pub const PMEM_BYTES: usize = 1;
+    pub const PMEM_VA: usize = 2;
+    /// The word holding `field` (`PMEM_PHYS`, `PMEM_BYTES`, `PMEM_VA`) of
+    /// persistent-memory range `i`.
+    pub const fn pmem_word(i: usize, field: usize) -> usize {
+        W_PMEM_RANGE0 + i * PMEM_RANGE_WORDS + field
+    }
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;
@@ -509,6 +546,33 @@ mod tests {
         );
         assert_eq!(core::mem::offset_of!(ControlPage, saved) as u64, control::SAVED);
         assert_eq!(core::mem::offset_of!(ControlPage, pending) as u64, control::PENDING);
+    }
+
+    #[test]
+    fn kinfo_words_do_not_collide() {
+        use kinfo::*;
+        let ram_end = W_RAM_RANGE0 + 2 * MAX_RAM_RANGES;
+        let pmem_end = pmem_word(MAX_PMEM_RANGES, 0);
+        assert!(ram_end <= W_DMA_FAULTS);
+        assert!(W_CPUS < W_PMEM_RANGES && W_PMEM_REFUSED < W_PMEM_RANGE0);
+        assert_eq!(pmem_word(1, PMEM_PHYS), pmem_word(0, PMEM_VA) + 1);
+        assert!(pmem_end * 8 <= CMDLINE_OFFSET, "pmem words end before the command line");
+    }
+
+    #[test]
+    fn pmem_slots_are_free() {
+        // Init's PML4 slots: RAM window 32, boot image 16, devices 48,
+        // child windows from 64; pmem gets 56 to itself.
+        let slot = |va: u64| va >> 39;
+        assert_eq!(slot(PMEM_VA), 56);
+        for other in [RAM_WINDOW_VA, BOOT_IMAGE_VA, DEVICES_VA] {
+            assert_ne!(slot(other), slot(PMEM_VA));
+        }
+        assert_eq!(PMEM_VA % (1 << 39), 0);
+        // A child's pmem lies in its first 512 GiB (init's window on a child
+        // covers exactly that) and is 1 GiB aligned.
+        assert!(CHILD_PMEM_VA + (64 << 30) <= 1 << 39);
+        assert_eq!(CHILD_PMEM_VA % (1 << 30), 0);
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// No ranges (no NFIT, or everything refused).
+    pub const EMPTY: Selection =
+        Selection { ranges: [PmemRange { base: 0, length: 0 }; MAX_PMEM_RANGES], count: 0, refused: 0 };
+
     pub fn ranges(&self) -> &[PmemRange] {
         &self.ranges[..self.count]
     }

@@ -56,6 +56,11 @@ pub const TESTS: &[QemuTest] = &[
     test("irq_compat_forged", "test=irq_compat_forged"),
     test("device_ownership", "test=device_ownership"),
     QemuTest { then: Some("test=nvme_persist_check"), ..test("nvme_persist", "test=nvme_persist_write") },
+    // Persistent memory: boot 1 writes a nonce pattern over 4 MiB of the
+    // NVDIMM through init's mapping and flushes it (also: the kernel info
+    // page describes the 128 MiB range, its pages are LENT, moved pages
+    // work in a child); boot 2 checks every byte.
+    QemuTest { then: Some("test=pmem_persist_check"), ..test("pmem_persist", "test=pmem_persist_write") },
     test("block_service", "test=block_service"),
     test("virtio_blk_rw", "test=virtio_blk_rw"),
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
@@ -163,6 +168,7 @@ mod tests {
                 "irq_compat_forged",
                 "device_ownership",
                 "nvme_persist",
+                "pmem_persist",
                 "block_service",
                 "virtio_blk_rw",
                 "sriov_pf",

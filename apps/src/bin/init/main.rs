@@ -22,6 +22,8 @@ mod devices;
 #[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
+mod pmem;
+#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod shell;

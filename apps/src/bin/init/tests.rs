@@ -37,6 +37,8 @@ pub fn run(name: &str) -> Outcome {
         "device_ownership" => crate::devices::device_ownership(),
         "nvme_persist_write" => crate::devices::nvme_persist(false),
         "nvme_persist_check" => crate::devices::nvme_persist(true),
+        "pmem_persist_write" => crate::pmem::persist_write(),
+        "pmem_persist_check" => crate::pmem::persist_check(),
         "block_service" => crate::devices::block_service(),
         "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
         "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
