@@ -75,7 +75,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                 "kvdb: block service attached: {} blocks of {} bytes ({} MiB), {}-entry rings, {} KiB data area",
                 geo.capacity_blocks,
                 geo.block_size,
-                geo.capacity_blocks * geo.block_size as u64 >> 20,
+                (geo.capacity_blocks * geo.block_size as u64) >> 20,
                 geo.entries,
                 geo.data_len / 1024
             );
