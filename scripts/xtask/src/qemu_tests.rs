@@ -85,15 +85,19 @@ pub const TESTS: &[QemuTest] = &[
     // The drivers benchmark's exokernel rows, short: a smoke test that the
     // `EXO-BENCH` lines come out (the eval harness boots `test=nvme_bench`).
     QemuTest { append: "test=nvme_bench quick", ..test("nvme_bench", "") },
-    // libdb as an application libOS (`kvdb`): on the NVMe through the
-    // block service (boot 1 creates and commits, boot 2 recovers and
-    // checks), and on a mapped persistent-memory region.
+    // libdb as an application libOS (`kvdb`), on the NVMe through the
+    // block service and on the NVDIMM mapped into it: boot 1 creates and
+    // commits, boot 2 recovers and checks.
     QemuTest {
         timeout: Duration::from_secs(180),
         then: Some("test=libdb_nvme_check"),
         ..test("libdb_nvme", "test=libdb_nvme_create")
     },
-    QemuTest { timeout: Duration::from_secs(180), ..test("libdb_pmem", "test=libdb_pmem") },
+    QemuTest {
+        timeout: Duration::from_secs(180),
+        then: Some("test=libdb_pmem_check"),
+        ..test("libdb_pmem", "test=libdb_pmem_create")
+    },
 ];
 
 /// The `test=` name of a command line (what its pass line names).

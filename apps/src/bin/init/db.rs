@@ -7,9 +7,9 @@
 //!   a region init links into the driver and into `kvdb`; boot 1 creates a
 //!   database there and commits, boot 2 reopens it (recovery) and checks
 //!   every committed key/value, and nothing else.
-//! * `libdb_pmem`: the same plan on a persistent-memory region: for now
-//!   RAM frames init owns and links into `kvdb` (not persistent across a
-//!   reboot), so creation and recovery run as two processes in one boot.
+//! * `libdb_pmem_create` / `libdb_pmem_check` (the two boots of
+//!   `libdb_pmem`): the same plan on 16 MiB of the NVDIMM, which init
+//!   moves into `kvdb` (`pmem::grant`) and takes back after it exits.
 
 use crate::devices;
 use crate::sched;
@@ -17,7 +17,8 @@ use crate::spawn::{self, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
-use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
+use exo_abi::{kinfo as ki, Rights, PAGE_SIZE, PMEM_VA};
+use exo_rt::region::Region;
 use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
 use exo_rt::{kinfo, mem, println, sys};
 
@@ -34,11 +35,10 @@ const KVDB_REGION_PAGES: u64 = 3 + 256;
 const NVME_DMA_PAGES: u64 = 640;
 /// kvdb's heap: libdb's 4 MiB page cache, the test's model and slack.
 const KVDB_HEAP_PAGES: u64 = 3072;
-/// The RAM-backed persistent-memory region: 8 level-1 regions of 2 MiB.
-const PMEM_RAM_REGIONS: u64 = 8;
-/// Where kvdb finds its persistent-memory region (a 1 GiB-aligned slot of
-/// its own, away from the runtime's fixed addresses).
-const PMEM_CHILD_VA: u64 = 0x50_0000_0000;
+/// The database's part of the NVDIMM: offsets into init's persistent-memory
+/// span (below `TEST_AREA` belongs to `pmem_persist`).
+const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
+const PMEM_BYTES: u64 = 16 << 20;
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 
 /// The run's nonce: `nonce=<hex>` from the command line (both boots of a
@@ -129,46 +129,49 @@ pub fn libdb_nvme(check: bool) -> Outcome {
     Ok(())
 }
 
-/// `libdb_pmem`: create, then reopen in a second process, on RAM frames
-/// init links into both (the NVDIMM replaces them once the kernel maps it).
-/// Then the named errors: a damaged database, no region, a full medium.
-pub fn libdb_pmem() -> Outcome {
-    let nonce = nonce(false)?;
-    let span = 1u64 << 21;
-    let first = crate::tests::make_region(512)?;
-    for i in 1..PMEM_RAM_REGIONS {
-        let r = crate::tests::make_region(512)?;
-        if r != first + i * span {
-            return Err(format!("init's regions are not contiguous ({r:#x} after {first:#x})"));
-        }
-    }
-    let bytes = PMEM_RAM_REGIONS * span;
-    println!("init: kvdb pmem on {} MiB of RAM frames (not persistent across boots; nonce {nonce:#x})", bytes >> 20);
-    let pmem_kvdb = |phase: &str, bytes: u64| -> Result<Child, String> {
-        let kvdb = spawn_kvdb(&format!("pmem {phase}"), PMEM_CHILD_VA, bytes, nonce)?;
-        // The child's level-2 table for the range (made by creating the
-        // tables for the page just past it), then one link per 2 MiB.
-        spawn::ensure_tables(kvdb.at(PMEM_CHILD_VA + PMEM_RAM_REGIONS * span)).map_err(|e| format!("tables for the region: {e}"))?;
-        for i in 0..bytes.div_ceil(span) {
-            sys::map(first + i * span, 1, 0, kvdb.at(PMEM_CHILD_VA + i * span), Rights::WRITE)
-                .map_err(|e| format!("linking pmem region {i}: {}", e.name()))?;
-        }
-        Ok(kvdb)
-    };
-    for phase in ["create", "check"] {
-        run_kvdb(&pmem_kvdb(phase, bytes)?, &format!("kvdb pmem {phase}"))?;
+/// `libdb_pmem_create` (`check` false) and `libdb_pmem_check`, the two
+/// boots of `libdb_pmem`, on the NVDIMM: init moves [`PMEM_BYTES`] of it
+/// (from [`PMEM_OFFSET`] of its span) into each kvdb process at
+/// `CHILD_PMEM_VA` and takes the pages back when it has exited. Boot 1
+/// creates the database and commits; boot 2 reopens it after the reboot
+/// (recovery replays the log tail) and checks it. Then, in boot 2, the
+/// named errors: a damaged database, no region, a full medium.
+pub fn libdb_pmem(check: bool) -> Outcome {
+    let nonce = nonce(true)?;
+    let total = crate::pmem::total();
+    println!("init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})", PMEM_OFFSET + PMEM_BYTES, total >> 20);
+    // kvdb create ends without closing the database: boot 2 must recover
+    // it from the log after the reboot.
+    run_pmem(if check { "check" } else { "create" }, PMEM_BYTES, nonce, 0)?;
+    if !check {
+        return Ok(());
     }
     // Errors are named, each with its own exit code. Both meta pages
-    // damaged: a corrupt database.
-    for off in (0..2 * PAGE_SIZE).step_by(512) {
-        mem::write(first + off, 0x0bad_0bad_0bad_0bad);
-    }
-    expect_code(&pmem_kvdb("check", bytes)?, "kvdb pmem check on damaged meta pages", 3)?;
+    // damaged (through init's own mapping, made durable): a corrupt database.
+    let mut meta = Region::claim(PMEM_VA + PMEM_OFFSET, 2 * PAGE_SIZE).map_err(|e| format!("claiming the meta pages: {e}"))?;
+    meta.as_mut_slice().iter_mut().step_by(512).for_each(|b| *b ^= 0x5a);
+    meta.persist(0, 2 * PAGE_SIZE as usize);
+    meta.fence();
+    drop(meta);
+    run_pmem("check", PMEM_BYTES, nonce, 3)?;
     // No region given.
     expect_code(&spawn_kvdb("pmem check", 0, 0, nonce)?, "kvdb pmem check without a region", 2)?;
     // A medium with room for the log but not for the data.
-    expect_code(&pmem_kvdb("create", 320 * PAGE_SIZE)?, "kvdb pmem create on 1.25 MiB", 4)?;
-    Ok(())
+    run_pmem("create", 320 * PAGE_SIZE, nonce, 4)
+}
+
+/// Run `kvdb pmem <phase>` on the first `bytes` of the database's NVDIMM
+/// range and require exit code `want`; the pages come back to init after.
+fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
+    let child_va = exo_abi::CHILD_PMEM_VA;
+    let kvdb = spawn_kvdb(&format!("pmem {phase}"), child_va, bytes, nonce)?;
+    crate::pmem::grant(&kvdb, child_va, PMEM_OFFSET, bytes)?;
+    let what = format!("kvdb pmem {phase} on {} KiB", bytes >> 10);
+    let outcome = if want == 0 { run_kvdb(&kvdb, &what) } else { expect_code(&kvdb, &what, want) };
+    // Exited (or dead): its pages go back to init either way.
+    let back = crate::pmem::reclaim(&kvdb, child_va, PMEM_OFFSET, bytes);
+    outcome?;
+    back
 }
 
 /// Run `c` and require exit code `want`.

@@ -44,7 +44,8 @@ pub fn run(name: &str) -> Outcome {
         "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
         "libdb_nvme_create" => crate::db::libdb_nvme(false),
         "libdb_nvme_check" => crate::db::libdb_nvme(true),
-        "libdb_pmem" => crate::db::libdb_pmem(),
+        "libdb_pmem_create" => crate::db::libdb_pmem(false),
+        "libdb_pmem_check" => crate::db::libdb_pmem(true),
         other => Err(format!("no test named {other:?}")),
     }
 }
