@@ -4,7 +4,9 @@
 //! both boots of a two-boot test), so the checking run recomputes exactly
 //! what the creating run committed:
 //! * `commit` (measured, the eval matrix's `commit` workload): one put of
-//!   a 16-digit key and a 100-byte value per `Durability::Sync` commit;
+//!   a 16-digit key and a 100-byte value per commit, 200 commits each with
+//!   `Durability::Sync`, `Group(8)` and `Async` (each round overwrites the
+//!   keys of the one before; the async round ends with `Db::sync`);
 //! * `batch` (measured): commits of 24 puts with values of 1..=300 bytes
 //!   (every 40th key 3,000 bytes: overflow pages), every 4th commit also
 //!   deleting 3 and overwriting 3 earlier keys;
@@ -27,6 +29,8 @@ pub const COMMIT_VALUE_BYTES: usize = 100;
 pub const BATCH_COMMITS: u64 = 100;
 pub const BATCH_PUTS: u64 = 24;
 const MARKER_KEY: &[u8] = b"~kvdb-nonce";
+/// The `commit` rounds, named as the eval's durability column names them.
+pub const DURABILITIES: [(&str, Durability); 3] = [("sync", Durability::Sync), ("group8", Durability::Group(8)), ("async", Durability::Async)];
 
 /// The database's knobs on the exokernel: a 4 MiB page cache, a 1 MiB log
 /// and a checkpoint every 256 KiB of log, so the run checkpoints several
@@ -93,13 +97,16 @@ fn batch_len(nonce: u64, i: u64) -> usize {
 /// the `batch` workload.
 pub struct Plan {
     pub marker: Vec<Write>,
-    pub single: Vec<Write>,
+    /// The `commit` rounds, one per entry of [`DURABILITIES`].
+    pub singles: Vec<Vec<Write>>,
     pub batches: Vec<Vec<Write>>,
 }
 
 pub fn plan(nonce: u64) -> Plan {
     let marker = alloc::vec![(MARKER_KEY.to_vec(), Some(nonce.to_le_bytes().to_vec()))];
-    let single = (0..COMMIT_OPS).map(|i| (commit_key(i), Some(value(nonce, i, 0, COMMIT_VALUE_BYTES)))).collect();
+    let singles = (0..DURABILITIES.len() as u64)
+        .map(|round| (0..COMMIT_OPS).map(|i| (commit_key(i), Some(value(nonce, i, round, COMMIT_VALUE_BYTES)))).collect())
+        .collect();
     let mut batches = Vec::new();
     let mut next = 0u64;
     let mut m = Mix(nonce.rotate_left(17));
@@ -123,14 +130,14 @@ pub fn plan(nonce: u64) -> Plan {
         }
         batches.push(w);
     }
-    Plan { marker, single, batches }
+    Plan { marker, singles, batches }
 }
 
 impl Plan {
     /// The database's expected contents after every commit.
     pub fn model(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut m = BTreeMap::new();
-        let all = self.marker.iter().chain(self.single.iter()).chain(self.batches.iter().flatten());
+        let all = self.marker.iter().chain(self.singles.iter().flatten()).chain(self.batches.iter().flatten());
         for (k, v) in all {
             match v {
                 Some(v) => m.insert(k.clone(), v.clone()),
@@ -140,10 +147,10 @@ impl Plan {
         m
     }
     pub fn puts(&self) -> usize {
-        self.marker.len() + self.single.len() + self.batches.iter().flatten().filter(|(_, v)| v.is_some()).count()
+        self.marker.len() + self.singles.iter().map(Vec::len).sum::<usize>() + self.batches.iter().flatten().filter(|(_, v)| v.is_some()).count()
     }
     pub fn commits(&self) -> usize {
-        1 + self.single.len() + self.batches.len()
+        1 + self.singles.iter().map(Vec::len).sum::<usize>() + self.batches.len()
     }
 }
 
@@ -156,7 +163,7 @@ fn printable(k: &[u8]) -> String {
     String::from_utf8_lossy(k).into_owned()
 }
 
-fn commit<S: Storage>(db: &Db<S>, writes: &[Write], what: &str) -> Result<(), KvdbError> {
+fn commit<S: Storage>(db: &Db<S>, writes: &[Write], durability: Durability, what: &str) -> Result<(), KvdbError> {
     let ctx = || format!("committing {what}");
     let mut w = db.begin_write().map_err(|e| KvdbError::db(e, ctx()))?;
     for (k, v) in writes {
@@ -166,7 +173,7 @@ fn commit<S: Storage>(db: &Db<S>, writes: &[Write], what: &str) -> Result<(), Kv
         }
         .map_err(|e| KvdbError::db(e, ctx()))?;
     }
-    w.commit(Durability::Sync).map_err(|e| KvdbError::db(e, ctx()))
+    w.commit(durability).map_err(|e| KvdbError::db(e, ctx()))
 }
 
 /// Where the counters come from: the process (system calls, upcalls, TSC),
@@ -211,7 +218,7 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
 /// The parseable result line of one measured phase (per-op counts; see
 /// the README for how each maps onto the eval's CSV columns).
 #[allow(clippy::too_many_arguments)]
-fn report(medium_name: &str, workload: &str, value_bytes: usize, a: &Sample, b: &Sample, lat_tsc: &mut [u64], tsc_per_us: u64, block: bool) {
+fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usize, a: &Sample, b: &Sample, lat_tsc: &mut [u64], tsc_per_us: u64, block: bool) {
     let ops = lat_tsc.len().max(1) as f64;
     let per = |x: u64| x as f64 / ops;
     lat_tsc.sort_unstable();
@@ -224,7 +231,7 @@ fn report(medium_name: &str, workload: &str, value_bytes: usize, a: &Sample, b: 
         _ => (String::from("-"), String::from("-")),
     };
     println!(
-        "EXO-DB engine=libdb medium={medium_name} workload={workload} value_bytes={value_bytes} durability=sync ops={} \
+        "EXO-DB engine=libdb medium={medium_name} workload={workload} value_bytes={value_bytes} durability={durability} ops={} \
          ops_per_sec={:.3} p50_us={:.3} p99_us={:.3} tsc_per_op={:.0} syscalls_per_op={sys_all} upcalls_per_op={up_all} \
          kvdb_syscalls_per_op={:.3} kvdb_upcalls_per_op={:.3} \
          yields_per_op={:.3} bytes_copied_per_op={:.3} bytes_written_per_op={:.3} flushes_per_op={:.3} writes_per_op={:.3} \
@@ -266,29 +273,33 @@ pub fn create<S: Storage>(storage: S, nonce: u64, medium_name: &str, tsc_per_us:
         s0.io.barriers,
         s0.io.bytes_written / 1024
     );
-    commit(&db, &plan.marker, "the marker")?;
+    commit(&db, &plan.marker, Durability::Sync, "the marker")?;
 
-    // `commit`: one 100-byte put per sync commit.
-    let mut lat = Vec::with_capacity(plan.single.len());
-    let a = sample(&db, &medium);
-    for (i, w) in plan.single.iter().enumerate() {
-        let t = rdtsc();
-        commit(&db, core::slice::from_ref(w), &format!("commit {i}"))?;
-        lat.push(rdtsc() - t);
+    // `commit`: one 100-byte put per commit, a round per durability.
+    for ((name, durability), round) in DURABILITIES.iter().zip(&plan.singles) {
+        let mut lat = Vec::with_capacity(round.len());
+        let a = sample(&db, &medium);
+        for (i, w) in round.iter().enumerate() {
+            let t = rdtsc();
+            commit(&db, core::slice::from_ref(w), *durability, &format!("{name} commit {i}"))?;
+            lat.push(rdtsc() - t);
+        }
+        // Whatever the round left pending becomes durable here (counted).
+        db.sync().map_err(|e| KvdbError::db(e, format!("syncing after the {name} round")))?;
+        let b = sample(&db, &medium);
+        report(medium_name, "commit", name, COMMIT_VALUE_BYTES, &a, &b, &mut lat, tsc_per_us, block);
     }
-    let b = sample(&db, &medium);
-    report(medium_name, "commit", COMMIT_VALUE_BYTES, &a, &b, &mut lat, tsc_per_us, block);
 
     // `batch`: 24 puts (and some deletes/overwrites) per sync commit.
     let mut lat = Vec::with_capacity(plan.batches.len());
     let a = sample(&db, &medium);
     for (i, w) in plan.batches.iter().enumerate() {
         let t = rdtsc();
-        commit(&db, w, &format!("batch {i}"))?;
+        commit(&db, w, Durability::Sync, &format!("batch {i}"))?;
         lat.push(rdtsc() - t);
     }
     let b = sample(&db, &medium);
-    report(medium_name, "batch24", 0, &a, &b, &mut lat, tsc_per_us, block);
+    report(medium_name, "batch24", "sync", 0, &a, &b, &mut lat, tsc_per_us, block);
 
     // An aborted transaction leaves nothing behind.
     let mut w = db.begin_write().map_err(|e| KvdbError::db(e, "starting the aborted transaction".into()))?;
@@ -301,7 +312,7 @@ pub fn create<S: Storage>(storage: S, nonce: u64, medium_name: &str, tsc_per_us:
     let (keys, bytes) = verify(&db, &model)?;
     let st = db.stats();
     println!(
-        "kvdb: {} sync commits ({} puts) done; read back and verified {keys} keys ({} KiB of values); \
+        "kvdb: {} commits ({} puts) done; read back and verified {keys} keys ({} KiB of values); \
          {} checkpoints, {} pages written, {} log flushes, {} device barriers, {} writes, {} KiB written in all",
         plan.commits(),
         plan.puts(),
