@@ -52,8 +52,8 @@ impl core::fmt::Display for RegionError {
 }
 
 const MAX_REGIONS: usize = 8;
-/// Live claims: base (0 = free slot) and length. Slots are taken with a
-/// compare-exchange on the base and checked under `CLAIM_LOCK`.
+/// Live claims: base (0 = free slot) and length, read and changed only
+/// under `CLAIM_LOCK` (never from an upcall handler).
 static CLAIMS: [(AtomicU64, AtomicU64); MAX_REGIONS] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_REGIONS];
 static CLAIM_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
