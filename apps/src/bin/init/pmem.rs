@@ -125,6 +125,10 @@ const GRANT_OFFSET: u64 = PATTERN_BYTES;
 const GRANT_BYTES: u64 = 16 * PAGE_SIZE;
 const _: () = assert!(GRANT_OFFSET + GRANT_BYTES <= TEST_AREA);
 
+/// PML4 slot 57, empty in init: where `create` of a level-3 table would
+/// link it (the call must fail before that).
+const FREE_PML4_SLOT: u64 = 57 << 39;
+
 /// Word `i` of the pattern for `nonce` (splitmix64: every word differs, and
 /// so does every run).
 fn pattern(nonce: u64, i: u64) -> u64 {
@@ -170,9 +174,7 @@ fn check_description() -> Outcome {
 /// kernel's physical window, which could not even zero it).
 fn check_never_a_table() -> Outcome {
     let page = PMEM_VA + PATTERN_BYTES - PAGE_SIZE;
-    // PML4 slot 57: empty in init, so the level-3 slot is free.
-    let free_slot = 57u64 << 39;
-    match sys::create(free_slot, 3, page) {
+    match sys::create(FREE_PML4_SLOT, 3, page) {
         Err(Error::Lent) => {}
         other => return Err(format!("create(table) from a pmem page: {other:?}, expected Lent")),
     }
@@ -214,6 +216,11 @@ fn check_grant() -> Outcome {
     let got = mem::read(PMEM_VA + word);
     if got != 0xbad {
         return Err(format!("the child's write is not in persistent memory: {got:#x}"));
+    }
+    // Two moves later the pages are still LENT.
+    match sys::create(FREE_PML4_SLOT, 3, PMEM_VA + GRANT_OFFSET) {
+        Err(Error::Lent) => {}
+        other => return Err(format!("create(table) from a pmem page back from a child: {other:?}, expected Lent")),
     }
     println!("init: {} pmem pages moved to probe, written there, moved back: the write is in the NVDIMM", GRANT_BYTES / PAGE_SIZE);
     Ok(())
