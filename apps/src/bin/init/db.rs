@@ -41,19 +41,15 @@ const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 const PMEM_BYTES: u64 = 16 << 20;
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 
-/// The run's nonce: `nonce=<hex>` from the command line (both boots of a
-/// two-boot test get the same), else a fresh one from the TSC.
-fn nonce(required: bool) -> Result<u64, String> {
-    let given = kinfo::cmdline()
+/// The run's nonce: `nonce=<hex>` from the command line (xtask gives both
+/// boots of a two-boot test the same one).
+fn nonce() -> Result<u64, String> {
+    kinfo::cmdline()
         .split_whitespace()
         .find_map(|w| w.strip_prefix("nonce="))
         .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .filter(|n| *n != 0);
-    match given {
-        Some(n) => Ok(n),
-        None if required => Err("no nonce=<hex> on the command line (the xtask test passes one to both boots)".into()),
-        None => Ok(exo_rt::time::rdtsc() | 1),
-    }
+        .filter(|n| *n != 0)
+        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
@@ -92,7 +88,7 @@ fn run_kvdb(c: &Child, what: &str) -> Outcome {
 
 /// `libdb_nvme_create` (`check` false) and `libdb_nvme_check`.
 pub fn libdb_nvme(check: bool) -> Outcome {
-    let nonce = nonce(true)?;
+    let nonce = nonce()?;
     let dev = devices::find(NVME_IDS.0, NVME_IDS.1)?;
     devices::enable(&dev)?;
     let region = crate::tests::make_region(KVDB_REGION_PAGES)?;
@@ -137,7 +133,7 @@ pub fn libdb_nvme(check: bool) -> Outcome {
 /// (recovery replays the log tail) and checks it. Then, in boot 2, the
 /// named errors: a damaged database, no region, a full medium.
 pub fn libdb_pmem(check: bool) -> Outcome {
-    let nonce = nonce(true)?;
+    let nonce = nonce()?;
     let total = crate::pmem::total();
     println!("init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})", PMEM_OFFSET + PMEM_BYTES, total >> 20);
     // kvdb create ends without closing the database: boot 2 must recover
