@@ -106,11 +106,16 @@ static ARENA: BootArena =
 /// [`grant_to_init`]).
 static SELECTED: Mutex<Selection> = Mutex::new(Selection::EMPTY);
 
+/// Room for every reserved span: the first MiB, 32 RAM ranges, the kernel
+/// image, boot image and boot information, 8 kernel MMIO mappings, and 20
+/// devices' configuration pages and 6 BARs each (184), with slack.
+const MAX_SPANS: usize = 224;
+
 /// Spans persistent memory must not overlap (RAM, the first MiB, the
 /// kernel, the boot image and information, MMIO the kernel maps, device
 /// registers).
 struct Spans {
-    list: [Reserved; 224],
+    list: [Reserved; MAX_SPANS],
     count: usize,
     overflow: bool,
 }
@@ -178,7 +183,7 @@ fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc
             return Selection::EMPTY;
         }
     };
-    let mut spans = Spans { list: [Reserved { what: "", start: 0, end: 0 }; 224], count: 0, overflow: false };
+    let mut spans = Spans { list: [Reserved { what: "", start: 0, end: 0 }; MAX_SPANS], count: 0, overflow: false };
     reserved_spans(bi, &mut spans);
     if spans.overflow {
         klog!("pmem: too many reserved spans to check against: no persistent memory");
