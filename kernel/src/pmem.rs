@@ -3,7 +3,7 @@
 //! An NVDIMM appears only in the ACPI NFIT (not in the boot memory map),
 //! above RAM and outside the kernel's physical window. At boot the kernel
 //! takes the NFIT's bytes (located and checksummed by `firmware`), parses
-//! them with `pmem::nfit`, keeps the persistent-memory ranges that
+//! them with `firmware::nfit`, keeps the persistent-memory ranges that
 //! `firmware::pmem_ranges` accepts (page aligned, overlapping nothing the
 //! kernel knows to be something else, within [`BUDGET`]), and maps them
 //! into init back to back from `PMEM_VA`: owned, writable, write-back
@@ -13,94 +13,23 @@
 //! be moved to another process with `map`. The kernel info page describes
 //! each range. The kernel itself never reads or writes persistent memory.
 //!
-//! `pmem::nfit::parse` returns `Vec`s, and the kernel has no heap: a small
-//! bump arena in `.bss` serves that one parse at boot and is closed
-//! afterwards (see [`BootArena`]). No frame is taken from RAM for it.
+//! The NFIT is walked with `firmware::nfit::structures`, which allocates
+//! nothing: the kernel has no heap.
 
 use crate::boot::BootInfo;
 use crate::mem::BootAlloc;
 use crate::{devices, kinfo, mmio};
-use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use exo_abi::{kinfo as ki, Rights, PMEM_VA};
 use firmware::pmem_ranges::{self, PmemRange, Reserved, Selection, MAX_PMEM_RANGES};
 use firmware::Platform;
+use firmware::nfit::{RangeKind, Structure};
 use spin::Mutex;
 
 /// The most persistent memory the kernel maps into init. Its page tables
 /// (one 4 KiB table per 2 MiB) come from boot frames: 1 GiB costs 2 MiB.
 pub const BUDGET: u64 = 1 << 30;
 
-/// The longest NFIT parsed. QEMU's is 224 bytes per NVDIMM, a real
-/// machine's a few hundred bytes per DIMM; longer is refused (logged)
-/// rather than risk the arena.
-const MAX_NFIT: usize = 8 * 1024;
-
-/// Arena bytes. `parse` keeps two `Vec`s (SPA ranges of at most 56 bytes
-/// each, one per ≥ 56 table bytes; region mappings of at most 48 bytes,
-/// one per ≥ 48 table bytes) that grow by doubling from 4 without reuse
-/// here, so they take less than 4 × the table each: under 8 × `MAX_NFIT`
-/// = 64 KiB, plus alignment. The sizes are checked below, and
-/// `kernel/firmware/tests/nfit_arena.rs` replays this arena's policy over
-/// the parser: the worst 8 KiB table peaks at 28 KiB.
-const ARENA_BYTES: usize = 80 * 1024;
-
-const _: () = assert!(core::mem::size_of::<pmem::nfit::SpaRange>() <= 56);
-const _: () = assert!(core::mem::size_of::<pmem::nfit::RegionMapping>() <= 48);
 const _: () = assert!(MAX_PMEM_RANGES == ki::MAX_PMEM_RANGES);
-
-/// The kernel's only heap: a bump allocator over a static buffer, used by
-/// `pmem::nfit::parse` during boot and then closed. It frees everything at
-/// once when the last allocation is freed. After [`BootArena::close`] every
-/// request fails (the kernel allocates nothing after boot; no kernel code
-/// outside the NFIT parse even links `alloc`).
-struct BootArena {
-    bytes: UnsafeCell<[u8; ARENA_BYTES]>,
-    top: AtomicUsize,
-    live: AtomicUsize,
-    closed: AtomicBool,
-}
-
-// SAFETY: the arena is used only by the boot CPU before any other code
-// runs (one thread, interrupts off); the counters are atomics anyway.
-unsafe impl Sync for BootArena {}
-
-impl BootArena {
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: `alloc` hands out disjoint, suitably aligned blocks inside
-// `bytes` (each from the current top, which only grows until every block
-// has been freed) or null; `dealloc` never touches memory.
-unsafe impl GlobalAlloc for BootArena {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.closed.load(Ordering::SeqCst) {
-            return core::ptr::null_mut();
-        }
-        let base = self.bytes.get() as usize;
-        let top = self.top.load(Ordering::SeqCst);
-        let start = (base + top).next_multiple_of(layout.align());
-        let Some(end) = start.checked_add(layout.size()).filter(|e| *e <= base + ARENA_BYTES) else {
-            return core::ptr::null_mut();
-        };
-        self.top.store(end - base, Ordering::SeqCst);
-        self.live.fetch_add(1, Ordering::SeqCst);
-        start as *mut u8
-    }
-
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.top.store(0, Ordering::SeqCst);
-        }
-    }
-}
-
-#[global_allocator]
-static ARENA: BootArena =
-    BootArena { bytes: UnsafeCell::new([0; ARENA_BYTES]), top: AtomicUsize::new(0), live: AtomicUsize::new(0), closed: AtomicBool::new(false) };
 
 /// What boot decided: the accepted ranges (mapped into init by
 /// [`grant_to_init`]).
@@ -155,9 +84,7 @@ fn reserved_spans(bi: &BootInfo, spans: &mut Spans) {
 /// Run after `devices::init` (whose registers pmem must not overlap) and
 /// before init's address space is built.
 pub fn discover(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc) {
-    let selection = select(platform, bi, alloc);
-    ARENA.close();
-    *SELECTED.lock() = selection;
+    *SELECTED.lock() = select(platform, bi, alloc);
 }
 
 fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc) -> Selection {
@@ -172,11 +99,7 @@ fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc
             return Selection::EMPTY;
         }
     };
-    if bytes.len() > MAX_NFIT {
-        klog!("pmem: NFIT is {} bytes, over the {MAX_NFIT} this kernel parses: no persistent memory", bytes.len());
-        return Selection::EMPTY;
-    }
-    let nfit = match pmem::nfit::parse(bytes) {
+    let nfit = match firmware::nfit::structures(bytes) {
         Ok(n) => n,
         Err(e) => {
             klog!("pmem: NFIT rejected: {e}; no persistent memory");
@@ -189,8 +112,14 @@ fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc
         klog!("pmem: too many reserved spans to check against: no persistent memory");
         return Selection::EMPTY;
     }
-    for r in nfit.persistent_ranges() {
-        let dimms = nfit.mappings.iter().filter(|m| m.spa_index == r.index).count();
+    let persistent = || {
+        nfit.clone().filter_map(|s| match s {
+            Structure::Spa(r) if r.kind == RangeKind::PersistentMemory => Some(r),
+            _ => None,
+        })
+    };
+    for r in persistent() {
+        let dimms = nfit.clone().filter(|s| matches!(s, Structure::Mapping(m) if m.spa_index == r.index)).count();
         klog!(
             "pmem: NFIT persistent-memory range {} at {:#x}, {} MiB, attributes {:#x}, {} NVDIMM mapping(s)",
             r.index,
@@ -200,7 +129,7 @@ fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc
             dimms
         );
     }
-    let candidates = nfit.persistent_ranges().map(|r| (r.base, r.length));
+    let candidates = persistent().map(|r| (r.base, r.length));
     let mut selection = pmem_ranges::select(candidates, &spans.list[..spans.count], BUDGET, |i, base, length, why| {
         klog!("pmem: persistent-memory range #{i} ({base:#x}, {length:#x} bytes) refused: {why}");
     });

@@ -12,9 +12,9 @@
 //!   cache line that was stored, flushed and fenced, and produces crash
 //!   images in which unflushed lines are lost or survive at random (with
 //!   8-byte atomicity, nothing larger).
-//! * [`nfit`] and [`pmr`]: discovering persistent memory — the ACPI NFIT
-//!   (QEMU `-device nvdimm`) and the NVMe Persistent Memory Region
-//!   registers (QEMU `-device nvme,pmrdev=`).
+//! * [`pmr`]: the NVMe Persistent Memory Region registers (QEMU
+//!   `-device nvme,pmrdev=`). (The ACPI NFIT, which describes NVDIMMs, is
+//!   parsed by the kernel's `firmware` crate, allocation-free.)
 //! * `linux` (feature `std`): a file mapped with `mmap`, persisted with
 //!   `MAP_SYNC` + CPU flushes where the file system is DAX, else `msync`.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -24,7 +24,6 @@ extern crate alloc;
 pub mod cpu;
 #[cfg(feature = "std")]
 pub mod linux;
-pub mod nfit;
 pub mod pmr;
 pub mod sim;
 

@@ -11,7 +11,8 @@
 //!   lookup. The crate does not parse DMAR; `iommu::acpi::dmar` (zerocopy,
 //!   host-fuzzed) does;
 //! * the NFIT's bytes (persistent memory, e.g. QEMU's `-device nvdimm`),
-//!   located and checksummed the same way; `pmem::nfit` parses them.
+//!   located and checksummed the same way; [`nfit`] parses them without
+//!   allocating.
 //!
 //! The crate trusts the lengths in the tables: some corruptions make it
 //! panic, loop forever or read past a table. The `precheck` module validates every
@@ -33,6 +34,7 @@
 
 mod error;
 mod handler;
+pub mod nfit;
 mod precheck;
 mod platform;
 pub mod pmem_ranges;

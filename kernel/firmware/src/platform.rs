@@ -119,7 +119,7 @@ pub struct Platform<'v> {
     pub dmar: Result<&'v [u8], FirmwareError>,
     /// The NFIT's bytes (length from its header, checksum checked), found
     /// through the `acpi` crate like the DMAR; the crate does not parse
-    /// NFIT, so these go to `pmem::nfit::parse`. `Err(Missing(Nfit))` on a
+    /// NFIT, so these go to `firmware::nfit`. `Err(Missing(Nfit))` on a
     /// machine without persistent memory (or with QEMU's `nvdimm=off`).
     pub nfit: Result<&'v [u8], FirmwareError>,
 }

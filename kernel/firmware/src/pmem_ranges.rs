@@ -1,6 +1,6 @@
 //! Which persistent-memory ranges the kernel may hand to init.
 //!
-//! The NFIT (parsed by `pmem::nfit`) says where the NVDIMMs are; this
+//! The NFIT (parsed by `firmware::nfit`) says where the NVDIMMs are; this
 //! module decides which of those ranges the kernel can safely map into
 //! init as owned pages. A range is refused, with a reason that names what
 //! it collides with, when it:

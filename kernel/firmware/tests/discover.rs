@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use firmware::{Cpus, EcamRegion, FirmwareError, PhysView, Platform, Table};
 use iommu::acpi::dmar::{Dmar, ScopeKind};
+use firmware::nfit::{self, RangeKind, Structure};
 
 fn discover(memory: &[u8]) -> Result<Platform<'_>, FirmwareError> {
     Platform::discover(PhysView::from_slice(memory), RSDP_AT)
@@ -42,11 +43,19 @@ fn check_qemu(p: &Platform<'_>) {
     assert_eq!(rmrrs[0].scopes().next().unwrap().path().collect::<Vec<_>>(), vec![(0x1d, 0)]);
     let nfit_bytes = p.nfit.unwrap();
     assert_eq!(nfit_bytes, &qemu_nfit()[..], "the NFIT's exact bytes, as long as its header says");
-    let nfit = pmem::nfit::parse(nfit_bytes).expect("the pmem crate's NFIT parser takes the bytes");
-    let ranges: Vec<_> = nfit.persistent_ranges().collect();
+    let all: Vec<Structure> = nfit::structures(nfit_bytes).expect("the NFIT parser takes the bytes").collect();
+    let ranges: Vec<_> = all
+        .iter()
+        .filter_map(|s| match s {
+            Structure::Spa(r) if r.kind == RangeKind::PersistentMemory => Some(*r),
+            _ => None,
+        })
+        .collect();
     assert_eq!(ranges.len(), 1);
     assert_eq!((ranges[0].base, ranges[0].length, ranges[0].index), (NVDIMM_BASE, NVDIMM_BYTES, 2));
-    assert_eq!((nfit.mappings.len(), nfit.mappings[0].spa_index, nfit.skipped), (1, 2, 1));
+    let mappings: Vec<_> = all.iter().filter_map(|s| if let Structure::Mapping(m) = s { Some(*m) } else { None }).collect();
+    let others = all.iter().filter(|s| matches!(s, Structure::Other { .. })).count();
+    assert_eq!((mappings.len(), mappings[0].spa_index, others), (1, 2, 1));
 }
 
 #[test]
@@ -408,12 +417,12 @@ fn nfit_found_absent_and_corrupt() {
 
     // Framing inside the table is the parser's job: a SPA range structure
     // claiming 20 bytes passes the checksum here and is refused, named, by
-    // `pmem::nfit`.
+    // `firmware::nfit`.
     let m = broken(3, |t| t[42] = 20, true);
     let p = discover(&m).unwrap();
     let bytes = p.nfit.expect("header, length and checksum are fine");
-    let e = pmem::nfit::parse(bytes).unwrap_err();
-    assert_eq!(e, pmem::nfit::NfitError::BadStructure { offset: 40, kind: 0, len: 20 });
+    let e = nfit::structures(bytes).unwrap_err();
+    assert_eq!(e, nfit::NfitError::BadStructure { offset: 40, kind: 0, len: 20 });
 }
 
 #[test]

@@ -119,7 +119,7 @@ pub const NVDIMM_BYTES: u64 = 128 << 20;
 /// QEMU 7.2's NFIT for one NVDIMM (hw/acpi/nvdimm.c): the 4 reserved bytes
 /// after the header, then a SPA range (persistent-memory GUID, index 2,
 /// proximity domain valid, write-back + non-volatile attributes), a memory
-/// device to SPA mapping, and a control region (skipped by `pmem::nfit`).
+/// device to SPA mapping, and a control region (skipped by `firmware::nfit`).
 pub fn qemu_nfit() -> Vec<u8> {
     let mut b = vec![0u8; 4];
     let mut spa = vec![0u8; 56];

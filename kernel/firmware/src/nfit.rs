@@ -8,8 +8,10 @@
 //! persistent-memory GUID marking byte-addressable pmem) and NVDIMM Region
 //! Mapping structures (type 1: which DIMM backs which range). Other
 //! structure types are skipped by their length.
+//!
+//! Nothing is allocated ([`structures`] checks the whole table, then
+//! decodes on the fly): the kernel, which has no heap, parses it at boot.
 
-use alloc::vec::Vec;
 use core::fmt;
 
 const HEADER: usize = 36;
@@ -90,21 +92,6 @@ pub struct RegionMapping {
     pub state_flags: u16,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Nfit {
-    pub ranges: Vec<SpaRange>,
-    pub mappings: Vec<RegionMapping>,
-    /// Structures of other types, counted but not decoded.
-    pub skipped: usize,
-}
-
-impl Nfit {
-    /// The byte-addressable persistent memory ranges.
-    pub fn persistent_ranges(&self) -> impl Iterator<Item = &SpaRange> {
-        self.ranges.iter().filter(|r| r.kind == RangeKind::PersistentMemory)
-    }
-}
-
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }
@@ -117,8 +104,20 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Parses an NFIT; every length is checked before it is used.
-pub fn parse(table: &[u8]) -> Result<Nfit, NfitError> {
+/// One structure of an NFIT, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Structure {
+    Spa(SpaRange),
+    Mapping(RegionMapping),
+    /// A structure of a type not decoded here.
+    Other { kind: u16 },
+}
+
+/// Checks the header (signature, length, checksum) and the framing of
+/// every structure, then returns an iterator over the decoded structures.
+/// Nothing is allocated: the kernel uses this at boot, before it has (and
+/// it never has) a heap.
+pub fn structures(table: &[u8]) -> Result<Structures<'_>, NfitError> {
     if table.len() < FIRST_STRUCTURE {
         return Err(NfitError::TooShort { len: table.len() });
     }
@@ -134,68 +133,117 @@ pub fn parse(table: &[u8]) -> Result<Nfit, NfitError> {
     if sum != 0 {
         return Err(NfitError::BadChecksum { sum });
     }
-    let mut nfit = Nfit::default();
     let mut off = FIRST_STRUCTURE;
     while off < table.len() {
-        if off + 4 > table.len() {
-            return Err(NfitError::BadStructure { offset: off, kind: 0, len: 0 });
-        }
-        let kind = u16_at(table, off);
-        let slen = u16_at(table, off + 2);
-        let bad = NfitError::BadStructure { offset: off, kind, len: slen };
-        let s = table.get(off..off + slen as usize).ok_or(bad)?;
-        if (slen as usize) < 4 {
-            return Err(bad);
-        }
-        match kind {
-            SPA_RANGE => {
-                if s.len() < SPA_MIN_LEN {
-                    return Err(bad);
-                }
-                let mut guid = [0u8; 16];
-                guid.copy_from_slice(&s[16..32]);
-                let kind = match guid {
-                    GUID_PERSISTENT_MEMORY => RangeKind::PersistentMemory,
-                    GUID_VOLATILE_MEMORY => RangeKind::VolatileMemory,
-                    g => RangeKind::Other(g),
-                };
-                nfit.ranges.push(SpaRange {
-                    index: u16_at(s, 4),
-                    flags: u16_at(s, 6),
-                    proximity_domain: u32_at(s, 12),
-                    kind,
-                    base: u64_at(s, 32),
-                    length: u64_at(s, 40),
-                    attributes: u64_at(s, 48),
-                });
-            }
-            REGION_MAPPING => {
-                if s.len() < MAPPING_LEN {
-                    return Err(bad);
-                }
-                nfit.mappings.push(RegionMapping {
-                    device_handle: u32_at(s, 4),
-                    physical_id: u16_at(s, 8),
-                    region_id: u16_at(s, 10),
-                    spa_index: u16_at(s, 12),
-                    size: u64_at(s, 16),
-                    region_offset: u64_at(s, 24),
-                    dimm_base: u64_at(s, 32),
-                    interleave_ways: u16_at(s, 42),
-                    state_flags: u16_at(s, 44),
-                });
-            }
-            _ => nfit.skipped += 1,
-        }
-        off += slen as usize;
+        off = decode_at(table, off)?.1;
     }
-    Ok(nfit)
+    Ok(Structures { table, off: FIRST_STRUCTURE })
+}
+
+/// The structures of a checked NFIT, in table order.
+#[derive(Clone, Debug)]
+pub struct Structures<'a> {
+    table: &'a [u8],
+    off: usize,
+}
+
+impl Iterator for Structures<'_> {
+    type Item = Structure;
+    fn next(&mut self) -> Option<Structure> {
+        if self.off >= self.table.len() {
+            return None;
+        }
+        // `structures` decoded every one of these already: this cannot
+        // fail, and would end the iteration if it did.
+        let (s, next) = decode_at(self.table, self.off).ok()?;
+        self.off = next;
+        Some(s)
+    }
+}
+
+/// The structure at `off` and the offset of the next one; every length is
+/// checked before it is used.
+fn decode_at(table: &[u8], off: usize) -> Result<(Structure, usize), NfitError> {
+    if off + 4 > table.len() {
+        return Err(NfitError::BadStructure { offset: off, kind: 0, len: 0 });
+    }
+    let kind = u16_at(table, off);
+    let slen = u16_at(table, off + 2);
+    let bad = NfitError::BadStructure { offset: off, kind, len: slen };
+    let s = table.get(off..off + slen as usize).ok_or(bad)?;
+    if (slen as usize) < 4 {
+        return Err(bad);
+    }
+    let structure = match kind {
+        SPA_RANGE => {
+            if s.len() < SPA_MIN_LEN {
+                return Err(bad);
+            }
+            let mut guid = [0u8; 16];
+            guid.copy_from_slice(&s[16..32]);
+            let kind = match guid {
+                GUID_PERSISTENT_MEMORY => RangeKind::PersistentMemory,
+                GUID_VOLATILE_MEMORY => RangeKind::VolatileMemory,
+                g => RangeKind::Other(g),
+            };
+            Structure::Spa(SpaRange {
+                index: u16_at(s, 4),
+                flags: u16_at(s, 6),
+                proximity_domain: u32_at(s, 12),
+                kind,
+                base: u64_at(s, 32),
+                length: u64_at(s, 40),
+                attributes: u64_at(s, 48),
+            })
+        }
+        REGION_MAPPING => {
+            if s.len() < MAPPING_LEN {
+                return Err(bad);
+            }
+            Structure::Mapping(RegionMapping {
+                device_handle: u32_at(s, 4),
+                physical_id: u16_at(s, 8),
+                region_id: u16_at(s, 10),
+                spa_index: u16_at(s, 12),
+                size: u64_at(s, 16),
+                region_offset: u64_at(s, 24),
+                dimm_base: u64_at(s, 32),
+                interleave_ways: u16_at(s, 42),
+                state_flags: u16_at(s, 44),
+            })
+        }
+        kind => Structure::Other { kind },
+    };
+    Ok((structure, off + slen as usize))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
+
+    /// Decoded ranges, mappings and the count of other structures.
+    fn parse(t: &[u8]) -> Result<(Vec<SpaRange>, Vec<RegionMapping>, usize), NfitError> {
+        let (mut ranges, mut mappings, mut skipped) = (vec![], vec![], 0);
+        for s in structures(t)? {
+            match s {
+                Structure::Spa(r) => ranges.push(r),
+                Structure::Mapping(m) => mappings.push(m),
+                Structure::Other { .. } => skipped += 1,
+            }
+        }
+        Ok((ranges, mappings, skipped))
+    }
+
+    /// xorshift64*: the corruption tests' generator.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
 
     /// An NFIT shaped like the one QEMU 7.2 builds for one 64 MiB nvdimm at
     /// 4 GiB: SPA range, region mapping, control region (type 4, skipped).
@@ -233,13 +281,13 @@ mod tests {
 
     #[test]
     fn parses_ranges_and_mappings() {
-        let n = parse(&qemu_like()).unwrap();
-        let pm: Vec<_> = n.persistent_ranges().collect();
+        let (ranges, mappings, skipped) = parse(&qemu_like()).unwrap();
+        let pm: Vec<_> = ranges.iter().filter(|r| r.kind == RangeKind::PersistentMemory).collect();
         assert_eq!(pm.len(), 1);
         assert_eq!((pm[0].base, pm[0].length, pm[0].index), (4 << 30, 64 << 20, 2));
-        assert_eq!(n.mappings[0].spa_index, 2);
-        assert_eq!(n.mappings[0].size, 64 << 20);
-        assert_eq!(n.skipped, 1);
+        assert_eq!(mappings[0].spa_index, 2);
+        assert_eq!(mappings[0].size, 64 << 20);
+        assert_eq!(skipped, 1);
     }
 
     #[test]
@@ -271,7 +319,7 @@ mod tests {
     #[test]
     fn fuzz_parse_never_panics() {
         let good = qemu_like();
-        let mut rng = crate::sim::XorShift::new(11);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut ok = 0;
         for _ in 0..20_000 {
             let mut t = good.clone();
@@ -288,8 +336,26 @@ mod tests {
             if t.len() > 9 {
                 reseal(&mut t);
             }
-            ok += parse(&t).is_ok() as usize;
+            // Whatever `structures` accepts decodes to the end.
+            if let Ok(it) = structures(&t) {
+                let _ = it.count();
+                ok += 1;
+            }
         }
         assert!(ok > 0);
+    }
+
+    #[test]
+    fn structures_walks_in_table_order() {
+        let t = qemu_like();
+        let all: Vec<Structure> = structures(&t).unwrap().collect();
+        assert_eq!(all.len(), 3);
+        assert!(matches!(all[0], Structure::Spa(r) if r.base == 4 << 30 && r.kind == RangeKind::PersistentMemory));
+        assert!(matches!(all[1], Structure::Mapping(m) if m.spa_index == 2));
+        assert_eq!(all[2], Structure::Other { kind: 4 });
+        let mut t = t.clone();
+        t[FIRST_STRUCTURE + 56 + 2] = 3; // the mapping's length
+        reseal(&mut t);
+        assert!(matches!(structures(&t), Err(NfitError::BadStructure { offset, kind: 1, len: 3 }) if offset == FIRST_STRUCTURE + 56));
     }
 }
