@@ -21,7 +21,7 @@ commands:
       --accel tcg|kvm|auto   accelerator for QEMU tests (default tcg)
       FILTER            run only tests whose name contains FILTER
   selftest              boot generated dummy guests to check QEMU + harness
-  eval [--host] [--linux] [--drivers] [--quick]   evaluation (see eval/README.md)
+  eval [--host] [--linux] [--drivers] [--kernel] [--db] [--quick]   evaluation (see eval/README.md)
 ";
 
 /// Which accelerator the user asked for.

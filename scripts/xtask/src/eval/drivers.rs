@@ -376,38 +376,13 @@ pub const ROUNDS: usize = 5;
 /// One round's rows of one system.
 type Round = (Vec<Row>, Vec<Extra>);
 
-/// (system, workload) -> every round's (IOPS, round, row index).
-type ByRow = BTreeMap<(String, String), Vec<(f64, usize, usize)>>;
-
 /// A Linux boot's rows, failures, guest environment and seconds.
 type LinuxOutcome = (Round, Vec<String>, Vec<(String, String)>, f64);
 
 /// The round with the median IOPS for each (system, workload), whole (so
 /// its latencies and counts stay together), plus every round's IOPS.
 pub fn pick_median(rounds: &[Round]) -> (Round, BTreeMap<(String, String), Vec<f64>>) {
-    let mut all: ByRow = BTreeMap::new();
-    for (ri, (rows, _)) in rounds.iter().enumerate() {
-        for (i, r) in rows.iter().enumerate() {
-            all.entry((r.system.clone(), r.workload.clone())).or_default().push((r.ops_per_sec, ri, i));
-        }
-    }
-    let (mut rows, mut extras, mut iops) = (vec![], vec![], BTreeMap::new());
-    // Output in the order of the first round that has each row.
-    for (rs, _) in rounds {
-        for r in rs {
-            let key = (r.system.clone(), r.workload.clone());
-            if iops.contains_key(&key) {
-                continue;
-            }
-            let mut v = all[&key].clone();
-            v.sort_by(|x, y| x.0.total_cmp(&y.0));
-            let (_, ri, i) = v[(v.len() - 1) / 2];
-            rows.push(rounds[ri].0[i].clone());
-            extras.push(rounds[ri].1[i].clone());
-            iops.insert(key, v.iter().map(|x| x.0).collect());
-        }
-    }
-    ((rows, extras), iops)
+    super::rounds::pick_median(rounds, |r| (r.system.clone(), r.workload.clone()))
 }
 
 /// The Linux guest, ready to boot.

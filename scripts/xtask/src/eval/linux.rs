@@ -31,25 +31,80 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn run(quick: bool) -> Result<()> {
-    crate::setup::ensure_qemu()?;
     let ws = Workspace::load()?;
     let mut entries = if quick { plan::quick_entries() } else { plan::full_entries() };
     // Development aid (documented in eval/LINUX.md): override every row's op count.
     if let Some(n) = std::env::var("EVAL_LINUX_OPS").ok().and_then(|v| v.parse::<u64>().ok()) {
         entries.iter_mut().for_each(|e| e.ops = n.max(2));
     }
-    let (runs, pairs) = plan::runs(&entries);
+    let m = measure(&ws, &entries, &format!("eval --linux{}", if quick { " --quick" } else { "" }), "run")?;
+
+    let out = ws.root.join("eval/results/latest");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("linux.csv"), eval::results::write_csv(&m.rows))?;
+    std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&m.runs, &m.counters.rows, &m.icount.rows))?;
+    let plots = write_plots(&out, &m.rows)?;
+    let pmem_table = report::pmem_pages_table(&m.pairs, &m.runs, &m.counters.rows);
+    let table = report::append_column(&eval::results::markdown_table(&m.rows), "doorbells/op", &m.doorbells)?;
+    std::fs::write(out.join("linux.md"), summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots))?;
+    let env_txt: String = m.env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    std::fs::write(out.join("linux-env.txt"), env_txt)?;
+
+    m.print_checks();
     println!(
-        "eval --linux{}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)",
-        if quick { " --quick" } else { "" },
-        pairs.len(),
-        runs.len()
+        "wrote {} ({} rows, {} failures), linux.md, linux-counters.csv, {} plots, linux-env.txt; raw logs in {}",
+        out.join("linux.csv").display(),
+        m.rows.len(),
+        m.failures.len(),
+        plots.len(),
+        m.work.display()
     );
+    Ok(())
+}
+
+/// What [`measure`] found: the result rows and everything behind them.
+pub struct Measured {
+    pub runs: Vec<plan::Run>,
+    pub pairs: Vec<plan::Pair>,
+    pub counters: PassResult,
+    pub icount: PassResult,
+    /// One row per pair that produced one (failed pairs are in `failures`).
+    pub rows: Vec<Row>,
+    /// Beside `rows` (same index): doorbells are not a `Row` column.
+    pub doorbells: Vec<Option<f64>>,
+    pub failures: Vec<String>,
+    /// The sanity checks, as (passed, description).
+    pub checks: Vec<(bool, String)>,
+    pub env: Vec<(String, String)>,
+    /// Where the raw serial and trace logs are.
+    pub work: std::path::PathBuf,
+}
+
+impl Measured {
+    pub fn print_checks(&self) {
+        println!("\nSanity checks:");
+        for (ok, line) in &self.checks {
+            println!("  {} {line}", if *ok { "PASS" } else { "FAIL" });
+        }
+        for f in &self.failures {
+            println!("  FAILED {f}");
+        }
+    }
+}
+
+/// Boot the Linux guest twice (counters pass, icount pass) over `entries`
+/// on both media and turn the runs into rows. `title` starts the progress
+/// line; `work_name` names the run directory under the guest cache (raw
+/// logs and images; runs sharing one wait for each other).
+pub fn measure(ws: &Workspace, entries: &[eval::matrix::Entry], title: &str, work_name: &str) -> Result<Measured> {
+    crate::setup::ensure_qemu()?;
+    let (runs, pairs) = plan::runs(entries);
+    println!("{title}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)", pairs.len(), runs.len());
     let g = guest::prepare(&ws.root, &ws.target_dir)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
     let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
-    let work = g.cache.join("run");
+    let work = g.cache.join(work_name);
     // Two `eval --linux` in one checkout would share images and logs: wait instead.
     let _lock = crate::machine::lock_images(&work)?;
     let plan_text: String = runs.iter().map(|r| r.plan_line() + "\n").collect();
@@ -87,9 +142,9 @@ pub fn run(quick: bool) -> Result<()> {
         println!("-- pass `{}` done in {:.0}s (serial log {})", kind.name(), res.elapsed.as_secs_f64(), res.serial_log.display());
         passes.push(res);
     }
-    let (counters, icount) = (&passes[0], &passes[1]);
+    let icount = passes.pop().context("the icount pass is missing")?;
+    let counters = passes.pop().context("the counters pass is missing")?;
     let mut rows: Vec<Row> = vec![];
-    // Beside `rows` (same index): doorbells are not a `Row` column.
     let mut doorbells: Vec<Option<f64>> = vec![];
     let mut failures: Vec<String> = vec![];
     for &p in &pairs {
@@ -109,35 +164,8 @@ pub fn run(quick: bool) -> Result<()> {
     let mut checks = report::sanity(&rows);
     checks.push(report::cross_check(&runs, &counters.rows));
     checks.push(report::doorbell_check(&runs, &icount.rows));
-    let env = environment(&g, counters, icount, started.elapsed())?;
-
-    let out = ws.root.join("eval/results/latest");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("linux.csv"), eval::results::write_csv(&rows))?;
-    std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&runs, &counters.rows, &icount.rows))?;
-    let plots = write_plots(&out, &rows)?;
-    let pmem_table = report::pmem_pages_table(&pairs, &runs, &counters.rows);
-    let table = report::append_column(&eval::results::markdown_table(&rows), "doorbells/op", &doorbells)?;
-    std::fs::write(out.join("linux.md"), summary(&table, &pmem_table, &env, &checks, &failures, &plots))?;
-    let env_txt: String = env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-    std::fs::write(out.join("linux-env.txt"), env_txt)?;
-
-    println!("\nSanity checks:");
-    for (ok, line) in &checks {
-        println!("  {} {line}", if *ok { "PASS" } else { "FAIL" });
-    }
-    for f in &failures {
-        println!("  FAILED {f}");
-    }
-    println!(
-        "wrote {} ({} rows, {} failures), linux.md, linux-counters.csv, {} plots, linux-env.txt; raw logs in {}",
-        out.join("linux.csv").display(),
-        rows.len(),
-        failures.len(),
-        plots.len(),
-        work.display()
-    );
-    Ok(())
+    let env = environment(&g, &counters, &icount, started.elapsed())?;
+    Ok(Measured { runs, pairs, counters, icount, rows, doorbells, failures, checks, env, work })
 }
 
 type Metric = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);

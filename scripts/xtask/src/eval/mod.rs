@@ -5,10 +5,12 @@
 
 use anyhow::{bail, Result};
 
+mod db;
 mod drivers;
 mod host;
 mod kernel;
 mod linux;
+mod rounds;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
@@ -16,11 +18,12 @@ pub struct EvalOpts {
     pub linux: bool,
     pub drivers: bool,
     pub kernel: bool,
+    pub db: bool,
     pub quick: bool,
 }
 
-/// Parse the flags after `eval`. With none of --host/--linux/--drivers,
-/// run host and linux (the drivers comparison is opt-in).
+/// Parse the flags after `eval`. With none of --host/--linux/--drivers/
+/// --kernel/--db, run host and linux (the others are opt-in).
 pub fn parse(args: &[String]) -> Result<EvalOpts> {
     let mut o = EvalOpts::default();
     for a in args {
@@ -29,11 +32,12 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--linux" => o.linux = true,
             "--drivers" => o.drivers = true,
             "--kernel" => o.kernel = true,
+            "--db" => o.db = true,
             "--quick" => o.quick = true,
-            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --quick)"),
+            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --quick)"),
         }
     }
-    if !(o.host || o.linux || o.drivers || o.kernel) {
+    if !(o.host || o.linux || o.drivers || o.kernel || o.db) {
         o.host = true;
         o.linux = true;
     }
@@ -47,6 +51,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if o.kernel {
         kernel::run()?;
+    }
+    if o.db {
+        db::run(o.quick)?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -67,9 +74,10 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, drivers: false, kernel: false, quick: false });
-        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { host: false, linux: true, drivers: false, kernel: false, quick: true });
+        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, ..EvalOpts::default() });
+        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { linux: true, quick: true, ..EvalOpts::default() });
         assert!(p(&["--drivers"]).unwrap().drivers);
+        assert_eq!(p(&["--db", "--quick"]).unwrap(), EvalOpts { db: true, quick: true, ..EvalOpts::default() }, "--db alone runs only the db comparison");
         assert!(p(&["--fast"]).is_err());
     }
 }

@@ -1,0 +1,680 @@
+//! `cargo xtask eval --db [--quick]`: the project's main comparison. The
+//! embedded database libdb running *on* the exokernel (`kvdb`, an
+//! application libOS: NVMe through the userspace block service, or the
+//! NVDIMM mapped into it) beside Linux running SQLite, LMDB, redb and
+//! libdb on the same emulated machine, in the same run. Counts first,
+//! times second (DESIGN §6).
+//!
+//! * exo: `ROUNDS` rounds of the `libdb_nvme_create` and
+//!   `libdb_pmem_create` boots (fresh images and nonce each boot); kvdb
+//!   prints one `EXO-DB` line per phase; each row is the median round's,
+//!   whole. One more boot per medium under `-icount shift=0` gives guest
+//!   instructions per op (the TSC counts instructions there). Every timed
+//!   boot traces QEMU's NVMe command events; on NVMe the whole-boot trace
+//!   must show at least the commands kvdb counted.
+//! * linux-guest: the `eval --linux` measuring code ([`super::linux::measure`])
+//!   over [`linux_entries`]: `commit` sync/group8/async, 100 B values, the
+//!   same 200 operations as kvdb's phases.
+//!
+//! Writes eval/results/latest/db.{csv,md}; eval/DB.md explains the method.
+
+use super::linux::{self, qtrace};
+use crate::build;
+use crate::machine::{self, Machine};
+use crate::outcome::Expect;
+use crate::runner::{self, RunOptions};
+use crate::workspace::Workspace;
+use anyhow::{bail, Context, Result};
+use eval::matrix::Entry;
+use eval::results::{format_number, Row};
+use eval::workload::{Durability, Workload};
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Operations in each of kvdb's `commit` phases (its `COMMIT_OPS`).
+pub const COMMIT_OPS: u64 = 200;
+/// kvdb's commit value size.
+pub const VALUE_BYTES: u64 = 100;
+pub const MEDIA: [&str; 2] = ["nvme", "pmem"];
+/// The phases every `create` boot must report: (workload, durability).
+pub const PHASES: [(&str, &str); 4] = [("commit", "sync"), ("commit", "group8"), ("commit", "async"), ("batch24", "sync")];
+/// The Linux engines beside exo's libdb.
+pub const LINUX_ENGINES: [&str; 4] = ["sqlite", "lmdb", "redb", "libdb"];
+
+/// Rounds of exo boots (per medium).
+pub fn rounds(quick: bool) -> usize {
+    if quick {
+        3
+    } else {
+        5
+    }
+}
+
+/// What was wrong with an `EXO-DB` line or a boot's set of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbLineError {
+    /// A field the row needs is absent.
+    MissingField { field: &'static str, line: String },
+    /// A numeric field is not a finite, non-negative number (or `-` where
+    /// the field must be present).
+    BadNumber { field: &'static str, value: String, line: String },
+    /// A word without `=` or a field given twice.
+    Malformed { word: String, line: String },
+    /// The line is not libdb's, or is for another medium than the boot's.
+    Unexpected { what: String, line: String },
+    /// A boot printed no line for a phase.
+    MissingPhase { medium: String, workload: String, durability: String },
+    /// A boot printed two lines for one phase.
+    DuplicatePhase { medium: String, workload: String, durability: String },
+}
+
+impl fmt::Display for DbLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingField { field, line } => write!(f, "EXO-DB line has no `{field}=`: {line:?}"),
+            Self::BadNumber { field, value, line } => write!(f, "EXO-DB field `{field}={value}` is not a non-negative number: {line:?}"),
+            Self::Malformed { word, line } => write!(f, "EXO-DB word `{word}` is not a single key=value: {line:?}"),
+            Self::Unexpected { what, line } => write!(f, "EXO-DB line {what}: {line:?}"),
+            Self::MissingPhase { medium, workload, durability } => write!(f, "no EXO-DB line for {workload} {durability} on {medium}"),
+            Self::DuplicatePhase { medium, workload, durability } => write!(f, "two EXO-DB lines for {workload} {durability} on {medium}"),
+        }
+    }
+}
+
+impl std::error::Error for DbLineError {}
+
+/// One `EXO-DB` line: one measured phase of kvdb's `create` run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DbLine {
+    pub medium: String,
+    pub workload: String,
+    pub value_bytes: u64,
+    pub durability: String,
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// TSC ticks over the phase per op (under `-icount shift=0`: guest
+    /// instructions per op, machine-wide).
+    pub tsc_per_op: f64,
+    pub tsc_per_us: f64,
+    /// The kernel's counters, all processes (kvdb, the driver, init).
+    pub syscalls_per_op: f64,
+    pub upcalls_per_op: f64,
+    /// kvdb's own.
+    pub kvdb_syscalls_per_op: f64,
+    pub bytes_copied_per_op: Option<f64>,
+    pub bytes_written_per_op: f64,
+    pub flushes_per_op: f64,
+    pub device_write_cmds_per_op: Option<f64>,
+    pub device_flushes_per_op: Option<f64>,
+    pub device_bytes_written_per_op: Option<f64>,
+    /// Cache lines written back (pmem).
+    pub lines_flushed_per_op: Option<f64>,
+}
+
+/// Parse one `EXO-DB key=value ...` line. `-` means "not measured on this
+/// medium" and is accepted only for the fields that may be absent.
+pub fn parse_line(line: &str) -> Result<DbLine, DbLineError> {
+    let line = line.trim();
+    let body = line.strip_prefix("EXO-DB ").ok_or_else(|| DbLineError::Unexpected { what: "does not start with `EXO-DB `".into(), line: line.into() })?;
+    let mut kv: BTreeMap<&str, &str> = BTreeMap::new();
+    for w in body.split_whitespace() {
+        match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.contains('=') && kv.insert(k, v).is_none() => {}
+            _ => return Err(DbLineError::Malformed { word: w.into(), line: line.into() }),
+        }
+    }
+    let get = |field: &'static str| kv.get(field).copied().ok_or_else(|| DbLineError::MissingField { field, line: line.into() });
+    let opt = |field: &'static str| -> Result<Option<f64>, DbLineError> {
+        match get(field)? {
+            "-" => Ok(None),
+            v => v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).map(Some).ok_or_else(|| DbLineError::BadNumber { field, value: v.into(), line: line.into() }),
+        }
+    };
+    let num = |field: &'static str| -> Result<f64, DbLineError> {
+        opt(field)?.ok_or_else(|| DbLineError::BadNumber { field, value: "-".into(), line: line.into() })
+    };
+    let int = |field: &'static str| -> Result<u64, DbLineError> {
+        let v = get(field)?;
+        v.parse::<u64>().map_err(|_| DbLineError::BadNumber { field, value: v.into(), line: line.into() })
+    };
+    if get("engine")? != "libdb" {
+        return Err(DbLineError::Unexpected { what: format!("is for engine `{}`, not libdb", get("engine")?), line: line.into() });
+    }
+    let ops = int("ops")?;
+    if ops == 0 {
+        return Err(DbLineError::BadNumber { field: "ops", value: "0".into(), line: line.into() });
+    }
+    Ok(DbLine {
+        medium: get("medium")?.into(),
+        workload: get("workload")?.into(),
+        value_bytes: int("value_bytes")?,
+        durability: get("durability")?.into(),
+        ops,
+        ops_per_sec: num("ops_per_sec")?,
+        p50_us: num("p50_us")?,
+        p99_us: num("p99_us")?,
+        tsc_per_op: num("tsc_per_op")?,
+        tsc_per_us: num("tsc_per_us")?,
+        syscalls_per_op: num("syscalls_per_op")?,
+        upcalls_per_op: num("upcalls_per_op")?,
+        kvdb_syscalls_per_op: num("kvdb_syscalls_per_op")?,
+        bytes_copied_per_op: opt("bytes_copied_per_op")?,
+        bytes_written_per_op: num("bytes_written_per_op")?,
+        flushes_per_op: num("flushes_per_op")?,
+        device_write_cmds_per_op: opt("device_write_cmds_per_op")?,
+        device_flushes_per_op: opt("device_flushes_per_op")?,
+        device_bytes_written_per_op: opt("device_bytes_written_per_op")?,
+        lines_flushed_per_op: opt("lines_flushed_per_op")?,
+    })
+}
+
+/// Every `EXO-DB` line of one `create` boot on `medium`: exactly one per
+/// entry of [`PHASES`], in the boot's order.
+pub fn parse_boot(serial: &str, medium: &str) -> Result<Vec<DbLine>, DbLineError> {
+    let mut out: Vec<DbLine> = vec![];
+    for raw in serial.lines().map(str::trim).filter(|l| l.starts_with("EXO-DB ")) {
+        let l = parse_line(raw)?;
+        if l.medium != medium {
+            return Err(DbLineError::Unexpected { what: format!("is for medium `{}` in a {medium} boot", l.medium), line: raw.into() });
+        }
+        if out.iter().any(|o| o.workload == l.workload && o.durability == l.durability) {
+            return Err(DbLineError::DuplicatePhase { medium: medium.into(), workload: l.workload, durability: l.durability });
+        }
+        out.push(l);
+    }
+    for (w, d) in PHASES {
+        if !out.iter().any(|l| l.workload == w && l.durability == d) {
+            return Err(DbLineError::MissingPhase { medium: medium.into(), workload: w.into(), durability: d.into() });
+        }
+    }
+    Ok(out)
+}
+
+/// The exo result row of a phase. `syscalls_per_op` is the machine-wide
+/// count (kvdb's own stays in the [`DbLine`], shown in db.md).
+pub fn exo_row(l: &DbLine, instructions_per_op: Option<f64>) -> Row {
+    Row {
+        system: "exo".into(),
+        engine: "libdb".into(),
+        medium: l.medium.clone(),
+        workload: l.workload.clone(),
+        value_bytes: l.value_bytes,
+        durability: l.durability.clone(),
+        ops: l.ops,
+        ops_per_sec: l.ops_per_sec,
+        p50_us: l.p50_us,
+        p99_us: l.p99_us,
+        syscalls_per_op: Some(l.syscalls_per_op),
+        bytes_copied_per_op: l.bytes_copied_per_op,
+        bytes_written_per_op: Some(l.bytes_written_per_op),
+        flushes_per_op: Some(l.flushes_per_op),
+        device_write_cmds_per_op: l.device_write_cmds_per_op,
+        device_flushes_per_op: l.device_flushes_per_op,
+        device_bytes_written_per_op: l.device_bytes_written_per_op,
+        guest_instructions_per_op: instructions_per_op,
+    }
+}
+
+/// Guest instructions per op from an `-icount shift=0` boot's lines, by
+/// (workload, durability). Under icount QEMU's guest TSC reads the virtual
+/// clock, which advances 1 ns per executed instruction at shift 0 (and
+/// skips ahead only while every vCPU is halted; the exokernel never halts
+/// while kvdb runs: the driver polls and init schedules). So TSC ticks per
+/// op are instructions per op, machine-wide.
+pub fn instructions(lines: &[DbLine]) -> BTreeMap<(String, String), f64> {
+    lines.iter().map(|l| ((l.workload.clone(), l.durability.clone()), l.tsc_per_op)).collect()
+}
+
+/// Does QEMU's trace of a whole NVMe boot show at least the device
+/// commands kvdb counted over its phases? (The trace also sees database
+/// creation, the marker, checkpoints at the end, so it may show more.)
+pub fn device_check(lines: &[DbLine], trace: &qtrace::NvmeCounts) -> (bool, String) {
+    let total = |f: fn(&DbLine) -> Option<f64>| lines.iter().map(|l| (f(l).unwrap_or(0.0) * l.ops as f64).round() as u64).sum::<u64>();
+    let (w, fl, b) = (total(|l| l.device_write_cmds_per_op), total(|l| l.device_flushes_per_op), total(|l| l.device_bytes_written_per_op));
+    let ok = trace.write_cmds >= w && trace.flush_cmds >= fl && trace.bytes_written >= b;
+    (
+        ok,
+        format!(
+            "kvdb counted {w} NVMe writes, {fl} flushes, {b} bytes over its measured phases; QEMU traced {} writes, {} flushes, {} bytes over the whole boot (must be >=)",
+            trace.write_cmds, trace.flush_cmds, trace.bytes_written
+        ),
+    )
+}
+
+/// The Linux guest's entries: `commit` in the three durabilities, 100 B
+/// values, kvdb's 200 operations over 200 preloaded keys, every engine.
+pub fn linux_entries() -> Vec<Entry> {
+    let mut out = vec![];
+    for engine in LINUX_ENGINES {
+        for durability in [Durability::Sync, Durability::Group(8), Durability::Async] {
+            out.push(Entry { engine: engine.into(), workload: Workload::Commit, value_bytes: VALUE_BYTES, durability, ops: COMMIT_OPS, keys: COMMIT_OPS });
+        }
+    }
+    out
+}
+
+fn nonce() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
+}
+
+/// One `test=libdb_<medium>_create` boot on fresh images: its lines, the
+/// NVMe trace of the whole boot (timed boots) and its seconds.
+fn exo_boot(arts: &build::Artifacts, work: &Path, medium: &str, icount: bool, name: &str) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
+    let images = work.join("images-exo");
+    let _ = std::fs::remove_dir_all(&images);
+    machine::ensure_images(&images)?;
+    let test = format!("libdb_{medium}_create");
+    let trace = work.join(format!("{name}.qemu-trace.log"));
+    let _ = std::fs::remove_file(&trace);
+    let mut m = Machine::new(&images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount);
+    if !icount {
+        // The same NVMe command events the Linux counters pass traces, so
+        // both systems pay the same tracing cost.
+        m = m.trace_file(&trace);
+        for ev in qtrace::EVENTS {
+            m = m.trace(*ev);
+        }
+    }
+    let opts = RunOptions { name: name.into(), log_dir: work.to_path_buf(), timeout: Some(Duration::from_secs(900)), echo: false, interactive: false };
+    let r = runner::run(m.command()?, &opts, Expect::PassLine(&test))?;
+    if !r.outcome.passed() {
+        bail!("exokernel {test} failed: {} (log {})", r.outcome, r.log_path.display());
+    }
+    let lines = parse_boot(&r.serial, medium).with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
+    let counts = if icount {
+        None
+    } else {
+        Some(qtrace::count(&std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?)?)
+    };
+    Ok((lines, counts, r.elapsed.as_secs_f64()))
+}
+
+/// The key a row is matched by across rounds and systems.
+fn key(r: &Row) -> (String, String, String) {
+    (r.medium.clone(), r.workload.clone(), r.durability.clone())
+}
+
+pub fn run(quick: bool) -> Result<()> {
+    crate::setup::ensure_all()?;
+    let ws = Workspace::load()?;
+    let started = Instant::now();
+    let work = ws.root.join(".cache/db-run");
+    std::fs::create_dir_all(&work)?;
+    let n_rounds = rounds(quick);
+    println!(
+        "eval --db{}: exo: {n_rounds} rounds of the libdb nvme and pmem create boots + one icount boot per medium; linux-guest: commit x 3 durabilities x {} engines x 2 media",
+        if quick { " --quick" } else { "" },
+        LINUX_ENGINES.len()
+    );
+    let arts = build::build_all(&ws)?;
+
+    let (mut exo_rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
+    {
+        // Two runs in one checkout would share images and logs: wait instead.
+        let _lock = machine::lock_images(&work)?;
+        for round in 1..=n_rounds {
+            for medium in MEDIA {
+                let (lines, trace, secs) = exo_boot(&arts, &work, medium, false, &format!("db-exo-{medium}"))?;
+                exo_secs.push(secs);
+                for l in &lines {
+                    println!(
+                        "  round {round} exo {medium} {:<8} {:<7} {:>9.0} ops/s  p50 {:>9} us  syscalls/op {:>7}  ({secs:.0} s boot)",
+                        l.workload,
+                        l.durability,
+                        l.ops_per_sec,
+                        format_number(l.p50_us),
+                        format_number(l.syscalls_per_op)
+                    );
+                }
+                if medium == "nvme" {
+                    if let Some(t) = &trace {
+                        let c = device_check(&lines, t);
+                        println!("  {} round {round}: {}", if c.0 { "PASS" } else { "FAIL" }, c.1);
+                        checks.push((c.0, format!("round {round}: {}", c.1)));
+                    }
+                }
+                exo_rounds.push((lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(), lines));
+            }
+        }
+    }
+    let ((mut exo, exo_lines), exo_rates) = super::rounds::pick_median(&exo_rounds, key);
+    let mut icount_env = vec![];
+    {
+        let _lock = machine::lock_images(&work)?;
+        for medium in MEDIA {
+            println!("-- exo {medium}: one boot under -icount shift=0 (instructions)");
+            let (lines, _, secs) = exo_boot(&arts, &work, medium, true, &format!("db-exo-{medium}-icount"))?;
+            let by_phase = instructions(&lines);
+            for r in exo.iter_mut().filter(|r| r.medium == medium) {
+                r.guest_instructions_per_op = by_phase.get(&(r.workload.clone(), r.durability.clone())).copied();
+            }
+            let rate = lines.first().map_or(0.0, |l| l.tsc_per_us);
+            icount_env.push((format!("exo icount boot {medium}"), format!("{secs:.0} s; kernel-calibrated TSC {} ticks/us (1000 = one tick per virtual ns)", format_number(rate))));
+        }
+    }
+
+    let title = format!("eval --db{}: linux-guest", if quick { " --quick" } else { "" });
+    let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
+    lm.print_checks();
+
+    let mut rows = exo.clone();
+    rows.extend(lm.rows.iter().cloned());
+    let mut env = vec![(
+        "qemu".to_string(),
+        crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string(),
+    )];
+    env.push((
+        "exo".into(),
+        format!("{n_rounds} rounds x 2 media of test=libdb_<medium>_create on the standard machine (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
+    ));
+    env.extend(icount_env);
+    env.push(("linux-guest".into(), "one `eval --linux` measurement (counters pass + icount pass) over the commit rows, run after the exo boots".into()));
+    env.extend(lm.env.iter().map(|(k, v)| (format!("linux: {k}"), v.clone())));
+    env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
+
+    let out = ws.root.join("eval/results/latest");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("db.csv"), eval::results::write_csv(&rows))?;
+    let md = summary(&exo, &exo_lines, &lm.rows, &exo_rates, &checks, &lm.checks, &lm.failures, &env);
+    std::fs::write(out.join("db.md"), md)?;
+    for medium in MEDIA {
+        for l in headline(&exo, &lm.rows, medium) {
+            println!("{l}");
+        }
+    }
+    println!("wrote {} ({} rows), db.md; exo logs in {}, linux logs in {}", out.join("db.csv").display(), rows.len(), work.display(), lm.work.display());
+    if checks.iter().any(|c| !c.0) {
+        bail!("the exo device cross-check failed (see db.md)");
+    }
+    Ok(())
+}
+
+fn find<'a>(rows: &'a [Row], system: &str, engine: &str, medium: &str, durability: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.system == system && r.engine == engine && r.medium == medium && r.workload == "commit" && r.durability == durability)
+}
+
+const DURABILITIES: [&str; 3] = ["sync", "group8", "async"];
+
+fn n(v: Option<f64>) -> String {
+    v.map(format_number).unwrap_or_else(|| "–".into())
+}
+
+/// `a / b` as "1.23×", or "–" when either is missing or `b` is zero.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// One line per (medium, durability): exo libdb against each Linux engine.
+pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
+    let mut out = vec![];
+    for d in DURABILITIES {
+        let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
+        let others: Vec<String> = LINUX_ENGINES
+            .iter()
+            .filter_map(|eng| find(linux, "linux-guest", eng, medium, d).map(|l| format!("{eng} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)))))
+            .collect();
+        out.push(format!("{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest {}", e.ops_per_sec, others.join(", ")));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    exo: &[Row],
+    exo_lines: &[DbLine],
+    linux: &[Row],
+    rates: &BTreeMap<(String, String, String), Vec<f64>>,
+    checks: &[(bool, String)],
+    linux_checks: &[(bool, String)],
+    linux_failures: &[String],
+    env: &[(String, String)],
+) -> String {
+    let mut s = String::from("# libdb on the exokernel vs Linux (SQLite, LMDB, redb, libdb), one machine, one run\n\n");
+    s.push_str(
+        "Produced by `cargo xtask eval --db` (method and caveats: eval/DB.md). `commit` workload: one 100-byte value under a \
+         16-digit key per transaction, 200 transactions per row on both systems. exo = libdb as an application libOS \
+         (`kvdb`) on the exokernel; linux-guest = the same standard QEMU machine booting Debian's kernel. TCG: counts \
+         are exact, times are emulated-machine times.\n\n",
+    );
+    let line_of = |r: &Row| exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability);
+    for medium in MEDIA {
+        let _ = writeln!(s, "## {medium}: counts per commit\n");
+        s.push_str(
+            "| durability | system | engine | syscalls/op | kvdb's own syscalls/op | device writes/op | device flushes/op | device bytes/op | bytes copied/op | engine flushes/op | guest instructions/op |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for d in DURABILITIES {
+            let mut cands: Vec<(&Row, Option<f64>)> = vec![];
+            if let Some(e) = find(exo, "exo", "libdb", medium, d) {
+                cands.push((e, line_of(e).map(|l| l.kvdb_syscalls_per_op)));
+            }
+            for eng in LINUX_ENGINES {
+                if let Some(l) = find(linux, "linux-guest", eng, medium, d) {
+                    cands.push((l, None));
+                }
+            }
+            for (r, own) in cands {
+                let _ = writeln!(
+                    s,
+                    "| {d} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.system,
+                    r.engine,
+                    n(r.syscalls_per_op),
+                    n(own),
+                    n(r.device_write_cmds_per_op),
+                    n(r.device_flushes_per_op),
+                    n(r.device_bytes_written_per_op),
+                    n(r.bytes_copied_per_op),
+                    n(r.flushes_per_op),
+                    n(r.guest_instructions_per_op)
+                );
+            }
+        }
+        let _ = writeln!(s, "\n## {medium}: times\n");
+        s.push_str("| durability | system | engine | ops/s | p50 µs | p99 µs |\n|---|---|---|---:|---:|---:|\n");
+        for d in DURABILITIES {
+            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(LINUX_ENGINES.iter().filter_map(|eng| find(linux, "linux-guest", eng, medium, d)));
+            for r in rows {
+                let _ = writeln!(s, "| {d} | {} | {} | {} | {} | {} |", r.system, r.engine, format_number(r.ops_per_sec), format_number(r.p50_us), format_number(r.p99_us));
+            }
+        }
+        let _ = writeln!(s, "\n## {medium}: exo libdb / linux-guest engine\n");
+        s.push_str(
+            "Above 1× means exo has more of it: more is better for ops/s, worse for the rest.\n\n\
+             | durability | vs linux-guest | ops/s | p50 | p99 | syscalls/op | device bytes/op | guest instructions/op |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for d in DURABILITIES {
+            let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
+            for eng in LINUX_ENGINES {
+                let Some(l) = find(linux, "linux-guest", eng, medium, d) else { continue };
+                let _ = writeln!(
+                    s,
+                    "| {d} | {eng} | {} | {} | {} | {} | {} | {} |",
+                    ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)),
+                    ratio(Some(e.p50_us), Some(l.p50_us)),
+                    ratio(Some(e.p99_us), Some(l.p99_us)),
+                    ratio(e.syscalls_per_op, l.syscalls_per_op),
+                    ratio(e.device_bytes_written_per_op, l.device_bytes_written_per_op),
+                    ratio(e.guest_instructions_per_op, l.guest_instructions_per_op)
+                );
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str("## exo only: pmem cache lines and `batch24`\n\n");
+    s.push_str("| medium | workload | durability | ops | ops/s | p50 µs | p99 µs | syscalls/op | kvdb syscalls/op | upcalls/op | device writes/op | device flushes/op | device bytes/op | cache lines flushed/op | guest instructions/op |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in exo {
+        let Some(l) = line_of(r) else { continue };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.medium,
+            r.workload,
+            r.durability,
+            r.ops,
+            format_number(r.ops_per_sec),
+            format_number(r.p50_us),
+            format_number(r.p99_us),
+            format_number(l.syscalls_per_op),
+            format_number(l.kvdb_syscalls_per_op),
+            format_number(l.upcalls_per_op),
+            n(l.device_write_cmds_per_op),
+            n(l.device_flushes_per_op),
+            n(l.device_bytes_written_per_op),
+            n(l.lines_flushed_per_op),
+            n(r.guest_instructions_per_op)
+        );
+    }
+    s.push_str("\nexo ops/s of every round (sorted; the rows are the median round's):\n\n");
+    for ((m, w, d), v) in rates {
+        let _ = writeln!(s, "- {m} {w} {d}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
+    }
+    s.push_str(
+        "\n## How each count is taken\n\n\
+         | count | exo | linux-guest |\n|---|---|---|\n\
+         | syscalls/op | the kernel's own counter over the phase, **machine-wide**: kvdb's yields to the driver, the driver's idle yields, init's scheduler | the bench process's `perf_event_open` count of `raw_syscalls:sys_enter` over the measured phase |\n\
+         | kvdb's own syscalls/op | kvdb's runtime counts its own system calls (`exo_rt::sys::calls()`) | – |\n\
+         | device writes, flushes, bytes/op | what kvdb asked the block service (kvdb/libdb's own count); cross-checked against QEMU's NVMe trace of the whole boot (below) | QEMU trace events `pci_nvme_io_cmd`/`pci_nvme_write`, differential against a `--ops 1` run: `(run - baseline) / (ops - 1)`; includes ext4's journal |\n\
+         | bytes copied/op | bytes copied into and out of the block service's shared data area (the device DMAs from there); 0 on pmem | `/proc/self/io` `rchar + wchar` |\n\
+         | engine flushes/op | libdb's barriers (`Stats.io`) | eval-bench's fsync-family wrappers (libdb on pmem: its own barrier count) |\n\
+         | guest instructions/op | one extra boot under `-icount shift=0`: TSC ticks over the phase / ops; the TSC reads QEMU's virtual clock, one ns per instruction, and this kernel never halts while kvdb runs, so this is every instruction the CPU executed during the phase (kernel, driver, init, kvdb), including the driver's polling while the device works | icount pass: ftrace `sched_stat_runtime` summed over every task but the harness shell, differential; runtime is TSC-measured at 1000 MHz = one tick per instruction; idle (halted) time is not counted |\n\
+         | ops/s, p50, p99 | kvdb's TSC timing, per commit | eval-bench, `CLOCK_MONOTONIC` |\n",
+    );
+    s.push_str("\n## Checks\n\n");
+    for (ok, c) in checks {
+        let _ = writeln!(s, "- {} exo NVMe device counts vs QEMU trace, {c}", if *ok { "PASS" } else { "FAIL" });
+    }
+    for (ok, c) in linux_checks {
+        let _ = writeln!(s, "- {} linux-guest: {c}", if *ok { "PASS" } else { "FAIL" });
+    }
+    if !linux_failures.is_empty() {
+        s.push_str("\n## Failed Linux runs\n\n");
+        for f in linux_failures {
+            let _ = writeln!(s, "- {f}");
+        }
+    }
+    s.push_str("\n## All rows\n\n");
+    let mut all = exo.to_vec();
+    all.extend(linux.iter().cloned());
+    s.push_str(&eval::results::markdown_table(&all));
+    s.push_str("\n## Environment\n\n");
+    for (k, v) in env {
+        let _ = writeln!(s, "- {k}: {v}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NVME: &str = "init: kvdb nvme create\n\
+EXO-DB engine=libdb medium=nvme workload=commit value_bytes=100 durability=sync ops=200 ops_per_sec=1502.873 p50_us=636.267 p99_us=1428.177 tsc_per_op=1745989 syscalls_per_op=18.385 upcalls_per_op=18.450 kvdb_syscalls_per_op=3.680 kvdb_upcalls_per_op=3.690 yields_per_op=3.680 bytes_copied_per_op=512.000 bytes_written_per_op=512.000 flushes_per_op=1.000 writes_per_op=1.000 device_write_cmds_per_op=1.000 device_flushes_per_op=1.000 device_bytes_written_per_op=512.000 blockq_requests_per_op=2.000 lines_flushed_per_op=0.000 checkpoints=0 tsc_per_us=2624\n\
+EXO-DB engine=libdb medium=nvme workload=commit value_bytes=100 durability=group8 ops=200 ops_per_sec=9885.774 p50_us=12.614 p99_us=1383.479 tsc_per_op=265432 syscalls_per_op=2.445 upcalls_per_op=2.450 kvdb_syscalls_per_op=0.490 kvdb_upcalls_per_op=0.490 yields_per_op=0.490 bytes_copied_per_op=192.000 bytes_written_per_op=192.000 flushes_per_op=0.125 writes_per_op=0.125 device_write_cmds_per_op=0.125 device_flushes_per_op=0.125 device_bytes_written_per_op=192.000 blockq_requests_per_op=0.250 lines_flushed_per_op=0.000 checkpoints=0 tsc_per_us=2624\n\
+EXO-DB engine=libdb medium=nvme workload=commit value_bytes=100 durability=async ops=200 ops_per_sec=45227.780 p50_us=10.335 p99_us=20.937 tsc_per_op=58017 syscalls_per_op=0.125 upcalls_per_op=0.125 kvdb_syscalls_per_op=0.025 kvdb_upcalls_per_op=0.025 yields_per_op=0.025 bytes_copied_per_op=153.600 bytes_written_per_op=153.600 flushes_per_op=0.005 writes_per_op=0.005 device_write_cmds_per_op=0.005 device_flushes_per_op=0.005 device_bytes_written_per_op=153.600 blockq_requests_per_op=0.010 lines_flushed_per_op=0.000 checkpoints=0 tsc_per_us=2624\n\
+EXO-DB engine=libdb medium=nvme workload=batch24 value_bytes=0 durability=sync ops=100 ops_per_sec=657.463 p50_us=867.443 p99_us=40990.734 tsc_per_op=3991098 syscalls_per_op=34.090 upcalls_per_op=34.250 kvdb_syscalls_per_op=6.740 kvdb_upcalls_per_op=6.820 yields_per_op=6.740 bytes_copied_per_op=11064.320 bytes_written_per_op=11064.320 flushes_per_op=1.040 writes_per_op=2.200 device_write_cmds_per_op=2.200 device_flushes_per_op=1.040 device_bytes_written_per_op=11064.320 blockq_requests_per_op=3.240 lines_flushed_per_op=0.000 checkpoints=2 tsc_per_us=2624\n\
+kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
+
+    const PMEM_SYNC: &str = "EXO-DB engine=libdb medium=pmem workload=commit value_bytes=100 durability=sync ops=200 ops_per_sec=24262.785 p50_us=7.995 p99_us=336.375 tsc_per_op=107490 syscalls_per_op=0.010 upcalls_per_op=0.015 kvdb_syscalls_per_op=0.000 kvdb_upcalls_per_op=0.005 yields_per_op=0.000 bytes_copied_per_op=0.000 bytes_written_per_op=152.000 flushes_per_op=1.000 writes_per_op=1.000 device_write_cmds_per_op=- device_flushes_per_op=- device_bytes_written_per_op=- blockq_requests_per_op=- lines_flushed_per_op=3.250 checkpoints=0 tsc_per_us=2608";
+
+    #[test]
+    fn parses_a_real_nvme_boot() {
+        let l = parse_boot(NVME, "nvme").unwrap();
+        assert_eq!(l.len(), 4);
+        assert_eq!((l[0].workload.as_str(), l[0].durability.as_str(), l[0].ops), ("commit", "sync", 200));
+        assert_eq!((l[0].ops_per_sec, l[0].p50_us, l[0].tsc_per_op, l[0].tsc_per_us), (1502.873, 636.267, 1745989.0, 2624.0));
+        assert_eq!((l[0].syscalls_per_op, l[0].kvdb_syscalls_per_op), (18.385, 3.68));
+        assert_eq!((l[1].device_flushes_per_op, l[1].device_bytes_written_per_op), (Some(0.125), Some(192.0)));
+        assert_eq!((l[3].workload.as_str(), l[3].value_bytes, l[3].ops), ("batch24", 0, 100));
+    }
+
+    #[test]
+    fn pmem_dashes_are_absent_values() {
+        let l = parse_line(PMEM_SYNC).unwrap();
+        assert_eq!((l.device_write_cmds_per_op, l.device_flushes_per_op, l.device_bytes_written_per_op), (None, None, None));
+        assert_eq!((l.lines_flushed_per_op, l.bytes_copied_per_op), (Some(3.25), Some(0.0)));
+        let r = exo_row(&l, Some(4321.0));
+        assert_eq!((r.system.as_str(), r.engine.as_str(), r.medium.as_str()), ("exo", "libdb", "pmem"));
+        assert_eq!((r.device_flushes_per_op, r.flushes_per_op, r.guest_instructions_per_op), (None, Some(1.0), Some(4321.0)));
+    }
+
+    #[test]
+    fn malformed_lines_give_named_errors() {
+        let e = |from: &str, to: &str| parse_line(&PMEM_SYNC.replace(from, to)).unwrap_err();
+        assert_eq!(e(" p99_us=336.375", ""), DbLineError::MissingField { field: "p99_us", line: PMEM_SYNC.replace(" p99_us=336.375", "") });
+        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=fast"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
+        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=-1"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
+        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=-"), DbLineError::BadNumber { field: "ops_per_sec", .. }), "a dash only where a field may be absent");
+        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=NaN"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
+        assert!(matches!(e("ops=200", "ops=0"), DbLineError::BadNumber { field: "ops", .. }));
+        assert!(matches!(e("ops=200", "ops=2.5"), DbLineError::BadNumber { field: "ops", .. }));
+        assert!(matches!(e("checkpoints=0", "checkpoints"), DbLineError::Malformed { .. }));
+        assert!(matches!(e("checkpoints=0", "ops=200"), DbLineError::Malformed { .. }), "a field given twice");
+        assert!(matches!(e("engine=libdb", "engine=sqlite"), DbLineError::Unexpected { .. }));
+        let msg = e(" tsc_per_us=2608", "").to_string();
+        assert!(msg.contains("`tsc_per_us=`"), "{msg}");
+    }
+
+    #[test]
+    fn a_boot_needs_each_phase_once_on_its_medium() {
+        let without_async: String = NVME.lines().filter(|l| !l.contains("durability=async")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(
+            parse_boot(&without_async, "nvme").unwrap_err(),
+            DbLineError::MissingPhase { medium: "nvme".into(), workload: "commit".into(), durability: "async".into() }
+        );
+        let first = NVME.lines().nth(1).unwrap();
+        assert!(matches!(parse_boot(&format!("{NVME}{first}\n"), "nvme").unwrap_err(), DbLineError::DuplicatePhase { .. }));
+        assert!(matches!(parse_boot(NVME, "pmem").unwrap_err(), DbLineError::Unexpected { .. }));
+        assert!(matches!(parse_boot("no lines at all\n", "nvme").unwrap_err(), DbLineError::MissingPhase { .. }));
+    }
+
+    #[test]
+    fn the_trace_must_cover_what_kvdb_counted() {
+        let l = parse_boot(NVME, "nvme").unwrap();
+        // 200 + 25 + 1 + 220 writes, 200 + 25 + 1 + 104 flushes.
+        let counted = qtrace::NvmeCounts { write_cmds: 446, flush_cmds: 330, bytes_written: 200 * 512 + 200 * 192 + 200 * 154 + 1_106_432, ..Default::default() };
+        let (ok, msg) = device_check(&l, &counted);
+        assert!(ok, "{msg}");
+        assert!(msg.contains("kvdb counted 446 NVMe writes, 330 flushes"), "{msg}");
+        assert!(device_check(&l, &qtrace::NvmeCounts { write_cmds: 1000, flush_cmds: 1000, bytes_written: 1 << 30, ..Default::default() }).0);
+        assert!(!device_check(&l, &qtrace::NvmeCounts { write_cmds: 445, ..counted }).0, "one write short");
+        assert!(!device_check(&l, &qtrace::NvmeCounts { flush_cmds: 329, ..counted }).0, "one flush short");
+    }
+
+    #[test]
+    fn linux_entries_match_the_exo_phases() {
+        let e = linux_entries();
+        assert_eq!(e.len(), LINUX_ENGINES.len() * 3);
+        for x in &e {
+            assert_eq!((x.workload, x.value_bytes, x.ops), (Workload::Commit, VALUE_BYTES, COMMIT_OPS));
+        }
+        let (runs, pairs) = linux::plan::runs(&e);
+        assert_eq!(pairs.len(), 2 * e.len(), "both media");
+        let exo: Vec<(String, String)> = PHASES.iter().filter(|p| p.0 == "commit").map(|(w, d)| (w.to_string(), d.to_string())).collect();
+        for p in pairs {
+            let r = &runs[p.measured];
+            assert!(exo.contains(&(r.workload.clone(), r.durability.clone())), "{r:?} has an exo counterpart");
+        }
+    }
+
+    #[test]
+    fn instructions_and_headline_pair_rows() {
+        let lines = parse_boot(NVME, "nvme").unwrap();
+        let ins = instructions(&lines);
+        assert_eq!(ins[&("commit".to_string(), "group8".to_string())], 265432.0);
+        let exo: Vec<Row> = lines.iter().map(|l| exo_row(l, ins.get(&(l.workload.clone(), l.durability.clone())).copied())).collect();
+        let lin = Row { system: "linux-guest".into(), engine: "sqlite".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: 751.4365, ..Row::default() };
+        let h = headline(&exo, &[lin], "nvme");
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0], "nvme commit sync: exo libdb 1503 commits/s; linux-guest sqlite 751 (2.00×)");
+        assert_eq!(ratio(Some(1.0), Some(0.0)), "–");
+        assert_eq!(ratio(None, Some(1.0)), "–");
+    }
+}
