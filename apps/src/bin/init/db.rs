@@ -88,7 +88,12 @@ fn run_kvdb(c: &Child, what: &str) -> Outcome {
 
 /// `libdb_nvme_create` (`check` false) and `libdb_nvme_check`.
 pub fn libdb_nvme(check: bool) -> Outcome {
-    let nonce = nonce()?;
+    on_nvme(check, nonce()?)
+}
+
+/// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
+/// workload derived from `nonce`.
+pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     let dev = devices::find(NVME_IDS.0, NVME_IDS.1)?;
     devices::enable(&dev)?;
     let region = crate::tests::make_region(KVDB_REGION_PAGES)?;
@@ -134,11 +139,7 @@ pub fn libdb_nvme(check: bool) -> Outcome {
 /// named errors: a damaged database, no region, a full medium.
 pub fn libdb_pmem(check: bool) -> Outcome {
     let nonce = nonce()?;
-    let total = crate::pmem::total();
-    println!("init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})", PMEM_OFFSET + PMEM_BYTES, total >> 20);
-    // kvdb create ends without closing the database: boot 2 must recover
-    // it from the log after the reboot.
-    run_pmem(if check { "check" } else { "create" }, PMEM_BYTES, nonce, 0)?;
+    on_pmem(check, nonce)?;
     if !check {
         return Ok(());
     }
@@ -154,6 +155,16 @@ pub fn libdb_pmem(check: bool) -> Outcome {
     expect_code(&spawn_kvdb("pmem check", 0, 0, nonce)?, "kvdb pmem check without a region", 2)?;
     // A medium with room for the log but not for the data.
     run_pmem("create", 320 * PAGE_SIZE, nonce, 4)
+}
+
+/// kvdb `create` or `check` on the database's NVDIMM range, with the
+/// workload derived from `nonce`.
+pub fn on_pmem(check: bool, nonce: u64) -> Outcome {
+    let total = crate::pmem::total();
+    println!("init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})", PMEM_OFFSET + PMEM_BYTES, total >> 20);
+    // kvdb create ends without closing the database: boot 2 must recover
+    // it from the log after the reboot.
+    run_pmem(if check { "check" } else { "create" }, PMEM_BYTES, nonce, 0)
 }
 
 /// Run `kvdb pmem <phase>` on the first `bytes` of the database's NVDIMM

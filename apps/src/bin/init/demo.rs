@@ -1,6 +1,9 @@
 //! What `cargo xtask run` shows: init starting processes from the boot
 //! image, a region shared between two of them, a page fault resolved by a
-//! userspace pager, and a spinning process being preempted.
+//! userspace pager, a spinning process being preempted — and the main job:
+//! the embedded database (libdb, in the `kvdb` program) committing on the
+//! NVMe through the userspace driver's block service, and on the NVDIMM
+//! mapped straight into it.
 
 use crate::tests;
 use alloc::string::String;
@@ -16,6 +19,12 @@ pub fn run() -> Result<(), String> {
     tests::run("fault_upcall")?;
     println!("\n== 4. a process spins forever; the root scheduler preempts it ==");
     tests::run("preemption")?;
+    // Any nonzero nonce will do: it seeds the database workload.
+    let nonce = exo_rt::time::rdtsc() | 1;
+    println!("\n== 5. the database (libdb) on NVMe: its block device is the userspace NVMe driver's shared rings, DMA confined by VT-d ==");
+    crate::db::on_nvme(false, nonce)?;
+    println!("\n== 6. the database on the NVDIMM: persistent memory mapped into it, made durable with clwb + sfence, no kernel call ==");
+    crate::db::on_pmem(false, nonce)?;
     println!(
         "\n== done: {} system calls, {} upcalls, {} timer ticks, {} frames allocated by the kernel after boot ==",
         kinfo::word(ki::W_SYSCALLS),
