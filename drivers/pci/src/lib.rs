@@ -14,7 +14,9 @@
 //!   bits): modules `capabilities` and `bar`;
 //! - I/O BAR sizes (pci_types reports only the port);
 //! - the PCI Express extended-capability list and the SR-IOV capability
-//!   (TotalVFs/NumVFs, VF offset and stride, VF BARs): module `sriov`;
+//!   (TotalVFs/NumVFs, VF offset and stride, VF BARs, enabling VFs):
+//!   module `sriov`; placing unassigned VF BARs in a bridge window:
+//!   module `vf_place`;
 //! - the PCI Express capability's port type and MSI-X helpers for init.
 //!
 //! Every walk is bounded: a capability list that loops or points into the
@@ -32,6 +34,7 @@ pub mod bar;
 pub mod capabilities;
 mod enumerate;
 pub mod sriov;
+pub mod vf_place;
 
 pub use bar::{bars, size_bar, Bar, BarKind};
 pub use capabilities::{
@@ -41,7 +44,8 @@ pub use capabilities::{
 pub use enumerate::{enumerate, Function};
 /// The capability types [`Capability::parsed`] holds.
 pub use pci_types::capability::PciCapability;
-pub use sriov::{find_extended_capability, walk_extended_capabilities, ExtendedCapability, SrIov};
+pub use sriov::{find_extended_capability, walk_extended_capabilities, EnableError, ExtendedCapability, SrIov};
+pub use vf_place::{bridge_memory_window, place_vf_bars, PlaceError, Span};
 
 /// A PCI function's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -90,6 +90,35 @@ mod regs {
     pub const CONTROL_VF_MSE: u16 = 1 << 3;
 }
 
+/// Why `SrIov::enable_vfs` refused or failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnableError {
+    /// VF Enable was already set (by firmware): left as it is.
+    AlreadyEnabled,
+    /// Zero VFs, or more than TotalVFs.
+    BadCount { asked: u16, total: u16 },
+    /// NumVFs did not read back as written.
+    NumVfsNotLatched { wrote: u16, read: u16 },
+    /// VF BAR `index` did not read back at the address written.
+    BarNotLatched { index: u8, wrote: u64, read: u64 },
+    /// VF Enable did not read back as set.
+    EnableNotLatched,
+}
+
+impl core::fmt::Display for EnableError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            EnableError::AlreadyEnabled => write!(f, "VF Enable is already set"),
+            EnableError::BadCount { asked, total } => write!(f, "{asked} VFs asked, TotalVFs is {total}"),
+            EnableError::NumVfsNotLatched { wrote, read } => write!(f, "NumVFs reads {read} after writing {wrote}"),
+            EnableError::BarNotLatched { index, wrote, read } => {
+                write!(f, "VF BAR {index} reads {read:#x} after writing {wrote:#x}")
+            }
+            EnableError::EnableNotLatched => write!(f, "VF Enable does not read back as set"),
+        }
+    }
+}
+
 /// The SR-IOV extended capability of a physical function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SrIov {
@@ -177,5 +206,58 @@ impl SrIov {
         }
         cfg.write32(pf, control_at, control as u32);
         out
+    }
+
+    /// Turns on `num_vfs` virtual functions: NumVFs, then each VF BAR in
+    /// `bars` (as `vf_bars` sized them) at `addresses[i]`, then VF Enable
+    /// and VF Memory Space Enable together (as Linux does). Each write is
+    /// read back. The caller must then wait 100 ms before it sends a
+    /// configuration request to a VF (PCIe 5.0 §9.3.3.3.1) and must hold
+    /// the PF. On an error after NumVFs was written, VF Enable stays clear.
+    pub fn enable_vfs(
+        &self,
+        cfg: &mut impl ConfigSpace,
+        pf: Address,
+        num_vfs: u16,
+        bars: &[Option<Bar>; 6],
+        addresses: &[Option<u64>; 6],
+    ) -> Result<(), EnableError> {
+        let control_at = self.offset + regs::CONTROL;
+        let control = cfg.read16(pf, control_at);
+        if control & regs::CONTROL_VF_ENABLE != 0 {
+            return Err(EnableError::AlreadyEnabled);
+        }
+        if num_vfs == 0 || num_vfs > self.total_vfs {
+            return Err(EnableError::BadCount { asked: num_vfs, total: self.total_vfs });
+        }
+        // VF BARs are written with VF decoding off.
+        cfg.write32(pf, control_at, (control & !regs::CONTROL_VF_MSE) as u32);
+        // NumVFs is the low half of its dword; the high half (Function
+        // Dependency Link) is read-only.
+        cfg.write32(pf, self.offset + regs::NUM_VFS, num_vfs as u32);
+        let read = cfg.read16(pf, self.offset + regs::NUM_VFS);
+        if read != num_vfs {
+            return Err(EnableError::NumVfsNotLatched { wrote: num_vfs, read });
+        }
+        for (bar, address) in bars.iter().zip(addresses) {
+            let (Some(bar), Some(address)) = (bar, address) else { continue };
+            let at = self.offset + regs::VF_BAR0 + 4 * bar.index as u16;
+            let flags = cfg.read32(pf, at) & 0xf;
+            cfg.write32(pf, at, (*address as u32 & !0xf) | flags);
+            if bar.kind == BarKind::Memory64 {
+                cfg.write32(pf, at + 4, (address >> 32) as u32);
+            }
+            let high = if bar.kind == BarKind::Memory64 { cfg.read32(pf, at + 4) as u64 } else { 0 };
+            let read = high << 32 | (cfg.read32(pf, at) & !0xf) as u64;
+            if read != *address {
+                return Err(EnableError::BarNotLatched { index: bar.index, wrote: *address, read });
+            }
+        }
+        let on = control | regs::CONTROL_VF_ENABLE | regs::CONTROL_VF_MSE;
+        cfg.write32(pf, control_at, on as u32);
+        if cfg.read16(pf, control_at) & regs::CONTROL_VF_ENABLE == 0 {
+            return Err(EnableError::EnableNotLatched);
+        }
+        Ok(())
     }
 }

@@ -352,3 +352,123 @@ fn a_2gib_64bit_bar_has_the_right_size() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+fn vf_bar(index: u8, size: u64, kind: BarKind) -> Option<Bar> {
+    Some(Bar { index, kind, prefetchable: false, address: 0, size })
+}
+
+#[test]
+fn bridge_memory_window_reads_base_and_limit() {
+    let mut s = q35();
+    let port = Address::new(0, 0, 0x1c, 0);
+    // Base 0xfe80_0000, limit 0xfe9f_ffff (1 MiB granularity).
+    s.devs.get_mut(&(0, 0x1c, 0)).unwrap().set32(0x20, 0xfe90_fe80);
+    assert_eq!(bridge_memory_window(&s, port), Some(Span { start: 0xfe80_0000, end: 0xfea0_0000 }));
+    // Limit below base: the window is closed.
+    s.devs.get_mut(&(0, 0x1c, 0)).unwrap().set32(0x20, 0x0000_fff0);
+    assert_eq!(bridge_memory_window(&s, port), None);
+}
+
+#[test]
+fn vf_bars_go_around_busy_spans_aligned_and_largest_first() {
+    let window = Span { start: 0xfe80_0000, end: 0xfea0_0000 };
+    // The PF's BAR0 (16 KiB) at the window's start and its MSI-X BAR.
+    let busy = [Span { start: 0xfe80_0000, end: 0xfe80_4000 }, Span { start: 0xfe80_4000, end: 0xfe80_5000 }];
+    let mut bars = [None; 6];
+    bars[0] = vf_bar(0, 0x4000, BarKind::Memory64);
+    bars[2] = vf_bar(2, 0x1000, BarKind::Memory32);
+    let at = place_vf_bars(window, &busy, &bars, 4).unwrap();
+    // BAR0: 4 x 16 KiB = 64 KiB, 16 KiB aligned, after the busy spans.
+    assert_eq!(at[0], Some(0xfe80_8000));
+    // BAR2: 4 x 4 KiB = 16 KiB; the gap at 0x5000..0x8000 is only 12 KiB,
+    // so it goes after BAR0.
+    assert_eq!(at[2], Some(0xfe81_8000));
+    assert!(at[1].is_none() && at[3..].iter().all(|a| a.is_none()));
+    // No two placed spans overlap each other or a busy span.
+    let spans = [Span { start: 0xfe80_8000, end: 0xfe81_8000 }, Span { start: 0xfe81_8000, end: 0xfe81_c000 }];
+    for s in spans {
+        assert!(busy.iter().all(|b| !b.overlaps(&s)));
+    }
+}
+
+#[test]
+fn vf_bar_placement_fills_a_gap_when_it_fits() {
+    let window = Span { start: 0x1000_0000, end: 0x1010_0000 };
+    // A hole of 64 KiB at 0x1001_0000 between two busy spans.
+    let busy = [Span { start: 0x1000_0000, end: 0x1001_0000 }, Span { start: 0x1002_0000, end: 0x1010_0000 }];
+    let mut bars = [None; 6];
+    bars[0] = vf_bar(0, 0x4000, BarKind::Memory64);
+    assert_eq!(place_vf_bars(window, &busy, &bars, 4).unwrap()[0], Some(0x1001_0000));
+    // Five VFs need 80 KiB: no room, and the error names the BAR and size.
+    assert_eq!(place_vf_bars(window, &busy, &bars, 5), Err(PlaceError::NoRoom { index: 0, bytes: 0x14000 }));
+}
+
+#[test]
+fn vf_bar_placement_refuses_bad_sizes_and_overflow() {
+    let window = Span { start: 0, end: u64::MAX };
+    let mut bars = [None; 6];
+    bars[1] = vf_bar(1, 0x3000, BarKind::Memory32);
+    assert_eq!(place_vf_bars(window, &[], &bars, 1), Err(PlaceError::BadSize { index: 1, size: 0x3000 }));
+    bars[1] = vf_bar(1, 1 << 63, BarKind::Memory64);
+    assert_eq!(place_vf_bars(window, &[], &bars, 4), Err(PlaceError::TooLarge { index: 1 }));
+    // A 32-bit BAR cannot land above 4 GiB.
+    let high = Span { start: 1 << 32, end: 1 << 33 };
+    bars[1] = vf_bar(1, 0x1000, BarKind::Memory32);
+    assert_eq!(place_vf_bars(high, &[], &bars, 1), Err(PlaceError::Above4G { index: 1 }));
+    // No BARs at all: nothing to place, nothing placed.
+    assert_eq!(place_vf_bars(window, &[], &[None; 6], 4), Ok([None; 6]));
+}
+
+#[test]
+fn enabling_vfs_writes_numvfs_bars_then_enable() {
+    let mut s = q35();
+    let pf = Address::new(0, 1, 0, 0);
+    let d = s.devs.get_mut(&(1, 0, 0)).unwrap();
+    d.set16(0x108, 0); // VF Enable clear
+    d.set32(0x124, 0x4); // VF BAR0: 64-bit, unassigned
+    let sr = SrIov::read(&s, pf).unwrap();
+    let mut bars = [None; 6];
+    bars[0] = vf_bar(0, 0x4000, BarKind::Memory64);
+    let mut at = [None; 6];
+    at[0] = Some(0x1_fe80_8000);
+    assert_eq!(sr.enable_vfs(&mut s, pf, 5, &bars, &at), Err(EnableError::BadCount { asked: 5, total: 4 }));
+    sr.enable_vfs(&mut s, pf, 3, &bars, &at).unwrap();
+    let d = &s.devs[&(1, 0, 0)];
+    assert_eq!(d.space[0x110 / 4] & 0xffff, 3, "NumVFs");
+    assert_eq!(d.space[0x124 / 4], 0xfe80_8004, "VF BAR0 low, flags kept");
+    assert_eq!(d.space[0x128 / 4], 1, "VF BAR0 high");
+    assert_eq!(d.space[0x108 / 4] & 0xffff, 0x9, "VF Enable + VF MSE");
+    let again = SrIov::read(&s, pf).unwrap();
+    assert!(again.vf_enabled);
+    assert_eq!(again.enable_vfs(&mut s, pf, 3, &bars, &at), Err(EnableError::AlreadyEnabled));
+}
+
+#[test]
+fn enabling_vfs_fails_when_a_bar_does_not_latch() {
+    // A VF BAR that ignores writes (read-only zero) is reported, and VF
+    // Enable stays clear.
+    struct Stuck(Space);
+    impl ConfigSpace for Stuck {
+        fn read32(&self, at: Address, o: u16) -> u32 {
+            self.0.read32(at, o)
+        }
+        fn write32(&mut self, at: Address, o: u16, v: u32) {
+            if o != 0x124 && o != 0x128 {
+                self.0.write32(at, o, v)
+            }
+        }
+    }
+    let mut s = q35();
+    let d = s.devs.get_mut(&(1, 0, 0)).unwrap();
+    d.set16(0x108, 0);
+    d.set32(0x124, 0x4);
+    let mut w = Stuck(s);
+    let pf = Address::new(0, 1, 0, 0);
+    let sr = SrIov::read(&w, pf).unwrap();
+    let mut bars = [None; 6];
+    bars[0] = vf_bar(0, 0x4000, BarKind::Memory64);
+    let mut at = [None; 6];
+    at[0] = Some(0xfe80_8000);
+    assert_eq!(sr.enable_vfs(&mut w, pf, 2, &bars, &at), Err(EnableError::BarNotLatched { index: 0, wrote: 0xfe80_8000, read: 0 }));
+    assert_eq!(w.0.devs[&(1, 0, 0)].space[0x108 / 4] & 1, 0, "VF Enable clear");
+}
