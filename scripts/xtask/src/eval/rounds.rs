@@ -7,12 +7,15 @@
 use eval::results::Row;
 use std::collections::BTreeMap;
 
+/// The reported rows with their extra records, and every round's ops/s per key.
+pub type Picked<E, K> = ((Vec<Row>, Vec<E>), BTreeMap<K, Vec<f64>>);
+
 /// For each row key (`key` of the row), the round whose row has the median
 /// `ops_per_sec` (the lower middle of an even count), with the extra
 /// record `E` at the same index of that round; plus every round's ops/s
 /// per key, sorted. Rows come out in the order of the first round that has
 /// each key.
-pub fn pick_median<E: Clone, K: Ord + Clone>(rounds: &[(Vec<Row>, Vec<E>)], key: impl Fn(&Row) -> K) -> ((Vec<Row>, Vec<E>), BTreeMap<K, Vec<f64>>) {
+pub fn pick_median<E: Clone, K: Ord + Clone>(rounds: &[(Vec<Row>, Vec<E>)], key: impl Fn(&Row) -> K) -> Picked<E, K> {
     let mut all: BTreeMap<K, Vec<(f64, usize, usize)>> = BTreeMap::new();
     for (ri, (rows, _)) in rounds.iter().enumerate() {
         for (i, r) in rows.iter().enumerate() {
