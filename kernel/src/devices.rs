@@ -25,8 +25,13 @@ use iommu::vtd::{Bdf, FrameSource, Rights as DmaRights};
 use pci::{self, Address, BarKind, ConfigSpace};
 use spin::Mutex;
 
+mod sriov;
+
 /// Vector of the I/O-MMU's fault-event interrupt.
 pub const DMA_FAULT_VECTOR: u8 = 0x2f;
+
+/// PCI-to-PCI bridges remembered from enumeration.
+const MAX_BRIDGES: usize = 16;
 
 struct Ecam {
     base: u64,
@@ -110,6 +115,10 @@ struct Device {
     bars: [Option<pci::Bar>; 6],
     /// The SR-IOV capability, if this is a physical function.
     sriov: Option<pci::SrIov>,
+    /// For an SR-IOV virtual function: (its PF's device index, VF number).
+    vf: Option<(u16, u16)>,
+    /// For a physical function: VFs enabled at boot and listed.
+    vfs_enabled: u16,
     space: Option<DeviceSpace>,
     domain: u16,
 }
@@ -167,10 +176,16 @@ pub fn init(platform: Option<&Platform<'static>>, alloc: &mut BootAlloc, ram: &[
     st.ram = *ram;
     let mut found = [None; di::MAX_DEVICES];
     let mut n = 0;
+    // Bridges, to find the window behind which an SR-IOV PF's VF BARs go.
+    let mut bridges = [None; MAX_BRIDGES];
+    let mut nb = 0;
     pci::enumerate(&ecam, 0, region.start_bus, (region.start_bus, region.end_bus), |f| {
         if f.header_type == 0 && n < found.len() {
             found[n] = Some(*f);
             n += 1;
+        } else if f.header_type == 1 && nb < bridges.len() {
+            bridges[nb] = Some(*f);
+            nb += 1;
         }
     });
     for f in found.iter().flatten() {
@@ -180,7 +195,7 @@ pub fn init(platform: Option<&Platform<'static>>, alloc: &mut BootAlloc, ram: &[
         let config_pa = ecam.addr(f.address, 0).unwrap_or(0);
         let k = st.count;
         let sriov = pci::SrIov::read(&ecam, f.address);
-        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, sriov, space: None, domain: k as u16 + 1 });
+        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, sriov, vf: None, vfs_enabled: 0, space: None, domain: k as u16 + 1 });
         st.count += 1;
         klog!(
             "PCI {:02x}:{:02x}.{} {:04x}:{:04x} class {:06x}",
@@ -201,8 +216,16 @@ pub fn init(platform: Option<&Platform<'static>>, alloc: &mut BootAlloc, ram: &[
                 sr.vf_device_id,
                 sr.first_vf_offset,
                 sr.vf_stride,
-                if sr.vf_enabled { "set (by firmware; this kernel does not enumerate VFs)" } else { "clear" }
+                if sr.vf_enabled { "set (by firmware)" } else { "clear" }
             );
+        }
+    }
+    // Virtual functions go after every physical device, so that adding
+    // them never moves a physical device's index.
+    let physical = st.count;
+    for k in 0..physical {
+        if st.devices[k].is_some_and(|d| d.sriov.is_some()) {
+            sriov::enable(&mut ecam, &mut st, k, &bridges[..nb]);
         }
     }
     iommu_init(platform.dmar, alloc, ram, &mut st);
@@ -365,6 +388,10 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
         w(e + di::E_CONFIG_VA, base);
         if let Some(sr) = dev.sriov {
             w(e + di::E_SRIOV, di::sriov_word(sr.total_vfs, sr.first_vf_offset, sr.vf_stride, sr.vf_device_id));
+            w(e + di::E_VFS_ENABLED, dev.vfs_enabled as u64);
+        }
+        if let Some((pf, n)) = dev.vf {
+            w(e + di::E_VF, di::vf_word(pf, n));
         }
         if st.remapping && dev.space.is_some() {
             w(e + di::E_IRQ_HANDLE, k as u64 * di::IRQS_PER_DEVICE);

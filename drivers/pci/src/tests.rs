@@ -415,6 +415,8 @@ fn vf_bar_placement_refuses_bad_sizes_and_overflow() {
     let high = Span { start: 1 << 32, end: 1 << 33 };
     bars[1] = vf_bar(1, 0x1000, BarKind::Memory32);
     assert_eq!(place_vf_bars(high, &[], &bars, 1), Err(PlaceError::Above4G { index: 1 }));
+    let many = [Span { start: 0, end: 1 }; vf_place::MAX_BUSY];
+    assert_eq!(place_vf_bars(window, &many, &bars, 1), Err(PlaceError::TooManyBusy { given: vf_place::MAX_BUSY }));
     // No BARs at all: nothing to place, nothing placed.
     assert_eq!(place_vf_bars(window, &[], &[None; 6], 4), Ok([None; 6]));
 }

@@ -38,6 +38,8 @@ pub enum PlaceError {
     NoRoom { index: u8, bytes: u64 },
     /// A 32-bit VF BAR would have to lie above 4 GiB.
     Above4G { index: u8 },
+    /// More busy spans than `MAX_BUSY - 6` were given.
+    TooManyBusy { given: usize },
 }
 
 impl core::fmt::Display for PlaceError {
@@ -49,6 +51,7 @@ impl core::fmt::Display for PlaceError {
                 write!(f, "no free aligned {bytes:#x} bytes for VF BAR {index} in the bridge window")
             }
             PlaceError::Above4G { index } => write!(f, "32-bit VF BAR {index} cannot be placed above 4 GiB"),
+            PlaceError::TooManyBusy { given } => write!(f, "{given} busy spans, more than {} supported", MAX_BUSY - 6),
         }
     }
 }
@@ -92,18 +95,19 @@ pub const MAX_BUSY: usize = 64;
 
 /// Places every VF BAR in `vf_bars` (per-VF sizes, as `SrIov::vf_bars`
 /// reads them) for `num_vfs` VFs inside `window`, avoiding `busy` (the
-/// BARs of every function behind the bridge). Largest first, so smaller
-/// ones fill the gaps. Returns each VF BAR's base address. Spans in
-/// `busy` beyond `MAX_BUSY - 6` are ignored: pass the complete list.
+/// BARs of every function behind the bridge; at most `MAX_BUSY - 6`).
+/// Largest first, so smaller ones fill the gaps. Returns each VF BAR's
+/// base address.
 pub fn place_vf_bars(window: Span, busy: &[Span], vf_bars: &[Option<Bar>; 6], num_vfs: u16) -> Result<[Option<u64>; 6], PlaceError> {
+    if busy.len() > MAX_BUSY - 6 {
+        return Err(PlaceError::TooManyBusy { given: busy.len() });
+    }
     let mut taken = [Span { start: 0, end: 0 }; MAX_BUSY];
-    let given = busy.len().min(MAX_BUSY - 6);
-    taken[..given].copy_from_slice(&busy[..given]);
-    let mut n = given;
+    taken[..busy.len()].copy_from_slice(busy);
     let mut order: [Option<Bar>; 6] = *vf_bars;
     order.sort_unstable_by(|a, b| b.map(|b| b.size).cmp(&a.map(|a| a.size)));
     let mut out = [None; 6];
-    for bar in order.iter().flatten() {
+    for (n, bar) in (busy.len()..).zip(order.iter().flatten()) {
         if bar.size == 0 || !bar.size.is_power_of_two() {
             return Err(PlaceError::BadSize { index: bar.index, size: bar.size });
         }
@@ -113,7 +117,6 @@ pub fn place_vf_bars(window: Span, busy: &[Span], vf_bars: &[Option<Bar>; 6], nu
             return Err(PlaceError::Above4G { index: bar.index });
         }
         taken[n] = Span { start: at, end: at + bytes };
-        n += 1;
         out[bar.index as usize] = Some(at);
     }
     Ok(out)

@@ -445,6 +445,40 @@ pub mod devinfo {
     /// The SR-IOV capability of a physical function (0: none), packed by
     /// [`sriov_word`]; read with [`SrIovInfo::from_word`].
     pub const E_SRIOV: usize = 20;
+    /// For an SR-IOV virtual function the kernel enabled at boot (0
+    /// otherwise): which VF of which physical function it is, packed by
+    /// [`vf_word`]; read with [`VfInfo::from_word`]. Its `E_IDS` are the
+    /// PF's vendor and the SR-IOV capability's VF device id (a VF's own
+    /// vendor/device registers read 0xFFFF).
+    pub const E_VF: usize = 21;
+    /// For a physical function: how many VFs the kernel enabled at boot
+    /// and lists as devices (0: none; the boot log says why).
+    pub const E_VFS_ENABLED: usize = 22;
+    /// The kernel enables at most this many VFs per physical function.
+    pub const MAX_VFS_PER_PF: u16 = 4;
+
+    /// A virtual function as the device info page describes it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct VfInfo {
+        /// The physical function's device index (its entry in this page).
+        pub pf_index: u16,
+        /// The VF number, 1-based (its secondary controller's VFN on NVMe).
+        pub vf_number: u16,
+    }
+
+    pub const fn vf_word(pf_index: u16, vf_number: u16) -> u64 {
+        vf_number as u64 | (pf_index as u64) << 16
+    }
+
+    impl VfInfo {
+        /// `None` for 0 (not a VF) and for a VF number of 0 (malformed).
+        pub const fn from_word(w: u64) -> Option<VfInfo> {
+            if w as u16 == 0 {
+                return None;
+            }
+            Some(VfInfo { pf_index: (w >> 16) as u16, vf_number: w as u16 })
+        }
+    }
 
     /// An SR-IOV physical function as the device info page describes it.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,6 +535,15 @@ mod tests {
         assert_eq!(devinfo::SrIovInfo::from_word(0), None);
         let max = devinfo::SrIovInfo::from_word(devinfo::sriov_word(u16::MAX, u16::MAX, u16::MAX, u16::MAX)).unwrap();
         assert_eq!((max.total_vfs, max.first_vf_offset, max.vf_stride, max.vf_device_id), (u16::MAX, u16::MAX, u16::MAX, u16::MAX));
+    }
+
+    #[test]
+    fn vf_word_round_trips() {
+        let info = devinfo::VfInfo::from_word(devinfo::vf_word(3, 1)).unwrap();
+        assert_eq!((info.pf_index, info.vf_number), (3, 1));
+        assert_eq!(devinfo::VfInfo::from_word(0), None);
+        assert_eq!(devinfo::VfInfo::from_word(devinfo::vf_word(2, 0)), None, "VF numbers start at 1");
+        const { assert!(devinfo::E_VFS_ENABLED < devinfo::ENTRY_WORDS) };
     }
 
     #[test]

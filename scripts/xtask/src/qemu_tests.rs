@@ -67,6 +67,11 @@ pub const TESTS: &[QemuTest] = &[
     // kernel walks the bridge and the SR-IOV capability, and the userspace
     // driver does its read/write/verify run through the bridge.
     QemuTest { machine: |m| m.nvme_sriov(true), ..test("sriov_pf", "test=sriov_pf") },
+    // An application drives its own NVMe virtual function: the PF's driver
+    // brings VF 1's secondary controller online (after init's FLR of the
+    // PF releases the primary's flexible resources), and a separate
+    // process does verified random I/O through the VF with no DMA fault.
+    QemuTest { machine: |m| m.nvme_sriov(true), timeout: Duration::from_secs(120), ..test("sriov_vf", "test=sriov_vf") },
     // A malformed ACPI table costs only what it describes. The board must
     // not build its own copy (the first table of a signature is the one
     // read): q35 without VT-d builds no DMAR, i440fx no MCFG. With a
@@ -176,6 +181,7 @@ mod tests {
                 "block_service",
                 "virtio_blk_rw",
                 "sriov_pf",
+                "sriov_vf",
                 "acpi_bad_dmar",
                 "acpi_bad_mcfg",
                 "nvme_bench",

@@ -50,6 +50,8 @@ pub struct Device {
     pub handle_va: u64,
     /// (init's address, size) of each memory BAR; (0, 0) if absent.
     pub bars: [(u64, u64); 6],
+    /// For an SR-IOV virtual function: which VF of which PF (`E_VF`).
+    pub vf: Option<di::VfInfo>,
 }
 
 /// Every device the kernel described (a malformed page gives none).
@@ -77,6 +79,7 @@ pub fn all() -> Vec<Device> {
             config,
             handle_va: w(di::E_HANDLE_VA),
             bars,
+            vf: di::VfInfo::from_word(w(di::E_VF)),
         });
     }
     out
@@ -167,7 +170,7 @@ fn note_dma_faults() -> Option<usize> {
 }
 
 /// DMA faults the kernel attributed to device `index`.
-fn device_dma_faults(index: usize) -> u64 {
+pub fn device_dma_faults(index: usize) -> u64 {
     exo_rt::devinfo(di::W_ENTRY0 + index * di::ENTRY_WORDS + di::E_DMA_FAULTS)
 }
 
@@ -271,14 +274,14 @@ fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Chi
     spawn::spawn_named(prog, &opts)
 }
 
-fn expect_zero(c: &Child, what: &str) -> Outcome {
+pub fn expect_zero(c: &Child, what: &str) -> Outcome {
     match crate::tests::finish(c, what)? {
         0 => Ok(()),
         code => Err(format!("{what} exited with {code}")),
     }
 }
 
-fn nvme() -> Result<Device, String> {
+pub fn nvme() -> Result<Device, String> {
     let dev = find(NVME_IDS.0, NVME_IDS.1)?;
     println!(
         "init: NVMe (device {}) {:02x}:{:02x}.{} (class {:06x}): BAR0 {:#x} bytes, device handle at {:#x}",
@@ -301,7 +304,7 @@ fn dma_faults() -> u64 {
 /// DMA frames the NVMe driver needs: its queues (about 140 pages for two
 /// 64-entry queue pairs with a PRP list page per command) and data buffers
 /// for transfers larger than MDTS.
-const NVME_DMA_PAGES: u64 = 640;
+pub const NVME_DMA_PAGES: u64 = 640;
 
 /// `nvme_rw`: the driver writes and verifies over 1,000 random LBAs.
 pub fn nvme_rw() -> Outcome {
@@ -320,9 +323,11 @@ pub fn nvme_rw() -> Outcome {
 
 /// `sriov_pf` (the machine variant whose NVMe is an SR-IOV physical
 /// function with 4 VFs behind a PCIe root port): the kernel found the
-/// controller behind the bridge and read its SR-IOV capability, no VF is
-/// listed (none is enabled), and the userspace driver's whole read/write
-/// run works through the bridge.
+/// controller behind the bridge, read its SR-IOV capability, turned its
+/// four VFs on and lists each as a device of its own (VF n of this PF, at
+/// the routing id the capability gives, with the PF's vendor and the VF
+/// device id, its own BAR 0 and device handle), and the userspace
+/// driver's whole read/write run on the PF works through the bridge.
 pub fn sriov_pf() -> Outcome {
     let dev = nvme()?;
     if dev.bdf >> 8 == 0 {
@@ -340,12 +345,25 @@ pub fn sriov_pf() -> Outcome {
     if sr.first_vf_offset == 0 || sr.vf_stride == 0 || sr.vf_device_id == 0 {
         return Err(format!("SR-IOV capability implausible: {sr:?}"));
     }
-    let listed: Vec<u16> = all().iter().map(|d| d.bdf).collect();
-    for n in 0..sr.total_vfs as u32 {
-        let rid = dev.bdf as u32 + sr.first_vf_offset as u32 + n * sr.vf_stride as u32;
-        if listed.iter().any(|&b| b as u32 == rid) {
-            return Err(format!("VF {} ({rid:04x}) is listed although no VF is enabled", n + 1));
+    let enabled = exo_rt::devinfo(di::W_ENTRY0 + dev.index * di::ENTRY_WORDS + di::E_VFS_ENABLED);
+    if enabled != di::MAX_VFS_PER_PF as u64 {
+        return Err(format!("the kernel enabled {enabled} VFs; expected {}", di::MAX_VFS_PER_PF));
+    }
+    let listed = all();
+    for n in 1..=sr.total_vfs {
+        let rid = dev.bdf as u32 + sr.first_vf_offset as u32 + (n as u32 - 1) * sr.vf_stride as u32;
+        let vf = listed.iter().find(|d| d.bdf as u32 == rid).ok_or(format!("VF {n} ({rid:04x}) is not listed"))?;
+        let want = di::VfInfo { pf_index: dev.index as u16, vf_number: n };
+        if vf.vf != Some(want) {
+            return Err(format!("device {:04x} describes itself as {:?}, not {want:?}", vf.bdf, vf.vf));
         }
+        if (vf.vendor, vf.device, vf.class) != (dev.vendor, sr.vf_device_id, dev.class) {
+            return Err(format!("VF {n} ids {:04x}:{:04x} class {:06x}", vf.vendor, vf.device, vf.class));
+        }
+        if vf.handle_va == 0 || vf.bars[0].0 == 0 || vf.bars[0].1 == 0 {
+            return Err(format!("VF {n} has no device handle or no BAR 0: {vf:?}"));
+        }
+        println!("init: VF {n} is device {} at {rid:04x}: BAR0 {:#x} bytes, its own device handle", vf.index, vf.bars[0].1);
     }
     nvme_rw()
 }

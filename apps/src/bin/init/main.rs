@@ -30,6 +30,8 @@ mod shell;
 #[cfg(target_os = "none")]
 mod spawn;
 #[cfg(target_os = "none")]
+mod sriov;
+#[cfg(target_os = "none")]
 mod tests;
 
 #[cfg(target_os = "none")]

@@ -28,6 +28,7 @@ pub fn run(name: &str) -> Outcome {
         "microbench" => microbench(),
         "nvme_rw" => crate::devices::nvme_rw(),
         "sriov_pf" => crate::devices::sriov_pf(),
+        "sriov_vf" => crate::sriov::sriov_vf(),
         "nvme_irq" => crate::devices::nvme_irq(),
         "irq_forged_handle_blocked" => crate::devices::irq_attack(false),
         "irq_compat_forged" => crate::devices::irq_attack(true),

@@ -9,7 +9,8 @@
 //! MSI-X completion), `bench` (`nvme_bench`, 4 KiB random I/O at QD1/QD32), `attack`
 //! (`dma_attack_blocked`), `persist-write` / `persist-check`
 //! (`nvme_persist`), `serve` (`block_service`, the driver end), `virtio`
-//! (`virtio_blk_rw`, a virtio-blk driver on the same grants) — and, for
+//! (`virtio_blk_rw`, a virtio-blk driver on the same grants), `sriov`
+//! (`sriov_vf`: the PF's driver brings a VF's controller online) — and, for
 //! the tests, the other processes involved: `client` (the block-service
 //! application), `victim`, `intruder` and `hold` (`device_ownership`).
 //! Exit code 0 means every check passed.
@@ -37,6 +38,8 @@ mod rw;
 #[cfg(target_os = "none")]
 mod serve;
 #[cfg(target_os = "none")]
+mod sriov;
+#[cfg(target_os = "none")]
 mod virtio;
 
 #[cfg(target_os = "none")]
@@ -59,6 +62,7 @@ fn main() {
         "attack" => attack::attack(),
         "hold" => attack::hold(),
         "serve" => serve::serve(),
+        "sriov" => sriov::run(),
         "client" => serve::client(),
         "victim" => exo_rt::exit(attack::victim()),
         "intruder" => exo_rt::exit(attack::intruder()),
