@@ -9,12 +9,17 @@
 //!    back what the reset clears (BARs, command register, NumVFs, VF BARs,
 //!    VF Enable + VF Memory Space Enable), so the kernel's view of the PF
 //!    and its VFs stays true;
-//! 3. the PF's driver gives VF 1's secondary controller queues and a
-//!    vector and sets it online;
+//! 3. the PF's driver gives VF 1's and VF 2's secondary controllers
+//!    queues and a vector each and sets them online;
 //! 4. a separate process (`nvmed rw`) drives VF 1 directly: random writes
 //!    and verified reads on the shared namespace through the VF's own BAR,
 //!    its DMA confined to the VF's own I/O page table — no DMA fault;
-//! 5. the PF's driver does verified I/O again (the PF works beside it).
+//! 5. another process (`nvmed attack`) points VF 2 at memory outside its
+//!    grant (a page of init's by physical address, kernel memory,
+//!    unmapped and revoked I/O addresses): every such DMA is blocked, and
+//!    the faults are counted against VF 2 — its requester id — not
+//!    against VF 1 or the PF;
+//! 6. the PF's driver does verified I/O again (the PF works beside them).
 
 use crate::devices::{self, Device};
 use crate::sched;
@@ -169,14 +174,17 @@ fn wait_mailbox(c: &Child, want: u64, what: &str) -> Outcome {
 
 pub fn sriov_vf() -> Outcome {
     let pf = devices::nvme()?;
-    let vf = devices::all()
-        .into_iter()
-        .find(|d| d.vf == Some(di::VfInfo { pf_index: pf.index as u16, vf_number: 1 }))
-        .ok_or("the kernel lists no VF 1 of the NVMe physical function")?;
-    println!("init: VF 1 of the NVMe PF is device {} at {:04x}", vf.index, vf.bdf);
+    let vf_n = |n: u16| {
+        devices::all()
+            .into_iter()
+            .find(|d| d.vf == Some(di::VfInfo { pf_index: pf.index as u16, vf_number: n }))
+            .ok_or(format!("the kernel lists no VF {n} of the NVMe physical function"))
+    };
+    let (vf, vf2) = (vf_n(1)?, vf_n(2)?);
+    println!("init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}", vf.index, vf.bdf, vf2.index, vf2.bdf);
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let faults0 = kinfo::word(ki::W_DMA_FAULTS);
-    let pf_driver = devices::start_driver("nvmed", "sriov", &pf, 0, devices::NVME_DMA_PAGES, [1, 0])?;
+    let pf_driver = devices::start_driver("nvmed", "sriov", &pf, 0, devices::NVME_DMA_PAGES, [2, 0])?;
     sched::start(pf_driver.slot);
     wait_mailbox(&pf_driver, 1, "nvmed sriov (releasing the primary's resources)")?;
     flr_keeping_vfs(&pf)?;
@@ -187,13 +195,63 @@ pub fn sriov_vf() -> Outcome {
     let vf_driver = devices::start_driver("nvmed", "rw", &vf, 0, devices::NVME_DMA_PAGES, [tsc, 0])?;
     sched::start(vf_driver.slot);
     devices::expect_zero(&vf_driver, "nvmed rw on VF 1")?;
-    mem::write(spawn::mailbox(&pf_driver), 2);
-    devices::expect_zero(&pf_driver, "nvmed sriov")?;
     let faults = kinfo::word(ki::W_DMA_FAULTS) - faults0;
     let vf_faults = devices::device_dma_faults(vf.index) - vf_faults0;
     if faults != 0 || vf_faults != 0 {
         return Err(format!("{faults} DMA faults ({vf_faults} of VF 1) during correct runs"));
     }
-    println!("init: VF 1 driven by its own process through its own I/O page table: no DMA faults; the PF worked beside it");
+    println!("init: VF 1 driven by its own process through its own I/O page table: no DMA faults");
+    vf_attack(&pf, &vf, &vf2)?;
+    mem::write(spawn::mailbox(&pf_driver), 2);
+    devices::expect_zero(&pf_driver, "nvmed sriov")?;
+    println!("init: the PF worked beside its VFs");
+    Ok(())
+}
+
+const VICTIM_PATTERN: u64 = 0x5f1f_a77a_0000_0000;
+
+/// VF 2, driven by `nvmed attack`, DMAs outside its grant: blocked, and
+/// attributed to VF 2 (its routing id) alone.
+fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
+    enable_vf(vf2)?;
+    // A page of init's, by physical address: what VF 2 aims at.
+    let frame = crate::frames::alloc().ok_or("no frame for the target page")?;
+    for i in 0..512 {
+        mem::write(frame + 8 * i, VICTIM_PATTERN + i);
+    }
+    let target_pa = frame - exo_abi::RAM_WINDOW_VA;
+    let counts = |d: &Device| devices::device_dma_faults(d.index);
+    let before = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
+    let driver = devices::start_driver("nvmed", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
+    sched::start(driver.slot);
+    let code = crate::tests::finish(&driver, "nvmed attack on VF 2")?;
+    let attacks = mem::read(spawn::mailbox(&driver) + 8);
+    let after = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
+    let source = kinfo::word(ki::W_DMA_FAULT_SOURCE);
+    println!(
+        "init: VF 2 made {attacks} DMA attempts outside its grant: {} faults in all, {} counted against VF 2, {} against VF 1, {} against the PF; last from requester {source:04x}",
+        after.3 - before.3,
+        after.2 - before.2,
+        after.1 - before.1,
+        after.0 - before.0
+    );
+    if code != 0 {
+        return Err(format!("nvmed attack on VF 2 exited with {code} (a blocked-DMA check failed)"));
+    }
+    if attacks == 0 || after.2 - before.2 < attacks {
+        return Err(format!("{attacks} attacks by VF 2 but {} faults counted against it", after.2 - before.2));
+    }
+    if after.0 != before.0 || after.1 != before.1 {
+        return Err("faults of VF 2 were counted against the PF or VF 1".into());
+    }
+    if source != vf2.bdf as u64 {
+        return Err(format!("the last fault names requester {source:04x}, not VF 2 ({:04x})", vf2.bdf));
+    }
+    for i in 0..512 {
+        let got = mem::read(frame + 8 * i);
+        if got != VICTIM_PATTERN + i {
+            return Err(format!("the target page changed at word {i}: {got:#x}"));
+        }
+    }
     Ok(())
 }

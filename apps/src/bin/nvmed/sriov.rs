@@ -16,11 +16,11 @@
 //! 1. bring the PF up, list the secondary controllers, release the
 //!    primary's flexible resources, set mailbox word 1 = 1 and wait;
 //! 2. after init's FLR (mailbox word 0 = 1): bring the PF up again, give
-//!    VF `n` (args word 6) `VF_QUEUES` queues and `VF_INTERRUPTS` vectors,
-//!    set it online, check the list says so, do verified I/O on the PF,
-//!    set mailbox word 1 = 2 and wait;
-//! 3. once the VF's own driver is done (mailbox word 0 = 2): verified I/O
-//!    on the PF again (the PF works beside its VF), exit 0.
+//!    VFs 1..=`n` (n = args word 6) `VF_QUEUES` queues and
+//!    `VF_INTERRUPTS` vectors each, set them online, check the list says
+//!    so, do verified I/O on the PF, set mailbox word 1 = 2 and wait;
+//! 3. once the VFs' own drivers are done (mailbox word 0 = 2): verified
+//!    I/O on the PF again (the PF works beside its VFs), exit 0.
 //!
 //! A controller reset of the PF sets every secondary controller offline,
 //! so the PF's driver must not reset it again while the VF is in use.
@@ -93,7 +93,10 @@ fn pf_check(d: &mut Nvme, bufs: &Buffers, when: &str) -> Result<(), String> {
 
 pub fn run() -> Result<(), String> {
     let g = hw::grants()?;
-    let vf = g.extra[0] as u16;
+    let vfs = g.extra[0] as u16;
+    if vfs == 0 {
+        return Err("no VF to bring online (args word 6 is 0)".into());
+    }
     let dma = hw::spare_dma(g.handle)?;
     // Each phase's driver gets its own pages: after the FLR the first
     // one's queues are dead, and reusing them would race nothing but
@@ -123,27 +126,33 @@ pub fn run() -> Result<(), String> {
     let (mut d, data) = hw::bring_up(&g, second, 1)?;
     let bufs = Buffers::new(data);
     let (sec, n) = list(&mut d, "after the FLR")?;
-    let Some(target) = sec[..n].iter().find(|c| c.virtual_function == vf) else {
-        return Err(format!("no secondary controller is VF {vf}"));
-    };
-    d.bring_up_secondary(target.id, VF_QUEUES, VF_INTERRUPTS)
-        .map_err(|e| format!("bringing secondary controller {} (VF {vf}) online: {e}", target.id))?;
-    let (sec, n) = list(&mut d, "after Virtualization Management")?;
-    match sec[..n].iter().find(|c| c.virtual_function == vf) {
-        Some(c) if c.online && c.queues == VF_QUEUES && c.interrupts == VF_INTERRUPTS => {
-            println!("nvmed sriov: VF {vf} (controller {}) is online with {} queues and {} vectors", c.id, c.queues, c.interrupts)
-        }
-        other => return Err(format!("VF {vf} after bring-up: {other:?}")),
+    for vf in 1..=vfs {
+        let Some(target) = sec[..n].iter().find(|c| c.virtual_function == vf) else {
+            return Err(format!("no secondary controller is VF {vf}"));
+        };
+        d.bring_up_secondary(target.id, VF_QUEUES, VF_INTERRUPTS)
+            .map_err(|e| format!("bringing secondary controller {} (VF {vf}) online: {e}", target.id))?;
     }
-    pf_check(&mut d, &bufs, "with its VF online")?;
+    let (sec, n) = list(&mut d, "after Virtualization Management")?;
+    for vf in 1..=vfs {
+        match sec[..n].iter().find(|c| c.virtual_function == vf) {
+            Some(c) if c.online && c.queues == VF_QUEUES && c.interrupts == VF_INTERRUPTS => {
+                println!("nvmed sriov: VF {vf} (controller {}) is online with {} queues and {} vectors", c.id, c.queues, c.interrupts)
+            }
+            other => return Err(format!("VF {vf} after bring-up: {other:?}")),
+        }
+    }
+    pf_check(&mut d, &bufs, "with its VFs online")?;
     mem::write(MAILBOX_VA + 8, 2);
     wait_for(2);
 
     // Phase 3: the VF's driver is done; the PF still works.
-    pf_check(&mut d, &bufs, "after the VF's driver finished")?;
+    pf_check(&mut d, &bufs, "after the VFs' drivers finished")?;
     let (sec, n) = list(&mut d, "at the end")?;
-    if !sec[..n].iter().any(|c| c.virtual_function == vf && c.online) {
-        return Err(format!("VF {vf} went offline"));
+    for vf in 1..=vfs {
+        if !sec[..n].iter().any(|c| c.virtual_function == vf && c.online) {
+            return Err(format!("VF {vf} went offline"));
+        }
     }
     Ok(())
 }
