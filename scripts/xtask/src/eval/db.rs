@@ -452,7 +452,12 @@ fn summary(
         "Produced by `cargo xtask eval --db` (method and caveats: eval/DB.md). `commit` workload: one 100-byte value under a \
          16-digit key per transaction, 200 transactions per row on both systems. exo = libdb as an application libOS \
          (`kvdb`) on the exokernel; linux-guest = the same standard QEMU machine booting Debian's kernel. TCG: counts \
-         are exact, times are emulated-machine times.\n\n",
+         are exact, times are emulated-machine times.\n\n\
+         Read with care: exo `syscalls/op` is machine-wide (kvdb's own is the next column); exo's device counts are \
+         kvdb's own (checked against QEMU's trace below); exo's NVMe guest instructions/op include the driver's \
+         polling while the emulated device completes a write or flush, which takes host time (the host's fdatasync \
+         of the image file), so they vary from run to run and overstate the work of a sync commit, whereas Linux \
+         halts while it waits and counts none of it (eval/DB.md).\n\n",
     );
     let line_of = |r: &Row| exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability);
     for medium in MEDIA {
