@@ -12,6 +12,12 @@
 //! the host-tested `iommu` crate; this module only supplies register and
 //! memory access. The kernel keeps, per device, what the hardware itself
 //! needs (its context entry and I/O tables), fixed at boot.
+//!
+//! SR-IOV virtual functions are devices too: before the I/O-MMU is set
+//! up, `sriov::enable` turns on the VFs of each physical function it can
+//! (placing their BARs, since firmware does not) and appends them to the
+//! device table, so they get their own context entries, I/O tables,
+//! remapping entries, BAR mappings and handles like any other device.
 
 use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
 use crate::{kinfo, mmio};
