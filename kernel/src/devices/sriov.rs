@@ -115,7 +115,7 @@ pub(super) fn enable(ecam: &mut Ecam, st: &mut State, k: usize, bridges: &[Optio
     };
     for (bar, a) in vf_bars.iter().zip(addresses.iter()) {
         let (Some(bar), Some(a)) = (bar, a) else { continue };
-        let span = crate::mem::MemRange { start: *a, end: a.saturating_add(bar.size * num as u64) };
+        let span = crate::mem::MemRange { start: *a, end: a.saturating_add(bar.size.saturating_mul(num as u64)) };
         if st.ram.iter().any(|r| r.overlaps(&span)) {
             return klog!("SR-IOV {}: VF BAR {} at {:#x} would overlap RAM: VFs left off", At(at), bar.index, a);
         }
@@ -154,7 +154,10 @@ pub(super) fn enable(ecam: &mut Ecam, st: &mut State, k: usize, bridges: &[Optio
         let mut bars = [None; 6];
         for (out, (bar, a)) in bars.iter_mut().zip(vf_bars.iter().zip(addresses.iter())) {
             if let (Some(bar), Some(a)) = (bar, a) {
-                *out = Some(Bar { address: a + (n as u64 - 1) * bar.size, ..*bar });
+                // Placed (or firmware's, checked against RAM above) for all
+                // `num` VFs, so this stays inside the span.
+                let address = a.saturating_add((n as u64 - 1).saturating_mul(bar.size));
+                *out = Some(Bar { address, ..*bar });
             }
         }
         let index = st.count;
