@@ -14,7 +14,8 @@
 //!   must show at least the commands kvdb counted.
 //! * linux-guest: the `eval --linux` measuring code ([`super::linux::measure`])
 //!   over [`linux_entries`]: `commit` sync/group8/async, 100 B values, the
-//!   same 200 operations as kvdb's phases.
+//!   same 200 operations as kvdb's phases; once per round, right after
+//!   that round's exo boots, median round per row as for exo.
 //!
 //! Writes eval/results/latest/db.{csv,md}; eval/DB.md explains the method.
 
@@ -298,9 +299,11 @@ fn exo_boot(arts: &build::Artifacts, work: &Path, medium: &str, icount: bool, na
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
 
-/// The key a row is matched by across rounds and systems.
-fn key(r: &Row) -> (String, String, String) {
-    (r.medium.clone(), r.workload.clone(), r.durability.clone())
+/// What identifies a row across rounds.
+type RowKey = (String, String, String, String, String);
+
+fn key(r: &Row) -> RowKey {
+    (r.system.clone(), r.engine.clone(), r.medium.clone(), r.workload.clone(), r.durability.clone())
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -319,17 +322,22 @@ pub fn run(quick: bool) -> Result<()> {
     );
     let arts = build::build_all(&ws)?;
 
-    let (mut exo_rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
-    {
-        // Two runs in one checkout would share images and logs: wait instead.
-        let _lock = machine::lock_images(&work)?;
-        for round in 1..=n_rounds {
+    // Rounds of (exo boots, Linux measurement), interleaved so that load
+    // from other users of the host hits both systems alike.
+    let (mut rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
+    let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) = (vec![], vec![], vec![], vec![]);
+    let mut linux_work = work.clone();
+    for round in 1..=n_rounds {
+        {
+            // Two runs in one checkout would share images and logs: wait instead.
+            let _lock = machine::lock_images(&work)?;
             for medium in MEDIA {
+                println!("-- round {round}/{n_rounds}: exo {medium} (test=libdb_{medium}_create)");
                 let (lines, trace, secs) = exo_boot(&arts, &work, medium, false, &format!("db-exo-{medium}"))?;
                 exo_secs.push(secs);
                 for l in &lines {
                     println!(
-                        "  round {round} exo {medium} {:<8} {:<7} {:>9.0} ops/s  p50 {:>9} us  syscalls/op {:>7}  ({secs:.0} s boot)",
+                        "  exo {medium} {:<8} {:<7} {:>9.0} ops/s  p50 {:>9} us  syscalls/op {:>7}",
                         l.workload,
                         l.durability,
                         l.ops_per_sec,
@@ -340,15 +348,25 @@ pub fn run(quick: bool) -> Result<()> {
                 if medium == "nvme" {
                     if let Some(t) = &trace {
                         let c = device_check(&lines, t);
-                        println!("  {} round {round}: {}", if c.0 { "PASS" } else { "FAIL" }, c.1);
+                        println!("  {} {}", if c.0 { "PASS" } else { "FAIL" }, c.1);
                         checks.push((c.0, format!("round {round}: {}", c.1)));
                     }
                 }
-                exo_rounds.push((lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(), lines));
+                rounds.push((lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(), lines.into_iter().map(Some).collect::<Vec<_>>()));
             }
         }
+        let title = format!("-- round {round}/{n_rounds}: linux-guest");
+        let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
+        lm.print_checks();
+        linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
+        linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
+        linux_secs.push(lm.counters.elapsed.as_secs_f64() + lm.icount.elapsed.as_secs_f64());
+        linux_env = lm.env.clone();
+        linux_work = lm.work.clone();
+        let n = lm.rows.len();
+        rounds.push((lm.rows, vec![None; n]));
     }
-    let ((mut exo, exo_lines), exo_rates) = super::rounds::pick_median(&exo_rounds, key);
+    let (mut exo, exo_lines, linux_rows, rates) = median_rows(&rounds);
     let mut icount_env = vec![];
     {
         let _lock = machine::lock_images(&work)?;
@@ -364,12 +382,8 @@ pub fn run(quick: bool) -> Result<()> {
         }
     }
 
-    let title = format!("eval --db{}: linux-guest", if quick { " --quick" } else { "" });
-    let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
-    lm.print_checks();
-
     let mut rows = exo.clone();
-    rows.extend(lm.rows.iter().cloned());
+    rows.extend(linux_rows.iter().cloned());
     let mut env = vec![
         ("host load at start".to_string(), load_at_start),
         ("commit".to_string(), crate::cmd::output(std::process::Command::new("git").args(["-C", &ws.root.to_string_lossy(), "describe", "--always", "--dirty"])).map(|s| s.trim().to_string()).unwrap_or_else(|e| format!("unknown ({e:#})"))),
@@ -383,25 +397,51 @@ pub fn run(quick: bool) -> Result<()> {
         format!("{n_rounds} rounds x 2 media of test=libdb_<medium>_create on the standard machine (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
     ));
     env.extend(icount_env);
-    env.push(("linux-guest".into(), "one `eval --linux` measurement (counters pass + icount pass) over the commit rows, run after the exo boots".into()));
-    env.extend(lm.env.iter().map(|(k, v)| (format!("linux: {k}"), v.clone())));
+    env.push((
+        "linux-guest".into(),
+        format!(
+            "{n_rounds} rounds of the `eval --linux` measurement (counters pass + icount pass, {} runs each) over the commit rows, each after that round's exo boots; median-ops/s round per row; {} s per round",
+            4 * linux_entries().len(),
+            linux_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")
+        ),
+    ));
+    env.extend(linux_env.iter().map(|(k, v)| (format!("linux (last round): {k}"), v.clone())));
     env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("db.csv"), eval::results::write_csv(&rows))?;
-    let md = summary(&exo, &exo_lines, &lm.rows, &exo_rates, &checks, &lm.checks, &lm.failures, &env);
+    let md = summary(&exo, &exo_lines, &linux_rows, &rates, &checks, &linux_checks, &linux_failures, &env);
     std::fs::write(out.join("db.md"), md)?;
     for medium in MEDIA {
-        for l in headline(&exo, &lm.rows, medium) {
+        for l in headline(&exo, &linux_rows, medium) {
             println!("{l}");
         }
     }
-    println!("wrote {} ({} rows), db.md; exo logs in {}, linux logs in {}", out.join("db.csv").display(), rows.len(), work.display(), lm.work.display());
+    println!("wrote {} ({} rows), db.md; exo logs in {}, linux logs in {}", out.join("db.csv").display(), rows.len(), work.display(), linux_work.display());
     if checks.iter().any(|c| !c.0) {
         bail!("the exo device cross-check failed (see db.md)");
     }
     Ok(())
+}
+
+/// Every round's rows (exo rows with their `EXO-DB` line, Linux rows with
+/// `None`) -> the median round's row per key, whole: (exo rows, their
+/// lines, Linux rows, every round's ops/s per key).
+#[allow(clippy::type_complexity)]
+pub fn median_rows(rounds: &[(Vec<Row>, Vec<Option<DbLine>>)]) -> (Vec<Row>, Vec<DbLine>, Vec<Row>, BTreeMap<RowKey, Vec<f64>>) {
+    let ((all, extras), rates) = super::rounds::pick_median(rounds, key);
+    let (mut exo, mut lines, mut linux) = (vec![], vec![], vec![]);
+    for (r, x) in all.into_iter().zip(extras) {
+        match x {
+            Some(l) => {
+                exo.push(r);
+                lines.push(l);
+            }
+            None => linux.push(r),
+        }
+    }
+    (exo, lines, linux, rates)
 }
 
 fn find<'a>(rows: &'a [Row], system: &str, engine: &str, medium: &str, durability: &str) -> Option<&'a Row> {
@@ -441,7 +481,7 @@ fn summary(
     exo: &[Row],
     exo_lines: &[DbLine],
     linux: &[Row],
-    rates: &BTreeMap<(String, String, String), Vec<f64>>,
+    rates: &BTreeMap<RowKey, Vec<f64>>,
     checks: &[(bool, String)],
     linux_checks: &[(bool, String)],
     linux_failures: &[String],
@@ -549,9 +589,9 @@ fn summary(
             n(r.guest_instructions_per_op)
         );
     }
-    s.push_str("\nexo ops/s of every round (sorted; the rows are the median round's):\n\n");
-    for ((m, w, d), v) in rates {
-        let _ = writeln!(s, "- {m} {w} {d}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
+    s.push_str("\n## ops/s of every round\n\nSorted; every row above is its median round's, whole (counts and times from that round).\n\n");
+    for ((sys, e, m, w, d), v) in rates {
+        let _ = writeln!(s, "- {sys} {e} {m} {w} {d}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
     }
     s.push_str(
         "\n## How each count is taken\n\n\
@@ -680,6 +720,26 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
             let r = &runs[p.measured];
             assert!(exo.contains(&(r.workload.clone(), r.durability.clone())), "{r:?} has an exo counterpart");
         }
+    }
+
+    #[test]
+    fn median_rows_keep_each_exo_row_with_its_line_and_split_the_systems() {
+        let base = parse_boot(NVME, "nvme").unwrap();
+        let boot = |scale: f64| -> (Vec<Row>, Vec<Option<DbLine>>) {
+            let lines: Vec<DbLine> = base.iter().map(|l| DbLine { ops_per_sec: l.ops_per_sec * scale, p50_us: scale, ..l.clone() }).collect();
+            (lines.iter().map(|l| exo_row(l, None)).collect(), lines.into_iter().map(Some).collect())
+        };
+        let linux = |v: f64| (vec![Row { system: "linux-guest".into(), engine: "libdb".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: v, ..Row::default() }], vec![None]);
+        let rounds = vec![boot(1.0), linux(10.0), boot(3.0), linux(30.0), boot(2.0), linux(20.0)];
+        let (exo, lines, lin, rates) = median_rows(&rounds);
+        assert_eq!((exo.len(), lines.len(), lin.len()), (4, 4, 1));
+        for (r, l) in exo.iter().zip(&lines) {
+            assert_eq!((r.p50_us, l.p50_us), (2.0, 2.0), "row and line from the median round");
+            assert_eq!((r.workload.as_str(), r.durability.as_str()), (l.workload.as_str(), l.durability.as_str()));
+        }
+        assert_eq!(lin[0].ops_per_sec, 20.0);
+        let k = ("linux-guest".to_string(), "libdb".to_string(), "nvme".to_string(), "commit".to_string(), "sync".to_string());
+        assert_eq!(rates[&k], vec![10.0, 20.0, 30.0]);
     }
 
     #[test]
