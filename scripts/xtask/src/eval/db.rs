@@ -288,14 +288,13 @@ fn nonce() -> u64 {
 
 /// One `test=libdb_<medium>_create` boot on fresh images: its lines, the
 /// NVMe trace of the whole boot (timed boots) and its seconds.
-fn exo_boot(arts: &build::Artifacts, work: &Path, medium: &str, icount: bool, name: &str) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
-    let images = work.join("images-exo");
-    let _ = std::fs::remove_dir_all(&images);
-    machine::ensure_images(&images)?;
+fn exo_boot(arts: &build::Artifacts, work: &Path, images: &Path, medium: &str, icount: bool, name: &str) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
+    let _ = std::fs::remove_dir_all(images);
+    machine::ensure_images(images)?;
     let test = format!("libdb_{medium}_create");
     let trace = work.join(format!("{name}.qemu-trace.log"));
     let _ = std::fs::remove_file(&trace);
-    let mut m = Machine::new(&images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount);
+    let mut m = Machine::new(images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount);
     if !icount {
         // The same NVMe command events the Linux counters pass traces, so
         // both systems pay the same tracing cost.
@@ -318,6 +317,31 @@ fn exo_boot(arts: &build::Artifacts, work: &Path, medium: &str, icount: bool, na
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
 
+/// Where the icount boots keep their images: in RAM (`/dev/shm`) when the
+/// host has it. Under icount every instruction the CPU executes counts,
+/// and nvmed polls while QEMU completes a write or flush, which for a
+/// flush means the host's fdatasync of the image file: on a shared disk
+/// that swung the NVMe sync count from 76,000 to 760,000 per commit
+/// between runs, on tmpfs it stays near the work itself. The timed boots
+/// keep their images on disk, as Linux's do.
+fn icount_images_dir(work: &Path) -> std::path::PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.join(format!("exo-db-eval-icount-{}", std::process::id()))
+    } else {
+        work.join("images-exo-icount")
+    }
+}
+
+/// A directory removed when this goes out of scope.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What identifies a row across rounds.
 type RowKey = (String, String, String, String, String);
 
@@ -335,7 +359,7 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let n_rounds = rounds(quick);
     println!(
-        "eval --db{}: exo: {n_rounds} rounds of the libdb nvme and pmem create boots + one icount boot per medium; linux-guest: commit x 3 durabilities x {} engines x 2 media",
+        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme and pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
         LINUX_ENGINES.len()
     );
@@ -352,7 +376,7 @@ pub fn run(quick: bool) -> Result<()> {
             let _lock = machine::lock_images(&work)?;
             for medium in MEDIA {
                 println!("-- round {round}/{n_rounds}: exo {medium} (test=libdb_{medium}_create)");
-                let (lines, trace, secs) = exo_boot(&arts, &work, medium, false, &format!("db-exo-{medium}"))?;
+                let (lines, trace, secs) = exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"))?;
                 exo_secs.push(secs);
                 for l in &lines {
                     println!(
@@ -390,6 +414,10 @@ pub fn run(quick: bool) -> Result<()> {
     // median per row (on NVMe the count includes the driver's polling
     // while QEMU completes the I/O, which varies; every value is listed).
     let (mut icount_env, mut icount_all) = (vec![], BTreeMap::new());
+    let icount_images = icount_images_dir(&work);
+    icount_env.push(("exo icount boots' images".to_string(), icount_images.display().to_string()));
+    // Removed however the boots end (they may be in RAM).
+    let _cleanup = RemoveOnDrop(icount_images.clone());
     {
         let _lock = machine::lock_images(&work)?;
         for medium in MEDIA {
@@ -397,7 +425,7 @@ pub fn run(quick: bool) -> Result<()> {
             let (mut secs, mut rates) = (vec![], vec![]);
             for boot in 1..=n_rounds {
                 println!("-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)");
-                let (lines, _, t) = exo_boot(&arts, &work, medium, true, &format!("db-exo-{medium}-icount"))?;
+                let (lines, _, t) = exo_boot(&arts, &work, &icount_images, medium, true, &format!("db-exo-{medium}-icount"))?;
                 secs.push(format!("{t:.0}"));
                 rates.push(lines.first().map_or("?".into(), |l| format_number(l.tsc_per_us)));
                 boots.push(instructions(&lines));
