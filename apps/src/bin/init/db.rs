@@ -41,16 +41,6 @@ const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 const PMEM_BYTES: u64 = 16 << 20;
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 
-/// The run's nonce: `nonce=<hex>` from the command line (xtask gives both
-/// boots of a two-boot test the same one).
-fn nonce() -> Result<u64, String> {
-    kinfo::cmdline()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("nonce="))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .filter(|n| *n != 0)
-        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
-}
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
 fn meaning(code: u64) -> &'static str {
@@ -88,7 +78,7 @@ fn run_kvdb(c: &Child, what: &str) -> Outcome {
 
 /// `libdb_nvme_create` (`check` false) and `libdb_nvme_check`.
 pub fn libdb_nvme(check: bool) -> Outcome {
-    on_nvme(check, nonce()?)
+    on_nvme(check, crate::tests::nonce()?)
 }
 
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
@@ -138,7 +128,7 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
 /// (recovery replays the log tail) and checks it. Then, in boot 2, the
 /// named errors: a damaged database, no region, a full medium.
 pub fn libdb_pmem(check: bool) -> Outcome {
-    let nonce = nonce()?;
+    let nonce = crate::tests::nonce()?;
     on_pmem(check, nonce)?;
     if !check {
         return Ok(());

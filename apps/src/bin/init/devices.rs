@@ -187,8 +187,11 @@ pub struct MsiX {
 
 const CAP_MSIX: u8 = 0x11;
 
-/// Walk the capability list (bounded: a malformed list ends the walk).
-pub fn msix(dev: &Device) -> Option<MsiX> {
+/// The offset of capability `id` in `dev`'s configuration space, read
+/// through init's own mapping of it (bounded: a malformed list ends the
+/// walk). Not the `pci` crate's walk: that one refuses functions whose
+/// vendor id reads 0xffff, which is what an SR-IOV VF's does.
+pub fn find_capability(dev: &Device, id: u8) -> Option<u64> {
     if dev.config.read16(0x06) & (1 << 4) == 0 {
         return None;
     }
@@ -197,15 +200,20 @@ pub fn msix(dev: &Device) -> Option<MsiX> {
         if ptr < 0x40 {
             return None;
         }
-        let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
-        if id == CAP_MSIX {
-            let control = dev.config.read16(ptr + 2);
-            let table = dev.config.read32(ptr + 4);
-            return Some(MsiX { cap: ptr, bar: (table & 7) as u8, table: table & !7, entries: (control & 0x7ff) + 1 });
+        if dev.config.read8(ptr) == id {
+            return Some(ptr);
         }
-        ptr = (next & 0xfc) as u64;
+        ptr = (dev.config.read8(ptr + 1) & 0xfc) as u64;
     }
     None
+}
+
+/// The device's MSI-X capability.
+pub fn msix(dev: &Device) -> Option<MsiX> {
+    let ptr = find_capability(dev, CAP_MSIX)?;
+    let control = dev.config.read16(ptr + 2);
+    let table = dev.config.read32(ptr + 4);
+    Some(MsiX { cap: ptr, bar: (table & 7) as u8, table: table & !7, entries: (control & 0x7ff) + 1 })
 }
 
 /// MSI-X on, function mask off: the driver programs and unmasks entries.
@@ -705,20 +713,11 @@ pub fn device_ownership() -> Outcome {
     Ok(())
 }
 
-/// The nonce xtask gives both boots of `nvme_persist` (`nonce=<hex>`).
-fn nonce() -> Result<u64, String> {
-    kinfo::cmdline()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("nonce="))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .filter(|n| *n != 0)
-        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
-}
 
 /// `nvme_persist_write` / `nvme_persist_check`: the two boots of
 /// `nvme_persist`.
 pub fn nvme_persist(check: bool) -> Outcome {
-    let nonce = nonce()?;
+    let nonce = crate::tests::nonce()?;
     let dev = nvme()?;
     let mode = if check { "persist-check" } else { "persist-write" };
     let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;

@@ -138,14 +138,6 @@ fn pattern(nonce: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn nonce() -> Result<u64, String> {
-    kinfo::cmdline()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("nonce="))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .filter(|n| *n != 0)
-        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
-}
 
 /// The kernel info page describes the standard machine's NVDIMM: one
 /// range of 128 MiB above RAM, at `PMEM_VA`, nothing refused.
@@ -229,7 +221,7 @@ fn check_grant() -> Outcome {
 /// Boot 1: check the description, the LENT mark and grants, then write
 /// the nonce's pattern over `PATTERN_BYTES` and make it durable.
 pub fn persist_write() -> Outcome {
-    let nonce = nonce()?;
+    let nonce = crate::tests::nonce()?;
     check_description()?;
     check_never_a_table()?;
     check_grant()?;
@@ -255,7 +247,7 @@ pub fn persist_write() -> Outcome {
 
 /// Boot 2: every byte of the pattern is there.
 pub fn persist_check() -> Outcome {
-    let nonce = nonce()?;
+    let nonce = crate::tests::nonce()?;
     check_description()?;
     let region = Region::claim(PMEM_VA, PATTERN_BYTES).map_err(|e| format!("claiming pmem: {e}"))?;
     let mut wrong = 0u64;

@@ -47,22 +47,9 @@ const COMMAND_MEMORY: u16 = 1 << 1;
 const COMMAND_BUS_MASTER: u16 = 1 << 2;
 const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
-/// The PCI Express capability's offset (bounded walk).
+/// The PCI Express capability's offset.
 fn express_cap(dev: &Device) -> Option<u64> {
-    if dev.config.read16(0x06) & (1 << 4) == 0 {
-        return None;
-    }
-    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            return None;
-        }
-        if dev.config.read8(ptr) == CAP_EXPRESS {
-            return Some(ptr);
-        }
-        ptr = (dev.config.read8(ptr + 1) & 0xfc) as u64;
-    }
-    None
+    crate::devices::find_capability(dev, CAP_EXPRESS)
 }
 
 /// The SR-IOV extended capability's offset (bounded walk from 0x100).

@@ -51,6 +51,17 @@ pub fn run(name: &str) -> Outcome {
     }
 }
 
+/// The run's nonce: `nonce=<hex>` from the command line (xtask gives both
+/// boots of a two-boot test the same one).
+pub fn nonce() -> Result<u64, String> {
+    kinfo::cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("nonce="))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .filter(|n| *n != 0)
+        .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
+}
+
 fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
     spawn::spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
 }
