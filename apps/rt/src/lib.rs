@@ -20,6 +20,7 @@ pub mod entry;
 pub mod heap;
 pub mod layout;
 pub mod mmio;
+pub mod nvme;
 pub mod region;
 pub mod sys;
 

@@ -103,6 +103,15 @@ pub const TESTS: &[QemuTest] = &[
         then: Some("test=libdb_pmem_check"),
         ..test("libdb_pmem", "test=libdb_pmem_create")
     },
+    // libdb driving its own NVMe virtual function, the driver linked in:
+    // the PF's driver brings VF 1 online (each boot: init's FLR and all),
+    // kvdb gets VF 1's BAR and handle; boot 1 creates, boot 2 checks.
+    QemuTest {
+        machine: |m| m.nvme_sriov(true),
+        timeout: Duration::from_secs(180),
+        then: Some("test=libdb_vf_check"),
+        ..test("libdb_vf", "test=libdb_vf_create")
+    },
 ];
 
 /// The `test=` name of a command line (what its pass line names).
@@ -186,7 +195,8 @@ mod tests {
                 "acpi_bad_mcfg",
                 "nvme_bench",
                 "libdb_nvme",
-                "libdb_pmem"
+                "libdb_pmem",
+                "libdb_vf"
             ]
         );
         for t in TESTS {

@@ -10,6 +10,12 @@
 //! * `libdb_pmem_create` / `libdb_pmem_check` (the two boots of
 //!   `libdb_pmem`): the same plan on 16 MiB of the NVDIMM, which init
 //!   moves into `kvdb` (`pmem::grant`) and takes back after it exits.
+//! * `libdb_vf_create` / `libdb_vf_check` (the two boots of `libdb_vf`,
+//!   on the SR-IOV machine): the PF's driver (`nvmed sriov`) brings VF 1
+//!   online (init does the FLR it needs, see `sriov.rs`), and init moves
+//!   VF 1's BAR and device handle into `kvdb`, which drives the VF itself
+//!   with the NVMe driver linked in, on [`VF_WINDOW_MIB`] of the shared
+//!   namespace; boot 1 creates, boot 2 recovers and checks.
 
 use crate::devices;
 use crate::sched;
@@ -28,6 +34,13 @@ type Outcome = Result<(), String>;
 /// namespace (`nvme_rw`, `nvme_bench` and `block_service` write below
 /// 128 MiB, `nvme_persist` at LBA 300,000 = 146.5 MiB with 512-byte blocks).
 const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
+/// The range the VF's database lives in: 160 MiB..192 MiB (free on the
+/// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
+/// checks write 32 KiB at LBA 320,000 = 156.25 MiB). The image is 256 MiB.
+const VF_WINDOW_MIB: (u64, u64) = (160, 32);
+/// kvdb's DMA pages when it drives a VF: its queues (~21 pages) and a
+/// 256 KiB bounce area, with room to spare.
+const VF_DMA_PAGES: u64 = 128;
 /// The block-service region: header, request and response rings (3 pages)
 /// and a 1 MiB data area the driver maps into the device.
 const KVDB_REGION_PAGES: u64 = 3 + 256;
@@ -60,8 +73,13 @@ fn meaning(code: u64) -> &'static str {
 /// Spawn kvdb (paused) with its words, and the kernel info page shared
 /// read-only at its `SCRATCH_VA` (for system-wide crossing counts).
 fn spawn_kvdb(args: &str, va: u64, bytes: u64, nonce: u64) -> Result<Child, String> {
-    let words = [va, bytes, kinfo::word(ki::W_TSC_PER_US), nonce];
-    let c = spawn::spawn_named("kvdb", &Options { args, words: &words, heap_pages: KVDB_HEAP_PAGES, spare_pages: 0, paused: true })?;
+    spawn_kvdb_with(args, &[va, bytes, kinfo::word(ki::W_TSC_PER_US), nonce], 0)
+}
+
+/// [`spawn_kvdb`] with all its words (from args word 3) and `spare` spare
+/// frames.
+fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, String> {
+    let c = spawn::spawn_named("kvdb", &Options { args, words, heap_pages: KVDB_HEAP_PAGES, spare_pages: spare, paused: true })?;
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
     sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
         .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))?;
@@ -180,4 +198,61 @@ fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
     }
     println!("init: {what}: refused by name ({})", meaning(code));
     Ok(())
+}
+
+/// `libdb_vf_create` (`check` false) and `libdb_vf_check`: kvdb drives
+/// VF 1 of the NVMe itself after the PF's driver brought it online.
+pub fn libdb_vf(check: bool) -> Outcome {
+    on_vf(check, crate::tests::nonce()?)
+}
+
+/// kvdb `create` or `check` on its own NVMe virtual function, with the
+/// workload derived from `nonce`.
+pub fn on_vf(check: bool, nonce: u64) -> Outcome {
+    let pf = devices::nvme()?;
+    let vf = crate::sriov::vf_of(&pf, 1)?;
+    let faults0 = (kinfo::word(ki::W_DMA_FAULTS), devices::device_dma_faults(vf.index));
+    let pf_driver = crate::sriov::online_vfs(&pf, 1)?;
+    crate::sriov::enable_vf(&vf)?;
+    let phase = if check { "check" } else { "create" };
+    let (first, len) = VF_WINDOW_MIB;
+    println!("init: kvdb nvme-vf {phase} (nonce {nonce:#x}) drives VF 1 (device {} at {:04x}) itself, on NVMe MiB {first}..{}", vf.index, vf.bdf, first + len);
+    let bar_size = vf.bars[0].1;
+    let words = [devices::DRIVER_BAR_VA, bar_size, kinfo::word(ki::W_TSC_PER_US), nonce, devices::DRIVER_HANDLE_VA];
+    let kvdb = spawn_kvdb_with(&format!("nvme-vf {phase} {first} {len}"), &words, VF_DMA_PAGES)?;
+    give_device(&kvdb, &vf)?;
+    let outcome = run_kvdb(&kvdb, &format!("kvdb nvme-vf {phase}"));
+    // The PF's driver checks the PF and that VF 1 is still online either way.
+    let pf_outcome = crate::sriov::vfs_done(&pf_driver);
+    outcome?;
+    pf_outcome?;
+    let faults = (kinfo::word(ki::W_DMA_FAULTS) - faults0.0, devices::device_dma_faults(vf.index) - faults0.1);
+    if faults != (0, 0) {
+        return Err(format!("{} DMA faults ({} of VF 1) while kvdb drove VF 1", faults.0, faults.1));
+    }
+    println!("init: kvdb drove VF 1 through its own I/O page table: no DMA faults");
+    Ok(())
+}
+
+/// The grants `devices::start_driver` gives a driver, to a process spawned
+/// with its own options (kvdb needs a large heap and the info page): BAR 0
+/// **moved** to `DRIVER_BAR_VA` (init no longer has it), the device handle
+/// copied to `DRIVER_HANDLE_VA` with OWN only (it can map into the device,
+/// not pass the handle on).
+fn give_device(c: &Child, dev: &devices::Device) -> Outcome {
+    let (bar_va, bar_size) = dev.bars[0];
+    if bar_va == 0 || bar_size == 0 || dev.handle_va == 0 {
+        return Err(format!("device {:04x} has no usable BAR 0 or no device handle", dev.bdf));
+    }
+    let mut off = 0;
+    while off < bar_size {
+        let dst = c.at(devices::DRIVER_BAR_VA + off);
+        spawn::ensure_tables(dst).map_err(|e| format!("tables for the BAR: {e}"))?;
+        sys::map(bar_va + off, 0, 0, dst, Rights::OWN | Rights::WRITE | Rights::GRANT)
+            .map_err(|e| format!("moving BAR page {off:#x}: {}", e.name()))?;
+        off += PAGE_SIZE;
+    }
+    spawn::ensure_tables(c.at(devices::DRIVER_HANDLE_VA)).map_err(|e| format!("tables for the handle: {e}"))?;
+    sys::map(dev.handle_va, 0, 0, c.at(devices::DRIVER_HANDLE_VA), Rights::OWN)
+        .map_err(|e| format!("copying the device handle: {}", e.name()))
 }

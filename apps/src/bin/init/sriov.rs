@@ -136,7 +136,7 @@ fn flr_keeping_vfs(pf: &Device) -> Outcome {
 /// A VF's command register: bus mastering on (a VF's Memory Space bit is
 /// read-only zero per the SR-IOV spec; its BARs decode by the PF's VF
 /// Memory Space Enable).
-fn enable_vf(vf: &Device) -> Outcome {
+pub fn enable_vf(vf: &Device) -> Outcome {
     let cmd = vf.config.read16(0x04);
     vf.config.write16(0x04, cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE);
     let got = vf.config.read16(0x04);
@@ -159,24 +159,44 @@ fn wait_mailbox(c: &Child, want: u64, what: &str) -> Outcome {
     Ok(())
 }
 
+/// VF `n` of the physical function `pf`, as the kernel lists it.
+pub fn vf_of(pf: &Device, n: u16) -> Result<Device, String> {
+    devices::all()
+        .into_iter()
+        .find(|d| d.vf == Some(di::VfInfo { pf_index: pf.index as u16, vf_number: n }))
+        .ok_or(format!("the kernel lists no VF {n} of the NVMe physical function"))
+}
+
+/// Steps 1–3: start the PF's driver (`nvmed sriov`, onlining VFs
+/// 1..=`vfs`), do the FLR it asks for, and return it once the VFs are
+/// online (it then waits for [`vfs_done`]). Each boot starts from a fresh
+/// controller, so this works on every boot.
+pub fn online_vfs(pf: &Device, vfs: u64) -> Result<Child, String> {
+    let pf_driver = devices::start_driver("nvmed", "sriov", pf, 0, devices::NVME_DMA_PAGES, [vfs, 0])?;
+    sched::start(pf_driver.slot);
+    wait_mailbox(&pf_driver, 1, "nvmed sriov (releasing the primary's resources)")?;
+    flr_keeping_vfs(pf)?;
+    mem::write(spawn::mailbox(&pf_driver), 1);
+    wait_mailbox(&pf_driver, 2, "nvmed sriov (bringing the VFs online)")?;
+    Ok(pf_driver)
+}
+
+/// Step 6: the VFs' drivers are done; the PF's driver checks the PF
+/// still works and the VFs are still online, and must exit 0.
+pub fn vfs_done(pf_driver: &Child) -> Outcome {
+    mem::write(spawn::mailbox(pf_driver), 2);
+    devices::expect_zero(pf_driver, "nvmed sriov")?;
+    println!("init: the PF worked beside its VFs");
+    Ok(())
+}
+
 pub fn sriov_vf() -> Outcome {
     let pf = devices::nvme()?;
-    let vf_n = |n: u16| {
-        devices::all()
-            .into_iter()
-            .find(|d| d.vf == Some(di::VfInfo { pf_index: pf.index as u16, vf_number: n }))
-            .ok_or(format!("the kernel lists no VF {n} of the NVMe physical function"))
-    };
-    let (vf, vf2) = (vf_n(1)?, vf_n(2)?);
+    let (vf, vf2) = (vf_of(&pf, 1)?, vf_of(&pf, 2)?);
     println!("init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}", vf.index, vf.bdf, vf2.index, vf2.bdf);
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let faults0 = kinfo::word(ki::W_DMA_FAULTS);
-    let pf_driver = devices::start_driver("nvmed", "sriov", &pf, 0, devices::NVME_DMA_PAGES, [2, 0])?;
-    sched::start(pf_driver.slot);
-    wait_mailbox(&pf_driver, 1, "nvmed sriov (releasing the primary's resources)")?;
-    flr_keeping_vfs(&pf)?;
-    mem::write(spawn::mailbox(&pf_driver), 1);
-    wait_mailbox(&pf_driver, 2, "nvmed sriov (bringing VF 1 online)")?;
+    let pf_driver = online_vfs(&pf, 2)?;
     enable_vf(&vf)?;
     let vf_faults0 = devices::device_dma_faults(vf.index);
     let vf_driver = devices::start_driver("nvmed", "rw", &vf, 0, devices::NVME_DMA_PAGES, [tsc, 0])?;
@@ -189,10 +209,7 @@ pub fn sriov_vf() -> Outcome {
     }
     println!("init: VF 1 driven by its own process through its own I/O page table: no DMA faults");
     vf_attack(&pf, &vf, &vf2)?;
-    mem::write(spawn::mailbox(&pf_driver), 2);
-    devices::expect_zero(&pf_driver, "nvmed sriov")?;
-    println!("init: the PF worked beside its VFs");
-    Ok(())
+    vfs_done(&pf_driver)
 }
 
 const VICTIM_PATTERN: u64 = 0x5f1f_a77a_0000_0000;

@@ -47,6 +47,8 @@ pub fn run(name: &str) -> Outcome {
         "libdb_nvme_check" => crate::db::libdb_nvme(true),
         "libdb_pmem_create" => crate::db::libdb_pmem(false),
         "libdb_pmem_check" => crate::db::libdb_pmem(true),
+        "libdb_vf_create" => crate::db::libdb_vf(false),
+        "libdb_vf_check" => crate::db::libdb_vf(true),
         other => Err(format!("no test named {other:?}")),
     }
 }

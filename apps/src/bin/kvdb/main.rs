@@ -2,13 +2,19 @@
 //! on the exokernel, on the two media the design names:
 //! * `nvme`: a `libdb::BlockDevice` over the block service (`nvmed serve`,
 //!   `blockq` rings in a region init links into both processes);
+//! * `nvme-vf`: a `libdb::BlockDevice` on an NVMe SR-IOV virtual function
+//!   this process drives itself, the `nvme` driver linked in as a library
+//!   (init moved the VF's BAR and device handle into it, as it does for a
+//!   driver): no driver process, no system call per I/O;
 //! * `pmem`: a `libdb::PmemRegion` over a region mapped into this process
 //!   (the NVDIMM, or RAM frames init gives it), persisted with
 //!   clwb/clflushopt/clflush + sfence.
 //!
-//! Arguments: `<nvme|pmem> <create|check>`; args words 3 = the region's
-//! address, 4 = its size in bytes, 5 = TSC ticks per microsecond, 6 = the
-//! run's nonce. `create` makes a database and commits the plan of
+//! Arguments: `<nvme|nvme-vf|pmem> <create|check>` (`nvme-vf` then the
+//! window: first MiB and length in MiB); args words 3 = the region's
+//! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
+//! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
+//! handle is. `create` makes a database and commits the plan of
 //! `workload.rs` (printing `EXO-DB` count lines), `check` reopens it and
 //! verifies it holds exactly what was committed. Exit code 0 = passed;
 //! see `error.rs` for the others.
@@ -27,6 +33,8 @@ mod blockdev;
 mod error;
 #[cfg(target_os = "none")]
 mod pmemdev;
+#[cfg(target_os = "none")]
+mod vfdev;
 #[cfg(target_os = "none")]
 mod workload;
 
@@ -98,6 +106,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                     bytes_copied: c.bytes_copied,
                     yields: c.yields,
                     lines_flushed: 0,
+                    doorbells: 0,
                 }
             };
             let storage = if create {
@@ -117,6 +126,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                 c.yields
             );
         }
+        "nvme-vf" => on_vf(&mut words, va, bytes, tsc_per_us, nonce, create)?,
         "pmem" => {
             let region = exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
             println!(
@@ -138,7 +148,83 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let r = storage.region();
             println!("kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences", r.persists, r.lines, r.fences);
         }
-        other => return Err(KvdbError::Usage(format!("medium {other:?}: expected nvme or pmem"))),
+        other => return Err(KvdbError::Usage(format!("medium {other:?}: expected nvme, nvme-vf or pmem"))),
     }
+    Ok(())
+}
+
+/// `nvme-vf`: bring up the VF's controller in the BAR init moved here and
+/// run the plan on the window named by the next two arguments (MiB).
+#[cfg(target_os = "none")]
+fn on_vf(words: &mut core::str::SplitWhitespace, bar_va: u64, bar_bytes: u64, tsc_per_us: u64, nonce: u64, create: bool) -> Result<(), error::KvdbError> {
+    use alloc::format;
+    use error::KvdbError;
+    use exo_rt::println;
+    let mut mib = || words.next().and_then(|w| w.parse::<u64>().ok());
+    let window = match (mib(), mib()) {
+        (Some(first), Some(len)) if len > 0 => (first, len),
+        _ => return Err(KvdbError::Usage("nvme-vf needs its window: <first MiB> <length in MiB>".into())),
+    };
+    let handle = exo_rt::args_word(7);
+    if handle == 0 {
+        return Err(KvdbError::MissingRegion("no device handle for the VF (args word 7 is 0)".into()));
+    }
+    let bar = exo_rt::mmio::Window::new(bar_va, bar_bytes)
+        .ok_or_else(|| KvdbError::MissingRegion(format!("the VF's BAR {bar_va:#x}+{bar_bytes:#x} is not a valid window")))?;
+    let dma = exo_rt::nvme::spare_dma(handle).map_err(|e| KvdbError::MissingRegion(format!("DMA memory for the VF: {e}")))?;
+    let calls0 = exo_rt::sys::calls();
+    let mut dev = vfdev::VfDevice::bring_up(bar, dma, window).map_err(KvdbError::Service)?;
+    println!(
+        "kvdb: driving the VF itself: NVMe MiB {}..{} ({} blocks of {} bytes from LBA {}), QD1 polled, max transfer {} KiB; bring-up took {} system calls",
+        window.0,
+        window.0 + window.1,
+        libdb::BlockDevice::blocks(&dev),
+        libdb::BlockDevice::block_size(&dev),
+        dev.first_lba(),
+        dev.max_transfer_bytes() / 1024,
+        exo_rt::sys::calls() - calls0
+    );
+    if create {
+        // The VF sees the whole shared namespace: the device refuses what
+        // lies past its window before the controller sees it.
+        let mut one = alloc::vec![0u8; libdb::BlockDevice::block_size(&dev)];
+        let past = libdb::BlockDevice::blocks(&dev);
+        match libdb::BlockDevice::read(&mut dev, past, &mut one) {
+            Err(libdb::IoError::OutOfRange) => println!("kvdb: a read one block past the window was refused (out of range)"),
+            other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
+        }
+    }
+    let storage = libdb::BlockStorage::new(dev);
+    let counts = |s: &libdb::BlockStorage<vfdev::VfDevice>| {
+        let d = s.device();
+        let c = d.counters;
+        workload::MediumCounts {
+            device_writes: c.write_cmds,
+            device_flushes: c.flushes,
+            device_bytes: c.bytes_written,
+            requests: c.commands(),
+            bytes_copied: c.bytes_copied,
+            yields: 0,
+            lines_flushed: 0,
+            doorbells: d.doorbells(),
+        }
+    };
+    let storage = if create {
+        workload::create(storage, nonce, "nvme-vf", tsc_per_us, counts, true)?
+    } else {
+        workload::check(storage, nonce, "nvme-vf")?
+    };
+    let d = storage.device();
+    let c = d.counters;
+    println!(
+        "kvdb: own NVMe totals: {} write commands ({} KiB), {} read commands ({} KiB), {} flushes, {} KiB bounced, {} doorbells",
+        c.write_cmds,
+        c.bytes_written / 1024,
+        c.read_cmds,
+        c.bytes_read / 1024,
+        c.flushes,
+        c.bytes_copied / 1024,
+        d.doorbells()
+    );
     Ok(())
 }

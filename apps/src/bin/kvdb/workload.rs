@@ -39,8 +39,9 @@ pub fn options() -> Options {
     Options { cache_pages: 1024, log_pages: 256, checkpoint_log_bytes: 256 << 10 }
 }
 
-/// What the medium below libdb did (block service requests, or pmem
-/// flushes), for the per-op counts.
+/// What the medium below libdb did (block service requests, this
+/// process's own NVMe commands and doorbells, or pmem flushes), for the
+/// per-op counts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MediumCounts {
     pub device_writes: u64,
@@ -50,6 +51,9 @@ pub struct MediumCounts {
     pub bytes_copied: u64,
     pub yields: u64,
     pub lines_flushed: u64,
+    /// Doorbell writes by this process (only when it drives the
+    /// controller itself: 0 through the block service, whose driver rings).
+    pub doorbells: u64,
 }
 
 type Write = (Vec<u8>, Option<Vec<u8>>);
@@ -236,7 +240,7 @@ fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usiz
          kvdb_syscalls_per_op={:.3} kvdb_upcalls_per_op={:.3} \
          yields_per_op={:.3} bytes_copied_per_op={:.3} bytes_written_per_op={:.3} flushes_per_op={:.3} writes_per_op={:.3} \
          device_write_cmds_per_op={} device_flushes_per_op={} device_bytes_written_per_op={} blockq_requests_per_op={} \
-         lines_flushed_per_op={:.3} checkpoints={} tsc_per_us={tsc_per_us}",
+         lines_flushed_per_op={:.3} doorbells_per_op={} checkpoints={} tsc_per_us={tsc_per_us}",
         lat_tsc.len(),
         ops / (total_us / 1e6).max(1e-9),
         pct(lat_tsc, 50) as f64 / tpu,
@@ -254,6 +258,7 @@ fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usiz
         dev(dm.device_bytes, am.device_bytes),
         dev(dm.requests, am.requests),
         per(dm.lines_flushed - am.lines_flushed),
+        dev(dm.doorbells, am.doorbells),
         b.db.checkpoints - a.db.checkpoints,
     );
 }
