@@ -5,7 +5,9 @@
 //! libdb on the same emulated machine, in the same run. Counts first,
 //! times second (DESIGN §6).
 //!
-//! * exo: `ROUNDS` rounds of the `libdb_nvme_create` and
+//! * exo: `ROUNDS` rounds of the `libdb_nvme_create`, `libdb_vf_create`
+//!   (medium `nvme-vf`: kvdb drives its own SR-IOV virtual function, the
+//!   NVMe driver linked in; on the SR-IOV machine variant) and
 //!   `libdb_pmem_create` boots (fresh images and nonce each boot); kvdb
 //!   prints one `EXO-DB` line per phase; each row is the median round's,
 //!   whole. As many boots per medium under `-icount shift=0` give guest
@@ -38,7 +40,25 @@ use std::time::{Duration, Instant};
 pub const COMMIT_OPS: u64 = 200;
 /// kvdb's commit value size.
 pub const VALUE_BYTES: u64 = 100;
-pub const MEDIA: [&str; 2] = ["nvme", "pmem"];
+pub const MEDIA: [&str; 3] = ["nvme", "nvme-vf", "pmem"];
+
+/// The QEMU test whose first boot is `medium`'s `create` run.
+pub fn create_test(medium: &str) -> &'static str {
+    match medium {
+        "nvme-vf" => "libdb_vf_create",
+        "pmem" => "libdb_pmem_create",
+        _ => "libdb_nvme_create",
+    }
+}
+
+/// The Linux medium an exo medium is compared with: Linux has no VF of
+/// its own here, so `nvme-vf` stands beside Linux's NVMe rows.
+pub fn linux_medium(medium: &str) -> &str {
+    match medium {
+        "nvme-vf" => "nvme",
+        m => m,
+    }
+}
 /// The phases every `create` boot must report: (workload, durability).
 pub const PHASES: [(&str, &str); 4] = [("commit", "sync"), ("commit", "group8"), ("commit", "async"), ("batch24", "sync")];
 /// The Linux engines beside exo's libdb.
@@ -286,15 +306,16 @@ fn nonce() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
 }
 
-/// One `test=libdb_<medium>_create` boot on fresh images: its lines, the
-/// NVMe trace of the whole boot (timed boots) and its seconds.
+/// One [`create_test`] boot of `medium` on fresh images: its lines, the
+/// NVMe trace of the whole boot (timed boots) and its seconds. `nvme-vf`
+/// boots the SR-IOV variant (the NVMe behind a root port, VFs enabled).
 fn exo_boot(arts: &build::Artifacts, work: &Path, images: &Path, medium: &str, icount: bool, name: &str) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
     let _ = std::fs::remove_dir_all(images);
     machine::ensure_images(images)?;
-    let test = format!("libdb_{medium}_create");
+    let test = create_test(medium);
     let trace = work.join(format!("{name}.qemu-trace.log"));
     let _ = std::fs::remove_file(&trace);
-    let mut m = Machine::new(images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount);
+    let mut m = Machine::new(images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount).nvme_sriov(medium == "nvme-vf");
     if !icount {
         // The same NVMe command events the Linux counters pass traces, so
         // both systems pay the same tracing cost.
@@ -304,7 +325,7 @@ fn exo_boot(arts: &build::Artifacts, work: &Path, images: &Path, medium: &str, i
         }
     }
     let opts = RunOptions { name: name.into(), log_dir: work.to_path_buf(), timeout: Some(Duration::from_secs(900)), echo: false, interactive: false };
-    let r = runner::run(m.command()?, &opts, Expect::PassLine(&test))?;
+    let r = runner::run(m.command()?, &opts, Expect::PassLine(test))?;
     if !r.outcome.passed() {
         bail!("exokernel {test} failed: {} (log {})", r.outcome, r.log_path.display());
     }
@@ -359,7 +380,7 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let n_rounds = rounds(quick);
     println!(
-        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme and pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
+        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf and pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
         LINUX_ENGINES.len()
     );
@@ -375,7 +396,7 @@ pub fn run(quick: bool) -> Result<()> {
             // Two runs in one checkout would share images and logs: wait instead.
             let _lock = machine::lock_images(&work)?;
             for medium in MEDIA {
-                println!("-- round {round}/{n_rounds}: exo {medium} (test=libdb_{medium}_create)");
+                println!("-- round {round}/{n_rounds}: exo {medium} (test={})", create_test(medium));
                 let (lines, trace, secs) = exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"))?;
                 exo_secs.push(secs);
                 for l in &lines {
@@ -388,11 +409,11 @@ pub fn run(quick: bool) -> Result<()> {
                         format_number(l.syscalls_per_op)
                     );
                 }
-                if medium == "nvme" {
+                if medium.starts_with("nvme") {
                     if let Some(t) = &trace {
                         let c = device_check(&lines, t);
                         println!("  {} {}", if c.0 { "PASS" } else { "FAIL" }, c.1);
-                        checks.push((c.0, format!("round {round}: {}", c.1)));
+                        checks.push((c.0, format!("round {round}, {medium}: {}", c.1)));
                     }
                 }
                 rounds.push((lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(), lines.into_iter().map(Some).collect::<Vec<_>>()));
@@ -455,7 +476,7 @@ pub fn run(quick: bool) -> Result<()> {
     ));
     env.push((
         "exo".into(),
-        format!("{n_rounds} rounds x 2 media of test=libdb_<medium>_create on the standard machine (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
+        format!("{n_rounds} rounds x 3 media of test=libdb_<nvme|vf|pmem>_create on the standard machine (nvme-vf: its SR-IOV variant, the NVMe behind a PCIe root port with 4 VFs) (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
     ));
     env.extend(icount_env);
     env.push((
@@ -530,9 +551,10 @@ pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
         let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
         let others: Vec<String> = LINUX_ENGINES
             .iter()
-            .filter_map(|eng| find(linux, "linux-guest", eng, medium, d).map(|l| format!("{eng} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)))))
+            .filter_map(|eng| find(linux, "linux-guest", eng, linux_medium(medium), d).map(|l| format!("{eng} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)))))
             .collect();
-        out.push(format!("{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest {}", e.ops_per_sec, others.join(", ")));
+        let on = if linux_medium(medium) == medium { String::new() } else { format!(" (on {})", linux_medium(medium)) };
+        out.push(format!("{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest{on} {}", e.ops_per_sec, others.join(", ")));
     }
     out
 }
@@ -563,7 +585,15 @@ fn summary(
     );
     let line_of = |r: &Row| exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability);
     for medium in MEDIA {
+        let lm = linux_medium(medium);
         let _ = writeln!(s, "## {medium}: counts per commit\n");
+        if lm != medium {
+            let _ = writeln!(
+                s,
+                "exo: kvdb drives its own NVMe virtual function (the driver linked in, no driver process, on the SR-IOV machine variant); \
+                 linux-guest has no VF row: its rows here are its {lm} rows (the PF, through its kernel driver).\n"
+            );
+        }
         s.push_str(
             "| durability | system | engine | syscalls/op | kvdb's own syscalls/op | device writes/op | device flushes/op | device bytes/op | bytes copied/op | engine flushes/op | guest instructions/op |\n\
              |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -574,7 +604,7 @@ fn summary(
                 cands.push((e, line_of(e).map(|l| l.kvdb_syscalls_per_op)));
             }
             for eng in LINUX_ENGINES {
-                if let Some(l) = find(linux, "linux-guest", eng, medium, d) {
+                if let Some(l) = find(linux, "linux-guest", eng, lm, d) {
                     cands.push((l, None));
                 }
             }
@@ -598,7 +628,7 @@ fn summary(
         let _ = writeln!(s, "\n## {medium}: times\n");
         s.push_str("| durability | system | engine | ops/s | p50 µs | p99 µs |\n|---|---|---|---:|---:|---:|\n");
         for d in DURABILITIES {
-            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(LINUX_ENGINES.iter().filter_map(|eng| find(linux, "linux-guest", eng, medium, d)));
+            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(LINUX_ENGINES.iter().filter_map(|eng| find(linux, "linux-guest", eng, lm, d)));
             for r in rows {
                 let _ = writeln!(s, "| {d} | {} | {} | {} | {} | {} |", r.system, r.engine, format_number(r.ops_per_sec), format_number(r.p50_us), format_number(r.p99_us));
             }
@@ -611,7 +641,7 @@ fn summary(
         for d in DURABILITIES {
             let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
             for eng in LINUX_ENGINES {
-                let Some(l) = find(linux, "linux-guest", eng, medium, d) else { continue };
+                let Some(l) = find(linux, "linux-guest", eng, lm, d) else { continue };
                 let _ = writeln!(
                     s,
                     "| {d} | {eng} | {} | {} | {} | {} | {} | {} | {} |",
@@ -664,8 +694,8 @@ fn summary(
          | count | exo | linux-guest |\n|---|---|---|\n\
          | syscalls/op | the kernel's own counter over the phase, **machine-wide**: kvdb's yields to the driver, the driver's idle yields, init's scheduler | the bench process's `perf_event_open` count of `raw_syscalls:sys_enter` over the measured phase |\n\
          | kvdb's own syscalls/op | kvdb's runtime counts its own system calls (`exo_rt::sys::calls()`) | – |\n\
-         | device writes, flushes, bytes/op | what kvdb asked the block service (kvdb/libdb's own count); cross-checked against QEMU's NVMe trace of the whole boot (below) | QEMU trace events `pci_nvme_io_cmd`/`pci_nvme_write`, differential against a `--ops 1` run: `(run - baseline) / (ops - 1)`; includes ext4's journal |\n\
-         | bytes copied/op | bytes copied into and out of the block service's shared data area (the device DMAs from there); 0 on pmem | `/proc/self/io` `rchar + wchar` |\n\
+         | device writes, flushes, bytes/op | what kvdb asked the block service (nvme-vf: the NVMe commands kvdb's own driver submitted) (kvdb/libdb's own count); cross-checked against QEMU's NVMe trace of the whole boot (below) | QEMU trace events `pci_nvme_io_cmd`/`pci_nvme_write`, differential against a `--ops 1` run: `(run - baseline) / (ops - 1)`; includes ext4's journal |\n\
+         | bytes copied/op | bytes copied into and out of the block service's shared data area (nvme-vf: kvdb's own DMA bounce area) (the device DMAs from there); 0 on pmem | `/proc/self/io` `rchar + wchar` |\n\
          | engine flushes/op | libdb's barriers (`Stats.io`) | eval-bench's fsync-family wrappers (libdb on pmem: its own barrier count) |\n\
          | guest instructions/op | separate boots under `-icount shift=0` (as many as rounds; median): TSC ticks over the phase / ops; the TSC reads QEMU's virtual clock, one ns per instruction, and this kernel never halts while kvdb runs, so this is every instruction the CPU executed during the phase (kernel, driver, init, kvdb), including the driver's polling while the device works | icount pass: ftrace `sched_stat_runtime` summed over every task but the harness shell, differential; runtime is TSC-measured at 1000 MHz = one tick per instruction; idle (halted) time is not counted |\n\
          | ops/s, p50, p99 | kvdb's TSC timing, per commit | eval-bench, `CLOCK_MONOTONIC` |\n",
@@ -820,6 +850,19 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         assert_eq!(m[&k("sync")], (80_000.0, vec![76_000.0, 80_000.0, 394_000.0]));
         assert_eq!(m[&k("async")], (8_400.0, vec![8_400.0, 8_600.0]), "lower middle of an even count");
         assert!(median_instructions(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_vf_medium_boots_its_own_test_and_stands_beside_linux_nvme() {
+        assert_eq!(MEDIA.map(create_test), ["libdb_nvme_create", "libdb_vf_create", "libdb_pmem_create"]);
+        assert_eq!(MEDIA.map(linux_medium), ["nvme", "nvme", "pmem"]);
+        let vf = NVME.replace("medium=nvme ", "medium=nvme-vf ");
+        let lines = parse_boot(&vf, "nvme-vf").unwrap();
+        assert!(parse_boot(&vf, "nvme").is_err(), "a VF boot's lines are not the block service's");
+        let exo: Vec<Row> = lines.iter().map(|l| exo_row(l, None)).collect();
+        let lin = Row { system: "linux-guest".into(), engine: "sqlite".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: 751.4365, ..Row::default() };
+        let h = headline(&exo, &[lin], "nvme-vf");
+        assert_eq!(h[0], "nvme-vf commit sync: exo libdb 1503 commits/s; linux-guest (on nvme) sqlite 751 (2.00×)");
     }
 
     #[test]
