@@ -15,7 +15,8 @@
 //!   online (init does the FLR it needs, see `sriov.rs`), and init moves
 //!   VF 1's BAR and device handle into `kvdb`, which drives the VF itself
 //!   with the NVMe driver linked in, on [`VF_WINDOW_MIB`] of the shared
-//!   namespace; boot 1 creates, boot 2 recovers and checks.
+//!   namespace; boot 1 creates, boot 2 recovers and checks (then kvdb
+//!   without a window and without a device handle: refused by name).
 
 use crate::devices;
 use crate::sched;
@@ -64,7 +65,7 @@ fn meaning(code: u64) -> &'static str {
         3 => "corrupt database",
         4 => "medium full",
         5 => "verification failed",
-        6 => "block service failure",
+        6 => "block service or own NVMe controller failure",
         7 => "bad arguments",
         _ => "unknown",
     }
@@ -231,7 +232,15 @@ pub fn on_vf(check: bool, nonce: u64) -> Outcome {
         return Err(format!("{} DMA faults ({} of VF 1) while kvdb drove VF 1", faults.0, faults.1));
     }
     println!("init: kvdb drove VF 1 through its own I/O page table: no DMA faults");
-    Ok(())
+    if !check {
+        return Ok(());
+    }
+    // Named errors before any device is touched (the VF's BAR went with
+    // the first kvdb: one driver per device per boot).
+    let tsc = kinfo::word(ki::W_TSC_PER_US);
+    let no_handle = [devices::DRIVER_BAR_VA, bar_size, tsc, nonce];
+    expect_code(&spawn_kvdb_with("nvme-vf check", &no_handle, 0)?, "kvdb nvme-vf check without a window", 7)?;
+    expect_code(&spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?, "kvdb nvme-vf check without a device handle", 2)
 }
 
 /// The grants `devices::start_driver` gives a driver, to a process spawned

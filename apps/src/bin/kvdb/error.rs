@@ -11,6 +11,8 @@ pub enum KvdbError {
     MissingRegion(String),
     /// The block service could not be reached or broke its protocol.
     Service(String),
+    /// This process's own NVMe controller (`nvme-vf`) did not come up.
+    Controller(String),
     /// The medium holds no valid database, or a damaged page.
     Corrupt(libdb::Error),
     /// The medium is full (the database or a write does not fit).
@@ -25,14 +27,14 @@ pub enum KvdbError {
 
 impl KvdbError {
     /// Exit code: 2 missing region, 3 corrupt, 4 full, 5 mismatch, 6
-    /// service, 7 usage, 1 other database errors.
+    /// service or own controller, 7 usage, 1 other database errors.
     pub fn code(&self) -> u32 {
         match self {
             KvdbError::MissingRegion(_) => 2,
             KvdbError::Corrupt(_) => 3,
             KvdbError::Full(..) => 4,
             KvdbError::Mismatch(_) => 5,
-            KvdbError::Service(_) => 6,
+            KvdbError::Service(_) | KvdbError::Controller(_) => 6,
             KvdbError::Usage(_) => 7,
             KvdbError::Db(..) => 1,
         }
@@ -55,6 +57,7 @@ impl fmt::Display for KvdbError {
         match self {
             KvdbError::MissingRegion(why) => write!(f, "missing region: {why}"),
             KvdbError::Service(why) => write!(f, "block service: {why}"),
+            KvdbError::Controller(why) => write!(f, "own NVMe controller: {why}"),
             KvdbError::Corrupt(e) => write!(f, "corrupt database: {e}"),
             KvdbError::Full(e, ctx) => write!(f, "medium full while {ctx}: {e}"),
             KvdbError::Db(e, ctx) => write!(f, "database error while {ctx}: {e}"),

@@ -173,7 +173,7 @@ fn on_vf(words: &mut core::str::SplitWhitespace, bar_va: u64, bar_bytes: u64, ts
         .ok_or_else(|| KvdbError::MissingRegion(format!("the VF's BAR {bar_va:#x}+{bar_bytes:#x} is not a valid window")))?;
     let dma = exo_rt::nvme::spare_dma(handle).map_err(|e| KvdbError::MissingRegion(format!("DMA memory for the VF: {e}")))?;
     let calls0 = exo_rt::sys::calls();
-    let mut dev = vfdev::VfDevice::bring_up(bar, dma, window).map_err(KvdbError::Service)?;
+    let mut dev = vfdev::VfDevice::bring_up(bar, dma, window).map_err(KvdbError::Controller)?;
     println!(
         "kvdb: driving the VF itself: NVMe MiB {}..{} ({} blocks of {} bytes from LBA {}), QD1 polled, max transfer {} KiB; bring-up took {} system calls",
         window.0,
