@@ -221,7 +221,7 @@ pub fn on_vf(check: bool, nonce: u64) -> Outcome {
     let bar_size = vf.bars[0].1;
     let words = [devices::DRIVER_BAR_VA, bar_size, kinfo::word(ki::W_TSC_PER_US), nonce, devices::DRIVER_HANDLE_VA];
     let kvdb = spawn_kvdb_with(&format!("nvme-vf {phase} {first} {len}"), &words, VF_DMA_PAGES)?;
-    give_device(&kvdb, &vf)?;
+    devices::grant_device(&kvdb, &vf, 0)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme-vf {phase}"));
     // The PF's driver checks the PF and that VF 1 is still online either way.
     let pf_outcome = crate::sriov::vfs_done(&pf_driver);
@@ -243,25 +243,3 @@ pub fn on_vf(check: bool, nonce: u64) -> Outcome {
     expect_code(&spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?, "kvdb nvme-vf check without a device handle", 2)
 }
 
-/// The grants `devices::start_driver` gives a driver, to a process spawned
-/// with its own options (kvdb needs a large heap and the info page): BAR 0
-/// **moved** to `DRIVER_BAR_VA` (init no longer has it), the device handle
-/// copied to `DRIVER_HANDLE_VA` with OWN only (it can map into the device,
-/// not pass the handle on).
-fn give_device(c: &Child, dev: &devices::Device) -> Outcome {
-    let (bar_va, bar_size) = dev.bars[0];
-    if bar_va == 0 || bar_size == 0 || dev.handle_va == 0 {
-        return Err(format!("device {:04x} has no usable BAR 0 or no device handle", dev.bdf));
-    }
-    let mut off = 0;
-    while off < bar_size {
-        let dst = c.at(devices::DRIVER_BAR_VA + off);
-        spawn::ensure_tables(dst).map_err(|e| format!("tables for the BAR: {e}"))?;
-        sys::map(bar_va + off, 0, 0, dst, Rights::OWN | Rights::WRITE | Rights::GRANT)
-            .map_err(|e| format!("moving BAR page {off:#x}: {}", e.name()))?;
-        off += PAGE_SIZE;
-    }
-    spawn::ensure_tables(c.at(devices::DRIVER_HANDLE_VA)).map_err(|e| format!("tables for the handle: {e}"))?;
-    sys::map(dev.handle_va, 0, 0, c.at(devices::DRIVER_HANDLE_VA), Rights::OWN)
-        .map_err(|e| format!("copying the device handle: {}", e.name()))
-}

@@ -129,6 +129,19 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
     let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
     let opts = Options { args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
     let child = spawn::spawn_named(prog, &opts)?;
+    grant_device(&child, dev, bar)?;
+    Ok(child)
+}
+
+/// Make `child` the driver of `dev`: BAR `bar`'s pages are moved to it at
+/// [`DRIVER_BAR_VA`] (init keeps nothing of them), the device handle is
+/// copied to [`DRIVER_HANDLE_VA`] with OWN only (the child can map into the
+/// device, not pass it on), and the device's DMA faults are reported to it.
+pub fn grant_device(child: &Child, dev: &Device, bar: usize) -> Outcome {
+    let (bar_va, bar_size) = dev.bars[bar];
+    if bar_va == 0 || bar_size == 0 || dev.handle_va == 0 {
+        return Err(format!("device {:04x} has no usable memory BAR {bar} or no device handle", dev.bdf));
+    }
     let mut off = 0;
     while off < bar_size.max(PAGE_SIZE) {
         let dst = child.at(DRIVER_BAR_VA + off);
@@ -143,7 +156,7 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
     if let Some(o) = OWNERS.get(dev.index) {
         o.store(child.slot as u64 + 1, SeqCst);
     }
-    Ok(child)
+    Ok(())
 }
 
 /// The kernel's DMA-fault interrupt: the kernel counts each device's
