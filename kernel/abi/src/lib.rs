@@ -594,10 +594,9 @@ mod tests {
     #[test]
     fn kinfo_words_do_not_collide() {
         use kinfo::*;
-        let ram_end = W_RAM_RANGE0 + 2 * MAX_RAM_RANGES;
         let pmem_end = pmem_word(MAX_PMEM_RANGES, 0);
-        assert!(ram_end <= W_DMA_FAULTS);
-        assert!(W_CPUS < W_PMEM_RANGES && W_PMEM_REFUSED < W_PMEM_RANGE0);
+        const { assert!(W_RAM_RANGE0 + 2 * MAX_RAM_RANGES <= W_DMA_FAULTS) };
+        const { assert!(W_CPUS < W_PMEM_RANGES && W_PMEM_REFUSED < W_PMEM_RANGE0) };
         assert_eq!(pmem_word(1, PMEM_PHYS), pmem_word(0, PMEM_VA) + 1);
         assert!(pmem_end * 8 <= CMDLINE_OFFSET, "pmem words end before the command line");
     }
@@ -614,7 +613,7 @@ mod tests {
         assert_eq!(PMEM_VA % (1 << 39), 0);
         // A child's pmem lies in its first 512 GiB (init's window on a child
         // covers exactly that) and is 1 GiB aligned.
-        assert!(CHILD_PMEM_VA + (64 << 30) <= 1 << 39);
+        const { assert!(CHILD_PMEM_VA + (64 << 30) <= 1 << 39) };
         assert_eq!(CHILD_PMEM_VA % (1 << 30), 0);
     }
 

@@ -200,10 +200,10 @@ mod tests {
             ]
         );
         for t in TESTS {
-            if t.then.is_some() {
+            if let Some(then) = t.then {
                 // A two-boot test: each boot names its own phase.
                 assert!(pass_name(t.append).unwrap().starts_with(t.name));
-                assert!(pass_name(t.then.unwrap()).unwrap().starts_with(t.name));
+                assert!(pass_name(then).unwrap().starts_with(t.name));
                 continue;
             }
             // `test=<name>`, possibly with more words (e.g. `quick`).
