@@ -215,9 +215,8 @@ pub fn init() {
 
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         let stubs = &*core::ptr::addr_of!(trap_stubs);
-        for v in 0..256 {
-            let h = stubs[v];
-            idt.0[v] = IdtEntry {
+        for (v, (&h, entry)) in stubs.iter().zip(idt.0.iter_mut()).enumerate() {
+            *entry = IdtEntry {
                 off_lo: h as u16,
                 sel: KERNEL_CS,
                 ist: if v == 8 { 1 } else { 0 },

@@ -192,7 +192,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
             pa += 0x20_0000;
         }
     }
-    drop(m);
+    // `m` (which borrows the allocator) is not used past this point.
     alloc.seal();
     // Every frame still free goes to init.
     let mut ram = 0;
