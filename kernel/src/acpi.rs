@@ -16,14 +16,13 @@ const WINDOW: u64 = 1 << 30;
 /// information). `None`, logged, when the RSDP or the root table is
 /// unusable.
 pub fn discover(rsdp: u64) -> Option<Platform<'static>> {
-    // SAFETY: the boot page tables map physical [0, WINDOW) at PHYS_OFFSET,
-    // readable, for the kernel's lifetime, and PHYS_OFFSET + WINDOW does not
-    // wrap. The view hands out references only to ACPI tables (firmware
-    // never writes them after boot and the kernel never allocates their
-    // frames: they are not in the free memory map) and, while the `acpi`
-    // crate compares a signature, to the header an RSDT/XSDT entry points
-    // at; discovery runs on the boot CPU alone before any device is allowed
-    // to DMA, so nothing writes those bytes meanwhile.
+    // The view hands out references only to ACPI tables (firmware never
+    // writes them after boot; they are not in the free memory map, so the
+    // kernel never allocates their frames) and, while the `acpi` crate
+    // compares a signature, to the header an RSDT/XSDT entry points at.
+    // Discovery runs on the boot CPU alone before any device may DMA.
+    // SAFETY: the boot page tables map physical [0, WINDOW) readable at
+    // PHYS_OFFSET for the kernel's lifetime (no wrap); nothing writes it now.
     let view = unsafe { PhysView::from_raw(PHYS_OFFSET as *const u8, WINDOW as usize) }?;
     let platform = match Platform::discover(view, rsdp) {
         Ok(p) => p,

@@ -38,13 +38,13 @@ impl Registers for Window {
 /// buffers become Rust slices.
 pub fn install_window(win: Window, iova: u64) -> Result<(), DmaError> {
     let region = DmaRegion { va: win.base() as usize, iova, pages: (win.len() / PAGE_SIZE as u64) as usize };
-    // SAFETY: a `Window` lies at or above `mmio::WINDOW_FLOOR`, where the
-    // runtime never places the program's images, stacks or heap, so no
-    // Rust object lives there; it is page aligned and in the user half.
-    // The caller hands over its only use of these frames (documented
-    // above). If the frames were not mapped, an access would raise a
-    // page-fault upcall in this process, not touch anyone else's memory;
-    // if they were not mapped into the device, its DMA would be refused by
-    // VT-d (a recorded fault), not land elsewhere.
+    // If the frames were not mapped, an access would raise a page-fault
+    // upcall in this process, not touch anyone else's memory; if they were
+    // not mapped into the device, its DMA would be refused by VT-d (a
+    // recorded fault), not land elsewhere.
+    // A `Window` lies at or above `mmio::WINDOW_FLOOR`, where the runtime
+    // places no image, stack or heap, page aligned, in the user half.
+    // SAFETY: no Rust object lives in the window, and the caller hands over
+    // its only use of these frames (documented above).
     unsafe { hal::install(region) }
 }

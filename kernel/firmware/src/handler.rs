@@ -47,13 +47,12 @@ impl AcpiHandler for PhysView<'_> {
                 NonNull::from(&ZEROS).cast()
             }
         };
-        // SAFETY: `start` points at `needed >= size_of::<T>()` readable bytes
-        // (inside the view, or the static zeros) that nothing writes while
-        // the mapping lives (the view's contract). The crate's table types
-        // are `repr(C, packed)`, so any address is aligned for them (asserted
-        // above).
         // Unmapping is a no-op, so the handler stored in the mapping has
         // nothing to release.
+        // The crate's table types are `repr(C, packed)`: any address is
+        // aligned for them (asserted above).
+        // SAFETY: `start` points at `needed >= size_of::<T>()` readable bytes
+        // (in the view, or the static zeros) nothing writes while mapped.
         unsafe { PhysicalMapping::new(physical_address, start.cast::<T>(), size, needed, *self) }
     }
 
