@@ -29,12 +29,14 @@ pub const COLUMNS: [&str; 18] = [
     "guest_instructions_per_op",
 ];
 
-/// Systems that produce rows. `exo` is the exokernel, which plugs in later
-/// with the same workloads and columns.
+/// Systems that produce rows. `exo` is the exokernel (its rows come from
+/// `kvdb`'s `EXO-DB` lines, `cargo xtask eval --db`).
 pub const SYSTEMS: [&str; 3] = ["host-linux", "linux-guest", "exo"];
 
-/// Storage media: a file system on the host, NVMe or persistent memory in
-/// the emulated machine.
+/// Storage media `eval-bench` runs on: a file system on the host, NVMe or
+/// persistent memory in the emulated machine. Exo rows add `nvme-vf` (the
+/// database driving its own SR-IOV virtual function), which has no Linux
+/// counterpart (`scripts/xtask/src/eval/db.rs`).
 pub const MEDIA: [&str; 3] = ["host-fs", "nvme", "pmem"];
 
 /// One measured run.
