@@ -22,7 +22,10 @@ pub struct Artifacts {
 
 impl Artifacts {
     pub fn program(&self, name: &str) -> Option<&PathBuf> {
-        self.programs.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+        self.programs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
     }
 }
 
@@ -37,7 +40,14 @@ pub fn boot_order(bins: &[String]) -> Result<Vec<String>> {
 }
 
 fn cargo_build(package: &str) -> Result<()> {
-    cmd::run(Command::new("cargo").args(["build", "--release", "-p", package, "--target", BARE_METAL_TARGET]))
+    cmd::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        package,
+        "--target",
+        BARE_METAL_TARGET,
+    ]))
 }
 
 /// Build kernel and programs, then pack the standard boot image.
@@ -59,7 +69,11 @@ pub fn build_all(ws: &Workspace) -> Result<Artifacts> {
         }
     }
     let boot_image = out.join("bootimage.bin");
-    let arts = Artifacts { kernel, programs, boot_image };
+    let arts = Artifacts {
+        kernel,
+        programs,
+        boot_image,
+    };
     let image = pack(&arts, &[])?;
     write(&arts.boot_image, &image)?;
     Ok(arts)
@@ -78,7 +92,10 @@ pub fn pack(arts: &Artifacts, extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
 }
 
 pub fn pack_entries(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     exo_loader::bootimage::build(&refs).map_err(|e| anyhow!("packing the boot image: {e}"))
 }
 
@@ -93,9 +110,18 @@ mod tests {
 
     #[test]
     fn init_goes_first_and_order_is_kept() {
-        let bins: Vec<String> = ["isolation", "init", "bad_elf"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(boot_order(&bins).unwrap(), vec!["init", "isolation", "bad_elf"]);
-        assert!(boot_order(&["shell".to_string()]).unwrap_err().to_string().contains("no `init`"));
+        let bins: Vec<String> = ["isolation", "init", "bad_elf"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            boot_order(&bins).unwrap(),
+            vec!["init", "isolation", "bad_elf"]
+        );
+        assert!(boot_order(&["shell".to_string()])
+            .unwrap_err()
+            .to_string()
+            .contains("no `init`"));
     }
 
     #[test]
@@ -108,13 +134,19 @@ mod tests {
         let img = pack_entries(&files).unwrap();
         let parsed = BootImage::parse(&img).unwrap();
         let got: Vec<(&str, &[u8])> = parsed.entries().map(|e| (e.name, e.data)).collect();
-        let want: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let want: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
         assert_eq!(got, want);
     }
 
     #[test]
     fn packing_errors_name_the_problem() {
         let dup = vec![("init".to_string(), vec![]), ("init".to_string(), vec![])];
-        assert!(pack_entries(&dup).unwrap_err().to_string().contains("boot image"));
+        assert!(pack_entries(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("boot image"));
     }
 }

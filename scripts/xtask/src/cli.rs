@@ -19,6 +19,7 @@ commands:
       --host-only       only `cargo test --workspace`
       --qemu-only       only the QEMU integration tests
       --accel tcg|kvm|auto   accelerator for QEMU tests (default tcg)
+      --machine NAME    boot the QEMU tests on a machine variant (see machine.rs VARIANTS)
       FILTER            run only tests whose name contains FILTER
   selftest              boot generated dummy guests to check QEMU + harness
   eval [--host] [--linux] [--drivers] [--kernel] [--db] [--quick]   evaluation (see eval/README.md)
@@ -58,6 +59,8 @@ pub struct TestOpts {
     pub qemu: bool,
     pub accel: AccelChoice,
     pub filters: Vec<String>,
+    /// A machine variant's name (`machine::VARIANTS`); the standard machine if `None`.
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +116,12 @@ fn parse_secs(s: &str) -> Result<Duration> {
 }
 
 fn parse_run(rest: &[String]) -> Result<RunOpts> {
-    let mut opts = RunOpts { batch: false, accel: AccelChoice::Tcg, gdb: false, timeout: None };
+    let mut opts = RunOpts {
+        batch: false,
+        accel: AccelChoice::Tcg,
+        gdb: false,
+        timeout: None,
+    };
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -131,7 +139,13 @@ fn parse_run(rest: &[String]) -> Result<RunOpts> {
 }
 
 fn parse_test(rest: &[String]) -> Result<TestOpts> {
-    let mut opts = TestOpts { host: true, qemu: true, accel: AccelChoice::Tcg, filters: vec![] };
+    let mut opts = TestOpts {
+        host: true,
+        qemu: true,
+        accel: AccelChoice::Tcg,
+        filters: vec![],
+        machine: None,
+    };
     let (mut host_only, mut qemu_only) = (false, false);
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
@@ -139,6 +153,17 @@ fn parse_test(rest: &[String]) -> Result<TestOpts> {
             "--host-only" => host_only = true,
             "--qemu-only" => qemu_only = true,
             "--accel" => opts.accel = AccelChoice::parse(value("--accel", &mut it)?)?,
+            "--machine" => {
+                let name = value("--machine", &mut it)?;
+                if crate::machine::variant_named(name).is_none() {
+                    let names: Vec<_> = crate::machine::VARIANTS.iter().map(|v| v.name).collect();
+                    bail!(
+                        "no machine variant `{name}`; there are: {}",
+                        names.join(", ")
+                    );
+                }
+                opts.machine = Some(name.to_string());
+            }
             flag if flag.starts_with('-') => bail!("`test` does not take `{flag}`\n\n{USAGE}"),
             filter => opts.filters.push(filter.to_string()),
         }
@@ -167,19 +192,32 @@ mod tests {
 
     #[test]
     fn run_defaults_to_interactive_tcg() {
-        let Cmd::Run(o) = p(&["run"]).unwrap() else { panic!() };
-        assert_eq!(o, RunOpts { batch: false, accel: AccelChoice::Tcg, gdb: false, timeout: None });
+        let Cmd::Run(o) = p(&["run"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            o,
+            RunOpts {
+                batch: false,
+                accel: AccelChoice::Tcg,
+                gdb: false,
+                timeout: None
+            }
+        );
     }
 
     #[test]
     fn run_parses_every_flag() {
-        let Cmd::Run(o) = p(&["run", "--batch", "--accel", "auto", "--timeout", "2.5"]).unwrap() else {
+        let Cmd::Run(o) = p(&["run", "--batch", "--accel", "auto", "--timeout", "2.5"]).unwrap()
+        else {
             panic!()
         };
         assert!(o.batch);
         assert_eq!(o.accel, AccelChoice::Auto);
         assert_eq!(o.timeout, Some(Duration::from_millis(2500)));
-        let Cmd::Run(o) = p(&["run", "--gdb", "--accel", "kvm"]).unwrap() else { panic!() };
+        let Cmd::Run(o) = p(&["run", "--gdb", "--accel", "kvm"]).unwrap() else {
+            panic!()
+        };
         assert!(o.gdb && o.accel == AccelChoice::Kvm);
     }
 
@@ -195,22 +233,35 @@ mod tests {
 
     #[test]
     fn test_filters_and_subsets() {
-        let Cmd::Test(o) = p(&["test"]).unwrap() else { panic!() };
+        let Cmd::Test(o) = p(&["test"]).unwrap() else {
+            panic!()
+        };
         assert!(o.host && o.qemu && o.filters.is_empty());
         let Cmd::Test(o) = p(&["test", "--qemu-only", "isolation", "bad_elf"]).unwrap() else {
             panic!()
         };
         assert!(!o.host && o.qemu);
         assert_eq!(o.filters, vec!["isolation", "bad_elf"]);
-        let Cmd::Test(o) = p(&["test", "--host-only"]).unwrap() else { panic!() };
+        let Cmd::Test(o) = p(&["test", "--host-only"]).unwrap() else {
+            panic!()
+        };
         assert!(o.host && !o.qemu);
         assert!(p(&["test", "--host-only", "--qemu-only"]).is_err());
         assert!(p(&["test", "--verbose"]).is_err());
+        let Cmd::Test(o) = p(&["test", "--machine", "ram-2g"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.machine.as_deref(), Some("ram-2g"));
+        assert!(p(&["test", "--machine", "ram-3t"]).is_err());
+        assert!(p(&["test", "--machine"]).is_err());
     }
 
     #[test]
     fn eval_passes_args_through_and_unknown_fails() {
-        assert_eq!(p(&["eval", "--quick"]).unwrap(), Cmd::Eval(vec!["--quick".into()]));
+        assert_eq!(
+            p(&["eval", "--quick"]).unwrap(),
+            Cmd::Eval(vec!["--quick".into()])
+        );
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["setup", "now"]).is_err());
     }

@@ -64,10 +64,24 @@ pub struct DiskImage {
 }
 
 const MIB: u64 = 1 << 20;
-pub const NVME_IMAGE: DiskImage = DiskImage { file: "nvme.img", bytes: 256 * MIB };
-pub const VIRTIO_IMAGE: DiskImage = DiskImage { file: "virtio.img", bytes: 64 * MIB };
-pub const NVDIMM_IMAGE: DiskImage = DiskImage { file: "nvdimm.img", bytes: 128 * MIB };
-pub const IMAGES: [DiskImage; 3] = [NVME_IMAGE, VIRTIO_IMAGE, NVDIMM_IMAGE];
+pub const NVME_IMAGE: DiskImage = DiskImage {
+    file: "nvme.img",
+    bytes: 256 * MIB,
+};
+pub const VIRTIO_IMAGE: DiskImage = DiskImage {
+    file: "virtio.img",
+    bytes: 64 * MIB,
+};
+pub const NVDIMM_IMAGE: DiskImage = DiskImage {
+    file: "nvdimm.img",
+    bytes: 128 * MIB,
+};
+/// The second NVMe controller's namespace (machine variant `two-nvme`).
+pub const NVME2_IMAGE: DiskImage = DiskImage {
+    file: "nvme2.img",
+    bytes: 64 * MIB,
+};
+pub const IMAGES: [DiskImage; 4] = [NVME_IMAGE, VIRTIO_IMAGE, NVDIMM_IMAGE, NVME2_IMAGE];
 
 /// Create missing images as sparse files, and grow (never shrink or
 /// overwrite) ones that are too small; existing contents are kept.
@@ -85,9 +99,14 @@ pub fn ensure_images(dir: &Path) -> Result<()> {
         let len = f.metadata()?.len();
         if len < img.bytes {
             if len == 0 {
-                println!("creating sparse {} ({} MiB)", path.display(), img.bytes / MIB);
+                println!(
+                    "creating sparse {} ({} MiB)",
+                    path.display(),
+                    img.bytes / MIB
+                );
             }
-            f.set_len(img.bytes).with_context(|| format!("sizing {}", path.display()))?;
+            f.set_len(img.bytes)
+                .with_context(|| format!("sizing {}", path.display()))?;
         }
     }
     Ok(())
@@ -116,10 +135,17 @@ pub fn lock_images(dir: &Path) -> Result<ImagesLock> {
     let fd = file.as_raw_fd();
     // SAFETY: flock only takes an advisory lock on our own open descriptor.
     if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        println!("waiting for {} (another QEMU run is using these images)", dir.display());
+        println!(
+            "waiting for {} (another QEMU run is using these images)",
+            dir.display()
+        );
         // SAFETY: as above; this call blocks until the other holder is done.
         if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+            bail!(
+                "locking {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(ImagesLock { _file: file })
@@ -140,6 +166,153 @@ pub enum Chipset {
     Q35NoIommu,
     /// i440fx (`pc`): conventional PCI, QEMU builds no MCFG and no DMAR.
     I440fx,
+}
+
+/// The hardware knobs in which real machines differ from the standard one
+/// (RAM size, CPUs, I/O-MMU address width, the NVMe namespace's block size,
+/// how many I/O queues and how large a transfer the controller grants, a
+/// second controller). `Hardware::STANDARD` is the standard machine; the
+/// named variants in [`VARIANTS`] change one knob each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hardware {
+    /// Guest RAM in MiB (`-m`).
+    pub ram_mib: u64,
+    /// CPUs (`-smp`).
+    pub cpus: u32,
+    /// VT-d address width (`intel-iommu,aw-bits=`); `None` = QEMU's default (39).
+    pub iommu_aw_bits: Option<u8>,
+    /// The NVMe namespace's logical (and physical) block size; `None` = 512.
+    pub nvme_block_bytes: Option<u32>,
+    /// `max_ioqpairs` of the (non-SR-IOV) NVMe controller; `None` = QEMU's default (64).
+    pub nvme_max_ioqpairs: Option<u32>,
+    /// `mdts` of the NVMe controller (2^mdts minimum pages); `None` = QEMU's default (7).
+    pub nvme_mdts: Option<u8>,
+    /// A second NVMe controller (serial `exo1`, on [`NVME2_IMAGE`]).
+    pub second_nvme: bool,
+}
+
+impl Hardware {
+    pub const STANDARD: Hardware = Hardware {
+        ram_mib: 512,
+        cpus: 1,
+        iommu_aw_bits: None,
+        nvme_block_bytes: None,
+        nvme_max_ioqpairs: None,
+        nvme_mdts: None,
+        second_nvme: false,
+    };
+
+    /// `-m` argument: RAM plus room above it for the NVDIMM (a memory
+    /// device needs a hotplug slot and `maxmem` above RAM).
+    fn memory_arg(&self) -> String {
+        if self.ram_mib == 512 {
+            "512M,slots=2,maxmem=4G".to_string()
+        } else {
+            format!("{}M,slots=2,maxmem={}M", self.ram_mib, self.ram_mib + 4096)
+        }
+    }
+
+    /// Extra `nvme` device properties this hardware sets (each starts with `,`).
+    fn nvme_props(&self) -> String {
+        let mut p = String::new();
+        if let Some(b) = self.nvme_block_bytes {
+            p += &format!(",logical_block_size={b},physical_block_size={b}");
+        }
+        if let Some(q) = self.nvme_max_ioqpairs {
+            p += &format!(",max_ioqpairs={q}");
+        }
+        if let Some(m) = self.nvme_mdts {
+            p += &format!(",mdts={m}");
+        }
+        p
+    }
+}
+
+/// A named variant of the standard machine (`cargo xtask test --machine NAME`,
+/// and the rows of the machine matrix).
+#[allow(dead_code)] // `what` is printed by the machine matrix
+pub struct Variant {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub hardware: Hardware,
+}
+
+const fn variant(name: &'static str, what: &'static str, hardware: Hardware) -> Variant {
+    Variant {
+        name,
+        what,
+        hardware,
+    }
+}
+
+const S: Hardware = Hardware::STANDARD;
+
+/// Every machine variant the kernel must boot and pass its tests on.
+pub const VARIANTS: &[Variant] = &[
+    variant(
+        "standard",
+        "q35, 512 MiB, 1 CPU, VT-d 39-bit, NVMe 512 B blocks",
+        S,
+    ),
+    variant("ram-128m", "128 MiB of RAM", Hardware { ram_mib: 128, ..S }),
+    variant(
+        "ram-2g",
+        "2 GiB of RAM (ACPI tables above the first GiB)",
+        Hardware { ram_mib: 2048, ..S },
+    ),
+    variant(
+        "ram-4g",
+        "4 GiB of RAM (RAM above the 32-bit PCI hole)",
+        Hardware { ram_mib: 4096, ..S },
+    ),
+    variant("ram-8g", "8 GiB of RAM", Hardware { ram_mib: 8192, ..S }),
+    variant("smp-2", "2 CPUs", Hardware { cpus: 2, ..S }),
+    variant("smp-4", "4 CPUs", Hardware { cpus: 4, ..S }),
+    variant(
+        "iommu-aw48",
+        "VT-d with 48-bit addresses (4-level I/O tables)",
+        Hardware {
+            iommu_aw_bits: Some(48),
+            ..S
+        },
+    ),
+    variant(
+        "nvme-4kn",
+        "NVMe namespace with 4 KiB logical blocks",
+        Hardware {
+            nvme_block_bytes: Some(4096),
+            ..S
+        },
+    ),
+    variant(
+        "nvme-1q",
+        "an NVMe controller that grants one I/O queue pair",
+        Hardware {
+            nvme_max_ioqpairs: Some(1),
+            ..S
+        },
+    ),
+    variant(
+        "nvme-mdts1",
+        "an NVMe controller with MDTS = 1 (8 KiB transfers)",
+        Hardware {
+            nvme_mdts: Some(1),
+            ..S
+        },
+    ),
+    variant(
+        "two-nvme",
+        "two NVMe controllers",
+        Hardware {
+            second_nvme: true,
+            ..S
+        },
+    ),
+];
+
+/// The variant named `name`.
+pub fn variant_named(name: &str) -> Option<&'static Variant> {
+    VARIANTS.iter().find(|v| v.name == name)
 }
 
 /// Builder for the standard machine's command line.
@@ -165,6 +338,9 @@ pub struct Machine {
     pub nvme_sriov: bool,
     /// Which board and I/O-MMU (the standard machine: q35 with VT-d).
     pub chipset: Chipset,
+    /// RAM, CPUs and device knobs (the standard machine's unless a variant
+    /// is chosen).
+    pub hardware: Hardware,
     /// QEMU trace event patterns (`-trace enable=...`).
     pub trace_events: Vec<String>,
     /// Where trace output goes (`-trace file=...`); stderr if unset.
@@ -190,6 +366,7 @@ impl Machine {
             nvme_ioeventfd: true,
             nvme_sriov: false,
             chipset: Chipset::Q35Iommu,
+            hardware: Hardware::STANDARD,
             trace_events: vec![],
             trace_file: None,
             qmp_socket: None,
@@ -236,6 +413,10 @@ impl Machine {
         self.chipset = c;
         self
     }
+    pub fn hardware(mut self, h: Hardware) -> Self {
+        self.hardware = h;
+        self
+    }
     pub fn trace(mut self, event_pattern: impl Into<String>) -> Self {
         self.trace_events.push(event_pattern.into());
         self
@@ -268,22 +449,38 @@ impl Machine {
         let img = |i: DiskImage| qemu_escape(&self.images_dir.join(i.file));
         let mut a: Vec<OsString> = vec![];
         let mut push = |words: &[&str]| a.extend(words.iter().map(OsString::from));
-        push(&["-machine", match self.chipset {
-            Chipset::Q35Iommu | Chipset::Q35NoIommu => "q35,kernel-irqchip=split,nvdimm=on",
-            Chipset::I440fx => "pc,nvdimm=on",
-        }]);
-        push(&["-m", "512M,slots=2,maxmem=4G", "-smp", "1"]);
+        push(&[
+            "-machine",
+            match self.chipset {
+                Chipset::Q35Iommu | Chipset::Q35NoIommu => "q35,kernel-irqchip=split,nvdimm=on",
+                Chipset::I440fx => "pc,nvdimm=on",
+            },
+        ]);
+        let hw = self.hardware;
+        push(&["-m", &hw.memory_arg(), "-smp", &hw.cpus.to_string()]);
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         }
         if self.chipset == Chipset::Q35Iommu {
-            push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+            let aw = hw
+                .iommu_aw_bits
+                .map(|b| format!(",aw-bits={b}"))
+                .unwrap_or_default();
+            push(&[
+                "-device",
+                &format!("intel-iommu,intremap=on,caching-mode=on{aw}"),
+            ]);
         }
         let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
         let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
         if self.nvme_sriov {
-            push(&["-drive", &nvme, "-device", "pcie-root-port,id=rp0,chassis=1"]);
+            push(&[
+                "-drive",
+                &nvme,
+                "-device",
+                "pcie-root-port,id=rp0,chassis=1",
+            ]);
             push(&["-device", "nvme-subsys,id=subsys0"]);
             push(&["-device", &format!(
                 "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
@@ -291,17 +488,40 @@ impl Machine {
             )]);
             push(&["-device", "nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true"]);
         } else {
-            push(&["-drive", &nvme, "-device", &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}")]);
+            let props = hw.nvme_props();
+            push(&[
+                "-drive",
+                &nvme,
+                "-device",
+                &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}{props}"),
+            ]);
+        }
+        if hw.second_nvme {
+            let nvme2 = format!("file={},if=none,id=nvm2,format=raw", img(NVME2_IMAGE));
+            push(&[
+                "-drive",
+                &nvme2,
+                "-device",
+                &format!("nvme,serial=exo1,drive=nvm2,ioeventfd={ioeventfd}"),
+            ]);
         }
         let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
         push(&["-drive", &vblk]);
-        push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
+        push(&[
+            "-device",
+            "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on",
+        ]);
         let pmem = format!(
             "memory-backend-file,id=pmem0,share=on,mem-path={},size={}M",
             img(NVDIMM_IMAGE),
             NVDIMM_IMAGE.bytes / MIB
         );
-        push(&["-object", &pmem, "-device", "nvdimm,memdev=pmem0,id=nvdimm0"]);
+        push(&[
+            "-object",
+            &pmem,
+            "-device",
+            "nvdimm,memdev=pmem0,id=nvdimm0",
+        ]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         push(&["-nic", "none", "-display", "none", "-no-reboot"]);
         let serial = match &self.serial {
@@ -320,7 +540,10 @@ impl Machine {
             push(&["-trace", &format!("file={}", qemu_escape(f))]);
         }
         if let Some(s) = &self.qmp_socket {
-            push(&["-qmp", &format!("unix:{},server=on,wait=off", qemu_escape(s))]);
+            push(&[
+                "-qmp",
+                &format!("unix:{},server=on,wait=off", qemu_escape(s)),
+            ]);
         }
         if self.gdb {
             push(&["-s", "-S"]);
@@ -370,7 +593,10 @@ mod tests {
         let iommu = " -device intel-iommu,intremap=on,caching-mode=on";
         assert!(std.contains(iommu));
         assert_eq!(std.replace(iommu, ""), no_iommu);
-        assert_eq!(no_iommu.replace("q35,kernel-irqchip=split,nvdimm=on", "pc,nvdimm=on"), pc);
+        assert_eq!(
+            no_iommu.replace("q35,kernel-irqchip=split,nvdimm=on", "pc,nvdimm=on"),
+            pc
+        );
     }
 
     #[test]
@@ -387,13 +613,21 @@ mod tests {
              -device nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true "
         ));
         // Everything else is the standard machine, in the same order.
-        let strip = |l: &str| l.split(" -device ").filter(|d| !d.starts_with("nvme") && !d.starts_with("pcie-root-port")).collect::<Vec<_>>().join(" -device ");
+        let strip = |l: &str| {
+            l.split(" -device ")
+                .filter(|d| !d.starts_with("nvme") && !d.starts_with("pcie-root-port"))
+                .collect::<Vec<_>>()
+                .join(" -device ")
+        };
         assert_eq!(strip(&std), strip(&sriov));
     }
 
     #[test]
     fn standard_tcg_line_is_exact() {
-        let m = Machine::new("/r/images").kernel("/k").initrd("/boot.img").append("demo batch");
+        let m = Machine::new("/r/images")
+            .kernel("/k")
+            .initrd("/boot.img")
+            .append("demo batch");
         assert_eq!(
             line(&m),
             "qemu-system-x86_64 -machine q35,kernel-irqchip=split,nvdimm=on \
@@ -431,7 +665,8 @@ mod tests {
             .arg("-d")
             .arg("int");
         let l = line(&m);
-        assert!(line(&Machine::new("/i").serial(Serial::StdioWithMonitor)).contains("-serial mon:stdio"));
+        assert!(line(&Machine::new("/i").serial(Serial::StdioWithMonitor))
+            .contains("-serial mon:stdio"));
         for want in [
             "-serial file:/t/s.log",
             "-icount shift=0",
@@ -449,14 +684,63 @@ mod tests {
     fn nvme_ioeventfd_can_be_turned_off_and_nothing_else_changes() {
         let on = line(&Machine::new("/i"));
         let off = line(&Machine::new("/i").nvme_ioeventfd(false));
-        assert!(off.contains("-device nvme,serial=exo0,drive=nvm,ioeventfd=off "), "{off}");
+        assert!(
+            off.contains("-device nvme,serial=exo0,drive=nvm,ioeventfd=off "),
+            "{off}"
+        );
         assert_eq!(off.replace("ioeventfd=off", "ioeventfd=on"), on);
         assert_eq!(line(&Machine::new("/i").nvme_ioeventfd(true)), on);
     }
 
     #[test]
+    fn variants_change_only_their_knob() {
+        let std = line(&Machine::new("/i"));
+        let names: Vec<_> = VARIANTS.iter().map(|v| v.name).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "duplicate variant names");
+        assert_eq!(
+            line(&Machine::new("/i").hardware(variant_named("standard").unwrap().hardware)),
+            std
+        );
+        let v = |n: &str| line(&Machine::new("/i").hardware(variant_named(n).unwrap().hardware));
+        assert_eq!(
+            v("ram-2g"),
+            std.replace("-m 512M,slots=2,maxmem=4G", "-m 2048M,slots=2,maxmem=6144M")
+        );
+        assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
+        assert_eq!(
+            v("iommu-aw48"),
+            std.replace("caching-mode=on", "caching-mode=on,aw-bits=48")
+        );
+        assert_eq!(
+            v("nvme-4kn"),
+            std.replace(
+                "ioeventfd=on",
+                "ioeventfd=on,logical_block_size=4096,physical_block_size=4096"
+            )
+        );
+        assert_eq!(
+            v("nvme-1q"),
+            std.replace("ioeventfd=on", "ioeventfd=on,max_ioqpairs=1")
+        );
+        assert_eq!(
+            v("nvme-mdts1"),
+            std.replace("ioeventfd=on", "ioeventfd=on,mdts=1")
+        );
+        assert!(v("two-nvme").contains(
+            "-drive file=/i/nvme2.img,if=none,id=nvm2,format=raw -device nvme,serial=exo1,drive=nvm2,ioeventfd=on "
+        ));
+    }
+
+    #[test]
     fn rejects_impossible_combinations() {
-        assert!(Machine::new("/i").accel(Accel::Kvm).icount(true).args().is_err());
+        assert!(Machine::new("/i")
+            .accel(Accel::Kvm)
+            .icount(true)
+            .args()
+            .is_err());
         assert!(Machine::new("/i").initrd("/x").args().is_err());
     }
 
@@ -476,9 +760,14 @@ mod tests {
             let _second = lock_images(&d).unwrap(); // a new open file: contends
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "lock was not exclusive");
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "lock was not exclusive"
+        );
         drop(held);
-        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("lock not released on drop");
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("lock not released on drop");
         waiter.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -490,7 +779,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // A pre-existing, larger image must keep its size and contents.
         std::fs::write(dir.join("virtio.img"), b"keep").unwrap();
-        let f = OpenOptions::new().write(true).open(dir.join("virtio.img")).unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.join("virtio.img"))
+            .unwrap();
         f.set_len(VIRTIO_IMAGE.bytes + 4096).unwrap();
         ensure_images(&dir).unwrap();
         for img in IMAGES {

@@ -34,7 +34,15 @@ pub struct QemuTest {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const fn test(name: &'static str, append: &'static str) -> QemuTest {
-    QemuTest { name, append, timeout: DEFAULT_TIMEOUT, extra: None, then: None, machine: standard, acpi_table: None }
+    QemuTest {
+        name,
+        append,
+        timeout: DEFAULT_TIMEOUT,
+        extra: None,
+        then: None,
+        machine: standard,
+        acpi_table: None,
+    }
 }
 
 pub const TESTS: &[QemuTest] = &[
@@ -45,33 +53,55 @@ pub const TESTS: &[QemuTest] = &[
     test("fault_upcall", "test=fault_upcall"),
     test("preemption", "test=preemption"),
     test("userspace_alloc", "test=userspace_alloc"),
-    QemuTest { timeout: Duration::from_secs(120), ..test("syscall_fuzz", "test=syscall_fuzz") },
-    QemuTest { extra: Some(malformed_programs), ..test("bad_elf", "test=bad_elf") },
+    QemuTest {
+        timeout: Duration::from_secs(120),
+        ..test("syscall_fuzz", "test=syscall_fuzz")
+    },
+    QemuTest {
+        extra: Some(malformed_programs),
+        ..test("bad_elf", "test=bad_elf")
+    },
     test("nvme_rw", "test=nvme_rw"),
     test("nvme_irq", "test=nvme_irq"),
     test("dma_attack_blocked", "test=dma_attack_blocked"),
-    test("irq_forged_handle_blocked", "test=irq_forged_handle_blocked"),
+    test(
+        "irq_forged_handle_blocked",
+        "test=irq_forged_handle_blocked",
+    ),
     // Fails on QEMU 7.2: its VT-d forwards compatibility-format MSIs with
     // interrupt remapping on (see init's devices.rs and the nvmed README).
     test("irq_compat_forged", "test=irq_compat_forged"),
     test("device_ownership", "test=device_ownership"),
-    QemuTest { then: Some("test=nvme_persist_check"), ..test("nvme_persist", "test=nvme_persist_write") },
+    QemuTest {
+        then: Some("test=nvme_persist_check"),
+        ..test("nvme_persist", "test=nvme_persist_write")
+    },
     // Persistent memory: boot 1 writes a nonce pattern over 4 MiB of the
     // NVDIMM through init's mapping and flushes it (also: the kernel info
     // page describes the 128 MiB range, its pages are LENT, moved pages
     // work in a child); boot 2 checks every byte.
-    QemuTest { then: Some("test=pmem_persist_check"), ..test("pmem_persist", "test=pmem_persist_write") },
+    QemuTest {
+        then: Some("test=pmem_persist_check"),
+        ..test("pmem_persist", "test=pmem_persist_write")
+    },
     test("block_service", "test=block_service"),
     test("virtio_blk_rw", "test=virtio_blk_rw"),
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
     // kernel walks the bridge and the SR-IOV capability, and the userspace
     // driver does its read/write/verify run through the bridge.
-    QemuTest { machine: |m| m.nvme_sriov(true), ..test("sriov_pf", "test=sriov_pf") },
+    QemuTest {
+        machine: |m| m.nvme_sriov(true),
+        ..test("sriov_pf", "test=sriov_pf")
+    },
     // An application drives its own NVMe virtual function: the PF's driver
     // brings VF 1's secondary controller online (after init's FLR of the
     // PF releases the primary's flexible resources), and a separate
     // process does verified random I/O through the VF with no DMA fault.
-    QemuTest { machine: |m| m.nvme_sriov(true), timeout: Duration::from_secs(120), ..test("sriov_vf", "test=sriov_vf") },
+    QemuTest {
+        machine: |m| m.nvme_sriov(true),
+        timeout: Duration::from_secs(120),
+        ..test("sriov_vf", "test=sriov_vf")
+    },
     // A malformed ACPI table costs only what it describes. The board must
     // not build its own copy (the first table of a signature is the one
     // read): q35 without VT-d builds no DMAR, i440fx no MCFG. With a
@@ -89,7 +119,10 @@ pub const TESTS: &[QemuTest] = &[
     },
     // The drivers benchmark's exokernel rows, short: a smoke test that the
     // `EXO-BENCH` lines come out (the eval harness boots `test=nvme_bench`).
-    QemuTest { append: "test=nvme_bench quick", ..test("nvme_bench", "") },
+    QemuTest {
+        append: "test=nvme_bench quick",
+        ..test("nvme_bench", "")
+    },
     // libdb as an application libOS (`kvdb`), on the NVMe through the
     // block service and on the NVDIMM mapped into it: boot 1 creates and
     // commits, boot 2 recovers and checks.
@@ -116,7 +149,9 @@ pub const TESTS: &[QemuTest] = &[
 
 /// The `test=` name of a command line (what its pass line names).
 pub fn pass_name(append: &str) -> Option<&str> {
-    append.split_whitespace().find_map(|w| w.strip_prefix("test="))
+    append
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("test="))
 }
 
 fn standard(m: Machine) -> Machine {
@@ -147,7 +182,9 @@ fn truncated_mcfg() -> Vec<u8> {
 
 /// `bad_elf/*` entries derived from init (always present).
 fn malformed_programs(arts: &Artifacts) -> Result<Vec<(String, Vec<u8>)>> {
-    let init = arts.program(crate::build::INIT).context("no init program to derive malformed ELFs from")?;
+    let init = arts
+        .program(crate::build::INIT)
+        .context("no init program to derive malformed ELFs from")?;
     let bytes = std::fs::read(init).with_context(|| format!("reading {}", init.display()))?;
     bad_elf::variants(&bytes).context("making malformed ELFs from init")
 }
@@ -210,7 +247,12 @@ mod tests {
             assert_eq!(pass_name(t.append), Some(t.name));
             assert!(t.timeout >= DEFAULT_TIMEOUT);
         }
-        assert!(TESTS.iter().find(|t| t.name == "bad_elf").unwrap().extra.is_some());
+        assert!(TESTS
+            .iter()
+            .find(|t| t.name == "bad_elf")
+            .unwrap()
+            .extra
+            .is_some());
     }
 
     #[test]

@@ -100,7 +100,9 @@ pub fn run_all(images_dir: &Path, log_dir: &Path) -> Result<Vec<(&'static str, O
         } else {
             std::fs::write(&kernel, dummy_guest::elf(case.message, case.exit_code))?;
         }
-        let mut m = Machine::new(images_dir).kernel(&kernel).append(format!("test={}", case.name));
+        let mut m = Machine::new(images_dir)
+            .kernel(&kernel)
+            .append(format!("test={}", case.name));
         if case.all_options {
             m = m
                 .icount(true)
@@ -118,7 +120,13 @@ pub fn run_all(images_dir: &Path, log_dir: &Path) -> Result<Vec<(&'static str, O
         let _images = machine::lock_images(images_dir)?;
         let report = runner::run(m.command()?, &opts, Expect::PassLine(case.name))?;
         let ok = (case.expect)(&report.outcome);
-        println!("selftest {} ... {} ({}) [{:.2} s]", case.name, if ok { "ok" } else { "FAILED" }, report.outcome, report.elapsed.as_secs_f64());
+        println!(
+            "selftest {} ... {} ({}) [{:.2} s]",
+            case.name,
+            if ok { "ok" } else { "FAILED" },
+            report.outcome,
+            report.elapsed.as_secs_f64()
+        );
         results.push((case.name, report.outcome, ok));
     }
     Ok(results)

@@ -57,7 +57,9 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
     }
     // cargo runs nothing when any test target fails to compile; one broken
     // crate must not hide every other crate's results.
-    println!("host tests: the workspace does not build as a whole; testing each package on its own");
+    println!(
+        "host tests: the workspace does not build as a whole; testing each package on its own"
+    );
     let members = match Workspace::load() {
         Ok(ws) => ws.members,
         Err(e) => {
@@ -88,7 +90,10 @@ struct CargoTest {
 
 impl CargoTest {
     fn compile_errors(&self) -> usize {
-        self.targets.iter().filter(|t| t.ends_with("(compile error)")).count()
+        self.targets
+            .iter()
+            .filter(|t| t.ends_with("(compile error)"))
+            .count()
     }
 }
 
@@ -108,11 +113,20 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
         .spawn()
         .context("could not start cargo")?;
     let out_reader = runner::tee(child.stdout.take().context("stdout not piped")?, None, None);
-    let err_reader = runner::tee(child.stderr.take().context("stderr not piped")?, None, Some(Box::new(std::io::stderr())));
+    let err_reader = runner::tee(
+        child.stderr.take().context("stderr not piped")?,
+        None,
+        Some(Box::new(std::io::stderr())),
+    );
     let status = child.wait().context("waiting for cargo test")?;
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Ok(CargoTest { summary: libtest::parse(&stdout), stdout, targets: libtest::failed_targets(&stderr), status })
+    Ok(CargoTest {
+        summary: libtest::parse(&stdout),
+        stdout,
+        targets: libtest::failed_targets(&stderr),
+        status,
+    })
 }
 
 /// Print one run's results and add them to the tally.
@@ -124,7 +138,10 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
     for name in &s.failing {
         println!("host test {name} ... FAILED");
     }
-    println!("{label}: {} passed, {} failed, {} ignored ({} test binaries)", s.passed, s.failed, s.ignored, s.binaries);
+    println!(
+        "{label}: {} passed, {} failed, {} ignored ({} test binaries)",
+        s.passed, s.failed, s.ignored, s.binaries
+    );
     tally.passed += s.passed;
     tally.failed += s.failed;
     if r.status.success() {
@@ -144,7 +161,10 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
         println!("{label}: {unexplained} target(s) failed without a test result (build error or crash; see above)");
         tally.failed += unexplained;
     } else if s.failed == 0 {
-        println!("{label} ... FAILED (`cargo test` {} without a failing test)", r.status);
+        println!(
+            "{label} ... FAILED (`cargo test` {} without a failing test)",
+            r.status
+        );
         tally.failed += 1;
     }
 }
@@ -174,10 +194,26 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
             return;
         }
     };
-    println!("running {} QEMU tests sequentially (accel {accel})", selected.len());
+    let hardware = match &opts.machine {
+        None => machine::Hardware::STANDARD,
+        Some(name) => {
+            machine::variant_named(name)
+                .expect("the parser checked the name")
+                .hardware
+        }
+    };
+    let on = opts
+        .machine
+        .as_deref()
+        .map(|n| format!(", machine variant {n}"))
+        .unwrap_or_default();
+    println!(
+        "running {} QEMU tests sequentially (accel {accel}{on})",
+        selected.len()
+    );
     for t in selected {
         let start = Instant::now();
-        let result = run_one(t, &ws, &arts, accel);
+        let result = run_one(t, &ws, &arts, accel, hardware);
         let secs = start.elapsed().as_secs_f64();
         match result {
             Ok(r) if r.outcome.passed() => {
@@ -205,7 +241,13 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     }
 }
 
-fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Result<RunReport> {
+fn run_one(
+    t: &QemuTest,
+    ws: &Workspace,
+    arts: &Artifacts,
+    accel: Accel,
+    hardware: machine::Hardware,
+) -> Result<RunReport> {
     // Held across both boots of a two-boot test, so no other run touches
     // the disk images in between.
     let _images = machine::lock_images(&ws.images_dir())?;
@@ -213,7 +255,9 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
         None => arts.boot_image.clone(),
         Some(extra) => {
             let entries = extra(arts)?;
-            let path = ws.bare_metal_out().join(format!("bootimage-{}.bin", t.name));
+            let path = ws
+                .bare_metal_out()
+                .join(format!("bootimage-{}.bin", t.name));
             build::write(&path, &build::pack(arts, &entries)?)?;
             path
         }
@@ -227,10 +271,17 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
         }
     };
     let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
-        let mut machine = Machine::new(ws.images_dir()).accel(accel).kernel(&arts.kernel).initrd(&image).append(append);
+        let mut machine = Machine::new(ws.images_dir())
+            .accel(accel)
+            .hardware(hardware)
+            .kernel(&arts.kernel)
+            .initrd(&image)
+            .append(append);
         machine = (t.machine)(machine);
         if let Some(path) = &acpi_table {
-            machine = machine.arg("-acpitable").arg(format!("file={}", machine::qemu_escape(path)));
+            machine = machine
+                .arg("-acpitable")
+                .arg(format!("file={}", machine::qemu_escape(path)));
         }
         let opts = RunOptions {
             name: name.to_string(),
@@ -239,17 +290,26 @@ fn run_one(t: &QemuTest, ws: &Workspace, arts: &Artifacts, accel: Accel) -> Resu
             echo: false,
             interactive: false,
         };
-        runner::run(machine.command()?, &opts, Expect::PassLine(pass)).with_context(|| format!("running {name}"))
+        runner::run(machine.command()?, &opts, Expect::PassLine(pass))
+            .with_context(|| format!("running {name}"))
     };
     let Some(then) = t.then else {
         return boot(t.append.to_string(), t.name, t.name);
     };
     // Two boots of the same machine and disk images (a reboot), sharing a
     // fresh nonce so that the second can tell this run's data from stale.
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
     for (i, append) in [t.append, then].into_iter().enumerate() {
-        let pass = qemu_tests::pass_name(append).context("a boot of a two-boot test has no test= name")?;
-        let report = boot(format!("{append} nonce={nonce:x}"), &format!("{}-boot{}", t.name, i + 1), pass)?;
+        let pass =
+            qemu_tests::pass_name(append).context("a boot of a two-boot test has no test= name")?;
+        let report = boot(
+            format!("{append} nonce={nonce:x}"),
+            &format!("{}-boot{}", t.name, i + 1),
+            pass,
+        )?;
         if i == 1 || !report.outcome.passed() {
             return Ok(report);
         }
@@ -263,6 +323,13 @@ mod tests {
 
     #[test]
     fn summary_line_format() {
-        assert_eq!(Tally { passed: 12, failed: 3 }.summary_line(), "12 passed, 3 failed");
+        assert_eq!(
+            Tally {
+                passed: 12,
+                failed: 3
+            }
+            .summary_line(),
+            "12 passed, 3 failed"
+        );
     }
 }

@@ -26,7 +26,12 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn load() -> Result<Self> {
-        let json = cmd::output(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
+        let json = cmd::output(Command::new("cargo").args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+        ]))?;
         parse_metadata(&json)
     }
 
@@ -41,7 +46,9 @@ impl Workspace {
 
     /// `target/x86_64-unknown-none/release`.
     pub fn bare_metal_out(&self) -> PathBuf {
-        self.target_dir.join(crate::setup::BARE_METAL_TARGET).join("release")
+        self.target_dir
+            .join(crate::setup::BARE_METAL_TARGET)
+            .join("release")
     }
 }
 
@@ -65,7 +72,12 @@ pub fn parse_metadata(json: &str) -> Result<Workspace> {
             .find(|p| p.get("name").and_then(Value::as_str) == Some(package))
             .with_context(|| format!("cargo metadata: no package `{package}` in the workspace"))?;
         let mut bins = vec![];
-        for t in pkg.get("targets").and_then(Value::as_array).into_iter().flatten() {
+        for t in pkg
+            .get("targets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let is_bin = t
                 .get("kind")
                 .and_then(Value::as_array)
@@ -85,7 +97,13 @@ pub fn parse_metadata(json: &str) -> Result<Workspace> {
         .iter()
         .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
         .collect();
-    Ok(Workspace { root, target_dir, app_bins, kernel_bin, members })
+    Ok(Workspace {
+        root,
+        target_dir,
+        app_bins,
+        kernel_bin,
+        members,
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +131,10 @@ mod tests {
         assert_eq!(ws.app_bins, vec!["init", "share_region"]);
         assert_eq!(ws.kernel_bin, "kernel");
         assert_eq!(ws.members, vec!["kernel", "exo-apps"]);
-        assert_eq!(ws.bare_metal_out(), PathBuf::from("/w/target/x86_64-unknown-none/release"));
+        assert_eq!(
+            ws.bare_metal_out(),
+            PathBuf::from("/w/target/x86_64-unknown-none/release")
+        );
     }
 
     #[test]

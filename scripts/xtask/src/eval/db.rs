@@ -60,7 +60,12 @@ pub fn linux_medium(medium: &str) -> &str {
     }
 }
 /// The phases every `create` boot must report: (workload, durability).
-pub const PHASES: [(&str, &str); 4] = [("commit", "sync"), ("commit", "group8"), ("commit", "async"), ("batch24", "sync")];
+pub const PHASES: [(&str, &str); 4] = [
+    ("commit", "sync"),
+    ("commit", "group8"),
+    ("commit", "async"),
+    ("batch24", "sync"),
+];
 /// The Linux engines beside exo's libdb.
 pub const LINUX_ENGINES: [&str; 4] = ["sqlite", "lmdb", "redb", "libdb"];
 
@@ -80,26 +85,57 @@ pub enum DbLineError {
     MissingField { field: &'static str, line: String },
     /// A numeric field is not a finite, non-negative number (or `-` where
     /// the field must be present).
-    BadNumber { field: &'static str, value: String, line: String },
+    BadNumber {
+        field: &'static str,
+        value: String,
+        line: String,
+    },
     /// A word without `=` or a field given twice.
     Malformed { word: String, line: String },
     /// The line is not libdb's, or is for another medium than the boot's.
     Unexpected { what: String, line: String },
     /// A boot printed no line for a phase.
-    MissingPhase { medium: String, workload: String, durability: String },
+    MissingPhase {
+        medium: String,
+        workload: String,
+        durability: String,
+    },
     /// A boot printed two lines for one phase.
-    DuplicatePhase { medium: String, workload: String, durability: String },
+    DuplicatePhase {
+        medium: String,
+        workload: String,
+        durability: String,
+    },
 }
 
 impl fmt::Display for DbLineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingField { field, line } => write!(f, "EXO-DB line has no `{field}=`: {line:?}"),
-            Self::BadNumber { field, value, line } => write!(f, "EXO-DB field `{field}={value}` is not a non-negative number: {line:?}"),
-            Self::Malformed { word, line } => write!(f, "EXO-DB word `{word}` is not a single key=value: {line:?}"),
+            Self::MissingField { field, line } => {
+                write!(f, "EXO-DB line has no `{field}=`: {line:?}")
+            }
+            Self::BadNumber { field, value, line } => write!(
+                f,
+                "EXO-DB field `{field}={value}` is not a non-negative number: {line:?}"
+            ),
+            Self::Malformed { word, line } => write!(
+                f,
+                "EXO-DB word `{word}` is not a single key=value: {line:?}"
+            ),
             Self::Unexpected { what, line } => write!(f, "EXO-DB line {what}: {line:?}"),
-            Self::MissingPhase { medium, workload, durability } => write!(f, "no EXO-DB line for {workload} {durability} on {medium}"),
-            Self::DuplicatePhase { medium, workload, durability } => write!(f, "two EXO-DB lines for {workload} {durability} on {medium}"),
+            Self::MissingPhase {
+                medium,
+                workload,
+                durability,
+            } => write!(f, "no EXO-DB line for {workload} {durability} on {medium}"),
+            Self::DuplicatePhase {
+                medium,
+                workload,
+                durability,
+            } => write!(
+                f,
+                "two EXO-DB lines for {workload} {durability} on {medium}"
+            ),
         }
     }
 }
@@ -140,34 +176,75 @@ pub struct DbLine {
 /// medium" and is accepted only for the fields that may be absent.
 pub fn parse_line(line: &str) -> Result<DbLine, DbLineError> {
     let line = line.trim();
-    let body = line.strip_prefix("EXO-DB ").ok_or_else(|| DbLineError::Unexpected { what: "does not start with `EXO-DB `".into(), line: line.into() })?;
+    let body = line
+        .strip_prefix("EXO-DB ")
+        .ok_or_else(|| DbLineError::Unexpected {
+            what: "does not start with `EXO-DB `".into(),
+            line: line.into(),
+        })?;
     let mut kv: BTreeMap<&str, &str> = BTreeMap::new();
     for w in body.split_whitespace() {
         match w.split_once('=') {
             Some((k, v)) if !k.is_empty() && !v.contains('=') && kv.insert(k, v).is_none() => {}
-            _ => return Err(DbLineError::Malformed { word: w.into(), line: line.into() }),
+            _ => {
+                return Err(DbLineError::Malformed {
+                    word: w.into(),
+                    line: line.into(),
+                })
+            }
         }
     }
-    let get = |field: &'static str| kv.get(field).copied().ok_or_else(|| DbLineError::MissingField { field, line: line.into() });
+    let get = |field: &'static str| {
+        kv.get(field)
+            .copied()
+            .ok_or_else(|| DbLineError::MissingField {
+                field,
+                line: line.into(),
+            })
+    };
     let opt = |field: &'static str| -> Result<Option<f64>, DbLineError> {
         match get(field)? {
             "-" => Ok(None),
-            v => v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).map(Some).ok_or_else(|| DbLineError::BadNumber { field, value: v.into(), line: line.into() }),
+            v => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(Some)
+                .ok_or_else(|| DbLineError::BadNumber {
+                    field,
+                    value: v.into(),
+                    line: line.into(),
+                }),
         }
     };
     let num = |field: &'static str| -> Result<f64, DbLineError> {
-        opt(field)?.ok_or_else(|| DbLineError::BadNumber { field, value: "-".into(), line: line.into() })
+        opt(field)?.ok_or_else(|| DbLineError::BadNumber {
+            field,
+            value: "-".into(),
+            line: line.into(),
+        })
     };
     let int = |field: &'static str| -> Result<u64, DbLineError> {
         let v = get(field)?;
-        v.parse::<u64>().map_err(|_| DbLineError::BadNumber { field, value: v.into(), line: line.into() })
+        v.parse::<u64>().map_err(|_| DbLineError::BadNumber {
+            field,
+            value: v.into(),
+            line: line.into(),
+        })
     };
     if get("engine")? != "libdb" {
-        return Err(DbLineError::Unexpected { what: format!("is for engine `{}`, not libdb", get("engine")?), line: line.into() });
+        return Err(DbLineError::Unexpected {
+            what: format!("is for engine `{}`, not libdb", get("engine")?),
+            line: line.into(),
+        });
     }
     let ops = int("ops")?;
     if ops == 0 {
-        return Err(DbLineError::BadNumber { field: "ops", value: "0".into(), line: line.into() });
+        return Err(DbLineError::BadNumber {
+            field: "ops",
+            value: "0".into(),
+            line: line.into(),
+        });
     }
     Ok(DbLine {
         medium: get("medium")?.into(),
@@ -197,19 +274,37 @@ pub fn parse_line(line: &str) -> Result<DbLine, DbLineError> {
 /// entry of [`PHASES`], in the boot's order.
 pub fn parse_boot(serial: &str, medium: &str) -> Result<Vec<DbLine>, DbLineError> {
     let mut out: Vec<DbLine> = vec![];
-    for raw in serial.lines().map(str::trim).filter(|l| l.starts_with("EXO-DB ")) {
+    for raw in serial
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("EXO-DB "))
+    {
         let l = parse_line(raw)?;
         if l.medium != medium {
-            return Err(DbLineError::Unexpected { what: format!("is for medium `{}` in a {medium} boot", l.medium), line: raw.into() });
+            return Err(DbLineError::Unexpected {
+                what: format!("is for medium `{}` in a {medium} boot", l.medium),
+                line: raw.into(),
+            });
         }
-        if out.iter().any(|o| o.workload == l.workload && o.durability == l.durability) {
-            return Err(DbLineError::DuplicatePhase { medium: medium.into(), workload: l.workload, durability: l.durability });
+        if out
+            .iter()
+            .any(|o| o.workload == l.workload && o.durability == l.durability)
+        {
+            return Err(DbLineError::DuplicatePhase {
+                medium: medium.into(),
+                workload: l.workload,
+                durability: l.durability,
+            });
         }
         out.push(l);
     }
     for (w, d) in PHASES {
         if !out.iter().any(|l| l.workload == w && l.durability == d) {
-            return Err(DbLineError::MissingPhase { medium: medium.into(), workload: w.into(), durability: d.into() });
+            return Err(DbLineError::MissingPhase {
+                medium: medium.into(),
+                workload: w.into(),
+                durability: d.into(),
+            });
         }
     }
     Ok(out)
@@ -247,14 +342,19 @@ pub fn exo_row(l: &DbLine, instructions_per_op: Option<f64>) -> Row {
 /// while kvdb runs: the driver polls and init schedules). So TSC ticks per
 /// op are instructions per op, machine-wide.
 pub fn instructions(lines: &[DbLine]) -> BTreeMap<(String, String), f64> {
-    lines.iter().map(|l| ((l.workload.clone(), l.durability.clone()), l.tsc_per_op)).collect()
+    lines
+        .iter()
+        .map(|l| ((l.workload.clone(), l.durability.clone()), l.tsc_per_op))
+        .collect()
 }
 
 /// Per (workload, durability): the median instructions per op over the
 /// icount boots (the lower middle of an even count) and every boot's
 /// value, sorted. A phase missing from some boot takes the median of the
 /// boots that have it.
-pub fn median_instructions(boots: &[BTreeMap<(String, String), f64>]) -> BTreeMap<(String, String), (f64, Vec<f64>)> {
+pub fn median_instructions(
+    boots: &[BTreeMap<(String, String), f64>],
+) -> BTreeMap<(String, String), (f64, Vec<f64>)> {
     let mut all: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for b in boots {
         for (k, v) in b {
@@ -273,8 +373,17 @@ pub fn median_instructions(boots: &[BTreeMap<(String, String), f64>]) -> BTreeMa
 /// commands kvdb counted over its phases? (The trace also sees database
 /// creation, the marker, checkpoints at the end, so it may show more.)
 pub fn device_check(lines: &[DbLine], trace: &qtrace::NvmeCounts) -> (bool, String) {
-    let total = |f: fn(&DbLine) -> Option<f64>| lines.iter().map(|l| (f(l).unwrap_or(0.0) * l.ops as f64).round() as u64).sum::<u64>();
-    let (w, fl, b) = (total(|l| l.device_write_cmds_per_op), total(|l| l.device_flushes_per_op), total(|l| l.device_bytes_written_per_op));
+    let total = |f: fn(&DbLine) -> Option<f64>| {
+        lines
+            .iter()
+            .map(|l| (f(l).unwrap_or(0.0) * l.ops as f64).round() as u64)
+            .sum::<u64>()
+    };
+    let (w, fl, b) = (
+        total(|l| l.device_write_cmds_per_op),
+        total(|l| l.device_flushes_per_op),
+        total(|l| l.device_bytes_written_per_op),
+    );
     let ok = trace.write_cmds >= w && trace.flush_cmds >= fl && trace.bytes_written >= b;
     (
         ok,
@@ -296,26 +405,48 @@ pub fn linux_entries() -> Vec<Entry> {
     let mut out = vec![];
     for engine in LINUX_ENGINES {
         for durability in [Durability::Sync, Durability::Group(8), Durability::Async] {
-            out.push(Entry { engine: engine.into(), workload: Workload::Commit, value_bytes: VALUE_BYTES, durability, ops: COMMIT_OPS, keys: COMMIT_OPS });
+            out.push(Entry {
+                engine: engine.into(),
+                workload: Workload::Commit,
+                value_bytes: VALUE_BYTES,
+                durability,
+                ops: COMMIT_OPS,
+                keys: COMMIT_OPS,
+            });
         }
     }
     out
 }
 
 fn nonce() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1
 }
 
 /// One [`create_test`] boot of `medium` on fresh images: its lines, the
 /// NVMe trace of the whole boot (timed boots) and its seconds. `nvme-vf`
 /// boots the SR-IOV variant (the NVMe behind a root port, VFs enabled).
-fn exo_boot(arts: &build::Artifacts, work: &Path, images: &Path, medium: &str, icount: bool, name: &str) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
+fn exo_boot(
+    arts: &build::Artifacts,
+    work: &Path,
+    images: &Path,
+    medium: &str,
+    icount: bool,
+    name: &str,
+) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
     let _ = std::fs::remove_dir_all(images);
     machine::ensure_images(images)?;
     let test = create_test(medium);
     let trace = work.join(format!("{name}.qemu-trace.log"));
     let _ = std::fs::remove_file(&trace);
-    let mut m = Machine::new(images).kernel(&arts.kernel).initrd(&arts.boot_image).append(format!("test={test} nonce={:x}", nonce())).icount(icount).nvme_sriov(medium == "nvme-vf");
+    let mut m = Machine::new(images)
+        .kernel(&arts.kernel)
+        .initrd(&arts.boot_image)
+        .append(format!("test={test} nonce={:x}", nonce()))
+        .icount(icount)
+        .nvme_sriov(medium == "nvme-vf");
     if !icount {
         // The same NVMe command events the Linux counters pass traces, so
         // both systems pay the same tracing cost.
@@ -324,16 +455,30 @@ fn exo_boot(arts: &build::Artifacts, work: &Path, images: &Path, medium: &str, i
             m = m.trace(*ev);
         }
     }
-    let opts = RunOptions { name: name.into(), log_dir: work.to_path_buf(), timeout: Some(Duration::from_secs(900)), echo: false, interactive: false };
+    let opts = RunOptions {
+        name: name.into(),
+        log_dir: work.to_path_buf(),
+        timeout: Some(Duration::from_secs(900)),
+        echo: false,
+        interactive: false,
+    };
     let r = runner::run(m.command()?, &opts, Expect::PassLine(test))?;
     if !r.outcome.passed() {
-        bail!("exokernel {test} failed: {} (log {})", r.outcome, r.log_path.display());
+        bail!(
+            "exokernel {test} failed: {} (log {})",
+            r.outcome,
+            r.log_path.display()
+        );
     }
-    let lines = parse_boot(&r.serial, medium).with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
+    let lines = parse_boot(&r.serial, medium)
+        .with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
     let counts = if icount {
         None
     } else {
-        Some(qtrace::count(&std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?)?)
+        Some(qtrace::count(
+            &std::fs::read_to_string(&trace)
+                .with_context(|| format!("reading {}", trace.display()))?,
+        )?)
     };
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
@@ -367,7 +512,13 @@ impl Drop for RemoveOnDrop {
 type RowKey = (String, String, String, String, String);
 
 fn key(r: &Row) -> RowKey {
-    (r.system.clone(), r.engine.clone(), r.medium.clone(), r.workload.clone(), r.durability.clone())
+    (
+        r.system.clone(),
+        r.engine.clone(),
+        r.medium.clone(),
+        r.workload.clone(),
+        r.durability.clone(),
+    )
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -375,7 +526,9 @@ pub fn run(quick: bool) -> Result<()> {
     let ws = Workspace::load()?;
     let started = Instant::now();
     // Other jobs share the two cores: say how busy the host was.
-    let load_at_start = std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "unknown".into());
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
     let work = ws.root.join(".cache/db-run");
     std::fs::create_dir_all(&work)?;
     let n_rounds = rounds(quick);
@@ -389,15 +542,26 @@ pub fn run(quick: bool) -> Result<()> {
     // Rounds of (exo boots, Linux measurement), interleaved so that load
     // from other users of the host hits both systems alike.
     let (mut rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
-    let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) = (vec![], vec![], vec![], vec![]);
+    let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) =
+        (vec![], vec![], vec![], vec![]);
     let mut linux_work = work.clone();
     for round in 1..=n_rounds {
         {
             // Two runs in one checkout would share images and logs: wait instead.
             let _lock = machine::lock_images(&work)?;
             for medium in MEDIA {
-                println!("-- round {round}/{n_rounds}: exo {medium} (test={})", create_test(medium));
-                let (lines, trace, secs) = exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"))?;
+                println!(
+                    "-- round {round}/{n_rounds}: exo {medium} (test={})",
+                    create_test(medium)
+                );
+                let (lines, trace, secs) = exo_boot(
+                    &arts,
+                    &work,
+                    &work.join("images-exo"),
+                    medium,
+                    false,
+                    &format!("db-exo-{medium}"),
+                )?;
                 exo_secs.push(secs);
                 for l in &lines {
                     println!(
@@ -416,13 +580,20 @@ pub fn run(quick: bool) -> Result<()> {
                         checks.push((c.0, format!("round {round}, {medium}: {}", c.1)));
                     }
                 }
-                rounds.push((lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(), lines.into_iter().map(Some).collect::<Vec<_>>()));
+                rounds.push((
+                    lines.iter().map(|l| exo_row(l, None)).collect::<Vec<_>>(),
+                    lines.into_iter().map(Some).collect::<Vec<_>>(),
+                ));
             }
         }
         let title = format!("-- round {round}/{n_rounds}: linux-guest");
         let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
         lm.print_checks();
-        linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
+        linux_checks.extend(
+            lm.checks
+                .iter()
+                .map(|(ok, c)| (*ok, format!("round {round}: {c}"))),
+        );
         linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
         linux_secs.push(lm.counters.elapsed.as_secs_f64() + lm.icount.elapsed.as_secs_f64());
         linux_env = lm.env.clone();
@@ -436,7 +607,10 @@ pub fn run(quick: bool) -> Result<()> {
     // while QEMU completes the I/O, which varies; every value is listed).
     let (mut icount_env, mut icount_all) = (vec![], BTreeMap::new());
     let icount_images = icount_images_dir(&work);
-    icount_env.push(("exo icount boots' images".to_string(), icount_images.display().to_string()));
+    icount_env.push((
+        "exo icount boots' images".to_string(),
+        icount_images.display().to_string(),
+    ));
     // Removed however the boots end (they may be in RAM).
     let _cleanup = RemoveOnDrop(icount_images.clone());
     {
@@ -445,21 +619,41 @@ pub fn run(quick: bool) -> Result<()> {
             let mut boots = vec![];
             let (mut secs, mut rates) = (vec![], vec![]);
             for boot in 1..=n_rounds {
-                println!("-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)");
-                let (lines, _, t) = exo_boot(&arts, &work, &icount_images, medium, true, &format!("db-exo-{medium}-icount"))?;
+                println!(
+                    "-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)"
+                );
+                let (lines, _, t) = exo_boot(
+                    &arts,
+                    &work,
+                    &icount_images,
+                    medium,
+                    true,
+                    &format!("db-exo-{medium}-icount"),
+                )?;
                 secs.push(format!("{t:.0}"));
-                rates.push(lines.first().map_or("?".into(), |l| format_number(l.tsc_per_us)));
+                rates.push(
+                    lines
+                        .first()
+                        .map_or("?".into(), |l| format_number(l.tsc_per_us)),
+                );
                 boots.push(instructions(&lines));
             }
             for ((w, d), (median, all)) in median_instructions(&boots) {
-                if let Some(r) = exo.iter_mut().find(|r| r.medium == medium && r.workload == w && r.durability == d) {
+                if let Some(r) = exo
+                    .iter_mut()
+                    .find(|r| r.medium == medium && r.workload == w && r.durability == d)
+                {
                     r.guest_instructions_per_op = Some(median);
                 }
                 icount_all.insert((medium.to_string(), w, d), all);
             }
             icount_env.push((
                 format!("exo icount boots {medium}"),
-                format!("{} s; kernel-calibrated TSC {} ticks/us (1000 = one tick per virtual ns)", secs.join(", "), rates.join(", ")),
+                format!(
+                    "{} s; kernel-calibrated TSC {} ticks/us (1000 = one tick per virtual ns)",
+                    secs.join(", "),
+                    rates.join(", ")
+                ),
             ));
         }
     }
@@ -468,11 +662,26 @@ pub fn run(quick: bool) -> Result<()> {
     rows.extend(linux_rows.iter().cloned());
     let mut env = vec![
         ("host load at start".to_string(), load_at_start),
-        ("commit".to_string(), crate::cmd::output(std::process::Command::new("git").args(["-C", &ws.root.to_string_lossy(), "describe", "--always", "--dirty"])).map(|s| s.trim().to_string()).unwrap_or_else(|e| format!("unknown ({e:#})"))),
+        (
+            "commit".to_string(),
+            crate::cmd::output(std::process::Command::new("git").args([
+                "-C",
+                &ws.root.to_string_lossy(),
+                "describe",
+                "--always",
+                "--dirty",
+            ]))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("unknown ({e:#})")),
+        ),
     ];
     env.push((
         "qemu".to_string(),
-        crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string(),
+        crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
     ));
     env.push((
         "exo".into(),
@@ -487,20 +696,43 @@ pub fn run(quick: bool) -> Result<()> {
             linux_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")
         ),
     ));
-    env.extend(linux_env.iter().map(|(k, v)| (format!("linux (last round): {k}"), v.clone())));
-    env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
+    env.extend(
+        linux_env
+            .iter()
+            .map(|(k, v)| (format!("linux (last round): {k}"), v.clone())),
+    );
+    env.push((
+        "total run time".into(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("db.csv"), eval::results::write_csv(&rows))?;
-    let md = summary(&exo, &exo_lines, &linux_rows, &rates, &icount_all, &checks, &linux_checks, &linux_failures, &env);
+    let md = summary(
+        &exo,
+        &exo_lines,
+        &linux_rows,
+        &rates,
+        &icount_all,
+        &checks,
+        &linux_checks,
+        &linux_failures,
+        &env,
+    );
     std::fs::write(out.join("db.md"), md)?;
     for medium in MEDIA {
         for l in headline(&exo, &linux_rows, medium) {
             println!("{l}");
         }
     }
-    println!("wrote {} ({} rows), db.md; exo logs in {}, linux logs in {}", out.join("db.csv").display(), rows.len(), work.display(), linux_work.display());
+    println!(
+        "wrote {} ({} rows), db.md; exo logs in {}, linux logs in {}",
+        out.join("db.csv").display(),
+        rows.len(),
+        work.display(),
+        linux_work.display()
+    );
     if checks.iter().any(|c| !c.0) {
         bail!("the exo device cross-check failed (see db.md)");
     }
@@ -511,7 +743,9 @@ pub fn run(quick: bool) -> Result<()> {
 /// `None`) -> the median round's row per key, whole: (exo rows, their
 /// lines, Linux rows, every round's ops/s per key).
 #[allow(clippy::type_complexity)]
-pub fn median_rows(rounds: &[(Vec<Row>, Vec<Option<DbLine>>)]) -> (Vec<Row>, Vec<DbLine>, Vec<Row>, BTreeMap<RowKey, Vec<f64>>) {
+pub fn median_rows(
+    rounds: &[(Vec<Row>, Vec<Option<DbLine>>)],
+) -> (Vec<Row>, Vec<DbLine>, Vec<Row>, BTreeMap<RowKey, Vec<f64>>) {
     let ((all, extras), rates) = super::rounds::pick_median(rounds, key);
     let (mut exo, mut lines, mut linux) = (vec![], vec![], vec![]);
     for (r, x) in all.into_iter().zip(extras) {
@@ -526,8 +760,20 @@ pub fn median_rows(rounds: &[(Vec<Row>, Vec<Option<DbLine>>)]) -> (Vec<Row>, Vec
     (exo, lines, linux, rates)
 }
 
-fn find<'a>(rows: &'a [Row], system: &str, engine: &str, medium: &str, durability: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| r.system == system && r.engine == engine && r.medium == medium && r.workload == "commit" && r.durability == durability)
+fn find<'a>(
+    rows: &'a [Row],
+    system: &str,
+    engine: &str,
+    medium: &str,
+    durability: &str,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.system == system
+            && r.engine == engine
+            && r.medium == medium
+            && r.workload == "commit"
+            && r.durability == durability
+    })
 }
 
 const DURABILITIES: [&str; 3] = ["sync", "group8", "async"];
@@ -548,13 +794,31 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
     let mut out = vec![];
     for d in DURABILITIES {
-        let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
+        let Some(e) = find(exo, "exo", "libdb", medium, d) else {
+            continue;
+        };
         let others: Vec<String> = LINUX_ENGINES
             .iter()
-            .filter_map(|eng| find(linux, "linux-guest", eng, linux_medium(medium), d).map(|l| format!("{eng} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)))))
+            .filter_map(|eng| {
+                find(linux, "linux-guest", eng, linux_medium(medium), d).map(|l| {
+                    format!(
+                        "{eng} {:.0} ({})",
+                        l.ops_per_sec,
+                        ratio(Some(e.ops_per_sec), Some(l.ops_per_sec))
+                    )
+                })
+            })
             .collect();
-        let on = if linux_medium(medium) == medium { String::new() } else { format!(" (on {})", linux_medium(medium)) };
-        out.push(format!("{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest{on} {}", e.ops_per_sec, others.join(", ")));
+        let on = if linux_medium(medium) == medium {
+            String::new()
+        } else {
+            format!(" (on {})", linux_medium(medium))
+        };
+        out.push(format!(
+            "{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest{on} {}",
+            e.ops_per_sec,
+            others.join(", ")
+        ));
     }
     out
 }
@@ -571,7 +835,9 @@ fn summary(
     linux_failures: &[String],
     env: &[(String, String)],
 ) -> String {
-    let mut s = String::from("# libdb on the exokernel vs Linux (SQLite, LMDB, redb, libdb), one machine, one run\n\n");
+    let mut s = String::from(
+        "# libdb on the exokernel vs Linux (SQLite, LMDB, redb, libdb), one machine, one run\n\n",
+    );
     s.push_str(
         "Produced by `cargo xtask eval --db` (method and caveats: eval/DB.md). `commit` workload: one 100-byte value under a \
          16-digit key per transaction, 200 transactions per row on both systems. exo = libdb as an application libOS \
@@ -583,7 +849,11 @@ fn summary(
          of the image file), so they vary from run to run and overstate the work of a sync commit, whereas Linux \
          halts while it waits and counts none of it (eval/DB.md).\n\n",
     );
-    let line_of = |r: &Row| exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability);
+    let line_of = |r: &Row| {
+        exo_lines.iter().find(|l| {
+            l.medium == r.medium && l.workload == r.workload && l.durability == r.durability
+        })
+    };
     for medium in MEDIA {
         let lm = linux_medium(medium);
         let _ = writeln!(s, "## {medium}: counts per commit\n");
@@ -628,9 +898,21 @@ fn summary(
         let _ = writeln!(s, "\n## {medium}: times\n");
         s.push_str("| durability | system | engine | ops/s | p50 µs | p99 µs |\n|---|---|---|---:|---:|---:|\n");
         for d in DURABILITIES {
-            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(LINUX_ENGINES.iter().filter_map(|eng| find(linux, "linux-guest", eng, lm, d)));
+            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(
+                LINUX_ENGINES
+                    .iter()
+                    .filter_map(|eng| find(linux, "linux-guest", eng, lm, d)),
+            );
             for r in rows {
-                let _ = writeln!(s, "| {d} | {} | {} | {} | {} | {} |", r.system, r.engine, format_number(r.ops_per_sec), format_number(r.p50_us), format_number(r.p99_us));
+                let _ = writeln!(
+                    s,
+                    "| {d} | {} | {} | {} | {} | {} |",
+                    r.system,
+                    r.engine,
+                    format_number(r.ops_per_sec),
+                    format_number(r.p50_us),
+                    format_number(r.p99_us)
+                );
             }
         }
         let _ = writeln!(s, "\n## {medium}: exo libdb / linux-guest engine\n");
@@ -639,9 +921,13 @@ fn summary(
              | durability | vs linux-guest | ops/s | p50 | p99 | syscalls/op (exo machine-wide) | syscalls/op (exo: kvdb's own) | device bytes/op | guest instructions/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for d in DURABILITIES {
-            let Some(e) = find(exo, "exo", "libdb", medium, d) else { continue };
+            let Some(e) = find(exo, "exo", "libdb", medium, d) else {
+                continue;
+            };
             for eng in LINUX_ENGINES {
-                let Some(l) = find(linux, "linux-guest", eng, lm, d) else { continue };
+                let Some(l) = find(linux, "linux-guest", eng, lm, d) else {
+                    continue;
+                };
                 let _ = writeln!(
                     s,
                     "| {d} | {eng} | {} | {} | {} | {} | {} | {} | {} |",
@@ -649,7 +935,10 @@ fn summary(
                     ratio(Some(e.p50_us), Some(l.p50_us)),
                     ratio(Some(e.p99_us), Some(l.p99_us)),
                     ratio(e.syscalls_per_op, l.syscalls_per_op),
-                    ratio(line_of(e).map(|x| x.kvdb_syscalls_per_op), l.syscalls_per_op),
+                    ratio(
+                        line_of(e).map(|x| x.kvdb_syscalls_per_op),
+                        l.syscalls_per_op
+                    ),
                     ratio(e.device_bytes_written_per_op, l.device_bytes_written_per_op),
                     ratio(e.guest_instructions_per_op, l.guest_instructions_per_op)
                 );
@@ -683,11 +972,25 @@ fn summary(
     }
     s.push_str("\n## ops/s of every round\n\nSorted; every row above is its median round's, whole (counts and times from that round).\n\n");
     for ((sys, e, m, w, d), v) in rates {
-        let _ = writeln!(s, "- {sys} {e} {m} {w} {d}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "- {sys} {e} {m} {w} {d}: {}",
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     s.push_str("\nexo guest instructions/op of every icount boot (sorted; the tables show the median):\n\n");
     for ((m, w, d), v) in icount_all {
-        let _ = writeln!(s, "- exo libdb {m} {w} {d}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "- exo libdb {m} {w} {d}: {}",
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     s.push_str(
         "\n## How each count is taken\n\n\
@@ -702,10 +1005,18 @@ fn summary(
     );
     s.push_str("\n## Checks\n\n");
     for (ok, c) in checks {
-        let _ = writeln!(s, "- {} exo NVMe device counts vs QEMU trace, {c}", if *ok { "PASS" } else { "FAIL" });
+        let _ = writeln!(
+            s,
+            "- {} exo NVMe device counts vs QEMU trace, {c}",
+            if *ok { "PASS" } else { "FAIL" }
+        );
     }
     for (ok, c) in linux_checks {
-        let _ = writeln!(s, "- {} linux-guest: {c}", if *ok { "PASS" } else { "FAIL" });
+        let _ = writeln!(
+            s,
+            "- {} linux-guest: {c}",
+            if *ok { "PASS" } else { "FAIL" }
+        );
     }
     if !linux_failures.is_empty() {
         s.push_str("\n## Failed Linux runs\n\n");
@@ -741,65 +1052,212 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
     fn parses_a_real_nvme_boot() {
         let l = parse_boot(NVME, "nvme").unwrap();
         assert_eq!(l.len(), 4);
-        assert_eq!((l[0].workload.as_str(), l[0].durability.as_str(), l[0].ops), ("commit", "sync", 200));
-        assert_eq!((l[0].ops_per_sec, l[0].p50_us, l[0].tsc_per_op, l[0].tsc_per_us), (1502.873, 636.267, 1745989.0, 2624.0));
-        assert_eq!((l[0].syscalls_per_op, l[0].kvdb_syscalls_per_op), (18.385, 3.68));
-        assert_eq!((l[1].device_flushes_per_op, l[1].device_bytes_written_per_op), (Some(0.125), Some(192.0)));
-        assert_eq!((l[3].workload.as_str(), l[3].value_bytes, l[3].ops), ("batch24", 0, 100));
+        assert_eq!(
+            (l[0].workload.as_str(), l[0].durability.as_str(), l[0].ops),
+            ("commit", "sync", 200)
+        );
+        assert_eq!(
+            (
+                l[0].ops_per_sec,
+                l[0].p50_us,
+                l[0].tsc_per_op,
+                l[0].tsc_per_us
+            ),
+            (1502.873, 636.267, 1745989.0, 2624.0)
+        );
+        assert_eq!(
+            (l[0].syscalls_per_op, l[0].kvdb_syscalls_per_op),
+            (18.385, 3.68)
+        );
+        assert_eq!(
+            (l[1].device_flushes_per_op, l[1].device_bytes_written_per_op),
+            (Some(0.125), Some(192.0))
+        );
+        assert_eq!(
+            (l[3].workload.as_str(), l[3].value_bytes, l[3].ops),
+            ("batch24", 0, 100)
+        );
     }
 
     #[test]
     fn pmem_dashes_are_absent_values() {
         let l = parse_line(PMEM_SYNC).unwrap();
-        assert_eq!((l.device_write_cmds_per_op, l.device_flushes_per_op, l.device_bytes_written_per_op), (None, None, None));
-        assert_eq!((l.lines_flushed_per_op, l.bytes_copied_per_op), (Some(3.25), Some(0.0)));
+        assert_eq!(
+            (
+                l.device_write_cmds_per_op,
+                l.device_flushes_per_op,
+                l.device_bytes_written_per_op
+            ),
+            (None, None, None)
+        );
+        assert_eq!(
+            (l.lines_flushed_per_op, l.bytes_copied_per_op),
+            (Some(3.25), Some(0.0))
+        );
         let r = exo_row(&l, Some(4321.0));
-        assert_eq!((r.system.as_str(), r.engine.as_str(), r.medium.as_str()), ("exo", "libdb", "pmem"));
-        assert_eq!((r.device_flushes_per_op, r.flushes_per_op, r.guest_instructions_per_op), (None, Some(1.0), Some(4321.0)));
+        assert_eq!(
+            (r.system.as_str(), r.engine.as_str(), r.medium.as_str()),
+            ("exo", "libdb", "pmem")
+        );
+        assert_eq!(
+            (
+                r.device_flushes_per_op,
+                r.flushes_per_op,
+                r.guest_instructions_per_op
+            ),
+            (None, Some(1.0), Some(4321.0))
+        );
     }
 
     #[test]
     fn malformed_lines_give_named_errors() {
         let e = |from: &str, to: &str| parse_line(&PMEM_SYNC.replace(from, to)).unwrap_err();
-        assert_eq!(e(" p99_us=336.375", ""), DbLineError::MissingField { field: "p99_us", line: PMEM_SYNC.replace(" p99_us=336.375", "") });
-        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=fast"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
-        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=-1"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
-        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=-"), DbLineError::BadNumber { field: "ops_per_sec", .. }), "a dash only where a field may be absent");
-        assert!(matches!(e("ops_per_sec=24262.785", "ops_per_sec=NaN"), DbLineError::BadNumber { field: "ops_per_sec", .. }));
-        assert!(matches!(e("ops=200", "ops=0"), DbLineError::BadNumber { field: "ops", .. }));
-        assert!(matches!(e("ops=200", "ops=2.5"), DbLineError::BadNumber { field: "ops", .. }));
-        assert!(matches!(e("checkpoints=0", "checkpoints"), DbLineError::Malformed { .. }));
-        assert!(matches!(e("checkpoints=0", "ops=200"), DbLineError::Malformed { .. }), "a field given twice");
-        assert!(matches!(e("engine=libdb", "engine=sqlite"), DbLineError::Unexpected { .. }));
+        assert_eq!(
+            e(" p99_us=336.375", ""),
+            DbLineError::MissingField {
+                field: "p99_us",
+                line: PMEM_SYNC.replace(" p99_us=336.375", "")
+            }
+        );
+        assert!(matches!(
+            e("ops_per_sec=24262.785", "ops_per_sec=fast"),
+            DbLineError::BadNumber {
+                field: "ops_per_sec",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e("ops_per_sec=24262.785", "ops_per_sec=-1"),
+            DbLineError::BadNumber {
+                field: "ops_per_sec",
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                e("ops_per_sec=24262.785", "ops_per_sec=-"),
+                DbLineError::BadNumber {
+                    field: "ops_per_sec",
+                    ..
+                }
+            ),
+            "a dash only where a field may be absent"
+        );
+        assert!(matches!(
+            e("ops_per_sec=24262.785", "ops_per_sec=NaN"),
+            DbLineError::BadNumber {
+                field: "ops_per_sec",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e("ops=200", "ops=0"),
+            DbLineError::BadNumber { field: "ops", .. }
+        ));
+        assert!(matches!(
+            e("ops=200", "ops=2.5"),
+            DbLineError::BadNumber { field: "ops", .. }
+        ));
+        assert!(matches!(
+            e("checkpoints=0", "checkpoints"),
+            DbLineError::Malformed { .. }
+        ));
+        assert!(
+            matches!(e("checkpoints=0", "ops=200"), DbLineError::Malformed { .. }),
+            "a field given twice"
+        );
+        assert!(matches!(
+            e("engine=libdb", "engine=sqlite"),
+            DbLineError::Unexpected { .. }
+        ));
         let msg = e(" tsc_per_us=2608", "").to_string();
         assert!(msg.contains("`tsc_per_us=`"), "{msg}");
     }
 
     #[test]
     fn a_boot_needs_each_phase_once_on_its_medium() {
-        let without_async: String = NVME.lines().filter(|l| !l.contains("durability=async")).map(|l| format!("{l}\n")).collect();
+        let without_async: String = NVME
+            .lines()
+            .filter(|l| !l.contains("durability=async"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(
             parse_boot(&without_async, "nvme").unwrap_err(),
-            DbLineError::MissingPhase { medium: "nvme".into(), workload: "commit".into(), durability: "async".into() }
+            DbLineError::MissingPhase {
+                medium: "nvme".into(),
+                workload: "commit".into(),
+                durability: "async".into()
+            }
         );
         let first = NVME.lines().nth(1).unwrap();
-        assert!(matches!(parse_boot(&format!("{NVME}{first}\n"), "nvme").unwrap_err(), DbLineError::DuplicatePhase { .. }));
-        assert!(matches!(parse_boot(NVME, "pmem").unwrap_err(), DbLineError::Unexpected { .. }));
-        assert!(matches!(parse_boot("no lines at all\n", "nvme").unwrap_err(), DbLineError::MissingPhase { .. }));
+        assert!(matches!(
+            parse_boot(&format!("{NVME}{first}\n"), "nvme").unwrap_err(),
+            DbLineError::DuplicatePhase { .. }
+        ));
+        assert!(matches!(
+            parse_boot(NVME, "pmem").unwrap_err(),
+            DbLineError::Unexpected { .. }
+        ));
+        assert!(matches!(
+            parse_boot("no lines at all\n", "nvme").unwrap_err(),
+            DbLineError::MissingPhase { .. }
+        ));
     }
 
     #[test]
     fn the_trace_must_cover_what_kvdb_counted() {
         let l = parse_boot(NVME, "nvme").unwrap();
         // 200 + 25 + 1 + 220 writes, 200 + 25 + 1 + 104 flushes.
-        let counted = qtrace::NvmeCounts { write_cmds: 446, flush_cmds: 330, bytes_written: 200 * 512 + 200 * 192 + 200 * 154 + 1_106_432, ..Default::default() };
+        let counted = qtrace::NvmeCounts {
+            write_cmds: 446,
+            flush_cmds: 330,
+            bytes_written: 200 * 512 + 200 * 192 + 200 * 154 + 1_106_432,
+            ..Default::default()
+        };
         let (ok, msg) = device_check(&l, &counted);
         assert!(ok, "{msg}");
-        assert!(msg.contains("kvdb counted 446 NVMe writes, 330 flushes"), "{msg}");
-        assert!(msg.contains("outside the phases: 0 writes, 0 flushes"), "{msg}");
-        assert!(device_check(&l, &qtrace::NvmeCounts { write_cmds: 1000, flush_cmds: 1000, bytes_written: 1 << 30, ..Default::default() }).0);
-        assert!(!device_check(&l, &qtrace::NvmeCounts { write_cmds: 445, ..counted }).0, "one write short");
-        assert!(!device_check(&l, &qtrace::NvmeCounts { flush_cmds: 329, ..counted }).0, "one flush short");
+        assert!(
+            msg.contains("kvdb counted 446 NVMe writes, 330 flushes"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("outside the phases: 0 writes, 0 flushes"),
+            "{msg}"
+        );
+        assert!(
+            device_check(
+                &l,
+                &qtrace::NvmeCounts {
+                    write_cmds: 1000,
+                    flush_cmds: 1000,
+                    bytes_written: 1 << 30,
+                    ..Default::default()
+                }
+            )
+            .0
+        );
+        assert!(
+            !device_check(
+                &l,
+                &qtrace::NvmeCounts {
+                    write_cmds: 445,
+                    ..counted
+                }
+            )
+            .0,
+            "one write short"
+        );
+        assert!(
+            !device_check(
+                &l,
+                &qtrace::NvmeCounts {
+                    flush_cmds: 329,
+                    ..counted
+                }
+            )
+            .0,
+            "one flush short"
+        );
     }
 
     #[test]
@@ -807,14 +1265,24 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let e = linux_entries();
         assert_eq!(e.len(), LINUX_ENGINES.len() * 3);
         for x in &e {
-            assert_eq!((x.workload, x.value_bytes, x.ops), (Workload::Commit, VALUE_BYTES, COMMIT_OPS));
+            assert_eq!(
+                (x.workload, x.value_bytes, x.ops),
+                (Workload::Commit, VALUE_BYTES, COMMIT_OPS)
+            );
         }
         let (runs, pairs) = linux::plan::runs(&e);
         assert_eq!(pairs.len(), 2 * e.len(), "both media");
-        let exo: Vec<(String, String)> = PHASES.iter().filter(|p| p.0 == "commit").map(|(w, d)| (w.to_string(), d.to_string())).collect();
+        let exo: Vec<(String, String)> = PHASES
+            .iter()
+            .filter(|p| p.0 == "commit")
+            .map(|(w, d)| (w.to_string(), d.to_string()))
+            .collect();
         for p in pairs {
             let r = &runs[p.measured];
-            assert!(exo.contains(&(r.workload.clone(), r.durability.clone())), "{r:?} has an exo counterpart");
+            assert!(
+                exo.contains(&(r.workload.clone(), r.durability.clone())),
+                "{r:?} has an exo counterpart"
+            );
         }
     }
 
@@ -822,19 +1290,62 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
     fn median_rows_keep_each_exo_row_with_its_line_and_split_the_systems() {
         let base = parse_boot(NVME, "nvme").unwrap();
         let boot = |scale: f64| -> (Vec<Row>, Vec<Option<DbLine>>) {
-            let lines: Vec<DbLine> = base.iter().map(|l| DbLine { ops_per_sec: l.ops_per_sec * scale, p50_us: scale, ..l.clone() }).collect();
-            (lines.iter().map(|l| exo_row(l, None)).collect(), lines.into_iter().map(Some).collect())
+            let lines: Vec<DbLine> = base
+                .iter()
+                .map(|l| DbLine {
+                    ops_per_sec: l.ops_per_sec * scale,
+                    p50_us: scale,
+                    ..l.clone()
+                })
+                .collect();
+            (
+                lines.iter().map(|l| exo_row(l, None)).collect(),
+                lines.into_iter().map(Some).collect(),
+            )
         };
-        let linux = |v: f64| (vec![Row { system: "linux-guest".into(), engine: "libdb".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: v, ..Row::default() }], vec![None]);
-        let rounds = vec![boot(1.0), linux(10.0), boot(3.0), linux(30.0), boot(2.0), linux(20.0)];
+        let linux = |v: f64| {
+            (
+                vec![Row {
+                    system: "linux-guest".into(),
+                    engine: "libdb".into(),
+                    medium: "nvme".into(),
+                    workload: "commit".into(),
+                    durability: "sync".into(),
+                    ops_per_sec: v,
+                    ..Row::default()
+                }],
+                vec![None],
+            )
+        };
+        let rounds = vec![
+            boot(1.0),
+            linux(10.0),
+            boot(3.0),
+            linux(30.0),
+            boot(2.0),
+            linux(20.0),
+        ];
         let (exo, lines, lin, rates) = median_rows(&rounds);
         assert_eq!((exo.len(), lines.len(), lin.len()), (4, 4, 1));
         for (r, l) in exo.iter().zip(&lines) {
-            assert_eq!((r.p50_us, l.p50_us), (2.0, 2.0), "row and line from the median round");
-            assert_eq!((r.workload.as_str(), r.durability.as_str()), (l.workload.as_str(), l.durability.as_str()));
+            assert_eq!(
+                (r.p50_us, l.p50_us),
+                (2.0, 2.0),
+                "row and line from the median round"
+            );
+            assert_eq!(
+                (r.workload.as_str(), r.durability.as_str()),
+                (l.workload.as_str(), l.durability.as_str())
+            );
         }
         assert_eq!(lin[0].ops_per_sec, 20.0);
-        let k = ("linux-guest".to_string(), "libdb".to_string(), "nvme".to_string(), "commit".to_string(), "sync".to_string());
+        let k = (
+            "linux-guest".to_string(),
+            "libdb".to_string(),
+            "nvme".to_string(),
+            "commit".to_string(),
+            "sync".to_string(),
+        );
         assert_eq!(rates[&k], vec![10.0, 20.0, 30.0]);
     }
 
@@ -847,20 +1358,41 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
             BTreeMap::from([(k("sync"), 80_000.0)]),
         ];
         let m = median_instructions(&boots);
-        assert_eq!(m[&k("sync")], (80_000.0, vec![76_000.0, 80_000.0, 394_000.0]));
-        assert_eq!(m[&k("async")], (8_400.0, vec![8_400.0, 8_600.0]), "lower middle of an even count");
+        assert_eq!(
+            m[&k("sync")],
+            (80_000.0, vec![76_000.0, 80_000.0, 394_000.0])
+        );
+        assert_eq!(
+            m[&k("async")],
+            (8_400.0, vec![8_400.0, 8_600.0]),
+            "lower middle of an even count"
+        );
         assert!(median_instructions(&[]).is_empty());
     }
 
     #[test]
     fn the_vf_medium_boots_its_own_test_and_stands_beside_linux_nvme() {
-        assert_eq!(MEDIA.map(create_test), ["libdb_nvme_create", "libdb_vf_create", "libdb_pmem_create"]);
+        assert_eq!(
+            MEDIA.map(create_test),
+            ["libdb_nvme_create", "libdb_vf_create", "libdb_pmem_create"]
+        );
         assert_eq!(MEDIA.map(linux_medium), ["nvme", "nvme", "pmem"]);
         let vf = NVME.replace("medium=nvme ", "medium=nvme-vf ");
         let lines = parse_boot(&vf, "nvme-vf").unwrap();
-        assert!(parse_boot(&vf, "nvme").is_err(), "a VF boot's lines are not the block service's");
+        assert!(
+            parse_boot(&vf, "nvme").is_err(),
+            "a VF boot's lines are not the block service's"
+        );
         let exo: Vec<Row> = lines.iter().map(|l| exo_row(l, None)).collect();
-        let lin = Row { system: "linux-guest".into(), engine: "sqlite".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: 751.4365, ..Row::default() };
+        let lin = Row {
+            system: "linux-guest".into(),
+            engine: "sqlite".into(),
+            medium: "nvme".into(),
+            workload: "commit".into(),
+            durability: "sync".into(),
+            ops_per_sec: 751.4365,
+            ..Row::default()
+        };
         let h = headline(&exo, &[lin], "nvme-vf");
         assert_eq!(h[0], "nvme-vf commit sync: exo libdb 1503 commits/s; linux-guest (on nvme) sqlite 751 (2.00×)");
     }
@@ -870,11 +1402,31 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let lines = parse_boot(NVME, "nvme").unwrap();
         let ins = instructions(&lines);
         assert_eq!(ins[&("commit".to_string(), "group8".to_string())], 265432.0);
-        let exo: Vec<Row> = lines.iter().map(|l| exo_row(l, ins.get(&(l.workload.clone(), l.durability.clone())).copied())).collect();
-        let lin = Row { system: "linux-guest".into(), engine: "sqlite".into(), medium: "nvme".into(), workload: "commit".into(), durability: "sync".into(), ops_per_sec: 751.4365, ..Row::default() };
+        let exo: Vec<Row> = lines
+            .iter()
+            .map(|l| {
+                exo_row(
+                    l,
+                    ins.get(&(l.workload.clone(), l.durability.clone()))
+                        .copied(),
+                )
+            })
+            .collect();
+        let lin = Row {
+            system: "linux-guest".into(),
+            engine: "sqlite".into(),
+            medium: "nvme".into(),
+            workload: "commit".into(),
+            durability: "sync".into(),
+            ops_per_sec: 751.4365,
+            ..Row::default()
+        };
         let h = headline(&exo, &[lin], "nvme");
         assert_eq!(h.len(), 3);
-        assert_eq!(h[0], "nvme commit sync: exo libdb 1503 commits/s; linux-guest sqlite 751 (2.00×)");
+        assert_eq!(
+            h[0],
+            "nvme commit sync: exo libdb 1503 commits/s; linux-guest sqlite 751 (2.00×)"
+        );
         assert_eq!(ratio(Some(1.0), Some(0.0)), "–");
         assert_eq!(ratio(None, Some(1.0)), "–");
     }

@@ -36,8 +36,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The workloads, in the order both systems run them: (name, QD32?).
-pub const WORKLOADS: [(&str, bool); 4] =
-    [("randread-qd1", false), ("randread-qd32", true), ("randwrite-qd1", false), ("randwrite-qd32", true)];
+pub const WORKLOADS: [(&str, bool); 4] = [
+    ("randread-qd1", false),
+    ("randread-qd32", true),
+    ("randwrite-qd1", false),
+    ("randwrite-qd32", true),
+];
 
 /// The span both benchmarks draw offsets from (nvmed's `SPAN_BYTES`).
 const SPAN_BYTES: u64 = 128 << 20;
@@ -72,16 +76,32 @@ pub struct ExoLine {
 /// Parse every `EXO-BENCH key=value ...` line of the exokernel's serial log.
 pub fn parse_exo(serial: &str) -> Result<Vec<ExoLine>> {
     let mut out = vec![];
-    for line in serial.lines().map(str::trim).filter(|l| l.starts_with("EXO-BENCH ")) {
-        let kv: BTreeMap<&str, &str> = line.split_whitespace().skip(1).filter_map(|w| w.split_once('=')).collect();
-        let get = |k: &str| kv.get(k).copied().with_context(|| format!("no `{k}=` in {line:?}"));
+    for line in serial
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("EXO-BENCH "))
+    {
+        let kv: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let get = |k: &str| {
+            kv.get(k)
+                .copied()
+                .with_context(|| format!("no `{k}=` in {line:?}"))
+        };
         let num = |k: &str| -> Result<f64> {
             let v = get(k)?;
-            v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).with_context(|| format!("`{k}={v}` is not a number in {line:?}"))
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .with_context(|| format!("`{k}={v}` is not a number in {line:?}"))
         };
         let int = |k: &str| -> Result<u64> {
             let v = get(k)?;
-            v.parse::<u64>().with_context(|| format!("`{k}={v}` is not an integer in {line:?}"))
+            v.parse::<u64>()
+                .with_context(|| format!("`{k}={v}` is not an integer in {line:?}"))
         };
         if get("system")? != "exo" || get("engine")? != "nvme-raw" {
             bail!("unexpected system/engine in {line:?}");
@@ -115,11 +135,19 @@ pub fn parse_row_numbers(serial: &str, tag: &str) -> Result<BTreeMap<usize, u64>
     let prefix = format!("@@{tag} ");
     let mut m = BTreeMap::new();
     for line in serial.lines().map(|l| l.trim_end_matches(['\r', '\n'])) {
-        let Some(rest) = line.strip_prefix(prefix.as_str()) else { continue };
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
         let mut w = rest.split_whitespace();
-        let (Some(row), Some(n), None) = (w.next(), w.next(), w.next()) else { bail!("malformed {line:?}") };
-        let row = row.parse().with_context(|| format!("bad row in {line:?}"))?;
-        let n = n.parse().with_context(|| format!("bad number in {line:?}"))?;
+        let (Some(row), Some(n), None) = (w.next(), w.next(), w.next()) else {
+            bail!("malformed {line:?}")
+        };
+        let row = row
+            .parse()
+            .with_context(|| format!("bad row in {line:?}"))?;
+        let n = n
+            .parse()
+            .with_context(|| format!("bad number in {line:?}"))?;
         m.insert(row, n);
     }
     Ok(m)
@@ -133,14 +161,20 @@ pub fn syscalls_of_pid(hist_text: &str, pid: u64) -> Result<u64> {
     if h.dropped > 0 {
         bail!("the syscall histogram dropped {} events", h.dropped);
     }
-    Ok(h.entries.iter().filter(|e| e.pid.map(u64::from) == Some(pid)).filter_map(|e| e.value("hitcount")).sum())
+    Ok(h.entries
+        .iter()
+        .filter(|e| e.pid.map(u64::from) == Some(pid))
+        .filter_map(|e| e.value("hitcount"))
+        .sum())
 }
 
 /// Replace the session's by-name syscall counts with by-pid ones.
 fn count_syscalls_by_pid(outs: &mut [RunOutcome], pids: &BTreeMap<usize, u64>) -> Result<()> {
     for (k, o) in outs.iter_mut().enumerate() {
         o.syscalls = match pids.get(&(k + 1)) {
-            Some(&pid) if o.fail.is_none() => Some(syscalls_of_pid(&o.hist_sys, pid).with_context(|| format!("row {}", k + 1))?),
+            Some(&pid) if o.fail.is_none() => {
+                Some(syscalls_of_pid(&o.hist_sys, pid).with_context(|| format!("row {}", k + 1))?)
+            }
             _ => None,
         };
     }
@@ -174,7 +208,13 @@ pub fn linux_runs(quick: bool) -> (Vec<Run>, Vec<(usize, usize)>) {
 /// The /etc/plan line of a run (`eval-bench raw` arguments; init adds
 /// `--dev` and `--system`).
 pub fn plan_line(r: &Run) -> String {
-    format!("--workload {} --ops {} --block {} --span-mib {}", r.workload, r.ops, r.value_bytes, SPAN_BYTES >> 20)
+    format!(
+        "--workload {} --ops {} --block {} --span-mib {}",
+        r.workload,
+        r.ops,
+        r.value_bytes,
+        SPAN_BYTES >> 20
+    )
 }
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
@@ -238,8 +278,16 @@ fn extra_csv(extras: &[Extra]) -> String {
 /// boot: nvmed runs reads first, then writes, so reads/read op and
 /// writes/write op are averages over both depths of that direction.
 pub fn exo_rows(lines: &[ExoLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec<Extra>) {
-    let read_ops: u64 = lines.iter().filter(|l| l.workload.starts_with("randread")).map(|l| l.ops).sum();
-    let write_ops: u64 = lines.iter().filter(|l| l.workload.starts_with("randwrite")).map(|l| l.ops).sum();
+    let read_ops: u64 = lines
+        .iter()
+        .filter(|l| l.workload.starts_with("randread"))
+        .map(|l| l.ops)
+        .sum();
+    let write_ops: u64 = lines
+        .iter()
+        .filter(|l| l.workload.starts_with("randwrite"))
+        .map(|l| l.ops)
+        .sum();
     let (mut rows, mut extras) = (vec![], vec![]);
     for l in lines {
         let write = l.workload.starts_with("randwrite");
@@ -259,7 +307,8 @@ pub fn exo_rows(lines: &[ExoLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec
             p99_us: l.p99_us,
             syscalls_per_op: Some(l.syscalls as f64 / ops),
             device_write_cmds_per_op: writes,
-            device_bytes_written_per_op: write.then(|| trace.bytes_written as f64 / write_ops.max(1) as f64),
+            device_bytes_written_per_op: write
+                .then(|| trace.bytes_written as f64 / write_ops.max(1) as f64),
             ..Row::default()
         });
         extras.push(Extra {
@@ -269,7 +318,8 @@ pub fn exo_rows(lines: &[ExoLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec
             syscalls_per_op: Some(l.syscalls as f64 / ops),
             interrupts_or_upcalls_per_op: Some(l.upcalls as f64 / ops),
             timer_ticks: Some(l.timer_ticks),
-            crossings_per_tick: (l.timer_ticks > 0).then(|| (l.syscalls + l.upcalls) as f64 / l.timer_ticks as f64),
+            crossings_per_tick: (l.timer_ticks > 0)
+                .then(|| (l.syscalls + l.upcalls) as f64 / l.timer_ticks as f64),
             doorbells_per_op: Some(l.doorbells_per_io),
             sq_doorbells_per_op: Some(l.sq_doorbells as f64 / ops),
             device_read_cmds_per_op: reads,
@@ -280,7 +330,13 @@ pub fn exo_rows(lines: &[ExoLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec
 }
 
 /// One Linux row from its measured and baseline outcomes.
-pub fn linux_row(columns: &[String], runs: &[Run], pair: (usize, usize), outs: &[RunOutcome], irqs: &BTreeMap<usize, u64>) -> Result<(Row, Extra)> {
+pub fn linux_row(
+    columns: &[String],
+    runs: &[Run],
+    pair: (usize, usize),
+    outs: &[RunOutcome],
+    irqs: &BTreeMap<usize, u64>,
+) -> Result<(Row, Extra)> {
     let (b, m) = pair;
     let (ob, om) = (&outs[b], &outs[m]);
     for (o, what) in [(ob, "baseline"), (om, "measured")] {
@@ -289,7 +345,9 @@ pub fn linux_row(columns: &[String], runs: &[Run], pair: (usize, usize), outs: &
         }
     }
     let csv = om.csv.as_deref().context("measured run printed no row")?;
-    let mut row = parse_row(columns, csv).map_err(anyhow::Error::msg).with_context(|| format!("row {csv:?}"))?;
+    let mut row = parse_row(columns, csv)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("row {csv:?}"))?;
     let ops = runs[m].ops;
     let d = |f: fn(&RunOutcome) -> Option<u64>| match (f(om), f(ob)) {
         (Some(x), Some(y)) => per_op(x, y, ops),
@@ -326,7 +384,8 @@ fn fresh_images(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(machine::NVME_IMAGE.file);
-    let mut f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..SPAN_BYTES >> 20 {
         f.write_all(&zeros)?;
@@ -338,7 +397,13 @@ fn fresh_images(dir: &Path) -> Result<()> {
 
 /// One boot of `test=nvme_bench`. `doorbells`: the counting boot (NVMe
 /// ioeventfd off, doorbell trace instead of command trace; times nothing).
-fn exo_pass(arts: &build::Artifacts, work: &Path, append: &str, doorbells: bool, name: &str) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
+fn exo_pass(
+    arts: &build::Artifacts,
+    work: &Path,
+    append: &str,
+    doorbells: bool,
+    name: &str,
+) -> Result<(Vec<ExoLine>, qtrace::NvmeCounts, f64)> {
     let images = work.join("images-exo");
     fresh_images(&images)?;
     let trace = work.join(format!("{name}.qemu-trace.log"));
@@ -349,7 +414,11 @@ fn exo_pass(arts: &build::Artifacts, work: &Path, append: &str, doorbells: bool,
         .append(append)
         .nvme_ioeventfd(!doorbells)
         .trace_file(&trace);
-    for ev in if doorbells { qtrace::DOORBELL_EVENTS } else { qtrace::EVENTS } {
+    for ev in if doorbells {
+        qtrace::DOORBELL_EVENTS
+    } else {
+        qtrace::EVENTS
+    } {
         m = m.trace(*ev);
     }
     let opts = RunOptions {
@@ -361,10 +430,17 @@ fn exo_pass(arts: &build::Artifacts, work: &Path, append: &str, doorbells: bool,
     };
     let r = runner::run(m.command()?, &opts, Expect::PassLine("nvme_bench"))?;
     if !r.outcome.passed() {
-        bail!("exokernel nvme_bench failed: {} (log {})", r.outcome, r.log_path.display());
+        bail!(
+            "exokernel nvme_bench failed: {} (log {})",
+            r.outcome,
+            r.log_path.display()
+        );
     }
-    let lines = parse_exo(&r.serial).with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
-    let counts = qtrace::count(&std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?)?;
+    let lines = parse_exo(&r.serial)
+        .with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
+    let counts = qtrace::count(
+        &std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?,
+    )?;
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
 
@@ -397,8 +473,13 @@ struct LinuxGuest {
 
 fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest> {
     let mut g = guest::prepare(&ws.root, &ws.target_dir)?;
-    let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header")).context("`eval-bench header` on the host")?;
-    let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
+    let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
+        .context("`eval-bench header` on the host")?;
+    let columns: Vec<String> = header
+        .trim()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     let init = work.join("guest-init");
     std::fs::write(&init, include_str!("drivers/guest-init"))?;
     g.init_script = init;
@@ -409,7 +490,14 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
     let plan: String = runs.iter().map(|r| plan_line(r) + "\n").collect();
     let initrd = work.join("initramfs-drivers.cpio");
     guest::build_initramfs(&g, &plan, &initrd)?;
-    Ok(LinuxGuest { vmlinuz: g.vmlinuz, initrd, columns, runs, pairs, versions: g.versions })
+    Ok(LinuxGuest {
+        vmlinuz: g.vmlinuz,
+        initrd,
+        columns,
+        runs,
+        pairs,
+        versions: g.versions,
+    })
 }
 
 /// One boot of the Linux guest: its rows, failures, env and boot time.
@@ -429,7 +517,12 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>
     let mut out = BTreeMap::new();
     for &(b, m) in &lg.pairs {
         let (ob, om) = (&pass.rows[b], &pass.rows[m]);
-        if let (None, None, Some(x), Some(y)) = (&ob.fail, &om.fail, om.nvme_sq_doorbells, ob.nvme_sq_doorbells) {
+        if let (None, None, Some(x), Some(y)) = (
+            &ob.fail,
+            &om.fail,
+            om.nvme_sq_doorbells,
+            ob.nvme_sq_doorbells,
+        ) {
             if let Some(v) = per_op(x, y, lg.runs[m].ops) {
                 out.insert(lg.runs[m].workload.clone(), v);
             }
@@ -476,7 +569,12 @@ fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
             Err(e) => failures.push(format!("linux-guest {}: {e:#}", runs[p.1].workload)),
         }
     }
-    Ok(((rows, extras), failures, pass.env, pass.elapsed.as_secs_f64()))
+    Ok((
+        (rows, extras),
+        failures,
+        pass.env,
+        pass.elapsed.as_secs_f64(),
+    ))
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -494,7 +592,11 @@ pub fn run(quick: bool) -> Result<()> {
     );
     let arts = build::build_all(&ws)?;
     let lg = prepare_linux(&ws, &work, quick)?;
-    let exo_append = if quick { "test=nvme_bench quick" } else { "test=nvme_bench" };
+    let exo_append = if quick {
+        "test=nvme_bench quick"
+    } else {
+        "test=nvme_bench"
+    };
 
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);
     let (mut exo_secs, mut linux_secs) = (vec![], vec![]);
@@ -503,15 +605,24 @@ pub fn run(quick: bool) -> Result<()> {
         println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
         let (lines, trace, secs) = exo_pass(&arts, &work, exo_append, false, "drivers-exo")?;
         for l in &lines {
-            println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
+            println!(
+                "  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us",
+                l.workload, l.iops, l.p50_us, l.p99_us
+            );
         }
         exo_trace = trace;
         exo_secs.push(secs);
         rounds.push(exo_rows(&lines, &trace));
-        println!("-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
+        println!(
+            "-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)",
+            lg.runs.len()
+        );
         let (r, f, env, secs) = linux_pass(&lg, &work)?;
         for row in &r.0 {
-            println!("  linux {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", row.workload, row.ops_per_sec, row.p50_us, row.p99_us);
+            println!(
+                "  linux {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us",
+                row.workload, row.ops_per_sec, row.p50_us, row.p99_us
+            );
         }
         failures.extend(f.into_iter().map(|f| format!("round {round}: {f}")));
         guest_env = env;
@@ -521,15 +632,28 @@ pub fn run(quick: bool) -> Result<()> {
     let ((rows, mut extras), all_iops) = pick_median(&rounds);
 
     println!("-- doorbell counting boots (NVMe ioeventfd off; not timed)");
-    let (db_lines, db_trace, _) = exo_pass(&arts, &work, exo_append, true, "drivers-exo-doorbells")?;
+    let (db_lines, db_trace, _) =
+        exo_pass(&arts, &work, exo_append, true, "drivers-exo-doorbells")?;
     let check = doorbell_check(&db_lines, db_trace.io_sq_doorbells);
     println!("  {} {}", if check.0 { "PASS" } else { "FAIL" }, check.1);
     let linux_db = linux_doorbells(&lg, &work)?;
-    println!("-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into");
+    println!(
+        "-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into"
+    );
     let mut short = vec![];
     for boot in 1..=SHORT_LOOP_BOOTS {
-        let (short_lines, _, _) = exo_pass(&arts, &work, &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"), false, "drivers-exo-short")?;
-        short.extend(tickless(&short_lines).into_iter().map(|l| format!("boot {boot}: {l}")));
+        let (short_lines, _, _) = exo_pass(
+            &arts,
+            &work,
+            &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"),
+            false,
+            "drivers-exo-short",
+        )?;
+        short.extend(
+            tickless(&short_lines)
+                .into_iter()
+                .map(|l| format!("boot {boot}: {l}")),
+        );
     }
     for l in &short {
         println!("  {l}");
@@ -542,8 +666,15 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("drivers.csv"), eval::results::write_csv(&rows))?;
     std::fs::write(out.join("drivers-counters.csv"), extra_csv(&extras))?;
-    let plot = write_plot(&out, &rows).map_err(|e| println!("plot not written: {e}")).ok();
-    let secs = |v: &[f64]| v.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ");
+    let plot = write_plot(&out, &rows)
+        .map_err(|e| println!("plot not written: {e}"))
+        .ok();
+    let secs = |v: &[f64]| {
+        v.iter()
+            .map(|s| format!("{s:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut env = vec![
         ("qemu".to_string(), crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string()),
         ("machine".into(), "the standard machine (scripts/xtask/src/machine.rs), TCG, 1 vCPU, NVMe ioeventfd=on; QEMU traces pci_nvme_io_cmd and pci_nvme_write in both boots".into()),
@@ -558,7 +689,10 @@ pub fn run(quick: bool) -> Result<()> {
     for (k, v) in &guest_env {
         env.push((format!("guest {k}"), v.clone()));
     }
-    env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
+    env.push((
+        "total run time".into(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
     let notes = [
         format!(
             "exo boot, whole trace: {} read, {} write, {} flush commands (device reads/writes per op above are these over all read or write ops).",
@@ -570,13 +704,26 @@ pub fn run(quick: bool) -> Result<()> {
             short.iter().map(|l| format!("- {l}\n")).collect::<String>()
         ),
     ];
-    let md = summary(&rows, &extras, &all_iops, &notes, &failures, plot.as_deref(), &env);
+    let md = summary(
+        &rows,
+        &extras,
+        &all_iops,
+        &notes,
+        &failures,
+        plot.as_deref(),
+        &env,
+    );
     std::fs::write(out.join("drivers.md"), &md)?;
     println!("\n{}", targets(&rows, &extras).join("\n"));
     for f in &failures {
         println!("  FAILED {f}");
     }
-    println!("wrote {} ({} rows), drivers.md, drivers-counters.csv; logs in {}", out.join("drivers.csv").display(), rows.len(), work.display());
+    println!(
+        "wrote {} ({} rows), drivers.md, drivers-counters.csv; logs in {}",
+        out.join("drivers.csv").display(),
+        rows.len(),
+        work.display()
+    );
     if !failures.is_empty() {
         bail!("{} Linux rows failed", failures.len());
     }
@@ -584,7 +731,8 @@ pub fn run(quick: bool) -> Result<()> {
 }
 
 fn find<'a>(rows: &'a [Row], system: &str, workload: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| r.system == system && r.workload == workload)
+    rows.iter()
+        .find(|r| r.system == system && r.workload == workload)
 }
 
 /// Ops per workload in the short-loop boot (see [`tickless`]).
@@ -635,7 +783,11 @@ pub fn targets(rows: &[Row], extras: &[Extra]) -> Vec<String> {
         if let (Some(e), Some(l)) = (find(rows, "exo", w), find(rows, "linux-guest", w)) {
             out.push(format!(
                 "{} {w}: p50 exo {} us vs linux {} us (target: at or below Linux)",
-                if e.p50_us <= l.p50_us { "MET  " } else { "SHORT" },
+                if e.p50_us <= l.p50_us {
+                    "MET  "
+                } else {
+                    "SHORT"
+                },
                 eval::results::format_number(e.p50_us),
                 eval::results::format_number(l.p50_us)
             ));
@@ -664,18 +816,42 @@ fn write_plot(out: &Path, rows: &[Row]) -> Result<String, String> {
             title: (*w).to_string(),
             bars: ["exo", "linux-guest"]
                 .iter()
-                .filter_map(|s| find(rows, s, w).map(|r| Bar { label: (*s).into(), value: r.ops_per_sec, engine: (*s).into() }))
+                .filter_map(|s| {
+                    find(rows, s, w).map(|r| Bar {
+                        label: (*s).into(),
+                        value: r.ops_per_sec,
+                        engine: (*s).into(),
+                    })
+                })
                 .collect(),
         })
         .collect();
     let file = "drivers-iops.svg";
-    eval::plot::write_bar_chart_svg(&out.join(file), "4 KiB random I/O on the raw NVMe namespace (TCG), IOPS", "IOPS", &panels, 4)?;
+    eval::plot::write_bar_chart_svg(
+        &out.join(file),
+        "4 KiB random I/O on the raw NVMe namespace (TCG), IOPS",
+        "IOPS",
+        &panels,
+        4,
+    )?;
     Ok(file.into())
 }
 
-fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String), Vec<f64>>, notes: &[String], failures: &[String], plot: Option<&str>, env: &[(String, String)]) -> String {
-    let n = |v: Option<f64>| v.map(eval::results::format_number).unwrap_or_else(|| "n/a".into());
-    let mut s = String::from("# Drivers: userspace NVMe on the exokernel vs Linux's NVMe driver\n\n");
+fn summary(
+    rows: &[Row],
+    extras: &[Extra],
+    all_iops: &BTreeMap<(String, String), Vec<f64>>,
+    notes: &[String],
+    failures: &[String],
+    plot: Option<&str>,
+    env: &[(String, String)],
+) -> String {
+    let n = |v: Option<f64>| {
+        v.map(eval::results::format_number)
+            .unwrap_or_else(|| "n/a".into())
+    };
+    let mut s =
+        String::from("# Drivers: userspace NVMe on the exokernel vs Linux's NVMe driver\n\n");
     s.push_str(
         "Produced by `cargo xtask eval --drivers` (method and discussion: eval/DRIVERS.md). 4 KiB random I/O on the raw \
          namespace, first 128 MiB, same QEMU machine, same run, TCG: times are emulated-machine times, counts are exact.\n\n",
@@ -683,13 +859,35 @@ fn summary(rows: &[Row], extras: &[Extra], all_iops: &BTreeMap<(String, String),
     s.push_str("## Side by side\n\n| workload | exo IOPS | linux IOPS | exo/linux | exo p50 µs | linux p50 µs | exo p99 µs | linux p99 µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (w, _) in WORKLOADS {
         let (e, l) = (find(rows, "exo", w), find(rows, "linux-guest", w));
-        let g = |r: Option<&Row>, f: fn(&Row) -> f64| r.map(|r| eval::results::format_number(f(r))).unwrap_or_else(|| "n/a".into());
-        let ratio = e.zip(l).map(|(e, l)| format!("{:.2}×", e.ops_per_sec / l.ops_per_sec.max(1e-9))).unwrap_or_else(|| "n/a".into());
-        let _ = writeln!(s, "| {w} | {} | {} | {ratio} | {} | {} | {} | {} |", g(e, |r| r.ops_per_sec), g(l, |r| r.ops_per_sec), g(e, |r| r.p50_us), g(l, |r| r.p50_us), g(e, |r| r.p99_us), g(l, |r| r.p99_us));
+        let g = |r: Option<&Row>, f: fn(&Row) -> f64| {
+            r.map(|r| eval::results::format_number(f(r)))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        let ratio = e
+            .zip(l)
+            .map(|(e, l)| format!("{:.2}×", e.ops_per_sec / l.ops_per_sec.max(1e-9)))
+            .unwrap_or_else(|| "n/a".into());
+        let _ = writeln!(
+            s,
+            "| {w} | {} | {} | {ratio} | {} | {} | {} | {} |",
+            g(e, |r| r.ops_per_sec),
+            g(l, |r| r.ops_per_sec),
+            g(e, |r| r.p50_us),
+            g(l, |r| r.p50_us),
+            g(e, |r| r.p99_us),
+            g(l, |r| r.p99_us)
+        );
     }
     s.push_str("\nIOPS of every round (sorted; the rows above are the median round's):\n\n");
     for ((sys, w), v) in all_iops {
-        let _ = writeln!(s, "- {sys} {w}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "- {sys} {w}: {}",
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     s.push_str(
         "\n## Counts per I/O\n\nexo: kernel crossings = system calls + upcalls over the measured loop, machine-wide (a timer \
@@ -757,19 +955,33 @@ mod tests {
         let l = parse_exo(SERIAL).unwrap();
         assert_eq!(l.len(), 4);
         assert_eq!(l[1].workload, "randread-qd32");
-        assert_eq!((l[1].ops, l[1].iops, l[1].p50_us, l[1].doorbells_per_io), (2000, 12698.0, 1740.0, 0.21));
+        assert_eq!(
+            (l[1].ops, l[1].iops, l[1].p50_us, l[1].doorbells_per_io),
+            (2000, 12698.0, 1740.0, 0.21)
+        );
         assert_eq!((l[0].syscalls, l[0].upcalls, l[0].timer_ticks), (14, 21, 7));
         assert_eq!((l[1].sq_doorbells, l[1].cq_doorbells), (220, 200));
     }
 
     #[test]
     fn exo_lines_that_are_missing_or_garbled_are_errors() {
-        let without_last: String = SERIAL.lines().filter(|l| !l.contains("randwrite-qd32")).map(|l| format!("{l}\n")).collect();
-        assert!(parse_exo(&without_last).unwrap_err().to_string().contains("randwrite-qd32"));
+        let without_last: String = SERIAL
+            .lines()
+            .filter(|l| !l.contains("randwrite-qd32"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(parse_exo(&without_last)
+            .unwrap_err()
+            .to_string()
+            .contains("randwrite-qd32"));
         assert!(parse_exo(&SERIAL.replace("iops=6705", "iops=lots")).is_err());
         assert!(parse_exo(&SERIAL.replace("iops=6705", "iops=-3")).is_err());
         assert!(parse_exo(&SERIAL.replace(" syscalls=14", "")).is_err());
-        assert!(parse_exo(&SERIAL.replace("system=exo engine=nvme-raw workload=randread-qd1 ", "system=linux engine=nvme-raw workload=randread-qd1 ")).is_err());
+        assert!(parse_exo(&SERIAL.replace(
+            "system=exo engine=nvme-raw workload=randread-qd1 ",
+            "system=linux engine=nvme-raw workload=randread-qd1 "
+        ))
+        .is_err());
     }
 
     #[test]
@@ -777,7 +989,13 @@ mod tests {
         let text = "@@READY 1\r\n@@DRV-IRQ 1 3\r\n@@DRV-PID 1 137\n[ 1.0] nvme\n@@DRV-IRQ 2 4011\n";
         let m = parse_row_numbers(text, "DRV-IRQ").unwrap();
         assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![(1, 3), (2, 4011)]);
-        assert_eq!(parse_row_numbers(text, "DRV-PID").unwrap().into_iter().collect::<Vec<_>>(), vec![(1, 137)]);
+        assert_eq!(
+            parse_row_numbers(text, "DRV-PID")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![(1, 137)]
+        );
         assert!(parse_row_numbers("@@DRV-IRQ 1\n", "DRV-IRQ").is_err());
         assert!(parse_row_numbers("@@DRV-IRQ x 2\n", "DRV-IRQ").is_err());
         assert!(parse_row_numbers("@@DRV-IRQ 1 2 3\n", "DRV-IRQ").is_err());
@@ -790,7 +1008,10 @@ mod tests {
         assert_eq!(syscalls_of_pid(h, 137).unwrap(), 543);
         assert_eq!(syscalls_of_pid(h, 999).unwrap(), 0);
         assert!(syscalls_of_pid(&h.replace("Dropped: 0", "Dropped: 2"), 137).is_err());
-        assert!(syscalls_of_pid("{ common_pid: x [ 1] } hitcount: 3\n", 1).is_err(), "a truncated hist is an error");
+        assert!(
+            syscalls_of_pid("{ common_pid: x [ 1] } hitcount: 3\n", 1).is_err(),
+            "a truncated hist is an error"
+        );
     }
 
     #[test]
@@ -800,9 +1021,15 @@ mod tests {
         for ((b, m), (w, deep)) in pairs.iter().zip(WORKLOADS) {
             assert_eq!(runs[*b].ops, 1);
             assert_eq!(runs[*m].ops, if deep { 2000 } else { 500 });
-            assert_eq!((runs[*b].workload.as_str(), runs[*m].workload.as_str()), (w, w));
+            assert_eq!(
+                (runs[*b].workload.as_str(), runs[*m].workload.as_str()),
+                (w, w)
+            );
         }
-        assert_eq!(plan_line(&runs[1]), "--workload randread-qd1 --ops 500 --block 4096 --span-mib 128");
+        assert_eq!(
+            plan_line(&runs[1]),
+            "--workload randread-qd1 --ops 500 --block 4096 --span-mib 128"
+        );
     }
 
     #[test]
@@ -815,34 +1042,64 @@ mod tests {
         RunOutcome {
             csv: Some(csv.into()),
             syscalls: Some(syscalls),
-            nvme: Some(qtrace::NvmeCounts { write_cmds: writes, read_cmds: reads, bytes_written: writes * 4096, ..Default::default() }),
+            nvme: Some(qtrace::NvmeCounts {
+                write_cmds: writes,
+                read_cmds: reads,
+                bytes_written: writes * 4096,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     #[test]
     fn linux_rows_are_differential() {
-        let columns: Vec<String> = eval::results::COLUMNS.iter().map(|s| s.to_string()).collect();
+        let columns: Vec<String> = eval::results::COLUMNS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (runs, pairs) = linux_runs(true);
         let p = pairs[2]; // randwrite-qd1, 500 ops
         let mut outs = vec![RunOutcome::default(); runs.len()];
-        outs[p.0] = outcome("linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,1,10,5,5,,,,,,,,", 40, 1, 0);
-        outs[p.1] = outcome("linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,500,3000,300,900,,,,,,,,", 40 + 499 * 2, 500, 0);
+        outs[p.0] = outcome(
+            "linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,1,10,5,5,,,,,,,,",
+            40,
+            1,
+            0,
+        );
+        outs[p.1] = outcome(
+            "linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,500,3000,300,900,,,,,,,,",
+            40 + 499 * 2,
+            500,
+            0,
+        );
         let irqs = BTreeMap::from([(p.0 + 1, 1), (p.1 + 1, 500)]);
         let (row, extra) = linux_row(&columns, &runs, p, &outs, &irqs).unwrap();
         assert_eq!((row.ops_per_sec, row.p50_us), (3000.0, 300.0));
         assert_eq!(row.syscalls_per_op, Some(2.0));
         assert_eq!(row.device_write_cmds_per_op, Some(1.0));
         assert_eq!(row.device_bytes_written_per_op, Some(4096.0));
-        assert_eq!((extra.interrupts_or_upcalls_per_op, extra.crossings_per_op), (Some(1.0), Some(3.0)));
+        assert_eq!(
+            (extra.interrupts_or_upcalls_per_op, extra.crossings_per_op),
+            (Some(1.0), Some(3.0))
+        );
         outs[p.0].fail = Some("eval-bench exited 1".into());
-        assert!(linux_row(&columns, &runs, p, &outs, &irqs).is_err(), "a failed baseline must not give a row");
+        assert!(
+            linux_row(&columns, &runs, p, &outs, &irqs).is_err(),
+            "a failed baseline must not give a row"
+        );
     }
 
     #[test]
     fn exo_rows_spread_trace_counts_over_their_direction() {
         let lines = parse_exo(SERIAL).unwrap();
-        let trace = qtrace::NvmeCounts { read_cmds: 2500, write_cmds: 2500, bytes_written: 2500 * 4096, flush_cmds: 1, ..Default::default() };
+        let trace = qtrace::NvmeCounts {
+            read_cmds: 2500,
+            write_cmds: 2500,
+            bytes_written: 2500 * 4096,
+            flush_cmds: 1,
+            ..Default::default()
+        };
         let (rows, extras) = exo_rows(&lines, &trace);
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0].device_write_cmds_per_op, None);
@@ -850,27 +1107,68 @@ mod tests {
         assert_eq!(rows[3].device_write_cmds_per_op, Some(1.0));
         assert_eq!(extras[0].crossings_per_op, Some(35.0 / 500.0));
         assert_eq!(extras[3].crossings_per_op, Some(0.0));
-        assert_eq!((extras[0].crossings_per_tick, extras[3].crossings_per_tick), (Some(5.0), None));
+        assert_eq!(
+            (extras[0].crossings_per_tick, extras[3].crossings_per_tick),
+            (Some(5.0), None)
+        );
         let t = targets(&rows, &extras);
-        assert!(t.iter().any(|l| l.starts_with("MET") && l.contains("randwrite-qd32: exo kernel crossings/op 0")), "{t:?}");
-        assert!(t.iter().any(|l| l.starts_with("SHORT") && l.contains("randread-qd1: exo kernel crossings/op")), "{t:?}");
+        assert!(
+            t.iter()
+                .any(|l| l.starts_with("MET")
+                    && l.contains("randwrite-qd32: exo kernel crossings/op 0")),
+            "{t:?}"
+        );
+        assert!(
+            t.iter()
+                .any(|l| l.starts_with("SHORT")
+                    && l.contains("randread-qd1: exo kernel crossings/op")),
+            "{t:?}"
+        );
     }
 
     #[test]
     fn the_median_round_is_reported_whole() {
-        let row = |sys: &str, w: &str, iops: f64, p50: f64| Row { system: sys.into(), workload: w.into(), ops_per_sec: iops, p50_us: p50, ..Row::default() };
-        let extra = |sys: &str, t: u64| Extra { system: sys.into(), timer_ticks: Some(t), ..Extra::default() };
+        let row = |sys: &str, w: &str, iops: f64, p50: f64| Row {
+            system: sys.into(),
+            workload: w.into(),
+            ops_per_sec: iops,
+            p50_us: p50,
+            ..Row::default()
+        };
+        let extra = |sys: &str, t: u64| Extra {
+            system: sys.into(),
+            timer_ticks: Some(t),
+            ..Extra::default()
+        };
         let rounds = vec![
             (vec![row("exo", "a", 300.0, 1.0)], vec![extra("exo", 1)]),
-            (vec![row("linux-guest", "a", 50.0, 9.0)], vec![extra("linux-guest", 9)]),
+            (
+                vec![row("linux-guest", "a", 50.0, 9.0)],
+                vec![extra("linux-guest", 9)],
+            ),
             (vec![row("exo", "a", 100.0, 2.0)], vec![extra("exo", 2)]),
-            (vec![row("linux-guest", "a", 70.0, 8.0)], vec![extra("linux-guest", 8)]),
+            (
+                vec![row("linux-guest", "a", 70.0, 8.0)],
+                vec![extra("linux-guest", 8)],
+            ),
             (vec![row("exo", "a", 200.0, 3.0)], vec![extra("exo", 3)]),
         ];
         let ((rows, extras), iops) = pick_median(&rounds);
-        assert_eq!(rows.iter().map(|r| (r.system.as_str(), r.ops_per_sec, r.p50_us)).collect::<Vec<_>>(), vec![("exo", 200.0, 3.0), ("linux-guest", 50.0, 9.0)]);
-        assert_eq!(extras.iter().map(|e| e.timer_ticks).collect::<Vec<_>>(), vec![Some(3), Some(9)], "counts come from the same round");
-        assert_eq!(iops[&("exo".to_string(), "a".to_string())], vec![100.0, 200.0, 300.0]);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.system.as_str(), r.ops_per_sec, r.p50_us))
+                .collect::<Vec<_>>(),
+            vec![("exo", 200.0, 3.0), ("linux-guest", 50.0, 9.0)]
+        );
+        assert_eq!(
+            extras.iter().map(|e| e.timer_ticks).collect::<Vec<_>>(),
+            vec![Some(3), Some(9)],
+            "counts come from the same round"
+        );
+        assert_eq!(
+            iops[&("exo".to_string(), "a".to_string())],
+            vec![100.0, 200.0, 300.0]
+        );
     }
 
     #[test]
@@ -878,10 +1176,18 @@ mod tests {
         let lines = parse_exo(SERIAL).unwrap();
         let driver = 500 + 220 + 500 + 150;
         assert!(doorbell_check(&lines, driver).0);
-        assert!(doorbell_check(&lines, driver + 1).0, "the final flush rings once more");
-        assert!(!doorbell_check(&lines, driver - 1).0, "fewer traced than counted is a miscount");
+        assert!(
+            doorbell_check(&lines, driver + 1).0,
+            "the final flush rings once more"
+        );
+        assert!(
+            !doorbell_check(&lines, driver - 1).0,
+            "fewer traced than counted is a miscount"
+        );
         assert!(!doorbell_check(&lines, driver + 100).0);
-        assert!(doorbell_check(&lines, driver).1.contains(&format!("driver counted {driver}")));
+        assert!(doorbell_check(&lines, driver)
+            .1
+            .contains(&format!("driver counted {driver}")));
     }
 
     #[test]
@@ -889,10 +1195,21 @@ mod tests {
         let lines = parse_exo(SERIAL).unwrap();
         let t = tickless(&lines);
         assert_eq!(t.len(), 4);
-        assert!(t[0].starts_with("n/a") && t[0].contains("7 timer ticks"), "{}", t[0]);
-        assert!(t[3].starts_with("MET") && t[3].contains("0 kernel crossings"), "{}", t[3]);
+        assert!(
+            t[0].starts_with("n/a") && t[0].contains("7 timer ticks"),
+            "{}",
+            t[0]
+        );
+        assert!(
+            t[3].starts_with("MET") && t[3].contains("0 kernel crossings"),
+            "{}",
+            t[3]
+        );
         let mut odd = lines[3].clone();
         odd.syscalls = 1;
-        assert!(tickless(&[odd])[0].starts_with("SHORT"), "a crossing without a tick is the I/O path's");
+        assert!(
+            tickless(&[odd])[0].starts_with("SHORT"),
+            "a crossing without a tick is the I/O path's"
+        );
     }
 }

@@ -21,11 +21,16 @@ use std::time::Instant;
 pub fn run(quick: bool) -> Result<()> {
     let ws = Workspace::load()?;
     let mut build = Command::new("cargo");
-    build.current_dir(&ws.root).args(["build", "--release", "-p", "eval", "--bin", "eval-bench"]);
+    build
+        .current_dir(&ws.root)
+        .args(["build", "--release", "-p", "eval", "--bin", "eval-bench"]);
     cmd::run(&mut build).context("building eval-bench")?;
     let bench = ws.target_dir.join("release/eval-bench");
     if !bench.exists() {
-        bail!("cargo built eval-bench but {} does not exist", bench.display());
+        bail!(
+            "cargo built eval-bench but {} does not exist",
+            bench.display()
+        );
     }
 
     // A fresh ext4 on a loop device that only this benchmark uses, so the
@@ -33,7 +38,11 @@ pub fn run(quick: bool) -> Result<()> {
     let image_bytes: u64 = if quick { 2 << 30 } else { 8 << 30 };
     let (loopfs, device_note) = match LoopFs::setup(&ws.target_dir, image_bytes) {
         Ok(l) => {
-            let note = format!("ext4 on {} (a sparse {} GiB image in the target dir)", l.dev, image_bytes >> 30);
+            let note = format!(
+                "ext4 on {} (a sparse {} GiB image in the target dir)",
+                l.dev,
+                image_bytes >> 30
+            );
             (Some(l), note)
         }
         Err(e) => {
@@ -46,7 +55,8 @@ pub fn run(quick: bool) -> Result<()> {
         None => {
             let dir = ws.target_dir.join("eval-host");
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("clearing {}", dir.display()))?;
             }
             std::fs::create_dir_all(&dir)?;
             dir
@@ -72,7 +82,9 @@ pub fn run(quick: bool) -> Result<()> {
     for (k, &index) in schedule.iter().enumerate() {
         let entry = &entries[index];
         progress.show(k, entry, started);
-        match run_one(&bench, &scratch, block_stat.as_deref(), entry).and_then(|line| parse_row(&columns, &line).map_err(anyhow::Error::msg)) {
+        match run_one(&bench, &scratch, block_stat.as_deref(), entry)
+            .and_then(|line| parse_row(&columns, &line).map_err(anyhow::Error::msg))
+        {
             Ok(row) => results[index].push(row),
             Err(e) => {
                 progress.interrupt();
@@ -88,7 +100,14 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("host.csv"), write_csv(&rows))?;
     let plots = write_plots(&out, &rows)?;
-    let md = summary(&rows, &failures, &plots, quick, &device_note, started.elapsed().as_secs_f64());
+    let md = summary(
+        &rows,
+        &failures,
+        &plots,
+        quick,
+        &device_note,
+        started.elapsed().as_secs_f64(),
+    );
     std::fs::write(out.join("host.md"), &md)?;
     match loopfs {
         Some(l) => l.teardown()?,
@@ -105,7 +124,11 @@ pub fn run(quick: bool) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
-        bail!("{} of {} runs failed (listed in host.md)", failures.len(), schedule.len());
+        bail!(
+            "{} of {} runs failed (listed in host.md)",
+            failures.len(),
+            schedule.len()
+        );
     }
     Ok(())
 }
@@ -118,7 +141,9 @@ const COMMIT_ROUNDS: usize = 3;
 /// Entry indices in run order: every entry once, then the `commit` entries
 /// again for the further rounds.
 fn schedule(entries: &[Entry]) -> Vec<usize> {
-    let commits: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].workload.name() == "commit").collect();
+    let commits: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].workload.name() == "commit")
+        .collect();
     let mut order: Vec<usize> = (0..entries.len()).collect();
     for _ in 1..COMMIT_ROUNDS {
         order.extend(&commits);
@@ -138,9 +163,18 @@ fn median_row(mut runs: Vec<Row>) -> Option<Row> {
 }
 
 /// Runs one entry; returns its CSV row.
-fn run_one(bench: &Path, scratch: &Path, block_stat: Option<&Path>, entry: &Entry) -> Result<String> {
+fn run_one(
+    bench: &Path,
+    scratch: &Path,
+    block_stat: Option<&Path>,
+    entry: &Entry,
+) -> Result<String> {
     let mut c = Command::new(bench);
-    c.arg("run").args(entry.args()).arg("--dir").arg(scratch).args(["--medium", "host-fs", "--system", "host-linux"]);
+    c.arg("run")
+        .args(entry.args())
+        .arg("--dir")
+        .arg(scratch)
+        .args(["--medium", "host-fs", "--system", "host-linux"]);
     if let Some(stat) = block_stat {
         c.arg("--block-stat").arg(stat);
     }
@@ -150,7 +184,12 @@ fn run_one(bench: &Path, scratch: &Path, block_stat: Option<&Path>, entry: &Entr
         .with_context(|| format!("starting {}", bench.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("{} ({}): {}", out.status, entry.label(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} ({}): {}",
+            out.status,
+            entry.label(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let mut lines = stdout.lines();
     match (lines.next(), lines.next()) {
@@ -169,7 +208,11 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize) -> Progress {
-        Progress { total, tty: std::io::stdout().is_terminal(), dirty: false }
+        Progress {
+            total,
+            tty: std::io::stdout().is_terminal(),
+            dirty: false,
+        }
     }
 
     fn show(&mut self, k: usize, entry: &Entry, started: Instant) {
@@ -201,7 +244,11 @@ impl Progress {
 
     fn done(&mut self, started: Instant) {
         self.interrupt();
-        println!("{} runs in {:.0}s", self.total, started.elapsed().as_secs_f64());
+        println!(
+            "{} runs in {:.0}s",
+            self.total,
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -221,7 +268,10 @@ impl LoopFs {
         let mnt = target.join("eval-host-mnt");
         // A previous run that was killed may have left these behind.
         if mnt.exists() {
-            let _ = Command::new("umount").arg(&mnt).stderr(Stdio::null()).status();
+            let _ = Command::new("umount")
+                .arg(&mnt)
+                .stderr(Stdio::null())
+                .status();
         }
         if image.exists() {
             // ...and a loop device still attached to the old image.
@@ -237,11 +287,30 @@ impl LoopFs {
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(bytes))
             .with_context(|| format!("creating {}", image.display()))?;
-        let dev = cmd::output(Command::new("losetup").args(["-f", "--show"]).arg(&image))?.trim().to_string();
-        let mut l = LoopFs { image, dev, mnt, mounted: false, attached: true };
+        let dev = cmd::output(Command::new("losetup").args(["-f", "--show"]).arg(&image))?
+            .trim()
+            .to_string();
+        let mut l = LoopFs {
+            image,
+            dev,
+            mnt,
+            mounted: false,
+            attached: true,
+        };
         // Initialise inode tables and journal now: the lazy-init thread
         // would otherwise write in the background during the runs.
-        cmd::run(Command::new("mkfs.ext4").args(["-q", "-F", "-N", "8192", "-E", "lazy_itable_init=0,lazy_journal_init=0"]).arg(&l.dev))?;
+        cmd::run(
+            Command::new("mkfs.ext4")
+                .args([
+                    "-q",
+                    "-F",
+                    "-N",
+                    "8192",
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0",
+                ])
+                .arg(&l.dev),
+        )?;
         std::fs::create_dir_all(&l.mnt)?;
         cmd::run(Command::new("mount").arg(&l.dev).arg(&l.mnt))?;
         l.mounted = true;
@@ -251,7 +320,10 @@ impl LoopFs {
     }
 
     fn stat_path(&self) -> PathBuf {
-        let name = Path::new(&self.dev).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = Path::new(&self.dev)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         PathBuf::from(format!("/sys/block/{name}/stat"))
     }
 
@@ -287,31 +359,85 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>> {
-    let bulk: Vec<Row> = rows.iter().filter(|r| r.workload != "commit").cloned().collect();
-    let commit: Vec<Row> = rows.iter().filter(|r| r.workload == "commit").cloned().collect();
+    let bulk: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.workload != "commit")
+        .cloned()
+        .collect();
+    let commit: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.workload == "commit")
+        .cloned()
+        .collect();
     type Metric = fn(&Row) -> Option<f64>;
     let charts: [(&str, &str, &str, &[Row], Metric); 5] = [
-        ("host-ops.svg", "Host: operations per second (bulk and read workloads)", "ops/s", &bulk, |r| Some(r.ops_per_sec)),
-        ("host-commit-ops.svg", "Host: durable small transactions (commit), ops/s", "commits/s", &commit, |r| Some(r.ops_per_sec)),
-        ("host-commit-flushes.svg", "Host: commit, flushes per commit (fsync family + O_DSYNC writes)", "flushes/commit", &commit, |r| r.flushes_per_op),
-        ("host-commit-device-flushes.svg", "Host: commit, device flush commands per commit (loop device)", "flushes/commit", &commit, |r| r.device_flushes_per_op),
-        ("host-commit-bytes.svg", "Host: commit, bytes written to the device per commit (loop device)", "bytes/commit", &commit, |r| r.device_bytes_written_per_op),
+        (
+            "host-ops.svg",
+            "Host: operations per second (bulk and read workloads)",
+            "ops/s",
+            &bulk,
+            |r| Some(r.ops_per_sec),
+        ),
+        (
+            "host-commit-ops.svg",
+            "Host: durable small transactions (commit), ops/s",
+            "commits/s",
+            &commit,
+            |r| Some(r.ops_per_sec),
+        ),
+        (
+            "host-commit-flushes.svg",
+            "Host: commit, flushes per commit (fsync family + O_DSYNC writes)",
+            "flushes/commit",
+            &commit,
+            |r| r.flushes_per_op,
+        ),
+        (
+            "host-commit-device-flushes.svg",
+            "Host: commit, device flush commands per commit (loop device)",
+            "flushes/commit",
+            &commit,
+            |r| r.device_flushes_per_op,
+        ),
+        (
+            "host-commit-bytes.svg",
+            "Host: commit, bytes written to the device per commit (loop device)",
+            "bytes/commit",
+            &commit,
+            |r| r.device_bytes_written_per_op,
+        ),
     ];
     let mut written = Vec::new();
     for (name, title, y, subset, metric) in charts {
-        let panels = if name.starts_with("host-commit") { panels_by_durability(subset, metric) } else { panels_by_workload(subset, metric) };
+        let panels = if name.starts_with("host-commit") {
+            panels_by_durability(subset, metric)
+        } else {
+            panels_by_workload(subset, metric)
+        };
         if panels.is_empty() {
             continue;
         }
@@ -323,7 +449,12 @@ fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>> {
 }
 
 fn find<'a>(rows: &'a [Row], engine: &str, workload: &str, durability: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| r.engine == engine && r.workload == workload && r.value_bytes == 100 && r.durability == durability)
+    rows.iter().find(|r| {
+        r.engine == engine
+            && r.workload == workload
+            && r.value_bytes == 100
+            && r.durability == durability
+    })
 }
 
 /// The numbers the project's claims rest on, one line each.
@@ -344,12 +475,17 @@ fn headline(rows: &[Row]) -> String {
     }
     for engine in ["libdb", "sqlite", "lmdb", "redb"] {
         if let Some(r) = find(rows, engine, "readrandom", "sync") {
-            out.push_str(&format!("  readrandom   {engine:<7} {:>9.0} ops/s  p50 {:.2} µs\n", r.ops_per_sec, r.p50_us));
+            out.push_str(&format!(
+                "  readrandom   {engine:<7} {:>9.0} ops/s  p50 {:.2} µs\n",
+                r.ops_per_sec, r.p50_us
+            ));
         }
     }
     let ratio = |a: &str, b: &str, w: &str| -> String {
         match (find(rows, a, w, "sync"), find(rows, b, w, "sync")) {
-            (Some(x), Some(y)) if y.ops_per_sec > 0.0 => format!("{:.2}×", x.ops_per_sec / y.ops_per_sec),
+            (Some(x), Some(y)) if y.ops_per_sec > 0.0 => {
+                format!("{:.2}×", x.ops_per_sec / y.ops_per_sec)
+            }
             _ => "–".into(),
         }
     };
@@ -362,7 +498,14 @@ fn headline(rows: &[Row]) -> String {
     out
 }
 
-fn summary(rows: &[Row], failures: &[String], plots: &[PathBuf], quick: bool, storage: &str, secs: f64) -> String {
+fn summary(
+    rows: &[Row],
+    failures: &[String],
+    plots: &[PathBuf],
+    quick: bool,
+    storage: &str,
+    secs: f64,
+) -> String {
     let keys = Plan::host(quick).keys;
     let mut md = String::from("# Host benchmark: libdb vs SQLite, LMDB, redb\n\n");
     md.push_str(&format!(
@@ -376,7 +519,9 @@ fn summary(rows: &[Row], failures: &[String], plots: &[PathBuf], quick: bool, st
         "- kernel: {}\n- CPU: {} ({} cores)\n- storage: {}\n- date: {}\n\n",
         first_line("uname", &["-sr"]),
         cpu_model(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         storage,
         first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
     ));
@@ -394,7 +539,10 @@ fn summary(rows: &[Row], failures: &[String], plots: &[PathBuf], quick: bool, st
     if !plots.is_empty() {
         md.push_str("## Plots\n\n");
         for p in plots {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             md.push_str(&format!("![{name}]({name})\n\n"));
         }
     }
@@ -433,18 +581,37 @@ mod tests {
     fn commit_entries_get_extra_rounds_and_the_median_wins() {
         let entries = Plan::host(true).entries();
         let order = schedule(&entries);
-        let commits = entries.iter().filter(|e| e.workload.name() == "commit").count();
+        let commits = entries
+            .iter()
+            .filter(|e| e.workload.name() == "commit")
+            .count();
         assert_eq!(order.len(), entries.len() + (COMMIT_ROUNDS - 1) * commits);
-        assert_eq!(&order[..entries.len()], &(0..entries.len()).collect::<Vec<_>>()[..]);
-        let runs = vec![row("libdb", "commit", 5.0), row("libdb", "commit", 1.0), row("libdb", "commit", 3.0)];
+        assert_eq!(
+            &order[..entries.len()],
+            &(0..entries.len()).collect::<Vec<_>>()[..]
+        );
+        let runs = vec![
+            row("libdb", "commit", 5.0),
+            row("libdb", "commit", 1.0),
+            row("libdb", "commit", 3.0),
+        ];
         assert_eq!(median_row(runs).unwrap().ops_per_sec, 3.0);
-        assert_eq!(median_row(vec![row("a", "commit", 2.0), row("a", "commit", 4.0)]).unwrap().ops_per_sec, 2.0);
+        assert_eq!(
+            median_row(vec![row("a", "commit", 2.0), row("a", "commit", 4.0)])
+                .unwrap()
+                .ops_per_sec,
+            2.0
+        );
         assert!(median_row(vec![]).is_none());
     }
 
     #[test]
     fn headline_reports_ratios_and_missing_engines() {
-        let rows = vec![row("libdb", "commit", 3000.0), row("sqlite", "commit", 1000.0), row("lmdb", "readrandom", 5.0)];
+        let rows = vec![
+            row("libdb", "commit", 3000.0),
+            row("sqlite", "commit", 1000.0),
+            row("lmdb", "readrandom", 5.0),
+        ];
         let h = headline(&rows);
         assert!(h.contains("libdb/sqlite commit 3.00×"), "{h}");
         assert!(h.contains("libdb/lmdb commit –"), "{h}");
@@ -453,8 +620,18 @@ mod tests {
 
     #[test]
     fn summary_lists_failures_and_tables() {
-        let rows = vec![row("libdb", "commit", 3000.0), row("sqlite", "commit", 1000.0)];
-        let md = summary(&rows, &["lmdb commit: boom".into()], &[], true, "ext4 on /dev/loop0", 1.0);
+        let rows = vec![
+            row("libdb", "commit", 3000.0),
+            row("sqlite", "commit", 1000.0),
+        ];
+        let md = summary(
+            &rows,
+            &["lmdb commit: boom".into()],
+            &[],
+            true,
+            "ext4 on /dev/loop0",
+            1.0,
+        );
         assert!(md.contains("## Failed runs") && md.contains("lmdb commit: boom"));
         assert!(md.contains("| libdb | sync |") && md.contains("## All runs"));
     }

@@ -37,10 +37,23 @@ const OPS: [(&str, &str, &str); 3] = [
 pub fn parse(serial: &str) -> Result<(Vec<Row>, Option<u64>)> {
     let mut rows = Vec::new();
     for (workload, what, prefix) in OPS {
-        let line = serial.lines().find(|l| l.starts_with(prefix)).with_context(|| format!("no `{prefix}` line"))?;
-        let num = line.rsplit(": ").next().and_then(|t| t.trim().strip_suffix(" ticks")).and_then(|t| t.parse().ok());
-        let Some(ticks) = num else { bail!("cannot read the ticks in {line:?}") };
-        rows.push(Row { workload, what, ticks });
+        let line = serial
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .with_context(|| format!("no `{prefix}` line"))?;
+        let num = line
+            .rsplit(": ")
+            .next()
+            .and_then(|t| t.trim().strip_suffix(" ticks"))
+            .and_then(|t| t.parse().ok());
+        let Some(ticks) = num else {
+            bail!("cannot read the ticks in {line:?}")
+        };
+        rows.push(Row {
+            workload,
+            what,
+            ticks,
+        });
     }
     let tsc = serial
         .lines()
@@ -51,9 +64,17 @@ pub fn parse(serial: &str) -> Result<(Vec<Row>, Option<u64>)> {
 
 fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String> {
     let _images = machine::lock_images(&ws.images_dir())?;
-    let m = Machine::new(ws.images_dir()).kernel(&arts.kernel).initrd(&arts.boot_image).append("test=microbench").icount(icount);
+    let m = Machine::new(ws.images_dir())
+        .kernel(&arts.kernel)
+        .initrd(&arts.boot_image)
+        .append("test=microbench")
+        .icount(icount);
     let opts = RunOptions {
-        name: if icount { "microbench-icount".into() } else { "microbench".into() },
+        name: if icount {
+            "microbench-icount".into()
+        } else {
+            "microbench".into()
+        },
         log_dir: ws.qemu_log_dir(),
         timeout: Some(Duration::from_secs(300)),
         echo: false,
@@ -61,7 +82,11 @@ fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String>
     };
     let r = runner::run(m.command()?, &opts, Expect::PassLine("microbench"))?;
     if !r.outcome.passed() {
-        bail!("microbench run failed: {} (log {})", r.outcome, r.log_path.display());
+        bail!(
+            "microbench run failed: {} (log {})",
+            r.outcome,
+            r.log_path.display()
+        );
     }
     Ok(r.serial)
 }
@@ -86,9 +111,18 @@ pub fn run() -> Result<()> {
     for (i, t) in instr.iter().zip(&time) {
         let ns = tsc.map(|r| t.ticks * 1000 / r);
         let ns_s = ns.map_or(String::new(), |n| n.to_string());
-        let _ = writeln!(md, "| {} | {} | {} |", i.what, i.ticks, if ns_s.is_empty() { "n/a" } else { &ns_s });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            i.what,
+            i.ticks,
+            if ns_s.is_empty() { "n/a" } else { &ns_s }
+        );
         let _ = writeln!(csv, "exo,kernel,{},{},{}", i.workload, i.ticks, ns_s);
-        println!("  {:<16} {:>6} instructions  {:>8} ns (TCG)", i.workload, i.ticks, ns_s);
+        println!(
+            "  {:<16} {:>6} instructions  {:>8} ns (TCG)",
+            i.workload, i.ticks, ns_s
+        );
     }
     let dir = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&dir)?;
@@ -110,7 +144,10 @@ mod tests {
             microbench: map (move) one 4 KiB page: 755 ticks\n\
             microbench: null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler): 3861 ticks\n";
         let (rows, tsc) = parse(serial).unwrap();
-        assert_eq!(rows.iter().map(|r| r.ticks).collect::<Vec<_>>(), vec![121, 755, 3861]);
+        assert_eq!(
+            rows.iter().map(|r| r.ticks).collect::<Vec<_>>(),
+            vec![121, 755, 3861]
+        );
         assert_eq!(tsc, Some(2500));
     }
 

@@ -24,7 +24,11 @@ const S_IFLNK: u32 = 0o120000;
 
 impl Archive {
     pub fn new() -> Self {
-        Self { bytes: vec![], next_ino: 1, finished: false }
+        Self {
+            bytes: vec![],
+            next_ino: 1,
+            finished: false,
+        }
     }
 
     pub fn dir(&mut self, path: &str) -> Result<()> {
@@ -50,7 +54,10 @@ impl Archive {
             bail!("cpio: bad entry name `{path}` (must be relative, non-empty, without NUL)");
         }
         let Ok(size) = u32::try_from(data.len()) else {
-            bail!("cpio: `{path}` is {} bytes, over newc's 4 GiB limit", data.len());
+            bail!(
+                "cpio: `{path}` is {} bytes, over newc's 4 GiB limit",
+                data.len()
+            );
         };
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -99,10 +106,15 @@ mod tests {
         loop {
             let h = &a[at..at + 110];
             assert_eq!(&h[..6], b"070701");
-            let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap();
+            let field = |i: usize| {
+                u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16)
+                    .unwrap()
+            };
             let (mode, size, namesize) = (field(1), field(6) as usize, field(11) as usize);
             let name_start = at + 110;
-            let name = std::str::from_utf8(&a[name_start..name_start + namesize - 1]).unwrap().to_string();
+            let name = std::str::from_utf8(&a[name_start..name_start + namesize - 1])
+                .unwrap()
+                .to_string();
             assert_eq!(a[name_start + namesize - 1], 0, "name not NUL-terminated");
             let data_start = (name_start + namesize + 3) & !3;
             let data = a[data_start..data_start + size].to_vec();
@@ -127,7 +139,10 @@ mod tests {
         let e = entries(&bytes);
         assert_eq!(e.len(), 4);
         assert_eq!(e[0], ("bin".into(), 0o040755, vec![]));
-        assert_eq!(e[1], ("bin/busybox".into(), 0o100755, b"\x7fELF123".to_vec()));
+        assert_eq!(
+            e[1],
+            ("bin/busybox".into(), 0o100755, b"\x7fELF123".to_vec())
+        );
         assert_eq!(e[2], ("bin/sh".into(), 0o120777, b"busybox".to_vec()));
         assert_eq!(e[3], ("etc/plan".into(), 0o100644, b"nvme run\n".to_vec()));
     }

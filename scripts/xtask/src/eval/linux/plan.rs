@@ -61,7 +61,10 @@ impl Run {
     }
 
     pub fn label(&self) -> String {
-        format!("{} {} {} {}B {} x{}", self.engine, self.medium, self.workload, self.value_bytes, self.durability, self.ops)
+        format!(
+            "{} {} {} {}B {} x{}",
+            self.engine, self.medium, self.workload, self.value_bytes, self.durability, self.ops
+        )
     }
 }
 
@@ -70,7 +73,14 @@ impl Run {
 pub fn quick_entries() -> Vec<Entry> {
     let mut out = vec![];
     for engine in ["sqlite", "lmdb", "redb", "libdb"] {
-        let e = |workload, durability, ops, keys| Entry { engine: engine.into(), workload, value_bytes: 100, durability, ops, keys };
+        let e = |workload, durability, ops, keys| Entry {
+            engine: engine.into(),
+            workload,
+            value_bytes: 100,
+            durability,
+            ops,
+            keys,
+        };
         out.push(e(Workload::Commit, Durability::Sync, 1000, 5000));
         out.push(e(Workload::Commit, Durability::Group(8), 1000, 5000));
         out.push(e(Workload::Commit, Durability::Async, 1000, 5000));
@@ -91,7 +101,10 @@ pub fn runs(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
             baseline.ops = 1;
             runs.push(baseline);
             runs.push(measured);
-            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
+            pairs.push(Pair {
+                baseline: runs.len() - 2,
+                measured: runs.len() - 1,
+            });
         }
     }
     (runs, pairs)
@@ -141,7 +154,10 @@ mod tests {
                 for d in ["sync", "async"] {
                     assert!(pairs.iter().any(|p| {
                         let r = &runs[p.measured];
-                        r.engine == e && r.medium == *m && r.workload == "commit" && r.durability == d
+                        r.engine == e
+                            && r.medium == *m
+                            && r.workload == "commit"
+                            && r.durability == d
                     }));
                 }
             }
@@ -155,7 +171,13 @@ mod tests {
             let (m, b) = (&runs[p.measured], &runs[p.baseline]);
             assert_eq!(b.ops, 1);
             assert!(m.ops > 1, "{m:?} needs ops > 1 for a difference");
-            assert_eq!(Run { ops: m.ops, ..b.clone() }, *m);
+            assert_eq!(
+                Run {
+                    ops: m.ops,
+                    ..b.clone()
+                },
+                *m
+            );
         }
     }
 
@@ -164,17 +186,33 @@ mod tests {
         let full = full_entries();
         assert!(full.iter().any(|e| e.value_bytes == 4096));
         for e in &full {
-            let records = e.keys.max(if matches!(e.workload, Workload::FillSeq | Workload::FillRandom) { e.ops } else { 0 });
+            let records = e.keys.max(
+                if matches!(e.workload, Workload::FillSeq | Workload::FillRandom) {
+                    e.ops
+                } else {
+                    0
+                },
+            );
             assert!(records * (e.value_bytes + 64) <= DATA_BUDGET_BYTES, "{e:?}");
             assert!(e.ops >= 2, "{e:?}");
         }
         // Small values keep the suite's size.
-        assert!(full.iter().any(|e| e.value_bytes == 100 && e.keys == Plan::suite(false).keys));
+        assert!(full
+            .iter()
+            .any(|e| e.value_bytes == 100 && e.keys == Plan::suite(false).keys));
     }
 
     #[test]
     fn plan_line_has_every_argument() {
-        let r = Run { engine: "redb".into(), medium: "pmem".into(), workload: "commit".into(), value_bytes: 100, durability: "sync".into(), ops: 5, keys: 7 };
+        let r = Run {
+            engine: "redb".into(),
+            medium: "pmem".into(),
+            workload: "commit".into(),
+            value_bytes: 100,
+            durability: "sync".into(),
+            ops: 5,
+            keys: 7,
+        };
         assert_eq!(
             r.plan_line(),
             "pmem --engine redb --workload commit --value-bytes 100 --durability sync --ops 5 --keys 7 --medium pmem --system linux-guest"
