@@ -177,6 +177,10 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
             crate::fatal(format_args!("woken with nothing to resume"))
         }
         Reason::PageFault => {
+            // A fault on a recoverable probe (`crate::probe`) returns from it.
+            if saved_valid() && crate::probe::fixup(b) {
+                resume()
+            }
             let h = FAULT_HANDLER.load(Ordering::SeqCst);
             if h != 0 {
                 // SAFETY: stored by `set_fault_handler` from a valid fn pointer.

@@ -21,6 +21,7 @@ pub mod heap;
 pub mod layout;
 pub mod mmio;
 pub mod nvme;
+pub mod probe;
 pub mod region;
 pub mod sys;
 

@@ -64,7 +64,7 @@ pub fn nonce() -> Result<u64, String> {
         .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
 
-fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
+pub fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
     spawn::spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
 }
 
@@ -110,7 +110,7 @@ fn boot_to_init() -> Outcome {
 
 const PATTERN: u64 = 0x5ec2_e7da_7a00_0000;
 
-fn victim_intact(v: &Child) -> Outcome {
+pub fn victim_intact(v: &Child) -> Outcome {
     for i in 0..512 {
         let got = mem::read(v.at(SCRATCH_VA) + i * 8);
         if got != PATTERN + i {
@@ -249,46 +249,7 @@ fn userspace_alloc() -> Outcome {
 }
 
 fn syscall_fuzz() -> Outcome {
-    let checker = start("probe", "checker", 8, &[])?;
-    let mb = mailbox(&checker);
-    while mem::read(mb + 8) == 0 {
-        sched::sched_yield();
-    }
-    // Fuzz until 100,000 calls were made in total; a fuzzer that destroys
-    // itself (allowed) is replaced by one with a new seed.
-    let target = 100_000u64;
-    let (mut total, mut rounds, mut killed) = (0u64, 0u64, 0u64);
-    while total < target && rounds < 40 {
-        let fuzzer = start("probe", &format!("fuzz {:x} {rounds}", target - total), 64, &[])?;
-        let st = sched::wait(fuzzer.slot);
-        let made = mem::read(mailbox(&fuzzer) + 16);
-        total += made;
-        rounds += 1;
-        if st != EXITED {
-            killed += 1;
-            let s = sched::slot(fuzzer.slot);
-            println!(
-                "init: fuzzer {rounds} ended {} after {made} calls (code {:#x} at {:#x}); the kernel is fine",
-                state_name(st),
-                s.code.load(SeqCst),
-                s.addr.load(SeqCst)
-            );
-        }
-    }
-    println!(
-        "init: syscall_fuzz: {total} random system calls by {rounds} fuzzer processes ({killed} destroyed themselves); {} syscalls handled by the kernel in total",
-        kinfo::word(ki::W_SYSCALLS)
-    );
-    if total < target {
-        return Err(format!("only {total} fuzz calls were made"));
-    }
-    victim_intact(&checker)?;
-    mem::write(mb, 1);
-    let code = finish(&checker, "checker")?;
-    if code != 0 {
-        return Err("checker found its memory changed".into());
-    }
-    Ok(())
+    crate::adversarial::syscall_fuzz()
 }
 
 fn bad_elf() -> Outcome {

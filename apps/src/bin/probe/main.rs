@@ -14,6 +14,11 @@ mod checks;
 mod fuzz;
 #[cfg(target_os = "none")]
 mod regions;
+#[cfg(target_os = "none")]
+mod sfuzz;
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 #[cfg(target_os = "none")]
 exo_rt::entry!(main);
@@ -51,6 +56,11 @@ fn main() {
         "fuzz" => {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             fuzz::run(arg.max(1), seed)
+        }
+        "sfuzz" => {
+            let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let structures = words.next() != Some("noscen");
+            sfuzz::run(arg.max(1), seed, structures)
         }
         "yieldloop" => loop {
             let _ = exo_rt::sys::yield_to(exo_rt::layout::PARENT_HANDLE_VA, exo_rt::layout::msg::YIELD);
