@@ -14,6 +14,8 @@ fn main() {}
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod attacks;
+#[cfg(target_os = "none")]
 mod db;
 #[cfg(target_os = "none")]
 mod demo;
