@@ -589,6 +589,14 @@ fn random_calls_keep_the_invariants() {
             }
             calls += 1;
             check_invariants(&w, &spaces);
+            if let Err(e) = w.tlb_is_coherent() {
+                panic!("seed {seed}: {e}");
+            }
+            // User accesses at the same addresses fill the TLB model.
+            for _ in 0..4 {
+                let sp = spaces[(next() % spaces.len() as u64) as usize];
+                let _ = w.access(sp, vas(next()), next() % 2 == 0);
+            }
         }
     }
     println!(
@@ -640,6 +648,9 @@ fn check_invariants(w: &World, spaces: &[u64]) {
                 Kind::Foreign => panic!("foreign entry {e:#x} at level {}", lvl - 1),
             }
         }
+    }
+    for t in &tables {
+        assert!(w.mem.is_ram(*t), "table {t:#x} is not RAM");
     }
     for (frame, (count, lent)) in &leaves {
         assert!(
