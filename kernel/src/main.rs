@@ -118,6 +118,7 @@ mod kernel {
         let bi = boot::parse(info, magic as u32)
             .unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
         mem::set_window_end(WINDOW_BYTES);
+        mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
 

@@ -50,10 +50,38 @@ pub fn set_window_end(end: u64) {
     WINDOW_END.store(end, Ordering::Relaxed);
 }
 
+/// RAM as the boot memory map describes it, set once at boot: the frames
+/// the kernel may treat as memory when userspace names them (tables,
+/// control pages). Device registers and persistent memory are not in it.
+static RAM: spin::Once<([MemRange; crate::boot::MAX_RANGES], usize)> = spin::Once::new();
+
+/// Record the boot memory map's RAM ranges (once, before userspace runs).
+pub fn set_ram(ranges: &[MemRange]) {
+    RAM.call_once(|| {
+        let mut r = [MemRange::EMPTY; crate::boot::MAX_RANGES];
+        let n = ranges.len().min(r.len());
+        r[..n].copy_from_slice(&ranges[..n]);
+        (r, n)
+    });
+}
+
+/// Is the 4 KiB frame at `pa` RAM that the window maps?
+pub fn is_ram_frame(pa: u64) -> bool {
+    let Some((ranges, n)) = RAM.get() else {
+        return false;
+    };
+    let frame = MemRange { start: pa & !0xfff, end: (pa & !0xfff).saturating_add(0x1000) };
+    frame.end <= WINDOW_END.load(Ordering::Relaxed)
+        && ranges[..*n].iter().any(|r| r.start <= frame.start && frame.end <= r.end)
+}
+
 /// The page-table code's view of memory: the window.
 pub struct KernelMem;
 
 impl exo_mm::PhysMem for KernelMem {
+    fn is_ram(&self, pa: u64) -> bool {
+        is_ram_frame(pa)
+    }
     fn read(&self, pa: u64) -> u64 {
         phys_read::<u64>(pa)
     }
@@ -67,23 +95,16 @@ impl exo_mm::PhysMem for KernelMem {
     }
 }
 
-/// TLB maintenance: the kernel runs on one CPU and reloads CR3 on every
-/// switch of address space (no PCIDs, user pages never global), so only the
-/// current space can hold stale translations.
-pub struct KernelTlb {
-    pub current: u64,
-}
+/// TLB maintenance (see `exo_mm::Tlb` for why every removal flushes
+/// everything). The kernel runs on one CPU and reloads CR3 on every switch
+/// of address space (no PCIDs, user pages never global), so only the
+/// running space can hold translations, through any alias it has: reloading
+/// CR3 drops them all, with the paging-structure caches.
+pub struct KernelTlb;
 
 impl exo_mm::Tlb for KernelTlb {
-    fn flush_page(&mut self, root: u64, va: u64) {
-        if root == self.current {
-            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
-        }
-    }
-    fn flush_all(&mut self, root: u64) {
-        if root == self.current {
-            x86_64::instructions::tlb::flush_all();
-        }
+    fn flush_everywhere(&mut self) {
+        x86_64::instructions::tlb::flush_all();
     }
 }
 

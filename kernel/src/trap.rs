@@ -87,7 +87,7 @@ fn syscall(f: &mut TrapFrame) {
     kinfo::add(ki::W_SYSCALLS, 1);
     let caller = percpu().current;
     let mut mem = KernelMem;
-    let mut tlb = KernelTlb { current: caller };
+    let mut tlb = KernelTlb;
     let mut dev = crate::devices::KernelDevices;
     let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
     match Syscall::try_from(f.rax) {

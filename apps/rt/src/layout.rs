@@ -42,3 +42,11 @@ pub const SPARE_VA: u64 = 0x8000_0000;
 pub const MAILBOX_VA: u64 = 0x20_0000_0000;
 /// Where a parent links a shared region into a child (tests, demo).
 pub const SHARED_VA: u64 = 0x30_0000_0000;
+/// Where init makes a shared region visible to the device of the driver
+/// that serves it (the block service): page `i` of the region at
+/// `SHARED_REGION_IOVA + i * PAGE_SIZE` of that device's I/O address space.
+/// Init grants this DMA itself because only a frame's owner may (see
+/// `map` into a device in docs/syscalls.md): the driver borrows the region,
+/// and init, which owns it, can revoke the device's access as well as the
+/// driver's link.
+pub const SHARED_REGION_IOVA: u64 = 0x400_0000;

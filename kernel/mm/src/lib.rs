@@ -40,15 +40,30 @@ pub trait PhysMem {
             self.write(pa + i * 8, 0);
         }
     }
+    /// Is the frame at `pa` ordinary RAM that the kernel maps and may read
+    /// and write as memory? Device registers, persistent memory and
+    /// anything outside the boot memory map are not: the kernel never
+    /// makes them tables and never writes an upcall's context into them.
+    fn is_ram(&self, pa: u64) -> bool;
 }
 
 /// TLB maintenance requested by a call; the kernel performs it, host tests
-/// record it.
+/// model it.
+///
+/// Why one operation, and the biggest one: a table may be linked at
+/// several addresses of one space and into several spaces (a shared
+/// region, or a table linked to itself), and the kernel keeps no reverse
+/// map, so when an entry loses a translation it cannot know which virtual
+/// addresses reached it. A call that removes or narrows a translation, or
+/// changes what a frame *is* (a page becoming a table or a root), therefore
+/// makes every cached translation and paging-structure entry of every
+/// address space disappear, on every CPU that may hold one, before it
+/// returns. Calls that only add translations request nothing.
 pub trait Tlb {
-    /// Forget any translation of `va` in the address space `root`.
-    fn flush_page(&mut self, root: u64, va: u64);
-    /// Forget every translation of the address space `root`.
-    fn flush_all(&mut self, root: u64);
+    /// Forget every translation of every address space on every CPU that
+    /// may cache one (on one CPU that reloads CR3: spaces not running hold
+    /// nothing, since every switch reloads it too).
+    fn flush_everywhere(&mut self);
 }
 
 pub const P: u64 = 1 << 0;
@@ -87,11 +102,24 @@ pub const fn index(va: u64, level: u8) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Empty,
-    Page { frame: u64, rights: Rights, lent: bool },
-    Table { frame: u64, rights: Rights },
-    Handle { root: u64, rights: Rights },
+    Page {
+        frame: u64,
+        rights: Rights,
+        lent: bool,
+    },
+    Table {
+        frame: u64,
+        rights: Rights,
+    },
+    Handle {
+        root: u64,
+        rights: Rights,
+    },
     /// A handle to device `index`'s I/O address space.
-    Device { index: u64, rights: Rights },
+    Device {
+        index: u64,
+        rights: Rights,
+    },
     /// Something the user half never contains (a huge page, a non-present
     /// entry without the handle tag). Treated as unusable.
     Foreign,
@@ -152,9 +180,15 @@ pub fn decode(e: u64, level: u8) -> Kind {
         if level == 0 && e & HANDLE_TAG != 0 {
             let rights = Rights((e >> HANDLE_RIGHTS_SHIFT) & Rights::ALL.bits());
             if e & DEVICE_TAG != 0 {
-                return Kind::Device { index: (e & ADDR_MASK) >> 12, rights };
+                return Kind::Device {
+                    index: (e & ADDR_MASK) >> 12,
+                    rights,
+                };
             }
-            return Kind::Handle { root: e & ADDR_MASK, rights };
+            return Kind::Handle {
+                root: e & ADDR_MASK,
+                rights,
+            };
         }
         return Kind::Foreign;
     }
@@ -163,9 +197,16 @@ pub fn decode(e: u64, level: u8) -> Kind {
     }
     let frame = e & ADDR_MASK;
     if level == 0 {
-        Kind::Page { frame, rights: present_rights(e), lent: e & LENT != 0 }
+        Kind::Page {
+            frame,
+            rights: present_rights(e),
+            lent: e & LENT != 0,
+        }
     } else {
-        Kind::Table { frame, rights: present_rights(e) }
+        Kind::Table {
+            frame,
+            rights: present_rights(e),
+        }
     }
 }
 
@@ -246,7 +287,12 @@ pub fn effective(slot: &Slot, level: u8) -> Option<(Kind, Rights)> {
 
 /// Resolve the address space a call targets: `handle_va == 0` is the caller
 /// itself; otherwise a handle in the caller carrying `need`.
-pub fn resolve_as<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, need: Rights) -> Result<u64, Error> {
+pub fn resolve_as<M: PhysMem>(
+    mem: &M,
+    caller: u64,
+    handle_va: u64,
+    need: Rights,
+) -> Result<u64, Error> {
     if handle_va == 0 {
         return Ok(caller);
     }
@@ -280,8 +326,12 @@ pub fn resolve_target<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Resul
     check_user_va(handle_va, 0)?;
     let slot = walk(mem, caller, handle_va, 0)?;
     match effective(&slot, 0) {
-        Some((Kind::Handle { root, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Space(root)),
-        Some((Kind::Device { index, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Device(index)),
+        Some((Kind::Handle { root, .. }, rights)) if rights.contains(Rights::OWN) => {
+            Ok(Target::Space(root))
+        }
+        Some((Kind::Device { index, .. }, rights)) if rights.contains(Rights::OWN) => {
+            Ok(Target::Device(index))
+        }
         Some((Kind::Handle { .. } | Kind::Device { .. }, _)) => Err(Error::NoRight),
         Some(_) => Err(Error::WrongKind),
         None => Err(Error::NotMapped),
@@ -302,14 +352,20 @@ pub trait DeviceTables {
 
 /// Check that the caller owns an unlent page at `frame_va` and may give it
 /// up; returns its slot and frame.
-fn owned_fresh_frame<M: PhysMem>(mem: &M, caller: u64, frame_va: u64) -> Result<(Slot, u64), Error> {
+fn owned_fresh_frame<M: PhysMem>(
+    mem: &M,
+    caller: u64,
+    frame_va: u64,
+) -> Result<(Slot, u64), Error> {
     check_user_va(frame_va, 0)?;
     let slot = walk(mem, caller, frame_va, 0)?;
     match effective(&slot, 0) {
         Some((Kind::Page { frame, lent, .. }, rights)) => {
             if !rights.contains(Rights::OWN) {
                 Err(Error::NoRight)
-            } else if lent {
+            } else if lent || !mem.is_ram(frame) {
+                // A frame that may be reachable elsewhere (shared, or by a
+                // device), or that is not RAM, never becomes a table.
                 Err(Error::Lent)
             } else {
                 Ok((slot, frame))
@@ -356,7 +412,7 @@ pub fn create<M: PhysMem, T: Tlb>(
     // All checks passed: take the frame away from the caller first, so that
     // no user mapping of it survives once it becomes a table.
     mem.write(src.pa, 0);
-    tlb.flush_page(caller, frame_va);
+    tlb.flush_everywhere();
     mem.zero_frame(frame);
     mem.write(dst.pa, fresh_table_link(frame));
     Ok(())
@@ -376,12 +432,15 @@ pub fn create_as<M: PhysMem, T: Tlb>(
     let dst = empty_slot(mem, caller, handle_va, 0)?;
     let (src, frame) = owned_fresh_frame(mem, caller, frame_va)?;
     mem.write(src.pa, 0);
-    tlb.flush_page(caller, frame_va);
+    tlb.flush_everywhere();
     mem.zero_frame(frame);
     for (i, e) in kernel_half.iter().enumerate() {
         mem.write(frame + (256 + i as u64) * 8, *e);
     }
-    mem.write(dst.pa, handle_entry(frame, Rights::OWN | Rights::GRANT | Rights::SWITCH));
+    mem.write(
+        dst.pa,
+        handle_entry(frame, Rights::OWN | Rights::GRANT | Rights::SWITCH),
+    );
     Ok(frame)
 }
 
@@ -406,11 +465,14 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
     check_user_va(src_va, level)?;
     let dst_root = match resolve_target(mem, caller, dst_handle_va)? {
         Target::Space(root) => root,
-        Target::Device(index) => return map_to_device(mem, dev, caller, src_va, level, index, dst_va, want),
+        Target::Device(index) => {
+            return map_to_device(mem, dev, caller, src_va, level, index, dst_va, want)
+        }
     };
     let src = walk(mem, caller, src_va, level)?;
     let (kind, mut held) = effective(&src, level).ok_or(Error::NotMapped)?;
-    if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN) {
+    if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN)
+    {
         // The owner of a frame holds every right to it: moving it may set
         // its protection anew (write, execute) — W^X is the owner's policy.
         held = held | Rights::WRITE | Rights::EXEC;
@@ -431,7 +493,7 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
                     e |= LENT;
                 }
                 mem.write(src.pa, 0);
-                tlb.flush_page(caller, src_va);
+                tlb.flush_everywhere();
                 mem.write(dst.pa, e);
             } else {
                 if !held.contains(Rights::GRANT) {
@@ -442,7 +504,10 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
                 if src.entry & OWN != 0 && src.entry & LENT == 0 {
                     mem.write(src.pa, src.entry | LENT);
                 }
-                mem.write(dst.pa, frame | present_bits(want) | (src.entry & CACHE_BITS));
+                mem.write(
+                    dst.pa,
+                    frame | present_bits(want) | (src.entry & CACHE_BITS),
+                );
             }
         }
         Kind::Table { frame, .. } => {
@@ -481,6 +546,12 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
 /// with WRITE, write) the frame by DMA at `iova`. It is a share: the caller
 /// needs GRANT, and the frame's owning entry is marked LENT, so a frame a
 /// device can reach never becomes a page table.
+///
+/// Only the frame's owner (OWN held on the page) may grant DMA to it.
+/// Revoking a share unmaps page-table entries, and the kernel keeps no
+/// record of which devices a frame was granted to; a borrower that could
+/// pass its borrowed page on to a device would keep DMA access after the
+/// lender revoked the share. Owners cannot be revoked, so nothing is lost.
 #[allow(clippy::too_many_arguments)]
 fn map_to_device<M: PhysMem, D: DeviceTables>(
     mem: &mut M,
@@ -509,7 +580,7 @@ fn map_to_device<M: PhysMem, D: DeviceTables>(
     if !held.contains(want) {
         return Err(Error::RightsExceeded);
     }
-    if !held.contains(Rights::GRANT) {
+    if !held.contains(Rights::GRANT) || !held.contains(Rights::OWN) {
         return Err(Error::NoRight);
     }
     dev.map(index, iova, frame, want.contains(Rights::WRITE))?;
@@ -553,14 +624,9 @@ pub fn unmap<M: PhysMem, T: Tlb, D: DeviceTables>(
     match decode(slot.entry, level) {
         Kind::Empty | Kind::Foreign => Err(Error::NotMapped),
         Kind::Page { .. } if slot.entry & OWN != 0 => Err(Error::Owned),
-        Kind::Page { .. } => {
+        Kind::Page { .. } | Kind::Table { .. } => {
             mem.write(slot.pa, 0);
-            tlb.flush_page(root, va);
-            Ok(())
-        }
-        Kind::Table { .. } => {
-            mem.write(slot.pa, 0);
-            tlb.flush_all(root);
+            tlb.flush_everywhere();
             Ok(())
         }
         Kind::Handle { .. } | Kind::Device { .. } => {
@@ -579,13 +645,23 @@ pub fn yield_target<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<
 }
 
 /// Translate a user address for the kernel's own access (the control page):
-/// present, user, and writable at every level if `write`.
+/// present, user, and writable at every level if `write`; and a frame the
+/// kernel may touch: RAM (never device registers or persistent memory,
+/// which a process may legitimately hold at any address) and never lent
+/// (a lent frame may be reachable by a device or another space).
 pub fn translate<M: PhysMem>(mem: &M, root: u64, va: u64, write: bool) -> Option<u64> {
     let slot = walk(mem, root, va & !(PAGE_SIZE - 1), 0).ok()?;
     match decode(slot.entry, 0) {
-        Kind::Page { frame, rights, .. } => {
+        Kind::Page {
+            frame,
+            rights,
+            lent,
+        } => {
             let eff = rights.intersect(slot.path);
             if write && !eff.contains(Rights::WRITE) {
+                return None;
+            }
+            if lent || !mem.is_ram(frame) {
                 return None;
             }
             Some(frame + (va & (PAGE_SIZE - 1)))
@@ -636,7 +712,11 @@ impl<'a, M: PhysMem, F: FnMut() -> Option<u64>> BootMapper<'a, M, F> {
             };
         }
         let pa = table + index(va, 0) * 8;
-        Ok(Slot { pa, entry: self.mem.read(pa), path: Rights::ALL })
+        Ok(Slot {
+            pa,
+            entry: self.mem.read(pa),
+            path: Rights::ALL,
+        })
     }
 
     /// Place a raw entry (e.g. a handle) at `va`'s leaf slot.

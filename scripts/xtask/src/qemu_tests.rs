@@ -61,6 +61,13 @@ pub const TESTS: &[QemuTest] = &[
         extra: Some(malformed_programs),
         ..test("bad_elf", "test=bad_elf")
     },
+    // The first review's isolation holes, attacked from a probe process:
+    // a stale alias after create/create_as/move/unmap must fault; a control
+    // page in pmem, device registers or a lent frame kills only its owner;
+    // a borrowed page cannot be given to a device.
+    test("tlb_alias", "test=tlb_alias"),
+    test("ctlpage_hostile", "test=ctlpage_hostile"),
+    test("dma_revoke", "test=dma_revoke"),
     test("nvme_rw", "test=nvme_rw"),
     test("nvme_irq", "test=nvme_irq"),
     test("dma_attack_blocked", "test=dma_attack_blocked"),
@@ -216,6 +223,9 @@ mod tests {
                 "userspace_alloc",
                 "syscall_fuzz",
                 "bad_elf",
+                "tlb_alias",
+                "ctlpage_hostile",
+                "dma_revoke",
                 "nvme_rw",
                 "nvme_irq",
                 "dma_attack_blocked",

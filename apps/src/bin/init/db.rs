@@ -110,8 +110,9 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     let faults_before = kinfo::word(ki::W_DMA_FAULTS);
     let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
     let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
-    // GRANT: the driver maps the region's data area into the device.
-    crate::tests::link(&driver, region, Rights::WRITE | Rights::GRANT)?;
+    // The driver borrows the region; init, its owner, gives the device DMA.
+    crate::tests::link(&driver, region, Rights::WRITE)?;
+    devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
     sched::start(driver.slot);
     while mem::read(spawn::mailbox(&driver) + 8) == 0 {
         sched::sched_yield();
@@ -130,8 +131,10 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
         Ok(code) => Err(format!("nvmed serve exited with {code}")),
         Err(e) => Err(e),
     };
+    let revoked = devices::revoke_region_dma(&dev, KVDB_REGION_PAGES);
     outcome?;
     served?;
+    revoked?;
     let faults = kinfo::word(ki::W_DMA_FAULTS) - faults_before;
     if faults != 0 {
         return Err(format!("{faults} DMA faults while kvdb ran"));

@@ -19,7 +19,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use exo_abi::{devinfo as di, kinfo as ki, Rights, DEVICE_HANDLES_VA, PAGE_SIZE, RAM_WINDOW_VA};
-use exo_rt::layout::SCRATCH_VA;
+use exo_rt::layout::{SCRATCH_VA, SHARED_REGION_IOVA};
 use exo_rt::mmio::Window;
 use exo_rt::layout::msg;
 use exo_rt::{kinfo, mem, println, sys};
@@ -155,6 +155,29 @@ pub fn grant_device(child: &Child, dev: &Device, bar: usize) -> Outcome {
         .map_err(|e| format!("copying the device handle: {}", e.name()))?;
     if let Some(o) = OWNERS.get(dev.index) {
         o.store(child.slot as u64 + 1, SeqCst);
+    }
+    Ok(())
+}
+
+/// Let `dev` reach init's region at `region` (`pages` pages) by DMA, page
+/// `i` at [`SHARED_REGION_IOVA`] + `i` pages, writable. Init grants it
+/// because it owns the region: a driver that borrows the region cannot
+/// (only a frame's owner grants DMA), and init can take the access back
+/// with [`revoke_region_dma`] as it can take back the driver's link.
+pub fn grant_region_dma(dev: &Device, region: u64, pages: u64) -> Outcome {
+    for i in 0..pages {
+        sys::map(region + i * PAGE_SIZE, 0, dev.handle_va, SHARED_REGION_IOVA + i * PAGE_SIZE, Rights::WRITE)
+            .map_err(|e| format!("granting device {:04x} DMA to region page {i}: {}", dev.bdf, e.name()))?;
+    }
+    Ok(())
+}
+
+/// Undo [`grant_region_dma`]: the device can no longer reach the region
+/// once this returns (the kernel completes the IOTLB invalidation first).
+pub fn revoke_region_dma(dev: &Device, pages: u64) -> Outcome {
+    for i in 0..pages {
+        sys::unmap(dev.handle_va, SHARED_REGION_IOVA + i * PAGE_SIZE, 0)
+            .map_err(|e| format!("revoking device {:04x} DMA to region page {i}: {}", dev.bdf, e.name()))?;
     }
     Ok(())
 }
@@ -748,8 +771,9 @@ pub fn block_service() -> Outcome {
     let region = crate::tests::make_region(BLOCKQ_PAGES)?;
     let before = dma_faults();
     let driver = start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [BLOCKQ_PAGES * PAGE_SIZE, 0])?;
-    // The driver needs GRANT on the region to map its data area into the device.
-    crate::tests::link(&driver, region, Rights::WRITE | Rights::GRANT)?;
+    // The driver borrows the region; init, its owner, gives the device DMA.
+    crate::tests::link(&driver, region, Rights::WRITE)?;
+    grant_region_dma(&dev, region, BLOCKQ_PAGES)?;
     sched::start(driver.slot);
     // The client starts once the driver has formatted the region.
     while mem::read(spawn::mailbox(&driver) + 8) == 0 {
@@ -769,6 +793,7 @@ pub fn block_service() -> Outcome {
         code => return Err(format!("client exited with {code}")),
     }
     driver_done?;
+    revoke_region_dma(&dev, BLOCKQ_PAGES)?;
     let faults = dma_faults() - before;
     if faults != 0 {
         return Err(format!("{faults} DMA faults while serving"));

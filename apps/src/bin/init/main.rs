@@ -16,6 +16,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod adversarial;
 #[cfg(target_os = "none")]
+mod attacks;
+#[cfg(target_os = "none")]
 mod db;
 #[cfg(target_os = "none")]
 mod demo;

@@ -10,7 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::PAGE_SIZE;
-use exo_rt::layout::{MAILBOX_VA, SHARED_VA};
+use exo_rt::layout::{MAILBOX_VA, SHARED_REGION_IOVA, SHARED_VA};
 use exo_rt::mmio::Window;
 use exo_rt::{args_word, mem, println, yield_now};
 use blockq::{Client, Op, Request, Response, Server, Status};
@@ -18,8 +18,6 @@ use exo_rt::blockq::SharedWindow;
 use nvme::driver::{Direction, Error as NvmeError};
 use nvme::prp::DmaBuffer;
 
-/// Where the driver maps the region's data area in the device.
-const DATA_IOVA: u64 = 0x400_0000;
 const RING_ENTRIES: u32 = 32;
 const ASYNC_QUEUE: usize = 0;
 const SYNC_QUEUE: usize = 1;
@@ -71,10 +69,11 @@ pub fn serve() -> Result<(), String> {
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
     let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity).map_err(|e| format!("formatting the region: {e:?}"))?;
     let geo = server.geometry();
-    // The data area becomes device-visible at DATA_IOVA.
+    // Init, the region's owner, made it device-visible at SHARED_REGION_IOVA
+    // (a borrower cannot grant DMA); the data area is at its offset there.
     let data_pages = geo.data_len / PAGE_SIZE;
-    hw::grant(g.handle, SHARED_VA + geo.data_offset, data_pages, DATA_IOVA).map_err(|e| format!("granting the data area: {}", e.name()))?;
-    let data = DmaPages { win: win.slice(geo.data_offset, data_pages * PAGE_SIZE).ok_or("data area")?, iova: DATA_IOVA };
+    let data_iova = SHARED_REGION_IOVA + geo.data_offset;
+    let data = DmaPages { win: win.slice(geo.data_offset, data_pages * PAGE_SIZE).ok_or("data area")?, iova: data_iova };
     let pages: Vec<u64> = (0..data_pages).map(|i| data.page_iova(i)).collect();
     println!(
         "nvmed serve: region of {} KiB: {RING_ENTRIES}-entry rings, {} KiB data area mapped into the device; serving LBAs {base_lba}..{}",

@@ -13,6 +13,8 @@ mod checks;
 #[cfg(target_os = "none")]
 mod fuzz;
 #[cfg(target_os = "none")]
+mod hostile;
+#[cfg(target_os = "none")]
 mod regions;
 #[cfg(target_os = "none")]
 mod sfuzz;
@@ -47,6 +49,9 @@ fn main() {
             exo_rt::println!("attack-port: port I/O succeeded!");
             1
         }
+        m if m.starts_with("tlb-alias-") => hostile::tlb_alias(&m["tlb-alias-".len()..]),
+        m if m.starts_with("ctlpage-") => hostile::ctlpage(&m["ctlpage-".len()..], arg),
+        "dma-borrowed" => hostile::dma_borrowed(arg),
         "victim" | "checker" => regions::victim(),
         "share-writer" => regions::share_writer(),
         "share-reader" => regions::share_reader(),
