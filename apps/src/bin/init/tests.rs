@@ -24,6 +24,7 @@ pub fn run(name: &str) -> Outcome {
         "preemption" => preemption(),
         "userspace_alloc" => userspace_alloc(),
         "syscall_fuzz" => syscall_fuzz(),
+        "syscall_matrix" => crate::adversarial::syscall_matrix(),
         "bad_elf" => bad_elf(),
         "tlb_alias" => crate::attacks::tlb_alias(),
         "ctlpage_hostile" => crate::attacks::ctlpage_hostile(),

@@ -15,6 +15,8 @@ mod fuzz;
 #[cfg(target_os = "none")]
 mod hostile;
 #[cfg(target_os = "none")]
+mod matrix;
+#[cfg(target_os = "none")]
 mod regions;
 #[cfg(target_os = "none")]
 mod sfuzz;
@@ -62,6 +64,7 @@ fn main() {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             fuzz::run(arg.max(1), seed)
         }
+        "matrix" => matrix::run(),
         "sfuzz" => {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             let structures = words.next() != Some("noscen");

@@ -712,9 +712,11 @@ impl Fuzzer {
             return Err(format!("the model maps table frame {f} at {va:#x}"));
         }
         match read {
-            Err(code) => return Err(format!(
+            Err(code) => {
+                return Err(format!(
                 "read through {va:#x} faulted (error {code:#x}); the model maps frame {f} there"
-            )),
+            ))
+            }
             Ok(v) if frame.tag != 0 && v != frame.tag => {
                 return Err(format!(
                     "{va:#x} reads {v:#x}, but frame {f} has tag {:#x}",
