@@ -57,7 +57,7 @@ const SFUZZ_CALLS: u64 = 1_000_000;
 /// Calls per structure-aware fuzzer process (each builds its structures
 /// from the spare frames it is given; tables are never reclaimed).
 const SFUZZ_PER_PROCESS: u64 = 125_000;
-const SFUZZ_SPARES: u64 = 192;
+const SFUZZ_SPARES: u64 = 384;
 /// The random fuzzer's share (arguments only, as before).
 const RANDOM_CALLS: u64 = 100_000;
 
@@ -204,8 +204,8 @@ pub fn syscall_matrix() -> Outcome {
     // (on the standard machine the virtio-blk or the NVMe).
     let dev = crate::devices::all()
         .into_iter()
-        .filter(|d| d.handle_va != 0 && d.bars[0].0 != 0)
-        .last();
+        .rev()
+        .find(|d| d.handle_va != 0 && d.bars[0].0 != 0);
     let words = [pmem_pages, dev.is_some() as u64, dev.is_some() as u64];
     let opts = Options {
         args: "matrix",

@@ -41,7 +41,7 @@ const SLOT0: u64 = 1;
 /// Arena leaves (N^4), probed by index.
 const LEAVES: usize = N * N * N * N;
 /// Full probe sweep every this many structural successes.
-const SWEEP: u64 = 256;
+const SWEEP: u64 = 64;
 /// Node 0 is this process's own root; node 1 stands for the parent.
 const OWN: u16 = 0;
 const PARENT: u16 = 1;
