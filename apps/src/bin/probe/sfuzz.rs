@@ -555,7 +555,8 @@ pub struct Fuzzer {
     st: Stats,
     before: Vec<u32>,
     after: Vec<u32>,
-    recent: [Option<Call>; 8],
+    /// The last 8 calls made and their results (for a finding's report).
+    recent: [Option<(Call, Result<(), Error>)>; 8],
     step: u64,
     structural: u64,
     budget: u64,
@@ -579,11 +580,11 @@ impl Fuzzer {
                 return Ok(Err(Error::BadArgument)); // not run: outside the model
             }
         }
-        self.recent[(self.step % 8) as usize] = Some(c);
-        self.step += 1;
         let multi = self.aliases_of(&predicted);
         self.m.snapshot(&mut self.before);
         let got = sys::raw_number(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4]).map(|_| ());
+        self.recent[(self.step % 8) as usize] = Some((c, got));
+        self.step += 1;
         self.st.calls += 1;
         mem::write(MAILBOX_VA + 16, self.st.calls);
         let want = predicted.map(|_| ());
@@ -1024,8 +1025,8 @@ impl Fuzzer {
         );
         println!("sfuzz: the last calls (oldest first):");
         for k in 0..8 {
-            if let Some(c) = self.recent[((self.step + k) % 8) as usize] {
-                println!("sfuzz:   {}", c.show());
+            if let Some((c, r)) = self.recent[((self.step + k) % 8) as usize] {
+                println!("sfuzz:   {} -> {}", c.show(), show(r));
             }
         }
     }
