@@ -14,6 +14,8 @@
 //! * [`identify`]: Identify Controller / Namespace parsing.
 //! * [`blockq`]: the block service's shared-memory rings (to become its
 //!   own crate).
+//! * [`window`]: LBA windows derived from the namespace's size and block
+//!   size (never fixed LBA numbers).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
 //!   read/write/flush on top of all of that.
 #![cfg_attr(not(test), no_std)]
@@ -26,6 +28,7 @@ pub mod prp;
 pub mod queue;
 pub mod regs;
 pub mod status;
+pub mod window;
 
 /// Memory the controller reaches by DMA. Addresses are the ones the device
 /// uses (I/O virtual addresses behind the IOMMU); the implementation maps
