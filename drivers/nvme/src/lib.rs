@@ -14,6 +14,8 @@
 //! * [`identify`]: Identify Controller / Namespace parsing.
 //! * [`blockq`]: the block service's shared-memory rings (to become its
 //!   own crate).
+//! * [`select`]: which controller a job gets (class, bus position,
+//!   SR-IOV), confirmed by serial number.
 //! * [`window`]: LBA windows derived from the namespace's size and block
 //!   size (never fixed LBA numbers).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
@@ -27,6 +29,7 @@ pub mod identify;
 pub mod prp;
 pub mod queue;
 pub mod regs;
+pub mod select;
 pub mod status;
 pub mod window;
 

@@ -53,7 +53,6 @@ const KVDB_HEAP_PAGES: u64 = 3072;
 /// span (below `TEST_AREA` belongs to `pmem_persist`).
 const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 const PMEM_BYTES: u64 = 16 << 20;
-const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
@@ -103,7 +102,7 @@ pub fn libdb_nvme(check: bool) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
-    let dev = devices::find(NVME_IDS.0, NVME_IDS.1)?;
+    let dev = devices::nvme()?;
     devices::enable(&dev)?;
     let region = crate::tests::make_region(KVDB_REGION_PAGES)?;
     let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
@@ -210,7 +209,7 @@ pub fn libdb_vf(check: bool) -> Outcome {
 /// kvdb `create` or `check` on its own NVMe virtual function, with the
 /// workload derived from `nonce`.
 pub fn on_vf(check: bool, nonce: u64) -> Outcome {
-    let pf = devices::nvme()?;
+    let pf = devices::nvme_sriov_pf()?;
     let vf = crate::sriov::vf_of(&pf, 1)?;
     let faults0 = (kinfo::word(ki::W_DMA_FAULTS), devices::device_dma_faults(vf.index));
     let pf_driver = crate::sriov::online_vfs(&pf, 1)?;
