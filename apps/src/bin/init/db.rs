@@ -33,11 +33,12 @@ type Outcome = Result<(), String>;
 
 /// The NVMe range the database lives in: 192 MiB..256 MiB of the
 /// namespace (`nvme_rw`, `nvme_bench` and `block_service` write below
-/// 128 MiB, `nvme_persist` at LBA 300,000 = 146.5 MiB with 512-byte blocks).
+/// 128 MiB, `nvme_persist` at 146.5 MiB, just over 1 MiB). Windows are
+/// MiB of the namespace; the driver turns them into its blocks.
 const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
 /// The range the VF's database lives in: 160 MiB..192 MiB (free on the
 /// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
-/// checks write 32 KiB at LBA 320,000 = 156.25 MiB). The image is 256 MiB.
+/// checks write 32 KiB at 156.25 MiB). The image is 256 MiB.
 const VF_WINDOW_MIB: (u64, u64) = (160, 32);
 /// kvdb's DMA pages when it drives a VF: its queues (~21 pages) and a
 /// 256 KiB bounce area, with room to spare.
