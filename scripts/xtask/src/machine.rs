@@ -242,8 +242,14 @@ impl Hardware {
     /// driver as VQFRSM) — and the primary to the fewest QEMU allows.
     fn sriov_queue_props(&self) -> String {
         match self.nvme_max_ioqpairs {
-            Some(1) => "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=18,sriov_max_vq_per_vf=2".to_string(),
-            Some(q) => format!("sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs={}", q.max(18)),
+            Some(1) => {
+                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=18,sriov_max_vq_per_vf=2"
+                    .to_string()
+            }
+            Some(q) => format!(
+                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs={}",
+                q.max(18)
+            ),
             None => "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20".to_string(),
         }
     }
@@ -504,13 +510,19 @@ impl Machine {
             ]);
             push(&["-device", "nvme-subsys,id=subsys0"]);
             let queues = hw.sriov_queue_props();
-            let mdts = hw.nvme_mdts.map(|m| format!(",mdts={m}")).unwrap_or_default();
+            let mdts = hw
+                .nvme_mdts
+                .map(|m| format!(",mdts={m}"))
+                .unwrap_or_default();
             push(&["-device", &format!(
                 "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
                  {queues},msix_qsize=12{mdts}"
             )]);
             let block = hw.block_props();
-            push(&["-device", &format!("nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true{block}")]);
+            push(&[
+                "-device",
+                &format!("nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true{block}"),
+            ]);
         } else {
             let props = hw.nvme_props();
             push(&[
@@ -787,10 +799,7 @@ mod tests {
         // the VFs are the controllers limited to one I/O pair.
         assert_eq!(
             sv("nvme-1q"),
-            std.replace(
-                "max_ioqpairs=20",
-                "max_ioqpairs=18,sriov_max_vq_per_vf=2"
-            )
+            std.replace("max_ioqpairs=20", "max_ioqpairs=18,sriov_max_vq_per_vf=2")
         );
         // A second controller sits beside the SR-IOV one.
         let two = sv("two-nvme");

@@ -51,7 +51,9 @@ pub fn run() -> Result<(), String> {
     if exo_rt::nvme::wanted_serial().is_none() {
         return Err("init named no serial number for my controller".into());
     }
-    let (data, canary) = data.split(data.pages() - 1).ok_or("no DMA page left for the canary")?;
+    let (data, canary) = data
+        .split(data.pages() - 1)
+        .ok_or("no DMA page left for the canary")?;
     for i in 0..PAGE_SIZE / 8 {
         canary.win.write64(8 * i, CANARY + (k << 32) + i);
     }
@@ -66,15 +68,26 @@ pub fn run() -> Result<(), String> {
 
     let bs = d.block_size() as u64;
     let lba = hw::area(&d, "the stray DMA's block", 4 << 20, PAGE_SIZE)?.first;
-    blocked(&format!("read into the other driver's page {other:#x}"), aimed(&mut d, Direction::Read, lba, other, bs))?;
-    blocked(&format!("write from the other driver's page {other:#x}"), aimed(&mut d, Direction::Write, lba, other, bs))?;
+    blocked(
+        &format!("read into the other driver's page {other:#x}"),
+        aimed(&mut d, Direction::Read, lba, other, bs),
+    )?;
+    blocked(
+        &format!("write from the other driver's page {other:#x}"),
+        aimed(&mut d, Direction::Write, lba, other, bs),
+    )?;
     let win = bufs.dma.win;
     win.fill(0, PAGE_SIZE, 0);
-    d.read(0, lba, &bufs.buffer(0, 0, PAGE_SIZE)).map_err(|e| format!("reading the stray write's block: {e}"))?;
+    d.read(0, lba, &bufs.buffer(0, 0, PAGE_SIZE))
+        .map_err(|e| format!("reading the stray write's block: {e}"))?;
     let theirs = CANARY + ((1 - k) << 32);
-    let leaked = (0..PAGE_SIZE / 8).filter(|i| win.read64(8 * i) == theirs + i).count();
+    let leaked = (0..PAGE_SIZE / 8)
+        .filter(|i| win.read64(8 * i) == theirs + i)
+        .count();
     if leaked > 0 {
-        return Err(format!("{leaked} words of the other driver's page reached my disk"));
+        return Err(format!(
+            "{leaked} words of the other driver's page reached my disk"
+        ));
     }
     mem::write(MAILBOX_VA + 16, 2);
     mem::write(MAILBOX_VA + 8, 2);
