@@ -52,7 +52,9 @@ pub fn run() -> Result<(), String> {
         return Err("init named no serial number for my controller".into());
     }
     let (data, canary) = data
-        .split(data.pages() - 1)
+        .pages()
+        .checked_sub(1)
+        .and_then(|n| data.split(n))
         .ok_or("no DMA page left for the canary")?;
     for i in 0..PAGE_SIZE / 8 {
         canary.win.write64(8 * i, CANARY + (k << 32) + i);

@@ -137,7 +137,7 @@ pub fn run() -> Result<(), String> {
         ));
     }
     println!(
-        "nvmed sriov: {} flexible queues and {} vectors in all, at most {} queues and {} vectors per VF: giving each VF {vf_queues} queues ({} I/O pairs)",
+        "nvmed sriov: {} flexible queues and {} vectors in all, at most {} queues and {} vectors per VF: giving each VF {vf_queues} queues (admin + {} I/O)",
         caps.vq_flexible_total,
         caps.vi_flexible_total,
         caps.vq_max_per_secondary,
