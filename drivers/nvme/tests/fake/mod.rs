@@ -8,14 +8,14 @@
 //! that only Flush updates.
 #![allow(dead_code)]
 
-use iommu::vtd::fault::FaultReason;
-use iommu::vtd::walk::{translate, WalkLimits};
-use iommu::vtd::{Access, Bdf};
 use nvme::command::{admin, nvm, Command};
 use nvme::prp;
 use nvme::regs;
 use nvme::status::{sct, Completion, Status};
 use nvme::{DmaMemory, Registers};
+use iommu::vtd::fault::FaultReason;
+use iommu::vtd::walk::{translate, WalkLimits};
+use iommu::vtd::{Access, Bdf};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -81,33 +81,17 @@ impl DeviceView {
     }
 
     /// Splits [addr, addr+len) at page boundaries and translates each piece.
-    fn pieces(
-        &self,
-        addr: u64,
-        len: usize,
-        access: Access,
-        mut f: impl FnMut(Option<u64>, usize, usize),
-    ) {
+    fn pieces(&self, addr: u64, len: usize, access: Access, mut f: impl FnMut(Option<u64>, usize, usize)) {
         let mut done = 0usize;
         while done < len {
             let iova = addr + done as u64;
             let n = ((4096 - (iova % 4096)) as usize).min(len - done);
             let pa = match &self.iommu {
                 None => Some(iova),
-                Some(ctx) => match translate(
-                    &self.mem,
-                    ctx.root_table,
-                    ctx.bdf,
-                    iova,
-                    access,
-                    &ctx.limits,
-                ) {
+                Some(ctx) => match translate(&self.mem, ctx.root_table, ctx.bdf, iova, access, &ctx.limits) {
                     Ok(t) => Some(t.pa),
                     Err(fault) => {
-                        ctx.faults
-                            .lock()
-                            .unwrap()
-                            .push((iova & !0xfff, access, fault.reason));
+                        ctx.faults.lock().unwrap().push((iova & !0xfff, access, fault.reason));
                         self.faulted.set(true);
                         None
                     }
@@ -166,19 +150,7 @@ pub struct FakeConfig {
 impl Default for FakeConfig {
     fn default() -> Self {
         // Like QEMU's nvme: MDTS 7 (512 KiB), MQES 2047.
-        FakeConfig {
-            blocks: 4096,
-            lbads: 9,
-            mdts: 7,
-            mqes: 2047,
-            max_io_queues: 4,
-            doorbell_stride_log2: 0,
-            reorder: false,
-            min_batch: 1,
-            secondaries: 0,
-            serial: "FAKE0001",
-            max_vq_per_secondary: 16,
-        }
+        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1, secondaries: 0, serial: "FAKE0001", max_vq_per_secondary: 16 }
     }
 }
 
@@ -264,16 +236,9 @@ impl FakeController {
     }
 
     /// A controller on existing memory, optionally behind an IOMMU.
-    pub fn start_with(
-        config: FakeConfig,
-        mem: SharedMem,
-        iommu: Option<IommuContext>,
-    ) -> FakeController {
+    pub fn start_with(config: FakeConfig, mem: SharedMem, iommu: Option<IommuContext>) -> FakeController {
         let bytes = (config.blocks << config.lbads) as usize;
-        let disk = Arc::new(Mutex::new(Disk {
-            data: vec![0; bytes],
-            durable: vec![0; bytes],
-        }));
+        let disk = Arc::new(Mutex::new(Disk { data: vec![0; bytes], durable: vec![0; bytes] }));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let namespace_ready = Arc::new(AtomicBool::new(true));
         // CAP: MQES, CQR (bit 16), TO = 15 (bits 31:24), DSTRD (35:32),
@@ -296,11 +261,7 @@ impl FakeController {
         let mut worker = Worker {
             secondaries: vec![Secondary::default(); config.secondaries as usize],
             config,
-            dev: DeviceView {
-                mem: mem.clone(),
-                iommu,
-                faulted: Cell::new(false),
-            },
+            dev: DeviceView { mem: mem.clone(), iommu, faulted: Cell::new(false) },
             disk: disk.clone(),
             stats: stats.clone(),
             ready: namespace_ready.clone(),
@@ -310,22 +271,11 @@ impl FakeController {
             enabled: false,
         };
         let thread = std::thread::spawn(move || worker.run(rx));
-        FakeController {
-            mem,
-            disk,
-            stats,
-            namespace_ready,
-            tx,
-            state,
-            thread: Some(thread),
-        }
+        FakeController { mem, disk, stats, namespace_ready, tx, state, thread: Some(thread) }
     }
 
     pub fn regs(&self) -> FakeRegs {
-        FakeRegs {
-            state: self.state.clone(),
-            tx: self.tx.clone(),
-        }
+        FakeRegs { state: self.state.clone(), tx: self.tx.clone() }
     }
 }
 
@@ -381,22 +331,10 @@ fn ok() -> (Status, u32) {
     (Status::SUCCESS, 0)
 }
 fn generic(code: u8) -> (Status, u32) {
-    (
-        Status {
-            do_not_retry: true,
-            ..Status::new(sct::GENERIC, code)
-        },
-        0,
-    )
+    (Status { do_not_retry: true, ..Status::new(sct::GENERIC, code) }, 0)
 }
 fn specific(code: u8) -> (Status, u32) {
-    (
-        Status {
-            do_not_retry: true,
-            ..Status::new(sct::COMMAND_SPECIFIC, code)
-        },
-        0,
-    )
+    (Status { do_not_retry: true, ..Status::new(sct::COMMAND_SPECIFIC, code) }, 0)
 }
 
 impl Worker {
@@ -417,22 +355,10 @@ impl Worker {
         let s = self.state.clone();
         match offset {
             regs::AQA => s.aqa.store(value, Ordering::SeqCst),
-            o if o == regs::ASQ => s.asq.store(
-                (s.asq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64,
-                Ordering::SeqCst,
-            ),
-            o if o == regs::ASQ + 4 => s.asq.store(
-                (s.asq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32,
-                Ordering::SeqCst,
-            ),
-            o if o == regs::ACQ => s.acq.store(
-                (s.acq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64,
-                Ordering::SeqCst,
-            ),
-            o if o == regs::ACQ + 4 => s.acq.store(
-                (s.acq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32,
-                Ordering::SeqCst,
-            ),
+            o if o == regs::ASQ => s.asq.store((s.asq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst),
+            o if o == regs::ASQ + 4 => s.asq.store((s.asq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst),
+            o if o == regs::ACQ => s.acq.store((s.acq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst),
+            o if o == regs::ACQ + 4 => s.acq.store((s.acq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst),
             regs::CC => self.cc_write(value),
             o if o >= regs::DOORBELL_BASE => {
                 self.stats.lock().unwrap().doorbell_writes += 1;
@@ -441,10 +367,7 @@ impl Worker {
                 if index.is_multiple_of(2) {
                     let mut pending = 0;
                     if let Some(sq) = self.sqs.get_mut(&qid) {
-                        assert!(
-                            value < sq.entries as u32,
-                            "SQ {qid} tail doorbell {value} beyond ring"
-                        );
+                        assert!(value < sq.entries as u32, "SQ {qid} tail doorbell {value} beyond ring");
                         sq.tail = value as u16;
                         pending = (sq.tail + sq.entries - sq.head) % sq.entries;
                     }
@@ -452,10 +375,7 @@ impl Worker {
                         self.process(qid);
                     }
                 } else if let Some(cq) = self.cqs.get_mut(&qid) {
-                    assert!(
-                        value < cq.entries as u32,
-                        "CQ {qid} head doorbell {value} beyond ring"
-                    );
+                    assert!(value < cq.entries as u32, "CQ {qid} head doorbell {value} beyond ring");
                     cq.head = value as u16;
                 }
             }
@@ -473,26 +393,8 @@ impl Worker {
             assert_eq!((value >> 16) & 0xf, 6, "CC.IOSQES");
             assert_eq!((value >> 20) & 0xf, 4, "CC.IOCQES");
             assert_eq!((value >> 7) & 0xf, 0, "CC.MPS: 4 KiB pages");
-            self.sqs.insert(
-                0,
-                Sq {
-                    base: self.state.asq.load(Ordering::SeqCst),
-                    entries: sq_entries,
-                    head: 0,
-                    tail: 0,
-                    cqid: 0,
-                },
-            );
-            self.cqs.insert(
-                0,
-                Cq {
-                    base: self.state.acq.load(Ordering::SeqCst),
-                    entries: cq_entries,
-                    tail: 0,
-                    head: 0,
-                    phase: true,
-                },
-            );
+            self.sqs.insert(0, Sq { base: self.state.asq.load(Ordering::SeqCst), entries: sq_entries, head: 0, tail: 0, cqid: 0 });
+            self.cqs.insert(0, Cq { base: self.state.acq.load(Ordering::SeqCst), entries: cq_entries, tail: 0, head: 0, phase: true });
             self.enabled = true;
             self.state.csts.store(1, Ordering::SeqCst);
         } else if !enable && self.enabled {
@@ -519,19 +421,9 @@ impl Worker {
             sq.head = (sq.head + 1) % sq.entries;
             cqid = sq.cqid;
             let cmd = Command::from_bytes(&raw);
-            *self
-                .stats
-                .lock()
-                .unwrap()
-                .commands_per_sq
-                .entry(qid)
-                .or_default() += 1;
+            *self.stats.lock().unwrap().commands_per_sq.entry(qid).or_default() += 1;
             self.dev.take_fault();
-            let (mut status, dw0) = if qid == 0 {
-                self.admin(&cmd)
-            } else {
-                self.io(&cmd)
-            };
+            let (mut status, dw0) = if qid == 0 { self.admin(&cmd) } else { self.io(&cmd) };
             if self.dev.take_fault() && status.is_success() {
                 // A DMA the IOMMU refused: the command fails, the data
                 // never reached (or came from) the page.
@@ -551,17 +443,7 @@ impl Worker {
         }
         let head = self.sqs.get(&qid).map(|sq| sq.head).unwrap_or(0);
         for (cid, status, dw0) in done {
-            self.complete(
-                cqid,
-                Completion {
-                    dw0,
-                    sq_head: head,
-                    sq_id: qid,
-                    cid,
-                    phase: false,
-                    status,
-                },
-            );
+            self.complete(cqid, Completion { dw0, sq_head: head, sq_id: qid, cid, phase: false, status });
         }
         // Without reordering, take the next command (one at a time).
         if !self.config.reorder {
@@ -571,11 +453,7 @@ impl Worker {
 
     fn complete(&mut self, cqid: u16, mut c: Completion) {
         let cq = self.cqs.get_mut(&cqid).expect("completion queue exists");
-        assert_ne!(
-            (cq.tail + 1) % cq.entries,
-            cq.head,
-            "CQ {cqid} overflow: the driver did not reap"
-        );
+        assert_ne!((cq.tail + 1) % cq.entries, cq.head, "CQ {cqid} overflow: the driver did not reap");
         c.phase = cq.phase;
         let at = cq.base + cq.tail as u64 * 16;
         cq.tail += 1;
@@ -590,11 +468,7 @@ impl Worker {
     fn write_identify(&mut self, cmd: &Command, page: &[u8; 4096]) -> (Status, u32) {
         let mut off = 0usize;
         let mut segments = Vec::new();
-        if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), 4096, 4096, |a, n| {
-            segments.push((a, n))
-        })
-        .is_err()
-        {
+        if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), 4096, 4096, |a, n| segments.push((a, n))).is_err() {
             return generic(0x13);
         }
         for (a, n) in segments {
@@ -678,11 +552,7 @@ impl Worker {
                 }
                 let i = cntlid as usize - 1;
                 let used = |v: &Vec<Secondary>, queues: bool| -> u16 {
-                    v.iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, s)| if queues { s.queues } else { s.interrupts })
-                        .sum()
+                    v.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| if queues { s.queues } else { s.interrupts }).sum()
                 };
                 match action {
                     7 => self.secondaries[i].online = false,
@@ -690,14 +560,8 @@ impl Worker {
                         if self.secondaries[i].online {
                             return generic(0x02);
                         }
-                        let (pool, queues) = if resource == 0 {
-                            (FLEXIBLE_QUEUES, true)
-                        } else {
-                            (FLEXIBLE_INTERRUPTS, false)
-                        };
-                        if count > pool - used(&self.secondaries, queues)
-                            || (queues && count > self.config.max_vq_per_secondary)
-                        {
+                        let (pool, queues) = if resource == 0 { (FLEXIBLE_QUEUES, true) } else { (FLEXIBLE_INTERRUPTS, false) };
+                        if count > pool - used(&self.secondaries, queues) || (queues && count > self.config.max_vq_per_secondary) {
                             return generic(0x02);
                         }
                         if queues {
@@ -735,16 +599,7 @@ impl Worker {
                 if cmd.dw[11] & 1 == 0 || !cmd.prp1().is_multiple_of(4096) {
                     return generic(0x02);
                 }
-                self.cqs.insert(
-                    qid,
-                    Cq {
-                        base: cmd.prp1(),
-                        entries: entries as u16,
-                        tail: 0,
-                        head: 0,
-                        phase: true,
-                    },
-                );
+                self.cqs.insert(qid, Cq { base: cmd.prp1(), entries: entries as u16, tail: 0, head: 0, phase: true });
                 let vector = (cmd.dw[11] & 2 != 0).then_some((cmd.dw[11] >> 16) as u16);
                 self.stats.lock().unwrap().cq_vectors.insert(qid, vector);
                 ok()
@@ -762,16 +617,7 @@ impl Worker {
                 if cqid == 0 || !self.cqs.contains_key(&cqid) {
                     return specific(0x00);
                 }
-                self.sqs.insert(
-                    qid,
-                    Sq {
-                        base: cmd.prp1(),
-                        entries: entries as u16,
-                        head: 0,
-                        tail: 0,
-                        cqid,
-                    },
-                );
+                self.sqs.insert(qid, Sq { base: cmd.prp1(), entries: entries as u16, head: 0, tail: 0, cqid });
                 ok()
             }
             admin::DELETE_IO_SQ => {
@@ -810,10 +656,7 @@ impl Worker {
             op @ (nvm::READ | nvm::WRITE) => {
                 let bs = 1u64 << self.config.lbads;
                 let (lba, blocks) = (cmd.lba(), cmd.block_count() as u64);
-                if lba
-                    .checked_add(blocks)
-                    .is_none_or(|end| end > self.config.blocks)
-                {
+                if lba.checked_add(blocks).is_none_or(|end| end > self.config.blocks) {
                     return generic(0x80);
                 }
                 let len = blocks * bs;
@@ -821,11 +664,7 @@ impl Worker {
                     return generic(0x02);
                 }
                 let mut segments = Vec::new();
-                if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), len, 4096, |a, n| {
-                    segments.push((a, n))
-                })
-                .is_err()
-                {
+                if prp::walk(&self.dev, cmd.prp1(), cmd.prp2(), len, 4096, |a, n| segments.push((a, n))).is_err() {
                     return generic(0x13);
                 }
                 {
