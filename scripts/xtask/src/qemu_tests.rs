@@ -94,6 +94,21 @@ pub const TESTS: &[QemuTest] = &[
         ..test("pmem_persist", "test=pmem_persist_write")
     },
     test("block_service", "test=block_service"),
+    // Two NVMe controllers driven at once by two driver processes, each
+    // confirmed by serial number, each device's DMA confined to its own
+    // driver's pages (the machine gets the second controller whatever
+    // variant it is).
+    QemuTest {
+        machine: |m| {
+            let hw = m.hardware;
+            m.hardware(crate::machine::Hardware {
+                second_nvme: true,
+                ..hw
+            })
+        },
+        timeout: Duration::from_secs(180),
+        ..test("two_nvme", "test=two_nvme")
+    },
     test("virtio_blk_rw", "test=virtio_blk_rw"),
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
     // kernel walks the bridge and the SR-IOV capability, and the userspace
@@ -238,6 +253,7 @@ mod tests {
                 "nvme_persist",
                 "pmem_persist",
                 "block_service",
+                "two_nvme",
                 "virtio_blk_rw",
                 "sriov_pf",
                 "sriov_vf",

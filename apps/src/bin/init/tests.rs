@@ -45,6 +45,7 @@ pub fn run(name: &str) -> Outcome {
         "pmem_persist_write" => crate::pmem::persist_write(),
         "pmem_persist_check" => crate::pmem::persist_check(),
         "block_service" => crate::devices::block_service(),
+        "two_nvme" => crate::devices::two_nvme(),
         "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
         "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
         "libdb_nvme_create" => crate::db::libdb_nvme(false),
