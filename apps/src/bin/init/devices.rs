@@ -344,6 +344,19 @@ pub fn expect_zero(c: &Child, what: &str) -> Outcome {
 /// job by name instead of writing the wrong disk.
 pub const NVME_SERIALS: [&str; 2] = ["exo0", "exo1"];
 
+/// The serial number the `nth` NVMe controller (bus order) must report:
+/// from the kernel command line's `nvme_serials=A,B,...` when given (on a
+/// real machine, name the scratch disks the tests and the demo may
+/// overwrite; `nvme_serials=any` checks nothing), else [`NVME_SERIALS`].
+fn expected_serial(nth: usize) -> Option<&'static str> {
+    let given = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("nvme_serials="));
+    match given {
+        Some("any") => None,
+        Some(list) => list.split(',').nth(nth).or_else(|| NVME_SERIALS.get(nth).copied()),
+        None => NVME_SERIALS.get(nth).copied(),
+    }
+}
+
 /// What the `nvme` crate's chooser needs to know about each device.
 fn functions(devs: &[Device]) -> Vec<nvme::select::Function> {
     devs.iter()
@@ -365,7 +378,7 @@ pub fn nvme_controller(want: nvme::select::Want, nth: usize) -> Result<Device, S
     };
     let mut dev = devs[i];
     // The SR-IOV PF is the machine's first controller (`exo0`) too.
-    dev.serial = NVME_SERIALS.get(if want == nvme::select::Want::SrIovPf { 0 } else { nth }).copied();
+    dev.serial = expected_serial(if want == nvme::select::Want::SrIovPf { 0 } else { nth });
     describe_nvme(&dev);
     enable(&dev)?;
     Ok(dev)
