@@ -110,6 +110,13 @@ impl Spans {
         count: 0,
     };
 
+    /// One span `[start, end)` (empty if `end <= start`).
+    pub const fn one(start: u64, end: u64) -> Spans {
+        let mut list = [(0, 0); MAX_SPANS];
+        list[0] = (start, end);
+        Spans { list, count: if end > start { 1 } else { 0 } }
+    }
+
     pub fn as_slice(&self) -> &[(u64, u64)] {
         &self.list[..self.count]
     }
