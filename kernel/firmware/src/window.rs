@@ -290,7 +290,7 @@ pub fn pages(start: u64, end: u64, gib_pages: bool) -> impl Iterator<Item = Page
         let size = [PAGE_1G, PAGE_2M, PAGE_4K]
             .into_iter()
             .filter(|&s| s != PAGE_1G || gib_pages)
-            .find(|&s| at % s == 0 && end - at >= s)
+            .find(|&s| at.is_multiple_of(s) && end - at >= s)
             .unwrap_or(PAGE_4K);
         let p = Page { pa: at, size };
         at += size;
@@ -342,7 +342,7 @@ impl Window {
         start: u64,
         end: u64,
     ) -> Result<(), WindowError> {
-        if start >= end || start % PAGE_4K != 0 || end % PAGE_4K != 0 || end > WINDOW_LIMIT {
+        if start >= end || !start.is_multiple_of(PAGE_4K) || !end.is_multiple_of(PAGE_4K) || end > WINDOW_LIMIT {
             return Err(WindowError::BadSpan);
         }
         // Room for the span in the list first (the worst case: it merges
