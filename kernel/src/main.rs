@@ -205,9 +205,11 @@ mod kernel {
             .unwrap_or_else(|e| fatal(format_args!("cannot start init: {e}")));
         kinfo::set(ki::W_INIT_AS, built.root);
         kinfo::set(ki::W_RAM_BYTES, built.ram_bytes);
-        // The non-empty free ranges, as init got them.
+        // The non-empty free ranges, as init got them, in address order.
+        let mut sorted = alloc.free;
+        sorted[..alloc.count].sort_unstable_by_key(|r| (r.len() == 0, r.start));
         let mut n = 0;
-        for r in alloc.free[..alloc.count].iter().filter(|r| r.len() > 0).take(ki::MAX_RAM_RANGES) {
+        for r in sorted[..alloc.count].iter().filter(|r| r.len() > 0).take(ki::MAX_RAM_RANGES) {
             kinfo::set(ki::W_RAM_RANGE0 + 2 * n, r.start);
             kinfo::set(ki::W_RAM_RANGE0 + 2 * n + 1, r.len());
             n += 1;

@@ -62,7 +62,10 @@ fn gib_pages() -> bool {
 pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowError> {
     let plan = fw::plan(bi.map());
     let gib = gib_pages();
-    let mut t = Tables { alloc, below: BOOTSTRAP };
+    let mut t = Tables {
+        alloc,
+        below: BOOTSTRAP,
+    };
     let mut w = Window::new(&mut t, gib)?;
     for &(s, e) in plan.spans.as_slice() {
         w.add(&mut t, s, e)?;
@@ -82,7 +85,10 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
 
     // The ACPI tables, wherever the memory map lists them. Frames now come
     // from anywhere (the new window maps all RAM).
-    let mut t = Tables { alloc: t.alloc, below: u64::MAX };
+    let mut t = Tables {
+        alloc: t.alloc,
+        below: u64::MAX,
+    };
     let map = bi.map();
     let acpi_tables = {
         let mut read = |pa: u64, buf: &mut [u8]| {

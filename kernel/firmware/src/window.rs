@@ -114,7 +114,10 @@ impl Spans {
     pub const fn one(start: u64, end: u64) -> Spans {
         let mut list = [(0, 0); MAX_SPANS];
         list[0] = (start, end);
-        Spans { list, count: if end > start { 1 } else { 0 } }
+        Spans {
+            list,
+            count: if end > start { 1 } else { 0 },
+        }
     }
 
     pub fn as_slice(&self) -> &[(u64, u64)] {
@@ -342,7 +345,11 @@ impl Window {
         start: u64,
         end: u64,
     ) -> Result<(), WindowError> {
-        if start >= end || !start.is_multiple_of(PAGE_4K) || !end.is_multiple_of(PAGE_4K) || end > WINDOW_LIMIT {
+        if start >= end
+            || !start.is_multiple_of(PAGE_4K)
+            || !end.is_multiple_of(PAGE_4K)
+            || end > WINDOW_LIMIT
+        {
             return Err(WindowError::BadSpan);
         }
         // Room for the span in the list first (the worst case: it merges

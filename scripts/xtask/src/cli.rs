@@ -177,7 +177,9 @@ fn parse_test(rest: &[String]) -> Result<TestOpts> {
         bail!("--host-only and --qemu-only exclude each other");
     }
     if opts.matrix && (opts.machine.is_some() || host_only) {
-        bail!("--machine-matrix runs QEMU tests on every variant: not with --machine or --host-only");
+        bail!(
+            "--machine-matrix runs QEMU tests on every variant: not with --machine or --host-only"
+        );
     }
     opts.host = !qemu_only;
     opts.qemu = !host_only;

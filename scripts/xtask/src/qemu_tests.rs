@@ -162,10 +162,28 @@ pub const TESTS: &[QemuTest] = &[
 /// and RAM, the five calls, NVMe I/O through VT-d, a DMA attack.
 pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
     ("ram-128m", &["boot_to_init", "five_syscalls", "nvme_rw"]),
-    ("ram-2g", &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"]),
-    ("ram-8g", &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"]),
-    ("smp-4", &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"]),
-    ("iommu-aw48", &["boot_to_init", "five_syscalls", "nvme_rw", "dma_attack_blocked", "sriov_vf"]),
+    (
+        "ram-2g",
+        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
+    ),
+    (
+        "ram-8g",
+        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
+    ),
+    (
+        "smp-4",
+        &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"],
+    ),
+    (
+        "iommu-aw48",
+        &[
+            "boot_to_init",
+            "five_syscalls",
+            "nvme_rw",
+            "dma_attack_blocked",
+            "sriov_vf",
+        ],
+    ),
 ];
 
 /// The `test=` name of a command line (what its pass line names).
@@ -297,7 +315,11 @@ mod tests {
         };
         assert_eq!(f(&[]).len(), TESTS.len());
         assert_eq!(f(&["share"]), ["share_region"]);
-        assert!(TESTS.iter().filter(|t| t.inject_nmi).map(|t| t.name).eq(["nmi"]));
+        assert!(TESTS
+            .iter()
+            .filter(|t| t.inject_nmi)
+            .map(|t| t.name)
+            .eq(["nmi"]));
         assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf"]);
         assert!(f(&["nothing-matches"]).is_empty());
     }

@@ -234,7 +234,10 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
         if chosen.is_empty() {
             continue;
         }
-        println!("running {} QEMU tests on machine variant {name}", chosen.len());
+        println!(
+            "running {} QEMU tests on machine variant {name}",
+            chosen.len()
+        );
         for t in chosen {
             run_counted(t, &ws, &arts, accel, hw, Some(name), tally);
         }
@@ -287,7 +290,13 @@ fn run_counted(
 }
 
 /// Every selected test on every variant, then the table variant x test.
-fn matrix(selected: &[&QemuTest], ws: &Workspace, arts: &Artifacts, accel: Accel, tally: &mut Tally) {
+fn matrix(
+    selected: &[&QemuTest],
+    ws: &Workspace,
+    arts: &Artifacts,
+    accel: Accel,
+    tally: &mut Tally,
+) {
     println!(
         "machine matrix: {} QEMU tests on {} variants (accel {accel})",
         selected.len(),
@@ -308,9 +317,17 @@ fn matrix(selected: &[&QemuTest], ws: &Workspace, arts: &Artifacts, accel: Accel
 
 /// The matrix as text: one row per variant, one column per test (`ok` or
 /// `FAIL`), and the variant's total time.
-fn matrix_table<'a>(tests: impl Iterator<Item = &'a str>, rows: &[(&str, Vec<bool>, f64)]) -> String {
+fn matrix_table<'a>(
+    tests: impl Iterator<Item = &'a str>,
+    rows: &[(&str, Vec<bool>, f64)],
+) -> String {
     let tests: Vec<&str> = tests.collect();
-    let first = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("variant".len());
+    let first = rows
+        .iter()
+        .map(|r| r.0.len())
+        .max()
+        .unwrap_or(0)
+        .max("variant".len());
     let mut out = format!("{:first$}", "variant");
     for t in &tests {
         out += &format!(" {t:4}");
@@ -461,7 +478,9 @@ impl NmiInjector {
                 }
             };
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let Ok(mut writer) = stream.try_clone() else { return sent };
+            let Ok(mut writer) = stream.try_clone() else {
+                return sent;
+            };
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
             // The greeting, then leave capability negotiation.
@@ -503,7 +522,10 @@ mod tests {
 
     #[test]
     fn matrix_table_has_a_row_per_variant_and_a_cell_per_test() {
-        let rows = vec![("standard", vec![true, false], 3.2), ("ram-8g", vec![true, true], 10.0)];
+        let rows = vec![
+            ("standard", vec![true, false], 3.2),
+            ("ram-8g", vec![true, true], 10.0),
+        ];
         let t = matrix_table(["boot_to_init", "nmi"].into_iter(), &rows);
         assert_eq!(
             t,
