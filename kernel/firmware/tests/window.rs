@@ -177,11 +177,10 @@ fn pages_are_the_largest_aligned_ones() {
             size: PAGE_2M
         }
     );
-    assert!(p.iter().any(|x| *x
-        == Page {
-            pa: GIB,
-            size: PAGE_2M
-        }));
+    assert!(p.contains(&Page {
+        pa: GIB,
+        size: PAGE_2M
+    }));
     assert_eq!(p.iter().filter(|x| x.size == PAGE_1G).count(), 0);
     assert_eq!(
         p.last().unwrap(),
@@ -218,7 +217,7 @@ fn check_identity(m: &Mem, w: &Window, map: &[Region]) {
     let spans = w.spans;
     let mut probes = vec![];
     for &(s, e) in spans.as_slice() {
-        probes.extend([s, s + 8, e - 8, e, s.saturating_sub(8), (s + e) / 2 & !7]);
+        probes.extend([s, s + 8, e - 8, e, s.saturating_sub(8), ((s + e) / 2) & !7]);
     }
     for r in map {
         probes.extend([r.start & !7, r.end.saturating_sub(8) & !7, r.end]);
