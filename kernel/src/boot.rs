@@ -244,6 +244,17 @@ fn scratch_map(pa: u64) {
     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(SCRATCH_VA));
 }
 
+/// Remove the scratch mapping (the kernel half, slot 511 included, is
+/// copied into every address space: nothing the parser looked at stays
+/// mapped there).
+pub fn drop_scratch() {
+    let pdpt_hi = phys_read::<u64>(boot_pml4_phys() + 511 * 8) & exo_mm::ADDR_MASK;
+    if phys_read::<u64>(pdpt_hi + 509 * 8) != 0 {
+        phys_write::<u64>(pdpt_hi + 509 * 8, 0);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(SCRATCH_VA));
+    }
+}
+
 fn r32(pa: u64) -> u32 {
     let mut b = [0u8; 4];
     early_read(pa, &mut b);

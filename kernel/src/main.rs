@@ -119,6 +119,7 @@ mod kernel {
         klog!("exokernel starting");
         let bi = boot::parse(info, magic as u32)
             .unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
+        boot::drop_scratch();
         arch::init();
         enable_cpu_protections();
 
@@ -168,6 +169,11 @@ mod kernel {
                 alloc.free[i] = MemRange::EMPTY;
             }
             i += 1;
+        }
+        match window::self_check(&alloc) {
+            Ok(Some(pa)) => klog!("window: the early reader and the window agree at {pa:#x}"),
+            Ok(None) => {}
+            Err(e) => fatal(format_args!("{e}")),
         }
         let total: u64 = alloc.free[..alloc.count].iter().map(|r| r.len()).sum();
 

@@ -51,6 +51,32 @@ pub struct Report {
     pub acpi_tables: usize,
 }
 
+/// A boot-time self-check of the two ways the kernel reads physical
+/// memory above the first GiB: the boot-information reader's scratch page
+/// (`boot::early_read`, which QEMU's PVH never needs: its information lies
+/// in the first MiB) must see what a write through the new window put in
+/// the highest free frame. Returns the frame checked, if any; an
+/// `Err` is a kernel bug and stops the boot.
+pub fn self_check(alloc: &BootAlloc) -> Result<Option<u64>, &'static str> {
+    let Some(top) = alloc.free[..alloc.count].iter().filter(|r| r.len() >= 4096).map(|r| r.end - 4096).max() else {
+        return Ok(None);
+    };
+    if top < BOOTSTRAP {
+        return Ok(None);
+    }
+    let old = phys_read::<u64>(top + 4088);
+    let pattern = 0x5c7a_7c40_0000_0000 ^ top;
+    phys_write::<u64>(top + 4088, pattern);
+    let mut b = [0u8; 8];
+    boot::early_read(top + 4088, &mut b);
+    boot::drop_scratch();
+    phys_write::<u64>(top + 4088, old);
+    if u64::from_le_bytes(b) != pattern {
+        return Err("the boot-information reader and the physical window disagree about RAM above 1 GiB");
+    }
+    Ok(Some(top))
+}
+
 /// Whether the CPU has 1 GiB pages (CPUID 0x80000001 EDX bit 26).
 fn gib_pages() -> bool {
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
