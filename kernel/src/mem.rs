@@ -1,5 +1,7 @@
 //! Physical memory as the kernel reaches it: the physical-memory window
-//! (all RAM mapped at [`PHYS_OFFSET`]), the boot frame allocator (sealed
+//! (all RAM, ACPI memory and the ACPI tables mapped at [`PHYS_OFFSET`] +
+//! physical address, holes left out: `window.rs`; every access checked
+//! against what it maps), the boot frame allocator (sealed
 //! once init is built; every later request is counted as a bug), and the
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
