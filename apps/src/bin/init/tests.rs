@@ -186,23 +186,26 @@ fn nmi() -> Outcome {
     let (mut calls, mut acc, mut expect) = (0u64, 0u64, 0u64);
     // The xtask starts injecting when it sees this line.
     println!("init: NMIs welcome");
-    while count().0 + count().1 < want {
+    // Until both rings have seen NMIs (where one lands is up to timing).
+    while count().0 + count().1 < want || count().0 == 0 || count().1 == 0 {
         if exo_rt::time::rdtsc() > deadline {
             let (k, u) = count();
-            return Err(format!("only {k} + {u} NMIs arrived in 40 s (the xtask test injects them through QMP)"));
+            return Err(format!(
+                "{k} NMIs in the kernel and {u} in init after 40 s: want {want}, some in each (the xtask test injects them through QMP)"
+            ));
         }
         // A call that fails its checks: a trip through the kernel.
-        for _ in 0..1000 {
+        for _ in 0..5000 {
             if sys::unmap(0, exo_abi::USER_END, 0).is_ok() {
                 return Err("unmap of a kernel address succeeded".into());
             }
         }
-        calls += 1000;
+        calls += 5000;
         // Registers and memory in ring 3 must survive NMIs.
-        for i in 0..200_000u64 {
+        for i in 0..50_000u64 {
             acc = core::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
         }
-        for i in 0..200_000u64 {
+        for i in 0..50_000u64 {
             expect = expect.wrapping_mul(31).wrapping_add(i);
         }
         if acc != expect {
@@ -211,9 +214,6 @@ fn nmi() -> Outcome {
     }
     let (k, u) = count();
     println!("init: {k} NMIs taken in the kernel, {u} in init, {calls} syscalls meanwhile");
-    if u == 0 || k == 0 {
-        return Err(format!("NMIs must land in both rings: {k} in the kernel, {u} in processes"));
-    }
     expect_exit("hello", "nmi", 0, 0)
 }
 
