@@ -99,7 +99,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
     // The boot image and the boot information, which `boot::parse` found
     // in the memory map but not necessarily in RAM (see there).
     for r in [bi.module, Some(bi.info)].into_iter().flatten() {
-        w.add(&mut t, r.start & !0xfff, (r.end + 0xfff) & !0xfff)?;
+        w.add(&mut t, r.start & !0xfff, r.end.saturating_add(0xfff) & !0xfff)?;
     }
     // Switch PML4 slot 256 (the window) over to the new PDPT. The kernel
     // image (slot 511) and the kernel stack are not in the window, so
@@ -134,7 +134,8 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
                 return false;
             }
             let start = pa & !0xfff;
-            let end = (pa + len + 0xfff) & !0xfff;
+            // `listed` checked that pa + len does not wrap.
+            let end = (pa + len).saturating_add(0xfff) & !0xfff;
             match w.add(&mut t, start, end) {
                 Ok(()) => {
                     mem::set_window(w.spans);
