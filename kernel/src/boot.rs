@@ -16,11 +16,13 @@
 //! may put it anywhere (PVH's memory map, module list and command line are
 //! 64-bit addresses): [`parse`] reads through [`early_read`], which reaches
 //! memory outside the bootstrap window one 4 KiB page at a time through a
-//! scratch page table, and then checks that everything it read lies in the
-//! first MiB or in memory the memory map lists (never in a hole).
+//! scratch page table; `firmware::bootinfo` (host-tested) then checks that
+//! everything it read lies in the first MiB or in memory the memory map
+//! lists (never in a hole).
 
 use crate::mem::{phys_read, phys_write, MemRange};
-use firmware::window::{Kind, Region};
+use firmware::bootinfo;
+use firmware::window::Region;
 
 core::arch::global_asm!(
     r#"
@@ -162,21 +164,18 @@ pub fn kernel_image_phys() -> (u64, u64) {
     (core::ptr::addr_of!(__kernel_phys_start) as u64, core::ptr::addr_of!(__kernel_phys_end) as u64)
 }
 
-pub const MAX_RANGES: usize = 32;
-/// Memory-map entries kept (of every type; the window is planned from
-/// them).
-pub const MAX_MAP: usize = 64;
+pub const MAX_RANGES: usize = bootinfo::MAX_RAM;
 
-/// What the loader told us.
+/// What the loader told us (parsed by `firmware::bootinfo`, host-tested).
 pub struct BootInfo {
     pub protocol: &'static str,
     pub ram: [MemRange; MAX_RANGES],
     pub ram_count: usize,
     /// The whole memory map (every type), for the physical window.
-    pub map: [Region; MAX_MAP],
+    pub map: [Region; bootinfo::MAX_MAP],
     pub map_count: usize,
     pub module: Option<MemRange>,
-    pub cmdline: [u8; 1024],
+    pub cmdline: [u8; bootinfo::CMDLINE_MAX],
     pub cmdline_len: usize,
     pub rsdp: u64,
     /// Physical range of the boot information itself (not to be reused).
@@ -188,9 +187,6 @@ impl BootInfo {
         &self.map[..self.map_count]
     }
 }
-
-const PVH_MAGIC: u32 = 0x336e_c578;
-const MB2_MAGIC: u32 = 0x36d7_6289;
 
 /// The bootstrap window built by the entry code: the first GiB.
 const BOOTSTRAP_WINDOW: u64 = 1 << 30;
@@ -255,189 +251,36 @@ pub fn drop_scratch() {
     }
 }
 
-fn r32(pa: u64) -> u32 {
-    let mut b = [0u8; 4];
-    early_read(pa, &mut b);
-    u32::from_le_bytes(b)
-}
-fn r64(pa: u64) -> u64 {
-    let mut b = [0u8; 8];
-    early_read(pa, &mut b);
-    u64::from_le_bytes(b)
-}
+/// The parser's view of physical memory: [`early_read`].
+struct Early;
 
-/// Parse the boot information. Errors name what was wrong; the caller
-/// halts the machine with that message (there is nothing to boot without).
-pub fn parse(info_pa: u64, magic: u32) -> Result<BootInfo, &'static str> {
-    if info_pa == 0 || info_pa > u64::MAX - (1 << 20) {
-        return Err("boot information pointer is null or at the end of the address space");
-    }
-    let mut bi = BootInfo {
-        protocol: "",
-        ram: [MemRange::EMPTY; MAX_RANGES],
-        ram_count: 0,
-        map: [Region::EMPTY; MAX_MAP],
-        map_count: 0,
-        module: None,
-        cmdline: [0; 1024],
-        cmdline_len: 0,
-        rsdp: 0,
-        info: MemRange { start: info_pa & !0xfff, end: (info_pa & !0xfff) + 0x1000 },
-    };
-    if r32(info_pa) == PVH_MAGIC {
-        parse_pvh(info_pa, &mut bi)?;
-    } else if magic == MB2_MAGIC {
-        parse_mb2(info_pa, &mut bi)?;
-    } else {
-        return Err("neither a PVH start_info nor multiboot2 information");
-    }
-    // Everything the loader handed over must be memory: the first MiB
-    // (where firmware and option ROMs keep such things) or memory the
-    // memory map lists. Not necessarily RAM: QEMU places the PVH module
-    // (initrd) below the end of low RAM minus 128 KiB, which can run into
-    // the range SeaBIOS reserves at the top of RAM (seen: the module's last
-    // 16 KiB with an NVMe and a virtio disk attached); the window maps the
-    // module whatever range it lies in (`window.rs`).
-    if !in_memory(&bi, bi.info.start, bi.info.len()) {
-        return Err("boot information outside the memory map");
-    }
-    if let Some(m) = bi.module {
-        if m.end <= m.start || !in_memory(&bi, m.start, m.len()) {
-            return Err("boot image (module) empty or outside the memory map");
-        }
-    }
-    Ok(bi)
-}
-
-/// `[pa, pa + len)` lies in the first MiB or in memory the memory map
-/// lists (of any type: never a hole).
-fn in_memory(bi: &BootInfo, pa: u64, len: u64) -> bool {
-    pa.checked_add(len).is_some_and(|e| e <= 0x10_0000) || firmware::window::listed(bi.map(), pa, len)
-}
-
-fn add_region(bi: &mut BootInfo, start: u64, len: u64, ty: u32) {
-    if len == 0 {
-        return;
-    }
-    let kind = Kind::from_e820(ty);
-    if bi.map_count < MAX_MAP {
-        bi.map[bi.map_count] = Region { start, end: start.saturating_add(len), kind };
-        bi.map_count += 1;
-    }
-    if kind == Kind::Ram {
-        add_ram(bi, start, len);
+impl bootinfo::PhysRead for Early {
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        early_read(pa, out)
     }
 }
 
-fn add_ram(bi: &mut BootInfo, start: u64, len: u64) {
-    if bi.ram_count < MAX_RANGES && len > 0 {
-        bi.ram[bi.ram_count] = MemRange { start, end: start.saturating_add(len) };
-        bi.ram_count += 1;
+/// Parse the boot information (`firmware::bootinfo`: PVH or multiboot2,
+/// every structure checked against the first MiB and the memory map).
+/// Errors name what was wrong; the caller halts the machine with that
+/// message (there is nothing to boot without).
+pub fn parse(info_pa: u64, magic: u32) -> Result<BootInfo, bootinfo::BootError> {
+    let f = bootinfo::parse(&Early, info_pa, magic)?;
+    let range = |r: bootinfo::Range| MemRange { start: r.start, end: r.end };
+    let mut ram = [MemRange::EMPTY; MAX_RANGES];
+    for (d, s) in ram.iter_mut().zip(f.ram()) {
+        *d = range(*s);
     }
-}
-
-/// Copy the NUL-terminated command line at `pa` (at most 1023 bytes).
-/// Called once the memory map is known: a command line outside the first
-/// MiB and RAM is an error.
-fn copy_cmdline(bi: &mut BootInfo, pa: u64) -> Result<(), &'static str> {
-    if pa == 0 {
-        return Ok(());
-    }
-    let mut n = 0;
-    while n < bi.cmdline.len() - 1 {
-        if !in_memory(bi, pa.wrapping_add(n as u64), 1) {
-            return Err("command line outside the memory map");
-        }
-        let mut b = [0u8];
-        early_read(pa + n as u64, &mut b);
-        if b[0] == 0 {
-            break;
-        }
-        bi.cmdline[n] = b[0];
-        n += 1;
-    }
-    bi.cmdline_len = n;
-    Ok(())
-}
-
-fn parse_pvh(pa: u64, bi: &mut BootInfo) -> Result<(), &'static str> {
-    bi.protocol = "PVH";
-    let version = r32(pa + 4);
-    let nr_modules = r32(pa + 12);
-    let modlist = r64(pa + 16);
-    let cmdline = r64(pa + 24);
-    bi.rsdp = r64(pa + 32);
-    if version < 1 {
-        return Err("PVH start_info version 0 has no memory map");
-    }
-    let memmap = r64(pa + 40);
-    let entries = r32(pa + 48);
-    if memmap == 0 || entries == 0 || entries > 128 || memmap > u64::MAX - 128 * 24 {
-        return Err("PVH memory map missing or implausible");
-    }
-    for i in 0..entries as u64 {
-        let e = memmap + i * 24;
-        add_region(bi, r64(e), r64(e + 8), r32(e + 16));
-    }
-    if bi.ram_count == 0 {
-        return Err("PVH memory map lists no RAM");
-    }
-    if !in_memory(bi, memmap, entries as u64 * 24) {
-        return Err("PVH memory map outside the memory map it describes");
-    }
-    if nr_modules > 0 && modlist != 0 {
-        if !in_memory(bi, modlist, 32) {
-            return Err("PVH module list outside the memory map");
-        }
-        let start = r64(modlist);
-        let size = r64(modlist + 8);
-        bi.module = Some(MemRange { start, end: start.saturating_add(size) });
-    }
-    copy_cmdline(bi, cmdline)
-}
-
-fn parse_mb2(pa: u64, bi: &mut BootInfo) -> Result<(), &'static str> {
-    bi.protocol = "multiboot2";
-    let total = r32(pa) as u64;
-    if !(16..=(1 << 20)).contains(&total) {
-        return Err("multiboot2 information has an implausible size");
-    }
-    bi.info = MemRange { start: pa & !0xfff, end: (pa + total + 0xfff) & !0xfff };
-    let mut off = 8u64;
-    let mut cmdline = 0;
-    while off + 8 <= total {
-        let tag = pa + off;
-        let ty = r32(tag);
-        let size = r32(tag + 4) as u64;
-        if size < 8 || off + size > total {
-            return Err("multiboot2 tag overruns the information block");
-        }
-        match ty {
-            0 => break,
-            1 => cmdline = tag + 8,
-            3 if bi.module.is_none() => {
-                let start = r32(tag + 8) as u64;
-                let end = r32(tag + 12) as u64;
-                bi.module = Some(MemRange { start, end });
-            }
-            6 => {
-                let esize = r32(tag + 8) as u64;
-                if esize < 24 {
-                    return Err("multiboot2 memory map entry size below 24");
-                }
-                let mut e = tag + 16;
-                while e + esize <= tag + size {
-                    add_region(bi, r64(e), r64(e + 8), r32(e + 16));
-                    e += esize;
-                }
-            }
-            14 | 15 if bi.rsdp == 0 => bi.rsdp = tag + 8,
-            _ => {}
-        }
-        off = (off + size + 7) & !7;
-    }
-    if bi.ram_count == 0 {
-        return Err("multiboot2 information has no memory map");
-    }
-    copy_cmdline(bi, cmdline)
+    Ok(BootInfo {
+        protocol: f.protocol,
+        ram,
+        ram_count: f.ram_count,
+        map: f.map,
+        map_count: f.map_count,
+        module: f.module.map(range),
+        cmdline: f.cmdline,
+        cmdline_len: f.cmdline_len,
+        rsdp: f.rsdp,
+        info: range(f.info),
+    })
 }

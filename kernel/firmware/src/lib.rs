@@ -43,6 +43,7 @@ mod precheck;
 mod platform;
 pub mod pmem_ranges;
 mod view;
+pub mod bootinfo;
 pub mod window;
 
 pub use error::{FirmwareError, Table};
