@@ -74,7 +74,10 @@ pub fn freeze_window() -> &'static [(u64, u64)] {
 
 /// Read a value from physical memory through the window.
 pub fn phys_read<T: Copy>(pa: u64) -> T {
-    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical read outside the window at {pa:#x}");
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical read outside the window at {pa:#x}"
+    );
     // SAFETY: the window maps all of its spans (checked above) as
     // ordinary kernel memory; unaligned reads are allowed by
     // `read_unaligned`.
@@ -83,7 +86,10 @@ pub fn phys_read<T: Copy>(pa: u64) -> T {
 
 /// Write a value to physical memory through the window.
 pub fn phys_write<T: Copy>(pa: u64, v: T) {
-    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical write outside the window at {pa:#x}");
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical write outside the window at {pa:#x}"
+    );
     // SAFETY: as for `phys_read`. Callers only write frames they have
     // checked are theirs to write (page tables built by the kernel, control
     // pages found by walking the owner's tables, boot frames).
@@ -101,7 +107,10 @@ impl exo_mm::PhysMem for KernelMem {
         phys_write::<u64>(pa, value)
     }
     fn zero_frame(&mut self, pa: u64) {
-        assert!(window_contains(pa, 4096), "zeroing a frame outside the window at {pa:#x}");
+        assert!(
+            window_contains(pa, 4096),
+            "zeroing a frame outside the window at {pa:#x}"
+        );
         // SAFETY: a whole frame inside the window (checked); see phys_write.
         unsafe { core::ptr::write_bytes((PHYS_OFFSET + pa) as *mut u8, 0, 4096) }
     }
