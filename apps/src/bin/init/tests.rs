@@ -126,7 +126,7 @@ fn ram_matches_the_machine() -> Outcome {
     for i in 0..n {
         let start = kinfo::word(ki::W_RAM_RANGE0 + 2 * i);
         let len = kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1);
-        if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 || start < last_end {
+        if !start.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 || start < last_end {
             return Err(format!("RAM range {i} ({start:#x}, {len:#x} bytes) unaligned, empty or out of order"));
         }
         for pa in [start, start + len - PAGE_SIZE] {
