@@ -732,8 +732,11 @@ mod tests {
         assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
         assert_eq!(
             v("no-1g-pages"),
-            std.replace("-m 512M,slots=2,maxmem=4G", "-m 8192M,slots=2,maxmem=12288M")
-                .replace("-cpu max", "-cpu max,pdpe1gb=off")
+            std.replace(
+                "-m 512M,slots=2,maxmem=4G",
+                "-m 8192M,slots=2,maxmem=12288M"
+            )
+            .replace("-cpu max", "-cpu max,pdpe1gb=off")
         );
         assert_eq!(
             v("iommu-aw48"),

@@ -392,7 +392,10 @@ fn run_one(
                 .arg(format!("file={}", machine::qemu_escape(path)));
         }
         let injector = if t.inject_nmi {
-            let socket = ws.qemu_log_dir().join(format!("{name}.qmp"));
+            // In the temporary directory: a unix socket's path is limited
+            // to 107 bytes, and a checkout's may be longer.
+            let socket =
+                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id()));
             let _ = std::fs::remove_file(&socket);
             machine = machine.qmp(&socket);
             let log = ws.qemu_log_dir().join(format!("{name}.log"));
@@ -412,6 +415,9 @@ fn run_one(
             .with_context(|| format!("running {name}"));
         if let Some(i) = injector {
             let sent = i.stop();
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id())),
+            );
             if let Ok(r) = &report {
                 if r.outcome.passed() {
                     println!("  ({sent} NMIs injected through QMP)");
