@@ -170,6 +170,7 @@ pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
         "ram-8g",
         &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
     ),
+    ("no-1g-pages", &["boot_to_init", "userspace_alloc"]),
     (
         "smp-4",
         &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"],
