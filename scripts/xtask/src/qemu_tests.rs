@@ -183,12 +183,19 @@ pub const TESTS: &[QemuTest] = &[
 
 /// The representative subset the default `cargo xtask test` also runs on
 /// a few machine variants (the full matrix is `--machine-matrix`): boot
-/// and RAM, the five calls, NVMe I/O through VT-d, a DMA attack.
+/// and RAM, the five calls, NVMe I/O through VT-d, a DMA attack, and on
+/// each NVMe variant the paths that used to assume the standard disk.
 pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
     ("ram-128m", &["boot_to_init", "five_syscalls", "nvme_rw"]),
     (
         "ram-2g",
-        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
+        &[
+            "boot_to_init",
+            "five_syscalls",
+            "nvme_rw",
+            "pmem_persist",
+            "ctlpage_hostile",
+        ],
     ),
     (
         "ram-8g",
@@ -209,6 +216,10 @@ pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
             "sriov_vf",
         ],
     ),
+    ("nvme-4kn", &["nvme_persist", "block_service", "libdb_nvme", "libdb_vf"]),
+    ("nvme-1q", &["nvme_rw", "block_service", "irq_compat_forged", "sriov_vf"]),
+    ("nvme-mdts1", &["nvme_rw", "block_service"]),
+    ("two-nvme", &["two_nvme", "sriov_vf"]),
 ];
 
 /// The `test=` name of a command line (what its pass line names).
