@@ -5,7 +5,7 @@
 //! it describes: the machine boots with one CPU, without PCI devices, or
 //! without DMA, rather than not at all.
 
-use crate::mem::PHYS_OFFSET;
+use crate::phys::PHYS_OFFSET;
 use firmware::window::WINDOW_LIMIT;
 use firmware::{PhysView, Platform, MAX_NOTED};
 
@@ -20,7 +20,7 @@ pub fn discover(rsdp: u64) -> Option<Platform<'static>> {
     // Discovery runs on the boot CPU alone before any device may DMA.
     // The window is complete and frozen (`window.rs` mapped the tables'
     // pages): the view reads only inside its spans.
-    let spans = crate::mem::freeze_window();
+    let spans = crate::phys::freeze_window();
     // SAFETY: the window maps physical addresses below WINDOW_LIMIT at
     // PHYS_OFFSET (no wrap: PHYS_OFFSET + 512 GiB is canonical kernel
     // space), and `within(spans)` keeps every read inside the spans it

@@ -2,7 +2,7 @@
 //! The timer period is calibrated against the PIT so that the tick length
 //! reported in the kernel info page is a measurement, not an assumption.
 
-use crate::mem::PHYS_OFFSET;
+use crate::phys::PHYS_OFFSET;
 use x86_64::instructions::port::Port;
 
 static mut LAPIC: u64 = 0;

@@ -20,7 +20,7 @@
 //! everything it read lies in the first MiB or in memory the memory map
 //! lists (never in a hole).
 
-use crate::mem::{phys_read, phys_write, MemRange};
+use crate::phys::{phys_read, phys_write, MemRange};
 use firmware::bootinfo;
 use firmware::window::Region;
 

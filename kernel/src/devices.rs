@@ -19,7 +19,8 @@
 //! device table, so they get their own context entries, I/O tables,
 //! remapping entries, BAR mappings and handles like any other device.
 
-use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
+use crate::mem::BootAlloc;
+use crate::phys::{phys_read, phys_write, MemRange};
 use crate::{kinfo, mmio};
 use firmware::{FirmwareError, Platform};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};

@@ -34,6 +34,8 @@ mod kinfo;
 #[cfg(target_os = "none")]
 mod mem;
 #[cfg(target_os = "none")]
+mod phys;
+#[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
 mod trap;
@@ -47,7 +49,8 @@ pub use kernel::*;
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use crate::mem::{phys_read, BootAlloc, MemRange};
+    use crate::mem::BootAlloc;
+    use crate::phys::{phys_read, MemRange};
     use crate::{apic, arch, boot, initas, kinfo, mem, trap, upcall, window};
     use exo_abi::{kinfo as ki, Reason};
 
@@ -165,7 +168,7 @@ mod kernel {
         let mut i = 0;
         while i < alloc.count {
             let r = alloc.free[i];
-            if r.len() > 0 && !mem::window_contains(r.start, r.len()) {
+            if r.len() > 0 && !crate::phys::window_contains(r.start, r.len()) {
                 klog!("RAM {:#x}..{:#x} ignored: outside the physical window", r.start, r.end);
                 alloc.free[i] = MemRange::EMPTY;
             }

@@ -1,111 +1,24 @@
-//! Physical memory as the kernel reaches it: the physical-memory window
-//! (all RAM, ACPI memory and the ACPI tables mapped at [`PHYS_OFFSET`] +
-//! physical address, holes left out: `window.rs`; every access checked
-//! against what it maps), the boot frame allocator (sealed
-//! once init is built; every later request is counted as a bug), and the
+//! The kernel's memory services over the physical window (`phys.rs`): the
+//! RAM the boot memory map describes (the frames userspace may name as
+//! tables or control pages), the boot frame allocator (sealed once init is
+//! built; every later request is counted as a bug), and the
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
 
+use crate::phys::{phys_read, phys_write, window_contains, MemRange, PHYS_OFFSET};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use firmware::window::Spans;
-
-/// Virtual address of physical address 0 (PML4 slot 256).
-pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl MemRange {
-    pub const EMPTY: MemRange = MemRange { start: 0, end: 0 };
-    pub fn len(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-    pub fn overlaps(&self, o: &MemRange) -> bool {
-        self.start < o.end && o.start < self.end
-    }
-}
-
-/// What the physical window maps: the first GiB (the entry code's
-/// bootstrap window) until `window::build` replaces it with the memory
-/// map's RAM, ACPI memory and ACPI tables (`firmware::window`). Written
-/// only during single-threaded boot, before `freeze_window`.
-static mut WINDOW: Spans = Spans::one(0, 1 << 30);
-static WINDOW_FROZEN: AtomicBool = AtomicBool::new(false);
-
-fn window() -> &'static Spans {
-    // SAFETY: WINDOW is written only by `set_window` during single-threaded
-    // boot, never while a reference from here is alive (callers use the
-    // reference for the length of one check), and never after
-    // `freeze_window`.
-    unsafe { &*core::ptr::addr_of!(WINDOW) }
-}
-
-/// Whether all of `[pa, pa + len)` is mapped by the physical window (and
-/// so may be read and written as write-back memory).
-pub fn window_contains(pa: u64, len: u64) -> bool {
-    window().contains(pa, len)
-}
-
-/// Whether any of `[start, end)` is mapped by the physical window.
-pub fn window_overlaps(start: u64, end: u64) -> bool {
-    window().overlaps(start, end)
-}
-
-/// Record what the window maps (boot only: `window.rs`, after changing the
-/// tables). Ignored once the window is frozen.
-pub fn set_window(spans: Spans) {
-    if WINDOW_FROZEN.load(Ordering::Relaxed) {
-        return;
-    }
-    // SAFETY: single-threaded boot, before `freeze_window`; no reference
-    // from `window()` is alive across this call.
-    unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
-}
-
-/// From now on the window never changes; its spans can be lent out for
-/// the kernel's lifetime (the ACPI view holds them).
-pub fn freeze_window() -> &'static [(u64, u64)] {
-    WINDOW_FROZEN.store(true, Ordering::Relaxed);
-    window().as_slice()
-}
-
-/// Read a value from physical memory through the window.
-pub fn phys_read<T: Copy>(pa: u64) -> T {
-    assert!(
-        window_contains(pa, core::mem::size_of::<T>() as u64),
-        "physical read outside the window at {pa:#x}"
-    );
-    // SAFETY: the window maps all of its spans (checked above) as
-    // ordinary kernel memory; unaligned reads are allowed by
-    // `read_unaligned`.
-    unsafe { core::ptr::read_unaligned((PHYS_OFFSET + pa) as *const T) }
-}
-
-/// Write a value to physical memory through the window.
-pub fn phys_write<T: Copy>(pa: u64, v: T) {
-    assert!(
-        window_contains(pa, core::mem::size_of::<T>() as u64),
-        "physical write outside the window at {pa:#x}"
-    );
-    // SAFETY: as for `phys_read`. Callers only write frames they have
-    // checked are theirs to write (page tables built by the kernel, control
-    // pages found by walking the owner's tables, boot frames).
-    unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
-}
+use firmware::bootinfo::MAX_RAM;
 
 /// RAM as the boot memory map describes it, set once at boot: the frames
 /// the kernel may treat as memory when userspace names them (tables,
 /// control pages). Device registers, persistent memory and ACPI memory
 /// are not in it.
-static RAM: spin::Once<([MemRange; crate::boot::MAX_RANGES], usize)> = spin::Once::new();
+static RAM: spin::Once<([MemRange; MAX_RAM], usize)> = spin::Once::new();
 
 /// Record the boot memory map's RAM ranges (once, before userspace runs).
 pub fn set_ram(ranges: &[MemRange]) {
     RAM.call_once(|| {
-        let mut r = [MemRange::EMPTY; crate::boot::MAX_RANGES];
+        let mut r = [MemRange::EMPTY; MAX_RAM];
         let n = ranges.len().min(r.len());
         r[..n].copy_from_slice(&ranges[..n]);
         (r, n)
@@ -160,7 +73,7 @@ impl exo_mm::Tlb for KernelTlb {
 
 /// The boot frame allocator: takes frames from the top of the free ranges.
 pub struct BootAlloc {
-    pub free: [MemRange; crate::boot::MAX_RANGES],
+    pub free: [MemRange; MAX_RAM],
     pub count: usize,
     pub taken: u64,
 }

@@ -3,7 +3,8 @@
 //! (ECAM) and the I/O-MMU's register page — the only MMIO the kernel does.
 
 use crate::boot;
-use crate::mem::{phys_read, phys_write, BootAlloc, MemRange, PHYS_OFFSET};
+use crate::mem::BootAlloc;
+use crate::phys::{phys_read, phys_write, MemRange, PHYS_OFFSET};
 
 const PD_FLAGS: u64 = 0x3; // present, writable (supervisor)
 const HUGE_UNCACHED: u64 = 0x83 | 0x18; // present, writable, 2 MiB, PWT, PCD
@@ -23,7 +24,7 @@ pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result
     if ram.iter().any(|r| r.overlaps(&span)) {
         return Err("MMIO range overlaps RAM");
     }
-    if crate::mem::window_overlaps(start, end) {
+    if crate::phys::window_overlaps(start, end) {
         // Its 2 MiB pages would replace write-back window mappings (RAM or
         // ACPI tables sharing the 2 MiB page).
         return Err("MMIO range shares a 2 MiB page with the physical window");

@@ -6,7 +6,7 @@ use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_
 use crate::mem::{KernelMem, KernelTlb};
 use crate::upcall::{control_page, enter, enter_at, entry_point, save};
 use crate::{apic, kinfo, fatal};
-use crate::mem::{phys_read, phys_write};
+use crate::phys::{phys_read, phys_write};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
 /// Kernel-half entries copied into every new address space.

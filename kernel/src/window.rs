@@ -15,7 +15,8 @@
 //! 2 MiB pages that must not overlap the window.
 
 use crate::boot::{self, BootInfo};
-use crate::mem::{self, phys_read, phys_write, BootAlloc};
+use crate::mem::BootAlloc;
+use crate::phys::{self, phys_read, phys_write};
 use firmware::window::{self as fw, TableMemory, Window};
 
 /// The bootstrap window's extent: the window's own tables are allocated
@@ -118,7 +119,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
     let slot = boot::boot_pml4_phys() + 256 * 8;
     phys_write::<u64>(slot, w.pdpt | fw::PTE_P | fw::PTE_W);
     x86_64::instructions::tlb::flush_all();
-    mem::set_window(w.spans);
+    phys::set_window(w.spans);
 
     // The ACPI tables, wherever the memory map lists them. Frames now come
     // from anywhere (the new window maps all RAM).
@@ -129,7 +130,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
     let map = bi.map();
     let acpi_tables = {
         let mut read = |pa: u64, buf: &mut [u8]| {
-            if !mem::window_contains(pa, buf.len() as u64) {
+            if !phys::window_contains(pa, buf.len() as u64) {
                 return false;
             }
             for (i, b) in buf.iter_mut().enumerate() {
@@ -138,7 +139,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
             true
         };
         let mut add = |pa: u64, len: u64| {
-            if mem::window_contains(pa, len) {
+            if phys::window_contains(pa, len) {
                 return true;
             }
             if !fw::listed(map, pa, len) {
@@ -149,7 +150,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
             let end = (pa + len).saturating_add(0xfff) & !0xfff;
             match w.add(&mut t, start, end) {
                 Ok(()) => {
-                    mem::set_window(w.spans);
+                    phys::set_window(w.spans);
                     true
                 }
                 Err(e) => {
