@@ -13,26 +13,35 @@ use firmware::bootinfo::MAX_RAM;
 /// the kernel may treat as memory when userspace names them (tables,
 /// control pages). Device registers, persistent memory and ACPI memory
 /// are not in it.
-static RAM: spin::Once<([MemRange; MAX_RAM], usize)> = spin::Once::new();
+static RAM: spin::Once<Ram> = spin::Once::new();
+
+struct Ram {
+    ranges: [MemRange; MAX_RAM],
+    count: usize,
+    /// The largest range, looked at first: almost every frame a process
+    /// names (tables, control pages) lies in it.
+    hot: MemRange,
+}
 
 /// Record the boot memory map's RAM ranges (once, before userspace runs).
-pub fn set_ram(ranges: &[MemRange]) {
+pub fn set_ram(list: &[MemRange]) {
     RAM.call_once(|| {
-        let mut r = [MemRange::EMPTY; MAX_RAM];
-        let n = ranges.len().min(r.len());
-        r[..n].copy_from_slice(&ranges[..n]);
-        (r, n)
+        let mut ranges = [MemRange::EMPTY; MAX_RAM];
+        let count = list.len().min(ranges.len());
+        ranges[..count].copy_from_slice(&list[..count]);
+        let hot = ranges[..count].iter().copied().max_by_key(|r| r.len()).unwrap_or(MemRange::EMPTY);
+        Ram { ranges, count, hot }
     });
 }
 
 /// Is the 4 KiB frame at `pa` RAM that the window maps?
 pub fn is_ram_frame(pa: u64) -> bool {
-    let Some((ranges, n)) = RAM.get() else {
+    let Some(ram) = RAM.get() else {
         return false;
     };
     let start = pa & !0xfff;
-    window_contains(start, 0x1000)
-        && ranges[..*n].iter().any(|r| r.start <= start && start.saturating_add(0x1000) <= r.end)
+    let inside = |r: &MemRange| r.start <= start && start.saturating_add(0x1000) <= r.end;
+    (inside(&ram.hot) || ram.ranges[..ram.count].iter().any(inside)) && window_contains(start, 0x1000)
 }
 
 /// The page-table code's view of memory: the window.

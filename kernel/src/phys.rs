@@ -4,7 +4,7 @@
 //! write through it, checked against what it maps. The lowest layer of
 //! the kernel's memory code: it imports no other kernel module.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use firmware::window::Spans;
 
 /// Virtual address of physical address 0 (PML4 slot 256).
@@ -41,9 +41,22 @@ fn window() -> &'static Spans {
     unsafe { &*core::ptr::addr_of!(WINDOW) }
 }
 
+/// The window's largest span, `[HOT_START, HOT_END)`: nearly every access
+/// (page tables, control pages, the kernel info page) lands in it, and two
+/// compares against it keep the check on every physical access as cheap as
+/// the access (a span search on each word doubled the instructions of a
+/// system call).
+static HOT_START: AtomicU64 = AtomicU64::new(0);
+static HOT_END: AtomicU64 = AtomicU64::new(1 << 30);
+
 /// Whether all of `[pa, pa + len)` is mapped by the physical window (and
 /// so may be read and written as write-back memory).
+#[inline]
 pub fn window_contains(pa: u64, len: u64) -> bool {
+    let end = pa.wrapping_add(len);
+    if pa >= HOT_START.load(Ordering::Relaxed) && end >= pa && end <= HOT_END.load(Ordering::Relaxed) {
+        return true;
+    }
     window().contains(pa, len)
 }
 
@@ -58,9 +71,12 @@ pub fn set_window(spans: Spans) {
     if WINDOW_FROZEN.load(Ordering::Relaxed) {
         return;
     }
+    let hot = spans.as_slice().iter().copied().max_by_key(|&(s, e)| e - s).unwrap_or((0, 0));
     // SAFETY: single-threaded boot, before `freeze_window`; no reference
     // from `window()` is alive across this call.
     unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
+    HOT_START.store(hot.0, Ordering::Relaxed);
+    HOT_END.store(hot.1, Ordering::Relaxed);
 }
 
 /// From now on the window never changes; its spans can be lent out for
