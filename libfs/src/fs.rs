@@ -103,6 +103,8 @@ pub struct Fs<S: Storage> {
     /// The log tail may hold a torn chunk (after mount): the next commit
     /// writes a checkpoint, which starts a new generation.
     need_ckpt: bool,
+    /// Payload bytes of the current checkpoint.
+    ckpt_len: u64,
     clock: u64,
     pub commits: u64,
     pub checkpoints: u64,
@@ -156,6 +158,7 @@ impl<S: Storage> Fs<S> {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             need_ckpt: true,
+            ckpt_len: 0,
             clock: 0,
             commits: 0,
             checkpoints: 0,
@@ -223,10 +226,12 @@ impl<S: Storage> Fs<S> {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             need_ckpt: true,
+            ckpt_len: 0,
             clock: 0,
             commits: 0,
             checkpoints: 0,
         };
+        fs.ckpt_len = h.payload_len;
         fs.replay()?;
         let issues = fs.check();
         fs.next_ino = fs.next_ino.max(fs.state.inodes.keys().next_back().map_or(0, |m| m + 1));
@@ -314,6 +319,16 @@ impl<S: Storage> Fs<S> {
         self.state.check(self.sb.data_start_page()..self.sb.total_pages)
     }
 
+    /// The metadata in use: (what, medium offset, bytes) — the superblock,
+    /// the current checkpoint, and the log chunks of its generation.
+    pub fn metadata_ranges(&self) -> Vec<(&'static str, u64, u64)> {
+        vec![
+            ("superblock", 0, crate::format::SUPERBLOCK_LEN as u64),
+            ("checkpoint", self.sb.ckpt_slot(self.slot), CKPT_HEADER_LEN as u64 + self.ckpt_len),
+            ("log", self.sb.log_start(), self.log_pos),
+        ]
+    }
+
     pub fn superblock(&self) -> Superblock {
         self.sb
     }
@@ -339,8 +354,9 @@ impl<S: Storage> Fs<S> {
         self.clock = t;
     }
 
-    /// Replaces the state with a repaired one and checkpoints it (fsck).
-    pub(crate) fn replace_state(&mut self, state: State, next_ino: u64) -> Result<()> {
+    /// Replaces the whole metadata state and checkpoints it, unchecked: fsck
+    /// installs repaired states with it (and tests inconsistent ones).
+    pub fn install_state(&mut self, state: State, next_ino: u64) -> Result<()> {
         self.state = state;
         self.next_ino = next_ino;
         self.pending.clear();
@@ -348,7 +364,7 @@ impl<S: Storage> Fs<S> {
         self.rebuild_alloc();
         self.checkpoint()
     }
-    pub(crate) fn next_ino(&self) -> u64 {
+    pub fn next_ino(&self) -> u64 {
         self.next_ino
     }
 
@@ -416,6 +432,7 @@ impl<S: Storage> Fs<S> {
         self.st.barrier()?;
         self.slot = slot;
         self.gen += 1;
+        self.ckpt_len = payload.len() as u64;
         self.log_pos = 0;
         self.seq = 0;
         self.need_ckpt = false;

@@ -48,7 +48,7 @@ pub fn fsck<S: Storage>(st: S, repair: bool) -> (Result<Report>, Option<S>) {
         let mut state = fs.state().clone();
         let mut next = fs.next_ino();
         report.repaired = state.repair(&issues, &mut next);
-        if let Err(e) = fs.replace_state(state, next) {
+        if let Err(e) = fs.install_state(state, next) {
             return (Err(e), Some(fs.into_storage()));
         }
         report.remaining = fs.check().into_iter().map(|i| i.what).collect();

@@ -17,6 +17,8 @@ mod fs;
 pub mod fsck;
 mod medium;
 pub mod state;
+#[cfg(feature = "std")]
+pub mod tools;
 
 pub use error::{Error, Result};
 pub use format::{Kind, PAGE_SIZE};
