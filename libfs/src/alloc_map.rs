@@ -48,7 +48,9 @@ impl AllocMap {
         }
         let n = self.used.len();
         let start = match hint {
-            Some(h) if h >= self.start && ((h - self.start) as usize) < n && !self.used[(h - self.start) as usize] => (h - self.start) as usize,
+            Some(h) if h >= self.start && ((h - self.start) as usize) < n && !self.used[(h - self.start) as usize] => {
+                (h - self.start) as usize
+            }
             _ => self.cursor,
         };
         for k in 0..n {

@@ -440,7 +440,16 @@ mod tests {
     #[test]
     fn record_encoding_is_pinned_and_round_trips() {
         let recs = alloc::vec![
-            Record::SetInode(InodeRec { ino: 2, kind: Kind::File, mode: 0o644, nlink: 1, size: 5000, mtime: 3, parent: 1, extents: alloc::vec![(0, 20, 2)] }),
+            Record::SetInode(InodeRec {
+                ino: 2,
+                kind: Kind::File,
+                mode: 0o644,
+                nlink: 1,
+                size: 5000,
+                mtime: 3,
+                parent: 1,
+                extents: alloc::vec![(0, 20, 2)]
+            }),
             Record::FreeInode(9),
             Record::DirAdd { dir: 1, ino: 2, name: b"a".to_vec() },
             Record::DirRemove { dir: 1, name: b"bc".to_vec() },

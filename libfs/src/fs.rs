@@ -19,8 +19,8 @@ use crate::alloc_map::AllocMap;
 use crate::error::{Error, Result};
 use crate::format::{crc, ChunkHeader, CkptHeader, Kind, Record, Superblock, CHUNK_HEADER_LEN, CKPT_HEADER_LEN, MAX_NAME, PAGE_SIZE};
 use crate::medium;
-use crate::state::{valid_name, Inode, Issue, State};
 pub use crate::state::ROOT_INO;
+use crate::state::{valid_name, Inode, Issue, State};
 
 const PS: u64 = PAGE_SIZE as u64;
 /// Largest file (keeps page arithmetic far from overflow).
@@ -188,8 +188,12 @@ impl<S: Storage> Fs<S> {
         let mut page0 = vec![0u8; crate::format::SUPERBLOCK_LEN];
         st.read(0, &mut page0)?;
         let sb = Superblock::decode(&page0, cap)?;
-        if sb.log_unit as usize % st.write_align().max(1) != 0 {
-            return Err(Error::Invalid(format!("image log unit {} is not a multiple of the medium's write unit {}", sb.log_unit, st.write_align())));
+        if !(sb.log_unit as usize).is_multiple_of(st.write_align().max(1)) {
+            return Err(Error::Invalid(format!(
+                "image log unit {} is not a multiple of the medium's write unit {}",
+                sb.log_unit,
+                st.write_align()
+            )));
         }
         // The newest checkpoint whose header and payload verify.
         let mut best: Option<(usize, CkptHeader, Vec<u8>)> = None;
@@ -709,7 +713,13 @@ impl<S: Storage> Fs<S> {
         let i = self.inode(ino)?;
         let nlink = match i.kind {
             // "." and the name in the parent, plus each subdirectory's "..".
-            Kind::Dir => 2 + self.state.dirs.get(&ino).map_or(0, |d| d.values().filter(|c| self.state.inodes.get(c).is_some_and(|n| n.kind == Kind::Dir)).count() as u32),
+            Kind::Dir => {
+                2 + self
+                    .state
+                    .dirs
+                    .get(&ino)
+                    .map_or(0, |d| d.values().filter(|c| self.state.inodes.get(c).is_some_and(|n| n.kind == Kind::Dir)).count() as u32)
+            }
             Kind::File => i.nlink,
         };
         Ok(Stat { ino, kind: i.kind, mode: i.mode, nlink, size: i.size, mtime: i.mtime, pages: i.extents.iter().map(|e| e.2).sum() })
@@ -740,7 +750,8 @@ impl<S: Storage> Fs<S> {
             return Ok(0);
         }
         let n = buf.len().min((i.size - off) as usize);
-        let runs: Vec<(usize, usize, Option<u64>)> = page_runs(off, n).map(|(fp, in_page, at, len)| (at, len, i.lookup(fp).map(|m| m * PS + in_page))).collect();
+        let runs: Vec<(usize, usize, Option<u64>)> =
+            page_runs(off, n).map(|(fp, in_page, at, len)| (at, len, i.lookup(fp).map(|m| m * PS + in_page))).collect();
         for (at, len, src) in runs {
             match src {
                 Some(m) => medium::read(&mut self.st, m, &mut buf[at..at + len])?,
@@ -763,7 +774,10 @@ impl<S: Storage> Fs<S> {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_FILE_SIZE).ok_or(Error::NoSpace("file (larger than the maximum file size)"))?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or(Error::NoSpace("file (larger than the maximum file size)"))?;
         let ino = h.ino;
         let size = self.file(ino)?.size;
         if off > size {
@@ -956,7 +970,10 @@ fn read_ckpt<S: Storage>(st: &mut S, sb: &Superblock, slot: usize) -> Result<Opt
     st.read(at + CKPT_HEADER_LEN as u64, &mut payload)?;
     let c = crc(&[&payload]);
     if c != h.payload_crc {
-        return Err(Error::corrupt(format!("checkpoint generation {}: payload checksum {:#x} != {c:#x}", h.gen, h.payload_crc), at + CKPT_HEADER_LEN as u64));
+        return Err(Error::corrupt(
+            format!("checkpoint generation {}: payload checksum {:#x} != {c:#x}", h.gen, h.payload_crc),
+            at + CKPT_HEADER_LEN as u64,
+        ));
     }
     Ok(Some((h, payload)))
 }

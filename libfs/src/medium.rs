@@ -11,7 +11,7 @@ use crate::error::Result;
 pub fn write<S: Storage>(st: &mut S, off: u64, data: &[u8]) -> Result<()> {
     let a = st.write_align() as u64;
     // PmemStorage reports 8 (the atomic store) but takes any store.
-    if a <= 8 || (off % a == 0 && data.len() as u64 % a == 0) {
+    if a <= 8 || (off.is_multiple_of(a) && (data.len() as u64).is_multiple_of(a)) {
         return Ok(st.write(off, data)?);
     }
     let first = off / a * a;

@@ -171,16 +171,25 @@ impl State {
             match self.inodes.get(&dir) {
                 Some(i) if i.kind == Kind::Dir => {}
                 _ => {
-                    out.push(Issue { what: format!("entries of inode {dir}, which is not a directory"), repair: Some(Repair::DropDir(dir)) });
+                    out.push(Issue {
+                        what: format!("entries of inode {dir}, which is not a directory"),
+                        repair: Some(Repair::DropDir(dir)),
+                    });
                     continue;
                 }
             }
             for (name, &ino) in entries {
                 let shown = String::from_utf8_lossy(name);
                 if !valid_name(name) {
-                    out.push(Issue { what: format!("directory {dir}: invalid name {shown:?}"), repair: Some(Repair::DropEntry(dir, name.clone())) });
+                    out.push(Issue {
+                        what: format!("directory {dir}: invalid name {shown:?}"),
+                        repair: Some(Repair::DropEntry(dir, name.clone())),
+                    });
                 } else if !self.inodes.contains_key(&ino) {
-                    out.push(Issue { what: format!("directory {dir}: entry {shown:?} names missing inode {ino}"), repair: Some(Repair::DropEntry(dir, name.clone())) });
+                    out.push(Issue {
+                        what: format!("directory {dir}: entry {shown:?} names missing inode {ino}"),
+                        repair: Some(Repair::DropEntry(dir, name.clone())),
+                    });
                 } else {
                     refs.entry(ino).or_default().push((dir, name));
                 }
@@ -193,20 +202,35 @@ impl State {
                 Kind::Dir => {
                     if ino == ROOT_INO {
                         if !r.is_empty() {
-                            out.push(Issue { what: "root directory is linked from a directory".into(), repair: Some(Repair::DropEntry(r[0].0, r[0].1.to_vec())) });
+                            out.push(Issue {
+                                what: "root directory is linked from a directory".into(),
+                                repair: Some(Repair::DropEntry(r[0].0, r[0].1.to_vec())),
+                            });
                         }
                     } else if r.is_empty() {
-                        out.push(Issue { what: format!("directory inode {ino} is not in any directory"), repair: Some(Repair::LinkOrphan(ino)) });
+                        out.push(Issue {
+                            what: format!("directory inode {ino} is not in any directory"),
+                            repair: Some(Repair::LinkOrphan(ino)),
+                        });
                     } else {
                         for extra in &r[1..] {
-                            out.push(Issue { what: format!("directory inode {ino} has a second name in directory {}", extra.0), repair: Some(Repair::DropEntry(extra.0, extra.1.to_vec())) });
+                            out.push(Issue {
+                                what: format!("directory inode {ino} has a second name in directory {}", extra.0),
+                                repair: Some(Repair::DropEntry(extra.0, extra.1.to_vec())),
+                            });
                         }
                         if i.parent != r[0].0 {
-                            out.push(Issue { what: format!("directory inode {ino}: parent {} but lives in {}", i.parent, r[0].0), repair: Some(Repair::SetParent(ino, r[0].0)) });
+                            out.push(Issue {
+                                what: format!("directory inode {ino}: parent {} but lives in {}", i.parent, r[0].0),
+                                repair: Some(Repair::SetParent(ino, r[0].0)),
+                            });
                         }
                     }
                     if i.size != 0 || !i.extents.is_empty() || i.nlink != 1 {
-                        out.push(Issue { what: format!("directory inode {ino}: has data pages, a size or a link count"), repair: Some(Repair::ClearDir(ino)) });
+                        out.push(Issue {
+                            what: format!("directory inode {ino}: has data pages, a size or a link count"),
+                            repair: Some(Repair::ClearDir(ino)),
+                        });
                     }
                     if !self.dirs.contains_key(&ino) {
                         out.push(Issue { what: format!("directory inode {ino}: no entry table"), repair: Some(Repair::ClearDir(ino)) });
@@ -214,9 +238,15 @@ impl State {
                 }
                 Kind::File => {
                     if r.is_empty() {
-                        out.push(Issue { what: format!("file inode {ino} is not in any directory (orphan)"), repair: Some(Repair::LinkOrphan(ino)) });
+                        out.push(Issue {
+                            what: format!("file inode {ino} is not in any directory (orphan)"),
+                            repair: Some(Repair::LinkOrphan(ino)),
+                        });
                     } else if i.nlink as usize != r.len() {
-                        out.push(Issue { what: format!("file inode {ino}: link count {} but {} names", i.nlink, r.len()), repair: Some(Repair::SetNlink(ino, r.len() as u32)) });
+                        out.push(Issue {
+                            what: format!("file inode {ino}: link count {} but {} names", i.nlink, r.len()),
+                            repair: Some(Repair::SetNlink(ino, r.len() as u32)),
+                        });
                     }
                 }
             }
@@ -224,9 +254,18 @@ impl State {
             let mut next_fpage = 0;
             let size_pages = i.size.div_ceil(crate::format::PAGE_SIZE as u64);
             for &(f, m, n) in &i.extents {
-                let bad_range = n == 0 || f < next_fpage || m < data.start || m.checked_add(n).is_none_or(|e| e > data.end) || f.checked_add(n).is_none();
+                let bad_range = n == 0
+                    || f < next_fpage
+                    || m < data.start
+                    || m.checked_add(n).is_none_or(|e| e > data.end)
+                    || f.checked_add(n).is_none();
                 if bad_range {
-                    out.push(Issue { what: format!("inode {ino}: extent (file page {f}, medium page {m}, {n} pages) out of order or outside the data area"), repair: None });
+                    out.push(Issue {
+                        what: format!(
+                            "inode {ino}: extent (file page {f}, medium page {m}, {n} pages) out of order or outside the data area"
+                        ),
+                        repair: None,
+                    });
                     continue;
                 }
                 next_fpage = f + n;

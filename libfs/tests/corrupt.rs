@@ -12,7 +12,9 @@ use libfs::{Error, Fs, Geometry, OpenMode, Storage};
 
 /// Builds an image with a checkpoint and several log chunks; returns it,
 /// its metadata ranges and every committed tree (oldest first).
-fn build<S: Storage>(mut fs: Fs<S>, image: impl Fn(S) -> Vec<u8>) -> (Vec<u8>, Vec<(&'static str, u64, u64)>, Vec<Snapshot>) {
+type Ranges = Vec<(&'static str, u64, u64)>;
+
+fn build<S: Storage>(mut fs: Fs<S>, image: impl Fn(S) -> Vec<u8>) -> (Vec<u8>, Ranges, Vec<Snapshot>) {
     let mut history = vec![snapshot(&mut fs)];
     fs.mkdir("/d", 0o755).unwrap();
     let mut h = fs.open("/d/f", OpenMode::CREATE).unwrap();
@@ -50,7 +52,13 @@ fn verdict<S: Storage>(r: libfs::Result<Fs<S>>, history: &[Snapshot], what: &str
     }
 }
 
-fn flips<S: Storage>(img: &[u8], ranges: &[(&str, u64, u64)], history: &[Snapshot], mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>, medium: &str) {
+fn flips<S: Storage>(
+    img: &[u8],
+    ranges: &[(&str, u64, u64)],
+    history: &[Snapshot],
+    mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>,
+    medium: &str,
+) {
     let mut rng = Rng::new(99);
     for &(name, start, len) in ranges {
         let (mut errs, mut oks) = (0, 0);
@@ -81,7 +89,13 @@ fn flips<S: Storage>(img: &[u8], ranges: &[(&str, u64, u64)], history: &[Snapsho
     }
 }
 
-fn zeroed<S: Storage>(img: &[u8], ranges: &[(&str, u64, u64)], history: &[Snapshot], mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>, medium: &str) {
+fn zeroed<S: Storage>(
+    img: &[u8],
+    ranges: &[(&str, u64, u64)],
+    history: &[Snapshot],
+    mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>,
+    medium: &str,
+) {
     let zero = |from: u64, len: u64| {
         let mut bad = img.to_vec();
         bad[from as usize..(from + len) as usize].fill(0);

@@ -324,7 +324,11 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                 }
             }
             _ => {
-                let d = same(fs.readdir(&p), m.lookup(&p).and_then(|i| if m.dirs.contains(&i) { Ok(()) } else { Err(E::NotDir) }), &format!("{what} readdir {p}"));
+                let d = same(
+                    fs.readdir(&p),
+                    m.lookup(&p).and_then(|i| if m.dirs.contains(&i) { Ok(()) } else { Err(E::NotDir) }),
+                    &format!("{what} readdir {p}"),
+                );
                 if let Some(d) = d {
                     let ino = m.lookup(&p).unwrap();
                     let want: Vec<String> = m.ents.keys().filter(|(dd, _)| *dd == ino).map(|(_, n)| n.clone()).collect();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use libdb::sim::SimBlockDevice;
-use libfs::{Fs, Geometry, Kind, OpenMode, PmemStorage, BlockStorage, Storage};
+use libfs::{BlockStorage, Fs, Geometry, Kind, OpenMode, PmemStorage, Storage};
 use pmem::SimPmem;
 
 pub type PmemFs = Fs<PmemStorage<SimPmem>>;
@@ -78,6 +78,7 @@ pub fn snapshot<S: Storage>(fs: &mut Fs<S>) -> Snapshot {
 }
 
 /// Deterministic generator (the one the crash simulators use).
+#[allow(unused_imports)]
 pub use pmem::sim::XorShift as Rng;
 
 /// A short description of how two trees differ ("" if equal).
@@ -88,7 +89,15 @@ pub fn diff(got: &Snapshot, want: &Snapshot) -> String {
             None => out += &format!("extra {p} ({:?}, {} bytes); ", n.kind, n.data.len()),
             Some(w) if w != n => {
                 let first = n.data.iter().zip(&w.data).position(|(a, b)| a != b);
-                out += &format!("{p}: got {:?} {} bytes link {} / want {:?} {} bytes link {}, first differing byte {first:?}; ", n.kind, n.data.len(), n.same_as, w.kind, w.data.len(), w.same_as);
+                out += &format!(
+                    "{p}: got {:?} {} bytes link {} / want {:?} {} bytes link {}, first differing byte {first:?}; ",
+                    n.kind,
+                    n.data.len(),
+                    n.same_as,
+                    w.kind,
+                    w.data.len(),
+                    w.same_as
+                );
             }
             _ => {}
         }
