@@ -779,14 +779,18 @@ impl<S: Storage> Fs<S> {
             .filter(|&e| e <= MAX_FILE_SIZE)
             .ok_or(Error::NoSpace("file (larger than the maximum file size)"))?;
         let ino = h.ino;
-        let size = self.file(ino)?.size;
-        if off > size {
-            self.extend(ino, off)?;
-        }
         let i = self.file(ino)?;
-        let new_pages = (off / PS..=(end - 1) / PS).filter(|&p| i.lookup(p).is_none()).count() as u64;
+        let size = i.size;
+        // Every page this needs, counted before anything changes: the
+        // holes it fills, and the copy of the old last page if it grows
+        // the file past an unaligned end (see `extend`).
+        let cow = off > size && size % PS != 0 && i.lookup(size / PS).is_some();
+        let new_pages = (off / PS..=(end - 1) / PS).filter(|&p| i.lookup(p).is_none()).count() as u64 + cow as u64;
         if new_pages > self.alloc.free() {
             return Err(Error::NoSpace("data pages"));
+        }
+        if off > size {
+            self.extend(ino, off)?;
         }
         for (fp, in_page, at, len) in page_runs(off, data.len()) {
             let chunk = &data[at..at + len];

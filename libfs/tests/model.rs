@@ -196,13 +196,25 @@ impl Model {
     }
 }
 
-const NAMES: &[&str] = &["a", "b", "c", "d", "x/a", "x/b", "x/y", "x/y/a", "x/y/b", "z", "z/a", "a/b", "x/z"];
+const NAMES: &[&str] = &["a", "b", "c", "x", "x", "x/a", "x/b", "x/y", "x/y", "x/y/a", "x/y/b", "z", "z/a", "a/b", "x/z", "x/y/z"];
 
 fn pick<'a>(rng: &mut Rng, v: &'a [&'a str]) -> &'a str {
     v[rng.below(v.len() as u64) as usize]
 }
 
+thread_local! {
+    static COUNTS: std::cell::RefCell<BTreeMap<String, usize>> = Default::default();
+}
+
+fn count(what: &str) {
+    COUNTS.with(|c| *c.borrow_mut().entry(what.to_string()).or_default() += 1);
+}
+
 fn same<T: std::fmt::Debug>(got: libfs::Result<T>, want: Result<(), E>, what: &str) -> Option<T> {
+    count(&match &got {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{:?}", kind_of(e)),
+    });
     match (got, want) {
         (Ok(v), Ok(())) => Some(v),
         (Err(e), Err(w)) => {
@@ -222,25 +234,25 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
         let q = pick(&mut rng, NAMES).to_string();
         let what = format!("seed {seed} step {step}");
         match rng.below(100) {
-            0..=9 => {
+            0..=14 => {
                 same(fs.create(&p, 0o644), m.create(&p, false), &format!("{what} create {p}"));
             }
-            10..=15 => {
+            15..=21 => {
                 same(fs.mkdir(&p, 0o755), m.create(&p, true), &format!("{what} mkdir {p}"));
             }
-            16..=21 => {
+            22..=25 => {
                 same(fs.unlink(&p), m.unlink(&p, false), &format!("{what} unlink {p}"));
             }
-            22..=25 => {
+            26..=27 => {
                 same(fs.rmdir(&p), m.unlink(&p, true), &format!("{what} rmdir {p}"));
             }
-            26..=33 => {
+            28..=35 => {
                 same(fs.rename(&p, &q), m.rename(&p, &q), &format!("{what} rename {p} {q}"));
             }
-            34..=37 => {
+            36..=38 => {
                 same(fs.link(&p, &q), m.link(&p, &q), &format!("{what} link {p} {q}"));
             }
-            38..=69 => {
+            39..=69 => {
                 // Data: pwrite / append / truncate, then read back.
                 let Ok(ino) = m.file(&p) else {
                     let e = fs.open(&p, OpenMode::WRITE).map(|_| ());
@@ -252,8 +264,8 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                 let byte = rng.below(255) as u8 + 1;
                 match rng.below(4) {
                     0 => {
-                        let off = rng.below(20_000);
-                        let len = rng.below(9_000) as usize;
+                        let off = rng.below(60_000);
+                        let len = rng.below(12_000) as usize;
                         let buf = vec![byte; len];
                         let r = fs.pwrite(&h, off, &buf).map(|_| ());
                         if r.is_ok() && len > 0 {
@@ -263,18 +275,28 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                             }
                             data[off as usize..end].fill(byte);
                         } else if let Err(e) = r {
+                            count("NoSpace");
                             assert_eq!(kind_of(&e), E::NoSpace, "{what}");
                         }
                     }
                     1 => {
                         let len = rng.below(5_000) as usize;
-                        if fs.append(&mut h, &vec![byte; len]).is_ok() {
-                            data.extend(std::iter::repeat_n(byte, len));
+                        match fs.append(&mut h, &vec![byte; len]) {
+                            Ok(_) => data.extend(std::iter::repeat_n(byte, len)),
+                            Err(e) => {
+                                count("NoSpace");
+                                assert_eq!(kind_of(&e), E::NoSpace, "{what}");
+                            }
                         }
                     }
                     _ => {
                         let size = rng.below(24_000);
-                        fs.truncate(&h, size).unwrap();
+                        if let Err(e) = fs.truncate(&h, size) {
+                            // Growing an unaligned end copies its page.
+                            assert_eq!(kind_of(&e), E::NoSpace, "{what}");
+                            count("NoSpace");
+                            continue;
+                        }
                         data.resize(size as usize, 0);
                     }
                 }
@@ -283,6 +305,7 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                 assert_eq!(n, data.len(), "{what} size of {p}");
                 assert!(got[..n] == data[..], "{what} contents of {p}");
                 assert_eq!(fs.stat(&p).unwrap().size, data.len() as u64);
+                count("data op checked");
             }
             70..=79 => {
                 fs.sync().unwrap();
@@ -344,6 +367,8 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
     let d = diff(&snapshot(&mut fs), &m.snapshot());
     assert!(d.is_empty(), "seed {seed}: final tree: {d}");
     fs.sync().unwrap();
+    COUNTS.with(|c| *c.borrow_mut().entry("checkpoints (since last mount)".into()).or_default() += fs.checkpoints as usize);
+    COUNTS.with(|c| println!("after seed {seed} ({ops} operations each), cumulative outcomes: {:?}", c.borrow()));
     fs
 }
 
@@ -351,9 +376,9 @@ fn ops() -> usize {
     std::env::var("LIBFS_MODEL_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
 }
 
-// 2 MiB media: small enough that NoSpace happens, checkpoints are frequent.
-const PAGES: u64 = 512;
-const GEO: Geometry = Geometry { ckpt_pages: Some(8), log_pages: Some(4) };
+// 256 KiB media: small enough that NoSpace happens, checkpoints are frequent.
+const PAGES: u64 = 64;
+const GEO: Geometry = Geometry { ckpt_pages: Some(4), log_pages: Some(4) };
 
 fn model_pmem(seeds: std::ops::Range<u64>, ops: usize) {
     for seed in seeds {
