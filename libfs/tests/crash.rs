@@ -276,13 +276,18 @@ fn pairs(seed: u64, n: usize) -> Vec<([Op; 2], bool)> {
         .collect()
 }
 
-/// Pairs that free pages and then allocate: the freed pages must not be
-/// reused before the commit that frees them is durable.
+/// Fixed pairs for two hazards. Pairs that free pages and then allocate:
+/// the freed pages must not be reused before the commit that frees them
+/// is durable.
 const REUSE: &[([Op; 2], bool)] = &[
     ([Unlink("/A"), Append("/B", 5000)], false),
     ([Rename("/D/C", "/A"), Append("/B", 5000)], false),
     ([Truncate("/A", 0), Write("/D/C", 8000, 5000)], false),
     ([Rename("/A", "/B"), Create("/N")], false),
+    // Shrink to an unaligned size, then grow: the old tail bytes must not
+    // be zeroed in place while the durable file may still show them.
+    ([Truncate("/A", 100), Truncate("/A", 20_000)], false),
+    ([Truncate("/A", 100), Write("/A", 6000, 10)], false),
 ];
 
 #[test]
