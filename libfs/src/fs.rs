@@ -559,24 +559,15 @@ impl<S: Storage> Fs<S> {
     }
 
     /// Creates an empty file; `Exists` if the name is taken.
+    /// Creates an empty file; `Exists` if the name is taken.
     pub fn create(&mut self, path: &str, mode: u16) -> Result<u64> {
         let (dir, name) = self.parent_of(path)?;
-        if self.entry(dir, name).is_some() {
-            return Err(Error::Exists(path.into()));
-        }
-        let ino = self.new_inode(Kind::File, mode, dir);
-        self.add_entry(dir, name, ino);
-        Ok(ino)
+        self.make(dir, name, Kind::File, mode, path)
     }
 
     pub fn mkdir(&mut self, path: &str, mode: u16) -> Result<u64> {
         let (dir, name) = self.parent_of(path)?;
-        if self.entry(dir, name).is_some() {
-            return Err(Error::Exists(path.into()));
-        }
-        let ino = self.new_inode(Kind::Dir, mode, dir);
-        self.add_entry(dir, name, ino);
-        Ok(ino)
+        self.make(dir, name, Kind::Dir, mode, path)
     }
 
     pub fn open(&mut self, path: &str, mode: OpenMode) -> Result<Handle> {
@@ -585,12 +576,18 @@ impl<S: Storage> Fs<S> {
             Err(Error::NotFound(_)) if mode.create => self.create(path, 0o644)?,
             Err(e) => return Err(e),
         };
+        self.open_ino(ino, mode, path)
+    }
+
+    /// Opens an inode found by other means (a file service's handle table,
+    /// FUSE); `shown` names it in errors.
+    pub fn open_ino(&mut self, ino: u64, mode: OpenMode, shown: &str) -> Result<Handle> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir && mode.write {
-            return Err(Error::IsDir(path.into()));
+            return Err(Error::IsDir(shown.into()));
         }
         if mode.write && i.mode & 0o222 == 0 {
-            return Err(Error::Permission(path.into()));
+            return Err(Error::Permission(shown.into()));
         }
         let h = Handle { ino, pos: 0, writable: mode.write };
         if mode.truncate && mode.write {
@@ -601,13 +598,7 @@ impl<S: Storage> Fs<S> {
 
     pub fn unlink(&mut self, path: &str) -> Result<()> {
         let (dir, name) = self.parent_of(path)?;
-        let ino = self.entry(dir, name).ok_or_else(|| Error::NotFound(path.into()))?;
-        if self.inode(ino)?.kind == Kind::Dir {
-            return Err(Error::IsDir(path.into()));
-        }
-        self.remove_entry(dir, name);
-        self.drop_link(ino);
-        Ok(())
+        self.remove(dir, name, false, path)
     }
 
     pub fn rmdir(&mut self, path: &str) -> Result<()> {
@@ -615,16 +606,7 @@ impl<S: Storage> Fs<S> {
             return Err(Error::Permission("/ (the root cannot be removed)".into()));
         }
         let (dir, name) = self.parent_of(path)?;
-        let ino = self.entry(dir, name).ok_or_else(|| Error::NotFound(path.into()))?;
-        if self.inode(ino)?.kind != Kind::Dir {
-            return Err(Error::NotDir(path.into()));
-        }
-        if self.state.dirs.get(&ino).is_some_and(|d| !d.is_empty()) {
-            return Err(Error::NotEmpty(path.into()));
-        }
-        self.remove_entry(dir, name);
-        self.drop_link(ino);
-        Ok(())
+        self.remove(dir, name, true, path)
     }
 
     /// Gives the file at `existing` a second name.
@@ -634,6 +616,104 @@ impl<S: Storage> Fs<S> {
             return Err(Error::IsDir(existing.into()));
         }
         let (dir, name) = self.parent_of(new)?;
+        self.link_in(ino, dir, name, existing, new)
+    }
+
+    /// Atomically moves `from` to `to`, replacing a file (or an empty
+    /// directory, when `from` is a directory) already there.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let (sdir, sname) = self.parent_of(from)?;
+        if self.entry(sdir, sname).is_none() {
+            return Err(Error::NotFound(from.into()));
+        }
+        let (ddir, dname) = self.parent_of(to)?;
+        self.rename_in(sdir, sname, ddir, dname, from, to)
+    }
+
+    // The same operations by directory inode and name (a file service's
+    // or FUSE's view); errors name "inode DIR/NAME".
+
+    /// The inode `name` in directory `dir`.
+    pub fn lookup_at(&self, dir: u64, name: &str) -> Result<u64> {
+        self.check_at(dir, name)?;
+        self.entry(dir, name).ok_or_else(|| Error::NotFound(shown(dir, name)))
+    }
+    pub fn create_at(&mut self, dir: u64, name: &str, mode: u16) -> Result<u64> {
+        self.check_at(dir, name)?;
+        self.make(dir, name, Kind::File, mode, &shown(dir, name))
+    }
+    pub fn mkdir_at(&mut self, dir: u64, name: &str, mode: u16) -> Result<u64> {
+        self.check_at(dir, name)?;
+        self.make(dir, name, Kind::Dir, mode, &shown(dir, name))
+    }
+    pub fn unlink_at(&mut self, dir: u64, name: &str) -> Result<()> {
+        self.check_at(dir, name)?;
+        self.remove(dir, name, false, &shown(dir, name))
+    }
+    pub fn rmdir_at(&mut self, dir: u64, name: &str) -> Result<()> {
+        self.check_at(dir, name)?;
+        self.remove(dir, name, true, &shown(dir, name))
+    }
+    pub fn link_at(&mut self, ino: u64, dir: u64, name: &str) -> Result<()> {
+        self.check_at(dir, name)?;
+        self.link_in(ino, dir, name, &format!("inode {ino}"), &shown(dir, name))
+    }
+    pub fn rename_at(&mut self, sdir: u64, sname: &str, ddir: u64, dname: &str) -> Result<()> {
+        self.check_at(sdir, sname)?;
+        self.check_at(ddir, dname)?;
+        self.rename_in(sdir, sname, ddir, dname, &shown(sdir, sname), &shown(ddir, dname))
+    }
+    /// Sets the permission bits.
+    pub fn set_mode(&mut self, ino: u64, mode: u16) -> Result<()> {
+        let i = self.state.inodes.get_mut(&ino).ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+        i.mode = mode & 0o7777;
+        self.dirty.insert(ino);
+        Ok(())
+    }
+
+    fn check_at(&self, dir: u64, name: &str) -> Result<()> {
+        if name.len() > MAX_NAME {
+            return Err(Error::NameTooLong(shown(dir, name)));
+        }
+        if !valid_name(name.as_bytes()) {
+            return Err(Error::Invalid(shown(dir, name)));
+        }
+        if self.inode(dir)?.kind != Kind::Dir {
+            return Err(Error::NotDir(format!("inode {dir}")));
+        }
+        Ok(())
+    }
+
+    fn make(&mut self, dir: u64, name: &str, kind: Kind, mode: u16, shown: &str) -> Result<u64> {
+        if self.entry(dir, name).is_some() {
+            return Err(Error::Exists(shown.into()));
+        }
+        let ino = self.new_inode(kind, mode, dir);
+        self.add_entry(dir, name, ino);
+        Ok(ino)
+    }
+
+    fn remove(&mut self, dir: u64, name: &str, want_dir: bool, shown: &str) -> Result<()> {
+        let ino = self.entry(dir, name).ok_or_else(|| Error::NotFound(shown.into()))?;
+        let is_dir = self.inode(ino)?.kind == Kind::Dir;
+        if is_dir && !want_dir {
+            return Err(Error::IsDir(shown.into()));
+        }
+        if !is_dir && want_dir {
+            return Err(Error::NotDir(shown.into()));
+        }
+        if self.state.dirs.get(&ino).is_some_and(|d| !d.is_empty()) {
+            return Err(Error::NotEmpty(shown.into()));
+        }
+        self.remove_entry(dir, name);
+        self.drop_link(ino);
+        Ok(())
+    }
+
+    fn link_in(&mut self, ino: u64, dir: u64, name: &str, existing: &str, new: &str) -> Result<()> {
+        if self.inode(ino)?.kind == Kind::Dir {
+            return Err(Error::IsDir(existing.into()));
+        }
         if self.entry(dir, name).is_some() {
             return Err(Error::Exists(new.into()));
         }
@@ -645,12 +725,8 @@ impl<S: Storage> Fs<S> {
         Ok(())
     }
 
-    /// Atomically moves `from` to `to`, replacing a file (or an empty
-    /// directory, when `from` is a directory) already there.
-    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
-        let (sdir, sname) = self.parent_of(from)?;
+    fn rename_in(&mut self, sdir: u64, sname: &str, ddir: u64, dname: &str, from: &str, to: &str) -> Result<()> {
         let ino = self.entry(sdir, sname).ok_or_else(|| Error::NotFound(from.into()))?;
-        let (ddir, dname) = self.parent_of(to)?;
         let is_dir = self.inode(ino)?.kind == Kind::Dir;
         if is_dir {
             // The target directory must not be `from` or inside it.
@@ -691,9 +767,12 @@ impl<S: Storage> Fs<S> {
     }
 
     pub fn readdir(&self, path: &str) -> Result<Vec<DirEntry>> {
-        let ino = self.lookup(path)?;
+        self.readdir_ino(self.lookup(path)?, path)
+    }
+
+    pub fn readdir_ino(&self, ino: u64, shown: &str) -> Result<Vec<DirEntry>> {
         if self.inode(ino)?.kind != Kind::Dir {
-            return Err(Error::NotDir(path.into()));
+            return Err(Error::NotDir(shown.into()));
         }
         let mut out = Vec::new();
         if let Some(d) = self.state.dirs.get(&ino) {
@@ -942,6 +1021,10 @@ impl<S: Storage> Fs<S> {
         }
         Ok(out)
     }
+}
+
+fn shown(dir: u64, name: &str) -> String {
+    format!("inode {dir}/{name}")
 }
 
 /// Splits `[off, off+len)` at page boundaries: (file page, offset in
