@@ -277,9 +277,14 @@ impl<S: Storage> Fs<S> {
             let base = start + pos + CHUNK_HEADER_LEN as u64;
             for r in Record::decode_all(&payload, base, "log record")? {
                 self.state.apply(&r);
-                if let Record::SetInode(i) = &r {
-                    self.next_ino = self.next_ino.max(i.ino + 1);
-                }
+                // Every inode number the log mentions was handed out, even
+                // one created and freed within it: never hand it out again.
+                let seen = match &r {
+                    Record::SetInode(i) => i.ino,
+                    Record::FreeInode(ino) | Record::DirAdd { ino, .. } => *ino,
+                    Record::DirRemove { .. } => 0,
+                };
+                self.next_ino = self.next_ino.max(seen.saturating_add(1));
             }
             pos += round_up(CHUNK_HEADER_LEN as u64 + hdr.payload_len as u64, unit);
             self.seq += 1;
