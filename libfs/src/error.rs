@@ -30,6 +30,10 @@ pub enum Error {
     Corrupt { what: String, at: u64 },
     /// The medium failed.
     Io { offset: u64, error: libdb::IoError },
+    /// An earlier I/O error left what is on the medium unknown: every
+    /// change is refused until the file system is mounted again (which
+    /// recovers the last commit).
+    Poisoned,
 }
 
 impl Error {
@@ -62,6 +66,7 @@ impl fmt::Display for Error {
             Error::NoSpace(what) => write!(f, "no space left in the {what}"),
             Error::Corrupt { what, at } => write!(f, "corrupt {what} at byte {at:#x}"),
             Error::Io { offset, error } => write!(f, "I/O error at byte {offset:#x}: {error:?}"),
+            Error::Poisoned => write!(f, "an earlier I/O error: remount to recover the last commit"),
         }
     }
 }

@@ -105,6 +105,8 @@ pub struct Fs<S: Storage> {
     need_ckpt: bool,
     /// Payload bytes of the current checkpoint.
     ckpt_len: u64,
+    /// Set by an I/O error while changing the medium (see Error::Poisoned).
+    poisoned: bool,
     clock: u64,
     pub commits: u64,
     pub checkpoints: u64,
@@ -159,6 +161,7 @@ impl<S: Storage> Fs<S> {
             dirty: BTreeSet::new(),
             need_ckpt: true,
             ckpt_len: 0,
+            poisoned: false,
             clock: 0,
             commits: 0,
             checkpoints: 0,
@@ -231,6 +234,7 @@ impl<S: Storage> Fs<S> {
             dirty: BTreeSet::new(),
             need_ckpt: true,
             ckpt_len: 0,
+            poisoned: false,
             clock: 0,
             commits: 0,
             checkpoints: 0,
@@ -324,6 +328,22 @@ impl<S: Storage> Fs<S> {
         Ok(ChunkHeader::check(&hb, &payload).then_some((h, payload)))
     }
 
+    /// Refuses changes after an I/O error.
+    fn live(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Records an I/O error: the medium may now differ from the state.
+    fn poison(&mut self, e: Error) -> Error {
+        if matches!(e, Error::Io { .. }) {
+            self.poisoned = true;
+        }
+        e
+    }
+
     pub fn check(&self) -> Vec<Issue> {
         self.state.check(self.sb.data_start_page()..self.sb.total_pages)
     }
@@ -366,12 +386,13 @@ impl<S: Storage> Fs<S> {
     /// Replaces the whole metadata state and checkpoints it, unchecked: fsck
     /// installs repaired states with it (and tests inconsistent ones).
     pub fn install_state(&mut self, state: State, next_ino: u64) -> Result<()> {
+        self.live()?;
         self.state = state;
         self.next_ino = next_ino;
         self.pending.clear();
         self.dirty.clear();
         self.rebuild_alloc();
-        self.checkpoint()
+        self.checkpoint().map_err(|e| self.poison(e))
     }
     pub fn next_ino(&self) -> u64 {
         self.next_ino
@@ -383,6 +404,11 @@ impl<S: Storage> Fs<S> {
     /// Makes every earlier operation durable (one global log, so fsync of
     /// one file also commits the namespace operations before it).
     pub fn sync(&mut self) -> Result<()> {
+        self.live()?;
+        self.commit().map_err(|e| self.poison(e))
+    }
+
+    fn commit(&mut self) -> Result<()> {
         for ino in core::mem::take(&mut self.dirty) {
             if let Some(i) = self.state.inodes.get(&ino) {
                 Record::SetInode(i.to_rec(ino)).encode(&mut self.pending);
@@ -670,6 +696,7 @@ impl<S: Storage> Fs<S> {
     }
     /// Sets the permission bits.
     pub fn set_mode(&mut self, ino: u64, mode: u16) -> Result<()> {
+        self.live()?;
         let i = self.state.inodes.get_mut(&ino).ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
         i.mode = mode & 0o7777;
         self.dirty.insert(ino);
@@ -690,6 +717,7 @@ impl<S: Storage> Fs<S> {
     }
 
     fn make(&mut self, dir: u64, name: &str, kind: Kind, mode: u16, shown: &str) -> Result<u64> {
+        self.live()?;
         if self.entry(dir, name).is_some() {
             return Err(Error::Exists(shown.into()));
         }
@@ -699,6 +727,7 @@ impl<S: Storage> Fs<S> {
     }
 
     fn remove(&mut self, dir: u64, name: &str, want_dir: bool, shown: &str) -> Result<()> {
+        self.live()?;
         let ino = self.entry(dir, name).ok_or_else(|| Error::NotFound(shown.into()))?;
         let is_dir = self.inode(ino)?.kind == Kind::Dir;
         if is_dir && !want_dir {
@@ -716,6 +745,7 @@ impl<S: Storage> Fs<S> {
     }
 
     fn link_in(&mut self, ino: u64, dir: u64, name: &str, existing: &str, new: &str) -> Result<()> {
+        self.live()?;
         if self.inode(ino)?.kind == Kind::Dir {
             return Err(Error::IsDir(existing.into()));
         }
@@ -731,6 +761,7 @@ impl<S: Storage> Fs<S> {
     }
 
     fn rename_in(&mut self, sdir: u64, sname: &str, ddir: u64, dname: &str, from: &str, to: &str) -> Result<()> {
+        self.live()?;
         let ino = self.entry(sdir, sname).ok_or_else(|| Error::NotFound(from.into()))?;
         let is_dir = self.inode(ino)?.kind == Kind::Dir;
         if is_dir {
@@ -854,6 +885,11 @@ impl<S: Storage> Fs<S> {
     /// Writes `data` at `off`, growing the file if needed. All or nothing:
     /// `NoSpace` is reported before anything is written.
     pub fn pwrite(&mut self, h: &Handle, off: u64, data: &[u8]) -> Result<usize> {
+        self.live()?;
+        self.pwrite_inner(h, off, data).map_err(|e| self.poison(e))
+    }
+
+    fn pwrite_inner(&mut self, h: &Handle, off: u64, data: &[u8]) -> Result<usize> {
         self.writable(h)?;
         if data.is_empty() {
             return Ok(0);
@@ -918,6 +954,11 @@ impl<S: Storage> Fs<S> {
     }
 
     pub fn truncate(&mut self, h: &Handle, size: u64) -> Result<()> {
+        self.live()?;
+        self.truncate_inner(h, size).map_err(|e| self.poison(e))
+    }
+
+    fn truncate_inner(&mut self, h: &Handle, size: u64) -> Result<()> {
         self.writable(h)?;
         if size > MAX_FILE_SIZE {
             return Err(Error::NoSpace("file (larger than the maximum file size)"));
@@ -985,6 +1026,11 @@ impl<S: Storage> Fs<S> {
     /// page below it, so all of it can be mapped; commit with `fsync`
     /// before handing the pages out.
     pub fn allocate(&mut self, h: &Handle, size: u64) -> Result<()> {
+        self.live()?;
+        self.allocate_inner(h, size).map_err(|e| self.poison(e))
+    }
+
+    fn allocate_inner(&mut self, h: &Handle, size: u64) -> Result<()> {
         self.writable(h)?;
         if size > self.file(h.ino)?.size {
             self.truncate(h, size)?;

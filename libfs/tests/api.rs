@@ -170,3 +170,73 @@ fn inode_numbers_are_never_reused() {
     let b = fs.create("/b", 0o644).unwrap();
     assert!(b > a, "{b} reuses {a}");
 }
+
+/// A block device whose writes or flushes start failing on command.
+struct Flaky {
+    dev: libdb::MemBlockDevice,
+    ok_ops: u64,
+}
+
+impl libdb::BlockDevice for Flaky {
+    fn block_size(&self) -> usize {
+        self.dev.block_size()
+    }
+    fn blocks(&self) -> u64 {
+        self.dev.blocks()
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), libdb::IoError> {
+        self.dev.read(lba, buf)
+    }
+    fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), libdb::IoError> {
+        if self.ok_ops == 0 {
+            return Err(libdb::IoError::Device(5));
+        }
+        self.ok_ops -= 1;
+        self.dev.write(lba, data)
+    }
+    fn flush(&mut self) -> Result<(), libdb::IoError> {
+        if self.ok_ops == 0 {
+            return Err(libdb::IoError::Device(5));
+        }
+        self.ok_ops -= 1;
+        self.dev.flush()
+    }
+}
+
+#[test]
+fn io_errors_poison_until_remount() {
+    for budget in 0..40 {
+        let st = libfs::BlockStorage::new(Flaky { dev: libdb::MemBlockDevice::new(512, 256 * 8), ok_ops: u64::MAX });
+        let mut fs = libfs::Fs::mkfs(st, Geometry { ckpt_pages: Some(2), log_pages: Some(2) }).unwrap();
+        let mut h = fs.open("/a", OpenMode::CREATE).unwrap();
+        fs.write(&mut h, &[1u8; 5000]).unwrap();
+        fs.sync().unwrap();
+        let before = snapshot(&mut fs);
+        fs.storage_mut().device_mut().ok_ops = budget;
+        let mut failed = None;
+        for i in 0..20 {
+            let p = format!("/f{i}");
+            let (from, to) = if i % 2 == 0 { ("/a", "/b") } else { ("/b", "/a") };
+            let r = fs
+                .open(&p, OpenMode::CREATE)
+                .and_then(|mut h| fs.write(&mut h, &[2u8; 6000]))
+                .and_then(|_| fs.rename(from, to))
+                .and_then(|_| fs.sync());
+            if let Err(e) = r {
+                failed = Some(e);
+                break;
+            }
+        }
+        let Some(e) = failed else { panic!("budget {budget}: no operation failed") };
+        assert!(matches!(e, Error::Io { .. }), "budget {budget}: {e:?}");
+        assert_eq!(fs.create("/x", 0o644), Err(Error::Poisoned));
+        assert_eq!(fs.sync(), Err(Error::Poisoned));
+        // Reads still work; a remount recovers a committed state.
+        assert!(fs.stat("/").is_ok());
+        let img = fs.into_storage().into_inner().dev.image().to_vec();
+        let mut fs = mount_block(img).unwrap();
+        assert!(fs.check().is_empty());
+        let after = snapshot(&mut fs);
+        assert!(after.contains_key("/a") || after.contains_key("/b"), "budget {budget}: {}", diff(&after, &before));
+    }
+}

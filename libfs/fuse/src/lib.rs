@@ -57,7 +57,7 @@ fn errno(e: &Error) -> Errno {
         Error::Invalid(_) => Errno::EINVAL,
         Error::Permission(_) => Errno::EACCES,
         Error::NoSpace(_) => Errno::ENOSPC,
-        Error::Corrupt { .. } | Error::Io { .. } => Errno::EIO,
+        Error::Corrupt { .. } | Error::Io { .. } | Error::Poisoned => Errno::EIO,
     }
 }
 
