@@ -321,3 +321,67 @@ fn crash_sweep_long() {
     }
     println!("sweep: {} workloads, {} crash images ({} random)", t.workloads, t.images, t.random);
 }
+
+/// Crash, recover, work, crash again: the first commit after a recovery
+/// (a checkpoint) must cope with whatever the first crash left in the log
+/// tail (torn chunks, stale sectors), at every point of its own.
+#[test]
+fn crash_after_recovery() {
+    let mut t = Totals { workloads: 0, images: 0, random: 0 };
+    let second = [Create("/R"), Write("/R", 0, 5000), Rename("/D/C", "/R")];
+    for (k, &first) in [Append("/A", 3000), Rename("/A", "/D/C"), Write("/A", 4000, 8000), Unlink("/D/C")].iter().enumerate() {
+        // pmem
+        let mut fs = pmem_fs(PAGES, GEO);
+        setup(&mut fs);
+        fs.storage_mut().region_mut().enable_trace();
+        apply(&mut fs, first, 0);
+        fs.sync().unwrap();
+        let trace = fs.storage_mut().region_mut().take_trace().unwrap();
+        let mut images = Vec::new();
+        trace.for_each_point(|i, p| {
+            if p.pending_lines() > 0 {
+                images.extend((0..6).map(|s| p.random(i as u64 * 31 + k as u64 * 7 + s)));
+            }
+        });
+        for img in images {
+            let mut fs = mount_pmem(img).unwrap();
+            fs.storage_mut().region_mut().enable_trace();
+            let e = run_ops(&mut fs, &second, false, |fs| fs.storage().region().trace_len());
+            let trace = fs.storage_mut().region_mut().take_trace().unwrap();
+            trace.for_each_point(|i, p| {
+                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(i as u64 * 8 + s))) {
+                    check_image(mount_pmem, img, &e, i, &format!("pmem after recovery from {first:?}"));
+                    t.images += 1;
+                }
+            });
+            t.workloads += 1;
+        }
+        // block
+        let mut fs = block_fs(PAGES, GEO);
+        setup(&mut fs);
+        fs.storage_mut().device_mut().enable_trace();
+        apply(&mut fs, first, 0);
+        fs.sync().unwrap();
+        let trace = fs.storage_mut().device_mut().take_trace().unwrap();
+        let mut images = Vec::new();
+        trace.for_each_point(|i, p| {
+            if p.unflushed_blocks() > 0 {
+                images.extend((0..6).map(|s| p.random(i as u64 * 31 + k as u64 * 7 + s)));
+            }
+        });
+        for img in images {
+            let mut fs = mount_block(img).unwrap();
+            fs.storage_mut().device_mut().enable_trace();
+            let e = run_ops(&mut fs, &second, false, |fs| fs.storage().device().trace_len());
+            let trace = fs.storage_mut().device_mut().take_trace().unwrap();
+            trace.for_each_point(|i, p| {
+                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(i as u64 * 8 + s))) {
+                    check_image(mount_block, img, &e, i, &format!("block after recovery from {first:?}"));
+                    t.images += 1;
+                }
+            });
+            t.workloads += 1;
+        }
+    }
+    println!("after recovery: {} second crashes' workloads, {} crash images", t.workloads, t.images);
+}
