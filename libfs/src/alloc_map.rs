@@ -28,11 +28,18 @@ impl AllocMap {
     /// Marks `page` in use (mount). The caller has checked the range and
     /// that no page is used twice.
     pub fn mark(&mut self, page: u64) {
-        let i = (page - self.start) as usize;
+        let Some(i) = self.index(page) else { return };
         if !self.used[i] {
             self.used[i] = true;
             self.free -= 1;
         }
+    }
+
+    /// `page`'s slot, if it is a data page (pages outside come only from
+    /// damaged images that fsck reported).
+    fn index(&self, page: u64) -> Option<usize> {
+        let i = usize::try_from(page.checked_sub(self.start)?).ok()?;
+        (i < self.used.len()).then_some(i)
     }
 
     /// Pages allocatable now.
@@ -73,7 +80,7 @@ impl AllocMap {
     /// The commit that released the pending pages is durable.
     pub fn commit(&mut self) {
         for p in core::mem::take(&mut self.pending) {
-            let i = (p - self.start) as usize;
+            let Some(i) = self.index(p) else { continue };
             if self.used[i] {
                 self.used[i] = false;
                 self.free += 1;

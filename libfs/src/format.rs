@@ -133,15 +133,22 @@ impl Superblock {
             return Err(Error::corrupt("superblock: page size is not 4096", 12));
         }
         let sb = Superblock { total_pages: le64(b, 16), ckpt_pages: le64(b, 24), log_pages: le64(b, 32), log_unit: le32(b, 40) };
-        if sb.ckpt_pages == 0 || sb.log_pages == 0 || sb.data_start_page() >= sb.total_pages {
+        // Size first: after it every page count is below 2^52, so the
+        // layout arithmetic cannot overflow.
+        let needed = sb.total_pages.saturating_mul(PAGE_SIZE as u64);
+        if needed > medium_bytes {
+            return Err(Error::corrupt(alloc::format!("image truncated: superblock says {needed} bytes, medium has {medium_bytes}"), 16));
+        }
+        if sb.ckpt_pages == 0
+            || sb.log_pages == 0
+            || sb.ckpt_pages >= sb.total_pages
+            || sb.log_pages >= sb.total_pages
+            || sb.data_start_page() >= sb.total_pages
+        {
             return Err(Error::corrupt("superblock: impossible geometry", 16));
         }
         if !(64..=PAGE_SIZE as u32).contains(&sb.log_unit) || !sb.log_unit.is_power_of_two() {
             return Err(Error::corrupt("superblock: bad log unit", 40));
-        }
-        let needed = sb.total_pages.saturating_mul(PAGE_SIZE as u64);
-        if needed > medium_bytes {
-            return Err(Error::corrupt(alloc::format!("image truncated: superblock says {needed} bytes, medium has {medium_bytes}"), 16));
         }
         Ok(sb)
     }
@@ -412,6 +419,36 @@ mod tests {
         }
         let e = Superblock::decode(&good, 63 * 4096).unwrap_err();
         assert!(alloc::format!("{e}").contains("truncated"), "{e}");
+    }
+
+    /// Superblocks with valid checksums and arbitrary fields: refused or
+    /// accepted, never a panic (overflowing geometry included).
+    #[test]
+    fn crafted_superblocks_never_panic() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let pick = |v: u64, k: u64| match k % 4 {
+                0 => v,
+                1 => v % 64,
+                2 => u64::MAX - v % 3,
+                _ => v >> 40,
+            };
+            let sb = Superblock {
+                total_pages: pick(next(), i),
+                ckpt_pages: pick(next(), i / 4),
+                log_pages: pick(next(), i / 16),
+                log_unit: next() as u32 % 8192,
+            };
+            if let Ok(ok) = Superblock::decode(&sb.encode(), 1 << 40) {
+                assert!(ok.data_start_page() < ok.total_pages);
+            }
+        }
     }
 
     #[test]

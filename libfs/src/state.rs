@@ -51,7 +51,7 @@ impl Inode {
     pub fn lookup(&self, fpage: u64) -> Option<u64> {
         let i = self.extents.partition_point(|e| e.0 <= fpage);
         let (f, m, n) = *self.extents.get(i.checked_sub(1)?)?;
-        (fpage < f + n).then_some(m + (fpage - f))
+        (fpage < f.saturating_add(n)).then_some(m.saturating_add(fpage - f))
     }
 
     /// Records that file page `fpage` (currently a hole) lives at `mpage`,
@@ -87,14 +87,21 @@ impl Inode {
     /// pages released.
     pub fn cut(&mut self, keep: u64) -> Vec<u64> {
         let mut freed = Vec::new();
+        // An extent of absurd length only exists in a damaged image (mount
+        // refuses it; fsck reports it): drop it without listing its pages.
+        let sane = |m: u64, n: u64| n <= 1 << 40 && m.checked_add(n).is_some();
         self.extents.retain_mut(|e| {
             if e.0 >= keep {
-                freed.extend(e.1..e.1 + e.2);
+                if sane(e.1, e.2) {
+                    freed.extend(e.1..e.1 + e.2);
+                }
                 false
             } else {
-                if e.0 + e.2 > keep {
+                if e.0.saturating_add(e.2) > keep {
                     let n = keep - e.0;
-                    freed.extend(e.1 + n..e.1 + e.2);
+                    if sane(e.1, e.2) {
+                        freed.extend(e.1 + n..e.1 + e.2);
+                    }
                     e.2 = n;
                 }
                 true
