@@ -204,7 +204,7 @@ fn crash_pmem(ops: &[Op], sync_between: bool, remount: bool, random: usize, t: &
         if p.pending_lines() > 0 {
             for _ in 0..per_point {
                 seed += 1;
-                check_image(mount_pmem, p.random(seed), &e, i, &what);
+                check_image(mount_pmem, p.random(common::seed(seed)), &e, i, &what);
                 t.images += 1;
                 t.random += 1;
             }
@@ -234,7 +234,7 @@ fn crash_block(ops: &[Op], sync_between: bool, remount: bool, random: usize, t: 
         if p.unflushed_blocks() > 0 {
             for _ in 0..per_point {
                 seed += 1;
-                check_image(mount_block, p.random(seed), &e, i, &what);
+                check_image(mount_block, p.random(common::seed(seed)), &e, i, &what);
                 t.images += 1;
                 t.random += 1;
             }
@@ -266,7 +266,7 @@ fn crash_single_ops_block() {
 }
 
 fn pairs(seed: u64, n: usize) -> Vec<([Op; 2], bool)> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(common::seed(seed));
     (0..n)
         .map(|_| {
             let a = SINGLE[rng.below(SINGLE.len() as u64) as usize];
@@ -340,7 +340,7 @@ fn crash_after_recovery() {
         let mut images = Vec::new();
         trace.for_each_point(|i, p| {
             if p.pending_lines() > 0 {
-                images.extend((0..6).map(|s| p.random(i as u64 * 31 + k as u64 * 7 + s)));
+                images.extend((0..6).map(|s| p.random(common::seed(i as u64 * 31 + k as u64 * 7 + s))));
             }
         });
         for img in images {
@@ -349,7 +349,7 @@ fn crash_after_recovery() {
             let e = run_ops(&mut fs, &second, false, |fs| fs.storage().region().trace_len());
             let trace = fs.storage_mut().region_mut().take_trace().unwrap();
             trace.for_each_point(|i, p| {
-                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(i as u64 * 8 + s))) {
+                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s)))) {
                     check_image(mount_pmem, img, &e, i, &format!("pmem after recovery from {first:?}"));
                     t.images += 1;
                 }
@@ -366,7 +366,7 @@ fn crash_after_recovery() {
         let mut images = Vec::new();
         trace.for_each_point(|i, p| {
             if p.unflushed_blocks() > 0 {
-                images.extend((0..6).map(|s| p.random(i as u64 * 31 + k as u64 * 7 + s)));
+                images.extend((0..6).map(|s| p.random(common::seed(i as u64 * 31 + k as u64 * 7 + s))));
             }
         });
         for img in images {
@@ -375,7 +375,7 @@ fn crash_after_recovery() {
             let e = run_ops(&mut fs, &second, false, |fs| fs.storage().device().trace_len());
             let trace = fs.storage_mut().device_mut().take_trace().unwrap();
             trace.for_each_point(|i, p| {
-                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(i as u64 * 8 + s))) {
+                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s)))) {
                     check_image(mount_block, img, &e, i, &format!("block after recovery from {first:?}"));
                     t.images += 1;
                 }

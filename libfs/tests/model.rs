@@ -226,7 +226,7 @@ fn same<T: std::fmt::Debug>(got: libfs::Result<T>, want: Result<(), E>, what: &s
 }
 
 fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> Fs<S>) -> Fs<S> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(common::seed(seed));
     let mut m = Model::new();
     let mut durable = m.clone();
     for step in 0..ops {
@@ -253,7 +253,11 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                 same(fs.link(&p, &q), m.link(&p, &q), &format!("{what} link {p} {q}"));
             }
             39..=69 => {
-                // Data: pwrite / append / truncate, then read back.
+                // Data: pwrite / append / truncate, then read back — on an
+                // existing file three times in four.
+                let files: Vec<String> =
+                    m.snapshot().into_iter().filter(|(_, n)| n.kind == Kind::File).map(|(p, _)| p[1..].to_string()).collect();
+                let p = if !files.is_empty() && rng.below(4) != 0 { files[rng.below(files.len() as u64) as usize].clone() } else { p };
                 let Ok(ino) = m.file(&p) else {
                     let e = fs.open(&p, OpenMode::WRITE).map(|_| ());
                     same(e, m.file(&p).map(|_| ()), &format!("{what} open {p}"));
