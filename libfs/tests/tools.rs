@@ -9,12 +9,26 @@ use libfs::state::Inode;
 use libfs::tools::{load, store};
 use libfs::{Error, Fs, Kind, OpenMode};
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("libfs-tools-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+/// An image path that is removed again when the guard is dropped.
+struct Tmp(PathBuf);
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for Tmp {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+fn tmp(name: &str) -> Tmp {
+    let p = std::env::temp_dir().join(format!("libfs-tools-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&p);
-    p
+    Tmp(p)
 }
 
 fn run(bin: &str, args: &[&str]) -> (i32, String) {
