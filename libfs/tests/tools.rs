@@ -18,6 +18,12 @@ impl Drop for Tmp {
     }
 }
 
+impl AsRef<Path> for Tmp {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 impl std::ops::Deref for Tmp {
     type Target = PathBuf;
     fn deref(&self) -> &PathBuf {
