@@ -2,7 +2,7 @@
 //! The timer period is calibrated against the PIT so that the tick length
 //! reported in the kernel info page is a measurement, not an assumption.
 
-use crate::mem::PHYS_OFFSET;
+use crate::phys::PHYS_OFFSET;
 use x86_64::instructions::port::Port;
 
 static mut LAPIC: u64 = 0;
@@ -28,6 +28,13 @@ fn read(off: u64) -> u32 {
 fn write(off: u64, v: u32) {
     // SAFETY: as for `read`.
     unsafe { core::ptr::write_volatile(reg(off), v) }
+}
+
+/// Whether the LAPIC is mapped yet (an NMI can arrive before).
+pub fn ready() -> bool {
+    // SAFETY: reading the base set once at boot (a u64 load; boot is
+    // single-threaded, and an NMI reads either value whole).
+    unsafe { core::ptr::addr_of!(LAPIC).read_volatile() != 0 }
 }
 
 /// Whether `vector` is in service at the LAPIC: true for an interrupt

@@ -19,7 +19,8 @@
 //! device table, so they get their own context entries, I/O tables,
 //! remapping entries, BAR mappings and handles like any other device.
 
-use crate::mem::{phys_read, phys_write, BootAlloc, MemRange};
+use crate::mem::BootAlloc;
+use crate::phys::{phys_read, phys_write, MemRange};
 use crate::{kinfo, mmio};
 use firmware::{FirmwareError, Platform};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
@@ -303,9 +304,10 @@ fn iommu_init(dmar: Result<&'static [u8], FirmwareError>, alloc: &mut BootAlloc,
     }
     unit.set_fault_interrupt(0, DMA_FAULT_VECTOR);
     klog!(
-        "VT-d: unit at {:#x}, {}-level tables, DMA window {} MiB per device, translation on",
+        "VT-d: unit at {:#x}, {}-level tables (SAGAW {:#x}: the shallowest the unit offers), DMA window {} MiB per device, translation on",
         drhd.register_base,
         levels.count(),
+        cap.sagaw(),
         di::DMA_WINDOW >> 20
     );
     st.unit = Some(unit);

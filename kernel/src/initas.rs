@@ -7,7 +7,8 @@
 //! from those frames.
 
 use crate::boot::BootInfo;
-use crate::mem::{phys_read, phys_write, BootAlloc, KernelMem, MemRange};
+use crate::mem::{BootAlloc, KernelMem};
+use crate::phys::{phys_read, phys_write, MemRange};
 use exo_abi::{Rights, BOOT_IMAGE_VA, CONTROL_VA, INIT_SELF_HANDLE_VA, KINFO_VA, RAM_WINDOW_VA};
 use exo_mm::{handle_entry, present_bits, BootMapper, PhysMem, GRANT, NX, P, US};
 

@@ -1,7 +1,7 @@
 //! The kernel info page: counters and boot facts, mapped read-only into
 //! init (the only "kernel state" a process can see, and only as data).
 
-use crate::mem::{phys_read, phys_write};
+use crate::phys::{phys_read, phys_write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static KINFO_PA: AtomicU64 = AtomicU64::new(0);

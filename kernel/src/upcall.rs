@@ -7,7 +7,8 @@
 
 use crate::arch::{percpu, TrapFrame, USER_CS, USER_DS};
 use crate::kinfo;
-use crate::mem::{phys_read, phys_write, KernelMem};
+use crate::mem::KernelMem;
+use crate::phys::{phys_read, phys_write};
 use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, USER_END};
 
 /// Physical address of `root`'s control page, if it is usable.

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use core::ops::Bound;
 
 use crate::cache::Page;
-use crate::db::Inner;
+use crate::engine::Inner;
 use crate::error::{corrupt, Corruption, Error};
 use crate::leafindex::LeafIndex;
 use crate::log::Op;

@@ -12,6 +12,7 @@ extern crate alloc;
 mod btree;
 mod cache;
 mod db;
+mod engine;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod host;

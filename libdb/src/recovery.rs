@@ -5,7 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::db::{log_base, Inner, Options};
+use crate::engine::{log_base, Inner, Options};
 use crate::error::{corrupt, Corruption, Error};
 use crate::log::{self, RECORD_HEADER};
 use crate::page::{self, Meta, KIND_FREELIST, PAGE_SIZE};

@@ -24,6 +24,7 @@ pub mod nvme;
 pub mod probe;
 pub mod region;
 pub mod sys;
+pub mod virtio;
 
 pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, upcalls, yield_now};
 pub use exo_abi as abi;

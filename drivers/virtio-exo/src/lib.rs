@@ -17,7 +17,7 @@
 //!
 //! The register protocol and the pool logic are generic and tested on the
 //! host (`tests/` runs `VirtIOBlk` end to end against a fake device);
-//! [`exo`] binds them to the runtime's MMIO windows on the exokernel. The
+//! The exokernel runtime (`exo_rt::virtio`) binds them to its MMIO windows. The
 //! `unsafe` of the driver stack is here (in `hal`), so driver programs
 //! stay `#![forbid(unsafe_code)]`.
 #![cfg_attr(not(test), no_std)]
@@ -25,8 +25,6 @@
 
 extern crate alloc;
 
-#[cfg(target_os = "none")]
-pub mod exo;
 pub mod blk;
 pub mod hal;
 pub mod pool;

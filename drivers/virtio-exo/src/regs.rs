@@ -1,7 +1,7 @@
 //! Register access, kept behind a trait so that the transport's protocol
 //! runs against a fake register window on the host. On the exokernel the
 //! runtime's `mmio::Window` over the moved BAR implements it (see
-//! `crate::exo`).
+//! `exo_rt::virtio`).
 
 /// A window of device registers. Offsets are bytes from the window's
 /// start; implementations check bounds and alignment (the transport

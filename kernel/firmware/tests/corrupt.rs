@@ -241,8 +241,8 @@ fn the_crate_alone_panics_on_a_short_madt() {
     assert!(matches!(p.cpus, Err(FirmwareError::BadLength { length: 40, .. })));
     let crashed = std::panic::catch_unwind(|| {
         let view = PhysView::from_slice(&m);
-        // SAFETY (test): the RSDP and XSDT are well-formed and in the view;
-        // the view's handler keeps every mapping inside `m`.
+        // SAFETY: (a test) the RSDP and XSDT are well-formed and in the
+        // view; the view's handler keeps every mapping inside `m`.
         let tables = unsafe { acpi::AcpiTables::from_rsdp(view, RSDP_AT as usize) }.unwrap();
         let madt = tables.find_table::<acpi::madt::Madt>().unwrap();
         madt.get().entries().count()

@@ -115,7 +115,7 @@ pub(super) fn enable(ecam: &mut Ecam, st: &mut State, k: usize, bridges: &[Optio
     };
     for (bar, a) in vf_bars.iter().zip(addresses.iter()) {
         let (Some(bar), Some(a)) = (bar, a) else { continue };
-        let span = crate::mem::MemRange { start: *a, end: a.saturating_add(bar.size.saturating_mul(num as u64)) };
+        let span = crate::phys::MemRange { start: *a, end: a.saturating_add(bar.size.saturating_mul(num as u64)) };
         if st.ram.iter().any(|r| r.overlaps(&span)) {
             return klog!("SR-IOV {}: VF BAR {} at {:#x} would overlap RAM: VFs left off", At(at), bar.index, a);
         }

@@ -1,48 +1,19 @@
-//! Command-line parsing for `cargo xtask` (hand-written: a handful of flags
-//! does not justify a parser dependency).
+//! Command-line parsing for `cargo xtask`, with `clap` (derive): the
+//! parser produces the option structs the commands take ([`RunOpts`],
+//! [`TestOpts`]); rules clap cannot express (which flags exclude which,
+//! variant names) are checked after it, with errors that name the flag.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
-pub const USAGE: &str = "\
-usage: cargo xtask <command> [options]
-
-commands:
-  setup                 install what is missing (Rust target, QEMU)
-  build                 build kernel + userspace and pack the boot image
-  run [options]         build and boot the standard machine, serial on stdio
-      --batch           run the demo unattended; exit 0 iff the guest passes
-      --accel tcg|kvm|auto   accelerator (default tcg; auto probes KVM)
-      --gdb             wait for gdb on :1234 (adds -s -S)
-      --timeout SECS    kill QEMU after SECS (default: none, 120 with --batch)
-  test [options] [FILTER...]   host tests + QEMU integration tests
-      --host-only       only `cargo test --workspace`
-      --qemu-only       only the QEMU integration tests
-      --accel tcg|kvm|auto   accelerator for QEMU tests (default tcg)
-      --machine NAME    boot the QEMU tests on a machine variant (see machine.rs VARIANTS)
-      FILTER            run only tests whose name contains FILTER
-  selftest              boot generated dummy guests to check QEMU + harness
-  eval [--host] [--linux] [--drivers] [--kernel] [--db] [--quick]   evaluation (see eval/README.md)
-";
-
 /// Which accelerator the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelChoice {
     Tcg,
     Kvm,
     /// Try KVM, fall back to TCG.
     Auto,
-}
-
-impl AccelChoice {
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "tcg" => Ok(Self::Tcg),
-            "kvm" => Ok(Self::Kvm),
-            "auto" => Ok(Self::Auto),
-            _ => bail!("--accel takes tcg, kvm or auto, not `{s}`"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +32,8 @@ pub struct TestOpts {
     pub filters: Vec<String>,
     /// A machine variant's name (`machine::VARIANTS`); the standard machine if `None`.
     pub machine: Option<String>,
+    /// Every QEMU test on every variant (`--machine-matrix`).
+    pub matrix: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,86 +48,140 @@ pub enum Cmd {
     Eval(Vec<String>),
 }
 
-pub fn parse(args: &[String]) -> Result<Cmd> {
-    let Some((sub, rest)) = args.split_first() else {
-        return Ok(Cmd::Help);
-    };
-    match sub.as_str() {
-        "help" | "-h" | "--help" => Ok(Cmd::Help),
-        "setup" => no_args("setup", rest).map(|_| Cmd::Setup),
-        "build" => no_args("build", rest).map(|_| Cmd::Build),
-        "selftest" => no_args("selftest", rest).map(|_| Cmd::SelfTest),
-        "run" => parse_run(rest).map(Cmd::Run),
-        "test" => parse_test(rest).map(Cmd::Test),
-        "eval" => Ok(Cmd::Eval(rest.to_vec())),
-        other => bail!("unknown command `{other}`\n\n{USAGE}"),
-    }
+/// The build/run/test orchestrator of the exokernel (every command it runs
+/// is printed first as `$ ...`).
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about, disable_version_flag = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn no_args(cmd: &str, rest: &[String]) -> Result<()> {
-    if let Some(a) = rest.first() {
-        bail!("`{cmd}` takes no arguments (got `{a}`)");
-    }
-    Ok(())
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install what is missing (Rust target, QEMU).
+    Setup,
+    /// Build kernel + userspace and pack the boot image.
+    Build,
+    /// Build and boot the standard machine, serial on stdio.
+    Run {
+        /// Run the demo unattended; exit 0 iff the guest passes.
+        #[arg(long)]
+        batch: bool,
+        /// Accelerator (auto probes KVM and falls back to TCG).
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: AccelChoice,
+        /// Wait for gdb on :1234 (adds -s -S).
+        #[arg(long)]
+        gdb: bool,
+        /// Kill QEMU after SECS (default: none, 120 with --batch).
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<Duration>,
+    },
+    /// Host tests + QEMU integration tests; the last line is `N passed, M failed`.
+    Test {
+        /// Only `cargo test --workspace`.
+        #[arg(long)]
+        host_only: bool,
+        /// Only the QEMU integration tests.
+        #[arg(long)]
+        qemu_only: bool,
+        /// Accelerator for the QEMU tests.
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: AccelChoice,
+        /// Boot the QEMU tests on a machine variant (machine.rs VARIANTS).
+        #[arg(long, value_name = "NAME")]
+        machine: Option<String>,
+        /// Run the QEMU tests on every machine variant; print a variant x test table.
+        #[arg(long)]
+        machine_matrix: bool,
+        /// Run only tests whose name contains FILTER.
+        #[arg(value_name = "FILTER")]
+        filters: Vec<String>,
+    },
+    /// Boot generated dummy guests to check QEMU + harness.
+    Selftest,
+    /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers] [--kernel] [--db] [--quick].
+    Eval {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
 }
 
-/// Pull the value following `flag`, with an error naming the flag.
-fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a str> {
-    it.next()
-        .map(String::as_str)
-        .with_context(|| format!("{flag} needs a value"))
+/// The usage text (`cargo xtask help`).
+pub fn usage() -> String {
+    use clap::CommandFactory;
+    Cli::command().render_long_help().to_string()
 }
 
-fn parse_secs(s: &str) -> Result<Duration> {
-    let secs: f64 = s
-        .parse()
-        .with_context(|| format!("--timeout takes seconds, not `{s}`"))?;
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("takes seconds, not `{s}`"))?;
     if !(secs > 0.0 && secs.is_finite()) {
-        bail!("--timeout must be a positive number of seconds, not `{s}`");
+        return Err(format!("must be a positive number of seconds, not `{s}`"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_run(rest: &[String]) -> Result<RunOpts> {
-    let mut opts = RunOpts {
-        batch: false,
-        accel: AccelChoice::Tcg,
-        gdb: false,
-        timeout: None,
-    };
-    let mut it = rest.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--batch" => opts.batch = true,
-            "--gdb" => opts.gdb = true,
-            "--accel" => opts.accel = AccelChoice::parse(value("--accel", &mut it)?)?,
-            "--timeout" => opts.timeout = Some(parse_secs(value("--timeout", &mut it)?)?),
-            other => bail!("`run` does not take `{other}`\n\n{USAGE}"),
+pub fn parse(args: &[String]) -> Result<Cmd> {
+    if args.is_empty() || matches!(args[0].as_str(), "help" | "-h" | "--help") {
+        return Ok(Cmd::Help);
+    }
+    let argv = std::iter::once("cargo xtask".to_string()).chain(args.iter().cloned());
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            // `cargo xtask test --help` and the like: help is not an error.
+            let _ = e.print();
+            std::process::exit(0);
         }
-    }
-    if opts.batch && opts.gdb {
-        bail!("--batch and --gdb do not mix: batch mode must not wait for a debugger");
-    }
-    Ok(opts)
-}
-
-fn parse_test(rest: &[String]) -> Result<TestOpts> {
-    let mut opts = TestOpts {
-        host: true,
-        qemu: true,
-        accel: AccelChoice::Tcg,
-        filters: vec![],
-        machine: None,
+        Err(e) => {
+            let text = e.render().to_string();
+            bail!("{}", text.trim_end().trim_start_matches("error: "))
+        }
     };
-    let (mut host_only, mut qemu_only) = (false, false);
-    let mut it = rest.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--host-only" => host_only = true,
-            "--qemu-only" => qemu_only = true,
-            "--accel" => opts.accel = AccelChoice::parse(value("--accel", &mut it)?)?,
-            "--machine" => {
-                let name = value("--machine", &mut it)?;
+    Ok(match cli.command {
+        None => Cmd::Help,
+        Some(Command::Setup) => Cmd::Setup,
+        Some(Command::Build) => Cmd::Build,
+        Some(Command::Selftest) => Cmd::SelfTest,
+        Some(Command::Eval { args }) => Cmd::Eval(args),
+        Some(Command::Run {
+            batch,
+            accel,
+            gdb,
+            timeout,
+        }) => {
+            if batch && gdb {
+                bail!("--batch and --gdb do not mix: batch mode must not wait for a debugger");
+            }
+            Cmd::Run(RunOpts {
+                batch,
+                accel,
+                gdb,
+                timeout,
+            })
+        }
+        Some(Command::Test {
+            host_only,
+            qemu_only,
+            accel,
+            machine,
+            machine_matrix,
+            filters,
+        }) => {
+            if host_only && qemu_only {
+                bail!("--host-only and --qemu-only exclude each other");
+            }
+            if let Some(name) = &machine {
                 if crate::machine::variant_named(name).is_none() {
                     let names: Vec<_> = crate::machine::VARIANTS.iter().map(|v| v.name).collect();
                     bail!(
@@ -162,18 +189,20 @@ fn parse_test(rest: &[String]) -> Result<TestOpts> {
                         names.join(", ")
                     );
                 }
-                opts.machine = Some(name.to_string());
             }
-            flag if flag.starts_with('-') => bail!("`test` does not take `{flag}`\n\n{USAGE}"),
-            filter => opts.filters.push(filter.to_string()),
+            if machine_matrix && (machine.is_some() || host_only) {
+                bail!("--machine-matrix runs QEMU tests on every variant: not with --machine or --host-only");
+            }
+            Cmd::Test(TestOpts {
+                host: !qemu_only,
+                qemu: !host_only,
+                accel,
+                filters,
+                machine,
+                matrix: machine_matrix,
+            })
         }
-    }
-    if host_only && qemu_only {
-        bail!("--host-only and --qemu-only exclude each other");
-    }
-    opts.host = !qemu_only;
-    opts.qemu = !host_only;
-    Ok(opts)
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +282,12 @@ mod tests {
         };
         assert_eq!(o.machine.as_deref(), Some("ram-2g"));
         assert!(p(&["test", "--machine", "ram-3t"]).is_err());
+        let Cmd::Test(o) = p(&["test", "--qemu-only", "--machine-matrix", "boot"]).unwrap() else {
+            panic!()
+        };
+        assert!(o.matrix && o.machine.is_none() && o.filters == ["boot"]);
+        assert!(p(&["test", "--machine-matrix", "--machine", "smp-2"]).is_err());
+        assert!(p(&["test", "--machine-matrix", "--host-only"]).is_err());
         assert!(p(&["test", "--machine"]).is_err());
     }
 

@@ -189,6 +189,10 @@ pub struct Hardware {
     pub nvme_mdts: Option<u8>,
     /// A second NVMe controller (serial `exo1`, on [`NVME2_IMAGE`]).
     pub second_nvme: bool,
+    /// The CPU offers 1 GiB pages (CPUID 0x80000001 EDX bit 26); `false`
+    /// adds `pdpe1gb=off` to `-cpu`, so the kernel's physical window is
+    /// built from 2 MiB pages.
+    pub gib_pages: bool,
 }
 
 impl Hardware {
@@ -200,6 +204,7 @@ impl Hardware {
         nvme_max_ioqpairs: None,
         nvme_mdts: None,
         second_nvme: false,
+        gib_pages: true,
     };
 
     /// `-m` argument: RAM plus room above it for the NVDIMM (a memory
@@ -293,6 +298,15 @@ pub const VARIANTS: &[Variant] = &[
         Hardware { ram_mib: 4096, ..S },
     ),
     variant("ram-8g", "8 GiB of RAM", Hardware { ram_mib: 8192, ..S }),
+    variant(
+        "no-1g-pages",
+        "a CPU without 1 GiB pages, 8 GiB of RAM (the window in 2 MiB pages)",
+        Hardware {
+            gib_pages: false,
+            ram_mib: 8192,
+            ..S
+        },
+    ),
     variant("smp-2", "2 CPUs", Hardware { cpus: 2, ..S }),
     variant("smp-4", "4 CPUs", Hardware { cpus: 4, ..S }),
     variant(
@@ -485,9 +499,15 @@ impl Machine {
         ]);
         let hw = self.hardware;
         push(&["-m", &hw.memory_arg(), "-smp", &hw.cpus.to_string()]);
+        let no_gib = if hw.gib_pages { "" } else { ",pdpe1gb=off" };
         match self.accel {
-            Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
-            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+            Accel::Tcg => push(&["-accel", "tcg", "-cpu", &format!("max{no_gib}")]),
+            Accel::Kvm => push(&[
+                "-accel",
+                "kvm",
+                "-cpu",
+                &format!("host,-arch-capabilities{no_gib}"),
+            ]),
         }
         if self.chipset == Chipset::Q35Iommu {
             let aw = hw
@@ -746,6 +766,14 @@ mod tests {
             std.replace("-m 512M,slots=2,maxmem=4G", "-m 2048M,slots=2,maxmem=6144M")
         );
         assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
+        assert_eq!(
+            v("no-1g-pages"),
+            std.replace(
+                "-m 512M,slots=2,maxmem=4G",
+                "-m 8192M,slots=2,maxmem=12288M"
+            )
+            .replace("-cpu max", "-cpu max,pdpe1gb=off")
+        );
         assert_eq!(
             v("iommu-aw48"),
             std.replace("caching-mode=on", "caching-mode=on,aw-bits=48")

@@ -38,7 +38,7 @@ fn main() {
 
 fn real_main(args: &[String]) -> Result<i32> {
     match cli::parse(args)? {
-        Cmd::Help => print!("{}", cli::USAGE),
+        Cmd::Help => print!("{}", cli::usage()),
         Cmd::Setup => {
             setup::ensure_all()?;
             println!("setup: everything is installed");

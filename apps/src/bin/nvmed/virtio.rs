@@ -27,7 +27,7 @@ use exo_rt::println;
 use exo_rt::time::rdtsc;
 use virtio_exo::virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_exo::virtio_drivers::transport::DeviceType;
-use virtio_exo::{exo, hal, Disk, DiskError, DmaBuffer, ModernTransport, PciLayout};
+use virtio_exo::{hal, Disk, DiskError, DmaBuffer, ModernTransport, PciLayout};
 
 const SECTOR: u64 = SECTOR_SIZE as u64;
 /// Random I/Os per pass.
@@ -68,7 +68,7 @@ pub fn run() -> Result<(), String> {
     let layout = PciLayout::from_word(g.extra[0]);
     let tsc_per_us = g.extra[1].max(1);
     let dma = hw::spare_dma(g.handle)?;
-    exo::install_window(dma.win, dma.iova).map_err(|e| format!("DMA pool: {e}"))?;
+    exo_rt::virtio::install_window(dma.win, dma.iova).map_err(|e| format!("DMA pool: {e}"))?;
     // Init starts this job only for a virtio-blk function (device ID
     // 0x1042); the transport cannot read the ID itself.
     let transport = ModernTransport::new(g.bar, layout, DeviceType::Block).map_err(|e| format!("virtio transport: {e}"))?;

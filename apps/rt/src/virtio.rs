@@ -1,10 +1,11 @@
-//! The exokernel side: the runtime's `mmio::Window` as [`Registers`], and
-//! a pool installed from a window of device-mapped frames.
+//! The exokernel glue for `virtio-exo` (as `nvme.rs` is for the NVMe
+//! driver): the runtime's `mmio::Window` as the driver's [`Registers`], and
+//! its DMA pool installed from a window of device-mapped frames.
 
-use crate::hal::{self, DmaError, DmaRegion};
-use crate::regs::Registers;
-use exo_rt::mmio::Window;
-use virtio_drivers::PAGE_SIZE;
+use crate::mmio::Window;
+use virtio_exo::hal::{self, DmaError, DmaRegion};
+use virtio_exo::virtio_drivers::PAGE_SIZE;
+use virtio_exo::Registers;
 
 /// The BAR window init moved to the driver (mapped uncached): every access
 /// is volatile and bounds-checked by `Window`.

@@ -1,0 +1,95 @@
+//! Physical memory as the kernel reaches it: the physical-memory window
+//! (all RAM, ACPI memory and the ACPI tables mapped at [`PHYS_OFFSET`] +
+//! physical address, holes left out: `window.rs`), and every read and
+//! write through it, checked against what it maps. The lowest layer of
+//! the kernel's memory code: it imports no other kernel module.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use firmware::window::Spans;
+
+/// Virtual address of physical address 0 (PML4 slot 256).
+pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl MemRange {
+    pub const EMPTY: MemRange = MemRange { start: 0, end: 0 };
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+    pub fn overlaps(&self, o: &MemRange) -> bool {
+        self.start < o.end && o.start < self.end
+    }
+}
+
+/// What the physical window maps: the first GiB (the entry code's
+/// bootstrap window) until `window::build` replaces it with the memory
+/// map's RAM, ACPI memory and ACPI tables (`firmware::window`). Written
+/// only during single-threaded boot, before `freeze_window`.
+static mut WINDOW: Spans = Spans::one(0, 1 << 30);
+static WINDOW_FROZEN: AtomicBool = AtomicBool::new(false);
+
+fn window() -> &'static Spans {
+    // SAFETY: WINDOW is written only by `set_window` during single-threaded
+    // boot, never while a reference from here is alive (callers use the
+    // reference for the length of one check), and never after
+    // `freeze_window`.
+    unsafe { &*core::ptr::addr_of!(WINDOW) }
+}
+
+/// Whether all of `[pa, pa + len)` is mapped by the physical window (and
+/// so may be read and written as write-back memory).
+pub fn window_contains(pa: u64, len: u64) -> bool {
+    window().contains(pa, len)
+}
+
+/// Whether any of `[start, end)` is mapped by the physical window.
+pub fn window_overlaps(start: u64, end: u64) -> bool {
+    window().overlaps(start, end)
+}
+
+/// Record what the window maps (boot only: `window.rs`, after changing the
+/// tables). Ignored once the window is frozen.
+pub fn set_window(spans: Spans) {
+    if WINDOW_FROZEN.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: single-threaded boot, before `freeze_window`; no reference
+    // from `window()` is alive across this call.
+    unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
+}
+
+/// From now on the window never changes; its spans can be lent out for
+/// the kernel's lifetime (the ACPI view holds them).
+pub fn freeze_window() -> &'static [(u64, u64)] {
+    WINDOW_FROZEN.store(true, Ordering::Relaxed);
+    window().as_slice()
+}
+
+/// Read a value from physical memory through the window.
+pub fn phys_read<T: Copy>(pa: u64) -> T {
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical read outside the window at {pa:#x}"
+    );
+    // SAFETY: the window maps all of its spans (checked above) as
+    // ordinary kernel memory; unaligned reads are allowed by
+    // `read_unaligned`.
+    unsafe { core::ptr::read_unaligned((PHYS_OFFSET + pa) as *const T) }
+}
+
+/// Write a value to physical memory through the window.
+pub fn phys_write<T: Copy>(pa: u64, v: T) {
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical write outside the window at {pa:#x}"
+    );
+    // SAFETY: as for `phys_read`. Callers only write frames they have
+    // checked are theirs to write (page tables built by the kernel, control
+    // pages found by walking the owner's tables, boot frames).
+    unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
+}

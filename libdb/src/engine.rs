@@ -1,0 +1,465 @@
+//! The database's state and machinery: the page cache and overlay, the
+//! log, snapshots, commits and checkpoints (`Inner`), with the options and
+//! statistics that describe it. `db.rs` is the public handle over it and
+//! `recovery.rs` builds it from a medium; both depend on this module, and
+//! it depends on neither.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::ops::Bound;
+use alloc::vec::Vec;
+
+use crate::cache::PageCache;
+use crate::error::Error;
+use crate::log;
+use crate::overlay::{Overlay, Seen};
+use crate::page::{self, Meta, FREELIST_ENTRIES, PAGE_SIZE};
+use crate::storage::{IoStats, Storage};
+
+/// How durable a commit is when `commit` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable: the log record is written and a barrier (one `fdatasync` or
+    /// fence) has completed.
+    Sync,
+    /// Every `n`-th commit issues the barrier for itself and the `n - 1`
+    /// before it; after a crash a prefix of the commits survives.
+    Group(u32),
+    /// Durable at the next barrier (sync/group commit, [`Db::sync`]) or
+    /// checkpoint; after a crash a prefix survives.
+    Async,
+}
+
+/// Tuning knobs. `log_pages` only matters for `create` (it is stored).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Pages the cache may hold (the database never holds more tree pages
+    /// in memory than this, whatever its size). Default 16384 (64 MiB).
+    pub cache_pages: usize,
+    /// Size of the log region in pages (`create` only).
+    pub log_pages: u64,
+    /// Checkpoint policy: write the committed changes into the tree once
+    /// the log holds this many bytes (0: only when the log is full or on
+    /// an explicit [`Db::checkpoint`]).
+    pub checkpoint_log_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { cache_pages: 16384, log_pages: 2048, checkpoint_log_bytes: 4 << 20 }
+    }
+}
+
+/// Counters for benchmarks: what the database did and asked of the medium.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Medium operations (barriers = device flushes / fdatasyncs / fences).
+    pub io: IoStats,
+    pub commits: u64,
+    pub checkpoints: u64,
+    /// Log writes that ended with a barrier.
+    pub log_flushes: u64,
+    /// Log record bytes produced (before padding to the write alignment).
+    pub log_bytes: u64,
+    /// Tree, overflow and freelist pages written by checkpoints.
+    pub pages_written: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_pages: u64,
+    /// Pages the database occupies on the medium (high-water mark).
+    pub db_pages: u64,
+    pub free_pages: u64,
+    /// Freed pages waiting for readers of older snapshots to finish.
+    pub pending_free_pages: u64,
+    pub generation: u64,
+    /// Keys changed since the last checkpoint.
+    pub overlay_keys: u64,
+    /// Keys in the tree as of the last checkpoint.
+    pub tree_entries: u64,
+    /// Log records replayed by the last `open`.
+    pub replayed_records: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct LogState {
+    /// Next write offset within the log region (aligned).
+    pub pos: u64,
+    /// Next record's sequence number in this epoch.
+    pub seq: u64,
+    /// Records not yet written to the medium.
+    pub buf: Vec<u8>,
+    /// Commits in `buf`.
+    pub unsynced: u32,
+}
+
+/// What a reader sees: a tree and a prefix of the commits after it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Snapshot {
+    pub gen: u64,
+    pub seq: u64,
+    pub root: u64,
+}
+
+pub(crate) struct Inner<S> {
+    pub storage: S,
+    pub cache: PageCache,
+    pub opts: Options,
+    /// The durable meta (last checkpoint).
+    pub meta: Meta,
+    /// Working high-water mark (grows during a checkpoint).
+    pub total_pages: u64,
+    /// Pages no snapshot and no durable state uses.
+    pub free: BTreeSet<u64>,
+    /// Pages freed by the checkpoint of generation `g`, reusable once no
+    /// reader of a generation below `g` remains.
+    pub pending: Vec<(u64, Vec<u64>)>,
+    pub freelist_chain: Vec<u64>,
+    /// Committed, not yet checkpointed changes, by the generation whose
+    /// tree they apply to (older ones kept only for live readers).
+    pub overlays: BTreeMap<u64, Overlay>,
+    pub readers: BTreeMap<u64, usize>,
+    pub commit_seq: u64,
+    pub log: LogState,
+    pub writer_active: bool,
+    pub poisoned: bool,
+    pub stats: Stats,
+    /// Checkpoint scratch: pages freed and the generation being written.
+    pub freed: Vec<u64>,
+    pub new_gen: u64,
+    pub entries: u64,
+}
+
+pub(crate) fn log_base() -> u64 {
+    2 * PAGE_SIZE as u64
+}
+
+impl<S: Storage> Inner<S> {
+    pub fn new(storage: S, opts: Options, meta: Meta) -> Self {
+        let mut overlays = BTreeMap::new();
+        overlays.insert(meta.gen, Overlay::default());
+        Inner {
+            storage,
+            cache: PageCache::new(opts.cache_pages),
+            opts,
+            meta,
+            total_pages: meta.total_pages,
+            free: BTreeSet::new(),
+            pending: Vec::new(),
+            freelist_chain: Vec::new(),
+            overlays,
+            readers: BTreeMap::new(),
+            commit_seq: meta.commit_seq,
+            log: LogState::default(),
+            writer_active: false,
+            poisoned: false,
+            stats: Stats::default(),
+            freed: Vec::new(),
+            new_gen: meta.gen,
+            entries: meta.entries,
+        }
+    }
+
+    pub(crate) fn latest(&self) -> Snapshot {
+        Snapshot { gen: self.meta.gen, seq: self.commit_seq, root: self.meta.root }
+    }
+
+    pub fn get(&mut self, snap: Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(o) = self.overlays.get(&snap.gen) {
+            match o.get(key, snap.seq) {
+                Seen::Value(v) => return Ok(Some(v.to_vec())),
+                Seen::Deleted => return Ok(None),
+                Seen::Absent => {}
+            }
+        }
+        self.tree_get(snap.root, snap.gen, key)
+    }
+
+    /// Up to `limit` entries in the bounds (descending if `rev`), the key
+    /// where the chunk stopped and whether the bounds are exhausted.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn fetch_chunk(
+        &mut self,
+        snap: Snapshot,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        rev: bool,
+        limit: usize,
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>, bool), Error> {
+        let mut tree = Vec::new();
+        if snap.root != 0 {
+            self.tree_collect(snap.root, snap.gen, 0, lo, hi, rev, limit, &mut tree, 0)?;
+        }
+        let full = tree.len() >= limit;
+        let boundary = if full { tree.last().map(|(k, _)| k.clone()) } else { None };
+        let (olo, ohi) = match (&boundary, rev) {
+            (Some(b), false) => (lo, Bound::Included(b.as_slice())),
+            (Some(b), true) => (Bound::Included(b.as_slice()), hi),
+            (None, _) => (lo, hi),
+        };
+        let ov = match self.overlays.get(&snap.gen) {
+            Some(o) => o.range(olo, ohi, snap.seq, rev),
+            None => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(tree.len() + ov.len());
+        let mut t = tree.into_iter().peekable();
+        let mut o = ov.into_iter().peekable();
+        loop {
+            let take_tree = match (t.peek(), o.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((tk, _)), Some((ok, _))) => {
+                    if tk == ok {
+                        t.next();
+                        false
+                    } else {
+                        (tk < ok) != rev
+                    }
+                }
+            };
+            if take_tree {
+                if let Some(e) = t.next() {
+                    out.push(e);
+                }
+            } else if let Some((k, Some(v))) = o.next() {
+                // A deletion in the overlay hides the tree's entry.
+                out.push((k, v));
+            }
+        }
+        Ok((out, boundary.clone(), boundary.is_none()))
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
+        if self.poisoned {
+            Err(Error::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn apply_to_overlay(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        self.commit_seq += 1;
+        let keep_old = self.readers.contains_key(&self.meta.gen);
+        let seq = self.commit_seq;
+        let o = self.overlays.entry(self.meta.gen).or_default();
+        for (k, v) in writes {
+            o.apply(k, v.as_deref(), seq, keep_old);
+        }
+        self.stats.commits += 1;
+    }
+
+    /// A transaction found in the log at open.
+    pub(crate) fn apply_replayed(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        self.apply_to_overlay(writes);
+        self.stats.commits -= 1;
+    }
+
+    pub fn commit(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, dur: Durability) -> Result<(), Error> {
+        self.check_writable()?;
+        let r = self.commit_inner(writes, dur);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn encode_record(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<u8> {
+        let mut rec = Vec::new();
+        let batch_start = self.log.buf.is_empty();
+        log::encode(&mut rec, self.meta.gen, self.log.seq, batch_start, writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        rec
+    }
+
+    fn commit_inner(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, dur: Durability) -> Result<(), Error> {
+        if writes.is_empty() {
+            if dur == Durability::Sync {
+                self.flush_log()?;
+            }
+            return Ok(());
+        }
+        let cap = self.meta.log_pages * PAGE_SIZE as u64;
+        let align = self.storage.write_align() as u64;
+        let mut rec = self.encode_record(writes);
+        let end = |pos: u64, buffered: usize, rec: usize| (pos + (buffered + rec) as u64).div_ceil(align) * align;
+        if end(self.log.pos, self.log.buf.len(), rec.len()) > cap {
+            // The log is full: fold it into the tree, which restarts it.
+            self.checkpoint_inner()?;
+            if end(0, 0, rec.len()) > cap {
+                // Larger than the whole log: goes straight into the tree.
+                self.apply_to_overlay(writes);
+                return self.checkpoint_inner();
+            }
+            rec = self.encode_record(writes);
+        }
+        self.stats.log_bytes += rec.len() as u64;
+        self.log.buf.extend_from_slice(&rec);
+        self.log.seq += 1;
+        self.log.unsynced += 1;
+        self.apply_to_overlay(writes);
+        match dur {
+            Durability::Sync => self.flush_log()?,
+            Durability::Group(n) if self.log.unsynced >= n.max(1) => self.flush_log()?,
+            _ => {}
+        }
+        let threshold = self.opts.checkpoint_log_bytes;
+        if threshold > 0 && self.log.pos + self.log.buf.len() as u64 >= threshold {
+            self.checkpoint_inner()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered log records and waits for them to be durable.
+    pub fn flush_log(&mut self) -> Result<(), Error> {
+        if self.log.buf.is_empty() {
+            return Ok(());
+        }
+        let align = self.storage.write_align();
+        let len = self.log.buf.len().div_ceil(align) * align;
+        self.log.buf.resize(len, 0);
+        self.storage.write(log_base() + self.log.pos, &self.log.buf)?;
+        self.storage.barrier()?;
+        self.log.pos += len as u64;
+        self.log.buf.clear();
+        self.log.unsynced = 0;
+        self.stats.log_flushes += 1;
+        Ok(())
+    }
+
+    pub fn checkpoint(&mut self) -> Result<(), Error> {
+        self.check_writable()?;
+        let r = self.checkpoint_inner();
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    /// Moves pages freed by older checkpoints to the free set once no
+    /// reader can still reach them.
+    fn release_pending(&mut self) {
+        let min_reader = self.readers.keys().next().copied();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            core::mem::take(&mut self.pending).into_iter().partition(|(g, _)| min_reader.is_none_or(|r| r >= *g));
+        self.pending = waiting;
+        for (_, pages) in ready {
+            for &p in &pages {
+                self.cache.remove(p);
+            }
+            self.free.extend(pages);
+        }
+    }
+
+    pub(crate) fn alloc_page(&mut self) -> Result<u64, Error> {
+        if let Some(p) = self.free.pop_first() {
+            return Ok(p);
+        }
+        let p = self.total_pages;
+        if (p + 1) * PAGE_SIZE as u64 > self.storage.capacity() {
+            return Err(Error::NoSpace);
+        }
+        self.total_pages += 1;
+        Ok(p)
+    }
+
+    pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<(), Error> {
+        self.storage.write(pgno * PAGE_SIZE as u64, &data)?;
+        self.cache_page(pgno, data);
+        self.stats.pages_written += 1;
+        Ok(())
+    }
+
+    /// Writes every committed change into a new copy-on-write tree, then
+    /// flips the meta page, which also restarts the log with a new epoch.
+    ///
+    /// Order: new pages, barrier, meta, barrier. Until the meta barrier the
+    /// previous meta, tree and log are untouched, so a crash anywhere
+    /// recovers the previous checkpoint plus its log.
+    pub(crate) fn checkpoint_inner(&mut self) -> Result<(), Error> {
+        let new_gen = self.meta.gen + 1;
+        self.new_gen = new_gen;
+        self.release_pending();
+        self.freed.clear();
+        let batch = self.overlays.get(&self.meta.gen).map(|o| o.latest()).unwrap_or_default();
+        let root = if batch.is_empty() { self.meta.root } else { self.apply_root(&batch)? };
+
+        // The freelist: everything free once this checkpoint is durable and
+        // no reader is left (as after a reopen).
+        let old_chain = core::mem::take(&mut self.freelist_chain);
+        self.freed.extend(old_chain);
+        let mut list: Vec<u64> = self
+            .free
+            .iter()
+            .copied()
+            .chain(self.pending.iter().flat_map(|(_, p)| p.iter().copied()))
+            .chain(self.freed.iter().copied())
+            .collect();
+        let mut chain = Vec::new();
+        for _ in 0..list.len().div_ceil(FREELIST_ENTRIES) {
+            chain.push(self.alloc_page()?);
+        }
+        chain.sort_unstable();
+        list.retain(|p| chain.binary_search(p).is_err());
+        list.sort_unstable();
+        for (i, &pg) in chain.iter().enumerate() {
+            let lo = (i * FREELIST_ENTRIES).min(list.len());
+            let hi = ((i + 1) * FREELIST_ENTRIES).min(list.len());
+            let next = chain.get(i + 1).copied().unwrap_or(0);
+            self.write_page(pg, page::build_freelist(&list[lo..hi], next, pg, new_gen))?;
+        }
+        self.storage.barrier()?;
+
+        let meta = Meta {
+            gen: new_gen,
+            root,
+            total_pages: self.total_pages,
+            freelist_head: chain.first().copied().unwrap_or(0),
+            freelist_len: list.len() as u64,
+            freelist_pages: chain.len() as u64,
+            log_pages: self.meta.log_pages,
+            commit_seq: self.commit_seq,
+            entries: self.entries,
+        };
+        let slot = new_gen % 2;
+        self.storage.write(slot * PAGE_SIZE as u64, &page::build_meta(&meta, slot))?;
+        self.storage.barrier()?;
+
+        // Durable: switch the in-memory state over.
+        let old_gen = self.meta.gen;
+        self.meta = meta;
+        self.pending.push((new_gen, core::mem::take(&mut self.freed)));
+        self.freelist_chain = chain;
+        if !self.readers.contains_key(&old_gen) {
+            self.overlays.remove(&old_gen);
+        }
+        self.overlays.insert(new_gen, Overlay::default());
+        self.log = LogState::default();
+        self.stats.checkpoints += 1;
+        Ok(())
+    }
+
+    pub(crate) fn release_reader(&mut self, gen: u64) {
+        if let Some(n) = self.readers.get_mut(&gen) {
+            *n -= 1;
+            if *n == 0 {
+                self.readers.remove(&gen);
+                if gen != self.meta.gen {
+                    self.overlays.remove(&gen);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.io = self.storage.io_stats();
+        s.cache_hits = self.cache.hits;
+        s.cache_misses = self.cache.misses;
+        s.cache_pages = self.cache.len() as u64;
+        s.db_pages = self.total_pages;
+        s.free_pages = self.free.len() as u64;
+        s.pending_free_pages = self.pending.iter().map(|(_, p)| p.len() as u64).sum();
+        s.generation = self.meta.gen;
+        s.overlay_keys = self.overlays.get(&self.meta.gen).map_or(0, |o| o.keys() as u64);
+        s.tree_entries = self.meta.entries;
+        s
+    }
+}
