@@ -26,8 +26,14 @@ const PS: u64 = PAGE_SIZE as u64;
 /// Largest file (keeps page arithmetic far from overflow).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
+/// Default caps of the metadata areas: a checkpoint slot of 64 MiB holds
+/// the metadata of about a million small files; a 16 MiB log holds
+/// thousands of commits between checkpoints and is scanned on mount.
+pub const MAX_AUTO_CKPT_PAGES: u64 = 16 * 1024;
+pub const MAX_AUTO_LOG_PAGES: u64 = 4 * 1024;
+
 /// Sizes of the metadata areas chosen by [`Fs::mkfs`] (pages; `None`: 1/32
-/// of the medium, at least 2).
+/// of the medium, at least 2, at most the caps above).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Geometry {
     pub ckpt_pages: Option<u64>,
@@ -124,11 +130,11 @@ impl<S: Storage> Fs<S> {
         if align > PS || !PS.is_multiple_of(align.max(1)) {
             return Err(Error::Invalid(format!("medium writes in units of {align} bytes (must divide 4096)")));
         }
-        let auto = (total / 32).max(2);
+        let auto = |cap: u64| (total / 32).clamp(2, cap);
         let sb = Superblock {
             total_pages: total,
-            ckpt_pages: geo.ckpt_pages.unwrap_or(auto),
-            log_pages: geo.log_pages.unwrap_or(auto),
+            ckpt_pages: geo.ckpt_pages.unwrap_or(auto(MAX_AUTO_CKPT_PAGES)),
+            log_pages: geo.log_pages.unwrap_or(auto(MAX_AUTO_LOG_PAGES)),
             log_unit: align.max(64) as u32,
         };
         if sb.ckpt_pages == 0 || sb.log_pages == 0 || sb.data_start_page() + 1 > total {
@@ -294,19 +300,32 @@ impl<S: Storage> Fs<S> {
             self.seq += 1;
         }
         self.log_pos = pos;
+        // Scan the rest in windows (one read each, not one per unit: on a
+        // block device that would be a command per sector).
+        const WINDOW: u64 = 64 * 1024;
         let mut p = pos;
-        while p < len {
-            if let Some((h, _)) = self.chunk_at(p)? {
-                if h.gen > self.gen || (h.gen == self.gen && h.seq >= self.seq) {
-                    let what = if h.gen > self.gen {
-                        format!("checkpoint generation {} (log chunk of generation {} follows it)", h.gen, h.gen)
-                    } else {
-                        format!("log chunk {} of generation {} (chunk {} follows it)", self.seq, self.gen, h.seq)
-                    };
-                    return Err(Error::corrupt(what, start + pos));
+        let mut buf = Vec::new();
+        while p + (CHUNK_HEADER_LEN as u64) <= len {
+            let n = WINDOW.min(len - p);
+            buf.resize(n as usize, 0);
+            medium::read(&mut self.st, start + p, &mut buf)?;
+            let mut q = 0;
+            while q + CHUNK_HEADER_LEN as u64 <= n {
+                let later =
+                    ChunkHeader::peek(&buf[q as usize..]).is_some_and(|h| h.gen > self.gen || (h.gen == self.gen && h.seq >= self.seq));
+                if later {
+                    if let Some((h, _)) = self.chunk_at(p + q)? {
+                        let what = if h.gen > self.gen {
+                            format!("checkpoint generation {} (missing or damaged: a log chunk of that generation follows it)", h.gen)
+                        } else {
+                            format!("log chunk {} of generation {} (chunk {} follows it)", self.seq, self.gen, h.seq)
+                        };
+                        return Err(Error::corrupt(what, start + pos));
+                    }
                 }
+                q += unit;
             }
-            p += unit;
+            p += q;
         }
         Ok(())
     }
