@@ -1,11 +1,11 @@
-//! Turning the two passes into result rows (`eval::results::Row`, the
+//! Turning the two passes into result rows (`crate::results::Row`, the
 //! schema every system shares), the per-run raw counter table, the
 //! markdown summary and the sanity checks.
 
 use super::plan::{Pair, Run};
-use super::session::RunOutcome;
+use super::RunOutcome;
 use anyhow::{bail, Context, Result};
-use eval::results::{parse_row, Row};
+use crate::results::{parse_row, Row};
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
 /// phase with start-up, preload and the final sync cancelled out.
@@ -307,10 +307,10 @@ pub fn cross_check(runs: &[Run], counters: &[RunOutcome]) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::linux::qtrace::NvmeCounts;
+    use crate::linux::qtrace::NvmeCounts;
 
     fn cols() -> Vec<String> {
-        eval::results::COLUMNS
+        crate::results::COLUMNS
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn cross_check_compares_trace_and_blockstats() {
-        use crate::eval::linux::qmp::BlockStats;
+        use crate::linux::blockstats::BlockStats;
         let runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
         let mut c = vec![outcome(&runs[0], "", 3, 0), outcome(&runs[1], "", 3, 0)];
         for o in &mut c {
