@@ -159,32 +159,43 @@ pub struct Extra {
     pub device_write_cmds_per_op: Option<f64>,
 }
 
-const EXTRA_HEADER: &str = "system,workload,crossings_per_op,syscalls_per_op,interrupts_or_upcalls_per_op,timer_ticks,crossings_per_tick,doorbells_per_op,sq_doorbells_per_op,device_read_cmds_per_op,device_write_cmds_per_op";
+const EXTRA_HEADER: [&str; 11] = [
+    "system",
+    "workload",
+    "crossings_per_op",
+    "syscalls_per_op",
+    "interrupts_or_upcalls_per_op",
+    "timer_ticks",
+    "crossings_per_tick",
+    "doorbells_per_op",
+    "sq_doorbells_per_op",
+    "device_read_cmds_per_op",
+    "device_write_cmds_per_op",
+];
 
 fn cell(v: Option<f64>) -> String {
     v.map(crate::results::format_number).unwrap_or_default()
 }
 
 pub fn extra_csv(extras: &[Extra]) -> String {
-    let mut s = format!("{EXTRA_HEADER}\n");
-    for e in extras {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{},{},{},{}",
-            e.system,
-            e.workload,
-            cell(e.crossings_per_op),
-            cell(e.syscalls_per_op),
-            cell(e.interrupts_or_upcalls_per_op),
-            e.timer_ticks.map(|t| t.to_string()).unwrap_or_default(),
-            cell(e.crossings_per_tick),
-            cell(e.doorbells_per_op),
-            cell(e.sq_doorbells_per_op),
-            cell(e.device_read_cmds_per_op),
-            cell(e.device_write_cmds_per_op)
-        );
-    }
-    s
+    crate::results::csv_text(
+        Some(&EXTRA_HEADER),
+        extras.iter().map(|e| {
+            [
+                e.system.clone(),
+                e.workload.clone(),
+                cell(e.crossings_per_op),
+                cell(e.syscalls_per_op),
+                cell(e.interrupts_or_upcalls_per_op),
+                e.timer_ticks.map(|t| t.to_string()).unwrap_or_default(),
+                cell(e.crossings_per_tick),
+                cell(e.doorbells_per_op),
+                cell(e.sq_doorbells_per_op),
+                cell(e.device_read_cmds_per_op),
+                cell(e.device_write_cmds_per_op),
+            ]
+        }),
+    )
 }
 
 /// The exokernel's rows. Device commands come from the trace of the whole

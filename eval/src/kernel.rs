@@ -76,7 +76,7 @@ pub fn report(instr: &[Row], time: &[Row], tsc: Option<u64>) -> (String, String,
          Time: plain TCG, TSC ticks converted with the rate the kernel calibrated against the PIT.\n\n\
          | operation | guest instructions | TCG time (ns) |\n|---|---:|---:|\n",
     );
-    let mut csv = String::from("system,engine,workload,guest_instructions_per_op,tcg_ns_per_op\n");
+    let mut records = vec![];
     let mut console = vec![];
     for (i, t) in instr.iter().zip(time) {
         let ns = tsc.map(|r| t.ticks * 1000 / r);
@@ -88,13 +88,14 @@ pub fn report(instr: &[Row], time: &[Row], tsc: Option<u64>) -> (String, String,
             i.ticks,
             if ns_s.is_empty() { "n/a" } else { &ns_s }
         );
-        let _ = writeln!(csv, "exo,kernel,{},{},{}", i.workload, i.ticks, ns_s);
+        records.push(["exo".into(), "kernel".into(), i.workload.to_string(), i.ticks.to_string(), ns_s.clone()]);
         console.push(format!(
             "  {:<16} {:>6} instructions  {:>8} ns (TCG)",
             i.workload, i.ticks, ns_s
         ));
     }
-    (md, csv, console)
+    let header = ["system", "engine", "workload", "guest_instructions_per_op", "tcg_ns_per_op"];
+    (md, crate::results::csv_text(Some(&header), records), console)
 }
 
 #[cfg(test)]
