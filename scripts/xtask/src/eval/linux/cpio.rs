@@ -142,7 +142,7 @@ mod tests {
         a.file("etc/plan", b"nvme run\n", false).unwrap();
         a.file("init", b"#!/bin/sh\n", true).unwrap();
         let ours = a.finish();
-        assert!(gnu.len() > ours.len() && gnu.len() % 512 == 0);
+        assert!(gnu.len() > ours.len() && gnu.len().is_multiple_of(512));
         assert!(gnu[ours.len()..].iter().all(|&b| b == 0), "GNU's tail is padding");
         // Lower-case GNU's header digits, copy our inode numbers into them
         // and zero its mtime and device fields (header fields 0, 5 and 7: 8 hex digits each after
