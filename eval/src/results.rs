@@ -36,7 +36,7 @@ pub const SYSTEMS: [&str; 3] = ["host-linux", "linux-guest", "exo"];
 /// Storage media `eval-bench` runs on: a file system on the host, NVMe or
 /// persistent memory in the emulated machine. Exo rows add `nvme-vf` (the
 /// database driving its own SR-IOV virtual function), which has no Linux
-/// counterpart (`scripts/xtask/src/eval/db.rs`).
+/// counterpart (`crate::db`).
 pub const MEDIA: [&str; 3] = ["host-fs", "nvme", "pmem"];
 
 /// One measured run.
