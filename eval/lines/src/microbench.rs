@@ -72,7 +72,10 @@ impl OpLine {
         let ticks = rest
             .strip_suffix(" ticks")
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| LineError::BadNumber { field: "ticks", value: rest.to_string() })?;
+            .ok_or_else(|| LineError::BadNumber {
+                field: "ticks",
+                value: rest.to_string(),
+            })?;
         Ok(Some(OpLine { op, ticks }))
     }
 }
@@ -93,11 +96,18 @@ impl fmt::Display for TscLine {
 impl TscLine {
     /// `Ok(None)`: not this line; an error: it is, but the number is garbled.
     pub fn parse(line: &str) -> Result<Option<TscLine>, LineError> {
-        let Some(rest) = line.trim().strip_prefix(PREFIX).and_then(|r| r.strip_prefix(TSC)) else {
+        let Some(rest) = line
+            .trim()
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix(TSC))
+        else {
             return Ok(None);
         };
         rest.parse()
             .map(|n| Some(TscLine(n)))
-            .map_err(|_| LineError::BadNumber { field: "tsc ticks per microsecond", value: rest.to_string() })
+            .map_err(|_| LineError::BadNumber {
+                field: "tsc ticks per microsecond",
+                value: rest.to_string(),
+            })
     }
 }

@@ -143,7 +143,10 @@ mod tests {
         a.file("init", b"#!/bin/sh\n", true).unwrap();
         let ours = a.finish();
         assert!(gnu.len() > ours.len() && gnu.len().is_multiple_of(512));
-        assert!(gnu[ours.len()..].iter().all(|&b| b == 0), "GNU's tail is padding");
+        assert!(
+            gnu[ours.len()..].iter().all(|&b| b == 0),
+            "GNU's tail is padding"
+        );
         // Lower-case GNU's header digits, copy our inode numbers into them
         // and zero its mtime and device fields (header fields 0, 5 and 7: 8 hex digits each after
         // the 6-byte magic).
@@ -151,7 +154,11 @@ mod tests {
         let mut at = 0;
         while at < ours.len() {
             let field = |a: &[u8], i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&a[at + 6 + i * 8..at + 14 + i * 8]).unwrap(), 16).unwrap()
+                u32::from_str_radix(
+                    std::str::from_utf8(&a[at + 6 + i * 8..at + 14 + i * 8]).unwrap(),
+                    16,
+                )
+                .unwrap()
             };
             let (size, namesize) = (field(&want, 6) as usize, field(&want, 11) as usize);
             want[at + 6..at + 110].make_ascii_lowercase();
@@ -164,7 +171,10 @@ mod tests {
             at = (data + size + 3) & !3;
         }
         assert_eq!(at, ours.len());
-        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&want));
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&want)
+        );
         assert_eq!(entries(&ours), entries(&want));
     }
 
