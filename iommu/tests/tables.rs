@@ -445,3 +445,40 @@ fn attach_spends_no_frame_when_it_fails() {
     let space = root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP).unwrap();
     assert_eq!(space.root(), 0x300_0000);
 }
+
+/// A unit that offers only 4-level tables (SAGAW bit 2 alone, as a VT-d
+/// unit with 48-bit addresses may): the depth is chosen from the
+/// capability register, so the kernel's 39-bit DMA window gets 4 levels
+/// there, and 3 levels where they exist. A unit offering only 5 levels
+/// (57 bits, which this crate does not build) gives no depth at all.
+#[test]
+fn depth_follows_the_units_sagaw() {
+    let four_only = Cap((0x4 << 8) | (47 << 16) | 2);
+    let five_only = Cap((0x8 << 8) | (56 << 16) | 2);
+    assert_eq!(four_only.levels_for(39), Some(Levels::Four));
+    assert_eq!(QEMU_CAP.levels_for(39), Some(Levels::Three));
+    assert_eq!(WIDE_CAP.levels_for(39), Some(Levels::Three), "the shallower depth when both exist");
+    assert_eq!(five_only.levels_for(39), None);
+    let mut mem = EmulatedMemory::default();
+    let mut frames = Frames::new(0x100_0000, 64);
+    let root = RootTable::create(&mut mem, &mut frames).unwrap();
+    let levels = four_only.levels_for(39).unwrap();
+    let cfg = ContextConfig { domain_id: 3, levels, host_address_width: 48 };
+    assert_eq!(
+        root.attach(&mut mem, &mut frames, VIRTIO, config(4, Levels::Three), four_only),
+        Err(TableError::LevelsUnsupported { levels: Levels::Three })
+    );
+    let space = root.attach(&mut mem, &mut frames, NVME, cfg, four_only).unwrap();
+    // Frames above 4 GiB (RAM past the PCI hole on a big machine).
+    for (iova, pa) in [(0x1000u64, 0x2_4000_0000u64), ((128 << 20) - 0x1000, 0x1_0000_0000)] {
+        space.map(&mut mem, &mut frames, iova, pa, Rights::READ_WRITE).unwrap();
+        let l = WalkLimits { host_address_width: 48, ..limits(four_only) };
+        assert_eq!(translate(&mem, root.pa(), NVME, iova + 8, Access::Write, &l).unwrap().pa, pa + 8);
+        // The same tables read as 3-level by a unit without 4 levels are
+        // refused, not misread.
+        assert_eq!(
+            translate(&mem, root.pa(), NVME, iova, Access::Read, &limits(QEMU_CAP)).unwrap_err().reason,
+            FaultReason::InvalidContextEntry
+        );
+    }
+}

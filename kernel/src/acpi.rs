@@ -6,11 +6,8 @@
 //! without DMA, rather than not at all.
 
 use crate::mem::PHYS_OFFSET;
+use firmware::window::WINDOW_LIMIT;
 use firmware::{PhysView, Platform, MAX_NOTED};
-
-/// Bytes of physical memory the window maps (boot.rs); ACPI tables
-/// outside it are not read.
-const WINDOW: u64 = 1 << 30;
 
 /// Reads the ACPI tables through the RSDP at `rsdp` (from the boot
 /// information). `None`, logged, when the RSDP or the root table is
@@ -21,9 +18,15 @@ pub fn discover(rsdp: u64) -> Option<Platform<'static>> {
     // kernel never allocates their frames) and, while the `acpi` crate
     // compares a signature, to the header an RSDT/XSDT entry points at.
     // Discovery runs on the boot CPU alone before any device may DMA.
-    // SAFETY: the boot page tables map physical [0, WINDOW) readable at
-    // PHYS_OFFSET for the kernel's lifetime (no wrap); nothing writes it now.
-    let view = unsafe { PhysView::from_raw(PHYS_OFFSET as *const u8, WINDOW as usize) }?;
+    // The window is complete and frozen (`window.rs` mapped the tables'
+    // pages): the view reads only inside its spans.
+    let spans = crate::mem::freeze_window();
+    // SAFETY: the window maps physical addresses below WINDOW_LIMIT at
+    // PHYS_OFFSET (no wrap: PHYS_OFFSET + 512 GiB is canonical kernel
+    // space), and `within(spans)` keeps every read inside the spans it
+    // actually maps, readable for the kernel's lifetime (the window is
+    // frozen); nothing writes the tables now.
+    let view = unsafe { PhysView::from_raw(PHYS_OFFSET as *const u8, WINDOW_LIMIT as usize) }?.within(spans);
     let platform = match Platform::discover(view, rsdp) {
         Ok(p) => p,
         Err(e) => {

@@ -30,6 +30,13 @@ fn write(off: u64, v: u32) {
     unsafe { core::ptr::write_volatile(reg(off), v) }
 }
 
+/// Whether the LAPIC is mapped yet (an NMI can arrive before).
+pub fn ready() -> bool {
+    // SAFETY: reading the base set once at boot (a u64 load; boot is
+    // single-threaded, and an NMI reads either value whole).
+    unsafe { core::ptr::addr_of!(LAPIC).read_volatile() != 0 }
+}
+
 /// Whether `vector` is in service at the LAPIC: true for an interrupt
 /// being handled, never for a CPU exception.
 pub fn in_service(vector: u8) -> bool {

@@ -123,7 +123,32 @@ static mut IDT: Idt = Idt(
 );
 #[repr(C, align(16))]
 struct Stack([u8; 16384]);
+/// Interrupt-stack-table stacks: the CPU switches to them on these vectors
+/// whatever the current privilege level and stack, so a double fault, an
+/// NMI or a machine check that arrives in the kernel with a bad stack —
+/// or in the few instructions of the SYSCALL path that still run on the
+/// user's stack — gets a good one. Each vector has its own: an NMI during
+/// a double fault (or a machine check during an NMI) does not overwrite
+/// the frame the other is using.
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; 16384]);
+static mut NMI_STACK: Stack = Stack([0; 16384]);
+static mut MACHINE_CHECK_STACK: Stack = Stack([0; 16384]);
+/// IST slots (1-based, as the IDT entry names them).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+pub const NMI_VECTOR: u64 = 2;
+pub const MACHINE_CHECK_VECTOR: u64 = 18;
+
+/// The IST slot vector `v` runs on (0: the current or ring-0 stack).
+const fn ist_of(v: usize) -> u8 {
+    match v {
+        8 => IST_DOUBLE_FAULT,
+        2 => IST_NMI,
+        18 => IST_MACHINE_CHECK,
+        _ => 0,
+    }
+}
 
 pub fn percpu() -> &'static mut PerCpu {
     // SAFETY: one CPU, and the kernel never nests, so no two references to
@@ -171,9 +196,11 @@ pub fn init() {
 
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
         tss.rsp[0] = stack_top;
-        tss.ist[0] = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64 + 16384;
+        tss.ist[IST_DOUBLE_FAULT as usize - 1] = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64 + 16384;
+        tss.ist[IST_NMI as usize - 1] = core::ptr::addr_of!(NMI_STACK) as u64 + 16384;
+        tss.ist[IST_MACHINE_CHECK as usize - 1] = core::ptr::addr_of!(MACHINE_CHECK_STACK) as u64 + 16384;
         *core::ptr::addr_of_mut!(trap_rsp_no_error) = stack_top - 40;
-        *core::ptr::addr_of_mut!(trap_ist_no_error) = tss.ist[0] - 40;
+        *core::ptr::addr_of_mut!(trap_ist_no_error) = tss.ist[IST_DOUBLE_FAULT as usize - 1] - 40;
         for r in INIT_PORTS {
             for p in r {
                 tss.iomap[p as usize / 8] &= !(1 << (p % 8));
@@ -219,7 +246,7 @@ pub fn init() {
             *entry = IdtEntry {
                 off_lo: h as u16,
                 sel: KERNEL_CS,
-                ist: if v == 8 { 1 } else { 0 },
+                ist: ist_of(v),
                 attr: 0x8e, // present, DPL 0, interrupt gate (IF cleared)
                 off_mid: (h >> 16) as u16,
                 off_hi: (h >> 32) as u32,

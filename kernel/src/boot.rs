@@ -6,10 +6,23 @@
 //! address of `hvm_start_info` in `ebx`. GRUB (multiboot2) enters the same
 //! code with `eax` = 0x36d76289 and `ebx` = the multiboot2 information.
 //! The entry builds a minimal set of 2 MiB page tables (identity for the
-//! first GiB, the same GiB at the physical-memory window, and the kernel
-//! image at -2 GiB), enables long mode and jumps to [`crate::kmain`].
+//! first GiB, the same GiB as the *bootstrap* physical-memory window, and
+//! the kernel image at -2 GiB), enables long mode and jumps to
+//! [`crate::kmain`]. `kmain` replaces the bootstrap window with one built
+//! from the memory map (`window.rs`) before it allocates anything above
+//! the first GiB.
+//!
+//! The boot information is read before that window exists, and a loader
+//! may put it anywhere (PVH's memory map, module list and command line are
+//! 64-bit addresses): [`parse`] reads through [`early_read`], which reaches
+//! memory outside the bootstrap window one 4 KiB page at a time through a
+//! scratch page table; `firmware::bootinfo` (host-tested) then checks that
+//! everything it read lies in the first MiB or in memory the memory map
+//! lists (never in a hole).
 
-use crate::mem::{phys_read, MemRange};
+use crate::mem::{phys_read, phys_write, MemRange};
+use firmware::bootinfo;
+use firmware::window::Region;
 
 core::arch::global_asm!(
     r#"
@@ -40,6 +53,9 @@ boot_pml4:   .skip 4096
 boot_pdpt:   .skip 4096
 boot_pdpt_hi: .skip 4096
 boot_pd:     .skip 4096
+    .global boot_scratch_pd, boot_scratch_pt
+boot_scratch_pd: .skip 4096
+boot_scratch_pt: .skip 4096
 boot_stack:  .skip 4096
 boot_stack_top:
 
@@ -148,153 +164,123 @@ pub fn kernel_image_phys() -> (u64, u64) {
     (core::ptr::addr_of!(__kernel_phys_start) as u64, core::ptr::addr_of!(__kernel_phys_end) as u64)
 }
 
-pub const MAX_RANGES: usize = 32;
+pub const MAX_RANGES: usize = bootinfo::MAX_RAM;
 
-/// What the loader told us.
+/// What the loader told us (parsed by `firmware::bootinfo`, host-tested).
 pub struct BootInfo {
     pub protocol: &'static str,
     pub ram: [MemRange; MAX_RANGES],
     pub ram_count: usize,
+    /// The whole memory map (every type), for the physical window.
+    pub map: [Region; bootinfo::MAX_MAP],
+    pub map_count: usize,
     pub module: Option<MemRange>,
-    pub cmdline: [u8; 1024],
+    pub cmdline: [u8; bootinfo::CMDLINE_MAX],
     pub cmdline_len: usize,
     pub rsdp: u64,
     /// Physical range of the boot information itself (not to be reused).
     pub info: MemRange,
 }
 
-const PVH_MAGIC: u32 = 0x336e_c578;
-const MB2_MAGIC: u32 = 0x36d7_6289;
-
-fn r32(pa: u64) -> u32 {
-    phys_read::<u32>(pa)
-}
-fn r64(pa: u64) -> u64 {
-    phys_read::<u64>(pa)
-}
-
-/// Parse the boot information. Errors name what was wrong; the caller
-/// halts the machine with that message (there is nothing to boot without).
-pub fn parse(info_pa: u64, magic: u32) -> Result<BootInfo, &'static str> {
-    if info_pa == 0 || info_pa >= (1 << 30) {
-        return Err("boot information pointer outside the first GiB");
-    }
-    let mut bi = BootInfo {
-        protocol: "",
-        ram: [MemRange::EMPTY; MAX_RANGES],
-        ram_count: 0,
-        module: None,
-        cmdline: [0; 1024],
-        cmdline_len: 0,
-        rsdp: 0,
-        info: MemRange { start: info_pa & !0xfff, end: (info_pa & !0xfff) + 0x1000 },
-    };
-    if r32(info_pa) == PVH_MAGIC {
-        parse_pvh(info_pa, &mut bi)?;
-    } else if magic == MB2_MAGIC {
-        parse_mb2(info_pa, &mut bi)?;
-    } else {
-        return Err("neither a PVH start_info nor multiboot2 information");
-    }
-    Ok(bi)
-}
-
-fn add_ram(bi: &mut BootInfo, start: u64, len: u64) {
-    if bi.ram_count < MAX_RANGES && len > 0 {
-        bi.ram[bi.ram_count] = MemRange { start, end: start.saturating_add(len) };
-        bi.ram_count += 1;
+impl BootInfo {
+    pub fn map(&self) -> &[Region] {
+        &self.map[..self.map_count]
     }
 }
 
-fn copy_cmdline(bi: &mut BootInfo, pa: u64) {
-    if pa == 0 || pa >= (1 << 30) {
-        return;
-    }
-    let mut n = 0;
-    while n < bi.cmdline.len() - 1 {
-        let b = phys_read::<u8>(pa + n as u64);
-        if b == 0 {
-            break;
-        }
-        bi.cmdline[n] = b;
-        n += 1;
-    }
-    bi.cmdline_len = n;
-}
+/// The bootstrap window built by the entry code: the first GiB.
+const BOOTSTRAP_WINDOW: u64 = 1 << 30;
+/// Where the scratch page table shows one page (PML4 slot 511, PDPT slot
+/// 509: 3 GiB below the top, 1 GiB below the kernel image).
+const SCRATCH_VA: u64 = 0xffff_ffff_4000_0000;
 
-fn parse_pvh(pa: u64, bi: &mut BootInfo) -> Result<(), &'static str> {
-    bi.protocol = "PVH";
-    let version = r32(pa + 4);
-    let nr_modules = r32(pa + 12);
-    let modlist = r64(pa + 16);
-    let cmdline = r64(pa + 24);
-    bi.rsdp = r64(pa + 32);
-    if version < 1 {
-        return Err("PVH start_info version 0 has no memory map");
-    }
-    let memmap = r64(pa + 40);
-    let entries = r32(pa + 48);
-    if memmap == 0 || memmap >= (1 << 30) || entries > 128 {
-        return Err("PVH memory map missing or implausible");
-    }
-    for i in 0..entries as u64 {
-        let e = memmap + i * 24;
-        if r32(e + 16) == 1 {
-            add_ram(bi, r64(e), r64(e + 8));
-        }
-    }
-    if nr_modules > 0 && modlist != 0 && modlist < (1 << 30) {
-        let start = r64(modlist);
-        let size = r64(modlist + 8);
-        bi.module = Some(MemRange { start, end: start.saturating_add(size) });
-    }
-    copy_cmdline(bi, cmdline);
-    Ok(())
-}
-
-fn parse_mb2(pa: u64, bi: &mut BootInfo) -> Result<(), &'static str> {
-    bi.protocol = "multiboot2";
-    let total = r32(pa) as u64;
-    if !(16..=(1 << 20)).contains(&total) {
-        return Err("multiboot2 information has an implausible size");
-    }
-    bi.info = MemRange { start: pa & !0xfff, end: (pa + total + 0xfff) & !0xfff };
-    let mut off = 8u64;
-    while off + 8 <= total {
-        let tag = pa + off;
-        let ty = r32(tag);
-        let size = r32(tag + 4) as u64;
-        if size < 8 || off + size > total {
-            return Err("multiboot2 tag overruns the information block");
-        }
-        match ty {
-            0 => break,
-            1 => copy_cmdline(bi, tag + 8),
-            3 if bi.module.is_none() => {
-                let start = r32(tag + 8) as u64;
-                let end = r32(tag + 12) as u64;
-                bi.module = Some(MemRange { start, end });
+/// Read `out.len()` bytes at physical `pa` before the physical window is
+/// built: through the bootstrap window inside the first GiB, otherwise one
+/// page at a time through the scratch page table. Boot only (single CPU).
+pub fn early_read(pa: u64, out: &mut [u8]) {
+    let mut done = 0;
+    while done < out.len() {
+        let at = pa.wrapping_add(done as u64);
+        let in_page = (0x1000 - (at & 0xfff)) as usize;
+        let n = in_page.min(out.len() - done);
+        if at.checked_add(n as u64).is_some_and(|e| e <= BOOTSTRAP_WINDOW) {
+            for (i, b) in out[done..done + n].iter_mut().enumerate() {
+                *b = phys_read::<u8>(at + i as u64);
             }
-            6 => {
-                let esize = r32(tag + 8) as u64;
-                if esize < 24 {
-                    return Err("multiboot2 memory map entry size below 24");
-                }
-                let mut e = tag + 16;
-                while e + esize <= tag + size {
-                    if r32(e + 16) == 1 {
-                        add_ram(bi, r64(e), r64(e + 8));
-                    }
-                    e += esize;
-                }
+        } else {
+            scratch_map(at & !0xfff);
+            for (i, b) in out[done..done + n].iter_mut().enumerate() {
+                let va = SCRATCH_VA + (at & 0xfff) + i as u64;
+                // SAFETY: `scratch_map` just mapped the page holding `at`
+                // at SCRATCH_VA (read-only use, supervisor, NX); `va` lies
+                // inside that page.
+                *b = unsafe { core::ptr::read_volatile(va as *const u8) };
             }
-            14 | 15 if bi.rsdp == 0 => bi.rsdp = tag + 8,
-            _ => {}
         }
-        off = (off + size + 7) & !7;
+        done += n;
     }
-    if bi.ram_count == 0 {
-        return Err("multiboot2 information has no memory map");
+}
+
+/// Point the scratch page table's only entry at the 4 KiB frame `pa`.
+fn scratch_map(pa: u64) {
+    extern "C" {
+        static boot_scratch_pd: u8;
+        static boot_scratch_pt: u8;
     }
-    Ok(())
+    // `.boot.bss` is linked at its physical address, inside the bootstrap
+    // window.
+    let pd = core::ptr::addr_of!(boot_scratch_pd) as u64;
+    let pt = core::ptr::addr_of!(boot_scratch_pt) as u64;
+    let pdpt_hi = phys_read::<u64>(boot_pml4_phys() + 511 * 8) & exo_mm::ADDR_MASK;
+    phys_write::<u64>(pdpt_hi + 509 * 8, pd | 0x3);
+    phys_write::<u64>(pd, pt | 0x3);
+    // Present, writable (the mapping is only read), no execute; the
+    // physical address masked to 52 bits.
+    phys_write::<u64>(pt, (pa & exo_mm::ADDR_MASK) | 0x3 | 1 << 63);
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(SCRATCH_VA));
+}
+
+/// Remove the scratch mapping (the kernel half, slot 511 included, is
+/// copied into every address space: nothing the parser looked at stays
+/// mapped there).
+pub fn drop_scratch() {
+    let pdpt_hi = phys_read::<u64>(boot_pml4_phys() + 511 * 8) & exo_mm::ADDR_MASK;
+    if phys_read::<u64>(pdpt_hi + 509 * 8) != 0 {
+        phys_write::<u64>(pdpt_hi + 509 * 8, 0);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(SCRATCH_VA));
+    }
+}
+
+/// The parser's view of physical memory: [`early_read`].
+struct Early;
+
+impl bootinfo::PhysRead for Early {
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        early_read(pa, out)
+    }
+}
+
+/// Parse the boot information (`firmware::bootinfo`: PVH or multiboot2,
+/// every structure checked against the first MiB and the memory map).
+/// Errors name what was wrong; the caller halts the machine with that
+/// message (there is nothing to boot without).
+pub fn parse(info_pa: u64, magic: u32) -> Result<BootInfo, bootinfo::BootError> {
+    let f = bootinfo::parse(&Early, info_pa, magic)?;
+    let range = |r: bootinfo::Range| MemRange { start: r.start, end: r.end };
+    let mut ram = [MemRange::EMPTY; MAX_RANGES];
+    for (d, s) in ram.iter_mut().zip(f.ram()) {
+        *d = range(*s);
+    }
+    Ok(BootInfo {
+        protocol: f.protocol,
+        ram,
+        ram_count: f.ram_count,
+        map: f.map,
+        map_count: f.map_count,
+        module: f.module.map(range),
+        cmdline: f.cmdline,
+        cmdline_len: f.cmdline_len,
+        rsdp: f.rsdp,
+        info: range(f.info),
+    })
 }

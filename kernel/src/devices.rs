@@ -303,9 +303,10 @@ fn iommu_init(dmar: Result<&'static [u8], FirmwareError>, alloc: &mut BootAlloc,
     }
     unit.set_fault_interrupt(0, DMA_FAULT_VECTOR);
     klog!(
-        "VT-d: unit at {:#x}, {}-level tables, DMA window {} MiB per device, translation on",
+        "VT-d: unit at {:#x}, {}-level tables (SAGAW {:#x}: the shallowest the unit offers), DMA window {} MiB per device, translation on",
         drhd.register_base,
         levels.count(),
+        cap.sagaw(),
         di::DMA_WINDOW >> 20
     );
     st.unit = Some(unit);

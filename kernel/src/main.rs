@@ -39,6 +39,8 @@ mod pmem;
 mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
+#[cfg(target_os = "none")]
+mod window;
 
 #[cfg(target_os = "none")]
 pub use kernel::*;
@@ -46,13 +48,13 @@ pub use kernel::*;
 #[cfg(target_os = "none")]
 mod kernel {
     use crate::mem::{phys_read, BootAlloc, MemRange};
-    use crate::{apic, arch, boot, initas, kinfo, mem, trap, upcall};
+    use crate::{apic, arch, boot, initas, kinfo, mem, trap, upcall, window};
     use exo_abi::{kinfo as ki, Reason};
 
     /// Tick length of the preemption timer.
     const TICK_US: u64 = 10_000;
-    /// The physical-memory window built by the boot code covers 1 GiB.
-    const WINDOW_BYTES: u64 = 1 << 30;
+    /// The physical window is one PDPT: RAM above 512 GiB is not used.
+    const WINDOW_LIMIT: u64 = firmware::window::WINDOW_LIMIT;
 
     /// Stop the machine with a message. Through QEMU's isa-debug-exit the
     /// exit status becomes 37, which the test harness reports as a kernel
@@ -117,7 +119,7 @@ mod kernel {
         klog!("exokernel starting");
         let bi = boot::parse(info, magic as u32)
             .unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
-        mem::set_window_end(WINDOW_BYTES);
+        boot::drop_scratch();
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
@@ -126,17 +128,15 @@ mod kernel {
         // kernel image, the boot image and the boot information.
         let mut free = [MemRange::EMPTY; boot::MAX_RANGES];
         let mut count = 0;
-        let mut total = 0;
         for r in &bi.ram[..bi.ram_count] {
             let start = ((r.start.max(0x10_0000)) + 0xfff) & !0xfff;
-            let end = r.end.min(WINDOW_BYTES) & !0xfff;
+            let end = r.end.min(WINDOW_LIMIT) & !0xfff;
             if end > start {
                 free[count] = MemRange { start, end };
                 count += 1;
-                total += end - start;
             }
-            if r.end > WINDOW_BYTES {
-                klog!("RAM above 1 GiB ignored ({:#x}..{:#x}): the window covers the first GiB", r.start.max(WINDOW_BYTES), r.end);
+            if r.end > WINDOW_LIMIT {
+                klog!("RAM above 512 GiB ignored ({:#x}..{:#x}): the window is one PDPT", r.start.max(WINDOW_LIMIT), r.end);
             }
         }
         let (ks, ke) = boot::kernel_image_phys();
@@ -146,6 +146,37 @@ mod kernel {
         }
         subtract(&mut free, &mut count, bi.info);
         let mut alloc = BootAlloc { free, count, taken: 0 };
+
+        // The physical window: all of RAM and the ACPI tables (the entry
+        // code mapped only the first GiB).
+        let w = window::build(&bi, &mut alloc)
+            .unwrap_or_else(|e| fatal(format_args!("cannot build the physical window: {e}")));
+        klog!(
+            "window: {} MiB in {} span(s), {} table frames ({} pages), {} ACPI table(s) mapped{}",
+            w.bytes >> 20,
+            w.spans,
+            w.frames,
+            if w.gib_pages { "1 GiB" } else { "2 MiB" },
+            w.acpi_tables,
+            if w.ignored > 0 { " (some RAM beyond the window ignored)" } else { "" }
+        );
+        // Free RAM the window does not map (more memory-map ranges than it
+        // records) cannot be used.
+        let mut i = 0;
+        while i < alloc.count {
+            let r = alloc.free[i];
+            if r.len() > 0 && !mem::window_contains(r.start, r.len()) {
+                klog!("RAM {:#x}..{:#x} ignored: outside the physical window", r.start, r.end);
+                alloc.free[i] = MemRange::EMPTY;
+            }
+            i += 1;
+        }
+        match window::self_check(&alloc) {
+            Ok(Some(pa)) => klog!("window: the early reader and the window agree at {pa:#x}"),
+            Ok(None) => {}
+            Err(e) => fatal(format_args!("{e}")),
+        }
+        let total: u64 = alloc.free[..alloc.count].iter().map(|r| r.len()).sum();
 
         let lapic = x86_64::registers::model_specific::Msr::new(0x1b);
         // SAFETY: reading IA32_APIC_BASE has no side effects.
@@ -181,17 +212,24 @@ mod kernel {
             .unwrap_or_else(|e| fatal(format_args!("cannot start init: {e}")));
         kinfo::set(ki::W_INIT_AS, built.root);
         kinfo::set(ki::W_RAM_BYTES, built.ram_bytes);
-        kinfo::set(ki::W_RAM_RANGES, count as u64);
-        for (i, r) in alloc.free[..count.min(ki::MAX_RAM_RANGES)].iter().enumerate() {
-            kinfo::set(ki::W_RAM_RANGE0 + 2 * i, r.start);
-            kinfo::set(ki::W_RAM_RANGE0 + 2 * i + 1, r.len());
+        // The non-empty free ranges, as init got them, in address order.
+        let mut sorted = alloc.free;
+        sorted[..alloc.count].sort_unstable_by_key(|r| (r.len() == 0, r.start));
+        let mut n = 0;
+        for r in sorted[..alloc.count].iter().filter(|r| r.len() > 0).take(ki::MAX_RAM_RANGES) {
+            kinfo::set(ki::W_RAM_RANGE0 + 2 * n, r.start);
+            kinfo::set(ki::W_RAM_RANGE0 + 2 * n + 1, r.len());
+            n += 1;
         }
+        kinfo::set(ki::W_RAM_RANGES, n as u64);
         arch::percpu().init = built.root;
         klog!(
-            "booted via {}: {} MiB RAM, {} KiB to init, {} boot frames, tick {} us, entering init at {:#x}",
+            "booted via {}: {} MiB RAM free, {} MiB ({} KiB) to init in {} range(s), {} boot frames, tick {} us, entering init at {:#x}",
             bi.protocol,
             total >> 20,
+            built.ram_bytes >> 20,
             built.ram_bytes >> 10,
+            n,
             alloc.taken,
             timer.tick_us,
             built.entry

@@ -1,10 +1,13 @@
 //! Physical memory as the kernel reaches it: the physical-memory window
-//! (all RAM mapped at [`PHYS_OFFSET`]), the boot frame allocator (sealed
+//! (all RAM, ACPI memory and the ACPI tables mapped at [`PHYS_OFFSET`] +
+//! physical address, holes left out: `window.rs`; every access checked
+//! against what it maps), the boot frame allocator (sealed
 //! once init is built; every later request is counted as a bug), and the
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use firmware::window::Spans;
 
 /// Virtual address of physical address 0 (PML4 slot 256).
 pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
@@ -25,13 +28,57 @@ impl MemRange {
     }
 }
 
-/// Highest physical address covered by the window (set at boot).
-static WINDOW_END: AtomicU64 = AtomicU64::new(1 << 30);
+/// What the physical window maps: the first GiB (the entry code's
+/// bootstrap window) until `window::build` replaces it with the memory
+/// map's RAM, ACPI memory and ACPI tables (`firmware::window`). Written
+/// only during single-threaded boot, before `freeze_window`.
+static mut WINDOW: Spans = Spans::one(0, 1 << 30);
+static WINDOW_FROZEN: AtomicBool = AtomicBool::new(false);
+
+fn window() -> &'static Spans {
+    // SAFETY: WINDOW is written only by `set_window` during single-threaded
+    // boot, never while a reference from here is alive (callers use the
+    // reference for the length of one check), and never after
+    // `freeze_window`.
+    unsafe { &*core::ptr::addr_of!(WINDOW) }
+}
+
+/// Whether all of `[pa, pa + len)` is mapped by the physical window (and
+/// so may be read and written as write-back memory).
+pub fn window_contains(pa: u64, len: u64) -> bool {
+    window().contains(pa, len)
+}
+
+/// Whether any of `[start, end)` is mapped by the physical window.
+pub fn window_overlaps(start: u64, end: u64) -> bool {
+    window().overlaps(start, end)
+}
+
+/// Record what the window maps (boot only: `window.rs`, after changing the
+/// tables). Ignored once the window is frozen.
+pub fn set_window(spans: Spans) {
+    if WINDOW_FROZEN.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: single-threaded boot, before `freeze_window`; no reference
+    // from `window()` is alive across this call.
+    unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
+}
+
+/// From now on the window never changes; its spans can be lent out for
+/// the kernel's lifetime (the ACPI view holds them).
+pub fn freeze_window() -> &'static [(u64, u64)] {
+    WINDOW_FROZEN.store(true, Ordering::Relaxed);
+    window().as_slice()
+}
 
 /// Read a value from physical memory through the window.
 pub fn phys_read<T: Copy>(pa: u64) -> T {
-    assert!(pa + core::mem::size_of::<T>() as u64 <= WINDOW_END.load(Ordering::Relaxed));
-    // SAFETY: the window maps all of [0, WINDOW_END) (checked above) as
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical read outside the window at {pa:#x}"
+    );
+    // SAFETY: the window maps all of its spans (checked above) as
     // ordinary kernel memory; unaligned reads are allowed by
     // `read_unaligned`.
     unsafe { core::ptr::read_unaligned((PHYS_OFFSET + pa) as *const T) }
@@ -39,20 +86,20 @@ pub fn phys_read<T: Copy>(pa: u64) -> T {
 
 /// Write a value to physical memory through the window.
 pub fn phys_write<T: Copy>(pa: u64, v: T) {
-    assert!(pa + core::mem::size_of::<T>() as u64 <= WINDOW_END.load(Ordering::Relaxed));
+    assert!(
+        window_contains(pa, core::mem::size_of::<T>() as u64),
+        "physical write outside the window at {pa:#x}"
+    );
     // SAFETY: as for `phys_read`. Callers only write frames they have
     // checked are theirs to write (page tables built by the kernel, control
     // pages found by walking the owner's tables, boot frames).
     unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
 }
 
-pub fn set_window_end(end: u64) {
-    WINDOW_END.store(end, Ordering::Relaxed);
-}
-
 /// RAM as the boot memory map describes it, set once at boot: the frames
 /// the kernel may treat as memory when userspace names them (tables,
-/// control pages). Device registers and persistent memory are not in it.
+/// control pages). Device registers, persistent memory and ACPI memory
+/// are not in it.
 static RAM: spin::Once<([MemRange; crate::boot::MAX_RANGES], usize)> = spin::Once::new();
 
 /// Record the boot memory map's RAM ranges (once, before userspace runs).
@@ -70,9 +117,9 @@ pub fn is_ram_frame(pa: u64) -> bool {
     let Some((ranges, n)) = RAM.get() else {
         return false;
     };
-    let frame = MemRange { start: pa & !0xfff, end: (pa & !0xfff).saturating_add(0x1000) };
-    frame.end <= WINDOW_END.load(Ordering::Relaxed)
-        && ranges[..*n].iter().any(|r| r.start <= frame.start && frame.end <= r.end)
+    let start = pa & !0xfff;
+    window_contains(start, 0x1000)
+        && ranges[..*n].iter().any(|r| r.start <= start && start.saturating_add(0x1000) <= r.end)
 }
 
 /// The page-table code's view of memory: the window.
@@ -89,7 +136,10 @@ impl exo_mm::PhysMem for KernelMem {
         phys_write::<u64>(pa, value)
     }
     fn zero_frame(&mut self, pa: u64) {
-        assert!(pa + 4096 <= WINDOW_END.load(Ordering::Relaxed));
+        assert!(
+            window_contains(pa, 4096),
+            "zeroing a frame outside the window at {pa:#x}"
+        );
         // SAFETY: a whole frame inside the window (checked); see phys_write.
         unsafe { core::ptr::write_bytes((PHYS_OFFSET + pa) as *mut u8, 0, 4096) }
     }
@@ -122,16 +172,30 @@ pub static FRAMES_AFTER_BOOT: AtomicU64 = AtomicU64::new(0);
 
 impl BootAlloc {
     pub fn alloc(&mut self) -> Option<u64> {
+        self.alloc_below(u64::MAX)
+    }
+
+    /// A zeroed frame that lies entirely below `limit` (the window's own
+    /// tables are built through the bootstrap window, which covers the
+    /// first GiB).
+    pub fn alloc_below(&mut self, limit: u64) -> Option<u64> {
         if SEALED.load(Ordering::Relaxed) {
             let n = FRAMES_AFTER_BOOT.fetch_add(1, Ordering::Relaxed) + 1;
             crate::kinfo::set(exo_abi::kinfo::W_FRAMES_AFTER_BOOT, n);
             return None;
         }
         for r in self.free[..self.count].iter_mut().rev() {
-            if r.len() >= 4096 {
-                r.end -= 4096;
+            if r.len() >= 4096 && r.start + 4096 <= limit {
+                // From the top, or from the bottom when the top lies above
+                // the limit (the range stays one range either way).
+                let f = if r.end <= limit {
+                    r.end -= 4096;
+                    r.end
+                } else {
+                    r.start += 4096;
+                    r.start - 4096
+                };
                 self.taken += 1;
-                let f = r.end;
                 phys_write_zero_frame(f);
                 return Some(f);
             }

@@ -23,6 +23,11 @@ pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result
     if ram.iter().any(|r| r.overlaps(&span)) {
         return Err("MMIO range overlaps RAM");
     }
+    if crate::mem::window_overlaps(start, end) {
+        // Its 2 MiB pages would replace write-back window mappings (RAM or
+        // ACPI tables sharing the 2 MiB page).
+        return Err("MMIO range shares a 2 MiB page with the physical window");
+    }
     let pml4 = boot::boot_pml4_phys();
     let pdpt = phys_read::<u64>(pml4 + 256 * 8) & exo_mm::ADDR_MASK;
     let mut at = start;
@@ -37,7 +42,12 @@ pub fn map(pa: u64, len: u64, alloc: &mut BootAlloc, ram: &[MemRange]) -> Result
             return Err("MMIO range inside a 1 GiB page");
         }
         let pd = pd & exo_mm::ADDR_MASK;
-        phys_write::<u64>(pd + ((at >> 21) & 511) * 8, at | HUGE_UNCACHED);
+        let slot = pd + ((at >> 21) & 511) * 8;
+        let old = phys_read::<u64>(slot);
+        if old & 1 != 0 && old != at | HUGE_UNCACHED {
+            return Err("MMIO range's 2 MiB page is mapped as something else");
+        }
+        phys_write::<u64>(slot, at | HUGE_UNCACHED);
         at += 0x20_0000;
     }
     x86_64::instructions::tlb::flush_all();

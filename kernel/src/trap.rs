@@ -2,7 +2,7 @@
 //! timer, exceptions. Each ends by returning into *some* address space —
 //! the caller, the root scheduler (init), or the target of a `yield`.
 
-use crate::arch::{percpu, TrapFrame, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
 use crate::upcall::{control_page, enter, enter_at, entry_point, save};
 use crate::{apic, kinfo, fatal};
@@ -21,6 +21,13 @@ pub const DEAD_NO_CONTROL_PAGE: u64 = 0xffff;
 
 #[no_mangle]
 extern "C" fn trap_handler(f: &mut TrapFrame) {
+    if f.vector == NMI_VECTOR || f.vector == MACHINE_CHECK_VECTOR {
+        // On their own IST stacks, from ring 0 or ring 3, and possibly
+        // between SYSCALL and its `swapgs` (GS still the user's): handled
+        // without touching per-CPU data, and returning to exactly the
+        // interrupted state.
+        return nmi_or_machine_check(f);
+    }
     if f.cs & 3 != 3 {
         kernel_trap(f);
     }
@@ -60,6 +67,35 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
     }
     // Only user-mode flags the kernel allows: IF on, IOPL 0, no NT/VM.
     f.rflags = (f.rflags & 0x0000_0000_0000_0cd5) | 0x202;
+}
+
+/// An NMI is counted (kernel info page) and returned from: nothing in
+/// this system sends one on purpose (no watchdog, no IPIs yet), so it is
+/// not a fault of whoever was running, and it must not stop the kernel.
+/// A device can also raise vector 2 or 18 as an ordinary interrupt (a
+/// compatibility-format MSI): the LAPIC then has it in service, and it is
+/// dropped like every forged exception vector. A real machine check means
+/// the hardware lost data: the kernel stops with a message.
+fn nmi_or_machine_check(f: &mut TrapFrame) {
+    let vector = f.vector as u8;
+    if apic::ready() && apic::in_service(vector) {
+        apic::eoi();
+        kinfo::add(ki::W_FORGED_INTERRUPTS, 1);
+        return;
+    }
+    if f.vector == NMI_VECTOR {
+        kinfo::add(if f.cs & 3 == 3 { ki::W_NMI_USER } else { ki::W_NMI_KERNEL }, 1);
+        return;
+    }
+    let status = x86_64::registers::model_specific::Msr::new(0x17a);
+    // SAFETY: IA32_MCG_STATUS exists on every CPU that raises #MC (the
+    // machine-check architecture); reading it has no side effect.
+    let status = unsafe { status.read() };
+    fatal(format_args!(
+        "machine check (MCG_STATUS {status:#x}) at rip {:#x} in ring {}: stopping",
+        f.rip,
+        f.cs & 3
+    ));
 }
 
 fn kernel_trap(f: &TrapFrame) -> ! {

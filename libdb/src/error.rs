@@ -55,6 +55,10 @@ pub enum Error {
     /// An earlier I/O error left durability unknown; reopen the database.
     Poisoned,
     InvalidOptions(&'static str),
+    /// The medium writes in units (its block size) that do not divide
+    /// libdb's 4096-byte page: libdb would have to write less than a
+    /// block, which such a device cannot do. Refused before any write.
+    UnsupportedBlockSize { block_size: usize },
 }
 
 impl fmt::Display for Corruption {
@@ -97,6 +101,10 @@ impl fmt::Display for Error {
             Error::WriterActive => write!(f, "a write transaction is already open"),
             Error::Poisoned => write!(f, "an earlier I/O error left the database unusable; reopen it"),
             Error::InvalidOptions(what) => write!(f, "invalid options: {what}"),
+            Error::UnsupportedBlockSize { block_size } => write!(
+                f,
+                "the medium's {block_size}-byte blocks do not divide libdb's 4096-byte pages (block sizes 1..=4096 that divide 4096 are supported)"
+            ),
         }
     }
 }

@@ -12,10 +12,7 @@ use crate::page::{self, Meta, KIND_FREELIST, PAGE_SIZE};
 use crate::storage::Storage;
 
 pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
-    let align = storage.write_align();
-    if align == 0 || align > PAGE_SIZE || !PAGE_SIZE.is_multiple_of(align) {
-        return Err(Error::InvalidOptions("medium write alignment must divide 4096"));
-    }
+    check_write_unit(&storage)?;
     if opts.log_pages == 0 {
         return Err(Error::InvalidOptions("log_pages must be at least 1"));
     }
@@ -72,7 +69,18 @@ fn read_meta<S: Storage>(storage: &mut S, slot: u64) -> Result<Result<Meta, Corr
     Ok(page::decode_meta(&buf, slot))
 }
 
+/// The medium's write unit (a block device's block size) must divide a
+/// page: every log write and page write is then whole blocks.
+fn check_write_unit<S: Storage>(storage: &S) -> Result<(), Error> {
+    let align = storage.write_align();
+    if align == 0 || align > PAGE_SIZE || !PAGE_SIZE.is_multiple_of(align) {
+        return Err(Error::UnsupportedBlockSize { block_size: align });
+    }
+    Ok(())
+}
+
 pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
+    check_write_unit(&storage)?;
     if storage.capacity() < 2 * PAGE_SIZE as u64 {
         return Err(Error::Truncated { needed_bytes: 2 * PAGE_SIZE as u64, medium_bytes: storage.capacity() });
     }

@@ -118,13 +118,37 @@ pub fn grant(handle: u64, va: u64, count: u64, iova: u64) -> Result<(), Error> {
 /// Every spare frame (args word 1 of them, at `SPARE_VA`), mapped into
 /// the device at [`IOVA_BASE`].
 pub fn spare_dma(handle: u64) -> Result<DmaPages, &'static str> {
+    spare_dma_at(handle, IOVA_BASE)
+}
+
+/// Every spare frame, mapped into the device from I/O address `iova`.
+pub fn spare_dma_at(handle: u64, iova: u64) -> Result<DmaPages, &'static str> {
     let n = args_word(1);
     let win = Window::new(SPARE_VA, n * PAGE_SIZE).ok_or("no spare frames for DMA")?;
-    grant(handle, SPARE_VA, n, IOVA_BASE).map_err(|e| e.name())?;
-    Ok(DmaPages { win, iova: IOVA_BASE })
+    grant(handle, SPARE_VA, n, iova).map_err(|e| e.name())?;
+    Ok(DmaPages { win, iova })
 }
 
 pub type Nvme = Driver<Bar, DmaPages>;
+
+/// Device choice by what the controller is: if `want` names a serial
+/// number, the controller in this process's BAR must report it (Identify
+/// Controller); a driver handed the wrong controller stops before any I/O.
+pub fn check_serial(d: &Nvme, want: Option<&str>) -> Result<(), String> {
+    match want {
+        Some(w) if !d.controller().is_serial(w) => Err(format!(
+            "the controller in my BAR has serial {:?}, not {w:?}: wrong device, no I/O done",
+            d.controller().serial_str()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `serial=NAME` word of this process's arguments, if any: the
+/// controller init meant it to drive.
+pub fn wanted_serial() -> Option<&'static str> {
+    crate::args().split_whitespace().find_map(|w| w.strip_prefix("serial="))
+}
 
 /// Bring the controller in `bar` up (reset, admin queue, identify, the
 /// configuration's I/O queues) on the first pages of `dma`; returns the
@@ -138,10 +162,12 @@ pub fn bring_up(who: &str, bar: Window, dma: DmaPages, config: Config) -> Result
     let c = d.controller();
     let model = core::str::from_utf8(&c.model).unwrap_or("?").trim();
     crate::println!(
-        "{who}: controller {model:?} NVMe {}.{}, {} I/O queue pairs, namespace {} blocks of {} bytes, max transfer {} KiB (MDTS), queues in {pages} DMA pages",
+        "{who}: controller {model:?} serial {:?} NVMe {}.{}, {} I/O queue pairs (asked {}), namespace {} blocks of {} bytes, max transfer {} KiB (MDTS), queues in {pages} DMA pages",
+        c.serial_str(),
         c.version >> 16,
         (c.version >> 8) & 0xff,
         d.io_queue_count(),
+        config.io_queues,
         d.namespace().size,
         d.block_size(),
         d.max_transfer_bytes() / 1024

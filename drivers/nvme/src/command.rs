@@ -137,6 +137,14 @@ impl Command {
         c
     }
 
+    /// Primary controller capabilities (CNS 14h) of this controller.
+    pub fn identify_primary_controller_caps(buffer: u64) -> Command {
+        let mut c = Command::new(admin::IDENTIFY, 0);
+        c.set_prps(buffer, 0);
+        c.dw[10] = cns::PRIMARY_CONTROLLER_CAPABILITIES as u32;
+        c
+    }
+
     /// Secondary controller list (CNS 15h): controllers with id >= `from`.
     pub fn identify_secondary_controllers(from: u16, buffer: u64) -> Command {
         let mut c = Command::new(admin::IDENTIFY, 0);

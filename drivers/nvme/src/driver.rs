@@ -333,6 +333,22 @@ impl QueuePair {
     }
 }
 
+/// How many I/O queue pairs to create: what was asked, cut to what the
+/// controller granted in dword 0 of its Set Features (Number of Queues)
+/// completion (NSQA in bits 15:0, NCQA in bits 31:16, both 0's based; a
+/// pair needs one of each). Never 0: a controller grants at least one.
+pub fn queue_pairs_granted(asked: u16, dw0: u32) -> u16 {
+    let granted = (dw0 & 0xffff).min(dw0 >> 16) + 1;
+    (asked as u32).min(granted).max(1) as u16
+}
+
+/// The queue (index) that a user who wants its own queue `wanted` shares
+/// when the controller granted only `granted` pairs: queues are dealt out
+/// round robin, so with one pair everyone shares queue 0.
+pub fn shared_queue(wanted: usize, granted: usize) -> usize {
+    wanted % granted.max(1)
+}
+
 /// A reaped I/O command: its id and how it ended.
 pub type Polled = (u16, Result<(), CommandError>);
 
@@ -447,8 +463,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
 
         // 5. I/O queues: ask for them, then create CQ before SQ.
         let granted = d.admin_execute(Command::set_queue_count(config.io_queues, config.io_queues), "Set Features (Number of Queues)")?;
-        let granted = ((granted.dw0 & 0xffff).min(granted.dw0 >> 16) + 1) as u16;
-        let count = config.io_queues.min(granted);
+        let count = queue_pairs_granted(config.io_queues, granted.dw0);
         let e = config.io_queue_entries;
         for i in 0..count {
             let qid = i + 1;
@@ -497,6 +512,20 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     pub fn regs(&self) -> &R {
         &self.regs
     }
+    /// The queue a user wanting its own queue `wanted` uses: `wanted`
+    /// itself if the controller granted that many, else one it shares
+    /// ([`shared_queue`]). Users of a shared queue must not wait
+    /// synchronously ([`Self::read`], [`Self::write`], [`Self::flush`])
+    /// while commands of another are in flight on it.
+    pub fn queue_for(&self, wanted: usize) -> usize {
+        shared_queue(wanted, self.io_count)
+    }
+
+    /// Whether two wanted queues end up as the same queue.
+    pub fn queues_shared(&self, a: usize, b: usize) -> bool {
+        self.queue_for(a) == self.queue_for(b)
+    }
+
     pub fn queue(&self, queue: usize) -> Result<&QueuePair, Error> {
         self.io.get(queue).and_then(|q| q.as_ref()).ok_or(Error::NoSuchQueue { queue })
     }
@@ -625,6 +654,16 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// This primary controller's SR-IOV capabilities (Identify CNS 14h):
+    /// how many flexible queues and vectors a secondary may get.
+    pub fn primary_controller_caps(&mut self) -> Result<crate::identify::PrimaryControllerCaps, Error> {
+        let buffer = self.admin.lists;
+        self.admin_execute(Command::identify_primary_controller_caps(buffer), "Identify Primary Controller Capabilities")?;
+        let mut page = [0u8; IDENTIFY_BYTES];
+        self.mem.read(buffer, &mut page);
+        crate::identify::PrimaryControllerCaps::parse(&page).map_err(Error::Identify)
     }
 
     /// Gives secondary controller `cntlid` `queues` queue pairs and

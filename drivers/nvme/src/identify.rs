@@ -94,6 +94,73 @@ impl ControllerInfo {
     pub fn model_str(&self) -> &str {
         core::str::from_utf8(&self.model).unwrap_or("").trim_end()
     }
+
+    /// The serial number without its space (or NUL) padding; `""` if it
+    /// is not ASCII text.
+    pub fn serial_str(&self) -> &str {
+        serial_text(&self.serial)
+    }
+
+    /// Whether this is the controller whose serial number is `want`
+    /// (compared without the padding; an empty `want` matches nothing).
+    pub fn is_serial(&self, want: &str) -> bool {
+        serial_matches(&self.serial, want)
+    }
+}
+
+/// An Identify Controller serial field (SN, 20 ASCII bytes, space padded)
+/// as text; `""` if it is not printable ASCII.
+pub fn serial_text(field: &[u8; 20]) -> &str {
+    let s = core::str::from_utf8(field).unwrap_or("");
+    let s = s.trim_end_matches([' ', '\0']);
+    if s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        s
+    } else {
+        ""
+    }
+}
+
+/// Device choice by what the controller says it is: its serial field
+/// names `want` exactly (padding aside). Empty names never match, so a
+/// controller with a blank serial is never mistaken for a chosen one.
+pub fn serial_matches(field: &[u8; 20], want: &str) -> bool {
+    let have = serial_text(field);
+    !want.is_empty() && have == want
+}
+
+/// Identify Primary Controller Capabilities (CNS 14h): how the primary
+/// controller's flexible resources can be given to its secondary
+/// (SR-IOV virtual function) controllers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrimaryControllerCaps {
+    pub controller_id: u16,
+    /// VQFRT: flexible queue resources in all.
+    pub vq_flexible_total: u32,
+    /// VQPRT: private queue resources of the primary.
+    pub vq_private: u16,
+    /// VQFRSM: at most this many flexible queue resources per secondary
+    /// (its admin queue included).
+    pub vq_max_per_secondary: u16,
+    /// VIFRT: flexible interrupt resources in all.
+    pub vi_flexible_total: u32,
+    /// VIFRSM: at most this many flexible interrupt resources per secondary.
+    pub vi_max_per_secondary: u16,
+}
+
+impl PrimaryControllerCaps {
+    pub fn parse(b: &[u8]) -> Result<PrimaryControllerCaps, IdentifyError> {
+        if b.len() < IDENTIFY_BYTES {
+            return Err(IdentifyError::Short { len: b.len() });
+        }
+        Ok(PrimaryControllerCaps {
+            controller_id: le16(b, 0),
+            vq_flexible_total: le32(b, 32),
+            vq_private: le16(b, 42),
+            vq_max_per_secondary: le16(b, 44),
+            vi_flexible_total: le32(b, 64),
+            vi_max_per_secondary: le16(b, 76),
+        })
+    }
 }
 
 /// One LBA format.

@@ -14,6 +14,10 @@
 //! * [`identify`]: Identify Controller / Namespace parsing.
 //! * [`blockq`]: the block service's shared-memory rings (to become its
 //!   own crate).
+//! * [`select`]: which controller a job gets (class, bus position,
+//!   SR-IOV), confirmed by serial number.
+//! * [`window`]: LBA windows derived from the namespace's size and block
+//!   size (never fixed LBA numbers).
 //! * [`driver`]: bring-up (reset, enable, identify, I/O queues) and
 //!   read/write/flush on top of all of that.
 #![cfg_attr(not(test), no_std)]
@@ -25,7 +29,9 @@ pub mod identify;
 pub mod prp;
 pub mod queue;
 pub mod regs;
+pub mod select;
 pub mod status;
+pub mod window;
 
 /// Memory the controller reaches by DMA. Addresses are the ones the device
 /// uses (I/O virtual addresses behind the IOMMU); the implementation maps

@@ -376,6 +376,11 @@ pub mod kinfo {
     /// Enabled CPUs the ACPI MADT lists (0 if it could not be read); only
     /// the boot CPU runs.
     pub const W_CPUS: usize = 104;
+    /// Non-maskable interrupts the kernel took (on their own IST stack)
+    /// and returned from, by where they arrived: in the kernel (ring 0) or
+    /// in a process (ring 3). An NMI is counted, never delivered.
+    pub const W_NMI_KERNEL: usize = 105;
+    pub const W_NMI_USER: usize = 106;
     /// Persistent memory (NVDIMMs from the ACPI NFIT) mapped into init at
     /// `PMEM_VA`: the number of ranges, the number of NFIT
     /// persistent-memory ranges the kernel refused (misaligned, overlapping

@@ -27,6 +27,10 @@
 //! kernel may map into init (no overlap with RAM, the kernel, the boot
 //! image or device registers; page aligned; within a size budget).
 //!
+//! [`window`] plans and builds the kernel's physical-memory window from the
+//! boot memory map (RAM, ACPI memory and the ACPI tables' pages, never
+//! holes), with 1 GiB, 2 MiB or 4 KiB pages.
+//!
 //! No heap: the crate is used with its default features off.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -39,6 +43,8 @@ mod precheck;
 mod platform;
 pub mod pmem_ranges;
 mod view;
+pub mod bootinfo;
+pub mod window;
 
 pub use error::{FirmwareError, Table};
 pub use platform::{Cpus, EcamRegion, EcamRegions, Platform, Unreadable, MAX_ECAM_REGIONS, MAX_NOTED};

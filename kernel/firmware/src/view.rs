@@ -15,13 +15,16 @@ pub struct OutOfView;
 pub struct PhysView<'v> {
     base: NonNull<u8>,
     len: usize,
+    /// If set, only these `[start, end)` spans (sorted, disjoint and
+    /// non-adjacent, as `window::Spans` keeps them) are readable.
+    spans: Option<&'v [(u64, u64)]>,
     _memory: PhantomData<&'v [u8]>,
 }
 
 impl<'v> PhysView<'v> {
     /// A view whose physical address 0 is `memory[0]`.
     pub fn from_slice(memory: &'v [u8]) -> Self {
-        PhysView { base: NonNull::from(memory).cast(), len: memory.len(), _memory: PhantomData }
+        PhysView { base: NonNull::from(memory).cast(), len: memory.len(), spans: None, _memory: PhantomData }
     }
 
     /// A view over `len` bytes at `base` (the kernel's physical window).
@@ -38,7 +41,15 @@ impl<'v> PhysView<'v> {
     /// before any DMA is allowed.
     pub unsafe fn from_raw(base: *const u8, len: usize) -> Option<Self> {
         let base = NonNull::new(base.cast_mut())?;
-        Some(PhysView { base, len, _memory: PhantomData })
+        Some(PhysView { base, len, spans: None, _memory: PhantomData })
+    }
+
+    /// The same view, readable only inside `spans` (sorted, disjoint and
+    /// non-adjacent `[start, end)` ranges, e.g. `window::Spans`): the
+    /// kernel's physical window maps only the memory the memory map lists,
+    /// with holes between.
+    pub fn within(self, spans: &'v [(u64, u64)]) -> Self {
+        PhysView { spans: Some(spans), ..self }
     }
 
     /// Bytes the view covers (physical addresses `0..len`).
@@ -55,6 +66,12 @@ impl<'v> PhysView<'v> {
         let end = pa.checked_add(len).ok_or(OutOfView)?;
         if end > self.len as u64 {
             return Err(OutOfView);
+        }
+        if let Some(spans) = self.spans {
+            // Adjacent spans are merged, so a readable range lies in one.
+            if !spans.iter().any(|&(s, e)| s <= pa && end.max(pa + 1) <= e) {
+                return Err(OutOfView);
+            }
         }
         Ok(pa as usize)
     }

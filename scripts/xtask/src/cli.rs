@@ -20,6 +20,7 @@ commands:
       --qemu-only       only the QEMU integration tests
       --accel tcg|kvm|auto   accelerator for QEMU tests (default tcg)
       --machine NAME    boot the QEMU tests on a machine variant (see machine.rs VARIANTS)
+      --machine-matrix  run the QEMU tests on every machine variant; print a variant x test table
       FILTER            run only tests whose name contains FILTER
   selftest              boot generated dummy guests to check QEMU + harness
   eval [--host] [--linux] [--drivers] [--kernel] [--db] [--quick]   evaluation (see eval/README.md)
@@ -61,6 +62,8 @@ pub struct TestOpts {
     pub filters: Vec<String>,
     /// A machine variant's name (`machine::VARIANTS`); the standard machine if `None`.
     pub machine: Option<String>,
+    /// Every QEMU test on every variant (`--machine-matrix`).
+    pub matrix: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +148,7 @@ fn parse_test(rest: &[String]) -> Result<TestOpts> {
         accel: AccelChoice::Tcg,
         filters: vec![],
         machine: None,
+        matrix: false,
     };
     let (mut host_only, mut qemu_only) = (false, false);
     let mut it = rest.iter();
@@ -164,12 +168,18 @@ fn parse_test(rest: &[String]) -> Result<TestOpts> {
                 }
                 opts.machine = Some(name.to_string());
             }
+            "--machine-matrix" => opts.matrix = true,
             flag if flag.starts_with('-') => bail!("`test` does not take `{flag}`\n\n{USAGE}"),
             filter => opts.filters.push(filter.to_string()),
         }
     }
     if host_only && qemu_only {
         bail!("--host-only and --qemu-only exclude each other");
+    }
+    if opts.matrix && (opts.machine.is_some() || host_only) {
+        bail!(
+            "--machine-matrix runs QEMU tests on every variant: not with --machine or --host-only"
+        );
     }
     opts.host = !qemu_only;
     opts.qemu = !host_only;
@@ -253,6 +263,12 @@ mod tests {
         };
         assert_eq!(o.machine.as_deref(), Some("ram-2g"));
         assert!(p(&["test", "--machine", "ram-3t"]).is_err());
+        let Cmd::Test(o) = p(&["test", "--qemu-only", "--machine-matrix", "boot"]).unwrap() else {
+            panic!()
+        };
+        assert!(o.matrix && o.machine.is_none() && o.filters == ["boot"]);
+        assert!(p(&["test", "--machine-matrix", "--machine", "smp-2"]).is_err());
+        assert!(p(&["test", "--machine-matrix", "--host-only"]).is_err());
         assert!(p(&["test", "--machine"]).is_err());
     }
 

@@ -189,6 +189,10 @@ pub struct Hardware {
     pub nvme_mdts: Option<u8>,
     /// A second NVMe controller (serial `exo1`, on [`NVME2_IMAGE`]).
     pub second_nvme: bool,
+    /// The CPU offers 1 GiB pages (CPUID 0x80000001 EDX bit 26); `false`
+    /// adds `pdpe1gb=off` to `-cpu`, so the kernel's physical window is
+    /// built from 2 MiB pages.
+    pub gib_pages: bool,
 }
 
 impl Hardware {
@@ -200,6 +204,7 @@ impl Hardware {
         nvme_max_ioqpairs: None,
         nvme_mdts: None,
         second_nvme: false,
+        gib_pages: true,
     };
 
     /// `-m` argument: RAM plus room above it for the NVDIMM (a memory
@@ -214,10 +219,7 @@ impl Hardware {
 
     /// Extra `nvme` device properties this hardware sets (each starts with `,`).
     fn nvme_props(&self) -> String {
-        let mut p = String::new();
-        if let Some(b) = self.nvme_block_bytes {
-            p += &format!(",logical_block_size={b},physical_block_size={b}");
-        }
+        let mut p = self.block_props();
         if let Some(q) = self.nvme_max_ioqpairs {
             p += &format!(",max_ioqpairs={q}");
         }
@@ -225,6 +227,36 @@ impl Hardware {
             p += &format!(",mdts={m}");
         }
         p
+    }
+
+    /// The block size properties (on the `nvme` device, or on the
+    /// `nvme-ns` of the SR-IOV definition).
+    fn block_props(&self) -> String {
+        match self.nvme_block_bytes {
+            Some(b) => format!(",logical_block_size={b},physical_block_size={b}"),
+            None => String::new(),
+        }
+    }
+
+    /// The SR-IOV controller's queue properties. QEMU 7.2 requires
+    /// `max_ioqpairs - sriov_vq_flexible >= 2` (the primary keeps at least
+    /// two private I/O pairs) and `sriov_vq_flexible >= 2 * sriov_max_vfs`,
+    /// so the primary itself cannot be cut to one pair; instead each
+    /// secondary (VF) is limited to 2 flexible queues — its admin queue
+    /// and one I/O pair (`sriov_max_vq_per_vf`, reported to the PF's
+    /// driver as VQFRSM) — and the primary to the fewest QEMU allows.
+    fn sriov_queue_props(&self) -> String {
+        match self.nvme_max_ioqpairs {
+            Some(1) => {
+                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=18,sriov_max_vq_per_vf=2"
+                    .to_string()
+            }
+            Some(q) => format!(
+                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs={}",
+                q.max(18)
+            ),
+            None => "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20".to_string(),
+        }
     }
 }
 
@@ -266,6 +298,15 @@ pub const VARIANTS: &[Variant] = &[
         Hardware { ram_mib: 4096, ..S },
     ),
     variant("ram-8g", "8 GiB of RAM", Hardware { ram_mib: 8192, ..S }),
+    variant(
+        "no-1g-pages",
+        "a CPU without 1 GiB pages, 8 GiB of RAM (the window in 2 MiB pages)",
+        Hardware {
+            gib_pages: false,
+            ram_mib: 8192,
+            ..S
+        },
+    ),
     variant("smp-2", "2 CPUs", Hardware { cpus: 2, ..S }),
     variant("smp-4", "4 CPUs", Hardware { cpus: 4, ..S }),
     variant(
@@ -458,9 +499,15 @@ impl Machine {
         ]);
         let hw = self.hardware;
         push(&["-m", &hw.memory_arg(), "-smp", &hw.cpus.to_string()]);
+        let no_gib = if hw.gib_pages { "" } else { ",pdpe1gb=off" };
         match self.accel {
-            Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
-            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+            Accel::Tcg => push(&["-accel", "tcg", "-cpu", &format!("max{no_gib}")]),
+            Accel::Kvm => push(&[
+                "-accel",
+                "kvm",
+                "-cpu",
+                &format!("host,-arch-capabilities{no_gib}"),
+            ]),
         }
         if self.chipset == Chipset::Q35Iommu {
             let aw = hw
@@ -482,11 +529,20 @@ impl Machine {
                 "pcie-root-port,id=rp0,chassis=1",
             ]);
             push(&["-device", "nvme-subsys,id=subsys0"]);
+            let queues = hw.sriov_queue_props();
+            let mdts = hw
+                .nvme_mdts
+                .map(|m| format!(",mdts={m}"))
+                .unwrap_or_default();
             push(&["-device", &format!(
                 "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
-                 sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20,msix_qsize=12"
+                 {queues},msix_qsize=12{mdts}"
             )]);
-            push(&["-device", "nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true"]);
+            let block = hw.block_props();
+            push(&[
+                "-device",
+                &format!("nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true{block}"),
+            ]);
         } else {
             let props = hw.nvme_props();
             push(&[
@@ -711,6 +767,14 @@ mod tests {
         );
         assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
         assert_eq!(
+            v("no-1g-pages"),
+            std.replace(
+                "-m 512M,slots=2,maxmem=4G",
+                "-m 8192M,slots=2,maxmem=12288M"
+            )
+            .replace("-cpu max", "-cpu max,pdpe1gb=off")
+        );
+        assert_eq!(
             v("iommu-aw48"),
             std.replace("caching-mode=on", "caching-mode=on,aw-bits=48")
         );
@@ -732,6 +796,42 @@ mod tests {
         assert!(v("two-nvme").contains(
             "-drive file=/i/nvme2.img,if=none,id=nvm2,format=raw -device nvme,serial=exo1,drive=nvm2,ioeventfd=on "
         ));
+    }
+
+    #[test]
+    fn nvme_knobs_reach_the_sriov_definition() {
+        let sv = |n: &str| {
+            line(
+                &Machine::new("/i")
+                    .nvme_sriov(true)
+                    .hardware(variant_named(n).unwrap().hardware),
+            )
+        };
+        let std = sv("standard");
+        let pf = "sriov_max_vfs=4,sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20,msix_qsize=12";
+        let ns = "-device nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true ";
+        assert!(std.contains(pf) && std.contains(ns), "{std}");
+        // 4Kn: the block size goes on the namespace, not the controller.
+        assert_eq!(
+            sv("nvme-4kn"),
+            std.replace(
+                "shared=true ",
+                "shared=true,logical_block_size=4096,physical_block_size=4096 "
+            )
+        );
+        assert_eq!(
+            sv("nvme-mdts1"),
+            std.replace("msix_qsize=12", "msix_qsize=12,mdts=1")
+        );
+        // One queue pair: QEMU keeps the primary at >= 2 private pairs, so
+        // the VFs are the controllers limited to one I/O pair.
+        assert_eq!(
+            sv("nvme-1q"),
+            std.replace("max_ioqpairs=20", "max_ioqpairs=18,sriov_max_vq_per_vf=2")
+        );
+        // A second controller sits beside the SR-IOV one.
+        let two = sv("two-nvme");
+        assert!(two.contains(pf) && two.contains("-device nvme,serial=exo1,drive=nvm2"));
     }
 
     #[test]

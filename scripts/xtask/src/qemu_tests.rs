@@ -29,6 +29,9 @@ pub struct QemuTest {
     /// An extra ACPI table QEMU adds (`-acpitable file=...`, the header
     /// included; QEMU fixes the checksum), listed after QEMU's own.
     pub acpi_table: Option<fn() -> Vec<u8>>,
+    /// Inject NMIs through a QMP socket (`inject-nmi`, every 50 ms) while
+    /// the test runs.
+    pub inject_nmi: bool,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,11 +45,18 @@ const fn test(name: &'static str, append: &'static str) -> QemuTest {
         then: None,
         machine: standard,
         acpi_table: None,
+        inject_nmi: false,
     }
 }
 
 pub const TESTS: &[QemuTest] = &[
     test("boot_to_init", "test=boot_to_init"),
+    // NMIs injected from outside (QMP) land in the kernel and in processes;
+    // each is taken on its own IST stack, counted and returned from.
+    QemuTest {
+        inject_nmi: true,
+        ..test("nmi", "test=nmi")
+    },
     test("five_syscalls", "test=five_syscalls"),
     test("isolation", "test=isolation"),
     test("share_region", "test=share_region"),
@@ -94,6 +104,21 @@ pub const TESTS: &[QemuTest] = &[
         ..test("pmem_persist", "test=pmem_persist_write")
     },
     test("block_service", "test=block_service"),
+    // Two NVMe controllers driven at once by two driver processes, each
+    // confirmed by serial number, each device's DMA confined to its own
+    // driver's pages (the machine gets the second controller whatever
+    // variant it is).
+    QemuTest {
+        machine: |m| {
+            let hw = m.hardware;
+            m.hardware(crate::machine::Hardware {
+                second_nvme: true,
+                ..hw
+            })
+        },
+        timeout: Duration::from_secs(180),
+        ..test("two_nvme", "test=two_nvme")
+    },
     test("virtio_blk_rw", "test=virtio_blk_rw"),
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
     // kernel walks the bridge and the SR-IOV capability, and the userspace
@@ -154,6 +179,36 @@ pub const TESTS: &[QemuTest] = &[
         then: Some("test=libdb_vf_check"),
         ..test("libdb_vf", "test=libdb_vf_create")
     },
+];
+
+/// The representative subset the default `cargo xtask test` also runs on
+/// a few machine variants (the full matrix is `--machine-matrix`): boot
+/// and RAM, the five calls, NVMe I/O through VT-d, a DMA attack.
+pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
+    ("ram-128m", &["boot_to_init", "five_syscalls", "nvme_rw"]),
+    (
+        "ram-2g",
+        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
+    ),
+    (
+        "ram-8g",
+        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
+    ),
+    ("no-1g-pages", &["boot_to_init", "userspace_alloc"]),
+    (
+        "smp-4",
+        &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"],
+    ),
+    (
+        "iommu-aw48",
+        &[
+            "boot_to_init",
+            "five_syscalls",
+            "nvme_rw",
+            "dma_attack_blocked",
+            "sriov_vf",
+        ],
+    ),
 ];
 
 /// The `test=` name of a command line (what its pass line names).
@@ -217,6 +272,7 @@ mod tests {
             names,
             [
                 "boot_to_init",
+                "nmi",
                 "five_syscalls",
                 "isolation",
                 "share_region",
@@ -238,6 +294,7 @@ mod tests {
                 "nvme_persist",
                 "pmem_persist",
                 "block_service",
+                "two_nvme",
                 "virtio_blk_rw",
                 "sriov_pf",
                 "sriov_vf",
@@ -269,6 +326,16 @@ mod tests {
     }
 
     #[test]
+    fn variant_subset_names_real_variants_and_tests() {
+        for (v, tests) in VARIANT_SUBSET {
+            assert!(crate::machine::variant_named(v).is_some(), "{v}");
+            for t in *tests {
+                assert!(TESTS.iter().any(|x| x.name == *t), "{t}");
+            }
+        }
+    }
+
+    #[test]
     fn filters_select_by_substring() {
         let f = |s: &[&str]| {
             select(TESTS, &s.iter().map(|x| x.to_string()).collect::<Vec<_>>())
@@ -278,6 +345,11 @@ mod tests {
         };
         assert_eq!(f(&[]).len(), TESTS.len());
         assert_eq!(f(&["share"]), ["share_region"]);
+        assert!(TESTS
+            .iter()
+            .filter(|t| t.inject_nmi)
+            .map(|t| t.name)
+            .eq(["nmi"]));
         assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf"]);
         assert!(f(&["nothing-matches"]).is_empty());
     }

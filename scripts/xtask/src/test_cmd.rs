@@ -194,6 +194,9 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
             return;
         }
     };
+    if opts.matrix {
+        return matrix(&selected, &ws, &arts, accel, tally);
+    }
     let hardware = match &opts.machine {
         None => machine::Hardware::STANDARD,
         Some(name) => {
@@ -211,34 +214,134 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
         "running {} QEMU tests sequentially (accel {accel}{on})",
         selected.len()
     );
-    for t in selected {
-        let start = Instant::now();
-        let result = run_one(t, &ws, &arts, accel, hardware);
-        let secs = start.elapsed().as_secs_f64();
-        match result {
-            Ok(r) if r.outcome.passed() => {
-                println!("test {} ... ok [{secs:.2} s]", t.name);
-                tally.passed += 1;
-            }
-            Ok(r) => {
-                println!("test {} ... FAILED ({}) [{secs:.2} s]", t.name, r.outcome);
-                let tail = r.tail(TAIL_LINES);
-                if tail.is_empty() {
-                    println!("  (no serial output; log: {})", r.log_path.display());
-                } else {
-                    println!("  last {} lines of {}:", tail.len(), r.log_path.display());
-                }
-                for line in tail {
-                    println!("  | {line}");
-                }
-                tally.failed += 1;
-            }
-            Err(e) => {
-                println!("test {} ... FAILED ({e:#}) [{secs:.2} s]", t.name);
-                tally.failed += 1;
-            }
+    let variant = opts.machine.as_deref();
+    for t in &selected {
+        run_counted(t, &ws, &arts, accel, hardware, variant, tally);
+    }
+    if opts.machine.is_some() {
+        return;
+    }
+    // A representative subset on a few variants (`--machine-matrix` runs
+    // everything everywhere).
+    for (name, tests) in qemu_tests::VARIANT_SUBSET {
+        let hw = machine::variant_named(name)
+            .expect("VARIANT_SUBSET names real variants")
+            .hardware;
+        let chosen: Vec<_> = selected
+            .iter()
+            .filter(|t| tests.contains(&t.name))
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        println!(
+            "running {} QEMU tests on machine variant {name}",
+            chosen.len()
+        );
+        for t in chosen {
+            run_counted(t, &ws, &arts, accel, hw, Some(name), tally);
         }
     }
+}
+
+/// Run one test (on a variant if named), print its line, count it; true if it passed.
+fn run_counted(
+    t: &QemuTest,
+    ws: &Workspace,
+    arts: &Artifacts,
+    accel: Accel,
+    hardware: machine::Hardware,
+    variant: Option<&str>,
+    tally: &mut Tally,
+) -> bool {
+    let start = Instant::now();
+    let result = run_one(t, ws, arts, accel, hardware, variant);
+    let secs = start.elapsed().as_secs_f64();
+    let name = match variant {
+        Some(v) => format!("{}@{v}", t.name),
+        None => t.name.to_string(),
+    };
+    match result {
+        Ok(r) if r.outcome.passed() => {
+            println!("test {name} ... ok [{secs:.2} s]");
+            tally.passed += 1;
+            true
+        }
+        Ok(r) => {
+            println!("test {name} ... FAILED ({}) [{secs:.2} s]", r.outcome);
+            let tail = r.tail(TAIL_LINES);
+            if tail.is_empty() {
+                println!("  (no serial output; log: {})", r.log_path.display());
+            } else {
+                println!("  last {} lines of {}:", tail.len(), r.log_path.display());
+            }
+            for line in tail {
+                println!("  | {line}");
+            }
+            tally.failed += 1;
+            false
+        }
+        Err(e) => {
+            println!("test {name} ... FAILED ({e:#}) [{secs:.2} s]");
+            tally.failed += 1;
+            false
+        }
+    }
+}
+
+/// Every selected test on every variant, then the table variant x test.
+fn matrix(
+    selected: &[&QemuTest],
+    ws: &Workspace,
+    arts: &Artifacts,
+    accel: Accel,
+    tally: &mut Tally,
+) {
+    println!(
+        "machine matrix: {} QEMU tests on {} variants (accel {accel})",
+        selected.len(),
+        machine::VARIANTS.len()
+    );
+    let mut rows = vec![];
+    for v in machine::VARIANTS {
+        println!("== machine variant {} ({})", v.name, v.what);
+        let start = Instant::now();
+        let row: Vec<bool> = selected
+            .iter()
+            .map(|t| run_counted(t, ws, arts, accel, v.hardware, Some(v.name), tally))
+            .collect();
+        rows.push((v.name, row, start.elapsed().as_secs_f64()));
+    }
+    print!("{}", matrix_table(selected.iter().map(|t| t.name), &rows));
+}
+
+/// The matrix as text: one row per variant, one column per test (`ok` or
+/// `FAIL`), and the variant's total time.
+fn matrix_table<'a>(
+    tests: impl Iterator<Item = &'a str>,
+    rows: &[(&str, Vec<bool>, f64)],
+) -> String {
+    let tests: Vec<&str> = tests.collect();
+    let first = rows
+        .iter()
+        .map(|r| r.0.len())
+        .max()
+        .unwrap_or(0)
+        .max("variant".len());
+    let mut out = format!("{:first$}", "variant");
+    for t in &tests {
+        out += &format!(" {t:4}");
+    }
+    out += " time\n";
+    for (name, row, secs) in rows {
+        out += &format!("{name:first$}");
+        for (t, ok) in tests.iter().zip(row) {
+            let cell = if *ok { "ok" } else { "FAIL" };
+            out += &format!(" {cell:w$}", w = t.len().max(4));
+        }
+        out += &format!(" {secs:.0}s\n");
+    }
+    out
 }
 
 fn run_one(
@@ -247,7 +350,9 @@ fn run_one(
     arts: &Artifacts,
     accel: Accel,
     hardware: machine::Hardware,
+    variant: Option<&str>,
 ) -> Result<RunReport> {
+    let suffix = variant.map(|v| format!("@{v}")).unwrap_or_default();
     // Held across both boots of a two-boot test, so no other run touches
     // the disk images in between.
     let _images = machine::lock_images(&ws.images_dir())?;
@@ -271,6 +376,9 @@ fn run_one(
         }
     };
     let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
+        // Init checks the RAM it got against the machine's (boot_to_init).
+        let append = format!("{append} ram_mib={}", hardware.ram_mib);
+        let name = format!("{name}{suffix}");
         let mut machine = Machine::new(ws.images_dir())
             .accel(accel)
             .hardware(hardware)
@@ -283,6 +391,19 @@ fn run_one(
                 .arg("-acpitable")
                 .arg(format!("file={}", machine::qemu_escape(path)));
         }
+        let injector = if t.inject_nmi {
+            // In the temporary directory: a unix socket's path is limited
+            // to 107 bytes, and a checkout's may be longer.
+            let socket =
+                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id()));
+            let _ = std::fs::remove_file(&socket);
+            machine = machine.qmp(&socket);
+            let log = ws.qemu_log_dir().join(format!("{name}.log"));
+            let _ = std::fs::remove_file(&log);
+            Some(NmiInjector::start(socket, log))
+        } else {
+            None
+        };
         let opts = RunOptions {
             name: name.to_string(),
             log_dir: ws.qemu_log_dir(),
@@ -290,8 +411,20 @@ fn run_one(
             echo: false,
             interactive: false,
         };
-        runner::run(machine.command()?, &opts, Expect::PassLine(pass))
-            .with_context(|| format!("running {name}"))
+        let report = runner::run(machine.command()?, &opts, Expect::PassLine(pass))
+            .with_context(|| format!("running {name}"));
+        if let Some(i) = injector {
+            let sent = i.stop();
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id())),
+            );
+            if let Ok(r) = &report {
+                if r.outcome.passed() {
+                    println!("  ({sent} NMIs injected through QMP)");
+                }
+            }
+        }
+        report
     };
     let Some(then) = t.then else {
         return boot(t.append.to_string(), t.name, t.name);
@@ -317,9 +450,96 @@ fn run_one(
     unreachable!("the loop returns on its second boot")
 }
 
+/// Sends `inject-nmi` through QEMU's QMP socket every 50 ms from a thread
+/// until stopped, once the guest's serial log shows [`NMI_READY`] (an NMI
+/// before the kernel has loaded its IDT would reset the machine, as on
+/// real hardware).
+const NMI_READY: &str = "init: NMIs welcome";
+struct NmiInjector {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl NmiInjector {
+    fn start(socket: std::path::PathBuf, log: std::path::PathBuf) -> NmiInjector {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut sent = 0;
+            while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains(NMI_READY)) {
+                if flag.load(Ordering::Relaxed) {
+                    return sent;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let stream = loop {
+                if flag.load(Ordering::Relaxed) {
+                    return sent;
+                }
+                match std::os::unix::net::UnixStream::connect(&socket) {
+                    Ok(s) => break s,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let Ok(mut writer) = stream.try_clone() else {
+                return sent;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            // The greeting, then leave capability negotiation.
+            if reader.read_line(&mut line).is_err()
+                || writeln!(writer, r#"{{"execute":"qmp_capabilities"}}"#).is_err()
+            {
+                return sent;
+            }
+            // Replies are drained by a thread of their own (QMP answers
+            // every command; nothing here needs the answers).
+            std::thread::spawn(move || {
+                let mut l = String::new();
+                while reader.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
+                    l.clear();
+                }
+            });
+            while !flag.load(Ordering::Relaxed) {
+                if writeln!(writer, r#"{{"execute":"inject-nmi"}}"#).is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            sent
+        });
+        NmiInjector { stop, thread }
+    }
+
+    /// Stop injecting; how many were sent.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matrix_table_has_a_row_per_variant_and_a_cell_per_test() {
+        let rows = vec![
+            ("standard", vec![true, false], 3.2),
+            ("ram-8g", vec![true, true], 10.0),
+        ];
+        let t = matrix_table(["boot_to_init", "nmi"].into_iter(), &rows);
+        assert_eq!(
+            t,
+            "variant  boot_to_init nmi  time\n\
+             standard ok           FAIL 3s\n\
+             ram-8g   ok           ok   10s\n"
+        );
+    }
 
     #[test]
     fn summary_line_format() {

@@ -33,11 +33,12 @@ type Outcome = Result<(), String>;
 
 /// The NVMe range the database lives in: 192 MiB..256 MiB of the
 /// namespace (`nvme_rw`, `nvme_bench` and `block_service` write below
-/// 128 MiB, `nvme_persist` at LBA 300,000 = 146.5 MiB with 512-byte blocks).
+/// 128 MiB, `nvme_persist` at 146.5 MiB, just over 1 MiB). Windows are
+/// MiB of the namespace; the driver turns them into its blocks.
 const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
 /// The range the VF's database lives in: 160 MiB..192 MiB (free on the
 /// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
-/// checks write 32 KiB at LBA 320,000 = 156.25 MiB). The image is 256 MiB.
+/// checks write 32 KiB at 156.25 MiB). The image is 256 MiB.
 const VF_WINDOW_MIB: (u64, u64) = (160, 32);
 /// kvdb's DMA pages when it drives a VF: its queues (~21 pages) and a
 /// 256 KiB bounce area, with room to spare.
@@ -53,7 +54,6 @@ const KVDB_HEAP_PAGES: u64 = 3072;
 /// span (below `TEST_AREA` belongs to `pmem_persist`).
 const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 const PMEM_BYTES: u64 = 16 << 20;
-const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
@@ -103,7 +103,7 @@ pub fn libdb_nvme(check: bool) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
-    let dev = devices::find(NVME_IDS.0, NVME_IDS.1)?;
+    let dev = devices::nvme()?;
     devices::enable(&dev)?;
     let region = crate::tests::make_region(KVDB_REGION_PAGES)?;
     let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
@@ -213,7 +213,7 @@ pub fn libdb_vf(check: bool) -> Outcome {
 /// kvdb `create` or `check` on its own NVMe virtual function, with the
 /// workload derived from `nonce`.
 pub fn on_vf(check: bool, nonce: u64) -> Outcome {
-    let pf = devices::nvme()?;
+    let pf = devices::nvme_sriov_pf()?;
     let vf = crate::sriov::vf_of(&pf, 1)?;
     let faults0 = (kinfo::word(ki::W_DMA_FAULTS), devices::device_dma_faults(vf.index));
     let pf_driver = crate::sriov::online_vfs(&pf, 1)?;

@@ -31,7 +31,6 @@ pub const DRIVER_BAR_VA: u64 = 0x40_0000_0000;
 /// Where a driver gets its device handle (child address).
 pub const DRIVER_HANDLE_VA: u64 = DEVICE_HANDLES_VA;
 
-const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
 const PCI_COMMAND: u64 = 0x04;
 const COMMAND_MEMORY: u16 = 1 << 1;
 const COMMAND_BUS_MASTER: u16 = 1 << 2;
@@ -52,6 +51,12 @@ pub struct Device {
     pub bars: [(u64, u64); 6],
     /// For an SR-IOV virtual function: which VF of which PF (`E_VF`).
     pub vf: Option<di::VfInfo>,
+    /// For a physical function: VFs the kernel enabled (`E_VFS_ENABLED`).
+    pub vfs_enabled: u64,
+    /// The serial number the controller must report to its driver (NVMe
+    /// only): passed as `serial=NAME`, checked against Identify Controller
+    /// before the driver does any I/O.
+    pub serial: Option<&'static str>,
 }
 
 /// Every device the kernel described (a malformed page gives none).
@@ -80,6 +85,8 @@ pub fn all() -> Vec<Device> {
             handle_va: w(di::E_HANDLE_VA),
             bars,
             vf: di::VfInfo::from_word(w(di::E_VF)),
+            vfs_enabled: w(di::E_VFS_ENABLED),
+            serial: None,
         });
     }
     out
@@ -127,7 +134,11 @@ pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64
         return Err(format!("device {:04x} has no device handle (no I/O-MMU?)", dev.bdf));
     }
     let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
-    let opts = Options { args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
+    let args = match dev.serial {
+        Some(s) => format!("{args} serial={s}"),
+        None => String::from(args),
+    };
+    let opts = Options { args: &args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
     let child = spawn::spawn_named(prog, &opts)?;
     grant_device(&child, dev, bar)?;
     Ok(child)
@@ -325,20 +336,76 @@ pub fn expect_zero(c: &Child, what: &str) -> Outcome {
     }
 }
 
+/// The serial numbers of the machine's NVMe controllers, in bus order
+/// (`scripts/xtask/src/machine.rs`: the test disk `exo0`, and on the
+/// `two-nvme` variant a second controller `exo1`). Init cannot read a
+/// serial itself (that takes driving the controller); the driver confirms
+/// it before any I/O, so a controller in an unexpected place stops the
+/// job by name instead of writing the wrong disk.
+pub const NVME_SERIALS: [&str; 2] = ["exo0", "exo1"];
+
+/// The serial number the `nth` NVMe controller (bus order) must report:
+/// from the kernel command line's `nvme_serials=A,B,...` when given (on a
+/// real machine, name the scratch disks the tests and the demo may
+/// overwrite; `nvme_serials=any` checks nothing), else [`NVME_SERIALS`].
+fn expected_serial(nth: usize) -> Option<&'static str> {
+    let given = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("nvme_serials="));
+    match given {
+        Some("any") => None,
+        Some(list) => list.split(',').nth(nth).or_else(|| NVME_SERIALS.get(nth).copied()),
+        None => NVME_SERIALS.get(nth).copied(),
+    }
+}
+
+/// What the `nvme` crate's chooser needs to know about each device.
+fn functions(devs: &[Device]) -> Vec<nvme::select::Function> {
+    devs.iter()
+        .map(|d| nvme::select::Function { bdf: d.bdf, class: d.class, is_vf: d.vf.is_some(), vfs_enabled: d.vfs_enabled })
+        .collect()
+}
+
+/// The `nth` NVMe controller (by bus position) of the kind `want`, with
+/// the serial number its driver must find; decoding and bus mastering on.
+pub fn nvme_controller(want: nvme::select::Want, nth: usize) -> Result<Device, String> {
+    let devs = all();
+    let fns = functions(&devs);
+    let Some(i) = nvme::select::pick(&fns, want, nth) else {
+        return Err(format!(
+            "no NVMe controller #{nth} of kind {want:?}: the device info page lists {} NVMe controllers ({} SR-IOV PFs with VFs enabled)",
+            nvme::select::count(&fns, nvme::select::Want::Controller),
+            nvme::select::count(&fns, nvme::select::Want::SrIovPf)
+        ));
+    };
+    let mut dev = devs[i];
+    // The SR-IOV PF is the machine's first controller (`exo0`) too.
+    dev.serial = expected_serial(if want == nvme::select::Want::SrIovPf { 0 } else { nth });
+    describe_nvme(&dev);
+    enable(&dev)?;
+    Ok(dev)
+}
+
+/// The test disk: the first NVMe controller by bus position (serial `exo0`).
 pub fn nvme() -> Result<Device, String> {
-    let dev = find(NVME_IDS.0, NVME_IDS.1)?;
+    nvme_controller(nvme::select::Want::Controller, 0)
+}
+
+/// The NVMe controller whose SR-IOV virtual functions the kernel enabled.
+pub fn nvme_sriov_pf() -> Result<Device, String> {
+    nvme_controller(nvme::select::Want::SrIovPf, 0)
+}
+
+fn describe_nvme(dev: &Device) {
     println!(
-        "init: NVMe (device {}) {:02x}:{:02x}.{} (class {:06x}): BAR0 {:#x} bytes, device handle at {:#x}",
+        "init: NVMe (device {}) {:02x}:{:02x}.{} (class {:06x}, serial expected {:?}): BAR0 {:#x} bytes, device handle at {:#x}",
         dev.index,
         dev.bdf >> 8,
         (dev.bdf >> 3) & 0x1f,
         dev.bdf & 7,
         dev.class,
+        dev.serial.unwrap_or("-"),
         dev.bars[0].1,
         dev.handle_va
     );
-    enable(&dev)?;
-    Ok(dev)
 }
 
 fn dma_faults() -> u64 {
@@ -352,7 +419,12 @@ pub const NVME_DMA_PAGES: u64 = 640;
 
 /// `nvme_rw`: the driver writes and verifies over 1,000 random LBAs.
 pub fn nvme_rw() -> Outcome {
-    let dev = nvme()?;
+    nvme_rw_on(&nvme()?)
+}
+
+/// The `nvme_rw` run on controller `dev`.
+fn nvme_rw_on(dev: &Device) -> Outcome {
+    let dev = *dev;
     let before = dma_faults();
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let driver = start_driver("nvmed", "rw", &dev, 0, NVME_DMA_PAGES, [tsc, 0])?;
@@ -373,7 +445,7 @@ pub fn nvme_rw() -> Outcome {
 /// device id, its own BAR 0 and device handle), and the userspace
 /// driver's whole read/write run on the PF works through the bridge.
 pub fn sriov_pf() -> Outcome {
-    let dev = nvme()?;
+    let dev = nvme_sriov_pf()?;
     if dev.bdf >> 8 == 0 {
         return Err(format!("the NVMe controller is at {:04x}, on bus 0: not behind the root port", dev.bdf));
     }
@@ -409,7 +481,7 @@ pub fn sriov_pf() -> Outcome {
         }
         println!("init: VF {n} is device {} at {rid:04x}: BAR0 {:#x} bytes, its own device handle", vf.index, vf.bars[0].1);
     }
-    nvme_rw()
+    nvme_rw_on(&dev)
 }
 
 /// `acpi_bad_dmar` (q35 without VT-d, plus a DMAR cut off inside its
@@ -737,7 +809,7 @@ pub fn device_ownership() -> Outcome {
     expect_zero(&driver, "nvmed hold")?;
     // And init still holds the config page.
     let ids = dev.config.read32(0);
-    if ids != NVME_IDS.0 as u32 | (NVME_IDS.1 as u32) << 16 {
+    if ids != dev.vendor as u32 | (dev.device as u32) << 16 {
         return Err(format!("config page reads ids {ids:#x}"));
     }
     // Init's own BAR address is empty after the move.
@@ -797,6 +869,57 @@ pub fn block_service() -> Outcome {
     let faults = dma_faults() - before;
     if faults != 0 {
         return Err(format!("{faults} DMA faults while serving"));
+    }
+    Ok(())
+}
+
+/// `two_nvme` (machine with a second NVMe controller): two `nvmed pair`
+/// processes drive the two controllers at once, each chosen by bus
+/// position and confirmed by the serial number its controller reports
+/// (`exo0`, `exo1`); each does the `nvme_rw` run on its own disk while the
+/// other does, and points its device at the other driver's DMA page (an
+/// I/O address mapped only in the other device): blocked, counted against
+/// its own device, the other's page unchanged.
+pub fn two_nvme() -> Outcome {
+    use nvme::select::Want;
+    let devs = [nvme_controller(Want::Controller, 0)?, nvme_controller(Want::Controller, 1)?];
+    let tsc = kinfo::word(ki::W_TSC_PER_US);
+    let faults0 = (dma_faults(), devs.map(|d| device_dma_faults(d.index)));
+    let mut drivers = Vec::new();
+    for (k, dev) in devs.iter().enumerate() {
+        drivers.push(start_driver("nvmed", "pair", dev, 0, NVME_DMA_PAGES, [tsc, k as u64])?);
+    }
+    for d in &drivers {
+        sched::start(d.slot);
+    }
+    // Both brought up (and confirmed their serials) before either starts
+    // its I/O; both done with their stray DMAs before either checks its page.
+    for phase in 1..=2u64 {
+        for (k, d) in drivers.iter().enumerate() {
+            crate::sriov::wait_mailbox(d, phase, &format!("nvmed pair on controller {k}"))?;
+        }
+        for d in &drivers {
+            mem::write(spawn::mailbox(d), phase);
+        }
+        println!("init: both drivers reached phase {phase}");
+    }
+    let mut attempts = [0u64; 2];
+    for (k, d) in drivers.iter().enumerate() {
+        attempts[k] = mem::read(spawn::mailbox(d) + 16);
+        expect_zero(d, &format!("nvmed pair on controller {k} ({})", NVME_SERIALS[k]))?;
+    }
+    let per_device = [0, 1].map(|k| device_dma_faults(devs[k].index) - faults0.1[k]);
+    let total = dma_faults() - faults0.0;
+    println!(
+        "init: two controllers driven at once; stray DMAs {attempts:?}, faults counted against each device {per_device:?}, {total} in all"
+    );
+    for k in 0..2 {
+        if attempts[k] == 0 || per_device[k] < attempts[k] {
+            return Err(format!("controller {k}: {} stray DMAs but {} faults counted against it", attempts[k], per_device[k]));
+        }
+    }
+    if total != per_device[0] + per_device[1] {
+        return Err(format!("{total} DMA faults in all, but {per_device:?} against the two controllers: another device faulted"));
     }
     Ok(())
 }

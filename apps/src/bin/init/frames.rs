@@ -75,6 +75,17 @@ pub fn give_back(va: u64) {
     }
 }
 
+/// Whether the frame at physical `pa` is still in init's RAM window, never
+/// handed out by [`alloc`] (a frame given away is moved or retyped, and
+/// leaves the window).
+pub fn never_handed_out(pa: u64) -> bool {
+    let f = FRAMES.lock();
+    (f.range..f.count).any(|i| {
+        let start = if i == f.range { f.next } else { f.ranges[i].0 };
+        start <= pa && pa + PAGE_SIZE <= f.ranges[i].1
+    })
+}
+
 /// (frames handed out, frames left).
 pub fn stats() -> (u64, u64) {
     let f = FRAMES.lock();

@@ -147,7 +147,7 @@ pub fn enable_vf(vf: &Device) -> Outcome {
 }
 
 /// Wait until the child sets mailbox byte offset 8 to at least `want`.
-fn wait_mailbox(c: &Child, want: u64, what: &str) -> Outcome {
+pub fn wait_mailbox(c: &Child, want: u64, what: &str) -> Outcome {
     let mb = spawn::mailbox(c);
     while mem::read(mb + 8) < want {
         if sched::slot(c.slot).state.load(SeqCst) != sched::RUNNABLE {
@@ -191,7 +191,7 @@ pub fn vfs_done(pf_driver: &Child) -> Outcome {
 }
 
 pub fn sriov_vf() -> Outcome {
-    let pf = devices::nvme()?;
+    let pf = devices::nvme_sriov_pf()?;
     let (vf, vf2) = (vf_of(&pf, 1)?, vf_of(&pf, 2)?);
     println!("init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}", vf.index, vf.bdf, vf2.index, vf2.bdf);
     let tsc = kinfo::word(ki::W_TSC_PER_US);

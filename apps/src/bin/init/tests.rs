@@ -17,6 +17,7 @@ type Outcome = Result<(), String>;
 pub fn run(name: &str) -> Outcome {
     match name {
         "boot_to_init" => boot_to_init(),
+        "nmi" => nmi(),
         "five_syscalls" => expect_exit("probe", "syscalls", 64, 0),
         "isolation" => isolation(),
         "share_region" => share_region(),
@@ -45,6 +46,7 @@ pub fn run(name: &str) -> Outcome {
         "pmem_persist_write" => crate::pmem::persist_write(),
         "pmem_persist_check" => crate::pmem::persist_check(),
         "block_service" => crate::devices::block_service(),
+        "two_nvme" => crate::devices::two_nvme(),
         "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
         "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
         "libdb_nvme_create" => crate::db::libdb_nvme(false),
@@ -107,9 +109,117 @@ fn boot_to_init() -> Outcome {
     if kinfo::word(ki::W_CPUS) == 0 {
         return Err("the kernel found no enabled CPU in the ACPI MADT".into());
     }
+    ram_matches_the_machine()?;
     let (used, left) = crate::frames::stats();
     println!("init: {used} frames used, {left} free; {} syscalls so far", kinfo::word(ki::W_SYSCALLS));
     expect_exit("hello", "boot_to_init", 0, 0)
+}
+
+/// The RAM the kernel handed over: the ranges in the kernel info page add
+/// up to the bytes it reports, are page aligned and disjoint, and the
+/// first and last page of every range that init's allocator has not
+/// handed out yet is really there (written and read back through init's
+/// RAM window, then restored). With `ram_mib=<N>` on the command line (the xtask
+/// passes the machine's RAM size), init must have received all of it but
+/// the kernel, the boot image, page tables and firmware's share.
+fn ram_matches_the_machine() -> Outcome {
+    let n = kinfo::word(ki::W_RAM_RANGES) as usize;
+    if n == 0 || n > ki::MAX_RAM_RANGES {
+        return Err(format!("kernel info page lists {n} RAM ranges"));
+    }
+    let (mut sum, mut last_end, mut top, mut checked) = (0u64, 0u64, 0u64, 0);
+    for i in 0..n {
+        let start = kinfo::word(ki::W_RAM_RANGE0 + 2 * i);
+        let len = kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1);
+        if !start.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 || start < last_end {
+            return Err(format!("RAM range {i} ({start:#x}, {len:#x} bytes) unaligned, empty or out of order"));
+        }
+        for pa in [start, start + len - PAGE_SIZE] {
+            if !crate::frames::never_handed_out(pa) {
+                continue;
+            }
+            checked += 1;
+            for off in [0, PAGE_SIZE - 8] {
+                let va = exo_abi::RAM_WINDOW_VA + pa + off;
+                let old = mem::read(va);
+                let pattern = 0x7e57_0000_0000_0000 ^ pa ^ off;
+                mem::write(va, pattern);
+                let got = mem::read(va);
+                mem::write(va, old);
+                if got != pattern {
+                    return Err(format!("RAM at {:#x} does not keep what init wrote", pa + off));
+                }
+            }
+        }
+        sum += len;
+        last_end = start + len;
+        top = top.max(last_end);
+    }
+    let bytes = kinfo::word(ki::W_RAM_BYTES);
+    if sum != bytes {
+        return Err(format!("RAM ranges add up to {sum} bytes, the kernel reports {bytes}"));
+    }
+    let machine = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("ram_mib=")).and_then(|m| m.parse::<u64>().ok());
+    if let Some(mib) = machine {
+        let ram = mib << 20;
+        // The kernel image and stacks, the boot image, init's RAM-window
+        // tables (1/512 of RAM), the first MiB and firmware's reservations.
+        let overhead = 16 << 20;
+        let expected = ram.saturating_sub(kinfo::word(ki::W_BOOT_IMAGE_LEN) + ram / 256 + overhead);
+        if bytes < expected || bytes > ram {
+            return Err(format!("init got {} MiB of RAM on a {mib} MiB machine (expected at least {} MiB)", bytes >> 20, expected >> 20));
+        }
+    }
+    if checked < n {
+        return Err(format!("only {checked} pages of {n} RAM ranges could be checked"));
+    }
+    println!("init: {} MiB of RAM in {n} range(s), highest address {top:#x}; {checked} first/last pages written and read back", bytes >> 20);
+    Ok(())
+}
+
+/// NMIs (the xtask injects them through QMP while this runs) arrive on
+/// their own IST stack, are counted by the kernel and returned from: they
+/// kill neither the kernel nor the process they interrupt. Init alternates
+/// a syscall-heavy loop (NMIs landing in the kernel) with computing in
+/// ring 3 (NMIs landing in a process), checks its own computation, and a
+/// child must still run and exit cleanly afterwards.
+fn nmi() -> Outcome {
+    let want = 10;
+    let tsc_per_us = kinfo::word(ki::W_TSC_PER_US).max(1);
+    let deadline = exo_rt::time::rdtsc() + 40_000_000 * tsc_per_us;
+    let count = || (kinfo::word(ki::W_NMI_KERNEL), kinfo::word(ki::W_NMI_USER));
+    let (mut calls, mut acc, mut expect) = (0u64, 0u64, 0u64);
+    // The xtask starts injecting when it sees this line.
+    println!("init: NMIs welcome");
+    // Until both rings have seen NMIs (where one lands is up to timing).
+    while count().0 + count().1 < want || count().0 == 0 || count().1 == 0 {
+        if exo_rt::time::rdtsc() > deadline {
+            let (k, u) = count();
+            return Err(format!(
+                "{k} NMIs in the kernel and {u} in init after 40 s: want {want}, some in each (the xtask test injects them through QMP)"
+            ));
+        }
+        // A call that fails its checks: a trip through the kernel.
+        for _ in 0..5000 {
+            if sys::unmap(0, exo_abi::USER_END, 0).is_ok() {
+                return Err("unmap of a kernel address succeeded".into());
+            }
+        }
+        calls += 5000;
+        // Registers and memory in ring 3 must survive NMIs.
+        for i in 0..50_000u64 {
+            acc = core::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
+        }
+        for i in 0..50_000u64 {
+            expect = expect.wrapping_mul(31).wrapping_add(i);
+        }
+        if acc != expect {
+            return Err(format!("a computation in ring 3 came out wrong ({acc:#x} vs {expect:#x})"));
+        }
+    }
+    let (k, u) = count();
+    println!("init: {k} NMIs taken in the kernel, {u} in init, {calls} syscalls meanwhile");
+    expect_exit("hello", "nmi", 0, 0)
 }
 
 const PATTERN: u64 = 0x5ec2_e7da_7a00_0000;

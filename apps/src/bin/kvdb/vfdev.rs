@@ -70,17 +70,13 @@ impl VfDevice {
         let (d, rest) = exo_rt::nvme::bring_up("kvdb", bar, dma, config)?;
         let (bounce, _) = rest.split(BOUNCE_PAGES).ok_or(format!("{} DMA pages left after the queues, {BOUNCE_PAGES} needed for data", rest.pages()))?;
         let bs = d.block_size() as u64;
-        if bs == 0 || !(1u64 << 20).is_multiple_of(bs) || !PAGE_SIZE.is_multiple_of(bs) {
-            return Err(format!("block size {bs} does not divide a page"));
+        if !PAGE_SIZE.is_multiple_of(bs) {
+            return Err(format!("the namespace's {bs}-byte blocks do not divide a page (libdb writes 4 KiB pages)"));
         }
         let (first_mib, len_mib) = window;
-        let (first_lba, blocks) = ((first_mib << 20) / bs, (len_mib << 20) / bs);
-        if blocks == 0 || first_lba.checked_add(blocks).is_none_or(|end| end > d.namespace().size) {
-            return Err(format!(
-                "window of {len_mib} MiB at {first_mib} MiB does not fit the namespace ({} MiB)",
-                (d.namespace().size * bs) >> 20
-            ));
-        }
+        let w = nvme::window::LbaWindow::from_mib(first_mib, len_mib, d.block_size(), d.namespace().size)
+            .map_err(|e| format!("window of {len_mib} MiB at {first_mib} MiB: {e}"))?;
+        let (first_lba, blocks) = (w.first, w.blocks);
         let bounce_iovas = (0..bounce.pages()).map(|i| bounce.page_iova(i)).collect();
         Ok(VfDevice { d, bounce, bounce_iovas, first_lba, blocks, counters: VfCounters::default() })
     }

@@ -23,7 +23,7 @@ const UNMAPPED_IOVA: u64 = 0x600_0000;
 const KERNEL_PHYS: u64 = 0x10_0000;
 
 /// How a DMA the I/O-MMU should block came out.
-fn blocked(what: &str, r: Result<(), NvmeError>) -> Result<(), String> {
+pub fn blocked(what: &str, r: Result<(), NvmeError>) -> Result<(), String> {
     match r {
         Err(NvmeError::Command { error, .. }) => {
             println!("nvmed attack: {what}: the controller reports {error}");
@@ -41,7 +41,7 @@ fn blocked(what: &str, r: Result<(), NvmeError>) -> Result<(), String> {
 
 /// One read (device writes memory) or write (device reads memory) whose
 /// single page is at `iova`.
-fn aimed(d: &mut hw::Nvme, dir: Direction, lba: u64, iova: u64, bs: u64) -> Result<(), NvmeError> {
+pub fn aimed(d: &mut hw::Nvme, dir: Direction, lba: u64, iova: u64, bs: u64) -> Result<(), NvmeError> {
     let pages = [iova];
     let buf = DmaBuffer { pages: &pages, offset: 0, len: (PAGE_SIZE / bs * bs) as u32 };
     match dir {
@@ -59,7 +59,9 @@ pub fn attack() -> Result<(), String> {
     let blocks = PAGE_SIZE / bs;
     let win = bufs.dma.win;
     let seed = exo_rt::time::rdtsc() | 1;
-    let (lba, exfil_lba) = (1000, 2000);
+    // Blocks at 1 MiB and 2 MiB of the namespace, whatever its block size.
+    let lba = hw::area(&d, "the attack's block", 1 << 20, PAGE_SIZE)?.first;
+    let exfil_lba = hw::area(&d, "the exfiltration block", 2 << 20, PAGE_SIZE)?.first;
 
     // A legitimate write and read-back first: the grant works.
     pattern::fill(&win, 0, seed, lba, blocks, bs);

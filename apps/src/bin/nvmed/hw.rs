@@ -5,7 +5,7 @@
 //! `exo_rt::nvme`, shared with `kvdb`, which drives an SR-IOV virtual
 //! function itself with the same driver linked in.
 
-pub use exo_rt::nvme::{spare_dma, DmaPages, Nvme, IOVA_BASE};
+pub use exo_rt::nvme::{spare_dma, spare_dma_at, DmaPages, Nvme, IOVA_BASE};
 use exo_rt::args_word;
 use exo_rt::mmio::Window;
 use nvme::driver::Config;
@@ -33,7 +33,20 @@ pub fn bring_up(g: &Grants, dma: DmaPages, io_queues: u16) -> Result<(Nvme, DmaP
     bring_up_with(g, dma, Config { io_queues, io_queue_entries: 64, ..Config::default() })
 }
 
-/// [`bring_up`] with a full configuration (e.g. MSI-X completion).
+/// [`bring_up`] with a full configuration (e.g. MSI-X completion). If
+/// init named the controller (`serial=NAME` in the arguments), the one in
+/// the BAR must report that serial number, or the job stops before any I/O.
 pub fn bring_up_with(g: &Grants, dma: DmaPages, config: Config) -> Result<(Nvme, DmaPages), alloc::string::String> {
-    exo_rt::nvme::bring_up("nvmed", g.bar, dma, config)
+    let (d, rest) = exo_rt::nvme::bring_up("nvmed", g.bar, dma, config)?;
+    exo_rt::nvme::check_serial(&d, exo_rt::nvme::wanted_serial())?;
+    Ok((d, rest))
+}
+
+/// An area of the namespace a job uses, given in bytes (so it is the same
+/// part of the disk whatever the block size), as an LBA window of this
+/// controller's namespace; refused by name if it does not fit or is not a
+/// whole number of its blocks.
+pub fn area(d: &Nvme, what: &str, offset: u64, len: u64) -> Result<nvme::window::LbaWindow, alloc::string::String> {
+    nvme::window::LbaWindow::from_bytes(offset, len, d.block_size(), d.namespace().size)
+        .map_err(|e| alloc::format!("{what}: {e} (namespace of {} blocks of {} bytes)", d.namespace().size, d.block_size()))
 }

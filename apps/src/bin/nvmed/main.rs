@@ -10,7 +10,8 @@
 //! (`dma_attack_blocked`), `persist-write` / `persist-check`
 //! (`nvme_persist`), `serve` (`block_service`, the driver end), `virtio`
 //! (`virtio_blk_rw`, a virtio-blk driver on the same grants), `sriov`
-//! (`sriov_vf`: the PF's driver brings a VF's controller online) — and, for
+//! (`sriov_vf`: the PF's driver brings a VF's controller online), `pair`
+//! (`two_nvme`: one of two drivers of two controllers at once) — and, for
 //! the tests, the other processes involved: `client` (the block-service
 //! application), `victim`, `intruder` and `hold` (`device_ownership`).
 //! Exit code 0 means every check passed.
@@ -31,6 +32,8 @@ mod bench;
 mod hw;
 #[cfg(target_os = "none")]
 mod irq;
+#[cfg(target_os = "none")]
+mod pair;
 #[cfg(target_os = "none")]
 mod pattern;
 #[cfg(target_os = "none")]
@@ -62,6 +65,7 @@ fn main() {
         "attack" => attack::attack(),
         "hold" => attack::hold(),
         "serve" => serve::serve(),
+        "pair" => pair::run(),
         "sriov" => sriov::run(),
         "client" => serve::client(),
         "victim" => exo_rt::exit(attack::victim()),

@@ -77,6 +77,12 @@ pub fn run() -> Result<(), String> {
     let dma = hw::spare_dma(g.handle)?;
     let (mut d, data) = hw::bring_up(&g, dma, 2)?;
     let bufs = Buffers::new(data);
+    exercise(&mut d, &bufs, tsc_per_us)
+}
+
+/// The random write / verified read pass, the QD32 reads and the
+/// past-the-end read on a controller that is up (also `nvmed pair`).
+pub fn exercise(d: &mut Nvme, bufs: &Buffers, tsc_per_us: u64) -> Result<(), String> {
     let bs = d.block_size() as u64;
     let span = (RW_SPAN_BYTES / bs).min(d.namespace().size);
     let seed = rdtsc() | 1;
@@ -135,7 +141,7 @@ pub fn run() -> Result<(), String> {
         cq2 - cq1,
         per_io(t_read, ios.len() as u64, tsc_per_us)
     );
-    qd32_reads(&mut d, &bufs, &ios, seed, tsc_per_us)?;
+    qd32_reads(d, bufs, &ios, seed, tsc_per_us)?;
     // A read past the end of the namespace must come back as a clear error.
     let end = d.namespace().size;
     match d.read(0, end - 1, &bufs.buffer(0, 0, 2 * bs)) {
@@ -217,10 +223,19 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
     Ok(())
 }
 
-/// Blocks the persistence test uses: a header block, then the data.
-const PERSIST_HEADER_LBA: u64 = 300_000;
-const PERSIST_BLOCKS: u64 = 2048;
+/// The part of the namespace the persistence test uses, in bytes (146.5
+/// MiB.., past `nvme_rw`'s first 128 MiB): a header block, then 1 MiB of
+/// data, in whatever blocks the namespace has.
+const PERSIST_OFFSET: u64 = (146 << 20) + (512 << 10);
+const PERSIST_DATA_BYTES: u64 = 1 << 20;
 const PERSIST_MAGIC: u64 = u64::from_le_bytes(*b"EXOPERS1");
+
+/// (header LBA, data blocks) of the persistence area on `d`'s namespace.
+fn persist_area(d: &Nvme) -> Result<(u64, u64), String> {
+    let bs = d.block_size() as u64;
+    let w = hw::area(d, "the persistence area", PERSIST_OFFSET, bs + PERSIST_DATA_BYTES)?;
+    Ok((w.first, w.blocks - 1))
+}
 
 /// `nvme_persist_write`: the pattern for `nonce` over 2,048 blocks, a
 /// header naming the nonce, then a flush. Nothing else makes it durable.
@@ -230,23 +245,27 @@ pub fn persist_write() -> Result<(), String> {
     let (mut d, data) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
     let bufs = Buffers::new(data);
     let bs = d.block_size() as u64;
+    let (header, blocks) = persist_area(&d)?;
     let win = bufs.dma.win;
     let chunk = 64 * PAGE_SIZE / bs;
     let mut lba = 0;
-    while lba < PERSIST_BLOCKS {
-        pattern::fill(&win, 0, nonce, PERSIST_HEADER_LBA + 1 + lba, chunk, bs);
-        d.write(0, PERSIST_HEADER_LBA + 1 + lba, &bufs.buffer(0, 0, chunk * bs)).map_err(|e| format!("persist write: {e}"))?;
-        lba += chunk;
+    while lba < blocks {
+        let n = chunk.min(blocks - lba);
+        pattern::fill(&win, 0, nonce, header + 1 + lba, n, bs);
+        d.write(0, header + 1 + lba, &bufs.buffer(0, 0, n * bs)).map_err(|e| format!("persist write: {e}"))?;
+        lba += n;
     }
     win.fill(0, bs, 0);
     win.write64(0, PERSIST_MAGIC);
     win.write64(8, nonce);
-    win.write64(16, PERSIST_BLOCKS);
-    d.write(1, PERSIST_HEADER_LBA, &bufs.buffer(0, 0, bs)).map_err(|e| format!("persist header: {e}"))?;
+    win.write64(16, blocks);
+    // The header through the second queue the job asked for (the first,
+    // shared, if the controller granted only one).
+    d.write(d.queue_for(1), header, &bufs.buffer(0, 0, bs)).map_err(|e| format!("persist header: {e}"))?;
     for q in 0..d.io_queue_count() {
         d.flush(q).map_err(|e| format!("flush: {e}"))?;
     }
-    println!("nvmed: wrote {PERSIST_BLOCKS} blocks for nonce {nonce:#x} at LBA {} and flushed", PERSIST_HEADER_LBA + 1);
+    println!("nvmed: wrote {blocks} blocks of {bs} bytes for nonce {nonce:#x} at LBA {} and flushed", header + 1);
     Ok(())
 }
 
@@ -259,29 +278,32 @@ pub fn persist_check() -> Result<(), String> {
     let (mut d, data) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
     let bufs = Buffers::new(data);
     let bs = d.block_size() as u64;
+    let (header, want_blocks) = persist_area(&d)?;
     let win = bufs.dma.win;
     win.fill(0, bs, 0xa5);
-    d.read(0, PERSIST_HEADER_LBA, &bufs.buffer(0, 0, bs)).map_err(|e| format!("persist header read: {e}"))?;
+    d.read(0, header, &bufs.buffer(0, 0, bs)).map_err(|e| format!("persist header read: {e}"))?;
     let (magic, found, blocks) = (win.read64(0), win.read64(8), win.read64(16));
-    if magic != PERSIST_MAGIC || found != nonce || blocks != PERSIST_BLOCKS {
+    if magic != PERSIST_MAGIC || found != nonce || blocks != want_blocks {
         return Err(format!(
             "header after reboot: magic {magic:#x}, nonce {found:#x} (expected {nonce:#x}), {blocks} blocks: the first boot's writes did not persist"
         ));
     }
     let chunk = 64 * PAGE_SIZE / bs;
     let mut lba = 0;
-    while lba < PERSIST_BLOCKS {
-        let at = PERSIST_HEADER_LBA + 1 + lba;
-        win.fill(0, chunk * bs, 0xa5);
-        d.read(1, at, &bufs.buffer(0, 0, chunk * bs)).map_err(|e| format!("persist read: {e}"))?;
-        if let Some((b, j, got, want)) = pattern::check(&win, 0, nonce, at, chunk, bs) {
+    let q = d.queue_for(1);
+    while lba < blocks {
+        let at = header + 1 + lba;
+        let n = chunk.min(blocks - lba);
+        win.fill(0, n * bs, 0xa5);
+        d.read(q, at, &bufs.buffer(0, 0, n * bs)).map_err(|e| format!("persist read: {e}"))?;
+        if let Some((b, j, got, want)) = pattern::check(&win, 0, nonce, at, n, bs) {
             return Err(format!("after reboot: LBA {} word {j}: read {got:#x}, wrote {want:#x}", at + b));
         }
-        lba += chunk;
+        lba += n;
     }
     win.fill(0, bs, 0);
-    d.write(0, PERSIST_HEADER_LBA, &bufs.buffer(0, 0, bs)).map_err(|e| format!("erasing the header: {e}"))?;
+    d.write(0, header, &bufs.buffer(0, 0, bs)).map_err(|e| format!("erasing the header: {e}"))?;
     d.flush(0).map_err(|e| format!("flush: {e}"))?;
-    println!("nvmed: all {PERSIST_BLOCKS} blocks written before the reboot (nonce {nonce:#x}) read back intact; header erased");
+    println!("nvmed: all {blocks} blocks of {bs} bytes written before the reboot (nonce {nonce:#x}) read back intact; header erased");
     Ok(())
 }

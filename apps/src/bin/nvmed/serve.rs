@@ -37,28 +37,14 @@ fn device_status(e: NvmeError) -> Status {
 
 /// The part of the namespace this service exposes, from args word 7:
 /// 0 = all of it; else the low 32 bits are the first MiB and the high 32
-/// bits the length in MiB. Returns (first LBA, blocks). Clients see LBA 0
-/// at the window's start and cannot reach outside it (the server refuses
-/// requests past `blocks` as out of range).
+/// bits the length in MiB, turned into LBAs with the namespace's own block
+/// size. Returns (first LBA, blocks). Clients see LBA 0 at the window's
+/// start and cannot reach outside it (the server refuses requests past
+/// `blocks` as out of range).
 fn lba_window(word: u64, bs: u32, ns_blocks: u64) -> Result<(u64, u64), String> {
-    if word == 0 {
-        return Ok((0, ns_blocks));
-    }
-    const MIB: u64 = 1 << 20;
-    if bs == 0 || !MIB.is_multiple_of(bs as u64) {
-        return Err(format!("block size {bs} does not divide a MiB; cannot serve a MiB window"));
-    }
-    let per_mib = MIB / bs as u64;
-    let (first, len) = ((word & 0xffff_ffff) * per_mib, (word >> 32) * per_mib);
-    if len == 0 || first.checked_add(len).is_none_or(|end| end > ns_blocks) {
-        return Err(format!(
-            "window of {} MiB at {} MiB does not fit the namespace ({} MiB)",
-            word >> 32,
-            word & 0xffff_ffff,
-            ns_blocks / per_mib
-        ));
-    }
-    Ok((first, len))
+    let w = nvme::window::LbaWindow::from_mib_word(word, bs, ns_blocks)
+        .map_err(|e| format!("the window (MiB {} + {}): {e}", word & 0xffff_ffff, word >> 32))?;
+    Ok((w.first, w.blocks))
 }
 
 pub fn serve() -> Result<(), String> {
@@ -85,11 +71,24 @@ pub fn serve() -> Result<(), String> {
 
     // Requests that fit one NVMe command run concurrently on queue 0
     // (answered as they complete, in any order); flushes and transfers
-    // above MDTS run one at a time on queue 1.
+    // above MDTS run one at a time on queue 1 — or, when the controller
+    // granted one queue pair, on queue 0 too, once nothing else is in
+    // flight there (a synchronous wait must see only its own completions).
+    let sync_queue = d.queue_for(SYNC_QUEUE);
+    let shared = sync_queue == ASYNC_QUEUE;
+    println!(
+        "nvmed serve: {} I/O queue pairs granted: {}",
+        d.io_queue_count(),
+        if shared { "flushes and MDTS-split transfers share queue 0, after draining it" } else { "queue 0 asynchronous, queue 1 for flushes and MDTS-split transfers" }
+    );
     let (mut served, mut refused, mut idle) = (0u64, 0u64, 0u64);
     let (sq0, cq0) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
     let mut tags: [Option<u32>; 64] = [None; 64];
     let mut in_flight = 0u32;
+    // A synchronous request waiting for the shared queue to drain.
+    let mut draining = false;
+    let mut drains = 0u64;
+    let mut pending: Option<Request> = None;
     let max = d.max_transfer_bytes();
     loop {
         while let Some((cid, outcome)) = d.poll(ASYNC_QUEUE).map_err(|e| format!("poll: {e}"))? {
@@ -99,7 +98,19 @@ pub fn serve() -> Result<(), String> {
             in_flight -= 1;
             served += 1;
         }
-        let next = if in_flight < MAX_IN_FLIGHT { server.next_request() } else { Ok(None) };
+        if draining {
+            if in_flight > 0 {
+                continue;
+            }
+            draining = false;
+        }
+        let next = if let Some(p) = pending.take() {
+            Ok(Some(Ok(p)))
+        } else if in_flight < MAX_IN_FLIGHT {
+            server.next_request()
+        } else {
+            Ok(None)
+        };
         let req = match next {
             Ok(Some(Ok(req))) => req,
             Ok(Some(Err((tag, status)))) => {
@@ -140,17 +151,24 @@ pub fn serve() -> Result<(), String> {
             }
             continue;
         }
+        if shared && in_flight > 0 {
+            // Finish what is in flight on the one queue first.
+            pending = Some(req);
+            draining = true;
+            drains += 1;
+            continue;
+        }
         let r = match req.op {
-            Op::Flush => d.flush(SYNC_QUEUE),
-            Op::Read => d.read(SYNC_QUEUE, lba, &buf),
-            Op::Write => d.write(SYNC_QUEUE, lba, &buf),
+            Op::Flush => d.flush(sync_queue),
+            Op::Read => d.read(sync_queue, lba, &buf),
+            Op::Write => d.write(sync_queue, lba, &buf),
         };
         server.respond(req.tag, r.map_or_else(device_status, |_| Status::Ok));
         served += 1;
     }
     let (sq1, cq1) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
     println!(
-        "nvmed serve: {served} requests served, {refused} refused, {} NVMe commands ({} doorbells), {idle} idle yields",
+        "nvmed serve: {served} requests served, {refused} refused, {} NVMe commands ({} doorbells), {idle} idle yields, {drains} waits for the shared queue to drain",
         sq1 - sq0,
         sq1 - sq0 + cq1 - cq0
     );
@@ -177,6 +195,12 @@ pub fn client() -> Result<(), String> {
     // Slots of 8 KiB in the data area; writes use the first half, reads
     // the second, so a read never finds the data the write left there.
     let slot_bytes = 2 * PAGE_SIZE;
+    // Random blocks within the first 48 MiB of what the service exposes
+    // (or all of it, if less), in its blocks.
+    let span = geo.capacity_blocks.min((48 << 20) / bs);
+    if span < slot_bytes / bs {
+        return Err(format!("the service exposes {} blocks of {bs} bytes: too few to test", geo.capacity_blocks));
+    }
     let slots = geo.data_len / slot_bytes;
     let half = slots / 2;
     let mut done: Vec<(u64, u32)> = Vec::new();
@@ -186,11 +210,22 @@ pub fn client() -> Result<(), String> {
     let depth = 8.min(half);
     let mut busy = [false; 8];
     let (mut tag, mut inflight, mut io_yields) = (0u32, 0u32, 0u64);
+    // Halfway, a flush while writes are still in flight (it covers the
+    // ones answered before it): on a controller that granted one queue
+    // pair the server must drain its queue before the flush waits there.
+    const MID_FLUSH: u32 = 8888;
+    let mut mid_flush = false;
     while tag < REQUESTS || inflight > 0 {
         let slot = (tag as u64 % depth) as usize;
+        if tag == REQUESTS / 2 && !mid_flush && inflight > 0 {
+            c.submit(&Request { op: Op::Flush, tag: MID_FLUSH, lba: 0, blocks: 0, data_offset: 0 }).map_err(|e| format!("flush: {e:?}"))?;
+            mid_flush = true;
+            inflight += 1;
+            continue;
+        }
         if tag < REQUESTS && !busy[slot] {
             let blocks = rng.range(1, slot_bytes / bs) as u32;
-            let lba = rng.range(0, 100_000);
+            let lba = rng.range(0, span - blocks as u64);
             let off = geo.data_offset + slot as u64 * slot_bytes;
             pattern::fill(&win, off, seed, lba, blocks as u64, bs);
             c.submit(&Request { op: Op::Write, tag, lba, blocks, data_offset: off }).map_err(|e| format!("submit: {e:?}"))?;
@@ -201,11 +236,21 @@ pub fn client() -> Result<(), String> {
             continue;
         }
         let r = wait(&mut c, &mut io_yields)?;
+        if r.tag == MID_FLUSH && mid_flush {
+            if r.status != Status::Ok {
+                return Err(format!("the flush sent with writes in flight answered {:?}", r.status));
+            }
+            inflight -= 1;
+            continue;
+        }
         if r.status != Status::Ok || r.tag >= tag {
             return Err(format!("write {} answered {:?}", r.tag, r.status));
         }
         busy[(r.tag as u64 % depth) as usize] = false;
         inflight -= 1;
+    }
+    if !mid_flush {
+        return Err("no write was in flight halfway: the mid-stream flush was never sent".into());
     }
     c.submit(&Request { op: Op::Flush, tag: 9999, lba: 0, blocks: 0, data_offset: 0 }).map_err(|e| format!("flush: {e:?}"))?;
     let r = wait(&mut c, &mut io_yields)?;
@@ -264,7 +309,7 @@ pub fn client() -> Result<(), String> {
     }
     println!("client: a hand-written request whose data would overwrite the ring header was refused ({:?})", bad.status);
     println!(
-        "client: {REQUESTS} writes and {REQUESTS} reads (up to {depth} in flight) and a flush through the shared rings, all verified; {} us per request; a read past the end was refused ({:?}); {io_yields} yields while waiting, no other system call",
+        "client: {REQUESTS} writes and {REQUESTS} reads (up to {depth} in flight) and two flushes (one sent with writes in flight) through the shared rings, all verified; {} us per request; a read past the end was refused ({:?}); {io_yields} yields while waiting, no other system call",
         t / (2 * REQUESTS as u64 + 1) / args_word(4).max(1),
         r.status
     );

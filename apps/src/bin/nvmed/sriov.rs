@@ -36,14 +36,17 @@ use exo_rt::{mem, println, yield_now};
 use nvme::command::{Command, VirtAction, VirtResource};
 use nvme::identify::SecondaryController;
 
-/// Queues for the VF: its admin queue and two I/O queue pairs (the `rw`
-/// job uses two). Interrupt vectors: one (the VF driver polls).
+/// Queues wanted for a VF: its admin queue and two I/O queue pairs (the
+/// `rw` job uses two), cut to what the primary controller lets one
+/// secondary have (Identify Primary Controller Capabilities, VQFRSM);
+/// at least 2 (admin + one I/O pair). Interrupt vectors: one (the VF
+/// driver polls).
 pub const VF_QUEUES: u16 = 3;
 pub const VF_INTERRUPTS: u16 = 1;
-/// Where the PF's own checks write: past the VF's random span (the first
-/// 128 MiB) and the persistence test's blocks.
-const PF_CHECK_LBA: u64 = 320_000;
-const PF_CHECK_BLOCKS: u64 = 64;
+/// Where the PF's own checks write, in bytes (156.25 MiB..): past the
+/// VF's random span (the first 128 MiB) and the persistence test's area.
+const PF_CHECK_OFFSET: u64 = (156 << 20) + (256 << 10);
+const PF_CHECK_BYTES: u64 = 32 << 10;
 
 const EMPTY: SecondaryController =
     SecondaryController { id: 0, primary_id: 0, online: false, virtual_function: 0, queues: 0, interrupts: 0 };
@@ -71,23 +74,22 @@ fn wait_for(word: u64) {
     }
 }
 
-/// Write and read back `PF_CHECK_BLOCKS` blocks under a fresh seed.
+/// Write and read back the PF's check area under a fresh seed.
 fn pf_check(d: &mut Nvme, bufs: &Buffers, when: &str) -> Result<(), String> {
     let bs = d.block_size() as u64;
-    if PF_CHECK_LBA + PF_CHECK_BLOCKS > d.namespace().size {
-        return Err(format!("namespace of {} blocks too small for the PF check", d.namespace().size));
-    }
+    let area = hw::area(d, "the PF's check area", PF_CHECK_OFFSET, PF_CHECK_BYTES)?;
+    let (lba, blocks) = (area.first, area.blocks);
     let seed = rdtsc() | 1;
     let win = bufs.dma.win;
-    let len = PF_CHECK_BLOCKS * bs;
-    pattern::fill(&win, 0, seed, PF_CHECK_LBA, PF_CHECK_BLOCKS, bs);
-    d.write(0, PF_CHECK_LBA, &bufs.buffer(0, 0, len)).map_err(|e| format!("PF write {when}: {e}"))?;
+    let len = blocks * bs;
+    pattern::fill(&win, 0, seed, lba, blocks, bs);
+    d.write(0, lba, &bufs.buffer(0, 0, len)).map_err(|e| format!("PF write {when}: {e}"))?;
     win.fill(0, len, 0xa5);
-    d.read(0, PF_CHECK_LBA, &bufs.buffer(0, 0, len)).map_err(|e| format!("PF read {when}: {e}"))?;
-    if let Some((b, j, got, want)) = pattern::check(&win, 0, seed, PF_CHECK_LBA, PF_CHECK_BLOCKS, bs) {
-        return Err(format!("PF {when}: LBA {} word {j}: read {got:#x}, wrote {want:#x}", PF_CHECK_LBA + b));
+    d.read(0, lba, &bufs.buffer(0, 0, len)).map_err(|e| format!("PF read {when}: {e}"))?;
+    if let Some((b, j, got, want)) = pattern::check(&win, 0, seed, lba, blocks, bs) {
+        return Err(format!("PF {when}: LBA {} word {j}: read {got:#x}, wrote {want:#x}", lba + b));
     }
-    println!("nvmed sriov: the PF wrote and verified {PF_CHECK_BLOCKS} blocks at LBA {PF_CHECK_LBA} {when}");
+    println!("nvmed sriov: the PF wrote and verified {blocks} blocks of {bs} bytes at LBA {lba} {when}");
     Ok(())
 }
 
@@ -126,17 +128,33 @@ pub fn run() -> Result<(), String> {
     let (mut d, data) = hw::bring_up(&g, second, 1)?;
     let bufs = Buffers::new(data);
     let (sec, n) = list(&mut d, "after the FLR")?;
+    let caps = d.primary_controller_caps().map_err(|e| format!("reading the primary controller's capabilities: {e}"))?;
+    let vf_queues = VF_QUEUES.min(caps.vq_max_per_secondary);
+    if vf_queues < 2 {
+        return Err(format!(
+            "the primary controller lets a secondary have {} flexible queues (VQFRSM); a VF needs 2 (admin + one I/O pair)",
+            caps.vq_max_per_secondary
+        ));
+    }
+    println!(
+        "nvmed sriov: {} flexible queues and {} vectors in all, at most {} queues and {} vectors per VF: giving each VF {vf_queues} queues (admin + {} I/O)",
+        caps.vq_flexible_total,
+        caps.vi_flexible_total,
+        caps.vq_max_per_secondary,
+        caps.vi_max_per_secondary,
+        vf_queues - 1
+    );
     for vf in 1..=vfs {
         let Some(target) = sec[..n].iter().find(|c| c.virtual_function == vf) else {
             return Err(format!("no secondary controller is VF {vf}"));
         };
-        d.bring_up_secondary(target.id, VF_QUEUES, VF_INTERRUPTS)
+        d.bring_up_secondary(target.id, vf_queues, VF_INTERRUPTS)
             .map_err(|e| format!("bringing secondary controller {} (VF {vf}) online: {e}", target.id))?;
     }
     let (sec, n) = list(&mut d, "after Virtualization Management")?;
     for vf in 1..=vfs {
         match sec[..n].iter().find(|c| c.virtual_function == vf) {
-            Some(c) if c.online && c.queues == VF_QUEUES && c.interrupts == VF_INTERRUPTS => {
+            Some(c) if c.online && c.queues == vf_queues && c.interrupts == VF_INTERRUPTS => {
                 println!("nvmed sriov: VF {vf} (controller {}) is online with {} queues and {} vectors", c.id, c.queues, c.interrupts)
             }
             other => return Err(format!("VF {vf} after bring-up: {other:?}")),

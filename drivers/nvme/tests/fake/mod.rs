@@ -141,12 +141,16 @@ pub struct FakeConfig {
     /// SR-IOV secondary controllers (ids 1..=n, virtual functions 1..=n)
     /// sharing 16 flexible queue pairs and 8 flexible vectors.
     pub secondaries: u16,
+    /// Identify Controller's serial number (space padded to 20 bytes).
+    pub serial: &'static str,
+    /// VQFRSM: flexible queue resources one secondary may get at most.
+    pub max_vq_per_secondary: u16,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
         // Like QEMU's nvme: MDTS 7 (512 KiB), MQES 2047.
-        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1, secondaries: 0 }
+        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1, secondaries: 0, serial: "FAKE0001", max_vq_per_secondary: 16 }
     }
 }
 
@@ -480,7 +484,10 @@ impl Worker {
                 1 => {
                     let mut p = [0u8; 4096];
                     p[0..2].copy_from_slice(&0x1b36u16.to_le_bytes());
-                    p[4..24].copy_from_slice(b"FAKE0001            ");
+                    let mut sn = [b' '; 20];
+                    let n = self.config.serial.len().min(20);
+                    sn[..n].copy_from_slice(&self.config.serial.as_bytes()[..n]);
+                    p[4..24].copy_from_slice(&sn);
                     p[24..64].copy_from_slice(b"exo fake nvme                           ");
                     p[64..72].copy_from_slice(b"1.0     ");
                     p[77] = self.config.mdts;
@@ -503,6 +510,14 @@ impl Worker {
                     p[26] = if self.config.lbads == 12 { 1 } else { 0 };
                     p[128..132].copy_from_slice(&(9u32 << 16).to_le_bytes());
                     p[132..136].copy_from_slice(&(12u32 << 16).to_le_bytes());
+                    self.write_identify(cmd, &p)
+                }
+                0x14 => {
+                    let mut p = [0u8; 4096];
+                    p[32..36].copy_from_slice(&(FLEXIBLE_QUEUES as u32).to_le_bytes());
+                    p[44..46].copy_from_slice(&self.config.max_vq_per_secondary.to_le_bytes());
+                    p[64..68].copy_from_slice(&(FLEXIBLE_INTERRUPTS as u32).to_le_bytes());
+                    p[76..78].copy_from_slice(&FLEXIBLE_INTERRUPTS.to_le_bytes());
                     self.write_identify(cmd, &p)
                 }
                 0x15 => {
@@ -546,7 +561,7 @@ impl Worker {
                             return generic(0x02);
                         }
                         let (pool, queues) = if resource == 0 { (FLEXIBLE_QUEUES, true) } else { (FLEXIBLE_INTERRUPTS, false) };
-                        if count > pool - used(&self.secondaries, queues) {
+                        if count > pool - used(&self.secondaries, queues) || (queues && count > self.config.max_vq_per_secondary) {
                             return generic(0x02);
                         }
                         if queues {

@@ -1,0 +1,418 @@
+//! The boot-information parser: what a loader may legitimately hand over
+//! (anywhere in memory, above 1 GiB and 4 GiB too) is accepted; what lies
+//! in a hole is a named error; garbage never panics.
+
+use firmware::bootinfo::{parse, BootError, PhysRead, Range, MB2_MAGIC, PVH_MAGIC};
+use std::collections::HashMap;
+
+const GIB: u64 = 1 << 30;
+
+/// Sparse physical memory; unwritten bytes read as 0xff (like a hole).
+#[derive(Default, Clone)]
+struct Mem(HashMap<u64, u8>);
+
+impl Mem {
+    fn put(&mut self, pa: u64, bytes: &[u8]) {
+        for (i, b) in bytes.iter().enumerate() {
+            self.0.insert(pa + i as u64, *b);
+        }
+    }
+    fn put32(&mut self, pa: u64, v: u32) {
+        self.put(pa, &v.to_le_bytes());
+    }
+    fn put64(&mut self, pa: u64, v: u64) {
+        self.put(pa, &v.to_le_bytes());
+    }
+}
+
+impl PhysRead for Mem {
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = *self.0.get(&pa.wrapping_add(i as u64)).unwrap_or(&0xff);
+        }
+    }
+}
+
+/// QEMU q35's memory map with 8 GiB (as the kernel logs it).
+const MAP: [(u64, u64, u32); 10] = [
+    (0, 0x9fc00, 1),
+    (0x9fc00, 0x400, 2),
+    (0xf0000, 0x10000, 2),
+    (0x10_0000, 0x7fede000, 1),
+    (0x7ffde000, 0x22000, 2),
+    (0xb000_0000, 0x1000_0000, 2),
+    (0xfed1_c000, 0x4000, 2),
+    (0xfffc_0000, 0x4_0000, 2),
+    (0x1_0000_0000, 0x1_8000_0000, 1),
+    (0xfd_0000_0000, 0x3_0000_0000, 2),
+];
+
+struct Pvh {
+    info: u64,
+    memmap: u64,
+    modlist: u64,
+    module: (u64, u64),
+    cmdline: u64,
+}
+
+const QEMU: Pvh = Pvh {
+    info: 0x6000,
+    memmap: 0x6100,
+    modlist: 0x6400,
+    module: (0x7ed3_0000, 0x12a_7000),
+    cmdline: 0x6800,
+};
+
+fn pvh(p: &Pvh) -> Mem {
+    let mut m = Mem::default();
+    m.put32(p.info, PVH_MAGIC);
+    m.put32(p.info + 4, 1);
+    m.put32(p.info + 8, 0);
+    m.put32(p.info + 12, 1);
+    m.put64(p.info + 16, p.modlist);
+    m.put64(p.info + 24, p.cmdline);
+    m.put64(p.info + 32, 0xf5a00);
+    m.put64(p.info + 40, p.memmap);
+    m.put32(p.info + 48, MAP.len() as u32);
+    for (i, (s, l, t)) in MAP.iter().enumerate() {
+        let e = p.memmap + i as u64 * 24;
+        m.put64(e, *s);
+        m.put64(e + 8, *l);
+        m.put32(e + 16, *t);
+        m.put32(e + 20, 0);
+    }
+    m.put64(p.modlist, p.module.0);
+    m.put64(p.modlist + 8, p.module.1);
+    m.put64(p.modlist + 16, 0);
+    m.put64(p.modlist + 24, 0);
+    m.put(p.cmdline, b"test=boot_to_init ram_mib=8192\0");
+    m
+}
+
+#[test]
+fn qemu_pvh_is_read_whole() {
+    let bi = parse(&pvh(&QEMU), QEMU.info, 0).unwrap();
+    assert_eq!(bi.protocol, "PVH");
+    assert_eq!(
+        bi.ram(),
+        [
+            Range {
+                start: 0,
+                end: 0x9fc00
+            },
+            Range {
+                start: 0x10_0000,
+                end: 0x7ffde000
+            },
+            Range {
+                start: 4 * GIB,
+                end: 10 * GIB
+            }
+        ]
+    );
+    assert_eq!(bi.map().len(), MAP.len());
+    assert_eq!(
+        bi.module,
+        Some(Range {
+            start: 0x7ed3_0000,
+            end: 0x7ed3_0000 + 0x12a_7000
+        })
+    );
+    assert_eq!(bi.cmdline(), b"test=boot_to_init ram_mib=8192");
+    assert_eq!(bi.rsdp, 0xf5a00);
+    assert_eq!(
+        bi.info,
+        Range {
+            start: 0x6000,
+            end: 0x7000
+        }
+    );
+}
+
+#[test]
+fn a_module_running_into_the_reserved_top_of_low_ram_is_accepted() {
+    // As QEMU does with an NVMe and a virtio disk attached.
+    let p = Pvh {
+        module: (0x7ed3_0000, 0x7ffe2000 - 0x7ed3_0000),
+        ..QEMU
+    };
+    assert!(parse(&pvh(&p), p.info, 0).is_ok());
+}
+
+#[test]
+fn everything_above_4_gib_is_accepted() {
+    let p = Pvh {
+        info: 5 * GIB + 0x123_4000,
+        memmap: 6 * GIB + 0x10,
+        modlist: 7 * GIB - 0x20,
+        module: (9 * GIB, 64 << 20),
+        cmdline: 2 * GIB - 0x30_0000,
+    };
+    let bi = parse(&pvh(&p), p.info, 0).unwrap();
+    assert_eq!(
+        bi.module,
+        Some(Range {
+            start: 9 * GIB,
+            end: 9 * GIB + (64 << 20)
+        })
+    );
+    assert_eq!(bi.cmdline(), b"test=boot_to_init ram_mib=8192");
+    assert_eq!(bi.info.start, 5 * GIB + 0x123_4000);
+}
+
+#[test]
+fn structures_in_a_hole_are_named_errors() {
+    let hole = 3 * GIB; // the 32-bit PCI window
+    let cases = [
+        (
+            Pvh {
+                module: (hole, 0x1000),
+                ..QEMU
+            },
+            BootError::ModuleOutsideMemory,
+        ),
+        (
+            Pvh {
+                module: (10 * GIB - 0x1000, 0x2000),
+                ..QEMU
+            },
+            BootError::ModuleOutsideMemory,
+        ),
+        (
+            Pvh {
+                module: (0x10_0000, 0),
+                ..QEMU
+            },
+            BootError::ModuleOutsideMemory,
+        ),
+        (
+            Pvh {
+                cmdline: hole,
+                ..QEMU
+            },
+            BootError::CmdlineOutsideMemory,
+        ),
+        (
+            Pvh {
+                memmap: hole,
+                ..QEMU
+            },
+            BootError::MemoryMapOutsideMemory,
+        ),
+        (
+            Pvh {
+                modlist: hole + 0x100,
+                ..QEMU
+            },
+            BootError::ModuleListOutsideMemory,
+        ),
+        (
+            Pvh {
+                info: hole + 0x40,
+                ..QEMU
+            },
+            BootError::InfoOutsideMemory,
+        ),
+        (
+            Pvh {
+                info: 0xa_0000,
+                ..QEMU
+            },
+            BootError::InfoOutsideMemory,
+        ),
+    ];
+    for (p, want) in cases {
+        let r = parse(&pvh(&p), p.info, 0).map(|_| ());
+        // The VGA hole is in the first MiB, where firmware keeps things.
+        if p.info == 0xa_0000 {
+            assert_eq!(r, Ok(()));
+            continue;
+        }
+        assert_eq!(
+            r,
+            Err(want),
+            "module {:#x?} cmdline {:#x} memmap {:#x} info {:#x}",
+            p.module,
+            p.cmdline,
+            p.memmap,
+            p.info
+        );
+    }
+    // A command line that runs from RAM into a hole.
+    let mut m = pvh(&Pvh {
+        cmdline: 0x7ffff000 + 0xff0,
+        ..QEMU
+    });
+    m.put(0x7ffff000 + 0xff0, &[b'x'; 0x20]);
+    assert_eq!(
+        parse(&m, QEMU.info, 0).map(|_| ()),
+        Err(BootError::CmdlineOutsideMemory)
+    );
+}
+
+#[test]
+fn bad_headers_are_named_errors() {
+    let m = pvh(&QEMU);
+    assert_eq!(parse(&m, 0, 0).map(|_| ()), Err(BootError::NullInfo));
+    assert_eq!(
+        parse(&m, u64::MAX - 8, 0).map(|_| ()),
+        Err(BootError::NullInfo)
+    );
+    assert_eq!(
+        parse(&m, 0x9000, 0).map(|_| ()),
+        Err(BootError::UnknownFormat)
+    );
+    let mut v0 = m.clone();
+    v0.put32(QEMU.info + 4, 0);
+    assert_eq!(
+        parse(&v0, QEMU.info, 0).map(|_| ()),
+        Err(BootError::PvhVersion0)
+    );
+    for n in [0u32, 129, u32::MAX] {
+        let mut e = m.clone();
+        e.put32(QEMU.info + 48, n);
+        assert_eq!(
+            parse(&e, QEMU.info, 0).map(|_| ()),
+            Err(BootError::PvhMemoryMapImplausible)
+        );
+    }
+    let mut top = m.clone();
+    top.put64(QEMU.info + 40, u64::MAX - 100);
+    assert_eq!(
+        parse(&top, QEMU.info, 0).map(|_| ()),
+        Err(BootError::PvhMemoryMapImplausible)
+    );
+    let mut noram = m.clone();
+    for i in 0..MAP.len() as u64 {
+        noram.put32(QEMU.memmap + i * 24 + 16, 2);
+    }
+    assert_eq!(
+        parse(&noram, QEMU.info, 0).map(|_| ()),
+        Err(BootError::NoRam)
+    );
+}
+
+fn mb2(at: u64, tags: &[(u32, Vec<u8>)]) -> Mem {
+    let mut body = vec![];
+    for (ty, payload) in tags {
+        let size = 8 + payload.len() as u32;
+        body.extend_from_slice(&ty.to_le_bytes());
+        body.extend_from_slice(&size.to_le_bytes());
+        body.extend_from_slice(payload);
+        while body.len() % 8 != 0 {
+            body.push(0);
+        }
+    }
+    body.extend_from_slice(&[0, 0, 0, 0, 8, 0, 0, 0]);
+    let total = 8 + body.len() as u32;
+    let mut m = Mem::default();
+    m.put32(at, total);
+    m.put32(at + 4, 0);
+    m.put(at + 8, &body);
+    m
+}
+
+fn mb2_mmap() -> Vec<u8> {
+    let mut p = vec![];
+    p.extend_from_slice(&24u32.to_le_bytes());
+    p.extend_from_slice(&0u32.to_le_bytes());
+    for (s, l, t) in MAP {
+        p.extend_from_slice(&s.to_le_bytes());
+        p.extend_from_slice(&l.to_le_bytes());
+        p.extend_from_slice(&t.to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+    }
+    p
+}
+
+#[test]
+fn multiboot2_is_read_and_checked() {
+    let module = |s: u32, e: u32| [s.to_le_bytes(), e.to_le_bytes()].concat();
+    let tags = vec![
+        (1, b"demo\0".to_vec()),
+        (3, module(0x20_0000, 0x30_0000)),
+        (6, mb2_mmap()),
+        (14, vec![0; 20]),
+    ];
+    let at = 0x1_2000_0000; // above 4 GiB: a loader may
+    let bi = parse(&mb2(at, &tags), at, MB2_MAGIC).unwrap();
+    assert_eq!(bi.protocol, "multiboot2");
+    assert_eq!(bi.cmdline(), b"demo");
+    assert_eq!(
+        bi.module,
+        Some(Range {
+            start: 0x20_0000,
+            end: 0x30_0000
+        })
+    );
+    assert_eq!(bi.ram().len(), 3);
+    assert!(bi.rsdp > at);
+    // Without the magic in eax it is not multiboot2.
+    assert_eq!(
+        parse(&mb2(at, &tags), at, 0).map(|_| ()),
+        Err(BootError::UnknownFormat)
+    );
+    // The information itself in a hole.
+    let hole = 0xc000_0000;
+    assert_eq!(
+        parse(&mb2(hole, &tags), hole, MB2_MAGIC).map(|_| ()),
+        Err(BootError::InfoOutsideMemory)
+    );
+    // A module in a hole.
+    let bad = vec![(3, module(0xc000_0000, 0xc010_0000)), (6, mb2_mmap())];
+    assert_eq!(
+        parse(&mb2(at, &bad), at, MB2_MAGIC).map(|_| ()),
+        Err(BootError::ModuleOutsideMemory)
+    );
+    // No memory map.
+    assert_eq!(
+        parse(&mb2(at, &[(1, b"x\0".to_vec())]), at, MB2_MAGIC).map(|_| ()),
+        Err(BootError::NoRam)
+    );
+    // A tag running past the end.
+    let mut m = mb2(at, &tags);
+    m.put32(at + 12, 0x10_0000);
+    assert_eq!(
+        parse(&m, at, MB2_MAGIC).map(|_| ()),
+        Err(BootError::Mb2TagOverrun)
+    );
+    let mut m = mb2(at, &tags);
+    m.put32(at, 8);
+    assert_eq!(
+        parse(&m, at, MB2_MAGIC).map(|_| ()),
+        Err(BootError::Mb2Size)
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base_pvh = pvh(&QEMU);
+    let tags = vec![(1, b"demo\0".to_vec()), (6, mb2_mmap())];
+    let base_mb2 = mb2(0x9000, &tags);
+    for round in 0..3000 {
+        let (mut m, at, magic) = if round % 2 == 0 {
+            (base_pvh.clone(), QEMU.info, 0)
+        } else {
+            (base_mb2.clone(), 0x9000, MB2_MAGIC)
+        };
+        let keys: Vec<u64> = m.0.keys().copied().collect();
+        for _ in 0..(rnd() % 6 + 1) {
+            let k = keys[(rnd() % keys.len() as u64) as usize];
+            m.0.insert(k, rnd() as u8);
+        }
+        if let Ok(bi) = parse(&m, at, magic) {
+            // Whatever was accepted lies in memory.
+            if let Some(r) = bi.module {
+                assert!(bi.in_memory(r.start, r.len()));
+            }
+            assert!(bi.cmdline_len < 1024);
+        }
+    }
+}
