@@ -1,17 +1,28 @@
 //! The evaluation harness: one result schema and one set of workloads for
 //! every system (host Linux, a Linux guest, the exokernel).
 //!
-//! Without the `engines` feature this crate is only the result schema
+//! Without the `engines` feature this crate is the result schema
 //! ([`results`]), its plots ([`plot`]), the workload generators
-//! ([`workload`]) and the run matrix ([`matrix`]): what `cargo xtask`
-//! needs. With it (the default) it also holds the engines, the in-process
+//! ([`workload`]), the run matrix ([`matrix`]) and everything that turns
+//! what the machines printed into results: one module per `cargo xtask
+//! eval` comparison ([`kernel`], [`db`], [`drivers`], [`host`], [`linux`])
+//! and the median-round picking they share ([`rounds`]). `cargo xtask`
+//! builds it that way: xtask builds images and boots machines, this crate
+//! parses, aggregates, compares and reports. The lines the exokernel's
+//! programs print are defined once in the `eval-lines` crate. With it (the default) it also holds the engines, the in-process
 //! counters and the runner behind the `eval-bench` binary.
 
 pub mod counters;
+pub mod db;
+pub mod drivers;
+pub mod host;
+pub mod kernel;
+pub mod linux;
 pub mod matrix;
 pub mod plot;
 pub mod rawdev;
 pub mod results;
+pub mod rounds;
 pub mod workload;
 
 #[cfg(feature = "engines")]

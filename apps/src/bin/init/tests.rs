@@ -392,6 +392,7 @@ fn bad_elf() -> Outcome {
 /// `microbench` scheme of `cargo xtask`), where ticks are guest
 /// instructions — the calibration line shows the ratio.
 fn microbench() -> Outcome {
+    use eval_lines::microbench::{Op, OpLine, TscLine};
     use exo_rt::time::{rdtsc, spin_instructions};
     const N: u64 = 2000;
     let best = |f: &mut dyn FnMut()| -> u64 {
@@ -405,14 +406,14 @@ fn microbench() -> Outcome {
         }
         best
     };
-    println!("microbench: tsc ticks per microsecond {}", kinfo::word(ki::W_TSC_PER_US));
+    println!("{}", TscLine(kinfo::word(ki::W_TSC_PER_US)));
     let calib = best(&mut || spin_instructions(1000));
     println!("microbench: calibration: {} ticks per 2000 instructions ({:.3} per instruction)", calib / N, calib as f64 / (N * 2000) as f64);
     let empty = best(&mut || {});
     let null = best(&mut || {
         let _ = sys::raw_number(99, 0, 0, 0, 0, 0);
     });
-    println!("microbench: null system call (BadSyscall): {} ticks", (null - empty) / N);
+    println!("{}", OpLine { op: Op::NullSyscall, ticks: (null - empty) / N });
     // Map one 4 KiB page: move a frame from the RAM window to a scratch
     // slot and back (two maps per round).
     let f = crate::frames::alloc().ok_or("no frame")?;
@@ -425,7 +426,7 @@ fn microbench() -> Outcome {
     if failed {
         return Err("map in microbench failed".into());
     }
-    println!("microbench: map (move) one 4 KiB page: {} ticks", (map2 - empty) / (2 * N));
+    println!("{}", OpLine { op: Op::MapPage, ticks: (map2 - empty) / (2 * N) });
     // Null yield round trip: init main -> child -> init (the child yields
     // straight back; init's scheduler finds nothing else runnable and
     // resumes main).
@@ -435,7 +436,7 @@ fn microbench() -> Outcome {
     let rt = best(&mut || {
         let _ = sys::yield_to(h, 0);
     });
-    println!("microbench: null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler): {} ticks", (rt - empty) / N);
+    println!("{}", OpLine { op: Op::YieldRoundtrip, ticks: (rt - empty) / N });
     println!("microbench: {} syscalls, {} upcalls in total", kinfo::word(ki::W_SYSCALLS), kinfo::word(ki::W_UPCALLS));
     Ok(())
 }

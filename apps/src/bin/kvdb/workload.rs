@@ -20,6 +20,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use eval_lines::DbLine;
 use exo_rt::println;
 use exo_rt::time::rdtsc;
 use libdb::{Db, Durability, Options, Storage};
@@ -219,8 +220,9 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
     sorted.get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
 }
 
-/// The parseable result line of one measured phase (per-op counts; see
-/// the README for how each maps onto the eval's CSV columns).
+/// The parseable result line of one measured phase (per-op counts; the
+/// format is `eval_lines::DbLine`'s; see the README for how each maps
+/// onto the eval's CSV columns).
 #[allow(clippy::too_many_arguments)]
 fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usize, a: &Sample, b: &Sample, lat_tsc: &mut [u64], tsc_per_us: u64, block: bool) {
     let ops = lat_tsc.len().max(1) as f64;
@@ -229,38 +231,40 @@ fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usiz
     let tpu = tsc_per_us.max(1) as f64;
     let total_us = (b.tsc - a.tsc) as f64 / tpu;
     let (dm, am) = (b.medium, a.medium);
-    let dev = |x: u64, y: u64| if block { format!("{:.3}", per(x - y)) } else { String::from("-") };
+    let dev = |x: u64, y: u64| block.then(|| per(x - y));
     let (sys_all, up_all) = match (a.kernel, b.kernel) {
-        (Some(ka), Some(kb)) => (format!("{:.3}", per(kb.0 - ka.0)), format!("{:.3}", per(kb.1 - ka.1))),
-        _ => (String::from("-"), String::from("-")),
+        (Some(ka), Some(kb)) => (Some(per(kb.0 - ka.0)), Some(per(kb.1 - ka.1))),
+        _ => (None, None),
     };
-    println!(
-        "EXO-DB engine=libdb medium={medium_name} workload={workload} value_bytes={value_bytes} durability={durability} ops={} \
-         ops_per_sec={:.3} p50_us={:.3} p99_us={:.3} tsc_per_op={:.0} syscalls_per_op={sys_all} upcalls_per_op={up_all} \
-         kvdb_syscalls_per_op={:.3} kvdb_upcalls_per_op={:.3} \
-         yields_per_op={:.3} bytes_copied_per_op={:.3} bytes_written_per_op={:.3} flushes_per_op={:.3} writes_per_op={:.3} \
-         device_write_cmds_per_op={} device_flushes_per_op={} device_bytes_written_per_op={} blockq_requests_per_op={} \
-         lines_flushed_per_op={:.3} doorbells_per_op={} checkpoints={} tsc_per_us={tsc_per_us}",
-        lat_tsc.len(),
-        ops / (total_us / 1e6).max(1e-9),
-        pct(lat_tsc, 50) as f64 / tpu,
-        pct(lat_tsc, 99) as f64 / tpu,
-        per(b.tsc - a.tsc),
-        per(b.calls - a.calls),
-        per(b.upcalls - a.upcalls),
-        per(dm.yields - am.yields),
-        per(dm.bytes_copied - am.bytes_copied),
-        per(b.db.io.bytes_written - a.db.io.bytes_written),
-        per(b.db.io.barriers - a.db.io.barriers),
-        per(b.db.io.writes - a.db.io.writes),
-        dev(dm.device_writes, am.device_writes),
-        dev(dm.device_flushes, am.device_flushes),
-        dev(dm.device_bytes, am.device_bytes),
-        dev(dm.requests, am.requests),
-        per(dm.lines_flushed - am.lines_flushed),
-        dev(dm.doorbells, am.doorbells),
-        b.db.checkpoints - a.db.checkpoints,
-    );
+    let line = DbLine {
+        medium: medium_name.into(),
+        workload: workload.into(),
+        value_bytes: value_bytes as u64,
+        durability: durability.into(),
+        ops: lat_tsc.len() as u64,
+        ops_per_sec: ops / (total_us / 1e6).max(1e-9),
+        p50_us: pct(lat_tsc, 50) as f64 / tpu,
+        p99_us: pct(lat_tsc, 99) as f64 / tpu,
+        tsc_per_op: per(b.tsc - a.tsc),
+        syscalls_per_op: sys_all,
+        upcalls_per_op: up_all,
+        kvdb_syscalls_per_op: per(b.calls - a.calls),
+        kvdb_upcalls_per_op: per(b.upcalls - a.upcalls),
+        yields_per_op: per(dm.yields - am.yields),
+        bytes_copied_per_op: per(dm.bytes_copied - am.bytes_copied),
+        bytes_written_per_op: per(b.db.io.bytes_written - a.db.io.bytes_written),
+        flushes_per_op: per(b.db.io.barriers - a.db.io.barriers),
+        writes_per_op: per(b.db.io.writes - a.db.io.writes),
+        device_write_cmds_per_op: dev(dm.device_writes, am.device_writes),
+        device_flushes_per_op: dev(dm.device_flushes, am.device_flushes),
+        device_bytes_written_per_op: dev(dm.device_bytes, am.device_bytes),
+        blockq_requests_per_op: dev(dm.requests, am.requests),
+        lines_flushed_per_op: per(dm.lines_flushed - am.lines_flushed),
+        doorbells_per_op: dev(dm.doorbells, am.doorbells),
+        checkpoints: b.db.checkpoints - a.db.checkpoints,
+        tsc_per_us,
+    };
+    println!("{line}");
 }
 
 /// Create the database on `storage` and run the plan; verify; return the

@@ -32,6 +32,7 @@ use exo_abi::PAGE_SIZE;
 use exo_rt::layout::SCRATCH_VA;
 use exo_rt::{mem, println};
 use exo_abi::kinfo as ki;
+use eval_lines::BenchLine;
 use exo_rt::time::rdtsc;
 use nvme::driver::Direction;
 
@@ -145,18 +146,21 @@ pub fn run() -> Result<(), String> {
         if iops == 0 || p50 > p99 {
             return Err(format!("{name}: implausible result: {iops} IOPS, p50 {p50} us, p99 {p99} us"));
         }
-        println!(
-            "EXO-BENCH system=exo engine=nvme-raw workload={name} ops={} secs={}.{:06} iops={iops} p50_us={p50} p99_us={p99} doorbells_per_io={:.2} sq_doorbells={} cq_doorbells={} syscalls={} upcalls={} timer_ticks={}",
-            r.ops,
-            us / 1_000_000,
-            us % 1_000_000,
-            r.doorbells as f64 / r.ops as f64,
-            r.sq_doorbells,
-            r.doorbells - r.sq_doorbells,
-            r.crossings[0],
-            r.crossings[1],
-            r.crossings[2]
-        );
+        let line = BenchLine {
+            workload: name.into(),
+            ops: r.ops,
+            micros: us,
+            iops,
+            p50_us: p50,
+            p99_us: p99,
+            doorbells_per_io: r.doorbells as f64 / r.ops as f64,
+            sq_doorbells: r.sq_doorbells,
+            cq_doorbells: r.doorbells - r.sq_doorbells,
+            syscalls: r.crossings[0],
+            upcalls: r.crossings[1],
+            timer_ticks: r.crossings[2],
+        };
+        println!("{line}");
     }
     d.flush(0).map_err(|e| format!("flush: {e}"))?;
     Ok(())

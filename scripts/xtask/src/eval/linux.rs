@@ -8,26 +8,22 @@
 //! syscalls, NVMe commands via QEMU trace events, QMP `query-blockstats`)
 //! and an icount pass (`-icount shift=0`, where a task's runtime in
 //! virtual ns is its instruction count; it also counts NVMe submission
-//! doorbells, with the NVMe ioeventfd off). eval/LINUX.md explains each
+//! doorbells, with the NVMe ioeventfd off). This file and its modules
+//! build the guest and boot it; `eval::linux` turns what the passes
+//! collected into rows, checks and the report. eval/LINUX.md explains each
 //! counter and its limits.
 
 mod cpio;
 pub(super) mod guest;
-pub(super) mod hist;
 mod modules;
-pub(super) mod plan;
-mod pmempages;
 mod qmp;
-pub(super) mod qtrace;
-mod report;
-mod serial;
 pub(super) mod session;
 
 use crate::workspace::Workspace;
 use anyhow::{Context, Result};
+use eval::linux::{plan, report, summary, write_plots, RunOutcome};
 use eval::results::Row;
-use session::{PassKind, PassResult, PassSetup, RunOutcome};
-use std::path::Path;
+use session::{PassKind, PassResult, PassSetup};
 use std::time::{Duration, Instant};
 
 pub fn run(quick: bool) -> Result<()> {
@@ -228,125 +224,6 @@ pub fn measure(
         env,
         work,
     })
-}
-
-type Metric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&Row) -> Option<f64>,
-);
-
-const PLOTS: &[Metric] = &[
-    (
-        "linux-ops-per-sec.svg",
-        "Linux guest: operations per second (TCG wall clock)",
-        "ops/s",
-        |r| Some(r.ops_per_sec),
-    ),
-    (
-        "linux-device-flushes.svg",
-        "Linux guest on NVMe: device flushes per operation",
-        "flushes/op",
-        |r| r.device_flushes_per_op,
-    ),
-    (
-        "linux-device-bytes.svg",
-        "Linux guest on NVMe: bytes written to the device per operation",
-        "bytes/op",
-        |r| r.device_bytes_written_per_op,
-    ),
-    (
-        "linux-syscalls.svg",
-        "Linux guest: system calls per operation",
-        "syscalls/op",
-        |r| r.syscalls_per_op,
-    ),
-    (
-        "linux-instructions.svg",
-        "Linux guest: guest instructions per operation (icount pass)",
-        "instructions/op",
-        |r| r.guest_instructions_per_op,
-    ),
-];
-
-/// One SVG per metric, one panel per (workload, value size, medium).
-fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<String>> {
-    let mut written = vec![];
-    for (file, title, unit, metric) in PLOTS {
-        let mut panels = vec![];
-        for medium in plan::MEDIA {
-            let sub: Vec<Row> = rows
-                .iter()
-                .filter(|r| r.medium == *medium)
-                .cloned()
-                .collect();
-            for mut p in eval::plot::panels_by_workload(&sub, *metric) {
-                p.title = format!("{}, {medium}", p.title);
-                panels.push(p);
-            }
-        }
-        if panels.is_empty() {
-            continue;
-        }
-        eval::plot::write_bar_chart_svg(&out.join(file), title, unit, &panels, 4)
-            .map_err(anyhow::Error::msg)?;
-        written.push(file.to_string());
-    }
-    Ok(written)
-}
-
-fn summary(
-    table: &str,
-    pmem_table: &str,
-    env: &[(String, String)],
-    checks: &[(bool, String)],
-    failures: &[String],
-    plots: &[String],
-) -> String {
-    let mut s = String::from("# Linux baseline guest\n\n");
-    s.push_str(
-        "Produced by `cargo xtask eval --linux` (see eval/LINUX.md for how each counter is taken). \
-         Device and instruction counts are differential: `(run with N ops - run with 1 op) / (N - 1)`, \
-         so start-up, preload and the final `sync` cancel out. pmem rows have no device command columns: \
-         DAX stores reach the NVDIMM without any device command; pages written are in their own table below. \
-         `doorbells/op` counts NVMe I/O-queue submission doorbell writes, taken in the icount pass (NVMe ioeventfd off there; \
-         Linux's shadow doorbells make most submissions ring none).\n\n",
-    );
-    s.push_str(table);
-    if !pmem_table.is_empty() {
-        s.push_str(
-            "\n## pmem pages written (footprint)\n\nDistinct 4 KiB pages of the NVDIMM backing file whose contents changed during a run, \
-             found by comparing the file on the host before and after it. A footprint, not write traffic: a page written \
-             many times counts once, so these are totals, not per-op figures. No counter of pmem write traffic exists \
-             in QEMU (see eval/LINUX.md).\n\n",
-        );
-        s.push_str(pmem_table);
-    }
-    s.push_str("\n## Sanity checks\n\n");
-    if checks.is_empty() {
-        s.push_str("- (no nvme commit rows)\n");
-    }
-    for (ok, line) in checks {
-        s.push_str(&format!("- {} {line}\n", if *ok { "PASS" } else { "FAIL" }));
-    }
-    if !failures.is_empty() {
-        s.push_str("\n## Failed runs\n\n");
-        for f in failures {
-            s.push_str(&format!("- {f}\n"));
-        }
-    }
-    if !plots.is_empty() {
-        s.push_str("\n## Plots\n\n");
-        for p in plots {
-            s.push_str(&format!("![{p}]({p})\n"));
-        }
-    }
-    s.push_str("\n## Environment\n\n");
-    for (k, v) in env {
-        s.push_str(&format!("- {k}: {v}\n"));
-    }
-    s
 }
 
 fn environment(

@@ -10,7 +10,6 @@ mod drivers;
 mod host;
 mod kernel;
 mod linux;
-mod rounds;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {

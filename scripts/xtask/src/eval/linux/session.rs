@@ -2,12 +2,14 @@
 //! serial console piped both ways, and per-row counter snapshots taken
 //! while the guest waits at each READY/DONE handshake.
 
-use super::hist;
-use super::plan::Run;
-use super::pmempages::PmemWatch;
-use super::qmp::{BlockStats, Qmp};
-use super::qtrace::{self, NvmeCounts};
-use super::serial::{self, Line};
+use super::qmp::Qmp;
+use eval::linux::blockstats::BlockStats;
+use eval::linux::hist;
+use eval::linux::plan::Run;
+use eval::linux::pmem::PmemWatch;
+use eval::linux::qtrace::{self, NvmeCounts};
+use eval::linux::serial::{self, Line};
+use eval::linux::RunOutcome;
 use crate::machine::{Machine, Serial};
 use crate::runner::KillOnDrop;
 use anyhow::{bail, Context, Result};
@@ -41,29 +43,6 @@ impl PassKind {
             PassKind::Icount => "icount",
         }
     }
-}
-
-/// What one row produced in one pass.
-#[derive(Debug, Clone, Default)]
-pub struct RunOutcome {
-    pub csv: Option<String>,
-    pub exit_code: Option<i32>,
-    pub fail: Option<String>,
-    pub stderr: Vec<String>,
-    /// raw_syscalls:sys_enter hits by eval-bench (all its threads).
-    pub syscalls: Option<u64>,
-    /// sched_stat_runtime ns summed over all tasks except the harness.
-    pub runtime_ns: Option<u64>,
-    /// sched_stat_runtime ns of eval-bench alone.
-    pub bench_runtime_ns: Option<u64>,
-    pub nvme: Option<NvmeCounts>,
-    /// I/O-queue submission doorbells (icount pass, ioeventfd off).
-    pub nvme_sq_doorbells: Option<u64>,
-    /// Distinct 4 KiB NVDIMM pages whose contents changed (pmem runs).
-    pub pmem_pages_changed: Option<u64>,
-    pub blockstats: Option<BlockStats>,
-    pub hist_sys: String,
-    pub hist_run: String,
 }
 
 #[derive(Debug, Default)]

@@ -1,11 +1,11 @@
-//! Turning the two passes into result rows (`eval::results::Row`, the
+//! Turning the two passes into result rows (`crate::results::Row`, the
 //! schema every system shares), the per-run raw counter table, the
 //! markdown summary and the sanity checks.
 
 use super::plan::{Pair, Run};
-use super::session::RunOutcome;
+use super::RunOutcome;
 use anyhow::{bail, Context, Result};
-use eval::results::{parse_row, Row};
+use crate::results::{parse_row, Row};
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
 /// phase with start-up, preload and the final sync cancelled out.
@@ -133,10 +133,29 @@ fn opt(v: Option<u64>) -> String {
 
 /// Raw totals per run (measured and baseline alike), for `linux-counters.csv`.
 pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]) -> String {
-    let mut s = String::from(
-        "engine,medium,workload,value_bytes,durability,ops,keys,ftrace_syscalls,nvme_write_cmds,nvme_flush_cmds,nvme_bytes_written,nvme_write_zeroes_cmds,nvme_read_cmds,nvme_sq_doorbells,blk_wr_operations,blk_wr_bytes,pmem_pages_changed,icount_all_tasks_ns,icount_bench_ns,result\n",
-    );
-    for (i, r) in runs.iter().enumerate() {
+    const HEADER: [&str; 20] = [
+        "engine",
+        "medium",
+        "workload",
+        "value_bytes",
+        "durability",
+        "ops",
+        "keys",
+        "ftrace_syscalls",
+        "nvme_write_cmds",
+        "nvme_flush_cmds",
+        "nvme_bytes_written",
+        "nvme_write_zeroes_cmds",
+        "nvme_read_cmds",
+        "nvme_sq_doorbells",
+        "blk_wr_operations",
+        "blk_wr_bytes",
+        "pmem_pages_changed",
+        "icount_all_tasks_ns",
+        "icount_bench_ns",
+        "result",
+    ];
+    let records = runs.iter().enumerate().map(|(i, r)| {
         let c = &counters[i];
         let n = c.nvme.unwrap_or_default();
         let has_nvme = c.nvme.is_some();
@@ -153,15 +172,14 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             (None, Some(f)) => format!("FAILED {}", f.replace([',', '"', '\n'], ";")),
             _ => "missing".into(),
         };
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.engine,
-            r.medium,
-            r.workload,
-            r.value_bytes,
-            r.durability,
-            r.ops,
-            r.keys,
+        [
+            r.engine.clone(),
+            r.medium.clone(),
+            r.workload.clone(),
+            r.value_bytes.to_string(),
+            r.durability.clone(),
+            r.ops.to_string(),
+            r.keys.to_string(),
             opt(c.syscalls),
             nv(n.write_cmds),
             nv(n.flush_cmds),
@@ -174,10 +192,10 @@ pub fn counters_csv(runs: &[Run], counters: &[RunOutcome], icount: &[RunOutcome]
             opt(c.pmem_pages_changed),
             opt(ic.and_then(|x| x.runtime_ns)),
             opt(ic.and_then(|x| x.bench_runtime_ns)),
-            result
-        ));
-    }
-    s
+            result,
+        ]
+    });
+    crate::results::csv_text(Some(&HEADER), records)
 }
 
 /// pmem rows: distinct NVDIMM pages whose contents changed during the
@@ -307,10 +325,10 @@ pub fn cross_check(runs: &[Run], counters: &[RunOutcome]) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::linux::qtrace::NvmeCounts;
+    use crate::linux::qtrace::NvmeCounts;
 
     fn cols() -> Vec<String> {
-        eval::results::COLUMNS
+        crate::results::COLUMNS
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -463,7 +481,7 @@ mod tests {
 
     #[test]
     fn cross_check_compares_trace_and_blockstats() {
-        use crate::eval::linux::qmp::BlockStats;
+        use crate::linux::blockstats::BlockStats;
         let runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
         let mut c = vec![outcome(&runs[0], "", 3, 0), outcome(&runs[1], "", 3, 0)];
         for o in &mut c {

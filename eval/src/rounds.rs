@@ -4,7 +4,7 @@
 //! stay with it, never mixed across rounds). Used by `eval --drivers` and
 //! `eval --db`.
 
-use eval::results::Row;
+use crate::results::Row;
 use std::collections::BTreeMap;
 
 /// The reported rows with their extra records, and every round's ops/s per key.

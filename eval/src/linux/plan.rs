@@ -8,8 +8,8 @@
 //! operations of the measured phase, so per-op device counts are
 //! `(measured - baseline) / (ops - 1)`.
 
-use eval::matrix::{Entry, Plan};
-use eval::workload::{Durability, Workload};
+use crate::matrix::{Entry, Plan};
+use crate::workload::{Durability, Workload};
 
 /// One `eval-bench run` in the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
