@@ -241,8 +241,16 @@ impl CrashTrace {
 pub struct XorShift(u64);
 
 impl XorShift {
+    /// Every seed gives its own sequence: the seed goes through SplitMix64's
+    /// finaliser (a bijection), so no two seeds share a state (the earlier
+    /// `seed ^ C | 1` made seeds 2k and 2k + 1 the same generator, halving
+    /// every "N seeds" test), and a zero state is replaced.
     pub fn new(seed: u64) -> XorShift {
-        XorShift(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        XorShift(if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z })
     }
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
@@ -310,6 +318,12 @@ impl CrashPoint<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_seed_has_its_own_sequence() {
+        let firsts: std::collections::BTreeSet<u64> = (0..1000u64).map(|s| XorShift::new(s).next_u64()).collect();
+        assert_eq!(firsts.len(), 1000, "two seeds share a generator");
+    }
 
     #[test]
     fn unflushed_lost_fenced_kept() {
