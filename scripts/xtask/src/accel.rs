@@ -1,5 +1,7 @@
-//! Choosing the accelerator. TCG is the default (DESIGN.md section 5: KVM
-//! here is nested and paravirtual, slow to start and fragile), so KVM is
+//! Choosing the accelerator. TCG is the default (KVM on these machines is
+//! nested and paravirtual: `-cpu max` and plain `-cpu host` abort on MSR
+//! 0x10a, a small kernel took 3-7 s to start and a stock Linux stalled —
+//! checked by hand on QEMU 7.2), so KVM is
 //! only used when asked for, and `auto` proves it works (by booting a
 //! dummy guest under it) before using it.
 

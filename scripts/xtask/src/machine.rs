@@ -3,7 +3,7 @@
 //! so that every comparison runs on identical emulated hardware.
 //!
 //! Every device argument below was checked against QEMU 7.2 (Debian
-//! 1:7.2+dfsg-7+deb12u18); see DESIGN.md section 5 for why each is there:
+//! 1:7.2+dfsg-7+deb12u18); each was checked by hand, and why it is there:
 //! * `q35,kernel-irqchip=split`: VT-d interrupt remapping needs a split
 //!   irqchip under KVM (harmless under TCG); `nvdimm=on` puts the NVDIMM in
 //!   the ACPI NFIT.
@@ -373,7 +373,7 @@ pub struct Machine {
     pub nvme_ioeventfd: bool,
     /// The NVMe controller as an SR-IOV physical function (4 VFs) behind a
     /// PCIe root port, in an NVMe subsystem with a shared namespace on the
-    /// same image (DESIGN.md section 5). Off by default: the standard
+    /// same image (the form QEMU 7.2 accepts, checked by hand). Off by default: the standard
     /// machine, which the Linux baseline also boots, keeps the NVMe on the
     /// root bus.
     pub nvme_sriov: bool,

@@ -1,5 +1,5 @@
 //! `nvmed bench` (test `nvme_bench`): the exokernel half of the drivers
-//! benchmark (issue 5: 4 KiB random read and write at queue depth 1 and
+//! benchmark (4 KiB random read and write at queue depth 1 and
 //! 32 on the raw namespace). One line per workload, for the evaluation
 //! harness to collect:
 //!
