@@ -184,11 +184,23 @@ fn id_of(c: &PciCapability) -> u8 {
 /// false. Null entries (id 0) are skipped, as pci_types does. Returns why
 /// the walk ended; a walk `visit` stopped early reports `Complete`. At most
 /// 48 entries are visited.
-pub fn walk_capabilities<C: ConfigSpace>(cfg: &C, at: Address, mut visit: impl FnMut(Capability) -> bool) -> ListEnd {
-    let Some(pci) = to_pci(at) else { return ListEnd::NoFunction };
+pub fn walk_capabilities<C: ConfigSpace>(cfg: &C, at: Address, visit: impl FnMut(Capability) -> bool) -> ListEnd {
     if cfg.read32(at, 0) as u16 == 0xffff {
         return ListEnd::NoFunction;
     }
+    walk_capabilities_of_present(cfg, at, visit)
+}
+
+/// [`walk_capabilities`] for a function the caller knows exists, whatever
+/// its vendor id reads: an SR-IOV virtual function's ID registers read
+/// 0xffff (the PF's VF Device ID names it), which would otherwise end the
+/// walk as "no function". Everything else is checked the same way.
+pub fn walk_capabilities_of_present<C: ConfigSpace>(
+    cfg: &C,
+    at: Address,
+    mut visit: impl FnMut(Capability) -> bool,
+) -> ListEnd {
+    let Some(pci) = to_pci(at) else { return ListEnd::NoFunction };
     let state = State { phase: Phase::Header, visited: 0, msix_body: None, end: None };
     let view = Access(Guard { cfg, state: Cell::new(state) });
     let Some(endpoint) = EndpointHeader::from_header(PciHeader::new(pci), &view) else {
@@ -253,6 +265,19 @@ pub fn find(cfg: &impl ConfigSpace, at: Address, id: u8) -> Option<Capability> {
 /// The offset of the first capability with `id`.
 pub fn find_capability(cfg: &impl ConfigSpace, at: Address, id: u8) -> Option<u16> {
     find(cfg, at, id).map(|c| c.offset)
+}
+
+/// [`find_capability`] for a function known to exist, VFs included (see
+/// [`walk_capabilities_of_present`]).
+pub fn find_capability_of_present(cfg: &impl ConfigSpace, at: Address, id: u8) -> Option<u16> {
+    let mut found = None;
+    walk_capabilities_of_present(cfg, at, |c| {
+        if c.id == id {
+            found = Some(c.offset);
+        }
+        found.is_none()
+    });
+    found
 }
 
 /// The MSI-X capability (pci_types' `MsixCapability`).

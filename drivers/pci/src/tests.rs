@@ -253,6 +253,22 @@ fn capability_walks() {
 }
 
 #[test]
+fn a_virtual_functions_capabilities_are_found_though_its_vendor_reads_ffff() {
+    let mut s = q35();
+    let mut vf = Dev::new(0xffff, 0xffff, 0x0108_0200, 0);
+    vf.capabilities(&[(0x11, 0x40, 3), (0x10, 0x60, 0)]);
+    s.devs.insert((1, 0, 1), vf);
+    let at = Address::new(0, 1, 0, 1);
+    assert_eq!(find_capability(&s, at, 0x10), None, "the plain walk takes it for an absent function");
+    assert_eq!(find_capability_of_present(&s, at, 0x10), Some(0x60));
+    assert_eq!(find_capability_of_present(&s, at, 0x11), Some(0x40));
+    assert_eq!(find_capability_of_present(&s, at, 0x05), None);
+    // A looping list still ends.
+    s.devs.get_mut(&(1, 0, 1)).unwrap().set8(0x61, 0x40);
+    assert_eq!(find_capability_of_present(&s, at, 0x05), None);
+}
+
+#[test]
 fn sriov_and_virtual_function_addresses() {
     let mut s = q35();
     let pf = Address::new(0, 1, 0, 0);
