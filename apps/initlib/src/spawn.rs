@@ -8,15 +8,15 @@
 //! subtree — which init keeps to give the child more memory or inspect it.
 
 use crate::frames;
-use crate::sched::{self, MAX_PROCS, RUNNABLE};
+use crate::logic::spawn as plan;
+use crate::sched::{self, state_name, EXITED, MAX_PROCS, RUNNABLE};
+use alloc::format;
+use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{Error, Rights, CONTROL_VA, INIT_SELF_HANDLE_VA, PAGE_SIZE};
 use exo_loader::elf::{self, ElfError};
 use exo_rt::layout::*;
 use exo_rt::{mem, sys};
-
-/// First PML4 slot of init used for child windows (slot k → child k).
-const WINDOW_SLOT0: u64 = 64;
 
 pub struct Child {
     pub slot: usize,
@@ -97,8 +97,8 @@ impl Default for Options<'_> {
 }
 
 /// `spawn`, with the error as a message naming the program and arguments.
-pub fn spawn_named(name: &str, opts: &Options) -> Result<Child, alloc::string::String> {
-    spawn(name, opts).map_err(|e| alloc::format!("spawning {name} {:?}: {e}", opts.args))
+pub fn spawn_named(name: &str, opts: &Options) -> Result<Child, String> {
+    spawn(name, opts).map_err(|e| format!("spawning {name} {:?}: {e}", opts.args))
 }
 
 /// Create a process running `name` from the boot image.
@@ -115,8 +115,7 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
     let slot = (0..MAX_PROCS)
         .find(|i| sched::slot(*i).state.load(SeqCst) == sched::FREE && sched::slot(*i).id.load(SeqCst) == 0)
         .ok_or(SpawnError::NoSlot)?;
-    let handle = HANDLES_VA + slot as u64 * PAGE_SIZE;
-    let window = (WINDOW_SLOT0 + slot as u64) << 39;
+    let (handle, window) = plan::slot_layout(HANDLES_VA, slot);
 
     let root_frame = frame()?;
     let id = sys::create_as(handle, root_frame).map_err(|e| SpawnError::Sys("create_as", e))?;
@@ -128,13 +127,7 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
 
     // The program.
     for pg in plan.pages_to_map() {
-        let mut rights = Rights::NONE;
-        if pg.writable {
-            rights = rights | Rights::WRITE;
-        }
-        if pg.executable {
-            rights = rights | Rights::EXEC;
-        }
+        let rights = plan::page_rights(pg.writable, pg.executable);
         let page = plan.page_bytes(bytes, pg.vaddr).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
         place_page(child.at(pg.vaddr), rights, |f| mem::write_bytes(f, &page))?;
     }
@@ -146,13 +139,7 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
     // Arguments: a page init keeps and lends read-only.
     let args = frame()?;
     mem::write_bytes(args, &opts.args.as_bytes()[..opts.args.len().min(2000)]);
-    let mut words = [0u64; 8];
-    words[0] = opts.heap_pages * PAGE_SIZE;
-    words[1] = opts.spare_pages;
-    words[2] = SPARE_VA;
-    for (i, w) in opts.words.iter().take(5).enumerate() {
-        words[3 + i] = *w;
-    }
+    let words = plan::args_words(opts.heap_pages, opts.spare_pages, SPARE_VA, opts.words);
     for (i, w) in words.iter().enumerate() {
         mem::write(args + ARGS_WORDS_OFFSET + 8 * i as u64, *w);
     }
@@ -188,4 +175,36 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
 /// Init's address of a child's mailbox page.
 pub fn mailbox(child: &Child) -> u64 {
     sched::slot(child.slot).mailbox.load(SeqCst)
+}
+
+/// Start `prog` from the boot image with `args`, `spare` spare frames and
+/// argument words `words`; it is runnable at once.
+pub fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
+    spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
+}
+
+/// Spawn without running: the caller finishes setting the child up, then
+/// `sched::start`s it (a timer tick could otherwise run it too early).
+pub fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
+    spawn_named(prog, &Options { args, spare_pages: spare, paused: true, ..Options::default() })
+}
+
+/// Wait for a child; its exit code, or an error naming how it ended.
+pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
+    let st = sched::wait(c.slot);
+    let s = sched::slot(c.slot);
+    let code = s.code.load(SeqCst);
+    if st == EXITED {
+        Ok(code)
+    } else {
+        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
+    }
+}
+
+/// Wait for a child that must exit 0.
+pub fn expect_zero(c: &Child, what: &str) -> Result<(), String> {
+    match finish(c, what)? {
+        0 => Ok(()),
+        code => Err(format!("{what} exited with {code}")),
+    }
 }
