@@ -281,7 +281,7 @@ pub fn irq_attack(compat: bool) -> Outcome {
     enable_msix(&dev, &m);
     let words = [m.table as u64 | own_handle << 32, other_vector | other_handle << 16];
     let mode = if compat { "irq-compat" } else { "irq-forge" };
-    let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, words)?;
+    let driver = start_driver("nvmetest", mode, &dev, 0, NVME_DMA_PAGES, words)?;
     for j in 0..3 {
         route(own_vector + j, &driver);
     }
@@ -341,7 +341,7 @@ pub fn dma_attack_blocked() -> Outcome {
     for i in 0..512 {
         mem::write(frame + 8 * i, VICTIM_PATTERN + i);
     }
-    let victim = spawn_paused("nvmed", "victim", 0, &[VICTIM_PATTERN])?;
+    let victim = spawn_paused("nvmetest", "victim", 0, &[VICTIM_PATTERN])?;
     spawn::ensure_tables(victim.at(SCRATCH_VA)).map_err(|e| format!("victim tables: {e}"))?;
     sys::map(frame, 0, 0, victim.at(SCRATCH_VA), Rights::OWN | Rights::WRITE | Rights::GRANT)
         .map_err(|e| format!("giving the victim its page: {}", e.name()))?;
@@ -358,9 +358,9 @@ pub fn dma_attack_blocked() -> Outcome {
 
     let before = dma_faults();
     let device_before = device_dma_faults(dev.index);
-    let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
+    let driver = start_driver("nvmetest", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
-    let code = finish(&driver, "nvmed attack")?;
+    let code = finish(&driver, "nvmetest attack")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);
     let faults = dma_faults() - before;
     println!(
@@ -368,7 +368,7 @@ pub fn dma_attack_blocked() -> Outcome {
         kinfo::word(ki::W_DMA_FAULT_ADDR)
     );
     if code != 0 {
-        return Err(format!("nvmed attack exited with {code} (a blocked-DMA check failed)"));
+        return Err(format!("nvmetest attack exited with {code} (a blocked-DMA check failed)"));
     }
     if attacks == 0 || faults < attacks {
         return Err(format!("{attacks} attacks but only {faults} DMA faults recorded"));
@@ -398,10 +398,10 @@ pub fn dma_attack_blocked() -> Outcome {
 pub fn device_ownership() -> Outcome {
     let dev = nvme()?;
     let (init_bar, _) = dev.bars[0];
-    let driver = start_driver("nvmed", "hold", &dev, 0, 8, [0, 0])?;
+    let driver = start_driver("nvmetest", "hold", &dev, 0, 8, [0, 0])?;
     sched::start(driver.slot);
     // The intruder gets a copy of the device handle with GRANT only.
-    let intruder = spawn_paused("nvmed", "intruder", 8, &[DRIVER_BAR_VA, init_bar, DRIVER_HANDLE_VA])?;
+    let intruder = spawn_paused("nvmetest", "intruder", 8, &[DRIVER_BAR_VA, init_bar, DRIVER_HANDLE_VA])?;
     spawn::ensure_tables(intruder.at(DRIVER_HANDLE_VA)).map_err(|e| format!("tables: {e}"))?;
     sys::map(dev.handle_va, 0, 0, intruder.at(DRIVER_HANDLE_VA), Rights::GRANT)
         .map_err(|e| format!("copying a GRANT-only handle: {}", e.name()))?;
@@ -417,7 +417,7 @@ pub fn device_ownership() -> Outcome {
     }
     // The driver still has its BAR and finds the controller.
     mem::write(spawn::mailbox(&driver), 1);
-    expect_zero(&driver, "nvmed hold")?;
+    expect_zero(&driver, "nvmetest hold")?;
     // And init still holds the config page.
     let ids = dev.config.read32(0);
     if ids != dev.vendor as u32 | (dev.device as u32) << 16 {
@@ -439,7 +439,7 @@ pub fn nvme_persist(check: bool) -> Outcome {
     let nonce = crate::basic::nonce()?;
     let dev = nvme()?;
     let mode = if check { "persist-check" } else { "persist-write" };
-    let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;
+    let driver = start_driver("nvmetest", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;
     sched::start(driver.slot);
     expect_zero(&driver, mode)
 }
@@ -465,7 +465,7 @@ pub fn block_service() -> Outcome {
             return Err("the driver ended before it served".into());
         }
     }
-    let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
+    let client = spawn_paused("nvmetest", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
     link(&client, region, Rights::WRITE)?;
     sched::start(client.slot);
     let client_code = finish(&client, "block-service client");
@@ -484,7 +484,7 @@ pub fn block_service() -> Outcome {
     Ok(())
 }
 
-/// `two_nvme` (machine with a second NVMe controller): two `nvmed pair`
+/// `two_nvme` (machine with a second NVMe controller): two `nvmetest pair`
 /// processes drive the two controllers at once, each chosen by bus
 /// position and confirmed by the serial number its controller reports
 /// (`exo0`, `exo1`); each does the `nvme_rw` run on its own disk while the
@@ -498,7 +498,7 @@ pub fn two_nvme() -> Outcome {
     let faults0 = (dma_faults(), devs.map(|d| device_dma_faults(d.index)));
     let mut drivers = Vec::new();
     for (k, dev) in devs.iter().enumerate() {
-        drivers.push(start_driver("nvmed", "pair", dev, 0, NVME_DMA_PAGES, [tsc, k as u64])?);
+        drivers.push(start_driver("nvmetest", "pair", dev, 0, NVME_DMA_PAGES, [tsc, k as u64])?);
     }
     for d in &drivers {
         sched::start(d.slot);
@@ -507,7 +507,7 @@ pub fn two_nvme() -> Outcome {
     // its I/O; both done with their stray DMAs before either checks its page.
     for phase in 1..=2u64 {
         for (k, d) in drivers.iter().enumerate() {
-            initlib::sriov::wait_mailbox(d, phase, &format!("nvmed pair on controller {k}"))?;
+            initlib::sriov::wait_mailbox(d, phase, &format!("nvmetest pair on controller {k}"))?;
         }
         for d in &drivers {
             mem::write(spawn::mailbox(d), phase);
@@ -517,7 +517,7 @@ pub fn two_nvme() -> Outcome {
     let mut attempts = [0u64; 2];
     for (k, d) in drivers.iter().enumerate() {
         attempts[k] = mem::read(spawn::mailbox(d) + 16);
-        expect_zero(d, &format!("nvmed pair on controller {k} ({})", NVME_SERIALS[k]))?;
+        expect_zero(d, &format!("nvmetest pair on controller {k} ({})", NVME_SERIALS[k]))?;
     }
     let per_device = [0, 1].map(|k| device_dma_faults(devs[k].index) - faults0.1[k]);
     let total = dma_faults() - faults0.0;

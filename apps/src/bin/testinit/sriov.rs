@@ -14,7 +14,7 @@
 //! 4. a separate process (`nvmed rw`) drives VF 1 directly: random writes
 //!    and verified reads on the shared namespace through the VF's own BAR,
 //!    its DMA confined to the VF's own I/O page table — no DMA fault;
-//! 5. another process (`nvmed attack`) points VF 2 at memory outside its
+//! 5. another process (`nvmetest attack`) points VF 2 at memory outside its
 //!    grant (a page of init's by physical address, kernel memory,
 //!    unmapped and revoked I/O addresses): every such DMA is blocked, and
 //!    the faults are counted against VF 2 — its requester id — not
@@ -57,7 +57,7 @@ pub fn sriov_vf() -> Outcome {
 
 const VICTIM_PATTERN: u64 = 0x5f1f_a77a_0000_0000;
 
-/// VF 2, driven by `nvmed attack`, DMAs outside its grant: blocked, and
+/// VF 2, driven by `nvmetest attack`, DMAs outside its grant: blocked, and
 /// attributed to VF 2 (its routing id) alone.
 fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
     enable_vf(vf2)?;
@@ -69,9 +69,9 @@ fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
     let target_pa = frame - exo_abi::RAM_WINDOW_VA;
     let counts = |d: &Device| devices::device_dma_faults(d.index);
     let before = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
-    let driver = devices::start_driver("nvmed", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
+    let driver = devices::start_driver("nvmetest", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
-    let code = finish(&driver, "nvmed attack on VF 2")?;
+    let code = finish(&driver, "nvmetest attack on VF 2")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);
     let after = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
     let source = kinfo::word(ki::W_DMA_FAULT_SOURCE);
@@ -83,7 +83,7 @@ fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
         after.0 - before.0
     );
     if code != 0 {
-        return Err(format!("nvmed attack on VF 2 exited with {code} (a blocked-DMA check failed)"));
+        return Err(format!("nvmetest attack on VF 2 exited with {code} (a blocked-DMA check failed)"));
     }
     if attacks == 0 || after.2 - before.2 < attacks {
         return Err(format!("{attacks} attacks by VF 2 but {} faults counted against it", after.2 - before.2));
