@@ -12,12 +12,12 @@
 //! boot ──▶ devices ──▶ spawn ──▶ sched
 //!   │         │          └─────▶ frames
 //!   │         └────────────────▶ sched
-//!   └─▶ frames, sched
-//! regions ──▶ spawn
+//!   └─▶ frames, spawn, sched
+//! regions ──▶ spawn, sched
 //! pmem ──▶ spawn
 //! sriov ──▶ devices, spawn, sched
 //! kvdb ──▶ devices, pmem, regions, sriov, spawn, sched
-//! every module ──▶ logic (pure, host-tested)
+//! frames, spawn, sched, devices ──▶ logic (pure, host-tested)
 //! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

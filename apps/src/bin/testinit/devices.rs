@@ -168,46 +168,7 @@ pub fn nvme_irq() -> Outcome {
 }
 
 const VIRTIO_BLK_IDS: (u16, u16) = (0x1af4, 0x1042);
-const CAP_VENDOR: u8 = 0x09;
 
-/// Where a modern virtio device keeps its structures: (BAR, common config
-/// offset, notify offset, notify multiplier, device config offset), from
-/// its vendor-specific capabilities (virtio 1.2, 4.1.4). All must be in
-/// one BAR (QEMU puts them in BAR 4), which init then moves to the driver.
-fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
-    let (mut bar, mut found) = (None, [None; 4]);
-    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            break;
-        }
-        let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
-        if id == CAP_VENDOR && dev.config.read8(ptr + 2) >= 16 {
-            let (kind, b, off) = (dev.config.read8(ptr + 3), dev.config.read8(ptr + 4) as usize, dev.config.read32(ptr + 8) as u64);
-            let slot = match kind {
-                1 => Some(0), // common
-                2 => Some(1), // notify (multiplier follows the capability)
-                4 => Some(3), // device-specific
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                if bar.is_some_and(|x| x != b) {
-                    return Err(format!("virtio structures in BARs {} and {b}; this driver takes one BAR", bar.unwrap_or(0)));
-                }
-                bar = Some(b);
-                found[slot] = Some(off);
-                if kind == 2 {
-                    found[2] = Some(dev.config.read32(ptr + 16) as u64);
-                }
-            }
-        }
-        ptr = (next & 0xfc) as u64;
-    }
-    match (bar, found) {
-        (Some(b), [Some(c), Some(n), Some(m), Some(d)]) if b < 6 => Ok((b, [c, n, m, d])),
-        _ => Err(format!("device {:04x}: incomplete virtio capabilities {found:?}", dev.bdf)),
-    }
-}
 
 /// `virtio_blk_rw`: the same random write/verify as `nvme_rw`, on
 /// virtio-blk (`iommu_platform=on`, so its DMA goes through VT-d too).
