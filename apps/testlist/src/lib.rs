@@ -31,12 +31,20 @@ impl Test {
 
 /// A one-boot test: its scenario has its name.
 const fn one(name: &'static str) -> Test {
-    Test { name, first: name, then: None }
+    Test {
+        name,
+        first: name,
+        then: None,
+    }
 }
 
 /// A two-boot test: `first`, then a reboot of the same machine into `then`.
 const fn two(name: &'static str, first: &'static str, then: &'static str) -> Test {
-    Test { name, first, then: Some(then) }
+    Test {
+        name,
+        first,
+        then: Some(then),
+    }
 }
 
 /// Every QEMU test, in the order `cargo xtask test` runs them.
@@ -108,12 +116,18 @@ mod tests {
         assert_eq!(set.len(), all.len());
         for t in TESTS {
             if t.then.is_some() {
-                assert!(t.boots().all(|b| b.starts_with(t.name) && b != t.name), "{t:?}");
+                assert!(
+                    t.boots().all(|b| b.starts_with(t.name) && b != t.name),
+                    "{t:?}"
+                );
             } else {
                 assert_eq!(t.first, t.name);
             }
         }
-        assert_eq!(named("nvme_persist").unwrap().then, Some("nvme_persist_check"));
+        assert_eq!(
+            named("nvme_persist").unwrap().then,
+            Some("nvme_persist_check")
+        );
     }
 
     /// The arms of the test root's dispatch (`"scenario" =>`), read from
@@ -143,7 +157,13 @@ mod tests {
         let want: BTreeSet<String> = scenarios().map(String::from).collect();
         let missing: Vec<_> = want.difference(&arms).collect();
         let unlisted: Vec<_> = arms.difference(&want).collect();
-        assert!(missing.is_empty(), "scenarios without a dispatch arm in testinit: {missing:?}");
-        assert!(unlisted.is_empty(), "testinit arms not in the table: {unlisted:?}");
+        assert!(
+            missing.is_empty(),
+            "scenarios without a dispatch arm in testinit: {missing:?}"
+        );
+        assert!(
+            unlisted.is_empty(),
+            "testinit arms not in the table: {unlisted:?}"
+        );
     }
 }

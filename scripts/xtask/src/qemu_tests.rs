@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(all.len(), exo_testlist::TESTS.len());
         assert_eq!(all.len(), 33, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
-            assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
+            assert!(
+                exo_testlist::named(name).is_some(),
+                "details for {name}, which is no test"
+            );
         }
         for t in &all {
             assert!(t.details.timeout >= DEFAULT_TIMEOUT);

@@ -38,7 +38,12 @@ mod tests {
     }
 
     fn f(bdf: u16, class: u32, is_vf: bool, vfs_enabled: u64) -> Function {
-        Function { bdf, class, is_vf, vfs_enabled }
+        Function {
+            bdf,
+            class,
+            is_vf,
+            vfs_enabled,
+        }
     }
 
     #[test]

@@ -9,7 +9,10 @@ pub const WINDOW_SLOT0: u64 = 64;
 /// Init's addresses for process slot `slot`: (its SWITCH handle under
 /// `handles_va`, its window — the child's address 0 seen from init).
 pub fn slot_layout(handles_va: u64, slot: usize) -> (u64, u64) {
-    (handles_va + slot as u64 * PAGE_SIZE, (WINDOW_SLOT0 + slot as u64) << 39)
+    (
+        handles_va + slot as u64 * PAGE_SIZE,
+        (WINDOW_SLOT0 + slot as u64) << 39,
+    )
 }
 
 /// The rights of a program page: W and X as its segment says, never both
