@@ -22,10 +22,9 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod logic;
-
-#[cfg(target_os = "none")]
 extern crate alloc;
+
+pub mod logic;
 
 #[cfg(target_os = "none")]
 pub mod boot;
