@@ -74,7 +74,7 @@ pub struct PciLayout {
 }
 
 impl PciLayout {
-    /// Init's encoding (driver args word 6, `apps/src/bin/init/devices.rs`):
+    /// Init's encoding (driver args word 6, `apps/initlib/src/devices.rs`, `virtio_layout`):
     /// four 16-bit fields, common | notify << 16 | multiplier << 32 |
     /// device << 48.
     pub fn from_word(word: u64) -> PciLayout {

@@ -1,5 +1,10 @@
 //! Building the bare-metal artifacts: the kernel ELF, one ELF per userspace
-//! program, and the boot image (the PVH initrd) that carries the programs.
+//! program, and two boot images (PVH initrds) that carry the programs. The
+//! kernel starts the image's first entry, named `init`: in the system
+//! image (`cargo xtask run`) that is init; in the test image (`cargo xtask
+//! test`, and the eval's boots of `test=` scenarios) it is the test root,
+//! `testinit`, packed under the name `init` — the kernel needs no other
+//! name, and no image holds both roots.
 
 use crate::cmd;
 use crate::setup::BARE_METAL_TARGET;
@@ -8,16 +13,23 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The program init is; always the first entry of the boot image.
+/// The program init is; always the first entry of a boot image.
 pub const INIT: &str = "init";
+/// The test root: booted as `init` in the test image.
+pub const TEST_ROOT: &str = "testinit";
 
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     pub kernel: PathBuf,
-    /// (name, ELF path), `init` first.
+    /// (name, ELF path) of the system's programs, `init` first (the test
+    /// root is not among them).
     pub programs: Vec<(String, PathBuf)>,
-    /// The boot image with exactly `programs`.
+    /// The test root's ELF.
+    pub test_root: PathBuf,
+    /// The test image: the test root as `init`, then the other programs.
     pub boot_image: PathBuf,
+    /// The system image: exactly `programs` (what `cargo xtask run` boots).
+    pub system_image: PathBuf,
 }
 
 impl Artifacts {
@@ -29,13 +41,18 @@ impl Artifacts {
     }
 }
 
-/// `init` first, then the other programs in manifest order.
+/// `init` first, then the other programs in manifest order (the test root
+/// left out: it goes only into the test image, as `init`).
 pub fn boot_order(bins: &[String]) -> Result<Vec<String>> {
     if !bins.iter().any(|b| b == INIT) {
         bail!("package `{APPS_PACKAGE}` has no `{INIT}` binary; the boot image must start with it");
     }
     let mut order = vec![INIT.to_string()];
-    order.extend(bins.iter().filter(|b| *b != INIT).cloned());
+    order.extend(
+        bins.iter()
+            .filter(|b| *b != INIT && *b != TEST_ROOT)
+            .cloned(),
+    );
     Ok(order)
 }
 
@@ -63,31 +80,51 @@ pub fn build_all(ws: &Workspace) -> Result<Artifacts> {
             (name, path)
         })
         .collect();
-    for path in std::iter::once(&kernel).chain(programs.iter().map(|(_, p)| p)) {
+    if !ws.app_bins.iter().any(|b| b == TEST_ROOT) {
+        bail!("package `{APPS_PACKAGE}` has no `{TEST_ROOT}` binary (the test root)");
+    }
+    let test_root = out.join(TEST_ROOT);
+    for path in [&kernel, &test_root]
+        .into_iter()
+        .chain(programs.iter().map(|(_, p)| p))
+    {
         if !path.is_file() {
             bail!("build succeeded but {} is missing", path.display());
         }
     }
-    let boot_image = out.join("bootimage.bin");
     let arts = Artifacts {
         kernel,
         programs,
-        boot_image,
+        test_root,
+        boot_image: out.join("bootimage.bin"),
+        system_image: out.join("bootimage-system.bin"),
     };
-    let image = pack(&arts, &[])?;
-    write(&arts.boot_image, &image)?;
+    write(&arts.boot_image, &pack(&arts, &[])?)?;
+    write(&arts.system_image, &pack_system(&arts)?)?;
     Ok(arts)
 }
 
-/// The boot image holding every program, then `extra` entries (test
-/// fixtures such as malformed ELFs).
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The test image: the test root named `init`, the other programs, then
+/// `extra` entries (test fixtures such as malformed ELFs).
 pub fn pack(arts: &Artifacts, extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut files: Vec<(String, Vec<u8>)> = vec![];
-    for (name, path) in &arts.programs {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        files.push((name.clone(), bytes));
+    let mut files: Vec<(String, Vec<u8>)> = vec![(INIT.to_string(), read(&arts.test_root)?)];
+    for (name, path) in arts.programs.iter().filter(|(n, _)| n != INIT) {
+        files.push((name.clone(), read(path)?));
     }
     files.extend(extra.iter().cloned());
+    pack_entries(&files)
+}
+
+/// The system image: init and the other programs.
+pub fn pack_system(arts: &Artifacts) -> Result<Vec<u8>> {
+    let mut files: Vec<(String, Vec<u8>)> = vec![];
+    for (name, path) in &arts.programs {
+        files.push((name.clone(), read(path)?));
+    }
     pack_entries(&files)
 }
 
@@ -110,7 +147,7 @@ mod tests {
 
     #[test]
     fn init_goes_first_and_order_is_kept() {
-        let bins: Vec<String> = ["isolation", "init", "bad_elf"]
+        let bins: Vec<String> = ["isolation", "init", "testinit", "bad_elf"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -122,6 +159,47 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no `init`"));
+    }
+
+    #[test]
+    fn the_test_image_boots_the_test_root_as_init() {
+        let dir = std::env::temp_dir().join(format!("exo-pack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let arts = Artifacts {
+            kernel: file("kernel", b"k"),
+            programs: vec![
+                ("init".into(), file("init", b"the system")),
+                ("probe".into(), file("probe", b"probe")),
+            ],
+            test_root: file("testinit", b"the tests"),
+            boot_image: dir.join("t.bin"),
+            system_image: dir.join("s.bin"),
+        };
+        let entries = |img: Vec<u8>| -> Vec<(String, Vec<u8>)> {
+            BootImage::parse(&img)
+                .unwrap()
+                .entries()
+                .map(|e| (e.name.to_string(), e.data.to_vec()))
+                .collect()
+        };
+        let test = entries(pack(&arts, &[("bad_elf/x".into(), vec![7])]).unwrap());
+        assert_eq!(
+            test,
+            [
+                ("init".to_string(), b"the tests".to_vec()),
+                ("probe".to_string(), b"probe".to_vec()),
+                ("bad_elf/x".to_string(), vec![7]),
+            ]
+        );
+        let system = entries(pack_system(&arts).unwrap());
+        assert_eq!(system[0], ("init".to_string(), b"the system".to_vec()));
+        assert_eq!(system.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

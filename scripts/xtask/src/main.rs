@@ -50,8 +50,12 @@ fn real_main(args: &[String]) -> Result<i32> {
             println!("kernel:     {}", arts.kernel.display());
             println!(
                 "boot image: {} ({} programs, init first)",
-                arts.boot_image.display(),
+                arts.system_image.display(),
                 arts.programs.len()
+            );
+            println!(
+                "test image: {} (the test root, testinit, as init)",
+                arts.boot_image.display()
             );
         }
         Cmd::Run(opts) => run_cmd::main(&opts)?,

@@ -37,7 +37,7 @@ pub fn main(opts: &RunOpts) -> Result<()> {
     let machine = Machine::new(ws.images_dir())
         .accel(accel)
         .kernel(&arts.kernel)
-        .initrd(&arts.boot_image)
+        .initrd(&arts.system_image)
         .append(kernel_cmdline(opts.batch))
         .serial(if opts.batch {
             Serial::Stdio

@@ -170,7 +170,8 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
 }
 
 fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
-    let selected = qemu_tests::select(qemu_tests::TESTS, &opts.filters);
+    let all_tests = qemu_tests::tests();
+    let selected = qemu_tests::select(&all_tests, &opts.filters);
     if selected.is_empty() {
         println!("no QEMU test matches {:?}", opts.filters);
         return;
@@ -356,7 +357,7 @@ fn run_one(
     // Held across both boots of a two-boot test, so no other run touches
     // the disk images in between.
     let _images = machine::lock_images(&ws.images_dir())?;
-    let image = match t.extra {
+    let image = match t.details.extra {
         None => arts.boot_image.clone(),
         Some(extra) => {
             let entries = extra(arts)?;
@@ -367,7 +368,7 @@ fn run_one(
             path
         }
     };
-    let acpi_table = match t.acpi_table {
+    let acpi_table = match t.details.acpi_table {
         None => None,
         Some(table) => {
             let path = ws.bare_metal_out().join(format!("acpi-{}.bin", t.name));
@@ -385,13 +386,13 @@ fn run_one(
             .kernel(&arts.kernel)
             .initrd(&image)
             .append(append);
-        machine = (t.machine)(machine);
+        machine = (t.details.machine)(machine);
         if let Some(path) = &acpi_table {
             machine = machine
                 .arg("-acpitable")
                 .arg(format!("file={}", machine::qemu_escape(path)));
         }
-        let injector = if t.inject_nmi {
+        let injector = if t.details.inject_nmi {
             // In the temporary directory: a unix socket's path is limited
             // to 107 bytes, and a checkout's may be longer.
             let socket =
@@ -407,7 +408,7 @@ fn run_one(
         let opts = RunOptions {
             name: name.to_string(),
             log_dir: ws.qemu_log_dir(),
-            timeout: Some(t.timeout),
+            timeout: Some(t.details.timeout),
             echo: false,
             interactive: false,
         };
@@ -426,20 +427,18 @@ fn run_one(
         }
         report
     };
-    let Some(then) = t.then else {
-        return boot(t.append.to_string(), t.name, t.name);
-    };
+    if t.then.is_none() {
+        return boot(t.append(t.first), t.name, t.first);
+    }
     // Two boots of the same machine and disk images (a reboot), sharing a
     // fresh nonce so that the second can tell this run's data from stale.
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
-    for (i, append) in [t.append, then].into_iter().enumerate() {
-        let pass =
-            qemu_tests::pass_name(append).context("a boot of a two-boot test has no test= name")?;
+    for (i, pass) in t.boots().enumerate() {
         let report = boot(
-            format!("{append} nonce={nonce:x}"),
+            format!("{} nonce={nonce:x}", t.append(pass)),
             &format!("{}-boot{}", t.name, i + 1),
             pass,
         )?;

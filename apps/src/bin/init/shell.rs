@@ -2,8 +2,8 @@
 //! `cargo xtask run`): look at processes, memory and devices; start
 //! programs from the boot image.
 
-use crate::sched::{self, state_name, MAX_PROCS};
-use crate::spawn::{self, Options};
+use initlib::sched::{self, state_name, MAX_PROCS};
+use initlib::spawn::{self, Options};
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{devinfo as di, kinfo as ki};
@@ -56,7 +56,7 @@ fn command(line: &str) {
             None => println!("usage: run PROGRAM [ARGS]"),
         },
         Some("mem") => {
-            let (used, left) = crate::frames::stats();
+            let (used, left) = initlib::frames::stats();
             println!("frames: {used} handed out, {left} free ({} MiB); kernel frames after boot: {}", left >> 8, kinfo::word(ki::W_FRAMES_AFTER_BOOT));
         }
         Some("stats") => println!(

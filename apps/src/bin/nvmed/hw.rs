@@ -5,7 +5,7 @@
 //! `exo_rt::nvme`, shared with `kvdb`, which drives an SR-IOV virtual
 //! function itself with the same driver linked in.
 
-pub use exo_rt::nvme::{spare_dma, spare_dma_at, DmaPages, Nvme, IOVA_BASE};
+pub use exo_rt::nvme::{spare_dma, DmaPages, Nvme};
 use exo_rt::args_word;
 use exo_rt::mmio::Window;
 use nvme::driver::Config;

@@ -5,16 +5,16 @@
 //! `nvme` crate. No kernel call is on its I/O path: doorbells are stores
 //! to its BAR mapping, completions are polled from its own memory.
 //!
-//! The first argument picks the job: `rw` (`nvme_rw`), `irq` (`nvme_irq`,
-//! MSI-X completion), `bench` (`nvme_bench`, 4 KiB random I/O at QD1/QD32), `attack`
-//! (`dma_attack_blocked`), `persist-write` / `persist-check`
-//! (`nvme_persist`), `serve` (`block_service`, the driver end), `virtio`
-//! (`virtio_blk_rw`, a virtio-blk driver on the same grants), `sriov`
-//! (`sriov_vf`: the PF's driver brings a VF's controller online), `pair`
-//! (`two_nvme`: one of two drivers of two controllers at once) — and, for
-//! the tests, the other processes involved: `client` (the block-service
-//! application), `victim`, `intruder` and `hold` (`device_ownership`).
-//! Exit code 0 means every check passed.
+//! The first argument picks the job: `rw` (random writes and verified
+//! read-back; test `nvme_rw`), `irq` (MSI-X completion; `nvme_irq`),
+//! `bench` (4 KiB random I/O at QD1/QD32; `nvme_bench`), `serve` (the
+//! block service for applications such as `kvdb`), `virtio` (a virtio-blk
+//! driver on the same grants; `virtio_blk_rw`), `sriov` (the PF's driver
+//! brings VFs' controllers online). The test-only roles — DMA and
+//! interrupt attacks, the victim, the intruder, the block-service test
+//! client, the two-controller pair, the persistence boots — are the
+//! separate program `nvmetest`, which drives the controller with this
+//! program's modules. Exit code 0 means every check passed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -25,15 +25,13 @@ fn main() {}
 extern crate alloc;
 
 #[cfg(target_os = "none")]
-mod attack;
-#[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]
-mod pair;
+mod msix;
 #[cfg(target_os = "none")]
 mod pattern;
 #[cfg(target_os = "none")]
@@ -56,20 +54,10 @@ fn main() {
     let result = match mode {
         "rw" => rw::run(),
         "irq" => irq::run(),
-        "irq-forge" => irq::attack(false),
-        "irq-compat" => irq::attack(true),
         "bench" => bench::run(),
         "virtio" => virtio::run(),
-        "persist-write" => rw::persist_write(),
-        "persist-check" => rw::persist_check(),
-        "attack" => attack::attack(),
-        "hold" => attack::hold(),
         "serve" => serve::serve(),
-        "pair" => pair::run(),
         "sriov" => sriov::run(),
-        "client" => serve::client(),
-        "victim" => exo_rt::exit(attack::victim()),
-        "intruder" => exo_rt::exit(attack::intruder()),
         _ => Err(alloc::format!("unknown mode {mode:?}")),
     };
     match result {

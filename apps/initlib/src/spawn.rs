@@ -8,15 +8,15 @@
 //! subtree — which init keeps to give the child more memory or inspect it.
 
 use crate::frames;
-use crate::sched::{self, MAX_PROCS, RUNNABLE};
+use crate::logic::spawn::{self as plan, Kind, Layout};
+use crate::sched::{self, state_name, EXITED, MAX_PROCS, RUNNABLE};
+use alloc::format;
+use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
-use exo_abi::{Error, Rights, CONTROL_VA, INIT_SELF_HANDLE_VA, PAGE_SIZE};
+use exo_abi::{Error, Rights, CONTROL_VA, INIT_SELF_HANDLE_VA};
 use exo_loader::elf::{self, ElfError};
 use exo_rt::layout::*;
 use exo_rt::{mem, sys};
-
-/// First PML4 slot of init used for child windows (slot k → child k).
-const WINDOW_SLOT0: u64 = 64;
 
 pub struct Child {
     pub slot: usize,
@@ -56,6 +56,17 @@ impl core::fmt::Display for SpawnError {
 fn frame() -> Result<u64, SpawnError> {
     frames::alloc().ok_or(SpawnError::OutOfMemory)
 }
+
+/// The child's fixed addresses.
+const LAYOUT: Layout = Layout {
+    control: CONTROL_VA,
+    parent_handle: PARENT_HANDLE_VA,
+    console: CONSOLE_VA,
+    args: ARGS_VA,
+    mailbox: MAILBOX_VA,
+    heap: HEAP_VA,
+    spare: SPARE_VA,
+};
 
 /// Ensure init has page tables down to level 1 for `window_va` (for a
 /// child's window, the tables then appear in the child). Tables come from init's frames.
@@ -97,8 +108,8 @@ impl Default for Options<'_> {
 }
 
 /// `spawn`, with the error as a message naming the program and arguments.
-pub fn spawn_named(name: &str, opts: &Options) -> Result<Child, alloc::string::String> {
-    spawn(name, opts).map_err(|e| alloc::format!("spawning {name} {:?}: {e}", opts.args))
+pub fn spawn_named(name: &str, opts: &Options) -> Result<Child, String> {
+    spawn(name, opts).map_err(|e| format!("spawning {name} {:?}: {e}", opts.args))
 }
 
 /// Create a process running `name` from the boot image.
@@ -111,12 +122,11 @@ pub fn spawn(name: &str, opts: &Options) -> Result<Child, SpawnError> {
 }
 
 pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
-    let plan = elf::plan(bytes, 64 << 20).map_err(SpawnError::Elf)?;
+    let elf_plan = elf::plan(bytes, 64 << 20).map_err(SpawnError::Elf)?;
     let slot = (0..MAX_PROCS)
         .find(|i| sched::slot(*i).state.load(SeqCst) == sched::FREE && sched::slot(*i).id.load(SeqCst) == 0)
         .ok_or(SpawnError::NoSlot)?;
-    let handle = HANDLES_VA + slot as u64 * PAGE_SIZE;
-    let window = (WINDOW_SLOT0 + slot as u64) << 39;
+    let (handle, window) = plan::slot_layout(HANDLES_VA, slot);
 
     let root_frame = frame()?;
     let id = sys::create_as(handle, root_frame).map_err(|e| SpawnError::Sys("create_as", e))?;
@@ -126,52 +136,44 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
         .map_err(|e| SpawnError::Sys("link window", e))?;
     let child = Child { slot, handle, id, window };
 
-    // The program.
-    for pg in plan.pages_to_map() {
-        let mut rights = Rights::NONE;
-        if pg.writable {
-            rights = rights | Rights::WRITE;
+    // Every page the child gets, in order (`logic::spawn::child_pages`).
+    let (mut ring, mut mailbox) = (0, 0);
+    for p in plan::child_pages(&elf_plan, opts.heap_pages, opts.spare_pages, &LAYOUT) {
+        let va = child.at(p.va);
+        match p.kind {
+            Kind::Program => {
+                let page = elf_plan.page_bytes(bytes, p.va).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
+                place_page(va, p.rights, |f| mem::write_bytes(f, &page))?;
+            }
+            // Where the kernel enters the child.
+            Kind::Control => place_page(va, p.rights, |f| {
+                mem::write(f + exo_abi::control::ENTRY, elf_plan.entry);
+                mem::write(f + exo_abi::control::STACK, 0);
+            })?,
+            Kind::Args => {
+                let args = frame()?;
+                mem::write_bytes(args, &opts.args.as_bytes()[..opts.args.len().min(2000)]);
+                let words = plan::args_words(opts.heap_pages, opts.spare_pages, SPARE_VA, opts.words);
+                for (i, w) in words.iter().enumerate() {
+                    mem::write(args + ARGS_WORDS_OFFSET + 8 * i as u64, *w);
+                }
+                ensure_tables(va)?;
+                sys::map(args, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("lend args", e))?;
+            }
+            Kind::Console => {
+                ring = frame()?;
+                sys::map(ring, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("lend console", e))?;
+            }
+            Kind::Mailbox => {
+                mailbox = frame()?;
+                ensure_tables(va)?;
+                sys::map(mailbox, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("lend mailbox", e))?;
+            }
+            Kind::ParentHandle => {
+                sys::map(INIT_SELF_HANDLE_VA, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("parent handle", e))?
+            }
+            Kind::Heap | Kind::Spare => place_page(va, p.rights, |_| {})?,
         }
-        if pg.executable {
-            rights = rights | Rights::EXEC;
-        }
-        let page = plan.page_bytes(bytes, pg.vaddr).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
-        place_page(child.at(pg.vaddr), rights, |f| mem::write_bytes(f, &page))?;
-    }
-    // Control page: where the kernel enters the child.
-    place_page(child.at(CONTROL_VA), Rights::WRITE, |f| {
-        mem::write(f + exo_abi::control::ENTRY, plan.entry);
-        mem::write(f + exo_abi::control::STACK, 0);
-    })?;
-    // Arguments: a page init keeps and lends read-only.
-    let args = frame()?;
-    mem::write_bytes(args, &opts.args.as_bytes()[..opts.args.len().min(2000)]);
-    let mut words = [0u64; 8];
-    words[0] = opts.heap_pages * PAGE_SIZE;
-    words[1] = opts.spare_pages;
-    words[2] = SPARE_VA;
-    for (i, w) in opts.words.iter().take(5).enumerate() {
-        words[3 + i] = *w;
-    }
-    for (i, w) in words.iter().enumerate() {
-        mem::write(args + ARGS_WORDS_OFFSET + 8 * i as u64, *w);
-    }
-    ensure_tables(child.at(ARGS_VA))?;
-    sys::map(args, 0, 0, child.at(ARGS_VA), Rights::NONE).map_err(|e| SpawnError::Sys("lend args", e))?;
-    // Console ring and mailbox: init keeps them, the child may write.
-    let ring = frame()?;
-    sys::map(ring, 0, 0, child.at(CONSOLE_VA), Rights::WRITE).map_err(|e| SpawnError::Sys("lend console", e))?;
-    let mailbox = frame()?;
-    ensure_tables(child.at(MAILBOX_VA))?;
-    sys::map(mailbox, 0, 0, child.at(MAILBOX_VA), Rights::WRITE).map_err(|e| SpawnError::Sys("lend mailbox", e))?;
-    // A way back to init.
-    sys::map(INIT_SELF_HANDLE_VA, 0, 0, child.at(PARENT_HANDLE_VA), Rights::SWITCH)
-        .map_err(|e| SpawnError::Sys("parent handle", e))?;
-    for i in 0..opts.heap_pages {
-        place_page(child.at(HEAP_VA + i * PAGE_SIZE), Rights::WRITE, |_| {})?;
-    }
-    for i in 0..opts.spare_pages {
-        place_page(child.at(SPARE_VA + i * PAGE_SIZE), Rights::WRITE, |_| {})?;
     }
 
     let s = sched::slot(slot);
@@ -188,4 +190,36 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
 /// Init's address of a child's mailbox page.
 pub fn mailbox(child: &Child) -> u64 {
     sched::slot(child.slot).mailbox.load(SeqCst)
+}
+
+/// Start `prog` from the boot image with `args`, `spare` spare frames and
+/// argument words `words`; it is runnable at once.
+pub fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
+    spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
+}
+
+/// Spawn without running: the caller finishes setting the child up, then
+/// `sched::start`s it (a timer tick could otherwise run it too early).
+pub fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
+    spawn_named(prog, &Options { args, spare_pages: spare, paused: true, ..Options::default() })
+}
+
+/// Wait for a child; its exit code, or an error naming how it ended.
+pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
+    let st = sched::wait(c.slot);
+    let s = sched::slot(c.slot);
+    let code = s.code.load(SeqCst);
+    if st == EXITED {
+        Ok(code)
+    } else {
+        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
+    }
+}
+
+/// Wait for a child that must exit 0.
+pub fn expect_zero(c: &Child, what: &str) -> Result<(), String> {
+    match finish(c, what)? {
+        0 => Ok(()),
+        code => Err(format!("{what} exited with {code}")),
+    }
 }

@@ -3,7 +3,8 @@
 //! process without any grant trying to reach the device
 //! (`device_ownership`), and the legitimate holder it competes with.
 
-use crate::hw::{self, IOVA_BASE};
+use crate::hw;
+use exo_rt::nvme::IOVA_BASE;
 use crate::pattern;
 use crate::rw::Buffers;
 use alloc::format;
@@ -26,13 +27,13 @@ const KERNEL_PHYS: u64 = 0x10_0000;
 pub fn blocked(what: &str, r: Result<(), NvmeError>) -> Result<(), String> {
     match r {
         Err(NvmeError::Command { error, .. }) => {
-            println!("nvmed attack: {what}: the controller reports {error}");
+            println!("nvmetest attack: {what}: the controller reports {error}");
             Ok(())
         }
         // QEMU's block layer bounces a failed mapping and drops the data:
         // the command completes, the data never lands (checked by the caller).
         Ok(()) => {
-            println!("nvmed attack: {what}: completed, data dropped by the I/O-MMU");
+            println!("nvmetest attack: {what}: completed, data dropped by the I/O-MMU");
             Ok(())
         }
         Err(e) => Err(format!("{what}: {e}")),
@@ -71,7 +72,7 @@ pub fn attack() -> Result<(), String> {
     if pattern::check(&win, 0, seed, lba, blocks, bs).is_some() {
         return Err("the legitimate read-back does not match".into());
     }
-    println!("nvmed attack: a DMA into granted memory works");
+    println!("nvmetest attack: a DMA into granted memory works");
 
     let mut attacks = 0u64;
     // 1. Overwrite another process's page by its physical address.
@@ -110,7 +111,7 @@ pub fn attack() -> Result<(), String> {
         return Err("legitimate read after the attacks does not match".into());
     }
     mem::write(MAILBOX_VA + 8, attacks);
-    println!("nvmed attack: {attacks} DMAs outside the grant; none landed where checked; the controller still works");
+    println!("nvmetest attack: {attacks} DMAs outside the grant; none landed where checked; the controller still works");
     Ok(())
 }
 
@@ -140,7 +141,7 @@ pub fn victim() -> u32 {
 pub fn hold() -> Result<(), String> {
     let g = hw::grants()?;
     let vs = g.bar.read32(regs::VS as u64);
-    println!("nvmed hold: BAR 0 is mine: NVMe version register {vs:#x}");
+    println!("nvmetest hold: BAR 0 is mine: NVMe version register {vs:#x}");
     if vs == 0 || vs == u32::MAX {
         return Err(format!("version register reads {vs:#x}"));
     }

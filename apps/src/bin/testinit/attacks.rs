@@ -10,10 +10,9 @@
 //! * `dma_revoke`: a borrowed page cannot be given to a device (only the
 //!   owner grants DMA), so revoking a share leaves no DMA behind.
 
-use crate::devices::{self, DRIVER_HANDLE_VA};
-use crate::sched::{self, KILLED};
-use crate::spawn::{self, Child, Options};
-use crate::tests::finish;
+use initlib::devices::{self, DRIVER_HANDLE_VA};
+use initlib::sched::{self, KILLED};
+use initlib::spawn::{self, finish, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use exo_abi::{Error, Rights, CHILD_PMEM_VA, CONTROL_VA, PAGE_SIZE};
@@ -60,7 +59,7 @@ pub fn tlb_alias() -> Outcome {
 const PATTERN: u64 = 0xc7a1_9a6e_0000_0000;
 /// Where in the persistent-memory span this test takes its pages (past
 /// the `pmem_persist` test area).
-const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA + (1 << 20);
+const PMEM_OFFSET: u64 = initlib::pmem::TEST_AREA + (1 << 20);
 
 /// The process must be killed (no usable control page: a tick found none,
 /// or init's resume found none), not exit, not run on.
@@ -92,7 +91,7 @@ fn pattern_intact(va: u64, what: &str) -> Outcome {
 }
 
 pub fn ctlpage_hostile() -> Outcome {
-    let pmem = crate::pmem::ranges()
+    let pmem = initlib::pmem::ranges()
         .next()
         .ok_or("no persistent memory on this machine")?;
     // 1 and 2: a persistent-memory page, moved in (owned) and shared in.
@@ -101,7 +100,7 @@ pub fn ctlpage_hostile() -> Outcome {
             mem::write(pmem.va + offset + i * 8, PATTERN + i);
         }
         let c = spawn_paused(&format!("ctlpage-{how} {CHILD_PMEM_VA:x}"), 8)?;
-        crate::pmem::grant(&c, CHILD_PMEM_VA, offset, PAGE_SIZE)?;
+        initlib::pmem::grant(&c, CHILD_PMEM_VA, offset, PAGE_SIZE)?;
         sched::start(c.slot);
         let what = format!("persistent memory ({how})");
         expect_killed(&c, &what)?;
@@ -151,7 +150,7 @@ pub fn dma_revoke() -> Outcome {
         .ok_or("no device with a DMA handle (no I/O-MMU?)")?;
     let c = spawn_paused(&format!("dma-borrowed {DRIVER_HANDLE_VA:x}"), 8)?;
     // Init's page, shared (WRITE and GRANT, not OWN) at the child's SCRATCH_VA.
-    let page = crate::tests::make_region(1)?;
+    let page = initlib::regions::make_region(1)?;
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables: {e}"))?;
     sys::map(page, 0, 0, c.at(SCRATCH_VA), Rights::WRITE | Rights::GRANT)
         .map_err(|e| format!("sharing: {}", e.name()))?;

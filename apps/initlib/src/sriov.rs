@@ -151,7 +151,7 @@ pub fn wait_mailbox(c: &Child, want: u64, what: &str) -> Outcome {
     let mb = spawn::mailbox(c);
     while mem::read(mb + 8) < want {
         if sched::slot(c.slot).state.load(SeqCst) != sched::RUNNABLE {
-            crate::tests::finish(c, what)?;
+            spawn::finish(c, what)?;
             return Err(format!("{what}: exited before it got there"));
         }
         sched::sched_yield();
@@ -185,77 +185,7 @@ pub fn online_vfs(pf: &Device, vfs: u64) -> Result<Child, String> {
 /// still works and the VFs are still online, and must exit 0.
 pub fn vfs_done(pf_driver: &Child) -> Outcome {
     mem::write(spawn::mailbox(pf_driver), 2);
-    devices::expect_zero(pf_driver, "nvmed sriov")?;
+    spawn::expect_zero(pf_driver, "nvmed sriov")?;
     println!("init: the PF worked beside its VFs");
-    Ok(())
-}
-
-pub fn sriov_vf() -> Outcome {
-    let pf = devices::nvme_sriov_pf()?;
-    let (vf, vf2) = (vf_of(&pf, 1)?, vf_of(&pf, 2)?);
-    println!("init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}", vf.index, vf.bdf, vf2.index, vf2.bdf);
-    let tsc = kinfo::word(ki::W_TSC_PER_US);
-    let faults0 = kinfo::word(ki::W_DMA_FAULTS);
-    let pf_driver = online_vfs(&pf, 2)?;
-    enable_vf(&vf)?;
-    let vf_faults0 = devices::device_dma_faults(vf.index);
-    let vf_driver = devices::start_driver("nvmed", "rw", &vf, 0, devices::NVME_DMA_PAGES, [tsc, 0])?;
-    sched::start(vf_driver.slot);
-    devices::expect_zero(&vf_driver, "nvmed rw on VF 1")?;
-    let faults = kinfo::word(ki::W_DMA_FAULTS) - faults0;
-    let vf_faults = devices::device_dma_faults(vf.index) - vf_faults0;
-    if faults != 0 || vf_faults != 0 {
-        return Err(format!("{faults} DMA faults ({vf_faults} of VF 1) during correct runs"));
-    }
-    println!("init: VF 1 driven by its own process through its own I/O page table: no DMA faults");
-    vf_attack(&pf, &vf, &vf2)?;
-    vfs_done(&pf_driver)
-}
-
-const VICTIM_PATTERN: u64 = 0x5f1f_a77a_0000_0000;
-
-/// VF 2, driven by `nvmed attack`, DMAs outside its grant: blocked, and
-/// attributed to VF 2 (its routing id) alone.
-fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
-    enable_vf(vf2)?;
-    // A page of init's, by physical address: what VF 2 aims at.
-    let frame = crate::frames::alloc().ok_or("no frame for the target page")?;
-    for i in 0..512 {
-        mem::write(frame + 8 * i, VICTIM_PATTERN + i);
-    }
-    let target_pa = frame - exo_abi::RAM_WINDOW_VA;
-    let counts = |d: &Device| devices::device_dma_faults(d.index);
-    let before = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
-    let driver = devices::start_driver("nvmed", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
-    sched::start(driver.slot);
-    let code = crate::tests::finish(&driver, "nvmed attack on VF 2")?;
-    let attacks = mem::read(spawn::mailbox(&driver) + 8);
-    let after = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
-    let source = kinfo::word(ki::W_DMA_FAULT_SOURCE);
-    println!(
-        "init: VF 2 made {attacks} DMA attempts outside its grant: {} faults in all, {} counted against VF 2, {} against VF 1, {} against the PF; last from requester {source:04x}",
-        after.3 - before.3,
-        after.2 - before.2,
-        after.1 - before.1,
-        after.0 - before.0
-    );
-    if code != 0 {
-        return Err(format!("nvmed attack on VF 2 exited with {code} (a blocked-DMA check failed)"));
-    }
-    if attacks == 0 || after.2 - before.2 < attacks {
-        return Err(format!("{attacks} attacks by VF 2 but {} faults counted against it", after.2 - before.2));
-    }
-    if after.0 != before.0 || after.1 != before.1 {
-        return Err("faults of VF 2 were counted against the PF or VF 1".into());
-    }
-    if source != vf2.bdf as u64 {
-        return Err(format!("the last fault names requester {source:04x}, not VF 2 ({:04x})", vf2.bdf));
-    }
-    for i in 0..512 {
-        let got = mem::read(frame + 8 * i);
-        if got != VICTIM_PATTERN + i {
-            return Err(format!("the target page changed at word {i}: {got:#x}"));
-        }
-    }
     Ok(())
 }

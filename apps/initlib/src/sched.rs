@@ -1,12 +1,14 @@
 //! The root scheduler. The kernel has no scheduler: every timer tick, every
 //! fault it cannot deliver and every yield to init arrive here as upcalls,
 //! and init decides who runs next by `yield`ing to it. Round robin over
-//! init's own main context and every runnable child.
+//! init's own main context and every runnable child (the choice is
+//! [`crate::logic::sched::next_slot`], host-tested).
 //!
 //! The table is shared between init's main context (which spawns and
 //! waits) and this handler (which may interrupt main anywhere), so it is
 //! made of atomics only: no lock that main could be holding.
 
+use crate::logic::sched::next_slot;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use exo_abi::{kinfo as ki, Reason, INIT_SELF_HANDLE_VA};
 use exo_rt::console::{serial_byte, Ring, SERIAL_BUSY};
@@ -54,8 +56,19 @@ pub static SLOTS: [Slot; MAX_PROCS] = [const { Slot::new() }; MAX_PROCS];
 /// 0 = init's main context, k = slot k-1.
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
 
-pub fn install() {
+/// What init does with a device interrupt (`devices::note_interrupt`):
+/// count it for its driver and name the driver's slot to switch to.
+pub type InterruptHook = fn(u64) -> Option<usize>;
+static INTERRUPTS: spin::Once<InterruptHook> = spin::Once::new();
+
+/// Take over init's upcalls; device interrupts go to `on_interrupt`.
+pub fn install(on_interrupt: InterruptHook) {
+    INTERRUPTS.call_once(|| on_interrupt);
     exo_rt::set_upcall_handler(on_upcall);
+}
+
+fn note_interrupt(vector: u64) -> Option<usize> {
+    INTERRUPTS.get().and_then(|hook| hook(vector))
 }
 
 pub fn slot(i: usize) -> &'static Slot {
@@ -91,7 +104,7 @@ fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
         while bits != 0 {
             let v = w * 64 + bits.trailing_zeros() as u64;
             bits &= bits - 1;
-            crate::devices::note_interrupt(v);
+            note_interrupt(v);
         }
     }
     match reason {
@@ -120,7 +133,11 @@ fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
             exo_rt::fatal(format_args!("init main faulted: {reason:?} {a:#x} code {b:#x} rip {rip:#x}"));
         }
         // Routed device interrupts switch straight to their driver.
-        Reason::Interrupt => crate::devices::interrupt(a),
+        Reason::Interrupt => {
+            if let Some(slot) = note_interrupt(a) {
+                let _ = sys::yield_to(SLOTS[slot].handle.load(SeqCst), msg::RESUME);
+            }
+        }
     }
     drain_consoles();
     next()
@@ -152,21 +169,15 @@ pub fn drain_consoles() {
 }
 
 fn next() -> ! {
-    let start = CURSOR.load(SeqCst);
-    for step in 1..=MAX_PROCS + 1 {
-        let pos = (start + step) % (MAX_PROCS + 1);
-        if pos == 0 {
-            CURSOR.store(0, SeqCst);
-            exo_rt::resume();
+    let mut from = CURSOR.load(SeqCst);
+    while let Some(i) = next_slot(from, MAX_PROCS, |i| SLOTS[i].state.load(SeqCst) == RUNNABLE) {
+        let s = &SLOTS[i];
+        CURSOR.store(i + 1, SeqCst);
+        s.runs.fetch_add(1, SeqCst);
+        if let Err(e) = sys::yield_to(s.handle.load(SeqCst), msg::RESUME) {
+            finish(s, KILLED, e as u64, 0);
         }
-        let s = &SLOTS[pos - 1];
-        if s.state.load(SeqCst) == RUNNABLE {
-            CURSOR.store(pos, SeqCst);
-            s.runs.fetch_add(1, SeqCst);
-            if let Err(e) = sys::yield_to(s.handle.load(SeqCst), msg::RESUME) {
-                finish(s, KILLED, e as u64, 0);
-            }
-        }
+        from = i + 1;
     }
     CURSOR.store(0, SeqCst);
     exo_rt::resume()

@@ -1,4 +1,4 @@
-//! `nvmed pair` (the `two_nvme` test): one of two drivers that run at the
+//! `nvmetest pair` (the `two_nvme` test): one of two drivers that run at the
 //! same time on a machine with two NVMe controllers. Init chose each
 //! controller by bus position and names the serial number it must report
 //! (`serial=exo0` / `serial=exo1`); the bring-up checks it before any I/O.
@@ -20,6 +20,7 @@
 
 use crate::attack::{aimed, blocked};
 use crate::hw;
+use exo_rt::nvme::IOVA_BASE;
 use crate::rw::{self, Buffers};
 use alloc::format;
 use alloc::string::String;
@@ -45,7 +46,7 @@ pub fn run() -> Result<(), String> {
     if k > 1 {
         return Err(format!("driver number {k}: the pair is drivers 0 and 1"));
     }
-    let dma = hw::spare_dma_at(g.handle, hw::IOVA_BASE + k * SPAN)?;
+    let dma = exo_rt::nvme::spare_dma_at(g.handle, IOVA_BASE + k * SPAN)?;
     let (mut d, data) = hw::bring_up(&g, dma, 2)?;
     let serial = String::from(d.controller().serial_str());
     if exo_rt::nvme::wanted_serial().is_none() {
@@ -60,8 +61,8 @@ pub fn run() -> Result<(), String> {
         canary.win.write64(8 * i, CANARY + (k << 32) + i);
     }
     // Where the other driver keeps its canary, in the other device.
-    let other = hw::IOVA_BASE + (1 - k) * SPAN + (canary.iova - (hw::IOVA_BASE + k * SPAN));
-    println!("nvmed pair {k}: controller {serial:?} up; my canary at I/O address {:#x}, the other's at {other:#x}", canary.iova);
+    let other = IOVA_BASE + (1 - k) * SPAN + (canary.iova - (IOVA_BASE + k * SPAN));
+    println!("nvmetest pair {k}: controller {serial:?} up; my canary at I/O address {:#x}, the other's at {other:#x}", canary.iova);
     mem::write(MAILBOX_VA + 8, 1);
     wait_for(1);
 
@@ -101,6 +102,6 @@ pub fn run() -> Result<(), String> {
             return Err(format!("my canary page changed at word {i}: {got:#x}"));
         }
     }
-    println!("nvmed pair {k}: {serial:?} verified; 2 stray DMAs at the other device's page blocked; my own page intact");
+    println!("nvmetest pair {k}: {serial:?} verified; 2 stray DMAs at the other device's page blocked; my own page intact");
     Ok(())
 }

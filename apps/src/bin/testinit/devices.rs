@@ -1,421 +1,32 @@
-//! Devices, init's side: find a PCI function in the kernel's device info
-//! page, switch on its memory decoding and bus mastering through its
-//! configuration page (which init keeps), and make a process its driver by
-//! *moving* the BAR pages into it and giving it a copy of the device handle
-//! (so the driver can `map` its own frames into the device's I/O address
-//! space). Plus the driver integration tests (`nvme_rw`,
-//! `dma_attack_blocked`, `device_ownership`, `nvme_persist_*`,
-//! `block_service`), which check from init what the driver reports.
-//!
-//! What a driver finds where (child addresses, args words 3..=7):
-//! word 3 = its BAR's address, word 4 = the BAR's size, word 5 = the
-//! device handle's address, words 6 and 7 = test-specific values. Its DMA
-//! memory is its spare frames (`SPARE_VA`, count in word 1).
+//! The driver scenarios, checked from init: what the driver reports and
+//! what init can see itself (DMA faults, interrupt counts, its own pages):
+//! `nvme_rw`, `sriov_pf`, `nvme_irq`, the interrupt and DMA attacks,
+//! `virtio_blk_rw`, `nvme_bench`, `device_ownership`, `nvme_persist_*`,
+//! `block_service`, `two_nvme` and the malformed-ACPI boots. The device
+//! grants themselves are `initlib::devices`.
 
-use crate::sched;
-use crate::spawn::{self, Child, Options};
+use initlib::devices::*;
+use initlib::regions::{link, make_region};
+use initlib::sched;
+use initlib::spawn::{self, expect_zero, finish, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use exo_abi::{devinfo as di, kinfo as ki, Rights, DEVICE_HANDLES_VA, PAGE_SIZE, RAM_WINDOW_VA};
-use exo_rt::layout::{SCRATCH_VA, SHARED_REGION_IOVA};
-use exo_rt::mmio::Window;
-use exo_rt::layout::msg;
+use core::sync::atomic::Ordering::SeqCst;
+use exo_abi::{devinfo as di, kinfo as ki, Rights, PAGE_SIZE, RAM_WINDOW_VA};
+use exo_rt::layout::SCRATCH_VA;
 use exo_rt::{kinfo, mem, println, sys};
 
 type Outcome = Result<(), String>;
 
-/// Where a driver gets its BAR (child address).
-pub const DRIVER_BAR_VA: u64 = 0x40_0000_0000;
-/// Where a driver gets its device handle (child address).
-pub const DRIVER_HANDLE_VA: u64 = DEVICE_HANDLES_VA;
-
-const PCI_COMMAND: u64 = 0x04;
-const COMMAND_MEMORY: u16 = 1 << 1;
-const COMMAND_BUS_MASTER: u16 = 1 << 2;
-const COMMAND_INTX_DISABLE: u16 = 1 << 10;
-
-/// One entry of the device info page.
-#[derive(Clone, Copy, Debug)]
-pub struct Device {
-    pub index: usize,
-    pub bdf: u16,
-    pub vendor: u16,
-    pub device: u16,
-    pub class: u32,
-    pub config: Window,
-    /// Init's address of the device handle (0: no DMA for this device).
-    pub handle_va: u64,
-    /// (init's address, size) of each memory BAR; (0, 0) if absent.
-    pub bars: [(u64, u64); 6],
-    /// For an SR-IOV virtual function: which VF of which PF (`E_VF`).
-    pub vf: Option<di::VfInfo>,
-    /// For a physical function: VFs the kernel enabled (`E_VFS_ENABLED`).
-    pub vfs_enabled: u64,
-    /// The serial number the controller must report to its driver (NVMe
-    /// only): passed as `serial=NAME`, checked against Identify Controller
-    /// before the driver does any I/O.
-    pub serial: Option<&'static str>,
-}
-
-/// Every device the kernel described (a malformed page gives none).
-pub fn all() -> Vec<Device> {
-    let mut out = Vec::new();
-    if exo_rt::devinfo(di::W_MAGIC) != di::MAGIC {
-        println!("init: device info page has the wrong magic; no devices");
-        return out;
-    }
-    let count = (exo_rt::devinfo(di::W_COUNT) as usize).min(di::MAX_DEVICES);
-    for k in 0..count {
-        let w = |i: usize| exo_rt::devinfo(di::W_ENTRY0 + k * di::ENTRY_WORDS + i);
-        let ids = w(di::E_IDS);
-        let Some(config) = Window::new(w(di::E_CONFIG_VA), PAGE_SIZE) else { continue };
-        let mut bars = [(0, 0); 6];
-        for (i, b) in bars.iter_mut().enumerate() {
-            *b = (w(di::E_BAR_VA0 + i), w(di::E_BAR_SIZE0 + i));
-        }
-        out.push(Device {
-            index: k,
-            bdf: w(di::E_BDF) as u16,
-            vendor: ids as u16,
-            device: (ids >> 16) as u16,
-            class: (ids >> 32) as u32 & 0xff_ffff,
-            config,
-            handle_va: w(di::E_HANDLE_VA),
-            bars,
-            vf: di::VfInfo::from_word(w(di::E_VF)),
-            vfs_enabled: w(di::E_VFS_ENABLED),
-            serial: None,
-        });
-    }
-    out
-}
-
-pub fn find(vendor: u16, device: u16) -> Result<Device, String> {
-    all()
-        .into_iter()
-        .find(|d| d.vendor == vendor && d.device == device)
-        .ok_or_else(|| format!("no PCI device {vendor:04x}:{device:04x} in the device info page"))
-}
-
-/// Memory decoding and bus mastering on, legacy INTx off (a driver that
-/// wants interrupts uses MSI-X).
-pub fn enable(dev: &Device) -> Outcome {
-    let cmd = dev.config.read16(PCI_COMMAND);
-    let want = cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
-    dev.config.write16(PCI_COMMAND, want);
-    let got = dev.config.read16(PCI_COMMAND);
-    if got & (COMMAND_MEMORY | COMMAND_BUS_MASTER) != COMMAND_MEMORY | COMMAND_BUS_MASTER {
-        return Err(format!("device {:04x}: command register reads {got:#x} after writing {want:#x}", dev.bdf));
-    }
-    Ok(())
-}
-
-/// Spawn `prog` as the driver of BAR `bar` of `dev`: the BAR's pages are
-/// moved into it (init keeps nothing of them), the device handle is copied
-/// with OWN only (the driver can map into the device, not pass it on).
-/// Which child drives device k (slot + 1; 0 = none): DMA faults the kernel
-/// records for a device are reported to its driver.
-static OWNERS: [AtomicU64; di::MAX_DEVICES] = [const { AtomicU64::new(0) }; di::MAX_DEVICES];
-/// Device k's DMA faults already reported (its counter at the last look).
-static DMA_FAULTS_SEEN: [AtomicU64; di::MAX_DEVICES] = [const { AtomicU64::new(0) }; di::MAX_DEVICES];
-/// The kernel's I/O-MMU fault-event vector (kernel/src/devices.rs).
-const DMA_FAULT_VECTOR: u64 = 0x2f;
-/// Mailbox word where init counts the DMA faults of a driver's device.
-pub const MAILBOX_DMA_FAULTS: u64 = 32;
-
-pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64, extra: [u64; 2]) -> Result<Child, String> {
-    let (bar_va, bar_size) = dev.bars[bar];
-    if bar_va == 0 || bar_size == 0 {
-        return Err(format!("device {:04x} has no usable memory BAR {bar}", dev.bdf));
-    }
-    if dev.handle_va == 0 {
-        return Err(format!("device {:04x} has no device handle (no I/O-MMU?)", dev.bdf));
-    }
-    let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
-    let args = match dev.serial {
-        Some(s) => format!("{args} serial={s}"),
-        None => String::from(args),
-    };
-    let opts = Options { args: &args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
-    let child = spawn::spawn_named(prog, &opts)?;
-    grant_device(&child, dev, bar)?;
-    Ok(child)
-}
-
-/// Make `child` the driver of `dev`: BAR `bar`'s pages are moved to it at
-/// [`DRIVER_BAR_VA`] (init keeps nothing of them), the device handle is
-/// copied to [`DRIVER_HANDLE_VA`] with OWN only (the child can map into the
-/// device, not pass it on), and the device's DMA faults are reported to it.
-pub fn grant_device(child: &Child, dev: &Device, bar: usize) -> Outcome {
-    let (bar_va, bar_size) = dev.bars[bar];
-    if bar_va == 0 || bar_size == 0 || dev.handle_va == 0 {
-        return Err(format!("device {:04x} has no usable memory BAR {bar} or no device handle", dev.bdf));
-    }
-    let mut off = 0;
-    while off < bar_size.max(PAGE_SIZE) {
-        let dst = child.at(DRIVER_BAR_VA + off);
-        spawn::ensure_tables(dst).map_err(|e| format!("tables for the BAR: {e}"))?;
-        sys::map(bar_va + off, 0, 0, dst, Rights::OWN | Rights::WRITE | Rights::GRANT)
-            .map_err(|e| format!("moving BAR page {off:#x}: {}", e.name()))?;
-        off += PAGE_SIZE;
-    }
-    spawn::ensure_tables(child.at(DRIVER_HANDLE_VA)).map_err(|e| format!("tables for the handle: {e}"))?;
-    sys::map(dev.handle_va, 0, 0, child.at(DRIVER_HANDLE_VA), Rights::OWN)
-        .map_err(|e| format!("copying the device handle: {}", e.name()))?;
-    if let Some(o) = OWNERS.get(dev.index) {
-        o.store(child.slot as u64 + 1, SeqCst);
-    }
-    Ok(())
-}
-
-/// Let `dev` reach init's region at `region` (`pages` pages) by DMA, page
-/// `i` at [`SHARED_REGION_IOVA`] + `i` pages, writable. Init grants it
-/// because it owns the region: a driver that borrows the region cannot
-/// (only a frame's owner grants DMA), and init can take the access back
-/// with [`revoke_region_dma`] as it can take back the driver's link.
-pub fn grant_region_dma(dev: &Device, region: u64, pages: u64) -> Outcome {
-    for i in 0..pages {
-        sys::map(region + i * PAGE_SIZE, 0, dev.handle_va, SHARED_REGION_IOVA + i * PAGE_SIZE, Rights::WRITE)
-            .map_err(|e| format!("granting device {:04x} DMA to region page {i}: {}", dev.bdf, e.name()))?;
-    }
-    Ok(())
-}
-
-/// Undo [`grant_region_dma`]: the device can no longer reach the region
-/// once this returns (the kernel completes the IOTLB invalidation first).
-pub fn revoke_region_dma(dev: &Device, pages: u64) -> Outcome {
-    for i in 0..pages {
-        sys::unmap(dev.handle_va, SHARED_REGION_IOVA + i * PAGE_SIZE, 0)
-            .map_err(|e| format!("revoking device {:04x} DMA to region page {i}: {}", dev.bdf, e.name()))?;
-    }
-    Ok(())
-}
-
-/// The kernel's DMA-fault interrupt: the kernel counts each device's
-/// faults in its device info entry; report the ones not yet seen to that
-/// device's driver (added to its mailbox). Returns the slot of a driver
-/// that was told, to switch to. Called from init's upcall handler: no
-/// allocation, no lock.
-fn note_dma_faults() -> Option<usize> {
-    let n = exo_rt::devinfo(di::W_COUNT).min(di::MAX_DEVICES as u64) as usize;
-    let mut told = None;
-    for k in 0..n {
-        let total = exo_rt::devinfo(di::W_ENTRY0 + k * di::ENTRY_WORDS + di::E_DMA_FAULTS);
-        let new = total.saturating_sub(DMA_FAULTS_SEEN[k].swap(total, SeqCst));
-        let Some(slot) = OWNERS[k].load(SeqCst).checked_sub(1) else { continue };
-        let s = sched::slot(slot as usize);
-        if new == 0 || s.state.load(SeqCst) != sched::RUNNABLE {
-            continue;
-        }
-        let mb = s.mailbox.load(SeqCst);
-        mem::write(mb + MAILBOX_DMA_FAULTS, mem::read(mb + MAILBOX_DMA_FAULTS) + new);
-        told = Some(slot as usize);
-    }
-    told
-}
-
-/// DMA faults the kernel attributed to device `index`.
-pub fn device_dma_faults(index: usize) -> u64 {
-    exo_rt::devinfo(di::W_ENTRY0 + index * di::ENTRY_WORDS + di::E_DMA_FAULTS)
-}
-
-/// A device's MSI-X table, from its capability.
-#[derive(Clone, Copy, Debug)]
-pub struct MsiX {
-    /// Offset of the capability in configuration space.
-    pub cap: u64,
-    pub bar: u8,
-    /// Offset of the table in that BAR.
-    pub table: u32,
-    pub entries: u16,
-}
-
-const CAP_MSIX: u8 = 0x11;
-
-/// The offset of capability `id` in `dev`'s configuration space, read
-/// through init's own mapping of it (bounded: a malformed list ends the
-/// walk). Not the `pci` crate's walk: that one refuses functions whose
-/// vendor id reads 0xffff, which is what an SR-IOV VF's does.
-pub fn find_capability(dev: &Device, id: u8) -> Option<u64> {
-    if dev.config.read16(0x06) & (1 << 4) == 0 {
-        return None;
-    }
-    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            return None;
-        }
-        if dev.config.read8(ptr) == id {
-            return Some(ptr);
-        }
-        ptr = (dev.config.read8(ptr + 1) & 0xfc) as u64;
-    }
-    None
-}
-
-/// The device's MSI-X capability.
-pub fn msix(dev: &Device) -> Option<MsiX> {
-    let ptr = find_capability(dev, CAP_MSIX)?;
-    let control = dev.config.read16(ptr + 2);
-    let table = dev.config.read32(ptr + 4);
-    Some(MsiX { cap: ptr, bar: (table & 7) as u8, table: table & !7, entries: (control & 0x7ff) + 1 })
-}
-
-/// MSI-X on, function mask off: the driver programs and unmasks entries.
-pub fn enable_msix(dev: &Device, m: &MsiX) {
-    let control = dev.config.read16(m.cap + 2);
-    dev.config.write16(m.cap + 2, (control | 1 << 15) & !(1 << 14));
-}
-
-/// Interrupt routing, XOmB's hierarchical dispatch: the kernel sends every
-/// device interrupt to init; a vector routed to a driver is counted in the
-/// driver's mailbox (word 3) and the driver is switched to at once.
-/// Indexed by vector - `IRQ_VECTOR0`; 0 = not routed, else slot + 1.
-static ROUTES: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
-pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-/// Interrupts seen per vector (device vectors are >= 32).
-static SEEN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
-pub static UNROUTED: AtomicU64 = AtomicU64::new(0);
-
-/// Words of a driver's mailbox init writes: interrupts forwarded to it.
-pub const MAILBOX_IRQS: u64 = 24;
-
-pub fn route(vector: u64, c: &Child) {
-    if let Some(r) = vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| ROUTES.get(i as usize)) {
-        r.store(c.slot as u64 + 1, SeqCst);
-    }
-}
-
-/// Count an interrupt for its driver (in the driver's mailbox). Returns
-/// the driver's slot if the vector is routed to a runnable driver. Called
-/// from init's upcall handler: it must not allocate or lock.
-pub fn note_interrupt(vector: u64) -> Option<usize> {
-    if vector == DMA_FAULT_VECTOR {
-        return note_dma_faults();
-    }
-    INTERRUPTS.fetch_add(1, SeqCst);
-    if let Some(n) = SEEN.get(vector as usize) {
-        n.fetch_add(1, SeqCst);
-    }
-    let slot = vector
-        .checked_sub(di::IRQ_VECTOR0 as u64)
-        .and_then(|i| ROUTES.get(i as usize))
-        .map_or(0, |r| r.load(SeqCst));
-    if slot == 0 {
-        UNROUTED.fetch_add(1, SeqCst);
-        return None;
-    }
-    let s = sched::slot(slot as usize - 1);
-    if s.state.load(SeqCst) != sched::RUNNABLE {
-        return None;
-    }
-    let mb = s.mailbox.load(SeqCst);
-    mem::write(mb + MAILBOX_IRQS, mem::read(mb + MAILBOX_IRQS) + 1);
-    Some(slot as usize - 1)
-}
-
-/// `Reason::Interrupt`: count it and switch straight to its driver.
-/// Returns only if the vector is not routed to a runnable driver.
-pub fn interrupt(vector: u64) {
-    if let Some(slot) = note_interrupt(vector) {
-        let _ = sys::yield_to(sched::slot(slot).handle.load(SeqCst), msg::RESUME);
-    }
+fn dma_faults() -> u64 {
+    kinfo::word(ki::W_DMA_FAULTS)
 }
 
 fn spawn_paused(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
     let opts = Options { args, words, heap_pages: 64, spare_pages: spare, paused: true };
     spawn::spawn_named(prog, &opts)
 }
-
-pub fn expect_zero(c: &Child, what: &str) -> Outcome {
-    match crate::tests::finish(c, what)? {
-        0 => Ok(()),
-        code => Err(format!("{what} exited with {code}")),
-    }
-}
-
-/// The serial numbers of the machine's NVMe controllers, in bus order
-/// (`scripts/xtask/src/machine.rs`: the test disk `exo0`, and on the
-/// `two-nvme` variant a second controller `exo1`). Init cannot read a
-/// serial itself (that takes driving the controller); the driver confirms
-/// it before any I/O, so a controller in an unexpected place stops the
-/// job by name instead of writing the wrong disk.
-pub const NVME_SERIALS: [&str; 2] = ["exo0", "exo1"];
-
-/// The serial number the `nth` NVMe controller (bus order) must report:
-/// from the kernel command line's `nvme_serials=A,B,...` when given (on a
-/// real machine, name the scratch disks the tests and the demo may
-/// overwrite; `nvme_serials=any` checks nothing), else [`NVME_SERIALS`].
-fn expected_serial(nth: usize) -> Option<&'static str> {
-    let given = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("nvme_serials="));
-    match given {
-        Some("any") => None,
-        Some(list) => list.split(',').nth(nth).or_else(|| NVME_SERIALS.get(nth).copied()),
-        None => NVME_SERIALS.get(nth).copied(),
-    }
-}
-
-/// What the `nvme` crate's chooser needs to know about each device.
-fn functions(devs: &[Device]) -> Vec<nvme::select::Function> {
-    devs.iter()
-        .map(|d| nvme::select::Function { bdf: d.bdf, class: d.class, is_vf: d.vf.is_some(), vfs_enabled: d.vfs_enabled })
-        .collect()
-}
-
-/// The `nth` NVMe controller (by bus position) of the kind `want`, with
-/// the serial number its driver must find; decoding and bus mastering on.
-pub fn nvme_controller(want: nvme::select::Want, nth: usize) -> Result<Device, String> {
-    let devs = all();
-    let fns = functions(&devs);
-    let Some(i) = nvme::select::pick(&fns, want, nth) else {
-        return Err(format!(
-            "no NVMe controller #{nth} of kind {want:?}: the device info page lists {} NVMe controllers ({} SR-IOV PFs with VFs enabled)",
-            nvme::select::count(&fns, nvme::select::Want::Controller),
-            nvme::select::count(&fns, nvme::select::Want::SrIovPf)
-        ));
-    };
-    let mut dev = devs[i];
-    // The SR-IOV PF is the machine's first controller (`exo0`) too.
-    dev.serial = expected_serial(if want == nvme::select::Want::SrIovPf { 0 } else { nth });
-    describe_nvme(&dev);
-    enable(&dev)?;
-    Ok(dev)
-}
-
-/// The test disk: the first NVMe controller by bus position (serial `exo0`).
-pub fn nvme() -> Result<Device, String> {
-    nvme_controller(nvme::select::Want::Controller, 0)
-}
-
-/// The NVMe controller whose SR-IOV virtual functions the kernel enabled.
-pub fn nvme_sriov_pf() -> Result<Device, String> {
-    nvme_controller(nvme::select::Want::SrIovPf, 0)
-}
-
-fn describe_nvme(dev: &Device) {
-    println!(
-        "init: NVMe (device {}) {:02x}:{:02x}.{} (class {:06x}, serial expected {:?}): BAR0 {:#x} bytes, device handle at {:#x}",
-        dev.index,
-        dev.bdf >> 8,
-        (dev.bdf >> 3) & 0x1f,
-        dev.bdf & 7,
-        dev.class,
-        dev.serial.unwrap_or("-"),
-        dev.bars[0].1,
-        dev.handle_va
-    );
-}
-
-fn dma_faults() -> u64 {
-    kinfo::word(ki::W_DMA_FAULTS)
-}
-
-/// DMA frames the NVMe driver needs: its queues (about 140 pages for two
-/// 64-entry queue pairs with a PRP list page per command) and data buffers
-/// for transfers larger than MDTS.
-pub const NVME_DMA_PAGES: u64 = 640;
 
 /// `nvme_rw`: the driver writes and verifies over 1,000 random LBAs.
 pub fn nvme_rw() -> Outcome {
@@ -501,7 +112,7 @@ pub fn acpi_bad_dmar() -> Outcome {
     }
     nvme()?;
     println!("init: {} devices, no I/O-MMU, no DMA handles", devices.len());
-    crate::tests::expect_exit("hello", "", 0, 0)
+    crate::basic::expect_exit("hello", "", 0, 0)
 }
 
 /// `acpi_bad_mcfg` (i440fx, which has no MCFG of its own, plus an MCFG cut
@@ -516,7 +127,7 @@ pub fn acpi_bad_mcfg() -> Outcome {
         return Err(format!("{n} devices listed although the only MCFG is truncated"));
     }
     println!("init: no PCI devices (the MCFG was refused)");
-    crate::tests::expect_exit("hello", "", 0, 0)
+    crate::basic::expect_exit("hello", "", 0, 0)
 }
 
 /// `nvme_irq`: completions signalled by MSI-X. The driver programs its
@@ -557,46 +168,7 @@ pub fn nvme_irq() -> Outcome {
 }
 
 const VIRTIO_BLK_IDS: (u16, u16) = (0x1af4, 0x1042);
-const CAP_VENDOR: u8 = 0x09;
 
-/// Where a modern virtio device keeps its structures: (BAR, common config
-/// offset, notify offset, notify multiplier, device config offset), from
-/// its vendor-specific capabilities (virtio 1.2, 4.1.4). All must be in
-/// one BAR (QEMU puts them in BAR 4), which init then moves to the driver.
-fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
-    let (mut bar, mut found) = (None, [None; 4]);
-    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            break;
-        }
-        let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
-        if id == CAP_VENDOR && dev.config.read8(ptr + 2) >= 16 {
-            let (kind, b, off) = (dev.config.read8(ptr + 3), dev.config.read8(ptr + 4) as usize, dev.config.read32(ptr + 8) as u64);
-            let slot = match kind {
-                1 => Some(0), // common
-                2 => Some(1), // notify (multiplier follows the capability)
-                4 => Some(3), // device-specific
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                if bar.is_some_and(|x| x != b) {
-                    return Err(format!("virtio structures in BARs {} and {b}; this driver takes one BAR", bar.unwrap_or(0)));
-                }
-                bar = Some(b);
-                found[slot] = Some(off);
-                if kind == 2 {
-                    found[2] = Some(dev.config.read32(ptr + 16) as u64);
-                }
-            }
-        }
-        ptr = (next & 0xfc) as u64;
-    }
-    match (bar, found) {
-        (Some(b), [Some(c), Some(n), Some(m), Some(d)]) if b < 6 => Ok((b, [c, n, m, d])),
-        _ => Err(format!("device {:04x}: incomplete virtio capabilities {found:?}", dev.bdf)),
-    }
-}
 
 /// `virtio_blk_rw`: the same random write/verify as `nvme_rw`, on
 /// virtio-blk (`iommu_platform=on`, so its DMA goes through VT-d too).
@@ -670,11 +242,11 @@ pub fn irq_attack(compat: bool) -> Outcome {
     enable_msix(&dev, &m);
     let words = [m.table as u64 | own_handle << 32, other_vector | other_handle << 16];
     let mode = if compat { "irq-compat" } else { "irq-forge" };
-    let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, words)?;
+    let driver = start_driver("nvmetest", mode, &dev, 0, NVME_DMA_PAGES, words)?;
     for j in 0..3 {
         route(own_vector + j, &driver);
     }
-    let seen = |v: u64| SEEN.get(v as usize).map_or(0, |n| n.load(SeqCst));
+    let seen = interrupts_seen;
     let before = [seen(other_vector), seen(other_vector + 1)];
     let forged0 = exo_rt::kinfo::word(exo_abi::kinfo::W_FORGED_INTERRUPTS);
     sched::start(driver.slot);
@@ -725,12 +297,12 @@ pub fn dma_attack_blocked() -> Outcome {
     let dev = nvme()?;
     // The victim: a process owning a page whose physical address init knows
     // (it came from init's RAM window) and can read through its window.
-    let frame = crate::frames::alloc().ok_or("no frame for the victim")?;
+    let frame = initlib::frames::alloc().ok_or("no frame for the victim")?;
     let victim_pa = frame - RAM_WINDOW_VA;
     for i in 0..512 {
         mem::write(frame + 8 * i, VICTIM_PATTERN + i);
     }
-    let victim = spawn_paused("nvmed", "victim", 0, &[VICTIM_PATTERN])?;
+    let victim = spawn_paused("nvmetest", "victim", 0, &[VICTIM_PATTERN])?;
     spawn::ensure_tables(victim.at(SCRATCH_VA)).map_err(|e| format!("victim tables: {e}"))?;
     sys::map(frame, 0, 0, victim.at(SCRATCH_VA), Rights::OWN | Rights::WRITE | Rights::GRANT)
         .map_err(|e| format!("giving the victim its page: {}", e.name()))?;
@@ -747,9 +319,9 @@ pub fn dma_attack_blocked() -> Outcome {
 
     let before = dma_faults();
     let device_before = device_dma_faults(dev.index);
-    let driver = start_driver("nvmed", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
+    let driver = start_driver("nvmetest", "attack", &dev, 0, NVME_DMA_PAGES, [victim_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
-    let code = crate::tests::finish(&driver, "nvmed attack")?;
+    let code = finish(&driver, "nvmetest attack")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);
     let faults = dma_faults() - before;
     println!(
@@ -757,7 +329,7 @@ pub fn dma_attack_blocked() -> Outcome {
         kinfo::word(ki::W_DMA_FAULT_ADDR)
     );
     if code != 0 {
-        return Err(format!("nvmed attack exited with {code} (a blocked-DMA check failed)"));
+        return Err(format!("nvmetest attack exited with {code} (a blocked-DMA check failed)"));
     }
     if attacks == 0 || faults < attacks {
         return Err(format!("{attacks} attacks but only {faults} DMA faults recorded"));
@@ -787,10 +359,10 @@ pub fn dma_attack_blocked() -> Outcome {
 pub fn device_ownership() -> Outcome {
     let dev = nvme()?;
     let (init_bar, _) = dev.bars[0];
-    let driver = start_driver("nvmed", "hold", &dev, 0, 8, [0, 0])?;
+    let driver = start_driver("nvmetest", "hold", &dev, 0, 8, [0, 0])?;
     sched::start(driver.slot);
     // The intruder gets a copy of the device handle with GRANT only.
-    let intruder = spawn_paused("nvmed", "intruder", 8, &[DRIVER_BAR_VA, init_bar, DRIVER_HANDLE_VA])?;
+    let intruder = spawn_paused("nvmetest", "intruder", 8, &[DRIVER_BAR_VA, init_bar, DRIVER_HANDLE_VA])?;
     spawn::ensure_tables(intruder.at(DRIVER_HANDLE_VA)).map_err(|e| format!("tables: {e}"))?;
     sys::map(dev.handle_va, 0, 0, intruder.at(DRIVER_HANDLE_VA), Rights::GRANT)
         .map_err(|e| format!("copying a GRANT-only handle: {}", e.name()))?;
@@ -800,13 +372,13 @@ pub fn device_ownership() -> Outcome {
         Ok(()) => return Err("init could make a SWITCH copy of a device handle".into()),
     }
     sched::start(intruder.slot);
-    let code = crate::tests::finish(&intruder, "intruder")?;
+    let code = finish(&intruder, "intruder")?;
     if code != 42 {
         return Err(format!("intruder exited with {code}; expected 42 (every check refused, then a fault on the BAR)"));
     }
     // The driver still has its BAR and finds the controller.
     mem::write(spawn::mailbox(&driver), 1);
-    expect_zero(&driver, "nvmed hold")?;
+    expect_zero(&driver, "nvmetest hold")?;
     // And init still holds the config page.
     let ids = dev.config.read32(0);
     if ids != dev.vendor as u32 | (dev.device as u32) << 16 {
@@ -825,10 +397,10 @@ pub fn device_ownership() -> Outcome {
 /// `nvme_persist_write` / `nvme_persist_check`: the two boots of
 /// `nvme_persist`.
 pub fn nvme_persist(check: bool) -> Outcome {
-    let nonce = crate::tests::nonce()?;
+    let nonce = crate::basic::nonce()?;
     let dev = nvme()?;
     let mode = if check { "persist-check" } else { "persist-write" };
-    let driver = start_driver("nvmed", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;
+    let driver = start_driver("nvmetest", mode, &dev, 0, NVME_DMA_PAGES, [nonce, 0])?;
     sched::start(driver.slot);
     expect_zero(&driver, mode)
 }
@@ -840,11 +412,11 @@ const BLOCKQ_PAGES: u64 = 72;
 /// driver's shared-memory queues; init only sets up the region.
 pub fn block_service() -> Outcome {
     let dev = nvme()?;
-    let region = crate::tests::make_region(BLOCKQ_PAGES)?;
+    let region = make_region(BLOCKQ_PAGES)?;
     let before = dma_faults();
     let driver = start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [BLOCKQ_PAGES * PAGE_SIZE, 0])?;
     // The driver borrows the region; init, its owner, gives the device DMA.
-    crate::tests::link(&driver, region, Rights::WRITE)?;
+    link(&driver, region, Rights::WRITE)?;
     grant_region_dma(&dev, region, BLOCKQ_PAGES)?;
     sched::start(driver.slot);
     // The client starts once the driver has formatted the region.
@@ -854,10 +426,10 @@ pub fn block_service() -> Outcome {
             return Err("the driver ended before it served".into());
         }
     }
-    let client = spawn_paused("nvmed", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
-    crate::tests::link(&client, region, Rights::WRITE)?;
+    let client = spawn_paused("nvmetest", "client", 0, &[BLOCKQ_PAGES * PAGE_SIZE, kinfo::word(ki::W_TSC_PER_US)])?;
+    link(&client, region, Rights::WRITE)?;
     sched::start(client.slot);
-    let client_code = crate::tests::finish(&client, "block-service client");
+    let client_code = finish(&client, "block-service client");
     mem::write(spawn::mailbox(&driver), 1);
     let driver_done = expect_zero(&driver, "nvmed serve");
     match client_code? {
@@ -873,7 +445,7 @@ pub fn block_service() -> Outcome {
     Ok(())
 }
 
-/// `two_nvme` (machine with a second NVMe controller): two `nvmed pair`
+/// `two_nvme` (machine with a second NVMe controller): two `nvmetest pair`
 /// processes drive the two controllers at once, each chosen by bus
 /// position and confirmed by the serial number its controller reports
 /// (`exo0`, `exo1`); each does the `nvme_rw` run on its own disk while the
@@ -887,7 +459,7 @@ pub fn two_nvme() -> Outcome {
     let faults0 = (dma_faults(), devs.map(|d| device_dma_faults(d.index)));
     let mut drivers = Vec::new();
     for (k, dev) in devs.iter().enumerate() {
-        drivers.push(start_driver("nvmed", "pair", dev, 0, NVME_DMA_PAGES, [tsc, k as u64])?);
+        drivers.push(start_driver("nvmetest", "pair", dev, 0, NVME_DMA_PAGES, [tsc, k as u64])?);
     }
     for d in &drivers {
         sched::start(d.slot);
@@ -896,7 +468,7 @@ pub fn two_nvme() -> Outcome {
     // its I/O; both done with their stray DMAs before either checks its page.
     for phase in 1..=2u64 {
         for (k, d) in drivers.iter().enumerate() {
-            crate::sriov::wait_mailbox(d, phase, &format!("nvmed pair on controller {k}"))?;
+            initlib::sriov::wait_mailbox(d, phase, &format!("nvmetest pair on controller {k}"))?;
         }
         for d in &drivers {
             mem::write(spawn::mailbox(d), phase);
@@ -906,7 +478,7 @@ pub fn two_nvme() -> Outcome {
     let mut attempts = [0u64; 2];
     for (k, d) in drivers.iter().enumerate() {
         attempts[k] = mem::read(spawn::mailbox(d) + 16);
-        expect_zero(d, &format!("nvmed pair on controller {k} ({})", NVME_SERIALS[k]))?;
+        expect_zero(d, &format!("nvmetest pair on controller {k} ({})", NVME_SERIALS[k]))?;
     }
     let per_device = [0, 1].map(|k| device_dma_faults(devs[k].index) - faults0.1[k]);
     let total = dma_faults() - faults0.0;

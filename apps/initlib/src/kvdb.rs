@@ -1,5 +1,6 @@
-//! The libdb-on-the-exokernel tests: init sets up a medium and starts
-//! `kvdb`, the embedded database as an application libOS, on it.
+//! Starting the database: init sets up a medium and starts `kvdb`, the
+//! embedded database as an application libOS, on it (the demo's last two
+//! steps, and the `libdb_*` tests of the test root).
 //!
 //! * `libdb_nvme_create` / `libdb_nvme_check` (the two boots of
 //!   `libdb_nvme`): `nvmed serve` exposes only [`NVME_WINDOW_MIB`] of the
@@ -24,8 +25,7 @@ use crate::spawn::{self, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
-use exo_abi::{kinfo as ki, Rights, PAGE_SIZE, PMEM_VA};
-use exo_rt::region::Region;
+use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
 use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
 use exo_rt::{kinfo, mem, println, sys};
 
@@ -52,12 +52,12 @@ const NVME_DMA_PAGES: u64 = 640;
 const KVDB_HEAP_PAGES: u64 = 3072;
 /// The database's part of the NVDIMM: offsets into init's persistent-memory
 /// span (below `TEST_AREA` belongs to `pmem_persist`).
-const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
-const PMEM_BYTES: u64 = 16 << 20;
+pub const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
+pub const PMEM_BYTES: u64 = 16 << 20;
 
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
-fn meaning(code: u64) -> &'static str {
+pub fn meaning(code: u64) -> &'static str {
     match code {
         0 => "passed",
         1 => "database error",
@@ -73,13 +73,13 @@ fn meaning(code: u64) -> &'static str {
 
 /// Spawn kvdb (paused) with its words, and the kernel info page shared
 /// read-only at its `SCRATCH_VA` (for system-wide crossing counts).
-fn spawn_kvdb(args: &str, va: u64, bytes: u64, nonce: u64) -> Result<Child, String> {
+pub fn spawn_kvdb(args: &str, va: u64, bytes: u64, nonce: u64) -> Result<Child, String> {
     spawn_kvdb_with(args, &[va, bytes, kinfo::word(ki::W_TSC_PER_US), nonce], 0)
 }
 
 /// [`spawn_kvdb`] with all its words (from args word 3) and `spare` spare
 /// frames.
-fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, String> {
+pub fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, String> {
     let c = spawn::spawn_named("kvdb", &Options { args, words, heap_pages: KVDB_HEAP_PAGES, spare_pages: spare, paused: true })?;
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
     sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
@@ -87,31 +87,27 @@ fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, Strin
     Ok(c)
 }
 
-fn run_kvdb(c: &Child, what: &str) -> Outcome {
+pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
     sched::start(c.slot);
-    match crate::tests::finish(c, what)? {
+    match crate::spawn::finish(c, what)? {
         0 => Ok(()),
         code => Err(format!("{what} exited with {code} ({})", meaning(code))),
     }
 }
 
-/// `libdb_nvme_create` (`check` false) and `libdb_nvme_check`.
-pub fn libdb_nvme(check: bool) -> Outcome {
-    on_nvme(check, crate::tests::nonce()?)
-}
 
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     let dev = devices::nvme()?;
     devices::enable(&dev)?;
-    let region = crate::tests::make_region(KVDB_REGION_PAGES)?;
+    let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
     let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
     let faults_before = kinfo::word(ki::W_DMA_FAULTS);
     let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
     let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
     // The driver borrows the region; init, its owner, gives the device DMA.
-    crate::tests::link(&driver, region, Rights::WRITE)?;
+    crate::regions::link(&driver, region, Rights::WRITE)?;
     devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
     sched::start(driver.slot);
     while mem::read(spawn::mailbox(&driver) + 8) == 0 {
@@ -123,10 +119,10 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     let phase = if check { "check" } else { "create" };
     println!("init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve", NVME_WINDOW_MIB.0, NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1);
     let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
-    crate::tests::link(&kvdb, region, Rights::WRITE)?;
+    crate::regions::link(&kvdb, region, Rights::WRITE)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
     mem::write(spawn::mailbox(&driver), 1);
-    let served = match crate::tests::finish(&driver, "nvmed serve") {
+    let served = match crate::spawn::finish(&driver, "nvmed serve") {
         Ok(0) => Ok(()),
         Ok(code) => Err(format!("nvmed serve exited with {code}")),
         Err(e) => Err(e),
@@ -142,32 +138,6 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     Ok(())
 }
 
-/// `libdb_pmem_create` (`check` false) and `libdb_pmem_check`, the two
-/// boots of `libdb_pmem`, on the NVDIMM: init moves [`PMEM_BYTES`] of it
-/// (from [`PMEM_OFFSET`] of its span) into each kvdb process at
-/// `CHILD_PMEM_VA` and takes the pages back when it has exited. Boot 1
-/// creates the database and commits; boot 2 reopens it after the reboot
-/// (recovery replays the log tail) and checks it. Then, in boot 2, the
-/// named errors: a damaged database, no region, a full medium.
-pub fn libdb_pmem(check: bool) -> Outcome {
-    let nonce = crate::tests::nonce()?;
-    on_pmem(check, nonce)?;
-    if !check {
-        return Ok(());
-    }
-    // Errors are named, each with its own exit code. Both meta pages
-    // damaged (through init's own mapping, made durable): a corrupt database.
-    let mut meta = Region::claim(PMEM_VA + PMEM_OFFSET, 2 * PAGE_SIZE).map_err(|e| format!("claiming the meta pages: {e}"))?;
-    meta.as_mut_slice().iter_mut().step_by(512).for_each(|b| *b ^= 0x5a);
-    meta.persist(0, 2 * PAGE_SIZE as usize);
-    meta.fence();
-    drop(meta);
-    run_pmem("check", PMEM_BYTES, nonce, 3)?;
-    // No region given.
-    expect_code(&spawn_kvdb("pmem check", 0, 0, nonce)?, "kvdb pmem check without a region", 2)?;
-    // A medium with room for the log but not for the data.
-    run_pmem("create", 320 * PAGE_SIZE, nonce, 4)
-}
 
 /// kvdb `create` or `check` on the database's NVDIMM range, with the
 /// workload derived from `nonce`.
@@ -181,7 +151,7 @@ pub fn on_pmem(check: bool, nonce: u64) -> Outcome {
 
 /// Run `kvdb pmem <phase>` on the first `bytes` of the database's NVDIMM
 /// range and require exit code `want`; the pages come back to init after.
-fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
+pub fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
     let child_va = exo_abi::CHILD_PMEM_VA;
     let kvdb = spawn_kvdb(&format!("pmem {phase}"), child_va, bytes, nonce)?;
     crate::pmem::grant(&kvdb, child_va, PMEM_OFFSET, bytes)?;
@@ -194,9 +164,9 @@ fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
 }
 
 /// Run `c` and require exit code `want`.
-fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
+pub fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
     sched::start(c.slot);
-    let code = crate::tests::finish(c, what)?;
+    let code = crate::spawn::finish(c, what)?;
     if code != want {
         return Err(format!("{what} exited with {code} ({}), expected {want} ({})", meaning(code), meaning(want)));
     }
@@ -204,11 +174,6 @@ fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
     Ok(())
 }
 
-/// `libdb_vf_create` (`check` false) and `libdb_vf_check`: kvdb drives
-/// VF 1 of the NVMe itself after the PF's driver brought it online.
-pub fn libdb_vf(check: bool) -> Outcome {
-    on_vf(check, crate::tests::nonce()?)
-}
 
 /// kvdb `create` or `check` on its own NVMe virtual function, with the
 /// workload derived from `nonce`.

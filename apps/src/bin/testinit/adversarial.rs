@@ -2,9 +2,9 @@
 //! the structure-aware one, with canaries in other spaces) and
 //! `syscall_matrix` (every call against every kind of entry).
 
-use crate::sched::{self, state_name, EXITED};
-use crate::spawn::{self, mailbox, Options};
-use crate::tests::{start, victim_intact};
+use initlib::sched::{self, state_name, EXITED};
+use initlib::spawn::{self, finish, mailbox, start, Options};
+use crate::basic::victim_intact;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,8 +23,8 @@ pub struct Canaries {
 
 impl Canaries {
     pub fn place(salt: u64) -> Result<Canaries, String> {
-        let region = crate::tests::make_region(1)?;
-        let frame = crate::frames::alloc().ok_or("no frame for a canary")?;
+        let region = initlib::regions::make_region(1)?;
+        let frame = initlib::frames::alloc().ok_or("no frame for a canary")?;
         let pages = alloc::vec![
             (region, salt ^ 0xc0ca_0000_0000_0001),
             (frame, salt ^ 0xc0ca_0000_0000_0002)
@@ -164,7 +164,7 @@ pub fn syscall_fuzz() -> Outcome {
     canaries.check("after the fuzzers")?;
     victim_intact(&checker)?;
     mem::write(mb, 1);
-    let code = crate::tests::finish(&checker, "checker")?;
+    let code = finish(&checker, "checker")?;
     if code != 0 {
         return Err("checker found its memory changed".into());
     }
@@ -195,14 +195,14 @@ pub fn syscall_matrix() -> Outcome {
     while mem::read(mb + 8) == 0 {
         sched::sched_yield();
     }
-    let pmem_pages = if crate::pmem::total() >= PMEM_PAGES * PAGE_SIZE {
+    let pmem_pages = if initlib::pmem::total() >= PMEM_PAGES * PAGE_SIZE {
         PMEM_PAGES
     } else {
         0
     };
     // A device nobody uses in this test: the last with a handle and a BAR
     // (on the standard machine the virtio-blk or the NVMe).
-    let dev = crate::devices::all()
+    let dev = initlib::devices::all()
         .into_iter()
         .rev()
         .find(|d| d.handle_va != 0 && d.bars[0].0 != 0);
@@ -222,7 +222,7 @@ pub fn syscall_matrix() -> Outcome {
         (SHARED_RO_VA, Rights::NONE),
     ] {
         for i in 0..SHARED_PAGES {
-            let f = crate::frames::alloc().ok_or("no frame to share")?;
+            let f = initlib::frames::alloc().ok_or("no frame to share")?;
             for w in 0..512 {
                 mem::write(f + w * 8, pattern(i + base, w));
             }
@@ -232,10 +232,10 @@ pub fn syscall_matrix() -> Outcome {
             shared.push((f, i + base));
         }
     }
-    let region = crate::tests::make_region(4)?;
-    crate::tests::link(&c, region, Rights::WRITE)?;
+    let region = initlib::regions::make_region(4)?;
+    initlib::regions::link(&c, region, Rights::WRITE)?;
     if pmem_pages > 0 {
-        crate::pmem::grant(&c, CHILD_PMEM_VA, 0, pmem_pages * PAGE_SIZE)?;
+        initlib::pmem::grant(&c, CHILD_PMEM_VA, 0, pmem_pages * PAGE_SIZE)?;
     }
     if let Some(d) = &dev {
         println!("init: syscall_matrix: device {:04x} ({:04x}:{:04x}) lends its handle and a register page", d.bdf, d.vendor, d.device);
@@ -269,7 +269,7 @@ pub fn syscall_matrix() -> Outcome {
         println!("init: syscall_matrix: no device with a handle: the device rows are skipped");
     }
     sched::start(c.slot);
-    let code = crate::tests::finish(&c, "matrix")?;
+    let code = finish(&c, "matrix")?;
     canaries.check("after the matrix")?;
     victim_intact(&checker)?;
     for (f, i) in &shared {
@@ -282,7 +282,7 @@ pub fn syscall_matrix() -> Outcome {
         }
     }
     mem::write(mb, 1);
-    if crate::tests::finish(&checker, "checker")? != 0 {
+    if finish(&checker, "checker")? != 0 {
         return Err("checker found its memory changed".into());
     }
     if code != 0 {

@@ -1,63 +1,21 @@
-//! The integration tests, run inside the machine: `test=<name>` on the
-//! kernel command line. Each drives untrusted `probe` processes and checks
+//! The basic scenarios (boot, the five calls, isolation, sharing, faults,
+//! preemption, allocation, malformed programs, the microbenchmark), run
+//! inside the machine: `test=<name>` on the kernel command line. Each drives untrusted `probe` processes and checks
 //! what they report *and* what init can verify itself (through the windows
 //! it keeps on every child's memory and the kernel info page).
 
-use crate::sched::{self, state_name, EXITED, RUNNABLE};
-use crate::spawn::{self, mailbox, Child, Options};
+use initlib::regions::{make_region, start_linked};
+use initlib::sched::{self, state_name, RUNNABLE};
+use initlib::spawn::{self, finish, mailbox, start, start_paused, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
-use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
+use exo_rt::layout::SCRATCH_VA;
 use exo_rt::{kinfo, mem, println, sys};
 
 type Outcome = Result<(), String>;
 
-pub fn run(name: &str) -> Outcome {
-    match name {
-        "boot_to_init" => boot_to_init(),
-        "nmi" => nmi(),
-        "five_syscalls" => expect_exit("probe", "syscalls", 64, 0),
-        "isolation" => isolation(),
-        "share_region" => share_region(),
-        "fault_upcall" => expect_exit("probe", "pager 40", 160, 0),
-        "preemption" => preemption(),
-        "userspace_alloc" => userspace_alloc(),
-        "syscall_fuzz" => syscall_fuzz(),
-        "syscall_matrix" => crate::adversarial::syscall_matrix(),
-        "bad_elf" => bad_elf(),
-        "tlb_alias" => crate::attacks::tlb_alias(),
-        "ctlpage_hostile" => crate::attacks::ctlpage_hostile(),
-        "dma_revoke" => crate::attacks::dma_revoke(),
-        "microbench" => microbench(),
-        "nvme_rw" => crate::devices::nvme_rw(),
-        "sriov_pf" => crate::devices::sriov_pf(),
-        "sriov_vf" => crate::sriov::sriov_vf(),
-        "nvme_irq" => crate::devices::nvme_irq(),
-        "irq_forged_handle_blocked" => crate::devices::irq_attack(false),
-        "irq_compat_forged" => crate::devices::irq_attack(true),
-        "nvme_bench" => crate::devices::nvme_bench(),
-        "virtio_blk_rw" => crate::devices::virtio_blk_rw(),
-        "dma_attack_blocked" => crate::devices::dma_attack_blocked(),
-        "device_ownership" => crate::devices::device_ownership(),
-        "nvme_persist_write" => crate::devices::nvme_persist(false),
-        "nvme_persist_check" => crate::devices::nvme_persist(true),
-        "pmem_persist_write" => crate::pmem::persist_write(),
-        "pmem_persist_check" => crate::pmem::persist_check(),
-        "block_service" => crate::devices::block_service(),
-        "two_nvme" => crate::devices::two_nvme(),
-        "acpi_bad_dmar" => crate::devices::acpi_bad_dmar(),
-        "acpi_bad_mcfg" => crate::devices::acpi_bad_mcfg(),
-        "libdb_nvme_create" => crate::db::libdb_nvme(false),
-        "libdb_nvme_check" => crate::db::libdb_nvme(true),
-        "libdb_pmem_create" => crate::db::libdb_pmem(false),
-        "libdb_pmem_check" => crate::db::libdb_pmem(true),
-        "libdb_vf_create" => crate::db::libdb_vf(false),
-        "libdb_vf_check" => crate::db::libdb_vf(true),
-        other => Err(format!("no test named {other:?}")),
-    }
-}
 
 /// The run's nonce: `nonce=<hex>` from the command line (xtask gives both
 /// boots of a two-boot test the same one).
@@ -70,27 +28,8 @@ pub fn nonce() -> Result<u64, String> {
         .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
 
-pub fn start(prog: &str, args: &str, spare: u64, words: &[u64]) -> Result<Child, String> {
-    spawn::spawn_named(prog, &Options { args, words, spare_pages: spare, ..Options::default() })
-}
 
-/// Spawn without running: the caller finishes setting the child up, then
-/// `sched::start`s it (a timer tick could otherwise run it too early).
-fn start_paused(prog: &str, args: &str, spare: u64) -> Result<Child, String> {
-    spawn::spawn_named(prog, &Options { args, spare_pages: spare, paused: true, ..Options::default() })
-}
 
-/// Wait for a child; its exit code, or an error naming how it ended.
-pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
-    let st = sched::wait(c.slot);
-    let s = sched::slot(c.slot);
-    let code = s.code.load(SeqCst);
-    if st == EXITED {
-        Ok(code)
-    } else {
-        Err(format!("{what}: process {} (vector/code {code:#x}, address {:#x})", state_name(st), s.addr.load(SeqCst)))
-    }
-}
 
 pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
     let c = start(prog, args, spare, &[])?;
@@ -102,7 +41,7 @@ pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
     }
 }
 
-fn boot_to_init() -> Outcome {
+pub fn boot_to_init() -> Outcome {
     if kinfo::word(ki::W_MAGIC) != ki::MAGIC {
         return Err("kernel info page has the wrong magic".into());
     }
@@ -110,7 +49,7 @@ fn boot_to_init() -> Outcome {
         return Err("the kernel found no enabled CPU in the ACPI MADT".into());
     }
     ram_matches_the_machine()?;
-    let (used, left) = crate::frames::stats();
+    let (used, left) = initlib::frames::stats();
     println!("init: {used} frames used, {left} free; {} syscalls so far", kinfo::word(ki::W_SYSCALLS));
     expect_exit("hello", "boot_to_init", 0, 0)
 }
@@ -135,7 +74,7 @@ fn ram_matches_the_machine() -> Outcome {
             return Err(format!("RAM range {i} ({start:#x}, {len:#x} bytes) unaligned, empty or out of order"));
         }
         for pa in [start, start + len - PAGE_SIZE] {
-            if !crate::frames::never_handed_out(pa) {
+            if !initlib::frames::never_handed_out(pa) {
                 continue;
             }
             checked += 1;
@@ -183,7 +122,7 @@ fn ram_matches_the_machine() -> Outcome {
 /// a syscall-heavy loop (NMIs landing in the kernel) with computing in
 /// ring 3 (NMIs landing in a process), checks its own computation, and a
 /// child must still run and exit cleanly afterwards.
-fn nmi() -> Outcome {
+pub fn nmi() -> Outcome {
     let want = 10;
     let tsc_per_us = kinfo::word(ki::W_TSC_PER_US).max(1);
     let deadline = exo_rt::time::rdtsc() + 40_000_000 * tsc_per_us;
@@ -234,7 +173,7 @@ pub fn victim_intact(v: &Child) -> Outcome {
     Ok(())
 }
 
-fn isolation() -> Outcome {
+pub fn isolation() -> Outcome {
     let victim = start("probe", "victim", 8, &[])?;
     let mb = mailbox(&victim);
     while mem::read(mb + 8) == 0 {
@@ -288,35 +227,11 @@ fn isolation() -> Outcome {
     Ok(())
 }
 
-/// Init's own shared regions: level-1 tables at INIT_REGIONS + k * 2 MiB.
-const INIT_REGIONS: u64 = 40 << 39;
-static NEXT_REGION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// A fresh level-1 region in init with `pages` pages; returns its address.
-pub fn make_region(pages: u64) -> Result<u64, String> {
-    let k = NEXT_REGION.fetch_add(1, SeqCst);
-    let va = INIT_REGIONS + k * (1 << 21);
-    for i in 0..pages {
-        spawn::place_page(va + i * PAGE_SIZE, Rights::WRITE, |_| {}).map_err(|e| format!("region: {e}"))?;
-    }
-    Ok(va)
-}
 
-fn start_linked(prog: &str, args: &str, region: u64, rights: Rights) -> Result<Child, String> {
-    let c = start_paused(prog, args, 0)?;
-    link(&c, region, rights)?;
-    sched::start(c.slot);
-    Ok(c)
-}
 
-/// Link init's level-1 region into a child at SHARED_VA.
-pub fn link(c: &Child, region: u64, rights: Rights) -> Outcome {
-    // The child's level-2 table for SHARED_VA, then the region link itself.
-    spawn::ensure_tables(c.at(SHARED_VA) + (1 << 21)).map_err(|e| format!("link: {e}"))?;
-    sys::map(region, 1, 0, c.at(SHARED_VA), rights).map_err(|e| format!("link: {}", e.name()))
-}
 
-fn share_region() -> Outcome {
+pub fn share_region() -> Outcome {
     let region = make_region(4)?;
     let writer = start_linked("probe", "share-writer", region, Rights::WRITE)?;
     let reader = start_linked("probe", "share-reader", region, Rights::WRITE)?;
@@ -338,7 +253,7 @@ fn share_region() -> Outcome {
     Ok(())
 }
 
-fn preemption() -> Outcome {
+pub fn preemption() -> Outcome {
     let spinner = start("spin", "", 0, &[])?;
     let counter = start("probe", "count 2000000", 0, &[])?;
     let code = finish(&counter, "counter")?;
@@ -352,7 +267,7 @@ fn preemption() -> Outcome {
     Ok(())
 }
 
-fn userspace_alloc() -> Outcome {
+pub fn userspace_alloc() -> Outcome {
     expect_exit("probe", "alloc", 24, 0)?;
     let after = kinfo::word(ki::W_FRAMES_AFTER_BOOT);
     println!("init: kernel frames allocated after boot: {after}");
@@ -362,11 +277,8 @@ fn userspace_alloc() -> Outcome {
     Ok(())
 }
 
-fn syscall_fuzz() -> Outcome {
-    crate::adversarial::syscall_fuzz()
-}
 
-fn bad_elf() -> Outcome {
+pub fn bad_elf() -> Outcome {
     let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image()).map_err(|e| format!("{e}"))?;
     let mut refused = 0;
     for entry in image.entries() {
@@ -391,7 +303,7 @@ fn bad_elf() -> Outcome {
 /// Kernel-crossing costs in TSC ticks; run under `-icount shift=0` (the
 /// `microbench` scheme of `cargo xtask`), where ticks are guest
 /// instructions — the calibration line shows the ratio.
-fn microbench() -> Outcome {
+pub fn microbench() -> Outcome {
     use eval_lines::microbench::{Op, OpLine, TscLine};
     use exo_rt::time::{rdtsc, spin_instructions};
     const N: u64 = 2000;
@@ -416,7 +328,7 @@ fn microbench() -> Outcome {
     println!("{}", OpLine { op: Op::NullSyscall, ticks: (null - empty) / N });
     // Map one 4 KiB page: move a frame from the RAM window to a scratch
     // slot and back (two maps per round).
-    let f = crate::frames::alloc().ok_or("no frame")?;
+    let f = initlib::frames::alloc().ok_or("no frame")?;
     let va = make_region(1)? + PAGE_SIZE;
     let mut failed = false;
     let map2 = best(&mut || {

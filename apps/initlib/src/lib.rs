@@ -1,0 +1,46 @@
+//! Init's services, a library: the frame allocator, spawning programs from
+//! the boot image, the root scheduler, device grants and interrupt routing,
+//! persistent-memory grants, shared regions, SR-IOV bring-up and starting
+//! the database on a medium. Two root programs use it: `init` (the system
+//! a user boots: these services, the demonstration, the shell) and
+//! `testinit` (the QEMU test scenarios, booted in its place by
+//! `cargo xtask test`). Nothing here imports a scenario.
+//!
+//! Import graph (an arrow is "uses"; no circle):
+//!
+//! ```text
+//! boot ──▶ devices ──▶ spawn ──▶ sched
+//!   │         │          └─────▶ frames
+//!   │         └────────────────▶ sched
+//!   └─▶ frames, spawn, sched
+//! regions ──▶ spawn, sched
+//! pmem ──▶ spawn
+//! sriov ──▶ devices, spawn, sched
+//! kvdb ──▶ devices, pmem, regions, sriov, spawn, sched
+//! frames, spawn, sched, devices ──▶ logic (pure, host-tested)
+//! ```
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod logic;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod devices;
+#[cfg(target_os = "none")]
+pub mod frames;
+#[cfg(target_os = "none")]
+pub mod kvdb;
+#[cfg(target_os = "none")]
+pub mod pmem;
+#[cfg(target_os = "none")]
+pub mod regions;
+#[cfg(target_os = "none")]
+pub mod sched;
+#[cfg(target_os = "none")]
+pub mod spawn;
+#[cfg(target_os = "none")]
+pub mod sriov;

@@ -1,0 +1,161 @@
+//! Frame accounting: init's free RAM as ranges of physical addresses,
+//! handed out a page at a time from the lowest range up, with a small
+//! stack of frames given back. Frames are named by their address in a
+//! window (`window + physical address`), as init's RAM window names them.
+
+use exo_abi::{kinfo::MAX_RAM_RANGES, PAGE_SIZE};
+
+pub struct Frames {
+    window: u64,
+    ranges: [(u64, u64); MAX_RAM_RANGES],
+    count: usize,
+    range: usize,
+    next: u64,
+    returned: [u64; 64],
+    n_returned: usize,
+    handed_out: u64,
+}
+
+impl Frames {
+    /// No RAM yet; frames are named `window + physical address`.
+    pub const fn empty(window: u64) -> Frames {
+        Frames {
+            window,
+            ranges: [(0, 0); MAX_RAM_RANGES],
+            count: 0,
+            range: 0,
+            next: 0,
+            returned: [0; 64],
+            n_returned: 0,
+            handed_out: 0,
+        }
+    }
+
+    /// Start over with `ranges` of (start, length) in bytes (at most
+    /// `MAX_RAM_RANGES`; more are ignored).
+    pub fn set_ranges(&mut self, ranges: impl Iterator<Item = (u64, u64)>) {
+        let mut n = 0;
+        for (start, len) in ranges.take(MAX_RAM_RANGES) {
+            self.ranges[n] = (start, start + len);
+            n += 1;
+        }
+        *self = Frames {
+            ranges: self.ranges,
+            count: n,
+            ..Frames::empty(self.window)
+        };
+        self.next = if n > 0 { self.ranges[0].0 } else { 0 };
+    }
+
+    /// Take a frame; its address in the window.
+    pub fn alloc(&mut self) -> Option<u64> {
+        if self.n_returned > 0 {
+            self.n_returned -= 1;
+            self.handed_out += 1;
+            return Some(self.returned[self.n_returned]);
+        }
+        while self.range < self.count {
+            let (_, end) = self.ranges[self.range];
+            if self.next + PAGE_SIZE <= end {
+                let pa = self.next;
+                self.next += PAGE_SIZE;
+                self.handed_out += 1;
+                return Some(self.window + pa);
+            }
+            self.range += 1;
+            if self.range < self.count {
+                self.next = self.ranges[self.range].0;
+            }
+        }
+        None
+    }
+
+    /// Put back a frame that is still in the window (kept while there is
+    /// room: 64 frames; beyond that it is lost, never handed out twice).
+    pub fn give_back(&mut self, va: u64) {
+        if self.n_returned < self.returned.len() {
+            self.returned[self.n_returned] = va;
+            self.n_returned += 1;
+            self.handed_out -= 1;
+        }
+    }
+
+    /// Whether the frame at physical `pa` was never handed out.
+    pub fn never_handed_out(&self, pa: u64) -> bool {
+        (self.range..self.count).any(|i| {
+            let start = if i == self.range {
+                self.next
+            } else {
+                self.ranges[i].0
+            };
+            start <= pa && pa + PAGE_SIZE <= self.ranges[i].1
+        })
+    }
+
+    /// (frames handed out, frames left).
+    pub fn stats(&self) -> (u64, u64) {
+        let mut left = self.n_returned as u64;
+        for i in self.range..self.count {
+            let start = if i == self.range {
+                self.next
+            } else {
+                self.ranges[i].0
+            };
+            left += self.ranges[i].1.saturating_sub(start) / PAGE_SIZE;
+        }
+        (self.handed_out, left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u64 = 0x1000_0000_0000;
+    const P: u64 = PAGE_SIZE;
+
+    #[test]
+    fn frames_come_from_each_range_in_turn_and_are_counted() {
+        let mut f = Frames::empty(W);
+        f.set_ranges([(0x10_0000, 2 * P), (0x40_0000, 3 * P)].into_iter());
+        assert_eq!(f.stats(), (0, 5));
+        assert!(f.never_handed_out(0x10_0000));
+        assert_eq!(f.alloc(), Some(W + 0x10_0000));
+        assert!(!f.never_handed_out(0x10_0000));
+        assert_eq!(f.alloc(), Some(W + 0x10_0000 + P));
+        assert_eq!(f.alloc(), Some(W + 0x40_0000));
+        assert_eq!(f.stats(), (3, 2));
+        assert!(f.never_handed_out(0x40_0000 + 2 * P));
+        assert!(!f.never_handed_out(0x20_0000), "a hole is not RAM");
+        assert_eq!(f.alloc(), Some(W + 0x40_0000 + P));
+        assert_eq!(f.alloc(), Some(W + 0x40_0000 + 2 * P));
+        assert_eq!(f.alloc(), None);
+        assert_eq!(f.stats(), (5, 0));
+    }
+
+    #[test]
+    fn given_back_frames_are_reused_first_and_accounting_balances() {
+        let mut f = Frames::empty(W);
+        f.set_ranges([(0, 4 * P)].into_iter());
+        let a = f.alloc().unwrap();
+        let b = f.alloc().unwrap();
+        f.give_back(a);
+        assert_eq!(f.stats(), (1, 3));
+        assert_eq!(f.alloc(), Some(a));
+        assert_ne!(f.alloc(), Some(b));
+        assert_eq!(f.stats(), (3, 1));
+    }
+
+    #[test]
+    fn a_range_shorter_than_a_page_gives_nothing() {
+        let mut f = Frames::empty(W);
+        f.set_ranges([(0, P / 2), (8 * P, P)].into_iter());
+        assert_eq!(f.stats(), (0, 1));
+        assert_eq!(f.alloc(), Some(W + 8 * P));
+        assert_eq!(f.alloc(), None);
+        let mut none = Frames::empty(W);
+        none.set_ranges(core::iter::empty());
+        assert_eq!(none.alloc(), None);
+        assert_eq!(none.stats(), (0, 0));
+    }
+}
