@@ -233,25 +233,37 @@ pub struct MsiX {
 
 const CAP_MSIX: u8 = 0x11;
 
-/// The offset of capability `id` in `dev`'s configuration space, read
-/// through init's own mapping of it (bounded: a malformed list ends the
-/// walk). Not the `pci` crate's walk: that one refuses functions whose
-/// vendor id reads 0xffff, which is what an SR-IOV VF's does.
+/// A device's configuration page, as init maps it, seen as the `pci`
+/// crate's `ConfigSpace`: one function, so the crate's address only names
+/// which one (for its checks); offsets past the page read all ones.
+pub struct FunctionConfig<'a>(pub &'a Window);
+
+impl pci::ConfigSpace for FunctionConfig<'_> {
+    fn read32(&self, _at: pci::Address, offset: u16) -> u32 {
+        let offset = u64::from(offset & !3);
+        if offset + 4 > self.0.len() {
+            return u32::MAX;
+        }
+        self.0.read32(offset)
+    }
+    fn write32(&mut self, _at: pci::Address, offset: u16, value: u32) {
+        let offset = u64::from(offset & !3);
+        if offset + 4 <= self.0.len() {
+            self.0.write32(offset, value);
+        }
+    }
+}
+
+/// `dev`'s address as the `pci` crate names functions.
+pub fn pci_address(dev: &Device) -> pci::Address {
+    pci::Address::new(0, (dev.bdf >> 8) as u8, ((dev.bdf >> 3) & 0x1f) as u8, (dev.bdf & 7) as u8)
+}
+
+/// The offset of capability `id` in `dev`'s configuration space: the `pci`
+/// crate's bounded walk (a malformed list ends it), in the form that
+/// accepts an SR-IOV VF, whose vendor id reads 0xffff.
 pub fn find_capability(dev: &Device, id: u8) -> Option<u64> {
-    if dev.config.read16(0x06) & (1 << 4) == 0 {
-        return None;
-    }
-    let mut ptr = (dev.config.read8(0x34) & 0xfc) as u64;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            return None;
-        }
-        if dev.config.read8(ptr) == id {
-            return Some(ptr);
-        }
-        ptr = (dev.config.read8(ptr + 1) & 0xfc) as u64;
-    }
-    None
+    pci::find_capability_of_present(&FunctionConfig(&dev.config), pci_address(dev), id).map(u64::from)
 }
 
 /// The device's MSI-X capability.

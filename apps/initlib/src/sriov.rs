@@ -32,12 +32,7 @@ use exo_rt::{kinfo, mem, println};
 
 type Outcome = Result<(), String>;
 
-const CAP_EXPRESS: u8 = 0x10;
 const EXT_SRIOV: u16 = 0x0010;
-/// PCI Express capability: Device Capabilities (FLR capable, bit 28) and
-/// Device Control (Initiate FLR, bit 15).
-const EXP_DEVCAP: u64 = 0x04;
-const EXP_DEVCTL: u64 = 0x08;
 /// SR-IOV capability registers.
 const SRIOV_CONTROL: u64 = 0x08;
 const SRIOV_NUM_VFS: u64 = 0x10;
@@ -47,29 +42,11 @@ const COMMAND_MEMORY: u16 = 1 << 1;
 const COMMAND_BUS_MASTER: u16 = 1 << 2;
 const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
-/// The PCI Express capability's offset.
-fn express_cap(dev: &Device) -> Option<u64> {
-    crate::devices::find_capability(dev, CAP_EXPRESS)
-}
-
-/// The SR-IOV extended capability's offset (bounded walk from 0x100).
+/// The SR-IOV extended capability's offset (the `pci` crate's bounded walk
+/// from 0x100).
 fn sriov_cap(dev: &Device) -> Option<u64> {
-    let mut at = 0x100u64;
-    for _ in 0..960 {
-        let head = dev.config.read32(at);
-        if head == 0 || head == u32::MAX {
-            return None;
-        }
-        if head as u16 == EXT_SRIOV {
-            return Some(at);
-        }
-        let next = ((head >> 20) & 0xffc) as u64;
-        if next < 0x100 {
-            return None;
-        }
-        at = next;
-    }
-    None
+    pci::find_extended_capability(&devices::FunctionConfig(&dev.config), devices::pci_address(dev), EXT_SRIOV)
+        .map(u64::from)
 }
 
 /// Busy-wait (the PCIe spec's 100 ms after an FLR or VF Enable).
@@ -84,10 +61,6 @@ fn wait_ms(ms: u64) {
 /// Function-level reset of `pf`, then everything the reset cleared put
 /// back as the kernel set it at boot.
 fn flr_keeping_vfs(pf: &Device) -> Outcome {
-    let exp = express_cap(pf).ok_or("the PF has no PCI Express capability")?;
-    if pf.config.read32(exp + EXP_DEVCAP) & (1 << 28) == 0 {
-        return Err("the PF cannot do a function-level reset (Device Capabilities bit 28 clear)".into());
-    }
     let sr = sriov_cap(pf).ok_or("the PF's SR-IOV capability is gone")?;
     let c = &pf.config;
     let command = c.read16(0x04);
@@ -95,7 +68,10 @@ fn flr_keeping_vfs(pf: &Device) -> Outcome {
     let num_vfs = c.read16(sr + SRIOV_NUM_VFS);
     let vf_bars: [u32; 6] = core::array::from_fn(|i| c.read32(sr + SRIOV_VF_BAR0 + 4 * i as u64));
     let control = c.read16(sr + SRIOV_CONTROL);
-    c.write16(exp + EXP_DEVCTL, c.read16(exp + EXP_DEVCTL) | 1 << 15);
+    pci::start_function_level_reset(&mut devices::FunctionConfig(c), devices::pci_address(pf)).map_err(|e| match e {
+        pci::FlrError::NotExpress => String::from("the PF has no PCI Express capability"),
+        pci::FlrError::NotCapable => String::from("the PF cannot do a function-level reset (Device Capabilities bit 28 clear)"),
+    })?;
     wait_ms(100);
     // The reset clears the command register (and the BARs). QEMU 7.2
     // removes the VFs but leaves VF Enable reading as it was; writing the

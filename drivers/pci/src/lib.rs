@@ -39,7 +39,7 @@ pub mod vf_place;
 pub use bar::{bars, size_bar, Bar, BarKind};
 pub use capabilities::{
     capabilities, express_port_type, find_capability, find_capability_of_present, msix_entry, walk_capabilities,
-    walk_capabilities_of_present, Capability, CapabilityList, ListEnd, Msi, MsiX,
+    start_function_level_reset, walk_capabilities_of_present, Capability, CapabilityList, FlrError, ListEnd, Msi, MsiX,
 };
 pub use enumerate::{enumerate, Function};
 /// The capability types [`Capability::parsed`] holds.

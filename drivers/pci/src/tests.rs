@@ -269,6 +269,22 @@ fn a_virtual_functions_capabilities_are_found_though_its_vendor_reads_ffff() {
 }
 
 #[test]
+fn function_level_reset_is_asked_only_of_functions_that_have_one() {
+    let mut s = q35();
+    let mut f = Dev::new(0x1b36, 0x0010, 0x0108_0200, 0);
+    f.capabilities(&[(0x10, 0x60, 0)]);
+    f.set32(0x60 + 4, 1 << 28); // Device Capabilities: FLR capable
+    f.set32(0x60 + 8, 0x0010_2810); // Device Status 0x10 (W1C), Control 0x2810
+    s.devs.insert((2, 0, 0), f);
+    let at = Address::new(0, 2, 0, 0);
+    assert_eq!(start_function_level_reset(&mut s, at), Ok(()));
+    assert_eq!(s.devs[&(2, 0, 0)].space[(0x60 + 8) / 4], 0x2810 | 1 << 15, "control kept, bit 15 set, status not written back");
+    s.devs.get_mut(&(2, 0, 0)).unwrap().set32(0x60 + 4, 0);
+    assert_eq!(start_function_level_reset(&mut s, at), Err(FlrError::NotCapable));
+    assert_eq!(start_function_level_reset(&mut s, Address::new(0, 0, 0, 0)), Err(FlrError::NotExpress));
+}
+
+#[test]
 fn sriov_and_virtual_function_addresses() {
     let mut s = q35();
     let pf = Address::new(0, 1, 0, 0);
