@@ -12,6 +12,7 @@ use crate::{args_word, sys};
 use alloc::format;
 use alloc::string::String;
 use exo_abi::{Error, Rights, PAGE_SIZE};
+use core::cell::Cell;
 use nvme::driver::{Config, DmaRegion, Driver};
 use nvme::regs::{self, Cap};
 use nvme::{DmaMemory, Registers};
@@ -22,40 +23,65 @@ use nvme::{DmaMemory, Registers};
 pub const IOVA_BASE: u64 = 0x100_0000;
 
 /// BAR 0 as [`Registers`], counting doorbell writes (the only register
-/// accesses on the I/O path).
+/// accesses on the I/O path). Register writes take `&self` (the shared
+/// `regs::Registers`), so the counters are cells.
 pub struct Bar {
     win: Window,
-    stride: u32,
-    pub sq_doorbells: u64,
-    pub cq_doorbells: u64,
+    stride: u64,
+    sq_doorbells: Cell<u64>,
+    cq_doorbells: Cell<u64>,
 }
 
 impl Bar {
     pub fn new(win: Window) -> Bar {
-        let mut b = Bar { win, stride: 4, sq_doorbells: 0, cq_doorbells: 0 };
-        b.stride = Cap(b.read64(regs::CAP)).doorbell_stride();
+        let mut b = Bar { win, stride: 4, sq_doorbells: Cell::new(0), cq_doorbells: Cell::new(0) };
+        b.stride = u64::from(Cap(b.read64(regs::CAP)).doorbell_stride()).max(4);
         b
     }
 
+    /// Submission-queue tail doorbell writes so far.
+    pub fn sq_doorbells(&self) -> u64 {
+        self.sq_doorbells.get()
+    }
+    /// Completion-queue head doorbell writes so far.
+    pub fn cq_doorbells(&self) -> u64 {
+        self.cq_doorbells.get()
+    }
     /// Doorbell writes so far (submission + completion queues).
     pub fn doorbells(&self) -> u64 {
-        self.sq_doorbells + self.cq_doorbells
+        self.sq_doorbells() + self.cq_doorbells()
     }
 }
 
 impl Registers for Bar {
-    fn read32(&self, offset: u32) -> u32 {
-        self.win.read32(offset as u64)
+    fn len(&self) -> u64 {
+        self.win.len()
     }
-    fn write32(&mut self, offset: u32, value: u32) {
+    fn read8(&self, offset: u64) -> u8 {
+        self.win.read8(offset)
+    }
+    fn read16(&self, offset: u64) -> u16 {
+        self.win.read16(offset)
+    }
+    fn read32(&self, offset: u64) -> u32 {
+        self.win.read32(offset)
+    }
+    fn write8(&self, offset: u64, value: u8) {
+        self.win.write8(offset, value)
+    }
+    fn write16(&self, offset: u64, value: u16) {
+        self.win.write16(offset, value)
+    }
+    fn write32(&self, offset: u64, value: u32) {
         if offset >= regs::DOORBELL_BASE {
-            if ((offset - regs::DOORBELL_BASE) / self.stride).is_multiple_of(2) {
-                self.sq_doorbells += 1;
+            let counter = if ((offset - regs::DOORBELL_BASE) / self.stride).is_multiple_of(2) {
+                &self.sq_doorbells
             } else {
-                self.cq_doorbells += 1;
-            }
+                &self.cq_doorbells
+            };
+            counter.set(counter.get() + 1);
         }
-        self.win.write32(offset as u64, value)
+        self.win.write32(offset, value)
     }
 }
 

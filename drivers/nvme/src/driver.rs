@@ -184,8 +184,8 @@ pub struct QueuePair {
     pub qid: u16,
     sq: SubmissionQueue,
     cq: CompletionQueue,
-    sq_doorbell: u32,
-    cq_doorbell: u32,
+    sq_doorbell: u64,
+    cq_doorbell: u64,
     in_flight: CidSet,
     /// SQ tail last written to the doorbell.
     rung_tail: u16,
@@ -378,7 +378,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     /// Resets and enables the controller, identifies it and namespace
     /// `config.nsid`, and creates `config.io_queues` polled I/O queue pairs,
     /// all in `region`.
-    pub fn init(mut regs: R, mut mem: M, region: DmaRegion, config: Config) -> Result<Self, Error> {
+    pub fn init(regs: R, mut mem: M, region: DmaRegion, config: Config) -> Result<Self, Error> {
         let cap = Cap(regs.read64(regs::CAP));
         if !cap.nvm_command_set() {
             return Err(Error::BadConfig("controller lacks the NVM command set"));
@@ -685,7 +685,7 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     }
 
     /// Normal shutdown (CC.SHN = 01), waiting for CSTS.SHST = complete.
-    pub fn shutdown(mut self) -> Result<(R, M), Error> {
+    pub fn shutdown(self) -> Result<(R, M), Error> {
         let cc_now = self.regs.read32(regs::CC);
         self.regs.write32(regs::CC, (cc_now & !(3 << 14)) | cc::SHUTDOWN_NORMAL);
         for _ in 0..self.budget {

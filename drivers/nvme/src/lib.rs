@@ -58,23 +58,6 @@ pub trait DmaMemory {
     }
 }
 
-/// The controller's register window (BAR 0).
-pub trait Registers {
-    fn read32(&self, offset: u32) -> u32;
-    fn write32(&mut self, offset: u32, value: u32);
-
-    /// 64-bit registers as two dword accesses, low first, which every
-    /// controller must accept.
-    fn read64(&self, offset: u32) -> u64 {
-        self.read32(offset) as u64 | (self.read32(offset + 4) as u64) << 32
-    }
-    fn write64(&mut self, offset: u32, value: u64) {
-        self.write32(offset, value as u32);
-        self.write32(offset + 4, (value >> 32) as u32);
-    }
-    /// Called on every turn of a polling loop: a spin hint on hardware, a
-    /// thread yield in tests.
-    fn relax(&self) {
-        core::hint::spin_loop();
-    }
-}
+/// The controller's register window (BAR 0): the tree's one
+/// register-window trait (`drivers/regs`), shared with the virtio driver.
+pub use ::regs::Registers;

@@ -1,15 +1,15 @@
 //! Controller registers (NVMe base specification 2.0, section 3.1).
 
-pub const CAP: u32 = 0x00;
-pub const VS: u32 = 0x08;
-pub const INTMS: u32 = 0x0c;
-pub const INTMC: u32 = 0x10;
-pub const CC: u32 = 0x14;
-pub const CSTS: u32 = 0x1c;
-pub const AQA: u32 = 0x24;
-pub const ASQ: u32 = 0x28;
-pub const ACQ: u32 = 0x30;
-pub const DOORBELL_BASE: u32 = 0x1000;
+pub const CAP: u64 = 0x00;
+pub const VS: u64 = 0x08;
+pub const INTMS: u64 = 0x0c;
+pub const INTMC: u64 = 0x10;
+pub const CC: u64 = 0x14;
+pub const CSTS: u64 = 0x1c;
+pub const AQA: u64 = 0x24;
+pub const ASQ: u64 = 0x28;
+pub const ACQ: u64 = 0x30;
+pub const DOORBELL_BASE: u64 = 0x1000;
 
 const fn bits(v: u64, lo: u32, width: u32) -> u64 {
     (v >> lo) & ((1u64 << width) - 1)
@@ -53,13 +53,13 @@ impl Cap {
 }
 
 /// Offset of the submission queue `qid` tail doorbell.
-pub const fn sq_tail_doorbell(qid: u16, cap: Cap) -> u32 {
-    DOORBELL_BASE + (2 * qid as u32) * cap.doorbell_stride()
+pub const fn sq_tail_doorbell(qid: u16, cap: Cap) -> u64 {
+    DOORBELL_BASE + (2 * qid as u64) * cap.doorbell_stride() as u64
 }
 
 /// Offset of the completion queue `qid` head doorbell.
-pub const fn cq_head_doorbell(qid: u16, cap: Cap) -> u32 {
-    DOORBELL_BASE + (2 * qid as u32 + 1) * cap.doorbell_stride()
+pub const fn cq_head_doorbell(qid: u16, cap: Cap) -> u64 {
+    DOORBELL_BASE + (2 * qid as u64 + 1) * cap.doorbell_stride() as u64
 }
 
 /// Controller configuration.

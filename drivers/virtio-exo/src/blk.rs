@@ -73,7 +73,7 @@ impl From<TransportError> for DiskError {
     }
 }
 
-pub struct Disk<R: Registers> {
+pub struct Disk<R: Registers + Clone> {
     blk: VirtIOBlk<ExoHal, ModernTransport<R>>,
     status: TransportStatus<R>,
     polls: u64,
@@ -82,7 +82,7 @@ pub struct Disk<R: Registers> {
     pub requests: u64,
 }
 
-impl<R: Registers> Disk<R> {
+impl<R: Registers + Clone> Disk<R> {
     /// Bring the device up (`VirtIOBlk::new`) and check it is live.
     pub fn new(transport: ModernTransport<R>) -> Result<Disk<R>, DiskError> {
         let status = transport.status();

@@ -1,25 +1,9 @@
 //! Register access, kept behind a trait so that the transport's protocol
-//! runs against a fake register window on the host. On the exokernel the
-//! runtime's `mmio::Window` over the moved BAR implements it (see
-//! `exo_rt::virtio`).
+//! runs against a fake register window on the host: the tree's one
+//! register-window trait (`drivers/regs`), shared with the NVMe driver. On
+//! the exokernel the runtime's `mmio::Window` over the moved BAR
+//! implements it (`exo_rt::virtio`). The transport also needs `Clone` (it
+//! keeps a second handle for status checks while `virtio-drivers` owns the
+//! transport) and asks for it where it does.
 
-/// A window of device registers. Offsets are bytes from the window's
-/// start; implementations check bounds and alignment (the transport
-/// validates every offset it derives before using it).
-///
-/// `Clone` because the driver keeps a second handle (for status checks)
-/// while `virtio-drivers` owns the transport.
-pub trait Registers: Clone {
-    /// Length of the window in bytes.
-    fn len(&self) -> u64;
-    fn read8(&self, offset: u64) -> u8;
-    fn read16(&self, offset: u64) -> u16;
-    fn read32(&self, offset: u64) -> u32;
-    fn write8(&self, offset: u64, value: u8);
-    fn write16(&self, offset: u64, value: u16);
-    fn write32(&self, offset: u64, value: u32);
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use regs::Registers;

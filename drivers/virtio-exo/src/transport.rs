@@ -172,7 +172,7 @@ impl Shared {
 }
 
 /// A virtio-pci modern device in a register window.
-pub struct ModernTransport<R: Registers> {
+pub struct ModernTransport<R: Registers + Clone> {
     regs: R,
     layout: PciLayout,
     device_type: DeviceType,
@@ -181,7 +181,7 @@ pub struct ModernTransport<R: Registers> {
     shared: Rc<Shared>,
 }
 
-impl<R: Registers> ModernTransport<R> {
+impl<R: Registers + Clone> ModernTransport<R> {
     /// A transport over `regs` with the structures at `layout`.
     /// `device_type` comes from whoever read the PCI device ID (init): the
     /// transport has no configuration space to read it from.
@@ -260,7 +260,7 @@ fn chunks(at: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..len).step_by(width).map(move |i| (i, width))
 }
 
-impl<R: Registers> Transport for ModernTransport<R> {
+impl<R: Registers + Clone> Transport for ModernTransport<R> {
     fn device_type(&self) -> DeviceType {
         self.device_type
     }
@@ -415,13 +415,13 @@ impl<R: Registers> Transport for ModernTransport<R> {
 /// The driver's view of a transport it handed to a device driver: the
 /// errors recorded inside `Transport` calls, the negotiated features, the
 /// notify count, and the live device status.
-pub struct TransportStatus<R: Registers> {
+pub struct TransportStatus<R: Registers + Clone> {
     regs: R,
     common: u64,
     shared: Rc<Shared>,
 }
 
-impl<R: Registers> TransportStatus<R> {
+impl<R: Registers + Clone> TransportStatus<R> {
     pub fn device_status(&self) -> u8 {
         self.regs.read8(self.common + common::DEVICE_STATUS)
     }

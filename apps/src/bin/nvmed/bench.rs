@@ -75,8 +75,8 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
     let mut free: Vec<usize> = (0..depth).collect();
     let mut latencies = Vec::with_capacity(ops as usize);
     let mut reaped: Vec<nvme::driver::Polled> = Vec::with_capacity(64);
-    let db0 = d.regs().sq_doorbells + d.regs().cq_doorbells;
-    let sq0 = d.regs().sq_doorbells;
+    let db0 = d.regs().sq_doorbells() + d.regs().cq_doorbells();
+    let sq0 = d.regs().sq_doorbells();
     let (mut submitted, mut done) = (0u64, 0u64);
     let k0 = kernel_counters();
     let t0 = rdtsc();
@@ -112,8 +112,8 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
     let ticks = rdtsc() - t0;
     let k1 = kernel_counters();
     latencies.sort_unstable();
-    let doorbells = d.regs().sq_doorbells + d.regs().cq_doorbells - db0;
-    let sq_doorbells = d.regs().sq_doorbells - sq0;
+    let doorbells = d.regs().sq_doorbells() + d.regs().cq_doorbells() - db0;
+    let sq_doorbells = d.regs().sq_doorbells() - sq0;
     let crossings = [k1[0] - k0[0], k1[1] - k0[1], k1[2] - k0[2]];
     Ok(Row { ops, ticks, latencies, doorbells, sq_doorbells, crossings })
 }

@@ -91,7 +91,7 @@ pub fn exercise(d: &mut Nvme, bufs: &Buffers, tsc_per_us: u64) -> Result<(), Str
     let win = bufs.dma.win;
 
     // Write pass: the pattern for each I/O's LBAs, alternating queues.
-    let (sq0, cq0) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq0, cq0) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     let mut bytes = 0;
     let t0 = rdtsc();
     for (i, io) in ios.iter().enumerate() {
@@ -104,7 +104,7 @@ pub fn exercise(d: &mut Nvme, bufs: &Buffers, tsc_per_us: u64) -> Result<(), Str
         d.flush(q).map_err(|e| format!("flush queue {q}: {e}"))?;
     }
     let t_write = rdtsc() - t0;
-    let (sq1, cq1) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq1, cq1) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
 
     // Read pass into a poisoned buffer, then verify every block.
     let t0 = rdtsc();
@@ -118,7 +118,7 @@ pub fn exercise(d: &mut Nvme, bufs: &Buffers, tsc_per_us: u64) -> Result<(), Str
         }
     }
     let t_read = rdtsc() - t0;
-    let (sq2, cq2) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq2, cq2) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     let large = ios.iter().filter(|io| io.blocks * bs > d.max_transfer_bytes()).count();
     let multi = ios.iter().filter(|io| io.offset + io.blocks * bs > 2 * PAGE_SIZE).count();
     println!(
@@ -166,7 +166,7 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
     // Slot s uses data page s; (queue, cid) -> slot; slot -> (lba, blocks).
     let mut by_cid = [[usize::MAX; 64]; 2];
     let mut slot_io = [(0u64, 0u64); DEPTH];
-    let (sq0, cq0) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq0, cq0) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     let (mut submitted, mut done) = (0usize, 0usize);
     let mut free: Vec<usize> = (0..DEPTH).collect();
     let t0 = rdtsc();
@@ -211,7 +211,7 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
         }
     }
     let t = rdtsc() - t0;
-    let (sq1, cq1) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq1, cq1) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     println!(
         "nvmed: QD32 random reads (batched doorbells): {TOTAL} verified, {} SQ + {} CQ doorbells ({:.2} per I/O), {} per I/O, no system call on the path",
         sq1 - sq0,

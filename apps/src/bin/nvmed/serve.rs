@@ -78,7 +78,7 @@ pub fn serve() -> Result<(), String> {
         if shared { "flushes and MDTS-split transfers share queue 0, after draining it" } else { "queue 0 asynchronous, queue 1 for flushes and MDTS-split transfers" }
     );
     let (mut served, mut refused, mut idle) = (0u64, 0u64, 0u64);
-    let (sq0, cq0) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq0, cq0) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     let mut tags: [Option<u32>; 64] = [None; 64];
     let mut in_flight = 0u32;
     // A synchronous request waiting for the shared queue to drain.
@@ -162,7 +162,7 @@ pub fn serve() -> Result<(), String> {
         server.respond(req.tag, r.map_or_else(device_status, |_| Status::Ok));
         served += 1;
     }
-    let (sq1, cq1) = (d.regs().sq_doorbells, d.regs().cq_doorbells);
+    let (sq1, cq1) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     println!(
         "nvmed serve: {served} requests served, {refused} refused, {} NVMe commands ({} doorbells), {idle} idle yields, {drains} waits for the shared queue to drain",
         sq1 - sq0,

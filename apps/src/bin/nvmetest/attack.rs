@@ -140,7 +140,7 @@ pub fn victim() -> u32 {
 /// controller's registers, waits for init, reads them again.
 pub fn hold() -> Result<(), String> {
     let g = hw::grants()?;
-    let vs = g.bar.read32(regs::VS as u64);
+    let vs = g.bar.read32(regs::VS);
     println!("nvmetest hold: BAR 0 is mine: NVMe version register {vs:#x}");
     if vs == 0 || vs == u32::MAX {
         return Err(format!("version register reads {vs:#x}"));
@@ -148,7 +148,7 @@ pub fn hold() -> Result<(), String> {
     while mem::read(MAILBOX_VA) == 0 {
         yield_now();
     }
-    if g.bar.read32(regs::VS as u64) != vs {
+    if g.bar.read32(regs::VS) != vs {
         return Err("the version register changed".into());
     }
     Ok(())

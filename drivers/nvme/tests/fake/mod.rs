@@ -175,7 +175,7 @@ pub struct Disk {
 }
 
 enum Msg {
-    Write { offset: u32, value: u32 },
+    Write { offset: u64, value: u32 },
     Stop,
 }
 
@@ -195,7 +195,24 @@ pub struct FakeRegs {
 }
 
 impl Registers for FakeRegs {
-    fn read32(&self, offset: u32) -> u32 {
+    fn len(&self) -> u64 {
+        0x2000
+    }
+    // The NVMe driver makes only dword accesses; the narrower ones are the
+    // dword's bytes, and narrower writes would be a driver bug.
+    fn read8(&self, offset: u64) -> u8 {
+        (self.read32(offset & !3) >> ((offset & 3) * 8)) as u8
+    }
+    fn read16(&self, offset: u64) -> u16 {
+        (self.read32(offset & !3) >> ((offset & 2) * 8)) as u16
+    }
+    fn write8(&self, offset: u64, _value: u8) {
+        panic!("the NVMe driver wrote a byte at {offset:#x}: registers take dwords");
+    }
+    fn write16(&self, offset: u64, _value: u16) {
+        panic!("the NVMe driver wrote 16 bits at {offset:#x}: registers take dwords");
+    }
+    fn read32(&self, offset: u64) -> u32 {
         let s = &self.state;
         match offset {
             regs::CAP => s.cap as u32,
@@ -207,7 +224,7 @@ impl Registers for FakeRegs {
             _ => 0,
         }
     }
-    fn write32(&mut self, offset: u32, value: u32) {
+    fn write32(&self, offset: u64, value: u32) {
         if offset == regs::CC {
             self.state.cc.store(value, Ordering::SeqCst);
         }
@@ -351,7 +368,7 @@ impl Worker {
         4 << self.config.doorbell_stride_log2
     }
 
-    fn register_write(&mut self, offset: u32, value: u32) {
+    fn register_write(&mut self, offset: u64, value: u32) {
         let s = self.state.clone();
         match offset {
             regs::AQA => s.aqa.store(value, Ordering::SeqCst),
@@ -362,7 +379,7 @@ impl Worker {
             regs::CC => self.cc_write(value),
             o if o >= regs::DOORBELL_BASE => {
                 self.stats.lock().unwrap().doorbell_writes += 1;
-                let index = (o - regs::DOORBELL_BASE) / self.stride();
+                let index = (o - regs::DOORBELL_BASE) / u64::from(self.stride());
                 let qid = (index / 2) as u16;
                 if index.is_multiple_of(2) {
                     let mut pending = 0;
