@@ -16,7 +16,21 @@ pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// Everything `run` and `test` need.
 pub fn ensure_all() -> Result<()> {
     ensure_rust_target()?;
+    ensure_rust_components()?;
     ensure_qemu()
+}
+
+/// `rustfmt` and `clippy` for the toolchain (rust-toolchain.toml lists
+/// them; `cargo xtask test` runs both), added with rustup when missing.
+pub fn ensure_rust_components() -> Result<()> {
+    let have = |tool: &str| Command::new("cargo").args([tool, "--version"]).output().is_ok_and(|o| o.status.success());
+    if have("fmt") && have("clippy") {
+        return Ok(());
+    }
+    if !cmd::on_path("rustup") {
+        bail!("rustfmt or clippy is missing and rustup is not on PATH: add both components by hand");
+    }
+    cmd::run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
 }
 
 /// `rustup target add x86_64-unknown-none` unless already installed

@@ -35,12 +35,66 @@ pub fn main(opts: &TestOpts) -> Tally {
     let mut tally = Tally::default();
     if opts.host {
         host_tests(&opts.filters, &mut tally);
+        if opts.filters.is_empty() {
+            conventions(&mut tally);
+        }
     }
     if opts.qemu {
         qemu_phase(opts, &mut tally);
     }
     tally
 }
+
+/// The conventions, checked by tools rather than memory: the tree is
+/// formatted (rustfmt.toml), and clippy finds nothing, with warnings as
+/// errors, on the host workspace and on the bare-metal crates. Each is one
+/// test in the tally.
+fn conventions(tally: &mut Tally) {
+    if let Err(e) = setup::ensure_rust_components() {
+        println!("test conventions ... FAILED ({e:#})");
+        tally.failed += 1;
+        return;
+    }
+    let checks: [(&str, Vec<&str>); 3] = [
+        ("fmt", vec!["fmt", "--all", "--", "--check"]),
+        ("clippy (host)", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+        (
+            "clippy (bare metal)",
+            vec![
+                "clippy", "--release", "--quiet", "--target", BARE_METAL, "-p", "kernel", "-p", "exo-apps", "-p", "initlib",
+                "--", "-D", "warnings",
+            ],
+        ),
+    ];
+    for (name, args) in checks {
+        let start = Instant::now();
+        let mut c = Command::new("cargo");
+        c.args(&args);
+        println!("$ {}", cmd::display(&c));
+        let out = c.output();
+        let secs = start.elapsed().as_secs_f64();
+        match out {
+            Ok(o) if o.status.success() => {
+                println!("test {name} ... ok [{secs:.2} s]");
+                tally.passed += 1;
+            }
+            Ok(o) => {
+                println!("test {name} ... FAILED [{secs:.2} s]");
+                let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+                for line in text.lines().take(40) {
+                    println!("  | {line}");
+                }
+                tally.failed += 1;
+            }
+            Err(e) => {
+                println!("test {name} ... FAILED (cannot run cargo: {e})");
+                tally.failed += 1;
+            }
+        }
+    }
+}
+
+const BARE_METAL: &str = setup::BARE_METAL_TARGET;
 
 fn host_tests(filters: &[String], tally: &mut Tally) {
     let whole = match cargo_test(&["--workspace"], filters) {
