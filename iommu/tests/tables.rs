@@ -3,13 +3,14 @@
 
 mod common;
 
-use common::{EmulatedMemory, Frames, Rng};
+use common::{EmulatedMemory, Frames};
 use iommu::vtd::cap::{Cap, Levels};
 use iommu::vtd::fault::FaultReason;
 use iommu::vtd::tables::{ContextConfig, DeviceSpace, RootTable, TableError};
 use iommu::vtd::walk::{translate, Cause, WalkLimits};
 use iommu::vtd::{Access, Bdf, PhysMem, Rights};
 use std::collections::HashMap;
+use testrng::Rng;
 
 /// QEMU 7.2 intel-iommu with caching-mode=on, aw-bits=39 (see registers.rs).
 const QEMU_CAP: Cap = Cap(0x00d2_008c_2226_0286);
@@ -330,7 +331,7 @@ fn random_map_unmap_agrees_with_a_model() {
     let spaces = [w.attach(NVME, 1), w.attach(VIRTIO, 2)];
     let devices = [NVME, VIRTIO];
     let mut model: [HashMap<u64, (u64, Rights)>; 2] = [HashMap::new(), HashMap::new()];
-    let mut rng = Rng(0xfeed);
+    let mut rng = Rng::new(0xfeed);
     let rights = [Rights::READ, Rights::WRITE, Rights::READ_WRITE];
     for _ in 0..3000 {
         let d = rng.below(2) as usize;
@@ -386,7 +387,7 @@ fn walker_survives_corrupted_tables() {
     // spec reason code, never a panic.
     let mut w = world();
     let space = w.attach(NVME, 1);
-    let mut rng = Rng(4242);
+    let mut rng = Rng::new(4242);
     let mut iovas = Vec::new();
     for _ in 0..200 {
         let iova = (rng.below(1 << 27)) << 12;
@@ -411,7 +412,7 @@ fn walker_survives_corrupted_tables() {
             w.mem.write_u64(at, v ^ 1 << rng.below(64));
         }
         for &iova in iovas.iter().step_by(7) {
-            let access = if rng.next() & 1 == 0 { Access::Read } else { Access::Write };
+            let access = if rng.next_u64() & 1 == 0 { Access::Read } else { Access::Write };
             match translate(&w.mem, w.root.pa(), NVME, iova | rng.below(4096), access, &limits) {
                 Ok(t) => {
                     assert!([4096, 2 << 20, 1 << 30].contains(&t.page_size));

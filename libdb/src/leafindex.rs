@@ -117,26 +117,20 @@ impl LeafIndex {
 mod tests {
     use super::*;
     use crate::page::{build_leaf, leaf_search, verify, LeafEntry, Val};
-
-    fn rng(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
+    use testrng::Rng;
 
     /// Keys over a tiny alphabet with long shared prefixes, ties in the
     /// words (suffixes longer than 4 bytes) and keys shorter than the
     /// prefix; every probe must give exactly what the plain search gives.
     #[test]
     fn agrees_with_plain_search() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let alphabet = [0u8, 1, b'0', b'5', 0xfe, 0xff];
-        let key = |x: &mut u64, base: &[u8]| {
+        let key = |rng: &mut Rng, base: &[u8]| {
             let mut k = base.to_vec();
-            let extra = (rng(x) % 9) as usize;
+            let extra = rng.below(9) as usize;
             for _ in 0..extra {
-                k.push(alphabet[(rng(x) % 6) as usize]);
+                k.push(*rng.pick(&alphabet));
             }
             if k.is_empty() {
                 k.push(b'0');
@@ -145,9 +139,9 @@ mod tests {
         };
         let (mut with_prefix, mut with_ties) = (0, 0);
         for round in 0..300 {
-            let base: Vec<u8> = (0..rng(&mut x) % 12).map(|i| b'a' + (i as u8 % 3)).collect();
-            let n = (rng(&mut x) % 40) as usize;
-            let mut keys: Vec<Vec<u8>> = (0..n).map(|_| key(&mut x, &base)).collect();
+            let base: Vec<u8> = (0..rng.below(12)).map(|i| b'a' + (i as u8 % 3)).collect();
+            let n = rng.below(40) as usize;
+            let mut keys: Vec<Vec<u8>> = (0..n).map(|_| key(&mut rng, &base)).collect();
             keys.sort();
             keys.dedup();
             let entries: Vec<LeafEntry> = keys.iter().map(|k| LeafEntry { key: k.clone(), val: Val::Inline(alloc::vec![7; 3]) }).collect();
@@ -158,8 +152,8 @@ mod tests {
             with_ties += usize::from((1..ix.n).any(|i| ix.word(i - 1) == ix.word(i)));
             let mut probes: Vec<Vec<u8>> = keys.clone();
             for _ in 0..60 {
-                let cut = (rng(&mut x) % (base.len() as u64 + 2)) as usize;
-                probes.push(key(&mut x, &base[..cut.min(base.len())]));
+                let cut = rng.below(base.len() as u64 + 2) as usize;
+                probes.push(key(&mut rng, &base[..cut.min(base.len())]));
             }
             probes.push(alloc::vec![0]);
             probes.push(alloc::vec![0xff; 20]);

@@ -585,12 +585,10 @@ mod tests {
         // Every pair from a set of keys with shared prefixes, lengths on
         // both sides of the 8-byte words, and bytes at both ends of the range.
         let mut keys: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0xff], b"0000000000001234".to_vec()];
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = testrng::Rng::new(0x2545_f491_4f6c_dd1d);
         for len in 0..=20 {
             for _ in 0..6 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next_u64();
                 let k: Vec<u8> = (0..len).map(|i| [0u8, 1, 0x7f, 0x80, 0xfe, 0xff][((x >> (i % 60)) % 6) as usize]).collect();
                 keys.push(k);
             }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use libdb::{BlockStorage, Db, Durability, MemBlockDevice, Options};
+use testrng::Rng;
 
 const ACCOUNTS: u64 = 100;
 const TOTAL: u64 = ACCOUNTS * 1000;
@@ -48,11 +49,9 @@ fn readers_on_threads_see_consistent_snapshots() {
             });
         }
         // The writer: transfers between accounts.
-        let mut x = 12345u64;
+        let mut rng = Rng::new(12345);
         for i in 0..600u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let (a, b) = (x % ACCOUNTS, (x / ACCOUNTS) % ACCOUNTS);
             if a == b {
                 continue;

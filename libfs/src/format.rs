@@ -425,13 +425,8 @@ mod tests {
     /// accepted, never a panic (overflowing geometry included).
     #[test]
     fn crafted_superblocks_never_panic() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = testrng::Rng::new(0x1234_5678_9abc_def0);
+        let mut next = || rng.next_u64();
         for i in 0..20_000 {
             let pick = |v: u64, k: u64| match k % 4 {
                 0 => v,

@@ -235,36 +235,10 @@ impl CrashTrace {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so the crate needs no
-/// dependency for its randomised crash images.
-#[derive(Clone, Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// Every seed gives its own sequence: the seed goes through SplitMix64's
-    /// finaliser (a bijection), so no two seeds share a state (the earlier
-    /// `seed ^ C | 1` made seeds 2k and 2k + 1 the same generator, halving
-    /// every "N seeds" test), and a zero state is replaced.
-    pub fn new(seed: u64) -> XorShift {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z })
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform-ish in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// The crash images' deterministic generator: the tree's shared test
+/// generator (xorshift64*, every seed through SplitMix64's finaliser, so
+/// every seed is its own sequence), under the name libdb and libfs use.
+pub use testrng::Rng as XorShift;
 
 impl CrashPoint<'_> {
     /// Only what was fenced survives.

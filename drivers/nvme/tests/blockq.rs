@@ -14,6 +14,7 @@ use nvme::DmaMemory;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use testrng::Rng;
 
 /// A region of atomics, as two processes mapping the same frames see it.
 #[derive(Clone)]
@@ -78,16 +79,6 @@ impl SharedRegion for MemRegion {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Drives `ops` random requests through `client`, keeping up to `depth`
 /// in flight, and checks every read against a model of the disk. Each
 /// in-flight request owns a distinct data slot. The servers here execute
@@ -100,7 +91,7 @@ fn client_workload<R: SharedRegion>(client: &mut Client<R>, ops: u32, depth: u32
     let slots = (g.data_len / slot_bytes).min(depth as u64) as u32;
     assert!(slots >= 1);
     let mut model = vec![0u8; (g.capacity_blocks * bs) as usize];
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut free: Vec<u32> = (0..slots).collect();
     let mut pending: HashMap<u32, (Request, u32, Vec<u8>)> = HashMap::new();
     let mut submitted = 0;
@@ -108,15 +99,15 @@ fn client_workload<R: SharedRegion>(client: &mut Client<R>, ops: u32, depth: u32
     while submitted < ops || !pending.is_empty() {
         while submitted < ops && !free.is_empty() {
             let slot = free.pop().unwrap();
-            let blocks = 1 + (rng.next() % 16) as u32;
-            let lba = rng.next() % (g.capacity_blocks - blocks as u64);
+            let blocks = 1 + (rng.next_u64() % 16) as u32;
+            let lba = rng.next_u64() % (g.capacity_blocks - blocks as u64);
             let data_offset = g.data_offset + slot as u64 * slot_bytes;
-            let op = if rng.next().is_multiple_of(2) { Op::Write } else { Op::Read };
+            let op = if rng.next_u64().is_multiple_of(2) { Op::Write } else { Op::Read };
             let mut expect = Vec::new();
             let len = blocks as usize * bs as usize;
             let at = (lba * bs) as usize;
             if op == Op::Write {
-                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 client.region().write(data_offset, &data);
                 model[at..at + len].copy_from_slice(&data);
             } else {
@@ -297,10 +288,10 @@ fn hostile_client_cannot_steer_the_server() {
     region.store_release(0x40, 7 + 17);
     assert_eq!(server.next_request(), Err(ProtocolError::IndexOutOfRange { producer: 24, consumer: 7 }));
     // Garbage everywhere: never a panic, every request validated.
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     for _ in 0..2000 {
-        let at = rng.next() % (0x1000 + 16 * 32);
-        region.write(at, &[rng.next() as u8]);
+        let at = rng.next_u64() % (0x1000 + 16 * 32);
+        region.write(at, &[rng.next_u64() as u8]);
         if let Ok(Some(Ok(req))) = server.next_request() {
             if req.op != Op::Flush {
                 let end = req.data_offset + req.blocks as u64 * 512;

@@ -8,24 +8,12 @@ use nvme::prp::DmaBuffer;
 use nvme::status::ErrorKind;
 use nvme::DmaMemory;
 use std::sync::atomic::Ordering;
+use testrng::Rng;
 
 const MEM: usize = 24 << 20;
 const REGION_BASE: u64 = 0x10_0000;
 /// Data buffers live above the driver's queues.
 const BUFFERS: u64 = 0x80_0000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn start(fake_config: FakeConfig, config: Config) -> (FakeController, Driver<FakeRegs, SharedMem>) {
     let fake = FakeController::start(fake_config, MEM);
@@ -97,7 +85,7 @@ fn thousand_random_reads_and_writes_verified() {
     let (fake, mut d) = start(fake_config, Config::default());
     let bs = d.block_size() as u64;
     let mut model = vec![0u8; (fake_config.blocks * bs) as usize];
-    let mut rng = Rng(0x5eed_1234);
+    let mut rng = Rng::new(0x5eed_1234);
     let pages = scattered_pages(&mut rng, 300);
     let mut multi_page = 0;
     for i in 0..1000u32 {
@@ -113,7 +101,7 @@ fn thousand_random_reads_and_writes_verified() {
         let queue = (i % 2) as usize;
         let at = (lba * bs) as usize;
         if rng.below(2) == 0 {
-            let data: Vec<u8> = (0..blocks * bs).map(|_| rng.next() as u8).collect();
+            let data: Vec<u8> = (0..blocks * bs).map(|_| rng.next_u64() as u8).collect();
             fill(d.mem_mut(), &buf, &data);
             d.write(queue, lba, &buf).unwrap();
             model[at..at + data.len()].copy_from_slice(&data);
@@ -138,7 +126,7 @@ fn thousand_random_reads_and_writes_verified() {
 #[test]
 fn out_of_range_lba_is_reported_by_name() {
     let (_fake, mut d) = start(FakeConfig::default(), Config::default());
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let pages = scattered_pages(&mut rng, 4);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 1024 };
     // Last block alone is fine; straddling the end or starting past it is not.
@@ -159,7 +147,7 @@ fn out_of_range_lba_is_reported_by_name() {
 #[test]
 fn namespace_not_ready_and_bad_requests() {
     let (fake, mut d) = start(FakeConfig::default(), Config::default());
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     let pages = scattered_pages(&mut rng, 4);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 512 };
     fake.namespace_ready.store(false, Ordering::SeqCst);
@@ -186,7 +174,7 @@ fn namespace_not_ready_and_bad_requests() {
 fn queue_wraparound() {
     let config = Config { io_queue_entries: 4, io_queues: 1, ..Config::default() };
     let (fake, mut d) = start(FakeConfig::default(), config);
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let pages = scattered_pages(&mut rng, 2);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 512 };
     for i in 0..200u64 {
@@ -210,7 +198,7 @@ fn two_queue_pairs_with_many_commands_in_flight() {
     // The controller completes each batch in reverse: command ids, not
     // positions, must match completions to commands.
     let (fake, mut d) = start(FakeConfig { reorder: true, min_batch: 15, ..FakeConfig::default() }, config);
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     let pages = scattered_pages(&mut rng, 64);
     // Each command writes 1 block from its own page; LBAs are distinct.
     let mut outstanding = [Vec::new(), Vec::new()];
@@ -260,7 +248,7 @@ fn transfers_are_split_at_mdts() {
     let fake_config = FakeConfig { mdts: 2, lbads: 12, blocks: 1024, ..FakeConfig::default() };
     let (fake, mut d) = start(fake_config, Config::default());
     assert_eq!((d.block_size(), d.max_transfer_bytes()), (4096, 16384));
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let pages = scattered_pages(&mut rng, 26);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 100 * 1024 };
     let data: Vec<u8> = (0..buf.len).map(|i| (i * 7 % 256) as u8).collect();
@@ -286,10 +274,10 @@ fn two_megabyte_transfers_use_the_whole_list_page() {
     let fake_config = FakeConfig { mdts: 0, blocks: 16384, ..FakeConfig::default() };
     let (fake, mut d) = start(fake_config, Config { io_queues: 1, ..Config::default() });
     assert_eq!(d.max_transfer_bytes(), 512 * 4096);
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let pages = scattered_pages(&mut rng, 1200);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 1100 * 4096 };
-    let data: Vec<u8> = (0..buf.len).map(|_| rng.next() as u8).collect();
+    let data: Vec<u8> = (0..buf.len).map(|_| rng.next_u64() as u8).collect();
     fill(d.mem_mut(), &buf, &data);
     d.write(0, 0, &buf).unwrap();
     fill(d.mem_mut(), &buf, &vec![0; buf.len as usize]);
@@ -329,7 +317,7 @@ fn reinit_after_shutdown() {
     let config = Config::default();
     let region = DmaRegion { base: REGION_BASE, len: config.dma_bytes_needed() };
     let mut d = Driver::init(fake.regs(), fake.mem.clone(), region, config).unwrap();
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let pages = scattered_pages(&mut rng, 1);
     let buf = DmaBuffer { pages: &pages, offset: 0, len: 512 };
     fill(d.mem_mut(), &buf, &[0x5a; 512]);
@@ -349,7 +337,7 @@ fn batched_submission_and_reaping_save_doorbells() {
     // in batches with one CQ doorbell each.
     let config = Config { io_queue_entries: 64, io_queues: 1, ..Config::default() };
     let (fake, mut d) = start(FakeConfig { min_batch: 32, ..FakeConfig::default() }, config);
-    let mut rng = Rng(10);
+    let mut rng = Rng::new(10);
     let pages = scattered_pages(&mut rng, 32);
     // Known contents: block i holds i (written as one batch of 32 too:
     // this fake waits for 32 commands before it looks at the queue).

@@ -11,6 +11,7 @@ use nvme::queue::{CompletionQueue, SubmissionQueue};
 use nvme::regs::{self, Cap, Csts};
 use nvme::status::{Completion, ErrorKind, Status};
 use nvme::DmaMemory;
+use testrng::Rng;
 
 #[test]
 fn admin_command_layouts() {
@@ -208,11 +209,9 @@ fn prp_random_roundtrips() {
     let mut mem = SharedMem::new(1 << 22);
     let pages: Vec<u64> = (0..1100).rev().map(|i| 0x20_0000 + i * 4096).collect();
     let lists = [0x10_0000u64, 0x10_1000, 0x10_2000];
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..500 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let offset = ((x % 1024) * 4) as u32;
         let len = 1 + (x >> 20) as u32 % (1030 * 4096 - offset);
         let seen = roundtrip(&mut mem, &pages, offset, len, &lists);
@@ -276,19 +275,11 @@ fn identify_namespace_parsing() {
 
 #[test]
 fn random_identify_and_completion_bytes_never_panic() {
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(0x1234_5678_9abc_def0);
     let mut accepted = 0;
     for _ in 0..2000 {
         let mut page = vec![0u8; 4096];
-        for b in page.iter_mut().take(600) {
-            *b = next() as u8;
-        }
+        rng.fill(&mut page[..600]);
         if let Ok(ns) = NamespaceInfo::parse(&page) {
             assert!((512..=65536).contains(&ns.block_size()));
             accepted += 1;

@@ -17,6 +17,7 @@ use nvme::prp::DmaBuffer;
 use nvme::status::ErrorKind;
 use nvme::DmaMemory;
 use std::sync::{Arc, Mutex};
+use testrng::Rng;
 
 /// QEMU 7.2 intel-iommu, caching-mode=on, aw-bits=39.
 const CAP: Cap = Cap(0x00d2_008c_2226_0286);
@@ -103,12 +104,10 @@ fn expect_transfer_error(r: Result<(), Error>) {
 fn io_works_through_the_iommu() {
     let mut s = setup();
     let pages = buffer_iovas();
-    let mut x = 99u64;
+    let mut rng = Rng::new(99);
     let mut model = vec![0u8; 4096 * 512];
     for i in 0..300u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let blocks = 1 + x % 64;
         let lba = (x >> 8) % (4096 - blocks);
         let buf = DmaBuffer { pages: &pages, offset: ((x >> 24) % 1024) as u32 * 4, len: (blocks * 512) as u32 };

@@ -141,11 +141,9 @@ mod tests {
         let mut p = PagePool::new(64);
         let mut owner = [usize::MAX; 64];
         let mut live: Vec<(usize, usize)> = Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = testrng::Rng::new(0x2545_f491_4f6c_dd1d);
         for step in 0..5_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             if !x.is_multiple_of(3) || live.is_empty() {
                 let n = (x >> 8) as usize % 9 + 1;
                 if let Ok(first) = p.alloc(n) {

@@ -6,6 +6,7 @@ mod fake;
 
 use fake::{FakeBar, BAR_LEN, F_EVENT_IDX, F_FLUSH, F_INDIRECT, LAYOUT, SECTOR};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use testrng::Rng;
 use virtio_exo::transport::{common, F_ACCESS_PLATFORM, F_VERSION_1};
 use virtio_exo::virtio_drivers::device::blk::VirtIOBlk;
 use virtio_exo::virtio_drivers::transport::DeviceType;
@@ -58,19 +59,6 @@ fn fill(buf: &mut [u8], seed: u64, sector: u64) {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 #[test]
 fn bring_up_follows_the_modern_pci_protocol() {
     let _s = serial();
@@ -118,11 +106,11 @@ fn random_io_zero_copy_data_bounced_headers() {
     let mut buf = DmaBuffer::new(64 * 4096).unwrap();
     let base = hal::stats();
     let seed = 0x1234_5678_9abc_def1;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let ios: Vec<(u64, u64)> = (0..1000)
         .map(|i| {
-            let n = if i % 8 == 3 { rng.range(2, 64) * 8 } else { rng.range(1, 8) };
-            (rng.range(0, sectors - n), n)
+            let n = if i % 8 == 3 { rng.range(2..=64) * 8 } else { rng.range(1..=8) };
+            (rng.range(0..=sectors - n), n)
         })
         .collect();
     for (s, n) in &ios {

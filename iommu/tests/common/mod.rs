@@ -1,5 +1,5 @@
-//! Test doubles: physical memory as a sparse map of quadwords, frames from
-//! a list, and a small deterministic PRNG (so failures reproduce).
+//! Test doubles: physical memory as a sparse map of quadwords and frames
+//! from a list (the tests' generator is `testrng::Rng`).
 #![allow(dead_code)]
 
 use iommu::vtd::{FrameSource, PhysMem};
@@ -45,22 +45,5 @@ impl FrameSource for Frames {
         let f = self.free.pop()?;
         self.taken.push(f);
         Some(f)
-    }
-}
-
-/// xorshift64*: deterministic, dependency-free.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }

@@ -234,17 +234,6 @@ mod tests {
         Ok((ranges, mappings, skipped))
     }
 
-    /// xorshift64*: the corruption tests' generator.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-        }
-    }
-
     /// An NFIT shaped like the one QEMU 7.2 builds for one 64 MiB nvdimm at
     /// 4 GiB: SPA range, region mapping, control region (type 4, skipped).
     fn qemu_like() -> Vec<u8> {
@@ -319,7 +308,7 @@ mod tests {
     #[test]
     fn fuzz_parse_never_panics() {
         let good = qemu_like();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = testrng::Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut ok = 0;
         for _ in 0..20_000 {
             let mut t = good.clone();

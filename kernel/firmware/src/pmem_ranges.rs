@@ -246,13 +246,8 @@ mod tests {
 
     #[test]
     fn random_candidates_never_overlap_anything_once_accepted() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = testrng::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next_u64();
         for _ in 0..2_000 {
             let n = (next() % 12) as usize;
             let candidates: Vec<_> = (0..n)

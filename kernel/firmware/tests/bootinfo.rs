@@ -4,6 +4,7 @@
 
 use firmware::bootinfo::{parse, BootError, PhysRead, Range, MB2_MAGIC, PVH_MAGIC};
 use std::collections::HashMap;
+use testrng::Rng;
 
 const GIB: u64 = 1 << 30;
 
@@ -386,13 +387,8 @@ fn multiboot2_is_read_and_checked() {
 
 #[test]
 fn garbage_never_panics() {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || rng.next_u64();
     let base_pvh = pvh(&QEMU);
     let tags = vec![(1, b"demo\0".to_vec()), (6, mb2_mmap())];
     let base_mb2 = mb2(0x9000, &tags);

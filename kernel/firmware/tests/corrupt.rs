@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use firmware::{Cpus, EcamRegion, FirmwareError, PhysView, Platform};
+use testrng::Rng;
 
 const TABLES: usize = 4; // MADT, MCFG, DMAR, NFIT, as Image::qemu lays them out
 
@@ -123,7 +124,7 @@ fn random_case(i: usize) {
             0 => target[at] ^ (1 << rng.below(8)),
             1 => 0,
             2 => 0xff,
-            _ => rng.next() as u8,
+            _ => rng.next_u64() as u8,
         };
     }
     if fix {
@@ -157,7 +158,7 @@ fn ten_thousand_random_root_entries() {
             let e = match rng.below(4) {
                 0 => rng.below(MEMORY as u64),
                 1 => MEMORY as u64 - rng.below(64),
-                2 => rng.next(),
+                2 => rng.next_u64(),
                 _ => table_at(rng.below(TABLES as u64) as usize) + rng.below(64),
             };
             entries.insert(rng.below(entries.len() as u64 + 1) as usize, e);
@@ -207,12 +208,12 @@ fn ten_thousand_random_madt_bodies() {
                     body.push(kind);
                     body.push(len);
                     for _ in 0..len.saturating_sub(2) {
-                        body.push(rng.next() as u8);
+                        body.push(rng.next_u64() as u8);
                     }
                     well_formed = false;
                 }
                 _ => {
-                    body.push(rng.next() as u8);
+                    body.push(rng.next_u64() as u8);
                     well_formed = false;
                 }
             }

@@ -7,6 +7,7 @@ use firmware::window::{
     PAGE_1G, PAGE_2M, PAGE_4K, PTE_NX, PTE_P, PTE_PS, PTE_W, WINDOW_LIMIT,
 };
 use std::collections::HashMap;
+use testrng::Rng;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -314,13 +315,8 @@ fn running_out_of_frames_is_an_error() {
 
 #[test]
 fn random_spans_translate_exactly() {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+    let mut rnd = move || rng.next_u64();
     for round in 0..200 {
         let mut m = Mem::new(100_000);
         let mut w = Window::new(&mut m, round % 2 == 0).unwrap();
@@ -467,13 +463,11 @@ fn acpi_prewalk_survives_garbage() {
     let map = q35(512 * MIB);
     // No RSDP; an RSDP in a hole.
     assert_eq!(prewalk(&HashMap::new(), &map).0, 0);
-    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     for _ in 0..2000 {
         let mut img = acpi_image(2, &[0x7ffe_0000, 0x1ffe_0000]);
         for _ in 0..8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let keys: Vec<u64> = img.keys().copied().collect();
             let k = keys[(x % keys.len() as u64) as usize];
             img.insert(k, (x >> 32) as u8);

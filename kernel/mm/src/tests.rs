@@ -525,13 +525,8 @@ fn random_calls_keep_the_invariants() {
     let mut calls = 0u64;
     let mut ok = [0u64; 4];
     for seed in 1..=8u64 {
-        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = testrng::Rng::new(seed);
+        let mut next = move || rng.next_u64();
         let mut w = World::new(64);
         let mut spaces = vec![w.init];
         let vas = |r: u64| -> u64 {
@@ -897,13 +892,8 @@ fn random_structures_leave_no_stale_translation() {
     let mut flushes = 0u64;
     let mut accesses = 0u64;
     for seed in 1..=24u64 {
-        let mut rng = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = testrng::Rng::new(seed);
+        let mut next = move || rng.next_u64();
         let mut w = World::new(96);
         let base = 0x8000_0000u64; // 1 GiB-aligned: the region under test
         w.tables_for(w.init, base, 0); // frames 0..3

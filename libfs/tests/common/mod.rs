@@ -77,9 +77,12 @@ pub fn snapshot<S: Storage>(fs: &mut Fs<S>) -> Snapshot {
     out
 }
 
-/// A seed for `Rng::new` / `CrashPoint::random`: `XorShift::new` sets the
-/// low bit of its state, so seeds `2k` and `2k + 1` give the same sequence.
-/// Every test seed goes through this so that N seeds are N sequences.
+/// A seed for `Rng::new` / `CrashPoint::random`. Written when
+/// `XorShift::new` set the low bit of its state (seeds `2k` and `2k + 1`
+/// were the same sequence); seeds now go through SplitMix64's finaliser
+/// (`testrng::Rng::new`), so every seed is its own sequence and the
+/// doubling is no longer needed. It is kept so the tests draw the same
+/// sequences as before.
 pub fn seed(n: u64) -> u64 {
     n << 1
 }

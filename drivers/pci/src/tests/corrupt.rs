@@ -2,6 +2,7 @@
 //! here must end in a clear result, never a panic or a hang.
 
 use super::*;
+use testrng::Rng;
 
 const NVME: Address = Address::new(0, 0, 3, 0);
 
@@ -266,21 +267,9 @@ fn bridges_out_of_the_window_or_reused_are_not_followed() {
     assert!(!found(&s, (0, 16)).contains(&(200, 0, 0)), "bus 200 is outside the window");
 }
 
-/// xorshift64*: deterministic, so a failure names its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn random_configuration_spaces_never_panic_or_hang() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     // How often each outcome occurred, so the test shows it reached them.
     let mut ends = std::collections::BTreeMap::new();
     let (mut entries, mut sized, mut functions) = (0, 0, 0);
@@ -291,25 +280,25 @@ fn random_configuration_spaces_never_panic_or_hang() {
         for n in 0..4u8 {
             let mut d = Dev::new(0x1b36, 0x0010, 0, 0);
             for w in d.space.iter_mut().take(if round % 2 == 0 { 64 } else { 1024 }) {
-                *w = rng.next() as u32;
+                *w = rng.next_u64() as u32;
             }
-            d.space[0] = 0x0010_1b36 | (rng.next() as u32 & 0xff) << 24;
+            d.space[0] = 0x0010_1b36 | (rng.next_u64() as u32 & 0xff) << 24;
             // Mostly endpoints (some multi-function), some bridges (whose
             // random bus numbers may send the walk anywhere), some junk.
-            let header_type = match rng.next() % 8 {
+            let header_type = match rng.next_u64() % 8 {
                 0..=3 => 0x00,
                 4 => 0x80,
                 5 | 6 => 0x01,
-                _ => rng.next() as u8,
+                _ => rng.next_u64() as u8,
             };
             d.set8(0x0e, header_type);
             for b in d.bar_writable.iter_mut() {
-                *b = rng.next() as u32;
+                *b = rng.next_u64() as u32;
             }
             // Often point the capability list somewhere plausible.
-            if rng.next() & 1 == 0 {
+            if rng.next_u64() & 1 == 0 {
                 d.space[1] |= 1 << 20;
-                d.set8(0x34, 0x40 + (rng.next() % 0xc0) as u8);
+                d.set8(0x34, 0x40 + (rng.next_u64() % 0xc0) as u8);
             }
             let bus = n / 2;
             s.devs.insert((bus, 0, n % 2), d);

@@ -1,6 +1,7 @@
 //! Fake physical memory holding an ACPI image (RSDP → RSDT/XSDT → MADT,
-//! MCFG, DMAR, NFIT shaped like QEMU q35's), a small PRNG so failures reproduce,
-//! and a runner that bounds every case in time.
+//! MCFG, DMAR, NFIT shaped like QEMU q35's) and a runner that bounds every
+//! case in time (the cases draw from `testrng::Rng`, so a case number
+//! reproduces).
 #![allow(dead_code)]
 
 use std::sync::mpsc;
@@ -226,24 +227,6 @@ impl Image {
             put(table_at(i), t);
         }
         m
-    }
-}
-
-/// xorshift64*: deterministic, so a failing case number reproduces.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
