@@ -67,12 +67,22 @@ fn readers_on_threads_see_consistent_snapshots() {
             if i % 97 == 0 {
                 db.checkpoint().unwrap();
             }
+            // Every 100 transfers, let a reader finish a scan before going
+            // on, so scans really overlap the writes on a loaded machine
+            // (the writer could otherwise finish before any reader ran).
+            if i % 100 == 50 {
+                let seen = snapshots.load(Ordering::Relaxed);
+                let since = std::time::Instant::now();
+                while snapshots.load(Ordering::Relaxed) == seen && since.elapsed().as_secs() < 30 {
+                    std::thread::yield_now();
+                }
+            }
         }
         done.store(true, Ordering::Relaxed);
     });
     let n = snapshots.load(Ordering::Relaxed);
     println!("{n} consistent snapshots scanned on 2 threads during 600 transfers");
-    assert!(n > 0);
+    assert!(n >= 6, "readers finished only {n} scans while the writer ran");
     let sum: u64 = db.begin_read().iter().map(|e| balance(&e.unwrap().1)).sum();
     assert_eq!(sum, TOTAL);
 }
