@@ -5,8 +5,19 @@
 
 /// Keep in sync with `src/bin/eval-bench/flushwrap.rs`.
 const WRAPPED: [&str; 13] = [
-    "fsync", "fdatasync", "msync", "syncfs", "write", "pwrite", "pwrite64", "writev", "pwritev", "pwritev64",
-    "pwritev2", "close", "sync",
+    "fsync",
+    "fdatasync",
+    "msync",
+    "syncfs",
+    "write",
+    "pwrite",
+    "pwrite64",
+    "writev",
+    "pwritev",
+    "pwritev64",
+    "pwritev2",
+    "close",
+    "sync",
 ];
 
 fn main() {

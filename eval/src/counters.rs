@@ -251,7 +251,8 @@ mod perf {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "rchar: 6976\nwchar: 12\nsyscr: 10\nsyscw: 1\nread_bytes: 0\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
+    const SAMPLE: &str =
+        "rchar: 6976\nwchar: 12\nsyscr: 10\nsyscw: 1\nread_bytes: 0\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
 
     #[test]
     fn parses_proc_io() {

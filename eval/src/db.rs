@@ -37,12 +37,8 @@ pub fn linux_medium(medium: &str) -> &str {
     }
 }
 /// The phases every `create` boot must report: (workload, durability).
-pub const PHASES: [(&str, &str); 4] = [
-    ("commit", "sync"),
-    ("commit", "group8"),
-    ("commit", "async"),
-    ("batch24", "sync"),
-];
+pub const PHASES: [(&str, &str); 4] =
+    [("commit", "sync"), ("commit", "group8"), ("commit", "async"), ("batch24", "sync")];
 /// The Linux engines beside exo's libdb.
 pub const LINUX_ENGINES: [&str; 4] = ["sqlite", "lmdb", "redb", "libdb"];
 
@@ -62,28 +58,16 @@ pub enum DbLineError {
     MissingField { field: &'static str, line: String },
     /// A numeric field is not a finite, non-negative number (or `-` where
     /// the field must be present).
-    BadNumber {
-        field: &'static str,
-        value: String,
-        line: String,
-    },
+    BadNumber { field: &'static str, value: String, line: String },
     /// A word without `=`, a field given twice, or one EXO-DB lines do
     /// not have.
     Malformed { word: String, line: String },
     /// The line is not libdb's, or is for another medium than the boot's.
     Unexpected { what: String, line: String },
     /// A boot printed no line for a phase.
-    MissingPhase {
-        medium: String,
-        workload: String,
-        durability: String,
-    },
+    MissingPhase { medium: String, workload: String, durability: String },
     /// A boot printed two lines for one phase.
-    DuplicatePhase {
-        medium: String,
-        workload: String,
-        durability: String,
-    },
+    DuplicatePhase { medium: String, workload: String, durability: String },
 }
 
 impl fmt::Display for DbLineError {
@@ -92,28 +76,17 @@ impl fmt::Display for DbLineError {
             Self::MissingField { field, line } => {
                 write!(f, "EXO-DB line has no `{field}=`: {line:?}")
             }
-            Self::BadNumber { field, value, line } => write!(
-                f,
-                "EXO-DB field `{field}={value}` is not a non-negative number: {line:?}"
-            ),
-            Self::Malformed { word, line } => write!(
-                f,
-                "EXO-DB word `{word}` is not a single key=value: {line:?}"
-            ),
+            Self::BadNumber { field, value, line } => {
+                write!(f, "EXO-DB field `{field}={value}` is not a non-negative number: {line:?}")
+            }
+            Self::Malformed { word, line } => write!(f, "EXO-DB word `{word}` is not a single key=value: {line:?}"),
             Self::Unexpected { what, line } => write!(f, "EXO-DB line {what}: {line:?}"),
-            Self::MissingPhase {
-                medium,
-                workload,
-                durability,
-            } => write!(f, "no EXO-DB line for {workload} {durability} on {medium}"),
-            Self::DuplicatePhase {
-                medium,
-                workload,
-                durability,
-            } => write!(
-                f,
-                "two EXO-DB lines for {workload} {durability} on {medium}"
-            ),
+            Self::MissingPhase { medium, workload, durability } => {
+                write!(f, "no EXO-DB line for {workload} {durability} on {medium}")
+            }
+            Self::DuplicatePhase { medium, workload, durability } => {
+                write!(f, "two EXO-DB lines for {workload} {durability} on {medium}")
+            }
         }
     }
 }
@@ -130,10 +103,9 @@ impl DbLineError {
             LineError::Malformed { word }
             | LineError::Duplicate { field: word }
             | LineError::UnknownField { field: word } => Self::Malformed { word, line },
-            e @ (LineError::WrongPrefix { .. } | LineError::Unexpected { .. }) => Self::Unexpected {
-                what: e.to_string(),
-                line,
-            },
+            e @ (LineError::WrongPrefix { .. } | LineError::Unexpected { .. }) => {
+                Self::Unexpected { what: e.to_string(), line }
+            }
         }
     }
 }
@@ -145,11 +117,8 @@ impl DbLineError {
 pub fn parse_line(line: &str) -> Result<DbLine, DbLineError> {
     let line = line.trim();
     let l = DbLine::parse(line).map_err(|e| DbLineError::from_line(e, line))?;
-    let bad = |field: &'static str, value: &str| DbLineError::BadNumber {
-        field,
-        value: value.into(),
-        line: line.into(),
-    };
+    let bad =
+        |field: &'static str, value: &str| DbLineError::BadNumber { field, value: value.into(), line: line.into() };
     if l.ops == 0 {
         return Err(bad("ops", "0"));
     }
@@ -166,11 +135,7 @@ pub fn parse_line(line: &str) -> Result<DbLine, DbLineError> {
 /// entry of [`PHASES`], in the boot's order.
 pub fn parse_boot(serial: &str, medium: &str) -> Result<Vec<DbLine>, DbLineError> {
     let mut out: Vec<DbLine> = vec![];
-    for raw in serial
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("EXO-DB "))
-    {
+    for raw in serial.lines().map(str::trim).filter(|l| l.starts_with("EXO-DB ")) {
         let l = parse_line(raw)?;
         if l.medium != medium {
             return Err(DbLineError::Unexpected {
@@ -178,10 +143,7 @@ pub fn parse_boot(serial: &str, medium: &str) -> Result<Vec<DbLine>, DbLineError
                 line: raw.into(),
             });
         }
-        if out
-            .iter()
-            .any(|o| o.workload == l.workload && o.durability == l.durability)
-        {
+        if out.iter().any(|o| o.workload == l.workload && o.durability == l.durability) {
             return Err(DbLineError::DuplicatePhase {
                 medium: medium.into(),
                 workload: l.workload,
@@ -192,11 +154,7 @@ pub fn parse_boot(serial: &str, medium: &str) -> Result<Vec<DbLine>, DbLineError
     }
     for (w, d) in PHASES {
         if !out.iter().any(|l| l.workload == w && l.durability == d) {
-            return Err(DbLineError::MissingPhase {
-                medium: medium.into(),
-                workload: w.into(),
-                durability: d.into(),
-            });
+            return Err(DbLineError::MissingPhase { medium: medium.into(), workload: w.into(), durability: d.into() });
         }
     }
     Ok(out)
@@ -234,19 +192,14 @@ pub fn exo_row(l: &DbLine, instructions_per_op: Option<f64>) -> Row {
 /// while kvdb runs: the driver polls and init schedules). So TSC ticks per
 /// op are instructions per op, machine-wide.
 pub fn instructions(lines: &[DbLine]) -> BTreeMap<(String, String), f64> {
-    lines
-        .iter()
-        .map(|l| ((l.workload.clone(), l.durability.clone()), l.tsc_per_op))
-        .collect()
+    lines.iter().map(|l| ((l.workload.clone(), l.durability.clone()), l.tsc_per_op)).collect()
 }
 
 /// Per (workload, durability): the median instructions per op over the
 /// icount boots (the lower middle of an even count) and every boot's
 /// value, sorted. A phase missing from some boot takes the median of the
 /// boots that have it.
-pub fn median_instructions(
-    boots: &[BTreeMap<(String, String), f64>],
-) -> BTreeMap<(String, String), (f64, Vec<f64>)> {
+pub fn median_instructions(boots: &[BTreeMap<(String, String), f64>]) -> BTreeMap<(String, String), (f64, Vec<f64>)> {
     let mut all: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for b in boots {
         for (k, v) in b {
@@ -266,10 +219,7 @@ pub fn median_instructions(
 /// creation, the marker, checkpoints at the end, so it may show more.)
 pub fn device_check(lines: &[DbLine], trace: &qtrace::NvmeCounts) -> (bool, String) {
     let total = |f: fn(&DbLine) -> Option<f64>| {
-        lines
-            .iter()
-            .map(|l| (f(l).unwrap_or(0.0) * l.ops as f64).round() as u64)
-            .sum::<u64>()
+        lines.iter().map(|l| (f(l).unwrap_or(0.0) * l.ops as f64).round() as u64).sum::<u64>()
     };
     let (w, fl, b) = (
         total(|l| l.device_write_cmds_per_op),
@@ -314,13 +264,7 @@ pub fn linux_entries() -> Vec<Entry> {
 type RowKey = (String, String, String, String, String);
 
 fn key(r: &Row) -> RowKey {
-    (
-        r.system.clone(),
-        r.engine.clone(),
-        r.medium.clone(),
-        r.workload.clone(),
-        r.durability.clone(),
-    )
+    (r.system.clone(), r.engine.clone(), r.medium.clone(), r.workload.clone(), r.durability.clone())
 }
 
 /// Every round's rows (exo rows with their `EXO-DB` line, Linux rows with
@@ -344,13 +288,7 @@ pub fn median_rows(
     (exo, lines, linux, rates)
 }
 
-fn find<'a>(
-    rows: &'a [Row],
-    system: &str,
-    engine: &str,
-    medium: &str,
-    durability: &str,
-) -> Option<&'a Row> {
+fn find<'a>(rows: &'a [Row], system: &str, engine: &str, medium: &str, durability: &str) -> Option<&'a Row> {
     rows.iter().find(|r| {
         r.system == system
             && r.engine == engine
@@ -385,19 +323,11 @@ pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
             .iter()
             .filter_map(|eng| {
                 find(linux, "linux-guest", eng, linux_medium(medium), d).map(|l| {
-                    format!(
-                        "{eng} {:.0} ({})",
-                        l.ops_per_sec,
-                        ratio(Some(e.ops_per_sec), Some(l.ops_per_sec))
-                    )
+                    format!("{eng} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec)))
                 })
             })
             .collect();
-        let on = if linux_medium(medium) == medium {
-            String::new()
-        } else {
-            format!(" (on {})", linux_medium(medium))
-        };
+        let on = if linux_medium(medium) == medium { String::new() } else { format!(" (on {})", linux_medium(medium)) };
         out.push(format!(
             "{medium} commit {d}: exo libdb {:.0} commits/s; linux-guest{on} {}",
             e.ops_per_sec,
@@ -419,9 +349,7 @@ pub fn summary(
     linux_failures: &[String],
     env: &[(String, String)],
 ) -> String {
-    let mut s = String::from(
-        "# libdb on the exokernel vs Linux (SQLite, LMDB, redb, libdb), one machine, one run\n\n",
-    );
+    let mut s = String::from("# libdb on the exokernel vs Linux (SQLite, LMDB, redb, libdb), one machine, one run\n\n");
     s.push_str(
         "Produced by `cargo xtask eval --db` (method and caveats: eval/DB.md). `commit` workload: one 100-byte value under a \
          16-digit key per transaction, 200 transactions per row on both systems. exo = libdb as an application libOS \
@@ -434,9 +362,7 @@ pub fn summary(
          halts while it waits and counts none of it (eval/DB.md).\n\n",
     );
     let line_of = |r: &Row| {
-        exo_lines.iter().find(|l| {
-            l.medium == r.medium && l.workload == r.workload && l.durability == r.durability
-        })
+        exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability)
     };
     for medium in MEDIA {
         let lm = linux_medium(medium);
@@ -482,11 +408,9 @@ pub fn summary(
         let _ = writeln!(s, "\n## {medium}: times\n");
         s.push_str("| durability | system | engine | ops/s | p50 µs | p99 µs |\n|---|---|---|---:|---:|---:|\n");
         for d in DURABILITIES {
-            let rows = find(exo, "exo", "libdb", medium, d).into_iter().chain(
-                LINUX_ENGINES
-                    .iter()
-                    .filter_map(|eng| find(linux, "linux-guest", eng, lm, d)),
-            );
+            let rows = find(exo, "exo", "libdb", medium, d)
+                .into_iter()
+                .chain(LINUX_ENGINES.iter().filter_map(|eng| find(linux, "linux-guest", eng, lm, d)));
             for r in rows {
                 let _ = writeln!(
                     s,
@@ -519,10 +443,7 @@ pub fn summary(
                     ratio(Some(e.p50_us), Some(l.p50_us)),
                     ratio(Some(e.p99_us), Some(l.p99_us)),
                     ratio(e.syscalls_per_op, l.syscalls_per_op),
-                    ratio(
-                        line_of(e).map(|x| x.kvdb_syscalls_per_op),
-                        l.syscalls_per_op
-                    ),
+                    ratio(line_of(e).map(|x| x.kvdb_syscalls_per_op), l.syscalls_per_op),
                     ratio(e.device_bytes_written_per_op, l.device_bytes_written_per_op),
                     ratio(e.guest_instructions_per_op, l.guest_instructions_per_op)
                 );
@@ -559,10 +480,7 @@ pub fn summary(
         let _ = writeln!(
             s,
             "- {sys} {e} {m} {w} {d}: {}",
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
         );
     }
     s.push_str("\nexo guest instructions/op of every icount boot (sorted; the tables show the median):\n\n");
@@ -570,10 +488,7 @@ pub fn summary(
         let _ = writeln!(
             s,
             "- exo libdb {m} {w} {d}: {}",
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
         );
     }
     s.push_str(
@@ -589,18 +504,10 @@ pub fn summary(
     );
     s.push_str("\n## Checks\n\n");
     for (ok, c) in checks {
-        let _ = writeln!(
-            s,
-            "- {} exo NVMe device counts vs QEMU trace, {c}",
-            if *ok { "PASS" } else { "FAIL" }
-        );
+        let _ = writeln!(s, "- {} exo NVMe device counts vs QEMU trace, {c}", if *ok { "PASS" } else { "FAIL" });
     }
     for (ok, c) in linux_checks {
-        let _ = writeln!(
-            s,
-            "- {} linux-guest: {c}",
-            if *ok { "PASS" } else { "FAIL" }
-        );
+        let _ = writeln!(s, "- {} linux-guest: {c}", if *ok { "PASS" } else { "FAIL" });
     }
     if !linux_failures.is_empty() {
         s.push_str("\n## Failed Linux runs\n\n");
@@ -638,59 +545,28 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
     fn parses_a_real_nvme_boot() {
         let l = parse_boot(NVME, "nvme").unwrap();
         assert_eq!(l.len(), 4);
+        assert_eq!((l[0].workload.as_str(), l[0].durability.as_str(), l[0].ops), ("commit", "sync", 200));
         assert_eq!(
-            (l[0].workload.as_str(), l[0].durability.as_str(), l[0].ops),
-            ("commit", "sync", 200)
-        );
-        assert_eq!(
-            (
-                l[0].ops_per_sec,
-                l[0].p50_us,
-                l[0].tsc_per_op,
-                l[0].tsc_per_us
-            ),
+            (l[0].ops_per_sec, l[0].p50_us, l[0].tsc_per_op, l[0].tsc_per_us),
             (1502.873, 636.267, 1745989.0, 2624)
         );
-        assert_eq!(
-            (l[0].syscalls_per_op, l[0].kvdb_syscalls_per_op),
-            (Some(18.385), 3.68)
-        );
-        assert_eq!(
-            (l[1].device_flushes_per_op, l[1].device_bytes_written_per_op),
-            (Some(0.125), Some(192.0))
-        );
-        assert_eq!(
-            (l[3].workload.as_str(), l[3].value_bytes, l[3].ops),
-            ("batch24", 0, 100)
-        );
+        assert_eq!((l[0].syscalls_per_op, l[0].kvdb_syscalls_per_op), (Some(18.385), 3.68));
+        assert_eq!((l[1].device_flushes_per_op, l[1].device_bytes_written_per_op), (Some(0.125), Some(192.0)));
+        assert_eq!((l[3].workload.as_str(), l[3].value_bytes, l[3].ops), ("batch24", 0, 100));
     }
 
     #[test]
     fn pmem_dashes_are_absent_values() {
         let l = parse_line(PMEM_SYNC).unwrap();
         assert_eq!(
-            (
-                l.device_write_cmds_per_op,
-                l.device_flushes_per_op,
-                l.device_bytes_written_per_op
-            ),
+            (l.device_write_cmds_per_op, l.device_flushes_per_op, l.device_bytes_written_per_op),
             (None, None, None)
         );
-        assert_eq!(
-            (l.lines_flushed_per_op, l.bytes_copied_per_op),
-            (3.25, 0.0)
-        );
+        assert_eq!((l.lines_flushed_per_op, l.bytes_copied_per_op), (3.25, 0.0));
         let r = exo_row(&l, Some(4321.0));
+        assert_eq!((r.system.as_str(), r.engine.as_str(), r.medium.as_str()), ("exo", "libdb", "pmem"));
         assert_eq!(
-            (r.system.as_str(), r.engine.as_str(), r.medium.as_str()),
-            ("exo", "libdb", "pmem")
-        );
-        assert_eq!(
-            (
-                r.device_flushes_per_op,
-                r.flushes_per_op,
-                r.guest_instructions_per_op
-            ),
+            (r.device_flushes_per_op, r.flushes_per_op, r.guest_instructions_per_op),
             (None, Some(1.0), Some(4321.0))
         );
     }
@@ -700,94 +576,48 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let e = |from: &str, to: &str| parse_line(&PMEM_SYNC.replace(from, to)).unwrap_err();
         assert_eq!(
             e(" p99_us=336.375", ""),
-            DbLineError::MissingField {
-                field: "p99_us",
-                line: PMEM_SYNC.replace(" p99_us=336.375", "")
-            }
+            DbLineError::MissingField { field: "p99_us", line: PMEM_SYNC.replace(" p99_us=336.375", "") }
         );
         assert!(matches!(
             e("ops_per_sec=24262.785", "ops_per_sec=fast"),
-            DbLineError::BadNumber {
-                field: "ops_per_sec",
-                ..
-            }
+            DbLineError::BadNumber { field: "ops_per_sec", .. }
         ));
         assert!(matches!(
             e("ops_per_sec=24262.785", "ops_per_sec=-1"),
-            DbLineError::BadNumber {
-                field: "ops_per_sec",
-                ..
-            }
+            DbLineError::BadNumber { field: "ops_per_sec", .. }
         ));
         assert!(
-            matches!(
-                e("ops_per_sec=24262.785", "ops_per_sec=-"),
-                DbLineError::BadNumber {
-                    field: "ops_per_sec",
-                    ..
-                }
-            ),
+            matches!(e("ops_per_sec=24262.785", "ops_per_sec=-"), DbLineError::BadNumber { field: "ops_per_sec", .. }),
             "a dash only where a field may be absent"
         );
         assert!(matches!(
             e("ops_per_sec=24262.785", "ops_per_sec=NaN"),
-            DbLineError::BadNumber {
-                field: "ops_per_sec",
-                ..
-            }
+            DbLineError::BadNumber { field: "ops_per_sec", .. }
         ));
-        assert!(matches!(
-            e("ops=200", "ops=0"),
-            DbLineError::BadNumber { field: "ops", .. }
-        ));
-        assert!(matches!(
-            e("ops=200", "ops=2.5"),
-            DbLineError::BadNumber { field: "ops", .. }
-        ));
-        assert!(matches!(
-            e("checkpoints=0", "checkpoints"),
-            DbLineError::Malformed { .. }
-        ));
-        assert!(
-            matches!(e("checkpoints=0", "ops=200"), DbLineError::Malformed { .. }),
-            "a field given twice"
-        );
-        assert!(matches!(
-            e("engine=libdb", "engine=sqlite"),
-            DbLineError::Unexpected { .. }
-        ));
+        assert!(matches!(e("ops=200", "ops=0"), DbLineError::BadNumber { field: "ops", .. }));
+        assert!(matches!(e("ops=200", "ops=2.5"), DbLineError::BadNumber { field: "ops", .. }));
+        assert!(matches!(e("checkpoints=0", "checkpoints"), DbLineError::Malformed { .. }));
+        assert!(matches!(e("checkpoints=0", "ops=200"), DbLineError::Malformed { .. }), "a field given twice");
+        assert!(matches!(e("engine=libdb", "engine=sqlite"), DbLineError::Unexpected { .. }));
         let msg = e(" tsc_per_us=2608", "").to_string();
         assert!(msg.contains("`tsc_per_us=`"), "{msg}");
     }
 
     #[test]
     fn a_boot_needs_each_phase_once_on_its_medium() {
-        let without_async: String = NVME
-            .lines()
-            .filter(|l| !l.contains("durability=async"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let without_async: String =
+            NVME.lines().filter(|l| !l.contains("durability=async")).map(|l| format!("{l}\n")).collect();
         assert_eq!(
             parse_boot(&without_async, "nvme").unwrap_err(),
-            DbLineError::MissingPhase {
-                medium: "nvme".into(),
-                workload: "commit".into(),
-                durability: "async".into()
-            }
+            DbLineError::MissingPhase { medium: "nvme".into(), workload: "commit".into(), durability: "async".into() }
         );
         let first = NVME.lines().nth(1).unwrap();
         assert!(matches!(
             parse_boot(&format!("{NVME}{first}\n"), "nvme").unwrap_err(),
             DbLineError::DuplicatePhase { .. }
         ));
-        assert!(matches!(
-            parse_boot(NVME, "pmem").unwrap_err(),
-            DbLineError::Unexpected { .. }
-        ));
-        assert!(matches!(
-            parse_boot("no lines at all\n", "nvme").unwrap_err(),
-            DbLineError::MissingPhase { .. }
-        ));
+        assert!(matches!(parse_boot(NVME, "pmem").unwrap_err(), DbLineError::Unexpected { .. }));
+        assert!(matches!(parse_boot("no lines at all\n", "nvme").unwrap_err(), DbLineError::MissingPhase { .. }));
     }
 
     #[test]
@@ -802,14 +632,8 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         };
         let (ok, msg) = device_check(&l, &counted);
         assert!(ok, "{msg}");
-        assert!(
-            msg.contains("kvdb counted 446 NVMe writes, 330 flushes"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("outside the phases: 0 writes, 0 flushes"),
-            "{msg}"
-        );
+        assert!(msg.contains("kvdb counted 446 NVMe writes, 330 flushes"), "{msg}");
+        assert!(msg.contains("outside the phases: 0 writes, 0 flushes"), "{msg}");
         assert!(
             device_check(
                 &l,
@@ -822,28 +646,8 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
             )
             .0
         );
-        assert!(
-            !device_check(
-                &l,
-                &qtrace::NvmeCounts {
-                    write_cmds: 445,
-                    ..counted
-                }
-            )
-            .0,
-            "one write short"
-        );
-        assert!(
-            !device_check(
-                &l,
-                &qtrace::NvmeCounts {
-                    flush_cmds: 329,
-                    ..counted
-                }
-            )
-            .0,
-            "one flush short"
-        );
+        assert!(!device_check(&l, &qtrace::NvmeCounts { write_cmds: 445, ..counted }).0, "one write short");
+        assert!(!device_check(&l, &qtrace::NvmeCounts { flush_cmds: 329, ..counted }).0, "one flush short");
     }
 
     #[test]
@@ -851,24 +655,15 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let e = linux_entries();
         assert_eq!(e.len(), LINUX_ENGINES.len() * 3);
         for x in &e {
-            assert_eq!(
-                (x.workload, x.value_bytes, x.ops),
-                (Workload::Commit, VALUE_BYTES, COMMIT_OPS)
-            );
+            assert_eq!((x.workload, x.value_bytes, x.ops), (Workload::Commit, VALUE_BYTES, COMMIT_OPS));
         }
         let (runs, pairs) = crate::linux::plan::runs(&e);
         assert_eq!(pairs.len(), 2 * e.len(), "both media");
-        let exo: Vec<(String, String)> = PHASES
-            .iter()
-            .filter(|p| p.0 == "commit")
-            .map(|(w, d)| (w.to_string(), d.to_string()))
-            .collect();
+        let exo: Vec<(String, String)> =
+            PHASES.iter().filter(|p| p.0 == "commit").map(|(w, d)| (w.to_string(), d.to_string())).collect();
         for p in pairs {
             let r = &runs[p.measured];
-            assert!(
-                exo.contains(&(r.workload.clone(), r.durability.clone())),
-                "{r:?} has an exo counterpart"
-            );
+            assert!(exo.contains(&(r.workload.clone(), r.durability.clone())), "{r:?} has an exo counterpart");
         }
     }
 
@@ -878,16 +673,9 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let boot = |scale: f64| -> (Vec<Row>, Vec<Option<DbLine>>) {
             let lines: Vec<DbLine> = base
                 .iter()
-                .map(|l| DbLine {
-                    ops_per_sec: l.ops_per_sec * scale,
-                    p50_us: scale,
-                    ..l.clone()
-                })
+                .map(|l| DbLine { ops_per_sec: l.ops_per_sec * scale, p50_us: scale, ..l.clone() })
                 .collect();
-            (
-                lines.iter().map(|l| exo_row(l, None)).collect(),
-                lines.into_iter().map(Some).collect(),
-            )
+            (lines.iter().map(|l| exo_row(l, None)).collect(), lines.into_iter().map(Some).collect())
         };
         let linux = |v: f64| {
             (
@@ -903,26 +691,12 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
                 vec![None],
             )
         };
-        let rounds = vec![
-            boot(1.0),
-            linux(10.0),
-            boot(3.0),
-            linux(30.0),
-            boot(2.0),
-            linux(20.0),
-        ];
+        let rounds = vec![boot(1.0), linux(10.0), boot(3.0), linux(30.0), boot(2.0), linux(20.0)];
         let (exo, lines, lin, rates) = median_rows(&rounds);
         assert_eq!((exo.len(), lines.len(), lin.len()), (4, 4, 1));
         for (r, l) in exo.iter().zip(&lines) {
-            assert_eq!(
-                (r.p50_us, l.p50_us),
-                (2.0, 2.0),
-                "row and line from the median round"
-            );
-            assert_eq!(
-                (r.workload.as_str(), r.durability.as_str()),
-                (l.workload.as_str(), l.durability.as_str())
-            );
+            assert_eq!((r.p50_us, l.p50_us), (2.0, 2.0), "row and line from the median round");
+            assert_eq!((r.workload.as_str(), r.durability.as_str()), (l.workload.as_str(), l.durability.as_str()));
         }
         assert_eq!(lin[0].ops_per_sec, 20.0);
         let k = (
@@ -944,31 +718,18 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
             BTreeMap::from([(k("sync"), 80_000.0)]),
         ];
         let m = median_instructions(&boots);
-        assert_eq!(
-            m[&k("sync")],
-            (80_000.0, vec![76_000.0, 80_000.0, 394_000.0])
-        );
-        assert_eq!(
-            m[&k("async")],
-            (8_400.0, vec![8_400.0, 8_600.0]),
-            "lower middle of an even count"
-        );
+        assert_eq!(m[&k("sync")], (80_000.0, vec![76_000.0, 80_000.0, 394_000.0]));
+        assert_eq!(m[&k("async")], (8_400.0, vec![8_400.0, 8_600.0]), "lower middle of an even count");
         assert!(median_instructions(&[]).is_empty());
     }
 
     #[test]
     fn the_vf_medium_boots_its_own_test_and_stands_beside_linux_nvme() {
-        assert_eq!(
-            MEDIA.map(create_test),
-            ["libdb_nvme_create", "libdb_vf_create", "libdb_pmem_create"]
-        );
+        assert_eq!(MEDIA.map(create_test), ["libdb_nvme_create", "libdb_vf_create", "libdb_pmem_create"]);
         assert_eq!(MEDIA.map(linux_medium), ["nvme", "nvme", "pmem"]);
         let vf = NVME.replace("medium=nvme ", "medium=nvme-vf ");
         let lines = parse_boot(&vf, "nvme-vf").unwrap();
-        assert!(
-            parse_boot(&vf, "nvme").is_err(),
-            "a VF boot's lines are not the block service's"
-        );
+        assert!(parse_boot(&vf, "nvme").is_err(), "a VF boot's lines are not the block service's");
         let exo: Vec<Row> = lines.iter().map(|l| exo_row(l, None)).collect();
         let lin = Row {
             system: "linux-guest".into(),
@@ -988,16 +749,8 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let lines = parse_boot(NVME, "nvme").unwrap();
         let ins = instructions(&lines);
         assert_eq!(ins[&("commit".to_string(), "group8".to_string())], 265432.0);
-        let exo: Vec<Row> = lines
-            .iter()
-            .map(|l| {
-                exo_row(
-                    l,
-                    ins.get(&(l.workload.clone(), l.durability.clone()))
-                        .copied(),
-                )
-            })
-            .collect();
+        let exo: Vec<Row> =
+            lines.iter().map(|l| exo_row(l, ins.get(&(l.workload.clone(), l.durability.clone())).copied())).collect();
         let lin = Row {
             system: "linux-guest".into(),
             engine: "sqlite".into(),
@@ -1009,10 +762,7 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         };
         let h = headline(&exo, &[lin], "nvme");
         assert_eq!(h.len(), 3);
-        assert_eq!(
-            h[0],
-            "nvme commit sync: exo libdb 1503 commits/s; linux-guest sqlite 751 (2.00×)"
-        );
+        assert_eq!(h[0], "nvme commit sync: exo libdb 1503 commits/s; linux-guest sqlite 751 (2.00×)");
         assert_eq!(ratio(Some(1.0), Some(0.0)), "–");
         assert_eq!(ratio(None, Some(1.0)), "–");
     }

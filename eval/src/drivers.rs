@@ -17,12 +17,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// The workloads, in the order both systems run them: (name, QD32?).
-pub const WORKLOADS: [(&str, bool); 4] = [
-    ("randread-qd1", false),
-    ("randread-qd32", true),
-    ("randwrite-qd1", false),
-    ("randwrite-qd32", true),
-];
+pub const WORKLOADS: [(&str, bool); 4] =
+    [("randread-qd1", false), ("randread-qd32", true), ("randwrite-qd1", false), ("randwrite-qd32", true)];
 
 /// The span both benchmarks draw offsets from (nvmed's `SPAN_BYTES`).
 pub const SPAN_BYTES: u64 = 128 << 20;
@@ -40,11 +36,7 @@ pub fn op_counts(quick: bool) -> (u64, u64) {
 /// one per workload of [`WORKLOADS`] at least.
 pub fn parse_exo(serial: &str) -> Result<Vec<BenchLine>> {
     let mut out = vec![];
-    for line in serial
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("EXO-BENCH "))
-    {
+    for line in serial.lines().map(str::trim).filter(|l| l.starts_with("EXO-BENCH ")) {
         out.push(BenchLine::parse(line).map_err(|e| anyhow::anyhow!("EXO-BENCH line {e}: {line:?}"))?);
     }
     for (w, _) in WORKLOADS {
@@ -65,15 +57,9 @@ pub fn parse_row_numbers(serial: &str, tag: &str) -> Result<BTreeMap<usize, u64>
             continue;
         };
         let mut w = rest.split_whitespace();
-        let (Some(row), Some(n), None) = (w.next(), w.next(), w.next()) else {
-            bail!("malformed {line:?}")
-        };
-        let row = row
-            .parse()
-            .with_context(|| format!("bad row in {line:?}"))?;
-        let n = n
-            .parse()
-            .with_context(|| format!("bad number in {line:?}"))?;
+        let (Some(row), Some(n), None) = (w.next(), w.next(), w.next()) else { bail!("malformed {line:?}") };
+        let row = row.parse().with_context(|| format!("bad row in {line:?}"))?;
+        let n = n.parse().with_context(|| format!("bad number in {line:?}"))?;
         m.insert(row, n);
     }
     Ok(m)
@@ -87,11 +73,7 @@ pub fn syscalls_of_pid(hist_text: &str, pid: u64) -> Result<u64> {
     if h.dropped > 0 {
         bail!("the syscall histogram dropped {} events", h.dropped);
     }
-    Ok(h.entries
-        .iter()
-        .filter(|e| e.pid.map(u64::from) == Some(pid))
-        .filter_map(|e| e.value("hitcount"))
-        .sum())
+    Ok(h.entries.iter().filter(|e| e.pid.map(u64::from) == Some(pid)).filter_map(|e| e.value("hitcount")).sum())
 }
 
 /// The guest's run list: per workload a `--ops 1` baseline, then the
@@ -121,13 +103,7 @@ pub fn linux_runs(quick: bool) -> (Vec<Run>, Vec<(usize, usize)>) {
 /// The /etc/plan line of a run (`eval-bench raw` arguments; init adds
 /// `--dev` and `--system`).
 pub fn plan_line(r: &Run) -> String {
-    format!(
-        "--workload {} --ops {} --block {} --span-mib {}",
-        r.workload,
-        r.ops,
-        r.value_bytes,
-        SPAN_BYTES >> 20
-    )
+    format!("--workload {} --ops {} --block {} --span-mib {}", r.workload, r.ops, r.value_bytes, SPAN_BYTES >> 20)
 }
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
@@ -202,16 +178,8 @@ pub fn extra_csv(extras: &[Extra]) -> String {
 /// boot: nvmed runs reads first, then writes, so reads/read op and
 /// writes/write op are averages over both depths of that direction.
 pub fn exo_rows(lines: &[BenchLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, Vec<Extra>) {
-    let read_ops: u64 = lines
-        .iter()
-        .filter(|l| l.workload.starts_with("randread"))
-        .map(|l| l.ops)
-        .sum();
-    let write_ops: u64 = lines
-        .iter()
-        .filter(|l| l.workload.starts_with("randwrite"))
-        .map(|l| l.ops)
-        .sum();
+    let read_ops: u64 = lines.iter().filter(|l| l.workload.starts_with("randread")).map(|l| l.ops).sum();
+    let write_ops: u64 = lines.iter().filter(|l| l.workload.starts_with("randwrite")).map(|l| l.ops).sum();
     let (mut rows, mut extras) = (vec![], vec![]);
     for l in lines {
         let write = l.workload.starts_with("randwrite");
@@ -231,8 +199,7 @@ pub fn exo_rows(lines: &[BenchLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, V
             p99_us: l.p99_us as f64,
             syscalls_per_op: Some(l.syscalls as f64 / ops),
             device_write_cmds_per_op: writes,
-            device_bytes_written_per_op: write
-                .then(|| trace.bytes_written as f64 / write_ops.max(1) as f64),
+            device_bytes_written_per_op: write.then(|| trace.bytes_written as f64 / write_ops.max(1) as f64),
             ..Row::default()
         });
         extras.push(Extra {
@@ -242,8 +209,7 @@ pub fn exo_rows(lines: &[BenchLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, V
             syscalls_per_op: Some(l.syscalls as f64 / ops),
             interrupts_or_upcalls_per_op: Some(l.upcalls as f64 / ops),
             timer_ticks: Some(l.timer_ticks),
-            crossings_per_tick: (l.timer_ticks > 0)
-                .then(|| (l.syscalls + l.upcalls) as f64 / l.timer_ticks as f64),
+            crossings_per_tick: (l.timer_ticks > 0).then(|| (l.syscalls + l.upcalls) as f64 / l.timer_ticks as f64),
             doorbells_per_op: Some(l.doorbells_per_io),
             sq_doorbells_per_op: Some(l.sq_doorbells as f64 / ops),
             device_read_cmds_per_op: reads,
@@ -269,9 +235,7 @@ pub fn linux_row(
         }
     }
     let csv = om.csv.as_deref().context("measured run printed no row")?;
-    let mut row = parse_row(columns, csv)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("row {csv:?}"))?;
+    let mut row = parse_row(columns, csv).map_err(anyhow::Error::msg).with_context(|| format!("row {csv:?}"))?;
     let ops = runs[m].ops;
     let d = |f: fn(&RunOutcome) -> Option<u64>| match (f(om), f(ob)) {
         (Some(x), Some(y)) => per_op(x, y, ops),
@@ -326,8 +290,7 @@ pub fn doorbell_check(lines: &[BenchLine], traced_io_sq: u64) -> (bool, String) 
 }
 
 fn find<'a>(rows: &'a [Row], system: &str, workload: &str) -> Option<&'a Row> {
-    rows.iter()
-        .find(|r| r.system == system && r.workload == workload)
+    rows.iter().find(|r| r.system == system && r.workload == workload)
 }
 
 /// Ops per workload in the short-loop boot (see [`tickless`]).
@@ -378,11 +341,7 @@ pub fn targets(rows: &[Row], extras: &[Extra]) -> Vec<String> {
         if let (Some(e), Some(l)) = (find(rows, "exo", w), find(rows, "linux-guest", w)) {
             out.push(format!(
                 "{} {w}: p50 exo {} us vs linux {} us (target: at or below Linux)",
-                if e.p50_us <= l.p50_us {
-                    "MET  "
-                } else {
-                    "SHORT"
-                },
+                if e.p50_us <= l.p50_us { "MET  " } else { "SHORT" },
                 crate::results::format_number(e.p50_us),
                 crate::results::format_number(l.p50_us)
             ));
@@ -412,11 +371,7 @@ pub fn write_plot(out: &Path, rows: &[Row]) -> Result<String, String> {
             bars: ["exo", "linux-guest"]
                 .iter()
                 .filter_map(|s| {
-                    find(rows, s, w).map(|r| Bar {
-                        label: (*s).into(),
-                        value: r.ops_per_sec,
-                        engine: (*s).into(),
-                    })
+                    find(rows, s, w).map(|r| Bar { label: (*s).into(), value: r.ops_per_sec, engine: (*s).into() })
                 })
                 .collect(),
         })
@@ -441,12 +396,8 @@ pub fn summary(
     plot: Option<&str>,
     env: &[(String, String)],
 ) -> String {
-    let n = |v: Option<f64>| {
-        v.map(crate::results::format_number)
-            .unwrap_or_else(|| "n/a".into())
-    };
-    let mut s =
-        String::from("# Drivers: userspace NVMe on the exokernel vs Linux's NVMe driver\n\n");
+    let n = |v: Option<f64>| v.map(crate::results::format_number).unwrap_or_else(|| "n/a".into());
+    let mut s = String::from("# Drivers: userspace NVMe on the exokernel vs Linux's NVMe driver\n\n");
     s.push_str(
         "Produced by `cargo xtask eval --drivers` (method and discussion: eval/DRIVERS.md). 4 KiB random I/O on the raw \
          namespace, first 128 MiB, same QEMU machine, same run, TCG: times are emulated-machine times, counts are exact.\n\n",
@@ -455,8 +406,7 @@ pub fn summary(
     for (w, _) in WORKLOADS {
         let (e, l) = (find(rows, "exo", w), find(rows, "linux-guest", w));
         let g = |r: Option<&Row>, f: fn(&Row) -> f64| {
-            r.map(|r| crate::results::format_number(f(r)))
-                .unwrap_or_else(|| "n/a".into())
+            r.map(|r| crate::results::format_number(f(r))).unwrap_or_else(|| "n/a".into())
         };
         let ratio = e
             .zip(l)
@@ -475,14 +425,7 @@ pub fn summary(
     }
     s.push_str("\nIOPS of every round (sorted; the rows above are the median round's):\n\n");
     for ((sys, w), v) in all_iops {
-        let _ = writeln!(
-            s,
-            "- {sys} {w}: {}",
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let _ = writeln!(s, "- {sys} {w}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
     }
     s.push_str(
         "\n## Counts per I/O\n\nexo: kernel crossings = system calls + upcalls over the measured loop, machine-wide (a timer \
@@ -550,25 +493,16 @@ mod tests {
         let l = parse_exo(SERIAL).unwrap();
         assert_eq!(l.len(), 4);
         assert_eq!(l[1].workload, "randread-qd32");
-        assert_eq!(
-            (l[1].ops, l[1].iops, l[1].p50_us, l[1].doorbells_per_io),
-            (2000, 12698, 1740, 0.21)
-        );
+        assert_eq!((l[1].ops, l[1].iops, l[1].p50_us, l[1].doorbells_per_io), (2000, 12698, 1740, 0.21));
         assert_eq!((l[0].syscalls, l[0].upcalls, l[0].timer_ticks), (14, 21, 7));
         assert_eq!((l[1].sq_doorbells, l[1].cq_doorbells), (220, 200));
     }
 
     #[test]
     fn exo_lines_that_are_missing_or_garbled_are_errors() {
-        let without_last: String = SERIAL
-            .lines()
-            .filter(|l| !l.contains("randwrite-qd32"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(parse_exo(&without_last)
-            .unwrap_err()
-            .to_string()
-            .contains("randwrite-qd32"));
+        let without_last: String =
+            SERIAL.lines().filter(|l| !l.contains("randwrite-qd32")).map(|l| format!("{l}\n")).collect();
+        assert!(parse_exo(&without_last).unwrap_err().to_string().contains("randwrite-qd32"));
         assert!(parse_exo(&SERIAL.replace("iops=6705", "iops=lots")).is_err());
         assert!(parse_exo(&SERIAL.replace("iops=6705", "iops=-3")).is_err());
         assert!(parse_exo(&SERIAL.replace(" syscalls=14", "")).is_err());
@@ -584,13 +518,7 @@ mod tests {
         let text = "@@READY 1\r\n@@DRV-IRQ 1 3\r\n@@DRV-PID 1 137\n[ 1.0] nvme\n@@DRV-IRQ 2 4011\n";
         let m = parse_row_numbers(text, "DRV-IRQ").unwrap();
         assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![(1, 3), (2, 4011)]);
-        assert_eq!(
-            parse_row_numbers(text, "DRV-PID")
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
-            vec![(1, 137)]
-        );
+        assert_eq!(parse_row_numbers(text, "DRV-PID").unwrap().into_iter().collect::<Vec<_>>(), vec![(1, 137)]);
         assert!(parse_row_numbers("@@DRV-IRQ 1\n", "DRV-IRQ").is_err());
         assert!(parse_row_numbers("@@DRV-IRQ x 2\n", "DRV-IRQ").is_err());
         assert!(parse_row_numbers("@@DRV-IRQ 1 2 3\n", "DRV-IRQ").is_err());
@@ -603,10 +531,7 @@ mod tests {
         assert_eq!(syscalls_of_pid(h, 137).unwrap(), 543);
         assert_eq!(syscalls_of_pid(h, 999).unwrap(), 0);
         assert!(syscalls_of_pid(&h.replace("Dropped: 0", "Dropped: 2"), 137).is_err());
-        assert!(
-            syscalls_of_pid("{ common_pid: x [ 1] } hitcount: 3\n", 1).is_err(),
-            "a truncated hist is an error"
-        );
+        assert!(syscalls_of_pid("{ common_pid: x [ 1] } hitcount: 3\n", 1).is_err(), "a truncated hist is an error");
     }
 
     #[test]
@@ -616,15 +541,9 @@ mod tests {
         for ((b, m), (w, deep)) in pairs.iter().zip(WORKLOADS) {
             assert_eq!(runs[*b].ops, 1);
             assert_eq!(runs[*m].ops, if deep { 2000 } else { 500 });
-            assert_eq!(
-                (runs[*b].workload.as_str(), runs[*m].workload.as_str()),
-                (w, w)
-            );
+            assert_eq!((runs[*b].workload.as_str(), runs[*m].workload.as_str()), (w, w));
         }
-        assert_eq!(
-            plan_line(&runs[1]),
-            "--workload randread-qd1 --ops 500 --block 4096 --span-mib 128"
-        );
+        assert_eq!(plan_line(&runs[1]), "--workload randread-qd1 --ops 500 --block 4096 --span-mib 128");
     }
 
     #[test]
@@ -649,40 +568,22 @@ mod tests {
 
     #[test]
     fn linux_rows_are_differential() {
-        let columns: Vec<String> = crate::results::COLUMNS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let columns: Vec<String> = crate::results::COLUMNS.iter().map(|s| s.to_string()).collect();
         let (runs, pairs) = linux_runs(true);
         let p = pairs[2]; // randwrite-qd1, 500 ops
         let mut outs = vec![RunOutcome::default(); runs.len()];
-        outs[p.0] = outcome(
-            "linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,1,10,5,5,,,,,,,,",
-            40,
-            1,
-            0,
-        );
-        outs[p.1] = outcome(
-            "linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,500,3000,300,900,,,,,,,,",
-            40 + 499 * 2,
-            500,
-            0,
-        );
+        outs[p.0] = outcome("linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,1,10,5,5,,,,,,,,", 40, 1, 0);
+        outs[p.1] =
+            outcome("linux-guest,nvme-raw,nvme,randwrite-qd1,4096,none,500,3000,300,900,,,,,,,,", 40 + 499 * 2, 500, 0);
         let irqs = BTreeMap::from([(p.0 + 1, 1), (p.1 + 1, 500)]);
         let (row, extra) = linux_row(&columns, &runs, p, &outs, &irqs).unwrap();
         assert_eq!((row.ops_per_sec, row.p50_us), (3000.0, 300.0));
         assert_eq!(row.syscalls_per_op, Some(2.0));
         assert_eq!(row.device_write_cmds_per_op, Some(1.0));
         assert_eq!(row.device_bytes_written_per_op, Some(4096.0));
-        assert_eq!(
-            (extra.interrupts_or_upcalls_per_op, extra.crossings_per_op),
-            (Some(1.0), Some(3.0))
-        );
+        assert_eq!((extra.interrupts_or_upcalls_per_op, extra.crossings_per_op), (Some(1.0), Some(3.0)));
         outs[p.0].fail = Some("eval-bench exited 1".into());
-        assert!(
-            linux_row(&columns, &runs, p, &outs, &irqs).is_err(),
-            "a failed baseline must not give a row"
-        );
+        assert!(linux_row(&columns, &runs, p, &outs, &irqs).is_err(), "a failed baseline must not give a row");
     }
 
     #[test]
@@ -702,21 +603,14 @@ mod tests {
         assert_eq!(rows[3].device_write_cmds_per_op, Some(1.0));
         assert_eq!(extras[0].crossings_per_op, Some(35.0 / 500.0));
         assert_eq!(extras[3].crossings_per_op, Some(0.0));
-        assert_eq!(
-            (extras[0].crossings_per_tick, extras[3].crossings_per_tick),
-            (Some(5.0), None)
-        );
+        assert_eq!((extras[0].crossings_per_tick, extras[3].crossings_per_tick), (Some(5.0), None));
         let t = targets(&rows, &extras);
         assert!(
-            t.iter()
-                .any(|l| l.starts_with("MET")
-                    && l.contains("randwrite-qd32: exo kernel crossings/op 0")),
+            t.iter().any(|l| l.starts_with("MET") && l.contains("randwrite-qd32: exo kernel crossings/op 0")),
             "{t:?}"
         );
         assert!(
-            t.iter()
-                .any(|l| l.starts_with("SHORT")
-                    && l.contains("randread-qd1: exo kernel crossings/op")),
+            t.iter().any(|l| l.starts_with("SHORT") && l.contains("randread-qd1: exo kernel crossings/op")),
             "{t:?}"
         );
     }
@@ -730,29 +624,17 @@ mod tests {
             p50_us: p50,
             ..Row::default()
         };
-        let extra = |sys: &str, t: u64| Extra {
-            system: sys.into(),
-            timer_ticks: Some(t),
-            ..Extra::default()
-        };
+        let extra = |sys: &str, t: u64| Extra { system: sys.into(), timer_ticks: Some(t), ..Extra::default() };
         let rounds = vec![
             (vec![row("exo", "a", 300.0, 1.0)], vec![extra("exo", 1)]),
-            (
-                vec![row("linux-guest", "a", 50.0, 9.0)],
-                vec![extra("linux-guest", 9)],
-            ),
+            (vec![row("linux-guest", "a", 50.0, 9.0)], vec![extra("linux-guest", 9)]),
             (vec![row("exo", "a", 100.0, 2.0)], vec![extra("exo", 2)]),
-            (
-                vec![row("linux-guest", "a", 70.0, 8.0)],
-                vec![extra("linux-guest", 8)],
-            ),
+            (vec![row("linux-guest", "a", 70.0, 8.0)], vec![extra("linux-guest", 8)]),
             (vec![row("exo", "a", 200.0, 3.0)], vec![extra("exo", 3)]),
         ];
         let ((rows, extras), iops) = pick_median(&rounds);
         assert_eq!(
-            rows.iter()
-                .map(|r| (r.system.as_str(), r.ops_per_sec, r.p50_us))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| (r.system.as_str(), r.ops_per_sec, r.p50_us)).collect::<Vec<_>>(),
             vec![("exo", 200.0, 3.0), ("linux-guest", 50.0, 9.0)]
         );
         assert_eq!(
@@ -760,10 +642,7 @@ mod tests {
             vec![Some(3), Some(9)],
             "counts come from the same round"
         );
-        assert_eq!(
-            iops[&("exo".to_string(), "a".to_string())],
-            vec![100.0, 200.0, 300.0]
-        );
+        assert_eq!(iops[&("exo".to_string(), "a".to_string())], vec![100.0, 200.0, 300.0]);
     }
 
     #[test]
@@ -771,18 +650,10 @@ mod tests {
         let lines = parse_exo(SERIAL).unwrap();
         let driver = 500 + 220 + 500 + 150;
         assert!(doorbell_check(&lines, driver).0);
-        assert!(
-            doorbell_check(&lines, driver + 1).0,
-            "the final flush rings once more"
-        );
-        assert!(
-            !doorbell_check(&lines, driver - 1).0,
-            "fewer traced than counted is a miscount"
-        );
+        assert!(doorbell_check(&lines, driver + 1).0, "the final flush rings once more");
+        assert!(!doorbell_check(&lines, driver - 1).0, "fewer traced than counted is a miscount");
         assert!(!doorbell_check(&lines, driver + 100).0);
-        assert!(doorbell_check(&lines, driver)
-            .1
-            .contains(&format!("driver counted {driver}")));
+        assert!(doorbell_check(&lines, driver).1.contains(&format!("driver counted {driver}")));
     }
 
     #[test]
@@ -790,21 +661,10 @@ mod tests {
         let lines = parse_exo(SERIAL).unwrap();
         let t = tickless(&lines);
         assert_eq!(t.len(), 4);
-        assert!(
-            t[0].starts_with("n/a") && t[0].contains("7 timer ticks"),
-            "{}",
-            t[0]
-        );
-        assert!(
-            t[3].starts_with("MET") && t[3].contains("0 kernel crossings"),
-            "{}",
-            t[3]
-        );
+        assert!(t[0].starts_with("n/a") && t[0].contains("7 timer ticks"), "{}", t[0]);
+        assert!(t[3].starts_with("MET") && t[3].contains("0 kernel crossings"), "{}", t[3]);
         let mut odd = lines[3].clone();
         odd.syscalls = 1;
-        assert!(
-            tickless(&[odd])[0].starts_with("SHORT"),
-            "a crossing without a tick is the I/O path's"
-        );
+        assert!(tickless(&[odd])[0].starts_with("SHORT"), "a crossing without a tick is the I/O path's");
     }
 }

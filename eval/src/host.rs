@@ -19,9 +19,7 @@ pub const COMMIT_ROUNDS: usize = 3;
 /// Entry indices in run order: every entry once, then the `commit` entries
 /// again for the further rounds.
 pub fn schedule(entries: &[Entry]) -> Vec<usize> {
-    let commits: Vec<usize> = (0..entries.len())
-        .filter(|&i| entries[i].workload.name() == "commit")
-        .collect();
+    let commits: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].workload.name() == "commit").collect();
     let mut order: Vec<usize> = (0..entries.len()).collect();
     for _ in 1..COMMIT_ROUNDS {
         order.extend(&commits);
@@ -41,32 +39,16 @@ pub fn median_row(mut runs: Vec<Row>) -> Option<Row> {
 }
 
 pub fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>> {
-    let bulk: Vec<Row> = rows
-        .iter()
-        .filter(|r| r.workload != "commit")
-        .cloned()
-        .collect();
-    let commit: Vec<Row> = rows
-        .iter()
-        .filter(|r| r.workload == "commit")
-        .cloned()
-        .collect();
+    let bulk: Vec<Row> = rows.iter().filter(|r| r.workload != "commit").cloned().collect();
+    let commit: Vec<Row> = rows.iter().filter(|r| r.workload == "commit").cloned().collect();
     type Metric = fn(&Row) -> Option<f64>;
     let charts: [(&str, &str, &str, &[Row], Metric); 5] = [
-        (
-            "host-ops.svg",
-            "Host: operations per second (bulk and read workloads)",
-            "ops/s",
-            &bulk,
-            |r| Some(r.ops_per_sec),
-        ),
-        (
-            "host-commit-ops.svg",
-            "Host: durable small transactions (commit), ops/s",
-            "commits/s",
-            &commit,
-            |r| Some(r.ops_per_sec),
-        ),
+        ("host-ops.svg", "Host: operations per second (bulk and read workloads)", "ops/s", &bulk, |r| {
+            Some(r.ops_per_sec)
+        }),
+        ("host-commit-ops.svg", "Host: durable small transactions (commit), ops/s", "commits/s", &commit, |r| {
+            Some(r.ops_per_sec)
+        }),
         (
             "host-commit-flushes.svg",
             "Host: commit, flushes per commit (fsync family + O_DSYNC writes)",
@@ -107,12 +89,8 @@ pub fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>> {
 }
 
 fn find<'a>(rows: &'a [Row], engine: &str, workload: &str, durability: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| {
-        r.engine == engine
-            && r.workload == workload
-            && r.value_bytes == 100
-            && r.durability == durability
-    })
+    rows.iter()
+        .find(|r| r.engine == engine && r.workload == workload && r.value_bytes == 100 && r.durability == durability)
 }
 
 /// The numbers the project's claims rest on, one line each.
@@ -133,10 +111,7 @@ pub fn headline(rows: &[Row]) -> String {
     }
     for engine in ["libdb", "sqlite", "lmdb", "redb"] {
         if let Some(r) = find(rows, engine, "readrandom", "sync") {
-            out.push_str(&format!(
-                "  readrandom   {engine:<7} {:>9.0} ops/s  p50 {:.2} µs\n",
-                r.ops_per_sec, r.p50_us
-            ));
+            out.push_str(&format!("  readrandom   {engine:<7} {:>9.0} ops/s  p50 {:.2} µs\n", r.ops_per_sec, r.p50_us));
         }
     }
     let ratio = |a: &str, b: &str, w: &str| -> String {
@@ -204,10 +179,7 @@ pub fn summary(
     if !plots.is_empty() {
         md.push_str("## Plots\n\n");
         for p in plots {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             md.push_str(&format!("![{name}]({name})\n\n"));
         }
     }
@@ -246,37 +218,19 @@ mod tests {
     fn commit_entries_get_extra_rounds_and_the_median_wins() {
         let entries = Plan::host(true).entries();
         let order = schedule(&entries);
-        let commits = entries
-            .iter()
-            .filter(|e| e.workload.name() == "commit")
-            .count();
+        let commits = entries.iter().filter(|e| e.workload.name() == "commit").count();
         assert_eq!(order.len(), entries.len() + (COMMIT_ROUNDS - 1) * commits);
-        assert_eq!(
-            &order[..entries.len()],
-            &(0..entries.len()).collect::<Vec<_>>()[..]
-        );
-        let runs = vec![
-            row("libdb", "commit", 5.0),
-            row("libdb", "commit", 1.0),
-            row("libdb", "commit", 3.0),
-        ];
+        assert_eq!(&order[..entries.len()], &(0..entries.len()).collect::<Vec<_>>()[..]);
+        let runs = vec![row("libdb", "commit", 5.0), row("libdb", "commit", 1.0), row("libdb", "commit", 3.0)];
         assert_eq!(median_row(runs).unwrap().ops_per_sec, 3.0);
-        assert_eq!(
-            median_row(vec![row("a", "commit", 2.0), row("a", "commit", 4.0)])
-                .unwrap()
-                .ops_per_sec,
-            2.0
-        );
+        assert_eq!(median_row(vec![row("a", "commit", 2.0), row("a", "commit", 4.0)]).unwrap().ops_per_sec, 2.0);
         assert!(median_row(vec![]).is_none());
     }
 
     #[test]
     fn headline_reports_ratios_and_missing_engines() {
-        let rows = vec![
-            row("libdb", "commit", 3000.0),
-            row("sqlite", "commit", 1000.0),
-            row("lmdb", "readrandom", 5.0),
-        ];
+        let rows =
+            vec![row("libdb", "commit", 3000.0), row("sqlite", "commit", 1000.0), row("lmdb", "readrandom", 5.0)];
         let h = headline(&rows);
         assert!(h.contains("libdb/sqlite commit 3.00×"), "{h}");
         assert!(h.contains("libdb/lmdb commit –"), "{h}");
@@ -285,19 +239,9 @@ mod tests {
 
     #[test]
     fn summary_lists_failures_and_tables() {
-        let rows = vec![
-            row("libdb", "commit", 3000.0),
-            row("sqlite", "commit", 1000.0),
-        ];
-        let md = summary(
-            &HostInfo::default(),
-            &rows,
-            &["lmdb commit: boom".into()],
-            &[],
-            true,
-            "ext4 on /dev/loop0",
-            1.0,
-        );
+        let rows = vec![row("libdb", "commit", 3000.0), row("sqlite", "commit", 1000.0)];
+        let md =
+            summary(&HostInfo::default(), &rows, &["lmdb commit: boom".into()], &[], true, "ext4 on /dev/loop0", 1.0);
         assert!(md.contains("## Failed runs") && md.contains("lmdb commit: boom"));
         assert!(md.contains("| libdb | sync |") && md.contains("## All runs"));
     }

@@ -46,14 +46,8 @@ pub fn parse(serial: &str) -> Result<(Vec<Row>, Option<u64>)> {
                 break;
             }
         }
-        let Some(line) = found else {
-            bail!("no `microbench: {}: N ticks` line", op.label())
-        };
-        rows.push(Row {
-            workload: op.workload(),
-            what: what(op),
-            ticks: line.ticks,
-        });
+        let Some(line) = found else { bail!("no `microbench: {}: N ticks` line", op.label()) };
+        rows.push(Row { workload: op.workload(), what: what(op), ticks: line.ticks });
     }
     let mut tsc = None;
     for l in serial.lines() {
@@ -81,18 +75,9 @@ pub fn report(instr: &[Row], time: &[Row], tsc: Option<u64>) -> (String, String,
     for (i, t) in instr.iter().zip(time) {
         let ns = tsc.map(|r| t.ticks * 1000 / r);
         let ns_s = ns.map_or(String::new(), |n| n.to_string());
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} |",
-            i.what,
-            i.ticks,
-            if ns_s.is_empty() { "n/a" } else { &ns_s }
-        );
+        let _ = writeln!(md, "| {} | {} | {} |", i.what, i.ticks, if ns_s.is_empty() { "n/a" } else { &ns_s });
         records.push(["exo".into(), "kernel".into(), i.workload.to_string(), i.ticks.to_string(), ns_s.clone()]);
-        console.push(format!(
-            "  {:<16} {:>6} instructions  {:>8} ns (TCG)",
-            i.workload, i.ticks, ns_s
-        ));
+        console.push(format!("  {:<16} {:>6} instructions  {:>8} ns (TCG)", i.workload, i.ticks, ns_s));
     }
     let header = ["system", "engine", "workload", "guest_instructions_per_op", "tcg_ns_per_op"];
     (md, crate::results::csv_text(Some(&header), records), console)
@@ -110,10 +95,7 @@ mod tests {
             microbench: map (move) one 4 KiB page: 755 ticks\n\
             microbench: null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler): 3861 ticks\n";
         let (rows, tsc) = parse(serial).unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.ticks).collect::<Vec<_>>(),
-            vec![121, 755, 3861]
-        );
+        assert_eq!(rows.iter().map(|r| r.ticks).collect::<Vec<_>>(), vec![121, 755, 3861]);
         assert_eq!(tsc, Some(2500));
     }
 
@@ -128,7 +110,10 @@ mod tests {
         let row = |workload, ticks| Row { workload, what: "op", ticks };
         let (md, csv, console) = report(&[row("null-syscall", 300)], &[row("null-syscall", 5000)], Some(2500));
         assert!(md.ends_with("| op | 300 | 2000 |\n"), "{md}");
-        assert_eq!(csv, "system,engine,workload,guest_instructions_per_op,tcg_ns_per_op\nexo,kernel,null-syscall,300,2000\n");
+        assert_eq!(
+            csv,
+            "system,engine,workload,guest_instructions_per_op,tcg_ns_per_op\nexo,kernel,null-syscall,300,2000\n"
+        );
         assert_eq!(console.len(), 1);
         let (md, csv, _) = report(&[row("map-page", 1)], &[row("map-page", 2)], None);
         assert!(md.ends_with("| op | 1 | n/a |\n") && csv.ends_with("map-page,1,\n"), "{md}{csv}");

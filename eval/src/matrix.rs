@@ -113,7 +113,8 @@ impl Plan {
     /// jobs on a shared machine then hits all engines of a comparison
     /// alike, not one engine's whole series.
     pub fn entries(&self) -> Vec<Entry> {
-        let bulk = [Workload::FillSeq, Workload::FillRandom, Workload::Overwrite, Workload::ReadRandom, Workload::ReadSeq];
+        let bulk =
+            [Workload::FillSeq, Workload::FillRandom, Workload::Overwrite, Workload::ReadRandom, Workload::ReadSeq];
         let ycsb: &[Workload] = if self.ycsb { &Workload::ALL[6..] } else { &[] };
         let mut out = Vec::new();
         let mut push = |engine: &String, workload, value_bytes, durability, ops| {

@@ -51,7 +51,13 @@ fn short_number(v: f64) -> String {
 }
 
 /// Draws `panels` in a grid of `columns` columns into an SVG file.
-pub fn write_bar_chart_svg(path: &Path, title: &str, y_label: &str, panels: &[Panel], columns: usize) -> Result<(), String> {
+pub fn write_bar_chart_svg(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    panels: &[Panel],
+    columns: usize,
+) -> Result<(), String> {
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
     let (panel_w, panel_h) = (440u32, 300u32);
@@ -131,7 +137,8 @@ fn panels_by(rows: &[Row], metric: fn(&Row) -> Option<f64>, split: bool) -> Vec<
     for row in rows {
         let Some(value) = metric(row) else { continue };
         let durability = if split { row.durability.clone() } else { String::new() };
-        let pos = panels.iter().position(|(w, v, d, _)| *w == row.workload && *v == row.value_bytes && *d == durability);
+        let pos =
+            panels.iter().position(|(w, v, d, _)| *w == row.workload && *v == row.value_bytes && *d == durability);
         let idx = match pos {
             Some(i) => i,
             None => {

@@ -125,7 +125,8 @@ mod io {
 
     impl Aligned {
         fn new(len: usize, fill: u8) -> Result<Aligned, String> {
-            let layout = std::alloc::Layout::from_size_align(len.max(1), 4096).map_err(|e| format!("buffer layout: {e}"))?;
+            let layout =
+                std::alloc::Layout::from_size_align(len.max(1), 4096).map_err(|e| format!("buffer layout: {e}"))?;
             // SAFETY: the layout has a non-zero size.
             let ptr = unsafe { std::alloc::alloc(layout) };
             if ptr.is_null() {
@@ -164,7 +165,8 @@ mod io {
         }
         let f = open(dev, w.write)?;
         // A block device's metadata says 0 bytes; its end offset is its size.
-        let size = std::io::Seek::seek(&mut &f, std::io::SeekFrom::End(0)).map_err(|e| format!("size of {}: {e}", dev.display()))?;
+        let size = std::io::Seek::seek(&mut &f, std::io::SeekFrom::End(0))
+            .map_err(|e| format!("size of {}: {e}", dev.display()))?;
         let span = span.min(size);
         let mut offs = Offsets::new(seed, span, block as u64)?;
         if w.depth == 1 {

@@ -77,16 +77,8 @@ pub const OPTIONAL_METRICS: [MetricField; 8] = [
     ("flushes_per_op", |r| r.flushes_per_op, |r| &mut r.flushes_per_op),
     ("device_write_cmds_per_op", |r| r.device_write_cmds_per_op, |r| &mut r.device_write_cmds_per_op),
     ("device_flushes_per_op", |r| r.device_flushes_per_op, |r| &mut r.device_flushes_per_op),
-    (
-        "device_bytes_written_per_op",
-        |r| r.device_bytes_written_per_op,
-        |r| &mut r.device_bytes_written_per_op,
-    ),
-    (
-        "guest_instructions_per_op",
-        |r| r.guest_instructions_per_op,
-        |r| &mut r.guest_instructions_per_op,
-    ),
+    ("device_bytes_written_per_op", |r| r.device_bytes_written_per_op, |r| &mut r.device_bytes_written_per_op),
+    ("guest_instructions_per_op", |r| r.guest_instructions_per_op, |r| &mut r.guest_instructions_per_op),
 ];
 
 /// What was wrong with a CSV input, and where.
@@ -177,9 +169,7 @@ where
 
 /// Splits one CSV line into fields.
 pub fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line.as_bytes());
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
     match r.records().next() {
         Some(Ok(rec)) => Ok(rec.iter().map(String::from).collect()),
         Some(Err(e)) => Err(e.to_string()),
@@ -243,10 +233,7 @@ fn row_of<S: AsRef<str>>(columns: &[String], fields: &[S]) -> Result<Row, String
 /// required ones (everything up to `p99_us`) must be present. Blank lines
 /// are skipped.
 pub fn read_csv(text: &str) -> Result<Vec<Row>, CsvError> {
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut records = r.records();
     let at = |e: &csv::Error| e.position().map_or(0, |p| p.line() as usize);
     let head = match records.next() {
@@ -294,10 +281,20 @@ fn md_number(v: f64) -> String {
 pub fn markdown_table(rows: &[Row]) -> String {
     let present: Vec<&MetricField> =
         OPTIONAL_METRICS.iter().filter(|(_, get, _)| rows.iter().any(|r| get(r).is_some())).collect();
-    let mut head = vec!["system", "engine", "medium", "workload", "value", "durability", "ops", "ops/s", "p50 µs", "p99 µs"];
+    let mut head =
+        vec!["system", "engine", "medium", "workload", "value", "durability", "ops", "ops/s", "p50 µs", "p99 µs"];
     head.extend(present.iter().map(|(name, _, _)| *name));
     let mut out = format!("| {} |\n", head.join(" | "));
-    out.push_str(&format!("|{}\n", head.iter().map(|h| if *h == "system" || *h == "engine" || *h == "medium" || *h == "workload" || *h == "durability" { "---|" } else { "---:|" }).collect::<String>()));
+    out.push_str(&format!(
+        "|{}\n",
+        head.iter()
+            .map(|h| if *h == "system" || *h == "engine" || *h == "medium" || *h == "workload" || *h == "durability" {
+                "---|"
+            } else {
+                "---:|"
+            })
+            .collect::<String>()
+    ));
     for r in rows {
         let mut cells = vec![
             r.system.clone(),
@@ -322,8 +319,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
 /// A short comparison for one (workload, value size): one line per engine
 /// and durability with ops/s relative to `baseline_engine` (same durability).
 pub fn markdown_comparison(rows: &[Row], workload: &str, value_bytes: u64, baseline_engine: &str) -> String {
-    let selected: Vec<&Row> =
-        rows.iter().filter(|r| r.workload == workload && r.value_bytes == value_bytes).collect();
+    let selected: Vec<&Row> = rows.iter().filter(|r| r.workload == workload && r.value_bytes == value_bytes).collect();
     if selected.is_empty() {
         return String::new();
     }
@@ -429,7 +425,8 @@ mod tests {
 
     #[test]
     fn reader_matches_columns_by_name() {
-        let text = "engine,system,medium,workload,value_bytes,durability,ops,ops_per_sec,p50_us,p99_us,flushes_per_op\n\
+        let text =
+            "engine,system,medium,workload,value_bytes,durability,ops,ops_per_sec,p50_us,p99_us,flushes_per_op\n\
                     lmdb,linux-guest,nvme,readrandom,1024,async,10,5.5,1,2,0.5\n";
         let rows = read_csv(text).unwrap();
         assert_eq!(rows[0].engine, "lmdb");

@@ -15,10 +15,7 @@ pub type Picked<E, K> = ((Vec<Row>, Vec<E>), BTreeMap<K, Vec<f64>>);
 /// record `E` at the same index of that round; plus every round's ops/s
 /// per key, sorted. Rows come out in the order of the first round that has
 /// each key.
-pub fn pick_median<E: Clone, K: Ord + Clone>(
-    rounds: &[(Vec<Row>, Vec<E>)],
-    key: impl Fn(&Row) -> K,
-) -> Picked<E, K> {
+pub fn pick_median<E: Clone, K: Ord + Clone>(rounds: &[(Vec<Row>, Vec<E>)], key: impl Fn(&Row) -> K) -> Picked<E, K> {
     let mut all: BTreeMap<K, Vec<(f64, usize, usize)>> = BTreeMap::new();
     for (ri, (rows, _)) in rounds.iter().enumerate() {
         for (i, r) in rows.iter().enumerate() {
@@ -49,27 +46,15 @@ mod tests {
 
     #[test]
     fn keys_choose_what_counts_as_the_same_row() {
-        let row = |m: &str, v: f64| Row {
-            system: "exo".into(),
-            medium: m.into(),
-            ops_per_sec: v,
-            ..Row::default()
-        };
+        let row = |m: &str, v: f64| Row { system: "exo".into(), medium: m.into(), ops_per_sec: v, ..Row::default() };
         let rounds = vec![
             (vec![row("nvme", 1.0), row("pmem", 30.0)], vec!['a', 'b']),
             (vec![row("nvme", 3.0), row("pmem", 10.0)], vec!['c', 'd']),
             (vec![row("nvme", 2.0), row("pmem", 20.0)], vec!['e', 'f']),
         ];
         let ((rows, extras), rates) = pick_median(&rounds, |r| r.medium.clone());
-        assert_eq!(
-            rows.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>(),
-            vec![2.0, 20.0]
-        );
-        assert_eq!(
-            extras,
-            vec!['e', 'f'],
-            "the extra record comes from the median row's round"
-        );
+        assert_eq!(rows.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>(), vec![2.0, 20.0]);
+        assert_eq!(extras, vec!['e', 'f'], "the extra record comes from the median row's round");
         assert_eq!(rates["pmem"], vec![10.0, 20.0, 30.0]);
         // One key for everything: a single median over all six rows.
         let ((rows, _), _) = pick_median(&rounds, |_| ());

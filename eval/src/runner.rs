@@ -4,7 +4,9 @@
 use crate::counters::{flushes_now, BlockStat, ProcIo, SyscallCounter};
 use crate::engines::{self, Engine};
 use crate::results::Row;
-use crate::workload::{key_of, make_value, Durability, Rng, Workload, YcsbMix, YcsbOp, KEY_BYTES, PRELOAD_BATCH, WRITE_BATCH};
+use crate::workload::{
+    key_of, make_value, Durability, Rng, Workload, YcsbMix, YcsbOp, KEY_BYTES, PRELOAD_BATCH, WRITE_BATCH,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -231,7 +233,9 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     let plan: Vec<u64> = match cfg.workload {
         Workload::FillSeq => (0..cfg.ops).collect(),
         Workload::FillRandom => rng.permutation(cfg.ops),
-        Workload::Overwrite | Workload::ReadRandom | Workload::Commit => (0..cfg.ops).map(|_| rng.below(cfg.keys)).collect(),
+        Workload::Overwrite | Workload::ReadRandom | Workload::Commit => {
+            (0..cfg.ops).map(|_| rng.below(cfg.keys)).collect()
+        }
         _ => Vec::new(),
     };
     let mut ycsb = match cfg.workload {
@@ -242,8 +246,15 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
     };
 
     let counters = Counters::open();
-    let mut phase =
-        Phase { engine: engine.as_mut(), values, lat: Latencies(Vec::with_capacity(cfg.ops as usize)), rng, writes: 0, staged: Vec::new(), sink: 0 };
+    let mut phase = Phase {
+        engine: engine.as_mut(),
+        values,
+        lat: Latencies(Vec::with_capacity(cfg.ops as usize)),
+        rng,
+        writes: 0,
+        staged: Vec::new(),
+        sink: 0,
+    };
     let block_path = cfg.block_stat.as_deref();
     if block_path.is_some() {
         // Write back anything earlier phases left dirty (and commit the
@@ -304,7 +315,8 @@ fn run_in(cfg: &RunConfig, store: &std::path::Path) -> Result<Row, String> {
                     }
                     YcsbOp::Scan(i, len) => {
                         let mut sum = 0u64;
-                        p.engine.scan(&key_of(i), len, &mut |k, v| sum = sum.wrapping_add(k[15] as u64 + v.len() as u64))?;
+                        p.engine
+                            .scan(&key_of(i), len, &mut |k, v| sum = sum.wrapping_add(k[15] as u64 + v.len() as u64))?;
                         p.sink = p.sink.wrapping_add(sum);
                         Ok(())
                     }

@@ -87,14 +87,10 @@ impl Workload {
     }
 
     pub fn parse(s: &str) -> Result<Workload, String> {
-        Workload::ALL
-            .iter()
-            .copied()
-            .find(|w| w.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
-                format!("unknown workload {s:?} (known: {})", names.join(", "))
-            })
+        Workload::ALL.iter().copied().find(|w| w.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+            format!("unknown workload {s:?} (known: {})", names.join(", "))
+        })
     }
 
     /// Whether the store must hold `keys` records before the measured phase.
@@ -144,9 +140,7 @@ impl Durability {
                     .strip_prefix("group")
                     .and_then(|n| n.parse::<u32>().ok())
                     .filter(|&n| n >= 2)
-                    .ok_or_else(|| {
-                        format!("unknown durability {s:?} (sync, async, or groupN with N >= 2)")
-                    })?;
+                    .ok_or_else(|| format!("unknown durability {s:?} (sync, async, or groupN with N >= 2)"))?;
                 Ok(Durability::Group(n))
             }
         }
@@ -306,12 +300,7 @@ impl YcsbMix {
     pub fn new(workload: Workload, records: u64) -> Result<YcsbMix, String> {
         if !matches!(
             workload,
-            Workload::YcsbA
-                | Workload::YcsbB
-                | Workload::YcsbC
-                | Workload::YcsbD
-                | Workload::YcsbE
-                | Workload::YcsbF
+            Workload::YcsbA | Workload::YcsbB | Workload::YcsbC | Workload::YcsbD | Workload::YcsbE | Workload::YcsbF
         ) {
             return Err(format!("{workload} is not a YCSB workload"));
         }

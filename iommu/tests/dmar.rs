@@ -172,7 +172,9 @@ fn every_truncation_of_the_buffer_is_an_error() {
                 assert!(matches!(e.problem, Problem::Truncated { needed: 36, available } if available == len));
             } else {
                 assert_eq!((e.offset, e.field), (4, "length"));
-                assert!(matches!(e.problem, Problem::Truncated { needed, available } if needed == bytes.len() && available == len));
+                assert!(
+                    matches!(e.problem, Problem::Truncated { needed, available } if needed == bytes.len() && available == len)
+                );
             }
         }
     }
@@ -234,7 +236,11 @@ fn scope_length_errors_name_the_field() {
         t[scope_len_at] = len;
         fix_checksum(&mut t);
         let e = expect_err(&t);
-        assert_eq!((e.offset, e.field, e.problem), (scope_len_at, "DRHD device scope length", problem), "scope length {len}");
+        assert_eq!(
+            (e.offset, e.field, e.problem),
+            (scope_len_at, "DRHD device scope length", problem),
+            "scope length {len}"
+        );
     }
 }
 
@@ -378,8 +384,8 @@ fn unit_for_prefers_explicit_scopes() {
     let mut t = bytes.clone();
     t[72 + 16] = 2; // second DRHD's scope: PCI sub-hierarchy
     t[72 + 16 + 1] = 8; // path of one hop: the bridge 00:1c.0 itself
-    // Keep the structure length consistent: an 8-byte scope plus 2 bytes
-    // of padding would be malformed, so shorten the DRHD instead.
+                        // Keep the structure length consistent: an 8-byte scope plus 2 bytes
+                        // of padding would be malformed, so shorten the DRHD instead.
     let mut fixed = t[..72 + 24].to_vec();
     fixed.extend_from_slice(&t[72 + 26..]);
     fixed[72 + 2..72 + 4].copy_from_slice(&24u16.to_le_bytes());

@@ -18,7 +18,8 @@ fn irte_layout() {
     assert_eq!(e.encode(), [0x0000_0200_0030_0001, 0x0004_0018]);
     let x2 = Irte { vector: 0x31, destination: 0x1234, x2apic: true, source: SourceCheck::None };
     assert_eq!(x2.encode(), [0x0000_1234_0031_0001, 0]);
-    let range = Irte { vector: 0x32, destination: 0, x2apic: false, source: SourceCheck::BusRange { first: 2, last: 4 } };
+    let range =
+        Irte { vector: 0x32, destination: 0, x2apic: false, source: SourceCheck::BusRange { first: 2, last: 4 } };
     assert_eq!(range.encode()[1], 0x0008_0204);
     // 256 entries (S = 7), xAPIC.
     assert_eq!(irta_value(TABLE, 7, false), 0x40_0007);
@@ -36,7 +37,8 @@ fn remapping_model_delivers_only_what_was_granted() {
         clear_irte(&mut mem, TABLE, i);
     }
     let irta = irta_value(TABLE, 7, false);
-    Irte { vector: 0x30, destination: 2, x2apic: false, source: SourceCheck::Requester(NVME) }.write(&mut mem, TABLE, 5);
+    Irte { vector: 0x30, destination: 2, x2apic: false, source: SourceCheck::Requester(NVME) }
+        .write(&mut mem, TABLE, 5);
     let (addr, data) = remappable_msi(5);
     assert_eq!(remap_msi(&mem, irta, NVME, addr, data, false), Ok(Delivered { vector: 0x30, destination: 2 }));
     // Another device using the NVMe's handle: source-id check fails.
@@ -59,7 +61,8 @@ fn remapping_model_delivers_only_what_was_granted() {
     assert_eq!(remap_msi(&mem, irta, NVME, addr, data, false), Err(FaultReason::InterruptRemapping(0x22)));
     // Bus-range verification.
     let bridge_side = Bdf { bus: 3, device: 0, function: 0 };
-    Irte { vector: 0x33, destination: 0, x2apic: false, source: SourceCheck::BusRange { first: 2, last: 4 } }.write(&mut mem, TABLE, 9);
+    Irte { vector: 0x33, destination: 0, x2apic: false, source: SourceCheck::BusRange { first: 2, last: 4 } }
+        .write(&mut mem, TABLE, 9);
     let (a9, _) = remappable_msi(9);
     assert_eq!(remap_msi(&mem, irta, bridge_side, a9, 0, false).map(|d| d.vector), Ok(0x33));
     assert_eq!(remap_msi(&mem, irta, NVME, a9, 0, false), Err(FaultReason::InterruptRemapping(0x26)));

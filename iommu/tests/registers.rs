@@ -108,7 +108,10 @@ fn iotlb_encodings() {
     // Without PSI a page request falls back to the domain.
     let no_psi = Cap(0);
     assert_eq!(IotlbInvalidation::for_page(no_psi, 3, 0x5000), IotlbInvalidation::Domain { domain_id: 3 });
-    assert_eq!(IotlbInvalidation::for_page(cap, 3, 0x5abc), IotlbInvalidation::Pages { domain_id: 3, address: 0x5000, address_mask: 0, leaf_only: true });
+    assert_eq!(
+        IotlbInvalidation::for_page(cap, 3, 0x5abc),
+        IotlbInvalidation::Pages { domain_id: 3, address: 0x5000, address_mask: 0, leaf_only: true }
+    );
     // No drain bits when the unit lacks them.
     assert_eq!(IotlbInvalidation::Global.register_values(no_psi), Ok((0, 0x9000_0000_0000_0000)));
     // Completion: IAIG at 58:57.

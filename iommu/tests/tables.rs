@@ -72,10 +72,19 @@ fn mapped_page_translates_with_its_rights() {
     assert_eq!((t.domain_id, t.page_size, t.rights), (1, 4096, Rights::READ_WRITE));
     // The neighbouring page is not mapped: a write there faults with the
     // write reason and the walker says the leaf was not present.
-    assert_eq!(w.walk(NVME, 0x5000, Access::Write), Err((FaultReason::WriteNotPermitted, Cause::NotPresent { level: 1 })));
-    assert_eq!(w.walk(NVME, 0x5000, Access::Read), Err((FaultReason::ReadNotPermitted, Cause::NotPresent { level: 1 })));
+    assert_eq!(
+        w.walk(NVME, 0x5000, Access::Write),
+        Err((FaultReason::WriteNotPermitted, Cause::NotPresent { level: 1 }))
+    );
+    assert_eq!(
+        w.walk(NVME, 0x5000, Access::Read),
+        Err((FaultReason::ReadNotPermitted, Cause::NotPresent { level: 1 }))
+    );
     // Far away: not present already at the top level.
-    assert_eq!(w.walk(NVME, 1 << 38, Access::Read), Err((FaultReason::ReadNotPermitted, Cause::NotPresent { level: 3 })));
+    assert_eq!(
+        w.walk(NVME, 1 << 38, Access::Read),
+        Err((FaultReason::ReadNotPermitted, Cause::NotPresent { level: 3 }))
+    );
 }
 
 #[test]
@@ -116,7 +125,10 @@ fn unmap_removes_translation_and_reports_what_was_there() {
     space.map(&mut w.mem, &mut w.frames, 0x8000, 0x30_0000, Rights::WRITE).unwrap();
     let gone = space.unmap(&mut w.mem, 0x8000).unwrap();
     assert_eq!((gone.pa, gone.rights), (0x30_0000, Rights::WRITE));
-    assert_eq!(w.walk(NVME, 0x8000, Access::Write), Err((FaultReason::WriteNotPermitted, Cause::NotPresent { level: 1 })));
+    assert_eq!(
+        w.walk(NVME, 0x8000, Access::Write),
+        Err((FaultReason::WriteNotPermitted, Cause::NotPresent { level: 1 }))
+    );
     assert_eq!(space.unmap(&mut w.mem, 0x8000), Err(TableError::NotMapped { iova: 0x8000 }));
     assert_eq!(space.unmap(&mut w.mem, 1 << 30), Err(TableError::NotMapped { iova: 1 << 30 }), "no table on the way");
     // The slot can be reused.
@@ -140,7 +152,10 @@ fn rights_are_enforced_like_the_hardware() {
         w.walk(NVME, 0x2000, Access::Read),
         Err((FaultReason::ReadNotPermitted, Cause::NoPermission { level: 1, held: Rights::WRITE }))
     );
-    assert_eq!(space.map(&mut w.mem, &mut w.frames, 0x3000, 0x12_0000, Rights { read: false, write: false }), Err(TableError::NoRights));
+    assert_eq!(
+        space.map(&mut w.mem, &mut w.frames, 0x3000, 0x12_0000, Rights { read: false, write: false }),
+        Err(TableError::NoRights)
+    );
     // Rights AND across levels: drop W from the top-level entry by hand.
     let top = w.mem.read_u64(space.root());
     w.mem.write_u64(space.root(), top & !2);
@@ -161,9 +176,15 @@ fn devices_are_isolated_from_each_other() {
     assert_eq!(w.walk(VIRTIO, 0x1000, Access::Read), Ok(0x20_0000));
     // Function 1 of the NVMe device has no context entry.
     let other_fn = Bdf { function: 1, ..NVME };
-    assert_eq!(w.walk(other_fn, 0x1000, Access::Read), Err((FaultReason::ContextEntryNotPresent, Cause::ContextNotPresent)));
+    assert_eq!(
+        w.walk(other_fn, 0x1000, Access::Read),
+        Err((FaultReason::ContextEntryNotPresent, Cause::ContextNotPresent))
+    );
     // Bus 1 has no context table at all.
-    assert_eq!(w.walk(BEHIND_BRIDGE, 0x1000, Access::Read), Err((FaultReason::RootEntryNotPresent, Cause::RootNotPresent)));
+    assert_eq!(
+        w.walk(BEHIND_BRIDGE, 0x1000, Access::Read),
+        Err((FaultReason::RootEntryNotPresent, Cause::RootNotPresent))
+    );
     let b = w.attach(BEHIND_BRIDGE, 3);
     b.map(&mut w.mem, &mut w.frames, 0x1000, 0x30_0000, Rights::READ).unwrap();
     assert_eq!(w.walk(BEHIND_BRIDGE, 0x1000, Access::Read), Ok(0x30_0000));
@@ -180,7 +201,10 @@ fn shared_space_and_detach() {
     assert_eq!(w.root.device_space(&w.mem, fn1, HAW), Ok(space));
     let removed = w.root.detach(&mut w.mem, NVME, HAW).unwrap();
     assert_eq!(removed, space);
-    assert_eq!(w.walk(NVME, 0x1000, Access::Read), Err((FaultReason::ContextEntryNotPresent, Cause::ContextNotPresent)));
+    assert_eq!(
+        w.walk(NVME, 0x1000, Access::Read),
+        Err((FaultReason::ContextEntryNotPresent, Cause::ContextNotPresent))
+    );
     assert_eq!(w.walk(fn1, 0x1000, Access::Read), Ok(0x10_0000), "the other function keeps its entry");
     assert_eq!(w.root.detach(&mut w.mem, NVME, HAW), Err(TableError::ContextNotPresent { bdf: NVME }));
 }
@@ -208,9 +232,18 @@ fn address_width_is_enforced() {
     let space = w.attach(NVME, 1);
     let e = space.map(&mut w.mem, &mut w.frames, 1 << 39, 0x1000, Rights::READ);
     assert_eq!(e, Err(TableError::IovaBeyondWidth { iova: 1 << 39, width: 39 }));
-    assert_eq!(w.walk(NVME, 1 << 39, Access::Read), Err((FaultReason::AddressBeyondWidth, Cause::AddressBeyondWidth { width: 39 })));
-    assert_eq!(space.map(&mut w.mem, &mut w.frames, 0x1001, 0x1000, Rights::READ), Err(TableError::Misaligned { address: 0x1001 }));
-    assert_eq!(space.map(&mut w.mem, &mut w.frames, 0x1000, 0x1800, Rights::READ), Err(TableError::Misaligned { address: 0x1800 }));
+    assert_eq!(
+        w.walk(NVME, 1 << 39, Access::Read),
+        Err((FaultReason::AddressBeyondWidth, Cause::AddressBeyondWidth { width: 39 }))
+    );
+    assert_eq!(
+        space.map(&mut w.mem, &mut w.frames, 0x1001, 0x1000, Rights::READ),
+        Err(TableError::Misaligned { address: 0x1001 })
+    );
+    assert_eq!(
+        space.map(&mut w.mem, &mut w.frames, 0x1000, 0x1800, Rights::READ),
+        Err(TableError::Misaligned { address: 0x1800 })
+    );
     let e = space.map(&mut w.mem, &mut w.frames, 0x1000, 1 << 39, Rights::READ);
     assert_eq!(e, Err(TableError::PhysicalBeyondWidth { pa: 1 << 39, width: HAW }));
     // The top of the 39-bit space works.
@@ -254,7 +287,10 @@ fn frame_exhaustion_and_bad_frames_are_errors() {
     space.map(&mut mem, &mut frames, 0x1000, 0x1000, Rights::READ).unwrap();
     assert_eq!(translate(&mem, root.pa(), NVME, 0x1000, Access::Read, &limits(QEMU_CAP)).unwrap().pa, 0x1000);
     frames.free = vec![0x300_0800];
-    assert_eq!(space.map(&mut mem, &mut frames, 1 << 30, 0x1000, Rights::READ), Err(TableError::FrameMisaligned { pa: 0x300_0800 }));
+    assert_eq!(
+        space.map(&mut mem, &mut frames, 1 << 30, 0x1000, Rights::READ),
+        Err(TableError::FrameMisaligned { pa: 0x300_0800 })
+    );
 }
 
 #[test]
@@ -268,7 +304,10 @@ fn walker_reports_reserved_and_invalid_entries() {
     let leaf = w.mem.read_u64(leaf_at);
     // Address bit above the 39-bit host width.
     w.mem.write_u64(leaf_at, leaf | 1 << 45);
-    assert_eq!(w.walk(NVME, 0x1000, Access::Read), Err((FaultReason::PagingEntryReserved, Cause::PagingEntryReservedBits { level: 1 })));
+    assert_eq!(
+        w.walk(NVME, 0x1000, Access::Read),
+        Err((FaultReason::PagingEntryReserved, Cause::PagingEntryReservedBits { level: 1 }))
+    );
     // SNP without ECAP.SC.
     w.mem.write_u64(leaf_at, leaf | 1 << 11);
     assert_eq!(w.walk(NVME, 0x1000, Access::Read).unwrap_err().0, FaultReason::PagingEntryReserved);
@@ -278,19 +317,28 @@ fn walker_reports_reserved_and_invalid_entries() {
     let ctx_lo = w.mem.read_u64(ctx);
     for tt in [3u64, 2] {
         w.mem.write_u64(ctx, ctx_lo | tt << 2);
-        assert_eq!(w.walk(NVME, 0x1000, Access::Read), Err((FaultReason::InvalidContextEntry, Cause::UnsupportedTranslationType { tt })));
+        assert_eq!(
+            w.walk(NVME, 0x1000, Access::Read),
+            Err((FaultReason::InvalidContextEntry, Cause::UnsupportedTranslationType { tt }))
+        );
     }
     // Pass-through, when the unit has it, is the identity.
     w.mem.write_u64(ctx, ctx_lo | 2 << 2);
     let pt = WalkLimits { pass_through: true, ..limits(QEMU_CAP) };
     assert_eq!(translate(&w.mem, w.root.pa(), NVME, 0x1234_5000, Access::Write, &pt).unwrap().pa, 0x1234_5000);
     w.mem.write_u64(ctx, ctx_lo | 1 << 5);
-    assert_eq!(w.walk(NVME, 0x1000, Access::Read), Err((FaultReason::ContextEntryReserved, Cause::ContextReservedBits)));
+    assert_eq!(
+        w.walk(NVME, 0x1000, Access::Read),
+        Err((FaultReason::ContextEntryReserved, Cause::ContextReservedBits))
+    );
     w.mem.write_u64(ctx, ctx_lo);
     // AW = 011 (5-level) is not offered by the unit.
     let ctx_hi = w.mem.read_u64(ctx + 8);
     w.mem.write_u64(ctx + 8, (ctx_hi & !7) | 3);
-    assert_eq!(w.walk(NVME, 0x1000, Access::Read), Err((FaultReason::InvalidContextEntry, Cause::UnsupportedAddressWidth { aw: 3 })));
+    assert_eq!(
+        w.walk(NVME, 0x1000, Access::Read),
+        Err((FaultReason::InvalidContextEntry, Cause::UnsupportedAddressWidth { aw: 3 }))
+    );
     w.mem.write_u64(ctx + 8, ctx_hi);
     // Root entry with the reserved high quadword set.
     w.mem.write_u64(w.root.pa() + 8, 1);
@@ -322,7 +370,10 @@ fn large_pages_are_walked_and_never_overwritten() {
     assert_eq!(space.unmap(&mut w.mem, 0x20_3000), Err(TableError::LargePageInTheWay { iova: 0x20_3000, level: 2 }));
     // A misaligned large-page address is reserved-bit damage.
     w.mem.write_u64(l2 + 8, 0x4000_1000 | 1 << 7 | 3);
-    assert_eq!(translate(&w.mem, w.root.pa(), NVME, 0x20_0000, Access::Read, &with_2m).unwrap_err().reason, FaultReason::PagingEntryReserved);
+    assert_eq!(
+        translate(&w.mem, w.root.pa(), NVME, 0x20_0000, Access::Read, &with_2m).unwrap_err().reason,
+        FaultReason::PagingEntryReserved
+    );
 }
 
 #[test]
@@ -435,10 +486,16 @@ fn attach_spends_no_frame_when_it_fails() {
     let root = RootTable::create(&mut mem, &mut frames).unwrap();
     // No frame for the context table: refused before anything is taken.
     frames.free = vec![];
-    assert_eq!(root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP), Err(TableError::OutOfFrames));
+    assert_eq!(
+        root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP),
+        Err(TableError::OutOfFrames)
+    );
     // One frame: the context table gets it, the second-level root cannot.
     frames.free = vec![0x200_0000];
-    assert_eq!(root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP), Err(TableError::OutOfFrames));
+    assert_eq!(
+        root.attach(&mut mem, &mut frames, NVME, config(1, Levels::Three), QEMU_CAP),
+        Err(TableError::OutOfFrames)
+    );
     // The device has no context entry, and a retry with frames succeeds
     // reusing the context table.
     assert_eq!(root.device_space(&mem, NVME, HAW), Err(TableError::ContextNotPresent { bdf: NVME }));

@@ -100,7 +100,8 @@ impl FakeUnit {
             }
             Err(f) => {
                 let nfr = Cap(s.cap).fault_recording_count();
-                let free = (0..nfr).map(|k| (s.fri + k) % nfr).find(|i| s.records.get(i).is_none_or(|r| r[1] >> 63 == 0));
+                let free =
+                    (0..nfr).map(|k| (s.fri + k) % nfr).find(|i| s.records.get(i).is_none_or(|r| r[1] >> 63 == 0));
                 match free {
                     Some(i) => {
                         let t = if access == Access::Read { 1u64 << 62 } else { 0 };
@@ -159,7 +160,8 @@ impl UnitRegisters for FakeUnit {
             offset::GSTS => s.gsts,
             offset::FSTS => {
                 let nfr = Cap(s.cap).fault_recording_count();
-                let pending = (0..nfr).map(|k| (s.fri + k) % nfr).find(|i| s.records.get(i).is_some_and(|r| r[1] >> 63 == 1));
+                let pending =
+                    (0..nfr).map(|k| (s.fri + k) % nfr).find(|i| s.records.get(i).is_some_and(|r| r[1] >> 63 == 1));
                 let mut v = s.fsts_pfo as u32 | (s.fsts_iqe as u32) << 4;
                 if let Some(i) = pending {
                     v |= 2 | i << 8;
@@ -311,7 +313,9 @@ fn queued_invalidation_replaces_the_registers() {
     assert_eq!(fake.s.borrow().gsts & (gcmd::TE | gcmd::QIE), gcmd::TE | gcmd::QIE, "QIE added, TE kept");
     let cap = unit.cap();
     let descriptors = [
-        ContextInvalidation::Device { domain_id: 1, source_id: NVME.source_id(), function_mask: 0 }.descriptor().unwrap(),
+        ContextInvalidation::Device { domain_id: 1, source_id: NVME.source_id(), function_mask: 0 }
+            .descriptor()
+            .unwrap(),
         IotlbInvalidation::Domain { domain_id: 1 }.descriptor(cap).unwrap(),
     ];
     unit.queue_and_wait(&mut mem, &mut queue, &descriptors, 0x30_0004, NonZeroU32::new(7).unwrap()).unwrap();
@@ -403,5 +407,8 @@ fn unmap_takes_effect_only_after_invalidation() {
     assert_eq!(summary, FaultSummary { records: 1, overflowed: true });
     assert_eq!(faults[0].source, NVME);
     assert_eq!(faults[0].address, 0x9000);
-    assert_eq!(faults[0].to_string(), "DMA write by 00:03.0 at 0x9000: write to a page without write permission (reason 0x5)");
+    assert_eq!(
+        faults[0].to_string(),
+        "DMA write by 00:03.0 at 0x9000: write to a page without write permission (reason 0x5)"
+    );
 }

@@ -118,9 +118,7 @@ static mut TSS: Tss = Tss {
     iomap: [0xff; 8193],
 };
 static mut GDT: Gdt = Gdt([0; 7]);
-static mut IDT: Idt = Idt(
-    [IdtEntry { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, zero: 0 }; 256],
-);
+static mut IDT: Idt = Idt([IdtEntry { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, zero: 0 }; 256]);
 #[repr(C, align(16))]
 struct Stack([u8; 16384]);
 /// Interrupt-stack-table stacks: the CPU switches to them on these vectors

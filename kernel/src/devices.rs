@@ -22,8 +22,8 @@
 use crate::mem::BootAlloc;
 use crate::phys::{phys_read, phys_write, MemRange};
 use crate::{kinfo, mmio};
-use firmware::{FirmwareError, Platform};
 use exo_abi::{devinfo as di, kinfo as ki, Error, Rights, DEVICES_VA, DEVICE_HANDLES_VA};
+use firmware::{FirmwareError, Platform};
 use iommu::vtd::invalidation::{ContextInvalidation, InvalidationQueue, IotlbInvalidation};
 use iommu::vtd::irq::{irta_value, Irte, SourceCheck};
 use iommu::vtd::tables::{ContextConfig, DeviceSpace, RootTable, TableError};
@@ -156,8 +156,15 @@ struct State {
     info_pa: u64,
 }
 
-static STATE: Mutex<State> =
-    Mutex::new(State { devices: [None; di::MAX_DEVICES], count: 0, unit: None, queue: None, ram: [MemRange::EMPTY; crate::boot::MAX_RANGES], remapping: false, info_pa: 0 });
+static STATE: Mutex<State> = Mutex::new(State {
+    devices: [None; di::MAX_DEVICES],
+    count: 0,
+    unit: None,
+    queue: None,
+    ram: [MemRange::EMPTY; crate::boot::MAX_RANGES],
+    remapping: false,
+    info_pa: 0,
+});
 
 /// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
 const IEC_GLOBAL: [u64; 2] = [0x4, 0];
@@ -202,7 +209,17 @@ pub fn init(platform: Option<&Platform<'static>>, alloc: &mut BootAlloc, ram: &[
         let config_pa = ecam.addr(f.address, 0).unwrap_or(0);
         let k = st.count;
         let sriov = pci::SrIov::read(&ecam, f.address);
-        st.devices[k] = Some(Device { at: f.address, ids, config_pa, bars, sriov, vf: None, vfs_enabled: 0, space: None, domain: k as u16 + 1 });
+        st.devices[k] = Some(Device {
+            at: f.address,
+            ids,
+            config_pa,
+            bars,
+            sriov,
+            vf: None,
+            vfs_enabled: 0,
+            space: None,
+            domain: k as u16 + 1,
+        });
         st.count += 1;
         klog!(
             "PCI {:02x}:{:02x}.{} {:04x}:{:04x} class {:06x}",
@@ -498,7 +515,9 @@ fn invalidate(st: &mut State, domain: u16) {
             Err(_) => false,
         };
         if !ok {
-            crate::fatal(format_args!("VT-d: queued IOTLB invalidation failed; stopping rather than leave stale DMA access"));
+            crate::fatal(format_args!(
+                "VT-d: queued IOTLB invalidation failed; stopping rather than leave stale DMA access"
+            ));
         }
         return;
     }

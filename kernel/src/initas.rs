@@ -104,7 +104,12 @@ fn segments(img: u64, len: u64, out: &mut [Option<Segment>; 16]) -> Result<u64, 
     Ok(entry)
 }
 
-pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kinfo_pa: u64) -> Result<Built, &'static str> {
+pub fn build(
+    bi: &BootInfo,
+    alloc: &mut BootAlloc,
+    kernel_half: &[u64; 256],
+    kinfo_pa: u64,
+) -> Result<Built, &'static str> {
     let module = bi.module.ok_or("no boot image (pass one with -initrd)")?;
     let (img, img_len) = find_init(module)?;
     let mut segs: [Option<Segment>; 16] = Default::default();
@@ -173,8 +178,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc, kernel_half: &[u64; 256], kin
     m.map_leaf(exo_abi::DEVINFO_VA, devinfo_pa, P | US | NX | GRANT).map_err(fail)?;
     crate::devices::grant_to_init(&mut m, devinfo_pa)?;
     crate::pmem::grant_to_init(&mut m)?;
-    m.put_entry(INIT_SELF_HANDLE_VA, handle_entry(root, Rights::OWN | Rights::GRANT | Rights::SWITCH))
-        .map_err(fail)?;
+    m.put_entry(INIT_SELF_HANDLE_VA, handle_entry(root, Rights::OWN | Rights::GRANT | Rights::SWITCH)).map_err(fail)?;
 
     // The boot image, owned by init (it may reuse the frames).
     let img_first = module.start & !0xfff;

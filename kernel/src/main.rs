@@ -16,23 +16,23 @@ fn main() {}
 #[macro_use]
 mod serial;
 #[cfg(target_os = "none")]
+mod acpi;
+#[cfg(target_os = "none")]
 mod apic;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
-mod acpi;
-#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod devices;
-#[cfg(target_os = "none")]
-mod mmio;
 #[cfg(target_os = "none")]
 mod initas;
 #[cfg(target_os = "none")]
 mod kinfo;
 #[cfg(target_os = "none")]
 mod mem;
+#[cfg(target_os = "none")]
+mod mmio;
 #[cfg(target_os = "none")]
 mod phys;
 #[cfg(target_os = "none")]
@@ -120,8 +120,7 @@ mod kernel {
     extern "C" fn kmain(info: u64, magic: u64) -> ! {
         crate::serial::init();
         klog!("exokernel starting");
-        let bi = boot::parse(info, magic as u32)
-            .unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
+        let bi = boot::parse(info, magic as u32).unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
         boot::drop_scratch();
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
@@ -139,7 +138,11 @@ mod kernel {
                 count += 1;
             }
             if r.end > WINDOW_LIMIT {
-                klog!("RAM above 512 GiB ignored ({:#x}..{:#x}): the window is one PDPT", r.start.max(WINDOW_LIMIT), r.end);
+                klog!(
+                    "RAM above 512 GiB ignored ({:#x}..{:#x}): the window is one PDPT",
+                    r.start.max(WINDOW_LIMIT),
+                    r.end
+                );
             }
         }
         let (ks, ke) = boot::kernel_image_phys();

@@ -58,10 +58,7 @@ impl exo_mm::PhysMem for KernelMem {
         phys_write::<u64>(pa, value)
     }
     fn zero_frame(&mut self, pa: u64) {
-        assert!(
-            window_contains(pa, 4096),
-            "zeroing a frame outside the window at {pa:#x}"
-        );
+        assert!(window_contains(pa, 4096), "zeroing a frame outside the window at {pa:#x}");
         // SAFETY: a whole frame inside the window (checked); see phys_write.
         unsafe { core::ptr::write_bytes((PHYS_OFFSET + pa) as *mut u8, 0, 4096) }
     }

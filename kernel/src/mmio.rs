@@ -75,7 +75,10 @@ pub fn mapped_spans(mut f: impl FnMut(u64, u64)) {
 fn check(pa: u64, size: u64) {
     // SAFETY: read-only after boot.
     let r = unsafe { &*core::ptr::addr_of!(RANGES) };
-    assert!(pa.is_multiple_of(size) && r.iter().any(|(s, e)| pa >= *s && pa + size <= *e), "MMIO access to an unmapped {pa:#x}");
+    assert!(
+        pa.is_multiple_of(size) && r.iter().any(|(s, e)| pa >= *s && pa + size <= *e),
+        "MMIO access to an unmapped {pa:#x}"
+    );
 }
 
 pub fn read32(pa: u64) -> u32 {

@@ -88,10 +88,7 @@ pub fn freeze_window() -> &'static [(u64, u64)] {
 
 /// Read a value from physical memory through the window.
 pub fn phys_read<T: Copy>(pa: u64) -> T {
-    assert!(
-        window_contains(pa, core::mem::size_of::<T>() as u64),
-        "physical read outside the window at {pa:#x}"
-    );
+    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical read outside the window at {pa:#x}");
     // SAFETY: the window maps all of its spans (checked above) as
     // ordinary kernel memory; unaligned reads are allowed by
     // `read_unaligned`.
@@ -100,10 +97,7 @@ pub fn phys_read<T: Copy>(pa: u64) -> T {
 
 /// Write a value to physical memory through the window.
 pub fn phys_write<T: Copy>(pa: u64, v: T) {
-    assert!(
-        window_contains(pa, core::mem::size_of::<T>() as u64),
-        "physical write outside the window at {pa:#x}"
-    );
+    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical write outside the window at {pa:#x}");
     // SAFETY: as for `phys_read`. Callers only write frames they have
     // checked are theirs to write (page tables built by the kernel, control
     // pages found by walking the owner's tables, boot frames).

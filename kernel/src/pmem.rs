@@ -20,9 +20,9 @@ use crate::boot::BootInfo;
 use crate::mem::BootAlloc;
 use crate::{devices, kinfo, mmio};
 use exo_abi::{kinfo as ki, Rights, PMEM_VA};
+use firmware::nfit::{RangeKind, Structure};
 use firmware::pmem_ranges::{self, PmemRange, Reserved, Selection, MAX_PMEM_RANGES};
 use firmware::Platform;
-use firmware::nfit::{RangeKind, Structure};
 use spin::Mutex;
 
 /// The most persistent memory the kernel maps into init. Its page tables
@@ -138,7 +138,10 @@ fn select(platform: Option<&Platform<'static>>, bi: &BootInfo, alloc: &BootAlloc
     let tables = tables_needed(selection.ranges());
     let free = alloc.free[..alloc.count].iter().map(|r| r.len() / 4096).sum::<u64>();
     if tables > free / 2 {
-        klog!("pmem: mapping {} MiB needs {tables} table frames, over half the {free} free: no persistent memory", selection.bytes() >> 20);
+        klog!(
+            "pmem: mapping {} MiB needs {tables} table frames, over half the {free} free: no persistent memory",
+            selection.bytes() >> 20
+        );
         let refused = selection.refused + selection.ranges().len();
         selection = Selection::EMPTY;
         selection.refused = refused;
@@ -177,7 +180,12 @@ pub fn grant_to_init<M: exo_mm::PhysMem, F: FnMut() -> Option<u64>>(
         kinfo::set(ki::pmem_word(i, ki::PMEM_PHYS), r.base);
         kinfo::set(ki::pmem_word(i, ki::PMEM_BYTES), r.length);
         kinfo::set(ki::pmem_word(i, ki::PMEM_VA), va);
-        klog!("pmem: {:#x}..{:#x} ({} MiB) mapped into init at {va:#x}, write-back, LENT", r.base, r.end(), r.length >> 20);
+        klog!(
+            "pmem: {:#x}..{:#x} ({} MiB) mapped into init at {va:#x}, write-back, LENT",
+            r.base,
+            r.end(),
+            r.length >> 20
+        );
         va += r.length;
     }
     kinfo::set(ki::W_PMEM_RANGES, selection.ranges().len() as u64);

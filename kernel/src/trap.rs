@@ -4,9 +4,9 @@
 
 use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
-use crate::upcall::{control_page, enter, enter_at, entry_point, save};
-use crate::{apic, kinfo, fatal};
 use crate::phys::{phys_read, phys_write};
+use crate::upcall::{control_page, enter, enter_at, entry_point, save};
+use crate::{apic, fatal, kinfo};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
 /// Kernel-half entries copied into every new address space.
@@ -91,11 +91,7 @@ fn nmi_or_machine_check(f: &mut TrapFrame) {
     // SAFETY: IA32_MCG_STATUS exists on every CPU that raises #MC (the
     // machine-check architecture); reading it has no side effect.
     let status = unsafe { status.read() };
-    fatal(format_args!(
-        "machine check (MCG_STATUS {status:#x}) at rip {:#x} in ring {}: stopping",
-        f.rip,
-        f.cs & 3
-    ));
+    fatal(format_args!("machine check (MCG_STATUS {status:#x}) at rip {:#x} in ring {}: stopping", f.rip, f.cs & 3));
 }
 
 fn kernel_trap(f: &TrapFrame) -> ! {

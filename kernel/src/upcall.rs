@@ -28,8 +28,8 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
         return false;
     }
     let regs = [
-        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13,
-        f.r14, f.r15, f.rip, f.rflags,
+        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15,
+        f.rip, f.rflags,
     ];
     for (i, r) in regs.iter().enumerate() {
         phys_write::<u64>(ctl + control::SAVED + 8 * i as u64, *r);

@@ -59,12 +59,7 @@ pub struct Report {
 /// the highest free frame. Returns the frame checked, if any; an
 /// `Err` is a kernel bug and stops the boot.
 pub fn self_check(alloc: &BootAlloc) -> Result<Option<u64>, &'static str> {
-    let Some(top) = alloc.free[..alloc.count]
-        .iter()
-        .filter(|r| r.len() >= 4096)
-        .map(|r| r.end - 4096)
-        .max()
-    else {
+    let Some(top) = alloc.free[..alloc.count].iter().filter(|r| r.len() >= 4096).map(|r| r.end - 4096).max() else {
         return Ok(None);
     };
     if top < BOOTSTRAP {
@@ -78,9 +73,7 @@ pub fn self_check(alloc: &BootAlloc) -> Result<Option<u64>, &'static str> {
     boot::drop_scratch();
     phys_write::<u64>(top + 4088, old);
     if u64::from_le_bytes(b) != pattern {
-        return Err(
-            "the boot-information reader and the physical window disagree about RAM above 1 GiB",
-        );
+        return Err("the boot-information reader and the physical window disagree about RAM above 1 GiB");
     }
     Ok(Some(top))
 }
@@ -96,10 +89,7 @@ fn gib_pages() -> bool {
 pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowError> {
     let plan = fw::plan(bi.map());
     let gib = gib_pages();
-    let mut t = Tables {
-        alloc,
-        below: BOOTSTRAP,
-    };
+    let mut t = Tables { alloc, below: BOOTSTRAP };
     let mut w = Window::new(&mut t, gib)?;
     for &(s, e) in plan.spans.as_slice() {
         w.add(&mut t, s, e)?;
@@ -107,11 +97,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
     // The boot image and the boot information, which `boot::parse` found
     // in the memory map but not necessarily in RAM (see there).
     for r in [bi.module, Some(bi.info)].into_iter().flatten() {
-        w.add(
-            &mut t,
-            r.start & !0xfff,
-            r.end.saturating_add(0xfff) & !0xfff,
-        )?;
+        w.add(&mut t, r.start & !0xfff, r.end.saturating_add(0xfff) & !0xfff)?;
     }
     // Switch PML4 slot 256 (the window) over to the new PDPT. The kernel
     // image (slot 511) and the kernel stack are not in the window, so
@@ -123,10 +109,7 @@ pub fn build(bi: &BootInfo, alloc: &mut BootAlloc) -> Result<Report, fw::WindowE
 
     // The ACPI tables, wherever the memory map lists them. Frames now come
     // from anywhere (the new window maps all RAM).
-    let mut t = Tables {
-        alloc: t.alloc,
-        below: u64::MAX,
-    };
+    let mut t = Tables { alloc: t.alloc, below: u64::MAX };
     let map = bi.map();
     let acpi_tables = {
         let mut read = |pa: u64, buf: &mut [u8]| {

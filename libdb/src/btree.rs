@@ -16,7 +16,9 @@ use crate::engine::Inner;
 use crate::error::{corrupt, Corruption, Error};
 use crate::leafindex::LeafIndex;
 use crate::log::Op;
-use crate::page::{self, LeafEntry, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE};
+use crate::page::{
+    self, LeafEntry, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE,
+};
 use crate::storage::Storage;
 
 /// No valid tree of 4 KiB pages and <= 512-byte keys is this deep.
@@ -298,7 +300,14 @@ impl<S: Storage> Inner<S> {
         Ok(root)
     }
 
-    fn apply_node(&mut self, pgno: u64, pgen: u64, from: u64, batch: &[Op], depth: usize) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+    fn apply_node(
+        &mut self,
+        pgno: u64,
+        pgen: u64,
+        from: u64,
+        batch: &[Op],
+        depth: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>, Error> {
         if depth >= MAX_DEPTH {
             return Err(corrupt(pgno, Corruption::TooDeep));
         }

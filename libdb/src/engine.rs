@@ -5,8 +5,8 @@
 //! it depends on neither.
 
 use alloc::collections::{BTreeMap, BTreeSet};
-use core::ops::Bound;
 use alloc::vec::Vec;
+use core::ops::Bound;
 
 use crate::cache::PageCache;
 use crate::error::Error;
@@ -265,7 +265,13 @@ impl<S: Storage> Inner<S> {
     fn encode_record(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<u8> {
         let mut rec = Vec::new();
         let batch_start = self.log.buf.is_empty();
-        log::encode(&mut rec, self.meta.gen, self.log.seq, batch_start, writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        log::encode(
+            &mut rec,
+            self.meta.gen,
+            self.log.seq,
+            batch_start,
+            writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
         rec
     }
 

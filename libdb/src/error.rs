@@ -37,18 +37,36 @@ pub enum Corruption {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// Reading or writing the medium failed at byte `offset`.
-    Io { offset: u64, error: IoError },
+    Io {
+        offset: u64,
+        error: IoError,
+    },
     /// A page failed verification.
-    Corrupt { page: u64, what: Corruption },
+    Corrupt {
+        page: u64,
+        what: Corruption,
+    },
     /// Neither meta page (0 and 1) is valid: not a database, or both
     /// copies of the root pointer are damaged.
-    NoValidMeta { page0: Corruption, page1: Corruption },
+    NoValidMeta {
+        page0: Corruption,
+        page1: Corruption,
+    },
     /// The medium is shorter than the database it holds.
-    Truncated { needed_bytes: u64, medium_bytes: u64 },
+    Truncated {
+        needed_bytes: u64,
+        medium_bytes: u64,
+    },
     /// The medium is too small for the database or for `create`.
     NoSpace,
-    KeyTooLarge { len: usize, max: usize },
-    ValueTooLarge { len: usize, max: usize },
+    KeyTooLarge {
+        len: usize,
+        max: usize,
+    },
+    ValueTooLarge {
+        len: usize,
+        max: usize,
+    },
     EmptyKey,
     /// A write transaction is already open (one writer at a time).
     WriterActive,
@@ -58,7 +76,9 @@ pub enum Error {
     /// The medium writes in units (its block size) that do not divide
     /// libdb's 4096-byte page: libdb would have to write less than a
     /// block, which such a device cannot do. Refused before any write.
-    UnsupportedBlockSize { block_size: usize },
+    UnsupportedBlockSize {
+        block_size: usize,
+    },
 }
 
 impl fmt::Display for Corruption {
@@ -71,10 +91,9 @@ impl fmt::Display for Corruption {
             Corruption::WrongKind { expected, found } => {
                 write!(f, "expected a {expected} page, found kind {found}")
             }
-            Corruption::TooNew { page_gen, parent_gen } => write!(
-                f,
-                "written at generation {page_gen}, after its parent's generation {parent_gen}"
-            ),
+            Corruption::TooNew { page_gen, parent_gen } => {
+                write!(f, "written at generation {page_gen}, after its parent's generation {parent_gen}")
+            }
             Corruption::BadPointer { pointer } => write!(f, "points to page {pointer}, outside the database"),
             Corruption::Malformed(what) => write!(f, "malformed: {what}"),
             Corruption::TooDeep => write!(f, "tree deeper than possible (cycle?)"),

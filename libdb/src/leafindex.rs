@@ -144,7 +144,8 @@ mod tests {
             let mut keys: Vec<Vec<u8>> = (0..n).map(|_| key(&mut rng, &base)).collect();
             keys.sort();
             keys.dedup();
-            let entries: Vec<LeafEntry> = keys.iter().map(|k| LeafEntry { key: k.clone(), val: Val::Inline(alloc::vec![7; 3]) }).collect();
+            let entries: Vec<LeafEntry> =
+                keys.iter().map(|k| LeafEntry { key: k.clone(), val: Val::Inline(alloc::vec![7; 3]) }).collect();
             let p = build_leaf(&entries, 9, 1);
             verify(&p, 9).unwrap();
             let ix = LeafIndex::new(&p);

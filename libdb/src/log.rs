@@ -74,7 +74,12 @@ pub struct RecordHeader {
 }
 
 pub fn parse_header(h: &[u8]) -> RecordHeader {
-    RecordHeader { len: (rd32(h, 4) & !BATCH_START) as usize, batch_start: rd32(h, 4) & BATCH_START != 0, epoch: rd64(h, 8), seq: rd64(h, 16) }
+    RecordHeader {
+        len: (rd32(h, 4) & !BATCH_START) as usize,
+        batch_start: rd32(h, 4) & BATCH_START != 0,
+        epoch: rd64(h, 8),
+        seq: rd64(h, 16),
+    }
 }
 
 /// Whether header + payload carry a valid checksum.

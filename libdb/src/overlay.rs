@@ -79,13 +79,7 @@ impl Overlay {
 
     /// Entries visible at `seq` within the bounds, in order (or reversed),
     /// deletions included as `None`.
-    pub fn range(
-        &self,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        seq: u64,
-        rev: bool,
-    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, seq: u64, rev: bool) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (lo, hi) {
             if a > b || (a == b && !(matches!(lo, Bound::Included(_)) && matches!(hi, Bound::Included(_)))) {
                 return Vec::new();

@@ -218,8 +218,7 @@ fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
         let vbytes = match flag {
             0 => vlen,
             1 if vlen > 0 && vlen <= MAX_VALUE => 8,
-            2 if (OVERFLOW_DATA..=MAX_VALUE).contains(&vlen) && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) =>
-            {
+            2 if (OVERFLOW_DATA..=MAX_VALUE).contains(&vlen) && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) => {
                 8 + vlen % OVERFLOW_DATA
             }
             _ => return Err(Corruption::Malformed("leaf value flag invalid")),
@@ -274,7 +273,11 @@ fn verify_branch(p: &[u8], count: usize) -> Result<(), Corruption> {
 pub enum Val {
     Inline(Vec<u8>),
     /// `len` bytes: a chain from `first` holding all but `tail`, then `tail`.
-    Overflow { len: u32, first: u64, tail: Vec<u8> },
+    Overflow {
+        len: u32,
+        first: u64,
+        tail: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -589,7 +592,8 @@ mod tests {
         for len in 0..=20 {
             for _ in 0..6 {
                 let x = rng.next_u64();
-                let k: Vec<u8> = (0..len).map(|i| [0u8, 1, 0x7f, 0x80, 0xfe, 0xff][((x >> (i % 60)) % 6) as usize]).collect();
+                let k: Vec<u8> =
+                    (0..len).map(|i| [0u8, 1, 0x7f, 0x80, 0xfe, 0xff][((x >> (i % 60)) % 6) as usize]).collect();
                 keys.push(k);
             }
         }

@@ -139,7 +139,10 @@ fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
         return Err(corrupt(from, Corruption::Malformed("freelist chain longer than the meta says")));
     }
     if inner.free.len() as u64 != meta.freelist_len {
-        return Err(corrupt(from, Corruption::Malformed("freelist holds a different number of pages than the meta says")));
+        return Err(corrupt(
+            from,
+            Corruption::Malformed("freelist holds a different number of pages than the meta says"),
+        ));
     }
     inner.freelist_chain = chain;
     Ok(())
@@ -147,7 +150,12 @@ fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
 
 /// Reads the record at `pos` of the log if it is valid with the given
 /// epoch and sequence number.
-fn read_record<S: Storage>(inner: &mut Inner<S>, pos: u64, epoch: u64, seq: u64) -> Result<Option<(log::RecordHeader, Vec<u8>)>, Error> {
+fn read_record<S: Storage>(
+    inner: &mut Inner<S>,
+    pos: u64,
+    epoch: u64,
+    seq: u64,
+) -> Result<Option<(log::RecordHeader, Vec<u8>)>, Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     if pos + RECORD_HEADER as u64 > cap {
         return Ok(None);

@@ -74,7 +74,8 @@ impl SimBlockDevice {
     }
 
     pub fn enable_trace(&mut self) {
-        self.trace = Some(BlockTrace { block_size: self.block_size, base: self.durable.clone(), ..BlockTrace::default() });
+        self.trace =
+            Some(BlockTrace { block_size: self.block_size, base: self.durable.clone(), ..BlockTrace::default() });
     }
 
     pub fn trace_len(&self) -> usize {
@@ -169,7 +170,11 @@ impl BlockTrace {
                 apply(&mut durable, self.block_size, *lba, data);
                 applied += 1;
             }
-            let p = BlockCrashPoint { block_size: self.block_size, durable: &durable, unflushed: &self.writes[flushed..issued] };
+            let p = BlockCrashPoint {
+                block_size: self.block_size,
+                durable: &durable,
+                unflushed: &self.writes[flushed..issued],
+            };
             f(i, &p);
         }
     }

@@ -113,7 +113,9 @@ fn random_bit_flips_are_detected() {
             Outcome::Prefix => prefix += 1,
         }
     }
-    println!("bit flips: {errors} detected, {exact} harmless (unused bytes), {prefix} recovered an earlier log-tail commit");
+    println!(
+        "bit flips: {errors} detected, {exact} harmless (unused bytes), {prefix} recovered an earlier log-tail commit"
+    );
     for e in examples {
         println!("  e.g. {e}");
     }

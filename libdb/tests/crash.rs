@@ -36,7 +36,13 @@ impl Workload {
     }
 }
 
-fn run_workload<S: Storage>(db: &Db<S>, txns: usize, dur: Durability, seed: u64, points: impl Fn(&S) -> usize) -> Workload {
+fn run_workload<S: Storage>(
+    db: &Db<S>,
+    txns: usize,
+    dur: Durability,
+    seed: u64,
+    points: impl Fn(&S) -> usize,
+) -> Workload {
     let mut rng = XorShift::new(seed);
     let mut model = Model::new();
     let mut w = Workload { states: vec![model.clone()], acks: Vec::new() };

@@ -128,7 +128,8 @@ fn fuzz_log_decoding() {
         decoded += libdb::log::decode_ops(&payload).is_some() as usize;
         if payload.len() >= libdb::log::RECORD_HEADER {
             let h = libdb::log::parse_header(&payload);
-            let _ = libdb::log::checksum_ok(&payload[..libdb::log::RECORD_HEADER], &payload[libdb::log::RECORD_HEADER..]);
+            let _ =
+                libdb::log::checksum_ok(&payload[..libdb::log::RECORD_HEADER], &payload[libdb::log::RECORD_HEADER..]);
             let _ = h.len;
         }
     }

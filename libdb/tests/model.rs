@@ -49,19 +49,12 @@ fn check_range<S: Storage>(r: &libdb::ReadTxn<'_, S>, model: &Model, rng: &mut X
         return; // not a valid range for BTreeMap
     }
     let limit = 1 + rng.below(150) as usize;
-    let want: Vec<(Vec<u8>, Vec<u8>)> = model
-        .range::<[u8], _>((lo_b, hi_b))
-        .take(limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let want: Vec<(Vec<u8>, Vec<u8>)> =
+        model.range::<[u8], _>((lo_b, hi_b)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
     let got: Vec<_> = r.range((lo_b, hi_b)).take(limit).map(|e| e.unwrap()).collect();
     assert_eq!(got, want, "forward range {lo_b:?}..{hi_b:?}");
-    let want_rev: Vec<_> = model
-        .range::<[u8], _>((lo_b, hi_b))
-        .rev()
-        .take(limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let want_rev: Vec<_> =
+        model.range::<[u8], _>((lo_b, hi_b)).rev().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
     let got_rev: Vec<_> = r.range((lo_b, hi_b)).rev().take(limit).map(|e| e.unwrap()).collect();
     assert_eq!(got_rev, want_rev, "reverse range {lo_b:?}..{hi_b:?}");
     // Meeting in the middle: alternate ends.

@@ -132,12 +132,20 @@ impl Superblock {
         if le32(b, 12) as usize != PAGE_SIZE {
             return Err(Error::corrupt("superblock: page size is not 4096", 12));
         }
-        let sb = Superblock { total_pages: le64(b, 16), ckpt_pages: le64(b, 24), log_pages: le64(b, 32), log_unit: le32(b, 40) };
+        let sb = Superblock {
+            total_pages: le64(b, 16),
+            ckpt_pages: le64(b, 24),
+            log_pages: le64(b, 32),
+            log_unit: le32(b, 40),
+        };
         // Size first: after it every page count is below 2^52, so the
         // layout arithmetic cannot overflow.
         let needed = sb.total_pages.saturating_mul(PAGE_SIZE as u64);
         if needed > medium_bytes {
-            return Err(Error::corrupt(alloc::format!("image truncated: superblock says {needed} bytes, medium has {medium_bytes}"), 16));
+            return Err(Error::corrupt(
+                alloc::format!("image truncated: superblock says {needed} bytes, medium has {medium_bytes}"),
+                16,
+            ));
         }
         if sb.ckpt_pages == 0
             || sb.log_pages == 0
@@ -194,9 +202,17 @@ impl CkptHeader {
         }
         let (stored, computed) = (le32(b, 60), crc(&[&b[..60]]));
         if stored != computed {
-            return Err(Error::corrupt(alloc::format!("checkpoint header: checksum {stored:#x} != {computed:#x}"), at + 60));
+            return Err(Error::corrupt(
+                alloc::format!("checkpoint header: checksum {stored:#x} != {computed:#x}"),
+                at + 60,
+            ));
         }
-        Ok(Some(CkptHeader { gen: le64(b, 8), payload_len: le64(b, 16), next_ino: le64(b, 24), payload_crc: le32(b, 32) }))
+        Ok(Some(CkptHeader {
+            gen: le64(b, 8),
+            payload_len: le64(b, 16),
+            next_ino: le64(b, 24),
+            payload_crc: le32(b, 32),
+        }))
     }
 }
 

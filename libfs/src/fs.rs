@@ -17,7 +17,9 @@ use libdb::Storage;
 
 use crate::alloc_map::AllocMap;
 use crate::error::{Error, Result};
-use crate::format::{crc, ChunkHeader, CkptHeader, Kind, Record, Superblock, CHUNK_HEADER_LEN, CKPT_HEADER_LEN, MAX_NAME, PAGE_SIZE};
+use crate::format::{
+    crc, ChunkHeader, CkptHeader, Kind, Record, Superblock, CHUNK_HEADER_LEN, CKPT_HEADER_LEN, MAX_NAME, PAGE_SIZE,
+};
 use crate::medium;
 pub use crate::state::ROOT_INO;
 use crate::state::{valid_name, Inode, Issue, State};
@@ -182,7 +184,10 @@ impl<S: Storage> Fs<S> {
     pub fn mount(st: S) -> Result<Fs<S>> {
         let (fs, issues) = Fs::mount_unchecked(st)?;
         if let Some(i) = issues.first() {
-            return Err(Error::corrupt(format!("metadata: {} ({} issue(s); run fsck)", i.what, issues.len()), fs.sb.ckpt_slot(fs.slot)));
+            return Err(Error::corrupt(
+                format!("metadata: {} ({} issue(s); run fsck)", i.what, issues.len()),
+                fs.sb.ckpt_slot(fs.slot),
+            ));
         }
         Ok(fs)
     }
@@ -311,8 +316,8 @@ impl<S: Storage> Fs<S> {
             medium::read(&mut self.st, start + p, &mut buf)?;
             let mut q = 0;
             while q + CHUNK_HEADER_LEN as u64 <= n {
-                let later =
-                    ChunkHeader::peek(&buf[q as usize..]).is_some_and(|h| h.gen > self.gen || (h.gen == self.gen && h.seq >= self.seq));
+                let later = ChunkHeader::peek(&buf[q as usize..])
+                    .is_some_and(|h| h.gen > self.gen || (h.gen == self.gen && h.seq >= self.seq));
                 if later {
                     if let Some((h, _)) = self.chunk_at(p + q)? {
                         let what = if h.gen > self.gen {
@@ -473,7 +478,12 @@ impl<S: Storage> Fs<S> {
             return Err(Error::NoSpace("checkpoint area (metadata too large)"));
         }
         let slot = 1 - self.slot;
-        let h = CkptHeader { gen: self.gen + 1, payload_len: payload.len() as u64, next_ino: self.next_ino, payload_crc: crc(&[&payload]) };
+        let h = CkptHeader {
+            gen: self.gen + 1,
+            payload_len: payload.len() as u64,
+            next_ino: self.next_ino,
+            payload_crc: crc(&[&payload]),
+        };
         let len = round_up(CKPT_HEADER_LEN as u64 + payload.len() as u64, self.sb.log_unit as u64).min(slot_len);
         let mut buf = Vec::with_capacity(len as usize);
         buf.extend_from_slice(&h.encode());
@@ -528,7 +538,12 @@ impl<S: Storage> Fs<S> {
             cur = match c {
                 "." => cur,
                 ".." => i.parent,
-                _ => *self.state.dirs.get(&cur).and_then(|d| d.get(c.as_bytes())).ok_or_else(|| Error::NotFound(seen.clone()))?,
+                _ => *self
+                    .state
+                    .dirs
+                    .get(&cur)
+                    .and_then(|d| d.get(c.as_bytes()))
+                    .ok_or_else(|| Error::NotFound(seen.clone()))?,
             };
         }
         Ok(cur)
@@ -804,7 +819,9 @@ impl<S: Storage> Fs<S> {
             match (is_dir, old_dir) {
                 (true, false) => return Err(Error::NotDir(to.into())),
                 (false, true) => return Err(Error::IsDir(to.into())),
-                (true, true) if self.state.dirs.get(&old).is_some_and(|d| !d.is_empty()) => return Err(Error::NotEmpty(to.into())),
+                (true, true) if self.state.dirs.get(&old).is_some_and(|d| !d.is_empty()) => {
+                    return Err(Error::NotEmpty(to.into()))
+                }
                 _ => {}
             }
             self.remove_entry(ddir, dname);
@@ -848,15 +865,21 @@ impl<S: Storage> Fs<S> {
         let nlink = match i.kind {
             // "." and the name in the parent, plus each subdirectory's "..".
             Kind::Dir => {
-                2 + self
-                    .state
-                    .dirs
-                    .get(&ino)
-                    .map_or(0, |d| d.values().filter(|c| self.state.inodes.get(c).is_some_and(|n| n.kind == Kind::Dir)).count() as u32)
+                2 + self.state.dirs.get(&ino).map_or(0, |d| {
+                    d.values().filter(|c| self.state.inodes.get(c).is_some_and(|n| n.kind == Kind::Dir)).count() as u32
+                })
             }
             Kind::File => i.nlink,
         };
-        Ok(Stat { ino, kind: i.kind, mode: i.mode, nlink, size: i.size, mtime: i.mtime, pages: i.extents.iter().map(|e| e.2).sum() })
+        Ok(Stat {
+            ino,
+            kind: i.kind,
+            mode: i.mode,
+            nlink,
+            size: i.size,
+            mtime: i.mtime,
+            pages: i.extents.iter().map(|e| e.2).sum(),
+        })
     }
 
     // ---------------------------------------------------------------
@@ -1038,7 +1061,12 @@ impl<S: Storage> Fs<S> {
     /// Where the file's pages are: what a mapping layer maps (persistent
     /// memory) or pages in from (NVMe). Holes are absent (read as zero).
     pub fn extents(&self, ino: u64) -> Result<Vec<Extent>> {
-        Ok(self.file(ino)?.extents.iter().map(|&(f, m, n)| Extent { file_page: f, medium_offset: m * PS, pages: n }).collect())
+        Ok(self
+            .file(ino)?
+            .extents
+            .iter()
+            .map(|&(f, m, n)| Extent { file_page: f, medium_offset: m * PS, pages: n })
+            .collect())
     }
 
     /// Grows the file to at least `size` and allocates (zero-filled) every
@@ -1061,7 +1089,8 @@ impl<S: Storage> Fs<S> {
         }
         let zero = vec![0u8; PAGE_SIZE];
         for fp in holes {
-            let hint = fp.checked_sub(1).and_then(|p| self.state.inodes.get(&h.ino).and_then(|i| i.lookup(p))).map(|m| m + 1);
+            let hint =
+                fp.checked_sub(1).and_then(|p| self.state.inodes.get(&h.ino).and_then(|i| i.lookup(p))).map(|m| m + 1);
             let m = self.alloc.alloc(hint).ok_or(Error::NoSpace("data pages"))?;
             medium::write(&mut self.st, m * PS, &zero)?;
             if let Some(i) = self.state.inodes.get_mut(&h.ino) {

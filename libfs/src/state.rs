@@ -44,7 +44,15 @@ impl Inode {
     }
 
     fn from_rec(r: &InodeRec) -> Inode {
-        Inode { kind: r.kind, mode: r.mode, nlink: r.nlink, size: r.size, mtime: r.mtime, parent: r.parent, extents: r.extents.clone() }
+        Inode {
+            kind: r.kind,
+            mode: r.mode,
+            nlink: r.nlink,
+            size: r.size,
+            mtime: r.mtime,
+            parent: r.parent,
+            extents: r.extents.clone(),
+        }
     }
 
     /// The medium page holding file page `fpage`, if allocated.
@@ -240,7 +248,10 @@ impl State {
                         });
                     }
                     if !self.dirs.contains_key(&ino) {
-                        out.push(Issue { what: format!("directory inode {ino}: no entry table"), repair: Some(Repair::ClearDir(ino)) });
+                        out.push(Issue {
+                            what: format!("directory inode {ino}: no entry table"),
+                            repair: Some(Repair::ClearDir(ino)),
+                        });
                     }
                 }
                 Kind::File => {
@@ -277,11 +288,17 @@ impl State {
                 }
                 next_fpage = f + n;
                 if f + n > size_pages {
-                    out.push(Issue { what: format!("inode {ino}: pages past its size {}", i.size), repair: Some(Repair::Trim(ino)) });
+                    out.push(Issue {
+                        what: format!("inode {ino}: pages past its size {}", i.size),
+                        repair: Some(Repair::Trim(ino)),
+                    });
                 }
                 for p in m..m + n {
                     if let Some(other) = owner.insert(p, ino) {
-                        out.push(Issue { what: format!("medium page {p} belongs to inode {other} and inode {ino}"), repair: None });
+                        out.push(Issue {
+                            what: format!("medium page {p} belongs to inode {other} and inode {ino}"),
+                            repair: None,
+                        });
                         break;
                     }
                 }
@@ -300,7 +317,10 @@ impl State {
         }
         for (&ino, i) in &self.inodes {
             if i.kind == Kind::Dir && !reach.contains(&ino) && refs.contains_key(&ino) {
-                out.push(Issue { what: format!("directory inode {ino} is cut off from the root (a cycle)"), repair: None });
+                out.push(Issue {
+                    what: format!("directory inode {ino} is cut off from the root (a cycle)"),
+                    repair: None,
+                });
             }
         }
         out
@@ -376,7 +396,12 @@ impl State {
 }
 
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != b"."
+        && name != b".."
+        && !name.contains(&b'/')
+        && !name.contains(&0)
 }
 
 /// One inconsistency found by [`State::check`].

@@ -252,7 +252,8 @@ fn four_k_sector_devices() {
     fs.pwrite(&h, 3, b"xy").unwrap();
     fs.fsync(&h).unwrap();
     let img = fs.into_storage().into_inner().crash_image_strict();
-    let mut fs = libfs::Fs::mount(libfs::BlockStorage::new(libdb::sim::SimBlockDevice::from_image(4096, img.clone()))).unwrap();
+    let mut fs =
+        libfs::Fs::mount(libfs::BlockStorage::new(libdb::sim::SimBlockDevice::from_image(4096, img.clone()))).unwrap();
     let h = fs.open("/f", OpenMode::READ).unwrap();
     let mut buf = [0u8; 10];
     fs.pread(&h, 0, &mut buf).unwrap();
@@ -261,6 +262,8 @@ fn four_k_sector_devices() {
     // log unit); an image made with 512-byte units refuses a 4Kn device.
     assert!(mount_block(img).is_ok());
     let small = block_fs(64, Geometry::default()).into_storage().into_inner().crash_image_strict();
-    let e = libfs::Fs::mount(libfs::BlockStorage::new(libdb::sim::SimBlockDevice::from_image(4096, small))).map(|_| ()).unwrap_err();
+    let e = libfs::Fs::mount(libfs::BlockStorage::new(libdb::sim::SimBlockDevice::from_image(4096, small)))
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
 }

@@ -191,10 +191,16 @@ fn crafted_checkpoints_never_panic() {
                     size: small(40_000),
                     mtime: 0,
                     parent: small(8),
-                    extents: (0..small(4) % 5).map(|_| (small(12), sb.data_start_page() + small(60), small(6))).collect(),
+                    extents: (0..small(4) % 5)
+                        .map(|_| (small(12), sb.data_start_page() + small(60), small(6)))
+                        .collect(),
                 }),
                 2 => Record::FreeInode(ino),
-                3 => Record::DirAdd { dir: small(8), ino, name: vec![b"ab/.\0"[small(5) as usize % 5]; small(4) as usize % 300] },
+                3 => Record::DirAdd {
+                    dir: small(8),
+                    ino,
+                    name: vec![b"ab/.\0"[small(5) as usize % 5]; small(4) as usize % 300],
+                },
                 _ => Record::DirRemove { dir: small(8), name: b"a".to_vec() },
             });
         }
@@ -218,7 +224,12 @@ fn crafted_checkpoints_never_panic() {
         for r in &recs {
             r.encode(&mut payload);
         }
-        let h = CkptHeader { gen: 100, payload_len: payload.len() as u64, next_ino: small(20), payload_crc: crc(&[&payload]) };
+        let h = CkptHeader {
+            gen: 100,
+            payload_len: payload.len() as u64,
+            next_ino: small(20),
+            payload_crc: crc(&[&payload]),
+        };
         let mut img = base.clone();
         let at = sb.ckpt_slot(1) as usize;
         img[at..at + 64].copy_from_slice(&h.encode());

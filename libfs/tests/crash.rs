@@ -112,7 +112,15 @@ fn apply<S: Storage>(fs: &mut Fs<S>, op: Op, k: u8) -> Option<u8> {
 /// The path an op makes durable with its trailing fsync.
 fn fsync_target<S: Storage>(fs: &mut Fs<S>, op: Op) -> libfs::Handle {
     let p = match op {
-        Create(p) | Mkdir(p) | Unlink(p) | Rmdir(p) | Write(p, ..) | Append(p, _) | Truncate(p, _) | Fsync(p) | Fdatasync(p) => p,
+        Create(p)
+        | Mkdir(p)
+        | Unlink(p)
+        | Rmdir(p)
+        | Write(p, ..)
+        | Append(p, _)
+        | Truncate(p, _)
+        | Fsync(p)
+        | Fdatasync(p) => p,
         Link(_, b) | Rename(_, b) => b,
     };
     fs.open(p, OpenMode::READ).or_else(|_| fs.open("/", OpenMode::READ)).unwrap()
@@ -174,7 +182,13 @@ struct Totals {
     random: usize,
 }
 
-fn check_image<S: Storage>(mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>, img: Vec<u8>, e: &Expect, point: usize, what: &str) {
+fn check_image<S: Storage>(
+    mount: impl Fn(Vec<u8>) -> libfs::Result<Fs<S>>,
+    img: Vec<u8>,
+    e: &Expect,
+    point: usize,
+    what: &str,
+) {
     let mut fs = mount(img).unwrap_or_else(|err| panic!("{what} point {point}: mount failed: {err}"));
     assert!(fs.check().is_empty(), "{what} point {point}: {:?}", fs.check());
     let got = snapshot(&mut fs);
@@ -329,7 +343,9 @@ fn crash_sweep_long() {
 fn crash_after_recovery() {
     let mut t = Totals { workloads: 0, images: 0, random: 0 };
     let second = [Create("/R"), Write("/R", 0, 5000), Rename("/D/C", "/R")];
-    for (k, &first) in [Append("/A", 3000), Rename("/A", "/D/C"), Write("/A", 4000, 8000), Unlink("/D/C")].iter().enumerate() {
+    for (k, &first) in
+        [Append("/A", 3000), Rename("/A", "/D/C"), Write("/A", 4000, 8000), Unlink("/D/C")].iter().enumerate()
+    {
         // pmem
         let mut fs = pmem_fs(PAGES, GEO);
         setup(&mut fs);
@@ -349,7 +365,10 @@ fn crash_after_recovery() {
             let e = run_ops(&mut fs, &second, false, |fs| fs.storage().region().trace_len());
             let trace = fs.storage_mut().region_mut().take_trace().unwrap();
             trace.for_each_point(|i, p| {
-                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s)))) {
+                for img in [p.strict(), p.all_survive()]
+                    .into_iter()
+                    .chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s))))
+                {
                     check_image(mount_pmem, img, &e, i, &format!("pmem after recovery from {first:?}"));
                     t.images += 1;
                 }
@@ -375,7 +394,10 @@ fn crash_after_recovery() {
             let e = run_ops(&mut fs, &second, false, |fs| fs.storage().device().trace_len());
             let trace = fs.storage_mut().device_mut().take_trace().unwrap();
             trace.for_each_point(|i, p| {
-                for img in [p.strict(), p.all_survive()].into_iter().chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s)))) {
+                for img in [p.strict(), p.all_survive()]
+                    .into_iter()
+                    .chain((0..8).map(|s| p.random(common::seed(i as u64 * 8 + s))))
+                {
                     check_image(mount_block, img, &e, i, &format!("block after recovery from {first:?}"));
                     t.images += 1;
                 }

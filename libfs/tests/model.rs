@@ -196,7 +196,8 @@ impl Model {
     }
 }
 
-const NAMES: &[&str] = &["a", "b", "c", "x", "x", "x/a", "x/b", "x/y", "x/y", "x/y/a", "x/y/b", "z", "z/a", "a/b", "x/z", "x/y/z"];
+const NAMES: &[&str] =
+    &["a", "b", "c", "x", "x", "x/a", "x/b", "x/y", "x/y", "x/y/a", "x/y/b", "z", "z/a", "a/b", "x/z", "x/y/z"];
 
 fn pick<'a>(rng: &mut Rng, v: &'a [&'a str]) -> &'a str {
     v[rng.below(v.len() as u64) as usize]
@@ -255,9 +256,17 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
             39..=69 => {
                 // Data: pwrite / append / truncate, then read back — on an
                 // existing file three times in four.
-                let files: Vec<String> =
-                    m.snapshot().into_iter().filter(|(_, n)| n.kind == Kind::File).map(|(p, _)| p[1..].to_string()).collect();
-                let p = if !files.is_empty() && rng.below(4) != 0 { files[rng.below(files.len() as u64) as usize].clone() } else { p };
+                let files: Vec<String> = m
+                    .snapshot()
+                    .into_iter()
+                    .filter(|(_, n)| n.kind == Kind::File)
+                    .map(|(p, _)| p[1..].to_string())
+                    .collect();
+                let p = if !files.is_empty() && rng.below(4) != 0 {
+                    files[rng.below(files.len() as u64) as usize].clone()
+                } else {
+                    p
+                };
                 let Ok(ino) = m.file(&p) else {
                     let e = fs.open(&p, OpenMode::WRITE).map(|_| ());
                     same(e, m.file(&p).map(|_| ()), &format!("{what} open {p}"));
@@ -358,7 +367,8 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
                 );
                 if let Some(d) = d {
                     let ino = m.lookup(&p).unwrap();
-                    let want: Vec<String> = m.ents.keys().filter(|(dd, _)| *dd == ino).map(|(_, n)| n.clone()).collect();
+                    let want: Vec<String> =
+                        m.ents.keys().filter(|(dd, _)| *dd == ino).map(|(_, n)| n.clone()).collect();
                     let got: Vec<String> = d.into_iter().map(|e| e.name).collect();
                     assert_eq!(got, want, "{what} readdir {p}");
                 }
@@ -371,7 +381,9 @@ fn run<S: Storage>(mut fs: Fs<S>, seed: u64, ops: usize, remount: impl Fn(S) -> 
     let d = diff(&snapshot(&mut fs), &m.snapshot());
     assert!(d.is_empty(), "seed {seed}: final tree: {d}");
     fs.sync().unwrap();
-    COUNTS.with(|c| *c.borrow_mut().entry("checkpoints (since last mount)".into()).or_default() += fs.checkpoints as usize);
+    COUNTS.with(|c| {
+        *c.borrow_mut().entry("checkpoints (since last mount)".into()).or_default() += fs.checkpoints as usize
+    });
     COUNTS.with(|c| println!("after seed {seed} ({ops} operations each), cumulative outcomes: {:?}", c.borrow()));
     fs
 }

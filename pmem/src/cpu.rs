@@ -139,11 +139,7 @@ pub unsafe fn nt_copy(method: FlushMethod, dst: *mut u8, src: &[u8]) {
             i += 1;
         }
         let tail_start = head + words * 8;
-        core::ptr::copy_nonoverlapping(
-            src.as_ptr().add(tail_start),
-            dst.add(tail_start),
-            len - tail_start,
-        );
+        core::ptr::copy_nonoverlapping(src.as_ptr().add(tail_start), dst.add(tail_start), len - tail_start);
         flush_range(method, dst, head);
         flush_range(method, dst.add(tail_start), len - tail_start);
     }

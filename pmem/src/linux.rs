@@ -47,14 +47,7 @@ impl FileMapping {
         // SAFETY: mmap with a null hint, a valid fd and a length the file
         // covers; the result is checked against MAP_FAILED before use.
         let (ptr, dax) = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
-                fd,
-                0,
-            );
+            let p = libc::mmap(core::ptr::null_mut(), len, prot, libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC, fd, 0);
             if p != libc::MAP_FAILED {
                 (p, true)
             } else {

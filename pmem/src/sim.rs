@@ -278,8 +278,7 @@ impl CrashPoint<'_> {
                 _ => {
                     for w in 0..CACHE_LINE / 8 {
                         if rng.below(2) == 1 {
-                            img[base + w * 8..base + w * 8 + 8]
-                                .copy_from_slice(&newer[w * 8..w * 8 + 8]);
+                            img[base + w * 8..base + w * 8 + 8].copy_from_slice(&newer[w * 8..w * 8 + 8]);
                         }
                     }
                 }

@@ -131,14 +131,7 @@ mod tests {
         let mut r = Rng::new(0);
         assert_eq!(r.0, 0xE220_A839_7B1D_CDAF);
         let got = [r.next_u64(), r.next_u64(), r.next_u64()];
-        assert_eq!(
-            got,
-            [
-                0x7BBC_B40D_5506_82D0,
-                0xDE7F_E413_D00C_C9FD,
-                0xB3C6_3835_3C66_8C91
-            ]
-        );
+        assert_eq!(got, [0x7BBC_B40D_5506_82D0, 0xDE7F_E413_D00C_C9FD, 0xB3C6_3835_3C66_8C91]);
     }
 
     #[test]

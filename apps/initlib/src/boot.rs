@@ -22,9 +22,8 @@ pub fn init() {
     for i in 0..HEAP_PAGES {
         let va = heap + i * PAGE_SIZE;
         made &= spawn::ensure_tables(va).is_ok()
-            && frames::alloc().is_some_and(|f| {
-                sys::map(f, 0, 0, va, Rights::WRITE | Rights::OWN | Rights::GRANT).is_ok()
-            });
+            && frames::alloc()
+                .is_some_and(|f| sys::map(f, 0, 0, va, Rights::WRITE | Rights::OWN | Rights::GRANT).is_ok());
     }
     if !made {
         exo_rt::fatal(format_args!("could not build init's heap"));

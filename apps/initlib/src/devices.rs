@@ -124,7 +124,14 @@ const DMA_FAULT_VECTOR: u64 = 0x2f;
 /// Mailbox word where init counts the DMA faults of a driver's device.
 pub const MAILBOX_DMA_FAULTS: u64 = 32;
 
-pub fn start_driver(prog: &str, args: &str, dev: &Device, bar: usize, spare: u64, extra: [u64; 2]) -> Result<Child, String> {
+pub fn start_driver(
+    prog: &str,
+    args: &str,
+    dev: &Device,
+    bar: usize,
+    spare: u64,
+    extra: [u64; 2],
+) -> Result<Child, String> {
     let (bar_va, bar_size) = dev.bars[bar];
     if bar_va == 0 || bar_size == 0 {
         return Err(format!("device {:04x} has no usable memory BAR {bar}", dev.bdf));
@@ -315,10 +322,8 @@ pub fn note_interrupt(vector: u64) -> Option<usize> {
     if let Some(n) = SEEN.get(vector as usize) {
         n.fetch_add(1, SeqCst);
     }
-    let slot = vector
-        .checked_sub(di::IRQ_VECTOR0 as u64)
-        .and_then(|i| ROUTES.get(i as usize))
-        .map_or(0, |r| r.load(SeqCst));
+    let slot =
+        vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| ROUTES.get(i as usize)).map_or(0, |r| r.load(SeqCst));
     if slot == 0 {
         UNROUTED.fetch_add(1, SeqCst);
         return None;
@@ -331,9 +336,6 @@ pub fn note_interrupt(vector: u64) -> Option<usize> {
     mem::write(mb + MAILBOX_IRQS, mem::read(mb + MAILBOX_IRQS) + 1);
     Some(slot as usize - 1)
 }
-
-
-
 
 /// The serial numbers of the machine's NVMe controllers, in bus order
 /// (`scripts/xtask/src/machine.rs`: the test disk `exo0`, and on the
@@ -354,7 +356,12 @@ fn expected_serial(nth: usize) -> Option<&'static str> {
 /// What the `nvme` crate's chooser needs to know about each device.
 fn functions(devs: &[Device]) -> Vec<nvme::select::Function> {
     devs.iter()
-        .map(|d| nvme::select::Function { bdf: d.bdf, class: d.class, is_vf: d.vf.is_some(), vfs_enabled: d.vfs_enabled })
+        .map(|d| nvme::select::Function {
+            bdf: d.bdf,
+            class: d.class,
+            is_vf: d.vf.is_some(),
+            vfs_enabled: d.vfs_enabled,
+        })
         .collect()
 }
 
@@ -423,7 +430,8 @@ pub fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
         }
         let (id, next) = (dev.config.read8(ptr), dev.config.read8(ptr + 1));
         if id == CAP_VENDOR && dev.config.read8(ptr + 2) >= 16 {
-            let (kind, b, off) = (dev.config.read8(ptr + 3), dev.config.read8(ptr + 4) as usize, dev.config.read32(ptr + 8) as u64);
+            let (kind, b, off) =
+                (dev.config.read8(ptr + 3), dev.config.read8(ptr + 4) as usize, dev.config.read32(ptr + 8) as u64);
             let slot = match kind {
                 1 => Some(0), // common
                 2 => Some(1), // notify (multiplier follows the capability)
@@ -432,7 +440,10 @@ pub fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
             };
             if let Some(slot) = slot {
                 if bar.is_some_and(|x| x != b) {
-                    return Err(format!("virtio structures in BARs {} and {b}; this driver takes one BAR", bar.unwrap_or(0)));
+                    return Err(format!(
+                        "virtio structures in BARs {} and {b}; this driver takes one BAR",
+                        bar.unwrap_or(0)
+                    ));
                 }
                 bar = Some(b);
                 found[slot] = Some(off);

@@ -14,12 +14,9 @@ static FRAMES: Mutex<Frames> = Mutex::new(Frames::empty(RAM_WINDOW_VA));
 /// Read the free RAM ranges from the kernel info page.
 pub fn init() {
     let n = (kinfo::word(ki::W_RAM_RANGES) as usize).min(ki::MAX_RAM_RANGES);
-    FRAMES.lock().set_ranges((0..n).map(|i| {
-        (
-            kinfo::word(ki::W_RAM_RANGE0 + 2 * i),
-            kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1),
-        )
-    }));
+    FRAMES
+        .lock()
+        .set_ranges((0..n).map(|i| (kinfo::word(ki::W_RAM_RANGE0 + 2 * i), kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1))));
 }
 
 /// Take a frame; returns its address in init's RAM window.

@@ -55,7 +55,6 @@ const KVDB_HEAP_PAGES: u64 = 3072;
 pub const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 pub const PMEM_BYTES: u64 = 16 << 20;
 
-
 /// What kvdb's exit code means (see kvdb's `error.rs`).
 pub fn meaning(code: u64) -> &'static str {
     match code {
@@ -80,7 +79,10 @@ pub fn spawn_kvdb(args: &str, va: u64, bytes: u64, nonce: u64) -> Result<Child, 
 /// [`spawn_kvdb`] with all its words (from args word 3) and `spare` spare
 /// frames.
 pub fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, String> {
-    let c = spawn::spawn_named("kvdb", &Options { args, words, heap_pages: KVDB_HEAP_PAGES, spare_pages: spare, paused: true })?;
+    let c = spawn::spawn_named(
+        "kvdb",
+        &Options { args, words, heap_pages: KVDB_HEAP_PAGES, spare_pages: spare, paused: true },
+    )?;
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
     sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
         .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))?;
@@ -94,7 +96,6 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
         code => Err(format!("{what} exited with {code} ({})", meaning(code))),
     }
 }
-
 
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
@@ -117,7 +118,11 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
         }
     }
     let phase = if check { "check" } else { "create" };
-    println!("init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve", NVME_WINDOW_MIB.0, NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1);
+    println!(
+        "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
+        NVME_WINDOW_MIB.0,
+        NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+    );
     let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
     crate::regions::link(&kvdb, region, Rights::WRITE)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
@@ -138,12 +143,15 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     Ok(())
 }
 
-
 /// kvdb `create` or `check` on the database's NVDIMM range, with the
 /// workload derived from `nonce`.
 pub fn on_pmem(check: bool, nonce: u64) -> Outcome {
     let total = crate::pmem::total();
-    println!("init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})", PMEM_OFFSET + PMEM_BYTES, total >> 20);
+    println!(
+        "init: kvdb pmem on NVDIMM bytes {PMEM_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})",
+        PMEM_OFFSET + PMEM_BYTES,
+        total >> 20
+    );
     // kvdb create ends without closing the database: boot 2 must recover
     // it from the log after the reboot.
     run_pmem(if check { "check" } else { "create" }, PMEM_BYTES, nonce, 0)
@@ -173,7 +181,6 @@ pub fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
     println!("init: {what}: refused by name ({})", meaning(code));
     Ok(())
 }
-
 
 /// kvdb `create` or `check` on its own NVMe virtual function, with the
 /// workload derived from `nonce`.
@@ -208,6 +215,9 @@ pub fn on_vf(check: bool, nonce: u64) -> Outcome {
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let no_handle = [devices::DRIVER_BAR_VA, bar_size, tsc, nonce];
     expect_code(&spawn_kvdb_with("nvme-vf check", &no_handle, 0)?, "kvdb nvme-vf check without a window", 7)?;
-    expect_code(&spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?, "kvdb nvme-vf check without a device handle", 2)
+    expect_code(
+        &spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?,
+        "kvdb nvme-vf check without a device handle",
+        2,
+    )
 }
-

@@ -63,7 +63,9 @@ fn check_span(offset: u64, bytes: u64) -> Result<(), String> {
 pub fn grant(child: &Child, child_va: u64, offset: u64, bytes: u64) -> Result<(), String> {
     check_span(offset, bytes)?;
     if !child_va.is_multiple_of(PAGE_SIZE) || child_va.checked_add(bytes).is_none_or(|e| e > 1 << 39) {
-        return Err(format!("child address {child_va:#x}+{bytes:#x}: not page aligned or past the child's first 512 GiB"));
+        return Err(format!(
+            "child address {child_va:#x}+{bytes:#x}: not page aligned or past the child's first 512 GiB"
+        ));
     }
     let mut off = 0;
     while off < bytes {
@@ -101,9 +103,10 @@ fn move_back(child: &Child, child_va: u64, offset: u64, bytes: u64) -> Result<()
     let mut off = 0;
     while off < bytes {
         sys::map(child.at(child_va + off), 0, 0, PMEM_VA + offset + off, Rights::OWN | Rights::WRITE | Rights::GRANT)
-            .map_err(|e| format!("moving pmem page {:#x} back from child {:#x}: {}", offset + off, child_va + off, e.name()))?;
+            .map_err(|e| {
+            format!("moving pmem page {:#x} back from child {:#x}: {}", offset + off, child_va + off, e.name())
+        })?;
         off += PAGE_SIZE;
     }
     Ok(())
 }
-

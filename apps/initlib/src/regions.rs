@@ -19,8 +19,7 @@ pub fn make_region(pages: u64) -> Result<u64, String> {
     let k = NEXT_REGION.fetch_add(1, SeqCst);
     let va = INIT_REGIONS + k * (1 << 21);
     for i in 0..pages {
-        spawn::place_page(va + i * PAGE_SIZE, Rights::WRITE, |_| {})
-            .map_err(|e| format!("region: {e}"))?;
+        spawn::place_page(va + i * PAGE_SIZE, Rights::WRITE, |_| {}).map_err(|e| format!("region: {e}"))?;
     }
     Ok(va)
 }

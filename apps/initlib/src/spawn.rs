@@ -142,7 +142,8 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
         let va = child.at(p.va);
         match p.kind {
             Kind::Program => {
-                let page = elf_plan.page_bytes(bytes, p.va).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
+                let page =
+                    elf_plan.page_bytes(bytes, p.va).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
                 place_page(va, p.rights, |f| mem::write_bytes(f, &page))?;
             }
             // Where the kernel enters the child.

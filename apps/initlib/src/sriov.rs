@@ -68,10 +68,14 @@ fn flr_keeping_vfs(pf: &Device) -> Outcome {
     let num_vfs = c.read16(sr + SRIOV_NUM_VFS);
     let vf_bars: [u32; 6] = core::array::from_fn(|i| c.read32(sr + SRIOV_VF_BAR0 + 4 * i as u64));
     let control = c.read16(sr + SRIOV_CONTROL);
-    pci::start_function_level_reset(&mut devices::FunctionConfig(c), devices::pci_address(pf)).map_err(|e| match e {
-        pci::FlrError::NotExpress => String::from("the PF has no PCI Express capability"),
-        pci::FlrError::NotCapable => String::from("the PF cannot do a function-level reset (Device Capabilities bit 28 clear)"),
-    })?;
+    pci::start_function_level_reset(&mut devices::FunctionConfig(c), devices::pci_address(pf)).map_err(
+        |e| match e {
+            pci::FlrError::NotExpress => String::from("the PF has no PCI Express capability"),
+            pci::FlrError::NotCapable => {
+                String::from("the PF cannot do a function-level reset (Device Capabilities bit 28 clear)")
+            }
+        },
+    )?;
     wait_ms(100);
     // The reset clears the command register (and the BARs). QEMU 7.2
     // removes the VFs but leaves VF Enable reading as it was; writing the
@@ -98,7 +102,13 @@ fn flr_keeping_vfs(pf: &Device) -> Outcome {
     }
     c.write16(sr + SRIOV_CONTROL, control);
     wait_ms(100);
-    let back = (c.read16(0x04), c.read32(0x10), c.read16(sr + SRIOV_NUM_VFS), c.read32(sr + SRIOV_VF_BAR0), c.read16(sr + SRIOV_CONTROL));
+    let back = (
+        c.read16(0x04),
+        c.read32(0x10),
+        c.read16(sr + SRIOV_NUM_VFS),
+        c.read32(sr + SRIOV_VF_BAR0),
+        c.read16(sr + SRIOV_CONTROL),
+    );
     if back != (command, bars[0], num_vfs, vf_bars[0], control) {
         return Err(format!(
             "after the FLR the PF reads command/BAR0/NumVFs/VF BAR0/control {back:x?}, expected {:x?}",

@@ -89,24 +89,21 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::TooManyEntries { count } => write!(
-                f,
-                "boot image: {count} entries, at most {MAX_ENTRIES} allowed"
-            ),
+            BuildError::TooManyEntries { count } => {
+                write!(f, "boot image: {count} entries, at most {MAX_ENTRIES} allowed")
+            }
             BuildError::EmptyName { index } => {
                 write!(f, "boot image: entry {index} has an empty name")
             }
-            BuildError::NameTooLong { index, len } => write!(
-                f,
-                "boot image: entry {index}: name is {len} bytes, at most {MAX_NAME_LEN} allowed"
-            ),
+            BuildError::NameTooLong { index, len } => {
+                write!(f, "boot image: entry {index}: name is {len} bytes, at most {MAX_NAME_LEN} allowed")
+            }
             BuildError::NameContainsNul { index } => {
                 write!(f, "boot image: entry {index}: name contains a NUL byte")
             }
-            BuildError::DuplicateName { index, first } => write!(
-                f,
-                "boot image: entry {index} has the same name as entry {first}"
-            ),
+            BuildError::DuplicateName { index, first } => {
+                write!(f, "boot image: entry {index} has the same name as entry {first}")
+            }
         }
     }
 }
@@ -124,11 +121,7 @@ pub enum BootImageError {
     /// The count field exceeds [`MAX_ENTRIES`].
     TooManyEntries { count: u32 },
     /// The entry table (`count` entries) ends at `table_end`, past the image.
-    TableOutsideImage {
-        count: u32,
-        table_end: usize,
-        image_len: usize,
-    },
+    TableOutsideImage { count: u32, table_end: usize, image_len: usize },
     /// Entry `index`'s name field has no NUL terminator.
     NameNotTerminated { index: usize },
     /// Entry `index`'s name is empty.
@@ -144,18 +137,9 @@ pub enum BootImageError {
     /// Entry `index`'s `offset + len` overflows 64 bits.
     RangeOverflows { index: usize, offset: u64, len: u64 },
     /// Entry `index`'s data `[offset, offset + len)` ends past the image.
-    EntryOutsideImage {
-        index: usize,
-        offset: u64,
-        len: u64,
-        image_len: usize,
-    },
+    EntryOutsideImage { index: usize, offset: u64, len: u64, image_len: usize },
     /// Entry `index`'s data starts inside the header or entry table.
-    EntryOverlapsTable {
-        index: usize,
-        offset: u64,
-        table_end: usize,
-    },
+    EntryOverlapsTable { index: usize, offset: u64, table_end: usize },
     /// The data of entries `first` and `second` overlap.
     EntriesOverlap {
         first: usize,
@@ -171,83 +155,45 @@ impl fmt::Display for BootImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use BootImageError::*;
         match self {
-            TruncatedHeader { have } => write!(
-                f,
-                "boot image: {have} bytes, shorter than the {HEADER_LEN}-byte header"
-            ),
-            BadMagic { found } => write!(
-                f,
-                "boot image: bad magic {found:02x?}, expected \"EXOBOOT1\""
-            ),
-            UnsupportedVersion { found } => write!(
-                f,
-                "boot image: version {found}, only version {VERSION} is supported"
-            ),
-            TooManyEntries { count } => write!(
-                f,
-                "boot image: count is {count}, at most {MAX_ENTRIES} allowed"
-            ),
-            TableOutsideImage {
-                count,
-                table_end,
-                image_len,
-            } => write!(
+            TruncatedHeader { have } => {
+                write!(f, "boot image: {have} bytes, shorter than the {HEADER_LEN}-byte header")
+            }
+            BadMagic { found } => write!(f, "boot image: bad magic {found:02x?}, expected \"EXOBOOT1\""),
+            UnsupportedVersion { found } => {
+                write!(f, "boot image: version {found}, only version {VERSION} is supported")
+            }
+            TooManyEntries { count } => write!(f, "boot image: count is {count}, at most {MAX_ENTRIES} allowed"),
+            TableOutsideImage { count, table_end, image_len } => write!(
                 f,
                 "boot image: table of {count} entries ends at byte {table_end}, \
                  past the image end {image_len}"
             ),
-            NameNotTerminated { index } => write!(
-                f,
-                "boot image: entry {index}: name field has no NUL terminator"
-            ),
+            NameNotTerminated { index } => write!(f, "boot image: entry {index}: name field has no NUL terminator"),
             EmptyName { index } => write!(f, "boot image: entry {index}: name is empty"),
-            NamePaddingNotZero { index } => write!(
-                f,
-                "boot image: entry {index}: name field has non-zero bytes after the NUL"
-            ),
-            NameNotUtf8 { index, valid_up_to } => write!(
-                f,
-                "boot image: entry {index}: name is not UTF-8 (valid up to byte {valid_up_to})"
-            ),
-            DuplicateName { index, first } => write!(
-                f,
-                "boot image: entry {index} has the same name as entry {first}"
-            ),
-            MisalignedOffset { index, offset } => write!(
-                f,
-                "boot image: entry {index}: offset {offset:#x} is not a multiple of {DATA_ALIGN:#x}"
-            ),
-            RangeOverflows { index, offset, len } => write!(
-                f,
-                "boot image: entry {index}: offset {offset:#x} + len {len:#x} overflows"
-            ),
-            EntryOutsideImage {
-                index,
-                offset,
-                len,
-                image_len,
-            } => write!(
+            NamePaddingNotZero { index } => {
+                write!(f, "boot image: entry {index}: name field has non-zero bytes after the NUL")
+            }
+            NameNotUtf8 { index, valid_up_to } => {
+                write!(f, "boot image: entry {index}: name is not UTF-8 (valid up to byte {valid_up_to})")
+            }
+            DuplicateName { index, first } => write!(f, "boot image: entry {index} has the same name as entry {first}"),
+            MisalignedOffset { index, offset } => {
+                write!(f, "boot image: entry {index}: offset {offset:#x} is not a multiple of {DATA_ALIGN:#x}")
+            }
+            RangeOverflows { index, offset, len } => {
+                write!(f, "boot image: entry {index}: offset {offset:#x} + len {len:#x} overflows")
+            }
+            EntryOutsideImage { index, offset, len, image_len } => write!(
                 f,
                 "boot image: entry {index}: data [{offset:#x}, +{len:#x}) ends past the \
                  image end {image_len:#x}"
             ),
-            EntryOverlapsTable {
-                index,
-                offset,
-                table_end,
-            } => write!(
+            EntryOverlapsTable { index, offset, table_end } => write!(
                 f,
                 "boot image: entry {index}: offset {offset:#x} is inside the header table \
                  (which ends at {table_end:#x})"
             ),
-            EntriesOverlap {
-                first,
-                first_offset,
-                first_len,
-                second,
-                second_offset,
-                second_len,
-            } => {
+            EntriesOverlap { first, first_offset, first_len, second, second_offset, second_len } => {
                 write!(
                     f,
                     "boot image: entry {first} [{first_offset:#x}, +{first_len:#x}) overlaps \
@@ -267,19 +213,14 @@ fn align_up(n: usize) -> usize {
 /// Check the names [`build`] is given, with the rules `parse` enforces.
 fn check_build_input(entries: &[(&str, &[u8])]) -> Result<(), BuildError> {
     if entries.len() > MAX_ENTRIES as usize {
-        return Err(BuildError::TooManyEntries {
-            count: entries.len(),
-        });
+        return Err(BuildError::TooManyEntries { count: entries.len() });
     }
     for (index, (name, _)) in entries.iter().enumerate() {
         if name.is_empty() {
             return Err(BuildError::EmptyName { index });
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(BuildError::NameTooLong {
-                index,
-                len: name.len(),
-            });
+            return Err(BuildError::NameTooLong { index, len: name.len() });
         }
         if name.as_bytes().contains(&0) {
             return Err(BuildError::NameContainsNul { index });
@@ -351,20 +292,14 @@ fn raw_entry(bytes: &[u8], index: usize) -> Option<RawEntry<'_>> {
 /// Decode a NUL-padded name field: the bytes before the first NUL, which
 /// must be non-empty UTF-8, followed only by zeros.
 fn decode_name(field: &[u8], index: usize) -> Result<&str, BootImageError> {
-    let end = field
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(BootImageError::NameNotTerminated { index })?;
+    let end = field.iter().position(|&b| b == 0).ok_or(BootImageError::NameNotTerminated { index })?;
     if end == 0 {
         return Err(BootImageError::EmptyName { index });
     }
     if field[end..].iter().any(|&b| b != 0) {
         return Err(BootImageError::NamePaddingNotZero { index });
     }
-    core::str::from_utf8(&field[..end]).map_err(|e| BootImageError::NameNotUtf8 {
-        index,
-        valid_up_to: e.valid_up_to(),
-    })
+    core::str::from_utf8(&field[..end]).map_err(|e| BootImageError::NameNotUtf8 { index, valid_up_to: e.valid_up_to() })
 }
 
 /// Check one entry's data range and return it as a slice of the image.
@@ -378,26 +313,15 @@ fn entry_data<'a>(
     if !offset.is_multiple_of(DATA_ALIGN) {
         return Err(BootImageError::MisalignedOffset { index, offset });
     }
-    let end = offset
-        .checked_add(len)
-        .ok_or(BootImageError::RangeOverflows { index, offset, len })?;
-    let outside = BootImageError::EntryOutsideImage {
-        index,
-        offset,
-        len,
-        image_len: bytes.len(),
-    };
+    let end = offset.checked_add(len).ok_or(BootImageError::RangeOverflows { index, offset, len })?;
+    let outside = BootImageError::EntryOutsideImage { index, offset, len, image_len: bytes.len() };
     let (start, end) = match (usize::try_from(offset), usize::try_from(end)) {
         (Ok(s), Ok(e)) if e <= bytes.len() => (s, e),
         _ => return Err(outside),
     };
     // An empty file occupies no bytes, so it cannot overlap the table.
     if len != 0 && start < table_end {
-        return Err(BootImageError::EntryOverlapsTable {
-            index,
-            offset,
-            table_end,
-        });
+        return Err(BootImageError::EntryOverlapsTable { index, offset, table_end });
     }
     bytes.get(start..end).ok_or(outside)
 }
@@ -428,11 +352,7 @@ impl<'a> BootImage<'a> {
         // count <= 256, so this cannot overflow.
         let table_end = HEADER_LEN + ENTRY_LEN * count as usize;
         if table_end > bytes.len() {
-            return Err(BootImageError::TableOutsideImage {
-                count,
-                table_end,
-                image_len: have,
-            });
+            return Err(BootImageError::TableOutsideImage { count, table_end, image_len: have });
         }
 
         let mut entries: Vec<Entry<'a>> = Vec::with_capacity(count as usize);
@@ -461,11 +381,7 @@ impl<'a> BootImage<'a> {
                     });
                 }
             }
-            entries.push(Entry {
-                name,
-                data,
-                offset: raw.offset,
-            });
+            entries.push(Entry { name, data, offset: raw.offset });
         }
         Ok(BootImage { bytes, entries })
     }

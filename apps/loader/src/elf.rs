@@ -115,8 +115,7 @@ impl Segment {
         // Planned segments end inside the user window, far from overflow;
         // the saturation only keeps a hand-edited segment from panicking.
         let end = self.vaddr.saturating_add(self.memsz);
-        end.checked_next_multiple_of(PAGE_SIZE)
-            .unwrap_or(!(PAGE_SIZE - 1))
+        end.checked_next_multiple_of(PAGE_SIZE).unwrap_or(!(PAGE_SIZE - 1))
     }
 
     /// Number of pages the segment touches.
@@ -159,11 +158,7 @@ pub struct LoadPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElfError {
     /// The file ends before `what` does: `needed` bytes, `have` present.
-    Truncated {
-        what: &'static str,
-        needed: u64,
-        have: u64,
-    },
+    Truncated { what: &'static str, needed: u64, have: u64 },
     /// The file does not start with `\x7fELF`.
     BadMagic { found: [u8; 4] },
     /// `e_ident[EI_CLASS]` is not ELFCLASS64 (2).
@@ -186,43 +181,21 @@ pub enum ElfError {
     /// or relocation.
     HasDynamicSection { index: usize },
     /// Segment `index` has `p_filesz > p_memsz`.
-    FileSizeExceedsMemSize {
-        index: usize,
-        filesz: u64,
-        memsz: u64,
-    },
+    FileSizeExceedsMemSize { index: usize, filesz: u64, memsz: u64 },
     /// Segment `index`'s file bytes `[offset, offset + filesz)` overflow or
     /// end past the file.
-    SegmentOutsideFile {
-        index: usize,
-        offset: u64,
-        filesz: u64,
-        file_len: u64,
-    },
+    SegmentOutsideFile { index: usize, offset: u64, filesz: u64, file_len: u64 },
     /// Segment `index`'s memory `[vaddr, vaddr + memsz)` overflows or leaves
     /// the user program window.
-    SegmentOutsideUserWindow {
-        index: usize,
-        vaddr: u64,
-        memsz: u64,
-    },
+    SegmentOutsideUserWindow { index: usize, vaddr: u64, memsz: u64 },
     /// Segment `index`'s `p_align` is neither 0 nor a power of two.
     BadAlignment { index: usize, align: u64 },
     /// Segment `index` breaks `p_vaddr == p_offset (mod p_align)`.
-    MisalignedSegment {
-        index: usize,
-        vaddr: u64,
-        offset: u64,
-        align: u64,
-    },
+    MisalignedSegment { index: usize, vaddr: u64, offset: u64, align: u64 },
     /// Segment `index` is both writable and executable.
     WriteAndExecute { index: usize, vaddr: u64 },
     /// Segments `first` and `second` both touch the page at `page`.
-    SegmentsSharePage {
-        first: usize,
-        second: usize,
-        page: u64,
-    },
+    SegmentsSharePage { first: usize, second: usize, page: u64 },
     /// No PT_LOAD segment with memory.
     NoLoadableSegments,
     /// The entry point is not in the file-backed part of an executable
@@ -236,10 +209,9 @@ impl fmt::Display for ElfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ElfError::*;
         match self {
-            Truncated { what, needed, have } => write!(
-                f,
-                "ELF: file too short for the {what}: needs {needed} bytes, has {have}"
-            ),
+            Truncated { what, needed, have } => {
+                write!(f, "ELF: file too short for the {what}: needs {needed} bytes, has {have}")
+            }
             BadMagic { found } => write!(f, "ELF: bad magic {found:02x?}, expected 7f 45 4c 46"),
             NotElf64 { class } => write!(f, "ELF: class {class}, expected 2 (ELF64)"),
             NotLittleEndian { data } => {
@@ -248,20 +220,18 @@ impl fmt::Display for ElfError {
             UnsupportedVersion { field, version } => {
                 write!(f, "ELF: {field} is {version}, expected 1")
             }
-            NotExecutable { e_type } => write!(
-                f,
-                "ELF: e_type {e_type}, expected 2 (ET_EXEC: static, not position-independent)"
-            ),
+            NotExecutable { e_type } => {
+                write!(f, "ELF: e_type {e_type}, expected 2 (ET_EXEC: static, not position-independent)")
+            }
             NotX86_64 { machine } => {
                 write!(f, "ELF: e_machine {machine}, expected 62 (x86_64)")
             }
             BadProgramHeaderSize { phentsize } => {
                 write!(f, "ELF: e_phentsize {phentsize}, expected {PHDR_LEN}")
             }
-            TooManyProgramHeaders { phnum } => write!(
-                f,
-                "ELF: {phnum} program headers, at most {MAX_PROGRAM_HEADERS} allowed"
-            ),
+            TooManyProgramHeaders { phnum } => {
+                write!(f, "ELF: {phnum} program headers, at most {MAX_PROGRAM_HEADERS} allowed")
+            }
             HasInterpreter { index } => write!(
                 f,
                 "ELF: program header {index} is PT_INTERP; dynamically linked programs \
@@ -272,56 +242,31 @@ impl fmt::Display for ElfError {
                 "ELF: program header {index} is PT_DYNAMIC; programs needing dynamic \
                  linking or relocation are not supported"
             ),
-            FileSizeExceedsMemSize {
-                index,
-                filesz,
-                memsz,
-            } => write!(
-                f,
-                "ELF: segment {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"
-            ),
-            SegmentOutsideFile {
-                index,
-                offset,
-                filesz,
-                file_len,
-            } => write!(
+            FileSizeExceedsMemSize { index, filesz, memsz } => {
+                write!(f, "ELF: segment {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}")
+            }
+            SegmentOutsideFile { index, offset, filesz, file_len } => write!(
                 f,
                 "ELF: segment {index}: file bytes [{offset:#x}, +{filesz:#x}) are not \
                  inside the {file_len:#x}-byte file"
             ),
-            SegmentOutsideUserWindow {
-                index,
-                vaddr,
-                memsz,
-            } => write!(
+            SegmentOutsideUserWindow { index, vaddr, memsz } => write!(
                 f,
                 "ELF: segment {index}: memory [{vaddr:#x}, +{memsz:#x}) is outside the \
                  user program window [{USER_WINDOW_START:#x}, {USER_WINDOW_END:#x})"
             ),
-            BadAlignment { index, align } => write!(
-                f,
-                "ELF: segment {index}: p_align {align:#x} is not 0 or a power of two"
-            ),
-            MisalignedSegment {
-                index,
-                vaddr,
-                offset,
-                align,
-            } => write!(
+            BadAlignment { index, align } => {
+                write!(f, "ELF: segment {index}: p_align {align:#x} is not 0 or a power of two")
+            }
+            MisalignedSegment { index, vaddr, offset, align } => write!(
                 f,
                 "ELF: segment {index}: p_vaddr {vaddr:#x} and p_offset {offset:#x} differ \
                  modulo p_align {align:#x}"
             ),
-            WriteAndExecute { index, vaddr } => write!(
-                f,
-                "ELF: segment {index} at {vaddr:#x} is both writable and executable (W^X)"
-            ),
-            SegmentsSharePage {
-                first,
-                second,
-                page,
-            } => write!(
+            WriteAndExecute { index, vaddr } => {
+                write!(f, "ELF: segment {index} at {vaddr:#x} is both writable and executable (W^X)")
+            }
+            SegmentsSharePage { first, second, page } => write!(
                 f,
                 "ELF: segments {first} and {second} share the page at {page:#x}; \
                  rights are per page, so each page must belong to one segment"
@@ -332,10 +277,9 @@ impl fmt::Display for ElfError {
                 "ELF: entry point {entry:#x} is not in the file-backed part of an \
                  executable segment"
             ),
-            TooMuchMemory { bytes, limit } => write!(
-                f,
-                "ELF: segments need {bytes:#x} bytes of pages, more than the limit {limit:#x}"
-            ),
+            TooMuchMemory { bytes, limit } => {
+                write!(f, "ELF: segments need {bytes:#x} bytes of pages, more than the limit {limit:#x}")
+            }
         }
     }
 }
@@ -358,10 +302,7 @@ impl fmt::Display for PageError {
                 write!(f, "load plan: {page_vaddr:#x} is not page-aligned")
             }
             PageError::NotInPlan { page_vaddr } => {
-                write!(
-                    f,
-                    "load plan: no segment covers the page at {page_vaddr:#x}"
-                )
+                write!(f, "load plan: no segment covers the page at {page_vaddr:#x}")
             }
             PageError::ImageTooShort { needed, have } => write!(
                 f,
@@ -391,11 +332,7 @@ struct ProgramHeader {
 }
 
 fn truncated(what: &'static str, needed: u64, image: &[u8]) -> ElfError {
-    ElfError::Truncated {
-        what,
-        needed,
-        have: image.len() as u64,
-    }
+    ElfError::Truncated { what, needed, have: image.len() as u64 }
 }
 
 fn read_header(image: &[u8]) -> Result<Header, ElfError> {
@@ -426,10 +363,7 @@ fn read_header(image: &[u8]) -> Result<Header, ElfError> {
         return Err(ElfError::NotLittleEndian { data: ident[5] });
     }
     if u32::from(ident[6]) != EV_CURRENT {
-        return Err(ElfError::UnsupportedVersion {
-            field: "e_ident[EI_VERSION]",
-            version: u32::from(ident[6]),
-        });
+        return Err(ElfError::UnsupportedVersion { field: "e_ident[EI_VERSION]", version: u32::from(ident[6]) });
     }
     let e_type = field16(16)?;
     if e_type != ET_EXEC {
@@ -441,10 +375,7 @@ fn read_header(image: &[u8]) -> Result<Header, ElfError> {
     }
     let version = field32(20)?;
     if version != EV_CURRENT {
-        return Err(ElfError::UnsupportedVersion {
-            field: "e_version",
-            version,
-        });
+        return Err(ElfError::UnsupportedVersion { field: "e_version", version });
     }
     let phentsize = field16(54)?;
     let phnum = field16(56)?;
@@ -455,11 +386,7 @@ fn read_header(image: &[u8]) -> Result<Header, ElfError> {
     if phnum > MAX_PROGRAM_HEADERS {
         return Err(ElfError::TooManyProgramHeaders { phnum });
     }
-    Ok(Header {
-        entry: field64(24)?,
-        phoff: field64(32)?,
-        phnum,
-    })
+    Ok(Header { entry: field64(24)?, phoff: field64(32)?, phnum })
 }
 
 /// The program header table, checked to lie inside the file.
@@ -489,63 +416,30 @@ fn read_program_header(entry: &[u8]) -> Option<ProgramHeader> {
 /// Check one PT_LOAD segment on its own and turn it into a [`Segment`].
 fn check_load_segment(image: &[u8], index: usize, ph: &ProgramHeader) -> Result<Segment, ElfError> {
     if ph.filesz > ph.memsz {
-        return Err(ElfError::FileSizeExceedsMemSize {
-            index,
-            filesz: ph.filesz,
-            memsz: ph.memsz,
-        });
+        return Err(ElfError::FileSizeExceedsMemSize { index, filesz: ph.filesz, memsz: ph.memsz });
     }
     let file_len = image.len() as u64;
     match ph.offset.checked_add(ph.filesz) {
         Some(end) if end <= file_len => {}
-        _ => {
-            return Err(ElfError::SegmentOutsideFile {
-                index,
-                offset: ph.offset,
-                filesz: ph.filesz,
-                file_len,
-            })
-        }
+        _ => return Err(ElfError::SegmentOutsideFile { index, offset: ph.offset, filesz: ph.filesz, file_len }),
     }
-    let outside = ElfError::SegmentOutsideUserWindow {
-        index,
-        vaddr: ph.vaddr,
-        memsz: ph.memsz,
-    };
+    let outside = ElfError::SegmentOutsideUserWindow { index, vaddr: ph.vaddr, memsz: ph.memsz };
     match ph.vaddr.checked_add(ph.memsz) {
         Some(end) if ph.vaddr >= USER_WINDOW_START && end <= USER_WINDOW_END => {}
         _ => return Err(outside),
     }
     if ph.align != 0 && !ph.align.is_power_of_two() {
-        return Err(ElfError::BadAlignment {
-            index,
-            align: ph.align,
-        });
+        return Err(ElfError::BadAlignment { index, align: ph.align });
     }
     if ph.align > 1 && ph.vaddr % ph.align != ph.offset % ph.align {
-        return Err(ElfError::MisalignedSegment {
-            index,
-            vaddr: ph.vaddr,
-            offset: ph.offset,
-            align: ph.align,
-        });
+        return Err(ElfError::MisalignedSegment { index, vaddr: ph.vaddr, offset: ph.offset, align: ph.align });
     }
     let writable = ph.flags & PF_W != 0;
     let executable = ph.flags & PF_X != 0;
     if writable && executable {
-        return Err(ElfError::WriteAndExecute {
-            index,
-            vaddr: ph.vaddr,
-        });
+        return Err(ElfError::WriteAndExecute { index, vaddr: ph.vaddr });
     }
-    Ok(Segment {
-        vaddr: ph.vaddr,
-        memsz: ph.memsz,
-        file_offset: ph.offset,
-        filesz: ph.filesz,
-        writable,
-        executable,
-    })
+    Ok(Segment { vaddr: ph.vaddr, memsz: ph.memsz, file_offset: ph.offset, filesz: ph.filesz, writable, executable })
 }
 
 /// Validate `image` as a program for this OS and plan its loading. The
@@ -556,13 +450,8 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     // (segment, its program-header index) for the error messages.
     let mut segments: Vec<(Segment, usize)> = Vec::new();
     for (index, entry) in table.chunks_exact(usize::from(PHDR_LEN)).enumerate() {
-        let ph = read_program_header(entry).ok_or_else(|| {
-            truncated(
-                "program header table",
-                header.phoff.saturating_add(table.len() as u64),
-                image,
-            )
-        })?;
+        let ph = read_program_header(entry)
+            .ok_or_else(|| truncated("program header table", header.phoff.saturating_add(table.len() as u64), image))?;
         match ph.p_type {
             PT_INTERP => return Err(ElfError::HasInterpreter { index }),
             PT_DYNAMIC => return Err(ElfError::HasDynamicSection { index }),
@@ -574,15 +463,9 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
             continue;
         }
         for (earlier, first) in &segments {
-            if earlier.first_page() < segment.end_page()
-                && segment.first_page() < earlier.end_page()
-            {
+            if earlier.first_page() < segment.end_page() && segment.first_page() < earlier.end_page() {
                 let page = earlier.first_page().max(segment.first_page());
-                return Err(ElfError::SegmentsSharePage {
-                    first: *first,
-                    second: index,
-                    page,
-                });
+                return Err(ElfError::SegmentsSharePage { first: *first, second: index, page });
             }
         }
         segments.push((segment, index));
@@ -592,9 +475,7 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     }
 
     let entry = header.entry;
-    let entry_ok = segments
-        .iter()
-        .any(|(s, _)| s.executable && entry >= s.vaddr && entry - s.vaddr < s.filesz);
+    let entry_ok = segments.iter().any(|(s, _)| s.executable && entry >= s.vaddr && entry - s.vaddr < s.filesz);
     if !entry_ok {
         return Err(ElfError::EntryNotExecutable { entry });
     }
@@ -604,16 +485,9 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     let pages: u64 = segments.iter().map(|(s, _)| s.page_count()).sum();
     let bytes = pages * PAGE_SIZE;
     if bytes > max_memory {
-        return Err(ElfError::TooMuchMemory {
-            bytes,
-            limit: max_memory,
-        });
+        return Err(ElfError::TooMuchMemory { bytes, limit: max_memory });
     }
-    Ok(LoadPlan {
-        entry,
-        segments: segments.into_iter().map(|(s, _)| s).collect(),
-        pages,
-    })
+    Ok(LoadPlan { entry, segments: segments.into_iter().map(|(s, _)| s).collect(), pages })
 }
 
 impl LoadPlan {
@@ -643,11 +517,8 @@ impl LoadPlan {
         if !page_vaddr.is_multiple_of(PAGE_SIZE) {
             return Err(PageError::Unaligned { page_vaddr });
         }
-        let segment = self
-            .segments
-            .iter()
-            .find(|s| s.contains_page(page_vaddr))
-            .ok_or(PageError::NotInPlan { page_vaddr })?;
+        let segment =
+            self.segments.iter().find(|s| s.contains_page(page_vaddr)).ok_or(PageError::NotInPlan { page_vaddr })?;
         out.fill(0);
         // The part of [vaddr, vaddr + filesz) inside this page. For a plan
         // made by `plan` nothing here overflows; saturating and checked
@@ -662,10 +533,7 @@ impl LoadPlan {
         let from = segment.file_offset.checked_add(start - segment.vaddr);
         let to = from.and_then(|f| f.checked_add(end - start));
         let have = image.len() as u64;
-        let too_short = PageError::ImageTooShort {
-            needed: to.unwrap_or(u64::MAX),
-            have,
-        };
+        let too_short = PageError::ImageTooShort { needed: to.unwrap_or(u64::MAX), have };
         let src = from
             .zip(to)
             .and_then(|(f, t)| Some((usize::try_from(f).ok()?, usize::try_from(t).ok()?)))
@@ -677,11 +545,7 @@ impl LoadPlan {
     }
 
     /// [`LoadPlan::fill_page`] returning the page by value.
-    pub fn page_bytes(
-        &self,
-        image: &[u8],
-        page_vaddr: u64,
-    ) -> Result<[u8; PAGE_SIZE as usize], PageError> {
+    pub fn page_bytes(&self, image: &[u8], page_vaddr: u64) -> Result<[u8; PAGE_SIZE as usize], PageError> {
         let mut page = [0u8; PAGE_SIZE as usize];
         self.fill_page(image, page_vaddr, &mut page)?;
         Ok(page)

@@ -4,12 +4,7 @@ use exo_loader::bootimage::*;
 
 fn sample() -> Vec<u8> {
     let big = vec![0xabu8; 5000];
-    build(&[
-        ("init", b"\x7fELF init".as_slice()),
-        ("empty", &[]),
-        ("big", &big),
-    ])
-    .unwrap()
+    build(&[("init", b"\x7fELF init".as_slice()), ("empty", &[]), ("big", &big)]).unwrap()
 }
 
 /// Write `v` little-endian at `at`.
@@ -22,19 +17,11 @@ fn entry_base(index: usize) -> usize {
 }
 
 fn set_offset(image: &mut [u8], index: usize, offset: u64) {
-    put(
-        image,
-        entry_base(index) + NAME_FIELD_LEN,
-        &offset.to_le_bytes(),
-    );
+    put(image, entry_base(index) + NAME_FIELD_LEN, &offset.to_le_bytes());
 }
 
 fn set_len(image: &mut [u8], index: usize, len: u64) {
-    put(
-        image,
-        entry_base(index) + NAME_FIELD_LEN + 8,
-        &len.to_le_bytes(),
-    );
+    put(image, entry_base(index) + NAME_FIELD_LEN + 8, &len.to_le_bytes());
 }
 
 #[test]
@@ -42,10 +29,7 @@ fn round_trip_keeps_names_data_order_and_alignment() {
     let image = sample();
     assert_eq!(image.len() % 4096, 0);
     let boot = BootImage::parse(&image).unwrap();
-    let got: Vec<_> = boot
-        .entries()
-        .map(|e| (e.name, e.data.to_vec(), e.offset))
-        .collect();
+    let got: Vec<_> = boot.entries().map(|e| (e.name, e.data.to_vec(), e.offset)).collect();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].0, "init");
     assert_eq!(got[0].1, b"\x7fELF init");
@@ -87,19 +71,10 @@ fn max_entries_and_max_name_round_trip() {
 #[test]
 fn build_refuses_bad_names_and_counts() {
     let long = "x".repeat(48);
-    assert_eq!(
-        build(&[("a", &[]), (&long, &[])]),
-        Err(BuildError::NameTooLong { index: 1, len: 48 })
-    );
-    assert_eq!(
-        build(&[("a\0b", &[])]),
-        Err(BuildError::NameContainsNul { index: 0 })
-    );
+    assert_eq!(build(&[("a", &[]), (&long, &[])]), Err(BuildError::NameTooLong { index: 1, len: 48 }));
+    assert_eq!(build(&[("a\0b", &[])]), Err(BuildError::NameContainsNul { index: 0 }));
     assert_eq!(build(&[("", &[])]), Err(BuildError::EmptyName { index: 0 }));
-    assert_eq!(
-        build(&[("a", &[]), ("b", &[]), ("a", &[])]),
-        Err(BuildError::DuplicateName { index: 2, first: 0 })
-    );
+    assert_eq!(build(&[("a", &[]), ("b", &[]), ("a", &[])]), Err(BuildError::DuplicateName { index: 2, first: 0 }));
     let many: Vec<(&str, &[u8])> = vec![("x", &[]); 257];
     assert_eq!(build(&many), Err(BuildError::TooManyEntries { count: 257 }));
     // Errors say what is wrong.
@@ -114,11 +89,7 @@ fn truncated_header() {
         let err = BootImage::parse(&image[..len]).unwrap_err();
         // A prefix shorter than the magic may still be a wrong magic only
         // once all eight bytes are there.
-        assert_eq!(
-            err,
-            BootImageError::TruncatedHeader { have: len },
-            "len {len}"
-        );
+        assert_eq!(err, BootImageError::TruncatedHeader { have: len }, "len {len}");
     }
 }
 
@@ -126,12 +97,7 @@ fn truncated_header() {
 fn bad_magic_and_version() {
     let mut image = sample();
     image[0] = b'X';
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::BadMagic {
-            found: *b"XXOBOOT1"
-        }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::BadMagic { found: *b"XXOBOOT1" });
     let mut image = sample();
     put(&mut image, 8, &2u32.to_le_bytes());
     let err = BootImage::parse(&image).unwrap_err();
@@ -143,19 +109,12 @@ fn bad_magic_and_version() {
 fn too_many_entries_and_table_outside_image() {
     let mut image = sample();
     put(&mut image, 12, &257u32.to_le_bytes());
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::TooManyEntries { count: 257 }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::TooManyEntries { count: 257 });
     let image = sample();
     let cut = &image[..HEADER_LEN + ENTRY_LEN * 2 + 10];
     assert_eq!(
         BootImage::parse(cut).unwrap_err(),
-        BootImageError::TableOutsideImage {
-            count: 3,
-            table_end: HEADER_LEN + ENTRY_LEN * 3,
-            image_len: cut.len()
-        }
+        BootImageError::TableOutsideImage { count: 3, table_end: HEADER_LEN + ENTRY_LEN * 3, image_len: cut.len() }
     );
 }
 
@@ -164,65 +123,37 @@ fn name_errors() {
     let base = entry_base(1);
     let mut image = sample();
     put(&mut image, base, &[b'n'; NAME_FIELD_LEN]);
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::NameNotTerminated { index: 1 }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::NameNotTerminated { index: 1 });
 
     let mut image = sample();
     put(&mut image, base, &[0; NAME_FIELD_LEN]);
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::EmptyName { index: 1 }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::EmptyName { index: 1 });
 
     let mut image = sample();
     image[base + 40] = 1;
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::NamePaddingNotZero { index: 1 }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::NamePaddingNotZero { index: 1 });
 
     let mut image = sample();
     put(&mut image, base, b"ok\xff");
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::NameNotUtf8 {
-            index: 1,
-            valid_up_to: 2
-        }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::NameNotUtf8 { index: 1, valid_up_to: 2 });
 
     let mut image = sample();
     put(&mut image, entry_base(2), b"init\0");
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::DuplicateName { index: 2, first: 0 }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::DuplicateName { index: 2, first: 0 });
 }
 
 #[test]
 fn range_errors() {
     let mut image = sample();
     set_offset(&mut image, 0, 4097);
-    assert_eq!(
-        BootImage::parse(&image).unwrap_err(),
-        BootImageError::MisalignedOffset {
-            index: 0,
-            offset: 4097
-        }
-    );
+    assert_eq!(BootImage::parse(&image).unwrap_err(), BootImageError::MisalignedOffset { index: 0, offset: 4097 });
 
     let mut image = sample();
     set_offset(&mut image, 2, !4095u64);
     set_len(&mut image, 2, 4096);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::RangeOverflows {
-            index: 2,
-            offset: !4095u64,
-            len: 4096
-        }
+        BootImageError::RangeOverflows { index: 2, offset: !4095u64, len: 4096 }
     );
 
     let mut image = sample();
@@ -230,12 +161,7 @@ fn range_errors() {
     set_len(&mut image, 2, 1 << 20);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::EntryOutsideImage {
-            index: 2,
-            offset: 8192,
-            len: 1 << 20,
-            image_len: len
-        }
+        BootImageError::EntryOutsideImage { index: 2, offset: 8192, len: 1 << 20, image_len: len }
     );
     // Exactly to the end is fine.
     set_len(&mut image, 2, (len - 8192) as u64);
@@ -245,11 +171,7 @@ fn range_errors() {
     set_offset(&mut image, 0, 0);
     assert_eq!(
         BootImage::parse(&image).unwrap_err(),
-        BootImageError::EntryOverlapsTable {
-            index: 0,
-            offset: 0,
-            table_end: HEADER_LEN + 3 * ENTRY_LEN
-        }
+        BootImageError::EntryOverlapsTable { index: 0, offset: 0, table_end: HEADER_LEN + 3 * ENTRY_LEN }
     );
 }
 

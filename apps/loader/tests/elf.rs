@@ -14,10 +14,7 @@ fn plan_err(f: &[u8]) -> ElfError {
 
 /// A one-segment program: code at `TEXT_VA`, entry at its start.
 fn minimal() -> Vec<u8> {
-    write_elf(
-        TEXT_VA,
-        &[Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64)],
-    )
+    write_elf(TEXT_VA, &[Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64)])
 }
 
 #[test]
@@ -38,25 +35,11 @@ fn minimal_program_plans_one_page_with_the_code_in_place() {
         }]
     );
     let pages: Vec<_> = p.pages_to_map().collect();
-    assert_eq!(
-        pages,
-        vec![PageToMap {
-            vaddr: 0x20_1000,
-            segment: 0,
-            writable: false,
-            executable: true
-        }]
-    );
+    assert_eq!(pages, vec![PageToMap { vaddr: 0x20_1000, segment: 0, writable: false, executable: true }]);
     let page = p.page_bytes(&f, 0x20_1000).unwrap();
     assert_eq!(&page[0x200..0x200 + CODE.len()], CODE);
-    assert!(
-        page[..0x200].iter().all(|&b| b == 0),
-        "bytes before the segment are zero"
-    );
-    assert!(
-        page[0x200 + CODE.len()..].iter().all(|&b| b == 0),
-        "bytes after are zero"
-    );
+    assert!(page[..0x200].iter().all(|&b| b == 0), "bytes before the segment are zero");
+    assert!(page[0x200 + CODE.len()..].iter().all(|&b| b == 0), "bytes after are zero");
 }
 
 #[test]
@@ -76,14 +59,9 @@ fn three_segments_with_bss() {
 
     let pages: Vec<_> = p.pages_to_map().collect();
     let vaddrs: Vec<u64> = pages.iter().map(|pg| pg.vaddr).collect();
-    assert_eq!(
-        vaddrs,
-        vec![0x20_1000, 0x20_2000, 0x20_3000, 0x20_4000, 0x20_5000, 0x20_6000]
-    );
+    assert_eq!(vaddrs, vec![0x20_1000, 0x20_2000, 0x20_3000, 0x20_4000, 0x20_5000, 0x20_6000]);
     assert_eq!(pages.len() as u64, p.pages);
-    assert!(pages[2..]
-        .iter()
-        .all(|pg| pg.segment == 2 && pg.writable && !pg.executable));
+    assert!(pages[2..].iter().all(|pg| pg.segment == 2 && pg.writable && !pg.executable));
 
     // Text: int3 padding then the code, at the entry's page offset.
     let page = p.page_bytes(&f, 0x20_1000).unwrap();
@@ -138,11 +116,7 @@ fn plans_agree_with_the_elf_crate() {
             .filter(|ph| ph.p_type == elf::abi::PT_LOAD)
             .map(|ph| (ph.p_vaddr, ph.p_memsz, ph.p_offset, ph.p_filesz))
             .collect();
-        let ours: Vec<_> = p
-            .segments
-            .iter()
-            .map(|s| (s.vaddr, s.memsz, s.file_offset, s.filesz))
-            .collect();
+        let ours: Vec<_> = p.segments.iter().map(|s| (s.vaddr, s.memsz, s.file_offset, s.filesz)).collect();
         assert_eq!(loads, ours);
     }
 }
@@ -153,45 +127,19 @@ fn host_executables_are_refused() {
     // dynamically linked ET_EXEC with an interpreter. Either way, refused.
     let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
     let err = plan(&me, u64::MAX).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ElfError::NotExecutable { e_type: 3 } | ElfError::HasInterpreter { .. }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, ElfError::NotExecutable { e_type: 3 } | ElfError::HasInterpreter { .. }), "{err}");
 }
 
 #[test]
 fn truncated_header_and_program_headers() {
     let f = minimal();
     for len in 4..64 {
-        assert_eq!(
-            plan_err(&f[..len]),
-            ElfError::Truncated {
-                what: "ELF header",
-                needed: 64,
-                have: len as u64
-            }
-        );
+        assert_eq!(plan_err(&f[..len]), ElfError::Truncated { what: "ELF header", needed: 64, have: len as u64 });
     }
-    assert_eq!(
-        plan_err(&f[..100]),
-        ElfError::Truncated {
-            what: "program header table",
-            needed: 120,
-            have: 100
-        }
-    );
+    assert_eq!(plan_err(&f[..100]), ElfError::Truncated { what: "program header table", needed: 120, have: 100 });
     let mut g = f.clone();
     put64(&mut g, off::E_PHOFF, u64::MAX - 10);
-    assert!(matches!(
-        plan_err(&g),
-        ElfError::Truncated {
-            what: "program header table",
-            ..
-        }
-    ));
+    assert!(matches!(plan_err(&g), ElfError::Truncated { what: "program header table", .. }));
     let msg = plan_err(&f[..100]).to_string();
     assert!(msg.contains("120") && msg.contains("100"), "{msg}");
 }
@@ -202,16 +150,8 @@ fn identification_errors() {
     let mut g = f.clone();
     g[1] = b'X';
     assert_eq!(plan_err(&g), ElfError::BadMagic { found: *b"\x7fXLF" });
-    assert_eq!(
-        plan_err(&g[..10]),
-        ElfError::BadMagic { found: *b"\x7fXLF" }
-    );
-    assert_eq!(
-        plan_err(b"MZ\x90\x00"),
-        ElfError::BadMagic {
-            found: *b"MZ\x90\x00"
-        }
-    );
+    assert_eq!(plan_err(&g[..10]), ElfError::BadMagic { found: *b"\x7fXLF" });
+    assert_eq!(plan_err(b"MZ\x90\x00"), ElfError::BadMagic { found: *b"MZ\x90\x00" });
 
     let mut g = f.clone();
     g[off::EI_CLASS] = 1;
@@ -221,22 +161,10 @@ fn identification_errors() {
     assert_eq!(plan_err(&g), ElfError::NotLittleEndian { data: 2 });
     let mut g = f.clone();
     g[off::EI_VERSION] = 0;
-    assert_eq!(
-        plan_err(&g),
-        ElfError::UnsupportedVersion {
-            field: "e_ident[EI_VERSION]",
-            version: 0
-        }
-    );
+    assert_eq!(plan_err(&g), ElfError::UnsupportedVersion { field: "e_ident[EI_VERSION]", version: 0 });
     let mut g = f.clone();
     put32(&mut g, off::E_VERSION, 7);
-    assert_eq!(
-        plan_err(&g),
-        ElfError::UnsupportedVersion {
-            field: "e_version",
-            version: 7
-        }
-    );
+    assert_eq!(plan_err(&g), ElfError::UnsupportedVersion { field: "e_version", version: 7 });
     let mut g = f.clone();
     put16(&mut g, off::E_TYPE, 3);
     assert_eq!(plan_err(&g), ElfError::NotExecutable { e_type: 3 });
@@ -251,10 +179,7 @@ fn identification_errors() {
 fn program_header_table_errors() {
     let mut g = minimal();
     put16(&mut g, off::E_PHENTSIZE, 64);
-    assert_eq!(
-        plan_err(&g),
-        ElfError::BadProgramHeaderSize { phentsize: 64 }
-    );
+    assert_eq!(plan_err(&g), ElfError::BadProgramHeaderSize { phentsize: 64 });
     let mut g = minimal();
     put16(&mut g, off::E_PHNUM, 65);
     assert_eq!(plan_err(&g), ElfError::TooManyProgramHeaders { phnum: 65 });
@@ -266,10 +191,7 @@ fn program_header_table_errors() {
 #[test]
 fn dynamic_programs_are_refused() {
     let code = Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64);
-    let f = write_elf(
-        TEXT_VA,
-        &[Seg::other(PT_INTERP, b"/lib/ld.so\0"), code.clone()],
-    );
+    let f = write_elf(TEXT_VA, &[Seg::other(PT_INTERP, b"/lib/ld.so\0"), code.clone()]);
     assert_eq!(plan_err(&f), ElfError::HasInterpreter { index: 0 });
     let f = write_elf(TEXT_VA, &[code, Seg::other(PT_DYNAMIC, &[0; 16])]);
     assert_eq!(plan_err(&f), ElfError::HasDynamicSection { index: 1 });
@@ -281,32 +203,17 @@ fn segment_size_and_file_range_errors() {
     let ph = off::ph(2);
     let mut g = f.clone();
     put64(&mut g, ph + off::P_FILESZ, 0x3001);
-    assert_eq!(
-        plan_err(&g),
-        ElfError::FileSizeExceedsMemSize {
-            index: 2,
-            filesz: 0x3001,
-            memsz: 0x3000
-        }
-    );
+    assert_eq!(plan_err(&g), ElfError::FileSizeExceedsMemSize { index: 2, filesz: 0x3001, memsz: 0x3000 });
     let mut g = f.clone();
     put64(&mut g, ph + off::P_FILESZ, 0x2000);
     assert_eq!(
         plan_err(&g),
-        ElfError::SegmentOutsideFile {
-            index: 2,
-            offset: 0x300,
-            filesz: 0x2000,
-            file_len: f.len() as u64
-        }
+        ElfError::SegmentOutsideFile { index: 2, offset: 0x300, filesz: 0x2000, file_len: f.len() as u64 }
     );
     let mut g = f.clone();
     put64(&mut g, ph + off::P_OFFSET, u64::MAX - 0x10);
     put64(&mut g, ph + off::P_ALIGN, 0);
-    assert!(matches!(
-        plan_err(&g),
-        ElfError::SegmentOutsideFile { index: 2, .. }
-    ));
+    assert!(matches!(plan_err(&g), ElfError::SegmentOutsideFile { index: 2, .. }));
 }
 
 #[test]
@@ -314,64 +221,30 @@ fn user_window_errors() {
     let code = |va: u64, memsz: u64| write_elf(va, &[Seg::load(PF_R | PF_X, va, CODE, memsz)]);
     // Below the window (where the control page and handles live).
     let f = code(0x1f_f000, 0x100);
-    assert_eq!(
-        plan_err(&f),
-        ElfError::SegmentOutsideUserWindow {
-            index: 0,
-            vaddr: 0x1f_f000,
-            memsz: 0x100
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::SegmentOutsideUserWindow { index: 0, vaddr: 0x1f_f000, memsz: 0x100 });
     // Starting inside, running into the boot image window.
     let f = code(USER_WINDOW_END - 0x1000, 0x1001);
-    assert!(matches!(
-        plan_err(&f),
-        ElfError::SegmentOutsideUserWindow { index: 0, .. }
-    ));
+    assert!(matches!(plan_err(&f), ElfError::SegmentOutsideUserWindow { index: 0, .. }));
     // Ending exactly at the window's end is fine.
     let f = code(USER_WINDOW_END - 0x1000, 0x1000);
     assert_eq!(plan(&f, LIMIT).unwrap().pages, 1);
     // Wrapping around 2^64.
     let mut f = code(TEXT_VA, CODE.len() as u64);
     put64(&mut f, off::ph(0) + off::P_MEMSZ, u64::MAX);
-    assert_eq!(
-        plan_err(&f),
-        ElfError::SegmentOutsideUserWindow {
-            index: 0,
-            vaddr: TEXT_VA,
-            memsz: u64::MAX
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::SegmentOutsideUserWindow { index: 0, vaddr: TEXT_VA, memsz: u64::MAX });
     let msg = plan_err(&f).to_string();
-    assert!(
-        msg.contains("segment 0") && msg.contains("0x201200"),
-        "{msg}"
-    );
+    assert!(msg.contains("segment 0") && msg.contains("0x201200"), "{msg}");
 }
 
 #[test]
 fn alignment_errors() {
     let mut f = minimal();
     put64(&mut f, off::ph(0) + off::P_ALIGN, 0x1800);
-    assert_eq!(
-        plan_err(&f),
-        ElfError::BadAlignment {
-            index: 0,
-            align: 0x1800
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::BadAlignment { index: 0, align: 0x1800 });
     // 0x201200 vs file offset 0x200 differ modulo 2 MiB.
     let mut f = minimal();
     put64(&mut f, off::ph(0) + off::P_ALIGN, 0x20_0000);
-    assert_eq!(
-        plan_err(&f),
-        ElfError::MisalignedSegment {
-            index: 0,
-            vaddr: TEXT_VA,
-            offset: 0x200,
-            align: 0x20_0000
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::MisalignedSegment { index: 0, vaddr: TEXT_VA, offset: 0x200, align: 0x20_0000 });
     // Alignment 0 and 1 mean "none".
     for align in [0, 1] {
         let mut f = minimal();
@@ -391,13 +264,7 @@ fn write_and_execute_is_refused() {
         ],
     );
     let err = plan_err(&f);
-    assert_eq!(
-        err,
-        ElfError::WriteAndExecute {
-            index: 1,
-            vaddr: DATA_VA
-        }
-    );
+    assert_eq!(err, ElfError::WriteAndExecute { index: 1, vaddr: DATA_VA });
     assert!(err.to_string().contains("segment 1"));
 }
 
@@ -406,42 +273,19 @@ fn segments_sharing_a_page_are_refused() {
     // Text ends at 0x201209; data starts later in the same page.
     let f = write_elf(
         TEXT_VA,
-        &[
-            Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64),
-            Seg::load(PF_R | PF_W, 0x20_1800, &[7; 8], 8),
-        ],
+        &[Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64), Seg::load(PF_R | PF_W, 0x20_1800, &[7; 8], 8)],
     );
-    assert_eq!(
-        plan_err(&f),
-        ElfError::SegmentsSharePage {
-            first: 0,
-            second: 1,
-            page: 0x20_1000
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::SegmentsSharePage { first: 0, second: 1, page: 0x20_1000 });
     // Data's BSS running into the text's page is just as bad, in either order.
     let f = write_elf(
         TEXT_VA,
-        &[
-            Seg::load(PF_R | PF_W, 0x20_0800, &[7; 8], 0x1000),
-            Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64),
-        ],
+        &[Seg::load(PF_R | PF_W, 0x20_0800, &[7; 8], 0x1000), Seg::load(PF_R | PF_X, TEXT_VA, CODE, CODE.len() as u64)],
     );
-    assert_eq!(
-        plan_err(&f),
-        ElfError::SegmentsSharePage {
-            first: 0,
-            second: 1,
-            page: 0x20_1000
-        }
-    );
+    assert_eq!(plan_err(&f), ElfError::SegmentsSharePage { first: 0, second: 1, page: 0x20_1000 });
     // Back to back on a page boundary is fine.
     let f = write_elf(
         0x20_1000,
-        &[
-            Seg::load(PF_R | PF_X, 0x20_1000, CODE, 0x1000),
-            Seg::load(PF_R | PF_W, 0x20_2000, &[7; 8], 8),
-        ],
+        &[Seg::load(PF_R | PF_X, 0x20_1000, CODE, 0x1000), Seg::load(PF_R | PF_W, 0x20_2000, &[7; 8], 8)],
     );
     assert_eq!(plan(&f, LIMIT).unwrap().pages, 2);
 }
@@ -461,40 +305,22 @@ fn entry_must_be_in_executable_file_bytes() {
     for entry in [0, DATA_VA, RODATA_VA, TEXT_VA - 1, TEXT_VA + 0x19, u64::MAX] {
         let mut g = f.clone();
         put64(&mut g, off::E_ENTRY, entry);
-        assert_eq!(
-            plan_err(&g),
-            ElfError::EntryNotExecutable { entry },
-            "entry {entry:#x}"
-        );
+        assert_eq!(plan_err(&g), ElfError::EntryNotExecutable { entry }, "entry {entry:#x}");
     }
     // The last code byte is fine.
     let mut g = f.clone();
     put64(&mut g, off::E_ENTRY, TEXT_VA + 0x18);
     plan(&g, LIMIT).unwrap();
     // Zero-filled memory of an executable segment holds no code.
-    let f = write_elf(
-        TEXT_VA + 0x100,
-        &[Seg::load(PF_R | PF_X, TEXT_VA, CODE, 0x200)],
-    );
-    assert_eq!(
-        plan_err(&f),
-        ElfError::EntryNotExecutable {
-            entry: TEXT_VA + 0x100
-        }
-    );
+    let f = write_elf(TEXT_VA + 0x100, &[Seg::load(PF_R | PF_X, TEXT_VA, CODE, 0x200)]);
+    assert_eq!(plan_err(&f), ElfError::EntryNotExecutable { entry: TEXT_VA + 0x100 });
 }
 
 #[test]
 fn memory_limit_counts_whole_pages() {
     let f = three_segment_program();
     assert_eq!(plan(&f, 6 * 4096).unwrap().pages, 6);
-    assert_eq!(
-        plan(&f, 6 * 4096 - 1),
-        Err(ElfError::TooMuchMemory {
-            bytes: 6 * 4096,
-            limit: 6 * 4096 - 1
-        })
-    );
+    assert_eq!(plan(&f, 6 * 4096 - 1), Err(ElfError::TooMuchMemory { bytes: 6 * 4096, limit: 6 * 4096 - 1 }));
     // A tiny file asking for a huge BSS.
     let f = write_elf(
         TEXT_VA,
@@ -503,13 +329,7 @@ fn memory_limit_counts_whole_pages() {
             Seg::load(PF_R | PF_W, 0x1000_0000, &[], 0x4000_0000),
         ],
     );
-    assert_eq!(
-        plan(&f, 1 << 30),
-        Err(ElfError::TooMuchMemory {
-            bytes: 0x4000_1000,
-            limit: 1 << 30
-        })
-    );
+    assert_eq!(plan(&f, 1 << 30), Err(ElfError::TooMuchMemory { bytes: 0x4000_1000, limit: 1 << 30 }));
 }
 
 #[test]
@@ -517,32 +337,15 @@ fn fill_page_errors() {
     let f = three_segment_program();
     let p = plan(&f, LIMIT).unwrap();
     let mut out = [0u8; 4096];
-    assert_eq!(
-        p.fill_page(&f, 0x20_1001, &mut out),
-        Err(PageError::Unaligned {
-            page_vaddr: 0x20_1001
-        })
-    );
-    assert_eq!(
-        p.fill_page(&f, 0x20_7000, &mut out),
-        Err(PageError::NotInPlan {
-            page_vaddr: 0x20_7000
-        })
-    );
+    assert_eq!(p.fill_page(&f, 0x20_1001, &mut out), Err(PageError::Unaligned { page_vaddr: 0x20_1001 }));
+    assert_eq!(p.fill_page(&f, 0x20_7000, &mut out), Err(PageError::NotInPlan { page_vaddr: 0x20_7000 }));
     assert_eq!(
         p.fill_page(&f[..0x210], 0x20_1000, &mut out),
-        Err(PageError::ImageTooShort {
-            needed: 0x219,
-            have: 0x210
-        })
+        Err(PageError::ImageTooShort { needed: 0x219, have: 0x210 })
     );
     // BSS-only pages need no file bytes at all.
     assert!(p.fill_page(&[], 0x20_6000, &mut out).is_ok());
-    assert!(PageError::NotInPlan {
-        page_vaddr: 0x20_7000
-    }
-    .to_string()
-    .contains("0x207000"));
+    assert!(PageError::NotInPlan { page_vaddr: 0x20_7000 }.to_string().contains("0x207000"));
 }
 
 /// A real program made by rust-lld for x86_64-unknown-none (see
@@ -552,11 +355,7 @@ fn linker_made_static_program() {
     let f: &[u8] = include_bytes!("fixtures/tiny-static.elf");
     let p = plan(f, LIMIT).unwrap();
     assert_eq!(p.entry, 0x20_11bc);
-    let got: Vec<_> = p
-        .segments
-        .iter()
-        .map(|s| (s.vaddr, s.memsz, s.filesz, s.writable, s.executable))
-        .collect();
+    let got: Vec<_> = p.segments.iter().map(|s| (s.vaddr, s.memsz, s.filesz, s.writable, s.executable)).collect();
     assert_eq!(
         got,
         vec![
@@ -594,10 +393,7 @@ fn hand_edited_plans_give_errors_not_panics() {
     let mut out = [0u8; 4096];
     assert_eq!(
         p.fill_page(&f, 0x20_1000, &mut out),
-        Err(PageError::ImageTooShort {
-            needed: u64::MAX,
-            have: f.len() as u64
-        })
+        Err(PageError::ImageTooShort { needed: u64::MAX, have: f.len() as u64 })
     );
     p.segments[0] = Segment {
         vaddr: u64::MAX - 1,
@@ -608,9 +404,6 @@ fn hand_edited_plans_give_errors_not_panics() {
         executable: true,
     };
     assert_eq!(p.segments[0].page_count(), 0);
-    assert_eq!(
-        p.fill_page(&f, !0xfff, &mut out),
-        Err(PageError::NotInPlan { page_vaddr: !0xfff })
-    );
+    assert_eq!(p.fill_page(&f, !0xfff, &mut out), Err(PageError::NotInPlan { page_vaddr: !0xfff }));
     assert_eq!(p.pages_to_map().count(), 0);
 }

@@ -22,31 +22,22 @@ fn check_plan(image: &[u8], plan: &LoadPlan) {
     let mut total = 0;
     for s in &plan.segments {
         assert!(s.memsz > 0 && s.filesz <= s.memsz, "{s:?}");
-        assert!(
-            s.file_offset.checked_add(s.filesz).unwrap() <= image.len() as u64,
-            "{s:?}"
-        );
+        assert!(s.file_offset.checked_add(s.filesz).unwrap() <= image.len() as u64, "{s:?}");
         assert!(s.vaddr >= USER_WINDOW_START, "{s:?}");
-        assert!(
-            s.vaddr.checked_add(s.memsz).unwrap() <= USER_WINDOW_END,
-            "{s:?}"
-        );
+        assert!(s.vaddr.checked_add(s.memsz).unwrap() <= USER_WINDOW_END, "{s:?}");
         assert!(!(s.writable && s.executable), "{s:?}");
         total += (page_end(s.vaddr + s.memsz) - page(s.vaddr)) / PAGE_SIZE;
     }
     for (i, a) in plan.segments.iter().enumerate() {
         for b in &plan.segments[i + 1..] {
-            let disjoint = page_end(a.vaddr + a.memsz) <= page(b.vaddr)
-                || page_end(b.vaddr + b.memsz) <= page(a.vaddr);
+            let disjoint = page_end(a.vaddr + a.memsz) <= page(b.vaddr) || page_end(b.vaddr + b.memsz) <= page(a.vaddr);
             assert!(disjoint, "{a:?} and {b:?} share a page");
         }
     }
     assert_eq!(plan.pages, total);
     assert!(plan.pages * PAGE_SIZE <= FUZZ_LIMIT);
     assert!(
-        plan.segments
-            .iter()
-            .any(|s| s.executable && plan.entry >= s.vaddr && plan.entry < s.vaddr + s.filesz),
+        plan.segments.iter().any(|s| s.executable && plan.entry >= s.vaddr && plan.entry < s.vaddr + s.filesz),
         "entry {:#x} not in executable file bytes",
         plan.entry
     );
@@ -66,11 +57,7 @@ fn check_plan(image: &[u8], plan: &LoadPlan) {
             assert_eq!((p.writable, p.executable), (s.writable, s.executable));
             let got = plan.page_bytes(image, p.vaddr).unwrap();
             let from = (p.vaddr - base) as usize;
-            assert!(
-                got[..] == memory[from..from + PAGE_SIZE as usize],
-                "page {:#x}",
-                p.vaddr
-            );
+            assert!(got[..] == memory[from..from + PAGE_SIZE as usize], "page {:#x}", p.vaddr);
         }
     }
 
@@ -83,11 +70,7 @@ fn check_plan(image: &[u8], plan: &LoadPlan) {
                 .filter(|ph| ph.p_type == ::elf::abi::PT_LOAD && ph.p_memsz > 0)
                 .map(|ph| (ph.p_vaddr, ph.p_memsz, ph.p_offset, ph.p_filesz))
                 .collect();
-            let ours: Vec<_> = plan
-                .segments
-                .iter()
-                .map(|s| (s.vaddr, s.memsz, s.file_offset, s.filesz))
-                .collect();
+            let ours: Vec<_> = plan.segments.iter().map(|s| (s.vaddr, s.memsz, s.file_offset, s.filesz)).collect();
             assert_eq!(loads, ours);
         }
     }
@@ -197,13 +180,7 @@ fn fuzz_elf(valid: &[u8], seed: u64) {
             Err(e) => {
                 let msg = e.to_string();
                 assert!(msg.starts_with("ELF: "), "{msg}");
-                kinds.insert(
-                    format!("{e:?}")
-                        .split([' ', '{'])
-                        .next()
-                        .unwrap()
-                        .to_string(),
-                );
+                kinds.insert(format!("{e:?}").split([' ', '{']).next().unwrap().to_string());
                 refused += 1;
             }
         }
@@ -211,15 +188,8 @@ fn fuzz_elf(valid: &[u8], seed: u64) {
     eprintln!("ELF fuzz: {accepted} accepted, {refused} refused, error kinds {kinds:?}");
     // The mutations must exercise both outcomes and many distinct errors,
     // or this test proves little.
-    assert!(
-        accepted > 1000 && refused > 1000,
-        "accepted {accepted}, refused {refused}"
-    );
-    assert!(
-        kinds.len() >= 18,
-        "only {} error kinds: {kinds:?}",
-        kinds.len()
-    );
+    assert!(accepted > 1000 && refused > 1000, "accepted {accepted}, refused {refused}");
+    assert!(kinds.len() >= 18, "only {} error kinds: {kinds:?}", kinds.len());
 }
 
 /// Re-check every promise of a parsed boot image.
@@ -243,10 +213,7 @@ fn check_boot_image(image: &[u8], boot: &BootImage<'_>) {
         for b in &entries[i + 1..] {
             let (a0, a1) = (a.offset, a.offset + a.data.len() as u64);
             let (b0, b1) = (b.offset, b.offset + b.data.len() as u64);
-            assert!(
-                a0 == a1 || b0 == b1 || a1 <= b0 || b1 <= a0,
-                "{a:?} overlaps {b:?}"
-            );
+            assert!(a0 == a1 || b0 == b1 || a1 <= b0 || b1 <= a0, "{a:?} overlaps {b:?}");
         }
     }
 }
@@ -302,10 +269,7 @@ fn boot_image_random_mutations_never_panic_and_accepted_images_hold() {
         }
     }
     eprintln!("boot image fuzz: {accepted} accepted, {refused} refused");
-    assert!(
-        accepted > 500 && refused > 1000,
-        "accepted {accepted}, refused {refused}"
-    );
+    assert!(accepted > 500 && refused > 1000, "accepted {accepted}, refused {refused}");
 }
 
 /// Every program found in a mutated boot image goes through both parsers,

@@ -48,7 +48,9 @@ impl core::fmt::Display for WaitError {
         match self {
             WaitError::Protocol(e) => write!(f, "block service protocol error: {e:?}"),
             WaitError::NoAnswer { yields } => write!(f, "no answer from the block driver after {yields} yields"),
-            WaitError::UnexpectedAnswer { tag } => write!(f, "the block driver answered tag {tag:#x}, which is not in flight"),
+            WaitError::UnexpectedAnswer { tag } => {
+                write!(f, "the block driver answered tag {tag:#x}, which is not in flight")
+            }
         }
     }
 }

@@ -201,9 +201,8 @@ pub mod kinfo {
         let off = exo_abi::kinfo::CMDLINE_OFFSET as u64;
         // SAFETY: as for `word`; the command line is NUL-terminated within
         // CMDLINE_MAX bytes (the kernel writes at most CMDLINE_MAX - 1).
-        let bytes = unsafe {
-            core::slice::from_raw_parts((exo_abi::KINFO_VA + off) as *const u8, exo_abi::kinfo::CMDLINE_MAX)
-        };
+        let bytes =
+            unsafe { core::slice::from_raw_parts((exo_abi::KINFO_VA + off) as *const u8, exo_abi::kinfo::CMDLINE_MAX) };
         let n = bytes.iter().position(|b| *b == 0).unwrap_or(0);
         core::str::from_utf8(&bytes[..n]).unwrap_or("")
     }

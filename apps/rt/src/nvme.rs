@@ -11,8 +11,8 @@ use crate::mmio::Window;
 use crate::{args_word, sys};
 use alloc::format;
 use alloc::string::String;
-use exo_abi::{Error, Rights, PAGE_SIZE};
 use core::cell::Cell;
+use exo_abi::{Error, Rights, PAGE_SIZE};
 use nvme::driver::{Config, DmaRegion, Driver};
 use nvme::regs::{self, Cap};
 use nvme::{DmaMemory, Registers};
@@ -182,7 +182,8 @@ pub fn wanted_serial() -> Option<&'static str> {
 /// that describes the controller.
 pub fn bring_up(who: &str, bar: Window, dma: DmaPages, config: Config) -> Result<(Nvme, DmaPages), String> {
     let pages = config.dma_bytes_needed().div_ceil(PAGE_SIZE);
-    let (queues, rest) = dma.split(pages).ok_or(format!("{} DMA pages are too few for the queues ({pages})", dma.pages()))?;
+    let (queues, rest) =
+        dma.split(pages).ok_or(format!("{} DMA pages are too few for the queues ({pages})", dma.pages()))?;
     let region = DmaRegion { base: queues.iova, len: queues.win.len() };
     let d = Driver::init(Bar::new(bar), queues, region, config).map_err(|e| format!("controller bring-up: {e}"))?;
     let c = d.controller();

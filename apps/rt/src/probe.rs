@@ -62,10 +62,7 @@ extern "C" {
 /// stacks, heap, control page: everything below `SCRATCH_VA`); any other
 /// address is fine, the kernel half included (it must fault).
 fn check(va: u64) {
-    assert!(
-        va >= crate::layout::SCRATCH_VA && va.is_multiple_of(8),
-        "probe of {va:#x} refused"
-    );
+    assert!(va >= crate::layout::SCRATCH_VA && va.is_multiple_of(8), "probe of {va:#x} refused");
 }
 
 /// Read the word at `va`: `Ok(value)`, or `Err(error code)` if it faulted.
@@ -107,9 +104,7 @@ static FAULTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::ne
 /// stopped on a probe instruction, make it return "faulted" and say so.
 pub(crate) fn fixup(code: u64) -> bool {
     let rip = crate::control::read(control::SAVED + 16 * 8);
-    if rip != rt_probe_read_insn as *const () as u64
-        && rip != rt_probe_write_insn as *const () as u64
-    {
+    if rip != rt_probe_read_insn as *const () as u64 && rip != rt_probe_write_insn as *const () as u64 {
         return false;
     }
     FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);

@@ -45,7 +45,9 @@ impl core::fmt::Display for RegionError {
                 "range {base:#x}+{len:#x} is empty, unaligned or outside [{:#x}, {USER_END:#x})",
                 crate::mmio::WINDOW_FLOOR
             ),
-            RegionError::Overlaps { base, len } => write!(f, "range {base:#x}+{len:#x} overlaps a region already claimed"),
+            RegionError::Overlaps { base, len } => {
+                write!(f, "range {base:#x}+{len:#x} overlaps a region already claimed")
+            }
             RegionError::TooMany => write!(f, "too many regions claimed at once ({MAX_REGIONS})"),
         }
     }

@@ -31,20 +31,12 @@ impl Test {
 
 /// A one-boot test: its scenario has its name.
 const fn one(name: &'static str) -> Test {
-    Test {
-        name,
-        first: name,
-        then: None,
-    }
+    Test { name, first: name, then: None }
 }
 
 /// A two-boot test: `first`, then a reboot of the same machine into `then`.
 const fn two(name: &'static str, first: &'static str, then: &'static str) -> Test {
-    Test {
-        name,
-        first,
-        then: Some(then),
-    }
+    Test { name, first, then: Some(then) }
 }
 
 /// Every QEMU test, in the order `cargo xtask test` runs them.
@@ -91,10 +83,7 @@ pub const EXTRA_SCENARIOS: &[&str] = &["microbench"];
 /// Every scenario the test root must have: each boot of each test, and
 /// the extra ones.
 pub fn scenarios() -> impl Iterator<Item = &'static str> {
-    TESTS
-        .iter()
-        .flat_map(|t| t.boots())
-        .chain(EXTRA_SCENARIOS.iter().copied())
+    TESTS.iter().flat_map(|t| t.boots()).chain(EXTRA_SCENARIOS.iter().copied())
 }
 
 /// The test with this name.
@@ -116,37 +105,26 @@ mod tests {
         assert_eq!(set.len(), all.len());
         for t in TESTS {
             if t.then.is_some() {
-                assert!(
-                    t.boots().all(|b| b.starts_with(t.name) && b != t.name),
-                    "{t:?}"
-                );
+                assert!(t.boots().all(|b| b.starts_with(t.name) && b != t.name), "{t:?}");
             } else {
                 assert_eq!(t.first, t.name);
             }
         }
-        assert_eq!(
-            named("nvme_persist").unwrap().then,
-            Some("nvme_persist_check")
-        );
+        assert_eq!(named("nvme_persist").unwrap().then, Some("nvme_persist_check"));
     }
 
     /// The arms of the test root's dispatch (`"scenario" =>`), read from
     /// its source.
     fn dispatch_arms() -> BTreeSet<String> {
         let src = include_str!("../../src/bin/testinit/dispatch.rs");
-        let start = src
-            .find("match name {")
-            .expect("dispatch.rs has a `match name {`");
+        let start = src.find("match name {").expect("dispatch.rs has a `match name {`");
         src[start..]
             .lines()
             .filter_map(|l| {
                 let l = l.trim_start();
                 let rest = l.strip_prefix('"')?;
                 let end = rest.find('"')?;
-                rest[end + 1..]
-                    .trim_start()
-                    .starts_with("=>")
-                    .then(|| rest[..end].to_string())
+                rest[end + 1..].trim_start().starts_with("=>").then(|| rest[..end].to_string())
             })
             .collect()
     }
@@ -157,13 +135,7 @@ mod tests {
         let want: BTreeSet<String> = scenarios().map(String::from).collect();
         let missing: Vec<_> = want.difference(&arms).collect();
         let unlisted: Vec<_> = arms.difference(&want).collect();
-        assert!(
-            missing.is_empty(),
-            "scenarios without a dispatch arm in testinit: {missing:?}"
-        );
-        assert!(
-            unlisted.is_empty(),
-            "testinit arms not in the table: {unlisted:?}"
-        );
+        assert!(missing.is_empty(), "scenarios without a dispatch arm in testinit: {missing:?}");
+        assert!(unlisted.is_empty(), "testinit arms not in the table: {unlisted:?}");
     }
 }

@@ -136,7 +136,9 @@ pub enum Status {
     OutOfRange,
     /// The device failed the command; `detail` carries its status (for
     /// NVMe, the 15-bit status field).
-    DeviceError { detail: u32 },
+    DeviceError {
+        detail: u32,
+    },
 }
 
 impl Status {
@@ -172,7 +174,10 @@ pub enum ProtocolError {
     RegionTooSmall,
     /// The peer moved an index further than the ring allows: the region
     /// is corrupt or the peer hostile. Stop serving it.
-    IndexOutOfRange { producer: u32, consumer: u32 },
+    IndexOutOfRange {
+        producer: u32,
+        consumer: u32,
+    },
     RingFull,
     /// The client asked for data outside the data area.
     DataOutsideArea,
@@ -206,7 +211,8 @@ pub struct Server<R: SharedRegion> {
 impl<R: SharedRegion> Server<R> {
     /// Formats `region` (zeroed indices, header) and keeps the geometry.
     pub fn format(region: R, entries: u32, block_size: u32, capacity_blocks: u64) -> Result<Server<R>, ProtocolError> {
-        let g = Geometry::new(region.len(), entries, block_size, capacity_blocks).ok_or(ProtocolError::RegionTooSmall)?;
+        let g =
+            Geometry::new(region.len(), entries, block_size, capacity_blocks).ok_or(ProtocolError::RegionTooSmall)?;
         for off in [REQ_PROD, REQ_CONS, RESP_PROD, RESP_CONS] {
             region.store_release(off, 0);
         }
@@ -277,7 +283,8 @@ impl<R: SharedRegion> Server<R> {
         let g = &self.geometry;
         let bytes = blocks as u64 * g.block_size as u64;
         let data_end = g.data_offset + g.data_len;
-        if blocks == 0 || data_offset < g.data_offset || data_offset.checked_add(bytes).is_none_or(|end| end > data_end) {
+        if blocks == 0 || data_offset < g.data_offset || data_offset.checked_add(bytes).is_none_or(|end| end > data_end)
+        {
             return Err((tag, Status::BadRequest));
         }
         if lba.checked_add(blocks as u64).is_none_or(|end| end > g.capacity_blocks) {

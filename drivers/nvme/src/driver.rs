@@ -25,9 +25,14 @@ pub const MAX_QUEUE_ENTRIES: u16 = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// The controller completed a command with an error status.
-    Command { command: &'static str, error: CommandError },
+    Command {
+        command: &'static str,
+        error: CommandError,
+    },
     /// A wait ran out of polling budget.
-    Timeout { waiting_for: &'static str },
+    Timeout {
+        waiting_for: &'static str,
+    },
     /// CSTS.CFS: the controller hit a fatal error; only a reset helps.
     ControllerFatal,
     /// Every command id of the queue is in flight.
@@ -35,16 +40,30 @@ pub enum Error {
     Prp(PrpError),
     Identify(IdentifyError),
     /// The DMA region handed to `init` is too small for the configuration.
-    DmaRegionTooSmall { needed: u64, given: u64 },
+    DmaRegionTooSmall {
+        needed: u64,
+        given: u64,
+    },
     BadConfig(&'static str),
-    NoSuchQueue { queue: usize },
+    NoSuchQueue {
+        queue: usize,
+    },
     /// A synchronous wait saw a completion for another command.
-    UnexpectedCompletion { expected: u16, got: u16 },
+    UnexpectedCompletion {
+        expected: u16,
+        got: u16,
+    },
     /// Transfers are whole blocks.
-    NotBlockMultiple { len: u32, block_size: u32 },
+    NotBlockMultiple {
+        len: u32,
+        block_size: u32,
+    },
     /// A single command larger than the controller's MDTS (use the
     /// splitting `read`/`write` instead of `submit_io`).
-    TransferTooLarge { len: u32, max: u64 },
+    TransferTooLarge {
+        len: u32,
+        max: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -60,7 +79,9 @@ impl fmt::Display for Error {
             Error::BadConfig(why) => write!(f, "bad configuration: {why}"),
             Error::NoSuchQueue { queue } => write!(f, "no I/O queue {queue}"),
             Error::UnexpectedCompletion { expected, got } => write!(f, "waited for command {expected}, got {got}"),
-            Error::NotBlockMultiple { len, block_size } => write!(f, "{len} bytes is not a multiple of the {block_size}-byte block"),
+            Error::NotBlockMultiple { len, block_size } => {
+                write!(f, "{len} bytes is not a multiple of the {block_size}-byte block")
+            }
             Error::TransferTooLarge { len, max } => write!(f, "{len} bytes exceeds the {max}-byte transfer limit"),
         }
     }
@@ -236,7 +257,13 @@ impl QueuePair {
     }
 
     /// Puts `cmd` in the ring and rings the SQ tail doorbell.
-    fn push(&mut self, regs: &mut impl Registers, mem: &mut impl DmaMemory, cmd: Command, cid: u16) -> Result<(), Error> {
+    fn push(
+        &mut self,
+        regs: &mut impl Registers,
+        mem: &mut impl DmaMemory,
+        cmd: Command,
+        cid: u16,
+    ) -> Result<(), Error> {
         self.place(mem, cmd, cid)?;
         self.ring(regs);
         Ok(())
@@ -462,7 +489,10 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
         }
 
         // 5. I/O queues: ask for them, then create CQ before SQ.
-        let granted = d.admin_execute(Command::set_queue_count(config.io_queues, config.io_queues), "Set Features (Number of Queues)")?;
+        let granted = d.admin_execute(
+            Command::set_queue_count(config.io_queues, config.io_queues),
+            "Set Features (Number of Queues)",
+        )?;
         let count = queue_pairs_granted(config.io_queues, granted.dw0);
         let e = config.io_queue_entries;
         for i in 0..count {
@@ -660,7 +690,10 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
     /// how many flexible queues and vectors a secondary may get.
     pub fn primary_controller_caps(&mut self) -> Result<crate::identify::PrimaryControllerCaps, Error> {
         let buffer = self.admin.lists;
-        self.admin_execute(Command::identify_primary_controller_caps(buffer), "Identify Primary Controller Capabilities")?;
+        self.admin_execute(
+            Command::identify_primary_controller_caps(buffer),
+            "Identify Primary Controller Capabilities",
+        )?;
         let mut page = [0u8; IDENTIFY_BYTES];
         self.mem.read(buffer, &mut page);
         crate::identify::PrimaryControllerCaps::parse(&page).map_err(Error::Identify)
@@ -674,7 +707,12 @@ impl<R: Registers, M: DmaMemory> Driver<R, M> {
         use crate::command::{VirtAction, VirtResource};
         let steps = [
             (VirtAction::SecondaryOffline, VirtResource::Queues, 0, "Virtualization Management (offline)"),
-            (VirtAction::SecondaryAssign, VirtResource::Interrupts, interrupts, "Virtualization Management (assign interrupts)"),
+            (
+                VirtAction::SecondaryAssign,
+                VirtResource::Interrupts,
+                interrupts,
+                "Virtualization Management (assign interrupts)",
+            ),
             (VirtAction::SecondaryAssign, VirtResource::Queues, queues, "Virtualization Management (assign queues)"),
             (VirtAction::SecondaryOnline, VirtResource::Queues, 0, "Virtualization Management (online)"),
         ];

@@ -258,7 +258,10 @@ impl<'a> SecondaryControllerList<'a> {
         }
         let count = page[0] as usize;
         if count > MAX_SECONDARY_CONTROLLERS {
-            return Err(IdentifyError::FormatIndexOutOfRange { index: page[0], count: MAX_SECONDARY_CONTROLLERS as u8 });
+            return Err(IdentifyError::FormatIndexOutOfRange {
+                index: page[0],
+                count: MAX_SECONDARY_CONTROLLERS as u8,
+            });
         }
         Ok(SecondaryControllerList { page, count })
     }

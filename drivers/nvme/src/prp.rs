@@ -30,12 +30,24 @@ pub enum PrpError {
     /// A zero-length transfer has no PRP description.
     Empty,
     /// PRP1's offset must be dword aligned.
-    OffsetNotDwordAligned { offset: u32 },
+    OffsetNotDwordAligned {
+        offset: u32,
+    },
     /// The offset must lie inside the first page.
-    OffsetBeyondPage { offset: u32 },
-    PageNotAligned { addr: u64 },
-    NotEnoughPages { needed: usize, given: usize },
-    NotEnoughListPages { needed: usize, given: usize },
+    OffsetBeyondPage {
+        offset: u32,
+    },
+    PageNotAligned {
+        addr: u64,
+    },
+    NotEnoughPages {
+        needed: usize,
+        given: usize,
+    },
+    NotEnoughListPages {
+        needed: usize,
+        given: usize,
+    },
 }
 
 /// Pages touched by `len` bytes starting `offset` bytes into a page.

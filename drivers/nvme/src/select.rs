@@ -32,9 +32,7 @@ pub enum Want {
 
 impl Function {
     fn fits(&self, want: Want) -> bool {
-        self.class == NVME_CLASS
-            && !self.is_vf
-            && (want == Want::Controller || self.vfs_enabled > 0)
+        self.class == NVME_CLASS && !self.is_vf && (want == Want::Controller || self.vfs_enabled > 0)
     }
 }
 
@@ -42,17 +40,10 @@ impl Function {
 /// counted in bus order (lowest routing id first); `None` if there are
 /// not that many.
 pub fn pick(fns: &[Function], want: Want, nth: usize) -> Option<usize> {
-    fns.iter()
-        .enumerate()
-        .filter(|(_, f)| f.fits(want))
-        .find_map(|(i, f)| {
-            let before = fns
-                .iter()
-                .enumerate()
-                .filter(|(j, g)| g.fits(want) && (g.bdf, *j) < (f.bdf, i))
-                .count();
-            (before == nth).then_some(i)
-        })
+    fns.iter().enumerate().filter(|(_, f)| f.fits(want)).find_map(|(i, f)| {
+        let before = fns.iter().enumerate().filter(|(j, g)| g.fits(want) && (g.bdf, *j) < (f.bdf, i)).count();
+        (before == nth).then_some(i)
+    })
 }
 
 /// How many controllers fit `want`.
@@ -65,28 +56,15 @@ mod tests {
     use super::*;
 
     const fn f(bdf: u16, class: u32, is_vf: bool, vfs_enabled: u64) -> Function {
-        Function {
-            bdf,
-            class,
-            is_vf,
-            vfs_enabled,
-        }
+        Function { bdf, class, is_vf, vfs_enabled }
     }
 
     #[test]
     fn controllers_are_picked_by_kind_and_bus_position() {
         // The two-controller machine as the kernel may list it: virtio-blk,
         // the second controller met first, then the first one.
-        let two = [
-            f(0x0020, 0x01_00_00, false, 0),
-            f(0x0028, NVME_CLASS, false, 0),
-            f(0x0018, NVME_CLASS, false, 0),
-        ];
-        assert_eq!(
-            pick(&two, Want::Controller, 0),
-            Some(2),
-            "lowest bus position first"
-        );
+        let two = [f(0x0020, 0x01_00_00, false, 0), f(0x0028, NVME_CLASS, false, 0), f(0x0018, NVME_CLASS, false, 0)];
+        assert_eq!(pick(&two, Want::Controller, 0), Some(2), "lowest bus position first");
         assert_eq!(pick(&two, Want::Controller, 1), Some(1));
         assert_eq!(pick(&two, Want::Controller, 2), None);
         assert_eq!(pick(&two, Want::SrIovPf, 0), None);
@@ -101,21 +79,11 @@ mod tests {
         ];
         assert_eq!(pick(&sriov, Want::SrIovPf, 0), Some(1));
         assert_eq!(pick(&sriov, Want::Controller, 0), Some(0));
-        assert_eq!(
-            pick(&sriov, Want::Controller, 1),
-            Some(1),
-            "VFs are never picked"
-        );
+        assert_eq!(pick(&sriov, Want::Controller, 1), Some(1), "VFs are never picked");
         assert_eq!(pick(&sriov, Want::Controller, 2), None);
         assert_eq!(pick(&[], Want::Controller, 0), None);
         // Equal routing ids (a malformed list) still give each index once.
         let dup = [f(1, NVME_CLASS, false, 0), f(1, NVME_CLASS, false, 0)];
-        assert_eq!(
-            (
-                pick(&dup, Want::Controller, 0),
-                pick(&dup, Want::Controller, 1)
-            ),
-            (Some(0), Some(1))
-        );
+        assert_eq!((pick(&dup, Want::Controller, 0), pick(&dup, Want::Controller, 1)), (Some(0), Some(1)));
     }
 }

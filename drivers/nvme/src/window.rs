@@ -24,19 +24,11 @@ pub enum WindowError {
     /// Not a block size a namespace can have (a power of two, 512 B..=64 KiB).
     BadBlockSize { block_size: u32 },
     /// `bytes` (the window's `what`) is not a multiple of the block size.
-    NotBlockMultiple {
-        what: &'static str,
-        bytes: u64,
-        block_size: u32,
-    },
+    NotBlockMultiple { what: &'static str, bytes: u64, block_size: u32 },
     /// A window of no blocks.
     Empty,
     /// The window (bytes `offset..offset + len`) ends past the namespace.
-    OutsideNamespace {
-        offset: u64,
-        len: u64,
-        namespace_bytes: u64,
-    },
+    OutsideNamespace { offset: u64, len: u64, namespace_bytes: u64 },
 }
 
 impl fmt::Display for WindowError {
@@ -59,11 +51,7 @@ impl fmt::Display for WindowError {
 pub fn blocks_in(what: &'static str, bytes: u64, block_size: u32) -> Result<u64, WindowError> {
     check_block_size(block_size)?;
     if !bytes.is_multiple_of(block_size as u64) {
-        return Err(WindowError::NotBlockMultiple {
-            what,
-            bytes,
-            block_size,
-        });
+        return Err(WindowError::NotBlockMultiple { what, bytes, block_size });
     }
     Ok(bytes / block_size as u64)
 }
@@ -78,20 +66,12 @@ fn check_block_size(block_size: u32) -> Result<(), WindowError> {
 impl LbaWindow {
     /// The whole namespace.
     pub fn whole(ns_blocks: u64) -> LbaWindow {
-        LbaWindow {
-            first: 0,
-            blocks: ns_blocks,
-        }
+        LbaWindow { first: 0, blocks: ns_blocks }
     }
 
     /// Bytes `offset..offset + len` of a namespace of `ns_blocks` blocks of
     /// `block_size` bytes.
-    pub fn from_bytes(
-        offset: u64,
-        len: u64,
-        block_size: u32,
-        ns_blocks: u64,
-    ) -> Result<LbaWindow, WindowError> {
+    pub fn from_bytes(offset: u64, len: u64, block_size: u32, ns_blocks: u64) -> Result<LbaWindow, WindowError> {
         let first = blocks_in("start", offset, block_size)?;
         let blocks = blocks_in("length", len, block_size)?;
         if blocks == 0 {
@@ -99,22 +79,13 @@ impl LbaWindow {
         }
         let namespace_bytes = ns_blocks.saturating_mul(block_size as u64);
         if first.checked_add(blocks).is_none_or(|end| end > ns_blocks) {
-            return Err(WindowError::OutsideNamespace {
-                offset,
-                len,
-                namespace_bytes,
-            });
+            return Err(WindowError::OutsideNamespace { offset, len, namespace_bytes });
         }
         Ok(LbaWindow { first, blocks })
     }
 
     /// MiB `first_mib..first_mib + mib` of the namespace.
-    pub fn from_mib(
-        first_mib: u64,
-        mib: u64,
-        block_size: u32,
-        ns_blocks: u64,
-    ) -> Result<LbaWindow, WindowError> {
+    pub fn from_mib(first_mib: u64, mib: u64, block_size: u32, ns_blocks: u64) -> Result<LbaWindow, WindowError> {
         let (offset, len) = (first_mib.saturating_mul(MIB), mib.saturating_mul(MIB));
         if first_mib.checked_mul(MIB).is_none() || mib.checked_mul(MIB).is_none() {
             return Err(WindowError::OutsideNamespace {
@@ -129,11 +100,7 @@ impl LbaWindow {
     /// A window packed in one word, as init passes it to a driver: 0 = the
     /// whole namespace; else the low 32 bits are the first MiB and the
     /// high 32 bits the length in MiB.
-    pub fn from_mib_word(
-        word: u64,
-        block_size: u32,
-        ns_blocks: u64,
-    ) -> Result<LbaWindow, WindowError> {
+    pub fn from_mib_word(word: u64, block_size: u32, ns_blocks: u64) -> Result<LbaWindow, WindowError> {
         if word == 0 {
             check_block_size(block_size)?;
             return Ok(LbaWindow::whole(ns_blocks));
@@ -158,16 +125,8 @@ impl LbaWindow {
 
     /// The part of this window from byte `offset` (relative to the
     /// window) for `len` bytes: for carving a job's window into areas.
-    pub fn sub_bytes(
-        &self,
-        offset: u64,
-        len: u64,
-        block_size: u32,
-    ) -> Result<LbaWindow, WindowError> {
+    pub fn sub_bytes(&self, offset: u64, len: u64, block_size: u32) -> Result<LbaWindow, WindowError> {
         let w = LbaWindow::from_bytes(offset, len, block_size, self.blocks)?;
-        Ok(LbaWindow {
-            first: self.first + w.first,
-            blocks: w.blocks,
-        })
+        Ok(LbaWindow { first: self.first + w.first, blocks: w.blocks })
     }
 }

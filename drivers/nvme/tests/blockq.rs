@@ -5,8 +5,8 @@
 
 mod fake;
 
-use fake::{FakeConfig, FakeController, SharedMem};
 use blockq::{Client, Op, ProtocolError, Request, Response, Server, SharedRegion, Status};
+use fake::{FakeConfig, FakeController, SharedMem};
 use nvme::driver::{Config, DmaRegion, Driver, Error};
 use nvme::prp::DmaBuffer;
 use nvme::status::ErrorKind;
@@ -205,7 +205,8 @@ fn block_service_over_the_nvme_driver() {
             let start = SHARED_BASE + req.data_offset;
             let bytes = req.blocks * server.geometry().block_size;
             let first = start & !4095;
-            let pages: Vec<u64> = (0..((start % 4096 + bytes as u64).div_ceil(4096))).map(|i| first + i * 4096).collect();
+            let pages: Vec<u64> =
+                (0..((start % 4096 + bytes as u64).div_ceil(4096))).map(|i| first + i * 4096).collect();
             let buf = DmaBuffer { pages: &pages, offset: (start % 4096) as u32, len: bytes };
             let result = match req.op {
                 Op::Read => driver.read(0, req.lba, &buf),

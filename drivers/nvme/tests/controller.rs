@@ -157,7 +157,10 @@ fn namespace_not_ready_and_bad_requests() {
     fake.namespace_ready.store(true, Ordering::SeqCst);
     d.read(1, 0, &buf).unwrap();
     // Not whole blocks, bad queue, misaligned buffer: refused before the device.
-    assert_eq!(d.read(0, 0, &DmaBuffer { len: 100, ..buf }), Err(Error::NotBlockMultiple { len: 100, block_size: 512 }));
+    assert_eq!(
+        d.read(0, 0, &DmaBuffer { len: 100, ..buf }),
+        Err(Error::NotBlockMultiple { len: 100, block_size: 512 })
+    );
     assert_eq!(d.read(5, 0, &buf), Err(Error::NoSuchQueue { queue: 5 }));
     assert!(matches!(d.read(0, 0, &DmaBuffer { offset: 2, ..buf }), Err(Error::Prp(_))));
     // An admin command the fake does not know.
@@ -300,7 +303,9 @@ fn init_refuses_bad_configurations() {
     // Namespace 2 does not exist: Identify Namespace fails by name.
     let ns2 = Config { nsid: 2, ..config };
     match Driver::init(fake.regs(), fake.mem.clone(), region, ns2) {
-        Err(Error::Command { command: "Identify Namespace", error }) => assert_eq!(error.kind, ErrorKind::InvalidNamespaceOrFormat),
+        Err(Error::Command { command: "Identify Namespace", error }) => {
+            assert_eq!(error.kind, ErrorKind::InvalidNamespaceOrFormat)
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("namespace 2 accepted"),
     }
@@ -392,14 +397,18 @@ fn batched_submission_and_reaping_save_doorbells() {
 fn sriov_secondary_controllers_are_brought_online() {
     use nvme::identify::SecondaryController;
     let (_fake, mut d) = start(FakeConfig { secondaries: 3, ..FakeConfig::default() }, Config::default());
-    let blank = SecondaryController { id: 0, primary_id: 0, online: false, virtual_function: 0, queues: 0, interrupts: 0 };
+    let blank =
+        SecondaryController { id: 0, primary_id: 0, online: false, virtual_function: 0, queues: 0, interrupts: 0 };
     let mut list = [blank; 8];
     assert_eq!(d.secondary_controllers(&mut list).unwrap(), 3);
     assert_eq!(list[1], SecondaryController { id: 2, virtual_function: 2, ..blank });
     d.bring_up_secondary(1, 4, 2).unwrap();
     d.bring_up_secondary(2, 12, 6).unwrap();
     d.secondary_controllers(&mut list).unwrap();
-    assert_eq!(list[0], SecondaryController { id: 1, online: true, virtual_function: 1, queues: 4, interrupts: 2, ..blank });
+    assert_eq!(
+        list[0],
+        SecondaryController { id: 1, online: true, virtual_function: 1, queues: 4, interrupts: 2, ..blank }
+    );
     assert!(list[1].online && !list[2].online);
     // The 16 flexible queue pairs are used up: the third VF gets none.
     match d.bring_up_secondary(3, 1, 0) {

@@ -191,8 +191,14 @@ fn prp_errors() {
     assert_eq!(prp::build(&mut mem, &b(0, 0), 4096, &[]), Err(PrpError::Empty));
     assert_eq!(prp::build(&mut mem, &b(2, 4), 4096, &[]), Err(PrpError::OffsetNotDwordAligned { offset: 2 }));
     assert_eq!(prp::build(&mut mem, &b(4096, 4), 4096, &[]), Err(PrpError::OffsetBeyondPage { offset: 4096 }));
-    assert_eq!(prp::build(&mut mem, &b(0, 4 * 4096), 4096, &[0x9000]), Err(PrpError::NotEnoughPages { needed: 4, given: 3 }));
-    assert_eq!(prp::build(&mut mem, &b(0, 3 * 4096), 4096, &[]), Err(PrpError::NotEnoughListPages { needed: 1, given: 0 }));
+    assert_eq!(
+        prp::build(&mut mem, &b(0, 4 * 4096), 4096, &[0x9000]),
+        Err(PrpError::NotEnoughPages { needed: 4, given: 3 })
+    );
+    assert_eq!(
+        prp::build(&mut mem, &b(0, 3 * 4096), 4096, &[]),
+        Err(PrpError::NotEnoughListPages { needed: 1, given: 0 })
+    );
     let odd = [0x1000u64, 0x2800];
     assert_eq!(
         prp::build(&mut mem, &DmaBuffer { pages: &odd, offset: 0, len: 8192 }, 4096, &[]),
@@ -201,7 +207,10 @@ fn prp_errors() {
     // The controller side refuses a list entry with an offset.
     mem.write_u64(0x9000, 0x4000);
     mem.write_u64(0x9008, 0x5004);
-    assert_eq!(prp::walk(&mem, 0x1000, 0x9000, 3 * 4096, 4096, |_, _| {}), Err(PrpError::PageNotAligned { addr: 0x5004 }));
+    assert_eq!(
+        prp::walk(&mem, 0x1000, 0x9000, 3 * 4096, 4096, |_, _| {}),
+        Err(PrpError::PageNotAligned { addr: 0x5004 })
+    );
 }
 
 #[test]
@@ -302,7 +311,10 @@ fn sriov_command_layouts() {
     assert_eq!((c.dw[0], c.dw[10], c.dw[11]), (0x1c, 0x0002_0008, 4));
     let c = Command::virtualization_management(VirtAction::SecondaryAssign, VirtResource::Interrupts, 2, 1);
     assert_eq!(c.dw[10], 0x0002_0108);
-    assert_eq!(Command::virtualization_management(VirtAction::SecondaryOnline, VirtResource::Queues, 7, 0).dw[10], 0x0007_0009);
+    assert_eq!(
+        Command::virtualization_management(VirtAction::SecondaryOnline, VirtResource::Queues, 7, 0).dw[10],
+        0x0007_0009
+    );
     let id = Command::identify_secondary_controllers(5, 0x1000);
     assert_eq!((id.dw[10], id.prp1()), (0x0005_0015, 0x1000));
     // List parsing: two entries, the second online with 3 queues, 1 vector.

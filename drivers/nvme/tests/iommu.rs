@@ -82,10 +82,16 @@ fn setup() -> Setup {
     phys.write(VICTIM_PA, &[0xaa; 4096]);
     phys.write(READ_ONLY_PA, &[0x77; 4096]);
     let faults = Arc::new(Mutex::new(Vec::new()));
-    let ctx = IommuContext { root_table: root.pa(), bdf: NVME, limits: WalkLimits::from_registers(CAP, ECAP, 39), faults: faults.clone() };
+    let ctx = IommuContext {
+        root_table: root.pa(),
+        bdf: NVME,
+        limits: WalkLimits::from_registers(CAP, ECAP, 39),
+        faults: faults.clone(),
+    };
     let fake = FakeController::start_with(FakeConfig::default(), phys.clone(), Some(ctx));
     let region = DmaRegion { base: REGION_PA + IOVA_OFFSET, len: region_len };
-    let driver = Driver::init(fake.regs(), DriverMem(phys.clone()), region, driver_config).expect("init through the IOMMU");
+    let driver =
+        Driver::init(fake.regs(), DriverMem(phys.clone()), region, driver_config).expect("init through the IOMMU");
     Setup { fake, driver, phys, faults, space }
 }
 

@@ -7,9 +7,7 @@
 mod fake;
 
 use fake::{FakeConfig, FakeController, FakeRegs, SharedMem};
-use nvme::driver::{
-    queue_pairs_granted, shared_queue, Config, Direction, DmaRegion, Driver, Error,
-};
+use nvme::driver::{queue_pairs_granted, shared_queue, Config, Direction, DmaRegion, Driver, Error};
 use nvme::prp::DmaBuffer;
 use nvme::status::ErrorKind;
 use nvme::window::{LbaWindow, WindowError, MIB};
@@ -21,10 +19,7 @@ const BUFFERS: u64 = 0x80_0000;
 
 fn start(fake_config: FakeConfig, config: Config) -> (FakeController, Driver<FakeRegs, SharedMem>) {
     let fake = FakeController::start(fake_config, MEM);
-    let region = DmaRegion {
-        base: REGION_BASE,
-        len: config.dma_bytes_needed(),
-    };
+    let region = DmaRegion { base: REGION_BASE, len: config.dma_bytes_needed() };
     let driver = Driver::init(fake.regs(), fake.mem.clone(), region, config).expect("driver init");
     (fake, driver)
 }
@@ -34,9 +29,7 @@ fn pages(count: u64) -> Vec<u64> {
 }
 
 fn pattern(len: u32, seed: u32) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(31) ^ seed) as u8)
-        .collect()
+    (0..len).map(|i| (i.wrapping_mul(31) ^ seed) as u8).collect()
 }
 
 fn put(d: &mut Driver<FakeRegs, SharedMem>, buf: &DmaBuffer, data: &[u8]) {
@@ -56,16 +49,8 @@ fn queue_count_is_what_the_controller_grants() {
     assert_eq!(queue_pairs_granted(2, 0), 1);
     assert_eq!(queue_pairs_granted(2, 1 | 1 << 16), 2);
     assert_eq!(queue_pairs_granted(8, 63 | 63 << 16), 8);
-    assert_eq!(
-        queue_pairs_granted(4, 3 | 1 << 16),
-        2,
-        "a pair needs a CQ too"
-    );
-    assert_eq!(
-        queue_pairs_granted(4, 0xffff | 0xffff << 16),
-        4,
-        "no overflow at 65,536"
-    );
+    assert_eq!(queue_pairs_granted(4, 3 | 1 << 16), 2, "a pair needs a CQ too");
+    assert_eq!(queue_pairs_granted(4, 0xffff | 0xffff << 16), 4, "no overflow at 65,536");
     assert_eq!(queue_pairs_granted(0, 5), 1);
     for granted in 1..5 {
         for wanted in 0..8 {
@@ -79,23 +64,13 @@ fn queue_count_is_what_the_controller_grants() {
 
 #[test]
 fn one_granted_queue_pair_is_shared() {
-    let (fake, mut d) = start(
-        FakeConfig {
-            max_io_queues: 1,
-            ..FakeConfig::default()
-        },
-        Config::default(),
-    );
+    let (fake, mut d) = start(FakeConfig { max_io_queues: 1, ..FakeConfig::default() }, Config::default());
     assert_eq!(d.io_queue_count(), 1);
     assert_eq!(d.queue(1).err(), Some(Error::NoSuchQueue { queue: 1 }));
     assert_eq!((d.queue_for(0), d.queue_for(1), d.queue_for(2)), (0, 0, 0));
     assert!(d.queues_shared(0, 1));
     let p = pages(4);
-    let buf = DmaBuffer {
-        pages: &p,
-        offset: 0,
-        len: 8192,
-    };
+    let buf = DmaBuffer { pages: &p, offset: 0, len: 8192 };
     for (wanted, lba) in [(0, 0u64), (1, 100)] {
         let data = pattern(buf.len, wanted as u32);
         put(&mut d, &buf, &data);
@@ -114,31 +89,16 @@ fn one_granted_queue_pair_is_shared() {
 
 #[test]
 fn mdts_one_splits_every_path_at_8_kib() {
-    let fake_config = FakeConfig {
-        mdts: 1,
-        blocks: 4096,
-        ..FakeConfig::default()
-    };
+    let fake_config = FakeConfig { mdts: 1, blocks: 4096, ..FakeConfig::default() };
     let (fake, mut d) = start(fake_config, Config::default());
     assert_eq!(d.max_transfer_bytes(), 8192);
     // 64 KiB starting 512 bytes into a page: every command spans 3 pages
     // (a PRP list), none carries more than 8 KiB.
     let p = pages(20);
-    let buf = DmaBuffer {
-        pages: &p,
-        offset: 512,
-        len: 64 * 1024,
-    };
+    let buf = DmaBuffer { pages: &p, offset: 512, len: 64 * 1024 };
     let data = pattern(buf.len, 9);
     put(&mut d, &buf, &data);
-    let before = fake
-        .stats
-        .lock()
-        .unwrap()
-        .commands_per_sq
-        .get(&1)
-        .copied()
-        .unwrap_or(0);
+    let before = fake.stats.lock().unwrap().commands_per_sq.get(&1).copied().unwrap_or(0);
     d.write(0, 7, &buf).unwrap();
     assert_eq!(fake.stats.lock().unwrap().commands_per_sq[&1] - before, 8);
     put(&mut d, &buf, &vec![0; buf.len as usize]);
@@ -146,10 +106,7 @@ fn mdts_one_splits_every_path_at_8_kib() {
     assert_eq!(get(&d, &buf), data);
     assert_eq!(
         d.submit_io(0, Direction::Write, 0, &DmaBuffer { len: 12288, ..buf }),
-        Err(Error::TransferTooLarge {
-            len: 12288,
-            max: 8192
-        })
+        Err(Error::TransferTooLarge { len: 12288, max: 8192 })
     );
 }
 
@@ -157,124 +114,52 @@ fn mdts_one_splits_every_path_at_8_kib() {
 fn windows_come_from_the_namespace_size_and_block_size() {
     // The same bytes are different LBAs on 512 B and 4 KiB namespaces.
     let small = LbaWindow::from_mib(192, 64, 512, (256 * MIB) / 512).unwrap();
-    assert_eq!(
-        small,
-        LbaWindow {
-            first: 192 * 2048,
-            blocks: 64 * 2048
-        }
-    );
+    assert_eq!(small, LbaWindow { first: 192 * 2048, blocks: 64 * 2048 });
     let big = LbaWindow::from_mib(192, 64, 4096, (256 * MIB) / 4096).unwrap();
-    assert_eq!(
-        big,
-        LbaWindow {
-            first: 192 * 256,
-            blocks: 64 * 256
-        }
-    );
+    assert_eq!(big, LbaWindow { first: 192 * 256, blocks: 64 * 256 });
     assert_eq!(big.end(), 65536);
     // What used to be fixed LBAs (300,000 = 146.5 MiB in 512 B blocks)
     // does not exist on a 256 MiB 4Kn namespace; the byte window does.
     assert!(LbaWindow::from_bytes(146 * MIB + MIB / 2, MIB, 4096, 65536).is_ok());
     // Refusals name the block size.
     let e = LbaWindow::from_bytes(512, 4096, 4096, 65536).unwrap_err();
-    assert_eq!(
-        e,
-        WindowError::NotBlockMultiple {
-            what: "start",
-            bytes: 512,
-            block_size: 4096
-        }
-    );
+    assert_eq!(e, WindowError::NotBlockMultiple { what: "start", bytes: 512, block_size: 4096 });
     assert!(e.to_string().contains("4096-byte blocks"), "{e}");
     assert_eq!(
         LbaWindow::from_bytes(0, 6144, 4096, 65536),
-        Err(WindowError::NotBlockMultiple {
-            what: "length",
-            bytes: 6144,
-            block_size: 4096
-        })
+        Err(WindowError::NotBlockMultiple { what: "length", bytes: 6144, block_size: 4096 })
     );
-    assert_eq!(
-        LbaWindow::from_bytes(0, 0, 512, 10),
-        Err(WindowError::Empty)
-    );
-    assert!(matches!(
-        LbaWindow::from_mib(200, 64, 4096, 65536),
-        Err(WindowError::OutsideNamespace { .. })
-    ));
-    assert!(matches!(
-        LbaWindow::from_mib(u64::MAX, 1, 4096, 65536),
-        Err(WindowError::OutsideNamespace { .. })
-    ));
-    assert_eq!(
-        LbaWindow::from_bytes(0, 4096, 1000, 10),
-        Err(WindowError::BadBlockSize { block_size: 1000 })
-    );
+    assert_eq!(LbaWindow::from_bytes(0, 0, 512, 10), Err(WindowError::Empty));
+    assert!(matches!(LbaWindow::from_mib(200, 64, 4096, 65536), Err(WindowError::OutsideNamespace { .. })));
+    assert!(matches!(LbaWindow::from_mib(u64::MAX, 1, 4096, 65536), Err(WindowError::OutsideNamespace { .. })));
+    assert_eq!(LbaWindow::from_bytes(0, 4096, 1000, 10), Err(WindowError::BadBlockSize { block_size: 1000 }));
     // The packed word init passes: 0 = all; low = first MiB, high = MiB.
-    assert_eq!(
-        LbaWindow::from_mib_word(0, 4096, 65536).unwrap(),
-        LbaWindow::whole(65536)
-    );
-    assert_eq!(
-        LbaWindow::from_mib_word(192 | 64 << 32, 4096, 65536).unwrap(),
-        big
-    );
+    assert_eq!(LbaWindow::from_mib_word(0, 4096, 65536).unwrap(), LbaWindow::whole(65536));
+    assert_eq!(LbaWindow::from_mib_word(192 | 64 << 32, 4096, 65536).unwrap(), big);
     // Translation stays inside; sub-windows are relative.
     assert_eq!(big.translate(0, 1), Some(192 * 256));
     assert_eq!(big.translate(big.blocks - 1, 1), Some(big.end() - 1));
     assert_eq!(big.translate(big.blocks - 1, 2), None);
     assert_eq!(big.translate(u64::MAX, 2), None);
-    assert_eq!(
-        big.sub_bytes(MIB, 8192, 4096).unwrap(),
-        LbaWindow {
-            first: 192 * 256 + 256,
-            blocks: 2
-        }
-    );
+    assert_eq!(big.sub_bytes(MIB, 8192, 4096).unwrap(), LbaWindow { first: 192 * 256 + 256, blocks: 2 });
     assert!(big.sub_bytes(64 * MIB, 4096, 4096).is_err());
 }
 
 #[test]
 fn a_4kn_namespace_takes_whole_4_kib_blocks_only() {
-    let fake_config = FakeConfig {
-        lbads: 12,
-        blocks: 8192,
-        ..FakeConfig::default()
-    };
+    let fake_config = FakeConfig { lbads: 12, blocks: 8192, ..FakeConfig::default() };
     let (_fake, mut d) = start(fake_config, Config::default());
     assert_eq!(d.block_size(), 4096);
     let ns = d.namespace().size;
     let w = LbaWindow::from_mib(16, 8, d.block_size(), ns).unwrap();
-    assert_eq!(
-        w,
-        LbaWindow {
-            first: 4096,
-            blocks: 2048
-        }
-    );
+    assert_eq!(w, LbaWindow { first: 4096, blocks: 2048 });
     let p = pages(4);
     // A 512-byte transfer is refused by name before the controller sees it.
     assert_eq!(
-        d.write(
-            0,
-            w.first,
-            &DmaBuffer {
-                pages: &p,
-                offset: 0,
-                len: 512
-            }
-        ),
-        Err(Error::NotBlockMultiple {
-            len: 512,
-            block_size: 4096
-        })
+        d.write(0, w.first, &DmaBuffer { pages: &p, offset: 0, len: 512 }),
+        Err(Error::NotBlockMultiple { len: 512, block_size: 4096 })
     );
-    let buf = DmaBuffer {
-        pages: &p,
-        offset: 0,
-        len: 8192,
-    };
+    let buf = DmaBuffer { pages: &p, offset: 0, len: 8192 };
     let data = pattern(buf.len, 4);
     put(&mut d, &buf, &data);
     let last = w.translate(w.blocks - 2, 2).unwrap();
@@ -291,13 +176,7 @@ fn a_4kn_namespace_takes_whole_4_kib_blocks_only() {
 
 #[test]
 fn controllers_are_chosen_by_serial_number() {
-    let (_a, d) = start(
-        FakeConfig {
-            serial: "exo1",
-            ..FakeConfig::default()
-        },
-        Config::default(),
-    );
+    let (_a, d) = start(FakeConfig { serial: "exo1", ..FakeConfig::default() }, Config::default());
     assert_eq!(d.controller().serial_str(), "exo1");
     assert!(d.controller().is_serial("exo1"));
     assert!(!d.controller().is_serial("exo0"));
@@ -311,26 +190,17 @@ fn controllers_are_chosen_by_serial_number() {
     nul[..4].copy_from_slice(b"exo0");
     assert_eq!(nvme::identify::serial_text(&nul), "exo0");
     nul[5] = 0xff;
-    assert_eq!(
-        nvme::identify::serial_text(&nul),
-        "",
-        "not text: matches nothing"
-    );
+    assert_eq!(nvme::identify::serial_text(&nul), "", "not text: matches nothing");
 }
 
 #[test]
 fn secondary_queue_limits_are_read_from_the_primary() {
-    let fake_config = FakeConfig {
-        secondaries: 2,
-        max_vq_per_secondary: 2,
-        ..FakeConfig::default()
-    };
+    let fake_config = FakeConfig { secondaries: 2, max_vq_per_secondary: 2, ..FakeConfig::default() };
     let (_fake, mut d) = start(fake_config, Config::default());
     let caps = d.primary_controller_caps().unwrap();
     assert_eq!((caps.vq_flexible_total, caps.vq_max_per_secondary), (16, 2));
     assert_eq!((caps.vi_flexible_total, caps.vi_max_per_secondary), (8, 8));
     // More than VQFRSM is refused by the controller; the limit works.
     assert!(d.bring_up_secondary(1, 3, 1).is_err());
-    d.bring_up_secondary(1, caps.vq_max_per_secondary, 1)
-        .unwrap();
+    d.bring_up_secondary(1, caps.vq_max_per_secondary, 1).unwrap();
 }

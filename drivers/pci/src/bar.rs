@@ -35,7 +35,10 @@ pub enum BarKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shape {
     Io,
-    Memory { wide: bool, prefetchable: bool },
+    Memory {
+        wide: bool,
+        prefetchable: bool,
+    },
     /// Memory type 01 (below 1 MiB, obsolete) or 11 (reserved).
     Unusable,
 }

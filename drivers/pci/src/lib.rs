@@ -38,8 +38,9 @@ pub mod vf_place;
 
 pub use bar::{bars, size_bar, Bar, BarKind};
 pub use capabilities::{
-    capabilities, express_port_type, find_capability, find_capability_of_present, msix_entry, walk_capabilities,
-    start_function_level_reset, walk_capabilities_of_present, Capability, CapabilityList, FlrError, ListEnd, Msi, MsiX,
+    capabilities, express_port_type, find_capability, find_capability_of_present, msix_entry,
+    start_function_level_reset, walk_capabilities, walk_capabilities_of_present, Capability, CapabilityList, FlrError,
+    ListEnd, Msi, MsiX,
 };
 pub use enumerate::{enumerate, Function};
 /// The capability types [`Capability::parsed`] holds.

@@ -190,11 +190,8 @@ impl SrIov {
                 break;
             }
             let stuck_low = writable_bits(cfg, pf, at);
-            let (stuck_high, high) = if wide {
-                (writable_bits(cfg, pf, at + 4), cfg.read32(pf, at + 4))
-            } else {
-                (0, 0)
-            };
+            let (stuck_high, high) =
+                if wide { (writable_bits(cfg, pf, at + 4), cfg.read32(pf, at + 4)) } else { (0, 0) };
             out[i as usize] = memory_size(stuck_low, stuck_high).map(|size| Bar {
                 index: i,
                 kind: if wide { BarKind::Memory64 } else { BarKind::Memory32 },

@@ -183,12 +183,21 @@ fn sizes_bars_and_restores_state() {
     let nvme = Address::new(0, 0, 3, 0);
     let before = s.devs[&(0, 3, 0)].space;
     let b = bars(&mut s, nvme, 0);
-    assert_eq!(b[0], Some(Bar { index: 0, kind: BarKind::Memory64, prefetchable: false, address: 0xfebf_0000, size: 0x4000 }));
+    assert_eq!(
+        b[0],
+        Some(Bar { index: 0, kind: BarKind::Memory64, prefetchable: false, address: 0xfebf_0000, size: 0x4000 })
+    );
     assert!(b[1..].iter().all(|b| b.is_none()));
     assert_eq!(s.devs[&(0, 3, 0)].space, before, "BARs and command register restored");
     let b = bars(&mut s, Address::new(0, 0, 4, 0), 0);
-    assert_eq!(b[1], Some(Bar { index: 1, kind: BarKind::Memory32, prefetchable: false, address: 0xfebf_4000, size: 0x1000 }));
-    assert_eq!(b[4], Some(Bar { index: 4, kind: BarKind::Memory64, prefetchable: true, address: 0xfe00_0000, size: 0x4000 }));
+    assert_eq!(
+        b[1],
+        Some(Bar { index: 1, kind: BarKind::Memory32, prefetchable: false, address: 0xfebf_4000, size: 0x1000 })
+    );
+    assert_eq!(
+        b[4],
+        Some(Bar { index: 4, kind: BarKind::Memory64, prefetchable: true, address: 0xfe00_0000, size: 0x4000 })
+    );
     let b = bars(&mut s, Address::new(0, 0, 0x1f, 2), 0);
     assert_eq!(b[4], Some(Bar { index: 4, kind: BarKind::Io, prefetchable: false, address: 0xc040, size: 0x20 }));
     assert_eq!(size_bar(&mut s, nvme, 6, 0), None);
@@ -278,7 +287,11 @@ fn function_level_reset_is_asked_only_of_functions_that_have_one() {
     s.devs.insert((2, 0, 0), f);
     let at = Address::new(0, 2, 0, 0);
     assert_eq!(start_function_level_reset(&mut s, at), Ok(()));
-    assert_eq!(s.devs[&(2, 0, 0)].space[(0x60 + 8) / 4], 0x2810 | 1 << 15, "control kept, bit 15 set, status not written back");
+    assert_eq!(
+        s.devs[&(2, 0, 0)].space[(0x60 + 8) / 4],
+        0x2810 | 1 << 15,
+        "control kept, bit 15 set, status not written back"
+    );
     s.devs.get_mut(&(2, 0, 0)).unwrap().set32(0x60 + 4, 0);
     assert_eq!(start_function_level_reset(&mut s, at), Err(FlrError::NotCapable));
     assert_eq!(start_function_level_reset(&mut s, Address::new(0, 0, 0, 0)), Err(FlrError::NotExpress));
@@ -361,7 +374,10 @@ fn virtual_function_bars_are_sized_with_vf_decoding_off() {
     let mut w = VfBars(s, Vec::new());
     let sr = SrIov::read(&w, pf).unwrap();
     let bars = sr.vf_bars(&mut w, pf);
-    assert_eq!(bars[0], Some(Bar { index: 0, kind: BarKind::Memory64, prefetchable: false, address: 0xfe90_0000, size: 0x4000 }));
+    assert_eq!(
+        bars[0],
+        Some(Bar { index: 0, kind: BarKind::Memory64, prefetchable: false, address: 0xfe90_0000, size: 0x4000 })
+    );
     assert!(bars[1..].iter().all(|b| b.is_none()));
     assert!(!w.1.is_empty() && w.1.iter().all(|&mse| mse == 0), "VF MSE on while sizing");
     assert_eq!(w.0.devs[&(1, 0, 0)].space, before, "VF BARs and control restored");
@@ -372,7 +388,10 @@ fn a_2gib_64bit_bar_has_the_right_size() {
     let mut s = q35();
     s.devs.get_mut(&(0, 4, 0)).unwrap().bar64(2, 0x8_0000_0000, 0x8000_0000, true);
     let b = bars(&mut s, Address::new(0, 0, 4, 0), 0);
-    assert_eq!(b[2], Some(Bar { index: 2, kind: BarKind::Memory64, prefetchable: true, address: 0x8_0000_0000, size: 0x8000_0000 }));
+    assert_eq!(
+        b[2],
+        Some(Bar { index: 2, kind: BarKind::Memory64, prefetchable: true, address: 0x8_0000_0000, size: 0x8000_0000 })
+    );
     // Why the probe is trusted over pci_types' own size: 0.10.1 computes
     // `(1 << 31) as u64` on an i32 and sign-extends it. If this starts to
     // fail, pci_types was fixed and the workaround note in bar.rs can go.
@@ -503,6 +522,9 @@ fn enabling_vfs_fails_when_a_bar_does_not_latch() {
     bars[0] = vf_bar(0, 0x4000, BarKind::Memory64);
     let mut at = [None; 6];
     at[0] = Some(0xfe80_8000);
-    assert_eq!(sr.enable_vfs(&mut w, pf, 2, &bars, &at), Err(EnableError::BarNotLatched { index: 0, wrote: 0xfe80_8000, read: 0 }));
+    assert_eq!(
+        sr.enable_vfs(&mut w, pf, 2, &bars, &at),
+        Err(EnableError::BarNotLatched { index: 0, wrote: 0xfe80_8000, read: 0 })
+    );
     assert_eq!(w.0.devs[&(1, 0, 0)].space[0x108 / 4] & 1, 0, "VF Enable clear");
 }

@@ -98,7 +98,12 @@ pub const MAX_BUSY: usize = 64;
 /// BARs of every function behind the bridge; at most `MAX_BUSY - 6`).
 /// Largest first, so smaller ones fill the gaps. Returns each VF BAR's
 /// base address.
-pub fn place_vf_bars(window: Span, busy: &[Span], vf_bars: &[Option<Bar>; 6], num_vfs: u16) -> Result<[Option<u64>; 6], PlaceError> {
+pub fn place_vf_bars(
+    window: Span,
+    busy: &[Span],
+    vf_bars: &[Option<Bar>; 6],
+    num_vfs: u16,
+) -> Result<[Option<u64>; 6], PlaceError> {
     if busy.len() > MAX_BUSY - 6 {
         return Err(PlaceError::TooManyBusy { given: busy.len() });
     }
@@ -112,7 +117,8 @@ pub fn place_vf_bars(window: Span, busy: &[Span], vf_bars: &[Option<Bar>; 6], nu
             return Err(PlaceError::BadSize { index: bar.index, size: bar.size });
         }
         let bytes = bar.size.checked_mul(num_vfs as u64).ok_or(PlaceError::TooLarge { index: bar.index })?;
-        let at = first_fit(window, &taken[..n], bytes, bar.size).ok_or(PlaceError::NoRoom { index: bar.index, bytes })?;
+        let at =
+            first_fit(window, &taken[..n], bytes, bar.size).ok_or(PlaceError::NoRoom { index: bar.index, bytes })?;
         if bar.kind == BarKind::Memory32 && at + bytes > 1 << 32 {
             return Err(PlaceError::Above4G { index: bar.index });
         }

@@ -55,7 +55,9 @@ impl fmt::Display for DiskError {
         match self {
             DiskError::Transport(e) => write!(f, "{e}"),
             DiskError::Device { op, sector, error } => write!(f, "{op:?} at sector {sector}: {error}"),
-            DiskError::BadLength { len } => write!(f, "transfer of {len} bytes is not a non-zero multiple of {SECTOR_SIZE}"),
+            DiskError::BadLength { len } => {
+                write!(f, "transfer of {len} bytes is not a non-zero multiple of {SECTOR_SIZE}")
+            }
             DiskError::OutOfRange { sector, sectors, capacity } => {
                 write!(f, "sectors {sector}..{} are past the end of the {capacity}-sector disk", sector + sectors)
             }
@@ -159,7 +161,8 @@ impl<R: Registers + Clone> Disk<R> {
             .map_err(|e| self.failed(Op::Read, sector, e))?;
         self.wait(Op::Read, sector, token)?;
         // SAFETY: the same buffers as `read_blocks_nb`, and `token` is used.
-        unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|e| self.failed(Op::Read, sector, e))?;
+        unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) }
+            .map_err(|e| self.failed(Op::Read, sector, e))?;
         self.requests += 1;
         Ok(())
     }
@@ -173,7 +176,8 @@ impl<R: Registers + Clone> Disk<R> {
             .map_err(|e| self.failed(Op::Write, sector, e))?;
         self.wait(Op::Write, sector, token)?;
         // SAFETY: as in `read`.
-        unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|e| self.failed(Op::Write, sector, e))?;
+        unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }
+            .map_err(|e| self.failed(Op::Write, sector, e))?;
         self.requests += 1;
         Ok(())
     }

@@ -63,13 +63,17 @@ pub enum DmaError {
     /// [`install`] was not called.
     NoPool,
     /// [`install`] with pages still handed out from the current pool.
-    PoolBusy { in_use: usize },
+    PoolBusy {
+        in_use: usize,
+    },
     /// A region that is empty, not page aligned, at IOVA 0 (which `Hal`
     /// reserves for failure) or wrapping around.
     BadRegion(DmaRegion),
     Pool(PoolError),
     /// `dma_dealloc`/`unshare` with an address this pool never gave out.
-    UnknownAddress { iova: u64 },
+    UnknownAddress {
+        iova: u64,
+    },
 }
 
 impl fmt::Display for DmaError {
@@ -138,8 +142,14 @@ pub struct DmaState {
 impl DmaState {
     pub fn new(region: DmaRegion) -> Result<DmaState, DmaError> {
         let bytes = region.pages.checked_mul(PAGE_SIZE);
-        let fits = bytes.is_some_and(|b| region.va.checked_add(b).is_some() && region.iova.checked_add(b as u64).is_some());
-        if region.pages == 0 || !fits || region.iova == 0 || !region.va.is_multiple_of(PAGE_SIZE) || !region.iova.is_multiple_of(PAGE_SIZE as u64) {
+        let fits =
+            bytes.is_some_and(|b| region.va.checked_add(b).is_some() && region.iova.checked_add(b as u64).is_some());
+        if region.pages == 0
+            || !fits
+            || region.iova == 0
+            || !region.va.is_multiple_of(PAGE_SIZE)
+            || !region.iova.is_multiple_of(PAGE_SIZE as u64)
+        {
             return Err(DmaError::BadRegion(region));
         }
         let stats = DmaStats { pool_pages: region.pages, ..DmaStats::default() };
@@ -169,7 +179,10 @@ impl DmaState {
     /// name the same pool page.
     pub fn free(&mut self, iova: u64, va: usize, count: usize) -> Result<(), DmaError> {
         let first = self.region.page_of_iova(iova).ok_or(DmaError::UnknownAddress { iova })?;
-        if !iova.is_multiple_of(PAGE_SIZE as u64) || self.region.page_of_va(va) != Some(first) || !va.is_multiple_of(PAGE_SIZE) {
+        if !iova.is_multiple_of(PAGE_SIZE as u64)
+            || self.region.page_of_va(va) != Some(first)
+            || !va.is_multiple_of(PAGE_SIZE)
+        {
             return Err(DmaError::UnknownAddress { iova });
         }
         Ok(self.pages.free(first, count)?)
@@ -181,7 +194,9 @@ impl DmaState {
         if len == 0 {
             return Err(PoolError::Empty.into());
         }
-        if let (Some(first), Some(last)) = (self.region.page_of_va(va), va.checked_add(len - 1).and_then(|l| self.region.page_of_va(l))) {
+        if let (Some(first), Some(last)) =
+            (self.region.page_of_va(va), va.checked_add(len - 1).and_then(|l| self.region.page_of_va(l)))
+        {
             if self.pages.all_allocated(first, last - first + 1) {
                 self.stats.direct_shares += 1;
                 self.stats.direct_bytes += len as u64;
@@ -204,7 +219,10 @@ impl DmaState {
             return Ok(Some(self.bounces.swap_remove(i)));
         }
         let first = self.region.page_of_iova(iova).ok_or(DmaError::UnknownAddress { iova })?;
-        let last = iova.checked_add(len.max(1) as u64 - 1).and_then(|l| self.region.page_of_iova(l)).ok_or(DmaError::UnknownAddress { iova })?;
+        let last = iova
+            .checked_add(len.max(1) as u64 - 1)
+            .and_then(|l| self.region.page_of_iova(l))
+            .ok_or(DmaError::UnknownAddress { iova })?;
         if !self.pages.all_allocated(first, last - first + 1) {
             return Err(DmaError::UnknownAddress { iova });
         }

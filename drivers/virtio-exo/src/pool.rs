@@ -24,7 +24,10 @@ impl fmt::Display for PoolError {
         match *self {
             PoolError::Empty => write!(f, "DMA request for zero pages"),
             PoolError::Exhausted { wanted, free, largest } => {
-                write!(f, "DMA pool exhausted: {wanted} contiguous pages wanted, {free} free, longest free run {largest}")
+                write!(
+                    f,
+                    "DMA pool exhausted: {wanted} contiguous pages wanted, {free} free, longest free run {largest}"
+                )
             }
             PoolError::OutOfRange { first, count, pages } => {
                 write!(f, "DMA pages {first}..{} are outside the {pages}-page pool", first + count)

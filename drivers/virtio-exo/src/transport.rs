@@ -342,7 +342,14 @@ impl<R: Registers + Clone> Transport for ModernTransport<R> {
         false
     }
 
-    fn queue_set(&mut self, queue: u16, size: u32, descriptors: PhysAddr, driver_area: PhysAddr, device_area: PhysAddr) {
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
         let at = match self.notify_address(queue) {
             Ok(at) => at,
             Err(e) => return self.shared.fail(e),

@@ -7,11 +7,11 @@ mod fake;
 use fake::{FakeBar, BAR_LEN, F_EVENT_IDX, F_FLUSH, F_INDIRECT, LAYOUT, SECTOR};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use testrng::Rng;
+use virtio_exo::blk::Op;
 use virtio_exo::transport::{common, F_ACCESS_PLATFORM, F_VERSION_1};
 use virtio_exo::virtio_drivers::device::blk::VirtIOBlk;
 use virtio_exo::virtio_drivers::transport::DeviceType;
 use virtio_exo::virtio_drivers::Error as VirtioError;
-use virtio_exo::blk::Op;
 use virtio_exo::{hal, Disk, DiskError, DmaBuffer, DmaRegion, ExoHal, ModernTransport, PciLayout, TransportError};
 
 const POOL_PAGES: usize = 96;
@@ -286,8 +286,14 @@ fn disk_checks_requests_before_the_device_sees_them() {
     let mut buf = DmaBuffer::new(4096).unwrap();
     assert_eq!(disk.read(0, &mut buf[..0]), Err(DiskError::BadLength { len: 0 }));
     assert_eq!(disk.write(0, &buf[..513]), Err(DiskError::BadLength { len: 513 }));
-    assert_eq!(disk.read(62, &mut buf[..3 * SECTOR]), Err(DiskError::OutOfRange { sector: 62, sectors: 3, capacity: 64 }));
-    assert_eq!(disk.write(u64::MAX, &buf[..SECTOR]), Err(DiskError::OutOfRange { sector: u64::MAX, sectors: 1, capacity: 64 }));
+    assert_eq!(
+        disk.read(62, &mut buf[..3 * SECTOR]),
+        Err(DiskError::OutOfRange { sector: 62, sectors: 3, capacity: 64 })
+    );
+    assert_eq!(
+        disk.write(u64::MAX, &buf[..SECTOR]),
+        Err(DiskError::OutOfRange { sector: u64::MAX, sectors: 1, capacity: 64 })
+    );
     assert_eq!(bar.dev().requests, 0, "refused requests must not reach the device");
     fill(&mut buf[..2 * SECTOR], 3, 62);
     disk.write(62, &buf[..2 * SECTOR]).unwrap();

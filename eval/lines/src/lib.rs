@@ -96,28 +96,18 @@ impl<'a> Fields<'a> {
             match w.split_once('=') {
                 Some((k, v)) if !k.is_empty() && !v.is_empty() && !v.contains('=') => {
                     if words.iter().any(|(o, _, _)| *o == k) {
-                        return Err(LineError::Duplicate {
-                            field: k.to_string(),
-                        });
+                        return Err(LineError::Duplicate { field: k.to_string() });
                     }
                     words.push((k, v, false));
                 }
-                _ => {
-                    return Err(LineError::Malformed {
-                        word: w.to_string(),
-                    })
-                }
+                _ => return Err(LineError::Malformed { word: w.to_string() }),
             }
         }
         Ok(Fields { words })
     }
 
     fn str(&mut self, field: &'static str) -> Result<&'a str, LineError> {
-        let w = self
-            .words
-            .iter_mut()
-            .find(|(k, _, _)| *k == field)
-            .ok_or(LineError::MissingField { field })?;
+        let w = self.words.iter_mut().find(|(k, _, _)| *k == field).ok_or(LineError::MissingField { field })?;
         w.2 = true;
         Ok(w.1)
     }
@@ -129,19 +119,13 @@ impl<'a> Fields<'a> {
     fn fixed(&mut self, field: &'static str, value: &'static str) -> Result<(), LineError> {
         match self.str(field)? {
             v if v == value => Ok(()),
-            v => Err(LineError::Unexpected {
-                field,
-                value: v.to_string(),
-            }),
+            v => Err(LineError::Unexpected { field, value: v.to_string() }),
         }
     }
 
     fn int(&mut self, field: &'static str) -> Result<u64, LineError> {
         let v = self.str(field)?;
-        v.parse().map_err(|_| LineError::BadNumber {
-            field,
-            value: v.to_string(),
-        })
+        v.parse().map_err(|_| LineError::BadNumber { field, value: v.to_string() })
     }
 
     fn maybe(&mut self, field: &'static str) -> Result<Option<f64>, LineError> {
@@ -152,26 +136,18 @@ impl<'a> Fields<'a> {
                 .ok()
                 .filter(|x| x.is_finite() && *x >= 0.0)
                 .map(Some)
-                .ok_or(LineError::BadNumber {
-                    field,
-                    value: v.to_string(),
-                }),
+                .ok_or(LineError::BadNumber { field, value: v.to_string() }),
         }
     }
 
     fn num(&mut self, field: &'static str) -> Result<f64, LineError> {
-        self.maybe(field)?.ok_or(LineError::BadNumber {
-            field,
-            value: "-".to_string(),
-        })
+        self.maybe(field)?.ok_or(LineError::BadNumber { field, value: "-".to_string() })
     }
 
     /// Every word was a field of the kind.
     fn done(self) -> Result<(), LineError> {
         match self.words.iter().find(|w| !w.2) {
-            Some((k, _, _)) => Err(LineError::UnknownField {
-                field: k.to_string(),
-            }),
+            Some((k, _, _)) => Err(LineError::UnknownField { field: k.to_string() }),
             None => Ok(()),
         }
     }
@@ -341,10 +317,7 @@ impl BenchLine {
         let workload = f.string("workload")?;
         let ops = f.int("ops")?;
         let secs = f.str("secs")?;
-        let bad = || LineError::BadNumber {
-            field: "secs",
-            value: secs.to_string(),
-        };
+        let bad = || LineError::BadNumber { field: "secs", value: secs.to_string() };
         let micros = match secs.split_once('.') {
             Some((s, us)) if us.len() == 6 && us.bytes().all(|b| b.is_ascii_digit()) => s
                 .parse::<u64>()

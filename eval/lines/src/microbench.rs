@@ -38,9 +38,7 @@ impl Op {
         match self {
             Op::NullSyscall => "null system call (BadSyscall)",
             Op::MapPage => "map (move) one 4 KiB page",
-            Op::YieldRoundtrip => {
-                "null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler)"
-            }
+            Op::YieldRoundtrip => "null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler)",
         }
     }
 }
@@ -72,10 +70,7 @@ impl OpLine {
         let ticks = rest
             .strip_suffix(" ticks")
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| LineError::BadNumber {
-                field: "ticks",
-                value: rest.to_string(),
-            })?;
+            .ok_or_else(|| LineError::BadNumber { field: "ticks", value: rest.to_string() })?;
         Ok(Some(OpLine { op, ticks }))
     }
 }
@@ -96,18 +91,11 @@ impl fmt::Display for TscLine {
 impl TscLine {
     /// `Ok(None)`: not this line; an error: it is, but the number is garbled.
     pub fn parse(line: &str) -> Result<Option<TscLine>, LineError> {
-        let Some(rest) = line
-            .trim()
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.strip_prefix(TSC))
-        else {
+        let Some(rest) = line.trim().strip_prefix(PREFIX).and_then(|r| r.strip_prefix(TSC)) else {
             return Ok(None);
         };
         rest.parse()
             .map(|n| Some(TscLine(n)))
-            .map_err(|_| LineError::BadNumber {
-                field: "tsc ticks per microsecond",
-                value: rest.to_string(),
-            })
+            .map_err(|_| LineError::BadNumber { field: "tsc ticks per microsecond", value: rest.to_string() })
     }
 }

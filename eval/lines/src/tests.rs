@@ -71,14 +71,7 @@ fn real_lines_print_back_byte_for_byte() {
     }
     assert_eq!(BenchLine::parse(BENCH).unwrap().to_string(), BENCH);
     let p = DbLine::parse(DB_PMEM).unwrap();
-    assert_eq!(
-        (
-            p.device_flushes_per_op,
-            p.lines_flushed_per_op,
-            p.tsc_per_us
-        ),
-        (None, 3.25, 2608)
-    );
+    assert_eq!((p.device_flushes_per_op, p.lines_flushed_per_op, p.tsc_per_us), (None, 3.25, 2608));
 }
 
 #[test]
@@ -106,120 +99,31 @@ fn bench_lines_round_trip_every_field() {
 #[test]
 fn malformed_lines_give_named_errors() {
     let e = |from: &str, to: &str| DbLine::parse(&DB_NVME.replacen(from, to, 1)).unwrap_err();
-    assert_eq!(
-        e(" tsc_per_us=2624", ""),
-        LineError::MissingField {
-            field: "tsc_per_us"
-        }
-    );
-    assert_eq!(
-        e("ops=200", "ops=x"),
-        LineError::BadNumber {
-            field: "ops",
-            value: "x".into()
-        }
-    );
-    assert_eq!(
-        e("p50_us=636.267", "p50_us=-1"),
-        LineError::BadNumber {
-            field: "p50_us",
-            value: "-1".into()
-        }
-    );
-    assert_eq!(
-        e("p50_us=636.267", "p50_us=-"),
-        LineError::BadNumber {
-            field: "p50_us",
-            value: "-".into()
-        }
-    );
-    assert_eq!(
-        e("p50_us=636.267", "p50_us=inf"),
-        LineError::BadNumber {
-            field: "p50_us",
-            value: "inf".into()
-        }
-    );
-    assert_eq!(
-        e("engine=libdb", "engine=sqlite"),
-        LineError::Unexpected {
-            field: "engine",
-            value: "sqlite".into()
-        }
-    );
-    assert_eq!(
-        e(" checkpoints=0", " checkpoints"),
-        LineError::Malformed {
-            word: "checkpoints".into()
-        }
-    );
-    assert_eq!(
-        e(" checkpoints=0", " checkpoints=0=1"),
-        LineError::Malformed {
-            word: "checkpoints=0=1".into()
-        }
-    );
-    assert_eq!(
-        e(" checkpoints=0", " checkpoints=0 ops=3"),
-        LineError::Duplicate {
-            field: "ops".into()
-        }
-    );
-    assert_eq!(
-        e(" checkpoints=0", " checkpoints=0 color=red"),
-        LineError::UnknownField {
-            field: "color".into()
-        }
-    );
-    assert_eq!(
-        DbLine::parse("EXO-DBX engine=libdb"),
-        Err(LineError::WrongPrefix { expected: "EXO-DB" })
-    );
-    assert_eq!(
-        DbLine::parse(BENCH),
-        Err(LineError::WrongPrefix { expected: "EXO-DB" })
-    );
+    assert_eq!(e(" tsc_per_us=2624", ""), LineError::MissingField { field: "tsc_per_us" });
+    assert_eq!(e("ops=200", "ops=x"), LineError::BadNumber { field: "ops", value: "x".into() });
+    assert_eq!(e("p50_us=636.267", "p50_us=-1"), LineError::BadNumber { field: "p50_us", value: "-1".into() });
+    assert_eq!(e("p50_us=636.267", "p50_us=-"), LineError::BadNumber { field: "p50_us", value: "-".into() });
+    assert_eq!(e("p50_us=636.267", "p50_us=inf"), LineError::BadNumber { field: "p50_us", value: "inf".into() });
+    assert_eq!(e("engine=libdb", "engine=sqlite"), LineError::Unexpected { field: "engine", value: "sqlite".into() });
+    assert_eq!(e(" checkpoints=0", " checkpoints"), LineError::Malformed { word: "checkpoints".into() });
+    assert_eq!(e(" checkpoints=0", " checkpoints=0=1"), LineError::Malformed { word: "checkpoints=0=1".into() });
+    assert_eq!(e(" checkpoints=0", " checkpoints=0 ops=3"), LineError::Duplicate { field: "ops".into() });
+    assert_eq!(e(" checkpoints=0", " checkpoints=0 color=red"), LineError::UnknownField { field: "color".into() });
+    assert_eq!(DbLine::parse("EXO-DBX engine=libdb"), Err(LineError::WrongPrefix { expected: "EXO-DB" }));
+    assert_eq!(DbLine::parse(BENCH), Err(LineError::WrongPrefix { expected: "EXO-DB" }));
     let b = |from: &str, to: &str| BenchLine::parse(&BENCH.replacen(from, to, 1)).unwrap_err();
-    assert_eq!(
-        b("secs=0.074563", "secs=0.07456"),
-        LineError::BadNumber {
-            field: "secs",
-            value: "0.07456".into()
-        }
-    );
-    assert_eq!(
-        b("iops=6705", "iops=lots"),
-        LineError::BadNumber {
-            field: "iops",
-            value: "lots".into()
-        }
-    );
-    assert_eq!(
-        b("system=exo", "system=linux"),
-        LineError::Unexpected {
-            field: "system",
-            value: "linux".into()
-        }
-    );
-    assert_eq!(
-        b(" timer_ticks=7", ""),
-        LineError::MissingField {
-            field: "timer_ticks"
-        }
-    );
+    assert_eq!(b("secs=0.074563", "secs=0.07456"), LineError::BadNumber { field: "secs", value: "0.07456".into() });
+    assert_eq!(b("iops=6705", "iops=lots"), LineError::BadNumber { field: "iops", value: "lots".into() });
+    assert_eq!(b("system=exo", "system=linux"), LineError::Unexpected { field: "system", value: "linux".into() });
+    assert_eq!(b(" timer_ticks=7", ""), LineError::MissingField { field: "timer_ticks" });
     // The messages name the field.
-    assert!(e(" tsc_per_us=2624", "")
-        .to_string()
-        .contains("`tsc_per_us=`"));
+    assert!(e(" tsc_per_us=2624", "").to_string().contains("`tsc_per_us=`"));
 }
 
 #[test]
 fn microbench_lines_round_trip() {
     for (i, op) in Op::ALL.into_iter().enumerate() {
-        let l = OpLine {
-            op,
-            ticks: 100 + i as u64,
-        };
+        let l = OpLine { op, ticks: 100 + i as u64 };
         let text = l.to_string();
         assert_eq!(OpLine::parse(&text, op), Ok(Some(l)));
         for other in Op::ALL.into_iter().filter(|o| *o != op) {
@@ -227,33 +131,17 @@ fn microbench_lines_round_trip() {
         }
     }
     assert_eq!(
-        OpLine {
-            op: Op::NullSyscall,
-            ticks: 1234
-        }
-        .to_string(),
+        OpLine { op: Op::NullSyscall, ticks: 1234 }.to_string(),
         "microbench: null system call (BadSyscall): 1234 ticks"
     );
-    assert_eq!(
-        TscLine::parse(&TscLine(2600).to_string()),
-        Ok(Some(TscLine(2600)))
-    );
+    assert_eq!(TscLine::parse(&TscLine(2600).to_string()), Ok(Some(TscLine(2600))));
     assert_eq!(TscLine::parse("microbench: calibration: 1 ticks"), Ok(None));
     assert_eq!(
-        OpLine::parse(
-            "microbench: map (move) one 4 KiB page: many ticks",
-            Op::MapPage
-        ),
-        Err(LineError::BadNumber {
-            field: "ticks",
-            value: "many ticks".into()
-        })
+        OpLine::parse("microbench: map (move) one 4 KiB page: many ticks", Op::MapPage),
+        Err(LineError::BadNumber { field: "ticks", value: "many ticks".into() })
     );
     assert_eq!(
         TscLine::parse("microbench: tsc ticks per microsecond ?"),
-        Err(LineError::BadNumber {
-            field: "tsc ticks per microsecond",
-            value: "?".into()
-        })
+        Err(LineError::BadNumber { field: "tsc ticks per microsecond", value: "?".into() })
     );
 }

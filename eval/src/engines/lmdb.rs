@@ -60,7 +60,11 @@ impl Lmdb {
     }
 }
 
-fn read<R>(env: &'static Env, group: &Option<RwTxn<'static>>, f: impl FnOnce(&RoTxn) -> EngineResult<R>) -> EngineResult<R> {
+fn read<R>(
+    env: &'static Env,
+    group: &Option<RwTxn<'static>>,
+    f: impl FnOnce(&RoTxn) -> EngineResult<R>,
+) -> EngineResult<R> {
     match group {
         Some(w) => f(w),
         None => {
@@ -107,7 +111,11 @@ impl Engine for Lmdb {
         let db = self.db;
         read(self.env, &self.open_group, |t| {
             let mut count = 0;
-            for item in db.range(t, &(std::ops::Bound::Included(start), std::ops::Bound::Unbounded)).map_err(err("range"))?.take(n) {
+            for item in db
+                .range(t, &(std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+                .map_err(err("range"))?
+                .take(n)
+            {
                 let (k, v) = item.map_err(err("range step"))?;
                 visit(k, v);
                 count += 1;

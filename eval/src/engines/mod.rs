@@ -36,7 +36,13 @@ pub trait Engine {
 
 /// Opens engine `name` with a fresh store in `dir` (which must exist);
 /// `medium` picks a backend where an engine has several (libdb on `pmem`).
-pub fn open(name: &str, dir: &Path, medium: &str, durability: Durability, expected_bytes: u64) -> EngineResult<Box<dyn Engine>> {
+pub fn open(
+    name: &str,
+    dir: &Path,
+    medium: &str,
+    durability: Durability,
+    expected_bytes: u64,
+) -> EngineResult<Box<dyn Engine>> {
     if !crate::matrix::supports(name, durability) {
         return Err(format!("engine {name} cannot honour durability {durability}"));
     }

@@ -63,7 +63,8 @@ impl Engine for Sqlite {
         self.set_full(durable)?;
         let tx = self.conn.transaction().map_err(err("begin"))?;
         {
-            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)").map_err(err("prepare put"))?;
+            let mut stmt =
+                tx.prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)").map_err(err("prepare put"))?;
             for (k, v) in puts {
                 stmt.execute(params![k, v]).map_err(err("put"))?;
             }
@@ -86,8 +87,10 @@ impl Engine for Sqlite {
     }
 
     fn scan(&mut self, start: &[u8], n: usize, visit: &mut dyn FnMut(&[u8], &[u8])) -> EngineResult<usize> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT ?2").map_err(err("prepare scan"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT ?2")
+            .map_err(err("prepare scan"))?;
         let mut rows = stmt.query(params![start, n as i64]).map_err(err("scan"))?;
         let mut count = 0;
         while let Some(row) = rows.next().map_err(err("scan step"))? {

@@ -34,11 +34,7 @@ pub struct Hist {
 impl Hist {
     /// Sum of `value` over entries whose name satisfies `keep`.
     pub fn sum(&self, value: &str, keep: impl Fn(&str) -> bool) -> u64 {
-        self.entries
-            .iter()
-            .filter(|e| keep(&e.name))
-            .filter_map(|e| e.value(value))
-            .sum()
+        self.entries.iter().filter(|e| keep(&e.name)).filter_map(|e| e.value(value)).sum()
     }
 }
 
@@ -48,13 +44,9 @@ pub fn parse(text: &str) -> Result<Hist> {
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix('{') {
-            h.entries
-                .push(parse_entry(rest).with_context(|| format!("hist line {}: `{line}`", n + 1))?);
+            h.entries.push(parse_entry(rest).with_context(|| format!("hist line {}: `{line}`", n + 1))?);
         } else if let Some(v) = line.strip_prefix("Dropped:") {
-            h.dropped = v
-                .trim()
-                .parse()
-                .with_context(|| format!("hist line {}: bad Dropped count", n + 1))?;
+            h.dropped = v.trim().parse().with_context(|| format!("hist line {}: bad Dropped count", n + 1))?;
         } else if line.starts_with("Totals:") {
             saw_totals = true;
         }
@@ -71,11 +63,7 @@ fn parse_entry(rest: &str) -> Result<Entry> {
     let key = key.trim();
     let (name, pid) = match key.rsplit_once('[') {
         Some((name, pid)) => {
-            let pid = pid
-                .trim_end_matches(']')
-                .trim()
-                .parse()
-                .context("bad pid in `[...]`")?;
+            let pid = pid.trim_end_matches(']').trim().parse().context("bad pid in `[...]`")?;
             (name.trim().to_string(), Some(pid))
         }
         None => (key.to_string(), None),
@@ -83,17 +71,9 @@ fn parse_entry(rest: &str) -> Result<Entry> {
     let mut values = vec![];
     let mut words = vals.split_whitespace();
     while let Some(w) = words.next() {
-        let vname = w
-            .strip_suffix(':')
-            .with_context(|| format!("expected `name:`, got `{w}`"))?;
-        let v = words
-            .next()
-            .with_context(|| format!("`{vname}:` has no value"))?;
-        values.push((
-            vname.to_string(),
-            v.parse()
-                .with_context(|| format!("`{vname}` value `{v}` is not a number"))?,
-        ));
+        let vname = w.strip_suffix(':').with_context(|| format!("expected `name:`, got `{w}`"))?;
+        let v = words.next().with_context(|| format!("`{vname}:` has no value"))?;
+        values.push((vname.to_string(), v.parse().with_context(|| format!("`{vname}` value `{v}` is not a number"))?));
     }
     if values.is_empty() {
         bail!("entry has no values");

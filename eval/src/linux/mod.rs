@@ -15,9 +15,9 @@ pub mod report;
 pub mod serial;
 
 use crate::results::Row;
+use anyhow::Result;
 use blockstats::BlockStats;
 use qtrace::NvmeCounts;
-use anyhow::Result;
 use std::path::Path;
 
 /// What one row produced in one pass.
@@ -43,44 +43,20 @@ pub struct RunOutcome {
     pub hist_run: String,
 }
 
-type Metric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&Row) -> Option<f64>,
-);
+type Metric = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);
 
 const PLOTS: &[Metric] = &[
-    (
-        "linux-ops-per-sec.svg",
-        "Linux guest: operations per second (TCG wall clock)",
-        "ops/s",
-        |r| Some(r.ops_per_sec),
-    ),
-    (
-        "linux-device-flushes.svg",
-        "Linux guest on NVMe: device flushes per operation",
-        "flushes/op",
-        |r| r.device_flushes_per_op,
-    ),
-    (
-        "linux-device-bytes.svg",
-        "Linux guest on NVMe: bytes written to the device per operation",
-        "bytes/op",
-        |r| r.device_bytes_written_per_op,
-    ),
-    (
-        "linux-syscalls.svg",
-        "Linux guest: system calls per operation",
-        "syscalls/op",
-        |r| r.syscalls_per_op,
-    ),
-    (
-        "linux-instructions.svg",
-        "Linux guest: guest instructions per operation (icount pass)",
-        "instructions/op",
-        |r| r.guest_instructions_per_op,
-    ),
+    ("linux-ops-per-sec.svg", "Linux guest: operations per second (TCG wall clock)", "ops/s", |r| Some(r.ops_per_sec)),
+    ("linux-device-flushes.svg", "Linux guest on NVMe: device flushes per operation", "flushes/op", |r| {
+        r.device_flushes_per_op
+    }),
+    ("linux-device-bytes.svg", "Linux guest on NVMe: bytes written to the device per operation", "bytes/op", |r| {
+        r.device_bytes_written_per_op
+    }),
+    ("linux-syscalls.svg", "Linux guest: system calls per operation", "syscalls/op", |r| r.syscalls_per_op),
+    ("linux-instructions.svg", "Linux guest: guest instructions per operation (icount pass)", "instructions/op", |r| {
+        r.guest_instructions_per_op
+    }),
 ];
 
 /// One SVG per metric, one panel per (workload, value size, medium).
@@ -89,11 +65,7 @@ pub fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<String>> {
     for (file, title, unit, metric) in PLOTS {
         let mut panels = vec![];
         for medium in plan::MEDIA {
-            let sub: Vec<Row> = rows
-                .iter()
-                .filter(|r| r.medium == *medium)
-                .cloned()
-                .collect();
+            let sub: Vec<Row> = rows.iter().filter(|r| r.medium == *medium).cloned().collect();
             for mut p in crate::plot::panels_by_workload(&sub, *metric) {
                 p.title = format!("{}, {medium}", p.title);
                 panels.push(p);
@@ -102,8 +74,7 @@ pub fn write_plots(out: &Path, rows: &[Row]) -> Result<Vec<String>> {
         if panels.is_empty() {
             continue;
         }
-        crate::plot::write_bar_chart_svg(&out.join(file), title, unit, &panels, 4)
-            .map_err(anyhow::Error::msg)?;
+        crate::plot::write_bar_chart_svg(&out.join(file), title, unit, &panels, 4).map_err(anyhow::Error::msg)?;
         written.push(file.to_string());
     }
     Ok(written)

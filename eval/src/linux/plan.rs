@@ -101,10 +101,7 @@ pub fn runs(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
             baseline.ops = 1;
             runs.push(baseline);
             runs.push(measured);
-            pairs.push(Pair {
-                baseline: runs.len() - 2,
-                measured: runs.len() - 1,
-            });
+            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
         }
     }
     (runs, pairs)
@@ -154,10 +151,7 @@ mod tests {
                 for d in ["sync", "async"] {
                     assert!(pairs.iter().any(|p| {
                         let r = &runs[p.measured];
-                        r.engine == e
-                            && r.medium == *m
-                            && r.workload == "commit"
-                            && r.durability == d
+                        r.engine == e && r.medium == *m && r.workload == "commit" && r.durability == d
                     }));
                 }
             }
@@ -171,13 +165,7 @@ mod tests {
             let (m, b) = (&runs[p.measured], &runs[p.baseline]);
             assert_eq!(b.ops, 1);
             assert!(m.ops > 1, "{m:?} needs ops > 1 for a difference");
-            assert_eq!(
-                Run {
-                    ops: m.ops,
-                    ..b.clone()
-                },
-                *m
-            );
+            assert_eq!(Run { ops: m.ops, ..b.clone() }, *m);
         }
     }
 
@@ -186,20 +174,13 @@ mod tests {
         let full = full_entries();
         assert!(full.iter().any(|e| e.value_bytes == 4096));
         for e in &full {
-            let records = e.keys.max(
-                if matches!(e.workload, Workload::FillSeq | Workload::FillRandom) {
-                    e.ops
-                } else {
-                    0
-                },
-            );
+            let records =
+                e.keys.max(if matches!(e.workload, Workload::FillSeq | Workload::FillRandom) { e.ops } else { 0 });
             assert!(records * (e.value_bytes + 64) <= DATA_BUDGET_BYTES, "{e:?}");
             assert!(e.ops >= 2, "{e:?}");
         }
         // Small values keep the suite's size.
-        assert!(full
-            .iter()
-            .any(|e| e.value_bytes == 100 && e.keys == Plan::suite(false).keys));
+        assert!(full.iter().any(|e| e.value_bytes == 100 && e.keys == Plan::suite(false).keys));
     }
 
     #[test]

@@ -15,17 +15,9 @@ pub const PAGE: usize = 4096;
 /// Distinct `PAGE`-sized pages that differ between two images.
 pub fn changed_pages(before: &[u8], after: &[u8]) -> Result<u64> {
     if before.len() != after.len() {
-        bail!(
-            "pmem image changed size ({} -> {} bytes)",
-            before.len(),
-            after.len()
-        );
+        bail!("pmem image changed size ({} -> {} bytes)", before.len(), after.len());
     }
-    Ok(before
-        .chunks(PAGE)
-        .zip(after.chunks(PAGE))
-        .filter(|(a, b)| a != b)
-        .count() as u64)
+    Ok(before.chunks(PAGE).zip(after.chunks(PAGE)).filter(|(a, b)| a != b).count() as u64)
 }
 
 /// Holds the last image read, to compare the next one against.
@@ -36,29 +28,19 @@ pub struct PmemWatch {
 
 impl PmemWatch {
     pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            last: None,
-        }
+        Self { path: path.to_path_buf(), last: None }
     }
 
     /// Remember the current contents.
     pub fn mark(&mut self) -> Result<()> {
-        self.last = Some(
-            std::fs::read(&self.path)
-                .with_context(|| format!("reading {}", self.path.display()))?,
-        );
+        self.last = Some(std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?);
         Ok(())
     }
 
     /// Pages changed since `mark`.
     pub fn changed_since_mark(&mut self) -> Result<u64> {
-        let before = self
-            .last
-            .take()
-            .context("pmem pages: no earlier snapshot")?;
-        let now = std::fs::read(&self.path)
-            .with_context(|| format!("reading {}", self.path.display()))?;
+        let before = self.last.take().context("pmem pages: no earlier snapshot")?;
+        let now = std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         changed_pages(&before, &now)
     }
 }

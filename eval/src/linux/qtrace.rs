@@ -63,17 +63,11 @@ pub fn count(text: &str) -> Result<NvmeCounts> {
                 }
             }
             "pci_nvme_write" if field(line, "opname") == Some("'NVME_NVM_CMD_WRITE'") => {
-                let bytes: u64 = field(line, "count")
-                    .with_context(ctx)?
-                    .parse()
-                    .with_context(ctx)?;
+                let bytes: u64 = field(line, "count").with_context(ctx)?.parse().with_context(ctx)?;
                 c.bytes_written += bytes;
             }
             "pci_nvme_mmio_doorbell_sq" => {
-                let sqid: u32 = field(line, "sqid")
-                    .with_context(ctx)?
-                    .parse()
-                    .with_context(ctx)?;
+                let sqid: u32 = field(line, "sqid").with_context(ctx)?.parse().with_context(ctx)?;
                 if sqid != 0 {
                     c.io_sq_doorbells += 1;
                 }
@@ -130,19 +124,10 @@ pci_nvme_mmio_doorbell_cq cqid 1 new_head 17
 pci_nvme_mmio_doorbell_sq sqid 1 new_tail 18
 ";
         let c = count(log).unwrap();
-        assert_eq!(
-            c,
-            NvmeCounts {
-                io_sq_doorbells: 3,
-                ..Default::default()
-            }
-        );
+        assert_eq!(c, NvmeCounts { io_sq_doorbells: 3, ..Default::default() });
         let e = count("pci_nvme_mmio_doorbell_sq sqid x new_tail 1\n").unwrap_err();
         assert!(format!("{e:#}").contains("trace line 1"), "{e:#}");
-        assert!(
-            count("pci_nvme_mmio_doorbell_sq new_tail 1\n").is_err(),
-            "a doorbell without sqid is malformed"
-        );
+        assert!(count("pci_nvme_mmio_doorbell_sq new_tail 1\n").is_err(), "a doorbell without sqid is malformed");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use super::plan::{Pair, Run};
 use super::RunOutcome;
-use anyhow::{bail, Context, Result};
 use crate::results::{parse_row, Row};
+use anyhow::{bail, Context, Result};
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
 /// phase with start-up, preload and the final sync cancelled out.
@@ -28,14 +28,10 @@ pub fn make_row(
         (None, Some(f)) => bail!("{f}"),
         (None, None) => bail!("no result"),
     };
-    let mut row = parse_row(bench_columns, csv)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("eval-bench row `{csv}`"))?;
+    let mut row =
+        parse_row(bench_columns, csv).map_err(anyhow::Error::msg).with_context(|| format!("eval-bench row `{csv}`"))?;
     if row.ops != run.ops || row.engine != run.engine || row.workload != run.workload {
-        bail!(
-            "eval-bench row `{csv}` does not match the planned run {}",
-            run.label()
-        );
+        bail!("eval-bench row `{csv}` does not match the planned run {}", run.label());
     }
     let ops = row.ops;
     if row.syscalls_per_op.is_none() {
@@ -79,21 +75,14 @@ pub fn doorbells_per_op(pair: Pair, runs: &[Run], icount: &[RunOutcome]) -> Opti
 pub fn append_column(table: &str, header: &str, cells: &[Option<f64>]) -> Result<String> {
     let lines: Vec<&str> = table.lines().collect();
     if lines.len() != cells.len() + 2 || lines.iter().any(|l| !l.ends_with('|')) {
-        bail!(
-            "appending `{header}`: the table has {} lines, want {} rows + 2",
-            lines.len(),
-            cells.len()
-        );
+        bail!("appending `{header}`: the table has {} lines, want {} rows + 2", lines.len(), cells.len());
     }
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
         let cell = match i {
             0 => format!(" {header} |"),
             1 => "---:|".to_string(),
-            _ => format!(
-                " {} |",
-                cells[i - 2].map_or("–".to_string(), |v| format!("{v:.2}"))
-            ),
+            _ => format!(" {} |", cells[i - 2].map_or("–".to_string(), |v| format!("{v:.2}"))),
         };
         out.push_str(line);
         out.push_str(&cell);
@@ -106,15 +95,9 @@ pub fn append_column(table: &str, header: &str, cells: &[Option<f64>]) -> Result
 /// a doorbell count and they are not all zero (which is what `ioeventfd=on`
 /// or a renamed trace event would silently give).
 pub fn doorbell_check(runs: &[Run], icount: &[RunOutcome]) -> (bool, String) {
-    let nvme: Vec<(&Run, &RunOutcome)> = runs
-        .iter()
-        .zip(icount)
-        .filter(|(r, o)| r.medium == "nvme" && o.csv.is_some())
-        .collect();
-    let missing = nvme
-        .iter()
-        .filter(|(_, o)| o.nvme_sq_doorbells.is_none())
-        .count();
+    let nvme: Vec<(&Run, &RunOutcome)> =
+        runs.iter().zip(icount).filter(|(r, o)| r.medium == "nvme" && o.csv.is_some()).collect();
+    let missing = nvme.iter().filter(|(_, o)| o.nvme_sq_doorbells.is_none()).count();
     let total: u64 = nvme.iter().filter_map(|(_, o)| o.nvme_sq_doorbells).sum();
     let ok = !nvme.is_empty() && missing == 0 && total > 0;
     (
@@ -209,10 +192,8 @@ pub fn pmem_pages_table(pairs: &[Pair], runs: &[Run], counters: &[RunOutcome]) -
     let mut any = false;
     for p in pairs {
         let r = &runs[p.measured];
-        let (Some(m), Some(b)) = (
-            counters[p.measured].pmem_pages_changed,
-            counters[p.baseline].pmem_pages_changed,
-        ) else {
+        let (Some(m), Some(b)) = (counters[p.measured].pmem_pages_changed, counters[p.baseline].pmem_pages_changed)
+        else {
             continue;
         };
         any = true;
@@ -234,42 +215,27 @@ pub fn pmem_pages_table(pairs: &[Pair], runs: &[Run], counters: &[RunOutcome]) -
 pub fn sanity(rows: &[Row]) -> Vec<(bool, String)> {
     let mut out = vec![];
     let nvme_commit = |r: &&Row| r.medium == "nvme" && r.workload == "commit";
-    for r in rows
-        .iter()
-        .filter(nvme_commit)
-        .filter(|r| r.durability == "sync")
-    {
+    for r in rows.iter().filter(nvme_commit).filter(|r| r.durability == "sync") {
         let Some(sync_f) = r.device_flushes_per_op else {
-            out.push((
-                false,
-                format!("{}: sync commit has no device flush count", r.engine),
-            ));
+            out.push((false, format!("{}: sync commit has no device flush count", r.engine)));
             continue;
         };
         out.push((
             sync_f >= 1.0,
-            format!(
-                "{}: sync commit, {sync_f:.2} NVMe flushes per commit (want >= 1)",
-                r.engine
-            ),
+            format!("{}: sync commit, {sync_f:.2} NVMe flushes per commit (want >= 1)", r.engine),
         ));
-        let weaker = rows.iter().filter(nvme_commit).filter(|a| {
-            a.durability != "sync" && a.engine == r.engine && a.value_bytes == r.value_bytes
-        });
+        let weaker = rows
+            .iter()
+            .filter(nvme_commit)
+            .filter(|a| a.durability != "sync" && a.engine == r.engine && a.value_bytes == r.value_bytes);
         for a in weaker {
             let d = &a.durability;
             match a.device_flushes_per_op {
                 Some(v) => out.push((
                     v < sync_f,
-                    format!(
-                        "{}: {d} commit, {v:.3} NVMe flushes per commit (want < {sync_f:.2})",
-                        r.engine
-                    ),
+                    format!("{}: {d} commit, {v:.3} NVMe flushes per commit (want < {sync_f:.2})", r.engine),
                 )),
-                None => out.push((
-                    false,
-                    format!("{}: {d} commit has no device flush count", r.engine),
-                )),
+                None => out.push((false, format!("{}: {d} commit has no device flush count", r.engine))),
             }
         }
     }
@@ -304,21 +270,9 @@ pub fn cross_check(runs: &[Run], counters: &[RunOutcome]) -> (bool, String) {
         }
     }
     if bad.is_empty() {
-        (
-            checked > 0,
-            format!(
-                "trace-event NVMe write counts equal QMP query-blockstats in all {checked} runs"
-            ),
-        )
+        (checked > 0, format!("trace-event NVMe write counts equal QMP query-blockstats in all {checked} runs"))
     } else {
-        (
-            false,
-            format!(
-                "trace vs blockstats disagree in {} of {checked} runs: {}",
-                bad.len(),
-                bad.join("; ")
-            ),
-        )
+        (false, format!("trace vs blockstats disagree in {} of {checked} runs: {}", bad.len(), bad.join("; ")))
     }
 }
 
@@ -328,10 +282,7 @@ mod tests {
     use crate::linux::qtrace::NvmeCounts;
 
     fn cols() -> Vec<String> {
-        crate::results::COLUMNS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        crate::results::COLUMNS.iter().map(|s| s.to_string()).collect()
     }
 
     fn run(engine: &str, durability: &str, ops: u64) -> Run {
@@ -367,25 +318,9 @@ mod tests {
     #[test]
     fn per_op_counts_are_differential() {
         let runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
-        let c = vec![
-            outcome(&runs[0], "", 3, 0),
-            outcome(&runs[1], "", 3 + 136, 0),
-        ];
-        let ic = vec![
-            outcome(&runs[0], "", 0, 5_000_000),
-            outcome(&runs[1], "", 0, 25_000_000),
-        ];
-        let row = make_row(
-            Pair {
-                baseline: 0,
-                measured: 1,
-            },
-            &runs,
-            &cols(),
-            &c,
-            &ic,
-        )
-        .unwrap();
+        let c = vec![outcome(&runs[0], "", 3, 0), outcome(&runs[1], "", 3 + 136, 0)];
+        let ic = vec![outcome(&runs[0], "", 0, 5_000_000), outcome(&runs[1], "", 0, 25_000_000)];
+        let row = make_row(Pair { baseline: 0, measured: 1 }, &runs, &cols(), &c, &ic).unwrap();
         assert_eq!(row.system, "linux-guest");
         assert_eq!(row.device_flushes_per_op, Some(1.36));
         assert_eq!(row.device_write_cmds_per_op, Some(3.0));
@@ -395,23 +330,9 @@ mod tests {
         assert_eq!(row.syscalls_per_op, Some(5.0));
         assert_eq!(row.bytes_copied_per_op, Some(120.0));
         // The bench's own (measured-phase) syscall count wins when present.
-        let c2 = vec![
-            outcome(&runs[0], "7", 3, 0),
-            outcome(&runs[1], "7.5", 139, 0),
-        ];
+        let c2 = vec![outcome(&runs[0], "7", 3, 0), outcome(&runs[1], "7.5", 139, 0)];
         assert_eq!(
-            make_row(
-                Pair {
-                    baseline: 0,
-                    measured: 1
-                },
-                &runs,
-                &cols(),
-                &c2,
-                &ic
-            )
-            .unwrap()
-            .syscalls_per_op,
+            make_row(Pair { baseline: 0, measured: 1 }, &runs, &cols(), &c2, &ic).unwrap().syscalls_per_op,
             Some(7.5)
         );
     }
@@ -419,35 +340,13 @@ mod tests {
     #[test]
     fn failures_and_mismatches_are_errors() {
         let runs = vec![run("libdb", "sync", 1), run("libdb", "sync", 101)];
-        let failed = RunOutcome {
-            fail: Some("eval-bench-exited-1: libdb: boom".into()),
-            ..Default::default()
-        };
-        let e = make_row(
-            Pair {
-                baseline: 0,
-                measured: 1,
-            },
-            &runs,
-            &cols(),
-            &[failed.clone(), failed],
-            &[],
-        )
-        .unwrap_err();
+        let failed = RunOutcome { fail: Some("eval-bench-exited-1: libdb: boom".into()), ..Default::default() };
+        let e =
+            make_row(Pair { baseline: 0, measured: 1 }, &runs, &cols(), &[failed.clone(), failed], &[]).unwrap_err();
         assert!(e.to_string().contains("boom"));
         let other = run("lmdb", "sync", 101);
         let c = vec![outcome(&runs[0], "", 0, 0), outcome(&other, "", 0, 0)];
-        assert!(make_row(
-            Pair {
-                baseline: 0,
-                measured: 1
-            },
-            &runs,
-            &cols(),
-            &c,
-            &[]
-        )
-        .is_err());
+        assert!(make_row(Pair { baseline: 0, measured: 1 }, &runs, &cols(), &c, &[]).is_err());
         assert_eq!(differential(5, 1, 1), None);
         assert_eq!(differential(1, 5, 3), Some(-2.0));
     }
@@ -472,11 +371,7 @@ mod tests {
             row("lmdb", "sync", None),
         ];
         let c = sanity(&rows);
-        assert_eq!(
-            c.iter().map(|x| x.0).collect::<Vec<_>>(),
-            vec![true, true, true, false, false, false],
-            "{c:?}"
-        );
+        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![true, true, true, false, false, false], "{c:?}");
     }
 
     #[test]
@@ -486,11 +381,8 @@ mod tests {
         let mut c = vec![outcome(&runs[0], "", 3, 0), outcome(&runs[1], "", 3, 0)];
         for o in &mut c {
             let n = o.nvme.unwrap();
-            o.blockstats = Some(BlockStats {
-                wr_operations: n.write_cmds,
-                wr_bytes: n.bytes_written,
-                ..Default::default()
-            });
+            o.blockstats =
+                Some(BlockStats { wr_operations: n.write_cmds, wr_bytes: n.bytes_written, ..Default::default() });
         }
         assert!(cross_check(&runs, &c).0);
         c[1].blockstats.as_mut().unwrap().wr_bytes += 512;
@@ -507,33 +399,14 @@ mod tests {
         let mut runs = vec![run("lmdb", "sync", 1), run("lmdb", "sync", 11)];
         runs.iter_mut().for_each(|r| r.medium = "pmem".into());
         let c = vec![
-            RunOutcome {
-                pmem_pages_changed: Some(40),
-                ..Default::default()
-            },
-            RunOutcome {
-                pmem_pages_changed: Some(60),
-                ..Default::default()
-            },
+            RunOutcome { pmem_pages_changed: Some(40), ..Default::default() },
+            RunOutcome { pmem_pages_changed: Some(60), ..Default::default() },
         ];
-        let t = pmem_pages_table(
-            &[Pair {
-                baseline: 0,
-                measured: 1,
-            }],
-            &runs,
-            &c,
-        );
-        assert!(
-            t.contains("| lmdb | commit | 100 B | sync | 11 | 60 | 40 |"),
-            "{t}"
-        );
+        let t = pmem_pages_table(&[Pair { baseline: 0, measured: 1 }], &runs, &c);
+        assert!(t.contains("| lmdb | commit | 100 B | sync | 11 | 60 | 40 |"), "{t}");
         assert_eq!(
             pmem_pages_table(
-                &[Pair {
-                    baseline: 0,
-                    measured: 1
-                }],
+                &[Pair { baseline: 0, measured: 1 }],
                 &runs,
                 &[RunOutcome::default(), RunOutcome::default()]
             ),
@@ -545,40 +418,20 @@ mod tests {
     fn doorbells_per_op_is_differential_from_the_icount_pass_on_nvme_only() {
         let mut runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
         let ic = vec![
-            RunOutcome {
-                nvme_sq_doorbells: Some(40),
-                ..Default::default()
-            },
-            RunOutcome {
-                nvme_sq_doorbells: Some(40 + 250),
-                ..Default::default()
-            },
+            RunOutcome { nvme_sq_doorbells: Some(40), ..Default::default() },
+            RunOutcome { nvme_sq_doorbells: Some(40 + 250), ..Default::default() },
         ];
-        let p = Pair {
-            baseline: 0,
-            measured: 1,
-        };
+        let p = Pair { baseline: 0, measured: 1 };
         assert_eq!(doorbells_per_op(p, &runs, &ic), Some(2.5));
-        assert_eq!(
-            doorbells_per_op(p, &runs, &ic[..1]),
-            None,
-            "no measured run"
-        );
-        assert_eq!(
-            doorbells_per_op(p, &runs, &[ic[0].clone(), RunOutcome::default()]),
-            None
-        );
+        assert_eq!(doorbells_per_op(p, &runs, &ic[..1]), None, "no measured run");
+        assert_eq!(doorbells_per_op(p, &runs, &[ic[0].clone(), RunOutcome::default()]), None);
         runs.iter_mut().for_each(|r| r.medium = "pmem".into());
         assert_eq!(doorbells_per_op(p, &runs, &ic), None);
         // The raw totals go to linux-counters.csv under their own header.
         let t = counters_csv(&runs, &[RunOutcome::default(), RunOutcome::default()], &ic);
         let head: Vec<&str> = t.lines().next().unwrap().split(',').collect();
         let col = head.iter().position(|h| *h == "nvme_sq_doorbells").unwrap();
-        let cells: Vec<&str> = t
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(col).unwrap())
-            .collect();
+        let cells: Vec<&str> = t.lines().skip(1).map(|l| l.split(',').nth(col).unwrap()).collect();
         assert_eq!(cells, vec!["40", "290"]);
     }
 
@@ -586,29 +439,16 @@ mod tests {
     fn append_column_adds_a_cell_to_every_line() {
         let t = "| a | b |\n|---|---:|\n| x | 1 |\n| y | 2 |\n";
         let out = append_column(t, "doorbells/op", &[Some(1.234), None]).unwrap();
-        assert_eq!(
-            out,
-            "| a | b | doorbells/op |\n|---|---:|---:|\n| x | 1 | 1.23 |\n| y | 2 | – |\n"
-        );
-        assert!(
-            append_column(t, "d", &[Some(1.0)]).is_err(),
-            "row count mismatch must not misalign cells"
-        );
+        assert_eq!(out, "| a | b | doorbells/op |\n|---|---:|---:|\n| x | 1 | 1.23 |\n| y | 2 | – |\n");
+        assert!(append_column(t, "d", &[Some(1.0)]).is_err(), "row count mismatch must not misalign cells");
     }
 
     #[test]
     fn doorbell_check_needs_counts_on_every_nvme_run() {
         let runs = vec![run("lmdb", "sync", 1), run("lmdb", "sync", 11)];
-        let ok = |n| RunOutcome {
-            csv: Some(String::new()),
-            nvme_sq_doorbells: n,
-            ..Default::default()
-        };
+        let ok = |n| RunOutcome { csv: Some(String::new()), nvme_sq_doorbells: n, ..Default::default() };
         assert!(doorbell_check(&runs, &[ok(Some(3)), ok(Some(30))]).0);
-        assert!(
-            !doorbell_check(&runs, &[ok(Some(0)), ok(Some(0))]).0,
-            "all zero means doorbells bypassed the trace"
-        );
+        assert!(!doorbell_check(&runs, &[ok(Some(0)), ok(Some(0))]).0, "all zero means doorbells bypassed the trace");
         let (pass, why) = doorbell_check(&runs, &[ok(Some(3)), ok(None)]);
         assert!(!pass && why.contains("1 runs without"), "{why}");
         assert!(!doorbell_check(&runs, &[]).0);
@@ -617,13 +457,7 @@ mod tests {
     #[test]
     fn counters_table_has_a_line_per_run() {
         let runs = vec![run("sqlite", "sync", 1), run("sqlite", "sync", 101)];
-        let c = vec![
-            outcome(&runs[0], "", 3, 0),
-            RunOutcome {
-                fail: Some("x,y".into()),
-                ..Default::default()
-            },
-        ];
+        let c = vec![outcome(&runs[0], "", 3, 0), RunOutcome { fail: Some("x,y".into()), ..Default::default() }];
         let t = counters_csv(&runs, &c, &[]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);

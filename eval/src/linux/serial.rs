@@ -22,10 +22,7 @@ pub enum Line {
 
 fn row_and_rest(rest: &str) -> Result<(usize, String)> {
     let (n, text) = rest.split_once(' ').unwrap_or((rest, ""));
-    Ok((
-        n.parse().with_context(|| format!("bad row number `{n}`"))?,
-        text.to_string(),
-    ))
+    Ok((n.parse().with_context(|| format!("bad row number `{n}`"))?, text.to_string()))
 }
 
 /// Classify one console line (without its newline).
@@ -48,23 +45,11 @@ pub fn parse(line: &str) -> Result<Line> {
                 })
                 .collect(),
         ),
-        "READY" => Line::Ready(
-            rest.trim()
-                .parse()
-                .with_context(|| format!("bad READY `{line}`"))?,
-        ),
+        "READY" => Line::Ready(rest.trim().parse().with_context(|| format!("bad READY `{line}`"))?),
         "DONE" => {
             let mut w = rest.split_whitespace();
-            let row = w
-                .next()
-                .unwrap_or("")
-                .parse()
-                .with_context(|| format!("bad DONE `{line}`"))?;
-            let exit_code = w
-                .next()
-                .unwrap_or("")
-                .parse()
-                .with_context(|| format!("bad DONE exit code `{line}`"))?;
+            let row = w.next().unwrap_or("").parse().with_context(|| format!("bad DONE `{line}`"))?;
+            let exit_code = w.next().unwrap_or("").parse().with_context(|| format!("bad DONE exit code `{line}`"))?;
             Line::Done { row, exit_code }
         }
         "HIST-SYS" => with_row(Line::HistSys)?,
@@ -87,45 +72,21 @@ mod tests {
     #[test]
     fn parses_every_message_kind() {
         assert_eq!(parse("@@READY 3\r").unwrap(), Line::Ready(3));
-        assert_eq!(
-            parse("@@DONE 3 0").unwrap(),
-            Line::Done {
-                row: 3,
-                exit_code: 0
-            }
-        );
-        assert_eq!(
-            parse("@@DONE 4 127").unwrap(),
-            Line::Done {
-                row: 4,
-                exit_code: 127
-            }
-        );
-        assert_eq!(
-            parse("@@ROW 2 sqlite,commit,100").unwrap(),
-            Line::Row(2, "sqlite,commit,100".into())
-        );
+        assert_eq!(parse("@@DONE 3 0").unwrap(), Line::Done { row: 3, exit_code: 0 });
+        assert_eq!(parse("@@DONE 4 127").unwrap(), Line::Done { row: 4, exit_code: 127 });
+        assert_eq!(parse("@@ROW 2 sqlite,commit,100").unwrap(), Line::Row(2, "sqlite,commit,100".into()));
         assert_eq!(
             parse("@@HIST-SYS 2 { common_pid: x [ 1] } hitcount: 3").unwrap(),
             Line::HistSys(2, "{ common_pid: x [ 1] } hitcount: 3".into())
         );
         assert_eq!(parse("@@HIST-RUN 2 ").unwrap(), Line::HistRun(2, "".into()));
-        assert_eq!(
-            parse("@@FAIL 5 pmem-not-mounted").unwrap(),
-            Line::Fail(5, "pmem-not-mounted".into())
-        );
+        assert_eq!(parse("@@FAIL 5 pmem-not-mounted").unwrap(), Line::Fail(5, "pmem-not-mounted".into()));
         assert_eq!(
             parse("@@ENV dax=none reason=mount-failed").unwrap(),
-            Line::Env(vec![
-                ("dax".into(), "none".into()),
-                ("reason".into(), "mount-failed".into())
-            ])
+            Line::Env(vec![("dax".into(), "none".into()), ("reason".into(), "mount-failed".into())])
         );
         assert_eq!(parse("@@END").unwrap(), Line::End);
-        assert_eq!(
-            parse("[    4.1] nvme nvme0: 1/0/0").unwrap(),
-            Line::Console("[    4.1] nvme nvme0: 1/0/0".into())
-        );
+        assert_eq!(parse("[    4.1] nvme nvme0: 1/0/0").unwrap(), Line::Console("[    4.1] nvme nvme0: 1/0/0".into()));
     }
 
     #[test]

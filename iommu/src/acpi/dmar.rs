@@ -130,17 +130,22 @@ impl<'a> Dmar<'a> {
         let (header, bytes) = check_header(bytes, TABLE, b"DMAR", DMAR_FIXED_END)?;
         let Ok((fixed, _)) = DmarFixed::read_from_prefix(&bytes[SDT_HEADER_LEN..]) else {
             // check_header guaranteed DMAR_FIXED_END bytes; kept as an error, not a panic.
-            return Err(err(SDT_HEADER_LEN, "host_address_width", Problem::Truncated {
-                needed: DMAR_FIXED_END,
-                available: bytes.len(),
-            }));
+            return Err(err(
+                SDT_HEADER_LEN,
+                "host_address_width",
+                Problem::Truncated { needed: DMAR_FIXED_END, available: bytes.len() },
+            ));
         };
         // The VT-d spec stores width - 1; anything past 64 bits is nonsense.
         if fixed.host_address_width >= 64 {
-            return Err(err(SDT_HEADER_LEN, "host_address_width", Problem::InvalidValue {
-                value: fixed.host_address_width as u64,
-                rule: "host address width - 1 must be below 64",
-            }));
+            return Err(err(
+                SDT_HEADER_LEN,
+                "host_address_width",
+                Problem::InvalidValue {
+                    value: fixed.host_address_width as u64,
+                    rule: "host address width - 1 must be below 64",
+                },
+            ));
         }
         let dmar = Dmar { header, host_address_width: fixed.host_address_width + 1, flags: fixed.flags, bytes };
         for structure in dmar.raw_structures() {
@@ -303,7 +308,10 @@ impl<'a> Iterator for RawStructures<'a> {
             Some(Err(e))
         };
         let Ok((head, _)) = RemapHeader::read_from_prefix(rest) else {
-            return fail(self, err(at, "remapping structure header", Problem::Truncated { needed: 4, available: rest.len() }));
+            return fail(
+                self,
+                err(at, "remapping structure header", Problem::Truncated { needed: 4, available: rest.len() }),
+            );
         };
         let kind = head.kind.get();
         let length = head.length.get() as usize;
@@ -312,7 +320,10 @@ impl<'a> Iterator for RawStructures<'a> {
             return fail(self, err(at + 2, length_field(kind), Problem::LengthTooSmall { length, minimum }));
         }
         if length > rest.len() {
-            return fail(self, err(at + 2, length_field(kind), Problem::LengthOverrun { length, remaining: rest.len() }));
+            return fail(
+                self,
+                err(at + 2, length_field(kind), Problem::LengthOverrun { length, remaining: rest.len() }),
+            );
         }
         let raw = RawStructure { kind, offset: at, bytes: &rest[..length] };
         if let Err(e) = raw.check_fields() {
@@ -330,32 +341,42 @@ impl<'a> RawStructure<'a> {
             TYPE_DRHD => {
                 let (d, _) = DrhdFixed::read_from_prefix(self.bytes).map_err(|_| self.short())?;
                 if d.register_base.get() & 0xfff != 0 {
-                    return Err(err(self.offset + 8, "DRHD.register_base", Problem::InvalidValue {
-                        value: d.register_base.get(),
-                        rule: "register base must be 4 KiB aligned",
-                    }));
+                    return Err(err(
+                        self.offset + 8,
+                        "DRHD.register_base",
+                        Problem::InvalidValue {
+                            value: d.register_base.get(),
+                            rule: "register base must be 4 KiB aligned",
+                        },
+                    ));
                 }
             }
             TYPE_RMRR => {
                 let (r, _) = RmrrFixed::read_from_prefix(self.bytes).map_err(|_| self.short())?;
                 let (base, limit) = (r.base.get(), r.limit.get());
                 if base & 0xfff != 0 {
-                    return Err(err(self.offset + 8, "RMRR.base", Problem::InvalidValue {
-                        value: base,
-                        rule: "RMRR base must be 4 KiB aligned",
-                    }));
+                    return Err(err(
+                        self.offset + 8,
+                        "RMRR.base",
+                        Problem::InvalidValue { value: base, rule: "RMRR base must be 4 KiB aligned" },
+                    ));
                 }
                 if limit & 0xfff != 0xfff {
-                    return Err(err(self.offset + 16, "RMRR.limit", Problem::InvalidValue {
-                        value: limit,
-                        rule: "RMRR limit must be the last byte of a 4 KiB page",
-                    }));
+                    return Err(err(
+                        self.offset + 16,
+                        "RMRR.limit",
+                        Problem::InvalidValue {
+                            value: limit,
+                            rule: "RMRR limit must be the last byte of a 4 KiB page",
+                        },
+                    ));
                 }
                 if limit < base {
-                    return Err(err(self.offset + 16, "RMRR.limit", Problem::InvalidValue {
-                        value: limit,
-                        rule: "RMRR limit must not be below its base",
-                    }));
+                    return Err(err(
+                        self.offset + 16,
+                        "RMRR.limit",
+                        Problem::InvalidValue { value: limit, rule: "RMRR limit must not be below its base" },
+                    ));
                 }
             }
             _ => {}
@@ -364,20 +385,18 @@ impl<'a> RawStructure<'a> {
     }
 
     fn short(&self) -> AcpiError {
-        err(self.offset, structure_name(self.kind), Problem::Truncated {
-            needed: minimum_length(self.kind),
-            available: self.bytes.len(),
-        })
+        err(
+            self.offset,
+            structure_name(self.kind),
+            Problem::Truncated { needed: minimum_length(self.kind), available: self.bytes.len() },
+        )
     }
 
     fn scopes_raw(&self) -> RawScopes<'a> {
         match scopes_start(self.kind) {
-            Some(start) => RawScopes {
-                owner: structure_name(self.kind),
-                bytes: self.bytes,
-                base: self.offset,
-                offset: start,
-            },
+            Some(start) => {
+                RawScopes { owner: structure_name(self.kind), bytes: self.bytes, base: self.offset, offset: start }
+            }
             None => RawScopes { owner: "", bytes: &[], base: self.offset, offset: 0 },
         }
     }
@@ -430,7 +449,10 @@ impl<'a> RawStructure<'a> {
                 Ok((a, name)) => {
                     // The name is NUL-terminated inside the structure.
                     let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-                    RemappingStructure::Andd(Andd { acpi_device_number: a.acpi_device_number, object_name: &name[..end] })
+                    RemappingStructure::Andd(Andd {
+                        acpi_device_number: a.acpi_device_number,
+                        object_name: &name[..end],
+                    })
                 }
                 Err(_) => self.other(),
             },
@@ -454,7 +476,10 @@ pub enum RemappingStructure<'a> {
     Satc(SegmentScoped<'a>),
     /// A type this parser does not know; its length was still checked so
     /// the walk could step over it (newer firmware adds types).
-    Unknown { kind: u16, bytes: &'a [u8] },
+    Unknown {
+        kind: u16,
+        bytes: &'a [u8],
+    },
 }
 
 /// DMA-remapping hardware unit definition: one VT-d unit.
@@ -648,10 +673,14 @@ impl<'a> Iterator for RawScopes<'a> {
             Some(Err(e))
         };
         let Ok((s, _)) = ScopeFixed::read_from_prefix(rest) else {
-            return fail(self, err(at, scope_field(owner, ScopeField::Header), Problem::Truncated {
-                needed: SCOPE_FIXED_LEN,
-                available: rest.len(),
-            }));
+            return fail(
+                self,
+                err(
+                    at,
+                    scope_field(owner, ScopeField::Header),
+                    Problem::Truncated { needed: SCOPE_FIXED_LEN, available: rest.len() },
+                ),
+            );
         };
         let length = s.length as usize;
         let field = scope_field(owner, ScopeField::Length);
@@ -662,17 +691,27 @@ impl<'a> Iterator for RawScopes<'a> {
             return fail(self, err(at + 1, field, Problem::LengthTooSmall { length, minimum }));
         }
         if !(length - SCOPE_FIXED_LEN).is_multiple_of(2) {
-            return fail(self, err(at + 1, field, Problem::LengthNotMultiple { length: length - SCOPE_FIXED_LEN, unit: 2 }));
+            return fail(
+                self,
+                err(at + 1, field, Problem::LengthNotMultiple { length: length - SCOPE_FIXED_LEN, unit: 2 }),
+            );
         }
         if length > rest.len() {
             return fail(self, err(at + 1, field, Problem::LengthOverrun { length, remaining: rest.len() }));
         }
         for (i, hop) in rest[SCOPE_FIXED_LEN..length].chunks_exact(2).enumerate() {
             if hop[0] > 31 || hop[1] > 7 {
-                return fail(self, err(at + SCOPE_FIXED_LEN + 2 * i, "device scope path", Problem::InvalidValue {
-                    value: ((hop[0] as u64) << 8) | hop[1] as u64,
-                    rule: "path entries are (device <= 31, function <= 7)",
-                }));
+                return fail(
+                    self,
+                    err(
+                        at + SCOPE_FIXED_LEN + 2 * i,
+                        "device scope path",
+                        Problem::InvalidValue {
+                            value: ((hop[0] as u64) << 8) | hop[1] as u64,
+                            rule: "path entries are (device <= 31, function <= 7)",
+                        },
+                    ),
+                );
             }
         }
         self.offset += length;

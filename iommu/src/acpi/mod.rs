@@ -13,7 +13,7 @@
 pub mod dmar;
 
 use core::fmt;
-use zerocopy::little_endian::{U32};
+use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 /// The 36-byte header every ACPI system description table starts with.
@@ -97,9 +97,8 @@ pub(crate) fn check_header<'a>(
     minimum_length: usize,
 ) -> Result<(SdtHeader, &'a [u8]), AcpiError> {
     let err = |offset, field, problem| AcpiError { table, offset, field, problem };
-    let (header, _) = SdtHeader::read_from_prefix(bytes).map_err(|_| {
-        err(0, "header", Problem::Truncated { needed: SDT_HEADER_LEN, available: bytes.len() })
-    })?;
+    let (header, _) = SdtHeader::read_from_prefix(bytes)
+        .map_err(|_| err(0, "header", Problem::Truncated { needed: SDT_HEADER_LEN, available: bytes.len() }))?;
     if &header.signature != signature {
         return Err(err(0, "signature", Problem::WrongSignature { found: header.signature }));
     }

@@ -89,9 +89,7 @@ impl Cap {
     /// The smallest supported depth that covers `iova_bits` of address,
     /// so tables stay shallow (fewer frames, shorter walks).
     pub fn levels_for(self, iova_bits: u32) -> Option<Levels> {
-        [Levels::Three, Levels::Four]
-            .into_iter()
-            .find(|l| self.supports(*l) && l.address_width() >= iova_bits)
+        [Levels::Three, Levels::Four].into_iter().find(|l| self.supports(*l) && l.address_width() >= iova_bits)
     }
     /// Maximum guest address width in bits (the field holds width - 1).
     pub const fn max_guest_address_width(self) -> u32 {

@@ -11,21 +11,34 @@ use super::{PhysMem, PAGE_SIZE};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContextInvalidation {
     Global,
-    Domain { domain_id: u16 },
+    Domain {
+        domain_id: u16,
+    },
     /// One device; `function_mask` (0..=3) masks low bits of the function
     /// number, for multi-function devices sharing a context.
-    Device { domain_id: u16, source_id: u16, function_mask: u8 },
+    Device {
+        domain_id: u16,
+        source_id: u16,
+        function_mask: u8,
+    },
 }
 
 /// An IOTLB invalidation request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IotlbInvalidation {
     Global,
-    Domain { domain_id: u16 },
+    Domain {
+        domain_id: u16,
+    },
     /// 2^`address_mask` pages starting at `address` (which must be aligned
     /// to that size) in one domain. `leaf_only` is the invalidation hint:
     /// only leaf entries changed, non-leaf caches may be kept.
-    Pages { domain_id: u16, address: u64, address_mask: u8, leaf_only: bool },
+    Pages {
+        domain_id: u16,
+        address: u64,
+        address_mask: u8,
+        leaf_only: bool,
+    },
 }
 
 /// Granularity as the hardware reports it back (CAIG / IAIG fields).
@@ -54,10 +67,18 @@ impl Granularity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvalidationError {
     /// Page-selective request whose address is not aligned to 2^mask pages.
-    Misaligned { address: u64, address_mask: u8 },
+    Misaligned {
+        address: u64,
+        address_mask: u8,
+    },
     /// Page-selective request larger than CAP.MAMV allows, or PSI unsupported.
-    MaskTooLarge { address_mask: u8, max: u8 },
-    FunctionMaskTooLarge { function_mask: u8 },
+    MaskTooLarge {
+        address_mask: u8,
+        max: u8,
+    },
+    FunctionMaskTooLarge {
+        function_mask: u8,
+    },
 }
 
 impl ContextInvalidation {

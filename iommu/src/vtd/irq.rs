@@ -18,7 +18,10 @@ pub enum SourceCheck {
     Requester(Bdf),
     /// Any requester whose bus lies in `first..=last` (SVT = 10), for
     /// devices behind a PCIe-to-PCI bridge.
-    BusRange { first: u8, last: u8 },
+    BusRange {
+        first: u8,
+        last: u8,
+    },
 }
 
 /// A remapped (not posted) interrupt: fixed delivery, edge triggered,

@@ -46,30 +46,59 @@ pub enum TableError {
     /// The frame source ran dry. Tables linked before that stay valid.
     OutOfFrames,
     /// The frame source returned a frame not 4 KiB aligned.
-    FrameMisaligned { pa: u64 },
+    FrameMisaligned {
+        pa: u64,
+    },
     /// The IOVA or physical address is not 4 KiB aligned.
-    Misaligned { address: u64 },
+    Misaligned {
+        address: u64,
+    },
     /// The IOVA is not below 2^(address width) of the device's tables.
-    IovaBeyondWidth { iova: u64, width: u32 },
+    IovaBeyondWidth {
+        iova: u64,
+        width: u32,
+    },
     /// The physical address is not below 2^(host address width).
-    PhysicalBeyondWidth { pa: u64, width: u8 },
+    PhysicalBeyondWidth {
+        pa: u64,
+        width: u8,
+    },
     /// Mapping with no rights would look exactly like "not present".
     NoRights,
     /// The IOVA is already mapped; remapping must be an explicit unmap
     /// first, so a grant can never silently replace another.
-    AlreadyMapped { iova: u64, existing: u64 },
-    NotMapped { iova: u64 },
+    AlreadyMapped {
+        iova: u64,
+        existing: u64,
+    },
+    NotMapped {
+        iova: u64,
+    },
     /// A large page someone else installed covers the IOVA.
-    LargePageInTheWay { iova: u64, level: u32 },
+    LargePageInTheWay {
+        iova: u64,
+        level: u32,
+    },
     /// The device already has a context entry.
-    ContextPresent { bdf: Bdf },
-    ContextNotPresent { bdf: Bdf },
+    ContextPresent {
+        bdf: Bdf,
+    },
+    ContextNotPresent {
+        bdf: Bdf,
+    },
     /// CAP.SAGAW does not offer this depth.
-    LevelsUnsupported { levels: Levels },
+    LevelsUnsupported {
+        levels: Levels,
+    },
     /// Domain id out of CAP.ND's range, or 0 under caching mode.
-    DomainIdUnusable { domain_id: u16 },
+    DomainIdUnusable {
+        domain_id: u16,
+    },
     /// An existing context entry holds a width this crate does not build.
-    UnknownAddressWidth { bdf: Bdf, aw: u64 },
+    UnknownAddressWidth {
+        bdf: Bdf,
+        aw: u64,
+    },
 }
 
 impl fmt::Display for TableError {
@@ -78,17 +107,29 @@ impl fmt::Display for TableError {
             TableError::OutOfFrames => write!(f, "no frame left for an I/O page table"),
             TableError::FrameMisaligned { pa } => write!(f, "table frame {pa:#x} is not 4 KiB aligned"),
             TableError::Misaligned { address } => write!(f, "address {address:#x} is not 4 KiB aligned"),
-            TableError::IovaBeyondWidth { iova, width } => write!(f, "IOVA {iova:#x} is beyond the {width}-bit I/O address space"),
-            TableError::PhysicalBeyondWidth { pa, width } => write!(f, "physical address {pa:#x} is beyond the {width}-bit host address width"),
+            TableError::IovaBeyondWidth { iova, width } => {
+                write!(f, "IOVA {iova:#x} is beyond the {width}-bit I/O address space")
+            }
+            TableError::PhysicalBeyondWidth { pa, width } => {
+                write!(f, "physical address {pa:#x} is beyond the {width}-bit host address width")
+            }
             TableError::NoRights => write!(f, "a mapping needs read or write rights"),
-            TableError::AlreadyMapped { iova, existing } => write!(f, "IOVA {iova:#x} is already mapped (entry {existing:#x})"),
+            TableError::AlreadyMapped { iova, existing } => {
+                write!(f, "IOVA {iova:#x} is already mapped (entry {existing:#x})")
+            }
             TableError::NotMapped { iova } => write!(f, "IOVA {iova:#x} is not mapped"),
-            TableError::LargePageInTheWay { iova, level } => write!(f, "IOVA {iova:#x} lies in a large page at level {level}"),
+            TableError::LargePageInTheWay { iova, level } => {
+                write!(f, "IOVA {iova:#x} lies in a large page at level {level}")
+            }
             TableError::ContextPresent { bdf } => write!(f, "device {bdf} already has a context entry"),
             TableError::ContextNotPresent { bdf } => write!(f, "device {bdf} has no context entry"),
-            TableError::LevelsUnsupported { levels } => write!(f, "the unit does not support {}-level tables", levels.count()),
+            TableError::LevelsUnsupported { levels } => {
+                write!(f, "the unit does not support {}-level tables", levels.count())
+            }
             TableError::DomainIdUnusable { domain_id } => write!(f, "domain id {domain_id} is not usable on this unit"),
-            TableError::UnknownAddressWidth { bdf, aw } => write!(f, "device {bdf} has context AW {aw}, not 3- or 4-level"),
+            TableError::UnknownAddressWidth { bdf, aw } => {
+                write!(f, "device {bdf} has context AW {aw}, not 3- or 4-level")
+            }
         }
     }
 }
@@ -256,7 +297,12 @@ impl RootTable {
 
     /// The address space `bdf` translates through, read back from its
     /// context entry (the kernel keeps no copy: the tables are the state).
-    pub fn device_space(&self, mem: &impl PhysMem, bdf: Bdf, host_address_width: u8) -> Result<DeviceSpace, TableError> {
+    pub fn device_space(
+        &self,
+        mem: &impl PhysMem,
+        bdf: Bdf,
+        host_address_width: u8,
+    ) -> Result<DeviceSpace, TableError> {
         let (lo, hi) = self.context_entry(mem, bdf).ok_or(TableError::ContextNotPresent { bdf })?;
         if lo & entry::PRESENT == 0 {
             return Err(TableError::ContextNotPresent { bdf });
@@ -427,6 +473,9 @@ impl DeviceSpace {
         if e & (sl::READ | sl::WRITE) == 0 {
             return Ok(None);
         }
-        Ok(Some(Unmapped { pa: e & sl::ADDRESS, rights: Rights { read: e & sl::READ != 0, write: e & sl::WRITE != 0 } }))
+        Ok(Some(Unmapped {
+            pa: e & sl::ADDRESS,
+            rights: Rights { read: e & sl::READ != 0, write: e & sl::WRITE != 0 },
+        }))
     }
 }

@@ -29,7 +29,9 @@ pub trait UnitRegisters {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitError {
-    Timeout { waiting_for: &'static str },
+    Timeout {
+        waiting_for: &'static str,
+    },
     /// The unit reported it did not perform an invalidation (granularity 0).
     InvalidationRefused,
     Invalidation(InvalidationError),
@@ -39,7 +41,9 @@ pub enum UnitError {
     /// Queued invalidation is on: the register interface must not be used.
     QueuedInvalidationActive,
     /// ECAP says the unit has no queued invalidation.
-    Unsupported { feature: &'static str },
+    Unsupported {
+        feature: &'static str,
+    },
 }
 
 /// What a fault drain found.

@@ -56,14 +56,27 @@ pub enum Cause {
     RootReservedBits,
     ContextNotPresent,
     ContextReservedBits,
-    UnsupportedAddressWidth { aw: u64 },
-    UnsupportedTranslationType { tt: u64 },
-    AddressBeyondWidth { width: u32 },
+    UnsupportedAddressWidth {
+        aw: u64,
+    },
+    UnsupportedTranslationType {
+        tt: u64,
+    },
+    AddressBeyondWidth {
+        width: u32,
+    },
     /// R = W = 0 at this level: nothing mapped.
-    NotPresent { level: u32 },
+    NotPresent {
+        level: u32,
+    },
     /// Present, but without the right the request needs.
-    NoPermission { level: u32, held: Rights },
-    PagingEntryReservedBits { level: u32 },
+    NoPermission {
+        level: u32,
+        held: Rights,
+    },
+    PagingEntryReservedBits {
+        level: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -539,7 +539,10 @@ mod tests {
         assert_eq!((info.total_vfs, info.first_vf_offset, info.vf_stride, info.vf_device_id), (4, 1, 1, 0x5845));
         assert_eq!(devinfo::SrIovInfo::from_word(0), None);
         let max = devinfo::SrIovInfo::from_word(devinfo::sriov_word(u16::MAX, u16::MAX, u16::MAX, u16::MAX)).unwrap();
-        assert_eq!((max.total_vfs, max.first_vf_offset, max.vf_stride, max.vf_device_id), (u16::MAX, u16::MAX, u16::MAX, u16::MAX));
+        assert_eq!(
+            (max.total_vfs, max.first_vf_offset, max.vf_stride, max.vf_device_id),
+            (u16::MAX, u16::MAX, u16::MAX, u16::MAX)
+        );
     }
 
     #[test]
@@ -588,10 +591,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(ControlPage, entry) as u64, control::ENTRY);
         assert_eq!(core::mem::offset_of!(ControlPage, stack) as u64, control::STACK);
         assert_eq!(core::mem::offset_of!(ControlPage, masked) as u64, control::MASKED);
-        assert_eq!(
-            core::mem::offset_of!(ControlPage, saved_valid) as u64,
-            control::SAVED_VALID
-        );
+        assert_eq!(core::mem::offset_of!(ControlPage, saved_valid) as u64, control::SAVED_VALID);
         assert_eq!(core::mem::offset_of!(ControlPage, saved) as u64, control::SAVED);
         assert_eq!(core::mem::offset_of!(ControlPage, pending) as u64, control::PENDING);
     }

@@ -70,17 +70,13 @@ pub enum BootError {
 impl core::fmt::Display for BootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            BootError::NullInfo => {
-                "boot information pointer is null or at the end of the address space"
-            }
+            BootError::NullInfo => "boot information pointer is null or at the end of the address space",
             BootError::UnknownFormat => "neither a PVH start_info nor multiboot2 information",
             BootError::PvhVersion0 => "PVH start_info version 0 has no memory map",
             BootError::PvhMemoryMapImplausible => "PVH memory map missing or implausible",
             BootError::NoRam => "the memory map lists no RAM",
             BootError::InfoOutsideMemory => "boot information outside the memory map",
-            BootError::MemoryMapOutsideMemory => {
-                "PVH memory map outside the memory map it describes"
-            }
+            BootError::MemoryMapOutsideMemory => "PVH memory map outside the memory map it describes",
             BootError::ModuleListOutsideMemory => "PVH module list outside the memory map",
             BootError::ModuleOutsideMemory => "boot image (module) empty or outside the memory map",
             BootError::CmdlineOutsideMemory => "command line outside the memory map",
@@ -147,9 +143,7 @@ impl BootInfo {
         }
         let mut n = 0;
         while n < CMDLINE_MAX - 1 {
-            let at = pa
-                .checked_add(n as u64)
-                .ok_or(BootError::CmdlineOutsideMemory)?;
+            let at = pa.checked_add(n as u64).ok_or(BootError::CmdlineOutsideMemory)?;
             if !self.in_memory(at, 1) {
                 return Err(BootError::CmdlineOutsideMemory);
             }
@@ -194,10 +188,7 @@ pub fn parse(mem: &impl PhysRead, info_pa: u64, magic: u32) -> Result<BootInfo, 
         cmdline: [0; CMDLINE_MAX],
         cmdline_len: 0,
         rsdp: 0,
-        info: Range {
-            start: page,
-            end: page + 0x1000,
-        },
+        info: Range { start: page, end: page + 0x1000 },
     };
     let cmdline = if r32(mem, info_pa) == PVH_MAGIC {
         parse_pvh(mem, info_pa, &mut bi)?
@@ -232,11 +223,7 @@ fn parse_pvh(mem: &impl PhysRead, pa: u64, bi: &mut BootInfo) -> Result<u64, Boo
     }
     let memmap = r64(mem, pa + 40);
     let entries = r32(mem, pa + 48);
-    if memmap == 0
-        || entries == 0
-        || entries > MAX_PVH_ENTRIES
-        || memmap > u64::MAX - MAX_PVH_ENTRIES as u64 * 24
-    {
+    if memmap == 0 || entries == 0 || entries > MAX_PVH_ENTRIES || memmap > u64::MAX - MAX_PVH_ENTRIES as u64 * 24 {
         return Err(BootError::PvhMemoryMapImplausible);
     }
     for i in 0..entries as u64 {
@@ -255,10 +242,7 @@ fn parse_pvh(mem: &impl PhysRead, pa: u64, bi: &mut BootInfo) -> Result<u64, Boo
         }
         let start = r64(mem, modlist);
         let size = r64(mem, modlist + 8);
-        bi.module = Some(Range {
-            start,
-            end: start.saturating_add(size),
-        });
+        bi.module = Some(Range { start, end: start.saturating_add(size) });
     }
     Ok(cmdline)
 }
@@ -271,10 +255,7 @@ fn parse_mb2(mem: &impl PhysRead, pa: u64, bi: &mut BootInfo) -> Result<u64, Boo
     if !(16..=(1 << 20)).contains(&total) {
         return Err(BootError::Mb2Size);
     }
-    bi.info = Range {
-        start: pa & !0xfff,
-        end: (pa + total + 0xfff) & !0xfff,
-    };
+    bi.info = Range { start: pa & !0xfff, end: (pa + total + 0xfff) & !0xfff };
     let mut off = 8u64;
     let mut cmdline = 0;
     while off + 8 <= total {
@@ -290,10 +271,7 @@ fn parse_mb2(mem: &impl PhysRead, pa: u64, bi: &mut BootInfo) -> Result<u64, Boo
             3 if bi.module.is_none() && size >= 16 => {
                 let start = r32(mem, tag + 8) as u64;
                 let end = r32(mem, tag + 12) as u64;
-                bi.module = Some(Range {
-                    start,
-                    end: end.max(start),
-                });
+                bi.module = Some(Range { start, end: end.max(start) });
             }
             6 => {
                 let esize = r32(mem, tag + 8) as u64;

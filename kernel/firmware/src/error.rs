@@ -85,10 +85,9 @@ impl fmt::Display for FirmwareError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             FirmwareError::NoRsdp => write!(f, "the boot loader gave no RSDP address"),
-            FirmwareError::OutsideView { table, pa, len } => write!(
-                f,
-                "{table} at {pa:#x}: its {len} bytes are not all inside the readable physical memory"
-            ),
+            FirmwareError::OutsideView { table, pa, len } => {
+                write!(f, "{table} at {pa:#x}: its {len} bytes are not all inside the readable physical memory")
+            }
             FirmwareError::WrongSignature { table, pa, found, found_len } => {
                 write!(f, "{table} at {pa:#x}: wrong signature ")?;
                 for &b in &found[..found_len as usize] {
@@ -110,10 +109,9 @@ impl fmt::Display for FirmwareError {
                 write!(f, "{table} at {pa:#x}: {field} is not UTF-8 (the acpi crate requires it)")
             }
             FirmwareError::Missing(table) => write!(f, "no {table} table"),
-            FirmwareError::MadtEntry { offset, kind, length, why } => write!(
-                f,
-                "MADT entry at offset {offset:#x} (type {kind:#x}, length {length}): {why}"
-            ),
+            FirmwareError::MadtEntry { offset, kind, length, why } => {
+                write!(f, "MADT entry at offset {offset:#x} (type {kind:#x}, length {length}): {why}")
+            }
             FirmwareError::McfgAllocation { index, why } => write!(f, "MCFG allocation {index}: {why}"),
             FirmwareError::Crate { table, error } => write!(f, "{table}: the acpi crate refused it: {error}"),
         }

@@ -36,14 +36,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod bootinfo;
 mod error;
 mod handler;
 pub mod nfit;
-mod precheck;
 mod platform;
 pub mod pmem_ranges;
+mod precheck;
 mod view;
-pub mod bootinfo;
 pub mod window;
 
 pub use error::{FirmwareError, Table};

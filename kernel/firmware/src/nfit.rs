@@ -31,14 +31,25 @@ pub const GUID_VOLATILE_MEMORY: [u8; 16] =
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NfitError {
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     BadSignature([u8; 4]),
     /// The header's length field disagrees with the bytes given.
-    LengthMismatch { header: u32, actual: usize },
-    BadChecksum { sum: u8 },
+    LengthMismatch {
+        header: u32,
+        actual: usize,
+    },
+    BadChecksum {
+        sum: u8,
+    },
     /// A structure at `offset` claims a length that is too small for its
     /// type, or runs past the end of the table.
-    BadStructure { offset: usize, kind: u16, len: u16 },
+    BadStructure {
+        offset: usize,
+        kind: u16,
+        len: u16,
+    },
 }
 
 impl fmt::Display for NfitError {
@@ -110,7 +121,9 @@ pub enum Structure {
     Spa(SpaRange),
     Mapping(RegionMapping),
     /// A structure of a type not decoded here.
-    Other { kind: u16 },
+    Other {
+        kind: u16,
+    },
 }
 
 /// Checks the header (signature, length, checksum) and the framing of
@@ -345,6 +358,8 @@ mod tests {
         let mut t = t.clone();
         t[FIRST_STRUCTURE + 56 + 2] = 3; // the mapping's length
         reseal(&mut t);
-        assert!(matches!(structures(&t), Err(NfitError::BadStructure { offset, kind: 1, len: 3 }) if offset == FIRST_STRUCTURE + 56));
+        assert!(
+            matches!(structures(&t), Err(NfitError::BadStructure { offset, kind: 1, len: 3 }) if offset == FIRST_STRUCTURE + 56)
+        );
     }
 }

@@ -238,8 +238,12 @@ fn cpus(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> 
     let (madt, bytes) = find::<Madt>(view, root, tables, Table::Madt, size_of::<Madt>())?;
     precheck::madt_entries(bytes)?;
     let madt = madt.get();
-    let mut cpus =
-        Cpus { enabled: 0, listed: 0, local_apic_address: madt.local_apic_address as u64, has_8259: madt.supports_8259() };
+    let mut cpus = Cpus {
+        enabled: 0,
+        listed: 0,
+        local_apic_address: madt.local_apic_address as u64,
+        has_8259: madt.supports_8259(),
+    };
     for entry in madt.entries() {
         let flags = match entry {
             MadtEntry::LocalApic(e) => e.flags,
@@ -265,8 +269,12 @@ fn ecam(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> 
     // The crate rounds a length that is not 44 + 16n down to whole
     // allocations (some firmware pads the table); so do we.
     for (index, e) in mcfg.entries().iter().enumerate() {
-        let region =
-            EcamRegion { base: e.base_address, segment: e.pci_segment_group, start_bus: e.bus_number_start, end_bus: e.bus_number_end };
+        let region = EcamRegion {
+            base: e.base_address,
+            segment: e.pci_segment_group,
+            start_bus: e.bus_number_start,
+            end_bus: e.bus_number_end,
+        };
         let bad = |why| Err(FirmwareError::McfgAllocation { index, why });
         if region.start_bus > region.end_bus {
             return bad("start bus above end bus");

@@ -64,9 +64,14 @@ pub enum Refusal {
     /// Overlaps something the kernel knows to be something else.
     Overlaps(Reserved),
     /// Overlaps the accepted range `index` (in [`Selection::ranges`]).
-    OverlapsAccepted { index: usize },
+    OverlapsAccepted {
+        index: usize,
+    },
     /// Would take the total past the budget.
-    OverBudget { total: u64, budget: u64 },
+    OverBudget {
+        total: u64,
+        budget: u64,
+    },
     /// [`MAX_PMEM_RANGES`] ranges were already accepted.
     TooMany,
 }
@@ -224,7 +229,8 @@ mod tests {
     #[test]
     fn several_ranges_overlaps_budget_and_count() {
         // Two good ranges, one overlapping the first, one over budget.
-        let (s, why) = run(&[(8 * GIB, 256 * MIB), (9 * GIB, 512 * MIB), (8 * GIB + 128 * MIB, MIB), (10 * GIB, 512 * MIB)], GIB);
+        let (s, why) =
+            run(&[(8 * GIB, 256 * MIB), (9 * GIB, 512 * MIB), (8 * GIB + 128 * MIB, MIB), (10 * GIB, 512 * MIB)], GIB);
         assert_eq!(s.ranges().len(), 2);
         assert_eq!(s.bytes(), 768 * MIB);
         assert_eq!(s.refused, 2);

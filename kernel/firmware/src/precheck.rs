@@ -93,9 +93,8 @@ pub(crate) fn root(view: &PhysView<'_>, pa: u64) -> Result<Root, FirmwareError> 
                 why: "is not between 36 and 1024 (ACPI 2.0+ RSDP)",
             });
         }
-        let all = view
-            .bytes(pa, length)
-            .map_err(|_| FirmwareError::OutsideView { table: Table::Rsdp, pa, len: length })?;
+        let all =
+            view.bytes(pa, length).map_err(|_| FirmwareError::OutsideView { table: Table::Rsdp, pa, len: length })?;
         let s = sum(all);
         if s != 0 {
             return Err(FirmwareError::BadChecksum { table: Table::Rsdp, pa, sum: s });

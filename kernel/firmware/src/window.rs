@@ -65,11 +65,7 @@ pub struct Region {
 }
 
 impl Region {
-    pub const EMPTY: Region = Region {
-        start: 0,
-        end: 0,
-        kind: Kind::Reserved,
-    };
+    pub const EMPTY: Region = Region { start: 0, end: 0, kind: Kind::Reserved };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,19 +101,13 @@ pub struct Spans {
 }
 
 impl Spans {
-    pub const EMPTY: Spans = Spans {
-        list: [(0, 0); MAX_SPANS],
-        count: 0,
-    };
+    pub const EMPTY: Spans = Spans { list: [(0, 0); MAX_SPANS], count: 0 };
 
     /// One span `[start, end)` (empty if `end <= start`).
     pub const fn one(start: u64, end: u64) -> Spans {
         let mut list = [(0, 0); MAX_SPANS];
         list[0] = (start, end);
-        Spans {
-            list,
-            count: if end > start { 1 } else { 0 },
-        }
+        Spans { list, count: if end > start { 1 } else { 0 } }
     }
 
     pub fn as_slice(&self) -> &[(u64, u64)] {
@@ -136,9 +126,7 @@ impl Spans {
         };
         // Merged spans: a covered range lies inside one of them.
         let i = self.as_slice().partition_point(|&(_, e)| e <= pa);
-        self.as_slice()
-            .get(i)
-            .is_some_and(|&(s, e)| s <= pa && end <= e)
+        self.as_slice().get(i).is_some_and(|&(s, e)| s <= pa && end <= e)
     }
 
     /// Whether any byte of `[start, end)` is covered.
@@ -178,12 +166,7 @@ impl Spans {
     /// The parts of `[start, end)` not yet covered, in order.
     pub fn missing(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         let mut at = start;
-        let mut spans = self
-            .as_slice()
-            .iter()
-            .copied()
-            .filter(move |&(s, e)| s < end && start < e)
-            .peekable();
+        let mut spans = self.as_slice().iter().copied().filter(move |&(s, e)| s < end && start < e).peekable();
         core::iter::from_fn(move || loop {
             if at >= end {
                 return None;
@@ -222,10 +205,7 @@ pub struct Plan {
 /// ACPI-reclaim and ACPI-NVS range, rounded inward to whole pages and cut
 /// at [`WINDOW_LIMIT`]. Reserved ranges and holes are left out.
 pub fn plan(map: &[Region]) -> Plan {
-    let mut p = Plan {
-        spans: Spans::EMPTY,
-        ignored: 0,
-    };
+    let mut p = Plan { spans: Spans::EMPTY, ignored: 0 };
     for r in map {
         if !matches!(r.kind, Kind::Ram | Kind::AcpiReclaim | Kind::AcpiNvs) || r.end <= r.start {
             continue;
@@ -250,10 +230,7 @@ pub fn listed(map: &[Region], pa: u64, len: u64) -> bool {
     let Some(end) = pa.checked_add(len.max(1)) else {
         return false;
     };
-    let (mut at, end) = (
-        pa & !(PAGE_4K - 1),
-        end.saturating_add(PAGE_4K - 1) & !(PAGE_4K - 1),
-    );
+    let (mut at, end) = (pa & !(PAGE_4K - 1), end.saturating_add(PAGE_4K - 1) & !(PAGE_4K - 1));
     // Entries may be unsorted and overlapping: advance through them until
     // nothing extends the covered prefix.
     loop {
@@ -262,10 +239,7 @@ pub fn listed(map: &[Region], pa: u64, len: u64) -> bool {
         }
         let next = map
             .iter()
-            .filter(|r| {
-                r.start & !(PAGE_4K - 1) <= at
-                    && r.end.saturating_add(PAGE_4K - 1) & !(PAGE_4K - 1) > at
-            })
+            .filter(|r| r.start & !(PAGE_4K - 1) <= at && r.end.saturating_add(PAGE_4K - 1) & !(PAGE_4K - 1) > at)
             .map(|r| r.end.saturating_add(PAGE_4K - 1) & !(PAGE_4K - 1))
             .max();
         match next {
@@ -327,29 +301,15 @@ impl Window {
     /// An empty window; its PDPT comes from `m`.
     pub fn new<M: TableMemory>(m: &mut M, gib_pages: bool) -> Result<Window, WindowError> {
         let pdpt = m.alloc().ok_or(WindowError::OutOfFrames)?;
-        Ok(Window {
-            pdpt,
-            gib_pages,
-            spans: Spans::EMPTY,
-            frames: 1,
-        })
+        Ok(Window { pdpt, gib_pages, spans: Spans::EMPTY, frames: 1 })
     }
 
     /// Map `[start, end)` (page aligned), the parts not mapped yet, and
     /// record it. On an error the spans mapped before are kept; the pages
     /// of this span already written stay mapped but unrecorded (so never
     /// used), and the caller treats the span as unmapped.
-    pub fn add<M: TableMemory>(
-        &mut self,
-        m: &mut M,
-        start: u64,
-        end: u64,
-    ) -> Result<(), WindowError> {
-        if start >= end
-            || !start.is_multiple_of(PAGE_4K)
-            || !end.is_multiple_of(PAGE_4K)
-            || end > WINDOW_LIMIT
-        {
+    pub fn add<M: TableMemory>(&mut self, m: &mut M, start: u64, end: u64) -> Result<(), WindowError> {
+        if start >= end || !start.is_multiple_of(PAGE_4K) || !end.is_multiple_of(PAGE_4K) || end > WINDOW_LIMIT {
             return Err(WindowError::BadSpan);
         }
         // Room for the span in the list first (the worst case: it merges
@@ -470,11 +430,7 @@ pub fn acpi_spans(
 
 /// Make the table at `pa` readable: its header, then its whole length
 /// (at least 36, at most [`MAX_TABLE`] bytes). Its length if it worked.
-fn table(
-    pa: u64,
-    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
-    add: &mut dyn FnMut(u64, u64) -> bool,
-) -> Option<u64> {
+fn table(pa: u64, read: &mut dyn FnMut(u64, &mut [u8]) -> bool, add: &mut dyn FnMut(u64, u64) -> bool) -> Option<u64> {
     let mut h = [0u8; 36];
     if pa == 0 || !add(pa, 36) || !read(pa, &mut h) {
         return None;

@@ -56,13 +56,8 @@ struct Pvh {
     cmdline: u64,
 }
 
-const QEMU: Pvh = Pvh {
-    info: 0x6000,
-    memmap: 0x6100,
-    modlist: 0x6400,
-    module: (0x7ed3_0000, 0x12a_7000),
-    cmdline: 0x6800,
-};
+const QEMU: Pvh =
+    Pvh { info: 0x6000, memmap: 0x6100, modlist: 0x6400, module: (0x7ed3_0000, 0x12a_7000), cmdline: 0x6800 };
 
 fn pvh(p: &Pvh) -> Mem {
     let mut m = Mem::default();
@@ -97,46 +92,22 @@ fn qemu_pvh_is_read_whole() {
     assert_eq!(
         bi.ram(),
         [
-            Range {
-                start: 0,
-                end: 0x9fc00
-            },
-            Range {
-                start: 0x10_0000,
-                end: 0x7ffde000
-            },
-            Range {
-                start: 4 * GIB,
-                end: 10 * GIB
-            }
+            Range { start: 0, end: 0x9fc00 },
+            Range { start: 0x10_0000, end: 0x7ffde000 },
+            Range { start: 4 * GIB, end: 10 * GIB }
         ]
     );
     assert_eq!(bi.map().len(), MAP.len());
-    assert_eq!(
-        bi.module,
-        Some(Range {
-            start: 0x7ed3_0000,
-            end: 0x7ed3_0000 + 0x12a_7000
-        })
-    );
+    assert_eq!(bi.module, Some(Range { start: 0x7ed3_0000, end: 0x7ed3_0000 + 0x12a_7000 }));
     assert_eq!(bi.cmdline(), b"test=boot_to_init ram_mib=8192");
     assert_eq!(bi.rsdp, 0xf5a00);
-    assert_eq!(
-        bi.info,
-        Range {
-            start: 0x6000,
-            end: 0x7000
-        }
-    );
+    assert_eq!(bi.info, Range { start: 0x6000, end: 0x7000 });
 }
 
 #[test]
 fn a_module_running_into_the_reserved_top_of_low_ram_is_accepted() {
     // As QEMU does with an NVMe and a virtio disk attached.
-    let p = Pvh {
-        module: (0x7ed3_0000, 0x7ffe2000 - 0x7ed3_0000),
-        ..QEMU
-    };
+    let p = Pvh { module: (0x7ed3_0000, 0x7ffe2000 - 0x7ed3_0000), ..QEMU };
     assert!(parse(&pvh(&p), p.info, 0).is_ok());
 }
 
@@ -150,13 +121,7 @@ fn everything_above_4_gib_is_accepted() {
         cmdline: 2 * GIB - 0x30_0000,
     };
     let bi = parse(&pvh(&p), p.info, 0).unwrap();
-    assert_eq!(
-        bi.module,
-        Some(Range {
-            start: 9 * GIB,
-            end: 9 * GIB + (64 << 20)
-        })
-    );
+    assert_eq!(bi.module, Some(Range { start: 9 * GIB, end: 9 * GIB + (64 << 20) }));
     assert_eq!(bi.cmdline(), b"test=boot_to_init ram_mib=8192");
     assert_eq!(bi.info.start, 5 * GIB + 0x123_4000);
 }
@@ -165,62 +130,14 @@ fn everything_above_4_gib_is_accepted() {
 fn structures_in_a_hole_are_named_errors() {
     let hole = 3 * GIB; // the 32-bit PCI window
     let cases = [
-        (
-            Pvh {
-                module: (hole, 0x1000),
-                ..QEMU
-            },
-            BootError::ModuleOutsideMemory,
-        ),
-        (
-            Pvh {
-                module: (10 * GIB - 0x1000, 0x2000),
-                ..QEMU
-            },
-            BootError::ModuleOutsideMemory,
-        ),
-        (
-            Pvh {
-                module: (0x10_0000, 0),
-                ..QEMU
-            },
-            BootError::ModuleOutsideMemory,
-        ),
-        (
-            Pvh {
-                cmdline: hole,
-                ..QEMU
-            },
-            BootError::CmdlineOutsideMemory,
-        ),
-        (
-            Pvh {
-                memmap: hole,
-                ..QEMU
-            },
-            BootError::MemoryMapOutsideMemory,
-        ),
-        (
-            Pvh {
-                modlist: hole + 0x100,
-                ..QEMU
-            },
-            BootError::ModuleListOutsideMemory,
-        ),
-        (
-            Pvh {
-                info: hole + 0x40,
-                ..QEMU
-            },
-            BootError::InfoOutsideMemory,
-        ),
-        (
-            Pvh {
-                info: 0xa_0000,
-                ..QEMU
-            },
-            BootError::InfoOutsideMemory,
-        ),
+        (Pvh { module: (hole, 0x1000), ..QEMU }, BootError::ModuleOutsideMemory),
+        (Pvh { module: (10 * GIB - 0x1000, 0x2000), ..QEMU }, BootError::ModuleOutsideMemory),
+        (Pvh { module: (0x10_0000, 0), ..QEMU }, BootError::ModuleOutsideMemory),
+        (Pvh { cmdline: hole, ..QEMU }, BootError::CmdlineOutsideMemory),
+        (Pvh { memmap: hole, ..QEMU }, BootError::MemoryMapOutsideMemory),
+        (Pvh { modlist: hole + 0x100, ..QEMU }, BootError::ModuleListOutsideMemory),
+        (Pvh { info: hole + 0x40, ..QEMU }, BootError::InfoOutsideMemory),
+        (Pvh { info: 0xa_0000, ..QEMU }, BootError::InfoOutsideMemory),
     ];
     for (p, want) in cases {
         let r = parse(&pvh(&p), p.info, 0).map(|_| ());
@@ -240,57 +157,33 @@ fn structures_in_a_hole_are_named_errors() {
         );
     }
     // A command line that runs from RAM into a hole.
-    let mut m = pvh(&Pvh {
-        cmdline: 0x7ffff000 + 0xff0,
-        ..QEMU
-    });
+    let mut m = pvh(&Pvh { cmdline: 0x7ffff000 + 0xff0, ..QEMU });
     m.put(0x7ffff000 + 0xff0, &[b'x'; 0x20]);
-    assert_eq!(
-        parse(&m, QEMU.info, 0).map(|_| ()),
-        Err(BootError::CmdlineOutsideMemory)
-    );
+    assert_eq!(parse(&m, QEMU.info, 0).map(|_| ()), Err(BootError::CmdlineOutsideMemory));
 }
 
 #[test]
 fn bad_headers_are_named_errors() {
     let m = pvh(&QEMU);
     assert_eq!(parse(&m, 0, 0).map(|_| ()), Err(BootError::NullInfo));
-    assert_eq!(
-        parse(&m, u64::MAX - 8, 0).map(|_| ()),
-        Err(BootError::NullInfo)
-    );
-    assert_eq!(
-        parse(&m, 0x9000, 0).map(|_| ()),
-        Err(BootError::UnknownFormat)
-    );
+    assert_eq!(parse(&m, u64::MAX - 8, 0).map(|_| ()), Err(BootError::NullInfo));
+    assert_eq!(parse(&m, 0x9000, 0).map(|_| ()), Err(BootError::UnknownFormat));
     let mut v0 = m.clone();
     v0.put32(QEMU.info + 4, 0);
-    assert_eq!(
-        parse(&v0, QEMU.info, 0).map(|_| ()),
-        Err(BootError::PvhVersion0)
-    );
+    assert_eq!(parse(&v0, QEMU.info, 0).map(|_| ()), Err(BootError::PvhVersion0));
     for n in [0u32, 129, u32::MAX] {
         let mut e = m.clone();
         e.put32(QEMU.info + 48, n);
-        assert_eq!(
-            parse(&e, QEMU.info, 0).map(|_| ()),
-            Err(BootError::PvhMemoryMapImplausible)
-        );
+        assert_eq!(parse(&e, QEMU.info, 0).map(|_| ()), Err(BootError::PvhMemoryMapImplausible));
     }
     let mut top = m.clone();
     top.put64(QEMU.info + 40, u64::MAX - 100);
-    assert_eq!(
-        parse(&top, QEMU.info, 0).map(|_| ()),
-        Err(BootError::PvhMemoryMapImplausible)
-    );
+    assert_eq!(parse(&top, QEMU.info, 0).map(|_| ()), Err(BootError::PvhMemoryMapImplausible));
     let mut noram = m.clone();
     for i in 0..MAP.len() as u64 {
         noram.put32(QEMU.memmap + i * 24 + 16, 2);
     }
-    assert_eq!(
-        parse(&noram, QEMU.info, 0).map(|_| ()),
-        Err(BootError::NoRam)
-    );
+    assert_eq!(parse(&noram, QEMU.info, 0).map(|_| ()), Err(BootError::NoRam));
 }
 
 fn mb2(at: u64, tags: &[(u32, Vec<u8>)]) -> Mem {
@@ -329,60 +222,31 @@ fn mb2_mmap() -> Vec<u8> {
 #[test]
 fn multiboot2_is_read_and_checked() {
     let module = |s: u32, e: u32| [s.to_le_bytes(), e.to_le_bytes()].concat();
-    let tags = vec![
-        (1, b"demo\0".to_vec()),
-        (3, module(0x20_0000, 0x30_0000)),
-        (6, mb2_mmap()),
-        (14, vec![0; 20]),
-    ];
+    let tags = vec![(1, b"demo\0".to_vec()), (3, module(0x20_0000, 0x30_0000)), (6, mb2_mmap()), (14, vec![0; 20])];
     let at = 0x1_2000_0000; // above 4 GiB: a loader may
     let bi = parse(&mb2(at, &tags), at, MB2_MAGIC).unwrap();
     assert_eq!(bi.protocol, "multiboot2");
     assert_eq!(bi.cmdline(), b"demo");
-    assert_eq!(
-        bi.module,
-        Some(Range {
-            start: 0x20_0000,
-            end: 0x30_0000
-        })
-    );
+    assert_eq!(bi.module, Some(Range { start: 0x20_0000, end: 0x30_0000 }));
     assert_eq!(bi.ram().len(), 3);
     assert!(bi.rsdp > at);
     // Without the magic in eax it is not multiboot2.
-    assert_eq!(
-        parse(&mb2(at, &tags), at, 0).map(|_| ()),
-        Err(BootError::UnknownFormat)
-    );
+    assert_eq!(parse(&mb2(at, &tags), at, 0).map(|_| ()), Err(BootError::UnknownFormat));
     // The information itself in a hole.
     let hole = 0xc000_0000;
-    assert_eq!(
-        parse(&mb2(hole, &tags), hole, MB2_MAGIC).map(|_| ()),
-        Err(BootError::InfoOutsideMemory)
-    );
+    assert_eq!(parse(&mb2(hole, &tags), hole, MB2_MAGIC).map(|_| ()), Err(BootError::InfoOutsideMemory));
     // A module in a hole.
     let bad = vec![(3, module(0xc000_0000, 0xc010_0000)), (6, mb2_mmap())];
-    assert_eq!(
-        parse(&mb2(at, &bad), at, MB2_MAGIC).map(|_| ()),
-        Err(BootError::ModuleOutsideMemory)
-    );
+    assert_eq!(parse(&mb2(at, &bad), at, MB2_MAGIC).map(|_| ()), Err(BootError::ModuleOutsideMemory));
     // No memory map.
-    assert_eq!(
-        parse(&mb2(at, &[(1, b"x\0".to_vec())]), at, MB2_MAGIC).map(|_| ()),
-        Err(BootError::NoRam)
-    );
+    assert_eq!(parse(&mb2(at, &[(1, b"x\0".to_vec())]), at, MB2_MAGIC).map(|_| ()), Err(BootError::NoRam));
     // A tag running past the end.
     let mut m = mb2(at, &tags);
     m.put32(at + 12, 0x10_0000);
-    assert_eq!(
-        parse(&m, at, MB2_MAGIC).map(|_| ()),
-        Err(BootError::Mb2TagOverrun)
-    );
+    assert_eq!(parse(&m, at, MB2_MAGIC).map(|_| ()), Err(BootError::Mb2TagOverrun));
     let mut m = mb2(at, &tags);
     m.put32(at, 8);
-    assert_eq!(
-        parse(&m, at, MB2_MAGIC).map(|_| ()),
-        Err(BootError::Mb2Size)
-    );
+    assert_eq!(parse(&m, at, MB2_MAGIC).map(|_| ()), Err(BootError::Mb2Size));
 }
 
 #[test]
@@ -393,11 +257,8 @@ fn garbage_never_panics() {
     let tags = vec![(1, b"demo\0".to_vec()), (6, mb2_mmap())];
     let base_mb2 = mb2(0x9000, &tags);
     for round in 0..3000 {
-        let (mut m, at, magic) = if round % 2 == 0 {
-            (base_pvh.clone(), QEMU.info, 0)
-        } else {
-            (base_mb2.clone(), 0x9000, MB2_MAGIC)
-        };
+        let (mut m, at, magic) =
+            if round % 2 == 0 { (base_pvh.clone(), QEMU.info, 0) } else { (base_mb2.clone(), 0x9000, MB2_MAGIC) };
         let keys: Vec<u64> = m.0.keys().copied().collect();
         for _ in 0..(rnd() % 6 + 1) {
             let k = keys[(rnd() % keys.len() as u64) as usize];

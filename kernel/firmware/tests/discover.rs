@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
+use firmware::nfit::{self, RangeKind, Structure};
 use firmware::{Cpus, EcamRegion, FirmwareError, PhysView, Platform, Table};
 use iommu::acpi::dmar::{Dmar, ScopeKind};
-use firmware::nfit::{self, RangeKind, Structure};
 
 fn discover(memory: &[u8]) -> Result<Platform<'_>, FirmwareError> {
     Platform::discover(PhysView::from_slice(memory), RSDP_AT)
@@ -53,7 +53,8 @@ fn check_qemu(p: &Platform<'_>) {
         .collect();
     assert_eq!(ranges.len(), 1);
     assert_eq!((ranges[0].base, ranges[0].length, ranges[0].index), (NVDIMM_BASE, NVDIMM_BYTES, 2));
-    let mappings: Vec<_> = all.iter().filter_map(|s| if let Structure::Mapping(m) = s { Some(*m) } else { None }).collect();
+    let mappings: Vec<_> =
+        all.iter().filter_map(|s| if let Structure::Mapping(m) = s { Some(*m) } else { None }).collect();
     let others = all.iter().filter(|s| matches!(s, Structure::Other { .. })).count();
     assert_eq!((mappings.len(), mappings[0].spa_index, others), (1, 2, 1));
 }
@@ -180,10 +181,7 @@ fn rsdp_2_length_is_checked_before_the_crate_checksums_it() {
             // Bytes past 36 are zero in the fake memory, so the sum holds.
             assert!(r.is_ok(), "length {length}: {r:?}");
         } else {
-            assert!(
-                matches!(r, Err(FirmwareError::BadLength { table: Table::Rsdp, .. })),
-                "length {length}: {r:?}"
-            );
+            assert!(matches!(r, Err(FirmwareError::BadLength { table: Table::Rsdp, .. })), "length {length}: {r:?}");
         }
     }
 }
@@ -222,7 +220,10 @@ fn entries_pointing_outside_memory_are_skipped() {
     let p = discover(&m).unwrap();
     assert_eq!(p.entries, 8);
     assert_eq!(p.unreadable.count, 4);
-    assert_eq!(p.unreadable.iter().copied().collect::<Vec<_>>(), vec![(4, far[0]), (5, far[1]), (6, far[2]), (7, far[3])]);
+    assert_eq!(
+        p.unreadable.iter().copied().collect::<Vec<_>>(),
+        vec![(4, far[0]), (5, far[1]), (6, far[2]), (7, far[3])]
+    );
     check_qemu(&p);
     // Also before the tables, so the crate meets them first.
     let mut img = Image::with(2, vec![], &far);
@@ -292,7 +293,10 @@ fn short_tables_are_refused_before_the_crate_subtracts() {
             let m = broken(which, |t| t[4..8].copy_from_slice(&length.to_le_bytes()), true);
             let p = discover(&m).unwrap();
             let e = field(&p, which);
-            assert!(matches!(e, FirmwareError::BadLength { length: l, .. } if l == length as u64), "{which} {length}: {e:?}");
+            assert!(
+                matches!(e, FirmwareError::BadLength { length: l, .. } if l == length as u64),
+                "{which} {length}: {e:?}"
+            );
             assert!(e.to_string().contains("shorter than"), "{e}");
             others_fine(&p, which);
         }
@@ -413,7 +417,10 @@ fn nfit_found_absent_and_corrupt() {
     assert_eq!(e, FirmwareError::NotUtf8 { table: Table::Nfit, pa: table_at(3), field: "OEM id" });
     let m = broken(3, |t| t[4..8].copy_from_slice(&38u32.to_le_bytes()), true);
     let e = discover(&m).unwrap().nfit.unwrap_err();
-    assert_eq!(e.to_string(), format!("NFIT at {:#x}: length 38 is shorter than the NFIT's 40-byte fixed part", table_at(3)));
+    assert_eq!(
+        e.to_string(),
+        format!("NFIT at {:#x}: length 38 is shorter than the NFIT's 40-byte fixed part", table_at(3))
+    );
 
     // Framing inside the table is the parser's job: a SPA range structure
     // claiming 20 bytes passes the checksum here and is refused, named, by

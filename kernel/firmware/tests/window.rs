@@ -3,8 +3,8 @@
 //! pre-walk that maps the tables' pages.
 
 use firmware::window::{
-    acpi_spans, listed, pages, plan, Kind, Page, Region, Spans, TableMemory, Window, WindowError,
-    PAGE_1G, PAGE_2M, PAGE_4K, PTE_NX, PTE_P, PTE_PS, PTE_W, WINDOW_LIMIT,
+    acpi_spans, listed, pages, plan, Kind, Page, Region, Spans, TableMemory, Window, WindowError, PAGE_1G, PAGE_2M,
+    PAGE_4K, PTE_NX, PTE_P, PTE_PS, PTE_W, WINDOW_LIMIT,
 };
 use std::collections::HashMap;
 use testrng::Rng;
@@ -13,11 +13,7 @@ const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
 fn region(start: u64, len: u64, t: u32) -> Region {
-    Region {
-        start,
-        end: start + len,
-        kind: Kind::from_e820(t),
-    }
+    Region { start, end: start + len, kind: Kind::from_e820(t) }
 }
 
 /// QEMU q35 + SeaBIOS under PVH with `ram` bytes (as logged by the kernel
@@ -52,11 +48,7 @@ struct Mem {
 
 impl Mem {
     fn new(frames: u64) -> Mem {
-        Mem {
-            words: HashMap::new(),
-            next: 0x70_0000_0000,
-            limit: 0x70_0000_0000 + frames * PAGE_4K,
-        }
+        Mem { words: HashMap::new(), next: 0x70_0000_0000, limit: 0x70_0000_0000 + frames * PAGE_4K }
     }
 }
 
@@ -112,16 +104,9 @@ fn plan_maps_ram_and_acpi_memory_only() {
 
 #[test]
 fn plan_cuts_at_512_gib_and_counts_what_it_ignores() {
-    let map = [
-        region(0, 0x9f000, 1),
-        region(WINDOW_LIMIT - GIB, 2 * GIB, 1),
-        region(WINDOW_LIMIT + GIB, GIB, 1),
-    ];
+    let map = [region(0, 0x9f000, 1), region(WINDOW_LIMIT - GIB, 2 * GIB, 1), region(WINDOW_LIMIT + GIB, GIB, 1)];
     let p = plan(&map);
-    assert_eq!(
-        p.spans.as_slice(),
-        [(0, 0x9f000), (WINDOW_LIMIT - GIB, WINDOW_LIMIT)]
-    );
+    assert_eq!(p.spans.as_slice(), [(0, 0x9f000), (WINDOW_LIMIT - GIB, WINDOW_LIMIT)]);
     assert_eq!(p.ignored, 2 * GIB);
 }
 
@@ -138,24 +123,15 @@ fn spans_merge_and_report_gaps() {
     assert!(!s.contains(0x4000, 1));
     assert!(s.contains(0x8fff, 1));
     assert!(!s.contains(u64::MAX, 2));
-    assert_eq!(
-        s.missing(0, 0xa000).collect::<Vec<_>>(),
-        [(0, 0x1000), (0x3000, 0x5000), (0x9000, 0xa000)]
-    );
+    assert_eq!(s.missing(0, 0xa000).collect::<Vec<_>>(), [(0, 0x1000), (0x3000, 0x5000), (0x9000, 0xa000)]);
     assert_eq!(s.missing(0x1000, 0x3000).count(), 0);
-    assert_eq!(
-        s.missing(0x2000, 0x6000).collect::<Vec<_>>(),
-        [(0x3000, 0x5000)]
-    );
+    assert_eq!(s.missing(0x2000, 0x6000).collect::<Vec<_>>(), [(0x3000, 0x5000)]);
     assert_eq!(s.bytes(), 0x6000);
     let mut full = Spans::EMPTY;
     for i in 0..64u64 {
         full.insert(i * 0x2000, i * 0x2000 + 0x1000).unwrap();
     }
-    assert_eq!(
-        full.insert(0x100_0000, 0x100_1000),
-        Err(WindowError::TooManySpans)
-    );
+    assert_eq!(full.insert(0x100_0000, 0x100_1000), Err(WindowError::TooManySpans));
     // A span that merges takes no new slot, even when the list is full.
     full.insert(0x1000, 0x2000).unwrap();
     assert_eq!(full.as_slice().len(), 63);
@@ -164,42 +140,17 @@ fn spans_merge_and_report_gaps() {
 #[test]
 fn pages_are_the_largest_aligned_ones() {
     let p: Vec<Page> = pages(0x1f_f000, GIB + PAGE_2M + 0x3000, true).collect();
-    assert_eq!(
-        p[0],
-        Page {
-            pa: 0x1f_f000,
-            size: PAGE_4K
-        }
-    );
-    assert_eq!(
-        p[1],
-        Page {
-            pa: 0x20_0000,
-            size: PAGE_2M
-        }
-    );
-    assert!(p.contains(&Page {
-        pa: GIB,
-        size: PAGE_2M
-    }));
+    assert_eq!(p[0], Page { pa: 0x1f_f000, size: PAGE_4K });
+    assert_eq!(p[1], Page { pa: 0x20_0000, size: PAGE_2M });
+    assert!(p.contains(&Page { pa: GIB, size: PAGE_2M }));
     assert_eq!(p.iter().filter(|x| x.size == PAGE_1G).count(), 0);
-    assert_eq!(
-        p.last().unwrap(),
-        &Page {
-            pa: GIB + PAGE_2M + 0x2000,
-            size: PAGE_4K
-        }
-    );
+    assert_eq!(p.last().unwrap(), &Page { pa: GIB + PAGE_2M + 0x2000, size: PAGE_4K });
     let q: Vec<Page> = pages(0, 3 * GIB, true).collect();
     assert_eq!(q.len(), 3);
     assert!(q.iter().all(|x| x.size == PAGE_1G));
     assert_eq!(pages(0, 3 * GIB, false).count(), 3 * 512);
     // Contiguous and exact, whatever the bounds.
-    for (s, e) in [
-        (0x1000, 0x2000),
-        (0x3000, 5 * GIB + 0x7000),
-        (0x20_0000, 0x40_0000),
-    ] {
+    for (s, e) in [(0x1000, 0x2000), (0x3000, 5 * GIB + 0x7000), (0x20_0000, 0x40_0000)] {
         for gib in [false, true] {
             let mut at = s;
             for pg in pages(s, e, gib) {
@@ -234,11 +185,7 @@ fn check_identity(m: &Mem, w: &Window, map: &[Region]) {
     // Every leaf is present, writable, NX; huge ones carry PS.
     for (&a, &v) in &m.words {
         if v & PTE_P != 0 && (v & PTE_PS != 0 || v & PTE_NX != 0) {
-            assert_eq!(
-                v & (PTE_P | PTE_W | PTE_NX),
-                PTE_P | PTE_W | PTE_NX,
-                "{a:#x}: {v:#x}"
-            );
+            assert_eq!(v & (PTE_P | PTE_W | PTE_NX), PTE_P | PTE_W | PTE_NX, "{a:#x}: {v:#x}");
         }
     }
 }
@@ -258,11 +205,7 @@ fn q35_windows_map_exactly_the_plan() {
             // A handful of tables: the PDPT, a PD per partly mapped GiB (all
             // of them without 1 GiB pages) and a PT per unaligned edge.
             let gibs = ram.div_ceil(GIB) + 1;
-            assert!(
-                w.frames <= 1 + gibs + 4,
-                "{} frames for {ram:#x} (1 GiB pages {gib})",
-                w.frames
-            );
+            assert!(w.frames <= 1 + gibs + 4, "{} frames for {ram:#x} (1 GiB pages {gib})", w.frames);
             if gib && ram == 8 * GIB {
                 assert!(w.frames <= 6, "{}", w.frames);
             }
@@ -283,21 +226,12 @@ fn adding_a_mapped_span_again_takes_nothing_and_conflicts_are_refused() {
     assert_eq!(pd, 0, "GiB 3 has no RAM");
     let f = m.alloc().unwrap();
     m.write(w.pdpt + 3 * 8, f | PTE_P | PTE_W);
-    m.write(
-        f + 503 * 8,
-        (3 * GIB + 503 * PAGE_2M) | PTE_P | PTE_W | PTE_PS | 0x18,
-    );
+    m.write(f + 503 * 8, (3 * GIB + 503 * PAGE_2M) | PTE_P | PTE_W | PTE_PS | 0x18);
     let before = w.spans.as_slice().to_vec();
-    assert_eq!(
-        w.add(&mut m, 0xfee0_0000, 0xfee0_1000),
-        Err(WindowError::Conflict)
-    );
+    assert_eq!(w.add(&mut m, 0xfee0_0000, 0xfee0_1000), Err(WindowError::Conflict));
     assert_eq!(w.spans.as_slice(), before, "a refused span is not recorded");
     assert_eq!(w.add(&mut m, 0x1000, 0x1800), Err(WindowError::BadSpan));
-    assert_eq!(
-        w.add(&mut m, WINDOW_LIMIT, WINDOW_LIMIT + 0x1000),
-        Err(WindowError::BadSpan)
-    );
+    assert_eq!(w.add(&mut m, WINDOW_LIMIT, WINDOW_LIMIT + 0x1000), Err(WindowError::BadSpan));
 }
 
 #[test]
@@ -305,11 +239,7 @@ fn running_out_of_frames_is_an_error() {
     let map = q35(8 * GIB);
     let mut m = Mem::new(2);
     let mut w = Window::new(&mut m, false).unwrap();
-    let r = plan(&map)
-        .spans
-        .as_slice()
-        .iter()
-        .try_for_each(|&(s, e)| w.add(&mut m, s, e));
+    let r = plan(&map).spans.as_slice().iter().try_for_each(|&(s, e)| w.add(&mut m, s, e));
     assert_eq!(r, Err(WindowError::OutOfFrames));
 }
 
@@ -345,15 +275,9 @@ fn listed_means_no_page_in_a_hole() {
     let map = q35(2 * GIB);
     assert!(listed(&map, 0x7ffe_1f75, 36));
     assert!(listed(&map, 0xf5a00, 20));
-    assert!(
-        listed(&map, 0x9fb00, 0x200),
-        "RAM then the EBDA, both listed"
-    );
+    assert!(listed(&map, 0x9fb00, 0x200), "RAM then the EBDA, both listed");
     assert!(!listed(&map, 0xa_0000, 1), "VGA hole");
-    assert!(
-        !listed(&map, 0x7fff_f000, 0x2000),
-        "runs off the end of low memory"
-    );
+    assert!(!listed(&map, 0x7fff_f000, 0x2000), "runs off the end of low memory");
     assert!(!listed(&map, 3 * GIB, 36));
     assert!(!listed(&map, u64::MAX - 4, 36));
 }
@@ -409,9 +333,7 @@ fn prewalk(img: &HashMap<u64, u8>, map: &[Region]) -> (usize, Spans) {
         let mut read = |pa: u64, buf: &mut [u8]| {
             // Reads happen only after `add` said yes: recorded here for the
             // check below.
-            spans_seen
-                .insert(pa & !0xfff, (pa + buf.len() as u64 + 0xfff) & !0xfff)
-                .unwrap();
+            spans_seen.insert(pa & !0xfff, (pa + buf.len() as u64 + 0xfff) & !0xfff).unwrap();
             for (i, x) in buf.iter_mut().enumerate() {
                 *x = *img.get(&(pa + i as u64)).unwrap_or(&0);
             }
@@ -420,10 +342,7 @@ fn prewalk(img: &HashMap<u64, u8>, map: &[Region]) -> (usize, Spans) {
         acpi_spans(0xf5a00, &mut read, &mut add)
     };
     for &(s, e) in spans_seen.as_slice() {
-        assert!(
-            readable.contains(s, e - s),
-            "read {s:#x}..{e:#x} before adding it"
-        );
+        assert!(readable.contains(s, e - s), "read {s:#x}..{e:#x} before adding it");
     }
     (n, readable)
 }
@@ -432,13 +351,7 @@ fn prewalk(img: &HashMap<u64, u8>, map: &[Region]) -> (usize, Spans) {
 fn acpi_prewalk_maps_every_listed_table_and_nothing_in_a_hole() {
     let map = q35(2 * GIB);
     for rev in [0, 2] {
-        let tables = [
-            0x7ffe_0000,
-            0x7ffe_2000,
-            0xb000_0000 - 0x100,
-            3 * GIB,
-            0x7ffd_e000,
-        ];
+        let tables = [0x7ffe_0000, 0x7ffe_2000, 0xb000_0000 - 0x100, 3 * GIB, 0x7ffd_e000];
         let (n, readable) = prewalk(&acpi_image(rev, &tables), &map);
         // Root + the tables in listed memory (the one just below ECAM lies
         // in the hole between low RAM and ECAM; 3 GiB is in the PCI hole).
@@ -449,10 +362,7 @@ fn acpi_prewalk_maps_every_listed_table_and_nothing_in_a_hole() {
         assert!(!readable.overlaps(0x8000_0000, 1 << 32));
         // Reserved ranges no table lies in (ECAM, the chipset's, the BIOS
         // flash, the HyperTransport hole) stay unmapped.
-        for r in map
-            .iter()
-            .filter(|r| r.kind == Kind::Reserved && r.start >= 0xb000_0000)
-        {
+        for r in map.iter().filter(|r| r.kind == Kind::Reserved && r.start >= 0xb000_0000) {
             assert!(!readable.overlaps(r.start, r.end), "{r:?}");
         }
     }
@@ -490,7 +400,5 @@ fn a_view_within_spans_reads_only_inside_them() {
     assert!(v.read_u32(0x37fc).is_ok());
     assert!(v.read_u32(0x37fd).is_err());
     assert!(v.bytes(0x2000, 0).is_err(), "an empty read in the gap");
-    assert!(firmware::PhysView::from_slice(&memory)
-        .read_u32(0x800)
-        .is_ok());
+    assert!(firmware::PhysView::from_slice(&memory).read_u32(0x800).is_ok());
 }

@@ -180,15 +180,9 @@ pub fn decode(e: u64, level: u8) -> Kind {
         if level == 0 && e & HANDLE_TAG != 0 {
             let rights = Rights((e >> HANDLE_RIGHTS_SHIFT) & Rights::ALL.bits());
             if e & DEVICE_TAG != 0 {
-                return Kind::Device {
-                    index: (e & ADDR_MASK) >> 12,
-                    rights,
-                };
+                return Kind::Device { index: (e & ADDR_MASK) >> 12, rights };
             }
-            return Kind::Handle {
-                root: e & ADDR_MASK,
-                rights,
-            };
+            return Kind::Handle { root: e & ADDR_MASK, rights };
         }
         return Kind::Foreign;
     }
@@ -197,16 +191,9 @@ pub fn decode(e: u64, level: u8) -> Kind {
     }
     let frame = e & ADDR_MASK;
     if level == 0 {
-        Kind::Page {
-            frame,
-            rights: present_rights(e),
-            lent: e & LENT != 0,
-        }
+        Kind::Page { frame, rights: present_rights(e), lent: e & LENT != 0 }
     } else {
-        Kind::Table {
-            frame,
-            rights: present_rights(e),
-        }
+        Kind::Table { frame, rights: present_rights(e) }
     }
 }
 
@@ -287,12 +274,7 @@ pub fn effective(slot: &Slot, level: u8) -> Option<(Kind, Rights)> {
 
 /// Resolve the address space a call targets: `handle_va == 0` is the caller
 /// itself; otherwise a handle in the caller carrying `need`.
-pub fn resolve_as<M: PhysMem>(
-    mem: &M,
-    caller: u64,
-    handle_va: u64,
-    need: Rights,
-) -> Result<u64, Error> {
+pub fn resolve_as<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, need: Rights) -> Result<u64, Error> {
     if handle_va == 0 {
         return Ok(caller);
     }
@@ -326,12 +308,8 @@ pub fn resolve_target<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Resul
     check_user_va(handle_va, 0)?;
     let slot = walk(mem, caller, handle_va, 0)?;
     match effective(&slot, 0) {
-        Some((Kind::Handle { root, .. }, rights)) if rights.contains(Rights::OWN) => {
-            Ok(Target::Space(root))
-        }
-        Some((Kind::Device { index, .. }, rights)) if rights.contains(Rights::OWN) => {
-            Ok(Target::Device(index))
-        }
+        Some((Kind::Handle { root, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Space(root)),
+        Some((Kind::Device { index, .. }, rights)) if rights.contains(Rights::OWN) => Ok(Target::Device(index)),
         Some((Kind::Handle { .. } | Kind::Device { .. }, _)) => Err(Error::NoRight),
         Some(_) => Err(Error::WrongKind),
         None => Err(Error::NotMapped),
@@ -352,11 +330,7 @@ pub trait DeviceTables {
 
 /// Check that the caller owns an unlent page at `frame_va` and may give it
 /// up; returns its slot and frame.
-fn owned_fresh_frame<M: PhysMem>(
-    mem: &M,
-    caller: u64,
-    frame_va: u64,
-) -> Result<(Slot, u64), Error> {
+fn owned_fresh_frame<M: PhysMem>(mem: &M, caller: u64, frame_va: u64) -> Result<(Slot, u64), Error> {
     check_user_va(frame_va, 0)?;
     let slot = walk(mem, caller, frame_va, 0)?;
     match effective(&slot, 0) {
@@ -437,10 +411,7 @@ pub fn create_as<M: PhysMem, T: Tlb>(
     for (i, e) in kernel_half.iter().enumerate() {
         mem.write(frame + (256 + i as u64) * 8, *e);
     }
-    mem.write(
-        dst.pa,
-        handle_entry(frame, Rights::OWN | Rights::GRANT | Rights::SWITCH),
-    );
+    mem.write(dst.pa, handle_entry(frame, Rights::OWN | Rights::GRANT | Rights::SWITCH));
     Ok(frame)
 }
 
@@ -465,14 +436,11 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
     check_user_va(src_va, level)?;
     let dst_root = match resolve_target(mem, caller, dst_handle_va)? {
         Target::Space(root) => root,
-        Target::Device(index) => {
-            return map_to_device(mem, dev, caller, src_va, level, index, dst_va, want)
-        }
+        Target::Device(index) => return map_to_device(mem, dev, caller, src_va, level, index, dst_va, want),
     };
     let src = walk(mem, caller, src_va, level)?;
     let (kind, mut held) = effective(&src, level).ok_or(Error::NotMapped)?;
-    if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN)
-    {
+    if matches!(kind, Kind::Page { .. }) && held.contains(Rights::OWN) && want.contains(Rights::OWN) {
         // The owner of a frame holds every right to it: moving it may set
         // its protection anew (write, execute) — W^X is the owner's policy.
         held = held | Rights::WRITE | Rights::EXEC;
@@ -504,10 +472,7 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
                 if src.entry & OWN != 0 && src.entry & LENT == 0 {
                     mem.write(src.pa, src.entry | LENT);
                 }
-                mem.write(
-                    dst.pa,
-                    frame | present_bits(want) | (src.entry & CACHE_BITS),
-                );
+                mem.write(dst.pa, frame | present_bits(want) | (src.entry & CACHE_BITS));
             }
         }
         Kind::Table { frame, .. } => {
@@ -652,11 +617,7 @@ pub fn yield_target<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<
 pub fn translate<M: PhysMem>(mem: &M, root: u64, va: u64, write: bool) -> Option<u64> {
     let slot = walk(mem, root, va & !(PAGE_SIZE - 1), 0).ok()?;
     match decode(slot.entry, 0) {
-        Kind::Page {
-            frame,
-            rights,
-            lent,
-        } => {
+        Kind::Page { frame, rights, lent } => {
             let eff = rights.intersect(slot.path);
             if write && !eff.contains(Rights::WRITE) {
                 return None;
@@ -712,11 +673,7 @@ impl<'a, M: PhysMem, F: FnMut() -> Option<u64>> BootMapper<'a, M, F> {
             };
         }
         let pa = table + index(va, 0) * 8;
-        Ok(Slot {
-            pa,
-            entry: self.mem.read(pa),
-            path: Rights::ALL,
-        })
+        Ok(Slot { pa, entry: self.mem.read(pa), path: Rights::ALL })
     }
 
     /// Place a raw entry (e.g. a handle) at `va`'s leaf slot.

@@ -94,10 +94,7 @@ impl DeviceTables for FakeDevices {
         Ok(())
     }
     fn unmap(&mut self, index: u64, iova: u64) -> Result<(), Error> {
-        self.maps
-            .remove(&(index, iova))
-            .map(|_| ())
-            .ok_or(Error::NotMapped)?;
+        self.maps.remove(&(index, iova)).map(|_| ()).ok_or(Error::NotMapped)?;
         self.invalidations += 1;
         Ok(())
     }
@@ -117,10 +114,7 @@ impl World {
     /// An init with `n` owned frames at FRAMES_VA.. and tables for the
     /// low 2 MiB (handles live there).
     fn new(n: u64) -> World {
-        let mut mem = Mem {
-            words: HashMap::new(),
-            next_frame: RAM_START,
-        };
+        let mut mem = Mem { words: HashMap::new(), next_frame: RAM_START };
         let mut kernel_half = [0u64; 256];
         for (i, e) in kernel_half.iter_mut().enumerate() {
             *e = KERNEL_MARK + ((i as u64) << 12);
@@ -137,11 +131,7 @@ impl World {
         }
         let mut pool = frames.split_off(n as usize);
         {
-            let mut bm = BootMapper {
-                mem: &mut mem,
-                alloc: || pool.pop(),
-                root,
-            };
+            let mut bm = BootMapper { mem: &mut mem, alloc: || pool.pop(), root };
             for (i, f) in frames.iter().enumerate() {
                 bm.map_leaf(
                     FRAMES_VA + i as u64 * PAGE_SIZE,
@@ -152,13 +142,7 @@ impl World {
             }
             bm.leaf_slot(0x1000).unwrap();
         }
-        World {
-            mem,
-            tlb: TlbModel::default(),
-            dev: FakeDevices::default(),
-            kernel_half,
-            init: root,
-        }
+        World { mem, tlb: TlbModel::default(), dev: FakeDevices::default(), kernel_half, init: root }
     }
     fn frame_va(i: u64) -> u64 {
         FRAMES_VA + i * PAGE_SIZE
@@ -168,46 +152,13 @@ impl World {
     }
     fn create_as(&mut self, caller: u64, handle_va: u64, frame_va: u64) -> Result<u64, Error> {
         let kh = self.kernel_half;
-        create_as(
-            &mut self.mem,
-            &mut self.tlb,
-            caller,
-            handle_va,
-            frame_va,
-            &kh,
-        )
+        create_as(&mut self.mem, &mut self.tlb, caller, handle_va, frame_va, &kh)
     }
-    fn map(
-        &mut self,
-        caller: u64,
-        src: u64,
-        level: u64,
-        dst_as: u64,
-        dst: u64,
-        r: Rights,
-    ) -> Result<(), Error> {
-        map(
-            &mut self.mem,
-            &mut self.tlb,
-            &mut self.dev,
-            caller,
-            src,
-            level,
-            dst_as,
-            dst,
-            r.bits(),
-        )
+    fn map(&mut self, caller: u64, src: u64, level: u64, dst_as: u64, dst: u64, r: Rights) -> Result<(), Error> {
+        map(&mut self.mem, &mut self.tlb, &mut self.dev, caller, src, level, dst_as, dst, r.bits())
     }
     fn unmap(&mut self, caller: u64, as_: u64, va: u64, level: u64) -> Result<(), Error> {
-        unmap(
-            &mut self.mem,
-            &mut self.tlb,
-            &mut self.dev,
-            caller,
-            as_,
-            va,
-            level,
-        )
+        unmap(&mut self.mem, &mut self.tlb, &mut self.dev, caller, as_, va, level)
     }
     /// Build tables down to level 1 for `va` in `caller` from its frames
     /// `fi..fi+3`.
@@ -269,50 +220,21 @@ impl World {
 fn create_builds_tables_from_owned_frames_and_takes_them_away() {
     let mut w = World::new(8);
     let va = 0x100_0000_0000;
-    w.create(w.init, va & !(span(3) - 1), 3, World::frame_va(0))
-        .unwrap();
+    w.create(w.init, va & !(span(3) - 1), 3, World::frame_va(0)).unwrap();
     // The frame is gone from the caller.
-    assert_eq!(
-        walk(&w.mem, w.init, World::frame_va(0), 0).unwrap().entry,
-        0
-    );
+    assert_eq!(walk(&w.mem, w.init, World::frame_va(0), 0).unwrap().entry, 0);
     assert_eq!(w.tlb.flushes, 1);
-    w.create(w.init, va & !(span(2) - 1), 2, World::frame_va(1))
-        .unwrap();
+    w.create(w.init, va & !(span(2) - 1), 2, World::frame_va(1)).unwrap();
     w.create(w.init, va, 1, World::frame_va(2)).unwrap();
     // Errors: occupied, bad level, bad alignment, no table, not mapped.
-    assert_eq!(
-        w.create(w.init, va, 1, World::frame_va(3)),
-        Err(Error::Occupied)
-    );
-    assert_eq!(
-        w.create(w.init, va, 0, World::frame_va(3)),
-        Err(Error::BadLevel)
-    );
-    assert_eq!(
-        w.create(w.init, va, 4, World::frame_va(3)),
-        Err(Error::BadLevel)
-    );
-    assert_eq!(
-        w.create(w.init, va + 0x1000, 1, World::frame_va(3)),
-        Err(Error::BadAddress)
-    );
-    assert_eq!(
-        w.create(w.init, 0x7000_0000_0000, 1, World::frame_va(3)),
-        Err(Error::NoTable)
-    );
-    assert_eq!(
-        w.create(w.init, va + span(1), 1, World::frame_va(0)),
-        Err(Error::NotMapped)
-    );
-    assert_eq!(
-        w.create(w.init, USER_END, 3, World::frame_va(3)),
-        Err(Error::BadAddress)
-    );
-    assert_eq!(
-        w.create(w.init, 0xffff_8000_0000_0000, 3, World::frame_va(3)),
-        Err(Error::BadAddress)
-    );
+    assert_eq!(w.create(w.init, va, 1, World::frame_va(3)), Err(Error::Occupied));
+    assert_eq!(w.create(w.init, va, 0, World::frame_va(3)), Err(Error::BadLevel));
+    assert_eq!(w.create(w.init, va, 4, World::frame_va(3)), Err(Error::BadLevel));
+    assert_eq!(w.create(w.init, va + 0x1000, 1, World::frame_va(3)), Err(Error::BadAddress));
+    assert_eq!(w.create(w.init, 0x7000_0000_0000, 1, World::frame_va(3)), Err(Error::NoTable));
+    assert_eq!(w.create(w.init, va + span(1), 1, World::frame_va(0)), Err(Error::NotMapped));
+    assert_eq!(w.create(w.init, USER_END, 3, World::frame_va(3)), Err(Error::BadAddress));
+    assert_eq!(w.create(w.init, 0xffff_8000_0000_0000, 3, World::frame_va(3)), Err(Error::BadAddress));
 }
 
 #[test]
@@ -320,14 +242,7 @@ fn a_failed_call_changes_nothing() {
     let mut w = World::new(8);
     let before = w.mem.words.clone();
     let _ = w.create(w.init, 0x10_0000_0000, 1, World::frame_va(0)); // NoTable
-    let _ = w.map(
-        w.init,
-        World::frame_va(0),
-        0,
-        0,
-        World::frame_va(1),
-        Rights::OWN,
-    ); // Occupied
+    let _ = w.map(w.init, World::frame_va(0), 0, 0, World::frame_va(1), Rights::OWN); // Occupied
     let _ = w.unmap(w.init, 0, World::frame_va(0), 0); // Owned
     assert_eq!(w.mem.words, before);
 }
@@ -344,15 +259,7 @@ fn move_share_and_rights_only_go_down() {
     let region = 0x8000_0000u64;
     w.tables_for(w.init, region, 1); // uses frames 1,2,3
                                      // Move frame 4 to region page 0 in init, write a value.
-    w.map(
-        w.init,
-        World::frame_va(4),
-        0,
-        0,
-        region,
-        Rights::WRITE | Rights::OWN | Rights::GRANT,
-    )
-    .unwrap();
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
     assert!(w.write_user(w.init, region, 77));
     // Give the child a level-3 table of its own to hold the link: first
     // the child needs a level-3 table: create it in init at an unused slot and link.
@@ -361,53 +268,19 @@ fn move_share_and_rights_only_go_down() {
                                  // place and links the level-3 table into the child with OWN.
     let scratch = 0x100_0000_0000u64;
     w.create(w.init, scratch, 3, World::frame_va(5)).unwrap();
-    w.map(
-        w.init,
-        scratch,
-        3,
-        0x3000,
-        cva & !(span(3) - 1),
-        Rights::ALL.intersect(Rights(0xf)),
-    )
-    .unwrap();
+    w.map(w.init, scratch, 3, 0x3000, cva & !(span(3) - 1), Rights::ALL.intersect(Rights(0xf))).unwrap();
     // Child's view: link level-2 in child's PDPT through init's scratch table.
-    w.create(
-        w.init,
-        scratch + (cva & (span(3) - 1) & !(span(2) - 1)),
-        2,
-        World::frame_va(6),
-    )
-    .unwrap();
+    w.create(w.init, scratch + (cva & (span(3) - 1) & !(span(2) - 1)), 2, World::frame_va(6)).unwrap();
     // Now share init's level-1 region read-only into the child.
-    w.map(
-        w.init,
-        region & !(span(1) - 1),
-        1,
-        0x3000,
-        cva,
-        Rights::NONE,
-    )
-    .unwrap();
+    w.map(w.init, region & !(span(1) - 1), 1, 0x3000, cva, Rights::NONE).unwrap();
     assert_eq!(w.read_user(child, cva), Some(77));
-    assert!(
-        !w.write_user(child, cva, 5),
-        "read-only share must refuse writes"
-    );
+    assert!(!w.write_user(child, cva, 5), "read-only share must refuse writes");
     // Rights cannot go up: child holds read-only; asking for WRITE fails.
     // (Child has no handle to itself; it maps within itself with dst 0.)
-    assert_eq!(
-        w.map(child, cva, 1, 0, cva + span(1), Rights::WRITE),
-        Err(Error::RightsExceeded)
-    );
-    assert_eq!(
-        w.map(child, cva, 1, 0, cva + span(1), Rights::NONE),
-        Err(Error::NoRight)
-    ); // no GRANT
-       // Child cannot move the page out of a table it does not manage.
-    assert_eq!(
-        w.map(child, cva, 0, 0, cva + span(1), Rights::OWN),
-        Err(Error::RightsExceeded)
-    );
+    assert_eq!(w.map(child, cva, 1, 0, cva + span(1), Rights::WRITE), Err(Error::RightsExceeded));
+    assert_eq!(w.map(child, cva, 1, 0, cva + span(1), Rights::NONE), Err(Error::NoRight)); // no GRANT
+                                                                                           // Child cannot move the page out of a table it does not manage.
+    assert_eq!(w.map(child, cva, 0, 0, cva + span(1), Rights::OWN), Err(Error::RightsExceeded));
     // Revocation: init unmaps the child's link.
     w.unmap(w.init, 0x3000, cva, 1).unwrap();
     assert_eq!(w.read_user(child, cva), None);
@@ -421,42 +294,16 @@ fn lent_frames_never_become_tables() {
     let mut w = World::new(16);
     let region = 0x8000_0000u64;
     w.tables_for(w.init, region, 0);
-    w.map(
-        w.init,
-        World::frame_va(4),
-        0,
-        0,
-        region,
-        Rights::WRITE | Rights::OWN | Rights::GRANT,
-    )
-    .unwrap();
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
     // Share page-level into another slot (non-owning alias).
-    w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE)
-        .unwrap();
-    assert_eq!(
-        w.create(w.init, 0x100_0000_0000, 3, region),
-        Err(Error::Lent)
-    );
+    w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE).unwrap();
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region), Err(Error::Lent));
     assert_eq!(w.create_as(w.init, 0x5000, region), Err(Error::Lent));
     // The alias is not owned: it cannot be retyped either.
-    assert_eq!(
-        w.create(w.init, 0x100_0000_0000, 3, region + 0x1000),
-        Err(Error::NoRight)
-    );
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region + 0x1000), Err(Error::NoRight));
     // Moving a lent page keeps it lent.
-    w.map(
-        w.init,
-        region,
-        0,
-        0,
-        region + 0x2000,
-        Rights::OWN | Rights::WRITE,
-    )
-    .unwrap();
-    assert_eq!(
-        w.create(w.init, 0x100_0000_0000, 3, region + 0x2000),
-        Err(Error::Lent)
-    );
+    w.map(w.init, region, 0, 0, region + 0x2000, Rights::OWN | Rights::WRITE).unwrap();
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, region + 0x2000), Err(Error::Lent));
     // The alias can be unmapped.
     w.unmap(w.init, 0, region + 0x1000, 0).unwrap();
 }
@@ -468,54 +315,22 @@ fn handles_gate_map_unmap_and_yield() {
     assert_eq!(yield_target(&w.mem, w.init, 0x3000), Ok(child));
     assert_eq!(yield_target(&w.mem, w.init, 0x4000), Err(Error::NotMapped));
     assert_eq!(yield_target(&w.mem, w.init, 0), Err(Error::BadAddress));
-    assert_eq!(
-        yield_target(&w.mem, w.init, World::frame_va(1)),
-        Err(Error::WrongKind)
-    );
+    assert_eq!(yield_target(&w.mem, w.init, World::frame_va(1)), Err(Error::WrongKind));
     // A switch-only copy of the handle cannot be used to map.
     w.map(w.init, 0x3000, 0, 0, 0x5000, Rights::SWITCH).unwrap();
     assert_eq!(yield_target(&w.mem, w.init, 0x5000), Ok(child));
-    assert_eq!(
-        w.map(
-            w.init,
-            World::frame_va(1),
-            0,
-            0x5000,
-            0x20_0000,
-            Rights::OWN
-        ),
-        Err(Error::NoRight)
-    );
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0x5000, 0x20_0000, Rights::OWN), Err(Error::NoRight));
     // Handle rights cannot grow.
-    assert_eq!(
-        w.map(w.init, 0x5000, 0, 0, 0x6000, Rights::OWN),
-        Err(Error::RightsExceeded)
-    );
+    assert_eq!(w.map(w.init, 0x5000, 0, 0, 0x6000, Rights::OWN), Err(Error::RightsExceeded));
     // Handles carry no WRITE/EXEC.
-    assert_eq!(
-        w.map(w.init, 0x3000, 0, 0, 0x6000, Rights::WRITE),
-        Err(Error::RightsExceeded)
-    );
+    assert_eq!(w.map(w.init, 0x3000, 0, 0, 0x6000, Rights::WRITE), Err(Error::RightsExceeded));
     // Unmap the copy; yield through it now fails.
     w.unmap(w.init, 0, 0x5000, 0).unwrap();
     assert_eq!(yield_target(&w.mem, w.init, 0x5000), Err(Error::NotMapped));
     // The child has no tables: mapping into it needs them.
-    assert_eq!(
-        w.map(
-            w.init,
-            World::frame_va(1),
-            0,
-            0x3000,
-            0x20_0000,
-            Rights::OWN
-        ),
-        Err(Error::NoTable)
-    );
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0x3000, 0x20_0000, Rights::OWN), Err(Error::NoTable));
     // Undefined rights bits.
-    assert_eq!(
-        w.map(w.init, World::frame_va(1), 0, 0, 0x20_0000, Rights(1 << 9)),
-        Err(Error::BadArgument)
-    );
+    assert_eq!(w.map(w.init, World::frame_va(1), 0, 0, 0x20_0000, Rights(1 << 9)), Err(Error::BadArgument));
 }
 
 /// Random calls from several address spaces; after each, the invariants
@@ -551,23 +366,10 @@ fn random_calls_keep_the_invariants() {
                 0 => w.create(caller, a, b, c).map(|_| ()),
                 1 if next() % 4 != 0 => {
                     // Plausible: page-level moves and shares inside the frame window.
-                    let rights = [
-                        Rights::OWN | Rights::WRITE,
-                        Rights::WRITE,
-                        Rights::NONE,
-                        Rights::ALL,
-                        Rights::GRANT,
-                    ];
+                    let rights = [Rights::OWN | Rights::WRITE, Rights::WRITE, Rights::NONE, Rights::ALL, Rights::GRANT];
                     let src = FRAMES_VA + next() % 80 * PAGE_SIZE;
                     let dst = FRAMES_VA + next() % 80 * PAGE_SIZE;
-                    w.map(
-                        caller,
-                        src,
-                        0,
-                        if next() % 2 == 0 { 0 } else { hs },
-                        dst,
-                        rights[(next() % 5) as usize],
-                    )
+                    w.map(caller, src, 0, if next() % 2 == 0 { 0 } else { hs }, dst, rights[(next() % 5) as usize])
                 }
                 1 => w.map(caller, a, b % 4, hs, c, Rights(d)),
                 2 => w.unmap(caller, hs, a, b),
@@ -594,13 +396,8 @@ fn random_calls_keep_the_invariants() {
             }
         }
     }
-    println!(
-        "{calls} random calls checked; successes per call (create, map, unmap, create_as): {ok:?}"
-    );
-    assert!(
-        ok.iter().all(|n| *n > 0),
-        "every call must succeed sometimes: {ok:?}"
-    );
+    println!("{calls} random calls checked; successes per call (create, map, unmap, create_as): {ok:?}");
+    assert!(ok.iter().all(|n| *n > 0), "every call must succeed sometimes: {ok:?}");
 }
 
 fn check_invariants(w: &World, spaces: &[u64]) {
@@ -611,11 +408,7 @@ fn check_invariants(w: &World, spaces: &[u64]) {
     let mut seen = BTreeSet::new();
     for r in spaces {
         for i in 256..512u64 {
-            assert_eq!(
-                w.mem.read(r + i * 8),
-                w.kernel_half[i as usize - 256],
-                "kernel half changed"
-            );
+            assert_eq!(w.mem.read(r + i * 8), w.kernel_half[i as usize - 256], "kernel half changed");
         }
     }
     while let Some((t, lvl)) = stack.pop() {
@@ -648,23 +441,11 @@ fn check_invariants(w: &World, spaces: &[u64]) {
         assert!(w.mem.is_ram(*t), "table {t:#x} is not RAM");
     }
     for (frame, (count, lent)) in &leaves {
-        assert!(
-            !tables.contains(frame),
-            "frame {frame:#x} is both a table and a user page"
-        );
-        assert!(
-            !spaces.contains(frame),
-            "an address-space root is mapped as a page"
-        );
-        assert!(
-            owners.get(frame).copied().unwrap_or(0) <= 1,
-            "two owners of {frame:#x}"
-        );
+        assert!(!tables.contains(frame), "frame {frame:#x} is both a table and a user page");
+        assert!(!spaces.contains(frame), "an address-space root is mapped as a page");
+        assert!(owners.get(frame).copied().unwrap_or(0) <= 1, "two owners of {frame:#x}");
         if *count > 1 {
-            assert!(
-                *lent || !owners.contains_key(frame),
-                "frame {frame:#x} shared but its owner is not LENT"
-            );
+            assert!(*lent || !owners.contains_key(frame), "frame {frame:#x} shared but its owner is not LENT");
         }
     }
 }
@@ -676,22 +457,11 @@ fn an_owner_may_reprotect_its_frame_when_moving_it() {
     w.tables_for(w.init, region, 0);
     // RAM-window frames are not executable; moving one as code is allowed
     // because the mover owns it...
-    w.map(
-        w.init,
-        World::frame_va(4),
-        0,
-        0,
-        region,
-        Rights::EXEC | Rights::OWN,
-    )
-    .unwrap();
+    w.map(w.init, World::frame_va(4), 0, 0, region, Rights::EXEC | Rights::OWN).unwrap();
     let slot = walk(&w.mem, w.init, region, 0).unwrap();
     assert_eq!(present_rights(slot.entry), Rights::EXEC | Rights::OWN);
     // ...but a share (no OWN) of a non-writable page cannot add WRITE.
-    assert_eq!(
-        w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE),
-        Err(Error::RightsExceeded)
-    );
+    assert_eq!(w.map(w.init, region, 0, 0, region + 0x1000, Rights::WRITE), Err(Error::RightsExceeded));
 }
 
 #[test]
@@ -701,8 +471,7 @@ fn devices_get_dma_only_by_grant_and_their_frames_are_lent() {
     w.tables_for(w.init, region, 0);
     // A device handle (index 0) at 0x7000, placed as the boot kernel would.
     let slot = walk(&w.mem, w.init, 0x7000, 0).unwrap();
-    w.mem
-        .write(slot.pa, device_handle_entry(0, Rights::OWN | Rights::GRANT));
+    w.mem.write(slot.pa, device_handle_entry(0, Rights::OWN | Rights::GRANT));
     let f = World::frame_va(4);
     let pa = walk(&w.mem, w.init, f, 0).unwrap().entry & ADDR_MASK;
     // Map for DMA: device may write.
@@ -711,52 +480,25 @@ fn devices_get_dma_only_by_grant_and_their_frames_are_lent() {
     // The frame is now lent: it can never become a page table.
     assert_eq!(w.create(w.init, 0x100_0000_0000, 3, f), Err(Error::Lent));
     // Errors: occupied, window, level, rights, kind.
-    assert_eq!(
-        w.map(w.init, f, 0, 0x7000, 0x3000, Rights::NONE),
-        Err(Error::Occupied)
-    );
-    assert_eq!(
-        w.map(w.init, f, 0, 0x7000, 64 * PAGE_SIZE, Rights::NONE),
-        Err(Error::BadAddress)
-    );
-    assert_eq!(
-        w.map(w.init, f, 0, 0x7000, 0x3008, Rights::NONE),
-        Err(Error::BadAddress)
-    );
-    assert_eq!(
-        w.map(w.init, f, 1, 0x7000, 0, Rights::NONE),
-        Err(Error::BadAddress)
-    );
-    assert_eq!(
-        w.map(w.init, f, 0, 0x7000, 0x4000, Rights::OWN),
-        Err(Error::BadArgument)
-    );
-    assert_eq!(
-        w.map(w.init, 0x7000, 0, 0x7000, 0x4000, Rights::NONE),
-        Err(Error::WrongKind)
-    );
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x3000, Rights::NONE), Err(Error::Occupied));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 64 * PAGE_SIZE, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x3008, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 1, 0x7000, 0, Rights::NONE), Err(Error::BadAddress));
+    assert_eq!(w.map(w.init, f, 0, 0x7000, 0x4000, Rights::OWN), Err(Error::BadArgument));
+    assert_eq!(w.map(w.init, 0x7000, 0, 0x7000, 0x4000, Rights::NONE), Err(Error::WrongKind));
     // A read-only alias cannot give the device write access, and a
     // borrowed page cannot be given to a device at all (only the owner
     // grants DMA: revoking the share could not reach the device).
     w.map(w.init, f, 0, 0, region, Rights::GRANT).unwrap();
-    assert_eq!(
-        w.map(w.init, region, 0, 0x7000, 0x5000, Rights::WRITE),
-        Err(Error::RightsExceeded)
-    );
-    assert_eq!(
-        w.map(w.init, region, 0, 0x7000, 0x5000, Rights::NONE),
-        Err(Error::NoRight)
-    );
+    assert_eq!(w.map(w.init, region, 0, 0x7000, 0x5000, Rights::WRITE), Err(Error::RightsExceeded));
+    assert_eq!(w.map(w.init, region, 0, 0x7000, 0x5000, Rights::NONE), Err(Error::NoRight));
     assert_eq!(w.dev.maps.get(&(0, 0x5000)), None);
     // The owner may grant read-only access too.
     w.map(w.init, f, 0, 0x7000, 0x5000, Rights::NONE).unwrap();
     assert_eq!(w.dev.maps.get(&(0, 0x5000)), Some(&(pa, false)));
     // Handle copies: without OWN they cannot map; devices are not switchable.
     w.map(w.init, 0x7000, 0, 0, 0x8000, Rights::GRANT).unwrap();
-    assert_eq!(
-        w.map(w.init, f, 0, 0x8000, 0x6000, Rights::NONE),
-        Err(Error::NoRight)
-    );
+    assert_eq!(w.map(w.init, f, 0, 0x8000, 0x6000, Rights::NONE), Err(Error::NoRight));
     assert_eq!(yield_target(&w.mem, w.init, 0x7000), Err(Error::WrongKind));
     // Unmap from the device; twice is NotMapped; levels other than 0 refused.
     let before = w.dev.invalidations;
@@ -775,24 +517,12 @@ fn moved_frames_keep_their_cache_bits() {
     let f = World::frame_va(4);
     let slot = walk(&w.mem, w.init, f, 0).unwrap();
     w.mem.write(slot.pa, slot.entry | CACHE_BITS | LENT);
-    w.map(
-        w.init,
-        f,
-        0,
-        0,
-        region,
-        Rights::OWN | Rights::WRITE | Rights::GRANT,
-    )
-    .unwrap();
+    w.map(w.init, f, 0, 0, region, Rights::OWN | Rights::WRITE | Rights::GRANT).unwrap();
     let moved = walk(&w.mem, w.init, region, 0).unwrap().entry;
     assert_eq!(moved & CACHE_BITS, CACHE_BITS);
     assert_ne!(moved & LENT, 0);
-    w.map(w.init, region, 0, 0, region + 0x1000, Rights::NONE)
-        .unwrap();
-    assert_eq!(
-        walk(&w.mem, w.init, region + 0x1000, 0).unwrap().entry & CACHE_BITS,
-        CACHE_BITS
-    );
+    w.map(w.init, region, 0, 0, region + 0x1000, Rights::NONE).unwrap();
+    assert_eq!(walk(&w.mem, w.init, region + 0x1000, 0).unwrap().entry & CACHE_BITS, CACHE_BITS);
 }
 
 /// The review's attack, and its siblings: a table linked at two addresses
@@ -805,79 +535,29 @@ fn no_translation_survives_through_an_alias() {
     let region = 0x8000_0000u64; // A: the table's first link
     let alias = 0x8000_0000u64 + span(1); // B: the same level-1 table again
     let cases: [(&str, Attack); 5] = [
-        ("create a page table from the frame", |w, a| {
-            w.create(w.init, 0x100_0000_0000, 3, a)
-        }),
-        ("create an address-space root from the frame", |w, a| {
-            w.create_as(w.init, 0x5000, a).map(|_| ())
-        }),
-        ("move the frame away", |w, a| {
-            w.map(w.init, a, 0, 0, a + 0x1000, Rights::OWN | Rights::WRITE)
-        }),
-        ("unmap a shared-in page", |w, a| {
-            w.unmap(w.init, 0, a + 0x2000, 0)
-        }),
-        ("unmap the alias link itself", |w, _| {
-            w.unmap(w.init, 0, 0x8000_0000 + span(1), 1)
-        }),
+        ("create a page table from the frame", |w, a| w.create(w.init, 0x100_0000_0000, 3, a)),
+        ("create an address-space root from the frame", |w, a| w.create_as(w.init, 0x5000, a).map(|_| ())),
+        ("move the frame away", |w, a| w.map(w.init, a, 0, 0, a + 0x1000, Rights::OWN | Rights::WRITE)),
+        ("unmap a shared-in page", |w, a| w.unmap(w.init, 0, a + 0x2000, 0)),
+        ("unmap the alias link itself", |w, _| w.unmap(w.init, 0, 0x8000_0000 + span(1), 1)),
     ];
     for (what, attack) in cases {
         let mut w = World::new(16);
         w.tables_for(w.init, region, 0);
-        w.map(
-            w.init,
-            World::frame_va(4),
-            0,
-            0,
-            region,
-            Rights::WRITE | Rights::OWN | Rights::GRANT,
-        )
-        .unwrap();
-        w.map(
-            w.init,
-            World::frame_va(5),
-            0,
-            0,
-            region + 0x3000,
-            Rights::WRITE | Rights::OWN | Rights::GRANT,
-        )
-        .unwrap();
-        w.map(
-            w.init,
-            region + 0x3000,
-            0,
-            0,
-            region + 0x2000,
-            Rights::WRITE,
-        )
-        .unwrap(); // a share
-                   // Link the level-1 table a second time in the same space.
-        w.map(
-            w.init,
-            region,
-            1,
-            0,
-            alias,
-            Rights::WRITE | Rights::OWN | Rights::GRANT,
-        )
-        .unwrap();
+        w.map(w.init, World::frame_va(4), 0, 0, region, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
+        w.map(w.init, World::frame_va(5), 0, 0, region + 0x3000, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
+        w.map(w.init, region + 0x3000, 0, 0, region + 0x2000, Rights::WRITE).unwrap(); // a share
+                                                                                       // Link the level-1 table a second time in the same space.
+        w.map(w.init, region, 1, 0, alias, Rights::WRITE | Rights::OWN | Rights::GRANT).unwrap();
         let through_b = [alias, alias + 0x2000];
         for va in through_b {
-            assert!(
-                w.access(w.init, va, true).is_some(),
-                "{what}: setup: {va:#x} not writable"
-            );
+            assert!(w.access(w.init, va, true).is_some(), "{what}: setup: {va:#x} not writable");
         }
         attack(&mut w, region).unwrap_or_else(|e| panic!("{what}: {e:?}"));
-        w.tlb_is_coherent()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        w.tlb_is_coherent().unwrap_or_else(|e| panic!("{what}: {e}"));
         // What the attacker tries next: write through B.
         if what.starts_with("create") {
-            assert_eq!(
-                w.access(w.init, alias, true),
-                None,
-                "{what}: the new table is writable through B"
-            );
+            assert_eq!(w.access(w.init, alias, true), None, "{what}: the new table is writable through B");
         }
     }
 }
@@ -925,22 +605,8 @@ fn random_structures_leave_no_stale_translation() {
                     w.create(w.init, l1(next()), 1, World::frame_va(next_frame - 1))
                 }
                 // Alias a level-1 table in the same space, or link it into the child.
-                2 => w.map(
-                    w.init,
-                    l1(next()),
-                    1,
-                    0,
-                    l1(next()),
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                ),
-                3 => w.map(
-                    w.init,
-                    base,
-                    2,
-                    0x3000,
-                    base,
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                ),
+                2 => w.map(w.init, l1(next()), 1, 0, l1(next()), Rights::WRITE | Rights::OWN | Rights::GRANT),
+                3 => w.map(w.init, base, 2, 0x3000, base, Rights::WRITE | Rights::OWN | Rights::GRANT),
                 // Share, move, retype, unmap pages; unmap links.
                 4 => w.map(
                     w.init,
@@ -950,33 +616,16 @@ fn random_structures_leave_no_stale_translation() {
                     pages(next()),
                     [Rights::WRITE, Rights::NONE, Rights::GRANT][(next() % 3) as usize],
                 ),
-                5 => w.map(
-                    w.init,
-                    pages(next()),
-                    0,
-                    0,
-                    pages(next()),
-                    Rights::OWN | Rights::WRITE | Rights::GRANT,
-                ),
+                5 => w.map(w.init, pages(next()), 0, 0, pages(next()), Rights::OWN | Rights::WRITE | Rights::GRANT),
                 6 => match next() % 3 {
-                    0 => w.create(
-                        w.init,
-                        0x100_0000_0000 + (next() % 4) * span(3),
-                        3,
-                        pages(next()),
-                    ),
+                    0 => w.create(w.init, 0x100_0000_0000 + (next() % 4) * span(3), 3, pages(next())),
                     1 => w.create(w.init, l1(next()), 1, pages(next())),
                     _ => w
                         .create_as(w.init, 0x4000 + (next() % 4) * PAGE_SIZE, pages(next()))
                         .map(|root| spaces.push(root)),
                 },
                 7 => w.unmap(w.init, 0, pages(next()), 0),
-                _ => w.unmap(
-                    w.init,
-                    if next() % 2 == 0 { 0 } else { 0x3000 },
-                    l1(next()),
-                    1,
-                ),
+                _ => w.unmap(w.init, if next() % 2 == 0 { 0 } else { 0x3000 }, l1(next()), 1),
             };
             calls += 1;
             let _ = res;
@@ -1005,20 +654,10 @@ fn frames_that_are_not_ram_never_become_tables_or_control_pages() {
     // LENT too; this checks the RAM test alone.)
     let dev_va = World::frame_va(7);
     let slot = walk(&w.mem, w.init, dev_va, 0).unwrap();
-    w.mem.write(
-        slot.pa,
-        NOT_RAM | present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT),
-    );
-    assert_eq!(
-        w.create(w.init, 0x100_0000_0000, 3, dev_va),
-        Err(Error::Lent)
-    );
+    w.mem.write(slot.pa, NOT_RAM | present_bits(Rights::WRITE | Rights::OWN | Rights::GRANT));
+    assert_eq!(w.create(w.init, 0x100_0000_0000, 3, dev_va), Err(Error::Lent));
     assert_eq!(w.create_as(w.init, 0x5000, dev_va), Err(Error::Lent));
-    assert_eq!(
-        translate(&w.mem, w.init, dev_va, true),
-        None,
-        "the kernel would write an upcall into it"
-    );
+    assert_eq!(translate(&w.mem, w.init, dev_va, true), None, "the kernel would write an upcall into it");
     assert_eq!(translate(&w.mem, w.init, dev_va, false), None);
     // A lent RAM page is refused as a control page too; an unlent one is fine.
     let f = World::frame_va(6);

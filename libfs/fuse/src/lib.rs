@@ -16,9 +16,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use libdb::host::FileBlockDevice;
 use libfs::{BlockStorage, Error, Fs, Kind, OpenMode, Stat};
@@ -124,7 +124,12 @@ impl LibfsFuse {
 fn current_ids() -> (u32, u32) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |key: &str| {
-        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     };
     (field("Uid:"), field("Gid:"))
 }
@@ -333,7 +338,9 @@ impl Filesystem for LibfsFuse {
         let mut all: Vec<(u64, FileType, String)> =
             vec![(ino.0, FileType::Directory, ".".into()), (parent, FileType::Directory, "..".into())];
         all.extend(
-            entries.into_iter().map(|e| (e.ino, if e.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile }, e.name)),
+            entries.into_iter().map(|e| {
+                (e.ino, if e.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile }, e.name)
+            }),
         );
         for (i, (ino, kind, n)) in all.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(ino), i as u64 + 1, kind, n) {
@@ -345,12 +352,23 @@ impl Filesystem for LibfsFuse {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.with(false, |fs| Ok((fs.superblock(), fs.free_pages(), fs.state().inodes.len() as u64))) {
-            Ok((sb, free, files)) => reply.statfs(sb.total_pages - sb.data_start_page(), free, free, files, u64::MAX / 2, 4096, 255, 4096),
+            Ok((sb, free, files)) => {
+                reply.statfs(sb.total_pages - sb.data_start_page(), free, free, files, u64::MAX / 2, 4096, 255, 4096)
+            }
             Err(e) => reply.error(e),
         }
     }
 
-    fn create(&self, _req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
         let r = name(n).and_then(|n| {
             self.with(true, |fs| {
                 let ino = match fs.lookup_at(parent.0, n) {

@@ -86,7 +86,8 @@ fn fuse_mount_ordinary_tools() {
     }
     let work = std::env::temp_dir().join(format!("libfs-fuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let (img, mnt, scratch): (PathBuf, PathBuf, PathBuf) = (work.join("fs.img"), work.join("mnt"), work.join("scratch"));
+    let (img, mnt, scratch): (PathBuf, PathBuf, PathBuf) =
+        (work.join("fs.img"), work.join("mnt"), work.join("scratch"));
     std::fs::create_dir_all(&mnt).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
     libfs::tools::mkfs_image(&img, Some(64 << 20), Geometry::default()).unwrap();
@@ -107,7 +108,12 @@ fn fuse_mount_ordinary_tools() {
     while mounted(&mnt) && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(ok, "tools on the mount failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        ok,
+        "tools on the mount failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The image after unmount: clean, and holds what was written.
     let report = libfs::tools::fsck_image(&img, false).unwrap();
@@ -118,6 +124,9 @@ fn fuse_mount_ordinary_tools() {
     let mut buf = [0u8; 15];
     assert_eq!(fs.pread(&h, 0, &mut buf).unwrap(), 15);
     assert_eq!(&buf, b"hello\nappended\n");
-    assert_eq!(fs.stat("/tree/renamed/b/seq").unwrap().size, std::fs::metadata(scratch.join("src/tree/a/b/seq")).unwrap().len());
+    assert_eq!(
+        fs.stat("/tree/renamed/b/seq").unwrap().size,
+        std::fs::metadata(scratch.join("src/tree/a/b/seq")).unwrap().len()
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

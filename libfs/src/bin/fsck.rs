@@ -40,7 +40,13 @@ fn main() {
                 exit(0);
             }
             if repair {
-                println!("{}: {} issue(s), {} repaired, {} left", image.display(), r.issues.len(), r.repaired, r.remaining.len());
+                println!(
+                    "{}: {} issue(s), {} repaired, {} left",
+                    image.display(),
+                    r.issues.len(),
+                    r.repaired,
+                    r.remaining.len()
+                );
                 for i in &r.remaining {
                     println!("{}: left: {i}", image.display());
                 }

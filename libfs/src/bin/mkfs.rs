@@ -19,7 +19,9 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--size" => size = Some(args.next().and_then(|s| parse_size(&s)).unwrap_or_else(|| usage())),
-            "--ckpt-pages" => geo.ckpt_pages = Some(args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())),
+            "--ckpt-pages" => {
+                geo.ckpt_pages = Some(args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()))
+            }
             "--log-pages" => geo.log_pages = Some(args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             _ if image.is_none() && !a.starts_with('-') => image = Some(PathBuf::from(a)),

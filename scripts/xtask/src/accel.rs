@@ -52,14 +52,8 @@ pub fn probe_kvm(images_dir: &Path, log_dir: &Path) -> Result<(), String> {
     let run = || -> anyhow::Result<Outcome> {
         std::fs::create_dir_all(log_dir)?;
         let kernel = log_dir.join("kvm-probe.elf");
-        std::fs::write(
-            &kernel,
-            dummy_guest::elf("EXO-TEST-PASS kvm-probe\n", Some(0x10)),
-        )?;
-        let cmd = Machine::new(images_dir)
-            .accel(Accel::Kvm)
-            .kernel(&kernel)
-            .command()?;
+        std::fs::write(&kernel, dummy_guest::elf("EXO-TEST-PASS kvm-probe\n", Some(0x10)))?;
+        let cmd = Machine::new(images_dir).accel(Accel::Kvm).kernel(&kernel).command()?;
         let _images = machine::lock_images(images_dir)?;
         let opts = RunOptions {
             name: "kvm-probe".into(),

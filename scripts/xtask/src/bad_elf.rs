@@ -41,38 +41,19 @@ mod ph {
 
 /// Byte offsets of the program headers of a well-formed ELF64 file.
 fn program_headers(elf: &[u8]) -> Result<Vec<usize>> {
-    ensure!(
-        elf.len() >= EHDR_LEN,
-        "source program is only {} bytes, not an ELF64 file",
-        elf.len()
-    );
-    ensure!(
-        &elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1,
-        "source program is not a little-endian ELF64 file"
-    );
+    ensure!(elf.len() >= EHDR_LEN, "source program is only {} bytes, not an ELF64 file", elf.len());
+    ensure!(&elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1, "source program is not a little-endian ELF64 file");
     let phoff = usize::try_from(u64_at(elf, 0x20)).context("e_phoff too large")?;
     let phentsize = usize::from(u16_at(elf, 0x36));
     let phnum = usize::from(u16_at(elf, 0x38));
-    ensure!(
-        phentsize == PHDR_LEN,
-        "source program has {phentsize}-byte program headers, expected {PHDR_LEN}"
-    );
-    let end = phnum
-        .checked_mul(PHDR_LEN)
-        .and_then(|n| n.checked_add(phoff));
-    ensure!(
-        end.is_some_and(|e| e <= elf.len()),
-        "source program's header table lies outside the file"
-    );
+    ensure!(phentsize == PHDR_LEN, "source program has {phentsize}-byte program headers, expected {PHDR_LEN}");
+    let end = phnum.checked_mul(PHDR_LEN).and_then(|n| n.checked_add(phoff));
+    ensure!(end.is_some_and(|e| e <= elf.len()), "source program's header table lies outside the file");
     Ok((0..phnum).map(|i| phoff + i * PHDR_LEN).collect())
 }
 
 fn loads(elf: &[u8], phdrs: &[usize]) -> Vec<usize> {
-    phdrs
-        .iter()
-        .copied()
-        .filter(|&p| u32_at(elf, p + ph::TYPE) == PT_LOAD)
-        .collect()
+    phdrs.iter().copied().filter(|&p| u32_at(elf, p + ph::TYPE) == PT_LOAD).collect()
 }
 
 /// The malformed variants of `elf`, as (boot-image name, bytes).
@@ -93,10 +74,7 @@ pub fn variants(elf: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         .max()
         .unwrap_or(0) as usize;
     let table_end = phdrs.last().map_or(EHDR_LEN, |&p| p + PHDR_LEN);
-    let cut = (data_end / 2)
-        .max(table_end)
-        .min(data_end.saturating_sub(1))
-        .min(elf.len() - 1);
+    let cut = (data_end / 2).max(table_end).min(data_end.saturating_sub(1)).min(elf.len() - 1);
     add("truncated", elf[..cut].to_vec());
 
     // 2. Bad magic.
@@ -120,11 +98,7 @@ pub fn variants(elf: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     // 5. Overlapping segments: a second PT_LOAD identical to the first, made
     //    by overwriting a header the loader would ignore (PT_GNU_STACK,
     //    PT_NOTE, ...) so nothing else changes; failing that, the last load.
-    let victim = phdrs
-        .iter()
-        .copied()
-        .rev()
-        .find(|&p| u32_at(elf, p + ph::TYPE) != PT_LOAD);
+    let victim = phdrs.iter().copied().rev().find(|&p| u32_at(elf, p + ph::TYPE) != PT_LOAD);
     let victim = match victim {
         Some(v) => v,
         None if loads.len() > 1 => last,
@@ -180,10 +154,7 @@ mod tests {
     }
 
     fn variant<'a>(all: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-        &all.iter()
-            .find(|(n, _)| n == &format!("bad_elf/{name}"))
-            .unwrap()
-            .1
+        &all.iter().find(|(n, _)| n == &format!("bad_elf/{name}")).unwrap().1
     }
 
     #[test]
@@ -199,22 +170,10 @@ mod tests {
             plan(variant(&all, "truncated"), RAM),
             Err(ElfError::SegmentOutsideFile { .. } | ElfError::Truncated { .. })
         ));
-        assert!(matches!(
-            plan(variant(&all, "bad_magic"), RAM),
-            Err(ElfError::BadMagic { .. })
-        ));
-        assert!(matches!(
-            plan(variant(&all, "kernel_space"), RAM),
-            Err(ElfError::SegmentOutsideUserWindow { .. })
-        ));
-        assert!(matches!(
-            plan(variant(&all, "huge_memsz"), RAM),
-            Err(ElfError::TooMuchMemory { .. })
-        ));
-        assert!(matches!(
-            plan(variant(&all, "overlap"), RAM),
-            Err(ElfError::SegmentsSharePage { .. })
-        ));
+        assert!(matches!(plan(variant(&all, "bad_magic"), RAM), Err(ElfError::BadMagic { .. })));
+        assert!(matches!(plan(variant(&all, "kernel_space"), RAM), Err(ElfError::SegmentOutsideUserWindow { .. })));
+        assert!(matches!(plan(variant(&all, "huge_memsz"), RAM), Err(ElfError::TooMuchMemory { .. })));
+        assert!(matches!(plan(variant(&all, "overlap"), RAM), Err(ElfError::SegmentsSharePage { .. })));
         for (name, _) in &all {
             assert!(name.len() <= exo_loader::bootimage::MAX_NAME_LEN, "{name}");
         }
@@ -223,10 +182,7 @@ mod tests {
     #[test]
     fn variants_of_a_real_rust_lld_program_are_refused() {
         // The loader's fixture: a static x86_64 program linked by rust-lld.
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../apps/loader/tests/fixtures/tiny-static.elf"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../apps/loader/tests/fixtures/tiny-static.elf");
         let real = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
         plan(&real, RAM).expect("the fixture itself must load");
         let all = variants(&real).unwrap();
@@ -235,31 +191,16 @@ mod tests {
             let result = plan(bytes, RAM);
             assert!(result.is_err(), "{name} was accepted");
         }
-        assert!(matches!(
-            plan(variant(&all, "kernel_space"), RAM),
-            Err(ElfError::SegmentOutsideUserWindow { .. })
-        ));
-        assert!(matches!(
-            plan(variant(&all, "huge_memsz"), RAM),
-            Err(ElfError::TooMuchMemory { .. })
-        ));
-        assert!(matches!(
-            plan(variant(&all, "overlap"), RAM),
-            Err(ElfError::SegmentsSharePage { .. })
-        ));
+        assert!(matches!(plan(variant(&all, "kernel_space"), RAM), Err(ElfError::SegmentOutsideUserWindow { .. })));
+        assert!(matches!(plan(variant(&all, "huge_memsz"), RAM), Err(ElfError::TooMuchMemory { .. })));
+        assert!(matches!(plan(variant(&all, "overlap"), RAM), Err(ElfError::SegmentsSharePage { .. })));
     }
 
     #[test]
     fn non_elf_sources_are_named_errors() {
-        assert!(variants(b"short")
-            .unwrap_err()
-            .to_string()
-            .contains("not an ELF64"));
+        assert!(variants(b"short").unwrap_err().to_string().contains("not an ELF64"));
         let mut no_loads = sample_program();
         no_loads[0x38] = 0; // e_phnum = 0
-        assert!(variants(&no_loads)
-            .unwrap_err()
-            .to_string()
-            .contains("no PT_LOAD"));
+        assert!(variants(&no_loads).unwrap_err().to_string().contains("no PT_LOAD"));
     }
 }

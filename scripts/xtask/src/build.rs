@@ -34,10 +34,7 @@ pub struct Artifacts {
 
 impl Artifacts {
     pub fn program(&self, name: &str) -> Option<&PathBuf> {
-        self.programs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p)
+        self.programs.iter().find(|(n, _)| n == name).map(|(_, p)| p)
     }
 }
 
@@ -48,23 +45,12 @@ pub fn boot_order(bins: &[String]) -> Result<Vec<String>> {
         bail!("package `{APPS_PACKAGE}` has no `{INIT}` binary; the boot image must start with it");
     }
     let mut order = vec![INIT.to_string()];
-    order.extend(
-        bins.iter()
-            .filter(|b| *b != INIT && *b != TEST_ROOT)
-            .cloned(),
-    );
+    order.extend(bins.iter().filter(|b| *b != INIT && *b != TEST_ROOT).cloned());
     Ok(order)
 }
 
 fn cargo_build(package: &str) -> Result<()> {
-    cmd::run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "-p",
-        package,
-        "--target",
-        BARE_METAL_TARGET,
-    ]))
+    cmd::run(Command::new("cargo").args(["build", "--release", "-p", package, "--target", BARE_METAL_TARGET]))
 }
 
 /// Build kernel and programs, then pack the standard boot image.
@@ -84,10 +70,7 @@ pub fn build_all(ws: &Workspace) -> Result<Artifacts> {
         bail!("package `{APPS_PACKAGE}` has no `{TEST_ROOT}` binary (the test root)");
     }
     let test_root = out.join(TEST_ROOT);
-    for path in [&kernel, &test_root]
-        .into_iter()
-        .chain(programs.iter().map(|(_, p)| p))
-    {
+    for path in [&kernel, &test_root].into_iter().chain(programs.iter().map(|(_, p)| p)) {
         if !path.is_file() {
             bail!("build succeeded but {} is missing", path.display());
         }
@@ -129,10 +112,7 @@ pub fn pack_system(arts: &Artifacts) -> Result<Vec<u8>> {
 }
 
 pub fn pack_entries(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
     exo_loader::bootimage::build(&refs).map_err(|e| anyhow!("packing the boot image: {e}"))
 }
 
@@ -147,18 +127,9 @@ mod tests {
 
     #[test]
     fn init_goes_first_and_order_is_kept() {
-        let bins: Vec<String> = ["isolation", "init", "testinit", "bad_elf"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            boot_order(&bins).unwrap(),
-            vec!["init", "isolation", "bad_elf"]
-        );
-        assert!(boot_order(&["shell".to_string()])
-            .unwrap_err()
-            .to_string()
-            .contains("no `init`"));
+        let bins: Vec<String> = ["isolation", "init", "testinit", "bad_elf"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(boot_order(&bins).unwrap(), vec!["init", "isolation", "bad_elf"]);
+        assert!(boot_order(&["shell".to_string()]).unwrap_err().to_string().contains("no `init`"));
     }
 
     #[test]
@@ -172,20 +143,13 @@ mod tests {
         };
         let arts = Artifacts {
             kernel: file("kernel", b"k"),
-            programs: vec![
-                ("init".into(), file("init", b"the system")),
-                ("probe".into(), file("probe", b"probe")),
-            ],
+            programs: vec![("init".into(), file("init", b"the system")), ("probe".into(), file("probe", b"probe"))],
             test_root: file("testinit", b"the tests"),
             boot_image: dir.join("t.bin"),
             system_image: dir.join("s.bin"),
         };
         let entries = |img: Vec<u8>| -> Vec<(String, Vec<u8>)> {
-            BootImage::parse(&img)
-                .unwrap()
-                .entries()
-                .map(|e| (e.name.to_string(), e.data.to_vec()))
-                .collect()
+            BootImage::parse(&img).unwrap().entries().map(|e| (e.name.to_string(), e.data.to_vec())).collect()
         };
         let test = entries(pack(&arts, &[("bad_elf/x".into(), vec![7])]).unwrap());
         assert_eq!(
@@ -212,19 +176,13 @@ mod tests {
         let img = pack_entries(&files).unwrap();
         let parsed = BootImage::parse(&img).unwrap();
         let got: Vec<(&str, &[u8])> = parsed.entries().map(|e| (e.name, e.data)).collect();
-        let want: Vec<(&str, &[u8])> = files
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
+        let want: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
         assert_eq!(got, want);
     }
 
     #[test]
     fn packing_errors_name_the_problem() {
         let dup = vec![("init".to_string(), vec![]), ("init".to_string(), vec![])];
-        assert!(pack_entries(&dup)
-            .unwrap_err()
-            .to_string()
-            .contains("boot image"));
+        assert!(pack_entries(&dup).unwrap_err().to_string().contains("boot image"));
     }
 }

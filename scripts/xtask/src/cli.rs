@@ -103,11 +103,7 @@ enum Command {
     Selftest,
     /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers] [--kernel] [--db] [--quick].
     Eval {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<String>,
     },
 }
@@ -133,12 +129,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let argv = std::iter::once("cargo xtask".to_string()).chain(args.iter().cloned());
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             // `cargo xtask test --help` and the like: help is not an error.
             let _ = e.print();
             std::process::exit(0);
@@ -154,53 +145,26 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         Some(Command::Build) => Cmd::Build,
         Some(Command::Selftest) => Cmd::SelfTest,
         Some(Command::Eval { args }) => Cmd::Eval(args),
-        Some(Command::Run {
-            batch,
-            accel,
-            gdb,
-            timeout,
-        }) => {
+        Some(Command::Run { batch, accel, gdb, timeout }) => {
             if batch && gdb {
                 bail!("--batch and --gdb do not mix: batch mode must not wait for a debugger");
             }
-            Cmd::Run(RunOpts {
-                batch,
-                accel,
-                gdb,
-                timeout,
-            })
+            Cmd::Run(RunOpts { batch, accel, gdb, timeout })
         }
-        Some(Command::Test {
-            host_only,
-            qemu_only,
-            accel,
-            machine,
-            machine_matrix,
-            filters,
-        }) => {
+        Some(Command::Test { host_only, qemu_only, accel, machine, machine_matrix, filters }) => {
             if host_only && qemu_only {
                 bail!("--host-only and --qemu-only exclude each other");
             }
             if let Some(name) = &machine {
                 if crate::machine::variant_named(name).is_none() {
                     let names: Vec<_> = crate::machine::VARIANTS.iter().map(|v| v.name).collect();
-                    bail!(
-                        "no machine variant `{name}`; there are: {}",
-                        names.join(", ")
-                    );
+                    bail!("no machine variant `{name}`; there are: {}", names.join(", "));
                 }
             }
             if machine_matrix && (machine.is_some() || host_only) {
                 bail!("--machine-matrix runs QEMU tests on every variant: not with --machine or --host-only");
             }
-            Cmd::Test(TestOpts {
-                host: !qemu_only,
-                qemu: !host_only,
-                accel,
-                filters,
-                machine,
-                matrix: machine_matrix,
-            })
+            Cmd::Test(TestOpts { host: !qemu_only, qemu: !host_only, accel, filters, machine, matrix: machine_matrix })
         }
     })
 }
@@ -221,32 +185,17 @@ mod tests {
 
     #[test]
     fn run_defaults_to_interactive_tcg() {
-        let Cmd::Run(o) = p(&["run"]).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            o,
-            RunOpts {
-                batch: false,
-                accel: AccelChoice::Tcg,
-                gdb: false,
-                timeout: None
-            }
-        );
+        let Cmd::Run(o) = p(&["run"]).unwrap() else { panic!() };
+        assert_eq!(o, RunOpts { batch: false, accel: AccelChoice::Tcg, gdb: false, timeout: None });
     }
 
     #[test]
     fn run_parses_every_flag() {
-        let Cmd::Run(o) = p(&["run", "--batch", "--accel", "auto", "--timeout", "2.5"]).unwrap()
-        else {
-            panic!()
-        };
+        let Cmd::Run(o) = p(&["run", "--batch", "--accel", "auto", "--timeout", "2.5"]).unwrap() else { panic!() };
         assert!(o.batch);
         assert_eq!(o.accel, AccelChoice::Auto);
         assert_eq!(o.timeout, Some(Duration::from_millis(2500)));
-        let Cmd::Run(o) = p(&["run", "--gdb", "--accel", "kvm"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Run(o) = p(&["run", "--gdb", "--accel", "kvm"]).unwrap() else { panic!() };
         assert!(o.gdb && o.accel == AccelChoice::Kvm);
     }
 
@@ -262,29 +211,19 @@ mod tests {
 
     #[test]
     fn test_filters_and_subsets() {
-        let Cmd::Test(o) = p(&["test"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Test(o) = p(&["test"]).unwrap() else { panic!() };
         assert!(o.host && o.qemu && o.filters.is_empty());
-        let Cmd::Test(o) = p(&["test", "--qemu-only", "isolation", "bad_elf"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Test(o) = p(&["test", "--qemu-only", "isolation", "bad_elf"]).unwrap() else { panic!() };
         assert!(!o.host && o.qemu);
         assert_eq!(o.filters, vec!["isolation", "bad_elf"]);
-        let Cmd::Test(o) = p(&["test", "--host-only"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Test(o) = p(&["test", "--host-only"]).unwrap() else { panic!() };
         assert!(o.host && !o.qemu);
         assert!(p(&["test", "--host-only", "--qemu-only"]).is_err());
         assert!(p(&["test", "--verbose"]).is_err());
-        let Cmd::Test(o) = p(&["test", "--machine", "ram-2g"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Test(o) = p(&["test", "--machine", "ram-2g"]).unwrap() else { panic!() };
         assert_eq!(o.machine.as_deref(), Some("ram-2g"));
         assert!(p(&["test", "--machine", "ram-3t"]).is_err());
-        let Cmd::Test(o) = p(&["test", "--qemu-only", "--machine-matrix", "boot"]).unwrap() else {
-            panic!()
-        };
+        let Cmd::Test(o) = p(&["test", "--qemu-only", "--machine-matrix", "boot"]).unwrap() else { panic!() };
         assert!(o.matrix && o.machine.is_none() && o.filters == ["boot"]);
         assert!(p(&["test", "--machine-matrix", "--machine", "smp-2"]).is_err());
         assert!(p(&["test", "--machine-matrix", "--host-only"]).is_err());
@@ -293,10 +232,7 @@ mod tests {
 
     #[test]
     fn eval_passes_args_through_and_unknown_fails() {
-        assert_eq!(
-            p(&["eval", "--quick"]).unwrap(),
-            Cmd::Eval(vec!["--quick".into()])
-        );
+        assert_eq!(p(&["eval", "--quick"]).unwrap(), Cmd::Eval(vec!["--quick".into()]));
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["setup", "now"]).is_err());
     }

@@ -8,10 +8,7 @@ use std::process::{Command, Stdio};
 
 /// Quote one word for a POSIX shell, only when it needs it.
 pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c));
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c));
     if plain {
         word.to_string()
     } else {
@@ -39,9 +36,7 @@ pub fn announce(cmd: &Command) {
 /// Print and run a command with inherited stdio; error if it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     announce(cmd);
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let status = cmd.status().with_context(|| format!("could not start `{}`", display(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", display(cmd));
     }

@@ -35,19 +35,12 @@ pub fn elf(message: &str, exit_code: Option<u8>) -> Vec<u8> {
     let code_len = code(0, 1, exit_code).len();
     let message_offset = CODE_OFFSET + code_len;
     let total = message_offset + message.len();
-    let code = code(
-        (LOAD as usize + message_offset) as u32,
-        message.len() as u32,
-        exit_code,
-    );
+    let code = code((LOAD as usize + message_offset) as u32, message.len() as u32, exit_code);
 
     let mut f = vec![0u8; total];
-    let put16 =
-        |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let put16 = |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
     // ELF header.
     f[..4].copy_from_slice(b"\x7fELF");
     f[4] = 2; // ELFCLASS64

@@ -37,10 +37,7 @@ pub fn parse(stdout: &str) -> Summary {
             s.passed += count(rest, "passed");
             s.failed += count(rest, "failed");
             s.ignored += count(rest, "ignored");
-        } else if let Some(name) = line
-            .strip_prefix("test ")
-            .and_then(|r| r.strip_suffix(" ... FAILED"))
-        {
+        } else if let Some(name) = line.strip_prefix("test ").and_then(|r| r.strip_suffix(" ... FAILED")) {
             s.failing.push(name.to_string());
         }
     }
@@ -80,9 +77,7 @@ pub fn failed_targets(cargo_stderr: &str) -> Vec<String> {
             let what = rest.split(" due to").next().unwrap_or(rest);
             out.push(format!("{} (compile error)", what.replace('`', "")));
             inside = false;
-        } else if t.starts_with("error: ")
-            && (t.ends_with(" target failed:") || t.ends_with(" targets failed:"))
-        {
+        } else if t.starts_with("error: ") && (t.ends_with(" target failed:") || t.ends_with(" targets failed:")) {
             inside = true;
         } else if inside {
             match t.strip_prefix('`').and_then(|r| r.strip_suffix('`')) {
@@ -135,17 +130,8 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
     #[test]
     fn sums_every_binary() {
         let s = parse(OUT);
-        assert_eq!(
-            (s.passed, s.failed, s.ignored, s.binaries, s.failed_binaries),
-            (3, 2, 1, 4, 2)
-        );
-        assert_eq!(
-            s.failing,
-            vec![
-                "tables::tests::rejects_overlap",
-                "iommu/src/lib.rs - Table (line 12)"
-            ]
-        );
+        assert_eq!((s.passed, s.failed, s.ignored, s.binaries, s.failed_binaries), (3, 2, 1, 4, 2));
+        assert_eq!(s.failing, vec!["tables::tests::rejects_overlap", "iommu/src/lib.rs - Table (line 12)"]);
     }
 
     #[test]
@@ -162,10 +148,7 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
                    note: test exited abnormally\n\
                    error: 2 targets failed:\n    `-p nvme --doc`\n    `-p libdb --lib`\n";
         assert_eq!(failed_targets(err), vec!["-p nvme --doc", "-p libdb --lib"]);
-        assert_eq!(
-            failed_targets("error: 1 target failed:\n    `-p x --lib`\nwarning: y\n"),
-            vec!["-p x --lib"]
-        );
+        assert_eq!(failed_targets("error: 1 target failed:\n    `-p x --lib`\nwarning: y\n"), vec!["-p x --lib"]);
         assert_eq!(
             failed_targets("error: could not compile `nvme` (lib test) due to 5 previous errors; 1 warning emitted\n"),
             vec!["nvme (lib test) (compile error)"]

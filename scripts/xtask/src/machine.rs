@@ -64,23 +64,11 @@ pub struct DiskImage {
 }
 
 const MIB: u64 = 1 << 20;
-pub const NVME_IMAGE: DiskImage = DiskImage {
-    file: "nvme.img",
-    bytes: 256 * MIB,
-};
-pub const VIRTIO_IMAGE: DiskImage = DiskImage {
-    file: "virtio.img",
-    bytes: 64 * MIB,
-};
-pub const NVDIMM_IMAGE: DiskImage = DiskImage {
-    file: "nvdimm.img",
-    bytes: 128 * MIB,
-};
+pub const NVME_IMAGE: DiskImage = DiskImage { file: "nvme.img", bytes: 256 * MIB };
+pub const VIRTIO_IMAGE: DiskImage = DiskImage { file: "virtio.img", bytes: 64 * MIB };
+pub const NVDIMM_IMAGE: DiskImage = DiskImage { file: "nvdimm.img", bytes: 128 * MIB };
 /// The second NVMe controller's namespace (machine variant `two-nvme`).
-pub const NVME2_IMAGE: DiskImage = DiskImage {
-    file: "nvme2.img",
-    bytes: 64 * MIB,
-};
+pub const NVME2_IMAGE: DiskImage = DiskImage { file: "nvme2.img", bytes: 64 * MIB };
 pub const IMAGES: [DiskImage; 4] = [NVME_IMAGE, VIRTIO_IMAGE, NVDIMM_IMAGE, NVME2_IMAGE];
 
 /// Create missing images as sparse files, and grow (never shrink or
@@ -99,14 +87,9 @@ pub fn ensure_images(dir: &Path) -> Result<()> {
         let len = f.metadata()?.len();
         if len < img.bytes {
             if len == 0 {
-                println!(
-                    "creating sparse {} ({} MiB)",
-                    path.display(),
-                    img.bytes / MIB
-                );
+                println!("creating sparse {} ({} MiB)", path.display(), img.bytes / MIB);
             }
-            f.set_len(img.bytes)
-                .with_context(|| format!("sizing {}", path.display()))?;
+            f.set_len(img.bytes).with_context(|| format!("sizing {}", path.display()))?;
         }
     }
     Ok(())
@@ -135,17 +118,10 @@ pub fn lock_images(dir: &Path) -> Result<ImagesLock> {
     let fd = file.as_raw_fd();
     // SAFETY: flock only takes an advisory lock on our own open descriptor.
     if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        println!(
-            "waiting for {} (another QEMU run is using these images)",
-            dir.display()
-        );
+        println!("waiting for {} (another QEMU run is using these images)", dir.display());
         // SAFETY: as above; this call blocks until the other holder is done.
         if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            bail!(
-                "locking {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
+            bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
         }
     }
     Ok(ImagesLock { _file: file })
@@ -247,14 +223,8 @@ impl Hardware {
     /// driver as VQFRSM) — and the primary to the fewest QEMU allows.
     fn sriov_queue_props(&self) -> String {
         match self.nvme_max_ioqpairs {
-            Some(1) => {
-                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=18,sriov_max_vq_per_vf=2"
-                    .to_string()
-            }
-            Some(q) => format!(
-                "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs={}",
-                q.max(18)
-            ),
+            Some(1) => "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=18,sriov_max_vq_per_vf=2".to_string(),
+            Some(q) => format!("sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs={}", q.max(18)),
             None => "sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20".to_string(),
         }
     }
@@ -270,85 +240,34 @@ pub struct Variant {
 }
 
 const fn variant(name: &'static str, what: &'static str, hardware: Hardware) -> Variant {
-    Variant {
-        name,
-        what,
-        hardware,
-    }
+    Variant { name, what, hardware }
 }
 
 const S: Hardware = Hardware::STANDARD;
 
 /// Every machine variant the kernel must boot and pass its tests on.
 pub const VARIANTS: &[Variant] = &[
-    variant(
-        "standard",
-        "q35, 512 MiB, 1 CPU, VT-d 39-bit, NVMe 512 B blocks",
-        S,
-    ),
+    variant("standard", "q35, 512 MiB, 1 CPU, VT-d 39-bit, NVMe 512 B blocks", S),
     variant("ram-128m", "128 MiB of RAM", Hardware { ram_mib: 128, ..S }),
-    variant(
-        "ram-2g",
-        "2 GiB of RAM (ACPI tables above the first GiB)",
-        Hardware { ram_mib: 2048, ..S },
-    ),
-    variant(
-        "ram-4g",
-        "4 GiB of RAM (RAM above the 32-bit PCI hole)",
-        Hardware { ram_mib: 4096, ..S },
-    ),
+    variant("ram-2g", "2 GiB of RAM (ACPI tables above the first GiB)", Hardware { ram_mib: 2048, ..S }),
+    variant("ram-4g", "4 GiB of RAM (RAM above the 32-bit PCI hole)", Hardware { ram_mib: 4096, ..S }),
     variant("ram-8g", "8 GiB of RAM", Hardware { ram_mib: 8192, ..S }),
     variant(
         "no-1g-pages",
         "a CPU without 1 GiB pages, 8 GiB of RAM (the window in 2 MiB pages)",
-        Hardware {
-            gib_pages: false,
-            ram_mib: 8192,
-            ..S
-        },
+        Hardware { gib_pages: false, ram_mib: 8192, ..S },
     ),
     variant("smp-2", "2 CPUs", Hardware { cpus: 2, ..S }),
     variant("smp-4", "4 CPUs", Hardware { cpus: 4, ..S }),
-    variant(
-        "iommu-aw48",
-        "VT-d with 48-bit addresses (4-level I/O tables)",
-        Hardware {
-            iommu_aw_bits: Some(48),
-            ..S
-        },
-    ),
-    variant(
-        "nvme-4kn",
-        "NVMe namespace with 4 KiB logical blocks",
-        Hardware {
-            nvme_block_bytes: Some(4096),
-            ..S
-        },
-    ),
+    variant("iommu-aw48", "VT-d with 48-bit addresses (4-level I/O tables)", Hardware { iommu_aw_bits: Some(48), ..S }),
+    variant("nvme-4kn", "NVMe namespace with 4 KiB logical blocks", Hardware { nvme_block_bytes: Some(4096), ..S }),
     variant(
         "nvme-1q",
         "an NVMe controller that grants one I/O queue pair",
-        Hardware {
-            nvme_max_ioqpairs: Some(1),
-            ..S
-        },
+        Hardware { nvme_max_ioqpairs: Some(1), ..S },
     ),
-    variant(
-        "nvme-mdts1",
-        "an NVMe controller with MDTS = 1 (8 KiB transfers)",
-        Hardware {
-            nvme_mdts: Some(1),
-            ..S
-        },
-    ),
-    variant(
-        "two-nvme",
-        "two NVMe controllers",
-        Hardware {
-            second_nvme: true,
-            ..S
-        },
-    ),
+    variant("nvme-mdts1", "an NVMe controller with MDTS = 1 (8 KiB transfers)", Hardware { nvme_mdts: Some(1), ..S }),
+    variant("two-nvme", "two NVMe controllers", Hardware { second_nvme: true, ..S }),
 ];
 
 /// The variant named `name`.
@@ -502,82 +421,45 @@ impl Machine {
         let no_gib = if hw.gib_pages { "" } else { ",pdpe1gb=off" };
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg", "-cpu", &format!("max{no_gib}")]),
-            Accel::Kvm => push(&[
-                "-accel",
-                "kvm",
-                "-cpu",
-                &format!("host,-arch-capabilities{no_gib}"),
-            ]),
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", &format!("host,-arch-capabilities{no_gib}")]),
         }
         if self.chipset == Chipset::Q35Iommu {
-            let aw = hw
-                .iommu_aw_bits
-                .map(|b| format!(",aw-bits={b}"))
-                .unwrap_or_default();
-            push(&[
-                "-device",
-                &format!("intel-iommu,intremap=on,caching-mode=on{aw}"),
-            ]);
+            let aw = hw.iommu_aw_bits.map(|b| format!(",aw-bits={b}")).unwrap_or_default();
+            push(&["-device", &format!("intel-iommu,intremap=on,caching-mode=on{aw}")]);
         }
         let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
         let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
         if self.nvme_sriov {
-            push(&[
-                "-drive",
-                &nvme,
-                "-device",
-                "pcie-root-port,id=rp0,chassis=1",
-            ]);
+            push(&["-drive", &nvme, "-device", "pcie-root-port,id=rp0,chassis=1"]);
             push(&["-device", "nvme-subsys,id=subsys0"]);
             let queues = hw.sriov_queue_props();
-            let mdts = hw
-                .nvme_mdts
-                .map(|m| format!(",mdts={m}"))
-                .unwrap_or_default();
-            push(&["-device", &format!(
-                "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
-                 {queues},msix_qsize=12{mdts}"
-            )]);
-            let block = hw.block_props();
+            let mdts = hw.nvme_mdts.map(|m| format!(",mdts={m}")).unwrap_or_default();
             push(&[
                 "-device",
-                &format!("nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true{block}"),
+                &format!(
+                    "nvme,id=nvme0,serial=exo0,bus=rp0,subsys=subsys0,ioeventfd={ioeventfd},sriov_max_vfs=4,\
+                 {queues},msix_qsize=12{mdts}"
+                ),
             ]);
+            let block = hw.block_props();
+            push(&["-device", &format!("nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true{block}")]);
         } else {
             let props = hw.nvme_props();
-            push(&[
-                "-drive",
-                &nvme,
-                "-device",
-                &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}{props}"),
-            ]);
+            push(&["-drive", &nvme, "-device", &format!("nvme,serial=exo0,drive=nvm,ioeventfd={ioeventfd}{props}")]);
         }
         if hw.second_nvme {
             let nvme2 = format!("file={},if=none,id=nvm2,format=raw", img(NVME2_IMAGE));
-            push(&[
-                "-drive",
-                &nvme2,
-                "-device",
-                &format!("nvme,serial=exo1,drive=nvm2,ioeventfd={ioeventfd}"),
-            ]);
+            push(&["-drive", &nvme2, "-device", &format!("nvme,serial=exo1,drive=nvm2,ioeventfd={ioeventfd}")]);
         }
         let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
         push(&["-drive", &vblk]);
-        push(&[
-            "-device",
-            "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on",
-        ]);
+        push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
         let pmem = format!(
             "memory-backend-file,id=pmem0,share=on,mem-path={},size={}M",
             img(NVDIMM_IMAGE),
             NVDIMM_IMAGE.bytes / MIB
         );
-        push(&[
-            "-object",
-            &pmem,
-            "-device",
-            "nvdimm,memdev=pmem0,id=nvdimm0",
-        ]);
+        push(&["-object", &pmem, "-device", "nvdimm,memdev=pmem0,id=nvdimm0"]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         push(&["-nic", "none", "-display", "none", "-no-reboot"]);
         let serial = match &self.serial {
@@ -596,10 +478,7 @@ impl Machine {
             push(&["-trace", &format!("file={}", qemu_escape(f))]);
         }
         if let Some(s) = &self.qmp_socket {
-            push(&[
-                "-qmp",
-                &format!("unix:{},server=on,wait=off", qemu_escape(s)),
-            ]);
+            push(&["-qmp", &format!("unix:{},server=on,wait=off", qemu_escape(s))]);
         }
         if self.gdb {
             push(&["-s", "-S"]);
@@ -649,10 +528,7 @@ mod tests {
         let iommu = " -device intel-iommu,intremap=on,caching-mode=on";
         assert!(std.contains(iommu));
         assert_eq!(std.replace(iommu, ""), no_iommu);
-        assert_eq!(
-            no_iommu.replace("q35,kernel-irqchip=split,nvdimm=on", "pc,nvdimm=on"),
-            pc
-        );
+        assert_eq!(no_iommu.replace("q35,kernel-irqchip=split,nvdimm=on", "pc,nvdimm=on"), pc);
     }
 
     #[test]
@@ -680,10 +556,7 @@ mod tests {
 
     #[test]
     fn standard_tcg_line_is_exact() {
-        let m = Machine::new("/r/images")
-            .kernel("/k")
-            .initrd("/boot.img")
-            .append("demo batch");
+        let m = Machine::new("/r/images").kernel("/k").initrd("/boot.img").append("demo batch");
         assert_eq!(
             line(&m),
             "qemu-system-x86_64 -machine q35,kernel-irqchip=split,nvdimm=on \
@@ -721,8 +594,7 @@ mod tests {
             .arg("-d")
             .arg("int");
         let l = line(&m);
-        assert!(line(&Machine::new("/i").serial(Serial::StdioWithMonitor))
-            .contains("-serial mon:stdio"));
+        assert!(line(&Machine::new("/i").serial(Serial::StdioWithMonitor)).contains("-serial mon:stdio"));
         for want in [
             "-serial file:/t/s.log",
             "-icount shift=0",
@@ -740,10 +612,7 @@ mod tests {
     fn nvme_ioeventfd_can_be_turned_off_and_nothing_else_changes() {
         let on = line(&Machine::new("/i"));
         let off = line(&Machine::new("/i").nvme_ioeventfd(false));
-        assert!(
-            off.contains("-device nvme,serial=exo0,drive=nvm,ioeventfd=off "),
-            "{off}"
-        );
+        assert!(off.contains("-device nvme,serial=exo0,drive=nvm,ioeventfd=off "), "{off}");
         assert_eq!(off.replace("ioeventfd=off", "ioeventfd=on"), on);
         assert_eq!(line(&Machine::new("/i").nvme_ioeventfd(true)), on);
     }
@@ -756,43 +625,22 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "duplicate variant names");
-        assert_eq!(
-            line(&Machine::new("/i").hardware(variant_named("standard").unwrap().hardware)),
-            std
-        );
+        assert_eq!(line(&Machine::new("/i").hardware(variant_named("standard").unwrap().hardware)), std);
         let v = |n: &str| line(&Machine::new("/i").hardware(variant_named(n).unwrap().hardware));
-        assert_eq!(
-            v("ram-2g"),
-            std.replace("-m 512M,slots=2,maxmem=4G", "-m 2048M,slots=2,maxmem=6144M")
-        );
+        assert_eq!(v("ram-2g"), std.replace("-m 512M,slots=2,maxmem=4G", "-m 2048M,slots=2,maxmem=6144M"));
         assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
         assert_eq!(
             v("no-1g-pages"),
-            std.replace(
-                "-m 512M,slots=2,maxmem=4G",
-                "-m 8192M,slots=2,maxmem=12288M"
-            )
-            .replace("-cpu max", "-cpu max,pdpe1gb=off")
+            std.replace("-m 512M,slots=2,maxmem=4G", "-m 8192M,slots=2,maxmem=12288M")
+                .replace("-cpu max", "-cpu max,pdpe1gb=off")
         );
-        assert_eq!(
-            v("iommu-aw48"),
-            std.replace("caching-mode=on", "caching-mode=on,aw-bits=48")
-        );
+        assert_eq!(v("iommu-aw48"), std.replace("caching-mode=on", "caching-mode=on,aw-bits=48"));
         assert_eq!(
             v("nvme-4kn"),
-            std.replace(
-                "ioeventfd=on",
-                "ioeventfd=on,logical_block_size=4096,physical_block_size=4096"
-            )
+            std.replace("ioeventfd=on", "ioeventfd=on,logical_block_size=4096,physical_block_size=4096")
         );
-        assert_eq!(
-            v("nvme-1q"),
-            std.replace("ioeventfd=on", "ioeventfd=on,max_ioqpairs=1")
-        );
-        assert_eq!(
-            v("nvme-mdts1"),
-            std.replace("ioeventfd=on", "ioeventfd=on,mdts=1")
-        );
+        assert_eq!(v("nvme-1q"), std.replace("ioeventfd=on", "ioeventfd=on,max_ioqpairs=1"));
+        assert_eq!(v("nvme-mdts1"), std.replace("ioeventfd=on", "ioeventfd=on,mdts=1"));
         assert!(v("two-nvme").contains(
             "-drive file=/i/nvme2.img,if=none,id=nvm2,format=raw -device nvme,serial=exo1,drive=nvm2,ioeventfd=on "
         ));
@@ -800,13 +648,7 @@ mod tests {
 
     #[test]
     fn nvme_knobs_reach_the_sriov_definition() {
-        let sv = |n: &str| {
-            line(
-                &Machine::new("/i")
-                    .nvme_sriov(true)
-                    .hardware(variant_named(n).unwrap().hardware),
-            )
-        };
+        let sv = |n: &str| line(&Machine::new("/i").nvme_sriov(true).hardware(variant_named(n).unwrap().hardware));
         let std = sv("standard");
         let pf = "sriov_max_vfs=4,sriov_vq_flexible=16,sriov_vi_flexible=8,max_ioqpairs=20,msix_qsize=12";
         let ns = "-device nvme-ns,drive=nvm,bus=nvme0,nsid=1,shared=true ";
@@ -814,21 +656,12 @@ mod tests {
         // 4Kn: the block size goes on the namespace, not the controller.
         assert_eq!(
             sv("nvme-4kn"),
-            std.replace(
-                "shared=true ",
-                "shared=true,logical_block_size=4096,physical_block_size=4096 "
-            )
+            std.replace("shared=true ", "shared=true,logical_block_size=4096,physical_block_size=4096 ")
         );
-        assert_eq!(
-            sv("nvme-mdts1"),
-            std.replace("msix_qsize=12", "msix_qsize=12,mdts=1")
-        );
+        assert_eq!(sv("nvme-mdts1"), std.replace("msix_qsize=12", "msix_qsize=12,mdts=1"));
         // One queue pair: QEMU keeps the primary at >= 2 private pairs, so
         // the VFs are the controllers limited to one I/O pair.
-        assert_eq!(
-            sv("nvme-1q"),
-            std.replace("max_ioqpairs=20", "max_ioqpairs=18,sriov_max_vq_per_vf=2")
-        );
+        assert_eq!(sv("nvme-1q"), std.replace("max_ioqpairs=20", "max_ioqpairs=18,sriov_max_vq_per_vf=2"));
         // A second controller sits beside the SR-IOV one.
         let two = sv("two-nvme");
         assert!(two.contains(pf) && two.contains("-device nvme,serial=exo1,drive=nvm2"));
@@ -836,11 +669,7 @@ mod tests {
 
     #[test]
     fn rejects_impossible_combinations() {
-        assert!(Machine::new("/i")
-            .accel(Accel::Kvm)
-            .icount(true)
-            .args()
-            .is_err());
+        assert!(Machine::new("/i").accel(Accel::Kvm).icount(true).args().is_err());
         assert!(Machine::new("/i").initrd("/x").args().is_err());
     }
 
@@ -860,14 +689,9 @@ mod tests {
             let _second = lock_images(&d).unwrap(); // a new open file: contends
             tx.send(()).unwrap();
         });
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
-            "lock was not exclusive"
-        );
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "lock was not exclusive");
         drop(held);
-        rx.recv_timeout(std::time::Duration::from_secs(5))
-            .expect("lock not released on drop");
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("lock not released on drop");
         waiter.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -879,10 +703,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // A pre-existing, larger image must keep its size and contents.
         std::fs::write(dir.join("virtio.img"), b"keep").unwrap();
-        let f = OpenOptions::new()
-            .write(true)
-            .open(dir.join("virtio.img"))
-            .unwrap();
+        let f = OpenOptions::new().write(true).open(dir.join("virtio.img")).unwrap();
         f.set_len(VIRTIO_IMAGE.bytes + 4096).unwrap();
         ensure_images(&dir).unwrap();
         for img in IMAGES {

@@ -48,15 +48,8 @@ fn real_main(args: &[String]) -> Result<i32> {
             setup::ensure_rust_target()?;
             let arts = build::build_all(&ws)?;
             println!("kernel:     {}", arts.kernel.display());
-            println!(
-                "boot image: {} ({} programs, init first)",
-                arts.system_image.display(),
-                arts.programs.len()
-            );
-            println!(
-                "test image: {} (the test root, testinit, as init)",
-                arts.boot_image.display()
-            );
+            println!("boot image: {} ({} programs, init first)", arts.system_image.display(), arts.programs.len());
+            println!("test image: {} (the test root, testinit, as init)", arts.boot_image.display());
         }
         Cmd::Run(opts) => run_cmd::main(&opts)?,
         Cmd::Test(opts) => {
@@ -71,10 +64,7 @@ fn real_main(args: &[String]) -> Result<i32> {
             let results = selftest::run_all(&ws.images_dir(), &ws.qemu_log_dir().join("selftest"))?;
             let bad = results.iter().filter(|r| !r.2).count();
             if bad > 0 {
-                bail!(
-                    "{bad} of {} selftest cases ended unexpectedly",
-                    results.len()
-                );
+                bail!("{bad} of {} selftest cases ended unexpectedly", results.len());
             }
             println!("selftest: all {} cases ended as expected", results.len());
         }

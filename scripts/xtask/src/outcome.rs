@@ -63,17 +63,12 @@ pub enum Expect<'a> {
 
 /// The first serial line starting with `marker` (trimmed).
 pub fn find_marker<'s>(serial: &'s str, marker: &str) -> Option<&'s str> {
-    serial
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(marker))
+    serial.lines().map(str::trim).find(|l| l.starts_with(marker))
 }
 
 fn has_pass_line(serial: &str, name: &str) -> bool {
     serial.lines().any(|l| {
-        l.trim()
-            .strip_prefix(PASS_MARKER)
-            .is_some_and(|rest| rest.starts_with([' ', '\t']) && rest.trim() == name)
+        l.trim().strip_prefix(PASS_MARKER).is_some_and(|rest| rest.starts_with([' ', '\t']) && rest.trim() == name)
     })
 }
 
@@ -99,36 +94,21 @@ pub fn classify(
     };
     let fail_line = find_marker(serial, FAIL_MARKER);
     let panic_line = find_marker(serial, PANIC_MARKER);
-    let guest_said = || {
-        panic_line
-            .or(fail_line)
-            .map(|l| format!(": {l}"))
-            .unwrap_or_default()
-    };
+    let guest_said = || panic_line.or(fail_line).map(|l| format!(": {l}")).unwrap_or_default();
     match status {
         STATUS_PASS => match (expect, fail_line.or(panic_line)) {
-            (_, Some(bad)) => Outcome::Failed(
-                status,
-                format!("success exit code, but the guest printed `{bad}`"),
-            ),
+            (_, Some(bad)) => Outcome::Failed(status, format!("success exit code, but the guest printed `{bad}`")),
             (Expect::ExitOnly, None) => Outcome::Passed,
             (Expect::PassLine(name), None) if has_pass_line(serial, name) => Outcome::Passed,
             (Expect::PassLine(name), None) => Outcome::Failed(
                 status,
-                format!(
-                    "success exit code, but no `{PASS_MARKER} {name}` line on the serial console"
-                ),
+                format!("success exit code, but no `{PASS_MARKER} {name}` line on the serial console"),
             ),
         },
         STATUS_TEST_FAILED => Outcome::Failed(
             status,
             fail_line.map_or_else(
-                || {
-                    format!(
-                        "test failed (no `{FAIL_MARKER}` line; last line: {})",
-                        last_line(serial).unwrap_or("none")
-                    )
-                },
+                || format!("test failed (no `{FAIL_MARKER}` line; last line: {})", last_line(serial).unwrap_or("none")),
                 str::to_string,
             ),
         ),
@@ -137,11 +117,7 @@ pub fn classify(
             panic_line.map_or_else(
                 || {
                     // The kernel's fatal path may stop with another message.
-                    let last_kernel = serial
-                        .lines()
-                        .rev()
-                        .map(str::trim)
-                        .find(|l| l.starts_with("[kernel]"));
+                    let last_kernel = serial.lines().rev().map(str::trim).find(|l| l.starts_with("[kernel]"));
                     format!(
                         "kernel stopped (no `{PANIC_MARKER}` line): {}",
                         last_kernel.or(last_line(serial)).unwrap_or("no output")
@@ -155,24 +131,13 @@ pub fn classify(
              isa-debug-exit{}",
             guest_said()
         )),
-        1 => Outcome::QemuError(
-            last_line(stderr)
-                .unwrap_or("QEMU failed (status 1)")
-                .to_string(),
-        ),
-        odd if odd > 0 && odd % 2 == 1 => Outcome::Failed(
-            odd,
-            format!(
-                "unknown isa-debug-exit code {:#x}{}",
-                (odd - 1) / 2,
-                guest_said()
-            ),
-        ),
+        1 => Outcome::QemuError(last_line(stderr).unwrap_or("QEMU failed (status 1)").to_string()),
+        odd if odd > 0 && odd % 2 == 1 => {
+            Outcome::Failed(odd, format!("unknown isa-debug-exit code {:#x}{}", (odd - 1) / 2, guest_said()))
+        }
         other => Outcome::QemuError(format!(
             "QEMU exited with status {other}{}",
-            last_line(stderr)
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
+            last_line(stderr).map(|l| format!(": {l}")).unwrap_or_default()
         )),
     }
 }
@@ -185,10 +150,7 @@ mod tests {
 
     #[test]
     fn codes_match_isa_debug_exit() {
-        assert_eq!(
-            (STATUS_PASS, STATUS_TEST_FAILED, STATUS_PANIC),
-            (33, 35, 37)
-        );
+        assert_eq!((STATUS_PASS, STATUS_TEST_FAILED, STATUS_PANIC), (33, 35, 37));
     }
 
     #[test]
@@ -197,9 +159,7 @@ mod tests {
         assert_eq!(classify(Some(33), None, serial, "", T), Outcome::Passed);
         // The right line for another test does not count.
         let other = classify(Some(33), None, "EXO-TEST-PASS isolation_extra\n", "", T);
-        assert!(
-            matches!(other, Outcome::Failed(33, ref r) if r.contains("no `EXO-TEST-PASS isolation`"))
-        );
+        assert!(matches!(other, Outcome::Failed(33, ref r) if r.contains("no `EXO-TEST-PASS isolation`")));
         assert!(!classify(Some(33), None, "", "", T).passed());
         // The line without the exit code is not a pass either.
         assert!(!classify(Some(0), None, serial, "", T).passed());
@@ -208,10 +168,7 @@ mod tests {
 
     #[test]
     fn batch_needs_only_status_33() {
-        assert_eq!(
-            classify(Some(33), None, "", "", Expect::ExitOnly),
-            Outcome::Passed
-        );
+        assert_eq!(classify(Some(33), None, "", "", Expect::ExitOnly), Outcome::Passed);
         assert!(!classify(Some(1), None, "", "", Expect::ExitOnly).passed());
     }
 
@@ -220,22 +177,14 @@ mod tests {
         let s = "x\nEXO-TEST-FAIL isolation: read of foreign page succeeded\n";
         assert_eq!(
             classify(Some(35), None, s, "", T),
-            Outcome::Failed(
-                35,
-                "EXO-TEST-FAIL isolation: read of foreign page succeeded".into()
-            )
+            Outcome::Failed(35, "EXO-TEST-FAIL isolation: read of foreign page succeeded".into())
         );
         let p = "[kernel] PANIC at kernel/src/trap.rs:10: double fault\n";
         assert_eq!(
             classify(Some(37), None, p, "", T),
-            Outcome::Failed(
-                37,
-                "[kernel] PANIC at kernel/src/trap.rs:10: double fault".into()
-            )
+            Outcome::Failed(37, "[kernel] PANIC at kernel/src/trap.rs:10: double fault".into())
         );
-        assert!(
-            matches!(classify(Some(37), None, "", "", T), Outcome::Failed(37, ref r) if r.contains("no output"))
-        );
+        assert!(matches!(classify(Some(37), None, "", "", T), Outcome::Failed(37, ref r) if r.contains("no output")));
         let fatal = "[kernel] booting\n[kernel] init ELF refused: bad magic\nother\n";
         assert!(
             matches!(classify(Some(37), None, fatal, "", T), Outcome::Failed(37, ref r) if r.ends_with("[kernel] init ELF refused: bad magic"))
@@ -245,10 +194,7 @@ mod tests {
         );
         // A FAIL line overrides a success exit code.
         let both = "EXO-TEST-PASS isolation\nEXO-TEST-FAIL isolation: late\n";
-        assert!(matches!(
-            classify(Some(33), None, both, "", T),
-            Outcome::Failed(33, _)
-        ));
+        assert!(matches!(classify(Some(33), None, both, "", T), Outcome::Failed(33, _)));
     }
 
     #[test]
@@ -257,29 +203,15 @@ mod tests {
             matches!(classify(Some(0), None, "", "", Expect::ExitOnly), Outcome::QemuError(ref r) if r.contains("status 0"))
         );
         let e = classify(Some(1), None, "", "qemu: could not load kernel '/k'\n", T);
-        assert_eq!(
-            e,
-            Outcome::QemuError("qemu: could not load kernel '/k'".into())
-        );
-        assert!(matches!(
-            classify(None, None, "", "", T),
-            Outcome::QemuError(_)
-        ));
+        assert_eq!(e, Outcome::QemuError("qemu: could not load kernel '/k'".into()));
+        assert!(matches!(classify(None, None, "", "", T), Outcome::QemuError(_)));
         let d = Duration::from_secs(60);
-        assert_eq!(
-            classify(Some(33), Some(d), "EXO-TEST-PASS isolation", "", T),
-            Outcome::Timeout(d)
-        );
-        assert!(matches!(
-            classify(Some(2), None, "", "", T),
-            Outcome::QemuError(_)
-        ));
+        assert_eq!(classify(Some(33), Some(d), "EXO-TEST-PASS isolation", "", T), Outcome::Timeout(d));
+        assert!(matches!(classify(Some(2), None, "", "", T), Outcome::QemuError(_)));
     }
 
     #[test]
     fn unknown_guest_codes_are_failures() {
-        assert!(
-            matches!(classify(Some(3), None, "", "", T), Outcome::Failed(3, ref r) if r.contains("0x1"))
-        );
+        assert!(matches!(classify(Some(3), None, "", "", T), Outcome::Failed(3, ref r) if r.contains("0x1")));
     }
 }

@@ -60,14 +60,8 @@ impl QemuTest {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-const DEFAULT: Details = Details {
-    args: "",
-    timeout: DEFAULT_TIMEOUT,
-    extra: None,
-    machine: standard,
-    acpi_table: None,
-    inject_nmi: false,
-};
+const DEFAULT: Details =
+    Details { args: "", timeout: DEFAULT_TIMEOUT, extra: None, machine: standard, acpi_table: None, inject_nmi: false };
 
 /// Every QEMU test, in the table's order, with its details.
 pub fn tests() -> Vec<QemuTest> {
@@ -77,10 +71,7 @@ pub fn tests() -> Vec<QemuTest> {
             name: t.name,
             first: t.first,
             then: t.then,
-            details: DETAILS
-                .iter()
-                .find(|(n, _)| *n == t.name)
-                .map_or(DEFAULT, |(_, d)| *d),
+            details: DETAILS.iter().find(|(n, _)| *n == t.name).map_or(DEFAULT, |(_, d)| *d),
         })
         .collect()
 }
@@ -90,22 +81,10 @@ pub fn tests() -> Vec<QemuTest> {
 pub const DETAILS: &[(&str, Details)] = &[
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
-    (
-        "nmi",
-        Details {
-            inject_nmi: true,
-            ..DEFAULT
-        },
-    ),
+    ("nmi", Details { inject_nmi: true, ..DEFAULT }),
     // (syscall_fuzz: 100,000 random calls, then 1,000,000 structure-aware
     // ones, 8 probe processes with a shadow model; about 4 s under TCG.)
-    (
-        "bad_elf",
-        Details {
-            extra: Some(malformed_programs),
-            ..DEFAULT
-        },
-    ),
+    ("bad_elf", Details { extra: Some(malformed_programs), ..DEFAULT }),
     // (tlb_alias, ctlpage_hostile, dma_revoke: the first review's isolation
     // holes, attacked from a probe process. irq_compat_forged fails on QEMU
     // 7.2: its VT-d forwards compatibility-format MSIs with interrupt
@@ -122,10 +101,7 @@ pub const DETAILS: &[(&str, Details)] = &[
         Details {
             machine: |m| {
                 let hw = m.hardware;
-                m.hardware(crate::machine::Hardware {
-                    second_nvme: true,
-                    ..hw
-                })
+                m.hardware(crate::machine::Hardware { second_nvme: true, ..hw })
             },
             timeout: Duration::from_secs(180),
             ..DEFAULT
@@ -134,25 +110,12 @@ pub const DETAILS: &[(&str, Details)] = &[
     // The NVMe behind a PCIe root port as an SR-IOV physical function: the
     // kernel walks the bridge and the SR-IOV capability, and the userspace
     // driver does its read/write/verify run through the bridge.
-    (
-        "sriov_pf",
-        Details {
-            machine: sriov,
-            ..DEFAULT
-        },
-    ),
+    ("sriov_pf", Details { machine: sriov, ..DEFAULT }),
     // An application drives its own NVMe virtual function: the PF's driver
     // brings VF 1's secondary controller online (after init's FLR of the
     // PF releases the primary's flexible resources), and a separate
     // process does verified random I/O through the VF with no DMA fault.
-    (
-        "sriov_vf",
-        Details {
-            machine: sriov,
-            timeout: Duration::from_secs(120),
-            ..DEFAULT
-        },
-    ),
+    ("sriov_vf", Details { machine: sriov, timeout: Duration::from_secs(120), ..DEFAULT }),
     // A malformed ACPI table costs only what it describes. The board must
     // not build its own copy (the first table of a signature is the one
     // read): q35 without VT-d builds no DMAR, i440fx no MCFG. With a
@@ -160,57 +123,21 @@ pub const DETAILS: &[(&str, Details)] = &[
     // with a truncated MCFG, without PCI devices. Both reach init.
     (
         "acpi_bad_dmar",
-        Details {
-            machine: |m| m.chipset(Chipset::Q35NoIommu),
-            acpi_table: Some(truncated_dmar),
-            ..DEFAULT
-        },
+        Details { machine: |m| m.chipset(Chipset::Q35NoIommu), acpi_table: Some(truncated_dmar), ..DEFAULT },
     ),
-    (
-        "acpi_bad_mcfg",
-        Details {
-            machine: |m| m.chipset(Chipset::I440fx),
-            acpi_table: Some(truncated_mcfg),
-            ..DEFAULT
-        },
-    ),
+    ("acpi_bad_mcfg", Details { machine: |m| m.chipset(Chipset::I440fx), acpi_table: Some(truncated_mcfg), ..DEFAULT }),
     // The drivers benchmark's exokernel rows, short: a smoke test that the
     // `EXO-BENCH` lines come out (the eval harness boots `test=nvme_bench`).
-    (
-        "nvme_bench",
-        Details {
-            args: " quick",
-            ..DEFAULT
-        },
-    ),
+    ("nvme_bench", Details { args: " quick", ..DEFAULT }),
     // libdb as an application libOS (`kvdb`), on the NVMe through the
     // block service and on the NVDIMM mapped into it: boot 1 creates and
     // commits, boot 2 recovers and checks.
-    (
-        "libdb_nvme",
-        Details {
-            timeout: Duration::from_secs(180),
-            ..DEFAULT
-        },
-    ),
-    (
-        "libdb_pmem",
-        Details {
-            timeout: Duration::from_secs(180),
-            ..DEFAULT
-        },
-    ),
+    ("libdb_nvme", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libdb_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
     // libdb driving its own NVMe virtual function, the driver linked in:
     // the PF's driver brings VF 1 online (each boot: init's FLR and all),
     // kvdb gets VF 1's BAR and handle; boot 1 creates, boot 2 checks.
-    (
-        "libdb_vf",
-        Details {
-            machine: sriov,
-            timeout: Duration::from_secs(180),
-            ..DEFAULT
-        },
-    ),
+    ("libdb_vf", Details { machine: sriov, timeout: Duration::from_secs(180), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -223,35 +150,11 @@ fn sriov(m: Machine) -> Machine {
 /// each NVMe variant the paths that used to assume the standard disk.
 pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
     ("ram-128m", &["boot_to_init", "five_syscalls", "nvme_rw"]),
-    (
-        "ram-2g",
-        &[
-            "boot_to_init",
-            "five_syscalls",
-            "nvme_rw",
-            "pmem_persist",
-            "ctlpage_hostile",
-        ],
-    ),
-    (
-        "ram-8g",
-        &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"],
-    ),
+    ("ram-2g", &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist", "ctlpage_hostile"]),
+    ("ram-8g", &["boot_to_init", "five_syscalls", "nvme_rw", "pmem_persist"]),
     ("no-1g-pages", &["boot_to_init", "userspace_alloc"]),
-    (
-        "smp-4",
-        &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"],
-    ),
-    (
-        "iommu-aw48",
-        &[
-            "boot_to_init",
-            "five_syscalls",
-            "nvme_rw",
-            "dma_attack_blocked",
-            "sriov_vf",
-        ],
-    ),
+    ("smp-4", &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"]),
+    ("iommu-aw48", &["boot_to_init", "five_syscalls", "nvme_rw", "dma_attack_blocked", "sriov_vf"]),
     ("nvme-4kn", &["nvme_persist", "block_service", "libdb_nvme", "libdb_vf"]),
     ("nvme-1q", &["nvme_rw", "block_service", "irq_compat_forged", "sriov_vf"]),
     ("nvme-mdts1", &["nvme_rw", "block_service"]),
@@ -286,19 +189,14 @@ fn truncated_mcfg() -> Vec<u8> {
 
 /// `bad_elf/*` entries derived from init (always present).
 fn malformed_programs(arts: &Artifacts) -> Result<Vec<(String, Vec<u8>)>> {
-    let init = arts
-        .program(crate::build::INIT)
-        .context("no init program to derive malformed ELFs from")?;
+    let init = arts.program(crate::build::INIT).context("no init program to derive malformed ELFs from")?;
     let bytes = std::fs::read(init).with_context(|| format!("reading {}", init.display()))?;
     bad_elf::variants(&bytes).context("making malformed ELFs from init")
 }
 
 /// Tests whose name contains any filter (all tests when no filter).
 pub fn select<'a>(tests: &'a [QemuTest], filters: &[String]) -> Vec<&'a QemuTest> {
-    tests
-        .iter()
-        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
-        .collect()
+    tests.iter().filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str()))).collect()
 }
 
 #[cfg(test)]
@@ -311,10 +209,7 @@ mod tests {
         assert_eq!(all.len(), exo_testlist::TESTS.len());
         assert_eq!(all.len(), 33, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
-            assert!(
-                exo_testlist::named(name).is_some(),
-                "details for {name}, which is no test"
-            );
+            assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }
         for t in &all {
             assert!(t.details.timeout >= DEFAULT_TIMEOUT);
@@ -327,9 +222,7 @@ mod tests {
         let bench = all.iter().find(|t| t.name == "nvme_bench").unwrap();
         assert_eq!(bench.append(bench.first), "test=nvme_bench quick");
         let persist = all.iter().find(|t| t.name == "nvme_persist").unwrap();
-        assert!(persist
-            .boots()
-            .eq(["nvme_persist_write", "nvme_persist_check"]));
+        assert!(persist.boots().eq(["nvme_persist_write", "nvme_persist_check"]));
     }
 
     #[test]
@@ -354,11 +247,7 @@ mod tests {
         };
         assert_eq!(f(&[]).len(), all.len());
         assert_eq!(f(&["share"]), ["share_region"]);
-        assert!(all
-            .iter()
-            .filter(|t| t.details.inject_nmi)
-            .map(|t| t.name)
-            .eq(["nmi"]));
+        assert!(all.iter().filter(|t| t.details.inject_nmi).map(|t| t.name).eq(["nmi"]));
         assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf"]);
         assert!(f(&["nothing-matches"]).is_empty());
     }

@@ -39,11 +39,7 @@ pub fn main(opts: &RunOpts) -> Result<()> {
         .kernel(&arts.kernel)
         .initrd(&arts.system_image)
         .append(kernel_cmdline(opts.batch))
-        .serial(if opts.batch {
-            Serial::Stdio
-        } else {
-            Serial::StdioWithMonitor
-        })
+        .serial(if opts.batch { Serial::Stdio } else { Serial::StdioWithMonitor })
         .gdb(opts.gdb);
     if !opts.batch {
         println!("serial console below; quit QEMU with Ctrl-A X (Ctrl-A C: QEMU monitor)");
@@ -52,18 +48,11 @@ pub fn main(opts: &RunOpts) -> Result<()> {
         // Relative to the current directory when possible: shorter to type.
         let cwd = std::env::current_dir().unwrap_or_default();
         let kernel = arts.kernel.strip_prefix(&cwd).unwrap_or(&arts.kernel);
-        println!(
-            "QEMU waits for gdb; in another terminal run:\n  {}",
-            cmd::display(&gdb_command(kernel))
-        );
+        println!("QEMU waits for gdb; in another terminal run:\n  {}", cmd::display(&gdb_command(kernel)));
     }
     let timeout = opts.timeout.or(opts.batch.then_some(BATCH_DEFAULT_TIMEOUT));
     let run_opts = RunOptions {
-        name: if opts.batch {
-            "run-batch".into()
-        } else {
-            "run".into()
-        },
+        name: if opts.batch { "run-batch".into() } else { "run".into() },
         log_dir: ws.qemu_log_dir(),
         timeout,
         echo: true,
@@ -77,20 +66,15 @@ pub fn main(opts: &RunOpts) -> Result<()> {
     // triple fault and is a failure.
     let secs = report.elapsed.as_secs_f64();
     if !opts.batch && report.status == Some(0) {
-        println!("\nQEMU quit after {secs:.2} s with status 0 (Ctrl-A X, or a guest reset) (serial log: {})", report.log_path.display());
+        println!(
+            "\nQEMU quit after {secs:.2} s with status 0 (Ctrl-A X, or a guest reset) (serial log: {})",
+            report.log_path.display()
+        );
         return Ok(());
     }
-    println!(
-        "\nQEMU ended after {secs:.2} s: {} (serial log: {})",
-        report.outcome,
-        report.log_path.display()
-    );
+    println!("\nQEMU ended after {secs:.2} s: {} (serial log: {})", report.outcome, report.log_path.display());
     if !report.outcome.passed() {
-        bail!(
-            "{} run did not end in success: {}",
-            if opts.batch { "batch" } else { "interactive" },
-            report.outcome
-        );
+        bail!("{} run did not end in success: {}", if opts.batch { "batch" } else { "interactive" }, report.outcome);
     }
     Ok(())
 }

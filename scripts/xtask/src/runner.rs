@@ -116,30 +116,22 @@ pub fn tee(
 /// Spawn `qemu` (already built by `Machine::command`), wait for it under
 /// the timeout, and classify the end against `expect`.
 pub fn run(mut qemu: Command, opts: &RunOptions, expect: Expect) -> Result<RunReport> {
-    std::fs::create_dir_all(&opts.log_dir)
-        .with_context(|| format!("creating {}", opts.log_dir.display()))?;
+    std::fs::create_dir_all(&opts.log_dir).with_context(|| format!("creating {}", opts.log_dir.display()))?;
     let log_path = opts.log_dir.join(format!("{}.log", opts.name));
-    let log =
-        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     cmd::announce(&qemu);
-    qemu.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if opts.interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+    qemu.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(if opts.interactive {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
     let start = Instant::now();
-    let mut child = KillOnDrop(
-        qemu.spawn()
-            .context("could not start QEMU (is it installed? try `cargo xtask setup`)")?,
-    );
+    let mut child =
+        KillOnDrop(qemu.spawn().context("could not start QEMU (is it installed? try `cargo xtask setup`)")?);
     let stdout = child.0.stdout.take().context("QEMU stdout was not piped")?;
     let stderr = child.0.stderr.take().context("QEMU stderr was not piped")?;
-    let echo_out: Option<Box<dyn Write + Send>> =
-        opts.echo.then(|| Box::new(std::io::stdout()) as _);
-    let echo_err: Option<Box<dyn Write + Send>> =
-        opts.echo.then(|| Box::new(std::io::stderr()) as _);
+    let echo_out: Option<Box<dyn Write + Send>> = opts.echo.then(|| Box::new(std::io::stdout()) as _);
+    let echo_err: Option<Box<dyn Write + Send>> = opts.echo.then(|| Box::new(std::io::stderr()) as _);
     let serial_reader = tee(stdout, Some(log), echo_out);
     let stderr_reader = tee(stderr, None, echo_err);
 
@@ -160,19 +152,11 @@ pub fn run(mut qemu: Command, opts: &RunOptions, expect: Expect) -> Result<RunRe
     let elapsed = start.elapsed();
     drop(child); // reaps if still needed; closes nothing we still read from
     let serial = String::from_utf8_lossy(&serial_reader.join().unwrap_or_default()).into_owned();
-    let stderr_text =
-        String::from_utf8_lossy(&stderr_reader.join().unwrap_or_default()).into_owned();
+    let stderr_text = String::from_utf8_lossy(&stderr_reader.join().unwrap_or_default()).into_owned();
     append_stderr_to_log(&log_path, &stderr_text)?;
     let code = status.and_then(|s| s.code());
     let outcome = classify(code, timed_out, &serial, &stderr_text, expect);
-    Ok(RunReport {
-        outcome,
-        status: code,
-        serial,
-        stderr: stderr_text,
-        log_path,
-        elapsed,
-    })
+    Ok(RunReport { outcome, status: code, serial, stderr: stderr_text, log_path, elapsed })
 }
 
 /// Keep QEMU's own complaints next to the serial output they explain.
@@ -208,12 +192,7 @@ mod tests {
 
     #[test]
     fn tees_serial_and_classifies_exit_status() {
-        let r = run(
-            sh("echo 'EXO-TEST-PASS t1'; exit 33"),
-            &opts("t1", None),
-            Expect::PassLine("t1"),
-        )
-        .unwrap();
+        let r = run(sh("echo 'EXO-TEST-PASS t1'; exit 33"), &opts("t1", None), Expect::PassLine("t1")).unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
         assert_eq!(r.status, Some(33));
         let log = std::fs::read_to_string(&r.log_path).unwrap();
@@ -222,35 +201,19 @@ mod tests {
 
     #[test]
     fn stderr_goes_to_the_log_and_the_error() {
-        let r = run(
-            sh("echo 'qemu: bad device' >&2; exit 1"),
-            &opts("t2", None),
-            Expect::ExitOnly,
-        )
-        .unwrap();
+        let r = run(sh("echo 'qemu: bad device' >&2; exit 1"), &opts("t2", None), Expect::ExitOnly).unwrap();
         assert_eq!(r.outcome, Outcome::QemuError("qemu: bad device".into()));
         let log = std::fs::read_to_string(&r.log_path).unwrap();
-        assert!(
-            log.contains("--- qemu stderr ---\nqemu: bad device"),
-            "{log}"
-        );
+        assert!(log.contains("--- qemu stderr ---\nqemu: bad device"), "{log}");
     }
 
     #[test]
     fn hard_timeout_kills_the_child() {
         let t = Duration::from_millis(300);
         let start = Instant::now();
-        let r = run(
-            sh("echo started; exec sleep 30"),
-            &opts("t3", Some(t)),
-            Expect::ExitOnly,
-        )
-        .unwrap();
+        let r = run(sh("echo started; exec sleep 30"), &opts("t3", Some(t)), Expect::ExitOnly).unwrap();
         assert_eq!(r.outcome, Outcome::Timeout(t));
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "child was not killed"
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "child was not killed");
         assert_eq!(r.serial, "started\n");
     }
 
@@ -258,12 +221,7 @@ mod tests {
     fn sigterm_ignoring_child_is_killed_anyway() {
         let t = Duration::from_millis(200);
         let start = Instant::now();
-        let r = run(
-            sh("trap '' TERM; while :; do sleep 0.1; done"),
-            &opts("t4", Some(t)),
-            Expect::ExitOnly,
-        )
-        .unwrap();
+        let r = run(sh("trap '' TERM; while :; do sleep 0.1; done"), &opts("t4", Some(t)), Expect::ExitOnly).unwrap();
         assert_eq!(r.outcome, Outcome::Timeout(t));
         assert!(start.elapsed() < Duration::from_secs(6));
     }

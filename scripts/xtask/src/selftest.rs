@@ -100,9 +100,7 @@ pub fn run_all(images_dir: &Path, log_dir: &Path) -> Result<Vec<(&'static str, O
         } else {
             std::fs::write(&kernel, dummy_guest::elf(case.message, case.exit_code))?;
         }
-        let mut m = Machine::new(images_dir)
-            .kernel(&kernel)
-            .append(format!("test={}", case.name));
+        let mut m = Machine::new(images_dir).kernel(&kernel).append(format!("test={}", case.name));
         if case.all_options {
             m = m
                 .icount(true)

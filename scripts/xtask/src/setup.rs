@@ -66,19 +66,12 @@ pub fn ensure_qemu() -> Result<()> {
 /// `apt-get update` (once per process) then `apt-get install -y ...`, when
 /// running as root; otherwise an error naming the packages to install.
 pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !cmd::on_path("apt-get") {
-        bail!(
-            "missing packages {}: install them with your system's package manager",
-            missing.join(" ")
-        );
+        bail!("missing packages {}: install them with your system's package manager", missing.join(" "));
     }
     if !is_root() {
         bail!(
@@ -88,11 +81,7 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
     }
     static UPDATED: AtomicBool = AtomicBool::new(false);
     if !UPDATED.swap(true, Ordering::SeqCst) {
-        cmd::run(
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        cmd::run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     cmd::run(
         Command::new("apt-get")

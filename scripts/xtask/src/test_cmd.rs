@@ -61,8 +61,20 @@ fn conventions(tally: &mut Tally) {
         (
             "clippy (bare metal)",
             vec![
-                "clippy", "--release", "--quiet", "--target", BARE_METAL, "-p", "kernel", "-p", "exo-apps", "-p", "initlib",
-                "--", "-D", "warnings",
+                "clippy",
+                "--release",
+                "--quiet",
+                "--target",
+                BARE_METAL,
+                "-p",
+                "kernel",
+                "-p",
+                "exo-apps",
+                "-p",
+                "initlib",
+                "--",
+                "-D",
+                "warnings",
             ],
         ),
     ];
@@ -111,9 +123,7 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
     }
     // cargo runs nothing when any test target fails to compile; one broken
     // crate must not hide every other crate's results.
-    println!(
-        "host tests: the workspace does not build as a whole; testing each package on its own"
-    );
+    println!("host tests: the workspace does not build as a whole; testing each package on its own");
     let members = match Workspace::load() {
         Ok(ws) => ws.members,
         Err(e) => {
@@ -144,10 +154,7 @@ struct CargoTest {
 
 impl CargoTest {
     fn compile_errors(&self) -> usize {
-        self.targets
-            .iter()
-            .filter(|t| t.ends_with("(compile error)"))
-            .count()
+        self.targets.iter().filter(|t| t.ends_with("(compile error)")).count()
     }
 }
 
@@ -167,20 +174,12 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
         .spawn()
         .context("could not start cargo")?;
     let out_reader = runner::tee(child.stdout.take().context("stdout not piped")?, None, None);
-    let err_reader = runner::tee(
-        child.stderr.take().context("stderr not piped")?,
-        None,
-        Some(Box::new(std::io::stderr())),
-    );
+    let err_reader =
+        runner::tee(child.stderr.take().context("stderr not piped")?, None, Some(Box::new(std::io::stderr())));
     let status = child.wait().context("waiting for cargo test")?;
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Ok(CargoTest {
-        summary: libtest::parse(&stdout),
-        stdout,
-        targets: libtest::failed_targets(&stderr),
-        status,
-    })
+    Ok(CargoTest { summary: libtest::parse(&stdout), stdout, targets: libtest::failed_targets(&stderr), status })
 }
 
 /// Print one run's results and add them to the tally.
@@ -192,10 +191,7 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
     for name in &s.failing {
         println!("host test {name} ... FAILED");
     }
-    println!(
-        "{label}: {} passed, {} failed, {} ignored ({} test binaries)",
-        s.passed, s.failed, s.ignored, s.binaries
-    );
+    println!("{label}: {} passed, {} failed, {} ignored ({} test binaries)", s.passed, s.failed, s.ignored, s.binaries);
     tally.passed += s.passed;
     tally.failed += s.failed;
     if r.status.success() {
@@ -215,10 +211,7 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
         println!("{label}: {unexplained} target(s) failed without a test result (build error or crash; see above)");
         tally.failed += unexplained;
     } else if s.failed == 0 {
-        println!(
-            "{label} ... FAILED (`cargo test` {} without a failing test)",
-            r.status
-        );
+        println!("{label} ... FAILED (`cargo test` {} without a failing test)", r.status);
         tally.failed += 1;
     }
 }
@@ -254,21 +247,10 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     }
     let hardware = match &opts.machine {
         None => machine::Hardware::STANDARD,
-        Some(name) => {
-            machine::variant_named(name)
-                .expect("the parser checked the name")
-                .hardware
-        }
+        Some(name) => machine::variant_named(name).expect("the parser checked the name").hardware,
     };
-    let on = opts
-        .machine
-        .as_deref()
-        .map(|n| format!(", machine variant {n}"))
-        .unwrap_or_default();
-    println!(
-        "running {} QEMU tests sequentially (accel {accel}{on})",
-        selected.len()
-    );
+    let on = opts.machine.as_deref().map(|n| format!(", machine variant {n}")).unwrap_or_default();
+    println!("running {} QEMU tests sequentially (accel {accel}{on})", selected.len());
     let variant = opts.machine.as_deref();
     for t in &selected {
         run_counted(t, &ws, &arts, accel, hardware, variant, tally);
@@ -279,20 +261,12 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     // A representative subset on a few variants (`--machine-matrix` runs
     // everything everywhere).
     for (name, tests) in qemu_tests::VARIANT_SUBSET {
-        let hw = machine::variant_named(name)
-            .expect("VARIANT_SUBSET names real variants")
-            .hardware;
-        let chosen: Vec<_> = selected
-            .iter()
-            .filter(|t| tests.contains(&t.name))
-            .collect();
+        let hw = machine::variant_named(name).expect("VARIANT_SUBSET names real variants").hardware;
+        let chosen: Vec<_> = selected.iter().filter(|t| tests.contains(&t.name)).collect();
         if chosen.is_empty() {
             continue;
         }
-        println!(
-            "running {} QEMU tests on machine variant {name}",
-            chosen.len()
-        );
+        println!("running {} QEMU tests on machine variant {name}", chosen.len());
         for t in chosen {
             run_counted(t, &ws, &arts, accel, hw, Some(name), tally);
         }
@@ -345,26 +319,14 @@ fn run_counted(
 }
 
 /// Every selected test on every variant, then the table variant x test.
-fn matrix(
-    selected: &[&QemuTest],
-    ws: &Workspace,
-    arts: &Artifacts,
-    accel: Accel,
-    tally: &mut Tally,
-) {
-    println!(
-        "machine matrix: {} QEMU tests on {} variants (accel {accel})",
-        selected.len(),
-        machine::VARIANTS.len()
-    );
+fn matrix(selected: &[&QemuTest], ws: &Workspace, arts: &Artifacts, accel: Accel, tally: &mut Tally) {
+    println!("machine matrix: {} QEMU tests on {} variants (accel {accel})", selected.len(), machine::VARIANTS.len());
     let mut rows = vec![];
     for v in machine::VARIANTS {
         println!("== machine variant {} ({})", v.name, v.what);
         let start = Instant::now();
-        let row: Vec<bool> = selected
-            .iter()
-            .map(|t| run_counted(t, ws, arts, accel, v.hardware, Some(v.name), tally))
-            .collect();
+        let row: Vec<bool> =
+            selected.iter().map(|t| run_counted(t, ws, arts, accel, v.hardware, Some(v.name), tally)).collect();
         rows.push((v.name, row, start.elapsed().as_secs_f64()));
     }
     print!("{}", matrix_table(selected.iter().map(|t| t.name), &rows));
@@ -372,17 +334,9 @@ fn matrix(
 
 /// The matrix as text: one row per variant, one column per test (`ok` or
 /// `FAIL`), and the variant's total time.
-fn matrix_table<'a>(
-    tests: impl Iterator<Item = &'a str>,
-    rows: &[(&str, Vec<bool>, f64)],
-) -> String {
+fn matrix_table<'a>(tests: impl Iterator<Item = &'a str>, rows: &[(&str, Vec<bool>, f64)]) -> String {
     let tests: Vec<&str> = tests.collect();
-    let first = rows
-        .iter()
-        .map(|r| r.0.len())
-        .max()
-        .unwrap_or(0)
-        .max("variant".len());
+    let first = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("variant".len());
     let mut out = format!("{:first$}", "variant");
     for t in &tests {
         out += &format!(" {t:4}");
@@ -415,9 +369,7 @@ fn run_one(
         None => arts.boot_image.clone(),
         Some(extra) => {
             let entries = extra(arts)?;
-            let path = ws
-                .bare_metal_out()
-                .join(format!("bootimage-{}.bin", t.name));
+            let path = ws.bare_metal_out().join(format!("bootimage-{}.bin", t.name));
             build::write(&path, &build::pack(arts, &entries)?)?;
             path
         }
@@ -442,15 +394,12 @@ fn run_one(
             .append(append);
         machine = (t.details.machine)(machine);
         if let Some(path) = &acpi_table {
-            machine = machine
-                .arg("-acpitable")
-                .arg(format!("file={}", machine::qemu_escape(path)));
+            machine = machine.arg("-acpitable").arg(format!("file={}", machine::qemu_escape(path)));
         }
         let injector = if t.details.inject_nmi {
             // In the temporary directory: a unix socket's path is limited
             // to 107 bytes, and a checkout's may be longer.
-            let socket =
-                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id()));
+            let socket = std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id()));
             let _ = std::fs::remove_file(&socket);
             machine = machine.qmp(&socket);
             let log = ws.qemu_log_dir().join(format!("{name}.log"));
@@ -466,13 +415,11 @@ fn run_one(
             echo: false,
             interactive: false,
         };
-        let report = runner::run(machine.command()?, &opts, Expect::PassLine(pass))
-            .with_context(|| format!("running {name}"));
+        let report =
+            runner::run(machine.command()?, &opts, Expect::PassLine(pass)).with_context(|| format!("running {name}"));
         if let Some(i) = injector {
             let sent = i.stop();
-            let _ = std::fs::remove_file(
-                std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id())),
-            );
+            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("exo-{}-{name}.qmp", std::process::id())));
             if let Ok(r) = &report {
                 if r.outcome.passed() {
                     println!("  ({sent} NMIs injected through QMP)");
@@ -486,16 +433,10 @@ fn run_one(
     }
     // Two boots of the same machine and disk images (a reboot), sharing a
     // fresh nonce so that the second can tell this run's data from stale.
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    let nonce =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     for (i, pass) in t.boots().enumerate() {
-        let report = boot(
-            format!("{} nonce={nonce:x}", t.append(pass)),
-            &format!("{}-boot{}", t.name, i + 1),
-            pass,
-        )?;
+        let report = boot(format!("{} nonce={nonce:x}", t.append(pass)), &format!("{}-boot{}", t.name, i + 1), pass)?;
         if i == 1 || !report.outcome.passed() {
             return Ok(report);
         }
@@ -543,8 +484,7 @@ impl NmiInjector {
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
             // The greeting, then leave capability negotiation.
-            if reader.read_line(&mut line).is_err()
-                || writeln!(writer, r#"{{"execute":"qmp_capabilities"}}"#).is_err()
+            if reader.read_line(&mut line).is_err() || writeln!(writer, r#"{{"execute":"qmp_capabilities"}}"#).is_err()
             {
                 return sent;
             }
@@ -581,10 +521,7 @@ mod tests {
 
     #[test]
     fn matrix_table_has_a_row_per_variant_and_a_cell_per_test() {
-        let rows = vec![
-            ("standard", vec![true, false], 3.2),
-            ("ram-8g", vec![true, true], 10.0),
-        ];
+        let rows = vec![("standard", vec![true, false], 3.2), ("ram-8g", vec![true, true], 10.0)];
         let t = matrix_table(["boot_to_init", "nmi"].into_iter(), &rows);
         assert_eq!(
             t,
@@ -596,13 +533,6 @@ mod tests {
 
     #[test]
     fn summary_line_format() {
-        assert_eq!(
-            Tally {
-                passed: 12,
-                failed: 3
-            }
-            .summary_line(),
-            "12 passed, 3 failed"
-        );
+        assert_eq!(Tally { passed: 12, failed: 3 }.summary_line(), "12 passed, 3 failed");
     }
 }

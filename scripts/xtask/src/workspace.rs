@@ -26,12 +26,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn load() -> Result<Self> {
-        let json = cmd::output(Command::new("cargo").args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-        ]))?;
+        let json = cmd::output(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
         parse_metadata(&json)
     }
 
@@ -46,42 +41,28 @@ impl Workspace {
 
     /// `target/x86_64-unknown-none/release`.
     pub fn bare_metal_out(&self) -> PathBuf {
-        self.target_dir
-            .join(crate::setup::BARE_METAL_TARGET)
-            .join("release")
+        self.target_dir.join(crate::setup::BARE_METAL_TARGET).join("release")
     }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .with_context(|| format!("cargo metadata: missing string field `{key}`"))
+    v.get(key).and_then(Value::as_str).with_context(|| format!("cargo metadata: missing string field `{key}`"))
 }
 
 pub fn parse_metadata(json: &str) -> Result<Workspace> {
     let v: Value = serde_json::from_str(json).context("cargo metadata printed invalid JSON")?;
     let root = PathBuf::from(str_field(&v, "workspace_root")?);
     let target_dir = PathBuf::from(str_field(&v, "target_directory")?);
-    let packages = v
-        .get("packages")
-        .and_then(Value::as_array)
-        .context("cargo metadata: missing `packages`")?;
+    let packages = v.get("packages").and_then(Value::as_array).context("cargo metadata: missing `packages`")?;
     let bins_of = |package: &str| -> Result<Vec<String>> {
         let pkg = packages
             .iter()
             .find(|p| p.get("name").and_then(Value::as_str) == Some(package))
             .with_context(|| format!("cargo metadata: no package `{package}` in the workspace"))?;
         let mut bins = vec![];
-        for t in pkg
-            .get("targets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let is_bin = t
-                .get("kind")
-                .and_then(Value::as_array)
-                .is_some_and(|k| k.iter().any(|x| x.as_str() == Some("bin")));
+        for t in pkg.get("targets").and_then(Value::as_array).into_iter().flatten() {
+            let is_bin =
+                t.get("kind").and_then(Value::as_array).is_some_and(|k| k.iter().any(|x| x.as_str() == Some("bin")));
             if is_bin {
                 bins.push(str_field(t, "name")?.to_string());
             }
@@ -93,17 +74,8 @@ pub fn parse_metadata(json: &str) -> Result<Workspace> {
         [one] => one.clone(),
         other => bail!("package `{KERNEL_PACKAGE}` must have exactly one binary, has {other:?}"),
     };
-    let members = packages
-        .iter()
-        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    Ok(Workspace {
-        root,
-        target_dir,
-        app_bins,
-        kernel_bin,
-        members,
-    })
+    let members = packages.iter().filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string)).collect();
+    Ok(Workspace { root, target_dir, app_bins, kernel_bin, members })
 }
 
 #[cfg(test)]
@@ -131,16 +103,12 @@ mod tests {
         assert_eq!(ws.app_bins, vec!["init", "share_region"]);
         assert_eq!(ws.kernel_bin, "kernel");
         assert_eq!(ws.members, vec!["kernel", "exo-apps"]);
-        assert_eq!(
-            ws.bare_metal_out(),
-            PathBuf::from("/w/target/x86_64-unknown-none/release")
-        );
+        assert_eq!(ws.bare_metal_out(), PathBuf::from("/w/target/x86_64-unknown-none/release"));
     }
 
     #[test]
     fn missing_package_is_a_named_error() {
-        let err = parse_metadata(r#"{"workspace_root":"/","target_directory":"/t","packages":[]}"#)
-            .unwrap_err();
+        let err = parse_metadata(r#"{"workspace_root":"/","target_directory":"/t","packages":[]}"#).unwrap_err();
         assert!(err.to_string().contains("exo-apps"), "{err}");
         assert!(parse_metadata("not json").is_err());
     }

@@ -39,11 +39,7 @@ impl Frames {
             self.ranges[n] = (start, start + len);
             n += 1;
         }
-        *self = Frames {
-            ranges: self.ranges,
-            count: n,
-            ..Frames::empty(self.window)
-        };
+        *self = Frames { ranges: self.ranges, count: n, ..Frames::empty(self.window) };
         self.next = if n > 0 { self.ranges[0].0 } else { 0 };
     }
 
@@ -83,11 +79,7 @@ impl Frames {
     /// Whether the frame at physical `pa` was never handed out.
     pub fn never_handed_out(&self, pa: u64) -> bool {
         (self.range..self.count).any(|i| {
-            let start = if i == self.range {
-                self.next
-            } else {
-                self.ranges[i].0
-            };
+            let start = if i == self.range { self.next } else { self.ranges[i].0 };
             start <= pa && pa + PAGE_SIZE <= self.ranges[i].1
         })
     }
@@ -96,11 +88,7 @@ impl Frames {
     pub fn stats(&self) -> (u64, u64) {
         let mut left = self.n_returned as u64;
         for i in self.range..self.count {
-            let start = if i == self.range {
-                self.next
-            } else {
-                self.ranges[i].0
-            };
+            let start = if i == self.range { self.next } else { self.ranges[i].0 };
             left += self.ranges[i].1.saturating_sub(start) / PAGE_SIZE;
         }
         (self.handed_out, left)

@@ -53,23 +53,10 @@ pub struct Placement {
 /// pages, the control page, the argument page, the console ring, the
 /// mailbox, the handle back to init, `heap_pages` heap frames and
 /// `spare_pages` spare frames.
-pub fn child_pages(
-    plan: &LoadPlan,
-    heap_pages: u64,
-    spare_pages: u64,
-    at: &Layout,
-) -> Vec<Placement> {
+pub fn child_pages(plan: &LoadPlan, heap_pages: u64, spare_pages: u64, at: &Layout) -> Vec<Placement> {
     let p = |va, kind, rights| Placement { va, kind, rights };
-    let mut out: Vec<Placement> = plan
-        .pages_to_map()
-        .map(|pg| {
-            p(
-                pg.vaddr,
-                Kind::Program,
-                page_rights(pg.writable, pg.executable),
-            )
-        })
-        .collect();
+    let mut out: Vec<Placement> =
+        plan.pages_to_map().map(|pg| p(pg.vaddr, Kind::Program, page_rights(pg.writable, pg.executable))).collect();
     out.extend([
         p(at.control, Kind::Control, Rights::WRITE),
         p(at.args, Kind::Args, Rights::NONE),
@@ -88,10 +75,7 @@ pub const WINDOW_SLOT0: u64 = 64;
 /// Init's addresses for process slot `slot`: (its SWITCH handle under
 /// `handles_va`, its window — the child's address 0 seen from init).
 pub fn slot_layout(handles_va: u64, slot: usize) -> (u64, u64) {
-    (
-        handles_va + slot as u64 * PAGE_SIZE,
-        (WINDOW_SLOT0 + slot as u64) << 39,
-    )
+    (handles_va + slot as u64 * PAGE_SIZE, (WINDOW_SLOT0 + slot as u64) << 39)
 }
 
 /// The rights of a program page: W and X as its segment says, never both
@@ -137,14 +121,7 @@ mod tests {
     };
 
     fn seg(vaddr: u64, memsz: u64, writable: bool, executable: bool) -> Segment {
-        Segment {
-            vaddr,
-            memsz,
-            file_offset: 0,
-            filesz: memsz,
-            writable,
-            executable,
-        }
+        Segment { vaddr, memsz, file_offset: 0, filesz: memsz, writable, executable }
     }
 
     #[test]
@@ -153,17 +130,9 @@ mod tests {
         // (touching 2 pages).
         let text = seg(0x20_0000, 0x2000, false, true);
         let data = seg(0x20_2800, 0x1800, true, false);
-        let plan = LoadPlan {
-            entry: 0x20_0010,
-            segments: vec![text, data],
-            pages: 4,
-        };
+        let plan = LoadPlan { entry: 0x20_0010, segments: vec![text, data], pages: 4 };
         let pages = child_pages(&plan, 3, 2, &AT);
-        let program: Vec<_> = pages
-            .iter()
-            .filter(|p| p.kind == Kind::Program)
-            .map(|p| (p.va, p.rights))
-            .collect();
+        let program: Vec<_> = pages.iter().filter(|p| p.kind == Kind::Program).map(|p| (p.va, p.rights)).collect();
         assert_eq!(
             program,
             [
@@ -174,11 +143,7 @@ mod tests {
             ]
         );
         let rights = |k: Kind| pages.iter().find(|p| p.kind == k).unwrap().rights;
-        assert_eq!(
-            rights(Kind::Args),
-            Rights::NONE,
-            "arguments are lent read-only"
-        );
+        assert_eq!(rights(Kind::Args), Rights::NONE, "arguments are lent read-only");
         assert_eq!(rights(Kind::ParentHandle), Rights::SWITCH);
         assert_eq!(rights(Kind::Console), Rights::WRITE);
         let count = |k: Kind| pages.iter().filter(|p| p.kind == k).count();
@@ -190,9 +155,7 @@ mod tests {
         vas.sort();
         vas.dedup();
         assert_eq!(vas.len(), pages.len());
-        assert!(pages
-            .iter()
-            .all(|p| !(p.rights.contains(Rights::WRITE) && p.rights.contains(Rights::EXEC))));
+        assert!(pages.iter().all(|p| !(p.rights.contains(Rights::WRITE) && p.rights.contains(Rights::EXEC))));
         assert!(pages.iter().all(|p| p.va % PAGE_SIZE == 0));
         // The order init places them in: the program first (the control
         // page needs the entry), the spares last.
@@ -202,26 +165,9 @@ mod tests {
 
     #[test]
     fn no_heap_no_spares_is_just_the_program_and_the_fixed_pages() {
-        let plan = LoadPlan {
-            entry: 0x20_0000,
-            segments: vec![seg(0x20_0000, 1, false, true)],
-            pages: 1,
-        };
-        let kinds: Vec<_> = child_pages(&plan, 0, 0, &AT)
-            .iter()
-            .map(|p| p.kind)
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                Kind::Program,
-                Kind::Control,
-                Kind::Args,
-                Kind::Console,
-                Kind::Mailbox,
-                Kind::ParentHandle
-            ]
-        );
+        let plan = LoadPlan { entry: 0x20_0000, segments: vec![seg(0x20_0000, 1, false, true)], pages: 1 };
+        let kinds: Vec<_> = child_pages(&plan, 0, 0, &AT).iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [Kind::Program, Kind::Control, Kind::Args, Kind::Console, Kind::Mailbox, Kind::ParentHandle]);
     }
 
     #[test]

@@ -47,24 +47,10 @@ pub struct Seg {
 
 impl Seg {
     pub fn load(flags: u32, vaddr: u64, data: &[u8], memsz: u64) -> Seg {
-        Seg {
-            p_type: PT_LOAD,
-            flags,
-            vaddr,
-            data: data.to_vec(),
-            memsz,
-            align: 0x1000,
-        }
+        Seg { p_type: PT_LOAD, flags, vaddr, data: data.to_vec(), memsz, align: 0x1000 }
     }
     pub fn other(p_type: u32, data: &[u8]) -> Seg {
-        Seg {
-            p_type,
-            flags: PF_R,
-            vaddr: 0,
-            data: data.to_vec(),
-            memsz: data.len() as u64,
-            align: 1,
-        }
+        Seg { p_type, flags: PF_R, vaddr: 0, data: data.to_vec(), memsz: data.len() as u64, align: 1 }
     }
 }
 

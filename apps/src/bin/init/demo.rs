@@ -22,9 +22,7 @@ pub fn run() -> Outcome {
     start_a_process()?;
     println!("\n== 2. two processes share a region (XOmB: a page-table subtree); a third has it read-only ==");
     share_a_region()?;
-    println!(
-        "\n== 3. a page fault becomes an upcall; the process's own pager maps zeroed frames =="
-    );
+    println!("\n== 3. a page fault becomes an upcall; the process's own pager maps zeroed frames ==");
     expect_exit("probe", "pager 40", 160, 0)?;
     println!("\n== 4. a process spins forever; the root scheduler preempts it ==");
     preempt_a_spinner()?;
@@ -54,9 +52,7 @@ fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
     if code == want {
         Ok(())
     } else {
-        Err(format!(
-            "{prog} {args:?} exited with {code}, expected {want}"
-        ))
+        Err(format!("{prog} {args:?} exited with {code}, expected {want}"))
     }
 }
 
@@ -84,16 +80,12 @@ fn share_a_region() -> Outcome {
     }
     let code = finish(&ro, "read-only sharer")?;
     if code != 42 {
-        return Err(format!(
-            "read-only sharer exited with {code}, expected a write fault (42)"
-        ));
+        return Err(format!("read-only sharer exited with {code}, expected a write fault (42)"));
     }
     if mem::read(region) != 0xa000_0000 || mem::read(region + PAGE_SIZE) != 0xb000_0000 {
         return Err("init does not see the processes' writes".into());
     }
-    println!(
-        "init: both writes seen through init's own link; the read-only sharer's write faulted"
-    );
+    println!("init: both writes seen through init's own link; the read-only sharer's write faulted");
     Ok(())
 }
 
@@ -105,10 +97,7 @@ fn preempt_a_spinner() -> Outcome {
     let pre = s.preemptions.load(SeqCst);
     println!("init: counter finished while spin kept spinning; spin was preempted {pre} times");
     if s.state.load(SeqCst) != RUNNABLE || pre == 0 || code != 0 {
-        return Err(format!(
-            "spin state {}, preemptions {pre}, counter exit {code}",
-            state_name(s.state.load(SeqCst))
-        ));
+        return Err(format!("spin state {}, preemptions {pre}, counter exit {code}", state_name(s.state.load(SeqCst))));
     }
     sched::stop(spinner.slot);
     Ok(())

@@ -2,13 +2,13 @@
 //! `cargo xtask run`): look at processes, memory and devices; start
 //! programs from the boot image.
 
-use initlib::sched::{self, state_name, MAX_PROCS};
-use initlib::spawn::{self, Options};
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{devinfo as di, kinfo as ki};
 use exo_rt::console::serial_read;
 use exo_rt::{kinfo, print, println};
+use initlib::sched::{self, state_name, MAX_PROCS};
+use initlib::spawn::{self, Options};
 
 pub fn run() -> ! {
     println!("init: shell ready; type `help` (quit QEMU with Ctrl-A X)");
@@ -26,10 +26,9 @@ pub fn run() -> ! {
                 line.clear();
                 print!("exo> ");
             }
-            0x08 | 0x7f
-                if line.pop().is_some() => {
-                    print!("\x08 \x08");
-                }
+            0x08 | 0x7f if line.pop().is_some() => {
+                print!("\x08 \x08");
+            }
             b if b.is_ascii_graphic() || b == b' ' => {
                 line.push(b as char);
                 print!("{}", b as char);
@@ -57,7 +56,11 @@ fn command(line: &str) {
         },
         Some("mem") => {
             let (used, left) = initlib::frames::stats();
-            println!("frames: {used} handed out, {left} free ({} MiB); kernel frames after boot: {}", left >> 8, kinfo::word(ki::W_FRAMES_AFTER_BOOT));
+            println!(
+                "frames: {used} handed out, {left} free ({} MiB); kernel frames after boot: {}",
+                left >> 8,
+                kinfo::word(ki::W_FRAMES_AFTER_BOOT)
+            );
         }
         Some("stats") => println!(
             "{} CPU(s) in the MADT (1 running); {} system calls, {} upcalls, {} timer ticks of {} us, {} DMA faults",

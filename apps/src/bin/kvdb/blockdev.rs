@@ -65,7 +65,15 @@ impl BlockqDevice {
         if slot_bytes == 0 || slots == 0 {
             return Err(WaitError::Protocol(blockq::ProtocolError::RegionTooSmall));
         }
-        Ok(BlockqDevice { client, win, geo, slots, slot_bytes, seq: 0, counters: BlockqCounters { yields, ..Default::default() } })
+        Ok(BlockqDevice {
+            client,
+            win,
+            geo,
+            slots,
+            slot_bytes,
+            seq: 0,
+            counters: BlockqCounters { yields, ..Default::default() },
+        })
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -80,7 +88,13 @@ impl BlockqDevice {
     }
 
     /// One read or write of whole blocks, in slot-sized chunks.
-    fn transfer(&mut self, op: Op, lba: u64, mut read_into: Option<&mut [u8]>, write_from: Option<&[u8]>) -> Result<(), IoError> {
+    fn transfer(
+        &mut self,
+        op: Op,
+        lba: u64,
+        mut read_into: Option<&mut [u8]>,
+        write_from: Option<&[u8]>,
+    ) -> Result<(), IoError> {
         let total = read_into.as_deref().map_or(0, |b| b.len()) + write_from.map_or(0, |d| d.len());
         let bs = self.geo.block_size as u64;
         if total == 0 {
@@ -181,7 +195,8 @@ impl BlockDevice for BlockqDevice {
             .submit(&Request { op: Op::Flush, tag, lba: 0, blocks: 0, data_offset: 0 })
             .map_err(|e| self.transport(WaitError::Protocol(e)))?;
         self.counters.flushes += 1;
-        let r = exo_rt::blockq::wait(&mut self.client, MAX_WAIT_YIELDS, &mut self.counters.yields).map_err(|e| self.transport(e))?;
+        let r = exo_rt::blockq::wait(&mut self.client, MAX_WAIT_YIELDS, &mut self.counters.yields)
+            .map_err(|e| self.transport(e))?;
         if r.tag != tag {
             return Err(self.transport(WaitError::UnexpectedAnswer { tag: r.tag }));
         }

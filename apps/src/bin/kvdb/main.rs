@@ -68,15 +68,18 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     };
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
     if va == 0 || bytes == 0 {
-        return Err(KvdbError::MissingRegion(format!("no {medium} region was given (args words 3/4 are {va:#x}/{bytes:#x})")));
+        return Err(KvdbError::MissingRegion(format!(
+            "no {medium} region was given (args words 3/4 are {va:#x}/{bytes:#x})"
+        )));
     }
     if nonce == 0 {
         return Err(KvdbError::Usage("no nonce (args word 6)".into()));
     }
     match medium {
         "nvme" => {
-            let win = exo_rt::mmio::Window::new(va, bytes)
-                .ok_or_else(|| KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window")))?;
+            let win = exo_rt::mmio::Window::new(va, bytes).ok_or_else(|| {
+                KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window"))
+            })?;
             let mut dev = blockdev::BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
             let geo = dev.geometry();
             println!(
@@ -91,7 +94,9 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                 // The service exposes only its window: one block past it is refused.
                 let mut one = alloc::vec![0u8; geo.block_size as usize];
                 match libdb::BlockDevice::read(&mut dev, geo.capacity_blocks, &mut one) {
-                    Err(libdb::IoError::OutOfRange) => println!("kvdb: a read one block past the service's window was refused (out of range)"),
+                    Err(libdb::IoError::OutOfRange) => {
+                        println!("kvdb: a read one block past the service's window was refused (out of range)")
+                    }
                     other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
                 }
             }
@@ -128,7 +133,8 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         }
         "nvme-vf" => on_vf(&mut words, va, bytes, tsc_per_us, nonce, create)?,
         "pmem" => {
-            let region = exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
+            let region =
+                exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
             println!(
                 "kvdb: persistent-memory region at {va:#x}, {} KiB, cache-line write-back by {:?}",
                 bytes >> 10,
@@ -146,7 +152,10 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                 workload::check(storage, nonce, "pmem")?
             };
             let r = storage.region();
-            println!("kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences", r.persists, r.lines, r.fences);
+            println!(
+                "kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences",
+                r.persists, r.lines, r.fences
+            );
         }
         other => return Err(KvdbError::Usage(format!("medium {other:?}: expected nvme, nvme-vf or pmem"))),
     }
@@ -156,7 +165,14 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
 /// `nvme-vf`: bring up the VF's controller in the BAR init moved here and
 /// run the plan on the window named by the next two arguments (MiB).
 #[cfg(target_os = "none")]
-fn on_vf(words: &mut core::str::SplitWhitespace, bar_va: u64, bar_bytes: u64, tsc_per_us: u64, nonce: u64, create: bool) -> Result<(), error::KvdbError> {
+fn on_vf(
+    words: &mut core::str::SplitWhitespace,
+    bar_va: u64,
+    bar_bytes: u64,
+    tsc_per_us: u64,
+    nonce: u64,
+    create: bool,
+) -> Result<(), error::KvdbError> {
     use alloc::format;
     use error::KvdbError;
     use exo_rt::println;
@@ -169,9 +185,11 @@ fn on_vf(words: &mut core::str::SplitWhitespace, bar_va: u64, bar_bytes: u64, ts
     if handle == 0 {
         return Err(KvdbError::MissingRegion("no device handle for the VF (args word 7 is 0)".into()));
     }
-    let bar = exo_rt::mmio::Window::new(bar_va, bar_bytes)
-        .ok_or_else(|| KvdbError::MissingRegion(format!("the VF's BAR {bar_va:#x}+{bar_bytes:#x} is not a valid window")))?;
-    let dma = exo_rt::nvme::spare_dma(handle).map_err(|e| KvdbError::MissingRegion(format!("DMA memory for the VF: {e}")))?;
+    let bar = exo_rt::mmio::Window::new(bar_va, bar_bytes).ok_or_else(|| {
+        KvdbError::MissingRegion(format!("the VF's BAR {bar_va:#x}+{bar_bytes:#x} is not a valid window"))
+    })?;
+    let dma =
+        exo_rt::nvme::spare_dma(handle).map_err(|e| KvdbError::MissingRegion(format!("DMA memory for the VF: {e}")))?;
     let calls0 = exo_rt::sys::calls();
     let mut dev = vfdev::VfDevice::bring_up(bar, dma, window).map_err(KvdbError::Controller)?;
     println!(
@@ -190,7 +208,9 @@ fn on_vf(words: &mut core::str::SplitWhitespace, bar_va: u64, bar_bytes: u64, ts
         let mut one = alloc::vec![0u8; libdb::BlockDevice::block_size(&dev)];
         let past = libdb::BlockDevice::blocks(&dev);
         match libdb::BlockDevice::read(&mut dev, past, &mut one) {
-            Err(libdb::IoError::OutOfRange) => println!("kvdb: a read one block past the window was refused (out of range)"),
+            Err(libdb::IoError::OutOfRange) => {
+                println!("kvdb: a read one block past the window was refused (out of range)")
+            }
             other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
         }
     }

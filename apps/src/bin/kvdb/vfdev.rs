@@ -68,7 +68,9 @@ impl VfDevice {
         use alloc::format;
         let config = Config { io_queues: 1, io_queue_entries: QUEUE_ENTRIES, ..Config::default() };
         let (d, rest) = exo_rt::nvme::bring_up("kvdb", bar, dma, config)?;
-        let (bounce, _) = rest.split(BOUNCE_PAGES).ok_or(format!("{} DMA pages left after the queues, {BOUNCE_PAGES} needed for data", rest.pages()))?;
+        let (bounce, _) = rest
+            .split(BOUNCE_PAGES)
+            .ok_or(format!("{} DMA pages left after the queues, {BOUNCE_PAGES} needed for data", rest.pages()))?;
         let bs = d.block_size() as u64;
         if !PAGE_SIZE.is_multiple_of(bs) {
             return Err(format!("the namespace's {bs}-byte blocks do not divide a page (libdb writes 4 KiB pages)"));

@@ -31,7 +31,8 @@ pub const BATCH_COMMITS: u64 = 100;
 pub const BATCH_PUTS: u64 = 24;
 const MARKER_KEY: &[u8] = b"~kvdb-nonce";
 /// The `commit` rounds, named as the eval's durability column names them.
-pub const DURABILITIES: [(&str, Durability); 3] = [("sync", Durability::Sync), ("group8", Durability::Group(8)), ("async", Durability::Async)];
+pub const DURABILITIES: [(&str, Durability); 3] =
+    [("sync", Durability::Sync), ("group8", Durability::Group(8)), ("async", Durability::Async)];
 
 /// The database's knobs on the exokernel: a 4 MiB page cache, a 1 MiB log
 /// and a checkpoint every 256 KiB of log, so the run checkpoints several
@@ -110,7 +111,9 @@ pub struct Plan {
 pub fn plan(nonce: u64) -> Plan {
     let marker = alloc::vec![(MARKER_KEY.to_vec(), Some(nonce.to_le_bytes().to_vec()))];
     let singles = (0..DURABILITIES.len() as u64)
-        .map(|round| (0..COMMIT_OPS).map(|i| (commit_key(i), Some(value(nonce, i, round, COMMIT_VALUE_BYTES)))).collect())
+        .map(|round| {
+            (0..COMMIT_OPS).map(|i| (commit_key(i), Some(value(nonce, i, round, COMMIT_VALUE_BYTES)))).collect()
+        })
         .collect();
     let mut batches = Vec::new();
     let mut next = 0u64;
@@ -129,7 +132,11 @@ pub fn plan(nonce: u64) -> Plan {
                 if w.iter().any(|(x, _)| *x == key) {
                     continue;
                 }
-                let v = if k < 3 { None } else { Some(value(nonce, 1 << 32 | victim, c + 1, batch_len(nonce, victim + c))) };
+                let v = if k < 3 {
+                    None
+                } else {
+                    Some(value(nonce, 1 << 32 | victim, c + 1, batch_len(nonce, victim + c)))
+                };
                 w.push((key, v));
             }
         }
@@ -152,7 +159,9 @@ impl Plan {
         m
     }
     pub fn puts(&self) -> usize {
-        self.marker.len() + self.singles.iter().map(Vec::len).sum::<usize>() + self.batches.iter().flatten().filter(|(_, v)| v.is_some()).count()
+        self.marker.len()
+            + self.singles.iter().map(Vec::len).sum::<usize>()
+            + self.batches.iter().flatten().filter(|(_, v)| v.is_some()).count()
     }
     pub fn commits(&self) -> usize {
         1 + self.singles.iter().map(Vec::len).sum::<usize>() + self.batches.len()
@@ -224,7 +233,17 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
 /// format is `eval_lines::DbLine`'s; see the README for how each maps
 /// onto the eval's CSV columns).
 #[allow(clippy::too_many_arguments)]
-fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usize, a: &Sample, b: &Sample, lat_tsc: &mut [u64], tsc_per_us: u64, block: bool) {
+fn report(
+    medium_name: &str,
+    workload: &str,
+    durability: &str,
+    value_bytes: usize,
+    a: &Sample,
+    b: &Sample,
+    lat_tsc: &mut [u64],
+    tsc_per_us: u64,
+    block: bool,
+) {
     let ops = lat_tsc.len().max(1) as f64;
     let per = |x: u64| x as f64 / ops;
     lat_tsc.sort_unstable();
@@ -270,7 +289,14 @@ fn report(medium_name: &str, workload: &str, durability: &str, value_bytes: usiz
 /// Create the database on `storage` and run the plan; verify; return the
 /// storage without closing the database (like a crash: the checking run
 /// must recover from the log).
-pub fn create<S: Storage>(storage: S, nonce: u64, medium_name: &str, tsc_per_us: u64, medium: impl Fn(&S) -> MediumCounts, block: bool) -> Result<S, KvdbError> {
+pub fn create<S: Storage>(
+    storage: S,
+    nonce: u64,
+    medium_name: &str,
+    tsc_per_us: u64,
+    medium: impl Fn(&S) -> MediumCounts,
+    block: bool,
+) -> Result<S, KvdbError> {
     let plan = plan(nonce);
     let db = Db::create(storage, options()).map_err(|e| KvdbError::db(e, "creating the database".into()))?;
     let s0 = db.stats();
@@ -351,7 +377,11 @@ pub fn check<S: Storage>(storage: S, nonce: u64, medium_name: &str) -> Result<S,
     );
     match db.get(MARKER_KEY).map_err(|e| KvdbError::db(e, "reading the marker".into()))? {
         Some(v) if v == nonce.to_le_bytes() => {}
-        Some(v) => return Err(KvdbError::Mismatch(format!("the database was made by another run (marker {v:02x?}, expected nonce {nonce:#x})"))),
+        Some(v) => {
+            return Err(KvdbError::Mismatch(format!(
+                "the database was made by another run (marker {v:02x?}, expected nonce {nonce:#x})"
+            )))
+        }
         None => return Err(KvdbError::Mismatch("the database has no marker: not made by kvdb".into())),
     }
     let model = plan(nonce).model();
@@ -369,7 +399,9 @@ fn verify<S: Storage>(db: &Db<S>, model: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<
     for item in r.iter() {
         let (k, v) = item.map_err(|e| KvdbError::db(e, "scanning the database".into()))?;
         match expected.next() {
-            Some((ek, _)) if *ek < k => return Err(KvdbError::Mismatch(format!("committed key {:?} is missing", printable(ek)))),
+            Some((ek, _)) if *ek < k => {
+                return Err(KvdbError::Mismatch(format!("committed key {:?} is missing", printable(ek))))
+            }
             Some((ek, ev)) if *ek == k => {
                 if *ev != v {
                     let at = ev.iter().zip(&v).position(|(a, b)| a != b).unwrap_or(ev.len().min(v.len()));
@@ -382,17 +414,29 @@ fn verify<S: Storage>(db: &Db<S>, model: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<
                 }
                 bytes += v.len();
             }
-            _ => return Err(KvdbError::Mismatch(format!("key {:?} is present but was never committed (or was deleted)", printable(&k)))),
+            _ => {
+                return Err(KvdbError::Mismatch(format!(
+                    "key {:?} is present but was never committed (or was deleted)",
+                    printable(&k)
+                )))
+            }
         }
     }
     if let Some((ek, _)) = expected.next() {
-        return Err(KvdbError::Mismatch(format!("committed key {:?} is missing (the scan ended before it)", printable(ek))));
+        return Err(KvdbError::Mismatch(format!(
+            "committed key {:?} is missing (the scan ended before it)",
+            printable(ek)
+        )));
     }
     drop(r);
     for (k, v) in model {
         let got = db.get(k).map_err(|e| KvdbError::db(e, "looking up a key".into()))?;
         if got.as_ref() != Some(v) {
-            return Err(KvdbError::Mismatch(format!("lookup of {:?} answered {:?} bytes", printable(k), got.map(|g| g.len()))));
+            return Err(KvdbError::Mismatch(format!(
+                "lookup of {:?} answered {:?} bytes",
+                printable(k),
+                got.map(|g| g.len())
+            )));
         }
     }
     for k in ghost_keys() {

@@ -28,12 +28,12 @@ use crate::rw::Buffers;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use eval_lines::BenchLine;
+use exo_abi::kinfo as ki;
 use exo_abi::PAGE_SIZE;
 use exo_rt::layout::SCRATCH_VA;
-use exo_rt::{mem, println};
-use exo_abi::kinfo as ki;
-use eval_lines::BenchLine;
 use exo_rt::time::rdtsc;
+use exo_rt::{mem, println};
 use nvme::driver::Direction;
 
 /// The benchmark stays in the first 128 MiB (the region `nvme_rw` uses).
@@ -65,7 +65,14 @@ fn percentile(sorted: &[u64], p: u64) -> u64 {
 
 /// `ops` random 4 KiB commands with `depth` in flight (spread over the
 /// I/O queues), batched doorbells at depth > 1.
-fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64, rng: &mut Rng) -> Result<Row, String> {
+fn workload(
+    d: &mut Nvme,
+    bufs: &Buffers,
+    dir: Direction,
+    depth: usize,
+    ops: u64,
+    rng: &mut Rng,
+) -> Result<Row, String> {
     let bs = d.block_size() as u64;
     let blocks = PAGE_SIZE / bs;
     let span = (SPAN_BYTES / bs).min(d.namespace().size) / blocks;
@@ -101,7 +108,8 @@ fn workload(d: &mut Nvme, bufs: &Buffers, dir: Direction, depth: usize, ops: u64
             let now = rdtsc();
             for &(cid, outcome) in reaped.iter() {
                 outcome.map_err(|e| format!("{dir:?}: {e}"))?;
-                let slot = cids.get(cid as usize).copied().filter(|s| *s < depth).ok_or(format!("unknown command {cid}"))?;
+                let slot =
+                    cids.get(cid as usize).copied().filter(|s| *s < depth).ok_or(format!("unknown command {cid}"))?;
                 cids[cid as usize] = usize::MAX;
                 latencies.push(now - started[slot]);
                 free.push(slot);

@@ -5,9 +5,9 @@
 //! `exo_rt::nvme`, shared with `kvdb`, which drives an SR-IOV virtual
 //! function itself with the same driver linked in.
 
-pub use exo_rt::nvme::{spare_dma, DmaPages, Nvme};
 use exo_rt::args_word;
 use exo_rt::mmio::Window;
+pub use exo_rt::nvme::{spare_dma, DmaPages, Nvme};
 use nvme::driver::Config;
 
 /// What init gave us (args words 3..=7, see init's `devices.rs`).
@@ -47,6 +47,7 @@ pub fn bring_up_with(g: &Grants, dma: DmaPages, config: Config) -> Result<(Nvme,
 /// controller's namespace; refused by name if it does not fit or is not a
 /// whole number of its blocks.
 pub fn area(d: &Nvme, what: &str, offset: u64, len: u64) -> Result<nvme::window::LbaWindow, alloc::string::String> {
-    nvme::window::LbaWindow::from_bytes(offset, len, d.block_size(), d.namespace().size)
-        .map_err(|e| alloc::format!("{what}: {e} (namespace of {} blocks of {} bytes)", d.namespace().size, d.block_size()))
+    nvme::window::LbaWindow::from_bytes(offset, len, d.block_size(), d.namespace().size).map_err(|e| {
+        alloc::format!("{what}: {e} (namespace of {} blocks of {} bytes)", d.namespace().size, d.block_size())
+    })
 }

@@ -27,8 +27,6 @@ const IOS: u64 = 512;
 const SPINS: u64 = 500;
 const FALLBACK_YIELDS: u64 = 50;
 
-
-
 #[derive(Default)]
 struct Waits {
     /// Completions whose interrupt had arrived when the queue was read.
@@ -75,7 +73,9 @@ pub fn run() -> Result<(), String> {
                 win.fill(page * PAGE_SIZE, PAGE_SIZE, 0xa5);
             }
             let before = irqs();
-            let cid = d.submit_io(q, pass, lba, &bufs.buffer(page as usize, 0, PAGE_SIZE)).map_err(|e| format!("submit: {e}"))?;
+            let cid = d
+                .submit_io(q, pass, lba, &bufs.buffer(page as usize, 0, PAGE_SIZE))
+                .map_err(|e| format!("submit: {e}"))?;
             let mut by_fallback = false;
             let (got, outcome) = loop {
                 if irqs() != before || by_fallback {
@@ -133,6 +133,3 @@ fn wait_for_interrupt(seen: u64, w: &mut Waits) -> bool {
     }
     true
 }
-
-
-

@@ -23,7 +23,14 @@ pub fn fill(win: &Window, offset: u64, seed: u64, lba: u64, blocks: u64, block_s
 }
 
 /// The first mismatch, as (block index, word index, found, expected).
-pub fn check(win: &Window, offset: u64, seed: u64, lba: u64, blocks: u64, block_size: u64) -> Option<(u64, u64, u64, u64)> {
+pub fn check(
+    win: &Window,
+    offset: u64,
+    seed: u64,
+    lba: u64,
+    blocks: u64,
+    block_size: u64,
+) -> Option<(u64, u64, u64, u64)> {
     for b in 0..blocks {
         let at = offset + b * block_size;
         for j in 0..block_size / 8 {

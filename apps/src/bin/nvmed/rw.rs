@@ -97,7 +97,8 @@ pub fn exercise(d: &mut Nvme, bufs: &Buffers, tsc_per_us: u64) -> Result<(), Str
     for (i, io) in ios.iter().enumerate() {
         pattern::fill(&win, io.offset, seed, io.lba, io.blocks, bs);
         let buf = bufs.buffer(0, io.offset, io.blocks * bs);
-        d.write(i % queues, io.lba, &buf).map_err(|e| format!("write {i} ({} blocks at LBA {}): {e}", io.blocks, io.lba))?;
+        d.write(i % queues, io.lba, &buf)
+            .map_err(|e| format!("write {i} ({} blocks at LBA {}): {e}", io.blocks, io.lba))?;
         bytes += io.blocks * bs;
     }
     for q in 0..queues {
@@ -221,4 +222,3 @@ fn qd32_reads(d: &mut Nvme, bufs: &Buffers, ios: &[Io], seed: u64, tsc_per_us: u
     );
     Ok(())
 }
-

@@ -8,12 +8,12 @@ use crate::hw::{self, DmaPages};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use blockq::{Op, Request, Server, Status};
 use exo_abi::PAGE_SIZE;
+use exo_rt::blockq::SharedWindow;
 use exo_rt::layout::{MAILBOX_VA, SHARED_REGION_IOVA, SHARED_VA};
 use exo_rt::mmio::Window;
 use exo_rt::{mem, println, yield_now};
-use blockq::{Op, Request, Server, Status};
-use exo_rt::blockq::SharedWindow;
 use nvme::driver::{Direction, Error as NvmeError};
 use nvme::prp::DmaBuffer;
 
@@ -22,7 +22,6 @@ const ASYNC_QUEUE: usize = 0;
 const SYNC_QUEUE: usize = 1;
 /// Commands the server keeps in flight on the async queue (< its 63 ids).
 const MAX_IN_FLIGHT: u32 = 32;
-
 
 fn device_status(e: NvmeError) -> Status {
     match e {
@@ -49,13 +48,15 @@ pub fn serve() -> Result<(), String> {
     let (mut d, _) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
     let bs = d.block_size();
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
-    let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity).map_err(|e| format!("formatting the region: {e:?}"))?;
+    let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity)
+        .map_err(|e| format!("formatting the region: {e:?}"))?;
     let geo = server.geometry();
     // Init, the region's owner, made it device-visible at SHARED_REGION_IOVA
     // (a borrower cannot grant DMA); the data area is at its offset there.
     let data_pages = geo.data_len / PAGE_SIZE;
     let data_iova = SHARED_REGION_IOVA + geo.data_offset;
-    let data = DmaPages { win: win.slice(geo.data_offset, data_pages * PAGE_SIZE).ok_or("data area")?, iova: data_iova };
+    let data =
+        DmaPages { win: win.slice(geo.data_offset, data_pages * PAGE_SIZE).ok_or("data area")?, iova: data_iova };
     let pages: Vec<u64> = (0..data_pages).map(|i| data.page_iova(i)).collect();
     println!(
         "nvmed serve: region of {} KiB: {RING_ENTRIES}-entry rings, {} KiB data area mapped into the device; serving LBAs {base_lba}..{}",
@@ -75,7 +76,11 @@ pub fn serve() -> Result<(), String> {
     println!(
         "nvmed serve: {} I/O queue pairs granted: {}",
         d.io_queue_count(),
-        if shared { "flushes and MDTS-split transfers share queue 0, after draining it" } else { "queue 0 asynchronous, queue 1 for flushes and MDTS-split transfers" }
+        if shared {
+            "flushes and MDTS-split transfers share queue 0, after draining it"
+        } else {
+            "queue 0 asynchronous, queue 1 for flushes and MDTS-split transfers"
+        }
     );
     let (mut served, mut refused, mut idle) = (0u64, 0u64, 0u64);
     let (sq0, cq0) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
@@ -88,8 +93,12 @@ pub fn serve() -> Result<(), String> {
     let max = d.max_transfer_bytes();
     loop {
         while let Some((cid, outcome)) = d.poll(ASYNC_QUEUE).map_err(|e| format!("poll: {e}"))? {
-            let tag = tags.get_mut(cid as usize).and_then(|t| t.take()).ok_or(format!("completion for unknown command {cid}"))?;
-            let status = outcome.map_or_else(|e| Status::DeviceError { detail: e.status.to_field() as u32 }, |_| Status::Ok);
+            let tag = tags
+                .get_mut(cid as usize)
+                .and_then(|t| t.take())
+                .ok_or(format!("completion for unknown command {cid}"))?;
+            let status =
+                outcome.map_or_else(|e| Status::DeviceError { detail: e.status.to_field() as u32 }, |_| Status::Ok);
             server.respond(tag, status);
             in_flight -= 1;
             served += 1;

@@ -119,7 +119,9 @@ pub fn run() -> Result<(), String> {
             d.admin_command(cmd, "Virtualization Management (primary flexible allocation)")
                 .map_err(|e| format!("releasing the primary's flexible {name}: {e}"))?;
         }
-        println!("nvmed sriov: primary controller {primary} keeps no flexible resources after its next function-level reset");
+        println!(
+            "nvmed sriov: primary controller {primary} keeps no flexible resources after its next function-level reset"
+        );
     }
     mem::write(MAILBOX_VA + 8, 1);
     wait_for(1);
@@ -128,7 +130,8 @@ pub fn run() -> Result<(), String> {
     let (mut d, data) = hw::bring_up(&g, second, 1)?;
     let bufs = Buffers::new(data);
     let (sec, n) = list(&mut d, "after the FLR")?;
-    let caps = d.primary_controller_caps().map_err(|e| format!("reading the primary controller's capabilities: {e}"))?;
+    let caps =
+        d.primary_controller_caps().map_err(|e| format!("reading the primary controller's capabilities: {e}"))?;
     let vf_queues = VF_QUEUES.min(caps.vq_max_per_secondary);
     if vf_queues < 2 {
         return Err(format!(
@@ -155,7 +158,10 @@ pub fn run() -> Result<(), String> {
     for vf in 1..=vfs {
         match sec[..n].iter().find(|c| c.virtual_function == vf) {
             Some(c) if c.online && c.queues == vf_queues && c.interrupts == VF_INTERRUPTS => {
-                println!("nvmed sriov: VF {vf} (controller {}) is online with {} queues and {} vectors", c.id, c.queues, c.interrupts)
+                println!(
+                    "nvmed sriov: VF {vf} (controller {}) is online with {} queues and {} vectors",
+                    c.id, c.queues, c.interrupts
+                )
             }
             other => return Err(format!("VF {vf} after bring-up: {other:?}")),
         }

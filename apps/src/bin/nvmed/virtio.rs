@@ -58,7 +58,9 @@ fn check(buf: &[u8], seed: u64, lba: u64) -> Option<(u64, u64, u64, u64)> {
 /// A disk error, with the Hal's reason when DMA memory ran out.
 fn named(e: DiskError) -> String {
     match (e, hal::stats().last_failure) {
-        (DiskError::Device { error: virtio_exo::virtio_drivers::Error::DmaError, .. }, Some(why)) => format!("{e}: {why}"),
+        (DiskError::Device { error: virtio_exo::virtio_drivers::Error::DmaError, .. }, Some(why)) => {
+            format!("{e}: {why}")
+        }
         _ => format!("{e}"),
     }
 }
@@ -71,7 +73,8 @@ pub fn run() -> Result<(), String> {
     exo_rt::virtio::install_window(dma.win, dma.iova).map_err(|e| format!("DMA pool: {e}"))?;
     // Init starts this job only for a virtio-blk function (device ID
     // 0x1042); the transport cannot read the ID itself.
-    let transport = ModernTransport::new(g.bar, layout, DeviceType::Block).map_err(|e| format!("virtio transport: {e}"))?;
+    let transport =
+        ModernTransport::new(g.bar, layout, DeviceType::Block).map_err(|e| format!("virtio transport: {e}"))?;
     let status = transport.status();
     let mut d = Disk::new(transport).map_err(|e| format!("virtio-blk bring-up: {}", named(e)))?;
     let cap = d.capacity();
@@ -121,7 +124,9 @@ pub fn run() -> Result<(), String> {
     // A request past the end is refused by name before the device sees it.
     match d.read(cap - 1, &mut buf[..2 * SECTOR_SIZE]) {
         Err(DiskError::OutOfRange { .. }) => {}
-        other => return Err(format!("a read of sectors {}..{} on a {cap}-sector disk gave {other:?}", cap - 1, cap + 1)),
+        other => {
+            return Err(format!("a read of sectors {}..{} on a {cap}-sector disk gave {other:?}", cap - 1, cap + 1))
+        }
     }
     let st = hal::stats();
     let requests = d.requests;
@@ -146,7 +151,11 @@ pub fn run() -> Result<(), String> {
         st.pool_pages
     );
     if st.direct_bytes - before.direct_bytes != 2 * bytes {
-        return Err(format!("data was not shared in place: {} of {} bytes", st.direct_bytes - before.direct_bytes, 2 * bytes));
+        return Err(format!(
+            "data was not shared in place: {} of {} bytes",
+            st.direct_bytes - before.direct_bytes,
+            2 * bytes
+        ));
     }
     drop(buf);
     drop(d);

@@ -4,7 +4,6 @@
 //! (`device_ownership`), and the legitimate holder it competes with.
 
 use crate::hw;
-use exo_rt::nvme::IOVA_BASE;
 use crate::pattern;
 use crate::rw::Buffers;
 use alloc::format;
@@ -12,6 +11,7 @@ use alloc::string::String;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use exo_abi::{Error, Rights, PAGE_SIZE};
 use exo_rt::layout::{MAILBOX_VA, SCRATCH_VA};
+use exo_rt::nvme::IOVA_BASE;
 use exo_rt::{args_word, mem, println, sys, yield_now};
 use nvme::driver::{Direction, Error as NvmeError};
 use nvme::prp::DmaBuffer;
@@ -76,10 +76,16 @@ pub fn attack() -> Result<(), String> {
 
     let mut attacks = 0u64;
     // 1. Overwrite another process's page by its physical address.
-    blocked(&format!("read into the victim's physical page {victim_pa:#x}"), aimed(&mut d, Direction::Read, lba, victim_pa, bs))?;
+    blocked(
+        &format!("read into the victim's physical page {victim_pa:#x}"),
+        aimed(&mut d, Direction::Read, lba, victim_pa, bs),
+    )?;
     attacks += 1;
     // 2. Steal it: have the device read the victim's page onto the disk.
-    blocked(&format!("write from the victim's physical page {victim_pa:#x}"), aimed(&mut d, Direction::Write, exfil_lba, victim_pa, bs))?;
+    blocked(
+        &format!("write from the victim's physical page {victim_pa:#x}"),
+        aimed(&mut d, Direction::Write, exfil_lba, victim_pa, bs),
+    )?;
     attacks += 1;
     win.fill(0, PAGE_SIZE, 0);
     d.read(0, exfil_lba, &bufs.buffer(0, 0, PAGE_SIZE)).map_err(|e| format!("reading the exfiltration target: {e}"))?;
@@ -88,10 +94,16 @@ pub fn attack() -> Result<(), String> {
         return Err(format!("{leaked} words of the victim's page reached the disk (pattern {victim_pattern:#x})"));
     }
     // 3. Kernel memory, as a device without an I/O-MMU would reach it.
-    blocked(&format!("read into the kernel image at {KERNEL_PHYS:#x}"), aimed(&mut d, Direction::Read, lba, KERNEL_PHYS + PAGE_SIZE, bs))?;
+    blocked(
+        &format!("read into the kernel image at {KERNEL_PHYS:#x}"),
+        aimed(&mut d, Direction::Read, lba, KERNEL_PHYS + PAGE_SIZE, bs),
+    )?;
     attacks += 1;
     // 4. An address inside the device's window that nobody mapped.
-    blocked(&format!("read into unmapped I/O address {UNMAPPED_IOVA:#x}"), aimed(&mut d, Direction::Read, lba, UNMAPPED_IOVA, bs))?;
+    blocked(
+        &format!("read into unmapped I/O address {UNMAPPED_IOVA:#x}"),
+        aimed(&mut d, Direction::Read, lba, UNMAPPED_IOVA, bs),
+    )?;
     attacks += 1;
     // 5. A grant, revoked: after `unmap` the page must be out of reach.
     let page = bufs.pages.len() - 1;
@@ -111,7 +123,9 @@ pub fn attack() -> Result<(), String> {
         return Err("legitimate read after the attacks does not match".into());
     }
     mem::write(MAILBOX_VA + 8, attacks);
-    println!("nvmetest attack: {attacks} DMAs outside the grant; none landed where checked; the controller still works");
+    println!(
+        "nvmetest attack: {attacks} DMAs outside the grant; none landed where checked; the controller still works"
+    );
     Ok(())
 }
 
@@ -173,14 +187,26 @@ pub fn intruder() -> u32 {
     let nothing = &[Error::NotMapped, Error::NoTable];
     let frame = exo_rt::layout::SPARE_VA;
     let probe = SCRATCH_VA;
-    expect("map init's BAR address from my own space", sys::map(init_bar, 0, 0, probe, Rights::OWN | Rights::WRITE), nothing);
+    expect(
+        "map init's BAR address from my own space",
+        sys::map(init_bar, 0, 0, probe, Rights::OWN | Rights::WRITE),
+        nothing,
+    );
     expect("map the driver's BAR address from my own space", sys::map(driver_bar, 0, 0, probe, Rights::WRITE), nothing);
-    expect("grant my frame to the device through a handle without OWN", sys::map(frame, 0, handle, IOVA_BASE, Rights::WRITE), &[Error::NoRight]);
+    expect(
+        "grant my frame to the device through a handle without OWN",
+        sys::map(frame, 0, handle, IOVA_BASE, Rights::WRITE),
+        &[Error::NoRight],
+    );
     expect("revoke from the device through it", sys::unmap(handle, IOVA_BASE, 0), &[Error::NoRight]);
     // A device handle is not an address space one can run: WrongKind
     // (and it carries no SWITCH either).
     expect("yield to the device", sys::yield_to(handle, 0), &[Error::WrongKind, Error::NoRight]);
-    expect("copy the handle with OWN", sys::map(handle, 0, 0, handle + PAGE_SIZE, Rights::OWN), &[Error::RightsExceeded]);
+    expect(
+        "copy the handle with OWN",
+        sys::map(handle, 0, 0, handle + PAGE_SIZE, Rights::OWN),
+        &[Error::RightsExceeded],
+    );
     expect("a handle that is not there", sys::map(frame, 0, handle + 2 * PAGE_SIZE, IOVA_BASE, Rights::WRITE), nothing);
     exo_rt::set_fault_handler(|addr, code| {
         let failed = INTRUDER_FAILURES.load(SeqCst);

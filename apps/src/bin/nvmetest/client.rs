@@ -6,12 +6,12 @@ use crate::pattern::{self, Rng};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use blockq::{Client, Op, Request, Response, Status};
 use exo_abi::PAGE_SIZE;
+use exo_rt::blockq::SharedWindow;
 use exo_rt::layout::SHARED_VA;
 use exo_rt::mmio::Window;
 use exo_rt::{args_word, println};
-use blockq::{Client, Op, Request, Response, Status};
-use exo_rt::blockq::SharedWindow;
 
 fn region() -> Result<Window, String> {
     Window::new(SHARED_VA, args_word(3)).ok_or_else(|| "no shared region".into())
@@ -60,7 +60,8 @@ pub fn client() -> Result<(), String> {
     while tag < REQUESTS || inflight > 0 {
         let slot = (tag as u64 % depth) as usize;
         if tag == REQUESTS / 2 && !mid_flush && inflight > 0 {
-            c.submit(&Request { op: Op::Flush, tag: MID_FLUSH, lba: 0, blocks: 0, data_offset: 0 }).map_err(|e| format!("flush: {e:?}"))?;
+            c.submit(&Request { op: Op::Flush, tag: MID_FLUSH, lba: 0, blocks: 0, data_offset: 0 })
+                .map_err(|e| format!("flush: {e:?}"))?;
             mid_flush = true;
             inflight += 1;
             continue;
@@ -70,7 +71,8 @@ pub fn client() -> Result<(), String> {
             let lba = rng.range(0, span - blocks as u64);
             let off = geo.data_offset + slot as u64 * slot_bytes;
             pattern::fill(&win, off, seed, lba, blocks as u64, bs);
-            c.submit(&Request { op: Op::Write, tag, lba, blocks, data_offset: off }).map_err(|e| format!("submit: {e:?}"))?;
+            c.submit(&Request { op: Op::Write, tag, lba, blocks, data_offset: off })
+                .map_err(|e| format!("submit: {e:?}"))?;
             done.push((lba, blocks));
             busy[slot] = true;
             tag += 1;
@@ -94,7 +96,8 @@ pub fn client() -> Result<(), String> {
     if !mid_flush {
         return Err("no write was in flight halfway: the mid-stream flush was never sent".into());
     }
-    c.submit(&Request { op: Op::Flush, tag: 9999, lba: 0, blocks: 0, data_offset: 0 }).map_err(|e| format!("flush: {e:?}"))?;
+    c.submit(&Request { op: Op::Flush, tag: 9999, lba: 0, blocks: 0, data_offset: 0 })
+        .map_err(|e| format!("flush: {e:?}"))?;
     let r = wait(&mut c, &mut io_yields)?;
     if r.status != Status::Ok || r.tag != 9999 {
         return Err(format!("flush: {r:?}"));
@@ -109,7 +112,8 @@ pub fn client() -> Result<(), String> {
             let (lba, blocks) = done[next];
             let off = geo.data_offset + (half + slot as u64) * slot_bytes;
             win.fill(off, blocks as u64 * bs, 0xa5);
-            c.submit(&Request { op: Op::Read, tag: next as u32, lba, blocks, data_offset: off }).map_err(|e| format!("submit: {e:?}"))?;
+            c.submit(&Request { op: Op::Read, tag: next as u32, lba, blocks, data_offset: off })
+                .map_err(|e| format!("submit: {e:?}"))?;
             busy[slot] = true;
             next += 1;
             inflight += 1;
@@ -132,7 +136,8 @@ pub fn client() -> Result<(), String> {
     let t = exo_rt::time::rdtsc() - t0;
     // Past the end of the device: refused by the server, never executed.
     let end = geo.capacity_blocks;
-    c.submit(&Request { op: Op::Read, tag: 7777, lba: end - 1, blocks: 2, data_offset: geo.data_offset }).map_err(|e| format!("submit: {e:?}"))?;
+    c.submit(&Request { op: Op::Read, tag: 7777, lba: end - 1, blocks: 2, data_offset: geo.data_offset })
+        .map_err(|e| format!("submit: {e:?}"))?;
     let r = wait(&mut c, &mut io_yields)?;
     if r.status != Status::OutOfRange {
         return Err(format!("a read past the end answered {:?}", r.status));
@@ -149,7 +154,10 @@ pub fn client() -> Result<(), String> {
     if win.load_acquire32(0) != blockq::MAGIC {
         return Err("the hostile request changed the ring header".into());
     }
-    println!("client: a hand-written request whose data would overwrite the ring header was refused ({:?})", bad.status);
+    println!(
+        "client: a hand-written request whose data would overwrite the ring header was refused ({:?})",
+        bad.status
+    );
     println!(
         "client: {REQUESTS} writes and {REQUESTS} reads (up to {depth} in flight) and two flushes (one sent with writes in flight) through the shared rings, all verified; {} us per request; a read past the end was refused ({:?}); {io_yields} yields while waiting, no other system call",
         t / (2 * REQUESTS as u64 + 1) / args_word(4).max(1),
@@ -170,7 +178,7 @@ fn hostile_request(win: &Window, entries: u32, tag: u32) {
     req[0] = 1; // read
     req[4..8].copy_from_slice(&tag.to_le_bytes());
     req[16..20].copy_from_slice(&8u32.to_le_bytes()); // 8 blocks
-    // data_offset (bytes 24..32) stays 0: the header page.
+                                                      // data_offset (bytes 24..32) stays 0: the header page.
     win.write(at, &req);
     win.store_release32(0x40, prod.wrapping_add(1));
 }

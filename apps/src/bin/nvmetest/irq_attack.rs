@@ -14,7 +14,9 @@ use nvme::driver::{Config, Direction};
 /// forged interrupts must not arrive anywhere).
 fn polled_reads(d: &mut hw::Nvme, bufs: &Buffers, q: usize, count: u64) -> Result<(), String> {
     for i in 0..count {
-        let cid = d.submit_io(q, Direction::Read, i * 8, &bufs.buffer(0, 0, PAGE_SIZE)).map_err(|e| format!("submit: {e}"))?;
+        let cid = d
+            .submit_io(q, Direction::Read, i * 8, &bufs.buffer(0, 0, PAGE_SIZE))
+            .map_err(|e| format!("submit: {e}"))?;
         loop {
             if let Some((got, outcome)) = d.poll(q).map_err(|e| format!("poll: {e}"))? {
                 if got != cid {
@@ -73,7 +75,11 @@ pub fn attack(compat: bool) -> Result<(), String> {
     let second = d.queue_for(1);
     polled_reads(&mut d, &bufs, 0, n)?;
     polled_reads(&mut d, &bufs, second, n)?;
-    let how = if compat { String::from("compatibility-format MSIs with exception vectors 14 and 8") } else { format!("MSIs through the other device's remapping entries {other_handle}, {}", other_handle + 1) };
+    let how = if compat {
+        String::from("compatibility-format MSIs with exception vectors 14 and 8")
+    } else {
+        format!("MSIs through the other device's remapping entries {other_handle}, {}", other_handle + 1)
+    };
     println!("nvmetest irq-attack: {} I/O queue(s) raised {} {how}", d.io_queue_count(), 2 * n);
     for _ in 0..20 {
         yield_now();

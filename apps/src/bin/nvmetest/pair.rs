@@ -20,12 +20,12 @@
 
 use crate::attack::{aimed, blocked};
 use crate::hw;
-use exo_rt::nvme::IOVA_BASE;
 use crate::rw::{self, Buffers};
 use alloc::format;
 use alloc::string::String;
 use exo_abi::PAGE_SIZE;
 use exo_rt::layout::MAILBOX_VA;
+use exo_rt::nvme::IOVA_BASE;
 use exo_rt::{mem, println, yield_now};
 use nvme::driver::Direction;
 
@@ -52,17 +52,17 @@ pub fn run() -> Result<(), String> {
     if exo_rt::nvme::wanted_serial().is_none() {
         return Err("init named no serial number for my controller".into());
     }
-    let (data, canary) = data
-        .pages()
-        .checked_sub(1)
-        .and_then(|n| data.split(n))
-        .ok_or("no DMA page left for the canary")?;
+    let (data, canary) =
+        data.pages().checked_sub(1).and_then(|n| data.split(n)).ok_or("no DMA page left for the canary")?;
     for i in 0..PAGE_SIZE / 8 {
         canary.win.write64(8 * i, CANARY + (k << 32) + i);
     }
     // Where the other driver keeps its canary, in the other device.
     let other = IOVA_BASE + (1 - k) * SPAN + (canary.iova - (IOVA_BASE + k * SPAN));
-    println!("nvmetest pair {k}: controller {serial:?} up; my canary at I/O address {:#x}, the other's at {other:#x}", canary.iova);
+    println!(
+        "nvmetest pair {k}: controller {serial:?} up; my canary at I/O address {:#x}, the other's at {other:#x}",
+        canary.iova
+    );
     mem::write(MAILBOX_VA + 8, 1);
     wait_for(1);
 
@@ -71,26 +71,18 @@ pub fn run() -> Result<(), String> {
 
     let bs = d.block_size() as u64;
     let lba = hw::area(&d, "the stray DMA's block", 4 << 20, PAGE_SIZE)?.first;
-    blocked(
-        &format!("read into the other driver's page {other:#x}"),
-        aimed(&mut d, Direction::Read, lba, other, bs),
-    )?;
+    blocked(&format!("read into the other driver's page {other:#x}"), aimed(&mut d, Direction::Read, lba, other, bs))?;
     blocked(
         &format!("write from the other driver's page {other:#x}"),
         aimed(&mut d, Direction::Write, lba, other, bs),
     )?;
     let win = bufs.dma.win;
     win.fill(0, PAGE_SIZE, 0);
-    d.read(0, lba, &bufs.buffer(0, 0, PAGE_SIZE))
-        .map_err(|e| format!("reading the stray write's block: {e}"))?;
+    d.read(0, lba, &bufs.buffer(0, 0, PAGE_SIZE)).map_err(|e| format!("reading the stray write's block: {e}"))?;
     let theirs = CANARY + ((1 - k) << 32);
-    let leaked = (0..PAGE_SIZE / 8)
-        .filter(|i| win.read64(8 * i) == theirs + i)
-        .count();
+    let leaked = (0..PAGE_SIZE / 8).filter(|i| win.read64(8 * i) == theirs + i).count();
     if leaked > 0 {
-        return Err(format!(
-            "{leaked} words of the other driver's page reached my disk"
-        ));
+        return Err(format!("{leaked} words of the other driver's page reached my disk"));
     }
     mem::write(MAILBOX_VA + 16, 2);
     mem::write(MAILBOX_VA + 8, 2);
@@ -102,6 +94,8 @@ pub fn run() -> Result<(), String> {
             return Err(format!("my canary page changed at word {i}: {got:#x}"));
         }
     }
-    println!("nvmetest pair {k}: {serial:?} verified; 2 stray DMAs at the other device's page blocked; my own page intact");
+    println!(
+        "nvmetest pair {k}: {serial:?} verified; 2 stray DMAs at the other device's page blocked; my own page intact"
+    );
     Ok(())
 }

@@ -23,7 +23,11 @@ impl Tally {
     }
     fn code(&self) -> u32 {
         println!("{} checks passed, {} failed", self.ok, self.failed);
-        if self.failed == 0 { 0 } else { 1 }
+        if self.failed == 0 {
+            0
+        } else {
+            1
+        }
     }
 }
 
@@ -48,7 +52,11 @@ pub fn five_syscalls() -> u32 {
     t.expect("kernel address", sys::create(KERNEL_WINDOW, 3, f), Err(Error::BadAddress));
     t.expect("misaligned table address", sys::create(region + PAGE_SIZE, 1, f), Err(Error::BadAddress));
     t.expect("no level-2 table above", sys::create(0x50_0000_0000, 1, f), Err(Error::NoTable));
-    t.expect("frame not mapped", sys::create(region, 2, exo_rt::layout::SPARE_VA + 500 * PAGE_SIZE), Err(Error::NotMapped));
+    t.expect(
+        "frame not mapped",
+        sys::create(region, 2, exo_rt::layout::SPARE_VA + 500 * PAGE_SIZE),
+        Err(Error::NotMapped),
+    );
     t.expect("frame not owned (args page)", sys::create(region, 2, ARGS_VA), Err(Error::NoRight));
     t.expect("frame is a handle", sys::create(region, 2, PARENT_HANDLE_VA), Err(Error::WrongKind));
     t.expect("success, level 2", sys::create(region, 2, f), Ok(()));
@@ -62,22 +70,58 @@ pub fn five_syscalls() -> u32 {
     mem::write(region, 0xfeed);
     t.expect("source now empty", sys::map(page, 0, 0, region + PAGE_SIZE, Rights::OWN), Err(Error::NotMapped));
     t.expect("share (alias, read-only)", sys::map(region, 0, 0, region + PAGE_SIZE, Rights::NONE), Ok(()));
-    t.expect("alias reads the page", if mem::read(region + PAGE_SIZE) == 0xfeed { Ok(()) } else { Err(Error::NotMapped) }, Ok(()));
+    t.expect(
+        "alias reads the page",
+        if mem::read(region + PAGE_SIZE) == 0xfeed { Ok(()) } else { Err(Error::NotMapped) },
+        Ok(()),
+    );
     t.expect("lent frame cannot become a table", sys::create(0x40_0000_0000, 2, region), Err(Error::Lent));
     t.expect("destination occupied", sys::map(region, 0, 0, region + PAGE_SIZE, Rights::NONE), Err(Error::Occupied));
-    t.expect("rights above the alias's", sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::WRITE), Err(Error::RightsExceeded));
-    t.expect("alias has no GRANT", sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE), Err(Error::NoRight));
-    t.expect("undefined rights bit", sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights(1 << 7)), Err(Error::BadArgument));
+    t.expect(
+        "rights above the alias's",
+        sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::WRITE),
+        Err(Error::RightsExceeded),
+    );
+    t.expect(
+        "alias has no GRANT",
+        sys::map(region + PAGE_SIZE, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE),
+        Err(Error::NoRight),
+    );
+    t.expect(
+        "undefined rights bit",
+        sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights(1 << 7)),
+        Err(Error::BadArgument),
+    );
     // Pages never hold SWITCH, so asking for it exceeds what is held.
-    t.expect("SWITCH on a page", sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights::SWITCH), Err(Error::RightsExceeded));
-    t.expect("WRITE on a handle copy", sys::map(PARENT_HANDLE_VA, 0, 0, HANDLES_VA + 9 * PAGE_SIZE, Rights::WRITE), Err(Error::RightsExceeded));
+    t.expect(
+        "SWITCH on a page",
+        sys::map(region, 0, 0, region + 2 * PAGE_SIZE, Rights::SWITCH),
+        Err(Error::RightsExceeded),
+    );
+    t.expect(
+        "WRITE on a handle copy",
+        sys::map(PARENT_HANDLE_VA, 0, 0, HANDLES_VA + 9 * PAGE_SIZE, Rights::WRITE),
+        Err(Error::RightsExceeded),
+    );
     t.expect("level 4", sys::map(region, 4, 0, region, Rights::NONE), Err(Error::BadLevel));
-    t.expect("kernel source", sys::map(KERNEL_WINDOW, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE), Err(Error::BadAddress));
+    t.expect(
+        "kernel source",
+        sys::map(KERNEL_WINDOW, 0, 0, region + 2 * PAGE_SIZE, Rights::NONE),
+        Err(Error::BadAddress),
+    );
     t.expect("kernel destination", sys::map(region, 0, 0, KERNEL_IMAGE, Rights::NONE), Err(Error::BadAddress));
     t.expect("no table at destination", sys::map(region, 0, 0, 0x50_0000_0000, Rights::NONE), Err(Error::NoTable));
-    t.expect("destination space not a handle", sys::map(region, 0, region, region + 2 * PAGE_SIZE, Rights::NONE), Err(Error::WrongKind));
+    t.expect(
+        "destination space not a handle",
+        sys::map(region, 0, region, region + 2 * PAGE_SIZE, Rights::NONE),
+        Err(Error::WrongKind),
+    );
     t.expect("share a region link (level 1)", sys::map(region, 1, 0, region + (1 << 21), Rights::NONE), Ok(()));
-    t.expect("the linked region sees the page", if mem::read(region + (1 << 21)) == 0xfeed { Ok(()) } else { Err(Error::NotMapped) }, Ok(()));
+    t.expect(
+        "the linked region sees the page",
+        if mem::read(region + (1 << 21)) == 0xfeed { Ok(()) } else { Err(Error::NotMapped) },
+        Ok(()),
+    );
 
     println!("unmap:");
     t.expect("owned page", sys::unmap(0, region, 0), Err(Error::Owned));
@@ -96,9 +140,17 @@ pub fn five_syscalls() -> u32 {
     t.expect("handle slot occupied", sys::create_as(h, spare().unwrap_or(0)).map(|_| ()), Err(Error::Occupied));
     t.expect("lent frame", sys::create_as(h + PAGE_SIZE, region).map(|_| ()), Err(Error::Lent));
     t.expect("frame not owned", sys::create_as(h + PAGE_SIZE, ARGS_VA).map(|_| ()), Err(Error::NoRight));
-    t.expect("map a page into the new space (no tables)", sys::map(region, 0, h, 0x20_0000, Rights::NONE), Err(Error::NoTable));
+    t.expect(
+        "map a page into the new space (no tables)",
+        sys::map(region, 0, h, 0x20_0000, Rights::NONE),
+        Err(Error::NoTable),
+    );
     t.expect("copy handle without SWITCH", sys::map(h, 0, 0, h + PAGE_SIZE, Rights::OWN | Rights::GRANT), Ok(()));
-    t.expect("handle rights cannot grow", sys::map(h + PAGE_SIZE, 0, 0, h + 2 * PAGE_SIZE, Rights::SWITCH), Err(Error::RightsExceeded));
+    t.expect(
+        "handle rights cannot grow",
+        sys::map(h + PAGE_SIZE, 0, 0, h + 2 * PAGE_SIZE, Rights::SWITCH),
+        Err(Error::RightsExceeded),
+    );
     t.expect("handle with WRITE", sys::map(h, 0, 0, h + 2 * PAGE_SIZE, Rights::WRITE), Err(Error::RightsExceeded));
 
     println!("yield:");
@@ -153,16 +205,40 @@ pub fn attack_calls() -> u32 {
     println!("cannot map kernel memory:");
     t.expect("window as source", sys::map(KERNEL_WINDOW, 0, 0, SCRATCH_VA, Rights::NONE), Err(Error::BadAddress));
     t.expect("kernel image as a level-3 region", sys::map(KERNEL_IMAGE, 3, 0, 0, Rights::NONE), Err(Error::BadAddress));
-    t.expect("create a table over the kernel", sys::create(KERNEL_WINDOW, 3, crate::regions::spare_base()), Err(Error::BadAddress));
+    t.expect(
+        "create a table over the kernel",
+        sys::create(KERNEL_WINDOW, 3, crate::regions::spare_base()),
+        Err(Error::BadAddress),
+    );
     t.expect("unmap the kernel", sys::unmap(0, KERNEL_IMAGE, 3), Err(Error::BadAddress));
     println!("cannot raise rights:");
-    t.expect("read-only region to writable", sys::map(SHARED_VA, 1, 0, SHARED_VA + (1 << 21), Rights::WRITE), Err(Error::RightsExceeded));
-    t.expect("take ownership of a shared page", sys::map(SHARED_VA, 0, 0, SHARED_VA + 8 * PAGE_SIZE, Rights::OWN), Err(Error::RightsExceeded));
+    t.expect(
+        "read-only region to writable",
+        sys::map(SHARED_VA, 1, 0, SHARED_VA + (1 << 21), Rights::WRITE),
+        Err(Error::RightsExceeded),
+    );
+    t.expect(
+        "take ownership of a shared page",
+        sys::map(SHARED_VA, 0, 0, SHARED_VA + 8 * PAGE_SIZE, Rights::OWN),
+        Err(Error::RightsExceeded),
+    );
     t.expect("args page to writable", sys::map(ARGS_VA, 0, 0, SCRATCH_VA, Rights::WRITE), Err(Error::RightsExceeded));
-    t.expect("mailbox to owned", sys::map(MAILBOX_VA, 0, 0, MAILBOX_VA + PAGE_SIZE, Rights::OWN), Err(Error::RightsExceeded));
-    t.expect("parent handle to OWN", sys::map(PARENT_HANDLE_VA, 0, 0, HANDLES_VA, Rights::OWN | Rights::SWITCH), Err(Error::RightsExceeded));
+    t.expect(
+        "mailbox to owned",
+        sys::map(MAILBOX_VA, 0, 0, MAILBOX_VA + PAGE_SIZE, Rights::OWN),
+        Err(Error::RightsExceeded),
+    );
+    t.expect(
+        "parent handle to OWN",
+        sys::map(PARENT_HANDLE_VA, 0, 0, HANDLES_VA, Rights::OWN | Rights::SWITCH),
+        Err(Error::RightsExceeded),
+    );
     println!("cannot reach other address spaces:");
-    t.expect("map into the parent", sys::map(ARGS_VA, 0, PARENT_HANDLE_VA, SCRATCH_VA, Rights::NONE), Err(Error::NoRight));
+    t.expect(
+        "map into the parent",
+        sys::map(ARGS_VA, 0, PARENT_HANDLE_VA, SCRATCH_VA, Rights::NONE),
+        Err(Error::NoRight),
+    );
     t.expect("yield through nothing", sys::yield_to(HANDLES_VA + 0x10_000, 0), Err(Error::NotMapped));
     t.expect("yield through the control page", sys::yield_to(0x1000, 0), Err(Error::WrongKind));
     t.expect("yield to an id as an address", sys::yield_to(0x10_0000_0000, 0), Err(Error::NoTable));

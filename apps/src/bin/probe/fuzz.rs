@@ -26,16 +26,16 @@ impl Rng {
 fn address(r: &mut Rng) -> u64 {
     let x = r.next();
     match x % 10 {
-        0 => x,                                                   // anything
-        1 => 0xffff_8000_0000_0000 | (x & 0x7fff_ffff_f000),      // kernel window
-        2 => 0xffff_ffff_8000_0000 | (x & 0x7fff_f000),           // kernel image
-        3 => SCRATCH_VA + (x >> 8) % 64 * PAGE_SIZE,              // its own region
-        4 => SCRATCH_VA + (x >> 8) % 4 * (1 << 21),               // table-aligned
-        5 => HANDLES_VA + (x >> 8) % 16 * PAGE_SIZE,              // handles
+        0 => x,                                                        // anything
+        1 => 0xffff_8000_0000_0000 | (x & 0x7fff_ffff_f000),           // kernel window
+        2 => 0xffff_ffff_8000_0000 | (x & 0x7fff_f000),                // kernel image
+        3 => SCRATCH_VA + (x >> 8) % 64 * PAGE_SIZE,                   // its own region
+        4 => SCRATCH_VA + (x >> 8) % 4 * (1 << 21),                    // table-aligned
+        5 => HANDLES_VA + (x >> 8) % 16 * PAGE_SIZE,                   // handles
         6 => crate::regions::spare_base() + (x >> 8) % 64 * PAGE_SIZE, // spare frames
-        7 => (x >> 8) % 8 * (1u64 << 39),                         // level-3 aligned
-        8 => 0x0000_7fff_ffff_f000,                               // top of user half
-        _ => 0x8000_0000_0000 + (x & 0xfff),                      // just past it
+        7 => (x >> 8) % 8 * (1u64 << 39),                              // level-3 aligned
+        8 => 0x0000_7fff_ffff_f000,                                    // top of user half
+        _ => 0x8000_0000_0000 + (x & 0xfff),                           // just past it
     }
 }
 

@@ -32,9 +32,7 @@ const FORGED_PTE: u64 = 0x7;
 
 fn expect_fault_from_here(what: &'static str) {
     exo_rt::set_fault_handler(|addr, code| {
-        println!(
-            "tlb-alias: the write through B faulted at {addr:#x} (error {code:#x}), as it must"
-        );
+        println!("tlb-alias: the write through B faulted at {addr:#x} (error {code:#x}), as it must");
         exo_rt::exit(crate::FAULTED)
     });
     println!("tlb-alias: {what}; now writing through the alias B");
@@ -63,10 +61,7 @@ fn alias_attack(case: &str) -> Result<(), u32> {
     // A second, non-owning entry for the `unmap` case: a share of the page.
     step("share", sys::map(A, 0, 0, A + PAGE_SIZE, Rights::WRITE))?;
     // The level-1 table linked a second time in the same space.
-    step(
-        "alias link",
-        sys::map(A, 1, 0, B, Rights::WRITE | Rights::OWN | Rights::GRANT),
-    )?;
+    step("alias link", sys::map(A, 1, 0, B, Rights::WRITE | Rights::OWN | Rights::GRANT))?;
     // Touch both pages through B: the TLB caches writable translations.
     if mem::read(B) != MARK || mem::read(B + PAGE_SIZE) != MARK {
         println!("tlb-alias: the alias does not show the page");
@@ -80,21 +75,12 @@ fn alias_attack(case: &str) -> Result<(), u32> {
             let frame = spare().ok_or(5u32)?;
             step(
                 "move a fresh page to A+2",
-                sys::map(
-                    frame,
-                    0,
-                    0,
-                    A + 2 * PAGE_SIZE,
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                ),
+                sys::map(frame, 0, 0, A + 2 * PAGE_SIZE, Rights::WRITE | Rights::OWN | Rights::GRANT),
             )?;
             // (The share made the first page LENT, never a table: retype
             // this fresh one, touched through B like the first.)
             mem::write(B + 2 * PAGE_SIZE, MARK);
-            step(
-                "create a table from the frame at A+2",
-                sys::create(C, 1, A + 2 * PAGE_SIZE),
-            )?;
+            step("create a table from the frame at A+2", sys::create(C, 1, A + 2 * PAGE_SIZE))?;
             expect_fault_from_here("the frame at A+2 is now a page table");
             B + 2 * PAGE_SIZE
         }
@@ -102,32 +88,17 @@ fn alias_attack(case: &str) -> Result<(), u32> {
             let frame = spare().ok_or(5u32)?;
             step(
                 "move a fresh page to A+2",
-                sys::map(
-                    frame,
-                    0,
-                    0,
-                    A + 2 * PAGE_SIZE,
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                ),
+                sys::map(frame, 0, 0, A + 2 * PAGE_SIZE, Rights::WRITE | Rights::OWN | Rights::GRANT),
             )?;
             mem::write(B + 2 * PAGE_SIZE, MARK);
-            step(
-                "create_as from the frame at A+2",
-                sys::create_as(A + 3 * PAGE_SIZE, A + 2 * PAGE_SIZE).map(|_| ()),
-            )?;
+            step("create_as from the frame at A+2", sys::create_as(A + 3 * PAGE_SIZE, A + 2 * PAGE_SIZE).map(|_| ()))?;
             expect_fault_from_here("the frame at A+2 is now an address space's root");
             B + 2 * PAGE_SIZE
         }
         "move" => {
             step(
                 "move the page from A to A+4",
-                sys::map(
-                    A,
-                    0,
-                    0,
-                    A + 4 * PAGE_SIZE,
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                ),
+                sys::map(A, 0, 0, A + 4 * PAGE_SIZE, Rights::WRITE | Rights::OWN | Rights::GRANT),
             )?;
             expect_fault_from_here("the page left A");
             B
@@ -165,15 +136,7 @@ pub fn ctlpage(how: &str, va: u64) -> u32 {
         "owned" | "shared" => va,
         "lent" => {
             if page_at(SCRATCH_VA + PAGE_SIZE)
-                .and_then(|_| {
-                    sys::map(
-                        SCRATCH_VA + PAGE_SIZE,
-                        0,
-                        0,
-                        SCRATCH_VA + 2 * PAGE_SIZE,
-                        Rights::WRITE,
-                    )
-                })
+                .and_then(|_| sys::map(SCRATCH_VA + PAGE_SIZE, 0, 0, SCRATCH_VA + 2 * PAGE_SIZE, Rights::WRITE))
                 .is_err()
             {
                 println!("ctlpage: could not make a lent page");
@@ -186,21 +149,11 @@ pub fn ctlpage(how: &str, va: u64) -> u32 {
             return 2;
         }
     };
-    let rights = if how == "shared" {
-        Rights::WRITE
-    } else {
-        Rights::WRITE | Rights::OWN
-    };
+    let rights = if how == "shared" { Rights::WRITE } else { Rights::WRITE | Rights::OWN };
     println!("ctlpage: replacing my control page with the {how} page at {src:#x}, then yielding");
     // From the first call on, this process has no usable control page: a
     // timer tick here kills it as surely as the yield below.
-    if let Err(e) = sys::map(
-        CONTROL_VA,
-        0,
-        0,
-        SCRATCH_VA,
-        Rights::WRITE | Rights::OWN | Rights::GRANT,
-    ) {
+    if let Err(e) = sys::map(CONTROL_VA, 0, 0, SCRATCH_VA, Rights::WRITE | Rights::OWN | Rights::GRANT) {
         println!("ctlpage: moving the control page away: {}", e.name());
         return 3;
     }

@@ -35,9 +35,8 @@ const GB512: u64 = 1 << 39;
 const ARENA: u64 = GB512;
 
 use Error::{
-    BadAddress as BA, BadArgument as BARG, BadLevel as BL, BadSyscall as BS, BadTarget as BT, Lent,
-    NoRight as NR, NoTable as NT, NotMapped as NM, Occupied as OCC, Owned as OWNED,
-    RightsExceeded as RE, WrongKind as WK,
+    BadAddress as BA, BadArgument as BARG, BadLevel as BL, BadSyscall as BS, BadTarget as BT, Lent, NoRight as NR,
+    NoTable as NT, NotMapped as NM, Occupied as OCC, Owned as OWNED, RightsExceeded as RE, WrongKind as WK,
 };
 
 /// Expected result of a cell.
@@ -196,30 +195,11 @@ enum Arg {
 
 #[derive(Clone, Copy)]
 enum Bad {
-    Create {
-        va: Arg,
-        level: u64,
-        frame: Arg,
-    },
-    Map {
-        src: Arg,
-        level: u64,
-        as_: Arg,
-        dst: Arg,
-        rights: u64,
-    },
-    Unmap {
-        as_: Arg,
-        va: Arg,
-        level: u64,
-    },
-    CreateAs {
-        handle: Arg,
-        frame: Arg,
-    },
-    Yield {
-        handle: Arg,
-    },
+    Create { va: Arg, level: u64, frame: Arg },
+    Map { src: Arg, level: u64, as_: Arg, dst: Arg, rights: u64 },
+    Unmap { as_: Arg, va: Arg, level: u64 },
+    CreateAs { handle: Arg, frame: Arg },
+    Yield { handle: Arg },
     Number(u64),
 }
 
@@ -305,13 +285,7 @@ impl Matrix {
     /// A fresh owned page (WRITE|OWN|GRANT) at a fresh leaf.
     fn page(&mut self) -> Result<u64, Error> {
         let va = self.e0()?;
-        sys::map(
-            spare()?,
-            0,
-            0,
-            va,
-            Rights::WRITE | Rights::OWN | Rights::GRANT,
-        )?;
+        sys::map(spare()?, 0, 0, va, Rights::WRITE | Rights::OWN | Rights::GRANT)?;
         Ok(va)
     }
 
@@ -328,16 +302,8 @@ impl Matrix {
     }
 
     fn build(&mut self, kind: Kind) -> Result<Subject, Error> {
-        let page = |va| Subject {
-            va,
-            level: 0,
-            aliases: [va, va],
-        };
-        let other = |va, level| Subject {
-            va,
-            level,
-            aliases: [0, 0],
-        };
+        let page = |va| Subject { va, level: 0, aliases: [va, va] };
+        let other = |va, level| Subject { va, level, aliases: [0, 0] };
         Ok(match kind {
             Kind::Empty => other(self.e0()?, 0),
             Kind::NoTableAbove => other(self.e1() + 3 * PAGE_SIZE, 0),
@@ -380,31 +346,12 @@ impl Matrix {
             Kind::Alias1 => {
                 let (a, b) = (self.e1(), self.e1());
                 sys::create(a, 1, spare()?)?;
-                sys::map(
-                    a,
-                    1,
-                    0,
-                    b,
-                    Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT,
-                )?;
-                sys::map(
-                    spare()?,
-                    0,
-                    0,
-                    a,
-                    Rights::WRITE | Rights::OWN | Rights::GRANT,
-                )?;
-                Subject {
-                    va: b,
-                    level: 1,
-                    aliases: [a, b],
-                }
+                sys::map(a, 1, 0, b, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT)?;
+                sys::map(spare()?, 0, 0, a, Rights::WRITE | Rights::OWN | Rights::GRANT)?;
+                Subject { va: b, level: 1, aliases: [a, b] }
             }
             Kind::InitRegionLink => other(SHARED_VA, 1),
-            Kind::HandleFull => other(
-                self.handle(Rights::OWN | Rights::GRANT | Rights::SWITCH)?,
-                0,
-            ),
+            Kind::HandleFull => other(self.handle(Rights::OWN | Rights::GRANT | Rights::SWITCH)?, 0),
             Kind::HandleNoOwn => other(self.handle(Rights::GRANT | Rights::SWITCH)?, 0),
             Kind::HandleNoGrant => other(self.handle(Rights::OWN | Rights::SWITCH)?, 0),
             Kind::HandleNoSwitch => other(self.handle(Rights::OWN | Rights::GRANT)?, 0),
@@ -501,11 +448,7 @@ impl Matrix {
                 let s = match self.build(r.kind) {
                     Ok(s) => s,
                     Err(err) => {
-                        println!(
-                            "matrix: FAIL {:?}: building the subject: {}",
-                            r.kind,
-                            err.name()
-                        );
+                        println!("matrix: FAIL {:?}: building the subject: {}", r.kind, err.name());
                         bad += 1;
                         continue;
                     }
@@ -520,12 +463,7 @@ impl Matrix {
                 let got = match self.cell(col, &s) {
                     Ok(r) => r,
                     Err(err) => {
-                        println!(
-                            "matrix: FAIL {:?} / {}: setting up: {}",
-                            r.kind,
-                            COLS[col],
-                            err.name()
-                        );
+                        println!("matrix: FAIL {:?} / {}: setting up: {}", r.kind, COLS[col], err.name());
                         bad += 1;
                         continue;
                     }
@@ -547,17 +485,16 @@ impl Matrix {
                 }
                 // A page retyped, moved away or unmapped is reachable
                 // through none of its old addresses.
-                let cut: &[u64] =
-                    match (got.is_ok() && touchable && s.aliases[0] != 0, col, s.level) {
-                        (false, ..) => &[],
-                        // Retyped (a table, a root): every address of it.
-                        (true, 0 | 2, _) => &s.aliases,
-                        // A page moved or unmapped: every address of it.
-                        (true, 9 | 10, 0) => &s.aliases,
-                        // The alias link B removed: B no longer reaches the page.
-                        (true, 10, _) => &s.aliases[1..],
-                        _ => &[],
-                    };
+                let cut: &[u64] = match (got.is_ok() && touchable && s.aliases[0] != 0, col, s.level) {
+                    (false, ..) => &[],
+                    // Retyped (a table, a root): every address of it.
+                    (true, 0 | 2, _) => &s.aliases,
+                    // A page moved or unmapped: every address of it.
+                    (true, 9 | 10, 0) => &s.aliases,
+                    // The alias link B removed: B no longer reaches the page.
+                    (true, 10, _) => &s.aliases[1..],
+                    _ => &[],
+                };
                 {
                     for a in cut {
                         if let Ok(v) = probe::read(*a) {
@@ -597,22 +534,12 @@ impl Matrix {
         for (what, call, want) in BAD_ARGS {
             let f = self.page()?;
             let got = match *call {
-                Bad::Create { va, level, frame } => {
-                    sys::create(self.arg(va, f)?, level, self.arg(frame, f)?)
-                }
-                Bad::Map {
-                    src,
-                    level,
-                    as_,
-                    dst,
-                    rights,
-                } => {
+                Bad::Create { va, level, frame } => sys::create(self.arg(va, f)?, level, self.arg(frame, f)?),
+                Bad::Map { src, level, as_, dst, rights } => {
                     let (s, a, d) = (self.arg(src, f)?, self.arg(as_, f)?, self.arg(dst, f)?);
                     sys::raw_number(1, s, level, a, d, rights).map(|_| ())
                 }
-                Bad::Unmap { as_, va, level } => {
-                    sys::unmap(self.arg(as_, f)?, self.arg(va, f)?, level)
-                }
+                Bad::Unmap { as_, va, level } => sys::unmap(self.arg(as_, f)?, self.arg(va, f)?, level),
                 Bad::CreateAs { handle, frame } => {
                     sys::create_as(self.arg(handle, f)?, self.arg(frame, f)?).map(|_| ())
                 }
@@ -622,11 +549,7 @@ impl Matrix {
             if got == Err(*want) {
                 ok += 1;
             } else {
-                println!(
-                    "matrix: FAIL {what}: got {}, documented {}",
-                    show(got),
-                    want.name()
-                );
+                println!("matrix: FAIL {what}: got {}, documented {}", show(got), want.name());
                 bad += 1;
             }
         }
@@ -645,11 +568,7 @@ pub fn run() -> u32 {
         shared_ro: 0,
         pmem: 0,
         pmem_pages: exo_rt::args_word(3),
-        devreg: if exo_rt::args_word(5) != 0 {
-            DEVREG_VA
-        } else {
-            0
-        },
+        devreg: if exo_rt::args_word(5) != 0 { DEVREG_VA } else { 0 },
         have_device: exo_rt::args_word(4) != 0,
         problems: 0,
     };
@@ -678,12 +597,7 @@ pub fn run() -> u32 {
     };
     println!("matrix: {bok} bad-argument calls as documented, {bbad} not");
     // Nothing beyond what was granted is reachable: the kernel half.
-    for va in [
-        0xffff_8000_0000_0000u64,
-        0xffff_8000_0010_0000,
-        0xffff_ffff_8000_0000,
-        0xffff_ffff_8010_0000,
-    ] {
+    for va in [0xffff_8000_0000_0000u64, 0xffff_8000_0010_0000, 0xffff_ffff_8000_0000, 0xffff_ffff_8010_0000] {
         if probe::read(va).is_ok() {
             println!("matrix: FAIL kernel address {va:#x} is readable");
             m.problems += 1;

@@ -174,8 +174,14 @@ pub fn pager(pages: u64) -> u32 {
     // after the handler mapped the page but before it counted discards the
     // handler's progress, and the retried access then simply succeeds.
     let faults = exo_rt::faults_handled();
-    println!("pager: touched {pages} pages, all zero-filled and verified; the handler counted {faults} resolved faults");
-    if faults >= 1 && faults <= pages { 0 } else { 4 }
+    println!(
+        "pager: touched {pages} pages, all zero-filled and verified; the handler counted {faults} resolved faults"
+    );
+    if faults >= 1 && faults <= pages {
+        0
+    } else {
+        4
+    }
 }
 
 /// Build a region (three levels of tables and 16 pages) purely from frames

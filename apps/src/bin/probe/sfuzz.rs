@@ -107,14 +107,8 @@ struct Call {
 
 impl Call {
     fn show(&self) -> String {
-        let name = ["create", "map", "unmap", "create_as", "yield"]
-            .get(self.nr as usize)
-            .copied()
-            .unwrap_or("bad");
-        format!(
-            "{name}({:#x}, {:#x}, {:#x}, {:#x}, {:#x})",
-            self.a[0], self.a[1], self.a[2], self.a[3], self.a[4]
-        )
+        let name = ["create", "map", "unmap", "create_as", "yield"].get(self.nr as usize).copied().unwrap_or("bad");
+        format!("{name}({:#x}, {:#x}, {:#x}, {:#x}, {:#x})", self.a[0], self.a[1], self.a[2], self.a[3], self.a[4])
     }
 }
 
@@ -212,10 +206,9 @@ impl Model {
             let pool_end = self.pool_va + self.pool.len() as u64 * PAGE_SIZE;
             return match va {
                 PARENT_HANDLE_VA if level == 0 => Ok((Loc::Parent, Rights::ALL)),
-                v if level == 0 && (self.pool_va..pool_end).contains(&v) => Ok((
-                    Loc::Pool(((v - self.pool_va) / PAGE_SIZE) as usize),
-                    Rights::ALL,
-                )),
+                v if level == 0 && (self.pool_va..pool_end).contains(&v) => {
+                    Ok((Loc::Pool(((v - self.pool_va) / PAGE_SIZE) as usize), Rights::ALL))
+                }
                 _ => panic!("sfuzz generated an address in init's window: {va:#x}"),
             };
         }
@@ -364,14 +357,7 @@ impl Model {
         }
     }
 
-    fn predict_map(
-        &self,
-        src_va: u64,
-        level: u64,
-        h: u64,
-        dst_va: u64,
-        rights: u64,
-    ) -> Result<Plan, Error> {
+    fn predict_map(&self, src_va: u64, level: u64, h: u64, dst_va: u64, rights: u64) -> Result<Plan, Error> {
         if level > 3 {
             return Err(Error::BadLevel);
         }
@@ -395,21 +381,13 @@ impl Model {
                     return Err(Error::BadArgument);
                 }
                 if want.contains(Rights::OWN) {
-                    return Ok(Plan::Move {
-                        src,
-                        dst,
-                        e: E::Page(f, want),
-                    });
+                    return Ok(Plan::Move { src, dst, e: E::Page(f, want) });
                 }
                 if !held.contains(Rights::GRANT) {
                     return Err(Error::NoRight);
                 }
                 let lend = r.contains(Rights::OWN).then_some(f);
-                Ok(Plan::Set {
-                    dst,
-                    e: E::Page(f, want),
-                    lend,
-                })
+                Ok(Plan::Set { dst, e: E::Page(f, want), lend })
             }
             E::Link(n, _) => {
                 if !held.contains(Rights::GRANT) {
@@ -418,11 +396,7 @@ impl Model {
                 if want.contains(Rights::SWITCH) {
                     return Err(Error::BadArgument);
                 }
-                Ok(Plan::Set {
-                    dst,
-                    e: E::Link(n, want),
-                    lend: None,
-                })
+                Ok(Plan::Set { dst, e: E::Link(n, want), lend: None })
             }
             E::Handle(n, _) => {
                 if !held.contains(Rights::GRANT) {
@@ -431,11 +405,7 @@ impl Model {
                 if want.contains(Rights::WRITE) || want.contains(Rights::EXEC) {
                     return Err(Error::BadArgument);
                 }
-                Ok(Plan::Set {
-                    dst,
-                    e: E::Handle(n, want),
-                    lend: None,
-                })
+                Ok(Plan::Set { dst, e: E::Handle(n, want), lend: None })
             }
             E::Empty => Err(Error::NotMapped),
         }
@@ -444,9 +414,7 @@ impl Model {
     /// Locations a plan writes (a plan writing outside the model is not run).
     fn writes_outside(p: &Plan) -> bool {
         let locs = match *p {
-            Plan::Create { src, dst, .. }
-            | Plan::CreateAs { src, dst, .. }
-            | Plan::Move { src, dst, .. } => [src, dst],
+            Plan::Create { src, dst, .. } | Plan::CreateAs { src, dst, .. } | Plan::Move { src, dst, .. } => [src, dst],
             Plan::Set { dst, .. } => [dst, dst],
             Plan::Clear { at } => [at, at],
             Plan::Nothing => return false,
@@ -460,22 +428,13 @@ impl Model {
                 self.set(src, E::Empty);
                 self.frames[frame as usize].kind = FrameKind::Table;
                 let n = self.new_node();
-                self.set(
-                    dst,
-                    E::Link(
-                        n,
-                        Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT,
-                    ),
-                );
+                self.set(dst, E::Link(n, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT));
             }
             Plan::CreateAs { src, dst, frame } => {
                 self.set(src, E::Empty);
                 self.frames[frame as usize].kind = FrameKind::Root;
                 let n = self.new_node();
-                self.set(
-                    dst,
-                    E::Handle(n, Rights::OWN | Rights::GRANT | Rights::SWITCH),
-                );
+                self.set(dst, E::Handle(n, Rights::OWN | Rights::GRANT | Rights::SWITCH));
             }
             Plan::Move { src, dst, e } => {
                 self.set(src, E::Empty);
@@ -509,13 +468,8 @@ impl Model {
                     };
                     for c in 0..N {
                         if let E::Page(f, r) = self.nodes[n1 as usize].e[c] {
-                            let w = r
-                                .intersect(r1)
-                                .intersect(r2)
-                                .intersect(r3)
-                                .contains(Rights::WRITE);
-                            out[((s * N + a) * N + b) * N + c] =
-                                (f as u32 + 1) | ((w as u32) << 31);
+                            let w = r.intersect(r1).intersect(r2).intersect(r3).contains(Rights::WRITE);
+                            out[((s * N + a) * N + b) * N + c] = (f as u32 + 1) | ((w as u32) << 31);
                         }
                     }
                 }
@@ -589,12 +543,7 @@ impl Fuzzer {
         mem::write(MAILBOX_VA + 16, self.st.calls);
         let want = predicted.map(|_| ());
         if got != want {
-            return Err(format!(
-                "{} returned {}, the model says {}",
-                c.show(),
-                show(got),
-                show(want)
-            ));
+            return Err(format!("{} returned {}, the model says {}", c.show(), show(got), show(want)));
         }
         match got {
             Ok(()) => self.st.ok += 1,
@@ -628,9 +577,7 @@ impl Fuzzer {
     fn aliases_of(&mut self, p: &Result<Plan, Error>) -> bool {
         let f = match p {
             Ok(Plan::Create { frame, .. } | Plan::CreateAs { frame, .. }) => *frame,
-            Ok(Plan::Move {
-                e: E::Page(f, _), ..
-            }) => *f,
+            Ok(Plan::Move { e: E::Page(f, _), .. }) => *f,
             Ok(Plan::Clear { at }) => match self.m.entry(*at) {
                 E::Page(f, _) => f,
                 _ => return false,
@@ -638,11 +585,7 @@ impl Fuzzer {
             _ => return false,
         };
         self.m.snapshot(&mut self.before);
-        self.before
-            .iter()
-            .filter(|x| **x != 0 && (**x & 0x7fff_ffff) == f as u32 + 1)
-            .count()
-            > 1
+        self.before.iter().filter(|x| **x != 0 && (**x & 0x7fff_ffff) == f as u32 + 1).count() > 1
     }
 
     fn count(&mut self, p: &Plan, c: Call, aliased: bool) {
@@ -666,13 +609,9 @@ impl Fuzzer {
             }
             Plan::Set { e: E::Link(..), .. } if c.a[2] != 0 => s.child_links += 1,
             Plan::Set { e: E::Link(..), .. } => s.table_aliases += 1,
-            Plan::Set {
-                e: E::Page(_, r), ..
-            } if r.contains(Rights::WRITE) => s.shares_rw += 1,
+            Plan::Set { e: E::Page(_, r), .. } if r.contains(Rights::WRITE) => s.shares_rw += 1,
             Plan::Set { e: E::Page(..), .. } => s.shares_ro += 1,
-            Plan::Set {
-                e: E::Handle(..), ..
-            } => s.handle_copies += 1,
+            Plan::Set { e: E::Handle(..), .. } => s.handle_copies += 1,
             Plan::Set { .. } => {}
             Plan::Nothing => s.yields += 1,
         }
@@ -714,25 +653,18 @@ impl Fuzzer {
         }
         match read {
             Err(code) => {
-                return Err(format!(
-                "read through {va:#x} faulted (error {code:#x}); the model maps frame {f} there"
-            ))
+                return Err(format!("read through {va:#x} faulted (error {code:#x}); the model maps frame {f} there"))
             }
             Ok(v) if frame.tag != 0 && v != frame.tag => {
-                return Err(format!(
-                    "{va:#x} reads {v:#x}, but frame {f} has tag {:#x}",
-                    frame.tag
-                ))
+                return Err(format!("{va:#x} reads {v:#x}, but frame {f} has tag {:#x}", frame.tag))
             }
             Ok(_) => {}
         }
         match (writable, probe::write(va)) {
-            (true, Err(code)) => Err(format!(
-                "write test at {va:#x} faulted (error {code:#x}); the model says writable"
-            )),
-            (false, Ok(())) => Err(format!(
-                "write test at {va:#x} succeeded; the model says read-only"
-            )),
+            (true, Err(code)) => {
+                Err(format!("write test at {va:#x} faulted (error {code:#x}); the model says writable"))
+            }
+            (false, Ok(())) => Err(format!("write test at {va:#x} succeeded; the model says read-only")),
             _ => Ok(()),
         }
     }
@@ -823,8 +755,7 @@ impl Fuzzer {
 
     /// A handle of ours (to a child), or 0.
     fn handle(&mut self) -> u64 {
-        self.find_leaf(|e| matches!(e, E::Handle(n, _) if *n != PARENT))
-            .unwrap_or(0)
+        self.find_leaf(|e| matches!(e, E::Handle(n, _) if *n != PARENT)).unwrap_or(0)
     }
 
     fn handle_root(&self, h: u64) -> u16 {
@@ -849,10 +780,7 @@ impl Fuzzer {
             0..=7 => {
                 let src = self.pool_frame().unwrap_or(self.m.pool_va);
                 let dst = self.gen_va(OWN, 0, false);
-                Call {
-                    nr: 1,
-                    a: [src, 0, 0, dst, 0b1101],
-                }
+                Call { nr: 1, a: [src, 0, 0, dst, 0b1101] }
             }
             // A table, from a spare frame or from a page of the arena.
             8..=15 => {
@@ -861,97 +789,52 @@ impl Fuzzer {
                 if self.rng.chance(60) {
                     // Extend a path: the first missing table on the way to a leaf.
                     let leaf = self.gen_va(OWN, 0, false);
-                    if let Some(l) = (1..=3u8).rev().find(|l| {
-                        matches!(self.m.walk(OWN, leaf, *l), Ok((loc, _)) if self.m.entry(loc) == E::Empty)
-                    }) {
+                    if let Some(l) = (1..=3u8)
+                        .rev()
+                        .find(|l| matches!(self.m.walk(OWN, leaf, *l), Ok((loc, _)) if self.m.entry(loc) == E::Empty))
+                    {
                         level = l;
                         va = leaf & !((1u64 << shift(l)) - 1);
                     }
                 }
-                let f = if self.rng.chance(40) {
-                    self.pool_frame()
-                } else {
-                    self.find_leaf(|e| matches!(e, E::Page(..)))
-                };
-                Call {
-                    nr: 0,
-                    a: [va, level as u64, f.unwrap_or(self.m.pool_va), 0, 0],
-                }
+                let f =
+                    if self.rng.chance(40) { self.pool_frame() } else { self.find_leaf(|e| matches!(e, E::Page(..))) };
+                Call { nr: 0, a: [va, level as u64, f.unwrap_or(self.m.pool_va), 0, 0] }
             }
             16..=19 => {
                 let h = self.gen_va(OWN, 0, false);
-                let f = if self.rng.chance(30) {
-                    self.pool_frame()
-                } else {
-                    self.find_leaf(|e| matches!(e, E::Page(..)))
-                };
-                Call {
-                    nr: 3,
-                    a: [h, f.unwrap_or(self.m.pool_va), 0, 0, 0],
-                }
+                let f =
+                    if self.rng.chance(30) { self.pool_frame() } else { self.find_leaf(|e| matches!(e, E::Page(..))) };
+                Call { nr: 3, a: [h, f.unwrap_or(self.m.pool_va), 0, 0, 0] }
             }
             20..=59 => {
                 let level = self.gen_level();
                 let src = if level == 0 && self.rng.chance(50) {
-                    self.find_leaf(|e| !matches!(e, E::Empty))
-                        .unwrap_or(0x8000_0000_0000)
+                    self.find_leaf(|e| !matches!(e, E::Empty)).unwrap_or(0x8000_0000_0000)
                 } else {
                     self.gen_va(OWN, level, true)
                 };
-                let h = if self.rng.chance(30) {
-                    self.handle()
-                } else {
-                    0
-                };
+                let h = if self.rng.chance(30) { self.handle() } else { 0 };
                 let root = self.handle_root(h);
                 // A child's root starts empty: link whole tables into it often.
-                let level = if root != OWN && self.rng.chance(30) {
-                    3
-                } else {
-                    level
-                };
-                let src = if root != OWN && level == 3 {
-                    self.gen_va(OWN, 3, true)
-                } else {
-                    src
-                };
+                let level = if root != OWN && self.rng.chance(30) { 3 } else { level };
+                let src = if root != OWN && level == 3 { self.gen_va(OWN, 3, true) } else { src };
                 let dst = self.gen_va(root, level, false);
                 let held = self.held_at(src, level);
                 let r = self.gen_rights(held);
-                Call {
-                    nr: 1,
-                    a: [src, level as u64, h, dst, r],
-                }
+                Call { nr: 1, a: [src, level as u64, h, dst, r] }
             }
             60..=84 => {
                 // Mostly pages and handles: unmapping a link leaks its table.
-                let level = if self.rng.chance(85) {
-                    0
-                } else {
-                    self.gen_level()
-                };
-                let h = if self.rng.chance(25) {
-                    self.handle()
-                } else {
-                    0
-                };
+                let level = if self.rng.chance(85) { 0 } else { self.gen_level() };
+                let h = if self.rng.chance(25) { self.handle() } else { 0 };
                 let root = self.handle_root(h);
                 let va = self.gen_va(root, level, true);
-                Call {
-                    nr: 2,
-                    a: [h, va, level as u64, 0, 0],
-                }
+                Call { nr: 2, a: [h, va, level as u64, 0, 0] }
             }
             85..=87 => {
-                let h = if self.rng.chance(60) {
-                    self.handle()
-                } else {
-                    self.gen_va(OWN, 0, true)
-                };
-                Call {
-                    nr: 4,
-                    a: [h, 0, 0, 0, 0],
-                }
+                let h = if self.rng.chance(60) { self.handle() } else { self.gen_va(OWN, 0, true) };
+                Call { nr: 4, a: [h, 0, 0, 0, 0] }
             }
             _ => {
                 // Some call with one argument in an error position.
@@ -992,19 +875,11 @@ impl Fuzzer {
             (2, 2) => c.a[2] = 4 + self.rng.below(6),
             (1, 4) => c.a[4] |= 1 << (5 + self.rng.below(59)),
             (1, 2) | (2, 0) => {
-                c.a[i] = [
-                    PARENT_HANDLE_VA,
-                    self.m.pool_va,
-                    bad_va(&mut self.rng, c.a[i]),
-                ][self.rng.below(3) as usize]
+                c.a[i] = [PARENT_HANDLE_VA, self.m.pool_va, bad_va(&mut self.rng, c.a[i])][self.rng.below(3) as usize]
             }
             (4, _) => {
-                c.a[0] = [
-                    0,
-                    PARENT_HANDLE_VA + 8,
-                    self.m.pool_va,
-                    bad_va(&mut self.rng, c.a[0]),
-                ][self.rng.below(4) as usize]
+                c.a[0] =
+                    [0, PARENT_HANDLE_VA + 8, self.m.pool_va, bad_va(&mut self.rng, c.a[0])][self.rng.below(4) as usize]
             }
             _ => {
                 let j = match c.nr {
@@ -1019,10 +894,7 @@ impl Fuzzer {
     }
 
     fn report(&self, what: &str) {
-        println!(
-            "sfuzz: FINDING seed {} step {}: {what}",
-            self.m.seed, self.step
-        );
+        println!("sfuzz: FINDING seed {} step {}: {what}", self.m.seed, self.step);
         println!("sfuzz: the last calls (oldest first):");
         for k in 0..8 {
             if let Some((c, r)) = self.recent[((self.step + k) % 8) as usize] {
@@ -1068,18 +940,13 @@ impl Fuzzer {
             for x in a.iter_mut() {
                 // POOL stands for "the next spare frame".
                 if *x == POOL {
-                    *x = self
-                        .pool_frame()
-                        .ok_or_else(|| format!("{name}: no spare frame left"))?;
+                    *x = self.pool_frame().ok_or_else(|| format!("{name}: no spare frame left"))?;
                 }
             }
             let c = Call { nr: *nr, a };
-            let r = self
-                .exec(c)
-                .map_err(|f| format!("structure {name:?}: {f}"))?;
+            let r = self.exec(c).map_err(|f| format!("structure {name:?}: {f}"))?;
             if *nr == 1 && self.in_pool(a[0]) && r.is_ok() {
-                self.tag_at(a[3])
-                    .map_err(|f| format!("structure {name:?}: {f}"))?;
+                self.tag_at(a[3]).map_err(|f| format!("structure {name:?}: {f}"))?;
             }
         }
         Ok(())
@@ -1164,44 +1031,29 @@ impl Fuzzer {
     fn structures_b(&mut self) -> Result<(), Finding> {
         let (a, b) = (va4(0, 0, 0, 0), va4(0, 0, 1, 0));
         self.touch(b)?;
-        self.script(
-            "page retyped into a table through an alias",
-            &[(0, [va4(0, 0, 2, 0), 1, a, 0, 0])],
-        )?;
+        self.script("page retyped into a table through an alias", &[(0, [va4(0, 0, 2, 0), 1, a, 0, 0])])?;
         Ok(())
     }
 
     fn structures_c(&mut self) -> Result<(), Finding> {
         let (a, b) = (va4(0, 0, 0, 0), va4(0, 0, 1, 0));
         self.touch(b + PAGE_SIZE)?;
-        self.script(
-            "page retyped into a root through an alias",
-            &[(3, [va4(0, 0, 3, 1), a + PAGE_SIZE, 0, 0, 0])],
-        )?;
+        self.script("page retyped into a root through an alias", &[(3, [va4(0, 0, 3, 1), a + PAGE_SIZE, 0, 0, 0])])?;
         Ok(())
     }
 
     fn structures_d(&mut self) -> Result<(), Finding> {
         let (a, b) = (va4(0, 0, 0, 0), va4(0, 0, 1, 0));
         self.touch(b + 2 * PAGE_SIZE)?;
-        self.script(
-            "page moved away through an alias",
-            &[(1, [a + 2 * PAGE_SIZE, 0, 0, va4(0, 0, 3, 2), RWOG])],
-        )?;
+        self.script("page moved away through an alias", &[(1, [a + 2 * PAGE_SIZE, 0, 0, va4(0, 0, 3, 2), RWOG])])?;
         Ok(())
     }
 
     fn structures_e(&mut self) -> Result<(), Finding> {
         let (a, b) = (va4(0, 0, 0, 0), va4(0, 0, 1, 0));
-        self.script(
-            "shared page",
-            &[(1, [va4(0, 0, 3, 0), 0, 0, a + 3 * PAGE_SIZE, 1])],
-        )?;
+        self.script("shared page", &[(1, [va4(0, 0, 3, 0), 0, 0, a + 3 * PAGE_SIZE, 1])])?;
         self.touch(b + 3 * PAGE_SIZE)?;
-        self.script(
-            "shared page unmapped through an alias",
-            &[(2, [0, a + 3 * PAGE_SIZE, 0, 0, 0])],
-        )?;
+        self.script("shared page unmapped through an alias", &[(2, [0, a + 3 * PAGE_SIZE, 0, 0, 0])])?;
         Ok(())
     }
 
@@ -1231,16 +1083,10 @@ impl Fuzzer {
         // own space (slot 2 = alias of slot 1), retyping through slot 1.
         self.script(
             "level-3 alias",
-            &[
-                (1, [va4(1, 0, 0, 0), 3, 0, va4(2, 0, 0, 0), RWXOG]),
-                (1, [POOL, 0, 0, va4(1, 0, 0, 3), RWOG]),
-            ],
+            &[(1, [va4(1, 0, 0, 0), 3, 0, va4(2, 0, 0, 0), RWXOG]), (1, [POOL, 0, 0, va4(1, 0, 0, 3), RWOG])],
         )?;
         self.touch(va4(2, 0, 0, 3))?;
-        self.script(
-            "retype under a level-3 alias",
-            &[(0, [va4(1, 0, 1, 0), 1, va4(1, 0, 0, 3), 0, 0])],
-        )
+        self.script("retype under a level-3 alias", &[(0, [va4(1, 0, 1, 0), 1, va4(1, 0, 0, 3), 0, 0])])
     }
 
     fn in_pool(&self, va: u64) -> bool {
@@ -1259,21 +1105,11 @@ const POOL: u64 = u64::MAX;
 pub fn run(calls: u64, seed: u64, structures: bool) -> u32 {
     let spares = exo_rt::args_word(1);
     let pool_va = exo_rt::args_word(2);
-    let mut m = Model {
-        nodes: Vec::new(),
-        frames: Vec::new(),
-        pool: Vec::new(),
-        pool_va,
-        seed,
-    };
+    let mut m = Model { nodes: Vec::new(), frames: Vec::new(), pool: Vec::new(), pool_va, seed };
     m.new_node(); // OWN
     m.new_node(); // PARENT
     for i in 0..spares {
-        m.frames.push(Frame {
-            tag: 0,
-            lent: false,
-            kind: FrameKind::Data,
-        });
+        m.frames.push(Frame { tag: 0, lent: false, kind: FrameKind::Data });
         m.pool.push(Some(i as u16));
     }
     let mut fz = Fuzzer {

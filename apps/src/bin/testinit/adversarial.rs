@@ -2,8 +2,6 @@
 //! the structure-aware one, with canaries in other spaces) and
 //! `syscall_matrix` (every call against every kind of entry).
 
-use initlib::sched::{self, state_name, EXITED};
-use initlib::spawn::{self, finish, mailbox, start, Options};
 use crate::basic::victim_intact;
 use alloc::format;
 use alloc::string::String;
@@ -11,6 +9,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{kinfo as ki, Rights, CHILD_PMEM_VA, DEVICE_HANDLES_VA, PAGE_SIZE};
 use exo_rt::{kinfo, mem, println};
+use initlib::sched::{self, state_name, EXITED};
+use initlib::spawn::{self, finish, mailbox, start, Options};
 
 type Outcome = Result<(), String>;
 
@@ -25,10 +25,7 @@ impl Canaries {
     pub fn place(salt: u64) -> Result<Canaries, String> {
         let region = initlib::regions::make_region(1)?;
         let frame = initlib::frames::alloc().ok_or("no frame for a canary")?;
-        let pages = alloc::vec![
-            (region, salt ^ 0xc0ca_0000_0000_0001),
-            (frame, salt ^ 0xc0ca_0000_0000_0002)
-        ];
+        let pages = alloc::vec![(region, salt ^ 0xc0ca_0000_0000_0001), (frame, salt ^ 0xc0ca_0000_0000_0002)];
         for (va, seed) in &pages {
             for i in 0..512 {
                 mem::write(va + i * 8, seed.wrapping_mul(i + 1));
@@ -42,9 +39,7 @@ impl Canaries {
             for i in 0..512 {
                 let got = mem::read(va + i * 8);
                 if got != seed.wrapping_mul(i + 1) {
-                    return Err(format!(
-                        "{what}: init's canary page at {va:#x} changed at word {i}: {got:#x}"
-                    ));
+                    return Err(format!("{what}: init's canary page at {va:#x} changed at word {i}: {got:#x}"));
                 }
             }
         }
@@ -73,12 +68,7 @@ pub fn syscall_fuzz() -> Outcome {
     // destroys itself (allowed) is replaced by one with a new seed.
     let (mut total, mut rounds, mut killed) = (0u64, 0u64, 0u64);
     while total < RANDOM_CALLS && rounds < 8 {
-        let fuzzer = start(
-            "probe",
-            &format!("fuzz {:x} {rounds}", RANDOM_CALLS - total),
-            64,
-            &[],
-        )?;
+        let fuzzer = start("probe", &format!("fuzz {:x} {rounds}", RANDOM_CALLS - total), 64, &[])?;
         let st = sched::wait(fuzzer.slot);
         let made = mem::read(mailbox(&fuzzer) + 16);
         total += made;
@@ -106,18 +96,13 @@ pub fn syscall_fuzz() -> Outcome {
     // structures (the regression set), then fuzzes from its own seed.
     // `sfuzz=random` on the command line: skip the directed structures
     // (to see what the random structures find on their own).
-    let random_only = kinfo::cmdline()
-        .split_whitespace()
-        .any(|w| w == "sfuzz=random");
+    let random_only = kinfo::cmdline().split_whitespace().any(|w| w == "sfuzz=random");
     let (mut stotal, mut procs) = (0u64, 0u64);
     let mut failures: Vec<String> = Vec::new();
     while stotal < SFUZZ_CALLS && procs < 12 {
         let seed = procs + 1;
         let opts = Options {
-            args: &format!(
-                "sfuzz {SFUZZ_PER_PROCESS:x} {seed}{}",
-                if random_only { " noscen" } else { "" }
-            ),
+            args: &format!("sfuzz {SFUZZ_PER_PROCESS:x} {seed}{}", if random_only { " noscen" } else { "" }),
             words: &[],
             heap_pages: 32,
             spare_pages: SFUZZ_SPARES,
@@ -130,14 +115,8 @@ pub fn syscall_fuzz() -> Outcome {
         procs += 1;
         let code = sched::slot(f.slot).code.load(SeqCst);
         if st != EXITED || code != 0 {
-            failures.push(format!(
-                "sfuzz seed {seed} ended {} with code {code:#x} after {made} calls",
-                state_name(st)
-            ));
-            println!(
-                "init: {}",
-                failures.last().map(String::as_str).unwrap_or("")
-            );
+            failures.push(format!("sfuzz seed {seed} ended {} with code {code:#x} after {made} calls", state_name(st)));
+            println!("init: {}", failures.last().map(String::as_str).unwrap_or(""));
         }
         canaries.check(&format!("after sfuzz seed {seed}"))?;
         victim_intact(&checker)?;
@@ -150,16 +129,10 @@ pub fn syscall_fuzz() -> Outcome {
         kinfo::word(ki::W_SYSCALLS)
     );
     if !failures.is_empty() {
-        return Err(format!(
-            "{} structure-aware fuzzers found something: {}",
-            failures.len(),
-            failures.join("; ")
-        ));
+        return Err(format!("{} structure-aware fuzzers found something: {}", failures.len(), failures.join("; ")));
     }
     if stotal < SFUZZ_CALLS {
-        return Err(format!(
-            "only {stotal} structure-aware fuzz calls were made"
-        ));
+        return Err(format!("only {stotal} structure-aware fuzz calls were made"));
     }
     canaries.check("after the fuzzers")?;
     victim_intact(&checker)?;
@@ -195,40 +168,23 @@ pub fn syscall_matrix() -> Outcome {
     while mem::read(mb + 8) == 0 {
         sched::sched_yield();
     }
-    let pmem_pages = if initlib::pmem::total() >= PMEM_PAGES * PAGE_SIZE {
-        PMEM_PAGES
-    } else {
-        0
-    };
+    let pmem_pages = if initlib::pmem::total() >= PMEM_PAGES * PAGE_SIZE { PMEM_PAGES } else { 0 };
     // A device nobody uses in this test: the last with a handle and a BAR
     // (on the standard machine the virtio-blk or the NVMe).
-    let dev = initlib::devices::all()
-        .into_iter()
-        .rev()
-        .find(|d| d.handle_va != 0 && d.bars[0].0 != 0);
+    let dev = initlib::devices::all().into_iter().rev().find(|d| d.handle_va != 0 && d.bars[0].0 != 0);
     let words = [pmem_pages, dev.is_some() as u64, dev.is_some() as u64];
-    let opts = Options {
-        args: "matrix",
-        words: &words,
-        heap_pages: 32,
-        spare_pages: 1024,
-        paused: true,
-    };
+    let opts = Options { args: "matrix", words: &words, heap_pages: 32, spare_pages: 1024, paused: true };
     let c = spawn::spawn_named("probe", &opts)?;
     let sys_err = |what: &str, e: exo_abi::Error| format!("{what}: {}", e.name());
     let mut shared = Vec::new();
-    for (base, rights) in [
-        (SHARED_RW_VA, Rights::WRITE | Rights::GRANT),
-        (SHARED_RO_VA, Rights::NONE),
-    ] {
+    for (base, rights) in [(SHARED_RW_VA, Rights::WRITE | Rights::GRANT), (SHARED_RO_VA, Rights::NONE)] {
         for i in 0..SHARED_PAGES {
             let f = initlib::frames::alloc().ok_or("no frame to share")?;
             for w in 0..512 {
                 mem::write(f + w * 8, pattern(i + base, w));
             }
             spawn::ensure_tables(c.at(base + i * PAGE_SIZE)).map_err(|e| format!("tables: {e}"))?;
-            exo_rt::sys::map(f, 0, 0, c.at(base + i * PAGE_SIZE), rights)
-                .map_err(|e| sys_err("share", e))?;
+            exo_rt::sys::map(f, 0, 0, c.at(base + i * PAGE_SIZE), rights).map_err(|e| sys_err("share", e))?;
             shared.push((f, i + base));
         }
     }
@@ -238,33 +194,18 @@ pub fn syscall_matrix() -> Outcome {
         initlib::pmem::grant(&c, CHILD_PMEM_VA, 0, pmem_pages * PAGE_SIZE)?;
     }
     if let Some(d) = &dev {
-        println!("init: syscall_matrix: device {:04x} ({:04x}:{:04x}) lends its handle and a register page", d.bdf, d.vendor, d.device);
+        println!(
+            "init: syscall_matrix: device {:04x} ({:04x}:{:04x}) lends its handle and a register page",
+            d.bdf, d.vendor, d.device
+        );
         spawn::ensure_tables(c.at(DEVICE_HANDLES_VA)).map_err(|e| format!("tables: {e}"))?;
-        exo_rt::sys::map(
-            d.handle_va,
-            0,
-            0,
-            c.at(DEVICE_HANDLES_VA),
-            Rights::OWN | Rights::GRANT,
-        )
-        .map_err(|e| sys_err("device handle", e))?;
-        exo_rt::sys::map(
-            d.handle_va,
-            0,
-            0,
-            c.at(DEVICE_HANDLES_VA + PAGE_SIZE),
-            Rights::GRANT,
-        )
-        .map_err(|e| sys_err("device handle copy", e))?;
+        exo_rt::sys::map(d.handle_va, 0, 0, c.at(DEVICE_HANDLES_VA), Rights::OWN | Rights::GRANT)
+            .map_err(|e| sys_err("device handle", e))?;
+        exo_rt::sys::map(d.handle_va, 0, 0, c.at(DEVICE_HANDLES_VA + PAGE_SIZE), Rights::GRANT)
+            .map_err(|e| sys_err("device handle copy", e))?;
         spawn::ensure_tables(c.at(DEVREG_VA)).map_err(|e| format!("tables: {e}"))?;
-        exo_rt::sys::map(
-            d.bars[0].0,
-            0,
-            0,
-            c.at(DEVREG_VA),
-            Rights::OWN | Rights::WRITE | Rights::GRANT,
-        )
-        .map_err(|e| sys_err("device register page", e))?;
+        exo_rt::sys::map(d.bars[0].0, 0, 0, c.at(DEVREG_VA), Rights::OWN | Rights::WRITE | Rights::GRANT)
+            .map_err(|e| sys_err("device register page", e))?;
     } else {
         println!("init: syscall_matrix: no device with a handle: the device rows are skipped");
     }
@@ -275,9 +216,7 @@ pub fn syscall_matrix() -> Outcome {
     for (f, i) in &shared {
         for w in 0..512 {
             if mem::read(f + w * 8) != pattern(*i, w) {
-                return Err(format!(
-                    "a page init shared with the matrix probe changed (page {i:#x}, word {w})"
-                ));
+                return Err(format!("a page init shared with the matrix probe changed (page {i:#x}, word {w})"));
             }
         }
     }
@@ -286,9 +225,7 @@ pub fn syscall_matrix() -> Outcome {
         return Err("checker found its memory changed".into());
     }
     if code != 0 {
-        return Err(format!(
-            "matrix probe exited with {code}: some cells differ from docs/syscalls.md (see above)"
-        ));
+        return Err(format!("matrix probe exited with {code}: some cells differ from docs/syscalls.md (see above)"));
     }
     Ok(())
 }

@@ -4,18 +4,17 @@
 //! what they report *and* what init can verify itself (through the windows
 //! it keeps on every child's memory and the kernel info page).
 
-use initlib::regions::{make_region, start_linked};
-use initlib::sched::{self, state_name, RUNNABLE};
-use initlib::spawn::{self, finish, mailbox, start, start_paused, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
 use exo_rt::layout::SCRATCH_VA;
 use exo_rt::{kinfo, mem, println, sys};
+use initlib::regions::{make_region, start_linked};
+use initlib::sched::{self, state_name, RUNNABLE};
+use initlib::spawn::{self, finish, mailbox, start, start_paused, Child, Options};
 
 type Outcome = Result<(), String>;
-
 
 /// The run's nonce: `nonce=<hex>` from the command line (xtask gives both
 /// boots of a two-boot test the same one).
@@ -27,9 +26,6 @@ pub fn nonce() -> Result<u64, String> {
         .filter(|n| *n != 0)
         .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
-
-
-
 
 pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
     let c = start(prog, args, spare, &[])?;
@@ -98,7 +94,10 @@ fn ram_matches_the_machine() -> Outcome {
     if sum != bytes {
         return Err(format!("RAM ranges add up to {sum} bytes, the kernel reports {bytes}"));
     }
-    let machine = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("ram_mib=")).and_then(|m| m.parse::<u64>().ok());
+    let machine = kinfo::cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ram_mib="))
+        .and_then(|m| m.parse::<u64>().ok());
     if let Some(mib) = machine {
         let ram = mib << 20;
         // The kernel image and stacks, the boot image, init's RAM-window
@@ -106,7 +105,11 @@ fn ram_matches_the_machine() -> Outcome {
         let overhead = 16 << 20;
         let expected = ram.saturating_sub(kinfo::word(ki::W_BOOT_IMAGE_LEN) + ram / 256 + overhead);
         if bytes < expected || bytes > ram {
-            return Err(format!("init got {} MiB of RAM on a {mib} MiB machine (expected at least {} MiB)", bytes >> 20, expected >> 20));
+            return Err(format!(
+                "init got {} MiB of RAM on a {mib} MiB machine (expected at least {} MiB)",
+                bytes >> 20,
+                expected >> 20
+            ));
         }
     }
     if checked < n {
@@ -201,7 +204,11 @@ pub fn isolation() -> Outcome {
     let edge = start("probe", "attack-edge", 8, &[])?;
     let st = sched::wait(edge.slot);
     if st != sched::PANICKED {
-        return Err(format!("attack-edge ended {} (code {}), expected a #GP in the attacker", state_name(st), sched::slot(edge.slot).code.load(SeqCst)));
+        return Err(format!(
+            "attack-edge ended {} (code {}), expected a #GP in the attacker",
+            state_name(st),
+            sched::slot(edge.slot).code.load(SeqCst)
+        ));
     }
     println!("init: isolation: syscall at the top of the user half: the attacker took a #GP");
     // No I/O ports without a grant (no IOPL, an empty I/O bitmap).
@@ -226,10 +233,6 @@ pub fn isolation() -> Outcome {
     }
     Ok(())
 }
-
-
-
-
 
 pub fn share_region() -> Outcome {
     let region = make_region(4)?;
@@ -277,7 +280,6 @@ pub fn userspace_alloc() -> Outcome {
     Ok(())
 }
 
-
 pub fn bad_elf() -> Outcome {
     let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image()).map_err(|e| format!("{e}"))?;
     let mut refused = 0;
@@ -320,7 +322,11 @@ pub fn microbench() -> Outcome {
     };
     println!("{}", TscLine(kinfo::word(ki::W_TSC_PER_US)));
     let calib = best(&mut || spin_instructions(1000));
-    println!("microbench: calibration: {} ticks per 2000 instructions ({:.3} per instruction)", calib / N, calib as f64 / (N * 2000) as f64);
+    println!(
+        "microbench: calibration: {} ticks per 2000 instructions ({:.3} per instruction)",
+        calib / N,
+        calib as f64 / (N * 2000) as f64
+    );
     let empty = best(&mut || {});
     let null = best(&mut || {
         let _ = sys::raw_number(99, 0, 0, 0, 0, 0);

@@ -31,7 +31,8 @@ pub fn libdb_pmem(check: bool) -> Outcome {
     }
     // Errors are named, each with its own exit code. Both meta pages
     // damaged (through init's own mapping, made durable): a corrupt database.
-    let mut meta = Region::claim(PMEM_VA + PMEM_OFFSET, 2 * PAGE_SIZE).map_err(|e| format!("claiming the meta pages: {e}"))?;
+    let mut meta =
+        Region::claim(PMEM_VA + PMEM_OFFSET, 2 * PAGE_SIZE).map_err(|e| format!("claiming the meta pages: {e}"))?;
     meta.as_mut_slice().iter_mut().step_by(512).for_each(|b| *b ^= 0x5a);
     meta.persist(0, 2 * PAGE_SIZE as usize);
     meta.fence();

@@ -5,10 +5,6 @@
 //! `block_service`, `two_nvme` and the malformed-ACPI boots. The device
 //! grants themselves are `initlib::devices`.
 
-use initlib::devices::*;
-use initlib::regions::{link, make_region};
-use initlib::sched;
-use initlib::spawn::{self, expect_zero, finish, Child, Options};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,6 +12,10 @@ use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{devinfo as di, kinfo as ki, Rights, PAGE_SIZE, RAM_WINDOW_VA};
 use exo_rt::layout::SCRATCH_VA;
 use exo_rt::{kinfo, mem, println, sys};
+use initlib::devices::*;
+use initlib::regions::{link, make_region};
+use initlib::sched;
+use initlib::spawn::{self, expect_zero, finish, Child, Options};
 
 type Outcome = Result<(), String>;
 
@@ -90,7 +90,10 @@ pub fn sriov_pf() -> Outcome {
         if vf.handle_va == 0 || vf.bars[0].0 == 0 || vf.bars[0].1 == 0 {
             return Err(format!("VF {n} has no device handle or no BAR 0: {vf:?}"));
         }
-        println!("init: VF {n} is device {} at {rid:04x}: BAR0 {:#x} bytes, its own device handle", vf.index, vf.bars[0].1);
+        println!(
+            "init: VF {n} is device {} at {rid:04x}: BAR0 {:#x} bytes, its own device handle",
+            vf.index, vf.bars[0].1
+        );
     }
     nvme_rw_on(&dev)
 }
@@ -142,9 +145,15 @@ pub fn nvme_irq() -> Outcome {
         return Err("the kernel gives this device no remapped interrupt vectors (interrupt remapping off?)".into());
     }
     if m.bar != 0 || m.entries < 3 {
-        return Err(format!("MSI-X table in BAR {} with {} entries; the driver needs it in BAR 0 with 3", m.bar, m.entries));
+        return Err(format!(
+            "MSI-X table in BAR {} with {} entries; the driver needs it in BAR 0 with 3",
+            m.bar, m.entries
+        ));
     }
-    println!("init: MSI-X table at BAR0 + {:#x}, {} entries; remapping handles {irq_handle}.., vectors {vector0:#x}..", m.table, m.entries);
+    println!(
+        "init: MSI-X table at BAR0 + {:#x}, {} entries; remapping handles {irq_handle}.., vectors {vector0:#x}..",
+        m.table, m.entries
+    );
     enable_msix(&dev, &m);
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let words = m.table as u64 | irq_handle << 32;
@@ -169,7 +178,6 @@ pub fn nvme_irq() -> Outcome {
 
 const VIRTIO_BLK_IDS: (u16, u16) = (0x1af4, 0x1042);
 
-
 /// `virtio_blk_rw`: the same random write/verify as `nvme_rw`, on
 /// virtio-blk (`iommu_platform=on`, so its DMA goes through VT-d too).
 pub fn virtio_blk_rw() -> Outcome {
@@ -179,7 +187,9 @@ pub fn virtio_blk_rw() -> Outcome {
     println!("init: virtio-blk {:04x}: structures in BAR {bar} ({:#x} bytes): common {common:#x}, notify {notify:#x} x {mult}, device {device:#x}", dev.bdf, dev.bars[bar].1);
     let before = dma_faults();
     if [common, notify, mult, device].iter().any(|v| *v > 0xffff) {
-        return Err(format!("virtio structure offsets {common:#x} {notify:#x} {mult:#x} {device:#x} do not fit 16 bits"));
+        return Err(format!(
+            "virtio structure offsets {common:#x} {notify:#x} {mult:#x} {device:#x} do not fit 16 bits"
+        ));
     }
     let layout = common | notify << 16 | mult << 32 | device << 48;
     let driver = start_driver("nvmed", "virtio", &dev, bar, 96, [layout, kinfo::word(ki::W_TSC_PER_US)])?;
@@ -393,7 +403,6 @@ pub fn device_ownership() -> Outcome {
     Ok(())
 }
 
-
 /// `nvme_persist_write` / `nvme_persist_check`: the two boots of
 /// `nvme_persist`.
 pub fn nvme_persist(check: bool) -> Outcome {
@@ -487,11 +496,16 @@ pub fn two_nvme() -> Outcome {
     );
     for k in 0..2 {
         if attempts[k] == 0 || per_device[k] < attempts[k] {
-            return Err(format!("controller {k}: {} stray DMAs but {} faults counted against it", attempts[k], per_device[k]));
+            return Err(format!(
+                "controller {k}: {} stray DMAs but {} faults counted against it",
+                attempts[k], per_device[k]
+            ));
         }
     }
     if total != per_device[0] + per_device[1] {
-        return Err(format!("{total} DMA faults in all, but {per_device:?} against the two controllers: another device faulted"));
+        return Err(format!(
+            "{total} DMA faults in all, but {per_device:?} against the two controllers: another device faulted"
+        ));
     }
     Ok(())
 }

@@ -42,10 +42,7 @@ fn main() {
     initlib::boot::init();
     let cmdline = kinfo::cmdline();
     println!("init: command line {cmdline:?} (the test root)");
-    let Some(name) = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("test="))
-    else {
+    let Some(name) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("test=")) else {
         println!("EXO-TEST-FAIL testinit: no test=<name> on the command line");
         exo_rt::debug_exit(0x11);
     };

@@ -4,13 +4,13 @@
 //! child work there, and a nonce pattern written and flushed in boot 1 is
 //! all there in boot 2. The grants themselves are `initlib::pmem`.
 
-use initlib::pmem::{grant, ranges, reclaim, total, TEST_AREA};
-use initlib::spawn::{self, Options};
 use alloc::format;
 use alloc::string::String;
 use exo_abi::{kinfo as ki, Error, Rights, PAGE_SIZE, PMEM_VA};
 use exo_rt::region::Region;
 use exo_rt::{kinfo, mem, println, sys};
+use initlib::pmem::{grant, ranges, reclaim, total, TEST_AREA};
+use initlib::spawn::{self, Options};
 
 type Outcome = Result<(), String>;
 
@@ -37,18 +37,22 @@ fn pattern(nonce: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-
 /// The kernel info page describes the standard machine's NVDIMM: one
 /// range of 128 MiB above RAM, at `PMEM_VA`, nothing refused.
 fn check_description() -> Outcome {
     let all: alloc::vec::Vec<_> = ranges().collect();
     let refused = kinfo::word(ki::W_PMEM_REFUSED);
     let [r] = all[..] else {
-        return Err(format!("kernel info page lists {} pmem ranges ({refused} refused), expected the one NVDIMM", all.len()));
+        return Err(format!(
+            "kernel info page lists {} pmem ranges ({refused} refused), expected the one NVDIMM",
+            all.len()
+        ));
     };
     println!("init: pmem range {:#x}..{:#x} ({} MiB) at {:#x}", r.phys, r.phys + r.bytes, r.bytes >> 20, r.va);
     if r.bytes != STANDARD_NVDIMM_BYTES || r.va != PMEM_VA || refused != 0 {
-        return Err(format!("pmem range {r:?}, {refused} refused: expected {STANDARD_NVDIMM_BYTES:#x} bytes at {PMEM_VA:#x}"));
+        return Err(format!(
+            "pmem range {r:?}, {refused} refused: expected {STANDARD_NVDIMM_BYTES:#x} bytes at {PMEM_VA:#x}"
+        ));
     }
     let ram_top = (0..(kinfo::word(ki::W_RAM_RANGES) as usize).min(ki::MAX_RAM_RANGES))
         .map(|i| kinfo::word(ki::W_RAM_RANGE0 + 2 * i) + kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1))
@@ -90,7 +94,9 @@ fn check_grant() -> Outcome {
     let child_va = exo_abi::CHILD_PMEM_VA;
     let args = format!("attack-write {:x}", child_va + (word - GRANT_OFFSET));
     let child = spawn::spawn_named("probe", &Options { args: &args, paused: true, ..Options::default() })?;
-    if grant(&child, child_va, total(), PAGE_SIZE).is_ok() || grant(&child, child_va, GRANT_OFFSET + 1, PAGE_SIZE).is_ok() {
+    if grant(&child, child_va, total(), PAGE_SIZE).is_ok()
+        || grant(&child, child_va, GRANT_OFFSET + 1, PAGE_SIZE).is_ok()
+    {
         return Err("a grant outside the span or misaligned was accepted".into());
     }
     grant(&child, child_va, GRANT_OFFSET, GRANT_BYTES)?;
@@ -113,7 +119,10 @@ fn check_grant() -> Outcome {
         Err(Error::Lent) => {}
         other => return Err(format!("create(table) from a pmem page back from a child: {other:?}, expected Lent")),
     }
-    println!("init: {} pmem pages moved to probe, written there, moved back: the write is in the NVDIMM", GRANT_BYTES / PAGE_SIZE);
+    println!(
+        "init: {} pmem pages moved to probe, written there, moved back: the write is in the NVDIMM",
+        GRANT_BYTES / PAGE_SIZE
+    );
     Ok(())
 }
 
@@ -161,7 +170,9 @@ pub fn persist_check() -> Outcome {
         }
     }
     if let Some((at, got, want)) = first {
-        return Err(format!("{wrong} bytes differ after the reboot; first at offset {at:#x}: {got:#04x}, expected {want:#04x}"));
+        return Err(format!(
+            "{wrong} bytes differ after the reboot; first at offset {at:#x}: {got:#04x}, expected {want:#04x}"
+        ));
     }
     println!("init: all {} bytes of pattern {nonce:#x} survived the reboot in pmem", PATTERN_BYTES);
     Ok(())

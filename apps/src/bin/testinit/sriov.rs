@@ -21,22 +21,24 @@
 //!    against VF 1 or the PF;
 //! 6. the PF's driver does verified I/O again (the PF works beside them).
 
-use initlib::devices::{self, Device};
-use initlib::sched;
-use initlib::spawn::{self, finish};
-use initlib::sriov::{enable_vf, online_vfs, vf_of, vfs_done};
 use alloc::format;
 use alloc::string::String;
 use exo_abi::kinfo as ki;
 use exo_rt::{kinfo, mem, println};
+use initlib::devices::{self, Device};
+use initlib::sched;
+use initlib::spawn::{self, finish};
+use initlib::sriov::{enable_vf, online_vfs, vf_of, vfs_done};
 
 type Outcome = Result<(), String>;
-
 
 pub fn sriov_vf() -> Outcome {
     let pf = devices::nvme_sriov_pf()?;
     let (vf, vf2) = (vf_of(&pf, 1)?, vf_of(&pf, 2)?);
-    println!("init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}", vf.index, vf.bdf, vf2.index, vf2.bdf);
+    println!(
+        "init: VF 1 of the NVMe PF is device {} at {:04x}, VF 2 device {} at {:04x}",
+        vf.index, vf.bdf, vf2.index, vf2.bdf
+    );
     let tsc = kinfo::word(ki::W_TSC_PER_US);
     let faults0 = kinfo::word(ki::W_DMA_FAULTS);
     let pf_driver = online_vfs(&pf, 2)?;
@@ -69,7 +71,8 @@ fn vf_attack(pf: &Device, vf1: &Device, vf2: &Device) -> Outcome {
     let target_pa = frame - exo_abi::RAM_WINDOW_VA;
     let counts = |d: &Device| devices::device_dma_faults(d.index);
     let before = (counts(pf), counts(vf1), counts(vf2), kinfo::word(ki::W_DMA_FAULTS));
-    let driver = devices::start_driver("nvmetest", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
+    let driver =
+        devices::start_driver("nvmetest", "attack", vf2, 0, devices::NVME_DMA_PAGES, [target_pa, VICTIM_PATTERN])?;
     sched::start(driver.slot);
     let code = finish(&driver, "nvmetest attack on VF 2")?;
     let attacks = mem::read(spawn::mailbox(&driver) + 8);

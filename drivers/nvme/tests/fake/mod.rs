@@ -8,14 +8,14 @@
 //! that only Flush updates.
 #![allow(dead_code)]
 
+use iommu::vtd::fault::FaultReason;
+use iommu::vtd::walk::{translate, WalkLimits};
+use iommu::vtd::{Access, Bdf};
 use nvme::command::{admin, nvm, Command};
 use nvme::prp;
 use nvme::regs;
 use nvme::status::{sct, Completion, Status};
 use nvme::{DmaMemory, Registers};
-use iommu::vtd::fault::FaultReason;
-use iommu::vtd::walk::{translate, WalkLimits};
-use iommu::vtd::{Access, Bdf};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -150,7 +150,19 @@ pub struct FakeConfig {
 impl Default for FakeConfig {
     fn default() -> Self {
         // Like QEMU's nvme: MDTS 7 (512 KiB), MQES 2047.
-        FakeConfig { blocks: 4096, lbads: 9, mdts: 7, mqes: 2047, max_io_queues: 4, doorbell_stride_log2: 0, reorder: false, min_batch: 1, secondaries: 0, serial: "FAKE0001", max_vq_per_secondary: 16 }
+        FakeConfig {
+            blocks: 4096,
+            lbads: 9,
+            mdts: 7,
+            mqes: 2047,
+            max_io_queues: 4,
+            doorbell_stride_log2: 0,
+            reorder: false,
+            min_batch: 1,
+            secondaries: 0,
+            serial: "FAKE0001",
+            max_vq_per_secondary: 16,
+        }
     }
 }
 
@@ -260,12 +272,8 @@ impl FakeController {
         let namespace_ready = Arc::new(AtomicBool::new(true));
         // CAP: MQES, CQR (bit 16), TO = 15 (bits 31:24), DSTRD (35:32),
         // CSS bit 37 (NVM), MPSMIN = 0, MPSMAX = 4.
-        let cap = config.mqes as u64
-            | 1 << 16
-            | 15 << 24
-            | (config.doorbell_stride_log2 as u64) << 32
-            | 1 << 37
-            | 4 << 52;
+        let cap =
+            config.mqes as u64 | 1 << 16 | 15 << 24 | (config.doorbell_stride_log2 as u64) << 32 | 1 << 37 | 4 << 52;
         let state = Arc::new(RegState {
             cap,
             cc: AtomicU32::new(0),
@@ -372,10 +380,18 @@ impl Worker {
         let s = self.state.clone();
         match offset {
             regs::AQA => s.aqa.store(value, Ordering::SeqCst),
-            o if o == regs::ASQ => s.asq.store((s.asq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst),
-            o if o == regs::ASQ + 4 => s.asq.store((s.asq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst),
-            o if o == regs::ACQ => s.acq.store((s.acq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst),
-            o if o == regs::ACQ + 4 => s.acq.store((s.acq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst),
+            o if o == regs::ASQ => {
+                s.asq.store((s.asq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst)
+            }
+            o if o == regs::ASQ + 4 => {
+                s.asq.store((s.asq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst)
+            }
+            o if o == regs::ACQ => {
+                s.acq.store((s.acq.load(Ordering::SeqCst) & !0xffff_ffff) | value as u64, Ordering::SeqCst)
+            }
+            o if o == regs::ACQ + 4 => {
+                s.acq.store((s.acq.load(Ordering::SeqCst) & 0xffff_ffff) | (value as u64) << 32, Ordering::SeqCst)
+            }
             regs::CC => self.cc_write(value),
             o if o >= regs::DOORBELL_BASE => {
                 self.stats.lock().unwrap().doorbell_writes += 1;
@@ -410,8 +426,14 @@ impl Worker {
             assert_eq!((value >> 16) & 0xf, 6, "CC.IOSQES");
             assert_eq!((value >> 20) & 0xf, 4, "CC.IOCQES");
             assert_eq!((value >> 7) & 0xf, 0, "CC.MPS: 4 KiB pages");
-            self.sqs.insert(0, Sq { base: self.state.asq.load(Ordering::SeqCst), entries: sq_entries, head: 0, tail: 0, cqid: 0 });
-            self.cqs.insert(0, Cq { base: self.state.acq.load(Ordering::SeqCst), entries: cq_entries, tail: 0, head: 0, phase: true });
+            self.sqs.insert(
+                0,
+                Sq { base: self.state.asq.load(Ordering::SeqCst), entries: sq_entries, head: 0, tail: 0, cqid: 0 },
+            );
+            self.cqs.insert(
+                0,
+                Cq { base: self.state.acq.load(Ordering::SeqCst), entries: cq_entries, tail: 0, head: 0, phase: true },
+            );
             self.enabled = true;
             self.state.csts.store(1, Ordering::SeqCst);
         } else if !enable && self.enabled {
@@ -569,7 +591,11 @@ impl Worker {
                 }
                 let i = cntlid as usize - 1;
                 let used = |v: &Vec<Secondary>, queues: bool| -> u16 {
-                    v.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| if queues { s.queues } else { s.interrupts }).sum()
+                    v.iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, s)| if queues { s.queues } else { s.interrupts })
+                        .sum()
                 };
                 match action {
                     7 => self.secondaries[i].online = false,
@@ -577,8 +603,11 @@ impl Worker {
                         if self.secondaries[i].online {
                             return generic(0x02);
                         }
-                        let (pool, queues) = if resource == 0 { (FLEXIBLE_QUEUES, true) } else { (FLEXIBLE_INTERRUPTS, false) };
-                        if count > pool - used(&self.secondaries, queues) || (queues && count > self.config.max_vq_per_secondary) {
+                        let (pool, queues) =
+                            if resource == 0 { (FLEXIBLE_QUEUES, true) } else { (FLEXIBLE_INTERRUPTS, false) };
+                        if count > pool - used(&self.secondaries, queues)
+                            || (queues && count > self.config.max_vq_per_secondary)
+                        {
                             return generic(0x02);
                         }
                         if queues {

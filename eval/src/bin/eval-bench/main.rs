@@ -136,10 +136,7 @@ fn cmd_suite(raw: &[String]) -> Result<(), String> {
         if let Some(stat) = &block_stat {
             child.args(["--block-stat", stat]);
         }
-        let out = child
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+        let out = child.stderr(Stdio::inherit()).output().map_err(|e| format!("starting {}: {e}", exe.display()))?;
         let text = String::from_utf8_lossy(&out.stdout);
         if out.status.success() && text.lines().count() == 1 {
             print!("{text}");

@@ -31,10 +31,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn nonce() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
 }
 
 /// One [`create_test`] boot of `medium` on fresh images: its lines, the
@@ -76,21 +73,14 @@ fn exo_boot(
     };
     let r = runner::run(m.command()?, &opts, Expect::PassLine(test))?;
     if !r.outcome.passed() {
-        bail!(
-            "exokernel {test} failed: {} (log {})",
-            r.outcome,
-            r.log_path.display()
-        );
+        bail!("exokernel {test} failed: {} (log {})", r.outcome, r.log_path.display());
     }
-    let lines = parse_boot(&r.serial, medium)
-        .with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
+    let lines =
+        parse_boot(&r.serial, medium).with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
     let counts = if icount {
         None
     } else {
-        Some(qtrace::count(
-            &std::fs::read_to_string(&trace)
-                .with_context(|| format!("reading {}", trace.display()))?,
-        )?)
+        Some(qtrace::count(&std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?)?)
     };
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
@@ -141,26 +131,16 @@ pub fn run(quick: bool) -> Result<()> {
     // Rounds of (exo boots, Linux measurement), interleaved so that load
     // from other users of the host hits both systems alike.
     let (mut rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
-    let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) =
-        (vec![], vec![], vec![], vec![]);
+    let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) = (vec![], vec![], vec![], vec![]);
     let mut linux_work = work.clone();
     for round in 1..=n_rounds {
         {
             // Two runs in one checkout would share images and logs: wait instead.
             let _lock = machine::lock_images(&work)?;
             for medium in MEDIA {
-                println!(
-                    "-- round {round}/{n_rounds}: exo {medium} (test={})",
-                    create_test(medium)
-                );
-                let (lines, trace, secs) = exo_boot(
-                    &arts,
-                    &work,
-                    &work.join("images-exo"),
-                    medium,
-                    false,
-                    &format!("db-exo-{medium}"),
-                )?;
+                println!("-- round {round}/{n_rounds}: exo {medium} (test={})", create_test(medium));
+                let (lines, trace, secs) =
+                    exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"))?;
                 exo_secs.push(secs);
                 for l in &lines {
                     println!(
@@ -188,11 +168,7 @@ pub fn run(quick: bool) -> Result<()> {
         let title = format!("-- round {round}/{n_rounds}: linux-guest");
         let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
         lm.print_checks();
-        linux_checks.extend(
-            lm.checks
-                .iter()
-                .map(|(ok, c)| (*ok, format!("round {round}: {c}"))),
-        );
+        linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
         linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
         linux_secs.push(lm.counters.elapsed.as_secs_f64() + lm.icount.elapsed.as_secs_f64());
         linux_env = lm.env.clone();
@@ -206,10 +182,7 @@ pub fn run(quick: bool) -> Result<()> {
     // while QEMU completes the I/O, which varies; every value is listed).
     let (mut icount_env, mut icount_all) = (vec![], BTreeMap::new());
     let icount_images = icount_images_dir(&work);
-    icount_env.push((
-        "exo icount boots' images".to_string(),
-        icount_images.display().to_string(),
-    ));
+    icount_env.push(("exo icount boots' images".to_string(), icount_images.display().to_string()));
     // Removed however the boots end (they may be in RAM).
     let _cleanup = RemoveOnDrop(icount_images.clone());
     {
@@ -218,30 +191,15 @@ pub fn run(quick: bool) -> Result<()> {
             let mut boots = vec![];
             let (mut secs, mut rates) = (vec![], vec![]);
             for boot in 1..=n_rounds {
-                println!(
-                    "-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)"
-                );
-                let (lines, _, t) = exo_boot(
-                    &arts,
-                    &work,
-                    &icount_images,
-                    medium,
-                    true,
-                    &format!("db-exo-{medium}-icount"),
-                )?;
+                println!("-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)");
+                let (lines, _, t) =
+                    exo_boot(&arts, &work, &icount_images, medium, true, &format!("db-exo-{medium}-icount"))?;
                 secs.push(format!("{t:.0}"));
-                rates.push(
-                    lines
-                        .first()
-                        .map_or("?".into(), |l| format_number(l.tsc_per_us as f64)),
-                );
+                rates.push(lines.first().map_or("?".into(), |l| format_number(l.tsc_per_us as f64)));
                 boots.push(instructions(&lines));
             }
             for ((w, d), (median, all)) in median_instructions(&boots) {
-                if let Some(r) = exo
-                    .iter_mut()
-                    .find(|r| r.medium == medium && r.workload == w && r.durability == d)
-                {
+                if let Some(r) = exo.iter_mut().find(|r| r.medium == medium && r.workload == w && r.durability == d) {
                     r.guest_instructions_per_op = Some(median);
                 }
                 icount_all.insert((medium.to_string(), w, d), all);
@@ -295,30 +253,13 @@ pub fn run(quick: bool) -> Result<()> {
             linux_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")
         ),
     ));
-    env.extend(
-        linux_env
-            .iter()
-            .map(|(k, v)| (format!("linux (last round): {k}"), v.clone())),
-    );
-    env.push((
-        "total run time".into(),
-        format!("{:.0} s", started.elapsed().as_secs_f64()),
-    ));
+    env.extend(linux_env.iter().map(|(k, v)| (format!("linux (last round): {k}"), v.clone())));
+    env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("db.csv"), eval::results::write_csv(&rows))?;
-    let md = summary(
-        &exo,
-        &exo_lines,
-        &linux_rows,
-        &rates,
-        &icount_all,
-        &checks,
-        &linux_checks,
-        &linux_failures,
-        &env,
-    );
+    let md = summary(&exo, &exo_lines, &linux_rows, &rates, &icount_all, &checks, &linux_checks, &linux_failures, &env);
     std::fs::write(out.join("db.md"), md)?;
     for medium in MEDIA {
         for l in headline(&exo, &linux_rows, medium) {

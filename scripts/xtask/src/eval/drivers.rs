@@ -52,8 +52,7 @@ fn fresh_images(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(machine::NVME_IMAGE.file);
-    let mut f =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..SPAN_BYTES >> 20 {
         f.write_all(&zeros)?;
@@ -82,11 +81,7 @@ fn exo_pass(
         .append(append)
         .nvme_ioeventfd(!doorbells)
         .trace_file(&trace);
-    for ev in if doorbells {
-        qtrace::DOORBELL_EVENTS
-    } else {
-        qtrace::EVENTS
-    } {
+    for ev in if doorbells { qtrace::DOORBELL_EVENTS } else { qtrace::EVENTS } {
         m = m.trace(*ev);
     }
     let opts = RunOptions {
@@ -98,17 +93,11 @@ fn exo_pass(
     };
     let r = runner::run(m.command()?, &opts, Expect::PassLine("nvme_bench"))?;
     if !r.outcome.passed() {
-        bail!(
-            "exokernel nvme_bench failed: {} (log {})",
-            r.outcome,
-            r.log_path.display()
-        );
+        bail!("exokernel nvme_bench failed: {} (log {})", r.outcome, r.log_path.display());
     }
-    let lines = parse_exo(&r.serial)
-        .with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
-    let counts = qtrace::count(
-        &std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?,
-    )?;
+    let lines = parse_exo(&r.serial).with_context(|| format!("exokernel serial log {}", r.log_path.display()))?;
+    let counts =
+        qtrace::count(&std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?)?;
     Ok((lines, counts, r.elapsed.as_secs_f64()))
 }
 
@@ -129,11 +118,7 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
     let mut g = guest::prepare(&ws.root, &ws.target_dir)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
-    let columns: Vec<String> = header
-        .trim()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
     let init = work.join("guest-init");
     std::fs::write(&init, include_str!("drivers/guest-init"))?;
     g.init_script = init;
@@ -144,14 +129,7 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
     let plan: String = runs.iter().map(|r| plan_line(r) + "\n").collect();
     let initrd = work.join("initramfs-drivers.cpio");
     guest::build_initramfs(&g, &plan, &initrd)?;
-    Ok(LinuxGuest {
-        vmlinuz: g.vmlinuz,
-        initrd,
-        columns,
-        runs,
-        pairs,
-        versions: g.versions,
-    })
+    Ok(LinuxGuest { vmlinuz: g.vmlinuz, initrd, columns, runs, pairs, versions: g.versions })
 }
 
 /// One boot of the Linux guest: its rows, failures, env and boot time.
@@ -171,12 +149,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>
     let mut out = BTreeMap::new();
     for &(b, m) in &lg.pairs {
         let (ob, om) = (&pass.rows[b], &pass.rows[m]);
-        if let (None, None, Some(x), Some(y)) = (
-            &ob.fail,
-            &om.fail,
-            om.nvme_sq_doorbells,
-            ob.nvme_sq_doorbells,
-        ) {
+        if let (None, None, Some(x), Some(y)) = (&ob.fail, &om.fail, om.nvme_sq_doorbells, ob.nvme_sq_doorbells) {
             if let Some(v) = per_op(x, y, lg.runs[m].ops) {
                 out.insert(lg.runs[m].workload.clone(), v);
             }
@@ -214,12 +187,7 @@ fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
             Err(e) => failures.push(format!("linux-guest {}: {e:#}", runs[p.1].workload)),
         }
     }
-    Ok((
-        (rows, extras),
-        failures,
-        pass.env,
-        pass.elapsed.as_secs_f64(),
-    ))
+    Ok(((rows, extras), failures, pass.env, pass.elapsed.as_secs_f64()))
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -237,11 +205,7 @@ pub fn run(quick: bool) -> Result<()> {
     );
     let arts = build::build_all(&ws)?;
     let lg = prepare_linux(&ws, &work, quick)?;
-    let exo_append = if quick {
-        "test=nvme_bench quick"
-    } else {
-        "test=nvme_bench"
-    };
+    let exo_append = if quick { "test=nvme_bench quick" } else { "test=nvme_bench" };
 
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);
     let (mut exo_secs, mut linux_secs) = (vec![], vec![]);
@@ -250,18 +214,12 @@ pub fn run(quick: bool) -> Result<()> {
         println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
         let (lines, trace, secs) = exo_pass(&arts, &work, exo_append, false, "drivers-exo")?;
         for l in &lines {
-            println!(
-                "  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us",
-                l.workload, l.iops, l.p50_us, l.p99_us
-            );
+            println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
         }
         exo_trace = trace;
         exo_secs.push(secs);
         rounds.push(exo_rows(&lines, &trace));
-        println!(
-            "-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)",
-            lg.runs.len()
-        );
+        println!("-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
         let (r, f, env, secs) = linux_pass(&lg, &work)?;
         for row in &r.0 {
             println!(
@@ -277,28 +235,16 @@ pub fn run(quick: bool) -> Result<()> {
     let ((rows, mut extras), all_iops) = pick_median(&rounds);
 
     println!("-- doorbell counting boots (NVMe ioeventfd off; not timed)");
-    let (db_lines, db_trace, _) =
-        exo_pass(&arts, &work, exo_append, true, "drivers-exo-doorbells")?;
+    let (db_lines, db_trace, _) = exo_pass(&arts, &work, exo_append, true, "drivers-exo-doorbells")?;
     let check = doorbell_check(&db_lines, db_trace.io_sq_doorbells);
     println!("  {} {}", if check.0 { "PASS" } else { "FAIL" }, check.1);
     let linux_db = linux_doorbells(&lg, &work)?;
-    println!(
-        "-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into"
-    );
+    println!("-- exo: short loops (bench_ops={SHORT_LOOP_OPS}), to catch loops no timer tick falls into");
     let mut short = vec![];
     for boot in 1..=SHORT_LOOP_BOOTS {
-        let (short_lines, _, _) = exo_pass(
-            &arts,
-            &work,
-            &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"),
-            false,
-            "drivers-exo-short",
-        )?;
-        short.extend(
-            tickless(&short_lines)
-                .into_iter()
-                .map(|l| format!("boot {boot}: {l}")),
-        );
+        let (short_lines, _, _) =
+            exo_pass(&arts, &work, &format!("test=nvme_bench bench_ops={SHORT_LOOP_OPS}"), false, "drivers-exo-short")?;
+        short.extend(tickless(&short_lines).into_iter().map(|l| format!("boot {boot}: {l}")));
     }
     for l in &short {
         println!("  {l}");
@@ -311,15 +257,8 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("drivers.csv"), eval::results::write_csv(&rows))?;
     std::fs::write(out.join("drivers-counters.csv"), extra_csv(&extras))?;
-    let plot = write_plot(&out, &rows)
-        .map_err(|e| println!("plot not written: {e}"))
-        .ok();
-    let secs = |v: &[f64]| {
-        v.iter()
-            .map(|s| format!("{s:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let plot = write_plot(&out, &rows).map_err(|e| println!("plot not written: {e}")).ok();
+    let secs = |v: &[f64]| v.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ");
     let mut env = vec![
         ("qemu".to_string(), crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string()),
         ("machine".into(), "the standard machine (scripts/xtask/src/machine.rs), TCG, 1 vCPU, NVMe ioeventfd=on; QEMU traces pci_nvme_io_cmd and pci_nvme_write in both boots".into()),
@@ -334,10 +273,7 @@ pub fn run(quick: bool) -> Result<()> {
     for (k, v) in &guest_env {
         env.push((format!("guest {k}"), v.clone()));
     }
-    env.push((
-        "total run time".into(),
-        format!("{:.0} s", started.elapsed().as_secs_f64()),
-    ));
+    env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
     let notes = [
         format!(
             "exo boot, whole trace: {} read, {} write, {} flush commands (device reads/writes per op above are these over all read or write ops).",
@@ -349,15 +285,7 @@ pub fn run(quick: bool) -> Result<()> {
             short.iter().map(|l| format!("- {l}\n")).collect::<String>()
         ),
     ];
-    let md = summary(
-        &rows,
-        &extras,
-        &all_iops,
-        &notes,
-        &failures,
-        plot.as_deref(),
-        &env,
-    );
+    let md = summary(&rows, &extras, &all_iops, &notes, &failures, plot.as_deref(), &env);
     std::fs::write(out.join("drivers.md"), &md)?;
     println!("\n{}", targets(&rows, &extras).join("\n"));
     for f in &failures {

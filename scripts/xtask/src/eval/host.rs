@@ -21,16 +21,11 @@ use std::time::Instant;
 pub fn run(quick: bool) -> Result<()> {
     let ws = Workspace::load()?;
     let mut build = Command::new("cargo");
-    build
-        .current_dir(&ws.root)
-        .args(["build", "--release", "-p", "eval", "--bin", "eval-bench"]);
+    build.current_dir(&ws.root).args(["build", "--release", "-p", "eval", "--bin", "eval-bench"]);
     cmd::run(&mut build).context("building eval-bench")?;
     let bench = ws.target_dir.join("release/eval-bench");
     if !bench.exists() {
-        bail!(
-            "cargo built eval-bench but {} does not exist",
-            bench.display()
-        );
+        bail!("cargo built eval-bench but {} does not exist", bench.display());
     }
 
     // A fresh ext4 on a loop device that only this benchmark uses, so the
@@ -38,16 +33,15 @@ pub fn run(quick: bool) -> Result<()> {
     let image_bytes: u64 = if quick { 2 << 30 } else { 8 << 30 };
     let (loopfs, device_note) = match LoopFs::setup(&ws.target_dir, image_bytes) {
         Ok(l) => {
-            let note = format!(
-                "ext4 on {} (a sparse {} GiB image in the target dir)",
-                l.dev,
-                image_bytes >> 30
-            );
+            let note = format!("ext4 on {} (a sparse {} GiB image in the target dir)", l.dev, image_bytes >> 30);
             (Some(l), note)
         }
         Err(e) => {
             println!("eval --host: no loop device ({e:#}); running in a plain directory, device columns stay empty");
-            (None, format!("a plain directory in the target dir; device columns empty (loop device setup failed: {e:#})"))
+            (
+                None,
+                format!("a plain directory in the target dir; device columns empty (loop device setup failed: {e:#})"),
+            )
         }
     };
     let scratch = match &loopfs {
@@ -55,8 +49,7 @@ pub fn run(quick: bool) -> Result<()> {
         None => {
             let dir = ws.target_dir.join("eval-host");
             if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("clearing {}", dir.display()))?;
+                std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
             }
             std::fs::create_dir_all(&dir)?;
             dir
@@ -106,15 +99,7 @@ pub fn run(quick: bool) -> Result<()> {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     };
-    let md = summary(
-        &host,
-        &rows,
-        &failures,
-        &plots,
-        quick,
-        &device_note,
-        started.elapsed().as_secs_f64(),
-    );
+    let md = summary(&host, &rows, &failures, &plots, quick, &device_note, started.elapsed().as_secs_f64());
     std::fs::write(out.join("host.md"), &md)?;
     match loopfs {
         Some(l) => l.teardown()?,
@@ -131,43 +116,22 @@ pub fn run(quick: bool) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
-        bail!(
-            "{} of {} runs failed (listed in host.md)",
-            failures.len(),
-            schedule.len()
-        );
+        bail!("{} of {} runs failed (listed in host.md)", failures.len(), schedule.len());
     }
     Ok(())
 }
 
 /// Runs one entry; returns its CSV row.
-fn run_one(
-    bench: &Path,
-    scratch: &Path,
-    block_stat: Option<&Path>,
-    entry: &Entry,
-) -> Result<String> {
+fn run_one(bench: &Path, scratch: &Path, block_stat: Option<&Path>, entry: &Entry) -> Result<String> {
     let mut c = Command::new(bench);
-    c.arg("run")
-        .args(entry.args())
-        .arg("--dir")
-        .arg(scratch)
-        .args(["--medium", "host-fs", "--system", "host-linux"]);
+    c.arg("run").args(entry.args()).arg("--dir").arg(scratch).args(["--medium", "host-fs", "--system", "host-linux"]);
     if let Some(stat) = block_stat {
         c.arg("--block-stat").arg(stat);
     }
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {}", bench.display()))?;
+    let out = c.stdin(Stdio::null()).output().with_context(|| format!("starting {}", bench.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!(
-            "{} ({}): {}",
-            out.status,
-            entry.label(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} ({}): {}", out.status, entry.label(), String::from_utf8_lossy(&out.stderr).trim());
     }
     let mut lines = stdout.lines();
     match (lines.next(), lines.next()) {
@@ -186,11 +150,7 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize) -> Progress {
-        Progress {
-            total,
-            tty: std::io::stdout().is_terminal(),
-            dirty: false,
-        }
+        Progress { total, tty: std::io::stdout().is_terminal(), dirty: false }
     }
 
     fn show(&mut self, k: usize, entry: &Entry, started: Instant) {
@@ -222,11 +182,7 @@ impl Progress {
 
     fn done(&mut self, started: Instant) {
         self.interrupt();
-        println!(
-            "{} runs in {:.0}s",
-            self.total,
-            started.elapsed().as_secs_f64()
-        );
+        println!("{} runs in {:.0}s", self.total, started.elapsed().as_secs_f64());
     }
 }
 
@@ -246,10 +202,7 @@ impl LoopFs {
         let mnt = target.join("eval-host-mnt");
         // A previous run that was killed may have left these behind.
         if mnt.exists() {
-            let _ = Command::new("umount")
-                .arg(&mnt)
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("umount").arg(&mnt).stderr(Stdio::null()).status();
         }
         if image.exists() {
             // ...and a loop device still attached to the old image.
@@ -265,28 +218,13 @@ impl LoopFs {
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(bytes))
             .with_context(|| format!("creating {}", image.display()))?;
-        let dev = cmd::output(Command::new("losetup").args(["-f", "--show"]).arg(&image))?
-            .trim()
-            .to_string();
-        let mut l = LoopFs {
-            image,
-            dev,
-            mnt,
-            mounted: false,
-            attached: true,
-        };
+        let dev = cmd::output(Command::new("losetup").args(["-f", "--show"]).arg(&image))?.trim().to_string();
+        let mut l = LoopFs { image, dev, mnt, mounted: false, attached: true };
         // Initialise inode tables and journal now: the lazy-init thread
         // would otherwise write in the background during the runs.
         cmd::run(
             Command::new("mkfs.ext4")
-                .args([
-                    "-q",
-                    "-F",
-                    "-N",
-                    "8192",
-                    "-E",
-                    "lazy_itable_init=0,lazy_journal_init=0",
-                ])
+                .args(["-q", "-F", "-N", "8192", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
                 .arg(&l.dev),
         )?;
         std::fs::create_dir_all(&l.mnt)?;
@@ -298,10 +236,7 @@ impl LoopFs {
     }
 
     fn stat_path(&self) -> PathBuf {
-        let name = Path::new(&self.dev)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = Path::new(&self.dev).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         PathBuf::from(format!("/sys/block/{name}/stat"))
     }
 
@@ -337,14 +272,7 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
         .unwrap_or_default()
 }
 

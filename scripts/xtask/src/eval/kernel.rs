@@ -21,11 +21,7 @@ fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String>
         .append("test=microbench")
         .icount(icount);
     let opts = RunOptions {
-        name: if icount {
-            "microbench-icount".into()
-        } else {
-            "microbench".into()
-        },
+        name: if icount { "microbench-icount".into() } else { "microbench".into() },
         log_dir: ws.qemu_log_dir(),
         timeout: Some(Duration::from_secs(300)),
         echo: false,
@@ -33,11 +29,7 @@ fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String>
     };
     let r = runner::run(m.command()?, &opts, Expect::PassLine("microbench"))?;
     if !r.outcome.passed() {
-        bail!(
-            "microbench run failed: {} (log {})",
-            r.outcome,
-            r.log_path.display()
-        );
+        bail!("microbench run failed: {} (log {})", r.outcome, r.log_path.display());
     }
     Ok(r.serial)
 }

@@ -28,43 +28,21 @@ use std::time::{Duration, Instant};
 
 pub fn run(quick: bool) -> Result<()> {
     let ws = Workspace::load()?;
-    let mut entries = if quick {
-        plan::quick_entries()
-    } else {
-        plan::full_entries()
-    };
+    let mut entries = if quick { plan::quick_entries() } else { plan::full_entries() };
     // Development aid (documented in eval/LINUX.md): override every row's op count.
-    if let Some(n) = std::env::var("EVAL_LINUX_OPS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Some(n) = std::env::var("EVAL_LINUX_OPS").ok().and_then(|v| v.parse::<u64>().ok()) {
         entries.iter_mut().for_each(|e| e.ops = n.max(2));
     }
-    let m = measure(
-        &ws,
-        &entries,
-        &format!("eval --linux{}", if quick { " --quick" } else { "" }),
-        "run",
-    )?;
+    let m = measure(&ws, &entries, &format!("eval --linux{}", if quick { " --quick" } else { "" }), "run")?;
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("linux.csv"), eval::results::write_csv(&m.rows))?;
-    std::fs::write(
-        out.join("linux-counters.csv"),
-        report::counters_csv(&m.runs, &m.counters.rows, &m.icount.rows),
-    )?;
+    std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&m.runs, &m.counters.rows, &m.icount.rows))?;
     let plots = write_plots(&out, &m.rows)?;
     let pmem_table = report::pmem_pages_table(&m.pairs, &m.runs, &m.counters.rows);
-    let table = report::append_column(
-        &eval::results::markdown_table(&m.rows),
-        "doorbells/op",
-        &m.doorbells,
-    )?;
-    std::fs::write(
-        out.join("linux.md"),
-        summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots),
-    )?;
+    let table = report::append_column(&eval::results::markdown_table(&m.rows), "doorbells/op", &m.doorbells)?;
+    std::fs::write(out.join("linux.md"), summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots))?;
     let env_txt: String = m.env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     std::fs::write(out.join("linux-env.txt"), env_txt)?;
 
@@ -114,23 +92,18 @@ impl Measured {
 /// on both media and turn the runs into rows. `title` starts the progress
 /// line; `work_name` names the run directory under the guest cache (raw
 /// logs and images; runs sharing one wait for each other).
-pub fn measure(
-    ws: &Workspace,
-    entries: &[eval::matrix::Entry],
-    title: &str,
-    work_name: &str,
-) -> Result<Measured> {
+pub fn measure(ws: &Workspace, entries: &[eval::matrix::Entry], title: &str, work_name: &str) -> Result<Measured> {
     crate::setup::ensure_qemu()?;
     let (runs, pairs) = plan::runs(entries);
-    println!("{title}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)", pairs.len(), runs.len());
+    println!(
+        "{title}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)",
+        pairs.len(),
+        runs.len()
+    );
     let g = guest::prepare(&ws.root, &ws.target_dir)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
-    let columns: Vec<String> = header
-        .trim()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
     let work = g.cache.join(work_name);
     // Two `eval --linux` in one checkout would share images and logs: wait instead.
     let _lock = crate::machine::lock_images(&work)?;
@@ -143,14 +116,7 @@ pub fn measure(
     let started = Instant::now();
     let mut passes: Vec<PassResult> = vec![];
     for kind in [PassKind::Counters, PassKind::Icount] {
-        let setup = PassSetup {
-            kind,
-            kernel: &g.vmlinuz,
-            initrd: &initrd,
-            work_dir: &work,
-            rows: &runs,
-            timeout,
-        };
+        let setup = PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &runs, timeout };
         let n = runs.len();
         let t0 = Instant::now();
         println!("-- pass `{}`: booting {}", kind.name(), g.vmlinuz.display());
@@ -160,10 +126,7 @@ pub fn measure(
             let eta = el / done as f64 * (n - done) as f64;
             let what = match (&r.csv, &r.fail) {
                 (Some(_), _) => match r.nvme {
-                    Some(nv) => format!(
-                        "ok: {} NVMe writes, {} flushes",
-                        nv.write_cmds, nv.flush_cmds
-                    ),
+                    Some(nv) => format!("ok: {} NVMe writes, {} flushes", nv.write_cmds, nv.flush_cmds),
                     None => format!(
                         "ok: {:.1} ms task time, {} SQ doorbells",
                         r.runtime_ns.unwrap_or(0) as f64 / 1e6,
@@ -173,14 +136,9 @@ pub fn measure(
                 (None, Some(f)) => format!("FAILED: {f}"),
                 _ => "?".into(),
             };
-            println!(
-                "[{:<8}] {done:>3}/{n} {:<46} {what}  ({el:.0}s, ~{eta:.0}s left)",
-                kind.name(),
-                runs[k].label()
-            );
+            println!("[{:<8}] {done:>3}/{n} {:<46} {what}  ({el:.0}s, ~{eta:.0}s left)", kind.name(), runs[k].label());
         };
-        let res = session::run_pass(&setup, &mut progress)
-            .with_context(|| format!("pass `{}`", kind.name()))?;
+        let res = session::run_pass(&setup, &mut progress).with_context(|| format!("pass `{}`", kind.name()))?;
         println!(
             "-- pass `{}` done in {:.0}s (serial log {})",
             kind.name(),
@@ -212,18 +170,7 @@ pub fn measure(
     checks.push(report::cross_check(&runs, &counters.rows));
     checks.push(report::doorbell_check(&runs, &icount.rows));
     let env = environment(&g, &counters, &icount, started.elapsed())?;
-    Ok(Measured {
-        runs,
-        pairs,
-        counters,
-        icount,
-        rows,
-        doorbells,
-        failures,
-        checks,
-        env,
-        work,
-    })
+    Ok(Measured { runs, pairs, counters, icount, rows, doorbells, failures, checks, env, work })
 }
 
 fn environment(
@@ -232,8 +179,7 @@ fn environment(
     icount: &PassResult,
     elapsed: Duration,
 ) -> Result<Vec<(String, String)>> {
-    let qemu =
-        crate::cmd::output(std::process::Command::new(crate::machine::QEMU).arg("--version"))?;
+    let qemu = crate::cmd::output(std::process::Command::new(crate::machine::QEMU).arg("--version"))?;
     let mut env = vec![
         ("qemu".to_string(), qemu.lines().next().unwrap_or("").to_string()),
         ("accelerator".into(), "tcg, -cpu max, 1 vCPU, 512 MiB (counters pass); tcg -icount shift=0 (icount pass)".into()),
@@ -251,12 +197,7 @@ fn environment(
     for (k, v) in icount.env.iter().filter(|(k, _)| k == "tsc_mhz") {
         env.push((format!("guest (icount pass) {k}"), v.clone()));
     }
-    env.push((
-        "host cpus".into(),
-        std::thread::available_parallelism()
-            .map_or(0, |n| n.get())
-            .to_string(),
-    ));
+    env.push(("host cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()));
     env.push((
         "run time".into(),
         format!(

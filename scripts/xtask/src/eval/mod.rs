@@ -73,30 +73,12 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(
-            p(&[]).unwrap(),
-            EvalOpts {
-                host: true,
-                linux: true,
-                ..EvalOpts::default()
-            }
-        );
-        assert_eq!(
-            p(&["--linux", "--quick"]).unwrap(),
-            EvalOpts {
-                linux: true,
-                quick: true,
-                ..EvalOpts::default()
-            }
-        );
+        assert_eq!(p(&[]).unwrap(), EvalOpts { host: true, linux: true, ..EvalOpts::default() });
+        assert_eq!(p(&["--linux", "--quick"]).unwrap(), EvalOpts { linux: true, quick: true, ..EvalOpts::default() });
         assert!(p(&["--drivers"]).unwrap().drivers);
         assert_eq!(
             p(&["--db", "--quick"]).unwrap(),
-            EvalOpts {
-                db: true,
-                quick: true,
-                ..EvalOpts::default()
-            },
+            EvalOpts { db: true, quick: true, ..EvalOpts::default() },
             "--db alone runs only the db comparison"
         );
         assert!(p(&["--fast"]).is_err());

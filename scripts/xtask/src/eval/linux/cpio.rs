@@ -20,10 +20,7 @@ const S_IFLNK: u32 = 0o120000;
 
 impl Archive {
     pub fn new() -> Self {
-        Self {
-            bytes: vec![],
-            next_ino: 1,
-        }
+        Self { bytes: vec![], next_ino: 1 }
     }
 
     pub fn dir(&mut self, path: &str) -> Result<()> {
@@ -46,22 +43,13 @@ impl Archive {
             bail!("cpio: bad entry name `{path}` (must be relative, non-empty, without NUL)");
         }
         let Ok(size) = u32::try_from(data.len()) else {
-            bail!(
-                "cpio: `{path}` is {} bytes, over newc's 4 GiB limit",
-                data.len()
-            );
+            bail!("cpio: `{path}` is {} bytes, over newc's 4 GiB limit", data.len());
         };
         let ino = self.next_ino;
         self.next_ino += 1;
         let nlink = if mode & S_IFDIR != 0 { 2 } else { 1 };
-        let mut w = Builder::new(path)
-            .ino(ino)
-            .mode(mode)
-            .nlink(nlink)
-            .write(&mut self.bytes, size);
-        w.write_all(data)
-            .and_then(|()| w.finish().map(drop))
-            .with_context(|| format!("cpio: writing `{path}`"))
+        let mut w = Builder::new(path).ino(ino).mode(mode).nlink(nlink).write(&mut self.bytes, size);
+        w.write_all(data).and_then(|()| w.finish().map(drop)).with_context(|| format!("cpio: writing `{path}`"))
     }
 
     /// Append the trailer and return the archive bytes.
@@ -83,15 +71,11 @@ mod tests {
         loop {
             let h = &a[at..at + 110];
             assert_eq!(&h[..6], b"070701");
-            let field = |i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16)
-                    .unwrap()
-            };
+            let field =
+                |i: usize| u32::from_str_radix(std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap();
             let (mode, size, namesize) = (field(1), field(6) as usize, field(11) as usize);
             let name_start = at + 110;
-            let name = std::str::from_utf8(&a[name_start..name_start + namesize - 1])
-                .unwrap()
-                .to_string();
+            let name = std::str::from_utf8(&a[name_start..name_start + namesize - 1]).unwrap().to_string();
             assert_eq!(a[name_start + namesize - 1], 0, "name not NUL-terminated");
             let data_start = (name_start + namesize + 3) & !3;
             let data = a[data_start..data_start + size].to_vec();
@@ -116,10 +100,7 @@ mod tests {
         let e = entries(&bytes);
         assert_eq!(e.len(), 4);
         assert_eq!(e[0], ("bin".into(), 0o040755, vec![]));
-        assert_eq!(
-            e[1],
-            ("bin/busybox".into(), 0o100755, b"\x7fELF123".to_vec())
-        );
+        assert_eq!(e[1], ("bin/busybox".into(), 0o100755, b"\x7fELF123".to_vec()));
         assert_eq!(e[2], ("bin/sh".into(), 0o120777, b"busybox".to_vec()));
         assert_eq!(e[3], ("etc/plan".into(), 0o100644, b"nvme run\n".to_vec()));
     }
@@ -143,10 +124,7 @@ mod tests {
         a.file("init", b"#!/bin/sh\n", true).unwrap();
         let ours = a.finish();
         assert!(gnu.len() > ours.len() && gnu.len().is_multiple_of(512));
-        assert!(
-            gnu[ours.len()..].iter().all(|&b| b == 0),
-            "GNU's tail is padding"
-        );
+        assert!(gnu[ours.len()..].iter().all(|&b| b == 0), "GNU's tail is padding");
         // Lower-case GNU's header digits, copy our inode numbers into them
         // and zero its mtime and device fields (header fields 0, 5 and 7: 8 hex digits each after
         // the 6-byte magic).
@@ -154,11 +132,7 @@ mod tests {
         let mut at = 0;
         while at < ours.len() {
             let field = |a: &[u8], i: usize| {
-                u32::from_str_radix(
-                    std::str::from_utf8(&a[at + 6 + i * 8..at + 14 + i * 8]).unwrap(),
-                    16,
-                )
-                .unwrap()
+                u32::from_str_radix(std::str::from_utf8(&a[at + 6 + i * 8..at + 14 + i * 8]).unwrap(), 16).unwrap()
             };
             let (size, namesize) = (field(&want, 6) as usize, field(&want, 11) as usize);
             want[at + 6..at + 110].make_ascii_lowercase();
@@ -171,10 +145,7 @@ mod tests {
             at = (data + size + 3) & !3;
         }
         assert_eq!(at, ours.len());
-        assert_eq!(
-            String::from_utf8_lossy(&ours),
-            String::from_utf8_lossy(&want)
-        );
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&want));
         assert_eq!(entries(&ours), entries(&want));
     }
 

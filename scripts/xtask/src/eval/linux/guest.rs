@@ -45,9 +45,7 @@ pub fn versioned_kernel_package(apt_cache_depends: &str) -> Result<String> {
         .map(str::trim)
         .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
         .map(str::to_string)
-        .with_context(|| {
-            format!("no `Depends: linux-image-*-amd64` in apt-cache output:\n{apt_cache_depends}")
-        })
+        .with_context(|| format!("no `Depends: linux-image-*-amd64` in apt-cache output:\n{apt_cache_depends}"))
 }
 
 /// Library paths in `ldd` output (`name => /path (addr)` or `/path (addr)`).
@@ -86,29 +84,19 @@ fn download_and_extract(cache: &Path, package: &str, into: &Path) -> Result<Stri
                 cmd::run(&mut c)?;
             }
         }
-        let deb = find_deb()?.with_context(|| {
-            format!(
-                "apt-get download {package} left no .deb in {}",
-                debs.display()
-            )
-        })?;
+        let deb =
+            find_deb()?.with_context(|| format!("apt-get download {package} left no .deb in {}", debs.display()))?;
         let _ = std::fs::remove_dir_all(into);
         std::fs::create_dir_all(into)?;
         cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into))?;
         std::fs::write(into.join(".deb-version"), deb_version(&deb)?)?;
         std::fs::write(&stamp, b"")?;
     }
-    Ok(std::fs::read_to_string(into.join(".deb-version"))?
-        .trim()
-        .to_string())
+    Ok(std::fs::read_to_string(into.join(".deb-version"))?.trim().to_string())
 }
 
 fn deb_version(deb: &Path) -> Result<String> {
-    Ok(
-        cmd::output(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Version"))?
-            .trim()
-            .to_string(),
-    )
+    Ok(cmd::output(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Version"))?.trim().to_string())
 }
 
 fn apt_cache_depends(package: &str) -> Result<String> {
@@ -125,10 +113,7 @@ fn apt_cache_depends(package: &str) -> Result<String> {
 fn single_file(dir: &Path, prefix: &str) -> Result<PathBuf> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();
-        if p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(prefix))
-        {
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)) {
             return Ok(p);
         }
     }
@@ -161,18 +146,12 @@ pub fn prepare(root: &Path, target_dir: &Path) -> Result<GuestFiles> {
     versions.push((BUSYBOX_PACKAGE.to_string(), bver));
 
     let vmlinuz = single_file(&kdir.join("boot"), "vmlinuz-")?;
-    let release = vmlinuz
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
+    let release = vmlinuz.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
     let modules = modules::resolve(&kdir.join("lib/modules").join(&release))?;
 
     let mke2fs = PathBuf::from("/usr/sbin/mke2fs");
     let mke2fs_libs = ldd_paths(&cmd::output(Command::new("ldd").arg(&mke2fs))?);
-    let e2v =
-        cmd::output(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "e2fsprogs"]))?;
+    let e2v = cmd::output(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "e2fsprogs"]))?;
     versions.push(("e2fsprogs (host mke2fs)".into(), e2v.trim().to_string()));
 
     // EVAL_BENCH=/path skips the build (a prebuilt static binary).
@@ -197,16 +176,7 @@ pub fn prepare(root: &Path, target_dir: &Path) -> Result<GuestFiles> {
 pub fn build_bench(root: &Path, target_dir: &Path) -> Result<PathBuf> {
     let mut c = Command::new("cargo");
     c.current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "eval",
-            "--bin",
-            "eval-bench",
-            "--target",
-            BENCH_TARGET,
-        ])
+        .args(["build", "--release", "-p", "eval", "--bin", "eval-bench", "--target", BENCH_TARGET])
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     cmd::run(&mut c).context("building the static eval-bench (see eval/README.md)")?;
     let p = target_dir.join(BENCH_TARGET).join("release/eval-bench");
@@ -219,12 +189,7 @@ pub fn build_bench(root: &Path, target_dir: &Path) -> Result<PathBuf> {
 /// The busybox applet names (`busybox --list`, run on the host: it is static).
 fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
     let out = cmd::output(Command::new(busybox).arg("--list"))?;
-    Ok(out
-        .lines()
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox")
-        .map(String::from)
-        .collect())
+    Ok(out.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox").map(String::from).collect())
 }
 
 /// A copy of `bin` without debug info when `strip` exists (the static
@@ -248,19 +213,7 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 /// Assemble the initramfs with `plan` (the lines of /etc/plan) into `out`.
 pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
     let mut a = Archive::new();
-    for d in [
-        "bin",
-        "sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "mnt",
-        "lib",
-        "lib64",
-        "lib/modules",
-    ] {
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "mnt", "lib", "lib64", "lib/modules"] {
         a.dir(d)?;
     }
     a.file("init", &read(&g.init_script)?, true)?;
@@ -268,11 +221,7 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
     for app in busybox_applets(&g.busybox)? {
         a.symlink(&format!("bin/{app}"), "busybox")?;
     }
-    a.file(
-        "bin/eval-bench",
-        &read(&stripped(&g.bench, &g.cache)?)?,
-        true,
-    )?;
+    a.file("bin/eval-bench", &read(&stripped(&g.bench, &g.cache)?)?, true)?;
     // The real mke2fs goes to /sbin; init calls it by full path because
     // busybox's ext2-only mke2fs is first on PATH.
     a.file("sbin/mke2fs", &read(&g.mke2fs)?, true)?;
@@ -281,11 +230,7 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
         let rel = lib.strip_prefix("/").unwrap().to_string_lossy().to_string();
         let mut dir = String::new();
         for part in rel.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
-            dir = if dir.is_empty() {
-                part.to_string()
-            } else {
-                format!("{dir}/{part}")
-            };
+            dir = if dir.is_empty() { part.to_string() } else { format!("{dir}/{part}") };
             if !matches!(dir.as_str(), "lib" | "lib64") && made.insert(dir.clone()) {
                 a.dir(&dir)?;
             }
@@ -293,11 +238,7 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
         a.file(&rel, &read(&std::fs::canonicalize(lib)?)?, true)?;
     }
     if Path::new("/etc/mke2fs.conf").exists() {
-        a.file(
-            "etc/mke2fs.conf",
-            &read(Path::new("/etc/mke2fs.conf"))?,
-            false,
-        )?;
+        a.file("etc/mke2fs.conf", &read(Path::new("/etc/mke2fs.conf"))?, false)?;
     }
     let mut order = String::new();
     for m in &g.modules {
@@ -317,10 +258,7 @@ mod tests {
     #[test]
     fn resolves_the_versioned_kernel_package() {
         let out = "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n";
-        assert_eq!(
-            versioned_kernel_package(out).unwrap(),
-            "linux-image-6.1.0-56-amd64"
-        );
+        assert_eq!(versioned_kernel_package(out).unwrap(), "linux-image-6.1.0-56-amd64");
         assert!(versioned_kernel_package("linux-image-amd64\n").is_err());
     }
 
@@ -329,10 +267,7 @@ mod tests {
         let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibext2fs.so.2 => /lib/x86_64-linux-gnu/libext2fs.so.2 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
         assert_eq!(
             ldd_paths(ldd),
-            vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libext2fs.so.2"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
+            vec![PathBuf::from("/lib/x86_64-linux-gnu/libext2fs.so.2"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
         );
     }
 }

@@ -37,11 +37,7 @@ pub fn depends_of(ko: &[u8]) -> Vec<String> {
         if w == KEY && (i == 0 || ko[i - 1] == 0) {
             let rest = &ko[i + KEY.len()..];
             let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            return String::from_utf8_lossy(&rest[..end])
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(normalize)
-                .collect();
+            return String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(normalize).collect();
         }
     }
     vec![]
@@ -56,11 +52,7 @@ pub fn index(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(stem) = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
-            {
+            } else if let Some(stem) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
                 out.insert(normalize(stem), p);
             }
         }
@@ -70,10 +62,7 @@ pub fn index(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 
 /// Every module `wanted` needs, dependencies before dependants, each once;
 /// `deps` gives a module's direct dependencies.
-pub fn load_order(
-    wanted: &[&str],
-    deps: &dyn Fn(&str) -> Result<Vec<String>>,
-) -> Result<Vec<String>> {
+pub fn load_order(wanted: &[&str], deps: &dyn Fn(&str) -> Result<Vec<String>>) -> Result<Vec<String>> {
     fn visit(
         m: &str,
         deps: &dyn Fn(&str) -> Result<Vec<String>>,
@@ -104,19 +93,14 @@ pub fn load_order(
 pub fn resolve(modules_dir: &Path) -> Result<Vec<PathBuf>> {
     let idx = index(modules_dir)?;
     let path_of = |m: &str| {
-        idx.get(m)
-            .cloned()
-            .with_context(|| format!("module `{m}` not found under {}", modules_dir.display()))
+        idx.get(m).cloned().with_context(|| format!("module `{m}` not found under {}", modules_dir.display()))
     };
     let deps = |m: &str| -> Result<Vec<String>> {
         let p = path_of(m)?;
         let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
         Ok(depends_of(&bytes))
     };
-    load_order(WANTED, &deps)?
-        .iter()
-        .map(|m| path_of(m))
-        .collect()
+    load_order(WANTED, &deps)?.iter().map(|m| path_of(m)).collect()
 }
 
 #[cfg(test)]
@@ -125,8 +109,7 @@ mod tests {
 
     #[test]
     fn reads_depends_field_only_at_string_start() {
-        let ko =
-            b"\x7fELF junk xdepends=fake\0license=GPL\0depends=jbd2,mbcache,crc16\0name=ext4\0";
+        let ko = b"\x7fELF junk xdepends=fake\0license=GPL\0depends=jbd2,mbcache,crc16\0name=ext4\0";
         assert_eq!(depends_of(ko), vec!["jbd2", "mbcache", "crc16"]);
         assert_eq!(depends_of(b"\0depends=\0name=x\0"), Vec::<String>::new());
         assert_eq!(depends_of(b"\0depends=nvme-core\0"), vec!["nvme_core"]);

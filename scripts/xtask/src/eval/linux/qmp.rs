@@ -28,17 +28,11 @@ impl Qmp {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("connecting to QMP at {}", socket.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("connecting to QMP at {}", socket.display())),
             }
         };
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut q = Qmp {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        };
+        let mut q = Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream };
         let greeting = q.read_message()?;
         if greeting.get("QMP").is_none() {
             bail!("QMP greeting expected, got {greeting}");
@@ -49,12 +43,7 @@ impl Qmp {
 
     fn read_message(&mut self) -> Result<Value> {
         let mut line = String::new();
-        if self
-            .reader
-            .read_line(&mut line)
-            .context("reading from QMP")?
-            == 0
-        {
+        if self.reader.read_line(&mut line).context("reading from QMP")? == 0 {
             bail!("QMP connection closed");
         }
         serde_json::from_str(&line).with_context(|| format!("QMP sent invalid JSON: {line}"))

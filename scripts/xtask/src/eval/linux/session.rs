@@ -3,6 +3,9 @@
 //! while the guest waits at each READY/DONE handshake.
 
 use super::qmp::Qmp;
+use crate::machine::{Machine, Serial};
+use crate::runner::KillOnDrop;
+use anyhow::{bail, Context, Result};
 use eval::linux::blockstats::BlockStats;
 use eval::linux::hist;
 use eval::linux::plan::Run;
@@ -10,9 +13,6 @@ use eval::linux::pmem::PmemWatch;
 use eval::linux::qtrace::{self, NvmeCounts};
 use eval::linux::serial::{self, Line};
 use eval::linux::RunOutcome;
-use crate::machine::{Machine, Serial};
-use crate::runner::KillOnDrop;
-use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -120,9 +120,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
     }
     m = m.trace_file(&trace_path);
     let mut cmd = m.command()?;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     crate::cmd::announce(&cmd);
     let started = Instant::now();
     let mut child = KillOnDrop(cmd.spawn().context("starting QEMU")?);
@@ -151,17 +149,9 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
         }
     });
 
-    let mut log = std::fs::File::create(&serial_log)
-        .with_context(|| format!("creating {}", serial_log.display()))?;
-    let mut qmp = if counters {
-        Some(Qmp::connect(&qmp_path, Duration::from_secs(20))?)
-    } else {
-        None
-    };
-    let mut trace = TraceTail {
-        path: trace_path.clone(),
-        offset: 0,
-    };
+    let mut log = std::fs::File::create(&serial_log).with_context(|| format!("creating {}", serial_log.display()))?;
+    let mut qmp = if counters { Some(Qmp::connect(&qmp_path, Duration::from_secs(20))?) } else { None };
+    let mut trace = TraceTail { path: trace_path.clone(), offset: 0 };
     let mut pmem = PmemWatch::new(&images.join(crate::machine::NVDIMM_IMAGE.file));
     let mut res = PassResult {
         rows: vec![RunOutcome::default(); s.rows.len()],
@@ -174,14 +164,13 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
 
     // Both passes trace (different events); each snapshot takes the trace
     // lines since the previous one, so READY..DONE covers exactly one run.
-    let snapshot =
-        |qmp: &mut Option<Qmp>, trace: &mut TraceTail| -> Result<(Snapshot, NvmeCounts)> {
-            let blk = match qmp {
-                Some(q) => Some(q.blockstats(NVME_DRIVE)?),
-                None => None,
-            };
-            Ok((Snapshot { blk }, trace.take()?))
+    let snapshot = |qmp: &mut Option<Qmp>, trace: &mut TraceTail| -> Result<(Snapshot, NvmeCounts)> {
+        let blk = match qmp {
+            Some(q) => Some(q.blockstats(NVME_DRIVE)?),
+            None => None,
         };
+        Ok((Snapshot { blk }, trace.take()?))
+    };
 
     loop {
         let now = Instant::now();
@@ -206,10 +195,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
         };
         let row_mut = |res: &mut PassResult, i: usize| -> Result<usize> {
             if i == 0 || i > res.rows.len() {
-                bail!(
-                    "guest reported row {i}, but the plan has {} rows",
-                    res.rows.len()
-                );
+                bail!("guest reported row {i}, but the plan has {} rows", res.rows.len());
             }
             Ok(i - 1)
         };
@@ -265,11 +251,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
             Line::Fail(i, why) => {
                 let k = row_mut(&mut res, i)?;
                 let last_err = res.rows[k].stderr.last().cloned().unwrap_or_default();
-                res.rows[k].fail = Some(if last_err.is_empty() {
-                    why
-                } else {
-                    format!("{why}: {last_err}")
-                });
+                res.rows[k].fail = Some(if last_err.is_empty() { why } else { format!("{why}: {last_err}") });
                 progress(k, &res.rows[k]);
             }
             Line::Env(kv) => res.env.extend(kv),
@@ -282,10 +264,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
     res.elapsed = started.elapsed();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     if !ended {
-        let why = res
-            .fatal
-            .clone()
-            .unwrap_or_else(|| format!("QEMU exited ({status}) before the guest finished"));
+        let why = res.fatal.clone().unwrap_or_else(|| format!("QEMU exited ({status}) before the guest finished"));
         bail!(
             "guest pass `{}` failed: {why}\nQEMU stderr: {}\nserial log: {}",
             s.kind.name(),
@@ -297,10 +276,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
     for r in &mut res.rows {
         if r.csv.is_none() && r.fail.is_none() {
             r.fail = Some(match r.exit_code {
-                Some(c) => format!(
-                    "eval-bench exited {c}: {}",
-                    r.stderr.last().cloned().unwrap_or_default()
-                ),
+                Some(c) => format!("eval-bench exited {c}: {}", r.stderr.last().cloned().unwrap_or_default()),
                 None => "the guest never ran this row".into(),
             });
         }
@@ -330,27 +306,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("linux-trace-tail-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.log");
-        let mut t = TraceTail {
-            path: path.clone(),
-            offset: 0,
-        };
-        assert_eq!(
-            t.take().unwrap(),
-            NvmeCounts::default(),
-            "a missing file is no events yet"
-        );
+        let mut t = TraceTail { path: path.clone(), offset: 0 };
+        assert_eq!(t.take().unwrap(), NvmeCounts::default(), "a missing file is no events yet");
         let flush = "pci_nvme_io_cmd cid 1 nsid 0x1 sqid 1 opc 0x0 opname 'NVME_NVM_CMD_FLUSH'\n";
-        std::fs::write(
-            &path,
-            format!("{flush}{flush}pci_nvme_io_cmd cid 2 nsid 0x1 sqid 1 op"),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("{flush}{flush}pci_nvme_io_cmd cid 2 nsid 0x1 sqid 1 op")).unwrap();
         assert_eq!(t.take().unwrap().flush_cmds, 2);
         // The partial line is completed later and counted then, once.
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"c 0x0 opname 'NVME_NVM_CMD_FLUSH'\n").unwrap();
         assert_eq!(t.take().unwrap().flush_cmds, 1);
         assert_eq!(t.take().unwrap().flush_cmds, 0);
@@ -365,14 +327,8 @@ mod tests {
             ..Default::default()
         };
         finish_row(&mut r).unwrap();
-        assert_eq!(
-            (r.syscalls, r.runtime_ns, r.bench_runtime_ns),
-            (Some(5), Some(110), Some(100))
-        );
+        assert_eq!((r.syscalls, r.runtime_ns, r.bench_runtime_ns), (Some(5), Some(110), Some(100)));
         r.hist_run = r.hist_run.replace("Dropped: 0", "Dropped: 3");
-        assert!(
-            finish_row(&mut r).is_err(),
-            "dropped events must not give silently low counts"
-        );
+        assert!(finish_row(&mut r).is_err(), "dropped events must not give silently low counts");
     }
 }
