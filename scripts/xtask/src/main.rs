@@ -19,6 +19,8 @@ mod runner;
 mod selftest;
 mod setup;
 mod test_cmd;
+#[cfg(test)]
+mod tiers;
 mod workspace;
 
 use anyhow::{bail, Result};
