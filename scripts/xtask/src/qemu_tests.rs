@@ -138,6 +138,11 @@ pub const DETAILS: &[(&str, Details)] = &[
     // the PF's driver brings VF 1 online (each boot: init's FLR and all),
     // kvdb gets VF 1's BAR and handle; boot 1 creates, boot 2 checks.
     ("libdb_vf", Details { machine: sriov, timeout: Duration::from_secs(180), ..DEFAULT }),
+    // libfs linked into an application (`fsapp`) on NVDIMM pages init moves
+    // into it: boot 1 makes a tree and stores into a file through its
+    // mapped pages (persisting exactly libfs's `persist_ranges`), boot 2
+    // recovers, runs fsck and verifies every byte and name.
+    ("libfs_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -207,7 +212,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 33, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 34, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, db, devices, pmem, sriov};
+use crate::{adversarial, attacks, basic, db, devices, fs, pmem, sriov};
 use alloc::format;
 use alloc::string::String;
 
@@ -48,6 +48,8 @@ pub fn run(name: &str) -> Outcome {
         "libdb_pmem_check" => db::libdb_pmem(true),
         "libdb_vf_create" => db::libdb_vf(false),
         "libdb_vf_check" => db::libdb_vf(true),
+        "libfs_pmem_create" => fs::libfs_pmem(false),
+        "libfs_pmem_check" => fs::libfs_pmem(true),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }

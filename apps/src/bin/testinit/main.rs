@@ -28,6 +28,8 @@ mod devices;
 #[cfg(target_os = "none")]
 mod dispatch;
 #[cfg(target_os = "none")]
+mod fs;
+#[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
 mod sriov;

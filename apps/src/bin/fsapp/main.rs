@@ -1,0 +1,47 @@
+//! `fsapp`: libfs, the file system library, linked directly by an
+//! application that owns a whole medium: a persistent-memory region init
+//! moved into it (as `kvdb` links libdb). No file service: this process
+//! holds the only `Fs`.
+//!
+//! Arguments: `pmem <create|check>`; args words 3 = the region's address,
+//! 4 = its size in bytes, 5 = the run's nonce.
+//! * `create` (boot 1 of `libfs_pmem`): mkfs, a small tree of directories
+//!   and files (0 bytes to 300 KiB, contents derived from the nonce), a
+//!   rename over an existing name, an unlink, `sync`; then **a file as a
+//!   mapped region**: the extents of `/mapped/region.bin` name its NVDIMM
+//!   pages, which are mapped in this process at `region + medium_offset`;
+//!   the program stores straight into them (no libfs call), writes back
+//!   exactly what `persist_ranges` names (cache-line write-back + `sfence`)
+//!   and exits without unmounting, like a crash after the persist.
+//! * `check` (boot 2): mount (recovery from checkpoint + log), libfs's
+//!   consistency check and `fsck`, then every byte of every file (the
+//!   directly stored ones included) and the exact set of names.
+//!
+//! Exit code 0 = passed, 1 = file-system error, 2 = missing region,
+//! 5 = verification failed, 7 = bad arguments.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod tree;
+
+#[cfg(target_os = "none")]
+exo_rt::entry!(main);
+
+#[cfg(target_os = "none")]
+fn main() {
+    let args = exo_rt::args();
+    match tree::run(args) {
+        Ok(()) => exo_rt::exit(0),
+        Err((code, e)) => {
+            exo_rt::println!("fsapp {args}: FAILED: {e}");
+            exo_rt::exit(code)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `libfs_pmem`: libfs on the exokernel, linked directly by an application
+//! (`fsapp`) that owns a persistent-memory region init moves into it (as
+//! `kvdb` links libdb). Boot 1 (`libfs_pmem_create`) makes a file system
+//! and a small tree, then stores into one file through its mapped NVDIMM
+//! pages and persists exactly what libfs names, and exits without
+//! unmounting; boot 2 (`libfs_pmem_check`) mounts (recovery), checks
+//! (fsck) and verifies every byte and name.
+
+use alloc::format;
+use alloc::string::String;
+use exo_abi::CHILD_PMEM_VA;
+use exo_rt::println;
+use initlib::kvdb::{PMEM_BYTES, PMEM_OFFSET};
+use initlib::sched;
+use initlib::spawn::{self, Options};
+
+type Outcome = Result<(), String>;
+
+/// The file system's part of the NVDIMM: right after the database's.
+const FS_OFFSET: u64 = PMEM_OFFSET + PMEM_BYTES;
+const FS_BYTES: u64 = 8 << 20;
+/// fsapp's heap: libfs's in-memory metadata, the files' expected
+/// contents and read buffers (under 1 MiB), with slack.
+const FSAPP_HEAP_PAGES: u64 = 1024;
+
+/// What fsapp's exit code means (see its `main.rs`).
+fn meaning(code: u64) -> &'static str {
+    match code {
+        0 => "passed",
+        1 => "file-system error",
+        2 => "missing region",
+        5 => "verification failed",
+        7 => "bad arguments",
+        _ => "unknown",
+    }
+}
+
+/// Run `fsapp pmem <phase>` with the region (`bytes` 0: none) and require
+/// exit code `want`; granted pages come back to init after.
+fn run_fsapp(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
+    let va = if bytes == 0 { 0 } else { CHILD_PMEM_VA };
+    let args = format!("pmem {phase}");
+    let words = [va, bytes, nonce];
+    let c = spawn::spawn_named(
+        "fsapp",
+        &Options { args: &args, words: &words, heap_pages: FSAPP_HEAP_PAGES, spare_pages: 0, paused: true },
+    )?;
+    if bytes != 0 {
+        initlib::pmem::grant(&c, va, FS_OFFSET, bytes)?;
+    }
+    let what = format!("fsapp pmem {phase} on {} KiB", bytes >> 10);
+    sched::start(c.slot);
+    let outcome = spawn::finish(&c, &what);
+    let back = if bytes != 0 { initlib::pmem::reclaim(&c, va, FS_OFFSET, bytes) } else { Ok(()) };
+    let code = outcome?;
+    back?;
+    if code != want {
+        return Err(format!("{what} exited with {code} ({}), expected {want} ({})", meaning(code), meaning(want)));
+    }
+    println!("init: {what}: exit code {code} ({})", meaning(code));
+    Ok(())
+}
+
+/// `libfs_pmem_create` (`check` false) and `libfs_pmem_check`.
+pub fn libfs_pmem(check: bool) -> Outcome {
+    let nonce = crate::basic::nonce()?;
+    println!(
+        "init: fsapp (libfs linked in) on NVDIMM bytes {FS_OFFSET:#x}..{:#x} of {} MiB (nonce {nonce:#x})",
+        FS_OFFSET + FS_BYTES,
+        initlib::pmem::total() >> 20
+    );
+    run_fsapp(if check { "check" } else { "create" }, FS_BYTES, nonce, 0)?;
+    if check {
+        // No region given: refused by name.
+        run_fsapp("check", 0, nonce, 2)?;
+    }
+    Ok(())
+}
