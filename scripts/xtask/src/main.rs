@@ -6,11 +6,11 @@
 mod accel;
 mod bad_elf;
 mod build;
+mod cargo_test_output;
 mod cli;
 mod cmd;
 mod dummy_guest;
 mod eval;
-mod libtest;
 mod machine;
 mod outcome;
 mod qemu_tests;

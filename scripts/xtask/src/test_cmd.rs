@@ -9,7 +9,8 @@ use crate::outcome::Expect;
 use crate::qemu_tests::{self, QemuTest};
 use crate::runner::{self, RunOptions, RunReport};
 use crate::workspace::Workspace;
-use crate::{accel, cmd, libtest, setup};
+
+use crate::{accel, cargo_test_output, cmd, setup};
 use anyhow::{Context, Result};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -145,7 +146,7 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
 
 /// One `cargo test` run, parsed.
 struct CargoTest {
-    summary: libtest::Summary,
+    summary: cargo_test_output::Summary,
     stdout: String,
     /// From cargo's stderr: targets that failed outside libtest's lines.
     targets: Vec<String>,
@@ -179,14 +180,19 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
     let status = child.wait().context("waiting for cargo test")?;
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Ok(CargoTest { summary: libtest::parse(&stdout), stdout, targets: libtest::failed_targets(&stderr), status })
+    Ok(CargoTest {
+        summary: cargo_test_output::parse(&stdout),
+        stdout,
+        targets: cargo_test_output::failed_targets(&stderr),
+        status,
+    })
 }
 
 /// Print one run's results and add them to the tally.
 fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
     let s = &r.summary;
     if s.failed > 0 {
-        print!("{}", libtest::failure_details(&r.stdout));
+        print!("{}", cargo_test_output::failure_details(&r.stdout));
     }
     for name in &s.failing {
         println!("host test {name} ... FAILED");
