@@ -41,6 +41,8 @@ pub mod regions;
 #[cfg(target_os = "none")]
 pub mod sched;
 #[cfg(target_os = "none")]
+pub mod showcase;
+#[cfg(target_os = "none")]
 pub mod spawn;
 #[cfg(target_os = "none")]
 pub mod sriov;

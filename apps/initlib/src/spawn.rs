@@ -217,6 +217,16 @@ pub fn finish(c: &Child, what: &str) -> Result<u64, String> {
     }
 }
 
+/// Run `prog` with `args` to completion; it must exit with `want`.
+pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Result<(), String> {
+    let code = finish(&start(prog, args, spare, &[])?, args)?;
+    if code == want {
+        Ok(())
+    } else {
+        Err(format!("{prog} {args:?} exited with {code}, expected {want}"))
+    }
+}
+
 /// Wait for a child that must exit 0.
 pub fn expect_zero(c: &Child, what: &str) -> Result<(), String> {
     match finish(c, what)? {

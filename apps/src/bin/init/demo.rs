@@ -6,14 +6,11 @@
 //! mapped straight into it. (The test root, `testinit`, checks each of
 //! these in depth; here they are shown.)
 
-use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::Ordering::SeqCst;
-use exo_abi::{kinfo as ki, Rights, PAGE_SIZE};
-use exo_rt::{kinfo, mem, println};
-use initlib::regions::{make_region, start_linked};
-use initlib::sched::{self, state_name, RUNNABLE};
-use initlib::spawn::{finish, start};
+use exo_abi::kinfo as ki;
+use exo_rt::{kinfo, println};
+use initlib::showcase::{preempt_a_spinner, share_a_region};
+use initlib::spawn::expect_exit;
 
 type Outcome = Result<(), String>;
 
@@ -47,15 +44,6 @@ pub fn idle() -> ! {
     crate::shell::run()
 }
 
-fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
-    let code = finish(&start(prog, args, spare, &[])?, args)?;
-    if code == want {
-        Ok(())
-    } else {
-        Err(format!("{prog} {args:?} exited with {code}, expected {want}"))
-    }
-}
-
 fn start_a_process() -> Outcome {
     let n = kinfo::word(ki::W_RAM_RANGES);
     let (used, left) = initlib::frames::stats();
@@ -65,40 +53,4 @@ fn start_a_process() -> Outcome {
         kinfo::word(ki::W_SYSCALLS)
     );
     expect_exit("hello", "demo", 0, 0)
-}
-
-fn share_a_region() -> Outcome {
-    let region = make_region(4)?;
-    let writer = start_linked("probe", "share-writer", region, Rights::WRITE)?;
-    let reader = start_linked("probe", "share-reader", region, Rights::WRITE)?;
-    let ro = start_linked("probe", "share-ro", region, Rights::NONE)?;
-    for (c, what) in [(&writer, "writer"), (&reader, "reader")] {
-        let code = finish(c, what)?;
-        if code != 0 {
-            return Err(format!("share {what} exited with {code}"));
-        }
-    }
-    let code = finish(&ro, "read-only sharer")?;
-    if code != 42 {
-        return Err(format!("read-only sharer exited with {code}, expected a write fault (42)"));
-    }
-    if mem::read(region) != 0xa000_0000 || mem::read(region + PAGE_SIZE) != 0xb000_0000 {
-        return Err("init does not see the processes' writes".into());
-    }
-    println!("init: both writes seen through init's own link; the read-only sharer's write faulted");
-    Ok(())
-}
-
-fn preempt_a_spinner() -> Outcome {
-    let spinner = start("spin", "", 0, &[])?;
-    let counter = start("probe", "count 2000000", 0, &[])?;
-    let code = finish(&counter, "counter")?;
-    let s = sched::slot(spinner.slot);
-    let pre = s.preemptions.load(SeqCst);
-    println!("init: counter finished while spin kept spinning; spin was preempted {pre} times");
-    if s.state.load(SeqCst) != RUNNABLE || pre == 0 || code != 0 {
-        return Err(format!("spin state {}, preemptions {pre}, counter exit {code}", state_name(s.state.load(SeqCst))));
-    }
-    sched::stop(spinner.slot);
-    Ok(())
 }

@@ -27,15 +27,7 @@ pub fn nonce() -> Result<u64, String> {
         .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
 
-pub fn expect_exit(prog: &str, args: &str, spare: u64, want: u64) -> Outcome {
-    let c = start(prog, args, spare, &[])?;
-    let code = finish(&c, args)?;
-    if code == want {
-        Ok(())
-    } else {
-        Err(format!("{prog} {args:?} exited with {code}, expected {want}"))
-    }
-}
+pub use initlib::spawn::expect_exit;
 
 pub fn boot_to_init() -> Outcome {
     if kinfo::word(ki::W_MAGIC) != ki::MAGIC {
@@ -234,41 +226,9 @@ pub fn isolation() -> Outcome {
     Ok(())
 }
 
-pub fn share_region() -> Outcome {
-    let region = make_region(4)?;
-    let writer = start_linked("probe", "share-writer", region, Rights::WRITE)?;
-    let reader = start_linked("probe", "share-reader", region, Rights::WRITE)?;
-    let ro = start_linked("probe", "share-ro", region, Rights::NONE)?;
-    for (c, what) in [(&writer, "writer"), (&reader, "reader")] {
-        let code = finish(c, what)?;
-        if code != 0 {
-            return Err(format!("share {what} exited with {code}"));
-        }
-    }
-    let code = finish(&ro, "read-only sharer")?;
-    if code != 42 {
-        return Err(format!("read-only sharer exited with {code}, expected a write fault (42)"));
-    }
-    // And init sees both processes' writes through its own link.
-    if mem::read(region) != 0xa000_0000 || mem::read(region + PAGE_SIZE) != 0xb000_0000 {
-        return Err("init does not see the processes' writes".into());
-    }
-    Ok(())
-}
+pub use initlib::showcase::share_a_region as share_region;
 
-pub fn preemption() -> Outcome {
-    let spinner = start("spin", "", 0, &[])?;
-    let counter = start("probe", "count 2000000", 0, &[])?;
-    let code = finish(&counter, "counter")?;
-    let s = sched::slot(spinner.slot);
-    let pre = s.preemptions.load(SeqCst);
-    println!("init: counter finished while spin kept spinning; spin was preempted {pre} times");
-    if s.state.load(SeqCst) != RUNNABLE || pre == 0 || code != 0 {
-        return Err(format!("spin state {}, preemptions {pre}, counter exit {code}", state_name(s.state.load(SeqCst))));
-    }
-    sched::stop(spinner.slot);
-    Ok(())
-}
+pub use initlib::showcase::preempt_a_spinner as preemption;
 
 pub fn userspace_alloc() -> Outcome {
     expect_exit("probe", "alloc", 24, 0)?;
