@@ -38,7 +38,8 @@ type Outcome = Result<(), String>;
 const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
 /// The range the VF's database lives in: 160 MiB..192 MiB (free on the
 /// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
-/// checks write 32 KiB at 156.25 MiB). The image is 256 MiB.
+/// checks write 32 KiB at 156.25 MiB). The image is 512 MiB (the upper half
+/// belongs to libfs, see `xtask`'s `NVME_IMAGE`).
 const VF_WINDOW_MIB: (u64, u64) = (160, 32);
 /// kvdb's DMA pages when it drives a VF: its queues (~21 pages) and a
 /// 256 KiB bounce area, with room to spare.

@@ -7,8 +7,16 @@
 //! no process can ever turn it into a page table.
 //!
 //! Offsets below are into init's span `[PMEM_VA, PMEM_VA + total())`.
-//! The `pmem_persist` test uses [`TEST_AREA`]; other users (kvdb) take
-//! offsets at or above it.
+//! Who uses which part of the standard machine's 128 MiB NVDIMM:
+//!
+//! | MiB | user |
+//! |---|---|
+//! | 0..8 | the `pmem_persist` test ([`TEST_AREA`]) |
+//! | 8..24 | kvdb (`libdb_pmem`, the demo) |
+//! | 24..32 | fsapp (`libfs_pmem`) |
+//! | 32..64 | the file service `fsd` (`libfs_share`, the system's files) |
+//! | 64..96 | libdb on a libfs file (`libdb_on_libfs`) |
+//! | 96..128 | free |
 
 use crate::spawn::{self, Child};
 use alloc::format;

@@ -64,7 +64,10 @@ pub struct DiskImage {
 }
 
 const MIB: u64 = 1 << 20;
-pub const NVME_IMAGE: DiskImage = DiskImage { file: "nvme.img", bytes: 256 * MIB };
+/// 512 MiB: below 256 MiB the driver and database tests (see
+/// `initlib::kvdb`), 256..384 MiB libfs on NVMe (`libfs_nvme`, `libfs_big`),
+/// 384..448 MiB libdb on a libfs file (`libdb_on_libfs`).
+pub const NVME_IMAGE: DiskImage = DiskImage { file: "nvme.img", bytes: 512 * MIB };
 pub const VIRTIO_IMAGE: DiskImage = DiskImage { file: "virtio.img", bytes: 64 * MIB };
 pub const NVDIMM_IMAGE: DiskImage = DiskImage { file: "nvdimm.img", bytes: 128 * MIB };
 /// The second NVMe controller's namespace (machine variant `two-nvme`).
