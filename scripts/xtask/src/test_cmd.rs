@@ -51,7 +51,9 @@ pub fn main(opts: &TestOpts) -> Tally {
 /// errors, on the host workspace and on the bare-metal crates. Each is one
 /// test in the tally.
 fn conventions(tally: &mut Tally) {
-    if let Err(e) = setup::ensure_rust_components() {
+    // The bare-metal clippy needs the target too: on a fresh machine the
+    // QEMU phase (which installs it) has not run yet.
+    if let Err(e) = setup::ensure_rust_components().and_then(|()| setup::ensure_rust_target()) {
         println!("test conventions ... FAILED ({e:#})");
         tally.failed += 1;
         return;
