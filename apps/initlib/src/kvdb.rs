@@ -101,6 +101,12 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
+    on_nvme_phase(if check { "check" } else { "create" }, nonce)
+}
+
+/// kvdb `nvme <phase>` (phase and its arguments, e.g. `pfload sync 300`)
+/// on the NVMe through `nvmed serve`.
+pub fn on_nvme_phase(phase: &str, nonce: u64) -> Outcome {
     let dev = devices::nvme()?;
     devices::enable(&dev)?;
     let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
@@ -118,7 +124,6 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
             return Err("nvmed serve ended before it served".into());
         }
     }
-    let phase = if check { "check" } else { "create" };
     println!(
         "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
         NVME_WINDOW_MIB.0,

@@ -78,8 +78,10 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by
-/// `cargo xtask eval` (`microbench`: kernel-crossing costs).
-pub const EXTRA_SCENARIOS: &[&str] = &["microbench"];
+/// `cargo xtask eval` (`microbench`: kernel-crossing costs) and by the
+/// power-fail pass (`powerfail_load` on the logged drive, `powerfail_check`
+/// on each rebuilt medium; `cargo xtask powerfail`).
+pub const EXTRA_SCENARIOS: &[&str] = &["microbench", "powerfail_load", "powerfail_check"];
 
 /// Every scenario the test root must have: each boot of each test, and
 /// the extra ones.

@@ -46,6 +46,11 @@ pub enum Cmd {
     SelfTest,
     /// Arguments after `eval`, parsed by `eval::main`.
     Eval(Vec<String>),
+    /// `powerfail --images N --seed S`.
+    Powerfail {
+        images: usize,
+        seed: Option<u64>,
+    },
 }
 
 /// The build/run/test orchestrator of the exokernel (every command it runs
@@ -101,6 +106,16 @@ enum Command {
     },
     /// Boot generated dummy guests to check QEMU + harness.
     Selftest,
+    /// The long power-fail pass: the database commits behind a write log,
+    /// then the medium is rebuilt at cut points, booted and recovered.
+    Powerfail {
+        /// How many rebuilt media to boot, spread over the modes.
+        #[arg(long, default_value_t = 2000)]
+        images: usize,
+        /// Seed of the cut points (default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers] [--kernel] [--db] [--quick].
     Eval {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
@@ -144,6 +159,12 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         Some(Command::Setup) => Cmd::Setup,
         Some(Command::Build) => Cmd::Build,
         Some(Command::Selftest) => Cmd::SelfTest,
+        Some(Command::Powerfail { images, seed }) => {
+            if images == 0 {
+                bail!("--images must be at least 1");
+            }
+            Cmd::Powerfail { images, seed }
+        }
         Some(Command::Eval { args }) => Cmd::Eval(args),
         Some(Command::Run { batch, accel, gdb, timeout }) => {
             if batch && gdb {

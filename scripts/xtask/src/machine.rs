@@ -314,6 +314,10 @@ pub struct Machine {
     pub gdb: bool,
     /// Appended verbatim after everything else.
     pub extra_args: Vec<OsString>,
+    /// The NVMe drive's `-drive` options instead of the raw image in the
+    /// images directory (`id=nvm` is added); the power-fail pass puts the
+    /// drive behind `blklogwrites`.
+    pub nvme_drive: Option<String>,
 }
 
 impl Machine {
@@ -335,6 +339,7 @@ impl Machine {
             qmp_socket: None,
             gdb: false,
             extra_args: vec![],
+            nvme_drive: None,
         }
     }
 
@@ -396,6 +401,10 @@ impl Machine {
         self.gdb = on;
         self
     }
+    pub fn nvme_drive(mut self, options: impl Into<String>) -> Self {
+        self.nvme_drive = Some(options.into());
+        self
+    }
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.extra_args.push(a.into());
         self
@@ -430,7 +439,10 @@ impl Machine {
             let aw = hw.iommu_aw_bits.map(|b| format!(",aw-bits={b}")).unwrap_or_default();
             push(&["-device", &format!("intel-iommu,intremap=on,caching-mode=on{aw}")]);
         }
-        let nvme = format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE));
+        let nvme = match &self.nvme_drive {
+            Some(options) => format!("{options},if=none,id=nvm"),
+            None => format!("file={},if=none,id=nvm,format=raw", img(NVME_IMAGE)),
+        };
         let ioeventfd = if self.nvme_ioeventfd { "on" } else { "off" };
         if self.nvme_sriov {
             push(&["-drive", &nvme, "-device", "pcie-root-port,id=rp0,chassis=1"]);

@@ -13,6 +13,7 @@ mod dummy_guest;
 mod eval;
 mod machine;
 mod outcome;
+mod powerfail;
 mod qemu_tests;
 mod run_cmd;
 mod runner;
@@ -71,6 +72,11 @@ fn real_main(args: &[String]) -> Result<i32> {
             println!("selftest: all {} cases ended as expected", results.len());
         }
         Cmd::Eval(args) => eval::main(&args)?,
+        Cmd::Powerfail { images, seed } => {
+            let seed = seed.unwrap_or_else(powerfail::clock_seed);
+            let failed = powerfail::main(images, seed)?;
+            return Ok(i32::from(failed > 0));
+        }
     }
     Ok(0)
 }

@@ -227,7 +227,12 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
 fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     let all_tests = qemu_tests::tests();
     let selected = qemu_tests::select(&all_tests, &opts.filters);
-    if selected.is_empty() {
+    // The bounded power-fail pass runs with the standard machine's tests
+    // (and alone with the filter `powerfail`).
+    let powerfail = opts.machine.is_none()
+        && !opts.matrix
+        && (opts.filters.is_empty() || opts.filters.iter().any(|f| "powerfail".contains(f.as_str())));
+    if selected.is_empty() && !powerfail {
         println!("no QEMU test matches {:?}", opts.filters);
         return;
     }
@@ -266,6 +271,9 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     if opts.machine.is_some() {
         return;
     }
+    if powerfail {
+        powerfail_pass(&ws, &arts, accel, tally);
+    }
     // A representative subset on a few variants (`--machine-matrix` runs
     // everything everywhere).
     for (name, tests) in qemu_tests::VARIANT_SUBSET {
@@ -277,6 +285,44 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
         println!("running {} QEMU tests on machine variant {name}", chosen.len());
         for t in chosen {
             run_counted(t, &ws, &arts, accel, hw, Some(name), tally);
+        }
+    }
+}
+
+/// Media the bounded power-fail pass boots (`cargo xtask powerfail` runs
+/// the long one).
+const POWERFAIL_MEDIA: usize = 100;
+
+/// The bounded power-fail pass: each mode is one test in the tally, passed
+/// if no rebuilt medium lost an acknowledged commit or failed to recover.
+fn powerfail_pass(ws: &Workspace, arts: &Artifacts, accel: Accel, tally: &mut Tally) {
+    let seed = crate::powerfail::clock_seed();
+    let modes = crate::powerfail::MODES;
+    println!("power-fail pass: {POWERFAIL_MEDIA} rebuilt media over {} modes (seed {seed:#x})", modes.len());
+    for (i, (mode, n)) in modes.iter().zip(crate::powerfail::split(POWERFAIL_MEDIA, modes.len())).enumerate() {
+        let name = format!("powerfail {}", mode.name());
+        let start = Instant::now();
+        match crate::powerfail::run_mode(ws, arts, accel, *mode, n, crate::powerfail::mode_seed(seed, i)) {
+            Ok(r) if r.failures.is_empty() => {
+                println!("test {name} ({} media, 0 lost) ... ok [{:.2} s]", r.images, start.elapsed().as_secs_f64());
+                tally.passed += 1;
+            }
+            Ok(r) => {
+                println!(
+                    "test {name} ... FAILED ({} of {} media) [{:.2} s]",
+                    r.failures.len(),
+                    r.images,
+                    start.elapsed().as_secs_f64()
+                );
+                for f in r.failures.iter().take(TAIL_LINES) {
+                    println!("  | {f}");
+                }
+                tally.failed += 1;
+            }
+            Err(e) => {
+                println!("test {name} ... FAILED ({e:#})");
+                tally.failed += 1;
+            }
         }
     }
 }

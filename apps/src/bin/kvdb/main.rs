@@ -11,7 +11,8 @@
 //!   clwb/clflushopt/clflush + sfence.
 //!
 //! Arguments: `<nvme|nvme-vf|pmem> <create|check>` (`nvme-vf` then the
-//! window: first MiB and length in MiB); args words 3 = the region's
+//! window: first MiB and length in MiB), or `nvme pfload <sync|group|async>
+//! <commits>` / `nvme pfcheck` (the power-fail workload, `powerfail.rs`); args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
 //! handle is. `create` makes a database and commits the plan of
@@ -33,6 +34,8 @@ mod blockdev;
 mod error;
 #[cfg(target_os = "none")]
 mod pmemdev;
+#[cfg(target_os = "none")]
+mod powerfail;
 #[cfg(target_os = "none")]
 mod vfdev;
 #[cfg(target_os = "none")]
@@ -62,10 +65,14 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let mut words = args.split_whitespace();
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
-        "create" => true,
-        "check" => false,
-        _ => return Err(KvdbError::Usage(format!("phase {phase:?}: expected create or check"))),
+        "create" | "pfload" => true,
+        "check" | "pfcheck" => false,
+        _ => return Err(KvdbError::Usage(format!("phase {phase:?}: expected create, check, pfload or pfcheck"))),
     };
+    let power_fail = phase.starts_with("pf");
+    if power_fail && medium != "nvme" {
+        return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
+    }
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
     if va == 0 || bytes == 0 {
         return Err(KvdbError::MissingRegion(format!(
@@ -114,10 +121,20 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                     doorbells: 0,
                 }
             };
-            let storage = if create {
-                workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?
-            } else {
-                workload::check(storage, nonce, "nvme")?
+            let written = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.bytes_written;
+            let flushes = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.flushes;
+            let storage = match (power_fail, create) {
+                (true, true) => {
+                    let mode = words.next().unwrap_or("sync");
+                    let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
+                    powerfail::load(storage, nonce, mode, commits, written, flushes)?
+                }
+                (true, false) => match powerfail::check(storage, nonce)? {
+                    Some(s) => s,
+                    None => return Ok(()),
+                },
+                (false, true) => workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?,
+                (false, false) => workload::check(storage, nonce, "nvme")?,
             };
             let c = storage.device().counters;
             println!(

@@ -7,7 +7,9 @@ use alloc::format;
 use alloc::string::String;
 use exo_abi::{PAGE_SIZE, PMEM_VA};
 use exo_rt::region::Region;
-use initlib::kvdb::{expect_code, on_nvme, on_pmem, on_vf, run_pmem, spawn_kvdb, PMEM_BYTES, PMEM_OFFSET};
+use initlib::kvdb::{
+    expect_code, on_nvme, on_nvme_phase, on_pmem, on_vf, run_pmem, spawn_kvdb, PMEM_BYTES, PMEM_OFFSET,
+};
 
 type Outcome = Result<(), String>;
 
@@ -48,4 +50,23 @@ pub fn libdb_pmem(check: bool) -> Outcome {
 /// VF 1 of the NVMe itself after the PF's driver brought it online.
 pub fn libdb_vf(check: bool) -> Outcome {
     on_vf(check, crate::basic::nonce()?)
+}
+
+/// `powerfail_load` (booted by `cargo xtask powerfail` with the NVMe drive
+/// behind QEMU's `blklogwrites`): kvdb creates a database and commits in
+/// the mode and number the command line's `pf=<mode>,<commits>` names,
+/// printing what became durable (`kvdb`'s `powerfail.rs`).
+pub fn powerfail_load() -> Outcome {
+    let (mode, commits) = exo_rt::kinfo::cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pf="))
+        .and_then(|v| v.split_once(','))
+        .ok_or("no pf=<mode>,<commits> on the command line")?;
+    on_nvme_phase(&format!("pfload {mode} {commits}"), crate::basic::nonce()?)
+}
+
+/// `powerfail_check`: kvdb recovers the rebuilt medium and reports the
+/// commit it holds; the host compares it with what was acknowledged.
+pub fn powerfail_check() -> Outcome {
+    on_nvme_phase("pfcheck", crate::basic::nonce()?)
 }

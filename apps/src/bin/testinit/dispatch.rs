@@ -44,6 +44,8 @@ pub fn run(name: &str) -> Outcome {
         "acpi_bad_mcfg" => devices::acpi_bad_mcfg(),
         "libdb_nvme_create" => db::libdb_nvme(false),
         "libdb_nvme_check" => db::libdb_nvme(true),
+        "powerfail_load" => db::powerfail_load(),
+        "powerfail_check" => db::powerfail_check(),
         "libdb_pmem_create" => db::libdb_pmem(false),
         "libdb_pmem_check" => db::libdb_pmem(true),
         "libdb_vf_create" => db::libdb_vf(false),
