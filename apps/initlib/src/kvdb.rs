@@ -101,12 +101,13 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
-    on_nvme_phase(if check { "check" } else { "create" }, nonce)
+    on_nvme_phase(if check { "check" } else { "create" }, nonce).map(|_| ())
 }
 
 /// kvdb `nvme <phase>` (phase and its arguments, e.g. `pfload sync 300`)
-/// on the NVMe through `nvmed serve`.
-pub fn on_nvme_phase(phase: &str, nonce: u64) -> Outcome {
+/// on the NVMe through `nvmed serve`; returns word 1 of kvdb's mailbox
+/// (what kvdb reports to its parent, e.g. its last acknowledged commit).
+pub fn on_nvme_phase(phase: &str, nonce: u64) -> Result<u64, String> {
     let dev = devices::nvme()?;
     devices::enable(&dev)?;
     let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
@@ -132,6 +133,7 @@ pub fn on_nvme_phase(phase: &str, nonce: u64) -> Outcome {
     let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
     crate::regions::link(&kvdb, region, Rights::WRITE)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
+    let reported = mem::read(spawn::mailbox(&kvdb) + 8);
     mem::write(spawn::mailbox(&driver), 1);
     let served = match crate::spawn::finish(&driver, "nvmed serve") {
         Ok(0) => Ok(()),
@@ -146,7 +148,7 @@ pub fn on_nvme_phase(phase: &str, nonce: u64) -> Outcome {
     if faults != 0 {
         return Err(format!("{faults} DMA faults while kvdb ran"));
     }
-    Ok(())
+    Ok(reported)
 }
 
 /// kvdb `create` or `check` on the database's NVDIMM range, with the

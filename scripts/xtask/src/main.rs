@@ -5,6 +5,7 @@
 
 mod accel;
 mod bad_elf;
+mod blkdebug;
 mod build;
 mod cargo_test_output;
 mod cli;

@@ -4,6 +4,7 @@
 //! <name>: <why>` + 0x11 (fail), or `[kernel] PANIC ...` + 0x12.
 
 use crate::bad_elf;
+use crate::blkdebug::Fault;
 use crate::build::Artifacts;
 use crate::machine::{Chipset, Machine};
 use anyhow::{Context, Result};
@@ -44,6 +45,9 @@ pub struct Details {
     /// Inject NMIs through a QMP socket (`inject-nmi`, every 50 ms) while
     /// the test runs.
     pub inject_nmi: bool,
+    /// Failures the NVMe device shows in each boot (by boot index), through
+    /// QEMU's blkdebug (`crate::blkdebug`).
+    pub nvme_faults: Option<fn(usize) -> Vec<Fault>>,
 }
 
 impl QemuTest {
@@ -60,8 +64,30 @@ impl QemuTest {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-const DEFAULT: Details =
-    Details { args: "", timeout: DEFAULT_TIMEOUT, extra: None, machine: standard, acpi_table: None, inject_nmi: false };
+const DEFAULT: Details = Details {
+    args: "",
+    timeout: DEFAULT_TIMEOUT,
+    extra: None,
+    machine: standard,
+    acpi_table: None,
+    inject_nmi: false,
+    nvme_faults: None,
+};
+
+/// The database's first sector (NVMe MiB 192, in 512-byte sectors).
+const KVDB_SECTOR: u64 = 192 << 11;
+
+fn io_errors_faults(boot: usize) -> Vec<Fault> {
+    match boot {
+        0 => vec![Fault::FlushesFrom(40)],
+        // Meta pages at database bytes 0 and 4096; the log from 8192 on.
+        _ => vec![
+            Fault::FirstReadAt(KVDB_SECTOR),
+            Fault::FirstReadAt(KVDB_SECTOR + 8),
+            Fault::WritesAt(KVDB_SECTOR + 16 + 48),
+        ],
+    }
+}
 
 /// Every QEMU test, in the table's order, with its details.
 pub fn tests() -> Vec<QemuTest> {
@@ -82,6 +108,11 @@ pub const DETAILS: &[(&str, Details)] = &[
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
+    // The device fails: boot 1 every flush from the 40th on (kvdb has
+    // committed a few dozen times by then); boot 2 the first reads of the
+    // database's two meta pages and every write of its log's block 48
+    // (the database lives at NVMe MiB 192, see initlib::kvdb).
+    ("io_errors", Details { nvme_faults: Some(io_errors_faults), ..DEFAULT }),
     // (syscall_fuzz: 100,000 random calls, then 1,000,000 structure-aware
     // ones, 8 probe processes with a shadow model; about 4 s under TCG.)
     ("bad_elf", Details { extra: Some(malformed_programs), ..DEFAULT }),
@@ -212,7 +243,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 34, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 35, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

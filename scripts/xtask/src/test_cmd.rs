@@ -436,7 +436,7 @@ fn run_one(
             Some(path)
         }
     };
-    let boot = |append: String, name: &str, pass: &str| -> Result<RunReport> {
+    let boot = |append: String, name: &str, pass: &str, index: usize| -> Result<RunReport> {
         // Init checks the RAM it got against the machine's (boot_to_init).
         let append = format!("{append} ram_mib={}", hardware.ram_mib);
         let name = format!("{name}{suffix}");
@@ -449,6 +449,13 @@ fn run_one(
         machine = (t.details.machine)(machine);
         if let Some(path) = &acpi_table {
             machine = machine.arg("-acpitable").arg(format!("file={}", machine::qemu_escape(path)));
+        }
+        if let Some(faults) = t.details.nvme_faults {
+            let config = ws.images_dir().join(format!("blkdebug-{name}.conf"));
+            std::fs::write(&config, crate::blkdebug::config(&faults(index)))
+                .with_context(|| format!("writing {}", config.display()))?;
+            let image = ws.images_dir().join(machine::NVME_IMAGE.file);
+            machine = machine.nvme_drive(crate::blkdebug::drive(&image, &config));
         }
         let injector = if t.details.inject_nmi {
             // In the temporary directory: a unix socket's path is limited
@@ -483,14 +490,15 @@ fn run_one(
         report
     };
     if t.then.is_none() {
-        return boot(t.append(t.first), t.name, t.first);
+        return boot(t.append(t.first), t.name, t.first, 0);
     }
     // Two boots of the same machine and disk images (a reboot), sharing a
     // fresh nonce so that the second can tell this run's data from stale.
     let nonce =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     for (i, pass) in t.boots().enumerate() {
-        let report = boot(format!("{} nonce={nonce:x}", t.append(pass)), &format!("{}-boot{}", t.name, i + 1), pass)?;
+        let report =
+            boot(format!("{} nonce={nonce:x}", t.append(pass)), &format!("{}-boot{}", t.name, i + 1), pass, i)?;
         if i == 1 || !report.outcome.passed() {
             return Ok(report);
         }

@@ -60,9 +60,26 @@ impl fmt::Display for KvdbError {
             KvdbError::Controller(why) => write!(f, "own NVMe controller: {why}"),
             KvdbError::Corrupt(e) => write!(f, "corrupt database: {e}"),
             KvdbError::Full(e, ctx) => write!(f, "medium full while {ctx}: {e}"),
-            KvdbError::Db(e, ctx) => write!(f, "database error while {ctx}: {e}"),
+            KvdbError::Db(e, ctx) => write!(f, "database error while {ctx}: {e}{}", DeviceSaid(e)),
             KvdbError::Mismatch(why) => write!(f, "verification failed: {why}"),
             KvdbError::Usage(why) => write!(f, "usage: {why}"),
         }
+    }
+}
+
+/// For an I/O error carrying an NVMe status (the block service passes the
+/// controller's 15-bit status field through), the status by name.
+struct DeviceSaid<'a>(&'a libdb::Error);
+
+impl fmt::Display for DeviceSaid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let libdb::Error::Io { error: libdb::IoError::Device(code), .. } = self.0 {
+            if let Ok(field) = u16::try_from(*code) {
+                if let Err(e) = nvme::status::Status::from_field(field).result() {
+                    return write!(f, " (the device said: {e})");
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! Arguments: `<nvme|nvme-vf|pmem> <create|check>` (`nvme-vf` then the
 //! window: first MiB and length in MiB), or `nvme pfload <sync|group|async>
-//! <commits>` / `nvme pfcheck` (the power-fail workload, `powerfail.rs`); args words 3 = the region's
+//! <commits>` / `nvme pfcheck` (the power-fail workload, `powerfail.rs`),
+//! or `nvme ioerr-flush` / `nvme ioerr-check <last acknowledged>` (the
+//! device-failure workload, `ioerr.rs`); args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
 //! handle is. `create` makes a database and commits the plan of
@@ -32,6 +34,8 @@ extern crate alloc;
 mod blockdev;
 #[cfg(target_os = "none")]
 mod error;
+#[cfg(target_os = "none")]
+mod ioerr;
 #[cfg(target_os = "none")]
 mod pmemdev;
 #[cfg(target_os = "none")]
@@ -65,12 +69,16 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let mut words = args.split_whitespace();
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
-        "create" | "pfload" => true,
-        "check" | "pfcheck" => false,
-        _ => return Err(KvdbError::Usage(format!("phase {phase:?}: expected create, check, pfload or pfcheck"))),
+        "create" | "pfload" | "ioerr-flush" => true,
+        "check" | "pfcheck" | "ioerr-check" => false,
+        _ => {
+            return Err(KvdbError::Usage(format!(
+                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush or ioerr-check"
+            )))
+        }
     };
     let power_fail = phase.starts_with("pf");
-    if power_fail && medium != "nvme" {
+    if (power_fail || phase.starts_with("ioerr")) && medium != "nvme" {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
     }
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
@@ -87,6 +95,9 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let win = exo_rt::mmio::Window::new(va, bytes).ok_or_else(|| {
                 KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window"))
             })?;
+            if phase.starts_with("ioerr") {
+                return ioerr::run(phase, &mut words, win, nonce);
+            }
             let mut dev = blockdev::BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
             let geo = dev.geometry();
             println!(

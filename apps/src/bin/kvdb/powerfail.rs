@@ -36,12 +36,12 @@ pub const SEQ_KEY: &[u8] = b"~pf-seq";
 /// How often the async mode calls `Db::sync`.
 const ASYNC_SYNC_EVERY: u64 = 16;
 
-fn key(seq: u64) -> Vec<u8> {
+pub fn key(seq: u64) -> Vec<u8> {
     format!("pf{:04}", seq % KEYS).into_bytes()
 }
 
 /// The value commit `seq` stores: 1..=400 bytes, a function of both.
-fn value(nonce: u64, seq: u64) -> Vec<u8> {
+pub fn value(nonce: u64, seq: u64) -> Vec<u8> {
     let len = 1 + (seq.wrapping_mul(0x9e37_79b9) >> 7) % 400;
     let mut x = nonce ^ seq.wrapping_mul(0xff51_afd7_ed55_8ccd);
     (0..len)
@@ -115,6 +115,14 @@ pub fn check<S: Storage>(storage: S, nonce: u64) -> Result<Option<S>, KvdbError>
             return Ok(None);
         }
     };
+    let m = verify(&db, nonce)?;
+    println!("EXO-PF recovered seq={m}");
+    Ok(Some(db.into_storage()))
+}
+
+/// Require the database to hold exactly the state after commit M (every
+/// key the value of its last commit ≤ M, nothing else); returns M.
+pub fn verify<S: Storage>(db: &Db<S>, nonce: u64) -> Result<u64, KvdbError> {
     let m = match db.get(SEQ_KEY).map_err(|e| KvdbError::db(e, "reading the sequence key".into()))? {
         None => 0,
         Some(v) => u64::from_le_bytes(
@@ -148,9 +156,7 @@ pub fn check<S: Storage>(storage: S, nonce: u64) -> Result<Option<S>, KvdbError>
     if seen != expected {
         return Err(KvdbError::Mismatch(format!("{seen} keys after commit {m}, expected {expected}")));
     }
-    drop(r);
-    println!("EXO-PF recovered seq={m}");
-    Ok(Some(db.into_storage()))
+    Ok(m)
 }
 
 fn parse_key(k: &[u8]) -> Option<u64> {

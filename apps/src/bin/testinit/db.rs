@@ -6,6 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 use exo_abi::{PAGE_SIZE, PMEM_VA};
+use exo_rt::println;
 use exo_rt::region::Region;
 use initlib::kvdb::{
     expect_code, on_nvme, on_nvme_phase, on_pmem, on_vf, run_pmem, spawn_kvdb, PMEM_BYTES, PMEM_OFFSET,
@@ -62,11 +63,47 @@ pub fn powerfail_load() -> Outcome {
         .find_map(|w| w.strip_prefix("pf="))
         .and_then(|v| v.split_once(','))
         .ok_or("no pf=<mode>,<commits> on the command line")?;
-    on_nvme_phase(&format!("pfload {mode} {commits}"), crate::basic::nonce()?)
+    on_nvme_phase(&format!("pfload {mode} {commits}"), crate::basic::nonce()?).map(|_| ())
 }
 
 /// `powerfail_check`: kvdb recovers the rebuilt medium and reports the
 /// commit it holds; the host compares it with what was acknowledged.
 pub fn powerfail_check() -> Outcome {
-    on_nvme_phase("pfcheck", crate::basic::nonce()?)
+    on_nvme_phase("pfcheck", crate::basic::nonce()?).map(|_| ())
+}
+
+/// Where `io_errors` keeps, between its boots, the last commit kvdb
+/// acknowledged before the device failed (a free part of the NVDIMM):
+/// the nonce, then the commit number.
+const IO_ERRORS_RECORD: u64 = 96 << 20;
+
+/// `io_errors_flush` (boot 1; the harness makes every NVMe flush from the
+/// 40th on fail): kvdb commits until its commits fail, acknowledges none
+/// of those, and its readers see the last acknowledged state. The last
+/// acknowledged commit goes to the NVDIMM for boot 2.
+pub fn io_errors_flush() -> Outcome {
+    let nonce = crate::basic::nonce()?;
+    let last = on_nvme_phase("ioerr-flush", nonce)?;
+    let mut rec = Region::claim(PMEM_VA + IO_ERRORS_RECORD, PAGE_SIZE).map_err(|e| format!("the record: {e}"))?;
+    rec.as_mut_slice()[..16].copy_from_slice(&[nonce.to_le_bytes(), last.to_le_bytes()].concat());
+    rec.persist(0, 16);
+    rec.fence();
+    println!("init: io_errors: kvdb's last acknowledged commit before the flushes failed: {last}");
+    Ok(())
+}
+
+/// `io_errors_check` (boot 2; the harness fails the first reads of the
+/// database's meta pages and every write of one log block): kvdb's opens
+/// fail by name until the reads work, it recovers at least the last
+/// acknowledged commit of boot 1, then commits until a write fails.
+pub fn io_errors_check() -> Outcome {
+    let nonce = crate::basic::nonce()?;
+    let rec = Region::claim(PMEM_VA + IO_ERRORS_RECORD, PAGE_SIZE).map_err(|e| format!("the record: {e}"))?;
+    let word = |i: usize| u64::from_le_bytes(rec.as_slice()[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    if word(0) != nonce {
+        return Err(format!("no record of boot 1 on the NVDIMM (nonce {:#x}, expected {nonce:#x})", word(0)));
+    }
+    let last = word(1);
+    drop(rec);
+    on_nvme_phase(&format!("ioerr-check {last}"), nonce).map(|_| ())
 }

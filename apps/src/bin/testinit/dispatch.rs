@@ -44,6 +44,8 @@ pub fn run(name: &str) -> Outcome {
         "acpi_bad_mcfg" => devices::acpi_bad_mcfg(),
         "libdb_nvme_create" => db::libdb_nvme(false),
         "libdb_nvme_check" => db::libdb_nvme(true),
+        "io_errors_flush" => db::io_errors_flush(),
+        "io_errors_check" => db::io_errors_check(),
         "powerfail_load" => db::powerfail_load(),
         "powerfail_check" => db::powerfail_check(),
         "libdb_pmem_create" => db::libdb_pmem(false),
