@@ -84,9 +84,7 @@ pub fn spawn_kvdb_with(args: &str, words: &[u64], spare: u64) -> Result<Child, S
         "kvdb",
         &Options { args, words, heap_pages: KVDB_HEAP_PAGES, spare_pages: spare, paused: true },
     )?;
-    spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
-    sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
-        .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))?;
+    share_info_page(&c)?;
     Ok(c)
 }
 
@@ -108,47 +106,171 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
 /// on the NVMe through `nvmed serve`; returns word 1 of kvdb's mailbox
 /// (what kvdb reports to its parent, e.g. its last acknowledged commit).
 pub fn on_nvme_phase(phase: &str, nonce: u64) -> Result<u64, String> {
-    let dev = devices::nvme()?;
-    devices::enable(&dev)?;
-    let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
-    let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
-    let faults_before = kinfo::word(ki::W_DMA_FAULTS);
-    let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
-    let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
-    // The driver borrows the region; init, its owner, gives the device DMA.
-    crate::regions::link(&driver, region, Rights::WRITE)?;
-    devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
-    sched::start(driver.slot);
-    while mem::read(spawn::mailbox(&driver) + 8) == 0 {
-        sched::sched_yield();
-        if sched::slot(driver.slot).state.load(SeqCst) != sched::RUNNABLE {
-            return Err("nvmed serve ended before it served".into());
-        }
-    }
+    let svc = BlockService::start()?;
     println!(
         "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
         NVME_WINDOW_MIB.0,
         NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
     );
-    let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
-    crate::regions::link(&kvdb, region, Rights::WRITE)?;
+    let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, svc.bytes(), nonce)?;
+    svc.link(&kvdb)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
     let reported = mem::read(spawn::mailbox(&kvdb) + 8);
-    mem::write(spawn::mailbox(&driver), 1);
-    let served = match crate::spawn::finish(&driver, "nvmed serve") {
-        Ok(0) => Ok(()),
-        Ok(code) => Err(format!("nvmed serve exited with {code}")),
-        Err(e) => Err(e),
-    };
-    let revoked = devices::revoke_region_dma(&dev, KVDB_REGION_PAGES);
+    let stopped = svc.stop();
     outcome?;
-    served?;
-    revoked?;
-    let faults = kinfo::word(ki::W_DMA_FAULTS) - faults_before;
-    if faults != 0 {
-        return Err(format!("{faults} DMA faults while kvdb ran"));
-    }
+    stopped?;
     Ok(reported)
+}
+
+/// The block service on the database's NVMe window: `nvmed serve` on the
+/// rings of a region init owns and links into the driver and each client,
+/// the device's DMA to the region granted by init.
+pub struct BlockService {
+    dev: devices::Device,
+    region: u64,
+    driver: Child,
+    faults_before: u64,
+}
+
+impl BlockService {
+    pub fn start() -> Result<BlockService, String> {
+        let dev = devices::nvme()?;
+        devices::enable(&dev)?;
+        let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
+        let faults_before = kinfo::word(ki::W_DMA_FAULTS);
+        let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
+        let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
+        let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
+        // The driver borrows the region; init, its owner, gives the device DMA.
+        crate::regions::link(&driver, region, Rights::WRITE)?;
+        devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
+        sched::start(driver.slot);
+        while mem::read(spawn::mailbox(&driver) + 8) == 0 {
+            sched::sched_yield();
+            if sched::slot(driver.slot).state.load(SeqCst) != sched::RUNNABLE {
+                return Err("nvmed serve ended before it served".into());
+            }
+        }
+        Ok(BlockService { dev, region, driver, faults_before })
+    }
+
+    /// The region's size (a client's args word 4).
+    pub fn bytes(&self) -> u64 {
+        KVDB_REGION_PAGES * PAGE_SIZE
+    }
+
+    /// Link the rings into a client at its `SHARED_VA`.
+    pub fn link(&self, client: &Child) -> Outcome {
+        crate::regions::link(client, self.region, Rights::WRITE)
+    }
+
+    /// Stop the driver, revoke the device's DMA, and require no DMA fault.
+    pub fn stop(self) -> Outcome {
+        mem::write(spawn::mailbox(&self.driver), 1);
+        let served = match crate::spawn::finish(&self.driver, "nvmed serve") {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("nvmed serve exited with {code}")),
+            Err(e) => Err(e),
+        };
+        let revoked = devices::revoke_region_dma(&self.dev, KVDB_REGION_PAGES);
+        served?;
+        revoked?;
+        let faults = kinfo::word(ki::W_DMA_FAULTS) - self.faults_before;
+        if faults != 0 {
+            return Err(format!("{faults} DMA faults while the block service ran"));
+        }
+        Ok(())
+    }
+}
+
+/// `kill_db`: kvdb commits on the block service and init destroys its
+/// address space at `kills` random instants (2 to 81 timer ticks after it
+/// starts: while it recovers, commits or waits for the driver); each time
+/// its pages come back to init, its links to the rings and the info page
+/// are removed, and a fresh kvdb in the same space must recover every
+/// commit the killed one acknowledged (`kvdb`'s `killed.rs`). Returns what
+/// came back and what was lost over all kills.
+pub fn kill_loop(kills: u32, nonce: u64) -> Result<spawn::Reclaimed, String> {
+    let svc = BlockService::start()?;
+    let words = [SHARED_VA, svc.bytes(), kinfo::word(ki::W_TSC_PER_US), nonce];
+    let opts =
+        |args: &'static str| Options { args, words: &words, heap_pages: KVDB_HEAP_PAGES, spare_pages: 0, paused: true };
+    let (frames_before, _) = crate::frames::stats();
+    let mut rng = nonce | 1;
+    let mut total = spawn::Reclaimed::default();
+    let mut dead: Option<Child> = None;
+    let mut acked = 0u64;
+    for k in 0..=kills {
+        let args = match k {
+            0 => alloc::string::String::from("nvme killload new 0"),
+            _ if k == kills => format!("nvme killload {acked} 20"),
+            _ => format!("nvme killload {acked} 0"),
+        };
+        let o = Options { args: &args, ..opts("") };
+        let c = match &dead {
+            None => spawn::spawn_destroyable("kvdb", &o)?,
+            Some(d) => spawn::respawn(d, "kvdb", &o)?,
+        };
+        share_info_page(&c)?;
+        svc.link(&c)?;
+        if k == kills {
+            // The last one recovers, commits 20 more and exits; then its
+            // pages come back too.
+            run_kvdb(&c, &format!("kvdb after {kills} kills"))?;
+            let r = spawn::destroy(&c, &[(SHARED_VA, 1), (SCRATCH_VA, 0)])?;
+            total.pages += r.pages;
+            total.lost += r.lost;
+            total.unshared += r.unshared;
+            break;
+        }
+        sched::start(c.slot);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let ticks = 2 + rng % 80;
+        let until = kinfo::word(ki::W_TICKS) + ticks;
+        while kinfo::word(ki::W_TICKS) < until {
+            sched::sched_yield();
+            let st = sched::slot(c.slot).state.load(SeqCst);
+            if st != sched::RUNNABLE {
+                let code = sched::slot(c.slot).code.load(SeqCst);
+                return Err(format!(
+                    "kvdb {k} ended ({}, code {code}: {}) before it was killed",
+                    sched::state_name(st),
+                    meaning(code)
+                ));
+            }
+        }
+        let r = spawn::destroy(&c, &[(SHARED_VA, 1), (SCRATCH_VA, 0)])?;
+        // A kvdb killed before it recovered reported nothing: what was
+        // acknowledged before it still stands.
+        acked = acked.max(mem::read(spawn::mailbox(&c) + 8));
+        total.pages += r.pages;
+        total.lost += r.lost;
+        total.unshared += r.unshared;
+        dead = Some(c);
+    }
+    svc.stop()?;
+    let (frames_after, _) = crate::frames::stats();
+    println!(
+        "init: kill_db: {kills} kills; {} pages came back to init, {} lost, {} shares removed; frames handed out {} -> {}",
+        total.pages, total.lost, total.unshared, frames_before, frames_after
+    );
+    // What stays out per incarnation: the pages init shared (args, console,
+    // mailbox: lent, so never reused as tables) and no more.
+    let kept = frames_after.saturating_sub(frames_before);
+    if kept > 4 * (kills as u64 + 1) + 64 {
+        return Err(format!("{kept} frames did not come back after {kills} kills"));
+    }
+    Ok(total)
+}
+
+/// Share the kernel info page read-only at the child's `SCRATCH_VA` (for
+/// system-wide crossing counts).
+fn share_info_page(c: &Child) -> Outcome {
+    spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
+    sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
+        .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))
 }
 
 /// kvdb `create` or `check` on the database's NVDIMM range, with the

@@ -12,6 +12,7 @@ use crate::logic::spawn::{self as plan, Kind, Layout};
 use crate::sched::{self, state_name, EXITED, MAX_PROCS, RUNNABLE};
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{Error, Rights, CONTROL_VA, INIT_SELF_HANDLE_VA};
 use exo_loader::elf::{self, ElfError};
@@ -83,13 +84,31 @@ pub fn ensure_tables(window_va: u64) -> Result<(), SpawnError> {
 }
 
 /// Move a fresh frame from init's RAM window to `window_va`, filled by
-/// `fill` (given the frame's current address) first.
-pub fn place_page(window_va: u64, rights: Rights, fill: impl FnOnce(u64)) -> Result<(), SpawnError> {
+/// `fill` (given the frame's current address) first; returns the frame's
+/// address in the RAM window (where it goes back to).
+pub fn place_page(window_va: u64, rights: Rights, fill: impl FnOnce(u64)) -> Result<u64, SpawnError> {
     ensure_tables(window_va)?;
     let f = frame()?;
     fill(f);
-    sys::map(f, 0, 0, window_va, rights | Rights::OWN | Rights::GRANT).map_err(|e| SpawnError::Sys("map page", e))
+    sys::map(f, 0, 0, window_va, rights | Rights::OWN | Rights::GRANT).map_err(|e| SpawnError::Sys("map page", e))?;
+    Ok(f)
 }
+
+/// What init placed in a child, to take back when it is destroyed.
+#[derive(Clone, Copy)]
+enum Placed {
+    /// A page the child owns: its address there, and its frame's address
+    /// in init's RAM window.
+    Owned { va: u64, frame: u64 },
+    /// One of init's pages shared with the child (args, console,
+    /// mailbox), or the handle to init.
+    Lent { va: u64 },
+}
+
+/// Per slot: whether the child was spawned destroyable (without GRANT),
+/// and every page spawning placed in it.
+static PLACED: spin::Mutex<[(bool, Vec<Placed>); MAX_PROCS]> =
+    spin::Mutex::new([const { (false, Vec::new()) }; MAX_PROCS]);
 
 pub struct Options<'a> {
     pub args: &'a str,
@@ -122,6 +141,24 @@ pub fn spawn(name: &str, opts: &Options) -> Result<Child, SpawnError> {
 }
 
 pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
+    spawn_image_linked(bytes, opts, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT)
+}
+
+/// Spawn a child that init may [`destroy`] and [`respawn`] in place: its
+/// space is linked without GRANT, so it can share none of its pages —
+/// with itself (an alias), another space or a device — and every page
+/// init takes back from it is reachable from nowhere else. (A child that
+/// needs to grant DMA, like a driver, cannot be spawned this way.)
+pub fn spawn_destroyable(name: &str, opts: &Options) -> Result<Child, String> {
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
+        .ok()
+        .and_then(|b| b.find(name))
+        .ok_or_else(|| format!("spawning {name}: {}", SpawnError::NotInBootImage))?;
+    spawn_image_linked(image.data, opts, Rights::WRITE | Rights::EXEC | Rights::OWN)
+        .map_err(|e| format!("spawning {name} {:?}: {e}", opts.args))
+}
+
+fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights) -> Result<Child, SpawnError> {
     let elf_plan = elf::plan(bytes, 64 << 20).map_err(SpawnError::Elf)?;
     let slot = (0..MAX_PROCS)
         .find(|i| sched::slot(*i).state.load(SeqCst) == sched::FREE && sched::slot(*i).id.load(SeqCst) == 0)
@@ -132,25 +169,56 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
     let id = sys::create_as(handle, root_frame).map_err(|e| SpawnError::Sys("create_as", e))?;
     let pdpt = frame()?;
     sys::create(window, 3, pdpt).map_err(|e| SpawnError::Sys("create window", e))?;
-    sys::map(window, 3, handle, 0, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT)
-        .map_err(|e| SpawnError::Sys("link window", e))?;
-    let child = Child { slot, handle, id, window };
+    sys::map(window, 3, handle, 0, link).map_err(|e| SpawnError::Sys("link window", e))?;
+    let child = fill(Child { slot, handle, id, window }, &elf_plan, bytes, opts)?;
+    PLACED.lock()[slot].0 = !link.contains(Rights::GRANT);
+    Ok(child)
+}
 
+/// A program again in the address space of a child [`destroy`]ed after
+/// [`spawn_destroyable`]: the same space, slot, handle and window — the
+/// kernel keeps no process, so a space is reused by filling it anew. What
+/// the previous program moved away from where init placed it (into tables
+/// it made itself) stays in the space, visible to the new program and to
+/// no one else; respawn the same program.
+pub fn respawn(dead: &Child, name: &str, opts: &Options) -> Result<Child, String> {
+    let what = || format!("respawning {name} {:?} in slot {}", opts.args, dead.slot);
+    let s = sched::slot(dead.slot);
+    if s.state.load(SeqCst) != sched::FREE || s.id.load(SeqCst) != dead.id {
+        return Err(format!("{}: the slot holds no destroyed space", what()));
+    }
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
+        .ok()
+        .and_then(|b| b.find(name))
+        .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
+    let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
+    fill(Child { ..*dead }, &elf_plan, image.data, opts).map_err(|e| format!("{}: {e}", what()))
+}
+
+/// Give `child` its pages (`logic::spawn::child_pages`) and its slot.
+fn fill(child: Child, elf_plan: &elf::LoadPlan, bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
+    let slot = child.slot;
+    let mut placed = Vec::new();
     // Every page the child gets, in order (`logic::spawn::child_pages`).
     let (mut ring, mut mailbox) = (0, 0);
-    for p in plan::child_pages(&elf_plan, opts.heap_pages, opts.spare_pages, &LAYOUT) {
+    for p in plan::child_pages(elf_plan, opts.heap_pages, opts.spare_pages, &LAYOUT) {
         let va = child.at(p.va);
+        let lent = matches!(p.kind, Kind::Args | Kind::Console | Kind::Mailbox | Kind::ParentHandle);
         match p.kind {
             Kind::Program => {
                 let page =
                     elf_plan.page_bytes(bytes, p.va).map_err(|_| SpawnError::Elf(ElfError::NoLoadableSegments))?;
-                place_page(va, p.rights, |f| mem::write_bytes(f, &page))?;
+                let frame = place_page(va, p.rights, |f| mem::write_bytes(f, &page))?;
+                placed.push(Placed::Owned { va: p.va, frame });
             }
             // Where the kernel enters the child.
-            Kind::Control => place_page(va, p.rights, |f| {
-                mem::write(f + exo_abi::control::ENTRY, elf_plan.entry);
-                mem::write(f + exo_abi::control::STACK, 0);
-            })?,
+            Kind::Control => {
+                let frame = place_page(va, p.rights, |f| {
+                    mem::write(f + exo_abi::control::ENTRY, elf_plan.entry);
+                    mem::write(f + exo_abi::control::STACK, 0);
+                })?;
+                placed.push(Placed::Owned { va: p.va, frame });
+            }
             Kind::Args => {
                 let args = frame()?;
                 mem::write_bytes(args, &opts.args.as_bytes()[..opts.args.len().min(2000)]);
@@ -173,19 +241,89 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
             Kind::ParentHandle => {
                 sys::map(INIT_SELF_HANDLE_VA, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("parent handle", e))?
             }
-            Kind::Heap | Kind::Spare => place_page(va, p.rights, |_| {})?,
+            Kind::Heap | Kind::Spare => {
+                let frame = place_page(va, p.rights, |_| {})?;
+                placed.push(Placed::Owned { va: p.va, frame });
+            }
+        }
+        if lent {
+            placed.push(Placed::Lent { va: p.va });
         }
     }
+    PLACED.lock()[slot].1 = placed;
 
     let s = sched::slot(slot);
-    s.handle.store(handle, SeqCst);
-    s.id.store(id, SeqCst);
+    s.handle.store(child.handle, SeqCst);
+    s.id.store(child.id, SeqCst);
     s.ring.store(ring, SeqCst);
     s.code.store(0, SeqCst);
     s.addr.store(0, SeqCst);
     s.mailbox.store(mailbox, SeqCst);
     s.state.store(if opts.paused { sched::STOPPED } else { RUNNABLE }, SeqCst);
     Ok(child)
+}
+
+/// What [`destroy`] took back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Pages init had placed that came back to its frame allocator.
+    pub pages: u64,
+    /// Pages init had placed that the child no longer held where they were
+    /// placed (it moved them, or made them page tables): lost until reboot.
+    pub lost: u64,
+    /// Shares of init's own pages (args, console, mailbox) removed.
+    pub unshared: u64,
+}
+
+/// Destroy a child that is not running (init main runs this; a child runs
+/// only when init yields to it): it is never scheduled again, every page
+/// init placed comes back (moved from the child's window to the frame's
+/// home in init's RAM window), init's shared pages and the `extra` links
+/// the caller made (child address, level: a region, a shared info page)
+/// are removed — each removal flushes every TLB, so nothing the child
+/// held stays reachable. The tables stay (the kernel cannot turn a table
+/// back into a page) and so does the space, empty, for [`respawn`].
+pub fn destroy(child: &Child, extra: &[(u64, u64)]) -> Result<Reclaimed, String> {
+    let s = sched::slot(child.slot);
+    if s.id.load(SeqCst) != child.id {
+        return Err(format!("destroy: slot {} does not hold space {:#x}", child.slot, child.id));
+    }
+    if !PLACED.lock()[child.slot].0 {
+        return Err(format!(
+            "destroy: the child in slot {} could share its pages (spawned with GRANT): they cannot be taken back safely",
+            child.slot
+        ));
+    }
+    s.state.store(sched::KILLED, SeqCst);
+    s.ring.store(0, SeqCst);
+    let mut r = Reclaimed::default();
+    for &(va, level) in extra {
+        sys::unmap(0, child.at(va), level).map_err(|e| format!("destroy: unlinking {va:#x}: {}", e.name()))?;
+    }
+    let placed = core::mem::take(&mut PLACED.lock()[child.slot].1);
+    for p in placed {
+        match p {
+            Placed::Owned { va, frame } => {
+                match sys::map(child.at(va), 0, 0, frame, Rights::WRITE | Rights::OWN | Rights::GRANT) {
+                    Ok(()) => {
+                        // Free frames are zero: the next owner sees
+                        // nothing of this one.
+                        mem::zero_page(frame);
+                        frames::give_back(frame);
+                        r.pages += 1;
+                    }
+                    Err(_) => r.lost += 1,
+                }
+            }
+            Placed::Lent { va } => {
+                if sys::unmap(0, child.at(va), 0).is_ok() {
+                    r.unshared += 1;
+                }
+            }
+        }
+    }
+    s.state.store(sched::FREE, SeqCst);
+    Ok(r)
 }
 
 /// Init's address of a child's mailbox page.

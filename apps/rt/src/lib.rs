@@ -143,6 +143,16 @@ pub mod mem {
         unsafe { core::ptr::write_volatile(va as *mut u64, v) }
     }
 
+    /// Zero the page at `va` (page-aligned).
+    pub fn zero_page(va: u64) {
+        check(va);
+        assert!(va.is_multiple_of(exo_abi::PAGE_SIZE), "zero_page({va:#x}): not page-aligned");
+        for off in (0..exo_abi::PAGE_SIZE).step_by(8) {
+            // SAFETY: as for `read`.
+            unsafe { core::ptr::write_volatile((va + off) as *mut u64, 0) }
+        }
+    }
+
     /// Copy `data` to `va` (byte-wise, volatile).
     pub fn write_bytes(va: u64, data: &[u8]) {
         check(va & !7);

@@ -181,6 +181,13 @@ pub enum ProtocolError {
     RingFull,
     /// The client asked for data outside the data area.
     DataOutsideArea,
+    /// A new client cannot attach yet: the server has not answered every
+    /// request of the client before it (one that died with requests in
+    /// flight). Try again after the server has run.
+    PreviousClientBusy {
+        requests: u32,
+        answered: u32,
+    },
 }
 
 fn write_u32(r: &impl SharedRegion, at: u64, v: u32) {
@@ -333,9 +340,18 @@ impl<R: SharedRegion> Client<R> {
             Some(expected) if expected == g => {}
             _ => return Err(ProtocolError::BadHeader),
         }
+        // A client before this one (a process that died) may have left
+        // requests in flight. Every request gets exactly one answer, so
+        // wait until the server has answered all of them, then skip the
+        // answers nobody will take: this client starts with nothing in
+        // flight and never sees an answer to someone else's request.
         let req_prod = region.load_acquire(REQ_PROD);
-        let resp_cons = region.load_acquire(RESP_CONS);
-        Ok(Client { region, geometry: g, req_prod, resp_cons })
+        let resp_prod = region.load_acquire(RESP_PROD);
+        if resp_prod != req_prod {
+            return Err(ProtocolError::PreviousClientBusy { requests: req_prod, answered: resp_prod });
+        }
+        region.store_release(RESP_CONS, resp_prod);
+        Ok(Client { region, geometry: g, req_prod, resp_cons: resp_prod })
     }
 
     pub fn geometry(&self) -> Geometry {

@@ -304,3 +304,34 @@ fn hostile_client_cannot_steer_the_server() {
     // A client refuses a region nobody formatted.
     assert!(matches!(Client::attach(AtomicRegion::new(64 * 1024)), Err(ProtocolError::BadHeader)));
 }
+
+/// A client that dies with requests in flight: a new client cannot attach
+/// until the server has answered them, and then never sees those answers.
+#[test]
+fn a_new_client_waits_for_the_dead_ones_answers_and_never_sees_them() {
+    let region = AtomicRegion::new(3 * 4096 + 8 * 4096);
+    let mut server = Server::format(region.clone(), 8, 512, 64).unwrap();
+    let mut dead = Client::attach(region.clone()).unwrap();
+    let data = dead.geometry().data_offset;
+    for tag in 0..3 {
+        dead.submit(&Request { op: Op::Write, tag, lba: tag as u64, blocks: 1, data_offset: data }).unwrap();
+    }
+    drop(dead); // killed before it took any answer
+    let busy = Client::attach(region.clone()).err();
+    assert_eq!(busy, Some(ProtocolError::PreviousClientBusy { requests: 3, answered: 0 }));
+    // The server answers two: still busy; the third: the new client attaches.
+    for _ in 0..2 {
+        let r = server.next_request().unwrap().unwrap().unwrap();
+        server.respond(r.tag, Status::Ok);
+    }
+    assert!(Client::attach(region.clone()).is_err());
+    let r = server.next_request().unwrap().unwrap().unwrap();
+    server.respond(r.tag, Status::Ok);
+    let mut fresh = Client::attach(region.clone()).unwrap();
+    assert_eq!(fresh.in_flight(), 0);
+    assert_eq!(fresh.poll().unwrap(), None, "the dead client's answers are skipped");
+    fresh.submit(&Request { op: Op::Flush, tag: 77, lba: 0, blocks: 0, data_offset: 0 }).unwrap();
+    let r = server.next_request().unwrap().unwrap().unwrap();
+    server.respond(r.tag, Status::Ok);
+    assert_eq!(fresh.poll().unwrap().map(|r| r.tag), Some(77));
+}

@@ -1,8 +1,9 @@
 //! Frame accounting: init's free RAM as ranges of physical addresses,
-//! handed out a page at a time from the lowest range up, with a small
-//! stack of frames given back. Frames are named by their address in a
+//! handed out a page at a time from the lowest range up, and the frames
+//! given back (a dead process's pages), reused first. Frames are named by their address in a
 //! window (`window + physical address`), as init's RAM window names them.
 
+use alloc::vec::Vec;
 use exo_abi::{kinfo::MAX_RAM_RANGES, PAGE_SIZE};
 
 pub struct Frames {
@@ -11,8 +12,12 @@ pub struct Frames {
     count: usize,
     range: usize,
     next: u64,
-    returned: [u64; 64],
-    n_returned: usize,
+    /// Frames given back: the first 64 in a stash that needs no heap
+    /// (init's own heap is built from frames, and building it gives some
+    /// back), the rest in a list.
+    stash: [u64; 64],
+    stashed: usize,
+    returned: Vec<u64>,
     handed_out: u64,
 }
 
@@ -25,8 +30,9 @@ impl Frames {
             count: 0,
             range: 0,
             next: 0,
-            returned: [0; 64],
-            n_returned: 0,
+            stash: [0; 64],
+            stashed: 0,
+            returned: Vec::new(),
             handed_out: 0,
         }
     }
@@ -45,10 +51,14 @@ impl Frames {
 
     /// Take a frame; its address in the window.
     pub fn alloc(&mut self) -> Option<u64> {
-        if self.n_returned > 0 {
-            self.n_returned -= 1;
+        if let Some(va) = self.returned.pop() {
             self.handed_out += 1;
-            return Some(self.returned[self.n_returned]);
+            return Some(va);
+        }
+        if self.stashed > 0 {
+            self.stashed -= 1;
+            self.handed_out += 1;
+            return Some(self.stash[self.stashed]);
         }
         while self.range < self.count {
             let (_, end) = self.ranges[self.range];
@@ -66,14 +76,18 @@ impl Frames {
         None
     }
 
-    /// Put back a frame that is still in the window (kept while there is
-    /// room: 64 frames; beyond that it is lost, never handed out twice).
+    /// Put back a frame that is in the window again (a `create` that found
+    /// its slot occupied; a page moved back from a dead process). The
+    /// caller guarantees it was handed out and is back: a frame given
+    /// back twice would be handed out twice.
     pub fn give_back(&mut self, va: u64) {
-        if self.n_returned < self.returned.len() {
-            self.returned[self.n_returned] = va;
-            self.n_returned += 1;
-            self.handed_out -= 1;
+        if self.stashed < self.stash.len() {
+            self.stash[self.stashed] = va;
+            self.stashed += 1;
+        } else {
+            self.returned.push(va);
         }
+        self.handed_out = self.handed_out.saturating_sub(1);
     }
 
     /// Whether the frame at physical `pa` was never handed out.
@@ -86,7 +100,7 @@ impl Frames {
 
     /// (frames handed out, frames left).
     pub fn stats(&self) -> (u64, u64) {
-        let mut left = self.n_returned as u64;
+        let mut left = (self.stashed + self.returned.len()) as u64;
         for i in self.range..self.count {
             let start = if i == self.range { self.next } else { self.ranges[i].0 };
             left += self.ranges[i].1.saturating_sub(start) / PAGE_SIZE;
@@ -132,6 +146,15 @@ mod tests {
         assert_eq!(f.alloc(), Some(a));
         assert_ne!(f.alloc(), Some(b));
         assert_eq!(f.stats(), (3, 1));
+        // Any number of frames comes back (a dead process's thousands).
+        let mut g = Frames::empty(W);
+        g.set_ranges([(0, 1000 * P)].into_iter());
+        let all: Vec<u64> = (0..1000).map(|_| g.alloc().unwrap()).collect();
+        all.iter().for_each(|va| g.give_back(*va));
+        assert_eq!(g.stats(), (0, 1000));
+        let again: std::collections::BTreeSet<u64> = (0..1000).map(|_| g.alloc().unwrap()).collect();
+        assert_eq!(again.len(), 1000);
+        assert_eq!(g.alloc(), None);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! window: first MiB and length in MiB), or `nvme pfload <sync|group|async>
 //! <commits>` / `nvme pfcheck` (the power-fail workload, `powerfail.rs`),
 //! or `nvme ioerr-flush` / `nvme ioerr-check <last acknowledged>` (the
-//! device-failure workload, `ioerr.rs`); args words 3 = the region's
+//! device-failure workload, `ioerr.rs`), or `nvme killload <min|new>
+//! <limit>` (a database init kills, `killed.rs`); args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
 //! handle is. `create` makes a database and commits the plan of
@@ -36,6 +37,8 @@ mod blockdev;
 mod error;
 #[cfg(target_os = "none")]
 mod ioerr;
+#[cfg(target_os = "none")]
+mod killed;
 #[cfg(target_os = "none")]
 mod pmemdev;
 #[cfg(target_os = "none")]
@@ -70,15 +73,15 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
         "create" | "pfload" | "ioerr-flush" => true,
-        "check" | "pfcheck" | "ioerr-check" => false,
+        "check" | "pfcheck" | "ioerr-check" | "killload" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush or ioerr-check"
+                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check or killload"
             )))
         }
     };
     let power_fail = phase.starts_with("pf");
-    if (power_fail || phase.starts_with("ioerr")) && medium != "nvme" {
+    if (power_fail || phase.starts_with("ioerr") || phase == "killload") && medium != "nvme" {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
     }
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
@@ -135,6 +138,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let written = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.bytes_written;
             let flushes = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.flushes;
             let storage = match (power_fail, create) {
+                _ if phase == "killload" => killed::run(storage, &mut words, nonce)?,
                 (true, true) => {
                     let mode = words.next().unwrap_or("sync");
                     let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);

@@ -27,6 +27,14 @@ pub fn nonce() -> Result<u64, String> {
         .ok_or_else(|| "no nonce=<hex> on the command line (the xtask test passes one to both boots)".into())
 }
 
+/// The command line's nonce, or one from the time stamp counter for a
+/// one-boot test (random instants, say), printed so a run can be repeated.
+pub fn nonce_or_clock() -> u64 {
+    let n = nonce().unwrap_or_else(|_| exo_rt::time::rdtsc() | 1);
+    exo_rt::println!("init: nonce {n:#x} (nonce={n:x} on the command line repeats this run)");
+    n
+}
+
 pub use initlib::spawn::expect_exit;
 
 pub fn boot_to_init() -> Outcome {

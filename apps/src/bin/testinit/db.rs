@@ -107,3 +107,17 @@ pub fn io_errors_check() -> Outcome {
     drop(rec);
     on_nvme_phase(&format!("ioerr-check {last}"), nonce).map(|_| ())
 }
+
+/// `kill_db`: 50 kills of a committing kvdb at random instants; each fresh
+/// kvdb recovers every acknowledged commit, and the killed ones' pages
+/// come back to init (`initlib::kvdb::kill_loop`).
+pub fn kill_db() -> Outcome {
+    const KILLS: u32 = 50;
+    let r = initlib::kvdb::kill_loop(KILLS, crate::basic::nonce_or_clock())?;
+    // Every page init placed comes back: kvdb makes no tables and moves
+    // none of its pages.
+    if r.lost != 0 || r.pages == 0 {
+        return Err(format!("{} pages came back, {} were lost", r.pages, r.lost));
+    }
+    Ok(())
+}
