@@ -100,3 +100,91 @@ impl OpenFiles {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libfs::{Geometry, OpenMode};
+
+    /// A fresh image file of its own (removed on drop) and its file system.
+    struct Image(std::path::PathBuf);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    fn image(tag: &str) -> (Image, ImageFs) {
+        let p = std::env::temp_dir().join(format!("libfs-fuse-open-files-{tag}-{}", std::process::id()));
+        libfs::tools::mkfs_image(&p, Some(4 << 20), Geometry::default()).unwrap();
+        let fs = crate::open_image(&p).unwrap();
+        (Image(p), fs)
+    }
+
+    fn write(fs: &mut ImageFs, path: &str, data: &[u8]) -> u64 {
+        let h = fs.open(path, OpenMode { write: true, create: true, truncate: false }).unwrap();
+        fs.pwrite(&h, 0, data).unwrap();
+        h.ino
+    }
+
+    #[test]
+    fn an_open_file_outlives_its_last_name_until_closed() {
+        let (_img, mut fs) = image("last-name");
+        let d = fs.mkdir("/d", 0o755).unwrap();
+        let ino = write(&mut fs, "/d/f", b"still here");
+        let mut open = OpenFiles::default();
+        open.opened(ino);
+        open.opened(ino);
+        assert!(open.keep_if_open(&mut fs, d, "f").unwrap());
+        assert!(open.is_orphan(ino));
+        assert!(fs.lookup("/d/f").is_err());
+        assert!(hidden_exists(&fs));
+        let h = libfs::Handle { ino, pos: 0, writable: false };
+        let mut buf = [0u8; 10];
+        assert_eq!(fs.pread(&h, 0, &mut buf).unwrap(), 10);
+        assert_eq!(&buf, b"still here");
+        open.closed(&mut fs, ino).unwrap();
+        assert!(fs.stat_ino(ino).is_ok(), "one handle is still open");
+        open.closed(&mut fs, ino).unwrap();
+        assert!(fs.stat_ino(ino).is_err(), "the last close frees it");
+        assert!(!hidden_exists(&fs), "the hidden directory goes when empty");
+        assert!(fs.check().is_empty());
+    }
+
+    #[test]
+    fn names_of_closed_or_linked_files_are_not_kept() {
+        let (_img, mut fs) = image("not-kept");
+        let a = write(&mut fs, "/a", b"a");
+        let b = write(&mut fs, "/b", b"b");
+        fs.link("/b", "/b2").unwrap();
+        let mut open = OpenFiles::default();
+        open.opened(b);
+        assert!(!open.keep_if_open(&mut fs, ROOT_INO, "a").unwrap(), "a is not open");
+        assert!(!open.keep_if_open(&mut fs, ROOT_INO, "b").unwrap(), "b has another name");
+        assert!(!open.keep_if_open(&mut fs, ROOT_INO, "missing").unwrap());
+        fs.mkdir("/dir", 0o755).unwrap();
+        assert!(!open.keep_if_open(&mut fs, ROOT_INO, "dir").unwrap());
+        assert!(!hidden_exists(&fs));
+        assert!(!open.is_orphan(a) && !open.is_orphan(b));
+        open.closed(&mut fs, a).unwrap(); // never opened: nothing happens
+        assert!(fs.stat_ino(a).is_ok());
+    }
+
+    #[test]
+    fn a_mount_empties_what_an_earlier_one_left_hidden() {
+        let (img, mut fs) = image("clean");
+        let hidden = fs.mkdir_at(ROOT_INO, HIDDEN, 0o700).unwrap();
+        fs.create_at(hidden, "12", 0o644).unwrap();
+        fs.create_at(hidden, "13", 0o644).unwrap();
+        write(&mut fs, "/kept", b"k");
+        fs.sync().unwrap();
+        drop(fs);
+        let fs = crate::open_image(&img.0).unwrap();
+        let adapter = crate::LibfsFuse::new(fs);
+        let g = adapter.inner.lock().unwrap();
+        assert!(!hidden_exists(&g.fs));
+        let names: Vec<String> = g.fs.readdir("/").unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["kept"]);
+        assert!(g.fs.check().is_empty());
+        assert!(is_hidden(ROOT_INO, HIDDEN) && !is_hidden(ROOT_INO + 1, HIDDEN));
+    }
+}

@@ -83,7 +83,10 @@ fn fuse_mount_ordinary_tools() {
     libfs::tools::mkfs_image(&img, Some(64 << 20), Geometry::default()).unwrap();
     let mount = match Mount::new(&img, &mnt) {
         Ok(m) => m,
-        Err(e) => return skip(&e),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return skip(&e);
+        }
     };
     let out = Command::new("bash").arg("-c").arg(SCRIPT).arg("script").arg(&mnt).arg(&scratch).output().unwrap();
     let ok = out.status.success();

@@ -6,6 +6,7 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -59,6 +60,7 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("symlink", symlink),
     ("mkfifo", mkfifo),
     ("seek_data_end", seek_data_end),
+    ("mmap_shared", mmap_shared),
 ];
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -844,4 +846,39 @@ fn seek_data_end(d: &Path, log: &mut Log) {
     log.val("SEEK_CUR past the end", h.seek(SeekFrom::Current(100)).ok());
     log.val("read past the end", h.read(&mut [0u8; 4]).ok());
     log.res("seek before 0", h.seek(SeekFrom::Start(0)).and_then(|_| h.seek(SeekFrom::Current(-1))).map(drop));
+}
+
+/// Stores through a shared mapping reach the file (msync, then a fresh
+/// open reads them), and writes through the descriptor show in the map.
+fn mmap_shared(d: &Path, log: &mut Log) {
+    const LEN: usize = 8192;
+    let f = d.join("f");
+    log.res("create 8192", create_with(&f, &pattern(LEN, 12)));
+    let h = OpenOptions::new().read(true).write(true).open(&f).unwrap();
+    // SAFETY: maps LEN bytes of an open file of that size; nothing else
+    // maps it, and it is unmapped before `h` closes.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), LEN, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, h.as_raw_fd(), 0)
+    };
+    if p == libc::MAP_FAILED {
+        log.res("mmap", Err::<(), _>(io::Error::last_os_error()));
+        return;
+    }
+    // SAFETY: `p` is a readable and writable mapping of LEN bytes, used only
+    // through this slice until the munmap below.
+    let m = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), LEN) };
+    log.val("mapped bytes are the file's", m[..] == pattern(LEN, 12)[..]);
+    m[100..105].copy_from_slice(b"MAPPD");
+    m[5000] = b'!';
+    log.res("pwrite 2 bytes at 7000", h.write_at(b"PW", 7000).map(drop));
+    log.val("seen through the map", m[7000..7002].to_vec());
+    // SAFETY: `p` is the mapping made above, LEN bytes.
+    let r = unsafe { libc::msync(p, LEN, libc::MS_SYNC) };
+    log.res("msync", if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) });
+    // SAFETY: as above; `m` is not used after this.
+    let r = unsafe { libc::munmap(p, LEN) };
+    log.res("munmap", if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) });
+    drop(h);
+    let v = read_all(&f).unwrap_or_default();
+    log.val("read back after close", (v.len(), v[100..105].to_vec(), v[5000], v[7000..7002].to_vec()));
 }

@@ -127,12 +127,18 @@ pub fn run(seed: u64, steps: usize, mnt: &Path, reference: &Path) -> Result<Stri
                 for s in sides.iter_mut() {
                     let r = fs::rename(s.dir.join(name(g)), s.dir.join(name(f)));
                     out.push(format!("{:?}", r.map_err(|e| e.kind())));
+                    // The replaced file, still open: its bytes are intact.
+                    let old = s.fds[f].metadata().map(|m| m.len()).unwrap_or(0);
+                    let mut buf = vec![0u8; old as usize];
+                    let n = s.fds[f].read_exact_at(&mut buf, 0).map(|()| old).map_err(|e| e.kind());
+                    out.push(format!("old fd reads {n:?} bytes, crc {:08x}", crc(&buf)));
                     s.fds[f] = open_rw(&s.dir.join(name(f)))?;
                     s.fds[g] = open_rw(&s.dir.join(name(g)))?;
                 }
                 out
             }
         };
+        let results: Vec<String> = results.chunks(results.len() / 2).map(|c| c.join("; ")).collect();
         if results[0] != results[1] {
             return Err(format!(
                 "seed {seed} step {step} ({what} on {}): mount {} reference {}",

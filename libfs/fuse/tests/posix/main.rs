@@ -76,15 +76,42 @@ const TREE_DIVERGENCES: &[(&str, &str)] = &[
 
 /// fsx runs: seeds x steps.
 const FSX_SEEDS: u64 = 4;
-const FSX_STEPS: usize = 300;
+const FSX_STEPS: usize = 1000;
+
+/// libtest's arguments; libtest-mimic takes one name filter, `cargo test
+/// -- A B` (and `cargo xtask test A B`) pass several, so the names are
+/// taken out here and applied by `selected`.
+fn arguments() -> (Arguments, Vec<String>) {
+    const WITH_VALUE: &[&str] = &["--test-threads", "--skip", "--format", "--color", "--logfile", "-Z"];
+    let mut rest = vec![];
+    let mut filters = vec![];
+    let mut it = std::env::args();
+    rest.extend(it.next());
+    while let Some(a) = it.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            rest.push(a);
+            rest.extend(it.next());
+        } else if a.starts_with('-') {
+            rest.push(a);
+        } else {
+            filters.push(a);
+        }
+    }
+    (Arguments::from_iter(rest), filters)
+}
+
+fn selected(args: &Arguments, filters: &[String], name: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| if args.exact { name == f } else { name.contains(f.as_str()) })
+}
 
 fn main() {
-    let args = Arguments::from_args();
+    let (args, filters) = arguments();
     let names: Vec<String> = cases::CASES
         .iter()
         .map(|(n, _)| format!("case::{n}"))
         .chain((0..FSX_SEEDS).map(|s| format!("fsx::seed{s}")))
         .chain(["image::fsck_clean_after_unmount".to_string(), "image::matches_reference_tree".to_string()])
+        .filter(|n| selected(&args, &filters, n))
         .collect();
     if let Some(why) = fuse_unavailable() {
         return skip_all(&args, &names, &why);
@@ -98,16 +125,19 @@ fn main() {
     libfs::tools::mkfs_image(&img, Some(128 << 20), Geometry::default()).expect("mkfs");
     let mount = match Mount::new(&img, &mnt) {
         Ok(m) => m,
-        Err(e) => return skip_all(&args, &names, &e),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return skip_all(&args, &names, &e);
+        }
     };
     let dirs = Arc::new((mnt.clone(), reference.clone()));
 
     let mut trials = vec![];
-    for &(name, case) in cases::CASES {
+    for &(name, case) in cases::CASES.iter().filter(|c| names.contains(&format!("case::{}", c.0))) {
         let dirs = dirs.clone();
         trials.push(Trial::test(format!("case::{name}"), move || run_case(name, case, &dirs.0, &dirs.1)));
     }
-    for seed in 0..FSX_SEEDS {
+    for seed in (0..FSX_SEEDS).filter(|s| names.contains(&format!("fsx::seed{s}"))) {
         let dirs = dirs.clone();
         trials.push(Trial::test(format!("fsx::seed{seed}"), move || {
             let (m, r) = (dirs.0.join(format!("fsx{seed}")), dirs.1.join(format!("fsx{seed}")));
@@ -125,7 +155,7 @@ fn main() {
 
     let img = Arc::new((img, reference, unmounted));
     let (i1, i2) = (img.clone(), img.clone());
-    let after = vec![
+    let mut after = vec![
         Trial::test("image::fsck_clean_after_unmount", move || {
             i1.2.clone()?;
             let report = libfs::tools::fsck_image(&i1.0, false).map_err(|e| format!("fsck: {e}"))?;
@@ -139,6 +169,7 @@ fn main() {
             compare_image_with_reference(&i2.0, &i2.1).map_err(Failed::from)
         }),
     ];
+    after.retain(|t| names.iter().any(|n| n == t.name()));
     let second = libtest_mimic::run(&args, after);
     if !first.has_failed() && !second.has_failed() {
         let _ = std::fs::remove_dir_all(&work);
@@ -156,7 +187,8 @@ fn args_verbose() -> bool {
 }
 
 fn skip_all(args: &Arguments, names: &[String], why: &str) {
-    println!("SKIPPED libfs POSIX pass ({} tests): {why}", names.len());
+    // stderr: shown live by cargo and xtask, which also repeats it.
+    eprintln!("SKIPPED libfs POSIX pass ({} tests): {why}", names.len());
     let trials = names.iter().map(|n| Trial::test(n.clone(), || Ok(())).with_ignored_flag(true)).collect();
     libtest_mimic::run(args, trials).exit();
 }
