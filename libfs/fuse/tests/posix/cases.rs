@@ -352,7 +352,7 @@ fn rename_into_own_subdir(d: &Path, log: &mut Log) {
     log.res("rename a -> a/x", fs::rename(d.join("a"), d.join("a/x")));
     log.res("rename a/b -> a/b/c/b", fs::rename(d.join("a/b"), d.join("a/b/c/b")));
     log.res("rename a/b/c -> a (target is an ancestor)", fs::rename(d.join("a/b/c"), d.join("a")));
-    log.res("rename a -> a/b/c/.. (an ancestor's name)", fs::rename(d.join("a/b"), d.join("a/b/c/..")));
+    log.res("rename a/b -> a/b/c/.. (an ancestor's name)", fs::rename(d.join("a/b"), d.join("a/b/c/..")));
     log.val("tree intact", fs::metadata(d.join("a/b/c")).map(|m| m.is_dir()).ok());
 }
 

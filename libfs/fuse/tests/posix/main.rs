@@ -228,6 +228,15 @@ fn run_case(name: &str, case: cases::CaseFn, mnt: &Path, reference: &Path) -> Re
         }
     }
     if problems.is_empty() {
+        if args_verbose() {
+            let lines: Vec<String> = r.iter().map(|l| format!("  {l}")).collect();
+            println!(
+                "case {name}: {} observations, {} expected divergences\n{}",
+                r.len(),
+                used.len(),
+                lines.join("\n")
+            );
+        }
         return Ok(());
     }
     Err(format!(
