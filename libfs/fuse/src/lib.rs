@@ -56,11 +56,36 @@ struct Inner {
     fs: ImageFs,
     since_commit: u32,
     open: OpenFiles,
-    /// Open directories: the listing taken at their first `readdir` (and
-    /// again at each rewind), so the offsets handed out stay meaningful
-    /// while entries are added or removed.
-    listings: HashMap<u64, Vec<(u64, FileType, String)>>,
+    /// Open directories by handle.
+    dirs: HashMap<u64, OpenDir>,
     next_dir_handle: u64,
+    /// Directories removed while open, as `fstat` shows them (no links)
+    /// until their last handle closes.
+    removed_dirs: HashMap<u64, Stat>,
+}
+
+type Listing = Vec<(u64, FileType, String)>;
+
+struct OpenDir {
+    ino: u64,
+    /// Taken at the first `readdir` (and again at each rewind), so the
+    /// offsets handed out stay meaningful while entries are added or
+    /// removed.
+    listing: Option<Listing>,
+}
+
+impl Inner {
+    /// Before a directory entry goes (rmdir, or a rename over it): if it
+    /// is a directory someone has open, remember what `fstat` must show.
+    fn note_dir_removal(&mut self, dir: u64, name: &str) {
+        let Ok(ino) = self.fs.lookup_at(dir, name) else { return };
+        if self.dirs.values().any(|d| d.ino == ino) {
+            if let Ok(mut st) = self.fs.stat_ino(ino) {
+                st.nlink = 0;
+                self.removed_dirs.insert(ino, st);
+            }
+        }
+    }
 }
 
 fn errno(e: &Error) -> Errno {
@@ -116,8 +141,14 @@ impl LibfsFuse {
             Ok(n) => eprintln!("libfs-fuse: removed {n} files left unlinked but open by an earlier mount"),
             Err(e) => eprintln!("libfs-fuse: cannot empty /{}: {e}", open_files::HIDDEN),
         }
-        let inner =
-            Inner { fs, since_commit: 0, open: OpenFiles::default(), listings: HashMap::new(), next_dir_handle: 1 };
+        let inner = Inner {
+            fs,
+            since_commit: 0,
+            open: OpenFiles::default(),
+            dirs: HashMap::new(),
+            next_dir_handle: 1,
+            removed_dirs: HashMap::new(),
+        };
         LibfsFuse { inner: Mutex::new(inner), uid, gid }
     }
 
@@ -145,7 +176,10 @@ impl LibfsFuse {
     /// open file has no links, and the root does not count the hidden
     /// directory.
     fn stat(&self, inner: &Inner, ino: u64) -> libfs::Result<FileAttr> {
-        let mut s = inner.fs.stat_ino(ino)?;
+        let mut s = match inner.fs.stat_ino(ino) {
+            Err(Error::NotFound(_)) if inner.removed_dirs.contains_key(&ino) => inner.removed_dirs[&ino].clone(),
+            r => r?,
+        };
         if inner.open.is_orphan(ino) {
             s.nlink = 0;
         } else if ino == ROOT_INO && open_files::hidden_exists(&inner.fs) {
@@ -303,7 +337,17 @@ impl Filesystem for LibfsFuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match new_name(parent, n).and_then(|n| self.with(true, |fs| fs.rmdir_at(parent.0, n))) {
+        let r = new_name(parent, n).and_then(|n| {
+            self.with_inner(true, |inner| {
+                inner.note_dir_removal(parent.0, n);
+                let r = inner.fs.rmdir_at(parent.0, n);
+                if r.is_err() {
+                    inner.removed_dirs.retain(|ino, _| inner.fs.stat_ino(*ino).is_err());
+                }
+                r
+            })
+        });
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -337,7 +381,14 @@ impl Filesystem for LibfsFuse {
                 if target.is_some_and(|t| t != source && is_file(fs, t) && is_file(fs, source)) {
                     inner.open.keep_if_open(fs, newparent.0, nn)?;
                 }
-                inner.fs.rename_at(parent.0, n, newparent.0, nn)
+                if target.is_some_and(|t| t != source) {
+                    inner.note_dir_removal(newparent.0, nn);
+                }
+                let r = inner.fs.rename_at(parent.0, n, newparent.0, nn);
+                if r.is_err() {
+                    inner.removed_dirs.retain(|ino, _| inner.fs.stat_ino(*ino).is_err());
+                }
+                r
             })
         });
         match r {
@@ -456,9 +507,10 @@ impl Filesystem for LibfsFuse {
         }
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.with_inner(false, |inner| {
             inner.next_dir_handle += 1;
+            inner.dirs.insert(inner.next_dir_handle, OpenDir { ino: ino.0, listing: None });
             Ok(inner.next_dir_handle)
         }) {
             Ok(h) => reply.opened(FileHandle(h), FopenFlags::empty()),
@@ -470,27 +522,36 @@ impl Filesystem for LibfsFuse {
     /// call and each rewind); an offset is an index into it.
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let r = self.with_inner(false, |inner| {
-            if offset == 0 || !inner.listings.contains_key(&fh.0) {
-                let listing = listing(&inner.fs, ino.0)?;
-                inner.listings.insert(fh.0, listing);
+            let fresh = if offset == 0 || inner.dirs.get(&fh.0).is_none_or(|d| d.listing.is_none()) {
+                Some(listing(&inner.fs, ino.0)?)
+            } else {
+                None
+            };
+            let dir = inner.dirs.entry(fh.0).or_insert(OpenDir { ino: ino.0, listing: None });
+            if fresh.is_some() {
+                dir.listing = fresh;
             }
-            Ok(inner.listings.get(&fh.0).map(|l| l.iter().skip(offset as usize).cloned().collect::<Vec<_>>()))
+            let listing = dir.listing.as_deref().unwrap_or_default();
+            for (i, (ino, kind, n)) in listing.iter().enumerate().skip(offset as usize) {
+                if reply.add(INodeNo(*ino), i as u64 + 1, *kind, n) {
+                    break; // the kernel's buffer is full
+                }
+            }
+            Ok(())
         });
-        let rest = match r {
-            Ok(rest) => rest.unwrap_or_default(),
-            Err(e) => return reply.error(e),
-        };
-        for (i, (ino, kind, n)) in rest.into_iter().enumerate() {
-            if reply.add(INodeNo(ino), offset + i as u64 + 1, kind, n) {
-                break;
-            }
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         if let Ok(mut g) = self.inner.lock() {
-            g.listings.remove(&fh.0);
+            if let Some(d) = g.dirs.remove(&fh.0) {
+                if !g.dirs.values().any(|o| o.ino == d.ino) {
+                    g.removed_dirs.remove(&d.ino);
+                }
+            }
         }
         reply.ok();
     }
@@ -541,9 +602,13 @@ impl Filesystem for LibfsFuse {
 }
 
 /// An open directory's listing: ".", "..", then the entries (the hidden
-/// directory left out of the root's).
-fn listing(fs: &ImageFs, ino: u64) -> libfs::Result<Vec<(u64, FileType, String)>> {
-    let entries = fs.readdir_ino(ino, &format!("inode {ino}"))?;
+/// directory left out of the root's). A directory removed while open
+/// lists nothing, as on Linux.
+fn listing(fs: &ImageFs, ino: u64) -> libfs::Result<Listing> {
+    let entries = match fs.readdir_ino(ino, &format!("inode {ino}")) {
+        Err(Error::NotFound(_)) => return Ok(vec![]),
+        r => r?,
+    };
     let parent = fs.state().inodes.get(&ino).map_or(ino, |i| i.parent);
     let mut all = vec![(ino, FileType::Directory, ".".into()), (parent, FileType::Directory, "..".into())];
     all.extend(

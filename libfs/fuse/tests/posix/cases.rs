@@ -61,6 +61,7 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("mkfifo", mkfifo),
     ("seek_data_end", seek_data_end),
     ("mmap_shared", mmap_shared),
+    ("removed_open_directory", removed_open_directory),
 ];
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -881,4 +882,58 @@ fn mmap_shared(d: &Path, log: &mut Log) {
     drop(h);
     let v = read_all(&f).unwrap_or_default();
     log.val("read back after close", (v.len(), v[100..105].to_vec(), v[5000], v[7000..7002].to_vec()));
+}
+
+/// A directory removed while open (a shell's working directory, a
+/// half-read listing): reading it gives nothing more, creating in it fails.
+fn removed_open_directory(d: &Path, log: &mut Log) {
+    let sub = d.join("sub");
+    log.res("mkdir sub", fs::create_dir(&sub));
+    let h = File::open(&sub).unwrap();
+    log.res("rmdir sub while open", fs::remove_dir(&sub));
+    log.val("readdir(3) of the open handle", raw_readdir_fd(&h).ok());
+    log.val("fstat nlink", h.metadata().map(|m| m.nlink()).ok());
+    log.res("create through the removed path", create_with(&sub.join("f"), b""));
+    drop(h);
+    log.res("mkdir t", fs::create_dir(d.join("t")));
+    log.res("mkdir u", fs::create_dir(d.join("u")));
+    let t = File::open(d.join("t")).unwrap();
+    log.res("rename u over t while t is open", fs::rename(d.join("u"), d.join("t")));
+    log.val("old t: readdir", raw_readdir_fd(&t).ok());
+    log.val("old t: fstat nlink", t.metadata().map(|m| m.nlink()).ok());
+    log.res("mkdir v (not empty)", fs::create_dir_all(d.join("v/w")));
+    let v = File::open(d.join("v")).unwrap();
+    log.res("rename t over v fails", fs::rename(d.join("t"), d.join("v")));
+    log.val("v: fstat nlink", v.metadata().map(|m| m.nlink()).ok());
+    log.val("v: readdir", raw_readdir_fd(&v).ok());
+    log.val("names", names_in(d).ok());
+}
+
+/// Names readdir returns for an open directory descriptor (a duplicate
+/// of it, so `h` stays open).
+fn raw_readdir_fd(h: &File) -> io::Result<Vec<String>> {
+    let fd = h.try_clone()?;
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` is an open directory descriptor we own; fdopendir takes
+    // it over and closedir below closes it.
+    let dir = unsafe { libc::fdopendir(raw) };
+    if dir.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = vec![];
+    loop {
+        // SAFETY: `dir` is an open stream, closed only below.
+        let e = unsafe { libc::readdir(dir) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: a valid entry whose d_name is NUL-terminated, valid until
+        // the next readdir on `dir`.
+        out.push(unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) }.to_string_lossy().into_owned());
+    }
+    // SAFETY: `dir` is open and not used after this.
+    unsafe { libc::closedir(dir) };
+    out.sort();
+    Ok(out)
 }
