@@ -62,6 +62,7 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("seek_data_end", seek_data_end),
     ("mmap_shared", mmap_shared),
     ("removed_open_directory", removed_open_directory),
+    ("statvfs_and_access", statvfs_and_access),
 ];
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -936,4 +937,46 @@ fn raw_readdir_fd(h: &File) -> io::Result<Vec<String>> {
     unsafe { libc::closedir(dir) };
     out.sort();
     Ok(out)
+}
+
+fn statvfs(p: &Path) -> io::Result<libc::statvfs> {
+    let c = CString::new(p.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `v` is writable; both outlive the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut v) } == 0 {
+        Ok(v)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn access(p: &Path, mode: libc::c_int) -> io::Result<()> {
+    let c = CString::new(p.as_os_str().as_bytes())?;
+    // SAFETY: `c` is NUL-terminated and outlives the call.
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What `df` and `test -w` rely on (absolute numbers differ between file
+/// systems; their relations do not).
+fn statvfs_and_access(d: &Path, log: &mut Log) {
+    log.val(
+        "statvfs: namemax, bsize, free <= total, avail <= free",
+        statvfs(d).as_ref().map(|v| (v.f_namemax, v.f_bsize, v.f_bfree <= v.f_blocks, v.f_bavail <= v.f_bfree)).ok(),
+    );
+    // (Free space is not compared: the reference's host file system is
+    // shared with everything else running.)
+    let f = d.join("f");
+    log.res("create", create_with(&f, b"x"));
+    log.res("chmod 0444", fs::set_permissions(&f, fs::Permissions::from_mode(0o444)));
+    log.res("access R_OK", access(&f, libc::R_OK));
+    log.res("access W_OK (root)", access(&f, libc::W_OK));
+    log.res("access X_OK (no x bit)", access(&f, libc::X_OK));
+    log.res("chmod 0544", fs::set_permissions(&f, fs::Permissions::from_mode(0o544)));
+    log.res("access X_OK", access(&f, libc::X_OK));
+    log.res("access F_OK missing", access(&d.join("missing"), libc::F_OK));
 }
