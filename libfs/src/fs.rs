@@ -736,6 +736,15 @@ impl<S: Storage> Fs<S> {
         self.dirty.insert(ino);
         Ok(())
     }
+    /// Sets the modification time (nanoseconds since the epoch), as
+    /// `utimensat` does; the inode's one time stamp.
+    pub fn set_mtime(&mut self, ino: u64, mtime: u64) -> Result<()> {
+        self.live()?;
+        let i = self.state.inodes.get_mut(&ino).ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+        i.mtime = mtime;
+        self.dirty.insert(ino);
+        Ok(())
+    }
 
     fn check_at(&self, dir: u64, name: &str) -> Result<()> {
         if name.len() > MAX_NAME {

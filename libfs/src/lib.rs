@@ -22,5 +22,5 @@ pub mod tools;
 
 pub use error::{Error, Result};
 pub use format::{Kind, PAGE_SIZE};
-pub use fs::{DirEntry, Extent, Fs, Geometry, Handle, OpenMode, Stat, ROOT_INO};
+pub use fs::{DirEntry, Extent, Fs, Geometry, Handle, OpenMode, Stat, MAX_FILE_SIZE, ROOT_INO};
 pub use libdb::{BlockStorage, PmemStorage, Storage};

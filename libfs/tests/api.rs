@@ -267,3 +267,19 @@ fn four_k_sector_devices() {
         .unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
 }
+
+#[test]
+fn set_mode_and_mtime_survive_a_remount() {
+    let mut fs = pmem_fs(256, Geometry::default());
+    let f = fs.create("/f", 0o644).unwrap();
+    let d = fs.mkdir("/d", 0o755).unwrap();
+    fs.set_mode(f, 0o104_600).unwrap(); // the file type bits are dropped
+    fs.set_mtime(f, 1_500_000_000_123_456_789).unwrap();
+    fs.set_mtime(d, 7).unwrap();
+    assert!(matches!(fs.set_mtime(999, 1), Err(Error::NotFound(_))));
+    fs.sync().unwrap();
+    let fs = mount_pmem(fs.into_storage().into_inner().crash_image_strict()).unwrap();
+    let (sf, sd) = (fs.stat("/f").unwrap(), fs.stat("/d").unwrap());
+    assert_eq!((sf.mode, sf.mtime), (0o4600, 1_500_000_000_123_456_789));
+    assert_eq!(sd.mtime, 7);
+}

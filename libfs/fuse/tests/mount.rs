@@ -4,28 +4,21 @@
 //! Skipped, with the reason printed, where FUSE cannot be used (no
 //! /dev/fuse, not root and no fusermount3, or mounting refused).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use libfs::{Geometry, OpenMode};
-use libfs_fuse::{config, open_image, LibfsFuse};
+use libfs_fuse::open_image;
 
+use common::{fuse_unavailable, Mount};
+
+/// Printed past libtest's capture (straight to stderr), so the reason
+/// shows in `cargo test` and `cargo xtask test` output.
 fn skip(why: &str) {
-    println!("SKIPPED libfs FUSE test: {why}");
-}
-
-fn mounted(mnt: &Path) -> bool {
-    let m = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let p = mnt.to_str().unwrap();
-    m.lines().any(|l| l.split_whitespace().nth(1) == Some(p))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED libfs FUSE test: {why}");
 }
 
 const SCRIPT: &str = r#"
@@ -78,11 +71,8 @@ sync
 
 #[test]
 fn fuse_mount_ordinary_tools() {
-    if !Path::new("/dev/fuse").exists() {
-        return skip("/dev/fuse does not exist");
-    }
-    if !is_root() && Command::new("fusermount3").arg("-V").output().is_err() {
-        return skip("not root and no fusermount3 (apt-get install fuse3)");
+    if let Some(why) = fuse_unavailable() {
+        return skip(&why);
     }
     let work = std::env::temp_dir().join(format!("libfs-fuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -91,23 +81,16 @@ fn fuse_mount_ordinary_tools() {
     std::fs::create_dir_all(&mnt).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
     libfs::tools::mkfs_image(&img, Some(64 << 20), Geometry::default()).unwrap();
-    let fs = open_image(&img).unwrap();
-    let session = match fuser::spawn_mount(LibfsFuse::new(fs), &mnt, &config()) {
-        Ok(s) => s,
-        Err(e) => return skip(&format!("mount refused: {e}")),
+    let mount = match Mount::new(&img, &mnt) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return skip(&e);
+        }
     };
-    let t = Instant::now();
-    while !mounted(&mnt) {
-        assert!(t.elapsed() < Duration::from_secs(10), "the mount did not appear");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let out = Command::new("bash").arg("-c").arg(SCRIPT).arg("script").arg(&mnt).arg(&scratch).output().unwrap();
     let ok = out.status.success();
-    drop(session); // unmounts; `destroy` commits
-    let t = Instant::now();
-    while mounted(&mnt) && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    mount.unmount().unwrap(); // `destroy` commits
     assert!(
         ok,
         "tools on the mount failed:\n{}\n{}",

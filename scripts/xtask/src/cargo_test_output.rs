@@ -89,9 +89,23 @@ pub fn failed_targets(cargo_stderr: &str) -> Vec<String> {
     out
 }
 
+/// The reasons tests give for skipping themselves (`SKIPPED ...` lines on
+/// either stream, e.g. the FUSE tests where FUSE is unavailable), to be
+/// repeated in the summary rather than lost in the scroll.
+pub fn skipped(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| l.starts_with("SKIPPED ")).map(str::to_string).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_reasons_are_found() {
+        let out = "running 1 test\nSKIPPED libfs POSIX pass (48 tests): /dev/fuse does not exist\ntest x ... ok\n";
+        assert_eq!(skipped(out), ["SKIPPED libfs POSIX pass (48 tests): /dev/fuse does not exist"]);
+        assert!(skipped("test skipped_thing ... ok\n").is_empty());
+    }
 
     const OUT: &str = "\
 running 3 tests

@@ -152,6 +152,8 @@ struct CargoTest {
     stdout: String,
     /// From cargo's stderr: targets that failed outside libtest's lines.
     targets: Vec<String>,
+    /// `SKIPPED ...` reasons printed by tests (either stream).
+    skipped: Vec<String>,
     status: std::process::ExitStatus,
 }
 
@@ -184,8 +186,9 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
     Ok(CargoTest {
         summary: cargo_test_output::parse(&stdout),
-        stdout,
+        skipped: [cargo_test_output::skipped(&stdout), cargo_test_output::skipped(&stderr)].concat(),
         targets: cargo_test_output::failed_targets(&stderr),
+        stdout,
         status,
     })
 }
@@ -198,6 +201,9 @@ fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
     }
     for name in &s.failing {
         println!("host test {name} ... FAILED");
+    }
+    for why in &r.skipped {
+        println!("host test {why}");
     }
     println!("{label}: {} passed, {} failed, {} ignored ({} test binaries)", s.passed, s.failed, s.ignored, s.binaries);
     tally.passed += s.passed;
