@@ -101,16 +101,40 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
+    let phase = if check { "check" } else { "create" };
+    with_block_service(NVME_WINDOW_MIB, KVDB_REGION_PAGES, |region, bytes| {
+        println!(
+            "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
+            NVME_WINDOW_MIB.0,
+            NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+        );
+        let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
+        crate::regions::link(&kvdb, region, Rights::WRITE)?;
+        run_kvdb(&kvdb, &format!("kvdb nvme {phase}"))
+    })
+}
+
+/// The block service on `window_mib` (first MiB, length in MiB) of the
+/// NVMe namespace: `nvmed serve` with a fresh shared region of
+/// `region_pages` (3 ring pages + the data area), which init gives the
+/// controller DMA to; `client(region, bytes)` spawns and runs the client,
+/// linking the region into it (`regions::link`). Then the driver is
+/// stopped, the DMA revoked, and any DMA fault is an error.
+pub fn with_block_service(
+    window_mib: (u64, u64),
+    region_pages: u64,
+    client: impl FnOnce(u64, u64) -> Outcome,
+) -> Outcome {
     let dev = devices::nvme()?;
     devices::enable(&dev)?;
-    let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
-    let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
+    let region = crate::regions::make_region(region_pages)?;
+    let bytes = region_pages * PAGE_SIZE;
     let faults_before = kinfo::word(ki::W_DMA_FAULTS);
-    let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
+    let window = window_mib.0 | window_mib.1 << 32;
     let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
     // The driver borrows the region; init, its owner, gives the device DMA.
     crate::regions::link(&driver, region, Rights::WRITE)?;
-    devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
+    devices::grant_region_dma(&dev, region, region_pages)?;
     sched::start(driver.slot);
     while mem::read(spawn::mailbox(&driver) + 8) == 0 {
         sched::sched_yield();
@@ -118,28 +142,20 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
             return Err("nvmed serve ended before it served".into());
         }
     }
-    let phase = if check { "check" } else { "create" };
-    println!(
-        "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
-        NVME_WINDOW_MIB.0,
-        NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
-    );
-    let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
-    crate::regions::link(&kvdb, region, Rights::WRITE)?;
-    let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
+    let outcome = client(region, bytes);
     mem::write(spawn::mailbox(&driver), 1);
     let served = match crate::spawn::finish(&driver, "nvmed serve") {
         Ok(0) => Ok(()),
         Ok(code) => Err(format!("nvmed serve exited with {code}")),
         Err(e) => Err(e),
     };
-    let revoked = devices::revoke_region_dma(&dev, KVDB_REGION_PAGES);
+    let revoked = devices::revoke_region_dma(&dev, region_pages);
     outcome?;
     served?;
     revoked?;
     let faults = kinfo::word(ki::W_DMA_FAULTS) - faults_before;
     if faults != 0 {
-        return Err(format!("{faults} DMA faults while kvdb ran"));
+        return Err(format!("{faults} DMA faults while the block service ran"));
     }
     Ok(())
 }
