@@ -49,7 +49,7 @@ pub fn run(args: &str) -> Result<(), Failure> {
     match phase {
         "create" => create(Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?, nonce),
         "check" => check(Fs::mount(storage).map_err(fs_err("mount"))?, nonce),
-        "big" => big(Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?),
+        "big" => big(Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?, nonce),
         _ => Err((USAGE, format!("phase {phase:?}: expected create, check or big"))),
     }
 }
@@ -189,7 +189,7 @@ fn big_byte(i: u64) -> u8 {
 
 /// `libfs_big`: a file 8 × the pager's budget written and read back
 /// through its mapping, the counts checked against what the design says.
-fn big(mut fs: NvmeFs) -> Result<(), Failure> {
+fn big(mut fs: NvmeFs, nonce: u64) -> Result<(), Failure> {
     let n = BIG_BYTES / PS;
     let b = BUDGET as u64;
     let h = fs.open(BIG, OpenMode::CREATE).map_err(fs_err(BIG))?;
@@ -302,7 +302,29 @@ fn big(mut fs: NvmeFs) -> Result<(), Failure> {
         return Err(mismatch(format!("the msynced store reads back as {:#04x}", b1[0])));
     }
     println!("fsapp: big passed");
-    Ok(())
+    store_through_read_only(h.ino, nonce)
+}
+
+/// The mapping's rights: `/big` mapped again, read-only, elsewhere in the
+/// window. A load works; a store is refused by the pager, and the runtime
+/// ends this process with its report. The parent expects exactly that,
+/// after the nonce in mailbox word 1 (everything before passed).
+fn store_through_read_only(ino: u64, nonce: u64) -> Result<(), Failure> {
+    let ro_va = MAP_VA + 2 * BIG_BYTES;
+    locked(|p| {
+        let ro = p.fs.open_ino(ino, OpenMode::READ, BIG).map_err(fs_err(BIG))?;
+        p.mmu.prepare(ro_va, PS).map_err(|e| (MISSING_REGION, e))?;
+        p.pager.map_file(ro, ro_va, PS).map_err(|e| (FS_ERROR, format!("{e}")))?;
+        Ok(())
+    })?;
+    let w = Window::new(ro_va, PS).ok_or_else(|| (USAGE, format!("no window at {ro_va:#x}")))?;
+    if w.read8(5) != big_byte(5) {
+        return Err(mismatch("the read-only mapping shows other bytes".into()));
+    }
+    println!("fsapp: {BIG} mapped read-only at {ro_va:#x}: a load works; now a store, which the pager must refuse");
+    exo_rt::mem::write(exo_rt::layout::MAILBOX_VA + 8, nonce);
+    w.write8(5, 0);
+    Err(mismatch(format!("a store through the read-only mapping at {ro_va:#x} was not refused")))
 }
 
 /// One phase's counts, and the per-fault system calls.

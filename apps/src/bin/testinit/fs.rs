@@ -113,6 +113,9 @@ pub fn libfs_nvme(phase: &str) -> Outcome {
         initlib::regions::link(&c, region, exo_abi::Rights::WRITE)?;
         let what = format!("fsapp nvme {phase}");
         sched::start(c.slot);
+        if phase == "big" {
+            return refused_store(&c, &what, nonce);
+        }
         match spawn::finish(&c, &what)? {
             0 => {
                 println!("init: {what}: exit code 0 (passed)");
@@ -121,4 +124,21 @@ pub fn libfs_nvme(phase: &str) -> Outcome {
             code => Err(format!("{what} exited with {code} ({})", meaning(code))),
         }
     })
+}
+
+/// `fsapp nvme big` ends by storing through a read-only mapping of its
+/// file, after putting the nonce in mailbox word 1 (everything before
+/// passed): the pager must refuse the fault and the runtime end it.
+fn refused_store(c: &spawn::Child, what: &str, nonce: u64) -> Outcome {
+    let outcome = spawn::finish(c, what);
+    let passed = exo_rt::mem::read(spawn::mailbox(c) + 8) == nonce;
+    match outcome {
+        Err(e) if passed && e.contains("panicked") => {
+            println!("init: {what}: passed, then its store through a read-only mapping was refused ({e})");
+            Ok(())
+        }
+        Err(e) => Err(format!("{what} failed before its read-only store: {e}")),
+        Ok(code) if !passed => Err(format!("{what} exited with {code} ({})", meaning(code))),
+        Ok(code) => Err(format!("{what} exited with {code}: its store through a read-only mapping was not refused")),
+    }
 }
