@@ -55,9 +55,8 @@ const PS: u64 = PAGE_SIZE as u64;
 /// What the pager asks of the address space: its own writable view of a
 /// frame of its budget, and translations of frames at the mapped addresses.
 pub trait Mmu {
-    /// Frames in the budget (frame ids are `0..frames()`).
-    fn frames(&self) -> usize;
-    /// The pager's own writable view of frame `f` (4096 bytes).
+    /// The pager's own writable view of frame `f` (4096 bytes; ids are
+    /// `0..frames` of [`Pager::new`]).
     fn frame(&mut self, f: usize) -> &mut [u8];
     /// Translate `va` to frame `f`, writable or read-only. `va` has no
     /// translation when this is called.

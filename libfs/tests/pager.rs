@@ -34,9 +34,6 @@ impl FakeMmu {
 }
 
 impl Mmu for FakeMmu {
-    fn frames(&self) -> usize {
-        self.frames.len()
-    }
     fn frame(&mut self, f: usize) -> &mut [u8] {
         &mut self.frames[f]
     }
@@ -426,7 +423,15 @@ fn random_run(seed: u64, ops: usize) {
             85..=94 => {
                 let at = rng.below(pages) * PS;
                 let len = (1 + rng.below(pages)) * PS;
+                let dirty = (at..(at + len).min(pages * PS))
+                    .step_by(PS as usize)
+                    .filter(|&o| p.pager.state(VA + o) == Some(PageState::Dirty))
+                    .count() as u64;
+                let (s0, io0) = (p.pager.stats, p.io());
                 p.msync(VA + at, len);
+                let (s1, io1) = (p.pager.stats, p.io());
+                assert_eq!(s1.writebacks - s0.writebacks, dirty, "seed {seed} op {op}: exactly the dirty pages");
+                assert!(io1.barriers - io0.barriers >= 1, "seed {seed} op {op}: msync flushed");
                 assert_eq!(p.fs.stat("/r").unwrap().size, reference.len() as u64);
             }
             _ => {

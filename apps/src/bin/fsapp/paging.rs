@@ -48,7 +48,6 @@ pub static PAGED: spin::Mutex<Option<Paged>> = spin::Mutex::new(None);
 /// spare frames after them become page tables for the mapping window.
 pub struct SpareMmu {
     frames: Region,
-    budget: usize,
     next_table: u64,
     spares: u64,
 }
@@ -60,7 +59,7 @@ impl SpareMmu {
             return Err(format!("{spares} spare frames at {base:#x}: the pager needs {} at SPARE_VA", budget + 1));
         }
         let frames = Region::claim(base, budget as u64 * PAGE_SIZE).map_err(|e| format!("pager frames: {e}"))?;
-        Ok(SpareMmu { frames, budget, next_table: budget as u64, spares })
+        Ok(SpareMmu { frames, next_table: budget as u64, spares })
     }
 
     /// Page tables for `[va, va + len)` of the window, from spare frames.
@@ -98,9 +97,6 @@ impl SpareMmu {
 }
 
 impl Mmu for SpareMmu {
-    fn frames(&self) -> usize {
-        self.budget
-    }
     fn frame(&mut self, f: usize) -> &mut [u8] {
         let at = f * PAGE_SIZE as usize;
         &mut self.frames.as_mut_slice()[at..at + PAGE_SIZE as usize]
