@@ -1,4 +1,5 @@
-//! The two phases of `libfs_pmem` (see `main.rs`).
+//! The tree of `libfs_pmem` and `libfs_nvme` (`build` and `verify` work on
+//! any medium) and the two persistent-memory phases (see `main.rs`).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
