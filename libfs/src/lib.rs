@@ -16,6 +16,7 @@ pub mod format;
 mod fs;
 pub mod fsck;
 mod medium;
+pub mod pager;
 pub mod state;
 #[cfg(feature = "std")]
 pub mod tools;

@@ -106,7 +106,7 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
 /// on the NVMe through `nvmed serve`; returns word 1 of kvdb's mailbox
 /// (what kvdb reports to its parent, e.g. its last acknowledged commit).
 pub fn on_nvme_phase(phase: &str, nonce: u64) -> Result<u64, String> {
-    let svc = BlockService::start()?;
+    let svc = BlockService::start(NVME_WINDOW_MIB, KVDB_REGION_PAGES)?;
     println!(
         "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
         NVME_WINDOW_MIB.0,
@@ -122,28 +122,46 @@ pub fn on_nvme_phase(phase: &str, nonce: u64) -> Result<u64, String> {
     Ok(reported)
 }
 
-/// The block service on the database's NVMe window: `nvmed serve` on the
-/// rings of a region init owns and links into the driver and each client,
-/// the device's DMA to the region granted by init.
+/// The block service on `window_mib` (first MiB, length in MiB) of the
+/// NVMe namespace for `client(region, bytes)`, which spawns and runs the
+/// client, linking the region into it (`regions::link`); then the service
+/// stops ([`BlockService::stop`]).
+pub fn with_block_service(
+    window_mib: (u64, u64),
+    region_pages: u64,
+    client: impl FnOnce(u64, u64) -> Outcome,
+) -> Outcome {
+    let svc = BlockService::start(window_mib, region_pages)?;
+    let outcome = client(svc.region, svc.bytes());
+    let stopped = svc.stop();
+    outcome?;
+    stopped
+}
+
+/// The block service on a window of the NVMe namespace: `nvmed serve` on
+/// the rings of a fresh region of `region_pages` (3 ring pages + the data
+/// area) that init owns and links into the driver and each client; init
+/// gives the controller DMA to it.
 pub struct BlockService {
     dev: devices::Device,
     region: u64,
+    region_pages: u64,
     driver: Child,
     faults_before: u64,
 }
 
 impl BlockService {
-    pub fn start() -> Result<BlockService, String> {
+    pub fn start(window_mib: (u64, u64), region_pages: u64) -> Result<BlockService, String> {
         let dev = devices::nvme()?;
         devices::enable(&dev)?;
-        let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
+        let region = crate::regions::make_region(region_pages)?;
         let faults_before = kinfo::word(ki::W_DMA_FAULTS);
-        let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
-        let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
+        let window = window_mib.0 | window_mib.1 << 32;
+        let bytes = region_pages * PAGE_SIZE;
         let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
         // The driver borrows the region; init, its owner, gives the device DMA.
         crate::regions::link(&driver, region, Rights::WRITE)?;
-        devices::grant_region_dma(&dev, region, KVDB_REGION_PAGES)?;
+        devices::grant_region_dma(&dev, region, region_pages)?;
         sched::start(driver.slot);
         while mem::read(spawn::mailbox(&driver) + 8) == 0 {
             sched::sched_yield();
@@ -151,12 +169,12 @@ impl BlockService {
                 return Err("nvmed serve ended before it served".into());
             }
         }
-        Ok(BlockService { dev, region, driver, faults_before })
+        Ok(BlockService { dev, region, region_pages, driver, faults_before })
     }
 
     /// The region's size (a client's args word 4).
     pub fn bytes(&self) -> u64 {
-        KVDB_REGION_PAGES * PAGE_SIZE
+        self.region_pages * PAGE_SIZE
     }
 
     /// Link the rings into a client at its `SHARED_VA`.
@@ -172,7 +190,7 @@ impl BlockService {
             Ok(code) => Err(format!("nvmed serve exited with {code}")),
             Err(e) => Err(e),
         };
-        let revoked = devices::revoke_region_dma(&self.dev, KVDB_REGION_PAGES);
+        let revoked = devices::revoke_region_dma(&self.dev, self.region_pages);
         served?;
         revoked?;
         let faults = kinfo::word(ki::W_DMA_FAULTS) - self.faults_before;
@@ -191,7 +209,7 @@ impl BlockService {
 /// commit the killed one acknowledged (`kvdb`'s `killed.rs`). Returns what
 /// came back and what was lost over all kills.
 pub fn kill_loop(kills: u32, nonce: u64) -> Result<spawn::Reclaimed, String> {
-    let svc = BlockService::start()?;
+    let svc = BlockService::start(NVME_WINDOW_MIB, KVDB_REGION_PAGES)?;
     let words = [SHARED_VA, svc.bytes(), kinfo::word(ki::W_TSC_PER_US), nonce];
     let opts =
         |args: &'static str| Options { args, words: &words, heap_pages: KVDB_HEAP_PAGES, spare_pages: 0, paused: true };

@@ -190,6 +190,11 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
                     resume()
                 }
             }
+            // A pager that must wait (see `blocking_fault`) runs as the
+            // program's own code, after this upcall.
+            if saved_valid() && crate::blocking_fault::redirect(a, b) {
+                resume()
+            }
             let rip = crate::control::read(control::SAVED + 16 * 8);
             crate::fatal(format_args!("unhandled page fault at {a:#x} (error {b:#x}, rip {rip:#x})"))
         }

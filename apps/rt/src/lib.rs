@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod blocking_fault;
 pub mod blockq;
 pub mod console;
 pub mod control;
@@ -26,6 +27,7 @@ pub mod region;
 pub mod sys;
 pub mod virtio;
 
+pub use blocking_fault::{blocking_faults, set_blocking_fault_handler};
 pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, upcalls, yield_now};
 pub use exo_abi as abi;
 

@@ -75,6 +75,8 @@ pub const TESTS: &[Test] = &[
     two("libdb_pmem", "libdb_pmem_create", "libdb_pmem_check"),
     two("libdb_vf", "libdb_vf_create", "libdb_vf_check"),
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
+    two("libfs_nvme", "libfs_nvme_create", "libfs_nvme_check"),
+    one("libfs_big"),
     two("io_errors", "io_errors_flush", "io_errors_check"),
     one("kill_db"),
 ];

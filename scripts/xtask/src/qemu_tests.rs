@@ -176,6 +176,13 @@ pub const DETAILS: &[(&str, Details)] = &[
     // mapped pages (persisting exactly libfs's `persist_ranges`), boot 2
     // recovers, runs fsck and verifies every byte and name.
     ("libfs_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    // libfs on NVMe MiB 256..384 through the block service, files mapped
+    // by fsapp's own pager (1 MiB budget): boot 1 makes the tree and
+    // stores into a file through its mapping + msync, boot 2 recovers and
+    // verifies; `libfs_big` writes and reads back an 8 MiB file through
+    // the mapping and checks the pager's counts.
+    ("libfs_nvme", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libfs_big", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -245,7 +252,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 36, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 38, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

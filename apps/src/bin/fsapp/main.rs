@@ -17,6 +17,16 @@
 //!   consistency check and `fsck`, then every byte of every file (the
 //!   directly stored ones included) and the exact set of names.
 //!
+//! * `nvme <create|check|big>`: the same tree on NVMe through the block
+//!   service (args words 3/4 = the `blockq` region, 5 = the nonce), with
+//!   files mapped by this process's own pager (`paging.rs` over
+//!   `libfs::pager`; its budget: spare frames, args word 1). `create`
+//!   (boot 1 of `libfs_nvme`) stores into `/mapped/region.bin` through the
+//!   mapping and `msync`s exactly the range; `check` (boot 2) reads it
+//!   through a read-only mapping, then verifies everything as for pmem.
+//!   `big` (`libfs_big`): an 8 MiB file with a 1 MiB budget, written and
+//!   read through the mapping, the pager's counts checked (`nvme.rs`).
+//!
 //! Exit code 0 = passed, 1 = file-system error, 2 = missing region,
 //! 5 = verification failed, 7 = bad arguments.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -29,6 +39,13 @@ fn main() {}
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+#[path = "../kvdb/blockdev.rs"]
+mod blockdev;
+#[cfg(target_os = "none")]
+mod nvme;
+#[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
 mod tree;
 
 #[cfg(target_os = "none")]
@@ -37,7 +54,8 @@ exo_rt::entry!(main);
 #[cfg(target_os = "none")]
 fn main() {
     let args = exo_rt::args();
-    match tree::run(args) {
+    let outcome = if args.starts_with("nvme") { nvme::run(args) } else { tree::run(args) };
+    match outcome {
         Ok(()) => exo_rt::exit(0),
         Err((code, e)) => {
             exo_rt::println!("fsapp {args}: FAILED: {e}");

@@ -1,4 +1,5 @@
-//! The two phases of `libfs_pmem` (see `main.rs`).
+//! The tree of `libfs_pmem` and `libfs_nvme` (`build` and `verify` work on
+//! any medium) and the two persistent-memory phases (see `main.rs`).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -8,21 +9,21 @@ use alloc::vec::Vec;
 use exo_rt::println;
 use exo_rt::region::Region;
 use libdb::{IoError, PmemRegion, PmemStorage};
-use libfs::{Error, Fs, Geometry, Kind, OpenMode};
+use libfs::{Error, Fs, Geometry, Handle, Kind, OpenMode, Storage};
 
 /// An exit code and what went wrong.
-type Failure = (u32, String);
+pub(crate) type Failure = (u32, String);
 
-const FS_ERROR: u32 = 1;
-const MISSING_REGION: u32 = 2;
-const MISMATCH: u32 = 5;
-const USAGE: u32 = 7;
+pub(crate) const FS_ERROR: u32 = 1;
+pub(crate) const MISSING_REGION: u32 = 2;
+pub(crate) const MISMATCH: u32 = 5;
+pub(crate) const USAGE: u32 = 7;
 
-fn fs_err(what: &str) -> impl FnOnce(Error) -> Failure + '_ {
+pub(crate) fn fs_err(what: &str) -> impl FnOnce(Error) -> Failure + '_ {
     move |e| (FS_ERROR, format!("{what}: {e}"))
 }
 
-fn mismatch(why: String) -> Failure {
+pub(crate) fn mismatch(why: String) -> Failure {
     (MISMATCH, why)
 }
 
@@ -80,14 +81,14 @@ const RENAME: (&str, &str) = ("/docs/draft", "/docs/readme.txt");
 const UNLINK: &str = "/data/tmp";
 /// The file stored into through its mapping: allocated (zeros) by libfs,
 /// then bytes `[MAPPED_AT, MAPPED_AT + MAPPED_LEN)` stored directly.
-const MAPPED: &str = "/mapped/region.bin";
-const MAPPED_SIZE: u64 = 128 * 1024;
-const MAPPED_AT: u64 = 1000;
-const MAPPED_LEN: u64 = 100_000;
-const MAPPED_SEED: u64 = 9;
+pub(crate) const MAPPED: &str = "/mapped/region.bin";
+pub(crate) const MAPPED_SIZE: u64 = 128 * 1024;
+pub(crate) const MAPPED_AT: u64 = 1000;
+pub(crate) const MAPPED_LEN: u64 = 100_000;
+pub(crate) const MAPPED_SEED: u64 = 9;
 
 /// Byte `i` of the file with `seed` in the run with `nonce`.
-fn byte(nonce: u64, seed: u64, i: u64) -> u8 {
+pub(crate) fn byte(nonce: u64, seed: u64, i: u64) -> u8 {
     let mut x = nonce ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i / 8).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 31;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -95,12 +96,12 @@ fn byte(nonce: u64, seed: u64, i: u64) -> u8 {
     (x >> ((i % 8) * 8)) as u8
 }
 
-fn contents(nonce: u64, seed: u64, len: u64) -> Vec<u8> {
+pub(crate) fn contents(nonce: u64, seed: u64, len: u64) -> Vec<u8> {
     (0..len).map(|i| byte(nonce, seed, i)).collect()
 }
 
 /// What boot 2 must find: path → (kind, expected bytes for files).
-fn expected(nonce: u64) -> BTreeMap<String, (Kind, Vec<u8>)> {
+pub(crate) fn expected(nonce: u64) -> BTreeMap<String, (Kind, Vec<u8>)> {
     let mut m = BTreeMap::new();
     for d in DIRS {
         m.insert(String::from(*d), (Kind::Dir, Vec::new()));
@@ -148,6 +149,13 @@ pub fn run(args: &str) -> Result<(), Failure> {
 
 fn create(storage: PmemStorage<Mapped>, va: u64, nonce: u64) -> Result<(), Failure> {
     let mut fs = Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?;
+    let h = build(&mut fs, nonce)?;
+    map_and_store(fs, h, va, nonce)
+}
+
+/// The tree of boot 1 on a fresh file system (any medium), committed;
+/// returns the handle of `MAPPED`, allocated (zeros) and ready to map.
+pub(crate) fn build<S: Storage>(fs: &mut Fs<S>, nonce: u64) -> Result<Handle, Failure> {
     let sb = fs.superblock();
     println!(
         "fsapp: mkfs: {} pages, {} checkpoint pages per slot, {} log pages, {} data pages free",
@@ -192,7 +200,11 @@ fn create(storage: PmemStorage<Mapped>, va: u64, nonce: u64) -> Result<(), Failu
         commits_tree,
         fs.checkpoints
     );
+    Ok(h)
+}
 
+/// The pmem half of boot 1: `MAPPED`'s NVDIMM pages stored into directly.
+fn map_and_store(fs: Fs<PmemStorage<Mapped>>, h: Handle, va: u64, nonce: u64) -> Result<(), Failure> {
     // The file as a mapped region: its pages are NVDIMM pages mapped here
     // at `va + medium_offset`.
     let extents = fs.extents(h.ino).map_err(fs_err("extents"))?;
@@ -259,7 +271,7 @@ fn create(storage: PmemStorage<Mapped>, va: u64, nonce: u64) -> Result<(), Failu
 }
 
 /// Every name under `dir` (recursively), with its inode.
-fn walk(fs: &Fs<PmemStorage<Mapped>>, dir: &str, out: &mut BTreeMap<String, (Kind, u64)>) -> Result<(), Failure> {
+fn walk<S: Storage>(fs: &Fs<S>, dir: &str, out: &mut BTreeMap<String, (Kind, u64)>) -> Result<(), Failure> {
     for e in fs.readdir(dir).map_err(fs_err(dir))? {
         let path = if dir == "/" { format!("/{}", e.name) } else { format!("{dir}/{}", e.name) };
         if e.kind == Kind::Dir {
@@ -271,7 +283,12 @@ fn walk(fs: &Fs<PmemStorage<Mapped>>, dir: &str, out: &mut BTreeMap<String, (Kin
 }
 
 fn check(storage: PmemStorage<Mapped>, nonce: u64) -> Result<(), Failure> {
-    let mut fs = Fs::mount(storage).map_err(fs_err("mount"))?;
+    verify(Fs::mount(storage).map_err(fs_err("mount"))?, nonce)
+}
+
+/// Boot 2 on any medium, after the mount: consistency, every name, every
+/// byte (the ones stored through the mapping included), then fsck.
+pub(crate) fn verify<S: Storage>(mut fs: Fs<S>, nonce: u64) -> Result<(), Failure> {
     let issues = fs.check();
     if let Some(i) = issues.first() {
         return Err(mismatch(format!("after mount: {} ({} issues)", i.what, issues.len())));

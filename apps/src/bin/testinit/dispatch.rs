@@ -55,6 +55,9 @@ pub fn run(name: &str) -> Outcome {
         "libdb_vf_check" => db::libdb_vf(true),
         "libfs_pmem_create" => fs::libfs_pmem(false),
         "libfs_pmem_check" => fs::libfs_pmem(true),
+        "libfs_nvme_create" => fs::libfs_nvme("create"),
+        "libfs_nvme_check" => fs::libfs_nvme("check"),
+        "libfs_big" => fs::libfs_nvme("big"),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }

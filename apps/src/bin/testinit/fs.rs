@@ -76,3 +76,69 @@ pub fn libfs_pmem(check: bool) -> Outcome {
     }
     Ok(())
 }
+
+/// libfs's NVMe range: MiB 256..384 of the namespace (the disk plan).
+const NVME_WINDOW_MIB: (u64, u64) = (256, 128);
+/// The block-service region: 3 ring pages and a 1 MiB data area.
+const NVME_REGION_PAGES: u64 = 3 + 256;
+/// fsapp's pager budget (`fsapp`'s `nvme::BUDGET`) and the spare frames
+/// that become the page tables of its mapping window.
+const PAGER_FRAMES: u64 = 256;
+const PAGER_TABLE_FRAMES: u64 = 8;
+
+/// `libfs_nvme_create`, `libfs_nvme_check` and `libfs_big`: `fsapp nvme
+/// <phase>` on libfs's NVMe window through the block service.
+pub fn libfs_nvme(phase: &str) -> Outcome {
+    // One-boot `libfs_big` gets no nonce from the harness (its pattern is
+    // fixed); the two boots of `libfs_nvme` share one.
+    let nonce = if phase == "big" { crate::basic::nonce().unwrap_or(0xb16) } else { crate::basic::nonce()? };
+    initlib::kvdb::with_block_service(NVME_WINDOW_MIB, NVME_REGION_PAGES, |region, bytes| {
+        println!(
+            "init: fsapp nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve, pager budget {PAGER_FRAMES} frames",
+            NVME_WINDOW_MIB.0,
+            NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+        );
+        let args = format!("nvme {phase}");
+        let words = [exo_rt::layout::SHARED_VA, bytes, nonce];
+        let c = spawn::spawn_named(
+            "fsapp",
+            &Options {
+                args: &args,
+                words: &words,
+                heap_pages: FSAPP_HEAP_PAGES,
+                spare_pages: PAGER_FRAMES + PAGER_TABLE_FRAMES,
+                paused: true,
+            },
+        )?;
+        initlib::regions::link(&c, region, exo_abi::Rights::WRITE)?;
+        let what = format!("fsapp nvme {phase}");
+        sched::start(c.slot);
+        if phase == "big" {
+            return refused_store(&c, &what, nonce);
+        }
+        match spawn::finish(&c, &what)? {
+            0 => {
+                println!("init: {what}: exit code 0 (passed)");
+                Ok(())
+            }
+            code => Err(format!("{what} exited with {code} ({})", meaning(code))),
+        }
+    })
+}
+
+/// `fsapp nvme big` ends by storing through a read-only mapping of its
+/// file, after putting the nonce in mailbox word 1 (everything before
+/// passed): the pager must refuse the fault and the runtime end it.
+fn refused_store(c: &spawn::Child, what: &str, nonce: u64) -> Outcome {
+    let outcome = spawn::finish(c, what);
+    let passed = exo_rt::mem::read(spawn::mailbox(c) + 8) == nonce;
+    match outcome {
+        Err(e) if passed && e.contains("panicked") => {
+            println!("init: {what}: passed, then its store through a read-only mapping was refused ({e})");
+            Ok(())
+        }
+        Err(e) => Err(format!("{what} failed before its read-only store: {e}")),
+        Ok(code) if !passed => Err(format!("{what} exited with {code} ({})", meaning(code))),
+        Ok(code) => Err(format!("{what} exited with {code}: its store through a read-only mapping was not refused")),
+    }
+}
