@@ -56,6 +56,13 @@ const KVDB_HEAP_PAGES: u64 = 3072;
 pub const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 pub const PMEM_BYTES: u64 = 16 << 20;
 
+/// libdb on a libfs file (`libdb_on_libfs`): the file system's NVMe
+/// window (MiB 384..448 of the namespace, the disk plan's) and its part of
+/// the NVDIMM (MiB 64..96 of init's span, see `pmem.rs`).
+pub const FILE_NVME_WINDOW_MIB: (u64, u64) = (384, 64);
+pub const FILE_PMEM_OFFSET: u64 = 64 << 20;
+pub const FILE_PMEM_BYTES: u64 = 32 << 20;
+
 /// What kvdb's exit code means (see kvdb's `error.rs`).
 pub fn meaning(code: u64) -> &'static str {
     match code {
@@ -101,12 +108,19 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
+    on_nvme_as("nvme", NVME_WINDOW_MIB, check, nonce)
+}
+
+/// kvdb `<medium> create|check` (`nvme`, or `file-nvme`: the database as a
+/// libfs file) on the NVMe MiB `window_mib` (first, length) exposed by
+/// `nvmed serve`.
+pub fn on_nvme_as(medium: &str, window_mib: (u64, u64), check: bool, nonce: u64) -> Outcome {
     let dev = devices::nvme()?;
     devices::enable(&dev)?;
     let region = crate::regions::make_region(KVDB_REGION_PAGES)?;
     let bytes = KVDB_REGION_PAGES * PAGE_SIZE;
     let faults_before = kinfo::word(ki::W_DMA_FAULTS);
-    let window = NVME_WINDOW_MIB.0 | NVME_WINDOW_MIB.1 << 32;
+    let window = window_mib.0 | window_mib.1 << 32;
     let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
     // The driver borrows the region; init, its owner, gives the device DMA.
     crate::regions::link(&driver, region, Rights::WRITE)?;
@@ -120,13 +134,13 @@ pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
     }
     let phase = if check { "check" } else { "create" };
     println!(
-        "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
-        NVME_WINDOW_MIB.0,
-        NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+        "init: kvdb {medium} {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
+        window_mib.0,
+        window_mib.0 + window_mib.1
     );
-    let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, bytes, nonce)?;
+    let kvdb = spawn_kvdb(&format!("{medium} {phase}"), SHARED_VA, bytes, nonce)?;
     crate::regions::link(&kvdb, region, Rights::WRITE)?;
-    let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
+    let outcome = run_kvdb(&kvdb, &format!("kvdb {medium} {phase}"));
     mem::write(spawn::mailbox(&driver), 1);
     let served = match crate::spawn::finish(&driver, "nvmed serve") {
         Ok(0) => Ok(()),
@@ -161,13 +175,20 @@ pub fn on_pmem(check: bool, nonce: u64) -> Outcome {
 /// Run `kvdb pmem <phase>` on the first `bytes` of the database's NVDIMM
 /// range and require exit code `want`; the pages come back to init after.
 pub fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
+    run_pmem_at("pmem", PMEM_OFFSET, phase, bytes, nonce, want)
+}
+
+/// Run `kvdb <medium> <phase>` (`pmem`, or `file-pmem`: the database as a
+/// libfs file) on `bytes` of the NVDIMM from `offset` of init's span and
+/// require exit code `want`; the pages come back to init after.
+pub fn run_pmem_at(medium: &str, offset: u64, phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
     let child_va = exo_abi::CHILD_PMEM_VA;
-    let kvdb = spawn_kvdb(&format!("pmem {phase}"), child_va, bytes, nonce)?;
-    crate::pmem::grant(&kvdb, child_va, PMEM_OFFSET, bytes)?;
-    let what = format!("kvdb pmem {phase} on {} KiB", bytes >> 10);
+    let kvdb = spawn_kvdb(&format!("{medium} {phase}"), child_va, bytes, nonce)?;
+    crate::pmem::grant(&kvdb, child_va, offset, bytes)?;
+    let what = format!("kvdb {medium} {phase} on {} KiB", bytes >> 10);
     let outcome = if want == 0 { run_kvdb(&kvdb, &what) } else { expect_code(&kvdb, &what, want) };
     // Exited (or dead): its pages go back to init either way.
-    let back = crate::pmem::reclaim(&kvdb, child_va, PMEM_OFFSET, bytes);
+    let back = crate::pmem::reclaim(&kvdb, child_va, offset, bytes);
     outcome?;
     back
 }

@@ -143,6 +143,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // mapped pages (persisting exactly libfs's `persist_ranges`), boot 2
     // recovers, runs fsck and verifies every byte and name.
     ("libfs_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    // libdb on a libfs file (kvdb with libfs linked in), on the NVDIMM and
+    // on the NVMe through the block service: boot 1 makes the file system
+    // and the database file and commits, boot 2 runs fsck, recovers, checks.
+    ("libdb_on_libfs", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {

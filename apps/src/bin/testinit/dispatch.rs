@@ -50,6 +50,8 @@ pub fn run(name: &str) -> Outcome {
         "libdb_vf_check" => db::libdb_vf(true),
         "libfs_pmem_create" => fs::libfs_pmem(false),
         "libfs_pmem_check" => fs::libfs_pmem(true),
+        "libdb_on_libfs_create" => db::libdb_on_libfs(false),
+        "libdb_on_libfs_check" => db::libdb_on_libfs(true),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }
