@@ -18,6 +18,10 @@
 //!   with the NVMe driver linked in, on [`VF_WINDOW_MIB`] of the shared
 //!   namespace; boot 1 creates, boot 2 recovers and checks (then kvdb
 //!   without a window and without a device handle: refused by name).
+//! * `libdb_on_libfs`: the same plan with the database as a libfs file
+//!   (`file-pmem`, `file-nvme`), on the disk plan's ranges for it
+//!   ([`FILE_PMEM_OFFSET`], [`FILE_NVME_WINDOW_MIB`]), through
+//!   [`run_pmem_at`] and [`on_nvme_as`].
 
 use crate::devices;
 use crate::sched;

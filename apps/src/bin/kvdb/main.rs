@@ -8,9 +8,11 @@
 //!   driver): no driver process, no system call per I/O;
 //! * `pmem`: a `libdb::PmemRegion` over a region mapped into this process
 //!   (the NVDIMM, or RAM frames init gives it), persisted with
-//!   clwb/clflushopt/clflush + sfence.
+//!   clwb/clflushopt/clflush + sfence;
+//! * `file-nvme`, `file-pmem`: the database as a libfs file on the block
+//!   service or the pmem region (`onfile.rs`, libfs linked in).
 //!
-//! Arguments: `<nvme|nvme-vf|pmem> <create|check>` (`nvme-vf` then the
+//! Arguments: `<nvme|nvme-vf|pmem|file-nvme|file-pmem> <create|check>` (`nvme-vf` then the
 //! window: first MiB and length in MiB); args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
