@@ -36,7 +36,8 @@ pub const SYSTEMS: [&str; 3] = ["host-linux", "linux-guest", "exo"];
 /// Storage media `eval-bench` runs on: a file system on the host, NVMe or
 /// persistent memory in the emulated machine. Exo rows add `nvme-vf` (the
 /// database driving its own SR-IOV virtual function), which has no Linux
-/// counterpart (`crate::db`).
+/// counterpart, and `file-nvme` / `file-pmem` (the database as a libfs
+/// file on those media) (`crate::db`).
 pub const MEDIA: [&str; 3] = ["host-fs", "nvme", "pmem"];
 
 /// One measured run.

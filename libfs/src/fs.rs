@@ -506,6 +506,13 @@ impl<S: Storage> Fs<S> {
         Ok(())
     }
 
+    /// Whether an operation since the last commit is not yet durable
+    /// (what `sync` would write a chunk for). Data-only stores through a
+    /// mapping are not tracked: they change no metadata.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.pending.is_empty() || !self.dirty.is_empty()
+    }
+
     pub fn fsync(&mut self, h: &Handle) -> Result<()> {
         self.inode(h.ino)?;
         self.sync()

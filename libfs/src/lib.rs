@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod alloc_map;
 pub mod error;
+mod file_storage;
 pub mod format;
 mod fs;
 pub mod fsck;
@@ -22,6 +23,7 @@ pub mod state;
 pub mod tools;
 
 pub use error::{Error, Result};
+pub use file_storage::{DbFile, FileStorage, OpenError, Run};
 pub use format::{Kind, PAGE_SIZE};
 pub use fs::{DirEntry, Extent, Fs, Geometry, Handle, OpenMode, Stat, MAX_FILE_SIZE, ROOT_INO};
 pub use libdb::{BlockStorage, PmemStorage, Storage};

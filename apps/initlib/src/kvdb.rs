@@ -18,6 +18,10 @@
 //!   with the NVMe driver linked in, on [`VF_WINDOW_MIB`] of the shared
 //!   namespace; boot 1 creates, boot 2 recovers and checks (then kvdb
 //!   without a window and without a device handle: refused by name).
+//! * `libdb_on_libfs`: the same plan with the database as a libfs file
+//!   (`file-pmem`, `file-nvme`), on the disk plan's ranges for it
+//!   ([`FILE_PMEM_OFFSET`], [`FILE_NVME_WINDOW_MIB`]), through
+//!   [`run_pmem_at`] and [`on_nvme_as`].
 
 use crate::devices;
 use crate::sched;
@@ -55,6 +59,13 @@ const KVDB_HEAP_PAGES: u64 = 3072;
 /// span (below `TEST_AREA` belongs to `pmem_persist`).
 pub const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
 pub const PMEM_BYTES: u64 = 16 << 20;
+
+/// libdb on a libfs file (`libdb_on_libfs`): the file system's NVMe
+/// window (MiB 384..448 of the namespace, the disk plan's) and its part of
+/// the NVDIMM (MiB 64..96 of init's span, see `pmem.rs`).
+pub const FILE_NVME_WINDOW_MIB: (u64, u64) = (384, 64);
+pub const FILE_PMEM_OFFSET: u64 = 64 << 20;
+pub const FILE_PMEM_BYTES: u64 = 32 << 20;
 
 /// What kvdb's exit code means (see kvdb's `error.rs`).
 pub fn meaning(code: u64) -> &'static str {
@@ -99,22 +110,33 @@ pub fn run_kvdb(c: &Child, what: &str) -> Outcome {
 /// kvdb `create` or `check` on the NVMe through `nvmed serve`, with the
 /// workload derived from `nonce`.
 pub fn on_nvme(check: bool, nonce: u64) -> Outcome {
-    on_nvme_phase(if check { "check" } else { "create" }, nonce).map(|_| ())
+    on_nvme_as("nvme", NVME_WINDOW_MIB, check, nonce)
+}
+
+/// kvdb `<medium> create|check` (`nvme`, or `file-nvme`: the database as a
+/// libfs file) on the NVMe MiB `window_mib` (first, length) exposed by
+/// `nvmed serve`.
+pub fn on_nvme_as(medium: &str, window_mib: (u64, u64), check: bool, nonce: u64) -> Outcome {
+    on_block_service(medium, window_mib, if check { "check" } else { "create" }, nonce).map(|_| ())
 }
 
 /// kvdb `nvme <phase>` (phase and its arguments, e.g. `pfload sync 300`)
-/// on the NVMe through `nvmed serve`; returns word 1 of kvdb's mailbox
-/// (what kvdb reports to its parent, e.g. its last acknowledged commit).
+/// on the database's NVMe window; returns word 1 of kvdb's mailbox (what
+/// kvdb reports to its parent, e.g. its last acknowledged commit).
 pub fn on_nvme_phase(phase: &str, nonce: u64) -> Result<u64, String> {
-    let svc = BlockService::start(NVME_WINDOW_MIB, KVDB_REGION_PAGES)?;
+    on_block_service("nvme", NVME_WINDOW_MIB, phase, nonce)
+}
+
+fn on_block_service(medium: &str, window_mib: (u64, u64), phase: &str, nonce: u64) -> Result<u64, String> {
+    let svc = BlockService::start(window_mib, KVDB_REGION_PAGES)?;
     println!(
-        "init: kvdb nvme {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
-        NVME_WINDOW_MIB.0,
-        NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+        "init: kvdb {medium} {phase} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
+        window_mib.0,
+        window_mib.0 + window_mib.1
     );
-    let kvdb = spawn_kvdb(&format!("nvme {phase}"), SHARED_VA, svc.bytes(), nonce)?;
+    let kvdb = spawn_kvdb(&format!("{medium} {phase}"), SHARED_VA, svc.bytes(), nonce)?;
     svc.link(&kvdb)?;
-    let outcome = run_kvdb(&kvdb, &format!("kvdb nvme {phase}"));
+    let outcome = run_kvdb(&kvdb, &format!("kvdb {medium} {phase}"));
     let reported = mem::read(spawn::mailbox(&kvdb) + 8);
     let stopped = svc.stop();
     outcome?;
@@ -308,13 +330,20 @@ pub fn on_pmem(check: bool, nonce: u64) -> Outcome {
 /// Run `kvdb pmem <phase>` on the first `bytes` of the database's NVDIMM
 /// range and require exit code `want`; the pages come back to init after.
 pub fn run_pmem(phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
+    run_pmem_at("pmem", PMEM_OFFSET, phase, bytes, nonce, want)
+}
+
+/// Run `kvdb <medium> <phase>` (`pmem`, or `file-pmem`: the database as a
+/// libfs file) on `bytes` of the NVDIMM from `offset` of init's span and
+/// require exit code `want`; the pages come back to init after.
+pub fn run_pmem_at(medium: &str, offset: u64, phase: &str, bytes: u64, nonce: u64, want: u64) -> Outcome {
     let child_va = exo_abi::CHILD_PMEM_VA;
-    let kvdb = spawn_kvdb(&format!("pmem {phase}"), child_va, bytes, nonce)?;
-    crate::pmem::grant(&kvdb, child_va, PMEM_OFFSET, bytes)?;
-    let what = format!("kvdb pmem {phase} on {} KiB", bytes >> 10);
+    let kvdb = spawn_kvdb(&format!("{medium} {phase}"), child_va, bytes, nonce)?;
+    crate::pmem::grant(&kvdb, child_va, offset, bytes)?;
+    let what = format!("kvdb {medium} {phase} on {} KiB", bytes >> 10);
     let outcome = if want == 0 { run_kvdb(&kvdb, &what) } else { expect_code(&kvdb, &what, want) };
     // Exited (or dead): its pages go back to init either way.
-    let back = crate::pmem::reclaim(&kvdb, child_va, PMEM_OFFSET, bytes);
+    let back = crate::pmem::reclaim(&kvdb, child_va, offset, bytes);
     outcome?;
     back
 }

@@ -77,6 +77,7 @@ pub const TESTS: &[Test] = &[
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
     two("libfs_nvme", "libfs_nvme_create", "libfs_nvme_check"),
     one("libfs_big"),
+    two("libdb_on_libfs", "libdb_on_libfs_create", "libdb_on_libfs_check"),
     two("io_errors", "io_errors_flush", "io_errors_check"),
     one("kill_db"),
 ];

@@ -183,6 +183,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // the mapping and checks the pager's counts.
     ("libfs_nvme", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
     ("libfs_big", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    // libdb on a libfs file (kvdb with libfs linked in), on the NVDIMM and
+    // on the NVMe through the block service: boot 1 makes the file system
+    // and the database file and commits, boot 2 runs fsck, recovers, checks.
+    ("libdb_on_libfs", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -252,7 +256,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 38, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 39, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -19,6 +19,9 @@ pub enum KvdbError {
     Full(libdb::Error, String),
     /// Any other database error (I/O, poisoned handle, ...).
     Db(libdb::Error, String),
+    /// The file system holding the database file (`file-*` media) failed:
+    /// what was being done, and libfs's error (which names the object).
+    Fs(String, libfs::Error),
     /// The database answered, but not what was committed.
     Mismatch(String),
     /// Bad arguments.
@@ -37,6 +40,9 @@ impl KvdbError {
             KvdbError::Service(_) | KvdbError::Controller(_) => 6,
             KvdbError::Usage(_) => 7,
             KvdbError::Db(..) => 1,
+            KvdbError::Fs(_, libfs::Error::Corrupt { .. }) => 3,
+            KvdbError::Fs(_, libfs::Error::NoSpace(_)) => 4,
+            KvdbError::Fs(..) => 1,
         }
     }
 
@@ -61,6 +67,7 @@ impl fmt::Display for KvdbError {
             KvdbError::Corrupt(e) => write!(f, "corrupt database: {e}"),
             KvdbError::Full(e, ctx) => write!(f, "medium full while {ctx}: {e}"),
             KvdbError::Db(e, ctx) => write!(f, "database error while {ctx}: {e}{}", DeviceSaid(e)),
+            KvdbError::Fs(ctx, e) => write!(f, "file system error while {ctx}: {e}"),
             KvdbError::Mismatch(why) => write!(f, "verification failed: {why}"),
             KvdbError::Usage(why) => write!(f, "usage: {why}"),
         }

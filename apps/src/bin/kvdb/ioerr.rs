@@ -40,7 +40,16 @@ const OPENS: u32 = 4;
 /// named, then success), require the state after commit `min` or the one
 /// after it (the failed commit's record may have reached the medium
 /// although its flush failed), then commit until a write fails.
-pub fn run(phase: &str, words: &mut core::str::SplitWhitespace, win: Window, nonce: u64) -> Result<(), KvdbError> {
+pub fn run(
+    phase: &str,
+    words: &mut core::str::SplitWhitespace,
+    va: u64,
+    bytes: u64,
+    nonce: u64,
+) -> Result<(), KvdbError> {
+    let win = Window::new(va, bytes).ok_or_else(|| {
+        KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window"))
+    })?;
     let attach = || -> Result<BlockStorage<BlockqDevice>, KvdbError> {
         let dev = BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
         Ok(BlockStorage::new(dev))

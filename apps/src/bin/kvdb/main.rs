@@ -8,14 +8,17 @@
 //!   driver): no driver process, no system call per I/O;
 //! * `pmem`: a `libdb::PmemRegion` over a region mapped into this process
 //!   (the NVDIMM, or RAM frames init gives it), persisted with
-//!   clwb/clflushopt/clflush + sfence.
+//!   clwb/clflushopt/clflush + sfence;
+//! * `file-nvme`, `file-pmem`: the database as a libfs file on the block
+//!   service or the pmem region (`onfile.rs`, libfs linked in).
 //!
-//! Arguments: `<nvme|nvme-vf|pmem> <create|check>` (`nvme-vf` then the
-//! window: first MiB and length in MiB), or `nvme pfload <sync|group|async>
-//! <commits>` / `nvme pfcheck` (the power-fail workload, `powerfail.rs`),
-//! or `nvme ioerr-flush` / `nvme ioerr-check <last acknowledged>` (the
-//! device-failure workload, `ioerr.rs`), or `nvme killload <min|new>
-//! <limit>` (a database init kills, `killed.rs`); args words 3 = the region's
+//! Arguments: `<nvme|nvme-vf|pmem|file-nvme|file-pmem> <create|check>`
+//! (`nvme-vf` then the window: first MiB and length in MiB), or `nvme
+//! pfload <sync|group|async> <commits>` / `nvme pfcheck` (the power-fail
+//! workload, `powerfail.rs`), or `nvme ioerr-flush` / `nvme ioerr-check
+//! <last acknowledged>` (the device-failure workload, `ioerr.rs`), or
+//! `nvme killload <min|new> <limit>` (a database init kills, `killed.rs`);
+//! args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
 //! handle is. `create` makes a database and commits the plan of
@@ -39,6 +42,8 @@ mod error;
 mod ioerr;
 #[cfg(target_os = "none")]
 mod killed;
+#[cfg(target_os = "none")]
+mod onfile;
 #[cfg(target_os = "none")]
 mod pmemdev;
 #[cfg(target_os = "none")]
@@ -67,7 +72,7 @@ fn main() {
 fn run(args: &str) -> Result<(), error::KvdbError> {
     use alloc::format;
     use error::KvdbError;
-    use exo_rt::{args_word, println};
+    use exo_rt::args_word;
 
     let mut words = args.split_whitespace();
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -80,8 +85,9 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             )))
         }
     };
-    let power_fail = phase.starts_with("pf");
-    if (power_fail || phase.starts_with("ioerr") || phase == "killload") && medium != "nvme" {
+    // The power-fail, device-failure and kill workloads run on the block service.
+    let nvme_only = !matches!(phase, "create" | "check");
+    if nvme_only && medium != "nvme" {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
     }
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
@@ -94,104 +100,148 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         return Err(KvdbError::Usage("no nonce (args word 6)".into()));
     }
     match medium {
+        "nvme" if phase.starts_with("ioerr") => return ioerr::run(phase, &mut words, va, bytes, nonce),
         "nvme" => {
-            let win = exo_rt::mmio::Window::new(va, bytes).ok_or_else(|| {
-                KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window"))
-            })?;
-            if phase.starts_with("ioerr") {
-                return ioerr::run(phase, &mut words, win, nonce);
-            }
-            let mut dev = blockdev::BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
-            let geo = dev.geometry();
-            println!(
-                "kvdb: block service attached: {} blocks of {} bytes ({} MiB), {}-entry rings, {} KiB data area",
-                geo.capacity_blocks,
-                geo.block_size,
-                (geo.capacity_blocks * geo.block_size as u64) >> 20,
-                geo.entries,
-                geo.data_len / 1024
-            );
-            if create {
-                // The service exposes only its window: one block past it is refused.
-                let mut one = alloc::vec![0u8; geo.block_size as usize];
-                match libdb::BlockDevice::read(&mut dev, geo.capacity_blocks, &mut one) {
-                    Err(libdb::IoError::OutOfRange) => {
-                        println!("kvdb: a read one block past the service's window was refused (out of range)")
-                    }
-                    other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
-                }
-            }
-            let storage = libdb::BlockStorage::new(dev);
-            let counts = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| {
-                let c = s.device().counters;
-                workload::MediumCounts {
-                    device_writes: c.write_requests,
-                    device_flushes: c.flushes,
-                    device_bytes: c.bytes_written,
-                    requests: c.requests(),
-                    bytes_copied: c.bytes_copied,
-                    yields: c.yields,
-                    lines_flushed: 0,
-                    doorbells: 0,
-                }
-            };
+            let storage = libdb::BlockStorage::new(attach_service(va, bytes, create && !nvme_only)?);
+            let counts = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| blockq_counts(s.device());
             let written = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.bytes_written;
             let flushes = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.flushes;
-            let storage = match (power_fail, create) {
-                _ if phase == "killload" => killed::run(storage, &mut words, nonce)?,
-                (true, true) => {
+            let storage = match phase {
+                "killload" => killed::run(storage, &mut words, nonce)?,
+                "pfload" => {
                     let mode = words.next().unwrap_or("sync");
                     let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
                     powerfail::load(storage, nonce, mode, commits, written, flushes)?
                 }
-                (true, false) => match powerfail::check(storage, nonce)? {
+                "pfcheck" => match powerfail::check(storage, nonce)? {
                     Some(s) => s,
                     None => return Ok(()),
                 },
-                (false, true) => workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?,
-                (false, false) => workload::check(storage, nonce, "nvme")?,
+                "create" => workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?,
+                _ => workload::check(storage, nonce, "nvme")?,
             };
-            let c = storage.device().counters;
-            println!(
-                "kvdb: block service totals: {} writes ({} KiB), {} reads ({} KiB), {} flushes, {} KiB copied to/from the shared area, {} yields",
-                c.write_requests,
-                c.bytes_written / 1024,
-                c.read_requests,
-                c.bytes_read / 1024,
-                c.flushes,
-                c.bytes_copied / 1024,
-                c.yields
-            );
+            print_blockq_totals(storage.device());
+        }
+        "file-nvme" => {
+            let storage = libdb::BlockStorage::new(attach_service(va, bytes, create)?);
+            let counts = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| blockq_counts(s.device());
+            let storage = onfile::run(storage, create, nonce, "file-nvme", tsc_per_us, counts, true)?;
+            print_blockq_totals(storage.device());
         }
         "nvme-vf" => on_vf(&mut words, va, bytes, tsc_per_us, nonce, create)?,
         "pmem" => {
-            let region =
-                exo_rt::region::Region::claim(va, bytes).map_err(|e| KvdbError::MissingRegion(format!("{e}")))?;
-            println!(
-                "kvdb: persistent-memory region at {va:#x}, {} KiB, cache-line write-back by {:?}",
-                bytes >> 10,
-                region.flush_method()
-            );
-            let storage = libdb::PmemStorage::new(pmemdev::MappedPmem::new(region));
-            let counts = |s: &libdb::PmemStorage<pmemdev::MappedPmem>| workload::MediumCounts {
-                device_flushes: s.region().fences,
-                lines_flushed: s.region().lines,
-                ..Default::default()
-            };
+            let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
             let storage = if create {
-                workload::create(storage, nonce, "pmem", tsc_per_us, counts, false)?
+                workload::create(storage, nonce, "pmem", tsc_per_us, pmem_counts, false)?
             } else {
                 workload::check(storage, nonce, "pmem")?
             };
-            let r = storage.region();
-            println!(
-                "kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences",
-                r.persists, r.lines, r.fences
-            );
+            print_pmem_totals(storage.region());
         }
-        other => return Err(KvdbError::Usage(format!("medium {other:?}: expected nvme, nvme-vf or pmem"))),
+        "file-pmem" => {
+            let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
+            let storage = onfile::run(storage, create, nonce, "file-pmem", tsc_per_us, pmem_counts, false)?;
+            print_pmem_totals(storage.region());
+        }
+        other => {
+            return Err(KvdbError::Usage(format!(
+                "medium {other:?}: expected nvme, nvme-vf, pmem, file-nvme or file-pmem"
+            )))
+        }
     }
     Ok(())
+}
+
+/// Attach to the block service in `va..va+bytes` (`create`: first check
+/// that a read one block past its window is refused).
+#[cfg(target_os = "none")]
+fn attach_service(va: u64, bytes: u64, create: bool) -> Result<blockdev::BlockqDevice, error::KvdbError> {
+    use alloc::format;
+    use error::KvdbError;
+    use exo_rt::println;
+    let win = exo_rt::mmio::Window::new(va, bytes).ok_or_else(|| {
+        KvdbError::MissingRegion(format!("block-service region {va:#x}+{bytes:#x} is not a valid window"))
+    })?;
+    let mut dev = blockdev::BlockqDevice::attach(win).map_err(|e| KvdbError::Service(format!("{e}")))?;
+    let geo = dev.geometry();
+    println!(
+        "kvdb: block service attached: {} blocks of {} bytes ({} MiB), {}-entry rings, {} KiB data area",
+        geo.capacity_blocks,
+        geo.block_size,
+        (geo.capacity_blocks * geo.block_size as u64) >> 20,
+        geo.entries,
+        geo.data_len / 1024
+    );
+    if create {
+        // The service exposes only its window: one block past it is refused.
+        let mut one = alloc::vec![0u8; geo.block_size as usize];
+        match libdb::BlockDevice::read(&mut dev, geo.capacity_blocks, &mut one) {
+            Err(libdb::IoError::OutOfRange) => {
+                println!("kvdb: a read one block past the service's window was refused (out of range)")
+            }
+            other => return Err(KvdbError::Mismatch(format!("a read past the window answered {other:?}"))),
+        }
+    }
+    Ok(dev)
+}
+
+/// What the block service was asked, for the per-op counts.
+#[cfg(target_os = "none")]
+fn blockq_counts(d: &blockdev::BlockqDevice) -> workload::MediumCounts {
+    let c = d.counters;
+    workload::MediumCounts {
+        device_writes: c.write_requests,
+        device_flushes: c.flushes,
+        device_bytes: c.bytes_written,
+        requests: c.requests(),
+        bytes_copied: c.bytes_copied,
+        yields: c.yields,
+        lines_flushed: 0,
+        doorbells: 0,
+    }
+}
+
+#[cfg(target_os = "none")]
+fn print_blockq_totals(d: &blockdev::BlockqDevice) {
+    let c = d.counters;
+    exo_rt::println!(
+        "kvdb: block service totals: {} writes ({} KiB), {} reads ({} KiB), {} flushes, {} KiB copied to/from the shared area, {} yields",
+        c.write_requests,
+        c.bytes_written / 1024,
+        c.read_requests,
+        c.bytes_read / 1024,
+        c.flushes,
+        c.bytes_copied / 1024,
+        c.yields
+    );
+}
+
+/// The persistent-memory region init moved to `va`.
+#[cfg(target_os = "none")]
+fn claim_pmem(va: u64, bytes: u64) -> Result<pmemdev::MappedPmem, error::KvdbError> {
+    let region =
+        exo_rt::region::Region::claim(va, bytes).map_err(|e| error::KvdbError::MissingRegion(alloc::format!("{e}")))?;
+    exo_rt::println!(
+        "kvdb: persistent-memory region at {va:#x}, {} KiB, cache-line write-back by {:?}",
+        bytes >> 10,
+        region.flush_method()
+    );
+    Ok(pmemdev::MappedPmem::new(region))
+}
+
+#[cfg(target_os = "none")]
+fn pmem_counts(s: &libdb::PmemStorage<pmemdev::MappedPmem>) -> workload::MediumCounts {
+    workload::MediumCounts { device_flushes: s.region().fences, lines_flushed: s.region().lines, ..Default::default() }
+}
+
+#[cfg(target_os = "none")]
+fn print_pmem_totals(r: &pmemdev::MappedPmem) {
+    exo_rt::println!(
+        "kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences",
+        r.persists,
+        r.lines,
+        r.fences
+    );
 }
 
 /// `nvme-vf`: bring up the VF's controller in the BAR init moved here and

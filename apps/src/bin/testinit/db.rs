@@ -9,7 +9,8 @@ use exo_abi::{PAGE_SIZE, PMEM_VA};
 use exo_rt::println;
 use exo_rt::region::Region;
 use initlib::kvdb::{
-    expect_code, on_nvme, on_nvme_phase, on_pmem, on_vf, run_pmem, spawn_kvdb, PMEM_BYTES, PMEM_OFFSET,
+    expect_code, on_nvme, on_nvme_as, on_nvme_phase, on_pmem, on_vf, run_pmem, run_pmem_at, spawn_kvdb,
+    FILE_NVME_WINDOW_MIB, FILE_PMEM_BYTES, FILE_PMEM_OFFSET, PMEM_BYTES, PMEM_OFFSET,
 };
 
 type Outcome = Result<(), String>;
@@ -118,6 +119,26 @@ pub fn kill_db() -> Outcome {
     // none of its pages.
     if r.lost != 0 || r.pages == 0 {
         return Err(format!("{} pages came back, {} were lost", r.pages, r.lost));
+    }
+    Ok(())
+}
+
+/// `libdb_on_libfs_create` (`check` false) and `libdb_on_libfs_check`:
+/// kvdb with libfs linked in keeps its database as the file
+/// `/db/kvdb.db` of a libfs file system, on the NVDIMM ([`FILE_PMEM_BYTES`]
+/// from [`FILE_PMEM_OFFSET`], moved into kvdb) and on the NVMe (MiB
+/// [`FILE_NVME_WINDOW_MIB`] through `nvmed serve`). Boot 1 makes the file
+/// system and the file and commits the plan (sync, group, async rounds and
+/// batches) without closing; boot 2 runs fsck, mounts, opens the file,
+/// recovers the database and checks every committed key/value and nothing
+/// else. Then kvdb `file-pmem` without a region: refused by name.
+pub fn libdb_on_libfs(check: bool) -> Outcome {
+    let nonce = crate::basic::nonce()?;
+    let phase = if check { "check" } else { "create" };
+    run_pmem_at("file-pmem", FILE_PMEM_OFFSET, phase, FILE_PMEM_BYTES, nonce, 0)?;
+    on_nvme_as("file-nvme", FILE_NVME_WINDOW_MIB, check, nonce)?;
+    if check {
+        expect_code(&spawn_kvdb("file-pmem check", 0, 0, nonce)?, "kvdb file-pmem check without a region", 2)?;
     }
     Ok(())
 }

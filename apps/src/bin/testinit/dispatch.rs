@@ -58,6 +58,8 @@ pub fn run(name: &str) -> Outcome {
         "libfs_nvme_create" => fs::libfs_nvme("create"),
         "libfs_nvme_check" => fs::libfs_nvme("check"),
         "libfs_big" => fs::libfs_nvme("big"),
+        "libdb_on_libfs_create" => db::libdb_on_libfs(false),
+        "libdb_on_libfs_check" => db::libdb_on_libfs(true),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }

@@ -5,7 +5,8 @@
 //! eval/DB.md's).
 //!
 //! * exo: rounds of the `libdb_nvme_create`, `libdb_vf_create` (medium
-//!   `nvme-vf`, on the SR-IOV machine variant) and `libdb_pmem_create`
+//!   `nvme-vf`, on the SR-IOV machine variant), `libdb_on_libfs_create`
+//!   (media `file-nvme` and `file-pmem`, booted once for each) and `libdb_pmem_create`
 //!   boots (fresh images and nonce each boot), every timed boot tracing
 //!   QEMU's NVMe command events; as many boots per medium under `-icount
 //!   shift=0` for instructions.
@@ -122,7 +123,7 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let n_rounds = rounds(quick);
     println!(
-        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf and pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
+        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
         LINUX_ENGINES.len()
     );
@@ -152,7 +153,7 @@ pub fn run(quick: bool) -> Result<()> {
                         l.syscalls_per_op.map_or("-".into(), format_number)
                     );
                 }
-                if medium.starts_with("nvme") {
+                if linux_medium(medium) == "nvme" {
                     if let Some(t) = &trace {
                         let c = device_check(&lines, t);
                         println!("  {} {}", if c.0 { "PASS" } else { "FAIL" }, c.1);
