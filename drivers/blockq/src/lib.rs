@@ -322,8 +322,27 @@ pub struct Client<R: SharedRegion> {
 }
 
 impl<R: SharedRegion> Client<R> {
-    /// Attaches to a region the server formatted.
+    /// Attaches to a region the server formatted, as a new client.
     pub fn attach(region: R) -> Result<Client<R>, ProtocolError> {
+        let mut c = Client::resume(region)?;
+        // A client before this one (a process that died) may have left
+        // requests in flight. Every request gets exactly one answer, so
+        // wait until the server has answered all of them, then skip the
+        // answers nobody will take: this client starts with nothing in
+        // flight and never sees an answer to someone else's request.
+        let resp_prod = c.region.load_acquire(RESP_PROD);
+        if resp_prod != c.req_prod {
+            return Err(ProtocolError::PreviousClientBusy { requests: c.req_prod, answered: resp_prod });
+        }
+        c.region.store_release(RESP_CONS, resp_prod);
+        c.resp_cons = resp_prod;
+        Ok(c)
+    }
+
+    /// Attach as the client that was already using the rings (it wrote a
+    /// request by hand, say): the indices are taken as they are, and
+    /// answers still due are this client's to take.
+    pub fn resume(region: R) -> Result<Client<R>, ProtocolError> {
         if region.load_acquire(0x00) != MAGIC || read_u32(&region, 0x04) != VERSION {
             return Err(ProtocolError::BadHeader);
         }
@@ -340,18 +359,9 @@ impl<R: SharedRegion> Client<R> {
             Some(expected) if expected == g => {}
             _ => return Err(ProtocolError::BadHeader),
         }
-        // A client before this one (a process that died) may have left
-        // requests in flight. Every request gets exactly one answer, so
-        // wait until the server has answered all of them, then skip the
-        // answers nobody will take: this client starts with nothing in
-        // flight and never sees an answer to someone else's request.
         let req_prod = region.load_acquire(REQ_PROD);
-        let resp_prod = region.load_acquire(RESP_PROD);
-        if resp_prod != req_prod {
-            return Err(ProtocolError::PreviousClientBusy { requests: req_prod, answered: resp_prod });
-        }
-        region.store_release(RESP_CONS, resp_prod);
-        Ok(Client { region, geometry: g, req_prod, resp_cons: resp_prod })
+        let resp_cons = region.load_acquire(RESP_CONS);
+        Ok(Client { region, geometry: g, req_prod, resp_cons })
     }
 
     pub fn geometry(&self) -> Geometry {

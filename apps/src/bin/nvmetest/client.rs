@@ -146,7 +146,7 @@ pub fn client() -> Result<(), String> {
     // would refuse it): its data would land on the ring header. The
     // server must answer BadRequest and execute nothing.
     hostile_request(&win, geo.entries, 4242);
-    let mut c = Client::attach(SharedWindow(win)).map_err(|e| format!("re-attaching: {e:?}"))?;
+    let mut c = Client::resume(SharedWindow(win)).map_err(|e| format!("re-attaching: {e:?}"))?;
     let bad = wait(&mut c, &mut io_yields)?;
     if bad.tag != 4242 || bad.status != Status::BadRequest {
         return Err(format!("a request with data over the ring header answered {bad:?}"));
@@ -170,7 +170,7 @@ pub fn client() -> Result<(), String> {
 /// the next ring slot by hand, as a hostile client would, and publish it.
 /// Layout from `blockq`: requests at 0x1000, 32 bytes each; the
 /// request producer index at 0x40. Called with nothing in flight; the
-/// caller re-attaches a `Client` afterwards to pick up the new index.
+/// caller resumes its `Client` afterwards to pick up the new index.
 fn hostile_request(win: &Window, entries: u32, tag: u32) {
     let prod = win.load_acquire32(0x40);
     let at = 0x1000 + (prod % entries) as u64 * 32;
