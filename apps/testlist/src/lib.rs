@@ -75,11 +75,13 @@ pub const TESTS: &[Test] = &[
     two("libdb_pmem", "libdb_pmem_create", "libdb_pmem_check"),
     two("libdb_vf", "libdb_vf_create", "libdb_vf_check"),
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
+    one("libfs_bench"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by
-/// `cargo xtask eval` (`microbench`: kernel-crossing costs).
-pub const EXTRA_SCENARIOS: &[&str] = &["microbench"];
+/// `cargo xtask eval` (`microbench`: kernel-crossing costs; `fsbench_eval`:
+/// libfs's side of `eval --fs`).
+pub const EXTRA_SCENARIOS: &[&str] = &["microbench", "fsbench_eval"];
 
 /// Every scenario the test root must have: each boot of each test, and
 /// the extra ones.

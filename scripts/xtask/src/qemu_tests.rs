@@ -143,6 +143,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // mapped pages (persisting exactly libfs's `persist_ranges`), boot 2
     // recovers, runs fsck and verifies every byte and name.
     ("libfs_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    // libfs linked into `fsbench`: the five `eval --fs` workloads, a few
+    // operations each, on NVDIMM pages and on NVMe through the block
+    // service; every workload's result verified, one EXO-FS line each.
+    ("libfs_bench", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
