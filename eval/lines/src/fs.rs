@@ -80,6 +80,10 @@ pub struct FsLine {
     /// libfs log commits and checkpoints over the phase (totals).
     pub commits: u64,
     pub checkpoints: u64,
+    /// Timer ticks over the phase (total, the kernel's count; `None` if
+    /// the info page was not shared): the upcalls they cause are
+    /// preemption, not the file system's doing.
+    pub timer_ticks: Option<u64>,
     pub tsc_per_us: u64,
 }
 
@@ -117,6 +121,10 @@ impl FsLine {
             fences_per_op: f.maybe("fences_per_op")?,
             commits: f.int("commits")?,
             checkpoints: f.int("checkpoints")?,
+            timer_ticks: match f.str("timer_ticks")? {
+                "-" => None,
+                v => Some(v.parse().map_err(|_| LineError::BadNumber { field: "timer_ticks", value: v.into() })?),
+            },
             tsc_per_us: f.int("tsc_per_us")?,
         };
         f.done()?;
@@ -136,7 +144,7 @@ impl fmt::Display for FsLine {
              writes_per_op={} bytes_written_per_op={} flushes_per_op={} \
              device_write_cmds_per_op={} device_read_cmds_per_op={} device_flushes_per_op={} \
              device_bytes_written_per_op={} lines_flushed_per_op={} fences_per_op={} \
-             commits={} checkpoints={} tsc_per_us={}",
+             commits={} checkpoints={} timer_ticks={} tsc_per_us={}",
             Self::PREFIX,
             Self::ENGINE,
             self.medium,
@@ -164,8 +172,21 @@ impl fmt::Display for FsLine {
             m(self.fences_per_op),
             self.commits,
             self.checkpoints,
+            Ticks(self.timer_ticks),
             self.tsc_per_us,
         )
+    }
+}
+
+/// An optional count: `-` when absent.
+struct Ticks(Option<u64>);
+
+impl fmt::Display for Ticks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -202,6 +223,7 @@ mod tests {
             fences_per_op: Some(16.125),
             commits: 17,
             checkpoints: 18,
+            timer_ticks: Some(20),
             tsc_per_us: 19,
         }
     }
@@ -221,6 +243,7 @@ mod tests {
         none.device_bytes_written_per_op = None;
         none.lines_flushed_per_op = None;
         none.fences_per_op = None;
+        none.timer_ticks = None;
         assert_eq!(FsLine::parse(&none.to_string()), Ok(none));
     }
 
@@ -243,6 +266,10 @@ mod tests {
         assert_eq!(e(" tsc_per_us=19", ""), LineError::MissingField { field: "tsc_per_us" });
         assert_eq!(e("engine=libfs", "engine=ext4"), LineError::Unexpected { field: "engine", value: "ext4".into() });
         assert_eq!(e("ops=201", "ops=x"), LineError::BadNumber { field: "ops", value: "x".into() });
+        assert_eq!(
+            e("timer_ticks=20", "timer_ticks=1.5"),
+            LineError::BadNumber { field: "timer_ticks", value: "1.5".into() }
+        );
         assert_eq!(e(" commits=17", " commits=17 color=red"), LineError::UnknownField { field: "color".into() });
         assert_eq!(FsLine::parse("EXO-DB engine=libfs"), Err(LineError::WrongPrefix { expected: "EXO-FS" }));
     }

@@ -29,6 +29,7 @@ fn line(medium: &str, workload: &str, ops_per_sec: f64) -> FsLine {
         fences_per_op: (!nvme).then_some(2.0),
         commits: 200,
         checkpoints: 0,
+        timer_ticks: Some(3),
         tsc_per_us: 1000,
     }
 }
@@ -133,10 +134,19 @@ fn verdicts_check_each_target_and_say_when_a_number_is_missing() {
     );
     assert!(v[1].measured.starts_with("6.00x"), "{}", v[1].measured);
     assert!(v[3].measured.contains("4608 B (ext4: 20480 B)"), "{}", v[3].measured);
-    // An application crossing on pmem fails the first target.
+    // Upcalls no more than the timer ticks are preemption; a system call,
+    // or an upcall beyond the ticks (a fault), fails the first target.
     let mut crossing = lines.clone();
-    crossing[0].app_upcalls_per_op = 0.5;
+    crossing[0].app_upcalls_per_op = 3.0 / 200.0;
+    assert_eq!(verdicts(&crossing, &rows)[0].met, Some(true));
+    crossing[0].app_upcalls_per_op = 4.0 / 200.0;
     assert_eq!(verdicts(&crossing, &rows)[0].met, Some(false));
+    crossing[0].app_upcalls_per_op = 0.0;
+    crossing[0].app_syscalls_per_op = 1.0 / 200.0;
+    assert_eq!(verdicts(&crossing, &rows)[0].met, Some(false));
+    crossing[0].app_syscalls_per_op = 0.0;
+    crossing[0].timer_ticks = None;
+    assert_eq!(verdicts(&crossing, &rows)[0].met, None);
     // No Linux row: not measured, never guessed.
     let exo_only: Vec<Row> = rows.iter().filter(|r| r.system == "exo").cloned().collect();
     assert_eq!(verdicts(&lines, &exo_only)[1].met, None);

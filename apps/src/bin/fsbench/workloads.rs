@@ -83,23 +83,25 @@ struct Sample {
     tsc: u64,
     calls: u64,
     upcalls: u64,
-    /// The kernel's own counts, all processes, if init shared its info page.
-    kernel: Option<(u64, u64)>,
+    /// The kernel's own counts (system calls, upcalls, timer ticks), all
+    /// processes, if init shared its info page.
+    kernel: Option<(u64, u64, u64)>,
     io: IoStats,
     medium: Counts,
     commits: u64,
     checkpoints: u64,
 }
 
-/// (system calls, upcalls) the kernel counted so far, from its info page,
-/// which init shares read-only at `SCRATCH_VA`; `None` if it did not.
-fn kernel_counts() -> Option<(u64, u64)> {
+/// (system calls, upcalls, timer ticks) the kernel counted so far, from its
+/// info page, which init shares read-only at `SCRATCH_VA`; `None` if not.
+fn kernel_counts() -> Option<(u64, u64, u64)> {
     use exo_abi::kinfo as ki;
     let page = exo_rt::mmio::Window::new(exo_rt::layout::SCRATCH_VA, exo_abi::PAGE_SIZE)?;
     if page.read64(8 * ki::W_MAGIC as u64) != ki::MAGIC {
         return None;
     }
-    Some((page.read64(8 * ki::W_SYSCALLS as u64), page.read64(8 * ki::W_UPCALLS as u64)))
+    let w = |i: usize| page.read64(8 * i as u64);
+    Some((w(ki::W_SYSCALLS), w(ki::W_UPCALLS), w(ki::W_TICKS)))
 }
 
 /// The mounted file system and how to read its medium's counters.
@@ -136,9 +138,9 @@ impl<S: Storage> Bench<'_, S> {
         let block = self.medium == "nvme";
         let dev = |x: u64, y: u64| block.then(|| per(x - y));
         let pm = |x: u64, y: u64| (!block).then(|| per(x - y));
-        let (sys_all, up_all) = match (a.kernel, b.kernel) {
-            (Some(ka), Some(kb)) => (Some(per(kb.0 - ka.0)), Some(per(kb.1 - ka.1))),
-            _ => (None, None),
+        let (sys_all, up_all, ticks) = match (a.kernel, b.kernel) {
+            (Some(ka), Some(kb)) => (Some(per(kb.0 - ka.0)), Some(per(kb.1 - ka.1)), Some(kb.2 - ka.2)),
+            _ => (None, None, None),
         };
         let line = FsLine {
             medium: self.medium.into(),
@@ -166,6 +168,7 @@ impl<S: Storage> Bench<'_, S> {
             fences_per_op: pm(n.fences, m.fences),
             commits: b.commits - a.commits,
             checkpoints: b.checkpoints - a.checkpoints,
+            timer_ticks: ticks,
             tsc_per_us: self.tsc_per_us,
         };
         println!("{line}");
