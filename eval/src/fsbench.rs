@@ -297,7 +297,8 @@ fn persist(p: *const u8, len: usize, clwb: bool) {
 
 fn mmap_overwrite(cfg: &FsConfig, dir: &Path, mut p: Phase) -> Result<Row, String> {
     let path = dir.join("mapped");
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(&path).map_err(io_err("mapped"))?;
+    let mut f =
+        OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).map_err(io_err("mapped"))?;
     f.write_all(&vec![0u8; MAPPED]).map_err(io_err("write"))?;
     f.sync_all().map_err(io_err("fsync"))?;
     let dax = cfg.durability == "persist";

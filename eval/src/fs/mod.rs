@@ -263,10 +263,7 @@ pub fn verdicts(lines: &[FsLine], rows: &[Row]) -> Vec<Verdict> {
             l.timer_ticks.map_or("?".into(), |t| t.to_string()),
             l.ops
         ));
-        let ok = match l.timer_ticks {
-            Some(t) => Some(sys == 0.0 && up <= t as f64),
-            None => None,
-        };
+        let ok = l.timer_ticks.map(|t| sys == 0.0 && up <= t as f64);
         met = match (met, ok) {
             (Some(a), Some(b)) => Some(a && b),
             _ => None,
@@ -423,9 +420,12 @@ pub fn summary(
     s
 }
 
+/// One plot: file, title, unit, the metric.
+pub type Plot = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);
+
 /// The plots: one SVG per metric, a panel per (medium, workload), a bar
 /// per system.
-pub const PLOTS: &[(&str, &str, &str, fn(&Row) -> Option<f64>)] = &[
+pub const PLOTS: &[Plot] = &[
     ("fs-ops.svg", "eval --fs: operations per second", "ops/s", |r| Some(r.ops_per_sec)),
     ("fs-instructions.svg", "eval --fs: guest instructions per operation", "instructions/op", |r| {
         r.guest_instructions_per_op
