@@ -251,7 +251,10 @@ mod tests {
     fn overwrite_offsets_stay_in_the_file_and_aligned() {
         for i in 0..10_000 {
             let off = overwrite_offset(i);
-            assert!(off + SMALL_WRITE_BYTES <= MAPPED_FILE_BYTES && off.is_multiple_of(SMALL_WRITE_BYTES), "{i}: {off}");
+            assert!(
+                off + SMALL_WRITE_BYTES <= MAPPED_FILE_BYTES && off.is_multiple_of(SMALL_WRITE_BYTES),
+                "{i}: {off}"
+            );
         }
         // Consecutive operations land on different pages.
         assert_ne!(overwrite_offset(0) / BLOCK_BYTES, overwrite_offset(1) / BLOCK_BYTES);
