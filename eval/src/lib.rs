@@ -15,6 +15,7 @@
 pub mod counters;
 pub mod db;
 pub mod drivers;
+pub mod fs;
 pub mod host;
 pub mod kernel;
 pub mod linux;
@@ -27,5 +28,7 @@ pub mod workload;
 
 #[cfg(feature = "engines")]
 pub mod engines;
+#[cfg(feature = "engines")]
+pub mod fsbench;
 #[cfg(feature = "engines")]
 pub mod runner;

@@ -31,6 +31,9 @@ fn engine_colour(engine: &str) -> RGBColor {
         "sqlite-normal" => RGBColor(120, 170, 220),
         "lmdb" => RGBColor(44, 160, 44),
         "redb" => RGBColor(255, 127, 14),
+        // eval --fs: libfs beside Linux's file systems.
+        "libfs" => RGBColor(214, 39, 40),
+        "ext4" | "ext4-dax" => RGBColor(31, 119, 180),
         _ => RGBColor(127, 127, 127),
     }
 }

@@ -39,20 +39,20 @@ const VALUE_POOL: usize = 256;
 
 /// One reading of every counter we can read in-process.
 #[derive(Clone, Copy, Debug)]
-struct Snapshot {
-    syscalls: Option<u64>,
-    io: Option<ProcIo>,
-    flushes: Option<u64>,
+pub(crate) struct Snapshot {
+    pub(crate) syscalls: Option<u64>,
+    pub(crate) io: Option<ProcIo>,
+    pub(crate) flushes: Option<u64>,
 }
 
-struct Counters {
+pub(crate) struct Counters {
     syscalls: Option<SyscallCounter>,
     /// What taking one snapshot adds to the counters themselves.
-    overhead: Option<(Snapshot, Snapshot)>,
+    pub(crate) overhead: Option<(Snapshot, Snapshot)>,
 }
 
 impl Counters {
-    fn open() -> Counters {
+    pub(crate) fn open() -> Counters {
         let syscalls = match SyscallCounter::open() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -67,7 +67,7 @@ impl Counters {
         c
     }
 
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             syscalls: self.syscalls.as_ref().and_then(|c| c.read().ok()),
             io: ProcIo::read_self().ok(),
@@ -76,15 +76,15 @@ impl Counters {
     }
 }
 
-fn delta(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+pub(crate) fn delta(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     Some(b?.saturating_sub(a?))
 }
 
 /// Latency samples in nanoseconds, one per operation.
-struct Latencies(Vec<u64>);
+pub(crate) struct Latencies(pub(crate) Vec<u64>);
 
 impl Latencies {
-    fn percentile_us(&mut self, p: f64) -> f64 {
+    pub(crate) fn percentile_us(&mut self, p: f64) -> f64 {
         if self.0.is_empty() {
             return 0.0;
         }

@@ -80,13 +80,15 @@ pub const TESTS: &[Test] = &[
     two("libdb_on_libfs", "libdb_on_libfs_create", "libdb_on_libfs_check"),
     two("io_errors", "io_errors_flush", "io_errors_check"),
     one("kill_db"),
+    one("libfs_bench"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by
-/// `cargo xtask eval` (`microbench`: kernel-crossing costs) and by the
+/// `cargo xtask eval` (`microbench`: kernel-crossing costs; `fsbench_eval`:
+/// libfs's side of `eval --fs`) and by the
 /// power-fail pass (`powerfail_load` on the logged drive, `powerfail_check`
 /// on each rebuilt medium; `cargo xtask powerfail`).
-pub const EXTRA_SCENARIOS: &[&str] = &["microbench", "powerfail_load", "powerfail_check"];
+pub const EXTRA_SCENARIOS: &[&str] = &["microbench", "fsbench_eval", "powerfail_load", "powerfail_check"];
 
 /// Every scenario the test root must have: each boot of each test, and
 /// the extra ones.

@@ -7,7 +7,8 @@
 //!   (apps/src/bin/kvdb/workload.rs);
 //! - [`BenchLine`]: `EXO-BENCH ...`, one per workload of `nvmed bench`
 //!   (apps/src/bin/nvmed/bench.rs);
-//! - [`microbench`]: init's `microbench:` lines (apps/src/bin/init/tests.rs).
+//! - [`microbench`]: init's `microbench:` lines (apps/src/bin/init/tests.rs);
+//! - [`FsLine`]: `EXO-FS ...`, one per workload of `fsbench` (apps/src/bin/fsbench).
 //!
 //! `no_std` + `alloc` (the bare-metal programs get `alloc` through
 //! `exo_rt`); host-tested with a round trip per line kind.
@@ -16,7 +17,10 @@
 
 extern crate alloc;
 
+pub mod fs;
 pub mod microbench;
+
+pub use fs::FsLine;
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;

@@ -187,6 +187,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // on the NVMe through the block service: boot 1 makes the file system
     // and the database file and commits, boot 2 runs fsck, recovers, checks.
     ("libdb_on_libfs", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
+    // libfs linked into `fsbench`: the five `eval --fs` workloads, a few
+    // operations each, on NVDIMM pages and on NVMe through the block
+    // service; every workload's result verified, one EXO-FS line each.
+    ("libfs_bench", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -256,7 +260,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 39, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 40, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

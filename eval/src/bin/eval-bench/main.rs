@@ -8,6 +8,9 @@
 //! eval-bench raw --dev /dev/nvme0n1 --workload randread-qd1|randread-qd32|randwrite-qd1|randwrite-qd32 --ops N
 //!                [--block 4096] [--span-mib 128] [--seed N] --system S
 //! ```
+//! `run --engine fs --workload append-fsync|create-small|mmap-overwrite|meta-mix|seq-read`
+//! runs a file-system workload of `eval --fs` instead (eval/FS.md; `--keys`
+//! is then the `seq-read` file's size in MiB).
 //! `raw` (the drivers benchmark, eval/DRIVERS.md) does O_DIRECT random I/O
 //! on a block device, overwriting it: never point it at a disk you need.
 //! `run` prints exactly one CSV data row (no header) on stdout. `suite`
@@ -92,6 +95,9 @@ fn one_of(what: &str, value: String, allowed: &[&str]) -> Result<String, String>
 
 fn cmd_run(raw: &[String]) -> Result<(), String> {
     let mut a = Args::parse(raw, &[])?;
+    if a.values.get("engine").map(String::as_str) == Some("fs") {
+        return cmd_run_fs(a);
+    }
     let ops = a.take_num("ops")?;
     let cfg = RunConfig {
         engine: a.take("engine")?,
@@ -109,6 +115,34 @@ fn cmd_run(raw: &[String]) -> Result<(), String> {
     a.finish()?;
     let row = run(&cfg)?;
     println!("{}", row.to_csv());
+    Ok(())
+}
+
+/// `run --engine fs`: a file-system workload of `eval --fs` (eval/FS.md);
+/// `--value-bytes` must be the workload's payload per operation and
+/// `--durability` its method, so a plan line says what it measures.
+fn cmd_run_fs(mut a: Args) -> Result<(), String> {
+    a.take("engine")?;
+    let workload = a.take("workload")?;
+    let value_bytes = a.take_num("value-bytes")?;
+    if eval_lines::fs::bytes_per_op(&workload).is_some_and(|b| b != value_bytes) {
+        return Err(format!(
+            "--value-bytes {value_bytes}: {workload} moves {:?} bytes per operation",
+            eval_lines::fs::bytes_per_op(&workload)
+        ));
+    }
+    let cfg = eval::fsbench::FsConfig {
+        dir: PathBuf::from(a.take("dir")?),
+        workload,
+        durability: a.take("durability")?,
+        ops: a.take_num("ops")?,
+        keys: a.take_opt_num("keys")?.unwrap_or(0),
+        medium: one_of("medium", a.take("medium")?, &MEDIA)?,
+        system: one_of("system", a.take("system")?, &SYSTEMS)?,
+        block_stat: a.values.remove("block-stat").map(PathBuf::from),
+    };
+    a.finish()?;
+    println!("{}", eval::fsbench::run(&cfg)?.to_csv());
     Ok(())
 }
 

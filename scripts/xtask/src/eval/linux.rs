@@ -93,8 +93,20 @@ impl Measured {
 /// line; `work_name` names the run directory under the guest cache (raw
 /// logs and images; runs sharing one wait for each other).
 pub fn measure(ws: &Workspace, entries: &[eval::matrix::Entry], title: &str, work_name: &str) -> Result<Measured> {
-    crate::setup::ensure_qemu()?;
     let (runs, pairs) = plan::runs(entries);
+    measure_runs(ws, runs, pairs, title, work_name)
+}
+
+/// [`measure`] over a run list made elsewhere (`eval --fs`'s file-system
+/// runs, `eval::fs::linux_runs`): the same passes, rows and checks.
+pub fn measure_runs(
+    ws: &Workspace,
+    runs: Vec<plan::Run>,
+    pairs: Vec<plan::Pair>,
+    title: &str,
+    work_name: &str,
+) -> Result<Measured> {
+    crate::setup::ensure_qemu()?;
     println!(
         "{title}: {} rows ({} guest runs with their --ops 1 baselines), two passes (counters, icount)",
         pairs.len(),

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 mod db;
 mod drivers;
+mod fs;
 mod host;
 mod kernel;
 mod linux;
@@ -18,11 +19,12 @@ pub struct EvalOpts {
     pub drivers: bool,
     pub kernel: bool,
     pub db: bool,
+    pub fs: bool,
     pub quick: bool,
 }
 
 /// Parse the flags after `eval`. With none of --host/--linux/--drivers/
-/// --kernel/--db, run host and linux (the others are opt-in).
+/// --kernel/--db/--fs, run host and linux (the others are opt-in).
 pub fn parse(args: &[String]) -> Result<EvalOpts> {
     let mut o = EvalOpts::default();
     for a in args {
@@ -32,11 +34,14 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--drivers" => o.drivers = true,
             "--kernel" => o.kernel = true,
             "--db" => o.db = true,
+            "--fs" => o.fs = true,
             "--quick" => o.quick = true,
-            other => bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --quick)"),
+            other => {
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --quick)")
+            }
         }
     }
-    if !(o.host || o.linux || o.drivers || o.kernel || o.db) {
+    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs) {
         o.host = true;
         o.linux = true;
     }
@@ -53,6 +58,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if o.db {
         db::run(o.quick)?;
+    }
+    if o.fs {
+        fs::run(o.quick)?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -81,6 +89,7 @@ mod tests {
             EvalOpts { db: true, quick: true, ..EvalOpts::default() },
             "--db alone runs only the db comparison"
         );
+        assert_eq!(p(&["--fs", "--quick"]).unwrap(), EvalOpts { fs: true, quick: true, ..EvalOpts::default() });
         assert!(p(&["--fast"]).is_err());
     }
 }
