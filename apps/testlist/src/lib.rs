@@ -75,6 +75,7 @@ pub const TESTS: &[Test] = &[
     two("libdb_pmem", "libdb_pmem_create", "libdb_pmem_check"),
     two("libdb_vf", "libdb_vf_create", "libdb_vf_check"),
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
+    one("libfs_share"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -496,6 +496,9 @@ pub fn decode_entries(payload: &[u8]) -> Vec<Entry> {
 
 /// Server: format a fresh channel page (sequences zero, magic last).
 pub fn format(page: &impl SharedRegion) {
+    // Nothing of an earlier client's exchanges may show through.
+    page.store_release(MAGIC_AT, 0);
+    page.write(VERSION_AT, &[0u8; CHANNEL_BYTES as usize - VERSION_AT as usize]);
     page.store_release(REQ_SEQ, 0);
     page.store_release(REPLY_SEQ, 0);
     page.write(VERSION_AT, &VERSION.to_le_bytes());

@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, db, devices, fs, pmem, sriov};
+use crate::{adversarial, attacks, basic, db, devices, fs, fsshare, pmem, sriov};
 use alloc::format;
 use alloc::string::String;
 
@@ -50,6 +50,7 @@ pub fn run(name: &str) -> Outcome {
         "libdb_vf_check" => db::libdb_vf(true),
         "libfs_pmem_create" => fs::libfs_pmem(false),
         "libfs_pmem_check" => fs::libfs_pmem(true),
+        "libfs_share" => fsshare::libfs_share(),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }

@@ -30,6 +30,8 @@ mod dispatch;
 #[cfg(target_os = "none")]
 mod fs;
 #[cfg(target_os = "none")]
+mod fsshare;
+#[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
 mod sriov;
