@@ -126,12 +126,6 @@ impl Request {
         let arg = u64::from_le_bytes(a8);
         let len_a = u16::from_le_bytes([raw[16], raw[17]]) as usize;
         let len_b = u16::from_le_bytes([raw[18], raw[19]]) as usize;
-        let room = raw.len() - REQ_HEADER;
-        if len_a > room || len_b > room - len_a {
-            return Err(BadRequest::Length { len_a, len_b, room });
-        }
-        let bytes_a = &raw[REQ_HEADER..REQ_HEADER + len_a];
-        let bytes_b = &raw[REQ_HEADER + len_a..REQ_HEADER + len_a + len_b];
         // Which fields each op uses; anything else must be zero, so a
         // confused client is told instead of half-understood.
         let (wants_path, wants_second, wants_handle, flag_mask) = match op {
@@ -142,6 +136,12 @@ impl Request {
             10 => (false, false, false, 0),
             _ => return Err(BadRequest::UnknownOp(op)),
         };
+        let room = raw.len() - REQ_HEADER;
+        if len_a > room || len_b > room - len_a {
+            return Err(BadRequest::Length { len_a, len_b, room });
+        }
+        let bytes_a = &raw[REQ_HEADER..REQ_HEADER + len_a];
+        let bytes_b = &raw[REQ_HEADER + len_a..REQ_HEADER + len_a + len_b];
         if flags & !flag_mask != 0 {
             return Err(BadRequest::Flags { op, flags });
         }
