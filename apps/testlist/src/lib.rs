@@ -76,6 +76,7 @@ pub const TESTS: &[Test] = &[
     two("libdb_vf", "libdb_vf_create", "libdb_vf_check"),
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
     one("libfs_share"),
+    one("shell_fs"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -7,7 +7,8 @@
 //! * [`service`]: the server's logic over a mounted libfs, generic over
 //!   the page-table side ([`service::Mapper`]), so it runs on the host;
 //! * [`owners`]: who owns which inode (libfs keeps permission bits only);
-//! * [`client`]: the client's end of a channel.
+//! * [`client`]: the client's end of a channel;
+//! * [`shell`]: the file commands of init's shell (parsing, formatting).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ extern crate alloc;
 pub mod client;
 pub mod owners;
 pub mod service;
+pub mod shell;
 pub mod wire;
 
 pub use service::{Counts, MapError, Mapper, Service};

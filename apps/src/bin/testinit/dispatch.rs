@@ -51,6 +51,7 @@ pub fn run(name: &str) -> Outcome {
         "libfs_pmem_create" => fs::libfs_pmem(false),
         "libfs_pmem_check" => fs::libfs_pmem(true),
         "libfs_share" => fsshare::libfs_share(),
+        "shell_fs" => fsshare::shell_fs(),
         "microbench" => basic::microbench(),
         other => Err(format!("no test named {other:?}")),
     }

@@ -127,3 +127,49 @@ pub fn libfs_share() -> Outcome {
     println!("init: libfs_share: sharing, rights, revocation on close and on death, metadata intact");
     Ok(())
 }
+
+/// `shell_fs`: init's shell file commands against a fresh fsd, driven by
+/// a script of command lines whose output must say what each did.
+pub fn shell_fs() -> Outcome {
+    fsd::start(true)?;
+    let mut sh = initlib::fsshell::FsShell::connect()?;
+    let text = "hello from the exokernel";
+    let script: &[(&str, &str)] = &[
+        ("mkdir /docs", "made directory /docs"),
+        ("write /docs/hello.txt hello from the exokernel", "wrote 24 bytes to /docs/hello.txt"),
+        ("cat /docs/hello.txt", text),
+        ("ls /", "docs/"),
+        ("ls", "shared/"),
+        ("ls /docs", "-rw-r--r--     0         24 hello.txt"),
+        ("stat /docs/hello.txt", "file, inode"),
+        ("stat /docs", "directory"),
+        ("mv /docs/hello.txt /docs/hi.txt", "moved /docs/hello.txt to /docs/hi.txt"),
+        ("cat /docs/hello.txt", "NotFound"),
+        ("cat /docs/hi.txt", text),
+        ("write /docs/hi.txt short", "wrote 5 bytes"),
+        ("cat /docs/hi.txt", "short"),
+        ("rm /docs", "NotEmpty"),
+        ("rm /docs/hi.txt", "removed /docs/hi.txt"),
+        ("rm /docs", "removed /docs"),
+        ("ls /docs", "NotFound"),
+        ("cat /.owners", "Permission"),
+        ("mkdir /shared", "Exists"),
+        ("mv a", "usage: mv FROM TO"),
+    ];
+    for (line, want) in script {
+        let out = sh.run(line).ok_or_else(|| format!("{line:?} was not taken as a file command"))?;
+        println!("exo> {line}\n{out}");
+        let exact = *line == "cat /docs/hi.txt" && *want == "short";
+        if !out.contains(want) || (exact && out != *want) {
+            return Err(format!("{line:?} printed {out:?}, expected {want:?}"));
+        }
+    }
+    if sh.run("ps").is_some() {
+        return Err("`ps` was taken as a file command".into());
+    }
+    sh.disconnect()?;
+    match fsd::stop()? {
+        0 => Ok(()),
+        code => Err(format!("fsd exited with {code}: its final check failed")),
+    }
+}
