@@ -201,8 +201,7 @@ pub fn connect(child: &Child, uid: u32) -> Result<usize, String> {
     let k = s.conns.iter().position(|c| matches!(c.peer, Peer::Free)).ok_or("every fsd connection is in use")?;
     let at = child.at(CLIENT_CHANNEL_VA);
     spawn::ensure_tables(at).map_err(|e| format!("{e}"))?;
-    sys::map(s.conns[k].channel, 0, 0, at, Rights::WRITE)
-        .map_err(|e| format!("sharing the channel: {}", e.name()))?;
+    sys::map(s.conns[k].channel, 0, 0, at, Rights::WRITE).map_err(|e| format!("sharing the channel: {}", e.name()))?;
     sys::map(INIT_WINDOWS + k as u64 * WINDOW_BYTES, 2, 0, child.at(CLIENT_FILES_VA), Rights::WRITE)
         .map_err(|e| format!("linking the window: {}", e.name()))?;
     register(s, Peer::Child { slot: child.slot, window: child.window }, uid)

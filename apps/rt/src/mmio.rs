@@ -200,7 +200,11 @@ impl Window {
             return;
         }
         let at = self.at(offset, 1);
-        assert!(offset + len <= self.len, "persist of {len} bytes at {offset:#x} outside a {:#x}-byte window", self.len);
+        assert!(
+            offset + len <= self.len,
+            "persist of {len} bytes at {offset:#x} outside a {:#x}-byte window",
+            self.len
+        );
         // SAFETY: the range lies inside this window (checked above), which
         // is never memory the Rust program owns; the flush instructions
         // write cache lines back and change no byte (an unmapped page

@@ -263,7 +263,10 @@ impl<S: Storage, M: Mapper> Service<S, M> {
             Ok(())
         } else {
             let what = if want & 2 != 0 { "write" } else { "read" };
-            Err((Status::Permission, format!("{shown}: uid {uid} may not {what} it (owner {owner}, mode {:#o})", st.mode)))
+            Err((
+                Status::Permission,
+                format!("{shown}: uid {uid} may not {what} it (owner {owner}, mode {:#o})", st.mode),
+            ))
         }
     }
 

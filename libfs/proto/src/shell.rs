@@ -82,7 +82,13 @@ pub fn mode_string(kind: u8, mode: u16) -> String {
 
 /// One `ls` line from a `Stat` reply.
 pub fn ls_line(name: &str, st: &Reply) -> String {
-    format!("{} {:>5} {:>10} {name}{}", mode_string(st.kind, st.mode), st.owner, st.size, if st.kind == 2 { "/" } else { "" })
+    format!(
+        "{} {:>5} {:>10} {name}{}",
+        mode_string(st.kind, st.mode),
+        st.owner,
+        st.size,
+        if st.kind == 2 { "/" } else { "" }
+    )
 }
 
 /// `stat`'s answer.
@@ -120,7 +126,10 @@ mod tests {
         assert_eq!(parse("ls"), Some(Ok(Command::Ls("/".into()))));
         assert_eq!(parse("  ls   shared "), Some(Ok(Command::Ls("/shared".into()))));
         assert_eq!(parse("cat /a/b"), Some(Ok(Command::Cat("/a/b".into()))));
-        assert_eq!(parse("write /notes hello  world"), Some(Ok(Command::Write("/notes".into(), "hello  world".into()))));
+        assert_eq!(
+            parse("write /notes hello  world"),
+            Some(Ok(Command::Write("/notes".into(), "hello  world".into())))
+        );
         assert_eq!(parse("write x"), Some(Err("usage: write PATH TEXT".into())));
         assert_eq!(parse("write"), Some(Err("usage: write PATH TEXT".into())));
         assert_eq!(parse("mv a /b"), Some(Ok(Command::Mv("/a".into(), "/b".into()))));

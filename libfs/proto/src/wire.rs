@@ -50,19 +50,43 @@ const OPEN_FLAGS: u8 = OPEN_WRITE | OPEN_CREATE | OPEN_TRUNCATE;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Open (maybe create, with permission bits `mode`) and map the file.
-    Open { path: String, flags: u8, mode: u16 },
+    Open {
+        path: String,
+        flags: u8,
+        mode: u16,
+    },
     /// Unmap and forget a handle.
-    Close { handle: u32 },
+    Close {
+        handle: u32,
+    },
     /// Grow the file to `size`, allocate every page below it, commit, and
     /// map the new pages (the window may move: the reply says where).
-    Grow { handle: u32, size: u64 },
-    Stat { path: String },
+    Grow {
+        handle: u32,
+        size: u64,
+    },
+    Stat {
+        path: String,
+    },
     /// Directory entries from index `cookie` on, as many as fit.
-    Readdir { path: String, cookie: u64 },
-    Mkdir { path: String, mode: u16 },
-    Unlink { path: String },
-    Rmdir { path: String },
-    Rename { from: String, to: String },
+    Readdir {
+        path: String,
+        cookie: u64,
+    },
+    Mkdir {
+        path: String,
+        mode: u16,
+    },
+    Unlink {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
     /// Commit every metadata change (each mutating request already does).
     Sync,
 }
@@ -213,18 +237,46 @@ fn check_path<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, BadRe
 /// [`Status::BadRequest`] with this text).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadRequest {
-    Truncated { len: usize },
+    Truncated {
+        len: usize,
+    },
     UnknownOp(u8),
-    Flags { op: u8, flags: u8 },
+    Flags {
+        op: u8,
+        flags: u8,
+    },
     /// A field this op does not use is not zero.
-    Unexpected { op: u8, field: &'static str },
-    Length { len_a: usize, len_b: usize, room: usize },
-    MissingPath { field: &'static str },
-    PathTooLong { field: &'static str, len: usize },
-    NotUtf8 { field: &'static str, at: usize },
-    NotAbsolute { field: &'static str },
-    Nul { field: &'static str, at: usize },
-    NameTooLong { field: &'static str, len: usize },
+    Unexpected {
+        op: u8,
+        field: &'static str,
+    },
+    Length {
+        len_a: usize,
+        len_b: usize,
+        room: usize,
+    },
+    MissingPath {
+        field: &'static str,
+    },
+    PathTooLong {
+        field: &'static str,
+        len: usize,
+    },
+    NotUtf8 {
+        field: &'static str,
+        at: usize,
+    },
+    NotAbsolute {
+        field: &'static str,
+    },
+    Nul {
+        field: &'static str,
+        at: usize,
+    },
+    NameTooLong {
+        field: &'static str,
+        len: usize,
+    },
     Mode(u64),
 }
 

@@ -247,11 +247,8 @@ fn scribbler() -> Result<(), Failure> {
     let mut pages = 0u64;
     let mut extents = alloc::vec::Vec::new();
     for (i, n) in [1u64, 5, 20].iter().enumerate() {
-        let r = c.ok(Request::Open {
-            path: format!("/shared/scribble{i}"),
-            flags: OPEN_WRITE | OPEN_CREATE,
-            mode: 0o644,
-        })?;
+        let r =
+            c.ok(Request::Open { path: format!("/shared/scribble{i}"), flags: OPEN_WRITE | OPEN_CREATE, mode: 0o644 })?;
         let r = c.ok(Request::Grow { handle: r.handle, size: n * PAGE_SIZE })?;
         extents.push((r.window, r.pages));
     }
@@ -285,7 +282,11 @@ fn scribbler() -> Result<(), Failure> {
     let mut bad = |raw: &[u8], want: &str| -> Result<(), Failure> {
         let r = c.c.call_raw(raw, wait).map_err(|e| (SERVICE, format!("{e}")))?;
         if r.status() != Status::BadRequest || !r.text().contains(want) {
-            return Err(fail(format!("hostile request: {:?} {:?}, expected BadRequest {want:?}", r.status(), r.text())));
+            return Err(fail(format!(
+                "hostile request: {:?} {:?}, expected BadRequest {want:?}",
+                r.status(),
+                r.text()
+            )));
         }
         println!("fsuser scribbler: hostile request refused: {}", r.text());
         Ok(())

@@ -46,7 +46,13 @@ pub fn run() -> Outcome {
 fn files() -> Outcome {
     initlib::fsd::start(false)?;
     let mut sh = initlib::fsshell::FsShell::connect()?;
-    for line in ["mkdir /demo", "write /demo/hello.txt hello from a file mapped by the file service", "ls /demo", "cat /demo/hello.txt", "stat /demo/hello.txt"] {
+    for line in [
+        "mkdir /demo",
+        "write /demo/hello.txt hello from a file mapped by the file service",
+        "ls /demo",
+        "cat /demo/hello.txt",
+        "stat /demo/hello.txt",
+    ] {
         if let Some(out) = sh.run(line) {
             println!("exo> {line}\n{out}");
         }

@@ -9,8 +9,8 @@ use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{devinfo as di, kinfo as ki};
 use exo_rt::console::serial_read;
 use exo_rt::{kinfo, print, println};
-use initlib::sched::{self, state_name, MAX_PROCS};
 use initlib::fsshell::FsShell;
+use initlib::sched::{self, state_name, MAX_PROCS};
 use initlib::spawn::{self, Options};
 
 pub fn run() -> ! {
