@@ -104,6 +104,8 @@ fn set_mailbox(word: u64, v: u64) {
 struct Cost {
     n: u64,
     syscalls: u64,
+    /// Pages shared (`map` calls) and revoked (`unmap` calls) by them.
+    pages: u64,
 }
 
 pub fn run() -> Result<(), Failure> {
@@ -143,6 +145,7 @@ pub fn run() -> Result<(), Failure> {
     let mut seen = [0u64; MAX_CONNS];
     let mut answered = [0u32; MAX_CONNS];
     let (mut open_cost, mut close_cost, mut other_cost) = (Cost::default(), Cost::default(), Cost::default());
+    let mut refused_cost = Cost::default();
     set_mailbox(mbox::READY, 1);
     println!("fsd: serving {MAX_CONNS} connections, windows of {} MiB", WINDOW_BYTES >> 20);
     while mailbox(mbox::STOP) == 0 {
@@ -175,15 +178,18 @@ pub fn run() -> Result<(), Failure> {
             }
             let Some(seq) = wire::pending(&channels[k], answered[k]) else { continue };
             let raw = wire::read_request(&channels[k]);
-            let before = sys::calls();
+            let (before, moved) = (sys::calls(), svc.counts.shares + svc.counts.revokes);
             let reply = svc.handle_raw(k, &raw);
+            // Only requests that succeeded count: a refusal costs nothing.
             let cost = match raw[0] {
+                _ if reply.status != 0 => &mut refused_cost,
                 1 => &mut open_cost,
                 2 => &mut close_cost,
                 _ => &mut other_cost,
             };
             cost.n += 1;
             cost.syscalls += sys::calls() - before;
+            cost.pages += svc.counts.shares + svc.counts.revokes - moved;
             wire::write_reply(&channels[k], seq, &reply);
             answered[k] = seq;
             set_mailbox(mbox::MAPPED + k as u64, svc.mapped_pages(k));
@@ -195,19 +201,25 @@ pub fn run() -> Result<(), Failure> {
         }
     }
     let c = svc.counts;
-    let per = |c: &Cost| if c.n == 0 { 0.0 } else { c.syscalls as f64 / c.n as f64 };
     println!(
         "fsd: served {} requests ({} refused): {} opens, {} closes, {} pages shared, {} revoked ({} on client death), {} commits, {} window tables made",
         c.requests, c.refused, c.opens, c.closes, c.shares, c.revokes, c.revoked_on_death, c.commits, svc.mapper().created
     );
+    let per = |c: &Cost| if c.n == 0 { 0.0 } else { c.syscalls as f64 / c.n as f64 };
+    let pages = |c: &Cost| if c.n == 0 { 0.0 } else { c.pages as f64 / c.n as f64 };
     println!(
-        "fsd: kernel crossings: {:.1} per open ({} opens), {:.1} per close ({} closes), {:.1} per other request ({})",
+        "fsd: system calls by fsd: {:.2} per open ({} opens, {:.2} pages mapped each), {:.2} per close ({} closes, {:.2} pages unmapped each), {:.2} per other request ({}, {:.2} pages each), {:.2} per refused request ({})",
         per(&open_cost),
         open_cost.n,
+        pages(&open_cost),
         per(&close_cost),
         close_cost.n,
+        pages(&close_cost),
         per(&other_cost),
-        other_cost.n
+        other_cost.n,
+        pages(&other_cost),
+        per(&refused_cost),
+        refused_cost.n
     );
     stop(svc)
 }

@@ -125,6 +125,15 @@ fn store_words(base: u64, from: u64, pat: fn(u64) -> u64) {
     }
 }
 
+/// Write the file's lines back to the NVDIMM (`clwb` + `sfence`): the
+/// whole of "fsync" for data stored through a mapping.
+fn persist(base: u64) {
+    if let Some(w) = Window::new(base, PAGES * PAGE_SIZE) {
+        w.persist(0, PAGES * PAGE_SIZE);
+    }
+    pmem::cpu::sfence();
+}
+
 fn writer_a() -> Result<(), Failure> {
     let mut c = Conn::attach()?;
     let mut f = Reply::default();
@@ -137,9 +146,10 @@ fn writer_a() -> Result<(), Failure> {
         c.ok(Request::Close { handle: p.handle })?;
         let before = sys::calls();
         store_words(files(f.window), 0, pattern_a);
+        persist(files(f.window));
         let data_calls = sys::calls() - before;
         println!(
-            "fsuser A: opened {SHARED_FILE} read-write ({} pages at {:#x}, writable {}); stored its pattern with {data_calls} system calls; the open took {open_calls} (all yields while fsd worked)",
+            "fsuser A: opened {SHARED_FILE} read-write ({} pages at {:#x}, writable {}); stored its pattern and wrote it back (clwb + sfence) with {data_calls} system calls; the open took {open_calls} (all yields while fsd worked)",
             f.pages,
             files(f.window),
             f.writable
@@ -174,6 +184,7 @@ fn writer_b() -> Result<(), Failure> {
         let f = c.ok(Request::Open { path: SHARED_FILE.into(), flags: OPEN_WRITE, mode: 0 })?;
         check_words(files(f.window), 0, pattern_a, "A")?;
         store_words(files(f.window), HALF, pattern_b);
+        persist(files(f.window));
         println!(
             "fsuser B: opened {SHARED_FILE} read-write at {:#x}: sees A's stores; stored its own",
             files(f.window)
