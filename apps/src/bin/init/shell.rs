@@ -20,6 +20,8 @@ pub fn run() -> ! {
     print!("exo> ");
     loop {
         let Some(b) = serial_read() else {
+            // A file-service client that died loses its window now.
+            let _ = initlib::fsd::reap();
             sched::sched_yield();
             continue;
         };
