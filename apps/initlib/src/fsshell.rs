@@ -79,6 +79,11 @@ impl FsShell {
             Command::Cat(path) => {
                 let f = self.call(Request::Open { path: path.clone(), flags: 0, mode: 0 })?;
                 let n = (f.size as usize).min(CAT_MAX);
+                if f.pages < (n as u64).div_ceil(PAGE_SIZE) {
+                    // A hole is not mapped: reading it would fault in init.
+                    self.call(Request::Close { handle: f.handle })?;
+                    return Ok(format!("{path}: has unallocated pages (holes), which are not mapped; not shown"));
+                }
                 let mut buf = vec![0u8; n];
                 if n > 0 {
                     if let Some(w) = Window::new(self.files + f.window, f.pages.max(1) * PAGE_SIZE) {

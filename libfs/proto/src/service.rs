@@ -334,7 +334,9 @@ impl<S: Storage, M: Mapper> Service<S, M> {
         Ok(Reply {
             handle,
             window: o.start * PS,
-            pages: st.size.div_ceil(PS).min(o.reserved),
+            // Pages actually mapped: fewer than the size needs means the
+            // file has holes, which stay unmapped (a load there faults).
+            pages: o.mapped.len() as u64,
             size: st.size,
             ino: o.ino,
             kind: 1,

@@ -414,7 +414,8 @@ pub struct Reply {
     pub handle: u32,
     /// Byte offset of the file's first page in the client's window.
     pub window: u64,
-    /// Pages of the file mapped there.
+    /// Pages of the file mapped there (fewer than the size needs: the
+    /// file has holes, left unmapped).
     pub pages: u64,
     pub size: u64,
     pub ino: u64,

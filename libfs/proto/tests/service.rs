@@ -506,3 +506,16 @@ fn requests_and_replies_round_trip() {
     let long_err = "é".repeat(2000);
     assert!(Reply::error(Status::Invalid, &long_err).text().len() <= wire::REPLY_PAYLOAD);
 }
+
+#[test]
+fn holes_stay_unmapped_and_the_reply_says_so() {
+    let mut s = service();
+    let fs = s.fs_mut();
+    let h = fs.open("/shared/sparse", libfs::OpenMode::CREATE).unwrap();
+    fs.pwrite(&h, 3 * 4096 + 10, b"tail").unwrap();
+    fs.sync().unwrap();
+    let r = ok(&mut s, 1, open("/shared/sparse", 0, 0));
+    assert_eq!((r.size, r.pages), (3 * 4096 + 14, 1));
+    assert_eq!(load(&mut s, 1, r.window), Err("not mapped: fault"));
+    assert_eq!(load(&mut s, 1, r.window + 3 * 4096 + 10), Ok(b't'));
+}
