@@ -98,6 +98,7 @@ pub fn run(args: &str) -> Result<(), Failure> {
         "reader" => reader(),
         "stranger" => stranger(),
         "witness" => witness(),
+        "holder" => holder(),
         "scribbler" => scribbler(),
         other => Err((7, format!("unknown role {other:?}"))),
     }
@@ -197,6 +198,19 @@ fn writer_b() -> Result<(), Failure> {
         mem::hostile_touch(CLIENT_FILES_VA + WINDOW_BYTES - PAGE_SIZE, true);
         Err(fail("the stray store did not fault".into()))
     })
+}
+
+/// Opens the shared file read-write and holds it until init kills it.
+fn holder() -> Result<(), Failure> {
+    let mut c = Conn::attach()?;
+    step(1, || {
+        let f = c.ok(Request::Open { path: SHARED_FILE.into(), flags: OPEN_WRITE, mode: 0 })?;
+        check_words(files(f.window), 0, pattern_a, "A")?;
+        println!("fsuser holder: holds {SHARED_FILE} read-write at {:#x}; waiting to be killed", files(f.window));
+        report(0, f.window);
+        Ok(())
+    })?;
+    step(2, || Err(fail("the holder was not killed".into())))
 }
 
 fn reader() -> Result<(), Failure> {

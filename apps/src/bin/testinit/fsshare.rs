@@ -13,7 +13,8 @@
 //! * A closes: reading the old address faults;
 //! * B dies (a stray store, no handler); init reaps it and fsd revokes its
 //!   window: a witness shown B's window read-only reads the file before
-//!   and faults after, and fsd's counts name the pages;
+//!   and faults after, and fsd's counts name the pages; a holder that
+//!   init kills (`sched::kill`) loses its window the same way;
 //! * a scribbler overwrites every page it may write and sends hostile
 //!   requests; then fsd stops: it syncs, fsck is clean, it remounts.
 
@@ -111,6 +112,22 @@ pub fn libfs_share() -> Outcome {
         return Err(format!("B's window was not revoked: mapped {before:?} -> {after:?}"));
     }
     witness(kb, b_window, 0)?;
+
+    // A client init kills (as a parent ends any child) loses its window too.
+    let (h, kh) = client("holder", 1004, &[])?;
+    step(&h, 1)?;
+    let h_window = result(&h, 0);
+    let held = fsd::mapped(kh);
+    sched::kill(h.slot);
+    let gone = fsd::reap()?;
+    println!(
+        "init: killed the holder (connection {kh}, {held} pages mapped); reaped connections {gone:?}; {} pages mapped after",
+        fsd::mapped(kh)
+    );
+    if held == 0 || !gone.contains(&kh) || fsd::mapped(kh) != 0 {
+        return Err(format!("killing the holder did not revoke its window ({held} pages, reaped {gone:?})"));
+    }
+    witness(kh, h_window, 0)?;
 
     let (e, _) = client("scribbler", 1000, &[])?;
     spawn::expect_zero(&e, "fsuser scribbler")?;
