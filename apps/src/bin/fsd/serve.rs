@@ -202,7 +202,7 @@ pub fn run() -> Result<(), Failure> {
     }
     let c = svc.counts;
     println!(
-        "fsd: served {} requests ({} refused): {} opens, {} closes, {} pages shared, {} revoked ({} on client death), {} commits, {} window tables made",
+        "fsd: served {} requests ({} refused): {} opens, {} closes, {} pages shared, {} revoked ({} when their client exited or died), {} commits, {} window tables made",
         c.requests, c.refused, c.opens, c.closes, c.shares, c.revokes, c.revoked_on_death, c.commits, svc.mapper().created
     );
     let per = |c: &Cost| if c.n == 0 { 0.0 } else { c.syscalls as f64 / c.n as f64 };

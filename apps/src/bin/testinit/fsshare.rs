@@ -105,7 +105,7 @@ pub fn libfs_share() -> Outcome {
     }
     let after = (fsd::mapped(kb), fsd::word(mbox::COUNTS + 6));
     println!(
-        "init: fsd revoked B's window: {} pages mapped before, {} after; pages revoked on client death {} -> {}",
+        "init: fsd revoked B's window: {} pages mapped before, {} after; pages revoked from clients that ended (exited or died) {} -> {}",
         before.0, after.0, before.1, after.1
     );
     if before.0 == 0 || after.0 != 0 || after.1 < before.1 + before.0 {
@@ -134,7 +134,7 @@ pub fn libfs_share() -> Outcome {
     fsd::reap()?;
     let counts: alloc::vec::Vec<u64> = (0..9).map(|i| fsd::word(mbox::COUNTS + i)).collect();
     println!(
-        "init: fsd counts: {} requests ({} refused), {} opens, {} closes, {} pages shared, {} revoked, {} on death, {} commits, {} window tables",
+        "init: fsd counts: {} requests ({} refused), {} opens, {} closes, {} pages shared, {} revoked, {} as clients ended, {} commits, {} window tables",
         counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], counts[7], counts[8]
     );
     match fsd::stop()? {
