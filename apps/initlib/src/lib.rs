@@ -17,6 +17,7 @@
 //! pmem ──▶ spawn
 //! sriov ──▶ devices, spawn, sched
 //! kvdb ──▶ devices, pmem, regions, sriov, spawn, sched
+//! fsd ──▶ frames, pmem, spawn, sched        fsshell ──▶ fsd, sched
 //! frames, spawn, sched, devices ──▶ logic (pure, host-tested)
 //! ```
 #![cfg_attr(not(test), no_std)]
@@ -32,6 +33,10 @@ pub mod boot;
 pub mod devices;
 #[cfg(target_os = "none")]
 pub mod frames;
+#[cfg(target_os = "none")]
+pub mod fsd;
+#[cfg(target_os = "none")]
+pub mod fsshell;
 #[cfg(target_os = "none")]
 pub mod kvdb;
 #[cfg(target_os = "none")]

@@ -94,6 +94,16 @@ pub fn stop(i: usize) {
     let _ = SLOTS[i].state.compare_exchange(RUNNABLE, STOPPED, SeqCst, SeqCst);
 }
 
+/// Kill a child: it is never scheduled again (its memory stays, for
+/// inspection and for its owner to take back), as if it had died.
+pub fn kill(i: usize) {
+    for from in [RUNNABLE, STOPPED] {
+        if SLOTS[i].state.compare_exchange(from, KILLED, SeqCst, SeqCst).is_ok() {
+            return;
+        }
+    }
+}
+
 fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
     let me = kinfo::word(ki::W_INIT_AS);
     // Interrupts that arrived while this handler ran last time were latched

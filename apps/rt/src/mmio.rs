@@ -190,4 +190,31 @@ impl Window {
         }
         fence(Ordering::Release);
     }
+
+    /// Start writing back the cache lines of `[offset, offset + len)`
+    /// (persistent memory shared with a peer, such as a file's NVDIMM pages
+    /// the file service mapped here); durable after `pmem::cpu::sfence`.
+    /// No system call: `clwb`, else `clflushopt`, else `clflush`.
+    pub fn persist(&self, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let at = self.at(offset, 1);
+        assert!(
+            offset + len <= self.len,
+            "persist of {len} bytes at {offset:#x} outside a {:#x}-byte window",
+            self.len
+        );
+        // SAFETY: the range lies inside this window (checked above), which
+        // is never memory the Rust program owns; the flush instructions
+        // write cache lines back and change no byte (an unmapped page
+        // faults like any access).
+        unsafe { pmem::cpu::flush_range(flush_method(), at as *const u8, len as usize) }
+    }
+}
+
+/// The CPU's cache-line write-back instruction, asked of CPUID once.
+fn flush_method() -> pmem::cpu::FlushMethod {
+    static METHOD: spin::Once<pmem::cpu::FlushMethod> = spin::Once::new();
+    *METHOD.call_once(pmem::cpu::FlushMethod::detect)
 }

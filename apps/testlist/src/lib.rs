@@ -75,6 +75,8 @@ pub const TESTS: &[Test] = &[
     two("libdb_pmem", "libdb_pmem_create", "libdb_pmem_check"),
     two("libdb_vf", "libdb_vf_create", "libdb_vf_check"),
     two("libfs_pmem", "libfs_pmem_create", "libfs_pmem_check"),
+    one("libfs_share"),
+    one("shell_fs"),
     two("libfs_nvme", "libfs_nvme_create", "libfs_nvme_check"),
     one("libfs_big"),
     two("libdb_on_libfs", "libdb_on_libfs_create", "libdb_on_libfs_check"),

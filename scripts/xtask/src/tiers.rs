@@ -36,6 +36,7 @@ pub const TIERS: &[(&str, u8)] = &[
     ("testrng", 1),
     ("libdb", 1),
     ("libfs", 1),
+    ("fsproto", 1),
     ("eval-lines", 1),
     ("kernel", 2),
     ("virtio-exo", 2),

@@ -29,6 +29,8 @@ pub fn run() -> Outcome {
     initlib::kvdb::on_nvme(false, nonce)?;
     println!("\n== 6. the database on the NVDIMM: persistent memory mapped into it, made durable with clwb + sfence, no kernel call ==");
     initlib::kvdb::on_pmem(false, nonce)?;
+    println!("\n== 7. files: the file service fsd holds the NVDIMM's file system; init's shell is one of its clients and gets files as mapped pages ==");
+    files()?;
     println!(
         "\n== done: {} system calls, {} upcalls, {} timer ticks, {} frames allocated by the kernel after boot ==",
         kinfo::word(ki::W_SYSCALLS),
@@ -37,6 +39,26 @@ pub fn run() -> Outcome {
         kinfo::word(ki::W_FRAMES_AFTER_BOOT)
     );
     Ok(())
+}
+
+/// Start fsd (mount the file system, or make one) and show a few files
+/// through the shell's own commands.
+fn files() -> Outcome {
+    initlib::fsd::start(false)?;
+    let mut sh = initlib::fsshell::FsShell::connect()?;
+    for line in [
+        "mkdir /demo",
+        "write /demo/hello.txt hello from a file mapped by the file service",
+        "ls /demo",
+        "cat /demo/hello.txt",
+        "stat /demo/hello.txt",
+    ] {
+        if let Some(out) = sh.run(line) {
+            println!("exo> {line}\n{out}");
+        }
+    }
+    // The shell connects again when it starts.
+    sh.disconnect()
 }
 
 pub fn idle() -> ! {

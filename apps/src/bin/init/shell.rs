@@ -1,28 +1,37 @@
 //! A small shell on the serial console (after the demo, in interactive
 //! `cargo xtask run`): look at processes, memory and devices; start
-//! programs from the boot image.
+//! programs from the boot image; and the system's files, through the file
+//! service `fsd` (`ls`, `cat`, `write`, `mkdir`, `rm`, `mv`, `stat`:
+//! `initlib::fsshell`, the same code the `shell_fs` test drives).
 
 use alloc::string::String;
 use core::sync::atomic::Ordering::SeqCst;
 use exo_abi::{devinfo as di, kinfo as ki};
 use exo_rt::console::serial_read;
 use exo_rt::{kinfo, print, println};
+use initlib::fsshell::FsShell;
 use initlib::sched::{self, state_name, MAX_PROCS};
 use initlib::spawn::{self, Options};
 
 pub fn run() -> ! {
+    let mut files = connect_files();
     println!("init: shell ready; type `help` (quit QEMU with Ctrl-A X)");
     let mut line = String::new();
     print!("exo> ");
     loop {
         let Some(b) = serial_read() else {
+            // A file-service client that died loses its window now.
+            let _ = initlib::fsd::reap();
             sched::sched_yield();
             continue;
         };
         match b {
             b'\r' | b'\n' => {
                 println!();
-                command(line.trim());
+                match files.as_mut().and_then(|f| f.run(line.trim())) {
+                    Some(out) => println!("{out}"),
+                    None => command(line.trim()),
+                }
                 line.clear();
                 print!("exo> ");
             }
@@ -38,11 +47,26 @@ pub fn run() -> ! {
     }
 }
 
+/// The shell's connection to the file service (started if it is not
+/// running); `None`, with the reason printed, if there is none.
+fn connect_files() -> Option<FsShell> {
+    if !initlib::fsd::running() {
+        if let Err(e) = initlib::fsd::start(false) {
+            println!("init: no file service ({e}); file commands are off");
+            return None;
+        }
+    }
+    FsShell::connect().map_err(|e| println!("init: cannot connect to the file service: {e}")).ok()
+}
+
 fn command(line: &str) {
     let mut words = line.split_whitespace();
     match words.next() {
         None => {}
-        Some("help") => println!("commands: ps | run PROGRAM [ARGS] | mem | stats | devices | programs | halt"),
+        Some("help") => println!(
+            "commands: ps | run PROGRAM [ARGS] | mem | stats | devices | programs | halt | {}",
+            fsproto::shell::HELP
+        ),
         Some("ps") => ps(),
         Some("run") => match words.next() {
             Some(prog) => {

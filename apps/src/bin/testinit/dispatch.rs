@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, db, devices, fs, fsbench, pmem, sriov};
+use crate::{adversarial, attacks, basic, db, devices, fs, fsbench, fsshare, pmem, sriov};
 use alloc::format;
 use alloc::string::String;
 
@@ -60,6 +60,8 @@ pub fn run(name: &str) -> Outcome {
         "libfs_big" => fs::libfs_nvme("big"),
         "libdb_on_libfs_create" => db::libdb_on_libfs(false),
         "libdb_on_libfs_check" => db::libdb_on_libfs(true),
+        "libfs_share" => fsshare::libfs_share(),
+        "shell_fs" => fsshare::shell_fs(),
         "microbench" => basic::microbench(),
         "libfs_bench" => fsbench::libfs_bench(),
         "fsbench_eval" => fsbench::fsbench_eval(),

@@ -32,6 +32,8 @@ mod fs;
 #[cfg(target_os = "none")]
 mod fsbench;
 #[cfg(target_os = "none")]
+mod fsshare;
+#[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
 mod sriov;
