@@ -12,7 +12,7 @@ use crate::cache::PageCache;
 use crate::error::Error;
 use crate::log;
 use crate::overlay::{Overlay, OverlayUndo, Seen};
-use crate::page::{self, Meta, FREELIST_ENTRIES, PAGE_SIZE};
+use crate::page::{self, Meta, PageRef, FREELIST_ENTRIES, PAGE_SIZE};
 use crate::storage::{IoStats, Storage};
 
 /// How durable a commit is when `commit` returns.
@@ -106,7 +106,7 @@ pub(crate) struct LogState {
 pub(crate) struct Snapshot {
     pub gen: u64,
     pub seq: u64,
-    pub root: u64,
+    pub root: PageRef,
 }
 
 pub(crate) struct Inner<S> {
@@ -176,7 +176,11 @@ impl<S: Storage> Inner<S> {
     }
 
     pub(crate) fn latest(&self) -> Snapshot {
-        Snapshot { gen: self.meta.gen, seq: self.commit_seq, root: self.meta.root }
+        Snapshot {
+            gen: self.meta.gen,
+            seq: self.commit_seq,
+            root: PageRef { pgno: self.meta.root, crc: self.meta.root_crc },
+        }
     }
 
     pub fn get(&mut self, snap: Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
@@ -202,7 +206,7 @@ impl<S: Storage> Inner<S> {
         limit: usize,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>, bool), Error> {
         let mut tree = Vec::new();
-        if snap.root != 0 {
+        if snap.root.pgno != 0 {
             self.tree_collect(snap.root, snap.gen, 0, lo, hi, rev, limit, &mut tree, 0)?;
         }
         let full = tree.len() >= limit;
@@ -455,11 +459,13 @@ impl<S: Storage> Inner<S> {
         Ok(p)
     }
 
-    pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<(), Error> {
+    /// Writes a sealed page; returns its checksum (what a reference to it pins).
+    pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<u32, Error> {
         self.storage.write(pgno * PAGE_SIZE as u64, &data)?;
+        let crc = page::checksum(&data);
         self.cache_page(pgno, data);
         self.stats.pages_written += 1;
-        Ok(())
+        Ok(crc)
     }
 
     /// Writes every committed change into a new copy-on-write tree, then
@@ -514,7 +520,11 @@ impl<S: Storage> Inner<S> {
         let batch = self.overlays.get(&self.meta.gen).map(|o| o.latest()).unwrap_or_default();
         let deletes = batch.iter().filter(|(_, v)| v.is_none()).count();
         self.use_reserve = 2 * deletes >= batch.len();
-        let root = if batch.is_empty() { self.meta.root } else { self.apply_root(&batch)? };
+        let root = if batch.is_empty() {
+            PageRef { pgno: self.meta.root, crc: self.meta.root_crc }
+        } else {
+            self.apply_root(&batch)?
+        };
 
         // The freelist: everything free once this checkpoint is durable and
         // no reader is left (as after a reopen).
@@ -534,19 +544,23 @@ impl<S: Storage> Inner<S> {
         chain.sort_unstable();
         list.retain(|p| chain.binary_search(p).is_err());
         list.sort_unstable();
-        for (i, &pg) in chain.iter().enumerate() {
+        // Last page first: each page pins the checksum of the next.
+        let mut next = PageRef::default();
+        for (i, &pg) in chain.iter().enumerate().rev() {
             let lo = (i * FREELIST_ENTRIES).min(list.len());
             let hi = ((i + 1) * FREELIST_ENTRIES).min(list.len());
-            let next = chain.get(i + 1).copied().unwrap_or(0);
-            self.write_page(pg, page::build_freelist(&list[lo..hi], next, pg, new_gen))?;
+            let crc = self.write_page(pg, page::build_freelist(&list[lo..hi], next, pg, new_gen))?;
+            next = PageRef { pgno: pg, crc };
         }
         self.storage.barrier()?;
 
         let meta = Meta {
             gen: new_gen,
-            root,
+            root: root.pgno,
+            root_crc: root.crc,
             total_pages: self.total_pages,
-            freelist_head: chain.first().copied().unwrap_or(0),
+            freelist_head: next.pgno,
+            freelist_crc: next.crc,
             freelist_len: list.len() as u64,
             freelist_pages: chain.len() as u64,
             log_pages: self.meta.log_pages,

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::engine::{log_base, Inner, Options};
 use crate::error::{corrupt, Corruption, Error};
 use crate::log::{self, RECORD_HEADER};
-use crate::page::{self, Meta, KIND_FREELIST, PAGE_SIZE};
+use crate::page::{self, Meta, PageRef, KIND_FREELIST, PAGE_SIZE};
 use crate::storage::Storage;
 
 pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
@@ -37,8 +37,10 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     let mut meta = Meta {
         gen: 0,
         root: 0,
+        root_crc: 0,
         total_pages: first_tree,
         freelist_head: 0,
+        freelist_crc: 0,
         freelist_len: 0,
         freelist_pages: 0,
         log_pages: opts.log_pages,
@@ -132,10 +134,11 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options, read_only: bool) -
 
 fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
     let meta = inner.meta;
-    let (mut pg, mut from) = (meta.freelist_head, 0);
+    let (mut r, mut from) = (PageRef { pgno: meta.freelist_head, crc: meta.freelist_crc }, 0);
     let mut chain = Vec::new();
     for _ in 0..meta.freelist_pages {
-        let p = inner.load(pg, meta.gen, from)?;
+        let pg = r.pgno;
+        let p = inner.load(r, meta.gen, from)?;
         let h = page::header(&p);
         if h.kind != KIND_FREELIST {
             return Err(corrupt(pg, Corruption::WrongKind { expected: "freelist", found: h.kind }));
@@ -148,9 +151,9 @@ fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
         }
         chain.push(pg);
         from = pg;
-        pg = h.extra;
+        r = PageRef { pgno: h.extra, crc: h.extra_crc };
     }
-    if pg != 0 {
+    if r.pgno != 0 {
         return Err(corrupt(from, Corruption::Malformed("freelist chain longer than the meta says")));
     }
     if inner.free.len() as u64 != meta.freelist_len {
