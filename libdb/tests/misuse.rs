@@ -191,6 +191,8 @@ fn a_long_held_reader_does_not_poison_the_writer() {
     }
     let failed = failed.expect("the reader never pinned enough pages to fill the medium");
     check_old_reader_error(failed, &reader);
+    let s = db.stats();
+    assert_eq!((s.readers, s.oldest_reader_generation), (1, reader.generation()), "the reader table");
     assert_eq!(reader.get(b"key-000").unwrap(), Some(vec![1u8; 300]), "the snapshot still reads");
     drop(reader);
     for round in 0..50u32 {
@@ -200,10 +202,18 @@ fn a_long_held_reader_does_not_poison_the_writer() {
         }
         w.commit(Durability::Sync).unwrap_or_else(|e| panic!("round {round} after the reader left: {e}"));
     }
+    assert_eq!(db.stats().readers, 0);
 }
 
-fn check_old_reader_error(e: Error, _reader: &libdb::ReadTxn<'_, Mem>) {
+fn check_old_reader_error(e: Error, reader: &libdb::ReadTxn<'_, Mem>) {
     println!("writer with an old reader: {e}");
+    match e {
+        Error::ReaderPinsSpace { snapshot_generation, pinned_pages } => {
+            assert_eq!(snapshot_generation, reader.generation(), "names the old reader's snapshot");
+            assert!(pinned_pages > 0);
+        }
+        e => panic!("expected ReaderPinsSpace naming the reader, got {e}"),
+    }
 }
 
 /// A model of what each key holds, for the stale-page test.
