@@ -332,11 +332,8 @@ impl<S: Storage> Inner<S> {
         let end = |pos: u64, buffered: usize, rec: usize| (pos + (buffered + rec) as u64).div_ceil(align) * align;
         if end(self.log.pos, self.log.buf.len(), rec.len()) > limit {
             // The log is full: fold it into the tree, which restarts it.
-            match self.checkpoint_inner() {
-                Ok(()) => {}
-                Err(e) if !Self::poisons(&e) && end(self.log.pos, self.log.buf.len(), rec.len()) <= limit => {}
-                Err(e) => return Err(e),
-            }
+            // If that fails, nothing of this commit was written.
+            self.checkpoint_inner()?;
             if end(0, 0, rec.len()) > limit {
                 // Larger than the whole log: goes straight into the tree.
                 let undo = self.overlay_undo(writes);
