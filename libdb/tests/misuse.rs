@@ -45,8 +45,8 @@ fn group_then_sync() -> (Vec<u8>, Vec<String>) {
 fn damaged_group_record_before_sync_commits_is_an_error() {
     let (img, _) = group_then_sync();
     // The second record of the batch starts after the first (padded to 8).
-    let first_len = libdb::log::RECORD_HEADER + u32::from_le_bytes(img[LOG + 4..LOG + 8].try_into().unwrap()) as usize
-        & 0x7fff_ffff;
+    let len_field = u32::from_le_bytes(img[LOG + 4..LOG + 8].try_into().unwrap()) & 0x7fff_ffff; // bit 31: batch start
+    let first_len = libdb::log::RECORD_HEADER + len_field as usize;
     let second = LOG + first_len.div_ceil(8) * 8;
     let mut bad = img.clone();
     bad[second + libdb::log::RECORD_HEADER + 1] ^= 0x10;
