@@ -99,6 +99,10 @@ pub(crate) struct LogState {
     pub buf: Vec<u8>,
     /// Commits in `buf`.
     pub unsynced: u32,
+    /// After a policy checkpoint failed for lack of space: the log size at
+    /// which to try again (so a full medium does not cost a doomed
+    /// checkpoint attempt per commit).
+    pub retry_checkpoint_at: u64,
 }
 
 /// What a reader sees: a tree and a prefix of the commits after it.
@@ -363,10 +367,13 @@ impl<S: Storage> Inner<S> {
         // which still has room: it is retried after a later commit. An I/O
         // error in it poisons the handle; the next call reports that.
         let threshold = self.opts.checkpoint_log_bytes;
-        if threshold > 0 && self.log.pos + self.log.buf.len() as u64 >= threshold {
+        let logged = self.log.pos + self.log.buf.len() as u64;
+        if threshold > 0 && logged >= threshold.max(self.log.retry_checkpoint_at) {
             if let Err(e) = self.checkpoint_inner() {
                 if Self::poisons(&e) {
                     self.poisoned = true;
+                } else {
+                    self.log.retry_checkpoint_at = logged + (threshold / 4).max(1);
                 }
             }
         }
