@@ -17,7 +17,7 @@ use crate::error::{corrupt, Corruption, Error};
 use crate::leafindex::LeafIndex;
 use crate::log::Op;
 use crate::page::{
-    self, LeafEntry, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE,
+    self, LeafEntry, PageRef, Val, ValRef, BODY, KIND_BRANCH, KIND_LEAF, KIND_OVERFLOW, OVERFLOW_DATA, PAGE_SIZE,
 };
 use crate::storage::Storage;
 
@@ -67,19 +67,23 @@ fn split(sizes: &[usize], cap: usize) -> Vec<core::ops::Range<usize>> {
 }
 
 impl<S: Storage> Inner<S> {
-    /// Fetches a page through the cache, verifying it on a miss. `from` is
-    /// the page holding the pointer (for error messages), `parent_gen` the
-    /// generation the page may not be newer than.
-    pub(crate) fn load(&mut self, pgno: u64, parent_gen: u64, from: u64) -> Result<Page, Error> {
-        let slot = self.load_slot(pgno, parent_gen, from)?;
+    /// Fetches the page `r` references through the cache, verifying it on
+    /// a miss. `from` is the page holding the pointer (for error messages),
+    /// `parent_gen` the generation the page may not be newer than.
+    pub(crate) fn load(&mut self, r: PageRef, parent_gen: u64, from: u64) -> Result<Page, Error> {
+        let slot = self.load_slot(r, parent_gen, from)?;
         Ok(self.cache.handle(slot).clone())
     }
 
     /// As `load`, but returns the cache slot holding the page, which the
     /// caller borrows (`self.cache.page(slot)`) until it next changes the
     /// cache: the point-read path takes no page handle per level.
+    ///
+    /// The page must be the version the reference pins (its checksum), so
+    /// an older copy left by a lost or misdirected write is `Stale`.
     #[inline]
-    fn load_slot(&mut self, pgno: u64, parent_gen: u64, from: u64) -> Result<usize, Error> {
+    fn load_slot(&mut self, r: PageRef, parent_gen: u64, from: u64) -> Result<usize, Error> {
+        let pgno = r.pgno;
         if pgno < self.meta.first_tree_page() || pgno >= self.total_pages {
             return Err(corrupt(from, Corruption::BadPointer { pointer: pgno }));
         }
@@ -87,6 +91,10 @@ impl<S: Storage> Inner<S> {
             Some(slot) => slot,
             None => self.fetch(pgno)?,
         };
+        let found = page::checksum(self.cache.page(slot));
+        if found != r.crc {
+            return Err(corrupt(pgno, Corruption::Stale { expected_checksum: r.crc, found_checksum: found }));
+        }
         let gen = page::gen(self.cache.page(slot));
         if gen > parent_gen {
             return Err(corrupt(pgno, Corruption::TooNew { page_gen: gen, parent_gen }));
@@ -119,18 +127,18 @@ impl<S: Storage> Inner<S> {
         let (mut pg, mut from) = (first, leaf);
         let chained = len - tail.len();
         while out.len() < chained {
-            if pg == 0 {
+            if pg.pgno == 0 {
                 return Err(corrupt(from, Corruption::Malformed("overflow chain ends early")));
             }
             let p = self.load(pg, leaf_gen, from)?;
             let h = page::header(&p);
             if h.kind != KIND_OVERFLOW {
-                return Err(corrupt(pg, Corruption::WrongKind { expected: "overflow", found: h.kind }));
+                return Err(corrupt(pg.pgno, Corruption::WrongKind { expected: "overflow", found: h.kind }));
             }
             let take = (chained - out.len()).min(OVERFLOW_DATA);
             out.extend_from_slice(&p[page::HEADER..page::HEADER + take]);
-            from = pg;
-            pg = h.extra;
+            from = pg.pgno;
+            pg = PageRef { pgno: h.extra, crc: h.extra_crc };
         }
         out.extend_from_slice(&tail);
         Ok(out)
@@ -143,20 +151,21 @@ impl<S: Storage> Inner<S> {
         }
     }
 
-    pub(crate) fn tree_get(&mut self, root: u64, gen: u64, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if root == 0 {
+    pub(crate) fn tree_get(&mut self, root: PageRef, gen: u64, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if root.pgno == 0 {
             return Ok(None);
         }
-        let (mut pgno, mut pgen, mut from) = (root, gen, 0);
+        let (mut r, mut pgen, mut from) = (root, gen, 0);
         for _ in 0..MAX_DEPTH {
-            let slot = self.load_slot(pgno, pgen, from)?;
+            let pgno = r.pgno;
+            let slot = self.load_slot(r, pgen, from)?;
             let p = self.cache.page(slot);
             match page::kind(p) {
                 KIND_BRANCH => {
                     let i = page::branch_find(p, key);
                     from = pgno;
                     pgen = page::gen(p);
-                    pgno = page::branch_child(p, i);
+                    r = page::branch_child(p, i);
                 }
                 KIND_LEAF => {
                     let found = match self.cache.leaf_index(slot) {
@@ -178,7 +187,7 @@ impl<S: Storage> Inner<S> {
                 k => return Err(corrupt(pgno, Corruption::WrongKind { expected: "branch or leaf", found: k })),
             }
         }
-        Err(corrupt(root, Corruption::TooDeep))
+        Err(corrupt(root.pgno, Corruption::TooDeep))
     }
 
     /// Appends up to `limit` entries within the bounds, in order (or
@@ -186,7 +195,7 @@ impl<S: Storage> Inner<S> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tree_collect(
         &mut self,
-        pgno: u64,
+        r: PageRef,
         pgen: u64,
         from: u64,
         lo: Bound<&[u8]>,
@@ -196,10 +205,11 @@ impl<S: Storage> Inner<S> {
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
         depth: usize,
     ) -> Result<(), Error> {
+        let pgno = r.pgno;
         if depth >= MAX_DEPTH {
             return Err(corrupt(pgno, Corruption::TooDeep));
         }
-        let p = self.load(pgno, pgen, from)?;
+        let p = self.load(r, pgen, from)?;
         let h = page::header(&p);
         let n = h.count;
         match h.kind {
@@ -275,9 +285,9 @@ impl<S: Storage> Inner<S> {
     // ---- checkpoint: batched copy-on-write ---------------------------------
 
     /// Applies a sorted batch to the durable tree, returning the new root.
-    pub(crate) fn apply_root(&mut self, batch: &[Op]) -> Result<u64, Error> {
-        let root = self.meta.root;
-        let mut level = if root == 0 {
+    pub(crate) fn apply_root(&mut self, batch: &[Op]) -> Result<PageRef, Error> {
+        let root = PageRef { pgno: self.meta.root, crc: self.meta.root_crc };
+        let mut level = if root.pgno == 0 {
             self.write_leaves(Vec::new(), batch)?
         } else {
             self.apply_node(root, self.meta.gen, 0, batch, 0)?
@@ -285,13 +295,13 @@ impl<S: Storage> Inner<S> {
         while level.len() > 1 {
             level = self.write_branches(level)?;
         }
-        let mut root = level.first().map_or(0, |e| e.1);
+        let mut root = level.first().map_or(PageRef::default(), |e| e.1);
         // A root branch with one child is just that child.
-        while root != 0 {
+        while root.pgno != 0 {
             let p = self.load(root, u64::MAX, 0)?;
             let h = page::header(&p);
             if h.kind == KIND_BRANCH && h.count == 1 {
-                self.freed.push(root);
+                self.freed.push(root.pgno);
                 root = page::branch_child(&p, 0);
             } else {
                 break;
@@ -302,16 +312,17 @@ impl<S: Storage> Inner<S> {
 
     fn apply_node(
         &mut self,
-        pgno: u64,
+        r: PageRef,
         pgen: u64,
         from: u64,
         batch: &[Op],
         depth: usize,
-    ) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+    ) -> Result<Vec<(Vec<u8>, PageRef)>, Error> {
+        let pgno = r.pgno;
         if depth >= MAX_DEPTH {
             return Err(corrupt(pgno, Corruption::TooDeep));
         }
-        let p = self.load(pgno, pgen, from)?;
+        let p = self.load(r, pgen, from)?;
         let h = page::header(&p);
         match h.kind {
             KIND_LEAF => {
@@ -353,7 +364,7 @@ impl<S: Storage> Inner<S> {
     /// Leaves this checkpoint rewrote that ended up less than a quarter
     /// full are merged with a sibling (and re-split evenly if needed), so
     /// deleting most keys does not leave a tree of nearly empty pages.
-    fn merge_small_leaves(&mut self, children: &mut Vec<(Vec<u8>, u64)>, parent: u64) -> Result<(), Error> {
+    fn merge_small_leaves(&mut self, children: &mut Vec<(Vec<u8>, PageRef)>, parent: u64) -> Result<(), Error> {
         let mut i = 0;
         while i < children.len() && children.len() > 1 {
             let p = self.load(children[i].1, u64::MAX, parent)?;
@@ -371,8 +382,8 @@ impl<S: Storage> Inner<S> {
             let (pa, pb) = if a == i { (p, other) } else { (other, p) };
             let mut entries = page::decode_leaf(&pa);
             entries.extend(page::decode_leaf(&pb));
-            self.freed.push(children[a].1);
-            self.freed.push(children[b].1);
+            self.freed.push(children[a].1.pgno);
+            self.freed.push(children[b].1.pgno);
             let mut repl = self.write_leaves(entries, &[])?;
             if let Some(first) = repl.first_mut() {
                 first.0 = children[a].0.clone();
@@ -386,7 +397,7 @@ impl<S: Storage> Inner<S> {
     }
 
     /// Merges `batch` into `entries` and writes the result as leaves.
-    fn write_leaves(&mut self, entries: Vec<LeafEntry>, batch: &[Op]) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+    fn write_leaves(&mut self, entries: Vec<LeafEntry>, batch: &[Op]) -> Result<Vec<(Vec<u8>, PageRef)>, Error> {
         let mut merged = Vec::with_capacity(entries.len() + batch.len());
         let mut old = entries.into_iter().peekable();
         for (k, v) in batch {
@@ -409,20 +420,20 @@ impl<S: Storage> Inner<S> {
         for g in split(&sizes, BODY) {
             let pg = self.alloc_page()?;
             let group = &merged[g];
-            self.write_page(pg, page::build_leaf(group, pg, self.new_gen))?;
-            out.push((group[0].key.clone(), pg));
+            let crc = self.write_page(pg, page::build_leaf(group, pg, self.new_gen))?;
+            out.push((group[0].key.clone(), PageRef { pgno: pg, crc }));
         }
         Ok(out)
     }
 
-    fn write_branches(&mut self, children: Vec<(Vec<u8>, u64)>) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+    fn write_branches(&mut self, children: Vec<(Vec<u8>, PageRef)>) -> Result<Vec<(Vec<u8>, PageRef)>, Error> {
         let sizes: Vec<usize> = children.iter().map(|(k, _)| page::branch_entry_size(k.len())).collect();
         let mut out = Vec::new();
         for g in split(&sizes, BODY) {
             let pg = self.alloc_page()?;
             let group = &children[g];
-            self.write_page(pg, page::build_branch(group, pg, self.new_gen))?;
-            out.push((group[0].0.clone(), pg));
+            let crc = self.write_page(pg, page::build_branch(group, pg, self.new_gen))?;
+            out.push((group[0].0.clone(), PageRef { pgno: pg, crc }));
         }
         Ok(out)
     }
@@ -440,11 +451,13 @@ impl<S: Storage> Inner<S> {
         for _ in 0..chunks.len() {
             pages.push(self.alloc_page()?);
         }
-        for (i, c) in chunks.iter().enumerate() {
-            let next = pages.get(i + 1).copied().unwrap_or(0);
-            self.write_page(pages[i], page::build_overflow(c, next, pages[i], self.new_gen))?;
+        // Last page first: each page pins the checksum of the next.
+        let mut next = PageRef::default();
+        for (i, c) in chunks.iter().enumerate().rev() {
+            let crc = self.write_page(pages[i], page::build_overflow(c, next, pages[i], self.new_gen))?;
+            next = PageRef { pgno: pages[i], crc };
         }
-        Ok(Val::Overflow { len: v.len() as u32, first: pages[0], tail: tail.to_vec() })
+        Ok(Val::Overflow { len: v.len() as u32, first: next, tail: tail.to_vec() })
     }
 
     fn free_value(&mut self, val: &Val) -> Result<(), Error> {
@@ -456,10 +469,10 @@ impl<S: Storage> Inner<S> {
             let p = self.load(pg, u64::MAX, 0)?;
             let h = page::header(&p);
             if h.kind != KIND_OVERFLOW {
-                return Err(corrupt(pg, Corruption::WrongKind { expected: "overflow", found: h.kind }));
+                return Err(corrupt(pg.pgno, Corruption::WrongKind { expected: "overflow", found: h.kind }));
             }
-            self.freed.push(pg);
-            pg = h.extra;
+            self.freed.push(pg.pgno);
+            pg = PageRef { pgno: h.extra, crc: h.extra_crc };
         }
         Ok(())
     }

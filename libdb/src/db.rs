@@ -31,9 +31,19 @@ impl<S: Storage> Db<S> {
         Ok(Db { inner: Lock::new(crate::recovery::create(storage, opts)?) })
     }
 
-    /// Opens the database on `storage`, replaying the log tail.
+    /// Opens the database on `storage`, replaying the log tail. Writes at
+    /// most a few blocks (erasing stale log records a crash left beyond
+    /// the replayed prefix) and needs no free page, so a database on a
+    /// full medium opens and can be emptied with deletes.
     pub fn open(storage: S, opts: Options) -> Result<Self, Error> {
-        Ok(Db { inner: Lock::new(crate::recovery::open(storage, opts)?) })
+        Ok(Db { inner: Lock::new(crate::recovery::open(storage, opts, false)?) })
+    }
+
+    /// Opens the database without ever writing to `storage`: reads see
+    /// everything recovered (the log tail is replayed into memory);
+    /// writes, checkpoints and `sync` fail with `ReadOnly`.
+    pub fn open_read_only(storage: S, opts: Options) -> Result<Self, Error> {
+        Ok(Db { inner: Lock::new(crate::recovery::open(storage, opts, true)?) })
     }
 
     /// Opens the database on `storage`, or creates one if the medium is
@@ -183,6 +193,12 @@ fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
 }
 
 impl<'a, S: Storage> ReadTxn<'a, S> {
+    /// The checkpoint generation of this snapshot (what
+    /// `Error::ReaderPinsSpace` names when an old reader holds up space).
+    pub fn generation(&self) -> u64 {
+        self.snap.gen
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.db.inner.lock().get(self.snap, key)
     }

@@ -11,8 +11,8 @@ use core::ops::Bound;
 use crate::cache::PageCache;
 use crate::error::Error;
 use crate::log;
-use crate::overlay::{Overlay, Seen};
-use crate::page::{self, Meta, FREELIST_ENTRIES, PAGE_SIZE};
+use crate::overlay::{Overlay, OverlayUndo, Seen};
+use crate::page::{self, Meta, PageRef, FREELIST_ENTRIES, PAGE_SIZE};
 use crate::storage::{IoStats, Storage};
 
 /// How durable a commit is when `commit` returns.
@@ -77,6 +77,16 @@ pub struct Stats {
     pub tree_entries: u64,
     /// Log records replayed by the last `open`.
     pub replayed_records: u64,
+    /// Stale log records of the current epoch that the last `open` erased
+    /// (valid records beyond the replayed prefix, left by a crash).
+    pub erased_records: u64,
+    /// Checkpoints that failed for lack of space and were rolled back
+    /// (the commits stay in the log; see `DESIGN.md`, "Failed calls").
+    pub failed_checkpoints: u64,
+    /// Read transactions alive now (the reader table's total).
+    pub readers: u64,
+    /// Snapshot generation of the oldest live reader (0: none).
+    pub oldest_reader_generation: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +99,10 @@ pub(crate) struct LogState {
     pub buf: Vec<u8>,
     /// Commits in `buf`.
     pub unsynced: u32,
+    /// After a policy checkpoint failed for lack of space: the log size at
+    /// which to try again (so a full medium does not cost a doomed
+    /// checkpoint attempt per commit).
+    pub retry_checkpoint_at: u64,
 }
 
 /// What a reader sees: a tree and a prefix of the commits after it.
@@ -96,7 +110,7 @@ pub(crate) struct LogState {
 pub(crate) struct Snapshot {
     pub gen: u64,
     pub seq: u64,
-    pub root: u64,
+    pub root: PageRef,
 }
 
 pub(crate) struct Inner<S> {
@@ -121,6 +135,11 @@ pub(crate) struct Inner<S> {
     pub log: LogState,
     pub writer_active: bool,
     pub poisoned: bool,
+    /// Opened with `Db::open_read_only`: nothing is ever written.
+    pub read_only: bool,
+    /// The running checkpoint deletes at least as many keys as it puts and
+    /// may use the page reserve.
+    pub use_reserve: bool,
     pub stats: Stats,
     /// Checkpoint scratch: pages freed and the generation being written.
     pub freed: Vec<u64>,
@@ -151,6 +170,8 @@ impl<S: Storage> Inner<S> {
             log: LogState::default(),
             writer_active: false,
             poisoned: false,
+            read_only: false,
+            use_reserve: false,
             stats: Stats::default(),
             freed: Vec::new(),
             new_gen: meta.gen,
@@ -159,7 +180,11 @@ impl<S: Storage> Inner<S> {
     }
 
     pub(crate) fn latest(&self) -> Snapshot {
-        Snapshot { gen: self.meta.gen, seq: self.commit_seq, root: self.meta.root }
+        Snapshot {
+            gen: self.meta.gen,
+            seq: self.commit_seq,
+            root: PageRef { pgno: self.meta.root, crc: self.meta.root_crc },
+        }
     }
 
     pub fn get(&mut self, snap: Snapshot, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
@@ -185,7 +210,7 @@ impl<S: Storage> Inner<S> {
         limit: usize,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>, bool), Error> {
         let mut tree = Vec::new();
-        if snap.root != 0 {
+        if snap.root.pgno != 0 {
             self.tree_collect(snap.root, snap.gen, 0, lo, hi, rev, limit, &mut tree, 0)?;
         }
         let full = tree.len() >= limit;
@@ -229,11 +254,20 @@ impl<S: Storage> Inner<S> {
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), Error> {
-        if self.poisoned {
+        if self.read_only {
+            Err(Error::ReadOnly)
+        } else if self.poisoned {
             Err(Error::Poisoned)
         } else {
             Ok(())
         }
+    }
+
+    /// Whether an error leaves the durable state unknown (an I/O error:
+    /// the handle is poisoned) or was refused cleanly and rolled back
+    /// (no space: the handle stays usable).
+    fn poisons(e: &Error) -> bool {
+        !matches!(e, Error::NoSpace | Error::ReaderPinsSpace { .. })
     }
 
     fn apply_to_overlay(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
@@ -253,11 +287,19 @@ impl<S: Storage> Inner<S> {
         self.stats.commits -= 1;
     }
 
+    /// Commits `writes`. The result is true: `Ok` means the commit is
+    /// applied (and durable for `Sync`, or for the `Group` commit that
+    /// issued the barrier); `Err(NoSpace | ReaderPinsSpace)` means nothing
+    /// of it was written or applied and the handle stays usable; any other
+    /// error (I/O) leaves its durability unknown and poisons the handle —
+    /// in no case do readers on this handle see a commit that failed.
     pub fn commit(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, dur: Durability) -> Result<(), Error> {
         self.check_writable()?;
         let r = self.commit_inner(writes, dur);
-        if r.is_err() {
-            self.poisoned = true;
+        if let Err(e) = &r {
+            if Self::poisons(e) {
+                self.poisoned = true;
+            }
         }
         r
     }
@@ -284,15 +326,23 @@ impl<S: Storage> Inner<S> {
         }
         let cap = self.meta.log_pages * PAGE_SIZE as u64;
         let align = self.storage.write_align() as u64;
+        // The last eighth of the log (at most 64 KiB) is kept for commits
+        // that only delete, so that a database whose tree cannot grow can
+        // still be emptied and compacted.
+        let only_deletes = writes.values().all(|v| v.is_none());
+        let reserve = (cap / 8).min(64 << 10) / align * align;
+        let limit = if only_deletes { cap } else { cap - reserve };
         let mut rec = self.encode_record(writes);
         let end = |pos: u64, buffered: usize, rec: usize| (pos + (buffered + rec) as u64).div_ceil(align) * align;
-        if end(self.log.pos, self.log.buf.len(), rec.len()) > cap {
+        if end(self.log.pos, self.log.buf.len(), rec.len()) > limit {
             // The log is full: fold it into the tree, which restarts it.
+            // If that fails, nothing of this commit was written.
             self.checkpoint_inner()?;
-            if end(0, 0, rec.len()) > cap {
+            if end(0, 0, rec.len()) > limit {
                 // Larger than the whole log: goes straight into the tree.
+                let undo = self.overlay_undo(writes);
                 self.apply_to_overlay(writes);
-                return self.checkpoint_inner();
+                return self.checkpoint_inner().inspect_err(|_| self.rollback_overlay(undo));
             }
             rec = self.encode_record(writes);
         }
@@ -300,17 +350,50 @@ impl<S: Storage> Inner<S> {
         self.log.buf.extend_from_slice(&rec);
         self.log.seq += 1;
         self.log.unsynced += 1;
-        self.apply_to_overlay(writes);
-        match dur {
-            Durability::Sync => self.flush_log()?,
-            Durability::Group(n) if self.log.unsynced >= n.max(1) => self.flush_log()?,
-            _ => {}
+        // The barrier comes before the commit becomes visible: if it
+        // fails, readers on this handle never see what may not be durable.
+        let flush = match dur {
+            Durability::Sync => true,
+            Durability::Group(n) => self.log.unsynced >= n.max(1),
+            Durability::Async => false,
+        };
+        if flush {
+            self.flush_log()?;
         }
+        self.apply_to_overlay(writes);
+        // The commit is done (and durable if it flushed); the checkpoint
+        // policy's outcome does not change that. A checkpoint refused for
+        // lack of space was rolled back and the commits stay in the log,
+        // which still has room: it is retried after a later commit. An I/O
+        // error in it poisons the handle; the next call reports that.
         let threshold = self.opts.checkpoint_log_bytes;
-        if threshold > 0 && self.log.pos + self.log.buf.len() as u64 >= threshold {
-            self.checkpoint_inner()?;
+        let logged = self.log.pos + self.log.buf.len() as u64;
+        if threshold > 0 && logged >= threshold.max(self.log.retry_checkpoint_at) {
+            if let Err(e) = self.checkpoint_inner() {
+                if Self::poisons(&e) {
+                    self.poisoned = true;
+                } else {
+                    self.log.retry_checkpoint_at = logged + (threshold / 4).max(1);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// What `writes` will replace in the current overlay.
+    fn overlay_undo(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> (u64, u64, OverlayUndo) {
+        let o = self.overlays.get(&self.meta.gen);
+        let undo = o.map(|o| o.undo_for(writes.keys().map(|k| k.as_slice()))).unwrap_or_default();
+        (self.commit_seq, self.stats.commits, undo)
+    }
+
+    /// Takes back a commit applied to the overlay whose checkpoint failed.
+    fn rollback_overlay(&mut self, (seq, commits, undo): (u64, u64, OverlayUndo)) {
+        self.commit_seq = seq;
+        self.stats.commits = commits;
+        if let Some(o) = self.overlays.get_mut(&self.meta.gen) {
+            o.rollback(undo);
+        }
     }
 
     /// Writes the buffered log records and waits for them to be durable.
@@ -333,8 +416,10 @@ impl<S: Storage> Inner<S> {
     pub fn checkpoint(&mut self) -> Result<(), Error> {
         self.check_writable()?;
         let r = self.checkpoint_inner();
-        if r.is_err() {
-            self.poisoned = true;
+        if let Err(e) = &r {
+            if Self::poisons(e) {
+                self.poisoned = true;
+            }
         }
         r
     }
@@ -354,7 +439,19 @@ impl<S: Storage> Inner<S> {
         }
     }
 
+    /// Pages kept back for checkpoints that shrink the tree (at most 8,
+    /// an eighth of the tree's room on a tiny medium): a database that
+    /// filled its medium can still checkpoint the deletes that empty it.
+    fn page_reserve(&self) -> u64 {
+        let room = (self.storage.capacity() / PAGE_SIZE as u64).saturating_sub(self.meta.first_tree_page());
+        (room / 8).min(8)
+    }
+
     pub(crate) fn alloc_page(&mut self) -> Result<u64, Error> {
+        let unused = (self.storage.capacity() / PAGE_SIZE as u64).saturating_sub(self.total_pages);
+        if !self.use_reserve && self.free.len() as u64 + unused <= self.page_reserve() {
+            return Err(Error::NoSpace);
+        }
         if let Some(p) = self.free.pop_first() {
             return Ok(p);
         }
@@ -366,11 +463,13 @@ impl<S: Storage> Inner<S> {
         Ok(p)
     }
 
-    pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<(), Error> {
+    /// Writes a sealed page; returns its checksum (what a reference to it pins).
+    pub(crate) fn write_page(&mut self, pgno: u64, data: Vec<u8>) -> Result<u32, Error> {
         self.storage.write(pgno * PAGE_SIZE as u64, &data)?;
+        let crc = page::checksum(&data);
         self.cache_page(pgno, data);
         self.stats.pages_written += 1;
-        Ok(())
+        Ok(crc)
     }
 
     /// Writes every committed change into a new copy-on-write tree, then
@@ -380,12 +479,56 @@ impl<S: Storage> Inner<S> {
     /// previous meta, tree and log are untouched, so a crash anywhere
     /// recovers the previous checkpoint plus its log.
     pub(crate) fn checkpoint_inner(&mut self) -> Result<(), Error> {
+        // Until the meta barrier nothing durable changed; on failure the
+        // in-memory allocation state goes back to what it was, so a
+        // checkpoint refused for lack of space leaves the handle usable.
+        self.release_pending();
+        let undo = (self.total_pages, self.free.clone(), self.entries, self.freelist_chain.clone());
+        let r = self.checkpoint_attempt();
+        if let Err(e) = r {
+            let (total, free, entries, chain) = undo;
+            self.total_pages = total;
+            self.free = free;
+            self.entries = entries;
+            self.freelist_chain = chain;
+            self.freed.clear();
+            return Err(match e {
+                Error::NoSpace => {
+                    self.stats.failed_checkpoints += 1;
+                    self.no_space_error()
+                }
+                e => e,
+            });
+        }
+        r
+    }
+
+    /// `NoSpace`, or, if a reader keeps freed pages from reuse, the error
+    /// that names its snapshot (LMDB's reader table: the writer knows which
+    /// snapshots are alive and what they pin).
+    fn no_space_error(&self) -> Error {
+        let Some(&oldest) = self.readers.keys().next() else {
+            return Error::NoSpace;
+        };
+        let pinned: u64 = self.pending.iter().filter(|(g, _)| *g > oldest).map(|(_, p)| p.len() as u64).sum();
+        if pinned == 0 {
+            return Error::NoSpace;
+        }
+        Error::ReaderPinsSpace { snapshot_generation: oldest, pinned_pages: pinned }
+    }
+
+    fn checkpoint_attempt(&mut self) -> Result<(), Error> {
         let new_gen = self.meta.gen + 1;
         self.new_gen = new_gen;
-        self.release_pending();
         self.freed.clear();
         let batch = self.overlays.get(&self.meta.gen).map(|o| o.latest()).unwrap_or_default();
-        let root = if batch.is_empty() { self.meta.root } else { self.apply_root(&batch)? };
+        let deletes = batch.iter().filter(|(_, v)| v.is_none()).count();
+        self.use_reserve = 2 * deletes >= batch.len();
+        let root = if batch.is_empty() {
+            PageRef { pgno: self.meta.root, crc: self.meta.root_crc }
+        } else {
+            self.apply_root(&batch)?
+        };
 
         // The freelist: everything free once this checkpoint is durable and
         // no reader is left (as after a reopen).
@@ -405,19 +548,23 @@ impl<S: Storage> Inner<S> {
         chain.sort_unstable();
         list.retain(|p| chain.binary_search(p).is_err());
         list.sort_unstable();
-        for (i, &pg) in chain.iter().enumerate() {
+        // Last page first: each page pins the checksum of the next.
+        let mut next = PageRef::default();
+        for (i, &pg) in chain.iter().enumerate().rev() {
             let lo = (i * FREELIST_ENTRIES).min(list.len());
             let hi = ((i + 1) * FREELIST_ENTRIES).min(list.len());
-            let next = chain.get(i + 1).copied().unwrap_or(0);
-            self.write_page(pg, page::build_freelist(&list[lo..hi], next, pg, new_gen))?;
+            let crc = self.write_page(pg, page::build_freelist(&list[lo..hi], next, pg, new_gen))?;
+            next = PageRef { pgno: pg, crc };
         }
         self.storage.barrier()?;
 
         let meta = Meta {
             gen: new_gen,
-            root,
+            root: root.pgno,
+            root_crc: root.crc,
             total_pages: self.total_pages,
-            freelist_head: chain.first().copied().unwrap_or(0),
+            freelist_head: next.pgno,
+            freelist_crc: next.crc,
             freelist_len: list.len() as u64,
             freelist_pages: chain.len() as u64,
             log_pages: self.meta.log_pages,
@@ -466,6 +613,8 @@ impl<S: Storage> Inner<S> {
         s.generation = self.meta.gen;
         s.overlay_keys = self.overlays.get(&self.meta.gen).map_or(0, |o| o.keys() as u64);
         s.tree_entries = self.meta.entries;
+        s.readers = self.readers.values().map(|&n| n as u64).sum();
+        s.oldest_reader_generation = self.readers.keys().next().copied().unwrap_or(0);
         s
     }
 }

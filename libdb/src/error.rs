@@ -20,6 +20,10 @@ pub enum Corruption {
     Checksum { stored: u32, computed: u32 },
     /// The page says it is another page (a misdirected or stale write).
     WrongPageNumber { found: u64 },
+    /// The page is valid in itself but not the version its parent
+    /// references (the parent pins the child's checksum): a lost or
+    /// misdirected write left an older version of the page in place.
+    Stale { expected_checksum: u32, found_checksum: u32 },
     /// The page is not of the kind the pointer to it expects.
     WrongKind { expected: &'static str, found: u8 },
     /// The page was written after the tree that points at it (a stale
@@ -57,8 +61,19 @@ pub enum Error {
         needed_bytes: u64,
         medium_bytes: u64,
     },
-    /// The medium is too small for the database or for `create`.
+    /// The medium is too small for the database or for `create`. Nothing
+    /// of the call that returned it was written or applied.
     NoSpace,
+    /// No space because a read transaction on snapshot generation
+    /// `snapshot_generation` (the oldest alive, see `ReadTxn::generation`)
+    /// keeps `pinned_pages` freed pages from reuse. Nothing of the call was
+    /// written or applied; end the reader and retry.
+    ReaderPinsSpace {
+        snapshot_generation: u64,
+        pinned_pages: u64,
+    },
+    /// The database was opened read-only (`Db::open_read_only`).
+    ReadOnly,
     KeyTooLarge {
         len: usize,
         max: usize,
@@ -88,6 +103,10 @@ impl fmt::Display for Corruption {
                 write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
             Corruption::WrongPageNumber { found } => write!(f, "header names page {found}"),
+            Corruption::Stale { expected_checksum, found_checksum } => write!(
+                f,
+                "stale page: its parent references checksum {expected_checksum:#010x}, the page has {found_checksum:#010x} (lost or misdirected write)"
+            ),
             Corruption::WrongKind { expected, found } => {
                 write!(f, "expected a {expected} page, found kind {found}")
             }
@@ -114,6 +133,11 @@ impl fmt::Display for Error {
                 "medium truncated: the database needs {needed_bytes} bytes, the medium has {medium_bytes}"
             ),
             Error::NoSpace => write!(f, "no space left on the medium"),
+            Error::ReaderPinsSpace { snapshot_generation, pinned_pages } => write!(
+                f,
+                "no space: a read transaction on snapshot generation {snapshot_generation} keeps {pinned_pages} freed pages from reuse; end it and retry"
+            ),
+            Error::ReadOnly => write!(f, "the database was opened read-only"),
             Error::KeyTooLarge { len, max } => write!(f, "key of {len} bytes exceeds {max}"),
             Error::ValueTooLarge { len, max } => write!(f, "value of {len} bytes exceeds {max}"),
             Error::EmptyKey => write!(f, "empty keys are not allowed"),

@@ -1,8 +1,15 @@
 //! Linux backends (feature `std`): a file as a block device, and an
 //! mmapped file as persistent memory.
+//!
+//! Each holds an exclusive advisory lock (`flock`) on its file for as long
+//! as it lives: two handles committing independently to one file would
+//! lose each other's commits, so a second open of a file in use fails
+//! with `WouldBlock` ("in use"). The exokernel needs no such lock: a page
+//! of a medium is owned by one address space (see `DESIGN.md`, "Locking").
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
+use std::ops::Deref;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -54,7 +61,8 @@ impl FileBlockDevice {
         if direct {
             o.custom_flags(O_DIRECT);
         }
-        let file = o.open(path)?;
+        let file = o.open(path.as_ref())?;
+        lock_exclusive(&file, path.as_ref())?;
         Ok(FileBlockDevice {
             file,
             block_size,
@@ -126,6 +134,19 @@ impl BlockDevice for FileBlockDevice {
     }
 }
 
+/// Takes the exclusive advisory lock on `file` (released when it closes),
+/// or fails at once if another open file holds it.
+fn lock_exclusive(file: &File, path: &Path) -> io::Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{}: the database file is in use by another handle (it holds an exclusive flock)", path.display()),
+        )),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// O_DIRECT on Linux x86_64 (and most architectures).
 const O_DIRECT: i32 = 0o40000;
 
@@ -147,31 +168,46 @@ fn read_full(file: &File, buf: &mut [u8], off: u64, syscalls: &mut u64) -> Resul
     Ok(())
 }
 
-impl PmemRegion for FileMapping {
+/// A file mapped as persistent memory, holding the file's exclusive lock.
+/// Dereferences to the [`FileMapping`] (`is_dax`, `msyncs`, ...).
+pub struct LockedMapping {
+    map: FileMapping,
+    /// A second descriptor of the file, which holds the `flock`.
+    _lock: File,
+}
+
+impl Deref for LockedMapping {
+    type Target = FileMapping;
+    fn deref(&self) -> &FileMapping {
+        &self.map
+    }
+}
+
+impl PmemRegion for LockedMapping {
     fn as_slice(&self) -> &[u8] {
-        FileMapping::as_slice(self)
+        self.map.as_slice()
     }
     fn write(&mut self, offset: usize, data: &[u8]) {
-        if self.is_dax() && data.len() >= 1024 {
+        if self.map.is_dax() && data.len() >= 1024 {
             // Bulk (pages, large log batches): non-temporal stores bypass
             // the cache; the following persist + fence make them durable.
-            self.write_nt(offset, data);
+            self.map.write_nt(offset, data);
         } else {
-            self.as_mut_slice()[offset..offset + data.len()].copy_from_slice(data);
+            self.map.as_mut_slice()[offset..offset + data.len()].copy_from_slice(data);
         }
     }
     fn persist(&mut self, offset: usize, len: usize) {
-        Persist::flush(self, offset, len)
+        Persist::flush(&mut self.map, offset, len)
     }
     fn fence(&mut self) -> Result<(), IoError> {
-        self.try_fence().map_err(errno)
+        self.map.try_fence().map_err(errno)
     }
 }
 
 /// A database in a regular file, written with pwrite + fdatasync.
 pub type FileDb = Db<BlockStorage<FileBlockDevice>>;
 /// A database in an mmapped file (DAX: MAP_SYNC + clwb; else msync).
-pub type PmemFileDb = Db<PmemStorage<FileMapping>>;
+pub type PmemFileDb = Db<PmemStorage<LockedMapping>>;
 
 /// `path` as block storage with 512-byte blocks, growing up to 1 TiB.
 pub fn open_file_block(path: impl AsRef<Path>) -> io::Result<BlockStorage<FileBlockDevice>> {
@@ -184,7 +220,11 @@ pub fn open_file_block_direct(path: impl AsRef<Path>) -> io::Result<BlockStorage
     Ok(BlockStorage::new(FileBlockDevice::open_direct(path, 512, 1 << 40)?))
 }
 
-/// `path` (made `size` bytes long if shorter) mapped as persistent memory.
-pub fn open_file_pmem(path: impl AsRef<Path>, size: usize) -> io::Result<PmemStorage<FileMapping>> {
-    Ok(PmemStorage::new(FileMapping::open(path, size)?))
+/// `path` (made `size` bytes long if shorter) mapped as persistent memory,
+/// locked against a second open while the storage lives.
+pub fn open_file_pmem(path: impl AsRef<Path>, size: usize) -> io::Result<PmemStorage<LockedMapping>> {
+    let path = path.as_ref();
+    let lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    lock_exclusive(&lock, path)?;
+    Ok(PmemStorage::new(LockedMapping { map: FileMapping::open(path, size)?, _lock: lock }))
 }

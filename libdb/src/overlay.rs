@@ -29,6 +29,15 @@ pub struct Overlay {
     pub bytes: usize,
 }
 
+/// What a commit replaced in the overlay, to take it back if the commit
+/// fails after it was applied (see `Inner::rollback_overlay`).
+#[derive(Default)]
+pub struct OverlayUndo {
+    bytes: usize,
+    /// Each key's versions before the commit (`None`: the key was absent).
+    keys: Vec<(Vec<u8>, Option<Vec<Version>>)>,
+}
+
 /// What a snapshot sees for a key in the overlay.
 pub enum Seen<'a> {
     /// The overlay says nothing: look in the tree.
@@ -62,6 +71,29 @@ impl Overlay {
                 let key: Arc<[u8]> = Arc::from(key);
                 self.order.insert(key.clone());
                 self.versions.insert(key, alloc::vec![(seq, v)]);
+            }
+        }
+    }
+
+    /// Saves what applying changes to `keys` would replace.
+    pub fn undo_for<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> OverlayUndo {
+        OverlayUndo { bytes: self.bytes, keys: keys.map(|k| (k.to_vec(), self.versions.get(k).cloned())).collect() }
+    }
+
+    /// Puts back what `undo` saved.
+    pub fn rollback(&mut self, undo: OverlayUndo) {
+        self.bytes = undo.bytes;
+        for (key, before) in undo.keys {
+            match before {
+                Some(versions) => {
+                    if let Some(v) = self.versions.get_mut(key.as_slice()) {
+                        *v = versions;
+                    }
+                }
+                None => {
+                    self.versions.remove(key.as_slice());
+                    self.order.remove(key.as_slice());
+                }
             }
         }
     }

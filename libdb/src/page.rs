@@ -1,5 +1,5 @@
-//! On-medium page formats. Every page is `PAGE_SIZE` bytes and starts with
-//! a 32-byte header:
+//! On-medium page formats (format version 2). Every page is `PAGE_SIZE`
+//! bytes and starts with a 40-byte header:
 //!
 //! ```text
 //! 0..4   CRC-32 (crc32fast) of bytes 4..PAGE_SIZE
@@ -9,7 +9,18 @@
 //! 8..16  the page's own number (catches misdirected writes)
 //! 16..24 generation (checkpoint) that wrote it
 //! 24..32 extra: next page of an overflow / freelist chain
+//! 32..36 extra_crc: the checksum the next page of the chain must have
+//! 36..40 reserved (0)
 //! ```
+//!
+//! **A reference pins its page.** Every pointer to a page — the meta's
+//! root and freelist head, a branch's children, a leaf's overflow chain,
+//! a chain page's next — carries the CRC-32 the page had when the pointer
+//! was written (as ZFS and btrfs keep the child's checksum in the block
+//! pointer). A page that passes its own checks (checksum, number,
+//! generation) but is another version than the one referenced — a lost or
+//! misdirected write left an older copy — is `Corruption::Stale`, never
+//! data.
 //!
 //! Leaf and branch pages are slotted: `count` little-endian u16 offsets
 //! after the header, each pointing at an entry, keys strictly ascending, so
@@ -17,11 +28,12 @@
 //!
 //! * leaf entry:   `klen u16 | flag u8 | vlen u32 | key | value`, where flag
 //!   0 stores the value inline, flag 1 stores the first page of an overflow
-//!   chain (u64) holding all `vlen` bytes, and flag 2 stores the first page
-//!   of a chain of full pages followed inline by the short remainder
+//!   chain (u64, then its checksum u32) holding all `vlen` bytes, and flag
+//!   2 stores the first page (and checksum) of a chain of full pages
+//!   followed inline by the short remainder
 //!   (`vlen % OVERFLOW_DATA` bytes) — so a 4 KiB value takes one overflow
 //!   page, not two;
-//! * branch entry: `klen u16 | child u64 | key`; entry 0's key is empty and
+//! * branch entry: `klen u16 | child u64 | child_crc u32 | key`; entry 0's key is empty and
 //!   means "minus infinity": child i holds keys in `[key_i, key_{i+1})`.
 //!
 //! [`verify`] checks the checksum, the page number and the whole structure
@@ -34,7 +46,7 @@ use alloc::vec::Vec;
 use crate::error::Corruption;
 
 pub const PAGE_SIZE: usize = 4096;
-pub const HEADER: usize = 32;
+pub const HEADER: usize = 40;
 /// Largest key in bytes.
 pub const MAX_KEY: usize = 512;
 /// Entries (with their slot) larger than this keep the value in overflow
@@ -58,7 +70,9 @@ pub const KIND_OVERFLOW: u8 = 4;
 pub const KIND_FREELIST: u8 = 5;
 
 const LEAF_ENTRY_HDR: usize = 7;
-const BRANCH_ENTRY_HDR: usize = 10;
+const BRANCH_ENTRY_HDR: usize = 14;
+/// An overflow reference in a leaf: first page (u64) and its checksum (u32).
+const OVERFLOW_REF: usize = 12;
 
 pub fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -103,21 +117,46 @@ pub struct Header {
     pub pgno: u64,
     pub gen: u64,
     pub extra: u64,
+    /// The checksum the page `extra` must have.
+    pub extra_crc: u32,
 }
 
 #[inline]
 pub fn header(p: &[u8]) -> Header {
-    Header { kind: p[4], count: rd16(p, 6), pgno: rd64(p, 8), gen: rd64(p, 16), extra: rd64(p, 24) }
+    Header {
+        kind: p[4],
+        count: rd16(p, 6),
+        pgno: rd64(p, 8),
+        gen: rd64(p, 16),
+        extra: rd64(p, 24),
+        extra_crc: rd32(p, 32),
+    }
 }
 
-/// Fills in the header and the checksum.
-pub fn seal(p: &mut [u8], kind: u8, count: usize, pgno: u64, gen: u64, extra: u64) {
+/// A reference to a page: its number and the checksum it must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PageRef {
+    pub pgno: u64,
+    pub crc: u32,
+}
+
+/// The checksum of a sealed page (what a reference to it pins).
+#[inline]
+pub fn checksum(p: &[u8]) -> u32 {
+    rd32(p, 0)
+}
+
+/// Fills in the header and the checksum; `next` is the next page of a
+/// chain (or none).
+fn seal(p: &mut [u8], kind: u8, count: usize, pgno: u64, gen: u64, next: PageRef) {
     p[4] = kind;
     p[5] = 0;
     wr16(p, 6, count);
     wr64(p, 8, pgno);
     wr64(p, 16, gen);
-    wr64(p, 24, extra);
+    wr64(p, 24, next.pgno);
+    wr32(p, 32, next.crc);
+    wr32(p, 36, 0);
     let crc = crc32fast::hash(&p[4..]);
     wr32(p, 0, crc);
 }
@@ -217,9 +256,9 @@ fn verify_leaf(p: &[u8], count: usize) -> Result<(), Corruption> {
         }
         let vbytes = match flag {
             0 => vlen,
-            1 if vlen > 0 && vlen <= MAX_VALUE => 8,
+            1 if vlen > 0 && vlen <= MAX_VALUE => OVERFLOW_REF,
             2 if (OVERFLOW_DATA..=MAX_VALUE).contains(&vlen) && (1..=MAX_TAIL).contains(&(vlen % OVERFLOW_DATA)) => {
-                8 + vlen % OVERFLOW_DATA
+                OVERFLOW_REF + vlen % OVERFLOW_DATA
             }
             _ => return Err(Corruption::Malformed("leaf value flag invalid")),
         };
@@ -275,7 +314,7 @@ pub enum Val {
     /// `len` bytes: a chain from `first` holding all but `tail`, then `tail`.
     Overflow {
         len: u32,
-        first: u64,
+        first: PageRef,
         tail: Vec<u8>,
     },
 }
@@ -283,7 +322,7 @@ pub enum Val {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValRef<'a> {
     Inline(&'a [u8]),
-    Overflow { len: u32, first: u64, tail: &'a [u8] },
+    Overflow { len: u32, first: PageRef, tail: &'a [u8] },
 }
 
 /// Pages in the overflow chain of a value of `len` bytes whose last
@@ -304,7 +343,7 @@ pub fn leaf_entry_size(key_len: usize, val: &Val) -> usize {
         + key_len
         + match val {
             Val::Inline(v) => v.len(),
-            Val::Overflow { tail, .. } => 8 + tail.len(),
+            Val::Overflow { tail, .. } => OVERFLOW_REF + tail.len(),
         }
 }
 
@@ -328,10 +367,11 @@ pub fn leaf_val(p: &[u8], i: usize) -> ValRef<'_> {
     let v = off + LEAF_ENTRY_HDR + klen;
     match p[off + 2] {
         0 => ValRef::Inline(&p[v..v + vlen as usize]),
-        1 => ValRef::Overflow { len: vlen, first: rd64(p, v), tail: &[] },
+        1 => ValRef::Overflow { len: vlen, first: PageRef { pgno: rd64(p, v), crc: rd32(p, v + 8) }, tail: &[] },
         _ => {
             let t = vlen as usize % OVERFLOW_DATA;
-            ValRef::Overflow { len: vlen, first: rd64(p, v), tail: &p[v + 8..v + 8 + t] }
+            let first = PageRef { pgno: rd64(p, v), crc: rd32(p, v + 8) };
+            ValRef::Overflow { len: vlen, first, tail: &p[v + OVERFLOW_REF..v + OVERFLOW_REF + t] }
         }
     }
 }
@@ -384,13 +424,14 @@ pub fn build_leaf(entries: &[LeafEntry], pgno: u64, gen: u64) -> Vec<u8> {
             Val::Overflow { len, first, tail } => {
                 p[off + 2] = if tail.is_empty() { 1 } else { 2 };
                 wr32(&mut p, off + 3, *len);
-                wr64(&mut p, v, *first);
-                p[v + 8..v + 8 + tail.len()].copy_from_slice(tail);
-                off = v + 8 + tail.len();
+                wr64(&mut p, v, first.pgno);
+                wr32(&mut p, v + 8, first.crc);
+                p[v + OVERFLOW_REF..v + OVERFLOW_REF + tail.len()].copy_from_slice(tail);
+                off = v + OVERFLOW_REF + tail.len();
             }
         }
     }
-    seal(&mut p, KIND_LEAF, entries.len(), pgno, gen, 0);
+    seal(&mut p, KIND_LEAF, entries.len(), pgno, gen, PageRef::default());
     p
 }
 
@@ -408,9 +449,9 @@ pub fn branch_key(p: &[u8], i: usize) -> &[u8] {
 }
 
 #[inline]
-pub fn branch_child(p: &[u8], i: usize) -> u64 {
+pub fn branch_child(p: &[u8], i: usize) -> PageRef {
     let off = rd16(p, HEADER + 2 * i);
-    rd64(p, off + 2)
+    PageRef { pgno: rd64(p, off + 2), crc: rd32(p, off + 10) }
 }
 
 /// Index of the child whose range holds `key`: the last `i` with
@@ -430,36 +471,37 @@ pub fn branch_find(p: &[u8], key: &[u8]) -> usize {
     lo - 1
 }
 
-pub fn decode_branch(p: &[u8]) -> Vec<(Vec<u8>, u64)> {
+pub fn decode_branch(p: &[u8]) -> Vec<(Vec<u8>, PageRef)> {
     (0..header(p).count).map(|i| (branch_key(p, i).to_vec(), branch_child(p, i))).collect()
 }
 
 /// Builds a sealed branch; the first key is stored empty.
-pub fn build_branch(children: &[(Vec<u8>, u64)], pgno: u64, gen: u64) -> Vec<u8> {
+pub fn build_branch(children: &[(Vec<u8>, PageRef)], pgno: u64, gen: u64) -> Vec<u8> {
     let mut p = vec![0u8; PAGE_SIZE];
     let mut off = HEADER + 2 * children.len();
     for (i, (key, child)) in children.iter().enumerate() {
         let key: &[u8] = if i == 0 { &[] } else { key };
         wr16(&mut p, HEADER + 2 * i, off);
         wr16(&mut p, off, key.len());
-        wr64(&mut p, off + 2, *child);
+        wr64(&mut p, off + 2, child.pgno);
+        wr32(&mut p, off + 10, child.crc);
         p[off + BRANCH_ENTRY_HDR..off + BRANCH_ENTRY_HDR + key.len()].copy_from_slice(key);
         off += BRANCH_ENTRY_HDR + key.len();
     }
-    seal(&mut p, KIND_BRANCH, children.len(), pgno, gen, 0);
+    seal(&mut p, KIND_BRANCH, children.len(), pgno, gen, PageRef::default());
     p
 }
 
 // ---- overflow and freelist chains -------------------------------------------
 
-pub fn build_overflow(data: &[u8], next: u64, pgno: u64, gen: u64) -> Vec<u8> {
+pub fn build_overflow(data: &[u8], next: PageRef, pgno: u64, gen: u64) -> Vec<u8> {
     let mut p = vec![0u8; PAGE_SIZE];
     p[HEADER..HEADER + data.len()].copy_from_slice(data);
     seal(&mut p, KIND_OVERFLOW, 0, pgno, gen, next);
     p
 }
 
-pub fn build_freelist(entries: &[u64], next: u64, pgno: u64, gen: u64) -> Vec<u8> {
+pub fn build_freelist(entries: &[u64], next: PageRef, pgno: u64, gen: u64) -> Vec<u8> {
     let mut p = vec![0u8; PAGE_SIZE];
     for (i, e) in entries.iter().enumerate() {
         wr64(&mut p, HEADER + 8 * i, *e);
@@ -475,7 +517,9 @@ pub fn freelist_entries(p: &[u8]) -> impl Iterator<Item = u64> + '_ {
 // ---- meta ------------------------------------------------------------------
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"libdb\0\x01\x00");
-pub const VERSION: u32 = 1;
+/// 2: references pin their page's checksum (branch children, overflow
+/// chains, chain pages, the meta's root and freelist head); 40-byte header.
+pub const VERSION: u32 = 2;
 
 /// The root of everything, kept twice (pages 0 and 1); the valid copy with
 /// the higher generation wins.
@@ -485,9 +529,13 @@ pub struct Meta {
     pub gen: u64,
     /// Root page of the tree, 0 when empty.
     pub root: u64,
+    /// The root page's checksum.
+    pub root_crc: u32,
     /// Pages in use by the database (high-water mark).
     pub total_pages: u64,
     pub freelist_head: u64,
+    /// The first freelist page's checksum.
+    pub freelist_crc: u32,
     pub freelist_len: u64,
     pub freelist_pages: u64,
     /// Pages of the log region (pages 2 .. 2 + log_pages).
@@ -526,7 +574,9 @@ pub fn build_meta(m: &Meta, slot: u64) -> Vec<u8> {
     {
         wr64(&mut p, b + 16 + 8 * i, *v);
     }
-    seal(&mut p, KIND_META, 0, slot, m.gen, 0);
+    wr32(&mut p, b + 16 + 8 * 9, m.root_crc);
+    wr32(&mut p, b + 20 + 8 * 9, m.freelist_crc);
+    seal(&mut p, KIND_META, 0, slot, m.gen, PageRef::default());
     p
 }
 
@@ -556,6 +606,8 @@ pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
         log_pages: f(6),
         commit_seq: f(7),
         entries: f(8),
+        root_crc: rd32(p, b + 16 + 8 * 9),
+        freelist_crc: rd32(p, b + 20 + 8 * 9),
     };
     if m.gen != h.gen {
         return Err(Corruption::Malformed("meta generation disagrees with header"));
@@ -610,7 +662,7 @@ mod tests {
             .map(|i| LeafEntry {
                 key: vec![b'k', i * 2],
                 val: if i % 5 == 0 {
-                    Val::Overflow { len: 5000, first: 99, tail: vec![] }
+                    Val::Overflow { len: 5000, first: PageRef { pgno: 99, crc: 0xfeed }, tail: vec![] }
                 } else {
                     Val::Inline(vec![i; i as usize])
                 },
@@ -621,7 +673,10 @@ mod tests {
         assert_eq!((h.kind, h.count, h.gen), (KIND_LEAF, 20, 3));
         assert_eq!(leaf_search(&p, &[b'k', 8]), Ok(4));
         assert_eq!(leaf_search(&p, &[b'k', 9]), Err(5));
-        assert_eq!(leaf_val(&p, 5), ValRef::Overflow { len: 5000, first: 99, tail: &[] });
+        assert_eq!(
+            leaf_val(&p, 5),
+            ValRef::Overflow { len: 5000, first: PageRef { pgno: 99, crc: 0xfeed }, tail: &[] }
+        );
         assert_eq!(leaf_val(&p, 3), ValRef::Inline(&[3, 3, 3]));
         assert_eq!(decode_leaf(&p).len(), 20);
         assert!(matches!(verify(&p, 8), Err(Corruption::WrongPageNumber { found: 7 })));
@@ -632,14 +687,15 @@ mod tests {
 
     #[test]
     fn branch_find_ranges() {
-        let ch = vec![(vec![], 10), (b"m".to_vec(), 11), (b"t".to_vec(), 12)];
+        let r = |pgno| PageRef { pgno, crc: pgno as u32 * 3 };
+        let ch = vec![(vec![], r(10)), (b"m".to_vec(), r(11)), (b"t".to_vec(), r(12))];
         let p = build_branch(&ch, 5, 1);
         verify(&p, 5).unwrap();
         assert_eq!(branch_find(&p, b"a"), 0);
         assert_eq!(branch_find(&p, b"m"), 1);
         assert_eq!(branch_find(&p, b"s"), 1);
         assert_eq!(branch_find(&p, b"zz"), 2);
-        assert_eq!(branch_child(&p, 2), 12);
+        assert_eq!(branch_child(&p, 2), r(12));
     }
 
     #[test]
@@ -647,8 +703,10 @@ mod tests {
         let m = Meta {
             gen: 4,
             root: 40,
+            root_crc: 0xdead_beef,
             total_pages: 50,
             freelist_head: 41,
+            freelist_crc: 0x0bad_f00d,
             freelist_len: 3,
             freelist_pages: 1,
             log_pages: 16,

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::engine::{log_base, Inner, Options};
 use crate::error::{corrupt, Corruption, Error};
 use crate::log::{self, RECORD_HEADER};
-use crate::page::{self, Meta, KIND_FREELIST, PAGE_SIZE};
+use crate::page::{self, Meta, PageRef, KIND_FREELIST, PAGE_SIZE};
 use crate::storage::Storage;
 
 pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
@@ -37,8 +37,10 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     let mut meta = Meta {
         gen: 0,
         root: 0,
+        root_crc: 0,
         total_pages: first_tree,
         freelist_head: 0,
+        freelist_crc: 0,
         freelist_len: 0,
         freelist_pages: 0,
         log_pages: opts.log_pages,
@@ -49,7 +51,7 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     meta.gen = 1;
     storage.write(PAGE_SIZE as u64, &page::build_meta(&meta, 1))?;
     storage.barrier()?;
-    open(storage, opts)
+    open(storage, opts, false)
 }
 
 /// Whether both meta pages are all zeros: a medium never formatted (as
@@ -79,7 +81,7 @@ fn check_write_unit<S: Storage>(storage: &S) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
+pub(crate) fn open<S: Storage>(mut storage: S, opts: Options, read_only: bool) -> Result<Inner<S>, Error> {
     check_write_unit(&storage)?;
     if storage.capacity() < 2 * PAGE_SIZE as u64 {
         return Err(Error::Truncated { needed_bytes: 2 * PAGE_SIZE as u64, medium_bytes: storage.capacity() });
@@ -107,20 +109,36 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>
         }
     }
     load_freelist(&mut inner)?;
-    replay(&mut inner)?;
-    // Always start a new epoch: records of the old one beyond the replayed
-    // prefix (written but never made durable in order) must never be
-    // mistaken for new ones.
-    inner.checkpoint_inner()?;
+    let (end, seq) = replay(&mut inner)?;
+    let stale = check_beyond_prefix(&mut inner, end, seq)?;
+    inner.read_only = read_only;
+    if !read_only {
+        // Continue this epoch's log after the replayed prefix (no
+        // checkpoint: open needs no free page). Valid records of this
+        // epoch beyond the prefix (a crash's leftovers) are erased first,
+        // so none can ever be taken for a new record; then one barrier,
+        // which also makes the replayed prefix durable before the next
+        // batch start claims so.
+        let align = inner.storage.write_align() as u64;
+        let zeros = vec![0u8; (RECORD_HEADER as u64).div_ceil(align) as usize * align as usize];
+        for &at in &stale {
+            inner.storage.write(log_base() + at, &zeros)?;
+        }
+        inner.storage.barrier()?;
+        inner.stats.erased_records = stale.len() as u64;
+    }
+    inner.log.pos = end.div_ceil(inner.storage.write_align() as u64) * inner.storage.write_align() as u64;
+    inner.log.seq = seq;
     Ok(inner)
 }
 
 fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
     let meta = inner.meta;
-    let (mut pg, mut from) = (meta.freelist_head, 0);
+    let (mut r, mut from) = (PageRef { pgno: meta.freelist_head, crc: meta.freelist_crc }, 0);
     let mut chain = Vec::new();
     for _ in 0..meta.freelist_pages {
-        let p = inner.load(pg, meta.gen, from)?;
+        let pg = r.pgno;
+        let p = inner.load(r, meta.gen, from)?;
         let h = page::header(&p);
         if h.kind != KIND_FREELIST {
             return Err(corrupt(pg, Corruption::WrongKind { expected: "freelist", found: h.kind }));
@@ -133,9 +151,9 @@ fn load_freelist<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
         }
         chain.push(pg);
         from = pg;
-        pg = h.extra;
+        r = PageRef { pgno: h.extra, crc: h.extra_crc };
     }
-    if pg != 0 {
+    if r.pgno != 0 {
         return Err(corrupt(from, Corruption::Malformed("freelist chain longer than the meta says")));
     }
     if inner.free.len() as u64 != meta.freelist_len {
@@ -171,14 +189,14 @@ fn read_record<S: Storage>(
     Ok(log::checksum_ok(&hdr, &payload).then_some((h, payload)))
 }
 
-/// Applies the valid prefix of the current epoch's log to the overlay.
-fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
+/// Applies the valid prefix of the current epoch's log to the overlay;
+/// returns where it ends and the next sequence number.
+fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(u64, u64), Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
     let epoch = inner.meta.gen;
-    let (mut pos, mut seq) = (0u64, 0u64);
+    let (mut pos, mut seq, mut end) = (0u64, 0u64, 0u64);
     let mut writes = alloc::collections::BTreeMap::new();
-    let log_page = |pos: u64| 2 + pos / PAGE_SIZE as u64;
     while pos + RECORD_HEADER as u64 <= cap {
         if let Some((h, payload)) = read_record(inner, pos, epoch, seq)? {
             let ops = log::decode_ops(&payload).ok_or(corrupt(
@@ -189,27 +207,9 @@ fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
             writes.extend(ops);
             inner.apply_replayed(&writes);
             pos += log::pad8(RECORD_HEADER + h.len) as u64;
+            end = pos;
             seq += 1;
             continue;
-        }
-        // Not a valid record: the end of the log, unless the next record
-        // exists and was written only after this one was durable (a batch
-        // start). Then this one was damaged after the fact.
-        let mut hdr = [0u8; RECORD_HEADER];
-        inner.storage.read(log_base() + pos, &mut hdr)?;
-        let h = log::parse_header(&hdr);
-        if h.epoch == epoch && h.seq == seq && (h.len as u64) < cap {
-            let end = pos + log::pad8(RECORD_HEADER + h.len) as u64;
-            for next in [end, end.div_ceil(align) * align] {
-                if let Some((nh, _)) = read_record(inner, next, epoch, seq + 1)? {
-                    if nh.batch_start {
-                        return Err(corrupt(
-                            log_page(pos),
-                            Corruption::Malformed("log record damaged although a later commit is durable"),
-                        ));
-                    }
-                }
-            }
         }
         if pos % align == 0 {
             break;
@@ -218,5 +218,59 @@ fn replay<S: Storage>(inner: &mut Inner<S>) -> Result<(), Error> {
         pos = pos.div_ceil(align) * align;
     }
     inner.stats.replayed_records = seq;
-    Ok(())
+    Ok((end, seq))
+}
+
+fn log_page(pos: u64) -> u64 {
+    2 + pos / PAGE_SIZE as u64
+}
+
+/// Looks at every aligned offset of the log beyond the replayed prefix
+/// (which ends at `end`, next sequence number `seq`) for valid records of
+/// this epoch. Every write starts at an aligned offset with a record
+/// whose batch-start bit says "every earlier record was durable before I
+/// was written"; finding one numbered past the prefix means a record in
+/// between had been durable and was damaged since: `Corrupt`, naming the
+/// log page where the prefix broke off, whatever the damage hit (payload,
+/// length, sequence number) and however the records were batched. Other
+/// valid records there are a crash's leftovers (an unflushed write that
+/// partly survived): returned, to be erased.
+///
+/// This reads the log region beyond the prefix once, in large chunks.
+fn check_beyond_prefix<S: Storage>(inner: &mut Inner<S>, end: u64, seq: u64) -> Result<Vec<u64>, Error> {
+    const CHUNK: u64 = 64 << 10;
+    let cap = inner.meta.log_pages * PAGE_SIZE as u64;
+    let align = inner.storage.write_align() as u64;
+    let epoch = inner.meta.gen;
+    let mut stale = Vec::new();
+    let mut chunk_at = end.div_ceil(align) * align;
+    let mut buf = Vec::new();
+    while chunk_at + RECORD_HEADER as u64 <= cap {
+        // Each chunk also covers the header of a record starting at its end.
+        let len = (CHUNK + RECORD_HEADER as u64).min(cap - chunk_at);
+        buf.resize(len as usize, 0);
+        inner.storage.read(log_base() + chunk_at, &mut buf)?;
+        let mut off = 0u64;
+        while off < CHUNK && off + RECORD_HEADER as u64 <= len {
+            let o = off as usize;
+            let h = log::parse_header(&buf[o..o + RECORD_HEADER]);
+            if h.epoch == epoch && h.seq >= seq {
+                let at = chunk_at + off;
+                if let Some((h, _)) = read_record(inner, at, epoch, h.seq)? {
+                    if h.batch_start && h.seq > seq {
+                        return Err(corrupt(
+                            log_page(end),
+                            Corruption::Malformed(
+                                "log record damaged although a later commit is durable (a later write's batch start follows)",
+                            ),
+                        ));
+                    }
+                    stale.push(at);
+                }
+            }
+            off += align;
+        }
+        chunk_at += CHUNK;
+    }
+    Ok(stale)
 }

@@ -4,7 +4,7 @@
 //! re-sealed with a correct checksum, so the structural checks (not just
 //! the CRC) are exercised. Nothing may panic.
 
-use libdb::page::{self, LeafEntry, Val, PAGE_SIZE};
+use libdb::page::{self, LeafEntry, PageRef, Val, PAGE_SIZE};
 use pmem::sim::XorShift;
 
 fn exercise(p: &[u8], pgno: u64, rng: &mut XorShift) -> bool {
@@ -41,18 +41,25 @@ fn valid_pages(rng: &mut XorShift) -> Vec<Vec<u8>> {
         .map(|i| LeafEntry {
             key: format!("k{i:04}").into_bytes(),
             val: match i % 9 {
-                0 => Val::Overflow { len: 9000, first: 77, tail: vec![] },
-                1 => Val::Overflow { len: 4096, first: 78, tail: vec![5; 32] },
+                0 => Val::Overflow { len: 9000, first: PageRef { pgno: 77, crc: 0x1234 }, tail: vec![] },
+                1 => Val::Overflow {
+                    len: 4096,
+                    first: PageRef { pgno: 78, crc: 0x5678 },
+                    tail: vec![5; 4096 % page::OVERFLOW_DATA],
+                },
                 _ => Val::Inline(vec![i as u8; (i % 50) as usize]),
             },
         })
         .collect();
-    let branch: Vec<(Vec<u8>, u64)> = (0..60u64).map(|i| (format!("b{i:03}").into_bytes(), 100 + i)).collect();
+    let branch: Vec<(Vec<u8>, PageRef)> =
+        (0..60u64).map(|i| (format!("b{i:03}").into_bytes(), PageRef { pgno: 100 + i, crc: i as u32 })).collect();
     let meta = page::Meta {
         gen: 9,
         root: 30,
+        root_crc: 0xabcd,
         total_pages: 64,
         freelist_head: 31,
+        freelist_crc: 0xef01,
         freelist_len: 3,
         freelist_pages: 1,
         log_pages: 8,
@@ -63,8 +70,8 @@ fn valid_pages(rng: &mut XorShift) -> Vec<Vec<u8>> {
     vec![
         page::build_leaf(&leaf, 5, 3),
         page::build_branch(&branch, 5, 3),
-        page::build_freelist(&free, 0, 5, 3),
-        page::build_overflow(&[1, 2, 3], 6, 5, 3),
+        page::build_freelist(&free, PageRef::default(), 5, 3),
+        page::build_overflow(&[1, 2, 3], PageRef { pgno: 6, crc: 7 }, 5, 3),
         page::build_meta(&meta, 1),
     ]
 }

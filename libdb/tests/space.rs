@@ -145,7 +145,11 @@ fn deleting_most_keys_shrinks_the_tree() {
     db.checkpoint().unwrap();
     let after = used(db.stats());
     println!("live tree pages: {full} with 8000 keys, {after} after deleting 95% of them");
-    assert!(after * 5 < full, "{after} vs {full}");
+    // 155 -> 32 pages: merging stops once a leaf is a quarter full, which
+    // for these 78-byte entries is 13 of them (400 keys: 30 leaves, a
+    // branch and a freelist page); under 4 KiB - 40 B that is exactly a
+    // quarter (with the 32-byte header of format 1 it was 26 per leaf).
+    assert!(after * 4 < full, "{after} vs {full}");
     let keys: Vec<_> = db.begin_read().iter().map(|e| e.unwrap().0).collect();
     assert_eq!(keys.len(), 400);
     assert_eq!(keys[1], b"key000020".to_vec());

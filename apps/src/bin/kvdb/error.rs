@@ -52,7 +52,9 @@ impl KvdbError {
         use libdb::{Error, IoError};
         match e {
             Error::Corrupt { .. } | Error::NoValidMeta { .. } | Error::Truncated { .. } => KvdbError::Corrupt(e),
-            Error::NoSpace | Error::Io { error: IoError::OutOfRange, .. } => KvdbError::Full(e, context),
+            Error::NoSpace | Error::ReaderPinsSpace { .. } | Error::Io { error: IoError::OutOfRange, .. } => {
+                KvdbError::Full(e, context)
+            }
             _ => KvdbError::Db(e, context),
         }
     }

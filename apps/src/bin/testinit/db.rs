@@ -44,8 +44,13 @@ pub fn libdb_pmem(check: bool) -> Outcome {
     run_pmem("check", PMEM_BYTES, nonce, 3)?;
     // No region given.
     expect_code(&spawn_kvdb("pmem check", 0, 0, nonce)?, "kvdb pmem check without a region", 2)?;
-    // A medium with room for the log but not for the data.
-    run_pmem("create", 320 * PAGE_SIZE, nonce, 4)
+    // A medium too small for the database (kvdb's 256 log pages + 2 meta
+    // pages + 4 tree pages): `create` refuses it with NoSpace. (A medium
+    // with room for the log but not the tree no longer fails kvdb's
+    // workload: checkpoints that find no room are rolled back and the
+    // ~850 KiB of commits stay durable in the 1 MiB log; libdb's host
+    // tests fill the log too, `tests/misuse.rs`.)
+    run_pmem("create", 256 * PAGE_SIZE, nonce, 4)
 }
 
 /// `libdb_vf_create` (`check` false) and `libdb_vf_check`: kvdb drives
