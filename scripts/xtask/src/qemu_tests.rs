@@ -208,7 +208,7 @@ pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
     ("no-1g-pages", &["boot_to_init", "userspace_alloc"]),
     ("smp-4", &["boot_to_init", "nmi", "five_syscalls", "nvme_rw"]),
     ("iommu-aw48", &["boot_to_init", "five_syscalls", "nvme_rw", "dma_attack_blocked", "sriov_vf"]),
-    ("nvme-4kn", &["nvme_persist", "block_service", "libdb_nvme", "libdb_vf"]),
+    ("nvme-4kn", &["nvme_persist", "block_service", "libdb_nvme", "libdb_vf", "libdb_on_libfs"]),
     ("nvme-1q", &["nvme_rw", "block_service", "irq_compat_forged", "sriov_vf"]),
     ("nvme-mdts1", &["nvme_rw", "block_service"]),
     ("two-nvme", &["two_nvme", "sriov_vf"]),

@@ -243,7 +243,7 @@ pub fn run(quick: bool) -> Result<()> {
     ));
     env.push((
         "exo".into(),
-        format!("{n_rounds} rounds x 3 media of test=libdb_<nvme|vf|pmem>_create on the standard machine (nvme-vf: its SR-IOV variant, the NVMe behind a PCIe root port with 4 VFs) (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
+        format!("{n_rounds} rounds x {} media of test=libdb_<nvme|vf|pmem>_create and (file-nvme, file-pmem: once each) libdb_on_libfs_create on the standard machine (nvme-vf: its SR-IOV variant, the NVMe behind a PCIe root port with 4 VFs) (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", MEDIA.len(), exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
     ));
     env.extend(icount_env);
     env.push((
