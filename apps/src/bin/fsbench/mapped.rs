@@ -18,7 +18,7 @@ use libfs::pager::Pager;
 use libfs::Handle;
 
 use crate::paging::{self, NvmeFs, Paged, SpareMmu, MAP_VA};
-use crate::workloads::{sample_of, Bench, Failure, Phase, FS_ERROR, MAPPED_BYTES, MISSING_REGION};
+use crate::workloads::{mismatch, sample_of, Bench, Failure, Phase, FS_ERROR, MAPPED_BYTES, MISSING_REGION};
 
 type NvmeStorage = libdb::BlockStorage<crate::blockdev::BlockqDevice>;
 
@@ -82,6 +82,17 @@ pub fn nvme_mapped<'a>(
         st.unmaps - stats0.unmaps,
         p.fault_syscalls - handler0
     );
+    // Every store found its page resident and read-only (one write fault,
+    // no read), and every msync wrote back exactly that page, with no
+    // metadata commit: what the row claims to measure.
+    let ops = data.len() as u64;
+    let got = (st.write_faults - stats0.write_faults, st.reads - stats0.reads, st.writebacks - stats0.writebacks);
+    if got != (ops, 0, ops) || st.metadata_commits != stats0.metadata_commits {
+        return Err(mismatch(format!(
+            "{ops} mapped overwrites: expected {ops} write faults, 0 page reads, {ops} write-backs and no metadata commit, got {:?}",
+            st
+        )));
+    }
     p.pager.unmap_file(&mut p.fs, &mut p.mmu, id).map_err(pager_err("unmap_file"))?;
     let fs: NvmeFs = p.fs;
     Ok((Bench { fs, medium, tsc_per_us, counts }, Phase { method: "msync", s0, s1, lat }))
