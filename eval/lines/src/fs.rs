@@ -44,8 +44,7 @@ pub struct FsLine {
     pub medium: String,
     /// `append-fsync`, `create-small`, `mmap-overwrite`, `meta-mix`, `seq-read`.
     pub workload: String,
-    /// How the operation is made durable (`fsync`, `persist`,
-    /// `pwrite-fdatasync` for the NVMe stand-in of the mapped overwrite,
+    /// How the operation is made durable (`fsync`, `persist`, `msync`,
     /// `sync-at-end`, `none`).
     pub method: String,
     pub ops: u64,
@@ -200,7 +199,7 @@ mod tests {
         FsLine {
             medium: "nvme".into(),
             workload: "mmap-overwrite".into(),
-            method: "pwrite-fdatasync".into(),
+            method: "msync".into(),
             ops: 201,
             bytes_per_op: 64,
             ops_per_sec: 1.5,

@@ -118,7 +118,7 @@ fn claims(addr: u64) -> bool {
 /// code: the access was a write).
 fn on_fault(addr: u64, code: u64) -> bool {
     let Some(mut guard) = PAGED.try_lock() else {
-        println!("fsapp: fault at {addr:#x} while the pager was busy (a mapped page touched inside a libfs call)");
+        println!("pager: fault at {addr:#x} while the pager was busy (a mapped page touched inside a libfs call)");
         return false;
     };
     let Some(p) = guard.as_mut() else { return false };
@@ -128,7 +128,7 @@ fn on_fault(addr: u64, code: u64) -> bool {
     match r {
         Ok(resolved) => resolved,
         Err(e) => {
-            println!("fsapp: fault at {addr:#x}: {e}");
+            println!("pager: fault at {addr:#x}: {e}");
             false
         }
     }

@@ -6,7 +6,10 @@
 //!   pages, stores + cache-line write-back + `sfence`, no kernel call);
 //! * `nvme`: a `libdb::BlockDevice` over the block service (`nvmed
 //!   serve`, `blockq` rings in a region init links into both; kvdb's
-//!   client, `../kvdb/blockdev.rs`, shared as a source file).
+//!   client, `../kvdb/blockdev.rs`, shared as a source file); its
+//!   `mmap-overwrite` maps the file through libfs's pager (`mapped.rs`,
+//!   with fsapp's `paging.rs`), whose frames are spare frames (args words
+//!   1–2).
 //!
 //! Arguments: `<pmem|nvme> <ops> <seq MiB>`; args words 3 = the region's
 //! address, 4 = its size in bytes, 5 = TSC ticks per microsecond. Exit
@@ -29,8 +32,15 @@ extern crate alloc;
 #[allow(dead_code)]
 mod blockdev;
 #[cfg(target_os = "none")]
+mod mapped;
+#[cfg(target_os = "none")]
 #[path = "../kvdb/pmemdev.rs"]
 mod pmemdev;
+// fsapp's binding of libfs's pager to this machine (spare frames, the
+// blocking fault handler), one source for both programs.
+#[cfg(target_os = "none")]
+#[path = "../fsapp/paging.rs"]
+mod paging;
 #[cfg(target_os = "none")]
 mod workloads;
 
@@ -91,14 +101,7 @@ fn run(args: &str) -> Result<(), workloads::Failure> {
                     fences: 0,
                 }
             };
-            workloads::run_all(
-                libdb::BlockStorage::new(dev),
-                "nvme",
-                &plan,
-                tsc_per_us,
-                &counts,
-                workloads::nvme_overwrite,
-            )
+            workloads::run_all(libdb::BlockStorage::new(dev), "nvme", &plan, tsc_per_us, &counts, mapped::nvme_mapped)
         }
         "pmem" => {
             let region = exo_rt::region::Region::claim(va, bytes).map_err(|e| (MISSING_REGION, format!("{e}")))?;
@@ -113,7 +116,7 @@ fn run(args: &str) -> Result<(), workloads::Failure> {
                 ..Counts::default()
             };
             let storage = libdb::PmemStorage::new(pmemdev::MappedPmem::new(region));
-            workloads::run_all(storage, "pmem", &plan, tsc_per_us, &counts, workloads::pmem_overwrite)
+            workloads::run_all(storage, "pmem", &plan, tsc_per_us, &counts, workloads::pmem_mapped)
         }
         other => Err((USAGE, format!("medium {other:?}: expected pmem or nvme"))),
     }

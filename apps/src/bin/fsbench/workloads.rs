@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `append-fsync` | append 4 KiB to one file, `fsync` | `write` + `fsync` |
 //! | `create-small` | create a file, write 4 KiB, `fsync`, close | `open(O_CREAT)` + `write` + `fsync` + `close` |
-//! | `mmap-overwrite` | store 64 B into the file's mapped pages, write back exactly what `persist_ranges` names, fence (pmem); NVMe stand-in until the pager lands: `pwrite` 64 B + `fdatasync` | store into a shared mapping + `clwb`/`sfence` (ext4-DAX, `MAP_SYNC`) or `msync` (ext4) |
+//! | `mmap-overwrite` | store 64 B into the file's mapped pages, write back exactly what `persist_ranges` names, fence (pmem); NVMe: store into the file mapped by libfs's pager, `msync` of the 64 B (`mapped.rs`) | store into a shared mapping + `clwb`/`sfence` (ext4-DAX, `MAP_SYNC`) or `msync` (ext4) |
 //! | `meta-mix` | in turn `mkdir d`, create `d/a`, rename `d/a` to `d/b`, unlink `d/b`; one `sync` at the end (timed, counted) | the same calls, `syncfs` at the end |
 //! | `seq-read` | `pread` 64 KiB of a `seq MiB` file, in order | `read` 64 KiB |
 //!
@@ -38,7 +38,7 @@ pub const USAGE: u32 = 7;
 
 const BLOCK: usize = fsw::BLOCK_BYTES as usize;
 const SMALL_WRITE: usize = fsw::SMALL_WRITE_BYTES as usize;
-const MAPPED_BYTES: u64 = fsw::MAPPED_FILE_BYTES;
+pub const MAPPED_BYTES: u64 = fsw::MAPPED_FILE_BYTES;
 const READ_CHUNK: usize = fsw::READ_CHUNK_BYTES as usize;
 
 /// How many operations each workload runs (`seq-read`: the file's size).
@@ -59,11 +59,11 @@ pub struct Counts {
     pub fences: u64,
 }
 
-fn fs_err(what: &str) -> impl FnOnce(Error) -> Failure + '_ {
+pub fn fs_err(what: &str) -> impl FnOnce(Error) -> Failure + '_ {
     move |e| (FS_ERROR, format!("{what}: {e}"))
 }
 
-fn mismatch(why: String) -> Failure {
+pub fn mismatch(why: String) -> Failure {
     (MISMATCH, why)
 }
 
@@ -79,7 +79,7 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 }
 
 /// One reading of every counter.
-struct Sample {
+pub struct Sample {
     tsc: u64,
     calls: u64,
     upcalls: u64,
@@ -104,26 +104,32 @@ fn kernel_counts() -> Option<(u64, u64, u64)> {
     Some((w(ki::W_SYSCALLS), w(ki::W_UPCALLS), w(ki::W_TICKS)))
 }
 
+/// One reading of every counter, with `fs` wherever it is (the pager
+/// holds it while a file is mapped on NVMe).
+pub fn sample_of<S: Storage>(fs: &Fs<S>, counts: &dyn Fn(&S) -> Counts) -> Sample {
+    Sample {
+        tsc: rdtsc(),
+        calls: exo_rt::sys::calls(),
+        upcalls: exo_rt::upcalls(),
+        kernel: kernel_counts(),
+        io: fs.storage().io_stats(),
+        medium: counts(fs.storage()),
+        commits: fs.commits,
+        checkpoints: fs.checkpoints,
+    }
+}
+
 /// The mounted file system and how to read its medium's counters.
 pub struct Bench<'a, S: Storage> {
-    fs: Fs<S>,
-    medium: &'static str,
-    tsc_per_us: u64,
-    counts: &'a dyn Fn(&S) -> Counts,
+    pub fs: Fs<S>,
+    pub medium: &'static str,
+    pub tsc_per_us: u64,
+    pub counts: &'a dyn Fn(&S) -> Counts,
 }
 
 impl<S: Storage> Bench<'_, S> {
     fn sample(&self) -> Sample {
-        Sample {
-            tsc: rdtsc(),
-            calls: exo_rt::sys::calls(),
-            upcalls: exo_rt::upcalls(),
-            kernel: kernel_counts(),
-            io: self.fs.storage().io_stats(),
-            medium: (self.counts)(self.fs.storage()),
-            commits: self.fs.commits,
-            checkpoints: self.fs.checkpoints,
-        }
+        sample_of(&self.fs, self.counts)
     }
 
     /// Print the `EXO-FS` line of a phase from its two samples.
@@ -175,15 +181,51 @@ impl<S: Storage> Bench<'_, S> {
     }
 }
 
-/// The mapped overwrite of one medium: `(fs, handle, file page → medium
-/// byte offset, file offset, data)`.
-pub type Overwrite<S> = fn(&mut Fs<S>, &Handle, &[u64], u64, &[u8]) -> Result<(), Failure>;
+/// The timed part of `mmap-overwrite` on one medium: every `(file offset,
+/// data)` stored into the mapped file `h` and made durable, one operation
+/// each. Returns the bench (the pager lends the file system back) and the
+/// phase's samples, latencies and durability method.
+pub type Mapped<S> = for<'a> fn(Bench<'a, S>, &Handle, &[(u64, Vec<u8>)]) -> Result<(Bench<'a, S>, Phase), Failure>;
+
+/// What a timed phase measured.
+pub struct Phase {
+    pub method: &'static str,
+    pub s0: Sample,
+    pub s1: Sample,
+    pub lat: Vec<u64>,
+}
 
 /// pmem: the file's pages are NVDIMM pages mapped in this process (the
 /// whole medium is, at its offset), so the operation is a plain store
 /// into them, then the cache-line write-back of exactly the ranges libfs
 /// names and one fence. No libfs data call, no kernel call.
-pub fn pmem_overwrite(
+pub fn pmem_mapped<'a>(
+    mut b: Bench<'a, PmemStorage<MappedPmem>>,
+    h: &Handle,
+    data: &[(u64, Vec<u8>)],
+) -> Result<(Bench<'a, PmemStorage<MappedPmem>>, Phase), Failure> {
+    // The mapping: where each file page is on the medium (the page
+    // tables' view on pmem, where the whole medium is mapped here).
+    let mut pages = vec![u64::MAX; (MAPPED_BYTES / BLOCK as u64) as usize];
+    for e in b.fs.extents(h.ino).map_err(fs_err("extents"))? {
+        for k in 0..e.pages {
+            if let Some(p) = pages.get_mut((e.file_page + k) as usize) {
+                *p = e.medium_offset + k * BLOCK as u64;
+            }
+        }
+    }
+    let mut lat = Vec::with_capacity(data.len());
+    let s0 = b.sample();
+    for (off, d) in data {
+        let t = rdtsc();
+        pmem_overwrite(&mut b.fs, h, &pages, *off, d)?;
+        lat.push(rdtsc() - t);
+    }
+    let s1 = b.sample();
+    Ok((b, Phase { method: "persist", s0, s1, lat }))
+}
+
+fn pmem_overwrite(
     fs: &mut Fs<PmemStorage<MappedPmem>>,
     h: &Handle,
     pages: &[u64],
@@ -202,13 +244,6 @@ pub fn pmem_overwrite(
     r.fence().map_err(|e| (FS_ERROR, format!("fence: {e:?}")))
 }
 
-/// NVMe, until the pager lands: `pwrite` 64 B + `fdatasync` (labelled
-/// `pwrite-fdatasync` in the results, not a mapping).
-pub fn nvme_overwrite<S: Storage>(fs: &mut Fs<S>, h: &Handle, _: &[u64], off: u64, data: &[u8]) -> Result<(), Failure> {
-    fs.pwrite(h, off, data).map_err(fs_err("pwrite"))?;
-    fs.fdatasync(h).map_err(fs_err("fdatasync"))
-}
-
 /// mkfs on `storage`, then every workload in turn.
 pub fn run_all<S: Storage>(
     storage: S,
@@ -216,7 +251,7 @@ pub fn run_all<S: Storage>(
     plan: &Plan,
     tsc_per_us: u64,
     counts: &dyn Fn(&S) -> Counts,
-    overwrite: Overwrite<S>,
+    mapped: Mapped<S>,
 ) -> Result<(), Failure> {
     let fs = Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?;
     let sb = fs.superblock();
@@ -230,8 +265,7 @@ pub fn run_all<S: Storage>(
     let mut b = Bench { fs, medium, tsc_per_us, counts };
     append_fsync(&mut b, plan.ops)?;
     create_small(&mut b, plan.ops)?;
-    let method = if medium == "pmem" { "persist" } else { "pwrite-fdatasync" };
-    mmap_overwrite(&mut b, plan.ops, method, overwrite)?;
+    let mut b = mmap_overwrite(b, plan.ops, mapped)?;
     meta_mix(&mut b, plan.ops.div_ceil(4) * 4)?;
     seq_read(&mut b, plan.seq_mib)?;
     println!("fsbench: {medium}: all five workloads ran and verified");
@@ -289,37 +323,15 @@ fn create_small<S: Storage>(b: &mut Bench<S>, ops: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-fn mmap_overwrite<S: Storage>(
-    b: &mut Bench<S>,
-    ops: u64,
-    method: &str,
-    overwrite: Overwrite<S>,
-) -> Result<(), Failure> {
+fn mmap_overwrite<'a, S: Storage>(mut b: Bench<'a, S>, ops: u64, mapped: Mapped<S>) -> Result<Bench<'a, S>, Failure> {
     let h = b.fs.open("/mapped", OpenMode::CREATE).map_err(fs_err("/mapped"))?;
     b.fs.allocate(&h, MAPPED_BYTES).map_err(fs_err("/mapped"))?;
     b.fs.sync().map_err(fs_err("sync"))?;
-    // The mapping: where each file page is on the medium (the page
-    // tables' view on pmem, where the whole medium is mapped here).
-    let mut pages = vec![u64::MAX; (MAPPED_BYTES / BLOCK as u64) as usize];
-    for e in b.fs.extents(h.ino).map_err(fs_err("extents"))? {
-        for k in 0..e.pages {
-            if let Some(p) = pages.get_mut((e.file_page + k) as usize) {
-                *p = e.medium_offset + k * BLOCK as u64;
-            }
-        }
-    }
-    let mut model = vec![0u8; MAPPED_BYTES as usize];
     let data: Vec<(u64, Vec<u8>)> =
         (0..ops).map(|i| (fsw::overwrite_offset(i), payload(i ^ 0x0f0f, SMALL_WRITE))).collect();
-    let mut lat = Vec::with_capacity(ops as usize);
-    let s0 = b.sample();
-    for (off, d) in &data {
-        let t = rdtsc();
-        overwrite(&mut b.fs, &h, &pages, *off, d)?;
-        lat.push(rdtsc() - t);
-    }
-    let s1 = b.sample();
-    b.report("mmap-overwrite", method, SMALL_WRITE as u64, &s0, &s1, &mut lat);
+    let (mut b, mut p) = mapped(b, &h, &data)?;
+    b.report("mmap-overwrite", p.method, SMALL_WRITE as u64, &p.s0, &p.s1, &mut p.lat);
+    let mut model = vec![0u8; MAPPED_BYTES as usize];
     for (off, d) in &data {
         model[*off as usize..*off as usize + d.len()].copy_from_slice(d);
     }
@@ -328,7 +340,7 @@ fn mmap_overwrite<S: Storage>(
     if let Some(at) = back.iter().zip(&model).position(|(x, y)| x != y) {
         return Err(mismatch(format!("/mapped: byte {at} is {:#04x}, expected {:#04x}", back[at], model[at])));
     }
-    Ok(())
+    Ok(b)
 }
 
 fn meta_mix<S: Storage>(b: &mut Bench<S>, ops: u64) -> Result<(), Failure> {

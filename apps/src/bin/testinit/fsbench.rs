@@ -40,6 +40,10 @@ const EVAL: Sizes = Sizes { pmem: (32 << 20, 96 << 20), nvme_mib: (256, 256), op
 const HEAP_PAGES: u64 = 2048;
 /// The block-service region: header, rings (3 pages), 1 MiB data area.
 const REGION_PAGES: u64 = 3 + 256;
+/// Spare frames for fsbench's NVMe pager (`mmap-overwrite` maps its file
+/// through libfs's pager): its budget (`fsbench`'s `mapped::BUDGET`, the
+/// whole 1 MiB file) and the page tables of its mapping window.
+const PAGER_SPARES: u64 = 256 + 8;
 /// DMA pages for nvmed's queues (as `initlib::kvdb`'s).
 const NVME_DMA_PAGES: u64 = 640;
 
@@ -58,11 +62,11 @@ fn run(s: &Sizes) -> Outcome {
 
 /// Spawn fsbench (paused) with the kernel info page shared read-only at
 /// its `SCRATCH_VA` (machine-wide crossing counts).
-fn spawn_fsbench(args: &str, va: u64, bytes: u64) -> Result<Child, String> {
+fn spawn_fsbench(args: &str, va: u64, bytes: u64, spare_pages: u64) -> Result<Child, String> {
     let words = [va, bytes, kinfo::word(ki::W_TSC_PER_US)];
     let c = spawn::spawn_named(
         "fsbench",
-        &Options { args, words: &words, heap_pages: HEAP_PAGES, spare_pages: 0, paused: true },
+        &Options { args, words: &words, heap_pages: HEAP_PAGES, spare_pages, paused: true },
     )?;
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
     sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
@@ -85,7 +89,7 @@ fn on_pmem(s: &Sizes) -> Outcome {
         s.ops,
         s.seq_mib
     );
-    let c = spawn_fsbench(&format!("pmem {} {}", s.ops, s.seq_mib), CHILD_PMEM_VA, bytes)?;
+    let c = spawn_fsbench(&format!("pmem {} {}", s.ops, s.seq_mib), CHILD_PMEM_VA, bytes, 0)?;
     initlib::pmem::grant(&c, CHILD_PMEM_VA, offset, bytes)?;
     sched::start(c.slot);
     let outcome = finish(&c, "fsbench pmem");
@@ -118,7 +122,7 @@ fn on_nvme(s: &Sizes) -> Outcome {
         s.ops,
         s.seq_mib
     );
-    let c = spawn_fsbench(&format!("nvme {} {}", s.ops, s.seq_mib), SHARED_VA, bytes)?;
+    let c = spawn_fsbench(&format!("nvme {} {}", s.ops, s.seq_mib), SHARED_VA, bytes, PAGER_SPARES)?;
     regions::link(&c, region, Rights::WRITE)?;
     sched::start(c.slot);
     let outcome = finish(&c, "fsbench nvme");
