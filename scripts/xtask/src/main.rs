@@ -7,7 +7,7 @@ mod accel;
 mod bad_elf;
 mod blkdebug;
 mod build;
-mod cargo_test_output;
+mod cargo_output;
 mod cli;
 mod cmd;
 mod dummy_guest;

@@ -10,7 +10,7 @@ use crate::qemu_tests::{self, QemuTest};
 use crate::runner::{self, RunOptions, RunReport};
 use crate::workspace::Workspace;
 
-use crate::{accel, cargo_test_output, cmd, setup};
+use crate::{accel, cargo_output, cmd, setup};
 use anyhow::{Context, Result};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -148,7 +148,7 @@ fn host_tests(filters: &[String], tally: &mut Tally) {
 
 /// One `cargo test` run, parsed.
 struct CargoTest {
-    summary: cargo_test_output::Summary,
+    summary: cargo_output::Summary,
     stdout: String,
     /// From cargo's stderr: targets that failed outside libtest's lines.
     targets: Vec<String>,
@@ -185,9 +185,9 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
     Ok(CargoTest {
-        summary: cargo_test_output::parse(&stdout),
-        skipped: [cargo_test_output::skipped(&stdout), cargo_test_output::skipped(&stderr)].concat(),
-        targets: cargo_test_output::failed_targets(&stderr),
+        summary: cargo_output::parse(&stdout),
+        skipped: [cargo_output::skipped(&stdout), cargo_output::skipped(&stderr)].concat(),
+        targets: cargo_output::failed_targets(&stderr),
         stdout,
         status,
     })
@@ -197,7 +197,7 @@ fn cargo_test(selection: &[&str], filters: &[String]) -> Result<CargoTest> {
 fn account(label: &str, r: &CargoTest, tally: &mut Tally) {
     let s = &r.summary;
     if s.failed > 0 {
-        print!("{}", cargo_test_output::failure_details(&r.stdout));
+        print!("{}", cargo_output::failure_details(&r.stdout));
     }
     for name in &s.failing {
         println!("host test {name} ... FAILED");

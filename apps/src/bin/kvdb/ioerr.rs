@@ -97,9 +97,10 @@ pub fn run(
 }
 
 /// What went wrong in a commit, if the device said so by name.
+/// (An I/O error carrying the device's status, which kvdb's error text
+/// names: see `error.rs`'s `DeviceSaid`.)
 fn device_failure(e: &KvdbError) -> bool {
-    let text = format!("{e}");
-    text.contains("the device said:")
+    matches!(e, KvdbError::Db(libdb::Error::Io { error: libdb::IoError::Device(code), .. }, _) if *code > 0)
 }
 
 /// Commit from the database's last commit on until one fails (at most

@@ -102,8 +102,8 @@ mod tests {
 
     #[test]
     fn skip_reasons_are_found() {
-        let out = "running 1 test\nSKIPPED libfs POSIX pass (48 tests): /dev/fuse does not exist\ntest x ... ok\n";
-        assert_eq!(skipped(out), ["SKIPPED libfs POSIX pass (48 tests): /dev/fuse does not exist"]);
+        let out = "running 1 test\nSKIPPED a pass (3 tests): no device\ntest x ... ok\n";
+        assert_eq!(skipped(out), ["SKIPPED a pass (3 tests): no device"]);
         assert!(skipped("test skipped_thing ... ok\n").is_empty());
     }
 
