@@ -459,3 +459,100 @@ pub fn virtio_layout(dev: &Device) -> Result<(usize, [u64; 4]), String> {
         _ => Err(format!("device {:04x}: incomplete virtio capabilities {found:?}", dev.bdf)),
     }
 }
+
+/// [`start_driver`] for a driver init may destroy and start again (QEMU
+/// test `kill_driver`): spawned without GRANT (`spawn::spawn_destroyable`),
+/// or in the space of `dead` (`spawn::respawn_driver`, reusing the dead
+/// driver's DMA frames), and made `dev`'s driver; init itself grants the
+/// device DMA to its `spare` spare frames at `exo_rt::nvme::IOVA_BASE`
+/// (the driver, holding no GRANT, could not; `dma=parent` tells it), so
+/// init knows every I/O address to revoke ([`take_back_driver`]).
+pub fn start_destroyable_driver(
+    prog: &str,
+    args: &str,
+    dev: &Device,
+    spare: u64,
+    extra: [u64; 2],
+    dead: Option<&Child>,
+) -> Result<Child, String> {
+    let (_, bar_size) = dev.bars[0];
+    let words = [DRIVER_BAR_VA, bar_size, DRIVER_HANDLE_VA, extra[0], extra[1]];
+    let args = match dev.serial {
+        Some(s) => format!("{args} dma=parent serial={s}"),
+        None => format!("{args} dma=parent"),
+    };
+    let opts = Options { args: &args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
+    let child = match dead {
+        None => spawn::spawn_destroyable(prog, &opts)?,
+        Some(d) => spawn::respawn_driver(d, prog, &opts)?,
+    };
+    grant_device(&child, dev, 0)?;
+    spawn::grant_spare_dma(&child, dev.handle_va, exo_rt::nvme::IOVA_BASE, spare)?;
+    Ok(child)
+}
+
+/// What taking a driver's device back did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TakenBack {
+    /// Polls of CSTS until the controller reported not ready.
+    pub reset_polls: u64,
+    /// I/O addresses of the driver's pages revoked from the device.
+    pub dma_revoked: u64,
+}
+
+/// Take NVMe controller `dev` back from `driver` (already halted: it never
+/// runs again), in the order that keeps stale DMA out of reused pages:
+/// the BAR pages come back to init and the driver's device handle is
+/// removed; bus mastering goes off and the controller is reset (CC.EN=0,
+/// then CSTS.RDY=0: it has stopped processing commands); then every I/O
+/// address init granted for the driver's `spare` DMA pages is revoked
+/// (the kernel completes the IOTLB invalidation before each call returns).
+/// Only after this may `spawn::destroy` zero and reuse those pages. Bus
+/// mastering is switched on again for the next driver.
+pub fn take_back_driver(driver: &Child, dev: &Device, spare: u64) -> Result<TakenBack, String> {
+    let (bar_va, bar_size) = dev.bars[0];
+    let mut off = 0;
+    while off < bar_size.max(PAGE_SIZE) {
+        sys::map(driver.at(DRIVER_BAR_VA + off), 0, 0, bar_va + off, Rights::OWN | Rights::WRITE | Rights::GRANT)
+            .map_err(|e| format!("taking BAR page {off:#x} back from the dead driver: {}", e.name()))?;
+        off += PAGE_SIZE;
+    }
+    sys::unmap(0, driver.at(DRIVER_HANDLE_VA), 0)
+        .map_err(|e| format!("removing the dead driver's device handle: {}", e.name()))?;
+    if let Some(o) = OWNERS.get(dev.index) {
+        o.store(0, SeqCst);
+    }
+    let cmd = dev.config.read16(PCI_COMMAND);
+    dev.config.write16(PCI_COMMAND, cmd & !COMMAND_BUS_MASTER);
+    let bar = Window::new(bar_va, bar_size).ok_or("the BAR is not a valid window")?;
+    let reset_polls = reset_nvme(&bar)?;
+    for i in 0..spare {
+        sys::unmap(dev.handle_va, exo_rt::nvme::IOVA_BASE + i * PAGE_SIZE, 0)
+            .map_err(|e| format!("revoking the device's DMA to the dead driver's page {i}: {}", e.name()))?;
+    }
+    dev.config.write16(PCI_COMMAND, cmd | COMMAND_BUS_MASTER);
+    Ok(TakenBack { reset_polls, dma_revoked: spare })
+}
+
+/// Disable the NVMe controller in `bar` (CC.EN=0) and wait until it
+/// reports not ready (CSTS.RDY=0): it then fetches and completes no more
+/// commands. Bounded by the controller's own CAP.TO (in 500 ms units),
+/// counted in TSC ticks. Returns the polls it took.
+pub fn reset_nvme(bar: &Window) -> Result<u64, String> {
+    use nvme::regs;
+    let cap = regs::Cap(bar.read64(regs::CAP));
+    let cc = bar.read32(regs::CC);
+    bar.write32(regs::CC, cc & !1);
+    let per_ms = kinfo::word(exo_abi::kinfo::W_TSC_PER_US).max(1) * 1000;
+    let limit = u64::from(cap.timeout_ms().max(500)) * per_ms;
+    let t0 = exo_rt::time::rdtsc();
+    let mut polls = 0;
+    while bar.read32(regs::CSTS) & 1 != 0 {
+        polls += 1;
+        if exo_rt::time::rdtsc() - t0 > limit {
+            return Err(format!("the NVMe controller stayed ready {} ms after CC.EN=0", cap.timeout_ms()));
+        }
+        sched::sched_yield();
+    }
+    Ok(polls)
+}

@@ -30,6 +30,17 @@ pub fn give_back(va: u64) {
     FRAMES.lock().give_back(va)
 }
 
+/// Put back a frame a device could reach (its entry is LENT: it can never
+/// become a table); only [`alloc_lent`] hands it out again.
+pub fn give_back_lent(va: u64) {
+    FRAMES.lock().give_back_lent(va)
+}
+
+/// A frame given back with [`give_back_lent`], for a data page only.
+pub fn alloc_lent() -> Option<u64> {
+    FRAMES.lock().alloc_lent()
+}
+
 /// Whether the frame at physical `pa` is still in init's RAM window, never
 /// handed out by [`alloc`] (a frame given away is moved or retyped, and
 /// leaves the window).

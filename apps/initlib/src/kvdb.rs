@@ -39,7 +39,7 @@ type Outcome = Result<(), String>;
 /// namespace (`nvme_rw`, `nvme_bench` and `block_service` write below
 /// 128 MiB, `nvme_persist` at 146.5 MiB, just over 1 MiB). Windows are
 /// MiB of the namespace; the driver turns them into its blocks.
-const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
+pub(crate) const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
 /// The range the VF's database lives in: 160 MiB..192 MiB (free on the
 /// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
 /// checks write 32 KiB at 156.25 MiB). The image is 512 MiB (the upper half
@@ -50,11 +50,11 @@ const VF_WINDOW_MIB: (u64, u64) = (160, 32);
 const VF_DMA_PAGES: u64 = 128;
 /// The block-service region: header, request and response rings (3 pages)
 /// and a 1 MiB data area the driver maps into the device.
-const KVDB_REGION_PAGES: u64 = 3 + 256;
+pub(crate) const KVDB_REGION_PAGES: u64 = 3 + 256;
 /// DMA pages for nvmed's queues (as `devices::NVME_DMA_PAGES`).
-const NVME_DMA_PAGES: u64 = 640;
+pub(crate) const NVME_DMA_PAGES: u64 = 640;
 /// kvdb's heap: libdb's 4 MiB page cache, the test's model and slack.
-const KVDB_HEAP_PAGES: u64 = 3072;
+pub(crate) const KVDB_HEAP_PAGES: u64 = 3072;
 /// The database's part of the NVDIMM: offsets into init's persistent-memory
 /// span (below `TEST_AREA` belongs to `pmem_persist`).
 pub const PMEM_OFFSET: u64 = crate::pmem::TEST_AREA;
@@ -307,7 +307,7 @@ pub fn kill_loop(kills: u32, nonce: u64) -> Result<spawn::Reclaimed, String> {
 
 /// Share the kernel info page read-only at the child's `SCRATCH_VA` (for
 /// system-wide crossing counts).
-fn share_info_page(c: &Child) -> Outcome {
+pub(crate) fn share_info_page(c: &Child) -> Outcome {
     spawn::ensure_tables(c.at(SCRATCH_VA)).map_err(|e| format!("tables for the info page: {e}"))?;
     sys::map(exo_abi::KINFO_VA, 0, 0, c.at(SCRATCH_VA), Rights::NONE)
         .map_err(|e| format!("sharing the kernel info page read-only: {}", e.name()))

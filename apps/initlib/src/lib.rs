@@ -17,6 +17,7 @@
 //! pmem ──▶ spawn
 //! sriov ──▶ devices, spawn, sched
 //! kvdb ──▶ devices, pmem, regions, sriov, spawn, sched
+//! drvrestart ──▶ kvdb, devices, regions, spawn, frames, sched
 //! fsd ──▶ frames, pmem, spawn, sched        fsshell ──▶ fsd, sched
 //! frames, spawn, sched, devices ──▶ logic (pure, host-tested)
 //! ```
@@ -31,6 +32,8 @@ pub mod logic;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod devices;
+#[cfg(target_os = "none")]
+pub mod drvrestart;
 #[cfg(target_os = "none")]
 pub mod frames;
 #[cfg(target_os = "none")]

@@ -103,6 +103,10 @@ enum Placed {
     /// One of init's pages shared with the child (args, console,
     /// mailbox), or the handle to init.
     Lent { va: u64 },
+    /// A page the child owns that init also granted a device's DMA
+    /// ([`grant_spare_dma`]): LENT forever, so it goes back to the frame
+    /// allocator's lent pool (data pages only), never its general one.
+    DeviceLent { va: u64, frame: u64 },
 }
 
 /// Per slot: whether the child was spawned destroyable (without GRANT),
@@ -170,7 +174,7 @@ fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights) -> Result<Chil
     let pdpt = frame()?;
     sys::create(window, 3, pdpt).map_err(|e| SpawnError::Sys("create window", e))?;
     sys::map(window, 3, handle, 0, link).map_err(|e| SpawnError::Sys("link window", e))?;
-    let child = fill(Child { slot, handle, id, window }, &elf_plan, bytes, opts)?;
+    let child = fill(Child { slot, handle, id, window }, &elf_plan, bytes, opts, false)?;
     PLACED.lock()[slot].0 = !link.contains(Rights::GRANT);
     Ok(child)
 }
@@ -192,11 +196,68 @@ pub fn respawn(dead: &Child, name: &str, opts: &Options) -> Result<Child, String
         .and_then(|b| b.find(name))
         .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
     let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
-    fill(Child { ..*dead }, &elf_plan, image.data, opts).map_err(|e| format!("{}: {e}", what()))
+    fill(Child { ..*dead }, &elf_plan, image.data, opts, false).map_err(|e| format!("{}: {e}", what()))
+}
+
+/// [`respawn`] a driver: its spare frames (its DMA memory) come from the
+/// frame allocator's lent pool first — the previous driver's DMA pages,
+/// which [`destroy`] put there — so restarting a driver costs no new
+/// frames, and frames a device could reach stay data pages.
+pub fn respawn_driver(dead: &Child, name: &str, opts: &Options) -> Result<Child, String> {
+    let what = || format!("respawning driver {name} {:?} in slot {}", opts.args, dead.slot);
+    let s = sched::slot(dead.slot);
+    if s.state.load(SeqCst) != sched::FREE || s.id.load(SeqCst) != dead.id {
+        return Err(format!("{}: the slot holds no destroyed space", what()));
+    }
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
+        .ok()
+        .and_then(|b| b.find(name))
+        .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
+    let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
+    fill(Child { ..*dead }, &elf_plan, image.data, opts, true).map_err(|e| format!("{}: {e}", what()))
+}
+
+/// Grant `device` (init's handle address) DMA to the first `count` spare
+/// pages of a destroyable child, page `i` at `iova + i` pages, writable:
+/// for a driver that holds no GRANT (it cannot map into a device itself).
+/// Init knows every I/O address it granted, so it can revoke them all
+/// before [`destroy`] takes the pages back; the pages become LENT and go
+/// back to the lent pool.
+pub fn grant_spare_dma(child: &Child, device: u64, iova: u64, count: u64) -> Result<(), String> {
+    let mut placed = PLACED.lock();
+    let list = &mut placed[child.slot].1;
+    for i in 0..count {
+        let va = SPARE_VA + i * exo_abi::PAGE_SIZE;
+        let at = list.iter().position(|p| matches!(p, Placed::Owned { va: v, .. } if *v == va));
+        let Some(Placed::Owned { frame, .. }) = at.map(|k| list[k]) else {
+            return Err(format!("spare page {i} of slot {} was not placed by init", child.slot));
+        };
+        sys::map(child.at(va), 0, device, iova + i * exo_abi::PAGE_SIZE, Rights::WRITE)
+            .map_err(|e| format!("granting the device DMA to spare page {i}: {}", e.name()))?;
+        if let Some(k) = at {
+            list[k] = Placed::DeviceLent { va, frame };
+        }
+    }
+    Ok(())
+}
+
+/// Stop a child from ever being scheduled again (the first step of
+/// taking a driver down: nothing it does after this can happen).
+pub fn halt(child: &Child) {
+    let s = sched::slot(child.slot);
+    if s.id.load(SeqCst) == child.id {
+        s.state.store(sched::KILLED, SeqCst);
+    }
 }
 
 /// Give `child` its pages (`logic::spawn::child_pages`) and its slot.
-fn fill(child: Child, elf_plan: &elf::LoadPlan, bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
+fn fill(
+    child: Child,
+    elf_plan: &elf::LoadPlan,
+    bytes: &[u8],
+    opts: &Options,
+    spare_from_lent: bool,
+) -> Result<Child, SpawnError> {
     let slot = child.slot;
     let mut placed = Vec::new();
     // Every page the child gets, in order (`logic::spawn::child_pages`).
@@ -241,6 +302,20 @@ fn fill(child: Child, elf_plan: &elf::LoadPlan, bytes: &[u8], opts: &Options) ->
             Kind::ParentHandle => {
                 sys::map(INIT_SELF_HANDLE_VA, 0, 0, va, p.rights).map_err(|e| SpawnError::Sys("parent handle", e))?
             }
+            Kind::Spare if spare_from_lent => {
+                // A previous driver's DMA page (zeroed by `destroy`): LENT,
+                // so a data page only — which a driver's DMA memory is.
+                let frame = match frames::alloc_lent() {
+                    Some(f) => {
+                        ensure_tables(va)?;
+                        sys::map(f, 0, 0, va, p.rights | Rights::OWN | Rights::GRANT)
+                            .map_err(|e| SpawnError::Sys("map lent page", e))?;
+                        f
+                    }
+                    None => place_page(va, p.rights, |_| {})?,
+                };
+                placed.push(Placed::Owned { va: p.va, frame });
+            }
             Kind::Heap | Kind::Spare => {
                 let frame = place_page(va, p.rights, |_| {})?;
                 placed.push(Placed::Owned { va: p.va, frame });
@@ -273,6 +348,9 @@ pub struct Reclaimed {
     pub lost: u64,
     /// Shares of init's own pages (args, console, mailbox) removed.
     pub unshared: u64,
+    /// Of `pages`: pages a device could reach (DMA granted by init), which
+    /// went to the lent pool; the caller revoked the device's access first.
+    pub device_pages: u64,
 }
 
 /// Destroy a child that is not running (init main runs this; a child runs
@@ -283,6 +361,9 @@ pub struct Reclaimed {
 /// are removed — each removal flushes every TLB, so nothing the child
 /// held stays reachable. The tables stay (the kernel cannot turn a table
 /// back into a page) and so does the space, empty, for [`respawn`].
+/// For a child whose pages init granted a device ([`grant_spare_dma`]),
+/// the caller must first stop the device and revoke every I/O address it
+/// granted: destroy zeroes and reuses those frames.
 pub fn destroy(child: &Child, extra: &[(u64, u64)]) -> Result<Reclaimed, String> {
     let s = sched::slot(child.slot);
     if s.id.load(SeqCst) != child.id {
@@ -318,6 +399,19 @@ pub fn destroy(child: &Child, extra: &[(u64, u64)]) -> Result<Reclaimed, String>
             Placed::Lent { va } => {
                 if sys::unmap(0, child.at(va), 0).is_ok() {
                     r.unshared += 1;
+                }
+            }
+            // The caller revoked the device's access first (see
+            // `grant_spare_dma`): nothing can reach the frame now.
+            Placed::DeviceLent { va, frame } => {
+                match sys::map(child.at(va), 0, 0, frame, Rights::WRITE | Rights::OWN | Rights::GRANT) {
+                    Ok(()) => {
+                        mem::zero_page(frame);
+                        frames::give_back_lent(frame);
+                        r.pages += 1;
+                        r.device_pages += 1;
+                    }
+                    Err(_) => r.lost += 1,
                 }
             }
         }

@@ -41,6 +41,19 @@ pub enum WaitError {
     NoAnswer { yields: u64 },
     /// An answer for a request the client does not have in flight.
     UnexpectedAnswer { tag: u32 },
+    /// The driver the client attached to is gone (init destroyed it and
+    /// bumped the region's driver epoch to `epoch`, see `blockq`'s
+    /// `mark_driver_gone`): requests in flight are lost; [`attach`] again,
+    /// which waits for the driver init starts next.
+    DriverGone { epoch: u32 },
+}
+
+/// The transport's view of a protocol error: a dead driver by its name.
+fn from_protocol(e: ProtocolError) -> WaitError {
+    match e {
+        ProtocolError::DriverGone { now, .. } => WaitError::DriverGone { epoch: now },
+        e => WaitError::Protocol(e),
+    }
 }
 
 impl core::fmt::Display for WaitError {
@@ -51,12 +64,16 @@ impl core::fmt::Display for WaitError {
             WaitError::UnexpectedAnswer { tag } => {
                 write!(f, "the block driver answered tag {tag:#x}, which is not in flight")
             }
+            WaitError::DriverGone { epoch } => {
+                write!(f, "DriverGone: the block driver is gone (driver epoch now {epoch}); requests in flight are lost")
+            }
         }
     }
 }
 
 /// Attach to the region `win`, yielding (at most `max_yields` times)
-/// until the driver has formatted it. Yields are added to `yields`.
+/// until the driver has formatted it (after a [`WaitError::DriverGone`]:
+/// until init's next driver has). Yields are added to `yields`.
 pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<SharedWindow>, WaitError> {
     let mut tried = 0;
     loop {
@@ -76,11 +93,16 @@ pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<S
 /// there is none; yields are added to `yields`.
 pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> Result<Response, WaitError> {
     for _ in 0..max_yields {
-        if let Some(r) = c.poll().map_err(WaitError::Protocol)? {
+        if let Some(r) = c.poll().map_err(from_protocol)? {
             return Ok(r);
         }
         *yields += 1;
         yield_now();
     }
-    c.poll().map_err(WaitError::Protocol)?.ok_or(WaitError::NoAnswer { yields: max_yields })
+    c.poll().map_err(from_protocol)?.ok_or(WaitError::NoAnswer { yields: max_yields })
+}
+
+/// Submit `req`; a dead driver is [`WaitError::DriverGone`].
+pub fn submit(c: &mut Client<SharedWindow>, req: &blockq::Request) -> Result<(), WaitError> {
+    c.submit(req).map_err(from_protocol)
 }

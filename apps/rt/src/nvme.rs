@@ -147,6 +147,21 @@ pub fn spare_dma(handle: u64) -> Result<DmaPages, &'static str> {
     spare_dma_at(handle, IOVA_BASE)
 }
 
+/// Every spare frame, as the parent already mapped it into the device at
+/// [`IOVA_BASE`] (page `i` at `IOVA_BASE + i` pages): a driver init may
+/// destroy holds no GRANT and cannot map into a device itself, so init
+/// grants its DMA and knows every I/O address to revoke when it dies.
+/// `dma=parent` in the arguments asks for this.
+pub fn spare_granted_by_parent() -> Result<DmaPages, &'static str> {
+    let win = Window::new(SPARE_VA, args_word(1) * PAGE_SIZE).ok_or("no spare frames for DMA")?;
+    Ok(DmaPages { win, iova: IOVA_BASE })
+}
+
+/// Whether the parent granted this driver's DMA (`dma=parent`).
+pub fn dma_granted_by_parent() -> bool {
+    crate::args().split_whitespace().any(|w| w == "dma=parent")
+}
+
 /// Every spare frame, mapped into the device from I/O address `iova`.
 pub fn spare_dma_at(handle: u64, iova: u64) -> Result<DmaPages, &'static str> {
     let n = args_word(1);

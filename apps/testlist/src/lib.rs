@@ -82,6 +82,7 @@ pub const TESTS: &[Test] = &[
     two("libdb_on_libfs", "libdb_on_libfs_create", "libdb_on_libfs_check"),
     two("io_errors", "io_errors_flush", "io_errors_check"),
     one("kill_db"),
+    one("kill_driver"),
     one("libfs_bench"),
 ];
 

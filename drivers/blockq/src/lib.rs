@@ -14,6 +14,18 @@
 //! validates on every read; a request naming data outside the data area is
 //! answered with `Status::BadRequest` and never executed.
 //!
+//! **When the driver dies** (its owner, init, destroys it) the region's
+//! owner calls [`mark_driver_gone`]: the header's magic is cleared and the
+//! driver epoch is bumped. A client remembers the epoch it attached under;
+//! its next [`Client::poll`] or [`Client::submit`] after the bump fails with
+//! [`ProtocolError::DriverGone`] — a named error within one poll, never a
+//! hang — and every request it had in flight is lost: neither done nor
+//! failed for sure (a write may or may not have reached the medium). The
+//! client then attaches again ([`Client::attach`]) once a new driver has
+//! formatted the region; the magic, cleared before the bump, tells it when.
+//! [`Server::format`] leaves the epoch alone, so the epoch a client reads
+//! before a valid magic is the one the new driver serves under.
+//!
 //! This crate is device-independent: the NVMe and virtio-blk drivers serve
 //! the same rings.
 //!
@@ -23,6 +35,7 @@
 //!       data offset, data length
 //! 0x040 request producer   (client)     0x080 request consumer  (server)
 //! 0x0c0 response producer  (server)     0x100 response consumer (client)
+//! 0x140 driver epoch       (the region's owner; neither side writes it)
 //! 0x1000 request ring: entries x 32 bytes
 //!        response ring: entries x 16 bytes (page aligned)
 //!        data area (page aligned) to the end of the region
@@ -36,6 +49,7 @@ const REQ_PROD: u64 = 0x40;
 const REQ_CONS: u64 = 0x80;
 const RESP_PROD: u64 = 0xc0;
 const RESP_CONS: u64 = 0x100;
+const EPOCH: u64 = 0x140;
 const REQ_RING: u64 = 0x1000;
 pub const REQUEST_BYTES: u64 = 32;
 pub const RESPONSE_BYTES: u64 = 16;
@@ -188,6 +202,38 @@ pub enum ProtocolError {
         requests: u32,
         answered: u32,
     },
+    /// The driver this client attached to is gone: the region's owner
+    /// bumped the driver epoch from `attached` to `now`
+    /// ([`mark_driver_gone`]). Requests in flight are lost; attach again.
+    DriverGone {
+        attached: u32,
+        now: u32,
+    },
+}
+
+/// The driver epoch of `region` (0 until its owner first marks a driver
+/// gone).
+pub fn driver_epoch(region: &impl SharedRegion) -> u32 {
+    region.load_acquire(EPOCH)
+}
+
+/// For the region's owner, once the driver serving it can run no more:
+/// clear the magic (no client attaches to the dead driver's format) and
+/// bump the driver epoch (every attached client's next poll or submit
+/// fails with [`ProtocolError::DriverGone`]). Returns the new epoch. Call
+/// it before a new driver formats the region.
+pub fn mark_driver_gone(region: &impl SharedRegion) -> u32 {
+    region.store_release(0x00, 0);
+    let next = driver_epoch(region).wrapping_add(1);
+    region.store_release(EPOCH, next);
+    next
+}
+
+/// Requests a client has submitted that the server has not answered, as
+/// the indices in `region` say (for the owner's report when a driver dies;
+/// a hostile peer may make this any value).
+pub fn unanswered(region: &impl SharedRegion) -> u32 {
+    region.load_acquire(REQ_PROD).wrapping_sub(region.load_acquire(RESP_PROD))
 }
 
 fn write_u32(r: &impl SharedRegion, at: u64, v: u32) {
@@ -319,6 +365,8 @@ pub struct Client<R: SharedRegion> {
     geometry: Geometry,
     req_prod: u32,
     resp_cons: u32,
+    /// The driver epoch this client attached under.
+    epoch: u32,
 }
 
 impl<R: SharedRegion> Client<R> {
@@ -343,6 +391,9 @@ impl<R: SharedRegion> Client<R> {
     /// request by hand, say): the indices are taken as they are, and
     /// answers still due are this client's to take.
     pub fn resume(region: R) -> Result<Client<R>, ProtocolError> {
+        // The epoch first: a magic seen after it was written after the
+        // bump that preceded it (`mark_driver_gone` clears the magic first).
+        let epoch = driver_epoch(&region);
         if region.load_acquire(0x00) != MAGIC || read_u32(&region, 0x04) != VERSION {
             return Err(ProtocolError::BadHeader);
         }
@@ -361,7 +412,26 @@ impl<R: SharedRegion> Client<R> {
         }
         let req_prod = region.load_acquire(REQ_PROD);
         let resp_cons = region.load_acquire(RESP_CONS);
-        Ok(Client { region, geometry: g, req_prod, resp_cons })
+        if driver_epoch(&region) != epoch {
+            // Marked gone while we read: this format is the dead driver's.
+            return Err(ProtocolError::BadHeader);
+        }
+        Ok(Client { region, geometry: g, req_prod, resp_cons, epoch })
+    }
+
+    /// The driver epoch this client attached under.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// `Err(DriverGone)` once the region's owner has marked the driver
+    /// this client attached to gone.
+    pub fn check_driver(&self) -> Result<(), ProtocolError> {
+        let now = driver_epoch(&self.region);
+        if now != self.epoch {
+            return Err(ProtocolError::DriverGone { attached: self.epoch, now });
+        }
+        Ok(())
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -378,6 +448,7 @@ impl<R: SharedRegion> Client<R> {
 
     /// Queues `req`. Full while `entries` requests await responses.
     pub fn submit(&mut self, req: &Request) -> Result<(), ProtocolError> {
+        self.check_driver()?;
         if req.op != Op::Flush {
             let bytes = req.blocks as u64 * self.geometry.block_size as u64;
             let end = self.geometry.data_offset + self.geometry.data_len;
@@ -397,6 +468,7 @@ impl<R: SharedRegion> Client<R> {
 
     /// Takes the next response, if the server has posted one.
     pub fn poll(&mut self) -> Result<Option<Response>, ProtocolError> {
+        self.check_driver()?;
         let producer = self.region.load_acquire(RESP_PROD);
         let ready = producer.wrapping_sub(self.resp_cons);
         if ready > self.geometry.entries {

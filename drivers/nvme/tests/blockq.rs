@@ -335,3 +335,67 @@ fn a_new_client_waits_for_the_dead_ones_answers_and_never_sees_them() {
     server.respond(r.tag, Status::Ok);
     assert_eq!(fresh.poll().unwrap().map(|r| r.tag), Some(77));
 }
+
+/// A driver that dies with requests in flight: the region's owner marks
+/// it gone, the client's next poll and submit fail by name (never a
+/// wait), nobody attaches to the dead driver's format, and after a new
+/// driver formats the region the client attaches under the new epoch and
+/// is served; the old epoch's answers never reach it.
+#[test]
+fn a_client_of_a_dead_driver_gets_driver_gone_and_reattaches_to_the_next() {
+    let region = AtomicRegion::new(3 * 4096 + 8 * 4096);
+    let mut old = Server::format(region.clone(), 8, 512, 64).unwrap();
+    let mut client = Client::attach(region.clone()).unwrap();
+    assert_eq!(client.epoch(), 0);
+    let data = client.geometry().data_offset;
+    for tag in 0..3 {
+        client.submit(&Request { op: Op::Write, tag, lba: tag as u64, blocks: 1, data_offset: data }).unwrap();
+    }
+    // The old driver took two and answered one before it died.
+    for _ in 0..2 {
+        old.next_request().unwrap().unwrap().unwrap();
+    }
+    old.respond(0, Status::Ok);
+    assert_eq!(blockq::unanswered(&region), 2, "two of three unanswered (one consumed and lost, one still queued)");
+    assert_eq!(blockq::mark_driver_gone(&region), 1);
+    assert_eq!(blockq::driver_epoch(&region), 1);
+    let gone = ProtocolError::DriverGone { attached: 0, now: 1 };
+    // The answer already posted is not taken either: the whole epoch is over.
+    assert_eq!(client.poll(), Err(gone));
+    assert_eq!(client.submit(&Request { op: Op::Flush, tag: 9, lba: 0, blocks: 0, data_offset: 0 }), Err(gone));
+    // Until a new driver formats the region, nobody attaches (no magic).
+    assert_eq!(Client::attach(region.clone()).err(), Some(ProtocolError::BadHeader));
+    // A dead driver that still wrote an answer changes nothing for the
+    // client (init stops it from running before it marks it gone; this
+    // is the bound if it did not).
+    old.respond(1, Status::Ok);
+    let mut new = Server::format(region.clone(), 8, 512, 64).unwrap();
+    assert_eq!(blockq::driver_epoch(&region), 1, "formatting keeps the epoch");
+    let mut client = Client::attach(region.clone()).unwrap();
+    assert_eq!((client.epoch(), client.in_flight()), (1, 0));
+    assert_eq!(client.poll(), Ok(None));
+    client.submit(&Request { op: Op::Write, tag: 42, lba: 5, blocks: 1, data_offset: data }).unwrap();
+    let r = new.next_request().unwrap().unwrap().unwrap();
+    assert_eq!((r.tag, r.lba), (42, 5));
+    new.respond(r.tag, Status::Ok);
+    assert_eq!(client.poll().unwrap(), Some(Response { tag: 42, status: Status::Ok }));
+    // A second death: the epoch moves on again.
+    assert_eq!(blockq::mark_driver_gone(&region), 2);
+    assert_eq!(client.poll(), Err(ProtocolError::DriverGone { attached: 1, now: 2 }));
+}
+
+/// A client that reads the header while the owner marks the driver gone
+/// never attaches under the new epoch to the old format: the magic is
+/// cleared before the epoch moves, and resume reads the epoch first.
+#[test]
+fn marking_gone_clears_the_magic_before_the_epoch_moves() {
+    let region = AtomicRegion::new(3 * 4096 + 8 * 4096);
+    Server::format(region.clone(), 8, 512, 64).unwrap();
+    blockq::mark_driver_gone(&region);
+    // Old format, new epoch: refused until a server writes the magic again.
+    for _ in 0..3 {
+        assert_eq!(Client::resume(region.clone()).err(), Some(ProtocolError::BadHeader));
+    }
+    Server::format(region.clone(), 8, 512, 64).unwrap();
+    assert_eq!(Client::resume(region.clone()).map(|c| c.epoch()).ok(), Some(1));
+}

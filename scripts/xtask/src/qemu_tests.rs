@@ -115,6 +115,8 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("io_errors", Details { nvme_faults: Some(io_errors_faults), ..DEFAULT }),
     // 50 kills and recoveries of kvdb on the block service.
     ("kill_db", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    // 8 kills and restarts of the NVMe driver under a committing kvdb.
+    ("kill_driver", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
     // (syscall_fuzz: 100,000 random calls, then 1,000,000 structure-aware
     // ones, 8 probe processes with a shadow model; about 4 s under TCG.)
     ("bad_elf", Details { extra: Some(malformed_programs), ..DEFAULT }),
@@ -260,7 +262,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 42, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 43, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -18,6 +18,11 @@ pub struct Frames {
     stash: [u64; 64],
     stashed: usize,
     returned: Vec<u64>,
+    /// Frames given back that a device could once reach (their owning
+    /// entry is LENT forever, so they can never become page tables): kept
+    /// apart, handed out only by [`Frames::alloc_lent`] for data pages
+    /// (the next driver's DMA memory).
+    lent: Vec<u64>,
     handed_out: u64,
 }
 
@@ -33,6 +38,7 @@ impl Frames {
             stash: [0; 64],
             stashed: 0,
             returned: Vec::new(),
+            lent: Vec::new(),
             handed_out: 0,
         }
     }
@@ -90,6 +96,26 @@ impl Frames {
         self.handed_out = self.handed_out.saturating_sub(1);
     }
 
+    /// Put back a frame a device could reach (LENT: never a table again);
+    /// only [`Frames::alloc_lent`] hands it out again.
+    pub fn give_back_lent(&mut self, va: u64) {
+        self.lent.push(va);
+        self.handed_out = self.handed_out.saturating_sub(1);
+    }
+
+    /// A frame given back with [`Frames::give_back_lent`], for a data
+    /// page (never a table); `None` if there is none.
+    pub fn alloc_lent(&mut self) -> Option<u64> {
+        let va = self.lent.pop()?;
+        self.handed_out += 1;
+        Some(va)
+    }
+
+    /// Lent frames waiting in [`Frames::alloc_lent`]'s pool.
+    pub fn lent_free(&self) -> u64 {
+        self.lent.len() as u64
+    }
+
     /// Whether the frame at physical `pa` was never handed out.
     pub fn never_handed_out(&self, pa: u64) -> bool {
         (self.range..self.count).any(|i| {
@@ -100,7 +126,7 @@ impl Frames {
 
     /// (frames handed out, frames left).
     pub fn stats(&self) -> (u64, u64) {
-        let mut left = (self.stashed + self.returned.len()) as u64;
+        let mut left = (self.stashed + self.returned.len() + self.lent.len()) as u64;
         for i in self.range..self.count {
             let start = if i == self.range { self.next } else { self.ranges[i].0 };
             left += self.ranges[i].1.saturating_sub(start) / PAGE_SIZE;
@@ -155,6 +181,26 @@ mod tests {
         let again: std::collections::BTreeSet<u64> = (0..1000).map(|_| g.alloc().unwrap()).collect();
         assert_eq!(again.len(), 1000);
         assert_eq!(g.alloc(), None);
+    }
+
+    #[test]
+    fn lent_frames_come_back_apart_and_only_alloc_lent_reuses_them() {
+        let mut f = Frames::empty(W);
+        f.set_ranges([(0, 4 * P)].into_iter());
+        let (a, b) = (f.alloc().unwrap(), f.alloc().unwrap());
+        assert_eq!(f.stats(), (2, 2));
+        f.give_back_lent(a);
+        f.give_back_lent(b);
+        // Counted as free (accounting balances) but never a table frame.
+        assert_eq!(f.stats(), (0, 4));
+        assert_eq!(f.lent_free(), 2);
+        let plain: Vec<u64> = (0..2).map(|_| f.alloc().unwrap()).collect();
+        assert!(!plain.contains(&a) && !plain.contains(&b));
+        assert_eq!(f.alloc(), None, "the lent pool is not the general pool");
+        let again = [f.alloc_lent().unwrap(), f.alloc_lent().unwrap()];
+        assert!(again.contains(&a) && again.contains(&b));
+        assert_eq!(f.alloc_lent(), None);
+        assert_eq!(f.stats(), (4, 0));
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //!
 //! A transfer is cut into chunks of at most one data-area slot; up to one
 //! chunk per slot is in flight, answers may come in any order.
+//!
+//! When init kills the driver, the next poll or submit fails with
+//! `WaitError::DriverGone` (the region's driver epoch moved, see
+//! `blockq`): the operation returns `Device(EIO)` to libdb, the device
+//! remembers why ([`BlockqDevice::driver_gone`]), and the caller may
+//! [`BlockqDevice::reconnect`] once init has started the next driver.
 
 use blockq::{Client, Geometry, Op, Request, Status};
 use exo_rt::blockq::{SharedWindow, WaitError};
@@ -46,6 +52,9 @@ pub struct BlockqDevice {
     slots: usize,
     slot_bytes: u64,
     seq: u32,
+    /// Set when the driver was found gone: the epoch it moved to, and the
+    /// requests this client had in flight then (lost).
+    gone: Option<(u32, u32)>,
     pub counters: BlockqCounters,
 }
 
@@ -72,8 +81,40 @@ impl BlockqDevice {
             slots,
             slot_bytes,
             seq: 0,
+            gone: None,
             counters: BlockqCounters { yields, ..Default::default() },
         })
+    }
+
+    // (`fsapp` and `fsbench` share this file and never reconnect.)
+    /// (driver epoch, requests lost in flight) when an operation failed
+    /// because the driver was gone, since the last (re)attach.
+    #[allow(dead_code)]
+    pub fn driver_gone(&self) -> Option<(u32, u32)> {
+        self.gone
+    }
+
+    /// The driver epoch this device is attached under.
+    #[allow(dead_code)]
+    pub fn epoch(&self) -> u32 {
+        self.client.epoch()
+    }
+
+    /// Attach again after the driver was gone: wait (yielding, at most
+    /// `max_yields` times) until init's next driver has formatted the
+    /// region, and require the same geometry (the same window). Nothing is
+    /// in flight afterwards. Returns the yields it took.
+    #[allow(dead_code)]
+    pub fn reconnect(&mut self, max_yields: u64) -> Result<u64, WaitError> {
+        let mut yields = 0;
+        let client = exo_rt::blockq::attach(self.win, max_yields, &mut yields)?;
+        self.counters.yields += yields;
+        if client.geometry() != self.geo {
+            return Err(WaitError::Protocol(blockq::ProtocolError::BadHeader));
+        }
+        self.client = client;
+        self.gone = None;
+        Ok(yields)
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -83,6 +124,9 @@ impl BlockqDevice {
     /// A transport failure: libdb's `IoError` has no room for it, so it
     /// is named here, where it happens, and reported as `Device(EIO)`.
     fn transport(&mut self, e: WaitError) -> IoError {
+        if let WaitError::DriverGone { epoch } = e {
+            self.gone = Some((epoch, self.client.in_flight()));
+        }
         exo_rt::println!("kvdb: block service failure: {e}");
         IoError::Device(EIO)
     }
@@ -121,8 +165,8 @@ impl BlockqDevice {
                     self.seq = self.seq.wrapping_add(1);
                     let tag = (self.seq << 8) | slot as u32;
                     let req = Request { op, tag, lba: lba + off / bs, blocks: (n / bs) as u32, data_offset };
-                    if let Err(e) = self.client.submit(&req) {
-                        failed = Some(self.transport(WaitError::Protocol(e)));
+                    if let Err(e) = exo_rt::blockq::submit(&mut self.client, &req) {
+                        failed = Some(self.transport(e));
                         continue;
                     }
                     if op == Op::Write {
@@ -191,9 +235,8 @@ impl BlockDevice for BlockqDevice {
     fn flush(&mut self) -> Result<(), IoError> {
         self.seq = self.seq.wrapping_add(1);
         let tag = self.seq << 8 | 0xff;
-        self.client
-            .submit(&Request { op: Op::Flush, tag, lba: 0, blocks: 0, data_offset: 0 })
-            .map_err(|e| self.transport(WaitError::Protocol(e)))?;
+        exo_rt::blockq::submit(&mut self.client, &Request { op: Op::Flush, tag, lba: 0, blocks: 0, data_offset: 0 })
+            .map_err(|e| self.transport(e))?;
         self.counters.flushes += 1;
         let r = exo_rt::blockq::wait(&mut self.client, MAX_WAIT_YIELDS, &mut self.counters.yields)
             .map_err(|e| self.transport(e))?;

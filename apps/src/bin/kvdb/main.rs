@@ -17,7 +17,9 @@
 //! pfload <sync|group|async> <commits>` / `nvme pfcheck` (the power-fail
 //! workload, `powerfail.rs`), or `nvme ioerr-flush` / `nvme ioerr-check
 //! <last acknowledged>` (the device-failure workload, `ioerr.rs`), or
-//! `nvme killload <min|new> <limit>` (a database init kills, `killed.rs`);
+//! `nvme killload <min|new> <limit>` (a database init kills, `killed.rs`),
+//! or `nvme drvload` (a database whose block driver init kills,
+//! `driverdied.rs`);
 //! args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
@@ -36,6 +38,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod blockdev;
+#[cfg(target_os = "none")]
+mod driverdied;
 #[cfg(target_os = "none")]
 mod error;
 #[cfg(target_os = "none")]
@@ -78,10 +82,10 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
         "create" | "pfload" | "ioerr-flush" => true,
-        "check" | "pfcheck" | "ioerr-check" | "killload" => false,
+        "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check or killload"
+                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload or drvload"
             )))
         }
     };
@@ -108,6 +112,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let flushes = |s: &libdb::BlockStorage<blockdev::BlockqDevice>| s.device().counters.flushes;
             let storage = match phase {
                 "killload" => killed::run(storage, &mut words, nonce)?,
+                "drvload" => driverdied::run(storage.into_inner(), nonce)?,
                 "pfload" => {
                     let mode = words.next().unwrap_or("sync");
                     let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);

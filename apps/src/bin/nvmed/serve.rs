@@ -45,7 +45,12 @@ fn lba_window(word: u64, bs: u32, ns_blocks: u64) -> Result<(u64, u64), String> 
 pub fn serve() -> Result<(), String> {
     let g = hw::grants()?;
     let win = Window::new(SHARED_VA, g.extra[0]).ok_or("no shared region")?;
-    let (mut d, _) = hw::bring_up(&g, hw::spare_dma(g.handle)?, 2)?;
+    // A restartable driver (`dma=parent`, QEMU test `kill_driver`): init
+    // granted the DMA of its spare frames, which it revokes when it kills
+    // it; this driver cannot grant any itself.
+    let dma =
+        if exo_rt::nvme::dma_granted_by_parent() { exo_rt::nvme::spare_granted_by_parent()? } else { hw::spare_dma(g.handle)? };
+    let (mut d, _) = hw::bring_up(&g, dma, 2)?;
     let bs = d.block_size();
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
     let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity)

@@ -128,6 +128,43 @@ pub fn kill_db() -> Outcome {
     Ok(())
 }
 
+/// `kill_driver`: kvdb commits on the block service while init kills
+/// `nvmed serve` 8 times at random instants (testrng, seeded with the
+/// run's nonce) and restarts it; kvdb reports each death as `DriverGone`,
+/// reconnects, recovers and finds every acknowledged commit; every page
+/// of the killed drivers comes back (DMA pages to the lent pool) and the
+/// frames handed out return to where they were, but for what init keeps
+/// on purpose (`initlib::drvrestart`).
+pub fn kill_driver() -> Outcome {
+    const KILLS: u32 = 8;
+    let nonce = crate::basic::nonce_or_clock();
+    let r = initlib::drvrestart::kill_driver_loop(KILLS, nonce, nonce)?;
+    println!(
+        "init: kill_driver: {} kills, {} with requests outstanding ({} unanswered in all); {} pages came back ({} of them DMA pages), {} lost; {} commits acknowledged; frames handed out {} -> {}",
+        r.kills,
+        r.kills_with_requests_outstanding,
+        r.unanswered_total,
+        r.pages_reclaimed,
+        r.device_pages_reclaimed,
+        r.lost,
+        r.acked,
+        r.frames_before,
+        r.frames_after
+    );
+    if r.lost != 0 || r.device_pages_reclaimed == 0 {
+        return Err(format!("{} pages lost, {} DMA pages came back", r.lost, r.device_pages_reclaimed));
+    }
+    // What init keeps: the block-service region and its tables, and per
+    // incarnation the pages it lent (args, console, mailbox: shared, so
+    // never reused as tables) — nothing that grows with the work done.
+    let kept = r.frames_after.saturating_sub(r.frames_before);
+    let allowed = initlib::drvrestart::REGION_FRAMES + 4 * (u64::from(KILLS) + 2) + 64;
+    if kept > allowed {
+        return Err(format!("{kept} frames did not come back after {KILLS} driver kills (at most {allowed} may stay)"));
+    }
+    Ok(())
+}
+
 /// `libdb_on_libfs_create` (`check` false) and `libdb_on_libfs_check`:
 /// kvdb with libfs linked in keeps its database as the file
 /// `/db/kvdb.db` of a libfs file system, on the NVDIMM ([`FILE_PMEM_BYTES`]

@@ -45,6 +45,7 @@ pub fn run(name: &str) -> Outcome {
         "libdb_nvme_create" => db::libdb_nvme(false),
         "libdb_nvme_check" => db::libdb_nvme(true),
         "kill_db" => db::kill_db(),
+        "kill_driver" => db::kill_driver(),
         "io_errors_flush" => db::io_errors_flush(),
         "io_errors_check" => db::io_errors_check(),
         "powerfail_load" => db::powerfail_load(),
