@@ -151,8 +151,9 @@ pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
 /// Spawn a child that init may [`destroy`] and [`respawn`] in place: its
 /// space is linked without GRANT, so it can share none of its pages —
 /// with itself (an alias), another space or a device — and every page
-/// init takes back from it is reachable from nowhere else. (A child that
-/// needs to grant DMA, like a driver, cannot be spawned this way.)
+/// init takes back from it is reachable from nowhere else. A driver
+/// spawned this way cannot grant DMA itself: init grants it for it
+/// ([`grant_spare_dma`]), knowing every I/O address to revoke.
 pub fn spawn_destroyable(name: &str, opts: &Options) -> Result<Child, String> {
     let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
         .ok()
@@ -186,6 +187,18 @@ fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights) -> Result<Chil
 /// it made itself) stays in the space, visible to the new program and to
 /// no one else; respawn the same program.
 pub fn respawn(dead: &Child, name: &str, opts: &Options) -> Result<Child, String> {
+    respawn_in(dead, name, opts, false)
+}
+
+/// [`respawn`] a driver: its spare frames (its DMA memory) come from the
+/// frame allocator's lent pool first — the previous driver's DMA pages,
+/// which [`destroy`] put there — so restarting a driver costs no new
+/// frames, and frames a device could reach stay data pages.
+pub fn respawn_driver(dead: &Child, name: &str, opts: &Options) -> Result<Child, String> {
+    respawn_in(dead, name, opts, true)
+}
+
+fn respawn_in(dead: &Child, name: &str, opts: &Options, spare_from_lent: bool) -> Result<Child, String> {
     let what = || format!("respawning {name} {:?} in slot {}", opts.args, dead.slot);
     let s = sched::slot(dead.slot);
     if s.state.load(SeqCst) != sched::FREE || s.id.load(SeqCst) != dead.id {
@@ -196,25 +209,7 @@ pub fn respawn(dead: &Child, name: &str, opts: &Options) -> Result<Child, String
         .and_then(|b| b.find(name))
         .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
     let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
-    fill(Child { ..*dead }, &elf_plan, image.data, opts, false).map_err(|e| format!("{}: {e}", what()))
-}
-
-/// [`respawn`] a driver: its spare frames (its DMA memory) come from the
-/// frame allocator's lent pool first — the previous driver's DMA pages,
-/// which [`destroy`] put there — so restarting a driver costs no new
-/// frames, and frames a device could reach stay data pages.
-pub fn respawn_driver(dead: &Child, name: &str, opts: &Options) -> Result<Child, String> {
-    let what = || format!("respawning driver {name} {:?} in slot {}", opts.args, dead.slot);
-    let s = sched::slot(dead.slot);
-    if s.state.load(SeqCst) != sched::FREE || s.id.load(SeqCst) != dead.id {
-        return Err(format!("{}: the slot holds no destroyed space", what()));
-    }
-    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
-        .ok()
-        .and_then(|b| b.find(name))
-        .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
-    let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
-    fill(Child { ..*dead }, &elf_plan, image.data, opts, true).map_err(|e| format!("{}: {e}", what()))
+    fill(Child { ..*dead }, &elf_plan, image.data, opts, spare_from_lent).map_err(|e| format!("{}: {e}", what()))
 }
 
 /// Grant `device` (init's handle address) DMA to the first `count` spare

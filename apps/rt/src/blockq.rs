@@ -3,6 +3,13 @@
 //! client's blocking helpers (attach once the driver formatted the region,
 //! wait for an answer). Shared by `nvmed` (the server and its test client)
 //! and by libOSes that use the service (`kvdb`).
+//!
+//! A client notices a dead driver by the region's driver epoch, which init
+//! (the region's owner) bumps when it kills the driver (`blockq`'s
+//! `mark_driver_gone`): [`wait`] and [`submit`] then fail with
+//! [`WaitError::DriverGone`] at their next poll instead of waiting out
+//! their yield bound, and [`attach`] reconnects once the next driver has
+//! formatted the region. Requests in flight at the death are lost.
 
 use crate::mmio::Window;
 use crate::yield_now;
@@ -65,7 +72,10 @@ impl core::fmt::Display for WaitError {
                 write!(f, "the block driver answered tag {tag:#x}, which is not in flight")
             }
             WaitError::DriverGone { epoch } => {
-                write!(f, "DriverGone: the block driver is gone (driver epoch now {epoch}); requests in flight are lost")
+                write!(
+                    f,
+                    "DriverGone: the block driver is gone (driver epoch now {epoch}); requests in flight are lost"
+                )
             }
         }
     }

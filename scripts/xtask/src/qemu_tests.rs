@@ -115,7 +115,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("io_errors", Details { nvme_faults: Some(io_errors_faults), ..DEFAULT }),
     // 50 kills and recoveries of kvdb on the block service.
     ("kill_db", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
-    // 8 kills and restarts of the NVMe driver under a committing kvdb.
+    // 16 kills and restarts of the NVMe driver under a committing kvdb.
     ("kill_driver", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
     // (syscall_fuzz: 100,000 random calls, then 1,000,000 structure-aware
     // ones, 8 probe processes with a shadow model; about 4 s under TCG.)

@@ -68,7 +68,9 @@ pub fn run(dev: BlockqDevice, nonce: u64) -> Result<Storage, KvdbError> {
     if last != acked {
         return Err(KvdbError::Mismatch(format!("state after commit {last}; {acked} were acknowledged")));
     }
-    println!("kvdb: drvload stopped after commit {acked}: {gone} DriverGone errors, each followed by reconnect and recovery");
+    println!(
+        "kvdb: drvload stopped after commit {acked}: {gone} DriverGone errors, each followed by reconnect and recovery"
+    );
     Ok(db.into_storage())
 }
 

@@ -85,8 +85,8 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-                "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload or drvload"
-            )))
+            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload or drvload"
+        )))
         }
     };
     // The power-fail, device-failure and kill workloads run on the block service.

@@ -48,8 +48,11 @@ pub fn serve() -> Result<(), String> {
     // A restartable driver (`dma=parent`, QEMU test `kill_driver`): init
     // granted the DMA of its spare frames, which it revokes when it kills
     // it; this driver cannot grant any itself.
-    let dma =
-        if exo_rt::nvme::dma_granted_by_parent() { exo_rt::nvme::spare_granted_by_parent()? } else { hw::spare_dma(g.handle)? };
+    let dma = if exo_rt::nvme::dma_granted_by_parent() {
+        exo_rt::nvme::spare_granted_by_parent()?
+    } else {
+        hw::spare_dma(g.handle)?
+    };
     let (mut d, _) = hw::bring_up(&g, dma, 2)?;
     let bs = d.block_size();
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;

@@ -129,14 +129,14 @@ pub fn kill_db() -> Outcome {
 }
 
 /// `kill_driver`: kvdb commits on the block service while init kills
-/// `nvmed serve` 8 times at random instants (testrng, seeded with the
+/// `nvmed serve` 16 times at random instants (testrng, seeded with the
 /// run's nonce) and restarts it; kvdb reports each death as `DriverGone`,
 /// reconnects, recovers and finds every acknowledged commit; every page
 /// of the killed drivers comes back (DMA pages to the lent pool) and the
 /// frames handed out return to where they were, but for what init keeps
 /// on purpose (`initlib::drvrestart`).
 pub fn kill_driver() -> Outcome {
-    const KILLS: u32 = 8;
+    const KILLS: u32 = 16;
     let nonce = crate::basic::nonce_or_clock();
     let r = initlib::drvrestart::kill_driver_loop(KILLS, nonce, nonce)?;
     println!(
