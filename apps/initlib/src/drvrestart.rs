@@ -194,6 +194,10 @@ pub struct KillDriverReport {
     pub device_pages_reclaimed: u64,
     pub lost: u64,
     pub frames_before: u64,
+    /// Frames handed out right after the first restart and the last one:
+    /// what a restart costs beyond the pages it gives back.
+    pub frames_after_first_kill: u64,
+    pub frames_after_last_kill: u64,
     pub frames_after: u64,
     pub acked: u64,
 }
@@ -231,10 +235,16 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
         let until = kinfo::word(ki::W_TICKS) + ticks;
         wait_for(&kvdb, "committing before the kill", || kinfo::word(ki::W_TICKS) >= until)?;
         let acked = word(KVDB_LAST_ACK);
+        let killed_at = kinfo::word(ki::W_TICKS);
         let r = svc.kill_and_restart()?;
         let us = r.tsc / kinfo::word(ki::W_TSC_PER_US).max(1);
+        let handed_out = frames::stats().0;
+        if k == 1 {
+            rep.frames_after_first_kill = handed_out;
+        }
+        rep.frames_after_last_kill = handed_out;
         println!(
-            "init: kill_driver: kill {k} after {ticks} ticks, {acked} commits acknowledged, {} requests unanswered; controller reset in {} polls, {} DMA pages revoked, {} pages back ({} of them DMA pages), {} lost; new driver serving after {} us ({} TSC ticks, {} system calls)",
+            "init: kill_driver: kill {k} after {ticks} ticks, {acked} commits acknowledged, {} requests unanswered; controller reset in {} polls, {} DMA pages revoked, {} pages back ({} of them DMA pages), {} lost; new driver serving after {} us ({} TSC ticks, {} system calls); frames handed out {handed_out}",
             r.unanswered,
             r.taken.reset_polls,
             r.taken.dma_revoked,
@@ -252,8 +262,9 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
         rep.lost += r.reclaimed.lost;
         wait_for(&kvdb, &format!("reporting DriverGone for kill {k}"), || word(KVDB_GONE_SEEN) >= u64::from(k))?;
         println!(
-            "init: kill_driver: kvdb reported DriverGone for kill {k} ({} of its requests lost in flight)",
-            word(KVDB_LOST_IN_FLIGHT)
+            "init: kill_driver: kvdb reported DriverGone for kill {k} ({} of its requests lost in flight) by tick {} after the kill",
+            word(KVDB_LOST_IN_FLIGHT),
+            kinfo::word(ki::W_TICKS) - killed_at
         );
         acked_at_kill = acked;
     }

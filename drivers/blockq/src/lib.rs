@@ -25,6 +25,13 @@
 //! formatted the region; the magic, cleared before the bump, tells it when.
 //! [`Server::format`] leaves the epoch alone, so the epoch a client reads
 //! before a valid magic is the one the new driver serves under.
+//! A client can be stopped between its epoch check and its stores (a
+//! timer preempts it while init restarts the driver) and write into the
+//! new format afterwards. So every request carries the client's epoch and
+//! the server refuses one with another (`BadRequest`, never executed), and
+//! a new format continues the indices from the request producer instead
+//! of zeroing them (a late producer or consumer store stays in bounds; the
+//! dead driver's leftover requests are skipped, never replayed).
 //!
 //! This crate is device-independent: the NVMe and virtio-blk drivers serve
 //! the same rings.
@@ -36,7 +43,8 @@
 //! 0x040 request producer   (client)     0x080 request consumer  (server)
 //! 0x0c0 response producer  (server)     0x100 response consumer (client)
 //! 0x140 driver epoch       (the region's owner; neither side writes it)
-//! 0x1000 request ring: entries x 32 bytes
+//! 0x1000 request ring: entries x 32 bytes (op, tag, LBA, blocks, the
+//!        client's driver epoch at byte 20, data offset)
 //!        response ring: entries x 16 bytes (page aligned)
 //!        data area (page aligned) to the end of the region
 //! ```
@@ -144,7 +152,8 @@ impl Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Ok,
-    /// Malformed: unknown op, zero blocks, data outside the data area.
+    /// Malformed: unknown op, zero blocks, data outside the data area, or
+    /// stamped with another driver epoch (a dead driver's client's, late).
     BadRequest,
     /// The blocks lie beyond the device's capacity.
     OutOfRange,
@@ -259,6 +268,9 @@ pub struct Server<R: SharedRegion> {
     geometry: Geometry,
     req_cons: u32,
     resp_prod: u32,
+    /// The driver epoch when this server formatted the region: requests
+    /// stamped with another are a dead driver's client's, written late.
+    epoch: u32,
 }
 
 impl<R: SharedRegion> Server<R> {
@@ -266,9 +278,19 @@ impl<R: SharedRegion> Server<R> {
     pub fn format(region: R, entries: u32, block_size: u32, capacity_blocks: u64) -> Result<Server<R>, ProtocolError> {
         let g =
             Geometry::new(region.len(), entries, block_size, capacity_blocks).ok_or(ProtocolError::RegionTooSmall)?;
-        for off in [REQ_PROD, REQ_CONS, RESP_PROD, RESP_CONS] {
-            region.store_release(off, 0);
+        // The indices continue from the request producer as it stands
+        // (0 in a fresh region): a client of a dead driver that was stopped
+        // between its epoch check and its index store (preempted) may
+        // still store `producer + 1` — or its response consumer, which is
+        // at most the producer — into this format. Starting from the
+        // producer keeps such a late store inside the ring's bounds, and
+        // the request it announces carries the old epoch, so it is refused
+        // (`validate`). Requests the dead driver left are skipped: lost.
+        let base = region.load_acquire(REQ_PROD);
+        for off in [REQ_CONS, RESP_PROD, RESP_CONS] {
+            region.store_release(off, base);
         }
+        let epoch = driver_epoch(&region);
         write_u32(&region, 0x04, VERSION);
         write_u32(&region, 0x08, g.entries);
         write_u32(&region, 0x0c, g.block_size);
@@ -277,7 +299,7 @@ impl<R: SharedRegion> Server<R> {
         write_u64(&region, 0x20, g.data_len);
         // Magic last: a client that sees it sees a complete header.
         region.store_release(0x00, MAGIC);
-        Ok(Server { region, geometry: g, req_cons: 0, resp_prod: 0 })
+        Ok(Server { region, geometry: g, req_cons: base, resp_prod: base, epoch })
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -330,6 +352,10 @@ impl<R: SharedRegion> Server<R> {
             _ => return Err((tag, Status::BadRequest)),
         };
         let req = Request { op, tag, lba, blocks, data_offset };
+        if u32::from_le_bytes([raw[20], raw[21], raw[22], raw[23]]) != self.epoch {
+            // Written for a driver that is gone: never executed.
+            return Err((tag, Status::BadRequest));
+        }
         if op == Op::Flush {
             return Ok(req);
         }
@@ -460,7 +486,9 @@ impl<R: SharedRegion> Client<R> {
             return Err(ProtocolError::RingFull);
         }
         let slot = (self.req_prod % self.geometry.entries) as u64;
-        self.region.write(REQ_RING + slot * REQUEST_BYTES, &req.encode());
+        let mut raw = req.encode();
+        raw[20..24].copy_from_slice(&self.epoch.to_le_bytes());
+        self.region.write(REQ_RING + slot * REQUEST_BYTES, &raw);
         self.req_prod = self.req_prod.wrapping_add(1);
         self.region.store_release(REQ_PROD, self.req_prod);
         Ok(())

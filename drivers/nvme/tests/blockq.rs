@@ -399,3 +399,65 @@ fn marking_gone_clears_the_magic_before_the_epoch_moves() {
     Server::format(region.clone(), 8, 512, 64).unwrap();
     assert_eq!(Client::resume(region.clone()).map(|c| c.epoch()).ok(), Some(1));
 }
+
+/// The interleaving one CPU allows: the client passed its epoch check in
+/// `submit` and was preempted before it wrote the request and stored its
+/// producer index; meanwhile the owner marked the driver gone and a new
+/// driver formatted the region. The late request lands in the new format:
+/// it stays inside the ring's bounds (the new indices continue from the
+/// producer), it is refused — never executed — because it carries the old
+/// epoch, and the old epoch's leftover requests in the ring are not
+/// replayed. The client, resumed, learns `DriverGone` and attaches again.
+#[test]
+fn a_late_request_from_a_dead_drivers_client_is_refused_not_executed() {
+    let region = AtomicRegion::new(3 * 4096 + 8 * 4096);
+    let mut old = Server::format(region.clone(), 8, 512, 64).unwrap();
+    let mut client = Client::attach(region.clone()).unwrap();
+    let data = client.geometry().data_offset;
+    // Eleven old writes, all executed and answered: the ring holds old
+    // requests a careless new driver could replay.
+    for tag in 0..11 {
+        client.submit(&Request { op: Op::Write, tag, lba: 3, blocks: 1, data_offset: data }).unwrap();
+        let r = old.next_request().unwrap().unwrap().unwrap();
+        old.respond(r.tag, Status::Ok);
+        assert_eq!(client.poll().unwrap().map(|r| r.tag), Some(tag));
+    }
+    // The late request, as the preempted client would write it: epoch 0
+    // at byte 20, into slot 11 % 8, then the producer 12.
+    let late = |region: &AtomicRegion| {
+        let mut b = [0u8; 32];
+        b[0] = 2; // write
+        b[4..8].copy_from_slice(&99u32.to_le_bytes());
+        b[8..16].copy_from_slice(&7u64.to_le_bytes());
+        b[16..20].copy_from_slice(&1u32.to_le_bytes());
+        b[24..32].copy_from_slice(&data.to_le_bytes());
+        region.write(0x1000 + (11 % 8) * 32, &b);
+        region.store_release(0x40, 12);
+    };
+    blockq::mark_driver_gone(&region);
+    let mut new = Server::format(region.clone(), 8, 512, 64).unwrap();
+    assert_eq!(new.next_request(), Ok(None), "nothing of the old epoch is replayed");
+    late(&region);
+    assert_eq!(new.next_request(), Ok(Some(Err((99, Status::BadRequest)))), "refused, not executed");
+    new.respond(99, Status::BadRequest);
+    // The resumed client polls: the driver it knew is gone.
+    assert_eq!(client.poll(), Err(ProtocolError::DriverGone { attached: 0, now: 1 }));
+    let mut client = Client::attach(region.clone()).unwrap();
+    assert_eq!(client.in_flight(), 0);
+    client.submit(&Request { op: Op::Write, tag: 5, lba: 9, blocks: 1, data_offset: data }).unwrap();
+    let r = new.next_request().unwrap().unwrap().unwrap();
+    assert_eq!((r.tag, r.lba), (5, 9));
+    new.respond(r.tag, Status::Ok);
+    assert_eq!(client.poll().unwrap(), Some(Response { tag: 5, status: Status::Ok }));
+    // Without the epoch stamp check the late write would have run: the
+    // same bytes stamped with the new epoch are executed.
+    let mut b = [0u8; 32];
+    b[0] = 2;
+    b[4..8].copy_from_slice(&100u32.to_le_bytes());
+    b[16..20].copy_from_slice(&1u32.to_le_bytes());
+    b[20..24].copy_from_slice(&1u32.to_le_bytes());
+    b[24..32].copy_from_slice(&data.to_le_bytes());
+    region.write(0x1000 + (13 % 8) * 32, &b);
+    region.store_release(0x40, 14);
+    assert!(matches!(new.next_request(), Ok(Some(Ok(Request { tag: 100, .. })))));
+}

@@ -140,7 +140,7 @@ pub fn kill_driver() -> Outcome {
     let nonce = crate::basic::nonce_or_clock();
     let r = initlib::drvrestart::kill_driver_loop(KILLS, nonce, nonce)?;
     println!(
-        "init: kill_driver: {} kills, {} with requests outstanding ({} unanswered in all); {} pages came back ({} of them DMA pages), {} lost; {} commits acknowledged; frames handed out {} -> {}",
+        "init: kill_driver: {} kills, {} with requests outstanding ({} unanswered in all); {} pages came back ({} of them DMA pages), {} lost; {} commits acknowledged; frames handed out {} before, {} after the first restart, {} after the last, {} at the end",
         r.kills,
         r.kills_with_requests_outstanding,
         r.unanswered_total,
@@ -149,6 +149,8 @@ pub fn kill_driver() -> Outcome {
         r.lost,
         r.acked,
         r.frames_before,
+        r.frames_after_first_kill,
+        r.frames_after_last_kill,
         r.frames_after
     );
     if r.lost != 0 || r.device_pages_reclaimed == 0 {
@@ -157,6 +159,13 @@ pub fn kill_driver() -> Outcome {
     // What init keeps: the block-service region and its tables, and per
     // incarnation the pages it lent (args, console, mailbox: shared, so
     // never reused as tables) — nothing that grows with the work done.
+    // A restart gives back every page of the dead driver and keeps only
+    // its 3 lent pages: no growth beyond that from kill to kill (slack
+    // for init's own heap).
+    let per_kill = r.frames_after_last_kill.saturating_sub(r.frames_after_first_kill);
+    if per_kill > 3 * u64::from(KILLS - 1) + 16 {
+        return Err(format!("frames handed out grew by {per_kill} over {} restarts (3 each expected)", KILLS - 1));
+    }
     let kept = r.frames_after.saturating_sub(r.frames_before);
     let allowed = initlib::drvrestart::REGION_FRAMES + 4 * (u64::from(KILLS) + 2) + 64;
     if kept > allowed {
