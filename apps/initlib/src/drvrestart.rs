@@ -224,6 +224,7 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
     let mb = spawn::mailbox(&kvdb);
     let word = move |w: u64| mem::read(mb + w);
     let mut rng = testrng::Rng::new(seed);
+    println!("init: kill_driver: {kills} kills, instants from testrng seed {seed:#x}");
     let mut rep = KillDriverReport { kills, frames_before, ..Default::default() };
     let mut acked_at_kill = 0u64;
     for k in 1..=kills {
@@ -237,6 +238,7 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
         let acked = word(KVDB_LAST_ACK);
         let killed_at = kinfo::word(ki::W_TICKS);
         let r = svc.kill_and_restart()?;
+        let served_at = kinfo::word(ki::W_TICKS);
         let us = r.tsc / kinfo::word(ki::W_TSC_PER_US).max(1);
         let handed_out = frames::stats().0;
         if k == 1 {
@@ -262,9 +264,10 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
         rep.lost += r.reclaimed.lost;
         wait_for(&kvdb, &format!("reporting DriverGone for kill {k}"), || word(KVDB_GONE_SEEN) >= u64::from(k))?;
         println!(
-            "init: kill_driver: kvdb reported DriverGone for kill {k} ({} of its requests lost in flight) by tick {} after the kill",
+            "init: kill_driver: kvdb reported DriverGone for kill {k} ({} of its requests lost in flight); seen {} ticks after the kill, {} after the new driver served (init yields to it while the new driver starts)",
             word(KVDB_LOST_IN_FLIGHT),
-            kinfo::word(ki::W_TICKS) - killed_at
+            kinfo::word(ki::W_TICKS) - killed_at,
+            kinfo::word(ki::W_TICKS) - served_at
         );
         acked_at_kill = acked;
     }
