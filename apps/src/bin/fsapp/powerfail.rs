@@ -46,8 +46,9 @@ const MAP_BYTES: u64 = 64 * 1024;
 const SLOTS: u64 = 8;
 /// Appends stop (the operation becomes a store) past this size.
 const FILE_CAP: u64 = 32 * 1024;
-/// The log: 32 pages, so the run wraps it and checkpoints several times.
-const LOG_PAGES: u64 = 32;
+/// The log: 8 pages (32 KiB, about 50 commits), so the run fills it and
+/// checkpoints several times: cuts fall inside checkpoints too.
+const LOG_PAGES: u64 = 8;
 
 fn slot_path(slot: u64) -> String {
     format!("{DIR}/f{slot}")

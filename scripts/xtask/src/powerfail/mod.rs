@@ -160,6 +160,12 @@ pub fn run_mode(
     }
     let placed = replay::Placed::new(&acks, &wlog, mode.window())
         .with_context(|| format!("{tag}: placing the acknowledgements"))?;
+    let window = mode.window();
+    let others =
+        wlog.ops.iter().filter(|o| matches!(o, log::Op::Write { offset, .. } if !window.contains(offset))).count();
+    println!(
+        "  {tag}: {others} logged writes outside the workload's window (another writer: the SR-IOV PF's check area)"
+    );
     println!(
         "  {tag}: {} commits, {} acknowledgements ({} covered by a logged flush), the database durable at operation {:?}, {} operations logged ({} flushes, {} after the last superblock update)",
         acks.commits,
