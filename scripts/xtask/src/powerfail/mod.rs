@@ -6,9 +6,12 @@
 //! what it recovered is judged against what kvdb had acknowledged before
 //! the cut ([`replay::judge`]).
 //!
-//! The load and every check run through the whole stack: kvdb → blockq
-//! rings → `nvmed serve` → the emulated NVMe controller (its volatile
-//! write cache is what the random survivors model).
+//! The load and every check run through the whole stack, by one of three
+//! paths ([`Path`]): kvdb → blockq rings → `nvmed serve` → the emulated
+//! NVMe controller (its volatile write cache is what the random survivors
+//! model); kvdb driving its own SR-IOV VF; or libfs (fsapp, its pager and
+//! msync) on the block service. All three print the same acknowledgements
+//! (`EXO-PF durable seq=S written=B`), so one oracle judges them.
 
 pub mod log;
 pub mod replay;
