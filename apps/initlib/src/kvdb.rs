@@ -362,17 +362,39 @@ pub fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
 /// kvdb `create` or `check` on its own NVMe virtual function, with the
 /// workload derived from `nonce`.
 pub fn on_vf(check: bool, nonce: u64) -> Outcome {
+    let phase = if check { "check" } else { "create" };
+    let bar_size = on_vf_phase(phase, "", nonce)?;
+    if !check {
+        return Ok(());
+    }
+    // Named errors before any device is touched (the VF's BAR went with
+    // the first kvdb: one driver per device per boot).
+    let (first, len) = VF_WINDOW_MIB;
+    let tsc = kinfo::word(ki::W_TSC_PER_US);
+    let no_handle = [devices::DRIVER_BAR_VA, bar_size, tsc, nonce];
+    expect_code(&spawn_kvdb_with("nvme-vf check", &no_handle, 0)?, "kvdb nvme-vf check without a window", 7)?;
+    expect_code(
+        &spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?,
+        "kvdb nvme-vf check without a device handle",
+        2,
+    )
+}
+
+/// kvdb `nvme-vf <phase> <window> <rest>` on VF 1, which the PF's driver
+/// brings online first (e.g. `pfload` with `rest` = `sync 300`: the
+/// power-fail workload on the own-VF path); returns the size of the VF's
+/// BAR.
+pub fn on_vf_phase(phase: &str, rest: &str, nonce: u64) -> Result<u64, String> {
     let pf = devices::nvme_sriov_pf()?;
     let vf = crate::sriov::vf_of(&pf, 1)?;
     let faults0 = (kinfo::word(ki::W_DMA_FAULTS), devices::device_dma_faults(vf.index));
     let pf_driver = crate::sriov::online_vfs(&pf, 1)?;
     crate::sriov::enable_vf(&vf)?;
-    let phase = if check { "check" } else { "create" };
     let (first, len) = VF_WINDOW_MIB;
     println!("init: kvdb nvme-vf {phase} (nonce {nonce:#x}) drives VF 1 (device {} at {:04x}) itself, on NVMe MiB {first}..{}", vf.index, vf.bdf, first + len);
     let bar_size = vf.bars[0].1;
     let words = [devices::DRIVER_BAR_VA, bar_size, kinfo::word(ki::W_TSC_PER_US), nonce, devices::DRIVER_HANDLE_VA];
-    let kvdb = spawn_kvdb_with(&format!("nvme-vf {phase} {first} {len}"), &words, VF_DMA_PAGES)?;
+    let kvdb = spawn_kvdb_with(&format!("nvme-vf {phase} {first} {len} {rest}"), &words, VF_DMA_PAGES)?;
     devices::grant_device(&kvdb, &vf, 0)?;
     let outcome = run_kvdb(&kvdb, &format!("kvdb nvme-vf {phase}"));
     // The PF's driver checks the PF and that VF 1 is still online either way.
@@ -384,17 +406,5 @@ pub fn on_vf(check: bool, nonce: u64) -> Outcome {
         return Err(format!("{} DMA faults ({} of VF 1) while kvdb drove VF 1", faults.0, faults.1));
     }
     println!("init: kvdb drove VF 1 through its own I/O page table: no DMA faults");
-    if !check {
-        return Ok(());
-    }
-    // Named errors before any device is touched (the VF's BAR went with
-    // the first kvdb: one driver per device per boot).
-    let tsc = kinfo::word(ki::W_TSC_PER_US);
-    let no_handle = [devices::DRIVER_BAR_VA, bar_size, tsc, nonce];
-    expect_code(&spawn_kvdb_with("nvme-vf check", &no_handle, 0)?, "kvdb nvme-vf check without a window", 7)?;
-    expect_code(
-        &spawn_kvdb_with(&format!("nvme-vf check {first} {len}"), &no_handle, 0)?,
-        "kvdb nvme-vf check without a device handle",
-        2,
-    )
+    Ok(bar_size)
 }

@@ -46,10 +46,11 @@ pub enum Cmd {
     SelfTest,
     /// Arguments after `eval`, parsed by `eval::main`.
     Eval(Vec<String>),
-    /// `powerfail --images N --seed S`.
+    /// `powerfail --images N --seed S [--modes TAG,...]`.
     Powerfail {
         images: usize,
         seed: Option<u64>,
+        modes: Vec<String>,
     },
 }
 
@@ -115,6 +116,10 @@ enum Command {
         /// Seed of the cut points (default: from the clock, printed).
         #[arg(long)]
         seed: Option<u64>,
+        /// Only the modes whose tag contains one of these (e.g. `vf,fs`;
+        /// default: all).
+        #[arg(long, value_delimiter = ',')]
+        modes: Vec<String>,
     },
     /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers] [--kernel] [--db] [--quick].
     Eval {
@@ -159,11 +164,11 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         Some(Command::Setup) => Cmd::Setup,
         Some(Command::Build) => Cmd::Build,
         Some(Command::Selftest) => Cmd::SelfTest,
-        Some(Command::Powerfail { images, seed }) => {
+        Some(Command::Powerfail { images, seed, modes }) => {
             if images == 0 {
                 bail!("--images must be at least 1");
             }
-            Cmd::Powerfail { images, seed }
+            Cmd::Powerfail { images, seed, modes }
         }
         Some(Command::Eval { args }) => Cmd::Eval(args),
         Some(Command::Run { batch, accel, gdb, timeout }) => {

@@ -73,9 +73,9 @@ fn real_main(args: &[String]) -> Result<i32> {
             println!("selftest: all {} cases ended as expected", results.len());
         }
         Cmd::Eval(args) => eval::main(&args)?,
-        Cmd::Powerfail { images, seed } => {
+        Cmd::Powerfail { images, seed, modes } => {
             let seed = seed.unwrap_or_else(powerfail::clock_seed);
-            let failed = powerfail::main(images, seed)?;
+            let failed = powerfail::main(images, seed, &modes)?;
             return Ok(i32::from(failed > 0));
         }
     }

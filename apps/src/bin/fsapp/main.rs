@@ -26,6 +26,8 @@
 //!   through a read-only mapping, then verifies everything as for pmem.
 //!   `big` (`libfs_big`): an 8 MiB file with a 1 MiB budget, written and
 //!   read through the mapping, the pager's counts checked (`nvme.rs`).
+//! * `nvme pfload <operations>` / `nvme pfcheck`: the power-fail workload
+//!   and its checker (`powerfail.rs`, `cargo xtask powerfail`).
 //!
 //! Exit code 0 = passed, 1 = file-system error, 2 = missing region,
 //! 5 = verification failed, 7 = bad arguments.
@@ -45,6 +47,8 @@ mod blockdev;
 mod nvme;
 #[cfg(target_os = "none")]
 mod paging;
+#[cfg(target_os = "none")]
+mod powerfail;
 #[cfg(target_os = "none")]
 mod tree;
 

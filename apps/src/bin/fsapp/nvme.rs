@@ -50,19 +50,25 @@ pub fn run(args: &str) -> Result<(), Failure> {
         "create" => create(Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?, nonce),
         "check" => check(Fs::mount(storage).map_err(fs_err("mount"))?, nonce),
         "big" => big(Fs::mkfs(storage, Geometry::default()).map_err(fs_err("mkfs"))?, nonce),
-        _ => Err((USAGE, format!("phase {phase:?}: expected create, check or big"))),
+        "pfload" => {
+            let ops = args.split_whitespace().nth(2).and_then(|w| w.parse().ok());
+            let ops = ops.ok_or_else(|| (USAGE, format!("pfload needs a number of operations: {args:?}")))?;
+            crate::powerfail::load(storage, nonce, ops)
+        }
+        "pfcheck" => crate::powerfail::check(storage, nonce),
+        _ => Err((USAGE, format!("phase {phase:?}: expected create, check, big, pfload or pfcheck"))),
     }
 }
 
 /// Install the pager over `fs` (which it then owns).
-fn start_pager(fs: NvmeFs, map_bytes: u64) -> Result<(), Failure> {
+pub(crate) fn start_pager(fs: NvmeFs, map_bytes: u64) -> Result<(), Failure> {
     let mut mmu = SpareMmu::new(BUDGET).map_err(|e| (MISSING_REGION, e))?;
     mmu.prepare(MAP_VA, map_bytes).map_err(|e| (MISSING_REGION, e))?;
     paging::install(Paged { fs, pager: Pager::new(BUDGET), mmu, fault_syscalls: 0 });
     Ok(())
 }
 
-fn locked<T>(f: impl FnOnce(&mut Paged) -> Result<T, Failure>) -> Result<T, Failure> {
+pub(crate) fn locked<T>(f: impl FnOnce(&mut Paged) -> Result<T, Failure>) -> Result<T, Failure> {
     paging::with(f).unwrap_or_else(|| Err((FS_ERROR, "the pager is not installed".into())))
 }
 
@@ -94,11 +100,11 @@ fn counts() -> Counts {
     })
 }
 
-fn msync(va: u64, len: u64) -> Result<(), Failure> {
+pub(crate) fn msync(va: u64, len: u64) -> Result<(), Failure> {
     locked(|p| p.pager.msync(&mut p.fs, &mut p.mmu, va, len).map_err(|e| (FS_ERROR, format!("msync: {e}"))))
 }
 
-fn window(len: u64) -> Result<Window, Failure> {
+pub(crate) fn window(len: u64) -> Result<Window, Failure> {
     Window::new(MAP_VA, len).ok_or_else(|| (USAGE, format!("no window of {len} bytes at {MAP_VA:#x}")))
 }
 

@@ -15,7 +15,8 @@
 //! Arguments: `<nvme|nvme-vf|pmem|file-nvme|file-pmem> <create|check>`
 //! (`nvme-vf` then the window: first MiB and length in MiB), or `nvme
 //! pfload <sync|group|async> <commits>` / `nvme pfcheck` (the power-fail
-//! workload, `powerfail.rs`), or `nvme ioerr-flush` / `nvme ioerr-check
+//! workload, `powerfail.rs`; also on an own VF: `nvme-vf pfload <first MiB>
+//! <MiB> <mode> <commits>`, `nvme-vf pfcheck <first MiB> <MiB>`), or `nvme ioerr-flush` / `nvme ioerr-check
 //! <last acknowledged>` (the device-failure workload, `ioerr.rs`), or
 //! `nvme killload <min|new> <limit>` (a database init kills, `killed.rs`),
 //! or `nvme drvload` (a database whose block driver init kills,
@@ -89,9 +90,11 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         )))
         }
     };
-    // The power-fail, device-failure and kill workloads run on the block service.
+    // The device-failure and kill workloads run on the block service; the
+    // power-fail workload also on an own VF.
     let nvme_only = !matches!(phase, "create" | "check");
-    if nvme_only && medium != "nvme" {
+    let powerfail_on_vf = medium == "nvme-vf" && matches!(phase, "pfload" | "pfcheck");
+    if nvme_only && medium != "nvme" && !powerfail_on_vf {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
     }
     let (va, bytes, tsc_per_us, nonce) = (args_word(3), args_word(4), args_word(5), args_word(6));
@@ -133,7 +136,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let storage = onfile::run(storage, create, nonce, "file-nvme", tsc_per_us, counts, true)?;
             print_blockq_totals(storage.device());
         }
-        "nvme-vf" => on_vf(&mut words, va, bytes, tsc_per_us, nonce, create)?,
+        "nvme-vf" => on_vf(phase, &mut words, va, bytes, tsc_per_us, nonce)?,
         "pmem" => {
             let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
             let storage = if create {
@@ -250,19 +253,21 @@ fn print_pmem_totals(r: &pmemdev::MappedPmem) {
 }
 
 /// `nvme-vf`: bring up the VF's controller in the BAR init moved here and
-/// run the plan on the window named by the next two arguments (MiB).
+/// run `phase` (the plan's create or check, or the power-fail load or
+/// check) on the window named by the next two arguments (MiB).
 #[cfg(target_os = "none")]
 fn on_vf(
+    phase: &str,
     words: &mut core::str::SplitWhitespace,
     bar_va: u64,
     bar_bytes: u64,
     tsc_per_us: u64,
     nonce: u64,
-    create: bool,
 ) -> Result<(), error::KvdbError> {
     use alloc::format;
     use error::KvdbError;
     use exo_rt::println;
+    let create = matches!(phase, "create" | "pfload");
     let mut mib = || words.next().and_then(|w| w.parse::<u64>().ok());
     let window = match (mib(), mib()) {
         (Some(first), Some(len)) if len > 0 => (first, len),
@@ -316,10 +321,20 @@ fn on_vf(
             doorbells: d.doorbells(),
         }
     };
-    let storage = if create {
-        workload::create(storage, nonce, "nvme-vf", tsc_per_us, counts, true)?
-    } else {
-        workload::check(storage, nonce, "nvme-vf")?
+    let written = |s: &libdb::BlockStorage<vfdev::VfDevice>| s.device().counters.bytes_written;
+    let flushes = |s: &libdb::BlockStorage<vfdev::VfDevice>| s.device().counters.flushes;
+    let storage = match phase {
+        "pfload" => {
+            let mode = words.next().unwrap_or("sync");
+            let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
+            powerfail::load(storage, nonce, mode, commits, written, flushes)?
+        }
+        "pfcheck" => match powerfail::check(storage, nonce)? {
+            Some(s) => s,
+            None => return Ok(()),
+        },
+        "create" => workload::create(storage, nonce, "nvme-vf", tsc_per_us, counts, true)?,
+        _ => workload::check(storage, nonce, "nvme-vf")?,
     };
     let d = storage.device();
     let c = d.counters;

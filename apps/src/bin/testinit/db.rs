@@ -62,20 +62,45 @@ pub fn libdb_vf(check: bool) -> Outcome {
 /// `powerfail_load` (booted by `cargo xtask powerfail` with the NVMe drive
 /// behind QEMU's `blklogwrites`): kvdb creates a database and commits in
 /// the mode and number the command line's `pf=<mode>,<commits>` names,
-/// printing what became durable (`kvdb`'s `powerfail.rs`).
+/// printing what became durable (`kvdb`'s `powerfail.rs`). The path is
+/// the command line's `pfpath=`: `service` (the default: the block
+/// service), `vf` (kvdb drives VF 1 itself) or `fs` (fsapp's libfs
+/// workload on the block service, `pf=fs,<operations>`).
 pub fn powerfail_load() -> Outcome {
     let (mode, commits) = exo_rt::kinfo::cmdline()
         .split_whitespace()
         .find_map(|w| w.strip_prefix("pf="))
         .and_then(|v| v.split_once(','))
         .ok_or("no pf=<mode>,<commits> on the command line")?;
-    on_nvme_phase(&format!("pfload {mode} {commits}"), crate::basic::nonce()?).map(|_| ())
+    let nonce = crate::basic::nonce()?;
+    match powerfail_path()? {
+        "vf" => initlib::kvdb::on_vf_phase("pfload", &format!("{mode} {commits}"), nonce).map(|_| ()),
+        "fs" => crate::fs::powerfail("pfload", commits, nonce),
+        _ => on_nvme_phase(&format!("pfload {mode} {commits}"), nonce).map(|_| ()),
+    }
 }
 
-/// `powerfail_check`: kvdb recovers the rebuilt medium and reports the
-/// commit it holds; the host compares it with what was acknowledged.
+/// `powerfail_check`: kvdb (or fsapp, `pfpath=fs`) recovers the rebuilt
+/// medium and reports the commit it holds; the host compares it with what
+/// was acknowledged.
 pub fn powerfail_check() -> Outcome {
-    on_nvme_phase("pfcheck", crate::basic::nonce()?).map(|_| ())
+    let nonce = crate::basic::nonce()?;
+    match powerfail_path()? {
+        "vf" => initlib::kvdb::on_vf_phase("pfcheck", "", nonce).map(|_| ()),
+        "fs" => crate::fs::powerfail("pfcheck", "", nonce),
+        _ => on_nvme_phase("pfcheck", nonce).map(|_| ()),
+    }
+}
+
+/// The command line's `pfpath=` (`service` if absent).
+fn powerfail_path() -> Result<&'static str, String> {
+    let path = exo_rt::kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("pfpath=")).unwrap_or("service");
+    match path {
+        "service" => Ok("service"),
+        "vf" => Ok("vf"),
+        "fs" => Ok("fs"),
+        other => Err(format!("pfpath={other}: expected service, vf or fs")),
+    }
 }
 
 /// Where `io_errors` keeps, between its boots, the last commit kvdb

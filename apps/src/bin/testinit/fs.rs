@@ -98,31 +98,57 @@ pub fn libfs_nvme(phase: &str) -> Outcome {
             NVME_WINDOW_MIB.0,
             NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
         );
-        let args = format!("nvme {phase}");
-        let words = [exo_rt::layout::SHARED_VA, bytes, nonce];
-        let c = spawn::spawn_named(
-            "fsapp",
-            &Options {
-                args: &args,
-                words: &words,
-                heap_pages: FSAPP_HEAP_PAGES,
-                spare_pages: PAGER_FRAMES + PAGER_TABLE_FRAMES,
-                paused: true,
-            },
-        )?;
-        initlib::regions::link(&c, region, exo_abi::Rights::WRITE)?;
+        let c = start_fsapp_nvme(phase, region, bytes, nonce)?;
         let what = format!("fsapp nvme {phase}");
-        sched::start(c.slot);
         if phase == "big" {
             return refused_store(&c, &what, nonce);
         }
-        match spawn::finish(&c, &what)? {
-            0 => {
-                println!("init: {what}: exit code 0 (passed)");
-                Ok(())
-            }
-            code => Err(format!("{what} exited with {code} ({})", meaning(code))),
+        finish_fsapp(&c, &what)
+    })
+}
+
+/// Spawn `fsapp nvme <args>` on the block service's `region` and start it.
+fn start_fsapp_nvme(args: &str, region: u64, bytes: u64, nonce: u64) -> Result<spawn::Child, String> {
+    let args = format!("nvme {args}");
+    let words = [exo_rt::layout::SHARED_VA, bytes, nonce];
+    let c = spawn::spawn_named(
+        "fsapp",
+        &Options {
+            args: &args,
+            words: &words,
+            heap_pages: FSAPP_HEAP_PAGES,
+            spare_pages: PAGER_FRAMES + PAGER_TABLE_FRAMES,
+            paused: true,
+        },
+    )?;
+    initlib::regions::link(&c, region, exo_abi::Rights::WRITE)?;
+    sched::start(c.slot);
+    Ok(c)
+}
+
+fn finish_fsapp(c: &spawn::Child, what: &str) -> Outcome {
+    match spawn::finish(c, what)? {
+        0 => {
+            println!("init: {what}: exit code 0 (passed)");
+            Ok(())
         }
+        code => Err(format!("{what} exited with {code} ({})", meaning(code))),
+    }
+}
+
+/// The power-fail pass's libfs workload (`cargo xtask powerfail`,
+/// `pfpath=fs`): `fsapp nvme pfload <operations>` (on the drive behind
+/// `blklogwrites`) or `fsapp nvme pfcheck` (on a rebuilt medium), on
+/// libfs's NVMe window through the block service (fsapp's `powerfail.rs`).
+pub fn powerfail(phase: &str, ops: &str, nonce: u64) -> Outcome {
+    initlib::kvdb::with_block_service(NVME_WINDOW_MIB, NVME_REGION_PAGES, |region, bytes| {
+        println!(
+            "init: fsapp nvme {phase} {ops} (nonce {nonce:#x}) on NVMe MiB {}..{} through nvmed serve",
+            NVME_WINDOW_MIB.0,
+            NVME_WINDOW_MIB.0 + NVME_WINDOW_MIB.1
+        );
+        let c = start_fsapp_nvme(&format!("{phase} {ops}"), region, bytes, nonce)?;
+        finish_fsapp(&c, &format!("fsapp nvme {phase}"))
     })
 }
 

@@ -188,8 +188,10 @@ impl Acks {
 
 /// The acknowledgements placed in the write log: for each, the index of
 /// the flush that made it durable — the first flush after the write that
-/// completed its `written` bytes (the workload is the medium's only
-/// writer, so the log's write bytes are its own, in completion order).
+/// completed its `written` bytes (the workload is the only writer in its
+/// window of the medium, so the log's write bytes there are its own, in
+/// completion order; writes elsewhere, e.g. the SR-IOV PF driver's check
+/// area, are someone else's and not counted).
 #[derive(Debug)]
 pub struct Placed {
     /// Index of the flush making the empty database durable.
@@ -200,18 +202,31 @@ pub struct Placed {
 }
 
 impl Placed {
-    pub fn new(acks: &Acks, log: &WriteLog) -> Result<Placed> {
+    pub fn new(acks: &Acks, log: &WriteLog, window: std::ops::Range<u64>) -> Result<Placed> {
         let mut cumulative = Vec::with_capacity(log.ops.len());
         let mut bytes = 0u64;
         for op in &log.ops {
-            if let Op::Write { len, .. } = op {
-                bytes += len;
+            if let Op::Write { offset, len, .. } = *op {
+                let inside = offset >= window.start && offset + len <= window.end;
+                let outside = offset + len <= window.start || offset >= window.end;
+                if !inside && !outside {
+                    anyhow::bail!(
+                        "a write of {len} bytes at {offset:#x} straddles the workload's window {:#x}..{:#x}",
+                        window.start,
+                        window.end
+                    );
+                }
+                if inside {
+                    bytes += len;
+                }
             }
             cumulative.push(bytes);
         }
         if let Some(total) = acks.total_written {
             if total != bytes {
-                anyhow::bail!("the workload wrote {total} bytes, the device log holds {bytes}: another writer?");
+                anyhow::bail!(
+                    "the workload wrote {total} bytes, the device log holds {bytes} in its window: another writer?"
+                );
             }
         }
         // The first flush at or after the op where `b` bytes were complete.
@@ -350,6 +365,36 @@ mod tests {
     }
 
     #[test]
+    fn writes_outside_the_workloads_window_are_someone_elses() {
+        // Another writer (the SR-IOV PF's check area) at 60 KiB before,
+        // between and after the workload's writes in 4096..16384.
+        let mut w = LogWriter::new(512);
+        w.write(60 << 10, &[9; 1024]);
+        w.flush();
+        w.write(4096, &[1; 1024]);
+        w.write(60 << 10, &[9; 512]);
+        w.flush();
+        w.write(8192, &[2; 1024]);
+        w.flush();
+        w.write(60 << 10, &[9; 2048]);
+        w.flush();
+        let log = WriteLog::parse(&w.bytes, 1 << 16).unwrap();
+        let acks = Acks { created: Some(1024), durable: vec![(1, 2048)], commits: 1, total_written: Some(2048) };
+        let placed = Placed::new(&acks, &log, 4096..16384).unwrap();
+        // ops: 0 w(other) 1 f 2 w 3 w(other) 4 f 5 w 6 f 7 w(other) 8 f
+        assert_eq!(placed.created, Some(4));
+        assert_eq!(placed.durable, vec![(1, 6)]);
+        // Counted over the whole medium, the other writer's bytes would
+        // place the acknowledgements too early and fail the total.
+        assert!(Placed::new(&acks, &log, 0..u64::MAX).unwrap_err().to_string().contains("another writer"));
+        // A write across the window's edge is neither: refused by name.
+        let mut w = LogWriter::new(512);
+        w.write(3584, &[1; 1024]);
+        let log = WriteLog::parse(&w.bytes, 1 << 16).unwrap();
+        assert!(Placed::new(&acks, &log, 4096..16384).unwrap_err().to_string().contains("straddles"));
+    }
+
+    #[test]
     fn the_oracle_requires_what_the_flushes_before_the_cut_acknowledged() {
         // ops: 0 w(1024) 1 f 2 w(1024) 3 f 4 w(1024) 5 f 6 w 7 w — 3072 bytes
         // flushed, then 1536 more.
@@ -367,7 +412,7 @@ mod tests {
                 total_written: None
             }
         );
-        let placed = Placed::new(&acks, &log).unwrap();
+        let placed = Placed::new(&acks, &log, 0..u64::MAX).unwrap();
         assert_eq!(placed.created, Some(1));
         // The third acknowledgement's bytes were never followed by a flush.
         assert_eq!(placed.durable, vec![(1, 3), (2, 5)]);
@@ -382,7 +427,7 @@ mod tests {
         assert!(judge(&placed, 8, &Recovered::Seq(6)).unwrap_err().contains("only 5"));
         let mut wrong = acks.clone();
         wrong.total_written = Some(999);
-        assert!(Placed::new(&wrong, &log).unwrap_err().to_string().contains("another writer"));
+        assert!(Placed::new(&wrong, &log, 0..u64::MAX).unwrap_err().to_string().contains("another writer"));
         assert_eq!(Recovered::parse("x\nkvdb: EXO-PF recovered seq=17\n"), Some(Recovered::Seq(17)));
         assert_eq!(
             Recovered::parse("EXO-PF recovered none: no valid meta page\n"),
