@@ -83,9 +83,11 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let create = match phase {
         "create" | "pfload" | "ioerr-flush" => true,
         "check" | "pfcheck" | "ioerr-check" | "killload" | "recover" => false,
-        _ => return Err(KvdbError::Usage(format!(
+        _ => {
+            return Err(KvdbError::Usage(format!(
             "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload or recover"
-        ))),
+        )))
+        }
     };
     // The power-fail, device-failure and kill workloads run on the block service.
     let nvme_only = !matches!(phase, "create" | "check" | "recover");
