@@ -346,7 +346,7 @@ mod tests {
         assert!((p[0].tcg_ms() - 9.000016).abs() < 1e-9);
         let (ms, ok) = target(&p, "nvme").unwrap();
         assert!((ms - 69.001024).abs() < 1e-9 && !ok);
-        assert!(target(&p, "pmem").unwrap().1 == false);
+        assert!(!target(&p, "pmem").unwrap().1);
         let (lo, hi, r) = size_spread(&p, "pmem", Tail::Empty, Point::tcg_ms).unwrap();
         assert!((lo - 2.000016).abs() < 1e-9 && (hi - 2.001024).abs() < 1e-9 && r > 1.0 && r < 1.001);
         assert!(size_spread(&p, "pmem", Tail::Half, Point::tcg_ms).is_none());
