@@ -22,6 +22,7 @@ pub mod linux;
 pub mod matrix;
 pub mod plot;
 pub mod rawdev;
+pub mod recovery;
 pub mod results;
 pub mod rounds;
 pub mod workload;

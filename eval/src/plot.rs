@@ -123,6 +123,103 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
+/// One line of a line chart: its name and its (x, y) points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// A colour per line (cycled).
+fn series_colour(i: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(120, 170, 220),
+        RGBColor(23, 60, 110),
+        RGBColor(214, 39, 40),
+        RGBColor(255, 152, 150),
+        RGBColor(120, 20, 20),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+    ];
+    C[i % C.len()]
+}
+
+/// Line charts side by side, one per `(y label, series, threshold)`: x on a
+/// log scale (`x_label`), each series a line with its points marked and
+/// named in a legend; `threshold` draws a dashed horizontal line labelled
+/// "target".
+pub fn write_line_charts_svg(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    charts: &[(&str, Vec<Series>, Option<f64>)],
+) -> Result<(), String> {
+    let n = charts.len().max(1);
+    let root = SVGBackend::new(path, (560 * n as u32, 460)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(|e| err(&e))?;
+    for ((y_label, series, threshold), area) in charts.iter().zip(root.split_evenly((1, n)).iter()) {
+        draw_lines(area, x_label, y_label, series, *threshold).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    threshold: Option<f64>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let xs = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
+    let (x_lo, x_hi) = xs.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (x_lo, x_hi) = if x_lo <= x_hi && x_lo > 0.0 { (x_lo / 1.5, x_hi * 1.5) } else { (0.5, 2.0) };
+    let y_max = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).fold(threshold.unwrap_or(0.0), f64::max);
+    let top = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x_lo..x_hi).log_scale(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&|v| short_number(*v))
+        .y_label_formatter(&|v| short_number(*v))
+        .draw()?;
+    if let Some(t) = threshold {
+        let grey = RGBColor(90, 90, 90);
+        let mut x = x_lo;
+        while x < x_hi {
+            let next = (x * 1.15).min(x_hi);
+            chart.draw_series(std::iter::once(PathElement::new(vec![(x, t), ((x * 1.07).min(x_hi), t)], grey)))?;
+            x = next;
+        }
+        chart.draw_series(std::iter::once(Text::new(
+            format!("target {} ms", short_number(t)),
+            (x_lo * 1.05, t),
+            TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)),
+        )))?;
+    }
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = series_colour(i);
+        chart
+            .draw_series(std::iter::once(PathElement::new(pts.clone(), colour.stroke_width(2))))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .margin(30)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()?;
+    Ok(())
+}
+
 /// Panels of one metric, one panel per (workload, value size) in first-seen
 /// order, one bar per engine (and durability, when a panel has several).
 pub fn panels_by_workload(rows: &[Row], metric: fn(&Row) -> Option<f64>) -> Vec<Panel> {

@@ -80,7 +80,8 @@ fn larger_than_cache_on_block_storage() {
 }
 
 /// Builds a database of `keys` keys, checkpoints, adds `tail` sync commits,
-/// "crashes" (no close) and returns the medium reads made by `open`.
+/// "crashes" (no close) and returns the database's pages and the bytes
+/// read and read calls made by `open`.
 fn open_cost(keys: u32, tail: u32) -> (u64, u64, u64) {
     let opts = Options { cache_pages: 64, log_pages: 64, checkpoint_log_bytes: 0 };
     let db = Db::create(BlockStorage::new(MemBlockDevice::new(512, 64 * 1024)), opts).unwrap();
@@ -103,22 +104,28 @@ fn open_cost(keys: u32, tail: u32) -> (u64, u64, u64) {
     let s = db.stats();
     assert_eq!(s.replayed_records, tail as u64);
     assert_eq!(db.get(format!("key{:07}", 37 % keys).as_bytes()).unwrap().as_deref(), Some(&b"updated"[..]));
-    (pages, s.io.bytes_read, s.io.bytes_written)
+    assert_eq!(s.io.bytes_written, 0, "open had nothing to erase: it writes nothing");
+    (pages, s.io.bytes_read, s.io.reads)
 }
 
 #[test]
 fn recovery_cost_follows_the_log_tail_not_the_database() {
-    let (small_pages, small_read, _) = open_cost(2_000, 10);
-    let (big_pages, big_read, _) = open_cost(40_000, 10);
-    let (_, big_long_tail_read, _) = open_cost(40_000, 200);
+    let (small_pages, small_read, small_calls) = open_cost(2_000, 10);
+    let (big_pages, big_read, big_calls) = open_cost(40_000, 10);
+    let (_, long_tail_read, long_tail_calls) = open_cost(40_000, 200);
     println!(
-        "open after a crash reads: {small_read} B for {small_pages} pages / 10 records, \
-         {big_read} B for {big_pages} pages / 10 records, {big_long_tail_read} B for {big_pages} pages / 200 records"
+        "open after a crash reads: {small_read} B in {small_calls} reads for {small_pages} pages / 10 records, \
+         {big_read} B in {big_calls} reads for {big_pages} pages / 10 records, \
+         {long_tail_read} B in {long_tail_calls} reads for {big_pages} pages / 200 records"
     );
     assert!(big_pages > 5 * small_pages);
     // 20x the database, the same log tail: well under 2x the reads.
     assert!(big_read < 2 * small_read + 64 * 1024, "{big_read} vs {small_read}");
-    assert!(big_long_tail_read > big_read);
+    // The log is read in windows, not a read (or three) per record: 20x
+    // the tail costs no more read calls, and the bytes stay about one
+    // log region (64 pages here) plus the metas and the freelist.
+    assert!(long_tail_calls <= big_calls + 1, "{long_tail_calls} reads for 200 records vs {big_calls} for 10");
+    assert!(long_tail_read <= big_read + 4096, "{long_tail_read} vs {big_read}");
 }
 
 #[test]

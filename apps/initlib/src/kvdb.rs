@@ -348,6 +348,25 @@ pub fn run_pmem_at(medium: &str, offset: u64, phase: &str, bytes: u64, nonce: u6
     back
 }
 
+/// `eval --recovery` (eval/RECOVERY.md): `kvdb <medium> recover <keys>
+/// <tail>` times the open of the database the host built on the first
+/// `mib` MiB of the eval machine's own medium — the NVMe namespace from
+/// MiB 0 through `nvmed serve` (`nvme`), or the NVDIMM from byte 0 of
+/// init's span (`pmem`). Those media are the recovery machine's alone
+/// (`xtask`'s `machine.rs`), never the standard machine's images.
+pub fn recover(medium: &str, keys: u64, tail: u64, mib: u64, nonce: u64) -> Outcome {
+    let phase = format!("recover {keys} {tail}");
+    match medium {
+        "nvme" => on_block_service("nvme", (0, mib), &phase, nonce).map(|_| ()),
+        "pmem" => {
+            let total = crate::pmem::total();
+            println!("init: kvdb pmem {phase} on NVDIMM MiB 0..{mib} of {} MiB", total >> 20);
+            run_pmem_at("pmem", 0, &phase, mib << 20, nonce, 0)
+        }
+        other => Err(format!("recover: medium {other:?}, expected nvme or pmem")),
+    }
+}
+
 /// Run `c` and require exit code `want`.
 pub fn expect_code(c: &Child, what: &str, want: u64) -> Outcome {
     sched::start(c.slot);

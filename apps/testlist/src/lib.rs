@@ -90,8 +90,10 @@ pub const TESTS: &[Test] = &[
 /// `cargo xtask eval` (`microbench`: kernel-crossing costs; `fsbench_eval`:
 /// libfs's side of `eval --fs`) and by the
 /// power-fail pass (`powerfail_load` on the logged drive, `powerfail_check`
-/// on each rebuilt medium; `cargo xtask powerfail`).
-pub const EXTRA_SCENARIOS: &[&str] = &["microbench", "fsbench_eval", "powerfail_load", "powerfail_check"];
+/// on each rebuilt medium; `cargo xtask powerfail`), and `recovery_nvme` /
+/// `recovery_pmem` (`eval --recovery`'s timed open, on its own machine).
+pub const EXTRA_SCENARIOS: &[&str] =
+    &["microbench", "fsbench_eval", "powerfail_load", "powerfail_check", "recovery_nvme", "recovery_pmem"];
 
 /// Every scenario the test root must have: each boot of each test, and
 /// the extra ones.

@@ -8,7 +8,9 @@
 //! - [`BenchLine`]: `EXO-BENCH ...`, one per workload of `nvmed bench`
 //!   (apps/src/bin/nvmed/bench.rs);
 //! - [`microbench`]: init's `microbench:` lines (apps/src/bin/init/tests.rs);
-//! - [`FsLine`]: `EXO-FS ...`, one per workload of `fsbench` (apps/src/bin/fsbench).
+//! - [`FsLine`]: `EXO-FS ...`, one per workload of `fsbench` (apps/src/bin/fsbench);
+//! - [`recovery::RecoveryLine`]: `EXO-RECOVERY ...`, `kvdb <medium> recover`'s
+//!   timed `Db::open` (and the database `eval --recovery` builds for it).
 //!
 //! `no_std` + `alloc` (the bare-metal programs get `alloc` through
 //! `exo_rt`); host-tested with a round trip per line kind.
@@ -19,6 +21,7 @@ extern crate alloc;
 
 pub mod fs;
 pub mod microbench;
+pub mod recovery;
 
 pub use fs::FsLine;
 

@@ -278,6 +278,21 @@ pub fn variant_named(name: &str) -> Option<&'static Variant> {
     VARIANTS.iter().find(|v| v.name == name)
 }
 
+/// `eval --recovery`'s media: 1.125 GiB each (a 1 GiB database, its
+/// 8 MiB log and room to spare), so the NVMe namespace and the NVDIMM are
+/// ≥ 1.1 GiB.
+pub const RECOVERY_MEDIUM_BYTES: u64 = 1152 * MIB;
+
+/// `eval --recovery`'s machine: the standard machine with the NVMe drive on
+/// `nvme_image` and the NVDIMM on `nvdimm_file`, each
+/// [`RECOVERY_MEDIUM_BYTES`] (the standard machine's images and sizes stay
+/// as they are).
+pub fn recovery_machine(images_dir: &Path, nvme_image: &Path, nvdimm_file: &Path) -> Machine {
+    Machine::new(images_dir)
+        .nvme_drive(format!("file={},format=raw", qemu_escape(nvme_image)))
+        .nvdimm(nvdimm_file, RECOVERY_MEDIUM_BYTES)
+}
+
 /// Builder for the standard machine's command line.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -318,6 +333,9 @@ pub struct Machine {
     /// images directory (`id=nvm` is added); the power-fail pass puts the
     /// drive behind `blklogwrites`.
     pub nvme_drive: Option<String>,
+    /// The NVDIMM's backing file and size instead of the images
+    /// directory's `nvdimm.img` (`eval --recovery`'s 1.125 GiB NVDIMM).
+    pub nvdimm: Option<(PathBuf, u64)>,
 }
 
 impl Machine {
@@ -340,6 +358,7 @@ impl Machine {
             gdb: false,
             extra_args: vec![],
             nvme_drive: None,
+            nvdimm: None,
         }
     }
 
@@ -403,6 +422,10 @@ impl Machine {
     }
     pub fn nvme_drive(mut self, options: impl Into<String>) -> Self {
         self.nvme_drive = Some(options.into());
+        self
+    }
+    pub fn nvdimm(mut self, backing_file: impl Into<PathBuf>, bytes: u64) -> Self {
+        self.nvdimm = Some((backing_file.into(), bytes));
         self
     }
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -469,11 +492,11 @@ impl Machine {
         let vblk = format!("file={},if=none,id=vblk,format=raw", img(VIRTIO_IMAGE));
         push(&["-drive", &vblk]);
         push(&["-device", "virtio-blk-pci,drive=vblk,disable-legacy=on,iommu_platform=on"]);
-        let pmem = format!(
-            "memory-backend-file,id=pmem0,share=on,mem-path={},size={}M",
-            img(NVDIMM_IMAGE),
-            NVDIMM_IMAGE.bytes / MIB
-        );
+        let (nvdimm_path, nvdimm_bytes) = match &self.nvdimm {
+            Some((p, bytes)) => (qemu_escape(p), *bytes),
+            None => (img(NVDIMM_IMAGE), NVDIMM_IMAGE.bytes),
+        };
+        let pmem = format!("memory-backend-file,id=pmem0,share=on,mem-path={nvdimm_path},size={}M", nvdimm_bytes / MIB);
         push(&["-object", &pmem, "-device", "nvdimm,memdev=pmem0,id=nvdimm0"]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         push(&["-nic", "none", "-display", "none", "-no-reboot"]);
@@ -587,6 +610,21 @@ mod tests {
              -nic none -display none -no-reboot -serial stdio \
              -kernel /k -initrd /boot.img -append 'demo batch'"
         );
+    }
+
+    #[test]
+    fn the_recovery_machine_changes_only_its_two_media() {
+        let std = line(&Machine::new("/r/images"));
+        let rec = line(&recovery_machine(Path::new("/r/images"), Path::new("/w/nvme,1.img"), Path::new("/w/pm.img")));
+        assert!(rec.contains("-drive file=/w/nvme,,1.img,format=raw,if=none,id=nvm "), "{rec}");
+        assert!(rec.contains("mem-path=/w/pm.img,size=1152M "), "{rec}");
+        let back = rec
+            .replace(
+                "file=/w/nvme,,1.img,format=raw,if=none,id=nvm",
+                "file=/r/images/nvme.img,if=none,id=nvm,format=raw",
+            )
+            .replace("/w/pm.img,size=1152M", "/r/images/nvdimm.img,size=128M");
+        assert_eq!(back, std);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub const TIERS: &[(&str, u8)] = &[
     ("exo-apps", 4),
     ("xtask", 5),
     ("eval", 5),
+    ("eval-recovery", 5),
     ("libfs-fuse", 5),
 ];
 

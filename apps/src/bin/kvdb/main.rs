@@ -20,7 +20,9 @@
 //! <last acknowledged>` (the device-failure workload, `ioerr.rs`), or
 //! `nvme killload <min|new> <limit>` (a database init kills, `killed.rs`),
 //! or `nvme drvload` (a database whose block driver init kills,
-//! `driverdied.rs`);
+//! `driverdied.rs`), or `<nvme|pmem> recover <keys> <tail records>`
+//! (`eval --recovery`'s timed open of a database the host built,
+//! `recovery.rs`);
 //! args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
@@ -54,6 +56,8 @@ mod pmemdev;
 #[cfg(target_os = "none")]
 mod powerfail;
 #[cfg(target_os = "none")]
+mod recovery;
+#[cfg(target_os = "none")]
 mod vfdev;
 #[cfg(target_os = "none")]
 mod workload;
@@ -83,17 +87,20 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
         "create" | "pfload" | "ioerr-flush" => true,
-        "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" => false,
+        "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" | "recover" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload or drvload"
+            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload, drvload or recover"
         )))
         }
     };
     // The device-failure and kill workloads run on the block service; the
-    // power-fail workload also on an own VF.
-    let nvme_only = !matches!(phase, "create" | "check");
+    // power-fail workload also on an own VF; recovery timing on nvme or pmem.
+    let nvme_only = !matches!(phase, "create" | "check" | "recover");
     let powerfail_on_vf = medium == "nvme-vf" && matches!(phase, "pfload" | "pfcheck");
+    if phase == "recover" && !matches!(medium, "nvme" | "pmem") {
+        return Err(KvdbError::Usage(format!("recover runs on nvme or pmem, not {medium}")));
+    }
     if nvme_only && medium != "nvme" && !powerfail_on_vf {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
     }
@@ -126,6 +133,10 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                     None => return Ok(()),
                 },
                 "create" => workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?,
+                "recover" => recovery::run(storage, "nvme", &mut words, tsc_per_us, |s| {
+                    let c = s.device().counters;
+                    Some((c.read_requests, c.bytes_read, c.write_requests, c.flushes))
+                })?,
                 _ => workload::check(storage, nonce, "nvme")?,
             };
             print_blockq_totals(storage.device());
@@ -139,7 +150,9 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
         "nvme-vf" => on_vf(phase, &mut words, va, bytes, tsc_per_us, nonce)?,
         "pmem" => {
             let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
-            let storage = if create {
+            let storage = if phase == "recover" {
+                recovery::run(storage, "pmem", &mut words, tsc_per_us, |_| None)?
+            } else if create {
                 workload::create(storage, nonce, "pmem", tsc_per_us, pmem_counts, false)?
             } else {
                 workload::check(storage, nonce, "pmem")?

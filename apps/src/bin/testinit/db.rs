@@ -218,3 +218,21 @@ pub fn libdb_on_libfs(check: bool) -> Outcome {
     }
     Ok(())
 }
+
+/// `recovery_nvme` / `recovery_pmem` (booted by `cargo xtask eval
+/// --recovery` on its own machine): kvdb times the open of the database
+/// the host built, as the command line's `recovery=<keys>,<tail
+/// records>,<medium MiB>` describes it, and checks it is that database.
+pub fn recovery(medium: &str) -> Outcome {
+    let words: alloc::vec::Vec<u64> = exo_rt::kinfo::cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("recovery="))
+        .ok_or("no recovery=<keys>,<tail records>,<medium MiB> on the command line")?
+        .split(',')
+        .map(|n| n.parse::<u64>().map_err(|_| format!("recovery=: {n:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    let [keys, tail, mib] = words[..] else {
+        return Err(format!("recovery= has {} numbers, expected <keys>,<tail records>,<medium MiB>", words.len()));
+    };
+    initlib::kvdb::recover(medium, keys, tail, mib, crate::basic::nonce_or_clock())
+}

@@ -66,6 +66,8 @@ pub fn run(name: &str) -> Outcome {
         "microbench" => basic::microbench(),
         "libfs_bench" => fsbench::libfs_bench(),
         "fsbench_eval" => fsbench::fsbench_eval(),
+        "recovery_nvme" => db::recovery("nvme"),
+        "recovery_pmem" => db::recovery("pmem"),
         other => Err(format!("no test named {other:?}")),
     }
 }

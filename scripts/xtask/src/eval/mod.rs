@@ -11,6 +11,7 @@ mod fs;
 mod host;
 mod kernel;
 mod linux;
+mod recovery;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
@@ -20,11 +21,12 @@ pub struct EvalOpts {
     pub kernel: bool,
     pub db: bool,
     pub fs: bool,
+    pub recovery: bool,
     pub quick: bool,
 }
 
 /// Parse the flags after `eval`. With none of --host/--linux/--drivers/
-/// --kernel/--db/--fs, run host and linux (the others are opt-in).
+/// --kernel/--db/--fs/--recovery, run host and linux (the others are opt-in).
 pub fn parse(args: &[String]) -> Result<EvalOpts> {
     let mut o = EvalOpts::default();
     for a in args {
@@ -35,13 +37,14 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--kernel" => o.kernel = true,
             "--db" => o.db = true,
             "--fs" => o.fs = true,
+            "--recovery" => o.recovery = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --quick)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick)")
             }
         }
     }
-    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs) {
+    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
         o.host = true;
         o.linux = true;
     }
@@ -61,6 +64,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if o.fs {
         fs::run(o.quick)?;
+    }
+    if o.recovery {
+        recovery::run(o.quick)?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -90,6 +96,10 @@ mod tests {
             "--db alone runs only the db comparison"
         );
         assert_eq!(p(&["--fs", "--quick"]).unwrap(), EvalOpts { fs: true, quick: true, ..EvalOpts::default() });
+        assert_eq!(
+            p(&["--recovery", "--quick"]).unwrap(),
+            EvalOpts { recovery: true, quick: true, ..EvalOpts::default() }
+        );
         assert!(p(&["--fast"]).is_err());
     }
 }
