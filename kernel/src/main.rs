@@ -122,6 +122,24 @@ mod kernel {
         klog!("exokernel starting");
         let bi = boot::parse(info, magic as u32).unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
         boot::drop_scratch();
+        let (loader, firmware) = match (bi.protocol, bi.firmware) {
+            ("PVH", _) => (ki::BOOT_PVH, "PVH"),
+            (_, firmware::bootinfo::Firmware::Uefi) => (ki::BOOT_MB2_UEFI, "multiboot2 on UEFI"),
+            _ => (ki::BOOT_MB2_BIOS, "multiboot2 on BIOS"),
+        };
+        let rsdp_source = match bi.rsdp_source {
+            firmware::bootinfo::RsdpSource::None => ki::RSDP_NONE,
+            firmware::bootinfo::RsdpSource::Loader => ki::RSDP_LOADER,
+            firmware::bootinfo::RsdpSource::Scan => ki::RSDP_SCAN,
+        };
+        klog!(
+            "boot information: {firmware}, RSDP {}",
+            match rsdp_source {
+                ki::RSDP_LOADER => "from the loader",
+                ki::RSDP_SCAN => "found by scanning the EBDA and BIOS area",
+                _ => "not found (no ACPI: one CPU, no devices)",
+            }
+        );
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
@@ -196,6 +214,8 @@ mod kernel {
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);
+        kinfo::set(ki::W_BOOT_LOADER, loader);
+        kinfo::set(ki::W_RSDP_SOURCE, rsdp_source);
         crate::acpi::report_cpus(platform.as_ref());
         let timer = apic::init(lapic, TICK_US);
         kinfo::set(ki::W_TICK_US, timer.tick_us);
