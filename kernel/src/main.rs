@@ -204,7 +204,17 @@ mod kernel {
 
         let lapic = x86_64::registers::model_specific::Msr::new(0x1b);
         // SAFETY: reading IA32_APIC_BASE has no side effects.
-        let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
+        let apic_base = unsafe { lapic.read() };
+        if apic_base & (1 << 10) != 0 {
+            // Firmware may hand over in x2APIC mode (servers with many
+            // CPUs, some UEFI setups); the kernel drives the xAPIC's MMIO
+            // registers, which then do not respond.
+            fatal(format_args!(
+                "the firmware left the local APIC in x2APIC mode; this kernel drives it in xAPIC mode: \
+                 turn x2APIC off in the firmware setup (docs/HARDWARE.md)"
+            ));
+        }
+        let lapic = apic_base & 0xf_ffff_f000;
         if let Err(e) = crate::mmio::map(lapic, 4096, &mut alloc, &bi.ram[..bi.ram_count]) {
             fatal(format_args!("cannot map the local APIC at {lapic:#x}: {e}"));
         }

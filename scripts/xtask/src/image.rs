@@ -79,6 +79,9 @@ pub fn grub_cfg(cmdline: &str, timeout_secs: u32) -> String {
          serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
          terminal_input serial console\n\
          terminal_output serial console\n\
+         # On UEFI there is no text mode: GRUB hands over a framebuffer\n\
+         # (the kernel ignores it and logs to COM1).\n\
+         if [ \"$grub_platform\" = efi ]; then insmod all_video; fi\n\
          set timeout={timeout_secs}\n\
          set default=0\n\
          menuentry 'exokernel' {{\n\
@@ -261,6 +264,7 @@ mod tests {
         assert!(c.contains("serial --unit=0 --speed=115200"));
         assert!(c.contains("terminal_output serial console"));
         assert!(c.contains("set timeout=0\n"));
+        assert!(c.contains("if [ \"$grub_platform\" = efi ]; then insmod all_video; fi\n"));
         assert!(c.contains("    multiboot2 /boot/exokernel test=image_uefi ram_mib=512 nonce=ab\n"));
         assert!(c.contains("    module2 /boot/bootimage bootimage\n"));
         assert_eq!(c.matches("menuentry").count(), 1);

@@ -7,7 +7,7 @@
 //! RSDP from the EFI configuration table, a framebuffer console) and then
 //! the system does what it does under `-kernel`: init's checks of the RAM
 //! it got, a child process, and the database on NVMe through the block
-//! service, created, committed, reopened and verified.
+//! service, created, committed, read back and verified.
 
 use alloc::format;
 use alloc::string::String;
@@ -36,6 +36,8 @@ pub fn image(want: u64) -> Outcome {
     println!("init: booted by {} from the disk image; RSDP from the loader", loader_name(got));
     crate::basic::boot_to_init()?;
     let nonce = crate::basic::nonce_or_clock();
-    initlib::kvdb::on_nvme(false, nonce)?;
-    initlib::kvdb::on_nvme(true, nonce)
+    // kvdb creates the database, commits, and reads back and verifies
+    // every key (the block service runs once per boot, so the reopen
+    // after a reboot is `libdb_nvme`'s second boot, not this test's).
+    initlib::kvdb::on_nvme(false, nonce)
 }
