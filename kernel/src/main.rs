@@ -131,12 +131,14 @@ mod kernel {
             firmware::bootinfo::RsdpSource::None => ki::RSDP_NONE,
             firmware::bootinfo::RsdpSource::Loader => ki::RSDP_LOADER,
             firmware::bootinfo::RsdpSource::Scan => ki::RSDP_SCAN,
+            firmware::bootinfo::RsdpSource::EfiSystemTable => ki::RSDP_EFI_TABLE,
         };
         klog!(
             "boot information: {firmware}, RSDP {}",
             match rsdp_source {
                 ki::RSDP_LOADER => "from the loader",
                 ki::RSDP_SCAN => "found by scanning the EBDA and BIOS area",
+                ki::RSDP_EFI_TABLE => "from the UEFI configuration table",
                 _ => "not found (no ACPI: one CPU, no devices)",
             }
         );

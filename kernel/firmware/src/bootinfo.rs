@@ -22,7 +22,8 @@
 //! present, the EFI map otherwise ([`efi_type_to_e820`]: runtime services,
 //! MMIO and reserved ranges stay out of RAM). The ACPI 2.0 RSDP (tag 15)
 //! wins over the 1.0 one (tag 14); with neither, [`crate::rsdp_scan`]
-//! looks in the legacy areas. Framebuffer, ELF-section and other tags are
+//! looks in the UEFI configuration table (through tag 12's system table),
+//! then in the legacy BIOS areas. Framebuffer, ELF-section and other tags are
 //! skipped: the kernel logs to COM1 whatever the console.
 
 use crate::window::{listed, Kind, Region};
@@ -125,6 +126,8 @@ pub enum RsdpSource {
     Loader,
     /// [`crate::rsdp_scan`] found it in the EBDA or the BIOS area.
     Scan,
+    /// The UEFI configuration table (through the system table, tag 12).
+    EfiSystemTable,
 }
 
 /// An EFI memory descriptor's type (UEFI 2.10 §7.2.3) as an e820 type,
@@ -161,6 +164,8 @@ pub struct BootInfo {
     pub rsdp: u64,
     pub rsdp_source: RsdpSource,
     pub firmware: Firmware,
+    /// The 64-bit EFI system table (multiboot2 tag 12; 0: none).
+    pub efi_system_table: u64,
     /// The boot information itself (page-rounded; not to be reused).
     pub info: Range,
 }
@@ -266,6 +271,7 @@ pub fn parse(mem: &impl PhysRead, info_pa: u64, magic: u32) -> Result<BootInfo, 
         rsdp: 0,
         rsdp_source: RsdpSource::None,
         firmware: Firmware::Unknown,
+        efi_system_table: 0,
         info: Range { start: page, end: page + 0x1000 },
     };
     let cmdline = if r32(mem, info_pa) == PVH_MAGIC {
@@ -278,8 +284,13 @@ pub fn parse(mem: &impl PhysRead, info_pa: u64, magic: u32) -> Result<BootInfo, 
     if !bi.in_memory(bi.info.start, bi.info.len()) {
         return Err(BootError::InfoOutsideMemory);
     }
+    let efi_rsdp =
+        || crate::rsdp_scan::from_efi_system_table(mem, bi.efi_system_table, |pa, len| bi.in_memory(pa, len));
     if bi.rsdp != 0 {
         bi.rsdp_source = RsdpSource::Loader;
+    } else if let Some(pa) = efi_rsdp() {
+        bi.rsdp = pa;
+        bi.rsdp_source = RsdpSource::EfiSystemTable;
     } else if let Some(pa) = crate::rsdp_scan::scan(mem) {
         bi.rsdp = pa;
         bi.rsdp_source = RsdpSource::Scan;
@@ -387,7 +398,11 @@ fn parse_mb2(mem: &impl PhysRead, pa: u64, bi: &mut BootInfo) -> Result<u64, Boo
                     e += esize;
                 }
             }
-            11 | 12 | 19 | 20 => bi.firmware = Firmware::Uefi,
+            12 => {
+                bi.firmware = Firmware::Uefi;
+                bi.efi_system_table = r64(mem, tag + 8);
+            }
+            11 | 19 | 20 => bi.firmware = Firmware::Uefi,
             17 => {
                 bi.firmware = Firmware::Uefi;
                 efi_map = Some((tag, size));

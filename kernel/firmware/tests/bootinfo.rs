@@ -461,3 +461,64 @@ fn efi_garbage_never_panics() {
         }
     }
 }
+
+/// A 64-bit EFI system table at `st` whose configuration table (at
+/// `st + 0x100`) lists `entries` (GUID, table address).
+fn efi_system_table(m: &mut Mem, st: u64, entries: &[([u8; 16], u64)]) {
+    m.put(st, b"IBI SYST");
+    m.put64(st + 104, entries.len() as u64);
+    m.put64(st + 112, st + 0x100);
+    for (i, (guid, pa)) in entries.iter().enumerate() {
+        let e = st + 0x100 + 24 * i as u64;
+        m.put(e, guid);
+        m.put64(e + 16, *pa);
+    }
+}
+
+const ACPI20_GUID: [u8; 16] =
+    [0x71, 0xe8, 0x68, 0x88, 0xf1, 0xe4, 0xd3, 0x11, 0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81];
+const ACPI10_GUID: [u8; 16] =
+    [0x30, 0x2d, 0x9d, 0xeb, 0x88, 0x2d, 0xd3, 0x11, 0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d];
+const SMBIOS_GUID: [u8; 16] =
+    [0x31, 0x2d, 0x9d, 0xeb, 0x88, 0x2d, 0xd3, 0x11, 0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d];
+
+#[test]
+fn uefi_without_an_rsdp_tag_reads_the_configuration_table() {
+    let at = 0x90_0000;
+    let st: u64 = 0x1f2_0000; // runtime services data in the OVMF map
+    let tags = vec![(12, st.to_le_bytes().to_vec()), (17, efi_map(48, &OVMF))];
+    let mut m = mb2(at, &tags);
+    // SMBIOS first, then ACPI 1.0, then 2.0: 2.0 wins.
+    m.put(0x1f0_0000, &rsdp(0));
+    m.put(0x1f0_0040, &rsdp(2));
+    efi_system_table(&mut m, st, &[(SMBIOS_GUID, 0x1f0_0080), (ACPI10_GUID, 0x1f0_0000), (ACPI20_GUID, 0x1f0_0040)]);
+    let bi = parse(&m, at, MB2_MAGIC).unwrap();
+    assert_eq!(bi.efi_system_table, st);
+    assert_eq!((bi.rsdp, bi.rsdp_source), (0x1f0_0040, RsdpSource::EfiSystemTable));
+    // Only 1.0.
+    efi_system_table(&mut m, st, &[(ACPI10_GUID, 0x1f0_0000)]);
+    assert_eq!(parse(&m, at, MB2_MAGIC).unwrap().rsdp, 0x1f0_0000);
+    // An entry pointing at a bad RSDP, or into a hole, or a table with an
+    // absurd entry count, or a wrong signature: not used (then the legacy
+    // scan, which finds nothing here).
+    let none = |m: &Mem| parse(m, at, MB2_MAGIC).unwrap().rsdp_source;
+    efi_system_table(&mut m, st, &[(ACPI20_GUID, 0x1f0_0080)]);
+    assert_eq!(none(&m), RsdpSource::None);
+    efi_system_table(&mut m, st, &[(ACPI20_GUID, 0xc000_0000)]);
+    m.put(0xc000_0000, &rsdp(2));
+    assert_eq!(none(&m), RsdpSource::None);
+    efi_system_table(&mut m, st, &[(ACPI20_GUID, 0x1f0_0040)]);
+    m.put64(st + 104, 1 << 40);
+    assert_eq!(none(&m), RsdpSource::None);
+    m.put64(st + 104, 1);
+    assert_eq!(none(&m), RsdpSource::EfiSystemTable);
+    m.put(st, b"IBI SYSX");
+    assert_eq!(none(&m), RsdpSource::None);
+    // A tag carrying the RSDP wins over the configuration table.
+    let mut tagged = tags.clone();
+    tagged.push((14, rsdp(0)));
+    let mut m = mb2(at, &tagged);
+    efi_system_table(&mut m, st, &[(ACPI20_GUID, 0x1f0_0040)]);
+    m.put(0x1f0_0040, &rsdp(2));
+    assert_eq!(parse(&m, at, MB2_MAGIC).unwrap().rsdp_source, RsdpSource::Loader);
+}

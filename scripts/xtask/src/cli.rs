@@ -69,7 +69,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install what is missing (Rust target, QEMU).
+    /// Install what is missing (Rust target, QEMU, GRUB/xorriso/mtools/OVMF for the boot media).
     Setup,
     /// Build kernel + userspace and pack the boot image.
     Build,

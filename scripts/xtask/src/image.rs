@@ -232,6 +232,7 @@ pub fn build_iso(media: &Media, out: &Path, work: &Path) -> Result<()> {
 /// (init and the demo), as `cargo xtask run` boots it.
 pub fn main(cmdline: &str, timeout_secs: u32) -> Result<(PathBuf, PathBuf)> {
     setup::ensure_rust_target()?;
+    setup::ensure_boot_media_tools()?;
     let ws = crate::workspace::Workspace::load()?;
     let arts = crate::build::build_all(&ws)?;
     let media = Media { kernel: &arts.kernel, boot_image: &arts.system_image, cmdline, timeout_secs };

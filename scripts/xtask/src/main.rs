@@ -46,6 +46,7 @@ fn real_main(args: &[String]) -> Result<i32> {
         Cmd::Help => print!("{}", cli::usage()),
         Cmd::Setup => {
             setup::ensure_all()?;
+            setup::ensure_boot_media_tools()?;
             println!("setup: everything is installed");
         }
         Cmd::Build => {

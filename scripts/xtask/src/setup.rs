@@ -17,16 +17,16 @@ pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 pub const OVMF_PACKAGE: &str = "ovmf";
 pub const OVMF_FIRMWARE: &str = "/usr/share/ovmf/OVMF.fd";
 
-/// Everything `run` and `test` need: the Rust target, QEMU, and for the
-/// boot-media tests GRUB for both platforms, xorriso, mtools and OVMF.
+/// Everything `run` and `test` need.
 pub fn ensure_all() -> Result<()> {
     ensure_rust_target()?;
     ensure_rust_components()?;
-    ensure_qemu()?;
-    ensure_boot_media_tools()
+    ensure_qemu()
 }
 
-/// What `cargo xtask image` and the `image_bios`/`image_uefi` tests need.
+/// What `cargo xtask image` and the `image_bios`/`image_uefi` tests need:
+/// GRUB for both platforms, xorriso, mtools and OVMF (`cargo xtask setup`
+/// installs them too; `run` and `eval` do not need them).
 pub fn ensure_boot_media_tools() -> Result<()> {
     ensure_debian_packages(crate::image::PACKAGES)?;
     ensure_debian_packages(&[OVMF_PACKAGE])?;

@@ -244,6 +244,9 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     }
     let prepared = (|| -> Result<(Workspace, Artifacts, Accel)> {
         setup::ensure_all()?;
+        if selected.iter().any(|t| t.details.boot != Boot::Direct) {
+            setup::ensure_boot_media_tools()?;
+        }
         let ws = Workspace::load()?;
         let arts = build::build_all(&ws)?;
         let accel = accel::resolve(opts.accel, &ws.images_dir(), &ws.qemu_log_dir())?;
