@@ -4,7 +4,15 @@
 //! QEMU `-kernel` finds the Xen PVH note (type 18) and enters
 //! `pvh_start32` in 32-bit protected mode, paging off, with the physical
 //! address of `hvm_start_info` in `ebx`. GRUB (multiboot2) enters the same
-//! code with `eax` = 0x36d76289 and `ebx` = the multiboot2 information.
+//! code with `eax` = 0x36d76289 and `ebx` = the multiboot2 information,
+//! on BIOS and on UEFI alike: the header asks for no EFI entry point, so
+//! GRUB on x86_64-efi exits boot services and drops to the same 32-bit
+//! protected-mode, paging-off state before jumping to the ELF entry. The
+//! entry assumes nothing else of the firmware (no VGA text buffer, no
+//! legacy BIOS data; a stale EFER.LME or CR4.PAE from UEFI's long mode is
+//! harmless, both are set anyway). The kernel never uses a display (on
+//! UEFI there is only a framebuffer): it logs to COM1 whatever the
+//! console.
 //! The entry builds a minimal set of 2 MiB page tables (identity for the
 //! first GiB, the same GiB as the *bootstrap* physical-memory window, and
 //! the kernel image at -2 GiB), enables long mode and jumps to
@@ -178,6 +186,8 @@ pub struct BootInfo {
     pub cmdline: [u8; bootinfo::CMDLINE_MAX],
     pub cmdline_len: usize,
     pub rsdp: u64,
+    pub rsdp_source: bootinfo::RsdpSource,
+    pub firmware: bootinfo::Firmware,
     /// Physical range of the boot information itself (not to be reused).
     pub info: MemRange,
 }
@@ -281,6 +291,8 @@ pub fn parse(info_pa: u64, magic: u32) -> Result<BootInfo, bootinfo::BootError> 
         cmdline: f.cmdline,
         cmdline_len: f.cmdline_len,
         rsdp: f.rsdp,
+        rsdp_source: f.rsdp_source,
+        firmware: f.firmware,
         info: range(f.info),
     })
 }

@@ -122,6 +122,26 @@ mod kernel {
         klog!("exokernel starting");
         let bi = boot::parse(info, magic as u32).unwrap_or_else(|e| fatal(format_args!("cannot boot: {e}")));
         boot::drop_scratch();
+        let (loader, firmware) = match (bi.protocol, bi.firmware) {
+            ("PVH", _) => (ki::BOOT_PVH, "PVH"),
+            (_, firmware::bootinfo::Firmware::Uefi) => (ki::BOOT_MB2_UEFI, "multiboot2 on UEFI"),
+            _ => (ki::BOOT_MB2_BIOS, "multiboot2 on BIOS"),
+        };
+        let rsdp_source = match bi.rsdp_source {
+            firmware::bootinfo::RsdpSource::None => ki::RSDP_NONE,
+            firmware::bootinfo::RsdpSource::Loader => ki::RSDP_LOADER,
+            firmware::bootinfo::RsdpSource::Scan => ki::RSDP_SCAN,
+            firmware::bootinfo::RsdpSource::EfiSystemTable => ki::RSDP_EFI_TABLE,
+        };
+        klog!(
+            "boot information: {firmware}, RSDP {}",
+            match rsdp_source {
+                ki::RSDP_LOADER => "from the loader",
+                ki::RSDP_SCAN => "found by scanning the EBDA and BIOS area",
+                ki::RSDP_EFI_TABLE => "from the UEFI configuration table",
+                _ => "not found (no ACPI: one CPU, no devices)",
+            }
+        );
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
@@ -186,7 +206,17 @@ mod kernel {
 
         let lapic = x86_64::registers::model_specific::Msr::new(0x1b);
         // SAFETY: reading IA32_APIC_BASE has no side effects.
-        let lapic = unsafe { lapic.read() } & 0xf_ffff_f000;
+        let apic_base = unsafe { lapic.read() };
+        if apic_base & (1 << 10) != 0 {
+            // Firmware may hand over in x2APIC mode (servers with many
+            // CPUs, some UEFI setups); the kernel drives the xAPIC's MMIO
+            // registers, which then do not respond.
+            fatal(format_args!(
+                "the firmware left the local APIC in x2APIC mode; this kernel drives it in xAPIC mode: \
+                 turn x2APIC off in the firmware setup (docs/HARDWARE.md)"
+            ));
+        }
+        let lapic = apic_base & 0xf_ffff_f000;
         if let Err(e) = crate::mmio::map(lapic, 4096, &mut alloc, &bi.ram[..bi.ram_count]) {
             fatal(format_args!("cannot map the local APIC at {lapic:#x}: {e}"));
         }
@@ -196,6 +226,8 @@ mod kernel {
 
         let kinfo_pa = alloc.alloc().unwrap_or_else(|| fatal(format_args!("no memory for the kernel info page")));
         kinfo::set_frame(kinfo_pa);
+        kinfo::set(ki::W_BOOT_LOADER, loader);
+        kinfo::set(ki::W_RSDP_SOURCE, rsdp_source);
         crate::acpi::report_cpus(platform.as_ref());
         let timer = apic::init(lapic, TICK_US);
         kinfo::set(ki::W_TICK_US, timer.tick_us);

@@ -19,9 +19,15 @@ pub fn init() {
         .set_ranges((0..n).map(|i| (kinfo::word(ki::W_RAM_RANGE0 + 2 * i), kinfo::word(ki::W_RAM_RANGE0 + 2 * i + 1))));
 }
 
-/// Take a frame; returns its address in init's RAM window.
+/// Take a frame, zeroed; returns its address in init's RAM window.
+/// The RAM the kernel hands over holds whatever the firmware and the boot
+/// loader left there (UEFI and GRUB leave plenty; only QEMU's `-kernel`
+/// path happens to start with zeroed RAM), and a child's argument and
+/// control pages, stacks and heaps must start as zero.
 pub fn alloc() -> Option<u64> {
-    FRAMES.lock().alloc()
+    let f = FRAMES.lock().alloc()?;
+    exo_rt::mem::zero_page(f);
+    Some(f)
 }
 
 /// Put back a frame that is still in the window (e.g. a `create` that

@@ -84,6 +84,8 @@ pub const TESTS: &[Test] = &[
     one("kill_db"),
     one("kill_driver"),
     one("libfs_bench"),
+    one("image_bios"),
+    one("image_uefi"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -381,6 +381,20 @@ pub mod kinfo {
     /// in a process (ring 3). An NMI is counted, never delivered.
     pub const W_NMI_KERNEL: usize = 105;
     pub const W_NMI_USER: usize = 106;
+    /// How the machine was booted: [`BOOT_PVH`] (QEMU `-kernel`),
+    /// [`BOOT_MB2_BIOS`] or [`BOOT_MB2_UEFI`] (GRUB's multiboot2 on BIOS or
+    /// UEFI firmware, `cargo xtask image`); and where the ACPI RSDP came
+    /// from: [`RSDP_NONE`], [`RSDP_LOADER`], [`RSDP_SCAN`] (legacy BIOS
+    /// areas) or [`RSDP_EFI_TABLE`] (the UEFI configuration table).
+    pub const W_BOOT_LOADER: usize = 107;
+    pub const W_RSDP_SOURCE: usize = 108;
+    pub const BOOT_PVH: u64 = 1;
+    pub const BOOT_MB2_BIOS: u64 = 2;
+    pub const BOOT_MB2_UEFI: u64 = 3;
+    pub const RSDP_NONE: u64 = 0;
+    pub const RSDP_LOADER: u64 = 1;
+    pub const RSDP_SCAN: u64 = 2;
+    pub const RSDP_EFI_TABLE: u64 = 3;
     /// Persistent memory (NVDIMMs from the ACPI NFIT) mapped into init at
     /// `PMEM_VA`: the number of ranges, the number of NFIT
     /// persistent-memory ranges the kernel refused (misaligned, overlapping

@@ -31,6 +31,9 @@
 //! boot memory map (RAM, ACPI memory and the ACPI tables' pages, never
 //! holes), with 1 GiB, 2 MiB or 4 KiB pages.
 //!
+//! [`bootinfo`] reads what the loader handed over (PVH or multiboot2,
+//! BIOS or UEFI); [`rsdp_scan`] finds the RSDP when the loader passed none.
+//!
 //! No heap: the crate is used with its default features off.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -43,6 +46,7 @@ pub mod nfit;
 mod platform;
 pub mod pmem_ranges;
 mod precheck;
+pub mod rsdp_scan;
 mod view;
 pub mod window;
 

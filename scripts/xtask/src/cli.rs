@@ -46,6 +46,11 @@ pub enum Cmd {
     SelfTest,
     /// Arguments after `eval`, parsed by `eval::main`.
     Eval(Vec<String>),
+    /// `image [--cmdline C] [--timeout S]`: boot media (disk image, ISO).
+    Image {
+        cmdline: String,
+        timeout_secs: u32,
+    },
     /// `powerfail --images N --seed S [--modes TAG,...]`.
     Powerfail {
         images: usize,
@@ -65,7 +70,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install what is missing (Rust target, QEMU).
+    /// Install what is missing (Rust target, QEMU, GRUB/xorriso/mtools/OVMF for the boot media).
     Setup,
     /// Build kernel + userspace and pack the boot image.
     Build,
@@ -107,6 +112,16 @@ enum Command {
     },
     /// Boot generated dummy guests to check QEMU + harness.
     Selftest,
+    /// Boot media for real machines: a disk image (BIOS and UEFI, through
+    /// GRUB) and an ISO; see docs/HARDWARE.md.
+    Image {
+        /// The kernel command line of the GRUB menu entry (editable there).
+        #[arg(long, default_value = "demo")]
+        cmdline: String,
+        /// Seconds GRUB shows its menu before booting.
+        #[arg(long, default_value_t = 5)]
+        timeout: u32,
+    },
     /// The long power-fail pass: the database commits behind a write log,
     /// then the medium is rebuilt at cut points, booted and recovered.
     Powerfail {
@@ -164,6 +179,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         Some(Command::Setup) => Cmd::Setup,
         Some(Command::Build) => Cmd::Build,
         Some(Command::Selftest) => Cmd::SelfTest,
+        Some(Command::Image { cmdline, timeout }) => Cmd::Image { cmdline, timeout_secs: timeout },
         Some(Command::Powerfail { images, seed, modes }) => {
             if images == 0 {
                 bail!("--images must be at least 1");
@@ -261,5 +277,13 @@ mod tests {
         assert_eq!(p(&["eval", "--quick"]).unwrap(), Cmd::Eval(vec!["--quick".into()]));
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["setup", "now"]).is_err());
+    }
+
+    #[test]
+    fn image_takes_a_command_line_and_a_menu_timeout() {
+        assert_eq!(p(&["image"]).unwrap(), Cmd::Image { cmdline: "demo".into(), timeout_secs: 5 });
+        let c = p(&["image", "--cmdline", "test=boot_to_init", "--timeout", "0"]).unwrap();
+        assert_eq!(c, Cmd::Image { cmdline: "test=boot_to_init".into(), timeout_secs: 0 });
+        assert!(p(&["image", "--timeout", "soon"]).is_err());
     }
 }

@@ -42,6 +42,15 @@ impl std::fmt::Display for Accel {
     }
 }
 
+/// The firmware the machine starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default, SeaBIOS (legacy BIOS).
+    SeaBios,
+    /// UEFI: Debian's OVMF build (`-bios`, no persistent variables).
+    Ovmf,
+}
+
 /// Where the guest's COM1 goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Serial {
@@ -336,6 +345,11 @@ pub struct Machine {
     /// The NVDIMM's backing file and size instead of the images
     /// directory's `nvdimm.img` (`eval --recovery`'s 1.125 GiB NVDIMM).
     pub nvdimm: Option<(PathBuf, u64)>,
+    pub firmware: Firmware,
+    /// A disk the firmware boots (raw image on the AHCI controller,
+    /// first in the boot order), as a real machine boots from a USB stick;
+    /// instead of `-kernel`.
+    pub boot_disk: Option<PathBuf>,
 }
 
 impl Machine {
@@ -359,7 +373,17 @@ impl Machine {
             extra_args: vec![],
             nvme_drive: None,
             nvdimm: None,
+            firmware: Firmware::SeaBios,
+            boot_disk: None,
         }
+    }
+    pub fn firmware(mut self, f: Firmware) -> Self {
+        self.firmware = f;
+        self
+    }
+    pub fn boot_disk(mut self, p: impl Into<PathBuf>) -> Self {
+        self.boot_disk = Some(p.into());
+        self
     }
 
     pub fn kernel(mut self, p: impl Into<PathBuf>) -> Self {
@@ -441,6 +465,11 @@ impl Machine {
         if self.initrd.is_some() && self.kernel.is_none() {
             bail!("an initrd needs a kernel");
         }
+        if self.boot_disk.is_some() && (self.kernel.is_some() || self.append.is_some()) {
+            bail!(
+                "a machine boots from its boot disk or from -kernel, not both (the disk's GRUB holds the command line)"
+            );
+        }
         let img = |i: DiskImage| qemu_escape(&self.images_dir.join(i.file));
         let mut a: Vec<OsString> = vec![];
         let mut push = |words: &[&str]| a.extend(words.iter().map(OsString::from));
@@ -520,6 +549,16 @@ impl Machine {
         }
         if self.gdb {
             push(&["-s", "-S"]);
+        }
+        if self.firmware == Firmware::Ovmf {
+            a.push("-bios".into());
+            a.push(crate::setup::OVMF_FIRMWARE.into());
+        }
+        if let Some(d) = &self.boot_disk {
+            a.push("-drive".into());
+            a.push(format!("file={},if=none,id=bootdisk,format=raw", qemu_escape(d)).into());
+            a.push("-device".into());
+            a.push("ide-hd,drive=bootdisk,bootindex=0".into());
         }
         if let Some(k) = &self.kernel {
             a.push("-kernel".into());
@@ -724,6 +763,23 @@ mod tests {
     fn rejects_impossible_combinations() {
         assert!(Machine::new("/i").accel(Accel::Kvm).icount(true).args().is_err());
         assert!(Machine::new("/i").initrd("/x").args().is_err());
+        assert!(Machine::new("/i").boot_disk("/d").kernel("/k").args().is_err());
+        assert!(Machine::new("/i").boot_disk("/d").append("test=x").args().is_err());
+    }
+
+    #[test]
+    fn boot_disk_and_ovmf_replace_kernel_loading() {
+        let l = line(&Machine::new("/i").firmware(Firmware::Ovmf).boot_disk("/o/exo,1.img"));
+        assert!(
+            l.ends_with(
+                "-bios /usr/share/ovmf/OVMF.fd -drive file=/o/exo,,1.img,if=none,id=bootdisk,format=raw \
+                 -device ide-hd,drive=bootdisk,bootindex=0"
+            ),
+            "{l}"
+        );
+        assert!(!l.contains("-kernel"));
+        let bios = line(&Machine::new("/i").boot_disk("/d.img"));
+        assert!(!bios.contains("-bios") && bios.contains("id=bootdisk"), "{bios}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod cli;
 mod cmd;
 mod dummy_guest;
 mod eval;
+mod image;
 mod machine;
 mod outcome;
 mod powerfail;
@@ -45,6 +46,7 @@ fn real_main(args: &[String]) -> Result<i32> {
         Cmd::Help => print!("{}", cli::usage()),
         Cmd::Setup => {
             setup::ensure_all()?;
+            setup::ensure_boot_media_tools()?;
             println!("setup: everything is installed");
         }
         Cmd::Build => {
@@ -73,6 +75,12 @@ fn real_main(args: &[String]) -> Result<i32> {
             println!("selftest: all {} cases ended as expected", results.len());
         }
         Cmd::Eval(args) => eval::main(&args)?,
+        Cmd::Image { cmdline, timeout_secs } => {
+            let (disk, iso) = image::main(&cmdline, timeout_secs)?;
+            println!("disk image: {} (BIOS and UEFI; write it to a USB stick, see docs/HARDWARE.md)", disk.display());
+            println!("ISO:        {} (BIOS and UEFI, CD or USB stick)", iso.display());
+            println!("kernel command line: `{cmdline}` (press `e` in the GRUB menu to edit it)");
+        }
         Cmd::Powerfail { images, seed, modes } => {
             let seed = seed.unwrap_or_else(powerfail::clock_seed);
             let failed = powerfail::main(images, seed, &modes)?;

@@ -6,7 +6,7 @@
 use crate::bad_elf;
 use crate::blkdebug::Fault;
 use crate::build::Artifacts;
-use crate::machine::{Chipset, Machine};
+use crate::machine::{Chipset, Firmware, Machine};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -48,6 +48,18 @@ pub struct Details {
     /// Failures the NVMe device shows in each boot (by boot index), through
     /// QEMU's blkdebug (`crate::blkdebug`).
     pub nvme_faults: Option<fn(usize) -> Vec<Fault>>,
+    /// How the kernel gets loaded.
+    pub boot: Boot,
+}
+
+/// How a test's machine loads the kernel and the boot image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU's `-kernel` (PVH) with `-initrd` and `-append`.
+    Direct,
+    /// The firmware boots a disk image built by `crate::image` (GRUB,
+    /// multiboot2), whose menu entry carries the command line.
+    Grub(Firmware),
 }
 
 impl QemuTest {
@@ -72,6 +84,7 @@ const DEFAULT: Details = Details {
     acpi_table: None,
     inject_nmi: false,
     nvme_faults: None,
+    boot: Boot::Direct,
 };
 
 /// The database's first sector (NVMe MiB 192, in 512-byte sectors).
@@ -193,6 +206,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // operations each, on NVDIMM pages and on NVMe through the block
     // service; every workload's result verified, one EXO-FS line each.
     ("libfs_bench", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
+    // The boot media (`cargo xtask image`): the disk image booted by
+    // SeaBIOS and by OVMF through GRUB, the database run on NVMe.
+    ("image_bios", Details { boot: Boot::Grub(Firmware::SeaBios), timeout: Duration::from_secs(120), ..DEFAULT }),
+    ("image_uefi", Details { boot: Boot::Grub(Firmware::Ovmf), timeout: Duration::from_secs(120), ..DEFAULT }),
 ];
 
 fn sriov(m: Machine) -> Machine {
@@ -262,7 +279,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 43, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 45, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }
@@ -276,6 +293,8 @@ mod tests {
         assert!(bad_elf.details.extra.is_some());
         let bench = all.iter().find(|t| t.name == "nvme_bench").unwrap();
         assert_eq!(bench.append(bench.first), "test=nvme_bench quick");
+        let grub: Vec<_> = all.iter().filter(|t| t.details.boot != Boot::Direct).map(|t| t.name).collect();
+        assert_eq!(grub, ["image_bios", "image_uefi"]);
         let persist = all.iter().find(|t| t.name == "nvme_persist").unwrap();
         assert!(persist.boots().eq(["nvme_persist_write", "nvme_persist_check"]));
     }

@@ -13,11 +13,27 @@ pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 
+/// UEFI firmware for QEMU (the `image_uefi` test) and where Debian puts it.
+pub const OVMF_PACKAGE: &str = "ovmf";
+pub const OVMF_FIRMWARE: &str = "/usr/share/ovmf/OVMF.fd";
+
 /// Everything `run` and `test` need.
 pub fn ensure_all() -> Result<()> {
     ensure_rust_target()?;
     ensure_rust_components()?;
     ensure_qemu()
+}
+
+/// What `cargo xtask image` and the `image_bios`/`image_uefi` tests need:
+/// GRUB for both platforms, xorriso, mtools and OVMF (`cargo xtask setup`
+/// installs them too; `run` and `eval` do not need them).
+pub fn ensure_boot_media_tools() -> Result<()> {
+    ensure_debian_packages(crate::image::PACKAGES)?;
+    ensure_debian_packages(&[OVMF_PACKAGE])?;
+    if !std::path::Path::new(OVMF_FIRMWARE).is_file() {
+        bail!("installed `{OVMF_PACKAGE}` but {OVMF_FIRMWARE} is missing");
+    }
+    Ok(())
 }
 
 /// `rustfmt` and `clippy` for the toolchain (rust-toolchain.toml lists

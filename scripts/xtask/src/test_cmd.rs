@@ -6,7 +6,7 @@ use crate::build::{self, Artifacts};
 use crate::cli::TestOpts;
 use crate::machine::{self, Accel, Machine};
 use crate::outcome::Expect;
-use crate::qemu_tests::{self, QemuTest};
+use crate::qemu_tests::{self, Boot, QemuTest};
 use crate::runner::{self, RunOptions, RunReport};
 use crate::workspace::Workspace;
 
@@ -244,6 +244,9 @@ fn qemu_phase(opts: &TestOpts, tally: &mut Tally) {
     }
     let prepared = (|| -> Result<(Workspace, Artifacts, Accel)> {
         setup::ensure_all()?;
+        if selected.iter().any(|t| t.details.boot != Boot::Direct) {
+            setup::ensure_boot_media_tools()?;
+        }
         let ws = Workspace::load()?;
         let arts = build::build_all(&ws)?;
         let accel = accel::resolve(opts.accel, &ws.images_dir(), &ws.qemu_log_dir())?;
@@ -446,12 +449,20 @@ fn run_one(
         // Init checks the RAM it got against the machine's (boot_to_init).
         let append = format!("{append} ram_mib={}", hardware.ram_mib);
         let name = format!("{name}{suffix}");
-        let mut machine = Machine::new(ws.images_dir())
-            .accel(accel)
-            .hardware(hardware)
-            .kernel(&arts.kernel)
-            .initrd(&image)
-            .append(append);
+        let mut machine = Machine::new(ws.images_dir()).accel(accel).hardware(hardware);
+        machine = match t.details.boot {
+            Boot::Direct => machine.kernel(&arts.kernel).initrd(&image).append(append),
+            Boot::Grub(firmware) => {
+                // The disk image `cargo xtask image` makes, with this
+                // boot's command line in GRUB's menu entry.
+                let disk = ws.bare_metal_out().join(format!("grub-{name}.img"));
+                let work = ws.bare_metal_out().join(format!("image-work-{name}"));
+                let media =
+                    crate::image::Media { kernel: &arts.kernel, boot_image: &image, cmdline: &append, timeout_secs: 0 };
+                crate::image::build_disk(&media, &disk, &work)?;
+                machine.firmware(firmware).boot_disk(disk)
+            }
+        };
         machine = (t.details.machine)(machine);
         if let Some(path) = &acpi_table {
             machine = machine.arg("-acpitable").arg(format!("file={}", machine::qemu_escape(path)));

@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, db, devices, fs, fsbench, fsshare, pmem, sriov};
+use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, sriov};
 use alloc::format;
 use alloc::string::String;
 
@@ -65,6 +65,8 @@ pub fn run(name: &str) -> Outcome {
         "shell_fs" => fsshare::shell_fs(),
         "microbench" => basic::microbench(),
         "libfs_bench" => fsbench::libfs_bench(),
+        "image_bios" => bootmedia::image(exo_abi::kinfo::BOOT_MB2_BIOS),
+        "image_uefi" => bootmedia::image(exo_abi::kinfo::BOOT_MB2_UEFI),
         "fsbench_eval" => fsbench::fsbench_eval(),
         "recovery_nvme" => db::recovery("nvme"),
         "recovery_pmem" => db::recovery("pmem"),

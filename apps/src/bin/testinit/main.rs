@@ -22,6 +22,8 @@ mod attacks;
 #[cfg(target_os = "none")]
 mod basic;
 #[cfg(target_os = "none")]
+mod bootmedia;
+#[cfg(target_os = "none")]
 mod db;
 #[cfg(target_os = "none")]
 mod devices;
