@@ -42,6 +42,8 @@ mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
 #[cfg(target_os = "none")]
+mod vector;
+#[cfg(target_os = "none")]
 mod window;
 
 #[cfg(target_os = "none")]
@@ -125,6 +127,7 @@ mod kernel {
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
+        crate::vector::init();
 
         // Free RAM: what the loader reported, minus the first MiB, the
         // kernel image, the boot image and the boot information.

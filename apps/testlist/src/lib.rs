@@ -83,6 +83,7 @@ pub const TESTS: &[Test] = &[
     two("io_errors", "io_errors_flush", "io_errors_check"),
     one("kill_db"),
     one("libfs_bench"),
+    one("vector_state"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

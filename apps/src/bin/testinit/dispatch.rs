@@ -65,6 +65,7 @@ pub fn run(name: &str) -> Outcome {
         "microbench" => basic::microbench(),
         "libfs_bench" => fsbench::libfs_bench(),
         "fsbench_eval" => fsbench::fsbench_eval(),
+        "vector_state" => basic::vector_state(),
         other => Err(format!("no test named {other:?}")),
     }
 }
