@@ -143,8 +143,18 @@ extern "C" {
     fn rt_resume() -> !;
 }
 
+/// Offset of the header in a standard-format XSAVE image.
+const XSAVE_HEADER: u64 = 512;
+
 extern "C" fn main_trampoline() -> ! {
     STARTED.store(true, Ordering::SeqCst);
+    // XRSTOR (in `rt_resume`) faults unless the XSAVE header's words after
+    // XSTATE_BV are zero; the kernel writes only XSTATE_BV, and this
+    // control page's frame may hold whatever its last owner left. Nothing
+    // was saved there yet: this process has not run before.
+    for w in 1..8 {
+        crate::control::write(control::VECTOR_AREA + XSAVE_HEADER + 8 * w, 0);
+    }
     crate::heap::init_from_args();
     // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
     unsafe { exo_main() };
