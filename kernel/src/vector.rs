@@ -45,8 +45,13 @@ static CLEAN: CleanImage = {
 };
 
 /// Turn on FXSR/SSE exceptions and, where the CPU has it, XSAVE with the
-/// components the save area can hold. Called once per CPU at boot.
-pub fn init() {
+/// components the save area can hold. Called once per CPU at boot; with
+/// `enable` false (`novector`) everything stays off.
+pub fn init(enable: bool) {
+    if !enable {
+        klog!("vector state: off (novector): x87/SSE/AVX instructions fault; nothing saved or cleared");
+        return;
+    }
     let leaf1 = core::arch::x86_64::__cpuid(1);
     let has_fxsr = leaf1.edx & (1 << 24) != 0;
     let has_xsave = leaf1.ecx & (1 << 26) != 0;

@@ -9,7 +9,7 @@ use exo_rt::println;
 use exo_rt::vector::{self, Regs, REGS};
 
 /// Top 24 bits of every pattern word: recognisable in a leaked register.
-const MAGIC: u64 = 0x5645_43 << 40;
+const MAGIC: u64 = 0x56_4543 << 40;
 /// Preempted rounds wanted before passing.
 const PREEMPTED_ROUNDS: u64 = 12;
 /// Round limit (the test's time bound if preemption never comes).
