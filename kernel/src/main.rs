@@ -42,6 +42,8 @@ mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
 #[cfg(target_os = "none")]
+mod vector;
+#[cfg(target_os = "none")]
 mod window;
 
 #[cfg(target_os = "none")]
@@ -145,6 +147,11 @@ mod kernel {
         mem::set_ram(&bi.ram[..bi.ram_count]);
         arch::init();
         enable_cpu_protections();
+        // `novector` on the command line leaves x87/SSE/AVX disabled (no
+        // save, no clear: what a switch costs without vector state; SSE
+        // instructions then raise #UD, so nothing can leak).
+        let novector = bi.cmdline[..bi.cmdline_len].split(|b| *b == b' ').any(|w| w == b"novector");
+        crate::vector::init(!novector);
 
         // Free RAM: what the loader reported, minus the first MiB, the
         // kernel image, the boot image and the boot information.

@@ -34,6 +34,7 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
     for (i, r) in regs.iter().enumerate() {
         phys_write::<u64>(ctl + control::SAVED + 8 * i as u64, *r);
     }
+    crate::vector::save(ctl);
     phys_write::<u64>(ctl + control::SAVED_VALID, 1);
     true
 }
@@ -99,6 +100,9 @@ pub fn switch_to(root: u64) {
             core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags));
         }
         pc.current = root;
+        // No space sees another's vector registers (the one switched away
+        // from had them saved, if it wanted them, by `save`).
+        crate::vector::clear();
     }
     crate::arch::set_io_permission(root == pc.init);
 }

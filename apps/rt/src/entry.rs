@@ -72,6 +72,11 @@ rt_main_stack_top:
     .global _start
 _start:
     lea rsp, [rip + rt_upcall_stack_top]
+    mov r11, qword ptr [rip + RT_VEC_SNAPSHOT]
+    test r11, r11
+    jz 1f
+    call rt_vec_snapshot
+1:
     call {dispatch}
     ud2
 
@@ -84,6 +89,18 @@ rt_start_main:
 
     .global rt_resume
 rt_resume:
+    mov rax, qword ptr [{vkind}]
+    cmp rax, {kind_xsave}
+    jne 1f
+    mov eax, dword ptr [{vmask}]
+    mov edx, dword ptr [{vmask} + 4]
+    xrstor64 [{varea}]
+    jmp 2f
+1:
+    cmp rax, {kind_fxsave}
+    jne 2f
+    fxrstor64 [{varea}]
+2:
     mov rax, qword ptr [{saved} + 7*8]
     sub rax, 16
     mov rbx, qword ptr [{saved} + 16*8]
@@ -114,6 +131,11 @@ rt_resume:
     main = sym main_trampoline,
     masked = const CONTROL_VA + control::MASKED,
     saved = const CONTROL_VA + control::SAVED,
+    vkind = const CONTROL_VA + control::VECTOR_KIND,
+    vmask = const CONTROL_VA + control::VECTOR_MASK,
+    varea = const CONTROL_VA + control::VECTOR_AREA,
+    kind_xsave = const exo_abi::VectorKind::Xsave as u64,
+    kind_fxsave = const exo_abi::VectorKind::Fxsave as u64,
 );
 
 extern "C" {
@@ -121,8 +143,18 @@ extern "C" {
     fn rt_resume() -> !;
 }
 
+/// Offset of the header in a standard-format XSAVE image.
+const XSAVE_HEADER: u64 = 512;
+
 extern "C" fn main_trampoline() -> ! {
     STARTED.store(true, Ordering::SeqCst);
+    // XRSTOR (in `rt_resume`) faults unless the XSAVE header's words after
+    // XSTATE_BV are zero; the kernel writes only XSTATE_BV, and this
+    // control page's frame may hold whatever its last owner left. Nothing
+    // was saved there yet: this process has not run before.
+    for w in 1..8 {
+        crate::control::write(control::VECTOR_AREA + XSAVE_HEADER + 8 * w, 0);
+    }
     crate::heap::init_from_args();
     // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
     unsafe { exo_main() };
@@ -134,7 +166,10 @@ extern "C" fn main_trampoline() -> ! {
 pub fn resume() -> ! {
     // SAFETY: the control page is mapped (the kernel entered us through
     // it) and holds a context the kernel saved from this address space;
-    // `rt_resume` restores it and clears `masked` just before returning.
+    // `rt_resume` restores its vector registers (XRSTOR/FXRSTOR from the
+    // control page's vector area, as `vector_kind` says, still masked so
+    // the kernel cannot overwrite the area meanwhile), then the rest, and
+    // clears `masked` just before returning.
     unsafe { rt_resume() }
 }
 

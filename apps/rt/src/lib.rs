@@ -25,6 +25,7 @@ pub mod nvme;
 pub mod probe;
 pub mod region;
 pub mod sys;
+pub mod vector;
 pub mod virtio;
 
 pub use blocking_fault::{blocking_faults, set_blocking_fault_handler};

@@ -86,6 +86,7 @@ pub const TESTS: &[Test] = &[
     one("libfs_bench"),
     one("image_bios"),
     one("image_uefi"),
+    one("vector_state"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

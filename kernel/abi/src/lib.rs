@@ -321,6 +321,36 @@ pub struct ControlPage {
     /// was running (bit v of the 256): the kernel sets them, init clears
     /// them with an atomic swap and handles them.
     pub pending: [u64; 4],
+    /// How the vector registers of `saved` were stored in the vector save
+    /// area at [`control::VECTOR_AREA`] (a [`VectorKind`] value; 0 when
+    /// the kernel saved none), and (XSAVE) the state-component bitmap it
+    /// saved, which `XRSTOR` is given back.
+    pub vector_kind: u64,
+    pub vector_mask: u64,
+}
+
+/// The format of the vector save area in the control page: what the
+/// kernel used to save the interrupted context's x87/SSE/AVX registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum VectorKind {
+    /// Nothing saved (the CPU has no FXSR, or the kernel never saved).
+    None = 0,
+    /// `FXSAVE64` image (512 bytes): x87 and SSE.
+    Fxsave = 1,
+    /// Standard-format `XSAVE` image; `vector_mask` names its components.
+    Xsave = 2,
+}
+
+impl VectorKind {
+    pub fn from_word(w: u64) -> Option<VectorKind> {
+        match w {
+            0 => Some(VectorKind::None),
+            1 => Some(VectorKind::Fxsave),
+            2 => Some(VectorKind::Xsave),
+            _ => None,
+        }
+    }
 }
 
 /// Byte offsets in the control page (used by the kernel and by assembly).
@@ -331,6 +361,15 @@ pub mod control {
     pub const SAVED_VALID: u64 = 24;
     pub const SAVED: u64 = 32;
     pub const PENDING: u64 = 176;
+    pub const VECTOR_KIND: u64 = 208;
+    pub const VECTOR_MASK: u64 = 216;
+    /// The vector save area (64-byte aligned, as `XSAVE` requires): the
+    /// rest of the page, which the kernel uses only as far as the enabled
+    /// components need (`VECTOR_AREA_MAX` bounds what it enables). One per
+    /// activation: a control page per activation (per core, later) gives
+    /// each its own.
+    pub const VECTOR_AREA: u64 = 1024;
+    pub const VECTOR_AREA_MAX: u64 = 4096 - VECTOR_AREA;
 }
 
 /// The kernel info page, mapped read-only into init at [`KINFO_VA`]. Word
@@ -608,6 +647,14 @@ mod tests {
         assert_eq!(core::mem::offset_of!(ControlPage, saved_valid) as u64, control::SAVED_VALID);
         assert_eq!(core::mem::offset_of!(ControlPage, saved) as u64, control::SAVED);
         assert_eq!(core::mem::offset_of!(ControlPage, pending) as u64, control::PENDING);
+        assert_eq!(core::mem::offset_of!(ControlPage, vector_kind) as u64, control::VECTOR_KIND);
+        assert_eq!(core::mem::offset_of!(ControlPage, vector_mask) as u64, control::VECTOR_MASK);
+        assert!(core::mem::size_of::<ControlPage>() as u64 <= control::VECTOR_AREA);
+        assert_eq!(control::VECTOR_AREA % 64, 0);
+        for k in [VectorKind::None, VectorKind::Fxsave, VectorKind::Xsave] {
+            assert_eq!(VectorKind::from_word(k as u64), Some(k));
+        }
+        assert_eq!(VectorKind::from_word(3), None);
     }
 
     #[test]

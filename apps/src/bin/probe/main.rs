@@ -20,6 +20,8 @@ mod matrix;
 mod regions;
 #[cfg(target_os = "none")]
 mod sfuzz;
+#[cfg(target_os = "none")]
+mod vector;
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -65,6 +67,7 @@ fn main() {
             fuzz::run(arg.max(1), seed)
         }
         "matrix" => matrix::run(),
+        "vector" => vector::run(arg),
         "sfuzz" => {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             let structures = words.next() != Some("noscen");

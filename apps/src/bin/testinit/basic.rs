@@ -329,3 +329,25 @@ pub fn microbench() -> Outcome {
     println!("microbench: {} syscalls, {} upcalls in total", kinfo::word(ki::W_SYSCALLS), kinfo::word(ki::W_UPCALLS));
     Ok(())
 }
+
+/// Three `probe`s hold distinct patterns in every vector register (YMM
+/// where the CPU has AVX) while the root scheduler preempts them against
+/// each other: each checks that no value was lost across its preemptions
+/// and that no upcall entry found another's values (see the probe's
+/// `vector` mode); init checks that each was preempted.
+pub fn vector_state() -> Outcome {
+    let probes: alloc::vec::Vec<Child> =
+        (1..=3).map(|seed| start("probe", &format!("vector {seed}"), 0, &[])).collect::<Result<_, _>>()?;
+    for (i, c) in probes.iter().enumerate() {
+        let code = finish(c, "vector probe")?;
+        let pre = sched::slot(c.slot).preemptions.load(SeqCst);
+        println!("init: vector probe {} exited {code} after {pre} preemptions", i + 1);
+        if code != 0 {
+            return Err(format!("vector probe {} exited with {code}", i + 1));
+        }
+        if pre == 0 {
+            return Err(format!("vector probe {} was never preempted", i + 1));
+        }
+    }
+    Ok(())
+}

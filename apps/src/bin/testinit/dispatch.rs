@@ -70,6 +70,7 @@ pub fn run(name: &str) -> Outcome {
         "fsbench_eval" => fsbench::fsbench_eval(),
         "recovery_nvme" => db::recovery("nvme"),
         "recovery_pmem" => db::recovery("pmem"),
+        "vector_state" => basic::vector_state(),
         other => Err(format!("no test named {other:?}")),
     }
 }
