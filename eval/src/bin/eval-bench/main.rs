@@ -7,7 +7,10 @@
 //! eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
 //! eval-bench raw --dev /dev/nvme0n1 --workload randread-qd1|randread-qd32|randwrite-qd1|randwrite-qd32 --ops N
 //!                [--block 4096] [--span-mib 128] [--seed N] --system S
+//! eval-bench kernel
 //! ```
+//! `kernel` prints one `linux-kernel:` line per classic crossing (getpid,
+//! mmap+munmap, pipe/futex ping-pong, userfaultfd fault; `eval --kernel`).
 //! `run --engine fs --workload append-fsync|create-small|mmap-overwrite|meta-mix|seq-read`
 //! runs a file-system workload of `eval --fs` instead (eval/FS.md; `--keys`
 //! is then the `seq-read` file's size in MiB).
@@ -19,6 +22,7 @@
 //! stderr. The CLI is relied on by the Linux-guest harness: keep it stable.
 
 mod flushwrap;
+mod kernel;
 
 use eval::matrix::Plan;
 use eval::results::{header, MEDIA, SYSTEMS};
@@ -33,7 +37,8 @@ const USAGE: &str = "usage:
   eval-bench header
   eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
   eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
-  eval-bench raw --dev /dev/BLOCKDEV --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] [--seed N] --system S";
+  eval-bench raw --dev /dev/BLOCKDEV --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] [--seed N] --system S
+  eval-bench kernel";
 
 /// `--name value` pairs and bare `--flag`s.
 struct Args {
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
         Some("run") => cmd_run(&args[1..]),
         Some("suite") => cmd_suite(&args[1..]),
         Some("raw") => cmd_raw(&args[1..]),
+        Some("kernel") if args.len() == 1 => kernel::run(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
