@@ -359,10 +359,7 @@ mod tests {
     }
 
     fn linux_serial(ticks: u64) -> String {
-        LinuxOp::ALL
-            .into_iter()
-            .map(|op| format!("\r{}\n", LinuxLine { op, ticks, ns: ticks * 3 }))
-            .collect::<String>()
+        LinuxOp::ALL.into_iter().map(|op| format!("\r{}\n", LinuxLine { op, ticks, ns: ticks * 3 })).collect::<String>()
     }
 
     #[test]
@@ -386,7 +383,10 @@ mod tests {
         let t = targets(&instr, &[], &linux);
         assert!(t.contains(&"SHORT direct yield round trip under 1,000 guest instructions: 1200".to_string()), "{t:?}");
         assert!(t.iter().any(|l| l.starts_with("MET null-syscall") && l.contains("0.10x")), "{t:?}");
-        assert!(t.iter().any(|l| l.starts_with("SHORT direct-yield-roundtrip") && l.contains("futex-pingpong")), "{t:?}");
+        assert!(
+            t.iter().any(|l| l.starts_with("SHORT direct-yield-roundtrip") && l.contains("futex-pingpong")),
+            "{t:?}"
+        );
         let (md, csv, _) = report(&instr, &instr, Some(1000), Some(&linux));
         assert!(md.contains("## Beside Linux") && md.contains("| null-syscall | 100 | 100 |"), "{md}");
         assert!(csv.contains("linux-guest,kernel,getpid,1000,\n"), "{csv}");

@@ -15,6 +15,7 @@
 pub mod counters;
 pub mod db;
 pub mod drivers;
+pub mod fio;
 pub mod fs;
 pub mod host;
 pub mod kernel;

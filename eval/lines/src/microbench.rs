@@ -54,7 +54,9 @@ impl Op {
             Op::MapPage => "map (move) one 4 KiB page",
             Op::YieldRoundtrip => "null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler)",
             Op::MapUnmapPage => "share and unmap one 4 KiB page",
-            Op::DirectYieldRoundtrip => "direct yield round trip (2 yields, 2 upcalls, 2 user-level resumes, no scheduler)",
+            Op::DirectYieldRoundtrip => {
+                "direct yield round trip (2 yields, 2 upcalls, 2 user-level resumes, no scheduler)"
+            }
             Op::FaultUpcall => "page fault upcall to the own pager (unmap, fault, map, resume)",
         }
     }

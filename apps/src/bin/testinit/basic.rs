@@ -337,9 +337,11 @@ pub fn microbench() -> Outcome {
     // The two below take over init's upcalls for the measured loops (the
     // scheduler is put back right after): a yield back from the child, or
     // a fault on the page being measured, resumes init main at once.
-    let direct = direct_upcalls(child.id, share, f, || best(&mut || {
-        let _ = sys::yield_to(h, 0);
-    }));
+    let direct = direct_upcalls(child.id, share, f, || {
+        best(&mut || {
+            let _ = sys::yield_to(h, 0);
+        })
+    });
     println!("{}", OpLine { op: Op::DirectYieldRoundtrip, ticks: (direct - empty) / N });
     // Page fault upcall: unmap the page, touch it; the pager shares the
     // frame back in and resumes the faulting load.
@@ -347,10 +349,12 @@ pub fn microbench() -> Outcome {
         return Err("sharing the fault microbench's page failed".into());
     }
     let faults_before = FAULTS_SEEN.load(SeqCst);
-    let fault = direct_upcalls(child.id, share, f, || best(&mut || {
-        failed |= sys::unmap(0, share, 0).is_err();
-        core::hint::black_box(mem::read(share));
-    }));
+    let fault = direct_upcalls(child.id, share, f, || {
+        best(&mut || {
+            failed |= sys::unmap(0, share, 0).is_err();
+            core::hint::black_box(mem::read(share));
+        })
+    });
     let faults = FAULTS_SEEN.load(SeqCst) - faults_before;
     if failed || faults < 5 * N {
         return Err(format!("fault upcall microbench: {faults} faults handled for {} touches", 5 * N));

@@ -46,9 +46,12 @@ pub fn run() -> Result<(), String> {
     // The raw system call: glibc's getpid() is not cached today, but say so
     // in code rather than trust it.
     // SAFETY: getpid takes no arguments and cannot fail.
-    print(LinuxOp::Getpid, per_op(best(&mut || unsafe {
-        std::hint::black_box(libc::syscall(libc::SYS_getpid));
-    })));
+    print(
+        LinuxOp::Getpid,
+        per_op(best(&mut || unsafe {
+            std::hint::black_box(libc::syscall(libc::SYS_getpid));
+        })),
+    );
 
     let mut failed = false;
     print(LinuxOp::MmapMunmap, per_op(best(&mut || failed |= mmap_munmap(false).is_err())));
@@ -251,7 +254,8 @@ fn uffd_fault() -> Result<((u64, u64), i64), String> {
             return Err(errno("mmap"));
         }
         std::ptr::write_bytes(src as *mut u8, 0x5a, PAGE);
-        let mut reg = UffdioRegister { start: page as u64, len: PAGE as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+        let mut reg =
+            UffdioRegister { start: page as u64, len: PAGE as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
         if libc::ioctl(fd, UFFDIO_REGISTER as _, &mut reg) != 0 {
             return Err(errno("UFFDIO_REGISTER"));
         }

@@ -116,6 +116,7 @@ struct LinuxGuest {
 
 fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest> {
     let mut g = guest::prepare(&ws.root, &ws.target_dir)?;
+    guest::add_fio(&mut g)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
     let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
@@ -136,7 +137,7 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
 /// The Linux doorbell counting pass (the session's `icount` pass: NVMe
 /// ioeventfd off, `pci_nvme_mmio_doorbell_sq` traced; times nothing):
 /// I/O-queue SQ doorbells per op for each workload.
-fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>> {
+fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, String), f64>> {
     let setup = PassSetup {
         kind: PassKind::Icount,
         kernel: &lg.vmlinuz,
@@ -151,7 +152,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>
         let (ob, om) = (&pass.rows[b], &pass.rows[m]);
         if let (None, None, Some(x), Some(y)) = (&ob.fail, &om.fail, om.nvme_sq_doorbells, ob.nvme_sq_doorbells) {
             if let Some(v) = per_op(x, y, lg.runs[m].ops) {
-                out.insert(lg.runs[m].workload.clone(), v);
+                out.insert((lg.runs[m].engine.clone(), lg.runs[m].workload.clone()), v);
             }
         }
     }
@@ -250,7 +251,7 @@ pub fn run(quick: bool) -> Result<()> {
         println!("  {l}");
     }
     for x in extras.iter_mut().filter(|x| x.system == "linux-guest") {
-        x.sq_doorbells_per_op = linux_db.get(&x.workload).copied();
+        x.sq_doorbells_per_op = linux_db.get(&(x.engine.clone(), x.workload.clone())).copied();
     }
 
     let out = ws.root.join("eval/results/latest");

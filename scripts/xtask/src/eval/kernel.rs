@@ -41,7 +41,12 @@ fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String>
 
 /// One boot of the Linux guest running `eval-bench kernel`: its serial
 /// output (the guest powers off when done).
-fn linux_boot(vmlinuz: &std::path::Path, initrd: &std::path::Path, work: &std::path::Path, icount: bool) -> Result<String> {
+fn linux_boot(
+    vmlinuz: &std::path::Path,
+    initrd: &std::path::Path,
+    work: &std::path::Path,
+    icount: bool,
+) -> Result<String> {
     let name = if icount { "linux-icount" } else { "linux-tcg" };
     let images = work.join(format!("images-{name}"));
     let _ = std::fs::remove_dir_all(&images);
@@ -111,7 +116,12 @@ pub fn run() -> Result<()> {
         "\nLinux guest: {}; run took {:.0} s (host load {}).\n",
         g.versions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         started.elapsed().as_secs_f64(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     for l in console {
         println!("{l}");
