@@ -23,6 +23,7 @@ pub mod linux;
 pub mod matrix;
 pub mod plot;
 pub mod rawdev;
+pub mod rawmedia;
 pub mod results;
 pub mod rounds;
 pub mod workload;

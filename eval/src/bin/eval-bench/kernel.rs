@@ -94,9 +94,9 @@ fn mmap_munmap(touch: bool) -> Result<(), ()> {
     Ok(())
 }
 
-/// Fork a child running `child` (which never returns), run `parent`, then
-/// kill and reap the child.
-fn with_child(child: impl FnOnce() -> !, parent: impl FnOnce() -> (u64, u64)) -> Result<(u64, u64), String> {
+/// Fork a child running `child` (which loops until killed; it exits if it
+/// returns), run `parent`, then kill and reap the child.
+fn with_child(child: impl FnOnce(), parent: impl FnOnce() -> (u64, u64)) -> Result<(u64, u64), String> {
     // SAFETY: the process is single-threaded here; the child runs only
     // `child`, which ends in `_exit`.
     let pid = unsafe { libc::fork() };
@@ -105,6 +105,8 @@ fn with_child(child: impl FnOnce() -> !, parent: impl FnOnce() -> (u64, u64)) ->
     }
     if pid == 0 {
         child();
+        // SAFETY: ends the forked child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) }
     }
     let r = parent();
     // SAFETY: our own child.

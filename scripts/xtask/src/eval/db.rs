@@ -167,7 +167,7 @@ pub fn run(quick: bool) -> Result<()> {
             }
         }
         let title = format!("-- round {round}/{n_rounds}: linux-guest");
-        let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
+        let lm = linux::measure_with_raw(&ws, &linux_entries(), &title, "run-db")?;
         lm.print_checks();
         linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
         linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
@@ -263,7 +263,7 @@ pub fn run(quick: bool) -> Result<()> {
     let md = summary(&exo, &exo_lines, &linux_rows, &rates, &icount_all, &checks, &linux_checks, &linux_failures, &env);
     std::fs::write(out.join("db.md"), md)?;
     for medium in MEDIA {
-        for l in headline(&exo, &linux_rows, medium) {
+        for l in headline(&exo, &linux_rows, medium).into_iter().chain(headline_best(&exo, &linux_rows, medium)) {
             println!("{l}");
         }
     }
