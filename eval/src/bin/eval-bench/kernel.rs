@@ -289,6 +289,12 @@ fn uffd_fault() -> Result<((u64, u64), i64), String> {
             std::hint::black_box(std::ptr::read_volatile(page as *const u8));
             touches += 1;
         });
+        // UFFDIO_COPY wakes the toucher before the handler counts the
+        // fault, so the last count may still be on its way.
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while handled.load(std::sync::atomic::Ordering::SeqCst) < touches && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let handled = handled.load(std::sync::atomic::Ordering::SeqCst);
         Ok((r, touches - handled))
     }

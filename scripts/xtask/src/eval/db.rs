@@ -121,7 +121,7 @@ pub fn run(quick: bool) -> Result<()> {
         .unwrap_or_else(|_| "unknown".into());
     let work = ws.root.join(".cache/db-run");
     std::fs::create_dir_all(&work)?;
-    let n_rounds = rounds(quick);
+    let n_rounds = super::rounds_override()?.unwrap_or(rounds(quick));
     println!(
         "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },

@@ -200,8 +200,9 @@ pub fn run(quick: bool) -> Result<()> {
     // Two runs in one checkout would share images and logs: wait instead.
     let _lock = machine::lock_images(&work)?;
     let (qd1, qd32) = op_counts(quick);
+    let n_rounds = super::rounds_override()?.unwrap_or(ROUNDS);
     println!(
-        "eval --drivers{}: {qd1} ops at QD1, {qd32} at QD32; {ROUNDS} rounds of (exo boot, linux-guest boot)",
+        "eval --drivers{}: {qd1} ops at QD1, {qd32} at QD32; {n_rounds} rounds of (exo boot, linux-guest boot)",
         if quick { " --quick" } else { "" }
     );
     let arts = build::build_all(&ws)?;
@@ -211,8 +212,8 @@ pub fn run(quick: bool) -> Result<()> {
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);
     let (mut exo_secs, mut linux_secs) = (vec![], vec![]);
     let mut exo_trace = qtrace::NvmeCounts::default();
-    for round in 1..=ROUNDS {
-        println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
+    for round in 1..=n_rounds {
+        println!("-- round {round}/{n_rounds}: exo (test=nvme_bench)");
         let (lines, trace, secs) = exo_pass(&arts, &work, exo_append, false, "drivers-exo")?;
         for l in &lines {
             println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
@@ -220,7 +221,7 @@ pub fn run(quick: bool) -> Result<()> {
         exo_trace = trace;
         exo_secs.push(secs);
         rounds.push(exo_rows(&lines, &trace));
-        println!("-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
+        println!("-- round {round}/{n_rounds}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
         let (r, f, env, secs) = linux_pass(&lg, &work)?;
         for row in &r.0 {
             println!(
@@ -263,7 +264,7 @@ pub fn run(quick: bool) -> Result<()> {
     let mut env = vec![
         ("qemu".to_string(), crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string()),
         ("machine".into(), "the standard machine (scripts/xtask/src/machine.rs), TCG, 1 vCPU, NVMe ioeventfd=on; QEMU traces pci_nvme_io_cmd and pci_nvme_write in both boots".into()),
-        ("ops".into(), format!("{qd1} per QD1 workload, {qd32} per QD32 workload (both systems); {ROUNDS} rounds, median-IOPS round reported")),
+        ("ops".into(), format!("{qd1} per QD1 workload, {qd32} per QD32 workload (both systems); {n_rounds} rounds, median-IOPS round reported")),
         ("exo boots".into(), format!("{} s", secs(&exo_secs))),
         ("linux guest boots".into(), format!("{} s", secs(&linux_secs))),
         ("host cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()),

@@ -5,7 +5,7 @@
 //! guest of `eval --linux` running `eval-bench kernel` the same two ways.
 //! `eval::kernel` reads their lines and writes kernel.{md,csv}.
 
-use super::linux::guest;
+use super::linux::{guest, session};
 use crate::build;
 use crate::machine::{self, Machine, Serial};
 use crate::outcome::Expect;
@@ -53,7 +53,7 @@ fn linux_boot(
     let mut cmd = Machine::new(&images)
         .kernel(vmlinuz)
         .initrd(initrd)
-        .append("console=ttyS0 loglevel=3 panic=-1")
+        .append(session::LINUX_CMDLINE)
         .serial(Serial::Stdio)
         .icount(icount)
         .command()?;
