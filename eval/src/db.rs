@@ -433,8 +433,8 @@ pub fn raw_section(exo: &[Row], linux: &[Row]) -> String {
         "## libdb on Linux without a file system (NVMe)\n\n\
          What skipping the file system saves on Linux, beside what the exokernel saves. `nvme-raw`: libdb on a \
          128 MiB region of the raw namespace (`/dev/nvme0n1` above ext4's 384 MiB), `O_DIRECT`, `pwrite` + \
-         `fdatasync`; `nvme-raw-fua`: the same opened `O_DSYNC`, so each write is one FUA command and a barrier \
-         needs no flush (eval/src/rawmedia.rs). Device counts from QEMU's trace, differential.\n\n\
+         `fdatasync`; `nvme-raw-fua`: the same opened `O_DSYNC` (FUA writes, no `fdatasync`; Linux still \
+         flushes after each, see the device flushes) (eval/src/rawmedia.rs). Device counts from QEMU's trace, differential.\n\n\
          | durability | system | medium | commits/s | p50 µs | syscalls/op | device writes/op | device flushes/op | device bytes/op | guest instructions/op |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
