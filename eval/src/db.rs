@@ -366,6 +366,109 @@ pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
     out
 }
 
+/// The Linux media a medium family's rows may come from: NVMe with ext4,
+/// or libdb on the raw block device (`crate::rawmedia`); pmem (ext4-DAX).
+fn linux_family(medium: &str) -> Vec<&'static str> {
+    if linux_medium(medium) == "nvme" {
+        let mut v = vec!["nvme"];
+        v.extend(crate::rawmedia::RAW_MEDIA.iter().map(|m| m.0));
+        v
+    } else {
+        vec!["pmem"]
+    }
+}
+
+/// Linux's fastest row (commits/s) for `durability` on the media of
+/// `medium`'s family, every engine, file system or raw.
+pub fn best_linux<'a>(linux: &'a [Row], medium: &str, durability: &str) -> Option<&'a Row> {
+    let fam = linux_family(medium);
+    linux
+        .iter()
+        .filter(|r| {
+            r.system == "linux-guest"
+                && r.workload == "commit"
+                && r.durability == durability
+                && fam.contains(&r.medium.as_str())
+        })
+        .max_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec))
+}
+
+/// One line per (medium, durability): exo libdb against Linux's best row
+/// of that medium family (file system or raw) and libdb on the raw device.
+pub fn headline_best(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
+    let mut out = vec![];
+    for d in DURABILITIES {
+        let (Some(e), Some(b)) = (find(exo, "exo", "libdb", medium, d), best_linux(linux, medium, d)) else {
+            continue;
+        };
+        let raw: Vec<String> = crate::rawmedia::RAW_MEDIA
+            .iter()
+            .filter(|_| linux_medium(medium) == "nvme")
+            .filter_map(|(m, _)| {
+                find(linux, "linux-guest", "libdb", m, d)
+                    .map(|l| format!("{m} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec))))
+            })
+            .collect();
+        out.push(format!(
+            "{medium} commit {d}: exo libdb {:.0} commits/s vs Linux's best, {} on {} {:.0} ({}; instructions {} vs {}, {}){}",
+            e.ops_per_sec,
+            b.engine,
+            b.medium,
+            b.ops_per_sec,
+            ratio(Some(e.ops_per_sec), Some(b.ops_per_sec)),
+            n(e.guest_instructions_per_op),
+            n(b.guest_instructions_per_op),
+            ratio(e.guest_instructions_per_op, b.guest_instructions_per_op),
+            if raw.is_empty() { String::new() } else { format!("; linux libdb raw: {}", raw.join(", ")) }
+        ));
+    }
+    out
+}
+
+/// db.md's section on libdb on Linux without a file system: per
+/// durability, libdb on ext4, on the raw device (fdatasync, FUA) and exo,
+/// with the counts that tell the layers apart.
+pub fn raw_section(exo: &[Row], linux: &[Row]) -> String {
+    let mut s = String::from(
+        "## libdb on Linux without a file system (NVMe)\n\n\
+         What skipping the file system saves on Linux, beside what the exokernel saves. `nvme-raw`: libdb on a \
+         128 MiB region of the raw namespace (`/dev/nvme0n1` above ext4's 384 MiB), `O_DIRECT`, `pwrite` + \
+         `fdatasync`; `nvme-raw-fua`: the same opened `O_DSYNC` (FUA writes, no `fdatasync`; Linux still \
+         flushes after each, see the device flushes) (eval/src/rawmedia.rs). Device counts from QEMU's trace, differential.\n\n\
+         | durability | system | medium | commits/s | p50 µs | syscalls/op | device writes/op | device flushes/op | device bytes/op | guest instructions/op |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for d in DURABILITIES {
+        let mut rows: Vec<&Row> = ["nvme", "nvme-vf"].iter().filter_map(|m| find(exo, "exo", "libdb", m, d)).collect();
+        rows.extend(linux_family("nvme").iter().filter_map(|m| find(linux, "linux-guest", "libdb", m, d)));
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "| {d} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                r.system,
+                r.medium,
+                r.ops_per_sec,
+                format_number(r.p50_us),
+                n(r.syscalls_per_op),
+                n(r.device_write_cmds_per_op),
+                n(r.device_flushes_per_op),
+                n(r.device_bytes_written_per_op),
+                n(r.guest_instructions_per_op)
+            );
+        }
+    }
+    s.push_str(
+        "\nexo against Linux's best row of each medium (any engine, file system or raw; time and instructions):\n\n",
+    );
+    for m in MEDIA {
+        for l in headline_best(exo, linux, m) {
+            let _ = writeln!(s, "- {l}");
+        }
+    }
+    s.push('\n');
+    s
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn summary(
     exo: &[Row],
@@ -393,6 +496,7 @@ pub fn summary(
     let line_of = |r: &Row| {
         exo_lines.iter().find(|l| l.medium == r.medium && l.workload == r.workload && l.durability == r.durability)
     };
+    s.push_str(&raw_section(exo, linux));
     for medium in MEDIA {
         let lm = linux_medium(medium);
         let _ = writeln!(s, "## {medium}: counts per commit\n");
@@ -821,5 +925,42 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let mixed = format!("{both}{}", NVME.replace("medium=nvme ", "medium=pmem "));
         assert!(parse_boot(&mixed, "file-pmem").is_err(), "a raw medium's line in a file boot");
         assert!(medium_note("nvme").is_none());
+    }
+
+    #[test]
+    fn the_best_linux_row_may_be_raw_and_is_named() {
+        let row = |system: &str, engine: &str, medium: &str, d: &str, ops: f64| Row {
+            system: system.into(),
+            engine: engine.into(),
+            medium: medium.into(),
+            workload: "commit".into(),
+            durability: d.into(),
+            ops_per_sec: ops,
+            guest_instructions_per_op: Some(ops * 10.0),
+            ..Row::default()
+        };
+        let linux = vec![
+            row("linux-guest", "libdb", "nvme", "sync", 100.0),
+            row("linux-guest", "libdb", "nvme-raw", "sync", 150.0),
+            row("linux-guest", "libdb", "nvme-raw-fua", "sync", 200.0),
+            row("linux-guest", "sqlite", "nvme", "sync", 50.0),
+            row("linux-guest", "libdb", "pmem", "sync", 900.0),
+        ];
+        let exo = vec![row("exo", "libdb", "nvme", "sync", 300.0), row("exo", "libdb", "pmem", "sync", 450.0)];
+        assert_eq!(best_linux(&linux, "nvme", "sync").unwrap().medium, "nvme-raw-fua");
+        assert_eq!(best_linux(&linux, "nvme-vf", "sync").unwrap().medium, "nvme-raw-fua");
+        assert_eq!(best_linux(&linux, "file-pmem", "sync").unwrap().medium, "pmem", "raw NVMe is not a pmem row");
+        let h = headline_best(&exo, &linux, "nvme");
+        assert!(
+            h[0].contains("Linux's best, libdb on nvme-raw-fua 200 (1.50×") && h[0].contains("nvme-raw 150 (2.00×)"),
+            "{h:?}"
+        );
+        let h = headline_best(&exo, &linux, "pmem");
+        assert!(h[0].contains("libdb on pmem 900 (0.50×") && !h[0].contains("raw"), "{h:?}");
+        let s = raw_section(&exo, &linux);
+        assert!(
+            s.contains("| sync | linux-guest | nvme-raw-fua | 200 |") && s.contains("| sync | exo | nvme | 300 |"),
+            "{s}"
+        );
     }
 }

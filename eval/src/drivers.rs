@@ -82,10 +82,11 @@ pub fn linux_runs(quick: bool) -> (Vec<Run>, Vec<(usize, usize)>) {
     let (qd1, qd32) = op_counts(quick);
     let mut runs = vec![];
     let mut pairs = vec![];
-    for (w, deep) in WORKLOADS {
+    let engines = std::iter::once("nvme-raw").chain(crate::fio::ENGINES.iter().map(|e| e.0));
+    for (engine, (w, deep)) in engines.flat_map(|e| WORKLOADS.into_iter().map(move |w| (e, w))) {
         let ops = if deep { qd32 } else { qd1 };
         let run = |ops| Run {
-            engine: "nvme-raw".into(),
+            engine: engine.into(),
             medium: "nvme".into(),
             workload: w.into(),
             value_bytes: 4096,
@@ -100,10 +101,26 @@ pub fn linux_runs(quick: bool) -> (Vec<Run>, Vec<(usize, usize)>) {
     (runs, pairs)
 }
 
-/// The /etc/plan line of a run (`eval-bench raw` arguments; init adds
-/// `--dev` and `--system`).
+/// The /etc/plan line of a run: `raw` or `fio`, then the `eval-bench raw`
+/// or `eval-bench fio` arguments (init adds `--dev` and `--system`).
 pub fn plan_line(r: &Run) -> String {
-    format!("--workload {} --ops {} --block {} --span-mib {}", r.workload, r.ops, r.value_bytes, SPAN_BYTES >> 20)
+    let args =
+        format!("--workload {} --ops {} --block {} --span-mib {}", r.workload, r.ops, r.value_bytes, SPAN_BYTES >> 20);
+    if r.engine.starts_with("fio-") {
+        format!("fio --engine {} {args}", r.engine)
+    } else {
+        format!("raw {args}")
+    }
+}
+
+/// The key a row's rounds are grouped by: system and workload, the fio
+/// configuration's name in front of fio rows' workloads.
+pub fn round_key(r: &Row) -> (String, String) {
+    if r.engine == "nvme-raw" {
+        (r.system.clone(), r.workload.clone())
+    } else {
+        (r.system.clone(), format!("{} {}", r.engine, r.workload))
+    }
 }
 
 /// `(measured - baseline) / (ops - 1)`: the per-op cost of the measured
@@ -117,6 +134,9 @@ pub fn per_op(measured: u64, baseline: u64, ops: u64) -> Option<f64> {
 pub struct Extra {
     pub system: String,
     pub workload: String,
+    /// The row's `engine`: `nvme-raw` (the project's own benchmarks) or a
+    /// fio configuration ([`crate::fio::ENGINES`]).
+    pub engine: String,
     /// Kernel crossings per I/O: exo = (syscalls + upcalls) / ops over the
     /// loop (machine-wide); linux = syscalls/op + NVMe interrupts/op.
     pub crossings_per_op: Option<f64>,
@@ -135,7 +155,7 @@ pub struct Extra {
     pub device_write_cmds_per_op: Option<f64>,
 }
 
-const EXTRA_HEADER: [&str; 11] = [
+const EXTRA_HEADER: [&str; 12] = [
     "system",
     "workload",
     "crossings_per_op",
@@ -147,6 +167,7 @@ const EXTRA_HEADER: [&str; 11] = [
     "sq_doorbells_per_op",
     "device_read_cmds_per_op",
     "device_write_cmds_per_op",
+    "engine",
 ];
 
 fn cell(v: Option<f64>) -> String {
@@ -169,6 +190,7 @@ pub fn extra_csv(extras: &[Extra]) -> String {
                 cell(e.sq_doorbells_per_op),
                 cell(e.device_read_cmds_per_op),
                 cell(e.device_write_cmds_per_op),
+                e.engine.clone(),
             ]
         }),
     )
@@ -205,6 +227,7 @@ pub fn exo_rows(lines: &[BenchLine], trace: &qtrace::NvmeCounts) -> (Vec<Row>, V
         extras.push(Extra {
             system: "exo".into(),
             workload: l.workload.clone(),
+            engine: "nvme-raw".into(),
             crossings_per_op: Some((l.syscalls + l.upcalls) as f64 / ops),
             syscalls_per_op: Some(l.syscalls as f64 / ops),
             interrupts_or_upcalls_per_op: Some(l.upcalls as f64 / ops),
@@ -250,9 +273,16 @@ pub fn linux_row(
         (Some(x), Some(y)) => per_op(*x, *y, ops),
         _ => None,
     };
+    if row.engine.starts_with("fio-") {
+        // fio runs its job in a process of its own, so the histogram of
+        // the pid the guest knows (eval-bench, which starts fio) does not
+        // hold the I/O's system calls: no count rather than a wrong one.
+        row.syscalls_per_op = None;
+    }
     let extra = Extra {
         system: "linux-guest".into(),
         workload: row.workload.clone(),
+        engine: row.engine.clone(),
         crossings_per_op: row.syscalls_per_op.zip(irq).map(|(s, i)| s + i),
         syscalls_per_op: row.syscalls_per_op,
         interrupts_or_upcalls_per_op: irq,
@@ -277,7 +307,7 @@ pub type Round = (Vec<Row>, Vec<Extra>);
 /// The round with the median IOPS for each (system, workload), whole (so
 /// its latencies and counts stay together), plus every round's IOPS.
 pub fn pick_median(rounds: &[Round]) -> (Round, BTreeMap<(String, String), Vec<f64>>) {
-    crate::rounds::pick_median(rounds, |r| (r.system.clone(), r.workload.clone()))
+    crate::rounds::pick_median(rounds, round_key)
 }
 
 /// Does the driver's own SQ doorbell count match QEMU's trace of the same
@@ -289,8 +319,51 @@ pub fn doorbell_check(lines: &[BenchLine], traced_io_sq: u64) -> (bool, String) 
     (ok, format!("exo I/O-queue SQ doorbells: driver counted {driver} over its loops, QEMU traced {traced_io_sq} over the whole boot (ioeventfd off)"))
 }
 
+/// The project's own benchmark's row (engine `nvme-raw`) of `system`.
 fn find<'a>(rows: &'a [Row], system: &str, workload: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| r.system == system && r.workload == workload)
+    find_engine(rows, system, "nvme-raw", workload)
+}
+
+fn find_engine<'a>(rows: &'a [Row], system: &str, engine: &str, workload: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.system == system && r.engine == engine && r.workload == workload)
+}
+
+/// Linux's fastest row of `workload`, over its own benchmark and every
+/// fio configuration.
+pub fn best_linux<'a>(rows: &'a [Row], workload: &str) -> Option<&'a Row> {
+    rows.iter()
+        .filter(|r| r.system == "linux-guest" && r.workload == workload)
+        .max_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec))
+}
+
+/// Where `eval-bench raw` and fio, measuring the same thing, disagree: the
+/// QD32 rows (both io_uring, no polling) compared, and at QD1 fio's best
+/// against `raw`'s `pread`/`pwrite`. AGREE within 25 %, else DIFFER.
+pub fn fio_cross_check(rows: &[Row]) -> Vec<String> {
+    let mut out = vec![];
+    for (w, deep) in WORKLOADS {
+        let Some(raw) = find(rows, "linux-guest", w) else { continue };
+        let fio = if deep {
+            find_engine(rows, "linux-guest", "fio-io_uring", w)
+        } else {
+            rows.iter()
+                .filter(|r| r.system == "linux-guest" && r.engine.starts_with("fio-") && r.workload == w)
+                .max_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec))
+        };
+        let Some(fio) = fio else { continue };
+        let ratio = fio.ops_per_sec / raw.ops_per_sec.max(1e-9);
+        out.push(format!(
+            "{} {w}: {} {:.0} IOPS vs eval-bench raw ({}) {:.0} IOPS: {ratio:.2}x; p50 {} vs {} us",
+            if (0.8..=1.25).contains(&ratio) { "AGREE " } else { "DIFFER" },
+            fio.engine,
+            fio.ops_per_sec,
+            if deep { "io_uring" } else { "pread/pwrite" },
+            raw.ops_per_sec,
+            crate::results::format_number(fio.p50_us),
+            crate::results::format_number(raw.p50_us)
+        ));
+    }
+    out
 }
 
 /// Ops per workload in the short-loop boot (see [`tickless`]).
@@ -423,6 +496,48 @@ pub fn summary(
             g(l, |r| r.p99_us)
         );
     }
+    s.push_str(
+        "\n## Linux's strongest configuration: fio (Debian's) beside the project's own benchmark\n\n\
+         Median rounds. `nvme-raw` is `eval-bench raw` (QD1 `pread`/`pwrite`, QD32 io_uring); the fio rows run Debian's \
+         fio on the same namespace, span and sizes: io_uring with interrupts, io_uring polled (`--hipri`, \
+         `IORING_SETUP_IOPOLL` on the NVMe driver's poll queue, `nvme.poll_queues=1`), libaio. \
+         `exo/best` divides exo's IOPS by the best Linux row's.\n\n\
+         | workload | exo IOPS | linux nvme-raw | fio io_uring | fio io_uring hipri | fio libaio | best Linux | exo/best | fio p50 µs (io_uring / hipri / libaio) | IRQs/op (io_uring / hipri / libaio) |\n\
+         |---|---:|---:|---:|---:|---:|---|---:|---|---|\n",
+    );
+    for (w, _) in WORKLOADS {
+        let e = find(rows, "exo", w);
+        let iops = |r: Option<&Row>| r.map_or("n/a".into(), |r| format!("{:.0}", r.ops_per_sec));
+        let fio: Vec<Option<&Row>> =
+            crate::fio::ENGINES.iter().map(|f| find_engine(rows, "linux-guest", f.0, w)).collect();
+        let best = best_linux(rows, w);
+        let irq = |r: Option<&Row>| {
+            r.and_then(|r| {
+                extras.iter().find(|x| x.system == r.system && x.engine == r.engine && x.workload == r.workload)
+            })
+            .and_then(|x| x.interrupts_or_upcalls_per_op)
+        };
+        let _ = writeln!(
+            s,
+            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            iops(e),
+            iops(find(rows, "linux-guest", w)),
+            iops(fio[0]),
+            iops(fio[1]),
+            iops(fio[2]),
+            best.map_or("n/a".into(), |b| format!("{} {:.0}", b.engine, b.ops_per_sec)),
+            e.zip(best).map_or("n/a".into(), |(e, b)| format!("{:.2}×", e.ops_per_sec / b.ops_per_sec.max(1e-9))),
+            fio.iter()
+                .map(|r| r.map_or("n/a".into(), |r| crate::results::format_number(r.p50_us)))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            fio.iter().map(|r| n(irq(*r))).collect::<Vec<_>>().join(" / "),
+        );
+    }
+    s.push_str("\nCross-check, fio against the project's own Linux benchmark:\n\n");
+    for l in fio_cross_check(rows) {
+        let _ = writeln!(s, "- {l}");
+    }
     s.push_str("\nIOPS of every round (sorted; the rows above are the median round's):\n\n");
     for ((sys, w), v) in all_iops {
         let _ = writeln!(s, "- {sys} {w}: {}", v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "));
@@ -439,7 +554,11 @@ pub fn summary(
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            x.system,
+            if x.engine.is_empty() || x.engine == "nvme-raw" {
+                x.system.clone()
+            } else {
+                format!("{} {}", x.system, x.engine)
+            },
             x.workload,
             n(x.crossings_per_op),
             n(x.syscalls_per_op),
@@ -537,13 +656,20 @@ mod tests {
     #[test]
     fn linux_runs_pair_each_workload_with_a_one_op_baseline() {
         let (runs, pairs) = linux_runs(true);
-        assert_eq!((runs.len(), pairs.len()), (8, 4));
-        for ((b, m), (w, deep)) in pairs.iter().zip(WORKLOADS) {
+        // The project's own benchmark, then each fio configuration.
+        assert_eq!((runs.len(), pairs.len()), (32, 16));
+        for ((b, m), (w, deep)) in pairs.iter().zip(WORKLOADS.into_iter().cycle()) {
             assert_eq!(runs[*b].ops, 1);
             assert_eq!(runs[*m].ops, if deep { 2000 } else { 500 });
             assert_eq!((runs[*b].workload.as_str(), runs[*m].workload.as_str()), (w, w));
+            assert_eq!(runs[*b].engine, runs[*m].engine);
         }
-        assert_eq!(plan_line(&runs[1]), "--workload randread-qd1 --ops 500 --block 4096 --span-mib 128");
+        assert_eq!(plan_line(&runs[1]), "raw --workload randread-qd1 --ops 500 --block 4096 --span-mib 128");
+        assert_eq!(
+            plan_line(&runs[11]),
+            "fio --engine fio-io_uring --workload randread-qd32 --ops 2000 --block 4096 --span-mib 128"
+        );
+        assert_eq!(runs.iter().filter(|r| r.engine == "fio-io_uring-hipri").count(), 8);
     }
 
     #[test]
@@ -616,9 +742,32 @@ mod tests {
     }
 
     #[test]
+    fn fio_is_cross_checked_against_the_own_benchmark() {
+        let row = |engine: &str, w: &str, iops: f64| Row {
+            system: "linux-guest".into(),
+            engine: engine.into(),
+            workload: w.into(),
+            ops_per_sec: iops,
+            ..Row::default()
+        };
+        let rows = vec![
+            row("nvme-raw", "randread-qd32", 1000.0),
+            row("fio-io_uring", "randread-qd32", 1100.0),
+            row("fio-io_uring-hipri", "randread-qd32", 3000.0),
+            row("nvme-raw", "randread-qd1", 1000.0),
+            row("fio-libaio", "randread-qd1", 500.0),
+        ];
+        let c = fio_cross_check(&rows);
+        assert!(c[0].starts_with("DIFFER randread-qd1: fio-libaio 500"), "{c:?}");
+        assert!(c[1].starts_with("AGREE  randread-qd32: fio-io_uring 1100"), "{c:?}");
+        assert_eq!(best_linux(&rows, "randread-qd32").unwrap().engine, "fio-io_uring-hipri");
+    }
+
+    #[test]
     fn the_median_round_is_reported_whole() {
         let row = |sys: &str, w: &str, iops: f64, p50: f64| Row {
             system: sys.into(),
+            engine: "nvme-raw".into(),
             workload: w.into(),
             ops_per_sec: iops,
             p50_us: p50,

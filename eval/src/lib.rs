@@ -15,6 +15,7 @@
 pub mod counters;
 pub mod db;
 pub mod drivers;
+pub mod fio;
 pub mod fs;
 pub mod host;
 pub mod kernel;
@@ -22,6 +23,7 @@ pub mod linux;
 pub mod matrix;
 pub mod plot;
 pub mod rawdev;
+pub mod rawmedia;
 pub mod recovery;
 pub mod results;
 pub mod rounds;

@@ -104,7 +104,9 @@ pub fn kill(i: usize) {
     }
 }
 
-fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+/// Init's upcall handler (public so that a measurement that takes over
+/// upcalls for a moment can hand on what it does not handle, and put it back).
+pub fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
     let me = kinfo::word(ki::W_INIT_AS);
     // Interrupts that arrived while this handler ran last time were latched
     // by the kernel in the control page: count them for their drivers (who

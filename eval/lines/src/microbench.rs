@@ -19,10 +19,21 @@ pub enum Op {
     NullSyscall,
     MapPage,
     YieldRoundtrip,
+    /// Share one page into the caller's own space and unmap it (Linux's
+    /// counterpart: `mmap` + `munmap` of one anonymous page).
+    MapUnmapPage,
+    /// A→B→A between two address spaces with no scheduler in between:
+    /// A's upcall entry resumes A's own yield at once.
+    DirectYieldRoundtrip,
+    /// Unmap a page, touch it, the process's own pager maps it back from
+    /// the fault upcall and resumes (Linux: `madvise(DONTNEED)` + a fault
+    /// that a `userfaultfd` thread resolves).
+    FaultUpcall,
 }
 
 impl Op {
-    pub const ALL: [Op; 3] = [Op::NullSyscall, Op::MapPage, Op::YieldRoundtrip];
+    pub const ALL: [Op; 6] =
+        [Op::NullSyscall, Op::MapPage, Op::YieldRoundtrip, Op::MapUnmapPage, Op::DirectYieldRoundtrip, Op::FaultUpcall];
 
     /// The `workload` column of eval's kernel.csv.
     pub fn workload(self) -> &'static str {
@@ -30,6 +41,9 @@ impl Op {
             Op::NullSyscall => "null-syscall",
             Op::MapPage => "map-page",
             Op::YieldRoundtrip => "yield-roundtrip",
+            Op::MapUnmapPage => "map-unmap-page",
+            Op::DirectYieldRoundtrip => "direct-yield-roundtrip",
+            Op::FaultUpcall => "fault-upcall",
         }
     }
 
@@ -39,6 +53,11 @@ impl Op {
             Op::NullSyscall => "null system call (BadSyscall)",
             Op::MapPage => "map (move) one 4 KiB page",
             Op::YieldRoundtrip => "null yield round trip (2 yields, 2 upcalls, 2 user-level resumes, init's scheduler)",
+            Op::MapUnmapPage => "share and unmap one 4 KiB page",
+            Op::DirectYieldRoundtrip => {
+                "direct yield round trip (2 yields, 2 upcalls, 2 user-level resumes, no scheduler)"
+            }
+            Op::FaultUpcall => "page fault upcall to the own pager (unmap, fault, map, resume)",
         }
     }
 }

@@ -6,18 +6,98 @@
 //! fdatasync). Options are libdb's defaults (64 MiB page cache, 8 MiB log,
 //! checkpoint every 4 MiB of log).
 //!
+//! Media `nvme-raw` / `nvme-raw-fua`: no file system, a region of the raw
+//! NVMe block device ([`crate::rawmedia`]) through [`RawBlockDevice`]
+//! (`O_DIRECT`, 512-byte blocks; `fdatasync`, or FUA writes).
+//!
 //! Durability maps one to one onto libdb's own per-commit modes
 //! (`Sync`, `Group(n)`, `Async`); `finish` calls `Db::sync`.
 
 use super::{Engine, EngineResult};
 use crate::workload::Durability;
 use libdb::host::{open_file_block, open_file_pmem, FileDb, PmemFileDb};
-use libdb::Options;
+use libdb::{BlockDevice, BlockStorage, Options};
 use std::path::Path;
 
 enum Store {
     Block(FileDb),
     Pmem(PmemFileDb),
+    Raw(libdb::Db<BlockStorage<RawBlockDevice>>),
+}
+
+/// A region of a block device as libdb's block device: `O_DIRECT`
+/// transfers through a 4096-aligned bounce buffer (direct I/O needs
+/// aligned memory), `fdatasync` as the flush; with `fua` the device is
+/// opened `O_DSYNC` too, every write is durable when it returns (one FUA
+/// command), and the flush is a no-op.
+pub struct RawBlockDevice {
+    file: std::fs::File,
+    offset: u64,
+    blocks: u64,
+    fua: bool,
+    bounce: Vec<u8>,
+}
+
+const BLOCK: usize = 512;
+
+impl RawBlockDevice {
+    pub fn open(r: &crate::rawmedia::Region) -> std::io::Result<RawBlockDevice> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = libc::O_DIRECT | if r.fua { libc::O_DSYNC } else { 0 };
+        let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(flags).open(r.dev)?;
+        Ok(RawBlockDevice { file, offset: r.offset, blocks: r.len / BLOCK as u64, fua: r.fua, bounce: vec![] })
+    }
+
+    /// `len` bytes of the bounce buffer, 4096-aligned.
+    fn aligned(bounce: &mut Vec<u8>, len: usize) -> &mut [u8] {
+        if bounce.len() < len + 4096 {
+            bounce.resize(len + 4096, 0);
+        }
+        let off = bounce.as_ptr().align_offset(4096);
+        &mut bounce[off..off + len]
+    }
+
+    fn at(&self, lba: u64, len: usize) -> Result<u64, libdb::IoError> {
+        if lba + (len / BLOCK) as u64 > self.blocks {
+            return Err(libdb::IoError::OutOfRange);
+        }
+        Ok(self.offset + lba * BLOCK as u64)
+    }
+}
+
+fn io_err(e: std::io::Error) -> libdb::IoError {
+    libdb::IoError::Device(e.raw_os_error().unwrap_or(-1))
+}
+
+impl BlockDevice for RawBlockDevice {
+    fn block_size(&self) -> usize {
+        BLOCK
+    }
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), libdb::IoError> {
+        use std::os::unix::fs::FileExt;
+        let at = self.at(lba, buf.len())?;
+        let tmp = Self::aligned(&mut self.bounce, buf.len());
+        self.file.read_exact_at(tmp, at).map_err(io_err)?;
+        buf.copy_from_slice(tmp);
+        Ok(())
+    }
+    fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), libdb::IoError> {
+        use std::os::unix::fs::FileExt;
+        let at = self.at(lba, data.len())?;
+        let tmp = Self::aligned(&mut self.bounce, data.len());
+        tmp.copy_from_slice(data);
+        self.file.write_all_at(tmp, at).map_err(io_err)
+    }
+    fn flush(&mut self) -> Result<(), libdb::IoError> {
+        if self.fua {
+            // Every write was FUA: already durable.
+            return Ok(());
+        }
+        self.file.sync_data().map_err(io_err)
+    }
 }
 
 pub struct Libdb {
@@ -35,15 +115,21 @@ macro_rules! with_db {
         match &$self.store {
             Store::Block($db) => $body,
             Store::Pmem($db) => $body,
+            Store::Raw($db) => $body,
         }
     };
 }
 
 impl Libdb {
-    pub fn open(dir: &Path, durability: Durability, pmem: bool, expected_bytes: u64) -> EngineResult<Libdb> {
+    pub fn open(dir: &Path, durability: Durability, medium: &str, expected_bytes: u64) -> EngineResult<Libdb> {
         let path = dir.join("libdb.db");
         let opts = Options::default();
-        let store = if pmem {
+        let pmem = medium == "pmem";
+        let store = if let Some(region) = crate::rawmedia::region(medium) {
+            let dev =
+                RawBlockDevice::open(&region).map_err(|e| format!("libdb: opening {} ({medium}): {e}", region.dev))?;
+            Store::Raw(libdb::Db::create(BlockStorage::new(dev), opts).map_err(err("create"))?)
+        } else if pmem {
             let size = (expected_bytes.saturating_mul(4)).max(64 << 20).next_power_of_two();
             let size = usize::try_from(size).map_err(|_| "libdb: region too large".to_string())?;
             let storage = open_file_pmem(&path, size).map_err(err("open pmem file"))?;
@@ -107,6 +193,8 @@ impl Engine for Libdb {
         match &self.store {
             Store::Pmem(db) => Some(db.stats().io.barriers),
             Store::Block(_) => None,
+            // FUA writes make barriers that call nothing: count libdb's own.
+            Store::Raw(db) => Some(db.stats().io.barriers),
         }
     }
 }

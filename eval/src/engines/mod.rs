@@ -46,8 +46,11 @@ pub fn open(
     if !crate::matrix::supports(name, durability) {
         return Err(format!("engine {name} cannot honour durability {durability}"));
     }
+    if crate::rawmedia::is_raw(medium) && name != "libdb" {
+        return Err(format!("engine {name} needs a file system; medium {medium} is a raw block device (libdb only)"));
+    }
     match name {
-        "libdb" => Ok(Box::new(libdb::Libdb::open(dir, durability, medium == "pmem", expected_bytes)?)),
+        "libdb" => Ok(Box::new(libdb::Libdb::open(dir, durability, medium, expected_bytes)?)),
         "sqlite" => Ok(Box::new(sqlite::Sqlite::open(dir, false, durability)?)),
         "sqlite-normal" => Ok(Box::new(sqlite::Sqlite::open(dir, true, durability)?)),
         "lmdb" => Ok(Box::new(lmdb::Lmdb::open(dir, durability, expected_bytes)?)),

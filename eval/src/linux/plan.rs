@@ -107,6 +107,24 @@ pub fn runs(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
     (runs, pairs)
 }
 
+/// [`runs`], plus `entries`' libdb entries on each raw medium (libdb on
+/// the NVMe block device, no file system: `crate::rawmedia`), after the
+/// file-system runs. The other engines need a file system.
+pub fn runs_with_raw(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
+    let (mut runs, mut pairs) = runs(entries);
+    for (medium, _) in crate::rawmedia::RAW_MEDIA {
+        for e in entries.iter().filter(|e| e.engine == "libdb") {
+            let measured = Run::from_entry(e, medium);
+            let mut baseline = measured.clone();
+            baseline.ops = 1;
+            runs.push(baseline);
+            runs.push(measured);
+            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
+        }
+    }
+    (runs, pairs)
+}
+
 /// Live data a run may create: the standard machine's NVDIMM is 128 MiB
 /// (the NVMe disk 256 MiB), and engines need room for copies (WAL,
 /// copy-on-write pages, free lists) besides the records themselves.

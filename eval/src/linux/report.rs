@@ -40,7 +40,8 @@ pub fn make_row(
             row.syscalls_per_op = differential(ms, bs, ops);
         }
     }
-    if run.medium == "nvme" {
+    // The raw media are regions of the same NVMe namespace.
+    if run.medium == "nvme" || crate::rawmedia::is_raw(&run.medium) {
         if let (Some(mn), Some(bn)) = (m.nvme, b.nvme) {
             row.device_write_cmds_per_op = differential(mn.write_cmds, bn.write_cmds, ops);
             row.device_flushes_per_op = differential(mn.flush_cmds, bn.flush_cmds, ops);
@@ -61,7 +62,7 @@ pub fn make_row(
 /// `linux-counters.csv`.
 pub fn doorbells_per_op(pair: Pair, runs: &[Run], icount: &[RunOutcome]) -> Option<f64> {
     let run = &runs[pair.measured];
-    if run.medium != "nvme" {
+    if run.medium != "nvme" && !crate::rawmedia::is_raw(&run.medium) {
         return None;
     }
     let m = icount.get(pair.measured)?.nvme_sq_doorbells?;

@@ -116,8 +116,13 @@ pub fn pack_entries(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     exo_loader::bootimage::build(&refs).map_err(|e| anyhow!("packing the boot image: {e}"))
 }
 
+/// Write `bytes` to `path` atomically (a temporary file renamed over it):
+/// two `cargo xtask` runs in one checkout each repack the boot image, and
+/// a QEMU starting meanwhile must never read a half-written one.
 pub fn write(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 #[cfg(test)]

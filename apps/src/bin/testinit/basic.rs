@@ -326,6 +326,43 @@ pub fn microbench() -> Outcome {
         let _ = sys::yield_to(h, 0);
     });
     println!("{}", OpLine { op: Op::YieldRoundtrip, ticks: (rt - empty) / N });
+    // Map and unmap one page: share the frame at a scratch slot, unmap the
+    // share (Linux's counterpart: mmap + munmap of one page).
+    let share = make_region(1)? + PAGE_SIZE;
+    let map_unmap = best(&mut || {
+        failed |= sys::map(f, 0, 0, share, Rights::WRITE).is_err();
+        failed |= sys::unmap(0, share, 0).is_err();
+    });
+    if failed {
+        return Err("map+unmap in microbench failed".into());
+    }
+    println!("{}", OpLine { op: Op::MapUnmapPage, ticks: (map_unmap - empty) / N });
+    // The two below take over init's upcalls for the measured loops (the
+    // scheduler is put back right after): a yield back from the child, or
+    // a fault on the page being measured, resumes init main at once.
+    let direct = direct_upcalls(child.id, share, f, || {
+        best(&mut || {
+            let _ = sys::yield_to(h, 0);
+        })
+    });
+    println!("{}", OpLine { op: Op::DirectYieldRoundtrip, ticks: (direct - empty) / N });
+    // Page fault upcall: unmap the page, touch it; the pager shares the
+    // frame back in and resumes the faulting load.
+    if sys::map(f, 0, 0, share, Rights::WRITE).is_err() {
+        return Err("sharing the fault microbench's page failed".into());
+    }
+    let faults_before = FAULTS_SEEN.load(SeqCst);
+    let fault = direct_upcalls(child.id, share, f, || {
+        best(&mut || {
+            failed |= sys::unmap(0, share, 0).is_err();
+            core::hint::black_box(mem::read(share));
+        })
+    });
+    let faults = FAULTS_SEEN.load(SeqCst) - faults_before;
+    if failed || faults < 5 * N {
+        return Err(format!("fault upcall microbench: {faults} faults handled for {} touches", 5 * N));
+    }
+    println!("{}", OpLine { op: Op::FaultUpcall, ticks: (fault - empty) / N });
     println!("microbench: {} syscalls, {} upcalls in total", kinfo::word(ki::W_SYSCALLS), kinfo::word(ki::W_UPCALLS));
     Ok(())
 }
@@ -350,4 +387,42 @@ pub fn vector_state() -> Outcome {
         }
     }
     Ok(())
+}
+
+/// The child whose yields [`direct_upcall`] returns from at once, the page
+/// whose faults it resolves and the frame it maps there.
+static DIRECT_PEER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static FAULT_PAGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static FAULT_FRAME: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static FAULTS_SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Runs `f` with [`direct_upcall`] as init's upcall handler, then puts
+/// init's scheduler back.
+fn direct_upcalls(peer: u64, page: u64, frame: u64, f: impl FnOnce() -> u64) -> u64 {
+    DIRECT_PEER.store(peer, SeqCst);
+    FAULT_PAGE.store(page, SeqCst);
+    FAULT_FRAME.store(frame, SeqCst);
+    exo_rt::set_upcall_handler(direct_upcall);
+    let r = f();
+    exo_rt::set_upcall_handler(sched::on_upcall);
+    r
+}
+
+/// An upcall handler with no scheduler: the peer's yield back and the
+/// timer resume init main where it was; a fault on the measured page is
+/// paged in (the frame shared back) and the load retried; anything else
+/// goes to init's scheduler.
+fn direct_upcall(reason: exo_abi::Reason, a: u64, b: u64, c: u64) -> ! {
+    use exo_abi::Reason;
+    match reason {
+        Reason::Yield if c == DIRECT_PEER.load(SeqCst) => exo_rt::resume(),
+        Reason::PageFault if a & !(PAGE_SIZE - 1) == FAULT_PAGE.load(SeqCst) => {
+            if sys::map(FAULT_FRAME.load(SeqCst), 0, 0, FAULT_PAGE.load(SeqCst), Rights::WRITE).is_ok() {
+                FAULTS_SEEN.fetch_add(1, SeqCst);
+                exo_rt::resume()
+            }
+            sched::on_upcall(reason, a, b, c)
+        }
+        _ => sched::on_upcall(reason, a, b, c),
+    }
 }

@@ -7,7 +7,10 @@
 //! eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
 //! eval-bench raw --dev /dev/nvme0n1 --workload randread-qd1|randread-qd32|randwrite-qd1|randwrite-qd32 --ops N
 //!                [--block 4096] [--span-mib 128] [--seed N] --system S
+//! eval-bench kernel
 //! ```
+//! `kernel` prints one `linux-kernel:` line per classic crossing (getpid,
+//! mmap+munmap, pipe/futex ping-pong, userfaultfd fault; `eval --kernel`).
 //! `run --engine fs --workload append-fsync|create-small|mmap-overwrite|meta-mix|seq-read`
 //! runs a file-system workload of `eval --fs` instead (eval/FS.md; `--keys`
 //! is then the `seq-read` file's size in MiB).
@@ -19,6 +22,7 @@
 //! stderr. The CLI is relied on by the Linux-guest harness: keep it stable.
 
 mod flushwrap;
+mod kernel;
 
 use eval::matrix::Plan;
 use eval::results::{header, MEDIA, SYSTEMS};
@@ -33,7 +37,9 @@ const USAGE: &str = "usage:
   eval-bench header
   eval-bench run --engine E --dir PATH --workload W --value-bytes N --durability D --ops N [--keys N] [--seed N] [--block-stat /sys/block/DEV/stat] --medium nvme|pmem|host-fs --system host-linux|linux-guest|exo
   eval-bench suite --quick|--full --dir PATH --medium M --system S [--block-stat /sys/block/DEV/stat]
-  eval-bench raw --dev /dev/BLOCKDEV --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] [--seed N] --system S";
+  eval-bench raw --dev /dev/BLOCKDEV --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] [--seed N] --system S
+  eval-bench kernel
+  eval-bench fio --dev /dev/BLOCKDEV --engine fio-io_uring|fio-io_uring-hipri|fio-libaio --workload randread-qdN|randwrite-qdN --ops N [--block 4096] [--span-mib 128] --system S";
 
 /// `--name value` pairs and bare `--flag`s.
 struct Args {
@@ -206,6 +212,30 @@ fn cmd_raw(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `fio`: runs Debian's `fio` (on PATH) for one raw workload and prints
+/// its result as one CSV row (eval::fio).
+fn cmd_fio(raw: &[String]) -> Result<(), String> {
+    use eval::rawdev::RawWorkload;
+    let mut a = Args::parse(raw, &[])?;
+    let dev = a.take("dev")?;
+    let engine = a.take("engine")?;
+    let workload = RawWorkload::parse(&a.take("workload")?)?;
+    let ops = a.take_num("ops")?;
+    let block = a.take_opt_num("block")?.unwrap_or(4096);
+    let span = a.take_opt_num("span-mib")?.unwrap_or(128) << 20;
+    let system = one_of("system", a.take("system")?, &SYSTEMS)?;
+    a.finish()?;
+    let args = eval::fio::args(&engine, workload, ops, block, span, &dev).map_err(|e| format!("{e:#}"))?;
+    let out = Command::new("fio").args(&args).output().map_err(|e| format!("running fio: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("fio {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let row = eval::fio::row(&String::from_utf8_lossy(&out.stdout), &system, &engine, workload, block)
+        .map_err(|e| format!("{e:#}"))?;
+    println!("{}", row.to_csv());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     flushwrap::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -217,6 +247,8 @@ fn main() -> ExitCode {
         Some("run") => cmd_run(&args[1..]),
         Some("suite") => cmd_suite(&args[1..]),
         Some("raw") => cmd_raw(&args[1..]),
+        Some("kernel") if args.len() == 1 => kernel::run(),
+        Some("fio") => cmd_fio(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

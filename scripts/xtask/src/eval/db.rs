@@ -121,7 +121,7 @@ pub fn run(quick: bool) -> Result<()> {
         .unwrap_or_else(|_| "unknown".into());
     let work = ws.root.join(".cache/db-run");
     std::fs::create_dir_all(&work)?;
-    let n_rounds = rounds(quick);
+    let n_rounds = super::rounds_override()?.unwrap_or(rounds(quick));
     println!(
         "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
@@ -167,7 +167,7 @@ pub fn run(quick: bool) -> Result<()> {
             }
         }
         let title = format!("-- round {round}/{n_rounds}: linux-guest");
-        let lm = linux::measure(&ws, &linux_entries(), &title, "run-db")?;
+        let lm = linux::measure_with_raw(&ws, &linux_entries(), &title, "run-db")?;
         lm.print_checks();
         linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
         linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
@@ -263,7 +263,7 @@ pub fn run(quick: bool) -> Result<()> {
     let md = summary(&exo, &exo_lines, &linux_rows, &rates, &icount_all, &checks, &linux_checks, &linux_failures, &env);
     std::fs::write(out.join("db.md"), md)?;
     for medium in MEDIA {
-        for l in headline(&exo, &linux_rows, medium) {
+        for l in headline(&exo, &linux_rows, medium).into_iter().chain(headline_best(&exo, &linux_rows, medium)) {
             println!("{l}");
         }
     }

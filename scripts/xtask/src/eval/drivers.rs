@@ -116,6 +116,7 @@ struct LinuxGuest {
 
 fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest> {
     let mut g = guest::prepare(&ws.root, &ws.target_dir)?;
+    guest::add_fio(&mut g)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
         .context("`eval-bench header` on the host")?;
     let columns: Vec<String> = header.trim().split(',').map(|s| s.trim().to_string()).collect();
@@ -136,7 +137,7 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
 /// The Linux doorbell counting pass (the session's `icount` pass: NVMe
 /// ioeventfd off, `pci_nvme_mmio_doorbell_sq` traced; times nothing):
 /// I/O-queue SQ doorbells per op for each workload.
-fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>> {
+fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, String), f64>> {
     let setup = PassSetup {
         kind: PassKind::Icount,
         kernel: &lg.vmlinuz,
@@ -151,7 +152,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<String, f64>
         let (ob, om) = (&pass.rows[b], &pass.rows[m]);
         if let (None, None, Some(x), Some(y)) = (&ob.fail, &om.fail, om.nvme_sq_doorbells, ob.nvme_sq_doorbells) {
             if let Some(v) = per_op(x, y, lg.runs[m].ops) {
-                out.insert(lg.runs[m].workload.clone(), v);
+                out.insert((lg.runs[m].engine.clone(), lg.runs[m].workload.clone()), v);
             }
         }
     }
@@ -199,8 +200,9 @@ pub fn run(quick: bool) -> Result<()> {
     // Two runs in one checkout would share images and logs: wait instead.
     let _lock = machine::lock_images(&work)?;
     let (qd1, qd32) = op_counts(quick);
+    let n_rounds = super::rounds_override()?.unwrap_or(ROUNDS);
     println!(
-        "eval --drivers{}: {qd1} ops at QD1, {qd32} at QD32; {ROUNDS} rounds of (exo boot, linux-guest boot)",
+        "eval --drivers{}: {qd1} ops at QD1, {qd32} at QD32; {n_rounds} rounds of (exo boot, linux-guest boot)",
         if quick { " --quick" } else { "" }
     );
     let arts = build::build_all(&ws)?;
@@ -210,8 +212,8 @@ pub fn run(quick: bool) -> Result<()> {
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);
     let (mut exo_secs, mut linux_secs) = (vec![], vec![]);
     let mut exo_trace = qtrace::NvmeCounts::default();
-    for round in 1..=ROUNDS {
-        println!("-- round {round}/{ROUNDS}: exo (test=nvme_bench)");
+    for round in 1..=n_rounds {
+        println!("-- round {round}/{n_rounds}: exo (test=nvme_bench)");
         let (lines, trace, secs) = exo_pass(&arts, &work, exo_append, false, "drivers-exo")?;
         for l in &lines {
             println!("  exo   {:<15} {:>8.0} IOPS  p50 {:>8} us  p99 {:>8} us", l.workload, l.iops, l.p50_us, l.p99_us);
@@ -219,7 +221,7 @@ pub fn run(quick: bool) -> Result<()> {
         exo_trace = trace;
         exo_secs.push(secs);
         rounds.push(exo_rows(&lines, &trace));
-        println!("-- round {round}/{ROUNDS}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
+        println!("-- round {round}/{n_rounds}: linux-guest ({} runs incl. --ops 1 baselines)", lg.runs.len());
         let (r, f, env, secs) = linux_pass(&lg, &work)?;
         for row in &r.0 {
             println!(
@@ -250,7 +252,7 @@ pub fn run(quick: bool) -> Result<()> {
         println!("  {l}");
     }
     for x in extras.iter_mut().filter(|x| x.system == "linux-guest") {
-        x.sq_doorbells_per_op = linux_db.get(&x.workload).copied();
+        x.sq_doorbells_per_op = linux_db.get(&(x.engine.clone(), x.workload.clone())).copied();
     }
 
     let out = ws.root.join("eval/results/latest");
@@ -262,7 +264,7 @@ pub fn run(quick: bool) -> Result<()> {
     let mut env = vec![
         ("qemu".to_string(), crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?.lines().next().unwrap_or("").to_string()),
         ("machine".into(), "the standard machine (scripts/xtask/src/machine.rs), TCG, 1 vCPU, NVMe ioeventfd=on; QEMU traces pci_nvme_io_cmd and pci_nvme_write in both boots".into()),
-        ("ops".into(), format!("{qd1} per QD1 workload, {qd32} per QD32 workload (both systems); {ROUNDS} rounds, median-IOPS round reported")),
+        ("ops".into(), format!("{qd1} per QD1 workload, {qd32} per QD32 workload (both systems); {n_rounds} rounds, median-IOPS round reported")),
         ("exo boots".into(), format!("{} s", secs(&exo_secs))),
         ("linux guest boots".into(), format!("{} s", secs(&linux_secs))),
         ("host cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()),

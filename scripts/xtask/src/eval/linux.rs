@@ -97,6 +97,17 @@ pub fn measure(ws: &Workspace, entries: &[eval::matrix::Entry], title: &str, wor
     measure_runs(ws, runs, pairs, title, work_name)
 }
 
+/// [`measure`] with libdb also on the raw NVMe media (`eval --db`).
+pub fn measure_with_raw(
+    ws: &Workspace,
+    entries: &[eval::matrix::Entry],
+    title: &str,
+    work_name: &str,
+) -> Result<Measured> {
+    let (runs, pairs) = plan::runs_with_raw(entries);
+    measure_runs(ws, runs, pairs, title, work_name)
+}
+
 /// [`measure`] over a run list made elsewhere (`eval --fs`'s file-system
 /// runs, `eval::fs::linux_runs`): the same passes, rows and checks.
 pub fn measure_runs(

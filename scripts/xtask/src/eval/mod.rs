@@ -13,6 +13,19 @@ mod kernel;
 mod linux;
 mod recovery;
 
+/// `EVAL_ROUNDS=N`: fewer (or more) interleaved rounds for `--db` and
+/// `--drivers` than their defaults, for a host too loaded to finish them
+/// in time (a development aid; the reports record the rounds used).
+pub fn rounds_override() -> Result<Option<usize>> {
+    match std::env::var("EVAL_ROUNDS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => bail!("EVAL_ROUNDS={v:?}: expected a whole number of rounds, at least 1"),
+        },
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
     pub host: bool,

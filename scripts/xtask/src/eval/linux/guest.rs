@@ -33,6 +33,9 @@ pub struct GuestFiles {
     pub mke2fs_libs: Vec<PathBuf>,
     pub bench: PathBuf,
     pub init_script: PathBuf,
+    /// Debian's fio and its shared libraries (`eval --drivers` only; see
+    /// [`add_fio`]): /bin/fio in the guest.
+    pub fio: Option<(PathBuf, Vec<PathBuf>)>,
     /// `name version` lines for linux-env.txt.
     pub versions: Vec<(String, String)>,
 }
@@ -168,8 +171,24 @@ pub fn prepare(root: &Path, target_dir: &Path) -> Result<GuestFiles> {
         mke2fs_libs,
         bench,
         init_script: root.join("eval/guest/init"),
+        fio: None,
         versions,
     })
+}
+
+/// Put Debian's `fio` (installed on the host from Debian by the project's
+/// setup, like mke2fs) into the guest with its shared libraries. Debian
+/// builds fio with every engine it packages linked in (rbd, gluster,
+/// rdma, ...), so this adds ~85 MB to the initramfs: only the drivers
+/// guest asks for it.
+pub fn add_fio(g: &mut GuestFiles) -> Result<()> {
+    crate::setup::ensure_debian_packages(&["fio"])?;
+    let fio = PathBuf::from("/usr/bin/fio");
+    let libs = ldd_paths(&cmd::output(Command::new("ldd").arg(&fio))?);
+    let v = cmd::output(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "fio"]))?;
+    g.versions.push(("fio (Debian, host package)".into(), v.trim().to_string()));
+    g.fio = Some((fio, libs));
+    Ok(())
 }
 
 /// `eval-bench`, statically linked so it runs on busybox without a libc.
@@ -226,7 +245,12 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
     // busybox's ext2-only mke2fs is first on PATH.
     a.file("sbin/mke2fs", &read(&g.mke2fs)?, true)?;
     let mut made = std::collections::BTreeSet::new();
-    for lib in &g.mke2fs_libs {
+    let mut libs: Vec<&PathBuf> = g.mke2fs_libs.iter().collect();
+    if let Some((fio, fio_libs)) = &g.fio {
+        a.file("bin/fio", &read(fio)?, true)?;
+        libs.extend(fio_libs.iter().filter(|l| !g.mke2fs_libs.contains(l)));
+    }
+    for lib in libs {
         let rel = lib.strip_prefix("/").unwrap().to_string_lossy().to_string();
         let mut dir = String::new();
         for part in rel.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
