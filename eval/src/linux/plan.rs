@@ -96,15 +96,21 @@ pub fn runs(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
     let mut pairs = vec![];
     for medium in MEDIA {
         for e in entries {
-            let measured = Run::from_entry(e, medium);
-            let mut baseline = measured.clone();
-            baseline.ops = 1;
-            runs.push(baseline);
-            runs.push(measured);
-            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
+            push_pair(&mut runs, &mut pairs, e, medium);
         }
     }
     (runs, pairs)
+}
+
+/// Appends `e` on `medium` as a baseline run (one op: the fixed costs)
+/// followed by the measured run, and their pair.
+fn push_pair(runs: &mut Vec<Run>, pairs: &mut Vec<Pair>, e: &Entry, medium: &str) {
+    let measured = Run::from_entry(e, medium);
+    let mut baseline = measured.clone();
+    baseline.ops = 1;
+    runs.push(baseline);
+    runs.push(measured);
+    pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
 }
 
 /// [`runs`], plus `entries`' libdb entries on each raw medium (libdb on
@@ -114,12 +120,7 @@ pub fn runs_with_raw(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
     let (mut runs, mut pairs) = runs(entries);
     for (medium, _) in crate::rawmedia::RAW_MEDIA {
         for e in entries.iter().filter(|e| e.engine == "libdb") {
-            let measured = Run::from_entry(e, medium);
-            let mut baseline = measured.clone();
-            baseline.ops = 1;
-            runs.push(baseline);
-            runs.push(measured);
-            pairs.push(Pair { baseline: runs.len() - 2, measured: runs.len() - 1 });
+            push_pair(&mut runs, &mut pairs, e, medium);
         }
     }
     (runs, pairs)
