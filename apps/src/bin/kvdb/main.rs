@@ -123,12 +123,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let storage = match phase {
                 "killload" => killed::run(storage, &mut words, nonce)?,
                 "drvload" => driverdied::run(storage.into_inner(), nonce)?,
-                "pfload" => {
-                    let mode = words.next().unwrap_or("sync");
-                    let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
-                    powerfail::load(storage, nonce, mode, commits, written, flushes)?
-                }
-                "pfcheck" => match powerfail::check(storage, nonce)? {
+                "pfload" | "pfcheck" => match powerfail::run(phase, storage, &mut words, nonce, written, flushes)? {
                     Some(s) => s,
                     None => return Ok(()),
                 },
@@ -337,12 +332,7 @@ fn on_vf(
     let written = |s: &libdb::BlockStorage<vfdev::VfDevice>| s.device().counters.bytes_written;
     let flushes = |s: &libdb::BlockStorage<vfdev::VfDevice>| s.device().counters.flushes;
     let storage = match phase {
-        "pfload" => {
-            let mode = words.next().unwrap_or("sync");
-            let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
-            powerfail::load(storage, nonce, mode, commits, written, flushes)?
-        }
-        "pfcheck" => match powerfail::check(storage, nonce)? {
+        "pfload" | "pfcheck" => match powerfail::run(phase, storage, words, nonce, written, flushes)? {
             Some(s) => s,
             None => return Ok(()),
         },

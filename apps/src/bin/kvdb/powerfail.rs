@@ -66,6 +66,26 @@ pub fn mode(name: &str) -> Result<Durability, KvdbError> {
 
 /// Create the database and commit `commits` times, printing what became
 /// durable. `written` reads the bytes this process has written to the device.
+/// The two power-fail phases on any block storage (the block service or
+/// an own VF): `pfload [<sync|group|async> [<commits>]]` runs the
+/// workload; `pfcheck` recovers and judges, `None` when no database could
+/// be opened (already reported on the serial line the host reads).
+pub fn run<'a, S: Storage>(
+    phase: &str,
+    storage: S,
+    words: &mut impl Iterator<Item = &'a str>,
+    nonce: u64,
+    written: impl Fn(&S) -> u64,
+    flushes: impl Fn(&S) -> u64,
+) -> Result<Option<S>, KvdbError> {
+    if phase == "pfcheck" {
+        return check(storage, nonce);
+    }
+    let mode = words.next().unwrap_or("sync");
+    let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(300);
+    load(storage, nonce, mode, commits, written, flushes).map(Some)
+}
+
 pub fn load<S: Storage>(
     storage: S,
     nonce: u64,
