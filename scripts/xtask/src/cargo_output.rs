@@ -109,18 +109,18 @@ mod tests {
 
     const OUT: &str = "\
 running 3 tests
-test tables::tests::maps ... ok
-test tables::tests::rejects_overlap ... FAILED
+test walk::maps ... ok
+test walk::rejects_overlap ... FAILED
 test doc_only ... ignored
 
 failures:
 
----- tables::tests::rejects_overlap stdout ----
-thread 'tables::tests::rejects_overlap' panicked at iommu/src/tables.rs:10:5:
+---- walk::rejects_overlap stdout ----
+thread 'walk::rejects_overlap' panicked at fake/src/walk.rs:10:5:
 assertion failed: r.is_err()
 
 failures:
-    tables::tests::rejects_overlap
+    walk::rejects_overlap
 
 test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
 
@@ -134,10 +134,10 @@ running 0 tests
 
 test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
 
-   Doc-tests iommu
+   Doc-tests fake
 
 running 1 test
-test iommu/src/lib.rs - Table (line 12) ... FAILED
+test fake/src/lib.rs - Table (line 12) ... FAILED
 test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s
 ";
 
@@ -145,13 +145,13 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
     fn sums_every_binary() {
         let s = parse(OUT);
         assert_eq!((s.passed, s.failed, s.ignored, s.binaries, s.failed_binaries), (3, 2, 1, 4, 2));
-        assert_eq!(s.failing, vec!["tables::tests::rejects_overlap", "iommu/src/lib.rs - Table (line 12)"]);
+        assert_eq!(s.failing, vec!["walk::rejects_overlap", "fake/src/lib.rs - Table (line 12)"]);
     }
 
     #[test]
     fn details_keep_only_failure_blocks() {
         let d = failure_details(OUT);
-        assert!(d.starts_with("---- tables::tests::rejects_overlap stdout ----\n"));
+        assert!(d.starts_with("---- walk::rejects_overlap stdout ----\n"));
         assert!(d.contains("assertion failed: r.is_err()"));
         assert!(!d.contains("test a ... ok"));
     }
