@@ -382,9 +382,8 @@ pub fn destroy(child: &Child, extra: &[(u64, u64)]) -> Result<Reclaimed, String>
             Placed::Owned { va, frame } => {
                 match sys::map(child.at(va), 0, 0, frame, Rights::WRITE | Rights::OWN | Rights::GRANT) {
                     Ok(()) => {
-                        // Free frames are zero: the next owner sees
-                        // nothing of this one.
-                        mem::zero_page(frame);
+                        // `frames::alloc` zeroes it before the next owner
+                        // gets it: nothing of this one is seen.
                         frames::give_back(frame);
                         r.pages += 1;
                     }
