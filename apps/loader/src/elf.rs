@@ -490,6 +490,42 @@ pub fn plan(image: &[u8], max_memory: u64) -> Result<LoadPlan, ElfError> {
     Ok(LoadPlan { entry, segments: segments.into_iter().map(|(s, _)| s).collect(), pages })
 }
 
+/// `image` cut down to what loading it reads: the ELF header, the program
+/// headers and every segment's file bytes. Section headers and the
+/// sections only they describe (debug information, symbol tables) are
+/// dropped and the header's section fields zeroed, so the result is a
+/// valid ELF file with no sections. `plan` and the pages it fills are the
+/// same for both files; only the boot image shrinks (a release program
+/// with debug information is ~20× its loadable bytes, and GRUB reads the
+/// boot image at a few MB/s under emulation).
+///
+/// Refuses what [`plan`] refuses, so a malformed program is never
+/// silently "repaired" into a loadable one.
+pub fn strip_to_segments(image: &[u8]) -> Result<Vec<u8>, ElfError> {
+    plan(image, u64::MAX)?;
+    let header = read_header(image)?;
+    let table = program_header_table(image, &header)?;
+    let mut end = header.phoff + table.len() as u64;
+    for entry in table.chunks_exact(usize::from(PHDR_LEN)) {
+        let ph = read_program_header(entry).ok_or_else(|| truncated("program header table", end, image))?;
+        // Any segment's bytes (PT_NOTE, PT_GNU_EH_FRAME, ...) stay, even if
+        // no PT_LOAD covers them; `min` keeps a bogus one from reaching past
+        // the file.
+        end = end.max(ph.offset.saturating_add(ph.filesz).min(image.len() as u64));
+    }
+    let end = usize::try_from(end.max(EHDR_LEN)).map_err(|_| truncated("ELF file", end, image))?;
+    let mut out = image[..end].to_vec();
+    out[SHOFF_AT..SHOFF_AT + 8].fill(0);
+    out[SHNUM_AT..SHSTRNDX_AT + 2].fill(0);
+    Ok(out)
+}
+
+/// Offsets in the ELF64 header of `e_shoff` (8 bytes), `e_shnum` and
+/// `e_shstrndx` (2 bytes each, adjacent).
+const SHOFF_AT: usize = 40;
+const SHNUM_AT: usize = 60;
+const SHSTRNDX_AT: usize = 62;
+
 impl LoadPlan {
     /// Every page to allocate and map, segment by segment, ascending within
     /// each segment. Exactly [`LoadPlan::pages`] items.

@@ -407,3 +407,44 @@ fn hand_edited_plans_give_errors_not_panics() {
     assert_eq!(p.fill_page(&f, !0xfff, &mut out), Err(PageError::NotInPlan { page_vaddr: !0xfff }));
     assert_eq!(p.pages_to_map().count(), 0);
 }
+
+#[test]
+fn stripping_keeps_the_plan_and_every_page_and_drops_the_sections() {
+    use elf::endian::LittleEndian;
+    use elf::ElfBytes;
+    let tiny = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-static.elf")).unwrap();
+    // The linker's file with 64 KiB of "debug information" appended after
+    // its section headers: what a release build with `debug = true` looks
+    // like, in miniature.
+    let mut fat = tiny.clone();
+    fat.extend(std::iter::repeat(0xdb).take(64 << 10));
+    for f in [minimal(), three_segment_program(), tiny, fat] {
+        let stripped = strip_to_segments(&f).unwrap();
+        assert!(stripped.len() <= f.len());
+        let (before, after) = (plan(&f, LIMIT).unwrap(), plan(&stripped, LIMIT).unwrap());
+        assert_eq!(before, after);
+        // The loaded memory is the same except the header's section fields
+        // (lld maps the ELF header with the first segment).
+        let mut expected = f.clone();
+        expected[40..48].fill(0); // e_shoff
+        expected[60..64].fill(0); // e_shnum, e_shstrndx
+        for pg in before.pages_to_map() {
+            let (want, got) =
+                (before.page_bytes(&expected, pg.vaddr).unwrap(), after.page_bytes(&stripped, pg.vaddr).unwrap());
+            assert!(want == got, "page {:#x} differs after stripping", pg.vaddr);
+        }
+        let other = ElfBytes::<LittleEndian>::minimal_parse(&stripped).unwrap();
+        assert_eq!(other.ehdr.e_shnum, 0);
+        assert_eq!(other.ehdr.e_shoff, 0);
+        assert!(other.section_headers().is_none());
+        assert_eq!(strip_to_segments(&stripped).unwrap(), stripped, "stripping twice changes nothing");
+    }
+}
+
+#[test]
+fn stripping_refuses_what_plan_refuses() {
+    let mut f = minimal();
+    f[18] = 3; // e_machine: i386
+    assert_eq!(strip_to_segments(&f).unwrap_err(), plan_err(&f));
+    assert!(strip_to_segments(&minimal()[..40]).is_err());
+}

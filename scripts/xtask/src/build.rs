@@ -91,12 +91,20 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// A program as the boot image carries it: its loadable bytes only. The
+/// debug information stays in the build directory for `--gdb` and the
+/// profilers; packing it would make every boot image ~20× larger.
+fn read_program(path: &std::path::Path) -> Result<Vec<u8>> {
+    exo_loader::elf::strip_to_segments(&read(path)?).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
 /// The test image: the test root named `init`, the other programs, then
-/// `extra` entries (test fixtures such as malformed ELFs).
+/// `extra` entries (test fixtures such as malformed ELFs, packed as they
+/// are).
 pub fn pack(arts: &Artifacts, extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut files: Vec<(String, Vec<u8>)> = vec![(INIT.to_string(), read(&arts.test_root)?)];
+    let mut files: Vec<(String, Vec<u8>)> = vec![(INIT.to_string(), read_program(&arts.test_root)?)];
     for (name, path) in arts.programs.iter().filter(|(n, _)| n != INIT) {
-        files.push((name.clone(), read(path)?));
+        files.push((name.clone(), read_program(path)?));
     }
     files.extend(extra.iter().cloned());
     pack_entries(&files)
@@ -106,7 +114,7 @@ pub fn pack(arts: &Artifacts, extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
 pub fn pack_system(arts: &Artifacts) -> Result<Vec<u8>> {
     let mut files: Vec<(String, Vec<u8>)> = vec![];
     for (name, path) in &arts.programs {
-        files.push((name.clone(), read(path)?));
+        files.push((name.clone(), read_program(path)?));
     }
     pack_entries(&files)
 }
