@@ -417,7 +417,7 @@ fn stripping_keeps_the_plan_and_every_page_and_drops_the_sections() {
     // its section headers: what a release build with `debug = true` looks
     // like, in miniature.
     let mut fat = tiny.clone();
-    fat.extend(std::iter::repeat(0xdb).take(64 << 10));
+    fat.extend(std::iter::repeat_n(0xdb, 64 << 10));
     for f in [minimal(), three_segment_program(), tiny, fat] {
         let stripped = strip_to_segments(&f).unwrap();
         assert!(stripped.len() <= f.len());
