@@ -63,6 +63,17 @@ unsafe impl GlobalAlloc for Switchable {
             _ => unsafe { System.alloc(l) },
         }
     }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // Each heap's own realloc (talc's grows in place where it can).
+        match (self.in_arena(p), ARENA.load(Ordering::Relaxed)) {
+            // SAFETY: `p` came from talc (in the arena, talc chosen).
+            (true, TALC) => unsafe { self.talc.realloc(p, l, new_size) },
+            // SAFETY: as above, for the list heap.
+            (true, _) => unsafe { self.list.realloc(p, l, new_size) },
+            // SAFETY: `p` came from the system allocator.
+            (false, _) => unsafe { System.realloc(p, l, new_size) },
+        }
+    }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         if self.in_arena(p) {
             if ARENA.load(Ordering::Relaxed) == TALC {
