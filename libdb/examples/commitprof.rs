@@ -118,12 +118,14 @@ fn main() {
         }
     };
     let n: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
-    // SAFETY (both arms): the arena is a static used by nothing else,
-    // given once to the one heap chosen.
+    // The arena is a static used by nothing else, given once to the one
+    // heap chosen.
     match heap {
         TALC => {
+            // SAFETY: see above.
             unsafe { HEAP.talc.lock().claim(HEAP.arena.get() as *mut u8, ARENA_BYTES) }.expect("talc claims the arena");
         }
+        // SAFETY: see above.
         LIST => unsafe { HEAP.list.lock().init(HEAP.arena.get() as *mut u8, ARENA_BYTES) },
         _ => {}
     }
