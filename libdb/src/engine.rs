@@ -304,17 +304,18 @@ impl<S: Storage> Inner<S> {
         r
     }
 
-    fn encode_record(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<u8> {
-        let mut rec = Vec::new();
+    /// Appends the commit's record to the log buffer (reused across
+    /// flushes, so a commit allocates nothing for its record).
+    fn append_record(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, rec_len: usize) {
         let batch_start = self.log.buf.is_empty();
+        self.log.buf.reserve(rec_len);
         log::encode(
-            &mut rec,
+            &mut self.log.buf,
             self.meta.gen,
             self.log.seq,
             batch_start,
             writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
         );
-        rec
     }
 
     fn commit_inner(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, dur: Durability) -> Result<(), Error> {
@@ -332,22 +333,21 @@ impl<S: Storage> Inner<S> {
         let only_deletes = writes.values().all(|v| v.is_none());
         let reserve = (cap / 8).min(64 << 10) / align * align;
         let limit = if only_deletes { cap } else { cap - reserve };
-        let mut rec = self.encode_record(writes);
+        let rec_len = log::record_len(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
         let end = |pos: u64, buffered: usize, rec: usize| (pos + (buffered + rec) as u64).div_ceil(align) * align;
-        if end(self.log.pos, self.log.buf.len(), rec.len()) > limit {
+        if end(self.log.pos, self.log.buf.len(), rec_len) > limit {
             // The log is full: fold it into the tree, which restarts it.
             // If that fails, nothing of this commit was written.
             self.checkpoint_inner()?;
-            if end(0, 0, rec.len()) > limit {
+            if end(0, 0, rec_len) > limit {
                 // Larger than the whole log: goes straight into the tree.
                 let undo = self.overlay_undo(writes);
                 self.apply_to_overlay(writes);
                 return self.checkpoint_inner().inspect_err(|_| self.rollback_overlay(undo));
             }
-            rec = self.encode_record(writes);
         }
-        self.stats.log_bytes += rec.len() as u64;
-        self.log.buf.extend_from_slice(&rec);
+        self.stats.log_bytes += rec_len as u64;
+        self.append_record(writes, rec_len);
         self.log.seq += 1;
         self.log.unsynced += 1;
         // The barrier comes before the commit becomes visible: if it

@@ -36,6 +36,16 @@ pub fn pad8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
+/// Op header bytes: kind u8, klen u16, vlen u32.
+const OP_HEADER: usize = 7;
+
+/// Bytes [`encode`] appends for a record holding `ops` (padding included),
+/// known before encoding so a commit can check the log's room and reserve
+/// the buffer without building the record twice.
+pub fn record_len<'a>(ops: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> usize {
+    pad8(RECORD_HEADER + ops.map(|(k, v)| OP_HEADER + k.len() + v.map_or(0, |v| v.len())).sum::<usize>())
+}
+
 /// Appends one record holding `ops` to `out`.
 pub fn encode<'a>(
     out: &mut Vec<u8>,
@@ -137,5 +147,15 @@ mod tests {
         let mut bad = out.clone();
         bad[RECORD_HEADER] ^= 4;
         assert!(!checksum_ok(&bad, &bad[RECORD_HEADER..RECORD_HEADER + h.len]));
+    }
+
+    #[test]
+    fn record_len_is_what_encode_appends() {
+        let ops: Vec<(&[u8], Option<&[u8]>)> = vec![(b"key", Some(&[9; 100])), (b"gone", None), (b"e", Some(b""))];
+        for n in 0..=ops.len() {
+            let mut out = vec![0xee; 5];
+            encode(&mut out, 1, 2, false, ops[..n].iter().copied());
+            assert_eq!(out.len() - 5, record_len(ops[..n].iter().copied()), "{n} ops");
+        }
     }
 }
