@@ -100,31 +100,67 @@ pub fn checksum_ok(header: &[u8], payload: &[u8]) -> bool {
     h.finalize() == rd32(header, 0)
 }
 
-/// Decodes a checksummed payload; `None` if it is malformed (which a valid
-/// checksum makes a bug or a deliberate forgery, never a torn write).
-pub fn decode_ops(mut p: &[u8]) -> Option<Vec<Op>> {
-    let mut ops = Vec::new();
-    while !p.is_empty() {
-        if p.len() < 7 {
+/// The ops of a checksummed payload, borrowed from it: `None` if it is
+/// malformed (which a valid checksum makes a bug or a deliberate forgery,
+/// never a torn write). The whole payload is checked before the first op
+/// is handed out, so a caller never applies part of a malformed record.
+/// Replay walks records in place with this: no copy, no allocation.
+pub fn ops(p: &[u8]) -> Option<Ops<'_>> {
+    let mut all = Ops { rest: p };
+    for op in all.by_ref() {
+        op?;
+    }
+    Some(Ops { rest: p })
+}
+
+/// Iterator over a payload's ops; see [`ops`].
+pub struct Ops<'a> {
+    rest: &'a [u8],
+}
+
+/// One op: key and value (`None`: a deletion).
+pub type OpRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl<'a> Ops<'a> {
+    /// The next op, `Some(None)` if the rest is malformed.
+    fn step(&mut self) -> Option<Option<OpRef<'a>>> {
+        let p = self.rest;
+        if p.is_empty() {
             return None;
         }
-        let kind = p[0];
-        let klen = rd16(p, 1);
-        let vlen = rd32(p, 3) as usize;
-        let rest = &p[7..];
-        match kind {
-            OP_PUT if rest.len() >= klen + vlen => {
-                ops.push((rest[..klen].to_vec(), Some(rest[klen..klen + vlen].to_vec())));
-                p = &rest[klen + vlen..];
-            }
-            OP_DELETE if rest.len() >= klen && vlen == 0 => {
-                ops.push((rest[..klen].to_vec(), None));
-                p = &rest[klen..];
-            }
-            _ => return None,
+        if p.len() < 7 {
+            self.rest = &[];
+            return Some(None);
         }
+        let (kind, klen, vlen) = (p[0], rd16(p, 1), rd32(p, 3) as usize);
+        let rest = &p[7..];
+        let (op, used) = match kind {
+            OP_PUT if rest.len() >= klen && rest.len() - klen >= vlen => {
+                ((&rest[..klen], Some(&rest[klen..klen + vlen])), klen + vlen)
+            }
+            OP_DELETE if rest.len() >= klen && vlen == 0 => ((&rest[..klen], None), klen),
+            _ => {
+                self.rest = &[];
+                return Some(None);
+            }
+        };
+        self.rest = &rest[used..];
+        Some(Some(op))
     }
-    Some(ops)
+}
+
+impl<'a> Iterator for Ops<'a> {
+    /// `None` inside: the rest of the payload is malformed.
+    type Item = Option<OpRef<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step()
+    }
+}
+
+/// Decodes a checksummed payload into owned ops; `None` if it is
+/// malformed (see [`ops`]).
+pub fn decode_ops(p: &[u8]) -> Option<Vec<Op>> {
+    ops(p)?.map(|op| op.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))).collect()
 }
 
 #[cfg(test)]

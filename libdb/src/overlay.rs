@@ -50,6 +50,24 @@ fn visible(versions: &[Version], seq: u64) -> Option<&Option<Arc<[u8]>>> {
     versions.iter().rev().find(|(s, _)| *s <= seq).map(|(_, v)| v)
 }
 
+/// Replaces a key's only version by `val` at `seq` in the old value's
+/// own bytes, when they are the same size and nothing else holds them
+/// (`Arc::get_mut`: no snapshot reader's version, no commit's undo):
+/// overwriting a value with one of the same size — log replay's usual
+/// record — then allocates and frees nothing.
+fn overwrite_in_place(versions: &mut [Version], val: &[u8], seq: u64) -> bool {
+    if let [(at, Some(old))] = versions {
+        if old.len() == val.len() {
+            if let Some(bytes) = Arc::get_mut(old) {
+                bytes.copy_from_slice(val);
+                *at = seq;
+                return true;
+            }
+        }
+    }
+    false
+}
+
 impl Overlay {
     pub fn keys(&self) -> usize {
         self.versions.len()
@@ -58,19 +76,23 @@ impl Overlay {
     /// Records `key -> val` committed at `seq`. Without readers of this
     /// overlay older versions are dropped at once.
     pub fn apply(&mut self, key: &[u8], val: Option<&[u8]>, seq: u64, keep_old: bool) {
-        let v: Option<Arc<[u8]>> = val.map(Arc::from);
         self.bytes += key.len() + val.map_or(0, |v| v.len());
         match self.versions.get_mut(key) {
             Some(versions) => {
                 if !keep_old {
+                    if let Some(v) = val {
+                        if overwrite_in_place(versions, v, seq) {
+                            return;
+                        }
+                    }
                     versions.clear();
                 }
-                versions.push((seq, v));
+                versions.push((seq, val.map(Arc::from)));
             }
             None => {
                 let key: Arc<[u8]> = Arc::from(key);
                 self.order.insert(key.clone());
-                self.versions.insert(key, alloc::vec![(seq, v)]);
+                self.versions.insert(key, alloc::vec![(seq, val.map(Arc::from))]);
             }
         }
     }
@@ -183,5 +205,34 @@ mod tests {
                 (b"c".to_vec(), Some(b"4".to_vec()))
             ]
         );
+    }
+
+    #[test]
+    fn a_same_size_overwrite_reuses_only_bytes_nobody_else_holds() {
+        let mut o = Overlay::default();
+        o.apply(b"k", Some(b"one"), 1, false);
+        let before = match o.get(b"k", 1) {
+            Seen::Value(v) => v.as_ptr(),
+            _ => panic!("k is in the overlay"),
+        };
+        // Alone: the same bytes, rewritten, at the new commit number.
+        o.apply(b"k", Some(b"two"), 2, false);
+        match o.get(b"k", 2) {
+            Seen::Value(v) => assert_eq!((v, v.as_ptr()), (&b"two"[..], before)),
+            _ => panic!("k is in the overlay"),
+        }
+        assert_eq!(seen(&o, b"k", 1), None, "the older version is gone, as without readers");
+        // A commit's undo holds them: a fresh value, and the undo still
+        // puts back exactly what it saved.
+        let undo = o.undo_for([&b"k"[..]].into_iter());
+        o.apply(b"k", Some(b"six"), 3, false);
+        assert_eq!(seen(&o, b"k", 3), Some(Some(b"six".to_vec())));
+        o.rollback(undo);
+        assert_eq!(seen(&o, b"k", 3), Some(Some(b"two".to_vec())));
+        // Another size, or readers (keep_old): new versions, never in place.
+        o.apply(b"k", Some(b"three"), 4, false);
+        o.apply(b"k", Some(b"four!"), 5, true);
+        assert_eq!(seen(&o, b"k", 4), Some(Some(b"three".to_vec())));
+        assert_eq!(seen(&o, b"k", 5), Some(Some(b"four!".to_vec())));
     }
 }

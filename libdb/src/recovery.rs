@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::engine::{log_base, Inner, Options};
 use crate::error::{corrupt, Corruption, Error};
 use crate::log::{self, RECORD_HEADER};
-use crate::page::{self, Meta, PageRef, KIND_FREELIST, PAGE_SIZE};
+use crate::page::{self, rd64, Meta, PageRef, KIND_FREELIST, PAGE_SIZE};
 use crate::storage::Storage;
 
 pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<S>, Error> {
@@ -199,7 +199,9 @@ impl LogWindow {
             // Aligned reads: whole blocks, no bounce through a covering read.
             let align = inner.storage.write_align() as u64;
             let from = pos / align * align;
-            let to = end.max(from + WINDOW).min(cap);
+            // The end aligned too (the log region is whole pages): a read
+            // of whole blocks, never a bounce through a covering read.
+            let to = end.max(from + WINDOW).div_ceil(align).saturating_mul(align).min(cap);
             self.buf.resize((to - from) as usize, 0);
             inner.storage.read(log_base() + from, &mut self.buf)?;
             self.start = from;
@@ -209,46 +211,45 @@ impl LogWindow {
     }
 }
 
-/// Reads the record at `pos` of the log if it is valid with the given
-/// epoch and sequence number.
-fn read_record<S: Storage>(
+/// The record at `pos` of the log if it is valid with the given epoch and
+/// sequence number: its header and its payload, borrowed from the window.
+fn read_record<'w, S: Storage>(
     inner: &mut Inner<S>,
-    win: &mut LogWindow,
+    win: &'w mut LogWindow,
     pos: u64,
     epoch: u64,
     seq: u64,
-) -> Result<Option<(log::RecordHeader, Vec<u8>)>, Error> {
+) -> Result<Option<(log::RecordHeader, &'w [u8])>, Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     if pos + RECORD_HEADER as u64 > cap {
         return Ok(None);
     }
-    let mut hdr = [0u8; RECORD_HEADER];
-    hdr.copy_from_slice(win.get(inner, pos, RECORD_HEADER)?);
-    let h = log::parse_header(&hdr);
+    let h = log::parse_header(win.get(inner, pos, RECORD_HEADER)?);
     if h.epoch != epoch || h.seq != seq || h.len as u64 > cap - pos - RECORD_HEADER as u64 {
         return Ok(None);
     }
-    let payload = win.get(inner, pos + RECORD_HEADER as u64, h.len)?.to_vec();
-    Ok(log::checksum_ok(&hdr, &payload).then_some((h, payload)))
+    // Header and payload in one piece of the window: no copy of either.
+    let rec = win.get(inner, pos, RECORD_HEADER + h.len)?;
+    let (hdr, payload) = rec.split_at(RECORD_HEADER);
+    Ok(log::checksum_ok(hdr, payload).then_some((h, payload)))
 }
 
 /// Applies the valid prefix of the current epoch's log to the overlay;
-/// returns where it ends and the next sequence number.
+/// returns where it ends and the next sequence number. Records are parsed
+/// and applied in place, from the window: no per-record copy or map.
 fn replay<S: Storage>(inner: &mut Inner<S>, win: &mut LogWindow) -> Result<(u64, u64), Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
     let epoch = inner.meta.gen;
     let (mut pos, mut seq, mut end) = (0u64, 0u64, 0u64);
-    let mut writes = alloc::collections::BTreeMap::new();
     while pos + RECORD_HEADER as u64 <= cap {
         if let Some((h, payload)) = read_record(inner, win, pos, epoch, seq)? {
-            let ops = log::decode_ops(&payload).ok_or(corrupt(
+            let ops = log::ops(payload).ok_or(corrupt(
                 log_page(pos),
                 Corruption::Malformed("log record with a valid checksum does not decode"),
             ))?;
-            writes.clear();
-            writes.extend(ops);
-            inner.apply_replayed(&writes);
+            // `ops` checked the whole payload: every op is well formed.
+            inner.apply_replayed(ops.flatten());
             pos += log::pad8(RECORD_HEADER + h.len) as u64;
             end = pos;
             seq += 1;
@@ -287,7 +288,9 @@ fn check_beyond_prefix<S: Storage>(
     end: u64,
     seq: u64,
 ) -> Result<Vec<u64>, Error> {
-    const CHUNK: u64 = 64 << 10;
+    // One window's worth at a time (less the header a record starting
+    // near the end needs): each byte of the region is read once.
+    const CHUNK: u64 = WINDOW - PAGE_SIZE as u64;
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
     let epoch = inner.meta.gen;
@@ -297,16 +300,26 @@ fn check_beyond_prefix<S: Storage>(
     while chunk_at + RECORD_HEADER as u64 <= cap {
         // Each chunk also covers the header of a record starting at its end.
         let len = (CHUNK + RECORD_HEADER as u64).min(cap - chunk_at);
-        let buf = win.get(inner, chunk_at, len as usize)?;
+        // Persistent memory is looked at in place; a block device is read.
+        let buf = match inner.storage.mapped(log_base() + chunk_at, len as usize) {
+            Some(b) => b,
+            None => win.get(inner, chunk_at, len as usize)?,
+        };
         candidates.clear();
-        let mut off = 0u64;
-        while off < CHUNK && off + RECORD_HEADER as u64 <= len {
-            let o = off as usize;
-            let h = log::parse_header(&buf[o..o + RECORD_HEADER]);
-            if h.epoch == epoch && h.seq >= seq {
-                candidates.push((chunk_at + off, h.seq));
+        let last = (CHUNK.min(len - RECORD_HEADER as u64 + 1)) as usize;
+        // The epoch field first (8 bytes, almost never equal beyond the
+        // prefix); the rest of the header only where it matches. (This
+        // loop measured 8.5 M guest instructions over an 8 MiB pmem log;
+        // a `chunks`/`first_chunk` array-compare form of it, 13.7 M.)
+        let mut off = 0usize;
+        while off < last {
+            if rd64(buf, off + 8) == epoch {
+                let h = log::parse_header(&buf[off..off + RECORD_HEADER]);
+                if h.seq >= seq {
+                    candidates.push((chunk_at + off as u64, h.seq));
+                }
             }
-            off += align;
+            off += align as usize;
         }
         for &(at, at_seq) in &candidates {
             if let Some((h, _)) = read_record(inner, win, at, epoch, at_seq)? {
