@@ -8,8 +8,8 @@
 use crate::arch::{percpu, TrapFrame, USER_CS, USER_DS};
 use crate::kinfo;
 use crate::mem::KernelMem;
-use crate::phys::{phys_read, phys_write};
-use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, USER_END};
+use crate::phys::{phys_read, Checked};
+use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, PAGE_SIZE, USER_END};
 
 /// Physical address of `root`'s control page, if it is usable.
 pub fn control_page(root: u64) -> Option<u64> {
@@ -22,9 +22,11 @@ pub fn masked(ctl: u64) -> bool {
 
 /// Save the interrupted user context `f` into the control page, unless the
 /// space is masked (its upcall handler is running and still needs what is
-/// saved there). Returns whether it saved.
+/// saved there). Returns whether it saved. The page is checked against
+/// the window once, not at every word.
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
-    if masked(ctl) {
+    let page = Checked::new(ctl, PAGE_SIZE);
+    if page.read(control::MASKED) != 0 {
         return false;
     }
     let regs = [
@@ -32,10 +34,10 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
         f.rip, f.rflags,
     ];
     for (i, r) in regs.iter().enumerate() {
-        phys_write::<u64>(ctl + control::SAVED + 8 * i as u64, *r);
+        page.write(control::SAVED + 8 * i as u64, *r);
     }
-    crate::vector::save(ctl);
-    phys_write::<u64>(ctl + control::SAVED_VALID, 1);
+    crate::vector::save(&page);
+    page.write(control::SAVED_VALID, 1);
     true
 }
 
@@ -51,9 +53,14 @@ pub struct EntryPoint {
 /// Check that `root` can be entered: a control page with a user entry
 /// point and stack.
 pub fn entry_point(root: u64) -> Option<EntryPoint> {
-    let ctl = control_page(root)?;
-    let rip = phys_read::<u64>(ctl + control::ENTRY);
-    let rsp = phys_read::<u64>(ctl + control::STACK);
+    entry_point_at(control_page(root)?)
+}
+
+/// [`entry_point`] for a control page already found (at `ctl`).
+pub fn entry_point_at(ctl: u64) -> Option<EntryPoint> {
+    let page = Checked::new(ctl, PAGE_SIZE);
+    let rip = page.read(control::ENTRY);
+    let rsp = page.read(control::STACK);
     if rip >= USER_END || rsp >= USER_END {
         return None;
     }
@@ -72,7 +79,7 @@ pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u6
 /// `enter` with an entry point the caller already looked up (and nothing
 /// has run in between to change it).
 pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
-    phys_write::<u64>(e.ctl + control::MASKED, 1);
+    Checked::new(e.ctl, PAGE_SIZE).write(control::MASKED, 1);
     switch_to(root);
     *f = TrapFrame {
         rip: e.rip,
