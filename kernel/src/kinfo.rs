@@ -27,7 +27,7 @@ pub fn add(word: usize, d: u64) {
     if pa != 0 && word < 512 {
         // One window check for the read and the write (a counter bumped
         // on every system call and upcall).
-        let w = crate::phys::Checked::new(pa + 8 * word as u64, 8);
+        let w = crate::phys::Checked::<8>::new(pa + 8 * word as u64);
         w.write(0, w.read(0).wrapping_add(d));
     }
 }

@@ -104,41 +104,40 @@ pub fn phys_write<T: Copy>(pa: u64, v: T) {
     unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
 }
 
-/// A range of physical memory checked against the window once, then read
-/// and written word by word without checking the window again (a control
-/// page while the kernel saves a context into it or enters through it).
-/// Offsets are still checked against the range, which costs nothing when
-/// they are constants, as they are at every use.
+/// `LEN` bytes of physical memory checked against the window once, then
+/// read and written word by word without checking the window again (a
+/// control page while the kernel saves a context into it or enters
+/// through it). Offsets are still checked against `LEN`, which costs
+/// nothing when they are constants, as they are at every use.
 #[derive(Clone, Copy)]
-pub struct Checked {
+pub struct Checked<const LEN: u64> {
     va: u64,
-    len: u64,
 }
 
-impl Checked {
-    /// `[pa, pa + len)`, which must lie in the window.
+impl<const LEN: u64> Checked<LEN> {
+    /// `[pa, pa + LEN)`, which must lie in the window.
     #[inline]
-    pub fn new(pa: u64, len: u64) -> Checked {
-        assert!(window_contains(pa, len), "physical access outside the window at {pa:#x} ({len} bytes)");
-        Checked { va: PHYS_OFFSET + pa, len }
+    pub fn new(pa: u64) -> Self {
+        assert!(window_contains(pa, LEN), "physical access outside the window at {pa:#x} ({LEN} bytes)");
+        Checked { va: PHYS_OFFSET + pa }
     }
 
     /// The window address of `off` bytes in, with `n` bytes after it inside.
     #[inline]
-    pub fn va(&self, off: u64, n: u64) -> u64 {
-        assert!(off <= self.len && n <= self.len - off, "offset {off:#x}+{n} outside a checked range of {} bytes", self.len);
+    pub fn va(self, off: u64, n: u64) -> u64 {
+        assert!(off <= LEN && n <= LEN - off, "offset {off:#x}+{n} outside a checked range of {LEN} bytes");
         self.va + off
     }
 
     #[inline]
-    pub fn read(&self, off: u64) -> u64 {
+    pub fn read(self, off: u64) -> u64 {
         // SAFETY: inside the range, which lies in the window (checked by
         // `new` and `va`); unaligned reads are allowed.
         unsafe { core::ptr::read_unaligned(self.va(off, 8) as *const u64) }
     }
 
     #[inline]
-    pub fn write(&self, off: u64, v: u64) {
+    pub fn write(self, off: u64, v: u64) {
         // SAFETY: as for `read`; see `phys_write` for who may be written.
         unsafe { core::ptr::write_unaligned(self.va(off, 8) as *mut u64, v) }
     }

@@ -9,6 +9,9 @@ use crate::arch::{percpu, TrapFrame, USER_CS, USER_DS};
 use crate::kinfo;
 use crate::mem::KernelMem;
 use crate::phys::{phys_read, Checked};
+
+/// A control page, checked against the window once per use.
+pub type CtlPage = Checked<PAGE_SIZE>;
 use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, PAGE_SIZE, USER_END};
 
 /// Physical address of `root`'s control page, if it is usable.
@@ -25,7 +28,7 @@ pub fn masked(ctl: u64) -> bool {
 /// saved there). Returns whether it saved. The page is checked against
 /// the window once, not at every word.
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
-    let page = Checked::new(ctl, PAGE_SIZE);
+    let page = CtlPage::new(ctl);
     if page.read(control::MASKED) != 0 {
         return false;
     }
@@ -36,7 +39,7 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
     for (i, r) in regs.iter().enumerate() {
         page.write(control::SAVED + 8 * i as u64, *r);
     }
-    crate::vector::save(&page);
+    crate::vector::save(page);
     page.write(control::SAVED_VALID, 1);
     true
 }
@@ -58,7 +61,7 @@ pub fn entry_point(root: u64) -> Option<EntryPoint> {
 
 /// [`entry_point`] for a control page already found (at `ctl`).
 pub fn entry_point_at(ctl: u64) -> Option<EntryPoint> {
-    let page = Checked::new(ctl, PAGE_SIZE);
+    let page = CtlPage::new(ctl);
     let rip = page.read(control::ENTRY);
     let rsp = page.read(control::STACK);
     if rip >= USER_END || rsp >= USER_END {
@@ -79,7 +82,7 @@ pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u6
 /// `enter` with an entry point the caller already looked up (and nothing
 /// has run in between to change it).
 pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
-    Checked::new(e.ctl, PAGE_SIZE).write(control::MASKED, 1);
+    CtlPage::new(e.ctl).write(control::MASKED, 1);
     switch_to(root);
     *f = TrapFrame {
         rip: e.rip,

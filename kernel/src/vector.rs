@@ -108,7 +108,7 @@ pub fn init(enable: bool) {
 
 /// Save the current vector registers into the control page `page` (its
 /// area, through the window, checked once by the caller) and record how.
-pub fn save(page: &crate::phys::Checked) {
+pub fn save(page: crate::upcall::CtlPage) {
     let kind = KIND.load(Ordering::Relaxed);
     let mask = MASK.load(Ordering::Relaxed);
     if kind != VectorKind::None as u64 {

@@ -9,7 +9,7 @@
 //! control page). `yield` is the one call on the path of every message
 //! between two spaces, so its cost is the round trip's.
 
-use crate::{index, PhysMem, ADDR_MASK, DEVICE_TAG, HANDLE_RIGHTS_SHIFT, HANDLE_TAG, LENT, P, PS, RW, US};
+use crate::{index, span, PhysMem, ADDR_MASK, DEVICE_TAG, HANDLE_RIGHTS_SHIFT, HANDLE_TAG, LENT, P, PS, RW, US};
 use exo_abi::{Error, Rights, CONTROL_VA, PAGE_SIZE, USER_END};
 
 /// What `yield` needs to switch: where it goes and the two control pages.
@@ -54,7 +54,12 @@ pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<Yi
     let target_ctl = control_page(mem, target, &[]).ok_or(Error::BadTarget)?;
     // The caller's walk to CONTROL_VA starts down the same tables as long
     // as the indices agree: those links were read already.
-    let shared = [3u8, 2, 1].iter().take_while(|&&l| index(handle_va, l) == index(CONTROL_VA, l)).count();
+    let shared = match handle_va ^ CONTROL_VA {
+        d if d < span(1) => 3,
+        d if d < span(2) => 2,
+        d if d < span(3) => 1,
+        _ => 0,
+    };
     let caller_ctl = control_page(mem, caller, &links[..shared]);
     Ok(YieldPlan { target, target_ctl, caller_ctl })
 }
@@ -84,7 +89,7 @@ fn handle_root(e: u64) -> Result<u64, Error> {
 /// `translate(root, CONTROL_VA, true)`: present, user and writable links
 /// (no huge page), then a present, user, writable, never lent page of RAM.
 /// `known` holds the first links of the walk when they were already read.
-#[inline]
+#[inline(always)]
 fn control_page<M: PhysMem>(mem: &M, root: u64, known: &[u64]) -> Option<u64> {
     let mut table = root;
     for (i, level) in [3u8, 2, 1].into_iter().enumerate() {
