@@ -87,6 +87,7 @@ pub fn freeze_window() -> &'static [(u64, u64)] {
 }
 
 /// Read a value from physical memory through the window.
+#[inline]
 pub fn phys_read<T: Copy>(pa: u64) -> T {
     assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical read outside the window at {pa:#x}");
     // SAFETY: the window maps all of its spans (checked above) as
