@@ -35,6 +35,7 @@ const LINK: u64 = P | US;
 /// Resolve a `yield`: the handle at `handle_va` in `caller` (it must carry
 /// SWITCH) and the target's control page. Errors as `yield_target`, then
 /// `BadTarget` if the target has no usable control page.
+#[inline]
 pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<YieldPlan, Error> {
     if handle_va == 0 || handle_va >= USER_END || !handle_va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAddress);
