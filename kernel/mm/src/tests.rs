@@ -695,7 +695,7 @@ fn yield_plan_agrees_with_the_slow_path_on_hostile_tables() {
         span(3) + 0x4000,
         USER_END - PAGE_SIZE,
         USER_END,
-        u64::MAX & !0xfff,
+        !0xfff,
     ];
     let flag_bits = [P, RW, US, PS, OWN, GRANT, LENT, NX, HANDLE_TAG, DEVICE_TAG, 1 << 5, 1 << 3, 1 << 12];
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -728,7 +728,7 @@ fn yield_plan_agrees_with_the_slow_path_on_hostile_tables() {
             let e = match rng.below(6) {
                 0 => 0,
                 1 => old ^ rng.pick(&flag_bits),
-                2 => HANDLE_TAG | frame(rng.below(FRAMES)) | (rng.below(32) << 1) | rng.below(2) * DEVICE_TAG,
+                2 => HANDLE_TAG | frame(rng.below(FRAMES)) | (rng.below(32) << 1) | (rng.below(2) * DEVICE_TAG),
                 3 => NOT_RAM | P | US | RW,
                 4 => rng.next_u64(),
                 _ => {
