@@ -48,11 +48,30 @@ fn window() -> &'static Spans {
 /// system call).
 static HOT_START: AtomicU64 = AtomicU64::new(0);
 static HOT_END: AtomicU64 = AtomicU64::new(1 << 30);
+/// The last addresses in the hot span at which a word and a whole page
+/// still fit (`HOT_END - 8`, `HOT_END - 4096`): the two sizes of nearly
+/// every check (page-table entries, control pages) then take two compares
+/// and no overflow test. With no hot span of at least a page, `HOT_START`
+/// is `u64::MAX` and both are 0, so nothing passes the short test.
+static HOT_LAST_WORD: AtomicU64 = AtomicU64::new((1 << 30) - 8);
+static HOT_LAST_PAGE: AtomicU64 = AtomicU64::new((1 << 30) - 4096);
 
 /// Whether all of `[pa, pa + len)` is mapped by the physical window (and
 /// so may be read and written as write-back memory).
 #[inline]
 pub fn window_contains(pa: u64, len: u64) -> bool {
+    // `len` is a constant at nearly every call: only one arm remains.
+    let last = match len {
+        0..=8 => Some(HOT_LAST_WORD.load(Ordering::Relaxed)),
+        4096 => Some(HOT_LAST_PAGE.load(Ordering::Relaxed)),
+        _ => None,
+    };
+    if let Some(last) = last {
+        if pa >= HOT_START.load(Ordering::Relaxed) && pa <= last {
+            return true;
+        }
+        return window().contains(pa, len);
+    }
     let end = pa.wrapping_add(len);
     if pa >= HOT_START.load(Ordering::Relaxed) && end >= pa && end <= HOT_END.load(Ordering::Relaxed) {
         return true;
@@ -75,8 +94,11 @@ pub fn set_window(spans: Spans) {
     // SAFETY: single-threaded boot, before `freeze_window`; no reference
     // from `window()` is alive across this call.
     unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
-    HOT_START.store(hot.0, Ordering::Relaxed);
+    let (start, words, pages) = if hot.1 - hot.0 >= 4096 { (hot.0, hot.1 - 8, hot.1 - 4096) } else { (u64::MAX, 0, 0) };
+    HOT_START.store(start, Ordering::Relaxed);
     HOT_END.store(hot.1, Ordering::Relaxed);
+    HOT_LAST_WORD.store(words, Ordering::Relaxed);
+    HOT_LAST_PAGE.store(pages, Ordering::Relaxed);
 }
 
 /// From now on the window never changes; its spans can be lent out for

@@ -27,6 +27,7 @@ pub fn masked(ctl: u64) -> bool {
 /// space is masked (its upcall handler is running and still needs what is
 /// saved there). Returns whether it saved. The page is checked against
 /// the window once, not at every word.
+#[inline]
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
     let page = CtlPage::new(ctl);
     if page.read(control::MASKED) != 0 {
