@@ -49,11 +49,11 @@ pub fn is_ram_frame(pa: u64) -> bool {
 pub struct KernelMem;
 
 impl exo_mm::PhysMem for KernelMem {
-    #[inline]
+    #[inline(always)]
     fn is_ram(&self, pa: u64) -> bool {
         is_ram_frame(pa)
     }
-    #[inline]
+    #[inline(always)]
     fn read(&self, pa: u64) -> u64 {
         phys_read::<u64>(pa)
     }
