@@ -35,6 +35,7 @@ pub fn set_ram(list: &[MemRange]) {
 }
 
 /// Is the 4 KiB frame at `pa` RAM that the window maps?
+#[inline]
 pub fn is_ram_frame(pa: u64) -> bool {
     let Some(ram) = RAM.get() else {
         return false;
@@ -48,9 +49,11 @@ pub fn is_ram_frame(pa: u64) -> bool {
 pub struct KernelMem;
 
 impl exo_mm::PhysMem for KernelMem {
+    #[inline(always)]
     fn is_ram(&self, pa: u64) -> bool {
         is_ram_frame(pa)
     }
+    #[inline(always)]
     fn read(&self, pa: u64) -> u64 {
         phys_read::<u64>(pa)
     }

@@ -48,11 +48,30 @@ fn window() -> &'static Spans {
 /// system call).
 static HOT_START: AtomicU64 = AtomicU64::new(0);
 static HOT_END: AtomicU64 = AtomicU64::new(1 << 30);
+/// The last addresses in the hot span at which a word and a whole page
+/// still fit (`HOT_END - 8`, `HOT_END - 4096`): the two sizes of nearly
+/// every check (page-table entries, control pages) then take two compares
+/// and no overflow test. With no hot span of at least a page, `HOT_START`
+/// is `u64::MAX` and both are 0, so nothing passes the short test.
+static HOT_LAST_WORD: AtomicU64 = AtomicU64::new((1 << 30) - 8);
+static HOT_LAST_PAGE: AtomicU64 = AtomicU64::new((1 << 30) - 4096);
 
 /// Whether all of `[pa, pa + len)` is mapped by the physical window (and
 /// so may be read and written as write-back memory).
 #[inline]
 pub fn window_contains(pa: u64, len: u64) -> bool {
+    // `len` is a constant at nearly every call: only one arm remains.
+    let last = match len {
+        0..=8 => Some(HOT_LAST_WORD.load(Ordering::Relaxed)),
+        4096 => Some(HOT_LAST_PAGE.load(Ordering::Relaxed)),
+        _ => None,
+    };
+    if let Some(last) = last {
+        if pa >= HOT_START.load(Ordering::Relaxed) && pa <= last {
+            return true;
+        }
+        return window().contains(pa, len);
+    }
     let end = pa.wrapping_add(len);
     if pa >= HOT_START.load(Ordering::Relaxed) && end >= pa && end <= HOT_END.load(Ordering::Relaxed) {
         return true;
@@ -75,8 +94,11 @@ pub fn set_window(spans: Spans) {
     // SAFETY: single-threaded boot, before `freeze_window`; no reference
     // from `window()` is alive across this call.
     unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
-    HOT_START.store(hot.0, Ordering::Relaxed);
+    let (start, words, pages) = if hot.1 - hot.0 >= 4096 { (hot.0, hot.1 - 8, hot.1 - 4096) } else { (u64::MAX, 0, 0) };
+    HOT_START.store(start, Ordering::Relaxed);
     HOT_END.store(hot.1, Ordering::Relaxed);
+    HOT_LAST_WORD.store(words, Ordering::Relaxed);
+    HOT_LAST_PAGE.store(pages, Ordering::Relaxed);
 }
 
 /// From now on the window never changes; its spans can be lent out for
@@ -86,9 +108,21 @@ pub fn freeze_window() -> &'static [(u64, u64)] {
     window().as_slice()
 }
 
+/// A physical access the window does not cover: a kernel bug. Out of
+/// line and taking the address by value, so the check on the hot path
+/// keeps nothing on the stack for the message.
+#[cold]
+#[inline(never)]
+fn outside_window(what: &str, pa: u64) -> ! {
+    panic!("physical {what} outside the window at {pa:#x}")
+}
+
 /// Read a value from physical memory through the window.
+#[inline]
 pub fn phys_read<T: Copy>(pa: u64) -> T {
-    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical read outside the window at {pa:#x}");
+    if !window_contains(pa, core::mem::size_of::<T>() as u64) {
+        outside_window("read", pa);
+    }
     // SAFETY: the window maps all of its spans (checked above) as
     // ordinary kernel memory; unaligned reads are allowed by
     // `read_unaligned`.
@@ -97,9 +131,52 @@ pub fn phys_read<T: Copy>(pa: u64) -> T {
 
 /// Write a value to physical memory through the window.
 pub fn phys_write<T: Copy>(pa: u64, v: T) {
-    assert!(window_contains(pa, core::mem::size_of::<T>() as u64), "physical write outside the window at {pa:#x}");
+    if !window_contains(pa, core::mem::size_of::<T>() as u64) {
+        outside_window("write", pa);
+    }
     // SAFETY: as for `phys_read`. Callers only write frames they have
     // checked are theirs to write (page tables built by the kernel, control
     // pages found by walking the owner's tables, boot frames).
     unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
+}
+
+/// `LEN` bytes of physical memory checked against the window once, then
+/// read and written word by word without checking the window again (a
+/// control page while the kernel saves a context into it or enters
+/// through it). Offsets are still checked against `LEN`, which costs
+/// nothing when they are constants, as they are at every use.
+#[derive(Clone, Copy)]
+pub struct Checked<const LEN: u64> {
+    va: u64,
+}
+
+impl<const LEN: u64> Checked<LEN> {
+    /// `[pa, pa + LEN)`, which must lie in the window.
+    #[inline]
+    pub fn new(pa: u64) -> Self {
+        if !window_contains(pa, LEN) {
+            outside_window("access", pa);
+        }
+        Checked { va: PHYS_OFFSET + pa }
+    }
+
+    /// The window address of `off` bytes in, with `n` bytes after it inside.
+    #[inline]
+    pub fn va(self, off: u64, n: u64) -> u64 {
+        assert!(off <= LEN && n <= LEN - off, "offset {off:#x}+{n} outside a checked range of {LEN} bytes");
+        self.va + off
+    }
+
+    #[inline]
+    pub fn read(self, off: u64) -> u64 {
+        // SAFETY: inside the range, which lies in the window (checked by
+        // `new` and `va`); unaligned reads are allowed.
+        unsafe { core::ptr::read_unaligned(self.va(off, 8) as *const u64) }
+    }
+
+    #[inline]
+    pub fn write(self, off: u64, v: u64) {
+        // SAFETY: as for `read`; see `phys_write` for who may be written.
+        unsafe { core::ptr::write_unaligned(self.va(off, 8) as *mut u64, v) }
+    }
 }

@@ -5,7 +5,7 @@
 use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
 use crate::phys::{phys_read, phys_write};
-use crate::upcall::{control_page, enter, enter_at, entry_point, save};
+use crate::upcall::{control_page, enter, enter_at, entry_point_at, save};
 use crate::{apic, fatal, kinfo};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
@@ -133,20 +133,21 @@ fn syscall(f: &mut TrapFrame) {
             result(f, exo_mm::create_as(&mut mem, &mut tlb, caller, a0, a1, half))
         }
         Ok(Syscall::Yield) => {
-            let target = match exo_mm::yield_target(&mem, caller, a0) {
-                Ok(t) => t,
+            // The handle and both control pages in one pass over the tables.
+            let plan = match exo_mm::yield_plan(&mem, caller, a0) {
+                Ok(p) => p,
                 Err(e) => return result(f, Err(e)),
             };
-            let Some(entry) = entry_point(target) else {
+            let Some(entry) = entry_point_at(plan.target_ctl) else {
                 return result(f, Err(Error::BadTarget));
             };
             // The caller resumes (when someone yields back and its runtime
             // chooses to) as if the call returned Ok(0).
             result(f, Ok(0));
-            if let Some(ctl) = control_page(caller) {
+            if let Some(ctl) = plan.caller_ctl {
                 save(ctl, f);
             }
-            enter_at(f, target, entry, Reason::Yield, a1, 0, caller);
+            enter_at(f, plan.target, entry, Reason::Yield, a1, 0, caller);
         }
     }
 }

@@ -8,8 +8,11 @@
 use crate::arch::{percpu, TrapFrame, USER_CS, USER_DS};
 use crate::kinfo;
 use crate::mem::KernelMem;
-use crate::phys::{phys_read, phys_write};
-use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, USER_END};
+use crate::phys::{phys_read, Checked};
+
+/// A control page, checked against the window once per use.
+pub type CtlPage = Checked<PAGE_SIZE>;
+use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, PAGE_SIZE, USER_END};
 
 /// Physical address of `root`'s control page, if it is usable.
 pub fn control_page(root: u64) -> Option<u64> {
@@ -22,20 +25,37 @@ pub fn masked(ctl: u64) -> bool {
 
 /// Save the interrupted user context `f` into the control page, unless the
 /// space is masked (its upcall handler is running and still needs what is
-/// saved there). Returns whether it saved.
+/// saved there). Returns whether it saved. The page is checked against
+/// the window once, not at every word.
+#[inline]
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
-    if masked(ctl) {
+    let page = CtlPage::new(ctl);
+    if page.read(control::MASKED) != 0 {
         return false;
     }
-    let regs = [
-        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15,
-        f.rip, f.rflags,
-    ];
-    for (i, r) in regs.iter().enumerate() {
-        phys_write::<u64>(ctl + control::SAVED + 8 * i as u64, *r);
-    }
-    crate::vector::save(ctl);
-    phys_write::<u64>(ctl + control::SAVED_VALID, 1);
+    // Register by register (an array first would be copied through the
+    // stack): the order of `exo_abi::ControlPage::saved`.
+    let saved = |i: u64, r: u64| page.write(control::SAVED + 8 * i, r);
+    saved(0, f.rax);
+    saved(1, f.rbx);
+    saved(2, f.rcx);
+    saved(3, f.rdx);
+    saved(4, f.rsi);
+    saved(5, f.rdi);
+    saved(6, f.rbp);
+    saved(7, f.rsp);
+    saved(8, f.r8);
+    saved(9, f.r9);
+    saved(10, f.r10);
+    saved(11, f.r11);
+    saved(12, f.r12);
+    saved(13, f.r13);
+    saved(14, f.r14);
+    saved(15, f.r15);
+    saved(16, f.rip);
+    saved(17, f.rflags);
+    crate::vector::save(page);
+    page.write(control::SAVED_VALID, 1);
     true
 }
 
@@ -43,7 +63,7 @@ pub fn save(ctl: u64, f: &TrapFrame) -> bool {
 /// entry point and stack it names.
 #[derive(Clone, Copy)]
 pub struct EntryPoint {
-    ctl: u64,
+    ctl: CtlPage,
     rip: u64,
     rsp: u64,
 }
@@ -51,13 +71,19 @@ pub struct EntryPoint {
 /// Check that `root` can be entered: a control page with a user entry
 /// point and stack.
 pub fn entry_point(root: u64) -> Option<EntryPoint> {
-    let ctl = control_page(root)?;
-    let rip = phys_read::<u64>(ctl + control::ENTRY);
-    let rsp = phys_read::<u64>(ctl + control::STACK);
+    entry_point_at(control_page(root)?)
+}
+
+/// [`entry_point`] for a control page already found (at `ctl`).
+#[inline]
+pub fn entry_point_at(ctl: u64) -> Option<EntryPoint> {
+    let page = CtlPage::new(ctl);
+    let rip = page.read(control::ENTRY);
+    let rsp = page.read(control::STACK);
     if rip >= USER_END || rsp >= USER_END {
         return None;
     }
-    Some(EntryPoint { ctl, rip, rsp })
+    Some(EntryPoint { ctl: page, rip, rsp })
 }
 
 /// Rewrite `f` so that returning from the trap enters `root` at its upcall
@@ -72,7 +98,7 @@ pub fn enter(f: &mut TrapFrame, root: u64, reason: Reason, a: u64, b: u64, c: u6
 /// `enter` with an entry point the caller already looked up (and nothing
 /// has run in between to change it).
 pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
-    phys_write::<u64>(e.ctl + control::MASKED, 1);
+    e.ctl.write(control::MASKED, 1);
     switch_to(root);
     *f = TrapFrame {
         rip: e.rip,

@@ -106,22 +106,17 @@ pub fn init(enable: bool) {
     clear();
 }
 
-/// Save the current vector registers into the control page at physical
-/// address `ctl` (its area through the window) and record how.
-pub fn save(ctl: u64) {
+/// Save the current vector registers into the control page `page` (its
+/// area, through the window, checked once by the caller) and record how.
+pub fn save(page: crate::upcall::CtlPage) {
     let kind = KIND.load(Ordering::Relaxed);
     let mask = MASK.load(Ordering::Relaxed);
     if kind != VectorKind::None as u64 {
-        let area = ctl + control::VECTOR_AREA;
-        assert!(
-            crate::phys::window_contains(area, control::VECTOR_AREA_MAX),
-            "vector save area outside the window at {area:#x}"
-        );
-        let va = crate::phys::PHYS_OFFSET + area;
+        let va = page.va(control::VECTOR_AREA, control::VECTOR_AREA_MAX);
         if kind == VectorKind::Fxsave as u64 {
             // SAFETY: `va` is the window's mapping of the rest of the
-            // control page (checked above: RAM the kernel maps, a frame
-            // the space owns and the walk found writable), 64-byte
+            // control page (checked by `page`: RAM the kernel maps, a
+            // frame the space owns and the walk found writable), 64-byte
             // aligned, at least 512 bytes long.
             unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) va, options(nostack)) };
         } else if USE_XSAVEOPT.load(Ordering::Relaxed) != 0 {
@@ -139,8 +134,8 @@ pub fn save(ctl: u64) {
             };
         }
     }
-    crate::phys::phys_write::<u64>(ctl + control::VECTOR_MASK, mask);
-    crate::phys::phys_write::<u64>(ctl + control::VECTOR_KIND, kind);
+    page.write(control::VECTOR_MASK, mask);
+    page.write(control::VECTOR_KIND, kind);
 }
 
 /// Put every vector register in its initial state (on a switch of

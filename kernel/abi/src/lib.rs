@@ -573,6 +573,7 @@ pub mod devinfo {
 }
 
 /// A system call's raw result as returned in `rax`/`rdx`.
+#[inline]
 pub fn decode_result(rax: u64, rdx: u64) -> Result<u64, Error> {
     if rax == 0 {
         Ok(rdx)

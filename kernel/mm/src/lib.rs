@@ -687,5 +687,8 @@ impl<'a, M: PhysMem, F: FnMut() -> Option<u64>> BootMapper<'a, M, F> {
     }
 }
 
+mod yield_plan;
+pub use yield_plan::{yield_plan, YieldPlan};
+
 #[cfg(test)]
 mod tests;

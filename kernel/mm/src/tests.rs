@@ -665,3 +665,109 @@ fn frames_that_are_not_ram_never_become_tables_or_control_pages() {
     w.map(w.init, f, 0, 0, 0x1000, Rights::NONE).unwrap(); // share it: owner becomes LENT
     assert_eq!(translate(&w.mem, w.init, f, true), None);
 }
+
+use exo_abi::CONTROL_VA;
+
+/// What `yield` resolved before `yield_plan` existed: the handle, then the
+/// target's control page, then the caller's.
+fn yield_plan_by_the_slow_path(mem: &Mem, caller: u64, handle_va: u64) -> Result<YieldPlan, Error> {
+    let target = yield_target(mem, caller, handle_va)?;
+    let target_ctl = translate(mem, target, CONTROL_VA, true).ok_or(Error::BadTarget)?;
+    Ok(YieldPlan { target, target_ctl, caller_ctl: translate(mem, caller, CONTROL_VA, true) })
+}
+
+#[test]
+fn yield_plan_agrees_with_the_slow_path_on_hostile_tables() {
+    // Frames of RAM whose entries are random mixes of every bit a
+    // table, a page or a handle can carry, pointing at each other, at a
+    // frame that is not RAM, or anywhere; the walks must agree entry for
+    // entry on what they accept and on the error they give.
+    const FRAMES: u64 = 10;
+    let frame = |k: u64| RAM_START + k * PAGE_SIZE;
+    let vas = [
+        0,
+        CONTROL_VA,
+        0x3000,
+        0x4000,
+        0x4008,
+        span(1) + 0x4000,
+        span(2) + 0x4000,
+        span(3) + 0x4000,
+        USER_END - PAGE_SIZE,
+        USER_END,
+        !0xfff,
+    ];
+    let flag_bits = [P, RW, US, PS, OWN, GRANT, LENT, NX, HANDLE_TAG, DEVICE_TAG, 1 << 5, 1 << 3, 1 << 12];
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for seed in 1..=3000u64 {
+        let mut rng = testrng::Rng::new(seed);
+        let mut mem = Mem { next_frame: frame(FRAMES), ..Mem::default() };
+        // Two well-formed spaces that hold handles to each other: frames
+        // 0..=3 and 4..=7 are their tables (levels 3, 2, 1, 0), 8 and 9
+        // their control pages.
+        let page = |k: u64| frame(k) | P | US | RW | OWN;
+        for (base, ctl, other) in [(0, 8, 4), (4, 9, 0)] {
+            for idx in [0u64, 1, 3, 4, 511] {
+                for level in 0..3 {
+                    mem.write(frame(base + level) + idx * 8, page(base + level + 1));
+                }
+                let leaf = match idx {
+                    1 => page(ctl),
+                    3 | 4 => handle_entry(frame(other), Rights(rng.below(32)) | Rights::SWITCH),
+                    0 => 0,
+                    _ => page(ctl),
+                };
+                mem.write(frame(base + 3) + idx * 8, leaf);
+            }
+        }
+        // Then a few entries go bad: random words, single bits flipped,
+        // handles without SWITCH or to devices, pages that are not RAM.
+        for _ in 0..rng.below(4) {
+            let at = frame(rng.below(FRAMES)) + *rng.pick(&[0u64, 1, 3, 4, 511]) * 8;
+            let old = mem.read(at);
+            let e = match rng.below(6) {
+                0 => 0,
+                1 => old ^ rng.pick(&flag_bits),
+                2 => HANDLE_TAG | frame(rng.below(FRAMES)) | (rng.below(32) << 1) | (rng.below(2) * DEVICE_TAG),
+                3 => NOT_RAM | P | US | RW,
+                4 => rng.next_u64(),
+                _ => {
+                    let mut e = frame(rng.below(FRAMES));
+                    for b in flag_bits {
+                        if rng.chance(1, 2) {
+                            e |= b;
+                        }
+                    }
+                    e
+                }
+            };
+            mem.write(at, e);
+        }
+        for _ in 0..4 {
+            let any = rng.below(FRAMES);
+            let caller = frame(*rng.pick(&[0, 4, any]));
+            let va = *rng.pick(&vas);
+            let slow = yield_plan_by_the_slow_path(&mem, caller, va);
+            let fast = yield_plan(&mem, caller, va);
+            assert_eq!(fast, slow, "seed {seed}: caller {caller:#x}, handle at {va:#x}");
+            let key = match fast {
+                Ok(p) => format!("ok, caller control page {}", p.caller_ctl.is_some()),
+                Err(e) => format!("{e:?}"),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    // Every outcome was reached, so the comparison covered each branch.
+    for want in [
+        "ok, caller control page true",
+        "ok, caller control page false",
+        "BadAddress",
+        "NoTable",
+        "WrongKind",
+        "NotMapped",
+        "NoRight",
+        "BadTarget",
+    ] {
+        assert!(outcomes.get(want).copied().unwrap_or(0) > 0, "never reached {want}: {outcomes:?}");
+    }
+}
