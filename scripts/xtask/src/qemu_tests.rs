@@ -118,6 +118,10 @@ pub fn tests() -> Vec<QemuTest> {
 /// The tests that need more than [`DEFAULT`], by name (a host test checks
 /// every name is in the table).
 pub const DETAILS: &[(&str, Details)] = &[
+    // SMP: every CPU of a 4-CPU (and a 2-CPU) machine under multi-threaded
+    // TCG reports in to init on its own core.
+    ("smp_boot", Details { machine: smp_4, ..DEFAULT }),
+    ("smp_boot_2", Details { machine: smp_2, ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
@@ -235,6 +239,14 @@ pub const VARIANT_SUBSET: &[(&str, &[&str])] = &[
 
 fn standard(m: Machine) -> Machine {
     m
+}
+
+fn smp_2(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware::smp_mttcg(2))
+}
+
+fn smp_4(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware::smp_mttcg(4))
 }
 
 /// An ACPI table of `len` bytes: a header declaring that length (QEMU
