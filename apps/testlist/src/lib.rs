@@ -89,6 +89,8 @@ pub const TESTS: &[Test] = &[
     one("vector_state"),
     one("smp_boot"),
     one("smp_boot_2"),
+    one("tlb_shootdown"),
+    one("tlb_shootdown_icount"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

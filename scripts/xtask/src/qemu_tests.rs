@@ -122,6 +122,12 @@ pub const DETAILS: &[(&str, Details)] = &[
     // TCG reports in to init on its own core.
     ("smp_boot", Details { machine: smp_4, ..DEFAULT }),
     ("smp_boot_2", Details { machine: smp_2, ..DEFAULT }),
+    // CPU 1 reads a page in a loop while CPU 0 unmaps it (4 CPUs, truly
+    // concurrent); and the same on 2 CPUs under single-threaded TCG with
+    // -icount, where the TSC counts guest instructions (the shootdown's
+    // cost in instructions).
+    ("tlb_shootdown", Details { machine: smp_4, ..DEFAULT }),
+    ("tlb_shootdown_icount", Details { machine: smp_2_icount, ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
@@ -243,6 +249,10 @@ fn standard(m: Machine) -> Machine {
 
 fn smp_2(m: Machine) -> Machine {
     m.hardware(crate::machine::Hardware::smp_mttcg(2))
+}
+
+fn smp_2_icount(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware { cpus: 2, ..crate::machine::Hardware::STANDARD }).icount(true)
 }
 
 fn smp_4(m: Machine) -> Machine {

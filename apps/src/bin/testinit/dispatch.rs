@@ -73,6 +73,8 @@ pub fn run(name: &str) -> Outcome {
         "vector_state" => basic::vector_state(),
         "smp_boot" => smp::smp_boot(),
         "smp_boot_2" => smp::smp_boot(),
+        "tlb_shootdown" => smp::tlb_shootdown(500),
+        "tlb_shootdown_icount" => smp::tlb_shootdown(50),
         other => Err(format!("no test named {other:?}")),
     }
 }

@@ -17,10 +17,14 @@ static REPORTED: AtomicU64 = AtomicU64::new(0);
 /// Bit `n`: CPU `n`'s first entry was its timer tick (`Reason::Timer`).
 static BY_TIMER: AtomicU64 = AtomicU64::new(0);
 
+/// CPU `n`'s control page in init's RAM window (where init writes it).
+static CONTROL_FRAME: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
 /// Map a fresh control page for `cpu` into init at `smp_control_va(cpu)`,
 /// naming the runtime's core entry and a one-page stack of its own.
 fn give_cpu(cpu: u64) -> Outcome {
     let ctl = initlib::frames::alloc().ok_or("out of frames for a control page")?;
+    CONTROL_FRAME[cpu as usize].store(ctl, SeqCst);
     let stack = initlib::frames::alloc().ok_or("out of frames for a core stack")?;
     mem::write(ctl + control::ENTRY, exo_rt::smp::core_entry());
     mem::write(ctl + control::STACK, stack + PAGE_SIZE);
@@ -82,6 +86,140 @@ pub fn smp_boot() -> Outcome {
     let by_timer = BY_TIMER.load(SeqCst);
     if by_timer != mask & !1 {
         return Err(format!("CPUs {:?} were not entered by their own timer tick", cpu_list(mask & !1 & !by_timer)));
+    }
+    Ok(())
+}
+
+/// `tlb_shootdown`: init's own space runs on CPU 1 (through its CPU-1
+/// control page) reading a page in a loop while CPU 0 unmaps it; after
+/// `unmap` returns, CPU 0 announces it, and the first read CPU 1 starts
+/// after the announcement must fault. Each trial maps the page afresh and
+/// first waits until CPU 1 has read it (so CPU 1's TLB holds it).
+const SHOOT_VA: u64 = exo_rt::layout::SCRATCH_VA + 0x7000_0000;
+/// The trial CPU 0 is in (the page is mapped for it from when it is set).
+static TRIAL: AtomicU64 = AtomicU64::new(0);
+/// The last trial whose `unmap` has been called ...
+static UNMAPPING: AtomicU64 = AtomicU64::new(0);
+/// ... and has returned.
+static UNMAPPED: AtomicU64 = AtomicU64::new(0);
+/// The trial whose unmap CPU 1 had seen announced when it began its
+/// current read (0: it had not).
+static SAW_UNMAPPED: AtomicU64 = AtomicU64::new(0);
+/// Faults of reads that began before the announcement (allowed: the unmap
+/// was under way; the reader then reads again).
+static EARLY_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// The last trial CPU 1 read the mapped page in.
+static READ_IN: AtomicU64 = AtomicU64::new(0);
+/// The last trial whose unmapped page faulted on CPU 1.
+static FAULTED: AtomicU64 = AtomicU64::new(0);
+/// The first trial in which a read started after the unmap had returned
+/// still succeeded (a stale translation), or 0.
+static STALE: AtomicU64 = AtomicU64::new(0);
+/// A fault CPU 1 did not expect (address), or 0.
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+static READS: AtomicU64 = AtomicU64::new(0);
+/// What each trial's page holds (checked by every read).
+const PATTERN: u64 = 0x5eed_7106_0000_0000;
+
+fn shoot_reader(cpu: u64, reason: Reason, a: u64, _b: u64, _c: u64) -> ! {
+    REPORTED.fetch_or(1 << cpu, SeqCst);
+    if cpu == 1 {
+        if reason == Reason::PageFault {
+            let t = TRIAL.load(SeqCst);
+            if a & !(PAGE_SIZE - 1) == SHOOT_VA && UNMAPPING.load(SeqCst) == t {
+                if SAW_UNMAPPED.load(SeqCst) == t {
+                    FAULTED.store(t, SeqCst);
+                } else {
+                    EARLY_FAULTS.fetch_add(1, SeqCst);
+                }
+            } else {
+                UNEXPECTED.store(a | 1, SeqCst);
+            }
+        }
+        // Unmasked from here: a fault or tick enters this handler afresh
+        // (on the stack's top again), the reader loop restarts.
+        mem::write(CONTROL_FRAME[cpu as usize].load(SeqCst) + control::MASKED, 0);
+        loop {
+            let t = TRIAL.load(SeqCst);
+            if t == 0 || FAULTED.load(SeqCst) == t {
+                core::hint::spin_loop();
+                continue;
+            }
+            let unmapped = UNMAPPED.load(SeqCst) == t;
+            SAW_UNMAPPED.store(if unmapped { t } else { 0 }, SeqCst);
+            let v = mem::read(SHOOT_VA);
+            if unmapped && STALE.load(SeqCst) == 0 {
+                STALE.store(t, SeqCst);
+            }
+            if v != PATTERN + t && !unmapped {
+                UNEXPECTED.store(SHOOT_VA | 2, SeqCst);
+            }
+            READ_IN.store(t, SeqCst);
+            READS.fetch_add(1, SeqCst);
+        }
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn tlb_shootdown(trials: u64) -> Outcome {
+    let mask = kinfo::word(ki::W_SMP_ONLINE_MASK);
+    let tsc_per_us = kinfo::word(ki::W_TSC_PER_US).max(1);
+    if mask & 0b11 != 0b11 {
+        return Err(format!("CPUs 0 and 1 must be online (mask {mask:#x})"));
+    }
+    // Only CPU 1 enters init; the others stay idle in the kernel (and
+    // still take every shootdown: the kernel keeps no state on who runs
+    // what, so it interrupts every other CPU).
+    exo_rt::smp::set_core_handler(shoot_reader);
+    give_cpu(1)?;
+    let frame = initlib::frames::alloc().ok_or("out of frames")?;
+    initlib::spawn::ensure_tables(SHOOT_VA).map_err(|e| format!("tables for the shared page: {e}"))?;
+    let before = (kinfo::word(ki::W_SMP_SHOOTDOWNS), kinfo::word(ki::W_SMP_SHOOTDOWN_TSC));
+    let limit = 10_000_000 * tsc_per_us; // 10 s per wait
+    let wait = |what: &str, t: u64, done: &dyn Fn() -> bool| -> Outcome {
+        let t0 = exo_rt::time::rdtsc();
+        while !done() {
+            if STALE.load(SeqCst) != 0 {
+                return Err(format!("trial {}: CPU 1 read the page after unmap had returned", STALE.load(SeqCst)));
+            }
+            if UNEXPECTED.load(SeqCst) != 0 {
+                return Err(format!("trial {t}: unexpected fault or value on CPU 1 ({:#x})", UNEXPECTED.load(SeqCst)));
+            }
+            if exo_rt::time::rdtsc() - t0 > limit {
+                return Err(format!("trial {t}: timed out waiting for CPU 1 to {what}"));
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    };
+    for t in 1..=trials {
+        mem::write(frame, PATTERN + t);
+        sys::map(frame, 0, 0, SHOOT_VA, Rights::WRITE).map_err(|e| format!("trial {t}: map: {}", e.name()))?;
+        TRIAL.store(t, SeqCst);
+        wait("read the mapped page", t, &|| READ_IN.load(SeqCst) == t)?;
+        UNMAPPING.store(t, SeqCst);
+        sys::unmap(0, SHOOT_VA, 0).map_err(|e| format!("trial {t}: unmap: {}", e.name()))?;
+        UNMAPPED.store(t, SeqCst);
+        wait("fault on the unmapped page", t, &|| FAULTED.load(SeqCst) == t)?;
+    }
+    if STALE.load(SeqCst) != 0 {
+        return Err(format!("trial {}: CPU 1 read the page after unmap had returned", STALE.load(SeqCst)));
+    }
+    let shootdowns = kinfo::word(ki::W_SMP_SHOOTDOWNS) - before.0;
+    let ticks = kinfo::word(ki::W_SMP_SHOOTDOWN_TSC) - before.1;
+    let per = ticks / shootdowns.max(1);
+    println!(
+        "init: tlb_shootdown: {trials} trials on {} CPUs, every first read after unmap faulted; {} reads on CPU 1, \
+         {} faults of reads begun during an unmap; {shootdowns} shootdowns, {per} TSC ticks ({} ns) each",
+        mask.count_ones(),
+        READS.load(SeqCst),
+        EARLY_FAULTS.load(SeqCst),
+        per * 1000 / tsc_per_us
+    );
+    if shootdowns < trials {
+        return Err(format!("{shootdowns} shootdowns for {trials} unmaps"));
     }
     Ok(())
 }
