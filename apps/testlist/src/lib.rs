@@ -91,6 +91,7 @@ pub const TESTS: &[Test] = &[
     one("smp_boot_2"),
     one("tlb_shootdown"),
     one("tlb_shootdown_icount"),
+    one("smp_calls_race"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -75,6 +75,7 @@ pub fn run(name: &str) -> Outcome {
         "smp_boot_2" => smp::smp_boot(),
         "tlb_shootdown" => smp::tlb_shootdown(500),
         "tlb_shootdown_icount" => smp::tlb_shootdown(50),
+        "smp_calls_race" => smp::smp_calls_race(250),
         other => Err(format!("no test named {other:?}")),
     }
 }

@@ -223,3 +223,196 @@ pub fn tlb_shootdown(trials: u64) -> Outcome {
     }
     Ok(())
 }
+
+/// `smp_calls_race`: every CPU runs init at once, each making page-table
+/// calls on the same slots of init's own space: shares mapped and unmapped
+/// at a few contended pages, and a race to `create` the same page tables.
+/// With the kernel lock each call is atomic, so per slot the successful
+/// maps and unmaps alternate (their difference is 0 or 1, and says whether
+/// the slot is mapped at the end), exactly one CPU wins each `create`, a
+/// loser's frame is still its own (a failed call changes nothing), and no
+/// call returns anything but success or the contention's own error.
+const RACE_VA: u64 = exo_rt::layout::SCRATCH_VA + 0x8000_0000;
+const RACE_SLOTS: usize = 8;
+const RACE_TABLES: usize = 16;
+const MAX_RACERS: usize = 8;
+static RACE_GO: AtomicU64 = AtomicU64::new(0);
+static RACE_DONE: AtomicU64 = AtomicU64::new(0);
+static RACE_OPS: AtomicU64 = AtomicU64::new(0);
+static RACE_MAPS: [AtomicU64; RACE_SLOTS] = [const { AtomicU64::new(0) }; RACE_SLOTS];
+static RACE_UNMAPS: [AtomicU64; RACE_SLOTS] = [const { AtomicU64::new(0) }; RACE_SLOTS];
+/// The CPU + 1 that won `create` of table `j` (0: none yet).
+static RACE_WINNER: [AtomicU64; RACE_TABLES] = [const { AtomicU64::new(0) }; RACE_TABLES];
+static RACE_WINS: AtomicU64 = AtomicU64::new(0);
+/// Each racer's shared frame and its table frames (RAM-window addresses).
+static RACE_FRAME: [AtomicU64; MAX_RACERS] = [const { AtomicU64::new(0) }; MAX_RACERS];
+static RACE_TABLE_FRAME: [[AtomicU64; RACE_TABLES]; MAX_RACERS] =
+    [const { [const { AtomicU64::new(0) }; RACE_TABLES] }; MAX_RACERS];
+/// The first unexpected result: (CPU << 56) | (call << 48) | error code.
+static RACE_BAD: AtomicU64 = AtomicU64::new(0);
+
+fn race_table_va(j: usize) -> u64 {
+    RACE_VA + (j as u64 + 1) * (2 << 20)
+}
+
+fn race(cpu: u64, ops: u64) {
+    while RACE_GO.load(SeqCst) == 0 {
+        core::hint::spin_loop();
+    }
+    let frame = RACE_FRAME[cpu as usize].load(SeqCst);
+    let bad = |call: u64, e: exo_abi::Error| {
+        let _ = RACE_BAD.compare_exchange(0, (cpu << 56) | (call << 48) | e as u64, SeqCst, SeqCst);
+    };
+    // The tables first, all CPUs at once, in the same order.
+    for j in 0..RACE_TABLES {
+        let f = RACE_TABLE_FRAME[cpu as usize][j].load(SeqCst);
+        match sys::create(race_table_va(j), 1, f) {
+            Ok(()) => {
+                if RACE_WINNER[j].compare_exchange(0, cpu + 1, SeqCst, SeqCst).is_err() {
+                    bad(9, exo_abi::Error::Occupied); // two winners
+                }
+                RACE_WINS.fetch_add(1, SeqCst);
+            }
+            Err(exo_abi::Error::Occupied) => {}
+            Err(e) => bad(1, e),
+        }
+    }
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (cpu + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    for _ in 0..ops {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = (x >> 8) as usize % RACE_SLOTS;
+        let va = RACE_VA + slot as u64 * PAGE_SIZE;
+        if x & 1 == 0 {
+            match sys::map(frame, 0, 0, va, Rights::WRITE) {
+                Ok(()) => {
+                    RACE_MAPS[slot].fetch_add(1, SeqCst);
+                }
+                Err(exo_abi::Error::Occupied) => {}
+                Err(e) => bad(2, e),
+            }
+        } else {
+            match sys::unmap(0, va, 0) {
+                Ok(()) => {
+                    RACE_UNMAPS[slot].fetch_add(1, SeqCst);
+                }
+                Err(exo_abi::Error::NotMapped) => {}
+                Err(e) => bad(3, e),
+            }
+        }
+        RACE_OPS.fetch_add(1, SeqCst);
+    }
+    RACE_DONE.fetch_or(1 << cpu, SeqCst);
+}
+
+/// How many calls each CPU makes (set before the CPUs are let go).
+static RACE_PER_CPU: AtomicU64 = AtomicU64::new(0);
+
+fn race_worker(cpu: u64, _reason: Reason, _a: u64, _b: u64, _c: u64) -> ! {
+    REPORTED.fetch_or(1 << cpu, SeqCst);
+    if RACE_DONE.load(SeqCst) & (1 << cpu) == 0 && (cpu as usize) < MAX_RACERS {
+        race(cpu, RACE_PER_CPU.load(SeqCst));
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// A recognisable word per CPU for its shared frame (a canary: the calls
+/// only map and unmap it, so it must survive).
+fn race_canary(cpu: u64) -> u64 {
+    0xca7a_0000_0000_0000 | cpu
+}
+
+pub fn smp_calls_race(per_cpu: u64) -> Outcome {
+    let mask = kinfo::word(ki::W_SMP_ONLINE_MASK);
+    let cpus: Vec<u64> = cpu_list(mask).into_iter().filter(|&c| (c as usize) < MAX_RACERS).collect();
+    if cpus.len() < 2 {
+        return Err(format!("needs at least 2 CPUs online (mask {mask:#x})"));
+    }
+    initlib::spawn::ensure_tables(RACE_VA).map_err(|e| format!("tables for the race: {e}"))?;
+    for &c in &cpus {
+        let f = initlib::frames::alloc().ok_or("out of frames")?;
+        mem::write(f, race_canary(c));
+        RACE_FRAME[c as usize].store(f, SeqCst);
+        for (j, slot) in RACE_TABLE_FRAME[c as usize].iter().enumerate() {
+            let t = initlib::frames::alloc().ok_or("out of frames")?;
+            mem::write(t + 8, race_canary(c) ^ j as u64);
+            slot.store(t, SeqCst);
+        }
+    }
+    RACE_PER_CPU.store(per_cpu, SeqCst);
+    let before = kinfo::word(ki::W_SMP_SHOOTDOWNS);
+    exo_rt::smp::set_core_handler(race_worker);
+    for &c in cpus.iter().filter(|&&c| c != 0) {
+        give_cpu(c)?;
+    }
+    // Let every CPU go once all have entered init.
+    let all: u64 = cpus.iter().map(|c| 1u64 << c).sum();
+    let tsc_per_us = kinfo::word(ki::W_TSC_PER_US).max(1);
+    let t0 = exo_rt::time::rdtsc();
+    while REPORTED.load(SeqCst) | 1 != all {
+        if exo_rt::time::rdtsc() - t0 > 10_000_000 * tsc_per_us {
+            return Err(format!("only CPUs {:?} entered init", cpu_list(REPORTED.load(SeqCst) | 1)));
+        }
+        core::hint::spin_loop();
+    }
+    RACE_GO.store(1, SeqCst);
+    race(0, per_cpu);
+    while RACE_DONE.load(SeqCst) != all {
+        if exo_rt::time::rdtsc() - t0 > 40_000_000 * tsc_per_us {
+            return Err(format!(
+                "CPUs {:?} did not finish ({} calls made)",
+                cpu_list(all & !RACE_DONE.load(SeqCst)),
+                RACE_OPS.load(SeqCst)
+            ));
+        }
+        core::hint::spin_loop();
+    }
+    let bad = RACE_BAD.load(SeqCst);
+    if bad != 0 {
+        return Err(format!("CPU {} got {:#x} from call {}", bad >> 56, bad & 0xffff, (bad >> 48) & 0xff));
+    }
+    // Per slot: maps and unmaps alternated, and the difference is what is
+    // there now.
+    for slot in 0..RACE_SLOTS {
+        let (m, u) = (RACE_MAPS[slot].load(SeqCst), RACE_UNMAPS[slot].load(SeqCst));
+        let mapped = match sys::unmap(0, RACE_VA + slot as u64 * PAGE_SIZE, 0) {
+            Ok(()) => 1,
+            Err(exo_abi::Error::NotMapped) => 0,
+            Err(e) => return Err(format!("slot {slot}: final unmap: {}", e.name())),
+        };
+        if m.wrapping_sub(u) != mapped {
+            return Err(format!("slot {slot}: {m} successful maps, {u} unmaps, mapped at the end: {mapped}"));
+        }
+    }
+    // Every table was created exactly once; every loser's frame is intact
+    // in its window (a failed create changed nothing).
+    if RACE_WINS.load(SeqCst) != RACE_TABLES as u64 {
+        return Err(format!("{} creates won for {RACE_TABLES} tables", RACE_WINS.load(SeqCst)));
+    }
+    for &c in &cpus {
+        if mem::read(RACE_FRAME[c as usize].load(SeqCst)) != race_canary(c) {
+            return Err(format!("CPU {c}'s shared frame lost its canary"));
+        }
+        for j in 0..RACE_TABLES {
+            if RACE_WINNER[j].load(SeqCst) != c + 1 {
+                let t = RACE_TABLE_FRAME[c as usize][j].load(SeqCst);
+                if mem::read(t + 8) != race_canary(c) ^ j as u64 {
+                    return Err(format!("CPU {c}'s frame for table {j} changed though its create failed"));
+                }
+            }
+        }
+    }
+    let ops = RACE_OPS.load(SeqCst);
+    let winners: Vec<u64> = RACE_WINNER.iter().map(|w| w.load(SeqCst) - 1).collect();
+    println!(
+        "init: smp_calls_race: {} CPUs made {ops} map/unmap calls on {RACE_SLOTS} shared slots and raced {} creates \
+         (winners by table: {winners:?}); {} shootdowns; every slot's count consistent",
+        cpus.len(),
+        RACE_TABLES * cpus.len(),
+        kinfo::word(ki::W_SMP_SHOOTDOWNS) - before
+    );
+    Ok(())
+}
