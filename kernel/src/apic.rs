@@ -162,8 +162,7 @@ pub fn send_startup(dest: u8, page: u8) {
     send_icr(dest as u32, 0x0000_4600 | page as u32);
 }
 
-/// A fixed interrupt on `vector` to every CPU but this one (the
-/// all-excluding-self shorthand).
-pub fn send_all_but_self(vector: u8) {
-    send_icr(0, (0b11 << 18) | (1 << 14) | vector as u32);
+/// A fixed interrupt on `vector` to the CPU with local APIC ID `dest`.
+pub fn send_fixed(dest: u8, vector: u8) {
+    send_icr(dest as u32, (1 << 14) | vector as u32);
 }

@@ -38,6 +38,16 @@ pub const SHOOTDOWN_VECTOR: u8 = 0xf0;
 /// Bit `i`: CPU index `i` is running (takes interrupts, answers
 /// shootdowns).
 static ONLINE_MASK: AtomicU64 = AtomicU64::new(1);
+/// Bit `i`: CPU `i` has entered an address space (the boot CPU from the
+/// start). Only these can hold user translations; a CPU that never left
+/// the kernel's idle loop holds none (its page table's user half is the
+/// boot identity map, which no call edits), so shootdowns skip it. Set
+/// under the kernel lock before the CPU first loads a user page table, so
+/// a shooter (which holds the lock) never misses one.
+static RUNS_SPACES: AtomicU64 = AtomicU64::new(1);
+/// Each CPU's local APIC ID (the shootdown's IPI destination).
+static APIC_IDS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 /// The CPU index the AP being started has reported (it has left the
 /// trampoline's parameters behind).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
@@ -69,11 +79,6 @@ pub fn lock() -> KernelLockGuard {
         core::hint::spin_loop();
     }
     KernelLockGuard(())
-}
-
-/// Whether any CPU besides the boot CPU runs.
-fn others_online() -> bool {
-    ONLINE_MASK.load(SeqCst) & !1 != 0
 }
 
 fn this_cpu() -> usize {
@@ -111,17 +116,20 @@ pub fn on_shootdown_interrupt() {
 /// translation from before the caller's page-table edit. The caller holds
 /// the kernel lock (only page-table edits call this, through
 /// `mem::KernelTlb`) and has flushed its own TLB. Which CPUs to interrupt
-/// is decided without per-space state: all the others.
+/// is decided without per-space state: every other CPU that has ever run
+/// a space (a CPU still idle since boot holds no user translation).
 pub fn shootdown() {
-    if !others_online() {
+    let me = this_cpu();
+    let targets = ONLINE_MASK.load(SeqCst) & RUNS_SPACES.load(SeqCst) & !(1 << me);
+    if targets == 0 {
         return;
     }
     let t0 = tsc();
-    let me = this_cpu();
     let gen = SHOOT_GEN.fetch_add(1, SeqCst) + 1;
     ACKED[me].store(gen, SeqCst);
-    apic::send_all_but_self(SHOOTDOWN_VECTOR);
-    let targets = ONLINE_MASK.load(SeqCst) & !(1 << me);
+    for cpu in (0..MAX_CPUS).filter(|c| targets & (1 << c) != 0) {
+        apic::send_fixed(APIC_IDS[cpu].load(SeqCst) as u8, SHOOTDOWN_VECTOR);
+    }
     let mut acks = 0;
     for cpu in (0..MAX_CPUS).filter(|c| targets & (1 << c) != 0) {
         while ACKED[cpu].load(SeqCst) < gen {
@@ -153,6 +161,7 @@ pub fn idle_interrupt(f: &mut TrapFrame) -> bool {
             kinfo::add(ki::W_TICKS, 1);
             pc.init = init;
             if let Some(e) = crate::upcall::entry_point(init) {
+                RUNS_SPACES.fetch_or(1 << pc.index, SeqCst);
                 crate::upcall::enter_at(f, init, e, Reason::Timer, 0, 0, 0);
             }
             true
@@ -306,6 +315,7 @@ pub fn start_aps(platform: Option<&Platform<'static>>, bi: &BootInfo, tsc_per_us
     kinfo::set(ki::W_SMP_ONLINE_MASK, 1);
     let Some(ids) = platform.filter(|p| p.cpus.is_ok()).map(|p| p.apic_ids) else { return };
     let bsp = apic::id();
+    APIC_IDS[0].store(bsp as u64, SeqCst);
     let (list, parked) = ids.to_start(bsp, MAX_CPUS - 1);
     kinfo::set(ki::W_SMP_PARKED, parked as u64);
     if parked > 0 {
@@ -344,6 +354,7 @@ pub fn start_aps(platform: Option<&Platform<'static>>, bi: &BootInfo, tsc_per_us
         let cpu = i as u64 + 1;
         phys_write::<u64>(page + tr_offset(stack), crate::arch::kernel_stack_top(cpu as usize));
         phys_write::<u64>(page + tr_offset(cpu_field), cpu);
+        APIC_IDS[cpu as usize].store(id as u64, SeqCst);
         core::sync::atomic::fence(SeqCst);
         apic::send_init(id);
         wait_us(tsc_per_us, 10_000, || false);
