@@ -50,16 +50,15 @@ pub fn discover(rsdp: u64) -> Option<Platform<'static>> {
     Some(platform)
 }
 
-/// Counts the enabled CPUs the MADT lists into the kernel info page. Only
-/// the boot CPU runs for now; the others stay parked until SMP brings them
-/// up.
+/// Counts the enabled CPUs the MADT lists into the kernel info page
+/// (`crate::smp` starts them).
 pub fn report_cpus(platform: Option<&Platform<'static>>) {
     let Some(platform) = platform else { return klog!("ACPI: no tables; assuming one CPU") };
     match platform.cpus {
         Ok(cpus) if cpus.enabled > 0 => {
             crate::kinfo::set(exo_abi::kinfo::W_CPUS, cpus.enabled as u64);
             klog!(
-                "ACPI: MADT lists {} enabled CPU(s) ({} in all), local APIC at {:#x}; running on the boot CPU",
+                "ACPI: MADT lists {} enabled CPU(s) ({} in all), local APIC at {:#x}",
                 cpus.enabled,
                 cpus.listed,
                 cpus.local_apic_address

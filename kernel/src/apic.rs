@@ -108,7 +108,61 @@ pub fn init(phys: u64, tick_us: u64) -> Timer {
         lapic_ticks = u32::MAX - read(REG_TIMER_CUR);
     }
     let per_us = (lapic_ticks as u64 / 10_000).max(1);
+    let count = (per_us * tick_us).min(u32::MAX as u64) as u32;
+    TIMER_COUNT.store(count, core::sync::atomic::Ordering::Relaxed);
     write(REG_LVT_TIMER, (1 << 17) | crate::arch::TIMER_VECTOR as u32); // periodic
-    write(REG_TIMER_INIT, (per_us * tick_us).min(u32::MAX as u64) as u32);
+    write(REG_TIMER_INIT, count);
     Timer { tick_us, tsc_per_us: tsc_ticks / 10_000 }
+}
+
+/// The periodic timer's initial count the boot CPU calibrated; every
+/// application processor's LAPIC timer runs at the same rate (same bus
+/// clock), so they reuse it instead of calibrating against the one PIT.
+static TIMER_COUNT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+const REG_ID: u64 = 0x20;
+const REG_ICR_LOW: u64 = 0x300;
+const REG_ICR_HIGH: u64 = 0x310;
+
+/// This CPU's local APIC ID (xAPIC: bits 24..32 of the ID register).
+pub fn id() -> u32 {
+    read(REG_ID) >> 24
+}
+
+/// On an application processor: enable its LAPIC (the MMIO page is at the
+/// same physical address on every CPU, and each CPU sees its own) and
+/// start its periodic timer at the boot CPU's calibrated rate.
+pub fn init_this_cpu() {
+    write(REG_SVR, 0x100 | crate::arch::SPURIOUS_VECTOR as u32);
+    write(REG_TPR, 0);
+    write(REG_TIMER_DIV, 0x3);
+    write(REG_LVT_TIMER, (1 << 17) | crate::arch::TIMER_VECTOR as u32);
+    write(REG_TIMER_INIT, TIMER_COUNT.load(core::sync::atomic::Ordering::Relaxed));
+}
+
+/// Write the interrupt command register and wait until the LAPIC has sent
+/// it (delivery status clear; bounded, a lost IPI is the caller's timeout).
+fn send_icr(dest: u32, low: u32) {
+    write(REG_ICR_HIGH, dest << 24);
+    write(REG_ICR_LOW, low);
+    let mut spins = 0u32;
+    while read(REG_ICR_LOW) & (1 << 12) != 0 && spins < 1_000_000 {
+        core::hint::spin_loop();
+        spins += 1;
+    }
+}
+
+/// INIT (assert, level) to the CPU with local APIC ID `dest`.
+pub fn send_init(dest: u8) {
+    send_icr(dest as u32, 0x0000_4500);
+}
+
+/// A start-up IPI: `dest` starts in real mode at `page << 12`.
+pub fn send_startup(dest: u8, page: u8) {
+    send_icr(dest as u32, 0x0000_4600 | page as u32);
+}
+
+/// A fixed interrupt on `vector` to the CPU with local APIC ID `dest`.
+pub fn send_fixed(dest: u8, vector: u8) {
+    send_icr(dest as u32, (1 << 14) | vector as u32);
 }

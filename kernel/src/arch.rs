@@ -50,19 +50,31 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 pub const TIMER_VECTOR: u8 = 32;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
+/// The most CPUs the kernel runs (per-CPU tables are statics; more
+/// enabled CPUs stay parked and are counted in the log).
+pub const MAX_CPUS: usize = 8;
+
 /// Per-CPU data reached through GS while in the kernel. Offsets are used by
-/// the SYSCALL entry stub.
+/// the SYSCALL entry stub and [`percpu`].
 #[repr(C)]
 pub struct PerCpu {
     /// 0: top of this CPU's kernel stack.
     pub kstack_top: u64,
     /// 8: scratch for the user stack pointer during SYSCALL entry.
     pub user_rsp: u64,
-    /// The address space running on this CPU (its root table's address).
+    /// The address space running on this CPU (its root table's address;
+    /// 0 on an application processor that has not run one yet).
     pub current: u64,
     /// Init's address space (the root scheduler), fixed at boot.
     pub init: u64,
+    /// 32: this structure's own address ([`percpu`] reads it through GS).
+    pub this: u64,
+    /// This CPU's index: 0 for the boot CPU, then in start order.
+    pub index: u64,
 }
+
+/// Offset of [`PerCpu::this`].
+const PERCPU_THIS: u64 = 32;
 
 #[repr(C, packed)]
 struct Tss {
@@ -104,10 +116,12 @@ struct IdtEntry {
 #[repr(C, align(16))]
 struct Idt([IdtEntry; 256]);
 
-// These statics are written only during single-threaded boot (and the TSS
-// I/O map base on each address-space switch, with interrupts off).
-static mut PERCPU: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0 };
-static mut TSS: Tss = Tss {
+// Entry `i` of each per-CPU table is written only by CPU `i` (its own
+// `init_cpu`, and the TSS I/O map base on each address-space switch, with
+// interrupts off) — or by the boot CPU before CPU `i` starts.
+const PERCPU_INIT: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0 };
+static mut PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
+const TSS_INIT: Tss = Tss {
     reserved0: 0,
     rsp: [0; 3],
     reserved1: 0,
@@ -117,20 +131,52 @@ static mut TSS: Tss = Tss {
     iomap_base: IOMAP_DISABLED,
     iomap: [0xff; 8193],
 };
-static mut GDT: Gdt = Gdt([0; 7]);
+static mut TSS: [Tss; MAX_CPUS] = [TSS_INIT; MAX_CPUS];
+static mut GDT: [Gdt; MAX_CPUS] = [const { Gdt([0; 7]) }; MAX_CPUS];
 static mut IDT: Idt = Idt([IdtEntry { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, zero: 0 }; 256]);
-#[repr(C, align(16))]
-struct Stack([u8; 16384]);
-/// Interrupt-stack-table stacks: the CPU switches to them on these vectors
-/// whatever the current privilege level and stack, so a double fault, an
-/// NMI or a machine check that arrives in the kernel with a bad stack —
-/// or in the few instructions of the SYSCALL path that still run on the
-/// user's stack — gets a good one. Each vector has its own: an NMI during
-/// a double fault (or a machine check during an NMI) does not overwrite
-/// the frame the other is using.
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; 16384]);
-static mut NMI_STACK: Stack = Stack([0; 16384]);
-static mut MACHINE_CHECK_STACK: Stack = Stack([0; 16384]);
+/// One CPU's stacks: the kernel stack, then the interrupt-stack-table
+/// stacks — the CPU switches to them on these vectors whatever the current
+/// privilege level and stack, so a double fault, an NMI or a machine
+/// check — even one raised in the instructions of the SYSCALL path that
+/// still run on the user's stack — gets a good one. Each vector has its
+/// own: an NMI during a double fault (or a machine check during an NMI)
+/// does not overwrite the frame the other is using.
+///
+/// The block is 64 KiB-aligned, so every CPU's kernel stack top has the
+/// same low 16 bits (0), and so has its double-fault stack top: the entry
+/// stubs tell a frame without an error code by comparing only `sp` (they
+/// cannot reach per-CPU data before `swapgs`).
+#[repr(C, align(65536))]
+struct CpuStacks {
+    kernel: [u8; KSTACK_SIZE],
+    double_fault: [u8; IST_SIZE],
+    nmi: [u8; IST_SIZE],
+    machine_check: [u8; IST_SIZE],
+}
+const KSTACK_SIZE: usize = 65536;
+const IST_SIZE: usize = 16384;
+/// Low 16 bits of `rsp` after the CPU pushed a frame without error code
+/// from ring 3 onto the kernel stack (its top is 64 KiB-aligned) ...
+const KSTACK_NO_ERROR_SP: u64 = (0x1_0000 - 40) & 0xffff;
+/// ... and onto the double-fault stack (its top is 80 KiB into the block).
+const DF_NO_ERROR_SP: u64 = (KSTACK_SIZE as u64 + IST_SIZE as u64 - 40) & 0xffff;
+static mut STACKS: [CpuStacks; MAX_CPUS] = [const {
+    CpuStacks {
+        kernel: [0; KSTACK_SIZE],
+        double_fault: [0; IST_SIZE],
+        nmi: [0; IST_SIZE],
+        machine_check: [0; IST_SIZE],
+    }
+}; MAX_CPUS];
+
+/// Top of CPU `cpu`'s kernel stack (where an application processor's
+/// trampoline points its stack).
+pub fn kernel_stack_top(cpu: usize) -> u64 {
+    assert!(cpu < MAX_CPUS);
+    // Only the address is taken; `kernel` is the block's first field.
+    core::ptr::addr_of!(STACKS) as u64 + (cpu * size_of::<CpuStacks>() + KSTACK_SIZE) as u64
+}
+
 /// IST slots (1-based, as the IDT entry names them).
 pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
@@ -148,10 +194,20 @@ const fn ist_of(v: usize) -> u8 {
     }
 }
 
+/// This CPU's per-CPU data. Only for code running with the kernel's GS
+/// (every trap handler; not the NMI path, which may interrupt SYSCALL
+/// before its `swapgs`).
 pub fn percpu() -> &'static mut PerCpu {
-    // SAFETY: one CPU, and the kernel never nests, so no two references to
-    // PERCPU are live at once (each entry takes it afresh).
-    unsafe { &mut *core::ptr::addr_of_mut!(PERCPU) }
+    let p: u64;
+    // SAFETY: GS base is this CPU's `PERCPU` entry from `init_cpu` on
+    // (nothing calls this earlier), and its `this` field holds its address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{off}]", out(reg) p, off = const PERCPU_THIS, options(nostack, readonly, preserves_flags))
+    };
+    // SAFETY: only this CPU uses its entry, and the kernel never nests on
+    // a CPU, so no two references to it are live at once (each entry
+    // takes it afresh).
+    unsafe { &mut *(p as *mut PerCpu) }
 }
 
 /// Ports init may use: COM1 and the isa-debug-exit device.
@@ -163,42 +219,63 @@ pub fn set_io_permission(init_running: bool) {
     // SAFETY: a 16-bit store into the TSS with interrupts disabled; the CPU
     // reads the field only on I/O instructions in ring 3.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        let tss = &mut *core::ptr::addr_of_mut!(TSS[percpu().index as usize]);
         tss.iomap_base = if init_running { TSS_IOMAP_OFFSET } else { IOMAP_DISABLED };
     }
 }
 
-/// Where the stack pointer is after the CPU pushed an interrupt frame
-/// *without* error code from ring 3 (kernel stack, and the #DF stack).
-#[no_mangle]
-static mut trap_rsp_no_error: u64 = 0;
-#[no_mangle]
-static mut trap_ist_no_error: u64 = 0;
-
 extern "C" {
-    static kernel_stack_top: u8;
     fn syscall_entry();
     static trap_stubs: [u64; 256];
     pub fn trap_return(frame: *const TrapFrame) -> !;
 }
 
-/// Load the GDT, TSS, IDT, per-CPU GS base and the SYSCALL MSRs.
+/// On the boot CPU: build the IDT (shared by every CPU), then load this
+/// CPU's descriptor tables ([`init_cpu`] for CPU 0).
 pub fn init() {
-    // SAFETY: single-threaded boot; the descriptor tables are statics that
-    // live forever; the values follow the SDM's formats (vol. 3, ch. 3, 6,
-    // 7, and 5.8.8 for SYSCALL).
+    // SAFETY: single-threaded boot, before any other CPU runs; the IDT is
+    // a static that lives forever, in the SDM's format (vol. 3, ch. 6).
     unsafe {
-        let stack_top = core::ptr::addr_of!(kernel_stack_top) as u64;
-        let pc = percpu();
-        pc.kstack_top = stack_top;
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        let stubs = &*core::ptr::addr_of!(trap_stubs);
+        for (v, (&h, entry)) in stubs.iter().zip(idt.0.iter_mut()).enumerate() {
+            *entry = IdtEntry {
+                off_lo: h as u16,
+                sel: KERNEL_CS,
+                ist: ist_of(v),
+                attr: 0x8e, // present, DPL 0, interrupt gate (IF cleared)
+                off_mid: (h >> 16) as u16,
+                off_hi: (h >> 32) as u32,
+                zero: 0,
+            };
+        }
+    }
+    init_cpu(0);
+}
 
-        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+/// Load CPU `cpu`'s GDT, TSS, the shared IDT, its per-CPU GS base and the
+/// SYSCALL MSRs. Runs on that CPU, once, with interrupts off.
+pub fn init_cpu(cpu: usize) {
+    assert!(cpu < MAX_CPUS);
+    // SAFETY: entry `cpu` of the per-CPU tables is touched only by this
+    // CPU from here on (the boot CPU finished with it before starting this
+    // one); the tables are statics that live forever; the values follow
+    // the SDM's formats (vol. 3, ch. 3, 6, 7, and 5.8.8 for SYSCALL).
+    unsafe {
+        let stack_top = kernel_stack_top(cpu);
+        let stacks = core::ptr::addr_of!(STACKS[cpu]);
+        let pc = &mut *core::ptr::addr_of_mut!(PERCPU[cpu]);
+        pc.kstack_top = stack_top;
+        pc.this = pc as *mut PerCpu as u64;
+        pc.index = cpu as u64;
+
+        let tss = &mut *core::ptr::addr_of_mut!(TSS[cpu]);
         tss.rsp[0] = stack_top;
-        tss.ist[IST_DOUBLE_FAULT as usize - 1] = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64 + 16384;
-        tss.ist[IST_NMI as usize - 1] = core::ptr::addr_of!(NMI_STACK) as u64 + 16384;
-        tss.ist[IST_MACHINE_CHECK as usize - 1] = core::ptr::addr_of!(MACHINE_CHECK_STACK) as u64 + 16384;
-        *core::ptr::addr_of_mut!(trap_rsp_no_error) = stack_top - 40;
-        *core::ptr::addr_of_mut!(trap_ist_no_error) = tss.ist[IST_DOUBLE_FAULT as usize - 1] - 40;
+        tss.ist[IST_DOUBLE_FAULT as usize - 1] = core::ptr::addr_of!((*stacks).double_fault) as u64 + IST_SIZE as u64;
+        tss.ist[IST_NMI as usize - 1] = core::ptr::addr_of!((*stacks).nmi) as u64 + IST_SIZE as u64;
+        tss.ist[IST_MACHINE_CHECK as usize - 1] = core::ptr::addr_of!((*stacks).machine_check) as u64 + IST_SIZE as u64;
+        debug_assert_eq!(stack_top.wrapping_sub(40) & 0xffff, KSTACK_NO_ERROR_SP);
+        debug_assert_eq!(tss.ist[IST_DOUBLE_FAULT as usize - 1].wrapping_sub(40) & 0xffff, DF_NO_ERROR_SP);
         for r in INIT_PORTS {
             for p in r {
                 tss.iomap[p as usize / 8] &= !(1 << (p % 8));
@@ -206,9 +283,9 @@ pub fn init() {
         }
         tss.iomap[8192] = 0xff;
 
-        let tss_base = core::ptr::addr_of!(TSS) as u64;
+        let tss_base = tss as *const Tss as u64;
         let tss_limit = (size_of::<Tss>() - 1) as u64;
-        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT[cpu]);
         gdt.0[1] = 0x00af_9a00_0000_ffff; // kernel code
         gdt.0[2] = 0x00cf_9200_0000_ffff; // kernel data
         gdt.0[3] = 0x00cf_f200_0000_ffff; // user data
@@ -238,25 +315,13 @@ pub fn init() {
             tss = in(reg) TSS_SEL as u64,
         );
 
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        let stubs = &*core::ptr::addr_of!(trap_stubs);
-        for (v, (&h, entry)) in stubs.iter().zip(idt.0.iter_mut()).enumerate() {
-            *entry = IdtEntry {
-                off_lo: h as u16,
-                sel: KERNEL_CS,
-                ist: ist_of(v),
-                attr: 0x8e, // present, DPL 0, interrupt gate (IF cleared)
-                off_mid: (h >> 16) as u16,
-                off_hi: (h >> 32) as u32,
-                zero: 0,
-            };
-        }
-        let iptr = DescriptorPtr { limit: (size_of::<Idt>() - 1) as u16, base: idt as *const _ as u64 };
+        let idt = core::ptr::addr_of!(IDT);
+        let iptr = DescriptorPtr { limit: (size_of::<Idt>() - 1) as u16, base: idt as u64 };
         core::arch::asm!("lidt [{}]", in(reg) &iptr);
 
         // GS base = per-CPU data while in the kernel; user GS (0) is parked
         // in KERNEL_GS_BASE and swapped on every ring crossing.
-        Msr::new(0xc000_0101).write(core::ptr::addr_of!(PERCPU) as u64);
+        Msr::new(0xc000_0101).write(pc as *const PerCpu as u64);
         Msr::new(0xc000_0102).write(0);
         // STAR: kernel CS/SS from 0x08; SYSRET base 0x10 (user SS 0x18, CS 0x20).
         Msr::new(0xc000_0081).write((0x10u64 << 48) | ((KERNEL_CS as u64) << 32));
@@ -342,9 +407,9 @@ trap_stub_\n:
        A device can raise this vector as an interrupt (no error code):
        then push a 0 and mark the vector as forged. */
     .if \n == 8
-    cmp rsp, qword ptr [rip + trap_ist_no_error]
+    cmp sp, {df_no_error}
     .else
-    cmp rsp, qword ptr [rip + trap_rsp_no_error]
+    cmp sp, {kstack_no_error}
     .endif
     jne 3f
     push 0
@@ -377,6 +442,8 @@ trap_stubs:
     .endr
 "#,
     forged = const 0x1000,
+    df_no_error = const DF_NO_ERROR_SP,
+    kstack_no_error = const KSTACK_NO_ERROR_SP,
     user_ds = const USER_DS,
     user_cs = const USER_CS,
     sysvec = const SYSCALL_VECTOR,

@@ -38,6 +38,8 @@ mod phys;
 #[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
@@ -100,7 +102,7 @@ mod kernel {
         }
     }
 
-    fn enable_cpu_protections() {
+    pub fn enable_cpu_protections() {
         let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
         let mut cr4: u64;
         // SAFETY: reading and setting CR4 feature bits the CPU reports
@@ -280,10 +282,15 @@ mod kernel {
             built.entry
         );
 
+        // The other CPUs: started now that init's space exists; each
+        // stays idle until init gives it a control page (crate::smp).
+        crate::smp::start_aps(platform.as_ref(), &bi, timer.tsc_per_us);
+
         let mut f = arch::TrapFrame::default();
         if upcall::enter(&mut f, built.root, Reason::Yield, 0, 0, 0).is_err() {
             fatal(format_args!("init has no usable control page"));
         }
+        crate::smp::publish_init(built.root);
         // SAFETY: `f` is a complete user context built by `enter`.
         unsafe { arch::trap_return(&f) }
     }

@@ -77,6 +77,7 @@ pub struct KernelTlb;
 impl exo_mm::Tlb for KernelTlb {
     fn flush_everywhere(&mut self) {
         x86_64::instructions::tlb::flush_all();
+        crate::smp::shootdown();
     }
 }
 

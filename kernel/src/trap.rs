@@ -28,9 +28,18 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         // interrupted state.
         return nmi_or_machine_check(f);
     }
+    if f.vector == crate::smp::SHOOTDOWN_VECTOR as u64 {
+        // Without the kernel lock: its holder is waiting for this.
+        return crate::smp::on_shootdown_interrupt();
+    }
     if f.cs & 3 != 3 {
+        if crate::smp::idle_interrupt(f) {
+            return;
+        }
         kernel_trap(f);
     }
+    // One CPU in the kernel at a time (crate::smp; released on return).
+    let _kernel = crate::smp::lock();
     if f.vector & FORGED != 0 || (f.vector < 32 && apic::in_service(f.vector as u8)) {
         // An exception vector raised by a device (a real exception never
         // sets the LAPIC's in-service bit; the entry stub flags the ones
@@ -134,7 +143,7 @@ fn syscall(f: &mut TrapFrame) {
         }
         Ok(Syscall::Yield) => {
             // The handle and both control pages in one pass over the tables.
-            let plan = match exo_mm::yield_plan(&mem, caller, a0) {
+            let plan = match exo_mm::yield_plan(&mem, caller, a0, exo_abi::smp_control_va(percpu().index)) {
                 Ok(p) => p,
                 Err(e) => return result(f, Err(e)),
             };

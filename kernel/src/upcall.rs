@@ -12,11 +12,12 @@ use crate::phys::{phys_read, Checked};
 
 /// A control page, checked against the window once per use.
 pub type CtlPage = Checked<PAGE_SIZE>;
-use exo_abi::{control, kinfo as ki, Reason, CONTROL_VA, PAGE_SIZE, USER_END};
+use exo_abi::{control, kinfo as ki, Reason, PAGE_SIZE, USER_END};
 
-/// Physical address of `root`'s control page, if it is usable.
+/// Physical address of `root`'s control page for this CPU, if it is
+/// usable (CPU 0's is at `CONTROL_VA`; see `exo_abi::smp_control_va`).
 pub fn control_page(root: u64) -> Option<u64> {
-    exo_mm::translate(&KernelMem, root, CONTROL_VA, true)
+    exo_mm::translate(&KernelMem, root, exo_abi::smp_control_va(percpu().index), true)
 }
 
 pub fn masked(ctl: u64) -> bool {
@@ -110,6 +111,7 @@ pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: 
         rsi: a,
         rdx: b,
         rcx: c,
+        r8: percpu().index,
         ..TrapFrame::default()
     };
     kinfo::add(ki::W_UPCALLS, 1);

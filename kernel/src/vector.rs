@@ -157,3 +157,39 @@ pub fn clear() {
         };
     }
 }
+
+/// On an application processor: the same control-register and XCR0
+/// settings [`init`] made on the boot CPU (each CPU has its own), without
+/// the log.
+pub fn init_this_cpu() {
+    let kind = KIND.load(Ordering::Relaxed);
+    if kind == VectorKind::None as u64 {
+        return;
+    }
+    let (mut cr0, mut cr4): (u64, u64);
+    // SAFETY: reading control registers has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+    }
+    cr0 = (cr0 & !((1 << 2) | (1 << 3))) | (1 << 1);
+    cr4 |= (1 << 9) | (1 << 10);
+    if kind == VectorKind::Xsave as u64 {
+        cr4 |= 1 << 18;
+    }
+    // SAFETY: the bits the boot CPU set after checking CPUID (every CPU of
+    // the machine reports the same features).
+    unsafe {
+        core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nomem, nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nomem, nostack));
+    }
+    if kind == VectorKind::Xsave as u64 {
+        let mask = MASK.load(Ordering::Relaxed);
+        // SAFETY: the components the boot CPU enabled, which this CPU
+        // supports too; OSXSAVE is on.
+        unsafe {
+            core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nomem, nostack));
+        }
+    }
+    clear();
+}

@@ -24,6 +24,7 @@ pub mod mmio;
 pub mod nvme;
 pub mod probe;
 pub mod region;
+pub mod smp;
 pub mod sys;
 pub mod vector;
 pub mod virtio;

@@ -87,6 +87,11 @@ pub const TESTS: &[Test] = &[
     one("image_bios"),
     one("image_uefi"),
     one("vector_state"),
+    one("smp_boot"),
+    one("smp_boot_2"),
+    one("tlb_shootdown"),
+    one("tlb_shootdown_icount"),
+    one("smp_calls_race"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -21,6 +21,23 @@ pub const USER_END: u64 = 0x0000_8000_0000_0000;
 /// interrupted context). See [`ControlPage`].
 pub const CONTROL_VA: u64 = 0x1000;
 
+/// SMP: an address space is entered on CPU `n` > 0 through its control
+/// page for that CPU, at [`smp_control_va`]`(n)` (same layout as the one
+/// at [`CONTROL_VA`], which is CPU 0's): each CPU has its own entry point,
+/// upcall stack, mask and saved context, so a space can run on several
+/// CPUs at once. A space with no control page for a CPU is never entered
+/// there. The upcall's `r8` carries the CPU index.
+pub const SMP_CONTROL_VA: u64 = 0x2_0000;
+
+/// The control page through which a space is entered on CPU `cpu`.
+pub const fn smp_control_va(cpu: u64) -> u64 {
+    if cpu == 0 {
+        CONTROL_VA
+    } else {
+        SMP_CONTROL_VA + cpu * PAGE_SIZE
+    }
+}
+
 /// Where the boot kernel maps the kernel info page ([`KernelInfo`]) into
 /// init, read-only and not owned.
 pub const KINFO_VA: u64 = 0x2000;
@@ -412,8 +429,8 @@ pub mod kinfo {
     /// device — forged with a compatibility-format MSI, which QEMU's VT-d
     /// model does not block — and were dropped.
     pub const W_FORGED_INTERRUPTS: usize = 103;
-    /// Enabled CPUs the ACPI MADT lists (0 if it could not be read); only
-    /// the boot CPU runs.
+    /// Enabled CPUs the ACPI MADT lists (0 if it could not be read); how
+    /// many of them run is `W_SMP_ONLINE`.
     pub const W_CPUS: usize = 104;
     /// Non-maskable interrupts the kernel took (on their own IST stack)
     /// and returned from, by where they arrived: in the kernel (ring 0) or
@@ -456,6 +473,22 @@ pub mod kinfo {
     pub const fn pmem_word(i: usize, field: usize) -> usize {
         W_PMEM_RANGE0 + i * PMEM_RANGE_WORDS + field
     }
+    /// SMP: the CPUs running (the boot CPU and every application
+    /// processor that came up), a bit mask of their indexes, the local
+    /// APIC IDs left parked (not started: beyond the kernel's per-CPU
+    /// tables, or not addressable in xAPIC mode), and the TSC ticks from
+    /// the first INIT to the last application processor reporting in.
+    pub const W_SMP_ONLINE: usize = 230;
+    pub const W_SMP_ONLINE_MASK: usize = 231;
+    pub const W_SMP_PARKED: usize = 232;
+    pub const W_SMP_BOOT_TSC: usize = 233;
+    /// TLB shootdowns (one per `flush_everywhere` of the page-table code
+    /// while another CPU runs), the TSC ticks the shooting CPU spent in
+    /// them (interrupting the others and waiting for every one to
+    /// acknowledge), and the acknowledgements received.
+    pub const W_SMP_SHOOTDOWNS: usize = 234;
+    pub const W_SMP_SHOOTDOWN_TSC: usize = 235;
+    pub const W_SMP_SHOOTDOWN_ACKS: usize = 236;
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;

@@ -51,5 +51,8 @@ mod view;
 pub mod window;
 
 pub use error::{FirmwareError, Table};
-pub use platform::{Cpus, EcamRegion, EcamRegions, Platform, Unreadable, MAX_ECAM_REGIONS, MAX_NOTED};
+pub use platform::{
+    ApStartList, ApicIds, Cpus, EcamRegion, EcamRegions, Platform, Unreadable, MAX_APIC_IDS, MAX_ECAM_REGIONS,
+    MAX_NOTED,
+};
 pub use view::{OutOfView, PhysView};

@@ -31,6 +31,72 @@ pub struct Cpus {
     pub has_8259: bool,
 }
 
+/// The most processors whose local APIC IDs are kept (more are counted in
+/// [`ApicIds::omitted`]).
+pub const MAX_APIC_IDS: usize = 64;
+
+/// The local APIC IDs of the processors the MADT marks enabled, in MADT
+/// order (the order SMP bring-up starts them in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApicIds {
+    ids: [u32; MAX_APIC_IDS],
+    count: usize,
+    /// Enabled processors beyond [`MAX_APIC_IDS`], not kept.
+    pub omitted: usize,
+}
+
+impl ApicIds {
+    pub const EMPTY: ApicIds = ApicIds { ids: [0; MAX_APIC_IDS], count: 0, omitted: 0 };
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids[..self.count]
+    }
+
+    fn push(&mut self, id: u32) {
+        if self.as_slice().contains(&id) {
+            return; // a duplicate entry names the same processor
+        }
+        if self.count < MAX_APIC_IDS {
+            self.ids[self.count] = id;
+            self.count += 1;
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// The processors to start besides the boot processor `bsp`, at most
+    /// `max`, in MADT order, and how many enabled ones are left parked: an
+    /// ID above 255 cannot be addressed by an xAPIC's INIT/SIPI (the
+    /// kernel drives the LAPIC in xAPIC mode), and `max` bounds the
+    /// kernel's per-CPU tables.
+    pub fn to_start(&self, bsp: u32, max: usize) -> (ApStartList, usize) {
+        let mut out = ApStartList { ids: [0; MAX_APIC_IDS], count: 0 };
+        let mut parked = self.omitted;
+        for &id in self.as_slice().iter().filter(|&&id| id != bsp) {
+            if id > 255 || out.count >= max {
+                parked += 1;
+            } else {
+                out.ids[out.count] = id as u8;
+                out.count += 1;
+            }
+        }
+        (out, parked)
+    }
+}
+
+/// xAPIC IDs of the application processors to start, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApStartList {
+    ids: [u8; MAX_APIC_IDS],
+    count: usize,
+}
+
+impl ApStartList {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.ids[..self.count]
+    }
+}
+
 /// One ECAM window from the MCFG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EcamRegion {
@@ -111,6 +177,9 @@ pub struct Platform<'v> {
     pub unreadable: Unreadable,
     /// From the MADT, through the `acpi` crate.
     pub cpus: Result<Cpus, FirmwareError>,
+    /// The enabled processors' local APIC IDs, from the same MADT pass
+    /// (empty when `cpus` is an error).
+    pub apic_ids: ApicIds,
     /// From the MCFG, through the `acpi` crate.
     pub ecam: Result<EcamRegions, FirmwareError>,
     /// The DMAR's bytes (length from its header, checksum checked), found
@@ -190,13 +259,15 @@ impl<'v> Platform<'v> {
             }
         }
 
+        let cpus = cpus(&view, &root, &tables);
         Ok(Platform {
             revision: root.revision,
             root: root.table,
             root_address: root.pa,
             entries,
             unreadable,
-            cpus: cpus(&view, &root, &tables),
+            cpus: cpus.map(|(c, _)| c),
+            apic_ids: cpus.map(|(_, ids)| ids).unwrap_or(ApicIds::EMPTY),
             ecam: ecam(&view, &root, &tables),
             dmar: dmar(&view, &root, &tables),
             nfit: nfit(&view, &root, &tables),
@@ -234,7 +305,7 @@ fn find<'v, T: AcpiTable>(
     Ok((mapping, bytes))
 }
 
-fn cpus(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> Result<Cpus, FirmwareError> {
+fn cpus(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> Result<(Cpus, ApicIds), FirmwareError> {
     let (madt, bytes) = find::<Madt>(view, root, tables, Table::Madt, size_of::<Madt>())?;
     precheck::madt_entries(bytes)?;
     let madt = madt.get();
@@ -244,10 +315,11 @@ fn cpus(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> 
         local_apic_address: madt.local_apic_address as u64,
         has_8259: madt.supports_8259(),
     };
+    let mut ids = ApicIds::EMPTY;
     for entry in madt.entries() {
-        let flags = match entry {
-            MadtEntry::LocalApic(e) => e.flags,
-            MadtEntry::LocalX2Apic(e) => e.flags,
+        let (flags, id) = match entry {
+            MadtEntry::LocalApic(e) => (e.flags, e.apic_id as u32),
+            MadtEntry::LocalX2Apic(e) => (e.flags, e.x2apic_id),
             MadtEntry::LocalApicAddressOverride(e) => {
                 cpus.local_apic_address = e.local_apic_address;
                 continue;
@@ -257,9 +329,10 @@ fn cpus(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> 
         cpus.listed += 1;
         if flags & 1 != 0 {
             cpus.enabled += 1;
+            ids.push(id);
         }
     }
-    Ok(cpus)
+    Ok((cpus, ids))
 }
 
 fn ecam(view: &PhysView<'_>, root: &Root, tables: &AcpiTables<PhysView<'_>>) -> Result<EcamRegions, FirmwareError> {

@@ -20,6 +20,7 @@ const QEMU_ECAM: EcamRegion = EcamRegion { base: 0xb000_0000, segment: 0, start_
 
 fn check_qemu(p: &Platform<'_>) {
     assert_eq!(p.cpus, Ok(qemu_cpus(2)));
+    assert_eq!(p.apic_ids.as_slice(), &[0, 1]);
     let ecam = p.ecam.unwrap();
     assert_eq!(ecam.as_slice(), &[QEMU_ECAM]);
     assert_eq!(ecam.find(0, 3), Some(&QEMU_ECAM));
@@ -97,6 +98,12 @@ fn madt_variants_through_the_crate() {
     let m = Image::with(2, vec![sdt(b"APIC", 4, &b)], &[]).memory();
     let p = discover(&m).unwrap();
     assert_eq!(p.cpus, Ok(Cpus { enabled: 2, listed: 4, local_apic_address: 0x1_fee0_0000, has_8259: false }));
+    // Only the enabled ones, in MADT order; the x2APIC ID 300 cannot be
+    // started through an xAPIC, so it stays parked.
+    assert_eq!(p.apic_ids.as_slice(), &[0, 300]);
+    let (list, parked) = p.apic_ids.to_start(0, 16);
+    assert!(list.as_slice().is_empty());
+    assert_eq!(parked, 1);
     assert_eq!(p.ecam, Err(FirmwareError::Missing(Table::Mcfg)));
     assert_eq!(p.dmar, Err(FirmwareError::Missing(Table::Dmar)));
     assert_eq!(p.nfit, Err(FirmwareError::Missing(Table::Nfit)));
@@ -438,4 +445,41 @@ fn errors_read_well() {
     assert_eq!(e.to_string(), "DMAR at 0x7fe10000: checksum fails (bytes sum to 0x03, not 0)");
     let e = FirmwareError::MadtEntry { offset: 0x34, kind: 0, length: 0, why: "length below 2" };
     assert_eq!(e.to_string(), "MADT entry at offset 0x34 (type 0x0, length 0): length below 2");
+}
+
+#[test]
+fn smp_start_list_skips_the_boot_cpu_and_respects_the_limit() {
+    for cpus in [1u8, 2, 4, 9] {
+        let m = Image::with(2, vec![qemu_madt(cpus)], &[]).memory();
+        let ids = discover(&m).unwrap().apic_ids;
+        let all: Vec<u32> = (0..cpus as u32).collect();
+        assert_eq!(ids.as_slice(), &all[..]);
+        // Started from CPU 0: every other one, in order.
+        let (list, parked) = ids.to_start(0, 64);
+        assert_eq!(list.as_slice(), &(1..cpus).collect::<Vec<u8>>()[..]);
+        assert_eq!(parked, 0);
+        // Started from the last CPU (a BSP need not be APIC ID 0).
+        let (list, _) = ids.to_start(cpus as u32 - 1, 64);
+        assert_eq!(list.as_slice(), &(0..cpus - 1).collect::<Vec<u8>>()[..]);
+        // Per-CPU tables for 3 CPUs: the rest stay parked and are counted.
+        let (list, parked) = ids.to_start(0, 2);
+        assert_eq!(list.as_slice().len(), (cpus as usize - 1).min(2));
+        assert_eq!(parked, (cpus as usize - 1).saturating_sub(2));
+    }
+}
+
+#[test]
+fn smp_duplicate_and_disabled_entries_are_not_started_twice() {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    // IDs 0 (enabled), 2 (disabled), 3 (enabled, listed twice), 5 (enabled).
+    for (id, flags) in [(0u8, 1u32), (2, 0), (3, 1), (3, 1), (5, 1)] {
+        b.extend_from_slice(&[0, 8, id, id]);
+        b.extend_from_slice(&flags.to_le_bytes());
+    }
+    let m = Image::with(2, vec![sdt(b"APIC", 1, &b)], &[]).memory();
+    let p = discover(&m).unwrap();
+    assert_eq!(p.apic_ids.as_slice(), &[0, 3, 5]);
+    assert_eq!(p.apic_ids.to_start(0, 64).0.as_slice(), &[3, 5]);
 }

@@ -670,10 +670,10 @@ use exo_abi::CONTROL_VA;
 
 /// What `yield` resolved before `yield_plan` existed: the handle, then the
 /// target's control page, then the caller's.
-fn yield_plan_by_the_slow_path(mem: &Mem, caller: u64, handle_va: u64) -> Result<YieldPlan, Error> {
+fn yield_plan_by_the_slow_path(mem: &Mem, caller: u64, handle_va: u64, ctl_va: u64) -> Result<YieldPlan, Error> {
     let target = yield_target(mem, caller, handle_va)?;
-    let target_ctl = translate(mem, target, CONTROL_VA, true).ok_or(Error::BadTarget)?;
-    Ok(YieldPlan { target, target_ctl, caller_ctl: translate(mem, caller, CONTROL_VA, true) })
+    let target_ctl = translate(mem, target, ctl_va, true).ok_or(Error::BadTarget)?;
+    Ok(YieldPlan { target, target_ctl, caller_ctl: translate(mem, caller, ctl_va, true) })
 }
 
 #[test]
@@ -747,8 +747,10 @@ fn yield_plan_agrees_with_the_slow_path_on_hostile_tables() {
             let any = rng.below(FRAMES);
             let caller = frame(*rng.pick(&[0, 4, any]));
             let va = *rng.pick(&vas);
-            let slow = yield_plan_by_the_slow_path(&mem, caller, va);
-            let fast = yield_plan(&mem, caller, va);
+            // CPU 0's control page, or another CPU's (SMP).
+            let ctl_va = *rng.pick(&[CONTROL_VA, CONTROL_VA, exo_abi::smp_control_va(1)]);
+            let slow = yield_plan_by_the_slow_path(&mem, caller, va, ctl_va);
+            let fast = yield_plan(&mem, caller, va, ctl_va);
             assert_eq!(fast, slow, "seed {seed}: caller {caller:#x}, handle at {va:#x}");
             let key = match fast {
                 Ok(p) => format!("ok, caller control page {}", p.caller_ctl.is_some()),

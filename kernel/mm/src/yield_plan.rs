@@ -10,7 +10,7 @@
 //! between two spaces, so its cost is the round trip's.
 
 use crate::{index, span, PhysMem, ADDR_MASK, DEVICE_TAG, HANDLE_RIGHTS_SHIFT, HANDLE_TAG, LENT, P, PS, RW, US};
-use exo_abi::{Error, Rights, CONTROL_VA, PAGE_SIZE, USER_END};
+use exo_abi::{Error, Rights, PAGE_SIZE, USER_END};
 
 /// What `yield` needs to switch: where it goes and the two control pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +33,11 @@ const LINK_MASK: u64 = P | US | PS;
 const LINK: u64 = P | US;
 
 /// Resolve a `yield`: the handle at `handle_va` in `caller` (it must carry
-/// SWITCH) and the target's control page. Errors as `yield_target`, then
-/// `BadTarget` if the target has no usable control page.
+/// SWITCH) and the target's control page at `ctl_va` (the control page of
+/// the CPU the yield runs on). Errors as `yield_target`, then `BadTarget`
+/// if the target has no usable control page.
 #[inline]
-pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<YieldPlan, Error> {
+pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64) -> Result<YieldPlan, Error> {
     if handle_va == 0 || handle_va >= USER_END || !handle_va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAddress);
     }
@@ -52,16 +53,16 @@ pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64) -> Result<Yi
         table = e & ADDR_MASK;
     }
     let target = handle_root(mem.read(table + index(handle_va, 0) * 8))?;
-    let target_ctl = control_page(mem, target, &[]).ok_or(Error::BadTarget)?;
-    // The caller's walk to CONTROL_VA starts down the same tables as long
+    let target_ctl = control_page(mem, target, ctl_va, &[]).ok_or(Error::BadTarget)?;
+    // The caller's walk to `ctl_va` starts down the same tables as long
     // as the indices agree: those links were read already.
-    let shared = match handle_va ^ CONTROL_VA {
+    let shared = match handle_va ^ ctl_va {
         d if d < span(1) => 3,
         d if d < span(2) => 2,
         d if d < span(3) => 1,
         _ => 0,
     };
-    let caller_ctl = control_page(mem, caller, &links[..shared]);
+    let caller_ctl = control_page(mem, caller, ctl_va, &links[..shared]);
     Ok(YieldPlan { target, target_ctl, caller_ctl })
 }
 
@@ -87,23 +88,23 @@ fn handle_root(e: u64) -> Result<u64, Error> {
     Ok(e & ADDR_MASK)
 }
 
-/// `translate(root, CONTROL_VA, true)`: present, user and writable links
+/// `translate(root, ctl_va, true)`: present, user and writable links
 /// (no huge page), then a present, user, writable, never lent page of RAM.
 /// `known` holds the first links of the walk when they were already read.
 #[inline(always)]
-fn control_page<M: PhysMem>(mem: &M, root: u64, known: &[u64]) -> Option<u64> {
+fn control_page<M: PhysMem>(mem: &M, root: u64, ctl_va: u64, known: &[u64]) -> Option<u64> {
     let mut table = root;
     for (i, level) in [3u8, 2, 1].into_iter().enumerate() {
         let e = match known.get(i) {
             Some(&e) => e,
-            None => mem.read(table + index(CONTROL_VA, level) * 8),
+            None => mem.read(table + index(ctl_va, level) * 8),
         };
         if e & (LINK_MASK | RW) != LINK | RW {
             return None;
         }
         table = e & ADDR_MASK;
     }
-    let e = mem.read(table + index(CONTROL_VA, 0) * 8);
+    let e = mem.read(table + index(ctl_va, 0) * 8);
     if e & (P | US | RW | LENT) != P | US | RW {
         return None;
     }
@@ -111,5 +112,5 @@ fn control_page<M: PhysMem>(mem: &M, root: u64, known: &[u64]) -> Option<u64> {
     if !mem.is_ram(frame) {
         return None;
     }
-    Some(frame + (CONTROL_VA & (PAGE_SIZE - 1)))
+    Some(frame + (ctl_va & (PAGE_SIZE - 1)))
 }

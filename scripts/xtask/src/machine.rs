@@ -181,6 +181,10 @@ pub struct Hardware {
     /// adds `pdpe1gb=off` to `-cpu`, so the kernel's physical window is
     /// built from 2 MiB pages.
     pub gib_pages: bool,
+    /// Multi-threaded TCG (`-accel tcg,thread=multi`): one host thread per
+    /// guest CPU, so the CPUs really run at once (what the SMP tests need;
+    /// `-icount` cannot be combined with it).
+    pub smp_mttcg: bool,
 }
 
 impl Hardware {
@@ -193,7 +197,14 @@ impl Hardware {
         nvme_mdts: None,
         second_nvme: false,
         gib_pages: true,
+        smp_mttcg: false,
     };
+
+    /// The SMP tests' machines: the standard one with `cpus` CPUs under
+    /// multi-threaded TCG.
+    pub const fn smp_mttcg(cpus: u32) -> Hardware {
+        Hardware { cpus, smp_mttcg: true, ..Hardware::STANDARD }
+    }
 
     /// `-m` argument: RAM plus room above it for the NVDIMM (a memory
     /// device needs a hotplug slot and `maxmem` above RAM).
@@ -271,6 +282,8 @@ pub const VARIANTS: &[Variant] = &[
     ),
     variant("smp-2", "2 CPUs", Hardware { cpus: 2, ..S }),
     variant("smp-4", "4 CPUs", Hardware { cpus: 4, ..S }),
+    variant("smp-2-mttcg", "2 CPUs under multi-threaded TCG (truly concurrent)", Hardware::smp_mttcg(2)),
+    variant("smp-4-mttcg", "4 CPUs under multi-threaded TCG (truly concurrent)", Hardware::smp_mttcg(4)),
     variant("iommu-aw48", "VT-d with 48-bit addresses (4-level I/O tables)", Hardware { iommu_aw_bits: Some(48), ..S }),
     variant("nvme-4kn", "NVMe namespace with 4 KiB logical blocks", Hardware { nvme_block_bytes: Some(4096), ..S }),
     variant(
@@ -462,6 +475,9 @@ impl Machine {
         if self.icount && self.accel == Accel::Kvm {
             bail!("-icount needs TCG: it cannot count instructions under KVM");
         }
+        if self.icount && self.hardware.smp_mttcg {
+            bail!("-icount needs single-threaded TCG: it cannot count instructions under multi-threaded TCG");
+        }
         if self.initrd.is_some() && self.kernel.is_none() {
             bail!("an initrd needs a kernel");
         }
@@ -484,7 +500,12 @@ impl Machine {
         push(&["-m", &hw.memory_arg(), "-smp", &hw.cpus.to_string()]);
         let no_gib = if hw.gib_pages { "" } else { ",pdpe1gb=off" };
         match self.accel {
-            Accel::Tcg => push(&["-accel", "tcg", "-cpu", &format!("max{no_gib}")]),
+            Accel::Tcg => push(&[
+                "-accel",
+                if hw.smp_mttcg { "tcg,thread=multi" } else { "tcg" },
+                "-cpu",
+                &format!("max{no_gib}"),
+            ]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", &format!("host,-arch-capabilities{no_gib}")]),
         }
         if self.chipset == Chipset::Q35Iommu {
@@ -721,6 +742,8 @@ mod tests {
         let v = |n: &str| line(&Machine::new("/i").hardware(variant_named(n).unwrap().hardware));
         assert_eq!(v("ram-2g"), std.replace("-m 512M,slots=2,maxmem=4G", "-m 2048M,slots=2,maxmem=6144M"));
         assert_eq!(v("smp-4"), std.replace("-smp 1", "-smp 4"));
+        assert_eq!(v("smp-4-mttcg"), std.replace("-smp 1 -accel tcg", "-smp 4 -accel tcg,thread=multi"));
+        assert!(Machine::new("/i").hardware(Hardware::smp_mttcg(2)).icount(true).args().is_err());
         assert_eq!(
             v("no-1g-pages"),
             std.replace("-m 512M,slots=2,maxmem=4G", "-m 8192M,slots=2,maxmem=12288M")

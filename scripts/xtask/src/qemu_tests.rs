@@ -118,6 +118,20 @@ pub fn tests() -> Vec<QemuTest> {
 /// The tests that need more than [`DEFAULT`], by name (a host test checks
 /// every name is in the table).
 pub const DETAILS: &[(&str, Details)] = &[
+    // SMP: every CPU of a 4-CPU (and a 2-CPU) machine under multi-threaded
+    // TCG reports in to init on its own core.
+    ("smp_boot", Details { machine: smp_4, ..DEFAULT }),
+    ("smp_boot_2", Details { machine: smp_2, ..DEFAULT }),
+    // CPU 1 reads a page in a loop while CPU 0 unmaps it (4 CPUs, truly
+    // concurrent); and the same on 2 CPUs under single-threaded TCG with
+    // -icount, where the TSC counts guest instructions (the shootdown's
+    // cost in instructions).
+    ("tlb_shootdown", Details { machine: smp_4, ..DEFAULT }),
+    ("tlb_shootdown_icount", Details { machine: smp_2_icount, ..DEFAULT }),
+    // All 4 CPUs make page-table calls on the same slots at once (about
+    // 30 s: with 4 guest CPUs on 2 host cores every shootdown waits for
+    // the host to schedule the other vCPU threads).
+    ("smp_calls_race", Details { machine: smp_4, timeout: Duration::from_secs(120), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
@@ -237,6 +251,18 @@ fn standard(m: Machine) -> Machine {
     m
 }
 
+fn smp_2(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware::smp_mttcg(2))
+}
+
+fn smp_2_icount(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware { cpus: 2, ..crate::machine::Hardware::STANDARD }).icount(true)
+}
+
+fn smp_4(m: Machine) -> Machine {
+    m.hardware(crate::machine::Hardware::smp_mttcg(4))
+}
+
 /// An ACPI table of `len` bytes: a header declaring that length (QEMU
 /// recomputes the checksum) and zeros.
 fn acpi_table(signature: &[u8; 4], len: u32) -> Vec<u8> {
@@ -279,7 +305,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 46, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 51, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, sriov};
+use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, sriov};
 use alloc::format;
 use alloc::string::String;
 
@@ -71,6 +71,11 @@ pub fn run(name: &str) -> Outcome {
         "recovery_nvme" => db::recovery("nvme"),
         "recovery_pmem" => db::recovery("pmem"),
         "vector_state" => basic::vector_state(),
+        "smp_boot" => smp::smp_boot(),
+        "smp_boot_2" => smp::smp_boot(),
+        "tlb_shootdown" => smp::tlb_shootdown(500),
+        "tlb_shootdown_icount" => smp::tlb_shootdown(50),
+        "smp_calls_race" => smp::smp_calls_race(250),
         other => Err(format!("no test named {other:?}")),
     }
 }

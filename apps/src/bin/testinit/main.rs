@@ -38,6 +38,8 @@ mod fsshare;
 #[cfg(target_os = "none")]
 mod pmem;
 #[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
 mod sriov;
 
 #[cfg(target_os = "none")]
