@@ -137,6 +137,9 @@ fn syscall(f: &mut TrapFrame) {
                 Ok(t) => t,
                 Err(e) => return result(f, Err(e)),
             };
+            if crate::upgrade::is_upgrade_space(target) {
+                return crate::upgrade::request(f, a1);
+            }
             let Some(entry) = entry_point(target) else {
                 return result(f, Err(Error::BadTarget));
             };

@@ -87,6 +87,8 @@ pub const TESTS: &[Test] = &[
     one("image_bios"),
     one("image_uefi"),
     one("vector_state"),
+    one("kernel_upgrade"),
+    one("kernel_upgrade_bad"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

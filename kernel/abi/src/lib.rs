@@ -63,6 +63,19 @@ pub const PMEM_VA: u64 = 0x0000_1c00_0000_0000;
 /// window lie below).
 pub const CHILD_PMEM_VA: u64 = 0x50_0000_0000;
 
+/// Kernel upgrade (`docs/syscalls.md`, "Rebootless kernel upgrade"): init
+/// holds, from boot, a handle to the *upgrade space* here (OWN and SWITCH,
+/// never GRANT: it cannot be passed on). Init links the new kernel's
+/// upgrade image into that space at [`UPGRADE_IMAGE_VA`] and `yield`s to
+/// the handle with `arg = (image length << 12) | offset of the image in its
+/// first page`; the kernel checks the image and, if it is good, replaces
+/// itself and returns to init as from any `yield` (Ok). A refused image
+/// returns `BadTarget` and the reason in `kinfo::W_UPGRADE_LAST_RESULT`.
+pub const UPGRADE_HANDLE_VA: u64 = 0x7000;
+/// Where the upgrade image lies in the upgrade space (PML4 slot 44, so
+/// init can link one level-3 table of its own there).
+pub const UPGRADE_IMAGE_VA: u64 = 44 << 39;
+
 /// The five system calls. Number in `rax`; arguments in `rdi`, `rsi`,
 /// `rdx`, `r10`, `r8`; result code in `rax` (0 = success, otherwise an
 /// [`Error`]), result value in `rdx`.
@@ -459,6 +472,22 @@ pub mod kinfo {
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;
+    /// Kernel upgrade words (`exo_upgrade`): the running build's name (16
+    /// bytes, NUL padded, two words), upgrades done, upgrades refused, the
+    /// last request's result (0 = done, else `exo_upgrade::Refusal`), the
+    /// kernel slot running, and TSC stamps of the last upgrade: request
+    /// taken by the old kernel, its jump to the new one (its last
+    /// instruction), the new kernel's first Rust instruction, and its
+    /// return to userspace.
+    pub const W_UPGRADE_BUILD: usize = 232;
+    pub const W_UPGRADE_DONE: usize = 234;
+    pub const W_UPGRADE_REFUSED: usize = 235;
+    pub const W_UPGRADE_LAST_RESULT: usize = 236;
+    pub const W_UPGRADE_SLOT: usize = 237;
+    pub const W_UPGRADE_TSC_REQUEST: usize = 238;
+    pub const W_UPGRADE_TSC_JUMP: usize = 239;
+    pub const W_UPGRADE_TSC_NEW: usize = 240;
+    pub const W_UPGRADE_TSC_RETURN: usize = 241;
 }
 
 /// The device info page, mapped read-only into init at [`DEVINFO_VA`].

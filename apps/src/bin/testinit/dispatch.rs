@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, sriov};
+use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, sriov, upgrade};
 use alloc::format;
 use alloc::string::String;
 
@@ -71,6 +71,8 @@ pub fn run(name: &str) -> Outcome {
         "recovery_nvme" => db::recovery("nvme"),
         "recovery_pmem" => db::recovery("pmem"),
         "vector_state" => basic::vector_state(),
+        "kernel_upgrade" => upgrade::kernel_upgrade(),
+        "kernel_upgrade_bad" => upgrade::kernel_upgrade_bad(),
         other => Err(format!("no test named {other:?}")),
     }
 }

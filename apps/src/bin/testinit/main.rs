@@ -39,6 +39,8 @@ mod fsshare;
 mod pmem;
 #[cfg(target_os = "none")]
 mod sriov;
+#[cfg(target_os = "none")]
+mod upgrade;
 
 #[cfg(target_os = "none")]
 exo_rt::entry!(main);
