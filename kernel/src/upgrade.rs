@@ -78,6 +78,7 @@ core::arch::global_asm!(
     ".quad __kernel_phys_start",
     ".quad {b0}",
     ".quad {b1}",
+    ".quad upgrade_entry64 + {check}",
     ".section .text.upgrade_entry, \"ax\"",
     ".global upgrade_entry64",
     "upgrade_entry64:",
@@ -89,6 +90,7 @@ core::arch::global_asm!(
     version = const handover::VERSION,
     b0 = const build_word(0),
     b1 = const build_word(1),
+    check = const image::STAMP_CHECK,
     main = sym upgrade_main,
 );
 

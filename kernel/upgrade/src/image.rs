@@ -35,7 +35,13 @@ pub const CRC_FROM: u64 = 32;
 
 /// The stamp a kernel build carries in its data (`Stamp::encode`).
 pub const STAMP_MAGIC: [u8; 8] = *b"EXOKUPST";
-pub const STAMP_BYTES: usize = 48;
+pub const STAMP_BYTES: usize = 56;
+/// The stamp's last word is its entry plus this: the eight magic bytes
+/// alone also occur in code that compares against them (this crate's own,
+/// linked into the kernel), so a stamp must carry a check that only the
+/// real one satisfies. (An addition, because the linker can add a
+/// constant to a symbol's address but not XOR one.)
+pub const STAMP_CHECK: u64 = 0x2b3d_7e11_c4a9_0f67;
 pub const BUILD_BYTES: usize = 16;
 
 /// What a kernel build says about itself, inside its own segments.
@@ -53,7 +59,7 @@ pub struct Stamp {
 
 impl Stamp {
     /// The words a kernel puts in a `#[used]` static (magic first).
-    pub const fn words(handover_version: u64, entry_placeholder: u64, base: u64, build: [u8; 16]) -> [u64; 6] {
+    pub const fn words(handover_version: u64, entry: u64, base: u64, build: [u8; 16]) -> [u64; 7] {
         let mut lo = [0u8; 8];
         let mut hi = [0u8; 8];
         let mut i = 0;
@@ -65,20 +71,22 @@ impl Stamp {
         [
             u64::from_le_bytes(STAMP_MAGIC),
             handover_version,
-            entry_placeholder,
+            entry,
             base,
             u64::from_le_bytes(lo),
             u64::from_le_bytes(hi),
+            entry.wrapping_add(STAMP_CHECK),
         ]
     }
 
     pub fn parse(b: &[u8; STAMP_BYTES]) -> Option<Stamp> {
-        if b[..8] != STAMP_MAGIC {
+        let entry = le64(&b[16..24]);
+        if b[..8] != STAMP_MAGIC || le64(&b[48..56]) != entry.wrapping_add(STAMP_CHECK) {
             return None;
         }
         let mut build = [0; BUILD_BYTES];
         build.copy_from_slice(&b[32..48]);
-        Some(Stamp { handover_version: le64(&b[8..16]), entry: le64(&b[16..24]), base: le64(&b[24..32]), build })
+        Some(Stamp { handover_version: le64(&b[8..16]), entry, base: le64(&b[24..32]), build })
     }
 
     /// The build name up to the first NUL (lossy: non-UTF-8 gives "?").
@@ -231,7 +239,7 @@ pub fn check<S: Source + ?Sized>(src: &S, expect: &Expect) -> Result<Plan, Refus
     if slot == expect.running_slot {
         return Err(Refusal::RunningSlot);
     }
-    let stamp = find_stamp(src, &segments[..count])?;
+    let (_, stamp) = find_stamp(src, &segments[..count])?;
     if stamp.handover_version != expect.handover_version {
         return Err(Refusal::WrongAbi);
     }
@@ -248,8 +256,8 @@ pub fn check<S: Source + ?Sized>(src: &S, expect: &Expect) -> Result<Plan, Refus
 }
 
 /// The first stamp in the segments' file bytes, at an 8-aligned physical
-/// address.
-fn find_stamp<S: Source + ?Sized>(src: &S, segments: &[Segment]) -> Result<Stamp, Refusal> {
+/// address, and its offset in the image.
+fn find_stamp<S: Source + ?Sized>(src: &S, segments: &[Segment]) -> Result<(u64, Stamp), Refusal> {
     let mut buf = [0u8; 4096 + STAMP_BYTES];
     for s in segments {
         let skip = (8 - (s.paddr % 8)) % 8;
@@ -263,7 +271,7 @@ fn find_stamp<S: Source + ?Sized>(src: &S, segments: &[Segment]) -> Result<Stamp
                     let mut b = [0u8; STAMP_BYTES];
                     b.copy_from_slice(&buf[i..i + STAMP_BYTES]);
                     if let Some(st) = Stamp::parse(&b) {
-                        return Ok(st);
+                        return Ok((s.offset + at + i as u64, st));
                     }
                 }
                 i += 8;
@@ -350,7 +358,7 @@ pub fn pack(elf: &[u8]) -> Result<alloc::vec::Vec<u8>, PackError> {
     }
     for (s, _) in &segs {
         if stamp.is_none() {
-            stamp = find_stamp(out.as_slice(), core::slice::from_ref(s)).ok();
+            stamp = find_stamp(out.as_slice(), core::slice::from_ref(s)).ok().map(|(_, st)| st);
         }
     }
     let stamp = stamp.ok_or(PackError::NoStamp)?;
@@ -362,6 +370,21 @@ pub fn pack(elf: &[u8]) -> Result<alloc::vec::Vec<u8>, PackError> {
     out[32..48].copy_from_slice(&stamp.build);
     seal(&mut out);
     Ok(out)
+}
+
+/// Where the stamp lies in a well-formed image (for tools that damage one
+/// on purpose: the tests' wrong-ABI image).
+pub fn stamp_offset(image: &[u8]) -> Option<u64> {
+    if image.len() < HEADER_BYTES as usize || image[..8] != MAGIC {
+        return None;
+    }
+    let count = (le32(&image[12..16]) as usize).min(MAX_SEGMENTS);
+    let mut segments = [Segment::default(); MAX_SEGMENTS];
+    for (i, s) in segments[..count].iter_mut().enumerate() {
+        let e = image.get(64 + 32 * i..96 + 32 * i)?;
+        *s = Segment { paddr: le64(&e[0..8]), filesz: le64(&e[8..16]), memsz: le64(&e[16..24]), offset: le64(&e[24..32]) };
+    }
+    find_stamp(image, &segments[..count]).ok().map(|(at, _)| at)
 }
 
 /// Write the CRC of `image[CRC_FROM..]` into its header (after a change).
@@ -502,6 +525,8 @@ mod tests {
         let mut bad = img.clone();
         let at = bad.windows(8).position(|w| w == STAMP_MAGIC).unwrap();
         bad[at + 16..at + 24].copy_from_slice(&(slots::KERNEL_VIRT + 0x30_0000 + 0x9100).to_le_bytes());
+        let e = slots::KERNEL_VIRT + 0x30_0000 + 0x9100;
+        bad[at + 48..at + 56].copy_from_slice(&e.wrapping_add(STAMP_CHECK).to_le_bytes());
         seal(&mut bad);
         assert_eq!(check(bad.as_slice(), &expect(0)), Err(Refusal::BadEntry));
         // No stamp at all.
@@ -509,6 +534,19 @@ mod tests {
         bad[at] = b'x';
         seal(&mut bad);
         assert_eq!(check(bad.as_slice(), &expect(0)), Err(Refusal::NoStamp));
+    }
+
+    #[test]
+    fn a_decoy_magic_before_the_stamp_is_skipped() {
+        let mut e = elf(1, VERSION, "B");
+        let at = e.windows(8).position(|w| w == STAMP_MAGIC).unwrap();
+        // The same magic 64 bytes earlier, as code comparing against it has.
+        e[at - 64..at - 56].copy_from_slice(&STAMP_MAGIC);
+        let img = pack(&e).unwrap();
+        let plan = check(img.as_slice(), &expect(0)).unwrap();
+        assert_eq!(plan.stamp.build_name(), "B");
+        let off = stamp_offset(&img).unwrap() as usize;
+        assert_eq!(img[off + 16..off + 24], plan.stamp.entry.to_le_bytes());
     }
 
     #[test]

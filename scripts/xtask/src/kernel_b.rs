@@ -38,10 +38,7 @@ fn pack(elf: &Path) -> Result<Vec<u8>> {
 pub fn damaged(b: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let truncated = b[..b.len() / 2].to_vec();
     let mut abi = b.to_vec();
-    let at = abi
-        .windows(8)
-        .position(|w| w == exo_upgrade::image::STAMP_MAGIC)
-        .context("no stamp in build B's upgrade image")?;
+    let at = exo_upgrade::image::stamp_offset(&abi).context("no stamp in build B's upgrade image")? as usize;
     let v = u64::from_le_bytes(abi[at + 8..at + 16].try_into()?);
     abi[at + 8..at + 16].copy_from_slice(&(v + 1).to_le_bytes());
     exo_upgrade::image::seal(&mut abi);
@@ -83,6 +80,8 @@ mod tests {
         seg[8..16].copy_from_slice(&exo_upgrade::handover::VERSION.to_le_bytes());
         seg[16..24].copy_from_slice(&(exo_upgrade::slots::KERNEL_VIRT + base + 56).to_le_bytes());
         seg[24..32].copy_from_slice(&base.to_le_bytes());
+        let entry = exo_upgrade::slots::KERNEL_VIRT + base + 56;
+        seg[48..56].copy_from_slice(&entry.wrapping_add(exo_upgrade::image::STAMP_CHECK).to_le_bytes());
         let mut img = vec![0u8; 96];
         img[..8].copy_from_slice(&exo_upgrade::image::MAGIC);
         img[8..12].copy_from_slice(&1u32.to_le_bytes());
