@@ -284,7 +284,9 @@ fn switch(f: &mut TrapFrame, src: &SpaceImage, plan: &Plan, t_request: u64) -> !
             done += n as u64;
         }
         // SAFETY: as above; the zero-filled tail is inside the segment.
-        unsafe { core::ptr::write_bytes((PHYS_OFFSET + s.paddr + s.filesz) as *mut u8, 0, (s.memsz - s.filesz) as usize) };
+        unsafe {
+            core::ptr::write_bytes((PHYS_OFFSET + s.paddr + s.filesz) as *mut u8, 0, (s.memsz - s.filesz) as usize)
+        };
     }
     let mut h = Handover::EMPTY;
     let pc = percpu();

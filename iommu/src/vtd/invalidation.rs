@@ -337,7 +337,6 @@ impl InvalidationQueue {
         self.tail = next;
         Ok(())
     }
-
 }
 
 #[cfg(test)]

@@ -64,7 +64,12 @@ pub fn adopt(h: &Handover) -> Result<(), &'static str> {
         None
     };
     for (k, d) in h.devices().iter().enumerate() {
-        let at = pci::Address::new(0, (d.requester_id >> 8) as u8, (d.requester_id >> 3 & 0x1f) as u8, (d.requester_id & 7) as u8);
+        let at = pci::Address::new(
+            0,
+            (d.requester_id >> 8) as u8,
+            (d.requester_id >> 3 & 0x1f) as u8,
+            (d.requester_id & 7) as u8,
+        );
         let space = match (&root, d.domain) {
             (Some(root), domain) if domain != 0 => {
                 let bdf = Bdf::from_source_id(d.requester_id);

@@ -224,7 +224,12 @@ pub fn check<S: Source + ?Sized>(src: &S, expect: &Expect) -> Result<Plan, Refus
     for (i, s) in segments[..count].iter_mut().enumerate() {
         let mut e = [0u8; SEGMENT_BYTES as usize];
         src.read(HEADER_BYTES + i as u64 * SEGMENT_BYTES, &mut e)?;
-        *s = Segment { paddr: le64(&e[0..8]), filesz: le64(&e[8..16]), memsz: le64(&e[16..24]), offset: le64(&e[24..32]) };
+        *s = Segment {
+            paddr: le64(&e[0..8]),
+            filesz: le64(&e[8..16]),
+            memsz: le64(&e[16..24]),
+            offset: le64(&e[24..32]),
+        };
         let table_end = HEADER_BYTES + count as u64 * SEGMENT_BYTES;
         if s.filesz > s.memsz || s.offset < table_end || s.offset.checked_add(s.filesz).is_none_or(|e| e > length) {
             return Err(Refusal::BadFormat);
@@ -382,7 +387,12 @@ pub fn stamp_offset(image: &[u8]) -> Option<u64> {
     let mut segments = [Segment::default(); MAX_SEGMENTS];
     for (i, s) in segments[..count].iter_mut().enumerate() {
         let e = image.get(64 + 32 * i..96 + 32 * i)?;
-        *s = Segment { paddr: le64(&e[0..8]), filesz: le64(&e[8..16]), memsz: le64(&e[16..24]), offset: le64(&e[24..32]) };
+        *s = Segment {
+            paddr: le64(&e[0..8]),
+            filesz: le64(&e[8..16]),
+            memsz: le64(&e[16..24]),
+            offset: le64(&e[24..32]),
+        };
     }
     find_stamp(image, &segments[..count]).ok().map(|(at, _)| at)
 }

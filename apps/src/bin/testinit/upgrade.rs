@@ -90,10 +90,8 @@ pub fn kernel_upgrade() -> Outcome {
         let r = upgrade::upgrade(&name).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
         // Init runs first after the switch: the children are as they were
         // at the old kernel's last instruction.
-        let at_switch: [(u64, u64); 2] = [
-            (word(&on_nvme, STARTED), word(&on_nvme, LAST_ACK)),
-            (word(&on_pmem, STARTED), word(&on_pmem, LAST_ACK)),
-        ];
+        let at_switch: [(u64, u64); 2] =
+            [(word(&on_nvme, STARTED), word(&on_nvme, LAST_ACK)), (word(&on_pmem, STARTED), word(&on_pmem, LAST_ACK))];
         expect_build(build)?;
         if kinfo::word(ki::W_UPGRADE_DONE) != k as u64 + 1 {
             return Err(format!("{} upgrades counted after upgrade {}", kinfo::word(ki::W_UPGRADE_DONE), k + 1));
