@@ -23,6 +23,21 @@ fn main() {
         let line = "KERNEL_PHYS = 0x100000;";
         assert!(script.contains(line), "linker.ld lost its `{line}` line");
         let script = script.replacen(line, &format!("KERNEL_PHYS = {base:#x};"), 1);
+        let script = if slot == 0 {
+            // Reserve slot 1 with a segment that has no file bytes: a
+            // loader zero-fills it and places nothing else there.
+            // `exo_upgrade::image::pack` leaves such a segment out.
+            let spare = exo_upgrade::slots::range(1).0;
+            script.replacen(
+                "    /* UPGRADE_SPARE_SLOT:",
+                &format!(
+                    "    . = KERNEL_VIRT + {spare:#x};\n    .upgrade_spare (NOLOAD) : AT({spare:#x}) {{ . = . + SLOT_BYTES; }}\n    /* UPGRADE_SPARE_SLOT:"
+                ),
+                1,
+            )
+        } else {
+            script
+        };
         let bytes = format!("SLOT_BYTES = {:#x};", exo_upgrade::slots::SLOT_BYTES);
         let script = script.replacen("SLOT_BYTES = 0x200000;", &bytes, 1);
         std::fs::write(format!("{out}/linker.ld"), script).unwrap();

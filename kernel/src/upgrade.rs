@@ -114,12 +114,22 @@ pub fn reserve(bi: &BootInfo) -> MemRange {
     let (s, e) = slots::all();
     let all = MemRange { start: s, end: e };
     let is_ram = bi.ram[..bi.ram_count].iter().any(|r| r.start <= s && e <= r.end);
-    let taken = bi.module.is_some_and(|m| m.overlaps(&all)) || bi.info.overlaps(&all);
+    // The boot image is init's (its pages must never be overwritten). The
+    // boot information may lie in the spare slot (GRUB puts it right after
+    // the kernel): it is parsed into the kernel's own copy at boot, and the
+    // RSDP it may hold is read only by ACPI discovery at boot, long before
+    // any upgrade can overwrite it.
+    let module = bi.module.filter(|m| m.overlaps(&all));
     let within = own.start >= s && own.end <= e;
-    let r = if is_ram && !taken && within {
+    let r = if is_ram && module.is_none() && within {
         all
     } else {
-        klog!("upgrade: the kernel slots {s:#x}..{e:#x} are not free RAM: no rebootless upgrade this boot");
+        let why = match (is_ram, module) {
+            (false, _) => "not all RAM",
+            (_, Some(_)) => "the boot image lies in them",
+            _ => "the kernel is not in slot 0",
+        };
+        klog!("upgrade: kernel slots {s:#x}..{e:#x}: {why}: no rebootless upgrade this boot");
         own
     };
     SLOTS_START.store(r.start, Relaxed);

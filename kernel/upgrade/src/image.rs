@@ -342,6 +342,11 @@ pub fn pack(elf: &[u8]) -> Result<alloc::vec::Vec<u8>, PackError> {
             .ok_or(PackError::Malformed("segment outside the file"))?;
         segs.push((Segment { paddr, filesz, memsz, offset: 0 }, bytes));
     }
+    // A segment without file bytes in another slot than the code is a
+    // reservation (a slot-0 build covers slot 1 so that loaders keep
+    // modules out of it): not part of what an upgrade loads.
+    let home = segs.iter().find(|(s, _)| s.filesz > 0).and_then(|(s, _)| slots::slot_of(s.paddr, s.paddr + s.memsz));
+    segs.retain(|(s, _)| s.filesz > 0 || slots::slot_of(s.paddr, s.paddr.saturating_add(s.memsz)) == home);
     if segs.len() > MAX_SEGMENTS {
         return Err(PackError::TooManySegments);
     }
@@ -424,8 +429,14 @@ mod tests {
             code[0x100 + 8 * i..0x108 + 8 * i].copy_from_slice(&w.to_le_bytes());
         }
         let low = vec![0xaau8; 0x20];
-        let phs: [(u64, u64, u64, &[u8]); 3] =
-            [(base, 0x20, 0x20, &low), (code_pa, 0x200, 0x200, &code), (base + 0x9000, 0, 0x3000, &[])];
+        // The last: slot 0 builds reserve slot 1 (left out by `pack`).
+        let spare = slots::range(1).0;
+        let phs: [(u64, u64, u64, &[u8]); 4] = [
+            (base, 0x20, 0x20, &low),
+            (code_pa, 0x200, 0x200, &code),
+            (base + 0x9000, 0, 0x3000, &[]),
+            (spare, 0, if slot == 0 { slots::SLOT_BYTES } else { 0 }, &[]),
+        ];
         let mut f = vec![0u8; 64 + 56 * phs.len()];
         f[..4].copy_from_slice(b"\x7fELF");
         f[4] = 2;
