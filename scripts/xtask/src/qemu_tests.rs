@@ -135,9 +135,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("bad_elf", Details { extra: Some(malformed_programs), ..DEFAULT }),
     // Rebootless kernel upgrade: upgrade images of build A, of build B
     // (built here, linked for the spare slot) and of B damaged.
-    // (Usually under 10 s; a block-service commit under host load can
-    // take seconds, and the test waits for one after each upgrade.)
-    ("kernel_upgrade", Details { extra: Some(crate::kernel_b::entries), timeout: Duration::from_secs(120), ..DEFAULT }),
+    ("kernel_upgrade", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
     ("kernel_upgrade_bad", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
     // (tlb_alias, ctlpage_hostile, dma_revoke: the first review's isolation
     // holes, attacked from a probe process. irq_compat_forged fails on QEMU
