@@ -37,6 +37,21 @@ pub fn ready() -> bool {
     unsafe { core::ptr::addr_of!(LAPIC).read_volatile() != 0 }
 }
 
+/// The LAPIC's physical base (0 before `init`).
+pub fn base_phys() -> u64 {
+    // SAFETY: reading the base set once at boot.
+    let v = unsafe { core::ptr::addr_of!(LAPIC).read_volatile() };
+    v.saturating_sub(PHYS_OFFSET)
+}
+
+/// Take over a LAPIC a previous kernel set up (a rebootless upgrade): the
+/// timer keeps running with its calibration; nothing is reprogrammed.
+pub fn adopt(phys: u64) {
+    // SAFETY: set once, by the single-threaded upgrade entry, before any
+    // interrupt can be taken.
+    unsafe { LAPIC = PHYS_OFFSET + phys };
+}
+
 /// Whether `vector` is in service at the LAPIC: true for an interrupt
 /// being handled, never for a CPU exception.
 pub fn in_service(vector: u8) -> bool {

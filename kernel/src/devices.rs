@@ -32,7 +32,10 @@ use iommu::vtd::{Bdf, FrameSource, Rights as DmaRights};
 use pci::{self, Address, BarKind, ConfigSpace};
 use spin::Mutex;
 
+mod handover;
 mod sriov;
+
+pub use handover::{adopt as adopt_handover, export as export_handover};
 
 /// Vector of the I/O-MMU's fault-event interrupt.
 pub const DMA_FAULT_VECTOR: u8 = 0x2f;
@@ -154,6 +157,8 @@ struct State {
     /// Physical address of the device info page (0 until written): the
     /// fault handler counts each device's DMA faults in its entry there.
     info_pa: u64,
+    /// The host address width the DMAR reported (device spaces need it).
+    haw: u8,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -164,6 +169,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     ram: [MemRange::EMPTY; crate::boot::MAX_RANGES],
     remapping: false,
     info_pa: 0,
+    haw: 0,
 });
 
 /// Interrupt Entry Cache invalidation descriptor (VT-d 6.5.2.7), global.
@@ -283,6 +289,7 @@ fn iommu_init(dmar: Result<&'static [u8], FirmwareError>, alloc: &mut BootAlloc,
         Err(e) => return klog!("VT-d: root table: {e:?}"),
     };
     let haw = dmar.host_address_width;
+    st.haw = haw;
     for dev in st.devices[..st.count].iter_mut().flatten() {
         let bdf = Bdf::from_source_id(dev.at.requester_id());
         let config = ContextConfig { domain_id: dev.domain, levels, host_address_width: haw };

@@ -179,6 +179,10 @@ pub fn build(
     crate::devices::grant_to_init(&mut m, devinfo_pa)?;
     crate::pmem::grant_to_init(&mut m)?;
     m.put_entry(INIT_SELF_HANDLE_VA, handle_entry(root, Rights::OWN | Rights::GRANT | Rights::SWITCH)).map_err(fail)?;
+    if let Some(space) = crate::upgrade::space() {
+        // The authority to upgrade the kernel (`upgrade.rs`): never GRANT.
+        m.put_entry(exo_abi::UPGRADE_HANDLE_VA, handle_entry(space, Rights::OWN | Rights::SWITCH)).map_err(fail)?;
+    }
 
     // The boot image, owned by init (it may reuse the frames).
     let img_first = module.start & !0xfff;

@@ -44,6 +44,8 @@ mod trap;
 #[cfg(target_os = "none")]
 mod upcall;
 #[cfg(target_os = "none")]
+mod upgrade;
+#[cfg(target_os = "none")]
 mod vector;
 #[cfg(target_os = "none")]
 mod window;
@@ -174,8 +176,8 @@ mod kernel {
                 );
             }
         }
-        let (ks, ke) = boot::kernel_image_phys();
-        subtract(&mut free, &mut count, MemRange { start: ks & !0xfff, end: (ke + 0xfff) & !0xfff });
+        // The kernel image, and the spare slot an upgrade loads into.
+        subtract(&mut free, &mut count, crate::upgrade::reserve(&bi));
         if let Some(m) = bi.module {
             subtract(&mut free, &mut count, MemRange { start: m.start & !0xfff, end: (m.end + 0xfff) & !0xfff });
         }
@@ -247,13 +249,17 @@ mod kernel {
             kinfo::set(ki::W_BOOT_IMAGE_LEN, m.len());
         }
 
-        // The kernel half every address space shares.
+        // The kernel half every address space shares (its image mapping's
+        // tables first moved out of the image, for upgrades).
+        crate::upgrade::relocate_kernel_map(&mut alloc);
         let pml4 = boot::boot_pml4_phys();
         // SAFETY: single-threaded boot; no address space exists yet.
         let half = unsafe { &mut *core::ptr::addr_of_mut!(trap::KERNEL_HALF) };
         for (i, e) in half.iter_mut().enumerate() {
             *e = phys_read::<u64>(pml4 + (256 + i as u64) * 8);
         }
+        crate::upgrade::make_space(&mut alloc, half);
+        crate::upgrade::report_build();
 
         let built = initas::build(&bi, &mut alloc, half, kinfo_pa)
             .unwrap_or_else(|e| fatal(format_args!("cannot start init: {e}")));

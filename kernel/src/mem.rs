@@ -34,6 +34,11 @@ pub fn set_ram(list: &[MemRange]) {
     });
 }
 
+/// The RAM ranges recorded at boot (for the upgrade's handover).
+pub fn ram_ranges() -> &'static [MemRange] {
+    RAM.get().map_or(&[], |r| &r.ranges[..r.count])
+}
+
 /// Is the 4 KiB frame at `pa` RAM that the window maps?
 #[inline]
 pub fn is_ram_frame(pa: u64) -> bool {
@@ -130,6 +135,12 @@ impl BootAlloc {
     pub fn seal(&self) {
         SEALED.store(true, Ordering::Relaxed);
     }
+}
+
+/// A kernel that took over from another (a rebootless upgrade) starts
+/// sealed: boot frames were handed out by the first kernel.
+pub fn seal_after_upgrade() {
+    SEALED.store(true, Ordering::Relaxed);
 }
 
 fn phys_write_zero_frame(f: u64) {

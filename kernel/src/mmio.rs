@@ -72,6 +72,19 @@ pub fn mapped_spans(mut f: impl FnMut(u64, u64)) {
     }
 }
 
+/// Take over the spans a previous kernel mapped (a rebootless upgrade: the
+/// mappings are in the shared kernel half already; only the list is new).
+pub fn adopt(spans: &[(u64, u64)]) {
+    // SAFETY: the upgrade entry is single-threaded and runs before any
+    // MMIO access of the new kernel.
+    unsafe {
+        let r = &mut *core::ptr::addr_of_mut!(RANGES);
+        for (slot, s) in r.iter_mut().zip(spans) {
+            *slot = *s;
+        }
+    }
+}
+
 fn check(pa: u64, size: u64) {
     // SAFETY: read-only after boot.
     let r = unsafe { &*core::ptr::addr_of!(RANGES) };

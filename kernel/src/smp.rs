@@ -404,3 +404,9 @@ fn tsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// Whether any CPU but the boot CPU has come up (a kernel upgrade parks
+/// no other CPU yet, so it refuses then).
+pub fn others_online() -> bool {
+    ONLINE_MASK.load(SeqCst).count_ones() > 1
+}

@@ -145,6 +145,13 @@ fn syscall(f: &mut TrapFrame) {
             // The handle and both control pages in one pass over the tables.
             let plan = match exo_mm::yield_plan(&mem, caller, a0, exo_abi::smp_control_va(percpu().index)) {
                 Ok(p) => p,
+                // The upgrade space has no control page: a yield to it is
+                // an upgrade request (only init holds its handle). Looked
+                // at only on this error path, so other yields pay nothing.
+                Err(Error::BadTarget) => match exo_mm::yield_target(&mem, caller, a0) {
+                    Ok(target) if crate::upgrade::is_upgrade_space(target) => return crate::upgrade::request(f, a1),
+                    _ => return result(f, Err(Error::BadTarget)),
+                },
                 Err(e) => return result(f, Err(e)),
             };
             let Some(entry) = entry_point_at(plan.target_ctl) else {

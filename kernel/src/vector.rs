@@ -48,6 +48,23 @@ static CLEAN: CleanImage = {
 /// components the save area can hold. Called once per CPU at boot; with
 /// `enable` false (`novector`) everything stays off.
 pub fn init(enable: bool) {
+    configure(enable, true)
+}
+
+/// Whether vector state is saved and cleared (not `novector`, and the CPU
+/// has FXSR).
+pub fn enabled() -> bool {
+    KIND.load(Ordering::Relaxed) != VectorKind::None as u64
+}
+
+/// `init` without resetting the registers: a rebootless upgrade's new
+/// kernel returns straight into the space that asked for it, whose vector
+/// registers are still live (the kernel itself never uses them).
+pub fn adopt(enable: bool) {
+    configure(enable, false)
+}
+
+fn configure(enable: bool, reset: bool) {
     if !enable {
         klog!("vector state: off (novector): x87/SSE/AVX instructions fault; nothing saved or cleared");
         return;
@@ -80,7 +97,9 @@ pub fn init(enable: bool) {
         KIND.store(VectorKind::Fxsave as u64, Ordering::Relaxed);
         MASK.store(0b11, Ordering::Relaxed);
         klog!("vector state: FXSAVE (x87, SSE), 512-byte area");
-        clear();
+        if reset {
+            clear();
+        }
         return;
     }
     let leaf_d = core::arch::x86_64::__cpuid_count(0xd, 0);
@@ -103,7 +122,9 @@ pub fn init(enable: bool) {
         if xsaveopt { "XSAVEOPT" } else { "XSAVE" },
         if mask & 4 != 0 { ", AVX" } else { "" }
     );
-    clear();
+    if reset {
+        clear();
+    }
 }
 
 /// Save the current vector registers into the control page `page` (its

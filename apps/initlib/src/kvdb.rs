@@ -39,7 +39,7 @@ type Outcome = Result<(), String>;
 /// namespace (`nvme_rw`, `nvme_bench` and `block_service` write below
 /// 128 MiB, `nvme_persist` at 146.5 MiB, just over 1 MiB). Windows are
 /// MiB of the namespace; the driver turns them into its blocks.
-pub(crate) const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
+pub const NVME_WINDOW_MIB: (u64, u64) = (192, 64);
 /// The range the VF's database lives in: 160 MiB..192 MiB (free on the
 /// SR-IOV machine too: `sriov_vf`'s VF I/O stays below 128 MiB, the PF's
 /// checks write 32 KiB at 156.25 MiB). The image is 512 MiB (the upper half
@@ -50,7 +50,7 @@ const VF_WINDOW_MIB: (u64, u64) = (160, 32);
 const VF_DMA_PAGES: u64 = 128;
 /// The block-service region: header, request and response rings (3 pages)
 /// and a 1 MiB data area the driver maps into the device.
-pub(crate) const KVDB_REGION_PAGES: u64 = 3 + 256;
+pub const KVDB_REGION_PAGES: u64 = 3 + 256;
 /// DMA pages for nvmed's queues (as `devices::NVME_DMA_PAGES`).
 pub(crate) const NVME_DMA_PAGES: u64 = 640;
 /// kvdb's heap: libdb's 4 MiB page cache, the test's model and slack.

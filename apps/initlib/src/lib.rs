@@ -54,3 +54,5 @@ pub mod showcase;
 pub mod spawn;
 #[cfg(target_os = "none")]
 pub mod sriov;
+#[cfg(target_os = "none")]
+pub mod upgrade;

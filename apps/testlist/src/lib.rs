@@ -92,6 +92,8 @@ pub const TESTS: &[Test] = &[
     one("tlb_shootdown"),
     one("tlb_shootdown_icount"),
     one("smp_calls_race"),
+    one("kernel_upgrade"),
+    one("kernel_upgrade_bad"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

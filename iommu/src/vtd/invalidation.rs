@@ -292,6 +292,22 @@ impl InvalidationQueue {
         Ok(InvalidationQueue { base, size_log2, tail: 0 })
     }
 
+    /// The queue as the unit's IQA and IQT registers describe it: how a
+    /// kernel that did not set it up (a rebootless upgrade) continues it
+    /// where the previous one left off, without resetting the unit.
+    pub fn resume(iqa: u64, iqt: u64) -> Result<Self, QueueError> {
+        if iqa & 0x800 != 0 {
+            return Err(QueueError::BadGeometry); // 256-bit descriptors: not ours
+        }
+        let mut q = InvalidationQueue::new(iqa & !0xfff, (iqa & 0x7) as u8)?;
+        let tail = ((iqt >> 4) & 0x7fff) as u32;
+        if tail >= q.entries() {
+            return Err(QueueError::BadGeometry);
+        }
+        q.tail = tail;
+        Ok(q)
+    }
+
     pub const fn entries(&self) -> u32 {
         256 << self.size_log2
     }
@@ -320,5 +336,20 @@ impl InvalidationQueue {
         mem.write_u64(slot + 8, descriptor[1]);
         self.tail = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_resumes_from_its_registers() {
+        let mut q = InvalidationQueue::new(0x5000, 0).unwrap();
+        q.tail = 17;
+        let r = InvalidationQueue::resume(q.iqa_value(), q.iqt_value()).unwrap();
+        assert_eq!(r, q);
+        assert_eq!(InvalidationQueue::resume(0x5000 | 0x800, 0), Err(QueueError::BadGeometry));
+        assert_eq!(InvalidationQueue::resume(0x5000, 256 << 4), Err(QueueError::BadGeometry));
     }
 }

@@ -80,6 +80,19 @@ pub const PMEM_VA: u64 = 0x0000_1c00_0000_0000;
 /// window lie below).
 pub const CHILD_PMEM_VA: u64 = 0x50_0000_0000;
 
+/// Kernel upgrade (`docs/syscalls.md`, "Rebootless kernel upgrade"): init
+/// holds, from boot, a handle to the *upgrade space* here (OWN and SWITCH,
+/// never GRANT: it cannot be passed on). Init links the new kernel's
+/// upgrade image into that space at [`UPGRADE_IMAGE_VA`] and `yield`s to
+/// the handle with `arg = (image length << 12) | offset of the image in its
+/// first page`; the kernel checks the image and, if it is good, replaces
+/// itself and returns to init as from any `yield` (Ok). A refused image
+/// returns `BadTarget` and the reason in `kinfo::W_UPGRADE_LAST_RESULT`.
+pub const UPGRADE_HANDLE_VA: u64 = 0x7000;
+/// Where the upgrade image lies in the upgrade space (PML4 slot 44, so
+/// init can link one level-3 table of its own there).
+pub const UPGRADE_IMAGE_VA: u64 = 44 << 39;
+
 /// The five system calls. Number in `rax`; arguments in `rdi`, `rsi`,
 /// `rdx`, `r10`, `r8`; result code in `rax` (0 = success, otherwise an
 /// [`Error`]), result value in `rdx`.
@@ -492,6 +505,22 @@ pub mod kinfo {
     /// Byte offset and maximum length of the NUL-terminated command line.
     pub const CMDLINE_OFFSET: usize = 2048;
     pub const CMDLINE_MAX: usize = 1024;
+    /// Kernel upgrade words (`exo_upgrade`): the running build's name (16
+    /// bytes, NUL padded, two words), upgrades done, upgrades refused, the
+    /// last request's result (0 = done, else `exo_upgrade::Refusal`), the
+    /// kernel slot running, and TSC stamps of the last upgrade: request
+    /// taken by the old kernel, its jump to the new one (its last
+    /// instruction), the new kernel's first Rust instruction, and its
+    /// return to userspace.
+    pub const W_UPGRADE_BUILD: usize = 240;
+    pub const W_UPGRADE_DONE: usize = 242;
+    pub const W_UPGRADE_REFUSED: usize = 243;
+    pub const W_UPGRADE_LAST_RESULT: usize = 244;
+    pub const W_UPGRADE_SLOT: usize = 245;
+    pub const W_UPGRADE_TSC_REQUEST: usize = 246;
+    pub const W_UPGRADE_TSC_JUMP: usize = 247;
+    pub const W_UPGRADE_TSC_NEW: usize = 248;
+    pub const W_UPGRADE_TSC_RETURN: usize = 249;
 }
 
 /// The device info page, mapped read-only into init at [`DEVINFO_VA`].
@@ -699,6 +728,40 @@ mod tests {
         const { assert!(W_CPUS < W_PMEM_RANGES && W_PMEM_REFUSED < W_PMEM_RANGE0) };
         assert_eq!(pmem_word(1, PMEM_PHYS), pmem_word(0, PMEM_VA) + 1);
         assert!(pmem_end * 8 <= CMDLINE_OFFSET, "pmem words end before the command line");
+    }
+
+    /// Every `W_*` word of the kernel info page, read from this file's
+    /// `kinfo` module, with the words it spans: no two overlap and all lie
+    /// before the command line. (Two features once took the same numbers
+    /// on two branches; the compiler cannot see that.)
+    #[test]
+    fn every_kinfo_word_is_its_own() {
+        use kinfo::*;
+        let src = include_str!("lib.rs");
+        let body = &src[src.find("pub mod kinfo {").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        let spans = |name: &str| match name {
+            "W_RAM_RANGE0" => 2 * MAX_RAM_RANGES,
+            "W_PMEM_RANGE0" => MAX_PMEM_RANGES * PMEM_RANGE_WORDS,
+            "W_UPGRADE_BUILD" => 2,
+            _ => 1,
+        };
+        let mut owner: std::collections::BTreeMap<usize, String> = Default::default();
+        let mut seen = 0;
+        for line in body.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix("pub const W_") else { continue };
+            let (name, value) = rest.split_once(": usize = ").expect("a W_ word is a usize");
+            let name = format!("W_{name}");
+            let word: usize = value.trim_end_matches(';').parse().expect("a W_ word is a literal");
+            for w in word..word + spans(&name) {
+                if let Some(other) = owner.insert(w, name.clone()) {
+                    panic!("kernel info word {w} is both {other} and {name}");
+                }
+            }
+            assert!((word + spans(&name)) * 8 <= CMDLINE_OFFSET, "{name} runs into the command line");
+            seen += 1;
+        }
+        assert!(seen > 30, "read the W_ words ({seen})");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cmd;
 mod dummy_guest;
 mod eval;
 mod image;
+mod kernel_b;
 mod machine;
 mod outcome;
 mod powerfail;

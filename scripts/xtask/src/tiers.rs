@@ -25,6 +25,7 @@ pub const TIERS: &[(&str, u8)] = &[
     ("exo-abi", 1),
     ("exo-mm", 1),
     ("exo-loader", 1),
+    ("exo-upgrade", 1),
     ("exo-testlist", 1),
     ("firmware", 1),
     ("iommu", 1),

@@ -58,6 +58,8 @@ mod powerfail;
 #[cfg(target_os = "none")]
 mod recovery;
 #[cfg(target_os = "none")]
+mod upgload;
+#[cfg(target_os = "none")]
 mod vfdev;
 #[cfg(target_os = "none")]
 mod workload;
@@ -86,17 +88,17 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let mut words = args.split_whitespace();
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
-        "create" | "pfload" | "ioerr-flush" => true,
+        "create" | "pfload" | "ioerr-flush" | "upgload" => true,
         "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" | "recover" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload, drvload or recover"
+            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload, drvload, upgload or recover"
         )))
         }
     };
     // The device-failure and kill workloads run on the block service; the
     // power-fail workload also on an own VF; recovery timing on nvme or pmem.
-    let nvme_only = !matches!(phase, "create" | "check" | "recover");
+    let nvme_only = !matches!(phase, "create" | "check" | "recover" | "upgload");
     let powerfail_on_vf = medium == "nvme-vf" && matches!(phase, "pfload" | "pfcheck");
     if phase == "recover" && !matches!(medium, "nvme" | "pmem") {
         return Err(KvdbError::Usage(format!("recover runs on nvme or pmem, not {medium}")));
@@ -128,6 +130,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
                     None => return Ok(()),
                 },
                 "create" => workload::create(storage, nonce, "nvme", tsc_per_us, counts, true)?,
+                "upgload" => upgload::run(storage, nonce)?,
                 "recover" => recovery::run(storage, "nvme", &mut words, tsc_per_us, |s| {
                     let c = s.device().counters;
                     Some((c.read_requests, c.bytes_read, c.write_requests, c.flushes))
@@ -147,6 +150,8 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
             let storage = if phase == "recover" {
                 recovery::run(storage, "pmem", &mut words, tsc_per_us, |_| None)?
+            } else if phase == "upgload" {
+                upgload::run(storage, nonce)?
             } else if create {
                 workload::create(storage, nonce, "pmem", tsc_per_us, pmem_counts, false)?
             } else {

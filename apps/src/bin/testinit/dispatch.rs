@@ -2,7 +2,7 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, sriov};
+use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, sriov, upgrade};
 use alloc::format;
 use alloc::string::String;
 
@@ -76,6 +76,8 @@ pub fn run(name: &str) -> Outcome {
         "tlb_shootdown" => smp::tlb_shootdown(500),
         "tlb_shootdown_icount" => smp::tlb_shootdown(50),
         "smp_calls_race" => smp::smp_calls_race(250),
+        "kernel_upgrade" => upgrade::kernel_upgrade(),
+        "kernel_upgrade_bad" => upgrade::kernel_upgrade_bad(),
         other => Err(format!("no test named {other:?}")),
     }
 }

@@ -41,6 +41,8 @@ mod pmem;
 mod smp;
 #[cfg(target_os = "none")]
 mod sriov;
+#[cfg(target_os = "none")]
+mod upgrade;
 
 #[cfg(target_os = "none")]
 exo_rt::entry!(main);

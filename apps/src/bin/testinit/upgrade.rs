@@ -1,0 +1,185 @@
+//! Rebootless kernel upgrade (`docs/syscalls.md`, "Rebootless kernel
+//! upgrade"; `initlib::upgrade`; the kernel's `upgrade.rs`). The boot
+//! image carries upgrade images of the running build A (slot 0) and of a
+//! build B (slot 1, its own name in the kernel info page), and damaged
+//! copies of B (QEMU test details in xtask's `qemu_tests.rs`).
+//!
+//! * `kernel_upgrade`: kvdb commits in a loop on the NVMe (block service)
+//!   and on persistent memory while init upgrades A→B→A→B; after each
+//!   upgrade the info page names the expected build, both loops go on
+//!   committing, and the commits in flight at the switch are counted; at
+//!   the end both databases are verified whole (kvdb's `upgload`).
+//! * `kernel_upgrade_bad`: truncated, wrong-ABI, corrupted images and one
+//!   linked over the running kernel are refused by name, A keeps running
+//!   and counting; then a good upgrade to B still works and a process
+//!   runs under it.
+
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::Ordering::SeqCst;
+use exo_abi::kinfo as ki;
+use exo_rt::layout::SHARED_VA;
+use exo_rt::{kinfo, mem, println};
+use exo_upgrade::Refusal;
+use initlib::kvdb::{self as kv, BlockService};
+use initlib::spawn::{self, Child};
+use initlib::upgrade::{self, Failure};
+use initlib::{sched, sched::sched_yield};
+
+type Outcome = Result<(), String>;
+
+/// kvdb's mailbox words (kvdb's `upgload.rs`).
+const LAST_ACK: u64 = 8;
+const STARTED: u64 = 16;
+const UPGRADES_SEEN: u64 = 24;
+const GAP_ACROSS: u64 = 32;
+const GAP_OTHER: u64 = 40;
+const SEEN_AFTER_JUMP: u64 = 48;
+/// Ticks (10 ms) a kvdb may take to show progress before the test fails.
+const BOUND_TICKS: u64 = 1500;
+
+fn expect_build(want: &str) -> Outcome {
+    let got = upgrade::running_build();
+    if got != want {
+        return Err(format!("the kernel info page names build {got:?}, expected {want:?}"));
+    }
+    Ok(())
+}
+
+fn word(c: &Child, w: u64) -> u64 {
+    mem::read(spawn::mailbox(c) + w)
+}
+
+/// Wait (scheduling the children) until `done`, failing if a child ends.
+fn wait_for(kids: &[&Child], what: &str, done: impl Fn() -> bool) -> Outcome {
+    let until = kinfo::word(ki::W_TICKS) + BOUND_TICKS;
+    while !done() {
+        for c in kids {
+            let st = sched::slot(c.slot).state.load(SeqCst);
+            if st != sched::RUNNABLE {
+                let code = sched::slot(c.slot).code.load(SeqCst);
+                return Err(format!("a kvdb ended (code {code}: {}) while {what}", kv::meaning(code)));
+            }
+        }
+        if kinfo::word(ki::W_TICKS) > until {
+            return Err(format!("not done {what} after {BOUND_TICKS} ticks"));
+        }
+        sched_yield();
+    }
+    Ok(())
+}
+
+pub fn kernel_upgrade() -> Outcome {
+    let nonce = crate::basic::nonce_or_clock();
+    expect_build("A")?;
+    let svc = BlockService::start(kv::NVME_WINDOW_MIB, kv::KVDB_REGION_PAGES)?;
+    let on_nvme = kv::spawn_kvdb("nvme upgload", SHARED_VA, svc.bytes(), nonce)?;
+    svc.link(&on_nvme)?;
+    let pmem_va = exo_abi::CHILD_PMEM_VA;
+    let on_pmem = kv::spawn_kvdb("pmem upgload", pmem_va, kv::PMEM_BYTES, nonce ^ 0x5a5a)?;
+    initlib::pmem::grant(&on_pmem, pmem_va, kv::PMEM_OFFSET, kv::PMEM_BYTES)?;
+    sched::start(on_nvme.slot);
+    sched::start(on_pmem.slot);
+    let kids = [&on_nvme, &on_pmem];
+    wait_for(&kids, "committing before the first upgrade", || {
+        word(&on_nvme, LAST_ACK) >= 5 && word(&on_pmem, LAST_ACK) >= 5
+    })?;
+    let mut in_flight_total = 0;
+    for (k, build) in ["B", "A", "B"].iter().enumerate() {
+        let name = format!("kernel/{build}");
+        let r = upgrade::upgrade(&name).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
+        // Init runs first after the switch: the children are as they were
+        // at the old kernel's last instruction.
+        let at_switch: [(u64, u64); 2] =
+            [(word(&on_nvme, STARTED), word(&on_nvme, LAST_ACK)), (word(&on_pmem, STARTED), word(&on_pmem, LAST_ACK))];
+        expect_build(build)?;
+        if kinfo::word(ki::W_UPGRADE_DONE) != k as u64 + 1 {
+            return Err(format!("{} upgrades counted after upgrade {}", kinfo::word(ki::W_UPGRADE_DONE), k + 1));
+        }
+        let in_flight: u64 = at_switch.iter().map(|(s, a)| s - a).sum();
+        in_flight_total += in_flight;
+        println!(
+            "init: kernel_upgrade: upgrade {} to build {build} (image {} bytes): yield {} TSC ticks in all; old kernel request to jump {}; jump to init's first instruction {} (new kernel {}); commits at the switch: nvme {} acked {} in flight, pmem {} acked {} in flight",
+            k + 1,
+            r.image_bytes,
+            r.call,
+            r.old_kernel,
+            r.switch,
+            r.new_kernel,
+            at_switch[0].1,
+            at_switch[0].0 - at_switch[0].1,
+            at_switch[1].1,
+            at_switch[1].0 - at_switch[1].1,
+        );
+        // The loops go on: both commit again, and see the new kernel.
+        let after = (at_switch[0].0, at_switch[1].0);
+        wait_for(&kids, &format!("committing after upgrade {}", k + 1), || {
+            word(&on_nvme, LAST_ACK) > after.0
+                && word(&on_pmem, LAST_ACK) > after.1
+                && word(&on_nvme, UPGRADES_SEEN) == k as u64 + 1
+                && word(&on_pmem, UPGRADES_SEEN) == k as u64 + 1
+        })?;
+        println!(
+            "init: kernel_upgrade: after upgrade {}: kvdb nvme saw it {} TSC ticks after the old kernel's jump, pmem {}",
+            k + 1,
+            word(&on_nvme, SEEN_AFTER_JUMP),
+            word(&on_pmem, SEEN_AFTER_JUMP)
+        );
+    }
+    for c in kids {
+        mem::write(spawn::mailbox(c), 1);
+    }
+    let nvme_done = kv::run_kvdb(&on_nvme, "kvdb nvme upgload");
+    let pmem_done = kv::run_kvdb(&on_pmem, "kvdb pmem upgload");
+    let back = initlib::pmem::reclaim(&on_pmem, pmem_va, kv::PMEM_OFFSET, kv::PMEM_BYTES);
+    let stopped = svc.stop();
+    nvme_done?;
+    pmem_done?;
+    back?;
+    stopped?;
+    println!(
+        "init: kernel_upgrade: 3 upgrades (A->B->A->B), {} + {} commits all verified, {} in flight at the switches, none lost; largest gap between two commits across an upgrade: nvme {} / pmem {} TSC ticks, otherwise {} / {} (TSC {} per us)",
+        word(&on_nvme, LAST_ACK),
+        word(&on_pmem, LAST_ACK),
+        in_flight_total,
+        word(&on_nvme, GAP_ACROSS),
+        word(&on_pmem, GAP_ACROSS),
+        word(&on_nvme, GAP_OTHER),
+        word(&on_pmem, GAP_OTHER),
+        kinfo::word(ki::W_TSC_PER_US)
+    );
+    expect_build("B")
+}
+
+pub fn kernel_upgrade_bad() -> Outcome {
+    expect_build("A")?;
+    let cases = [
+        ("kernel/bad-truncated", Refusal::Truncated),
+        ("kernel/bad-abi", Refusal::WrongAbi),
+        ("kernel/bad-corrupt", Refusal::BadChecksum),
+        ("kernel/A", Refusal::RunningSlot),
+    ];
+    for (i, (name, want)) in cases.iter().enumerate() {
+        let ticks = kinfo::word(ki::W_TICKS);
+        match upgrade::upgrade(name) {
+            Err(Failure::Refused(r)) if r == *want => println!("init: kernel_upgrade_bad: {name} refused: {r}"),
+            Err(e) => return Err(format!("{name}: {e}, expected refused: {want}")),
+            Ok(_) => return Err(format!("{name} was accepted")),
+        }
+        expect_build("A")?;
+        if kinfo::word(ki::W_UPGRADE_REFUSED) != i as u64 + 1 || kinfo::word(ki::W_UPGRADE_DONE) != 0 {
+            return Err(format!("after {name}: refused/done counters wrong"));
+        }
+        // The old kernel keeps running: its clock ticks on.
+        while kinfo::word(ki::W_TICKS) < ticks + 2 {
+            sched_yield();
+        }
+    }
+    // The system goes on: a good image still upgrades it, and a process
+    // runs to completion under the new kernel.
+    upgrade::upgrade("kernel/B").map_err(|e| format!("kernel/B after the bad images: {e}"))?;
+    expect_build("B")?;
+    crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    println!("init: kernel_upgrade_bad: 4 images refused by name, then A->B, and a process ran under B");
+    Ok(())
+}
