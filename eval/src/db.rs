@@ -367,15 +367,21 @@ pub fn headline(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
 }
 
 /// The Linux media a medium family's rows may come from: NVMe with ext4,
-/// or libdb on the raw block device (`crate::rawmedia`); pmem (ext4-DAX).
+/// or libdb on the raw block device; pmem with ext4-DAX, or libdb on the
+/// NVDIMM as device-DAX (`crate::rawmedia`).
 fn linux_family(medium: &str) -> Vec<&'static str> {
     if linux_medium(medium) == "nvme" {
         let mut v = vec!["nvme"];
         v.extend(crate::rawmedia::RAW_MEDIA.iter().map(|m| m.0));
         v
     } else {
-        vec!["pmem"]
+        vec!["pmem", crate::rawmedia::PMEM_RAW]
     }
+}
+
+/// The raw (no file system) Linux media of `medium`'s family.
+fn raw_family(medium: &str) -> Vec<&'static str> {
+    linux_family(medium).into_iter().filter(|m| crate::rawmedia::without_fs(m)).collect()
 }
 
 /// Linux's fastest row (commits/s) for `durability` on the media of
@@ -401,10 +407,9 @@ pub fn headline_best(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
         let (Some(e), Some(b)) = (find(exo, "exo", "libdb", medium, d), best_linux(linux, medium, d)) else {
             continue;
         };
-        let raw: Vec<String> = crate::rawmedia::RAW_MEDIA
-            .iter()
-            .filter(|_| linux_medium(medium) == "nvme")
-            .filter_map(|(m, _)| {
+        let raw: Vec<String> = raw_family(medium)
+            .into_iter()
+            .filter_map(|m| {
                 find(linux, "linux-guest", "libdb", m, d)
                     .map(|l| format!("{m} {:.0} ({})", l.ops_per_sec, ratio(Some(e.ops_per_sec), Some(l.ops_per_sec))))
             })
@@ -430,7 +435,7 @@ pub fn headline_best(exo: &[Row], linux: &[Row], medium: &str) -> Vec<String> {
 /// with the counts that tell the layers apart.
 pub fn raw_section(exo: &[Row], linux: &[Row]) -> String {
     let mut s = String::from(
-        "## libdb on Linux without a file system (NVMe)\n\n\
+        "## libdb on Linux without a file system\n\n### NVMe\n\n\
          What skipping the file system saves on Linux, beside what the exokernel saves. `nvme-raw`: libdb on a \
          128 MiB region of the raw namespace (`/dev/nvme0n1` above ext4's 384 MiB), `O_DIRECT`, `pwrite` + \
          `fdatasync`; `nvme-raw-fua`: the same opened `O_DSYNC` (FUA writes, no `fdatasync`; Linux still \
@@ -457,6 +462,7 @@ pub fn raw_section(exo: &[Row], linux: &[Row]) -> String {
             );
         }
     }
+    s.push_str(&raw_pmem_table(exo, linux));
     s.push_str(
         "\nexo against Linux's best row of each medium (any engine, file system or raw; time and instructions):\n\n",
     );
@@ -466,6 +472,38 @@ pub fn raw_section(exo: &[Row], linux: &[Row]) -> String {
         }
     }
     s.push('\n');
+    s
+}
+
+/// The pmem half of [`raw_section`]: libdb on ext4-DAX, on device-DAX
+/// (`pmem-raw`) and exo's pmem rows. No device commands exist on pmem;
+/// what differs is system calls, barriers and instructions.
+fn raw_pmem_table(exo: &[Row], linux: &[Row]) -> String {
+    let mut s = String::from(
+        "\n### pmem\n\n`pmem-raw`: libdb on the NVDIMM as device-DAX (`/dev/dax0.0`, no file system; the guest turns the \
+         namespace from fsdax into devdax after the ext4-DAX rows), mapped `MAP_SYNC`, durable by `clwb` + `sfence` like \
+         on ext4-DAX (eval/src/rawmedia.rs). `pmem`: libdb on a `MAP_SYNC` mapping of a file on ext4-DAX.\n\n\
+         | durability | system | medium | commits/s | p50 µs | syscalls/op | engine flushes/op | guest instructions/op |\n\
+         |---|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for d in DURABILITIES {
+        let mut rows: Vec<&Row> =
+            ["pmem", "file-pmem"].iter().filter_map(|m| find(exo, "exo", "libdb", m, d)).collect();
+        rows.extend(linux_family("pmem").iter().filter_map(|m| find(linux, "linux-guest", "libdb", m, d)));
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "| {d} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                r.system,
+                r.medium,
+                r.ops_per_sec,
+                format_number(r.p50_us),
+                n(r.syscalls_per_op),
+                n(r.flushes_per_op),
+                n(r.guest_instructions_per_op)
+            );
+        }
+    }
     s
 }
 
@@ -960,6 +998,24 @@ kvdb: 701 commits (3076 puts) done\nEXO-TEST-PASS libdb_nvme_create\n";
         let s = raw_section(&exo, &linux);
         assert!(
             s.contains("| sync | linux-guest | nvme-raw-fua | 200 |") && s.contains("| sync | exo | nvme | 300 |"),
+            "{s}"
+        );
+        // With a device-DAX row, pmem's best may be raw too, and is named.
+        let mut linux = linux;
+        linux.push(row("linux-guest", "libdb", "pmem-raw", "sync", 1200.0));
+        assert_eq!(best_linux(&linux, "pmem", "sync").unwrap().medium, "pmem-raw");
+        assert_eq!(best_linux(&linux, "nvme", "sync").unwrap().medium, "nvme-raw-fua", "device-DAX is not an NVMe row");
+        let h = headline_best(&exo, &linux, "pmem");
+        assert!(
+            h[0].contains("Linux's best, libdb on pmem-raw 1200 (0.38×; instructions 4500 vs 12000, 0.38×)")
+                && h[0].contains("linux libdb raw: pmem-raw 1200"),
+            "{h:?}"
+        );
+        let s = raw_section(&exo, &linux);
+        assert!(
+            s.contains("### pmem")
+                && s.contains("| sync | linux-guest | pmem-raw | 1200 |")
+                && s.contains("| sync | exo | pmem | 450 |"),
             "{s}"
         );
     }

@@ -12,6 +12,7 @@
 //! programs print are defined once in the `eval-lines` crate. With it (the default) it also holds the engines, the in-process
 //! counters and the runner behind the `eval-bench` binary.
 
+pub mod budget;
 pub mod counters;
 pub mod db;
 pub mod drivers;

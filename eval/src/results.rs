@@ -38,9 +38,9 @@ pub const SYSTEMS: [&str; 3] = ["host-linux", "linux-guest", "exo"];
 /// database driving its own SR-IOV virtual function), which has no Linux
 /// counterpart, and `file-nvme` / `file-pmem` (the database as a libfs
 /// file on those media) (`crate::db`). `nvme-raw` and `nvme-raw-fua`:
-/// libdb on a region of the guest's raw NVMe namespace, no file system
-/// (`crate::rawmedia`).
-pub const MEDIA: [&str; 5] = ["host-fs", "nvme", "pmem", "nvme-raw", "nvme-raw-fua"];
+/// libdb on a region of the guest's raw NVMe namespace, no file system;
+/// `pmem-raw`: libdb on the NVDIMM as device-DAX (`crate::rawmedia`).
+pub const MEDIA: [&str; 6] = ["host-fs", "nvme", "pmem", "nvme-raw", "nvme-raw-fua", "pmem-raw"];
 
 /// One measured run.
 #[derive(Clone, Debug, PartialEq, Default)]

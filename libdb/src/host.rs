@@ -228,3 +228,15 @@ pub fn open_file_pmem(path: impl AsRef<Path>, size: usize) -> io::Result<PmemSto
     lock_exclusive(&lock, path)?;
     Ok(PmemStorage::new(LockedMapping { map: FileMapping::open(path, size)?, _lock: lock }))
 }
+
+/// The first `len` bytes of a device-DAX character device (`/dev/daxX.Y`:
+/// persistent memory with no file system) as persistent memory, mapped
+/// `MAP_SYNC` (clwb + sfence, no msync), locked against a second open
+/// while the storage lives. `len` must be a multiple of the device's
+/// alignment (2 MiB by default).
+pub fn open_dax_device_pmem(path: impl AsRef<Path>, len: usize) -> io::Result<PmemStorage<LockedMapping>> {
+    let path = path.as_ref();
+    let lock = OpenOptions::new().read(true).write(true).open(path)?;
+    lock_exclusive(&lock, path)?;
+    Ok(PmemStorage::new(LockedMapping { map: FileMapping::open_dax_device(path, len)?, _lock: lock }))
+}

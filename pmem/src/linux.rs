@@ -69,6 +69,65 @@ impl FileMapping {
         })
     }
 
+    /// Maps the first `len` bytes of a device-DAX character device
+    /// (`/dev/daxX.Y`: a persistent-memory namespace in `devdax` mode, no
+    /// file system, no page cache) shared, writable and `MAP_SYNC`, so CPU
+    /// cache flushes + `sfence` make stores durable with no system call.
+    /// Unlike [`FileMapping::open`] nothing is created or resized, and a
+    /// mapping without `MAP_SYNC` is an error, not a fallback: a device
+    /// that refuses it is not device-DAX. `len` must be a multiple of the
+    /// device's alignment (`align` in sysfs, 2 MiB by default), or the
+    /// kernel refuses the mapping (EINVAL).
+    pub fn open_dax_device(path: impl AsRef<Path>, len: usize) -> io::Result<FileMapping> {
+        let path = path.as_ref();
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if !file.metadata()?.file_type().is_char_device() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: not a character device (device-DAX is /dev/daxX.Y)", path.display()),
+                ));
+            }
+        }
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: mmap with a null hint and a valid fd; the result is
+        // checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: MAP_SYNC mapping of {len} bytes: {e} (device-DAX? length a multiple of its align?)",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(FileMapping {
+            ptr: ptr as *mut u8,
+            len,
+            _file: file,
+            dax: true,
+            method: FlushMethod::detect(),
+            dirty: None,
+            msyncs: 0,
+            last_error: None,
+        })
+    }
+
     /// Whether the mapping is DAX (`MAP_SYNC`): durability without syscalls.
     pub fn is_dax(&self) -> bool {
         self.dax
@@ -182,5 +241,18 @@ mod tests {
         assert_eq!(&bytes[100..105], b"hello");
         assert_eq!(&bytes[5000..5018], b"non-temporal bytes");
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn dax_device_mapping_refuses_what_is_not_device_dax() {
+        let path = std::env::temp_dir().join(format!("pmem-devdax-test-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let e = FileMapping::open_dax_device(&path, 4096).err().unwrap();
+        assert!(e.to_string().contains("not a character device"), "{e}");
+        // A character device that is not device-DAX refuses MAP_SYNC.
+        let e = FileMapping::open_dax_device("/dev/zero", 4096).err().unwrap();
+        assert!(e.to_string().contains("MAP_SYNC"), "{e}");
+        assert!(FileMapping::open_dax_device("/dev/zero", 0).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 }

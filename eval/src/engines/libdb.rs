@@ -10,12 +10,17 @@
 //! NVMe block device ([`crate::rawmedia`]) through [`RawBlockDevice`]
 //! (`O_DIRECT`, 512-byte blocks; `fdatasync`, or FUA writes).
 //!
+//! Medium `pmem-raw`: no file system, the NVDIMM as device-DAX
+//! ([`crate::rawmedia::DAX_DEV`]) through libdb's own pmem backend
+//! (`open_dax_device_pmem`: `MAP_SYNC`, clwb + sfence), mapped as long as
+//! the `pmem` rows' file.
+//!
 //! Durability maps one to one onto libdb's own per-commit modes
 //! (`Sync`, `Group(n)`, `Async`); `finish` calls `Db::sync`.
 
 use super::{Engine, EngineResult};
 use crate::workload::Durability;
-use libdb::host::{open_file_block, open_file_pmem, FileDb, PmemFileDb};
+use libdb::host::{open_dax_device_pmem, open_file_block, open_file_pmem, FileDb, PmemFileDb};
 use libdb::{BlockDevice, BlockStorage, Options};
 use std::path::Path;
 
@@ -129,10 +134,21 @@ impl Libdb {
             let dev =
                 RawBlockDevice::open(&region).map_err(|e| format!("libdb: opening {} ({medium}): {e}", region.dev))?;
             Store::Raw(libdb::Db::create(BlockStorage::new(dev), opts).map_err(err("create"))?)
-        } else if pmem {
+        } else if pmem || crate::rawmedia::is_raw_pmem(medium) {
             let size = (expected_bytes.saturating_mul(4)).max(64 << 20).next_power_of_two();
-            let size = usize::try_from(size).map_err(|_| "libdb: region too large".to_string())?;
-            let storage = open_file_pmem(&path, size).map_err(err("open pmem file"))?;
+            let storage = if pmem {
+                let size = usize::try_from(size).map_err(|_| "libdb: region too large".to_string())?;
+                open_file_pmem(&path, size).map_err(err("open pmem file"))?
+            } else {
+                let dev = crate::rawmedia::DAX_DEV;
+                let sys = crate::rawmedia::dax_size_path(dev);
+                let text = std::fs::read_to_string(&sys)
+                    .map_err(|e| format!("libdb ({medium}): reading {sys}: {e} (is {dev} device-DAX?)"))?;
+                let dev_bytes = crate::rawmedia::parse_sysfs_size(&text).map_err(|e| format!("libdb: {sys}: {e}"))?;
+                let len = crate::rawmedia::dax_map_len(size, dev_bytes).map_err(|e| format!("libdb: {e}"))?;
+                let len = usize::try_from(len).map_err(|_| "libdb: region too large".to_string())?;
+                open_dax_device_pmem(dev, len).map_err(|e| format!("libdb: mapping {dev} ({medium}): {e}"))?
+            };
             Store::Pmem(libdb::Db::create(storage, opts).map_err(err("create"))?)
         } else {
             let storage = open_file_block(&path).map_err(err("open file"))?;

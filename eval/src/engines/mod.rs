@@ -46,8 +46,10 @@ pub fn open(
     if !crate::matrix::supports(name, durability) {
         return Err(format!("engine {name} cannot honour durability {durability}"));
     }
-    if crate::rawmedia::is_raw(medium) && name != "libdb" {
-        return Err(format!("engine {name} needs a file system; medium {medium} is a raw block device (libdb only)"));
+    if crate::rawmedia::without_fs(medium) && name != "libdb" {
+        return Err(format!(
+            "engine {name} needs a file system; medium {medium} is a raw block or device-DAX device (libdb only)"
+        ));
     }
     match name {
         "libdb" => Ok(Box::new(libdb::Libdb::open(dir, durability, medium, expected_bytes)?)),

@@ -114,11 +114,15 @@ fn push_pair(runs: &mut Vec<Run>, pairs: &mut Vec<Pair>, e: &Entry, medium: &str
 }
 
 /// [`runs`], plus `entries`' libdb entries on each raw medium (libdb on
-/// the NVMe block device, no file system: `crate::rawmedia`), after the
-/// file-system runs. The other engines need a file system.
+/// the NVMe block device or the NVDIMM as device-DAX, no file system:
+/// `crate::rawmedia`), after the file-system runs, `pmem-raw` last: the
+/// guest turns the NVDIMM's one namespace from fsdax (ext4-DAX) into
+/// devdax when it reaches the first `pmem-raw` run, after which no
+/// `pmem` run could mount ext4-DAX again. The other engines need a file
+/// system.
 pub fn runs_with_raw(entries: &[Entry]) -> (Vec<Run>, Vec<Pair>) {
     let (mut runs, mut pairs) = runs(entries);
-    for (medium, _) in crate::rawmedia::RAW_MEDIA {
+    for medium in crate::rawmedia::ALL_RAW {
         for e in entries.iter().filter(|e| e.engine == "libdb") {
             push_pair(&mut runs, &mut pairs, e, medium);
         }
@@ -200,6 +204,20 @@ mod tests {
         }
         // Small values keep the suite's size.
         assert!(full.iter().any(|e| e.value_bytes == 100 && e.keys == Plan::suite(false).keys));
+    }
+
+    #[test]
+    fn raw_runs_are_libdb_only_and_pmem_raw_comes_after_every_pmem_run() {
+        let (runs, pairs) = runs_with_raw(&quick_entries());
+        let libdb = quick_entries().iter().filter(|e| e.engine == "libdb").count();
+        for m in crate::rawmedia::ALL_RAW {
+            let n = pairs.iter().filter(|p| runs[p.measured].medium == m).count();
+            assert_eq!(n, libdb, "{m}");
+        }
+        assert!(runs.iter().filter(|r| crate::rawmedia::without_fs(&r.medium)).all(|r| r.engine == "libdb"));
+        let last_pmem = runs.iter().rposition(|r| r.medium == "pmem").unwrap();
+        let first_devdax = runs.iter().position(|r| r.medium == "pmem-raw").unwrap();
+        assert!(last_pmem < first_devdax);
     }
 
     #[test]

@@ -90,6 +90,16 @@ mod tests {
     }
 
     #[test]
+    fn the_devdax_report_has_keys_of_its_own() {
+        let l = parse("@@ENV pmem_raw=devdax pmem_raw_seed=dax0.0 pmem_raw_dev=/dev/dax0.0 pmem_raw_align=2097152 pmem_raw_size=132120576\n").unwrap();
+        let Line::Env(kv) = l else { panic!("{l:?}") };
+        assert_eq!(kv[0], ("pmem_raw".to_string(), "devdax".to_string()));
+        assert_eq!(kv[4], ("pmem_raw_size".to_string(), "132120576".to_string()));
+        // Nothing that would shadow the fsdax setup's `dax=` / `reason=`.
+        assert!(kv.iter().all(|(k, _)| k.starts_with("pmem_raw")));
+    }
+
+    #[test]
     fn rejects_garbled_messages() {
         assert!(parse("@@READY x").is_err());
         assert!(parse("@@DONE 3").is_err());

@@ -10,7 +10,7 @@
 //!   boots (fresh images and nonce each boot), every timed boot tracing
 //!   QEMU's NVMe command events; as many boots per medium under `-icount
 //!   shift=0` for instructions.
-//! * linux-guest: the `eval --linux` measuring code ([`super::linux::measure`])
+//! * linux-guest: the `eval --linux` measuring code ([`super::linux::measure_with_raw`])
 //!   over [`eval::db::linux_entries`], once per round, right after that
 //!   round's exo boots.
 //!
@@ -122,6 +122,9 @@ pub fn run(quick: bool) -> Result<()> {
     let work = ws.root.join(".cache/db-run");
     std::fs::create_dir_all(&work)?;
     let n_rounds = super::rounds_override()?.unwrap_or(rounds(quick));
+    // EVAL_BUDGET_SECS: no round starts that would not finish, with its
+    // icount boots, inside the budget (eval::budget).
+    let budget = super::budget_override()?;
     println!(
         "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
@@ -134,7 +137,21 @@ pub fn run(quick: bool) -> Result<()> {
     let (mut rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
     let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) = (vec![], vec![], vec![], vec![]);
     let mut linux_work = work.clone();
+    let (mut done_rounds, mut longest_round, mut exo_round_secs) = (0usize, Duration::ZERO, 0f64);
     for round in 1..=n_rounds {
+        if let Some(b) = budget.filter(|_| round > 1) {
+            // This round, then one icount boot per medium per round done.
+            let after = Duration::from_secs_f64(exo_round_secs * round as f64 + 60.0);
+            if !eval::budget::room_for_round(started.elapsed(), longest_round, after, b) {
+                println!(
+                    "-- time budget: {done_rounds} of {n_rounds} rounds run (the next would end after EVAL_BUDGET_SECS={})",
+                    b.as_secs()
+                );
+                break;
+            }
+        }
+        let round_started = Instant::now();
+        let exo_before: f64 = exo_secs.iter().sum();
         {
             // Two runs in one checkout would share images and logs: wait instead.
             let _lock = machine::lock_images(&work)?;
@@ -176,7 +193,12 @@ pub fn run(quick: bool) -> Result<()> {
         linux_work = lm.work.clone();
         let n = lm.rows.len();
         rounds.push((lm.rows, vec![None; n]));
+        done_rounds = round;
+        longest_round = longest_round.max(round_started.elapsed());
+        exo_round_secs = exo_round_secs.max(exo_secs.iter().sum::<f64>() - exo_before);
     }
+    let planned_rounds = n_rounds;
+    let n_rounds = done_rounds;
     let (mut exo, exo_lines, linux_rows, rates) = median_rows(&rounds);
     // Instructions: as many icount boots per medium as timed rounds, the
     // median per row (on NVMe the count includes the driver's polling
@@ -221,6 +243,20 @@ pub fn run(quick: bool) -> Result<()> {
     let mut env = vec![
         ("host load at start".to_string(), load_at_start),
         (
+            "host load at end".to_string(),
+            std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+        ),
+        (
+            "rounds".to_string(),
+            if n_rounds < planned_rounds {
+                format!("{n_rounds} of {planned_rounds} (the time budget EVAL_BUDGET_SECS stopped the rest)")
+            } else {
+                format!("{n_rounds}")
+            },
+        ),
+        (
             "commit".to_string(),
             crate::cmd::output(std::process::Command::new("git").args([
                 "-C",
@@ -250,7 +286,7 @@ pub fn run(quick: bool) -> Result<()> {
         "linux-guest".into(),
         format!(
             "{n_rounds} rounds of the `eval --linux` measurement (counters pass + icount pass, {} runs each) over the commit rows, each after that round's exo boots; median-ops/s round per row; {} s per round",
-            4 * linux_entries().len(),
+            eval::linux::plan::runs_with_raw(&linux_entries()).0.len(),
             linux_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")
         ),
     ));

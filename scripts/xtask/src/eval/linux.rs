@@ -23,7 +23,7 @@ use crate::workspace::Workspace;
 use anyhow::{Context, Result};
 use eval::linux::{plan, report, summary, write_plots, RunOutcome};
 use eval::results::Row;
-use session::{PassKind, PassResult, PassSetup};
+use session::{PassKind, PassResult, PassSetup, PassStop};
 use std::time::{Duration, Instant};
 
 pub fn run(quick: bool) -> Result<()> {
@@ -33,7 +33,11 @@ pub fn run(quick: bool) -> Result<()> {
     if let Some(n) = std::env::var("EVAL_LINUX_OPS").ok().and_then(|v| v.parse::<u64>().ok()) {
         entries.iter_mut().for_each(|e| e.ops = n.max(2));
     }
-    let m = measure(&ws, &entries, &format!("eval --linux{}", if quick { " --quick" } else { "" }), "run")?;
+    // EVAL_BUDGET_SECS: stop starting rows when the time is up (eval/README.md).
+    let deadline = super::budget_override()?.map(|b| Instant::now() + b);
+    let title = format!("eval --linux{}", if quick { " --quick" } else { "" });
+    let (runs, pairs) = plan::runs(&entries);
+    let m = measure_runs_until(&ws, runs, pairs, &title, "run", deadline)?;
 
     let out = ws.root.join("eval/results/latest");
     std::fs::create_dir_all(&out)?;
@@ -42,7 +46,18 @@ pub fn run(quick: bool) -> Result<()> {
     let plots = write_plots(&out, &m.rows)?;
     let pmem_table = report::pmem_pages_table(&m.pairs, &m.runs, &m.counters.rows);
     let table = report::append_column(&eval::results::markdown_table(&m.rows), "doorbells/op", &m.doorbells)?;
-    std::fs::write(out.join("linux.md"), summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots))?;
+    let mut md = summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots);
+    if !m.not_run.is_empty() {
+        md.push_str(&format!(
+            "\n## Not run: the time budget ran out (EVAL_BUDGET_SECS)\n\n{} of {} rows were not run (measured and baseline), by medium, value size, workload and durability:\n\n",
+            m.not_run_pairs,
+            m.pairs.len()
+        ));
+        for l in &m.not_run {
+            md.push_str(&format!("- {l}\n"));
+        }
+    }
+    std::fs::write(out.join("linux.md"), md)?;
     let env_txt: String = m.env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     std::fs::write(out.join("linux-env.txt"), env_txt)?;
 
@@ -69,6 +84,10 @@ pub struct Measured {
     /// Beside `rows` (same index): doorbells are not a `Row` column.
     pub doorbells: Vec<Option<f64>>,
     pub failures: Vec<String>,
+    /// Rows the time budget left out ([`eval::budget::not_run_summary`]),
+    /// and how many pairs that is.
+    pub not_run: Vec<String>,
+    pub not_run_pairs: usize,
     /// The sanity checks, as (passed, description).
     pub checks: Vec<(bool, String)>,
     pub env: Vec<(String, String)>,
@@ -89,15 +108,10 @@ impl Measured {
 }
 
 /// Boot the Linux guest twice (counters pass, icount pass) over `entries`
-/// on both media and turn the runs into rows. `title` starts the progress
-/// line; `work_name` names the run directory under the guest cache (raw
-/// logs and images; runs sharing one wait for each other).
-pub fn measure(ws: &Workspace, entries: &[eval::matrix::Entry], title: &str, work_name: &str) -> Result<Measured> {
-    let (runs, pairs) = plan::runs(entries);
-    measure_runs(ws, runs, pairs, title, work_name)
-}
-
-/// [`measure`] with libdb also on the raw NVMe media (`eval --db`).
+/// on both media, with libdb also on the raw media (`eval --db`), and turn
+/// the runs into rows. `title` starts the progress line; `work_name` names
+/// the run directory under the guest cache (raw logs and images; runs
+/// sharing one wait for each other).
 pub fn measure_with_raw(
     ws: &Workspace,
     entries: &[eval::matrix::Entry],
@@ -116,6 +130,21 @@ pub fn measure_runs(
     pairs: Vec<plan::Pair>,
     title: &str,
     work_name: &str,
+) -> Result<Measured> {
+    measure_runs_until(ws, runs, pairs, title, work_name, None)
+}
+
+/// [`measure_runs`] with a deadline: the counters pass stops starting rows
+/// when its share of the time left is gone, the icount pass runs no further
+/// than the counters pass got (and stops at the deadline too); the pairs
+/// not run are reported in `not_run`, not as failures.
+pub fn measure_runs_until(
+    ws: &Workspace,
+    runs: Vec<plan::Run>,
+    pairs: Vec<plan::Pair>,
+    title: &str,
+    work_name: &str,
+    deadline: Option<Instant>,
 ) -> Result<Measured> {
     crate::setup::ensure_qemu()?;
     println!(
@@ -138,7 +167,22 @@ pub fn measure_runs(
     let timeout = Duration::from_secs(180 + 120 * runs.len() as u64);
     let started = Instant::now();
     let mut passes: Vec<PassResult> = vec![];
+    // Kept for writing the report after the icount pass.
+    let margin = Duration::from_secs(120);
     for kind in [PassKind::Counters, PassKind::Icount] {
+        let stop = match (deadline, kind) {
+            (None, _) => PassStop::default(),
+            (Some(d), PassKind::Counters) => PassStop {
+                at: Some(
+                    Instant::now() + eval::budget::counters_share(d.saturating_duration_since(Instant::now()), margin),
+                ),
+                max_rows: None,
+            },
+            (Some(d), PassKind::Icount) => PassStop {
+                at: Some(d.checked_sub(margin).unwrap_or(d)),
+                max_rows: passes.first().and_then(|p| p.stopped_at),
+            },
+        };
         let setup = PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &runs, timeout };
         let n = runs.len();
         let t0 = Instant::now();
@@ -161,7 +205,8 @@ pub fn measure_runs(
             };
             println!("[{:<8}] {done:>3}/{n} {:<46} {what}  ({el:.0}s, ~{eta:.0}s left)", kind.name(), runs[k].label());
         };
-        let res = session::run_pass(&setup, &mut progress).with_context(|| format!("pass `{}`", kind.name()))?;
+        let res =
+            session::run_pass_until(&setup, stop, &mut progress).with_context(|| format!("pass `{}`", kind.name()))?;
         println!(
             "-- pass `{}` done in {:.0}s (serial log {})",
             kind.name(),
@@ -175,7 +220,13 @@ pub fn measure_runs(
     let mut rows: Vec<Row> = vec![];
     let mut doorbells: Vec<Option<f64>> = vec![];
     let mut failures: Vec<String> = vec![];
-    for &p in &pairs {
+    let budget_cut = |o: &RunOutcome| o.fail.as_deref() == Some(eval::budget::NOT_RUN);
+    let (not_run, pairs_run): (Vec<plan::Pair>, Vec<plan::Pair>) = pairs.iter().copied().partition(|p| {
+        [p.measured, p.baseline]
+            .iter()
+            .any(|&i| counters.rows.get(i).is_some_and(budget_cut) || icount.rows.get(i).is_some_and(budget_cut))
+    });
+    for &p in &pairs_run {
         match report::make_row(p, &runs, &columns, &counters.rows, &icount.rows) {
             Ok(r) => {
                 rows.push(r);
@@ -185,15 +236,23 @@ pub fn measure_runs(
         }
     }
     for (i, r) in icount.rows.iter().enumerate() {
-        if let Some(f) = &r.fail {
+        if let Some(f) = r.fail.as_ref().filter(|_| !budget_cut(r)) {
             failures.push(format!("icount pass, {}: {f}", runs[i].label()));
         }
     }
     let mut checks = report::sanity(&rows);
     checks.push(report::cross_check(&runs, &counters.rows));
     checks.push(report::doorbell_check(&runs, &icount.rows));
-    let env = environment(&g, &counters, &icount, started.elapsed())?;
-    Ok(Measured { runs, pairs, counters, icount, rows, doorbells, failures, checks, env, work })
+    let mut env = environment(&g, &counters, &icount, started.elapsed())?;
+    if deadline.is_some() {
+        env.push((
+            "time budget (EVAL_BUDGET_SECS)".into(),
+            format!("{} of {} rows run, {} not run", pairs_run.len(), pairs.len(), not_run.len()),
+        ));
+    }
+    let not_run_pairs = not_run.len();
+    let not_run = eval::budget::not_run_summary(&runs, &not_run);
+    Ok(Measured { runs, pairs, counters, icount, rows, doorbells, failures, not_run, not_run_pairs, checks, env, work })
 }
 
 fn environment(

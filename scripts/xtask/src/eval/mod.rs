@@ -26,6 +26,16 @@ pub fn rounds_override() -> Result<Option<usize>> {
     }
 }
 
+/// `EVAL_BUDGET_SECS=N`: a wall-clock budget for `--linux` and `--db`
+/// (eval::budget): they stop starting work when it runs out and report
+/// what they did not run, instead of being killed with nothing written.
+pub fn budget_override() -> Result<Option<std::time::Duration>> {
+    match std::env::var("EVAL_BUDGET_SECS") {
+        Err(_) => Ok(None),
+        Ok(v) => eval::budget::parse_budget(&v).map(Some).map_err(anyhow::Error::msg),
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
     pub host: bool,

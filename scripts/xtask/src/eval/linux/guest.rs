@@ -213,11 +213,14 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
 
 /// A copy of `bin` without debug info when `strip` exists (the static
 /// bench is ~45 MiB with it, and the guest unpacks the initramfs under TCG).
-fn stripped(bin: &Path, cache: &Path) -> Result<PathBuf> {
+/// `out` is per initramfs: two evaluations running at once (each in its
+/// own work directory) must not strip into one file while the other
+/// reads it.
+fn stripped(bin: &Path, out: &Path) -> Result<PathBuf> {
     if !cmd::on_path("strip") {
         return Ok(bin.to_path_buf());
     }
-    let out = cache.join("eval-bench.stripped");
+    let out = out.to_path_buf();
     // Best effort: an unstrippable file (e.g. a script stand-in) goes in as is.
     match cmd::run(Command::new("strip").arg("-o").arg(&out).arg(bin)) {
         Ok(()) => Ok(out),
@@ -240,7 +243,7 @@ pub fn build_initramfs(g: &GuestFiles, plan: &str, out: &Path) -> Result<()> {
     for app in busybox_applets(&g.busybox)? {
         a.symlink(&format!("bin/{app}"), "busybox")?;
     }
-    a.file("bin/eval-bench", &read(&stripped(&g.bench, &g.cache)?)?, true)?;
+    a.file("bin/eval-bench", &read(&stripped(&g.bench, &out.with_extension("eval-bench-stripped"))?)?, true)?;
     // The real mke2fs goes to /sbin; init calls it by full path because
     // busybox's ext2-only mke2fs is first on PATH.
     a.file("sbin/mke2fs", &read(&g.mke2fs)?, true)?;

@@ -23,6 +23,10 @@ pub const WANTED: &[&str] = &[
     "nd_pmem",
     "nd_btt",
     "nfit",
+    // device-DAX (eval --db's pmem-raw rows): the nd driver that claims a
+    // namespace as devdax, and the driver that makes /dev/daxX.Y.
+    "dax_pmem",
+    "device_dax",
 ];
 
 pub fn normalize(name: &str) -> String {

@@ -55,6 +55,24 @@ pub struct PassResult {
     pub fatal: Option<String>,
     pub serial_log: PathBuf,
     pub elapsed: Duration,
+    /// The budget stopped the pass before this row (0-based): it and every
+    /// later row were not run ([`eval::budget::NOT_RUN`]).
+    pub stopped_at: Option<usize>,
+}
+
+/// When a pass stops starting rows (the time budget, `EVAL_BUDGET_SECS`):
+/// at the first READY after `at`, or at row `max_rows` (0-based), whichever
+/// comes first. The default stops nowhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassStop {
+    pub at: Option<Instant>,
+    pub max_rows: Option<usize>,
+}
+
+impl PassStop {
+    fn stops_before(&self, row: usize, now: Instant) -> bool {
+        self.at.is_some_and(|t| now >= t) || self.max_rows.is_some_and(|n| row >= n)
+    }
 }
 
 /// Reads the QEMU trace log incrementally, up to the last complete line.
@@ -93,6 +111,17 @@ pub struct PassSetup<'a> {
 }
 
 pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> Result<PassResult> {
+    run_pass_until(s, PassStop::default(), progress)
+}
+
+/// [`run_pass`] that stops starting rows at `stop` (the guest is answered
+/// `stop` at that READY, prints END and powers off); the rows not run get
+/// [`eval::budget::NOT_RUN`] as their failure.
+pub fn run_pass_until(
+    s: &PassSetup,
+    stop: PassStop,
+    progress: &mut dyn FnMut(usize, &RunOutcome),
+) -> Result<PassResult> {
     let images = s.work_dir.join(format!("images-{}", s.kind.name()));
     // Fresh images every pass: a previous pass's fsdax info block on the
     // NVDIMM would change how the namespace comes up.
@@ -209,7 +238,15 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
         match parsed {
             Line::Ready(i) => {
                 let k = row_mut(&mut res, i)?;
-                if counters && s.rows[k].medium == "pmem" {
+                if stop.stops_before(k, Instant::now()) {
+                    for r in &mut res.rows[k..] {
+                        r.fail = Some(eval::budget::NOT_RUN.into());
+                    }
+                    res.stopped_at = Some(k);
+                    writeln!(stdin, "stop")?;
+                    continue;
+                }
+                if counters && s.rows[k].medium.starts_with("pmem") {
                     pmem.mark()?;
                 }
                 let (snap, _) = snapshot(&mut qmp, &mut trace)?;
@@ -227,7 +264,7 @@ pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> 
                 } else {
                     r.nvme_sq_doorbells = Some(nvme.io_sq_doorbells);
                 }
-                if counters && s.rows[k].medium == "pmem" {
+                if counters && s.rows[k].medium.starts_with("pmem") {
                     r.pmem_pages_changed = Some(pmem.changed_since_mark()?);
                 }
                 if let (Some(a), Some(b)) = (after.blk, b.blk) {
