@@ -317,6 +317,14 @@ pub fn start_aps(platform: Option<&Platform<'static>>, bi: &BootInfo, tsc_per_us
     let bsp = apic::id();
     APIC_IDS[0].store(bsp as u64, SeqCst);
     let (list, parked) = ids.to_start(bsp, MAX_CPUS - 1);
+    // `nosmp` on the command line keeps every AP parked: one CPU, as
+    // before SMP (a kernel upgrade, for one, parks no other CPU yet).
+    let nosmp = bi.cmdline[..bi.cmdline_len].split(|b| *b == b' ').any(|w| w == b"nosmp");
+    if nosmp {
+        let all = list.as_slice().len() + parked;
+        kinfo::set(ki::W_SMP_PARKED, all as u64);
+        return klog!("SMP: `nosmp`: {all} other CPU(s) stay parked");
+    }
     kinfo::set(ki::W_SMP_PARKED, parked as u64);
     if parked > 0 {
         klog!("SMP: {parked} enabled CPU(s) stay parked (beyond {MAX_CPUS} CPUs, or not addressable in xAPIC mode)");

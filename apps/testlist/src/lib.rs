@@ -94,6 +94,8 @@ pub const TESTS: &[Test] = &[
     one("smp_calls_race"),
     one("kernel_upgrade"),
     one("kernel_upgrade_bad"),
+    one("kernel_upgrade_smp"),
+    one("kernel_upgrade_nosmp"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -151,6 +151,11 @@ pub const DETAILS: &[(&str, Details)] = &[
     // (built here, linked for the spare slot) and of B damaged.
     ("kernel_upgrade", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
     ("kernel_upgrade_bad", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
+    ("kernel_upgrade_smp", Details { extra: Some(crate::kernel_b::entries), machine: smp_2, ..DEFAULT }),
+    (
+        "kernel_upgrade_nosmp",
+        Details { extra: Some(crate::kernel_b::entries), machine: smp_2, args: "nosmp", ..DEFAULT },
+    ),
     // (tlb_alias, ctlpage_hostile, dma_revoke: the first review's isolation
     // holes, attacked from a probe process. irq_compat_forged fails on QEMU
     // 7.2: its VT-d forwards compatibility-format MSIs with interrupt
@@ -309,7 +314,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 53, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 55, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -78,6 +78,8 @@ pub fn run(name: &str) -> Outcome {
         "smp_calls_race" => smp::smp_calls_race(250),
         "kernel_upgrade" => upgrade::kernel_upgrade(),
         "kernel_upgrade_bad" => upgrade::kernel_upgrade_bad(),
+        "kernel_upgrade_smp" => upgrade::kernel_upgrade_smp(),
+        "kernel_upgrade_nosmp" => upgrade::kernel_upgrade_nosmp(),
         other => Err(format!("no test named {other:?}")),
     }
 }

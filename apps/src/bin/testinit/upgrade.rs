@@ -13,6 +13,10 @@
 //!   linked over the running kernel are refused by name, A keeps running
 //!   and counting; then a good upgrade to B still works and a process
 //!   runs under it.
+//! * `kernel_upgrade_smp`: with a second CPU online a good image is
+//!   refused (`OtherCpusRunning`: the switch parks no other CPU yet), A
+//!   keeps running, and a process still runs; `kernel_upgrade_nosmp`:
+//!   the same machine booted with `nosmp` (APs parked) upgrades A→B.
 
 use alloc::format;
 use alloc::string::String;
@@ -181,5 +185,47 @@ pub fn kernel_upgrade_bad() -> Outcome {
     expect_build("B")?;
     crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
     println!("init: kernel_upgrade_bad: 4 images refused by name, then A->B, and a process ran under B");
+    Ok(())
+}
+
+pub fn kernel_upgrade_smp() -> Outcome {
+    expect_build("A")?;
+    let online = kinfo::word(ki::W_SMP_ONLINE);
+    if online < 2 {
+        return Err(format!("{online} CPU(s) online: this test needs an SMP machine"));
+    }
+    let ticks = kinfo::word(ki::W_TICKS);
+    match upgrade::upgrade("kernel/B") {
+        Err(Failure::Refused(Refusal::OtherCpusRunning)) => {}
+        Err(e) => {
+            return Err(format!("kernel/B with {online} CPUs: {e}, expected refused: {}", Refusal::OtherCpusRunning))
+        }
+        Ok(_) => return Err(format!("kernel/B was accepted with {online} CPUs online")),
+    }
+    expect_build("A")?;
+    if kinfo::word(ki::W_UPGRADE_DONE) != 0 || kinfo::word(ki::W_UPGRADE_REFUSED) != 1 {
+        return Err("refused/done counters wrong".into());
+    }
+    while kinfo::word(ki::W_TICKS) < ticks + 2 {
+        sched_yield();
+    }
+    crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    println!(
+        "init: kernel_upgrade_smp: kernel/B refused with {online} CPUs online ({}), A runs on",
+        Refusal::OtherCpusRunning
+    );
+    Ok(())
+}
+
+pub fn kernel_upgrade_nosmp() -> Outcome {
+    expect_build("A")?;
+    let (online, parked) = (kinfo::word(ki::W_SMP_ONLINE), kinfo::word(ki::W_SMP_PARKED));
+    if online != 1 || parked == 0 {
+        return Err(format!("`nosmp`: {online} CPU(s) online, {parked} parked; expected 1 and at least 1"));
+    }
+    upgrade::upgrade("kernel/B").map_err(|e| format!("kernel/B with the APs parked: {e}"))?;
+    expect_build("B")?;
+    crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    println!("init: kernel_upgrade_nosmp: {parked} CPU(s) parked by `nosmp`, A->B, and a process ran under B");
     Ok(())
 }
