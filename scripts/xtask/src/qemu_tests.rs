@@ -154,7 +154,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("kernel_upgrade_smp", Details { extra: Some(crate::kernel_b::entries), machine: smp_2, ..DEFAULT }),
     (
         "kernel_upgrade_nosmp",
-        Details { extra: Some(crate::kernel_b::entries), machine: smp_2, args: "nosmp", ..DEFAULT },
+        Details { extra: Some(crate::kernel_b::entries), machine: smp_2, args: " nosmp", ..DEFAULT },
     ),
     // (tlb_alias, ctlpage_hostile, dma_revoke: the first review's isolation
     // holes, attacked from a probe process. irq_compat_forged fails on QEMU
