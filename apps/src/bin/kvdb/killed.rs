@@ -13,7 +13,7 @@
 
 use crate::error::KvdbError;
 use crate::ioerr::MAILBOX_LAST_ACK;
-use crate::powerfail::{key, value, verify, SEQ_KEY};
+use crate::powerfail::{commit_numbered, verify};
 use alloc::format;
 use exo_rt::layout::MAILBOX_VA;
 use exo_rt::{mem, println};
@@ -44,11 +44,7 @@ pub fn run<S: Storage>(storage: S, words: &mut core::str::SplitWhitespace, nonce
     let mut seq = m;
     while limit == 0 || seq < m + limit {
         seq += 1;
-        let ctx = || format!("commit {seq}");
-        let mut w = db.begin_write().map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(&key(seq), &value(nonce, seq)).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(SEQ_KEY, &seq.to_le_bytes()).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.commit(Durability::Sync).map_err(|e| KvdbError::db(e, ctx()))?;
+        commit_numbered(&db, nonce, seq, Durability::Sync)?;
         mem::write(MAILBOX_VA + MAILBOX_LAST_ACK, seq);
     }
     let last = verify(&db, nonce)?;

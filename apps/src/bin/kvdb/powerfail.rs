@@ -40,6 +40,16 @@ pub fn key(seq: u64) -> Vec<u8> {
     format!("pf{:04}", seq % KEYS).into_bytes()
 }
 
+/// Commit number `seq` of a numbered loop: its key's value and the
+/// sequence key, as one transaction (what `verify` checks afterwards).
+pub fn commit_numbered<S: Storage>(db: &Db<S>, nonce: u64, seq: u64, durability: Durability) -> Result<(), KvdbError> {
+    let ctx = || format!("commit {seq}");
+    let mut w = db.begin_write().map_err(|e| KvdbError::db(e, ctx()))?;
+    w.put(&key(seq), &value(nonce, seq)).map_err(|e| KvdbError::db(e, ctx()))?;
+    w.put(SEQ_KEY, &seq.to_le_bytes()).map_err(|e| KvdbError::db(e, ctx()))?;
+    w.commit(durability).map_err(|e| KvdbError::db(e, ctx()))
+}
+
 /// The value commit `seq` stores: 1..=400 bytes, a function of both.
 pub fn value(nonce: u64, seq: u64) -> Vec<u8> {
     let len = 1 + (seq.wrapping_mul(0x9e37_79b9) >> 7) % 400;
@@ -100,11 +110,7 @@ pub fn load<S: Storage>(
     println!("EXO-PF start mode={mode_name} commits={commits}");
     for seq in 1..=commits {
         let before = db.with_storage(&flushes);
-        let ctx = || format!("commit {seq}");
-        let mut w = db.begin_write().map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(&key(seq), &value(nonce, seq)).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(SEQ_KEY, &seq.to_le_bytes()).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.commit(durability).map_err(|e| KvdbError::db(e, ctx()))?;
+        commit_numbered(&db, nonce, seq, durability)?;
         let mut durable = match durability {
             Durability::Sync => Some(seq),
             _ if db.with_storage(&flushes) > before => Some(seq - 1),

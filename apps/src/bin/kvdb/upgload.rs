@@ -17,7 +17,7 @@
 
 use crate::error::KvdbError;
 use crate::ioerr::MAILBOX_LAST_ACK;
-use crate::powerfail::{key, value, verify, SEQ_KEY};
+use crate::powerfail::{commit_numbered, verify};
 use alloc::format;
 use exo_abi::kinfo as ki;
 use exo_rt::layout::MAILBOX_VA;
@@ -43,11 +43,7 @@ pub fn run<S: Storage>(storage: S, nonce: u64) -> Result<S, KvdbError> {
     while mem::read(MAILBOX_VA) == 0 {
         seq += 1;
         mem::write(MAILBOX_VA + MAILBOX_STARTED, seq);
-        let ctx = || format!("commit {seq}");
-        let mut w = db.begin_write().map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(&key(seq), &value(nonce, seq)).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.put(SEQ_KEY, &seq.to_le_bytes()).map_err(|e| KvdbError::db(e, ctx()))?;
-        w.commit(Durability::Sync).map_err(|e| KvdbError::db(e, ctx()))?;
+        commit_numbered(&db, nonce, seq, Durability::Sync)?;
         mem::write(MAILBOX_VA + MAILBOX_LAST_ACK, seq);
         let now = exo_rt::time::rdtsc();
         let done = kinfo(ki::W_UPGRADE_DONE);
