@@ -154,10 +154,22 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
             p
         };
+        // A real linker-made program, told apart by one code byte, with
+        // "debug information" after it that packing drops.
+        let tiny = include_bytes!("../../../apps/loader/tests/fixtures/tiny-static.elf");
+        let program = |tag: u8| {
+            let mut f = tiny.to_vec();
+            f[0x1bc + 4] = tag; // inside the text segment
+            let loadable = exo_loader::elf::strip_to_segments(&f).unwrap();
+            f.extend_from_slice(&[0xdb; 4096]);
+            (f, loadable)
+        };
+        let ((system, system_packed), (probe, probe_packed), (tests, tests_packed)) =
+            (program(1), program(2), program(3));
         let arts = Artifacts {
             kernel: file("kernel", b"k"),
-            programs: vec![("init".into(), file("init", b"the system")), ("probe".into(), file("probe", b"probe"))],
-            test_root: file("testinit", b"the tests"),
+            programs: vec![("init".into(), file("init", &system)), ("probe".into(), file("probe", &probe))],
+            test_root: file("testinit", &tests),
             boot_image: dir.join("t.bin"),
             system_image: dir.join("s.bin"),
         };
@@ -168,14 +180,18 @@ mod tests {
         assert_eq!(
             test,
             [
-                ("init".to_string(), b"the tests".to_vec()),
-                ("probe".to_string(), b"probe".to_vec()),
+                ("init".to_string(), tests_packed),
+                ("probe".to_string(), probe_packed),
                 ("bad_elf/x".to_string(), vec![7]),
             ]
         );
         let system = entries(pack_system(&arts).unwrap());
-        assert_eq!(system[0], ("init".to_string(), b"the system".to_vec()));
+        assert_eq!(system[0], ("init".to_string(), system_packed));
         assert_eq!(system.len(), 2);
+        // A program that is no loadable ELF is refused, naming its file.
+        let bad = Artifacts { test_root: file("broken", b"not an ELF"), ..arts };
+        let err = pack(&bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("broken") && err.contains("ELF"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
