@@ -427,3 +427,22 @@ pub fn on_vf_phase(phase: &str, rest: &str, nonce: u64) -> Result<u64, String> {
     println!("init: kvdb drove VF 1 through its own I/O page table: no DMA faults");
     Ok(bar_size)
 }
+
+/// The words of kvdb's mailbox page (child → parent) in its upgrade
+/// commit loop (`kvdb <medium> upgload`): the one definition, read by the
+/// test root's `kernel_upgrade` and written by kvdb's `upgload.rs`.
+pub mod upgrade_mailbox {
+    /// The last acknowledged commit (the same word as kvdb's other loops).
+    pub const LAST_ACK: u64 = 8;
+    /// The commit being made (started − acknowledged = in flight).
+    pub const STARTED: u64 = 16;
+    /// Upgrades kvdb has seen in the kernel info page.
+    pub const UPGRADES_SEEN: u64 = 24;
+    /// Largest TSC gap between two acknowledged commits with an upgrade
+    /// between them, and without one.
+    pub const GAP_ACROSS: u64 = 32;
+    pub const GAP_OTHER: u64 = 40;
+    /// TSC ticks from the old kernel's jump to kvdb first seeing the new
+    /// kernel's upgrade count.
+    pub const SEEN_AFTER_JUMP: u64 = 48;
+}

@@ -16,19 +16,13 @@
 //! pause: it includes the rest of the commit it was in).
 
 use crate::error::KvdbError;
-use crate::ioerr::MAILBOX_LAST_ACK;
 use crate::powerfail::{commit_numbered, verify};
 use alloc::format;
 use exo_abi::kinfo as ki;
 use exo_rt::layout::MAILBOX_VA;
 use exo_rt::{mem, println};
+use initlib::kvdb::upgrade_mailbox::{GAP_ACROSS, GAP_OTHER, LAST_ACK, SEEN_AFTER_JUMP, STARTED, UPGRADES_SEEN};
 use libdb::{Db, Durability, Storage};
-
-pub const MAILBOX_STARTED: u64 = 16;
-pub const MAILBOX_UPGRADES_SEEN: u64 = 24;
-pub const MAILBOX_GAP_ACROSS: u64 = 32;
-pub const MAILBOX_GAP_OTHER: u64 = 40;
-pub const MAILBOX_SEEN_AFTER_JUMP: u64 = 48;
 
 fn kinfo(word: usize) -> u64 {
     exo_rt::mmio::Window::new(exo_rt::layout::SCRATCH_VA, exo_abi::PAGE_SIZE).map_or(0, |p| p.read64(8 * word as u64))
@@ -42,21 +36,21 @@ pub fn run<S: Storage>(storage: S, nonce: u64) -> Result<S, KvdbError> {
     let (mut gap_across, mut gap_other) = (0u64, 0u64);
     while mem::read(MAILBOX_VA) == 0 {
         seq += 1;
-        mem::write(MAILBOX_VA + MAILBOX_STARTED, seq);
+        mem::write(MAILBOX_VA + STARTED, seq);
         commit_numbered(&db, nonce, seq, Durability::Sync)?;
-        mem::write(MAILBOX_VA + MAILBOX_LAST_ACK, seq);
+        mem::write(MAILBOX_VA + LAST_ACK, seq);
         let now = exo_rt::time::rdtsc();
         let done = kinfo(ki::W_UPGRADE_DONE);
         let gap = now - last_ack_tsc;
         if done != seen {
             gap_across = gap_across.max(gap);
-            mem::write(MAILBOX_VA + MAILBOX_SEEN_AFTER_JUMP, now.saturating_sub(kinfo(ki::W_UPGRADE_TSC_JUMP)));
+            mem::write(MAILBOX_VA + SEEN_AFTER_JUMP, now.saturating_sub(kinfo(ki::W_UPGRADE_TSC_JUMP)));
             seen = done;
-            mem::write(MAILBOX_VA + MAILBOX_UPGRADES_SEEN, seen);
-            mem::write(MAILBOX_VA + MAILBOX_GAP_ACROSS, gap_across);
+            mem::write(MAILBOX_VA + UPGRADES_SEEN, seen);
+            mem::write(MAILBOX_VA + GAP_ACROSS, gap_across);
         } else {
             gap_other = gap_other.max(gap);
-            mem::write(MAILBOX_VA + MAILBOX_GAP_OTHER, gap_other);
+            mem::write(MAILBOX_VA + GAP_OTHER, gap_other);
         }
         last_ack_tsc = now;
     }

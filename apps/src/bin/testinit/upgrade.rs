@@ -25,6 +25,7 @@ use exo_abi::kinfo as ki;
 use exo_rt::layout::SHARED_VA;
 use exo_rt::{kinfo, mem, println};
 use exo_upgrade::Refusal;
+use initlib::kvdb::upgrade_mailbox::{GAP_ACROSS, GAP_OTHER, LAST_ACK, SEEN_AFTER_JUMP, STARTED, UPGRADES_SEEN};
 use initlib::kvdb::{self as kv, BlockService};
 use initlib::spawn::{self, Child};
 use initlib::upgrade::{self, Failure};
@@ -32,13 +33,6 @@ use initlib::{sched, sched::sched_yield};
 
 type Outcome = Result<(), String>;
 
-/// kvdb's mailbox words (kvdb's `upgload.rs`).
-const LAST_ACK: u64 = 8;
-const STARTED: u64 = 16;
-const UPGRADES_SEEN: u64 = 24;
-const GAP_ACROSS: u64 = 32;
-const GAP_OTHER: u64 = 40;
-const SEEN_AFTER_JUMP: u64 = 48;
 /// Ticks (10 ms) a kvdb may take to show progress before the test fails.
 const BOUND_TICKS: u64 = 1500;
 
