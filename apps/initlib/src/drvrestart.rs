@@ -34,13 +34,10 @@ use exo_rt::layout::{SCRATCH_VA, SHARED_VA};
 use exo_rt::mmio::Window;
 use exo_rt::{kinfo, mem, println};
 
+use crate::kvdb::drvload_mailbox::{GONE_SEEN, LAST_ACK, LOST_IN_FLIGHT, RECOVERED_EPOCH};
+
 type Outcome = Result<(), String>;
 
-/// kvdb's mailbox words in `drvload` (kvdb's `driverdied.rs`).
-const KVDB_LAST_ACK: u64 = 8;
-const KVDB_GONE_SEEN: u64 = 40;
-const KVDB_RECOVERED_EPOCH: u64 = 48;
-const KVDB_LOST_IN_FLIGHT: u64 = 56;
 /// Ticks (10 ms) a driver may take to serve, or a client to recover and
 /// commit once more, before the test calls it a hang.
 const BOUND_TICKS: u64 = 3000;
@@ -230,12 +227,12 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
     for k in 1..=kills {
         let epoch = u64::from(svc.epoch());
         wait_for(&kvdb, &format!("recovering under driver epoch {epoch} and committing past {acked_at_kill}"), || {
-            word(KVDB_RECOVERED_EPOCH) == epoch + 1 && word(KVDB_LAST_ACK) > acked_at_kill
+            word(RECOVERED_EPOCH) == epoch + 1 && word(LAST_ACK) > acked_at_kill
         })?;
         let ticks = rng.range(1..=30);
         let until = kinfo::word(ki::W_TICKS) + ticks;
         wait_for(&kvdb, "committing before the kill", || kinfo::word(ki::W_TICKS) >= until)?;
-        let acked = word(KVDB_LAST_ACK);
+        let acked = word(LAST_ACK);
         let killed_at = kinfo::word(ki::W_TICKS);
         let r = svc.kill_and_restart()?;
         let served_at = kinfo::word(ki::W_TICKS);
@@ -262,10 +259,10 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
         rep.pages_reclaimed += r.reclaimed.pages;
         rep.device_pages_reclaimed += r.reclaimed.device_pages;
         rep.lost += r.reclaimed.lost;
-        wait_for(&kvdb, &format!("reporting DriverGone for kill {k}"), || word(KVDB_GONE_SEEN) >= u64::from(k))?;
+        wait_for(&kvdb, &format!("reporting DriverGone for kill {k}"), || word(GONE_SEEN) >= u64::from(k))?;
         println!(
             "init: kill_driver: kvdb reported DriverGone for kill {k} ({} of its requests lost in flight); seen {} ticks after the kill, {} after the new driver served (init yields to it while the new driver starts)",
-            word(KVDB_LOST_IN_FLIGHT),
+            word(LOST_IN_FLIGHT),
             kinfo::word(ki::W_TICKS) - killed_at,
             kinfo::word(ki::W_TICKS) - served_at
         );
@@ -274,16 +271,16 @@ pub fn kill_driver_loop(kills: u32, seed: u64, nonce: u64) -> Result<KillDriverR
     // The last recovery, one more commit, then stop kvdb: its last check.
     let epoch = u64::from(svc.epoch());
     wait_for(&kvdb, "recovering from the last kill", || {
-        word(KVDB_RECOVERED_EPOCH) == epoch + 1 && word(KVDB_LAST_ACK) > acked_at_kill
+        word(RECOVERED_EPOCH) == epoch + 1 && word(LAST_ACK) > acked_at_kill
     })?;
     mem::write(mb, 1);
     match spawn::finish(&kvdb, "kvdb drvload")? {
         0 => {}
         code => return Err(format!("kvdb drvload exited with {code} ({})", kv::meaning(code))),
     }
-    rep.acked = word(KVDB_LAST_ACK);
-    if word(KVDB_GONE_SEEN) != u64::from(kills) {
-        return Err(format!("kvdb saw {} DriverGone errors for {kills} kills", word(KVDB_GONE_SEEN)));
+    rep.acked = word(LAST_ACK);
+    if word(GONE_SEEN) != u64::from(kills) {
+        return Err(format!("kvdb saw {} DriverGone errors for {kills} kills", word(GONE_SEEN)));
     }
     let r = spawn::destroy(&kvdb, &[(SHARED_VA, 1), (SCRATCH_VA, 0)])?;
     rep.pages_reclaimed += r.pages;

@@ -446,3 +446,18 @@ pub mod upgrade_mailbox {
     /// kernel's upgrade count.
     pub const SEEN_AFTER_JUMP: u64 = 48;
 }
+
+/// The words of kvdb's mailbox page in its driver-death commit loop
+/// (`kvdb nvme drvload`, kvdb's `driverdied.rs`): the one definition, read
+/// by init's `kill_driver` (`drvrestart`) and written by kvdb.
+pub mod drvload_mailbox {
+    /// The last acknowledged commit (the same word as kvdb's other loops).
+    pub const LAST_ACK: u64 = 8;
+    /// `DriverGone` errors kvdb has seen.
+    pub const GONE_SEEN: u64 = 40;
+    /// The driver epoch + 1 kvdb last recovered under (0 until it has
+    /// created the database).
+    pub const RECOVERED_EPOCH: u64 = 48;
+    /// Requests kvdb had in flight when it learnt of the last death.
+    pub const LOST_IN_FLIGHT: u64 = 56;
+}

@@ -9,23 +9,18 @@
 //!
 //! `drvload`: create the database, then commit with `Sync` (one key of the
 //! power-fail workload's and the sequence key per commit) until init sets
-//! mailbox word 0. Mailbox words for init: 1 the last acknowledged commit,
-//! 5 the `DriverGone` errors seen, 6 the driver epoch + 1 this process last
-//! recovered under (0 while it has not yet created the database), 7 the
-//! requests it had in flight when it learnt of the last death.
+//! mailbox word 0. The words it writes for init are defined once, in
+//! `initlib::kvdb::drvload_mailbox`.
 
 use crate::blockdev::BlockqDevice;
 use crate::error::KvdbError;
-use crate::ioerr::MAILBOX_LAST_ACK;
 use crate::powerfail::{key, value, verify, SEQ_KEY};
 use alloc::format;
 use exo_rt::layout::MAILBOX_VA;
 use exo_rt::{mem, println};
+use initlib::kvdb::drvload_mailbox as word;
 use libdb::{BlockStorage, Db, Durability};
 
-pub const MAILBOX_GONE_SEEN: u64 = 40;
-pub const MAILBOX_RECOVERED_EPOCH: u64 = 48;
-pub const MAILBOX_LOST_IN_FLIGHT: u64 = 56;
 /// Yields a reconnect may wait for init's next driver (the restart takes
 /// a few hundred of this process's yields under TCG).
 const RECONNECT_YIELDS: u64 = 2_000_000;
@@ -36,14 +31,14 @@ pub fn run(dev: BlockqDevice, nonce: u64) -> Result<Storage, KvdbError> {
     let opts = crate::workload::options();
     let epoch = dev.epoch();
     let mut db = Db::create(BlockStorage::new(dev), opts).map_err(|e| KvdbError::db(e, "creating".into()))?;
-    mem::write(MAILBOX_VA + MAILBOX_RECOVERED_EPOCH, u64::from(epoch) + 1);
+    mem::write(MAILBOX_VA + word::RECOVERED_EPOCH, u64::from(epoch) + 1);
     let (mut acked, mut gone) = (0u64, 0u64);
     while mem::read(MAILBOX_VA) == 0 {
         let seq = acked + 1;
         match commit(&db, seq, nonce) {
             Ok(()) => {
                 acked = seq;
-                mem::write(MAILBOX_VA + MAILBOX_LAST_ACK, seq);
+                mem::write(MAILBOX_VA + word::LAST_ACK, seq);
                 continue;
             }
             Err(e) => {
@@ -52,15 +47,15 @@ pub fn run(dev: BlockqDevice, nonce: u64) -> Result<Storage, KvdbError> {
                     return Err(KvdbError::db(e, format!("commit {seq}")));
                 };
                 gone += 1;
-                mem::write(MAILBOX_VA + MAILBOX_GONE_SEEN, gone);
-                mem::write(MAILBOX_VA + MAILBOX_LOST_IN_FLIGHT, u64::from(lost));
+                mem::write(MAILBOX_VA + word::GONE_SEEN, gone);
+                mem::write(MAILBOX_VA + word::LOST_IN_FLIGHT, u64::from(lost));
                 println!(
                     "kvdb: commit {seq} failed: DriverGone (driver epoch {epoch}, {lost} requests lost in flight); {acked} acknowledged; reconnecting"
                 );
                 let (again, recovered) = reopen(storage.into_inner(), acked, nonce)?;
                 db = again;
                 acked = recovered;
-                mem::write(MAILBOX_VA + MAILBOX_LAST_ACK, acked);
+                mem::write(MAILBOX_VA + word::LAST_ACK, acked);
             }
         }
     }
@@ -93,7 +88,7 @@ fn reopen(mut dev: BlockqDevice, acked: u64, nonce: u64) -> Result<(Db<Storage>,
         "kvdb: reconnected under driver epoch {epoch} after {yields} yields, recovered commit {m} (acknowledged {acked}); every acknowledged commit present ({} TSC ticks)",
         exo_rt::time::rdtsc() - t0
     );
-    mem::write(MAILBOX_VA + MAILBOX_RECOVERED_EPOCH, u64::from(epoch) + 1);
+    mem::write(MAILBOX_VA + word::RECOVERED_EPOCH, u64::from(epoch) + 1);
     Ok((db, m))
 }
 
