@@ -95,6 +95,7 @@ pub const TESTS: &[Test] = &[
     one("kernel_upgrade"),
     one("kernel_upgrade_bad"),
     one("kernel_upgrade_smp"),
+    one("kernel_upgrade_smp_stuck"),
     one("kernel_upgrade_nosmp"),
 ];
 

@@ -152,6 +152,12 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("kernel_upgrade", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
     ("kernel_upgrade_bad", Details { extra: Some(crate::kernel_b::entries), ..DEFAULT }),
     ("kernel_upgrade_smp", Details { extra: Some(crate::kernel_b::entries), machine: smp_2, ..DEFAULT }),
+    // The highest CPU ignores park requests (`upsmp_noprk`): refused, the
+    // two that parked go back to A.
+    (
+        "kernel_upgrade_smp_stuck",
+        Details { extra: Some(crate::kernel_b::entries), machine: smp_4, args: " upsmp_noprk", ..DEFAULT },
+    ),
     (
         "kernel_upgrade_nosmp",
         Details { extra: Some(crate::kernel_b::entries), machine: smp_2, args: " nosmp", ..DEFAULT },
