@@ -19,8 +19,8 @@
 //! [`upgrade_ap_entry`]: it loads its descriptor tables, per-CPU data,
 //! vector state and LAPIC (adopting the running timer's count), comes
 //! online for shootdowns, and returns to the user context it had
-//! interrupted, in the space it was running, or goes idle. No CPU is sent
-//! INIT/SIPI again.
+//! interrupted, in the space it was running, or goes idle (on the area's
+//! page table, which maps no user space). No CPU is sent INIT/SIPI again.
 //!
 //! Area layout (physical, `AREA_PAGES` pages):
 //!
@@ -147,11 +147,15 @@ fn prepare(area: u64) {
         // SAFETY: `start..end` are the stub's bytes in the kernel image.
         phys_write::<u8>(area + i, unsafe { *start.add(i as usize) });
     }
+    // Every word gets its final value directly, never a transient one: a
+    // CPU that came back idle from the last upgrade runs on this table.
     let (pml4, pdpt, pd) = (area + PML4_OFFSET, area + PDPT_OFFSET, area + PD_OFFSET);
     phys_write::<u64>(pd, 0x83); // 2 MiB at 0: present, writable, huge
     for i in 1..512 {
         phys_write::<u64>(pd + i * 8, 0);
         phys_write::<u64>(pdpt + i * 8, 0);
+    }
+    for i in 1..256 {
         phys_write::<u64>(pml4 + i * 8, 0);
     }
     phys_write::<u64>(pdpt, pd | 3);
