@@ -159,6 +159,17 @@ pub const DETAILS: &[(&str, Details)] = &[
     ),
     // The highest CPU ignores park requests (`upsmp_noprk`): refused, the
     // two that parked go back to A.
+    // Booted through GRUB from the BIOS disk image (the upgrade images in
+    // GRUB's module), one upgrade A->B under kvdb load.
+    (
+        "kernel_upgrade_grub",
+        Details {
+            extra: Some(crate::kernel_b::entries),
+            boot: Boot::Grub(Firmware::SeaBios),
+            timeout: Duration::from_secs(120),
+            ..DEFAULT
+        },
+    ),
     (
         "kernel_upgrade_smp_stuck",
         Details { extra: Some(crate::kernel_b::entries), machine: smp_4, args: " upsmp_noprk", ..DEFAULT },
@@ -340,7 +351,7 @@ mod tests {
         let bench = all.iter().find(|t| t.name == "nvme_bench").unwrap();
         assert_eq!(bench.append(bench.first), "test=nvme_bench quick");
         let grub: Vec<_> = all.iter().filter(|t| t.details.boot != Boot::Direct).map(|t| t.name).collect();
-        assert_eq!(grub, ["image_bios", "image_uefi"]);
+        assert_eq!(grub, ["image_bios", "image_uefi", "kernel_upgrade_grub"]);
         let persist = all.iter().find(|t| t.name == "nvme_persist").unwrap();
         assert!(persist.boots().eq(["nvme_persist_write", "nvme_persist_check"]));
     }

@@ -9,6 +9,8 @@
 //!   upgrade the info page names the expected build, both loops go on
 //!   committing, and the commits in flight at the switch are counted; at
 //!   the end both databases are verified whole (kvdb's `upgload`).
+//! * `kernel_upgrade_grub`: booted through GRUB from the BIOS disk image,
+//!   one upgrade A→B under the same kvdb load.
 //! * `kernel_upgrade_bad`: truncated, wrong-ABI, corrupted images and one
 //!   linked over the running kernel are refused by name, A keeps running
 //!   and counting; then a good upgrade to B still works and a process
@@ -74,12 +76,24 @@ fn wait_for(kids: &[&Child], what: &str, done: impl Fn() -> bool) -> Outcome {
 }
 
 pub fn kernel_upgrade() -> Outcome {
-    upgrade_under_load("kernel_upgrade", &|_| Ok(()))
+    upgrade_under_load("kernel_upgrade", &["B", "A", "B"], &|_| Ok(()))
 }
 
-/// kvdb commits on the NVMe and the NVDIMM while init upgrades A→B→A→B;
-/// `after_each(k)` checks more after upgrade `k` (from 0).
-fn upgrade_under_load(test: &str, after_each: &dyn Fn(usize) -> Outcome) -> Outcome {
+/// `kernel_upgrade_grub`: the machine booted from the BIOS disk image
+/// through GRUB (multiboot2; the boot image, upgrade images included, is
+/// GRUB's module, kept out of the spare kernel slot by the kernel's ELF),
+/// then one upgrade A→B under kvdb load.
+pub fn kernel_upgrade_grub() -> Outcome {
+    let loader = kinfo::word(ki::W_BOOT_LOADER);
+    if loader != ki::BOOT_MB2_BIOS {
+        return Err(format!("booted by loader {loader}, not multiboot2 on BIOS (GRUB)"));
+    }
+    upgrade_under_load("kernel_upgrade_grub", &["B"], &|_| Ok(()))
+}
+
+/// kvdb commits on the NVMe and the NVDIMM while init upgrades to each of
+/// `builds` in turn; `after_each(k)` checks more after upgrade `k` (from 0).
+fn upgrade_under_load(test: &str, builds: &[&str], after_each: &dyn Fn(usize) -> Outcome) -> Outcome {
     let nonce = crate::basic::nonce_or_clock();
     expect_build("A")?;
     let svc = BlockService::start(kv::NVME_WINDOW_MIB, kv::KVDB_REGION_PAGES)?;
@@ -95,7 +109,7 @@ fn upgrade_under_load(test: &str, after_each: &dyn Fn(usize) -> Outcome) -> Outc
         word(&on_nvme, LAST_ACK) >= 5 && word(&on_pmem, LAST_ACK) >= 5
     })?;
     let mut in_flight_total = 0;
-    for (k, build) in ["B", "A", "B"].iter().enumerate() {
+    for (k, build) in builds.iter().enumerate() {
         let name = format!("kernel/{build}");
         let r = upgrade::upgrade(&name).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
         // Init runs first after the switch: the children are as they were
@@ -149,7 +163,9 @@ fn upgrade_under_load(test: &str, after_each: &dyn Fn(usize) -> Outcome) -> Outc
     back?;
     stopped?;
     println!(
-        "init: {test}: 3 upgrades (A->B->A->B), {} + {} commits all verified, {} in flight at the switches, none lost; largest gap between two commits across an upgrade: nvme {} / pmem {} TSC ticks, otherwise {} / {} (TSC {} per us)",
+        "init: {test}: {} upgrade(s) (A->{}), {} + {} commits all verified, {} in flight at the switches, none lost; largest gap between two commits across an upgrade: nvme {} / pmem {} TSC ticks, otherwise {} / {} (TSC {} per us)",
+        builds.len(),
+        builds.join("->"),
         word(&on_nvme, LAST_ACK),
         word(&on_pmem, LAST_ACK),
         in_flight_total,
@@ -159,7 +175,7 @@ fn upgrade_under_load(test: &str, after_each: &dyn Fn(usize) -> Outcome) -> Outc
         word(&on_pmem, GAP_OTHER),
         kinfo::word(ki::W_TSC_PER_US)
     );
-    expect_build("B")
+    expect_build(builds.last().copied().unwrap_or("A"))
 }
 
 pub fn kernel_upgrade_bad() -> Outcome {
@@ -247,7 +263,7 @@ fn start_counters(test: &str) -> Result<usize, String> {
 pub fn kernel_upgrade_smp() -> Outcome {
     expect_build("A")?;
     let others = start_counters("kernel_upgrade_smp")?;
-    upgrade_under_load("kernel_upgrade_smp", &|k| {
+    upgrade_under_load("kernel_upgrade_smp", &["B", "A", "B"], &|k| {
         let parked = kinfo::word(ki::W_UPSMP_PARKED);
         if parked != others as u64 {
             return Err(format!("upgrade {} parked {parked} CPU(s), {others} run", k + 1));
