@@ -267,8 +267,13 @@ pub fn park_others(bound_us: u64) -> Result<Parked, u64> {
     let me = percpu().index;
     let others = crate::smp::online_mask() & !(1 << me);
     let area = AREA.load(SeqCst);
-    if others == 0 || area == 0 {
+    if others == 0 {
         return Ok(out);
+    }
+    if area == 0 {
+        // Cannot happen (the area is set before any AP starts); never
+        // switch with a CPU running.
+        return Err(others.trailing_zeros() as u64);
     }
     let cpus = || (0..MAX_CPUS as u64).filter(move |c| others & (1 << c) != 0);
     prepare(area);

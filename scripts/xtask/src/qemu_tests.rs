@@ -141,7 +141,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     // (the database lives at NVMe MiB 192, see initlib::kvdb).
     ("io_errors", Details { nvme_faults: Some(io_errors_faults), ..DEFAULT }),
     // 50 kills and recoveries of kvdb on the block service.
-    ("kill_db", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("kill_db", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
     // 16 kills and restarts of the NVMe driver under a committing kvdb.
     ("kill_driver", Details { timeout: Duration::from_secs(120), ..DEFAULT }),
     // (syscall_fuzz: 100,000 random calls, then 1,000,000 structure-aware
@@ -155,7 +155,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     // host load 10: the counting CPU takes a host thread of its own).
     (
         "kernel_upgrade_smp",
-        Details { extra: Some(crate::kernel_b::entries), machine: smp_2, timeout: Duration::from_secs(180), ..DEFAULT },
+        Details { extra: Some(crate::kernel_b::entries), machine: smp_2, timeout: Duration::from_secs(240), ..DEFAULT },
     ),
     // The highest CPU ignores park requests (`upsmp_noprk`): refused, the
     // two that parked go back to A.
@@ -196,7 +196,7 @@ pub const DETAILS: &[(&str, Details)] = &[
                 let hw = m.hardware;
                 m.hardware(crate::machine::Hardware { second_nvme: true, ..hw })
             },
-            timeout: Duration::from_secs(180),
+            timeout: Duration::from_secs(240),
             ..DEFAULT
         },
     ),
@@ -225,24 +225,24 @@ pub const DETAILS: &[(&str, Details)] = &[
     // libdb as an application libOS (`kvdb`), on the NVMe through the
     // block service and on the NVDIMM mapped into it: boot 1 creates and
     // commits, boot 2 recovers and checks.
-    ("libdb_nvme", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
-    ("libdb_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libdb_nvme", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
+    ("libdb_pmem", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
     // libdb driving its own NVMe virtual function, the driver linked in:
     // the PF's driver brings VF 1 online (each boot: init's FLR and all),
     // kvdb gets VF 1's BAR and handle; boot 1 creates, boot 2 checks.
-    ("libdb_vf", Details { machine: sriov, timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libdb_vf", Details { machine: sriov, timeout: Duration::from_secs(240), ..DEFAULT }),
     // libfs linked into an application (`fsapp`) on NVDIMM pages init moves
     // into it: boot 1 makes a tree and stores into a file through its
     // mapped pages (persisting exactly libfs's `persist_ranges`), boot 2
     // recovers, runs fsck and verifies every byte and name.
-    ("libfs_pmem", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libfs_pmem", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
     // libfs on NVMe MiB 256..384 through the block service, files mapped
     // by fsapp's own pager (1 MiB budget): boot 1 makes the tree and
     // stores into a file through its mapping + msync, boot 2 recovers and
     // verifies; `libfs_big` writes and reads back an 8 MiB file through
     // the mapping and checks the pager's counts.
-    ("libfs_nvme", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
-    ("libfs_big", Details { timeout: Duration::from_secs(180), ..DEFAULT }),
+    ("libfs_nvme", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
+    ("libfs_big", Details { timeout: Duration::from_secs(240), ..DEFAULT }),
     // libdb on a libfs file (kvdb with libfs linked in), on the NVDIMM and
     // on the NVMe through the block service: boot 1 makes the file system
     // and the database file and commits, boot 2 runs fsck, recovers, checks.
