@@ -97,6 +97,7 @@ pub const TESTS: &[Test] = &[
     one("kernel_upgrade_smp"),
     one("kernel_upgrade_smp_stuck"),
     one("kernel_upgrade_grub"),
+    one("kernel_upgrade_smp4"),
     one("kernel_upgrade_nosmp"),
 ];
 

@@ -175,6 +175,8 @@ pub const DETAILS: &[(&str, Details)] = &[
         "kernel_upgrade_smp_stuck",
         Details { extra: Some(crate::kernel_b::entries), machine: smp_4, args: " upsmp_noprk", ..DEFAULT },
     ),
+    // 4 CPUs, three counting in init: A->B->A, every CPU back each time.
+    ("kernel_upgrade_smp4", Details { extra: Some(crate::kernel_b::entries), machine: smp_4, ..DEFAULT }),
     (
         "kernel_upgrade_nosmp",
         Details { extra: Some(crate::kernel_b::entries), machine: smp_2, args: " nosmp", ..DEFAULT },
@@ -337,7 +339,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 57, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 58, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

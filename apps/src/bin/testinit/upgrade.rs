@@ -19,7 +19,8 @@
 //!   while init's core handler counts in a loop on every other CPU: the
 //!   upgrade parks them; after each upgrade every counter advances again
 //!   (each CPU came back, in the new kernel, to the loop it ran).
-//!   `kernel_upgrade_smp_stuck`: booted with `upsmp_noprk` (the highest
+//!   `kernel_upgrade_smp4`: the same with 4 CPUs (three counting), A→B→A
+//!   without the database. `kernel_upgrade_smp_stuck`: booted with `upsmp_noprk` (the highest
 //!   CPU ignores park requests) an upgrade is refused (`CpuDidNotPark`),
 //!   the CPUs that parked go back to A, every counter advances, A keeps
 //!   running and a process runs. `kernel_upgrade_nosmp`: the same machine
@@ -291,6 +292,35 @@ pub fn kernel_upgrade_smp() -> Outcome {
         Ok(())
     })?;
     println!("init: kernel_upgrade_smp: A->B->A->B with {} CPU(s) online, every CPU back each time", others + 1);
+    Ok(())
+}
+
+/// `kernel_upgrade_smp4`: 4 CPUs, init counting on the three others;
+/// A→B→A (no database: the three loops keep the host busy enough), each
+/// time every CPU parks and comes back counting; then a process runs.
+pub fn kernel_upgrade_smp4() -> Outcome {
+    expect_build("A")?;
+    let others = start_counters("kernel_upgrade_smp4")?;
+    for (k, build) in ["B", "A"].iter().enumerate() {
+        let r =
+            upgrade::upgrade(&format!("kernel/{build}")).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
+        expect_build(build)?;
+        let parked = kinfo::word(ki::W_UPSMP_PARKED);
+        if parked != others as u64 {
+            return Err(format!("upgrade {} parked {parked} CPU(s), {others} run", k + 1));
+        }
+        counters_advance(&format!("after upgrade {}", k + 1))?;
+        println!(
+            "init: kernel_upgrade_smp4: upgrade {} to build {build}: {parked} CPU(s) parked in {} TSC ticks, back online {} ticks after the new kernel's first instruction; jump to init's first instruction {}; every counter advances",
+            k + 1,
+            kinfo::word(ki::W_UPSMP_PARK_TSC),
+            kinfo::word(ki::W_UPSMP_RELEASE_TSC),
+            r.switch
+        );
+    }
+    crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    counters_advance("after a process ran")?;
+    println!("init: kernel_upgrade_smp4: A->B->A with {} CPU(s) online, every CPU back each time", others + 1);
     Ok(())
 }
 
