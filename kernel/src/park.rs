@@ -365,6 +365,13 @@ extern "C" fn unpark_entry(cpu: u64) -> ! {
 pub fn release_all(area: u64, parked: &[ParkedCpu], bound_us: u64, tsc_per_us: u64) -> usize {
     AREA.store(area, SeqCst);
     for c in parked {
+        // The record and the slot the CPU wrote must agree: anything else
+        // is a kernel bug, and resuming a wrong context would be worse.
+        let s = slot(area, c.index as u64);
+        let (running, context) = (word(s, SLOT_RUNNING).load(SeqCst), word(s, SLOT_HAS_CONTEXT).load(SeqCst) == 1);
+        if word(s, SLOT_PARKED).load(SeqCst) != 1 || running != c.running || context != c.has_context {
+            crate::fatal(format_args!("upgrade: CPU {}'s parking slot does not match the handover", c.index));
+        }
         crate::smp::adopt_cpu(c.index as usize, c.apic_id);
     }
     for c in parked {
