@@ -291,7 +291,12 @@ pub fn kernel_upgrade_smp() -> Outcome {
         println!("init: kernel_upgrade_smp: upgrade {}: every CPU counts on: {spins:?}", k + 1);
         Ok(())
     })?;
-    println!("init: kernel_upgrade_smp: A->B->A->B with {} CPU(s) online, every CPU back each time", others + 1);
+    println!(
+        "init: kernel_upgrade_smp: A->B->A->B with {} CPU(s) online, every CPU back each time; {} TLB shootdowns to the counting CPU(s) meanwhile, {} TSC ticks spent in them",
+        others + 1,
+        kinfo::word(ki::W_SMP_SHOOTDOWNS),
+        kinfo::word(ki::W_SMP_SHOOTDOWN_TSC)
+    );
     Ok(())
 }
 
