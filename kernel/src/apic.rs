@@ -50,6 +50,9 @@ pub fn adopt(phys: u64) {
     // SAFETY: set once, by the single-threaded upgrade entry, before any
     // interrupt can be taken.
     unsafe { LAPIC = PHYS_OFFSET + phys };
+    // The running timer's count, for the application processors a kernel
+    // upgrade releases (`init_this_cpu`): as the first kernel calibrated it.
+    TIMER_COUNT.store(read(REG_TIMER_INIT), core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether `vector` is in service at the LAPIC: true for an interrupt

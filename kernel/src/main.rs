@@ -34,6 +34,8 @@ mod mem;
 #[cfg(target_os = "none")]
 mod mmio;
 #[cfg(target_os = "none")]
+mod park;
+#[cfg(target_os = "none")]
 mod phys;
 #[cfg(target_os = "none")]
 mod pmem;

@@ -81,6 +81,18 @@ pub fn lock() -> KernelLockGuard {
     KernelLockGuard(())
 }
 
+/// [`lock`] for a kernel entry with frame `f`: while waiting, also answer
+/// a park request (a kernel upgrade's holder of the lock waits for this
+/// CPU to park; `crate::park::park_waiting` undoes the entry and parks).
+pub fn lock_for(f: &mut TrapFrame) -> KernelLockGuard {
+    while LOCKED.compare_exchange_weak(false, true, SeqCst, SeqCst).is_err() {
+        answer_shootdown();
+        crate::park::park_waiting(f);
+        core::hint::spin_loop();
+    }
+    KernelLockGuard(())
+}
+
 fn this_cpu() -> usize {
     percpu().index as usize
 }
@@ -157,7 +169,7 @@ pub fn idle_interrupt(f: &mut TrapFrame) -> bool {
             if init == 0 {
                 return true;
             }
-            let _g = lock();
+            let _g = lock_for(f);
             kinfo::add(ki::W_TICKS, 1);
             pc.init = init;
             if let Some(e) = crate::upcall::entry_point(init) {
@@ -179,7 +191,7 @@ pub fn publish_init(root: u64) {
 
 /// Wait with interrupts on until one arrives, forever: an AP's life
 /// before it first enters a space (its timer tick may enter init).
-fn idle() -> ! {
+pub fn idle() -> ! {
     loop {
         // SAFETY: `sti; hlt` waits for the next interrupt (STI's one
         // instruction delay means none is missed in between); the handler
@@ -288,12 +300,14 @@ fn tr_offset(label: *const u8) -> u64 {
 }
 
 /// A 4 KiB page of RAM below 1 MiB for the trampoline (a SIPI names a page
-/// below 1 MiB), outside the boot information. The kernel never hands out
-/// memory below 1 MiB, so the page is otherwise unused.
+/// below 1 MiB), followed by the upgrade's parking area
+/// (`crate::park::AREA_PAGES`), outside the boot information. The kernel
+/// never hands out memory below 1 MiB, so the pages are otherwise unused.
 fn trampoline_page(bi: &BootInfo) -> Option<u64> {
-    (0x8000u64..0x9_f000).step_by(4096).find(|&p| {
-        let page = crate::phys::MemRange { start: p, end: p + 4096 };
-        bi.ram[..bi.ram_count].iter().any(|r| r.start <= p && p + 4096 <= r.end) && !page.overlaps(&bi.info)
+    let len = 4096 * (1 + crate::park::AREA_PAGES);
+    (0x8000u64..0x9_f000 - len).step_by(4096).find(|&p| {
+        let pages = crate::phys::MemRange { start: p, end: p + len };
+        bi.ram[..bi.ram_count].iter().any(|r| r.start <= p && p + len <= r.end) && !pages.overlaps(&bi.info)
     })
 }
 
@@ -318,7 +332,7 @@ pub fn start_aps(platform: Option<&Platform<'static>>, bi: &BootInfo, tsc_per_us
     APIC_IDS[0].store(bsp as u64, SeqCst);
     let (list, parked) = ids.to_start(bsp, MAX_CPUS - 1);
     // `nosmp` on the command line keeps every AP parked: one CPU, as
-    // before SMP (a kernel upgrade, for one, parks no other CPU yet).
+    // before SMP.
     let nosmp = bi.cmdline[..bi.cmdline_len].split(|b| *b == b' ').any(|w| w == b"nosmp");
     if nosmp {
         let all = list.as_slice().len() + parked;
@@ -355,6 +369,8 @@ pub fn start_aps(platform: Option<&Platform<'static>>, bi: &BootInfo, tsc_per_us
     }
     phys_write::<u64>(page + tr_offset(cr3), pml4);
     phys_write::<u64>(page + tr_offset(entry), ap_entry as *const () as u64);
+    let cmdline = &bi.cmdline[..bi.cmdline_len];
+    crate::park::set_area(page + 4096, cmdline.split(|b| *b == b' ').any(|w| w == b"upsmp_noprk"));
 
     let t0 = tsc();
     let mut started = 0;
@@ -413,8 +429,40 @@ fn tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Whether any CPU but the boot CPU has come up (a kernel upgrade parks
-/// no other CPU yet, so it refuses then).
-pub fn others_online() -> bool {
-    ONLINE_MASK.load(SeqCst).count_ones() > 1
+/// Bit `i`: CPU `i` is online.
+pub fn online_mask() -> u64 {
+    ONLINE_MASK.load(SeqCst)
+}
+
+/// CPU `cpu`'s local APIC id.
+pub fn apic_id_of(cpu: usize) -> u32 {
+    APIC_IDS[cpu].load(SeqCst) as u32
+}
+
+/// A kernel upgrade's new kernel (boot CPU, before releasing the parked
+/// CPUs): CPU `cpu` has local APIC id `apic_id`; init is `init`.
+pub fn adopt_cpu(cpu: usize, apic_id: u32) {
+    APIC_IDS[cpu].store(apic_id as u64, SeqCst);
+}
+
+/// A kernel upgrade's new kernel, on a released AP: come online (answer
+/// shootdowns from now on) and enter `running` (its root table; 0: stay
+/// idle), under the kernel lock so that no shootdown misses this CPU once
+/// it holds translations of a space. The vector registers are left as they
+/// are: they hold the interrupted context's state.
+pub fn come_online_after_upgrade(running: u64) {
+    let pc = percpu();
+    let cpu = pc.index as usize;
+    let _g = lock();
+    ACKED[cpu].store(SHOOT_GEN.load(SeqCst), SeqCst);
+    ONLINE_MASK.fetch_or(1 << cpu, SeqCst);
+    if running != 0 {
+        RUNS_SPACES.fetch_or(1 << cpu, SeqCst);
+        pc.init = INIT_ROOT.load(SeqCst);
+        // SAFETY: `running` is the root table this CPU ran when it parked
+        // (a space the kernel built, sharing the kernel half).
+        unsafe { core::arch::asm!("mov cr3, {}", in(reg) running, options(nostack, preserves_flags)) };
+        pc.current = running;
+        crate::arch::set_io_permission(running == pc.init);
+    }
 }

@@ -32,6 +32,10 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         // Without the kernel lock: its holder is waiting for this.
         return crate::smp::on_shootdown_interrupt();
     }
+    if f.vector == crate::park::PARK_VECTOR as u64 {
+        // Without the kernel lock: a kernel upgrade's holder waits for this.
+        return crate::park::on_park_interrupt(f);
+    }
     if f.cs & 3 != 3 {
         if crate::smp::idle_interrupt(f) {
             return;
@@ -39,7 +43,7 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         kernel_trap(f);
     }
     // One CPU in the kernel at a time (crate::smp; released on return).
-    let _kernel = crate::smp::lock();
+    let _kernel = crate::smp::lock_for(f);
     if f.vector & FORGED != 0 || (f.vector < 32 && apic::in_service(f.vector as u8)) {
         // An exception vector raised by a device (a real exception never
         // sets the LAPIC's in-service bit; the entry stub flags the ones

@@ -236,8 +236,8 @@ pub fn request(f: &mut TrapFrame, arg: u64) {
         first: UPGRADE_IMAGE_VA + offset,
         len: (pages * 4096).saturating_sub(offset & 0xfff).min((1 << 39) - offset),
     };
-    match check(&src) {
-        Ok(plan) => switch(f, &src, &plan, t_request),
+    match check(&src).and_then(|plan| quiesce().map(|parked| (plan, parked))) {
+        Ok((plan, parked)) => switch(f, &src, &plan, &parked, t_request),
         Err(r) => {
             kinfo::add(ki::W_UPGRADE_REFUSED, 1);
             kinfo::set(ki::W_UPGRADE_LAST_RESULT, r as u64);
@@ -249,9 +249,6 @@ pub fn request(f: &mut TrapFrame, arg: u64) {
 }
 
 fn check(src: &SpaceImage) -> Result<Plan, Refusal> {
-    if crate::smp::others_online() {
-        return Err(Refusal::OtherCpusRunning);
-    }
     let (s, e) = (SLOTS_START.load(Relaxed), SLOTS_END.load(Relaxed));
     if (s, e) != slots::all() {
         return Err(Refusal::NoSpareSlot);
@@ -264,23 +261,34 @@ fn check(src: &SpaceImage) -> Result<Plan, Refusal> {
     Ok(plan)
 }
 
-/// Stop everything but this CPU's path through the switch. On one CPU the
-/// kernel runs with interrupts off (every entry is an interrupt gate or
-/// SYSCALL with IF masked) and nothing else executes, so there is nothing
-/// to stop. **With SMP this is the one place that must park every other
-/// CPU** (an IPI that makes each save its user context into its running
-/// space's control page as a timer tick would, record its current space,
-/// and spin outside both kernel slots until the new kernel releases it;
-/// the handover then carries one `current` per CPU). No other step of the
-/// switch assumes one CPU.
-fn quiesce() {
+/// How long the other CPUs get to park (a CPU of a TCG guest can wait
+/// for its host thread for a while).
+const PARK_BOUND_US: u64 = 1_000_000;
+
+/// Stop everything but this CPU's path through the switch, after the image
+/// was found good. This CPU runs with interrupts off (every entry is an
+/// interrupt gate or SYSCALL with IF masked) and holds the kernel lock;
+/// every other online CPU is parked outside both kernel slots
+/// (`crate::park`), its interrupted user context saved where the new
+/// kernel finds it. No other step of the switch assumes one CPU.
+fn quiesce() -> Result<crate::park::Parked, Refusal> {
     if x86_64::instructions::interrupts::are_enabled() {
         fatal(format_args!("upgrade: interrupts on in the kernel; cannot quiesce"));
     }
+    match crate::park::park_others(PARK_BOUND_US) {
+        Ok(p) => {
+            kinfo::set(ki::W_UPSMP_PARKED, p.count as u64);
+            kinfo::set(ki::W_UPSMP_PARK_TSC, p.ticks);
+            Ok(p)
+        }
+        Err(cpu) => {
+            klog!("upgrade: CPU {cpu} did not park within {PARK_BOUND_US} us; the others go back to build {BUILD}");
+            Err(Refusal::CpuDidNotPark)
+        }
+    }
 }
 
-fn switch(f: &mut TrapFrame, src: &SpaceImage, plan: &Plan, t_request: u64) -> ! {
-    quiesce();
+fn switch(f: &mut TrapFrame, src: &SpaceImage, plan: &Plan, parked: &crate::park::Parked, t_request: u64) -> ! {
     let mut buf = [0u8; 4096];
     for s in plan.segments() {
         let mut done = 0;
@@ -330,11 +338,15 @@ fn switch(f: &mut TrapFrame, src: &SpaceImage, plan: &Plan, t_request: u64) -> !
         }
     });
     crate::devices::export_handover(&mut h);
+    h.park_pa = crate::park::area();
+    h.parked = parked.cpus;
+    h.parked_count = parked.count;
     // The caller resumes as if its `yield` returned Ok(0).
     f.rax = 0;
     f.rdx = 0;
     h.frame = frame_words(f);
-    // SAFETY: single CPU, interrupts off: nothing else touches HANDOVER.
+    // SAFETY: the other CPUs are parked, interrupts off: nothing else
+    // touches HANDOVER.
     let words = unsafe { &mut *core::ptr::addr_of_mut!(HANDOVER) };
     h.tsc_at_jump = rdtsc();
     h.encode(words);
@@ -346,14 +358,14 @@ fn switch(f: &mut TrapFrame, src: &SpaceImage, plan: &Plan, t_request: u64) -> !
     unsafe { core::arch::asm!("jmp {}", in(reg) plan.stamp.entry, in("rdi") pa, options(noreturn)) }
 }
 
-fn frame_words(f: &TrapFrame) -> [u64; FRAME_WORDS] {
+pub fn frame_words(f: &TrapFrame) -> [u64; FRAME_WORDS] {
     [
         f.r15, f.r14, f.r13, f.r12, f.r11, f.r10, f.r9, f.r8, f.rbp, f.rdi, f.rsi, f.rdx, f.rcx, f.rbx, f.rax,
         f.vector, f.error, f.rip, f.cs, f.rflags, f.rsp, f.ss,
     ]
 }
 
-fn frame_from(w: &[u64; FRAME_WORDS]) -> TrapFrame {
+pub fn frame_from(w: &[u64; FRAME_WORDS]) -> TrapFrame {
     TrapFrame {
         r15: w[0],
         r14: w[1],
@@ -417,8 +429,9 @@ extern "C" fn upgrade_main(handover_pa: u64) -> ! {
     if cr3 != h.current {
         fatal(format_args!("upgrade: running on {cr3:#x}, the handover says {:#x}", h.current));
     }
-    // SAFETY: single CPU, interrupts off; the kernel half of the running
-    // space is the one every space shares.
+    // SAFETY: the other CPUs are parked (outside this kernel), interrupts
+    // off; the kernel half of the running space is the one every space
+    // shares.
     let half = unsafe { &mut *core::ptr::addr_of_mut!(crate::trap::KERNEL_HALF) };
     for (i, e) in half.iter_mut().enumerate() {
         *e = phys_read::<u64>(cr3 + (256 + i as u64) * 8);
@@ -432,14 +445,23 @@ extern "C" fn upgrade_main(handover_pa: u64) -> ! {
     SLOTS_END.store(h.slots_end, Relaxed);
     GENERATION.store(h.generation + 1, Relaxed);
     report_build();
+    // The parked CPUs: each comes back in this kernel, to what it ran.
+    crate::smp::adopt_cpu(0, apic::id());
+    crate::smp::publish_init(h.init);
+    let back = crate::park::release_all(h.park_pa, h.parked(), PARK_BOUND_US, h.tsc_per_us);
+    if back != h.parked_count {
+        fatal(format_args!("upgrade: {back} of {} parked CPU(s) came back", h.parked_count));
+    }
+    kinfo::set(ki::W_UPSMP_RELEASE_TSC, rdtsc() - t_new);
     kinfo::set(ki::W_UPGRADE_DONE, h.generation + 1);
     kinfo::set(ki::W_UPGRADE_LAST_RESULT, 0);
     kinfo::set(ki::W_UPGRADE_TSC_NEW, t_new);
     klog!(
-        "upgrade {}: build {BUILD} running in slot {}, {} device(s) adopted, {} KiB of kernel image",
+        "upgrade {}: build {BUILD} running in slot {}, {} device(s) adopted, {} parked CPU(s) back, {} KiB of kernel image",
         h.generation + 1,
         running_slot(),
         h.device_count,
+        back,
         {
             let (s, e) = crate::boot::kernel_image_phys();
             (e - s) >> 10

@@ -183,6 +183,14 @@ pub fn clear() {
 /// settings [`init`] made on the boot CPU (each CPU has its own), without
 /// the log.
 pub fn init_this_cpu() {
+    adopt_this_cpu();
+    clear();
+}
+
+/// [`init_this_cpu`] without resetting the registers: an AP a kernel
+/// upgrade parked returns to the user context it interrupted, whose
+/// vector registers are still live (the kernel never uses them).
+pub fn adopt_this_cpu() {
     let kind = KIND.load(Ordering::Relaxed);
     if kind == VectorKind::None as u64 {
         return;
@@ -212,5 +220,4 @@ pub fn init_this_cpu() {
             core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nomem, nostack));
         }
     }
-    clear();
 }

@@ -95,6 +95,9 @@ pub const TESTS: &[Test] = &[
     one("kernel_upgrade"),
     one("kernel_upgrade_bad"),
     one("kernel_upgrade_smp"),
+    one("kernel_upgrade_smp_stuck"),
+    one("kernel_upgrade_grub"),
+    one("kernel_upgrade_smp4"),
     one("kernel_upgrade_nosmp"),
 ];
 

@@ -521,6 +521,13 @@ pub mod kinfo {
     pub const W_UPGRADE_TSC_JUMP: usize = 247;
     pub const W_UPGRADE_TSC_NEW: usize = 248;
     pub const W_UPGRADE_TSC_RETURN: usize = 249;
+    /// Kernel upgrade with several CPUs online: the other CPUs the last
+    /// upgrade parked, the TSC ticks from its first park request to the
+    /// last CPU parked (old kernel), and from the new kernel's first Rust
+    /// instruction to every parked CPU back online in it.
+    pub const W_UPSMP_PARKED: usize = 250;
+    pub const W_UPSMP_PARK_TSC: usize = 251;
+    pub const W_UPSMP_RELEASE_TSC: usize = 252;
 }
 
 /// The device info page, mapped read-only into init at [`DEVINFO_VA`].

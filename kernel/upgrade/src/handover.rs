@@ -16,13 +16,22 @@
 //!      3   CRC-32 of words [4, used) as bytes
 //!      4.. FIXED fields (see `Handover`), then four counted lists:
 //!          RAM ranges (start, end), window spans (start, end),
-//!          kernel MMIO spans (start, end), devices (requester id, domain)
-//!          and finally the interrupted context (22 words).
+//!          kernel MMIO spans (start, end), devices (requester id, domain),
+//!          the interrupted context (22 words),
+//!          and (since version 2) the parking area's physical address and
+//!          a counted list of the parked application processors, two words
+//!          each: index | APIC id << 8 | has-context << 40, running space.
 //! ```
+//!
+//! Version 2 added the parked CPUs: an upgrade with several CPUs online
+//! parks every other CPU outside both kernel slots (each saves the user
+//! context it interrupted into its own slot of the parking area, which
+//! stays where it is); the new kernel releases each into its own AP entry
+//! and returns it to the space it was running, or to idle.
 
 /// The handover format version; an image whose stamp names another is
 /// refused (`Refusal::WrongAbi`). Bump it on any change to this layout.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EXOHANDO");
 /// The record fits one 4 KiB page.
 pub const WORDS: usize = 512;
@@ -33,6 +42,24 @@ pub const MAX_DEVICES: usize = 20;
 /// The saved user context (the kernel's trap frame: 15 registers, vector,
 /// error, rip, cs, rflags, rsp, ss).
 pub const FRAME_WORDS: usize = 22;
+/// Parked application processors a record can list (CPU indices 1..=15).
+pub const MAX_APS: usize = 15;
+
+/// One application processor parked for the switch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParkedCpu {
+    /// Its CPU index (1.., the boot CPU is 0): its per-CPU tables and its
+    /// slot in the parking area.
+    pub index: u8,
+    /// Its local APIC id (the destination of IPIs to it).
+    pub apic_id: u32,
+    /// The space it was running (its root table; 0: idle in the kernel).
+    pub running: u64,
+    /// It interrupted a user context, saved in its parking slot, to return
+    /// to (false: it was idle, or waiting in the kernel with nothing to
+    /// resume).
+    pub has_context: bool,
+}
 
 /// The I/O-MMU as the first kernel set it up (the queue's position and the
 /// tables are read back from the unit's registers).
@@ -94,6 +121,10 @@ pub struct Handover {
     pub device_count: usize,
     /// The context to return to (init's, as its `yield` returns Ok(0)).
     pub frame: [u64; FRAME_WORDS],
+    /// The parking area (physical; 0: none, one CPU online).
+    pub park_pa: u64,
+    pub parked: [ParkedCpu; MAX_APS],
+    pub parked_count: usize,
 }
 
 impl Handover {
@@ -122,6 +153,9 @@ impl Handover {
         devices: [Device { requester_id: 0, domain: 0 }; MAX_DEVICES],
         device_count: 0,
         frame: [0; FRAME_WORDS],
+        park_pa: 0,
+        parked: [ParkedCpu { index: 0, apic_id: 0, running: 0, has_context: false }; MAX_APS],
+        parked_count: 0,
     };
 
     pub fn ram(&self) -> &[(u64, u64)] {
@@ -135,6 +169,9 @@ impl Handover {
     }
     pub fn devices(&self) -> &[Device] {
         &self.devices[..self.device_count]
+    }
+    pub fn parked(&self) -> &[ParkedCpu] {
+        &self.parked[..self.parked_count]
     }
 
     /// Write the record into `out`; returns the words used.
@@ -175,6 +212,12 @@ impl Handover {
         }
         for v in self.frame {
             w.push(v);
+        }
+        w.push(self.park_pa);
+        w.push(self.parked_count as u64);
+        for c in self.parked() {
+            w.push(c.index as u64 | (c.apic_id as u64) << 8 | (c.has_context as u64) << 40);
+            w.push(c.running);
         }
         let used = w.at;
         out[0] = MAGIC;
@@ -239,6 +282,29 @@ impl Handover {
         for f in h.frame.iter_mut() {
             *f = r.next()?;
         }
+        h.park_pa = r.next()?;
+        let n = r.count(MAX_APS, "parked CPUs")?;
+        for i in 0..n {
+            let v = r.next()?;
+            let c = ParkedCpu {
+                index: v as u8,
+                apic_id: (v >> 8) as u32,
+                has_context: v >> 40 & 1 != 0,
+                running: r.next()?,
+            };
+            let repeated = h.parked[..i].iter().any(|p| p.index == c.index);
+            if v >> 41 != 0 || c.index == 0 || c.index as usize > MAX_APS || repeated {
+                return Err(HandoverError::BadField("parked CPU entry"));
+            }
+            if c.has_context && c.running == 0 {
+                return Err(HandoverError::BadField("parked CPU context without a space"));
+            }
+            h.parked[i] = c;
+        }
+        h.parked_count = n;
+        if n > 0 && h.park_pa == 0 {
+            return Err(HandoverError::BadField("parked CPUs without a parking area"));
+        }
         if r.at != used {
             return Err(HandoverError::BadField("trailing words"));
         }
@@ -289,7 +355,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn push(&mut self, v: u64) {
         // The lists are bounded by their arrays: 4 + 18 + 3 + 2*(32+64+8)
-        // + 1 + 20 + 22 = 276 words at most, well inside the page.
+        // + 1 + 20 + 22 + 2 + 2*15 = 308 words at most, inside the page.
         if let Some(slot) = self.out.get_mut(self.at) {
             *slot = v;
             self.at += 1;
@@ -364,6 +430,10 @@ mod tests {
         h.devices[1] = Device { requester_id: 0x0100, domain: 0 };
         h.device_count = 2;
         h.frame[17] = 0x20_1234;
+        h.park_pa = 0x9000;
+        h.parked[0] = ParkedCpu { index: 1, apic_id: 1, running: 0x7000, has_context: true };
+        h.parked[1] = ParkedCpu { index: 2, apic_id: 6, running: 0, has_context: false };
+        h.parked_count = 2;
         h
     }
 
@@ -389,6 +459,10 @@ mod tests {
         h.span_count = MAX_SPANS;
         h.mmio_count = MAX_MMIO;
         h.device_count = MAX_DEVICES;
+        for (i, c) in h.parked.iter_mut().enumerate() {
+            *c = ParkedCpu { index: i as u8 + 1, apic_id: u32::MAX, running: 0x7000, has_context: true };
+        }
+        h.parked_count = MAX_APS;
         let (w, n) = encoded(&h);
         assert!(n <= WORDS);
         assert_eq!(Handover::decode(&w[..n]), Ok(h));
@@ -441,5 +515,37 @@ mod tests {
         h.init = 0;
         let (w, _) = encoded(&h);
         assert!(matches!(Handover::decode(&w), Err(HandoverError::BadField(_))));
+    }
+
+    /// The parked-CPU list (version 2) is checked entry by entry.
+    #[test]
+    fn parked_cpu_lists_are_checked() {
+        let bad_parked = |edit: &dyn Fn(&mut Handover)| {
+            let mut h = sample();
+            edit(&mut h);
+            let (w, _) = encoded(&h);
+            Handover::decode(&w)
+        };
+        let entry = Err(HandoverError::BadField("parked CPU entry"));
+        assert_eq!(bad_parked(&|h| h.parked[0].index = 0), entry, "CPU 0 is the one that switches");
+        assert_eq!(bad_parked(&|h| h.parked[1].index = 1), entry, "one CPU listed twice");
+        assert_eq!(bad_parked(&|h| h.parked[1].index = 16), entry);
+        assert_eq!(
+            bad_parked(&|h| h.parked[1].has_context = true),
+            Err(HandoverError::BadField("parked CPU context without a space"))
+        );
+        assert_eq!(bad_parked(&|h| h.park_pa = 0), Err(HandoverError::BadField("parked CPUs without a parking area")));
+        // One CPU: no list, no area.
+        let mut h = sample();
+        h.parked = Handover::EMPTY.parked;
+        h.parked_count = 0;
+        h.park_pa = 0;
+        let (w, n) = encoded(&h);
+        assert_eq!(Handover::decode(&w[..n]), Ok(h));
+        // The count is bounded by the array.
+        let (mut w, n) = encoded(&sample());
+        w[n - 5] = MAX_APS as u64 + 1;
+        w[3] = crc(&w[4..n]) as u64;
+        assert_eq!(Handover::decode(&w), Err(HandoverError::TooMany("parked CPUs")));
     }
 }

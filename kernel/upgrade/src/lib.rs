@@ -54,10 +54,10 @@ pub enum Refusal {
     /// The spare slot was not reserved at boot (the boot image or the
     /// boot information lay in it).
     NoSpareSlot = 11,
-    /// More than one CPU is running: the switch parks no other CPU yet
-    /// (see `quiesce` in the kernel), so it refuses rather than leave one
-    /// running in the old kernel's code.
-    OtherCpusRunning = 12,
+    /// Another CPU did not report parked within the bound (the switch
+    /// parks every other CPU outside both kernel slots first); the ones
+    /// that did park were released back into the old kernel.
+    CpuDidNotPark = 12,
 }
 
 impl Refusal {
@@ -73,7 +73,7 @@ impl Refusal {
         Refusal::BadEntry,
         Refusal::NotMapped,
         Refusal::NoSpareSlot,
-        Refusal::OtherCpusRunning,
+        Refusal::CpuDidNotPark,
     ];
 
     /// A short name for logs and test output.
@@ -90,7 +90,7 @@ impl Refusal {
             Refusal::BadEntry => "upgrade entry outside the image",
             Refusal::NotMapped => "image page not mapped",
             Refusal::NoSpareSlot => "no spare kernel slot",
-            Refusal::OtherCpusRunning => "other CPUs running (an upgrade parks only one)",
+            Refusal::CpuDidNotPark => "a CPU did not park",
         }
     }
 

@@ -79,6 +79,9 @@ pub fn run(name: &str) -> Outcome {
         "kernel_upgrade" => upgrade::kernel_upgrade(),
         "kernel_upgrade_bad" => upgrade::kernel_upgrade_bad(),
         "kernel_upgrade_smp" => upgrade::kernel_upgrade_smp(),
+        "kernel_upgrade_smp_stuck" => upgrade::kernel_upgrade_smp_stuck(),
+        "kernel_upgrade_smp4" => upgrade::kernel_upgrade_smp4(),
+        "kernel_upgrade_grub" => upgrade::kernel_upgrade_grub(),
         "kernel_upgrade_nosmp" => upgrade::kernel_upgrade_nosmp(),
         other => Err(format!("no test named {other:?}")),
     }

@@ -22,7 +22,7 @@ static CONTROL_FRAME: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
 /// Map a fresh control page for `cpu` into init at `smp_control_va(cpu)`,
 /// naming the runtime's core entry and a one-page stack of its own.
-fn give_cpu(cpu: u64) -> Outcome {
+pub(crate) fn give_cpu(cpu: u64) -> Outcome {
     let ctl = initlib::frames::alloc().ok_or("out of frames for a control page")?;
     CONTROL_FRAME[cpu as usize].store(ctl, SeqCst);
     let stack = initlib::frames::alloc().ok_or("out of frames for a core stack")?;

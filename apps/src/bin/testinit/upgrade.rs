@@ -9,19 +9,28 @@
 //!   upgrade the info page names the expected build, both loops go on
 //!   committing, and the commits in flight at the switch are counted; at
 //!   the end both databases are verified whole (kvdb's `upgload`).
+//! * `kernel_upgrade_grub`: booted through GRUB from the BIOS disk image,
+//!   one upgrade A→B under the same kvdb load.
 //! * `kernel_upgrade_bad`: truncated, wrong-ABI, corrupted images and one
 //!   linked over the running kernel are refused by name, A keeps running
 //!   and counting; then a good upgrade to B still works and a process
 //!   runs under it.
-//! * `kernel_upgrade_smp`: with a second CPU online a good image is
-//!   refused (`OtherCpusRunning`: the switch parks no other CPU yet), A
-//!   keeps running, and a process still runs; `kernel_upgrade_nosmp`:
-//!   the same machine booted with `nosmp` (APs parked) upgrades A→B.
+//! * `kernel_upgrade_smp`: `kernel_upgrade` on a machine with several CPUs,
+//!   while init's core handler counts in a loop on every other CPU: the
+//!   upgrade parks them; after each upgrade every counter advances again
+//!   (each CPU came back, in the new kernel, to the loop it ran).
+//!   `kernel_upgrade_smp4`: the same with 4 CPUs (three counting), A→B→A
+//!   without the database. `kernel_upgrade_smp_stuck`: booted with `upsmp_noprk` (the highest
+//!   CPU ignores park requests) an upgrade is refused (`CpuDidNotPark`),
+//!   the CPUs that parked go back to A, every counter advances, A keeps
+//!   running and a process runs. `kernel_upgrade_nosmp`: the same machine
+//!   booted with `nosmp` (APs never started) upgrades A→B.
 
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::Ordering::SeqCst;
-use exo_abi::kinfo as ki;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use exo_abi::{kinfo as ki, Reason};
 use exo_rt::layout::SHARED_VA;
 use exo_rt::{kinfo, mem, println};
 use exo_upgrade::Refusal;
@@ -68,6 +77,24 @@ fn wait_for(kids: &[&Child], what: &str, done: impl Fn() -> bool) -> Outcome {
 }
 
 pub fn kernel_upgrade() -> Outcome {
+    upgrade_under_load("kernel_upgrade", &["B", "A", "B"], &|_| Ok(()))
+}
+
+/// `kernel_upgrade_grub`: the machine booted from the BIOS disk image
+/// through GRUB (multiboot2; the boot image, upgrade images included, is
+/// GRUB's module, kept out of the spare kernel slot by the kernel's ELF),
+/// then one upgrade A→B under kvdb load.
+pub fn kernel_upgrade_grub() -> Outcome {
+    let loader = kinfo::word(ki::W_BOOT_LOADER);
+    if loader != ki::BOOT_MB2_BIOS {
+        return Err(format!("booted by loader {loader}, not multiboot2 on BIOS (GRUB)"));
+    }
+    upgrade_under_load("kernel_upgrade_grub", &["B"], &|_| Ok(()))
+}
+
+/// kvdb commits on the NVMe and the NVDIMM while init upgrades to each of
+/// `builds` in turn; `after_each(k)` checks more after upgrade `k` (from 0).
+fn upgrade_under_load(test: &str, builds: &[&str], after_each: &dyn Fn(usize) -> Outcome) -> Outcome {
     let nonce = crate::basic::nonce_or_clock();
     expect_build("A")?;
     let svc = BlockService::start(kv::NVME_WINDOW_MIB, kv::KVDB_REGION_PAGES)?;
@@ -83,7 +110,7 @@ pub fn kernel_upgrade() -> Outcome {
         word(&on_nvme, LAST_ACK) >= 5 && word(&on_pmem, LAST_ACK) >= 5
     })?;
     let mut in_flight_total = 0;
-    for (k, build) in ["B", "A", "B"].iter().enumerate() {
+    for (k, build) in builds.iter().enumerate() {
         let name = format!("kernel/{build}");
         let r = upgrade::upgrade(&name).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
         // Init runs first after the switch: the children are as they were
@@ -97,7 +124,7 @@ pub fn kernel_upgrade() -> Outcome {
         let in_flight: u64 = at_switch.iter().map(|(s, a)| s - a).sum();
         in_flight_total += in_flight;
         println!(
-            "init: kernel_upgrade: upgrade {} to build {build} (image {} bytes): yield {} TSC ticks in all; old kernel request to jump {}; jump to init's first instruction {} (new kernel {}); commits at the switch: nvme {} acked {} in flight, pmem {} acked {} in flight",
+            "init: {test}: upgrade {} to build {build} (image {} bytes): yield {} TSC ticks in all; old kernel request to jump {}; jump to init's first instruction {} (new kernel {}); commits at the switch: nvme {} acked {} in flight, pmem {} acked {} in flight",
             k + 1,
             r.image_bytes,
             r.call,
@@ -118,11 +145,19 @@ pub fn kernel_upgrade() -> Outcome {
                 && word(&on_pmem, UPGRADES_SEEN) == k as u64 + 1
         })?;
         println!(
-            "init: kernel_upgrade: after upgrade {}: kvdb nvme saw it {} TSC ticks after the old kernel's jump, pmem {}",
+            "init: {test}: after upgrade {}: kvdb nvme saw it {} TSC ticks after the old kernel's jump, pmem {}",
             k + 1,
             word(&on_nvme, SEEN_AFTER_JUMP),
             word(&on_pmem, SEEN_AFTER_JUMP)
         );
+        println!(
+            "init: {test}: upgrade {}: {} other CPU(s) parked in {} TSC ticks (old kernel), all back online {} ticks after the new kernel's first instruction",
+            k + 1,
+            kinfo::word(ki::W_UPSMP_PARKED),
+            kinfo::word(ki::W_UPSMP_PARK_TSC),
+            kinfo::word(ki::W_UPSMP_RELEASE_TSC)
+        );
+        after_each(k)?;
     }
     for c in kids {
         mem::write(spawn::mailbox(c), 1);
@@ -136,7 +171,9 @@ pub fn kernel_upgrade() -> Outcome {
     back?;
     stopped?;
     println!(
-        "init: kernel_upgrade: 3 upgrades (A->B->A->B), {} + {} commits all verified, {} in flight at the switches, none lost; largest gap between two commits across an upgrade: nvme {} / pmem {} TSC ticks, otherwise {} / {} (TSC {} per us)",
+        "init: {test}: {} upgrade(s) (A->{}), {} + {} commits all verified, {} in flight at the switches, none lost; largest gap between two commits across an upgrade: nvme {} / pmem {} TSC ticks, otherwise {} / {} (TSC {} per us)",
+        builds.len(),
+        builds.join("->"),
         word(&on_nvme, LAST_ACK),
         word(&on_pmem, LAST_ACK),
         in_flight_total,
@@ -146,7 +183,7 @@ pub fn kernel_upgrade() -> Outcome {
         word(&on_pmem, GAP_OTHER),
         kinfo::word(ki::W_TSC_PER_US)
     );
-    expect_build("B")
+    expect_build(builds.last().copied().unwrap_or("A"))
 }
 
 pub fn kernel_upgrade_bad() -> Outcome {
@@ -182,31 +219,139 @@ pub fn kernel_upgrade_bad() -> Outcome {
     Ok(())
 }
 
-pub fn kernel_upgrade_smp() -> Outcome {
-    expect_build("A")?;
+/// Iterations of init's counting loop on CPU `n` (its core handler there).
+static SPINS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// Init's core handler for these tests: count, forever (masked: the
+/// kernel lets it run through its timer ticks).
+fn count_forever(cpu: u64, _reason: Reason, _a: u64, _b: u64, _c: u64) -> ! {
+    loop {
+        SPINS[cpu as usize & 63].fetch_add(1, SeqCst);
+    }
+}
+
+fn other_cpus() -> Vec<u64> {
+    let mask = kinfo::word(ki::W_SMP_ONLINE_MASK);
+    (1..64).filter(|c| mask & (1 << c) != 0).collect()
+}
+
+/// Wait (bounded) until every other CPU's counter passes what it was.
+fn counters_advance(what: &str) -> Outcome {
+    let cpus = other_cpus();
+    let before: Vec<u64> = cpus.iter().map(|&c| SPINS[c as usize].load(SeqCst)).collect();
+    let until = kinfo::word(ki::W_TICKS) + BOUND_TICKS;
+    loop {
+        let stuck: Vec<u64> =
+            cpus.iter().zip(&before).filter(|(&c, &b)| SPINS[c as usize].load(SeqCst) <= b).map(|(&c, _)| c).collect();
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        if kinfo::word(ki::W_TICKS) > until {
+            return Err(format!("CPU(s) {stuck:?} stopped counting {what}"));
+        }
+        sched_yield();
+    }
+}
+
+/// Start the counting loop on every other CPU (init's core handler there).
+fn start_counters(test: &str) -> Result<usize, String> {
     let online = kinfo::word(ki::W_SMP_ONLINE);
     if online < 2 {
         return Err(format!("{online} CPU(s) online: this test needs an SMP machine"));
     }
-    let ticks = kinfo::word(ki::W_TICKS);
-    match upgrade::upgrade("kernel/B") {
-        Err(Failure::Refused(Refusal::OtherCpusRunning)) => {}
-        Err(e) => {
-            return Err(format!("kernel/B with {online} CPUs: {e}, expected refused: {}", Refusal::OtherCpusRunning))
+    exo_rt::smp::set_core_handler(count_forever);
+    for cpu in other_cpus() {
+        crate::smp::give_cpu(cpu)?;
+    }
+    // Wait without system calls (bounded, 20 s of TSC): under `-icount`
+    // the CPUs run in turns, and a CPU 0 that keeps taking the kernel
+    // lock can keep an idle CPU's timer tick from entering init.
+    let tsc_per_us = kinfo::word(ki::W_TSC_PER_US).max(1);
+    let t0 = exo_rt::time::rdtsc();
+    while other_cpus().iter().any(|&c| SPINS[c as usize].load(SeqCst) == 0) {
+        if exo_rt::time::rdtsc() - t0 > 20_000_000 * tsc_per_us {
+            return Err("CPU(s) never started counting (init's core handler did not run)".into());
         }
-        Ok(_) => return Err(format!("kernel/B was accepted with {online} CPUs online")),
+        core::hint::spin_loop();
+    }
+    println!("init: {test}: counting on CPU(s) {:?}", other_cpus());
+    Ok(other_cpus().len())
+}
+
+pub fn kernel_upgrade_smp() -> Outcome {
+    expect_build("A")?;
+    let others = start_counters("kernel_upgrade_smp")?;
+    upgrade_under_load("kernel_upgrade_smp", &["B", "A", "B"], &|k| {
+        let parked = kinfo::word(ki::W_UPSMP_PARKED);
+        if parked != others as u64 {
+            return Err(format!("upgrade {} parked {parked} CPU(s), {others} run", k + 1));
+        }
+        counters_advance(&format!("after upgrade {}", k + 1))?;
+        let spins: Vec<u64> = other_cpus().iter().map(|&c| SPINS[c as usize].load(SeqCst)).collect();
+        println!("init: kernel_upgrade_smp: upgrade {}: every CPU counts on: {spins:?}", k + 1);
+        Ok(())
+    })?;
+    println!(
+        "init: kernel_upgrade_smp: A->B->A->B with {} CPU(s) online, every CPU back each time; {} TLB shootdowns to the counting CPU(s) meanwhile, {} TSC ticks spent in them",
+        others + 1,
+        kinfo::word(ki::W_SMP_SHOOTDOWNS),
+        kinfo::word(ki::W_SMP_SHOOTDOWN_TSC)
+    );
+    Ok(())
+}
+
+/// `kernel_upgrade_smp4`: 4 CPUs, init counting on the three others;
+/// A→B→A (no database: the three loops keep the host busy enough), each
+/// time every CPU parks and comes back counting; then a process runs.
+pub fn kernel_upgrade_smp4() -> Outcome {
+    expect_build("A")?;
+    let others = start_counters("kernel_upgrade_smp4")?;
+    for (k, build) in ["B", "A"].iter().enumerate() {
+        let r =
+            upgrade::upgrade(&format!("kernel/{build}")).map_err(|e| format!("upgrade {} to {build}: {e}", k + 1))?;
+        expect_build(build)?;
+        let parked = kinfo::word(ki::W_UPSMP_PARKED);
+        if parked != others as u64 {
+            return Err(format!("upgrade {} parked {parked} CPU(s), {others} run", k + 1));
+        }
+        counters_advance(&format!("after upgrade {}", k + 1))?;
+        println!(
+            "init: kernel_upgrade_smp4: upgrade {} to build {build}: {parked} CPU(s) parked in {} TSC ticks, back online {} ticks after the new kernel's first instruction; jump to init's first instruction {}; every counter advances",
+            k + 1,
+            kinfo::word(ki::W_UPSMP_PARK_TSC),
+            kinfo::word(ki::W_UPSMP_RELEASE_TSC),
+            r.switch
+        );
+    }
+    crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    counters_advance("after a process ran")?;
+    println!("init: kernel_upgrade_smp4: A->B->A with {} CPU(s) online, every CPU back each time", others + 1);
+    Ok(())
+}
+
+pub fn kernel_upgrade_smp_stuck() -> Outcome {
+    expect_build("A")?;
+    let others = start_counters("kernel_upgrade_smp_stuck")?;
+    match upgrade::upgrade("kernel/B") {
+        Err(Failure::Refused(Refusal::CpuDidNotPark)) => {}
+        Err(e) => {
+            return Err(format!(
+                "kernel/B with a CPU ignoring the park request: {e}, expected refused: {}",
+                Refusal::CpuDidNotPark
+            ))
+        }
+        Ok(_) => return Err("kernel/B was accepted with a CPU that does not park".into()),
     }
     expect_build("A")?;
     if kinfo::word(ki::W_UPGRADE_DONE) != 0 || kinfo::word(ki::W_UPGRADE_REFUSED) != 1 {
         return Err("refused/done counters wrong".into());
     }
-    while kinfo::word(ki::W_TICKS) < ticks + 2 {
-        sched_yield();
-    }
+    counters_advance("after the refused upgrade")?;
     crate::basic::expect_exit("probe", "syscalls", 64, 0)?;
+    counters_advance("after a process ran")?;
     println!(
-        "init: kernel_upgrade_smp: kernel/B refused with {online} CPUs online ({}), A runs on",
-        Refusal::OtherCpusRunning
+        "init: kernel_upgrade_smp_stuck: kernel/B refused ({}) with {others} other CPU(s), one ignoring the request; the rest went back, every counter advances, A runs on",
+        Refusal::CpuDidNotPark
     );
     Ok(())
 }
