@@ -346,7 +346,29 @@ syscall_entry:
     push rcx
     push 0
     push {sysvec}
-    jmp trap_push
+    /* Its own copy of trap_push: a system call goes straight to
+       `syscall_handler`, past the checks only interrupts and exceptions
+       need (NMI, shootdown, ring 0, forged vectors). */
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    cld
+    mov rdi, rsp
+    call syscall_handler
+    mov rdi, rsp
+    jmp trap_return
 
 trap_common:
     test qword ptr [rsp + 24], 3

@@ -51,6 +51,7 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         return;
     }
     match f.vector {
+        // Not reached: the SYSCALL entry goes to `syscall_handler`.
         SYSCALL_VECTOR => syscall(f),
         v if v == TIMER_VECTOR as u64 => timer(f),
         v if v == SPURIOUS_VECTOR as u64 => {}
@@ -68,6 +69,24 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
             interrupt(f, v);
         }
     }
+    sanitize_return(f);
+}
+
+/// The SYSCALL entry's handler: the same as [`trap_handler`] for its
+/// vector, without the checks only interrupts and exceptions need (a
+/// system call always comes from ring 3, with no error code, and no
+/// device can raise it).
+#[no_mangle]
+extern "C" fn syscall_handler(f: &mut TrapFrame) {
+    // One CPU in the kernel at a time (crate::smp; released on return).
+    let _kernel = crate::smp::lock();
+    syscall(f);
+    sanitize_return(f);
+}
+
+/// What every return to userspace must hold, whatever the handler did.
+#[inline(always)]
+fn sanitize_return(f: &mut TrapFrame) {
     if f.rip >= USER_END {
         // Only a `syscall` in the last two bytes of the user half gets here
         // (its return address is the first non-canonical one). `iretq` to
