@@ -5,7 +5,7 @@
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
 
-use crate::phys::{phys_read, phys_write, window_contains, MemRange, PHYS_OFFSET};
+use crate::phys::{phys_read, phys_write, window_contains, HotSpan, MemRange, PHYS_OFFSET};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use firmware::bootinfo::MAX_RAM;
 
@@ -69,6 +69,46 @@ fn is_ram_frame_slow(pa: u64) -> bool {
     let start = pa & !0xfff;
     let inside = |r: &MemRange| r.start <= start && start.saturating_add(0x1000) <= r.end;
     (inside(&ram.hot) || ram.ranges[..ram.count].iter().any(inside)) && window_contains(start, 0x1000)
+}
+
+/// [`KernelMem`] for one walk on the hot path (`yield`): the window's
+/// hot span and the largest RAM range read once, so each table read and
+/// RAM test compares against registers. The same checks, in the same
+/// order of preference, as `KernelMem`'s; anything outside the hot
+/// ranges takes `KernelMem`'s full path.
+pub struct WalkMem {
+    hot: HotSpan,
+    ram_start: u64,
+    ram_frames: u64,
+}
+
+impl WalkMem {
+    #[inline(always)]
+    pub fn now() -> Self {
+        WalkMem {
+            hot: HotSpan::now(),
+            ram_start: HOT_RAM_START.load(Ordering::Relaxed),
+            ram_frames: HOT_RAM_FRAMES.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl exo_mm::PhysMem for WalkMem {
+    #[inline(always)]
+    fn is_ram(&self, pa: u64) -> bool {
+        let start = pa & !0xfff;
+        if start.wrapping_sub(self.ram_start) < self.ram_frames {
+            return self.hot.contains_page(start);
+        }
+        is_ram_frame_slow(start)
+    }
+    #[inline(always)]
+    fn read(&self, pa: u64) -> u64 {
+        self.hot.read(pa)
+    }
+    fn write(&mut self, pa: u64, value: u64) {
+        phys_write::<u64>(pa, value)
+    }
 }
 
 /// The page-table code's view of memory: the window.

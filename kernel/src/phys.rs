@@ -79,6 +79,47 @@ pub fn window_contains(pa: u64, len: u64) -> bool {
     window().contains(pa, len)
 }
 
+/// The window's hot span read once for a run of checks (a page-table
+/// walk): each check is then two compares against values the compiler
+/// keeps in registers, instead of two loads and two compares. Valid while
+/// the window does not change — always once it is frozen, and within any
+/// one kernel entry before that (only boot code calls `set_window`).
+#[derive(Clone, Copy)]
+pub struct HotSpan {
+    start: u64,
+    last_word: u64,
+    last_page: u64,
+}
+
+impl HotSpan {
+    #[inline(always)]
+    pub fn now() -> Self {
+        HotSpan {
+            start: HOT_START.load(Ordering::Relaxed),
+            last_word: HOT_LAST_WORD.load(Ordering::Relaxed),
+            last_page: HOT_LAST_PAGE.load(Ordering::Relaxed),
+        }
+    }
+
+    /// [`phys_read`] of a word, checked against the span in registers
+    /// first.
+    #[inline(always)]
+    pub fn read(self, pa: u64) -> u64 {
+        if pa >= self.start && pa <= self.last_word {
+            // SAFETY: the word lies in the window's hot span (checked just
+            // above), which the window maps as ordinary kernel memory.
+            return unsafe { core::ptr::read_unaligned((PHYS_OFFSET + pa) as *const u64) };
+        }
+        phys_read::<u64>(pa)
+    }
+
+    /// [`window_contains`] of a whole page at `pa`.
+    #[inline(always)]
+    pub fn contains_page(self, pa: u64) -> bool {
+        (pa >= self.start && pa <= self.last_page) || window_contains(pa, 4096)
+    }
+}
+
 /// Whether any of `[start, end)` is mapped by the physical window.
 pub fn window_overlaps(start: u64, end: u64) -> bool {
     window().overlaps(start, end)

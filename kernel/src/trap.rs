@@ -162,7 +162,8 @@ fn syscall(f: &mut TrapFrame) {
         }
         Ok(Syscall::Yield) => {
             // The handle and both control pages in one pass over the tables.
-            let plan = match exo_mm::yield_plan(&mem, caller, a0, exo_abi::smp_control_va(percpu().index)) {
+            let walk = crate::mem::WalkMem::now();
+            let plan = match exo_mm::yield_plan(&walk, caller, a0, exo_abi::smp_control_va(percpu().index)) {
                 Ok(p) => p,
                 // The upgrade space has no control page: a yield to it is
                 // an upgrade request (only init holds its handle). Looked
