@@ -40,6 +40,16 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+impl TrapFrame {
+    /// Zero every general register but the upcall's five arguments (rdi,
+    /// rsi, rdx, rcx, r8): what `upcall_return` does in registers, for a
+    /// fresh entry that leaves through `trap_return` instead.
+    pub fn clear_other_registers(&mut self) {
+        (self.rax, self.rbx, self.rbp, self.r9, self.r10, self.r11) = (0, 0, 0, 0, 0, 0);
+        (self.r12, self.r13, self.r14, self.r15) = (0, 0, 0, 0);
+    }
+}
+
 pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
 pub const USER_DS: u64 = 0x18 | 3;
@@ -367,8 +377,34 @@ syscall_entry:
     cld
     mov rdi, rsp
     call syscall_handler
+    test al, al
+    jnz upcall_return
     mov rdi, rsp
     jmp trap_return
+
+    /* A fresh upcall entry (`upcall::enter_at_fresh`): the frame holds the
+       return frame and the five argument registers; every other register
+       is zeroed here, so the space entered sees nothing of the last one's
+       (cheaper than storing zeros in the frame and popping them). */
+upcall_return:
+    mov r8, [rsp + 7*8]
+    mov rdi, [rsp + 9*8]
+    mov rsi, [rsp + 10*8]
+    mov rdx, [rsp + 11*8]
+    mov rcx, [rsp + 12*8]
+    xor eax, eax
+    xor ebx, ebx
+    xor ebp, ebp
+    xor r9d, r9d
+    xor r10d, r10d
+    xor r11d, r11d
+    xor r12d, r12d
+    xor r13d, r13d
+    xor r14d, r14d
+    xor r15d, r15d
+    add rsp, 17*8
+    swapgs
+    iretq
 
 trap_common:
     test qword ptr [rsp + 24], 3

@@ -5,7 +5,7 @@
 use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
 use crate::phys::{phys_read, phys_write};
-use crate::upcall::{control_page, enter, enter_at, entry_point_at, save};
+use crate::upcall::{control_page, enter, enter_at_fresh, entry_point_at, save};
 use crate::{apic, fatal, kinfo};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
@@ -52,7 +52,11 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
     }
     match f.vector {
         // Not reached: the SYSCALL entry goes to `syscall_handler`.
-        SYSCALL_VECTOR => syscall(f),
+        SYSCALL_VECTOR => {
+            if syscall(f) == Exit::Fresh {
+                f.clear_other_registers();
+            }
+        }
         v if v == TIMER_VECTOR as u64 => timer(f),
         v if v == SPURIOUS_VECTOR as u64 => {}
         14 => {
@@ -76,12 +80,20 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
 /// vector, without the checks only interrupts and exceptions need (a
 /// system call always comes from ring 3, with no error code, and no
 /// device can raise it).
+///
+/// Returns true if `f` is a fresh upcall entry, to leave through
+/// `upcall_return` (which zeroes the registers it did not set); its
+/// return frame is the kernel's own (an entry point checked to be below
+/// `USER_END`, flags 0x202), so it needs no sanitizing.
 #[no_mangle]
-extern "C" fn syscall_handler(f: &mut TrapFrame) {
+extern "C" fn syscall_handler(f: &mut TrapFrame) -> bool {
     // One CPU in the kernel at a time (crate::smp; released on return).
     let _kernel = crate::smp::lock();
-    syscall(f);
+    if syscall(f) == Exit::Fresh {
+        return true;
+    }
     sanitize_return(f);
+    false
 }
 
 /// What every return to userspace must hold, whatever the handler did.
@@ -143,7 +155,18 @@ fn result(f: &mut TrapFrame, r: Result<u64, Error>) {
     }
 }
 
-fn syscall(f: &mut TrapFrame) {
+/// How a system call's frame leaves the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Through `trap_return`: every register comes from the frame.
+    Frame,
+    /// A fresh upcall entry ([`crate::upcall::enter_at_fresh`]): only its
+    /// return frame and argument registers were written; the exit
+    /// (`upcall_return`) zeroes every other register.
+    Fresh,
+}
+
+fn syscall(f: &mut TrapFrame) -> Exit {
     kinfo::add(ki::W_SYSCALLS, 1);
     let caller = percpu().current;
     let mut mem = KernelMem;
@@ -169,13 +192,16 @@ fn syscall(f: &mut TrapFrame) {
                 // an upgrade request (only init holds its handle). Looked
                 // at only on this error path, so other yields pay nothing.
                 Err(Error::BadTarget) => match exo_mm::yield_target(&mem, caller, a0) {
-                    Ok(target) if crate::upgrade::is_upgrade_space(target) => return crate::upgrade::request(f, a1),
-                    _ => return result(f, Err(Error::BadTarget)),
+                    Ok(target) if crate::upgrade::is_upgrade_space(target) => {
+                        crate::upgrade::request(f, a1);
+                        return Exit::Frame;
+                    }
+                    _ => return failed(f, Error::BadTarget),
                 },
-                Err(e) => return result(f, Err(e)),
+                Err(e) => return failed(f, e),
             };
             let Some(entry) = entry_point_at(plan.target_ctl) else {
-                return result(f, Err(Error::BadTarget));
+                return failed(f, Error::BadTarget);
             };
             // The caller resumes (when someone yields back and its runtime
             // chooses to) as if the call returned Ok(0).
@@ -183,9 +209,17 @@ fn syscall(f: &mut TrapFrame) {
             if let Some(ctl) = plan.caller_ctl {
                 save(ctl, f);
             }
-            enter_at(f, plan.target, entry, Reason::Yield, a1, 0, caller);
+            enter_at_fresh(f, plan.target, entry, Reason::Yield, a1, 0, caller);
+            return Exit::Fresh;
         }
     }
+    Exit::Frame
+}
+
+/// A failed call: the error in the caller's frame, nothing else changed.
+fn failed(f: &mut TrapFrame, e: Error) -> Exit {
+    result(f, Err(e));
+    Exit::Frame
 }
 
 fn timer(f: &mut TrapFrame) {

@@ -117,6 +117,29 @@ pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: 
     kinfo::add(ki::W_UPCALLS, 1);
 }
 
+/// [`enter_at`] for a return through `upcall_return` (the SYSCALL
+/// path's exit for a fresh entry): writes only what that exit reads — the
+/// return frame and the five argument registers — since it zeroes every
+/// other register itself (so the next space still sees nothing of the
+/// last one's). Any other exit must use `enter_at`, or clear the rest
+/// with [`TrapFrame::clear_other_registers`].
+#[inline(always)]
+pub fn enter_at_fresh(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
+    e.ctl.write(control::MASKED, 1);
+    switch_to(root);
+    f.rip = e.rip;
+    f.cs = USER_CS;
+    f.rflags = 0x202;
+    f.rsp = e.rsp;
+    f.ss = USER_DS;
+    f.rdi = reason as u64;
+    f.rsi = a;
+    f.rdx = b;
+    f.rcx = c;
+    f.r8 = percpu().index;
+    kinfo::add(ki::W_UPCALLS, 1);
+}
+
 /// Make `root` the running address space.
 pub fn switch_to(root: u64) {
     let pc = percpu();
