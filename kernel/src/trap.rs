@@ -183,37 +183,51 @@ fn syscall(f: &mut TrapFrame) -> Exit {
             let half = unsafe { &*core::ptr::addr_of!(KERNEL_HALF) };
             result(f, exo_mm::create_as(&mut mem, &mut tlb, caller, a0, a1, half))
         }
-        Ok(Syscall::Yield) => {
-            // The handle and both control pages in one pass over the tables.
-            let walk = crate::mem::WalkMem::now();
-            let plan = match exo_mm::yield_plan(&walk, caller, a0, exo_abi::smp_control_va(percpu().index)) {
-                Ok(p) => p,
-                // The upgrade space has no control page: a yield to it is
-                // an upgrade request (only init holds its handle). Looked
-                // at only on this error path, so other yields pay nothing.
-                Err(Error::BadTarget) => match exo_mm::yield_target(&mem, caller, a0) {
-                    Ok(target) if crate::upgrade::is_upgrade_space(target) => {
-                        crate::upgrade::request(f, a1);
-                        return Exit::Frame;
-                    }
-                    _ => return failed(f, Error::BadTarget),
-                },
-                Err(e) => return failed(f, e),
-            };
-            let Some(entry) = entry_point_at(plan.target_ctl) else {
-                return failed(f, Error::BadTarget);
-            };
-            // The caller resumes (when someone yields back and its runtime
-            // chooses to) as if the call returned Ok(0).
-            result(f, Ok(0));
-            if let Some(ctl) = plan.caller_ctl {
-                save(ctl, f);
-            }
-            enter_at_fresh(f, plan.target, entry, Reason::Yield, a1, 0, caller);
-            return Exit::Fresh;
-        }
+        Ok(Syscall::Yield) => return yield_call(f, caller, a0, a1),
     }
     Exit::Frame
+}
+
+/// `yield`: to the space whose handle is at `handle_va` in `caller`, with
+/// `arg`. Out of line with its own few live values (the other calls'
+/// state would cost it register saves).
+#[inline(never)]
+fn yield_call(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64) -> Exit {
+    // The handle and both control pages in one pass over the tables.
+    let walk = crate::mem::WalkMem::now();
+    let plan = match exo_mm::yield_plan(&walk, caller, handle_va, exo_abi::smp_control_va(percpu().index)) {
+        Ok(p) => p,
+        Err(e) => return yield_refused(f, caller, handle_va, arg, e),
+    };
+    let Some(entry) = entry_point_at(plan.target_ctl) else {
+        return failed(f, Error::BadTarget);
+    };
+    // The caller resumes (when someone yields back and its runtime
+    // chooses to) as if the call returned Ok(0).
+    result(f, Ok(0));
+    if let Some(ctl) = plan.caller_ctl {
+        save(ctl, f);
+    }
+    enter_at_fresh(f, plan.target, entry, Reason::Yield, arg, 0, caller);
+    Exit::Fresh
+}
+
+/// A `yield` `yield_plan` refused with `e`. The upgrade space has no
+/// control page: a yield to it is an upgrade request (only init holds its
+/// handle). Looked at only on this error path, so other yields pay
+/// nothing.
+#[cold]
+#[inline(never)]
+fn yield_refused(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64, e: Error) -> Exit {
+    if e == Error::BadTarget {
+        if let Ok(target) = exo_mm::yield_target(&KernelMem, caller, handle_va) {
+            if crate::upgrade::is_upgrade_space(target) {
+                crate::upgrade::request(f, arg);
+                return Exit::Frame;
+            }
+        }
+    }
+    failed(f, e)
 }
 
 /// A failed call: the error in the caller's frame, nothing else changed.
