@@ -5,7 +5,7 @@
 use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
 use crate::phys::{phys_read, phys_write};
-use crate::upcall::{control_page, enter, enter_at_fresh, entry_point_at, save};
+use crate::upcall::{control_page, enter, enter_at_fresh, entry_point_at, save, save_inlined};
 use crate::{apic, fatal, kinfo};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
@@ -206,7 +206,7 @@ fn yield_call(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64) -> Exit 
     // chooses to) as if the call returned Ok(0).
     result(f, Ok(0));
     if let Some(ctl) = plan.caller_ctl {
-        save(ctl, f);
+        save_inlined(ctl, f);
     }
     enter_at_fresh(f, plan.target, entry, Reason::Yield, arg, 0, caller);
     Exit::Fresh

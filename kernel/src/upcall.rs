@@ -30,6 +30,13 @@ pub fn masked(ctl: u64) -> bool {
 /// the window once, not at every word.
 #[inline]
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
+    save_inlined(ctl, f)
+}
+
+/// [`save`] inlined into its caller (`yield`'s, where a call would cost
+/// its own register saves).
+#[inline(always)]
+pub fn save_inlined(ctl: u64, f: &TrapFrame) -> bool {
     let page = CtlPage::new(ctl);
     if page.read(control::MASKED) != 0 {
         return false;
@@ -126,7 +133,7 @@ pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: 
 #[inline(always)]
 pub fn enter_at_fresh(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
     e.ctl.write(control::MASKED, 1);
-    switch_to(root);
+    switch_to_inlined(root);
     f.rip = e.rip;
     f.cs = USER_CS;
     f.rflags = 0x202;
@@ -142,6 +149,12 @@ pub fn enter_at_fresh(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reaso
 
 /// Make `root` the running address space.
 pub fn switch_to(root: u64) {
+    switch_to_inlined(root)
+}
+
+/// [`switch_to`] inlined into its caller (`yield`'s).
+#[inline(always)]
+fn switch_to_inlined(root: u64) {
     let pc = percpu();
     if pc.current != root {
         // SAFETY: `root` is a root table built by the kernel (boot or

@@ -129,6 +129,7 @@ fn configure(enable: bool, reset: bool) {
 
 /// Save the current vector registers into the control page `page` (its
 /// area, through the window, checked once by the caller) and record how.
+#[inline(always)]
 pub fn save(page: crate::upcall::CtlPage) {
     let kind = KIND.load(Ordering::Relaxed);
     let mask = MASK.load(Ordering::Relaxed);
