@@ -1,13 +1,17 @@
 //! Descriptor tables and the entry/exit paths: GDT with a TSS (whose I/O
 //! bitmap is the only port-I/O permission in the system), the IDT with one
-//! assembly stub per vector, the SYSCALL entry, and the single exit path
-//! (`trap_return`) through which every return to userspace goes.
+//! assembly stub per vector, the SYSCALL entry, and the two exit paths:
+//! `trap_return`, through which every return to userspace goes, and
+//! `upcall_return`, the SYSCALL path's exit into a fresh upcall entry
+//! (a `yield`'s target).
 //!
 //! Every entry from ring 3 builds the same [`TrapFrame`] at the top of the
 //! one kernel stack; the Rust handler rewrites it (a syscall result, or a
 //! whole new context when switching address spaces) and `trap_return`
-//! restores it with `iretq`. The kernel never blocks and never nests, so
-//! nothing survives on the kernel stack between entries.
+//! restores it with `iretq`. `upcall_return` reads only the return frame
+//! and the upcall's five argument registers from it and zeroes every
+//! other register. The kernel never blocks and never nests, so nothing
+//! survives on the kernel stack between entries.
 
 use core::mem::size_of;
 use x86_64::registers::model_specific::Msr;
