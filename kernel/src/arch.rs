@@ -378,7 +378,7 @@ syscall_entry:
     push r13
     push r14
     push r15
-    cld
+    /* No `cld`: SFMASK clears DF on SYSCALL (`init_cpu`). */
     mov rdi, rsp
     call syscall_handler
     test al, al
