@@ -85,6 +85,9 @@ pub struct PerCpu {
     pub this: u64,
     /// This CPU's index: 0 for the boot CPU, then in start order.
     pub index: u64,
+    /// This CPU's TSS (its I/O bitmap base changes on every switch of
+    /// address space).
+    tss: u64,
 }
 
 /// Offset of [`PerCpu::this`].
@@ -133,7 +136,7 @@ struct Idt([IdtEntry; 256]);
 // Entry `i` of each per-CPU table is written only by CPU `i` (its own
 // `init_cpu`, and the TSS I/O map base on each address-space switch, with
 // interrupts off) — or by the boot CPU before CPU `i` starts.
-const PERCPU_INIT: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0 };
+const PERCPU_INIT: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0, tss: 0 };
 static mut PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
 const TSS_INIT: Tss = Tss {
     reserved0: 0,
@@ -230,10 +233,11 @@ const INIT_PORTS: [core::ops::RangeInclusive<u16>; 2] = [0x3f8..=0x3ff, 0xf4..=0
 /// Give the I/O bitmap to the space about to run: init gets its ports,
 /// everyone else none (the bitmap base points past the TSS limit).
 pub fn set_io_permission(init_running: bool) {
-    // SAFETY: a 16-bit store into the TSS with interrupts disabled; the CPU
-    // reads the field only on I/O instructions in ring 3.
+    // SAFETY: a 16-bit store into this CPU's TSS (its address, set by
+    // `init_cpu` before GS made `percpu` usable) with interrupts disabled;
+    // the CPU reads the field only on I/O instructions in ring 3.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS[percpu().index as usize]);
+        let tss = &mut *(percpu().tss as *mut Tss);
         tss.iomap_base = if init_running { TSS_IOMAP_OFFSET } else { IOMAP_DISABLED };
     }
 }
@@ -282,6 +286,7 @@ pub fn init_cpu(cpu: usize) {
         pc.kstack_top = stack_top;
         pc.this = pc as *mut PerCpu as u64;
         pc.index = cpu as u64;
+        pc.tss = core::ptr::addr_of_mut!(TSS[cpu]) as u64;
 
         let tss = &mut *core::ptr::addr_of_mut!(TSS[cpu]);
         tss.rsp[0] = stack_top;
