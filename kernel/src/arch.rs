@@ -88,6 +88,9 @@ pub struct PerCpu {
     /// This CPU's TSS (its I/O bitmap base changes on every switch of
     /// address space).
     tss: u64,
+    /// `exo_abi::smp_control_va(index)`: where every space's control page
+    /// for this CPU is (looked up on every yield).
+    pub control_va: u64,
 }
 
 /// Offset of [`PerCpu::this`].
@@ -136,7 +139,8 @@ struct Idt([IdtEntry; 256]);
 // Entry `i` of each per-CPU table is written only by CPU `i` (its own
 // `init_cpu`, and the TSS I/O map base on each address-space switch, with
 // interrupts off) — or by the boot CPU before CPU `i` starts.
-const PERCPU_INIT: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0, tss: 0 };
+const PERCPU_INIT: PerCpu =
+    PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0, tss: 0, control_va: 0 };
 static mut PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
 const TSS_INIT: Tss = Tss {
     reserved0: 0,
@@ -287,6 +291,7 @@ pub fn init_cpu(cpu: usize) {
         pc.this = pc as *mut PerCpu as u64;
         pc.index = cpu as u64;
         pc.tss = core::ptr::addr_of_mut!(TSS[cpu]) as u64;
+        pc.control_va = exo_abi::smp_control_va(cpu as u64);
 
         let tss = &mut *core::ptr::addr_of_mut!(TSS[cpu]);
         tss.rsp[0] = stack_top;

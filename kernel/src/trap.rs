@@ -203,7 +203,7 @@ fn syscall(f: &mut TrapFrame) -> Exit {
 fn yield_call(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64) -> Exit {
     // The handle and both control pages in one pass over the tables.
     let walk = crate::mem::WalkMem::now();
-    let plan = match exo_mm::yield_plan(&walk, caller, handle_va, exo_abi::smp_control_va(percpu().index)) {
+    let plan = match exo_mm::yield_plan(&walk, caller, handle_va, percpu().control_va) {
         Ok(p) => p,
         Err(e) => return yield_refused(f, caller, handle_va, arg, e),
     };

@@ -17,7 +17,7 @@ use exo_abi::{control, kinfo as ki, Reason, PAGE_SIZE, USER_END};
 /// Physical address of `root`'s control page for this CPU, if it is
 /// usable (CPU 0's is at `CONTROL_VA`; see `exo_abi::smp_control_va`).
 pub fn control_page(root: u64) -> Option<u64> {
-    exo_mm::translate(&KernelMem, root, exo_abi::smp_control_va(percpu().index), true)
+    exo_mm::translate(&KernelMem, root, percpu().control_va, true)
 }
 
 pub fn masked(ctl: u64) -> bool {
