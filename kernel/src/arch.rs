@@ -1,13 +1,17 @@
 //! Descriptor tables and the entry/exit paths: GDT with a TSS (whose I/O
 //! bitmap is the only port-I/O permission in the system), the IDT with one
-//! assembly stub per vector, the SYSCALL entry, and the single exit path
-//! (`trap_return`) through which every return to userspace goes.
+//! assembly stub per vector, the SYSCALL entry, and the two exit paths:
+//! `trap_return`, through which every return to userspace goes, and
+//! `upcall_return`, the SYSCALL path's exit into a fresh upcall entry
+//! (a `yield`'s target).
 //!
 //! Every entry from ring 3 builds the same [`TrapFrame`] at the top of the
 //! one kernel stack; the Rust handler rewrites it (a syscall result, or a
 //! whole new context when switching address spaces) and `trap_return`
-//! restores it with `iretq`. The kernel never blocks and never nests, so
-//! nothing survives on the kernel stack between entries.
+//! restores it with `iretq`. `upcall_return` reads only the return frame
+//! and the upcall's five argument registers from it and zeroes every
+//! other register. The kernel never blocks and never nests, so nothing
+//! survives on the kernel stack between entries.
 
 use core::mem::size_of;
 use x86_64::registers::model_specific::Msr;
@@ -38,6 +42,16 @@ pub struct TrapFrame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Zero every general register but the upcall's five arguments (rdi,
+    /// rsi, rdx, rcx, r8): what `upcall_return` does in registers, for a
+    /// fresh entry that leaves through `trap_return` instead.
+    pub fn clear_other_registers(&mut self) {
+        (self.rax, self.rbx, self.rbp, self.r9, self.r10, self.r11) = (0, 0, 0, 0, 0, 0);
+        (self.r12, self.r13, self.r14, self.r15) = (0, 0, 0, 0);
+    }
 }
 
 pub const KERNEL_CS: u16 = 0x08;
@@ -71,6 +85,12 @@ pub struct PerCpu {
     pub this: u64,
     /// This CPU's index: 0 for the boot CPU, then in start order.
     pub index: u64,
+    /// This CPU's TSS (its I/O bitmap base changes on every switch of
+    /// address space).
+    tss: u64,
+    /// `exo_abi::smp_control_va(index)`: where every space's control page
+    /// for this CPU is (looked up on every yield).
+    pub control_va: u64,
 }
 
 /// Offset of [`PerCpu::this`].
@@ -119,7 +139,8 @@ struct Idt([IdtEntry; 256]);
 // Entry `i` of each per-CPU table is written only by CPU `i` (its own
 // `init_cpu`, and the TSS I/O map base on each address-space switch, with
 // interrupts off) — or by the boot CPU before CPU `i` starts.
-const PERCPU_INIT: PerCpu = PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0 };
+const PERCPU_INIT: PerCpu =
+    PerCpu { kstack_top: 0, user_rsp: 0, current: 0, init: 0, this: 0, index: 0, tss: 0, control_va: 0 };
 static mut PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
 const TSS_INIT: Tss = Tss {
     reserved0: 0,
@@ -216,10 +237,11 @@ const INIT_PORTS: [core::ops::RangeInclusive<u16>; 2] = [0x3f8..=0x3ff, 0xf4..=0
 /// Give the I/O bitmap to the space about to run: init gets its ports,
 /// everyone else none (the bitmap base points past the TSS limit).
 pub fn set_io_permission(init_running: bool) {
-    // SAFETY: a 16-bit store into the TSS with interrupts disabled; the CPU
-    // reads the field only on I/O instructions in ring 3.
+    // SAFETY: a 16-bit store into this CPU's TSS (its address, set by
+    // `init_cpu` before GS made `percpu` usable) with interrupts disabled;
+    // the CPU reads the field only on I/O instructions in ring 3.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS[percpu().index as usize]);
+        let tss = &mut *(percpu().tss as *mut Tss);
         tss.iomap_base = if init_running { TSS_IOMAP_OFFSET } else { IOMAP_DISABLED };
     }
 }
@@ -268,6 +290,8 @@ pub fn init_cpu(cpu: usize) {
         pc.kstack_top = stack_top;
         pc.this = pc as *mut PerCpu as u64;
         pc.index = cpu as u64;
+        pc.tss = core::ptr::addr_of_mut!(TSS[cpu]) as u64;
+        pc.control_va = exo_abi::smp_control_va(cpu as u64);
 
         let tss = &mut *core::ptr::addr_of_mut!(TSS[cpu]);
         tss.rsp[0] = stack_top;
@@ -346,7 +370,55 @@ syscall_entry:
     push rcx
     push 0
     push {sysvec}
-    jmp trap_push
+    /* Its own copy of trap_push: a system call goes straight to
+       `syscall_handler`, past the checks only interrupts and exceptions
+       need (NMI, shootdown, ring 0, forged vectors). */
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    /* No `cld`: SFMASK clears DF on SYSCALL (`init_cpu`). */
+    mov rdi, rsp
+    call syscall_handler
+    test al, al
+    jnz upcall_return
+    mov rdi, rsp
+    jmp trap_return
+
+    /* A fresh upcall entry (`upcall::enter_at_fresh`): the frame holds the
+       return frame and the five argument registers; every other register
+       is zeroed here, so the space entered sees nothing of the last one's
+       (cheaper than storing zeros in the frame and popping them). */
+upcall_return:
+    mov r8, [rsp + 7*8]
+    mov rdi, [rsp + 9*8]
+    mov rsi, [rsp + 10*8]
+    mov rdx, [rsp + 11*8]
+    mov rcx, [rsp + 12*8]
+    xor eax, eax
+    xor ebx, ebx
+    xor ebp, ebp
+    xor r9d, r9d
+    xor r10d, r10d
+    xor r11d, r11d
+    xor r12d, r12d
+    xor r13d, r13d
+    xor r14d, r14d
+    xor r15d, r15d
+    add rsp, 17*8
+    swapgs
+    iretq
 
 trap_common:
     test qword ptr [rsp + 24], 3

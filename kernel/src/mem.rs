@@ -5,7 +5,7 @@
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
 
-use crate::phys::{phys_read, phys_write, window_contains, MemRange, PHYS_OFFSET};
+use crate::phys::{phys_read, phys_write, window_contains, HotSpan, MemRange, PHYS_OFFSET};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use firmware::bootinfo::MAX_RAM;
 
@@ -23,15 +23,26 @@ struct Ram {
     hot: MemRange,
 }
 
+/// The largest RAM range as the first frame address in it and how many
+/// frame addresses from there on still fit in it (0 before `set_ram`, or
+/// if it is shorter than a frame): `is_ram_frame`'s first test is then
+/// one subtraction and one compare (`start - HOT_RAM_START < count`,
+/// wrapping, so a frame below the range fails too).
+static HOT_RAM_START: AtomicU64 = AtomicU64::new(0);
+static HOT_RAM_FRAMES: AtomicU64 = AtomicU64::new(0);
+
 /// Record the boot memory map's RAM ranges (once, before userspace runs).
 pub fn set_ram(list: &[MemRange]) {
-    RAM.call_once(|| {
+    let ram = RAM.call_once(|| {
         let mut ranges = [MemRange::EMPTY; MAX_RAM];
         let count = list.len().min(ranges.len());
         ranges[..count].copy_from_slice(&list[..count]);
         let hot = ranges[..count].iter().copied().max_by_key(|r| r.len()).unwrap_or(MemRange::EMPTY);
         Ram { ranges, count, hot }
     });
+    HOT_RAM_START.store(ram.hot.start, Ordering::Relaxed);
+    let frames = if ram.hot.len() >= 0x1000 { ram.hot.len() - 0x1000 + 1 } else { 0 };
+    HOT_RAM_FRAMES.store(frames, Ordering::Relaxed);
 }
 
 /// The RAM ranges recorded at boot (for the upgrade's handover).
@@ -42,12 +53,62 @@ pub fn ram_ranges() -> &'static [MemRange] {
 /// Is the 4 KiB frame at `pa` RAM that the window maps?
 #[inline]
 pub fn is_ram_frame(pa: u64) -> bool {
+    let start = pa & !0xfff;
+    if start.wrapping_sub(HOT_RAM_START.load(Ordering::Relaxed)) < HOT_RAM_FRAMES.load(Ordering::Relaxed) {
+        return window_contains(start, 0x1000);
+    }
+    is_ram_frame_slow(start)
+}
+
+/// [`is_ram_frame`] outside the largest RAM range.
+#[inline(never)]
+fn is_ram_frame_slow(pa: u64) -> bool {
     let Some(ram) = RAM.get() else {
         return false;
     };
     let start = pa & !0xfff;
     let inside = |r: &MemRange| r.start <= start && start.saturating_add(0x1000) <= r.end;
     (inside(&ram.hot) || ram.ranges[..ram.count].iter().any(inside)) && window_contains(start, 0x1000)
+}
+
+/// [`KernelMem`] for one walk on the hot path (`yield`): the window's
+/// hot span and the largest RAM range read once, so each table read and
+/// RAM test compares against registers. The same checks, in the same
+/// order of preference, as `KernelMem`'s; anything outside the hot
+/// ranges takes `KernelMem`'s full path.
+pub struct WalkMem {
+    hot: HotSpan,
+    ram_start: u64,
+    ram_frames: u64,
+}
+
+impl WalkMem {
+    #[inline(always)]
+    pub fn now() -> Self {
+        WalkMem {
+            hot: HotSpan::now(),
+            ram_start: HOT_RAM_START.load(Ordering::Relaxed),
+            ram_frames: HOT_RAM_FRAMES.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl exo_mm::PhysMem for WalkMem {
+    #[inline(always)]
+    fn is_ram(&self, pa: u64) -> bool {
+        let start = pa & !0xfff;
+        if start.wrapping_sub(self.ram_start) < self.ram_frames {
+            return self.hot.contains_page(start);
+        }
+        is_ram_frame_slow(start)
+    }
+    #[inline(always)]
+    fn read(&self, pa: u64) -> u64 {
+        self.hot.read(pa)
+    }
+    fn write(&mut self, pa: u64, value: u64) {
+        phys_write::<u64>(pa, value)
+    }
 }
 
 /// The page-table code's view of memory: the window.

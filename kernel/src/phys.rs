@@ -48,26 +48,28 @@ fn window() -> &'static Spans {
 /// system call).
 static HOT_START: AtomicU64 = AtomicU64::new(0);
 static HOT_END: AtomicU64 = AtomicU64::new(1 << 30);
-/// The last addresses in the hot span at which a word and a whole page
-/// still fit (`HOT_END - 8`, `HOT_END - 4096`): the two sizes of nearly
-/// every check (page-table entries, control pages) then take two compares
-/// and no overflow test. With no hot span of at least a page, `HOT_START`
-/// is `u64::MAX` and both are 0, so nothing passes the short test.
-static HOT_LAST_WORD: AtomicU64 = AtomicU64::new((1 << 30) - 8);
-static HOT_LAST_PAGE: AtomicU64 = AtomicU64::new((1 << 30) - 4096);
+/// How many addresses from `HOT_START` on a word and a whole page can
+/// start at and still fit in the hot span (`HOT_END - 8 - HOT_START + 1`,
+/// likewise for 4096): the two sizes of nearly every check (page-table
+/// entries, control pages) then take one subtraction and one compare
+/// (`pa - HOT_START < count`, wrapping, so an address below the span
+/// fails too) and no overflow test. With no hot span of at least a page
+/// both are 0, so nothing passes the short test.
+static HOT_WORDS: AtomicU64 = AtomicU64::new((1 << 30) - 8 + 1);
+static HOT_PAGES: AtomicU64 = AtomicU64::new((1 << 30) - 4096 + 1);
 
 /// Whether all of `[pa, pa + len)` is mapped by the physical window (and
 /// so may be read and written as write-back memory).
 #[inline]
 pub fn window_contains(pa: u64, len: u64) -> bool {
     // `len` is a constant at nearly every call: only one arm remains.
-    let last = match len {
-        0..=8 => Some(HOT_LAST_WORD.load(Ordering::Relaxed)),
-        4096 => Some(HOT_LAST_PAGE.load(Ordering::Relaxed)),
+    let starts = match len {
+        0..=8 => Some(HOT_WORDS.load(Ordering::Relaxed)),
+        4096 => Some(HOT_PAGES.load(Ordering::Relaxed)),
         _ => None,
     };
-    if let Some(last) = last {
-        if pa >= HOT_START.load(Ordering::Relaxed) && pa <= last {
+    if let Some(starts) = starts {
+        if pa.wrapping_sub(HOT_START.load(Ordering::Relaxed)) < starts {
             return true;
         }
         return window().contains(pa, len);
@@ -77,6 +79,49 @@ pub fn window_contains(pa: u64, len: u64) -> bool {
         return true;
     }
     window().contains(pa, len)
+}
+
+/// The window's hot span read once for a run of checks (a page-table
+/// walk): each check is then two compares against values the compiler
+/// keeps in registers, instead of two loads and two compares. Valid while
+/// the window does not change — always once it is frozen, and within any
+/// one kernel entry before that (only boot code calls `set_window`).
+///
+/// Each test is one subtraction and one compare (see `HOT_WORDS`).
+#[derive(Clone, Copy)]
+pub struct HotSpan {
+    start: u64,
+    words: u64,
+    pages: u64,
+}
+
+impl HotSpan {
+    #[inline(always)]
+    pub fn now() -> Self {
+        HotSpan {
+            start: HOT_START.load(Ordering::Relaxed),
+            words: HOT_WORDS.load(Ordering::Relaxed),
+            pages: HOT_PAGES.load(Ordering::Relaxed),
+        }
+    }
+
+    /// [`phys_read`] of a word, checked against the span in registers
+    /// first.
+    #[inline(always)]
+    pub fn read(self, pa: u64) -> u64 {
+        if pa.wrapping_sub(self.start) < self.words {
+            // SAFETY: the word lies in the window's hot span (checked just
+            // above), which the window maps as ordinary kernel memory.
+            return unsafe { core::ptr::read_unaligned((PHYS_OFFSET + pa) as *const u64) };
+        }
+        phys_read::<u64>(pa)
+    }
+
+    /// [`window_contains`] of a whole page at `pa`.
+    #[inline(always)]
+    pub fn contains_page(self, pa: u64) -> bool {
+        pa.wrapping_sub(self.start) < self.pages || window_contains(pa, 4096)
+    }
 }
 
 /// Whether any of `[start, end)` is mapped by the physical window.
@@ -94,11 +139,12 @@ pub fn set_window(spans: Spans) {
     // SAFETY: single-threaded boot, before `freeze_window`; no reference
     // from `window()` is alive across this call.
     unsafe { *core::ptr::addr_of_mut!(WINDOW) = spans };
-    let (start, words, pages) = if hot.1 - hot.0 >= 4096 { (hot.0, hot.1 - 8, hot.1 - 4096) } else { (u64::MAX, 0, 0) };
+    let (start, words, pages) =
+        if hot.1 - hot.0 >= 4096 { (hot.0, hot.1 - hot.0 - 8 + 1, hot.1 - hot.0 - 4096 + 1) } else { (u64::MAX, 0, 0) };
     HOT_START.store(start, Ordering::Relaxed);
     HOT_END.store(hot.1, Ordering::Relaxed);
-    HOT_LAST_WORD.store(words, Ordering::Relaxed);
-    HOT_LAST_PAGE.store(pages, Ordering::Relaxed);
+    HOT_WORDS.store(words, Ordering::Relaxed);
+    HOT_PAGES.store(pages, Ordering::Relaxed);
 }
 
 /// From now on the window never changes; its spans can be lent out for

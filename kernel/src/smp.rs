@@ -66,19 +66,32 @@ static LOCKED: AtomicBool = AtomicBool::new(false);
 pub struct KernelLockGuard(());
 
 impl Drop for KernelLockGuard {
+    #[inline(always)]
     fn drop(&mut self) {
         LOCKED.store(false, SeqCst);
     }
 }
 
-/// Take the kernel lock (interrupts are off in the kernel). While waiting,
-/// answer shootdowns: the holder may be waiting for this CPU.
+/// Take the kernel lock (interrupts are off in the kernel). The
+/// uncontended case — every entry on one CPU — is one `lock cmpxchg` and
+/// a branch, inlined into the entry paths; waiting is out of line.
+#[inline(always)]
 pub fn lock() -> KernelLockGuard {
+    if LOCKED.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+        lock_contended();
+    }
+    KernelLockGuard(())
+}
+
+/// Wait for the kernel lock. While waiting, answer shootdowns: the holder
+/// may be waiting for this CPU.
+#[cold]
+#[inline(never)]
+fn lock_contended() {
     while LOCKED.compare_exchange_weak(false, true, SeqCst, SeqCst).is_err() {
         answer_shootdown();
         core::hint::spin_loop();
     }
-    KernelLockGuard(())
 }
 
 /// [`lock`] for a kernel entry with frame `f`: while waiting, also answer

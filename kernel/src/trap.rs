@@ -5,7 +5,7 @@
 use crate::arch::{percpu, TrapFrame, MACHINE_CHECK_VECTOR, NMI_VECTOR, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::mem::{KernelMem, KernelTlb};
 use crate::phys::{phys_read, phys_write};
-use crate::upcall::{control_page, enter, enter_at, entry_point_at, save};
+use crate::upcall::{control_page, enter, enter_at_fresh, entry_point_at, save, save_inlined};
 use crate::{apic, fatal, kinfo};
 use exo_abi::{control, kinfo as ki, Error, Reason, Syscall, CONTROL_VA, USER_END};
 
@@ -55,7 +55,12 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         return;
     }
     match f.vector {
-        SYSCALL_VECTOR => syscall(f),
+        // Not reached: the SYSCALL entry goes to `syscall_handler`.
+        SYSCALL_VECTOR => {
+            if syscall(f) == Exit::Fresh {
+                f.clear_other_registers();
+            }
+        }
         v if v == TIMER_VECTOR as u64 => timer(f),
         v if v == SPURIOUS_VECTOR as u64 => {}
         14 => {
@@ -72,6 +77,40 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
             interrupt(f, v);
         }
     }
+    sanitize_return(f);
+}
+
+/// The SYSCALL entry's handler: the same as [`trap_handler`] for its
+/// vector, without the checks only interrupts and exceptions need (a
+/// system call always comes from ring 3, with no error code, and no
+/// device can raise it).
+///
+/// Returns true if `f` is a fresh upcall entry, to leave through
+/// `upcall_return` (which zeroes the registers it did not set); its
+/// return frame is the kernel's own (an entry point checked to be below
+/// `USER_END`, flags 0x202), so it needs no sanitizing.
+#[no_mangle]
+extern "C" fn syscall_handler(f: &mut TrapFrame) -> bool {
+    // One CPU in the kernel at a time (crate::smp; released on return).
+    let _kernel = crate::smp::lock();
+    // `yield` first, straight to its own function: the one call on the
+    // path of every message between two spaces.
+    let exit = if f.rax == Syscall::Yield as u64 {
+        kinfo::add(ki::W_SYSCALLS, 1);
+        yield_call(f, percpu().current, f.rdi, f.rsi)
+    } else {
+        syscall(f)
+    };
+    if exit == Exit::Fresh {
+        return true;
+    }
+    sanitize_return(f);
+    false
+}
+
+/// What every return to userspace must hold, whatever the handler did.
+#[inline(always)]
+fn sanitize_return(f: &mut TrapFrame) {
     if f.rip >= USER_END {
         // Only a `syscall` in the last two bytes of the user half gets here
         // (its return address is the first non-canonical one). `iretq` to
@@ -128,7 +167,18 @@ fn result(f: &mut TrapFrame, r: Result<u64, Error>) {
     }
 }
 
-fn syscall(f: &mut TrapFrame) {
+/// How a system call's frame leaves the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Through `trap_return`: every register comes from the frame.
+    Frame,
+    /// A fresh upcall entry ([`crate::upcall::enter_at_fresh`]): only its
+    /// return frame and argument registers were written; the exit
+    /// (`upcall_return`) zeroes every other register.
+    Fresh,
+}
+
+fn syscall(f: &mut TrapFrame) -> Exit {
     kinfo::add(ki::W_SYSCALLS, 1);
     let caller = percpu().current;
     let mut mem = KernelMem;
@@ -145,31 +195,57 @@ fn syscall(f: &mut TrapFrame) {
             let half = unsafe { &*core::ptr::addr_of!(KERNEL_HALF) };
             result(f, exo_mm::create_as(&mut mem, &mut tlb, caller, a0, a1, half))
         }
-        Ok(Syscall::Yield) => {
-            // The handle and both control pages in one pass over the tables.
-            let plan = match exo_mm::yield_plan(&mem, caller, a0, exo_abi::smp_control_va(percpu().index)) {
-                Ok(p) => p,
-                // The upgrade space has no control page: a yield to it is
-                // an upgrade request (only init holds its handle). Looked
-                // at only on this error path, so other yields pay nothing.
-                Err(Error::BadTarget) => match exo_mm::yield_target(&mem, caller, a0) {
-                    Ok(target) if crate::upgrade::is_upgrade_space(target) => return crate::upgrade::request(f, a1),
-                    _ => return result(f, Err(Error::BadTarget)),
-                },
-                Err(e) => return result(f, Err(e)),
-            };
-            let Some(entry) = entry_point_at(plan.target_ctl) else {
-                return result(f, Err(Error::BadTarget));
-            };
-            // The caller resumes (when someone yields back and its runtime
-            // chooses to) as if the call returned Ok(0).
-            result(f, Ok(0));
-            if let Some(ctl) = plan.caller_ctl {
-                save(ctl, f);
+        Ok(Syscall::Yield) => return yield_call(f, caller, a0, a1),
+    }
+    Exit::Frame
+}
+
+/// `yield`: to the space whose handle is at `handle_va` in `caller`, with
+/// `arg`. Out of line with its own few live values (the other calls'
+/// state would cost it register saves).
+#[inline(never)]
+fn yield_call(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64) -> Exit {
+    // The handle and both control pages in one pass over the tables.
+    let walk = crate::mem::WalkMem::now();
+    let plan = match exo_mm::yield_plan(&walk, caller, handle_va, percpu().control_va) {
+        Ok(p) => p,
+        Err(e) => return yield_refused(f, caller, handle_va, arg, e),
+    };
+    let Some(entry) = entry_point_at(plan.target_ctl) else {
+        return failed(f, Error::BadTarget);
+    };
+    // The caller resumes (when someone yields back and its runtime
+    // chooses to) as if the call returned Ok(0).
+    result(f, Ok(0));
+    if let Some(ctl) = plan.caller_ctl {
+        save_inlined(ctl, f);
+    }
+    enter_at_fresh(f, plan.target, entry, Reason::Yield, arg, 0, caller);
+    Exit::Fresh
+}
+
+/// A `yield` `yield_plan` refused with `e`. The upgrade space has no
+/// control page: a yield to it is an upgrade request (only init holds its
+/// handle). Looked at only on this error path, so other yields pay
+/// nothing.
+#[cold]
+#[inline(never)]
+fn yield_refused(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64, e: Error) -> Exit {
+    if e == Error::BadTarget {
+        if let Ok(target) = exo_mm::yield_target(&KernelMem, caller, handle_va) {
+            if crate::upgrade::is_upgrade_space(target) {
+                crate::upgrade::request(f, arg);
+                return Exit::Frame;
             }
-            enter_at(f, plan.target, entry, Reason::Yield, a1, 0, caller);
         }
     }
+    failed(f, e)
+}
+
+/// A failed call: the error in the caller's frame, nothing else changed.
+fn failed(f: &mut TrapFrame, e: Error) -> Exit {
+    result(f, Err(e));
+    Exit::Frame
 }
 
 fn timer(f: &mut TrapFrame) {

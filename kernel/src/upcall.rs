@@ -17,7 +17,7 @@ use exo_abi::{control, kinfo as ki, Reason, PAGE_SIZE, USER_END};
 /// Physical address of `root`'s control page for this CPU, if it is
 /// usable (CPU 0's is at `CONTROL_VA`; see `exo_abi::smp_control_va`).
 pub fn control_page(root: u64) -> Option<u64> {
-    exo_mm::translate(&KernelMem, root, exo_abi::smp_control_va(percpu().index), true)
+    exo_mm::translate(&KernelMem, root, percpu().control_va, true)
 }
 
 pub fn masked(ctl: u64) -> bool {
@@ -30,6 +30,13 @@ pub fn masked(ctl: u64) -> bool {
 /// the window once, not at every word.
 #[inline]
 pub fn save(ctl: u64, f: &TrapFrame) -> bool {
+    save_inlined(ctl, f)
+}
+
+/// [`save`] inlined into its caller (`yield`'s, where a call would cost
+/// its own register saves).
+#[inline(always)]
+pub fn save_inlined(ctl: u64, f: &TrapFrame) -> bool {
     let page = CtlPage::new(ctl);
     if page.read(control::MASKED) != 0 {
         return false;
@@ -117,8 +124,37 @@ pub fn enter_at(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: 
     kinfo::add(ki::W_UPCALLS, 1);
 }
 
+/// [`enter_at`] for a return through `upcall_return` (the SYSCALL
+/// path's exit for a fresh entry): writes only what that exit reads — the
+/// return frame and the five argument registers — since it zeroes every
+/// other register itself (so the next space still sees nothing of the
+/// last one's). Any other exit must use `enter_at`, or clear the rest
+/// with [`TrapFrame::clear_other_registers`].
+#[inline(always)]
+pub fn enter_at_fresh(f: &mut TrapFrame, root: u64, e: EntryPoint, reason: Reason, a: u64, b: u64, c: u64) {
+    e.ctl.write(control::MASKED, 1);
+    switch_to_inlined(root);
+    f.rip = e.rip;
+    f.cs = USER_CS;
+    f.rflags = 0x202;
+    f.rsp = e.rsp;
+    f.ss = USER_DS;
+    f.rdi = reason as u64;
+    f.rsi = a;
+    f.rdx = b;
+    f.rcx = c;
+    f.r8 = percpu().index;
+    kinfo::add(ki::W_UPCALLS, 1);
+}
+
 /// Make `root` the running address space.
 pub fn switch_to(root: u64) {
+    switch_to_inlined(root)
+}
+
+/// [`switch_to`] inlined into its caller (`yield`'s).
+#[inline(always)]
+fn switch_to_inlined(root: u64) {
     let pc = percpu();
     if pc.current != root {
         // SAFETY: `root` is a root table built by the kernel (boot or

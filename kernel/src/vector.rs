@@ -129,31 +129,33 @@ fn configure(enable: bool, reset: bool) {
 
 /// Save the current vector registers into the control page `page` (its
 /// area, through the window, checked once by the caller) and record how.
+#[inline(always)]
 pub fn save(page: crate::upcall::CtlPage) {
     let kind = KIND.load(Ordering::Relaxed);
     let mask = MASK.load(Ordering::Relaxed);
-    if kind != VectorKind::None as u64 {
+    // The usual case first (set only with `VectorKind::Xsave`): one test.
+    if USE_XSAVEOPT.load(Ordering::Relaxed) != 0 {
         let va = page.va(control::VECTOR_AREA, control::VECTOR_AREA_MAX);
-        if kind == VectorKind::Fxsave as u64 {
-            // SAFETY: `va` is the window's mapping of the rest of the
-            // control page (checked by `page`: RAM the kernel maps, a
-            // frame the space owns and the walk found writable), 64-byte
-            // aligned, at least 512 bytes long.
-            unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) va, options(nostack)) };
-        } else if USE_XSAVEOPT.load(Ordering::Relaxed) != 0 {
-            // SAFETY: as above; the area holds the XSAVE image of the
-            // components in XCR0 (checked against its size at `init`).
-            // XSAVEOPT's modified-state optimisation never applies: the
-            // last XRSTOR was the runtime's, at CPL 3 and another address.
-            unsafe {
-                core::arch::asm!("xsaveopt64 [{}]", in(reg) va, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
-            };
-        } else {
-            // SAFETY: as above.
-            unsafe {
-                core::arch::asm!("xsave64 [{}]", in(reg) va, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
-            };
-        }
+        // SAFETY: `va` is the window's mapping of the rest of the control
+        // page (checked by `page`: RAM the kernel maps, a frame the space
+        // owns and the walk found writable), 64-byte aligned; the area
+        // holds the XSAVE image of the components in XCR0 (checked
+        // against its size at `init`). XSAVEOPT's modified-state
+        // optimisation never applies: the last XRSTOR was the runtime's,
+        // at CPL 3 and another address.
+        unsafe {
+            core::arch::asm!("xsaveopt64 [{}]", in(reg) va, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+        };
+    } else if kind == VectorKind::Fxsave as u64 {
+        let va = page.va(control::VECTOR_AREA, control::VECTOR_AREA_MAX);
+        // SAFETY: as above; at least 512 bytes long.
+        unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) va, options(nostack)) };
+    } else if kind == VectorKind::Xsave as u64 {
+        let va = page.va(control::VECTOR_AREA, control::VECTOR_AREA_MAX);
+        // SAFETY: as above.
+        unsafe {
+            core::arch::asm!("xsave64 [{}]", in(reg) va, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+        };
     }
     page.write(control::VECTOR_MASK, mask);
     page.write(control::VECTOR_KIND, kind);

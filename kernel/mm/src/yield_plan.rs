@@ -38,6 +38,22 @@ const LINK: u64 = P | US;
 /// if the target has no usable control page.
 #[inline]
 pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64) -> Result<YieldPlan, Error> {
+    // Every CPU's control page lies in the first 2 MiB
+    // (`exo_abi::smp_control_va`), reached through entry 0 of the tables
+    // at levels 3..1: in this copy the compiler knows those indices are 0
+    // and drops their computation from both control-page walks.
+    if ctl_va < span(1) {
+        plan(mem, caller, handle_va, ctl_va, [0, 0, 0, index(ctl_va, 0) * 8])
+    } else {
+        let off = [3u8, 2, 1, 0].map(|level| index(ctl_va, level) * 8);
+        plan(mem, caller, handle_va, ctl_va, off)
+    }
+}
+
+/// [`yield_plan`] with the byte offsets of `ctl_va`'s entries in the
+/// tables at levels 3, 2, 1, 0 (`ctl_off`) worked out.
+#[inline(always)]
+fn plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64, ctl_off: [u64; 4]) -> Result<YieldPlan, Error> {
     if handle_va == 0 || handle_va >= USER_END || !handle_va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAddress);
     }
@@ -53,7 +69,7 @@ pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64)
         table = e & ADDR_MASK;
     }
     let target = handle_root(mem.read(table + index(handle_va, 0) * 8))?;
-    let target_ctl = control_page(mem, target, ctl_va, &[]).ok_or(Error::BadTarget)?;
+    let target_ctl = control_page(mem, target, ctl_va, ctl_off, &[]).ok_or(Error::BadTarget)?;
     // The caller's walk to `ctl_va` starts down the same tables as long
     // as the indices agree: those links were read already.
     let shared = match handle_va ^ ctl_va {
@@ -62,7 +78,7 @@ pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64)
         d if d < span(3) => 1,
         _ => 0,
     };
-    let caller_ctl = control_page(mem, caller, ctl_va, &links[..shared]);
+    let caller_ctl = control_page(mem, caller, ctl_va, ctl_off, &links[..shared]);
     Ok(YieldPlan { target, target_ctl, caller_ctl })
 }
 
@@ -70,8 +86,13 @@ pub fn yield_plan<M: PhysMem>(mem: &M, caller: u64, handle_va: u64, ctl_va: u64)
 /// carrying SWITCH (as `resolve_as` with `Rights::SWITCH` decides: a
 /// borrowed handle keeps exactly SWITCH, so the path's rights never
 /// matter here).
-#[inline]
+#[inline(always)]
 fn handle_root(e: u64) -> Result<u64, Error> {
+    // The usual case in one compare: a CPU space handle carrying SWITCH.
+    const KIND: u64 = P | HANDLE_TAG | DEVICE_TAG | (Rights::SWITCH.bits() << HANDLE_RIGHTS_SHIFT);
+    if e & KIND == HANDLE_TAG | (Rights::SWITCH.bits() << HANDLE_RIGHTS_SHIFT) {
+        return Ok(e & ADDR_MASK);
+    }
     if e & P != 0 {
         // A page (WrongKind), or something no user table holds (NotMapped).
         return Err(if e & US != 0 { Error::WrongKind } else { Error::NotMapped });
@@ -90,21 +111,22 @@ fn handle_root(e: u64) -> Result<u64, Error> {
 
 /// `translate(root, ctl_va, true)`: present, user and writable links
 /// (no huge page), then a present, user, writable, never lent page of RAM.
-/// `known` holds the first links of the walk when they were already read.
+/// `known` holds the first links of the walk when they were already read;
+/// `off` the byte offsets of `ctl_va`'s entries at levels 3, 2, 1, 0.
 #[inline(always)]
-fn control_page<M: PhysMem>(mem: &M, root: u64, ctl_va: u64, known: &[u64]) -> Option<u64> {
+fn control_page<M: PhysMem>(mem: &M, root: u64, ctl_va: u64, off: [u64; 4], known: &[u64]) -> Option<u64> {
     let mut table = root;
-    for (i, level) in [3u8, 2, 1].into_iter().enumerate() {
+    for (i, &off) in off[..3].iter().enumerate() {
         let e = match known.get(i) {
             Some(&e) => e,
-            None => mem.read(table + index(ctl_va, level) * 8),
+            None => mem.read(table + off),
         };
         if e & (LINK_MASK | RW) != LINK | RW {
             return None;
         }
         table = e & ADDR_MASK;
     }
-    let e = mem.read(table + index(ctl_va, 0) * 8);
+    let e = mem.read(table + off[3]);
     if e & (P | US | RW | LENT) != P | US | RW {
         return None;
     }
