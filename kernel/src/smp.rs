@@ -97,13 +97,25 @@ fn lock_contended() {
 /// [`lock`] for a kernel entry with frame `f`: while waiting, also answer
 /// a park request (a kernel upgrade's holder of the lock waits for this
 /// CPU to park; `crate::park::park_waiting` undoes the entry and parks).
+/// Every entry from userspace takes the lock this way — system calls
+/// included — or an upgrade would find a CPU that cannot park. The
+/// uncontended case is the same one `lock cmpxchg` as [`lock`].
+#[inline(always)]
 pub fn lock_for(f: &mut TrapFrame) -> KernelLockGuard {
+    if LOCKED.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+        lock_contended_for(f);
+    }
+    KernelLockGuard(())
+}
+
+#[cold]
+#[inline(never)]
+fn lock_contended_for(f: &mut TrapFrame) {
     while LOCKED.compare_exchange_weak(false, true, SeqCst, SeqCst).is_err() {
         answer_shootdown();
         crate::park::park_waiting(f);
         core::hint::spin_loop();
     }
-    KernelLockGuard(())
 }
 
 fn this_cpu() -> usize {

@@ -91,8 +91,9 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
 /// `USER_END`, flags 0x202), so it needs no sanitizing.
 #[no_mangle]
 extern "C" fn syscall_handler(f: &mut TrapFrame) -> bool {
-    // One CPU in the kernel at a time (crate::smp; released on return).
-    let _kernel = crate::smp::lock();
+    // One CPU in the kernel at a time (crate::smp; released on return),
+    // parking while it waits if a kernel upgrade asks.
+    let _kernel = crate::smp::lock_for(f);
     // `yield` first, straight to its own function: the one call on the
     // path of every message between two spaces.
     let exit = if f.rax == Syscall::Yield as u64 {
