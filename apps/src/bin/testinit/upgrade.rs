@@ -19,7 +19,8 @@
 //!   while init's core handler counts in a loop on every other CPU: the
 //!   upgrade parks them; after each upgrade every counter advances again
 //!   (each CPU came back, in the new kernel, to the loop it ran).
-//!   `kernel_upgrade_smp4`: the same with 4 CPUs (three counting), A→B→A
+//!   `kernel_upgrade_smp4`: the same with 4 CPUs (three counting, each
+//!   making a system call per count), A→B→A
 //!   without the database. `kernel_upgrade_smp_stuck`: booted with `upsmp_noprk` (the highest
 //!   CPU ignores park requests) an upgrade is refused (`CpuDidNotPark`),
 //!   the CPUs that parked go back to A, every counter advances, A keeps
@@ -222,9 +223,29 @@ pub fn kernel_upgrade_bad() -> Outcome {
 /// Iterations of init's counting loop on CPU `n` (its core handler there).
 static SPINS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
+/// The CPUs (a mask) whose loops make a system call per iteration. Such
+/// a CPU is often inside the kernel, or waiting for its lock, when the
+/// park request comes: the entry must be undone and replayed under the
+/// new kernel, not lost and not left spinning. (Shown: with system calls
+/// taking the lock without answering park requests, an upgrade here is
+/// refused `CpuDidNotPark` within two upgrades.)
+static CALLING_CPUS: AtomicU64 = AtomicU64::new(0);
+
+/// A page of init's that is never mapped: unmapping it fails, changing
+/// nothing, after a full trip through the kernel and its lock.
+const NEVER_MAPPED_VA: u64 = 0x7f00_0000_0000;
+
 /// Init's core handler for these tests: count, forever (masked: the
 /// kernel lets it run through its timer ticks).
 fn count_forever(cpu: u64, _reason: Reason, _a: u64, _b: u64, _c: u64) -> ! {
+    if CALLING_CPUS.load(SeqCst) & (1 << (cpu & 63)) != 0 {
+        loop {
+            if exo_rt::sys::unmap(0, NEVER_MAPPED_VA, 0).is_ok() {
+                exo_rt::fatal(format_args!("unmap of never-mapped {NEVER_MAPPED_VA:#x} succeeded on CPU {cpu}"));
+            }
+            SPINS[cpu as usize & 63].fetch_add(1, SeqCst);
+        }
+    }
     loop {
         SPINS[cpu as usize & 63].fetch_add(1, SeqCst);
     }
@@ -300,11 +321,14 @@ pub fn kernel_upgrade_smp() -> Outcome {
     Ok(())
 }
 
-/// `kernel_upgrade_smp4`: 4 CPUs, init counting on the three others;
-/// A→B→A (no database: the three loops keep the host busy enough), each
-/// time every CPU parks and comes back counting; then a process runs.
+/// `kernel_upgrade_smp4`: 4 CPUs, init counting on the three others with
+/// a system call per count (each is parked from user mode, or from inside
+/// the kernel while it waits for the lock) — A→B→A (no
+/// database: the three loops keep the host busy enough), each time every
+/// CPU parks and comes back counting; then a process runs.
 pub fn kernel_upgrade_smp4() -> Outcome {
     expect_build("A")?;
+    CALLING_CPUS.store(other_cpus().iter().fold(0, |m, c| m | 1 << c), SeqCst);
     let others = start_counters("kernel_upgrade_smp4")?;
     for (k, build) in ["B", "A"].iter().enumerate() {
         let r =
