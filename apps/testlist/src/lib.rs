@@ -96,6 +96,9 @@ pub const TESTS: &[Test] = &[
     one("kernel_upgrade_bad"),
     one("kernel_upgrade_smp"),
     one("kernel_upgrade_nosmp"),
+    one("smp_isolation"),
+    one("smp_isolation_2"),
+    one("smp_fuzz"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -132,6 +132,13 @@ pub const DETAILS: &[(&str, Details)] = &[
     // 30 s: with 4 guest CPUs on 2 host cores every shootdown waits for
     // the host to schedule the other vCPU threads).
     ("smp_calls_race", Details { machine: smp_4, timeout: Duration::from_secs(120), ..DEFAULT }),
+    // Children pinned to every CPU at once (init's scheduler on each):
+    // the isolation attacks and five-syscall check against victims running
+    // on the other CPUs (4 and 2 CPUs); the structure-aware fuzzer on both
+    // CPUs at once, 1,000,000 calls.
+    ("smp_isolation", Details { machine: smp_4, timeout: Duration::from_secs(120), ..DEFAULT }),
+    ("smp_isolation_2", Details { machine: smp_2, ..DEFAULT }),
+    ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(150), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
@@ -314,7 +321,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 55, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 58, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }
