@@ -251,6 +251,8 @@ pub fn smp_fuzz() -> Outcome {
         }
         canaries.check(&format!("after round {round}"))?;
         victim_intact(&checker)?;
+        let us = (exo_rt::time::rdtsc() - t0) / ticks_per_us();
+        println!("init: smp_fuzz: round {round}: {total} calls so far, {} calls/s", total * 1_000_000 / us.max(1));
     }
     let us = (exo_rt::time::rdtsc() - t0) / ticks_per_us();
     println!(
