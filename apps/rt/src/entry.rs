@@ -183,7 +183,12 @@ pub(crate) fn clear_xsave_header(ctl: u64) {
 /// that led here). Only from an upcall handler (on its upcall stack: that
 /// is how the CPU is known, `smp::current_cpu`).
 pub fn resume() -> ! {
-    let cpu = crate::smp::current_cpu();
+    resume_cpu(crate::smp::current_cpu())
+}
+
+/// [`resume`] on CPU `cpu` (the one this upcall runs on).
+#[inline(always)]
+fn resume_cpu(cpu: u64) -> ! {
     if cpu != 0 {
         crate::smp::resume_on(cpu)
     }
@@ -196,8 +201,13 @@ pub fn resume() -> ! {
     unsafe { rt_resume() }
 }
 
-fn saved_valid() -> bool {
-    crate::control::read(control::SAVED_VALID) != 0
+/// CPU `cpu`'s control page holds a saved context.
+#[inline(always)]
+fn saved_valid(cpu: u64) -> bool {
+    let va = exo_abi::smp_control_va(cpu) + control::SAVED_VALID;
+    // SAFETY: the page is mapped (the kernel entered us through it on
+    // this CPU); volatile: the kernel writes it behind our back.
+    unsafe { core::ptr::read_volatile(va as *const u64) != 0 }
 }
 
 extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
@@ -229,7 +239,7 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
         let h: UpcallHandler = unsafe { core::mem::transmute::<usize, UpcallHandler>(h) };
         h(reason, a, b, c);
     }
-    handle(reason, a, b, c)
+    handle(0, reason, a, b, c)
 }
 
 /// The CPU main was first started on (`u64::MAX`: none yet). Two CPUs may
@@ -264,17 +274,18 @@ fn give_back() -> ! {
     crate::fatal(format_args!("could not give the CPU back to the parent"))
 }
 
-/// The runtime's default handling of an upcall on the CPU it runs on
-/// (whose control page `control::read` and `resume` use).
-pub(crate) fn handle(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+/// The runtime's default handling of an upcall on CPU `cpu`, the one it
+/// runs on (inlined into each CPU's dispatch: CPU 0's pays no lookup).
+#[inline(always)]
+pub(crate) fn handle(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
     match reason {
         Reason::Yield => {
             WAKE_ARG.store(a, Ordering::SeqCst);
             WAKE_FROM.store(c, Ordering::SeqCst);
-            if saved_valid() {
-                resume()
+            if saved_valid(cpu) {
+                resume_cpu(cpu)
             }
-            if crate::smp::current_cpu() != 0 {
+            if cpu != 0 {
                 // A second activation of a started space that has no work
                 // for this CPU (no core handler): the parent gets it back.
                 give_back()
@@ -283,8 +294,8 @@ pub(crate) fn handle(reason: Reason, a: u64, b: u64, c: u64) -> ! {
         }
         Reason::PageFault => {
             // A fault on a recoverable probe (`crate::probe`) returns from it.
-            if saved_valid() && crate::probe::fixup(b) {
-                resume()
+            if saved_valid(cpu) && crate::probe::fixup(b) {
+                resume_cpu(cpu)
             }
             let h = FAULT_HANDLER.load(Ordering::SeqCst);
             if h != 0 {
@@ -292,13 +303,13 @@ pub(crate) fn handle(reason: Reason, a: u64, b: u64, c: u64) -> ! {
                 let h: FaultHandler = unsafe { core::mem::transmute::<usize, FaultHandler>(h) };
                 if h(a, b) {
                     FAULTS_HANDLED.fetch_add(1, Ordering::SeqCst);
-                    resume()
+                    resume_cpu(cpu)
                 }
             }
             // A pager that must wait (see `blocking_fault`) runs as the
             // program's own code, after this upcall.
-            if saved_valid() && crate::blocking_fault::redirect(a, b) {
-                resume()
+            if saved_valid(cpu) && crate::blocking_fault::redirect(a, b) {
+                resume_cpu(cpu)
             }
             let rip = crate::control::read(control::SAVED + 16 * 8);
             crate::fatal(format_args!("unhandled page fault at {a:#x} (error {b:#x}, rip {rip:#x})"))
@@ -309,10 +320,10 @@ pub(crate) fn handle(reason: Reason, a: u64, b: u64, c: u64) -> ! {
         }
         // Without a scheduler installed (early in init), a tick or device
         // interrupt just lets the interrupted context continue.
-        Reason::Timer | Reason::Interrupt => resume(),
+        Reason::Timer | Reason::Interrupt => resume_cpu(cpu),
         Reason::Dead => {
             crate::println!("rt: address space {a:#x} died (code {b:#x}) and no handler is installed");
-            resume()
+            resume_cpu(cpu)
         }
     }
 }

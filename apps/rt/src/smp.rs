@@ -198,5 +198,5 @@ extern "C" fn ap_dispatch(reason: u64, a: u64, b: u64, c: u64, cpu: u64) -> ! {
         // main is already running or starting on another CPU).
         crate::entry::start_main_on(cpu, a, c);
     }
-    crate::entry::handle(reason, a, b, c)
+    crate::entry::handle(cpu, reason, a, b, c)
 }
