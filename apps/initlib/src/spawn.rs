@@ -262,6 +262,29 @@ pub fn halt(child: &Child) {
     }
 }
 
+/// Let `child` run on CPU `cpu` as well (an activation there, beside the
+/// ones it has): a control page for that CPU naming the same entry as its
+/// others, and the CPU's scheduler may run it from now on. Taken back by
+/// [`destroy`] like every page init placed.
+pub fn add_cpu(child: &Child, cpu: u64) -> Result<(), String> {
+    let s = sched::slot(child.slot);
+    let cpus = s.cpus.load(SeqCst);
+    let have = plan::child_cpus(cpus).next().ok_or("the child has no control page to copy the entry from")?;
+    if cpu >= plan::MAX_CPUS || cpus & (1 << cpu) != 0 {
+        return Err(format!("CPU {cpu}: out of range, or the child has its page already (CPUs {cpus:#x})"));
+    }
+    let entry = mem::read(child.at(plan::control_va(&LAYOUT, have)) + exo_abi::control::ENTRY);
+    let va = plan::control_va(&LAYOUT, cpu);
+    let frame = place_page(child.at(va), Rights::WRITE, |f| {
+        mem::write(f + exo_abi::control::ENTRY, entry);
+        mem::write(f + exo_abi::control::STACK, 0);
+    })
+    .map_err(|e| format!("control page for CPU {cpu}: {e}"))?;
+    PLACED.lock()[child.slot].1.push(Placed::Owned { va, frame });
+    s.cpus.fetch_or(1 << cpu, SeqCst);
+    Ok(())
+}
+
 /// Give `child` its pages (`logic::spawn::child_pages`) and its slot.
 fn fill(
     child: Child,

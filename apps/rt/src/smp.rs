@@ -166,6 +166,42 @@ rt_resume_at:
     kind_fxsave = const exo_abi::VectorKind::Fxsave as u64,
 );
 
+core::arch::global_asm!(
+    r#"
+    .section .text.rt_start_activation, "ax"
+    .global rt_start_activation
+rt_start_activation:
+    /* rdi = this CPU's control page, rsi = stack top, rdx = body. */
+    mov rsp, rsi
+    mov qword ptr [rdi + {masked}], 0
+    call rdx
+    ud2
+"#,
+    masked = const control::MASKED,
+);
+
+extern "C" {
+    fn rt_start_activation(ctl: u64, stack_top: u64, body: extern "C" fn() -> !) -> !;
+}
+
+/// From a core handler on CPU `cpu` > 0: run `body` as this space's
+/// activation on that CPU, on `stack` (its own: the upcall stack is
+/// reused by every entry), unmasked — a tick or fault on this CPU then
+/// saves its context in this CPU's control page, and a later entry's
+/// handler continues it with [`crate::resume`] (which restores from this
+/// CPU's page). A thread, in a libOS's terms.
+pub fn start_activation(cpu: u64, stack: &'static mut [u64], body: extern "C" fn() -> !) -> ! {
+    if cpu == 0 || cpu >= MAX_CPUS || cpu != current_cpu() {
+        crate::fatal(format_args!("start_activation for CPU {cpu} from CPU {}", current_cpu()));
+    }
+    // 16-byte aligned top, as the System V ABI wants before the `call`.
+    let top = (stack.as_mut_ptr_range().end as u64) & !15;
+    // SAFETY: `stack` is this activation's own for ever ('static, unique),
+    // CPU `cpu`'s control page is mapped (we run on that CPU's upcall), and
+    // `body` never returns.
+    unsafe { rt_start_activation(smp_control_va(cpu), top, body) }
+}
+
 /// [`crate::resume`] on CPU `cpu` > 0.
 pub(crate) fn resume_on(cpu: u64) -> ! {
     // SAFETY: as `entry::resume`: CPU `cpu`'s control page is mapped (the

@@ -99,6 +99,7 @@ pub const TESTS: &[Test] = &[
     one("smp_isolation"),
     one("smp_isolation_2"),
     one("smp_fuzz"),
+    one("smp_activations"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -140,6 +140,8 @@ pub const DETAILS: &[(&str, Details)] = &[
     // spinning for it can keep its holder's host thread from running).
     ("smp_isolation", Details { machine: smp_4, timeout: Duration::from_secs(120), ..DEFAULT }),
     ("smp_isolation_2", Details { machine: smp_2, ..DEFAULT }),
+    // One child on both CPUs at once (a second activation on CPU 1).
+    ("smp_activations", Details { machine: smp_2, ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
@@ -323,7 +325,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 58, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 59, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -85,6 +85,7 @@ pub fn run(name: &str) -> Outcome {
         "smp_isolation" => smpsched::smp_isolation(),
         "smp_isolation_2" => smpsched::smp_isolation(),
         "smp_fuzz" => smpsched::smp_fuzz(),
+        "smp_activations" => smpsched::smp_activations(),
         other => Err(format!("no test named {other:?}")),
     }
 }

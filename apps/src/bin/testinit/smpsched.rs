@@ -279,3 +279,58 @@ pub fn smp_fuzz() -> Outcome {
     }
     Ok(())
 }
+
+/// Hand-overs `smp_activations` asks of the two activations.
+const HANDOVERS: u64 = 20_000;
+
+/// `smp_activations`: one child on two CPUs at once. It starts pinned to
+/// CPU 0; once its main is running, init gives it a control page for
+/// CPU 1 as well (`spawn::add_cpu`: unpinning is one more page), CPU 1's
+/// scheduler enters it there, and its runtime starts a second activation
+/// (resumed from CPU 1's page after each preemption). The two hand a
+/// token back and forth [`HANDOVERS`] times: more than twice as often as
+/// init switched the child in or out, which taking turns could not do, so
+/// they ran at the same time.
+pub fn smp_activations() -> Outcome {
+    let cpus = cores()?;
+    let args = format!("twocores {HANDOVERS:x}");
+    let c = spawn_on("probe", &Options { args: &args, ..Options::default() }, 1)?;
+    wait_until("the child's main to be ready", 30, &|| {
+        if sched::slot(c.slot).state.load(SeqCst) != RUNNABLE {
+            return Err("the child died before it was ready".into());
+        }
+        Ok(mem::read(mailbox(&c) + 8) != 0)
+    })?;
+    let s = sched::slot(c.slot);
+    let switches0 = s.runs.load(SeqCst) + s.preemptions.load(SeqCst);
+    initlib::spawn::add_cpu(&c, cpus[1])?;
+    let st = wait_end(&c, "the two activations' hand-overs")?;
+    let code = s.code.load(SeqCst);
+    if st != EXITED || code != 0 {
+        return Err(format!("twocores ended {} with code {code:#x}", state_name(st)));
+    }
+    let switches = s.runs.load(SeqCst) + s.preemptions.load(SeqCst) - switches0;
+    let (done, starts, resumes) =
+        (mem::read(mailbox(&c) + 16), mem::read(mailbox(&c) + 24), mem::read(mailbox(&c) + 32));
+    let ran = s.ran_on.load(SeqCst);
+    println!(
+        "init: smp_activations: {done} hand-overs between activations on CPUs 0 and {} while init switched the child \
+         in or out {switches} times; the second activation started {starts} time(s) and was resumed from CPU {}'s \
+         control page {resumes} time(s); ran on CPUs mask {ran:#x}",
+        cpus[1], cpus[1]
+    );
+    if ran != 1 | 1 << cpus[1] {
+        return Err(format!("the child ran on CPUs mask {ran:#x}, expected CPUs 0 and {}", cpus[1]));
+    }
+    if done != HANDOVERS || starts == 0 {
+        return Err(format!("{done} hand-overs, {starts} starts of the second activation"));
+    }
+    // Taking turns on one CPU at a time, every hand-over needs init to
+    // switch the child in at least twice (main, then the other).
+    if done < 2 * switches.max(1) {
+        return Err(format!(
+            "{done} hand-overs for {switches} switches: the two activations did not run at the same time"
+        ));
+    }
+    Ok(())
+}
