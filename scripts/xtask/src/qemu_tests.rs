@@ -368,7 +368,7 @@ mod tests {
         assert_eq!(f(&[]).len(), all.len());
         assert_eq!(f(&["share_reg"]), ["share_region"]);
         assert!(all.iter().filter(|t| t.details.inject_nmi).map(|t| t.name).eq(["nmi"]));
-        assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf"]);
+        assert_eq!(f(&["bad_elf", "isolation"]), ["isolation", "bad_elf", "smp_isolation", "smp_isolation_2"]);
         assert!(f(&["nothing-matches"]).is_empty());
     }
 }
