@@ -139,7 +139,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     // 2-core host: every call takes the one kernel lock, and a vCPU
     // spinning for it can keep its holder's host thread from running).
     ("smp_isolation", Details { machine: smp_4, timeout: Duration::from_secs(120), ..DEFAULT }),
-    ("smp_isolation_2", Details { machine: smp_2, ..DEFAULT }),
+    ("smp_isolation_2", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // One child on both CPUs at once (a second activation on CPU 1).
     ("smp_activations", Details { machine: smp_2, ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),

@@ -52,8 +52,8 @@ fn wait_until(what: &str, secs: u64, done: &dyn Fn() -> Result<bool, String>) ->
 
 /// A child's final state (init main waits; its scheduler on the child's
 /// CPU runs it).
-fn wait_end(c: &Child, what: &str) -> Result<u64, String> {
-    wait_until(what, 60, &|| Ok(sched::slot(c.slot).state.load(SeqCst) != RUNNABLE))?;
+fn wait_end(c: &Child, what: &str, secs: u64) -> Result<u64, String> {
+    wait_until(what, secs, &|| Ok(sched::slot(c.slot).state.load(SeqCst) != RUNNABLE))?;
     Ok(sched::slot(c.slot).state.load(SeqCst))
 }
 
@@ -137,7 +137,7 @@ pub fn smp_isolation() -> Outcome {
         sched::start(c.slot);
     }
     for (cpu, at, c) in &started {
-        let st = wait_end(c, at.what)?;
+        let st = wait_end(c, at.what, 60)?;
         let code = sched::slot(c.slot).code.load(SeqCst);
         match at.exit {
             Some(want) if st == EXITED && code == want => {}
@@ -177,7 +177,7 @@ pub fn smp_isolation() -> Outcome {
         mem::write(mailbox(v), 1);
     }
     for (c, v) in &victims {
-        let st = wait_end(v, "a victim's last check")?;
+        let st = wait_end(v, "a victim's last check", 60)?;
         let code = sched::slot(v.slot).code.load(SeqCst);
         if st != EXITED || code != 0 {
             return Err(format!("the victim on CPU {c} ended {} with {code}: its page changed", state_name(st)));
@@ -236,7 +236,7 @@ pub fn smp_fuzz() -> Outcome {
             sched::start(f.slot);
         }
         for (k, c, seed, f) in &fuzzers {
-            let st = wait_end(f, "a fuzzer")?;
+            let st = wait_end(f, "a fuzzer", 300)?;
             let made = mem::read(mailbox(f) + 16);
             let code = sched::slot(f.slot).code.load(SeqCst);
             total += made;
@@ -273,7 +273,7 @@ pub fn smp_fuzz() -> Outcome {
     canaries.check("after the fuzzers")?;
     victim_intact(&checker)?;
     mem::write(mailbox(&checker), 1);
-    let st = wait_end(&checker, "the checker")?;
+    let st = wait_end(&checker, "the checker", 60)?;
     if st != EXITED || sched::slot(checker.slot).code.load(SeqCst) != 0 {
         return Err("the checker found its memory changed".into());
     }
@@ -304,7 +304,7 @@ pub fn smp_activations() -> Outcome {
     let s = sched::slot(c.slot);
     let switches0 = s.runs.load(SeqCst) + s.preemptions.load(SeqCst);
     initlib::spawn::add_cpu(&c, cpus[1])?;
-    let st = wait_end(&c, "the two activations' hand-overs")?;
+    let st = wait_end(&c, "the two activations' hand-overs", 40)?;
     let code = s.code.load(SeqCst);
     if st != EXITED || code != 0 {
         return Err(format!("twocores ended {} with code {code:#x}", state_name(st)));
