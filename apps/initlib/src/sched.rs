@@ -34,6 +34,11 @@ pub struct Slot {
     pub mailbox: AtomicU64,
     pub preemptions: AtomicU64,
     pub runs: AtomicU64,
+    /// The CPUs it has a control page for (`spawn::spawn_on`): the only
+    /// ones whose scheduler runs it.
+    pub cpus: AtomicU64,
+    /// Bit `n`: a scheduler yielded to it on CPU `n`.
+    pub ran_on: AtomicU64,
 }
 
 impl Slot {
@@ -48,6 +53,8 @@ impl Slot {
             mailbox: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             runs: AtomicU64::new(0),
+            cpus: AtomicU64::new(1),
+            ran_on: AtomicU64::new(0),
         }
     }
 }
@@ -107,10 +114,20 @@ pub fn kill(i: usize) {
 /// Init's upcall handler (public so that a measurement that takes over
 /// upcalls for a moment can hand on what it does not handle, and put it back).
 pub fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+    if let Some(driver) = note(reason, a, b, c) {
+        let _ = sys::yield_to(SLOTS[driver].handle.load(SeqCst), msg::RESUME);
+    }
+    drain_consoles();
+    next()
+}
+
+/// Book an upcall (on any CPU): preemptions, exits, deaths, interrupts.
+/// Returns the slot of a driver to switch to for a routed interrupt.
+fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
     let me = kinfo::word(ki::W_INIT_AS);
     // Interrupts that arrived while this handler ran last time were latched
-    // by the kernel in the control page: count them for their drivers (who
-    // run in turn below).
+    // by the kernel in the control page (this CPU's): count them for their
+    // drivers (who run in turn).
     for w in 0..4u64 {
         let mut bits = exo_rt::control::take(exo_abi::control::PENDING + 8 * w);
         while bits != 0 {
@@ -145,14 +162,9 @@ pub fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
             exo_rt::fatal(format_args!("init main faulted: {reason:?} {a:#x} code {b:#x} rip {rip:#x}"));
         }
         // Routed device interrupts switch straight to their driver.
-        Reason::Interrupt => {
-            if let Some(slot) = note_interrupt(a) {
-                let _ = sys::yield_to(SLOTS[slot].handle.load(SeqCst), msg::RESUME);
-            }
-        }
+        Reason::Interrupt => return note_interrupt(a),
     }
-    drain_consoles();
-    next()
+    None
 }
 
 fn finish(s: &Slot, state: u64, code: u64, addr: u64) {
@@ -180,19 +192,78 @@ pub fn drain_consoles() {
     }
 }
 
+/// Slot `i` is runnable on CPU `cpu` (it has a control page there).
+fn runnable_on(i: usize, cpu: u64) -> bool {
+    SLOTS[i].state.load(SeqCst) == RUNNABLE && SLOTS[i].cpus.load(SeqCst) & (1 << cpu) != 0
+}
+
+/// Switch to slot `s` on CPU `cpu`; returns if the switch failed (the
+/// child is then dead) or, never: the child's next upcall to init is a
+/// fresh entry.
+fn run(s: &Slot, cpu: u64) {
+    s.runs.fetch_add(1, SeqCst);
+    s.ran_on.fetch_or(1 << cpu, SeqCst);
+    if let Err(e) = sys::yield_to(s.handle.load(SeqCst), msg::RESUME) {
+        finish(s, KILLED, e as u64, 0);
+    }
+}
+
 fn next() -> ! {
     let mut from = CURSOR.load(SeqCst);
-    while let Some(i) = next_slot(from, MAX_PROCS, |i| SLOTS[i].state.load(SeqCst) == RUNNABLE) {
-        let s = &SLOTS[i];
+    while let Some(i) = next_slot(from, MAX_PROCS, |i| runnable_on(i, 0)) {
         CURSOR.store(i + 1, SeqCst);
-        s.runs.fetch_add(1, SeqCst);
-        if let Err(e) = sys::yield_to(s.handle.load(SeqCst), msg::RESUME) {
-            finish(s, KILLED, e as u64, 0);
-        }
+        run(&SLOTS[i], 0);
         from = i + 1;
     }
     CURSOR.store(0, SeqCst);
     exo_rt::resume()
+}
+
+/// Where each other CPU's round robin stands (as `CURSOR`, without init's
+/// main context: init has none on those CPUs).
+static CORE_CURSOR: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+/// Yields to children per CPU made by [`on_core`].
+pub static CORE_RUNS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+/// Let init's scheduler run children on CPU `cpu` (> 0): init gets a
+/// control page for that CPU, entered at the runtime's core entry, and
+/// [`on_core`] is its core handler. The CPU's next tick enters it.
+pub fn give_core(cpu: u64) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    exo_rt::smp::set_core_handler(on_core);
+    let ctl = crate::frames::alloc().ok_or("out of frames for a control page")?;
+    exo_rt::mem::write(ctl + exo_abi::control::ENTRY, exo_rt::smp::core_entry());
+    exo_rt::mem::write(ctl + exo_abi::control::STACK, 0);
+    sys::map(ctl, 0, 0, exo_abi::smp_control_va(cpu), exo_abi::Rights::WRITE)
+        .map_err(|e| format!("mapping init's control page for CPU {cpu}: {}", e.name()))
+}
+
+/// Init's scheduler on CPU `cpu` > 0 (its core handler): book the upcall
+/// as [`on_upcall`] does, then round robin over the children that have a
+/// control page for this CPU; with none runnable, idle unmasked (the next
+/// tick enters here afresh). Consoles are drained by CPU 0's scheduler.
+pub fn on_core(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
+    if let Some(driver) = note(reason, a, b, c) {
+        if runnable_on(driver, cpu) {
+            run(&SLOTS[driver], cpu);
+        }
+    }
+    let k = cpu as usize % CORE_CURSOR.len();
+    // Two passes: from the cursor to the end, then from the start.
+    for _ in 0..2 {
+        let mut from = CORE_CURSOR[k].load(SeqCst);
+        while let Some(i) = next_slot(from, MAX_PROCS, |i| runnable_on(i, cpu)) {
+            CORE_CURSOR[k].store(i + 1, SeqCst);
+            CORE_RUNS[k].fetch_add(1, SeqCst);
+            run(&SLOTS[i], cpu);
+            from = i + 1;
+        }
+        CORE_CURSOR[k].store(0, SeqCst);
+    }
+    exo_rt::smp::unmask();
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Wait until slot `i` is no longer runnable; returns its final state.

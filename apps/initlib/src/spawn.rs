@@ -145,7 +145,24 @@ pub fn spawn(name: &str, opts: &Options) -> Result<Child, SpawnError> {
 }
 
 pub fn spawn_image(bytes: &[u8], opts: &Options) -> Result<Child, SpawnError> {
-    spawn_image_linked(bytes, opts, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT)
+    spawn_image_linked(bytes, opts, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT, 1)
+}
+
+/// [`spawn_named`] on the CPUs of the mask `cpus`: the child gets a
+/// control page for each of them and for no other, so those are the only
+/// CPUs the kernel can ever enter it on. `1 << n` pins it to CPU `n`,
+/// where init's scheduler for that CPU runs it (`sched::on_core`, once
+/// `sched::give_core(n)`); a child with several bits may run on several
+/// CPUs at once, one activation per CPU (`exo_rt::smp`). Pinning is this
+/// mask and nothing else: the kernel keeps no affinity.
+pub fn spawn_on(name: &str, opts: &Options, cpus: u64) -> Result<Child, String> {
+    let what = || format!("spawning {name} {:?} on CPUs {cpus:#x}", opts.args);
+    let image = exo_loader::bootimage::BootImage::parse(exo_rt::boot_image())
+        .ok()
+        .and_then(|b| b.find(name))
+        .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
+    spawn_image_linked(image.data, opts, Rights::WRITE | Rights::EXEC | Rights::OWN | Rights::GRANT, cpus)
+        .map_err(|e| format!("{}: {e}", what()))
 }
 
 /// Spawn a child that init may [`destroy`] and [`respawn`] in place: its
@@ -159,11 +176,11 @@ pub fn spawn_destroyable(name: &str, opts: &Options) -> Result<Child, String> {
         .ok()
         .and_then(|b| b.find(name))
         .ok_or_else(|| format!("spawning {name}: {}", SpawnError::NotInBootImage))?;
-    spawn_image_linked(image.data, opts, Rights::WRITE | Rights::EXEC | Rights::OWN)
+    spawn_image_linked(image.data, opts, Rights::WRITE | Rights::EXEC | Rights::OWN, 1)
         .map_err(|e| format!("spawning {name} {:?}: {e}", opts.args))
 }
 
-fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights) -> Result<Child, SpawnError> {
+fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights, cpus: u64) -> Result<Child, SpawnError> {
     let elf_plan = elf::plan(bytes, 64 << 20).map_err(SpawnError::Elf)?;
     let slot = (0..MAX_PROCS)
         .find(|i| sched::slot(*i).state.load(SeqCst) == sched::FREE && sched::slot(*i).id.load(SeqCst) == 0)
@@ -175,7 +192,7 @@ fn spawn_image_linked(bytes: &[u8], opts: &Options, link: Rights) -> Result<Chil
     let pdpt = frame()?;
     sys::create(window, 3, pdpt).map_err(|e| SpawnError::Sys("create window", e))?;
     sys::map(window, 3, handle, 0, link).map_err(|e| SpawnError::Sys("link window", e))?;
-    let child = fill(Child { slot, handle, id, window }, &elf_plan, bytes, opts, false)?;
+    let child = fill(Child { slot, handle, id, window }, &elf_plan, bytes, opts, false, cpus)?;
     PLACED.lock()[slot].0 = !link.contains(Rights::GRANT);
     Ok(child)
 }
@@ -209,7 +226,7 @@ fn respawn_in(dead: &Child, name: &str, opts: &Options, spare_from_lent: bool) -
         .and_then(|b| b.find(name))
         .ok_or_else(|| format!("{}: {}", what(), SpawnError::NotInBootImage))?;
     let elf_plan = elf::plan(image.data, 64 << 20).map_err(|e| format!("{}: {}", what(), SpawnError::Elf(e)))?;
-    fill(Child { ..*dead }, &elf_plan, image.data, opts, spare_from_lent).map_err(|e| format!("{}: {e}", what()))
+    fill(Child { ..*dead }, &elf_plan, image.data, opts, spare_from_lent, 1).map_err(|e| format!("{}: {e}", what()))
 }
 
 /// Grant `device` (init's handle address) DMA to the first `count` spare
@@ -245,6 +262,29 @@ pub fn halt(child: &Child) {
     }
 }
 
+/// Let `child` run on CPU `cpu` as well (an activation there, beside the
+/// ones it has): a control page for that CPU naming the same entry as its
+/// others, and the CPU's scheduler may run it from now on. Taken back by
+/// [`destroy`] like every page init placed.
+pub fn add_cpu(child: &Child, cpu: u64) -> Result<(), String> {
+    let s = sched::slot(child.slot);
+    let cpus = s.cpus.load(SeqCst);
+    let have = plan::child_cpus(cpus).next().ok_or("the child has no control page to copy the entry from")?;
+    if cpu >= plan::MAX_CPUS || cpus & (1 << cpu) != 0 {
+        return Err(format!("CPU {cpu}: out of range, or the child has its page already (CPUs {cpus:#x})"));
+    }
+    let entry = mem::read(child.at(plan::control_va(&LAYOUT, have)) + exo_abi::control::ENTRY);
+    let va = plan::control_va(&LAYOUT, cpu);
+    let frame = place_page(child.at(va), Rights::WRITE, |f| {
+        mem::write(f + exo_abi::control::ENTRY, entry);
+        mem::write(f + exo_abi::control::STACK, 0);
+    })
+    .map_err(|e| format!("control page for CPU {cpu}: {e}"))?;
+    PLACED.lock()[child.slot].1.push(Placed::Owned { va, frame });
+    s.cpus.fetch_or(1 << cpu, SeqCst);
+    Ok(())
+}
+
 /// Give `child` its pages (`logic::spawn::child_pages`) and its slot.
 fn fill(
     child: Child,
@@ -252,12 +292,13 @@ fn fill(
     bytes: &[u8],
     opts: &Options,
     spare_from_lent: bool,
+    cpus: u64,
 ) -> Result<Child, SpawnError> {
     let slot = child.slot;
     let mut placed = Vec::new();
     // Every page the child gets, in order (`logic::spawn::child_pages`).
     let (mut ring, mut mailbox) = (0, 0);
-    for p in plan::child_pages(elf_plan, opts.heap_pages, opts.spare_pages, &LAYOUT) {
+    for p in plan::child_pages(elf_plan, opts.heap_pages, opts.spare_pages, cpus, &LAYOUT) {
         let va = child.at(p.va);
         let lent = matches!(p.kind, Kind::Args | Kind::Console | Kind::Mailbox | Kind::ParentHandle);
         match p.kind {
@@ -329,6 +370,8 @@ fn fill(
     s.code.store(0, SeqCst);
     s.addr.store(0, SeqCst);
     s.mailbox.store(mailbox, SeqCst);
+    s.cpus.store(cpus, SeqCst);
+    s.ran_on.store(0, SeqCst);
     s.state.store(if opts.paused { sched::STOPPED } else { RUNNABLE }, SeqCst);
     Ok(child)
 }

@@ -1,10 +1,11 @@
-//! Reading and writing this process's control page (see `exo_abi::ControlPage`).
-
-use exo_abi::CONTROL_VA;
+//! Reading and writing this process's control page (see `exo_abi::ControlPage`):
+//! the page of the CPU whose upcall is running (`smp::current_cpu`: each
+//! CPU has its own page, `exo_abi::smp_control_va`). Outside an upcall
+//! (on the main stack) that is CPU 0's page.
 
 fn word(offset: u64) -> *mut u64 {
     assert!(offset < 4096 && offset.is_multiple_of(8));
-    (CONTROL_VA + offset) as *mut u64
+    (exo_abi::smp_control_va(crate::smp::current_cpu()) + offset) as *mut u64
 }
 
 /// Read a word of the control page.

@@ -71,6 +71,9 @@ rt_main_stack_top:
     .section .text._start, "ax"
     .global _start
 _start:
+    /* r8 = the CPU: every CPU but 0 takes the per-CPU path (smp.rs). */
+    test r8, r8
+    jnz rt_ap_entry
     lea rsp, [rip + rt_upcall_stack_top]
     mov r11, qword ptr [rip + RT_VEC_SNAPSHOT]
     test r11, r11
@@ -80,10 +83,11 @@ _start:
     call {dispatch}
     ud2
 
+    /* rdi = the control page of the CPU main starts on. */
     .global rt_start_main
 rt_start_main:
     lea rsp, [rip + rt_main_stack_top]
-    mov qword ptr [{masked}], 0
+    mov qword ptr [rdi + {masked_off}], 0
     call {main}
     ud2
 
@@ -130,6 +134,7 @@ rt_resume:
     dispatch = sym dispatch,
     main = sym main_trampoline,
     masked = const CONTROL_VA + control::MASKED,
+    masked_off = const control::MASKED,
     saved = const CONTROL_VA + control::SAVED,
     vkind = const CONTROL_VA + control::VECTOR_KIND,
     vmask = const CONTROL_VA + control::VECTOR_MASK,
@@ -139,31 +144,54 @@ rt_resume:
 );
 
 extern "C" {
-    fn rt_start_main() -> !;
+    fn rt_start_main(ctl: u64) -> !;
     fn rt_resume() -> !;
 }
 
 /// Offset of the header in a standard-format XSAVE image.
 const XSAVE_HEADER: u64 = 512;
 
-extern "C" fn main_trampoline() -> ! {
+extern "C" fn main_trampoline(ctl: u64) -> ! {
     STARTED.store(true, Ordering::SeqCst);
     // XRSTOR (in `rt_resume`) faults unless the XSAVE header's words after
     // XSTATE_BV are zero; the kernel writes only XSTATE_BV, and this
     // control page's frame may hold whatever its last owner left. Nothing
-    // was saved there yet: this process has not run before.
-    for w in 1..8 {
-        crate::control::write(control::VECTOR_AREA + XSAVE_HEADER + 8 * w, 0);
-    }
+    // was saved there yet: this process has not run before. (`ctl` is the
+    // page of the CPU main starts on; other CPUs' pages are prepared at
+    // their first entry, `smp::first_entry`.)
+    clear_xsave_header(ctl);
     crate::heap::init_from_args();
     // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
     unsafe { exo_main() };
     crate::exit(0)
 }
 
-/// Continue the context the kernel saved in the control page (the one
-/// interrupted by the fault, timer or yield that led here).
+/// Zero the XSAVE header's words after XSTATE_BV in the control page at
+/// `ctl` (see `main_trampoline`).
+pub(crate) fn clear_xsave_header(ctl: u64) {
+    for w in 1..8 {
+        let va = ctl + control::VECTOR_AREA + XSAVE_HEADER + 8 * w;
+        // SAFETY: `ctl` is one of this space's control pages, mapped and
+        // writable (the kernel entered us through it); volatile because
+        // the kernel writes the page behind the compiler's back.
+        unsafe { core::ptr::write_volatile(va as *mut u64, 0) };
+    }
+}
+
+/// Continue the context the kernel saved in the control page of the CPU
+/// this upcall runs on (the one interrupted by the fault, timer or yield
+/// that led here). Only from an upcall handler (on its upcall stack: that
+/// is how the CPU is known, `smp::current_cpu`).
 pub fn resume() -> ! {
+    resume_cpu(crate::smp::current_cpu())
+}
+
+/// [`resume`] on CPU `cpu` (the one this upcall runs on).
+#[inline(always)]
+fn resume_cpu(cpu: u64) -> ! {
+    if cpu != 0 {
+        crate::smp::resume_on(cpu)
+    }
     // SAFETY: the control page is mapped (the kernel entered us through
     // it) and holds a context the kernel saved from this address space;
     // `rt_resume` restores its vector registers (XRSTOR/FXRSTOR from the
@@ -173,8 +201,13 @@ pub fn resume() -> ! {
     unsafe { rt_resume() }
 }
 
-fn saved_valid() -> bool {
-    crate::control::read(control::SAVED_VALID) != 0
+/// CPU `cpu`'s control page holds a saved context.
+#[inline(always)]
+fn saved_valid(cpu: u64) -> bool {
+    let va = exo_abi::smp_control_va(cpu) + control::SAVED_VALID;
+    // SAFETY: the page is mapped (the kernel entered us through it on
+    // this CPU); volatile: the kernel writes it behind our back.
+    unsafe { core::ptr::read_volatile(va as *const u64) != 0 }
 }
 
 extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
@@ -191,10 +224,14 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
         if c == 0 {
             crate::set_root();
         }
-        WAKE_ARG.store(a, Ordering::SeqCst);
-        WAKE_FROM.store(c, Ordering::SeqCst);
-        // SAFETY: first entry: switch to the main stack and run `main`.
-        unsafe { rt_start_main() }
+        if claim_main(0) {
+            WAKE_ARG.store(a, Ordering::SeqCst);
+            WAKE_FROM.store(c, Ordering::SeqCst);
+            // SAFETY: first entry: switch to the main stack and run `main`.
+            unsafe { rt_start_main(CONTROL_VA) }
+        }
+        // Main is starting on another CPU: nothing to run here yet.
+        give_back()
     }
     let h = UPCALL_HANDLER.load(Ordering::SeqCst);
     if h != 0 {
@@ -202,19 +239,63 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
         let h: UpcallHandler = unsafe { core::mem::transmute::<usize, UpcallHandler>(h) };
         h(reason, a, b, c);
     }
+    handle(0, reason, a, b, c)
+}
+
+/// The CPU main was first started on (`u64::MAX`: none yet). Two CPUs may
+/// enter a fresh space at once; only one runs `main` (the same CPU may
+/// start it again: an entry discarded before `STARTED` restarts it).
+static MAIN_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn claim_main(cpu: u64) -> bool {
+    match MAIN_CPU.compare_exchange(u64::MAX, cpu, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => true,
+        Err(owner) => owner == cpu,
+    }
+}
+
+/// First entry on CPU `cpu` > 0 without a core handler (`smp.rs`): start
+/// `main` here if no CPU has, else report whether main is running.
+pub(crate) fn start_main_on(cpu: u64, a: u64, c: u64) {
+    if !STARTED.load(Ordering::SeqCst) && claim_main(cpu) {
+        WAKE_ARG.store(a, Ordering::SeqCst);
+        WAKE_FROM.store(c, Ordering::SeqCst);
+        // SAFETY: first entry of this space: switch to the main stack and
+        // run `main` on this CPU; `masked` of this CPU's page is cleared.
+        unsafe { rt_start_main(exo_abi::smp_control_va(cpu)) }
+    }
+}
+
+/// Nothing to run on this CPU (no saved context for it, main runs or
+/// starts elsewhere): give the CPU back to the parent. The upcall is
+/// masked, so nothing is saved; the next entry here starts afresh.
+fn give_back() -> ! {
+    let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::YIELD);
+    crate::fatal(format_args!("could not give the CPU back to the parent"))
+}
+
+/// The runtime's default handling of an upcall on CPU `cpu`, the one it
+/// runs on (inlined into each CPU's dispatch: CPU 0's pays no lookup).
+#[inline(always)]
+pub(crate) fn handle(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
     match reason {
         Reason::Yield => {
             WAKE_ARG.store(a, Ordering::SeqCst);
             WAKE_FROM.store(c, Ordering::SeqCst);
-            if saved_valid() {
-                resume()
+            if saved_valid(cpu) {
+                resume_cpu(cpu)
+            }
+            if cpu != 0 {
+                // A second activation of a started space that has no work
+                // for this CPU (no core handler): the parent gets it back.
+                give_back()
             }
             crate::fatal(format_args!("woken with nothing to resume"))
         }
         Reason::PageFault => {
             // A fault on a recoverable probe (`crate::probe`) returns from it.
-            if saved_valid() && crate::probe::fixup(b) {
-                resume()
+            if saved_valid(cpu) && crate::probe::fixup(b) {
+                resume_cpu(cpu)
             }
             let h = FAULT_HANDLER.load(Ordering::SeqCst);
             if h != 0 {
@@ -222,13 +303,13 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
                 let h: FaultHandler = unsafe { core::mem::transmute::<usize, FaultHandler>(h) };
                 if h(a, b) {
                     FAULTS_HANDLED.fetch_add(1, Ordering::SeqCst);
-                    resume()
+                    resume_cpu(cpu)
                 }
             }
             // A pager that must wait (see `blocking_fault`) runs as the
             // program's own code, after this upcall.
-            if saved_valid() && crate::blocking_fault::redirect(a, b) {
-                resume()
+            if saved_valid(cpu) && crate::blocking_fault::redirect(a, b) {
+                resume_cpu(cpu)
             }
             let rip = crate::control::read(control::SAVED + 16 * 8);
             crate::fatal(format_args!("unhandled page fault at {a:#x} (error {b:#x}, rip {rip:#x})"))
@@ -239,12 +320,16 @@ extern "C" fn dispatch(reason: u64, a: u64, b: u64, c: u64) -> ! {
         }
         // Without a scheduler installed (early in init), a tick or device
         // interrupt just lets the interrupted context continue.
-        Reason::Timer | Reason::Interrupt => resume(),
+        Reason::Timer | Reason::Interrupt => resume_cpu(cpu),
         Reason::Dead => {
             crate::println!("rt: address space {a:#x} died (code {b:#x}) and no handler is installed");
-            resume()
+            resume_cpu(cpu)
         }
     }
+}
+
+pub(crate) fn count_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Give the CPU back to the parent (its scheduler picks who runs next).

@@ -99,6 +99,10 @@ pub const TESTS: &[Test] = &[
     one("kernel_upgrade_grub"),
     one("kernel_upgrade_smp4"),
     one("kernel_upgrade_nosmp"),
+    one("smp_isolation"),
+    one("smp_isolation_2"),
+    one("smp_fuzz"),
+    one("smp_activations"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

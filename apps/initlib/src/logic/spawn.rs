@@ -24,7 +24,8 @@ pub struct Layout {
 pub enum Kind {
     /// A page of the program (a fresh frame filled from the ELF, moved).
     Program,
-    /// The control page (moved): where the kernel enters the child.
+    /// A control page (moved): where the kernel enters the child, one per
+    /// CPU it may run on (`Placement::va` says which: [`control_va`]).
     Control,
     /// The argument page: init keeps it and lends it read-only.
     Args,
@@ -49,16 +50,39 @@ pub struct Placement {
     pub rights: Rights,
 }
 
+/// CPUs a process can be given control pages for (the kernel's
+/// `arch::MAX_CPUS`; `exo_rt::smp::MAX_CPUS`).
+pub const MAX_CPUS: u64 = 8;
+
+/// Where the child's control page for `cpu` goes: CPU 0's at the layout's,
+/// every other CPU's where the kernel looks for it
+/// (`exo_abi::smp_control_va`).
+pub fn control_va(at: &Layout, cpu: u64) -> u64 {
+    if cpu == 0 {
+        at.control
+    } else {
+        exo_abi::smp_control_va(cpu)
+    }
+}
+
+/// The CPUs of mask `cpus` a child gets a control page for: those below
+/// [`MAX_CPUS`], in order. The kernel enters a space on a CPU only
+/// through its page for that CPU, so this is the set of CPUs the child
+/// can ever run on — pinning without kernel state.
+pub fn child_cpus(cpus: u64) -> impl Iterator<Item = u64> {
+    (0..MAX_CPUS).filter(move |c| cpus & (1 << c) != 0)
+}
+
 /// Every page a child gets, in the order init places them: the program's
-/// pages, the control page, the argument page, the console ring, the
-/// mailbox, the handle back to init, `heap_pages` heap frames and
-/// `spare_pages` spare frames.
-pub fn child_pages(plan: &LoadPlan, heap_pages: u64, spare_pages: u64, at: &Layout) -> Vec<Placement> {
+/// pages, a control page per CPU of `cpus` (a bit mask), the argument
+/// page, the console ring, the mailbox, the handle back to init,
+/// `heap_pages` heap frames and `spare_pages` spare frames.
+pub fn child_pages(plan: &LoadPlan, heap_pages: u64, spare_pages: u64, cpus: u64, at: &Layout) -> Vec<Placement> {
     let p = |va, kind, rights| Placement { va, kind, rights };
     let mut out: Vec<Placement> =
         plan.pages_to_map().map(|pg| p(pg.vaddr, Kind::Program, page_rights(pg.writable, pg.executable))).collect();
+    out.extend(child_cpus(cpus).map(|c| p(control_va(at, c), Kind::Control, Rights::WRITE)));
     out.extend([
-        p(at.control, Kind::Control, Rights::WRITE),
         p(at.args, Kind::Args, Rights::NONE),
         p(at.console, Kind::Console, Rights::WRITE),
         p(at.mailbox, Kind::Mailbox, Rights::WRITE),
@@ -131,7 +155,7 @@ mod tests {
         let text = seg(0x20_0000, 0x2000, false, true);
         let data = seg(0x20_2800, 0x1800, true, false);
         let plan = LoadPlan { entry: 0x20_0010, segments: vec![text, data], pages: 4 };
-        let pages = child_pages(&plan, 3, 2, &AT);
+        let pages = child_pages(&plan, 3, 2, 1, &AT);
         let program: Vec<_> = pages.iter().filter(|p| p.kind == Kind::Program).map(|p| (p.va, p.rights)).collect();
         assert_eq!(
             program,
@@ -166,8 +190,29 @@ mod tests {
     #[test]
     fn no_heap_no_spares_is_just_the_program_and_the_fixed_pages() {
         let plan = LoadPlan { entry: 0x20_0000, segments: vec![seg(0x20_0000, 1, false, true)], pages: 1 };
-        let kinds: Vec<_> = child_pages(&plan, 0, 0, &AT).iter().map(|p| p.kind).collect();
+        let kinds: Vec<_> = child_pages(&plan, 0, 0, 1, &AT).iter().map(|p| p.kind).collect();
         assert_eq!(kinds, [Kind::Program, Kind::Control, Kind::Args, Kind::Console, Kind::Mailbox, Kind::ParentHandle]);
+    }
+
+    #[test]
+    fn a_child_gets_a_control_page_for_each_cpu_it_may_run_on_and_no_other() {
+        let plan = LoadPlan { entry: 0x20_0000, segments: vec![seg(0x20_0000, 1, false, true)], pages: 1 };
+        let controls = |cpus: u64| -> Vec<u64> {
+            child_pages(&plan, 0, 0, cpus, &AT).iter().filter(|p| p.kind == Kind::Control).map(|p| p.va).collect()
+        };
+        assert_eq!(controls(1), [AT.control]);
+        // Pinned to CPU 2: only CPU 2's page, where the kernel looks for it.
+        assert_eq!(controls(1 << 2), [exo_abi::smp_control_va(2)]);
+        assert_eq!(controls(0b1011), [AT.control, exo_abi::smp_control_va(1), exo_abi::smp_control_va(3)]);
+        // No CPU: a child that can never run (and CPUs past MAX_CPUS are ignored).
+        assert!(controls(0).is_empty());
+        assert_eq!(controls(1 << 9 | 1 << 1), [exo_abi::smp_control_va(1)]);
+        // No page of another kind lands on a control page.
+        let pages = child_pages(&plan, 4, 4, 0xff, &AT);
+        let mut vas: Vec<_> = pages.iter().map(|p| p.va).collect();
+        vas.sort();
+        vas.dedup();
+        assert_eq!(vas.len(), pages.len());
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod regions;
 #[cfg(target_os = "none")]
 mod sfuzz;
 #[cfg(target_os = "none")]
+mod twocores;
+#[cfg(target_os = "none")]
 mod vector;
 
 #[cfg(target_os = "none")]
@@ -73,6 +75,7 @@ fn main() {
             let structures = words.next() != Some("noscen");
             sfuzz::run(arg.max(1), seed, structures)
         }
+        "twocores" => twocores::run(arg.max(1)),
         "yieldloop" => loop {
             let _ = exo_rt::sys::yield_to(exo_rt::layout::PARENT_HANDLE_VA, exo_rt::layout::msg::YIELD);
         },

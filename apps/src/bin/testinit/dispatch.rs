@@ -2,7 +2,9 @@
 //! are `exo_testlist::scenarios()` (a host test in `apps/testlist` checks
 //! that this `match` has exactly those arms).
 
-use crate::{adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, sriov, upgrade};
+use crate::{
+    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, smpsched, sriov, upgrade,
+};
 use alloc::format;
 use alloc::string::String;
 
@@ -83,6 +85,10 @@ pub fn run(name: &str) -> Outcome {
         "kernel_upgrade_smp4" => upgrade::kernel_upgrade_smp4(),
         "kernel_upgrade_grub" => upgrade::kernel_upgrade_grub(),
         "kernel_upgrade_nosmp" => upgrade::kernel_upgrade_nosmp(),
+        "smp_isolation" => smpsched::smp_isolation(),
+        "smp_isolation_2" => smpsched::smp_isolation(),
+        "smp_fuzz" => smpsched::smp_fuzz(),
+        "smp_activations" => smpsched::smp_activations(),
         other => Err(format!("no test named {other:?}")),
     }
 }

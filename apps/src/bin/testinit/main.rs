@@ -40,6 +40,8 @@ mod pmem;
 #[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]
+mod smpsched;
+#[cfg(target_os = "none")]
 mod sriov;
 #[cfg(target_os = "none")]
 mod upgrade;
