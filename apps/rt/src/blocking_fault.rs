@@ -13,7 +13,11 @@
 //! pointer's red zone (the 128 bytes System V code may use below its
 //! stack pointer; the trampoline's `ret` drops them again) and resumes
 //! the program at
-//! [`rt_fault_trampoline`], which saves every register, calls the handler
+//! [`rt_fault_trampoline`], which saves every register (the vector
+//! registers, x87 and MXCSR too, with `FXSAVE`: the handler is compiled
+//! Rust using SSE, the interrupted code's XMM values are live, and the
+//! programs are built without AVX, whose legacy-SSE code leaves the YMM
+//! upper halves alone), calls the handler
 //! on that stack with `masked` clear, restores the registers and returns to
 //! the faulting instruction, which runs again. While the handler runs the
 //! program is an ordinary, preemptible context: the kernel saves it on a
@@ -139,8 +143,11 @@ rt_fault_trampoline:
     cld
     mov rbx, rsp
     and rsp, -16
+    sub rsp, 512
+    fxsave64 [rsp]
     mov rdi, rbx
     call {handler}
+    fxrstor64 [rsp]
     mov rsp, rbx
     popfq
     pop r15

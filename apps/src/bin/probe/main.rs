@@ -21,6 +21,8 @@ mod regions;
 #[cfg(exo_user)]
 mod sfuzz;
 #[cfg(exo_user)]
+mod vecmath;
+#[cfg(exo_user)]
 mod vector;
 
 #[cfg(exo_user)]
@@ -68,6 +70,7 @@ fn main() {
         }
         "matrix" => matrix::run(),
         "vector" => vector::run(arg),
+        "vecmath" => vecmath::run(arg),
         "sfuzz" => {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             let structures = words.next() != Some("noscen");
