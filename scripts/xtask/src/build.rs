@@ -90,11 +90,12 @@ pub const PROGRAM_RUSTFLAGS: &[&str] = &[
 pub fn program_cargo(ws: &Workspace, subcommand: &str) -> Command {
     let mut c = Command::new("cargo");
     c.arg(subcommand).args(["--release", "--target", PROGRAM_TARGET, "--target-dir"]).arg(ws.programs_target_dir());
-    // Cargo's encoding of a flag list: separated by 0x1f. It takes
-    // precedence over RUSTFLAGS and applies to the target's crates only
-    // (not to build scripts or proc macros: `--target` is given).
-    c.env("CARGO_ENCODED_RUSTFLAGS", PROGRAM_RUSTFLAGS.join("\x1f"));
-    c.env_remove("RUSTFLAGS");
+    // RUSTFLAGS (no flag has a space) applies to the target's crates only,
+    // not to build scripts or proc macros (`--target` is given); a
+    // CARGO_ENCODED_RUSTFLAGS in the caller's environment would win over
+    // it, so it is removed. Both show in the printed command line.
+    c.env("RUSTFLAGS", PROGRAM_RUSTFLAGS.join(" "));
+    c.env_remove("CARGO_ENCODED_RUSTFLAGS");
     c
 }
 
