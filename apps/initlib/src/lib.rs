@@ -28,31 +28,31 @@ extern crate alloc;
 
 pub mod logic;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod boot;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod devices;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod drvrestart;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod frames;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod fsd;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod fsshell;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod kvdb;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod pmem;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod regions;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod sched;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod showcase;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod spawn;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod sriov;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub mod upgrade;

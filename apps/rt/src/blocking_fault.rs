@@ -10,8 +10,14 @@
 //! A *blocking* handler runs instead as the interrupted program's own code,
 //! the way a POSIX signal handler does: the upcall only pushes the fault's
 //! return address, address and error code below the interrupted stack
-//! pointer (this target has no red zone) and resumes the program at
-//! [`rt_fault_trampoline`], which saves every register, calls the handler
+//! pointer's red zone (the 128 bytes System V code may use below its
+//! stack pointer; the trampoline's `ret` drops them again) and resumes
+//! the program at
+//! [`rt_fault_trampoline`], which saves every register (the vector
+//! registers, x87 and MXCSR too, with `FXSAVE`: the handler is compiled
+//! Rust using SSE, the interrupted code's XMM values are live, and the
+//! programs are built without AVX, whose legacy-SSE code leaves the YMM
+//! upper halves alone), calls the handler
 //! on that stack with `masked` clear, restores the registers and returns to
 //! the faulting instruction, which runs again. While the handler runs the
 //! program is an ordinary, preemptible context: the kernel saves it on a
@@ -25,6 +31,7 @@
 //! notice (a busy pager) and refuse, which ends in the fatal report.
 
 use crate::control;
+use crate::entry::RED_ZONE;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use exo_abi::control::SAVED;
 
@@ -64,18 +71,21 @@ pub(crate) fn redirect(addr: u64, code: u64) -> bool {
         return false;
     }
     let (rsp, rip) = (control::read(RSP), control::read(RIP));
-    let frame = rsp.wrapping_sub(24);
     if rsp < 4096 || !rsp.is_multiple_of(8) {
         return false; // no stack to run the handler on
     }
-    // SAFETY: the three words just below the interrupted stack pointer are
-    // free (no red zone on this target; `rt_resume` uses the same 16
-    // bytes), and the interrupted context was running on that stack, so
-    // it is mapped and writable.
+    let below = rsp - RED_ZONE;
+    let frame = below - 24;
+    // SAFETY: the three words just below the interrupted code's red zone
+    // are free (System V code uses at most the 128 bytes under its rsp;
+    // `rt_resume` writes its frame below the zone too), and the
+    // interrupted context was running on that stack, so it is mapped and
+    // writable (a stack that ends inside the next 152 bytes faults here,
+    // in the upcall, and the fault is reported).
     unsafe {
-        core::ptr::write_volatile((rsp - 8) as *mut u64, rip);
-        core::ptr::write_volatile((rsp - 16) as *mut u64, addr);
-        core::ptr::write_volatile((rsp - 24) as *mut u64, code);
+        core::ptr::write_volatile((below - 8) as *mut u64, rip);
+        core::ptr::write_volatile((below - 16) as *mut u64, addr);
+        core::ptr::write_volatile((below - 24) as *mut u64, code);
     }
     control::write(RSP, frame);
     control::write(RIP, rt_fault_trampoline as *const () as u64);
@@ -133,8 +143,11 @@ rt_fault_trampoline:
     cld
     mov rbx, rsp
     and rsp, -16
+    sub rsp, 512
+    fxsave64 [rsp]
     mov rdi, rbx
     call {handler}
+    fxrstor64 [rsp]
     mov rsp, rbx
     popfq
     pop r15
@@ -153,7 +166,8 @@ rt_fault_trampoline:
     pop rbx
     pop rax
     add rsp, 16
-    ret
+    ret {red_zone}
 "#,
     handler = sym blocking_fault,
+    red_zone = const RED_ZONE,
 );

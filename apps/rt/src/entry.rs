@@ -105,8 +105,12 @@ rt_resume:
     jne 2f
     fxrstor64 [{varea}]
 2:
+    /* The return rip and rflags go below the interrupted code's red zone
+       (the 128 bytes under its rsp that System V code may use without
+       moving rsp: the programs are built for a Linux target, and its
+       prebuilt core uses it); `ret {red_zone}` then drops the zone. */
     mov rax, qword ptr [{saved} + 7*8]
-    sub rax, 16
+    sub rax, {red_zone} + 16
     mov rbx, qword ptr [{saved} + 16*8]
     mov qword ptr [rax + 8], rbx
     mov rbx, qword ptr [{saved} + 17*8]
@@ -129,7 +133,7 @@ rt_resume:
     mov rax, qword ptr [{saved} + 0*8]
     mov qword ptr [{masked}], 0
     popfq
-    ret
+    ret {red_zone}
 "#,
     dispatch = sym dispatch,
     main = sym main_trampoline,
@@ -141,7 +145,14 @@ rt_resume:
     varea = const CONTROL_VA + control::VECTOR_AREA,
     kind_xsave = const exo_abi::VectorKind::Xsave as u64,
     kind_fxsave = const exo_abi::VectorKind::Fxsave as u64,
+    red_zone = const RED_ZONE,
 );
+
+/// The System V red zone: the bytes below an interrupted stack pointer
+/// that its code may still be using. Whatever the runtime writes on an
+/// interrupted stack (the resume frame, the blocking-fault frame) goes
+/// below it.
+pub(crate) const RED_ZONE: u64 = 128;
 
 extern "C" {
     fn rt_start_main(ctl: u64) -> !;

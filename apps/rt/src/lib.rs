@@ -9,7 +9,7 @@
 #![no_std]
 // The runtime only exists on the bare-metal target; on the host (for
 // `cargo test --workspace`) the crate is empty.
-#![cfg(target_os = "none")]
+#![cfg(exo_user)]
 
 extern crate alloc;
 
@@ -20,6 +20,7 @@ pub mod control;
 pub mod entry;
 pub mod heap;
 pub mod layout;
+pub mod libc_mem;
 pub mod mmio;
 pub mod nvme;
 pub mod probe;

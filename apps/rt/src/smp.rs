@@ -127,10 +127,13 @@ rt_resume_at:
     jne 2f
     fxrstor64 [rdi + {varea}]
 2:
-    /* rip, rflags and rdi go on the interrupted stack: once `masked` is
-       clear the kernel may overwrite the saved context. */
+    /* rip, rflags and rdi go on the interrupted stack, below its red zone
+       (`crate::entry::RED_ZONE`: the 128 bytes under rsp that System V
+       code may use without moving rsp), and `ret {red_zone}` drops the
+       zone: once `masked` is clear the kernel may overwrite the saved
+       context. */
     mov rax, qword ptr [rdi + {saved} + 7*8]
-    sub rax, 24
+    sub rax, {red_zone} + 24
     mov rbx, qword ptr [rdi + {saved} + 16*8]
     mov qword ptr [rax + 16], rbx
     mov rbx, qword ptr [rdi + {saved} + 17*8]
@@ -155,8 +158,9 @@ rt_resume_at:
     mov qword ptr [rdi + {masked}], 0
     pop rdi
     popfq
-    ret
+    ret {red_zone}
 "#,
+    red_zone = const crate::entry::RED_ZONE,
     masked = const control::MASKED,
     saved = const control::SAVED,
     vkind = const control::VECTOR_KIND,

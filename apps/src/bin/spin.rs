@@ -1,14 +1,14 @@
 //! Spins forever: the root scheduler must preempt it.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     exo_rt::println!("spin: looping forever without yielding");
     let mut x: u64 = 0;

@@ -7,7 +7,7 @@
 //! name, and no image holds both roots.
 
 use crate::cmd;
-use crate::setup::BARE_METAL_TARGET;
+use crate::setup::{BARE_METAL_TARGET, PROGRAM_TARGET};
 use crate::workspace::{Workspace, APPS_PACKAGE, KERNEL_PACKAGE};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
@@ -53,23 +53,70 @@ fn cargo_build(package: &str) -> Result<()> {
     cmd::run(Command::new("cargo").args(["build", "--release", "-p", package, "--target", BARE_METAL_TARGET]))
 }
 
+/// The programs' target directory, under the workspace's `target/`.
+pub const PROGRAMS_TARGET_DIR: &str = "programs";
+
+/// The code generation and link flags of every userspace program (and of
+/// the crates linked into them), for `PROGRAM_TARGET`:
+/// - `--cfg exo_user`: the programs' code exists only under it (a host
+///   build of the same triple gets each program as an empty `main`);
+/// - `relocation-model=static` and `crt-static`: a static, non-PIE
+///   executable (ET_EXEC, no dynamic section, no interpreter), as the
+///   loader takes it;
+/// - `linker=rust-lld`, `linker-flavor=ld.lld`: the toolchain's own linker
+///   called directly, so no C start files and no C library come in (the
+///   runtime's `_start` is the entry, its `libc_mem` the memory
+///   functions); lld lays the program out at 0x200000 as before.
+///
+/// The small code model (the default) suits programs linked below 2 GiB.
+/// Stack probes stay inline (the target's default). `panic = "abort"` is
+/// the workspace's release profile.
+pub const PROGRAM_RUSTFLAGS: &[&str] = &[
+    "--cfg",
+    "exo_user",
+    "-C",
+    "relocation-model=static",
+    "-C",
+    "target-feature=+crt-static",
+    "-C",
+    "linker=rust-lld",
+    "-C",
+    "linker-flavor=ld.lld",
+];
+
+/// `cargo SUBCOMMAND` for the programs: their target, target directory and
+/// flags (one place, so that `build` and the conventions' clippy agree and
+/// share their dependencies' builds).
+pub fn program_cargo(ws: &Workspace, subcommand: &str) -> Command {
+    let mut c = Command::new("cargo");
+    c.arg(subcommand).args(["--release", "--target", PROGRAM_TARGET, "--target-dir"]).arg(ws.programs_target_dir());
+    // RUSTFLAGS (no flag has a space) applies to the target's crates only,
+    // not to build scripts or proc macros (`--target` is given); a
+    // CARGO_ENCODED_RUSTFLAGS in the caller's environment would win over
+    // it, so it is removed. Both show in the printed command line.
+    c.env("RUSTFLAGS", PROGRAM_RUSTFLAGS.join(" "));
+    c.env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c
+}
+
 /// Build kernel and programs, then pack the standard boot image.
 pub fn build_all(ws: &Workspace) -> Result<Artifacts> {
     cargo_build(KERNEL_PACKAGE)?;
-    cargo_build(APPS_PACKAGE)?;
+    cmd::run(program_cargo(ws, "build").args(["-p", APPS_PACKAGE]))?;
     let out = ws.bare_metal_out();
     let kernel = out.join(&ws.kernel_bin);
+    let programs_out = ws.programs_out();
     let programs: Vec<(String, PathBuf)> = boot_order(&ws.app_bins)?
         .into_iter()
         .map(|name| {
-            let path = out.join(&name);
+            let path = programs_out.join(&name);
             (name, path)
         })
         .collect();
     if !ws.app_bins.iter().any(|b| b == TEST_ROOT) {
         bail!("package `{APPS_PACKAGE}` has no `{TEST_ROOT}` binary (the test root)");
     }
-    let test_root = out.join(TEST_ROOT);
+    let test_root = programs_out.join(TEST_ROOT);
     for path in [&kernel, &test_root].into_iter().chain(programs.iter().map(|(_, p)| p)) {
         if !path.is_file() {
             bail!("build succeeded but {} is missing", path.display());

@@ -16,10 +16,22 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-/// The command as a copy-pasteable shell line (program and arguments only;
-/// environment changes are not shown).
+/// The command as a copy-pasteable shell line: the environment it sets
+/// (`NAME=value`, after `env -u NAME` for each it removes), program and
+/// arguments.
 pub fn display(cmd: &Command) -> String {
-    let mut words = vec![shell_quote(&lossy(cmd.get_program()))];
+    let mut words = vec![];
+    let envs: Vec<_> = cmd.get_envs().collect();
+    if envs.iter().any(|(_, v)| v.is_none()) {
+        words.push("env".to_string());
+        for (k, _) in envs.iter().filter(|(_, v)| v.is_none()) {
+            words.push(format!("-u {}", shell_quote(&lossy(k))));
+        }
+    }
+    for (k, v) in envs.iter().filter_map(|(k, v)| v.map(|v| (k, v))) {
+        words.push(format!("{}={}", lossy(k), shell_quote(&lossy(v))));
+    }
+    words.push(shell_quote(&lossy(cmd.get_program())));
     words.extend(cmd.get_args().map(|a| shell_quote(&lossy(a))));
     words.join(" ")
 }
@@ -86,6 +98,9 @@ mod tests {
         let mut c = Command::new("gdb");
         c.args(["kernel", "-ex", "target remote :1234"]);
         assert_eq!(display(&c), "gdb kernel -ex 'target remote :1234'");
+        let mut c = Command::new("cargo");
+        c.arg("build").env("RUSTFLAGS", "--cfg x").env_remove("CARGO_ENCODED_RUSTFLAGS");
+        assert_eq!(display(&c), "env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS='--cfg x' cargo build");
     }
 
     #[test]

@@ -7,8 +7,15 @@ use anyhow::{bail, Result};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The bare-metal target kernel and userspace are built for.
+/// The bare-metal target the kernel is built for (soft float: the kernel
+/// never touches vector registers, so it need not save them on entry).
 pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
+/// The target the userspace programs are built for: its prebuilt `core`
+/// and `alloc` are hard float with SSE2 (`x86_64-unknown-none` forces
+/// soft float, and stable rustc cannot turn that off). The programs are
+/// still `no_std` static executables with the runtime's own entry and no
+/// C library (see `build::program_rustflags`).
+pub const PROGRAM_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The emulator binary and the Debian package that provides it.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 pub const QEMU_PACKAGE: &str = "qemu-system-x86";
@@ -49,21 +56,23 @@ pub fn ensure_rust_components() -> Result<()> {
     cmd::run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
 }
 
-/// `rustup target add x86_64-unknown-none` unless already installed
-/// (rust-toolchain.toml lists the target, but rustup's automatic installs
-/// may be off, so check explicitly).
+/// `rustup target add` the kernel's and the programs' targets unless
+/// already installed (rust-toolchain.toml lists both, but rustup's
+/// automatic installs may be off, so check explicitly).
 pub fn ensure_rust_target() -> Result<()> {
     if !cmd::on_path("rustup") {
         bail!(
-            "rustup not found: install the `{BARE_METAL_TARGET}` target for the toolchain \
-             in rust-toolchain.toml by hand"
+            "rustup not found: install the `{BARE_METAL_TARGET}` and `{PROGRAM_TARGET}` targets for \
+             the toolchain in rust-toolchain.toml by hand"
         );
     }
     let installed = cmd::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if installed.lines().any(|l| l.trim() == BARE_METAL_TARGET) {
-        return Ok(());
+    for target in [BARE_METAL_TARGET, PROGRAM_TARGET] {
+        if !installed.lines().any(|l| l.trim() == target) {
+            cmd::run(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
-    cmd::run(Command::new("rustup").args(["target", "add", BARE_METAL_TARGET]))
+    Ok(())
 }
 
 /// QEMU on PATH, else the Debian package.

@@ -58,33 +58,34 @@ fn conventions(tally: &mut Tally) {
         tally.failed += 1;
         return;
     }
-    let checks: [(&str, Vec<&str>); 3] = [
-        ("fmt", vec!["fmt", "--all", "--", "--check"]),
-        ("clippy (host)", vec!["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+    let cargo = |args: &[&str]| {
+        let mut c = Command::new("cargo");
+        c.args(args);
+        c
+    };
+    let mut checks: Vec<(&str, Command)> = vec![
+        ("fmt", cargo(&["fmt", "--all", "--", "--check"])),
+        ("clippy (host)", cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])),
         (
             "clippy (bare metal)",
-            vec![
-                "clippy",
-                "--release",
-                "--quiet",
-                "--target",
-                BARE_METAL,
-                "-p",
-                "kernel",
-                "-p",
-                "exo-apps",
-                "-p",
-                "initlib",
-                "--",
-                "-D",
-                "warnings",
-            ],
+            cargo(&["clippy", "--release", "--quiet", "--target", BARE_METAL, "-p", "kernel", "--", "-D", "warnings"]),
         ),
     ];
-    for (name, args) in checks {
+    // The programs and the crates they link, as `build` compiles them (their
+    // Linux target, `exo_user`; see `build::PROGRAM_RUSTFLAGS`).
+    match Workspace::load() {
+        Ok(ws) => {
+            let mut c = build::program_cargo(&ws, "clippy");
+            c.args(["--quiet", "-p", "exo-apps", "-p", "initlib", "-p", "exo-rt", "--", "-D", "warnings"]);
+            checks.push(("clippy (programs)", c));
+        }
+        Err(e) => {
+            println!("test clippy (programs) ... FAILED (cannot load the workspace: {e:#})");
+            tally.failed += 1;
+        }
+    }
+    for (name, mut c) in checks {
         let start = Instant::now();
-        let mut c = Command::new("cargo");
-        c.args(&args);
         println!("$ {}", cmd::display(&c));
         let out = c.output();
         let secs = start.elapsed().as_secs_f64();

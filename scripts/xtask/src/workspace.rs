@@ -43,6 +43,18 @@ impl Workspace {
     pub fn bare_metal_out(&self) -> PathBuf {
         self.target_dir.join(crate::setup::BARE_METAL_TARGET).join("release")
     }
+
+    /// Where the userspace programs are built (`build::PROGRAMS_TARGET_DIR`
+    /// for `setup::PROGRAM_TARGET`): apart from the host's own builds of
+    /// that triple (eval's Linux guest), which use other flags.
+    pub fn programs_target_dir(&self) -> PathBuf {
+        self.target_dir.join(crate::build::PROGRAMS_TARGET_DIR)
+    }
+
+    /// `target/programs/x86_64-unknown-linux-gnu/release`: the program ELFs.
+    pub fn programs_out(&self) -> PathBuf {
+        self.programs_target_dir().join(crate::setup::PROGRAM_TARGET).join("release")
+    }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
@@ -104,6 +116,7 @@ mod tests {
         assert_eq!(ws.kernel_bin, "kernel");
         assert_eq!(ws.members, vec!["kernel", "exo-apps"]);
         assert_eq!(ws.bare_metal_out(), PathBuf::from("/w/target/x86_64-unknown-none/release"));
+        assert_eq!(ws.programs_out(), PathBuf::from("/w/target/programs/x86_64-unknown-linux-gnu/release"));
     }
 
     #[test]

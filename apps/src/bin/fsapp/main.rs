@@ -31,31 +31,31 @@
 //!
 //! Exit code 0 = passed, 1 = file-system error, 2 = missing region,
 //! 5 = verification failed, 7 = bad arguments.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../kvdb/blockdev.rs"]
 mod blockdev;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod nvme;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod paging;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod powerfail;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod tree;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     let args = exo_rt::args();
     let outcome = if args.starts_with("nvme") { nvme::run(args) } else { tree::run(args) };

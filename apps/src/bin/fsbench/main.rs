@@ -16,38 +16,38 @@
 //! code 0 = every workload ran and verified, 1 = file-system error, 2 =
 //! missing region, 5 = verification failed, 6 = block service failure,
 //! 7 = bad arguments.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
 // kvdb's block-service client, one source for both programs (its
 // request total is kvdb's only).
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../kvdb/blockdev.rs"]
 #[allow(dead_code)]
 mod blockdev;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod mapped;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../kvdb/pmemdev.rs"]
 mod pmemdev;
 // fsapp's binding of libfs's pager to this machine (spare frames, the
 // blocking fault handler), one source for both programs.
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../fsapp/paging.rs"]
 mod paging;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod workloads;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     let args = exo_rt::args();
     match run(args) {
@@ -59,7 +59,7 @@ fn main() {
     }
 }
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn run(args: &str) -> Result<(), workloads::Failure> {
     use alloc::format;
     use exo_rt::{args_word, println};

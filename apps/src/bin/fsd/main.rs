@@ -11,22 +11,22 @@
 //! Exit codes: 0 = stopped cleanly (the file system checked clean after a
 //! remount), 1 = file-system error, 2 = missing region, 5 = the final
 //! check found problems.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod serve;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     match serve::run() {
         Ok(()) => exo_rt::exit(0),

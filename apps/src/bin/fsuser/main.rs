@@ -7,22 +7,22 @@
 //!
 //! Exit code 0 = every check of the role held; 5 = a check failed (the
 //! line before says which); 6 = the file service failed a call.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod roles;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     let args = exo_rt::args();
     match roles::run(args) {

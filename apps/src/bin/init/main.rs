@@ -6,24 +6,24 @@
 //! shell (kernel command line `demo`, or `demo batch` to stop the machine
 //! after the demonstration). The QEMU test scenarios are another root
 //! program, `testinit`, booted in init's place by `cargo xtask test`.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod demo;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod shell;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     use exo_rt::{kinfo, println};
 

@@ -30,44 +30,44 @@
 //! `workload.rs` (printing `EXO-DB` count lines), `check` reopens it and
 //! verifies it holds exactly what was committed. Exit code 0 = passed;
 //! see `error.rs` for the others.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod blockdev;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod driverdied;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod error;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod ioerr;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod killed;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod onfile;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod pmemdev;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod powerfail;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod recovery;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod upgload;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod vfdev;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod workload;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     let args = exo_rt::args();
     match run(args) {
@@ -79,7 +79,7 @@ fn main() {
     }
 }
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn run(args: &str) -> Result<(), error::KvdbError> {
     use alloc::format;
     use error::KvdbError;
@@ -175,7 +175,7 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
 
 /// Attach to the block service in `va..va+bytes` (`create`: first check
 /// that a read one block past its window is refused).
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn attach_service(va: u64, bytes: u64, create: bool) -> Result<blockdev::BlockqDevice, error::KvdbError> {
     use alloc::format;
     use error::KvdbError;
@@ -207,7 +207,7 @@ fn attach_service(va: u64, bytes: u64, create: bool) -> Result<blockdev::BlockqD
 }
 
 /// What the block service was asked, for the per-op counts.
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn blockq_counts(d: &blockdev::BlockqDevice) -> workload::MediumCounts {
     let c = d.counters;
     workload::MediumCounts {
@@ -222,7 +222,7 @@ fn blockq_counts(d: &blockdev::BlockqDevice) -> workload::MediumCounts {
     }
 }
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn print_blockq_totals(d: &blockdev::BlockqDevice) {
     let c = d.counters;
     exo_rt::println!(
@@ -238,7 +238,7 @@ fn print_blockq_totals(d: &blockdev::BlockqDevice) {
 }
 
 /// The persistent-memory region init moved to `va`.
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn claim_pmem(va: u64, bytes: u64) -> Result<pmemdev::MappedPmem, error::KvdbError> {
     let region =
         exo_rt::region::Region::claim(va, bytes).map_err(|e| error::KvdbError::MissingRegion(alloc::format!("{e}")))?;
@@ -250,12 +250,12 @@ fn claim_pmem(va: u64, bytes: u64) -> Result<pmemdev::MappedPmem, error::KvdbErr
     Ok(pmemdev::MappedPmem::new(region))
 }
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn pmem_counts(s: &libdb::PmemStorage<pmemdev::MappedPmem>) -> workload::MediumCounts {
     workload::MediumCounts { device_flushes: s.region().fences, lines_flushed: s.region().lines, ..Default::default() }
 }
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn print_pmem_totals(r: &pmemdev::MappedPmem) {
     exo_rt::println!(
         "kvdb: pmem totals: {} persist calls, {} cache lines written back, {} fences",
@@ -268,7 +268,7 @@ fn print_pmem_totals(r: &pmemdev::MappedPmem) {
 /// `nvme-vf`: bring up the VF's controller in the BAR init moved here and
 /// run `phase` (the plan's create or check, or the power-fail load or
 /// check) on the window named by the next two arguments (MiB).
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn on_vf(
     phase: &str,
     words: &mut core::str::SplitWhitespace,

@@ -15,38 +15,38 @@
 //! client, the two-controller pair, the persistence boots — are the
 //! separate program `nvmetest`, which drives the controller with this
 //! program's modules. Exit code 0 means every check passed.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod bench;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod hw;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod irq;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod msix;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod pattern;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod rw;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod serve;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod sriov;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod virtio;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     use exo_rt::println;
     let args = exo_rt::args();

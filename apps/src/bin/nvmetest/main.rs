@@ -14,46 +14,46 @@
 //! | `persist-write` / `persist-check` | `nvme_persist` |
 //!
 //! Exit code 0 means every check passed.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../nvmed/hw.rs"]
 mod hw;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../nvmed/msix.rs"]
 mod msix;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[path = "../nvmed/pattern.rs"]
 mod pattern;
 // The driver's `rw` job is not one of these roles; its buffers and its
 // verified run (`pair`) are.
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 #[allow(dead_code)]
 #[path = "../nvmed/rw.rs"]
 mod rw;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod attack;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod client;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod irq_attack;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod pair;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod persist;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     use exo_rt::println;
     let args = exo_rt::args();

@@ -2,40 +2,42 @@
 //! untrusted processes. Its first argument picks what it does; its exit
 //! code tells init what happened (0 = as expected, 42 = took the fault it
 //! was supposed to take, anything else = a failed check).
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod checks;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod fuzz;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod hostile;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod matrix;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod regions;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod sfuzz;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod twocores;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
+mod vecmath;
+#[cfg(exo_user)]
 mod vector;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
 /// Exit code meaning "faulted, as the test intended".
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 pub const FAULTED: u32 = 42;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     let args = exo_rt::args();
     let mut words = args.split_whitespace();
@@ -70,6 +72,7 @@ fn main() {
         }
         "matrix" => matrix::run(),
         "vector" => vector::run(arg),
+        "vecmath" => vecmath::run(arg),
         "sfuzz" => {
             let seed = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             let structures = words.next() != Some("noscen");

@@ -372,19 +372,21 @@ pub fn microbench() -> Outcome {
 /// where the CPU has AVX) while the root scheduler preempts them against
 /// each other: each checks that no value was lost across its preemptions
 /// and that no upcall entry found another's values (see the probe's
-/// `vector` mode); init checks that each was preempted.
+/// `vector` mode). Two more compute with compiled f64 and SSE2 code
+/// alongside them and must get exact sums (the `vecmath` mode). Init
+/// checks that each was preempted.
 pub fn vector_state() -> Outcome {
-    let probes: alloc::vec::Vec<Child> =
-        (1..=3).map(|seed| start("probe", &format!("vector {seed}"), 0, &[])).collect::<Result<_, _>>()?;
-    for (i, c) in probes.iter().enumerate() {
+    let modes = ["vector 1", "vector 2", "vector 3", "vecmath 4", "vecmath 5"];
+    let probes: alloc::vec::Vec<Child> = modes.iter().map(|m| start("probe", m, 0, &[])).collect::<Result<_, _>>()?;
+    for (m, c) in modes.iter().zip(&probes) {
         let code = finish(c, "vector probe")?;
         let pre = sched::slot(c.slot).preemptions.load(SeqCst);
-        println!("init: vector probe {} exited {code} after {pre} preemptions", i + 1);
+        println!("init: probe {m} exited {code} after {pre} preemptions");
         if code != 0 {
-            return Err(format!("vector probe {} exited with {code}", i + 1));
+            return Err(format!("probe {m} exited with {code}"));
         }
         if pre == 0 {
-            return Err(format!("vector probe {} was never preempted", i + 1));
+            return Err(format!("probe {m} was never preempted"));
         }
     }
     Ok(())

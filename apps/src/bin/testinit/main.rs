@@ -6,50 +6,50 @@
 //! `exo_testlist`'s) and ends the machine with its verdict:
 //! `EXO-TEST-PASS <name>` + isa-debug-exit 0x10, or `EXO-TEST-FAIL <name>:
 //! <why>` + 0x11.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(exo_user, no_std, no_main)]
 #![forbid(unsafe_code)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(exo_user))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 extern crate alloc;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod adversarial;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod attacks;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod basic;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod bootmedia;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod db;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod devices;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod dispatch;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod fs;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod fsbench;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod fsshare;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod pmem;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod smp;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod smpsched;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod sriov;
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 mod upgrade;
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 exo_rt::entry!(main);
 
-#[cfg(target_os = "none")]
+#[cfg(exo_user)]
 fn main() {
     use exo_rt::{kinfo, println};
 
