@@ -192,11 +192,12 @@ fn a_stale_reach_record_of_the_previous_epoch_is_not_taken() {
     assert_eq!(old.len(), 3, "the previous epoch's reach records are still there");
     let (old_at, _) = old[2];
     let stale: Vec<u8> = img[LOG + old_at..LOG + old_at + 512].to_vec();
-    img[LOG + 3 * 512..LOG + 4 * 512].copy_from_slice(&stale);
-    // The stale record also numbered as g's next record (seq 3).
+    img[LOG + 4 * 512..LOG + 5 * 512].copy_from_slice(&stale);
+    // A stale record of g-1 numbered as g's next record (seq 3), where it
+    // would go.
     let mut forged = Vec::new();
     log::encode_reach(&mut forged, old_gen, 3, CAP);
-    img[LOG + 4 * 512..LOG + 4 * 512 + forged.len()].copy_from_slice(&forged);
+    img[LOG + 3 * 512..LOG + 3 * 512 + forged.len()].copy_from_slice(&forged);
     let db = open(img).unwrap();
     let s = db.stats();
     assert_eq!((s.replayed_records, s.erased_records, s.log_reach), (3, 0, STEP));
