@@ -36,7 +36,9 @@ fn main() {
     let dir = args.get(1).cloned().unwrap_or_else(|| "/dev/shm".into());
     let keys: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let val = vec![0xAB; 100];
-    println!("| log | workload | ops | bytes written / op | tree pages written / op | barriers / op | checkpoints | ops/s |");
+    println!(
+        "| log | workload | ops | bytes written / op | tree pages written / op | barriers / op | checkpoints | ops/s |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for log_mib in [8u64, 4, 2] {
         let path = format!("{dir}/libdb-logsize-{log_mib}.img");
