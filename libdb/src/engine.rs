@@ -369,7 +369,13 @@ impl<S: Storage> Inner<S> {
                 return self.checkpoint_inner().inspect_err(|_| self.rollback_overlay(undo));
             }
         }
-        if self.log_end_with(rec_len).1 {
+        // A commit that moves the reach is written with its own barrier
+        // whatever its durability: the buffered commits before it were
+        // flushed by the move, so this makes "a flush during the commit"
+        // mean "this commit is durable" for every durability, and keeps a
+        // `Group(n)` batch from waiting longer than n commits.
+        let moved_reach = self.log_end_with(rec_len).1;
+        if moved_reach {
             self.extend_reach(rec_len)?;
         }
         self.stats.log_bytes += rec_len as u64;
@@ -378,11 +384,12 @@ impl<S: Storage> Inner<S> {
         self.log.unsynced += 1;
         // The barrier comes before the commit becomes visible: if it
         // fails, readers on this handle never see what may not be durable.
-        let flush = match dur {
-            Durability::Sync => true,
-            Durability::Group(n) => self.log.unsynced >= n.max(1),
-            Durability::Async => false,
-        };
+        let flush = moved_reach
+            || match dur {
+                Durability::Sync => true,
+                Durability::Group(n) => self.log.unsynced >= n.max(1),
+                Durability::Async => false,
+            };
         if flush {
             self.flush_log()?;
         }
