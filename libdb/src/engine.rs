@@ -374,7 +374,16 @@ impl<S: Storage> Inner<S> {
         // flushed by the move, so this makes "a flush during the commit"
         // mean "this commit is durable" for every durability, and keeps a
         // `Group(n)` batch from waiting longer than n commits.
-        let moved_reach = self.log_end_with(rec_len).1;
+        let mut moved_reach = self.log_end_with(rec_len).1;
+        if moved_reach && !self.reach_record_fits() {
+            // The writer never leaves the log like this, but a forged
+            // (checksummed) reach record can: no room below the reach for
+            // a reach record and the next header. A reach record written
+            // beyond the reach would never be looked at, losing the
+            // commits after it; a checkpoint restarts the log instead.
+            self.checkpoint_inner()?;
+            moved_reach = self.log_end_with(rec_len).1;
+        }
         if moved_reach {
             self.extend_reach(rec_len)?;
         }
@@ -429,6 +438,14 @@ impl<S: Storage> Inner<S> {
         (buffered_end + log::reach_record_len(align) + up(rec_len as u64), true)
     }
 
+    /// Whether a reach record written after the buffered records still
+    /// leaves room below the reach for the next write's first header.
+    fn reach_record_fits(&self) -> bool {
+        let align = self.storage.write_align() as u64;
+        let buffered_end = (self.log.pos + self.log.buf.len() as u64).div_ceil(align) * align;
+        buffered_end + 2 * log::reach_record_len(align) <= self.log.reach
+    }
+
     /// Moves the log's reach past a record of `rec_len` bytes about to be
     /// buffered: the buffered records are written (with their barrier:
     /// durable sooner than asked, never later), then a reach record as its
@@ -444,7 +461,7 @@ impl<S: Storage> Inner<S> {
         let cap = self.meta.log_pages * PAGE_SIZE as u64;
         let rr = log::reach_record_len(align);
         let at = self.log.pos;
-        debug_assert!(at + 2 * rr <= self.log.reach, "the reach record and the next header fit below the reach");
+        debug_assert!(at + 2 * rr <= self.log.reach, "checked by reach_record_fits");
         let after = at + rr + (rec_len as u64).div_ceil(align) * align + 2 * rr;
         let reach = after.max(at + log::reach_step(cap)).div_ceil(align).saturating_mul(align).min(cap);
         let mut rec = Vec::with_capacity(rr as usize);

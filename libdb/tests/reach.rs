@@ -301,3 +301,26 @@ fn a_bit_flip_anywhere_in_a_log_with_reach_records_never_loses_a_durable_commit(
     println!("{used} log bytes flipped: {errors} Corrupt, {intact} intact, {last_lost} lost only the last record");
     assert!(errors > 0 && last_lost > 0);
 }
+
+/// (Checksummed, so deliberately forged) reach records declaring a reach
+/// just past their own ends, up to the initial reach, leave no room below
+/// it for the writer's next reach record. The writer checkpoints instead
+/// of writing one beyond the reach (where `open` would never look: the
+/// commits after it would be lost).
+#[test]
+fn a_reach_too_short_for_the_next_reach_record_makes_the_writer_checkpoint() {
+    let (mut img, gen) = with_commits(61); // up to 31,232 of a 32 KiB reach
+    for (i, at) in [31_232u64, 31_744, 32_256].into_iter().enumerate() {
+        let mut rec = Vec::new();
+        log::encode_reach(&mut rec, gen, 61 + i as u64, at + 40);
+        img[LOG + at as usize..LOG + at as usize + rec.len()].copy_from_slice(&rec);
+    }
+    let db = open(img).unwrap();
+    assert_eq!((db.stats().replayed_records, db.stats().log_reach), (61, STEP));
+    for i in 61..71 {
+        commit(&db, i, Durability::Sync);
+    }
+    assert_eq!(db.stats().checkpoints, 1);
+    let db = open(image(db)).unwrap();
+    assert!(present(&db, 71).iter().all(|&p| p), "{:?}", present(&db, 71));
+}
