@@ -77,6 +77,12 @@ pub struct Stats {
     pub tree_entries: u64,
     /// Log records replayed by the last `open`.
     pub replayed_records: u64,
+    /// How far the current epoch's log may reach (bytes from the log's
+    /// start): what its reach records declare. The last `open` looked for
+    /// records only below it.
+    pub log_reach: u64,
+    /// Reach records this handle wrote (each its own write and barrier).
+    pub reach_records: u64,
     /// Stale log records of the current epoch that the last `open` erased
     /// (valid records beyond the replayed prefix, left by a crash).
     pub erased_records: u64,
@@ -93,6 +99,9 @@ pub struct Stats {
 pub(crate) struct LogState {
     /// Next write offset within the log region (aligned).
     pub pos: u64,
+    /// No byte at or beyond this offset is written before a reach record
+    /// moving it is durable (`log.rs`, reach records).
+    pub reach: u64,
     /// Next record's sequence number in this epoch.
     pub seq: u64,
     /// Records not yet written to the medium.
@@ -151,6 +160,13 @@ pub(crate) fn log_base() -> u64 {
     2 * PAGE_SIZE as u64
 }
 
+impl LogState {
+    /// The log of a fresh epoch in a log region of `cap` bytes.
+    pub fn fresh(cap: u64) -> Self {
+        LogState { reach: log::initial_reach(cap), ..LogState::default() }
+    }
+}
+
 impl<S: Storage> Inner<S> {
     pub fn new(storage: S, opts: Options, meta: Meta) -> Self {
         let mut overlays = BTreeMap::new();
@@ -167,7 +183,7 @@ impl<S: Storage> Inner<S> {
             overlays,
             readers: BTreeMap::new(),
             commit_seq: meta.commit_seq,
-            log: LogState::default(),
+            log: LogState::fresh(meta.log_pages * PAGE_SIZE as u64),
             writer_active: false,
             poisoned: false,
             read_only: false,
@@ -342,17 +358,34 @@ impl<S: Storage> Inner<S> {
         let reserve = (cap / 8).min(64 << 10) / align * align;
         let limit = if only_deletes { cap } else { cap - reserve };
         let rec_len = log::record_len(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
-        let end = |pos: u64, buffered: usize, rec: usize| (pos + (buffered + rec) as u64).div_ceil(align) * align;
-        if end(self.log.pos, self.log.buf.len(), rec_len) > limit {
+        if self.log_end_with(rec_len).0 > limit {
             // The log is full: fold it into the tree, which restarts it.
             // If that fails, nothing of this commit was written.
             self.checkpoint_inner()?;
-            if end(0, 0, rec_len) > limit {
+            if self.log_end_with(rec_len).0 > limit {
                 // Larger than the whole log: goes straight into the tree.
                 let undo = self.overlay_undo(writes);
                 self.apply_to_overlay(writes);
                 return self.checkpoint_inner().inspect_err(|_| self.rollback_overlay(undo));
             }
+        }
+        // A commit that moves the reach is written with its own barrier
+        // whatever its durability: the buffered commits before it were
+        // flushed by the move, so this makes "a flush during the commit"
+        // mean "this commit is durable" for every durability, and keeps a
+        // `Group(n)` batch from waiting longer than n commits.
+        let mut moved_reach = self.log_end_with(rec_len).1;
+        if moved_reach && !self.reach_record_fits() {
+            // The writer never leaves the log like this, but a forged
+            // (checksummed) reach record can: no room below the reach for
+            // a reach record and the next header. A reach record written
+            // beyond the reach would never be looked at, losing the
+            // commits after it; a checkpoint restarts the log instead.
+            self.checkpoint_inner()?;
+            moved_reach = self.log_end_with(rec_len).1;
+        }
+        if moved_reach {
+            self.extend_reach(rec_len)?;
         }
         self.stats.log_bytes += rec_len as u64;
         self.append_record(writes, rec_len);
@@ -360,11 +393,12 @@ impl<S: Storage> Inner<S> {
         self.log.unsynced += 1;
         // The barrier comes before the commit becomes visible: if it
         // fails, readers on this handle never see what may not be durable.
-        let flush = match dur {
-            Durability::Sync => true,
-            Durability::Group(n) => self.log.unsynced >= n.max(1),
-            Durability::Async => false,
-        };
+        let flush = moved_reach
+            || match dur {
+                Durability::Sync => true,
+                Durability::Group(n) => self.log.unsynced >= n.max(1),
+                Durability::Async => false,
+            };
         if flush {
             self.flush_log()?;
         }
@@ -385,6 +419,60 @@ impl<S: Storage> Inner<S> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Where the log ends once a record of `rec_len` bytes is buffered and
+    /// everything buffered is written, and whether the reach must move
+    /// first (then the buffered records are written on their own, then a
+    /// reach record, then this one: see [`Self::extend_reach`]).
+    fn log_end_with(&self, rec_len: usize) -> (u64, bool) {
+        let align = self.storage.write_align() as u64;
+        let cap = self.meta.log_pages * PAGE_SIZE as u64;
+        let up = |n: u64| n.div_ceil(align) * align;
+        let end = up(self.log.pos + (self.log.buf.len() + rec_len) as u64);
+        if !log::needs_reach(end, self.log.reach, cap, align) {
+            return (end, false);
+        }
+        let buffered_end = up(self.log.pos + self.log.buf.len() as u64);
+        (buffered_end + log::reach_record_len(align) + up(rec_len as u64), true)
+    }
+
+    /// Whether a reach record written after the buffered records still
+    /// leaves room below the reach for the next write's first header.
+    fn reach_record_fits(&self) -> bool {
+        let align = self.storage.write_align() as u64;
+        let buffered_end = (self.log.pos + self.log.buf.len() as u64).div_ceil(align) * align;
+        buffered_end + 2 * log::reach_record_len(align) <= self.log.reach
+    }
+
+    /// Moves the log's reach past a record of `rec_len` bytes about to be
+    /// buffered: the buffered records are written (with their barrier:
+    /// durable sooner than asked, never later), then a reach record as its
+    /// own write, then a barrier, all below the current reach. Only then
+    /// may anything be written beyond it: recovery reads no further than
+    /// the reach its replayed prefix declares, so a record there must
+    /// never exist unless a durable reach record covers it; and the next
+    /// write's first header still starts below the old reach, so if the
+    /// reach record is later damaged, that batch start shows it.
+    fn extend_reach(&mut self, rec_len: usize) -> Result<(), Error> {
+        self.flush_log()?;
+        let align = self.storage.write_align() as u64;
+        let cap = self.meta.log_pages * PAGE_SIZE as u64;
+        let rr = log::reach_record_len(align);
+        let at = self.log.pos;
+        debug_assert!(at + 2 * rr <= self.log.reach, "checked by reach_record_fits");
+        let after = at + rr + (rec_len as u64).div_ceil(align) * align + 2 * rr;
+        let reach = after.max(at + log::reach_step(cap)).div_ceil(align).saturating_mul(align).min(cap);
+        let mut rec = Vec::with_capacity(rr as usize);
+        log::encode_reach(&mut rec, self.meta.gen, self.log.seq, reach);
+        rec.resize(rr as usize, 0);
+        self.storage.write(log_base() + at, &rec)?;
+        self.storage.barrier()?;
+        self.log.pos += rr;
+        self.log.seq += 1;
+        self.log.reach = reach;
+        self.stats.reach_records += 1;
         Ok(())
     }
 
@@ -592,7 +680,7 @@ impl<S: Storage> Inner<S> {
             self.overlays.remove(&old_gen);
         }
         self.overlays.insert(new_gen, Overlay::default());
-        self.log = LogState::default();
+        self.log = LogState::fresh(self.meta.log_pages * PAGE_SIZE as u64);
         self.stats.checkpoints += 1;
         Ok(())
     }
@@ -619,6 +707,7 @@ impl<S: Storage> Inner<S> {
         s.free_pages = self.free.len() as u64;
         s.pending_free_pages = self.pending.iter().map(|(_, p)| p.len() as u64).sum();
         s.generation = self.meta.gen;
+        s.log_reach = self.log.reach;
         s.overlay_keys = self.overlays.get(&self.meta.gen).map_or(0, |o| o.keys() as u64);
         s.tree_entries = self.meta.entries;
         s.readers = self.readers.values().map(|&n| n as u64).sum();

@@ -1,4 +1,5 @@
-//! On-medium page formats (format version 2). Every page is `PAGE_SIZE`
+//! On-medium page formats (format version 3; the log's records are in
+//! `log.rs`). Every page is `PAGE_SIZE`
 //! bytes and starts with a 40-byte header:
 //!
 //! ```text
@@ -519,7 +520,10 @@ pub fn freelist_entries(p: &[u8]) -> impl Iterator<Item = u64> + '_ {
 pub const MAGIC: u64 = u64::from_le_bytes(*b"libdb\0\x01\x00");
 /// 2: references pin their page's checksum (branch children, overflow
 /// chains, chain pages, the meta's root and freelist head); 40-byte header.
-pub const VERSION: u32 = 2;
+/// 3: the log holds reach records (`log.rs`), and recovery reads the log
+/// only up to the reach they declare. Older versions are refused by name:
+/// a version-2 log has none, and its records could lie anywhere.
+pub const VERSION: u32 = 3;
 
 /// The root of everything, kept twice (pages 0 and 1); the valid copy with
 /// the higher generation wins.
@@ -590,7 +594,9 @@ pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
         return Err(Corruption::Malformed("bad magic: not a libdb database"));
     }
     if rd32(p, b + 8) != VERSION {
-        return Err(Corruption::Malformed("unsupported format version"));
+        return Err(Corruption::Malformed(
+            "unsupported format version (this libdb reads version 3: logs with reach records)",
+        ));
     }
     if rd32(p, b + 12) as usize != PAGE_SIZE {
         return Err(Corruption::Malformed("unsupported page size"));

@@ -104,7 +104,9 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options, read_only: bool) -
     // already holds records of the next epoch, the damaged meta was durable
     // and has been damaged since: falling back would lose commits.
     if let Some((slot, what)) = damaged {
-        if read_record(&mut inner, &mut LogWindow::new(), 0, meta.gen + 1, 0)?.is_some() {
+        let cap = meta.log_pages * PAGE_SIZE as u64;
+        let mut win = LogWindow::new();
+        if read_record(&mut inner, &mut win, log::initial_reach(cap), 0, meta.gen + 1, 0)?.is_some() {
             return Err(corrupt(slot, what));
         }
     }
@@ -112,8 +114,8 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options, read_only: bool) -
     // One window over the log for both passes: the check beyond the
     // prefix starts where replay stopped, usually inside the same window.
     let mut win = LogWindow::new();
-    let (end, seq) = replay(&mut inner, &mut win)?;
-    let stale = check_beyond_prefix(&mut inner, &mut win, end, seq)?;
+    let (end, seq, reach) = replay(&mut inner, &mut win)?;
+    let stale = check_beyond_prefix(&mut inner, &mut win, end, seq, reach)?;
     inner.read_only = read_only;
     if !read_only {
         // Continue this epoch's log after the replayed prefix (no
@@ -132,6 +134,7 @@ pub(crate) fn open<S: Storage>(mut storage: S, opts: Options, read_only: bool) -
     }
     inner.log.pos = end.div_ceil(inner.storage.write_align() as u64) * inner.storage.write_align() as u64;
     inner.log.seq = seq;
+    inner.log.reach = reach;
     Ok(inner)
 }
 
@@ -190,12 +193,13 @@ impl LogWindow {
     }
 
     /// Bytes `pos .. pos + len` of the log region (the caller checked
-    /// they lie inside it), read from the medium if the window does not
-    /// hold them.
-    fn get<S: Storage>(&mut self, inner: &mut Inner<S>, pos: u64, len: usize) -> Result<&[u8], Error> {
+    /// they lie below `limit`, the log's reach), read from the medium if
+    /// the window does not hold them. Nothing at or beyond `limit` is read
+    /// (rounded up to the write alignment).
+    fn get<S: Storage>(&mut self, inner: &mut Inner<S>, limit: u64, pos: u64, len: usize) -> Result<&[u8], Error> {
         let end = pos + len as u64;
         if pos < self.start || end > self.start + self.buf.len() as u64 {
-            let cap = inner.meta.log_pages * PAGE_SIZE as u64;
+            let cap = (inner.meta.log_pages * PAGE_SIZE as u64).min(limit.max(end));
             // Aligned reads: whole blocks, no bounce through a covering read.
             let align = inner.storage.write_align() as u64;
             let from = pos / align * align;
@@ -212,44 +216,68 @@ impl LogWindow {
 }
 
 /// The record at `pos` of the log if it is valid with the given epoch and
-/// sequence number: its header and its payload, borrowed from the window.
+/// sequence number and lies below `limit` (the log's reach): its header
+/// and its payload, borrowed from the window.
 fn read_record<'w, S: Storage>(
     inner: &mut Inner<S>,
     win: &'w mut LogWindow,
+    limit: u64,
     pos: u64,
     epoch: u64,
     seq: u64,
 ) -> Result<Option<(log::RecordHeader, &'w [u8])>, Error> {
-    let cap = inner.meta.log_pages * PAGE_SIZE as u64;
-    if pos + RECORD_HEADER as u64 > cap {
+    if pos + RECORD_HEADER as u64 > limit {
         return Ok(None);
     }
-    let h = log::parse_header(win.get(inner, pos, RECORD_HEADER)?);
-    if h.epoch != epoch || h.seq != seq || h.len as u64 > cap - pos - RECORD_HEADER as u64 {
+    let h = log::parse_header(win.get(inner, limit, pos, RECORD_HEADER)?);
+    if h.epoch != epoch || h.seq != seq || h.len as u64 > limit - pos - RECORD_HEADER as u64 {
         return Ok(None);
     }
-    // Header and payload in one piece of the window: no copy of either.
-    let rec = win.get(inner, pos, RECORD_HEADER + h.len)?;
-    let (hdr, payload) = rec.split_at(RECORD_HEADER);
-    Ok(log::checksum_ok(hdr, payload).then_some((h, payload)))
+    // Header and payload in one piece of the window: no copy of either,
+    // and one checksum pass over both.
+    let rec = win.get(inner, limit, pos, RECORD_HEADER + h.len)?;
+    Ok(log::record_checksum_ok(rec).then_some((h, &rec[RECORD_HEADER..])))
+}
+
+/// The offset a valid reach record at `pos` declares, rounded up to the
+/// write alignment; `Corrupt` if it claims beyond the log region or not
+/// past its own end (a checksummed record no writer makes).
+fn declared_reach(payload: &[u8], pos: u64, cap: u64, align: u64) -> Result<u64, Error> {
+    let own_end = pos + (RECORD_HEADER + payload.len()) as u64;
+    match log::reach_of(payload) {
+        Some(r) if r <= cap && r > own_end => Ok(r.div_ceil(align).saturating_mul(align).min(cap)),
+        _ => Err(corrupt(
+            log_page(pos),
+            Corruption::Malformed("log reach record claims beyond the log region or before its own end"),
+        )),
+    }
 }
 
 /// Applies the valid prefix of the current epoch's log to the overlay;
-/// returns where it ends and the next sequence number. Records are parsed
-/// and applied in place, from the window: no per-record copy or map.
-fn replay<S: Storage>(inner: &mut Inner<S>, win: &mut LogWindow) -> Result<(u64, u64), Error> {
+/// returns where it ends, the next sequence number and the largest reach
+/// its reach records declare. Records are parsed and applied in place,
+/// from the window: no per-record copy or map. A record is looked for only
+/// below the reach in force where it starts: the writer never writes
+/// beyond it.
+fn replay<S: Storage>(inner: &mut Inner<S>, win: &mut LogWindow) -> Result<(u64, u64, u64), Error> {
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
     let epoch = inner.meta.gen;
-    let (mut pos, mut seq, mut end) = (0u64, 0u64, 0u64);
-    while pos + RECORD_HEADER as u64 <= cap {
-        if let Some((h, payload)) = read_record(inner, win, pos, epoch, seq)? {
-            let ops = log::ops(payload).ok_or(corrupt(
-                log_page(pos),
-                Corruption::Malformed("log record with a valid checksum does not decode"),
-            ))?;
-            // `ops` checked the whole payload: every op is well formed.
-            inner.apply_replayed(ops.flatten());
+    let mut reach = log::initial_reach(cap);
+    let (mut pos, mut seq, mut end, mut commits) = (0u64, 0u64, 0u64, 0u64);
+    while pos + RECORD_HEADER as u64 <= reach {
+        if let Some((h, payload)) = read_record(inner, win, reach, pos, epoch, seq)? {
+            if h.reach {
+                reach = reach.max(declared_reach(payload, pos, cap, align)?);
+            } else {
+                let ops = log::ops(payload).ok_or(corrupt(
+                    log_page(pos),
+                    Corruption::Malformed("log record with a valid checksum does not decode"),
+                ))?;
+                // `ops` checked the whole payload: every op is well formed.
+                inner.apply_replayed(ops.flatten());
+                commits += 1;
+            }
             pos += log::pad8(RECORD_HEADER + h.len) as u64;
             end = pos;
             seq += 1;
@@ -261,8 +289,8 @@ fn replay<S: Storage>(inner: &mut Inner<S>, win: &mut LogWindow) -> Result<(u64,
         // The end of one write: the next starts at the next aligned offset.
         pos = pos.div_ceil(align) * align;
     }
-    inner.stats.replayed_records = seq;
-    Ok((end, seq))
+    inner.stats.replayed_records = commits;
+    Ok((end, seq, reach))
 }
 
 fn log_page(pos: u64) -> u64 {
@@ -270,15 +298,25 @@ fn log_page(pos: u64) -> u64 {
 }
 
 /// Looks at every aligned offset of the log beyond the replayed prefix
-/// (which ends at `end`, next sequence number `seq`) for valid records of
-/// this epoch. Every write starts at an aligned offset with a record
-/// whose batch-start bit says "every earlier record was durable before I
-/// was written"; finding one numbered past the prefix means a record in
-/// between had been durable and was damaged since: `Corrupt`, naming the
-/// log page where the prefix broke off, whatever the damage hit (payload,
-/// length, sequence number) and however the records were batched. Other
-/// valid records there are a crash's leftovers (an unflushed write that
-/// partly survived): returned, to be erased.
+/// (which ends at `end`, next sequence number `seq`) and below the reach
+/// the prefix declares for valid records of this epoch. Every write starts
+/// at an aligned offset with a record whose batch-start bit says "every
+/// earlier record was durable before I was written"; finding one numbered
+/// past the prefix means a record in between had been durable and was
+/// damaged since: `Corrupt`, naming the log page where the prefix broke
+/// off, whatever the damage hit (payload, length, sequence number) and
+/// however the records were batched. Other valid records there are a
+/// crash's leftovers (an unflushed write that partly survived): returned,
+/// to be erased; a leftover reach record widens the search to what it
+/// declares.
+///
+/// Why the reach suffices: a durable write beyond it needs a durable reach
+/// record past it that is not in the prefix. The first such record lies
+/// below the prefix's reach and is a batch start (found: `Corrupt`); if
+/// it is the damaged record itself, the write after it starts below the
+/// old reach and is a batch start (found: `Corrupt`). So damage before a
+/// durable record is found wherever that record is, and a log whose reach
+/// never moved costs a read of one step, not of the whole region.
 ///
 /// This reads the log region beyond the prefix once, through the window
 /// replay used (so the part replay read is not read again).
@@ -287,6 +325,7 @@ fn check_beyond_prefix<S: Storage>(
     win: &mut LogWindow,
     end: u64,
     seq: u64,
+    reach: u64,
 ) -> Result<Vec<u64>, Error> {
     // One window's worth at a time (less the header a record starting
     // near the end needs): each byte of the region is read once.
@@ -294,16 +333,17 @@ fn check_beyond_prefix<S: Storage>(
     let cap = inner.meta.log_pages * PAGE_SIZE as u64;
     let align = inner.storage.write_align() as u64;
     let epoch = inner.meta.gen;
+    let mut bound = reach;
     let mut stale = Vec::new();
     let mut chunk_at = end.div_ceil(align) * align;
     let mut candidates = Vec::new();
-    while chunk_at + RECORD_HEADER as u64 <= cap {
+    while chunk_at + RECORD_HEADER as u64 <= bound {
         // Each chunk also covers the header of a record starting at its end.
-        let len = (CHUNK + RECORD_HEADER as u64).min(cap - chunk_at);
+        let len = (CHUNK + RECORD_HEADER as u64).min(bound - chunk_at);
         // Persistent memory is looked at in place; a block device is read.
         let buf = match inner.storage.mapped(log_base() + chunk_at, len as usize) {
             Some(b) => b,
-            None => win.get(inner, chunk_at, len as usize)?,
+            None => win.get(inner, bound, chunk_at, len as usize)?,
         };
         candidates.clear();
         let last = (CHUNK.min(len - RECORD_HEADER as u64 + 1)) as usize;
@@ -322,7 +362,7 @@ fn check_beyond_prefix<S: Storage>(
             off += align as usize;
         }
         for &(at, at_seq) in &candidates {
-            if let Some((h, _)) = read_record(inner, win, at, epoch, at_seq)? {
+            if let Some((h, payload)) = read_record(inner, win, bound, at, epoch, at_seq)? {
                 if h.batch_start && h.seq > seq {
                     return Err(corrupt(
                         log_page(end),
@@ -330,6 +370,9 @@ fn check_beyond_prefix<S: Storage>(
                             "log record damaged although a later commit is durable (a later write's batch start follows)",
                         ),
                     ));
+                }
+                if h.reach {
+                    bound = bound.max(declared_reach(payload, at, cap, align)?);
                 }
                 stale.push(at);
             }

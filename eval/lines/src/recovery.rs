@@ -40,6 +40,14 @@ pub const TAIL_RECORD_BYTES: u64 = (24 + 7 + 16 + TAIL_VALUE_BYTES as u64).div_c
 /// into it checkpoints first.
 pub const LOG_DELETE_RESERVE: u64 = 64 << 10;
 
+/// How far each of libdb's reach records moves the log's reach in the
+/// default log (`libdb::log::reach_step`: an eighth of the log, at most
+/// 256 KiB). A reach record (a 32-byte record, its own write) takes log
+/// room too: a full log holds at most `LOG / REACH_STEP` of them.
+pub const REACH_STEP: u64 = 256 << 10;
+/// A reach record: 24-byte header and an 8-byte offset (libdb's `log.rs`).
+pub const REACH_RECORD_BYTES: u64 = 32;
+
 /// How much of the log the tail fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tail {
@@ -71,10 +79,14 @@ impl Tail {
     /// Sync commits in this tail on a medium with writes aligned to
     /// `write_align` bytes (each sync commit is its own write: 512 B on a
     /// 512-byte-block NVMe namespace, 152 B on pmem): all that fits below
-    /// [`LOG_DELETE_RESERVE`] without libdb checkpointing.
+    /// [`LOG_DELETE_RESERVE`] without libdb checkpointing, less the room
+    /// the reach records may take (at most one record less than libdb
+    /// would fit).
     pub fn records(self, write_align: u64) -> u64 {
         let per = TAIL_RECORD_BYTES.div_ceil(write_align) * write_align;
-        let full = (LOG_PAGES * PAGE_BYTES - LOG_DELETE_RESERVE) / per;
+        let log = LOG_PAGES * PAGE_BYTES;
+        let reach_room = log.div_ceil(REACH_STEP) * REACH_RECORD_BYTES.div_ceil(write_align) * write_align;
+        let full = (log - LOG_DELETE_RESERVE - reach_room) / per;
         match self {
             Tail::Empty => 0,
             Tail::Half => full / 2,
@@ -319,11 +331,11 @@ mod tests {
     fn tails_fill_the_log_without_a_checkpoint() {
         assert_eq!(TAIL_RECORD_BYTES, 152);
         // NVMe: one 512-byte block per sync commit; 8 MiB less 64 KiB
-        // holds 16,256.
-        assert_eq!(Tail::Full.records(512), 16256);
-        assert_eq!(Tail::Half.records(512), 8128);
-        // pmem: 152 bytes per commit.
-        assert_eq!(Tail::Full.records(8), (8 * 1024 * 1024 - 65536) / 152);
+        // and 32 reach records of a block each holds 16,224.
+        assert_eq!(Tail::Full.records(512), 16224);
+        assert_eq!(Tail::Half.records(512), 8112);
+        // pmem: 152 bytes per commit, 32 bytes per reach record.
+        assert_eq!(Tail::Full.records(8), (8 * 1024 * 1024 - 65536 - 32 * 32) / 152);
         assert_eq!(Tail::Empty.records(8), 0);
         assert_eq!(Tail::parse("half"), Some(Tail::Half));
         assert_eq!(Tail::parse("most"), None);
