@@ -136,13 +136,11 @@ pub fn save(page: crate::upcall::CtlPage) {
     // The usual case first (set only with `VectorKind::Xsave`): one test.
     if USE_XSAVEOPT.load(Ordering::Relaxed) != 0 {
         let va = page.va(control::VECTOR_AREA, control::VECTOR_AREA_MAX);
-        // SAFETY: `va` is the window's mapping of the rest of the control
-        // page (checked by `page`: RAM the kernel maps, a frame the space
-        // owns and the walk found writable), 64-byte aligned; the area
-        // holds the XSAVE image of the components in XCR0 (checked
-        // against its size at `init`). XSAVEOPT's modified-state
-        // optimisation never applies: the last XRSTOR was the runtime's,
-        // at CPL 3 and another address.
+        // XSAVEOPT's modified-state optimisation never applies here: the
+        // last XRSTOR was the runtime's, at CPL 3 and another address.
+        // SAFETY: `va` is the window's mapping of the control page's
+        // vector area (checked by `page`: RAM the kernel maps, a writable
+        // frame of the space), 64-byte aligned, XCR0's image size (`init`).
         unsafe {
             core::arch::asm!("xsaveopt64 [{}]", in(reg) va, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
         };
