@@ -132,6 +132,21 @@ pub fn start_driver(
     spare: u64,
     extra: [u64; 2],
 ) -> Result<Child, String> {
+    start_driver_on(prog, args, dev, bar, spare, extra, 1)
+}
+
+/// [`start_driver`] on the CPUs of the mask `cpus` (`spawn::spawn_on`):
+/// `1 << n` pins the driver to CPU `n` (`qd1poll_own_core`: the block
+/// service polling on a core of its own).
+pub fn start_driver_on(
+    prog: &str,
+    args: &str,
+    dev: &Device,
+    bar: usize,
+    spare: u64,
+    extra: [u64; 2],
+    cpus: u64,
+) -> Result<Child, String> {
     let (bar_va, bar_size) = dev.bars[bar];
     if bar_va == 0 || bar_size == 0 {
         return Err(format!("device {:04x} has no usable memory BAR {bar}", dev.bdf));
@@ -145,7 +160,7 @@ pub fn start_driver(
         None => String::from(args),
     };
     let opts = Options { args: &args, words: &words, heap_pages: 64, spare_pages: spare, paused: true };
-    let child = spawn::spawn_named(prog, &opts)?;
+    let child = spawn::spawn_on(prog, &opts, cpus)?;
     grant_device(&child, dev, bar)?;
     Ok(child)
 }

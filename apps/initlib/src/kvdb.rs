@@ -174,13 +174,30 @@ pub struct BlockService {
 
 impl BlockService {
     pub fn start(window_mib: (u64, u64), region_pages: u64) -> Result<BlockService, String> {
+        BlockService::start_on(window_mib, region_pages, None)
+    }
+
+    /// [`BlockService::start`], with `polling_cpu: Some(n)`: the driver
+    /// pinned to CPU `n` (init's scheduler must have it, `sched::give_core`)
+    /// as `nvmed serve poll`, which never yields and tells its clients to
+    /// spin for their answers (`qd1poll_own_core`). `None`: the yielding
+    /// driver on CPU 0, beside its clients.
+    pub fn start_on(
+        window_mib: (u64, u64),
+        region_pages: u64,
+        polling_cpu: Option<u64>,
+    ) -> Result<BlockService, String> {
         let dev = devices::nvme()?;
         devices::enable(&dev)?;
         let region = crate::regions::make_region(region_pages)?;
         let faults_before = kinfo::word(ki::W_DMA_FAULTS);
         let window = window_mib.0 | window_mib.1 << 32;
         let bytes = region_pages * PAGE_SIZE;
-        let driver = devices::start_driver("nvmed", "serve", &dev, 0, NVME_DMA_PAGES, [bytes, window])?;
+        let (args, cpus) = match polling_cpu {
+            Some(n) => ("serve poll", 1 << n),
+            None => ("serve", 1),
+        };
+        let driver = devices::start_driver_on("nvmed", args, &dev, 0, NVME_DMA_PAGES, [bytes, window], cpus)?;
         // The driver borrows the region; init, its owner, gives the device DMA.
         crate::regions::link(&driver, region, Rights::WRITE)?;
         devices::grant_region_dma(&dev, region, region_pages)?;
@@ -204,14 +221,26 @@ impl BlockService {
         crate::regions::link(client, self.region, Rights::WRITE)
     }
 
+    /// The driver's process (its slot says where it ran).
+    pub fn driver(&self) -> &Child {
+        &self.driver
+    }
+
     /// Stop the driver, revoke the device's DMA, and require no DMA fault.
     pub fn stop(self) -> Outcome {
+        self.stop_reading([]).map(|_| ())
+    }
+
+    /// [`BlockService::stop`], returning the words at byte offsets `at` of
+    /// the driver's mailbox as it left them when it stopped (its counts).
+    pub fn stop_reading<const N: usize>(self, at: [u64; N]) -> Result<[u64; N], String> {
         mem::write(spawn::mailbox(&self.driver), 1);
         let served = match crate::spawn::finish(&self.driver, "nvmed serve") {
             Ok(0) => Ok(()),
             Ok(code) => Err(format!("nvmed serve exited with {code}")),
             Err(e) => Err(e),
         };
+        let words = at.map(|off| mem::read(spawn::mailbox(&self.driver) + off));
         let revoked = devices::revoke_region_dma(&self.dev, self.region_pages);
         served?;
         revoked?;
@@ -219,7 +248,7 @@ impl BlockService {
         if faults != 0 {
             return Err(format!("{faults} DMA faults while the block service ran"));
         }
-        Ok(())
+        Ok(words)
     }
 }
 

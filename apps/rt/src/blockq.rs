@@ -100,11 +100,19 @@ pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<S
 }
 
 /// The next answer, yielding the CPU (at most `max_yields` times) while
-/// there is none; yields are added to `yields`.
+/// there is none; yields are added to `yields`. A driver that shares the
+/// core runs only when we yield, so we yield after every empty poll; a
+/// driver that polls on a core of its own (`blockq`'s
+/// `FLAG_SERVER_POLLS`) answers while we spin, so we poll
+/// `Client::polls_per_yield` times before each yield and a QD1 request
+/// costs no system call.
 pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> Result<Response, WaitError> {
     for _ in 0..max_yields {
-        if let Some(r) = c.poll().map_err(from_protocol)? {
-            return Ok(r);
+        for _ in 0..c.polls_per_yield() {
+            if let Some(r) = c.poll().map_err(from_protocol)? {
+                return Ok(r);
+            }
+            core::hint::spin_loop();
         }
         *yields += 1;
         yield_now();

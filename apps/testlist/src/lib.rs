@@ -103,6 +103,8 @@ pub const TESTS: &[Test] = &[
     one("smp_isolation_2"),
     one("smp_fuzz"),
     one("smp_activations"),
+    one("qd1poll_shared_core"),
+    one("qd1poll_own_core"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -33,13 +33,23 @@
 //! of zeroing them (a late producer or consumer store stays in bounds; the
 //! dead driver's leftover requests are skipped, never replayed).
 //!
+//! **Who yields.** A server that shares its core with its clients yields
+//! when it has nothing to do, and a client yields while it waits: each
+//! gives the other the CPU. A server that runs on a core of its own polls
+//! without yielding and says so in the header ([`Server::set_polling`],
+//! flag [`FLAG_SERVER_POLLS`]); a client that sees the flag spins on its
+//! response ring ([`Client::polls_per_yield`] polls between yields), so
+//! at queue depth 1 neither side makes a system call per request. The
+//! flag is only advice to the client (a hostile server can make it spin,
+//! never make it misbehave): the yield bound of its wait still holds.
+//!
 //! This crate is device-independent: the NVMe and virtio-blk drivers serve
 //! the same rings.
 //!
 //! Layout (offsets in bytes):
 //! ```text
 //! 0x000 magic "EXBQ", version, entries, block size, capacity (blocks),
-//!       data offset, data length
+//!       data offset, data length, flags (0x028, server-written)
 //! 0x040 request producer   (client)     0x080 request consumer  (server)
 //! 0x0c0 response producer  (server)     0x100 response consumer (client)
 //! 0x140 driver epoch       (the region's owner; neither side writes it)
@@ -58,6 +68,16 @@ const REQ_CONS: u64 = 0x80;
 const RESP_PROD: u64 = 0xc0;
 const RESP_CONS: u64 = 0x100;
 const EPOCH: u64 = 0x140;
+const FLAGS: u64 = 0x28;
+/// Header flag: the server polls its request ring on a core of its own
+/// and never yields; a client should poll for its answer, not yield.
+pub const FLAG_SERVER_POLLS: u32 = 1;
+/// Polls a client makes between two yields while a polling server works
+/// on its request (about a second of TCG time): enough that a request
+/// answered by a running server never costs the client a system call,
+/// few enough that a server that stopped polling (killed, descheduled)
+/// still lets the client's yield bound end the wait.
+pub const SPIN_POLLS_PER_YIELD: u64 = 1 << 22;
 const REQ_RING: u64 = 0x1000;
 pub const REQUEST_BYTES: u64 = 32;
 pub const RESPONSE_BYTES: u64 = 16;
@@ -297,6 +317,8 @@ impl<R: SharedRegion> Server<R> {
         write_u64(&region, 0x10, g.capacity_blocks);
         write_u64(&region, 0x18, g.data_offset);
         write_u64(&region, 0x20, g.data_len);
+        // A new driver starts as a yielding one; it says when it polls.
+        region.store_release(FLAGS, 0);
         // Magic last: a client that sees it sees a complete header.
         region.store_release(0x00, MAGIC);
         Ok(Server { region, geometry: g, req_cons: base, resp_prod: base, epoch })
@@ -307,6 +329,12 @@ impl<R: SharedRegion> Server<R> {
     }
     pub fn region(&self) -> &R {
         &self.region
+    }
+
+    /// Tell clients whether this server polls on a core of its own (they
+    /// then poll for answers instead of yielding) or yields when idle.
+    pub fn set_polling(&self, polls: bool) {
+        self.region.store_release(FLAGS, if polls { FLAG_SERVER_POLLS } else { 0 });
     }
 
     /// The next request, validated, or `None` if the ring is empty. A
@@ -465,6 +493,23 @@ impl<R: SharedRegion> Client<R> {
     }
     pub fn region(&self) -> &R {
         &self.region
+    }
+
+    /// The server says it polls on a core of its own (read live: a
+    /// driver moved onto a shared core clears it).
+    pub fn server_polls(&self) -> bool {
+        self.region.load_acquire(FLAGS) & FLAG_SERVER_POLLS != 0
+    }
+
+    /// How many times to poll for an answer before yielding once: 1
+    /// when the server shares the core (it runs only when we yield),
+    /// [`SPIN_POLLS_PER_YIELD`] when it polls on its own core.
+    pub fn polls_per_yield(&self) -> u64 {
+        if self.server_polls() {
+            SPIN_POLLS_PER_YIELD
+        } else {
+            1
+        }
     }
 
     /// Requests in flight (submitted, response not yet taken).

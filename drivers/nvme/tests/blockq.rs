@@ -461,3 +461,39 @@ fn a_late_request_from_a_dead_drivers_client_is_refused_not_executed() {
     region.store_release(0x40, 14);
     assert!(matches!(new.next_request(), Ok(Some(Ok(Request { tag: 100, .. })))));
 }
+
+/// Who yields (`qd1poll`): a freshly formatted server is a yielding one
+/// (its clients poll once per yield); a server on a core of its own says
+/// it polls, and its clients then spin between yields; turning polling
+/// off, or a new driver formatting the region (restarted, perhaps on a
+/// shared core), puts the clients back on one poll per yield. The flag
+/// never disturbs the protocol: a QD1 exchange works either way, and the
+/// geometry a client reads is the same.
+#[test]
+fn qd1poll_a_polling_server_makes_its_clients_spin_and_a_reformat_clears_it() {
+    let region = AtomicRegion::new(3 * 4096 + 8 * 4096);
+    let mut server = Server::format(region.clone(), 8, 512, 64).unwrap();
+    let mut client = Client::attach(region.clone()).unwrap();
+    assert!(!client.server_polls());
+    assert_eq!(client.polls_per_yield(), 1);
+    server.set_polling(true);
+    assert!(client.server_polls());
+    assert_eq!(client.polls_per_yield(), blockq::SPIN_POLLS_PER_YIELD);
+    // A QD1 round trip with the flag set, and the header unchanged by it.
+    let data = client.geometry().data_offset;
+    client.submit(&Request { op: Op::Read, tag: 5, lba: 3, blocks: 1, data_offset: data }).unwrap();
+    let req = server.next_request().unwrap().unwrap().unwrap();
+    assert_eq!((req.tag, req.lba), (5, 3));
+    server.respond(req.tag, Status::Ok);
+    assert_eq!(client.poll().unwrap(), Some(Response { tag: 5, status: Status::Ok }));
+    assert_eq!(Client::resume(region.clone()).unwrap().geometry(), client.geometry());
+    server.set_polling(false);
+    assert_eq!(client.polls_per_yield(), 1);
+    server.set_polling(true);
+    // The owner restarts the driver: the new one starts yielding.
+    blockq::mark_driver_gone(&region);
+    let _new = Server::format(region.clone(), 8, 512, 64).unwrap();
+    let again = Client::attach(region.clone()).unwrap();
+    assert!(!again.server_polls());
+    assert_eq!(again.polls_per_yield(), 1);
+}

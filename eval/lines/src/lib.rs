@@ -10,7 +10,9 @@
 //! - [`microbench`]: init's `microbench:` lines (apps/src/bin/init/tests.rs);
 //! - [`FsLine`]: `EXO-FS ...`, one per workload of `fsbench` (apps/src/bin/fsbench);
 //! - [`recovery::RecoveryLine`]: `EXO-RECOVERY ...`, `kvdb <medium> recover`'s
-//!   timed `Db::open` (and the database `eval --recovery` builds for it).
+//!   timed `Db::open` (and the database `eval --recovery` builds for it);
+//! - [`qd1poll`]: `EXO-QD1POLL ...` / `EXO-QD1POLL-DRIVER ...`, the block
+//!   service at queue depth 1 seen from its client (`nvmetest qd1`).
 //!
 //! `no_std` + `alloc` (the bare-metal programs get `alloc` through
 //! `exo_rt`); host-tested with a round trip per line kind.
@@ -21,6 +23,7 @@ extern crate alloc;
 
 pub mod fs;
 pub mod microbench;
+pub mod qd1poll;
 pub mod recovery;
 
 pub use fs::FsLine;

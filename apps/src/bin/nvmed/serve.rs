@@ -3,6 +3,17 @@
 //! driver maps the region's data area into the device, so the controller
 //! DMAs straight to and from the application's buffers; neither side makes
 //! a system call per request (each polls, and yields the CPU when idle).
+//!
+//! `serve poll` is the driver on a core of its own (init pins it there,
+//! QEMU test `qd1poll_own_core`): it polls its request ring and the NVMe
+//! completion queue without ever yielding, and sets the rings' "server
+//! polls" flag so its clients spin for their answers instead of yielding
+//! (`blockq`'s `FLAG_SERVER_POLLS`). Plain `serve` shares a core with its
+//! clients and yields whenever it has nothing to do.
+//!
+//! When it stops, the driver leaves its loop's counts in its mailbox for
+//! init: [`MAILBOX_SYSCALLS`] (system calls it made while serving) and
+//! [`MAILBOX_IDLE_YIELDS`].
 
 use crate::hw::{self, DmaPages};
 use alloc::format;
@@ -22,6 +33,10 @@ const ASYNC_QUEUE: usize = 0;
 const SYNC_QUEUE: usize = 1;
 /// Commands the server keeps in flight on the async queue (< its 63 ids).
 const MAX_IN_FLIGHT: u32 = 32;
+/// Mailbox words (byte offsets) with the serving loop's counts, written
+/// when the driver stops: its system calls, and its yields when idle.
+pub const MAILBOX_SYSCALLS: u64 = 16;
+pub const MAILBOX_IDLE_YIELDS: u64 = 24;
 
 fn device_status(e: NvmeError) -> Status {
     match e {
@@ -43,6 +58,7 @@ fn lba_window(word: u64, bs: u32, ns_blocks: u64) -> Result<(u64, u64), String> 
 }
 
 pub fn serve() -> Result<(), String> {
+    let polls = exo_rt::args().split_whitespace().nth(1) == Some("poll");
     let g = hw::grants()?;
     let win = Window::new(SHARED_VA, g.extra[0]).ok_or("no shared region")?;
     // A restartable driver (`dma=parent`, QEMU test `kill_driver`): init
@@ -58,6 +74,7 @@ pub fn serve() -> Result<(), String> {
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
     let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity)
         .map_err(|e| format!("formatting the region: {e:?}"))?;
+    server.set_polling(polls);
     let geo = server.geometry();
     // Init, the region's owner, made it device-visible at SHARED_REGION_IOVA
     // (a borrower cannot grant DMA); the data area is at its offset there.
@@ -90,7 +107,7 @@ pub fn serve() -> Result<(), String> {
             "queue 0 asynchronous, queue 1 for flushes and MDTS-split transfers"
         }
     );
-    let (mut served, mut refused, mut idle) = (0u64, 0u64, 0u64);
+    let (mut served, mut refused, mut idle, mut spins) = (0u64, 0u64, 0u64, 0u64);
     let (sq0, cq0) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
     let mut tags: [Option<u32>; 64] = [None; 64];
     let mut in_flight = 0u32;
@@ -99,6 +116,7 @@ pub fn serve() -> Result<(), String> {
     let mut drains = 0u64;
     let mut pending: Option<Request> = None;
     let max = d.max_transfer_bytes();
+    let calls0 = exo_rt::sys::calls();
     loop {
         while let Some((cid, outcome)) = d.poll(ASYNC_QUEUE).map_err(|e| format!("poll: {e}"))? {
             let tag = tags
@@ -135,8 +153,15 @@ pub fn serve() -> Result<(), String> {
                 if in_flight == 0 && mem::read(MAILBOX_VA) != 0 {
                     break;
                 }
-                idle += 1;
-                yield_now();
+                if polls {
+                    // Our own core: nobody else wants it, and the next
+                    // request is a load away.
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else {
+                    idle += 1;
+                    yield_now();
+                }
                 continue;
             }
             Err(e) => return Err(format!("the client broke the protocol: {e:?}; stopped serving it")),
@@ -179,11 +204,25 @@ pub fn serve() -> Result<(), String> {
         server.respond(req.tag, r.map_or_else(device_status, |_| Status::Ok));
         served += 1;
     }
+    let calls = exo_rt::sys::calls() - calls0;
     let (sq1, cq1) = (d.regs().sq_doorbells(), d.regs().cq_doorbells());
+    mem::write(MAILBOX_VA + MAILBOX_SYSCALLS, calls);
+    mem::write(MAILBOX_VA + MAILBOX_IDLE_YIELDS, idle);
     println!(
-        "nvmed serve: {served} requests served, {refused} refused, {} NVMe commands ({} doorbells), {idle} idle yields, {drains} waits for the shared queue to drain",
+        "nvmed serve{}: {served} requests served, {refused} refused, {} NVMe commands ({} doorbells), {calls} system calls, {idle} idle yields, {spins} idle polls, {drains} waits for the shared queue to drain",
+        if polls { " poll" } else { "" },
         sq1 - sq0,
         sq1 - sq0 + cq1 - cq0
     );
+    // For `eval --drivers --smp 2`: the loop's counts in one line.
+    let line = eval_lines::qd1poll::Qd1DriverLine {
+        polls,
+        requests: served + refused,
+        commands: sq1 - sq0,
+        doorbells: sq1 - sq0 + cq1 - cq0,
+        syscalls: calls,
+        idle_yields: idle,
+    };
+    println!("{line}");
     Ok(())
 }

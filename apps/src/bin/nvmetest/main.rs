@@ -10,6 +10,7 @@
 //! | `hold` + `intruder` | `device_ownership` |
 //! | `irq-forge` / `irq-compat` | `irq_forged_handle_blocked` / `irq_compat_forged` |
 //! | `client` (with `nvmed serve`) | `block_service` |
+//! | `qd1 own-core` / `qd1 shared-core` (with `nvmed serve [poll]`) | `qd1poll_own_core` / `qd1poll_shared_core` |
 //! | `pair` | `two_nvme` |
 //! | `persist-write` / `persist-check` | `nvme_persist` |
 //!
@@ -49,6 +50,8 @@ mod irq_attack;
 mod pair;
 #[cfg(exo_user)]
 mod persist;
+#[cfg(exo_user)]
+mod qd1;
 
 #[cfg(exo_user)]
 exo_rt::entry!(main);
@@ -69,6 +72,7 @@ fn main() {
         "pair" => pair::run(),
         "persist-write" => persist::persist_write(),
         "persist-check" => persist::persist_check(),
+        "qd1" => qd1::qd1(),
         _ => Err(alloc::format!("unknown mode {mode:?}")),
     };
     match result {

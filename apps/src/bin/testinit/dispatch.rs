@@ -3,7 +3,8 @@
 //! that this `match` has exactly those arms).
 
 use crate::{
-    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, smp, smpsched, sriov, upgrade,
+    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, qd1poll, smp, smpsched, sriov,
+    upgrade,
 };
 use alloc::format;
 use alloc::string::String;
@@ -33,6 +34,8 @@ pub fn run(name: &str) -> Outcome {
         "irq_forged_handle_blocked" => devices::irq_attack(false),
         "irq_compat_forged" => devices::irq_attack(true),
         "nvme_bench" => devices::nvme_bench(),
+        "qd1poll_own_core" => qd1poll::own_core(),
+        "qd1poll_shared_core" => qd1poll::shared_core(),
         "virtio_blk_rw" => devices::virtio_blk_rw(),
         "dma_attack_blocked" => devices::dma_attack_blocked(),
         "device_ownership" => devices::device_ownership(),
