@@ -16,6 +16,7 @@ pub mod budget;
 pub mod counters;
 pub mod db;
 pub mod drivers;
+pub mod drivers_smp;
 pub mod fio;
 pub mod fs;
 pub mod host;

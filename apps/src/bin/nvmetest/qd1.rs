@@ -75,7 +75,7 @@ pub fn qd1() -> Result<(), String> {
     let mut c = exo_rt::blockq::attach(win, 10_000, &mut yields).map_err(|e| format!("attaching: {e}"))?;
     let geo = c.geometry();
     let bs = geo.block_size as u64;
-    if bs == 0 || PAGE_SIZE % bs != 0 || geo.data_len < 2 * PAGE_SIZE {
+    if bs == 0 || !PAGE_SIZE.is_multiple_of(bs) || geo.data_len < 2 * PAGE_SIZE {
         return Err(format!("geometry {geo:?}: needs blocks dividing 4 KiB and two pages of data area"));
     }
     let blocks = PAGE_SIZE / bs;
