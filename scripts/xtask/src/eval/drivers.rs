@@ -48,7 +48,7 @@ fn count_syscalls_by_pid(outs: &mut [RunOutcome], pids: &BTreeMap<usize, u64>) -
 
 /// A fresh images directory whose NVMe image has the benchmark span
 /// allocated (written with zeros), so reads hit data, not holes.
-fn fresh_images(dir: &Path) -> Result<()> {
+pub(super) fn fresh_images(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(machine::NVME_IMAGE.file);
@@ -102,19 +102,34 @@ fn exo_pass(
 }
 
 /// A Linux boot's rows, failures, guest environment and seconds.
-type LinuxOutcome = (Round, Vec<String>, Vec<(String, String)>, f64);
+pub(super) type LinuxOutcome = (Round, Vec<String>, Vec<(String, String)>, f64);
 
 /// The Linux guest, ready to boot.
-struct LinuxGuest {
+pub(super) struct LinuxGuest {
+    /// vCPUs (`--smp`; 1 on the standard machine).
+    pub cpus: u32,
     vmlinuz: std::path::PathBuf,
     initrd: std::path::PathBuf,
     columns: Vec<String>,
     runs: Vec<Run>,
     pairs: Vec<(usize, usize)>,
-    versions: Vec<(String, String)>,
+    pub versions: Vec<(String, String)>,
 }
 
-fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest> {
+impl LinuxGuest {
+    /// Measured runs (each with its `--ops 1` baseline).
+    pub fn pairs_len(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// The guest with `runs` (`--drivers`': [`linux_runs`]) on `cpus` vCPUs.
+pub(super) fn prepare_linux(
+    ws: &Workspace,
+    work: &Path,
+    (runs, pairs): (Vec<Run>, Vec<(usize, usize)>),
+    cpus: u32,
+) -> Result<LinuxGuest> {
     let mut g = guest::prepare(&ws.root, &ws.target_dir)?;
     guest::add_fio(&mut g)?;
     let header = crate::cmd::output(std::process::Command::new(&g.bench).arg("header"))
@@ -126,11 +141,10 @@ fn prepare_linux(ws: &Workspace, work: &Path, quick: bool) -> Result<LinuxGuest>
     // The stripped bench goes to our run dir, not the shared guest cache,
     // so a concurrent `eval --linux` never reads a half-written copy.
     g.cache = work.to_path_buf();
-    let (runs, pairs) = linux_runs(quick);
     let plan: String = runs.iter().map(|r| plan_line(r) + "\n").collect();
     let initrd = work.join("initramfs-drivers.cpio");
     guest::build_initramfs(&g, &plan, &initrd)?;
-    Ok(LinuxGuest { vmlinuz: g.vmlinuz, initrd, columns, runs, pairs, versions: g.versions })
+    Ok(LinuxGuest { cpus, vmlinuz: g.vmlinuz, initrd, columns, runs, pairs, versions: g.versions })
 }
 
 /// One boot of the Linux guest: its rows, failures, env and boot time.
@@ -145,6 +159,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, Str
         work_dir: work,
         rows: &lg.runs,
         timeout: Duration::from_secs(300 + 60 * lg.runs.len() as u64),
+        cpus: lg.cpus,
     };
     let pass = session::run_pass(&setup, &mut |_, _| {}).context("Linux doorbell counting pass")?;
     let mut out = BTreeMap::new();
@@ -159,7 +174,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, Str
     Ok(out)
 }
 
-fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
+pub(super) fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
     let runs = &lg.runs;
     let setup = PassSetup {
         kind: PassKind::Counters,
@@ -168,6 +183,7 @@ fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
         work_dir: work,
         rows: runs,
         timeout: Duration::from_secs(300 + 60 * runs.len() as u64),
+        cpus: lg.cpus,
     };
     let mut progress = |k: usize, r: &RunOutcome| {
         if let (None, Some(f)) = (&r.csv, &r.fail) {
@@ -206,7 +222,7 @@ pub fn run(quick: bool) -> Result<()> {
         if quick { " --quick" } else { "" }
     );
     let arts = build::build_all(&ws)?;
-    let lg = prepare_linux(&ws, &work, quick)?;
+    let lg = prepare_linux(&ws, &work, linux_runs(quick), 1)?;
     let exo_append = if quick { "test=nvme_bench quick" } else { "test=nvme_bench" };
 
     let (mut rounds, mut failures, mut guest_env) = (vec![], vec![], vec![]);

@@ -183,7 +183,8 @@ pub fn measure_runs_until(
                 max_rows: passes.first().and_then(|p| p.stopped_at),
             },
         };
-        let setup = PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &runs, timeout };
+        let setup =
+            PassSetup { kind, kernel: &g.vmlinuz, initrd: &initrd, work_dir: &work, rows: &runs, timeout, cpus: 1 };
         let n = runs.len();
         let t0 = Instant::now();
         println!("-- pass `{}`: booting {}", kind.name(), g.vmlinuz.display());

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 mod db;
 mod drivers;
+mod drivers_smp;
 mod fs;
 mod host;
 mod kernel;
@@ -46,14 +47,25 @@ pub struct EvalOpts {
     pub fs: bool,
     pub recovery: bool,
     pub quick: bool,
+    /// `--smp N` (with `--drivers`): the QD1 comparison on N vCPUs with the
+    /// block driver polling on a core of its own (`drivers_smp`).
+    pub smp: Option<u32>,
 }
 
 /// Parse the flags after `eval`. With none of --host/--linux/--drivers/
 /// --kernel/--db/--fs/--recovery, run host and linux (the others are opt-in).
 pub fn parse(args: &[String]) -> Result<EvalOpts> {
     let mut o = EvalOpts::default();
-    for a in args {
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
         match a.as_str() {
+            "--smp" => {
+                let n = args.next().map(|n| n.parse::<u32>());
+                match n {
+                    Some(Ok(n)) if n >= 2 => o.smp = Some(n),
+                    _ => bail!("`--smp` needs a number of vCPUs, at least 2 (e.g. `--drivers --smp 2`)"),
+                }
+            }
             "--host" => o.host = true,
             "--linux" => o.linux = true,
             "--drivers" => o.drivers = true,
@@ -63,9 +75,12 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--recovery" => o.recovery = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers [--smp N] --kernel --db --fs --recovery --quick)")
             }
         }
+    }
+    if o.smp.is_some() && !o.drivers {
+        bail!("`--smp N` goes with `--drivers` (the QD1 comparison with the driver on its own core)");
     }
     if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
         o.host = true;
@@ -76,8 +91,10 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
 
 pub fn main(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    if o.drivers {
-        drivers::run(o.quick)?;
+    match (o.drivers, o.smp) {
+        (true, Some(cpus)) => drivers_smp::run(o.quick, cpus)?,
+        (true, None) => drivers::run(o.quick)?,
+        _ => {}
     }
     if o.kernel {
         kernel::run()?;
@@ -124,5 +141,9 @@ mod tests {
             EvalOpts { recovery: true, quick: true, ..EvalOpts::default() }
         );
         assert!(p(&["--fast"]).is_err());
+        assert_eq!(p(&["--drivers", "--smp", "2"]).unwrap().smp, Some(2));
+        assert!(p(&["--drivers", "--smp"]).is_err());
+        assert!(p(&["--drivers", "--smp", "1"]).is_err());
+        assert!(p(&["--db", "--smp", "2"]).is_err(), "--smp is --drivers' only");
     }
 }

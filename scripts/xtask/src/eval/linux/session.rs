@@ -108,6 +108,10 @@ pub struct PassSetup<'a> {
     pub work_dir: &'a Path,
     pub rows: &'a [Run],
     pub timeout: Duration,
+    /// vCPUs of the guest: 1 is the standard machine; more run under
+    /// multi-threaded TCG (`eval --drivers --smp 2`), or round-robin TCG in
+    /// the icount pass (multi-threaded TCG has no icount).
+    pub cpus: u32,
 }
 
 pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> Result<PassResult> {
@@ -142,6 +146,14 @@ pub fn run_pass_until(
         .append(LINUX_CMDLINE)
         .serial(Serial::Stdio);
     let counters = s.kind == PassKind::Counters;
+    if s.cpus > 1 {
+        use crate::machine::Hardware;
+        m = m.hardware(if counters {
+            Hardware::smp_mttcg(s.cpus)
+        } else {
+            Hardware { cpus: s.cpus, ..Hardware::STANDARD }
+        });
+    }
     let events = if counters {
         m = m.qmp(&qmp_path);
         qtrace::EVENTS
