@@ -109,10 +109,13 @@ pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<S
 pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> Result<Response, WaitError> {
     for _ in 0..max_yields {
         for _ in 0..c.polls_per_yield() {
+            // No `pause` here: under QEMU's TCG it leaves the translated
+            // code, and a vCPU thread that does so takes QEMU's global
+            // lock, which the emulated NVMe needs to run: a paused spin
+            // on two vCPUs made QD1 latencies milliseconds (eval/DRIVERS.md).
             if let Some(r) = c.poll().map_err(from_protocol)? {
                 return Ok(r);
             }
-            core::hint::spin_loop();
         }
         *yields += 1;
         yield_now();

@@ -155,9 +155,10 @@ pub fn serve() -> Result<(), String> {
                 }
                 if polls {
                     // Our own core: nobody else wants it, and the next
-                    // request is a load away.
+                    // request is a load away. No `pause` (see
+                    // `exo_rt::blockq::wait`: under TCG it contends for
+                    // the lock QEMU's device emulation needs).
                     spins += 1;
-                    core::hint::spin_loop();
                 } else {
                     idle += 1;
                     yield_now();
