@@ -35,7 +35,7 @@ fn exo_pass(
     let m = Machine::new(&images)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append(&format!("test={scenario} qd1poll_ops={ops}"))
+        .append(format!("test={scenario} qd1poll_ops={ops}"))
         .hardware(Hardware::smp_mttcg(cpus));
     let opts = RunOptions {
         name: format!("drivers-smp-{scenario}"),
