@@ -109,10 +109,10 @@ pub fn attach(win: Window, max_yields: u64, yields: &mut u64) -> Result<Client<S
 pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> Result<Response, WaitError> {
     for _ in 0..max_yields {
         for _ in 0..c.polls_per_yield() {
-            // No `pause` here: under QEMU's TCG it leaves the translated
-            // code, and a vCPU thread that does so takes QEMU's global
-            // lock, which the emulated NVMe needs to run: a paused spin
-            // on two vCPUs made QD1 latencies milliseconds (eval/DRIVERS.md).
+            // No `pause` here: under QEMU's TCG it ends the translated
+            // block and returns to QEMU's CPU loop instead of resting the
+            // core, and the one run with it was the slowest
+            // (eval/DRIVERS.md); on hardware a `pause` would be polite.
             if let Some(r) = c.poll().map_err(from_protocol)? {
                 return Ok(r);
             }

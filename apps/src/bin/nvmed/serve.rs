@@ -156,8 +156,7 @@ pub fn serve() -> Result<(), String> {
                 if polls {
                     // Our own core: nobody else wants it, and the next
                     // request is a load away. No `pause` (see
-                    // `exo_rt::blockq::wait`: under TCG it contends for
-                    // the lock QEMU's device emulation needs).
+                    // `exo_rt::blockq::wait`).
                     spins += 1;
                 } else {
                     idle += 1;
