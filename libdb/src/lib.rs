@@ -11,6 +11,7 @@ extern crate alloc;
 
 mod btree;
 mod cache;
+pub mod checksum;
 mod db;
 mod engine;
 pub mod error;

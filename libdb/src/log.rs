@@ -5,7 +5,7 @@
 //! checkpoint with a new epoch (the checkpoint's generation). A record is
 //!
 //! ```text
-//! 0..4   CRC-32 of bytes 4 .. 24 + len
+//! 0..4   CRC-32C (`checksum.rs`) of bytes 4 .. 24 + len
 //! 4..8   len: payload bytes; bit 31 set = "batch start": every earlier
 //!        record was durable before this one was written; bit 30 set =
 //!        a reach record (below)
@@ -90,7 +90,7 @@ pub fn encode<'a>(
     out[start + 4..start + 8].copy_from_slice(&(len as u32 | flag).to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&epoch.to_le_bytes());
     out[start + 16..start + 24].copy_from_slice(&seq.to_le_bytes());
-    let crc = crc32fast::hash(&out[start + 4..]);
+    let crc = crate::checksum::checksum(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + pad8(RECORD_HEADER + len), 0);
 }
@@ -129,7 +129,7 @@ pub fn encode_reach(out: &mut Vec<u8>, epoch: u64, seq: u64, reach: u64) {
     out[start + 4..start + 8].copy_from_slice(&(REACH_PAYLOAD as u32 | BATCH_START | REACH).to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&epoch.to_le_bytes());
     out[start + 16..start + 24].copy_from_slice(&seq.to_le_bytes());
-    let crc = crc32fast::hash(&out[start + 4..]);
+    let crc = crate::checksum::checksum(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -161,16 +161,16 @@ pub fn parse_header(h: &[u8]) -> RecordHeader {
 
 /// Whether header + payload carry a valid checksum.
 pub fn checksum_ok(header: &[u8], payload: &[u8]) -> bool {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[4..RECORD_HEADER]);
-    h.update(payload);
-    h.finalize() == rd32(header, 0)
+    let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+    record.extend_from_slice(&header[..RECORD_HEADER]);
+    record.extend_from_slice(payload);
+    record_checksum_ok(&record)
 }
 
 /// Whether a whole record (header and payload, contiguous) carries a
 /// valid checksum: one pass over the bytes.
 pub fn record_checksum_ok(record: &[u8]) -> bool {
-    crc32fast::hash(&record[4..]) == rd32(record, 0)
+    crate::checksum::checksum(&record[4..]) == rd32(record, 0)
 }
 
 /// The ops of a checksummed payload, borrowed from it: `None` if it is

@@ -1,9 +1,9 @@
-//! On-medium page formats (format version 3; the log's records are in
+//! On-medium page formats (format version 4; the log's records are in
 //! `log.rs`). Every page is `PAGE_SIZE`
 //! bytes and starts with a 40-byte header:
 //!
 //! ```text
-//! 0..4   CRC-32 (crc32fast) of bytes 4..PAGE_SIZE
+//! 0..4   CRC-32C (`checksum.rs`) of bytes 4..PAGE_SIZE
 //! 4      kind (meta, branch, leaf, overflow, freelist)
 //! 5      reserved (0)
 //! 6..8   count: entries (leaf/branch/freelist)
@@ -16,7 +16,7 @@
 //!
 //! **A reference pins its page.** Every pointer to a page — the meta's
 //! root and freelist head, a branch's children, a leaf's overflow chain,
-//! a chain page's next — carries the CRC-32 the page had when the pointer
+//! a chain page's next — carries the checksum the page had when the pointer
 //! was written (as ZFS and btrfs keep the child's checksum in the block
 //! pointer). A page that passes its own checks (checksum, number,
 //! generation) but is another version than the one referenced — a lost or
@@ -158,7 +158,7 @@ fn seal(p: &mut [u8], kind: u8, count: usize, pgno: u64, gen: u64, next: PageRef
     wr64(p, 24, next.pgno);
     wr32(p, 32, next.crc);
     wr32(p, 36, 0);
-    let crc = crc32fast::hash(&p[4..]);
+    let crc = crate::checksum::checksum(&p[4..]);
     wr32(p, 0, crc);
 }
 
@@ -211,7 +211,7 @@ pub fn verify(p: &[u8], pgno: u64) -> Result<Header, Corruption> {
         return Err(Corruption::Malformed("page has the wrong size"));
     }
     let stored = rd32(p, 0);
-    let computed = crc32fast::hash(&p[4..]);
+    let computed = crate::checksum::checksum(&p[4..]);
     if stored != computed {
         return Err(Corruption::Checksum { stored, computed });
     }
@@ -521,9 +521,16 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"libdb\0\x01\x00");
 /// 2: references pin their page's checksum (branch children, overflow
 /// chains, chain pages, the meta's root and freelist head); 40-byte header.
 /// 3: the log holds reach records (`log.rs`), and recovery reads the log
-/// only up to the reach they declare. Older versions are refused by name:
-/// a version-2 log has none, and its records could lie anywhere.
-pub const VERSION: u32 = 3;
+/// only up to the reach they declare.
+/// 4: every checksum (pages, log records) is CRC-32C (`checksum.rs`), not
+/// CRC-32. Older versions are refused by name ([`decode_meta`]): a
+/// version-3 image's checksums are of another polynomial, and a version-2
+/// log has no reach records, so its records could lie anywhere.
+pub const VERSION: u32 = 4;
+
+/// What `open` says about a meta page of an older format version.
+const OLDER_VERSION: &str =
+    "unsupported format version (this libdb reads version 4: CRC-32C checksums and logs with reach records)";
 
 /// The root of everything, kept twice (pages 0 and 1); the valid copy with
 /// the higher generation wins.
@@ -585,6 +592,13 @@ pub fn build_meta(m: &Meta, slot: u64) -> Vec<u8> {
 }
 
 pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
+    // An older version's meta fails the checksum (another polynomial since
+    // version 4): name the version instead, before the checksum is checked.
+    // (A damaged meta whose version field happens to read 2 or 3 is refused
+    // all the same, only under this name.)
+    if p.len() == PAGE_SIZE && rd64(p, HEADER) == MAGIC && matches!(rd32(p, HEADER + 8), 2 | 3) {
+        return Err(Corruption::Malformed(OLDER_VERSION));
+    }
     let h = verify(p, slot)?;
     if h.kind != KIND_META {
         return Err(Corruption::WrongKind { expected: "meta", found: h.kind });
@@ -594,9 +608,7 @@ pub fn decode_meta(p: &[u8], slot: u64) -> Result<Meta, Corruption> {
         return Err(Corruption::Malformed("bad magic: not a libdb database"));
     }
     if rd32(p, b + 8) != VERSION {
-        return Err(Corruption::Malformed(
-            "unsupported format version (this libdb reads version 3: logs with reach records)",
-        ));
+        return Err(Corruption::Malformed(OLDER_VERSION));
     }
     if rd32(p, b + 12) as usize != PAGE_SIZE {
         return Err(Corruption::Malformed("unsupported page size"));

@@ -109,7 +109,7 @@ fn fuzz_page_decoding() {
         }
         // Re-seal most inputs so that the structure checks run.
         if rng.below(10) != 0 {
-            let crc = crc32fast::hash(&p[4..]);
+            let crc = libdb::checksum::checksum(&p[4..]);
             p[..4].copy_from_slice(&crc.to_le_bytes());
         }
         let pgno = if rng.below(2) == 0 { 5 } else { 1 };
@@ -178,7 +178,7 @@ fn fuzz_open_with_resealed_damage() {
                     p[at..at + 8].copy_from_slice(&rng.below(pages as u64 + 3).to_le_bytes());
                 }
             }
-            let crc = crc32fast::hash(&p[4..]);
+            let crc = libdb::checksum::checksum(&p[4..]);
             p[..4].copy_from_slice(&crc.to_le_bytes());
         }
         match Db::open(BlockStorage::new(MemBlockDevice::from_image(512, bad)), opts) {

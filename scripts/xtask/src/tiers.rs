@@ -36,6 +36,7 @@ pub const TIERS: &[(&str, u8)] = &[
     ("pmem", 1),
     ("testrng", 1),
     ("libdb", 1),
+    ("exo-crc32c", 1),
     ("libfs", 1),
     ("fsproto", 1),
     ("eval-lines", 1),
