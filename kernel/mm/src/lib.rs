@@ -23,6 +23,17 @@
 //!
 //! Every call checks all of its arguments and every right before it writes
 //! anything, so a failed call changes nothing.
+//!
+//! On several CPUs the calls run one at a time under the kernel lock, but
+//! the other CPUs' page walkers and cached translations see every store a
+//! call makes, as it makes it. So each call orders its stores to keep
+//! every intermediate state safe: it removes translations first, shoots
+//! them down ([`Tlb::flush_everywhere`], which returns only when every CPU
+//! has dropped them), and only then zeroes a frame it is making a table
+//! and links it; stores that add a translation come last. The test module
+//! `interleave` checks this with the real call code on 2–4 model CPUs,
+//! stopping at every store a walker can see (its module doc lists the
+//! rules and what it does not model).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

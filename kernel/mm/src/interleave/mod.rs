@@ -509,7 +509,7 @@ impl Sim {
 
     fn fail(&mut self, rule: Rule, detail: String) {
         if self.violation.is_none() {
-            let call = self.call.as_ref().map(|c| format!(" during CPU {}'s {:?}", c.cpu, c.call)).unwrap_or_default();
+            let call = self.call.as_ref().map(|c| format!(" during CPU {}'s {:x?}", c.cpu, c.call)).unwrap_or_default();
             self.violation = Some(Violation { rule, detail: format!("{detail}{call}") });
         }
     }
@@ -537,7 +537,6 @@ impl Sim {
         if let Some(call) = &mut self.call {
             call.stores += 1;
             self.stats.stores += 1;
-            let frame = pa & !(PAGE_SIZE - 1);
             if !call.tables_before.contains(&frame) && !call.zeroed.contains(&frame) {
                 self.check_unreachable(frame);
             }
@@ -577,12 +576,18 @@ impl Sim {
 
     /// The kernel is about to make `frame` a table: no CPU may reach it.
     fn check_unreachable(&mut self, frame: u64) {
+        let caching: Vec<String> = (0..self.cpus.len())
+            .filter_map(|c| {
+                let va = self.cpus[c].tlb.iter().find(|(_, t)| t.frame == frame)?.0;
+                Some(format!("CPU {c} at {va:#x}"))
+            })
+            .collect();
+        if !caching.is_empty() {
+            let d = format!("frame {frame:#x} becomes a table while still cached: {}", caching.join(", "));
+            return self.fail(Rule::RetypedWhileReachable, d);
+        }
         for c in 0..self.cpus.len() {
             let cpu = &self.cpus[c];
-            if let Some((va, _)) = cpu.tlb.iter().find(|(_, t)| t.frame == frame) {
-                let d = format!("frame {frame:#x} becomes a table while CPU {c} still caches it at {va:#x}");
-                return self.fail(Rule::RetypedWhileReachable, d);
-            }
             for &va in &self.vas {
                 let fresh = walk_root(&self.mem, cpu.space, va);
                 let cached = cpu.cached_walk(&self.mem, va, &mut Vec::new());
@@ -750,7 +755,7 @@ impl Sim {
             return;
         }
         if result.is_err() && call.stores > 0 {
-            let d = format!("{:?} failed ({result:?}) after {} stores", call.call, call.stores);
+            let d = format!("the call failed ({result:?}) after {} stores", call.stores);
             self.call = Some(call);
             self.fail(Rule::FailedCallStored, d);
             self.call = None;

@@ -146,9 +146,12 @@ fn run_scenario(sim: Sim, calls: &[Vec<Call>]) -> Sim {
     Rc::try_unwrap(sim).ok().unwrap().into_inner()
 }
 
+/// A violation and the choices of the run that found it.
+type Found = (Violation, Vec<(usize, usize)>);
+
 /// Every choice sequence of the scenario; the first violation, or the
 /// number of runs and what they did.
-fn explore(base: &Sim, calls: &[Vec<Call>]) -> Result<(u64, Stats), (Violation, Vec<(usize, usize)>)> {
+fn explore(base: &Sim, calls: &[Vec<Call>]) -> Result<(u64, Stats), Found> {
     let mut script = Vec::new();
     let mut runs = 0;
     let mut stats = Stats::default();
