@@ -722,7 +722,6 @@ pub use yield_plan::{yield_plan, YieldPlan};
 /// each by name). Outside `cfg(test)` [`mutated`] is the constant `false`
 /// and the branches compile away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 enum Mutation {
     /// `create` zeroes the frame before the TLB shootdown.
     ZeroBeforeShootdown,
