@@ -23,6 +23,17 @@
 //!
 //! Every call checks all of its arguments and every right before it writes
 //! anything, so a failed call changes nothing.
+//!
+//! On several CPUs the calls run one at a time under the kernel lock, but
+//! the other CPUs' page walkers and cached translations see every store a
+//! call makes, as it makes it. So each call orders its stores to keep
+//! every intermediate state safe: it removes translations first, shoots
+//! them down ([`Tlb::flush_everywhere`], which returns only when every CPU
+//! has dropped them), and only then zeroes a frame it is making a table
+//! and links it; stores that add a translation come last. The test module
+//! `interleave` checks this with the real call code on 2–4 model CPUs,
+//! stopping at every store a walker can see (its module doc lists the
+//! rules and what it does not model).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -384,9 +395,20 @@ pub fn create<M: PhysMem, T: Tlb>(
     let dst = empty_slot(mem, caller, va, level)?;
     let (src, frame) = owned_fresh_frame(mem, caller, frame_va)?;
     // All checks passed: take the frame away from the caller first, so that
-    // no user mapping of it survives once it becomes a table.
+    // no user mapping of it survives once it becomes a table. The order of
+    // the three steps is what the interleaving checker (`interleave`)
+    // verifies: a CPU may write the frame through a cached translation
+    // until the shootdown is acknowledged, so the frame is zeroed only
+    // after it; and a CPU's walker may follow the link as soon as it is
+    // stored, so the link comes last.
     mem.write(src.pa, 0);
+    if mutated(Mutation::ZeroBeforeShootdown) {
+        mem.zero_frame(frame);
+    }
     tlb.flush_everywhere();
+    if mutated(Mutation::LinkBeforeZero) {
+        mem.write(dst.pa, fresh_table_link(frame));
+    }
     mem.zero_frame(frame);
     mem.write(dst.pa, fresh_table_link(frame));
     Ok(())
@@ -448,6 +470,9 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
     if !held.contains(want) {
         return Err(Error::RightsExceeded);
     }
+    if mutated(Mutation::StoreBeforeCheck) && src.entry & OWN != 0 {
+        mem.write(src.pa, src.entry | LENT);
+    }
     let dst = empty_slot(mem, dst_root, dst_va, level)?;
     match kind {
         Kind::Page { frame, lent, .. } => {
@@ -461,7 +486,9 @@ pub fn map<M: PhysMem, T: Tlb, D: DeviceTables>(
                     e |= LENT;
                 }
                 mem.write(src.pa, 0);
-                tlb.flush_everywhere();
+                if !mutated(Mutation::MoveWithoutShootdown) {
+                    tlb.flush_everywhere();
+                }
                 mem.write(dst.pa, e);
             } else {
                 if !held.contains(Rights::GRANT) {
@@ -690,5 +717,36 @@ impl<'a, M: PhysMem, F: FnMut() -> Option<u64>> BootMapper<'a, M, F> {
 mod yield_plan;
 pub use yield_plan::{yield_plan, YieldPlan};
 
+/// Deliberate misorderings of the calls' stores, which only the
+/// interleaving checker's own tests switch on (to show that it catches
+/// each by name). Outside `cfg(test)` [`mutated`] is the constant `false`
+/// and the branches compile away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mutation {
+    /// `create` zeroes the frame before the TLB shootdown.
+    ZeroBeforeShootdown,
+    /// `create` links the new table before zeroing it.
+    LinkBeforeZero,
+    /// A move in `map` clears the source without a shootdown.
+    MoveWithoutShootdown,
+    /// A share in `map` marks the source LENT before checking the
+    /// destination slot (so a failing call stores).
+    StoreBeforeCheck,
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+const fn mutated(_: Mutation) -> bool {
+    false
+}
+
+#[cfg(test)]
+fn mutated(m: Mutation) -> bool {
+    interleave::mutation_is_on(m)
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod interleave;

@@ -1,7 +1,7 @@
 //! Host tests of the page-table calls over emulated physical memory.
 
 use super::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Emulated physical memory: frames allocated on demand, all zero.
 #[derive(Default)]
@@ -401,52 +401,9 @@ fn random_calls_keep_the_invariants() {
 }
 
 fn check_invariants(w: &World, spaces: &[u64]) {
-    let mut tables = BTreeSet::new();
-    let mut owners: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut leaves: BTreeMap<u64, (usize, bool)> = BTreeMap::new(); // frame -> (count, lent owner)
-    let mut stack: Vec<(u64, u8)> = spaces.iter().map(|r| (*r, 4u8)).collect();
-    let mut seen = BTreeSet::new();
-    for r in spaces {
-        for i in 256..512u64 {
-            assert_eq!(w.mem.read(r + i * 8), w.kernel_half[i as usize - 256], "kernel half changed");
-        }
-    }
-    while let Some((t, lvl)) = stack.pop() {
-        if !seen.insert((t, lvl)) {
-            continue;
-        }
-        tables.insert(t);
-        for i in 0..if lvl == 4 { 256 } else { 512 } {
-            let e = w.mem.read(t + i * 8);
-            match decode(e, lvl - 1) {
-                Kind::Table { frame, .. } => stack.push((frame, lvl - 1)),
-                Kind::Page { frame, lent, .. } => {
-                    let ent = leaves.entry(frame).or_insert((0, false));
-                    ent.0 += 1;
-                    if e & OWN != 0 {
-                        *owners.entry(frame).or_default() += 1;
-                        ent.1 |= lent;
-                    }
-                }
-                Kind::Handle { root, .. } => {
-                    assert!(spaces.contains(&root), "handle to a non-space")
-                }
-                Kind::Device { .. } => {}
-                Kind::Empty => {}
-                Kind::Foreign => panic!("foreign entry {e:#x} at level {}", lvl - 1),
-            }
-        }
-    }
-    for t in &tables {
-        assert!(w.mem.is_ram(*t), "table {t:#x} is not RAM");
-    }
-    for (frame, (count, lent)) in &leaves {
-        assert!(!tables.contains(frame), "frame {frame:#x} is both a table and a user page");
-        assert!(!spaces.contains(frame), "an address-space root is mapped as a page");
-        assert!(owners.get(frame).copied().unwrap_or(0) <= 1, "two owners of {frame:#x}");
-        if *count > 1 {
-            assert!(*lent || !owners.contains_key(frame), "frame {frame:#x} shared but its owner is not LENT");
-        }
+    let entries = |t: u64, range: std::ops::Range<u64>| range.map(|i| (i, w.mem.read(t + i * 8))).collect();
+    if let Err(e) = crate::interleave::sequential_invariants(entries, |f| w.mem.is_ram(f), &w.kernel_half, spaces) {
+        panic!("{e}");
     }
 }
 
