@@ -5,7 +5,7 @@
 //! [`exo_mm::PhysMem`] / [`exo_mm::Tlb`] implementations the system calls
 //! run on.
 
-use crate::phys::{phys_read, phys_write, window_contains, HotSpan, MemRange, PHYS_OFFSET};
+use crate::phys::{phys_read, phys_write_word, window_contains, HotSpan, MemRange, PHYS_OFFSET};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use firmware::bootinfo::MAX_RAM;
 
@@ -107,7 +107,7 @@ impl exo_mm::PhysMem for WalkMem {
         self.hot.read(pa)
     }
     fn write(&mut self, pa: u64, value: u64) {
-        phys_write::<u64>(pa, value)
+        phys_write_word(pa, value)
     }
 }
 
@@ -124,7 +124,7 @@ impl exo_mm::PhysMem for KernelMem {
         phys_read::<u64>(pa)
     }
     fn write(&mut self, pa: u64, value: u64) {
-        phys_write::<u64>(pa, value)
+        phys_write_word(pa, value)
     }
     fn zero_frame(&mut self, pa: u64) {
         assert!(window_contains(pa, 4096), "zeroing a frame outside the window at {pa:#x}");

@@ -186,6 +186,27 @@ pub fn phys_write<T: Copy>(pa: u64, v: T) {
     unsafe { core::ptr::write_unaligned((PHYS_OFFSET + pa) as *mut T, v) }
 }
 
+/// Write one page-table entry (or any aligned 64-bit word another CPU's
+/// page walker may read at the same moment) through the window as a single
+/// store. A plain `write_unaligned` compiles to one `mov` on x86-64, but
+/// Rust does not promise it; an atomic store does, so a concurrent walk sees
+/// the old entry or the new one, never a torn mix (the interleaving checker
+/// in `exo_mm::interleave` assumes exactly this). An unaligned `pa` (never
+/// an entry) falls back to `phys_write`.
+pub fn phys_write_word(pa: u64, v: u64) {
+    if !pa.is_multiple_of(8) {
+        return phys_write::<u64>(pa, v);
+    }
+    if !window_contains(pa, 8) {
+        outside_window("write", pa);
+    }
+    // SAFETY: an 8-byte aligned word inside the window (checked above),
+    // ordinary kernel memory; `AtomicU64` has the alignment and size of
+    // `u64`. Who may be written: see `phys_write`.
+    let word = unsafe { &*((PHYS_OFFSET + pa) as *const core::sync::atomic::AtomicU64) };
+    word.store(v, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// `LEN` bytes of physical memory checked against the window once, then
 /// read and written word by word without checking the window again (a
 /// control page while the kernel saves a context into it or enters
