@@ -145,6 +145,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, Str
         work_dir: work,
         rows: &lg.runs,
         timeout: Duration::from_secs(300 + 60 * lg.runs.len() as u64),
+        cpus: 1,
     };
     let pass = session::run_pass(&setup, &mut |_, _| {}).context("Linux doorbell counting pass")?;
     let mut out = BTreeMap::new();
@@ -168,6 +169,7 @@ fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
         work_dir: work,
         rows: runs,
         timeout: Duration::from_secs(300 + 60 * runs.len() as u64),
+        cpus: 1,
     };
     let mut progress = |k: usize, r: &RunOutcome| {
         if let (None, Some(f)) = (&r.csv, &r.fail) {

@@ -36,6 +36,10 @@ pub fn budget_override() -> Result<Option<std::time::Duration>> {
     }
 }
 
+/// The most CPUs `--smp` gives a machine: the largest the machine
+/// variants test the kernel on (`smp-4`).
+const MAX_EVAL_CPUS: u32 = 4;
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
     pub host: bool,
@@ -46,14 +50,25 @@ pub struct EvalOpts {
     pub fs: bool,
     pub recovery: bool,
     pub quick: bool,
+    /// `--smp N` (with `--db` only): both machines of `eval --db` get N
+    /// CPUs; `None` = the standard machine's one.
+    pub smp: Option<u32>,
 }
 
 /// Parse the flags after `eval`. With none of --host/--linux/--drivers/
 /// --kernel/--db/--fs/--recovery, run host and linux (the others are opt-in).
 pub fn parse(args: &[String]) -> Result<EvalOpts> {
     let mut o = EvalOpts::default();
-    for a in args {
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
         match a.as_str() {
+            "--smp" => {
+                let v = args.next().map(String::as_str).unwrap_or("");
+                match v.parse::<u32>() {
+                    Ok(n) if (1..=MAX_EVAL_CPUS).contains(&n) => o.smp = Some(n),
+                    _ => bail!("`--smp {v}`: expected a number of CPUs from 1 to {}", MAX_EVAL_CPUS),
+                }
+            }
             "--host" => o.host = true,
             "--linux" => o.linux = true,
             "--drivers" => o.drivers = true,
@@ -63,9 +78,12 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--recovery" => o.recovery = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick --smp N)")
             }
         }
+    }
+    if o.smp.is_some() && (o.host || o.linux || o.drivers || o.kernel || o.fs || o.recovery || !o.db) {
+        bail!("`--smp N` goes with `--db` alone (only the db comparison boots both systems on N CPUs)");
     }
     if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
         o.host = true;
@@ -83,7 +101,7 @@ pub fn main(args: &[String]) -> Result<()> {
         kernel::run()?;
     }
     if o.db {
-        db::run(o.quick)?;
+        db::run(o.quick, o.smp.unwrap_or(1))?;
     }
     if o.fs {
         fs::run(o.quick)?;
@@ -124,5 +142,12 @@ mod tests {
             EvalOpts { recovery: true, quick: true, ..EvalOpts::default() }
         );
         assert!(p(&["--fast"]).is_err());
+        assert_eq!(p(&["--db", "--quick", "--smp", "2"]).unwrap().smp, Some(2));
+        assert_eq!(p(&["--smp", "2", "--db"]).unwrap().smp, Some(2));
+        assert!(p(&["--db", "--smp"]).is_err(), "a number must follow --smp");
+        assert!(p(&["--db", "--smp", "0"]).is_err());
+        assert!(p(&["--db", "--smp", "two"]).is_err());
+        assert!(p(&["--linux", "--smp", "2"]).is_err(), "--smp only with --db");
+        assert!(p(&["--smp", "2"]).is_err(), "--smp alone would mean host + linux");
     }
 }

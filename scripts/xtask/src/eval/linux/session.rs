@@ -3,7 +3,7 @@
 //! while the guest waits at each READY/DONE handshake.
 
 use super::qmp::Qmp;
-use crate::machine::{Machine, Serial};
+use crate::machine::{Hardware, Machine, Serial};
 use crate::runner::KillOnDrop;
 use anyhow::{bail, Context, Result};
 use eval::linux::blockstats::BlockStats;
@@ -108,6 +108,9 @@ pub struct PassSetup<'a> {
     pub work_dir: &'a Path,
     pub rows: &'a [Run],
     pub timeout: Duration,
+    /// The guest's CPUs (`-smp`; 1 = the standard machine). More than one
+    /// runs under round-robin TCG, the only kind `-icount` allows.
+    pub cpus: u32,
 }
 
 pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> Result<PassResult> {
@@ -140,7 +143,8 @@ pub fn run_pass_until(
         // doesn't work through Interrupt-remapped IO-APIC"); the check
         // guards against broken hardware, not emulated timers.
         .append(LINUX_CMDLINE)
-        .serial(Serial::Stdio);
+        .serial(Serial::Stdio)
+        .hardware(Hardware { cpus: s.cpus, ..Hardware::STANDARD });
     let counters = s.kind == PassKind::Counters;
     let events = if counters {
         m = m.qmp(&qmp_path);
