@@ -188,8 +188,8 @@ const REQUIRED_CPUID1_ECX: [(&str, u32); 3] = [("PCLMULQDQ", 1), ("SSSE3", 9), (
 /// Stop with a message naming what is missing, instead of an invalid-
 /// opcode fault somewhere later, on a CPU without them.
 fn check_cpu_features() {
-    // SAFETY: CPUID leaf 1 exists on every x86-64 CPU; it only reads.
-    let ecx = unsafe { core::arch::x86_64::__cpuid(1) }.ecx;
+    // CPUID leaf 1 exists on every x86-64 CPU.
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
     for (name, bit) in REQUIRED_CPUID1_ECX {
         if ecx & (1 << bit) == 0 {
             crate::fatal(format_args!(
