@@ -2,6 +2,7 @@
 # the NHIT-th entry into kvdb::workload::commit to the next entry, writing
 # every instruction's address, ring and CR3 to CTRACE_OUT. COMMIT_ADDRS:
 # the addresses of every kvdb::workload::commit instance (hex, commas).
+import os
 import gdb
 OUT = os.environ.get("CTRACE_OUT", "commit-trace.txt")
 ADDRS = [int(a, 16) for a in os.environ["COMMIT_ADDRS"].split(",")]
