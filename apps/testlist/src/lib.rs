@@ -87,6 +87,7 @@ pub const TESTS: &[Test] = &[
     one("image_bios"),
     one("image_uefi"),
     one("vector_state"),
+    one("pmemsmp_memfns"),
     one("smp_boot"),
     one("smp_boot_2"),
     one("tlb_shootdown"),

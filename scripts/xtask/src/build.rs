@@ -68,6 +68,12 @@ pub const PROGRAMS_TARGET_DIR: &str = "programs";
 ///   runtime's `_start` is the entry, its `libc_mem` the memory
 ///   functions); lld lays the program out at 0x200000 as before.
 ///
+/// - `+ssse3,+sse4.1,+pclmulqdq`: what crc32fast needs compiled in to fold
+///   libdb's checksums with carry-less multiplies (its `no_std` build
+///   detects nothing at run time; Linux's libdb, built with `std`, finds
+///   them at run time). `exo_rt` checks them at start-up
+///   (`REQUIRED_CPUID1_ECX` in apps/rt/src/entry.rs).
+///
 /// The small code model (the default) suits programs linked below 2 GiB.
 /// Stack probes stay inline (the target's default). `panic = "abort"` is
 /// the workspace's release profile.
@@ -77,7 +83,7 @@ pub const PROGRAM_RUSTFLAGS: &[&str] = &[
     "-C",
     "relocation-model=static",
     "-C",
-    "target-feature=+crt-static",
+    "target-feature=+crt-static,+ssse3,+sse4.1,+pclmulqdq",
     "-C",
     "linker=rust-lld",
     "-C",

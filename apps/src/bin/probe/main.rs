@@ -17,6 +17,8 @@ mod hostile;
 #[cfg(exo_user)]
 mod matrix;
 #[cfg(exo_user)]
+mod memfns;
+#[cfg(exo_user)]
 mod regions;
 #[cfg(exo_user)]
 mod sfuzz;
@@ -79,6 +81,7 @@ fn main() {
             sfuzz::run(arg.max(1), seed, structures)
         }
         "twocores" => twocores::run(arg.max(1)),
+        "memfns" => memfns::run(),
         "yieldloop" => loop {
             let _ = exo_rt::sys::yield_to(exo_rt::layout::PARENT_HANDLE_VA, exo_rt::layout::msg::YIELD);
         },

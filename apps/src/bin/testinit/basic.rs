@@ -392,6 +392,17 @@ pub fn vector_state() -> Outcome {
     Ok(())
 }
 
+/// The runtime's `memcpy`/`memmove`/`memset`/`memcmp` (`exo_rt::libc_mem`,
+/// short cases in SSE2 since branch `pmemsmp`) at every length 0..=300 and
+/// misaligned offsets, against what C specifies (the probe's `memfns` mode).
+pub fn pmemsmp_memfns() -> Outcome {
+    let c = start("probe", "memfns", 0, &[])?;
+    match finish(&c, "memfns probe")? {
+        0 => Ok(()),
+        code => Err(format!("probe memfns exited with {code}")),
+    }
+}
+
 /// The child whose yields [`direct_upcall`] returns from at once, the page
 /// whose faults it resolves and the frame it maps there.
 static DIRECT_PEER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);

@@ -76,6 +76,7 @@ pub fn run(name: &str) -> Outcome {
         "recovery_nvme" => db::recovery("nvme"),
         "recovery_pmem" => db::recovery("pmem"),
         "vector_state" => basic::vector_state(),
+        "pmemsmp_memfns" => basic::pmemsmp_memfns(),
         "smp_boot" => smp::smp_boot(),
         "smp_boot_2" => smp::smp_boot(),
         "tlb_shootdown" => smp::tlb_shootdown(500),

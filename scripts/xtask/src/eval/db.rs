@@ -18,7 +18,7 @@
 
 use super::linux;
 use crate::build;
-use crate::machine::{self, Machine};
+use crate::machine::{self, Hardware, Machine};
 use crate::outcome::Expect;
 use crate::runner::{self, RunOptions};
 use crate::workspace::Workspace;
@@ -45,6 +45,7 @@ fn exo_boot(
     medium: &str,
     icount: bool,
     name: &str,
+    cpus: u32,
 ) -> Result<(Vec<DbLine>, Option<qtrace::NvmeCounts>, f64)> {
     let _ = std::fs::remove_dir_all(images);
     machine::ensure_images(images)?;
@@ -56,6 +57,7 @@ fn exo_boot(
         .initrd(&arts.boot_image)
         .append(format!("test={test} nonce={:x}", nonce()))
         .icount(icount)
+        .hardware(Hardware { cpus, ..Hardware::STANDARD })
         .nvme_sriov(medium == "nvme-vf");
     if !icount {
         // The same NVMe command events the Linux counters pass traces, so
@@ -111,7 +113,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-pub fn run(quick: bool) -> Result<()> {
+/// `cpus`: the CPUs of both machines (`--smp N`; 1 = the standard
+/// machine). With more, both boot under round-robin TCG (the kind
+/// `-icount` allows); exo's kvdb still runs on CPU 0 and the other CPUs
+/// stay idle in the kernel (`sti; hlt`), Linux schedules as it likes.
+pub fn run(quick: bool, cpus: u32) -> Result<()> {
     crate::setup::ensure_all()?;
     let ws = Workspace::load()?;
     let started = Instant::now();
@@ -126,8 +132,9 @@ pub fn run(quick: bool) -> Result<()> {
     // icount boots, inside the budget (eval::budget).
     let budget = super::budget_override()?;
     println!(
-        "eval --db{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
+        "eval --db{}{}: {n_rounds} rounds of (exo: the libdb nvme, nvme-vf, pmem, file-nvme and file-pmem create boots; linux-guest: commit x 3 durabilities x {} engines x 2 media), then {n_rounds} exo icount boots per medium",
         if quick { " --quick" } else { "" },
+        if cpus == 1 { String::new() } else { format!(" --smp {cpus}") },
         LINUX_ENGINES.len()
     );
     let arts = build::build_all(&ws)?;
@@ -158,7 +165,7 @@ pub fn run(quick: bool) -> Result<()> {
             for medium in MEDIA {
                 println!("-- round {round}/{n_rounds}: exo {medium} (test={})", create_test(medium));
                 let (lines, trace, secs) =
-                    exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"))?;
+                    exo_boot(&arts, &work, &work.join("images-exo"), medium, false, &format!("db-exo-{medium}"), cpus)?;
                 exo_secs.push(secs);
                 for l in &lines {
                     println!(
@@ -184,7 +191,7 @@ pub fn run(quick: bool) -> Result<()> {
             }
         }
         let title = format!("-- round {round}/{n_rounds}: linux-guest");
-        let lm = linux::measure_with_raw(&ws, &linux_entries(), &title, "run-db")?;
+        let lm = linux::measure_with_raw(&ws, &linux_entries(), &title, "run-db", cpus)?;
         lm.print_checks();
         linux_checks.extend(lm.checks.iter().map(|(ok, c)| (*ok, format!("round {round}: {c}"))));
         linux_failures.extend(lm.failures.iter().map(|f| format!("round {round}: {f}")));
@@ -216,7 +223,7 @@ pub fn run(quick: bool) -> Result<()> {
             for boot in 1..=n_rounds {
                 println!("-- exo {medium}: boot {boot}/{n_rounds} under -icount shift=0 (instructions)");
                 let (lines, _, t) =
-                    exo_boot(&arts, &work, &icount_images, medium, true, &format!("db-exo-{medium}-icount"))?;
+                    exo_boot(&arts, &work, &icount_images, medium, true, &format!("db-exo-{medium}-icount"), cpus)?;
                 secs.push(format!("{t:.0}"));
                 rates.push(lines.first().map_or("?".into(), |l| format_number(l.tsc_per_us as f64)));
                 boots.push(instructions(&lines));
@@ -279,7 +286,7 @@ pub fn run(quick: bool) -> Result<()> {
     ));
     env.push((
         "exo".into(),
-        format!("{n_rounds} rounds x {} media of test=libdb_<nvme|vf|pmem>_create and (file-nvme, file-pmem: once each) libdb_on_libfs_create on the standard machine (nvme-vf: its SR-IOV variant, the NVMe behind a PCIe root port with 4 VFs) (TCG, 1 vCPU, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", MEDIA.len(), exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
+        format!("{n_rounds} rounds x {} media of test=libdb_<nvme|vf|pmem>_create and (file-nvme, file-pmem: once each) libdb_on_libfs_create on the standard machine (nvme-vf: its SR-IOV variant, the NVMe behind a PCIe root port with 4 VFs) (TCG, {cpus} vCPU{}, NVMe ioeventfd=on, QEMU tracing pci_nvme_io_cmd and pci_nvme_write); median-ops/s round per row; boots {} s", MEDIA.len(), if cpus == 1 { "" } else { "s, round-robin TCG; kvdb on CPU 0, the others idle in the kernel" }, exo_secs.iter().map(|s| format!("{s:.0}")).collect::<Vec<_>>().join(", ")),
     ));
     env.extend(icount_env);
     env.push((

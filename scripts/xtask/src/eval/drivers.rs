@@ -160,6 +160,7 @@ fn linux_doorbells(lg: &LinuxGuest, work: &Path) -> Result<BTreeMap<(String, Str
         rows: &lg.runs,
         timeout: Duration::from_secs(300 + 60 * lg.runs.len() as u64),
         cpus: lg.cpus,
+        mttcg: true,
     };
     let pass = session::run_pass(&setup, &mut |_, _| {}).context("Linux doorbell counting pass")?;
     let mut out = BTreeMap::new();
@@ -184,6 +185,7 @@ pub(super) fn linux_pass(lg: &LinuxGuest, work: &Path) -> Result<LinuxOutcome> {
         rows: runs,
         timeout: Duration::from_secs(300 + 60 * runs.len() as u64),
         cpus: lg.cpus,
+        mttcg: true,
     };
     let mut progress = |k: usize, r: &RunOutcome| {
         if let (None, Some(f)) = (&r.csv, &r.fail) {

@@ -37,6 +37,10 @@ pub fn budget_override() -> Result<Option<std::time::Duration>> {
     }
 }
 
+/// The most CPUs `--smp` gives a machine: the largest the machine
+/// variants test the kernel on (`smp-4`).
+const MAX_EVAL_CPUS: u32 = 4;
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOpts {
     pub host: bool,
@@ -47,8 +51,10 @@ pub struct EvalOpts {
     pub fs: bool,
     pub recovery: bool,
     pub quick: bool,
-    /// `--smp N` (with `--drivers`): the QD1 comparison on N vCPUs with the
-    /// block driver polling on a core of its own (`drivers_smp`).
+    /// `--smp N`, with `--db`: both machines of `eval --db` get N CPUs
+    /// (round-robin TCG); with `--drivers` (N = 2): the QD1 comparison with
+    /// the block driver polling on a core of its own (`drivers_smp`).
+    /// `None` = the standard machine's one CPU.
     pub smp: Option<u32>,
 }
 
@@ -60,10 +66,10 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--smp" => {
-                let n = args.next().map(|n| n.parse::<u32>());
-                match n {
-                    Some(Ok(n)) if n >= 2 => o.smp = Some(n),
-                    _ => bail!("`--smp` needs a number of vCPUs, at least 2 (e.g. `--drivers --smp 2`)"),
+                let v = args.next().map(String::as_str).unwrap_or("");
+                match v.parse::<u32>() {
+                    Ok(n) if (1..=MAX_EVAL_CPUS).contains(&n) => o.smp = Some(n),
+                    _ => bail!("`--smp {v}`: expected a number of CPUs from 1 to {}", MAX_EVAL_CPUS),
                 }
             }
             "--host" => o.host = true,
@@ -75,12 +81,18 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--recovery" => o.recovery = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers [--smp N] --kernel --db --fs --recovery --quick)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick --smp N)")
             }
         }
     }
-    if o.smp.is_some() && !o.drivers {
-        bail!("`--smp N` goes with `--drivers` (the QD1 comparison with the driver on its own core)");
+    if let Some(n) = o.smp {
+        let others = o.host || o.linux || o.kernel || o.fs || o.recovery;
+        if others || o.db == o.drivers {
+            bail!("`--smp N` goes with `--db` alone or `--drivers` alone (only those boot both systems on N CPUs)");
+        }
+        if o.drivers && n < 2 {
+            bail!("`--drivers --smp {n}`: the driver needs a core of its own, so at least 2");
+        }
     }
     if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
         o.host = true;
@@ -100,7 +112,7 @@ pub fn main(args: &[String]) -> Result<()> {
         kernel::run()?;
     }
     if o.db {
-        db::run(o.quick)?;
+        db::run(o.quick, o.smp.unwrap_or(1))?;
     }
     if o.fs {
         fs::run(o.quick)?;
@@ -144,6 +156,13 @@ mod tests {
         assert_eq!(p(&["--drivers", "--smp", "2"]).unwrap().smp, Some(2));
         assert!(p(&["--drivers", "--smp"]).is_err());
         assert!(p(&["--drivers", "--smp", "1"]).is_err());
-        assert!(p(&["--db", "--smp", "2"]).is_err(), "--smp is --drivers' only");
+        assert!(p(&["--db", "--drivers", "--smp", "2"]).is_err(), "--smp with one of the two");
+        assert_eq!(p(&["--db", "--quick", "--smp", "2"]).unwrap().smp, Some(2));
+        assert_eq!(p(&["--smp", "2", "--db"]).unwrap().smp, Some(2));
+        assert!(p(&["--db", "--smp"]).is_err(), "a number must follow --smp");
+        assert!(p(&["--db", "--smp", "0"]).is_err());
+        assert!(p(&["--db", "--smp", "two"]).is_err());
+        assert!(p(&["--linux", "--smp", "2"]).is_err(), "--smp only with --db or --drivers");
+        assert!(p(&["--smp", "2"]).is_err(), "--smp alone would mean host + linux");
     }
 }

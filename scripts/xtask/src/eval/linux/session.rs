@@ -3,7 +3,7 @@
 //! while the guest waits at each READY/DONE handshake.
 
 use super::qmp::Qmp;
-use crate::machine::{Machine, Serial};
+use crate::machine::{Hardware, Machine, Serial};
 use crate::runner::KillOnDrop;
 use anyhow::{bail, Context, Result};
 use eval::linux::blockstats::BlockStats;
@@ -108,10 +108,13 @@ pub struct PassSetup<'a> {
     pub work_dir: &'a Path,
     pub rows: &'a [Run],
     pub timeout: Duration,
-    /// vCPUs of the guest: 1 is the standard machine; more run under
-    /// multi-threaded TCG (`eval --drivers --smp 2`), or round-robin TCG in
-    /// the icount pass (multi-threaded TCG has no icount).
+    /// The guest's CPUs (`-smp`; 1 = the standard machine).
     pub cpus: u32,
+    /// With more than one CPU: the counters pass under multi-threaded TCG
+    /// (`eval --drivers --smp 2`, truly parallel vCPUs) instead of
+    /// round-robin TCG (`eval --db --smp N`, the exo side's machine). The
+    /// icount pass is always round-robin: `-icount` allows nothing else.
+    pub mttcg: bool,
 }
 
 pub fn run_pass(s: &PassSetup, progress: &mut dyn FnMut(usize, &RunOutcome)) -> Result<PassResult> {
@@ -146,14 +149,11 @@ pub fn run_pass_until(
         .append(LINUX_CMDLINE)
         .serial(Serial::Stdio);
     let counters = s.kind == PassKind::Counters;
-    if s.cpus > 1 {
-        use crate::machine::Hardware;
-        m = m.hardware(if counters {
-            Hardware::smp_mttcg(s.cpus)
-        } else {
-            Hardware { cpus: s.cpus, ..Hardware::STANDARD }
-        });
-    }
+    m = m.hardware(if counters && s.mttcg && s.cpus > 1 {
+        Hardware::smp_mttcg(s.cpus)
+    } else {
+        Hardware { cpus: s.cpus, ..Hardware::STANDARD }
+    });
     let events = if counters {
         m = m.qmp(&qmp_path);
         qtrace::EVENTS
