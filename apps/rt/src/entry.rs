@@ -171,32 +171,10 @@ extern "C" fn main_trampoline(ctl: u64) -> ! {
     // page of the CPU main starts on; other CPUs' pages are prepared at
     // their first entry, `smp::first_entry`.)
     clear_xsave_header(ctl);
-    check_cpu_features();
     crate::heap::init_from_args();
     // SAFETY: `exo_main` is defined by the program through `exo_rt::entry!`.
     unsafe { exo_main() };
     crate::exit(0)
-}
-
-/// The instruction-set extensions the programs are compiled to use beyond
-/// x86-64's SSE2 baseline (`scripts/xtask/src/build.rs`,
-/// `PROGRAM_RUSTFLAGS`): CPUID leaf 1 ECX bits (name, bit). Every x86-64
-/// CPU since 2010 and QEMU's `-cpu max` have them; crc32fast (libdb's
-/// checksums) folds with PCLMULQDQ only when they are compiled in.
-const REQUIRED_CPUID1_ECX: [(&str, u32); 3] = [("PCLMULQDQ", 1), ("SSSE3", 9), ("SSE4.1", 19)];
-
-/// Stop with a message naming what is missing, instead of an invalid-
-/// opcode fault somewhere later, on a CPU without them.
-fn check_cpu_features() {
-    // CPUID leaf 1 exists on every x86-64 CPU.
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
-    for (name, bit) in REQUIRED_CPUID1_ECX {
-        if ecx & (1 << bit) == 0 {
-            crate::fatal(format_args!(
-                "this CPU lacks {name} (CPUID.1:ECX bit {bit}), which the programs are built for"
-            ));
-        }
-    }
 }
 
 /// Zero the XSAVE header's words after XSTATE_BV in the control page at

@@ -68,11 +68,10 @@ pub const PROGRAMS_TARGET_DIR: &str = "programs";
 ///   runtime's `_start` is the entry, its `libc_mem` the memory
 ///   functions); lld lays the program out at 0x200000 as before.
 ///
-/// - `+ssse3,+sse4.1,+pclmulqdq`: what crc32fast needs compiled in to fold
-///   libdb's checksums with carry-less multiplies (its `no_std` build
-///   detects nothing at run time; Linux's libdb, built with `std`, finds
-///   them at run time). `exo_rt` checks them at start-up
-///   (`REQUIRED_CPUID1_ECX` in apps/rt/src/entry.rs).
+/// No instruction-set extension beyond x86-64's SSE2 baseline is compiled
+/// in, so the programs run on any x86-64 CPU model a machine definition
+/// gives; faster paths are chosen at run time (libdb's CRC-32C: the
+/// `exo-crc32c` crate asks CPUID for SSE4.2).
 ///
 /// The small code model (the default) suits programs linked below 2 GiB.
 /// Stack probes stay inline (the target's default). `panic = "abort"` is
@@ -83,7 +82,7 @@ pub const PROGRAM_RUSTFLAGS: &[&str] = &[
     "-C",
     "relocation-model=static",
     "-C",
-    "target-feature=+crt-static,+ssse3,+sse4.1,+pclmulqdq",
+    "target-feature=+crt-static",
     "-C",
     "linker=rust-lld",
     "-C",
