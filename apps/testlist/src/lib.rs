@@ -103,6 +103,7 @@ pub const TESTS: &[Test] = &[
     one("smp_isolation_2"),
     one("smp_fuzz"),
     one("smp_activations"),
+    one("smp_readrandom"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

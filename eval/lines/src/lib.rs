@@ -10,7 +10,9 @@
 //! - [`microbench`]: init's `microbench:` lines (apps/src/bin/init/tests.rs);
 //! - [`FsLine`]: `EXO-FS ...`, one per workload of `fsbench` (apps/src/bin/fsbench);
 //! - [`recovery::RecoveryLine`]: `EXO-RECOVERY ...`, `kvdb <medium> recover`'s
-//!   timed `Db::open` (and the database `eval --recovery` builds for it).
+//!   timed `Db::open` (and the database `eval --recovery` builds for it);
+//! - [`readscale`]: `EXO-READER` / `EXO-READSCALE`, readrandom on one or
+//!   two cores (`kvdb pmem readrandom`, init's readers; `eval --readscale`).
 //!
 //! `no_std` + `alloc` (the bare-metal programs get `alloc` through
 //! `exo_rt`); host-tested with a round trip per line kind.
@@ -21,6 +23,7 @@ extern crate alloc;
 
 pub mod fs;
 pub mod microbench;
+pub mod readscale;
 pub mod recovery;
 
 pub use fs::FsLine;

@@ -142,6 +142,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("smp_isolation_2", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // One child on both CPUs at once (a second activation on CPU 1).
     ("smp_activations", Details { machine: smp_2, ..DEFAULT }),
+    // libdb readrandom: a reader on CPU 0, then readers on CPUs 0 and 1 at
+    // once, on read-only shares of one database on the NVDIMM (2 CPUs,
+    // truly concurrent; the speed-up is measured by `eval --readscale`).
+    ("smp_readrandom", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.

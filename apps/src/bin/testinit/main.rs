@@ -38,6 +38,8 @@ mod fsshare;
 #[cfg(exo_user)]
 mod pmem;
 #[cfg(exo_user)]
+mod readscale;
+#[cfg(exo_user)]
 mod smp;
 #[cfg(exo_user)]
 mod smpsched;
