@@ -322,3 +322,91 @@ mod tests {
         assert!(ReaderLine::parse(&text.replace("faults=0", "faults=x")).is_err());
     }
 }
+
+/// Which readers a run had: one on CPU 0, one on CPU 1, or both at once.
+pub fn layout(readers: &[ReaderLine]) -> &'static str {
+    match readers.iter().map(|r| r.cpu).collect::<alloc::vec::Vec<_>>()[..] {
+        [0] => "cpu0",
+        [1] => "cpu1",
+        [0, 1] => "cpu0+cpu1",
+        _ => "other",
+    }
+}
+
+/// Every run in a boot's serial log, in order: its `EXO-READER` lines and
+/// the `EXO-READSCALE` line that closes it (checked against them).
+#[allow(clippy::type_complexity)]
+pub fn runs_of(
+    serial: &str,
+) -> Result<alloc::vec::Vec<(alloc::vec::Vec<ReaderLine>, ReadScaleLine)>, alloc::string::String> {
+    use alloc::format;
+    let mut runs = alloc::vec::Vec::new();
+    let mut pending = alloc::vec::Vec::new();
+    for line in serial.lines().map(str::trim) {
+        if line.starts_with(ReaderLine::PREFIX) && line[ReaderLine::PREFIX.len()..].starts_with(' ') {
+            pending.push(ReaderLine::parse(line).map_err(|e| format!("{line:?}: {e}"))?);
+        } else if line.starts_with(ReadScaleLine::PREFIX) {
+            let total = ReadScaleLine::parse(line).map_err(|e| format!("{line:?}: {e}"))?;
+            let again = ReadScaleLine::of(&pending).map_err(|e| format!("{line:?}: {e}"))?;
+            if (again.readers, again.ops, again.span_tsc) != (total.readers, total.ops, total.span_tsc) {
+                return Err(format!("{line:?} does not sum its reader lines"));
+            }
+            runs.push((core::mem::take(&mut pending), total));
+        }
+    }
+    if !pending.is_empty() {
+        return Err(format!("{} reader line(s) without their EXO-READSCALE line", pending.len()));
+    }
+    Ok(runs)
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(s[n / 2]),
+        n => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn runs_are_found_and_checked_in_a_log() {
+        let r = |readers, reader, cpu, s, e| ReaderLine {
+            readers,
+            reader,
+            cpu,
+            keys: 10,
+            ops: 100,
+            start_tsc: s,
+            end_tsc: e,
+            tsc_per_us: 1000,
+            ..Default::default()
+        };
+        let one = [r(1, 0, 1, 0, 1000)];
+        let two = [r(2, 0, 0, 0, 1000), r(2, 1, 1, 10, 900)];
+        let mut log = alloc::string::String::from("init: noise\n");
+        for run in [&one[..], &two[..]] {
+            for l in run {
+                log += &(l.to_string() + "\n");
+            }
+            log += &(ReadScaleLine::of(run).unwrap().to_string() + "\n");
+        }
+        let runs = runs_of(&log).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((layout(&runs[0].0), layout(&runs[1].0)), ("cpu1", "cpu0+cpu1"));
+        assert_eq!(runs[1].1.ops, 200);
+        let forged = log.replace("span_tsc=1000 ", "span_tsc=5 ");
+        assert!(runs_of(&forged).is_err(), "a total that does not sum its readers");
+        assert!(runs_of(&(log.clone() + &one[0].to_string())).is_err(), "a reader without its total");
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+}

@@ -1,12 +1,13 @@
 //! `smp_readrandom` (issue #13): libdb readrandom by one reader per core
 //! on the NVDIMM (`initlib::readscale`): a database of `keys` keys is
-//! loaded, then one reader on CPU 0 runs `ops` gets, then two readers, on
-//! CPU 0 and CPU 1 at once, `ops` gets each. Every value is checked by
-//! the readers; this scenario checks that every reader made all its gets,
-//! ran only on its CPU, and made no system call and took no fault in its
-//! loop. Speed is printed (the `EXO-READSCALE` lines), never asserted:
-//! `cargo xtask eval --readscale` measures it. `readrandom=<keys>,<ops>`
-//! on the command line sets the size (the eval's is bigger).
+//! loaded, then, per round, one reader on CPU 0 runs `ops` gets, one on
+//! CPU 1 alone, then two readers, on CPU 0 and CPU 1 at once, `ops` gets
+//! each. Every value is checked by the readers; this scenario checks that
+//! every reader made all its gets, ran only on its CPU, and made no system
+//! call and took no fault in its loop. Speed is printed (the
+//! `EXO-READSCALE` lines), never asserted: `cargo xtask eval --readscale`
+//! measures it. `readrandom=<keys>,<ops>[,<rounds>]` on the command line
+//! sets the size (the eval's is bigger).
 
 use alloc::format;
 use alloc::string::String;
@@ -21,17 +22,24 @@ type Outcome = Result<(), String>;
 const TEST_KEYS: u64 = 20_000;
 const TEST_OPS: u64 = 20_000;
 
-fn size() -> Result<(u64, u64), String> {
+/// Rounds at most: every reader is spawned before the runs (4 a round),
+/// and init's process table has 32 slots.
+const MAX_ROUNDS: u64 = 5;
+
+fn size() -> Result<(u64, u64, u64), String> {
     let Some(arg) = kinfo::cmdline().split_whitespace().find_map(|w| w.strip_prefix("readrandom=")) else {
-        return Ok((TEST_KEYS, TEST_OPS));
+        return Ok((TEST_KEYS, TEST_OPS, 1));
     };
     let n: Vec<u64> = arg
         .split(',')
         .map(|n| n.parse::<u64>().map_err(|_| format!("readrandom=: {n:?} is not a number")))
         .collect::<Result<_, _>>()?;
     match n[..] {
-        [keys, ops] if keys > 0 && ops > 0 => Ok((keys, ops)),
-        _ => Err(format!("readrandom={arg}: expected <keys>,<ops>, both above 0")),
+        [keys, ops] if keys > 0 && ops > 0 => Ok((keys, ops, 1)),
+        [keys, ops, rounds] if keys > 0 && ops > 0 && (1..=MAX_ROUNDS).contains(&rounds) => Ok((keys, ops, rounds)),
+        _ => {
+            Err(format!("readrandom={arg}: expected <keys>,<ops>[,<rounds>], all above 0, at most {MAX_ROUNDS} rounds"))
+        }
     }
 }
 
@@ -52,34 +60,48 @@ fn check(run: &Run, ops: u64) -> Outcome {
 }
 
 pub fn smp_readrandom() -> Outcome {
-    let (keys, ops) = size()?;
+    let (keys, ops, rounds) = size()?;
     let mask = kinfo::word(ki::W_SMP_ONLINE_MASK);
     if mask & 0b11 != 0b11 {
         return Err(format!("needs CPUs 0 and 1 online (mask {mask:#x})"));
     }
     let nonce = crate::basic::nonce_or_clock();
-    // Load before CPU 1 runs any space: taking the pages back from the
-    // loader (4,096 moves) then needs no TLB shootdown to CPU 1.
-    // Spawn every reader too (paused): moves then need no shootdown either.
+    // Load, and spawn every reader (paused), before CPU 1 runs any space:
+    // taking the pages back from the loader and spawning (thousands of
+    // moves) then need no TLB shootdown to CPU 1.
     readscale::load(keys, nonce)?;
-    let one = readscale::prepare(keys, ops, &[0], nonce)?;
-    let two = readscale::prepare(keys, ops, &[0, 1], nonce)?;
+    const LAYOUTS: [&[u64]; 3] = [&[0], &[1], &[0, 1]];
+    let mut prepared = Vec::new();
+    for _ in 0..rounds {
+        for cpus in LAYOUTS {
+            prepared.push(readscale::prepare(keys, ops, cpus, nonce)?);
+        }
+    }
     initlib::sched::give_core(1)?;
-    let one = readscale::run(one)?;
-    check(&one, ops)?;
-    let two = readscale::run(two)?;
-    check(&two, ops)?;
-    println!(
-        "init: smp_readrandom: {keys} keys; 1 reader (CPU 0): {:.0} gets/s; 2 readers (CPUs 0, 1 at once): {:.0} gets/s \
-         in all ({:.0} + {:.0}); ratio {:.2} (measured, not asserted); every value checked, no system call or fault \
-         in any reader's loop; medium reads per get {:.3} / {:.3}",
-        one.total.ops_per_sec,
-        two.total.ops_per_sec,
-        two.readers[0].ops_per_sec(),
-        two.readers[1].ops_per_sec(),
-        two.total.ops_per_sec / one.total.ops_per_sec.max(1e-9),
-        one.total.storage_reads_per_op,
-        two.total.storage_reads_per_op
-    );
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, p) in prepared.into_iter().enumerate() {
+        let run = readscale::run(p)?;
+        check(&run, ops)?;
+        println!("init: smp_readrandom: round {} of {rounds}, readers on CPUs {:?}: done", i / 3 + 1, LAYOUTS[i % 3]);
+        runs.push(run);
+    }
+    for (r, round) in runs.chunks(3).enumerate() {
+        let (cpu0, cpu1, both) = (&round[0].total, &round[1].total, &round[2].total);
+        println!(
+            "init: smp_readrandom: round {}: {keys} keys; 1 reader: {:.0} gets/s on CPU 0, {:.0} on CPU 1; 2 readers \
+             (CPUs 0, 1 at once): {:.0} gets/s in all ({:.0} + {:.0}); ratio to CPU 0 alone {:.2} (measured, not \
+             asserted); every value checked, no system call or fault in any reader's loop; medium reads per get \
+             {:.4} / {:.4}",
+            r + 1,
+            cpu0.ops_per_sec,
+            cpu1.ops_per_sec,
+            both.ops_per_sec,
+            round[2].readers[0].ops_per_sec(),
+            round[2].readers[1].ops_per_sec(),
+            both.ops_per_sec / cpu0.ops_per_sec.max(1e-9),
+            cpu0.storage_reads_per_op,
+            both.storage_reads_per_op
+        );
+    }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod fs;
 mod host;
 mod kernel;
 mod linux;
+mod readscale;
 mod recovery;
 
 /// `EVAL_ROUNDS=N`: fewer (or more) interleaved rounds for `--db` and
@@ -45,6 +46,7 @@ pub struct EvalOpts {
     pub db: bool,
     pub fs: bool,
     pub recovery: bool,
+    pub readscale: bool,
     pub quick: bool,
 }
 
@@ -61,13 +63,14 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--db" => o.db = true,
             "--fs" => o.fs = true,
             "--recovery" => o.recovery = true,
+            "--readscale" => o.readscale = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --readscale --quick)")
             }
         }
     }
-    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
+    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery || o.readscale) {
         o.host = true;
         o.linux = true;
     }
@@ -90,6 +93,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if o.recovery {
         recovery::run(o.quick)?;
+    }
+    if o.readscale {
+        readscale::run(o.quick)?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -122,6 +128,11 @@ mod tests {
         assert_eq!(
             p(&["--recovery", "--quick"]).unwrap(),
             EvalOpts { recovery: true, quick: true, ..EvalOpts::default() }
+        );
+        assert_eq!(
+            p(&["--readscale"]).unwrap(),
+            EvalOpts { readscale: true, ..EvalOpts::default() },
+            "--readscale alone runs only readrandom on 1 and 2 cores"
         );
         assert!(p(&["--fast"]).is_err());
     }
