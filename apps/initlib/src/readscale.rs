@@ -160,8 +160,10 @@ pub fn prepare(keys: u64, ops: u64, cpus: &[u64], nonce: u64) -> Result<Readers,
 }
 
 /// Start the readers, let them all go at once when each is ready, wait
-/// for them, check how they ended, and collect their lines.
-pub fn run(prepared: Readers) -> Result<Run, String> {
+/// for them, check how they ended, and collect their lines. `idle_spin`:
+/// the CPUs without a reader run init's scheduler (`give_core` was done),
+/// which spins when idle; recorded in the lines.
+pub fn run(prepared: Readers, idle_spin: bool) -> Result<Run, String> {
     let Readers { keys, readers } = prepared;
     let n = readers.len() as u64;
     for (_, c) in &readers {
@@ -188,6 +190,7 @@ pub fn run(prepared: Readers) -> Result<Run, String> {
             readers: n,
             reader: r as u64,
             cpu: *cpu,
+            idle_spin: u64::from(idle_spin && n == 1),
             keys,
             ops: box_of(c, mailbox::OPS),
             start_tsc: box_of(c, mailbox::START_TSC),

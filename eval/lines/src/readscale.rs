@@ -83,6 +83,11 @@ pub struct ReaderLine {
     pub reader: u64,
     /// The CPU init pinned it to.
     pub cpu: u64,
+    /// CPUs online without a reader: 1 if they were running init's
+    /// per-core scheduler (which spins when it has nothing to run: a
+    /// busy vCPU under TCG), 0 if still halted in the kernel (no
+    /// `sched::give_core` yet).
+    pub idle_spin: u64,
     pub keys: u64,
     /// Gets made and checked in the loop.
     pub ops: u64,
@@ -113,6 +118,7 @@ impl ReaderLine {
             readers: f.int("readers")?,
             reader: f.int("reader")?,
             cpu: f.int("cpu")?,
+            idle_spin: f.int("idle_spin")?,
             keys: f.int("keys")?,
             ops: f.int("ops")?,
             start_tsc: f.int("start_tsc")?,
@@ -134,12 +140,13 @@ impl fmt::Display for ReaderLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} readers={} reader={} cpu={} keys={} ops={} start_tsc={} end_tsc={} tsc_per_us={} syscalls={} \
-             upcalls={} faults={} storage_reads={} ops_per_sec={}",
+            "{} readers={} reader={} cpu={} idle_spin={} keys={} ops={} start_tsc={} end_tsc={} tsc_per_us={} \
+             syscalls={} upcalls={} faults={} storage_reads={} ops_per_sec={}",
             Self::PREFIX,
             self.readers,
             self.reader,
             self.cpu,
+            self.idle_spin,
             self.keys,
             self.ops,
             self.start_tsc,
@@ -267,6 +274,7 @@ mod tests {
             readers,
             reader,
             cpu: reader,
+            idle_spin: 0,
             keys: 20_000,
             ops: 1000,
             start_tsc: start,
@@ -323,12 +331,16 @@ mod tests {
     }
 }
 
-/// Which readers a run had: one on CPU 0, one on CPU 1, or both at once.
+/// Which readers a run had: one on CPU 0 (CPU 1 halted, or spinning in
+/// init's idle scheduler loop), one on CPU 1, or both at once.
 pub fn layout(readers: &[ReaderLine]) -> &'static str {
-    match readers.iter().map(|r| r.cpu).collect::<alloc::vec::Vec<_>>()[..] {
-        [0] => "cpu0",
-        [1] => "cpu1",
-        [0, 1] => "cpu0+cpu1",
+    let spin = readers.iter().any(|r| r.idle_spin != 0);
+    let cpus: alloc::vec::Vec<u64> = readers.iter().map(|r| r.cpu).collect();
+    match (&cpus[..], spin) {
+        ([0], false) => "cpu0",
+        ([0], true) => "cpu0-cpu1-spinning",
+        ([1], _) => "cpu1",
+        ([0, 1], _) => "cpu0+cpu1",
         _ => "other",
     }
 }
@@ -390,6 +402,8 @@ mod run_tests {
             ..Default::default()
         };
         let one = [r(1, 0, 1, 0, 1000)];
+        assert_eq!(layout(&[r(1, 0, 0, 0, 1)]), "cpu0");
+        assert_eq!(layout(&[ReaderLine { idle_spin: 1, ..r(1, 0, 0, 0, 1) }]), "cpu0-cpu1-spinning");
         let two = [r(2, 0, 0, 0, 1000), r(2, 1, 1, 10, 900)];
         let mut log = alloc::string::String::from("init: noise\n");
         for run in [&one[..], &two[..]] {
