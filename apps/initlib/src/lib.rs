@@ -19,6 +19,7 @@
 //! kvdb ──▶ devices, pmem, regions, sriov, spawn, sched
 //! drvrestart ──▶ kvdb, devices, regions, spawn, frames, sched
 //! fsd ──▶ frames, pmem, spawn, sched        fsshell ──▶ fsd, sched
+//! readscale ──▶ kvdb, pmem, spawn, sched
 //! frames, spawn, sched, devices ──▶ logic (pure, host-tested)
 //! ```
 #![cfg_attr(not(test), no_std)]
@@ -44,6 +45,8 @@ pub mod fsshell;
 pub mod kvdb;
 #[cfg(exo_user)]
 pub mod pmem;
+#[cfg(exo_user)]
+pub mod readscale;
 #[cfg(exo_user)]
 pub mod regions;
 #[cfg(exo_user)]

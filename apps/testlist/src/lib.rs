@@ -106,6 +106,7 @@ pub const TESTS: &[Test] = &[
     one("smp_activations"),
     one("qd1poll_shared_core"),
     one("qd1poll_own_core"),
+    one("smp_readrandom"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

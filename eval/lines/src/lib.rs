@@ -13,6 +13,8 @@
 //!   timed `Db::open` (and the database `eval --recovery` builds for it);
 //! - [`qd1poll`]: `EXO-QD1POLL ...` / `EXO-QD1POLL-DRIVER ...`, the block
 //!   service at queue depth 1 seen from its client (`nvmetest qd1`).
+//! - [`readscale`]: `EXO-READER` / `EXO-READSCALE`, readrandom on one or
+//!   two cores (`kvdb pmem readrandom`, init's readers; `eval --readscale`).
 //!
 //! `no_std` + `alloc` (the bare-metal programs get `alloc` through
 //! `exo_rt`); host-tested with a round trip per line kind.
@@ -24,6 +26,7 @@ extern crate alloc;
 pub mod fs;
 pub mod microbench;
 pub mod qd1poll;
+pub mod readscale;
 pub mod recovery;
 
 pub use fs::FsLine;

@@ -136,7 +136,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         modes: Vec<String>,
     },
-    /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers [--smp 2]] [--kernel] [--db [--smp N]] [--quick].
+    /// Evaluation (see eval/README.md): [--host] [--linux] [--drivers [--smp 2]] [--kernel] [--db [--smp N]] [--fs] [--recovery] [--readscale] [--quick].
     Eval {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<String>,

@@ -146,6 +146,10 @@ pub const DETAILS: &[(&str, Details)] = &[
     // client spinning on CPU 0 (after a pass with both on CPU 0): counts
     // checked, latencies printed (`eval --drivers --smp 2` boots it).
     ("qd1poll_own_core", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
+    // libdb readrandom: a reader on CPU 0, then readers on CPUs 0 and 1 at
+    // once, on read-only shares of one database on the NVDIMM (2 CPUs,
+    // truly concurrent; the speed-up is measured by `eval --readscale`).
+    ("smp_readrandom", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
@@ -355,7 +359,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 65, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 66, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

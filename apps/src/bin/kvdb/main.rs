@@ -22,7 +22,9 @@
 //! or `nvme drvload` (a database whose block driver init kills,
 //! `driverdied.rs`), or `<nvme|pmem> recover <keys> <tail records>`
 //! (`eval --recovery`'s timed open of a database the host built,
-//! `recovery.rs`);
+//! `recovery.rs`), or `pmem rrload <keys>` / `pmem readrandom <keys> <ops>
+//! <readers> <reader> <cpu>` (random reads by one reader per core, on a
+//! read-only share of the database's pages, `readrandom.rs`);
 //! args words 3 = the region's
 //! address (`nvme-vf`: the VF's BAR), 4 = its size in bytes, 5 = TSC ticks
 //! per microsecond, 6 = the run's nonce, 7 (`nvme-vf`) = where the device
@@ -56,7 +58,11 @@ mod pmemdev;
 #[cfg(exo_user)]
 mod powerfail;
 #[cfg(exo_user)]
+mod readrandom;
+#[cfg(exo_user)]
 mod recovery;
+#[cfg(exo_user)]
+mod rodev;
 #[cfg(exo_user)]
 mod upgload;
 #[cfg(exo_user)]
@@ -88,20 +94,23 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
     let mut words = args.split_whitespace();
     let (medium, phase) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let create = match phase {
-        "create" | "pfload" | "ioerr-flush" | "upgload" => true,
-        "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" | "recover" => false,
+        "create" | "pfload" | "ioerr-flush" | "upgload" | "rrload" => true,
+        "check" | "pfcheck" | "ioerr-check" | "killload" | "drvload" | "recover" | "readrandom" => false,
         _ => {
             return Err(KvdbError::Usage(format!(
-            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload, drvload, upgload or recover"
+            "phase {phase:?}: expected create, check, pfload, pfcheck, ioerr-flush, ioerr-check, killload, drvload, upgload, recover, rrload or readrandom"
         )))
         }
     };
     // The device-failure and kill workloads run on the block service; the
     // power-fail workload also on an own VF; recovery timing on nvme or pmem.
-    let nvme_only = !matches!(phase, "create" | "check" | "recover" | "upgload");
+    let nvme_only = !matches!(phase, "create" | "check" | "recover" | "upgload" | "rrload" | "readrandom");
     let powerfail_on_vf = medium == "nvme-vf" && matches!(phase, "pfload" | "pfcheck");
     if phase == "recover" && !matches!(medium, "nvme" | "pmem") {
         return Err(KvdbError::Usage(format!("recover runs on nvme or pmem, not {medium}")));
+    }
+    if matches!(phase, "rrload" | "readrandom") && medium != "pmem" {
+        return Err(KvdbError::Usage(format!("{phase} runs on pmem, not {medium}")));
     }
     if nvme_only && medium != "nvme" && !powerfail_on_vf {
         return Err(KvdbError::Usage(format!("{phase} runs on the block service (nvme), not {medium}")));
@@ -146,12 +155,27 @@ fn run(args: &str) -> Result<(), error::KvdbError> {
             print_blockq_totals(storage.device());
         }
         "nvme-vf" => on_vf(phase, &mut words, va, bytes, tsc_per_us, nonce)?,
+        "pmem" if phase == "readrandom" => {
+            // A read-only share of the pages: a store would fault.
+            let region = exo_rt::region::Region::claim(va, bytes)
+                .map_err(|e| KvdbError::MissingRegion(format!("the database's read-only pages: {e}")))?;
+            let storage = libdb::PmemStorage::new(rodev::ReadOnlyPmem::new(region));
+            let storage = readrandom::read(storage, &mut words, nonce)?;
+            if storage.region().refused_writes > 0 {
+                return Err(KvdbError::Mismatch(format!(
+                    "libdb opened read-only tried {} writes",
+                    storage.region().refused_writes
+                )));
+            }
+        }
         "pmem" => {
             let storage = libdb::PmemStorage::new(claim_pmem(va, bytes)?);
             let storage = if phase == "recover" {
                 recovery::run(storage, "pmem", &mut words, tsc_per_us, |_| None)?
             } else if phase == "upgload" {
                 upgload::run(storage, nonce)?
+            } else if phase == "rrload" {
+                readrandom::load(storage, &mut words, nonce, tsc_per_us)?
             } else if create {
                 workload::create(storage, nonce, "pmem", tsc_per_us, pmem_counts, false)?
             } else {

@@ -12,6 +12,7 @@ mod fs;
 mod host;
 mod kernel;
 mod linux;
+mod readscale;
 mod recovery;
 
 /// `EVAL_ROUNDS=N`: fewer (or more) interleaved rounds for `--db` and
@@ -50,6 +51,7 @@ pub struct EvalOpts {
     pub db: bool,
     pub fs: bool,
     pub recovery: bool,
+    pub readscale: bool,
     pub quick: bool,
     /// `--smp N`, with `--db`: both machines of `eval --db` get N CPUs
     /// (round-robin TCG); with `--drivers` (N = 2): the QD1 comparison with
@@ -79,14 +81,15 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--db" => o.db = true,
             "--fs" => o.fs = true,
             "--recovery" => o.recovery = true,
+            "--readscale" => o.readscale = true,
             "--quick" => o.quick = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --quick --smp N)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --readscale --quick --smp N)")
             }
         }
     }
     if let Some(n) = o.smp {
-        let others = o.host || o.linux || o.kernel || o.fs || o.recovery;
+        let others = o.host || o.linux || o.kernel || o.fs || o.recovery || o.readscale;
         if others || o.db == o.drivers {
             bail!("`--smp N` goes with `--db` alone or `--drivers` alone (only those boot both systems on N CPUs)");
         }
@@ -94,7 +97,7 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             bail!("`--drivers --smp {n}`: the driver needs a core of its own, so at least 2");
         }
     }
-    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery) {
+    if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery || o.readscale) {
         o.host = true;
         o.linux = true;
     }
@@ -119,6 +122,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if o.recovery {
         recovery::run(o.quick)?;
+    }
+    if o.readscale {
+        readscale::run(o.quick)?;
     }
     if o.host {
         host::run(o.quick)?;
@@ -151,6 +157,11 @@ mod tests {
         assert_eq!(
             p(&["--recovery", "--quick"]).unwrap(),
             EvalOpts { recovery: true, quick: true, ..EvalOpts::default() }
+        );
+        assert_eq!(
+            p(&["--readscale"]).unwrap(),
+            EvalOpts { readscale: true, ..EvalOpts::default() },
+            "--readscale alone runs only readrandom on 1 and 2 cores"
         );
         assert!(p(&["--fast"]).is_err());
         assert_eq!(p(&["--drivers", "--smp", "2"]).unwrap().smp, Some(2));
