@@ -20,6 +20,27 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
     if storage.capacity() < (first_tree + 4) * PAGE_SIZE as u64 {
         return Err(Error::NoSpace);
     }
+    // Over an earlier database, erase its metas first, each made durable
+    // before the next step, so that a crash anywhere in `create` leaves
+    // the old database whole, a blank medium (both metas zero: the next
+    // `open_or_create` creates afresh) or the new one — never the old
+    // metas over a half-zeroed log (found by `kill_db`: open then reports
+    // damage, or with the log's head zeroed silently finds an older
+    // state). The older meta goes first: while the newer one stands, the
+    // old database opens as it was (`open` tolerates one invalid meta).
+    let (m0, m1) = (read_meta(&mut storage, 0)?, read_meta(&mut storage, 1)?);
+    let newer_is_1 = match (&m0, &m1) {
+        (Ok(a), Ok(b)) => b.gen > a.gen,
+        (Err(_), Ok(_)) => true,
+        _ => false,
+    };
+    if m0.is_ok() || m1.is_ok() {
+        let blank = vec![0u8; PAGE_SIZE];
+        for slot in if newer_is_1 { [0u64, 1] } else { [1, 0] } {
+            storage.write(slot * PAGE_SIZE as u64, &blank)?;
+            storage.barrier()?;
+        }
+    }
     // Zero the log region: no record of an earlier database on this medium
     // can be mistaken for ours, and later log writes overwrite allocated
     // blocks (no file-size metadata to sync per commit).
@@ -34,6 +55,8 @@ pub(crate) fn create<S: Storage>(mut storage: S, opts: Options) -> Result<Inner<
         storage.write(log_base() + off, &chunk[..n])?;
         off += n as u64;
     }
+    // The zeroed log is durable before any meta names it.
+    storage.barrier()?;
     let mut meta = Meta {
         gen: 0,
         root: 0,

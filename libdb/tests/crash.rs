@@ -243,3 +243,54 @@ fn crash_many_seeds() {
     }
     println!("crash test, 10 seeds x 3 modes x 2 media: {points} crash points, {images} images");
 }
+
+/// `create` over a medium that holds another database (kvdb's `kill_db`
+/// found this: killed while creating over the previous test's database):
+/// a crash at any write or flush of `create` must leave the old database
+/// whole, or a blank medium, or the new empty database — never metas of
+/// one beside the half-zeroed log of the other, which `open` rightly
+/// calls damaged.
+#[test]
+fn crash_during_create_over_an_old_database() {
+    let bs = 512;
+    let old = Db::create(BlockStorage::new(SimBlockDevice::new(bs, 1280 * 512 / bs as u64)), opts()).unwrap();
+    let w = run_workload(&old, 30, Durability::Sync, 7, |_| 0);
+    let old_state = w.states.last().unwrap().clone();
+    let mut dev = old.into_storage().into_inner();
+    dev.enable_trace();
+    let new = Db::create(BlockStorage::new(dev), opts()).unwrap();
+    let trace = new.into_storage().into_inner().take_trace().unwrap();
+    let (mut images, mut old_seen, mut new_seen, mut blank) = (0, 0, 0, 0);
+    trace.for_each_point(|i, p| {
+        let mut imgs = vec![("strict", p.strict())];
+        if p.unflushed_blocks() > 0 {
+            imgs.push(("all-survive", p.all_survive()));
+            for s in 0..3 {
+                imgs.push(("random", p.random(i as u64 * 3 + s)));
+            }
+        }
+        for (kind, img) in imgs {
+            images += 1;
+            // Both meta pages all zeros: `open_or_create` creates afresh.
+            let blank_medium = img[..2 * libdb::PAGE_SIZE].iter().all(|&b| b == 0);
+            let sim = BlockStorage::new(SimBlockDevice::from_image(bs, img));
+            let db = Db::open_or_create(sim, opts()).unwrap_or_else(|e| {
+                panic!("point {i} ({kind}): a crash during create left a medium that does not open: {e}")
+            });
+            let got = contents(&db).unwrap();
+            if blank_medium {
+                blank += 1;
+            } else if got.is_empty() {
+                new_seen += 1;
+            } else {
+                assert_eq!(got, old_state, "point {i} ({kind}): neither the old database nor an empty one");
+                old_seen += 1;
+            }
+        }
+    });
+    println!(
+        "create over an old database: {} points, {images} images: old {old_seen}, blank {blank}, new {new_seen}",
+        trace.len()
+    );
+    assert!(old_seen > 0 && new_seen > 0, "the crash points must span from the old database to the new one");
+}

@@ -39,6 +39,7 @@ mod fsshare;
 mod pmem;
 #[cfg(exo_user)]
 mod qd1poll;
+#[cfg(exo_user)]
 mod readscale;
 #[cfg(exo_user)]
 mod smp;
