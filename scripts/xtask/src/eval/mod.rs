@@ -15,8 +15,8 @@ mod linux;
 mod readscale;
 mod recovery;
 
-/// `EVAL_ROUNDS=N`: fewer (or more) interleaved rounds for `--db` and
-/// `--drivers` than their defaults, for a host too loaded to finish them
+/// `EVAL_ROUNDS=N`: fewer (or more) interleaved rounds for `--db`,
+/// `--drivers` and `--readscale` (its timed boot) than their defaults, for a host too loaded to finish them
 /// in time (a development aid; the reports record the rounds used).
 pub fn rounds_override() -> Result<Option<usize>> {
     match std::env::var("EVAL_ROUNDS") {

@@ -78,7 +78,14 @@ pub fn run(quick: bool) -> Result<()> {
     let arts = build::build_all(&ws)?;
     let work = ws.root.join(".cache/readscale-run");
     std::fs::create_dir_all(&work)?;
-    let (timed, counted) = sizes(quick);
+    let (mut timed, counted) = sizes(quick);
+    if let Some(n) = super::rounds_override()? {
+        // testinit's `readrandom=` takes at most 4 rounds per boot.
+        if n > 4 {
+            anyhow::bail!("EVAL_ROUNDS={n}: `--readscale` runs at most 4 rounds in its one boot");
+        }
+        timed.2 = n as u64;
+    }
     println!("eval --readscale: smp-2-mttcg readrandom={timed:?}, then smp-2 -icount readrandom={counted:?}; host load {load}");
     let serial = boot(&arts, &work, false, timed)?;
     let runs = runs_of(&serial).map_err(anyhow::Error::msg).context("the timed boot's lines")?;
