@@ -190,13 +190,14 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
 /// `dest` and `src` are valid for `n` bytes; `src` is below or apart from
 /// `dest`, or `n <= SHORT` (then every byte is read before any is written).
 unsafe fn copy_forward(dest: *mut u8, src: *const u8, n: usize) {
-    // SAFETY: the caller's contract. Short copies: a head and a tail that
-    // overlap in the middle, all loaded before anything is stored. Long
-    // ones: the last 8 source bytes are loaded first, then `rep movsq`
-    // (the direction flag is clear, ABI) copies the whole words forward,
-    // then those 8 bytes are stored at the end (over bytes the words may
-    // have written already, with the same values). Loading the tail first
-    // keeps this right for memmove's overlapping forward case too.
+    // Short copies: a head and a tail that overlap in the middle, all
+    // loaded before anything is stored. Long ones: the last 8 source bytes
+    // are loaded first, then `rep movsq` (the direction flag is clear, ABI)
+    // copies the whole words forward, then those 8 bytes are stored at the
+    // end (over bytes the words may have written already, with the same
+    // values). Loading the tail first keeps this right for memmove's
+    // overlapping forward case too.
+    // SAFETY: the caller's contract, and the order above.
     unsafe {
         if n <= SHORT {
             if n >= 16 {
