@@ -2,14 +2,19 @@
 //! and final value `!0`): libdb's checksum of log records and pages.
 //!
 //! Why this polynomial: x86's SSE4.2 `crc32` instruction computes it, 8
-//! bytes per instruction on integer registers (QEMU's TCG runs it as one
-//! helper call), against ~2.3–2.7 instructions per byte for the best table
+//! bytes per instruction on integer registers, against ~2.3–2.7
+//! instructions per byte for the best table
 //! method of CRC-32 (IEEE) that `crc32fast` takes without PCLMULQDQ
 //! (eval/RECOVERY.md). Whether the CPU has SSE4.2 is asked once by CPUID at
 //! run time (`cpufeatures`, which works without std and caches the answer);
 //! a CPU without it gets the `crc` crate's slice-by-16 tables, the same
 //! function. Both paths are public so that tests can compare them on any
 //! host that has SSE4.2.
+//!
+//! Under QEMU's TCG the instruction is one guest instruction but slow in
+//! time: QEMU 7.2 computes it one bit per loop iteration, so it costs
+//! roughly 4× the time of the tables there (eval/RECOVERY.md, "After the
+//! merge"). Counted (`-icount`) it is the cheaper path, as on hardware.
 //!
 //! The only `unsafe` of the crate is the call of the SSE4.2 function, made
 //! only after CPUID said the instruction exists.
