@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pmem;
 pub mod qtrace;
 pub mod report;
+pub mod resume;
 pub mod serial;
 
 use crate::results::Row;

@@ -80,27 +80,13 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn git_describe(ws: &Workspace) -> String {
-    crate::cmd::output(std::process::Command::new("git").args([
-        "-C",
-        &ws.root.to_string_lossy(),
-        "describe",
-        "--always",
-        "--dirty",
-    ]))
-    .map(|s| s.trim().to_string())
-    .unwrap_or_else(|e| format!("unknown ({e:#})"))
-}
-
 type RateKey = (String, String, String);
 
 pub fn run(quick: bool) -> Result<()> {
     crate::setup::ensure_all()?;
     let ws = Workspace::load()?;
     let started = Instant::now();
-    let load_at_start = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
+    let load_at_start = super::host_load();
     let work = ws.root.join(".cache/fs-run");
     std::fs::create_dir_all(&work)?;
     let n_rounds = rounds(quick);
@@ -187,7 +173,7 @@ pub fn run(quick: bool) -> Result<()> {
 
     let mut env = vec![
         ("host load at start".to_string(), load_at_start),
-        ("commit".to_string(), git_describe(&ws)),
+        ("commit".to_string(), super::git_describe(&ws.root)),
         (
             "qemu".to_string(),
             crate::cmd::output(std::process::Command::new(machine::QEMU).arg("--version"))?

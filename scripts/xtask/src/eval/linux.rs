@@ -21,13 +21,16 @@ pub(super) mod session;
 
 use crate::workspace::Workspace;
 use anyhow::{Context, Result};
-use eval::linux::{plan, report, summary, write_plots, RunOutcome};
+use eval::linux::{plan, report, resume, summary, write_plots, RunOutcome};
 use eval::results::Row;
 use session::{PassKind, PassResult, PassSetup, PassStop};
 use std::time::{Duration, Instant};
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, resume: bool) -> Result<()> {
     let ws = Workspace::load()?;
+    if resume {
+        return run_resumed(&ws);
+    }
     let mut entries = if quick { plan::quick_entries() } else { plan::full_entries() };
     // Development aid (documented in eval/LINUX.md): override every row's op count.
     if let Some(n) = std::env::var("EVAL_LINUX_OPS").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -38,12 +41,92 @@ pub fn run(quick: bool) -> Result<()> {
     let title = format!("eval --linux{}", if quick { " --quick" } else { "" });
     let (runs, pairs) = plan::runs(&entries);
     let m = measure_runs_until(&ws, runs, pairs, &title, "run", deadline, 1)?;
-
     let out = ws.root.join("eval/results/latest");
-    std::fs::create_dir_all(&out)?;
+    write_outputs(&out, &m)?;
+    m.print_checks();
+    println!(
+        "wrote {} ({} rows, {} failures), linux.md, linux-counters.csv, plots, linux-env.txt; raw logs in {}",
+        out.join("linux.csv").display(),
+        m.rows.len(),
+        m.failures.len(),
+        m.work.display()
+    );
+    Ok(())
+}
+
+/// `eval --linux --resume`: the full matrix's pairs that no stored
+/// segment has a row for, as a new segment, then the combined report
+/// (`eval::linux::resume`; eval/LINUX.md, "The full matrix in segments").
+fn run_resumed(ws: &Workspace) -> Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("EVAL_LINUX_OPS").is_none(),
+        "EVAL_LINUX_OPS changes every row's configuration, so its rows would never match the full matrix: unset it for --resume"
+    );
+    let dir = ws.root.join("eval/results/linux-matrix");
+    let (runs, pairs) = plan::runs(&plan::full_entries());
+    let mut segments = load_segments(&dir.join("segments"))?;
+    let have: Vec<Row> = segments.iter().flat_map(|s| s.rows.iter().cloned()).collect();
+    let todo = resume::missing(&runs, &pairs, &have);
+    if !todo.is_empty() {
+        let deadline = super::budget_override()?.map(|b| Instant::now() + b);
+        let (sub_runs, sub_pairs) = resume::subset(&runs, &todo);
+        let title = format!("eval --linux --resume ({} of {} rows still to measure)", todo.len(), pairs.len());
+        let m = measure_runs_until(ws, sub_runs, sub_pairs, &title, "matrix", deadline, 1)?;
+        let name =
+            crate::cmd::output(std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H%MZ"]))?.trim().to_string();
+        let out = dir.join("segments").join(&name);
+        write_outputs(&out, &m)?;
+        m.print_checks();
+        println!("segment {name}: {} rows, {} failures", m.rows.len(), m.failures.len());
+        segments.push(resume::Segment { name, rows: m.rows, env: m.env });
+    }
+    let combined: Vec<Row> =
+        resume::combined_rows(&runs, &pairs, &segments).into_iter().map(|(r, _)| r.clone()).collect();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("linux.csv"), eval::results::write_csv(&combined))?;
+    let mut md = String::from(
+        "# The full `eval --linux` matrix, in segments\n\n`cargo xtask eval --linux --resume` (eval/LINUX.md, \"The full matrix in segments\"). Each segment's own report, raw counters and environment are in `segments/<name>/`.\n\n",
+    );
+    md.push_str(&resume::status_markdown(&runs, &pairs, &segments));
+    let still = resume::missing(&runs, &pairs, &combined);
+    if !still.is_empty() {
+        md.push_str(&format!("\n## Not measured yet ({} rows)\n\n", still.len()));
+        for l in eval::budget::not_run_summary(&runs, &still) {
+            md.push_str(&format!("- {l}\n"));
+        }
+    }
+    md.push_str("\n## Rows\n\n");
+    md.push_str(&eval::results::markdown_table(&combined));
+    std::fs::write(dir.join("linux.md"), md)?;
+    println!("wrote {} ({} of {} rows measured)", dir.join("linux.md").display(), combined.len(), pairs.len());
+    Ok(())
+}
+
+/// The stored segments, in name (= time) order.
+fn load_segments(dir: &std::path::Path) -> Result<Vec<resume::Segment>> {
+    let mut out = vec![];
+    let Ok(list) = std::fs::read_dir(dir) else { return Ok(out) };
+    let mut names: Vec<String> =
+        list.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let seg = dir.join(&name);
+        let csv =
+            std::fs::read_to_string(seg.join("linux.csv")).with_context(|| format!("segment {}", seg.display()))?;
+        let rows =
+            eval::results::read_csv(&csv).map_err(|e| anyhow::anyhow!("{}: {e}", seg.join("linux.csv").display()))?;
+        let env = resume::parse_env(&std::fs::read_to_string(seg.join("linux-env.txt")).unwrap_or_default());
+        out.push(resume::Segment { name, rows, env });
+    }
+    Ok(out)
+}
+
+/// The usual `linux.*` files of a measurement into `out`.
+fn write_outputs(out: &std::path::Path, m: &Measured) -> Result<()> {
+    std::fs::create_dir_all(out)?;
     std::fs::write(out.join("linux.csv"), eval::results::write_csv(&m.rows))?;
     std::fs::write(out.join("linux-counters.csv"), report::counters_csv(&m.runs, &m.counters.rows, &m.icount.rows))?;
-    let plots = write_plots(&out, &m.rows)?;
+    let plots = write_plots(out, &m.rows)?;
     let pmem_table = report::pmem_pages_table(&m.pairs, &m.runs, &m.counters.rows);
     let table = report::append_column(&eval::results::markdown_table(&m.rows), "doorbells/op", &m.doorbells)?;
     let mut md = summary(&table, &pmem_table, &m.env, &m.checks, &m.failures, &plots);
@@ -60,16 +143,6 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::write(out.join("linux.md"), md)?;
     let env_txt: String = m.env.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     std::fs::write(out.join("linux-env.txt"), env_txt)?;
-
-    m.print_checks();
-    println!(
-        "wrote {} ({} rows, {} failures), linux.md, linux-counters.csv, {} plots, linux-env.txt; raw logs in {}",
-        out.join("linux.csv").display(),
-        m.rows.len(),
-        m.failures.len(),
-        plots.len(),
-        m.work.display()
-    );
     Ok(())
 }
 
@@ -168,6 +241,7 @@ pub fn measure_runs_until(
     // A generous bound per run under TCG, plus boot and mkfs.
     let timeout = Duration::from_secs(180 + 120 * runs.len() as u64);
     let started = Instant::now();
+    let load_at_start = super::host_load();
     let mut passes: Vec<PassResult> = vec![];
     // Kept for writing the report after the icount pass.
     let margin = Duration::from_secs(120);
@@ -261,6 +335,9 @@ pub fn measure_runs_until(
     checks.push(report::cross_check(&runs, &counters.rows));
     checks.push(report::doorbell_check(&runs, &icount.rows));
     let mut env = environment(&g, &counters, &icount, started.elapsed(), cpus)?;
+    env.push(("commit".into(), super::git_describe(&ws.root)));
+    env.push(("host load at start".into(), load_at_start));
+    env.push(("host load at end".into(), super::host_load()));
     if deadline.is_some() {
         env.push((
             "time budget (EVAL_BUDGET_SECS)".into(),

@@ -38,6 +38,27 @@ pub fn budget_override() -> Result<Option<std::time::Duration>> {
     }
 }
 
+/// The host's load averages (1, 5, 15 min) for a report's environment:
+/// TCG times mean little without them.
+pub(super) fn host_load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `git describe --always --dirty` of the checkout: which code a report measured.
+pub(super) fn git_describe(root: &std::path::Path) -> String {
+    crate::cmd::output(std::process::Command::new("git").args([
+        "-C",
+        &root.to_string_lossy(),
+        "describe",
+        "--always",
+        "--dirty",
+    ]))
+    .map(|s| s.trim().to_string())
+    .unwrap_or_else(|e| format!("unknown ({e:#})"))
+}
+
 /// The most CPUs `--smp` gives a machine: the largest the machine
 /// variants test the kernel on (`smp-4`).
 const MAX_EVAL_CPUS: u32 = 4;
@@ -53,6 +74,9 @@ pub struct EvalOpts {
     pub recovery: bool,
     pub readscale: bool,
     pub quick: bool,
+    /// `--resume`, with `--linux` alone: measure the full matrix's rows no
+    /// stored segment has yet, as one more segment (`linux::run_resumed`).
+    pub resume: bool,
     /// `--smp N`, with `--db`: both machines of `eval --db` get N CPUs
     /// (round-robin TCG); with `--drivers` (N = 2): the QD1 comparison with
     /// the block driver polling on a core of its own (`drivers_smp`).
@@ -83,8 +107,9 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
             "--recovery" => o.recovery = true,
             "--readscale" => o.readscale = true,
             "--quick" => o.quick = true,
+            "--resume" => o.resume = true,
             other => {
-                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --readscale --quick --smp N)")
+                bail!("`eval` does not take `{other}` (flags: --host --linux --drivers --kernel --db --fs --recovery --readscale --quick --resume --smp N)")
             }
         }
     }
@@ -95,6 +120,12 @@ pub fn parse(args: &[String]) -> Result<EvalOpts> {
         }
         if o.drivers && n < 2 {
             bail!("`--drivers --smp {n}`: the driver needs a core of its own, so at least 2");
+        }
+    }
+    if o.resume {
+        let others = o.host || o.drivers || o.kernel || o.db || o.fs || o.recovery || o.readscale;
+        if !o.linux || others || o.quick {
+            bail!("`--resume` goes with `--linux` alone, without `--quick` (it continues the full matrix)");
         }
     }
     if !(o.host || o.linux || o.drivers || o.kernel || o.db || o.fs || o.recovery || o.readscale) {
@@ -130,7 +161,7 @@ pub fn main(args: &[String]) -> Result<()> {
         host::run(o.quick)?;
     }
     if o.linux {
-        linux::run(o.quick)?;
+        linux::run(o.quick, o.resume)?;
     }
     Ok(())
 }
@@ -174,6 +205,10 @@ mod tests {
         assert!(p(&["--db", "--smp", "0"]).is_err());
         assert!(p(&["--db", "--smp", "two"]).is_err());
         assert!(p(&["--linux", "--smp", "2"]).is_err(), "--smp only with --db or --drivers");
+        assert!(p(&["--linux", "--resume"]).unwrap().resume);
+        assert!(p(&["--resume"]).is_err(), "--resume needs --linux");
+        assert!(p(&["--linux", "--quick", "--resume"]).is_err(), "the quick plan is one short run");
+        assert!(p(&["--linux", "--db", "--resume"]).is_err());
         assert!(p(&["--smp", "2"]).is_err(), "--smp alone would mean host + linux");
     }
 }

@@ -72,9 +72,7 @@ fn instructions_per_op(t: &ReadScaleLine) -> f64 {
 pub fn run(quick: bool) -> Result<()> {
     crate::setup::ensure_all()?;
     let ws = Workspace::load()?;
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
+    let load = super::host_load();
     let arts = build::build_all(&ws)?;
     let work = ws.root.join(".cache/readscale-run");
     std::fs::create_dir_all(&work)?;

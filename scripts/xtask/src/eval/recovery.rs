@@ -93,9 +93,7 @@ pub fn run(quick: bool) -> Result<()> {
     setup::ensure_all()?;
     let ws = Workspace::load()?;
     let started = Instant::now();
-    let load_at_start = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
+    let load_at_start = super::host_load();
     let arts = build::build_all(&ws)?;
     let mut b = Command::new("cargo");
     b.current_dir(&ws.root).args(["build", "--release", "-p", "eval-recovery", "--bin", "eval-recovery-image"]);
