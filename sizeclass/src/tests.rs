@@ -190,12 +190,13 @@ fn classes_and_alignment() {
     assert_eq!(class_of(1, 1), Some(0));
     assert_eq!(class_of(16, 16), Some(0));
     assert_eq!(class_of(17, 8), Some(1));
-    assert_eq!(class_of(512, 8), Some(CLASSES - 1));
-    assert_eq!(class_of(513, 8), None);
+    assert_eq!(class_of(512, 8), Some(31));
+    assert_eq!(class_of(MAX_SMALL, 8), Some(CLASSES - 1));
+    assert_eq!(class_of(MAX_SMALL + 1, 8), None);
     assert_eq!(class_of(8, 32), None);
     let mut f = Fixture::new(256 << 10);
     for align in [1, 2, 4, 8, 16, 32, 64, 256, 4096] {
-        for size in [0, 1, 15, 16, 17, 100, 511, 512, 513, 5000] {
+        for size in [0, 1, 15, 16, 17, 100, 511, 512, 513, 1023, 1024, 1025, 5000] {
             let l = Layout::from_size_align(size, align).unwrap();
             // SAFETY: the heap's own use.
             let p = unsafe { f.heap.alloc(l) };

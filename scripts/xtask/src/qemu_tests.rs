@@ -142,6 +142,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("smp_isolation_2", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // One child on both CPUs at once (a second activation on CPU 1).
     ("smp_activations", Details { machine: smp_2, ..DEFAULT }),
+    ("sizeclass_smp_heap", Details { machine: smp_2, ..DEFAULT }),
     // The block service at QD1 with the driver polling on CPU 1 and its
     // client spinning on CPU 0 (after a pass with both on CPU 0): counts
     // checked, latencies printed (`eval --drivers --smp 2` boots it).
