@@ -200,7 +200,7 @@ fn classes_and_alignment() {
             let l = Layout::from_size_align(size, align).unwrap();
             // SAFETY: the heap's own use.
             let p = unsafe { f.heap.alloc(l) };
-            assert!(!p.is_null() && p as usize % align == 0, "{l:?} -> {p:p}");
+            assert!(!p.is_null() && (p as usize).is_multiple_of(align), "{l:?} -> {p:p}");
             assert!(f.contains(p, size));
             // SAFETY: just allocated for `l`.
             unsafe { f.heap.dealloc(p, l) };
@@ -218,7 +218,7 @@ fn zero_size_blocks_are_distinct() {
     let big = Layout::from_size_align(0, 64).unwrap();
     // SAFETY: the heap's own use.
     let c = unsafe { f.heap.alloc(big) };
-    assert!(!c.is_null() && c as usize % 64 == 0);
+    assert!(!c.is_null() && (c as usize).is_multiple_of(64));
     // SAFETY: allocated above for these layouts.
     unsafe {
         f.heap.dealloc(a, l);

@@ -67,7 +67,7 @@ impl Rng {
 fn work(me: usize) {
     let n = N.load(SeqCst);
     let other = 1 - me;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (me as u64 + 1) * 0x1234_5678);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((me as u64 + 1) * 0x1234_5678));
     let mut own: Vec<Block> = Vec::new();
     for i in 0..n {
         let fill = (i as u8) | 1;
