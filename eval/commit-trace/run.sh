@@ -1,7 +1,8 @@
 #!/bin/bash
 # run.sh KVDB_ELF OUT [kernel] [bootimage]: boot test=libdb_pmem_create under
 # plain TCG with -s -S and single-step one kvdb commit (NHIT-th entry into
-# kvdb::workload::commit, default 6; 101 = sync commit 99) with gdb
+# kvdb::workload::commit, default 6; 102 = sync commit 99 since kvdb
+# preloads its keys (101 before)) with gdb
 # (trace.py); then attr.py OUT KVDB_ELF [outer|inner] sums it per function.
 # See eval/DB.md, "Two CPUs (--smp 2) and the pmem sync commit's instructions".
 W=$(git rev-parse --show-toplevel)

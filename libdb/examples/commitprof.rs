@@ -1,13 +1,14 @@
 //! What one sync commit on persistent memory costs in instructions, with
-//! the heap allocator the exokernel's programs use (`talc`, as in
-//! `exo_rt::heap`), the one they used before it (`linked_list_allocator`)
+//! the heap allocator the exokernel's programs use (`sizeclass`: the
+//! `exo-sizeclass` heap of `exo_rt::heap`, size classes in front of talc),
+//! the ones they used before it (`talc` alone, `linked_list_allocator`)
 //! or the host's (glibc malloc, as libdb on Linux).
 //! Mirrors kvdb's `commit` workload on pmem: every write built before the
 //! database is created (kvdb's plan), kvdb's options, one 100-byte put per
 //! `Durability::Sync` commit on an in-memory region (persist and fence do
 //! nothing: their instructions are not libdb's).
 //!
-//! Usage: commitprof <talc|list|system> <commits>. Count with callgrind:
+//! Usage: commitprof <sizeclass|talc|list|system> <commits>. Count with callgrind:
 //!   valgrind --tool=callgrind target/release/examples/commitprof list 0
 //!   valgrind --tool=callgrind target/release/examples/commitprof list 200
 //! and divide the difference of the totals by 200 (per symbol with
@@ -25,6 +26,7 @@ const ARENA_BYTES: usize = 96 << 20;
 struct Switchable {
     talc: talc::TalcLock<spinning_top::RawSpinlock, talc::source::Manual>,
     list: linked_list_allocator::LockedHeap,
+    sizeclass: spinning_top::Spinlock<exo_sizeclass::SizeClassHeap>,
     arena: std::cell::UnsafeCell<[u8; ARENA_BYTES]>,
 }
 
@@ -36,10 +38,12 @@ static ARENA: AtomicU8 = AtomicU8::new(SYSTEM);
 const SYSTEM: u8 = 0;
 const TALC: u8 = 1;
 const LIST: u8 = 2;
+const SIZECLASS: u8 = 3;
 #[global_allocator]
 static HEAP: Switchable = Switchable {
     talc: talc::TalcLock::new(talc::source::Manual),
     list: linked_list_allocator::LockedHeap::empty(),
+    sizeclass: spinning_top::const_spinlock(exo_sizeclass::SizeClassHeap::new()),
     arena: std::cell::UnsafeCell::new([0; ARENA_BYTES]),
 };
 
@@ -60,6 +64,8 @@ unsafe impl GlobalAlloc for Switchable {
             // SAFETY: as above.
             LIST => unsafe { self.list.alloc(l) },
             // SAFETY: as above.
+            SIZECLASS => unsafe { self.sizeclass.lock().alloc(l) },
+            // SAFETY: as above.
             _ => unsafe { System.alloc(l) },
         }
     }
@@ -68,6 +74,8 @@ unsafe impl GlobalAlloc for Switchable {
         match (self.in_arena(p), ARENA.load(Ordering::Relaxed)) {
             // SAFETY: `p` came from talc (in the arena, talc chosen).
             (true, TALC) => unsafe { self.talc.realloc(p, l, new_size) },
+            // SAFETY: as above, for the size-class heap.
+            (true, SIZECLASS) => unsafe { self.sizeclass.lock().realloc(p, l, new_size) },
             // SAFETY: as above, for the list heap.
             (true, _) => unsafe { self.list.realloc(p, l, new_size) },
             // SAFETY: `p` came from the system allocator.
@@ -76,10 +84,14 @@ unsafe impl GlobalAlloc for Switchable {
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         if self.in_arena(p) {
-            if ARENA.load(Ordering::Relaxed) == TALC {
+            let heap = ARENA.load(Ordering::Relaxed);
+            if heap == TALC {
                 // SAFETY: `p` came from talc (it lies in the arena, which
                 // only the chosen heap uses).
                 unsafe { self.talc.dealloc(p, l) }
+            } else if heap == SIZECLASS {
+                // SAFETY: as above, for the size-class heap.
+                unsafe { self.sizeclass.lock().dealloc(p, l) }
             } else {
                 // SAFETY: as above, for the list heap.
                 unsafe { self.list.dealloc(p, l) }
@@ -109,11 +121,12 @@ impl PmemRegion for Mem {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let heap = match a.get(1).map(String::as_str) {
+        Some("sizeclass") => SIZECLASS,
         Some("talc") => TALC,
         Some("list") => LIST,
         Some("system") => SYSTEM,
         _ => {
-            eprintln!("usage: commitprof <talc|list|system> <commits>");
+            eprintln!("usage: commitprof <sizeclass|talc|list|system> <commits>");
             std::process::exit(2);
         }
     };
@@ -124,6 +137,10 @@ fn main() {
         TALC => {
             // SAFETY: see above.
             unsafe { HEAP.talc.lock().claim(HEAP.arena.get() as *mut u8, ARENA_BYTES) }.expect("talc claims the arena");
+        }
+        SIZECLASS => {
+            // SAFETY: see above.
+            assert!(unsafe { HEAP.sizeclass.lock().claim(HEAP.arena.get() as *mut u8, ARENA_BYTES) });
         }
         // SAFETY: see above.
         LIST => unsafe { HEAP.list.lock().init(HEAP.arena.get() as *mut u8, ARENA_BYTES) },

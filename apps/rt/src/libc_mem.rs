@@ -134,39 +134,49 @@ fn order_of_words(x: u64, y: u64) -> c_int {
 /// `a` and `b` are valid for `n` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
-    let mut i = 0;
     // 16 bytes a step (SSE2): the mask of equal bytes finds the first
-    // unequal one.
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`: inside both buffers.
-        let equal = unsafe {
-            let x = _mm_loadu_si128(a.add(i).cast::<__m128i>());
-            let y = _mm_loadu_si128(b.add(i).cast::<__m128i>());
-            _mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) as u32
+    // unequal one. The last step is the last 16 bytes, which may overlap
+    // the ones already found equal (they cannot decide): no tail loop,
+    // and a 16-byte compare (libdb's keys) is one step.
+    if n >= 16 {
+        // SAFETY: every block compared lies in `[0, n)` of both buffers.
+        let first_unequal = |at: usize| unsafe {
+            let x = _mm_loadu_si128(a.add(at).cast::<__m128i>());
+            let y = _mm_loadu_si128(b.add(at).cast::<__m128i>());
+            let equal = _mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) as u32;
+            (equal != 0xffff).then(|| at + (!equal).trailing_zeros() as usize)
         };
-        if equal != 0xffff {
-            let j = i + (!equal).trailing_zeros() as usize;
-            // SAFETY: `j < i + 16 <= n`.
-            let (x, y) = unsafe { (*a.add(j), *b.add(j)) };
-            return c_int::from(x) - c_int::from(y);
-        }
-        i += 16;
+        let last = n - 16;
+        let mut i = 0;
+        let found = loop {
+            if i >= last {
+                break first_unequal(last);
+            }
+            if let Some(j) = first_unequal(i) {
+                break Some(j);
+            }
+            i += 16;
+        };
+        return match found {
+            // SAFETY: `j < n`.
+            Some(j) => unsafe { c_int::from(*a.add(j)) - c_int::from(*b.add(j)) },
+            None => 0,
+        };
     }
     if n >= 8 {
-        // The rest, up to 15 bytes, as two words that may overlap each
-        // other and the bytes already found equal (which cannot decide).
-        for at in [i, n - 8] {
-            if at + 8 <= n {
-                // SAFETY: `at + 8 <= n`: inside both buffers.
-                let (x, y) =
-                    unsafe { (a.add(at).cast::<u64>().read_unaligned(), b.add(at).cast::<u64>().read_unaligned()) };
-                if x != y {
-                    return order_of_words(x, y);
-                }
+        // 8 to 15 bytes: two words that may overlap each other (bytes
+        // found equal cannot decide).
+        for at in [0, n - 8] {
+            // SAFETY: `at + 8 <= n`: inside both buffers.
+            let (x, y) =
+                unsafe { (a.add(at).cast::<u64>().read_unaligned(), b.add(at).cast::<u64>().read_unaligned()) };
+            if x != y {
+                return order_of_words(x, y);
             }
         }
         return 0;
     }
+    let mut i = 0;
     while i < n {
         // SAFETY: `i < n`: inside both buffers.
         let (x, y) = unsafe { (*a.add(i), *b.add(i)) };

@@ -107,6 +107,7 @@ pub const TESTS: &[Test] = &[
     one("qd1poll_shared_core"),
     one("qd1poll_own_core"),
     one("smp_readrandom"),
+    one("sizeclass_smp_heap"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -142,6 +142,7 @@ pub const DETAILS: &[(&str, Details)] = &[
     ("smp_isolation_2", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // One child on both CPUs at once (a second activation on CPU 1).
     ("smp_activations", Details { machine: smp_2, ..DEFAULT }),
+    ("sizeclass_smp_heap", Details { machine: smp_2, ..DEFAULT }),
     // The block service at QD1 with the driver polling on CPU 1 and its
     // client spinning on CPU 0 (after a pass with both on CPU 0): counts
     // checked, latencies printed (`eval --drivers --smp 2` boots it).
@@ -359,7 +360,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 66, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 67, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

@@ -40,6 +40,7 @@ pub const TIERS: &[(&str, u8)] = &[
     ("libfs", 1),
     ("fsproto", 1),
     ("eval-lines", 1),
+    ("exo-sizeclass", 1),
     ("kernel", 2),
     ("virtio-exo", 2),
     ("exo-rt", 3),

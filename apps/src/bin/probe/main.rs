@@ -23,6 +23,8 @@ mod regions;
 #[cfg(exo_user)]
 mod sfuzz;
 #[cfg(exo_user)]
+mod sizeclass_smp;
+#[cfg(exo_user)]
 mod twocores;
 #[cfg(exo_user)]
 mod vecmath;
@@ -81,6 +83,7 @@ fn main() {
             sfuzz::run(arg.max(1), seed, structures)
         }
         "twocores" => twocores::run(arg.max(1)),
+        "sizeclass-smp" => sizeclass_smp::run(arg.max(1)),
         "memfns" => memfns::run(),
         "yieldloop" => loop {
             let _ = exo_rt::sys::yield_to(exo_rt::layout::PARENT_HANDLE_VA, exo_rt::layout::msg::YIELD);

@@ -93,6 +93,7 @@ pub fn run(name: &str) -> Outcome {
         "smp_isolation_2" => smpsched::smp_isolation(),
         "smp_fuzz" => smpsched::smp_fuzz(),
         "smp_activations" => smpsched::smp_activations(),
+        "sizeclass_smp_heap" => smpsched::sizeclass_smp_heap(),
         "smp_readrandom" => readscale::smp_readrandom(),
         other => Err(format!("no test named {other:?}")),
     }

@@ -334,3 +334,43 @@ pub fn smp_activations() -> Outcome {
     }
     Ok(())
 }
+
+/// Operations each activation makes in `sizeclass_smp_heap`.
+const SIZECLASS_OPS: u64 = 30_000;
+
+/// `sizeclass_smp_heap`: the heap (size classes in front of talc) from
+/// two activations of one child on two CPUs at once (`probe
+/// sizeclass-smp`, started as in `smp_activations`): random allocations,
+/// frees and reallocations of 0..1,500-byte blocks, some freed on the
+/// other CPU, every block's contents checked. Passes if no check failed,
+/// blocks crossed CPUs, and the two ran at the same time.
+pub fn sizeclass_smp_heap() -> Outcome {
+    let cpus = cores()?;
+    let args = format!("sizeclass-smp {SIZECLASS_OPS:x}");
+    let c = spawn_on("probe", &Options { args: &args, heap_pages: 256, ..Options::default() }, 1)?;
+    wait_until("the child's main to be ready", 30, &|| {
+        if sched::slot(c.slot).state.load(SeqCst) != RUNNABLE {
+            return Err("the child died before it was ready".into());
+        }
+        Ok(mem::read(mailbox(&c) + 8) != 0)
+    })?;
+    initlib::spawn::add_cpu(&c, cpus[1])?;
+    let st = wait_end(&c, "the two activations' heap operations", 50)?;
+    let code = sched::slot(c.slot).code.load(SeqCst);
+    let m = mailbox(&c);
+    let (ops, bad, cross, overlap) = (mem::read(m + 16), mem::read(m + 24), mem::read(m + 32), mem::read(m + 40));
+    let ran = sched::slot(c.slot).ran_on.load(SeqCst);
+    println!(
+        "init: sizeclass_smp_heap: {ops} heap operations on CPUs mask {ran:#x}, {cross} blocks freed on the other \
+         CPU, {overlap} samples with both part-way, {bad} failed checks"
+    );
+    if st != EXITED || code != 0 {
+        return Err(format!("sizeclass-smp ended {} with code {code:#x} ({bad} failed checks)", state_name(st)));
+    }
+    if ran != 1 | 1 << cpus[1] || ops != 2 * SIZECLASS_OPS || bad != 0 || cross == 0 || overlap == 0 {
+        return Err(format!(
+            "mask {ran:#x}, {ops} operations, {bad} failed checks, {cross} cross-CPU frees, {overlap} overlapping samples"
+        ));
+    }
+    Ok(())
+}

@@ -144,6 +144,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
     let (mut rounds, mut checks, mut exo_secs) = (vec![], vec![], vec![]);
     let (mut linux_checks, mut linux_failures, mut linux_env, mut linux_secs) = (vec![], vec![], vec![], vec![]);
     let mut linux_work = work.clone();
+    let mut linux_phase_timed_rounds: Vec<Vec<PhaseTimed>> = vec![];
     let (mut done_rounds, mut longest_round, mut exo_round_secs) = (0usize, Duration::ZERO, 0f64);
     for round in 1..=n_rounds {
         if let Some(b) = budget.filter(|_| round > 1) {
@@ -198,6 +199,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
         linux_secs.push(lm.counters.elapsed.as_secs_f64() + lm.icount.elapsed.as_secs_f64());
         linux_env = lm.env.clone();
         linux_work = lm.work.clone();
+        linux_phase_timed_rounds.push(linux_phase_timed(&lm));
         let n = lm.rows.len();
         rounds.push((lm.rows, vec![None; n]));
         done_rounds = round;
@@ -298,6 +300,17 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
         ),
     ));
     env.extend(linux_env.iter().map(|(k, v)| (format!("linux (last round): {k}"), v.clone())));
+    for (i, round) in linux_phase_timed_rounds.iter().enumerate() {
+        let v = phase_timed_verdict(&exo, round);
+        println!("linux pmem, phase-timed (round {}): {v}", i + 1);
+        env.push((
+            format!(
+                "linux libdb pmem instructions/op timed by eval-bench's clock in the icount pass (round {})",
+                i + 1
+            ),
+            v,
+        ));
+    }
     env.push(("total run time".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
 
     let out = ws.root.join("eval/results/latest");
@@ -321,4 +334,90 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
         bail!("the exo device cross-check failed (see db.md)");
     }
     Ok(())
+}
+
+/// One Linux libdb pmem row timed by eval-bench's own clock in the icount
+/// pass: (medium, durability, mean, p50, p99) instructions per op.
+type PhaseTimed = (String, String, f64, f64, f64);
+
+/// Linux libdb's pmem rows timed by eval-bench itself in the icount pass:
+/// under `-icount shift=0` its `CLOCK_MONOTONIC` is the TSC at 1000 MHz
+/// (one tick per instruction), and on pmem nothing halts during the
+/// measured phase, so 1e9 / ops/s is the guest's instructions per op over
+/// the phase alone — exo's method (TSC over the phase) — and p50/p99 are
+/// per commit. The differential column (200-op minus 1-op totals) stays
+/// as it was; on these rows its start-up noise (±1 M instructions) can
+/// exceed the signal (eval/DB.md, "the size-class heap").
+fn linux_phase_timed(lm: &linux::Measured) -> Vec<PhaseTimed> {
+    let cols = bench_columns();
+    let mut out = vec![];
+    for p in &lm.pairs {
+        let run = &lm.runs[p.measured];
+        if run.engine != "libdb" || !(run.medium == "pmem" || run.medium == "pmem-raw") {
+            continue;
+        }
+        let Some(csv) = lm.icount.rows.get(p.measured).and_then(|o| o.csv.as_ref()) else {
+            continue;
+        };
+        out.extend(phase_timed_of(&cols, csv));
+    }
+    out
+}
+
+fn bench_columns() -> Vec<String> {
+    eval::results::COLUMNS.iter().map(|c| c.to_string()).collect()
+}
+
+/// One eval-bench row (its CSV line) as instructions per op, if it parses
+/// and has a rate.
+fn phase_timed_of(cols: &[String], csv: &str) -> Option<PhaseTimed> {
+    let r = eval::results::parse_row(cols, csv).ok()?;
+    (r.ops_per_sec > 0.0).then(|| (r.medium, r.durability, 1e9 / r.ops_per_sec, r.p50_us * 1e3, r.p99_us * 1e3))
+}
+
+/// The rows of [`linux_phase_timed`] beside exo's `pmem` instructions per
+/// commit of the same durability, with the ratio exo / Linux.
+fn phase_timed_verdict(exo: &[eval::results::Row], linux: &[PhaseTimed]) -> String {
+    let parts: Vec<String> = linux
+        .iter()
+        .map(|(medium, durability, mean, p50, p99)| {
+            let e = exo
+                .iter()
+                .find(|r| r.medium == "pmem" && r.workload == "commit" && r.durability == *durability)
+                .and_then(|r| r.guest_instructions_per_op);
+            let vs = e.map_or(String::new(), |e| format!(", exo pmem {e:.0} = {:.2}x", e / mean));
+            format!("{medium} {durability}: mean {mean:.0}, p50 {p50:.0}, p99 {p99:.0}{vs}")
+        })
+        .collect();
+    if parts.is_empty() {
+        "no libdb pmem rows in the icount pass".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod phase_timed_tests {
+    use super::*;
+
+    #[test]
+    fn an_icount_pass_row_is_its_phase_time_per_op_and_sits_beside_exo() {
+        // A real row of the icount pass (ext4-DAX, sync, 200 commits).
+        let csv = "linux-guest,libdb,pmem,commit,100,sync,200,429063.933,2.098,2.108,0,0.005,0,1,,,,";
+        let (medium, durability, mean, p50, p99) = phase_timed_of(&bench_columns(), csv).unwrap();
+        assert_eq!((medium.as_str(), durability.as_str()), ("pmem", "sync"));
+        assert_eq!((mean.round(), p50.round(), p99.round()), (2331.0, 2098.0, 2108.0));
+        assert!(phase_timed_of(&bench_columns(), "not,a,row").is_none());
+        let exo = eval::results::Row {
+            system: "exo".into(),
+            medium: "pmem".into(),
+            workload: "commit".into(),
+            durability: "sync".into(),
+            guest_instructions_per_op: Some(1516.0),
+            ..Default::default()
+        };
+        let v = phase_timed_verdict(&[exo], &[(medium, durability, mean, p50, p99)]);
+        assert_eq!(v, "pmem sync: mean 2331, p50 2098, p99 2108, exo pmem 1516 = 0.65x");
+        assert_eq!(phase_timed_verdict(&[], &[]), "no libdb pmem rows in the icount pass");
+    }
 }
