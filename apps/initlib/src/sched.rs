@@ -231,6 +231,9 @@ pub static CORE_RUNS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 pub fn give_core(cpu: u64) -> Result<(), alloc::string::String> {
     use alloc::format;
     exo_rt::smp::set_core_handler(on_core);
+    if kinfo::cmdline().split_whitespace().any(|w| w == "idlespin") {
+        IDLE_SPIN.store(true, SeqCst);
+    }
     let ctl = crate::frames::alloc().ok_or("out of frames for a control page")?;
     exo_rt::mem::write(ctl + exo_abi::control::ENTRY, exo_rt::smp::core_entry());
     exo_rt::mem::write(ctl + exo_abi::control::STACK, 0);
@@ -261,10 +264,33 @@ pub fn on_core(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
         CORE_CURSOR[k].store(0, SeqCst);
     }
     exo_rt::smp::unmask();
+    idle()
+}
+
+/// Nothing to run on this CPU: halt it until its next interrupt (unmasked,
+/// so a tick or a device interrupt enters the scheduler afresh). A halt
+/// the kernel refuses because an interrupt is latched in `pending` goes
+/// through the scheduler at once (a yield to init itself books it).
+/// `IDLE_SPIN` (the `idlespin` boot flag) keeps the old busy loop, for
+/// comparison.
+fn idle() -> ! {
     loop {
-        core::hint::spin_loop();
+        if IDLE_SPIN.load(SeqCst) {
+            core::hint::spin_loop();
+            continue;
+        }
+        match sys::idle_halt() {
+            Ok(true) => {}
+            Ok(false) => sched_yield(),
+            // Not init's scheduler after all (cannot happen: only init has
+            // core handlers): spin as before.
+            Err(_) => IDLE_SPIN.store(true, SeqCst),
+        }
     }
 }
+
+/// Idle CPUs spin instead of halting (`idlespin` on the command line).
+pub static IDLE_SPIN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Wait until slot `i` is no longer runnable; returns its final state.
 pub fn wait(i: usize) -> u64 {

@@ -107,6 +107,7 @@ pub const TESTS: &[Test] = &[
     one("qd1poll_shared_core"),
     one("qd1poll_own_core"),
     one("smp_readrandom"),
+    one("idlehalt_smp"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -151,6 +151,9 @@ pub const DETAILS: &[(&str, Details)] = &[
     // truly concurrent; the speed-up is measured by `eval --readscale`).
     ("smp_readrandom", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),
+    // Idle CPUs halt: CPU 1 with nothing to run halts (kernel counts),
+    // its ticks and 50 shootdowns wake it, a child pinned to it runs.
+    ("idlehalt_smp", Details { machine: smp_2, ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),

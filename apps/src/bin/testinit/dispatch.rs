@@ -3,8 +3,8 @@
 //! that this `match` has exactly those arms).
 
 use crate::{
-    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, qd1poll, readscale, smp, smpsched,
-    sriov, upgrade,
+    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, idlehalt, pmem, qd1poll, readscale, smp,
+    smpsched, sriov, upgrade,
 };
 use alloc::format;
 use alloc::string::String;
@@ -94,6 +94,7 @@ pub fn run(name: &str) -> Outcome {
         "smp_fuzz" => smpsched::smp_fuzz(),
         "smp_activations" => smpsched::smp_activations(),
         "smp_readrandom" => readscale::smp_readrandom(),
+        "idlehalt_smp" => idlehalt::idlehalt_smp(),
         other => Err(format!("no test named {other:?}")),
     }
 }
