@@ -21,7 +21,7 @@
 //! lock-free handlers as anywhere else; such a wake-up returns from the
 //! call with 0.
 
-use crate::arch::{percpu, TrapFrame, MAX_CPUS, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::arch::{percpu, MAX_CPUS, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::{apic, kinfo};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use exo_abi::kinfo as ki;

@@ -23,6 +23,8 @@ pub const EXITED: u64 = 2;
 pub const PANICKED: u64 = 3;
 pub const KILLED: u64 = 4;
 pub const STOPPED: u64 = 5;
+/// Asleep until its wake-up interrupt (`msg::WAIT`, [`wake`]).
+pub const WAITING: u64 = 6;
 
 pub struct Slot {
     pub state: AtomicU64,
@@ -39,6 +41,15 @@ pub struct Slot {
     pub cpus: AtomicU64,
     /// Bit `n`: a scheduler yielded to it on CPU `n`.
     pub ran_on: AtomicU64,
+    /// Its wake-up interrupt came while it was not waiting: its next
+    /// `msg::WAIT` returns at once (no wake-up is lost to the window
+    /// between its last look and its wait).
+    pub woken: core::sync::atomic::AtomicBool,
+    /// `msg::WAIT`s that put it to sleep, and the ones its token ended.
+    pub sleeps: AtomicU64,
+    pub early_wakes: AtomicU64,
+    /// Sleeps ended by CPU 0's tick rather than the wake-up interrupt.
+    pub tick_wakes: AtomicU64,
 }
 
 impl Slot {
@@ -55,6 +66,10 @@ impl Slot {
             runs: AtomicU64::new(0),
             cpus: AtomicU64::new(1),
             ran_on: AtomicU64::new(0),
+            woken: core::sync::atomic::AtomicBool::new(false),
+            sleeps: AtomicU64::new(0),
+            early_wakes: AtomicU64::new(0),
+            tick_wakes: AtomicU64::new(0),
         }
     }
 }
@@ -104,7 +119,7 @@ pub fn stop(i: usize) {
 /// Kill a child: it is never scheduled again (its memory stays, for
 /// inspection and for its owner to take back), as if it had died.
 pub fn kill(i: usize) {
-    for from in [RUNNABLE, STOPPED] {
+    for from in [RUNNABLE, STOPPED, WAITING] {
         if SLOTS[i].state.compare_exchange(from, KILLED, SeqCst, SeqCst).is_ok() {
             return;
         }
@@ -114,6 +129,9 @@ pub fn kill(i: usize) {
 /// Init's upcall handler (public so that a measurement that takes over
 /// upcalls for a moment can hand on what it does not handle, and put it back).
 pub fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+    if reason == Reason::Timer {
+        wake_sleepers();
+    }
     if let Some(driver) = note(reason, a, b, c) {
         let _ = sys::yield_to(SLOTS[driver].handle.load(SeqCst), msg::RESUME);
     }
@@ -147,6 +165,7 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
                 match a & msg::KIND_MASK {
                     msg::EXIT => finish(s, EXITED, a & 0xffff_ffff, 0),
                     msg::PANIC => finish(s, PANICKED, 0, 0),
+                    msg::WAIT => sleep(s),
                     _ => {}
                 }
             }
@@ -165,6 +184,41 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
         Reason::Interrupt => return note_interrupt(a),
     }
     None
+}
+
+/// A child's `msg::WAIT`: asleep until [`wake`], unless its wake-up came
+/// already (then it stays runnable and the token is used up).
+fn sleep(s: &Slot) {
+    if s.woken.swap(false, SeqCst) {
+        s.early_wakes.fetch_add(1, SeqCst);
+    } else if s.state.compare_exchange(RUNNABLE, WAITING, SeqCst, SeqCst).is_ok() {
+        s.sleeps.fetch_add(1, SeqCst);
+    }
+}
+
+/// Slot `i`'s wake-up interrupt arrived (`devices::note_interrupt`):
+/// make it runnable if it sleeps (true: switch to it now), else leave it
+/// the token for its next wait.
+pub fn wake(i: usize) -> bool {
+    let s = &SLOTS[i];
+    if s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok() {
+        return true;
+    }
+    if s.state.load(SeqCst) == RUNNABLE {
+        s.woken.store(true, SeqCst);
+    }
+    false
+}
+
+/// Every sleeper becomes runnable at CPU 0's ticks: a wake-up that never
+/// comes (a driver that stopped) costs a sleeper at most a tick, and its
+/// own checks (the block service's driver epoch, its wait bound) then run.
+fn wake_sleepers() {
+    for s in SLOTS.iter() {
+        if s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok() {
+            s.tick_wakes.fetch_add(1, SeqCst);
+        }
+    }
 }
 
 fn finish(s: &Slot, state: u64, code: u64, addr: u64) {
@@ -292,18 +346,46 @@ fn idle() -> ! {
 /// Idle CPUs spin instead of halting (`idlespin` on the command line).
 pub static IDLE_SPIN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Wait until slot `i` is no longer runnable; returns its final state.
+/// Wait until slot `i` is no longer runnable (nor asleep); returns its
+/// final state. With no child runnable on CPU 0 meanwhile (all asleep
+/// or running elsewhere), CPU 0 halts until its next interrupt.
 pub fn wait(i: usize) -> u64 {
     loop {
         let st = SLOTS[i].state.load(SeqCst);
-        if st != RUNNABLE {
+        if st != RUNNABLE && st != WAITING {
             // One more pass through the scheduler drains its console.
             sched_yield();
             return st;
         }
-        sched_yield();
+        main_idle();
     }
 }
+
+/// Init main has nothing to do but wait: if no child is runnable on CPU
+/// 0, halt the CPU until an interrupt, then run the scheduler. Masked
+/// from the look to the halt, so no upcall can make a child runnable in
+/// between: a device interrupt meanwhile is latched in `pending` (and the
+/// kernel then refuses the halt), a tick is dropped (it would only have
+/// run the scheduler, which runs next anyway).
+pub fn main_idle() {
+    exo_rt::control::write(exo_abi::control::MASKED, 1);
+    let idle = !IDLE_SPIN.load(SeqCst) && !(0..MAX_PROCS).any(|i| runnable_on(i, 0));
+    let ticks = kinfo::word(ki::W_TICKS);
+    if idle {
+        MAIN_HALTS.fetch_add(1, SeqCst);
+        let _ = sys::idle_halt();
+    }
+    exo_rt::control::write(exo_abi::control::MASKED, 0);
+    // A tick that ended the halt was dropped (init was masked): do what
+    // CPU 0's tick does for sleepers.
+    if kinfo::word(ki::W_TICKS) != ticks {
+        wake_sleepers();
+    }
+    sched_yield();
+}
+
+/// Halts asked for by init main ([`main_idle`]).
+pub static MAIN_HALTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn state_name(st: u64) -> &'static str {
     match st {
@@ -313,6 +395,7 @@ pub fn state_name(st: u64) -> &'static str {
         PANICKED => "panicked",
         KILLED => "killed",
         STOPPED => "stopped",
+        WAITING => "waiting",
         _ => "?",
     }
 }

@@ -347,3 +347,11 @@ pub(crate) fn count_upcall() {
 pub fn yield_now() {
     let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::YIELD);
 }
+
+/// Give up the CPU until the interrupt init routed to this process as its
+/// wake-up (`msg::WAIT`); returns at once if it came since the last wait.
+/// A process with no such route waits for nothing: init treats it as a
+/// plain yield.
+pub fn wait_for_wake() {
+    let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::WAIT);
+}

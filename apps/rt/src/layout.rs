@@ -30,6 +30,11 @@ pub mod msg {
     pub const PANIC: u64 = 3 << 32;
     /// The child's console ring is full: please drain it.
     pub const DRAIN: u64 = 4 << 32;
+    /// The child has nothing to do until the interrupt init routed to it
+    /// as its wake-up arrives (`initlib::devices::wake_on`): init does not
+    /// schedule it until then — at once if that interrupt came since its
+    /// last such wait.
+    pub const WAIT: u64 = 5 << 32;
     /// Parent → child: continue where you were.
     pub const RESUME: u64 = 0;
     pub const KIND_MASK: u64 = 0xffff_ffff << 32;

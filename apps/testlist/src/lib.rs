@@ -108,6 +108,7 @@ pub const TESTS: &[Test] = &[
     one("qd1poll_own_core"),
     one("smp_readrandom"),
     one("idlehalt_smp"),
+    one("qd1poll_own_sleep"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -154,6 +154,9 @@ pub const DETAILS: &[(&str, Details)] = &[
     // Idle CPUs halt: CPU 1 with nothing to run halts (kernel counts),
     // its ticks and 50 shootdowns wake it, a child pinned to it runs.
     ("idlehalt_smp", Details { machine: smp_2, ..DEFAULT }),
+    // The polling driver on CPU 1 again, its client sleeping until the
+    // completion's MSI-X interrupt (routed by init) wakes it; CPU 0 halts.
+    ("qd1poll_own_sleep", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),

@@ -95,6 +95,7 @@ pub fn run(name: &str) -> Outcome {
         "smp_activations" => smpsched::smp_activations(),
         "smp_readrandom" => readscale::smp_readrandom(),
         "idlehalt_smp" => idlehalt::idlehalt_smp(),
+        "qd1poll_own_sleep" => qd1poll::own_sleep(),
         other => Err(format!("no test named {other:?}")),
     }
 }
