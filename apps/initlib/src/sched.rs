@@ -41,10 +41,13 @@ pub struct Slot {
     pub cpus: AtomicU64,
     /// Bit `n`: a scheduler yielded to it on CPU `n`.
     pub ran_on: AtomicU64,
-    /// Its wake-up interrupt came while it was not waiting: its next
-    /// `msg::WAIT` returns at once (no wake-up is lost to the window
-    /// between its last look and its wait).
-    pub woken: core::sync::atomic::AtomicBool,
+    /// Its wake-up interrupts so far. A `msg::WAIT` carries how many
+    /// answers the sleeper has consumed (low 32 bits): if more interrupts
+    /// came, one is for an answer it has not seen yet and the wait
+    /// returns at once — no wake-up is lost to the window between its
+    /// last look and its wait, and an interrupt that came after its answer
+    /// was already found (late) does not end a later wait.
+    pub wake_irqs: AtomicU64,
     /// `msg::WAIT`s that put it to sleep, and the ones its token ended.
     pub sleeps: AtomicU64,
     pub early_wakes: AtomicU64,
@@ -66,7 +69,7 @@ impl Slot {
             runs: AtomicU64::new(0),
             cpus: AtomicU64::new(1),
             ran_on: AtomicU64::new(0),
-            woken: core::sync::atomic::AtomicBool::new(false),
+            wake_irqs: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             early_wakes: AtomicU64::new(0),
             tick_wakes: AtomicU64::new(0),
@@ -165,7 +168,7 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
                 match a & msg::KIND_MASK {
                     msg::EXIT => finish(s, EXITED, a & 0xffff_ffff, 0),
                     msg::PANIC => finish(s, PANICKED, 0, 0),
-                    msg::WAIT => sleep(s),
+                    msg::WAIT => sleep(s, a & 0xffff_ffff),
                     _ => {}
                 }
             }
@@ -186,10 +189,12 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
     None
 }
 
-/// A child's `msg::WAIT`: asleep until [`wake`], unless its wake-up came
-/// already (then it stays runnable and the token is used up).
-fn sleep(s: &Slot) {
-    if s.woken.swap(false, SeqCst) {
+/// A child's `msg::WAIT` after `consumed` answers: asleep until [`wake`],
+/// unless an interrupt for an answer it has not consumed came already
+/// (then it stays runnable).
+fn sleep(s: &Slot, consumed: u64) {
+    let ahead = (s.wake_irqs.load(SeqCst) as u32).wrapping_sub(consumed as u32) as i32;
+    if ahead > 0 {
         s.early_wakes.fetch_add(1, SeqCst);
     } else if s.state.compare_exchange(RUNNABLE, WAITING, SeqCst, SeqCst).is_ok() {
         s.sleeps.fetch_add(1, SeqCst);
@@ -197,17 +202,12 @@ fn sleep(s: &Slot) {
 }
 
 /// Slot `i`'s wake-up interrupt arrived (`devices::note_interrupt`):
-/// make it runnable if it sleeps (true: switch to it now), else leave it
-/// the token for its next wait.
+/// count it, and make the slot runnable if it sleeps (true: switch to it
+/// now).
 pub fn wake(i: usize) -> bool {
     let s = &SLOTS[i];
-    if s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok() {
-        return true;
-    }
-    if s.state.load(SeqCst) == RUNNABLE {
-        s.woken.store(true, SeqCst);
-    }
-    false
+    s.wake_irqs.fetch_add(1, SeqCst);
+    s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok()
 }
 
 /// Every sleeper becomes runnable at CPU 0's ticks: a wake-up that never

@@ -145,15 +145,21 @@ pub fn wait_sleeping(
     for _ in 0..max_waits {
         for _ in 0..spins {
             if let Some(r) = c.poll().map_err(from_protocol)? {
+                ANSWERS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 return Ok(r);
             }
         }
         *waits += 1;
-        crate::wait_for_wake();
+        crate::wait_for_wake(ANSWERS.load(core::sync::atomic::Ordering::Relaxed));
         spins = c.polls_per_yield().max(spin_polls);
     }
     c.poll().map_err(from_protocol)?.ok_or(WaitError::NoAnswer { yields: max_waits })
 }
+
+/// Answers [`wait_sleeping`] has returned: each was announced by one
+/// completion interrupt (one NVMe command per request at QD1), so init
+/// can tell an interrupt for an answer not yet seen from a late one.
+static ANSWERS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Submit `req`; a dead driver is [`WaitError::DriverGone`].
 pub fn submit(c: &mut Client<SharedWindow>, req: &blockq::Request) -> Result<(), WaitError> {

@@ -31,9 +31,10 @@ pub mod msg {
     /// The child's console ring is full: please drain it.
     pub const DRAIN: u64 = 4 << 32;
     /// The child has nothing to do until the interrupt init routed to it
-    /// as its wake-up arrives (`initlib::devices::wake_on`): init does not
-    /// schedule it until then — at once if that interrupt came since its
-    /// last such wait.
+    /// as its wake-up arrives (`initlib::devices::wake_on`); low 32 bits:
+    /// how many events such interrupts announce it has consumed. Init does
+    /// not schedule it until the next one — at once if more interrupts
+    /// than that came already.
     pub const WAIT: u64 = 5 << 32;
     /// Parent → child: continue where you were.
     pub const RESUME: u64 = 0;

@@ -36,7 +36,7 @@ pub const MAILBOX_YIELDS: u64 = 16;
 pub const MAILBOX_VERIFIED: u64 = 24;
 /// `own-sleep`: polls before each sleep (a short spin catches an answer
 /// that is already there without a system call).
-const SLEEP_SPIN_POLLS: u64 = 64;
+const SLEEP_SPIN_POLLS: u64 = 1;
 /// Most ops per workload (the latency table is kept in memory).
 const MAX_OPS: u64 = 1 << 17;
 
