@@ -26,6 +26,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
+mod idle;
+#[cfg(target_os = "none")]
 mod initas;
 #[cfg(target_os = "none")]
 mod kinfo;

@@ -40,6 +40,9 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
         if crate::smp::idle_interrupt(f) {
             return;
         }
+        if crate::idle::interrupt_while_halted(f.vector & !FORGED, f.vector & FORGED != 0) {
+            return;
+        }
         kernel_trap(f);
     }
     // One CPU in the kernel at a time (crate::smp; released on return).
@@ -57,6 +60,8 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
     match f.vector {
         // Not reached: the SYSCALL entry goes to `syscall_handler`.
         SYSCALL_VECTOR => {
+            // (An idle halt asked for here returns 0 without halting: the
+            // caller's loop asks again, through `syscall_handler`.)
             if syscall(f) == Exit::Fresh {
                 f.clear_other_registers();
             }
@@ -93,7 +98,7 @@ extern "C" fn trap_handler(f: &mut TrapFrame) {
 extern "C" fn syscall_handler(f: &mut TrapFrame) -> bool {
     // One CPU in the kernel at a time (crate::smp; released on return),
     // parking while it waits if a kernel upgrade asks.
-    let _kernel = crate::smp::lock_for(f);
+    let kernel = crate::smp::lock_for(f);
     // `yield` first, straight to its own function: the one call on the
     // path of every message between two spaces.
     let exit = if f.rax == Syscall::Yield as u64 {
@@ -102,11 +107,51 @@ extern "C" fn syscall_handler(f: &mut TrapFrame) -> bool {
     } else {
         syscall(f)
     };
-    if exit == Exit::Fresh {
-        return true;
+    match exit {
+        Exit::Fresh => return true,
+        Exit::Halt => {
+            drop(kernel);
+            idle_halt(f);
+        }
+        Exit::Frame => {}
     }
     sanitize_return(f);
     false
+}
+
+/// Init's idle halt, decided (`idle_request`; `f` returns Ok(0)): halt
+/// without the kernel lock, take it again, and deliver what woke this CPU
+/// as if it had interrupted init right after its `syscall` (crate::idle).
+#[cold]
+#[inline(never)]
+fn idle_halt(f: &mut TrapFrame) {
+    let woken_by = crate::idle::halt();
+    let devices = woken_by.iter().any(|&w| w != 0) && woken_by != timer_only();
+    // A device interrupt cannot be undone, so then this entry does not
+    // park for a kernel upgrade (as `park::park_waiting` says for any
+    // device interrupt); otherwise a park request replays the call.
+    let _kernel = if devices { crate::smp::lock() } else { crate::smp::lock_for(f) };
+    crate::idle::book(&woken_by);
+    if crate::idle::has(&woken_by, TIMER_VECTOR as u64) {
+        timer_tick(f);
+    }
+    for v in 32..256u64 {
+        if v != TIMER_VECTOR as u64 && crate::idle::has(&woken_by, v) {
+            if v == crate::devices::DMA_FAULT_VECTOR as u64 {
+                crate::devices::drain_faults();
+            }
+            // The first enters init; init is masked after that, so the
+            // rest are latched in its `pending` words.
+            interrupt(f, v);
+        }
+    }
+}
+
+/// The set holding the timer's vector alone.
+fn timer_only() -> [u64; 4] {
+    let mut set = [0u64; 4];
+    set[(TIMER_VECTOR / 64) as usize] = 1 << (TIMER_VECTOR % 64);
+    set
 }
 
 /// What every return to userspace must hold, whatever the handler did.
@@ -177,6 +222,9 @@ enum Exit {
     /// return frame and argument registers were written; the exit
     /// (`upcall_return`) zeroes every other register.
     Fresh,
+    /// Init's idle halt was granted (the frame returns Ok(0)): halt this
+    /// CPU without the kernel lock, then leave through the frame.
+    Halt,
 }
 
 fn syscall(f: &mut TrapFrame) -> Exit {
@@ -232,6 +280,9 @@ fn yield_call(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64) -> Exit 
 #[cold]
 #[inline(never)]
 fn yield_refused(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64, e: Error) -> Exit {
+    if e == Error::BadAddress && handle_va == exo_abi::IDLE_HALT_HANDLE_VA && caller == percpu().init {
+        return idle_request(f);
+    }
     if e == Error::BadTarget {
         if let Ok(target) = exo_mm::yield_target(&KernelMem, caller, handle_va) {
             if crate::upgrade::is_upgrade_space(target) {
@@ -243,6 +294,21 @@ fn yield_refused(f: &mut TrapFrame, caller: u64, handle_va: u64, arg: u64, e: Er
     failed(f, e)
 }
 
+/// `yield(IDLE_HALT_HANDLE_VA, 0)` by init: halt this CPU until an
+/// interrupt, unless one is latched in init's `pending` words here
+/// (returns `IDLE_NOT_HALTED_PENDING` at once: init must take them first).
+fn idle_request(f: &mut TrapFrame) -> Exit {
+    let Some(ctl) = control_page(percpu().current) else {
+        return failed(f, Error::BadTarget);
+    };
+    if !crate::idle::may_halt(ctl) {
+        result(f, Ok(exo_abi::IDLE_NOT_HALTED_PENDING));
+        return Exit::Frame;
+    }
+    result(f, Ok(0));
+    Exit::Halt
+}
+
 /// A failed call: the error in the caller's frame, nothing else changed.
 fn failed(f: &mut TrapFrame, e: Error) -> Exit {
     result(f, Err(e));
@@ -251,6 +317,12 @@ fn failed(f: &mut TrapFrame, e: Error) -> Exit {
 
 fn timer(f: &mut TrapFrame) {
     apic::eoi();
+    timer_tick(f);
+}
+
+/// A tick, acknowledged: preempt whoever runs (unless init's handler is
+/// running) and enter init.
+fn timer_tick(f: &mut TrapFrame) {
     kinfo::add(ki::W_TICKS, 1);
     let pc = percpu();
     let (cur, init) = (pc.current, pc.init);

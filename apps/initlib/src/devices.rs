@@ -326,6 +326,28 @@ pub fn route(vector: u64, c: &Child) {
     }
 }
 
+/// Wake-ups: a vector whose interrupt wakes a process sleeping in
+/// `msg::WAIT` (`sched::wake`) rather than being forwarded to a driver —
+/// the block service's completion interrupt waking its client while the
+/// driver polls on another core. Indexed as `ROUTES`; 0 = none.
+static WAKERS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// Interrupts that woke a sleeping process.
+pub static WAKES: AtomicU64 = AtomicU64::new(0);
+
+/// `vector`'s interrupts wake `c` from its `msg::WAIT` (or `None`: no one).
+pub fn wake_on(vector: u64, c: Option<&Child>) {
+    if let Some(r) = vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| WAKERS.get(i as usize)) {
+        r.store(c.map_or(0, |c| c.slot as u64 + 1), SeqCst);
+    }
+}
+
+/// The remappable-format MSI address and data that send a device's
+/// interrupt through interrupt-remapping entry `handle` (VT-d: handle in
+/// address bits 19:5 and 2, bit 4 set, no sub-handle, data 0).
+pub fn remappable_msi(handle: u32) -> (u32, u32) {
+    (0xfee0_0000 | (handle & 0x7fff) << 5 | 1 << 4 | (handle >> 15) << 2, 0)
+}
+
 /// Count an interrupt for its driver (in the driver's mailbox). Returns
 /// the driver's slot if the vector is routed to a runnable driver. Called
 /// from init's upcall handler: it must not allocate or lock.
@@ -336,6 +358,13 @@ pub fn note_interrupt(vector: u64) -> Option<usize> {
     INTERRUPTS.fetch_add(1, SeqCst);
     if let Some(n) = SEEN.get(vector as usize) {
         n.fetch_add(1, SeqCst);
+    }
+    let waker =
+        vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| WAKERS.get(i as usize)).map_or(0, |r| r.load(SeqCst));
+    if waker != 0 {
+        let woke = sched::wake(waker as usize - 1);
+        WAKES.fetch_add(woke as u64, SeqCst);
+        return woke.then_some(waker as usize - 1);
     }
     let slot =
         vector.checked_sub(di::IRQ_VECTOR0 as u64).and_then(|i| ROUTES.get(i as usize)).map_or(0, |r| r.load(SeqCst));

@@ -170,6 +170,11 @@ pub struct BlockService {
     region_pages: u64,
     driver: Child,
     faults_before: u64,
+    /// With a polling driver: the first of the controller's remapped
+    /// vectors (MSI-X entry 0, the admin queue), whose entries 1 and 2
+    /// (the I/O queues' completions) can wake a client
+    /// ([`BlockService::wake_on_completions`]).
+    vector0: Option<u64>,
 }
 
 impl BlockService {
@@ -197,6 +202,14 @@ impl BlockService {
             Some(n) => ("serve poll", 1 << n),
             None => ("serve", 1),
         };
+        // The polling driver never needs an interrupt, but its completions
+        // can wake a sleeping client: init programs the MSI-X entries
+        // while it still holds the BAR (the driver creates its completion
+        // queues with interrupts on).
+        let vector0 = match polling_cpu {
+            Some(_) => completion_msix(&dev)?,
+            None => None,
+        };
         let driver = devices::start_driver_on("nvmed", args, &dev, 0, NVME_DMA_PAGES, [bytes, window], cpus)?;
         // The driver borrows the region; init, its owner, gives the device DMA.
         crate::regions::link(&driver, region, Rights::WRITE)?;
@@ -208,7 +221,19 @@ impl BlockService {
                 return Err("nvmed serve ended before it served".into());
             }
         }
-        Ok(BlockService { dev, region, region_pages, driver, faults_before })
+        Ok(BlockService { dev, region, region_pages, driver, faults_before, vector0 })
+    }
+
+    /// Completions of the polling driver's I/O queues wake `client` from
+    /// its `msg::WAIT` (`exo_rt::blockq::wait_sleeping`): their interrupts
+    /// (to CPU 0, where init dispatches them) wake it instead of going to
+    /// the driver. Returns the vector of queue 1 (the asynchronous one).
+    pub fn wake_on_completions(&self, client: &Child) -> Result<u64, String> {
+        let v0 =
+            self.vector0.ok_or("no MSI-X for the block service (not a polling driver, or no interrupt remapping)")?;
+        devices::wake_on(v0 + 1, Some(client));
+        devices::wake_on(v0 + 2, Some(client));
+        Ok(v0 + 1)
     }
 
     /// The region's size (a client's args word 4).
@@ -234,6 +259,10 @@ impl BlockService {
     /// [`BlockService::stop`], returning the words at byte offsets `at` of
     /// the driver's mailbox as it left them when it stopped (its counts).
     pub fn stop_reading<const N: usize>(self, at: [u64; N]) -> Result<[u64; N], String> {
+        if let Some(v0) = self.vector0 {
+            devices::wake_on(v0 + 1, None);
+            devices::wake_on(v0 + 2, None);
+        }
         mem::write(spawn::mailbox(&self.driver), 1);
         let served = match crate::spawn::finish(&self.driver, "nvmed serve") {
             Ok(0) => Ok(()),
@@ -250,6 +279,32 @@ impl BlockService {
         }
         Ok(words)
     }
+}
+
+/// Program the NVMe controller's MSI-X entries 0..3 (admin queue, I/O
+/// queues 1 and 2) with its own remapped vectors and turn MSI-X on, as
+/// `nvme_irq` has its driver do. `None` if the kernel gave the device no
+/// remapped vectors or the table is not where this expects it.
+fn completion_msix(dev: &devices::Device) -> Result<Option<u64>, String> {
+    use exo_abi::devinfo as di;
+    let entry = |w: usize| exo_rt::devinfo(di::W_ENTRY0 + dev.index * di::ENTRY_WORDS + w);
+    let (handle0, vector0) = (entry(di::E_IRQ_HANDLE), entry(di::E_IRQ_VECTOR));
+    let Some(m) = devices::msix(dev) else { return Ok(None) };
+    if vector0 == 0 || m.bar != 0 || m.entries < 3 {
+        return Ok(None);
+    }
+    let (va, size) = dev.bars[0];
+    let bar = exo_rt::mmio::Window::new(va, size).ok_or("the NVMe BAR is not mapped in init")?;
+    for j in 0..3u64 {
+        let (addr, data) = devices::remappable_msi(handle0 as u32 + j as u32);
+        let e = m.table as u64 + 16 * j;
+        bar.write32(e, addr);
+        bar.write32(e + 4, 0);
+        bar.write32(e + 8, data);
+        bar.write32(e + 12, 0); // unmasked
+    }
+    devices::enable_msix(dev, &m);
+    Ok(Some(vector0))
 }
 
 /// `kill_db`: kvdb commits on the block service and init destroys its

@@ -23,6 +23,8 @@ pub const EXITED: u64 = 2;
 pub const PANICKED: u64 = 3;
 pub const KILLED: u64 = 4;
 pub const STOPPED: u64 = 5;
+/// Asleep until its wake-up interrupt (`msg::WAIT`, [`wake`]).
+pub const WAITING: u64 = 6;
 
 pub struct Slot {
     pub state: AtomicU64,
@@ -39,6 +41,18 @@ pub struct Slot {
     pub cpus: AtomicU64,
     /// Bit `n`: a scheduler yielded to it on CPU `n`.
     pub ran_on: AtomicU64,
+    /// Its wake-up interrupts so far. A `msg::WAIT` carries how many
+    /// answers the sleeper has consumed (low 32 bits): if more interrupts
+    /// came, one is for an answer it has not seen yet and the wait
+    /// returns at once — no wake-up is lost to the window between its
+    /// last look and its wait, and an interrupt that came after its answer
+    /// was already found (late) does not end a later wait.
+    pub wake_irqs: AtomicU64,
+    /// `msg::WAIT`s that put it to sleep, and the ones its token ended.
+    pub sleeps: AtomicU64,
+    pub early_wakes: AtomicU64,
+    /// Sleeps ended by CPU 0's tick rather than the wake-up interrupt.
+    pub tick_wakes: AtomicU64,
 }
 
 impl Slot {
@@ -55,6 +69,10 @@ impl Slot {
             runs: AtomicU64::new(0),
             cpus: AtomicU64::new(1),
             ran_on: AtomicU64::new(0),
+            wake_irqs: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            early_wakes: AtomicU64::new(0),
+            tick_wakes: AtomicU64::new(0),
         }
     }
 }
@@ -104,7 +122,7 @@ pub fn stop(i: usize) {
 /// Kill a child: it is never scheduled again (its memory stays, for
 /// inspection and for its owner to take back), as if it had died.
 pub fn kill(i: usize) {
-    for from in [RUNNABLE, STOPPED] {
+    for from in [RUNNABLE, STOPPED, WAITING] {
         if SLOTS[i].state.compare_exchange(from, KILLED, SeqCst, SeqCst).is_ok() {
             return;
         }
@@ -114,6 +132,9 @@ pub fn kill(i: usize) {
 /// Init's upcall handler (public so that a measurement that takes over
 /// upcalls for a moment can hand on what it does not handle, and put it back).
 pub fn on_upcall(reason: Reason, a: u64, b: u64, c: u64) -> ! {
+    if reason == Reason::Timer {
+        wake_sleepers();
+    }
     if let Some(driver) = note(reason, a, b, c) {
         let _ = sys::yield_to(SLOTS[driver].handle.load(SeqCst), msg::RESUME);
     }
@@ -147,6 +168,7 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
                 match a & msg::KIND_MASK {
                     msg::EXIT => finish(s, EXITED, a & 0xffff_ffff, 0),
                     msg::PANIC => finish(s, PANICKED, 0, 0),
+                    msg::WAIT => sleep(s, a & 0xffff_ffff),
                     _ => {}
                 }
             }
@@ -165,6 +187,38 @@ fn note(reason: Reason, a: u64, b: u64, c: u64) -> Option<usize> {
         Reason::Interrupt => return note_interrupt(a),
     }
     None
+}
+
+/// A child's `msg::WAIT` after `consumed` answers: asleep until [`wake`],
+/// unless an interrupt for an answer it has not consumed came already
+/// (then it stays runnable).
+fn sleep(s: &Slot, consumed: u64) {
+    let ahead = (s.wake_irqs.load(SeqCst) as u32).wrapping_sub(consumed as u32) as i32;
+    if ahead > 0 {
+        s.early_wakes.fetch_add(1, SeqCst);
+    } else if s.state.compare_exchange(RUNNABLE, WAITING, SeqCst, SeqCst).is_ok() {
+        s.sleeps.fetch_add(1, SeqCst);
+    }
+}
+
+/// Slot `i`'s wake-up interrupt arrived (`devices::note_interrupt`):
+/// count it, and make the slot runnable if it sleeps (true: switch to it
+/// now).
+pub fn wake(i: usize) -> bool {
+    let s = &SLOTS[i];
+    s.wake_irqs.fetch_add(1, SeqCst);
+    s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok()
+}
+
+/// Every sleeper becomes runnable at CPU 0's ticks: a wake-up that never
+/// comes (a driver that stopped) costs a sleeper at most a tick, and its
+/// own checks (the block service's driver epoch, its wait bound) then run.
+fn wake_sleepers() {
+    for s in SLOTS.iter() {
+        if s.state.compare_exchange(WAITING, RUNNABLE, SeqCst, SeqCst).is_ok() {
+            s.tick_wakes.fetch_add(1, SeqCst);
+        }
+    }
 }
 
 fn finish(s: &Slot, state: u64, code: u64, addr: u64) {
@@ -231,6 +285,9 @@ pub static CORE_RUNS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 pub fn give_core(cpu: u64) -> Result<(), alloc::string::String> {
     use alloc::format;
     exo_rt::smp::set_core_handler(on_core);
+    if kinfo::cmdline().split_whitespace().any(|w| w == "idlespin") {
+        IDLE_SPIN.store(true, SeqCst);
+    }
     let ctl = crate::frames::alloc().ok_or("out of frames for a control page")?;
     exo_rt::mem::write(ctl + exo_abi::control::ENTRY, exo_rt::smp::core_entry());
     exo_rt::mem::write(ctl + exo_abi::control::STACK, 0);
@@ -261,23 +318,74 @@ pub fn on_core(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
         CORE_CURSOR[k].store(0, SeqCst);
     }
     exo_rt::smp::unmask();
+    idle()
+}
+
+/// Nothing to run on this CPU: halt it until its next interrupt (unmasked,
+/// so a tick or a device interrupt enters the scheduler afresh). A halt
+/// the kernel refuses because an interrupt is latched in `pending` goes
+/// through the scheduler at once (a yield to init itself books it).
+/// `IDLE_SPIN` (the `idlespin` boot flag) keeps the old busy loop, for
+/// comparison.
+fn idle() -> ! {
     loop {
-        core::hint::spin_loop();
+        if IDLE_SPIN.load(SeqCst) {
+            core::hint::spin_loop();
+            continue;
+        }
+        match sys::idle_halt() {
+            Ok(true) => {}
+            Ok(false) => sched_yield(),
+            // Not init's scheduler after all (cannot happen: only init has
+            // core handlers): spin as before.
+            Err(_) => IDLE_SPIN.store(true, SeqCst),
+        }
     }
 }
 
-/// Wait until slot `i` is no longer runnable; returns its final state.
+/// Idle CPUs spin instead of halting (`idlespin` on the command line).
+pub static IDLE_SPIN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Wait until slot `i` is no longer runnable (nor asleep); returns its
+/// final state. With no child runnable on CPU 0 meanwhile (all asleep
+/// or running elsewhere), CPU 0 halts until its next interrupt.
 pub fn wait(i: usize) -> u64 {
     loop {
         let st = SLOTS[i].state.load(SeqCst);
-        if st != RUNNABLE {
+        if st != RUNNABLE && st != WAITING {
             // One more pass through the scheduler drains its console.
             sched_yield();
             return st;
         }
-        sched_yield();
+        main_idle();
     }
 }
+
+/// Init main has nothing to do but wait: if no child is runnable on CPU
+/// 0, halt the CPU until an interrupt, then run the scheduler. Masked
+/// from the look to the halt, so no upcall can make a child runnable in
+/// between: a device interrupt meanwhile is latched in `pending` (and the
+/// kernel then refuses the halt), a tick is dropped (it would only have
+/// run the scheduler, which runs next anyway).
+pub fn main_idle() {
+    exo_rt::control::write(exo_abi::control::MASKED, 1);
+    let idle = !IDLE_SPIN.load(SeqCst) && !(0..MAX_PROCS).any(|i| runnable_on(i, 0));
+    let ticks = kinfo::word(ki::W_TICKS);
+    if idle {
+        MAIN_HALTS.fetch_add(1, SeqCst);
+        let _ = sys::idle_halt();
+    }
+    exo_rt::control::write(exo_abi::control::MASKED, 0);
+    // A tick that ended the halt was dropped (init was masked): do what
+    // CPU 0's tick does for sleepers.
+    if kinfo::word(ki::W_TICKS) != ticks {
+        wake_sleepers();
+    }
+    sched_yield();
+}
+
+/// Halts asked for by init main ([`main_idle`]).
+pub static MAIN_HALTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn state_name(st: u64) -> &'static str {
     match st {
@@ -287,6 +395,7 @@ pub fn state_name(st: u64) -> &'static str {
         PANICKED => "panicked",
         KILLED => "killed",
         STOPPED => "stopped",
+        WAITING => "waiting",
         _ => "?",
     }
 }

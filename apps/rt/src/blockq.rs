@@ -123,6 +123,44 @@ pub fn wait(c: &mut Client<SharedWindow>, max_yields: u64, yields: &mut u64) -> 
     c.poll().map_err(from_protocol)?.ok_or(WaitError::NoAnswer { yields: max_yields })
 }
 
+/// [`wait`] for a client whose driver's completions wake it
+/// (`initlib::kvdb::BlockService::wake_on_completions`: the NVMe queue's
+/// MSI-X interrupt, routed by init to this process): poll `spin_polls`
+/// times, then sleep until that interrupt (`wait_for_wake`, one `yield`).
+/// The interrupt says the *device* completed; the driver (polling on its
+/// own core) posts the answer a moment later, so once woken the client
+/// spins for it (`Client::polls_per_yield` polls) before it would sleep
+/// again (then until init's next tick wakes it). At most `max_waits`
+/// sleeps, added to `waits`. The sleeping client's CPU can halt (init's
+/// scheduler has nothing to run) instead of spinning beside the emulated
+/// device. A dead driver is still seen within one poll of the next
+/// wake-up (or tick).
+pub fn wait_sleeping(
+    c: &mut Client<SharedWindow>,
+    spin_polls: u64,
+    max_waits: u64,
+    waits: &mut u64,
+) -> Result<Response, WaitError> {
+    let mut spins = spin_polls.max(1);
+    for _ in 0..max_waits {
+        for _ in 0..spins {
+            if let Some(r) = c.poll().map_err(from_protocol)? {
+                ANSWERS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                return Ok(r);
+            }
+        }
+        *waits += 1;
+        crate::wait_for_wake(ANSWERS.load(core::sync::atomic::Ordering::Relaxed));
+        spins = c.polls_per_yield().max(spin_polls);
+    }
+    c.poll().map_err(from_protocol)?.ok_or(WaitError::NoAnswer { yields: max_waits })
+}
+
+/// Answers [`wait_sleeping`] has returned: each was announced by one
+/// completion interrupt (one NVMe command per request at QD1), so init
+/// can tell an interrupt for an answer not yet seen from a late one.
+static ANSWERS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Submit `req`; a dead driver is [`WaitError::DriverGone`].
 pub fn submit(c: &mut Client<SharedWindow>, req: &blockq::Request) -> Result<(), WaitError> {
     c.submit(req).map_err(from_protocol)

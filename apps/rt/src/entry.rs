@@ -347,3 +347,12 @@ pub(crate) fn count_upcall() {
 pub fn yield_now() {
     let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::YIELD);
 }
+
+/// Give up the CPU until the interrupt init routed to this process as its
+/// wake-up (`msg::WAIT`), having consumed `consumed` events that such an
+/// interrupt announces (wrapping at 2^32); returns at once if more
+/// interrupts than that came already. A process with no such route waits
+/// for nothing: init treats it as a plain yield.
+pub fn wait_for_wake(consumed: u64) {
+    let _ = crate::sys::yield_to(crate::layout::PARENT_HANDLE_VA, msg::WAIT | (consumed & 0xffff_ffff));
+}

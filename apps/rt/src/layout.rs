@@ -30,6 +30,12 @@ pub mod msg {
     pub const PANIC: u64 = 3 << 32;
     /// The child's console ring is full: please drain it.
     pub const DRAIN: u64 = 4 << 32;
+    /// The child has nothing to do until the interrupt init routed to it
+    /// as its wake-up arrives (`initlib::devices::wake_on`); low 32 bits:
+    /// how many events such interrupts announce it has consumed. Init does
+    /// not schedule it until the next one — at once if more interrupts
+    /// than that came already.
+    pub const WAIT: u64 = 5 << 32;
     /// Parent → child: continue where you were.
     pub const RESUME: u64 = 0;
     pub const KIND_MASK: u64 = 0xffff_ffff << 32;

@@ -31,7 +31,9 @@ pub mod vector;
 pub mod virtio;
 
 pub use blocking_fault::{blocking_faults, set_blocking_fault_handler};
-pub use entry::{faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, upcalls, yield_now};
+pub use entry::{
+    faults_handled, last_wake, resume, set_fault_handler, set_upcall_handler, upcalls, wait_for_wake, yield_now,
+};
 pub use exo_abi as abi;
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -72,3 +72,13 @@ pub fn create_as(handle_va: u64, frame_va: u64) -> Result<u64, Error> {
 pub fn yield_to(handle_va: u64, arg: u64) -> Result<(), Error> {
     raw(Syscall::Yield, handle_va, arg, 0, 0, 0).map(|_| ())
 }
+
+/// Init only (anyone else gets `BadAddress`): "nothing to run on this
+/// CPU", halt it until its next interrupt (`yield(IDLE_HALT_HANDLE_VA, 0)`,
+/// docs/syscalls.md). A tick or a device interrupt that wakes it enters
+/// init afresh (this call does not return then); `Ok(true)` is a halt that
+/// an interrupt the kernel handles itself ended, `Ok(false)` no halt: an
+/// interrupt is latched in this CPU's `pending` words, for init to take.
+pub fn idle_halt() -> Result<bool, Error> {
+    raw(Syscall::Yield, exo_abi::IDLE_HALT_HANDLE_VA, 0, 0, 0, 0).map(|r| r != exo_abi::IDLE_NOT_HALTED_PENDING)
+}

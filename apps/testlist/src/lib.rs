@@ -108,6 +108,8 @@ pub const TESTS: &[Test] = &[
     one("qd1poll_own_core"),
     one("smp_readrandom"),
     one("sizeclass_smp_heap"),
+    one("idlehalt_smp"),
+    one("qd1poll_own_sleep"),
 ];
 
 /// Scenarios the test root runs that are no test of their own: booted by

@@ -16,7 +16,9 @@ use alloc::string::String;
 use core::fmt;
 
 /// Where the driver ran, as the client line names it.
-pub const PLACEMENTS: [&str; 2] = ["own-core", "shared-core"];
+/// (`own-sleep`: the driver polling on CPU 1 as for `own-core`, the
+/// client sleeping until the completion interrupt wakes it.)
+pub const PLACEMENTS: [&str; 3] = ["own-core", "shared-core", "own-sleep"];
 /// The workloads, in the order the client runs them (the writes first:
 /// the reads read back and check what they wrote).
 pub const WORKLOADS: [&str; 2] = ["randwrite-qd1", "randread-qd1"];

@@ -53,6 +53,18 @@ pub const BOOT_IMAGE_VA: u64 = 0x0000_0800_0000_0000;
 /// Where the boot kernel places init's handle to its own address space.
 pub const INIT_SELF_HANDLE_VA: u64 = 0x3000;
 
+/// `yield(IDLE_HALT_HANDLE_VA, 0)` by the root scheduler (init): "nothing
+/// to run on this CPU: halt it until its next interrupt" (docs/syscalls.md,
+/// "Idle: a yield to no space"). From any other space it is the plain
+/// `BadAddress` it always was.
+pub const IDLE_HALT_HANDLE_VA: u64 = 0;
+
+/// What an idle halt returns in `rdx` when it did not halt because an
+/// interrupt is latched in the caller's `pending` words on this CPU (the
+/// caller must take them first); 0 when it halted and an interrupt the
+/// kernel handles itself (a TLB shootdown, a spurious one) woke it.
+pub const IDLE_NOT_HALTED_PENDING: u64 = 1;
+
 /// Where the boot kernel maps the device info page ([`devinfo`]) into init,
 /// read-only and not owned.
 pub const DEVINFO_VA: u64 = 0x8000;
@@ -486,6 +498,19 @@ pub mod kinfo {
     pub const fn pmem_word(i: usize, field: usize) -> usize {
         W_PMEM_RANGE0 + i * PMEM_RANGE_WORDS + field
     }
+    /// Idle halts (`yield(IDLE_HALT_HANDLE_VA, 0)` by init): halts done,
+    /// the TSC ticks CPUs spent halted in them, requests that did not halt
+    /// because an interrupt was latched in init's `pending` words, and a
+    /// mask of the CPUs that have halted (bit `n` = CPU `n`). What woke a
+    /// halt: the timer, a device interrupt, or neither (a TLB shootdown or
+    /// another interrupt the kernel handles itself; the call returns).
+    pub const W_IDLE_HALTS: usize = 200;
+    pub const W_IDLE_HALT_TSC: usize = 201;
+    pub const W_IDLE_HALT_PENDING: usize = 202;
+    pub const W_IDLE_HALT_CPUS: usize = 203;
+    pub const W_IDLE_WAKE_TIMER: usize = 204;
+    pub const W_IDLE_WAKE_DEVICE: usize = 205;
+    pub const W_IDLE_WAKE_OTHER: usize = 206;
     /// SMP: the CPUs running (the boot CPU and every application
     /// processor that came up), a bit mask of their indexes, the local
     /// APIC IDs left parked (not started: beyond the kernel's per-CPU

@@ -152,6 +152,12 @@ pub const DETAILS: &[(&str, Details)] = &[
     // truly concurrent; the speed-up is measured by `eval --readscale`).
     ("smp_readrandom", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     ("smp_fuzz", Details { machine: smp_2, timeout: Duration::from_secs(420), ..DEFAULT }),
+    // Idle CPUs halt: CPU 1 with nothing to run halts (kernel counts),
+    // its ticks and 50 shootdowns wake it, a child pinned to it runs.
+    ("idlehalt_smp", Details { machine: smp_2, ..DEFAULT }),
+    // The polling driver on CPU 1 again, its client sleeping until the
+    // completion's MSI-X interrupt (routed by init) wakes it; CPU 0 halts.
+    ("qd1poll_own_sleep", Details { machine: smp_2, timeout: Duration::from_secs(120), ..DEFAULT }),
     // NMIs injected from outside (QMP) land in the kernel and in processes;
     // each is taken on its own IST stack, counted and returned from.
     ("nmi", Details { inject_nmi: true, ..DEFAULT }),
@@ -360,7 +366,7 @@ mod tests {
     fn every_test_of_the_table_is_here_and_details_name_real_tests() {
         let all = tests();
         assert_eq!(all.len(), exo_testlist::TESTS.len());
-        assert_eq!(all.len(), 67, "a test was added or lost: update this count");
+        assert_eq!(all.len(), 69, "a test was added or lost: update this count");
         for (name, _) in DETAILS {
             assert!(exo_testlist::named(name).is_some(), "details for {name}, which is no test");
         }

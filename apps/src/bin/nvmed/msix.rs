@@ -15,9 +15,6 @@ pub fn irqs() -> u64 {
     mem::read(MAILBOX_VA + MAILBOX_IRQS)
 }
 
-/// The MSI address and data that send a device's interrupt through
-/// interrupt-remapping entry `handle` (VT-d remappable format: handle in
-/// address bits 19:5 and 2, bit 4 set, no sub-handle, data 0).
-pub fn remappable_msi(handle: u32) -> (u32, u32) {
-    (0xfee0_0000 | (handle & 0x7fff) << 5 | 1 << 4 | (handle >> 15) << 2, 0)
-}
+/// The MSI address and data for interrupt-remapping entry `handle` (one
+/// definition, init's: it programs them for the block service too).
+pub use initlib::devices::remappable_msi;

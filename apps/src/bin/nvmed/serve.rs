@@ -69,7 +69,11 @@ pub fn serve() -> Result<(), String> {
     } else {
         hw::spare_dma(g.handle)?
     };
-    let (mut d, _) = hw::bring_up(&g, dma, 2)?;
+    // Polling, its completion queues raise interrupts all the same: init
+    // may route them to a sleeping client (its wake-up); this driver never
+    // waits for one.
+    let config = nvme::driver::Config { io_queues: 2, io_queue_entries: 64, interrupts: polls, ..Default::default() };
+    let (mut d, _) = hw::bring_up_with(&g, dma, config)?;
     let bs = d.block_size();
     let (base_lba, capacity) = lba_window(g.extra[1], bs, d.namespace().size)?;
     let mut server = Server::format(SharedWindow(win), RING_ENTRIES, bs, capacity)

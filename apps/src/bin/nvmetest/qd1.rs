@@ -10,7 +10,10 @@
 //! poll` pinned to CPU 1: the rings must say the server polls, and the
 //! client spins for its answers) or `shared-core` (`nvmed serve` on the
 //! client's CPU: it must not say so, and the client yields while it
-//! waits). Words: 3 = region bytes, 4 = TSC ticks per µs, 5 = ops per
+//! waits), or `own-sleep` (the polling driver on CPU 1 as for `own-core`,
+//! but the client polls [`SLEEP_SPIN_POLLS`] times and then sleeps until
+//! the completion's MSI-X interrupt, which init routes to it as its
+//! wake-up: `exo_rt::blockq::wait_sleeping`; CPU 0 halts meanwhile). Words: 3 = region bytes, 4 = TSC ticks per µs, 5 = ops per
 //! workload. Mailbox words for init: [`MAILBOX_SYSCALLS`] (the client's
 //! system calls over both loops), [`MAILBOX_YIELDS`] and
 //! [`MAILBOX_VERIFIED`] (blocks read back and checked).
@@ -31,6 +34,9 @@ use exo_rt::{args_word, mem, println};
 pub const MAILBOX_SYSCALLS: u64 = 8;
 pub const MAILBOX_YIELDS: u64 = 16;
 pub const MAILBOX_VERIFIED: u64 = 24;
+/// `own-sleep`: polls before each sleep (a short spin catches an answer
+/// that is already there without a system call).
+const SLEEP_SPIN_POLLS: u64 = 1;
 /// Most ops per workload (the latency table is kept in memory).
 const MAX_OPS: u64 = 1 << 17;
 
@@ -50,9 +56,14 @@ struct Loop {
 }
 
 /// One request and its answer (QD1: it is the only one in flight).
-fn round_trip(c: &mut Client<SharedWindow>, req: &Request, yields: &mut u64) -> Result<(), String> {
+fn round_trip(c: &mut Client<SharedWindow>, req: &Request, sleep: bool, yields: &mut u64) -> Result<(), String> {
     exo_rt::blockq::submit(c, req).map_err(|e| format!("submit {:?} {}: {e}", req.op, req.tag))?;
-    let r = exo_rt::blockq::wait(c, 1_000_000, yields).map_err(|e| format!("{:?} {}: {e}", req.op, req.tag))?;
+    let r = if sleep {
+        exo_rt::blockq::wait_sleeping(c, SLEEP_SPIN_POLLS, 1_000_000, yields)
+    } else {
+        exo_rt::blockq::wait(c, 1_000_000, yields)
+    };
+    let r = r.map_err(|e| format!("{:?} {}: {e}", req.op, req.tag))?;
     if r.tag != req.tag || r.status != Status::Ok {
         return Err(format!("{:?} {} at LBA {} answered {r:?}", req.op, req.tag, req.lba));
     }
@@ -84,7 +95,8 @@ pub fn qd1() -> Result<(), String> {
         return Err(format!("the service exposes {} blocks: too few", geo.capacity_blocks));
     }
     // The placement init chose must be the one the rings advertise.
-    let own = placement == "own-core";
+    let own = placement != "shared-core";
+    let sleep = placement == "own-sleep";
     if c.server_polls() != own {
         return Err(format!("placement {placement} but the driver says it polls: {}", c.server_polls()));
     }
@@ -113,7 +125,7 @@ pub fn qd1() -> Result<(), String> {
             };
             let req = Request { op, tag: i as u32, lba, blocks: blocks as u32, data_offset: slot };
             let t = rdtsc();
-            round_trip(c, &req, yields)?;
+            round_trip(c, &req, sleep, yields)?;
             latencies.push(rdtsc() - t);
             if op == Op::Read {
                 if let Some((b, j, got, want)) = pattern::check(&win, rslot, seed, lba, blocks, bs) {
@@ -128,7 +140,8 @@ pub fn qd1() -> Result<(), String> {
 
     let writes = run(&mut c, Op::Write, &mut yields)?;
     // Not measured: the writes reach the medium before they are read.
-    round_trip(&mut c, &Request { op: Op::Flush, tag: u32::MAX, lba: 0, blocks: 0, data_offset: 0 }, &mut yields)?;
+    let flush = Request { op: Op::Flush, tag: u32::MAX, lba: 0, blocks: 0, data_offset: 0 };
+    round_trip(&mut c, &flush, sleep, &mut yields)?;
     let reads = run(&mut c, Op::Read, &mut yields)?;
 
     for (workload, l) in [("randwrite-qd1", &writes), ("randread-qd1", &reads)] {

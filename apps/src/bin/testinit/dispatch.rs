@@ -3,8 +3,8 @@
 //! that this `match` has exactly those arms).
 
 use crate::{
-    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, pmem, qd1poll, readscale, smp, smpsched,
-    sriov, upgrade,
+    adversarial, attacks, basic, bootmedia, db, devices, fs, fsbench, fsshare, idlehalt, pmem, qd1poll, readscale, smp,
+    smpsched, sriov, upgrade,
 };
 use alloc::format;
 use alloc::string::String;
@@ -95,6 +95,8 @@ pub fn run(name: &str) -> Outcome {
         "smp_activations" => smpsched::smp_activations(),
         "sizeclass_smp_heap" => smpsched::sizeclass_smp_heap(),
         "smp_readrandom" => readscale::smp_readrandom(),
+        "idlehalt_smp" => idlehalt::idlehalt_smp(),
+        "qd1poll_own_sleep" => qd1poll::own_sleep(),
         other => Err(format!("no test named {other:?}")),
     }
 }

@@ -36,6 +36,8 @@ mod fsbench;
 #[cfg(exo_user)]
 mod fsshare;
 #[cfg(exo_user)]
+mod idlehalt;
+#[cfg(exo_user)]
 mod pmem;
 #[cfg(exo_user)]
 mod qd1poll;

@@ -67,7 +67,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
     let n_rounds = super::rounds_override()?.unwrap_or(ROUNDS);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "eval --drivers --smp {cpus}{}: {qd1} ops per QD1 workload; {n_rounds} rounds of (exo own-core, exo shared-core, linux-guest); host load {}",
+        "eval --drivers --smp {cpus}{}: {qd1} ops per QD1 workload; {n_rounds} rounds of (exo own-core, exo shared-core, exo own-sleep, linux-guest); host load {}",
         if quick { " --quick" } else { "" },
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
