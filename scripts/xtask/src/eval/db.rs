@@ -122,9 +122,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
     let ws = Workspace::load()?;
     let started = Instant::now();
     // Other jobs share the two cores: say how busy the host was.
-    let load_at_start = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
+    let load_at_start = super::host_load();
     let work = ws.root.join(".cache/db-run");
     std::fs::create_dir_all(&work)?;
     let n_rounds = super::rounds_override()?.unwrap_or(rounds(quick));
@@ -251,12 +249,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
     rows.extend(linux_rows.iter().cloned());
     let mut env = vec![
         ("host load at start".to_string(), load_at_start),
-        (
-            "host load at end".to_string(),
-            std::fs::read_to_string("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(|_| "unknown".into()),
-        ),
+        ("host load at end".to_string(), super::host_load()),
         (
             "rounds".to_string(),
             if n_rounds < planned_rounds {
@@ -265,18 +258,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
                 format!("{n_rounds}")
             },
         ),
-        (
-            "commit".to_string(),
-            crate::cmd::output(std::process::Command::new("git").args([
-                "-C",
-                &ws.root.to_string_lossy(),
-                "describe",
-                "--always",
-                "--dirty",
-            ]))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|e| format!("unknown ({e:#})")),
-        ),
+        ("commit".to_string(), super::git_describe(&ws.root)),
     ];
     env.push((
         "qemu".to_string(),

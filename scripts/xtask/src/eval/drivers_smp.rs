@@ -65,11 +65,11 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
     let _lock = crate::machine::lock_images(&work)?;
     let (qd1, _) = op_counts(quick);
     let n_rounds = super::rounds_override()?.unwrap_or(ROUNDS);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = super::host_load();
     println!(
         "eval --drivers --smp {cpus}{}: {qd1} ops per QD1 workload; {n_rounds} rounds of (exo own-core, exo shared-core, exo own-sleep, linux-guest); host load {}",
         if quick { " --quick" } else { "" },
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load
     );
     let arts = build::build_all(&ws)?;
     let lg = prepare_linux(&ws, &work, linux_runs_qd1(quick), cpus)?;
@@ -120,7 +120,7 @@ pub fn run(quick: bool, cpus: u32) -> Result<()> {
         ("machine".into(), format!("the standard machine with -smp {cpus} under multi-threaded TCG (smp-{cpus}-mttcg), both systems; NVMe ioeventfd=on")),
         ("ops".into(), format!("{qd1} per QD1 workload (both systems); {n_rounds} rounds")),
         ("host cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()),
-        ("host load at start (1/5/15 min)".into(), load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+        ("host load at start (1/5/15 min)".into(), load.clone()),
         ("boots".into(), secs.join(", ")),
     ];
     for (k, v) in &lg.versions {

@@ -116,12 +116,7 @@ pub fn run() -> Result<()> {
         "\nLinux guest: {}; run took {:.0} s (host load {}).\n",
         g.versions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         started.elapsed().as_secs_f64(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        super::host_load()
     ));
     for l in console {
         println!("{l}");
