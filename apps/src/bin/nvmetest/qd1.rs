@@ -159,6 +159,18 @@ pub fn qd1() -> Result<(), String> {
         };
         println!("{line}");
     }
+    // The tail's shape (for reading a p99): how many round trips took over
+    // a millisecond, their sum and the longest, beside the loop's length.
+    for (workload, l) in [("randwrite-qd1", &writes), ("randread-qd1", &reads)] {
+        let slow: Vec<u64> = l.latencies.iter().map(|t| t / tsc_per_us).filter(|&us| us > 1_000).collect();
+        println!(
+            "nvmetest qd1 {placement} {workload} tail: {} of {ops} round trips over 1 ms, {} us in all, longest {} us, loop {} us",
+            slow.len(),
+            slow.iter().sum::<u64>(),
+            l.latencies.last().map_or(0, |t| t / tsc_per_us),
+            l.ticks / tsc_per_us
+        );
+    }
     mem::write(MAILBOX_VA + MAILBOX_SYSCALLS, writes.syscalls + reads.syscalls);
     mem::write(MAILBOX_VA + MAILBOX_YIELDS, writes.yields + reads.yields);
     mem::write(MAILBOX_VA + MAILBOX_VERIFIED, ops);
