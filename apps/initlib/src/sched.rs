@@ -329,7 +329,7 @@ pub fn on_core(cpu: u64, reason: Reason, a: u64, b: u64, c: u64) -> ! {
 /// comparison.
 fn idle() -> ! {
     loop {
-        if IDLE_SPIN.load(SeqCst) {
+        if idle_spins() {
             core::hint::spin_loop();
             continue;
         }
@@ -345,6 +345,18 @@ fn idle() -> ! {
 
 /// Idle CPUs spin instead of halting (`idlespin` on the command line).
 pub static IDLE_SPIN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether idle CPUs spin: [`IDLE_SPIN`], or `idlespin` on the command
+/// line (read once; CPU 0 may idle before any core is given away). The
+/// evals' `-icount` boots pass it, so that the TSC counts only executed
+/// instructions (a halt lets QEMU warp the clock by the wait).
+fn idle_spins() -> bool {
+    static READ: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !READ.swap(true, SeqCst) && kinfo::cmdline().split_whitespace().any(|w| w == "idlespin") {
+        IDLE_SPIN.store(true, SeqCst);
+    }
+    IDLE_SPIN.load(SeqCst)
+}
 
 /// Wait until slot `i` is no longer runnable (nor asleep); returns its
 /// final state. With no child runnable on CPU 0 meanwhile (all asleep
@@ -369,7 +381,7 @@ pub fn wait(i: usize) -> u64 {
 /// run the scheduler, which runs next anyway).
 pub fn main_idle() {
     exo_rt::control::write(exo_abi::control::MASKED, 1);
-    let idle = !IDLE_SPIN.load(SeqCst) && !(0..MAX_PROCS).any(|i| runnable_on(i, 0));
+    let idle = !idle_spins() && !(0..MAX_PROCS).any(|i| runnable_on(i, 0));
     let ticks = kinfo::word(ki::W_TICKS);
     if idle {
         MAIN_HALTS.fetch_add(1, SeqCst);

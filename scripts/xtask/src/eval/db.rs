@@ -55,7 +55,7 @@ fn exo_boot(
     let mut m = Machine::new(images)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append(format!("test={test} nonce={:x}", nonce()))
+        .append(super::exo_cmdline(format!("test={test} nonce={:x}", nonce()), icount))
         .icount(icount)
         .hardware(Hardware { cpus, ..Hardware::STANDARD })
         .nvme_sriov(medium == "nvme-vf");

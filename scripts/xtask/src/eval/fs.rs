@@ -43,7 +43,7 @@ fn exo_boot(
     let mut m = Machine::new(images)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append(format!("test={EXO_SCENARIO}"))
+        .append(super::exo_cmdline(format!("test={EXO_SCENARIO}"), icount))
         .icount(icount);
     if !icount {
         m = m.trace_file(&trace);

@@ -23,7 +23,7 @@ fn boot(ws: &Workspace, arts: &build::Artifacts, icount: bool) -> Result<String>
     let m = Machine::new(ws.images_dir())
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append("test=microbench")
+        .append(super::exo_cmdline("test=microbench".into(), icount))
         .icount(icount);
     let opts = RunOptions {
         name: if icount { "microbench-icount".into() } else { "microbench".into() },

@@ -59,6 +59,18 @@ pub(super) fn git_describe(root: &std::path::Path) -> String {
     .unwrap_or_else(|e| format!("unknown ({e:#})"))
 }
 
+/// An exokernel boot's command line: under `-icount` with `idlespin`, so
+/// that no CPU halts and the TSC ticks over a phase are exactly the
+/// instructions executed (eval/DB.md, "the icount claim": a halted CPU
+/// lets QEMU warp the clock by the time it waits).
+pub(super) fn exo_cmdline(base: String, icount: bool) -> String {
+    if icount {
+        base + " idlespin"
+    } else {
+        base
+    }
+}
+
 /// The most CPUs `--smp` gives a machine: the largest the machine
 /// variants test the kernel on (`smp-4`).
 const MAX_EVAL_CPUS: u32 = 4;

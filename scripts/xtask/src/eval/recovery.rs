@@ -73,7 +73,7 @@ fn boot(
     let m = machine::recovery_machine(images, nvme, nvdimm)
         .kernel(&arts.kernel)
         .initrd(&arts.boot_image)
-        .append(format!("test={test} recovery={recovery_arg}"))
+        .append(super::exo_cmdline(format!("test={test} recovery={recovery_arg}"), icount))
         .icount(icount);
     let opts = RunOptions {
         name: format!("{test}{}", if icount { "-icount" } else { "" }),
